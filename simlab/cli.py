@@ -1,0 +1,362 @@
+"""The ``simlab`` command line.
+
+Options are named the same in every subcommand (DESIGN.md). A bad option
+gets one line naming it on stderr and exit status 2, never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import math
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any, NoReturn
+
+from simlab import __version__, commands
+from simlab.distributions import parse_distribution
+from simlab.models import MODELS
+from simlab.params import (
+    Architecture,
+    Platform,
+    Trace,
+    Workload,
+    ad_service_workload,
+    c10k_workload,
+)
+from simlab.platforms import load_platform
+
+__all__ = ["main"]
+
+SCENARIOS: dict[str, Callable[[], Workload]] = {
+    "c10k": c10k_workload,
+    "ad-service": ad_service_workload,
+    "ad-service-parallel": lambda: ad_service_workload("parallel"),
+}
+
+
+class UsageError(Exception):
+    """A bad option: reported in one line with exit status 2."""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        # argparse prints the whole usage block; one line that names the option is enough.
+        sys.stderr.write(f"simlab: error: {message} (see simlab {self._sub_name()}--help)\n")
+        raise SystemExit(2)
+
+    def _sub_name(self) -> str:
+        parts = self.prog.split()
+        return f"{parts[-1]} " if len(parts) > 1 else ""
+
+
+# ------------------------------------------------------------------ value types
+
+
+def _number(text: str, *, integer: bool, low: float, strict: bool = False) -> Any:
+    try:
+        value: float = int(text) if integer else float(text)
+    except ValueError:
+        kind = "an integer" if integer else "a number"
+        raise argparse.ArgumentTypeError(f"must be {kind}, got {text!r}") from None
+    if not math.isfinite(value) or value < low or (strict and value == low):
+        op = ">" if strict else ">="
+        raise argparse.ArgumentTypeError(f"must be {op} {low:g}, got {text!r}")
+    return value
+
+
+def positive_int(text: str) -> int:
+    return int(_number(text, integer=True, low=1))
+
+
+def nonneg_int(text: str) -> int:
+    return int(_number(text, integer=True, low=0))
+
+
+def positive_float(text: str) -> float:
+    return float(_number(text, integer=False, low=0, strict=True))
+
+
+def nonneg_float(text: str) -> float:
+    return float(_number(text, integer=False, low=0))
+
+
+def _or_word(word: str, inner: Callable[[str], int]) -> Callable[[str], int | None]:
+    def parse(text: str) -> int | None:
+        if text.strip().lower() == word:
+            return None
+        try:
+            return inner(text)
+        except argparse.ArgumentTypeError as exc:
+            raise argparse.ArgumentTypeError(f"{exc} (or {word!r})") from None
+
+    parse.__name__ = f"int_or_{word}"
+    return parse
+
+
+def model_name(text: str) -> str:
+    if text not in MODELS:
+        raise argparse.ArgumentTypeError(
+            f"unknown model {text!r} (choose from: {', '.join(MODELS)})"
+        )
+    return text
+
+
+def model_list(text: str) -> list[str]:
+    names = [t.strip() for t in text.split(",") if t.strip()]
+    if not names:
+        raise argparse.ArgumentTypeError("must name at least one model")
+    return [model_name(n) for n in names]
+
+
+def setting(text: str) -> tuple[str, str]:
+    key, sep, value = text.partition("=")
+    if not sep or not key.strip():
+        raise argparse.ArgumentTypeError(f"must be KEY=VALUE, got {text!r}")
+    return key.strip(), value.strip()
+
+
+# --------------------------------------------------------------------- options
+
+
+def add_common(p: argparse.ArgumentParser) -> None:
+    wl = p.add_argument_group("workload")
+    wl.add_argument(
+        "--scenario",
+        choices=list(SCENARIOS),
+        default="c10k",
+        help="starting workload; the options below override it (default c10k)",
+    )
+    wl.add_argument("--connections", type=positive_int, help="client connections N (c10k: 10000)")
+    arr = wl.add_mutually_exclusive_group()
+    arr.add_argument("--rate", type=positive_float, help="open Poisson arrivals, total requests/s")
+    arr.add_argument(
+        "--think-ms",
+        type=positive_float,
+        help="closed loop: each client thinks this long (exponential) between requests",
+    )
+    arr.add_argument(
+        "--trace",
+        type=Path,
+        metavar="CSV",
+        help="replay arrivals from a CSV of time_s,connection rows",
+    )
+    wl.add_argument("--cpu-ms", type=nonneg_float, help="CPU per request, ms (c10k: 1)")
+    wl.add_argument(
+        "--cpu-dist",
+        default="fixed",
+        help="fixed, exp, lognormal[:CV] or empirical:FILE (default fixed)",
+    )
+    wl.add_argument("--io-ms", type=nonneg_float, help="latency of one backend call, ms (c10k: 50)")
+    wl.add_argument("--io-dist", default="fixed", help="distribution of a call's latency")
+    wl.add_argument("--calls", type=nonneg_int, help="backend calls per request (c10k: 1)")
+    wl.add_argument("--fanout", choices=["sequential", "parallel"], help="how the calls are made")
+    wl.add_argument(
+        "--requests-per-connection",
+        type=_or_word("persistent", positive_int),
+        metavar="K",
+        default=argparse.SUPPRESS,
+        help="K requests then reconnect, or 'persistent' (default)",
+    )
+
+    pl = p.add_argument_group("platform")
+    pl.add_argument(
+        "--platform",
+        default="cpython",
+        help="preset (ideal, cpython, jvm, go), profile name or profile JSON file",
+    )
+    pl.add_argument(
+        "--cores",
+        type=_or_word("unlimited", positive_int),
+        default=argparse.SUPPRESS,
+        help="CPU cores, or 'unlimited' (default: the platform's)",
+    )
+    pl.add_argument(
+        "--gil",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="one thread per process runs at a time",
+    )
+    pl.add_argument(
+        "--set",
+        type=setting,
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help=f"override a platform number: {', '.join(Platform.numeric_fields())}",
+    )
+
+    ar = p.add_argument_group("architecture")
+    ar.add_argument(
+        "--workers",
+        type=positive_int,
+        default=32,
+        help="pool size per process (thread-pool, reactor-pool; default 32)",
+    )
+    ar.add_argument("--processes", type=positive_int, default=1, help="pre-forked server processes")
+    ar.add_argument(
+        "--backlog",
+        type=_or_word("unbounded", nonneg_int),
+        default=None,
+        help="bound of the accept or work queue; overflow is dropped (default unbounded)",
+    )
+
+    run = p.add_argument_group("run")
+    run.add_argument(
+        "--duration",
+        type=positive_float,
+        default=60.0,
+        help="measured simulated seconds per replication (default 60)",
+    )
+    run.add_argument(
+        "--warmup",
+        type=nonneg_float,
+        default=5.0,
+        help="simulated seconds discarded first (default 5)",
+    )
+    run.add_argument("--seed", type=nonneg_int, default=1, help="root seed (default 1)")
+    run.add_argument(
+        "--replications",
+        type=positive_int,
+        default=5,
+        help="independent replications for confidence intervals (default 5)",
+    )
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="simlab", description=__doc__)
+    parser.add_argument("--version", action="version", version=f"simlab {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    sim = sub.add_parser("simulate", help="simulate one model")
+    sim.add_argument("model", type=model_name, metavar="MODEL", help=", ".join(MODELS))
+    sim.add_argument(
+        "--theory",
+        action="store_true",
+        help="print the textbook value beside the simulated one where one applies",
+    )
+    add_common(sim)
+    cmp_ = sub.add_parser("compare", help="every model side by side")
+    cmp_.add_argument("--models", type=model_list, help="comma-separated subset (default all)")
+    add_common(cmp_)
+    return parser
+
+
+# ------------------------------------------------------------------ conversion
+
+
+def workload_from(args: argparse.Namespace) -> Workload:
+    base = SCENARIOS[args.scenario]()
+    changes: dict[str, Any] = {}
+    if args.connections is not None:
+        changes["connections"] = args.connections
+    if args.rate is not None or args.think_ms is not None or args.trace is not None:
+        changes.update(rate=None, think=None, trace=None)
+        if args.rate is not None:
+            changes["rate"] = args.rate
+        elif args.think_ms is not None:
+            changes["think"] = parse_distribution("exp", args.think_ms / 1e3, option="--think-ms")
+        else:
+            changes["trace"] = read_trace(args.trace)
+    cpu_mean = args.cpu_ms / 1e3 if args.cpu_ms is not None else base.cpu.mean
+    changes["cpu"] = parse_distribution(args.cpu_dist, cpu_mean, option="--cpu-dist")
+    io_mean = args.io_ms / 1e3 if args.io_ms is not None else base.io.mean
+    changes["io"] = parse_distribution(args.io_dist, io_mean, option="--io-dist")
+    if args.calls is not None:
+        changes["calls"] = args.calls
+    if args.fanout is not None:
+        changes["fanout"] = args.fanout
+    # Absent unless given (argparse.SUPPRESS), because 'persistent' parses to None.
+    if hasattr(args, "requests_per_connection"):
+        changes["requests_per_connection"] = args.requests_per_connection
+    return base.with_(**changes)
+
+
+def read_trace(path: Path) -> Trace:
+    try:
+        with path.open(newline="") as fh:
+            rows = [r for r in csv.reader(fh) if r and not r[0].startswith("#")]
+    except OSError as exc:
+        raise UsageError(f"--trace: cannot read {str(path)!r}: {exc.strerror}") from None
+    if rows and not _is_number(rows[0][0]):
+        rows = rows[1:]  # a header line
+    times: list[float] = []
+    conns: list[int] = []
+    for k, row in enumerate(rows, 1):
+        try:
+            times.append(float(row[0]))
+            conns.append(int(row[1]))
+        except (ValueError, IndexError):
+            raise UsageError(f"--trace: row {k} is not 'time_s,connection': {row!r}") from None
+    try:
+        return Trace(tuple(times), tuple(conns))
+    except ValueError as exc:
+        raise UsageError(f"--trace: {exc}") from None
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
+def platform_from(args: argparse.Namespace) -> Platform:
+    try:
+        platform = load_platform(args.platform)
+    except ValueError as exc:
+        raise UsageError(f"--{exc}") from None
+    changes: dict[str, Any] = {}
+    if hasattr(args, "cores"):
+        changes["cores"] = args.cores
+    if args.gil is not None:
+        changes["gil"] = args.gil
+    numeric = Platform.numeric_fields()
+    for key, raw in args.set:
+        if key not in numeric:
+            raise UsageError(
+                f"--set: unknown platform number {key!r} (one of: {', '.join(numeric)})"
+            )
+        try:
+            changes[key] = float(raw)
+        except ValueError:
+            raise UsageError(f"--set {key}: must be a number, got {raw!r}") from None
+    try:
+        return platform.with_(**changes)
+    except ValueError as exc:
+        raise UsageError(f"--set/--cores: {exc}") from None
+
+
+def architecture_from(args: argparse.Namespace) -> Architecture:
+    return Architecture(workers=args.workers, processes=args.processes, backlog=args.backlog)
+
+
+# ------------------------------------------------------------------------ main
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        workload = workload_from(args)
+        platform = platform_from(args)
+        arch = architecture_from(args)
+        if args.command == "simulate":
+            return commands.simulate_command(args, workload, platform, arch)
+        return commands.compare_command(args, workload, platform, arch)
+    except UsageError as exc:
+        sys.stderr.write(f"simlab: error: {exc}\n")
+        return 2
+    except ValueError as exc:
+        sys.stderr.write(f"simlab: error: {exc}\n")
+        return 2
+    except KeyboardInterrupt:
+        sys.stderr.write("simlab: interrupted\n")
+        return 130
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,175 @@
+"""Turning one replication's record into levels and numbers, and replications into a summary.
+
+Levels (threads alive, threads busy, memory, queue lengths, in-flight
+requests) are piecewise-constant functions of time. They are not sampled
+during the run: they are rebuilt afterwards from the per-request times and
+the interval records, exactly, so the simulation's hot path only writes
+timestamps. Peaks and time-weighted means are exact over the window.
+
+Across replications, each mean carries a 95% confidence interval from the
+t distribution over independent replications (``ci95``).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from scipy import stats
+
+from simlab.models.base import COMPLETED, DROPPED, Record
+from simlab.params import Platform
+
+__all__ = ["Step", "ci95", "replication_levels", "replication_summary", "series"]
+
+KIB_PER_MIB = 1024.0
+
+
+@dataclass(frozen=True)
+class Step:
+    """A level equal to ``base`` before ``times[0]`` and to ``levels[k]`` from ``times[k]`` on."""
+
+    times: np.ndarray
+    levels: np.ndarray
+    base: float
+
+    @classmethod
+    def build(cls, parts: list[tuple[np.ndarray, np.ndarray, float]], base: float = 0.0) -> Step:
+        """Sum of ``weight`` over intervals [start, end); an end of nan or inf never comes."""
+        times: list[np.ndarray] = []
+        deltas: list[np.ndarray] = []
+        for starts, ends, weight in parts:
+            if weight == 0 or len(starts) == 0:
+                continue
+            began = ~np.isnan(starts)
+            s, e = starts[began], ends[began]
+            times.append(s)
+            deltas.append(np.full(len(s), weight))
+            ended = np.isfinite(e)
+            times.append(e[ended])
+            deltas.append(np.full(int(ended.sum()), -weight))
+        t = np.concatenate(times) if times else np.empty(0)
+        if len(t) == 0:
+            return cls(np.empty(0), np.empty(0), float(base))
+        d = np.concatenate(deltas)
+        order = np.argsort(t, kind="stable")
+        t, d = t[order], d[order]
+        # Events at the same instant are netted first, so an interval ending as
+        # another starts does not show as a momentary peak.
+        first = np.flatnonzero(np.concatenate(([True], t[1:] != t[:-1])))
+        return cls(t[first], base + np.cumsum(np.add.reduceat(d, first)), float(base))
+
+    def window(self, t0: float, t1: float) -> tuple[float, float]:
+        """(peak, time-weighted mean) over [t0, t1)."""
+        k0 = int(np.searchsorted(self.times, t0, side="right"))
+        k1 = int(np.searchsorted(self.times, t1, side="left"))
+        first = self.base if k0 == 0 else float(self.levels[k0 - 1])
+        values = np.concatenate(([first], self.levels[k0:k1]))
+        edges = np.concatenate(([t0], self.times[k0:k1], [t1]))
+        mean = float(np.dot(values, np.diff(edges)) / (t1 - t0))
+        return float(values.max()), mean
+
+    def at(self, grid: np.ndarray) -> np.ndarray:
+        idx = np.searchsorted(self.times, grid, side="right")
+        padded = np.concatenate(([self.base], self.levels))
+        return padded[idx]
+
+
+def _ends(end: np.ndarray) -> np.ndarray:
+    return np.where(np.isnan(end), math.inf, end)
+
+
+def replication_levels(rec: Record, platform: Platform) -> dict[str, Step]:
+    """Every level of one replication, memory in MiB."""
+    c = rec.columns
+    arrival, admit, start, end = c["arrival"], c["admit"], c["start"], c["end"]
+    kept = c["outcome"] != DROPPED
+    end_kept = _ends(end[kept])
+    busy_end = start + c["cpu_time"] if rec.busy_on_cpu else _ends(end)
+    iv = rec.intervals
+    base = rec.base
+    threads = (iv["threads"][0], iv["threads"][1], 1.0)
+    forks = (iv["forks"][0], iv["forks"][1], 1.0)
+    conns = (iv["connections"][0], iv["connections"][1], 1.0)
+    server = (admit[kept], end_kept, 1.0)
+    levels = {
+        "threads_alive": Step.build([threads], base["threads"]),
+        "threads_busy": Step.build([(start, busy_end, 1.0)]),
+        "connections": Step.build([conns], base["connections"]),
+        "in_flight": Step.build([(arrival[kept], end_kept, 1.0)]),
+        "queued": Step.build(
+            [(arrival[kept], np.where(np.isnan(start[kept]), math.inf, start[kept]), 1.0)]
+        ),
+        "cpu_busy": Step.build([(iv["cpu"][0], iv["cpu"][1], 1.0)]),
+    }
+    p = platform
+    resident_base = (
+        base["processes"] * p.process_kib
+        + base["forks"] * p.fork_kib
+        + base["threads"] * p.thread_kib
+        + base["connections"] * p.connection_kib
+    )
+    levels["memory_mib"] = Step.build(
+        [
+            (forks[0], forks[1], p.fork_kib / KIB_PER_MIB),
+            (threads[0], threads[1], p.thread_kib / KIB_PER_MIB),
+            (conns[0], conns[1], p.connection_kib / KIB_PER_MIB),
+            (server[0], server[1], p.task_kib / KIB_PER_MIB),
+        ],
+        resident_base / KIB_PER_MIB,
+    )
+    levels["virtual_mib"] = Step.build(
+        [(threads[0], threads[1], p.stack_kib / KIB_PER_MIB)],
+        base["threads"] * p.stack_kib / KIB_PER_MIB,
+    )
+    return levels
+
+
+def replication_summary(
+    rec: Record, platform: Platform, levels: dict[str, Step] | None = None
+) -> dict[str, Any]:
+    """One replication's numbers over the measurement window."""
+    t0, t1 = rec.window
+    c = rec.columns
+    arrival, end, outcome = c["arrival"], c["end"], c["outcome"]
+    measured = (arrival >= t0) & (arrival < t1)
+    done = measured & (outcome == COMPLETED)
+    latency = end[done] - arrival[done]
+    wait = np.maximum(latency - c["service"][done], 0.0)
+    finished_in_window = (outcome == COMPLETED) & (end >= t0) & (end < t1)
+    out: dict[str, Any] = {
+        "requests": int(measured.sum()),
+        "completed": int(done.sum()),
+        "dropped": int((measured & (outcome == DROPPED)).sum()),
+        "throughput_rps": float(finished_in_window.sum()) / (t1 - t0),
+        "latency": latency,
+        "wait": wait,
+    }
+    out["incomplete"] = out["requests"] - out["completed"] - out["dropped"]
+    if levels is None:
+        levels = replication_levels(rec, platform)
+    for key, step in levels.items():
+        out[f"{key}_peak"], out[f"{key}_mean"] = step.window(t0, t1)
+    return out
+
+
+def series(rec: Record, levels: dict[str, Step], points: int = 241) -> dict[str, np.ndarray]:
+    """Every level sampled on a regular grid from 0 to the end of the window."""
+    grid = np.linspace(0.0, rec.window[1], points)
+    out = {"time": grid}
+    for key, step in levels.items():
+        out[key] = step.at(grid)
+    return out
+
+
+def ci95(values: list[float] | np.ndarray) -> list[float] | None:
+    """Two-sided 95% t interval for the mean of independent replications (None if fewer than 2)."""
+    x = np.asarray(values, dtype=np.float64)
+    x = x[np.isfinite(x)]
+    if len(x) < 2:
+        return None
+    half = float(stats.t.ppf(0.975, len(x) - 1) * x.std(ddof=1) / math.sqrt(len(x)))
+    m = float(x.mean())
+    return [m - half, m + half]

@@ -1,0 +1,310 @@
+"""Models in which one thread (or process) owns a connection for as long as it is open.
+
+Two kinds share this logic:
+
+- *holders* (``iterative``, ``thread-pool``): a fixed set of threads; a new
+  connection waits in the accept backlog until one is free, and keeps it
+  until the connection closes, idle gaps included;
+- *dedicated* (``thread-per-connection``, ``process-per-connection``): the
+  accepting thread creates a thread or process for each connection.
+
+With persistent connections every client connects at time 0, so ownership is
+settled then and costs nothing during the run: a holder model serves the
+first ``holders`` connections for ever, keeps the next ``backlog`` waiting for
+ever, and refuses the rest; a dedicated model serves all of them.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Generator
+from typing import Any, ClassVar
+
+import simpy
+
+from simlab.models import loads
+from simlab.models.base import Analytic, Model, client_load, thread_cpu_overhead
+from simlab.models.pool import Pool
+from simlab.params import Architecture, Platform, Workload
+
+__all__ = ["ConnectionBound"]
+
+REFUSED, WAITING, SERVED = 0, 1, 2
+
+
+class ConnectionBound(Model):
+    dedicated: ClassVar[bool] = False
+    # Processes forked per connection run alone under their own GIL.
+    own_process: ClassVar[bool] = False
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        w, p, a = self.workload, self.platform, self.arch
+        self._fixed, self._switches = thread_cpu_overhead(w, p, parse=True)
+        self._cs_paid = p.context_switch_us > 0
+        self._k = w.requests_per_connection
+        self._holders = self.holder_count()
+        self.pool: Pool | None = None
+        if not self.dedicated:
+            self.pool = Pool(self.env, self._holders)
+        accept_us = p.fork_us if self.own_process else p.spawn_us
+        self._accept_cost = accept_us * 1e-6 if self.dedicated else 0.0
+        self.acceptors = [Pool(self.env, 1) for _ in range(a.processes)]
+        self._next_thread = 0
+
+    # ------------------------------------------------------------ structure
+
+    @classmethod
+    def holders_for(cls, arch: Architecture) -> int:
+        """Threads that can own a connection at once (holder models)."""
+        raise NotImplementedError
+
+    def holder_count(self) -> int:
+        return 0 if self.dedicated else self.holders_for(self.arch)
+
+    def threads_per_process(self) -> int:
+        """Threads a holder process runs besides per-connection ones."""
+        raise NotImplementedError
+
+    def persistent_status(self, conn: int) -> int:
+        if self.dedicated:
+            return SERVED
+        if conn < self._holders:
+            return SERVED
+        backlog = self.arch.backlog
+        if backlog is None or conn < self._holders + backlog:
+            return WAITING
+        return REFUSED
+
+    def owner(self, conn: int) -> tuple[int, int]:
+        """(worker, process) owning a persistent connection."""
+        if self.dedicated:
+            return conn, conn % self.arch.processes
+        return conn, conn // (self._holders // self.arch.processes)
+
+    def base_levels(self) -> dict[str, int]:
+        w, a = self.workload, self.arch
+        n = w.connections
+        if self.dedicated:
+            per_conn = n if w.persistent else 0
+            return {
+                "threads": a.processes + per_conn,
+                "processes": a.processes,
+                "forks": per_conn if self.own_process else 0,
+                "connections": per_conn,
+            }
+        open_conns = 0
+        if w.persistent:
+            backlog = a.backlog
+            open_conns = n if backlog is None else min(n, self._holders + backlog)
+        return {
+            "threads": a.processes * self.threads_per_process(),
+            "processes": a.processes,
+            "forks": 0,
+            "connections": open_conns,
+        }
+
+    # -------------------------------------------------------------- sessions
+
+    def admit_slot(self, i: int, conn: int) -> bool:
+        if not self.workload.persistent:
+            return True
+        status = self.persistent_status(conn)
+        if status == REFUSED:
+            self.drop(i)
+            return False
+        if status == WAITING:
+            # Nobody will ever read this connection: the request and any that
+            # follow on it stay pending until the end of the run.
+            self.active[conn] = None
+            return False
+        return True
+
+    def session(self, i: int, conn: int) -> Generator[simpy.Event, Any, None]:
+        if self._k is None:
+            worker, process = self.owner(conn)
+            return self._serve_queue(i, conn, worker, process)
+        return self._short_session(i, conn, self._k)
+
+    def _serve_queue(
+        self, i: int, conn: int, worker: int, process: int
+    ) -> Generator[simpy.Event, Any, None]:
+        while True:
+            yield from self.serve(i, worker, process)
+            nxt = self.next_on_slot(conn)
+            if nxt is None:
+                del self.active[conn]
+                return
+            i = nxt
+
+    def _short_session(self, i: int, conn: int, k: int) -> Generator[simpy.Event, Any, None]:
+        env = self.env
+        nxt: int | None = i
+        while nxt is not None:
+            i = nxt
+            handle = self.open_interval("connections")
+            owner = yield from self.acquire()
+            if owner is None:
+                # Connection refused: the backlog is full.
+                self.close_interval("connections", handle)
+                self.drop(i)
+                nxt = self.next_on_slot(conn)
+                continue
+            worker, process = owner
+            for served in range(1, k + 1):
+                yield from self.serve(i, worker, process)
+                nxt = self.next_on_slot(conn)
+                if served == k:
+                    break
+                if nxt is None:
+                    # Keep-alive: the owner blocks in recv, holding the connection.
+                    ev = env.event()
+                    self.idle[conn] = ev
+                    nxt = yield ev
+                i = nxt
+            self.release(worker)
+            self.close_interval("connections", handle)
+        del self.active[conn]
+
+    def acquire(self) -> Generator[simpy.Event, Any, tuple[int, int] | None]:
+        """A thread for a new connection: a free holder, or one spawned by the acceptor."""
+        backlog = self.arch.backlog
+        if self.pool is not None:
+            pool = self.pool
+            worker = pool.take()
+            if worker < 0:
+                if backlog is not None and pool.queued >= backlog:
+                    return None
+                worker = yield pool.wait()
+            return worker, worker // (self._holders // self.arch.processes)
+        process = self._next_thread % self.arch.processes
+        self._next_thread += 1
+        if self._accept_cost > 0:
+            acceptor = self.acceptors[process]
+            if acceptor.take() < 0:
+                if backlog is not None and acceptor.queued >= backlog:
+                    return None
+                yield acceptor.wait()
+            yield from self.cpu.run(self.cpu.gil(process), self._accept_cost, 0)
+            acceptor.give(0)
+        handle = self.open_interval("threads")
+        if self.own_process:
+            self.open_interval("forks")
+        return handle, process
+
+    def release(self, worker: int) -> None:
+        if self.pool is not None:
+            self.pool.give(worker)
+            return
+        self.close_interval("threads", worker)
+        if self.own_process:
+            self.close_interval("forks", worker)
+
+    def serve(self, i: int, worker: int, process: int) -> Generator[simpy.Event, Any, None]:
+        """One request on its owning thread: wake, CPU phase, backend calls, answer."""
+        env = self.env
+        now = env.now
+        self.admit[i] = now
+        self.start[i] = now
+        self.worker[i] = worker
+        self.process[i] = process
+        demand = self.demand[i] + self._fixed
+        cpu = 0.0
+        if demand > 0 or self._cs_paid:
+            gil = None if self.own_process else self.cpu.gil(process)
+            cpu = yield from self.cpu.run(gil, demand, self._switches)
+        self.cpu_time[i] = cpu
+        io = self.io_time[i]
+        if io > 0:
+            yield env.timeout(io)
+        self.finish(i, cpu + io)
+
+    # ----------------------------------------------------------------- maths
+
+    @classmethod
+    def _accept_seconds(cls, platform: Platform) -> float:
+        if not cls.dedicated:
+            return 0.0
+        return (platform.fork_us if cls.own_process else platform.spawn_us) * 1e-6
+
+    @classmethod
+    def offered_load(
+        cls, workload: Workload, platform: Platform, arch: Architecture
+    ) -> dict[str, float]:
+        if workload.rate is None:
+            return {}
+        fixed, switches = thread_cpu_overhead(workload, platform, parse=True)
+        thread_cpu = workload.cpu.mean + fixed + switches * platform.context_switch_us * 1e-6
+        svc = loads.service(workload, fixed + switches * platform.context_switch_us * 1e-6)
+        k = workload.requests_per_connection
+        accept = cls._accept_seconds(platform) / (k or math.inf)
+        out = loads.cpu_loads(
+            workload,
+            platform,
+            arch,
+            total=thread_cpu + accept,
+            # Forked children run under their own GIL; only the parent's accept work shares one.
+            per_process_gil=accept if cls.own_process else thread_cpu + accept,
+        )
+        out["client"] = client_load(workload, svc.mean)
+        if cls.dedicated:
+            if k is not None and accept > 0:
+                out["acceptor"] = workload.rate * max(loads.process_shares(workload, arch)) * accept
+            return out
+        holders = cls.holders_for(arch)
+        if k is None:
+            if workload.connections > holders:
+                # More clients than owners: the surplus is never served.
+                out["holders"] = workload.connections / holders
+        else:
+            # An owner holds a connection for k requests and the k-1 gaps between
+            # them: by Poisson splitting the client's next request comes N/lam later.
+            gap = workload.connections / workload.rate
+            hold = k * svc.mean + (k - 1) * gap
+            out["holders"] = workload.rate / k * hold / holders
+        return out
+
+    @classmethod
+    def explain_overload(
+        cls, resource: str, rho: float, workload: Workload, arch: Architecture
+    ) -> str:
+        if resource == "holders" and workload.persistent:
+            holders = cls.holders_for(arch)
+            return (
+                f"{workload.connections:,} persistent connections for {holders:,} "
+                f"thread{'s' if holders != 1 else ''}: "
+                f"{workload.connections - holders:,} are never served"
+            )
+        if resource == "holders":
+            return (
+                f"threads held through keep-alive gaps: rho = {rho:.3g} >= 1 "
+                f"for {cls.holders_for(arch):,} threads"
+            )
+        return super().explain_overload(resource, rho, workload, arch)
+
+    @classmethod
+    def analytic(cls, workload: Workload, platform: Platform, arch: Architecture) -> Analytic | str:
+        if workload.rate is None:
+            return "closed or replayed arrivals have no textbook reduction here"
+        if not loads.uncontended(platform):
+            return "CPU phases contend for cores or a GIL (use the ideal platform)"
+        if arch.backlog is not None:
+            return "a bounded backlog drops requests, which these formulas do not model"
+        fixed, switches = thread_cpu_overhead(workload, platform, parse=True)
+        svc = loads.service(workload, fixed + switches * platform.context_switch_us * 1e-6)
+        k = workload.requests_per_connection
+        if cls.dedicated:
+            if k is not None and cls._accept_seconds(platform) > 0:
+                return "creating a thread or process per connection adds an accept queue"
+            return loads.per_client_reference(workload, svc, what="thread")
+        holders = cls.holders_for(arch)
+        if k is None:
+            if workload.connections > holders:
+                return (
+                    f"{workload.connections - holders} of {workload.connections} persistent "
+                    f"connections never get one of the {holders} threads"
+                )
+            return loads.per_client_reference(workload, svc, what="thread")
+        if k > 1:
+            return "threads idle between a connection's requests while holding it"
+        return loads.mgc_reference(workload, arch, svc, servers=holders, split=False)

@@ -1,0 +1,27 @@
+"""``iterative``: one thread per process serves one connection at a time, start to finish.
+
+The first server of the notes' Python journey: ``accept``, then loop on
+``recv``/``send`` until the client hangs up, then ``accept`` again. Other
+connections wait in the listen backlog. With persistent connections the
+thread never gets past its first client; with one request per connection it
+is M/G/1 with connections as customers (M/G/P with P pre-forked processes
+sharing the listening socket).
+"""
+
+from __future__ import annotations
+
+from simlab.models.connection_bound import ConnectionBound
+from simlab.params import Architecture
+
+__all__ = ["Iterative"]
+
+
+class Iterative(ConnectionBound):
+    name = "iterative"
+
+    @classmethod
+    def holders_for(cls, arch: Architecture) -> int:
+        return arch.processes
+
+    def threads_per_process(self) -> int:
+        return 1

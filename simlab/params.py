@@ -1,0 +1,268 @@
+"""The three parameter objects: what clients do, what the machine costs, how the server is built.
+
+Each is a frozen dataclass validated in ``__post_init__``; an error names the
+field and the value, e.g. ``workers(=0) must be >= 1``. Times are in seconds
+and memory in KiB unless a field name says otherwise.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field, fields, replace
+from typing import Any, Literal
+
+from simlab.distributions import Distribution, Fixed
+
+__all__ = ["Architecture", "Platform", "Trace", "Workload"]
+
+Fanout = Literal["sequential", "parallel"]
+
+
+def _require(ok: bool, message: str) -> None:
+    if not ok:
+        raise ValueError(message)
+
+
+def _finite_nonneg(name: str, value: float) -> None:
+    _require(
+        isinstance(value, int | float) and math.isfinite(value) and value >= 0,
+        f"{name}(={value!r}) must be a finite number >= 0",
+    )
+
+
+@dataclass(frozen=True)
+class Trace:
+    """Replayed arrivals: request ``k`` is sent at ``times[k]`` on connection ``connections[k]``."""
+
+    times: tuple[float, ...]
+    connections: tuple[int, ...]
+
+    def __post_init__(self) -> None:
+        _require(len(self.times) > 0, "trace must hold at least one request")
+        _require(
+            len(self.times) == len(self.connections),
+            f"trace times ({len(self.times)}) and connections "
+            f"({len(self.connections)}) differ in length",
+        )
+        for k, t in enumerate(self.times):
+            _require(math.isfinite(t) and t >= 0, f"trace times[{k}](={t!r}) must be >= 0")
+            _require(k == 0 or t >= self.times[k - 1], f"trace times[{k}] goes back in time")
+        for k, c in enumerate(self.connections):
+            _require(c >= 0, f"trace connections[{k}](={c!r}) must be >= 0")
+
+
+@dataclass(frozen=True)
+class Workload:
+    """What the clients do.
+
+    ``connections`` clients each hold one HTTP/1.1 connection and send one
+    request at a time (no pipelining): a request for a client whose previous
+    request is still outstanding waits at the client, and that wait counts in
+    its latency, because latency runs from the intended send time.
+
+    Arrivals are exactly one of: ``rate`` (open, Poisson, total requests/s,
+    each request from a uniformly chosen client), ``think`` (closed: each
+    client thinks, sends, waits for the answer, thinks again) or ``trace``.
+
+    A request burns ``cpu`` on a thread, then makes ``calls`` backend calls,
+    each taking ``io``, one after another or all at once (``fanout``).
+    ``requests_per_connection`` None means persistent connections, opened at
+    time 0 and never closed; k means a connection closes after k requests and
+    the client reconnects for its next one.
+    """
+
+    connections: int = 10_000
+    rate: float | None = None
+    think: Distribution | None = None
+    trace: Trace | None = None
+    cpu: Distribution = field(default_factory=lambda: Fixed(0.001))
+    io: Distribution = field(default_factory=lambda: Fixed(0.050))
+    calls: int = 1
+    fanout: Fanout = "sequential"
+    requests_per_connection: int | None = None
+
+    def __post_init__(self) -> None:
+        _require(
+            isinstance(self.connections, int) and self.connections >= 1,
+            f"connections(={self.connections!r}) must be an integer >= 1",
+        )
+        given = [n for n in ("rate", "think", "trace") if getattr(self, n) is not None]
+        _require(
+            len(given) == 1, f"give exactly one of rate, think or trace (got {given or 'none'})"
+        )
+        if self.rate is not None:
+            _require(
+                math.isfinite(self.rate) and self.rate > 0, f"rate(={self.rate!r}) must be > 0"
+            )
+        if self.think is not None:
+            _require(self.think.mean > 0, f"think(mean={self.think.mean!r}) must be > 0")
+        if self.trace is not None:
+            top = max(self.trace.connections)
+            _require(
+                top < self.connections,
+                f"trace uses connection {top} but connections(={self.connections}) is smaller",
+            )
+        _require(
+            isinstance(self.calls, int) and self.calls >= 0,
+            f"calls(={self.calls!r}) must be an integer >= 0",
+        )
+        _require(
+            self.fanout in ("sequential", "parallel"),
+            f"fanout(={self.fanout!r}) must be 'sequential' or 'parallel'",
+        )
+        k = self.requests_per_connection
+        _require(
+            k is None or (isinstance(k, int) and k >= 1),
+            f"requests_per_connection(={k!r}) must be an integer >= 1 or None (persistent)",
+        )
+
+    @property
+    def persistent(self) -> bool:
+        return self.requests_per_connection is None
+
+    @property
+    def kind(self) -> Literal["open", "closed", "trace"]:
+        if self.rate is not None:
+            return "open"
+        return "closed" if self.think is not None else "trace"
+
+    def describe(self) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "connections": self.connections,
+            "arrivals": self.kind,
+            "rate_rps": self.rate,
+            "think": repr(self.think) if self.think is not None else None,
+            "trace_requests": len(self.trace.times) if self.trace is not None else None,
+            "cpu": repr(self.cpu),
+            "io": repr(self.io),
+            "calls": self.calls,
+            "fanout": self.fanout,
+            "requests_per_connection": self.requests_per_connection,
+        }
+        return out
+
+    def with_(self, **changes: Any) -> Workload:
+        return replace(self, **changes)
+
+
+@dataclass(frozen=True)
+class Architecture:
+    """The server's knobs.
+
+    ``workers`` is the pool size (per process) of ``thread-pool`` and
+    ``reactor-pool``; ``processes`` pre-forked copies each run their own threads
+    or loop; ``backlog`` bounds the accept or work queue (None: unbounded),
+    and whatever overflows it is dropped and counted.
+    """
+
+    workers: int = 32
+    processes: int = 1
+    backlog: int | None = None
+
+    def __post_init__(self) -> None:
+        _require(
+            isinstance(self.workers, int) and self.workers >= 1,
+            f"workers(={self.workers!r}) must be an integer >= 1",
+        )
+        _require(
+            isinstance(self.processes, int) and self.processes >= 1,
+            f"processes(={self.processes!r}) must be an integer >= 1",
+        )
+        _require(
+            self.backlog is None or (isinstance(self.backlog, int) and self.backlog >= 0),
+            f"backlog(={self.backlog!r}) must be an integer >= 0 or None (unbounded)",
+        )
+
+    def describe(self) -> dict[str, Any]:
+        return {"workers": self.workers, "processes": self.processes, "backlog": self.backlog}
+
+
+@dataclass(frozen=True)
+class Platform:
+    """What the machine and the runtime cost. Presets live in ``simlab.platforms``.
+
+    Memory (KiB):
+      resident = processes*process_kib + forked_children*fork_kib
+                 + threads*thread_kib + open_connections*connection_kib
+                 + in_flight*task_kib
+      reserved virtual = threads*stack_kib
+    Resident figures include the kernel's share (thread stacks and socket
+    buffers), since that is memory the machine must have.
+
+    Overheads (microseconds of CPU on the thread that pays them):
+      context_switch_us  each time a blocked thread wakes to run (once per
+                         request plus once per backend call on threaded models)
+      switch_contention  extra fraction of a switch per runnable thread queued
+                         for the CPU when a phase starts: a switch costs
+                         context_switch_us * (1 + switch_contention * runnable).
+                         It is the fitted stand-in for cache and TLB pollution and
+                         scheduler work that make thread-per-connection collapse
+                         under load (SEDA, Welsh et al. 2001, Figure 2).
+      spawn_us, fork_us  creating a thread or a process per connection, paid
+                         by the accepting thread
+      dispatch_us        a loop handing a request to a worker thread
+      task_us            creating a task or coroutine per request (async)
+      parse_us           parsing a request and writing its response
+      call_us            issuing one backend call and reading its answer
+    ``cores`` None means unlimited; ``gil`` lets one thread per process run
+    Python at a time.
+    """
+
+    name: str = "custom"
+    cores: int | None = 2
+    gil: bool = True
+    thread_kib: float = 43.0
+    stack_kib: float = 8192.0
+    connection_kib: float = 9.5
+    task_kib: float = 1.2
+    process_kib: float = 21504.0
+    fork_kib: float = 1200.0
+    context_switch_us: float = 0.95
+    switch_contention: float = 0.05
+    spawn_us: float = 33.0
+    fork_us: float = 860.0
+    dispatch_us: float = 30.0
+    task_us: float = 9.0
+    parse_us: float = 37.0
+    call_us: float = 18.5
+
+    def __post_init__(self) -> None:
+        _require(isinstance(self.name, str) and bool(self.name), "platform name must be set")
+        _require(
+            self.cores is None or (isinstance(self.cores, int) and self.cores >= 1),
+            f"cores(={self.cores!r}) must be an integer >= 1 or None (unlimited)",
+        )
+        _require(isinstance(self.gil, bool), f"gil(={self.gil!r}) must be true or false")
+        for f in fields(self):
+            if f.name not in ("name", "cores", "gil"):
+                _finite_nonneg(f.name, getattr(self, f.name))
+
+    @classmethod
+    def numeric_fields(cls) -> tuple[str, ...]:
+        return tuple(f.name for f in fields(cls) if f.name not in ("name", "cores", "gil"))
+
+    def describe(self) -> dict[str, Any]:
+        return {f.name: getattr(self, f.name) for f in fields(self)}
+
+    def with_(self, **changes: Any) -> Platform:
+        return replace(self, **changes)
+
+
+def c10k_workload() -> Workload:
+    """The notes' C10K case: 10,000 mostly idle persistent connections,
+    100 requests/s, 1 ms of CPU and one 50 ms database call per request."""
+    return Workload(connections=10_000, rate=100.0, cpu=Fixed(0.001), io=Fixed(0.050), calls=1)
+
+
+def ad_service_workload(fanout: Fanout = "sequential") -> Workload:
+    """The notes' ad service: 1000 requests/s, each filling 3 slots from 20
+    vendors, 60 backend calls of 100 ms, from 100,000 clients (so that a
+    client rarely has a request in flight when it sends the next)."""
+    return Workload(
+        connections=100_000,
+        rate=1000.0,
+        cpu=Fixed(0.001),
+        io=Fixed(0.100),
+        calls=60,
+        fanout=fanout,
+    )

@@ -1,0 +1,252 @@
+"""Exact tier: replayed traces with fixed service, whose answers are worked out by hand.
+
+Each test states the timeline it expects; times are in seconds.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import simlab
+from simlab import Architecture
+from tests.conftest import run_trace
+
+pytestmark = pytest.mark.exact
+
+IDEAL = simlab.load_platform("ideal")
+
+
+def ends(df):
+    return df["end"].round(9).tolist()
+
+
+def test_iterative_serves_one_connection_at_a_time():
+    # One thread, a new connection per request, 1 s each: 0-1, then 1-2, then 2-3.
+    df = run_trace("iterative", [0.0, 0.5, 0.6], [0, 1, 2], requests_per_connection=1)
+    assert ends(df) == [1.0, 2.0, 3.0]
+    assert df["wait"].round(9).tolist() == [0.0, 0.5, 1.4]
+    assert set(df["worker"]) == {0}
+
+
+def test_iterative_persistent_starves_other_clients_and_refuses_past_backlog():
+    # Connection 0 owns the only thread for ever; connection 1 waits in a
+    # backlog of 1 for ever; connection 2 is refused.
+    df = run_trace("iterative", [0.0, 0.1, 0.2, 1.5], [0, 1, 2, 0], arch=Architecture(backlog=1))
+    assert df["outcome"].tolist() == ["completed", "pending", "dropped", "completed"]
+    assert df.loc[3, "end"] == pytest.approx(2.5)
+
+
+def test_thread_pool_queues_the_third_connection():
+    df = run_trace(
+        "thread-pool",
+        [0.0, 0.0, 0.0],
+        [0, 1, 2],
+        arch=Architecture(workers=2),
+        requests_per_connection=1,
+    )
+    assert ends(df) == [1.0, 1.0, 2.0]
+    assert sorted(df["worker"].tolist()) == [0, 0, 1]
+
+
+def test_thread_pool_keep_alive_holds_workers_idle():
+    # k = 2 requests per connection and two workers. Connection 1 sends once
+    # and its worker then sits in recv for ever. Connection 0's second
+    # request at t=3 closes it at 4, which is the first moment connection 2
+    # gets a worker: it sent at 0.1 and finishes at 5.
+    df = run_trace(
+        "thread-pool",
+        [0.0, 0.0, 0.1, 3.0],
+        [0, 1, 2, 0],
+        arch=Architecture(workers=2),
+        requests_per_connection=2,
+    )
+    assert ends(df) == [1.0, 1.0, 5.0, 4.0]
+    assert df.loc[2, "wait"] == pytest.approx(3.9)
+
+
+def test_thread_per_connection_pays_spawn_serially_and_overheads():
+    # Spawning costs 1 ms on the single accepting thread, so the second
+    # connection's thread starts at 2 ms. Each request then pays parse (0.1 ms)
+    # and two wake-ups (request + one call) of 10 us, then 1 s of I/O.
+    platform = IDEAL.with_(spawn_us=1000.0, parse_us=100.0, context_switch_us=10.0)
+    df = run_trace(
+        "thread-per-connection",
+        [0.0, 0.0],
+        [0, 1],
+        platform=platform,
+        requests_per_connection=1,
+    )
+    cpu = 100e-6 + 2 * 10e-6
+    assert df["end"].tolist() == pytest.approx([0.001 + cpu + 1.0, 0.002 + cpu + 1.0], abs=1e-12)
+    assert df["service"].tolist() == pytest.approx([cpu + 1.0] * 2, abs=1e-12)
+
+
+@pytest.mark.parametrize(
+    ("model", "expected"),
+    [
+        # One GIL in the process: three 0.1 s CPU phases run one after another.
+        ("thread-per-connection", [0.1, 0.2, 0.3]),
+        # Each forked child has its own GIL: all three run at once.
+        ("process-per-connection", [0.1, 0.1, 0.1]),
+    ],
+)
+def test_gil_serialises_threads_but_not_processes(model, expected):
+    platform = IDEAL.with_(gil=True)
+    df = run_trace(model, [0.0, 0.0, 0.0], [0, 1, 2], platform=platform, cpu=0.1, io=0.0, calls=0)
+    assert ends(df) == expected
+
+
+def test_cores_bound_parallel_cpu():
+    platform = IDEAL.with_(cores=2)
+    df = run_trace(
+        "thread-per-connection",
+        [0.0, 0.0, 0.0],
+        [0, 1, 2],
+        platform=platform,
+        cpu=0.1,
+        io=0.0,
+        calls=0,
+    )
+    assert ends(df) == [0.1, 0.1, 0.2]
+
+
+def test_switch_contention_grows_with_runnable_threads():
+    # Three threads want one core, sent 1 ms apart. The first starts alone:
+    # its switch costs cs. When the second starts, the third is runnable behind
+    # it: cs * (1 + 0.5 * 1) = 1.5 cs. The third starts alone again: cs.
+    cs = 1e-3
+    platform = IDEAL.with_(cores=1, context_switch_us=cs * 1e6, switch_contention=0.5)
+    df = run_trace(
+        "thread-per-connection",
+        [0.0, 0.001, 0.002],
+        [0, 1, 2],
+        platform=platform,
+        cpu=0.1,
+        io=0.0,
+        calls=0,
+    )
+    first = 0.1 + cs
+    second = first + 0.1 + 1.5 * cs
+    third = second + 0.1 + cs
+    assert df["end"].tolist() == pytest.approx([first, second, third], abs=1e-12)
+
+
+def test_reactor_pool_loop_then_worker():
+    # The loop parses and dispatches each request in 10 ms, one at a time;
+    # a single worker then holds each request for its 1 s call. The second
+    # request waits 10 ms for the loop, then 0.99 s for the worker.
+    platform = IDEAL.with_(parse_us=6000.0, dispatch_us=4000.0)
+    df = run_trace(
+        "reactor-pool", [0.0, 0.0], [0, 1], platform=platform, arch=Architecture(workers=1)
+    )
+    assert df["start"].tolist() == pytest.approx([0.01, 1.01])
+    assert df["end"].tolist() == pytest.approx([1.01, 2.01])
+    assert df["wait"].tolist() == pytest.approx([0.0, 1.0])
+
+
+def test_reactor_pool_full_work_queue_drops():
+    df = run_trace(
+        "reactor-pool", [0.0, 0.0, 0.0], [0, 1, 2], arch=Architecture(workers=1, backlog=1)
+    )
+    assert df["outcome"].tolist() == ["completed", "completed", "dropped"]
+    assert ends(df) == [1.0, 2.0, 0.0]
+
+
+def test_async_loop_runs_cpu_only_and_overlaps_io():
+    # 0.1 s of CPU each on one loop, then 1 s of I/O that holds nothing.
+    df = run_trace("async", [0.0, 0.0, 0.0], [0, 1, 2], cpu=0.1, io=1.0)
+    assert df["start"].round(9).tolist() == [0.0, 0.1, 0.2]
+    assert ends(df) == [1.1, 1.2, 1.3]
+
+
+def test_async_ready_queue_bound_drops():
+    df = run_trace(
+        "async", [0.0, 0.0, 0.0], [0, 1, 2], cpu=0.1, io=1.0, arch=Architecture(backlog=1)
+    )
+    assert df["outcome"].tolist() == ["completed", "completed", "dropped"]
+
+
+def test_parallel_fanout_waits_for_the_slowest_call_only():
+    df = run_trace("async", [0.0], [0], io=0.1, calls=60)
+    assert ends(df) == [6.0]
+    workload = simlab.Workload(
+        connections=1,
+        trace=simlab.Trace((0.0,), (0,)),
+        cpu=simlab.Fixed(0.0),
+        io=simlab.Fixed(0.1),
+        calls=60,
+        fanout="parallel",
+    )
+    r = simlab.simulate("async", workload, IDEAL, duration=10, warmup=0, replications=1)
+    assert r.requests["end"].tolist() == pytest.approx([0.1])
+
+
+def test_a_client_sends_one_request_at_a_time():
+    # The second request on connection 0 waits at the client for the first answer.
+    for model in simlab.MODELS:
+        df = run_trace(model, [0.0, 0.05], [0, 0], requests_per_connection=None)
+        assert ends(df) == [1.0, 2.0], model
+        assert df.loc[1, "wait"] == pytest.approx(0.95), model
+
+
+def test_closed_loop_thinks_between_answers():
+    workload = simlab.Workload(
+        connections=1, think=simlab.Fixed(1.0), cpu=simlab.Fixed(0.0), io=simlab.Fixed(0.5)
+    )
+    r = simlab.simulate(
+        "thread-per-connection", workload, IDEAL, duration=6.0, warmup=0, replications=1
+    )
+    assert r.requests["arrival"].tolist() == pytest.approx([1.0, 2.5, 4.0, 5.5])
+
+
+def test_memory_and_threads_are_exact_levels():
+    # thread-per-connection, 10 persistent idle connections, one request of 1 s:
+    # threads = 10 + 1 acceptor; resident adds one task while it runs.
+    p = IDEAL
+    df_result = simlab.simulate(
+        "thread-per-connection",
+        simlab.Workload(
+            connections=10,
+            trace=simlab.Trace((1.0,), (3,)),
+            cpu=simlab.Fixed(0.0),
+            io=simlab.Fixed(1.0),
+        ),
+        p,
+        duration=4.0,
+        warmup=0.0,
+        replications=1,
+    )
+    s = df_result.summary
+    base_kib = p.process_kib + 11 * p.thread_kib + 10 * p.connection_kib
+    assert s["threads"]["peak"] == 11
+    assert s["memory_mib"]["peak"] == pytest.approx((base_kib + p.task_kib) / 1024)
+    assert s["memory_mib"]["mean"] == pytest.approx((base_kib + p.task_kib / 4) / 1024)
+    assert s["memory_mib"]["virtual_peak"] == pytest.approx(11 * p.stack_kib / 1024)
+    assert s["threads"]["busy_mean"] == pytest.approx(0.25)
+
+
+def test_short_connections_spawn_and_retire_threads():
+    # k = 1: each request's thread lives from accept to answer.
+    r = simlab.simulate(
+        "process-per-connection",
+        simlab.Workload(
+            connections=5,
+            trace=simlab.Trace((0.0, 0.0, 2.0), (0, 1, 2)),
+            cpu=simlab.Fixed(0.0),
+            io=simlab.Fixed(1.0),
+            requests_per_connection=1,
+        ),
+        IDEAL,
+        duration=4.0,
+        warmup=0.0,
+        replications=1,
+    )
+    s = r.summary
+    assert s["threads"]["peak"] == 3  # acceptor + two children
+    assert s["threads"]["mean"] == pytest.approx(1 + 3 / 4)
+    fork = IDEAL.fork_kib + IDEAL.thread_kib + IDEAL.connection_kib + IDEAL.task_kib
+    assert s["memory_mib"]["peak"] == pytest.approx(
+        (IDEAL.process_kib + IDEAL.thread_kib + 2 * fork) / 1024
+    )
+    assert np.all(r.requests["outcome"] == "completed")

@@ -1,0 +1,203 @@
+"""Theory tier: the models on the ideal platform against closed-form queueing results.
+
+How the tolerances are set. Each check runs R independent replications
+(seeds from SeedSequence) and compares the theory value with the t interval
+of the replication means, mean +- t(1 - alpha/2, R-1) s / sqrt(R). alpha is
+1e-4 per check: this module makes fewer than 100 checks, so by Bonferroni the
+chance that a correct model fails any of them is below 1%. The interval is
+not tuned to a seed: another seed passes with the same probability. Warm-up
+is several relaxation times of each queue (about 1 / (c mu (1 - sqrt(rho))^2)),
+so the initial-transient bias is small next to the interval.
+
+Clients are 10^12 connections, so that a request almost never finds its
+client's previous request still in flight (which the formulas ignore).
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+from scipy import stats
+
+import simlab
+from simlab import Architecture, Workload, theory
+from simlab.distributions import Exponential, Fixed, LogNormal
+
+pytestmark = pytest.mark.theory
+
+ALPHA = 1e-4
+IDEAL = simlab.load_platform("ideal")
+MANY = 10**12
+
+
+def check(values: list[float], target: float, what: str) -> None:
+    x = np.asarray(values)
+    half = stats.t.ppf(1 - ALPHA / 2, len(x) - 1) * x.std(ddof=1) / math.sqrt(len(x))
+    assert abs(x.mean() - target) <= half, (
+        f"{what}: simulated {x.mean():.6g} +- {half:.3g}, theory {target:.6g}"
+    )
+
+
+def per_replication(result: simlab.Result) -> dict[str, list[float]]:
+    df = result.requests
+    done = df[df["measured"] & (df["outcome"] == "completed")]
+    assert len(done) == df["measured"].sum(), "every measured request must complete"
+    groups = done.groupby("replication")
+    latency = done["end"] - done["arrival"]
+    return {
+        "wait": groups["wait"].mean().tolist(),
+        "waited": groups["wait"].apply(lambda w: float((w > 1e-9).mean())).tolist(),
+        "latency": latency.groupby(done["replication"]).mean().tolist(),
+    }
+
+
+def run(model, workload, arch, *, requests_per_rep, warmup, replications=10):
+    duration = requests_per_rep / workload.rate
+    return simlab.simulate(
+        model,
+        workload,
+        IDEAL,
+        arch,
+        duration=duration,
+        warmup=warmup,
+        replications=replications,
+        seed=2026,
+    )
+
+
+# (lam, mu, c): rho from 0.3 to 0.95, small and large pools, several time scales.
+ERLANG_GRID = [
+    (0.3, 1.0, 1),
+    (5.0, 10.0, 1),
+    (1.2, 1.0, 2),
+    (8.0, 5.0, 2),
+    (1.2, 1.0, 3),
+    (2.0, 1.0, 4),
+    (7.0, 2.0, 5),
+    (6.8, 1.0, 8),
+    (26.0, 2.0, 16),
+    (15.0, 1.0, 20),
+    (115.2, 4.0, 32),
+    (90.0, 10.0, 10),
+    (47.5, 1.0, 50),
+    (95.0, 1.0, 100),
+]
+
+
+@pytest.mark.parametrize("model", ["reactor-pool", "thread-pool"])
+@pytest.mark.parametrize(("lam", "mu", "c"), ERLANG_GRID)
+def test_pools_match_erlang_c(model, lam, mu, c):
+    rho = lam / (mu * c)
+    assert 0.3 <= rho <= 0.95
+    # thread-pool is M/M/c over requests when each connection carries one.
+    workload = Workload(
+        connections=MANY,
+        rate=lam,
+        cpu=Fixed(0.0),
+        io=Exponential(1 / mu),
+        calls=1,
+        requests_per_connection=1 if model == "thread-pool" else None,
+    )
+    relax = 1 / (c * mu * (1 - math.sqrt(rho)) ** 2)
+    result = run(
+        model,
+        workload,
+        Architecture(workers=c),
+        requests_per_rep=12_000,
+        warmup=max(20 * relax, 5 / mu),
+    )
+    reps = per_replication(result)
+    check(reps["wait"], theory.mmc_mean_wait(lam, mu, c), "mean wait")
+    check(reps["waited"], theory.erlang_c(c, lam / mu), "P(wait > 0)")
+    check(reps["latency"], theory.mmc_mean_wait(lam, mu, c) + 1 / mu, "mean sojourn")
+
+
+@pytest.mark.parametrize(
+    ("service", "rho"),
+    [
+        (Fixed(0.01), 0.5),  # M/D/1
+        (Fixed(0.01), 0.8),
+        (Exponential(0.01), 0.7),  # M/M/1
+        (LogNormal(0.01, cv=1.5), 0.5),  # heavy-ish tail
+    ],
+)
+def test_async_loop_matches_pollaczek_khinchine(service, rho):
+    # CPU queues for the one loop; the 200 ms backend call holds nothing, so
+    # it adds to latency but never to the wait.
+    lam = rho / service.mean
+    workload = Workload(connections=MANY, rate=lam, cpu=service, io=Fixed(0.2), calls=1)
+    relax = 1 / (lam / rho * (1 - math.sqrt(rho)) ** 2)
+    result = run("async", workload, Architecture(), requests_per_rep=20_000, warmup=20 * relax)
+    reps = per_replication(result)
+    wq = theory.mg1_mean_wait(lam, service.mean, service.cv)
+    check(reps["wait"], wq, "mean wait")
+    check(reps["latency"], wq + service.mean + 0.2, "mean latency")
+    check(reps["waited"], rho, "P(wait > 0) = rho for M/G/1")
+
+
+@pytest.mark.parametrize("model", ["thread-per-connection", "process-per-connection"])
+def test_thread_per_connection_is_mg_infinity(model):
+    # A thread per connection, ample cores: nobody waits, and the number busy
+    # has mean lam E[S] whatever the service distribution (insensitivity).
+    lam = 200.0
+    svc = LogNormal(0.05, cv=2.0)
+    workload = Workload(
+        connections=MANY, rate=lam, cpu=Fixed(0.0), io=svc, calls=1, requests_per_connection=1
+    )
+    result = run(model, workload, Architecture(), requests_per_rep=10_000, warmup=2.0)
+    df = result.requests
+    assert df.loc[df["measured"], "wait"].abs().max() < 1e-9
+    busy = result.replications["threads_busy_mean"].tolist()
+    check(busy, theory.mginf_mean_busy(lam, svc.mean), "mean threads busy")
+
+
+LITTLE_CASES = [
+    ("iterative", 1),
+    ("process-per-connection", None),
+    ("thread-per-connection", None),
+    ("thread-pool", 1),
+    ("reactor-pool", None),
+    ("async", None),
+]
+
+
+@pytest.mark.parametrize(("model", "k"), LITTLE_CASES)
+def test_littles_law_on_every_model(model, k):
+    # On the cpython platform (GIL, 2 cores, overheads), L = lam W must still
+    # hold. Per replication, L is the exact time-average of requests in the
+    # system over the window and lam W is (arrivals in the window / T) x their
+    # mean time in system. They differ by a boundary term, the time that
+    # requests straddling the window's edges spend outside it, at most about
+    # 2 L W / T; we allow 3 L W / T on top of the replications' interval.
+    workload = Workload(
+        connections=1000,
+        rate=12.0,
+        cpu=Exponential(0.004),
+        io=Fixed(0.05),
+        calls=1,
+        requests_per_connection=k,
+    )
+    duration = 200.0
+    result = simlab.simulate(
+        model,
+        workload,
+        simlab.load_platform("cpython"),
+        Architecture(workers=4),
+        duration=duration,
+        warmup=5.0,
+        replications=8,
+        seed=7,
+    )
+    assert result.summary["stable"], result.summary["stability"]
+    df = result.requests
+    measured = df[df["measured"]]
+    sojourn = (measured["end"] - measured["arrival"]).groupby(measured["replication"])
+    lam_w = (sojourn.sum() / duration).to_numpy()
+    big_l = result.replications["in_flight_mean"].to_numpy()
+    w = float(sojourn.mean().mean())
+    edge = 3 * big_l.mean() * w / duration
+    diff = big_l - lam_w
+    half = stats.t.ppf(1 - ALPHA / 2, len(diff) - 1) * diff.std(ddof=1) / math.sqrt(len(diff))
+    assert abs(diff.mean()) <= half + edge, (big_l.mean(), lam_w.mean(), half, edge)
