@@ -105,15 +105,17 @@ def replication_levels(rec: Record, platform: Platform) -> dict[str, Step]:
         "cpu_busy": Step.build([(iv["cpu"][0], iv["cpu"][1], 1.0)]),
     }
     p = platform
+    # A forked child's one thread is part of its measured fork_kib (its stack
+    # pages are private to it), so children's threads are not charged again.
     resident_base = (
         base["processes"] * p.process_kib
-        + base["forks"] * p.fork_kib
+        + base["forks"] * (p.fork_kib - p.thread_kib)
         + base["threads"] * p.thread_kib
         + base["connections"] * p.connection_kib
     )
     levels["memory_mib"] = Step.build(
         [
-            (forks[0], forks[1], p.fork_kib / KIB_PER_MIB),
+            (forks[0], forks[1], (p.fork_kib - p.thread_kib) / KIB_PER_MIB),
             (threads[0], threads[1], p.thread_kib / KIB_PER_MIB),
             (conns[0], conns[1], p.connection_kib / KIB_PER_MIB),
             (server[0], server[1], p.task_kib / KIB_PER_MIB),
@@ -152,6 +154,10 @@ def replication_summary(
         levels = replication_levels(rec, platform)
     for key, step in levels.items():
         out[f"{key}_peak"], out[f"{key}_mean"] = step.window(t0, t1)
+    # In a stable system the number in the system at the end of the window is,
+    # on average, what it was at the start; overload makes it grow.
+    at_start, at_end = levels["in_flight"].at(np.array([t0, t1]))
+    out["growth"] = float(at_end - at_start)
     return out
 
 

@@ -236,6 +236,11 @@ class Platform:
         for f in fields(self):
             if f.name not in ("name", "cores", "gil"):
                 _finite_nonneg(f.name, getattr(self, f.name))
+        _require(
+            self.fork_kib >= self.thread_kib,
+            f"fork_kib(={self.fork_kib}) must be >= thread_kib(={self.thread_kib}): "
+            "a forked child includes its thread",
+        )
 
     @classmethod
     def numeric_fields(cls) -> tuple[str, ...]:

@@ -297,6 +297,9 @@ def _result(
         )
     if summary["incomplete"]:
         reasons.append(f"{summary['incomplete']:,} measured requests were never answered")
+    growth = _growing(reps, duration)
+    if growth and not any(v >= 1 for v in offered.values()):
+        reasons.append(growth)
     summary["stable"] = not reasons
     summary["stability"] = {"offered_load": offered, "reasons": reasons}
     summary["warnings"] = _warnings(workload, duration, warmup)
@@ -321,6 +324,34 @@ def _result(
             ]
         ),
         analytic=cls.analytic(workload, platform, arch),
+    )
+
+
+# The backlog must grow by more than this share of the window's requests
+# (and by more than GROWTH_MIN) before growth counts as overload: a stable
+# queue's count at two instants differs only by its own fluctuation.
+GROWTH_SHARE = 0.01
+GROWTH_MIN = 10.0
+
+
+def _growing(reps: list[dict[str, Any]], duration: float) -> str | None:
+    """Say so when the number of requests in the system grows over the window.
+
+    The offered-load formulas leave out load-dependent costs (switch
+    contention), so the verdict also looks at what happened. In a stable
+    system the growth of one replication is as likely negative as positive;
+    it counts as overload only when every replication grew by more than 1% of
+    its window's requests.
+    """
+    grew = [r["growth"] > max(GROWTH_SHARE * r["requests"], GROWTH_MIN) for r in reps]
+    if not all(grew):
+        return None
+    mean = float(np.mean([r["growth"] for r in reps]))
+    arrivals = float(np.mean([r["requests"] for r in reps]))
+    served = float(np.mean([r["throughput_rps"] for r in reps]))
+    return (
+        f"requests in the system grew by {mean:,.0f} over the window "
+        f"(served {served:,.1f}/s of {arrivals / duration:,.1f}/s sent): load exceeds capacity"
     )
 
 

@@ -8,7 +8,10 @@ import sys
 
 import pytest
 
+from simlab import Architecture, Workload, load_platform
 from simlab.cli import main
+from simlab.distributions import Exponential, Fixed
+from simlab.models import MODELS
 
 QUICK = ["--duration", "5", "--warmup", "1", "--replications", "2"]
 
@@ -166,6 +169,19 @@ def test_theory_json(capsys):
     assert code == 0 and t["applies"] and t["queue"] == "M/M/32" and t["exact"]
     code, out, _ = run(capsys, "simulate", "reactor-pool", "--json", "--theory", *QUICK)
     assert json.loads(out)["theory"]["applies"] is False
+
+
+def test_theory_p99_only_when_it_holds():
+    # With a random backend wait after the loop, M/M/1's sojourn tail plus the
+    # mean wait is not the p99, so no p99 is offered.
+    ideal = load_platform("ideal")
+    random_io = Workload(connections=10**9, rate=70.0, cpu=Exponential(0.01), io=Exponential(0.2))
+    fixed_io = random_io.with_(io=Fixed(0.2))
+    a = MODELS["async"].analytic(random_io, ideal, Architecture())
+    b = MODELS["async"].analytic(fixed_io, ideal, Architecture())
+    assert not isinstance(a, str) and not isinstance(b, str)
+    assert "latency_p99_ms" not in a.values
+    assert "latency_p99_ms" in b.values
 
 
 def test_human_tables(capsys):

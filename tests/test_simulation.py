@@ -122,6 +122,28 @@ def test_overload_finishes_bounded_and_says_unstable(monkeypatch):
     assert "gil rho" in reasons and "stopped sending early" in reasons
 
 
+def test_overload_hidden_from_the_formulas_is_still_caught():
+    # The GIL's offered load is 0.994 before switch contention, which the
+    # formula leaves out; with it the process cannot keep up. The verdict must
+    # see the backlog grow.
+    w = Workload(connections=10_000, rate=940.0, cpu=Exponential(0.001), io=Fixed(0.05))
+    s = simlab.simulate(
+        "thread-per-connection", w, simlab.load_platform("cpython"), duration=60.0, replications=3
+    ).summary
+    assert max(s["stability"]["offered_load"].values()) < 1
+    assert s["stable"] is False
+    assert "grew" in " ".join(s["stability"]["reasons"])
+    assert s["throughput_rps"] < 0.97 * 940
+
+
+def test_a_stable_run_is_not_called_overloaded():
+    w = Workload(connections=10_000, rate=500.0, cpu=Exponential(0.001), io=Fixed(0.05))
+    s = simlab.simulate(
+        "thread-per-connection", w, simlab.load_platform("cpython"), duration=60.0, replications=3
+    ).summary
+    assert s["stable"], s["stability"]
+
+
 def test_too_many_requests_is_refused_up_front():
     w = Workload(connections=10, rate=1e6, cpu=Fixed(0.0), io=Fixed(0.0))
     with pytest.raises(ValueError, match="over the limit"):

@@ -110,5 +110,11 @@ class Async(Model):
         if cpu.mean == 0:
             return "requests use no CPU, so nothing ever queues for the loop"
         return loads.mgc_reference(
-            workload, arch, cpu, servers=1, extra_latency=io_mean, busy_mean=cpu.mean
+            workload,
+            arch,
+            cpu,
+            servers=1,
+            extra_latency=io_mean,
+            extra_fixed=workload.calls == 0 or workload.io.cv == 0,
+            busy_mean=cpu.mean,
         )

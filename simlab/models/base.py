@@ -200,7 +200,7 @@ class Model:
         assert trace is not None
         env = self.env
         for t, conn in zip(trace.times, trace.connections, strict=True):
-            if t >= self.stop:
+            if t >= self.stop or self.overloaded:
                 return
             if t > env.now:
                 yield env.timeout(t - env.now)
@@ -220,11 +220,11 @@ class Model:
     def send(self, conn: int) -> None:
         """A client sends a request on connection ``conn`` now."""
         i = self.n
+        if i >= self.max_requests:
+            self.truncated = True
+            self.overloaded = True
+            return
         if i >= self._capacity:
-            if i >= self.max_requests:
-                self.truncated = True
-                self.overloaded = True
-                return
             self._grow()
         if i >= len(self.demand):
             self._draw()

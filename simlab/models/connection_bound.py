@@ -43,10 +43,12 @@ class ConnectionBound(Model):
         self._fixed, self._switches = thread_cpu_overhead(w, p, parse=True)
         self._cs_paid = p.context_switch_us > 0
         self._k = w.requests_per_connection
-        self._holders = self.holder_count()
-        self.pool: Pool | None = None
-        if not self.dedicated:
-            self.pool = Pool(self.env, self._holders)
+        # Holders per process: each pre-forked copy accepts into its own pool.
+        self._per_process = 0 if self.dedicated else self.holders_for(a) // a.processes
+        self.pools = [
+            Pool(self.env, self._per_process, first_id=k * self._per_process)
+            for k in range(a.processes if not self.dedicated else 0)
+        ]
         accept_us = p.fork_us if self.own_process else p.spawn_us
         self._accept_cost = accept_us * 1e-6 if self.dedicated else 0.0
         self.acceptors = [Pool(self.env, 1) for _ in range(a.processes)]
@@ -59,28 +61,29 @@ class ConnectionBound(Model):
         """Threads that can own a connection at once (holder models)."""
         raise NotImplementedError
 
-    def holder_count(self) -> int:
-        return 0 if self.dedicated else self.holders_for(self.arch)
-
     def threads_per_process(self) -> int:
         """Threads a holder process runs besides per-connection ones."""
         raise NotImplementedError
 
     def persistent_status(self, conn: int) -> int:
+        """Connections are dealt to processes in turn (conn % P) and each
+        process's holders take its first ones; the next ``backlog`` wait."""
         if self.dedicated:
             return SERVED
-        if conn < self._holders:
+        rank = conn // self.arch.processes
+        if rank < self._per_process:
             return SERVED
         backlog = self.arch.backlog
-        if backlog is None or conn < self._holders + backlog:
+        if backlog is None or rank < self._per_process + backlog:
             return WAITING
         return REFUSED
 
     def owner(self, conn: int) -> tuple[int, int]:
         """(worker, process) owning a persistent connection."""
+        process = conn % self.arch.processes
         if self.dedicated:
-            return conn, conn % self.arch.processes
-        return conn, conn // (self._holders // self.arch.processes)
+            return conn, process
+        return process * self._per_process + conn // self.arch.processes, process
 
     def base_levels(self) -> dict[str, int]:
         w, a = self.workload, self.arch
@@ -96,7 +99,10 @@ class ConnectionBound(Model):
         open_conns = 0
         if w.persistent:
             backlog = a.backlog
-            open_conns = n if backlog is None else min(n, self._holders + backlog)
+            per_process = [round(share * n) for share in loads.process_shares(w, a)]
+            open_conns = sum(
+                k if backlog is None else min(k, self._per_process + backlog) for k in per_process
+            )
         return {
             "threads": a.processes * self.threads_per_process(),
             "processes": a.processes,
@@ -169,16 +175,17 @@ class ConnectionBound(Model):
     def acquire(self) -> Generator[simpy.Event, Any, tuple[int, int] | None]:
         """A thread for a new connection: a free holder, or one spawned by the acceptor."""
         backlog = self.arch.backlog
-        if self.pool is not None:
-            pool = self.pool
+        # Pre-forked copies take new connections in turn.
+        process = self._next_thread % self.arch.processes
+        self._next_thread += 1
+        if self.pools:
+            pool = self.pools[process]
             worker = pool.take()
             if worker < 0:
                 if backlog is not None and pool.queued >= backlog:
                     return None
                 worker = yield pool.wait()
-            return worker, worker // (self._holders // self.arch.processes)
-        process = self._next_thread % self.arch.processes
-        self._next_thread += 1
+            return worker, process
         if self._accept_cost > 0:
             acceptor = self.acceptors[process]
             if acceptor.take() < 0:
@@ -193,8 +200,8 @@ class ConnectionBound(Model):
         return handle, process
 
     def release(self, worker: int) -> None:
-        if self.pool is not None:
-            self.pool.give(worker)
+        if self.pools:
+            self.pools[worker // self._per_process].give(worker)
             return
         self.close_interval("threads", worker)
         if self.own_process:
@@ -253,9 +260,10 @@ class ConnectionBound(Model):
             return out
         holders = cls.holders_for(arch)
         if k is None:
-            if workload.connections > holders:
-                # More clients than owners: the surplus is never served.
-                out["holders"] = workload.connections / holders
+            busiest = max(loads.process_shares(workload, arch)) * workload.connections
+            if busiest > holders // arch.processes:
+                # More clients than owners in a process: the surplus is never served.
+                out["holders"] = busiest / (holders // arch.processes)
         else:
             # An owner holds a connection for k requests and the k-1 gaps between
             # them: by Poisson splitting the client's next request comes N/lam later.
@@ -270,10 +278,12 @@ class ConnectionBound(Model):
     ) -> str:
         if resource == "holders" and workload.persistent:
             holders = cls.holders_for(arch)
+            per_process = holders // arch.processes
+            shares = loads.process_shares(workload, arch)
+            starved = sum(max(0, round(s * workload.connections) - per_process) for s in shares)
             return (
                 f"{workload.connections:,} persistent connections for {holders:,} "
-                f"thread{'s' if holders != 1 else ''}: "
-                f"{workload.connections - holders:,} are never served"
+                f"thread{'s' if holders != 1 else ''}: {starved:,} are never served"
             )
         if resource == "holders":
             return (
@@ -299,12 +309,12 @@ class ConnectionBound(Model):
             return loads.per_client_reference(workload, svc, what="thread")
         holders = cls.holders_for(arch)
         if k is None:
-            if workload.connections > holders:
-                return (
-                    f"{workload.connections - holders} of {workload.connections} persistent "
-                    f"connections never get one of the {holders} threads"
-                )
+            busiest = max(loads.process_shares(workload, arch)) * workload.connections
+            if busiest > holders // arch.processes:
+                return "some persistent connections never get a thread"
             return loads.per_client_reference(workload, svc, what="thread")
         if k > 1:
             return "threads idle between a connection's requests while holding it"
+        if arch.processes > 1:
+            return "connections are dealt to processes in turn, not to the first free thread"
         return loads.mgc_reference(workload, arch, svc, servers=holders, split=False)

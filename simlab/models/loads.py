@@ -34,12 +34,14 @@ COLLISION_LIMIT = 1e-3
 
 
 class Service:
-    """Mean and squared cv of S = cpu + fixed + backend time, and whether S is exponential."""
+    """Mean and squared cv of S = cpu + fixed + backend time, whether S is
+    exponential, and whether its moments are estimates (Monte Carlo)."""
 
-    def __init__(self, mean: float, scv: float, exponential: bool) -> None:
+    def __init__(self, mean: float, scv: float, exponential: bool, estimated: bool) -> None:
         self.mean = mean
         self.scv = scv
         self.exponential = exponential
+        self.estimated = estimated
 
 
 @functools.lru_cache(maxsize=256)
@@ -48,6 +50,12 @@ def _max_moments(dist: Distribution, calls: int) -> tuple[float, float]:
     # draws with a fixed seed put its mean within about 0.5% (1/sqrt(n) x cv).
     draws = dist.sample(np.random.default_rng(12345), (40_000, calls)).max(axis=1)
     return float(draws.mean()), float(draws.var())
+
+
+def io_estimated(workload: Workload) -> bool:
+    """True when io_moments had to estimate: the maximum of several random calls."""
+    w = workload
+    return w.fanout == "parallel" and w.calls > 1 and w.io.cv > 0
 
 
 def io_moments(workload: Workload) -> tuple[float, float]:
@@ -73,7 +81,8 @@ def service(workload: Workload, fixed: float, *, with_io: bool = True) -> Servic
         (cpu.mean > 0 and isinstance(cpu, Exponential))
         or (io_mean > 0 and workload.calls == 1 and isinstance(workload.io, Exponential))
     )
-    return Service(mean, var / mean**2 if mean > 0 else 0.0, exponential)
+    estimated = with_io and io_estimated(workload)
+    return Service(mean, var / mean**2 if mean > 0 else 0.0, exponential, estimated)
 
 
 def uncontended(platform: Platform) -> bool:
@@ -121,7 +130,7 @@ def per_client_reference(
     wq = theory.mg1_mean_wait(lam, svc.mean, math.sqrt(svc.scv))
     return Analytic(
         queue=f"{workload.connections} x M/G/1 (one per client, lam/N each; M/G/inf as N grows)",
-        exact=True,
+        exact=not svc.estimated,
         values={
             "queue_delay_mean_ms": wq * 1e3,
             "latency_mean_ms": (wq + svc.mean) * 1e3,
@@ -138,12 +147,15 @@ def mgc_reference(
     *,
     servers: int,
     extra_latency: float = 0.0,
+    extra_fixed: bool = True,
     split: bool = True,
     busy_mean: float | None = None,
 ) -> Analytic | str:
     """M/G/c per process (``split``: each process serves its own connections'
     share of lam) or one M/G/c shared by all (``split=False``). Erlang C when S is
-    exponential, Pollaczek-Khinchine when c = 1, Allen-Cunneen otherwise."""
+    exponential, Pollaczek-Khinchine when c = 1, Allen-Cunneen otherwise.
+    ``extra_latency`` is time after the queue (async's backend wait); the p99
+    is given only when it is fixed, since a random one changes the tail."""
     assert workload.rate is not None
     shares = process_shares(workload, arch) if split else [1.0]
     waits: list[float] = []
@@ -168,7 +180,7 @@ def mgc_reference(
     }
     if wait_probs:
         values["wait_probability"] = float(np.dot(shares, wait_probs))
-    if svc.exponential and len(set(shares)) == 1:
+    if svc.exponential and len(set(shares)) == 1 and extra_fixed:
         lam = workload.rate * shares[0]
         values["latency_p99_ms"] = (
             theory.mmc_sojourn_quantile(0.99, lam, 1 / svc.mean, servers) + extra_latency
@@ -182,8 +194,10 @@ def mgc_reference(
         if svc.exponential
         else ("Pollaczek-Khinchine" if servers == 1 else "Allen-Cunneen")
     )
-    exact = (svc.exponential or servers == 1) and collisions < COLLISION_LIMIT
+    exact = (svc.exponential or servers == 1) and collisions < COLLISION_LIMIT and not svc.estimated
     note = method
+    if svc.estimated:
+        note += "; the slowest of the parallel calls is estimated from 40,000 draws"
     if collisions >= COLLISION_LIMIT:
         note += f"; clients collide on {collisions:.2%} of requests, which the formula ignores"
     return Analytic(queue=name, exact=exact, values=values, note=note)

@@ -4,9 +4,10 @@ The classic blocking pool (``socketserver`` with a bounded executor, Apache
 worker, Tomcat BIO): the main thread accepts, a free worker takes the
 connection and serves it until it closes, idle keep-alive gaps included.
 Extra connections wait in the backlog. With one request per connection it is
-M/G/c over requests (c = W x processes); with persistent connections the
-first c connections are served and the rest starve, which is why this design
-cannot hold many idle connections.
+M/G/W over requests (one process); with persistent connections each process
+serves its first W connections and the rest starve, which is why this design
+cannot hold many idle connections. Pre-forked copies take new connections in
+turn, each into its own pool.
 """
 
 from __future__ import annotations

@@ -245,8 +245,37 @@ def test_short_connections_spawn_and_retire_threads():
     s = r.summary
     assert s["threads"]["peak"] == 3  # acceptor + two children
     assert s["threads"]["mean"] == pytest.approx(1 + 3 / 4)
-    fork = IDEAL.fork_kib + IDEAL.thread_kib + IDEAL.connection_kib + IDEAL.task_kib
+    # A child is its fork_kib (its one thread included), its connection and the task.
+    fork = IDEAL.fork_kib + IDEAL.connection_kib + IDEAL.task_kib
     assert s["memory_mib"]["peak"] == pytest.approx(
         (IDEAL.process_kib + IDEAL.thread_kib + 2 * fork) / 1024
     )
     assert np.all(r.requests["outcome"] == "completed")
+
+
+def test_preforked_holders_deal_connections_in_turn():
+    # Two processes with one worker each: connections 0 and 2 go to process 0,
+    # 1 and 3 to process 1; each process's worker owns its first connection
+    # for ever, so 2 and 3 wait for ever.
+    df = run_trace(
+        "thread-pool",
+        [0.0, 0.0, 0.0, 0.0],
+        [0, 1, 2, 3],
+        arch=Architecture(workers=1, processes=2),
+    )
+    assert df["outcome"].tolist() == ["completed", "completed", "pending", "pending"]
+    assert df["process"].tolist()[:2] == [0, 1]
+
+
+def test_preforked_pools_take_short_connections_in_turn():
+    # k = 1, two processes of one worker: requests alternate between them, so
+    # the third waits for process 0's worker although process 1's is free by then.
+    df = run_trace(
+        "thread-pool",
+        [0.0, 0.1, 0.2],
+        [0, 1, 2],
+        arch=Architecture(workers=1, processes=2),
+        requests_per_connection=1,
+    )
+    assert df["process"].tolist() == [0, 1, 0]
+    assert ends(df) == [1.0, 1.1, 2.0]
