@@ -6,6 +6,8 @@ and only CPU phases (parse, task creation, the request's own CPU, issuing
 and reading its calls) queue for the loop. So each loop is M/G/1 over CPU
 demand (Pollaczek-Khinchine), whatever the backend latency, and one thread
 per process is enough. ``--processes`` runs N loops (SO_REUSEPORT).
+``backlog`` bounds the requests in flight per process, as uvicorn's
+``--limit-concurrency`` does: one more is answered 503 (dropped).
 """
 
 from __future__ import annotations
@@ -36,6 +38,7 @@ class Async(Model):
         super().__init__(*args, **kwargs)
         self._fixed = _loop_fixed(self.workload, self.platform)
         self.loops = [Pool(self.env, 1, first_id=k) for k in range(self.arch.processes)]
+        self.in_flight = [0] * self.arch.processes
 
     def base_levels(self) -> dict[str, int]:
         a, w = self.arch, self.workload
@@ -56,28 +59,28 @@ class Async(Model):
             i = nxt
             self.connect(conn)
             self.admit[i] = env.now
-            demand = self.demand[i] + self._fixed
-            dropped = False
-            if demand > 0 and loop.take() < 0:
-                if backlog is not None and loop.queued >= backlog:
-                    dropped = True
-                else:
-                    yield loop.wait()
-            if dropped:
+            if backlog is not None and self.in_flight[process] >= backlog:
                 self.drop(i)
             else:
-                self.start[i] = env.now
-                self.worker[i] = process
-                self.process[i] = process
+                self.in_flight[process] += 1
+                demand = self.demand[i] + self._fixed
                 cpu = 0.0
                 if demand > 0:
+                    if loop.take() < 0:
+                        yield loop.wait()
+                    self.start[i] = env.now
                     # The loop is the process's only thread: its GIL is never contended.
                     cpu = yield from self.cpu.run(None, demand, 0)
                     loop.give(0)
+                else:
+                    self.start[i] = env.now
+                self.worker[i] = process
+                self.process[i] = process
                 self.cpu_time[i] = cpu
                 io = self.io_time[i]
                 if io > 0:
                     yield env.timeout(io)
+                self.in_flight[process] -= 1
                 self.finish(i, cpu + io)
             self.answered(conn)
             nxt = self.next_on_slot(conn)
@@ -104,7 +107,7 @@ class Async(Model):
         if platform.cores is not None and platform.cores < arch.processes:
             return "more loops than cores: loops contend for the CPU"
         if arch.backlog is not None:
-            return "a bounded ready queue drops requests, which these formulas do not model"
+            return "a bound on requests in flight drops some, which these formulas do not model"
         cpu = loads.service(workload, _loop_fixed(workload, platform), with_io=False)
         io_mean = loads.io_moments(workload)[0]
         if cpu.mean == 0:

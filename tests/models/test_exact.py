@@ -160,11 +160,12 @@ def test_async_loop_runs_cpu_only_and_overlaps_io():
     assert ends(df) == [1.1, 1.2, 1.3]
 
 
-def test_async_ready_queue_bound_drops():
+def test_async_in_flight_bound_drops():
+    # At most two requests in flight per loop (uvicorn's --limit-concurrency).
     df = run_trace(
-        "async", [0.0, 0.0, 0.0], [0, 1, 2], cpu=0.1, io=1.0, arch=Architecture(backlog=1)
+        "async", [0.0, 0.0, 0.0, 1.5], [0, 1, 2, 3], cpu=0.1, io=1.0, arch=Architecture(backlog=2)
     )
-    assert df["outcome"].tolist() == ["completed", "completed", "dropped"]
+    assert df["outcome"].tolist() == ["completed", "completed", "dropped", "completed"]
 
 
 def test_parallel_fanout_waits_for_the_slowest_call_only():
