@@ -26,6 +26,9 @@ from simlab.params import (
     c10k_workload,
 )
 from simlab.platforms import load_platform
+from simlab.real import commands as real_commands
+from simlab.real.measure import TARGETS
+from simlab.real.options import SERVER_MODELS
 
 __all__ = ["main"]
 
@@ -121,6 +124,14 @@ def setting(text: str) -> tuple[str, str]:
 
 
 def add_common(p: argparse.ArgumentParser) -> None:
+    """The options of the simulating subcommands."""
+    add_workload(p, trace=True)
+    add_platform(p)
+    add_architecture(p)
+    add_run(p, real=False)
+
+
+def add_workload(p: argparse.ArgumentParser, *, trace: bool) -> None:
     wl = p.add_argument_group("workload")
     wl.add_argument(
         "--scenario",
@@ -136,12 +147,13 @@ def add_common(p: argparse.ArgumentParser) -> None:
         type=positive_float,
         help="closed loop: each client thinks this long (exponential) between requests",
     )
-    arr.add_argument(
-        "--trace",
-        type=Path,
-        metavar="CSV",
-        help="replay arrivals from a CSV of time_s,connection rows",
-    )
+    if trace:
+        arr.add_argument(
+            "--trace",
+            type=Path,
+            metavar="CSV",
+            help="replay arrivals from a CSV of time_s,connection rows",
+        )
     wl.add_argument("--cpu-ms", type=nonneg_float, help="CPU per request, ms (c10k: 1)")
     wl.add_argument(
         "--cpu-dist",
@@ -160,6 +172,8 @@ def add_common(p: argparse.ArgumentParser) -> None:
         help="K requests then reconnect, or 'persistent' (default)",
     )
 
+
+def add_platform(p: argparse.ArgumentParser) -> None:
     pl = p.add_argument_group("platform")
     pl.add_argument(
         "--platform",
@@ -187,6 +201,8 @@ def add_common(p: argparse.ArgumentParser) -> None:
         help=f"override a platform number: {', '.join(Platform.numeric_fields())}",
     )
 
+
+def add_architecture(p: argparse.ArgumentParser) -> None:
     ar = p.add_argument_group("architecture")
     ar.add_argument(
         "--workers",
@@ -202,26 +218,30 @@ def add_common(p: argparse.ArgumentParser) -> None:
         help="bound of the accept or work queue; overflow is dropped (default unbounded)",
     )
 
+
+def add_run(p: argparse.ArgumentParser, *, real: bool) -> None:
     run = p.add_argument_group("run")
+    seconds = "seconds" if real else "simulated seconds"
     run.add_argument(
         "--duration",
         type=positive_float,
-        default=60.0,
-        help="measured simulated seconds per replication (default 60)",
+        default=10.0 if real else 60.0,
+        help=f"measured {seconds} (default {10 if real else 60})",
     )
     run.add_argument(
         "--warmup",
         type=nonneg_float,
-        default=5.0,
-        help="simulated seconds discarded first (default 5)",
+        default=2.0 if real else 5.0,
+        help=f"{seconds} discarded first (default {2 if real else 5})",
     )
     run.add_argument("--seed", type=nonneg_int, default=1, help="root seed (default 1)")
-    run.add_argument(
-        "--replications",
-        type=positive_int,
-        default=5,
-        help="independent replications for confidence intervals (default 5)",
-    )
+    if not real:
+        run.add_argument(
+            "--replications",
+            type=positive_int,
+            default=5,
+            help="independent replications for confidence intervals (default 5)",
+        )
     p.add_argument("--json", action="store_true", help="print one JSON object")
 
 
@@ -240,7 +260,93 @@ def build_parser() -> argparse.ArgumentParser:
     cmp_ = sub.add_parser("compare", help="every model side by side")
     cmp_.add_argument("--models", type=model_list, help="comma-separated subset (default all)")
     add_common(cmp_)
+
+    srv = sub.add_parser("serve", help="run one real server in the foreground")
+    srv.add_argument(
+        "model", type=choice("MODEL", SERVER_MODELS), metavar="MODEL", help=", ".join(SERVER_MODELS)
+    )
+    srv.add_argument(
+        "--port", type=nonneg_int, default=8080, help="port on 127.0.0.1 (default 8080)"
+    )
+    srv.add_argument(
+        "--backend-port", type=positive_int, help="use a running backend (default: start one)"
+    )
+    add_architecture(srv)
+    add_server_knobs(srv)
+
+    mea = sub.add_parser("measure", help="measure a real server under load (or 'memory')")
+    mea.add_argument(
+        "target",
+        type=choice("TARGET", (*TARGETS, "memory")),
+        metavar="TARGET",
+        help=", ".join((*TARGETS, "memory")),
+    )
+    add_workload(mea, trace=False)
+    add_architecture(mea)
+    add_run(mea, real=True)
+    add_server_knobs(mea)
+    lab = mea.add_argument_group("load and output")
+    lab.add_argument(
+        "--timeout",
+        type=positive_float,
+        default=30.0,
+        help="seconds a request may take before it counts as timed out (default 30)",
+    )
+    lab.add_argument(
+        "--sources",
+        type=positive_int,
+        default=4,
+        help="source addresses 127.0.0.1..k to spread connections over (default 4)",
+    )
+    lab.add_argument(
+        "--sizes",
+        type=size_pair,
+        default=(200, 1000),
+        metavar="A,B",
+        help="memory: the two counts whose difference gives each unit's cost",
+    )
+    lab.add_argument("--no-save", action="store_true", help="do not save under data/measurements/")
+    lab.add_argument("--out", type=Path, help="directory for the saved run")
     return parser
+
+
+def add_server_knobs(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("real server")
+    g.add_argument(
+        "--request-timeout",
+        type=positive_float,
+        default=10.0,
+        help="seconds a started request may take to arrive (slow clients; default 10)",
+    )
+    g.add_argument(
+        "--stack-kib",
+        type=nonneg_int,
+        default=0,
+        help="stack reserved per thread, KiB (default: the system's, 8 MiB)",
+    )
+    g.add_argument("--uvloop", action="store_true", help="async: run on uvloop")
+
+
+def choice(what: str, options: Sequence[str]) -> Callable[[str], str]:
+    def parse(text: str) -> str:
+        if text not in options:
+            raise argparse.ArgumentTypeError(
+                f"unknown {what.lower()} {text!r} (choose from: {', '.join(options)})"
+            )
+        return text
+
+    parse.__name__ = what.lower()
+    return parse
+
+
+def size_pair(text: str) -> tuple[int, int]:
+    try:
+        a, b = (int(x) for x in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be two integers A,B, got {text!r}") from None
+    if not 1 <= a < b <= 20_000:
+        raise argparse.ArgumentTypeError(f"must satisfy 1 <= A < B <= 20000, got {text!r}")
+    return a, b
 
 
 # ------------------------------------------------------------------ conversion
@@ -251,14 +357,16 @@ def workload_from(args: argparse.Namespace) -> Workload:
     changes: dict[str, Any] = {}
     if args.connections is not None:
         changes["connections"] = args.connections
-    if args.rate is not None or args.think_ms is not None or args.trace is not None:
+    trace = getattr(args, "trace", None)
+    if args.rate is not None or args.think_ms is not None or trace is not None:
         changes.update(rate=None, think=None, trace=None)
         if args.rate is not None:
             changes["rate"] = args.rate
         elif args.think_ms is not None:
             changes["think"] = parse_distribution("exp", args.think_ms / 1e3, option="--think-ms")
         else:
-            changes["trace"] = read_trace(args.trace)
+            assert trace is not None
+            changes["trace"] = read_trace(trace)
     cpu_mean = args.cpu_ms / 1e3 if args.cpu_ms is not None else base.cpu.mean
     changes["cpu"] = parse_distribution(args.cpu_dist, cpu_mean, option="--cpu-dist")
     io_mean = args.io_ms / 1e3 if args.io_ms is not None else base.io.mean
@@ -341,6 +449,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
+        if args.command == "serve":
+            return real_commands.serve_command(args, architecture_from(args))
+        if args.command == "measure":
+            if args.target == "memory":
+                return real_commands.memory_command(args)
+            return real_commands.measure_command(args, workload_from(args), architecture_from(args))
         workload = workload_from(args)
         platform = platform_from(args)
         arch = architecture_from(args)
@@ -350,6 +464,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except UsageError as exc:
         sys.stderr.write(f"simlab: error: {exc}\n")
         return 2
+    except RuntimeError as exc:
+        # A real run that could not be carried out (a server failed to start...).
+        sys.stderr.write(f"simlab: failed: {exc}\n")
+        return 1
     except ValueError as exc:
         sys.stderr.write(f"simlab: error: {exc}\n")
         return 2

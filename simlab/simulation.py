@@ -25,6 +25,7 @@ from simlab.models import MODELS, Analytic, Record, get_model
 from simlab.models.loads import io_moments
 from simlab.params import Architecture, Platform, Workload, c10k_workload
 from simlab.platforms import cpython
+from simlab.provenance import json_safe
 
 __all__ = ["Result", "compare", "simulate"]
 
@@ -201,10 +202,6 @@ def _named(progress: Callable[[str, float], None], name: str) -> Progress:
 # --------------------------------------------------------------------- summary
 
 
-def _num(x: float) -> float | None:
-    return float(x) if math.isfinite(x) else None
-
-
 def _pooled(arrays: list[np.ndarray], scale: float) -> dict[str, Any]:
     """Mean and percentiles over all replications' requests, each with a
     95% CI from the per-replication values."""
@@ -310,7 +307,7 @@ def _result(
     summary["workload"] = workload.describe()
     summary["architecture"] = arch.describe()
     summary["platform"] = platform.describe()
-    summary = _clean(summary)
+    summary = json_safe(summary)
     return Result(
         model=model,
         summary=summary,
@@ -370,19 +367,6 @@ def _warnings(workload: Workload, duration: float, warmup: float) -> list[str]:
             "edge effects weigh on throughput; raise --duration"
         )
     return out
-
-
-def _clean(obj: Any) -> Any:
-    """JSON-safe: numpy scalars to Python, non-finite floats to None."""
-    if isinstance(obj, dict):
-        return {k: _clean(v) for k, v in obj.items()}
-    if isinstance(obj, list | tuple):
-        return [_clean(v) for v in obj]
-    if isinstance(obj, np.integer):
-        return int(obj)
-    if isinstance(obj, float | np.floating):
-        return _num(float(obj))
-    return obj
 
 
 def _requests_table(records: list[Record]) -> pd.DataFrame:

@@ -1,0 +1,129 @@
+"""What the blocking servers share: the accept loop, the connection handler, and shutdown.
+
+The accept loop is kept apart from the handler (as in trio): a model only
+decides what to do with each accepted socket. The handler reads with h11,
+runs ``/work`` on its own thread, and writes the answer. Every open client
+socket is registered, so that shutdown can wake threads blocked in ``recv``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import socket
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from simlab.real.protocol import EOF, Exchange, WorkRequest
+from simlab.real.work import BackendError, BlockingBackend, run_blocking
+
+__all__ = ["Context", "accept_loop", "handle_connection"]
+
+# accept(2) fails with these when the process or the machine is out of a
+# resource (fds, socket buffers, memory). They are transient: the right move
+# is to back off briefly and retry, not to die (trio does the same).
+OVERLOAD_ERRNOS = {errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM}
+OVERLOAD_BACKOFF_S = 0.1
+# The peer gave up before accept() got to it; nothing to do.
+GONE_ERRNOS = {errno.ECONNABORTED, errno.EPROTO, errno.EPERM}
+ACCEPT_POLL_S = 0.25
+
+
+@dataclass
+class Context:
+    """One server process's shared state."""
+
+    backend: BlockingBackend
+    request_timeout: float = 10.0
+    stop: threading.Event = field(default_factory=threading.Event)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    conns: set[socket.socket] = field(default_factory=set)
+
+    def register(self, sock: socket.socket) -> None:
+        with self.lock:
+            self.conns.add(sock)
+
+    def forget(self, sock: socket.socket) -> None:
+        with self.lock:
+            self.conns.discard(sock)
+
+    def wake_all(self) -> None:
+        """Make every thread blocked in recv on a client return (shutdown)."""
+        self.stop.set()
+        with self.lock:
+            conns = list(self.conns)
+        for sock in conns:
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+
+
+def accept_loop(
+    listener: socket.socket,
+    ctx: Context,
+    on_conn: Callable[[socket.socket], None],
+    on_idle: Callable[[], None] | None = None,
+) -> None:
+    """Accept until ``ctx.stop``; hand each connection to ``on_conn``.
+
+    ``on_idle`` runs whenever no connection arrived for ``ACCEPT_POLL_S``.
+    """
+    listener.settimeout(ACCEPT_POLL_S)  # so that a stop request is seen promptly
+    while not ctx.stop.is_set():
+        try:
+            sock, _ = listener.accept()
+        except TimeoutError:
+            if on_idle is not None:
+                on_idle()
+            continue
+        except OSError as exc:
+            if exc.errno in OVERLOAD_ERRNOS:
+                time.sleep(OVERLOAD_BACKOFF_S)
+                continue
+            if exc.errno in GONE_ERRNOS:
+                continue
+            if ctx.stop.is_set():
+                break
+            raise
+        sock.settimeout(None)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        on_conn(sock)
+
+
+def handle_connection(sock: socket.socket, ctx: Context) -> None:
+    """Serve one connection until it closes, on the calling thread.
+
+    Idle between requests, the thread blocks in recv for as long as the
+    client stays (keep-alive, as the models assume). Once a request has
+    started, the rest must arrive within ``request_timeout`` seconds, so a
+    slow or stalled client cannot hold the thread for ever.
+    """
+    ctx.register(sock)
+    exchange = Exchange()
+    try:
+        while not ctx.stop.is_set():
+            item = exchange.next()
+            if item is None:
+                sock.settimeout(ctx.request_timeout if exchange.mid_request else None)
+                exchange.feed(sock.recv(65536))
+                continue
+            if item is EOF:
+                break
+            if isinstance(item, bytes):  # a 4xx: say it and hang up
+                sock.sendall(item)
+                break
+            assert isinstance(item, WorkRequest)
+            try:
+                service_us = run_blocking(item, ctx.backend)
+            except BackendError:
+                break
+            sock.sendall(exchange.respond(service_us))
+            if not exchange.keep_alive:
+                break
+    except (OSError, TimeoutError):
+        pass  # reset, timed out or shut down: the connection is over either way
+    finally:
+        ctx.forget(sock)
+        with contextlib.suppress(OSError):
+            sock.close()

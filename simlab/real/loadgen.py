@@ -1,0 +1,516 @@
+"""The load generator: N mostly idle connections, open-loop Poisson or closed-loop arrivals.
+
+It runs in its own process (``python -m simlab.real.loadgen SPEC.json``), so
+that it never shares the server's GIL, on uvloop when it is installed.
+
+- **Connections.** It opens ``connections`` keep-alive connections before
+  sending anything, from source addresses spread over 127.0.0.1..127.0.0.k
+  so that 10,000+ connections don't exhaust one address's ephemeral ports,
+  and keeps the idle ones open, as the notes' long-lived idle clients.
+- **Arrivals.** Open loop: Poisson arrivals at total rate lam, each on a
+  uniformly chosen connection (the simulation's semantics: a connection has
+  one request in flight, and later ones wait for it). Closed loop: each
+  connection thinks Exp(Z), sends, waits for the answer.
+- **Latency** runs from each request's *intended* send time, so a stalled
+  server is charged for every request it delayed (the coordinated-omission
+  correction of wrk2), and goes into HdrHistogram.
+- **Bounded and loopback only.** It refuses any target outside 127.0.0.0/8
+  and ::1, stops sending after ``warmup + duration`` or ``max_requests``, and
+  gives outstanding requests at most ``timeout`` seconds before closing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import ipaddress
+import json
+import math
+import signal
+import socket
+import sys
+import time
+from collections import deque
+from dataclasses import asdict, dataclass
+from typing import Any, cast
+
+import httptools
+import numpy as np
+import uvloop
+from hdrh.histogram import HdrHistogram
+
+from simlab.real.limits import raise_fd_limit
+
+__all__ = ["LoadSpec", "check_loopback", "run"]
+
+HIST_MAX_US = 3_600_000_000
+HIST_DIGITS = 3
+SAMPLE_S = 0.01
+BATCHES = 10
+CONNECT_CONCURRENCY = 256
+CONNECT_TIMEOUT_S = 15.0
+
+
+def check_loopback(host: str) -> str:
+    """The address to use if ``host`` is on loopback; ValueError otherwise."""
+    try:
+        infos = socket.getaddrinfo(host, None, proto=socket.IPPROTO_TCP)
+    except socket.gaierror as exc:
+        raise ValueError(f"target: cannot resolve {host!r}: {exc}") from None
+    addrs = {str(info[4][0]) for info in infos}
+    for addr in sorted(addrs):
+        if not ipaddress.ip_address(addr).is_loopback:
+            raise ValueError(
+                f"target: {host!r} resolves to {addr}, outside loopback "
+                "(127.0.0.0/8, ::1); simlab only sends load to this machine"
+            )
+    return sorted(addrs)[0]
+
+
+@dataclass(frozen=True)
+class LoadSpec:
+    """What to send. ``queries`` is a list of query strings used in turn (the
+    caller draws random CPU and I/O into them); ``rate`` xor ``think_s``."""
+
+    host: str
+    port: int
+    connections: int
+    queries: tuple[str, ...]
+    rate: float | None = None
+    think_s: float | None = None
+    warmup: float = 2.0
+    duration: float = 10.0
+    max_requests: int = 2_000_000
+    timeout: float = 30.0
+    sources: int = 4
+    requests_per_connection: int | None = None
+    seed: int = 1
+
+    def __post_init__(self) -> None:
+        check_loopback(self.host)
+        if (self.rate is None) == (self.think_s is None):
+            raise ValueError("give exactly one of rate and think_s")
+        if self.connections < 1 or not self.queries:
+            raise ValueError("connections must be >= 1 and queries non-empty")
+        if self.duration <= 0 or self.warmup < 0 or self.timeout <= 0:
+            raise ValueError("duration and timeout must be > 0, warmup >= 0")
+
+
+def _histogram() -> HdrHistogram:
+    return HdrHistogram(1, HIST_MAX_US, HIST_DIGITS)
+
+
+class Stats:
+    """Everything measured, for requests whose intended time is in the window."""
+
+    def __init__(self) -> None:
+        self.latency = _histogram()
+        self.service = _histogram()
+        self.queue = _histogram()
+        self.batch_sum = [0.0] * BATCHES
+        self.batch_n = [0] * BATCHES
+        self.status: dict[int, int] = {}
+        self.errors = {"timeouts": 0, "resets": 0, "refused": 0, "unanswered": 0}
+        self.sent = 0
+        self.scheduled = 0
+        self.measured = 0
+        self.completed_in_window = 0
+        self.lag = _histogram()
+
+
+class Conn(asyncio.Protocol):
+    """One client connection: one request in flight, the rest queued behind it."""
+
+    def __init__(self, gen: Generator, index: int) -> None:
+        self.gen = gen
+        self.index = index
+        self.transport: asyncio.Transport | None = None
+        self.parser = httptools.HttpResponseParser(self)
+        self.queue: deque[float] = deque()
+        self.intended = 0.0
+        self.sent_at = 0.0
+        self.busy = False
+        self.service_us = -1
+        self.answered = 0
+        self.connecting = False
+        self.closed_by_us = False
+        self.idle_waiter: asyncio.Future[None] | None = None
+
+    def wait_idle(self) -> asyncio.Future[None]:
+        """Resolves once this connection has nothing in flight or queued (closed loop)."""
+        fut: asyncio.Future[None] = self.gen.loop.create_future()
+        if not self.busy and not self.queue:
+            fut.set_result(None)
+        else:
+            self.idle_waiter = fut
+        return fut
+
+    def _maybe_idle(self) -> None:
+        if self.idle_waiter is not None and not self.busy and not self.queue:
+            if not self.idle_waiter.done():
+                self.idle_waiter.set_result(None)
+            self.idle_waiter = None
+
+    # --- asyncio.Protocol
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        # uvloop's transports are not asyncio.Transport subclasses, only alike.
+        self.transport = cast(asyncio.Transport, transport)
+        self.parser = httptools.HttpResponseParser(self)
+        self.answered = 0
+        self.connecting = False
+
+    def data_received(self, data: bytes) -> None:
+        try:
+            self.parser.feed_data(data)
+        except httptools.HttpParserError:
+            self._fail("resets")
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.transport = None
+        if self.busy and not self.closed_by_us:
+            self._fail("resets")
+        self.closed_by_us = False
+        if self.queue and not self.gen.stopping:
+            self.gen.reconnect(self)
+
+    # --- httptools callbacks
+    def on_header(self, name: bytes, value: bytes) -> None:
+        if name.lower() == b"x-service-us":
+            self.service_us = int(value)
+
+    def on_message_complete(self) -> None:
+        status = self.parser.get_status_code()
+        keep = self.parser.should_keep_alive()
+        self.gen.done(self, status, self.service_us)
+        self.service_us = -1
+        self.answered += 1
+        k = self.gen.spec.requests_per_connection
+        if not keep or (k is not None and self.answered >= k):
+            self.close()
+            if self.queue and not self.gen.stopping:
+                self.gen.reconnect(self)
+        else:
+            self.pump()
+        self._maybe_idle()
+
+    # --- sending
+    def submit(self, intended: float) -> None:
+        self.queue.append(intended)
+        self.pump()
+
+    def pump(self) -> None:
+        if self.busy or not self.queue or self.transport is None:
+            return
+        self.intended = self.queue.popleft()
+        self.busy = True
+        self.sent_at = self.gen.loop.time()
+        self.transport.write(self.gen.next_request())
+
+    def close(self) -> None:
+        if self.transport is not None:
+            self.closed_by_us = True
+            self.transport.close()
+            self.transport = None
+
+    def _fail(self, kind: str) -> None:
+        if self.busy:
+            self.busy = False
+            self.gen.failed(self, kind)
+        if self.transport is not None:
+            self.closed_by_us = True
+            self.transport.abort()
+            self.transport = None
+        self._maybe_idle()
+
+
+class Generator:
+    def __init__(self, spec: LoadSpec, loop: asyncio.AbstractEventLoop) -> None:
+        self.spec = spec
+        self.loop = loop
+        self.stats = Stats()
+        self.rng = np.random.default_rng(spec.seed)
+        self.address = check_loopback(spec.host)
+        self.sources = [f"127.0.0.{1 + k}" for k in range(max(1, spec.sources))]
+        if not self.address.startswith("127."):
+            self.sources = ["::1"]
+        self.requests = [
+            f"GET /work?{q} HTTP/1.1\r\nHost: {spec.host}\r\n\r\n".encode() for q in spec.queries
+        ]
+        self.next_query = 0
+        self.conns = [Conn(self, k) for k in range(spec.connections)]
+        self.outstanding = 0
+        self.stopping = False
+        self.t0 = 0.0
+        self.window = (0.0, 0.0)
+        self.in_flight_samples: list[int] = []
+        self.timeline: dict[int, int] = {}
+        self.connect_failures = 0
+
+    def next_request(self) -> bytes:
+        req = self.requests[self.next_query]
+        self.next_query = (self.next_query + 1) % len(self.requests)
+        return req
+
+    # ---------------------------------------------------------- connections
+    async def open_all(self) -> tuple[int, float]:
+        sem = asyncio.Semaphore(CONNECT_CONCURRENCY)
+        t = time.perf_counter()
+
+        async def one(conn: Conn) -> None:
+            async with sem:
+                await self._connect(conn)
+
+        await asyncio.gather(*(one(c) for c in self.conns))
+        opened = sum(1 for c in self.conns if c.transport is not None)
+        return opened, time.perf_counter() - t
+
+    async def _connect(self, conn: Conn) -> None:
+        conn.connecting = True
+        src = self.sources[conn.index % len(self.sources)]
+        try:
+            await asyncio.wait_for(
+                self.loop.create_connection(
+                    lambda: conn, self.address, self.spec.port, local_addr=(src, 0)
+                ),
+                CONNECT_TIMEOUT_S,
+            )
+            sock = conn.transport.get_extra_info("socket") if conn.transport else None
+            if sock is not None:
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        except (OSError, TimeoutError):
+            conn.connecting = False
+            self.connect_failures += 1
+            # Requests queued on a connection that cannot open are lost.
+            while conn.queue:
+                self._lost(conn.queue.popleft(), "refused")
+            conn._maybe_idle()
+            return
+        conn.pump()
+
+    def reconnect(self, conn: Conn) -> None:
+        if not conn.connecting:
+            conn.connecting = True
+            self.loop.create_task(self._connect(conn))
+
+    # ------------------------------------------------------------- outcomes
+    def _measured(self, intended: float) -> bool:
+        return self.window[0] <= intended < self.window[1]
+
+    def done(self, conn: Conn, status: int, service_us: int) -> None:
+        now = self.loop.time()
+        conn.busy = False
+        self.outstanding -= 1
+        intended = conn.intended
+        if self.window[0] <= now < self.window[1]:
+            second = int(now - self.window[0])
+            self.timeline[second] = self.timeline.get(second, 0) + 1
+            if status == 200:
+                self.stats.completed_in_window += 1
+        if not self._measured(intended):
+            return
+        st = self.stats
+        st.status[status] = st.status.get(status, 0) + 1
+        if status != 200:
+            return
+        latency_us = max(1, int((now - intended) * 1e6))
+        st.latency.record_value(min(latency_us, HIST_MAX_US))
+        batch = min(
+            BATCHES - 1,
+            int((intended - self.window[0]) / (self.window[1] - self.window[0]) * BATCHES),
+        )
+        st.batch_sum[batch] += latency_us
+        st.batch_n[batch] += 1
+        st.lag.record_value(max(1, int((conn.sent_at - intended) * 1e6)))
+        if service_us >= 0:
+            st.service.record_value(max(1, min(service_us, HIST_MAX_US)))
+            st.queue.record_value(max(1, min(latency_us - service_us, HIST_MAX_US)))
+
+    def failed(self, conn: Conn, kind: str) -> None:
+        self.outstanding -= 1
+        if self._measured(conn.intended):
+            self.stats.errors[kind] += 1
+
+    def _lost(self, intended: float, kind: str) -> None:
+        self.outstanding -= 1
+        if self._measured(intended):
+            self.stats.errors[kind] += 1
+
+    # ------------------------------------------------------------- arrivals
+    def dispatch(self, conn: Conn, intended: float) -> None:
+        self.outstanding += 1
+        self.stats.sent += 1
+        if self._measured(intended):
+            self.stats.measured += 1
+        conn.submit(intended)
+        if conn.transport is None:
+            self.reconnect(conn)
+
+    async def open_loop(self) -> None:
+        spec = self.spec
+        assert spec.rate is not None
+        end = self.window[1]
+        t = self.t0
+        batch = 4096
+        while not self.stopping:
+            gaps = self.rng.exponential(1.0 / spec.rate, batch).tolist()
+            picks = self.rng.integers(0, spec.connections, batch).tolist()
+            for gap, k in zip(gaps, picks, strict=True):
+                t += gap
+                if t >= end or self.stats.sent >= spec.max_requests:
+                    return
+                if self._measured(t):
+                    self.stats.scheduled += 1
+                delay = t - self.loop.time()
+                if delay > 0.0005:
+                    await asyncio.sleep(delay)
+                self.dispatch(self.conns[k], t)
+
+    async def closed_loop(self) -> None:
+        spec = self.spec
+        assert spec.think_s is not None
+        think = spec.think_s
+        end = self.window[1]
+        pending: set[asyncio.Task[None]] = set()
+
+        async def client(conn: Conn) -> None:
+            while not self.stopping:
+                await asyncio.sleep(float(self.rng.exponential(think)))
+                t = self.loop.time()
+                if t >= end or self.stats.sent >= spec.max_requests:
+                    return
+                if self._measured(t):
+                    self.stats.scheduled += 1
+                self.dispatch(conn, t)
+                await conn.wait_idle()
+
+        for conn in self.conns:
+            task = self.loop.create_task(client(conn))
+            pending.add(task)
+        await asyncio.gather(*pending)
+
+    async def sampler(self) -> None:
+        while not self.stopping:
+            now = self.loop.time()
+            if self.window[0] <= now < self.window[1]:
+                self.in_flight_samples.append(self.outstanding)
+            await asyncio.sleep(SAMPLE_S)
+
+    async def sweeper(self) -> None:
+        """Abort requests that have waited longer than ``timeout``."""
+        while True:
+            now = self.loop.time()
+            for conn in self.conns:
+                if conn.busy and now - conn.sent_at > self.spec.timeout:
+                    conn._fail("timeouts")
+            await asyncio.sleep(min(0.5, self.spec.timeout / 4))
+
+
+async def _run(spec: LoadSpec) -> dict[str, Any]:
+    loop = asyncio.get_running_loop()
+    gen = Generator(spec, loop)
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, lambda: setattr(gen, "stopping", True))
+    opened, connect_s = await gen.open_all()
+    gen.t0 = loop.time() + 0.05
+    gen.window = (gen.t0 + spec.warmup, gen.t0 + spec.warmup + spec.duration)
+    wall_window = (
+        time.time() + 0.05 + spec.warmup,
+        time.time() + 0.05 + spec.warmup + spec.duration,
+    )
+    sampler = loop.create_task(gen.sampler())
+    sweeper = loop.create_task(gen.sweeper())
+    if spec.rate is not None:
+        await gen.open_loop()
+    else:
+        await gen.closed_loop()
+    # Stop sending; give what is in flight up to ``timeout`` to come back.
+    deadline = loop.time() + spec.timeout
+    while gen.outstanding > 0 and loop.time() < deadline and not gen.stopping:
+        await asyncio.sleep(0.01)
+    gen.stopping = True
+    for conn in gen.conns:
+        if conn.busy or conn.queue:
+            if gen._measured(conn.intended) and conn.busy:
+                gen.stats.errors["unanswered"] += 1
+            for intended in conn.queue:
+                if gen._measured(intended):
+                    gen.stats.errors["unanswered"] += 1
+            conn.queue.clear()
+            conn.busy = False
+        conn.close()
+    sampler.cancel()
+    sweeper.cancel()
+    await asyncio.sleep(0)
+    return _report(spec, gen, opened, connect_s, wall_window)
+
+
+def _encode(h: HdrHistogram) -> str:
+    # HdrHistogram's own compressed, base64-wrapped encoding.
+    return h.encode().decode() if h.get_total_count() else ""
+
+
+def _report(
+    spec: LoadSpec, gen: Generator, opened: int, connect_s: float, wall: tuple[float, float]
+) -> dict[str, Any]:
+    st = gen.stats
+    batch_means = [s / n / 1000 for s, n in zip(st.batch_sum, st.batch_n, strict=True) if n]
+    samples = gen.in_flight_samples
+    return {
+        "spec": {k: v for k, v in asdict(spec).items() if k != "queries"},
+        "queries": len(spec.queries),
+        "connections": {
+            "opened": opened,
+            "failed": gen.connect_failures,
+            "seconds": connect_s,
+        },
+        "window_wall": list(wall),
+        "scheduled": st.scheduled,
+        "sent": st.sent,
+        "measured": st.measured,
+        "completed_in_window": st.completed_in_window,
+        "status": {str(k): v for k, v in sorted(st.status.items())},
+        "errors": st.errors,
+        "latency_hist": _encode(st.latency),
+        "service_hist": _encode(st.service),
+        "queue_hist": _encode(st.queue),
+        "send_delay_hist": _encode(st.lag),
+        "batch_means_ms": batch_means,
+        "in_flight_mean": float(np.mean(samples)) if samples else math.nan,
+        "in_flight_samples": len(samples),
+        "timeline": [gen.timeline.get(s, 0) for s in range(math.ceil(spec.duration))],
+    }
+
+
+def run(spec: LoadSpec) -> dict[str, Any]:
+    """Run the load in this process (the CLI runs it in a child process), on uvloop."""
+    raise_fd_limit(spec.connections + 256)
+    result: dict[str, Any] = uvloop.run(_run(spec))
+    return result
+
+
+def decode(text: str) -> HdrHistogram:
+    return HdrHistogram.decode(text.encode()) if text else _histogram()
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="simlab-loadgen", description=__doc__.splitlines()[0])
+    parser.add_argument("spec", help="JSON file with a LoadSpec, or - for stdin")
+    args = parser.parse_args(argv)
+    if args.spec == "-":
+        text = sys.stdin.read()
+    else:
+        with open(args.spec) as fh:
+            text = fh.read()
+    data = json.loads(text)
+    data["queries"] = tuple(data["queries"])
+    try:
+        spec = LoadSpec(**data)
+    except (TypeError, ValueError) as exc:
+        print(f"simlab-loadgen: error: {exc}", file=sys.stderr)
+        return 2
+    print(json.dumps(run(spec)))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,377 @@
+"""``simlab measure``: one real run of a server under the load generator, summarised.
+
+The run: start the backend, start the server (one of the six, or a peer),
+start the probe, run the load generator in its own process (connect, warm
+up, measure), then stop everything by process id, and check that the
+server's port is free again. The summary has the same keys as
+``simlab simulate``, measured instead of simulated, and is saved with its
+parameters, machine and git revision under ``data/measurements/``.
+
+How each number is obtained:
+- latency: HdrHistogram of (answer time - intended send time), coordinated
+  omission corrected; its mean's 95% CI from 10 batch means over the window;
+- queueing delay: latency minus the server's own time on the work
+  (``x-service-us``), so it holds every wait: client, accept, worker, GIL, loop;
+- throughput: answers inside the window / its length;
+- threads, fds, processes: the probe's samples of the process tree;
+- threads busy: throughput x mean service time (Little's law) for threaded
+  servers; for async, loops busy = the tree's CPU seconds per second;
+- resident memory: the tree's PSS (shared pages split, so forks are not
+  double counted); reserved virtual: the tree's VMS; kernel: the machine's
+  slab + kernel stacks + page tables above their level before the run
+  (this includes the load generator's and backend's sockets);
+- in flight: the load generator's own count, sampled every 10 ms, which
+  lets Little's law be checked against throughput x mean latency.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import subprocess
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from scipy import stats
+
+from simlab.params import Architecture, Workload
+from simlab.provenance import ROOT, atomic_write_json, git_revision, json_safe, machine, utc_stamp
+from simlab.real import loadgen, peers
+from simlab.real.limits import check_fits, raise_fd_limit
+from simlab.real.options import SERVER_MODELS
+from simlab.real.probe import Probe
+from simlab.real.processes import Managed, free_port, port_is_free, python, wait_listening
+
+__all__ = ["TARGETS", "MeasureOptions", "measure"]
+
+TARGETS = (*SERVER_MODELS, *peers.PEERS)
+MEASUREMENTS = ROOT / "data" / "measurements"
+QUERY_POOL = 20_000
+
+
+@dataclass(frozen=True)
+class MeasureOptions:
+    target: str
+    workload: Workload
+    architecture: Architecture
+    duration: float = 10.0
+    warmup: float = 2.0
+    seed: int = 1
+    timeout: float = 30.0
+    sources: int = 4
+    request_timeout: float = 10.0
+    stack_kib: int = 0
+    uvloop: bool = False
+    save: bool = True
+    out_dir: Path = MEASUREMENTS
+
+    def __post_init__(self) -> None:
+        if self.target not in TARGETS:
+            raise ValueError(f"unknown target {self.target!r} (choose from: {', '.join(TARGETS)})")
+        if self.workload.trace is not None:
+            raise ValueError(
+                "trace: replayed traces are for simulation; measure takes --rate or --think-ms"
+            )
+        if not 0 < self.duration <= 3600:
+            raise ValueError(f"duration(={self.duration:g}) must be in (0, 3600] seconds")
+        if not 0 <= self.warmup <= 600:
+            raise ValueError(f"warmup(={self.warmup:g}) must be in [0, 600] seconds")
+        if not 1 <= self.sources <= 250:
+            raise ValueError(f"sources(={self.sources}) must be in [1, 250]")
+
+
+def build_queries(workload: Workload, seed: int, count: int) -> tuple[str, ...]:
+    """Query strings drawn from the workload's distributions, used in turn."""
+    rng = np.random.default_rng(np.random.SeedSequence(seed).spawn(1)[0])
+    cpu = workload.cpu.sample(rng, count) * 1e3
+    calls = workload.calls
+    io = workload.io.sample(rng, (count, calls)) * 1e3 if calls else np.zeros((count, 0))
+    fixed_io = workload.io.cv == 0
+    out = []
+    for k in range(count):
+        if calls == 0:
+            io_part = "io_ms=0&calls=0"
+        elif fixed_io:
+            io_part = f"io_ms={io[k, 0]:.3f}&calls={calls}"
+        else:
+            io_part = "io_ms=" + ",".join(f"{x:.3f}" for x in io[k]) + f"&calls={calls}"
+        out.append(f"cpu_ms={cpu[k]:.3f}&{io_part}&fanout={workload.fanout}")
+        if workload.cpu.cv == 0 and (calls == 0 or fixed_io):
+            break  # every request is the same
+    return tuple(out)
+
+
+def _estimate_fit(opts: MeasureOptions) -> None:
+    w, a = opts.workload, opts.architecture
+    n = w.connections
+    per_conn = opts.target in ("thread-per-connection", "process-per-connection")
+    threads = n if per_conn else a.processes * (a.workers + 2)
+    processes = n if opts.target == "process-per-connection" else a.processes
+    # The cpython preset's sizes: a thread 43 KiB, a connection 9.5 KiB, a fork 1.2 MiB.
+    memory = (threads * 43 + n * 2 * 9.5 + (processes if per_conn else 0) * 1200) / 1024
+    check_fits(
+        connections=n, threads=threads, processes=processes, memory_mib=memory, sources=opts.sources
+    )
+
+
+def _start_server(opts: MeasureOptions, backend_port: int) -> Managed:
+    a = opts.architecture
+    if opts.target in peers.PEERS:
+        port = free_port()
+        server = Managed(
+            peers.command(
+                opts.target, port=port, workers=a.workers, processes=a.processes, backlog=a.backlog
+            ),
+            env={"SIMLAB_BACKEND_PORT": str(backend_port)},
+            ready_line=False,
+            name=opts.target,
+        )
+        server.port = port
+        try:
+            wait_listening(port, server.proc)
+        except RuntimeError as exc:
+            err = server.stop()
+            raise RuntimeError(f"{opts.target}: {exc}: {err.strip()[-500:]}") from None
+        return server
+    argv = [
+        python(),
+        "-m",
+        "simlab.real.runner",
+        opts.target,
+        "--backend-port",
+        str(backend_port),
+        "--workers",
+        str(a.workers),
+        "--processes",
+        str(a.processes),
+        "--request-timeout",
+        str(opts.request_timeout),
+        "--stack-kib",
+        str(opts.stack_kib),
+    ]
+    if a.backlog is not None:
+        argv += ["--backlog", str(a.backlog)]
+    if opts.uvloop:
+        argv.append("--uvloop")
+    return Managed(argv, name=opts.target)
+
+
+def measure(opts: MeasureOptions, progress: Callable[[str], None] | None = None) -> dict[str, Any]:
+    """Run one measurement and return its summary (and save it unless ``save`` is off)."""
+    say = progress or (lambda _msg: None)
+    _estimate_fit(opts)
+    raise_fd_limit()
+    w = opts.workload
+    spec = loadgen.LoadSpec(
+        host="127.0.0.1",
+        port=1,  # set below, once the server listens
+        connections=w.connections,
+        queries=build_queries(w, opts.seed, QUERY_POOL),
+        rate=w.rate,
+        think_s=w.think.mean if w.think is not None else None,
+        warmup=opts.warmup,
+        duration=opts.duration,
+        timeout=opts.timeout,
+        sources=opts.sources,
+        requests_per_connection=w.requests_per_connection,
+        seed=opts.seed,
+    )
+    started = utc_stamp()
+    say("starting the backend")
+    with Managed([python(), "-m", "simlab.real.backend"], name="backend") as backend:
+        say(f"starting {opts.target}")
+        server = _start_server(opts, backend.port)
+        probe: Probe | None = None
+        server_err = ""
+        try:
+            probe = Probe(server.pid)
+            probe.start()
+            say(
+                f"{w.connections:,} connections, {opts.warmup:g} s warm-up, "
+                f"{opts.duration:g} s measured"
+            )
+            report = _run_load(spec, server.port, opts)
+        finally:
+            try:
+                if probe is not None:
+                    probe.stop()
+            finally:
+                server_err = server.stop()
+        port_left = not port_is_free(server.port)
+    if port_left:
+        raise RuntimeError(f"port {server.port} still accepts connections after the server stopped")
+    summary = _summary(opts, report, probe, started)
+    if server_err.strip():
+        summary["warnings"].append(f"server stderr: {server_err.strip()[-300:]}")
+    if opts.save:
+        path = opts.out_dir / f"{opts.target}-{started}-seed{opts.seed}.json"
+        record = {
+            "summary": summary,
+            "probe_series": _thin(probe.series() if probe else [], 600),
+            "loadgen": {k: v for k, v in report.items() if not k.endswith("_hist")},
+        }
+        atomic_write_json(path, record)
+        summary["saved_to"] = (
+            str(path.relative_to(ROOT)) if path.is_relative_to(ROOT) else str(path)
+        )
+    return summary
+
+
+def _run_load(spec: loadgen.LoadSpec, port: int, opts: MeasureOptions) -> dict[str, Any]:
+    data = {**spec.__dict__, "port": port, "queries": list(spec.queries)}
+    budget = 60 + opts.warmup + opts.duration + opts.timeout + spec.connections / 200
+    proc = subprocess.Popen(
+        [python(), "-m", "simlab.real.loadgen", "-"],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+    try:
+        out, err = proc.communicate(json.dumps(data), timeout=budget)
+    except BaseException:
+        proc.kill()
+        proc.wait()
+        raise
+    if proc.returncode != 0:
+        raise RuntimeError(f"load generator failed ({proc.returncode}): {err.strip()[-500:]}")
+    result: dict[str, Any] = json.loads(out)
+    return result
+
+
+def _thin(rows: list[dict[str, float]], limit: int) -> list[dict[str, float]]:
+    step = max(1, math.ceil(len(rows) / limit))
+    return rows[::step]
+
+
+def _hist_block(text: str, *, with_ci: list[float] | None = None) -> dict[str, Any]:
+    h = loadgen.decode(text)
+    if h.get_total_count() == 0:
+        return dict.fromkeys(("mean", "p50", "p95", "p99", "max", "mean_ci95"))
+    return {
+        "mean": h.get_mean_value() / 1e3,
+        "p50": h.get_value_at_percentile(50) / 1e3,
+        "p95": h.get_value_at_percentile(95) / 1e3,
+        "p99": h.get_value_at_percentile(99) / 1e3,
+        "max": h.get_max_value() / 1e3,
+        "mean_ci95": with_ci,
+        "count": h.get_total_count(),
+    }
+
+
+def _batch_ci(means: list[float]) -> list[float] | None:
+    x = np.asarray(means)
+    if len(x) < 2:
+        return None
+    half = float(stats.t.ppf(0.975, len(x) - 1) * x.std(ddof=1) / math.sqrt(len(x)))
+    return [float(x.mean()) - half, float(x.mean()) + half]
+
+
+def _summary(
+    opts: MeasureOptions, r: dict[str, Any], probe: Probe | None, started: str
+) -> dict[str, Any]:
+    w, a = opts.workload, opts.architecture
+    window = (r["window_wall"][0], r["window_wall"][1])
+    p = probe.summary(window) if probe is not None else {}
+    cores = os.cpu_count() or 1
+    latency = _hist_block(r["latency_hist"], with_ci=_batch_ci(r["batch_means_ms"]))
+    service = _hist_block(r["service_hist"])
+    queue = _hist_block(r["queue_hist"])
+    throughput = r["completed_in_window"] / opts.duration
+    timeline = np.asarray(r["timeline"], dtype=float)
+    cpu_busy = p.get("cpu_s", {}).get("rate", math.nan)
+    is_async = opts.target in ("async", "uvicorn")
+    busy = cpu_busy if is_async else throughput * (service["mean"] or 0.0) / 1e3
+    errors = r["errors"]
+    dropped = int(r["status"].get("503", 0))
+    completed = int(r["status"].get("200", 0))
+    other = sum(v for k, v in r["status"].items() if k not in ("200", "503"))
+    incomplete = sum(errors.values()) + other
+    measured = r["measured"]
+    offered = r["scheduled"] / opts.duration if w.rate is not None else None
+    little_l = r["in_flight_mean"]
+    little_xw = throughput * (latency["mean"] or math.nan) / 1e3
+    summary: dict[str, Any] = {
+        "model": opts.target,
+        "engine": "real",
+        "resembles": peers.RESEMBLES.get(opts.target, opts.target),
+        "throughput_rps": throughput,
+        "throughput_ci95": _batch_ci(
+            [float(chunk.mean()) for chunk in np.array_split(timeline, 10) if len(chunk)]
+        ),
+        "offered_rps": offered,
+        "latency_ms": latency,
+        "queue_delay_ms": queue,
+        "service_ms": service,
+        "threads": {
+            "peak": p.get("threads", {}).get("peak"),
+            "mean": p.get("threads", {}).get("mean"),
+            "busy_mean": busy,
+        },
+        "memory_mib": {
+            "peak": p.get("pss_mib", {}).get("peak"),
+            "mean": p.get("pss_mib", {}).get("mean"),
+            "virtual_peak": p.get("vms_mib", {}).get("peak"),
+            "rss_peak": p.get("rss_mib", {}).get("peak"),
+            "uss_peak": p.get("uss_mib", {}).get("peak"),
+            "kernel_peak": p.get("kernel_mib", {}).get("peak"),
+        },
+        "processes": {"peak": p.get("processes", {}).get("peak")},
+        "fds": {"peak": p.get("fds", {}).get("peak")},
+        "context_switches_per_s": {
+            "voluntary": p.get("ctx_voluntary", {}).get("rate"),
+            "involuntary": p.get("ctx_involuntary", {}).get("rate"),
+        },
+        "connections": {
+            "opened": r["connections"]["opened"],
+            "failed": r["connections"]["failed"],
+            "open_seconds": r["connections"]["seconds"],
+        },
+        "in_flight": {"mean": little_l},
+        "little": {
+            "in_flight_sampled": little_l,
+            "throughput_x_latency": little_xw,
+            "rel_error": abs(little_l - little_xw) / little_xw if little_xw else None,
+        },
+        "cpu_busy_cores": cpu_busy,
+        "cpu_utilization": cpu_busy / cores if math.isfinite(cpu_busy) else None,
+        "requests": measured,
+        "completed": completed,
+        "dropped": dropped,
+        "incomplete": incomplete,
+        "errors": {**errors, "other_status": other, "connect_failed": r["connections"]["failed"]},
+    }
+    reasons = []
+    if offered and throughput < 0.95 * offered:
+        reasons.append(f"served {throughput:,.1f}/s of {offered:,.1f}/s offered")
+    if incomplete:
+        reasons.append(f"{incomplete:,} measured requests failed or went unanswered")
+    if r["connections"]["failed"]:
+        reasons.append(f"{r['connections']['failed']:,} connections could not be opened")
+    summary["stable"] = not reasons
+    summary["stability"] = {"reasons": reasons}
+    warnings: list[str] = []
+    lag = loadgen.decode(r["send_delay_hist"])
+    if lag.get_total_count():
+        summary["send_delay_ms"] = {
+            "p50": lag.get_value_at_percentile(50) / 1e3,
+            "p99": lag.get_value_at_percentile(99) / 1e3,
+        }
+    summary["warnings"] = warnings
+    summary["workload"] = w.describe()
+    summary["architecture"] = a.describe()
+    summary["seed"] = opts.seed
+    summary["duration_s"] = opts.duration
+    summary["warmup_s"] = opts.warmup
+    summary["started"] = started
+    summary["machine"] = machine()
+    summary["git_revision"] = git_revision()
+    summary["took_s"] = time.time() - window[0] + opts.warmup
+    cleaned: dict[str, Any] = json_safe(summary)
+    return cleaned

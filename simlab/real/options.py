@@ -1,0 +1,58 @@
+"""How a real server is run: its model, knobs, port and backend."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+__all__ = ["SERVER_MODELS", "ServerOptions"]
+
+SERVER_MODELS = (
+    "iterative",
+    "process-per-connection",
+    "thread-per-connection",
+    "thread-pool",
+    "reactor-pool",
+    "async",
+)
+
+
+@dataclass(frozen=True)
+class ServerOptions:
+    """``workers`` is the pool size per process (thread-pool, reactor-pool);
+    ``backlog`` bounds the accept queue (thread-pool), the work queue
+    (reactor-pool) or the requests in flight (async), and what overflows is
+    refused (thread-pool closes the connection, the others answer 503);
+    ``request_timeout`` is how long a started request may take to arrive;
+    ``stack_kib`` sets the stack reserved per thread (0: the platform default)."""
+
+    model: str
+    backend_port: int
+    port: int = 0
+    host: str = "127.0.0.1"
+    workers: int = 32
+    processes: int = 1
+    backlog: int | None = None
+    request_timeout: float = 10.0
+    stack_kib: int = 0
+    uvloop: bool = False
+
+    def __post_init__(self) -> None:
+        if self.model not in SERVER_MODELS:
+            raise ValueError(
+                f"unknown server {self.model!r} (choose from: {', '.join(SERVER_MODELS)})"
+            )
+        if self.workers < 1:
+            raise ValueError(f"workers(={self.workers}) must be >= 1")
+        if self.processes < 1:
+            raise ValueError(f"processes(={self.processes}) must be >= 1")
+        if self.backlog is not None and self.backlog < 0:
+            raise ValueError(f"backlog(={self.backlog}) must be >= 0")
+        if not 0 < self.request_timeout <= 3600:
+            raise ValueError(f"request_timeout(={self.request_timeout}) must be in (0, 3600] s")
+        if self.stack_kib and self.stack_kib < 32:
+            raise ValueError(f"stack_kib(={self.stack_kib}) must be 0 (default) or >= 32")
+
+    @property
+    def listen_backlog(self) -> int:
+        # The kernel caps this at net.core.somaxconn (4096 here).
+        return 4096 if self.backlog is None else max(1, self.backlog)

@@ -1,0 +1,140 @@
+"""The probe: psutil samples of a server's whole process tree, about every 100 ms.
+
+Per sample, summed over the tree: resident (RSS), proportional (PSS: shared
+pages split between the processes that share them, so forked children are
+not double counted), private (USS) and virtual (VMS) memory, threads, open
+fds, voluntary and involuntary context switches and CPU time; plus the
+machine's kernel memory (slab, kernel stacks, page tables) from
+/proc/meminfo, which holds thread stacks and socket buffers that no process
+is charged for. PSS and USS need a read of smaps_rollup per process, so for
+large trees they are sampled less often (every ``full_every`` samples).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+import time
+from dataclasses import dataclass
+
+import numpy as np
+import psutil
+
+__all__ = ["Probe", "ProbeSample", "kernel_kib"]
+
+FIELDS = (
+    "rss_mib",
+    "pss_mib",
+    "uss_mib",
+    "vms_mib",
+    "threads",
+    "fds",
+    "processes",
+    "ctx_voluntary",
+    "ctx_involuntary",
+    "cpu_s",
+    "kernel_mib",
+)
+MIB = 2**20
+
+
+def kernel_kib() -> float:
+    """Machine-wide kernel memory that grows with threads and sockets (KiB)."""
+    wanted = {"Slab", "KernelStack", "PageTables"}
+    total = 0.0
+    with open("/proc/meminfo") as fh:
+        for line in fh:
+            key, _, rest = line.partition(":")
+            if key in wanted:
+                total += float(rest.split()[0])
+    return total
+
+
+@dataclass
+class ProbeSample:
+    time: float
+    values: dict[str, float]
+
+
+class Probe(threading.Thread):
+    def __init__(self, pid: int, interval: float = 0.1, full_every: int = 10) -> None:
+        super().__init__(daemon=True, name="probe")
+        self.root = psutil.Process(pid)
+        self.interval = interval
+        self.full_every = full_every
+        self.samples: list[ProbeSample] = []
+        self._halt = threading.Event()
+        self._last_full: tuple[float, float] = (0.0, 0.0)
+        self.kernel_base = kernel_kib()
+
+    def run(self) -> None:
+        k = 0
+        while not self._halt.is_set():
+            try:
+                self.samples.append(self.sample(full=k % self._full_period() == 0))
+            except psutil.NoSuchProcess:
+                break
+            k += 1
+            self._halt.wait(self.interval)
+
+    def _full_period(self) -> int:
+        return (
+            1
+            if len(self.samples) == 0 or self.samples[-1].values["processes"] <= 16
+            else (self.full_every)
+        )
+
+    def stop(self) -> None:
+        self._halt.set()
+        self.join(5)
+
+    def sample(self, *, full: bool) -> ProbeSample:
+        procs = [self.root]
+        with contextlib.suppress(psutil.NoSuchProcess):
+            procs += self.root.children(recursive=True)
+        v = dict.fromkeys(FIELDS, 0.0)
+        pss = uss = 0.0
+        for p in procs:
+            try:
+                with p.oneshot():
+                    mem = p.memory_info()
+                    v["rss_mib"] += mem.rss / MIB
+                    v["vms_mib"] += mem.vms / MIB
+                    v["threads"] += p.num_threads()
+                    v["fds"] += p.num_fds()
+                    ctx = p.num_ctx_switches()
+                    v["ctx_voluntary"] += ctx.voluntary
+                    v["ctx_involuntary"] += ctx.involuntary
+                    cpu = p.cpu_times()
+                    v["cpu_s"] += cpu.user + cpu.system
+                    v["processes"] += 1
+                    if full:
+                        fm = p.memory_full_info()
+                        pss += fm.pss / MIB
+                        uss += fm.uss / MIB
+            except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
+                continue
+        if full:
+            self._last_full = (pss, uss)
+        v["pss_mib"], v["uss_mib"] = self._last_full
+        v["kernel_mib"] = (kernel_kib() - self.kernel_base) / 1024
+        return ProbeSample(time.time(), v)
+
+    def summary(self, window: tuple[float, float]) -> dict[str, dict[str, float]]:
+        """Peak and mean of every field over samples inside ``window`` (wall time)."""
+        inside = [s for s in self.samples if window[0] <= s.time <= window[1]]
+        if not inside:
+            inside = self.samples[-1:]
+        out: dict[str, dict[str, float]] = {}
+        for key in FIELDS:
+            values = np.array([s.values[key] for s in inside]) if inside else np.zeros(1)
+            out[key] = {"peak": float(values.max()), "mean": float(values.mean())}
+        if len(inside) >= 2:
+            dt = inside[-1].time - inside[0].time
+            for key in ("cpu_s", "ctx_voluntary", "ctx_involuntary"):
+                rate = (inside[-1].values[key] - inside[0].values[key]) / dt if dt > 0 else 0.0
+                out[key]["rate"] = rate
+        return out
+
+    def series(self) -> list[dict[str, float]]:
+        return [{"time": s.time, **s.values} for s in self.samples]

@@ -1,0 +1,122 @@
+"""Starting and stopping the lab's processes (backend, server, load) by their process ids.
+
+Each is started in a session of its own, so that stopping it by its process
+group also stops whatever it forked (pre-forked copies, per-connection
+children), and a Ctrl-C in the terminal reaches only simlab, which then
+stops them in order. ``Managed`` guarantees the stop on every exit path.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from types import TracebackType
+
+__all__ = ["Managed", "free_port", "port_is_free", "wait_listening"]
+
+STOP_GRACE_S = 15.0
+
+
+def free_port() -> int:
+    """A port nobody listens on right now (for servers that can't report theirs)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def port_is_free(port: int) -> bool:
+    """True when nothing accepts connections on 127.0.0.1:``port``."""
+    with socket.socket() as s:
+        s.settimeout(0.5)
+        return s.connect_ex(("127.0.0.1", port)) != 0
+
+
+def wait_listening(port: int, proc: subprocess.Popen[str], timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"the server exited with {proc.returncode} before listening")
+        if not port_is_free(port):
+            return
+        time.sleep(0.05)
+    raise RuntimeError(f"nothing listened on port {port} within {timeout:g} s")
+
+
+class Managed:
+    """A child process that is stopped (SIGTERM, then SIGKILL) with its whole group."""
+
+    def __init__(
+        self,
+        argv: list[str],
+        *,
+        env: dict[str, str] | None = None,
+        ready_line: bool = True,
+        name: str = "process",
+    ) -> None:
+        self.name = name
+        full_env = dict(os.environ)
+        full_env.update(env or {})
+        self.proc = subprocess.Popen(
+            argv,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=full_env,
+            start_new_session=True,
+        )
+        self.port = 0
+        if ready_line:
+            assert self.proc.stdout is not None
+            line = self.proc.stdout.readline()
+            if not line.startswith("READY"):
+                err = self.stop()
+                raise RuntimeError(f"{name} failed to start: {line.strip()} {err.strip()[-500:]}")
+            self.port = int(line.split()[1])
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    def stop(self) -> str:
+        """Stop the process group; returns what it wrote on stderr."""
+        if self.proc.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.proc.pid, signal.SIGTERM)
+            try:
+                self.proc.wait(STOP_GRACE_S)
+            except subprocess.TimeoutExpired:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait()
+        # Children of the group that outlived their parent (they should not).
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(self.proc.pid, signal.SIGKILL)
+        err = ""
+        if self.proc.stderr is not None:
+            with contextlib.suppress(ValueError, OSError):
+                err = self.proc.stderr.read()
+        for stream in (self.proc.stdout, self.proc.stderr):
+            if stream is not None:
+                stream.close()
+        return err
+
+    def __enter__(self) -> Managed:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+
+def python() -> str:
+    return sys.executable

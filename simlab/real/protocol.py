@@ -1,0 +1,212 @@
+"""HTTP/1.1 for the real servers: h11 parsing, the ``/work`` route, and responses.
+
+Every server, blocking or asyncio, goes through ``Exchange``: it feeds bytes
+to h11 and gets back either a parsed ``WorkRequest`` to run, a ready error
+response (400 for a malformed request or bad query values, 404, 405, 431 for
+a header block over ``MAX_HEADER_BYTES``), or a need for more bytes. Parsing
+is h11's; nothing here parses HTTP by hand.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from urllib.parse import parse_qs, urlsplit
+
+import h11
+
+__all__ = ["EOF", "MAX_HEADER_BYTES", "BadRequest", "Exchange", "WorkRequest", "parse_work"]
+
+MAX_HEADER_BYTES = 64 * 1024
+# Upper bounds on the work one request may ask for: a request over them is a
+# client error (400), not hours of CPU or a million backend calls.
+MAX_CPU_MS = 60_000.0
+MAX_IO_MS = 600_000.0
+MAX_CALLS = 1_000
+
+
+class BadRequest(ValueError):  # noqa: N818 - named for the HTTP status it becomes
+    """A request the server answers with 4xx and then closes."""
+
+    def __init__(self, status: int, reason: str) -> None:
+        super().__init__(reason)
+        self.status = status
+        self.reason = reason
+
+
+@dataclass(frozen=True)
+class WorkRequest:
+    """``GET /work?cpu_ms=&io_ms=&calls=&fanout=``, validated.
+
+    ``io_ms`` is one latency for every call, or a comma-separated list with
+    one per call (so that a client can draw random per-call latencies).
+    """
+
+    cpu_ms: float = 0.0
+    io_ms: tuple[float, ...] = ()
+    fanout: str = "sequential"
+
+    @property
+    def calls(self) -> int:
+        return len(self.io_ms)
+
+    @property
+    def delays_us(self) -> list[int]:
+        return [int(ms * 1000) for ms in self.io_ms]
+
+
+def _number(text: str, name: str, high: float) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise BadRequest(400, f"{name} must be a number") from None
+    if not math.isfinite(value) or value < 0 or value > high:
+        raise BadRequest(400, f"{name} must be between 0 and {high:g}")
+    return value
+
+
+def _param(params: dict[str, list[str]], name: str, high: float) -> float:
+    values = params.get(name)
+    return _number(values[-1], name, high) if values else 0.0
+
+
+def parse_work(target: str) -> WorkRequest:
+    """Validate a request target; raises BadRequest (400/404) when it is not a valid /work."""
+    parts = urlsplit(target)
+    if parts.path != "/work":
+        raise BadRequest(404, "only /work is served")
+    try:
+        params = parse_qs(parts.query, keep_blank_values=True, strict_parsing=False)
+    except ValueError:
+        raise BadRequest(400, "malformed query") from None
+    unknown = set(params) - {"cpu_ms", "io_ms", "calls", "fanout"}
+    if unknown:
+        raise BadRequest(400, f"unknown parameter {sorted(unknown)[0]}")
+    calls = _param(params, "calls", MAX_CALLS)
+    if calls != int(calls):
+        raise BadRequest(400, "calls must be an integer")
+    fanout = params.get("fanout", ["sequential"])[-1]
+    if fanout not in ("sequential", "parallel"):
+        raise BadRequest(400, "fanout must be sequential or parallel")
+    raw_io = params.get("io_ms", ["0"])[-1].split(",")
+    io = [_number(x, "io_ms", MAX_IO_MS) for x in raw_io]
+    if len(io) == 1:
+        io = io * int(calls)
+    elif len(io) != int(calls):
+        raise BadRequest(400, "io_ms must be one value or one per call")
+    return WorkRequest(cpu_ms=_param(params, "cpu_ms", MAX_CPU_MS), io_ms=tuple(io), fanout=fanout)
+
+
+_REASONS = {
+    200: b"OK",
+    400: b"Bad Request",
+    404: b"Not Found",
+    405: b"Method Not Allowed",
+    431: b"Request Header Fields Too Large",
+    503: b"Service Unavailable",
+}
+
+
+class EOF:
+    """Marker: the client closed the connection."""
+
+
+class Exchange:
+    """One server-side connection's HTTP state, fed with bytes as they arrive.
+
+    ``feed(data)`` then ``next()`` returns one of:
+    - a ``WorkRequest``: run it, then send ``respond(service_us)``;
+    - ``bytes``: an error response (4xx) to send, after which the connection
+      must close;
+    - ``None``: more bytes are needed (``mid_request`` says whether a request
+      has started, for the slow-client timeout);
+    - ``EOF``: the client closed cleanly.
+    ``keep_alive`` is False once the connection must close after the response.
+    """
+
+    def __init__(self) -> None:
+        self.conn = h11.Connection(h11.SERVER, max_incomplete_event_size=MAX_HEADER_BYTES)
+        self._pending: WorkRequest | BadRequest | None = None
+
+    def feed(self, data: bytes) -> None:
+        self.conn.receive_data(data)
+
+    @property
+    def keep_alive(self) -> bool:
+        return self.conn.our_state is not h11.MUST_CLOSE and self.conn.their_state not in (
+            h11.MUST_CLOSE,
+            h11.ERROR,
+            h11.CLOSED,
+        )
+
+    @property
+    def mid_request(self) -> bool:
+        """True once part of a request has arrived and it is not yet complete."""
+        c = self.conn
+        return c.their_state is h11.SEND_BODY or (
+            c.their_state is h11.IDLE and bool(c.trailing_data[0])
+        )
+
+    def next(self) -> WorkRequest | bytes | type[EOF] | None:
+        while True:
+            try:
+                event = self.conn.next_event()
+            except h11.RemoteProtocolError as exc:
+                # h11 reports a header block over max_incomplete_event_size this way.
+                status = 431 if "too long" in str(exc).lower() else 400
+                return self._error(status, str(exc))
+            if event is h11.NEED_DATA:
+                return None
+            if isinstance(event, h11.ConnectionClosed):
+                return EOF
+            if isinstance(event, h11.Request):
+                if event.method != b"GET":
+                    self._pending = BadRequest(405, "only GET is served")
+                else:
+                    try:
+                        self._pending = parse_work(event.target.decode("ascii", "replace"))
+                    except BadRequest as exc:
+                        self._pending = exc
+            elif isinstance(event, h11.EndOfMessage):
+                pending, self._pending = self._pending, None
+                if isinstance(pending, BadRequest):
+                    return self._error(pending.status, pending.reason)
+                assert pending is not None
+                return pending
+            # Otherwise h11.Data: a request body, which /work ignores.
+
+    def respond(self, service_us: int) -> bytes:
+        """The 200 for the request just run; readies the connection for the next one.
+
+        ``x-service-us`` reports the time the server spent on the work itself,
+        so that the client can split latency into service and queueing delay.
+        """
+        return self._send(200, b"ok\n", [("x-service-us", str(service_us))])
+
+    def refuse(self) -> bytes:
+        """503 for a request refused because the work queue is full; the connection stays."""
+        return self._send(503, b"overloaded\n", [])
+
+    def _error(self, status: int, reason: str) -> bytes:
+        body = f"{reason}\n".encode()
+        try:
+            return self._send(status, body, [("connection", "close")])
+        except h11.LocalProtocolError:
+            # The request was so broken that h11 will not frame a reply; say it raw.
+            head = b"HTTP/1.1 %d Error\r\nconnection: close\r\ncontent-length: %d\r\n\r\n"
+            return head % (status, len(body)) + body
+
+    def _send(self, status: int, body: bytes, headers: list[tuple[str, str]]) -> bytes:
+        c = self.conn
+        head = h11.Response(
+            status_code=status,
+            headers=[("content-length", str(len(body))), *headers],
+            reason=_REASONS.get(status, b"Error"),
+        )
+        out = b"".join(
+            x or b""
+            for x in (c.send(head), c.send(h11.Data(data=body)), c.send(h11.EndOfMessage()))
+        )
+        if c.our_state is h11.DONE and c.their_state is h11.DONE:
+            c.start_next_cycle()
+        return out

@@ -1,0 +1,69 @@
+"""``reactor-pool``: an asyncio loop reads and parses; a pool of W threads runs the work.
+
+The first generation of event-driven servers (nginx + PHP-FPM, Tomcat NIO):
+a parsed request is handed to a worker thread (``run_in_executor``), which
+burns its CPU and blocks in ``recv`` on the backend, then the loop writes the
+answer. ``backlog`` bounds the requests waiting for a worker; beyond it the
+loop answers 503 at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import threading
+from concurrent.futures import ThreadPoolExecutor
+
+from simlab.real.aio import HttpProtocol, serve_app
+from simlab.real.options import ServerOptions
+from simlab.real.protocol import WorkRequest
+from simlab.real.work import BlockingBackend, run_blocking
+
+__all__ = ["ReactorApp", "serve"]
+
+
+class ReactorApp:
+    def __init__(self, opts: ServerOptions, backend: BlockingBackend) -> None:
+        self.request_timeout = opts.request_timeout
+        self.protocols: set[HttpProtocol] = set()
+        self.backlog = opts.backlog
+        self.backend = backend
+        self.executor = ThreadPoolExecutor(max_workers=opts.workers, thread_name_prefix="worker")
+        self.lock = threading.Lock()
+        self.submitted = 0
+        self.started = 0
+        self._prestart(opts.workers)
+
+    def _prestart(self, workers: int) -> None:
+        # ThreadPoolExecutor starts threads lazily; start all W now so that the
+        # thread count is the model's W + 1 from the first request on.
+        barrier = threading.Barrier(workers + 1)
+        for _ in range(workers):
+            self.executor.submit(barrier.wait)
+        barrier.wait()
+
+    def overloaded(self) -> bool:
+        with self.lock:
+            waiting = self.submitted - self.started
+        return self.backlog is not None and waiting >= self.backlog
+
+    def _work(self, request: WorkRequest) -> int:
+        with self.lock:
+            self.started += 1
+        return run_blocking(request, self.backend)
+
+    def run(self, request: WorkRequest) -> asyncio.Future[int]:
+        with self.lock:
+            self.submitted += 1
+        loop = asyncio.get_running_loop()
+        return loop.run_in_executor(self.executor, self._work, request)
+
+    async def close(self) -> None:
+        await asyncio.to_thread(self.executor.shutdown, wait=True, cancel_futures=True)
+
+
+def serve(listener: socket.socket, opts: ServerOptions, backend: BlockingBackend) -> None:
+    async def main() -> None:
+        await serve_app(listener, ReactorApp(opts, backend))
+
+    asyncio.run(main())

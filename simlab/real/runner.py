@@ -1,0 +1,180 @@
+"""Running one real server: the listening socket, pre-forked copies, signals, and readiness.
+
+``run_server`` binds, forks ``processes`` copies when asked (each serving the
+shared socket, or, for ``async``, its own SO_REUSEPORT socket), prints
+``READY <port>`` once connections can be made, and serves until SIGTERM or
+SIGINT. The master of a pre-forked server forwards the signal and reaps
+every copy, so nothing is left behind.
+
+``python -m simlab.real.runner MODEL --backend-port P [...]`` is how
+``simlab measure`` starts a server in a process of its own.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import signal
+import socket
+import sys
+import threading
+import time
+from types import FrameType
+
+from simlab.real import (
+    async_,
+    iterative,
+    process_per_connection,
+    reactor_pool,
+    thread_per_connection,
+    thread_pool,
+)
+from simlab.real.blocking import Context
+from simlab.real.limits import raise_fd_limit
+from simlab.real.options import SERVER_MODELS, ServerOptions
+from simlab.real.work import BlockingBackend
+
+__all__ = ["main", "run_server"]
+
+BLOCKING = {
+    "iterative": iterative.serve,
+    "thread-per-connection": thread_per_connection.serve,
+    "thread-pool": thread_pool.serve,
+    "process-per-connection": process_per_connection.serve,
+}
+KILL_AFTER_S = 10.0
+
+
+def _listener(opts: ServerOptions, port: int, *, reuse_port: bool, listen: bool) -> socket.socket:
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    if reuse_port:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    sock.bind((opts.host, port))
+    if listen:
+        sock.listen(opts.listen_backlog)
+    return sock
+
+
+def serve_here(listener: socket.socket, opts: ServerOptions) -> None:
+    """Serve in this process until a stop signal."""
+    if opts.stack_kib:
+        threading.stack_size(opts.stack_kib * 1024)
+    if opts.model == "async":
+        async_.serve(listener, opts)
+        return
+    backend = BlockingBackend(opts.backend_port)
+    if opts.model == "reactor-pool":
+        reactor_pool.serve(listener, opts, backend)
+        return
+    ctx = Context(backend=backend, request_timeout=opts.request_timeout)
+
+    def stop(signum: int, frame: FrameType | None) -> None:
+        ctx.wake_all()
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    BLOCKING[opts.model](listener, opts, ctx)
+
+
+def run_server(opts: ServerOptions) -> None:
+    raise_fd_limit()
+    per_process = opts.model == "async" and opts.processes > 1
+    # For SO_REUSEPORT copies, the master only holds the port (bound, not
+    # listening, so the kernel never queues a connection on it).
+    master = _listener(opts, opts.port, reuse_port=per_process, listen=not per_process)
+    port = master.getsockname()[1]
+    if opts.processes == 1:
+        print(f"READY {port}", flush=True)
+        serve_here(master, opts)
+        master.close()
+        return
+    children: set[int] = set()
+    for _ in range(opts.processes):
+        pid = os.fork()
+        if pid == 0:
+            code = 0
+            try:
+                signal.signal(signal.SIGTERM, signal.SIG_DFL)
+                signal.signal(signal.SIGINT, signal.SIG_DFL)
+                sock = master
+                if per_process:
+                    sock = _listener(opts, port, reuse_port=True, listen=True)
+                    master.close()
+                serve_here(sock, opts)
+            except BaseException:
+                code = 1
+            finally:
+                os._exit(code)
+        children.add(pid)
+    stopping = threading.Event()
+
+    def stop(signum: int, frame: FrameType | None) -> None:
+        stopping.set()
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    print(f"READY {port}", flush=True)
+    try:
+        while not stopping.is_set() and children:
+            with contextlib.suppress(ChildProcessError):
+                pid, _ = os.waitpid(-1, os.WNOHANG)
+                if pid:
+                    children.discard(pid)
+            stopping.wait(0.2)
+    finally:
+        _stop_children(children)
+        master.close()
+
+
+def _stop_children(children: set[int]) -> None:
+    for pid in children:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + KILL_AFTER_S
+    while children and time.monotonic() < deadline:
+        try:
+            pid, _ = os.waitpid(-1, os.WNOHANG)
+        except ChildProcessError:
+            break
+        if pid:
+            children.discard(pid)
+        else:
+            time.sleep(0.02)
+    for pid in children:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+        with contextlib.suppress(ChildProcessError):
+            os.waitpid(pid, 0)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="simlab-server", description="run one simlab server")
+    p.add_argument("model", choices=SERVER_MODELS)
+    p.add_argument("--backend-port", type=int, required=True)
+    p.add_argument("--port", type=int, default=0)
+    p.add_argument("--workers", type=int, default=32)
+    p.add_argument("--processes", type=int, default=1)
+    p.add_argument("--backlog", type=int, default=None)
+    p.add_argument("--request-timeout", type=float, default=10.0)
+    p.add_argument("--stack-kib", type=int, default=0)
+    p.add_argument("--uvloop", action="store_true")
+    a = p.parse_args(argv)
+    opts = ServerOptions(
+        model=a.model,
+        backend_port=a.backend_port,
+        port=a.port,
+        workers=a.workers,
+        processes=a.processes,
+        backlog=a.backlog,
+        request_timeout=a.request_timeout,
+        stack_kib=a.stack_kib,
+        uvloop=a.uvloop,
+    )
+    run_server(opts)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,177 @@
+"""What ``/work`` does: burn thread CPU time, then call the backend.
+
+Threaded servers use ``BlockingBackend`` (one socket per thread, blocking
+``recv``); asyncio servers use ``AsyncBackend`` (one multiplexed connection
+per event loop, a future per call). A parallel fan-out writes all its calls
+at once and then waits for every answer, so it takes about the longest call.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import socket
+import threading
+import time
+from typing import BinaryIO, cast
+
+from simlab.real.protocol import WorkRequest
+
+__all__ = ["AsyncBackend", "BackendError", "BlockingBackend", "burn_cpu", "run_blocking"]
+
+
+class BackendError(OSError):
+    """The backend could not be reached or broke the protocol."""
+
+
+def burn_cpu(ms: float) -> None:
+    """Spin until this thread has used ``ms`` milliseconds of CPU time.
+
+    Thread CPU time, not wall time: under a GIL or a busy core the thread is
+    descheduled and the burn stretches, exactly as real work would.
+    """
+    if ms <= 0:
+        return
+    end = time.thread_time() + ms / 1000.0
+    x = 0
+    while time.thread_time() < end:
+        for _ in range(100):  # about 5 us between clock reads
+            x += 1
+
+
+class BlockingBackend:
+    """Per-thread blocking connections to the backend."""
+
+    def __init__(self, port: int, host: str = "127.0.0.1", timeout: float = 630.0) -> None:
+        self.address = (host, port)
+        self.timeout = timeout
+        self._local = threading.local()
+        self._ids = itertools.count()
+
+    def _conn(self) -> tuple[socket.socket, BinaryIO]:
+        conn = getattr(self._local, "conn", None)
+        if conn is None:
+            try:
+                sock = socket.create_connection(self.address, timeout=self.timeout)
+            except OSError as exc:
+                raise BackendError(f"cannot reach the backend at {self.address}: {exc}") from exc
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            conn = (sock, cast(BinaryIO, sock.makefile("rb")))
+            self._local.conn = conn
+        return conn
+
+    def call(self, delays_us: list[int], parallel: bool) -> None:
+        if not delays_us:
+            return
+        sock, reader = self._conn()
+        try:
+            if parallel:
+                sock.sendall(b"".join(b"%d %d\n" % (next(self._ids), d) for d in delays_us))
+                for _ in delays_us:
+                    self._read(reader)
+            else:
+                for d in delays_us:
+                    sock.sendall(b"%d %d\n" % (next(self._ids), d))
+                    self._read(reader)
+        except OSError as exc:
+            self.close()
+            raise BackendError(f"backend call failed: {exc}") from exc
+
+    @staticmethod
+    def _read(reader: BinaryIO) -> None:
+        line = reader.readline()
+        if not line.endswith(b"\n"):
+            raise BackendError("backend closed the connection")
+
+    def close(self) -> None:
+        conn = getattr(self._local, "conn", None)
+        if conn is not None:
+            self._local.conn = None
+            conn[1].close()
+            conn[0].close()
+
+
+def run_blocking(request: WorkRequest, backend: BlockingBackend) -> int:
+    """Do the work on this thread; returns its duration in microseconds."""
+    t0 = time.perf_counter()
+    burn_cpu(request.cpu_ms)
+    backend.call(request.delays_us, request.fanout == "parallel")
+    return int((time.perf_counter() - t0) * 1e6)
+
+
+class AsyncBackend:
+    """One connection per event loop, shared by every task; calls matched by id."""
+
+    def __init__(self, port: int, host: str = "127.0.0.1") -> None:
+        self.address = (host, port)
+        self._writer: asyncio.StreamWriter | None = None
+        self._reader_task: asyncio.Task[None] | None = None
+        self._pending: dict[int, asyncio.Future[None]] = {}
+        self._ids = itertools.count()
+        self._connecting: asyncio.Lock | None = None
+
+    async def _ensure(self) -> asyncio.StreamWriter:
+        if self._connecting is None:
+            self._connecting = asyncio.Lock()
+        async with self._connecting:
+            if self._writer is None or self._writer.is_closing():
+                try:
+                    reader, writer = await asyncio.open_connection(*self.address)
+                except OSError as exc:
+                    raise BackendError(
+                        f"cannot reach the backend at {self.address}: {exc}"
+                    ) from exc
+                sock = writer.get_extra_info("socket")
+                if sock is not None:
+                    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+                self._writer = writer
+                self._reader_task = asyncio.create_task(self._read_loop(reader))
+            return self._writer
+
+    async def _read_loop(self, reader: asyncio.StreamReader) -> None:
+        try:
+            while True:
+                line = await reader.readline()
+                if not line:
+                    break
+                fut = self._pending.pop(int(line), None)
+                if fut is not None and not fut.done():
+                    fut.set_result(None)
+        except (OSError, ValueError):
+            pass
+        finally:
+            self._writer = None
+            pending, self._pending = self._pending, {}
+            for fut in pending.values():
+                if not fut.done():
+                    fut.set_exception(BackendError("backend connection lost"))
+
+    async def call(self, delays_us: list[int], parallel: bool) -> None:
+        if not delays_us:
+            return
+        writer = await self._ensure()
+        loop = asyncio.get_running_loop()
+        if parallel:
+            futures = []
+            lines = []
+            for d in delays_us:
+                call_id = next(self._ids)
+                fut: asyncio.Future[None] = loop.create_future()
+                self._pending[call_id] = fut
+                futures.append(fut)
+                lines.append(b"%d %d\n" % (call_id, d))
+            writer.write(b"".join(lines))
+            await asyncio.gather(*futures)
+            return
+        for d in delays_us:
+            call_id = next(self._ids)
+            fut = loop.create_future()
+            self._pending[call_id] = fut
+            writer.write(b"%d %d\n" % (call_id, d))
+            await fut
+
+    async def close(self) -> None:
+        if self._writer is not None:
+            self._writer.close()
+        if self._reader_task is not None:
+            self._reader_task.cancel()

@@ -1,0 +1,172 @@
+"""The real lab end to end: load generator, measure, serve and memory, on loopback."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import time
+
+import psutil
+import pytest
+
+from simlab import Architecture, Workload
+from simlab.distributions import Exponential, Fixed
+from simlab.real import loadgen
+from simlab.real.measure import MeasureOptions, build_queries, measure
+from simlab.real.memory import measure_memory
+from simlab.real.processes import Managed, free_port, port_is_free
+from tests.real.conftest import request, start_server
+
+pytestmark = [pytest.mark.real, pytest.mark.timeout(240)]
+
+SIM_KEYS = {
+    "model",
+    "throughput_rps",
+    "latency_ms",
+    "queue_delay_ms",
+    "threads",
+    "memory_mib",
+    "cpu_utilization",
+    "dropped",
+    "completed",
+    "stable",
+}
+
+
+@pytest.mark.parametrize("host", ["10.1.2.3", "8.8.8.8", "192.168.0.1", "::ffff:8.8.8.8"])
+def test_loadgen_refuses_targets_off_loopback(host: str) -> None:
+    with pytest.raises(ValueError, match="outside loopback"):
+        loadgen.LoadSpec(host=host, port=80, connections=1, queries=("cpu_ms=0",), rate=1.0)
+
+
+def test_loadgen_process_refuses_too(tmp_path) -> None:
+    spec = {"host": "10.0.0.7", "port": 80, "connections": 1, "queries": ["cpu_ms=0"], "rate": 1.0}
+    proc = subprocess.run(
+        [sys.executable, "-m", "simlab.real.loadgen", "-"],
+        input=json.dumps(spec),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert proc.returncode == 2
+    assert "outside loopback" in proc.stderr
+
+
+def test_loadgen_is_bounded_and_counts(backend: Managed) -> None:
+    with start_server("async", backend.port) as server:
+        spec = loadgen.LoadSpec(
+            host="127.0.0.1",
+            port=server.port,
+            connections=20,
+            queries=("cpu_ms=0.2&io_ms=5&calls=1",),
+            rate=400.0,
+            warmup=0.5,
+            duration=2.0,
+            max_requests=300,
+        )
+        t0 = time.monotonic()
+        report = loadgen.run(spec)
+        took = time.monotonic() - t0
+    assert took < 20
+    assert report["sent"] == 300  # the request cap, well before 400/s x 2.5 s
+    assert report["connections"]["opened"] == 20
+    assert report["errors"]["timeouts"] == 0
+
+
+def test_queries_carry_the_workload() -> None:
+    w = Workload(connections=1, rate=1.0, cpu=Exponential(0.002), io=Exponential(0.01), calls=3)
+    qs = build_queries(w, seed=3, count=100)
+    assert len(qs) == 100
+    assert qs == build_queries(w, seed=3, count=100)
+    assert all(q.count(",") == 2 for q in qs)  # one latency per call
+    fixed = build_queries(Workload(connections=1, rate=1.0), seed=3, count=100)
+    assert fixed == ("cpu_ms=1.000&io_ms=50.000&calls=1&fanout=sequential",)
+
+
+def _no_leftovers(before: set[int]) -> None:
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        children = {p.pid for p in psutil.Process().children(recursive=True)} - before
+        if not children:
+            return
+        time.sleep(0.2)
+    raise AssertionError(f"processes left behind: {children}")
+
+
+@pytest.mark.parametrize("target", ["async", "reactor-pool", "thread-per-connection", "uvicorn"])
+def test_measure_matches_the_contract_and_littles_law(tmp_path, target: str) -> None:
+    before = {p.pid for p in psutil.Process().children(recursive=True)}
+    w = Workload(connections=200, rate=100.0, cpu=Fixed(0.001), io=Fixed(0.02))
+    s = measure(
+        MeasureOptions(
+            target, w, Architecture(workers=8), duration=4.0, warmup=1.0, out_dir=tmp_path
+        )
+    )
+    assert set(s) >= SIM_KEYS
+    assert s["engine"] == "real"
+    assert s["stable"], s["stability"]
+    assert s["offered_rps"] == pytest.approx(100, rel=0.25)
+    assert s["throughput_rps"] == pytest.approx(s["offered_rps"], rel=0.1)
+    # The work is 21 ms; the median may not be under it.
+    assert s["latency_ms"]["p50"] >= 21.0
+    # Little's law between two independent measurements: the sampled number
+    # in flight and throughput x mean latency. Both are noisy over 4 s; 15%.
+    assert s["little"]["rel_error"] < 0.15
+    saved = json.loads((tmp_path / s["saved_to"].split("/")[-1]).read_text())
+    assert saved["summary"]["seed"] == 1
+    assert saved["summary"]["machine"]["cores"] >= 1
+    _no_leftovers(before)
+
+
+def test_measure_refuses_what_cannot_fit() -> None:
+    w = Workload(connections=60_000, rate=10.0)
+    with pytest.raises(ValueError, match="connections"):
+        measure(MeasureOptions("async", w, Architecture(), duration=1.0, sources=1, save=False))
+
+
+def test_serve_stops_cleanly_on_sigterm() -> None:
+    port = free_port()
+    argv = [
+        sys.executable,
+        "-m",
+        "simlab",
+        "serve",
+        "thread-pool",
+        "--port",
+        str(port),
+        "--workers",
+        "3",
+        "--processes",
+        "2",
+    ]
+    with subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) as proc:
+        try:
+            assert proc.stdout is not None
+            assert proc.stdout.readline().startswith("READY")
+            assert b" 200 " in request(port)
+            tree = psutil.Process(proc.pid).children(recursive=True)
+            assert len(tree) >= 3  # the backend and two server copies
+            proc.send_signal(signal.SIGTERM)
+            assert proc.wait(30) == 0
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+    for child in tree:
+        assert not child.is_running() or child.status() == psutil.STATUS_ZOMBIE
+    assert port_is_free(port)
+
+
+def test_memory_units_are_per_unit_slopes() -> None:
+    result = measure_memory((50, 250), stack_kib=256)
+    per = result["per_unit_kib"]
+    # Each thread reserves its 256 KiB stack plus a guard page and glibc's
+    # per-thread area (tens of KiB), instead of the default 8 MiB.
+    assert 256 < per["thread"]["vms"] < 256 + 64
+    assert 4 < per["thread"]["uss"] < 64
+    assert 0 < per["coroutine"]["uss"] < 8
+    assert per["fork"]["uss"] > 100
+    assert result["timings"]["fork_exit_wait_us"] > 0
