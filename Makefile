@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 CHECKED := simlab tests benchmarks
 
-.PHONY: run compare test lint format bench profile clean
+.PHONY: run compare test lint format bench bench-wrk profile clean
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -41,3 +41,7 @@ profile: $(STAMP)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis build *.egg-info
+
+## simlab's load generator against wrk (needs: apt-get install wrk).
+bench-wrk: $(STAMP)
+	$(BIN)/python benchmarks/bench_loadgen_vs_wrk.py

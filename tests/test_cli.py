@@ -210,6 +210,11 @@ def test_human_tables(capsys):
         (["compare", "--models", "async,bogus"], "unknown model 'bogus'"),
         (["simulate", "async", "--rate", "1", "--think-ms", "5"], "--think-ms"),
         (["simulate", "async", "--rate", "1000000"], "rate"),
+        (["measure", "nosuch"], "unknown target 'nosuch'"),
+        (["measure", "async", "--connections", "60000", "--sources", "1"], "connections"),
+        (["measure", "async", "--duration", "-1"], "--duration"),
+        (["measure", "memory", "--sizes", "5"], "--sizes"),
+        (["serve", "nosuch"], "unknown model 'nosuch'"),
     ],
 )
 def test_bad_options_one_line_exit_2(capsys, argv, names):

@@ -90,6 +90,10 @@ class LoadSpec:
         check_loopback(self.host)
         if (self.rate is None) == (self.think_s is None):
             raise ValueError("give exactly one of rate and think_s")
+        if self.rate is not None and not self.rate > 0:
+            raise ValueError(f"rate(={self.rate}) must be > 0")
+        if self.think_s is not None and not self.think_s >= 0:
+            raise ValueError(f"think_s(={self.think_s}) must be >= 0")
         if self.connections < 1 or not self.queries:
             raise ValueError("connections must be >= 1 and queries non-empty")
         if self.duration <= 0 or self.warmup < 0 or self.timeout <= 0:
@@ -374,7 +378,7 @@ class Generator:
 
         async def client(conn: Conn) -> None:
             while not self.stopping:
-                await asyncio.sleep(float(self.rng.exponential(think)))
+                await asyncio.sleep(float(self.rng.exponential(think)) if think > 0 else 0)
                 t = self.loop.time()
                 if t >= end or self.stats.sent >= spec.max_requests:
                     return

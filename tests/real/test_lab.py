@@ -170,3 +170,31 @@ def test_memory_units_are_per_unit_slopes() -> None:
     assert 0 < per["coroutine"]["uss"] < 8
     assert per["fork"]["uss"] > 100
     assert result["timings"]["fork_exit_wait_us"] > 0
+
+
+def test_backend_holds_ten_thousand_pending_calls(backend: Managed) -> None:
+    # 10,000 calls of 1 s over 20 connections, all in flight at once: every
+    # one is answered about 1 s later, and the backend stays small.
+    import asyncio
+
+    async def run() -> float:
+        conns = [await asyncio.open_connection("127.0.0.1", backend.port) for _ in range(20)]
+        t0 = time.monotonic()
+        for k, (_, writer) in enumerate(conns):
+            writer.write(b"".join(b"%d 1000000\n" % (k * 500 + j) for j in range(500)))
+        answered = 0
+        for reader, _ in conns:
+            for _ in range(500):
+                await reader.readline()
+                answered += 1
+        took = time.monotonic() - t0
+        for _, writer in conns:
+            writer.close()
+        assert answered == 10_000
+        return took
+
+    rss_before = psutil.Process(backend.pid).memory_info().rss
+    took = asyncio.run(run())
+    assert 1.0 <= took < 5.0
+    grew = psutil.Process(backend.pid).memory_info().rss - rss_before
+    assert grew < 64 * 2**20  # well under 6.4 KiB per pending call
