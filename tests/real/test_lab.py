@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import signal
 import subprocess
@@ -175,8 +176,6 @@ def test_memory_units_are_per_unit_slopes() -> None:
 def test_backend_holds_ten_thousand_pending_calls(backend: Managed) -> None:
     # 10,000 calls of 1 s over 20 connections, all in flight at once: every
     # one is answered about 1 s later, and the backend stays small.
-    import asyncio
-
     async def run() -> float:
         conns = [await asyncio.open_connection("127.0.0.1", backend.port) for _ in range(20)]
         t0 = time.monotonic()
