@@ -86,7 +86,8 @@ def replication_levels(rec: Record, platform: Platform) -> dict[str, Step]:
     c = rec.columns
     arrival, admit, start, end = c["arrival"], c["admit"], c["start"], c["end"]
     kept = c["outcome"] != DROPPED
-    end_kept = _ends(end[kept])
+    # The client sees each answer rtt after the server sends it.
+    end_kept = _ends(end[kept]) + platform.rtt_us * 1e-6
     busy_end = start + c["cpu_time"] if rec.busy_on_cpu else _ends(end)
     iv = rec.intervals
     base = rec.base
@@ -107,20 +108,34 @@ def replication_levels(rec: Record, platform: Platform) -> dict[str, Step]:
     p = platform
     # A forked child's one thread is part of its measured fork_kib (its stack
     # pages are private to it), so children's threads are not charged again.
-    resident_base = (
-        base["processes"] * p.process_kib
-        + base["forks"] * (p.fork_kib - p.thread_kib)
+    user_fork = p.fork_kib - p.thread_kib
+    kernel_fork = p.fork_kernel_kib - p.thread_kernel_kib
+    user_base = (
+        p.process_kib
+        + base["forks"] * user_fork
         + base["threads"] * p.thread_kib
         + base["connections"] * p.connection_kib
     )
+    kernel_base = (
+        base["forks"] * kernel_fork
+        + base["threads"] * p.thread_kernel_kib
+        + base["connections"] * p.connection_kernel_kib
+    )
+    user_parts = [
+        (forks[0], forks[1], user_fork / KIB_PER_MIB),
+        (threads[0], threads[1], p.thread_kib / KIB_PER_MIB),
+        (conns[0], conns[1], p.connection_kib / KIB_PER_MIB),
+        (server[0], server[1], p.task_kib / KIB_PER_MIB),
+    ]
+    kernel_parts = [
+        (forks[0], forks[1], kernel_fork / KIB_PER_MIB),
+        (threads[0], threads[1], p.thread_kernel_kib / KIB_PER_MIB),
+        (conns[0], conns[1], p.connection_kernel_kib / KIB_PER_MIB),
+    ]
+    levels["user_mib"] = Step.build(user_parts, user_base / KIB_PER_MIB)
+    levels["kernel_mib"] = Step.build(kernel_parts, kernel_base / KIB_PER_MIB)
     levels["memory_mib"] = Step.build(
-        [
-            (forks[0], forks[1], (p.fork_kib - p.thread_kib) / KIB_PER_MIB),
-            (threads[0], threads[1], p.thread_kib / KIB_PER_MIB),
-            (conns[0], conns[1], p.connection_kib / KIB_PER_MIB),
-            (server[0], server[1], p.task_kib / KIB_PER_MIB),
-        ],
-        resident_base / KIB_PER_MIB,
+        user_parts + kernel_parts, (user_base + kernel_base) / KIB_PER_MIB
     )
     levels["virtual_mib"] = Step.build(
         [(threads[0], threads[1], p.stack_kib / KIB_PER_MIB)],
@@ -138,8 +153,8 @@ def replication_summary(
     arrival, end, outcome = c["arrival"], c["end"], c["outcome"]
     measured = (arrival >= t0) & (arrival < t1)
     done = measured & (outcome == COMPLETED)
-    latency = end[done] - arrival[done]
-    wait = np.maximum(latency - c["service"][done], 0.0)
+    latency = end[done] - arrival[done] + platform.rtt_us * 1e-6
+    wait = np.maximum(latency - platform.rtt_us * 1e-6 - c["service"][done], 0.0)
     finished_in_window = (outcome == COMPLETED) & (end >= t0) & (end < t1)
     out: dict[str, Any] = {
         "requests": int(measured.sum()),

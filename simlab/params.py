@@ -181,13 +181,23 @@ class Architecture:
 class Platform:
     """What the machine and the runtime cost. Presets live in ``simlab.platforms``.
 
-    Memory (KiB):
-      resident = processes*process_kib + forked_children*fork_kib
-                 + threads*thread_kib + open_connections*connection_kib
-                 + in_flight*task_kib
+    Memory (KiB), in two parts, because a process's resident set (what ps
+    and psutil show) leaves out what the kernel holds for it:
+      user     = process_kib + forks*fork_kib + threads*thread_kib
+                 + open_connections*connection_kib + in_flight*task_kib
+      kernel   = forks*fork_kernel_kib + threads*thread_kernel_kib
+                 + open_connections*connection_kernel_kib
+      resident = user + kernel (what the machine must have)
       reserved virtual = threads*stack_kib
-    Resident figures include the kernel's share (thread stacks and socket
-    buffers), since that is memory the machine must have.
+    A forked child's fork_kib already holds its one thread. Pre-forked copies
+    (``processes`` > 1) are forks of one master, so they cost fork_kib each,
+    not a whole interpreter.
+
+    Wall-clock costs that hold no server resource (microseconds):
+      rtt_us             the client and loopback path of one request (send,
+                         receive, the load generator's own work)
+      call_latency_us    added to every backend call's requested delay
+                         (loopback round trip and the backend's timer slack)
 
     Overheads (microseconds of CPU on the thread that pays them):
       context_switch_us  each time a blocked thread wakes to run (once per
@@ -211,12 +221,17 @@ class Platform:
     name: str = "custom"
     cores: int | None = 2
     gil: bool = True
-    thread_kib: float = 43.0
+    thread_kib: float = 16.2
+    thread_kernel_kib: float = 27.5
     stack_kib: float = 8192.0
-    connection_kib: float = 9.5
-    task_kib: float = 1.2
-    process_kib: float = 21504.0
-    fork_kib: float = 1200.0
+    connection_kib: float = 5.9
+    connection_kernel_kib: float = 3.2
+    task_kib: float = 0.9
+    process_kib: float = 20480.0
+    fork_kib: float = 748.0
+    fork_kernel_kib: float = 238.0
+    rtt_us: float = 0.0
+    call_latency_us: float = 0.0
     context_switch_us: float = 0.95
     switch_contention: float = 0.05
     spawn_us: float = 33.0
@@ -237,8 +252,9 @@ class Platform:
             if f.name not in ("name", "cores", "gil"):
                 _finite_nonneg(f.name, getattr(self, f.name))
         _require(
-            self.fork_kib >= self.thread_kib,
-            f"fork_kib(={self.fork_kib}) must be >= thread_kib(={self.thread_kib}): "
+            self.fork_kib >= self.thread_kib and self.fork_kernel_kib >= self.thread_kernel_kib,
+            f"fork_kib(={self.fork_kib}) and fork_kernel_kib(={self.fork_kernel_kib}) must be "
+            f">= thread_kib(={self.thread_kib}) and thread_kernel_kib(={self.thread_kernel_kib}): "
             "a forked child includes its thread",
         )
 

@@ -275,6 +275,12 @@ def _result(
         reps, "virtual_mib_peak"
     )
     blocks["memory_mib"]["virtual_mean"], _ = _mean_ci(reps, "virtual_mib_mean")
+    # The user-space part is what a process's PSS shows; the kernel part is not in it.
+    blocks["memory_mib"]["user_peak"], blocks["memory_mib"]["user_peak_ci95"] = _mean_ci(
+        reps, "user_mib_peak"
+    )
+    blocks["memory_mib"]["user_mean"], _ = _mean_ci(reps, "user_mib_mean")
+    blocks["memory_mib"]["kernel_peak"], _ = _mean_ci(reps, "kernel_mib_peak")
     summary.update(blocks)
     busy_cores, busy_ci = _mean_ci(reps, "cpu_busy_mean")
     summary["cpu_busy_cores"] = busy_cores

@@ -83,7 +83,7 @@ def test_options_reach_the_model(capsys):
     assert w["requests_per_connection"] == 4
     assert (p["name"], p["cores"], p["gil"], p["parse_us"]) == ("jvm", 8, False, 12.5)
     assert a == {"workers": 7, "processes": 2, "backlog": 50}
-    assert s["threads"]["peak"] == 2 * (7 + 1)
+    assert s["threads"]["peak"] == 2 * (7 + 1) + 1  # two copies and their master
     assert s["seed"] == 9
 
 

@@ -41,13 +41,8 @@ class Async(Model):
         self.in_flight = [0] * self.arch.processes
 
     def base_levels(self) -> dict[str, int]:
-        a, w = self.arch, self.workload
-        return {
-            "threads": a.processes,
-            "processes": a.processes,
-            "forks": 0,
-            "connections": w.connections if w.persistent else 0,
-        }
+        w = self.workload
+        return self.preforked(1, w.connections if w.persistent else 0)
 
     def session(self, i: int, conn: int) -> Generator[simpy.Event, Any, None]:
         env = self.env
@@ -97,7 +92,8 @@ class Async(Model):
         loop_cpu = workload.cpu.mean + _loop_fixed(workload, platform)
         out = loads.cpu_loads(workload, platform, arch, total=loop_cpu, per_process_gil=None)
         out["loop"] = workload.rate * max(loads.process_shares(workload, arch)) * loop_cpu
-        out["client"] = client_load(workload, loop_cpu + loads.io_moments(workload)[0])
+        io_mean = loads.io_moments(workload, platform.call_latency_us * 1e-6)[0]
+        out["client"] = client_load(workload, loop_cpu + io_mean)
         return out
 
     @classmethod
@@ -109,7 +105,7 @@ class Async(Model):
         if arch.backlog is not None:
             return "a bound on requests in flight drops some, which these formulas do not model"
         cpu = loads.service(workload, _loop_fixed(workload, platform), with_io=False)
-        io_mean = loads.io_moments(workload)[0]
+        io_mean = loads.io_moments(workload, platform.call_latency_us * 1e-6)[0]
         if cpu.mean == 0:
             return "requests use no CPU, so nothing ever queues for the loop"
         return loads.mgc_reference(
@@ -117,7 +113,7 @@ class Async(Model):
             arch,
             cpu,
             servers=1,
-            extra_latency=io_mean,
+            extra_latency=io_mean + platform.rtt_us * 1e-6,
             extra_fixed=workload.calls == 0 or workload.io.cv == 0,
             busy_mean=cpu.mean,
         )

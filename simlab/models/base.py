@@ -98,6 +98,7 @@ class Model:
         streams = [np.random.default_rng(s) for s in seed.spawn(5)]
         self._rng_arrival, self._rng_conn, self._rng_cpu, self._rng_io, self._rng_think = streams
         self.cpu = Cpu(env, platform, architecture.processes)
+        self._call_latency = platform.call_latency_us * 1e-6
 
         self.n = 0
         self._capacity = 0
@@ -145,8 +146,24 @@ class Model:
         return True
 
     def base_levels(self) -> dict[str, int]:
-        """Constant parts of the levels: threads, processes, forks, connections."""
+        """Constant parts of the levels: threads, forks, connections."""
         raise NotImplementedError
+
+    def preforked(
+        self, threads_per_process: int, connections: int, forks: int = 0
+    ) -> dict[str, int]:
+        """Levels of ``processes`` copies of a server.
+
+        One process serves alone; with P > 1 a master forks P copies and only
+        waits for them, so it adds one thread, and each copy is a fork.
+        """
+        p = self.arch.processes
+        copies = p if p > 1 else 0
+        return {
+            "threads": p * threads_per_process + (1 if p > 1 else 0),
+            "forks": copies + forks,
+            "connections": connections,
+        }
 
     @classmethod
     def offered_load(
@@ -291,7 +308,8 @@ class Model:
         if w.calls == 0:
             self.io_time.extend([0.0] * _BATCH)
         else:
-            calls = w.io.sample(self._rng_io, (_BATCH, w.calls))
+            # Every call also takes the platform's call latency on top of its delay.
+            calls = w.io.sample(self._rng_io, (_BATCH, w.calls)) + self._call_latency
             io = calls.sum(axis=1) if w.fanout == "sequential" else calls.max(axis=1)
             self.io_time.extend(io.tolist())
         if w.think is not None:

@@ -90,12 +90,9 @@ class ConnectionBound(Model):
         n = w.connections
         if self.dedicated:
             per_conn = n if w.persistent else 0
-            return {
-                "threads": a.processes + per_conn,
-                "processes": a.processes,
-                "forks": per_conn if self.own_process else 0,
-                "connections": per_conn,
-            }
+            levels = self.preforked(1, per_conn, forks=per_conn if self.own_process else 0)
+            levels["threads"] += per_conn
+            return levels
         open_conns = 0
         if w.persistent:
             backlog = a.backlog
@@ -103,12 +100,7 @@ class ConnectionBound(Model):
             open_conns = sum(
                 k if backlog is None else min(k, self._per_process + backlog) for k in per_process
             )
-        return {
-            "threads": a.processes * self.threads_per_process(),
-            "processes": a.processes,
-            "forks": 0,
-            "connections": open_conns,
-        }
+        return self.preforked(self.threads_per_process(), open_conns)
 
     # -------------------------------------------------------------- sessions
 
@@ -242,7 +234,11 @@ class ConnectionBound(Model):
             return {}
         fixed, switches = thread_cpu_overhead(workload, platform, parse=True)
         thread_cpu = workload.cpu.mean + fixed + switches * platform.context_switch_us * 1e-6
-        svc = loads.service(workload, fixed + switches * platform.context_switch_us * 1e-6)
+        svc = loads.service(
+            workload,
+            fixed + switches * platform.context_switch_us * 1e-6,
+            call_latency=platform.call_latency_us * 1e-6,
+        )
         k = workload.requests_per_connection
         accept = cls._accept_seconds(platform) / (k or math.inf)
         out = loads.cpu_loads(
@@ -301,20 +297,30 @@ class ConnectionBound(Model):
         if arch.backlog is not None:
             return "a bounded backlog drops requests, which these formulas do not model"
         fixed, switches = thread_cpu_overhead(workload, platform, parse=True)
-        svc = loads.service(workload, fixed + switches * platform.context_switch_us * 1e-6)
+        svc = loads.service(
+            workload,
+            fixed + switches * platform.context_switch_us * 1e-6,
+            call_latency=platform.call_latency_us * 1e-6,
+        )
         k = workload.requests_per_connection
         if cls.dedicated:
             if k is not None and cls._accept_seconds(platform) > 0:
                 return "creating a thread or process per connection adds an accept queue"
-            return loads.per_client_reference(workload, svc, what="thread")
+            return loads.per_client_reference(
+                workload, svc, what="thread", rtt=platform.rtt_us * 1e-6
+            )
         holders = cls.holders_for(arch)
         if k is None:
             busiest = max(loads.process_shares(workload, arch)) * workload.connections
             if busiest > holders // arch.processes:
                 return "some persistent connections never get a thread"
-            return loads.per_client_reference(workload, svc, what="thread")
+            return loads.per_client_reference(
+                workload, svc, what="thread", rtt=platform.rtt_us * 1e-6
+            )
         if k > 1:
             return "threads idle between a connection's requests while holding it"
         if arch.processes > 1:
             return "connections are dealt to processes in turn, not to the first free thread"
-        return loads.mgc_reference(workload, arch, svc, servers=holders, split=False)
+        return loads.mgc_reference(
+            workload, arch, svc, servers=holders, split=False, extra_latency=platform.rtt_us * 1e-6
+        )

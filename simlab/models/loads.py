@@ -58,21 +58,25 @@ def io_estimated(workload: Workload) -> bool:
     return w.fanout == "parallel" and w.calls > 1 and w.io.cv > 0
 
 
-def io_moments(workload: Workload) -> tuple[float, float]:
-    """Mean and variance of the time a request spends in backend calls."""
+def io_moments(workload: Workload, call_latency: float = 0.0) -> tuple[float, float]:
+    """Mean and variance of the time a request spends in backend calls, each
+    call taking ``call_latency`` seconds on top of its delay."""
     w = workload
     if w.calls == 0:
         return 0.0, 0.0
     var_one = (w.io.cv * w.io.mean) ** 2
     if w.fanout == "sequential":
-        return w.calls * w.io.mean, w.calls * var_one
+        return w.calls * (w.io.mean + call_latency), w.calls * var_one
     if w.calls == 1 or var_one == 0:
-        return w.io.mean, var_one
-    return _max_moments(w.io, w.calls)
+        return w.io.mean + call_latency, var_one
+    mean, var = _max_moments(w.io, w.calls)
+    return mean + call_latency, var
 
 
-def service(workload: Workload, fixed: float, *, with_io: bool = True) -> Service:
-    io_mean, io_var = io_moments(workload) if with_io else (0.0, 0.0)
+def service(
+    workload: Workload, fixed: float, *, with_io: bool = True, call_latency: float = 0.0
+) -> Service:
+    io_mean, io_var = io_moments(workload, call_latency) if with_io else (0.0, 0.0)
     cpu = workload.cpu
     mean = cpu.mean + fixed + io_mean
     var = (cpu.cv * cpu.mean) ** 2 + io_var
@@ -117,7 +121,7 @@ def cpu_loads(
 
 
 def per_client_reference(
-    workload: Workload, svc: Service, *, what: str, extra_note: str = ""
+    workload: Workload, svc: Service, *, what: str, rtt: float = 0.0, extra_note: str = ""
 ) -> Analytic | str:
     """Each client's connection is its own M/G/1 queue with rate lam/N (Pollaczek-Khinchine)."""
     assert workload.rate is not None
@@ -133,7 +137,7 @@ def per_client_reference(
         exact=not svc.estimated,
         values={
             "queue_delay_mean_ms": wq * 1e3,
-            "latency_mean_ms": (wq + svc.mean) * 1e3,
+            "latency_mean_ms": (wq + svc.mean + rtt) * 1e3,
             "threads_busy_mean": workload.rate * svc.mean,
         },
         note=extra_note,

@@ -37,13 +37,8 @@ class ReactorPool(Model):
         self.pools = [Pool(self.env, a.workers, first_id=k * a.workers) for k in range(a.processes)]
 
     def base_levels(self) -> dict[str, int]:
-        a, w = self.arch, self.workload
-        return {
-            "threads": a.processes * (a.workers + 1),
-            "processes": a.processes,
-            "forks": 0,
-            "connections": w.connections if w.persistent else 0,
-        }
+        w = self.workload
+        return self.preforked(self.arch.workers + 1, w.connections if w.persistent else 0)
 
     def session(self, i: int, conn: int) -> Generator[simpy.Event, Any, None]:
         env = self.env
@@ -96,7 +91,7 @@ class ReactorPool(Model):
         loop = (platform.parse_us + platform.dispatch_us) * 1e-6
         cs = switches * platform.context_switch_us * 1e-6
         worker_cpu = workload.cpu.mean + fixed + cs
-        svc = loads.service(workload, fixed + cs)
+        svc = loads.service(workload, fixed + cs, call_latency=platform.call_latency_us * 1e-6)
         top_share = max(loads.process_shares(workload, arch))
         out = loads.cpu_loads(
             workload, platform, arch, total=loop + worker_cpu, per_process_gil=loop + worker_cpu
@@ -117,5 +112,11 @@ class ReactorPool(Model):
         if platform.parse_us + platform.dispatch_us > 0:
             return "the loop's parse and dispatch phase is a second queue in tandem"
         fixed, switches = thread_cpu_overhead(workload, platform, parse=False)
-        svc = loads.service(workload, fixed + switches * platform.context_switch_us * 1e-6)
-        return loads.mgc_reference(workload, arch, svc, servers=arch.workers)
+        svc = loads.service(
+            workload,
+            fixed + switches * platform.context_switch_us * 1e-6,
+            call_latency=platform.call_latency_us * 1e-6,
+        )
+        return loads.mgc_reference(
+            workload, arch, svc, servers=arch.workers, extra_latency=platform.rtt_us * 1e-6
+        )

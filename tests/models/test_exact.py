@@ -220,9 +220,12 @@ def test_memory_and_threads_are_exact_levels():
     )
     s = df_result.summary
     base_kib = p.process_kib + 11 * p.thread_kib + 10 * p.connection_kib
+    kernel_kib = 11 * p.thread_kernel_kib + 10 * p.connection_kernel_kib
     assert s["threads"]["peak"] == 11
-    assert s["memory_mib"]["peak"] == pytest.approx((base_kib + p.task_kib) / 1024)
-    assert s["memory_mib"]["mean"] == pytest.approx((base_kib + p.task_kib / 4) / 1024)
+    assert s["memory_mib"]["user_peak"] == pytest.approx((base_kib + p.task_kib) / 1024)
+    assert s["memory_mib"]["user_mean"] == pytest.approx((base_kib + p.task_kib / 4) / 1024)
+    assert s["memory_mib"]["kernel_peak"] == pytest.approx(kernel_kib / 1024)
+    assert s["memory_mib"]["peak"] == pytest.approx((base_kib + p.task_kib + kernel_kib) / 1024)
     assert s["memory_mib"]["virtual_peak"] == pytest.approx(11 * p.stack_kib / 1024)
     assert s["threads"]["busy_mean"] == pytest.approx(0.25)
 
@@ -248,9 +251,11 @@ def test_short_connections_spawn_and_retire_threads():
     assert s["threads"]["mean"] == pytest.approx(1 + 3 / 4)
     # A child is its fork_kib (its one thread included), its connection and the task.
     fork = IDEAL.fork_kib + IDEAL.connection_kib + IDEAL.task_kib
-    assert s["memory_mib"]["peak"] == pytest.approx(
+    assert s["memory_mib"]["user_peak"] == pytest.approx(
         (IDEAL.process_kib + IDEAL.thread_kib + 2 * fork) / 1024
     )
+    kernel = IDEAL.thread_kernel_kib + 2 * (IDEAL.fork_kernel_kib + IDEAL.connection_kernel_kib)
+    assert s["memory_mib"]["kernel_peak"] == pytest.approx(kernel / 1024)
     assert np.all(r.requests["outcome"] == "completed")
 
 
