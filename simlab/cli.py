@@ -14,7 +14,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, NoReturn
 
-from simlab import __version__, commands
+from simlab import __version__, commands, lab_commands
 from simlab.distributions import parse_distribution
 from simlab.models import MODELS
 from simlab.params import (
@@ -307,7 +307,63 @@ def build_parser() -> argparse.ArgumentParser:
     )
     lab.add_argument("--no-save", action="store_true", help="do not save under data/measurements/")
     lab.add_argument("--out", type=Path, help="directory for the saved run")
+
+    cal = sub.add_parser("calibrate", help="fit a platform profile to real runs on this machine")
+    cal.add_argument(
+        "--name",
+        default="cpython",
+        type=profile_name,
+        help="profile name: writes data/profiles/NAME.json (default cpython)",
+    )
+    cal.add_argument("--quick", action="store_true", help="a smaller grid (about 3 minutes)")
+    cal.add_argument("--json", action="store_true", help="print the profile as JSON")
+
+    val = sub.add_parser("validate", help="held-out real runs against the calibrated simulation")
+    val.add_argument(
+        "--platform", default="cpython", help="profile name or file to validate (default cpython)"
+    )
+    val.add_argument("--quick", action="store_true", help="a smaller grid (about 3 minutes)")
+    val.add_argument("--json", action="store_true", help="print rows and summary as JSON")
+    val.add_argument("--out", type=Path, help="directory for the report (default data/validation/)")
+
+    usl = sub.add_parser("usl", help="fit the Universal Scalability Law to closed-loop real runs")
+    usl.add_argument(
+        "target", type=choice("TARGET", TARGETS), metavar="TARGET", help=", ".join(TARGETS)
+    )
+    usl.add_argument(
+        "--levels",
+        type=int_list,
+        default=None,
+        help="concurrency levels (default 1,2,4,8,16,32,64; --quick 1,2,4,8,16)",
+    )
+    usl.add_argument("--cpu-ms", type=nonneg_float, default=2.0, help="CPU per request (default 2)")
+    usl.add_argument("--io-ms", type=nonneg_float, default=5.0, help="backend call (default 5)")
+    usl.add_argument("--calls", type=nonneg_int, default=1, help="backend calls (default 1)")
+    usl.add_argument("--platform", default="cpython", help="profile for the simulated curve")
+    usl.add_argument("--duration", type=positive_float, default=4.0, help="seconds per level")
+    usl.add_argument("--warmup", type=nonneg_float, default=1.0, help="seconds per level first")
+    usl.add_argument("--quick", action="store_true", help="fewer levels")
+    usl.add_argument("--json", action="store_true", help="print the result as JSON")
+    add_architecture(usl)
     return parser
+
+
+def profile_name(text: str) -> str:
+    if not text or not all(c.isalnum() or c in "-_." for c in text) or text.startswith("."):
+        raise argparse.ArgumentTypeError(f"must be letters, digits, '-', '_' or '.', got {text!r}")
+    return text
+
+
+def int_list(text: str) -> list[int]:
+    try:
+        values = [int(x) for x in text.split(",") if x.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be integers A,B,..., got {text!r}") from None
+    if len(values) < 4 or any(v < 1 or v > 10_000 for v in values) or values != sorted(set(values)):
+        raise argparse.ArgumentTypeError(
+            f"must be at least 4 increasing integers in 1..10000, got {text!r}"
+        )
+    return values
 
 
 def add_server_knobs(p: argparse.ArgumentParser) -> None:
@@ -455,6 +511,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             if args.target == "memory":
                 return real_commands.memory_command(args)
             return real_commands.measure_command(args, workload_from(args), architecture_from(args))
+        if args.command == "calibrate":
+            return lab_commands.calibrate_command(args)
+        if args.command == "validate":
+            return lab_commands.validate_command(args)
+        if args.command == "usl":
+            return lab_commands.usl_command(args, architecture_from(args))
         workload = workload_from(args)
         platform = platform_from(args)
         arch = architecture_from(args)

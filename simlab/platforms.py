@@ -132,8 +132,14 @@ PROFILE_DIR = Path(__file__).resolve().parent.parent / "data" / "profiles"
 
 
 def load_platform(spec: str) -> Platform:
-    """A preset name, a profile name in ``data/profiles/``, or a path to a profile JSON file."""
-    if spec in PRESETS:
+    """A profile name in ``data/profiles/``, a preset, or a path to a profile JSON file.
+
+    A calibrated profile named like a preset (``data/profiles/cpython.json``)
+    takes its place; ``NAME-preset`` always gives the uncalibrated preset.
+    """
+    if spec.endswith("-preset") and spec.removesuffix("-preset") in PRESETS:
+        return PRESETS[spec.removesuffix("-preset")]()
+    if spec in PRESETS and not (PROFILE_DIR / f"{spec}.json").exists():
         return PRESETS[spec]()
     path = Path(spec)
     if not path.suffix:

@@ -1,0 +1,378 @@
+"""``simlab calibrate``: fit the platform's parameters to real runs on this machine.
+
+It runs ``measure memory`` and a small grid of real runs of every server,
+then fits, each by linear least squares with standard errors from the
+residual variance (``scipy.optimize.least_squares``; cov = s^2 (J^T J)^-1):
+
+- **CPU per request** beyond the requested burn, from the probe's CPU time
+  divided by the requests served. Each server pays a known mix of costs:
+  async = parse + task + calls x call; reactor-pool = parse + dispatch +
+  calls x call + (1 + calls) x switch; the blocking servers = parse +
+  calls x call + (1 + calls) x switch. Servers with and without thread
+  hand-offs, and runs with 0, 1 and 4 calls, make the five costs separable.
+- **Wall-clock overheads**: the server-measured service time minus the burn
+  and the requested delays gives the latency added per backend call
+  (loopback round trip, backend timer slack); latency minus service minus the
+  fitted CPU overhead gives the client and loopback path (``rtt_us``).
+- **Memory**: PSS of the server tree = process + threads x thread +
+  connections x connection + forks x (fork - thread), over runs with few and
+  many connections; kernel shares, stacks, tasks, spawn and fork times come
+  from ``measure memory``.
+- **Peers' structure**: gunicorn and uvicorn run threads and processes of
+  their own (an arbiter, helpers); their idle counts and memory at 1 and 2
+  processes are recorded so that validation can add them to the model they
+  resemble.
+
+Nothing is written until the fit is done, and then atomically: an
+interrupted calibration leaves the previous profile as it was.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from scipy import optimize, stats
+
+from simlab.distributions import Fixed
+from simlab.params import Architecture, Workload
+from simlab.platforms import PROFILE_DIR
+from simlab.provenance import atomic_write_json, git_revision, json_safe, machine, utc_stamp
+from simlab.real.measure import MeasureOptions, measure
+from simlab.real.memory import measure_memory
+from simlab.real.options import SERVER_MODELS
+from simlab.real.peers import PEERS
+
+__all__ = ["CPU_COSTS", "Fit", "Run", "calibrate", "cpu_row", "fit_linear", "grid"]
+
+CPU_COSTS = ("parse_us", "task_us", "dispatch_us", "call_us", "context_switch_us")
+MEMORY_TERMS = ("process_kib", "thread_kib", "connection_kib", "fork_extra_kib")
+BLOCKING = ("iterative", "thread-per-connection", "thread-pool", "process-per-connection")
+
+
+@dataclass(frozen=True)
+class Run:
+    """One real run of the calibration grid."""
+
+    target: str
+    workload: Workload
+    arch: Architecture
+    role: str  # "cpu" (costs and latency), "memory", or "structure" (idle peers)
+    duration: float = 6.0
+    warmup: float = 1.5
+
+    def label(self) -> str:
+        w, a = self.workload, self.arch
+        rate = f"{w.rate:g}/s" if w.rate is not None else "closed"
+        return (
+            f"{self.target} N={w.connections} {rate} cpu={w.cpu.mean * 1e3:g}ms "
+            f"calls={w.calls} W={a.workers} P={a.processes}"
+        )
+
+
+def _holder_connections(target: str, workers: int, wanted: int) -> int:
+    # Holder servers serve only as many persistent connections as they have
+    # threads; more would starve and measure nothing useful here.
+    if target == "iterative":
+        return 1
+    if target == "thread-pool":
+        return min(wanted, workers)
+    return wanted
+
+
+def grid(quick: bool) -> list[Run]:
+    runs: list[Run] = []
+    arch = Architecture(workers=8)
+    calls_set = (0, 1) if quick else (0, 1, 4)
+    for target in SERVER_MODELS:
+        for calls in calls_set:
+            n = _holder_connections(target, 8, 50)
+            rate = 30.0 if target == "iterative" else 100.0
+            w = Workload(connections=n, rate=rate, cpu=Fixed(0.001), io=Fixed(0.005), calls=calls)
+            runs.append(Run(target, w, arch, "cpu", duration=4.0 if quick else 6.0))
+        if not quick and target not in ("iterative",):
+            # More CPU per second: the same costs must hold under load.
+            n = _holder_connections(target, 8, 200)
+            w = Workload(connections=n, rate=250.0, cpu=Fixed(0.002), io=Fixed(0.005), calls=1)
+            runs.append(Run(target, w, arch, "cpu"))
+    # Memory: the same servers holding few and many idle connections.
+    sizes = {
+        "async": (200, 2000 if quick else 4000),
+        "reactor-pool": (200, 2000),
+        "thread-per-connection": (100, 1000 if quick else 2000),
+        "process-per-connection": (50, 200 if quick else 400),
+    }
+    for target, counts in sizes.items():
+        for n in counts:
+            w = Workload(connections=n, rate=20.0, cpu=Fixed(0.0005), io=Fixed(0.002), calls=1)
+            runs.append(Run(target, w, arch, "memory", duration=2.0, warmup=1.0))
+    for target in PEERS:
+        for processes in (1, 2):
+            w = Workload(connections=processes, rate=20.0, cpu=Fixed(0.0005), io=Fixed(0.002))
+            runs.append(
+                Run(
+                    target,
+                    w,
+                    Architecture(workers=4, processes=processes),
+                    "structure",
+                    duration=2.0,
+                    warmup=1.0,
+                )
+            )
+    return runs
+
+
+@dataclass(frozen=True)
+class Fit:
+    """A linear least-squares fit: values, standard errors and residuals."""
+
+    names: tuple[str, ...]
+    values: tuple[float, ...]
+    stderr: tuple[float, ...]
+    residuals: tuple[float, ...]
+    dof: int
+
+    def value(self, name: str) -> float:
+        return self.values[self.names.index(name)]
+
+    def as_parameters(self, scale: float = 1.0) -> dict[str, dict[str, Any]]:
+        t = stats.t.ppf(0.975, max(self.dof, 1))
+        return {
+            n: {
+                "value": v * scale,
+                "stderr": s * scale,
+                "ci95": [(v - t * s) * scale, (v + t * s) * scale],
+            }
+            for n, v, s in zip(self.names, self.values, self.stderr, strict=True)
+        }
+
+
+def fit_linear(
+    x: np.ndarray, y: np.ndarray, names: tuple[str, ...], *, nonnegative: bool = True
+) -> Fit:
+    """Least squares for y ~ x @ theta (theta >= 0 when ``nonnegative``), with
+    standard errors sqrt(diag(s^2 (J^T J)^-1)), s^2 = RSS / (rows - params)."""
+    x = np.asarray(x, dtype=np.float64)
+    y = np.asarray(y, dtype=np.float64)
+    if x.shape[0] < x.shape[1]:
+        raise ValueError(f"{x.shape[0]} rows cannot fit {x.shape[1]} parameters")
+    lower = 0.0 if nonnegative else -np.inf
+    start = np.clip(np.linalg.lstsq(x, y, rcond=None)[0], 0.0 if nonnegative else -np.inf, np.inf)
+    result = optimize.least_squares(
+        lambda th: x @ th - y, start, bounds=(lower, np.inf), method="trf"
+    )
+    residuals = result.fun
+    dof = x.shape[0] - x.shape[1]
+    s2 = float(residuals @ residuals) / dof if dof > 0 else math.nan
+    jtj = result.jac.T @ result.jac
+    try:
+        cov = s2 * np.linalg.inv(jtj)
+        stderr = np.sqrt(np.clip(np.diag(cov), 0.0, np.inf))
+    except np.linalg.LinAlgError:
+        stderr = np.full(x.shape[1], math.nan)
+    return Fit(
+        names,
+        tuple(float(v) for v in result.x),
+        tuple(float(s) for s in stderr),
+        tuple(float(r) for r in residuals),
+        dof,
+    )
+
+
+def cpu_row(target: str, calls: int) -> dict[str, float]:
+    """How much of each cost one request of ``target`` pays (the design matrix)."""
+    row = dict.fromkeys(CPU_COSTS, 0.0)
+    row["parse_us"] = 1.0
+    row["call_us"] = float(calls)
+    if target == "async":
+        row["task_us"] = 1.0
+    else:
+        row["context_switch_us"] = 1.0 + calls
+        if target == "reactor-pool":
+            row["dispatch_us"] = 1.0
+    return row
+
+
+def _per_request_cpu(s: dict[str, Any], run: Run) -> float | None:
+    """CPU microseconds per request beyond the requested burn."""
+    busy = s.get("cpu_busy_cores")
+    served = s.get("throughput_rps")
+    if not busy or not served:
+        return None
+    return float((busy / served - run.workload.cpu.mean) * 1e6)
+
+
+def fit_cpu(results: list[tuple[Run, dict[str, Any]]]) -> Fit:
+    rows, ys = [], []
+    for run, s in results:
+        y = _per_request_cpu(s, run)
+        if run.role == "cpu" and y is not None:
+            rows.append([cpu_row(run.target, run.workload.calls)[k] for k in CPU_COSTS])
+            ys.append(y)
+    return fit_linear(np.array(rows), np.array(ys), CPU_COSTS)
+
+
+def fit_wall(results: list[tuple[Run, dict[str, Any]]], cpu: Fit) -> Fit:
+    """call_latency_us from the server's own service times; rtt_us from what is left."""
+    rows, ys = [], []
+    rtts = []
+    for run, s in results:
+        if run.role != "cpu" or not s.get("service_ms") or s["service_ms"]["mean"] is None:
+            continue
+        w = run.workload
+        extra = (s["service_ms"]["mean"] - (w.cpu.mean + w.calls * w.io.mean) * 1e3) * 1e3
+        rows.append([1.0, float(w.calls)])
+        ys.append(extra)
+        row = cpu_row(run.target, w.calls)
+        overhead = sum(row[k] * cpu.value(k) for k in CPU_COSTS)
+        gap_us = (s["latency_ms"]["mean"] - s["service_ms"]["mean"]) * 1e3
+        # At these loads queueing is small but not nil; the p50 of the queueing
+        # delay is the better estimate of the fixed part.
+        gap_us = min(gap_us, (s["queue_delay_ms"]["p50"] or gap_us / 1e3) * 1e3)
+        rtts.append(gap_us - overhead)
+    service = fit_linear(np.array(rows), np.array(ys), ("burn_overshoot_us", "call_latency_us"))
+    r = np.asarray(rtts)
+    rtt = max(0.0, float(np.median(r)))
+    # The median's standard error: 1.2533 s / sqrt(n) for a normal sample.
+    rtt_se = 1.2533 * float(r.std(ddof=1)) / math.sqrt(len(r)) if len(r) > 1 else math.nan
+    return Fit(
+        names=(*service.names, "rtt_us"),
+        values=(*service.values, rtt),
+        stderr=(*service.stderr, rtt_se),
+        residuals=(*service.residuals, *(float(x - rtt) for x in r)),
+        dof=service.dof,
+    )
+
+
+def fit_memory(results: list[tuple[Run, dict[str, Any]]]) -> Fit:
+    rows, ys = [], []
+    for run, s in results:
+        if run.role not in ("cpu", "memory") or run.target in PEERS:
+            continue
+        mem, threads = s["memory_mib"]["peak"], s["threads"]["peak"]
+        if mem is None or threads is None:
+            continue
+        forks = max(0, (s["processes"]["peak"] or 1) - 1)
+        rows.append([1.0, threads, s["connections"]["opened"], forks])
+        ys.append(mem * 1024)
+    return fit_linear(np.array(rows), np.array(ys), MEMORY_TERMS)
+
+
+def _structure(results: list[tuple[Run, dict[str, Any]]]) -> dict[str, dict[str, list[float]]]:
+    """For each peer: idle threads, processes and PSS at 1 and 2 processes."""
+    out: dict[str, dict[str, list[float]]] = {}
+    for run, s in results:
+        if run.role != "structure":
+            continue
+        entry = out.setdefault(
+            run.target, {"processes": [], "threads": [], "memory_mib": [], "server_processes": []}
+        )
+        entry["server_processes"].append(run.arch.processes)
+        entry["threads"].append(s["threads"]["peak"])
+        entry["processes"].append(s["processes"]["peak"])
+        entry["memory_mib"].append(s["memory_mib"]["peak"])
+    return out
+
+
+def calibrate(
+    name: str,
+    *,
+    quick: bool = False,
+    out_dir: Path = PROFILE_DIR,
+    progress: Callable[[str, int, int], None] | None = None,
+) -> dict[str, Any]:
+    """Run the grid, fit, and write ``out_dir/name.json``; returns the profile."""
+    runs = grid(quick)
+    total = len(runs) + 1
+    tick = progress or (lambda _label, _k, _n: None)
+    tick("measure memory", 0, total)
+    memory = measure_memory((100, 500) if quick else (300, 1500))
+    results: list[tuple[Run, dict[str, Any]]] = []
+    for k, run in enumerate(runs, 1):
+        tick(run.label(), k, total)
+        opts = MeasureOptions(
+            run.target,
+            run.workload,
+            run.arch,
+            duration=run.duration,
+            warmup=run.warmup,
+            save=False,
+            seed=k,
+        )
+        results.append((run, measure(opts)))
+    tick("fitting", total, total)
+    cpu = fit_cpu(results)
+    wall = fit_wall(results, cpu)
+    mem = fit_memory(results)
+    units = memory["per_unit_kib"]
+    params: dict[str, Any] = {}
+    params.update(cpu.as_parameters())
+    params.update({k: v for k, v in wall.as_parameters().items() if k != "burn_overshoot_us"})
+    mem_params = mem.as_parameters()
+    for key in ("process_kib", "thread_kib", "connection_kib"):
+        params[key] = mem_params[key]
+    fork = mem_params["fork_extra_kib"]
+    params["fork_kib"] = {
+        **fork,
+        "value": fork["value"] + mem.value("thread_kib"),
+        "ci95": [x + mem.value("thread_kib") for x in fork["ci95"]],
+        "note": "fitted extra over a thread, plus thread_kib",
+    }
+    measured = "from simlab measure memory (slope between two sizes)"
+    params["thread_kernel_kib"] = {"value": max(0.0, units["thread"]["kernel"]), "note": measured}
+    params["connection_kernel_kib"] = {
+        "value": max(0.0, units["connection"]["kernel"] / 2),
+        "note": measured + "; half: the client end is on loopback too",
+    }
+    params["fork_kernel_kib"] = {
+        "value": max(units["fork"]["kernel"], units["thread"]["kernel"]),
+        "note": measured,
+    }
+    params["stack_kib"] = {"value": units["thread"]["vms"], "note": measured}
+    params["task_kib"] = {"value": max(0.0, units["coroutine"]["uss"]), "note": measured}
+    params["spawn_us"] = {
+        "value": memory["timings"]["thread_create_start_join_us"],
+        "note": "thread create+start+join",
+    }
+    params["fork_us"] = {"value": memory["timings"]["fork_exit_wait_us"], "note": "fork+exit+wait"}
+    params["cores"] = os.cpu_count() or 1
+    params["gil"] = True
+    profile = {
+        "name": name,
+        "base": "cpython",
+        "created": utc_stamp(),
+        "git_revision": git_revision(),
+        "machine": machine(),
+        "quick": quick,
+        "parameters": params,
+        "not_fitted": {"switch_contention": "kept at the cpython preset's placeholder"},
+        "fits": {
+            "cpu": {"rows": len(cpu.residuals), "residuals_us": cpu.residuals},
+            "wall": {"residuals_us": wall.residuals},
+            "memory": {"rows": len(mem.residuals), "residuals_kib": mem.residuals},
+        },
+        "peers": _structure(results),
+        "memory_benchmark": memory,
+        "runs": [
+            {
+                "label": run.label(),
+                "role": run.role,
+                "throughput_rps": s["throughput_rps"],
+                "cpu_busy_cores": s["cpu_busy_cores"],
+                "latency_mean_ms": s["latency_ms"]["mean"],
+                "service_mean_ms": s["service_ms"]["mean"],
+                "threads_peak": s["threads"]["peak"],
+                "pss_peak_mib": s["memory_mib"]["peak"],
+                "stable": s["stable"],
+            }
+            for run, s in results
+        ],
+    }
+    cleaned: dict[str, Any] = json_safe(profile)
+    atomic_write_json(out_dir / f"{name}.json", cleaned)
+    return cleaned

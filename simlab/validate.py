@@ -1,0 +1,369 @@
+"""``simlab validate``: held-out real runs against the calibrated simulation, metric by metric.
+
+Every configuration here differs from the calibration grid (other rates,
+connection counts, latencies, fan-outs, worker and process counts). Each is
+run for real and simulated with the profile; the table has, per
+configuration and metric, the predicted and measured values and the relative
+error |predicted - measured| / measured. The summary is each metric's median
+absolute relative error. Nothing is tuned to this grid: the profile comes
+from ``simlab calibrate``.
+
+Compared like with like:
+- throughput: answers per second in the window (both);
+- latency p50 and p99: from the intended send time, the model adding the
+  fitted client path (``rtt_us``);
+- memory: the model's user-space resident peak against the server tree's
+  PSS peak (neither includes kernel memory);
+- threads: peak threads of the server's process tree.
+A peer is simulated as the model it resembles; the threads, processes and
+idle memory its own machinery adds (gunicorn's arbiter, uvicorn's helpers),
+recorded at calibration, are added to the prediction.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from simlab.distributions import Exponential, Fixed
+from simlab.params import Architecture, Fanout, Platform, Workload
+from simlab.platforms import PROFILE_DIR, load_platform
+from simlab.provenance import (
+    ROOT,
+    atomic_write,
+    atomic_write_json,
+    git_revision,
+    machine,
+    utc_stamp,
+)
+from simlab.real.measure import MeasureOptions, measure
+from simlab.real.peers import PEERS, RESEMBLES
+from simlab.simulation import simulate
+
+__all__ = ["METRICS", "Case", "held_out", "validate"]
+
+METRICS = ("throughput_rps", "latency_p50", "latency_p99", "memory_peak", "threads_peak")
+VALIDATION_DIR = ROOT / "data" / "validation"
+SIM_DURATION = 40.0
+SIM_REPLICATIONS = 3
+
+
+@dataclass(frozen=True)
+class Case:
+    target: str
+    workload: Workload
+    arch: Architecture
+    duration: float = 8.0
+    warmup: float = 2.0
+
+    def config(self) -> str:
+        w, a = self.workload, self.arch
+        io = f"{w.calls}x{w.io.mean * 1e3:g}ms {w.fanout[:3]}" if w.calls else "no calls"
+        k = "" if w.persistent else f" k={w.requests_per_connection}"
+        return (
+            f"N={w.connections} {w.rate:g}/s cpu={w.cpu.mean * 1e3:g}ms {io} "
+            f"W={a.workers} P={a.processes}{k}"
+        )
+
+
+def _w(
+    n: int,
+    rate: float,
+    cpu_ms: float,
+    io_ms: float,
+    calls: int = 1,
+    *,
+    fanout: Fanout = "sequential",
+    k: int | None = None,
+    exp: bool = False,
+) -> Workload:
+    cpu = Exponential(cpu_ms / 1e3) if exp else Fixed(cpu_ms / 1e3)
+    return Workload(
+        connections=n,
+        rate=rate,
+        cpu=cpu,
+        io=Fixed(io_ms / 1e3),
+        calls=calls,
+        fanout=fanout,
+        requests_per_connection=k,
+    )
+
+
+def held_out(quick: bool) -> list[Case]:
+    """Configurations the calibration never ran."""
+    a = Architecture
+    cases = [
+        Case("async", _w(3000, 300, 1.5, 30, 2, fanout="parallel"), a()),
+        Case("reactor-pool", _w(500, 150, 1, 20, 2), a(workers=12)),
+        Case("thread-per-connection", _w(1500, 150, 1, 15), a()),
+        Case("process-per-connection", _w(120, 80, 1, 15), a()),
+        Case("thread-pool", _w(16, 160, 1, 20), a(workers=16)),
+        Case("iterative", _w(1, 25, 2, 8), a()),
+        Case("uvicorn", _w(300, 120, 1, 20), a(processes=2)),
+        Case("gunicorn-gthread", _w(60, 100, 1, 20), a(workers=6, processes=2)),
+        Case("gunicorn-sync", _w(2, 40, 1, 10, k=1), a(workers=1, processes=2)),
+    ]
+    if quick:
+        return cases
+    cases += [
+        Case("async", _w(8000, 500, 1, 40), a()),
+        Case("async", _w(1000, 350, 2, 10, 3, exp=True), a(processes=2)),
+        Case("async", _w(500, 380, 2.4, 5), a()),  # a busy loop: rho about 0.95
+        Case("reactor-pool", _w(2000, 300, 1, 10, 4, fanout="parallel"), a(workers=6)),
+        Case("reactor-pool", _w(300, 200, 1.5, 25, 1, exp=True), a(workers=4, processes=2)),
+        Case("reactor-pool", _w(200, 200, 1, 30), a(workers=4)),  # too few workers
+        Case("thread-per-connection", _w(400, 250, 2, 10, 2), a()),
+        Case("thread-per-connection", _w(800, 120, 1, 20), a(processes=2)),
+        Case("process-per-connection", _w(300, 150, 2, 10), a()),
+        Case("thread-pool", _w(32, 300, 1, 10, 2), a(workers=16, processes=2)),
+        Case("thread-pool", _w(100, 100, 1, 10), a(workers=20)),  # 80 starve
+        Case("iterative", _w(2, 30, 1, 5, k=1), a(processes=2)),
+        Case("uvicorn", _w(1000, 300, 1, 10, 2, fanout="parallel"), a()),
+        Case("gunicorn-gthread", _w(200, 150, 1, 15), a(workers=8)),
+        Case("gunicorn-sync", _w(4, 60, 1, 15, k=1), a(workers=1, processes=4)),
+    ]
+    return cases
+
+
+def _profile_extras(platform_spec: str) -> dict[str, Any]:
+    path = Path(platform_spec)
+    if not path.suffix:
+        path = PROFILE_DIR / f"{platform_spec}.json"
+    try:
+        data: dict[str, Any] = json.loads(path.read_text())
+        return data
+    except (OSError, json.JSONDecodeError):
+        return {}
+
+
+def _peer_offsets(
+    extras: dict[str, Any], target: str, processes: int, model_idle: tuple[float, float]
+) -> tuple[float, float]:
+    """Threads and MiB a peer runs beyond the model it resembles, at ``processes``."""
+    peer = extras.get("peers", {}).get(target)
+    if not peer:
+        return 0.0, 0.0
+    xs = np.asarray(peer["server_processes"], dtype=float)
+
+    def line(ys: list[float]) -> float:
+        if len(set(xs)) < 2:
+            return float(np.mean(ys))
+        slope, intercept = np.polyfit(xs, np.asarray(ys, dtype=float), 1)
+        return float(intercept + slope * processes)
+
+    return line(peer["threads"]) - model_idle[0], line(peer["memory_mib"]) - model_idle[1]
+
+
+def _simulated(
+    case: Case, platform: Platform, extras: dict[str, Any], seed: int
+) -> dict[str, float]:
+    model = RESEMBLES.get(case.target, case.target)
+    arch = case.arch
+    workload = case.workload
+    if case.target == "gunicorn-sync":
+        arch = Architecture(workers=1, processes=arch.processes, backlog=arch.backlog)
+    s = simulate(
+        model,
+        workload,
+        platform,
+        arch,
+        duration=SIM_DURATION,
+        warmup=case.warmup,
+        seed=seed,
+        replications=SIM_REPLICATIONS,
+    ).summary
+    threads, memory = s["threads"]["peak"], s["memory_mib"]["user_peak"]
+    if case.target in PEERS:
+        idle = simulate(
+            model,
+            workload.with_(rate=1e-3),
+            platform,
+            arch,
+            duration=1.0,
+            warmup=0.0,
+            replications=1,
+            seed=seed,
+        ).summary
+        extra_threads, extra_mib = _peer_offsets(
+            extras,
+            case.target,
+            arch.processes,
+            (idle["threads"]["peak"], idle["memory_mib"]["user_peak"]),
+        )
+        threads += extra_threads
+        memory += extra_mib
+    return {
+        "throughput_rps": s["throughput_rps"],
+        "latency_p50": s["latency_ms"]["p50"],
+        "latency_p99": s["latency_ms"]["p99"],
+        "memory_peak": memory,
+        "threads_peak": threads,
+    }
+
+
+def _measured(case: Case, seed: int) -> dict[str, Any]:
+    s = measure(
+        MeasureOptions(
+            case.target,
+            case.workload,
+            case.arch,
+            duration=case.duration,
+            warmup=case.warmup,
+            seed=seed,
+            save=False,
+        )
+    )
+    return {
+        "throughput_rps": s["throughput_rps"],
+        "latency_p50": s["latency_ms"]["p50"],
+        "latency_p99": s["latency_ms"]["p99"],
+        "memory_peak": s["memory_mib"]["peak"],
+        "threads_peak": s["threads"]["peak"],
+        "_stable": s["stable"],
+    }
+
+
+def validate(
+    platform_spec: str = "cpython-calibrated",
+    *,
+    quick: bool = False,
+    out_dir: Path | None = None,
+    progress: Callable[[str, int, int], None] | None = None,
+    seed: int = 1,
+) -> dict[str, Any]:
+    platform = load_platform(platform_spec)
+    extras = _profile_extras(platform_spec)
+    cases = held_out(quick)
+    tick = progress or (lambda _l, _k, _n: None)
+    rows: list[dict[str, Any]] = []
+    for k, case in enumerate(cases, 1):
+        tick(f"{case.target} {case.config()}", k, len(cases))
+        real = _measured(case, seed + k)
+        predicted = _simulated(case, platform, extras, seed + k)
+        for metric in METRICS:
+            m, p = real[metric], predicted[metric]
+            err = abs(p - m) / abs(m) if m not in (None, 0) and p is not None else None
+            rows.append(
+                {
+                    "model": case.target,
+                    "config": case.config(),
+                    "metric": metric,
+                    "predicted": p,
+                    "measured": m,
+                    "rel_error": err,
+                    "measured_stable": real["_stable"],
+                }
+            )
+    summary = {}
+    for metric in METRICS:
+        errs = [
+            r["rel_error"] for r in rows if r["metric"] == metric and r["rel_error"] is not None
+        ]
+        summary[metric] = float(np.median(errs)) if errs else None
+    result = {
+        "rows": rows,
+        "summary": summary,
+        "platform": platform.name,
+        "quick": quick,
+        "machine": machine(),
+        "git_revision": git_revision(),
+        "created": utc_stamp(),
+        "seed": seed,
+    }
+    _write(result, out_dir or VALIDATION_DIR / platform.name)
+    return result
+
+
+def _write(result: dict[str, Any], out: Path) -> None:
+    rows = result["rows"]
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=list(rows[0]) if rows else ["model"])
+    writer.writeheader()
+    writer.writerows(rows)
+    atomic_write(out / "validation.csv", buf.getvalue().encode())
+    atomic_write_json(out / "validation.json", result)
+    atomic_write(out / "report.md", _report(result).encode())
+    _plots(rows, out)
+
+
+GOALS = {
+    "throughput_rps": 0.05,
+    "latency_p50": 0.15,
+    "latency_p99": 0.25,
+    "memory_peak": 0.15,
+    "threads_peak": 0.05,
+}
+
+
+def _report(result: dict[str, Any]) -> str:
+    lines = [
+        f"# Validation of `{result['platform']}`",
+        "",
+        f"{len({r['config'] + r['model'] for r in result['rows']})} held-out configurations, "
+        f"run for real and simulated ({'quick' if result['quick'] else 'full'} grid), "
+        f"git {result['git_revision'][:12]}, {result['created']}.",
+        "",
+        "| metric | median abs relative error | goal |",
+        "|---|---|---|",
+    ]
+    for metric, value in result["summary"].items():
+        shown = "-" if value is None else f"{value:.1%}"
+        lines.append(f"| {metric} | {shown} | {GOALS[metric]:.0%} |")
+    lines += [
+        "",
+        "| model | config | metric | predicted | measured | error |",
+        "|---|---|---|---|---|---|",
+    ]
+    for r in result["rows"]:
+        err = "-" if r["rel_error"] is None else f"{r['rel_error']:.1%}"
+        lines.append(
+            f"| {r['model']} | {r['config']} | {r['metric']} | {_num(r['predicted'])} | "
+            f"{_num(r['measured'])} | {err} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def _num(x: float | None) -> str:
+    return "-" if x is None else f"{x:,.3g}" if abs(x) < 100 else f"{x:,.0f}"
+
+
+def _plots(rows: list[dict[str, Any]], out: Path) -> None:
+    # matplotlib is heavy and only needed here, so it loads on first plot.
+    import matplotlib  # noqa: PLC0415
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt  # noqa: PLC0415
+
+    for metric in METRICS:
+        pts = [
+            (r["measured"], r["predicted"], r["model"])
+            for r in rows
+            if r["metric"] == metric and r["measured"] and r["predicted"]
+        ]
+        if not pts:
+            continue
+        fig, ax = plt.subplots(figsize=(5, 5))
+        for model in sorted({p[2] for p in pts}):
+            xs = [p[0] for p in pts if p[2] == model]
+            ys = [p[1] for p in pts if p[2] == model]
+            ax.scatter(xs, ys, label=model, s=24)
+        lo = min(min(p[0], p[1]) for p in pts) * 0.8
+        hi = max(max(p[0], p[1]) for p in pts) * 1.2
+        ax.plot([lo, hi], [lo, hi], color="grey", lw=1, label="y = x")
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        ax.set_xlabel(f"measured {metric}")
+        ax.set_ylabel(f"predicted {metric}")
+        ax.legend(fontsize=6)
+        fig.tight_layout()
+        buf = io.BytesIO()
+        fig.savefig(buf, format="png", dpi=110)
+        plt.close(fig)
+        atomic_write(out / f"scatter_{metric}.png", buf.getvalue())

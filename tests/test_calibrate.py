@@ -1,0 +1,107 @@
+"""Calibration's fitting code, on synthetic measurements with known answers."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from simlab import calibrate as cal
+from simlab import load_platform, simulate
+from simlab.distributions import Fixed
+from simlab.params import Architecture, Workload
+from simlab.real.options import SERVER_MODELS
+from simlab.real.peers import PEERS
+
+
+def test_linear_fit_recovers_known_parameters_and_their_uncertainty() -> None:
+    # y = X theta + noise(sd 2): the estimates land within 4 standard errors,
+    # and the standard errors match the textbook sd * sqrt(diag((X^T X)^-1)).
+    rng = np.random.default_rng(0)
+    theta = np.array([37.0, 9.0, 30.0, 18.5, 1.5])
+    x = rng.uniform(0, 5, (200, 5))
+    y = x @ theta + rng.normal(0, 2.0, 200)
+    fit = cal.fit_linear(x, y, cal.CPU_COSTS)
+    est, se = np.array(fit.values), np.array(fit.stderr)
+    assert np.all(np.abs(est - theta) < 4 * se)
+    expected_se = 2.0 * np.sqrt(np.diag(np.linalg.inv(x.T @ x)))
+    assert se == pytest.approx(expected_se, rel=0.15)
+
+
+def test_cpu_costs_are_separable_by_the_grid_design() -> None:
+    # Synthetic "measurements" made from known costs with the design the grid
+    # uses: every server, 0, 1 and 4 calls. The fit must give the costs back.
+    true = {
+        "parse_us": 40.0,
+        "task_us": 8.0,
+        "dispatch_us": 25.0,
+        "call_us": 20.0,
+        "context_switch_us": 3.0,
+    }
+    rows, ys = [], []
+    for target in ("async", "reactor-pool", "thread-per-connection", "iterative"):
+        for calls in (0, 1, 4):
+            row = cal.cpu_row(target, calls)
+            rows.append([row[k] for k in cal.CPU_COSTS])
+            ys.append(sum(row[k] * true[k] for k in cal.CPU_COSTS) + 0.01 * len(ys) % 0.05)
+    fit = cal.fit_linear(np.array(rows), np.array(ys), cal.CPU_COSTS)
+    for name, value in true.items():
+        assert fit.value(name) == pytest.approx(value, abs=0.2)
+
+
+def test_fit_needs_enough_rows() -> None:
+    with pytest.raises(ValueError, match="cannot fit"):
+        cal.fit_linear(np.ones((2, 3)), np.ones(2), ("a", "b", "c"))
+
+
+def test_grid_covers_every_model_and_peer() -> None:
+    for quick in (True, False):
+        targets = {run.target for run in cal.grid(quick)}
+        assert set(SERVER_MODELS) | set(PEERS) <= targets
+
+
+def test_interrupted_calibration_leaves_the_previous_profile(tmp_path, monkeypatch) -> None:
+    # Ctrl-C during the third real run: nothing is written, nothing is left over.
+    before = {"name": "mine", "base": "cpython", "parameters": {"thread_kib": 20.0}}
+    path = tmp_path / "mine.json"
+    path.write_text(json.dumps(before))
+    runs = {"n": 0}
+
+    def fake_measure(opts, progress=None):
+        runs["n"] += 1
+        if runs["n"] == 3:
+            raise KeyboardInterrupt
+        return {}
+
+    monkeypatch.setattr(cal, "measure_memory", lambda sizes, stack_kib=0: {})
+    monkeypatch.setattr(cal, "measure", fake_measure)
+    with pytest.raises(KeyboardInterrupt):
+        cal.calibrate("mine", quick=True, out_dir=tmp_path)
+    assert runs["n"] == 3
+    assert json.loads(path.read_text()) == before
+    assert [p.name for p in tmp_path.iterdir()] == ["mine.json"]  # no temporary file left
+
+
+def test_a_written_profile_loads_as_a_platform(tmp_path) -> None:
+    profile = {
+        "name": "lab",
+        "base": "cpython",
+        "parameters": {
+            "parse_us": {"value": 41.0, "stderr": 1.0, "ci95": [39.0, 43.0]},
+            "rtt_us": {"value": 300.0},
+            "cores": 2,
+            "gil": True,
+        },
+        "peers": {},
+    }
+    path = tmp_path / "lab.json"
+    path.write_text(json.dumps(profile))
+    p = load_platform(str(path))
+    assert (p.name, p.parse_us, p.rtt_us, p.cores) == ("lab", 41.0, 300.0, 2)
+    # The fitted wall-clock overheads reach the simulated latency: the mean is
+    # the request's own time plus rtt, since nothing queues at 5 req/s here.
+    w = Workload(connections=10**6, rate=5.0, cpu=Fixed(0.0), io=Fixed(0.01))
+    free = load_platform("ideal").with_(rtt_us=300.0, call_latency_us=1000.0)
+    s = simulate("async", w, free, Architecture(), duration=100, replications=2).summary
+    assert s["latency_ms"]["mean"] == pytest.approx(10.0 + 1.0 + 0.3, abs=1e-6)
