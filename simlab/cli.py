@@ -9,9 +9,11 @@ from __future__ import annotations
 import argparse
 import csv
 import math
+import signal
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from types import FrameType
 from typing import Any, NoReturn
 
 from simlab import __version__, commands, lab_commands
@@ -500,10 +502,18 @@ def architecture_from(args: argparse.Namespace) -> Architecture:
 # ------------------------------------------------------------------------ main
 
 
+def _interrupt(signum: int, frame: FrameType | None) -> None:
+    raise KeyboardInterrupt
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = build_parser()
     args = parser.parse_args(argv)
+    # SIGTERM (kill, timeout) and SIGHUP (a closed terminal) stop simlab the
+    # way Ctrl-C does, so that every process it started is stopped too.
+    for sig in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, _interrupt)
     try:
         if args.command == "serve":
             return real_commands.serve_command(args, architecture_from(args))

@@ -80,6 +80,9 @@ class HttpProtocol(asyncio.Protocol):
             assert isinstance(item, WorkRequest)
             if self.app.overloaded():
                 self.transport.write(self.exchange.refuse())
+                if not self.exchange.keep_alive:  # HTTP/1.0 or Connection: close
+                    self.transport.close()
+                    return
                 continue
             self.busy = True
             self.transport.pause_reading()
@@ -126,7 +129,7 @@ async def serve_app(listener: socket.socket, app: App) -> None:
     loop = asyncio.get_running_loop()
     server = await loop.create_server(lambda: HttpProtocol(app), sock=listener)
     stop: asyncio.Future[None] = loop.create_future()
-    for sig in (signal.SIGTERM, signal.SIGINT):
+    for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
         loop.add_signal_handler(sig, _settle, stop)
     try:
         await stop

@@ -37,7 +37,6 @@ class AsyncApp:
         return self.backlog is not None and self.in_flight >= self.backlog
 
     async def _handle(self, request: WorkRequest) -> int:
-        self.in_flight += 1
         try:
             t0 = time.perf_counter()
             burn_cpu(request.cpu_ms)
@@ -47,6 +46,9 @@ class AsyncApp:
             self.in_flight -= 1
 
     def run(self, request: WorkRequest) -> asyncio.Future[int]:
+        # Counted when admitted, not when the task first runs, so that a burst
+        # read in one go is bounded too.
+        self.in_flight += 1
         task = asyncio.ensure_future(self._handle(request))
         self.tasks.add(task)  # keep a reference until done (asyncio holds only weak ones)
         task.add_done_callback(self.tasks.discard)

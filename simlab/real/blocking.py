@@ -38,7 +38,9 @@ class Context:
     backend: BlockingBackend
     request_timeout: float = 10.0
     stop: threading.Event = field(default_factory=threading.Event)
-    lock: threading.Lock = field(default_factory=threading.Lock)
+    # Reentrant: wake_all runs in a signal handler on the main thread, which
+    # may itself be inside register() or forget() when the signal lands.
+    lock: threading.RLock = field(default_factory=threading.RLock)
     conns: set[socket.socket] = field(default_factory=set)
 
     def register(self, sock: socket.socket) -> None:
@@ -50,8 +52,9 @@ class Context:
             self.conns.discard(sock)
 
     def wake_all(self) -> None:
-        """Make every thread blocked in recv on a client return (shutdown)."""
+        """Make every thread blocked in recv, on a client or the backend, return (shutdown)."""
         self.stop.set()
+        self.backend.close_all()
         with self.lock:
             conns = list(self.conns)
         for sock in conns:
@@ -101,13 +104,26 @@ def handle_connection(sock: socket.socket, ctx: Context) -> None:
     """
     ctx.register(sock)
     exchange = Exchange()
+    deadline: float | None = None
     try:
         while not ctx.stop.is_set():
             item = exchange.next()
             if item is None:
-                sock.settimeout(ctx.request_timeout if exchange.mid_request else None)
+                if exchange.mid_request:
+                    # The whole rest of the request has request_timeout from its
+                    # first byte, however slowly it trickles in.
+                    if deadline is None:
+                        deadline = time.monotonic() + ctx.request_timeout
+                    left = deadline - time.monotonic()
+                    if left <= 0:
+                        break
+                    sock.settimeout(left)
+                else:
+                    deadline = None
+                    sock.settimeout(None)
                 exchange.feed(sock.recv(65536))
                 continue
+            deadline = None
             if item is EOF:
                 break
             if isinstance(item, bytes):  # a 4xx: say it and hang up

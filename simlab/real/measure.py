@@ -26,6 +26,7 @@ How each number is obtained:
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
@@ -137,6 +138,9 @@ def _start_server(opts: MeasureOptions, backend_port: int) -> Managed:
         except RuntimeError as exc:
             err = server.stop()
             raise RuntimeError(f"{opts.target}: {exc}: {err.strip()[-500:]}") from None
+        except BaseException:
+            server.stop()
+            raise
         return server
     argv = [
         python(),
@@ -182,27 +186,25 @@ def measure(opts: MeasureOptions, progress: Callable[[str], None] | None = None)
         seed=opts.seed,
     )
     started = utc_stamp()
-    say("starting the backend")
-    with Managed([python(), "-m", "simlab.real.backend"], name="backend") as backend:
+    errors: list[str] = []
+    # Everything started is stopped in reverse order on every exit path,
+    # Ctrl-C and SIGTERM (turned into KeyboardInterrupt by the CLI) included.
+    with contextlib.ExitStack() as stack:
+        say("starting the backend")
+        backend = stack.enter_context(
+            Managed([python(), "-m", "simlab.real.backend"], name="backend")
+        )
         say(f"starting {opts.target}")
         server = _start_server(opts, backend.port)
-        probe: Probe | None = None
-        server_err = ""
-        try:
-            probe = Probe(server.pid)
-            probe.start()
-            say(
-                f"{w.connections:,} connections, {opts.warmup:g} s warm-up, "
-                f"{opts.duration:g} s measured"
-            )
-            report = _run_load(spec, server.port, opts)
-        finally:
-            try:
-                if probe is not None:
-                    probe.stop()
-            finally:
-                server_err = server.stop()
-        port_left = not port_is_free(server.port)
+        stack.callback(lambda: errors.append(server.stop()))
+        probe = Probe(server.pid)
+        probe.start()
+        stack.callback(probe.stop)
+        window = f"{opts.warmup:g} s warm-up, {opts.duration:g} s measured"
+        say(f"{w.connections:,} connections, {window}")
+        report = _run_load(spec, server.port, opts)
+    server_err = "".join(errors)
+    port_left = not port_is_free(server.port)
     if port_left:
         raise RuntimeError(f"port {server.port} still accepts connections after the server stopped")
     summary = _summary(opts, report, probe, started)
@@ -224,7 +226,9 @@ def measure(opts: MeasureOptions, progress: Callable[[str], None] | None = None)
 
 def _run_load(spec: loadgen.LoadSpec, port: int, opts: MeasureOptions) -> dict[str, Any]:
     data = {**spec.__dict__, "port": port, "queries": list(spec.queries)}
-    budget = 60 + opts.warmup + opts.duration + opts.timeout + spec.connections / 200
+    # Connecting goes in waves; a wave whose connects hang waits CONNECT_TIMEOUT_S.
+    waves = math.ceil(spec.connections / loadgen.CONNECT_CONCURRENCY)
+    budget = 60 + opts.warmup + opts.duration + 2 * opts.timeout + waves * loadgen.CONNECT_TIMEOUT_S
     proc = subprocess.Popen(
         [python(), "-m", "simlab.real.loadgen", "-"],
         stdin=subprocess.PIPE,
@@ -235,9 +239,13 @@ def _run_load(spec: loadgen.LoadSpec, port: int, opts: MeasureOptions) -> dict[s
     )
     try:
         out, err = proc.communicate(json.dumps(data), timeout=budget)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.communicate()
+        raise RuntimeError(f"the load generator did not finish within {budget:.0f} s") from None
     except BaseException:
         proc.kill()
-        proc.wait()
+        proc.communicate()
         raise
     if proc.returncode != 0:
         raise RuntimeError(f"load generator failed ({proc.returncode}): {err.strip()[-500:]}")
@@ -284,15 +292,18 @@ def _summary(
     service = _hist_block(r["service_hist"])
     queue = _hist_block(r["queue_hist"])
     throughput = r["completed_in_window"] / opts.duration
-    timeline = np.asarray(r["timeline"], dtype=float)
+    # Answers per tenth of the window, as rates: batch means for the throughput CI.
+    batch_rates = np.asarray(r["timeline"], dtype=float) / (opts.duration / len(r["timeline"]))
     cpu_busy = p.get("cpu_s", {}).get("rate", math.nan)
     is_async = opts.target in ("async", "uvicorn")
     busy = cpu_busy if is_async else throughput * (service["mean"] or 0.0) / 1e3
     errors = r["errors"]
-    dropped = int(r["status"].get("503", 0))
+    # Refused by the server: answered 503, or (thread-pool, iterative) the
+    # connection closed without an answer. Both are the simulation's drops.
+    dropped = int(r["status"].get("503", 0)) + int(r["errors"]["resets"])
     completed = int(r["status"].get("200", 0))
     other = sum(v for k, v in r["status"].items() if k not in ("200", "503"))
-    incomplete = sum(errors.values()) + other
+    incomplete = sum(v for k, v in errors.items() if k != "resets") + other
     measured = r["measured"]
     offered = r["scheduled"] / opts.duration if w.rate is not None else None
     little_l = r["in_flight_mean"]
@@ -302,9 +313,7 @@ def _summary(
         "engine": "real",
         "resembles": peers.RESEMBLES.get(opts.target, opts.target),
         "throughput_rps": throughput,
-        "throughput_ci95": _batch_ci(
-            [float(chunk.mean()) for chunk in np.array_split(timeline, 10) if len(chunk)]
-        ),
+        "throughput_ci95": _batch_ci([float(x) for x in batch_rates]),
         "offered_rps": offered,
         "latency_ms": latency,
         "queue_delay_ms": queue,

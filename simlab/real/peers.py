@@ -104,50 +104,50 @@ async def asgi_app(
 def command(
     peer: str, *, port: int, workers: int, processes: int, backlog: int | None
 ) -> list[str]:
-    """The command line that runs ``peer`` on 127.0.0.1:``port``."""
+    """The command line that runs ``peer`` on 127.0.0.1:``port``.
+
+    gunicorn's worker timeout is lifted (its 30 s default would kill a
+    worker held by one long request) and shutdowns are given 5 s.
+    """
     py = sys.executable
     listen = str(backlog if backlog is not None else 2048)
+    bind = f"127.0.0.1:{port}"
+    gunicorn = [
+        py,
+        "-m",
+        "gunicorn",
+        "-w",
+        str(processes),
+        "--backlog",
+        listen,
+        "-b",
+        bind,
+        "--log-level",
+        "warning",
+        "--timeout",
+        "3600",
+        "--graceful-timeout",
+        "5",
+    ]
+    app = "simlab.real.peers:wsgi_app"
     if peer == "gunicorn-sync":
-        return [
-            py,
-            "-m",
-            "gunicorn",
-            "-k",
-            "sync",
-            "-w",
-            str(processes),
-            "--backlog",
-            listen,
-            "-b",
-            f"127.0.0.1:{port}",
-            "--log-level",
-            "warning",
-            "simlab.real.peers:wsgi_app",
-        ]
+        return [*gunicorn, "-k", "sync", app]
     if peer == "gunicorn-gthread":
         return [
-            py,
-            "-m",
-            "gunicorn",
+            *gunicorn,
             "-k",
             "gthread",
-            "-w",
-            str(processes),
             "--threads",
             str(workers),
-            "--backlog",
-            listen,
             "--worker-connections",
             "100000",
             "--keep-alive",
             "3600",
-            "-b",
-            f"127.0.0.1:{port}",
-            "--log-level",
-            "warning",
-            "simlab.real.peers:wsgi_app",
+            app,
         ]
     if peer == "uvicorn":
+        # Log level error: uvicorn warns on every refused request, which under
+        # overload is a torrent of lines.
         cmd = [
             py,
             "-m",
@@ -161,11 +161,13 @@ def command(
             str(processes),
             "--no-access-log",
             "--log-level",
-            "warning",
+            "error",
             "--backlog",
             listen,
             "--timeout-keep-alive",
             "3600",
+            "--timeout-graceful-shutdown",
+            "5",
         ]
         if backlog is not None:
             cmd += ["--limit-concurrency", str(backlog)]

@@ -106,7 +106,9 @@ class Probe(threading.Thread):
                     v["ctx_voluntary"] += ctx.voluntary
                     v["ctx_involuntary"] += ctx.involuntary
                     cpu = p.cpu_times()
-                    v["cpu_s"] += cpu.user + cpu.system
+                    # children_*: CPU of children already reaped (per-connection
+                    # forks that exited), which no live process shows any more.
+                    v["cpu_s"] += cpu.user + cpu.system + cpu.children_user + cpu.children_system
                     v["processes"] += 1
                     if full:
                         fm = p.memory_full_info()

@@ -14,12 +14,16 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
+from collections import deque
 from types import TracebackType
+from typing import IO
 
 __all__ = ["Managed", "free_port", "port_is_free", "wait_listening"]
 
 STOP_GRACE_S = 15.0
+STDERR_LINES = 200
 
 
 def free_port() -> int:
@@ -48,7 +52,14 @@ def wait_listening(port: int, proc: subprocess.Popen[str], timeout: float = 30.0
 
 
 class Managed:
-    """A child process that is stopped (SIGTERM, then SIGKILL) with its whole group."""
+    """A child process that is stopped (SIGTERM, then SIGKILL) with its whole group.
+
+    Its stdout and stderr are drained by threads as it runs, so a chatty
+    child (uvicorn logging every 503) can never block on a full pipe; the last
+    lines of stderr are kept for error messages. If anything interrupts the
+    start (Ctrl-C while waiting for READY), the child is stopped before the
+    exception goes on.
+    """
 
     def __init__(
         self,
@@ -71,20 +82,44 @@ class Managed:
             start_new_session=True,
         )
         self.port = 0
-        if ready_line:
-            assert self.proc.stdout is not None
-            line = self.proc.stdout.readline()
-            if not line.startswith("READY"):
-                err = self.stop()
-                raise RuntimeError(f"{name} failed to start: {line.strip()} {err.strip()[-500:]}")
-            self.port = int(line.split()[1])
+        self._stderr: deque[str] = deque(maxlen=STDERR_LINES)
+        self._drains: list[threading.Thread] = []
+        try:
+            if ready_line:
+                assert self.proc.stdout is not None
+                line = self.proc.stdout.readline()
+                if not line.startswith("READY"):
+                    err = self.stop()
+                    raise RuntimeError(
+                        f"{name} failed to start: {line.strip()} {err.strip()[-500:]}"
+                    )
+                self.port = int(line.split()[1])
+            self._drain(self.proc.stdout, None)
+            self._drain(self.proc.stderr, self._stderr)
+        except BaseException:
+            self.stop()
+            raise
+
+    def _drain(self, stream: IO[str] | None, sink: deque[str] | None) -> None:
+        if stream is None:
+            return
+
+        def pump() -> None:
+            with contextlib.suppress(ValueError, OSError):
+                for line in stream:
+                    if sink is not None:
+                        sink.append(line)
+
+        t = threading.Thread(target=pump, daemon=True, name=f"drain-{self.name}")
+        t.start()
+        self._drains.append(t)
 
     @property
     def pid(self) -> int:
         return self.proc.pid
 
     def stop(self) -> str:
-        """Stop the process group; returns what it wrote on stderr."""
+        """Stop the process group; returns the end of what it wrote on stderr."""
         if self.proc.poll() is None:
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(self.proc.pid, signal.SIGTERM)
@@ -97,14 +132,16 @@ class Managed:
         # Children of the group that outlived their parent (they should not).
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(self.proc.pid, signal.SIGKILL)
-        err = ""
-        if self.proc.stderr is not None:
+        if not self._drains and self.proc.stderr is not None:
             with contextlib.suppress(ValueError, OSError):
-                err = self.proc.stderr.read()
+                self._stderr.extend(self.proc.stderr.readlines()[-STDERR_LINES:])
+        for t in self._drains:
+            t.join(2.0)
         for stream in (self.proc.stdout, self.proc.stderr):
             if stream is not None:
-                stream.close()
-        return err
+                with contextlib.suppress(OSError):
+                    stream.close()
+        return "".join(self._stderr)
 
     def __enter__(self) -> Managed:
         return self

@@ -30,8 +30,9 @@ class ReactorApp:
         self.backend = backend
         self.executor = ThreadPoolExecutor(max_workers=opts.workers, thread_name_prefix="worker")
         self.lock = threading.Lock()
+        self.workers = opts.workers
         self.submitted = 0
-        self.started = 0
+        self.finished = 0
         self._prestart(opts.workers)
 
     def _prestart(self, workers: int) -> None:
@@ -43,14 +44,19 @@ class ReactorApp:
         barrier.wait()
 
     def overloaded(self) -> bool:
+        """True when one more request would wait for a worker beyond the backlog."""
+        if self.backlog is None:
+            return False
         with self.lock:
-            waiting = self.submitted - self.started
-        return self.backlog is not None and waiting >= self.backlog
+            waiting = self.submitted - self.finished - self.workers
+        return waiting >= self.backlog
 
     def _work(self, request: WorkRequest) -> int:
-        with self.lock:
-            self.started += 1
-        return run_blocking(request, self.backend)
+        try:
+            return run_blocking(request, self.backend)
+        finally:
+            with self.lock:
+                self.finished += 1
 
     def run(self, request: WorkRequest) -> asyncio.Future[int]:
         with self.lock:
@@ -59,6 +65,9 @@ class ReactorApp:
         return loop.run_in_executor(self.executor, self._work, request)
 
     async def close(self) -> None:
+        # Closing the backend sockets wakes workers blocked in a backend call,
+        # so shutdown does not wait for the longest call to finish.
+        self.backend.close_all()
         await asyncio.to_thread(self.executor.shutdown, wait=True, cancel_futures=True)
 
 

@@ -44,6 +44,7 @@ BLOCKING = {
     "process-per-connection": process_per_connection.serve,
 }
 KILL_AFTER_S = 10.0
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
 
 
 def _listener(opts: ServerOptions, port: int, *, reuse_port: bool, listen: bool) -> socket.socket:
@@ -73,8 +74,8 @@ def serve_here(listener: socket.socket, opts: ServerOptions) -> None:
     def stop(signum: int, frame: FrameType | None) -> None:
         ctx.wake_all()
 
-    signal.signal(signal.SIGTERM, stop)
-    signal.signal(signal.SIGINT, stop)
+    for sig in STOP_SIGNALS:
+        signal.signal(sig, stop)
     BLOCKING[opts.model](listener, opts, ctx)
 
 
@@ -96,8 +97,8 @@ def run_server(opts: ServerOptions) -> None:
         if pid == 0:
             code = 0
             try:
-                signal.signal(signal.SIGTERM, signal.SIG_DFL)
-                signal.signal(signal.SIGINT, signal.SIG_DFL)
+                for sig in STOP_SIGNALS:
+                    signal.signal(sig, signal.SIG_DFL)
                 sock = master
                 if per_process:
                     sock = _listener(opts, port, reuse_port=True, listen=True)
@@ -113,8 +114,8 @@ def run_server(opts: ServerOptions) -> None:
     def stop(signum: int, frame: FrameType | None) -> None:
         stopping.set()
 
-    signal.signal(signal.SIGTERM, stop)
-    signal.signal(signal.SIGINT, stop)
+    for sig in STOP_SIGNALS:
+        signal.signal(sig, stop)
     print(f"READY {port}", flush=True)
     try:
         while not stopping.is_set() and children:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import socket
 import threading
+import time
 
 from simlab.real.blocking import Context, accept_loop, handle_connection
 from simlab.real.options import ServerOptions
@@ -45,5 +46,6 @@ def serve(listener: socket.socket, opts: ServerOptions, ctx: Context) -> None:
         ctx.wake_all()
         with lock:
             remaining = list(threads)
+        deadline = time.monotonic() + JOIN_TIMEOUT_S
         for t in remaining:
-            t.join(JOIN_TIMEOUT_S)
+            t.join(max(0.0, deadline - time.monotonic()))

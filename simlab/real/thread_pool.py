@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import socket
 import threading
+import time
 from collections import deque
 
 from simlab.real.blocking import Context, accept_loop, handle_connection
@@ -70,5 +71,6 @@ def serve(listener: socket.socket, opts: ServerOptions, ctx: Context) -> None:
                 sock.close()
             w.socks.clear()
             w.cond.notify_all()
+        deadline = time.monotonic() + JOIN_TIMEOUT_S
         for t in workers:
-            t.join(JOIN_TIMEOUT_S)
+            t.join(max(0.0, deadline - time.monotonic()))

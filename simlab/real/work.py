@@ -9,6 +9,7 @@ at once and then waits for every answer, so it takes about the longest call.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import socket
 import threading
@@ -47,10 +48,16 @@ class BlockingBackend:
         self.timeout = timeout
         self._local = threading.local()
         self._ids = itertools.count()
+        self._all: set[socket.socket] = set()
+        # Reentrant: close_all may run in a signal handler on a thread holding it.
+        self._lock = threading.RLock()
+        self._closed = False
 
     def _conn(self) -> tuple[socket.socket, BinaryIO]:
         conn = getattr(self._local, "conn", None)
         if conn is None:
+            if self._closed:
+                raise BackendError("shutting down")
             try:
                 sock = socket.create_connection(self.address, timeout=self.timeout)
             except OSError as exc:
@@ -58,6 +65,8 @@ class BlockingBackend:
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             conn = (sock, cast(BinaryIO, sock.makefile("rb")))
             self._local.conn = conn
+            with self._lock:
+                self._all.add(sock)
         return conn
 
     def call(self, delays_us: list[int], parallel: bool) -> None:
@@ -84,11 +93,23 @@ class BlockingBackend:
             raise BackendError("backend closed the connection")
 
     def close(self) -> None:
+        """Close this thread's connection."""
         conn = getattr(self._local, "conn", None)
         if conn is not None:
             self._local.conn = None
+            with self._lock:
+                self._all.discard(conn[0])
             conn[1].close()
             conn[0].close()
+
+    def close_all(self) -> None:
+        """Shut down every thread's connection: calls in progress fail at once."""
+        self._closed = True
+        with self._lock:
+            socks = list(self._all)
+        for sock in socks:
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
 
 
 def run_blocking(request: WorkRequest, backend: BlockingBackend) -> int:
