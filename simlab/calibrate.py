@@ -51,7 +51,14 @@ from simlab.real.peers import PEERS
 __all__ = ["CPU_COSTS", "Fit", "Run", "calibrate", "cpu_row", "fit_linear", "grid"]
 
 CPU_COSTS = ("parse_us", "task_us", "dispatch_us", "call_us", "context_switch_us")
-MEMORY_TERMS = ("process_kib", "thread_kib", "connection_kib", "fork_extra_kib")
+MEMORY_TERMS = (
+    "process_kib",
+    "thread_kib",
+    "connection_kib",
+    "fork_extra_kib",
+    "backend_conn_kib",
+    "fork_touched_kib",
+)
 BLOCKING = ("iterative", "thread-per-connection", "thread-pool", "process-per-connection")
 
 
@@ -249,6 +256,31 @@ def fit_wall(results: list[tuple[Run, dict[str, Any]]], cpu: Fit) -> Fit:
     )
 
 
+def served_connections(run: Run) -> float:
+    """Expected distinct connections that sent at least one request during the run:
+    with R requests spread uniformly over N connections, N (1 - exp(-R / N))."""
+    w = run.workload
+    assert w.rate is not None
+    sent = w.rate * (run.warmup + run.duration)
+    return w.connections * (1 - math.exp(-sent / w.connections))
+
+
+def memory_row(run: Run, threads: float, connections: float, processes: float) -> list[float]:
+    """Features of one run: how many of each memory unit its server held at its peak.
+
+    Threads, connections and processes are the probe's counts. Backend
+    connections are one per thread that made a call: one per served
+    connection where a thread or child owns a connection, one per loop for
+    async, and few (they are reused) for reactor-pool's workers.
+    """
+    per_connection = run.target in BLOCKING
+    served = served_connections(run) if per_connection else 1.0
+    backend = served if run.workload.calls > 0 else 0.0
+    forks = max(0.0, processes - 1)
+    touched = served if run.target == "process-per-connection" else 0.0
+    return [1.0, threads, connections, forks, backend, touched]
+
+
 def fit_memory(results: list[tuple[Run, dict[str, Any]]]) -> Fit:
     rows, ys = [], []
     for run, s in results:
@@ -257,8 +289,8 @@ def fit_memory(results: list[tuple[Run, dict[str, Any]]]) -> Fit:
         mem, threads = s["memory_mib"]["peak"], s["threads"]["peak"]
         if mem is None or threads is None:
             continue
-        forks = max(0, (s["processes"]["peak"] or 1) - 1)
-        rows.append([1.0, threads, s["connections"]["opened"], forks])
+        processes = s["processes"]["peak"] or 1
+        rows.append(memory_row(run, threads, s["connections"]["opened"], processes))
         ys.append(mem * 1024)
     return fit_linear(np.array(rows), np.array(ys), MEMORY_TERMS)
 
@@ -314,7 +346,13 @@ def calibrate(
     params.update(cpu.as_parameters())
     params.update({k: v for k, v in wall.as_parameters().items() if k != "burn_overshoot_us"})
     mem_params = mem.as_parameters()
-    for key in ("process_kib", "thread_kib", "connection_kib"):
+    for key in (
+        "process_kib",
+        "thread_kib",
+        "connection_kib",
+        "backend_conn_kib",
+        "fork_touched_kib",
+    ):
         params[key] = mem_params[key]
     fork = mem_params["fork_extra_kib"]
     params["fork_kib"] = {

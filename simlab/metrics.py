@@ -132,6 +132,12 @@ def replication_levels(rec: Record, platform: Platform) -> dict[str, Step]:
         (threads[0], threads[1], p.thread_kernel_kib / KIB_PER_MIB),
         (conns[0], conns[1], p.connection_kernel_kib / KIB_PER_MIB),
     ]
+    first_use, last = _first_use(rec)
+    if rec.extra.get("calls", 0) > 0:
+        user_parts.append((first_use, last, p.backend_conn_kib / KIB_PER_MIB))
+        kernel_parts.append((first_use, last, p.connection_kernel_kib / KIB_PER_MIB))
+    if rec.extra.get("own_process", False):
+        user_parts.append((first_use, last, p.fork_touched_kib / KIB_PER_MIB))
     levels["user_mib"] = Step.build(user_parts, user_base / KIB_PER_MIB)
     levels["kernel_mib"] = Step.build(kernel_parts, kernel_base / KIB_PER_MIB)
     levels["memory_mib"] = Step.build(
@@ -142,6 +148,23 @@ def replication_levels(rec: Record, platform: Platform) -> dict[str, Step]:
         base["threads"] * p.stack_kib / KIB_PER_MIB,
     )
     return levels
+
+
+def _first_use(rec: Record) -> tuple[np.ndarray, np.ndarray]:
+    """For each worker that served a request: when it first did, and when it ends."""
+    c = rec.columns
+    served = ~np.isnan(c["start"]) & (c["worker"] >= 0)
+    if not served.any():
+        return np.empty(0), np.empty(0)
+    workers, first = np.unique(
+        c["worker"][served][np.argsort(c["start"][served])], return_index=True
+    )
+    times = np.sort(c["start"][served])[first]
+    if rec.extra.get("worker_is_thread_handle", False):
+        ends = rec.intervals["threads"][1][workers]
+    else:
+        ends = np.full(len(workers), math.inf)
+    return times, ends
 
 
 def replication_summary(

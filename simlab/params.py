@@ -191,7 +191,12 @@ class Platform:
       reserved virtual = threads*stack_kib
     A forked child's fork_kib already holds its one thread. Pre-forked copies
     (``processes`` > 1) are forks of one master, so they cost fork_kib each,
-    not a whole interpreter.
+    not a whole interpreter. Two costs arrive with first use:
+      backend_conn_kib   a thread's (or a loop's) own backend connection, from
+                         its first backend call (kernel: connection_kernel_kib)
+      fork_touched_kib   a forked child's growth once it serves a request:
+                         reference counting writes to the interpreter's pages
+                         and copy-on-write makes them private
 
     Wall-clock costs that hold no server resource (microseconds):
       rtt_us             the client and loopback path of one request (send,
@@ -230,6 +235,8 @@ class Platform:
     process_kib: float = 20480.0
     fork_kib: float = 748.0
     fork_kernel_kib: float = 238.0
+    backend_conn_kib: float = 0.0
+    fork_touched_kib: float = 0.0
     rtt_us: float = 0.0
     call_latency_us: float = 0.0
     context_switch_us: float = 0.95

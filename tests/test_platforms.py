@@ -15,7 +15,7 @@ def test_presets():
     ideal = load_platform("ideal")
     assert ideal.cores is None and not ideal.gil
     assert ideal.context_switch_us == ideal.parse_us == ideal.fork_us == 0
-    assert load_platform("cpython").gil
+    assert load_platform("cpython-preset").gil
     jvm = load_platform("jvm")
     assert jvm.stack_kib == 1024 and not jvm.gil
     go = load_platform("go")

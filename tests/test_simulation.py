@@ -18,7 +18,7 @@ def small(model: str, seed: int) -> simlab.Result:
     return simlab.simulate(
         model,
         w,
-        simlab.load_platform("cpython"),
+        simlab.load_platform("cpython-preset"),
         Architecture(workers=4),
         duration=10.0,
         warmup=1.0,
@@ -112,7 +112,7 @@ def test_overload_finishes_bounded_and_says_unstable(monkeypatch):
     s = simlab.simulate(
         "thread-per-connection",
         w,
-        simlab.load_platform("cpython"),
+        simlab.load_platform("cpython-preset"),
         duration=30.0,
         warmup=1.0,
         replications=1,
@@ -128,7 +128,7 @@ def test_overload_hidden_from_the_formulas_is_still_caught():
     # see the backlog grow.
     w = Workload(connections=10_000, rate=940.0, cpu=Exponential(0.001), io=Fixed(0.05))
     s = simlab.simulate(
-        "thread-per-connection", w, simlab.load_platform("cpython"), duration=60.0, replications=3
+        "thread-per-connection", w, simlab.load_platform("cpython-preset"), duration=60.0, replications=3
     ).summary
     assert max(s["stability"]["offered_load"].values()) < 1
     assert s["stable"] is False
@@ -139,7 +139,7 @@ def test_overload_hidden_from_the_formulas_is_still_caught():
 def test_a_stable_run_is_not_called_overloaded():
     w = Workload(connections=10_000, rate=500.0, cpu=Exponential(0.001), io=Fixed(0.05))
     s = simlab.simulate(
-        "thread-per-connection", w, simlab.load_platform("cpython"), duration=60.0, replications=3
+        "thread-per-connection", w, simlab.load_platform("cpython-preset"), duration=60.0, replications=3
     ).summary
     assert s["stable"], s["stability"]
 
@@ -179,7 +179,7 @@ def test_idle_connections_cost_no_events(model):
         sim = cls(
             env,
             w,
-            simlab.load_platform("cpython"),
+            simlab.load_platform("cpython-preset"),
             Architecture(workers=64),
             seed=np.random.SeedSequence(4),
             stop=30.0,

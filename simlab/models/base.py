@@ -77,6 +77,9 @@ class Model:
     # Threads busy with a request are those in [start, end); for ``async`` only
     # the loop's CPU phase [start, start + cpu) occupies a thread.
     busy_on_cpu: ClassVar[bool] = False
+    # A forked child per connection (process-per-connection): its memory grows
+    # once it serves a request (copy-on-write of the pages it touches).
+    own_process: ClassVar[bool] = False
     max_requests: ClassVar[int] = 2_000_000
     max_in_system: ClassVar[int] = 250_000
 
@@ -381,7 +384,17 @@ class Model:
             busy_on_cpu=self.busy_on_cpu,
             overloaded=self.overloaded,
             truncated=self.truncated,
+            extra={
+                "calls": self.workload.calls,
+                "own_process": self.own_process,
+                "worker_is_thread_handle": self.worker_is_thread_handle(),
+            },
         )
+
+    def worker_is_thread_handle(self) -> bool:
+        """True when the ``worker`` column indexes the ``threads`` intervals (a
+        thread created for one connection), so a worker's life ends with it."""
+        return False
 
 
 def thread_cpu_overhead(

@@ -34,8 +34,6 @@ REFUSED, WAITING, SERVED = 0, 1, 2
 
 class ConnectionBound(Model):
     dedicated: ClassVar[bool] = False
-    # Processes forked per connection run alone under their own GIL.
-    own_process: ClassVar[bool] = False
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -64,6 +62,9 @@ class ConnectionBound(Model):
     def threads_per_process(self) -> int:
         """Threads a holder process runs besides per-connection ones."""
         raise NotImplementedError
+
+    def worker_is_thread_handle(self) -> bool:
+        return self.dedicated and not self.workload.persistent
 
     def persistent_status(self, conn: int) -> int:
         """Connections are dealt to processes in turn (conn % P) and each

@@ -220,7 +220,8 @@ def test_memory_and_threads_are_exact_levels():
     )
     s = df_result.summary
     base_kib = p.process_kib + 11 * p.thread_kib + 10 * p.connection_kib
-    kernel_kib = 11 * p.thread_kernel_kib + 10 * p.connection_kernel_kib
+    # The thread that served opened its own backend connection: one more socket.
+    kernel_kib = 11 * p.thread_kernel_kib + 11 * p.connection_kernel_kib
     assert s["threads"]["peak"] == 11
     assert s["memory_mib"]["user_peak"] == pytest.approx((base_kib + p.task_kib) / 1024)
     assert s["memory_mib"]["user_mean"] == pytest.approx((base_kib + p.task_kib / 4) / 1024)
@@ -254,7 +255,8 @@ def test_short_connections_spawn_and_retire_threads():
     assert s["memory_mib"]["user_peak"] == pytest.approx(
         (IDEAL.process_kib + IDEAL.thread_kib + 2 * fork) / 1024
     )
-    kernel = IDEAL.thread_kernel_kib + 2 * (IDEAL.fork_kernel_kib + IDEAL.connection_kernel_kib)
+    # Each child: its kernel share, its client socket and its backend socket.
+    kernel = IDEAL.thread_kernel_kib + 2 * (IDEAL.fork_kernel_kib + 2 * IDEAL.connection_kernel_kib)
     assert s["memory_mib"]["kernel_peak"] == pytest.approx(kernel / 1024)
     assert np.all(r.requests["outcome"] == "completed")
 
@@ -285,3 +287,31 @@ def test_preforked_pools_take_short_connections_in_turn():
     )
     assert df["process"].tolist() == [0, 1, 0]
     assert ends(df) == [1.0, 1.1, 2.0]
+
+
+def test_first_use_costs_arrive_with_first_use():
+    # Two clients on thread-per-connection, persistent; only client 3 sends, at
+    # t=1 and t=2. Its thread gets a backend connection at 1 (calls > 0). With
+    # process-per-connection the child also grows once it has served.
+    p = IDEAL.with_(backend_conn_kib=100.0, fork_touched_kib=1000.0)
+    w = simlab.Workload(
+        connections=5,
+        trace=simlab.Trace((1.0, 2.0), (3, 3)),
+        cpu=simlab.Fixed(0.0),
+        io=simlab.Fixed(0.5),
+    )
+    tpc = simlab.simulate(
+        "thread-per-connection", w, p, duration=4.0, warmup=0.0, replications=1
+    ).summary
+    base = (p.process_kib + 6 * p.thread_kib + 5 * p.connection_kib) / 1024
+    assert tpc["memory_mib"]["user_peak"] == pytest.approx(base + (100 + p.task_kib) / 1024)
+    # Mean over [0, 4): the backend connection for 3 of the 4 seconds.
+    assert tpc["memory_mib"]["user_mean"] == pytest.approx(
+        base + 100 * 3 / 4 / 1024 + p.task_kib * 1.0 / 4 / 1024
+    )
+    ppc = simlab.simulate(
+        "process-per-connection", w, p, duration=4.0, warmup=0.0, replications=1
+    ).summary
+    assert ppc["memory_mib"]["user_peak"] - ppc["memory_mib"]["user_mean"] == pytest.approx(
+        (1100 + p.task_kib) / 1024 - (1100 * 3 / 4 + p.task_kib / 4) / 1024
+    )

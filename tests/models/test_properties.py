@@ -107,7 +107,7 @@ def test_threads_and_memory_never_fall_as_connections_grow(
     seed=st.integers(0, 1000),
 )
 def test_utilisation_never_exceeds_capacity(model, cores, gil, rate, cpu_ms, processes, seed):
-    p = simlab.load_platform("cpython").with_(cores=cores, gil=gil)
+    p = simlab.load_platform("cpython-preset").with_(cores=cores, gil=gil)
     w = Workload(
         connections=500,
         rate=rate,

@@ -194,7 +194,7 @@ def test_littles_law_on_every_model(model, k):
     result = simlab.simulate(
         model,
         workload,
-        simlab.load_platform("cpython"),
+        simlab.load_platform("cpython-preset"),
         Architecture(workers=4),
         duration=duration,
         warmup=5.0,
