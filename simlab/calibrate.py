@@ -29,6 +29,7 @@ interrupted calibration leaves the previous profile as it was.
 
 from __future__ import annotations
 
+import json
 import math
 import os
 from collections.abc import Callable
@@ -107,6 +108,18 @@ def grid(quick: bool) -> list[Run]:
             n = _holder_connections(target, 8, 200)
             w = Workload(connections=n, rate=250.0, cpu=Fixed(0.002), io=Fixed(0.005), calls=1)
             runs.append(Run(target, w, arch, "cpu"))
+    # Backend connections and copy-on-write: the same servers with and without
+    # backend calls, with most of their connections served.
+    if not quick:
+        for target, n, rate in (
+            ("thread-per-connection", 600, 150.0),
+            ("process-per-connection", 100, 60.0),
+        ):
+            for calls in (0, 1):
+                w = Workload(
+                    connections=n, rate=rate, cpu=Fixed(0.0005), io=Fixed(0.002), calls=calls
+                )
+                runs.append(Run(target, w, arch, "memory"))
     # Memory: the same servers holding few and many idle connections.
     sizes = {
         "async": (200, 2000 if quick else 4000),
@@ -281,7 +294,46 @@ def memory_row(run: Run, threads: float, connections: float, processes: float) -
     return [1.0, threads, connections, forks, backend, touched]
 
 
+def _lognormal_cv(p50: float, p99: float) -> float | None:
+    """The cv of a lognormal with this median and 99th percentile:
+    sigma = ln(p99 / p50) / z(0.99), cv = sqrt(exp(sigma^2) - 1)."""
+    if p50 <= 0 or p99 <= p50:
+        return None
+    sigma = math.log(p99 / p50) / float(stats.norm.ppf(0.99))
+    return math.sqrt(math.expm1(sigma**2))
+
+
+def fit_spread(results: list[tuple[Run, dict[str, Any]]], cpu: Fit) -> dict[str, float]:
+    """The cvs of the per-call latency (from the service times of one-call
+    runs) and of the client path (from latency minus service of no-call runs),
+    each the median over the runs of a lognormal fitted to p50 and p99."""
+    call_cvs, rtt_cvs = [], []
+    for run, s in results:
+        if run.role != "cpu" or s["service_ms"]["p50"] is None:
+            continue
+        w = run.workload
+        own_ms = (w.cpu.mean + w.calls * w.io.mean) * 1e3
+        if w.calls == 1:
+            cv = _lognormal_cv(s["service_ms"]["p50"] - own_ms, s["service_ms"]["p99"] - own_ms)
+            if cv is not None:
+                call_cvs.append(cv)
+        elif w.calls == 0 and s["queue_delay_ms"]["p50"] is not None:
+            row = cpu_row(run.target, 0)
+            overhead_ms = sum(row[k] * cpu.value(k) for k in CPU_COSTS) / 1e3
+            cv = _lognormal_cv(
+                s["queue_delay_ms"]["p50"] - overhead_ms, s["queue_delay_ms"]["p99"] - overhead_ms
+            )
+            if cv is not None:
+                rtt_cvs.append(cv)
+    return {
+        "call_latency_cv": float(np.median(call_cvs)) if call_cvs else 0.0,
+        "rtt_cv": float(np.median(rtt_cvs)) if rtt_cvs else 0.0,
+    }
+
+
 def fit_memory(results: list[tuple[Run, dict[str, Any]]]) -> Fit:
+    """Weighted by 1 / measured, so that the fit minimises relative error: a
+    forking server's hundreds of MiB must not drown a 20 MiB loop's few."""
     rows, ys = [], []
     for run, s in results:
         if run.role not in ("cpu", "memory") or run.target in PEERS:
@@ -292,7 +344,8 @@ def fit_memory(results: list[tuple[Run, dict[str, Any]]]) -> Fit:
         processes = s["processes"]["peak"] or 1
         rows.append(memory_row(run, threads, s["connections"]["opened"], processes))
         ys.append(mem * 1024)
-    return fit_linear(np.array(rows), np.array(ys), MEMORY_TERMS)
+    y = np.array(ys)
+    return fit_linear(np.array(rows) / y[:, None], np.ones_like(y), MEMORY_TERMS)
 
 
 def _structure(results: list[tuple[Run, dict[str, Any]]]) -> dict[str, dict[str, list[float]]]:
@@ -311,33 +364,135 @@ def _structure(results: list[tuple[Run, dict[str, Any]]]) -> dict[str, dict[str,
     return out
 
 
+# What calibration keeps of each run: enough to fit again without measuring.
+KEPT = {
+    "throughput_rps": ("throughput_rps",),
+    "cpu_busy_cores": ("cpu_busy_cores",),
+    "latency_mean_ms": ("latency_ms", "mean"),
+    "service_mean_ms": ("service_ms", "mean"),
+    "service_p50_ms": ("service_ms", "p50"),
+    "service_p99_ms": ("service_ms", "p99"),
+    "queue_p50_ms": ("queue_delay_ms", "p50"),
+    "queue_p99_ms": ("queue_delay_ms", "p99"),
+    "pss_peak_mib": ("memory_mib", "peak"),
+    "threads_peak": ("threads", "peak"),
+    "processes_peak": ("processes", "peak"),
+    "connections_opened": ("connections", "opened"),
+    "stable": ("stable",),
+}
+
+
+def _keep(s: dict[str, Any]) -> dict[str, Any]:
+    out = {}
+    for key, path in KEPT.items():
+        value: Any = s
+        for part in path:
+            value = value.get(part) if isinstance(value, dict) else None
+        out[key] = value
+    return out
+
+
+def _as_summary(kept: dict[str, Any]) -> dict[str, Any]:
+    """The kept numbers back in the shape the fits read."""
+    return {
+        "throughput_rps": kept["throughput_rps"],
+        "cpu_busy_cores": kept["cpu_busy_cores"],
+        "latency_ms": {"mean": kept["latency_mean_ms"]},
+        "service_ms": {
+            "mean": kept["service_mean_ms"],
+            "p50": kept["service_p50_ms"],
+            "p99": kept["service_p99_ms"],
+        },
+        "queue_delay_ms": {"p50": kept["queue_p50_ms"], "p99": kept["queue_p99_ms"]},
+        "memory_mib": {"peak": kept["pss_peak_mib"]},
+        "threads": {"peak": kept["threads_peak"]},
+        "processes": {"peak": kept["processes_peak"]},
+        "connections": {"opened": kept["connections_opened"]},
+        "stable": kept["stable"],
+    }
+
+
+def _run_record(run: Run, s: dict[str, Any]) -> dict[str, Any]:
+    w, a = run.workload, run.arch
+    return {
+        "label": run.label(),
+        "target": run.target,
+        "role": run.role,
+        "duration": run.duration,
+        "warmup": run.warmup,
+        "workload": {
+            "connections": w.connections,
+            "rate": w.rate,
+            "cpu_s": w.cpu.mean,
+            "io_s": w.io.mean,
+            "calls": w.calls,
+        },
+        "architecture": a.describe(),
+        "measured": _keep(s),
+    }
+
+
+def _from_record(r: dict[str, Any]) -> tuple[Run, dict[str, Any]]:
+    w, a = r["workload"], r["architecture"]
+    workload = Workload(
+        connections=w["connections"],
+        rate=w["rate"],
+        cpu=Fixed(w["cpu_s"]),
+        io=Fixed(w["io_s"]),
+        calls=w["calls"],
+    )
+    run = Run(r["target"], workload, Architecture(**a), r["role"], r["duration"], r["warmup"])
+    return run, _as_summary(r["measured"])
+
+
 def calibrate(
     name: str,
     *,
     quick: bool = False,
+    refit: bool = False,
     out_dir: Path = PROFILE_DIR,
     progress: Callable[[str, int, int], None] | None = None,
 ) -> dict[str, Any]:
-    """Run the grid, fit, and write ``out_dir/name.json``; returns the profile."""
-    runs = grid(quick)
-    total = len(runs) + 1
+    """Run the grid (or, with ``refit``, reuse the runs kept in the existing
+    profile), fit, and write ``out_dir/name.json``; returns the profile."""
     tick = progress or (lambda _label, _k, _n: None)
-    tick("measure memory", 0, total)
-    memory = measure_memory((100, 500) if quick else (300, 1500))
-    results: list[tuple[Run, dict[str, Any]]] = []
-    for k, run in enumerate(runs, 1):
-        tick(run.label(), k, total)
-        opts = MeasureOptions(
-            run.target,
-            run.workload,
-            run.arch,
-            duration=run.duration,
-            warmup=run.warmup,
-            save=False,
-            seed=k,
-        )
-        results.append((run, measure(opts)))
-    tick("fitting", total, total)
+    path = out_dir / f"{name}.json"
+    if refit:
+        try:
+            previous = json.loads(path.read_text())
+            results = [_from_record(r) for r in previous["runs"]]
+            memory = previous["memory_benchmark"]
+            quick = bool(previous.get("quick", False))
+        except (OSError, KeyError, ValueError, TypeError) as exc:
+            raise ValueError(f"--refit: cannot reuse the runs in {str(path)!r}: {exc}") from None
+        tick("fitting", 1, 1)
+    else:
+        runs = grid(quick)
+        total = len(runs) + 1
+        tick("measure memory", 0, total)
+        memory = measure_memory((100, 500) if quick else (300, 1500))
+        results = []
+        for k, run in enumerate(runs, 1):
+            tick(run.label(), k, total)
+            opts = MeasureOptions(
+                run.target,
+                run.workload,
+                run.arch,
+                duration=run.duration,
+                warmup=run.warmup,
+                save=False,
+                seed=k,
+            )
+            results.append((run, _as_summary(_keep(measure(opts)))))
+        tick("fitting", total, total)
+    profile = _profile(name, quick, results, memory)
+    atomic_write_json(path, profile)
+    return profile
+
+
+def _profile(
+    name: str, quick: bool, results: list[tuple[Run, dict[str, Any]]], memory: dict[str, Any]
+) -> dict[str, Any]:
     cpu = fit_cpu(results)
     wall = fit_wall(results, cpu)
     mem = fit_memory(results)
@@ -345,6 +500,9 @@ def calibrate(
     params: dict[str, Any] = {}
     params.update(cpu.as_parameters())
     params.update({k: v for k, v in wall.as_parameters().items() if k != "burn_overshoot_us"})
+    spread = fit_spread(results, cpu)
+    note = "lognormal fitted to p50 and p99; the median over runs"
+    params.update({k: {"value": v, "note": note} for k, v in spread.items()})
     mem_params = mem.as_parameters()
     for key in (
         "process_kib",
@@ -392,25 +550,11 @@ def calibrate(
         "fits": {
             "cpu": {"rows": len(cpu.residuals), "residuals_us": cpu.residuals},
             "wall": {"residuals_us": wall.residuals},
-            "memory": {"rows": len(mem.residuals), "residuals_kib": mem.residuals},
+            "memory": {"rows": len(mem.residuals), "relative_residuals": mem.residuals},
         },
         "peers": _structure(results),
         "memory_benchmark": memory,
-        "runs": [
-            {
-                "label": run.label(),
-                "role": run.role,
-                "throughput_rps": s["throughput_rps"],
-                "cpu_busy_cores": s["cpu_busy_cores"],
-                "latency_mean_ms": s["latency_ms"]["mean"],
-                "service_mean_ms": s["service_ms"]["mean"],
-                "threads_peak": s["threads"]["peak"],
-                "pss_peak_mib": s["memory_mib"]["peak"],
-                "stable": s["stable"],
-            }
-            for run, s in results
-        ],
+        "runs": [_run_record(run, s) for run, s in results],
     }
     cleaned: dict[str, Any] = json_safe(profile)
-    atomic_write_json(out_dir / f"{name}.json", cleaned)
     return cleaned

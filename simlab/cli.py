@@ -318,6 +318,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="profile name: writes data/profiles/NAME.json (default cpython)",
     )
     cal.add_argument("--quick", action="store_true", help="a smaller grid (about 3 minutes)")
+    cal.add_argument(
+        "--refit",
+        action="store_true",
+        help="fit again from the runs kept in the existing profile, without measuring",
+    )
     cal.add_argument("--json", action="store_true", help="print the profile as JSON")
 
     val = sub.add_parser("validate", help="held-out real runs against the calibrated simulation")

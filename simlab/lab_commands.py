@@ -14,7 +14,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from simlab.calibrate import calibrate
-from simlab.params import Architecture
+from simlab.params import Architecture, Platform
 from simlab.platforms import load_platform
 from simlab.usl import usl_study
 from simlab.validate import GOALS, validate
@@ -49,7 +49,7 @@ def _console() -> Console:
 
 def calibrate_command(args: argparse.Namespace) -> int:
     with _steps("calibrating") as tick:
-        profile = calibrate(args.name, quick=args.quick, progress=tick)
+        profile = calibrate(args.name, quick=args.quick, refit=args.refit, progress=tick)
     if args.json:
         print(json.dumps(profile, indent=2))
         return 0
@@ -72,7 +72,7 @@ def calibrate_command(args: argparse.Namespace) -> int:
 
 
 def validate_command(args: argparse.Namespace) -> int:
-    load_platform(args.platform)  # a missing or corrupt profile fails here, before any run
+    _platform(args.platform)  # a missing or corrupt profile fails here, before any run
     with _steps("validating") as tick:
         result = validate(args.platform, quick=args.quick, out_dir=args.out, progress=tick)
     if args.json:
@@ -103,6 +103,13 @@ def validate_command(args: argparse.Namespace) -> int:
     return 0
 
 
+def _platform(spec: str) -> Platform:
+    try:
+        return load_platform(spec)
+    except ValueError as exc:
+        raise ValueError(f"--{exc}") from None  # "--platform: ...", naming the option
+
+
 def _num(x: Any) -> str:
     if x is None:
         return "-"
@@ -111,7 +118,7 @@ def _num(x: Any) -> str:
 
 def usl_command(args: argparse.Namespace, arch: Architecture) -> int:
     levels = args.levels or ([1, 2, 4, 8, 16] if args.quick else [1, 2, 4, 8, 16, 32, 64])
-    platform = load_platform(args.platform)
+    platform = _platform(args.platform)
     with _steps("usl") as tick:
         result = usl_study(
             args.target,

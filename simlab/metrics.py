@@ -87,7 +87,7 @@ def replication_levels(rec: Record, platform: Platform) -> dict[str, Step]:
     arrival, admit, start, end = c["arrival"], c["admit"], c["start"], c["end"]
     kept = c["outcome"] != DROPPED
     # The client sees each answer rtt after the server sends it.
-    end_kept = _ends(end[kept]) + platform.rtt_us * 1e-6
+    end_kept = _ends(end[kept]) + client_path(rec, platform)[kept]
     busy_end = start + c["cpu_time"] if rec.busy_on_cpu else _ends(end)
     iv = rec.intervals
     base = rec.base
@@ -150,6 +150,17 @@ def replication_levels(rec: Record, platform: Platform) -> dict[str, Step]:
     return levels
 
 
+def client_path(rec: Record, platform: Platform) -> np.ndarray:
+    """Each request's client and loopback time (seconds), drawn from the
+    platform's rtt distribution with a generator seeded by the replication."""
+    n = len(rec.columns["arrival"])
+    dist = platform.rtt()
+    if dist.mean == 0:
+        return np.zeros(n)
+    rng = np.random.default_rng([rec.seed, rec.replication, 0x977])
+    return dist.sample(rng, n)
+
+
 def _first_use(rec: Record) -> tuple[np.ndarray, np.ndarray]:
     """For each worker that served a request: when it first did, and when it ends."""
     c = rec.columns
@@ -176,8 +187,9 @@ def replication_summary(
     arrival, end, outcome = c["arrival"], c["end"], c["outcome"]
     measured = (arrival >= t0) & (arrival < t1)
     done = measured & (outcome == COMPLETED)
-    latency = end[done] - arrival[done] + platform.rtt_us * 1e-6
-    wait = np.maximum(latency - platform.rtt_us * 1e-6 - c["service"][done], 0.0)
+    rtt = client_path(rec, platform)[done]
+    latency = end[done] - arrival[done] + rtt
+    wait = np.maximum(latency - rtt - c["service"][done], 0.0)
     finished_in_window = (outcome == COMPLETED) & (end >= t0) & (end < t1)
     out: dict[str, Any] = {
         "requests": int(measured.sum()),

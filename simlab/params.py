@@ -11,7 +11,7 @@ import math
 from dataclasses import dataclass, field, fields, replace
 from typing import Any, Literal
 
-from simlab.distributions import Distribution, Fixed
+from simlab.distributions import Distribution, Fixed, LogNormal
 
 __all__ = ["Architecture", "Platform", "Trace", "Workload"]
 
@@ -203,6 +203,9 @@ class Platform:
                          receive, the load generator's own work)
       call_latency_us    added to every backend call's requested delay
                          (loopback round trip and the backend's timer slack)
+      rtt_cv, call_latency_cv  their spread: with cv > 0 each draw is
+                         lognormal with that mean and cv (scheduling on a
+                         busy machine has a long right tail); 0 means fixed
 
     Overheads (microseconds of CPU on the thread that pays them):
       context_switch_us  each time a blocked thread wakes to run (once per
@@ -238,7 +241,9 @@ class Platform:
     backend_conn_kib: float = 0.0
     fork_touched_kib: float = 0.0
     rtt_us: float = 0.0
+    rtt_cv: float = 0.0
     call_latency_us: float = 0.0
+    call_latency_cv: float = 0.0
     context_switch_us: float = 0.95
     switch_contention: float = 0.05
     spawn_us: float = 33.0
@@ -272,8 +277,20 @@ class Platform:
     def describe(self) -> dict[str, Any]:
         return {f.name: getattr(self, f.name) for f in fields(self)}
 
+    def rtt(self) -> Distribution:
+        """The client and loopback path's time per request (seconds)."""
+        return _jitter(self.rtt_us * 1e-6, self.rtt_cv)
+
+    def call_latency(self) -> Distribution:
+        """The time a backend call adds to its requested delay (seconds)."""
+        return _jitter(self.call_latency_us * 1e-6, self.call_latency_cv)
+
     def with_(self, **changes: Any) -> Platform:
         return replace(self, **changes)
+
+
+def _jitter(mean: float, cv: float) -> Distribution:
+    return LogNormal(mean, cv=cv) if mean > 0 and cv > 0 else Fixed(mean)
 
 
 def c10k_workload() -> Workload:

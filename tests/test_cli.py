@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -14,6 +15,7 @@ from simlab.distributions import Exponential, Fixed
 from simlab.models import MODELS
 
 QUICK = ["--duration", "5", "--warmup", "1", "--replications", "2"]
+CORRUPT = str(Path(__file__).parent / "data" / "corrupt-profile.json")
 
 
 def run(capsys, *argv: str) -> tuple[int, str, str]:
@@ -215,6 +217,11 @@ def test_human_tables(capsys):
         (["measure", "async", "--duration", "-1"], "--duration"),
         (["measure", "memory", "--sizes", "5"], "--sizes"),
         (["serve", "nosuch"], "unknown model 'nosuch'"),
+        (["validate", "--platform", "missing-profile.json"], "--platform"),
+        (["simulate", "async", "--platform", CORRUPT], "cannot read"),
+        (["validate", "--platform", CORRUPT], "cannot read"),
+        (["calibrate", "--name", "../escape"], "--name"),
+        (["usl", "async", "--levels", "1,2"], "--levels"),
     ],
 )
 def test_bad_options_one_line_exit_2(capsys, argv, names):

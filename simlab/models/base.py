@@ -98,10 +98,14 @@ class Model:
         self.platform = platform
         self.arch = architecture
         self.stop = stop  # no request is sent at or after this time
-        streams = [np.random.default_rng(s) for s in seed.spawn(5)]
-        self._rng_arrival, self._rng_conn, self._rng_cpu, self._rng_io, self._rng_think = streams
+        # Children by index: adding a stream later leaves the first ones unchanged.
+        streams = [np.random.default_rng(s) for s in seed.spawn(6)]
+        self._rng_arrival, self._rng_conn, self._rng_cpu, self._rng_io, self._rng_think = streams[
+            :5
+        ]
+        self._rng_slack = streams[5]
         self.cpu = Cpu(env, platform, architecture.processes)
-        self._call_latency = platform.call_latency_us * 1e-6
+        self._call_latency = platform.call_latency()
 
         self.n = 0
         self._capacity = 0
@@ -312,7 +316,9 @@ class Model:
             self.io_time.extend([0.0] * _BATCH)
         else:
             # Every call also takes the platform's call latency on top of its delay.
-            calls = w.io.sample(self._rng_io, (_BATCH, w.calls)) + self._call_latency
+            calls = w.io.sample(self._rng_io, (_BATCH, w.calls))
+            if self._call_latency.mean > 0:
+                calls = calls + self._call_latency.sample(self._rng_slack, (_BATCH, w.calls))
             io = calls.sum(axis=1) if w.fanout == "sequential" else calls.max(axis=1)
             self.io_time.extend(io.tolist())
         if w.think is not None:
