@@ -132,18 +132,13 @@ def grid(quick: bool) -> list[Run]:
             w = Workload(connections=n, rate=20.0, cpu=Fixed(0.0005), io=Fixed(0.002), calls=1)
             runs.append(Run(target, w, arch, "memory", duration=2.0, warmup=1.0))
     for target in PEERS:
-        for processes in (1, 2):
-            w = Workload(connections=processes, rate=20.0, cpu=Fixed(0.0005), io=Fixed(0.002))
-            runs.append(
-                Run(
-                    target,
-                    w,
-                    Architecture(workers=4, processes=processes),
-                    "structure",
-                    duration=2.0,
-                    warmup=1.0,
-                )
-            )
+        shapes = [(1, 1), (2, 2)]
+        if target != "gunicorn-sync":  # sync closes every connection: it holds none
+            shapes.append((1, 1000))
+        for processes, n in shapes:
+            w = Workload(connections=n, rate=20.0, cpu=Fixed(0.0005), io=Fixed(0.002))
+            arch = Architecture(workers=4, processes=processes)
+            runs.append(Run(target, w, arch, "structure", duration=2.0, warmup=1.0))
     return runs
 
 
@@ -349,15 +344,24 @@ def fit_memory(results: list[tuple[Run, dict[str, Any]]]) -> Fit:
 
 
 def _structure(results: list[tuple[Run, dict[str, Any]]]) -> dict[str, dict[str, list[float]]]:
-    """For each peer: idle threads, processes and PSS at 1 and 2 processes."""
+    """For each peer: idle threads, processes and PSS at 1 and 2 processes, and
+    with 1,000 connections (its own cost per connection)."""
     out: dict[str, dict[str, list[float]]] = {}
     for run, s in results:
         if run.role != "structure":
             continue
         entry = out.setdefault(
-            run.target, {"processes": [], "threads": [], "memory_mib": [], "server_processes": []}
+            run.target,
+            {
+                "processes": [],
+                "threads": [],
+                "memory_mib": [],
+                "server_processes": [],
+                "connections": [],
+            },
         )
         entry["server_processes"].append(run.arch.processes)
+        entry["connections"].append(run.workload.connections)
         entry["threads"].append(s["threads"]["peak"])
         entry["processes"].append(s["processes"]["peak"])
         entry["memory_mib"].append(s["memory_mib"]["peak"])

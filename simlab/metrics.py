@@ -110,8 +110,11 @@ def replication_levels(rec: Record, platform: Platform) -> dict[str, Step]:
     # pages are private to it), so children's threads are not charged again.
     user_fork = p.fork_kib - p.thread_kib
     kernel_fork = p.fork_kernel_kib - p.thread_kernel_kib
+    # Pre-forked copies serve from the start, so their copy-on-write growth is
+    # counted from time 0.
     user_base = (
         p.process_kib
+        + base.get("copies", 0) * p.fork_touched_kib
         + base["forks"] * user_fork
         + base["threads"] * p.thread_kib
         + base["connections"] * p.connection_kib

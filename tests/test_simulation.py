@@ -128,7 +128,11 @@ def test_overload_hidden_from_the_formulas_is_still_caught():
     # see the backlog grow.
     w = Workload(connections=10_000, rate=940.0, cpu=Exponential(0.001), io=Fixed(0.05))
     s = simlab.simulate(
-        "thread-per-connection", w, simlab.load_platform("cpython-preset"), duration=60.0, replications=3
+        "thread-per-connection",
+        w,
+        simlab.load_platform("cpython-preset"),
+        duration=60.0,
+        replications=3,
     ).summary
     assert max(s["stability"]["offered_load"].values()) < 1
     assert s["stable"] is False
@@ -139,7 +143,11 @@ def test_overload_hidden_from_the_formulas_is_still_caught():
 def test_a_stable_run_is_not_called_overloaded():
     w = Workload(connections=10_000, rate=500.0, cpu=Exponential(0.001), io=Fixed(0.05))
     s = simlab.simulate(
-        "thread-per-connection", w, simlab.load_platform("cpython-preset"), duration=60.0, replications=3
+        "thread-per-connection",
+        w,
+        simlab.load_platform("cpython-preset"),
+        duration=60.0,
+        replications=3,
     ).summary
     assert s["stable"], s["stability"]
 

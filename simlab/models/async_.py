@@ -18,7 +18,7 @@ from typing import Any
 import simpy
 
 from simlab.models import loads
-from simlab.models.base import Analytic, Model, client_load
+from simlab.models.base import Analytic, Model, client_load, process_of
 from simlab.models.pool import Pool
 from simlab.params import Architecture, Platform, Workload
 
@@ -46,7 +46,7 @@ class Async(Model):
 
     def session(self, i: int, conn: int) -> Generator[simpy.Event, Any, None]:
         env = self.env
-        process = conn % self.arch.processes
+        process = process_of(conn, self.arch.processes)
         loop = self.loops[process]
         backlog = self.arch.backlog
         nxt: int | None = i

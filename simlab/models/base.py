@@ -27,7 +27,7 @@ from typing import Any, ClassVar
 import numpy as np
 import simpy
 
-from simlab.models.pool import Cpu
+from simlab.models.pool import Cpu, Pool
 from simlab.params import Architecture, Platform, Workload
 
 __all__ = ["COMPLETED", "DROPPED", "PENDING", "Analytic", "Model", "Record"]
@@ -106,6 +106,7 @@ class Model:
         self._rng_slack = streams[5]
         self.cpu = Cpu(env, platform, architecture.processes)
         self._call_latency = platform.call_latency()
+        self._call_cpu = platform.call_us * 1e-6
 
         self.n = 0
         self._capacity = 0
@@ -169,6 +170,7 @@ class Model:
         return {
             "threads": p * threads_per_process + (1 if p > 1 else 0),
             "forks": copies + forks,
+            "copies": copies,
             "connections": connections,
         }
 
@@ -344,6 +346,39 @@ class Model:
                 self.close_interval("connections", state[0])
                 del self._open[conn]
 
+    def on_thread(
+        self, i: int, gil: Pool | None, demand: float, *, paid: bool
+    ) -> Generator[simpy.Event, Any, float]:
+        """A request's CPU and backend calls on a thread; returns its CPU time.
+
+        ``demand`` is the request's own CPU plus what this thread pays for it
+        (``_fixed``). Without a shared GIL the per-call costs are charged in one
+        phase before the calls, which uses the same CPU and costs fewer events.
+        Under a GIL each answer from the backend wakes the thread, which must
+        win the GIL back (behind whoever holds it) before it can read the
+        answer: the GIL hand-offs that stretch threaded Python servers' latency
+        under CPU load. Then every call gets its own short phase.
+        """
+        w = self.workload
+        calls = w.calls
+        io = self.io_time[i]
+        split = gil is not None and calls > 0
+        cpu = 0.0
+        first = demand - calls * self._call_cpu if split else demand
+        if first > 0 or paid:
+            cpu += yield from self.cpu.run(gil, first, 1 if split else 1 + calls)
+        if not split:
+            if io > 0:
+                yield self.env.timeout(io)
+            return cpu
+        rounds = calls if w.fanout == "sequential" else 1
+        per_round = io / rounds
+        cost = self._call_cpu * calls / rounds
+        for _ in range(rounds):
+            yield self.env.timeout(per_round)
+            cpu += yield from self.cpu.run(gil, cost, 1)
+        return cpu
+
     def open_interval(self, kind: str) -> int:
         """Record the start of a connection, thread or fork; returns its handle."""
         starts, ends = self.intervals[kind]
@@ -401,6 +436,25 @@ class Model:
         """True when the ``worker`` column indexes the ``threads`` intervals (a
         thread created for one connection), so a worker's life ends with it."""
         return False
+
+
+_MASK = (1 << 64) - 1
+
+
+def process_of(conn: int, processes: int) -> int:
+    """The process a persistent connection lands on, when there are several.
+
+    The kernel spreads connections over pre-forked accepters (and hashes
+    them over SO_REUSEPORT sockets) unevenly, so round-robin would flatter
+    the design: a splitmix64 hash of the connection id stands in for it,
+    deterministic and as uneven as chance.
+    """
+    if processes == 1:
+        return 0
+    z = (conn + 0x9E3779B97F4A7C15) & _MASK
+    z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & _MASK
+    z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & _MASK
+    return (z ^ (z >> 31)) % processes
 
 
 def thread_cpu_overhead(

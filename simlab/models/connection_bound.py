@@ -23,7 +23,7 @@ from typing import Any, ClassVar
 import simpy
 
 from simlab.models import loads
-from simlab.models.base import Analytic, Model, client_load, thread_cpu_overhead
+from simlab.models.base import Analytic, Model, client_load, process_of, thread_cpu_overhead
 from simlab.models.pool import Pool
 from simlab.params import Architecture, Platform, Workload
 
@@ -51,6 +51,30 @@ class ConnectionBound(Model):
         self._accept_cost = accept_us * 1e-6 if self.dedicated else 0.0
         self.acceptors = [Pool(self.env, 1) for _ in range(a.processes)]
         self._next_thread = 0
+        self._status: dict[int, tuple[int, int]] = {}
+        self._filled_at = 0
+        if not self.dedicated and w.persistent:
+            self._deal_persistent()
+
+    def _deal_persistent(self) -> None:
+        """Which persistent connections each process's holders own (time 0).
+
+        Connections connect in id order and land on ``process_of(conn)``; a
+        process's first W are served, its next ``backlog`` wait, the rest are
+        refused. Dealt until every process is full, so the cost is
+        P x (W + backlog) however many connections there are.
+        """
+        a = self.arch
+        per = self._per_process + (a.backlog if a.backlog is not None else 0)
+        counts = [0] * a.processes
+        conn = 0
+        while conn < self.workload.connections and min(counts) < per:
+            p = process_of(conn, a.processes)
+            rank = counts[p]
+            counts[p] += 1
+            self._status[conn] = (rank, p)
+            conn += 1
+        self._filled_at = conn
 
     # ------------------------------------------------------------ structure
 
@@ -67,11 +91,13 @@ class ConnectionBound(Model):
         return self.dedicated and not self.workload.persistent
 
     def persistent_status(self, conn: int) -> int:
-        """Connections are dealt to processes in turn (conn % P) and each
-        process's holders take its first ones; the next ``backlog`` wait."""
         if self.dedicated:
             return SERVED
-        rank = conn // self.arch.processes
+        dealt = self._status.get(conn)
+        if dealt is None:
+            # Past the point where every process was full.
+            return WAITING if self.arch.backlog is None else REFUSED
+        rank = dealt[0]
         if rank < self._per_process:
             return SERVED
         backlog = self.arch.backlog
@@ -81,10 +107,10 @@ class ConnectionBound(Model):
 
     def owner(self, conn: int) -> tuple[int, int]:
         """(worker, process) owning a persistent connection."""
-        process = conn % self.arch.processes
         if self.dedicated:
-            return conn, process
-        return process * self._per_process + conn // self.arch.processes, process
+            return conn, process_of(conn, self.arch.processes)
+        rank, process = self._status[conn]
+        return process * self._per_process + rank, process
 
     def base_levels(self) -> dict[str, int]:
         w, a = self.workload, self.arch
@@ -97,10 +123,14 @@ class ConnectionBound(Model):
         open_conns = 0
         if w.persistent:
             backlog = a.backlog
-            per_process = [round(share * n) for share in loads.process_shares(w, a)]
-            open_conns = sum(
-                k if backlog is None else min(k, self._per_process + backlog) for k in per_process
-            )
+            if backlog is None:
+                open_conns = n
+            else:
+                # Connections refused at connect time are not open.
+                refused = sum(
+                    1 for c in range(self._filled_at) if self.persistent_status(c) == REFUSED
+                )
+                open_conns = self._filled_at - refused
         return self.preforked(self.threads_per_process(), open_conns)
 
     # -------------------------------------------------------------- sessions
@@ -168,8 +198,9 @@ class ConnectionBound(Model):
     def acquire(self) -> Generator[simpy.Event, Any, tuple[int, int] | None]:
         """A thread for a new connection: a free holder, or one spawned by the acceptor."""
         backlog = self.arch.backlog
-        # Pre-forked copies take new connections in turn.
-        process = self._next_thread % self.arch.processes
+        # Which pre-forked copy accepts a new connection is up to the kernel:
+        # as uneven as chance, like the hash used for persistent connections.
+        process = process_of(self._next_thread, self.arch.processes)
         self._next_thread += 1
         if self.pools:
             pool = self.pools[process]
@@ -208,16 +239,10 @@ class ConnectionBound(Model):
         self.start[i] = now
         self.worker[i] = worker
         self.process[i] = process
-        demand = self.demand[i] + self._fixed
-        cpu = 0.0
-        if demand > 0 or self._cs_paid:
-            gil = None if self.own_process else self.cpu.gil(process)
-            cpu = yield from self.cpu.run(gil, demand, self._switches)
+        gil = None if self.own_process else self.cpu.gil(process)
+        cpu = yield from self.on_thread(i, gil, self.demand[i] + self._fixed, paid=self._cs_paid)
         self.cpu_time[i] = cpu
-        io = self.io_time[i]
-        if io > 0:
-            yield env.timeout(io)
-        self.finish(i, cpu + io)
+        self.finish(i, cpu + self.io_time[i])
 
     # ----------------------------------------------------------------- maths
 

@@ -94,10 +94,29 @@ def uncontended(platform: Platform) -> bool:
     return platform.cores is None and not platform.gil
 
 
+EXACT_SHARES_UP_TO = 1_000_000
+
+
 def process_shares(workload: Workload, arch: Architecture) -> list[float]:
-    """Fraction of the load each process gets: connection c goes to process c % P."""
+    """Fraction of the connections (so of the load) each process gets, as
+    ``process_of`` deals them; 1/P each beyond a million connections."""
     n, p = workload.connections, arch.processes
-    return [(n // p + (1 if k < n % p else 0)) / n for k in range(p)]
+    if p == 1:
+        return [1.0]
+    if n > EXACT_SHARES_UP_TO:
+        return [1.0 / p] * p
+    counts = np.bincount(_hash_processes(np.arange(n, dtype=np.uint64), p), minlength=p)
+    return [float(c) / n for c in counts]
+
+
+def _hash_processes(conns: np.ndarray, processes: int) -> np.ndarray:
+    """Vectorised ``process_of`` (the same splitmix64 hash)."""
+    with np.errstate(over="ignore"):
+        z = conns + np.uint64(0x9E3779B97F4A7C15)
+        z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+        z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+        z = z ^ (z >> np.uint64(31))
+    return (z % np.uint64(processes)).astype(np.int64)
 
 
 def cpu_loads(

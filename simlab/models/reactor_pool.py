@@ -17,7 +17,7 @@ from typing import Any
 import simpy
 
 from simlab.models import loads
-from simlab.models.base import Analytic, Model, client_load, thread_cpu_overhead
+from simlab.models.base import Analytic, Model, client_load, process_of, thread_cpu_overhead
 from simlab.models.pool import Pool
 from simlab.params import Architecture, Platform, Workload
 
@@ -42,7 +42,7 @@ class ReactorPool(Model):
 
     def session(self, i: int, conn: int) -> Generator[simpy.Event, Any, None]:
         env = self.env
-        process = conn % self.arch.processes
+        process = process_of(conn, self.arch.processes)
         loop, pool = self.loops[process], self.pools[process]
         gil = self.cpu.gil(process)
         backlog = self.arch.backlog
@@ -66,15 +66,10 @@ class ReactorPool(Model):
                 self.worker[i] = worker
                 self.process[i] = process
                 demand = self.demand[i] + self._fixed
-                cpu = 0.0
-                if demand > 0 or self._cs_paid:
-                    cpu = yield from self.cpu.run(gil, demand, self._switches)
+                cpu = yield from self.on_thread(i, gil, demand, paid=self._cs_paid)
                 self.cpu_time[i] = cpu
-                io = self.io_time[i]
-                if io > 0:
-                    yield env.timeout(io)
                 pool.give(worker)
-                self.finish(i, self._loop_cost + cpu + io)
+                self.finish(i, self._loop_cost + cpu + self.io_time[i])
             self.answered(conn)
             nxt = self.next_on_slot(conn)
         del self.active[conn]

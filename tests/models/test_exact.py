@@ -10,6 +10,7 @@ import pytest
 
 import simlab
 from simlab import Architecture
+from simlab.models.base import process_of
 from tests.conftest import run_trace
 
 pytestmark = pytest.mark.exact
@@ -261,23 +262,26 @@ def test_short_connections_spawn_and_retire_threads():
     assert np.all(r.requests["outcome"] == "completed")
 
 
-def test_preforked_holders_deal_connections_in_turn():
-    # Two processes with one worker each: connections 0 and 2 go to process 0,
-    # 1 and 3 to process 1; each process's worker owns its first connection
-    # for ever, so 2 and 3 wait for ever.
+def test_preforked_holders_own_the_first_connections_dealt_to_them():
+    # Two processes with one worker each. Connections land on process_of(c):
+    # here 0 and 1 on process 1, 2 on process 0, 3 on process 1. Each
+    # process's worker owns the first connection it got, for ever.
+    assert [process_of(c, 2) for c in range(4)] == [1, 1, 0, 1]
     df = run_trace(
         "thread-pool",
         [0.0, 0.0, 0.0, 0.0],
         [0, 1, 2, 3],
         arch=Architecture(workers=1, processes=2),
     )
-    assert df["outcome"].tolist() == ["completed", "completed", "pending", "pending"]
-    assert df["process"].tolist()[:2] == [0, 1]
+    assert df["outcome"].tolist() == ["completed", "pending", "completed", "pending"]
+    assert df["process"].tolist()[0] == 1
+    assert df["process"].tolist()[2] == 0
 
 
-def test_preforked_pools_take_short_connections_in_turn():
-    # k = 1, two processes of one worker: requests alternate between them, so
-    # the third waits for process 0's worker although process 1's is free by then.
+def test_preforked_pools_take_short_connections_as_dealt():
+    # k = 1, two processes of one worker: the first two connections land on
+    # process 1, so the second waits for it although process 0 is idle; the
+    # third lands on process 0.
     df = run_trace(
         "thread-pool",
         [0.0, 0.1, 0.2],
@@ -285,8 +289,8 @@ def test_preforked_pools_take_short_connections_in_turn():
         arch=Architecture(workers=1, processes=2),
         requests_per_connection=1,
     )
-    assert df["process"].tolist() == [0, 1, 0]
-    assert ends(df) == [1.0, 1.1, 2.0]
+    assert df["process"].tolist() == [1, 1, 0]
+    assert ends(df) == [1.0, 2.0, 1.2]
 
 
 def test_first_use_costs_arrive_with_first_use():
@@ -315,3 +319,30 @@ def test_first_use_costs_arrive_with_first_use():
     assert ppc["memory_mib"]["user_peak"] - ppc["memory_mib"]["user_mean"] == pytest.approx(
         (1100 + p.task_kib) / 1024 - (1100 * 3 / 4 + p.task_kib / 4) / 1024
     )
+
+
+def test_under_a_gil_a_thread_waits_for_it_after_each_backend_call():
+    # Two requests of 200 ms CPU, then one 50 ms call whose answer takes 10 ms
+    # of CPU to read (call_us); the second is sent at 10 ms. Under a GIL:
+    # A runs 0-200 ms; B waits, runs 200-400; A's answer arrives at 250 but A
+    # cannot read it until B lets the GIL go: 400-410. B's arrives at 450: 460.
+    p = IDEAL.with_(gil=True, call_us=10_000.0)
+    w = simlab.Workload(
+        connections=2,
+        trace=simlab.Trace((0.0, 0.01), (0, 1)),
+        cpu=simlab.Fixed(0.2),
+        io=simlab.Fixed(0.05),
+        calls=1,
+    )
+    r = simlab.simulate("thread-per-connection", w, p, duration=2.0, warmup=0.0, replications=1)
+    assert r.requests["end"].tolist() == pytest.approx([0.41, 0.46])
+    # Without a GIL (and cores to spare) nobody waits: 200 + 10 + 50 ms each.
+    r = simlab.simulate(
+        "thread-per-connection",
+        w,
+        IDEAL.with_(call_us=10_000.0),
+        duration=2.0,
+        warmup=0.0,
+        replications=1,
+    )
+    assert r.requests["end"].tolist() == pytest.approx([0.26, 0.27])
