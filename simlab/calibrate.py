@@ -51,7 +51,7 @@ from simlab.real.peers import PEERS
 
 __all__ = ["CPU_COSTS", "Fit", "Run", "calibrate", "cpu_row", "fit_linear", "grid"]
 
-CPU_COSTS = ("parse_us", "task_us", "dispatch_us", "call_us", "context_switch_us")
+CPU_COSTS = ("parse_us", "task_us", "dispatch_us", "call_us", "context_switch_us", "wake_us")
 MEMORY_TERMS = (
     "process_kib",
     "thread_kib",
@@ -103,11 +103,14 @@ def grid(quick: bool) -> list[Run]:
             rate = 30.0 if target == "iterative" else 100.0
             w = Workload(connections=n, rate=rate, cpu=Fixed(0.001), io=Fixed(0.005), calls=calls)
             runs.append(Run(target, w, arch, "cpu", duration=4.0 if quick else 6.0))
-        if not quick and target not in ("iterative",):
-            # More CPU per second: the same costs must hold under load.
+        if target != "iterative":
+            # More CPU per second, so that the process is rarely idle: the cost
+            # of waking it (wake_us) is then amortised, which separates it.
             n = _holder_connections(target, 8, 200)
-            w = Workload(connections=n, rate=250.0, cpu=Fixed(0.002), io=Fixed(0.005), calls=1)
-            runs.append(Run(target, w, arch, "cpu"))
+            rates = (320.0,) if quick else (250.0, 340.0)
+            for rate in rates:
+                w = Workload(connections=n, rate=rate, cpu=Fixed(0.002), io=Fixed(0.005), calls=1)
+                runs.append(Run(target, w, arch, "cpu", duration=4.0 if quick else 6.0))
     # Backend connections and copy-on-write: the same servers with and without
     # backend calls, with most of their connections served.
     if not quick:
@@ -199,15 +202,27 @@ def fit_linear(
     )
 
 
-def cpu_row(target: str, calls: int) -> dict[str, float]:
-    """How much of each cost one request of ``target`` pays (the design matrix)."""
+def cpu_row(target: str, calls: int, busy: float = 0.0) -> dict[str, float]:
+    """How much of each cost one request of ``target`` pays (the design matrix).
+
+    ``busy`` is the server's measured busy cores: a CPU phase finds its
+    process idle, and pays ``wake_us``, with probability about 1 - busy
+    (Poisson arrivals see time averages). Threaded servers run one phase plus
+    one per backend answer (under the GIL each answer must win it back); the
+    reactor adds its loop's phase; a forked child sleeps between requests, so
+    it always pays.
+    """
     row = dict.fromkeys(CPU_COSTS, 0.0)
     row["parse_us"] = 1.0
     row["call_us"] = float(calls)
+    idle = 1.0 - min(max(busy, 0.0), 0.95)
     if target == "async":
         row["task_us"] = 1.0
+        row["wake_us"] = idle
     else:
         row["context_switch_us"] = 1.0 + calls
+        phases = 1.0 + calls + (1.0 if target == "reactor-pool" else 0.0)
+        row["wake_us"] = phases * (1.0 if target == "process-per-connection" else idle)
         if target == "reactor-pool":
             row["dispatch_us"] = 1.0
     return row
@@ -227,7 +242,8 @@ def fit_cpu(results: list[tuple[Run, dict[str, Any]]]) -> Fit:
     for run, s in results:
         y = _per_request_cpu(s, run)
         if run.role == "cpu" and y is not None:
-            rows.append([cpu_row(run.target, run.workload.calls)[k] for k in CPU_COSTS])
+            busy = float(s["cpu_busy_cores"] or 0.0)
+            rows.append([cpu_row(run.target, run.workload.calls, busy)[k] for k in CPU_COSTS])
             ys.append(y)
     return fit_linear(np.array(rows), np.array(ys), CPU_COSTS)
 
@@ -243,7 +259,7 @@ def fit_wall(results: list[tuple[Run, dict[str, Any]]], cpu: Fit) -> Fit:
         extra = (s["service_ms"]["mean"] - (w.cpu.mean + w.calls * w.io.mean) * 1e3) * 1e3
         rows.append([1.0, float(w.calls)])
         ys.append(extra)
-        row = cpu_row(run.target, w.calls)
+        row = cpu_row(run.target, w.calls, float(s["cpu_busy_cores"] or 0.0))
         overhead = sum(row[k] * cpu.value(k) for k in CPU_COSTS)
         gap_us = (s["latency_ms"]["mean"] - s["service_ms"]["mean"]) * 1e3
         # At these loads queueing is small but not nil; the p50 of the queueing
@@ -313,7 +329,7 @@ def fit_spread(results: list[tuple[Run, dict[str, Any]]], cpu: Fit) -> dict[str,
             if cv is not None:
                 call_cvs.append(cv)
         elif w.calls == 0 and s["queue_delay_ms"]["p50"] is not None:
-            row = cpu_row(run.target, 0)
+            row = cpu_row(run.target, 0, float(s["cpu_busy_cores"] or 0.0))
             overhead_ms = sum(row[k] * cpu.value(k) for k in CPU_COSTS) / 1e3
             cv = _lognormal_cv(
                 s["queue_delay_ms"]["p50"] - overhead_ms, s["queue_delay_ms"]["p99"] - overhead_ms

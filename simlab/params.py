@@ -216,6 +216,8 @@ class Platform:
                          It is the fitted stand-in for cache and TLB pollution and
                          scheduler work that make thread-per-connection collapse
                          under load (SEDA, Welsh et al. 2001, Figure 2).
+      wake_us            a phase that finds its process idle: waking a process
+                         that slept in the kernel (amortised away under load)
       spawn_us, fork_us  creating a thread or a process per connection, paid
                          by the accepting thread
       dispatch_us        a loop handing a request to a worker thread
@@ -245,6 +247,7 @@ class Platform:
     call_latency_us: float = 0.0
     call_latency_cv: float = 0.0
     context_switch_us: float = 0.95
+    wake_us: float = 0.0
     switch_contention: float = 0.05
     spawn_us: float = 33.0
     fork_us: float = 860.0

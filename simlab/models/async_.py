@@ -65,7 +65,7 @@ class Async(Model):
                         yield loop.wait()
                     self.start[i] = env.now
                     # The loop is the process's only thread: its GIL is never contended.
-                    cpu = yield from self.cpu.run(None, demand, 0)
+                    cpu = yield from self.cpu.run(None, demand, 0, process)
                     loop.give(0)
                 else:
                     self.start[i] = env.now

@@ -347,7 +347,7 @@ class Model:
                 del self._open[conn]
 
     def on_thread(
-        self, i: int, gil: Pool | None, demand: float, *, paid: bool
+        self, i: int, gil: Pool | None, demand: float, *, paid: bool, process: int | None
     ) -> Generator[simpy.Event, Any, float]:
         """A request's CPU and backend calls on a thread; returns its CPU time.
 
@@ -365,8 +365,8 @@ class Model:
         split = gil is not None and calls > 0
         cpu = 0.0
         first = demand - calls * self._call_cpu if split else demand
-        if first > 0 or paid:
-            cpu += yield from self.cpu.run(gil, first, 1 if split else 1 + calls)
+        if first > 0 or paid or self.cpu.wake > 0:
+            cpu += yield from self.cpu.run(gil, first, 1 if split else 1 + calls, process)
         if not split:
             if io > 0:
                 yield self.env.timeout(io)
@@ -376,7 +376,7 @@ class Model:
         cost = self._call_cpu * calls / rounds
         for _ in range(rounds):
             yield self.env.timeout(per_round)
-            cpu += yield from self.cpu.run(gil, cost, 1)
+            cpu += yield from self.cpu.run(gil, cost, 1, process)
         return cpu
 
     def open_interval(self, kind: str) -> int:

@@ -216,7 +216,7 @@ class ConnectionBound(Model):
                 if backlog is not None and acceptor.queued >= backlog:
                     return None
                 yield acceptor.wait()
-            yield from self.cpu.run(self.cpu.gil(process), self._accept_cost, 0)
+            yield from self.cpu.run(self.cpu.gil(process), self._accept_cost, 0, process)
             acceptor.give(0)
         handle = self.open_interval("threads")
         if self.own_process:
@@ -240,7 +240,14 @@ class ConnectionBound(Model):
         self.worker[i] = worker
         self.process[i] = process
         gil = None if self.own_process else self.cpu.gil(process)
-        cpu = yield from self.on_thread(i, gil, self.demand[i] + self._fixed, paid=self._cs_paid)
+        cpu = yield from self.on_thread(
+            i,
+            gil,
+            self.demand[i] + self._fixed,
+            paid=self._cs_paid,
+            # A child per connection is a process of its own, asleep between requests.
+            process=None if self.own_process else process,
+        )
         self.cpu_time[i] = cpu
         self.finish(i, cpu + self.io_time[i])
 

@@ -70,10 +70,25 @@ class Cpu:
     A phase that follows ``switches`` thread wake-ups costs, on top of its
     demand, ``switches * cs * (1 + contention * runnable)`` where ``runnable`` is
     the number of threads queued for the GIL or a core when it starts (see
-    ``Platform``). Every phase is recorded as a busy interval.
+    ``Platform``). A phase that finds its process idle (nothing running or
+    waiting in it) also pays ``wake_us``: the process had gone to sleep in
+    the kernel and must be woken, its caches cold. Under load the process
+    stays awake and this cost is amortised away, which is why CPU per request
+    falls as a server nears saturation. Every phase is recorded as a busy
+    interval.
     """
 
-    __slots__ = ("busy_dur", "busy_start", "contention", "cores", "cs", "env", "gils")
+    __slots__ = (
+        "active",
+        "busy_dur",
+        "busy_start",
+        "contention",
+        "cores",
+        "cs",
+        "env",
+        "gils",
+        "wake",
+    )
 
     def __init__(self, env: simpy.Environment, platform: Platform, processes: int) -> None:
         self.env = env
@@ -81,6 +96,8 @@ class Cpu:
         self.gils = [Pool(env, 1) for _ in range(processes)] if platform.gil else None
         self.cs = platform.context_switch_us * 1e-6
         self.contention = platform.switch_contention
+        self.wake = platform.wake_us * 1e-6
+        self.active = [0] * processes
         self.busy_start: array[float] = array("d")
         self.busy_dur: array[float] = array("d")
 
@@ -88,9 +105,16 @@ class Cpu:
         return self.gils[process] if self.gils is not None else None
 
     def run(
-        self, gil: Pool | None, demand: float, switches: int
+        self, gil: Pool | None, demand: float, switches: int, process: int | None
     ) -> Generator[simpy.Event, Any, float]:
-        """Run one phase; returns the CPU time it took, overheads included."""
+        """Run one phase of ``process`` (None: a process of its own, such as a
+        forked child, that sleeps between requests); returns the CPU time it
+        took, overheads included."""
+        if process is None:
+            woke = self.wake > 0
+        else:
+            woke = self.active[process] == 0
+            self.active[process] += 1
         if gil is not None and gil.take() < 0:
             yield gil.wait()
         cores = self.cores
@@ -105,6 +129,8 @@ class Cpu:
                 len(cores.waiters) if cores is not None else 0
             )
             duration += switches * self.cs * (1.0 + self.contention * runnable)
+        if woke:
+            duration += self.wake
         env = self.env
         self.busy_start.append(env.now)
         self.busy_dur.append(duration)
@@ -114,4 +140,6 @@ class Cpu:
             cores.give(core)
         if gil is not None:
             gil.give(0)
+        if process is not None:
+            self.active[process] -= 1
         return duration

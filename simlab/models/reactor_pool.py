@@ -54,7 +54,7 @@ class ReactorPool(Model):
             if self._loop_cost > 0:
                 if loop.take() < 0:
                     yield loop.wait()
-                yield from self.cpu.run(gil, self._loop_cost, 0)
+                yield from self.cpu.run(gil, self._loop_cost, 0, process)
                 loop.give(0)
             worker = pool.take()
             if worker < 0 and backlog is not None and pool.queued >= backlog:
@@ -66,7 +66,7 @@ class ReactorPool(Model):
                 self.worker[i] = worker
                 self.process[i] = process
                 demand = self.demand[i] + self._fixed
-                cpu = yield from self.on_thread(i, gil, demand, paid=self._cs_paid)
+                cpu = yield from self.on_thread(i, gil, demand, paid=self._cs_paid, process=process)
                 self.cpu_time[i] = cpu
                 pool.give(worker)
                 self.finish(i, self._loop_cost + cpu + self.io_time[i])

@@ -346,3 +346,14 @@ def test_under_a_gil_a_thread_waits_for_it_after_each_backend_call():
         replications=1,
     )
     assert r.requests["end"].tolist() == pytest.approx([0.26, 0.27])
+
+
+def test_waking_an_idle_process_costs_only_when_it_was_idle():
+    # async, one loop, 100 ms of CPU per request and a 10 ms wake-up cost.
+    # Sent at 0 and 1 s, each finds the loop asleep: 110 ms each. Sent at 2.0
+    # and 2.05 s, the second finds the loop busy and pays no wake-up.
+    p = IDEAL.with_(wake_us=10_000.0)
+    df = run_trace(
+        "async", [0.0, 1.0, 2.0, 2.05], [0, 1, 2, 3], platform=p, cpu=0.1, io=0.0, calls=0
+    )
+    assert df["end"].tolist() == pytest.approx([0.11, 1.11, 2.11, 2.21])
