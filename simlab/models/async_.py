@@ -61,12 +61,9 @@ class Async(Model):
                 demand = self.demand[i] + self._fixed
                 cpu = 0.0
                 if demand > 0:
-                    if loop.take() < 0:
-                        yield loop.wait()
-                    self.start[i] = env.now
                     # The loop is the process's only thread: its GIL is never contended.
-                    cpu = yield from self.cpu.run(None, demand, 0, process)
-                    loop.give(0)
+                    cpu = yield from self.cpu.run(None, demand, 0, process, lock=loop)
+                    self.start[i] = self.cpu.last_start
                 else:
                     self.start[i] = env.now
                 self.worker[i] = process

@@ -212,12 +212,10 @@ class ConnectionBound(Model):
             return worker, process
         if self._accept_cost > 0:
             acceptor = self.acceptors[process]
-            if acceptor.take() < 0:
-                if backlog is not None and acceptor.queued >= backlog:
-                    return None
-                yield acceptor.wait()
-            yield from self.cpu.run(self.cpu.gil(process), self._accept_cost, 0, process)
-            acceptor.give(0)
+            if backlog is not None and not acceptor.free and acceptor.queued >= backlog:
+                return None
+            gil = self.cpu.gil(process)
+            yield from self.cpu.run(gil, self._accept_cost, 0, process, lock=acceptor)
         handle = self.open_interval("threads")
         if self.own_process:
             self.open_interval("forks")

@@ -87,6 +87,7 @@ class Cpu:
         "cs",
         "env",
         "gils",
+        "last_start",
         "wake",
     )
 
@@ -98,6 +99,7 @@ class Cpu:
         self.contention = platform.switch_contention
         self.wake = platform.wake_us * 1e-6
         self.active = [0] * processes
+        self.last_start = 0.0
         self.busy_start: array[float] = array("d")
         self.busy_dur: array[float] = array("d")
 
@@ -105,16 +107,27 @@ class Cpu:
         return self.gils[process] if self.gils is not None else None
 
     def run(
-        self, gil: Pool | None, demand: float, switches: int, process: int | None
+        self,
+        gil: Pool | None,
+        demand: float,
+        switches: int,
+        process: int | None,
+        lock: Pool | None = None,
     ) -> Generator[simpy.Event, Any, float]:
         """Run one phase of ``process`` (None: a process of its own, such as a
         forked child, that sleeps between requests); returns the CPU time it
-        took, overheads included."""
+        took, overheads included, and leaves its start in ``last_start``.
+
+        ``lock`` is a single thread the phase must have first (an event loop,
+        an accepting thread); waiting for it keeps the process awake.
+        """
         if process is None:
             woke = self.wake > 0
         else:
             woke = self.active[process] == 0
             self.active[process] += 1
+        if lock is not None and lock.take() < 0:
+            yield lock.wait()
         if gil is not None and gil.take() < 0:
             yield gil.wait()
         cores = self.cores
@@ -132,6 +145,7 @@ class Cpu:
         if woke:
             duration += self.wake
         env = self.env
+        self.last_start = env.now
         self.busy_start.append(env.now)
         self.busy_dur.append(duration)
         if duration > 0:
@@ -140,6 +154,8 @@ class Cpu:
             cores.give(core)
         if gil is not None:
             gil.give(0)
+        if lock is not None:
+            lock.give(0)
         if process is not None:
             self.active[process] -= 1
         return duration

@@ -52,10 +52,7 @@ class ReactorPool(Model):
             self.connect(conn)
             self.admit[i] = env.now
             if self._loop_cost > 0:
-                if loop.take() < 0:
-                    yield loop.wait()
-                yield from self.cpu.run(gil, self._loop_cost, 0, process)
-                loop.give(0)
+                yield from self.cpu.run(gil, self._loop_cost, 0, process, lock=loop)
             worker = pool.take()
             if worker < 0 and backlog is not None and pool.queued >= backlog:
                 self.drop(i)  # the work queue is full: answer 503
