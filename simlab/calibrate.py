@@ -248,12 +248,25 @@ def fit_cpu(results: list[tuple[Run, dict[str, Any]]]) -> Fit:
     return fit_linear(np.array(rows), np.array(ys), CPU_COSTS)
 
 
+# Wall-clock overheads are read from lightly loaded runs only: under load the
+# server's service time also holds GIL and core waits, which are queueing.
+LIGHT_LOAD = 0.3
+
+
+def _light(run: Run, s: dict[str, Any]) -> bool:
+    return (
+        run.role == "cpu"
+        and (s.get("cpu_busy_cores") or 0.0) < LIGHT_LOAD
+        and s["service_ms"]["mean"] is not None
+    )
+
+
 def fit_wall(results: list[tuple[Run, dict[str, Any]]], cpu: Fit) -> Fit:
     """call_latency_us from the server's own service times; rtt_us from what is left."""
     rows, ys = [], []
     rtts = []
     for run, s in results:
-        if run.role != "cpu" or not s.get("service_ms") or s["service_ms"]["mean"] is None:
+        if not _light(run, s):
             continue
         w = run.workload
         extra = (s["service_ms"]["mean"] - (w.cpu.mean + w.calls * w.io.mean) * 1e3) * 1e3
@@ -320,7 +333,7 @@ def fit_spread(results: list[tuple[Run, dict[str, Any]]], cpu: Fit) -> dict[str,
     each the median over the runs of a lognormal fitted to p50 and p99."""
     call_cvs, rtt_cvs = [], []
     for run, s in results:
-        if run.role != "cpu" or s["service_ms"]["p50"] is None:
+        if not _light(run, s) or s["service_ms"]["p50"] is None:
             continue
         w = run.workload
         own_ms = (w.cpu.mean + w.calls * w.io.mean) * 1e3
