@@ -46,7 +46,7 @@ class Async(Model):
 
     def session(self, i: int, conn: int) -> Generator[simpy.Event, Any, None]:
         env = self.env
-        process = process_of(conn, self.arch.processes)
+        process = process_of(conn, self.arch.processes, self.salt)
         loop = self.loops[process]
         backlog = self.arch.backlog
         nxt: int | None = i
@@ -62,8 +62,9 @@ class Async(Model):
                 cpu = 0.0
                 if demand > 0:
                     # The loop is the process's only thread: its GIL is never contended.
-                    cpu = yield from self.cpu.run(None, demand, 0, process, lock=loop)
-                    self.start[i] = self.cpu.last_start
+                    cpu, self.start[i] = yield from self.cpu.run(
+                        None, demand, 0, process, lock=loop
+                    )
                 else:
                     self.start[i] = env.now
                 self.worker[i] = process

@@ -104,6 +104,8 @@ class Model:
             :5
         ]
         self._rng_slack = streams[5]
+        # Salt for dealing connections to processes: a fresh deal per replication.
+        self.salt = int(seed.generate_state(1, np.uint64)[0])
         self.cpu = Cpu(env, platform, architecture.processes)
         self._call_latency = platform.call_latency()
         self._call_cpu = platform.call_us * 1e-6
@@ -366,7 +368,7 @@ class Model:
         cpu = 0.0
         first = demand - calls * self._call_cpu if split else demand
         if first > 0 or paid or self.cpu.wake > 0:
-            cpu += yield from self.cpu.run(gil, first, 1 if split else 1 + calls, process)
+            cpu += (yield from self.cpu.run(gil, first, 1 if split else 1 + calls, process))[0]
         if not split:
             if io > 0:
                 yield self.env.timeout(io)
@@ -376,7 +378,7 @@ class Model:
         cost = self._call_cpu * calls / rounds
         for _ in range(rounds):
             yield self.env.timeout(per_round)
-            cpu += yield from self.cpu.run(gil, cost, 1, process)
+            cpu += (yield from self.cpu.run(gil, cost, 1, process))[0]
         return cpu
 
     def open_interval(self, kind: str) -> int:
@@ -441,17 +443,18 @@ class Model:
 _MASK = (1 << 64) - 1
 
 
-def process_of(conn: int, processes: int) -> int:
-    """The process a persistent connection lands on, when there are several.
+def process_of(conn: int, processes: int, salt: int = 0) -> int:
+    """The process a connection lands on, when there are several.
 
     The kernel spreads connections over pre-forked accepters (and hashes
     them over SO_REUSEPORT sockets) unevenly, so round-robin would flatter
-    the design: a splitmix64 hash of the connection id stands in for it,
-    deterministic and as uneven as chance.
+    the design: a splitmix64 hash of the connection id, salted per
+    replication, stands in for it: deterministic for a seed, and across
+    replications as uneven as chance.
     """
     if processes == 1:
         return 0
-    z = (conn + 0x9E3779B97F4A7C15) & _MASK
+    z = ((conn ^ salt) + 0x9E3779B97F4A7C15) & _MASK
     z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & _MASK
     z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & _MASK
     return (z ^ (z >> 31)) % processes

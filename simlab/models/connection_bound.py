@@ -69,7 +69,7 @@ class ConnectionBound(Model):
         counts = [0] * a.processes
         conn = 0
         while conn < self.workload.connections and min(counts) < per:
-            p = process_of(conn, a.processes)
+            p = process_of(conn, a.processes, self.salt)
             rank = counts[p]
             counts[p] += 1
             self._status[conn] = (rank, p)
@@ -108,7 +108,7 @@ class ConnectionBound(Model):
     def owner(self, conn: int) -> tuple[int, int]:
         """(worker, process) owning a persistent connection."""
         if self.dedicated:
-            return conn, process_of(conn, self.arch.processes)
+            return conn, process_of(conn, self.arch.processes, self.salt)
         rank, process = self._status[conn]
         return process * self._per_process + rank, process
 
@@ -200,7 +200,7 @@ class ConnectionBound(Model):
         backlog = self.arch.backlog
         # Which pre-forked copy accepts a new connection is up to the kernel:
         # as uneven as chance, like the hash used for persistent connections.
-        process = process_of(self._next_thread, self.arch.processes)
+        process = process_of(self._next_thread, self.arch.processes, self.salt)
         self._next_thread += 1
         if self.pools:
             pool = self.pools[process]

@@ -87,7 +87,6 @@ class Cpu:
         "cs",
         "env",
         "gils",
-        "last_start",
         "wake",
     )
 
@@ -99,7 +98,6 @@ class Cpu:
         self.contention = platform.switch_contention
         self.wake = platform.wake_us * 1e-6
         self.active = [0] * processes
-        self.last_start = 0.0
         self.busy_start: array[float] = array("d")
         self.busy_dur: array[float] = array("d")
 
@@ -113,10 +111,10 @@ class Cpu:
         switches: int,
         process: int | None,
         lock: Pool | None = None,
-    ) -> Generator[simpy.Event, Any, float]:
+    ) -> Generator[simpy.Event, Any, tuple[float, float]]:
         """Run one phase of ``process`` (None: a process of its own, such as a
         forked child, that sleeps between requests); returns the CPU time it
-        took, overheads included, and leaves its start in ``last_start``.
+        took, overheads included, and when it started running.
 
         ``lock`` is a single thread the phase must have first (an event loop,
         an accepting thread); waiting for it keeps the process awake.
@@ -145,8 +143,8 @@ class Cpu:
         if woke:
             duration += self.wake
         env = self.env
-        self.last_start = env.now
-        self.busy_start.append(env.now)
+        started = env.now
+        self.busy_start.append(started)
         self.busy_dur.append(duration)
         if duration > 0:
             yield env.timeout(duration)
@@ -158,4 +156,4 @@ class Cpu:
             lock.give(0)
         if process is not None:
             self.active[process] -= 1
-        return duration
+        return duration, started

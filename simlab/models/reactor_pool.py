@@ -42,7 +42,7 @@ class ReactorPool(Model):
 
     def session(self, i: int, conn: int) -> Generator[simpy.Event, Any, None]:
         env = self.env
-        process = process_of(conn, self.arch.processes)
+        process = process_of(conn, self.arch.processes, self.salt)
         loop, pool = self.loops[process], self.pools[process]
         gil = self.cpu.gil(process)
         backlog = self.arch.backlog

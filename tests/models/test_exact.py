@@ -262,26 +262,34 @@ def test_short_connections_spawn_and_retire_threads():
     assert np.all(r.requests["outcome"] == "completed")
 
 
+def _deal(conns: int, processes: int) -> list[int]:
+    """Where simulate(seed=1, replications=1) deals each connection."""
+    salt = int(np.random.SeedSequence(1).spawn(1)[0].generate_state(1, np.uint64)[0])
+    return [process_of(c, processes, salt) for c in range(conns)]
+
+
 def test_preforked_holders_own_the_first_connections_dealt_to_them():
-    # Two processes with one worker each. Connections land on process_of(c):
-    # here 0 and 1 on process 1, 2 on process 0, 3 on process 1. Each
-    # process's worker owns the first connection it got, for ever.
-    assert [process_of(c, 2) for c in range(4)] == [1, 1, 0, 1]
+    # Two processes with one worker each. Each process's worker owns the first
+    # connection dealt to it, for ever; later ones on that process wait.
+    deal = _deal(4, 2)
+    first = {p: deal.index(p) for p in set(deal)}
     df = run_trace(
         "thread-pool",
         [0.0, 0.0, 0.0, 0.0],
         [0, 1, 2, 3],
         arch=Architecture(workers=1, processes=2),
     )
-    assert df["outcome"].tolist() == ["completed", "pending", "completed", "pending"]
-    assert df["process"].tolist()[0] == 1
-    assert df["process"].tolist()[2] == 0
+    expected = ["completed" if first[p] == c else "pending" for c, p in enumerate(deal)]
+    assert df["outcome"].tolist() == expected
+    served = df[df["outcome"] == "completed"]
+    assert served["process"].tolist() == [deal[c] for c in served.index]
 
 
 def test_preforked_pools_take_short_connections_as_dealt():
-    # k = 1, two processes of one worker: the first two connections land on
-    # process 1, so the second waits for it although process 0 is idle; the
-    # third lands on process 0.
+    # k = 1, two processes of one worker, 1 s requests sent 0.1 s apart. A
+    # request whose connection lands on a busy process waits for it even if
+    # the other process is idle.
+    deal = _deal(3, 2)
     df = run_trace(
         "thread-pool",
         [0.0, 0.1, 0.2],
@@ -289,36 +297,13 @@ def test_preforked_pools_take_short_connections_as_dealt():
         arch=Architecture(workers=1, processes=2),
         requests_per_connection=1,
     )
-    assert df["process"].tolist() == [1, 1, 0]
-    assert ends(df) == [1.0, 2.0, 1.2]
-
-
-def test_first_use_costs_arrive_with_first_use():
-    # Two clients on thread-per-connection, persistent; only client 3 sends, at
-    # t=1 and t=2. Its thread gets a backend connection at 1 (calls > 0). With
-    # process-per-connection the child also grows once it has served.
-    p = IDEAL.with_(backend_conn_kib=100.0, fork_touched_kib=1000.0)
-    w = simlab.Workload(
-        connections=5,
-        trace=simlab.Trace((1.0, 2.0), (3, 3)),
-        cpu=simlab.Fixed(0.0),
-        io=simlab.Fixed(0.5),
-    )
-    tpc = simlab.simulate(
-        "thread-per-connection", w, p, duration=4.0, warmup=0.0, replications=1
-    ).summary
-    base = (p.process_kib + 6 * p.thread_kib + 5 * p.connection_kib) / 1024
-    assert tpc["memory_mib"]["user_peak"] == pytest.approx(base + (100 + p.task_kib) / 1024)
-    # Mean over [0, 4): the backend connection for 3 of the 4 seconds.
-    assert tpc["memory_mib"]["user_mean"] == pytest.approx(
-        base + 100 * 3 / 4 / 1024 + p.task_kib * 1.0 / 4 / 1024
-    )
-    ppc = simlab.simulate(
-        "process-per-connection", w, p, duration=4.0, warmup=0.0, replications=1
-    ).summary
-    assert ppc["memory_mib"]["user_peak"] - ppc["memory_mib"]["user_mean"] == pytest.approx(
-        (1100 + p.task_kib) / 1024 - (1100 * 3 / 4 + p.task_kib / 4) / 1024
-    )
+    assert df["process"].tolist() == deal
+    free = {0: 0.0, 1: 0.0}
+    expected = []
+    for t, p in zip([0.0, 0.1, 0.2], deal, strict=True):
+        free[p] = max(free[p], t) + 1.0
+        expected.append(round(free[p], 9))
+    assert ends(df) == expected
 
 
 def test_under_a_gil_a_thread_waits_for_it_after_each_backend_call():
