@@ -321,12 +321,9 @@ class ConnectionBound(Model):
 
     @classmethod
     def analytic(cls, workload: Workload, platform: Platform, arch: Architecture) -> Analytic | str:
-        if workload.rate is None:
-            return "closed or replayed arrivals have no textbook reduction here"
-        if not loads.uncontended(platform):
-            return "CPU phases contend for cores or a GIL (use the ideal platform)"
-        if arch.backlog is not None:
-            return "a bounded backlog drops requests, which these formulas do not model"
+        blocker = loads.reduction_blocker(workload, platform, arch, queue="backlog")
+        if blocker is not None:
+            return blocker
         fixed, switches = thread_cpu_overhead(workload, platform, parse=True)
         svc = loads.service(
             workload,

@@ -89,6 +89,23 @@ def service(
     return Service(mean, var / mean**2 if mean > 0 else 0.0, exponential, estimated)
 
 
+def reduction_blocker(
+    workload: Workload, platform: Platform, arch: Architecture, *, queue: str
+) -> str | None:
+    """Why a threaded model has no textbook reduction here, or None.
+
+    The reductions need Poisson arrivals, CPU phases that never queue (no
+    GIL, unlimited cores) and no bounded ``queue`` dropping requests.
+    """
+    if workload.rate is None:
+        return "closed or replayed arrivals have no textbook reduction here"
+    if not uncontended(platform):
+        return "CPU phases contend for cores or a GIL (use the ideal platform)"
+    if arch.backlog is not None:
+        return f"a bounded {queue} drops requests, which these formulas do not model"
+    return None
+
+
 def uncontended(platform: Platform) -> bool:
     """CPU phases never queue: no GIL and unlimited cores (the ideal platform)."""
     return platform.cores is None and not platform.gil

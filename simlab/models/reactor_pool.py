@@ -95,12 +95,9 @@ class ReactorPool(Model):
 
     @classmethod
     def analytic(cls, workload: Workload, platform: Platform, arch: Architecture) -> Analytic | str:
-        if workload.rate is None:
-            return "closed or replayed arrivals have no textbook reduction here"
-        if not loads.uncontended(platform):
-            return "CPU phases contend for cores or a GIL (use the ideal platform)"
-        if arch.backlog is not None:
-            return "a bounded work queue drops requests, which these formulas do not model"
+        blocker = loads.reduction_blocker(workload, platform, arch, queue="work queue")
+        if blocker is not None:
+            return blocker
         if platform.parse_us + platform.dispatch_us > 0:
             return "the loop's parse and dispatch phase is a second queue in tandem"
         fixed, switches = thread_cpu_overhead(workload, platform, parse=False)
