@@ -466,9 +466,8 @@ def thread_cpu_overhead(
     """Fixed CPU seconds a threaded request pays on its own thread, and its wake-ups.
 
     The thread wakes once for the request and once per backend call; each
-    call costs ``call_us``. Per-call costs are charged in the request's one CPU
-    phase rather than after each call: the CPU used is the same, the model
-    just does not re-queue for the GIL between calls.
+    call costs ``call_us``. Where the calls' CPU is spent (before the calls,
+    or after each answer under a GIL) is ``Model.on_thread``'s business.
     """
     fixed = (platform.parse_us if parse else 0.0) + workload.calls * platform.call_us
     return fixed * 1e-6, 1 + workload.calls

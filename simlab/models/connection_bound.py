@@ -38,7 +38,7 @@ class ConnectionBound(Model):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         w, p, a = self.workload, self.platform, self.arch
-        self._fixed, self._switches = thread_cpu_overhead(w, p, parse=True)
+        self._fixed, _ = thread_cpu_overhead(w, p, parse=True)
         self._cs_paid = p.context_switch_us > 0
         self._k = w.requests_per_connection
         # Holders per process: each pre-forked copy accepts into its own pool.

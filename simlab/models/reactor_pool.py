@@ -31,7 +31,7 @@ class ReactorPool(Model):
         super().__init__(*args, **kwargs)
         w, p, a = self.workload, self.platform, self.arch
         self._loop_cost = (p.parse_us + p.dispatch_us) * 1e-6
-        self._fixed, self._switches = thread_cpu_overhead(w, p, parse=False)
+        self._fixed, _ = thread_cpu_overhead(w, p, parse=False)
         self._cs_paid = p.context_switch_us > 0
         self.loops = [Pool(self.env, 1, first_id=k) for k in range(a.processes)]
         self.pools = [Pool(self.env, a.workers, first_id=k * a.workers) for k in range(a.processes)]
