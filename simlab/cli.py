@@ -16,7 +16,7 @@ from pathlib import Path
 from types import FrameType
 from typing import Any, NoReturn
 
-from simlab import __version__, commands, lab_commands
+from simlab import __version__, commands, lab_commands, plan_commands
 from simlab.distributions import parse_distribution
 from simlab.models import MODELS
 from simlab.params import (
@@ -263,6 +263,8 @@ def build_parser() -> argparse.ArgumentParser:
     cmp_.add_argument("--models", type=model_list, help="comma-separated subset (default all)")
     add_common(cmp_)
 
+    add_plan(sub.add_parser("plan", help="the smallest configuration of each model for a goal"))
+
     srv = sub.add_parser("serve", help="run one real server in the foreground")
     srv.add_argument(
         "model", type=choice("MODEL", SERVER_MODELS), metavar="MODEL", help=", ".join(SERVER_MODELS)
@@ -353,6 +355,62 @@ def build_parser() -> argparse.ArgumentParser:
     usl.add_argument("--json", action="store_true", help="print the result as JSON")
     add_architecture(usl)
     return parser
+
+
+def add_plan(p: argparse.ArgumentParser) -> None:
+    add_workload(p, trace=False)
+    add_platform(p)
+    goals = p.add_argument_group("goals")
+    goals.add_argument(
+        "--slo-p99-ms", type=positive_float, default=100.0, help="p99 latency goal (default 100)"
+    )
+    goals.add_argument("--slo-mean-ms", type=positive_float, help="mean latency goal")
+    goals.add_argument("--memory-gib", type=positive_float, help="memory budget, GiB")
+    goals.add_argument(
+        "--memory-basis",
+        choices=["resident", "reserved"],
+        default="resident",
+        help="what the budget counts: resident memory, or reserved virtual (thread stacks)",
+    )
+    q = p.add_argument_group("questions")
+    which = q.add_mutually_exclusive_group()
+    which.add_argument(
+        "--max-connections",
+        action="store_true",
+        help="instead: the most connections each model fits in --memory-gib",
+    )
+    which.add_argument(
+        "--max-rate",
+        action="store_true",
+        help="instead: the highest rate each model serves within the latency goal",
+    )
+    q.add_argument("--workers", type=positive_int, help="inverse questions: hold this pool size")
+    q.add_argument("--processes", type=positive_int, help="inverse questions: hold this count")
+    q.add_argument(
+        "--backlog",
+        type=_or_word("unbounded", nonneg_int),
+        default=None,
+        help="bound of the accept or work queue (default unbounded)",
+    )
+    s = p.add_argument_group("search")
+    s.add_argument("--models", type=model_list, help="comma-separated subset (default all)")
+    s.add_argument(
+        "--max-processes", type=positive_int, help="most processes to try (default 4 per core)"
+    )
+    s.add_argument(
+        "--analytic", action="store_true", help="skip the DES check (formulas only; faster)"
+    )
+    s.add_argument("--seed", type=nonneg_int, default=1, help="root seed of the DES (default 1)")
+    s.add_argument(
+        "--replications", type=positive_int, default=5, help="DES replications (default 5)"
+    )
+    s.add_argument(
+        "--des-requests",
+        type=positive_int,
+        default=4000,
+        help="measured requests per DES replication (default 4000)",
+    )
+    p.add_argument("--json", action="store_true", help="print one JSON object")
 
 
 def profile_name(text: str) -> str:
@@ -534,6 +592,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return lab_commands.usl_command(args, architecture_from(args))
         workload = workload_from(args)
         platform = platform_from(args)
+        if args.command == "plan":
+            return plan_commands.plan_command(args, workload, platform)
         arch = architecture_from(args)
         if args.command == "simulate":
             return commands.simulate_command(args, workload, platform, arch)
