@@ -29,8 +29,10 @@ if TYPE_CHECKING:
         ad_service_workload,
         c10k_workload,
     )
+    from simlab.planner import Goals, PlanReport, plan
     from simlab.platforms import PRESETS, load_platform
     from simlab.simulation import Result, compare, simulate
+    from simlab.sweep import SweepResult, SweepSpec, load_spec, sweep
 
 __version__ = "0.1.0"
 
@@ -53,6 +55,13 @@ _WHERE = {
     "Result": "simlab.simulation",
     "compare": "simlab.simulation",
     "simulate": "simlab.simulation",
+    "Goals": "simlab.planner",
+    "PlanReport": "simlab.planner",
+    "plan": "simlab.planner",
+    "SweepResult": "simlab.sweep",
+    "SweepSpec": "simlab.sweep",
+    "load_spec": "simlab.sweep",
+    "sweep": "simlab.sweep",
 }
 
 __all__ = [
@@ -63,9 +72,13 @@ __all__ = [
     "Empirical",
     "Exponential",
     "Fixed",
+    "Goals",
     "LogNormal",
+    "PlanReport",
     "Platform",
     "Result",
+    "SweepResult",
+    "SweepSpec",
     "Trace",
     "Workload",
     "__version__",
@@ -73,8 +86,11 @@ __all__ = [
     "c10k_workload",
     "compare",
     "load_platform",
+    "load_spec",
     "parse_distribution",
+    "plan",
     "simulate",
+    "sweep",
 ]
 
 

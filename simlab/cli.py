@@ -19,26 +19,13 @@ from typing import Any, NoReturn
 from simlab import __version__, commands, lab_commands, plan_commands
 from simlab.distributions import parse_distribution
 from simlab.models import MODELS
-from simlab.params import (
-    Architecture,
-    Platform,
-    Trace,
-    Workload,
-    ad_service_workload,
-    c10k_workload,
-)
+from simlab.params import SCENARIOS, Architecture, Platform, Trace, Workload
 from simlab.platforms import load_platform
 from simlab.real import commands as real_commands
 from simlab.real.measure import TARGETS
 from simlab.real.options import SERVER_MODELS
 
 __all__ = ["main"]
-
-SCENARIOS: dict[str, Callable[[], Workload]] = {
-    "c10k": c10k_workload,
-    "ad-service": ad_service_workload,
-    "ad-service-parallel": lambda: ad_service_workload("parallel"),
-}
 
 
 class UsageError(Exception):
@@ -264,6 +251,18 @@ def build_parser() -> argparse.ArgumentParser:
     add_common(cmp_)
 
     add_plan(sub.add_parser("plan", help="the smallest configuration of each model for a goal"))
+
+    swp = sub.add_parser("sweep", help="run a what-if sweep file (resumable; local or Dask)")
+    swp.add_argument("file", type=Path, metavar="FILE.toml", help="the sweep file")
+    swp.add_argument("--workers", type=positive_int, help="local processes (default: one per core)")
+    swp.add_argument(
+        "--dask",
+        metavar="ADDRESS",
+        help="run on Dask: a scheduler address, or 'local' for a LocalCluster on loopback",
+    )
+    swp.add_argument("--out", type=Path, help="output directory (default data/sweeps/NAME/)")
+    swp.add_argument("--no-plots", action="store_true", help="skip the figures")
+    swp.add_argument("--json", action="store_true", help="print a JSON summary")
 
     srv = sub.add_parser("serve", help="run one real server in the foreground")
     srv.add_argument(
@@ -588,6 +587,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return lab_commands.calibrate_command(args)
         if args.command == "validate":
             return lab_commands.validate_command(args)
+        if args.command == "sweep":
+            return plan_commands.sweep_command(args)
         if args.command == "usl":
             return lab_commands.usl_command(args, architecture_from(args))
         workload = workload_from(args)

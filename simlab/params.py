@@ -8,12 +8,13 @@ and memory in KiB unless a field name says otherwise.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field, fields, replace
 from typing import Any, Literal
 
 from simlab.distributions import Distribution, Fixed, LogNormal
 
-__all__ = ["Architecture", "Platform", "Trace", "Workload"]
+__all__ = ["SCENARIOS", "Architecture", "Platform", "Trace", "Workload"]
 
 Fanout = Literal["sequential", "parallel"]
 
@@ -322,3 +323,11 @@ def ad_service_workload(fanout: Fanout = "sequential") -> Workload:
         fanout=fanout,
         requests_per_connection=1,
     )
+
+
+# The built-in scenarios, by the name the CLI and sweep files use.
+SCENARIOS: dict[str, Callable[[], Workload]] = {
+    "c10k": c10k_workload,
+    "ad-service": ad_service_workload,
+    "ad-service-parallel": lambda: ad_service_workload("parallel"),
+}

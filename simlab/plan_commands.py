@@ -14,8 +14,9 @@ from simlab.lab_commands import _steps
 from simlab.params import Architecture, Platform, Workload
 from simlab.planner import Goals, PlanReport, max_connections, max_rate, plan
 from simlab.provenance import json_safe
+from simlab.sweep import SweepError, load_spec, sweep
 
-__all__ = ["plan_command"]
+__all__ = ["plan_command", "sweep_command"]
 
 
 def _console() -> Console:
@@ -186,4 +187,46 @@ def _max_rate(
             r.limit,
         )
     _console().print(t)
+    return 0
+
+
+def sweep_command(args: argparse.Namespace) -> int:
+    try:
+        spec = load_spec(args.file)
+    except SweepError as exc:
+        raise ValueError(str(exc)) from None
+    if args.dask is not None and not args.dask.strip():
+        raise ValueError("--dask: give a scheduler address or 'local'")
+    runs = len(spec.points()) * len(spec.models)
+    with _steps(f"sweep {spec.name}") as tick:
+        result = sweep(
+            spec,
+            workers=args.workers,
+            dask=args.dask,
+            out=args.out,
+            progress=lambda k, n, what: tick(what, k, n),
+            plots=not args.no_plots,
+        )
+    summary = {
+        "name": spec.name,
+        "runs": runs,
+        "computed": result.computed,
+        "reused": result.reused,
+        "out": str(result.out),
+        "table": [str(result.out / "results.parquet"), str(result.out / "results.csv")],
+        "plots": [str(p) for p in result.plots],
+        "unstable": int((~result.table["stable"].astype(bool)).sum()),
+    }
+    if args.json:
+        print(json.dumps(summary, indent=2))
+        return 0
+    console = _console()
+    console.print(
+        f"[bold]sweep {spec.name}[/]: {runs} runs ({result.computed} computed now, "
+        f"{result.reused} kept from before) -> {result.out}"
+    )
+    if summary["unstable"]:
+        console.print(f"[yellow]{summary['unstable']} runs are unstable (see 'stability')[/]")
+    for p in result.plots:
+        console.print(f"figure: {p}")
     return 0
