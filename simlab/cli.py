@@ -226,6 +226,12 @@ def add_run(p: argparse.ArgumentParser, *, real: bool) -> None:
     run.add_argument("--seed", type=nonneg_int, default=1, help="root seed (default 1)")
     if not real:
         run.add_argument(
+            "--engine",
+            choices=["des", "fast", "auto"],
+            default="des",
+            help="des (events), fast (FCFS recursion where it applies) or auto (default des)",
+        )
+        run.add_argument(
             "--replications",
             type=positive_int,
             default=5,

@@ -66,6 +66,7 @@ def _run_kwargs(args: argparse.Namespace) -> dict[str, Any]:
         "warmup": args.warmup,
         "seed": args.seed,
         "replications": args.replications,
+        "engine": args.engine,
     }
 
 

@@ -20,6 +20,7 @@ import numpy as np
 import pandas as pd
 import simpy
 
+from simlab.fast import reason_not_fast, run_fast_replication
 from simlab.metrics import Step, ci95, replication_levels, replication_summary, series
 from simlab.models import MODELS, Analytic, Record, get_model
 from simlab.models.loads import io_moments
@@ -27,7 +28,9 @@ from simlab.params import Architecture, Platform, Workload, c10k_workload
 from simlab.platforms import cpython
 from simlab.provenance import json_safe
 
-__all__ = ["Result", "compare", "simulate"]
+__all__ = ["ENGINES", "Result", "choose_engine", "compare", "simulate"]
+
+ENGINES = ("des", "fast", "auto")
 
 Progress = Callable[[float], None]
 OUTCOMES = ("completed", "dropped", "pending")
@@ -114,23 +117,50 @@ def simulate(
     seed: int = 1,
     replications: int = 5,
     progress: Progress | None = None,
+    engine: str = "des",
+    tables: bool = True,
 ) -> Result:
     """Simulate ``model`` and summarise it with 95% confidence intervals.
 
     Defaults: the C10K workload, the ``cpython`` platform, 32 workers.
-    ``duration`` and ``warmup`` are simulated seconds.
+    ``duration`` and ``warmup`` are simulated seconds. ``engine`` is ``des``
+    (events), ``fast`` (the FCFS recursion of ``simlab.fast``; an error if the
+    configuration does not qualify) or ``auto`` (fast where it qualifies);
+    ``summary["engine"]`` says which ran. ``tables=False`` leaves the
+    per-request and series tables empty (the summary is the same), which
+    saves their memory and the time to build them on long runs.
     """
     workload = workload if workload is not None else c10k_workload()
     platform = platform if platform is not None else cpython()
     architecture = architecture if architecture is not None else Architecture()
     get_model(model)
     _check_run(duration, warmup, replications, seed)
+    chosen = choose_engine(engine, model, workload, platform, architecture)
     seeds = np.random.SeedSequence(seed).spawn(replications)
     records: list[Record] = []
+    horizon = warmup + duration + _drain(workload, duration)
     for r, seed_seq in enumerate(seeds):
         tick = None
         if progress is not None:
             tick = _scaled(progress, r, replications)
+        if chosen == "fast":
+            records.append(
+                run_fast_replication(
+                    model,
+                    workload,
+                    platform,
+                    architecture,
+                    duration=duration,
+                    warmup=warmup,
+                    seed=seed,
+                    replication=r,
+                    seed_seq=seed_seq,
+                    horizon=horizon,
+                )
+            )
+            if tick is not None:
+                tick(1.0)
+            continue
         records.append(
             run_replication(
                 model,
@@ -154,7 +184,25 @@ def simulate(
         duration=duration,
         warmup=warmup,
         seed=seed,
+        engine=chosen,
+        tables=tables,
     )
+
+
+def choose_engine(
+    engine: str, model: str, workload: Workload, platform: Platform, arch: Architecture
+) -> str:
+    """The engine that will run: ``fast`` only where it reproduces the DES."""
+    if engine not in ENGINES:
+        raise ValueError(f"engine(={engine!r}) must be one of {', '.join(ENGINES)}")
+    if engine == "des":
+        return "des"
+    reason = reason_not_fast(model, workload, platform, arch)
+    if reason is None:
+        return "fast"
+    if engine == "fast":
+        raise ValueError(f"--engine fast does not apply to {model} here: {reason}")
+    return "des"
 
 
 def compare(
@@ -168,6 +216,7 @@ def compare(
     seed: int = 1,
     replications: int = 5,
     progress: Callable[[str, float], None] | None = None,
+    engine: str = "des",
 ) -> list[Result]:
     """Every model (or ``models``) on the same workload, platform and seed."""
     out = []
@@ -186,6 +235,7 @@ def compare(
                 seed=seed,
                 replications=replications,
                 progress=tick,
+                engine=engine,
             )
         )
     return out
@@ -241,6 +291,8 @@ def _result(
     duration: float,
     warmup: float,
     seed: int,
+    engine: str = "des",
+    tables: bool = True,
 ) -> Result:
     cls = get_model(model)
     levels = [replication_levels(rec, platform) for rec in records]
@@ -248,7 +300,7 @@ def _result(
     tput, tput_ci = _mean_ci(reps, "throughput_rps")
     summary: dict[str, Any] = {
         "model": model,
-        "engine": "des",
+        "engine": engine,
         "throughput_rps": tput,
         "throughput_ci95": tput_ci,
         "offered_rps": workload.rate,
@@ -317,8 +369,8 @@ def _result(
     return Result(
         model=model,
         summary=summary,
-        requests=_requests_table(records),
-        series=_series_table(records, levels),
+        requests=_requests_table(records) if tables else pd.DataFrame(),
+        series=_series_table(records, levels) if tables else pd.DataFrame(),
         replications=pd.DataFrame(
             [
                 {k: v for k, v in r.items() if not isinstance(v, np.ndarray)}

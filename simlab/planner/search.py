@@ -417,6 +417,9 @@ def _simulate_check(m: ModelSearch, workers: int, processes: int) -> Check:
         warmup=warmup,
         seed=s.seed,
         replications=s.replications,
+        # The fast engine reproduces the DES request for request where it applies.
+        engine="auto",
+        tables=False,
     ).summary
     lat = r["latency_ms"]
     p99, mean = lat.get("p99"), lat.get("mean")

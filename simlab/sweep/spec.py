@@ -129,6 +129,7 @@ PARAMETERS: dict[str, Check] = {
     "warmup": _float(0),
     "replications": _int(1),
     "seed": _int(0),
+    "engine": _choice(("des", "fast", "auto")),
 } | {name: _float(0) for name in Platform.numeric_fields()}
 
 
@@ -404,5 +405,6 @@ def build(point: Mapping[str, Any]) -> tuple[Workload, Platform, Architecture, d
         "warmup": p.get("warmup", 5.0),
         "replications": p.get("replications", 5),
         "seed": p.get("seed", 1),
+        "engine": p.get("engine", "des"),
     }
     return workload, platform, arch, run

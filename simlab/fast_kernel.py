@@ -1,0 +1,277 @@
+"""The fast engine's inner loop, compiled with numba.
+
+One pass over the requests in the order the server sees them (send time, or
+the previous answer's time for a client that was still waiting), with:
+
+- per process, a stack of free servers (the most recently freed on top, as
+  ``Pool`` hands them out) and a binary heap of busy ones by free time;
+- per process, the time its single-threaded loop is next free (Lindley);
+- per connection, the time of its latest answer and a linked list of the
+  requests queued behind it (a client sends one request at a time).
+
+``simlab.fast`` prepares the arrays and reads the results; this module only
+holds the loop, so that its compile cache stays valid while the rest changes.
+"""
+
+from __future__ import annotations
+
+import heapq
+from typing import Any
+
+import numpy as np
+from numba import njit, types
+from numba.typed import Dict
+
+__all__ = ["MODE", "recurse"]
+
+MODE = {"thread-pool": 0, "reactor-pool": 1, "thread-per-connection": 2, "async": 3}
+_M1 = np.uint64(0x9E3779B97F4A7C15)
+_M2 = np.uint64(0xBF58476D1CE4E5B9)
+_M3 = np.uint64(0x94D049BB133111EB)
+
+
+@njit(cache=True)
+def _process_of(key: Any, processes: Any, salt: Any) -> Any:  # pragma: no cover
+    # The splitmix64 hash of ``models.base.process_of``, in wrapping uint64.
+    # Both returns are int64: numba would unify an int64 and a uint64 into a float.
+    if processes == 1:
+        return np.int64(0)
+    z = (key ^ salt) + _M1
+    z = (z ^ (z >> np.uint64(30))) * _M2
+    z = (z ^ (z >> np.uint64(27))) * _M3
+    z = z ^ (z >> np.uint64(31))
+    return np.int64(z % np.uint64(processes))
+
+
+@njit(cache=True)
+def _push(  # noqa: PLR0917 - a compiled helper takes its arrays positionally
+    bt: Any, bo: Any, bs: Any, size: Any, p: Any, t: Any, o: Any, s: Any
+) -> None:  # pragma: no cover
+    k = size[p]
+    size[p] = k + 1
+    while k > 0:
+        parent = (k - 1) >> 1
+        if bt[p, parent] < t or (bt[p, parent] == t and bo[p, parent] < o):
+            break
+        bt[p, k], bo[p, k], bs[p, k] = bt[p, parent], bo[p, parent], bs[p, parent]
+        k = parent
+    bt[p, k], bo[p, k], bs[p, k] = t, o, s
+
+
+@njit(cache=True)
+def _pop(bt: Any, bo: Any, bs: Any, size: Any, p: Any) -> Any:  # pragma: no cover
+    t0, s0 = bt[p, 0], bs[p, 0]
+    n = size[p] - 1
+    size[p] = n
+    if n > 0:
+        t, o, s = bt[p, n], bo[p, n], bs[p, n]
+        k = 0
+        while True:
+            c = 2 * k + 1
+            if c >= n:
+                break
+            if c + 1 < n and (
+                bt[p, c + 1] < bt[p, c] or (bt[p, c + 1] == bt[p, c] and bo[p, c + 1] < bo[p, c])
+            ):
+                c += 1
+            if t < bt[p, c] or (t == bt[p, c] and o < bo[p, c]):
+                break
+            bt[p, k], bo[p, k], bs[p, k] = bt[p, c], bo[p, c], bs[p, c]
+            k = c
+        bt[p, k], bo[p, k], bs[p, k] = t, o, s
+    return t0, s0
+
+
+@njit(cache=True)
+def recurse(  # noqa: PLR0917 - one compiled loop takes its arrays positionally
+    mode: int,
+    arrival: Any,
+    conn: Any,
+    own: Any,
+    io: Any,
+    processes: int,
+    workers: int,
+    salt: np.uint64,
+    switch_cost: float,
+    pays_switch: bool,
+    loop_cost: float,
+    k_per_conn: int,
+) -> tuple[Any, ...]:  # pragma: no cover - compiled; checked against the DES in tests
+    n = arrival.shape[0]
+    admit = np.full(n, np.nan)
+    start = np.full(n, np.nan)
+    end = np.full(n, np.nan)
+    service = np.full(n, np.nan)
+    cpu = np.zeros(n)
+    worker = np.full(n, -1, np.int64)
+    process = np.full(n, -1, np.int64)
+    cpu_start = np.empty(2 * n)
+    cpu_dur = np.empty(2 * n)
+    n_cpu = 0
+    conn_open = np.empty(n)
+    conn_close = np.empty(n)
+    n_conn = 0
+    w = max(workers, 1)
+    free = np.empty((processes, w), np.int64)
+    top = np.zeros(processes, np.int64)
+    bt = np.empty((processes, w))
+    bo = np.empty((processes, w), np.int64)
+    bs = np.empty((processes, w), np.int64)
+    size = np.zeros(processes, np.int64)
+    if workers > 0:
+        for p in range(processes):
+            for j in range(workers):
+                # Reversed, so that the lowest id is handed out first.
+                free[p, j] = p * workers + workers - 1 - j
+            top[p] = workers
+    loops = np.zeros(processes)
+    last_end = Dict.empty(key_type=types.int64, value_type=types.float64)
+    # A connection's request waiting in ``ready`` for its client's previous
+    # answer, and the requests queued behind it (a linked list).
+    scheduled = Dict.empty(key_type=types.int64, value_type=types.int64)
+    qhead = Dict.empty(key_type=types.int64, value_type=types.int64)
+    qtail = Dict.empty(key_type=types.int64, value_type=types.int64)
+    next_on_conn = np.full(n, -1, np.int64)
+    open_handle = Dict.empty(key_type=types.int64, value_type=types.int64)
+    answered = Dict.empty(key_type=types.int64, value_type=types.int64)
+    ready = [(0.0, 0, 0)]
+    ready.pop()
+    accepted = 0
+    order = 0
+    nxt = 0
+    while nxt < n or len(ready) > 0:
+        if len(ready) > 0 and (nxt >= n or ready[0][0] < arrival[nxt]):
+            t, _, i = heapq.heappop(ready)
+            c = conn[i]
+            del scheduled[c]
+        else:
+            i = nxt
+            t = arrival[nxt]
+            nxt += 1
+            c = conn[i]
+            if c in scheduled:
+                # Behind a request that is already waiting for its client.
+                if c in qtail:
+                    next_on_conn[qtail[c]] = i
+                else:
+                    qhead[c] = i
+                qtail[c] = i
+                continue
+            if c in last_end and last_end[c] > t:
+                heapq.heappush(ready, (last_end[c], order, i))
+                scheduled[c] = i
+                order += 1
+                continue
+        if mode == 0:
+            proc = _process_of(np.uint64(accepted), processes, salt)
+            accepted += 1
+        else:
+            proc = _process_of(np.uint64(c), processes, salt)
+        process[i] = proc
+        demand = own[i]
+        began = t
+        server = proc
+        if mode <= 1:  # the pools: thread-pool and reactor-pool
+            if mode == 0:
+                conn_open[n_conn] = t
+                conn_close[n_conn] = np.inf
+                n_conn += 1
+            else:
+                admit[i] = t
+                if k_per_conn > 0 and c not in open_handle:
+                    open_handle[c] = n_conn
+                    answered[c] = 0
+                    conn_open[n_conn] = t
+                    conn_close[n_conn] = np.inf
+                    n_conn += 1
+                if loop_cost > 0:
+                    at = max(t, loops[proc])
+                    cpu_start[n_cpu] = at
+                    cpu_dur[n_cpu] = loop_cost
+                    n_cpu += 1
+                    loops[proc] = at + loop_cost
+                    t = at + loop_cost
+            # Servers free by t go back on the stack, in the order they freed.
+            while size[proc] > 0 and bt[proc, 0] <= t:
+                _, s = _pop(bt, bo, bs, size, proc)
+                free[proc, top[proc]] = s
+                top[proc] += 1
+            if top[proc] > 0:
+                top[proc] -= 1
+                server = free[proc, top[proc]]
+                began = t
+            else:
+                began, server = _pop(bt, bo, bs, size, proc)
+            if mode == 0:
+                admit[i] = began
+        else:
+            admit[i] = t
+            if mode == 2:
+                server = c
+            elif k_per_conn > 0 and c not in open_handle:
+                open_handle[c] = n_conn
+                answered[c] = 0
+                conn_open[n_conn] = t
+                conn_close[n_conn] = np.inf
+                n_conn += 1
+        if mode == 3:
+            cpu_time = 0.0
+            if demand > 0:
+                began = max(t, loops[proc])
+                loops[proc] = began + demand
+                cpu_start[n_cpu] = began
+                cpu_dur[n_cpu] = demand
+                n_cpu += 1
+                cpu_time = demand
+            finish = began + cpu_time + io[i]
+            svc = cpu_time + io[i]
+        else:
+            cpu_time = 0.0
+            if demand > 0 or pays_switch:
+                cpu_time = demand + switch_cost
+                cpu_start[n_cpu] = began
+                cpu_dur[n_cpu] = cpu_time
+                n_cpu += 1
+            finish = began + cpu_time + io[i]
+            svc = (loop_cost + cpu_time + io[i]) if mode == 1 else (cpu_time + io[i])
+        start[i] = began
+        end[i] = finish
+        service[i] = svc
+        cpu[i] = cpu_time
+        worker[i] = server
+        order += 1
+        if mode <= 1:  # the pools: thread-pool and reactor-pool
+            _push(bt, bo, bs, size, proc, finish, order, server)
+        if mode == 0:
+            conn_close[n_conn - 1] = finish
+        elif mode != 2 and k_per_conn > 0:
+            answered[c] += 1
+            if answered[c] == k_per_conn:
+                conn_close[open_handle[c]] = finish
+                del open_handle[c]
+                del answered[c]
+        last_end[c] = finish
+        if c in qhead:
+            h = qhead[c]
+            following = next_on_conn[h]
+            if following >= 0:
+                qhead[c] = following
+            else:
+                del qhead[c]
+                del qtail[c]
+            heapq.heappush(ready, (finish, order, h))
+            scheduled[c] = h
+            order += 1
+    return (
+        admit,
+        start,
+        end,
+        service,
+        cpu,
+        worker,
+        process,
+        cpu_start[:n_cpu],
+        cpu_dur[:n_cpu],
+        conn_open[:n_conn],
+        conn_close[:n_conn],
+    )

@@ -1,0 +1,245 @@
+"""The fast engine against the DES: identical requests on traces and seeds, the
+same distribution across seeds (Kolmogorov-Smirnov, power stated), and Erlang C."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+from scipy import stats
+
+import simlab
+from simlab import Architecture, Trace, Workload, theory
+from simlab.distributions import Exponential, Fixed, LogNormal
+from simlab.fast import reason_not_fast
+
+IDEAL = simlab.load_platform("ideal")
+MANY = 10**12
+COLUMNS = ["arrival", "admit", "start", "end", "service", "cpu", "worker", "process", "outcome"]
+
+
+def both(model, workload, platform, arch, **run):
+    des = simlab.simulate(model, workload, platform, arch, engine="des", **run)
+    fast = simlab.simulate(model, workload, platform, arch, engine="fast", **run)
+    assert fast.summary["engine"] == "fast" and des.summary["engine"] == "des"
+    return des, fast
+
+
+def assert_same_requests(des, fast):
+    a, b = des.requests, fast.requests
+    assert len(a) == len(b) > 0
+    for col in COLUMNS:
+        x, y = a[col].to_numpy(), b[col].to_numpy()
+        if col == "outcome":
+            assert (x == y).all()
+        else:
+            np.testing.assert_array_equal(x.astype(float), y.astype(float), err_msg=col)
+
+
+# A trace where clients collide (connection 0 sends again before its answer),
+# servers are all busy for a while, and nothing happens at the same instant.
+TRACE = Trace(
+    times=(0.0, 0.1, 0.25, 0.3, 0.45, 0.5, 0.62, 0.7, 2.05, 2.1, 2.15),
+    connections=(0, 1, 0, 2, 3, 4, 5, 0, 6, 1, 7),
+)
+
+
+@pytest.mark.exact
+@pytest.mark.parametrize(
+    ("model", "arch", "platform", "k"),
+    [
+        ("reactor-pool", Architecture(workers=2), IDEAL, None),
+        ("reactor-pool", Architecture(workers=2, processes=2), IDEAL, 2),
+        (
+            "reactor-pool",
+            Architecture(workers=3),
+            IDEAL.with_(parse_us=30_000.0, dispatch_us=10_000.0),
+            None,
+        ),
+        ("thread-pool", Architecture(workers=2), IDEAL, 1),
+        ("thread-per-connection", Architecture(), IDEAL.with_(context_switch_us=1000.0), None),
+        ("async", Architecture(), IDEAL.with_(parse_us=20_000.0, task_us=5_000.0), None),
+        ("async", Architecture(processes=2), IDEAL, 3),
+    ],
+)
+def test_deterministic_traces_give_identical_requests(model, arch, platform, k):
+    w = Workload(
+        connections=8,
+        trace=TRACE,
+        cpu=Fixed(0.05),
+        io=Fixed(0.7),
+        calls=1,
+        requests_per_connection=k,
+    )
+    des, fast = both(model, w, platform, arch, duration=10.0, warmup=0.0, replications=1)
+    assert_same_requests(des, fast)
+    waits = fast.requests["start"] - fast.requests["arrival"]
+    if model in ("reactor-pool", "thread-pool") and arch.workers == 2 and k in (None, 1):
+        assert waits.max() > 0  # the trace does queue for workers
+
+
+@pytest.mark.exact
+def test_fcfs_recursion_by_hand():
+    """Two workers, service 1 s: requests at 0, 0.1 and 0.2 start at 0, 0.1
+    and 1.0 (the earliest free worker), the third on worker 0."""
+    w = Workload(
+        connections=3, trace=Trace((0.0, 0.1, 0.2), (0, 1, 2)), cpu=Fixed(0.0), io=Fixed(1.0)
+    )
+    r = simlab.simulate(
+        "reactor-pool", w, IDEAL, Architecture(workers=2), duration=5, warmup=0,
+        replications=1, engine="fast",
+    )  # fmt: skip
+    req = r.requests
+    assert req["start"].tolist() == [0.0, 0.1, 1.0]
+    assert req["end"].tolist() == [1.0, 1.1, 2.0]
+    assert req["worker"].tolist() == [0, 1, 0]
+
+
+@pytest.mark.parametrize(
+    ("model", "workload", "platform", "arch"),
+    [
+        (
+            "reactor-pool",
+            Workload(connections=500, rate=80.0, cpu=Exponential(0.004), io=LogNormal(0.1, cv=1.5)),
+            IDEAL,
+            Architecture(workers=10, processes=2),
+        ),
+        (
+            "thread-pool",
+            Workload(
+                connections=300,
+                rate=60.0,
+                cpu=Fixed(0.002),
+                io=Exponential(0.05),
+                calls=3,
+                fanout="parallel",
+                requests_per_connection=1,
+            ),
+            IDEAL.with_(
+                parse_us=50.0,
+                context_switch_us=3.0,
+                call_us=10.0,
+                call_latency_us=200.0,
+                call_latency_cv=0.8,
+            ),
+            Architecture(workers=4),
+        ),
+        (
+            "async",
+            Workload(connections=200, rate=150.0, cpu=Exponential(0.005), io=Fixed(0.03), calls=2),
+            simlab.load_platform("jvm").with_(cores=4),
+            Architecture(processes=3),
+        ),
+        (
+            "thread-per-connection",
+            Workload(connections=50, rate=40.0, cpu=LogNormal(0.01, cv=2.0), io=Fixed(0.05)),
+            IDEAL.with_(parse_us=100.0),
+            Architecture(processes=2),
+        ),
+    ],
+)
+def test_random_runs_match_the_des_request_for_request(model, workload, platform, arch):
+    """The fast engine draws the DES's own random streams, so with the same
+    seed every request, and therefore every summary number, is the same."""
+    des, fast = both(model, workload, platform, arch, duration=30.0, warmup=2.0, replications=2)
+    assert_same_requests(des, fast)
+    for key in ("throughput_rps", "cpu_utilization", "stable", "dropped", "completed"):
+        assert des.summary[key] == fast.summary[key], key
+    for block in ("latency_ms", "queue_delay_ms", "threads", "memory_mib"):
+        assert des.summary[block] == fast.summary[block], block
+
+
+# --------------------------------------------------------------- distributions
+
+# M/M/2 at rho = 0.5. Its waits relax in about 1/(c mu (1 - sqrt(rho))^2) =
+# 0.6 s; one wait in 30 requests (3 s apart, 5 relaxation times) is taken,
+# so the sampled waits are close to independent, as the KS test assumes.
+LAM, MU, C = 10.0, 10.0, 2
+SPACING = 30
+WARMUP = 12.0  # 20 relaxation times
+ALPHA = 0.01 / 4  # four statistical checks below, Bonferroni
+EFFECT = 1.25  # the alternative the power is stated for: waits 25% longer (power 0.97)
+
+
+def sampled_waits(engine: str, seed: int, reps: int, per_rep: int) -> np.ndarray:
+    w = Workload(connections=MANY, rate=LAM, cpu=Fixed(0.0), io=Exponential(1 / MU))
+    r = simlab.simulate(
+        "reactor-pool", w, IDEAL, Architecture(workers=C), duration=SPACING * per_rep / LAM,
+        warmup=WARMUP, seed=seed, replications=reps, engine=engine,
+    )  # fmt: skip
+    req = r.requests[r.requests["measured"]]
+    out = [
+        (rep["start"] - rep["admit"]).to_numpy()[::SPACING] for _, rep in req.groupby("replication")
+    ]
+    return np.concatenate(out)
+
+
+def erlang_c_waits(rng: np.random.Generator, n: int, scale: float = 1.0) -> np.ndarray:
+    pc = theory.erlang_c(C, LAM / MU)
+    theta = C * MU - LAM
+    return np.where(rng.random(n) < pc, rng.exponential(scale / theta, n), 0.0)
+
+
+@pytest.mark.theory
+def test_wait_distributions_agree_across_engines_and_with_erlang_c():
+    """Independent seeds for the two engines: their sampled waits must not be
+    told apart by a two-sample KS test, and both must match M/M/c.
+
+    The fast engine is cheap, so it gives 5x the DES's sample. Power: with
+    these sizes, the two-sample KS test at level ALPHA rejects, with the
+    probability computed below from the exact Erlang C law, a wait
+    distribution whose waiting part is 25% longer (same P(wait)); it must be
+    at least 0.8, or the test could not see such a difference.
+    """
+    fast = sampled_waits("fast", seed=11, reps=20, per_rep=2000)
+    des = sampled_waits("des", seed=12, reps=10, per_rep=800)
+    rng = np.random.default_rng(5)
+    rejections = [
+        stats.ks_2samp(
+            erlang_c_waits(rng, len(fast)), erlang_c_waits(rng, len(des), scale=EFFECT)
+        ).pvalue
+        < ALPHA
+        for _ in range(200)
+    ]
+    power = float(np.mean(rejections))
+    assert power >= 0.8, f"the KS test is too weak here (power {power:.2f}); sample more"
+    assert stats.ks_2samp(fast, des).pvalue >= ALPHA
+    pc = theory.erlang_c(C, LAM / MU)
+    theta = C * MU - LAM
+    for sample in (fast, des):
+        waited = sample[sample > 0]
+        # P(wait) against Erlang C: an exact binomial test.
+        assert stats.binomtest(len(waited), len(sample), pc).pvalue >= ALPHA
+        # The wait given that it happens is Exp(c mu - lam): one-sample KS.
+        assert stats.kstest(waited, "expon", args=(0, 1 / theta)).pvalue >= ALPHA
+
+
+def test_reasons_for_not_fast():
+    w = Workload(connections=100, rate=10.0)
+    cpy = simlab.load_platform("cpython")
+    assert "GIL" in (reason_not_fast("reactor-pool", w, cpy, Architecture()) or "")
+    assert "K = 1" in (reason_not_fast("thread-pool", w, IDEAL, Architecture()) or "")
+    assert "backlog" in (reason_not_fast("async", w, IDEAL, Architecture(backlog=5)) or "")
+    assert "closed" in (
+        reason_not_fast("async", Workload(connections=5, think=Fixed(1.0)), IDEAL, Architecture())
+        or ""
+    )
+    assert "iterative" in (reason_not_fast("iterative", w, IDEAL, Architecture()) or "")
+    assert reason_not_fast("async", w, IDEAL, Architecture()) is None
+    with pytest.raises(ValueError, match="GIL"):
+        simlab.simulate("reactor-pool", w, cpy, engine="fast", duration=1, warmup=0)
+    auto = simlab.simulate("reactor-pool", w, cpy, engine="auto", duration=1, warmup=0,
+                           replications=2)  # fmt: skip
+    assert auto.summary["engine"] == "des"
+    with pytest.raises(ValueError, match="engine"):
+        simlab.simulate("async", w, IDEAL, engine="warp", duration=1)
+
+
+def test_tables_off_keeps_the_summary():
+    w = Workload(connections=100, rate=50.0)
+    full = simlab.simulate("async", w, IDEAL, duration=5, warmup=1, replications=2)
+    lean = simlab.simulate("async", w, IDEAL, duration=5, warmup=1, replications=2, tables=False)
+    assert lean.requests.empty and lean.series.empty
+    assert lean.summary == full.summary
+    assert math.isfinite(full.summary["latency_ms"]["p99"])
