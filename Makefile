@@ -32,9 +32,11 @@ format: $(STAMP)
 	$(BIN)/ruff format $(CHECKED)
 	$(BIN)/ruff check --fix $(CHECKED)
 
-## Speed against SimPy and Ciw (not a test: prints ratios measured in one run).
+## Speed against SimPy and Ciw, and the real async server against uvicorn
+## (not tests: each prints ratios measured side by side in one run; needs wrk).
 bench: $(STAMP)
-	$(BIN)/python benchmarks/bench_mmc.py
+	$(BIN)/python benchmarks/bench_suite.py
+	$(BIN)/python benchmarks/bench_server_vs_uvicorn.py
 
 profile: $(STAMP)
 	$(BIN)/python benchmarks/profile_hot_path.py

@@ -451,6 +451,11 @@ def add_server_knobs(p: argparse.ArgumentParser) -> None:
         help="stack reserved per thread, KiB (default: the system's, 8 MiB)",
     )
     g.add_argument("--uvloop", action="store_true", help="async: run on uvloop")
+    g.add_argument(
+        "--httptools",
+        action="store_true",
+        help="parse HTTP with httptools (C, as uvicorn does) instead of h11",
+    )
 
 
 def choice(what: str, options: Sequence[str]) -> Callable[[str], str]:

@@ -200,6 +200,7 @@ def _run_kernel(
     """The model's costs, as ``Model.on_thread`` and the sessions charge them, and the loop."""
     # numba takes a moment to import: only runs that use the fast engine pay for it.
     from simlab.fast_kernel import MODE, recurse  # noqa: PLC0415
+
     w, p = workload, platform
     us = 1e-6
     if model == "async":

@@ -366,6 +366,14 @@ class Model:
         io = self.io_time[i]
         split = gil is not None and calls > 0
         cpu = 0.0
+        if not split and self.cpu.free_running:
+            # Nothing to wait for: the CPU phase and the backend wait are one
+            # stretch of time, so one event serves both (the same times as two).
+            if demand > 0 or paid:
+                cpu = self.cpu.charge(demand, 1 + calls)
+            if cpu + io > 0:
+                yield self.env.timeout(cpu + io)
+            return cpu
         first = demand - calls * self._call_cpu if split else demand
         if first > 0 or paid or self.cpu.wake > 0:
             cpu += (yield from self.cpu.run(gil, first, 1 if split else 1 + calls, process))[0]

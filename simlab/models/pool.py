@@ -101,6 +101,20 @@ class Cpu:
         self.busy_start: array[float] = array("d")
         self.busy_dur: array[float] = array("d")
 
+    @property
+    def free_running(self) -> bool:
+        """True when a phase can never wait or pay a wake-up: no cores to queue
+        for, no GIL, no wake cost. Then a phase is only a duration to record."""
+        return self.cores is None and self.gils is None and self.wake == 0
+
+    def charge(self, demand: float, switches: int) -> float:
+        """A phase's duration on a free-running CPU, recorded as busy from now
+        (``free_running`` must hold): what ``run`` would take, without the event."""
+        duration = demand + switches * self.cs if switches else demand
+        self.busy_start.append(self.env.now)
+        self.busy_dur.append(duration)
+        return duration
+
     def gil(self, process: int) -> Pool | None:
         return self.gils[process] if self.gils is not None else None
 

@@ -14,13 +14,14 @@ import signal
 import socket
 from typing import Protocol, cast
 
-from simlab.real.protocol import EOF, Exchange, WorkRequest
+from simlab.real.protocol import EOF, WorkRequest, new_exchange
 
 __all__ = ["App", "HttpProtocol", "serve_app"]
 
 
 class App(Protocol):
     request_timeout: float
+    parser: str
     protocols: set[HttpProtocol]
 
     def overloaded(self) -> bool: ...
@@ -33,7 +34,7 @@ class App(Protocol):
 class HttpProtocol(asyncio.Protocol):
     def __init__(self, app: App) -> None:
         self.app = app
-        self.exchange = Exchange()
+        self.exchange = new_exchange(app.parser)
         self.transport: asyncio.Transport | None = None
         self.busy = False
         self.timer: asyncio.TimerHandle | None = None

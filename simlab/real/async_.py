@@ -27,6 +27,7 @@ __all__ = ["AsyncApp", "serve"]
 class AsyncApp:
     def __init__(self, opts: ServerOptions) -> None:
         self.request_timeout = opts.request_timeout
+        self.parser = opts.parser
         self.protocols: set[HttpProtocol] = set()
         self.backlog = opts.backlog
         self.backend = AsyncBackend(opts.backend_port)

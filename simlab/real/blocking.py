@@ -16,7 +16,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from simlab.real.protocol import EOF, Exchange, WorkRequest
+from simlab.real.protocol import EOF, WorkRequest, new_exchange
 from simlab.real.work import BackendError, BlockingBackend, run_blocking
 
 __all__ = ["Context", "accept_loop", "handle_connection"]
@@ -37,6 +37,7 @@ class Context:
 
     backend: BlockingBackend
     request_timeout: float = 10.0
+    parser: str = "h11"
     stop: threading.Event = field(default_factory=threading.Event)
     # Reentrant: wake_all runs in a signal handler on the main thread, which
     # may itself be inside register() or forget() when the signal lands.
@@ -103,7 +104,7 @@ def handle_connection(sock: socket.socket, ctx: Context) -> None:
     slow or stalled client cannot hold the thread for ever.
     """
     ctx.register(sock)
-    exchange = Exchange()
+    exchange = new_exchange(ctx.parser)
     deadline: float | None = None
     try:
         while not ctx.stop.is_set():

@@ -49,6 +49,7 @@ def serve_command(args: argparse.Namespace, arch: Architecture) -> int:
             request_timeout=args.request_timeout,
             stack_kib=args.stack_kib,
             uvloop=args.uvloop,
+            parser="httptools" if args.httptools else "h11",
         )
         _err(
             f"serving {args.model} on http://127.0.0.1:{args.port or '<port>'}/work"
@@ -79,6 +80,7 @@ def measure_command(args: argparse.Namespace, workload: Workload, arch: Architec
         request_timeout=args.request_timeout,
         stack_kib=args.stack_kib,
         uvloop=args.uvloop,
+        parser="httptools" if args.httptools else "h11",
         save=not args.no_save,
         out_dir=args.out or MEASUREMENTS,
     )

@@ -68,6 +68,7 @@ class MeasureOptions:
     request_timeout: float = 10.0
     stack_kib: int = 0
     uvloop: bool = False
+    parser: str = "h11"
     save: bool = True
     out_dir: Path = MEASUREMENTS
 
@@ -162,6 +163,8 @@ def _start_server(opts: MeasureOptions, backend_port: int) -> Managed:
         argv += ["--backlog", str(a.backlog)]
     if opts.uvloop:
         argv.append("--uvloop")
+    if opts.parser != "h11":
+        argv += ["--parser", opts.parser]
     return Managed(argv, name=opts.target)
 
 

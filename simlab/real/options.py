@@ -23,7 +23,8 @@ class ServerOptions:
     (reactor-pool) or the requests in flight (async), and what overflows is
     refused (thread-pool closes the connection, the others answer 503);
     ``request_timeout`` is how long a started request may take to arrive;
-    ``stack_kib`` sets the stack reserved per thread (0: the platform default)."""
+    ``stack_kib`` sets the stack reserved per thread (0: the platform default);
+    ``parser`` is the HTTP parser, h11 (default) or httptools."""
 
     model: str
     backend_port: int
@@ -35,6 +36,7 @@ class ServerOptions:
     request_timeout: float = 10.0
     stack_kib: int = 0
     uvloop: bool = False
+    parser: str = "h11"
 
     def __post_init__(self) -> None:
         if self.model not in SERVER_MODELS:
@@ -49,6 +51,8 @@ class ServerOptions:
             raise ValueError(f"backlog(={self.backlog}) must be >= 0")
         if not 0 < self.request_timeout <= 3600:
             raise ValueError(f"request_timeout(={self.request_timeout}) must be in (0, 3600] s")
+        if self.parser not in ("h11", "httptools"):
+            raise ValueError(f"parser(={self.parser!r}) must be 'h11' or 'httptools'")
         if self.stack_kib and self.stack_kib < 32:
             raise ValueError(f"stack_kib(={self.stack_kib}) must be 0 (default) or >= 32")
 

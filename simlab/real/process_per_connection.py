@@ -49,7 +49,9 @@ def serve(listener: socket.socket, opts: ServerOptions, ctx: Context) -> None:
                 signal.signal(signal.SIGTERM, signal.SIG_DFL)
                 signal.signal(signal.SIGINT, signal.SIG_DFL)
                 listener.close()
-                child = Context(backend=ctx.backend, request_timeout=ctx.request_timeout)
+                child = Context(
+                    backend=ctx.backend, request_timeout=ctx.request_timeout, parser=ctx.parser
+                )
                 handle_connection(sock, child)
             except BaseException:
                 code = 1

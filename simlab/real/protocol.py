@@ -1,21 +1,37 @@
-"""HTTP/1.1 for the real servers: h11 parsing, the ``/work`` route, and responses.
+"""HTTP/1.1 for the real servers: h11 or httptools parsing, the ``/work`` route, and responses.
 
-Every server, blocking or asyncio, goes through ``Exchange``: it feeds bytes
-to h11 and gets back either a parsed ``WorkRequest`` to run, a ready error
-response (400 for a malformed request or bad query values, 404, 405, 431 for
-a header block over ``MAX_HEADER_BYTES``), or a need for more bytes. Parsing
-is h11's; nothing here parses HTTP by hand.
+Every server, blocking or asyncio, goes through an exchange: it feeds bytes
+to the parser and gets back either a parsed ``WorkRequest`` to run, a ready
+error response (400 for a malformed request or bad query values, 404, 405,
+431 for a header block over ``MAX_HEADER_BYTES``), or a need for more bytes.
+``Exchange`` uses h11 (pure Python, strict); ``FastExchange`` uses httptools
+(llhttp, in C; what uvicorn uses), for speed. Parsing is theirs; nothing here
+parses HTTP by hand.
 """
 
 from __future__ import annotations
 
 import math
+from collections import deque
 from dataclasses import dataclass
 from urllib.parse import parse_qs, urlsplit
 
 import h11
+import httptools
 
-__all__ = ["EOF", "MAX_HEADER_BYTES", "BadRequest", "Exchange", "WorkRequest", "parse_work"]
+__all__ = [
+    "EOF",
+    "MAX_HEADER_BYTES",
+    "PARSERS",
+    "BadRequest",
+    "Exchange",
+    "FastExchange",
+    "WorkRequest",
+    "new_exchange",
+    "parse_work",
+]
+
+PARSERS = ("h11", "httptools")
 
 MAX_HEADER_BYTES = 64 * 1024
 # Upper bounds on the work one request may ask for: a request over them is a
@@ -210,3 +226,139 @@ class Exchange:
         if c.our_state is h11.DONE and c.their_state is h11.DONE:
             c.start_next_cycle()
         return out
+
+
+def _response(status: int, body: bytes, headers: list[tuple[str, str]], close: bool) -> bytes:
+    lines = [b"HTTP/1.1 %d %s" % (status, _REASONS.get(status, b"Error"))]
+    lines.append(b"content-length: %d" % len(body))
+    lines += [f"{k}: {v}".encode("latin-1") for k, v in headers]
+    if close:
+        lines.append(b"connection: close")
+    return b"\r\n".join(lines) + b"\r\n\r\n" + body
+
+
+class FastExchange:
+    """``Exchange``'s interface on httptools.
+
+    httptools parses everything it is fed at once, pipelined requests
+    included, so finished requests wait in a queue and are handed out one at
+    a time, as the servers run them. A header block is limited to
+    ``MAX_HEADER_BYTES`` by counting the bytes fed while headers are open.
+    """
+
+    def __init__(self) -> None:
+        self.parser = httptools.HttpRequestParser(self)
+        self._ready: deque[WorkRequest | _CloseAfter | bytes | type[EOF]] = deque()
+        self._url = bytearray()
+        self._in_headers = False
+        self._in_message = False
+        self._header_bytes = 0
+        self._chunk = 0
+        self._oversize = False
+        self._keep_alive = True
+        self._broken = False
+
+    # httptools callbacks ---------------------------------------------------
+
+    def on_message_begin(self) -> None:
+        self._in_message = True
+        self._in_headers = True
+        self._header_bytes = 0
+        self._oversize = False
+        self._url.clear()
+
+    def on_url(self, url: bytes) -> None:
+        self._url += url
+
+    def on_headers_complete(self) -> None:
+        self._in_headers = False
+        # The chunk that ends the header block counts whole: this errs on the
+        # side of counting too much, never too little.
+        self._oversize = self._header_bytes + self._chunk > MAX_HEADER_BYTES
+
+    def on_message_complete(self) -> None:
+        self._in_message = False
+        keep = self.parser.should_keep_alive()
+        if self._oversize:
+            self._fail(431, "header block too long")
+            return
+        if self.parser.get_method() != b"GET":
+            self._fail(405, "only GET is served")
+            return
+        try:
+            work = parse_work(self._url.decode("ascii", "replace"))
+        except BadRequest as exc:
+            self._fail(exc.status, exc.reason)
+            return
+        self._ready.append(work if keep else _CloseAfter(work))
+
+    # the exchange ----------------------------------------------------------
+
+    def _fail(self, status: int, reason: str) -> None:
+        self._broken = True
+        self._ready.append(_response(status, f"{reason}\n".encode(), [], close=True))
+
+    def feed(self, data: bytes) -> None:
+        if self._broken:
+            return
+        if not data:
+            if self._in_message:
+                self._fail(400, "connection closed in the middle of a request")
+            else:
+                self._ready.append(EOF)
+            return
+        self._chunk = len(data)
+        try:
+            self.parser.feed_data(data)
+        except httptools.HttpParserUpgrade:
+            self._fail(400, "protocol upgrades are not served")
+        except httptools.HttpParserError as exc:
+            self._fail(400, f"malformed request: {exc}")
+        if self._in_headers and not self._broken:
+            # Still inside a header block: count what it has taken so far.
+            self._header_bytes += len(data)
+            if self._header_bytes > MAX_HEADER_BYTES:
+                self._fail(431, "header block too long")
+
+    @property
+    def keep_alive(self) -> bool:
+        return self._keep_alive and not self._broken
+
+    @property
+    def mid_request(self) -> bool:
+        return self._in_message and not self._ready
+
+    def next(self) -> WorkRequest | bytes | type[EOF] | None:
+        if not self._ready:
+            return None
+        item = self._ready.popleft()
+        if isinstance(item, _CloseAfter):
+            self._keep_alive = False
+            return item.work
+        return item
+
+    def respond(self, service_us: int) -> bytes:
+        return _response(
+            200, b"ok\n", [("x-service-us", str(service_us))], close=not self._keep_alive
+        )
+
+    def refuse(self) -> bytes:
+        return _response(503, b"overloaded\n", [], close=not self._keep_alive)
+
+
+class _CloseAfter:
+    """A request after which the client asked to close (HTTP/1.0, Connection: close)."""
+
+    __slots__ = ("work",)
+
+    def __init__(self, work: WorkRequest) -> None:
+        self.work = work
+
+
+def new_exchange(parser: str) -> Exchange | FastExchange:
+    """An exchange on the named parser (``h11`` or ``httptools``)."""
+    if parser == "httptools":
+        return FastExchange()
+    if parser == "h11":
+        return Exchange()
+    raise ValueError(f"unknown parser {parser!r} (choose from: {', '.join(PARSERS)})")

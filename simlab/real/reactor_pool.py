@@ -25,6 +25,7 @@ __all__ = ["ReactorApp", "serve"]
 class ReactorApp:
     def __init__(self, opts: ServerOptions, backend: BlockingBackend) -> None:
         self.request_timeout = opts.request_timeout
+        self.parser = opts.parser
         self.protocols: set[HttpProtocol] = set()
         self.backlog = opts.backlog
         self.backend = backend

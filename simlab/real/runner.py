@@ -33,6 +33,7 @@ from simlab.real import (
 from simlab.real.blocking import Context
 from simlab.real.limits import raise_fd_limit
 from simlab.real.options import SERVER_MODELS, ServerOptions
+from simlab.real.protocol import PARSERS
 from simlab.real.work import BlockingBackend
 
 __all__ = ["main", "run_server"]
@@ -69,7 +70,7 @@ def serve_here(listener: socket.socket, opts: ServerOptions) -> None:
     if opts.model == "reactor-pool":
         reactor_pool.serve(listener, opts, backend)
         return
-    ctx = Context(backend=backend, request_timeout=opts.request_timeout)
+    ctx = Context(backend=backend, request_timeout=opts.request_timeout, parser=opts.parser)
 
     def stop(signum: int, frame: FrameType | None) -> None:
         ctx.wake_all()
@@ -161,6 +162,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--request-timeout", type=float, default=10.0)
     p.add_argument("--stack-kib", type=int, default=0)
     p.add_argument("--uvloop", action="store_true")
+    p.add_argument("--parser", choices=PARSERS, default="h11")
     a = p.parse_args(argv)
     opts = ServerOptions(
         model=a.model,
@@ -172,6 +174,7 @@ def main(argv: list[str] | None = None) -> int:
         request_timeout=a.request_timeout,
         stack_kib=a.stack_kib,
         uvloop=a.uvloop,
+        parser=a.parser,
     )
     run_server(opts)
     return 0

@@ -2,7 +2,8 @@
 
 Abuse: garbage bytes, a header over 64 KiB, invalid query values, a client
 that stops half-way through a request, 1,000 connections reset in the middle
-of a request, and 5,000 quick connects and disconnects.
+of a request, and 5,000 quick connects and disconnects. Every server with
+h11, and the event-loop and pool servers with httptools too.
 """
 
 from __future__ import annotations
@@ -44,9 +45,16 @@ def _quick_connects(port: int, count: int) -> None:
         s.close()
 
 
-@pytest.mark.parametrize("model", SERVER_MODELS)
-def test_server_survives_abuse(backend: Managed, model: str) -> None:
-    with start_server(model, backend.port) as server:
+CASES = [(m, "h11") for m in SERVER_MODELS] + [
+    ("async", "httptools"),
+    ("reactor-pool", "httptools"),
+    ("thread-pool", "httptools"),
+]
+
+
+@pytest.mark.parametrize(("model", "parser"), CASES)
+def test_server_survives_abuse(backend: Managed, model: str, parser: str) -> None:
+    with start_server(model, backend.port, "--parser", parser) as server:
         port = server.port
         assert b" 200 " in request(port)
         time.sleep(0.5)
