@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 CHECKED := simlab tests benchmarks
 
-.PHONY: run compare test lint format bench bench-wrk profile clean
+.PHONY: run compare test lint format bench bench-wrk profile clean browser
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -13,15 +13,31 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[dev,bench]'
 	@touch $(STAMP)
 
-## The main job: every model side by side on the built-in C10K scenario.
+## The main job: the dashboard on http://127.0.0.1:8501 (Ctrl-C stops it).
 run: $(STAMP)
+	$(BIN)/streamlit run app.py --server.address 127.0.0.1 --server.port 8501 \
+		--server.headless true --browser.gatherUsageStats false
+
+## Every model side by side on the built-in C10K scenario, in the terminal.
+compare: $(STAMP)
 	$(BIN)/simlab compare
 
-compare: run
-
-## Lint, types and the whole test suite.
-test: $(STAMP) lint
+## Lint, types and the whole test suite (the browser test needs chromium).
+test: $(STAMP) lint browser
 	$(BIN)/pytest
+
+## Headless Chromium and its driver for the dashboard's browser test: installed
+## with apt-get when missing and running as root; otherwise the test says how.
+browser:
+	@if ! command -v chromium >/dev/null 2>&1 || ! command -v chromedriver >/dev/null 2>&1; then \
+		if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+			apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+				chromium chromium-driver >/dev/null; \
+		else \
+			echo "note: chromium or chromedriver is missing; install them with:" \
+				"sudo apt-get install chromium chromium-driver"; \
+		fi; \
+	fi
 
 lint: $(STAMP)
 	$(BIN)/ruff check $(CHECKED)

@@ -258,6 +258,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_plan(sub.add_parser("plan", help="the smallest configuration of each model for a goal"))
 
+    dash = sub.add_parser("dashboard", help="start the Streamlit dashboard on 127.0.0.1")
+    dash.add_argument("--port", type=positive_int, default=8501, help="port (default 8501)")
+
     swp = sub.add_parser("sweep", help="run a what-if sweep file (resumable; local or Dask)")
     swp.add_argument("file", type=Path, metavar="FILE.toml", help="the sweep file")
     swp.add_argument("--workers", type=positive_int, help="local processes (default: one per core)")
@@ -598,6 +601,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return lab_commands.calibrate_command(args)
         if args.command == "validate":
             return lab_commands.validate_command(args)
+        if args.command == "dashboard":
+            return plan_commands.dashboard_command(args)
         if args.command == "sweep":
             return plan_commands.sweep_command(args)
         if args.command == "usl":

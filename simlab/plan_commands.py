@@ -16,7 +16,7 @@ from simlab.planner import Goals, PlanReport, max_connections, max_rate, plan
 from simlab.provenance import json_safe
 from simlab.sweep import SweepError, load_spec, sweep
 
-__all__ = ["plan_command", "sweep_command"]
+__all__ = ["dashboard_command", "plan_command", "sweep_command"]
 
 
 def _console() -> Console:
@@ -92,9 +92,20 @@ def _print_plan(report: PlanReport) -> None:
     )
     t = Table(title="simlab plan", title_justify="left")
     heads = (
-        "model", "feasible", "workers", "processes", "threads", "resident MiB",
-        "reserved MiB", "p50 ms", "p99 ms", "p99 95% CI", "CPU %", "max conns", "checked by",
-    )  # fmt: skip
+        "model",
+        "feasible",
+        "workers",
+        "processes",
+        "threads",
+        "resident MiB",
+        "reserved MiB",
+        "p50 ms",
+        "p99 ms",
+        "p99 95% CI",
+        "CPU %",
+        "max conns",
+        "checked by",
+    )
     for h in heads:
         t.add_column(h, justify="left" if h in ("model", "checked by") else "right")
     for p in report.plans:
@@ -230,3 +241,41 @@ def sweep_command(args: argparse.Namespace) -> int:
     for p in result.plots:
         console.print(f"figure: {p}")
     return 0
+
+
+def dashboard_command(args: argparse.Namespace) -> int:
+    """Run ``streamlit run app.py`` on 127.0.0.1 in the foreground until Ctrl-C."""
+    import subprocess  # noqa: PLC0415 - only this command starts a child
+
+    from simlab.provenance import ROOT  # noqa: PLC0415
+
+    app = ROOT / "app.py"
+    if not app.exists():
+        raise ValueError(f"dashboard: {app} is missing (run from a clone of simlab)")
+    cmd = [
+        sys.executable,
+        "-m",
+        "streamlit",
+        "run",
+        str(app),
+        "--server.address",
+        "127.0.0.1",
+        "--server.port",
+        str(args.port),
+        "--server.headless",
+        "true",
+        "--browser.gatherUsageStats",
+        "false",
+    ]
+    print(f"simlab dashboard on http://127.0.0.1:{args.port} (Ctrl-C stops it)", file=sys.stderr)
+    proc = subprocess.Popen(cmd)
+    try:
+        return proc.wait()
+    except KeyboardInterrupt:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        return 130

@@ -1,0 +1,49 @@
+"""The Streamlit dashboard: explore, compare, plan and check against reality.
+
+``app.py`` at the repository root only calls ``main()``; ``simlab dashboard``
+and ``make run`` start it with ``streamlit run``. Pages live in ``pages``
+and ``story``, the numbers in ``compute`` (no Streamlit there).
+"""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from simlab.dashboard.controls import scenario_controls
+from simlab.dashboard.pages import compare_page, experiments_page, explore_page, plan_page
+from simlab.dashboard.story import reality_page, story_page
+
+__all__ = ["PAGES", "main"]
+
+PAGES = ("Explore", "Compare", "Plan", "Reality check", "The story", "Experiments")
+
+
+def main() -> None:
+    st.set_page_config(page_title="simlab", layout="wide")
+    st.sidebar.title("simlab")
+    st.sidebar.caption("Thread per connection, a pool behind a loop, or async all the way?")
+    page = st.sidebar.radio("Page", PAGES, key="page")
+    scenario, models = scenario_controls()
+    if page == "Experiments":
+        experiments_page()
+        return
+    if scenario is None:
+        return  # the controls said what to change
+    if not models and page in ("Explore", "Compare"):
+        st.info("Choose at least one model in the sidebar.")
+        return
+    try:
+        if page == "Explore":
+            explore_page(scenario, models)
+        elif page == "Compare":
+            compare_page(scenario, models)
+        elif page == "Plan":
+            plan_page(scenario)
+        elif page == "Reality check":
+            reality_page(scenario)
+        else:
+            story_page(scenario)
+    except ValueError as exc:
+        # A combination the models reject (say, more loops than a limit allows):
+        # a plain line, never a traceback.
+        st.error(f"simlab cannot compute this: {exc}. Change the control it names.")

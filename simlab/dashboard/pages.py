@@ -1,0 +1,279 @@
+"""The dashboard's pages: Explore, Compare, Plan, Reality check, The story, Experiments.
+
+Each page is a function of the scenario; heavy results are cached with
+``st.cache_data`` on the (hashable) scenario, and every simulation shows a
+spinner or a progress bar.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pandas as pd
+import plotly.express as px
+import plotly.graph_objects as go
+import streamlit as st
+
+from simlab.dashboard import compute
+from simlab.dashboard.compute import Scenario
+from simlab.models import Analytic
+from simlab.simulation import Result
+
+__all__ = ["compare_page", "experiments_page", "explore_page", "plan_page"]
+
+
+@st.cache_data(show_spinner=False, max_entries=64)
+def _idle(s: Scenario, models: tuple[str, ...]) -> pd.DataFrame:
+    return compute.idle_cost_curve(s, models)
+
+
+@st.cache_data(show_spinner=False, max_entries=64)
+def _capacity(s: Scenario, models: tuple[str, ...]) -> pd.DataFrame:
+    return compute.capacity_curve(s, models)
+
+
+@st.cache_data(show_spinner=False, max_entries=32)
+def _run(s: Scenario, model: str) -> dict[str, Any]:
+    r = compute.one_run(s, model)
+    req = r.requests[r.requests["measured"] & (r.requests["outcome"] == "completed")]
+    series = r.series[r.series["replication"] == 0]
+    theory = None
+    if isinstance(r.analytic, Analytic):
+        theory = {"queue": r.analytic.queue, "exact": r.analytic.exact, **r.analytic.values}
+    return {
+        "summary": r.summary,
+        "waits_ms": ((req["end"] - req["arrival"] - req["service"]) * 1e3).clip(lower=0),
+        "series": series,
+        "theory": theory,
+    }
+
+
+def _fmt(x: Any, digits: int = 1) -> str:
+    if x is None:
+        return "-"
+    if isinstance(x, float) and abs(x) >= 1000:
+        return f"{x:,.0f}"
+    return f"{x:,.{digits}f}" if isinstance(x, float) else f"{x:,}"
+
+
+def explore_page(s: Scenario, models: tuple[str, ...]) -> None:
+    st.header("Explore")
+    st.caption(
+        "Threads and memory from DESIGN.md's memory model, latency from the queueing "
+        "formulas the planner uses (Erlang C, Allen-Cunneen, Pollaczek-Khinchine), and one "
+        "simulated run of the model you pick. Change any control in the sidebar."
+    )
+    idle = _idle(s, models)
+    cols = st.columns(len(models))
+    for col, model in zip(cols, models, strict=True):
+        row = _current(s, model)
+        col.metric(f"{model}: threads", f"{row['threads']:,}")
+        col.metric("resident MiB", f"{row['resident_mib']:,.0f}")
+        col.metric("reserved MiB", f"{row['reserved_mib']:,.0f}")
+    left, right = st.columns(2)
+    fig = px.line(
+        idle,
+        x="connections",
+        y="threads",
+        color="model",
+        log_x=True,
+        log_y=True,
+        markers=True,
+        title="Threads against connections",
+    )
+    left.plotly_chart(fig, width="stretch", key="threads_chart")
+    mem = idle.melt(
+        id_vars=["model", "connections"],
+        value_vars=["resident_mib", "reserved_mib"],
+        var_name="kind",
+        value_name="MiB",
+    )
+    fig = px.line(
+        mem,
+        x="connections",
+        y="MiB",
+        color="model",
+        line_dash="kind",
+        log_x=True,
+        log_y=True,
+        title="Memory: resident (solid) and reserved (dashed)",
+    )
+    right.plotly_chart(fig, width="stretch", key="memory_chart")
+
+    cap = _capacity(s, models)
+    fig = px.line(
+        cap,
+        x="rate",
+        y="p99_ms",
+        color="model",
+        markers=True,
+        log_y=True,
+        title="p99 latency against load: the hockey stick (estimate)",
+    )
+    fig.add_vline(x=s.rate, line_dash="dot", annotation_text="your rate")
+    st.plotly_chart(fig, width="stretch", key="hockey_chart")
+    saturated = cap.groupby("model")["rate"].max()
+    st.caption(
+        "Each line ends where the model saturates (rho = 1): "
+        + ", ".join(f"{m} at {r:,.0f} req/s" for m, r in saturated.items())
+        + ". Exact M/M/c points (ideal platform, exponential service) use Erlang C's tail."
+    )
+
+    focus = st.selectbox("Simulate one model", models, key="focus")
+    with st.spinner(f"simulating {focus}..."):
+        run = _run(s, focus)
+    summary = run["summary"]
+    if not summary["stable"]:
+        st.warning(f"{focus} is overloaded here: {'; '.join(summary['stability']['reasons'])}")
+    a, b = st.columns(2)
+    fig = px.histogram(run["waits_ms"], nbins=60, title=f"{focus}: queueing delay (ms)")
+    theory = run["theory"]
+    if theory and "queue_delay_mean_ms" in theory:
+        fig.add_vline(
+            x=theory["queue_delay_mean_ms"],
+            line_dash="dash",
+            annotation_text=f"theory mean ({theory['queue']})",
+        )
+    fig.update_layout(showlegend=False)
+    a.plotly_chart(fig, width="stretch", key="wait_chart")
+    series = run["series"]
+    fig = go.Figure()
+    for level, name in (
+        ("threads_alive", "threads"),
+        ("in_flight", "in flight"),
+        ("threads_busy", "busy threads"),
+    ):
+        fig.add_trace(go.Scatter(x=series["time"], y=series[level], name=name))
+    fig.update_layout(title=f"{focus}: one run over time", xaxis_title="simulated s")
+    b.plotly_chart(fig, width="stretch", key="series_chart")
+    lat = summary["latency_ms"]
+    st.markdown(
+        f"**{focus}** ({summary['engine']} engine, {summary['replications']} replications): "
+        f"p50 {_fmt(lat['p50'])} ms, p99 {_fmt(lat['p99'])} ms "
+        f"(95% CI {_fmt((lat.get('p99_ci95') or [None])[0])}-"
+        f"{_fmt((lat.get('p99_ci95') or [None, None])[1])}), "
+        f"throughput {_fmt(summary['throughput_rps'])} req/s."
+    )
+
+
+def _current(s: Scenario, model: str) -> dict[str, Any]:
+    """Threads and memory at the scenario's own connection count."""
+    threads, resident, virtual = compute.cost_at(s, model)
+    return {"threads": threads, "resident_mib": resident, "reserved_mib": virtual}
+
+
+@st.cache_data(show_spinner=False, max_entries=16)
+def _compare(s: Scenario, models: tuple[str, ...]) -> pd.DataFrame:
+    return compute.compare_table([compute.one_run(s, m) for m in models])
+
+
+def compare_page(s: Scenario, models: tuple[str, ...]) -> None:
+    st.header("Compare")
+    st.caption(
+        "Every chosen model simulated on the same scenario and seed (fast engine where "
+        "it applies); 95% confidence intervals from 3 replications of 20 s."
+    )
+    bar = st.progress(0.0, text="simulating...")
+    results: list[Result] = []
+    table = None
+    key = (s, models)
+    if st.session_state.get("compare_key") == key:
+        table = st.session_state["compare_table"]
+    else:
+        for k, m in enumerate(models):
+            bar.progress(k / len(models), text=f"simulating {m}...")
+            results.append(compute.one_run(s, m))
+        table = compute.compare_table(results)
+        st.session_state["compare_key"] = key
+        st.session_state["compare_table"] = table
+    bar.progress(1.0, text="done")
+    st.dataframe(table, width="stretch", hide_index=True, key="compare_df")
+    unstable = table[~table["stable"].astype(bool)]
+    for _, row in unstable.iterrows():
+        st.warning(f"{row['model']} is overloaded: {row['why_unstable']}")
+    st.download_button(
+        "Download CSV",
+        table.to_csv(index=False),
+        "simlab-compare.csv",
+        "text/csv",
+        key="compare_csv",
+    )
+
+
+def plan_page(s: Scenario) -> None:
+    st.header("Plan")
+    st.caption(
+        "The fewest workers and processes of each model that meet the goal on this "
+        "scenario (sidebar), searched with queueing formulas and, if you ask, "
+        "confirmed by the DES."
+    )
+    with st.form("plan_form"):
+        p99 = st.number_input(
+            "p99 latency goal (ms)", 1.0, 3_600_000.0, value=100.0, key="plan_p99"
+        )
+        budget = st.number_input(
+            "Memory budget (GiB, 0 = none)", 0.0, 100_000.0, value=4.0, key="plan_budget"
+        )
+        confirm = st.checkbox("Confirm with the DES (slower)", key="plan_confirm")
+        st.form_submit_button("Plan")
+    with st.spinner("planning..."):
+        out = _plan(s, float(p99), float(budget) or None, bool(confirm))
+    plans = pd.DataFrame(
+        [
+            {
+                "model": p["model"],
+                "feasible": p["feasible"],
+                "workers": p["workers"],
+                "processes": p["processes"],
+                "threads": p["threads"],
+                "resident MiB": p["memory_mib"],
+                "reserved MiB": p["virtual_mib"],
+                "p50 ms": p["latency_ms"].get("p50"),
+                "p99 ms": p["latency_ms"].get("p99"),
+                "max connections": p["max_connections"],
+                "why not": p["reason"],
+            }
+            for p in out["plans"]
+        ]
+    )
+    st.dataframe(plans, width="stretch", hide_index=True, key="plan_df")
+    st.subheader(f"Recommended: {out['recommended'] or 'none'}")
+    st.write(out["explanation"])
+    if "max_connections" in out:
+        st.markdown("**Most connections within the budget**")
+        st.dataframe(pd.DataFrame([out["max_connections"]]), hide_index=True, key="maxconn_df")
+    st.markdown("**Highest rate within the goal** (each model's planned configuration)")
+    rates = pd.DataFrame(out["max_rate"])[
+        ["model", "workers", "processes", "max_rate_rps", "limit"]
+    ]
+    st.dataframe(rates, hide_index=True, key="maxrate_df")
+
+
+@st.cache_data(show_spinner=False, max_entries=16)
+def _plan(s: Scenario, p99: float, budget: float | None, confirm: bool) -> dict[str, Any]:
+    return compute.plan_report(s, p99, budget, confirm=confirm)
+
+
+def experiments_page() -> None:
+    st.header("Experiments")
+    found = compute.experiments()
+    if not found:
+        st.info(
+            "No experiments yet: run a script in experiments/ (each writes "
+            "data/experiments/<name>/ with results, figures and findings)."
+        )
+        return
+    name = st.selectbox("Experiment", [p.name for p in found], key="experiment")
+    folder = next(p for p in found if p.name == name)
+    findings = folder / "findings.md"
+    if findings.exists():
+        st.markdown(findings.read_text())
+    for csv in sorted(folder.glob("*.csv")):
+        st.markdown(f"**{csv.name}**")
+        st.dataframe(pd.read_csv(csv), hide_index=True)
+    for png in sorted(folder.glob("*.png")):
+        st.image(str(png), caption=png.name)
+    meta = folder / "meta.json"
+    if meta.exists():
+        st.json(json.loads(meta.read_text()), expanded=False)

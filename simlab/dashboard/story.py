@@ -1,0 +1,227 @@
+"""The story (the notes' scenarios, one click each) and the reality check (calibration,
+validation, and a short real measurement beside its prediction)."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pandas as pd
+import streamlit as st
+
+from simlab.dashboard import compute
+from simlab.dashboard.compute import Scenario
+from simlab.dashboard.controls import apply_preset
+from simlab.platforms import PROFILE_DIR
+
+__all__ = ["reality_page", "story_page"]
+
+STORIES = {
+    "C10K: idle connections": (
+        "c10k",
+        {"workers": 32, "processes": 1, "platform": "cpython", "cores": 2},
+        "10,000 persistent connections, only 100 requests/s. Thread-per-connection (and a "
+        "thread-pool that owns connections) needs a thread for every idle connection: look "
+        "at the threads and the reserved memory. Async and reactor-pool hold an idle "
+        "connection as a few KiB on the loop.",
+    ),
+    "Ad service: sequential fan-out": (
+        "ad-service",
+        {"workers": 6100, "processes": 1, "platform": "jvm", "cores": 64},
+        "1,000 ad requests/s, each waiting on 60 vendor calls of 100 ms one after another: "
+        "6 s per request. A reactor-pool worker is held for all of it, so by Little's law "
+        "about 6,000 threads are busy. Async holds each wait as a pending coroutine.",
+    ),
+    "Ad service: parallel fan-out": (
+        "ad-service-parallel",
+        {"workers": 200, "processes": 1, "platform": "jvm", "cores": 64},
+        "The same 60 calls all at once: a request now takes about 100 ms, and the pool "
+        "shrinks to about a hundred threads. Fanning out is the other way out of the "
+        "thread explosion.",
+    ),
+}
+
+JOURNEY = (
+    "iterative",
+    "process-per-connection",
+    "thread-per-connection",
+    "thread-pool",
+    "reactor-pool",
+    "async",
+)
+
+
+def _load(title: str, preset: str, extra: dict[str, Any]) -> None:
+    apply_preset(preset, **extra)
+    st.session_state["story"] = title
+
+
+@st.cache_data(show_spinner=False, max_entries=16)
+def _story_numbers(s: Scenario) -> pd.DataFrame:
+    rows = []
+    for model in compute.ALL_MODELS:
+        threads, resident, virtual = compute.cost_at(s, model)
+        rows.append(
+            {
+                "model": model,
+                "threads": threads,
+                "resident MiB": round(resident, 1),
+                "reserved MiB": round(virtual, 1),
+            }
+        )
+    return pd.DataFrame(rows)
+
+
+def story_page(s: Scenario) -> None:
+    st.header("The story")
+    st.caption(
+        "One click loads a scenario from the notes into the controls; the numbers "
+        "below are computed live from it."
+    )
+    cols = st.columns(len(STORIES) + 1)
+    # Callbacks run before the script does, when the controls may still be set.
+    for col, (title, (preset, extra, _)) in zip(cols, STORIES.items(), strict=False):
+        col.button(title, key=f"story_{preset}", on_click=_load, args=(title, preset, extra))
+    journey = {
+        "connections": 200,
+        "rate": 50.0,
+        "rpc": 0,
+        "platform": "cpython",
+        "cores": 2,
+        "workers": 16,
+        "processes": 1,
+    }
+    cols[-1].button(
+        "Python journey",
+        key="story_journey",
+        on_click=_load,
+        args=("Python journey", "c10k", journey),
+    )
+    chosen = st.session_state.get("story")
+    if chosen in STORIES:
+        st.subheader(chosen)
+        st.write(STORIES[chosen][2])
+    elif chosen == "Python journey":
+        st.subheader("Python journey")
+        st.write(
+            "The notes' path from an iterative server to async, at 200 clients and 50 "
+            "requests/s with a 50 ms backend call. The iterative server serves one "
+            "connection for ever; forking and threads per connection fix that at a "
+            "thread (or process) per client; a pool bounds the threads; the reactor frees "
+            "idle connections from threads; async frees backend waits too."
+        )
+    st.markdown(
+        "**What the connections cost** (memory model; a thread-pool sized to give every "
+        "persistent connection its thread, every forked child touched once)"
+    )
+    st.dataframe(_story_numbers(s), hide_index=True, width="stretch", key="story_df")
+    st.markdown(
+        "**Simulated with the sidebar's configuration** (10 s, 2 replications; a model "
+        "that cannot keep up says why)"
+    )
+    with st.spinner("simulating the six models..."):
+        table = _journey(s)
+    st.dataframe(table, hide_index=True, width="stretch", key="journey_df")
+
+
+@st.cache_data(show_spinner=False, max_entries=16)
+def _journey(s: Scenario) -> pd.DataFrame:
+    rows = []
+    for model in JOURNEY:
+        r = compute.one_run(s, model, duration=10.0, replications=2).summary
+        rows.append(
+            {
+                "model": model,
+                "stable": r["stable"],
+                "p99 ms": r["latency_ms"]["p99"],
+                "threads": r["threads"]["peak"],
+                "resident MiB": r["memory_mib"]["peak"],
+                "why not": "; ".join(r["stability"]["reasons"]),
+            }
+        )
+    return pd.DataFrame(rows)
+
+
+def reality_page(s: Scenario) -> None:
+    st.header("Reality check")
+    profiles = [p for p in compute.platform_names() if (PROFILE_DIR / f"{p}.json").exists()]
+    if not profiles:
+        st.info("No calibrated profile yet: run `simlab calibrate` (about 15 minutes).")
+        return
+    name = st.selectbox("Profile", profiles, key="profile")
+    data = json.loads((PROFILE_DIR / f"{name}.json").read_text())
+    rows = []
+    for key, p in data["parameters"].items():
+        if isinstance(p, dict):
+            ci = p.get("ci95") or [None, None]
+            rows.append(
+                {"parameter": key, "value": p.get("value"), "ci95 low": ci[0], "ci95 high": ci[1]}
+            )
+    st.markdown(
+        f"Measured on {data['machine'].get('cpu')} ({data['machine'].get('cores')} "
+        f"cores), {data.get('created', '')}, git {data.get('git_revision', '')[:10]}."
+    )
+    st.dataframe(pd.DataFrame(rows), hide_index=True, key="profile_df")
+    folder = compute.validation_dir(name)
+    summary_file = folder / "validation.json"
+    if summary_file.exists():
+        summary = json.loads(summary_file.read_text()).get("summary", {})
+        st.markdown("**Held-out validation: median absolute relative error**")
+        st.dataframe(pd.DataFrame([summary]), hide_index=True, key="validation_df")
+        pngs = sorted(folder.glob("scatter_*.png"))
+        for col, png in zip(st.columns(max(1, min(3, len(pngs)))) * 3, pngs, strict=False):
+            col.image(str(png), caption=png.stem.replace("scatter_", ""))
+    st.subheader("Measure it here")
+    st.caption(
+        "A short, bounded real run on this machine (a real server, a real backend, "
+        "loopback only), beside the simulation of the same configuration."
+    )
+    model = st.selectbox("Server", compute.ALL_MODELS, index=5, key="real_model")
+    rate = st.slider("Rate (req/s)", 10, 400, 100, key="real_rate")
+    conns = st.slider("Connections", 10, 500, 50, key="real_conns")
+    if st.button("Run a 4-second measurement", key="real_go"):
+        _measure(model, float(rate), int(conns), s, name)
+
+
+def _measure(model: str, rate: float, conns: int, s: Scenario, profile: str) -> None:
+    from simlab.real.measure import MeasureOptions, measure  # noqa: PLC0415 - only on demand
+
+    scenario = s.with_(connections=conns, rate=rate, platform=profile, cores=None)
+    w = scenario.workload()
+    arch = compute._arch_for(model, scenario)
+    with st.status(f"measuring {model} for real...", expanded=True) as status:
+        try:
+            real = measure(
+                MeasureOptions(
+                    target=model,
+                    workload=w,
+                    architecture=arch,
+                    duration=4.0,
+                    warmup=1.0,
+                    save=False,
+                ),
+                progress=status.write,
+            )
+        except (RuntimeError, ValueError, OSError) as exc:
+            status.update(label="the measurement failed", state="error")
+            st.error(f"The real run failed: {exc}")
+            return
+        status.write("simulating the same configuration...")
+        sim = compute.one_run(scenario.with_(cores=2), model, duration=10.0).summary
+        status.update(label="done", state="complete")
+    st.dataframe(_side_by_side(real, sim), hide_index=True, key="real_df")
+
+
+def _side_by_side(real: dict[str, Any], sim: dict[str, Any]) -> pd.DataFrame:
+    rows = []
+    for label, block, key in (
+        ("throughput (req/s)", None, "throughput_rps"),
+        ("latency p50 (ms)", "latency_ms", "p50"),
+        ("latency p99 (ms)", "latency_ms", "p99"),
+        ("threads (peak)", "threads", "peak"),
+        ("memory (MiB, peak)", "memory_mib", "peak"),
+    ):
+        measured = real[key] if block is None else real[block][key]
+        simulated = sim[key] if block is None else sim[block][key]
+        rows.append({"metric": label, "measured": measured, "simulated": simulated})
+    return pd.DataFrame(rows)

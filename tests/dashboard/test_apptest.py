@@ -1,0 +1,127 @@
+"""Every dashboard page under Streamlit's AppTest: it renders, and its numbers move
+as the models say."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+APP = str(Path(__file__).resolve().parents[2] / "app.py")
+TIMEOUT = 120
+
+
+def app() -> AppTest:
+    at = AppTest.from_file(APP, default_timeout=TIMEOUT)
+    at.run()
+    assert not at.exception, at.exception
+    return at
+
+
+def goto(at: AppTest, page: str) -> AppTest:
+    at.sidebar.radio(key="page").set_value(page).run()
+    assert not at.exception, at.exception
+    return at
+
+
+def metric(at: AppTest, label: str) -> str:
+    for m in at.metric:
+        if m.label == label:
+            return str(m.value)
+    raise AssertionError(f"no metric {label!r}: {[m.label for m in at.metric]}")
+
+
+def frame(at: AppTest, column: str):  # type: ignore[no-untyped-def]
+    """The first table on the page that has ``column`` (AppTest does not keep table keys)."""
+    for df in at.dataframe:
+        if column in df.value.columns:
+            return df.value
+    raise AssertionError(f"no table with {column!r}")
+
+
+def number(text: str) -> float:
+    return float(text.replace(",", ""))
+
+
+def test_explore_threads_follow_connections() -> None:
+    at = app()
+    tpc = number(metric(at, "thread-per-connection: threads"))
+    async_ = number(metric(at, "async: threads"))
+    assert tpc > 10_000 > async_ == 1
+    at.sidebar.number_input(key="connections").set_value(50_000).run()
+    assert not at.exception
+    # More connections never lower thread-per-connection's threads; async stays flat.
+    assert number(metric(at, "thread-per-connection: threads")) >= tpc + 40_000
+    assert number(metric(at, "async: threads")) == async_
+    assert not at.error, [e.value for e in at.error]
+
+
+def test_bad_combination_is_a_plain_message() -> None:
+    at = app()
+    at.sidebar.selectbox(key="cpu_dist").set_value("lognormal:1")
+    at.sidebar.number_input(key="cpu_ms").set_value(0.0).run()
+    assert not at.exception
+    # A lognormal with mean 0 is rejected with a line that says what to change, or simply works.
+    for e in at.error:
+        assert "Change" in e.value
+
+
+def test_overload_is_shown_as_overload() -> None:
+    at = app()
+    at.sidebar.number_input(key="rate").set_value(5000.0).run()  # 5 cores of CPU on 2
+    assert not at.exception
+    assert any("overloaded" in w.value for w in at.warning), [w.value for w in at.warning]
+
+
+def test_compare_page_has_every_model_and_a_csv() -> None:
+    at = goto(app(), "Compare")
+    table = frame(at, "latency_p99_ms")
+    assert set(table["model"]) == {
+        "iterative",
+        "process-per-connection",
+        "thread-per-connection",
+        "thread-pool",
+        "reactor-pool",
+        "async",
+    }
+    both = table.dropna(subset=["p99_ci_lo", "latency_p99_ms"])
+    assert (both["p99_ci_lo"] <= both["latency_p99_ms"]).all()
+    assert len(at.get("download_button")) == 1
+
+
+def test_plan_page_recommends_and_answers_the_inverse_questions() -> None:
+    at = goto(app(), "Plan")
+    plans = frame(at, "why not")
+    assert len(plans) == 6
+    assert any("Recommended: async" in h.value for h in at.subheader)
+    assert len(frame(at, "thread-per-connection").columns) == 6
+    rates = frame(at, "max_rate_rps")
+    assert (rates["max_rate_rps"] > 0).any()
+
+
+def test_reality_page_shows_the_profile_and_validation() -> None:
+    at = goto(app(), "Reality check")
+    params = frame(at, "parameter")
+    assert "parse_us" in set(params["parameter"])
+    summary = frame(at, "throughput_rps")
+    assert "throughput_rps" in summary.columns
+
+
+@pytest.mark.parametrize("button", ["story_c10k", "story_ad-service", "story_journey"])
+def test_story_presets_load_and_show_numbers(button: str) -> None:
+    at = goto(app(), "The story")
+    at.button(key=button).click().run()
+    assert not at.exception, at.exception
+    numbers = frame(at, "reserved MiB")
+    by = numbers.set_index("model")
+    assert by.loc["async", "threads"] <= 2
+    if button == "story_c10k":
+        assert by.loc["thread-per-connection", "threads"] > 10_000
+    journey = frame(at, "p99 ms")
+    assert len(journey) == 6
+
+
+def test_experiments_page_renders() -> None:
+    at = goto(app(), "Experiments")
+    assert not at.exception

@@ -1,0 +1,185 @@
+"""The dashboard in a real browser: ``streamlit run app.py`` on loopback, headless Chromium.
+
+The test starts the server itself (and stops it by its process id), opens
+every page, waits for its charts and numbers, saves a screenshot of each
+under the test's temporary directory, and checks that changing a control
+updates the page. Chromium and chromedriver come from Debian (``make test``
+installs them as root); without them the test fails and says how to get them.
+"""
+
+from __future__ import annotations
+
+import shutil
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from selenium import webdriver
+from selenium.webdriver.chrome.service import Service
+from selenium.webdriver.common.by import By
+from selenium.webdriver.common.keys import Keys
+from selenium.webdriver.support.ui import WebDriverWait
+
+from simlab.real.processes import Managed, free_port, port_is_free, wait_listening
+
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(600)]
+
+ROOT = Path(__file__).resolve().parents[2]
+PAGES = ("Explore", "Compare", "Plan", "Reality check", "The story", "Experiments")
+CHROMIUM_FLAGS = (
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--no-first-run",
+    "--disable-component-update",
+    "--disable-sync",
+    "--disable-dev-shm-usage",
+    "--window-size=1600,1400",
+)
+
+
+def _browser_paths() -> tuple[str, str]:
+    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
+    driver = shutil.which("chromedriver")
+    if chromium is None or driver is None:
+        pytest.fail(
+            "the browser test needs Chromium and ChromeDriver: "
+            "sudo apt-get install chromium chromium-driver (make test does it as root)"
+        )
+    return chromium, driver
+
+
+@pytest.fixture
+def dashboard():  # type: ignore[no-untyped-def]
+    port = free_port()
+    server = Managed(
+        [
+            sys.executable,
+            "-m",
+            "streamlit",
+            "run",
+            str(ROOT / "app.py"),
+            "--server.address",
+            "127.0.0.1",
+            "--server.port",
+            str(port),
+            "--server.headless",
+            "true",
+            "--browser.gatherUsageStats",
+            "false",
+        ],
+        ready_line=False,
+        name="streamlit",
+    )
+    try:
+        wait_listening(port, server.proc, timeout=60)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.stop()
+    assert port_is_free(port)
+
+
+@pytest.fixture
+def browser(tmp_path):  # type: ignore[no-untyped-def]
+    chromium, driver_path = _browser_paths()
+    options = webdriver.ChromeOptions()
+    options.binary_location = chromium
+    for flag in CHROMIUM_FLAGS:
+        options.add_argument(flag)
+    options.add_argument(f"--user-data-dir={tmp_path / 'chromium-profile'}")
+    driver = webdriver.Chrome(service=Service(executable_path=driver_path), options=options)
+    try:
+        yield driver
+    finally:
+        driver.quit()
+
+
+def _wait(driver, condition, timeout: float = 90.0, what: str = "the page"):  # type: ignore[no-untyped-def]
+    return WebDriverWait(driver, timeout, poll_frequency=0.25).until(
+        condition, message=f"timed out waiting for {what}"
+    )
+
+
+def _idle(driver) -> bool:  # type: ignore[no-untyped-def]
+    """Streamlit has finished running the script (no 'Running...' indicator)."""
+    running = driver.find_elements(By.CSS_SELECTOR, '[data-testid="stStatusWidget"]')
+    return not any("Running" in el.text for el in running)
+
+
+def _metrics(driver) -> dict[str, str]:  # type: ignore[no-untyped-def]
+    out = {}
+    for el in driver.find_elements(By.CSS_SELECTOR, '[data-testid="stMetric"]'):
+        label = el.find_element(By.CSS_SELECTOR, '[data-testid="stMetricLabel"]').text
+        value = el.find_element(By.CSS_SELECTOR, '[data-testid="stMetricValue"]').text
+        out[label] = value
+    return out
+
+
+def _heading(driver) -> str:  # type: ignore[no-untyped-def]
+    """The page's header (st.header renders an h2 in the main area)."""
+    main = driver.find_elements(By.CSS_SELECTOR, '[data-testid="stMain"] h2')
+    return main[0].text.strip() if main else ""
+
+
+def _no_traceback(driver) -> None:  # type: ignore[no-untyped-def]
+    errors = driver.find_elements(By.CSS_SELECTOR, '[data-testid="stException"]')
+    assert not errors, errors[0].text
+
+
+def test_every_page_renders_and_controls_update(dashboard, browser, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    browser.get(dashboard)
+    _wait(browser, lambda d: "thread-per-connection: threads" in _metrics(d), what="metrics")
+    _wait(
+        browser,
+        lambda d: len(d.find_elements(By.CSS_SELECTOR, ".js-plotly-plot")) >= 3,
+        what="charts",
+    )
+    _wait(browser, _idle, what="the first run")
+    before = _metrics(browser)
+    tpc = float(before["thread-per-connection: threads"].replace(",", ""))
+    assert tpc > 10_000 and before["async: threads"] == "1"
+    browser.save_screenshot(str(tmp_path / "explore.png"))
+
+    # Change a control: 10,000 -> 40,000 connections.
+    box = browser.find_element(By.CSS_SELECTOR, 'input[aria-label="Connections"]')
+    box.send_keys(Keys.CONTROL, "a")
+    box.send_keys("40000", Keys.ENTER)
+    started = time.monotonic()
+    _wait(
+        browser,
+        lambda d: (
+            float(_metrics(d).get("thread-per-connection: threads", "0").replace(",", ""))
+            > tpc + 29_000
+        ),
+        what="the threads to follow the connections",
+    )
+    print(f"the page updated {time.monotonic() - started:.2f} s after the change")
+    assert _metrics(browser)["async: threads"] == "1"
+    _no_traceback(browser)
+
+    for page in PAGES[1:]:
+        label = browser.find_element(
+            By.XPATH, f'//section[@data-testid="stSidebar"]//label[.//p[text()="{page}"]]'
+        )
+        label.click()
+        _wait(browser, lambda d, p=page: _heading(d) == p, what=f"the {page} page")
+        _wait(browser, _idle, timeout=180, what=f"{page} to finish")
+        _no_traceback(browser)
+        text = browser.find_element(By.TAG_NAME, "body").text
+        if page in ("Compare", "Plan", "Reality check", "The story"):
+            # Tables are drawn on canvases: wait for them to be there.
+            _wait(
+                browser,
+                lambda d: d.find_elements(By.CSS_SELECTOR, '[data-testid="stDataFrame"]'),
+                timeout=180,
+                what=f"the tables of {page}",
+            )
+            _wait(browser, _idle, timeout=180, what=f"{page} to finish")
+            text = browser.find_element(By.TAG_NAME, "body").text
+        if page == "Plan":
+            assert "Recommended:" in text
+        browser.save_screenshot(str(tmp_path / f"{page.lower().replace(' ', '_')}.png"))
+    shots = sorted(p.name for p in tmp_path.glob("*.png"))
+    assert len(shots) == len(PAGES), shots
