@@ -3,9 +3,9 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
-CHECKED := simlab tests benchmarks
+CHECKED := simlab tests benchmarks experiments app.py
 
-.PHONY: run compare test lint format bench bench-wrk profile clean browser
+.PHONY: run compare test lint format bench bench-wrk profile clean browser experiments
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -25,6 +25,12 @@ compare: $(STAMP)
 ## Lint, types and the whole test suite (the browser test needs chromium).
 test: $(STAMP) lint browser
 	$(BIN)/pytest
+
+## Every experiment at full scale (writes data/experiments/<name>/).
+experiments: $(STAMP)
+	@set -e; for script in experiments/*.py; do \
+		echo "== $$script"; $(BIN)/python $$script; \
+	done
 
 ## Headless Chromium and its driver for the dashboard's browser test: installed
 ## with apt-get when missing and running as root; otherwise the test says how.
