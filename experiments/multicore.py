@@ -135,14 +135,18 @@ def _findings(ex: Experiment) -> None:
     lines = ["# Processes, threads, coroutines and the GIL\n"]
     for cores, part in sim.groupby("cores"):
         a = part[part["model"] == "async"].set_index("processes")
-        one, best_p = a.loc[a.index.min()], a["throughput_rps"].idxmax()
+        one = a.loc[a.index.min()]
+        # The fewest processes within 3% of the best: more only add memory.
+        enough = a[a["throughput_rps"] >= 0.97 * a["throughput_rps"].max()]
+        best_p = int(enough.index.min())
         best = a.loc[best_p]
         lines.append(
             f"- **{cores} cores** (simulated, async): one process serves "
-            f"{one['throughput_rps']:,.0f} req/s; the most, {best['throughput_rps']:,.0f} "
-            f"req/s ({best['throughput_rps'] / one['throughput_rps']:.1f}x), comes with "
-            f"{best_p} processes, at {best['resident_mib'] - one['resident_mib']:,.0f} MiB more "
-            "memory. Beyond one process per core, more processes add memory, not throughput."
+            f"{one['throughput_rps']:,.0f} req/s; {best_p} processes reach "
+            f"{best['throughput_rps']:,.0f} req/s "
+            f"({best['throughput_rps'] / one['throughput_rps']:.1f}x, "
+            f"within 3% of the most), at {best['resident_mib'] - one['resident_mib']:,.0f} MiB "
+            "more memory; more processes add memory, not throughput."
         )
     real = df[df["source"] == "measured"]
     for model, group in real.groupby("model"):

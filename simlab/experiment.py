@@ -21,10 +21,11 @@ import io
 import json
 import os
 import shutil
+import signal
 import tempfile
 import time
 from pathlib import Path
-from types import TracebackType
+from types import FrameType, TracebackType
 from typing import Any
 
 import pandas as pd
@@ -36,8 +37,18 @@ __all__ = ["EXPERIMENTS_DIR", "Experiment", "arguments"]
 EXPERIMENTS_DIR = ROOT / "data" / "experiments"
 
 
+def _interrupt(signum: int, frame: FrameType | None) -> None:
+    raise KeyboardInterrupt
+
+
 def arguments(doc: str) -> argparse.Namespace:
-    """The options every experiment takes: ``--quick`` and ``--out``."""
+    """The options every experiment takes: ``--quick`` and ``--out``.
+
+    Also makes SIGTERM and SIGHUP stop the experiment the way Ctrl-C does, so
+    that the servers and load it started are stopped and no partial output stays.
+    """
+    for sig in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, _interrupt)
     parser = argparse.ArgumentParser(description=doc.strip().splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="a small, fast version (tests)")
     parser.add_argument("--out", type=Path, help="output folder (default data/experiments/NAME)")
@@ -69,6 +80,9 @@ class Experiment:
 
     def __enter__(self) -> Experiment:
         self.target.parent.mkdir(parents=True, exist_ok=True)
+        # A run killed outright (SIGKILL, power loss) leaves its temporary folder.
+        for stale in self.target.parent.glob(f".{self.name}.*"):
+            shutil.rmtree(stale, ignore_errors=True)
         self._tmp = Path(tempfile.mkdtemp(prefix=f".{self.name}.", dir=self.target.parent))
         return self
 

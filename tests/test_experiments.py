@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 
 import pandas as pd
+import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 EXPERIMENTS = ROOT / "experiments"
@@ -76,7 +77,8 @@ def test_coordinated_omission(tmp_path: Path) -> None:
     assert df.loc[("open", False), "p99_ms"] < 100
 
 
-def test_an_interrupted_experiment_leaves_nothing(tmp_path: Path) -> None:
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_an_interrupted_experiment_leaves_nothing(tmp_path: Path, sig: int) -> None:
     out = tmp_path / "io"
     proc = subprocess.Popen(
         [sys.executable, str(EXPERIMENTS / "business_io_growth.py"), "--out", str(out)],
@@ -85,7 +87,7 @@ def test_an_interrupted_experiment_leaves_nothing(tmp_path: Path) -> None:
     )
     time.sleep(4)
     if proc.poll() is None and proc.pid > 1:
-        os.kill(proc.pid, signal.SIGINT)
+        os.kill(proc.pid, sig)
     proc.wait(timeout=60)
     assert not out.exists()
     assert not list(tmp_path.glob(".io.*"))

@@ -40,12 +40,22 @@ def ephemeral_ports() -> int:
 
 
 def check_fits(
-    *, connections: int, threads: int, processes: int, memory_mib: float, sources: int
+    *,
+    connections: int,
+    threads: int,
+    processes: int,
+    memory_mib: float,
+    sources: int,
+    backend_conns: int | None = None,
 ) -> None:
-    """Raise ValueError naming the limit a run of this size would break on this machine."""
+    """Raise ValueError naming the limit a run of this size would break on this machine.
+
+    ``backend_conns`` is how many backend connections the server opens (by
+    default one per thread; none when requests make no backend call).
+    """
     _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    # The server holds each client connection and, per thread, a backend one.
-    fds = connections + threads + 64
+    # The server holds each client connection and, per calling thread, a backend one.
+    fds = connections + (threads if backend_conns is None else backend_conns) + 64
     if fds > hard:
         raise ValueError(
             f"connections: {connections:,} connections need about {fds:,} open files in one "

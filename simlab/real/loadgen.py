@@ -419,7 +419,13 @@ async def _run(spec: LoadSpec) -> dict[str, Any]:
     gen = Generator(spec, loop)
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, lambda: setattr(gen, "stopping", True))
-    opened, connect_s = await gen.open_all()
+    if spec.requests_per_connection is None:
+        opened, connect_s = await gen.open_all()
+    else:
+        # A client with K requests per connection connects when it has a request
+        # (as the models assume), not ahead of time: an idle connection opened
+        # early would hold a thread of a thread-pool or iterative server for ever.
+        opened, connect_s = 0, 0.0
     gen.t0 = loop.time() + 0.05
     gen.window = (gen.t0 + spec.warmup, gen.t0 + spec.warmup + spec.duration)
     wall_window = (

@@ -117,7 +117,13 @@ def _estimate_fit(opts: MeasureOptions) -> None:
     # The cpython preset's sizes: a thread 43 KiB, a connection 9.5 KiB, a fork 1.2 MiB.
     memory = (threads * 43 + n * 2 * 9.5 + (processes if per_conn else 0) * 1200) / 1024
     check_fits(
-        connections=n, threads=threads, processes=processes, memory_mib=memory, sources=opts.sources
+        connections=n,
+        threads=threads,
+        processes=processes,
+        memory_mib=memory,
+        sources=opts.sources,
+        # A thread opens its backend connection on its first call: none without calls.
+        backend_conns=threads if w.calls > 0 else 0,
     )
 
 
