@@ -257,6 +257,10 @@ def _plan(s: Scenario, p99: float, budget: float | None, confirm: bool) -> dict[
 
 def experiments_page() -> None:
     st.header("Experiments")
+    st.caption(
+        "Each experiment's findings are generated from its own data "
+        "(experiments/<name>.py writes data/experiments/<name>/)."
+    )
     found = compute.experiments()
     if not found:
         st.info(
