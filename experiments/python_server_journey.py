@@ -24,14 +24,8 @@ from simlab.experiment import Experiment, arguments
 from simlab.real.measure import MeasureOptions, measure
 
 SEED = 1
-JOURNEY = (
-    "iterative",
-    "process-per-connection",
-    "thread-per-connection",
-    "thread-pool",
-    "reactor-pool",
-    "async",
-)
+# The notes' Python path is the models' own order, iterative to async.
+JOURNEY = tuple(simlab.MODELS)
 LEVELS = (5, 10, 20, 40, 80, 160, 320, 640)
 QUICK_LEVELS = (5, 20, 80)
 PER_CLIENT_RATE = 1.0  # requests/s per client

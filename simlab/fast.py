@@ -30,7 +30,7 @@ import numpy as np
 import simpy
 
 from simlab.models import get_model
-from simlab.models.base import _BATCH, COMPLETED, PENDING, Record
+from simlab.models.base import _BATCH, COMPLETED, PENDING, Record, draw_io
 from simlab.models.loads import uncontended
 from simlab.params import Architecture, Platform, Workload
 
@@ -106,13 +106,7 @@ class _Inputs:
         drawn = 0
         while drawn < n:
             demand.append(w.cpu.sample(rng_cpu, _BATCH))
-            if w.calls == 0:
-                io.append(np.zeros(_BATCH))
-            else:
-                calls = w.io.sample(rng_io, (_BATCH, w.calls))
-                if call_latency.mean > 0:
-                    calls = calls + call_latency.sample(rng_slack, (_BATCH, w.calls))
-                io.append(calls.sum(axis=1) if w.fanout == "sequential" else calls.max(axis=1))
+            io.append(draw_io(w, call_latency, rng_io, rng_slack))
             drawn += _BATCH
         self.demand = np.concatenate(demand)[:n] if demand else np.empty(0)
         self.io = np.concatenate(io)[:n] if io else np.empty(0)
@@ -137,12 +131,7 @@ def run_fast_replication(
         raise ValueError(f"--engine fast does not apply: {reason}")
     cls = get_model(model)
     stop = warmup + duration
-    if workload.rate is not None and workload.rate * stop > cls.max_requests:
-        raise ValueError(
-            f"rate(={workload.rate:g}/s) x (warmup + duration)(={stop:g} s) would send "
-            f"{workload.rate * stop:,.0f} requests per replication, over the limit of "
-            f"{cls.max_requests:,}: shorten duration"
-        )
+    cls.check_request_cap(workload, stop)
     # The model instance gives the constant levels and flags the DES records;
     # its constructor draws nothing, so it does not disturb the random streams.
     shell = cls(simpy.Environment(), workload, platform, arch, seed=np.random.SeedSequence(0),

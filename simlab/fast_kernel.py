@@ -171,6 +171,13 @@ def recurse(  # noqa: PLR0917 - one compiled loop takes its arrays positionally
         demand = own[i]
         began = t
         server = proc
+        if (mode == 1 or mode == 3) and k_per_conn > 0 and c not in open_handle:  # noqa: PLR1714
+            # A loop model opens a short-lived connection at its first request.
+            open_handle[c] = n_conn
+            answered[c] = 0
+            conn_open[n_conn] = t
+            conn_close[n_conn] = np.inf
+            n_conn += 1
         if mode <= 1:  # the pools: thread-pool and reactor-pool
             if mode == 0:
                 conn_open[n_conn] = t
@@ -178,12 +185,6 @@ def recurse(  # noqa: PLR0917 - one compiled loop takes its arrays positionally
                 n_conn += 1
             else:
                 admit[i] = t
-                if k_per_conn > 0 and c not in open_handle:
-                    open_handle[c] = n_conn
-                    answered[c] = 0
-                    conn_open[n_conn] = t
-                    conn_close[n_conn] = np.inf
-                    n_conn += 1
                 if loop_cost > 0:
                     at = max(t, loops[proc])
                     cpu_start[n_cpu] = at
@@ -208,12 +209,6 @@ def recurse(  # noqa: PLR0917 - one compiled loop takes its arrays positionally
             admit[i] = t
             if mode == 2:
                 server = c
-            elif k_per_conn > 0 and c not in open_handle:
-                open_handle[c] = n_conn
-                answered[c] = 0
-                conn_open[n_conn] = t
-                conn_close[n_conn] = np.inf
-                n_conn += 1
         if mode == 3:
             cpu_time = 0.0
             if demand > 0:

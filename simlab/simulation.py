@@ -85,19 +85,32 @@ def run_replication(
     replication: int,
     seed_seq: np.random.SeedSequence,
     progress: Progress | None = None,
+    engine: str = "des",
 ) -> Record:
+    """One replication with ``engine`` (``des`` or ``fast``, already chosen)."""
     cls = get_model(model)
     stop = warmup + duration
-    if workload.rate is not None and workload.rate * stop > cls.max_requests:
-        raise ValueError(
-            f"rate(={workload.rate:g}/s) x (warmup + duration)(={stop:g} s) would send "
-            f"{workload.rate * stop:,.0f} requests per replication, over the limit of "
-            f"{cls.max_requests:,}: shorten duration"
+    horizon = stop + _drain(workload, duration)
+    if engine == "fast":
+        rec = run_fast_replication(
+            model,
+            workload,
+            platform,
+            architecture,
+            duration=duration,
+            warmup=warmup,
+            seed=seed,
+            replication=replication,
+            seed_seq=seed_seq,
+            horizon=horizon,
         )
+        if progress is not None:
+            progress(1.0)
+        return rec
+    cls.check_request_cap(workload, stop)
     env = simpy.Environment()
     sim = cls(env, workload, platform, architecture, seed=seed_seq, stop=stop)
     sim.start_arrivals()
-    horizon = stop + _drain(workload, duration)
     steps = 20 if progress is not None else 1
     for k in range(1, steps + 1):
         env.run(until=horizon * k / steps)
@@ -138,29 +151,10 @@ def simulate(
     chosen = choose_engine(engine, model, workload, platform, architecture)
     seeds = np.random.SeedSequence(seed).spawn(replications)
     records: list[Record] = []
-    horizon = warmup + duration + _drain(workload, duration)
     for r, seed_seq in enumerate(seeds):
         tick = None
         if progress is not None:
             tick = _scaled(progress, r, replications)
-        if chosen == "fast":
-            records.append(
-                run_fast_replication(
-                    model,
-                    workload,
-                    platform,
-                    architecture,
-                    duration=duration,
-                    warmup=warmup,
-                    seed=seed,
-                    replication=r,
-                    seed_seq=seed_seq,
-                    horizon=horizon,
-                )
-            )
-            if tick is not None:
-                tick(1.0)
-            continue
         records.append(
             run_replication(
                 model,
@@ -173,6 +167,7 @@ def simulate(
                 replication=r,
                 seed_seq=seed_seq,
                 progress=tick,
+                engine=chosen,
             )
         )
     return _result(

@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 
 from simlab.distributions import parse_distribution
-from simlab.models import MODELS
+from simlab.models import MODELS, get_model
 from simlab.params import SCENARIOS, Architecture, Platform, Workload
 from simlab.planner import Goals, max_connections, max_rate, plan
 from simlab.planner.estimate import POOLED, Sampler, estimate, memory
@@ -124,15 +124,9 @@ def idle_cost_curve(s: Scenario, models: tuple[str, ...], points: int = 25) -> p
     top = max(100_000, s.connections)
     counts = np.unique(np.geomspace(100, top, points).round().astype(int))
     rows = []
-    platform = s.platform_obj()
-    w0 = s.workload()
     for model in models:
         for n in counts:
-            w = w0.with_(connections=int(n))
-            arch = _arch_for(model, s)
-            if model == "thread-pool" and w.persistent:
-                arch = replace(arch, workers=max(arch.workers, math.ceil(n / arch.processes)))
-            threads, resident, virtual = memory(model, w, platform, arch)
+            threads, resident, virtual = cost_at(s.with_(connections=int(n)), model)
             rows.append(
                 {
                     "model": model,
@@ -177,8 +171,6 @@ def capacity_curve(s: Scenario, models: tuple[str, ...], points: int = 14) -> pd
 
 def _saturation_rate(model: str, w: Workload, platform: Platform, arch: Architecture) -> float:
     """The rate at which the first resource reaches rho = 1 (linear in the rate)."""
-    from simlab.models import get_model  # noqa: PLC0415 - a registry lookup, cheap
-
     probe = 1.0
     loads = get_model(model).offered_load(w.with_(rate=probe), platform, arch)
     rho = max((v for k, v in loads.items() if k != "client"), default=0.0)

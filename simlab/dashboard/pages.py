@@ -67,10 +67,10 @@ def explore_page(s: Scenario, models: tuple[str, ...]) -> None:
     idle = _idle(s, models)
     cols = st.columns(len(models))
     for col, model in zip(cols, models, strict=True):
-        row = _current(s, model)
-        col.metric(f"{model}: threads", f"{row['threads']:,}")
-        col.metric("resident MiB", f"{row['resident_mib']:,.0f}")
-        col.metric("reserved MiB", f"{row['reserved_mib']:,.0f}")
+        threads, resident, reserved = compute.cost_at(s, model)
+        col.metric(f"{model}: threads", f"{threads:,}")
+        col.metric("resident MiB", f"{resident:,.0f}")
+        col.metric("reserved MiB", f"{reserved:,.0f}")
     left, right = st.columns(2)
     fig = px.line(
         idle,
@@ -155,12 +155,6 @@ def explore_page(s: Scenario, models: tuple[str, ...]) -> None:
         f"{_fmt((lat.get('p99_ci95') or [None, None])[1])}), "
         f"throughput {_fmt(summary['throughput_rps'])} req/s."
     )
-
-
-def _current(s: Scenario, model: str) -> dict[str, Any]:
-    """Threads and memory at the scenario's own connection count."""
-    threads, resident, virtual = compute.cost_at(s, model)
-    return {"threads": threads, "resident_mib": resident, "reserved_mib": virtual}
 
 
 @st.cache_data(show_spinner=False, max_entries=16)

@@ -41,14 +41,8 @@ STORIES = {
     ),
 }
 
-JOURNEY = (
-    "iterative",
-    "process-per-connection",
-    "thread-per-connection",
-    "thread-pool",
-    "reactor-pool",
-    "async",
-)
+# The notes' Python path is the models' own order, iterative to async.
+JOURNEY = compute.ALL_MODELS
 
 
 def _load(title: str, preset: str, extra: dict[str, Any]) -> None:

@@ -30,7 +30,7 @@ import simpy
 from simlab.models.pool import Cpu, Pool
 from simlab.params import Architecture, Platform, Workload
 
-__all__ = ["COMPLETED", "DROPPED", "PENDING", "Analytic", "Model", "Record"]
+__all__ = ["COMPLETED", "DROPPED", "PENDING", "Analytic", "Model", "Record", "draw_io"]
 
 COMPLETED, DROPPED, PENDING = 0, 1, 2
 _BATCH = 8192
@@ -177,6 +177,16 @@ class Model:
         }
 
     @classmethod
+    def check_request_cap(cls, workload: Workload, stop: float) -> None:
+        """Refuse a run that would send more requests per replication than the cap."""
+        if workload.rate is not None and workload.rate * stop > cls.max_requests:
+            raise ValueError(
+                f"rate(={workload.rate:g}/s) x (warmup + duration)(={stop:g} s) would send "
+                f"{workload.rate * stop:,.0f} requests per replication, over the limit of "
+                f"{cls.max_requests:,}: shorten duration"
+            )
+
+    @classmethod
     def offered_load(
         cls, workload: Workload, platform: Platform, arch: Architecture
     ) -> dict[str, float]:
@@ -316,15 +326,7 @@ class Model:
     def _draw(self) -> None:
         w = self.workload
         self.demand.extend(w.cpu.sample(self._rng_cpu, _BATCH).tolist())
-        if w.calls == 0:
-            self.io_time.extend([0.0] * _BATCH)
-        else:
-            # Every call also takes the platform's call latency on top of its delay.
-            calls = w.io.sample(self._rng_io, (_BATCH, w.calls))
-            if self._call_latency.mean > 0:
-                calls = calls + self._call_latency.sample(self._rng_slack, (_BATCH, w.calls))
-            io = calls.sum(axis=1) if w.fanout == "sequential" else calls.max(axis=1)
-            self.io_time.extend(io.tolist())
+        self.io_time.extend(draw_io(w, self._call_latency, self._rng_io, self._rng_slack).tolist())
         if w.think is not None:
             self._think.extend(w.think.sample(self._rng_think, _BATCH).tolist())
 
@@ -449,6 +451,29 @@ class Model:
 
 
 _MASK = (1 << 64) - 1
+
+
+def draw_io(
+    workload: Workload,
+    call_latency: Any,
+    rng_io: np.random.Generator,
+    rng_slack: np.random.Generator,
+) -> np.ndarray:
+    """One batch (``_BATCH`` requests) of time spent in backend calls.
+
+    Every call also takes the platform's ``call_latency`` on top of its delay;
+    calls add up one after another, or the slowest sets the time in parallel.
+    The DES and the fast engine both draw through here, so they see the same
+    numbers from the same streams.
+    """
+    w = workload
+    if w.calls == 0:
+        return np.zeros(_BATCH)
+    calls = w.io.sample(rng_io, (_BATCH, w.calls))
+    if call_latency.mean > 0:
+        calls = calls + call_latency.sample(rng_slack, (_BATCH, w.calls))
+    out: np.ndarray = calls.sum(axis=1) if w.fanout == "sequential" else calls.max(axis=1)
+    return out
 
 
 def process_of(conn: int, processes: int, salt: int = 0) -> int:

@@ -195,7 +195,7 @@ def _explain(
     pools = [p for p in feasible if p.model == "reactor-pool" and p.workers is not None]
     if pools and w.rate is not None:
         pool = pools[0]
-        held = _held_seconds(pool, w)
+        held = _held_seconds(pool)
         text.append(
             f"reactor-pool needs {pool.workers:,} workers per process because each holds a "
             f"thread for the whole request, backend waits included: by Little's law about "
@@ -228,7 +228,7 @@ def _no_limit(model: str, workers: int, processes: int) -> int | None:
     return None
 
 
-def _held_seconds(p: Plan, w: Workload) -> float:
+def _held_seconds(p: Plan) -> float:
     mean = p.latency_ms.get("mean") or p.latency_ms.get("analytic_mean") or 0.0
     return float(mean) / 1e3
 

@@ -165,37 +165,22 @@ def estimate(
     threads, resident, virtual = memory(model, workload, platform, arch)
     cpu_util = loads.get("cores")
     s = sampler if sampler is not None else Sampler(workload, platform)
-    if any(v >= 1 for v in loads.values()):
+
+    def saturated() -> Estimate:
+        inf = math.inf
         return Estimate(
-            loads,
-            math.inf,
-            math.inf,
-            math.inf,
-            False,
-            "saturated",
-            threads,
-            resident,
-            virtual,
-            cpu_util,
+            loads, inf, inf, inf, False, "saturated", threads, resident, virtual, cpu_util
         )
+
+    if any(v >= 1 for v in loads.values()):
+        return saturated()
     analytic = cls.analytic(workload, platform, arch)
     served, method = _compose(model, workload, platform, arch, s)
     if not np.isfinite(served).all():
         # A queue the offered loads call stable saturates once the CPU waits
         # that its requests hold a thread through are counted.
         loads["pool with CPU waits"] = math.inf
-        return Estimate(
-            loads,
-            math.inf,
-            math.inf,
-            math.inf,
-            False,
-            "saturated",
-            threads,
-            resident,
-            virtual,
-            cpu_util,
-        )
+        return saturated()
     latency = served + _client_wait(workload, served, s)
     p50, p99 = (float(q) for q in np.percentile(latency, [50, 99]))
     mean = float(latency.mean())
