@@ -166,7 +166,7 @@ def run_simlab(case: Case, engine: str) -> dict[str, float]:
         tables=False,
     )
     total_s = time.perf_counter() - t0
-    return {"requests": n, "wall_s": engine_s, "summary_rps": r.summary["requests"] / total_s}
+    return {"requests": n, "wall_s": engine_s, "summary_rps": r.summary.requests / total_s}
 
 
 def _service(case: Case, rng: Any, n: int) -> list[float]:

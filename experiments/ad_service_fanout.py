@@ -107,7 +107,7 @@ def small_scale(ex: Experiment, calls: int, io_s: float) -> None:
                     sources=8,
                     save=False,
                 )
-            )
+            ).summary
             sim = simlab.simulate(
                 model,
                 w,
@@ -119,10 +119,8 @@ def small_scale(ex: Experiment, calls: int, io_s: float) -> None:
                 replications=3,
             ).summary
             for source, s in (("measured", real), ("simulated", sim)):
-                mem = s["memory_mib"]
-                resident = mem["peak"] + (
-                    mem.get("kernel_peak", 0.0) if source == "measured" else 0.0
-                )
+                mem = s.memory_mib
+                resident = mem.peak + ((mem.kernel_peak or 0.0) if source == "measured" else 0.0)
                 ex.add(
                     scale="small (this machine)",
                     source=source,
@@ -132,12 +130,12 @@ def small_scale(ex: Experiment, calls: int, io_s: float) -> None:
                     calls=calls,
                     io_ms=io_s * 1e3,
                     workers=REAL_WORKERS,
-                    threads=s["threads"]["peak"],
-                    busy=s["threads"]["busy_mean"],
+                    threads=s.threads.peak,
+                    busy=s.threads.busy_mean,
                     resident_mib=resident,
-                    reserved_mib=mem["virtual_peak"],
-                    p50_ms=s["latency_ms"]["p50"],
-                    p99_ms=s["latency_ms"]["p99"],
+                    reserved_mib=mem.virtual_peak,
+                    p50_ms=s.latency_ms.p50,
+                    p99_ms=s.latency_ms.p99,
                     engine=s.get("engine", "real"),
                 )
             print(

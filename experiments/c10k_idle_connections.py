@@ -65,10 +65,10 @@ def simulated(ex: Experiment, counts: tuple[int, ...]) -> None:
                     platform=platform_name,
                     model=model,
                     connections=n,
-                    threads=s["threads"]["peak"],
-                    resident_mib=s["memory_mib"]["peak"],
-                    reserved_mib=s["memory_mib"]["virtual_peak"],
-                    stable=s["stable"],
+                    threads=s.threads.peak,
+                    resident_mib=s.memory_mib.peak,
+                    reserved_mib=s.memory_mib.virtual_peak,
+                    stable=s.stable,
                 )
 
 
@@ -86,19 +86,19 @@ def real(ex: Experiment, counts: tuple[int, ...]) -> None:
                     sources=8,
                     save=False,
                 )
-            )
-            mem = s["memory_mib"]
+            ).summary
+            mem = s.memory_mib
             ex.add(
                 source="measured",
                 platform="cpython (this machine)",
                 model=model,
                 connections=n,
-                threads=s["threads"]["peak"],
+                threads=s.threads.peak,
                 # PSS of the process tree plus what the kernel holds for it
                 # (socket buffers, thread structures): what the machine must have.
-                resident_mib=mem["peak"] + mem.get("kernel_peak", 0.0),
-                reserved_mib=mem["virtual_peak"],
-                stable=s["stable"],
+                resident_mib=mem.peak + (mem.kernel_peak or 0.0),
+                reserved_mib=mem.virtual_peak,
+                stable=s.stable,
             )
 
 

@@ -71,11 +71,11 @@ def main() -> None:
                         cores=cores,
                         model=model,
                         processes=procs,
-                        throughput_rps=s["throughput_rps"],
-                        p50_ms=s["latency_ms"]["p50"],
-                        threads=s["threads"]["peak"],
-                        resident_mib=s["memory_mib"]["peak"],
-                        cpu_utilization=s["cpu_utilization"],
+                        throughput_rps=s.throughput_rps,
+                        p50_ms=s.latency_ms.p50,
+                        threads=s.threads.peak,
+                        resident_mib=s.memory_mib.peak,
+                        cpu_utilization=s.cpu_utilization,
                     )
         for model in MODELS:
             for procs in real_procs:
@@ -89,18 +89,18 @@ def main() -> None:
                         seed=SEED,
                         save=False,
                     )
-                )
-                mem = s["memory_mib"]
+                ).summary
+                mem = s.memory_mib
                 ex.add(
                     source="measured",
                     cores=2,
                     model=model,
                     processes=procs,
-                    throughput_rps=s["throughput_rps"],
-                    p50_ms=s["latency_ms"]["p50"],
-                    threads=s["threads"]["peak"],
-                    resident_mib=mem["peak"] + mem.get("kernel_peak", 0.0),
-                    cpu_utilization=s["cpu_utilization"],
+                    throughput_rps=s.throughput_rps,
+                    p50_ms=s.latency_ms.p50,
+                    threads=s.threads.peak,
+                    resident_mib=mem.peak + (mem.kernel_peak or 0.0),
+                    cpu_utilization=s.cpu_utilization,
                 )
                 print(f"real {model} x{procs}: {s['throughput_rps']:,.0f} req/s")
         _plot(ex)

@@ -48,8 +48,8 @@ def workload(clients: int) -> Workload:
 
 
 def within(summary: dict) -> bool:
-    p99 = summary["latency_ms"]["p99"]
-    return bool(summary["stable"]) and p99 is not None and p99 <= P99_GOAL_MS
+    p99 = summary.latency_ms.p99
+    return bool(summary.stable) and p99 is not None and p99 <= P99_GOAL_MS
 
 
 def main() -> None:
@@ -83,9 +83,9 @@ def main() -> None:
                                 seed=SEED,
                                 save=False,
                             )
-                        )
-                        mem = s["memory_mib"]
-                        resident = mem["peak"] + mem.get("kernel_peak", 0.0)
+                        ).summary
+                        mem = s.memory_mib
+                        resident = mem.peak + (mem.kernel_peak or 0.0)
                     else:
                         s = simlab.simulate(
                             model,
@@ -97,17 +97,17 @@ def main() -> None:
                             seed=SEED,
                             replications=3,
                         ).summary
-                        resident = s["memory_mib"]["peak"]
+                        resident = s.memory_mib.peak
                     ok = within(s)
                     ex.add(
                         model=model,
                         source=source,
                         clients=clients,
                         rate=w.rate,
-                        p99_ms=s["latency_ms"]["p99"],
-                        stable=s["stable"],
+                        p99_ms=s.latency_ms.p99,
+                        stable=s.stable,
                         within_goal=ok,
-                        threads=s["threads"]["peak"],
+                        threads=s.threads.peak,
                         resident_mib=resident,
                     )
                     print(

@@ -41,15 +41,17 @@ import numpy as np
 from scipy import optimize, stats
 
 from simlab.distributions import Fixed
+from simlab.errors import UserError
+from simlab.models import get_model
 from simlab.params import Architecture, Workload
-from simlab.platforms import PROFILE_DIR
+from simlab.platforms import profile_path
 from simlab.provenance import atomic_write_json, git_revision, json_safe, machine, utc_stamp
+from simlab.real.grids import Run, grid
 from simlab.real.measure import MeasureOptions, measure
 from simlab.real.memory import measure_memory
-from simlab.real.options import SERVER_MODELS
 from simlab.real.peers import PEERS
 
-__all__ = ["CPU_COSTS", "Fit", "Run", "calibrate", "cpu_row", "fit_linear", "grid"]
+__all__ = ["CPU_COSTS", "Fit", "calibrate", "cpu_row", "fit_linear"]
 
 CPU_COSTS = ("parse_us", "task_us", "dispatch_us", "call_us", "context_switch_us", "wake_us")
 MEMORY_TERMS = (
@@ -60,89 +62,6 @@ MEMORY_TERMS = (
     "backend_conn_kib",
     "fork_touched_kib",
 )
-BLOCKING = ("iterative", "thread-per-connection", "thread-pool", "process-per-connection")
-
-
-@dataclass(frozen=True)
-class Run:
-    """One real run of the calibration grid."""
-
-    target: str
-    workload: Workload
-    arch: Architecture
-    role: str  # "cpu" (costs and latency), "memory", or "structure" (idle peers)
-    duration: float = 6.0
-    warmup: float = 1.5
-
-    def label(self) -> str:
-        w, a = self.workload, self.arch
-        rate = f"{w.rate:g}/s" if w.rate is not None else "closed"
-        return (
-            f"{self.target} N={w.connections} {rate} cpu={w.cpu.mean * 1e3:g}ms "
-            f"calls={w.calls} W={a.workers} P={a.processes}"
-        )
-
-
-def _holder_connections(target: str, workers: int, wanted: int) -> int:
-    # Holder servers serve only as many persistent connections as they have
-    # threads; more would starve and measure nothing useful here.
-    if target == "iterative":
-        return 1
-    if target == "thread-pool":
-        return min(wanted, workers)
-    return wanted
-
-
-def grid(quick: bool) -> list[Run]:
-    runs: list[Run] = []
-    arch = Architecture(workers=8)
-    calls_set = (0, 1) if quick else (0, 1, 4)
-    for target in SERVER_MODELS:
-        for calls in calls_set:
-            n = _holder_connections(target, 8, 50)
-            rate = 30.0 if target == "iterative" else 100.0
-            w = Workload(connections=n, rate=rate, cpu=Fixed(0.001), io=Fixed(0.005), calls=calls)
-            runs.append(Run(target, w, arch, "cpu", duration=4.0 if quick else 6.0))
-        if target != "iterative":
-            # More CPU per second, so that the process is rarely idle: the cost
-            # of waking it (wake_us) is then amortised, which separates it.
-            n = _holder_connections(target, 8, 200)
-            rates = (320.0,) if quick else (250.0, 340.0)
-            for rate in rates:
-                w = Workload(connections=n, rate=rate, cpu=Fixed(0.002), io=Fixed(0.005), calls=1)
-                runs.append(Run(target, w, arch, "cpu", duration=4.0 if quick else 6.0))
-    # Backend connections and copy-on-write: the same servers with and without
-    # backend calls, with most of their connections served.
-    if not quick:
-        for target, n, rate in (
-            ("thread-per-connection", 600, 150.0),
-            ("process-per-connection", 100, 60.0),
-        ):
-            for calls in (0, 1):
-                w = Workload(
-                    connections=n, rate=rate, cpu=Fixed(0.0005), io=Fixed(0.002), calls=calls
-                )
-                runs.append(Run(target, w, arch, "memory"))
-    # Memory: the same servers holding few and many idle connections.
-    sizes = {
-        "async": (200, 2000 if quick else 4000),
-        "reactor-pool": (200, 2000),
-        "thread-per-connection": (100, 1000 if quick else 2000),
-        "process-per-connection": (50, 200 if quick else 400),
-    }
-    for target, counts in sizes.items():
-        for n in counts:
-            w = Workload(connections=n, rate=20.0, cpu=Fixed(0.0005), io=Fixed(0.002), calls=1)
-            runs.append(Run(target, w, arch, "memory", duration=2.0, warmup=1.0))
-    for target in PEERS:
-        shapes = [(1, 1), (2, 2)]
-        if target != "gunicorn-sync":  # sync closes every connection: it holds none
-            shapes.append((1, 1000))
-        for processes, n in shapes:
-            w = Workload(connections=n, rate=20.0, cpu=Fixed(0.0005), io=Fixed(0.002))
-            arch = Architecture(workers=4, processes=processes)
-            runs.append(Run(target, w, arch, "structure", duration=2.0, warmup=1.0))
-    return runs
 
 
 @dataclass(frozen=True)
@@ -203,29 +122,10 @@ def fit_linear(
 
 
 def cpu_row(target: str, calls: int, busy: float = 0.0) -> dict[str, float]:
-    """How much of each cost one request of ``target`` pays (the design matrix).
-
-    ``busy`` is the server's measured busy cores: a CPU phase finds its
-    process idle, and pays ``wake_us``, with probability about 1 - busy
-    (Poisson arrivals see time averages). Threaded servers run one phase plus
-    one per backend answer (under the GIL each answer must win it back); the
-    reactor adds its loop's phase; a forked child sleeps between requests, so
-    it always pays.
-    """
-    row = dict.fromkeys(CPU_COSTS, 0.0)
-    row["parse_us"] = 1.0
-    row["call_us"] = float(calls)
-    idle = 1.0 - min(max(busy, 0.0), 0.95)
-    if target == "async":
-        row["task_us"] = 1.0
-        row["wake_us"] = idle
-    else:
-        row["context_switch_us"] = 1.0 + calls
-        phases = 1.0 + calls + (1.0 if target == "reactor-pool" else 0.0)
-        row["wake_us"] = phases * (1.0 if target == "process-per-connection" else idle)
-        if target == "reactor-pool":
-            row["dispatch_us"] = 1.0
-    return row
+    """How much of each cost one request of ``target`` pays (the design matrix):
+    its model's ``request_cost`` at ``busy`` cores of load (``RequestCost.terms``)."""
+    cost = get_model(target).request_cost(Workload(connections=1, rate=1.0, calls=calls))
+    return cost.terms(busy)
 
 
 def _per_request_cpu(s: dict[str, Any], run: Run) -> float | None:
@@ -310,11 +210,11 @@ def memory_row(run: Run, threads: float, connections: float, processes: float) -
     connection where a thread or child owns a connection, one per loop for
     async, and few (they are reused) for reactor-pool's workers.
     """
-    per_connection = run.target in BLOCKING
-    served = served_connections(run) if per_connection else 1.0
+    cls = get_model(run.target)
+    served = served_connections(run) if cls.holds_connection else 1.0
     backend = served if run.workload.calls > 0 else 0.0
     forks = max(0.0, processes - 1)
-    touched = served if run.target == "process-per-connection" else 0.0
+    touched = served if cls.own_process else 0.0
     return [1.0, threads, connections, forks, backend, touched]
 
 
@@ -483,13 +383,14 @@ def calibrate(
     *,
     quick: bool = False,
     refit: bool = False,
-    out_dir: Path = PROFILE_DIR,
+    out_dir: Path | None = None,
     progress: Callable[[str, int, int], None] | None = None,
 ) -> dict[str, Any]:
     """Run the grid (or, with ``refit``, reuse the runs kept in the existing
-    profile), fit, and write ``out_dir/name.json``; returns the profile."""
+    profile), fit, and write ``out_dir/name.json`` (default: the data root's
+    profiles); returns the profile."""
     tick = progress or (lambda _label, _k, _n: None)
-    path = out_dir / f"{name}.json"
+    path = out_dir / f"{name}.json" if out_dir is not None else profile_path(name)
     if refit:
         try:
             previous = json.loads(path.read_text())
@@ -497,7 +398,7 @@ def calibrate(
             memory = previous["memory_benchmark"]
             quick = bool(previous.get("quick", False))
         except (OSError, KeyError, ValueError, TypeError) as exc:
-            raise ValueError(f"--refit: cannot reuse the runs in {str(path)!r}: {exc}") from None
+            raise UserError(f"--refit: cannot reuse the runs in {str(path)!r}: {exc}") from None
         tick("fitting", 1, 1)
     else:
         runs = grid(quick)
@@ -516,7 +417,7 @@ def calibrate(
                 save=False,
                 seed=k,
             )
-            results.append((run, _as_summary(_keep(measure(opts)))))
+            results.append((run, _as_summary(_keep(measure(opts).summary.to_dict()))))
         tick("fitting", total, total)
     profile = _profile(name, quick, results, memory)
     atomic_write_json(path, profile)

@@ -15,6 +15,8 @@ from typing import Protocol, runtime_checkable
 import numpy as np
 from numpy.typing import NDArray
 
+from simlab.errors import UserError
+
 __all__ = [
     "Distribution",
     "Empirical",
@@ -45,7 +47,7 @@ class Distribution(Protocol):
 
 def _check_mean(name: str, mean: float) -> None:
     if not math.isfinite(mean) or mean < 0:
-        raise ValueError(f"{name}(mean={mean!r}) must be a finite number >= 0")
+        raise UserError(f"{name}(mean={mean!r}) must be a finite number >= 0")
 
 
 @dataclass(frozen=True)
@@ -109,7 +111,7 @@ class LogNormal:
     def __post_init__(self) -> None:
         _check_mean("LogNormal", self.mean)
         if not math.isfinite(self.cv) or self.cv <= 0:
-            raise ValueError(f"LogNormal(cv={self.cv!r}) must be a finite number > 0")
+            raise UserError(f"LogNormal(cv={self.cv!r}) must be a finite number > 0")
 
     def sample(self, rng: np.random.Generator, size: int | tuple[int, ...]) -> FloatArray:
         if self.mean == 0:
@@ -131,10 +133,10 @@ class Empirical:
 
     def __post_init__(self) -> None:
         if not self.samples:
-            raise ValueError("Empirical(samples=()) needs at least one sample")
+            raise UserError("Empirical(samples=()) needs at least one sample")
         values = np.asarray(self.samples, dtype=np.float64)
         if not np.all(np.isfinite(values)) or np.any(values < 0):
-            raise ValueError("Empirical(samples) must all be finite and >= 0")
+            raise UserError("Empirical(samples) must all be finite and >= 0")
         # Cached because the models ask for mean and cv in their hot set-up paths.
         object.__setattr__(self, "_values", values)
 
@@ -186,13 +188,13 @@ def parse_distribution(spec: str, mean_s: float, *, option: str = "distribution"
         try:
             cv = float(arg)
         except ValueError:
-            raise ValueError(f"{option}: lognormal cv must be a number, got {arg!r}") from None
+            raise UserError(f"{option}: lognormal cv must be a number, got {arg!r}") from None
         if not math.isfinite(cv) or cv <= 0:
-            raise ValueError(f"{option}: lognormal cv(={arg}) must be > 0")
+            raise UserError(f"{option}: lognormal cv(={arg}) must be > 0")
         return LogNormal(mean_s, cv=cv)
     if kind == "empirical" and arg:
         return _read_empirical(Path(arg), option)
-    raise ValueError(
+    raise UserError(
         f"{option}: unknown distribution {spec!r} "
         "(use fixed, exp, lognormal, lognormal:CV or empirical:FILE)"
     )
@@ -202,7 +204,7 @@ def _read_empirical(path: Path, option: str) -> Empirical:
     try:
         text = path.read_text()
     except OSError as exc:
-        raise ValueError(
+        raise UserError(
             f"{option}: cannot read samples file {str(path)!r}: {exc.strerror}"
         ) from None
     values: list[float] = []
@@ -213,8 +215,8 @@ def _read_empirical(path: Path, option: str) -> Empirical:
         try:
             values.append(float(line) / 1000.0)
         except ValueError:
-            raise ValueError(f"{option}: {path}:{lineno}: not a number: {line!r}") from None
+            raise UserError(f"{option}: {path}:{lineno}: not a number: {line!r}") from None
     try:
         return Empirical(tuple(values))
     except ValueError as exc:
-        raise ValueError(f"{option}: {path}: {exc}") from None
+        raise UserError(f"{option}: {path}: {exc}") from None

@@ -30,11 +30,10 @@ from typing import Any
 
 import pandas as pd
 
-from simlab.provenance import ROOT, git_revision, json_safe, machine, utc_stamp
+from simlab.paths import experiments_dir
+from simlab.provenance import git_revision, json_safe, machine, utc_stamp
 
-__all__ = ["EXPERIMENTS_DIR", "Experiment", "arguments"]
-
-EXPERIMENTS_DIR = ROOT / "data" / "experiments"
+__all__ = ["Experiment", "arguments"]
 
 
 def _interrupt(signum: int, frame: FrameType | None) -> None:
@@ -51,7 +50,9 @@ def arguments(doc: str) -> argparse.Namespace:
         signal.signal(sig, _interrupt)
     parser = argparse.ArgumentParser(description=doc.strip().splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="a small, fast version (tests)")
-    parser.add_argument("--out", type=Path, help="output folder (default data/experiments/NAME)")
+    parser.add_argument(
+        "--out", type=Path, help="output folder (default $SIMLAB_DATA/experiments/NAME)"
+    )
     return parser.parse_args()
 
 
@@ -71,7 +72,7 @@ class Experiment:
         self.seed = seed
         self.quick = quick
         self.params = params
-        self.target = out if out is not None else EXPERIMENTS_DIR / name
+        self.target = out if out is not None else experiments_dir() / name
         self.rows: list[dict[str, Any]] = []
         self._tmp: Path | None = None
         self._started = time.perf_counter()

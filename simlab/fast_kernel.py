@@ -22,25 +22,10 @@ import numpy as np
 from numba import njit, types
 from numba.typed import Dict
 
-__all__ = ["MODE", "recurse"]
+__all__ = ["recurse"]
 
-MODE = {"thread-pool": 0, "reactor-pool": 1, "thread-per-connection": 2, "async": 3}
-_M1 = np.uint64(0x9E3779B97F4A7C15)
-_M2 = np.uint64(0xBF58476D1CE4E5B9)
-_M3 = np.uint64(0x94D049BB133111EB)
-
-
-@njit(cache=True)
-def _process_of(key: Any, processes: Any, salt: Any) -> Any:  # pragma: no cover
-    # The splitmix64 hash of ``models.base.process_of``, in wrapping uint64.
-    # Both returns are int64: numba would unify an int64 and a uint64 into a float.
-    if processes == 1:
-        return np.int64(0)
-    z = (key ^ salt) + _M1
-    z = (z ^ (z >> np.uint64(30))) * _M2
-    z = (z ^ (z >> np.uint64(27))) * _M3
-    z = z ^ (z >> np.uint64(31))
-    return np.int64(z % np.uint64(processes))
+# The modes of ``simlab.models.base.FastMode``, as the compiled loop sees them.
+POOL_OWNS_CONNECTION, LOOP_THEN_POOL, THREAD_PER_CONNECTION, LOOP = 0, 1, 2, 3
 
 
 @njit(cache=True)
@@ -82,8 +67,10 @@ def _pop(bt: Any, bo: Any, bs: Any, size: Any, p: Any) -> Any:  # pragma: no cov
     return t0, s0
 
 
+# One compiled loop, on purpose: numba compiles it to straight machine code, and
+# splitting it into helpers would pass a dozen arrays around per request.
 @njit(cache=True)
-def recurse(  # noqa: PLR0917 - one compiled loop takes its arrays positionally
+def recurse(  # noqa: PLR0912, PLR0915, PLR0917 - one compiled loop takes its arrays positionally
     mode: int,
     arrival: Any,
     conn: Any,
@@ -91,7 +78,8 @@ def recurse(  # noqa: PLR0917 - one compiled loop takes its arrays positionally
     io: Any,
     processes: int,
     workers: int,
-    salt: np.uint64,
+    by_accept: Any,
+    by_conn: Any,
     switch_cost: float,
     pays_switch: bool,
     loop_cost: float,
@@ -162,24 +150,26 @@ def recurse(  # noqa: PLR0917 - one compiled loop takes its arrays positionally
                 scheduled[c] = i
                 order += 1
                 continue
-        if mode == 0:
-            proc = _process_of(np.uint64(accepted), processes, salt)
+        if mode == POOL_OWNS_CONNECTION:
+            proc = by_accept[accepted]
             accepted += 1
         else:
-            proc = _process_of(np.uint64(c), processes, salt)
+            proc = by_conn[i]
         process[i] = proc
         demand = own[i]
         began = t
         server = proc
-        if (mode == 1 or mode == 3) and k_per_conn > 0 and c not in open_handle:  # noqa: PLR1714
+        loop_model = mode == LOOP_THEN_POOL or mode == LOOP  # noqa: PLR1714 - numba: no tuple `in`
+        if loop_model and k_per_conn > 0 and c not in open_handle:
             # A loop model opens a short-lived connection at its first request.
             open_handle[c] = n_conn
             answered[c] = 0
             conn_open[n_conn] = t
             conn_close[n_conn] = np.inf
             n_conn += 1
-        if mode <= 1:  # the pools: thread-pool and reactor-pool
-            if mode == 0:
+        pooled = mode == POOL_OWNS_CONNECTION or mode == LOOP_THEN_POOL  # noqa: PLR1714
+        if pooled:
+            if mode == POOL_OWNS_CONNECTION:
                 conn_open[n_conn] = t
                 conn_close[n_conn] = np.inf
                 n_conn += 1
@@ -203,13 +193,13 @@ def recurse(  # noqa: PLR0917 - one compiled loop takes its arrays positionally
                 began = t
             else:
                 began, server = _pop(bt, bo, bs, size, proc)
-            if mode == 0:
+            if mode == POOL_OWNS_CONNECTION:
                 admit[i] = began
         else:
             admit[i] = t
-            if mode == 2:
+            if mode == THREAD_PER_CONNECTION:
                 server = c
-        if mode == 3:
+        if mode == LOOP:
             cpu_time = 0.0
             if demand > 0:
                 began = max(t, loops[proc])
@@ -230,18 +220,18 @@ def recurse(  # noqa: PLR0917 - one compiled loop takes its arrays positionally
             # The DES runs an uncontended CPU phase and the backend wait as one
             # timeout: the same sum, in the same order, gives the same float.
             finish = began + (cpu_time + io[i])
-            svc = (loop_cost + cpu_time + io[i]) if mode == 1 else (cpu_time + io[i])
+            svc = (loop_cost + cpu_time + io[i]) if mode == LOOP_THEN_POOL else (cpu_time + io[i])
         start[i] = began
         end[i] = finish
         service[i] = svc
         cpu[i] = cpu_time
         worker[i] = server
         order += 1
-        if mode <= 1:  # the pools: thread-pool and reactor-pool
+        if pooled:
             _push(bt, bo, bs, size, proc, finish, order, server)
-        if mode == 0:
+        if mode == POOL_OWNS_CONNECTION:
             conn_close[n_conn - 1] = finish
-        elif mode != 2 and k_per_conn > 0:
+        elif mode != THREAD_PER_CONNECTION and k_per_conn > 0:
             answered[c] += 1
             if answered[c] == k_per_conn:
                 conn_close[open_handle[c]] = finish

@@ -7,7 +7,7 @@ the interval records, exactly, so the simulation's hot path only writes
 timestamps. Peaks and time-weighted means are exact over the window.
 
 Across replications, each mean carries a 95% confidence interval from the
-t distribution over independent replications (``ci95``).
+t distribution over independent replications (``simlab.stats.ci95``).
 """
 
 from __future__ import annotations
@@ -17,14 +17,12 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from scipy import stats
 
+from simlab.footprint import KIB_PER_MIB, Units, unit_costs
 from simlab.models.base import COMPLETED, DROPPED, Record
 from simlab.params import Platform
 
-__all__ = ["Step", "ci95", "replication_levels", "replication_summary", "series"]
-
-KIB_PER_MIB = 1024.0
+__all__ = ["Step", "replication_levels", "replication_summary", "series"]
 
 
 @dataclass(frozen=True)
@@ -105,52 +103,52 @@ def replication_levels(rec: Record, platform: Platform) -> dict[str, Step]:
         ),
         "cpu_busy": Step.build([(iv["cpu"][0], iv["cpu"][1], 1.0)]),
     }
-    p = platform
-    # A forked child's one thread is part of its measured fork_kib (its stack
-    # pages are private to it), so children's threads are not charged again.
-    user_fork = p.fork_kib - p.thread_kib
-    kernel_fork = p.fork_kernel_kib - p.thread_kernel_kib
-    # Pre-forked copies serve from the start, so their copy-on-write growth is
-    # counted from time 0.
-    user_base = (
-        p.process_kib
-        + base.get("copies", 0) * p.fork_touched_kib
-        + base["forks"] * user_fork
-        + base["threads"] * p.thread_kib
-        + base["connections"] * p.connection_kib
-    )
-    kernel_base = (
-        base["forks"] * kernel_fork
-        + base["threads"] * p.thread_kernel_kib
-        + base["connections"] * p.connection_kernel_kib
-    )
+    # Memory: each unit's life weighted by its cost (``simlab.footprint``).
+    # Pre-forked copies serve from the start, so their copy-on-write growth
+    # is counted from time 0.
+    costs = unit_costs(platform)
+    base_units = Units(
+        touched=base.get("copies", 0),
+        fork=base["forks"],
+        thread=base["threads"],
+        connection=base["connections"],
+    ).footprint(platform)
+    fork, thread, conn = costs["fork"], costs["thread"], costs["connection"]
     user_parts = [
-        (forks[0], forks[1], user_fork / KIB_PER_MIB),
-        (threads[0], threads[1], p.thread_kib / KIB_PER_MIB),
-        (conns[0], conns[1], p.connection_kib / KIB_PER_MIB),
-        (server[0], server[1], p.task_kib / KIB_PER_MIB),
+        (forks[0], forks[1], fork[0] / KIB_PER_MIB),
+        (threads[0], threads[1], thread[0] / KIB_PER_MIB),
+        (conns[0], conns[1], conn[0] / KIB_PER_MIB),
+        (server[0], server[1], costs["task"][0] / KIB_PER_MIB),
     ]
     kernel_parts = [
-        (forks[0], forks[1], kernel_fork / KIB_PER_MIB),
-        (threads[0], threads[1], p.thread_kernel_kib / KIB_PER_MIB),
-        (conns[0], conns[1], p.connection_kernel_kib / KIB_PER_MIB),
+        (forks[0], forks[1], fork[1] / KIB_PER_MIB),
+        (threads[0], threads[1], thread[1] / KIB_PER_MIB),
+        (conns[0], conns[1], conn[1] / KIB_PER_MIB),
     ]
     first_use, last = _first_use(rec)
-    if rec.extra.get("calls", 0) > 0:
-        user_parts.append((first_use, last, p.backend_conn_kib / KIB_PER_MIB))
-        kernel_parts.append((first_use, last, p.connection_kernel_kib / KIB_PER_MIB))
-    if rec.extra.get("own_process", False):
-        user_parts.append((first_use, last, p.fork_touched_kib / KIB_PER_MIB))
+    if rec.calls > 0:
+        backend = costs["backend_conn"]
+        user_parts.append((first_use, last, backend[0] / KIB_PER_MIB))
+        kernel_parts.append((first_use, last, backend[1] / KIB_PER_MIB))
+    if rec.own_process:
+        user_parts.append((first_use, last, costs["touched"][0] / KIB_PER_MIB))
+    user_base, kernel_base = base_units.user_kib, base_units.kernel_kib
     levels["user_mib"] = Step.build(user_parts, user_base / KIB_PER_MIB)
     levels["kernel_mib"] = Step.build(kernel_parts, kernel_base / KIB_PER_MIB)
     levels["memory_mib"] = Step.build(
         user_parts + kernel_parts, (user_base + kernel_base) / KIB_PER_MIB
     )
     levels["virtual_mib"] = Step.build(
-        [(threads[0], threads[1], p.stack_kib / KIB_PER_MIB)],
-        base["threads"] * p.stack_kib / KIB_PER_MIB,
+        [(threads[0], threads[1], thread[2] / KIB_PER_MIB)],
+        base_units.reserved_kib / KIB_PER_MIB,
     )
     return levels
+
+
+# The client path's draws have a generator of their own, keyed by the seed,
+# the replication and this tag, so that they do not disturb the model's
+# streams and are the same for a replication whatever the model or engine.
+CLIENT_PATH_STREAM = 0x977
 
 
 def client_path(rec: Record, platform: Platform) -> np.ndarray:
@@ -160,7 +158,7 @@ def client_path(rec: Record, platform: Platform) -> np.ndarray:
     dist = platform.rtt()
     if dist.mean == 0:
         return np.zeros(n)
-    rng = np.random.default_rng([rec.seed, rec.replication, 0x977])
+    rng = np.random.default_rng([rec.seed, rec.replication, CLIENT_PATH_STREAM])
     return dist.sample(rng, n)
 
 
@@ -174,7 +172,7 @@ def _first_use(rec: Record) -> tuple[np.ndarray, np.ndarray]:
         c["worker"][served][np.argsort(c["start"][served])], return_index=True
     )
     times = np.sort(c["start"][served])[first]
-    if rec.extra.get("worker_is_thread_handle", False):
+    if rec.worker_is_thread_handle:
         ends = rec.intervals["threads"][1][workers]
     else:
         ends = np.full(len(workers), math.inf)
@@ -221,14 +219,3 @@ def series(rec: Record, levels: dict[str, Step], points: int = 241) -> dict[str,
     for key, step in levels.items():
         out[key] = step.at(grid)
     return out
-
-
-def ci95(values: list[float] | np.ndarray) -> list[float] | None:
-    """Two-sided 95% t interval for the mean of independent replications (None if fewer than 2)."""
-    x = np.asarray(values, dtype=np.float64)
-    x = x[np.isfinite(x)]
-    if len(x) < 2:
-        return None
-    half = float(stats.t.ppf(0.975, len(x) - 1) * x.std(ddof=1) / math.sqrt(len(x)))
-    m = float(x.mean())
-    return [m - half, m + half]

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field, fields, replace
 from typing import Any, Literal
 
 from simlab.distributions import Distribution, Fixed, LogNormal
+from simlab.errors import UserError
 
 __all__ = ["SCENARIOS", "Architecture", "Platform", "Trace", "Workload"]
 
@@ -21,7 +22,7 @@ Fanout = Literal["sequential", "parallel"]
 
 def _require(ok: bool, message: str) -> None:
     if not ok:
-        raise ValueError(message)
+        raise UserError(message)
 
 
 def _finite_nonneg(name: str, value: float) -> None:

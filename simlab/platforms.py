@@ -1,8 +1,8 @@
 """Platform presets and calibrated profiles.
 
 A preset is a starting point; ``simlab calibrate`` replaces it with a profile
-measured on your machine (``data/profiles/<name>.json``). Every number below
-says where it came from.
+measured on your machine (``$SIMLAB_DATA/profiles/<name>.json``, see
+``simlab.paths``). Every number below says where it came from.
 """
 
 from __future__ import annotations
@@ -12,9 +12,11 @@ import math
 from pathlib import Path
 from typing import Any
 
+from simlab.errors import UserError
 from simlab.params import Platform
+from simlab.paths import profiles_dir
 
-__all__ = ["PRESETS", "load_platform", "platform_from_profile"]
+__all__ = ["PRESETS", "load_platform", "platform_from_profile", "platform_names", "profile_path"]
 
 
 def ideal() -> Platform:
@@ -41,8 +43,8 @@ def ideal() -> Platform:
 def cpython() -> Platform:
     """CPython 3.11 on Linux x86-64, 2 cores (the machine simlab was built on).
 
-    Sources: DESIGN.md's measured table, and ``benchmarks/micro_costs.py`` run
-    on 2026-11-27 for the figures it lacks.
+    Sources: ``simlab measure memory`` and timing loops run on this machine on
+    2026-11-27 (docs/design.md, "Measured on this machine").
     - thread 43 KiB resident: 16 KiB user + 27 KiB kernel for an idle thread
       blocked in recv; 8 MiB reserved stack (the glibc default).
     - connection 9.5 KiB: 5.5 KiB for an idle asyncio stream + 4 KiB kernel.
@@ -128,32 +130,37 @@ def go() -> Platform:
 
 
 PRESETS = {"ideal": ideal, "cpython": cpython, "jvm": jvm, "go": go}
-PROFILE_DIR = Path(__file__).resolve().parent.parent / "data" / "profiles"
+
+
+def profile_path(name: str) -> Path:
+    """Where the calibrated profile ``name`` lives: ``$SIMLAB_DATA/profiles/NAME.json``."""
+    return profiles_dir() / f"{name}.json"
 
 
 def load_platform(spec: str) -> Platform:
-    """A profile name in ``data/profiles/``, a preset, or a path to a profile JSON file.
+    """A profile name in the data root's ``profiles/``, a preset, or a path to a profile JSON.
 
-    A calibrated profile named like a preset (``data/profiles/cpython.json``)
-    takes its place; ``NAME-preset`` always gives the uncalibrated preset.
+    A calibrated profile named like a preset (``$SIMLAB_DATA/profiles/cpython.json``)
+    takes its place, for the API and the command line alike; ``NAME-preset``
+    always gives the uncalibrated preset.
     """
     if spec.endswith("-preset") and spec.removesuffix("-preset") in PRESETS:
         return PRESETS[spec.removesuffix("-preset")]()
-    if spec in PRESETS and not (PROFILE_DIR / f"{spec}.json").exists():
+    if spec in PRESETS and not profile_path(spec).exists():
         return PRESETS[spec]()
     path = Path(spec)
     if not path.suffix:
-        candidate = PROFILE_DIR / f"{spec}.json"
+        candidate = profile_path(spec)
         if candidate.exists():
             path = candidate
     if not path.exists():
-        raise ValueError(
+        raise UserError(
             f"platform: no preset or profile file named {spec!r} (presets: {', '.join(PRESETS)})"
         )
     try:
         data = json.loads(path.read_text())
     except (OSError, json.JSONDecodeError) as exc:
-        raise ValueError(f"platform: cannot read profile {str(path)!r}: {exc}") from None
+        raise UserError(f"platform: cannot read profile {str(path)!r}: {exc}") from None
     return platform_from_profile(data, source=str(path))
 
 
@@ -165,30 +172,44 @@ def platform_from_profile(data: Any, *, source: str = "profile") -> Platform:
     residuals, uncertainty) are kept in the file for people, not read here.
     """
     if not isinstance(data, dict):
-        raise ValueError(f"platform: profile {source!r} must be a JSON object")
+        raise UserError(f"platform: profile {source!r} must be a JSON object")
     base_name = data.get("base", "cpython")
     if base_name not in PRESETS:
-        raise ValueError(f"platform: profile {source!r} has unknown base {base_name!r}")
+        raise UserError(f"platform: profile {source!r} has unknown base {base_name!r}")
     params = data.get("parameters", {})
     if not isinstance(params, dict):
-        raise ValueError(f"platform: profile {source!r}: 'parameters' must be an object")
+        raise UserError(f"platform: profile {source!r}: 'parameters' must be an object")
     allowed = set(Platform.numeric_fields()) | {"cores", "gil"}
     changes: dict[str, Any] = {}
     for key, raw in params.items():
         if key not in allowed:
-            raise ValueError(f"platform: profile {source!r} has unknown parameter {key!r}")
+            raise UserError(f"platform: profile {source!r} has unknown parameter {key!r}")
         value = raw.get("value") if isinstance(raw, dict) else raw
         if key == "gil":
             if not isinstance(value, bool):
-                raise ValueError(f"platform: profile {source!r}: gil must be true or false")
+                raise UserError(f"platform: profile {source!r}: gil must be true or false")
         elif key == "cores":
             if value is not None and not isinstance(value, int):
-                raise ValueError(f"platform: profile {source!r}: cores must be an integer")
+                raise UserError(f"platform: profile {source!r}: cores must be an integer")
         elif not isinstance(value, int | float) or not math.isfinite(value):
-            raise ValueError(f"platform: profile {source!r}: {key} must be a number")
+            raise UserError(f"platform: profile {source!r}: {key} must be a number")
         changes[key] = value
     name = data.get("name", Path(source).stem)
     try:
         return PRESETS[base_name]().with_(name=str(name), **changes)
     except ValueError as exc:
-        raise ValueError(f"platform: profile {source!r}: {exc}") from None
+        raise UserError(f"platform: profile {source!r}: {exc}") from None
+
+
+def platform_names() -> list[str]:
+    """The presets, then the calibrated profiles in the data root that are not presets."""
+    names = list(PRESETS)
+    folder = profiles_dir()
+    if folder.is_dir():
+        names += sorted(p.stem for p in folder.glob("*.json") if p.stem not in PRESETS)
+    return names
+
+
+def calibrated(name: str) -> bool:
+    """True when ``name`` resolves to a calibrated profile in the data root."""
+    return profile_path(name).exists()

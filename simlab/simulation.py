@@ -10,7 +10,6 @@ unanswered when the drain ends is counted as ``incomplete``.
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -20,13 +19,16 @@ import numpy as np
 import pandas as pd
 import simpy
 
+from simlab.errors import UserError
 from simlab.fast import reason_not_fast, run_fast_replication
-from simlab.metrics import Step, ci95, replication_levels, replication_summary, series
+from simlab.metrics import Step, replication_levels, replication_summary, series
 from simlab.models import MODELS, Analytic, Record, get_model
 from simlab.models.loads import io_moments
 from simlab.params import Architecture, Platform, Workload, c10k_workload
-from simlab.platforms import cpython
-from simlab.provenance import json_safe
+from simlab.platforms import load_platform
+from simlab.results import CI, Level, MemoryLevel, Quantiles, SimSummary, Stability, ThreadLevel
+from simlab.stats import ci95
+from simlab.streams import Deal
 
 __all__ = ["ENGINES", "Result", "choose_engine", "compare", "simulate"]
 
@@ -40,31 +42,34 @@ OUTCOMES = ("completed", "dropped", "pending")
 class Result:
     """One model's simulated results.
 
-    ``summary`` is the JSON contract (DESIGN.md); ``requests`` has one row per
-    request; ``series`` the levels of each replication on a time grid;
-    ``replications`` one row of numbers per replication.
+    ``summary`` is the JSON contract (``SimSummary``); ``requests`` has one
+    row per request; ``series`` the levels of each replication on a time
+    grid; ``replications`` one row of numbers per replication.
     """
 
     model: str
-    summary: dict[str, Any]
+    summary: SimSummary
     requests: pd.DataFrame
     series: pd.DataFrame
     replications: pd.DataFrame
     analytic: Analytic | str = field(repr=False)
 
     def to_json(self, *, indent: int | None = 2) -> str:
-        return json.dumps(self.summary, indent=indent, allow_nan=False)
+        return self.summary.to_json(indent=indent)
+
+    def to_row(self) -> dict[str, Any]:
+        return self.summary.to_row()
 
 
 def _check_run(duration: float, warmup: float, replications: int, seed: int) -> None:
     if not (math.isfinite(duration) and duration > 0):
-        raise ValueError(f"duration(={duration!r}) must be > 0 simulated seconds")
+        raise UserError(f"duration(={duration!r}) must be > 0 simulated seconds")
     if not (math.isfinite(warmup) and warmup >= 0):
-        raise ValueError(f"warmup(={warmup!r}) must be >= 0 simulated seconds")
+        raise UserError(f"warmup(={warmup!r}) must be >= 0 simulated seconds")
     if not (isinstance(replications, int) and replications >= 1):
-        raise ValueError(f"replications(={replications!r}) must be an integer >= 1")
+        raise UserError(f"replications(={replications!r}) must be an integer >= 1")
     if not (isinstance(seed, int) and seed >= 0):
-        raise ValueError(f"seed(={seed!r}) must be an integer >= 0")
+        raise UserError(f"seed(={seed!r}) must be an integer >= 0")
 
 
 def _drain(workload: Workload, duration: float) -> float:
@@ -135,16 +140,18 @@ def simulate(
 ) -> Result:
     """Simulate ``model`` and summarise it with 95% confidence intervals.
 
-    Defaults: the C10K workload, the ``cpython`` platform, 32 workers.
+    Defaults: the C10K workload, the ``cpython`` platform (the calibrated
+    profile in the data root when there is one, as ``load_platform`` says),
+    32 workers.
     ``duration`` and ``warmup`` are simulated seconds. ``engine`` is ``des``
     (events), ``fast`` (the FCFS recursion of ``simlab.fast``; an error if the
     configuration does not qualify) or ``auto`` (fast where it qualifies);
-    ``summary["engine"]`` says which ran. ``tables=False`` leaves the
+    ``summary.engine`` says which ran. ``tables=False`` leaves the
     per-request and series tables empty (the summary is the same), which
     saves their memory and the time to build them on long runs.
     """
     workload = workload if workload is not None else c10k_workload()
-    platform = platform if platform is not None else cpython()
+    platform = platform if platform is not None else load_platform("cpython")
     architecture = architecture if architecture is not None else Architecture()
     get_model(model)
     _check_run(duration, warmup, replications, seed)
@@ -189,14 +196,14 @@ def choose_engine(
 ) -> str:
     """The engine that will run: ``fast`` only where it reproduces the DES."""
     if engine not in ENGINES:
-        raise ValueError(f"engine(={engine!r}) must be one of {', '.join(ENGINES)}")
+        raise UserError(f"engine(={engine!r}) must be one of {', '.join(ENGINES)}")
     if engine == "des":
         return "des"
     reason = reason_not_fast(model, workload, platform, arch)
     if reason is None:
         return "fast"
     if engine == "fast":
-        raise ValueError(f"--engine fast does not apply to {model} here: {reason}")
+        raise UserError(f"--engine fast does not apply to {model} here: {reason}")
     return "des"
 
 
@@ -247,33 +254,38 @@ def _named(progress: Callable[[str, float], None], name: str) -> Progress:
 # --------------------------------------------------------------------- summary
 
 
-def _pooled(arrays: list[np.ndarray], scale: float) -> dict[str, Any]:
+def _pooled(arrays: list[np.ndarray], scale: float) -> Quantiles:
     """Mean and percentiles over all replications' requests, each with a
     95% CI from the per-replication values."""
     pooled = np.concatenate(arrays) if arrays else np.empty(0)
-    out: dict[str, Any] = {}
     if len(pooled) == 0:
-        for key in ("mean", "p50", "p95", "p99"):
-            out[key] = None
-            out[f"{key}_ci95"] = None
-        return out
+        return Quantiles()
     per_rep = [a for a in arrays if len(a)]
-    out["mean"] = float(np.mean([a.mean() for a in per_rep])) * scale
-    out["mean_ci95"] = _scaled_ci([a.mean() for a in per_rep], scale)
+    means = [a.mean() for a in per_rep]
+    out: dict[str, Any] = {
+        "mean": float(np.mean(means)) * scale,
+        "mean_ci95": _scaled_ci(means, scale),
+    }
     for q in (50, 95, 99):
         out[f"p{q}"] = float(np.percentile(pooled, q)) * scale
         out[f"p{q}_ci95"] = _scaled_ci([np.percentile(a, q) for a in per_rep], scale)
-    return out
+    return Quantiles(**out)
 
 
-def _scaled_ci(values: list[float], scale: float) -> list[float] | None:
+def _scaled_ci(values: list[float], scale: float) -> CI:
     ci = ci95(values)
     return None if ci is None else [ci[0] * scale, ci[1] * scale]
 
 
-def _mean_ci(reps: list[dict[str, Any]], key: str) -> tuple[float, list[float] | None]:
+def _mean_ci(reps: list[dict[str, Any]], key: str) -> tuple[float, CI]:
     values = [r[key] for r in reps]
     return float(np.mean(values)), ci95(values)
+
+
+def _level(reps: list[dict[str, Any]], level: str) -> Level:
+    peak, peak_ci = _mean_ci(reps, f"{level}_peak")
+    mean, mean_ci = _mean_ci(reps, f"{level}_mean")
+    return Level(peak, peak_ci, mean, mean_ci)
 
 
 def _result(
@@ -293,74 +305,83 @@ def _result(
     levels = [replication_levels(rec, platform) for rec in records]
     reps = [replication_summary(rec, platform, lv) for rec, lv in zip(records, levels, strict=True)]
     tput, tput_ci = _mean_ci(reps, "throughput_rps")
-    summary: dict[str, Any] = {
-        "model": model,
-        "engine": engine,
-        "throughput_rps": tput,
-        "throughput_ci95": tput_ci,
-        "offered_rps": workload.rate,
-        "latency_ms": _pooled([r["latency"] for r in reps], 1e3),
-        "queue_delay_ms": _pooled([r["wait"] for r in reps], 1e3),
-    }
-    blocks: dict[str, dict[str, Any]] = {}
-    for out_key, level, scale_keys in (
-        ("threads", "threads_alive", ("peak", "mean")),
-        ("memory_mib", "memory_mib", ("peak", "mean")),
-        ("connections", "connections", ("peak", "mean")),
-        ("in_flight", "in_flight", ("peak", "mean")),
-        ("queued", "queued", ("peak", "mean")),
-    ):
-        block: dict[str, Any] = {}
-        for stat in scale_keys:
-            block[stat], block[f"{stat}_ci95"] = _mean_ci(reps, f"{level}_{stat}")
-        blocks[out_key] = block
-    blocks["threads"]["busy_mean"], blocks["threads"]["busy_mean_ci95"] = _mean_ci(
-        reps, "threads_busy_mean"
+    alive = _level(reps, "threads_alive")
+    busy_mean, busy_ci = _mean_ci(reps, "threads_busy_mean")
+    threads = ThreadLevel(
+        alive.peak,
+        alive.peak_ci95,
+        alive.mean,
+        alive.mean_ci95,
+        busy_mean,
+        busy_ci,
+        _mean_ci(reps, "threads_busy_peak")[0],
     )
-    blocks["threads"]["busy_peak"], _ = _mean_ci(reps, "threads_busy_peak")
-    blocks["memory_mib"]["virtual_peak"], blocks["memory_mib"]["virtual_peak_ci95"] = _mean_ci(
-        reps, "virtual_mib_peak"
-    )
-    blocks["memory_mib"]["virtual_mean"], _ = _mean_ci(reps, "virtual_mib_mean")
+    resident = _level(reps, "memory_mib")
+    virtual_peak, virtual_ci = _mean_ci(reps, "virtual_mib_peak")
     # The user-space part is what a process's PSS shows; the kernel part is not in it.
-    blocks["memory_mib"]["user_peak"], blocks["memory_mib"]["user_peak_ci95"] = _mean_ci(
-        reps, "user_mib_peak"
+    user_peak, user_ci = _mean_ci(reps, "user_mib_peak")
+    memory = MemoryLevel(
+        resident.peak,
+        resident.peak_ci95,
+        resident.mean,
+        resident.mean_ci95,
+        virtual_peak,
+        virtual_ci,
+        _mean_ci(reps, "virtual_mib_mean")[0],
+        user_peak,
+        user_ci,
+        _mean_ci(reps, "user_mib_mean")[0],
+        _mean_ci(reps, "kernel_mib_peak")[0],
     )
-    blocks["memory_mib"]["user_mean"], _ = _mean_ci(reps, "user_mib_mean")
-    blocks["memory_mib"]["kernel_peak"], _ = _mean_ci(reps, "kernel_mib_peak")
-    summary.update(blocks)
-    busy_cores, busy_ci = _mean_ci(reps, "cpu_busy_mean")
-    summary["cpu_busy_cores"] = busy_cores
-    summary["cpu_utilization"] = busy_cores / platform.cores if platform.cores else None
-    summary["cpu_utilization_ci95"] = (
-        [x / platform.cores for x in busy_ci] if platform.cores and busy_ci else None
-    )
-    for key in ("requests", "completed", "dropped", "incomplete"):
-        summary[key] = int(sum(r[key] for r in reps))
-    offered = {k: float(v) for k, v in cls.offered_load(workload, platform, arch).items()}
-    reasons = [cls.explain_overload(k, v, workload, arch) for k, v in offered.items() if v >= 1]
+    busy_cores, cores_ci = _mean_ci(reps, "cpu_busy_mean")
+    counts = {key: int(sum(r[key] for r in reps)) for key in OUTCOME_COUNTS}
+    # The analytic side sees the deals these replications made.
+    deal = Deal(tuple(rec.salt for rec in records))
+    offered = {k: float(v) for k, v in cls.offered_load(workload, platform, arch, deal).items()}
+    reasons = [
+        cls.explain_overload(k, v, workload, arch, deal) for k, v in offered.items() if v >= 1
+    ]
     if any(rec.truncated for rec in records):
         reasons.append(f"stopped at the cap of {cls.max_requests:,} requests per replication")
     elif any(rec.overloaded for rec in records):
         reasons.append(
             f"stopped sending early: over {cls.max_in_system:,} requests were in the system"
         )
-    if summary["incomplete"]:
-        reasons.append(f"{summary['incomplete']:,} measured requests were never answered")
+    if counts["incomplete"]:
+        reasons.append(f"{counts['incomplete']:,} measured requests were never answered")
     growth = _growing(reps, duration)
     if growth and not any(v >= 1 for v in offered.values()):
         reasons.append(growth)
-    summary["stable"] = not reasons
-    summary["stability"] = {"offered_load": offered, "reasons": reasons}
-    summary["warnings"] = _warnings(workload, duration, warmup)
-    summary["replications"] = len(records)
-    summary["seed"] = seed
-    summary["duration_s"] = duration
-    summary["warmup_s"] = warmup
-    summary["workload"] = workload.describe()
-    summary["architecture"] = arch.describe()
-    summary["platform"] = platform.describe()
-    summary = json_safe(summary)
+    summary = SimSummary(
+        model=model,
+        engine=engine,
+        throughput_rps=tput,
+        throughput_ci95=tput_ci,
+        offered_rps=workload.rate,
+        latency_ms=_pooled([r["latency"] for r in reps], 1e3),
+        queue_delay_ms=_pooled([r["wait"] for r in reps], 1e3),
+        threads=threads,
+        memory_mib=memory,
+        connections=_level(reps, "connections"),
+        in_flight=_level(reps, "in_flight"),
+        queued=_level(reps, "queued"),
+        cpu_busy_cores=busy_cores,
+        cpu_utilization=busy_cores / platform.cores if platform.cores else None,
+        cpu_utilization_ci95=(
+            [x / platform.cores for x in cores_ci] if platform.cores and cores_ci else None
+        ),
+        stable=not reasons,
+        stability=Stability(offered, tuple(reasons)),
+        warnings=tuple(_warnings(workload, duration, warmup)),
+        replications=len(records),
+        seed=seed,
+        duration_s=duration,
+        warmup_s=warmup,
+        workload=workload,
+        architecture=arch,
+        platform=platform,
+        **counts,
+    )
     return Result(
         model=model,
         summary=summary,
@@ -373,8 +394,11 @@ def _result(
                 for i, r in enumerate(reps)
             ]
         ),
-        analytic=cls.analytic(workload, platform, arch),
+        analytic=cls.analytic(workload, platform, arch, deal),
     )
+
+
+OUTCOME_COUNTS = ("requests", "completed", "dropped", "incomplete")
 
 
 # The backlog must grow by more than this share of the window's requests

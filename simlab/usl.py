@@ -27,8 +27,8 @@ from scipy import optimize, stats
 
 from simlab.distributions import Fixed
 from simlab.params import Architecture, Platform, Workload
+from simlab.paths import usl_dir
 from simlab.provenance import (
-    ROOT,
     atomic_write,
     atomic_write_json,
     git_revision,
@@ -40,8 +40,6 @@ from simlab.real.peers import RESEMBLES
 from simlab.simulation import simulate
 
 __all__ = ["UslFit", "fit_usl", "usl_study", "usl_throughput"]
-
-USL_DIR = ROOT / "data" / "usl"
 
 
 def usl_throughput(n: np.ndarray | float, sigma: float, kappa: float, lam: float) -> np.ndarray:
@@ -134,7 +132,7 @@ def usl_study(
     """Closed-loop real runs at each concurrency, the simulation beside them, both fitted."""
     tick = progress or (lambda _l, _k, _n: None)
     model = RESEMBLES.get(target, target)
-    points = []
+    points: list[dict[str, Any]] = []
     for k, n in enumerate(levels, 1):
         tick(f"{target} at concurrency {n}", k, len(levels))
         # A client that resends as soon as it is answered; the simulation needs a
@@ -150,7 +148,7 @@ def usl_study(
             MeasureOptions(
                 target, real_w, arch, duration=duration, warmup=warmup, seed=seed + k, save=False
             )
-        )
+        ).summary
         sim = simulate(
             model,
             real_w,
@@ -164,10 +162,10 @@ def usl_study(
         points.append(
             {
                 "n": n,
-                "measured": real["throughput_rps"],
-                "simulated": sim["throughput_rps"],
-                "measured_p50_ms": real["latency_ms"]["p50"],
-                "simulated_p50_ms": sim["latency_ms"]["p50"],
+                "measured": real.throughput_rps,
+                "simulated": sim.throughput_rps,
+                "measured_p50_ms": real.latency_ms.p50,
+                "simulated_p50_ms": sim.latency_ms.p50,
             }
         )
     ns = [p["n"] for p in points]
@@ -188,7 +186,7 @@ def usl_study(
         "created": utc_stamp(),
         "seed": seed,
     }
-    out = out_dir or USL_DIR / target
+    out = out_dir or usl_dir() / target
     atomic_write_json(out / "usl.json", result)
     _plot(points, measured, simulated, target, out)
     return result

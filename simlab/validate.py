@@ -27,118 +27,40 @@ import io
 import json
 import math
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from simlab.distributions import Exponential, Fixed
-from simlab.params import Architecture, Fanout, Platform, Workload
-from simlab.platforms import PROFILE_DIR, load_platform
+from simlab.errors import UserError
+from simlab.params import Platform
+from simlab.paths import validation_dir
+from simlab.platforms import load_platform, profile_path
 from simlab.provenance import (
-    ROOT,
     atomic_write,
     atomic_write_json,
     git_revision,
     machine,
     utc_stamp,
 )
+from simlab.real.grids import Case, held_out
 from simlab.real.measure import MeasureOptions, measure
 from simlab.real.peers import PEERS, RESEMBLES
 from simlab.simulation import simulate
 
-__all__ = ["METRICS", "Case", "held_out", "validate"]
+__all__ = ["GOALS", "METRICS", "validate"]
 
 METRICS = ("throughput_rps", "latency_p50", "latency_p99", "memory_peak", "threads_peak")
-VALIDATION_DIR = ROOT / "data" / "validation"
 # The simulation runs as long as the real run, warm-up included, so that
 # transients and overload build up over the same time; more replications
 # make up the precision.
 SIM_REPLICATIONS = 8
 
 
-@dataclass(frozen=True)
-class Case:
-    target: str
-    workload: Workload
-    arch: Architecture
-    duration: float = 8.0
-    warmup: float = 2.0
-
-    def config(self) -> str:
-        w, a = self.workload, self.arch
-        io = f"{w.calls}x{w.io.mean * 1e3:g}ms {w.fanout[:3]}" if w.calls else "no calls"
-        k = "" if w.persistent else f" k={w.requests_per_connection}"
-        return (
-            f"N={w.connections} {w.rate:g}/s cpu={w.cpu.mean * 1e3:g}ms {io} "
-            f"W={a.workers} P={a.processes}{k}"
-        )
-
-
-def _w(
-    n: int,
-    rate: float,
-    cpu_ms: float,
-    io_ms: float,
-    calls: int = 1,
-    *,
-    fanout: Fanout = "sequential",
-    k: int | None = None,
-    exp: bool = False,
-) -> Workload:
-    cpu = Exponential(cpu_ms / 1e3) if exp else Fixed(cpu_ms / 1e3)
-    return Workload(
-        connections=n,
-        rate=rate,
-        cpu=cpu,
-        io=Fixed(io_ms / 1e3),
-        calls=calls,
-        fanout=fanout,
-        requests_per_connection=k,
-    )
-
-
-def held_out(quick: bool) -> list[Case]:
-    """Configurations the calibration never ran."""
-    a = Architecture
-    cases = [
-        Case("async", _w(3000, 300, 1.5, 30, 2, fanout="parallel"), a()),
-        Case("reactor-pool", _w(500, 150, 1, 20, 2), a(workers=12)),
-        Case("thread-per-connection", _w(1500, 150, 1, 15), a()),
-        Case("process-per-connection", _w(120, 80, 1, 15), a()),
-        Case("thread-pool", _w(16, 160, 1, 20), a(workers=16)),
-        Case("iterative", _w(1, 25, 2, 8), a()),
-        Case("uvicorn", _w(300, 120, 1, 20), a(processes=2)),
-        Case("gunicorn-gthread", _w(60, 100, 1, 20), a(workers=6, processes=2)),
-        Case("gunicorn-sync", _w(2, 40, 1, 10, k=1), a(workers=1, processes=2)),
-    ]
-    if quick:
-        return cases
-    cases += [
-        Case("async", _w(8000, 500, 1, 40), a()),
-        Case("async", _w(1000, 350, 2, 10, 3, exp=True), a(processes=2)),
-        Case("async", _w(500, 380, 2.4, 5), a()),  # a busy loop: rho about 0.95
-        Case("reactor-pool", _w(2000, 300, 1, 10, 4, fanout="parallel"), a(workers=6)),
-        Case("reactor-pool", _w(300, 200, 1.5, 25, 1, exp=True), a(workers=4, processes=2)),
-        Case("reactor-pool", _w(200, 200, 1, 30), a(workers=4)),  # too few workers
-        Case("thread-per-connection", _w(400, 250, 2, 10, 2), a()),
-        Case("thread-per-connection", _w(800, 120, 1, 20), a(processes=2)),
-        Case("process-per-connection", _w(300, 150, 2, 10), a()),
-        Case("thread-pool", _w(32, 300, 1, 10, 2), a(workers=16, processes=2)),
-        Case("thread-pool", _w(100, 100, 1, 10), a(workers=20)),  # 80 starve
-        Case("iterative", _w(2, 30, 1, 5, k=1), a(processes=2)),
-        Case("uvicorn", _w(1000, 300, 1, 10, 2, fanout="parallel"), a()),
-        Case("gunicorn-gthread", _w(200, 150, 1, 15), a(workers=8)),
-        Case("gunicorn-sync", _w(4, 60, 1, 15, k=1), a(workers=1, processes=4)),
-    ]
-    return cases
-
-
 def _profile_extras(platform_spec: str) -> dict[str, Any]:
     path = Path(platform_spec)
     if not path.suffix:
-        path = PROFILE_DIR / f"{platform_spec}.json"
+        path = profile_path(platform_spec)
     try:
         data: dict[str, Any] = json.loads(path.read_text())
         return data
@@ -151,7 +73,7 @@ def _peer_idle(extras: dict[str, Any], target: str, processes: int) -> tuple[flo
     the counts calibration recorded at 1 and 2 processes."""
     peer = extras.get("peers", {}).get(target)
     if not peer:
-        raise ValueError(f"platform: the profile has no idle structure for {target}; recalibrate")
+        raise UserError(f"platform: the profile has no idle structure for {target}; recalibrate")
     xs = np.asarray(peer["server_processes"], dtype=float)
 
     def line(ys: list[float]) -> float:
@@ -163,9 +85,7 @@ def _peer_idle(extras: dict[str, Any], target: str, processes: int) -> tuple[flo
     return line(peer["threads"]), line(peer["memory_mib"])
 
 
-def _simulated(
-    case: Case, platform: Platform, extras: dict[str, Any], seed: int
-) -> dict[str, float]:
+def _simulated(case: Case, platform: Platform, extras: dict[str, Any], seed: int) -> dict[str, Any]:
     model = RESEMBLES.get(case.target, case.target)
     arch, workload = case.arch, case.workload
     s = simulate(
@@ -181,13 +101,13 @@ def _simulated(
     # The share of the offered load served, which the real run's own offered
     # rate turns into a throughput: the Poisson noise in how many requests one
     # short run happened to offer is not a modelling error.
-    offered = s["requests"] / s["replications"] / case.duration
-    out = {
-        "throughput_share": s["throughput_rps"] / offered if offered else 0.0,
-        "latency_p50": s["latency_ms"]["p50"],
-        "latency_p99": s["latency_ms"]["p99"],
-        "memory_peak": s["memory_mib"]["user_peak"],
-        "threads_peak": s["threads"]["peak"],
+    offered = s.requests / s.replications / case.duration
+    out: dict[str, Any] = {
+        "throughput_share": s.throughput_rps / offered if offered else 0.0,
+        "latency_p50": s.latency_ms.p50,
+        "latency_p99": s.latency_ms.p99,
+        "memory_peak": s.memory_mib.user_peak,
+        "threads_peak": s.threads.peak,
     }
     if case.target in PEERS:
         # The peer's own machinery (gunicorn's arbiter, uvicorn's helpers) as
@@ -203,12 +123,12 @@ def _simulated(
             seed=seed,
         ).summary
         threads, mib = _peer_idle(extras, case.target, arch.processes)
-        out["memory_peak"] += mib - idle["memory_mib"]["user_peak"]
+        out["memory_peak"] += mib - idle.memory_mib.user_peak
         out["threads_peak"] = threads
         if case.target == "gunicorn-gthread":
             # gthread starts worker threads only when a connection needs one:
             # each process grows to the most requests it ever ran at once.
-            per_process = math.ceil(s["threads"]["busy_peak"] / arch.processes)
+            per_process = math.ceil(s.threads.busy_peak / arch.processes)
             out["threads_peak"] += arch.processes * max(0, min(arch.workers, per_process) - 1)
     return out
 
@@ -224,15 +144,15 @@ def _measured(case: Case, seed: int) -> dict[str, Any]:
             seed=seed,
             save=False,
         )
-    )
+    ).summary
     return {
-        "throughput_rps": s["throughput_rps"],
-        "latency_p50": s["latency_ms"]["p50"],
-        "latency_p99": s["latency_ms"]["p99"],
-        "memory_peak": s["memory_mib"]["peak"],
-        "threads_peak": s["threads"]["peak"],
-        "_stable": s["stable"],
-        "_offered": s["offered_rps"],
+        "throughput_rps": s.throughput_rps,
+        "latency_p50": s.latency_ms.p50,
+        "latency_p99": s.latency_ms.p99,
+        "memory_peak": s.memory_mib.peak,
+        "threads_peak": s.threads.peak,
+        "_stable": s.stable,
+        "_offered": s.offered_rps,
     }
 
 
@@ -284,7 +204,7 @@ def validate(
         "created": utc_stamp(),
         "seed": seed,
     }
-    _write(result, out_dir or VALIDATION_DIR / platform.name)
+    _write(result, out_dir or validation_dir() / platform.name)
     return result
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -11,6 +12,7 @@ from simlab import calibrate as cal
 from simlab import load_platform, simulate
 from simlab.distributions import Fixed
 from simlab.params import Architecture, Workload
+from simlab.real.grids import grid
 from simlab.real.options import SERVER_MODELS
 from simlab.real.peers import PEERS
 
@@ -60,7 +62,7 @@ def test_fit_needs_enough_rows() -> None:
 
 def test_grid_covers_every_model_and_peer() -> None:
     for quick in (True, False):
-        targets = {run.target for run in cal.grid(quick)}
+        targets = {run.target for run in grid(quick)}
         assert set(SERVER_MODELS) | set(PEERS) <= targets
 
 
@@ -75,7 +77,7 @@ def test_interrupted_calibration_leaves_the_previous_profile(tmp_path, monkeypat
         runs["n"] += 1
         if runs["n"] == 3:
             raise KeyboardInterrupt
-        return {}
+        return SimpleNamespace(summary=SimpleNamespace(to_dict=dict))
 
     monkeypatch.setattr(cal, "measure_memory", lambda sizes, stack_kib=0: {})
     monkeypatch.setattr(cal, "measure", fake_measure)
@@ -102,9 +104,13 @@ def test_a_written_profile_loads_as_a_platform(tmp_path) -> None:
     path.write_text(json.dumps(profile))
     p = load_platform(str(path))
     assert (p.name, p.parse_us, p.rtt_us, p.cores) == ("lab", 41.0, 300.0, 2)
-    # The fitted wall-clock overheads reach the simulated latency: the mean is
-    # the request's own time plus rtt, since nothing queues at 5 req/s here.
+    # The loaded profile's numbers reach the simulated latency: on its loop, a
+    # request is its 10 ms backend call, its parse (the fitted 41 us), its task
+    # and call costs (the base preset's), and the client path (the fitted
+    # 300 us); nothing queues at 5 req/s (rho 0.0003, a wait under 20 ns).
     w = Workload(connections=10**6, rate=5.0, cpu=Fixed(0.0), io=Fixed(0.01))
-    free = load_platform("ideal").with_(rtt_us=300.0, call_latency_us=1000.0)
-    s = simulate("async", w, free, Architecture(), duration=100, replications=2).summary
-    assert s["latency_ms"]["mean"] == pytest.approx(10.0 + 1.0 + 0.3, abs=1e-6)
+    s = simulate("async", w, p, Architecture(), duration=100, replications=2).summary
+    loop_us = p.parse_us + p.task_us + p.call_us + p.call_latency_us
+    expected = 10.0 + (loop_us + p.rtt_us) / 1e3
+    assert s.latency_ms.mean == pytest.approx(expected, abs=1e-4)
+    assert p.wake_us == 0  # the base preset's: no wake-up on this profile

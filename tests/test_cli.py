@@ -13,6 +13,7 @@ from simlab import Architecture, Workload, load_platform
 from simlab.cli import main
 from simlab.distributions import Exponential, Fixed
 from simlab.models import MODELS
+from simlab.streams import Deal
 
 QUICK = ["--duration", "5", "--warmup", "1", "--replications", "2"]
 CORRUPT = str(Path(__file__).parent / "data" / "corrupt-profile.json")
@@ -179,8 +180,8 @@ def test_theory_p99_only_when_it_holds():
     ideal = load_platform("ideal")
     random_io = Workload(connections=10**9, rate=70.0, cpu=Exponential(0.01), io=Exponential(0.2))
     fixed_io = random_io.with_(io=Fixed(0.2))
-    a = MODELS["async"].analytic(random_io, ideal, Architecture())
-    b = MODELS["async"].analytic(fixed_io, ideal, Architecture())
+    a = MODELS["async"].analytic(random_io, ideal, Architecture(), Deal.of_run())
+    b = MODELS["async"].analytic(fixed_io, ideal, Architecture(), Deal.of_run())
     assert not isinstance(a, str) and not isinstance(b, str)
     assert "latency_p99_ms" not in a.values
     assert "latency_p99_ms" in b.values

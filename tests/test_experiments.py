@@ -1,5 +1,5 @@
 """Every experiment runs with --quick, writes well-formed outputs, and states what its
-data shows."""
+data shows. Those that measure real servers are marked ``real``."""
 
 from __future__ import annotations
 
@@ -37,6 +37,7 @@ def run(name: str, out: Path) -> pd.DataFrame:
     return df
 
 
+@pytest.mark.real  # it starts real servers on loopback
 def test_c10k_idle_connections(tmp_path: Path) -> None:
     df = run("c10k_idle_connections", tmp_path / "c10k")
     sim = df[(df["source"] == "simulated") & (df["platform"] == "cpython")]
@@ -67,6 +68,7 @@ def test_business_io_growth(tmp_path: Path) -> None:
     assert f"{rp['threads'].iloc[-1]:,.0f}" in text
 
 
+@pytest.mark.real  # it starts real servers on loopback
 def test_coordinated_omission(tmp_path: Path) -> None:
     df = run("coordinated_omission", tmp_path / "co").set_index(["generator", "stalled"])
     closed, open_ = df.loc[("closed", True)], df.loc[("open", True)]
@@ -85,14 +87,23 @@ def test_an_interrupted_experiment_leaves_nothing(tmp_path: Path, sig: int) -> N
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
-    time.sleep(4)
-    if proc.poll() is None and proc.pid > 1:
-        os.kill(proc.pid, sig)
+    # Interrupt it mid-run: once its temporary folder exists, and not before,
+    # or "nothing left behind" would hold of a script that never started.
+    deadline = time.monotonic() + 60
+    while not list(tmp_path.glob(".io.*")) and time.monotonic() < deadline:
+        assert proc.poll() is None, "the experiment ended before it could be interrupted"
+        time.sleep(0.05)
+    assert list(tmp_path.glob(".io.*")), "the experiment never started writing"
+    time.sleep(0.5)  # into its work
+    assert proc.poll() is None, "the experiment finished before it could be interrupted"
+    os.kill(proc.pid, sig)
     proc.wait(timeout=60)
+    assert proc.returncode != 0
     assert not out.exists()
     assert not list(tmp_path.glob(".io.*"))
 
 
+@pytest.mark.real  # it starts real servers on loopback
 def test_ad_service_fanout(tmp_path: Path) -> None:
     df = run("ad_service_fanout", tmp_path / "ad")
     full = df[df["scale"].str.startswith("full")].set_index(["fanout", "model"])
@@ -105,6 +116,7 @@ def test_ad_service_fanout(tmp_path: Path) -> None:
     assert (small["p99_ms"] > 0).all()
 
 
+@pytest.mark.real  # it starts real servers on loopback
 def test_thread_count_collapse(tmp_path: Path) -> None:
     df = run("thread_count_collapse", tmp_path / "tc")
     assert set(df["server"]) == {"thread-per-connection", "async"}
@@ -116,6 +128,7 @@ def test_thread_count_collapse(tmp_path: Path) -> None:
     assert (tmp_path / "tc" / "thread-per-connection" / "usl.json").exists()
 
 
+@pytest.mark.real  # it starts real servers on loopback
 def test_multicore(tmp_path: Path) -> None:
     df = run("multicore", tmp_path / "mc")
     sim = df[(df["source"] == "simulated") & (df["model"] == "async")]
@@ -127,6 +140,7 @@ def test_multicore(tmp_path: Path) -> None:
     assert set(df["source"]) == {"simulated", "measured"}
 
 
+@pytest.mark.real  # it starts real servers on loopback
 def test_python_server_journey(tmp_path: Path) -> None:
     df = run("python_server_journey", tmp_path / "pj")
     ok = df[df["within_goal"]]

@@ -22,7 +22,7 @@ COLUMNS = ["arrival", "admit", "start", "end", "service", "cpu", "worker", "proc
 def both(model, workload, platform, arch, **run):
     des = simlab.simulate(model, workload, platform, arch, engine="des", **run)
     fast = simlab.simulate(model, workload, platform, arch, engine="fast", **run)
-    assert fast.summary["engine"] == "fast" and des.summary["engine"] == "des"
+    assert fast.summary.engine == "fast" and des.summary.engine == "des"
     return des, fast
 
 
@@ -144,10 +144,11 @@ def test_random_runs_match_the_des_request_for_request(model, workload, platform
     seed every request, and therefore every summary number, is the same."""
     des, fast = both(model, workload, platform, arch, duration=30.0, warmup=2.0, replications=2)
     assert_same_requests(des, fast)
+    d, f = des.summary.to_dict(), fast.summary.to_dict()
     for key in ("throughput_rps", "cpu_utilization", "stable", "dropped", "completed"):
-        assert des.summary[key] == fast.summary[key], key
+        assert d[key] == f[key], key
     for block in ("latency_ms", "queue_delay_ms", "threads", "memory_mib"):
-        assert des.summary[block] == fast.summary[block], block
+        assert d[block] == f[block], block
 
 
 # --------------------------------------------------------------- distributions
@@ -231,7 +232,7 @@ def test_reasons_for_not_fast():
         simlab.simulate("reactor-pool", w, cpy, engine="fast", duration=1, warmup=0)
     auto = simlab.simulate("reactor-pool", w, cpy, engine="auto", duration=1, warmup=0,
                            replications=2)  # fmt: skip
-    assert auto.summary["engine"] == "des"
+    assert auto.summary.engine == "des"
     with pytest.raises(ValueError, match="engine"):
         simlab.simulate("async", w, IDEAL, engine="warp", duration=1)
 
@@ -241,5 +242,5 @@ def test_tables_off_keeps_the_summary():
     full = simlab.simulate("async", w, IDEAL, duration=5, warmup=1, replications=2)
     lean = simlab.simulate("async", w, IDEAL, duration=5, warmup=1, replications=2, tables=False)
     assert lean.requests.empty and lean.series.empty
-    assert lean.summary == full.summary
-    assert math.isfinite(full.summary["latency_ms"]["p99"])
+    assert lean.summary.to_dict() == full.summary.to_dict()
+    assert math.isfinite(full.summary.latency_ms.p99)

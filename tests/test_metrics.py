@@ -7,7 +7,8 @@ import math
 import numpy as np
 import pytest
 
-from simlab.metrics import Step, ci95
+from simlab.metrics import Step
+from simlab.stats import ci95
 
 
 def test_step_peak_and_mean():

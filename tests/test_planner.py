@@ -12,6 +12,7 @@ from simlab.params import ad_service_workload, c10k_workload
 from simlab.planner import Goals, max_connections, max_rate, plan
 from simlab.planner.estimate import Sampler, estimate
 from simlab.planner.inverse import sized_memory
+from simlab.planner.search import Search
 from simlab.theory import mmc_sojourn_quantile
 
 IDEAL = load_platform("ideal")
@@ -111,9 +112,9 @@ def test_planned_configurations_pass_an_independent_des(name, workload, goal_ms)
     assert feasible, report.explanation
     for p in feasible:
         s = _des_p99(p.model, workload, CPYTHON, p, seed=777)
-        assert s["stable"], (name, p.model, s["stability"])
-        lo = s["latency_ms"]["p99_ci95"][0]
-        assert lo <= goal_ms, (name, p.model, p.workers, p.processes, s["latency_ms"])
+        assert s.stable, (name, p.model, s.stability)
+        lo = s.latency_ms.p99_ci95[0]
+        assert lo <= goal_ms, (name, p.model, p.workers, p.processes, s.latency_ms)
 
 
 def test_infeasible_plans_say_why():
@@ -161,11 +162,12 @@ def test_max_connections_is_the_memory_boundary(model):
     assert n is not None and n > 0
     budget = goals.budget_mib()
     assert budget is not None
-    at = sized_memory(model, w.with_(connections=n), CPYTHON, workers=8, processes=1, goals=goals)[
-        1
-    ]
+    deal = Search(max_processes=1).deal()
+    at = sized_memory(
+        model, w.with_(connections=n), CPYTHON, workers=8, processes=1, goals=goals, deal=deal
+    )[1]
     over = sized_memory(
-        model, w.with_(connections=n + 1), CPYTHON, workers=8, processes=1, goals=goals
+        model, w.with_(connections=n + 1), CPYTHON, workers=8, processes=1, goals=goals, deal=deal
     )[1]
     assert at <= budget < over
     # The forward plan agrees: at n connections the budget is not what stops it.
@@ -182,8 +184,9 @@ def test_max_rate_is_the_latency_boundary(model):
     rate = limit.max_rate_rps
     assert 0 < rate < math.inf
     sampler = Sampler(w, CPYTHON)
-    at = estimate(model, w.with_(rate=rate), CPYTHON, arch, sampler)
-    above = estimate(model, w.with_(rate=rate * 1.01), CPYTHON, arch, sampler)
+    deal = Search(max_processes=1).deal()
+    at = estimate(model, w.with_(rate=rate), CPYTHON, arch, deal, sampler=sampler)
+    above = estimate(model, w.with_(rate=rate * 1.01), CPYTHON, arch, deal, sampler=sampler)
     assert not at.saturated and goals.latency_ok(at.mean, at.p99)
     assert above.saturated or not goals.latency_ok(above.mean, above.p99)
     # The forward plan at that rate needs no more than the configuration held fixed.

@@ -12,6 +12,7 @@ import streamlit as st
 from simlab.dashboard.controls import scenario_controls
 from simlab.dashboard.pages import compare_page, experiments_page, explore_page, plan_page
 from simlab.dashboard.story import reality_page, story_page
+from simlab.errors import UserError
 
 __all__ = ["PAGES", "main"]
 
@@ -43,7 +44,7 @@ def main() -> None:
             reality_page(scenario)
         else:
             story_page(scenario)
-    except ValueError as exc:
+    except UserError as exc:
         # A combination the models reject (say, more loops than a limit allows):
         # a plain line, never a traceback.
         st.error(f"simlab cannot compute this: {exc}. Change the control it names.")

@@ -1,9 +1,14 @@
 """What the dashboard shows, computed without Streamlit (so it is testable and cacheable).
 
-Every function takes plain, hashable parameters (``Scenario``) and returns
-pandas tables or plain dicts. The default view uses the analytic estimates
-(``simlab.planner.estimate``, milliseconds) and short simulations with the
-fast engine where it applies; the DES runs only when asked.
+Every function takes plain, hashable parameters (``Scenario``: the sidebar's
+controls) and returns pandas tables or plain data. A scenario is built by
+the same builder as the command line's and the sweeps' (``simlab.scenario``),
+with the same defaults.
+
+One number, one source: a model's threads and memory on the scenario as set
+come from the simulated run (``one_run``, the same run on every page); the
+estimates (``steady_state``, the curves) say on their label what differs:
+every connection has sent a request once, or the pool is sized to hold them.
 """
 
 from __future__ import annotations
@@ -16,26 +21,38 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from simlab.distributions import parse_distribution
+from simlab import scenario as builder
 from simlab.models import MODELS, get_model
 from simlab.params import SCENARIOS, Architecture, Platform, Workload
+from simlab.paths import experiments_dir, validation_dir
 from simlab.planner import Goals, max_connections, max_rate, plan
-from simlab.planner.estimate import POOLED, Sampler, estimate, memory
-from simlab.platforms import PROFILE_DIR, load_platform
-from simlab.provenance import ROOT
+from simlab.planner.estimate import Sampler, estimate, memory
+from simlab.platforms import calibrated, load_platform, platform_names
+from simlab.results import SimSummary
 from simlab.simulation import Result, simulate
+from simlab.streams import Deal
 
 __all__ = [
+    "ALL_MODELS",
+    "RUN",
     "Scenario",
     "capacity_curve",
     "compare_table",
+    "first_stable",
     "idle_cost_curve",
     "one_run",
     "plan_report",
     "platform_names",
+    "readable",
+    "steady_state",
 ]
 
 DRAWS = 4000  # Monte Carlo draws per estimate: enough for a p99 on a chart, and quick
+ALL_MODELS: tuple[str, ...] = tuple(MODELS)
+# Every page's simulated numbers come from runs of this length, so they agree.
+RUN = builder.RunOptions(duration=20.0, warmup=5.0, seed=1, replications=3, engine="auto")
+# The hockey stick stops just short of saturation, where the p99 runs away.
+SATURATION_MARGIN = 0.98
 
 
 @dataclass(frozen=True)
@@ -52,26 +69,40 @@ class Scenario:
     fanout: str = "sequential"
     requests_per_connection: int | None = None
     platform: str = "cpython"
-    cores: int | None = 2
+    cores: int | None = None  # None: unlimited
     workers: int = 32
     processes: int = 1
 
-    def workload(self) -> Workload:
-        return Workload(
-            connections=self.connections,
-            rate=self.rate,
-            cpu=parse_distribution(self.cpu_dist, self.cpu_ms / 1e3, option="CPU distribution"),
-            io=parse_distribution(self.io_dist, self.io_ms / 1e3, option="I/O distribution"),
-            calls=self.calls,
-            fanout="parallel" if self.fanout == "parallel" else "sequential",
-            requests_per_connection=self.requests_per_connection,
+    @classmethod
+    def default(cls) -> Scenario:
+        """The command line's default scenario, as controls (the platform's own cores)."""
+        built = builder.build({})
+        w = built.workload
+        return cls(
+            connections=w.connections,
+            rate=float(w.rate or 100.0),
+            cpu_ms=w.cpu.mean * 1e3,
+            io_ms=w.io.mean * 1e3,
+            calls=w.calls,
+            fanout=w.fanout,
+            requests_per_connection=w.requests_per_connection,
+            cores=built.platform.cores,
+            workers=built.architecture.workers,
+            processes=built.architecture.processes,
         )
 
+    def built(self) -> builder.Scenario:
+        """The scenario, built as the command line builds it (cores None: unlimited)."""
+        return builder.build(asdict(self))
+
+    def workload(self) -> Workload:
+        return self.built().workload
+
     def platform_obj(self) -> Platform:
-        return load_platform(self.platform).with_(cores=self.cores)
+        return self.built().platform
 
     def architecture(self) -> Architecture:
-        return Architecture(workers=self.workers, processes=self.processes)
+        return self.built().architecture
 
     def with_(self, **changes: Any) -> Scenario:
         return replace(self, **changes)
@@ -80,10 +111,10 @@ class Scenario:
         return asdict(self)
 
 
-def scenario_from_preset(name: str) -> Scenario:
-    """A built-in scenario as dashboard controls."""
+def scenario_from_preset(name: str, base: Scenario | None = None) -> Scenario:
+    """A built-in scenario's workload as controls, over ``base``'s other controls."""
     w = SCENARIOS[name]()
-    return Scenario(
+    return (base or Scenario.default()).with_(
         connections=w.connections,
         rate=float(w.rate or 100.0),
         cpu_ms=w.cpu.mean * 1e3,
@@ -94,39 +125,37 @@ def scenario_from_preset(name: str) -> Scenario:
     )
 
 
-def platform_names() -> list[str]:
-    """Presets and the calibrated profiles in data/profiles/."""
-    names = ["cpython", "ideal", "jvm", "go"]
-    if PROFILE_DIR.is_dir():
-        for path in sorted(PROFILE_DIR.glob("*.json")):
-            if path.stem not in names:
-                names.append(path.stem)
-    return names
+def architecture_for(model: str, s: Scenario) -> Architecture:
+    """The scenario's architecture as ``model`` runs it (no pool if it has none)."""
+    arch = s.architecture()
+    return arch if get_model(model).pooled else replace(arch, workers=1)
 
 
-def _arch_for(model: str, s: Scenario) -> Architecture:
-    return Architecture(workers=s.workers if model in POOLED else 1, processes=s.processes)
+def steady_state(s: Scenario, model: str) -> tuple[int, float, float]:
+    """(threads, resident MiB, reserved MiB) of ``model`` on the scenario as set, at
+    steady state: every connection has sent a request (so every forked child
+    has been touched, every thread has its backend connection). An estimate."""
+    return memory(model, s.workload(), s.platform_obj(), architecture_for(model, s))
 
 
-def cost_at(s: Scenario, model: str) -> tuple[int, float, float]:
-    """(threads, resident MiB, reserved MiB) of ``model`` on the scenario as set,
-    a thread-pool holding every persistent connection with a thread."""
-    w = s.workload()
-    arch = _arch_for(model, s)
-    if model == "thread-pool" and w.persistent:
-        arch = replace(arch, workers=max(arch.workers, math.ceil(w.connections / arch.processes)))
-    return memory(model, w, s.platform_obj(), arch)
+def _deal() -> Deal:
+    return Deal.of_run(RUN.seed, RUN.replications)
 
 
 def idle_cost_curve(s: Scenario, models: tuple[str, ...], points: int = 25) -> pd.DataFrame:
     """Threads, resident and reserved memory against connections (100 to 100,000+),
-    with a thread-pool's workers growing to hold every persistent connection."""
+    each model sized to hold every connection (a thread-pool that owns
+    persistent connections grows to a worker per connection)."""
     top = max(100_000, s.connections)
     counts = np.unique(np.geomspace(100, top, points).round().astype(int))
+    platform = s.platform_obj()
     rows = []
     for model in models:
+        cls = get_model(model)
         for n in counts:
-            threads, resident, virtual = cost_at(s.with_(connections=int(n)), model)
+            w = s.with_(connections=int(n)).workload()
+            arch = cls.sized(w, architecture_for(model, s), _deal())
+            threads, resident, virtual = memory(model, w, platform, arch)
             rows.append(
                 {
                     "model": model,
@@ -141,18 +170,18 @@ def idle_cost_curve(s: Scenario, models: tuple[str, ...], points: int = 25) -> p
 
 def capacity_curve(s: Scenario, models: tuple[str, ...], points: int = 14) -> pd.DataFrame:
     """Estimated latency (mean, p50, p99) against the offered rate, up to where
-    each model saturates: the hockey stick. Rates run from 5% to 150% of the
-    scenario's rate scaled to the busiest model's capacity."""
+    each model saturates: the hockey stick. Rates run from 5% to 100% of each
+    model's saturation rate."""
     platform = s.platform_obj()
     w0 = s.workload()
     sampler = Sampler(w0, platform, draws=DRAWS)
     rows = []
     for model in models:
-        arch = _arch_for(model, s)
+        arch = architecture_for(model, s)
         top = _saturation_rate(model, w0, platform, arch)
         for frac in np.linspace(0.05, 1.0, points):
             rate = top * float(frac)
-            e = estimate(model, w0.with_(rate=rate), platform, arch, sampler)
+            e = estimate(model, w0.with_(rate=rate), platform, arch, _deal(), sampler=sampler)
             saturated = bool(e.saturated)
             rows.append(
                 {
@@ -172,61 +201,81 @@ def capacity_curve(s: Scenario, models: tuple[str, ...], points: int = 14) -> pd
 def _saturation_rate(model: str, w: Workload, platform: Platform, arch: Architecture) -> float:
     """The rate at which the first resource reaches rho = 1 (linear in the rate)."""
     probe = 1.0
-    loads = get_model(model).offered_load(w.with_(rate=probe), platform, arch)
+    loads = get_model(model).offered_load(w.with_(rate=probe), platform, arch, _deal())
     rho = max((v for k, v in loads.items() if k != "client"), default=0.0)
     if rho <= 0:
         return 10 * (w.rate or 100.0)
-    return probe / rho * 0.98
+    return probe / rho * SATURATION_MARGIN
 
 
-def one_run(
-    s: Scenario, model: str, *, duration: float = 20.0, replications: int = 3, seed: int = 1
-) -> Result:
-    """A short simulation of one model (fast engine where it applies)."""
-    w = s.workload()
-    warmup = min(5.0, max(1.0, 4 * (w.cpu.mean + w.calls * w.io.mean)))
-    return simulate(
-        model,
-        w,
-        s.platform_obj(),
-        _arch_for(model, s),
-        duration=duration,
-        warmup=warmup,
-        seed=seed,
-        replications=replications,
-        engine="auto",
-    )
+def first_stable(s: Scenario, models: tuple[str, ...]) -> str:
+    """The first of ``models`` whose resources all stay under full load on the scenario
+    (so that the first run a user sees is not an overloaded one); else the first."""
+    w, platform = s.workload(), s.platform_obj()
+    for model in models:
+        loads = get_model(model).offered_load(w, platform, architecture_for(model, s), _deal())
+        if all(v < 1 for v in loads.values()):
+            return model
+    return models[0]
+
+
+def one_run(s: Scenario, model: str) -> Result:
+    """The simulated run of one model on the scenario: every page's simulated numbers."""
+    b = s.built()
+    return simulate(model, b.workload, b.platform, architecture_for(model, s), **RUN.kwargs())
+
+
+def readable(table: pd.DataFrame) -> pd.DataFrame:
+    """Numbers rounded for reading: whole numbers from 100 up, one decimal from 1,
+    three significant digits below."""
+    out = table.copy()
+    for col in out.columns:
+        if out[col].dtype.kind == "f":
+            out[col] = out[col].map(_round)
+    return out
+
+
+def _round(x: float) -> float:
+    if x is None or not math.isfinite(x) or x == 0:
+        return x
+    if abs(x) >= 100:
+        return float(round(x))
+    if abs(x) >= 1:
+        return round(x, 1)
+    return round(x, 2 - math.floor(math.log10(abs(x))))
 
 
 def compare_table(results: list[Result]) -> pd.DataFrame:
     """Every model's outputs with their 95% confidence intervals, one row each."""
-    rows = []
-    for r in results:
-        s = r.summary
-        lat, q, th, mem = s["latency_ms"], s["queue_delay_ms"], s["threads"], s["memory_mib"]
-        ci = lat.get("p99_ci95") or [None, None]
-        rows.append(
-            {
-                "model": r.model,
-                "stable": s["stable"],
-                "engine": s["engine"],
-                "throughput_rps": s["throughput_rps"],
-                "latency_mean_ms": lat["mean"],
-                "latency_p50_ms": lat["p50"],
-                "latency_p99_ms": lat["p99"],
-                "p99_ci_lo": ci[0],
-                "p99_ci_hi": ci[1],
-                "queue_delay_mean_ms": q["mean"],
-                "threads_peak": th["peak"],
-                "threads_busy_mean": th["busy_mean"],
-                "resident_mib_peak": mem["peak"],
-                "reserved_mib_peak": mem["virtual_peak"],
-                "cpu_utilization": s["cpu_utilization"],
-                "dropped": s["dropped"],
-                "why_unstable": "; ".join(s["stability"]["reasons"]),
-            }
-        )
-    return pd.DataFrame(rows)
+    rows = [_row(r.summary) for r in results]
+    return readable(pd.DataFrame(rows))
+
+
+def _row(s: SimSummary) -> dict[str, Any]:
+    row = s.to_row()
+    keep = {k: row[k] for k in COMPARE_COLUMNS}
+    keep["why_unstable"] = row["stability"]
+    return keep
+
+
+COMPARE_COLUMNS = (
+    "model",
+    "stable",
+    "engine",
+    "throughput_rps",
+    "latency_mean_ms",
+    "latency_p50_ms",
+    "latency_p99_ms",
+    "latency_p99_ci_lo",
+    "latency_p99_ci_hi",
+    "queue_delay_mean_ms",
+    "threads_peak",
+    "threads_busy_mean",
+    "memory_peak_mib",
+    "virtual_peak_mib",
+    "cpu_utilization",
+    "dropped",
+)
 
 
 def plan_report(
@@ -243,13 +292,19 @@ def plan_report(
     return out
 
 
-def validation_dir(profile: str) -> Path:
-    return ROOT / "data" / "validation" / profile
+def validation_folder(profile: str) -> Path:
+    return validation_dir() / profile
 
 
 def experiments() -> list[Path]:
-    base = ROOT / "data" / "experiments"
+    base = experiments_dir()
     return sorted(p for p in base.iterdir() if p.is_dir()) if base.is_dir() else []
 
 
-ALL_MODELS: tuple[str, ...] = tuple(MODELS)
+def profiles() -> list[str]:
+    """The platforms that have a calibrated profile in the data root."""
+    return [p for p in platform_names() if calibrated(p)]
+
+
+def platform_cores(name: str) -> int | None:
+    return load_platform(name).cores

@@ -12,11 +12,12 @@ from typing import Any
 import streamlit as st
 
 from simlab.dashboard.compute import ALL_MODELS, Scenario, platform_names, scenario_from_preset
+from simlab.errors import UserError
+from simlab.params import SCENARIOS
 
 __all__ = ["PRESETS", "apply_preset", "scenario_controls"]
 
-PRESETS = ("c10k", "ad-service", "ad-service-parallel")
-_DEFAULTS = Scenario()
+PRESETS = tuple(SCENARIOS)
 
 
 def _set_state(s: Scenario) -> None:
@@ -44,11 +45,13 @@ def scenario_controls() -> tuple[Scenario | None, tuple[str, ...]]:
     """Draw the controls; return the scenario (None if it cannot be built) and the models."""
     sb = st.sidebar
     if "connections" not in st.session_state:
-        _set_state(_DEFAULTS)
+        # The command line's defaults (simlab.scenario), so both show the same scenario.
+        defaults = Scenario.default()
+        _set_state(defaults)
         st.session_state.update(
-            cores=_DEFAULTS.cores or 0,
-            workers=_DEFAULTS.workers,
-            processes=_DEFAULTS.processes,
+            cores=defaults.cores or 0,
+            workers=defaults.workers,
+            processes=defaults.processes,
             models=list(ALL_MODELS),
         )
     sb.selectbox(
@@ -142,9 +145,8 @@ def scenario_controls() -> tuple[Scenario | None, tuple[str, ...]]:
         processes=int(processes),
     )
     try:
-        scenario.workload()
-        scenario.platform_obj()
-    except ValueError as exc:
+        scenario.built()
+    except UserError as exc:
         st.error(f"This combination cannot be simulated: {exc}. Change that control.")
         return None, tuple(models)
     return scenario, tuple(models)

@@ -15,9 +15,11 @@ import plotly.express as px
 import plotly.graph_objects as go
 import streamlit as st
 
+from simlab.cli.output import fmt
 from simlab.dashboard import compute
 from simlab.dashboard.compute import Scenario
 from simlab.models import Analytic
+from simlab.results import SimSummary
 from simlab.simulation import Result
 
 __all__ = ["compare_page", "experiments_page", "explore_page", "plan_page"]
@@ -33,9 +35,14 @@ def _capacity(s: Scenario, models: tuple[str, ...]) -> pd.DataFrame:
     return compute.capacity_curve(s, models)
 
 
+@st.cache_data(show_spinner=False, max_entries=64)
+def _result(s: Scenario, model: str) -> Result:
+    return compute.one_run(s, model)
+
+
 @st.cache_data(show_spinner=False, max_entries=32)
 def _run(s: Scenario, model: str) -> dict[str, Any]:
-    r = compute.one_run(s, model)
+    r = _result(s, model)
     req = r.requests[r.requests["measured"] & (r.requests["outcome"] == "completed")]
     series = r.series[r.series["replication"] == 0]
     theory = None
@@ -50,27 +57,28 @@ def _run(s: Scenario, model: str) -> dict[str, Any]:
 
 
 def _fmt(x: Any, digits: int = 1) -> str:
-    if x is None:
-        return "-"
-    if isinstance(x, float) and abs(x) >= 1000:
-        return f"{x:,.0f}"
-    return f"{x:,.{digits}f}" if isinstance(x, float) else f"{x:,}"
+    return fmt(x, digits)
 
 
 def explore_page(s: Scenario, models: tuple[str, ...]) -> None:
     st.header("Explore")
     st.caption(
-        "Threads and memory from DESIGN.md's memory model, latency from the queueing "
-        "formulas the planner uses (Erlang C, Allen-Cunneen, Pollaczek-Khinchine), and one "
-        "simulated run of the model you pick. Change any control in the sidebar."
+        "Threads and memory from simlab's memory model (docs: design), latency from the "
+        "queueing formulas the planner uses (Erlang C, Allen-Cunneen, Pollaczek-Khinchine), "
+        "and one simulated run of the model you pick. Change any control in the sidebar."
     )
     idle = _idle(s, models)
+    st.markdown(
+        "**At steady state, as configured** (an estimate: every connection has sent a "
+        "request, so every forked child is touched and every thread holds its backend "
+        "connection; the Compare page shows the simulated peak over its run)"
+    )
     cols = st.columns(len(models))
     for col, model in zip(cols, models, strict=True):
-        threads, resident, reserved = compute.cost_at(s, model)
-        col.metric(f"{model}: threads", f"{threads:,}")
-        col.metric("resident MiB", f"{resident:,.0f}")
-        col.metric("reserved MiB", f"{reserved:,.0f}")
+        threads, resident, reserved = compute.steady_state(s, model)
+        col.metric(f"{model}: threads", fmt(threads))
+        col.metric("resident MiB", fmt(resident))
+        col.metric("reserved MiB", fmt(reserved))
     left, right = st.columns(2)
     fig = px.line(
         idle,
@@ -80,7 +88,7 @@ def explore_page(s: Scenario, models: tuple[str, ...]) -> None:
         log_x=True,
         log_y=True,
         markers=True,
-        title="Threads against connections",
+        title="Threads against connections (each model sized to hold them)",
     )
     left.plotly_chart(fig, width="stretch", key="threads_chart")
     mem = idle.melt(
@@ -120,12 +128,14 @@ def explore_page(s: Scenario, models: tuple[str, ...]) -> None:
         + ". Exact M/M/c points (ideal platform, exponential service) use Erlang C's tail."
     )
 
-    focus = st.selectbox("Simulate one model", models, key="focus")
+    # The first run a user sees is of a model that keeps up with the scenario.
+    first = compute.first_stable(s, models)
+    focus = st.selectbox("Simulate one model", models, index=models.index(first), key="focus")
     with st.spinner(f"simulating {focus}..."):
         run = _run(s, focus)
-    summary = run["summary"]
-    if not summary["stable"]:
-        st.warning(f"{focus} is overloaded here: {'; '.join(summary['stability']['reasons'])}")
+    summary: SimSummary = run["summary"]
+    if not summary.stable:
+        st.warning(f"{focus} is overloaded here: {'; '.join(summary.stability.reasons)}")
     a, b = st.columns(2)
     fig = px.histogram(run["waits_ms"], nbins=60, title=f"{focus}: queueing delay (ms)")
     theory = run["theory"]
@@ -147,41 +157,36 @@ def explore_page(s: Scenario, models: tuple[str, ...]) -> None:
         fig.add_trace(go.Scatter(x=series["time"], y=series[level], name=name))
     fig.update_layout(title=f"{focus}: one run over time", xaxis_title="simulated s")
     b.plotly_chart(fig, width="stretch", key="series_chart")
-    lat = summary["latency_ms"]
+    lat = summary.latency_ms
+    low, high = lat.p99_ci95 or (None, None)
     st.markdown(
-        f"**{focus}** ({summary['engine']} engine, {summary['replications']} replications): "
-        f"p50 {_fmt(lat['p50'])} ms, p99 {_fmt(lat['p99'])} ms "
-        f"(95% CI {_fmt((lat.get('p99_ci95') or [None])[0])}-"
-        f"{_fmt((lat.get('p99_ci95') or [None, None])[1])}), "
-        f"throughput {_fmt(summary['throughput_rps'])} req/s."
+        f"**{focus}** ({summary.engine} engine, {summary.replications} replications): "
+        f"p50 {_fmt(lat.p50)} ms, p99 {_fmt(lat.p99)} ms "
+        f"(95% CI {_fmt(low)}-{_fmt(high)}), "
+        f"throughput {_fmt(summary.throughput_rps)} req/s."
     )
 
 
-@st.cache_data(show_spinner=False, max_entries=16)
-def _compare(s: Scenario, models: tuple[str, ...]) -> pd.DataFrame:
-    return compute.compare_table([compute.one_run(s, m) for m in models])
+def simulated_table(s: Scenario, models: tuple[str, ...]) -> pd.DataFrame:
+    """Every chosen model's run (the same runs on every page), with a progress bar."""
+    bar = st.progress(0.0, text="simulating...")
+    results: list[Result] = []
+    for k, m in enumerate(models):
+        bar.progress(k / len(models), text=f"simulating {m}...")
+        results.append(_result(s, m))
+    bar.progress(1.0, text="done")
+    return compute.compare_table(results)
 
 
 def compare_page(s: Scenario, models: tuple[str, ...]) -> None:
     st.header("Compare")
+    run = compute.RUN
     st.caption(
         "Every chosen model simulated on the same scenario and seed (fast engine where "
-        "it applies); 95% confidence intervals from 3 replications of 20 s."
+        f"it applies): the peak over {run.duration:g} s after {run.warmup:g} s of warm-up, "
+        f"95% confidence intervals from {run.replications} replications."
     )
-    bar = st.progress(0.0, text="simulating...")
-    results: list[Result] = []
-    table = None
-    key = (s, models)
-    if st.session_state.get("compare_key") == key:
-        table = st.session_state["compare_table"]
-    else:
-        for k, m in enumerate(models):
-            bar.progress(k / len(models), text=f"simulating {m}...")
-            results.append(compute.one_run(s, m))
-        table = compute.compare_table(results)
-        st.session_state["compare_key"] = key
-        st.session_state["compare_table"] = table
-    bar.progress(1.0, text="done")
+    table = simulated_table(s, models)
     st.dataframe(table, width="stretch", hide_index=True, key="compare_df")
     unstable = table[~table["stable"].astype(bool)]
     for _, row in unstable.iterrows():
@@ -253,7 +258,7 @@ def experiments_page() -> None:
     st.header("Experiments")
     st.caption(
         "Each experiment's findings are generated from its own data "
-        "(experiments/<name>.py writes data/experiments/<name>/)."
+        "(experiments/<name>.py writes $SIMLAB_DATA/experiments/<name>/)."
     )
     found = compute.experiments()
     if not found:

@@ -12,7 +12,9 @@ import streamlit as st
 from simlab.dashboard import compute
 from simlab.dashboard.compute import Scenario
 from simlab.dashboard.controls import apply_preset
-from simlab.platforms import PROFILE_DIR
+from simlab.dashboard.pages import simulated_table
+from simlab.errors import RunFailed, UserError
+from simlab.platforms import profile_path
 
 __all__ = ["reality_page", "story_page"]
 
@@ -48,22 +50,6 @@ JOURNEY = compute.ALL_MODELS
 def _load(title: str, preset: str, extra: dict[str, Any]) -> None:
     apply_preset(preset, **extra)
     st.session_state["story"] = title
-
-
-@st.cache_data(show_spinner=False, max_entries=16)
-def _story_numbers(s: Scenario) -> pd.DataFrame:
-    rows = []
-    for model in compute.ALL_MODELS:
-        threads, resident, virtual = compute.cost_at(s, model)
-        rows.append(
-            {
-                "model": model,
-                "threads": threads,
-                "resident MiB": round(resident, 1),
-                "reserved MiB": round(virtual, 1),
-            }
-        )
-    return pd.DataFrame(rows)
 
 
 def story_page(s: Scenario) -> None:
@@ -104,46 +90,35 @@ def story_page(s: Scenario) -> None:
             "thread (or process) per client; a pool bounds the threads; the reactor frees "
             "idle connections from threads; async frees backend waits too."
         )
+    run = compute.RUN
     st.markdown(
-        "**What the connections cost** (memory model; a thread-pool sized to give every "
-        "persistent connection its thread, every forked child touched once)"
+        f"**Simulated with the sidebar's configuration** (the Compare page's runs: the peak "
+        f"over {run.duration:g} s after {run.warmup:g} s of warm-up; a model that cannot "
+        "keep up says why)"
     )
-    st.dataframe(_story_numbers(s), hide_index=True, width="stretch", key="story_df")
-    st.markdown(
-        "**Simulated with the sidebar's configuration** (10 s, 2 replications; a model "
-        "that cannot keep up says why)"
-    )
-    with st.spinner("simulating the six models..."):
-        table = _journey(s)
-    st.dataframe(table, hide_index=True, width="stretch", key="journey_df")
+    table = simulated_table(s, JOURNEY)
+    st.dataframe(table[STORY_COLUMNS], hide_index=True, width="stretch", key="journey_df")
 
 
-@st.cache_data(show_spinner=False, max_entries=16)
-def _journey(s: Scenario) -> pd.DataFrame:
-    rows = []
-    for model in JOURNEY:
-        r = compute.one_run(s, model, duration=10.0, replications=2).summary
-        rows.append(
-            {
-                "model": model,
-                "stable": r["stable"],
-                "p99 ms": r["latency_ms"]["p99"],
-                "threads": r["threads"]["peak"],
-                "resident MiB": r["memory_mib"]["peak"],
-                "why not": "; ".join(r["stability"]["reasons"]),
-            }
-        )
-    return pd.DataFrame(rows)
+STORY_COLUMNS = [
+    "model",
+    "stable",
+    "latency_p99_ms",
+    "threads_peak",
+    "memory_peak_mib",
+    "virtual_peak_mib",
+    "why_unstable",
+]
 
 
 def reality_page(s: Scenario) -> None:
     st.header("Reality check")
-    profiles = [p for p in compute.platform_names() if (PROFILE_DIR / f"{p}.json").exists()]
+    profiles = compute.profiles()
     if not profiles:
         st.info("No calibrated profile yet: run `simlab calibrate` (about 15 minutes).")
         return
     name = st.selectbox("Profile", profiles, key="profile")
-    data = json.loads((PROFILE_DIR / f"{name}.json").read_text())
+    data = json.loads(profile_path(name).read_text())
     rows = []
     for key, p in data["parameters"].items():
         if isinstance(p, dict):
@@ -156,7 +131,7 @@ def reality_page(s: Scenario) -> None:
         f"cores), {data.get('created', '')}, git {data.get('git_revision', '')[:10]}."
     )
     st.dataframe(pd.DataFrame(rows), hide_index=True, key="profile_df")
-    folder = compute.validation_dir(name)
+    folder = compute.validation_folder(name)
     summary_file = folder / "validation.json"
     if summary_file.exists():
         summary = json.loads(summary_file.read_text()).get("summary", {})
@@ -170,7 +145,9 @@ def reality_page(s: Scenario) -> None:
         "A short, bounded real run on this machine (a real server, a real backend, "
         "loopback only), beside the simulation of the same configuration."
     )
-    model = st.selectbox("Server", compute.ALL_MODELS, index=5, key="real_model")
+    # The notes' last step (async) by default: it keeps up with any of these loads.
+    last = len(compute.ALL_MODELS) - 1
+    model = st.selectbox("Server", compute.ALL_MODELS, index=last, key="real_model")
     rate = st.slider("Rate (req/s)", 10, 400, 100, key="real_rate")
     conns = st.slider("Connections", 10, 500, 50, key="real_conns")
     if st.button("Run a 4-second measurement", key="real_go"):
@@ -180,9 +157,10 @@ def reality_page(s: Scenario) -> None:
 def _measure(model: str, rate: float, conns: int, s: Scenario, profile: str) -> None:
     from simlab.real.measure import MeasureOptions, measure  # noqa: PLC0415 - only on demand
 
-    scenario = s.with_(connections=conns, rate=rate, platform=profile, cores=None)
+    scenario = s.with_(connections=conns, rate=rate, platform=profile)
+    scenario = scenario.with_(cores=compute.platform_cores(profile))
     w = scenario.workload()
-    arch = compute._arch_for(model, scenario)
+    arch = compute.architecture_for(model, scenario)
     with st.status(f"measuring {model} for real...", expanded=True) as status:
         try:
             real = measure(
@@ -196,26 +174,27 @@ def _measure(model: str, rate: float, conns: int, s: Scenario, profile: str) -> 
                 ),
                 progress=status.write,
             )
-        except (RuntimeError, ValueError, OSError) as exc:
+        except (RunFailed, UserError, OSError) as exc:
             status.update(label="the measurement failed", state="error")
             st.error(f"The real run failed: {exc}")
             return
         status.write("simulating the same configuration...")
-        sim = compute.one_run(scenario.with_(cores=2), model, duration=10.0).summary
+        sim = compute.one_run(scenario, model).summary
         status.update(label="done", state="complete")
-    st.dataframe(_side_by_side(real, sim), hide_index=True, key="real_df")
+    st.dataframe(_side_by_side(real.summary.to_row(), sim.to_row()), hide_index=True,
+                 key="real_df")  # fmt: skip
 
 
 def _side_by_side(real: dict[str, Any], sim: dict[str, Any]) -> pd.DataFrame:
-    rows = []
-    for label, block, key in (
-        ("throughput (req/s)", None, "throughput_rps"),
-        ("latency p50 (ms)", "latency_ms", "p50"),
-        ("latency p99 (ms)", "latency_ms", "p99"),
-        ("threads (peak)", "threads", "peak"),
-        ("memory (MiB, peak)", "memory_mib", "peak"),
-    ):
-        measured = real[key] if block is None else real[block][key]
-        simulated = sim[key] if block is None else sim[block][key]
-        rows.append({"metric": label, "measured": measured, "simulated": simulated})
-    return pd.DataFrame(rows)
+    """The measured and simulated rows' shared columns, side by side."""
+    rows = [
+        {"metric": label, "measured": real[key], "simulated": sim[key]}
+        for label, key in (
+            ("throughput (req/s)", "throughput_rps"),
+            ("latency p50 (ms)", "latency_p50_ms"),
+            ("latency p99 (ms)", "latency_p99_ms"),
+            ("threads (peak)", "threads_peak"),
+            ("memory (MiB, peak)", "memory_peak_mib"),
+        )
+    ]
+    return compute.readable(pd.DataFrame(rows))

@@ -1,32 +1,28 @@
-"""The six server models, one module each, by the names the CLI uses."""
+"""The server models, one module each, by the names the CLI uses (``simlab.registry``)."""
 
 from __future__ import annotations
 
-from simlab.models.async_ import Async
+import importlib
+
 from simlab.models.base import Analytic, Model, Record
-from simlab.models.iterative import Iterative
-from simlab.models.process_per_connection import ProcessPerConnection
-from simlab.models.reactor_pool import ReactorPool
-from simlab.models.thread_per_connection import ThreadPerConnection
-from simlab.models.thread_pool import ThreadPool
+from simlab.registry import ENTRIES, entry
 
 __all__ = ["MODELS", "Analytic", "Model", "Record", "get_model"]
 
-MODELS: dict[str, type[Model]] = {
-    m.name: m
-    for m in (
-        Iterative,
-        ProcessPerConnection,
-        ThreadPerConnection,
-        ThreadPool,
-        ReactorPool,
-        Async,
-    )
-}
+
+def _load(spec: str) -> type[Model]:
+    module, _, cls = spec.partition(":")
+    loaded: type[Model] = getattr(importlib.import_module(f"simlab.models.{module}"), cls)
+    return loaded
+
+
+MODELS: dict[str, type[Model]] = {e.name: _load(e.model) for e in ENTRIES}
 
 
 def get_model(name: str) -> type[Model]:
-    try:
-        return MODELS[name]
-    except KeyError:
-        raise ValueError(f"unknown model {name!r} (choose from: {', '.join(MODELS)})") from None
+    """The model class of architecture ``name`` (a UserError naming the choices if none)."""
+    model = MODELS.get(name)
+    if model is None:
+        entry(name)  # raises, naming the choices
+    assert model is not None
+    return model

@@ -15,38 +15,49 @@ from __future__ import annotations
 from collections.abc import Generator
 from typing import Any
 
+import numpy as np
 import simpy
 
-from simlab.models import loads
-from simlab.models.base import Analytic, Model, client_load, process_of
+from simlab.footprint import Units
+from simlab.models import composition, loads
+from simlab.models.base import Analytic, FastMode, Model, RequestCost, client_load
+from simlab.models.composition import Sampler
 from simlab.models.pool import Pool
 from simlab.params import Architecture, Platform, Workload
+from simlab.streams import Deal
 
 __all__ = ["Async"]
-
-
-def _loop_fixed(workload: Workload, platform: Platform) -> float:
-    """Loop CPU seconds per request besides its own demand."""
-    return (platform.parse_us + platform.task_us + workload.calls * platform.call_us) * 1e-6
 
 
 class Async(Model):
     name = "async"
     busy_on_cpu = True
+    fast_mode = FastMode.LOOP
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self._fixed = _loop_fixed(self.workload, self.platform)
+        self._fixed = self.request_cost(self.workload).thread_s(self.platform)
         self.loops = [Pool(self.env, 1, first_id=k) for k in range(self.arch.processes)]
         self.in_flight = [0] * self.arch.processes
 
+    @classmethod
+    def request_cost(cls, workload: Workload) -> RequestCost:
+        # Everything runs on the loop, the request's only thread: parsing, its
+        # task, and issuing and reading its calls, in one phase.
+        return RequestCost(
+            loop={},
+            thread={"parse_us": 1, "task_us": 1, "call_us": workload.calls},
+            switches=0,
+            phases=1,
+        )
+
     def base_levels(self) -> dict[str, int]:
         w = self.workload
-        return self.preforked(1, w.connections if w.persistent else 0)
+        return self.levels(0, w.connections if w.persistent else 0)
 
     def session(self, i: int, conn: int) -> Generator[simpy.Event, Any, None]:
         env = self.env
-        process = process_of(conn, self.arch.processes, self.salt)
+        process = self.process_of(conn)
         loop = self.loops[process]
         backlog = self.arch.backlog
         nxt: int | None = i
@@ -82,36 +93,84 @@ class Async(Model):
     # ----------------------------------------------------------------- maths
 
     @classmethod
+    def _loop_cpu(cls, workload: Workload, platform: Platform) -> float:
+        """Loop CPU seconds per request, its own demand included."""
+        return workload.cpu.mean + cls.request_cost(workload).thread_s(platform)
+
+    @classmethod
+    def units(cls, workload: Workload, arch: Architecture, in_flight: int) -> Units:
+        threads, copies = cls.preforked(arch)
+        return Units(
+            touched=copies,
+            fork=copies,
+            thread=threads,
+            connection=workload.connections if workload.persistent else in_flight,
+            task=in_flight,
+            # One multiplexed backend connection per loop.
+            backend_conn=arch.processes if workload.calls else 0,
+        )
+
+    @classmethod
     def offered_load(
-        cls, workload: Workload, platform: Platform, arch: Architecture
+        cls, workload: Workload, platform: Platform, arch: Architecture, deal: Deal
     ) -> dict[str, float]:
         if workload.rate is None:
             return {}
-        loop_cpu = workload.cpu.mean + _loop_fixed(workload, platform)
-        out = loads.cpu_loads(workload, platform, arch, total=loop_cpu, per_process_gil=None)
-        out["loop"] = workload.rate * max(loads.process_shares(workload, arch)) * loop_cpu
+        loop_cpu = cls._loop_cpu(workload, platform)
+        out = loads.cpu_loads(workload, platform, arch, deal, total=loop_cpu, per_process_gil=None)
+        busiest = deal.busiest(workload.connections, arch.processes)
+        out["loop"] = workload.rate * busiest * loop_cpu
         io_mean = loads.io_moments(workload, platform.call_latency_us * 1e-6)[0]
         out["client"] = client_load(workload, loop_cpu + io_mean)
         return out
 
     @classmethod
-    def analytic(cls, workload: Workload, platform: Platform, arch: Architecture) -> Analytic | str:
+    def analytic(
+        cls, workload: Workload, platform: Platform, arch: Architecture, deal: Deal
+    ) -> Analytic | str:
         if workload.rate is None:
             return "closed or replayed arrivals have no textbook reduction here"
         if platform.cores is not None and platform.cores < arch.processes:
             return "more loops than cores: loops contend for the CPU"
         if arch.backlog is not None:
             return "a bound on requests in flight drops some, which these formulas do not model"
-        cpu = loads.service(workload, _loop_fixed(workload, platform), with_io=False)
+        fixed = cls.request_cost(workload).thread_s(platform)
+        cpu = loads.service(workload, fixed, with_io=False)
         io_mean = loads.io_moments(workload, platform.call_latency_us * 1e-6)[0]
         if cpu.mean == 0:
             return "requests use no CPU, so nothing ever queues for the loop"
         return loads.mgc_reference(
             workload,
             arch,
+            deal,
             cpu,
             servers=1,
             extra_latency=io_mean + platform.rtt_us * 1e-6,
             extra_fixed=workload.calls == 0 or workload.io.cv == 0,
             busy_mean=cpu.mean,
         )
+
+    @classmethod
+    def latency_draws(
+        cls,
+        workload: Workload,
+        platform: Platform,
+        arch: Architecture,
+        deal: Deal,
+        sampler: Any,
+    ) -> tuple[np.ndarray, str]:
+        s: Sampler = sampler
+        w, p = workload, platform
+        assert w.rate is not None
+        us = 1e-6
+        lam = w.rate * deal.busiest(w.connections, arch.processes)
+        loop = s.cpu + (p.parse_us + p.task_us) * us + w.calls * p.call_us * us
+        pw, mw = composition.mgc_wait(lam, float(loop.mean()), composition.scv(loop), 1)
+        wait = composition.mixture(s.u_loop, s.e_loop, pw, mw)
+        return wait + loop + s.io + s.rtt, "M/G/1 loop per process (Pollaczek-Khinchine)"
+
+    @classmethod
+    def _fast_limits(cls, workload: Workload, platform: Platform, arch: Architecture) -> str | None:
+        if platform.cores is not None and platform.cores < arch.processes:
+            return "more loops than cores: loops contend for the CPU"
+        return None

@@ -1,7 +1,21 @@
-"""The shared base of every server model: arrivals, clients, the run loop and recording.
+"""The shared base of every server model: arrivals, clients, the run loop and recording,
+and the class-level knowledge every caller asks a model for.
 
-A model adds only its own process logic (``session``) and its own maths
-(``offered_load``, ``analytic``). The base gives it:
+A model adds only its own process logic (``session``) and its own maths. For
+itself, each model class says:
+
+- ``request_cost``: what a request costs on a platform besides its own CPU,
+  and on which thread (a loop's phase, the worker's thread, switches);
+- ``units``: the threads, processes, connections and sockets it holds, which
+  ``simlab.footprint`` turns into memory;
+- ``offered_load`` and ``explain_overload``: how loaded each of its
+  resources is, and why an overloaded one makes it unstable;
+- ``analytic``: the textbook queue it reduces to, or why there is none;
+- ``latency_draws``: its latency composed from its queues (the planner);
+- ``fast_reason`` and ``fast_mode``: whether the fast engine reproduces it;
+- ``sized``: the smallest architecture that holds the workload's connections.
+
+The DES side gives it:
 
 - arrivals: open Poisson, closed with think time, or a replayed trace;
 - clients: each connection is one HTTP/1.1 client with one request
@@ -17,24 +31,54 @@ toward memory and threads as a constant.
 
 from __future__ import annotations
 
+import enum
 import math
 from array import array
 from collections import deque
-from collections.abc import Generator
+from collections.abc import Generator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 import numpy as np
 import simpy
 
+from simlab.distributions import Distribution
+from simlab.errors import UserError
+from simlab.footprint import Units
 from simlab.models.pool import Cpu, Pool
 from simlab.params import Architecture, Platform, Workload
+from simlab.streams import Deal, Dealer, Streams
 
-__all__ = ["COMPLETED", "DROPPED", "PENDING", "Analytic", "Model", "Record", "draw_io"]
+__all__ = [
+    "BATCH",
+    "COMPLETED",
+    "DROPPED",
+    "PENDING",
+    "Analytic",
+    "FastMode",
+    "Model",
+    "Record",
+    "RequestCost",
+    "draw_io",
+]
 
 COMPLETED, DROPPED, PENDING = 0, 1, 2
-_BATCH = 8192
+# Random numbers are drawn this many requests at a time, by request index, in
+# the DES and the fast engine alike: the batch is part of the stream layout.
+BATCH = 8192
 _NAN = float("nan")
+US = 1e-6
+# The order in which per-request costs are summed: part of the result in floating point.
+COST_TERMS = ("parse_us", "task_us", "dispatch_us", "call_us")
+
+
+class FastMode(enum.IntEnum):
+    """How the fast engine's kernel runs a model (``fast_kernel.recurse``)."""
+
+    POOL_OWNS_CONNECTION = 0  # thread-pool, one request per connection: M/G/W over connections
+    LOOP_THEN_POOL = 1  # reactor-pool: the loop's phase, then M/G/W over requests
+    THREAD_PER_CONNECTION = 2  # a thread per persistent connection: M/G/inf
+    LOOP = 3  # async: M/G/1 over CPU per loop, then a pure delay
 
 
 @dataclass(frozen=True)
@@ -52,6 +96,74 @@ class Analytic:
     note: str = ""
 
 
+@dataclass(frozen=True)
+class RequestCost:
+    """What one request costs a server besides its own CPU demand, and on which thread.
+
+    Each cost is a count of a platform cost field (``parse_us``, ``call_us``...),
+    so calibration reads its design matrix from the same place the models
+    charge from:
+
+    - ``loop``: paid on a single thread every request passes first (a
+      reactor's loop parsing and handing off); async has no such step: its
+      loop *is* the request's thread;
+    - ``thread``: paid on the thread that runs the request;
+    - ``switches``: thread wake-ups on that thread, each ``context_switch_us``;
+    - ``phases``: CPU phases a request runs (each may find its process
+      asleep and pay ``wake_us``); ``always_wakes`` when every phase does
+      (a forked child sleeps between requests);
+    - ``accept``: paid by the accepting thread once per connection (spawning
+      a thread or forking a process for it).
+    """
+
+    loop: Mapping[str, float]
+    thread: Mapping[str, float]
+    switches: int
+    phases: int
+    accept: Mapping[str, float] = field(default_factory=dict)
+    always_wakes: bool = False
+
+    @staticmethod
+    def _seconds(terms: Mapping[str, float], platform: Platform) -> float:
+        total = 0.0
+        for name in COST_TERMS:
+            if name in terms:
+                n, each = terms[name], float(getattr(platform, name))
+                total += each if n == 1 else n * each
+        return total * US
+
+    def loop_s(self, platform: Platform) -> float:
+        return self._seconds(self.loop, platform)
+
+    def thread_s(self, platform: Platform) -> float:
+        return self._seconds(self.thread, platform)
+
+    def switch_s(self, platform: Platform) -> float:
+        return self.switches * platform.context_switch_us * US
+
+    def accept_s(self, platform: Platform) -> float:
+        return sum(float(getattr(platform, k)) * n for k, n in self.accept.items()) * US
+
+    def terms(self, busy: float) -> dict[str, float]:
+        """Counts of each CPU cost per request, at ``busy`` cores of load: the row of
+        calibration's design matrix. A phase finds its process idle, and pays
+        ``wake_us``, with probability about 1 - busy (Poisson arrivals see time
+        averages), capped so that a saturated run still separates the cost."""
+        row = dict.fromkeys(("parse_us", "task_us", "dispatch_us", "call_us"), 0.0)
+        for part in (self.loop, self.thread):
+            for k, n in part.items():
+                row[k] += n
+        row["context_switch_us"] = float(self.switches)
+        idle = 1.0 - min(max(busy, 0.0), MAX_BUSY_SEEN)
+        row["wake_us"] = self.phases * (1.0 if self.always_wakes else idle)
+        return row
+
+
+# Calibration never treats a process as busier than this when it prices the
+# chance of a wake-up: a run at 100% would otherwise carry no information on it.
+MAX_BUSY_SEEN = 0.95
+
+
 @dataclass
 class Record:
     """Everything one replication produced, as numpy arrays (times in seconds)."""
@@ -67,11 +179,17 @@ class Record:
     busy_on_cpu: bool
     overloaded: bool
     truncated: bool
-    extra: dict[str, Any] = field(default_factory=dict)
+    calls: int
+    own_process: bool
+    # The ``worker`` column indexes the ``threads`` intervals (a thread made for
+    # one connection), so a worker's life ends with its thread.
+    worker_is_thread_handle: bool
+    salt: int
+    engine: str = "des"
 
 
 class Model:
-    """Base of the six server models. Subclasses define ``session``."""
+    """Base of the server models. Subclasses define ``session`` and their own maths."""
 
     name: ClassVar[str]
     # Threads busy with a request are those in [start, end); for ``async`` only
@@ -80,6 +198,12 @@ class Model:
     # A forked child per connection (process-per-connection): its memory grows
     # once it serves a request (copy-on-write of the pages it touches).
     own_process: ClassVar[bool] = False
+    # A thread (or child) owns a connection while it is open, idle or not, so
+    # each served connection's thread opens its own backend connection.
+    holds_connection: ClassVar[bool] = False
+    # The pool size (``workers``) is a knob of this model.
+    pooled: ClassVar[bool] = False
+    fast_mode: ClassVar[FastMode | None] = None
     max_requests: ClassVar[int] = 2_000_000
     max_in_system: ClassVar[int] = 250_000
 
@@ -98,17 +222,12 @@ class Model:
         self.platform = platform
         self.arch = architecture
         self.stop = stop  # no request is sent at or after this time
-        # Children by index: adding a stream later leaves the first ones unchanged.
-        streams = [np.random.default_rng(s) for s in seed.spawn(6)]
-        self._rng_arrival, self._rng_conn, self._rng_cpu, self._rng_io, self._rng_think = streams[
-            :5
-        ]
-        self._rng_slack = streams[5]
-        # Salt for dealing connections to processes: a fresh deal per replication.
-        self.salt = int(seed.generate_state(1, np.uint64)[0])
+        self.streams = Streams.of(seed)
+        self.salt = self.streams.salt
+        self.process_of = Dealer(architecture.processes, self.salt)
         self.cpu = Cpu(env, platform, architecture.processes)
         self._call_latency = platform.call_latency()
-        self._call_cpu = platform.call_us * 1e-6
+        self._call_cpu = platform.call_us * US
 
         self.n = 0
         self._capacity = 0
@@ -145,6 +264,111 @@ class Model:
         # Short-lived connections on a loop: connection -> [interval handle, requests answered].
         self._open: dict[int, list[int]] = {}
 
+    # ------------------------------------------------------- what a model is
+
+    @classmethod
+    def request_cost(cls, workload: Workload) -> RequestCost:
+        """What a request costs besides its own CPU demand, and on which thread."""
+        raise NotImplementedError
+
+    @classmethod
+    def threads_per_process(cls, arch: Architecture) -> int:
+        """Threads each server process runs before any connection arrives."""
+        return 1
+
+    @classmethod
+    def units(cls, workload: Workload, arch: Architecture, in_flight: int) -> Units:
+        """The units held at the expected peak with ``in_flight`` requests in flight."""
+        raise NotImplementedError
+
+    @classmethod
+    def preforked(cls, arch: Architecture) -> tuple[int, int]:
+        """(threads, copies) of ``processes`` copies of a server before any connection.
+
+        One process serves alone; with P > 1 a master forks P copies and only
+        waits for them, so it adds one thread, and each copy is a fork.
+        """
+        p = arch.processes
+        copies = p if p > 1 else 0
+        return p * cls.threads_per_process(arch) + (1 if p > 1 else 0), copies
+
+    @classmethod
+    def sized(cls, workload: Workload, arch: Architecture, deal: Deal) -> Architecture:
+        """The architecture, grown where it must be to hold the workload's connections."""
+        return arch
+
+    @classmethod
+    def serves_at_most(cls, workload: Workload, arch: Architecture) -> int | None:
+        """The most persistent connections this model can serve with ``arch.processes``
+        however it is sized, or None when memory is the only bound."""
+        return None
+
+    @classmethod
+    def check_request_cap(cls, workload: Workload, stop: float) -> None:
+        """Refuse a run that would send more requests per replication than the cap."""
+        if workload.rate is not None and workload.rate * stop > cls.max_requests:
+            raise UserError(
+                f"rate(={workload.rate:g}/s) x (warmup + duration)(={stop:g} s) would send "
+                f"{workload.rate * stop:,.0f} requests per replication, over the limit of "
+                f"{cls.max_requests:,}: shorten duration"
+            )
+
+    @classmethod
+    def offered_load(
+        cls, workload: Workload, platform: Platform, arch: Architecture, deal: Deal
+    ) -> dict[str, float]:
+        """Utilisation of each resource implied by the offered load (open arrivals),
+        for the busiest process of the replications ``deal`` describes."""
+        raise NotImplementedError
+
+    @classmethod
+    def analytic(
+        cls, workload: Workload, platform: Platform, arch: Architecture, deal: Deal
+    ) -> Analytic | str:
+        """The textbook queue this configuration reduces to, or why there is none."""
+        raise NotImplementedError
+
+    @classmethod
+    def explain_overload(
+        cls, resource: str, rho: float, workload: Workload, arch: Architecture, deal: Deal
+    ) -> str:
+        """Why a resource with rho >= 1 makes the configuration unstable, in words."""
+        return f"{resource} rho = {rho:.3g} >= 1"
+
+    @classmethod
+    def latency_draws(
+        cls,
+        workload: Workload,
+        platform: Platform,
+        arch: Architecture,
+        deal: Deal,
+        sampler: Any,
+    ) -> tuple[np.ndarray, str]:
+        """Per-request latencies composed from this model's queues (the planner's
+        Monte Carlo; ``simlab.models.composition``), and the method's name."""
+        raise NotImplementedError
+
+    @classmethod
+    def fast_reason(cls, workload: Workload, platform: Platform, arch: Architecture) -> str | None:
+        """None when the fast engine reproduces the DES here, else why not."""
+        if cls.fast_mode is None:
+            return f"{cls.name} is not a first-come-first-served pool"
+        if workload.kind == "closed":
+            return "closed-loop arrivals feed back on the answers (fast needs --rate or a trace)"
+        if arch.backlog is not None:
+            return "a bounded backlog drops requests (fast needs --backlog unbounded)"
+        limit = cls._fast_limits(workload, platform, arch)
+        if limit is not None:
+            return limit
+        if platform.wake_us > 0:
+            return "waking an idle process depends on what else it runs (fast needs wake_us = 0)"
+        return None
+
+    @classmethod
+    def _fast_limits(cls, workload: Workload, platform: Platform, arch: Architecture) -> str | None:
+        """This model's own conditions for the fast engine, or None."""
+        return None
+
     # ----------------------------------------------------------------- hooks
 
     def session(self, i: int, conn: int) -> Generator[simpy.Event, Any, None]:
@@ -156,54 +380,23 @@ class Model:
         return True
 
     def base_levels(self) -> dict[str, int]:
-        """Constant parts of the levels: threads, forks, connections."""
+        """Constant parts of the levels: threads, forks, copies, connections."""
         raise NotImplementedError
 
-    def preforked(
-        self, threads_per_process: int, connections: int, forks: int = 0
-    ) -> dict[str, int]:
-        """Levels of ``processes`` copies of a server.
-
-        One process serves alone; with P > 1 a master forks P copies and only
-        waits for them, so it adds one thread, and each copy is a fork.
-        """
-        p = self.arch.processes
-        copies = p if p > 1 else 0
+    def levels(self, threads: int, connections: int, forks: int = 0) -> dict[str, int]:
+        """Base levels of this run: the pre-forked copies plus what the model holds."""
+        base_threads, copies = self.preforked(self.arch)
         return {
-            "threads": p * threads_per_process + (1 if p > 1 else 0),
+            "threads": base_threads + threads,
             "forks": copies + forks,
             "copies": copies,
             "connections": connections,
         }
 
-    @classmethod
-    def check_request_cap(cls, workload: Workload, stop: float) -> None:
-        """Refuse a run that would send more requests per replication than the cap."""
-        if workload.rate is not None and workload.rate * stop > cls.max_requests:
-            raise ValueError(
-                f"rate(={workload.rate:g}/s) x (warmup + duration)(={stop:g} s) would send "
-                f"{workload.rate * stop:,.0f} requests per replication, over the limit of "
-                f"{cls.max_requests:,}: shorten duration"
-            )
-
-    @classmethod
-    def offered_load(
-        cls, workload: Workload, platform: Platform, arch: Architecture
-    ) -> dict[str, float]:
-        """Utilisation of each resource implied by the offered load (open arrivals)."""
-        raise NotImplementedError
-
-    @classmethod
-    def analytic(cls, workload: Workload, platform: Platform, arch: Architecture) -> Analytic | str:
-        """The textbook queue this configuration reduces to, or why there is none."""
-        raise NotImplementedError
-
-    @classmethod
-    def explain_overload(
-        cls, resource: str, rho: float, workload: Workload, arch: Architecture
-    ) -> str:
-        """Why a resource with rho >= 1 makes the configuration unstable, in words."""
-        return f"{resource} rho = {rho:.3g} >= 1"
+    def worker_is_thread_handle(self) -> bool:
+        """True when the ``worker`` column indexes the ``threads`` intervals (a
+        thread created for one connection), so a worker's life ends with it."""
+        return False
 
     # --------------------------------------------------------------- clients
 
@@ -215,7 +408,7 @@ class Model:
             self.env.process(self._trace_arrivals())
         else:
             assert w.think is not None
-            first = w.think.sample(self._rng_think, w.connections).tolist()
+            first = w.think.sample(self.streams.think, w.connections).tolist()
             for conn, delay in enumerate(first):
                 self._after(delay, conn)
 
@@ -224,9 +417,10 @@ class Model:
         assert w.rate is not None
         env, stop, timeout = self.env, self.stop, self.env.timeout
         mean_gap = 1.0 / w.rate
+        rng_gap, rng_conn = self.streams.arrival, self.streams.connection
         while True:
-            gaps = self._rng_arrival.exponential(mean_gap, _BATCH).tolist()
-            conns = self._rng_conn.integers(0, w.connections, _BATCH).tolist()
+            gaps = rng_gap.exponential(mean_gap, BATCH).tolist()
+            conns = rng_conn.integers(0, w.connections, BATCH).tolist()
             for gap, conn in zip(gaps, conns, strict=True):
                 yield timeout(gap)
                 if env.now >= stop or self.overloaded:
@@ -313,7 +507,7 @@ class Model:
             self._after(self._think[i], self.connection[i])
 
     def _grow(self) -> None:
-        extra = max(_BATCH, self._capacity)
+        extra = max(BATCH, self._capacity)
         nan_block = array("d", [_NAN]) * extra
         for col in (self.arrival, self.admit, self.start, self.end, self.service, self.cpu_time):
             col.extend(nan_block)
@@ -324,11 +518,11 @@ class Model:
         self._capacity += extra
 
     def _draw(self) -> None:
-        w = self.workload
-        self.demand.extend(w.cpu.sample(self._rng_cpu, _BATCH).tolist())
-        self.io_time.extend(draw_io(w, self._call_latency, self._rng_io, self._rng_slack).tolist())
+        w, s = self.workload, self.streams
+        self.demand.extend(w.cpu.sample(s.cpu, BATCH).tolist())
+        self.io_time.extend(draw_io(w, self._call_latency, s.io, s.slack).tolist())
         if w.think is not None:
-            self._think.extend(w.think.sample(self._rng_think, _BATCH).tolist())
+            self._think.extend(w.think.sample(s.think, BATCH).tolist())
 
     def connect(self, conn: int) -> None:
         """A loop-based model reads a request on ``conn``: open the connection if it is closed.
@@ -356,12 +550,12 @@ class Model:
         """A request's CPU and backend calls on a thread; returns its CPU time.
 
         ``demand`` is the request's own CPU plus what this thread pays for it
-        (``_fixed``). Without a shared GIL the per-call costs are charged in one
-        phase before the calls, which uses the same CPU and costs fewer events.
-        Under a GIL each answer from the backend wakes the thread, which must
-        win the GIL back (behind whoever holds it) before it can read the
-        answer: the GIL hand-offs that stretch threaded Python servers' latency
-        under CPU load. Then every call gets its own short phase.
+        (``request_cost``). Without a shared GIL the per-call costs are charged
+        in one phase before the calls, which uses the same CPU and costs fewer
+        events. Under a GIL each answer from the backend wakes the thread,
+        which must win the GIL back (behind whoever holds it) before it can
+        read the answer: the GIL hand-offs that stretch threaded Python
+        servers' latency under CPU load. Then every call gets its own short phase.
         """
         w = self.workload
         calls = w.calls
@@ -437,29 +631,20 @@ class Model:
             busy_on_cpu=self.busy_on_cpu,
             overloaded=self.overloaded,
             truncated=self.truncated,
-            extra={
-                "calls": self.workload.calls,
-                "own_process": self.own_process,
-                "worker_is_thread_handle": self.worker_is_thread_handle(),
-            },
+            calls=self.workload.calls,
+            own_process=self.own_process,
+            worker_is_thread_handle=self.worker_is_thread_handle(),
+            salt=self.salt,
         )
-
-    def worker_is_thread_handle(self) -> bool:
-        """True when the ``worker`` column indexes the ``threads`` intervals (a
-        thread created for one connection), so a worker's life ends with it."""
-        return False
-
-
-_MASK = (1 << 64) - 1
 
 
 def draw_io(
     workload: Workload,
-    call_latency: Any,
+    call_latency: Distribution,
     rng_io: np.random.Generator,
     rng_slack: np.random.Generator,
 ) -> np.ndarray:
-    """One batch (``_BATCH`` requests) of time spent in backend calls.
+    """One batch (``BATCH`` requests) of time spent in backend calls.
 
     Every call also takes the platform's ``call_latency`` on top of its delay;
     calls add up one after another, or the slowest sets the time in parallel.
@@ -468,42 +653,12 @@ def draw_io(
     """
     w = workload
     if w.calls == 0:
-        return np.zeros(_BATCH)
-    calls = w.io.sample(rng_io, (_BATCH, w.calls))
+        return np.zeros(BATCH)
+    calls = w.io.sample(rng_io, (BATCH, w.calls))
     if call_latency.mean > 0:
-        calls = calls + call_latency.sample(rng_slack, (_BATCH, w.calls))
+        calls = calls + call_latency.sample(rng_slack, (BATCH, w.calls))
     out: np.ndarray = calls.sum(axis=1) if w.fanout == "sequential" else calls.max(axis=1)
     return out
-
-
-def process_of(conn: int, processes: int, salt: int = 0) -> int:
-    """The process a connection lands on, when there are several.
-
-    The kernel spreads connections over pre-forked accepters (and hashes
-    them over SO_REUSEPORT sockets) unevenly, so round-robin would flatter
-    the design: a splitmix64 hash of the connection id, salted per
-    replication, stands in for it: deterministic for a seed, and across
-    replications as uneven as chance.
-    """
-    if processes == 1:
-        return 0
-    z = ((conn ^ salt) + 0x9E3779B97F4A7C15) & _MASK
-    z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & _MASK
-    z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & _MASK
-    return (z ^ (z >> 31)) % processes
-
-
-def thread_cpu_overhead(
-    workload: Workload, platform: Platform, *, parse: bool
-) -> tuple[float, int]:
-    """Fixed CPU seconds a threaded request pays on its own thread, and its wake-ups.
-
-    The thread wakes once for the request and once per backend call; each
-    call costs ``call_us``. Where the calls' CPU is spent (before the calls,
-    or after each answer under a GIL) is ``Model.on_thread``'s business.
-    """
-    fixed = (platform.parse_us if parse else 0.0) + workload.calls * platform.call_us
-    return fixed * 1e-6, 1 + workload.calls
 
 
 def client_load(workload: Workload, service: float) -> float:

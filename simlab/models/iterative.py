@@ -10,18 +10,15 @@ take new connections in turn, each with its own single thread.
 
 from __future__ import annotations
 
-from simlab.models.connection_bound import ConnectionBound
+from simlab.models.holders import Holders
 from simlab.params import Architecture
 
 __all__ = ["Iterative"]
 
 
-class Iterative(ConnectionBound):
+class Iterative(Holders):
     name = "iterative"
 
     @classmethod
     def holders_for(cls, arch: Architecture) -> int:
         return arch.processes
-
-    def threads_per_process(self) -> int:
-        return 1

@@ -2,7 +2,9 @@
 
 The models call these to say, before simulating, how loaded each resource
 will be (``rho``), and which textbook queue they reduce to. Everything here
-is plain arithmetic on the parameters plus ``simlab.theory``.
+is plain arithmetic on the parameters plus ``simlab.theory``. Where the load
+of a process depends on how connections were dealt to processes, the
+``Deal`` of the replications in question says (``simlab.streams``).
 """
 
 from __future__ import annotations
@@ -16,13 +18,15 @@ from simlab import theory
 from simlab.distributions import Distribution, Exponential
 from simlab.models.base import Analytic
 from simlab.params import Architecture, Platform, Workload
+from simlab.streams import Deal
 
 __all__ = [
     "Service",
     "cpu_loads",
+    "io_moments",
     "mgc_reference",
     "per_client_reference",
-    "process_shares",
+    "reduction_blocker",
     "service",
     "uncontended",
 ]
@@ -31,6 +35,11 @@ __all__ = [
 # collision (a request finding its client's previous one still in flight)
 # makes it wait at the client, which no textbook queue here includes.
 COLLISION_LIMIT = 1e-3
+# Draws for the moments of the slowest of several random parallel calls,
+# which have no closed form for most shapes: 40,000 put the mean within
+# about 0.5% (1/sqrt(n) x cv).
+MAX_DRAWS = 40_000
+_MAX_SEED = 12345
 
 
 class Service:
@@ -46,9 +55,7 @@ class Service:
 
 @functools.lru_cache(maxsize=256)
 def _max_moments(dist: Distribution, calls: int) -> tuple[float, float]:
-    # The maximum of random calls has no closed form for most shapes; 40,000
-    # draws with a fixed seed put its mean within about 0.5% (1/sqrt(n) x cv).
-    draws = dist.sample(np.random.default_rng(12345), (40_000, calls)).max(axis=1)
+    draws = dist.sample(np.random.default_rng(_MAX_SEED), (MAX_DRAWS, calls)).max(axis=1)
     return float(draws.mean()), float(draws.var())
 
 
@@ -111,35 +118,11 @@ def uncontended(platform: Platform) -> bool:
     return platform.cores is None and not platform.gil
 
 
-EXACT_SHARES_UP_TO = 1_000_000
-
-
-def process_shares(workload: Workload, arch: Architecture) -> list[float]:
-    """Fraction of the connections (so of the load) each process gets, as
-    ``process_of`` deals them; 1/P each beyond a million connections."""
-    n, p = workload.connections, arch.processes
-    if p == 1:
-        return [1.0]
-    if n > EXACT_SHARES_UP_TO:
-        return [1.0 / p] * p
-    counts = np.bincount(_hash_processes(np.arange(n, dtype=np.uint64), p), minlength=p)
-    return [float(c) / n for c in counts]
-
-
-def _hash_processes(conns: np.ndarray, processes: int) -> np.ndarray:
-    """Vectorised ``process_of`` (the same splitmix64 hash)."""
-    with np.errstate(over="ignore"):
-        z = conns + np.uint64(0x9E3779B97F4A7C15)
-        z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
-        z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
-        z = z ^ (z >> np.uint64(31))
-    return (z % np.uint64(processes)).astype(np.int64)
-
-
 def cpu_loads(
     workload: Workload,
     platform: Platform,
     arch: Architecture,
+    deal: Deal,
     *,
     total: float,
     per_process_gil: float | None,
@@ -152,7 +135,8 @@ def cpu_loads(
     if platform.cores is not None:
         out["cores"] = workload.rate * total / platform.cores
     if platform.gil and per_process_gil is not None:
-        out["gil"] = workload.rate * max(process_shares(workload, arch)) * per_process_gil
+        busiest = deal.busiest(workload.connections, arch.processes)
+        out["gil"] = workload.rate * busiest * per_process_gil
     return out
 
 
@@ -180,24 +164,11 @@ def per_client_reference(
     )
 
 
-def mgc_reference(
-    workload: Workload,
-    arch: Architecture,
-    svc: Service,
-    *,
-    servers: int,
-    extra_latency: float = 0.0,
-    extra_fixed: bool = True,
-    split: bool = True,
-    busy_mean: float | None = None,
-) -> Analytic | str:
-    """M/G/c per process (``split``: each process serves its own connections'
-    share of lam) or one M/G/c shared by all (``split=False``). Erlang C when S is
-    exponential, Pollaczek-Khinchine when c = 1, Allen-Cunneen otherwise.
-    ``extra_latency`` is time after the queue (async's backend wait); the p99
-    is given only when it is fixed, since a random one changes the tail."""
+def _weighted_waits(
+    workload: Workload, svc: Service, servers: int, shares: list[float]
+) -> tuple[float, float | None] | str:
+    """(mean wait over the load, P(wait) or None) of one deal's per-process queues."""
     assert workload.rate is not None
-    shares = process_shares(workload, arch) if split else [1.0]
     waits: list[float] = []
     wait_probs: list[float] = []
     for share in shares:
@@ -213,22 +184,61 @@ def mgc_reference(
         else:
             waits.append(theory.allen_cunneen_mean_wait(lam, svc.mean, servers, cs2=svc.scv))
     wq = float(np.dot(shares, waits))
+    return wq, (float(np.dot(shares, wait_probs)) if wait_probs else None)
+
+
+def mgc_reference(
+    workload: Workload,
+    arch: Architecture,
+    deal: Deal,
+    svc: Service,
+    *,
+    servers: int,
+    extra_latency: float = 0.0,
+    extra_fixed: bool = True,
+    split: bool = True,
+    busy_mean: float | None = None,
+) -> Analytic | str:
+    """M/G/c per process (``split``: each process serves its own connections'
+    share of lam) or one M/G/c shared by all (``split=False``). Erlang C when S is
+    exponential, Pollaczek-Khinchine when c = 1, Allen-Cunneen otherwise.
+    With several processes the waits are averaged over the replications'
+    deals. ``extra_latency`` is time after the queue (async's backend wait);
+    the p99 is given only when it is fixed, since a random one changes the tail."""
+    assert workload.rate is not None
+    deals = deal.shares(workload.connections, arch.processes) if split else [[1.0]]
+    # Replications that dealt alike (always, with one process) are computed once.
+    distinct = sorted({tuple(s) for s in deals})
+    results = []
+    for shares in distinct:
+        r = _weighted_waits(workload, svc, servers, list(shares))
+        if isinstance(r, str):
+            return r
+        results.append((r, deals.count(list(shares))))
+    if len(results) == 1:
+        wq, p_wait = results[0][0]
+    else:
+        total = sum(n for _, n in results)
+        wq = sum(r[0] * n for r, n in results) / total
+        probs = [(r[1], n) for r, n in results if r[1] is not None]
+        p_wait = sum(p * n for p, n in probs) / total if probs else None
     values = {
         "queue_delay_mean_ms": wq * 1e3,
         "latency_mean_ms": (wq + svc.mean + extra_latency) * 1e3,
         "threads_busy_mean": workload.rate * (svc.mean if busy_mean is None else busy_mean),
     }
-    if wait_probs:
-        values["wait_probability"] = float(np.dot(shares, wait_probs))
-    if svc.exponential and len(set(shares)) == 1 and extra_fixed:
-        lam = workload.rate * shares[0]
+    if p_wait is not None:
+        values["wait_probability"] = p_wait
+    first = distinct[0]
+    if svc.exponential and len(distinct) == 1 and len(set(first)) == 1 and extra_fixed:
+        lam = workload.rate * first[0]
         values["latency_p99_ms"] = (
             theory.mmc_sojourn_quantile(0.99, lam, 1 / svc.mean, servers) + extra_latency
         ) * 1e3
     in_flight = workload.rate * (wq + svc.mean + extra_latency)
     collisions = in_flight / workload.connections
     kind = "M/M" if svc.exponential else "M/G"
-    name = f"{kind}/{servers}" + (f" per process (x{len(shares)})" if len(shares) > 1 else "")
+    name = f"{kind}/{servers}" + (f" per process (x{len(first)})" if len(first) > 1 else "")
     method = (
         "Erlang C"
         if svc.exponential

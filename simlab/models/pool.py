@@ -118,7 +118,9 @@ class Cpu:
     def gil(self, process: int) -> Pool | None:
         return self.gils[process] if self.gils is not None else None
 
-    def run(
+    # The DES's hot path: every CPU phase of every request passes here, so it
+    # stays one function (no helper calls per event), branches and all.
+    def run(  # noqa: PLR0912
         self,
         gil: Pool | None,
         demand: float,

@@ -10,15 +10,15 @@ Queueing-wise it is M/G/inf, like thread-per-connection.
 
 from __future__ import annotations
 
-from simlab.models.connection_bound import ConnectionBound
+from simlab.models.dedicated import Dedicated
 
 __all__ = ["ProcessPerConnection"]
 
 
-class ProcessPerConnection(ConnectionBound):
+class ProcessPerConnection(Dedicated):
     name = "process-per-connection"
-    dedicated = True
     own_process = True
 
-    def threads_per_process(self) -> int:
-        return 1
+    @classmethod
+    def accept_terms(cls) -> dict[str, float]:
+        return {"fork_us": 1}

@@ -14,35 +14,58 @@ from __future__ import annotations
 from collections.abc import Generator
 from typing import Any
 
+import numpy as np
 import simpy
 
-from simlab.models import loads
-from simlab.models.base import Analytic, Model, client_load, process_of, thread_cpu_overhead
+from simlab.footprint import Units
+from simlab.models import composition, loads
+from simlab.models.base import Analytic, FastMode, Model, RequestCost, client_load
+from simlab.models.composition import Sampler
 from simlab.models.pool import Pool
 from simlab.params import Architecture, Platform, Workload
+from simlab.streams import Deal
 
 __all__ = ["ReactorPool"]
 
 
 class ReactorPool(Model):
     name = "reactor-pool"
+    pooled = True
+    fast_mode = FastMode.LOOP_THEN_POOL
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         w, p, a = self.workload, self.platform, self.arch
-        self._loop_cost = (p.parse_us + p.dispatch_us) * 1e-6
-        self._fixed, _ = thread_cpu_overhead(w, p, parse=False)
+        cost = self.request_cost(w)
+        self._loop_cost = cost.loop_s(p)
+        self._fixed = cost.thread_s(p)
         self._cs_paid = p.context_switch_us > 0
         self.loops = [Pool(self.env, 1, first_id=k) for k in range(a.processes)]
         self.pools = [Pool(self.env, a.workers, first_id=k * a.workers) for k in range(a.processes)]
 
+    @classmethod
+    def request_cost(cls, workload: Workload) -> RequestCost:
+        # The loop parses and hands off; the worker issues and reads the calls,
+        # waking once for the request and once per backend answer.
+        calls = workload.calls
+        return RequestCost(
+            loop={"parse_us": 1, "dispatch_us": 1},
+            thread={"call_us": calls},
+            switches=1 + calls,
+            phases=2 + calls,
+        )
+
+    @classmethod
+    def threads_per_process(cls, arch: Architecture) -> int:
+        return arch.workers + 1  # the workers and the loop
+
     def base_levels(self) -> dict[str, int]:
         w = self.workload
-        return self.preforked(self.arch.workers + 1, w.connections if w.persistent else 0)
+        return self.levels(0, w.connections if w.persistent else 0)
 
     def session(self, i: int, conn: int) -> Generator[simpy.Event, Any, None]:
         env = self.env
-        process = process_of(conn, self.arch.processes, self.salt)
+        process = self.process_of(conn)
         loop, pool = self.loops[process], self.pools[process]
         gil = self.cpu.gil(process)
         backlog = self.arch.backlog
@@ -74,19 +97,37 @@ class ReactorPool(Model):
     # ----------------------------------------------------------------- maths
 
     @classmethod
+    def units(cls, workload: Workload, arch: Architecture, in_flight: int) -> Units:
+        threads, copies = cls.preforked(arch)
+        return Units(
+            touched=copies,
+            fork=copies,
+            thread=threads,
+            connection=workload.connections if workload.persistent else in_flight,
+            task=in_flight,
+            # Each worker keeps its own backend connection once it has used it.
+            backend_conn=arch.workers * arch.processes if workload.calls else 0,
+        )
+
+    @classmethod
     def offered_load(
-        cls, workload: Workload, platform: Platform, arch: Architecture
+        cls, workload: Workload, platform: Platform, arch: Architecture, deal: Deal
     ) -> dict[str, float]:
         if workload.rate is None:
             return {}
-        fixed, switches = thread_cpu_overhead(workload, platform, parse=False)
-        loop = (platform.parse_us + platform.dispatch_us) * 1e-6
-        cs = switches * platform.context_switch_us * 1e-6
+        cost = cls.request_cost(workload)
+        loop = cost.loop_s(platform)
+        fixed, cs = cost.thread_s(platform), cost.switch_s(platform)
         worker_cpu = workload.cpu.mean + fixed + cs
         svc = loads.service(workload, fixed + cs, call_latency=platform.call_latency_us * 1e-6)
-        top_share = max(loads.process_shares(workload, arch))
+        top_share = deal.busiest(workload.connections, arch.processes)
         out = loads.cpu_loads(
-            workload, platform, arch, total=loop + worker_cpu, per_process_gil=loop + worker_cpu
+            workload,
+            platform,
+            arch,
+            deal,
+            total=loop + worker_cpu,
+            per_process_gil=loop + worker_cpu,
         )
         out["loop"] = workload.rate * top_share * loop
         out["workers"] = workload.rate * top_share * svc.mean / arch.workers
@@ -94,18 +135,53 @@ class ReactorPool(Model):
         return out
 
     @classmethod
-    def analytic(cls, workload: Workload, platform: Platform, arch: Architecture) -> Analytic | str:
+    def analytic(
+        cls, workload: Workload, platform: Platform, arch: Architecture, deal: Deal
+    ) -> Analytic | str:
         blocker = loads.reduction_blocker(workload, platform, arch, queue="work queue")
         if blocker is not None:
             return blocker
-        if platform.parse_us + platform.dispatch_us > 0:
+        cost = cls.request_cost(workload)
+        if cost.loop_s(platform) > 0:
             return "the loop's parse and dispatch phase is a second queue in tandem"
-        fixed, switches = thread_cpu_overhead(workload, platform, parse=False)
         svc = loads.service(
             workload,
-            fixed + switches * platform.context_switch_us * 1e-6,
+            cost.thread_s(platform) + cost.switch_s(platform),
             call_latency=platform.call_latency_us * 1e-6,
         )
         return loads.mgc_reference(
-            workload, arch, svc, servers=arch.workers, extra_latency=platform.rtt_us * 1e-6
+            workload, arch, deal, svc, servers=arch.workers, extra_latency=platform.rtt_us * 1e-6
         )
+
+    @classmethod
+    def latency_draws(
+        cls,
+        workload: Workload,
+        platform: Platform,
+        arch: Architecture,
+        deal: Deal,
+        sampler: Any,
+    ) -> tuple[np.ndarray, str]:
+        s: Sampler = sampler
+        w, p, a = workload, platform, arch
+        assert w.rate is not None
+        offered = cls.offered_load(w, p, a, deal)
+        busiest = deal.busiest(w.connections, a.processes)
+        held, method = composition.held_on_thread(w, p, offered, busiest, s, parse=0.0)
+        lam = w.rate * busiest
+        loop_cost = cls.request_cost(w).loop_s(p)
+        pl, ml = composition.mgc_wait(lam, loop_cost, 0.0, 1)
+        pw, mw = composition.mgc_wait(lam, float(held.mean()), composition.scv(held), a.workers)
+        wait = composition.mixture(s.u_pool, s.e_pool, pw, mw) + composition.mixture(
+            s.u_loop, s.e_loop, pl, ml
+        )
+        return (
+            wait + loop_cost + held + s.rtt,
+            f"M/G/{a.workers} workers per process (Erlang C, Allen-Cunneen) + {method}",
+        )
+
+    @classmethod
+    def _fast_limits(cls, workload: Workload, platform: Platform, arch: Architecture) -> str | None:
+        if not loads.uncontended(platform):
+            return "CPU phases contend for cores or a GIL (fast needs --no-gil --cores unlimited)"
+        return None

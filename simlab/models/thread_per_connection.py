@@ -10,14 +10,26 @@ switching overhead grows and the CPU, not the threads, becomes the limit.
 
 from __future__ import annotations
 
-from simlab.models.connection_bound import ConnectionBound
+from simlab.models import loads
+from simlab.models.base import FastMode
+from simlab.models.dedicated import Dedicated
+from simlab.params import Architecture, Platform, Workload
 
 __all__ = ["ThreadPerConnection"]
 
 
-class ThreadPerConnection(ConnectionBound):
+class ThreadPerConnection(Dedicated):
     name = "thread-per-connection"
-    dedicated = True
+    fast_mode = FastMode.THREAD_PER_CONNECTION
 
-    def threads_per_process(self) -> int:
-        return 1  # the accepting thread
+    @classmethod
+    def accept_terms(cls) -> dict[str, float]:
+        return {"spawn_us": 1}
+
+    @classmethod
+    def _fast_limits(cls, workload: Workload, platform: Platform, arch: Architecture) -> str | None:
+        if workload.requests_per_connection is not None and platform.spawn_us > 0:
+            return "creating a thread per connection is a queue at the acceptor"
+        if not loads.uncontended(platform):
+            return "CPU phases contend for cores or a GIL (fast needs --no-gil --cores unlimited)"
+        return None

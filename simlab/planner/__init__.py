@@ -20,12 +20,23 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from simlab.models import MODELS
+from simlab.errors import UserError
+from simlab.models import MODELS, get_model
 from simlab.params import Architecture, Platform, Workload
-from simlab.planner.estimate import POOLED, estimate
+from simlab.planner.estimate import estimate
 from simlab.planner.inverse import connections_limit, rate_limit
 from simlab.planner.search import Check, Goals, ModelSearch, Plan, Search, des_check, search_model
 from simlab.provenance import json_safe
+from simlab.streams import Deal
+
+# The highest rate is confirmed by the DES: while it misses, the rate is
+# lowered by RATE_STEP, at most RATE_RETRIES times. The analytic bisection is
+# within 0.1%, so a miss means the estimate is optimistic by a few percent,
+# which five 2% steps cover; beyond that the DES's own noise is the answer.
+RATE_STEP = 0.98
+RATE_RETRIES = 5
+# What gives way "just above" the limit is read at 1% over it.
+ABOVE_LIMIT = 1.01
 
 __all__ = [
     "Check",
@@ -108,14 +119,13 @@ def plan(
     'async'
     """
     if workload.rate is None:
-        raise ValueError("plan needs open arrivals: give a rate (--rate), not a think time")
+        raise UserError("plan needs open arrivals: give a rate (--rate), not a think time")
     names = list(models) if models is not None else list(MODELS)
     for name in names:
-        if name not in MODELS:
-            raise ValueError(f"unknown model {name!r} (choose from: {', '.join(MODELS)})")
+        get_model(name)  # a UserError naming the choices
     top = max_processes if max_processes is not None else _default_processes(platform)
     if not (isinstance(top, int) and top >= 1):
-        raise ValueError(f"max_processes(={top!r}) must be an integer >= 1")
+        raise UserError(f"max_processes(={top!r}) must be an integer >= 1")
     search = Search(
         max_processes=top,
         check=check,
@@ -127,7 +137,13 @@ def plan(
 
     def limit(model: str, workers: int, processes: int) -> int | None:
         return connections_limit(
-            model, workload, platform, workers=workers, processes=processes, goals=goals
+            model,
+            workload,
+            platform,
+            workers=workers,
+            processes=processes,
+            goals=goals,
+            deal=search.deal(),
         )
 
     plans = []
@@ -192,26 +208,27 @@ def _explain(
         f"{'s' if len(feasible) != 1 else ''}"
         + (" (confirmed by simulation)." if best.engine == "des" else " (analytic estimate).")
     ]
-    pools = [p for p in feasible if p.model == "reactor-pool" and p.workers is not None]
+    # A pool whose workers hold the request through its backend waits.
+    pools = [p for p in feasible if _held_pool(p.model) and p.workers is not None]
     if pools and w.rate is not None:
         pool = pools[0]
         held = _held_seconds(pool)
         text.append(
-            f"reactor-pool needs {pool.workers:,} workers per process because each holds a "
+            f"{pool.model} needs {pool.workers:,} workers per process because each holds a "
             f"thread for the whole request, backend waits included: by Little's law about "
             f"{w.rate:,.0f}/s x {held:.3g} s = {w.rate * held:,.0f} threads busy on average."
         )
-    owners = [p for p in feasible if p.model == "thread-pool"]
+    owners = [p for p in feasible if _owner_pool(p.model)]
     if owners and w.persistent:
         text.append(
-            f"thread-pool needs a thread for each of the {w.connections:,} persistent "
+            f"{owners[0].model} needs a thread for each of the {w.connections:,} persistent "
             "connections, because a worker owns its connection while it is open, idle or not."
         )
     heavy = [p for p in feasible if p.threads and best.threads and p.threads > 10 * best.threads]
-    if heavy and best.model == "async":
+    if heavy and get_model(best.model).busy_on_cpu:
         text.append(
-            "async holds a backend wait as a pending coroutine instead of a blocked thread, "
-            "so its threads do not grow with the I/O time."
+            f"{best.model} holds a backend wait as a pending coroutine instead of a blocked "
+            "thread, so its threads do not grow with the I/O time."
         )
     if w.calls > 1 and w.fanout == "sequential":
         par = w.with_(fanout="parallel")
@@ -228,6 +245,18 @@ def _no_limit(model: str, workers: int, processes: int) -> int | None:
     return None
 
 
+def _held_pool(model: str) -> bool:
+    """A pool of workers that each hold a request, backend waits included."""
+    cls = get_model(model)
+    return cls.pooled and not cls.holds_connection
+
+
+def _owner_pool(model: str) -> bool:
+    """A pool of workers that each own a connection while it is open."""
+    cls = get_model(model)
+    return cls.pooled and cls.holds_connection
+
+
 def _held_seconds(p: Plan) -> float:
     mean = p.latency_ms.get("mean") or p.latency_ms.get("analytic_mean") or 0.0
     return float(mean) / 1e3
@@ -236,13 +265,14 @@ def _held_seconds(p: Plan) -> float:
 def _fanout_hint(parallel: Workload, platform: Platform, goals: Goals, search: Search) -> str:
     """What a parallel fan-out would change, by the analytic search alone."""
     quick = Search(max_processes=search.max_processes, check="analytic", backlog=search.backlog)
-    p = search_model(
-        "reactor-pool", parallel, platform, goals, search=quick, max_connections=_no_limit
-    )
+    pool = next((name for name in MODELS if _held_pool(name)), None)
+    if pool is None:
+        return ""
+    p = search_model(pool, parallel, platform, goals, search=quick, max_connections=_no_limit)
     if not p.feasible or p.workers is None:
         return ""
     return (
-        f"Fanning the {parallel.calls} calls out in parallel would cut reactor-pool to about "
+        f"Fanning the {parallel.calls} calls out in parallel would cut {pool} to about "
         f"{p.workers:,} workers per process (analytic)."
     )
 
@@ -262,10 +292,17 @@ def max_connections(
     Thread-pool's workers always grow with persistent connections.
     """
     out: dict[str, int | None] = {}
+    deal = Search(max_processes=1).deal()
     for name in list(models) if models is not None else list(MODELS):
         workers, processes = _shape(name, workload, platform, goals, architecture)
         out[name] = connections_limit(
-            name, workload, platform, workers=workers, processes=processes, goals=goals
+            name,
+            workload,
+            platform,
+            workers=workers,
+            processes=processes,
+            goals=goals,
+            deal=deal,
         )
     return out
 
@@ -331,30 +368,32 @@ def max_rate(
     that rate and the rate is lowered in 2% steps while the DES misses.
     """
     if workload.rate is None:
-        raise ValueError("max-rate starts from open arrivals: give a rate (--rate)")
+        raise UserError("max-rate starts from open arrivals: give a rate (--rate)")
     out = []
     for name in list(models) if models is not None else list(MODELS):
+        pooled = get_model(name).pooled
         workers, processes = _shape(name, workload, platform, goals, architecture)
-        arch = Architecture(workers=workers if name in POOLED else 1, processes=processes)
-        rate = rate_limit(name, workload, platform, arch, goals)
+        arch = Architecture(workers=workers if pooled else 1, processes=processes)
+        search = Search(
+            max_processes=processes, seed=seed, replications=replications, requests=requests
+        )
+        deal = search.deal()
+        rate = rate_limit(name, workload, platform, arch, goals, deal=deal)
         limit = _rate_limit_reason(
-            name, workload=workload, platform=platform, arch=arch, goals=goals, rate=rate
+            name, workload=workload, platform=platform, arch=arch, goals=goals, rate=rate, deal=deal
         )
         confirmed = None
         if check == "des" and 0 < rate < math.inf:
-            search = Search(
-                max_processes=processes, seed=seed, replications=replications, requests=requests
-            )
-            for _ in range(5):
+            for _ in range(RATE_RETRIES):
                 m = ModelSearch(name, workload.with_(rate=rate), platform, goals, search)
                 confirmed = des_check(m, workers, processes)
                 if confirmed.verdict == "meets":
                     break
-                rate *= 0.98
+                rate *= RATE_STEP
         out.append(
             RateLimit(
                 model=name,
-                workers=workers if name in POOLED else None,
+                workers=workers if pooled else None,
                 processes=processes,
                 max_rate_rps=rate,
                 limit=limit,
@@ -372,11 +411,12 @@ def _rate_limit_reason(
     arch: Architecture,
     goals: Goals,
     rate: float,
+    deal: Deal,
 ) -> str:
     """What gives way just above the limit."""
     if rate in (0.0, math.inf):
         return "no rate meets the goal" if rate == 0.0 else "no limit found below 1e9/s"
-    e = estimate(model, workload.with_(rate=rate * 1.01), platform, arch)
+    e = estimate(model, workload.with_(rate=rate * ABOVE_LIMIT), platform, arch, deal)
     if e.saturated:
         resource, rho = max(e.saturated.items(), key=lambda kv: kv[1])
         return f"{resource} saturates (rho = {rho:.2f})"

@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import math
 
+from simlab.models import get_model
 from simlab.params import Architecture, Platform, Workload
-from simlab.planner.estimate import POOLED, Sampler, estimate, holders_needed, memory
+from simlab.planner.estimate import Sampler, estimate, memory
 from simlab.planner.search import Goals
+from simlab.streams import Deal
 
 __all__ = ["connections_limit", "rate_limit", "sized_memory"]
 
@@ -27,13 +29,14 @@ def sized_memory(
     workers: int,
     processes: int,
     goals: Goals,
+    deal: Deal,
 ) -> tuple[int, float]:
-    """(threads, memory on the goals' basis) of a configuration, with a
-    thread-pool's workers resized to hold every persistent connection (a
-    thread-pool that owns connections needs a thread for each)."""
-    if model == "thread-pool" and workload.persistent:
-        workers = max(workers, holders_needed(workload, processes))
-    arch = Architecture(workers=workers if model in POOLED else 1, processes=processes)
+    """(threads, memory on the goals' basis) of a configuration, grown where
+    the model must be to hold every connection (a thread-pool that owns
+    persistent connections needs a thread for each)."""
+    cls = get_model(model)
+    arch = Architecture(workers=workers if cls.pooled else 1, processes=processes)
+    arch = cls.sized(workload, arch, deal)
     threads, resident, virtual = memory(model, workload, platform, arch)
     return threads, goals.memory_of(resident, virtual)
 
@@ -46,6 +49,7 @@ def connections_limit(
     workers: int,
     processes: int,
     goals: Goals,
+    deal: Deal,
 ) -> int | None:
     """The most connections whose memory fits the budget (None without a budget).
 
@@ -58,12 +62,15 @@ def connections_limit(
         return None
     # An iterative server's threads never let go of a persistent connection:
     # it serves as many as it has processes, whatever the memory.
-    cap = processes if model == "iterative" and workload.persistent else CONNECTION_CAP
+    cls = get_model(model)
+    serving = Architecture(workers=workers if cls.pooled else 1, processes=processes)
+    most = cls.serves_at_most(workload, serving)
+    cap = CONNECTION_CAP if most is None else most
 
     def fits(n: int) -> bool:
         sized = workload.with_(connections=n)
         _, used = sized_memory(
-            model, sized, platform, workers=workers, processes=processes, goals=goals
+            model, sized, platform, workers=workers, processes=processes, goals=goals, deal=deal
         )
         return used <= budget
 
@@ -91,6 +98,7 @@ def rate_limit(
     arch: Architecture,
     goals: Goals,
     *,
+    deal: Deal,
     rel_tol: float = 1e-3,
 ) -> float:
     """The highest open arrival rate at which ``arch`` still meets the latency
@@ -102,7 +110,7 @@ def rate_limit(
     sampler = Sampler(workload, platform)
 
     def ok(rate: float) -> bool:
-        e = estimate(model, workload.with_(rate=rate), platform, arch, sampler)
+        e = estimate(model, workload.with_(rate=rate), platform, arch, deal, sampler=sampler)
         return not e.saturated and goals.latency_ok(e.mean, e.p99)
 
     start = workload.rate if workload.rate is not None else 1.0

@@ -24,23 +24,31 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from simlab.models import get_model
+from simlab.errors import UserError
+from simlab.models import Model, get_model
 from simlab.params import Architecture, Platform, Workload
-from simlab.planner.estimate import (
-    POOLED,
-    Estimate,
-    Sampler,
-    estimate,
-    holders_needed,
-)
+from simlab.planner.estimate import Estimate, Sampler, estimate
 from simlab.simulation import simulate
+from simlab.streams import Deal
 
 __all__ = ["Check", "Goals", "ModelSearch", "Plan", "Search", "des_check", "search_model"]
 
 Basis = Literal["resident", "reserved"]
 WORKER_CAP = 1_000_000
+# The DES may raise an analytic answer this many times before giving up:
+# each raise is a whole simulation, and a plan that misses after four is
+# infeasible for a reason the analytic search does not see.
 DES_STEPS = 4
 GIB_MIB = 1024.0
+# Workers are raised by this fraction (at least one) while the DES misses,
+# for as long as each raise cuts the p99 by at least WORKERS_HELP.
+WORKER_STEP = 0.05
+WORKERS_HELP = 0.95
+# An owner-per-connection pool whose DES run starves is raised by this fraction.
+OWNER_STEP = 0.01
+# With this many times the offered load in workers (plus a margin), nobody
+# waits for a worker; if that misses the goal, no pool size meets it.
+PLENTY_FACTOR, PLENTY_MARGIN = 4, 100
 
 
 @dataclass(frozen=True)
@@ -57,9 +65,9 @@ class Goals:
         for name in ("p99_ms", "mean_ms", "memory_gib"):
             value = getattr(self, name)
             if value is not None and not (math.isfinite(value) and value > 0):
-                raise ValueError(f"{name}(={value!r}) must be a number > 0")
+                raise UserError(f"{name}(={value!r}) must be a number > 0")
         if self.basis not in ("resident", "reserved"):
-            raise ValueError(f"basis(={self.basis!r}) must be 'resident' or 'reserved'")
+            raise UserError(f"basis(={self.basis!r}) must be 'resident' or 'reserved'")
 
     def latency_ok(self, mean_s: float, p99_s: float) -> bool:
         if not p99_s * 1e3 <= self.p99_ms:
@@ -158,18 +166,22 @@ class Search:
     requests: int = 4000
     backlog: int | None = None
 
+    def deal(self) -> Deal:
+        """The deals of the replications the DES checks run (their seeds)."""
+        return Deal.of_run(self.seed, self.replications)
 
-def _arch(model: str, workers: int, processes: int, backlog: int | None) -> Architecture:
-    return Architecture(
-        workers=workers if model in POOLED else 1, processes=processes, backlog=backlog
-    )
+
+def _arch(cls: type[Model], workers: int, processes: int, backlog: int | None) -> Architecture:
+    return Architecture(workers=workers if cls.pooled else 1, processes=processes, backlog=backlog)
 
 
 def _gib(mib: float) -> str:
     return f"{mib / GIB_MIB:,.1f} GiB" if mib >= GIB_MIB else f"{mib:,.0f} MiB"
 
 
-def _saturation_reason(model: str, resource: str, rho: float, workload: Workload, p: int) -> str:
+def _saturation_reason(
+    cls: type[Model], resource: str, rho: float, workload: Workload, p: int, *, deal: Deal
+) -> str:
     loops = "a single loop" if p == 1 else f"each of {p} loops"
     texts = {
         "cores": f"the cores are CPU-saturated at rho = {rho:.2f}",
@@ -179,15 +191,14 @@ def _saturation_reason(model: str, resource: str, rho: float, workload: Workload
         "client": f"one client's own requests saturate its connection (rho = {rho:.2f}): "
         "use more connections",
         "acceptor": f"the accepting thread is saturated creating a "
-        f"{'process' if model == 'process-per-connection' else 'thread'} per connection "
+        f"{'process' if cls.own_process else 'thread'} per connection "
         f"(rho = {rho:.2f})",
         "workers": f"the workers are saturated (rho = {rho:.2f})",
         "pool with CPU waits": "the pool saturates once the CPU waits its threads hold "
         "through are counted",
     }
     if resource == "holders" and workload.persistent:
-        cls = get_model(model)
-        return cls.explain_overload(resource, rho, workload, Architecture(processes=p))
+        return cls.explain_overload(resource, rho, workload, Architecture(processes=p), deal)
     if resource == "holders":
         return (
             f"a thread is held for each connection's whole life: rho = {rho:,.3g} >= 1 "
@@ -197,7 +208,7 @@ def _saturation_reason(model: str, resource: str, rho: float, workload: Workload
 
 
 def _memory_reason(
-    model: str, goals: Goals, threads: int, resident: float, virtual: float
+    cls: type[Model], goals: Goals, threads: int, resident: float, virtual: float
 ) -> str | None:
     budget = goals.budget_mib()
     if budget is None:
@@ -206,7 +217,7 @@ def _memory_reason(
     if used <= budget:
         return None
     # A forked child is a process with one thread: name what the memory goes to.
-    noun = "processes" if model == "process-per-connection" else "threads"
+    noun = "processes" if cls.own_process else "threads"
     return f"needs {threads:,} {noun} = {_gib(used)} {goals.basis} > budget {_gib(budget)}"
 
 
@@ -223,15 +234,19 @@ class ModelSearch:
             goals,
             search,
         )
+        self.cls = get_model(model)
+        self.deal = search.deal()
         self.sampler = Sampler(workload, platform)
         self._cache: dict[tuple[int, int], Estimate] = {}
         self.checked: dict[tuple[int, int], Check] = {}
 
     def est(self, workers: int, processes: int) -> Estimate:
-        key = (workers if self.model in POOLED else 1, processes)
+        key = (workers if self.cls.pooled else 1, processes)
         if key not in self._cache:
-            arch = _arch(self.model, key[0], processes, self.search.backlog)
-            self._cache[key] = estimate(self.model, self.w, self.p, arch, self.sampler)
+            arch = _arch(self.cls, key[0], processes, self.search.backlog)
+            self._cache[key] = estimate(
+                self.model, self.w, self.p, arch, self.deal, sampler=self.sampler
+            )
         return self._cache[key]
 
     def meets(self, e: Estimate) -> bool:
@@ -239,18 +254,16 @@ class ModelSearch:
 
     def min_workers(self, processes: int) -> tuple[int | None, str]:
         """Fewest workers per process meeting the latency goal, or why none does."""
-        if self.model not in POOLED:
+        if not self.cls.pooled:
             e = self.est(1, processes)
             return (1, "") if self.meets(e) else (None, self.why(e, processes))
-        if self.model == "thread-pool" and self.w.persistent:
-            need = holders_needed(self.w, processes)
+        need = self.dictated_workers(processes)
+        if need is not None:
             e = self.est(need, processes)
             return (need, "") if self.meets(e) else (None, self.why(e, processes))
-        # With four times the offered load in workers plus a margin, nobody
-        # waits for one: if that misses the goal, no pool size meets it.
         e1 = self.est(1, processes)
         offered = e1.loads.get("workers", 0.0) or e1.loads.get("holders", 0.0)
-        plenty = min(WORKER_CAP, math.ceil(4 * offered) + 100)
+        plenty = min(WORKER_CAP, math.ceil(PLENTY_FACTOR * offered) + PLENTY_MARGIN)
         big = self.est(plenty, processes)
         if not self.meets(big):
             return None, self.why(big, processes, unlimited=not big.saturated)
@@ -266,6 +279,14 @@ class ModelSearch:
                 lo = mid
         return hi, ""
 
+    def dictated_workers(self, processes: int) -> int | None:
+        """The pool size the workload dictates (a thread-pool that owns persistent
+        connections needs one worker per connection on the busiest process), or
+        None when the pool size is the search's to choose."""
+        one = Architecture(workers=1, processes=processes)
+        need = self.cls.sized(self.w, one, self.deal).workers
+        return need if need != 1 else None
+
     def why(self, e: Estimate, processes: int, *, unlimited: bool = False) -> str:
         saturated = e.saturated
         if saturated:
@@ -273,7 +294,9 @@ class ModelSearch:
             resource = (
                 "cores" if "cores" in saturated else max(saturated, key=saturated.__getitem__)
             )
-            return _saturation_reason(self.model, resource, saturated[resource], self.w, processes)
+            return _saturation_reason(
+                self.cls, resource, saturated[resource], self.w, processes, deal=self.deal
+            )
         g = self.goals
         pool = " even with unlimited workers" if unlimited else ""
         if e.p99 * 1e3 > g.p99_ms:
@@ -289,7 +312,7 @@ class ModelSearch:
                 reasons.append(reason)
                 continue
             e = self.est(workers, processes)
-            too_big = _memory_reason(self.model, self.goals, e.threads, e.memory_mib, e.virtual_mib)
+            too_big = _memory_reason(self.cls, self.goals, e.threads, e.memory_mib, e.virtual_mib)
             if too_big is None:
                 return (workers, processes), ""
             reasons.append(too_big)
@@ -356,11 +379,11 @@ def search_model(
         if final.verdict != "meets" and not e.exact:
             feasible = False
             why = (
-                f"the DES misses the goal at {_knobs(model, workers, processes)}: p99 = "
+                f"the DES misses the goal at {_knobs(m.cls, workers, processes)}: p99 = "
                 f"{final.latency_ms.get('p99') or math.nan:,.1f} ms"
                 + ("" if final.stable else " and the run is unstable")
             )
-        too_big = _memory_reason(model, goals, threads, resident, virtual)
+        too_big = _memory_reason(m.cls, goals, threads, resident, virtual)
         if too_big is not None:
             feasible, why = False, f"{too_big} (simulated peak)"
     else:
@@ -368,7 +391,7 @@ def search_model(
     return Plan(
         model=model,
         feasible=feasible,
-        workers=workers if model in POOLED else None,
+        workers=workers if m.cls.pooled else None,
         processes=processes,
         threads=threads,
         memory_mib=resident,
@@ -384,8 +407,8 @@ def search_model(
     )
 
 
-def _knobs(model: str, workers: int, processes: int) -> str:
-    parts = [f"{workers:,} workers"] if model in POOLED else []
+def _knobs(cls: type[Model], workers: int, processes: int) -> str:
+    parts = [f"{workers:,} workers"] if cls.pooled else []
     parts.append(f"{processes} process{'es' if processes > 1 else ''}")
     return ", ".join(parts)
 
@@ -394,7 +417,7 @@ def des_check(m: ModelSearch, workers: int, processes: int) -> Check:
     """Simulate a configuration long enough for ``search.requests`` measured
     requests per replication, after a warm-up of twice the estimated latency
     (once per configuration: the search may come back to a point)."""
-    key = (workers if m.model in POOLED else 1, processes)
+    key = (workers if m.cls.pooled else 1, processes)
     if key not in m.checked:
         m.checked[key] = _simulate_check(m, *key)
     return m.checked[key]
@@ -407,7 +430,7 @@ def _simulate_check(m: ModelSearch, workers: int, processes: int) -> Check:
     typical = e.mean if math.isfinite(e.mean) else 1.0
     warmup = max(2 * typical, 20 / w.rate, 0.2)
     duration = max(s.requests / w.rate, 2 * typical)
-    arch = _arch(m.model, workers, processes, s.backlog)
+    arch = _arch(m.cls, workers, processes, s.backlog)
     r = simulate(
         m.model,
         w,
@@ -421,11 +444,11 @@ def _simulate_check(m: ModelSearch, workers: int, processes: int) -> Check:
         engine="auto",
         tables=False,
     ).summary
-    lat = r["latency_ms"]
-    p99, mean = lat.get("p99"), lat.get("mean")
-    p99_ci, mean_ci = lat.get("p99_ci95"), lat.get("mean_ci95")
+    lat = r.latency_ms
+    p99, mean = lat.p99, lat.mean
+    p99_ci, mean_ci = lat.p99_ci95, lat.mean_ci95
     g = m.goals
-    stable = bool(r["stable"])
+    stable = r.stable
     verdict: Literal["meets", "misses", "fails"]
     if not stable or p99 is None:
         verdict = "fails"
@@ -439,16 +462,20 @@ def _simulate_check(m: ModelSearch, workers: int, processes: int) -> Check:
         workers=workers,
         processes=processes,
         stable=stable,
-        latency_ms={k: lat.get(k) for k in ("mean", "p50", "p95", "p99", "mean_ci95", "p99_ci95")},
-        memory_mib=float(r["memory_mib"]["peak"]),
-        virtual_mib=float(r["memory_mib"]["virtual_peak"]),
-        threads=float(r["threads"]["peak"]),
-        cpu_utilization=r["cpu_utilization"],
+        latency_ms={k: getattr(lat, k) for k in CHECK_LATENCY},
+        memory_mib=float(r.memory_mib.peak),
+        virtual_mib=float(r.memory_mib.virtual_peak),
+        threads=float(r.threads.peak),
+        cpu_utilization=r.cpu_utilization,
         verdict=verdict,
         replications=s.replications,
         duration_s=duration,
         warmup_s=warmup,
     )
+
+
+# What a check keeps of the simulated latency (ms).
+CHECK_LATENCY = ("mean", "p50", "p95", "p99", "mean_ci95", "p99_ci95")
 
 
 def _above(ci: list[float] | None, goal: float) -> bool:
@@ -477,14 +504,15 @@ def _up(
     process, with the analytic minimum of workers for it.
     """
     workers, processes = point
-    if m.model in POOLED:
-        owner = m.model == "thread-pool" and m.w.persistent
+    if m.cls.pooled:
+        owner = m.dictated_workers(processes) is not None
         p99, prev = last.latency_ms.get("p99"), before.latency_ms.get("p99") if before else None
-        helped = prev is None or (p99 is not None and p99 < 0.95 * prev)
+        helped = prev is None or (p99 is not None and p99 < WORKERS_HELP * prev)
         if owner and not last.stable:
-            return workers + max(1, math.ceil(0.01 * workers)), processes
+            # Some connections starve: a few more owners, a connection's worth at a time.
+            return workers + max(1, math.ceil(OWNER_STEP * workers)), processes
         if not owner and helped:
-            return workers + max(1, math.ceil(0.05 * workers)), processes
+            return workers + max(1, math.ceil(WORKER_STEP * workers)), processes
     if processes < m.search.max_processes:
         fewest, _ = m.min_workers(processes + 1)
         return (fewest or workers), processes + 1
@@ -492,9 +520,9 @@ def _up(
 
 
 def _down(m: ModelSearch, workers: int, processes: int) -> tuple[int, int] | None:
-    if m.model in POOLED and workers > 1:
+    if m.cls.pooled and workers > 1:
         return workers - 1, processes
-    if m.model not in POOLED and processes > 1:
+    if not m.cls.pooled and processes > 1:
         return workers, processes - 1
     return None
 
@@ -523,7 +551,7 @@ def _confirm(
         nxt = _up(m, point, checks[-1], before)
         if nxt is None:
             break
-        notes.append(f"the DES missed the goal at {_knobs(m.model, *point)}: raised")
+        notes.append(f"the DES missed the goal at {_knobs(m.cls, *point)}: raised")
         # A step to another process count starts a new series of worker raises.
         before = checks[-1] if nxt[1] == point[1] else None
         point = nxt
@@ -533,8 +561,8 @@ def _confirm(
     lowered = _lower(m, point, checks)
     if lowered != point:
         notes.append(
-            f"the DES met the goal with fewer: lowered from {_knobs(m.model, *point)} "
-            f"to {_knobs(m.model, *lowered)}"
+            f"the DES met the goal with fewer: lowered from {_knobs(m.cls, *point)} "
+            f"to {_knobs(m.cls, *lowered)}"
         )
     return lowered, checks, notes
 
@@ -556,11 +584,11 @@ def _lower(m: ModelSearch, point: tuple[int, int], checks: list[Check]) -> tuple
         return _clearly_meets(c, m.goals)
 
     workers, processes = point
-    if m.model == "thread-pool" and m.w.persistent:
+    if m.dictated_workers(processes) is not None:
         below = (workers - 1, processes)
         passes(below)  # reported as the neighbour, never taken
         return point
-    if m.model in POOLED:
+    if m.cls.pooled:
         if workers <= 1 or not passes((workers - 1, processes)):
             return point
         e = m.est(1, processes)

@@ -10,16 +10,21 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import signal
 import socket
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from types import FrameType
 
+from simlab.real.options import ServerOptions
 from simlab.real.protocol import EOF, WorkRequest, new_exchange
 from simlab.real.work import BackendError, BlockingBackend, run_blocking
 
-__all__ = ["Context", "accept_loop", "handle_connection"]
+__all__ = ["STOP_SIGNALS", "Context", "accept_loop", "handle_connection", "run"]
+
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
 
 # accept(2) fails with these when the process or the machine is out of a
 # resource (fds, socket buffers, memory). They are transient: the right move
@@ -144,3 +149,24 @@ def handle_connection(sock: socket.socket, ctx: Context) -> None:
         ctx.forget(sock)
         with contextlib.suppress(OSError):
             sock.close()
+
+
+def run(
+    listener: socket.socket,
+    opts: ServerOptions,
+    serve: Callable[[socket.socket, ServerOptions, Context], None],
+) -> None:
+    """Run a blocking server: one backend client and context for the process,
+    and stop signals that wake every thread blocked in ``recv``."""
+    ctx = Context(
+        backend=BlockingBackend(opts.backend_port),
+        request_timeout=opts.request_timeout,
+        parser=opts.parser,
+    )
+
+    def stop(signum: int, frame: FrameType | None) -> None:
+        ctx.wake_all()
+
+    for sig in STOP_SIGNALS:
+        signal.signal(sig, stop)
+    serve(listener, opts, ctx)

@@ -8,11 +8,15 @@ from __future__ import annotations
 
 import socket
 
-from simlab.real.blocking import Context, accept_loop, handle_connection
+from simlab.real.blocking import Context, accept_loop, handle_connection, run
 from simlab.real.options import ServerOptions
 
 __all__ = ["serve"]
 
 
-def serve(listener: socket.socket, opts: ServerOptions, ctx: Context) -> None:
+def serve(listener: socket.socket, opts: ServerOptions) -> None:
+    run(listener, opts, _serve)
+
+
+def _serve(listener: socket.socket, opts: ServerOptions, ctx: Context) -> None:
     accept_loop(listener, ctx, lambda sock: handle_connection(sock, ctx))

@@ -10,6 +10,8 @@ import resource
 
 import psutil
 
+from simlab.errors import UserError
+
 __all__ = ["check_fits", "ephemeral_ports", "raise_fd_limit"]
 
 
@@ -48,7 +50,7 @@ def check_fits(
     sources: int,
     backend_conns: int | None = None,
 ) -> None:
-    """Raise ValueError naming the limit a run of this size would break on this machine.
+    """Raise UserError naming the limit a run of this size would break on this machine.
 
     ``backend_conns`` is how many backend connections the server opens (by
     default one per thread; none when requests make no backend call).
@@ -57,27 +59,27 @@ def check_fits(
     # The server holds each client connection and, per calling thread, a backend one.
     fds = connections + (threads if backend_conns is None else backend_conns) + 64
     if fds > hard:
-        raise ValueError(
+        raise UserError(
             f"connections: {connections:,} connections need about {fds:,} open files in one "
             f"process, over this machine's hard limit of {hard:,} (ulimit -Hn)"
         )
     ports = ephemeral_ports() * sources
     if connections > ports:
-        raise ValueError(
+        raise UserError(
             f"connections: {connections:,} exceed the {ports:,} ephemeral ports of "
             f"{sources} source addresses"
         )
     threads_max = _read_int("/proc/sys/kernel/threads-max", 1 << 20)
     pid_max = _read_int("/proc/sys/kernel/pid_max", 1 << 22)
     if threads > min(threads_max, pid_max) // 2:
-        raise ValueError(f"{threads:,} threads is over half this machine's limit ({threads_max:,})")
+        raise UserError(f"{threads:,} threads is over half this machine's limit ({threads_max:,})")
     if processes > pid_max // 2:
-        raise ValueError(
+        raise UserError(
             f"{processes:,} processes is over half this machine's pid_max ({pid_max:,})"
         )
     available = psutil.virtual_memory().available / 2**20
     if memory_mib > 0.8 * available:
-        raise ValueError(
+        raise UserError(
             f"the run needs about {memory_mib:,.0f} MiB resident, over 80% of the "
             f"{available:,.0f} MiB available"
         )

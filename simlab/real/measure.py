@@ -38,20 +38,34 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from scipy import stats
 
+from simlab.errors import RunFailed, UserError
 from simlab.params import Architecture, Workload
-from simlab.provenance import ROOT, atomic_write_json, git_revision, json_safe, machine, utc_stamp
+from simlab.paths import measurements_dir
+from simlab.provenance import atomic_write_json, git_revision, machine, utc_stamp
 from simlab.real import loadgen, peers
 from simlab.real.limits import check_fits, raise_fd_limit
 from simlab.real.options import SERVER_MODELS
 from simlab.real.probe import Probe
 from simlab.real.processes import Managed, free_port, port_is_free, python, wait_listening
+from simlab.results import (
+    ConnectionCounts,
+    HistogramBlock,
+    InFlight,
+    Little,
+    MeasuredMemory,
+    MeasuredStability,
+    MeasuredSummary,
+    MeasuredThreads,
+    Peak,
+    SendDelay,
+    SwitchRates,
+)
+from simlab.stats import ci95
 
-__all__ = ["TARGETS", "MeasureOptions", "measure"]
+__all__ = ["TARGETS", "MeasureOptions", "Measurement", "measure"]
 
 TARGETS = (*SERVER_MODELS, *peers.PEERS)
-MEASUREMENTS = ROOT / "data" / "measurements"
 QUERY_POOL = 20_000
 
 
@@ -70,21 +84,35 @@ class MeasureOptions:
     uvloop: bool = False
     parser: str = "h11"
     save: bool = True
-    out_dir: Path = MEASUREMENTS
+    out_dir: Path | None = None  # default: $SIMLAB_DATA/measurements
 
     def __post_init__(self) -> None:
         if self.target not in TARGETS:
-            raise ValueError(f"unknown target {self.target!r} (choose from: {', '.join(TARGETS)})")
+            raise UserError(f"unknown target {self.target!r} (choose from: {', '.join(TARGETS)})")
         if self.workload.trace is not None:
-            raise ValueError(
+            raise UserError(
                 "trace: replayed traces are for simulation; measure takes --rate or --think-ms"
             )
         if not 0 < self.duration <= 3600:
-            raise ValueError(f"duration(={self.duration:g}) must be in (0, 3600] seconds")
+            raise UserError(f"duration(={self.duration:g}) must be in (0, 3600] seconds")
         if not 0 <= self.warmup <= 600:
-            raise ValueError(f"warmup(={self.warmup:g}) must be in [0, 600] seconds")
+            raise UserError(f"warmup(={self.warmup:g}) must be in [0, 600] seconds")
         if not 1 <= self.sources <= 250:
-            raise ValueError(f"sources(={self.sources}) must be in [1, 250]")
+            raise UserError(f"sources(={self.sources}) must be in [1, 250]")
+
+
+@dataclass(frozen=True)
+class Measurement:
+    """One real run: its summary, and where it was saved (None if it was not)."""
+
+    summary: MeasuredSummary
+    saved_to: Path | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        out = self.summary.to_dict()
+        if self.saved_to is not None:
+            out["saved_to"] = str(self.saved_to)
+        return out
 
 
 def build_queries(workload: Workload, seed: int, count: int) -> tuple[str, ...]:
@@ -144,7 +172,7 @@ def _start_server(opts: MeasureOptions, backend_port: int) -> Managed:
             wait_listening(port, server.proc)
         except RuntimeError as exc:
             err = server.stop()
-            raise RuntimeError(f"{opts.target}: {exc}: {err.strip()[-500:]}") from None
+            raise RunFailed(f"{opts.target}: {exc}: {err.strip()[-500:]}") from None
         except BaseException:
             server.stop()
             raise
@@ -174,7 +202,7 @@ def _start_server(opts: MeasureOptions, backend_port: int) -> Managed:
     return Managed(argv, name=opts.target)
 
 
-def measure(opts: MeasureOptions, progress: Callable[[str], None] | None = None) -> dict[str, Any]:
+def measure(opts: MeasureOptions, progress: Callable[[str], None] | None = None) -> Measurement:
     """Run one measurement and return its summary (and save it unless ``save`` is off)."""
     say = progress or (lambda _msg: None)
     _estimate_fit(opts)
@@ -215,22 +243,19 @@ def measure(opts: MeasureOptions, progress: Callable[[str], None] | None = None)
     server_err = "".join(errors)
     port_left = not port_is_free(server.port)
     if port_left:
-        raise RuntimeError(f"port {server.port} still accepts connections after the server stopped")
-    summary = _summary(opts, report, probe, started)
-    if server_err.strip():
-        summary["warnings"].append(f"server stderr: {server_err.strip()[-300:]}")
-    if opts.save:
-        path = opts.out_dir / f"{opts.target}-{started}-seed{opts.seed}.json"
-        record = {
-            "summary": summary,
-            "probe_series": _thin(probe.series() if probe else [], 600),
-            "loadgen": {k: v for k, v in report.items() if not k.endswith("_hist")},
-        }
-        atomic_write_json(path, record)
-        summary["saved_to"] = (
-            str(path.relative_to(ROOT)) if path.is_relative_to(ROOT) else str(path)
-        )
-    return summary
+        raise RunFailed(f"port {server.port} still accepts connections after the server stopped")
+    warnings = [f"server stderr: {server_err.strip()[-300:]}"] if server_err.strip() else []
+    summary = _summary(opts, report, probe, started, warnings)
+    if not opts.save:
+        return Measurement(summary)
+    path = (opts.out_dir or measurements_dir()) / f"{opts.target}-{started}-seed{opts.seed}.json"
+    record = {
+        "summary": summary.to_dict(),
+        "probe_series": _thin(probe.series() if probe else [], 600),
+        "loadgen": {k: v for k, v in report.items() if not k.endswith("_hist")},
+    }
+    atomic_write_json(path, record)
+    return Measurement(summary, path)
 
 
 def _run_load(spec: loadgen.LoadSpec, port: int, opts: MeasureOptions) -> dict[str, Any]:
@@ -251,13 +276,13 @@ def _run_load(spec: loadgen.LoadSpec, port: int, opts: MeasureOptions) -> dict[s
     except subprocess.TimeoutExpired:
         proc.kill()
         proc.communicate()
-        raise RuntimeError(f"the load generator did not finish within {budget:.0f} s") from None
+        raise RunFailed(f"the load generator did not finish within {budget:.0f} s") from None
     except BaseException:
         proc.kill()
         proc.communicate()
         raise
     if proc.returncode != 0:
-        raise RuntimeError(f"load generator failed ({proc.returncode}): {err.strip()[-500:]}")
+        raise RunFailed(f"load generator failed ({proc.returncode}): {err.strip()[-500:]}")
     result: dict[str, Any] = json.loads(out)
     return result
 
@@ -267,45 +292,48 @@ def _thin(rows: list[dict[str, float]], limit: int) -> list[dict[str, float]]:
     return rows[::step]
 
 
-def _hist_block(text: str, *, with_ci: list[float] | None = None) -> dict[str, Any]:
+def _hist_block(text: str, *, with_ci: list[float] | None = None) -> HistogramBlock:
     h = loadgen.decode(text)
     if h.get_total_count() == 0:
-        return dict.fromkeys(("mean", "p50", "p95", "p99", "max", "mean_ci95"))
-    return {
-        "mean": h.get_mean_value() / 1e3,
-        "p50": h.get_value_at_percentile(50) / 1e3,
-        "p95": h.get_value_at_percentile(95) / 1e3,
-        "p99": h.get_value_at_percentile(99) / 1e3,
-        "max": h.get_max_value() / 1e3,
-        "mean_ci95": with_ci,
-        "count": h.get_total_count(),
-    }
-
-
-def _batch_ci(means: list[float]) -> list[float] | None:
-    x = np.asarray(means)
-    if len(x) < 2:
-        return None
-    half = float(stats.t.ppf(0.975, len(x) - 1) * x.std(ddof=1) / math.sqrt(len(x)))
-    return [float(x.mean()) - half, float(x.mean()) + half]
+        return HistogramBlock()
+    return HistogramBlock(
+        mean=h.get_mean_value() / 1e3,
+        p50=h.get_value_at_percentile(50) / 1e3,
+        p95=h.get_value_at_percentile(95) / 1e3,
+        p99=h.get_value_at_percentile(99) / 1e3,
+        max=h.get_max_value() / 1e3,
+        mean_ci95=with_ci,
+        count=h.get_total_count(),
+    )
 
 
 def _summary(
-    opts: MeasureOptions, r: dict[str, Any], probe: Probe | None, started: str
-) -> dict[str, Any]:
+    opts: MeasureOptions,
+    r: dict[str, Any],
+    probe: Probe | None,
+    started: str,
+    warnings: list[str],
+) -> MeasuredSummary:
     w, a = opts.workload, opts.architecture
     window = (r["window_wall"][0], r["window_wall"][1])
     p = probe.summary(window) if probe is not None else {}
+
+    def stat(key: str, which: str) -> float | None:
+        value = p.get(key, {}).get(which)
+        return None if value is None else float(value)
+
     cores = os.cpu_count() or 1
-    latency = _hist_block(r["latency_hist"], with_ci=_batch_ci(r["batch_means_ms"]))
+    latency = _hist_block(r["latency_hist"], with_ci=ci95(r["batch_means_ms"]))
     service = _hist_block(r["service_hist"])
     queue = _hist_block(r["queue_hist"])
     throughput = r["completed_in_window"] / opts.duration
     # Answers per tenth of the window, as rates: batch means for the throughput CI.
     batch_rates = np.asarray(r["timeline"], dtype=float) / (opts.duration / len(r["timeline"]))
     cpu_busy = p.get("cpu_s", {}).get("rate", math.nan)
-    is_async = opts.target in ("async", "uvicorn")
-    busy = cpu_busy if is_async else throughput * (service["mean"] or 0.0) / 1e3
+    # A server that holds a request on no thread while it waits (async) is
+    # busy only while it runs: its loops' busy share is its CPU seconds per second.
+    on_cpu_only = peers.RESEMBLES.get(opts.target, opts.target) == "async"
+    busy = cpu_busy if on_cpu_only else throughput * (service.mean or 0.0) / 1e3
     errors = r["errors"]
     # Refused by the server: answered 503, or (thread-pool, iterative) the
     # connection closed without an answer. Both are the simulation's drops.
@@ -313,83 +341,79 @@ def _summary(
     completed = int(r["status"].get("200", 0))
     other = sum(v for k, v in r["status"].items() if k not in ("200", "503"))
     incomplete = sum(v for k, v in errors.items() if k != "resets") + other
-    measured = r["measured"]
     offered = r["scheduled"] / opts.duration if w.rate is not None else None
     little_l = r["in_flight_mean"]
-    little_xw = throughput * (latency["mean"] or math.nan) / 1e3
-    summary: dict[str, Any] = {
-        "model": opts.target,
-        "engine": "real",
-        "resembles": peers.RESEMBLES.get(opts.target, opts.target),
-        "throughput_rps": throughput,
-        "throughput_ci95": _batch_ci([float(x) for x in batch_rates]),
-        "offered_rps": offered,
-        "latency_ms": latency,
-        "queue_delay_ms": queue,
-        "service_ms": service,
-        "threads": {
-            "peak": p.get("threads", {}).get("peak"),
-            "mean": p.get("threads", {}).get("mean"),
-            "busy_mean": busy,
-        },
-        "memory_mib": {
-            "peak": p.get("pss_mib", {}).get("peak"),
-            "mean": p.get("pss_mib", {}).get("mean"),
-            "virtual_peak": p.get("vms_mib", {}).get("peak"),
-            "rss_peak": p.get("rss_mib", {}).get("peak"),
-            "uss_peak": p.get("uss_mib", {}).get("peak"),
-            "kernel_peak": p.get("kernel_mib", {}).get("peak"),
-        },
-        "processes": {"peak": p.get("processes", {}).get("peak")},
-        "fds": {"peak": p.get("fds", {}).get("peak")},
-        "context_switches_per_s": {
-            "voluntary": p.get("ctx_voluntary", {}).get("rate"),
-            "involuntary": p.get("ctx_involuntary", {}).get("rate"),
-        },
-        "connections": {
-            "opened": r["connections"]["opened"],
-            "failed": r["connections"]["failed"],
-            "open_seconds": r["connections"]["seconds"],
-        },
-        "in_flight": {"mean": little_l},
-        "little": {
-            "in_flight_sampled": little_l,
-            "throughput_x_latency": little_xw,
-            "rel_error": abs(little_l - little_xw) / little_xw if little_xw else None,
-        },
-        "cpu_busy_cores": cpu_busy,
-        "cpu_utilization": cpu_busy / cores if math.isfinite(cpu_busy) else None,
-        "requests": measured,
-        "completed": completed,
-        "dropped": dropped,
-        "incomplete": incomplete,
-        "errors": {**errors, "other_status": other, "connect_failed": r["connections"]["failed"]},
-    }
+    little_xw = throughput * (latency.mean or math.nan) / 1e3
     reasons = []
-    if offered and throughput < 0.95 * offered:
+    if offered and throughput < KEPT_UP * offered:
         reasons.append(f"served {throughput:,.1f}/s of {offered:,.1f}/s offered")
     if incomplete:
         reasons.append(f"{incomplete:,} measured requests failed or went unanswered")
     if r["connections"]["failed"]:
         reasons.append(f"{r['connections']['failed']:,} connections could not be opened")
-    summary["stable"] = not reasons
-    summary["stability"] = {"reasons": reasons}
-    warnings: list[str] = []
     lag = loadgen.decode(r["send_delay_hist"])
+    send_delay = None
     if lag.get_total_count():
-        summary["send_delay_ms"] = {
-            "p50": lag.get_value_at_percentile(50) / 1e3,
-            "p99": lag.get_value_at_percentile(99) / 1e3,
-        }
-    summary["warnings"] = warnings
-    summary["workload"] = w.describe()
-    summary["architecture"] = a.describe()
-    summary["seed"] = opts.seed
-    summary["duration_s"] = opts.duration
-    summary["warmup_s"] = opts.warmup
-    summary["started"] = started
-    summary["machine"] = machine()
-    summary["git_revision"] = git_revision()
-    summary["took_s"] = time.time() - window[0] + opts.warmup
-    cleaned: dict[str, Any] = json_safe(summary)
-    return cleaned
+        send_delay = SendDelay(
+            p50=lag.get_value_at_percentile(50) / 1e3, p99=lag.get_value_at_percentile(99) / 1e3
+        )
+    return MeasuredSummary(
+        model=opts.target,
+        engine="real",
+        resembles=peers.RESEMBLES.get(opts.target, opts.target),
+        throughput_rps=throughput,
+        throughput_ci95=ci95([float(x) for x in batch_rates]),
+        offered_rps=offered,
+        latency_ms=latency,
+        queue_delay_ms=queue,
+        service_ms=service,
+        threads=MeasuredThreads(stat("threads", "peak"), stat("threads", "mean"), busy),
+        memory_mib=MeasuredMemory(
+            peak=stat("pss_mib", "peak"),
+            mean=stat("pss_mib", "mean"),
+            virtual_peak=stat("vms_mib", "peak"),
+            rss_peak=stat("rss_mib", "peak"),
+            uss_peak=stat("uss_mib", "peak"),
+            kernel_peak=stat("kernel_mib", "peak"),
+        ),
+        processes=Peak(stat("processes", "peak")),
+        fds=Peak(stat("fds", "peak")),
+        context_switches_per_s=SwitchRates(
+            stat("ctx_voluntary", "rate"), stat("ctx_involuntary", "rate")
+        ),
+        connections=ConnectionCounts(
+            opened=r["connections"]["opened"],
+            failed=r["connections"]["failed"],
+            open_seconds=r["connections"]["seconds"],
+        ),
+        in_flight=InFlight(little_l),
+        little=Little(
+            in_flight_sampled=little_l,
+            throughput_x_latency=little_xw,
+            rel_error=abs(little_l - little_xw) / little_xw if little_xw else None,
+        ),
+        cpu_busy_cores=cpu_busy,
+        cpu_utilization=cpu_busy / cores if math.isfinite(cpu_busy) else None,
+        requests=r["measured"],
+        completed=completed,
+        dropped=dropped,
+        incomplete=incomplete,
+        errors={**errors, "other_status": other, "connect_failed": r["connections"]["failed"]},
+        stable=not reasons,
+        stability=MeasuredStability(tuple(reasons)),
+        send_delay_ms=send_delay,
+        warnings=tuple(warnings),
+        workload=w,
+        architecture=a,
+        seed=opts.seed,
+        duration_s=opts.duration,
+        warmup_s=opts.warmup,
+        started=started,
+        machine=machine(),
+        git_revision=git_revision(),
+        took_s=time.time() - window[0] + opts.warmup,
+    )
+
+
+# A run that served less than this share of what it offered did not keep up.
+KEPT_UP = 0.95

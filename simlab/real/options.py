@@ -4,16 +4,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from simlab.errors import UserError
+from simlab.registry import MODEL_NAMES
+
 __all__ = ["SERVER_MODELS", "ServerOptions"]
 
-SERVER_MODELS = (
-    "iterative",
-    "process-per-connection",
-    "thread-per-connection",
-    "thread-pool",
-    "reactor-pool",
-    "async",
-)
+# Every model has a real twin of the same name (``simlab.registry``).
+SERVER_MODELS = MODEL_NAMES
 
 
 @dataclass(frozen=True)
@@ -40,21 +37,21 @@ class ServerOptions:
 
     def __post_init__(self) -> None:
         if self.model not in SERVER_MODELS:
-            raise ValueError(
+            raise UserError(
                 f"unknown server {self.model!r} (choose from: {', '.join(SERVER_MODELS)})"
             )
         if self.workers < 1:
-            raise ValueError(f"workers(={self.workers}) must be >= 1")
+            raise UserError(f"workers(={self.workers}) must be >= 1")
         if self.processes < 1:
-            raise ValueError(f"processes(={self.processes}) must be >= 1")
+            raise UserError(f"processes(={self.processes}) must be >= 1")
         if self.backlog is not None and self.backlog < 0:
-            raise ValueError(f"backlog(={self.backlog}) must be >= 0")
+            raise UserError(f"backlog(={self.backlog}) must be >= 0")
         if not 0 < self.request_timeout <= 3600:
-            raise ValueError(f"request_timeout(={self.request_timeout}) must be in (0, 3600] s")
+            raise UserError(f"request_timeout(={self.request_timeout}) must be in (0, 3600] s")
         if self.parser not in ("h11", "httptools"):
-            raise ValueError(f"parser(={self.parser!r}) must be 'h11' or 'httptools'")
+            raise UserError(f"parser(={self.parser!r}) must be 'h11' or 'httptools'")
         if self.stack_kib and self.stack_kib < 32:
-            raise ValueError(f"stack_kib(={self.stack_kib}) must be 0 (default) or >= 32")
+            raise UserError(f"stack_kib(={self.stack_kib}) must be 0 (default) or >= 32")
 
     @property
     def listen_backlog(self) -> int:

@@ -13,7 +13,7 @@ import signal
 import socket
 import time
 
-from simlab.real.blocking import Context, accept_loop, handle_connection
+from simlab.real.blocking import Context, accept_loop, handle_connection, run
 from simlab.real.options import ServerOptions
 
 __all__ = ["serve"]
@@ -33,7 +33,11 @@ def _reap(children: set[int]) -> None:
         children.discard(pid)
 
 
-def serve(listener: socket.socket, opts: ServerOptions, ctx: Context) -> None:
+def serve(listener: socket.socket, opts: ServerOptions) -> None:
+    run(listener, opts, _serve)
+
+
+def _serve(listener: socket.socket, opts: ServerOptions, ctx: Context) -> None:
     children: set[int] = set()
 
     def on_conn(sock: socket.socket) -> None:

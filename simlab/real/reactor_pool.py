@@ -72,7 +72,9 @@ class ReactorApp:
         await asyncio.to_thread(self.executor.shutdown, wait=True, cancel_futures=True)
 
 
-def serve(listener: socket.socket, opts: ServerOptions, backend: BlockingBackend) -> None:
+def serve(listener: socket.socket, opts: ServerOptions) -> None:
+    backend = BlockingBackend(opts.backend_port)
+
     async def main() -> None:
         await serve_app(listener, ReactorApp(opts, backend))
 

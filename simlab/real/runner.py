@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import importlib
 import os
 import signal
 import socket
@@ -22,30 +23,15 @@ import threading
 import time
 from types import FrameType
 
-from simlab.real import (
-    async_,
-    iterative,
-    process_per_connection,
-    reactor_pool,
-    thread_per_connection,
-    thread_pool,
-)
-from simlab.real.blocking import Context
+from simlab.real.blocking import STOP_SIGNALS
 from simlab.real.limits import raise_fd_limit
 from simlab.real.options import SERVER_MODELS, ServerOptions
 from simlab.real.protocol import PARSERS
-from simlab.real.work import BlockingBackend
+from simlab.registry import entry
 
 __all__ = ["main", "run_server"]
 
-BLOCKING = {
-    "iterative": iterative.serve,
-    "thread-per-connection": thread_per_connection.serve,
-    "thread-pool": thread_pool.serve,
-    "process-per-connection": process_per_connection.serve,
-}
 KILL_AFTER_S = 10.0
-STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
 
 
 def _listener(opts: ServerOptions, port: int, *, reuse_port: bool, listen: bool) -> socket.socket:
@@ -60,24 +46,11 @@ def _listener(opts: ServerOptions, port: int, *, reuse_port: bool, listen: bool)
 
 
 def serve_here(listener: socket.socket, opts: ServerOptions) -> None:
-    """Serve in this process until a stop signal."""
+    """Serve in this process until a stop signal, with the model's real twin."""
     if opts.stack_kib:
         threading.stack_size(opts.stack_kib * 1024)
-    if opts.model == "async":
-        async_.serve(listener, opts)
-        return
-    backend = BlockingBackend(opts.backend_port)
-    if opts.model == "reactor-pool":
-        reactor_pool.serve(listener, opts, backend)
-        return
-    ctx = Context(backend=backend, request_timeout=opts.request_timeout, parser=opts.parser)
-
-    def stop(signum: int, frame: FrameType | None) -> None:
-        ctx.wake_all()
-
-    for sig in STOP_SIGNALS:
-        signal.signal(sig, stop)
-    BLOCKING[opts.model](listener, opts, ctx)
+    server = importlib.import_module(f"simlab.real.{entry(opts.model).server}")
+    server.serve(listener, opts)
 
 
 def run_server(opts: ServerOptions) -> None:

@@ -10,7 +10,7 @@ import socket
 import threading
 import time
 
-from simlab.real.blocking import Context, accept_loop, handle_connection
+from simlab.real.blocking import Context, accept_loop, handle_connection, run
 from simlab.real.options import ServerOptions
 
 __all__ = ["serve"]
@@ -18,7 +18,11 @@ __all__ = ["serve"]
 JOIN_TIMEOUT_S = 10.0
 
 
-def serve(listener: socket.socket, opts: ServerOptions, ctx: Context) -> None:
+def serve(listener: socket.socket, opts: ServerOptions) -> None:
+    run(listener, opts, _serve)
+
+
+def _serve(listener: socket.socket, opts: ServerOptions, ctx: Context) -> None:
     threads: set[threading.Thread] = set()
     lock = threading.Lock()
 

@@ -13,7 +13,7 @@ import threading
 import time
 from collections import deque
 
-from simlab.real.blocking import Context, accept_loop, handle_connection
+from simlab.real.blocking import Context, accept_loop, handle_connection, run
 from simlab.real.options import ServerOptions
 
 __all__ = ["serve"]
@@ -31,7 +31,11 @@ class _Waiting:
         self.idle = 0
 
 
-def serve(listener: socket.socket, opts: ServerOptions, ctx: Context) -> None:
+def serve(listener: socket.socket, opts: ServerOptions) -> None:
+    run(listener, opts, _serve)
+
+
+def _serve(listener: socket.socket, opts: ServerOptions, ctx: Context) -> None:
     w = _Waiting()
 
     def worker() -> None:

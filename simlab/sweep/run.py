@@ -27,16 +27,17 @@ from typing import Any
 
 import pandas as pd
 
+from simlab.paths import sweeps_dir
 from simlab.provenance import (
-    ROOT,
     atomic_write,
     atomic_write_json,
     git_revision,
     json_safe,
     machine,
 )
+from simlab.scenario import build
 from simlab.simulation import simulate
-from simlab.sweep.spec import SweepSpec, build, load_spec
+from simlab.sweep.spec import SweepSpec, load_spec
 
 __all__ = ["SweepResult", "run_one", "sweep"]
 
@@ -68,31 +69,20 @@ def run_one(point: dict[str, Any], model: str) -> dict[str, Any]:
     Runs in a worker process (local or Dask), so it takes and returns plain data.
     """
     started = time.perf_counter()
-    workload, platform, arch, run = build(point)
-    s = simulate(model, workload, platform, arch, **run).summary
-    lat, q, th, mem = s["latency_ms"], s["queue_delay_ms"], s["threads"], s["memory_mib"]
-
-    def lo_hi(ci: list[float] | None) -> tuple[float | None, float | None]:
-        return (ci[0], ci[1]) if ci else (None, None)
-
-    row: dict[str, Any] = {"run_id": run_id(point, model), "model": model, **point}
-    row["engine"] = s["engine"]
-    row["throughput_rps"] = s["throughput_rps"]
-    row["throughput_ci_lo"], row["throughput_ci_hi"] = lo_hi(s["throughput_ci95"])
-    for key in ("mean", "p50", "p95", "p99"):
-        row[f"latency_{key}_ms"] = lat[key]
-    row["latency_mean_ci_lo"], row["latency_mean_ci_hi"] = lo_hi(lat["mean_ci95"])
-    row["latency_p99_ci_lo"], row["latency_p99_ci_hi"] = lo_hi(lat["p99_ci95"])
-    row["queue_delay_mean_ms"], row["queue_delay_p99_ms"] = q["mean"], q["p99"]
-    row["threads_peak"], row["threads_mean"] = th["peak"], th["mean"]
-    row["threads_busy_mean"] = th["busy_mean"]
-    row["memory_peak_mib"], row["memory_mean_mib"] = mem["peak"], mem["mean"]
-    row["virtual_peak_mib"] = mem["virtual_peak"]
-    row["cpu_utilization"] = s["cpu_utilization"]
-    for key in ("requests", "completed", "dropped", "incomplete"):
-        row[key] = s[key]
-    row["stable"] = s["stable"]
-    row["stability"] = "; ".join(s["stability"]["reasons"])
+    scenario = build(point)
+    workload, platform, arch, run = (
+        scenario.workload,
+        scenario.platform,
+        scenario.architecture,
+        scenario.run,
+    )
+    summary = simulate(model, workload, platform, arch, **run.kwargs()).summary
+    row: dict[str, Any] = {
+        "run_id": run_id(point, model),
+        "model": model,
+        **point,
+        **summary.to_row(),
+    }
     row["wall_s"] = time.perf_counter() - started
     row["executor"] = f"pid {os.getpid()}"
     return dict(json_safe(row))
@@ -103,7 +93,7 @@ def _run_packed(args: tuple[dict[str, Any], str]) -> dict[str, Any]:
 
 
 def _default_out(spec: SweepSpec) -> Path:
-    return ROOT / "data" / "sweeps" / spec.name
+    return sweeps_dir() / spec.name
 
 
 def sweep(

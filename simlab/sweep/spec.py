@@ -46,91 +46,22 @@ from typing import Any
 
 import numpy as np
 
-from simlab.distributions import parse_distribution
-from simlab.models import MODELS
-from simlab.params import SCENARIOS, Architecture, Platform, Workload
-from simlab.platforms import load_platform
+from simlab.errors import UserError
+from simlab.registry import MODEL_NAMES
+from simlab.scenario import OPTIONS, build
 
-__all__ = ["SweepError", "SweepSpec", "build", "load_spec"]
+__all__ = ["SweepError", "SweepSpec", "load_spec", "parse_spec"]
 
 MAX_POINTS = 100_000
 
 
-class SweepError(ValueError):
+class SweepError(UserError):
     """A bad sweep file: the message names the file and the line."""
 
 
-Check = Callable[[Any], Any]
-
-
-def _int(low: int, word: str | None = None) -> Check:
-    def check(v: Any) -> Any:
-        if word is not None and isinstance(v, str) and v == word:
-            return None
-        if isinstance(v, bool) or not isinstance(v, int) or v < low:
-            alt = f" or {word!r}" if word else ""
-            raise ValueError(f"must be an integer >= {low}{alt}, got {v!r}")
-        return v
-
-    return check
-
-
-def _float(low: float, *, strict: bool = False) -> Check:
-    def check(v: Any) -> Any:
-        ok = isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v)
-        if not ok or v < low or (strict and v == low):
-            op = ">" if strict else ">="
-            raise ValueError(f"must be a number {op} {low:g}, got {v!r}")
-        return float(v)
-
-    return check
-
-
-def _choice(options: tuple[str, ...]) -> Check:
-    def check(v: Any) -> Any:
-        if v not in options:
-            raise ValueError(f"must be one of {', '.join(options)}, got {v!r}")
-        return v
-
-    return check
-
-
-def _text(v: Any) -> Any:
-    if not isinstance(v, str) or not v:
-        raise ValueError(f"must be a non-empty string, got {v!r}")
-    return v
-
-
-def _bool(v: Any) -> Any:
-    if not isinstance(v, bool):
-        raise ValueError(f"must be true or false, got {v!r}")
-    return v
-
-
-PARAMETERS: dict[str, Check] = {
-    "scenario": _choice(tuple(SCENARIOS)),
-    "connections": _int(1),
-    "rate": _float(0, strict=True),
-    "think_ms": _float(0, strict=True),
-    "cpu_ms": _float(0),
-    "cpu_dist": _text,
-    "io_ms": _float(0),
-    "io_dist": _text,
-    "calls": _int(0),
-    "fanout": _choice(("sequential", "parallel")),
-    "requests_per_connection": _int(1, "persistent"),
-    "platform": _text,
-    "cores": _int(1, "unlimited"),
-    "gil": _bool,
-    "workers": _int(1),
-    "processes": _int(1),
-    "backlog": _int(0, "unbounded"),
-    "duration": _float(0, strict=True),
-    "warmup": _float(0),
-    "replications": _int(1),
-    "seed": _int(0),
-    "engine": _choice(("des", "fast", "auto")),
-} | {name: _float(0) for name in Platform.numeric_fields()}
+# Every scenario option (``simlab.scenario.OPTIONS``), checked the same way as
+# on the command line.
+PARAMETERS = OPTIONS
 
 
 @dataclass(frozen=True)
@@ -201,7 +132,11 @@ def load_spec(path: Path | str) -> SweepSpec:
     return parse_spec(text, source=str(path), default_name=path.stem)
 
 
-def parse_spec(text: str, *, source: str = "<sweep>", default_name: str = "sweep") -> SweepSpec:
+# Each key of the file is checked in the file's order, so that the first error
+# reported is the first one in the file: one branch per key.
+def parse_spec(  # noqa: PLR0912
+    text: str, *, source: str = "<sweep>", default_name: str = "sweep"
+) -> SweepSpec:
     try:
         doc = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
@@ -228,19 +163,17 @@ def parse_spec(text: str, *, source: str = "<sweep>", default_name: str = "sweep
     name = doc.get("name", default_name)
     if not isinstance(name, str) or not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]*", name):
         raise fail(f"name must be letters, digits, '-', '_' or '.', got {name!r}", None, "name")
-    models = doc.get("models", list(MODELS))
+    models = doc.get("models", list(MODEL_NAMES))
     if isinstance(models, str):
         models = [models]
     if not isinstance(models, list) or not models:
         raise fail("models must be a non-empty list of model names", None, "models")
     for m in models:
-        if m not in MODELS:
-            raise fail(f"unknown model {m!r} (choose from: {', '.join(MODELS)})", None, "models")
-    seed = doc.get("seed", 1)
-    try:
-        seed = _int(0)(seed)
-    except ValueError as exc:
-        raise fail(f"seed {exc}", None, "seed") from None
+        if m not in MODEL_NAMES:
+            raise fail(
+                f"unknown model {m!r} (choose from: {', '.join(MODEL_NAMES)})", None, "models"
+            )
+    seed = _check_param("seed", doc.get("seed", 1), lambda m: fail(m, None, "seed"))
 
     base_raw = doc.get("base", {})
     if not isinstance(base_raw, dict):
@@ -279,7 +212,7 @@ def parse_spec(text: str, *, source: str = "<sweep>", default_name: str = "sweep
     for point in spec.points():
         try:
             build(point)
-        except ValueError as exc:
+        except UserError as exc:
             bad = next((k for k in point if k in str(exc)), None)
             table = "grid" if bad in varied and kind == "grid" else "base"
             raise fail(f"{exc} (at {_short(point, varied)})", table, bad) from None
@@ -292,12 +225,13 @@ def _short(point: Mapping[str, Any], varied: Mapping[str, Any]) -> str:
 
 def _check_param(key: str, value: Any, fail: Callable[[str], SweepError]) -> Any:
     name = _normal(key)
-    if name not in PARAMETERS:
+    option = PARAMETERS.get(name)
+    if option is None:
         raise fail(f"unknown parameter {key!r}") from None
     try:
-        return PARAMETERS[name](value)
-    except ValueError as exc:
-        raise fail(f"{key} {exc}") from None
+        return option.check(value)
+    except UserError as exc:
+        raise fail(f"{key} {str(exc).removeprefix(option.flag + ': ')}") from None
 
 
 def _grid(
@@ -323,7 +257,7 @@ def _grid(
     return varied
 
 
-def _whatif(
+def _whatif(  # noqa: PLR0912 - one branch per key, in the order they are reported
     spec: Any, fail: Callable[[str, str | None, str | None], SweepError]
 ) -> dict[str, list[Any]]:
     if not isinstance(spec, dict):
@@ -363,48 +297,3 @@ def _whatif(
         values = sorted({round(float(x)) for x in grid}) if integer else [float(x) for x in grid]
     checked = [_check_param(param, v, lambda m: fail(m, "whatif", "parameter")) for v in values]
     return {_normal(param): checked}
-
-
-def build(point: Mapping[str, Any]) -> tuple[Workload, Platform, Architecture, dict[str, Any]]:
-    """The workload, platform, architecture and run options of one point."""
-    p = dict(point)
-    base = SCENARIOS[p.get("scenario", "c10k")]()
-    changes: dict[str, Any] = {}
-    if "connections" in p:
-        changes["connections"] = p["connections"]
-    if "rate" in p and "think_ms" in p:
-        raise ValueError("give rate or think_ms, not both")
-    if "rate" in p:
-        changes.update(rate=p["rate"], think=None, trace=None)
-    elif "think_ms" in p:
-        changes.update(
-            rate=None,
-            trace=None,
-            think=parse_distribution("exp", p["think_ms"] / 1e3, option="think_ms"),
-        )
-    cpu_mean = p["cpu_ms"] / 1e3 if "cpu_ms" in p else base.cpu.mean
-    changes["cpu"] = parse_distribution(p.get("cpu_dist", "fixed"), cpu_mean, option="cpu_dist")
-    io_mean = p["io_ms"] / 1e3 if "io_ms" in p else base.io.mean
-    changes["io"] = parse_distribution(p.get("io_dist", "fixed"), io_mean, option="io_dist")
-    for key in ("calls", "fanout", "requests_per_connection"):
-        if key in p:
-            changes[key] = p[key]
-    workload = base.with_(**changes)
-    platform = load_platform(p.get("platform", "cpython"))
-    overrides = {k: v for k, v in p.items() if k in Platform.numeric_fields()}
-    if "cores" in p:
-        overrides["cores"] = p["cores"]
-    if "gil" in p:
-        overrides["gil"] = p["gil"]
-    platform = platform.with_(**overrides)
-    arch = Architecture(
-        workers=p.get("workers", 32), processes=p.get("processes", 1), backlog=p.get("backlog")
-    )
-    run = {
-        "duration": p.get("duration", 60.0),
-        "warmup": p.get("warmup", 5.0),
-        "replications": p.get("replications", 5),
-        "seed": p.get("seed", 1),
-        "engine": p.get("engine", "des"),
-    }
-    return workload, platform, arch, run

@@ -10,7 +10,7 @@ import pytest
 
 import simlab
 from simlab import Architecture
-from simlab.models.base import process_of
+from simlab.streams import deal
 from tests.conftest import run_trace
 
 pytestmark = pytest.mark.exact
@@ -223,13 +223,13 @@ def test_memory_and_threads_are_exact_levels():
     base_kib = p.process_kib + 11 * p.thread_kib + 10 * p.connection_kib
     # The thread that served opened its own backend connection: one more socket.
     kernel_kib = 11 * p.thread_kernel_kib + 11 * p.connection_kernel_kib
-    assert s["threads"]["peak"] == 11
-    assert s["memory_mib"]["user_peak"] == pytest.approx((base_kib + p.task_kib) / 1024)
-    assert s["memory_mib"]["user_mean"] == pytest.approx((base_kib + p.task_kib / 4) / 1024)
-    assert s["memory_mib"]["kernel_peak"] == pytest.approx(kernel_kib / 1024)
-    assert s["memory_mib"]["peak"] == pytest.approx((base_kib + p.task_kib + kernel_kib) / 1024)
-    assert s["memory_mib"]["virtual_peak"] == pytest.approx(11 * p.stack_kib / 1024)
-    assert s["threads"]["busy_mean"] == pytest.approx(0.25)
+    assert s.threads.peak == 11
+    assert s.memory_mib.user_peak == pytest.approx((base_kib + p.task_kib) / 1024)
+    assert s.memory_mib.user_mean == pytest.approx((base_kib + p.task_kib / 4) / 1024)
+    assert s.memory_mib.kernel_peak == pytest.approx(kernel_kib / 1024)
+    assert s.memory_mib.peak == pytest.approx((base_kib + p.task_kib + kernel_kib) / 1024)
+    assert s.memory_mib.virtual_peak == pytest.approx(11 * p.stack_kib / 1024)
+    assert s.threads.busy_mean == pytest.approx(0.25)
 
 
 def test_short_connections_spawn_and_retire_threads():
@@ -249,23 +249,23 @@ def test_short_connections_spawn_and_retire_threads():
         replications=1,
     )
     s = r.summary
-    assert s["threads"]["peak"] == 3  # acceptor + two children
-    assert s["threads"]["mean"] == pytest.approx(1 + 3 / 4)
+    assert s.threads.peak == 3  # acceptor + two children
+    assert s.threads.mean == pytest.approx(1 + 3 / 4)
     # A child is its fork_kib (its one thread included), its connection and the task.
     fork = IDEAL.fork_kib + IDEAL.connection_kib + IDEAL.task_kib
-    assert s["memory_mib"]["user_peak"] == pytest.approx(
+    assert s.memory_mib.user_peak == pytest.approx(
         (IDEAL.process_kib + IDEAL.thread_kib + 2 * fork) / 1024
     )
     # Each child: its kernel share, its client socket and its backend socket.
     kernel = IDEAL.thread_kernel_kib + 2 * (IDEAL.fork_kernel_kib + 2 * IDEAL.connection_kernel_kib)
-    assert s["memory_mib"]["kernel_peak"] == pytest.approx(kernel / 1024)
+    assert s.memory_mib.kernel_peak == pytest.approx(kernel / 1024)
     assert np.all(r.requests["outcome"] == "completed")
 
 
 def _deal(conns: int, processes: int) -> list[int]:
     """Where simulate(seed=1, replications=1) deals each connection."""
     salt = int(np.random.SeedSequence(1).spawn(1)[0].generate_state(1, np.uint64)[0])
-    return [process_of(c, processes, salt) for c in range(conns)]
+    return deal(np.arange(conns), processes, salt).tolist()
 
 
 def test_preforked_holders_own_the_first_connections_dealt_to_them():

@@ -50,7 +50,7 @@ def test_more_workers_never_wait_longer(model, rate, mean_s, rho, extra, seed):
             replications=1,
             seed=seed,
         )
-        assume(r.summary["incomplete"] == 0)
+        assume(r.summary.incomplete == 0)
         df = r.requests
         return float(df.loc[df["measured"], "wait"].mean())
 
@@ -84,11 +84,11 @@ def test_threads_and_memory_never_fall_as_connections_grow(
         )
         s = simlab.simulate(model, w, p, arch, duration=6.0, warmup=0.0, replications=1).summary
         return (
-            s["threads"]["peak"],
-            s["threads"]["mean"],
-            s["memory_mib"]["peak"],
-            s["memory_mib"]["mean"],
-            s["memory_mib"]["virtual_peak"],
+            s.threads.peak,
+            s.threads.mean,
+            s.memory_mib.peak,
+            s.memory_mib.mean,
+            s.memory_mib.virtual_peak,
         )
 
     small, large = levels(n1), levels(n1 + more)
@@ -125,7 +125,7 @@ def test_utilisation_never_exceeds_capacity(model, cores, gil, rate, cpu_ms, pro
         replications=1,
         seed=seed,
     ).summary
-    assert 0.0 <= s["cpu_utilization"] <= 1.0 + 1e-9
-    assert s["threads"]["busy_mean"] <= s["threads"]["mean"] + 1e-9
-    assert s["threads"]["busy_peak"] <= s["threads"]["peak"] + 1e-9
-    assert s["completed"] + s["dropped"] + s["incomplete"] == s["requests"]
+    assert 0.0 <= s.cpu_utilization <= 1.0 + 1e-9
+    assert s.threads.busy_mean <= s.threads.mean + 1e-9
+    assert s.threads.busy_peak <= s.threads.peak + 1e-9
+    assert s.completed + s.dropped + s.incomplete == s.requests

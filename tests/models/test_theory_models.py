@@ -201,7 +201,7 @@ def test_littles_law_on_every_model(model, k):
         replications=8,
         seed=7,
     )
-    assert result.summary["stable"], result.summary["stability"]
+    assert result.summary.stable, result.summary.stability
     df = result.requests
     measured = df[df["measured"]]
     sojourn = (measured["end"] - measured["arrival"]).groupby(measured["replication"])

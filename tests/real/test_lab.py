@@ -101,11 +101,12 @@ def _no_leftovers(before: set[int]) -> None:
 def test_measure_matches_the_contract_and_littles_law(tmp_path, target: str) -> None:
     before = {p.pid for p in psutil.Process().children(recursive=True)}
     w = Workload(connections=200, rate=100.0, cpu=Fixed(0.001), io=Fixed(0.02))
-    s = measure(
+    result = measure(
         MeasureOptions(
             target, w, Architecture(workers=8), duration=4.0, warmup=1.0, out_dir=tmp_path
         )
     )
+    s = result.to_dict()
     assert set(s) >= SIM_KEYS
     assert s["engine"] == "real"
     assert s["stable"], s["stability"]
@@ -116,7 +117,8 @@ def test_measure_matches_the_contract_and_littles_law(tmp_path, target: str) -> 
     # Little's law between two independent measurements: the sampled number
     # in flight and throughput x mean latency. Both are noisy over 4 s; 15%.
     assert s["little"]["rel_error"] < 0.15
-    saved = json.loads((tmp_path / s["saved_to"].split("/")[-1]).read_text())
+    assert result.saved_to is not None and result.saved_to.parent == tmp_path
+    saved = json.loads(result.saved_to.read_text())
     assert saved["summary"]["seed"] == 1
     assert saved["summary"]["machine"]["cores"] >= 1
     _no_leftovers(before)

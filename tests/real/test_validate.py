@@ -8,8 +8,9 @@ import pytest
 
 from simlab import load_platform
 from simlab.params import Architecture
+from simlab.real.grids import held_out
 from simlab.usl import usl_study
-from simlab.validate import METRICS, held_out, validate
+from simlab.validate import METRICS, validate
 
 pytestmark = [pytest.mark.real, pytest.mark.timeout(900)]
 

@@ -1,0 +1,73 @@
+"""The ``simlab`` command line.
+
+Options are named the same in every subcommand (``simlab.scenario.OPTIONS``).
+A bad option or input gets one line naming it on stderr and exit status 2,
+never a traceback. A real run that could not be carried out says why, exit
+status 1. Anything else is a bug in simlab: it is reported as one, with
+where it happened, exit status 1 (``SIMLAB_DEBUG=1`` shows the traceback).
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+import traceback
+from collections.abc import Sequence
+from types import FrameType
+
+from simlab import __version__
+from simlab.cli import lab, plan, simulate
+from simlab.cli.options import Parser
+from simlab.errors import RunFailed, UserError
+
+__all__ = ["build_parser", "main"]
+
+
+def build_parser() -> Parser:
+    parser = Parser(prog="simlab", description=__doc__)
+    parser.add_argument("--version", action="version", version=f"simlab {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=Parser)
+    simulate.add_commands(sub)
+    plan.add_commands(sub)
+    lab.add_commands(sub)
+    return parser
+
+
+def _interrupt(signum: int, frame: FrameType | None) -> None:
+    raise KeyboardInterrupt
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(list(sys.argv[1:] if argv is None else argv))
+    # SIGTERM (kill, timeout) and SIGHUP (a closed terminal) stop simlab the
+    # way Ctrl-C does, so that every process it started is stopped too.
+    for sig in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, _interrupt)
+    try:
+        code: int = args.run(args)
+        return code
+    except UserError as exc:
+        sys.stderr.write(f"simlab: error: {exc}\n")
+        return 2
+    except RunFailed as exc:
+        sys.stderr.write(f"simlab: failed: {exc}\n")
+        return 1
+    except KeyboardInterrupt:
+        sys.stderr.write("simlab: interrupted\n")
+        return 130
+    except Exception as exc:
+        if os.environ.get("SIMLAB_DEBUG"):
+            traceback.print_exc()
+        where = traceback.extract_tb(exc.__traceback__)[-1]
+        sys.stderr.write(
+            f"simlab: internal error (a bug in simlab, not in your input): "
+            f"{type(exc).__name__}: {exc}\n"
+            f"  at {os.path.basename(where.filename)}:{where.lineno} in {where.name}; "
+            "rerun with SIMLAB_DEBUG=1 for the traceback, and please report it\n"
+        )
+        return 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

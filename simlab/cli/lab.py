@@ -1,0 +1,502 @@
+"""The real lab's commands: ``serve``, ``measure`` (and ``measure memory``),
+``calibrate``, ``validate`` and ``usl``."""
+
+from __future__ import annotations
+
+import argparse
+import errno
+from pathlib import Path
+from typing import Any
+
+from rich.table import Table
+
+from simlab.cli import options
+from simlab.cli.output import console, fmt, print_json, say, steps
+from simlab.errors import UserError
+from simlab.paths import measurements_dir, shown
+from simlab.platforms import load_platform
+from simlab.provenance import atomic_write_json, git_revision, machine, utc_stamp
+from simlab.registry import MODEL_NAMES
+from simlab.results import MeasuredSummary
+from simlab.scenario import architecture, build
+
+__all__ = ["add_commands"]
+
+REAL_DURATION_S, REAL_WARMUP_S = 10.0, 2.0
+SCENARIO = (*(n for n in options.WORKLOAD if n != "trace"), *options.ARCHITECTURE)
+
+
+def _targets() -> tuple[str, ...]:
+    # The real lab's names load without numpy; this keeps --help quick.
+    from simlab.real.measure import TARGETS  # noqa: PLC0415
+
+    return TARGETS
+
+
+def add_commands(sub: argparse._SubParsersAction[options.Parser]) -> None:
+    targets = _targets()
+    srv = sub.add_parser("serve", help="run one real server in the foreground")
+    srv.add_argument(
+        "model",
+        type=options.choice("MODEL", MODEL_NAMES),
+        metavar="MODEL",
+        help=", ".join(MODEL_NAMES),
+    )
+    srv.add_argument(
+        "--port", type=options.nonneg_int, default=8080, help="port on 127.0.0.1 (default 8080)"
+    )
+    srv.add_argument(
+        "--backend-port",
+        type=options.positive_int,
+        help="use a running backend (default: start one)",
+    )
+    options.add_scenario_options(srv.add_argument_group("architecture"), options.ARCHITECTURE)
+    _server_knobs(srv)
+    srv.set_defaults(run=serve_command)
+
+    mea = sub.add_parser("measure", help="measure a real server under load (or 'memory')")
+    mea.add_argument(
+        "target",
+        type=options.choice("TARGET", (*targets, "memory")),
+        metavar="TARGET",
+        help=", ".join((*targets, "memory")),
+    )
+    options.add_scenario_options(
+        mea.add_argument_group("workload"), tuple(n for n in options.WORKLOAD if n != "trace")
+    )
+    options.add_scenario_options(mea.add_argument_group("architecture"), options.ARCHITECTURE)
+    run = mea.add_argument_group("run")
+    run.add_argument(
+        "--duration",
+        type=options.positive_float,
+        default=REAL_DURATION_S,
+        help=f"measured seconds (default {REAL_DURATION_S:g})",
+    )
+    run.add_argument(
+        "--warmup",
+        type=options.nonneg_float,
+        default=REAL_WARMUP_S,
+        help=f"seconds discarded first (default {REAL_WARMUP_S:g})",
+    )
+    run.add_argument("--seed", type=options.nonneg_int, default=1, help="root seed (default 1)")
+    mea.add_argument("--json", action="store_true", help="print one JSON object")
+    _server_knobs(mea)
+    lab = mea.add_argument_group("load and output")
+    lab.add_argument(
+        "--timeout",
+        type=options.positive_float,
+        default=30.0,
+        help="seconds a request may take before it counts as timed out (default 30)",
+    )
+    lab.add_argument(
+        "--sources",
+        type=options.positive_int,
+        default=4,
+        help="source addresses 127.0.0.1..k to spread connections over (default 4)",
+    )
+    lab.add_argument(
+        "--sizes",
+        type=_size_pair,
+        default=(200, 1000),
+        metavar="A,B",
+        help="memory: the two counts whose difference gives each unit's cost",
+    )
+    lab.add_argument(
+        "--no-save", action="store_true", help="do not save under $SIMLAB_DATA/measurements/"
+    )
+    lab.add_argument("--out", type=Path, help="directory for the saved run")
+    mea.set_defaults(run=measure_command)
+
+    cal = sub.add_parser("calibrate", help="fit a platform profile to real runs on this machine")
+    cal.add_argument(
+        "--name",
+        default="cpython",
+        type=_profile_name,
+        help="profile name: writes $SIMLAB_DATA/profiles/NAME.json (default cpython)",
+    )
+    cal.add_argument("--quick", action="store_true", help="a smaller grid (about 3 minutes)")
+    cal.add_argument(
+        "--refit",
+        action="store_true",
+        help="fit again from the runs kept in the existing profile, without measuring",
+    )
+    cal.add_argument("--json", action="store_true", help="print the profile as JSON")
+    cal.set_defaults(run=calibrate_command)
+
+    val = sub.add_parser("validate", help="held-out real runs against the calibrated simulation")
+    val.add_argument(
+        "--platform", default="cpython", help="profile name or file to validate (default cpython)"
+    )
+    val.add_argument("--quick", action="store_true", help="a smaller grid (about 3 minutes)")
+    val.add_argument("--json", action="store_true", help="print rows and summary as JSON")
+    val.add_argument(
+        "--out", type=Path, help="directory for the report (default $SIMLAB_DATA/validation/)"
+    )
+    val.set_defaults(run=validate_command)
+
+    usl = sub.add_parser("usl", help="fit the Universal Scalability Law to closed-loop real runs")
+    usl.add_argument(
+        "target", type=options.choice("TARGET", targets), metavar="TARGET", help=", ".join(targets)
+    )
+    usl.add_argument(
+        "--levels",
+        type=_int_list,
+        default=None,
+        help="concurrency levels (default 1,2,4,8,16,32,64; --quick 1,2,4,8,16)",
+    )
+    usl.add_argument(
+        "--cpu-ms", type=options.nonneg_float, default=2.0, help="CPU per request (default 2)"
+    )
+    usl.add_argument(
+        "--io-ms", type=options.nonneg_float, default=5.0, help="backend call (default 5)"
+    )
+    usl.add_argument(
+        "--calls", type=options.nonneg_int, default=1, help="backend calls (default 1)"
+    )
+    usl.add_argument("--platform", default="cpython", help="profile for the simulated curve")
+    usl.add_argument(
+        "--duration", type=options.positive_float, default=4.0, help="seconds per level"
+    )
+    usl.add_argument(
+        "--warmup", type=options.nonneg_float, default=1.0, help="seconds per level first"
+    )
+    usl.add_argument("--quick", action="store_true", help="fewer levels")
+    usl.add_argument("--json", action="store_true", help="print the result as JSON")
+    options.add_scenario_options(usl.add_argument_group("architecture"), options.ARCHITECTURE)
+    usl.set_defaults(run=usl_command)
+
+
+def _server_knobs(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("real server")
+    g.add_argument(
+        "--request-timeout",
+        type=options.positive_float,
+        default=10.0,
+        help="seconds a started request may take to arrive (slow clients; default 10)",
+    )
+    g.add_argument(
+        "--stack-kib",
+        type=options.nonneg_int,
+        default=0,
+        help="stack reserved per thread, KiB (default: the system's, 8 MiB)",
+    )
+    g.add_argument("--uvloop", action="store_true", help="async: run on uvloop")
+    g.add_argument(
+        "--httptools",
+        action="store_true",
+        help="parse HTTP with httptools (C, as uvicorn does) instead of h11",
+    )
+
+
+def _profile_name(text: str) -> str:
+    if not text or not all(c.isalnum() or c in "-_." for c in text) or text.startswith("."):
+        raise argparse.ArgumentTypeError(f"must be letters, digits, '-', '_' or '.', got {text!r}")
+    return text
+
+
+def _int_list(text: str) -> list[int]:
+    try:
+        values = [int(x) for x in text.split(",") if x.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be integers A,B,..., got {text!r}") from None
+    if len(values) < 4 or any(v < 1 or v > 10_000 for v in values) or values != sorted(set(values)):
+        raise argparse.ArgumentTypeError(
+            f"must be at least 4 increasing integers in 1..10000, got {text!r}"
+        )
+    return values
+
+
+def _size_pair(text: str) -> tuple[int, int]:
+    try:
+        a, b = (int(x) for x in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be two integers A,B, got {text!r}") from None
+    if not 1 <= a < b <= 20_000:
+        raise argparse.ArgumentTypeError(f"must satisfy 1 <= A < B <= 20000, got {text!r}")
+    return a, b
+
+
+def _platform(spec: str) -> None:
+    """Fail here, naming --platform, when a profile is missing or corrupt (before any run)."""
+    try:
+        load_platform(spec)
+    except UserError as exc:
+        raise UserError(f"--{exc}") from None
+
+
+# ------------------------------------------------------------------ commands
+
+
+def serve_command(args: argparse.Namespace) -> int:
+    from simlab.real.options import ServerOptions  # noqa: PLC0415
+    from simlab.real.processes import Managed, python  # noqa: PLC0415
+    from simlab.real.runner import run_server  # noqa: PLC0415
+
+    arch = architecture(options.given(args, options.ARCHITECTURE))
+    backend: Managed | None = None
+    backend_port = args.backend_port
+    try:
+        if backend_port is None:
+            backend = Managed([python(), "-m", "simlab.real.backend"], name="backend")
+            backend_port = backend.port
+        opts = ServerOptions(
+            model=args.model,
+            backend_port=backend_port,
+            port=args.port,
+            workers=arch.workers,
+            processes=arch.processes,
+            backlog=arch.backlog,
+            request_timeout=args.request_timeout,
+            stack_kib=args.stack_kib,
+            uvloop=args.uvloop,
+            parser="httptools" if args.httptools else "h11",
+        )
+        say(
+            f"serving {args.model} on http://127.0.0.1:{args.port or '<port>'}/work"
+            f"?cpu_ms=1&io_ms=50&calls=1 (backend on {backend_port}); SIGTERM or Ctrl-C stops it"
+        )
+        try:
+            run_server(opts)
+        except OSError as exc:
+            if exc.errno == errno.EADDRINUSE:
+                raise UserError(f"--port: {args.port} is already in use") from None
+            raise
+    finally:
+        if backend is not None:
+            backend.stop()
+    return 0
+
+
+def measure_command(args: argparse.Namespace) -> int:
+    if args.target == "memory":
+        return memory_command(args)
+    from simlab.real.measure import MeasureOptions, measure  # noqa: PLC0415
+
+    s = build(options.given(args, SCENARIO))
+    opts = MeasureOptions(
+        target=args.target,
+        workload=s.workload,
+        architecture=s.architecture,
+        duration=args.duration,
+        warmup=args.warmup,
+        seed=args.seed,
+        timeout=args.timeout,
+        sources=args.sources,
+        request_timeout=args.request_timeout,
+        stack_kib=args.stack_kib,
+        uvloop=args.uvloop,
+        parser="httptools" if args.httptools else "h11",
+        save=not args.no_save,
+        out_dir=args.out or measurements_dir(),
+    )
+    result = measure(opts, progress=say)
+    if args.json:
+        print_json(result.to_dict())
+        return 0
+    _print_measure(result.summary, result.saved_to)
+    return 0
+
+
+def _print_measure(s: MeasuredSummary, saved_to: Path | None) -> None:
+    out = console()
+    lat, q, th, mem = s.latency_ms, s.queue_delay_ms, s.threads, s.memory_mib
+    t = Table(title=f"measured: {s.model} (resembles {s.resembles})", title_justify="left")
+    t.add_column("metric")
+    t.add_column("value", justify="right")
+    rows = [
+        ("offered / served (req/s)", f"{fmt(s.offered_rps)} / {fmt(s.throughput_rps)}"),
+        (
+            "latency mean / p50 / p99 (ms)",
+            f"{fmt(lat.mean, 2)} / {fmt(lat.p50, 2)} / {fmt(lat.p99, 2)}",
+        ),
+        ("queueing delay mean / p99 (ms)", f"{fmt(q.mean, 2)} / {fmt(q.p99, 2)}"),
+        ("threads peak / busy", f"{fmt(th.peak, 0)} / {fmt(th.busy_mean, 2)}"),
+        ("processes peak", fmt(s.processes.peak, 0)),
+        ("resident PSS peak (MiB)", fmt(mem.peak)),
+        ("virtual peak (MiB)", fmt(mem.virtual_peak)),
+        ("kernel memory growth, machine (MiB)", fmt(mem.kernel_peak)),
+        (
+            "connections opened / failed",
+            f"{fmt(s.connections.opened)} / {fmt(s.connections.failed)}",
+        ),
+        ("CPU utilisation", fmt(s.cpu_utilization, 3)),
+        (
+            "Little: in flight vs X x W",
+            f"{fmt(s.little.in_flight_sampled, 2)} vs {fmt(s.little.throughput_x_latency, 2)}",
+        ),
+        (
+            "completed / dropped / failed",
+            f"{fmt(s.completed)} / {fmt(s.dropped)} / {fmt(s.incomplete)}",
+        ),
+    ]
+    for name, value in rows:
+        t.add_row(name, value)
+    out.print(t)
+    if s.stable:
+        out.print("[green]kept up[/] with the offered load")
+    else:
+        out.print(f"[red]did not keep up[/]: {'; '.join(s.stability.reasons)}")
+    for w in s.warnings:
+        out.print(f"[yellow]warning[/]: {w}")
+    if saved_to is not None:
+        out.print(f"[dim]saved to {shown(saved_to)}[/]")
+
+
+def memory_command(args: argparse.Namespace) -> int:
+    from simlab.real.memory import measure_memory  # noqa: PLC0415
+
+    say(f"measuring memory per unit at {args.sizes[0]:,} and {args.sizes[1]:,} units")
+    result = measure_memory(args.sizes, stack_kib=args.stack_kib)
+    result["machine"] = machine()
+    result["git_revision"] = git_revision()
+    stamp = utc_stamp()
+    result["started"] = stamp
+    if not args.no_save:
+        out_dir: Path = args.out or measurements_dir()
+        path = out_dir / f"memory-{stamp}.json"
+        atomic_write_json(path, result)
+        result["saved_to"] = shown(path)
+    if args.json:
+        print_json(result)
+        return 0
+    t = Table(
+        title=f"memory per unit, KiB (slope between {args.sizes[0]:,} and {args.sizes[1]:,})",
+        title_justify="left",
+    )
+    for col in ("unit", "RSS", "USS (private)", "PSS", "virtual", "kernel (machine)"):
+        t.add_column(col, justify="left" if col == "unit" else "right")
+    names = {
+        "thread": "idle thread (blocked in recv)",
+        "connection": "idle asyncio connection",
+        "fork": "forked child (blocked)",
+        "coroutine": "pending asyncio task",
+    }
+    for kind, v in result["per_unit_kib"].items():
+        t.add_row(
+            names.get(kind, kind),
+            fmt(v["rss"]),
+            fmt(v["uss"]),
+            fmt(v["pss"]),
+            fmt(v["vms"]),
+            fmt(v["kernel"]),
+        )
+    out = console()
+    out.print(t)
+    tm = result["timings"]
+    out.print(
+        f"thread create+start+join {tm['thread_create_start_join_us']:.1f} us; "
+        f"fork+exit+wait {tm['fork_exit_wait_us']:.0f} us; "
+        f"task create+run {tm['task_create_run_us']:.2f} us"
+    )
+    if "saved_to" in result:
+        out.print(f"[dim]saved to {result['saved_to']}[/]")
+    return 0
+
+
+def calibrate_command(args: argparse.Namespace) -> int:
+    from simlab.calibrate import calibrate  # noqa: PLC0415
+
+    with steps("calibrating") as tick:
+        profile = calibrate(args.name, quick=args.quick, refit=args.refit, progress=tick)
+    if args.json:
+        print_json(profile)
+        return 0
+    t = Table(title=f"profile {args.name}", title_justify="left")
+    for col in ("parameter", "value", "95% CI", "how"):
+        t.add_column(col, justify="left" if col in ("parameter", "how") else "right")
+    for key, p in profile["parameters"].items():
+        if isinstance(p, dict):
+            interval = p.get("ci95")
+            t.add_row(
+                key,
+                f"{p['value']:,.2f}",
+                "-" if interval is None else f"[{interval[0]:,.2f}, {interval[1]:,.2f}]",
+                p.get("note", "least squares"),
+            )
+        else:
+            t.add_row(key, str(p), "-", "this machine")
+    console().print(t)
+    return 0
+
+
+def validate_command(args: argparse.Namespace) -> int:
+    from simlab.validate import GOALS, validate  # noqa: PLC0415
+
+    _platform(args.platform)
+    with steps("validating") as tick:
+        result = validate(args.platform, quick=args.quick, out_dir=args.out, progress=tick)
+    if args.json:
+        print_json({"rows": result["rows"], "summary": result["summary"]})
+        return 0
+    out = console()
+    t = Table(title="held-out configurations: predicted vs measured", title_justify="left")
+    for col in ("model", "config", "metric", "predicted", "measured", "error"):
+        t.add_column(col, justify="left" if col in ("model", "config", "metric") else "right")
+    for r in result["rows"]:
+        err = "-" if r["rel_error"] is None else f"{r['rel_error']:.1%}"
+        t.add_row(
+            r["model"], r["config"], r["metric"], _num(r["predicted"]), _num(r["measured"]), err
+        )
+    out.print(t)
+    s = Table(title="median absolute relative error", title_justify="left")
+    for col in ("metric", "error", "goal", "met"):
+        s.add_column(col)
+    for metric, value in result["summary"].items():
+        met = value is not None and value <= GOALS[metric]
+        s.add_row(
+            metric,
+            "-" if value is None else f"{value:.1%}",
+            f"{GOALS[metric]:.0%}",
+            "[green]yes[/]" if met else "[red]no[/]",
+        )
+    out.print(s)
+    return 0
+
+
+def _num(x: Any) -> str:
+    if x is None:
+        return "-"
+    return f"{x:,.3g}" if abs(x) < 100 else f"{x:,.0f}"
+
+
+def usl_command(args: argparse.Namespace) -> int:
+    from simlab.usl import usl_study  # noqa: PLC0415
+
+    arch = architecture(options.given(args, options.ARCHITECTURE))
+    levels = args.levels or ([1, 2, 4, 8, 16] if args.quick else [1, 2, 4, 8, 16, 32, 64])
+    _platform(args.platform)
+    with steps("usl") as tick:
+        result = usl_study(
+            args.target,
+            levels=levels,
+            cpu_ms=args.cpu_ms,
+            io_ms=args.io_ms,
+            calls=args.calls,
+            arch=arch,
+            platform=load_platform(args.platform),
+            duration=args.duration,
+            warmup=args.warmup,
+            progress=tick,
+        )
+    if args.json:
+        print_json(result)
+        return 0
+    out = console()
+    t = Table(title=f"{args.target}: throughput against concurrency", title_justify="left")
+    for col in ("N", "measured req/s", "simulated req/s"):
+        t.add_column(col, justify="right")
+    for p in result["points"]:
+        t.add_row(str(p["n"]), _num(p["measured"]), _num(p["simulated"]))
+    out.print(t)
+    for which in ("measured_fit", "simulated_fit"):
+        f = result[which]
+        interval = f["ci95"]
+        out.print(
+            f"{which.split('_')[0]}: sigma {f['sigma']:.4f} "
+            f"[{interval['sigma'][0]:.4f}, {interval['sigma'][1]:.4f}], "
+            f"kappa {f['kappa']:.2e} [{interval['kappa'][0]:.2e}, {interval['kappa'][1]:.2e}], "
+            f"lambda {f['lambda']:.1f} req/s; N* = {f['peak_concurrency']:.3g}, "
+            f"ceiling {f['ceiling']:,.0f} req/s"
+        )
+    out.print(f"[dim]plot: {result.get('plot', '')}[/]")
+    return 0

@@ -1,0 +1,106 @@
+"""What memory a server holds: counts of units, and what each unit costs on a platform.
+
+One formula for every caller. The DES's levels (``metrics``) weigh each
+unit's life over time; the planner's estimate multiplies expected peak
+counts. Both take the per-unit costs from ``unit_costs``:
+
+======================  =========================  ======================  ==========
+unit                    user (in the process)      kernel                  reserved
+======================  =========================  ======================  ==========
+process (the server)    process_kib
+touched (a fork that    fork_touched_kib
+  has served: its
+  copy-on-write growth)
+fork (a forked child    fork_kib - thread_kib      fork_kernel_kib -
+  beyond its thread)                               thread_kernel_kib
+thread                  thread_kib                 thread_kernel_kib       stack_kib
+connection (a client's  connection_kib             connection_kernel_kib
+  socket)
+task (a request in      task_kib
+  flight)
+backend_conn (a         backend_conn_kib           connection_kernel_kib
+  thread's or loop's
+  own backend socket)
+======================  =========================  ======================  ==========
+
+resident = user + kernel (what the machine must have); reserved virtual =
+threads x stack_kib. A forked child's one thread is in its ``fork_kib``,
+which is why a fork counts as a thread plus the difference.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+
+from simlab.params import Platform
+
+__all__ = ["KIB_PER_MIB", "UNITS", "Footprint", "Units", "unit_costs"]
+
+KIB_PER_MIB = 1024.0
+# The order in which units are summed: it is part of the result (floating point).
+UNITS = ("process", "touched", "fork", "thread", "connection", "task", "backend_conn")
+
+
+def unit_costs(p: Platform) -> dict[str, tuple[float, float, float]]:
+    """(user, kernel, reserved) KiB of one of each unit on platform ``p``."""
+    return {
+        "process": (p.process_kib, 0.0, 0.0),
+        "touched": (p.fork_touched_kib, 0.0, 0.0),
+        "fork": (p.fork_kib - p.thread_kib, p.fork_kernel_kib - p.thread_kernel_kib, 0.0),
+        "thread": (p.thread_kib, p.thread_kernel_kib, p.stack_kib),
+        "connection": (p.connection_kib, p.connection_kernel_kib, 0.0),
+        "task": (p.task_kib, 0.0, 0.0),
+        "backend_conn": (p.backend_conn_kib, p.connection_kernel_kib, 0.0),
+    }
+
+
+@dataclass(frozen=True)
+class Units:
+    """How many of each unit a server holds at once."""
+
+    process: int = 1
+    touched: int = 0
+    fork: int = 0
+    thread: int = 0
+    connection: int = 0
+    task: int = 0
+    backend_conn: int = 0
+
+    def footprint(self, platform: Platform) -> Footprint:
+        costs = unit_costs(platform)
+        user = kernel = reserved = 0.0
+        for unit in UNITS:
+            n = getattr(self, unit)
+            u, k, v = costs[unit]
+            user += n * u
+            kernel += n * k
+            reserved += n * v
+        return Footprint(user, kernel, reserved)
+
+
+@dataclass(frozen=True)
+class Footprint:
+    """Memory in KiB: user space, kernel, and reserved virtual (thread stacks)."""
+
+    user_kib: float
+    kernel_kib: float
+    reserved_kib: float
+
+    @property
+    def resident_mib(self) -> float:
+        return (self.user_kib + self.kernel_kib) / KIB_PER_MIB
+
+    @property
+    def user_mib(self) -> float:
+        return self.user_kib / KIB_PER_MIB
+
+    @property
+    def kernel_mib(self) -> float:
+        return self.kernel_kib / KIB_PER_MIB
+
+    @property
+    def reserved_mib(self) -> float:
+        return self.reserved_kib / KIB_PER_MIB
+
+
+assert tuple(f.name for f in fields(Units)) == UNITS

@@ -1,0 +1,126 @@
+"""Dedicated owners: the accepting thread creates a thread or a process for every connection.
+
+``thread-per-connection`` and ``process-per-connection`` build on this.
+Nobody waits for an owner, so with ample cores each client is its own
+M/G/1 (M/G/inf as clients grow); with short connections the accepting
+thread, which spawns or forks one connection at a time, is a queue of its own.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Generator
+from typing import Any
+
+import numpy as np
+import simpy
+
+from simlab.footprint import Units
+from simlab.models import composition, loads
+from simlab.models.base import Analytic
+from simlab.models.composition import Sampler
+from simlab.models.connection_bound import ConnectionBound
+from simlab.params import Architecture, Platform, Workload
+from simlab.streams import Deal
+
+__all__ = ["Dedicated"]
+
+
+class Dedicated(ConnectionBound):
+    def owner(self, conn: int) -> tuple[int, int]:
+        return conn, self.process_of(conn)
+
+    def worker_is_thread_handle(self) -> bool:
+        return not self.workload.persistent
+
+    def base_levels(self) -> dict[str, int]:
+        w = self.workload
+        per_conn = w.connections if w.persistent else 0
+        return self.levels(per_conn, per_conn, forks=per_conn if self.own_process else 0)
+
+    def acquire(self) -> Generator[simpy.Event, Any, tuple[int, int] | None]:
+        """A thread (or child) spawned for a new connection by its process's acceptor."""
+        process = self.process_of(self._next_thread)
+        self._next_thread += 1
+        if self._accept_cost > 0:
+            acceptor = self.acceptors[process]
+            backlog = self.arch.backlog
+            if backlog is not None and not acceptor.free and acceptor.queued >= backlog:
+                return None
+            gil = self.cpu.gil(process)
+            yield from self.cpu.run(gil, self._accept_cost, 0, process, lock=acceptor)
+        handle = self.open_interval("threads")
+        if self.own_process:
+            self.open_interval("forks")
+        return handle, process
+
+    def release(self, worker: int) -> None:
+        self.close_interval("threads", worker)
+        if self.own_process:
+            self.close_interval("forks", worker)
+
+    # ----------------------------------------------------------------- maths
+
+    @classmethod
+    def units(cls, workload: Workload, arch: Architecture, in_flight: int) -> Units:
+        threads, copies = cls.preforked(arch)
+        # Persistent connections each hold an owner for the whole run; short
+        # ones only while a request is in flight.
+        owners = workload.connections if workload.persistent else in_flight
+        forks = copies + (owners if cls.own_process else 0)
+        # Each owner that has served holds its own backend connection (the
+        # acceptors, short-lived, are counted with them).
+        callers = owners if workload.persistent else arch.processes + in_flight
+        return Units(
+            touched=forks if cls.own_process else copies,
+            fork=forks,
+            thread=threads + owners,
+            connection=owners,
+            task=in_flight,
+            backend_conn=callers if workload.calls else 0,
+        )
+
+    @classmethod
+    def _owner_loads(
+        cls, workload: Workload, arch: Architecture, deal: Deal, held: float, accept: float
+    ) -> dict[str, float]:
+        assert workload.rate is not None
+        if workload.requests_per_connection is None or accept <= 0:
+            return {}
+        busiest = deal.busiest(workload.connections, arch.processes)
+        return {"acceptor": workload.rate * busiest * accept}
+
+    @classmethod
+    def analytic(
+        cls, workload: Workload, platform: Platform, arch: Architecture, deal: Deal
+    ) -> Analytic | str:
+        blocker = loads.reduction_blocker(workload, platform, arch, queue="backlog")
+        if blocker is not None:
+            return blocker
+        _, svc = cls._held(workload, platform)
+        k = workload.requests_per_connection
+        if k is not None and cls.request_cost(workload).accept_s(platform) > 0:
+            return "creating a thread or process per connection adds an accept queue"
+        return loads.per_client_reference(workload, svc, what="thread", rtt=platform.rtt_us * 1e-6)
+
+    @classmethod
+    def latency_draws(
+        cls,
+        workload: Workload,
+        platform: Platform,
+        arch: Architecture,
+        deal: Deal,
+        sampler: Any,
+    ) -> tuple[np.ndarray, str]:
+        s: Sampler = sampler
+        w = workload
+        assert w.rate is not None
+        held, method = cls._thread_draws(w, platform, arch, deal, s)
+        k = w.requests_per_connection
+        accept = cls.request_cost(w).accept_s(platform)
+        extra = np.zeros(len(s.cpu))
+        if k is not None and accept > 0:
+            lam = w.rate * deal.busiest(w.connections, arch.processes)
+            pa, ma = composition.mgc_wait(lam / k, accept, 0.0, 1)
+            first = s.u_pool < 1 / k  # the first request on a connection waits for its thread
+            extra = np.where(first, accept + composition.mixture(s.u_loop, s.e_loop, pa, ma), 0.0)
+        return held + extra + s.rtt, f"one thread per connection + {method}"

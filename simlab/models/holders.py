@@ -1,0 +1,261 @@
+"""Holders: a fixed set of threads per process, each owning one connection while it is open.
+
+``iterative`` (one thread) and ``thread-pool`` (W threads) build on this. A
+new connection waits in the accept backlog until a thread is free, and keeps
+it until the connection closes, idle keep-alive gaps included.
+
+With persistent connections every client connects at time 0, so ownership is
+settled then and costs nothing during the run: each process's holders serve
+the first connections dealt to it for ever, the next ``backlog`` wait for
+ever, and the rest are refused.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Generator
+from typing import Any
+
+import numpy as np
+import simpy
+
+from simlab.footprint import Units
+from simlab.models import composition, loads
+from simlab.models.base import Analytic
+from simlab.models.composition import Sampler
+from simlab.models.connection_bound import ConnectionBound
+from simlab.models.pool import Pool
+from simlab.params import Architecture, Platform, Workload
+from simlab.streams import Deal
+
+__all__ = ["Holders"]
+
+REFUSED, WAITING, SERVED = 0, 1, 2
+
+
+class Holders(ConnectionBound):
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        a = self.arch
+        # Holders per process: each pre-forked copy accepts into its own pool.
+        self._per_process = self.holders_for(a) // a.processes
+        self.pools = [
+            Pool(self.env, self._per_process, first_id=k * self._per_process)
+            for k in range(a.processes)
+        ]
+        self._status: dict[int, tuple[int, int]] = {}
+        self._filled_at = 0
+        if self.workload.persistent:
+            self._deal_persistent()
+
+    @classmethod
+    def holders_for(cls, arch: Architecture) -> int:
+        """Threads that can own a connection at once, over all processes."""
+        raise NotImplementedError
+
+    @classmethod
+    def serves_at_most(cls, workload: Workload, arch: Architecture) -> int | None:
+        # A holder never lets go of a persistent connection: a fixed set of
+        # them serves as many as there are, whatever the memory.
+        return cls.holders_for(arch) if workload.persistent else None
+
+    def _deal_persistent(self) -> None:
+        """Which persistent connections each process's holders own (time 0).
+
+        Connections connect in id order and land on ``process_of(conn)``; a
+        process's first W are served, its next ``backlog`` wait, the rest are
+        refused. Dealt until every process is full, so the cost is
+        P x (W + backlog) however many connections there are.
+        """
+        a = self.arch
+        per = self._per_process + (a.backlog if a.backlog is not None else 0)
+        counts = [0] * a.processes
+        conn = 0
+        while conn < self.workload.connections and min(counts) < per:
+            p = self.process_of(conn)
+            rank = counts[p]
+            counts[p] += 1
+            self._status[conn] = (rank, p)
+            conn += 1
+        self._filled_at = conn
+
+    def persistent_status(self, conn: int) -> int:
+        dealt = self._status.get(conn)
+        if dealt is None:
+            # Past the point where every process was full.
+            return WAITING if self.arch.backlog is None else REFUSED
+        rank = dealt[0]
+        if rank < self._per_process:
+            return SERVED
+        backlog = self.arch.backlog
+        if backlog is None or rank < self._per_process + backlog:
+            return WAITING
+        return REFUSED
+
+    def owner(self, conn: int) -> tuple[int, int]:
+        rank, process = self._status[conn]
+        return process * self._per_process + rank, process
+
+    def base_levels(self) -> dict[str, int]:
+        w, a = self.workload, self.arch
+        open_conns = 0
+        if w.persistent:
+            if a.backlog is None:
+                open_conns = w.connections
+            else:
+                # Connections refused at connect time are not open.
+                refused = sum(
+                    1 for c in range(self._filled_at) if self.persistent_status(c) == REFUSED
+                )
+                open_conns = self._filled_at - refused
+        return self.levels(0, open_conns)
+
+    def admit_slot(self, i: int, conn: int) -> bool:
+        if not self.workload.persistent:
+            return True
+        status = self.persistent_status(conn)
+        if status == REFUSED:
+            self.drop(i)
+            return False
+        if status == WAITING:
+            # Nobody will ever read this connection: the request and any that
+            # follow on it stay pending until the end of the run.
+            self.active[conn] = None
+            return False
+        return True
+
+    def acquire(self) -> Generator[simpy.Event, Any, tuple[int, int] | None]:
+        # Which pre-forked copy accepts a new connection is up to the kernel:
+        # as uneven as chance, like the deal of persistent connections.
+        process = self.process_of(self._next_thread)
+        self._next_thread += 1
+        pool = self.pools[process]
+        worker = pool.take()
+        if worker < 0:
+            backlog = self.arch.backlog
+            if backlog is not None and pool.queued >= backlog:
+                return None
+            worker = yield pool.wait()
+        return worker, process
+
+    def release(self, worker: int) -> None:
+        self.pools[worker // self._per_process].give(worker)
+
+    # ----------------------------------------------------------------- maths
+
+    @classmethod
+    def units(cls, workload: Workload, arch: Architecture, in_flight: int) -> Units:
+        threads, copies = cls.preforked(arch)
+        holders = cls.holders_for(arch)
+        n = workload.connections
+        if not workload.persistent:
+            conns = in_flight
+        elif arch.backlog is None:
+            conns = n  # the ones without a thread wait, connected, in the backlog
+        else:
+            conns = min(n, holders + arch.processes * arch.backlog)
+        return Units(
+            touched=copies,
+            fork=copies,
+            thread=threads,
+            connection=conns,
+            task=in_flight,
+            # Each holder that serves opens its own backend connection.
+            backend_conn=holders if workload.calls else 0,
+        )
+
+    @classmethod
+    def _owner_loads(
+        cls, workload: Workload, arch: Architecture, deal: Deal, held: float, accept: float
+    ) -> dict[str, float]:
+        assert workload.rate is not None
+        holders = cls.holders_for(arch)
+        k = workload.requests_per_connection
+        if k is None:
+            busiest = deal.busiest_count(workload.connections, arch.processes)
+            per_process = holders // arch.processes
+            # More clients than owners in a process: the surplus is never served.
+            return {"holders": busiest / per_process} if busiest > per_process else {}
+        # An owner holds a connection for k requests and the k-1 gaps between
+        # them: by Poisson splitting the client's next request comes N/lam later.
+        gap = workload.connections / workload.rate
+        hold = k * held + (k - 1) * gap
+        return {"holders": workload.rate / k * hold / holders}
+
+    @classmethod
+    def explain_overload(
+        cls, resource: str, rho: float, workload: Workload, arch: Architecture, deal: Deal
+    ) -> str:
+        if resource == "holders" and workload.persistent:
+            holders = cls.holders_for(arch)
+            per_process = holders // arch.processes
+            starved = sorted(
+                {
+                    sum(max(0, c - per_process) for c in counts)
+                    for counts in deal.counts(workload.connections, arch.processes)
+                }
+            )
+            many = f"{starved[0]:,}" if len(starved) == 1 else f"{starved[0]:,} to {starved[-1]:,}"
+            return (
+                f"{workload.connections:,} persistent connections for {holders:,} "
+                f"thread{'s' if holders != 1 else ''}: {many} are never served"
+            )
+        if resource == "holders":
+            return (
+                f"threads held through keep-alive gaps: rho = {rho:.3g} >= 1 "
+                f"for {cls.holders_for(arch):,} threads"
+            )
+        return super().explain_overload(resource, rho, workload, arch, deal)
+
+    @classmethod
+    def analytic(
+        cls, workload: Workload, platform: Platform, arch: Architecture, deal: Deal
+    ) -> Analytic | str:
+        blocker = loads.reduction_blocker(workload, platform, arch, queue="backlog")
+        if blocker is not None:
+            return blocker
+        _, svc = cls._held(workload, platform)
+        holders = cls.holders_for(arch)
+        k = workload.requests_per_connection
+        rtt = platform.rtt_us * 1e-6
+        if k is None:
+            busiest = deal.busiest_count(workload.connections, arch.processes)
+            if busiest > holders // arch.processes:
+                return "some persistent connections never get a thread"
+            return loads.per_client_reference(workload, svc, what="thread", rtt=rtt)
+        if k > 1:
+            return "threads idle between a connection's requests while holding it"
+        if arch.processes > 1:
+            return "connections are dealt to processes in turn, not to the first free thread"
+        return loads.mgc_reference(
+            workload, arch, deal, svc, servers=holders, split=False, extra_latency=rtt
+        )
+
+    @classmethod
+    def latency_draws(
+        cls,
+        workload: Workload,
+        platform: Platform,
+        arch: Architecture,
+        deal: Deal,
+        sampler: Any,
+    ) -> tuple[np.ndarray, str]:
+        s: Sampler = sampler
+        w = workload
+        assert w.rate is not None
+        held, method = cls._thread_draws(w, platform, arch, deal, s)
+        k = w.requests_per_connection
+        if k is None:
+            return held + s.rtt, f"a thread per persistent connection + {method}"
+        holders = cls.holders_for(arch) // arch.processes
+        lam = w.rate * deal.busiest(w.connections, arch.processes)
+        gap = w.connections / w.rate
+        hold = k * float(held.mean()) + (k - 1) * gap
+        pw, mw = composition.mgc_wait(
+            lam / k, hold, composition.scv(held) if k == 1 else 1.0, holders
+        )
+        first = s.u_loop < 1 / k
+        wait = np.where(first, composition.mixture(s.u_pool, s.e_pool, pw, mw), 0.0)
+        return (
+            wait + held + s.rtt,
+            f"M/G/{holders} over connections per process (Erlang C, Allen-Cunneen) + {method}",
+        )

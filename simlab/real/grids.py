@@ -1,0 +1,179 @@
+"""What the lab runs to calibrate and to validate: the calibration grid and the held-out cases.
+
+Both are plans of real runs of real servers: which server (a model's real
+twin or a peer), with which workload and knobs, for how long. The
+calibration grid is chosen to separate the costs it fits; the held-out
+cases differ from it in every respect (other rates, connection counts,
+latencies, fan-outs, worker and process counts), so that validation tests
+the profile on configurations it never saw.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from simlab.distributions import Exponential, Fixed
+from simlab.params import Architecture, Fanout, Workload
+from simlab.real.options import SERVER_MODELS
+from simlab.real.peers import PEERS
+
+__all__ = ["Case", "Run", "grid", "held_out"]
+
+
+@dataclass(frozen=True)
+class Run:
+    """One real run of the calibration grid."""
+
+    target: str
+    workload: Workload
+    arch: Architecture
+    role: str  # "cpu" (costs and latency), "memory", or "structure" (idle peers)
+    duration: float = 6.0
+    warmup: float = 1.5
+
+    def label(self) -> str:
+        w, a = self.workload, self.arch
+        rate = f"{w.rate:g}/s" if w.rate is not None else "closed"
+        return (
+            f"{self.target} N={w.connections} {rate} cpu={w.cpu.mean * 1e3:g}ms "
+            f"calls={w.calls} W={a.workers} P={a.processes}"
+        )
+
+
+def _holder_connections(target: str, workers: int, wanted: int) -> int:
+    # Holder servers serve only as many persistent connections as they have
+    # threads; more would starve and measure nothing useful here.
+    if target == "iterative":
+        return 1
+    if target == "thread-pool":
+        return min(wanted, workers)
+    return wanted
+
+
+def grid(quick: bool) -> list[Run]:
+    runs: list[Run] = []
+    arch = Architecture(workers=8)
+    calls_set = (0, 1) if quick else (0, 1, 4)
+    for target in SERVER_MODELS:
+        for calls in calls_set:
+            n = _holder_connections(target, 8, 50)
+            rate = 30.0 if target == "iterative" else 100.0
+            w = Workload(connections=n, rate=rate, cpu=Fixed(0.001), io=Fixed(0.005), calls=calls)
+            runs.append(Run(target, w, arch, "cpu", duration=4.0 if quick else 6.0))
+        if target != "iterative":
+            # More CPU per second, so that the process is rarely idle: the cost
+            # of waking it (wake_us) is then amortised, which separates it.
+            n = _holder_connections(target, 8, 200)
+            rates = (320.0,) if quick else (250.0, 340.0)
+            for rate in rates:
+                w = Workload(connections=n, rate=rate, cpu=Fixed(0.002), io=Fixed(0.005), calls=1)
+                runs.append(Run(target, w, arch, "cpu", duration=4.0 if quick else 6.0))
+    # Backend connections and copy-on-write: the same servers with and without
+    # backend calls, with most of their connections served.
+    if not quick:
+        for target, n, rate in (
+            ("thread-per-connection", 600, 150.0),
+            ("process-per-connection", 100, 60.0),
+        ):
+            for calls in (0, 1):
+                w = Workload(
+                    connections=n, rate=rate, cpu=Fixed(0.0005), io=Fixed(0.002), calls=calls
+                )
+                runs.append(Run(target, w, arch, "memory"))
+    # Memory: the same servers holding few and many idle connections.
+    sizes = {
+        "async": (200, 2000 if quick else 4000),
+        "reactor-pool": (200, 2000),
+        "thread-per-connection": (100, 1000 if quick else 2000),
+        "process-per-connection": (50, 200 if quick else 400),
+    }
+    for target, counts in sizes.items():
+        for n in counts:
+            w = Workload(connections=n, rate=20.0, cpu=Fixed(0.0005), io=Fixed(0.002), calls=1)
+            runs.append(Run(target, w, arch, "memory", duration=2.0, warmup=1.0))
+    for target in PEERS:
+        shapes = [(1, 1), (2, 2)]
+        if target != "gunicorn-sync":  # sync closes every connection: it holds none
+            shapes.append((1, 1000))
+        for processes, n in shapes:
+            w = Workload(connections=n, rate=20.0, cpu=Fixed(0.0005), io=Fixed(0.002))
+            arch = Architecture(workers=4, processes=processes)
+            runs.append(Run(target, w, arch, "structure", duration=2.0, warmup=1.0))
+    return runs
+
+
+@dataclass(frozen=True)
+class Case:
+    target: str
+    workload: Workload
+    arch: Architecture
+    duration: float = 8.0
+    warmup: float = 2.0
+
+    def config(self) -> str:
+        w, a = self.workload, self.arch
+        io = f"{w.calls}x{w.io.mean * 1e3:g}ms {w.fanout[:3]}" if w.calls else "no calls"
+        k = "" if w.persistent else f" k={w.requests_per_connection}"
+        return (
+            f"N={w.connections} {w.rate:g}/s cpu={w.cpu.mean * 1e3:g}ms {io} "
+            f"W={a.workers} P={a.processes}{k}"
+        )
+
+
+def _w(
+    n: int,
+    rate: float,
+    cpu_ms: float,
+    io_ms: float,
+    calls: int = 1,
+    *,
+    fanout: Fanout = "sequential",
+    k: int | None = None,
+    exp: bool = False,
+) -> Workload:
+    cpu = Exponential(cpu_ms / 1e3) if exp else Fixed(cpu_ms / 1e3)
+    return Workload(
+        connections=n,
+        rate=rate,
+        cpu=cpu,
+        io=Fixed(io_ms / 1e3),
+        calls=calls,
+        fanout=fanout,
+        requests_per_connection=k,
+    )
+
+
+def held_out(quick: bool) -> list[Case]:
+    """Configurations the calibration never ran."""
+    a = Architecture
+    cases = [
+        Case("async", _w(3000, 300, 1.5, 30, 2, fanout="parallel"), a()),
+        Case("reactor-pool", _w(500, 150, 1, 20, 2), a(workers=12)),
+        Case("thread-per-connection", _w(1500, 150, 1, 15), a()),
+        Case("process-per-connection", _w(120, 80, 1, 15), a()),
+        Case("thread-pool", _w(16, 160, 1, 20), a(workers=16)),
+        Case("iterative", _w(1, 25, 2, 8), a()),
+        Case("uvicorn", _w(300, 120, 1, 20), a(processes=2)),
+        Case("gunicorn-gthread", _w(60, 100, 1, 20), a(workers=6, processes=2)),
+        Case("gunicorn-sync", _w(2, 40, 1, 10, k=1), a(workers=1, processes=2)),
+    ]
+    if quick:
+        return cases
+    cases += [
+        Case("async", _w(8000, 500, 1, 40), a()),
+        Case("async", _w(1000, 350, 2, 10, 3, exp=True), a(processes=2)),
+        Case("async", _w(500, 380, 2.4, 5), a()),  # a busy loop: rho about 0.95
+        Case("reactor-pool", _w(2000, 300, 1, 10, 4, fanout="parallel"), a(workers=6)),
+        Case("reactor-pool", _w(300, 200, 1.5, 25, 1, exp=True), a(workers=4, processes=2)),
+        Case("reactor-pool", _w(200, 200, 1, 30), a(workers=4)),  # too few workers
+        Case("thread-per-connection", _w(400, 250, 2, 10, 2), a()),
+        Case("thread-per-connection", _w(800, 120, 1, 20), a(processes=2)),
+        Case("process-per-connection", _w(300, 150, 2, 10), a()),
+        Case("thread-pool", _w(32, 300, 1, 10, 2), a(workers=16, processes=2)),
+        Case("thread-pool", _w(100, 100, 1, 10), a(workers=20)),  # 80 starve
+        Case("iterative", _w(2, 30, 1, 5, k=1), a(processes=2)),
+        Case("uvicorn", _w(1000, 300, 1, 10, 2, fanout="parallel"), a()),
+        Case("gunicorn-gthread", _w(200, 150, 1, 15), a(workers=8)),
+        Case("gunicorn-sync", _w(4, 60, 1, 15, k=1), a(workers=1, processes=4)),
+    ]
+    return cases

@@ -1,0 +1,353 @@
+"""Typed results: what a simulated run and a measured run report, with one JSON form and one row.
+
+Every summary is a frozen dataclass whose fields are the JSON contract, in
+order: ``to_dict()`` (and ``to_json()``) gives the object ``simlab simulate
+--json`` and ``simlab measure --json`` print; ``to_row()`` gives one flat
+row with fixed column names, the same names for a simulated and a measured
+run wherever they hold the same quantity. Sweeps, the dashboard's tables,
+validation and experiments all flatten through ``to_row``.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields
+from typing import Any
+
+from simlab.params import Architecture, Platform, Workload
+from simlab.provenance import json_safe
+
+__all__ = [
+    "CI",
+    "ConnectionCounts",
+    "HistogramBlock",
+    "InFlight",
+    "Level",
+    "Little",
+    "MeasuredMemory",
+    "MeasuredStability",
+    "MeasuredSummary",
+    "MeasuredThreads",
+    "MemoryLevel",
+    "Peak",
+    "Quantiles",
+    "SendDelay",
+    "SimSummary",
+    "Stability",
+    "SwitchRates",
+    "ThreadLevel",
+]
+
+CI = list[float] | None  # a 95% confidence interval [low, high], or None when unknown
+OMIT_NONE = {"omit_none": True}  # a key that is left out of the JSON when it has no value
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, Plain):
+        return value.to_dict()
+    if isinstance(value, Workload | Architecture | Platform):
+        return value.describe()
+    if isinstance(value, Mapping):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_plain(v) for v in value]
+    return value
+
+
+class Plain:
+    """A frozen dataclass that turns into JSON-ready data field by field."""
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for f in fields(self):  # type: ignore[arg-type]
+            value = getattr(self, f.name)
+            if value is None and f.metadata.get("omit_none"):
+                continue
+            out[f.name] = _plain(value)
+        cleaned: dict[str, Any] = json_safe(out)
+        return cleaned
+
+    def to_json(self, *, indent: int | None = 2) -> str:
+        return json.dumps(self.to_dict(), indent=indent, allow_nan=False)
+
+
+@dataclass(frozen=True)
+class Quantiles(Plain):
+    """A latency's mean and percentiles (ms), each with its 95% CI."""
+
+    mean: float | None = None
+    mean_ci95: CI = None
+    p50: float | None = None
+    p50_ci95: CI = None
+    p95: float | None = None
+    p95_ci95: CI = None
+    p99: float | None = None
+    p99_ci95: CI = None
+
+
+@dataclass(frozen=True)
+class Level(Plain):
+    """A level over the measurement window: its peak and time-weighted mean."""
+
+    peak: float
+    peak_ci95: CI
+    mean: float
+    mean_ci95: CI
+
+
+@dataclass(frozen=True)
+class ThreadLevel(Plain):
+    """Threads alive (peak, mean) and busy with a request (mean, peak)."""
+
+    peak: float
+    peak_ci95: CI
+    mean: float
+    mean_ci95: CI
+    busy_mean: float
+    busy_mean_ci95: CI
+    busy_peak: float
+
+
+@dataclass(frozen=True)
+class MemoryLevel(Plain):
+    """Memory in MiB: resident (user + kernel) peak and mean, reserved virtual,
+    and the user-space and kernel parts (``simlab.footprint``)."""
+
+    peak: float
+    peak_ci95: CI
+    mean: float
+    mean_ci95: CI
+    virtual_peak: float
+    virtual_peak_ci95: CI
+    virtual_mean: float
+    user_peak: float
+    user_peak_ci95: CI
+    user_mean: float
+    kernel_peak: float
+
+
+@dataclass(frozen=True)
+class Stability(Plain):
+    """The offered load of each resource (rho), and why the run is unstable if it is."""
+
+    offered_load: Mapping[str, float]
+    reasons: tuple[str, ...]
+
+
+def _lo_hi(ci: CI) -> tuple[float | None, float | None]:
+    return (ci[0], ci[1]) if ci else (None, None)
+
+
+@dataclass(frozen=True)
+class SimSummary(Plain):
+    """One model's simulated summary: the JSON contract of ``simlab simulate``."""
+
+    model: str
+    engine: str
+    throughput_rps: float
+    throughput_ci95: CI
+    offered_rps: float | None
+    latency_ms: Quantiles
+    queue_delay_ms: Quantiles
+    threads: ThreadLevel
+    memory_mib: MemoryLevel
+    connections: Level
+    in_flight: Level
+    queued: Level
+    cpu_busy_cores: float
+    cpu_utilization: float | None
+    cpu_utilization_ci95: CI
+    requests: int
+    completed: int
+    dropped: int
+    incomplete: int
+    stable: bool
+    stability: Stability
+    warnings: tuple[str, ...]
+    replications: int
+    seed: int
+    duration_s: float
+    warmup_s: float
+    workload: Workload
+    architecture: Architecture
+    platform: Platform
+
+    def to_row(self) -> dict[str, Any]:
+        """One flat row: the columns a sweep, a table or an experiment keeps."""
+        lat, q, th, mem = self.latency_ms, self.queue_delay_ms, self.threads, self.memory_mib
+        row: dict[str, Any] = {"model": self.model, "engine": self.engine}
+        row["throughput_rps"] = self.throughput_rps
+        row["throughput_ci_lo"], row["throughput_ci_hi"] = _lo_hi(self.throughput_ci95)
+        row["offered_rps"] = self.offered_rps
+        for key in ("mean", "p50", "p95", "p99"):
+            row[f"latency_{key}_ms"] = getattr(lat, key)
+        row["latency_mean_ci_lo"], row["latency_mean_ci_hi"] = _lo_hi(lat.mean_ci95)
+        row["latency_p99_ci_lo"], row["latency_p99_ci_hi"] = _lo_hi(lat.p99_ci95)
+        row["queue_delay_mean_ms"], row["queue_delay_p99_ms"] = q.mean, q.p99
+        row["threads_peak"], row["threads_mean"] = th.peak, th.mean
+        row["threads_busy_mean"] = th.busy_mean
+        row["memory_peak_mib"], row["memory_mean_mib"] = mem.peak, mem.mean
+        row["virtual_peak_mib"] = mem.virtual_peak
+        row["memory_user_peak_mib"], row["memory_kernel_peak_mib"] = mem.user_peak, mem.kernel_peak
+        row["connections_peak"] = self.connections.peak
+        row["in_flight_mean"] = self.in_flight.mean
+        row["cpu_utilization"] = self.cpu_utilization
+        for key in ("requests", "completed", "dropped", "incomplete"):
+            row[key] = getattr(self, key)
+        row["stable"] = self.stable
+        row["stability"] = "; ".join(self.stability.reasons)
+        cleaned: dict[str, Any] = json_safe(row)
+        return cleaned
+
+
+@dataclass(frozen=True)
+class HistogramBlock(Plain):
+    """A measured latency from HdrHistogram (ms): mean, percentiles, max, the
+    mean's 95% CI from batch means, and how many requests it holds."""
+
+    mean: float | None = None
+    p50: float | None = None
+    p95: float | None = None
+    p99: float | None = None
+    max: float | None = None
+    mean_ci95: CI = None
+    count: int | None = field(default=None, metadata=OMIT_NONE)
+
+
+@dataclass(frozen=True)
+class MeasuredThreads(Plain):
+    """Threads of the server's process tree (the probe's samples), and busy ones."""
+
+    peak: float | None
+    mean: float | None
+    busy_mean: float
+
+
+@dataclass(frozen=True)
+class MeasuredMemory(Plain):
+    """Memory of the server's process tree (MiB): PSS peak and mean, VMS,
+    RSS and USS peaks, and the machine's kernel memory growth."""
+
+    peak: float | None
+    mean: float | None
+    virtual_peak: float | None
+    rss_peak: float | None
+    uss_peak: float | None
+    kernel_peak: float | None
+
+
+@dataclass(frozen=True)
+class Peak(Plain):
+    peak: float | None
+
+
+@dataclass(frozen=True)
+class SwitchRates(Plain):
+    """Context switches per second of the server's tree."""
+
+    voluntary: float | None
+    involuntary: float | None
+
+
+@dataclass(frozen=True)
+class ConnectionCounts(Plain):
+    """The load generator's connections: opened, failed to open, and open seconds."""
+
+    opened: int
+    failed: int
+    open_seconds: float
+
+
+@dataclass(frozen=True)
+class InFlight(Plain):
+    mean: float
+
+
+@dataclass(frozen=True)
+class Little(Plain):
+    """Little's law checked on a real run: sampled in flight against X x W."""
+
+    in_flight_sampled: float
+    throughput_x_latency: float | None
+    rel_error: float | None
+
+
+@dataclass(frozen=True)
+class MeasuredStability(Plain):
+    reasons: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class SendDelay(Plain):
+    """How late the load generator sent (ms): its own lag, a check on the load."""
+
+    p50: float
+    p99: float
+
+
+@dataclass(frozen=True)
+class MeasuredSummary(Plain):
+    """One real run's summary: the JSON contract of ``simlab measure``."""
+
+    model: str
+    engine: str
+    resembles: str
+    throughput_rps: float
+    throughput_ci95: CI
+    offered_rps: float | None
+    latency_ms: HistogramBlock
+    queue_delay_ms: HistogramBlock
+    service_ms: HistogramBlock
+    threads: MeasuredThreads
+    memory_mib: MeasuredMemory
+    processes: Peak
+    fds: Peak
+    context_switches_per_s: SwitchRates
+    connections: ConnectionCounts
+    in_flight: InFlight
+    little: Little
+    cpu_busy_cores: float
+    cpu_utilization: float | None
+    requests: int
+    completed: int
+    dropped: int
+    incomplete: int
+    errors: Mapping[str, int]
+    stable: bool
+    stability: MeasuredStability
+    send_delay_ms: SendDelay | None = field(default=None, metadata=OMIT_NONE)
+    warnings: tuple[str, ...] = ()
+    workload: Workload | None = None
+    architecture: Architecture | None = None
+    seed: int = 1
+    duration_s: float = 0.0
+    warmup_s: float = 0.0
+    started: str = ""
+    machine: Mapping[str, Any] = field(default_factory=dict)
+    git_revision: str = ""
+    took_s: float = 0.0
+
+    def to_row(self) -> dict[str, Any]:
+        """One flat row, with ``SimSummary.to_row``'s names where the quantity is the same."""
+        lat, q, th, mem = self.latency_ms, self.queue_delay_ms, self.threads, self.memory_mib
+        row: dict[str, Any] = {"model": self.model, "engine": self.engine}
+        row["throughput_rps"] = self.throughput_rps
+        row["throughput_ci_lo"], row["throughput_ci_hi"] = _lo_hi(self.throughput_ci95)
+        row["offered_rps"] = self.offered_rps
+        for key in ("mean", "p50", "p95", "p99"):
+            row[f"latency_{key}_ms"] = getattr(lat, key)
+        row["latency_mean_ci_lo"], row["latency_mean_ci_hi"] = _lo_hi(lat.mean_ci95)
+        row["queue_delay_mean_ms"], row["queue_delay_p99_ms"] = q.mean, q.p99
+        row["threads_peak"], row["threads_mean"] = th.peak, th.mean
+        row["threads_busy_mean"] = th.busy_mean
+        row["memory_peak_mib"], row["memory_mean_mib"] = mem.peak, mem.mean
+        row["virtual_peak_mib"] = mem.virtual_peak
+        row["in_flight_mean"] = self.in_flight.mean
+        row["cpu_utilization"] = self.cpu_utilization
+        for key in ("requests", "completed", "dropped", "incomplete"):
+            row[key] = getattr(self, key)
+        row["stable"] = self.stable
+        row["stability"] = "; ".join(self.stability.reasons)
+        cleaned: dict[str, Any] = json_safe(row)
+        return cleaned

@@ -1,0 +1,152 @@
+"""Random streams and the deal of connections to processes: one layout for every engine.
+
+A replication's ``SeedSequence`` is split into named child streams, always
+in the same order, so that request k gets the same demand whatever the
+architecture (common random numbers across configurations) and whatever the
+engine (the DES and the fast engine draw the same numbers). Adding a stream
+later must append to ``STREAMS``, which leaves the earlier ones unchanged.
+
+Which pre-forked process serves a connection is up to the kernel, and it is
+uneven: round-robin would flatter the design. ``deal`` hashes connection ids
+(splitmix64, salted per replication) onto processes: deterministic for a
+seed, and across replications as uneven as chance. The DES, the fast engine
+and the analytic process shares all call it, so they deal identically.
+"""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass
+
+import numpy as np
+
+__all__ = ["STREAMS", "Deal", "Dealer", "Streams", "deal", "run_salts", "salt_of"]
+
+STREAMS = ("arrival", "connection", "cpu", "io", "think", "slack")
+
+# splitmix64's constants (Steele, Lea and Flood, OOPSLA 2014).
+_GAMMA = np.uint64(0x9E3779B97F4A7C15)
+_MUL1 = np.uint64(0xBF58476D1CE4E5B9)
+_MUL2 = np.uint64(0x94D049BB133111EB)
+
+
+@dataclass(frozen=True)
+class Streams:
+    """One replication's generators, by what they draw."""
+
+    arrival: np.random.Generator  # gaps between open arrivals
+    connection: np.random.Generator  # which connection sends each open arrival
+    cpu: np.random.Generator  # each request's CPU demand
+    io: np.random.Generator  # each backend call's delay
+    think: np.random.Generator  # closed-loop think times
+    slack: np.random.Generator  # the platform's per-call latency on top of the delay
+    salt: int  # the deal of connections to processes
+
+    @classmethod
+    def of(cls, seed: np.random.SeedSequence) -> Streams:
+        arrival, connection, cpu, io, think, slack = (
+            np.random.default_rng(s) for s in seed.spawn(len(STREAMS))
+        )
+        return cls(arrival, connection, cpu, io, think, slack, salt=salt_of(seed))
+
+
+def salt_of(seed: np.random.SeedSequence) -> int:
+    """The deal's salt for a replication: a fresh deal per replication."""
+    return int(seed.generate_state(1, np.uint64)[0])
+
+
+def run_salts(seed: int, replications: int) -> tuple[int, ...]:
+    """The salts of the replications ``simulate(seed=..., replications=...)`` runs."""
+    return tuple(salt_of(s) for s in np.random.SeedSequence(seed).spawn(replications))
+
+
+def deal(keys: np.ndarray, processes: int, salt: int) -> np.ndarray:
+    """The process each key (a connection id, or an accept's index) lands on."""
+    if processes == 1:
+        return np.zeros(len(keys), dtype=np.int64)
+    with np.errstate(over="ignore"):
+        z = (keys.astype(np.uint64) ^ np.uint64(salt)) + _GAMMA
+        z = (z ^ (z >> np.uint64(30))) * _MUL1
+        z = (z ^ (z >> np.uint64(27))) * _MUL2
+        z = z ^ (z >> np.uint64(31))
+    return (z % np.uint64(processes)).astype(np.int64)
+
+
+# Beyond this many connections a process's share is 1/P: the deviation of a
+# hashed share, about sqrt(P/N), is then under 0.2%, and counting a deal of
+# millions would cost more than it tells.
+EXACT_UP_TO = 1_000_000
+
+
+@functools.lru_cache(maxsize=512)
+def _counts(n: int, processes: int, salt: int) -> tuple[int, ...]:
+    dealt = deal(np.arange(n, dtype=np.uint64), processes, salt)
+    return tuple(int(c) for c in np.bincount(dealt, minlength=processes))
+
+
+@dataclass(frozen=True)
+class Deal:
+    """The deals of a set of replications (one salt each), for the analytic side.
+
+    A model's offered load and textbook reduction depend on how many
+    connections its busiest process gets; built from the salts of the
+    replications that will be simulated, they describe the same runs.
+    """
+
+    salts: tuple[int, ...]
+
+    @classmethod
+    def of_run(cls, seed: int = 1, replications: int = 5) -> Deal:
+        return cls(run_salts(seed, replications))
+
+    def counts(self, n: int, processes: int) -> list[tuple[int, ...]]:
+        """Connections per process, one tuple per replication."""
+        if processes == 1:
+            return [(n,)] * len(self.salts)
+        if n > EXACT_UP_TO:
+            even = tuple([n // processes] * processes)
+            return [even] * len(self.salts)
+        return [_counts(n, processes, s) for s in self.salts]
+
+    def shares(self, n: int, processes: int) -> list[list[float]]:
+        """Each process's share of the connections (so of the load), per replication."""
+        if processes == 1:
+            return [[1.0]] * len(self.salts)
+        if n > EXACT_UP_TO:
+            return [[1.0 / processes] * processes] * len(self.salts)
+        return [[c / n for c in counts] for counts in self.counts(n, processes)]
+
+    def busiest(self, n: int, processes: int) -> float:
+        """The largest share any process gets in any replication."""
+        return max(max(s) for s in self.shares(n, processes))
+
+    def busiest_count(self, n: int, processes: int) -> int:
+        """The most connections any process gets in any replication."""
+        if processes > 1 and n > EXACT_UP_TO:
+            return -(-n // processes)
+        return max(max(c) for c in self.counts(n, processes))
+
+
+class Dealer:
+    """The DES's lookup of a connection's process: the shared ``deal``, computed
+    in blocks on first use, so a run over ten million connections pays only
+    for the blocks its requests touch."""
+
+    __slots__ = ("_blocks", "processes", "salt")
+    BLOCK = 1 << 14
+
+    def __init__(self, processes: int, salt: int) -> None:
+        self.processes = processes
+        self.salt = salt
+        self._blocks: dict[int, list[int]] = {}
+
+    def __call__(self, key: int) -> int:
+        if self.processes == 1:
+            return 0
+        b, k = divmod(key, self.BLOCK)
+        block = self._blocks.get(b)
+        if block is None:
+            keys = np.arange(b * self.BLOCK, (b + 1) * self.BLOCK, dtype=np.uint64)
+            block = deal(keys, self.processes, self.salt).tolist()
+            self._blocks[b] = block
+        return block[k]
