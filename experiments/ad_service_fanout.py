@@ -136,11 +136,11 @@ def small_scale(ex: Experiment, calls: int, io_s: float) -> None:
                     reserved_mib=mem.virtual_peak,
                     p50_ms=s.latency_ms.p50,
                     p99_ms=s.latency_ms.p99,
-                    engine=s.get("engine", "real"),
+                    engine=s.engine,
                 )
             print(
-                f"{fanout:10s} {model:13s} real p99 {real['latency_ms']['p99']:9.1f} ms, "
-                f"sim {sim['latency_ms']['p99']:9.1f} ms"
+                f"{fanout:10s} {model:13s} real p99 {real.latency_ms.p99 or float('nan'):9.1f} ms, "
+                f"sim {sim.latency_ms.p99 or float('nan'):9.1f} ms"
             )
 
 

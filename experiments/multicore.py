@@ -102,7 +102,7 @@ def main() -> None:
                     resident_mib=mem.peak + (mem.kernel_peak or 0.0),
                     cpu_utilization=s.cpu_utilization,
                 )
-                print(f"real {model} x{procs}: {s['throughput_rps']:,.0f} req/s")
+                print(f"real {model} x{procs}: {s.throughput_rps:,.0f} req/s")
         _plot(ex)
         _findings(ex)
     print(f"wrote {ex.target}")

@@ -112,7 +112,7 @@ def main() -> None:
                     )
                     print(
                         f"{model:23s} {source:9s} {clients:4d} clients: p99 "
-                        f"{s['latency_ms']['p99'] or float('nan'):8.1f} ms {'ok' if ok else 'X'}"
+                        f"{s.latency_ms.p99 or float('nan'):8.1f} ms {'ok' if ok else 'X'}"
                     )
                     if not ok:
                         break  # more clients only make it worse

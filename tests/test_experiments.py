@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 
 import pandas as pd
+import psutil
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -33,7 +34,7 @@ def run(name: str, out: Path) -> pd.DataFrame:
     df = pd.read_csv(out / "results.csv")
     for col in ("experiment", "seed", "git_revision", "machine"):
         assert col in df.columns
-    assert not list(out.parent.glob(f".{out.name}.*")), "a temporary folder was left behind"
+    assert not list(out.parent.glob(f".{name}.*")), "a temporary folder was left behind"
     return df
 
 
@@ -79,28 +80,32 @@ def test_coordinated_omission(tmp_path: Path) -> None:
     assert df.loc[("open", False), "p99_ms"] < 100
 
 
+@pytest.mark.real  # it interrupts an experiment that runs real servers
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
 def test_an_interrupted_experiment_leaves_nothing(tmp_path: Path, sig: int) -> None:
-    out = tmp_path / "io"
+    # The coordinated-omission experiment runs real servers for a while: it is
+    # interrupted once its temporary folder exists (not before, or "nothing
+    # left behind" would hold of a script that never started), servers and all.
+    out = tmp_path / "co"
     proc = subprocess.Popen(
-        [sys.executable, str(EXPERIMENTS / "business_io_growth.py"), "--out", str(out)],
+        [sys.executable, str(EXPERIMENTS / "coordinated_omission.py"), "--out", str(out)],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
-    # Interrupt it mid-run: once its temporary folder exists, and not before,
-    # or "nothing left behind" would hold of a script that never started.
+    before = {p.pid for p in psutil.Process().children(recursive=True)}
     deadline = time.monotonic() + 60
-    while not list(tmp_path.glob(".io.*")) and time.monotonic() < deadline:
+    while not list(tmp_path.glob(".coordinated_omission.*")) and time.monotonic() < deadline:
         assert proc.poll() is None, "the experiment ended before it could be interrupted"
-        time.sleep(0.05)
-    assert list(tmp_path.glob(".io.*")), "the experiment never started writing"
-    time.sleep(0.5)  # into its work
+        time.sleep(0.02)
+    assert list(tmp_path.glob(".coordinated_omission.*")), "the experiment never started writing"
     assert proc.poll() is None, "the experiment finished before it could be interrupted"
     os.kill(proc.pid, sig)
     proc.wait(timeout=60)
     assert proc.returncode != 0
     assert not out.exists()
-    assert not list(tmp_path.glob(".io.*"))
+    assert not list(tmp_path.glob(".coordinated_omission.*"))
+    left = {p.pid for p in psutil.Process().children(recursive=True)} - before - {proc.pid}
+    assert not left, f"processes left behind: {left}"
 
 
 @pytest.mark.real  # it starts real servers on loopback
