@@ -120,7 +120,8 @@ def small_scale(ex: Experiment, calls: int, io_s: float) -> None:
             ).summary
             for source, s in (("measured", real), ("simulated", sim)):
                 mem = s.memory_mib
-                resident = mem.peak + ((mem.kernel_peak or 0.0) if source == "measured" else 0.0)
+                # Resident = user + kernel on both sides (the server's own kernel memory).
+                resident = mem.peak
                 ex.add(
                     scale="small (this machine)",
                     source=source,

@@ -96,7 +96,7 @@ def real(ex: Experiment, counts: tuple[int, ...]) -> None:
                 threads=s.threads.peak,
                 # PSS of the process tree plus what the kernel holds for it
                 # (socket buffers, thread structures): what the machine must have.
-                resident_mib=mem.peak + (mem.kernel_peak or 0.0),
+                resident_mib=mem.peak,  # user (PSS) + the server's own kernel memory
                 reserved_mib=mem.virtual_peak,
                 stable=s.stable,
             )

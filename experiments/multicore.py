@@ -99,7 +99,7 @@ def main() -> None:
                     throughput_rps=s.throughput_rps,
                     p50_ms=s.latency_ms.p50,
                     threads=s.threads.peak,
-                    resident_mib=mem.peak + (mem.kernel_peak or 0.0),
+                    resident_mib=mem.peak,  # user (PSS) + the server's own kernel memory
                     cpu_utilization=s.cpu_utilization,
                 )
                 print(f"real {model} x{procs}: {s.throughput_rps:,.0f} req/s")

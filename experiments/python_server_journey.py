@@ -85,7 +85,7 @@ def main() -> None:
                             )
                         ).summary
                         mem = s.memory_mib
-                        resident = mem.peak + (mem.kernel_peak or 0.0)
+                        resident = mem.peak  # user (PSS) + the server's own kernel memory
                     else:
                         s = simlab.simulate(
                             model,

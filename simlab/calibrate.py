@@ -293,7 +293,7 @@ def _structure(results: list[tuple[Run, dict[str, Any]]]) -> dict[str, dict[str,
         entry["connections"].append(run.workload.connections)
         entry["threads"].append(s["threads"]["peak"])
         entry["processes"].append(s["processes"]["peak"])
-        entry["memory_mib"].append(s["memory_mib"]["peak"])
+        entry["memory_mib"].append(s["memory_mib"]["peak"])  # PSS (as kept: user)
     return out
 
 
@@ -307,7 +307,7 @@ KEPT = {
     "service_p99_ms": ("service_ms", "p99"),
     "queue_p50_ms": ("queue_delay_ms", "p50"),
     "queue_p99_ms": ("queue_delay_ms", "p99"),
-    "pss_peak_mib": ("memory_mib", "peak"),
+    "pss_peak_mib": ("memory_mib", "user_peak"),
     "threads_peak": ("threads", "peak"),
     "processes_peak": ("processes", "peak"),
     "connections_opened": ("connections", "opened"),
@@ -456,8 +456,8 @@ def _profile(
     measured = "from simlab measure memory (slope between two sizes)"
     params["thread_kernel_kib"] = {"value": max(0.0, units["thread"]["kernel"]), "note": measured}
     params["connection_kernel_kib"] = {
-        "value": max(0.0, units["connection"]["kernel"] / 2),
-        "note": measured + "; half: the client end is on loopback too",
+        "value": max(0.0, units["connection"]["kernel"]),
+        "note": measured + " (the server's end only: " + memory.get("kernel_method", "") + ")",
     }
     params["fork_kernel_kib"] = {
         "value": max(units["fork"]["kernel"], units["thread"]["kernel"]),

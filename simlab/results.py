@@ -226,15 +226,21 @@ class MeasuredThreads(Plain):
 
 @dataclass(frozen=True)
 class MeasuredMemory(Plain):
-    """Memory of the server's process tree (MiB): PSS peak and mean, VMS,
-    RSS and USS peaks, and the machine's kernel memory growth."""
+    """Memory of the server (MiB), with ``MemoryLevel``'s meanings: resident =
+    user + kernel (``peak``, ``mean``: their sum sample by sample); user =
+    the process tree's PSS; kernel = the server's own kernel memory (its
+    memory cgroup, ``simlab.real.kernel``; None where it cannot be
+    measured); reserved virtual = the tree's VMS. RSS and USS for reference."""
 
     peak: float | None
     mean: float | None
     virtual_peak: float | None
+    user_peak: float | None
+    user_mean: float | None
+    kernel_peak: float | None
+    kernel_mean: float | None
     rss_peak: float | None
     uss_peak: float | None
-    kernel_peak: float | None
 
 
 @dataclass(frozen=True)
@@ -343,6 +349,7 @@ class MeasuredSummary(Plain):
         row["threads_busy_mean"] = th.busy_mean
         row["memory_peak_mib"], row["memory_mean_mib"] = mem.peak, mem.mean
         row["virtual_peak_mib"] = mem.virtual_peak
+        row["memory_user_peak_mib"], row["memory_kernel_peak_mib"] = mem.user_peak, mem.kernel_peak
         row["in_flight_mean"] = self.in_flight.mean
         row["cpu_utilization"] = self.cpu_utilization
         for key in ("requests", "completed", "dropped", "incomplete"):

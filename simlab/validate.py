@@ -149,7 +149,7 @@ def _measured(case: Case, seed: int) -> dict[str, Any]:
         "throughput_rps": s.throughput_rps,
         "latency_p50": s.latency_ms.p50,
         "latency_p99": s.latency_ms.p99,
-        "memory_peak": s.memory_mib.peak,
+        "memory_peak": s.memory_mib.user_peak,
         "threads_peak": s.threads.peak,
         "_stable": s.stable,
         "_offered": s.offered_rps,

@@ -363,7 +363,7 @@ def memory_command(args: argparse.Namespace) -> int:
         title=f"memory per unit, KiB (slope between {args.sizes[0]:,} and {args.sizes[1]:,})",
         title_justify="left",
     )
-    for col in ("unit", "RSS", "USS (private)", "PSS", "virtual", "kernel (machine)"):
+    for col in ("unit", "RSS", "USS (private)", "PSS", "virtual", "kernel (own)"):
         t.add_column(col, justify="left" if col == "unit" else "right")
     names = {
         "thread": "idle thread (blocked in recv)",

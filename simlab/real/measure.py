@@ -16,10 +16,11 @@ How each number is obtained:
 - threads, fds, processes: the probe's samples of the process tree;
 - threads busy: throughput x mean service time (Little's law) for threaded
   servers; for async, loops busy = the tree's CPU seconds per second;
-- resident memory: the tree's PSS (shared pages split, so forks are not
-  double counted); reserved virtual: the tree's VMS; kernel: the machine's
-  slab + kernel stacks + page tables above their level before the run
-  (this includes the load generator's and backend's sockets);
+- memory, with the simulation's meanings: user = the tree's PSS (shared
+  pages split, so forks are not double counted); kernel = the server's own
+  kernel memory, from the memory cgroup it runs in (``simlab.real.kernel``:
+  its threads, sockets and page tables, not the load generator's or the
+  backend's); resident = user + kernel; reserved virtual = the tree's VMS;
 - in flight: the load generator's own count, sampled every 10 ms, which
   lets Little's law be checked against throughput x mean latency.
 """
@@ -44,6 +45,7 @@ from simlab.params import Architecture, Workload
 from simlab.paths import measurements_dir
 from simlab.provenance import atomic_write_json, git_revision, machine, utc_stamp
 from simlab.real import loadgen, peers
+from simlab.real.kernel import KernelAccount
 from simlab.real.limits import check_fits, raise_fd_limit
 from simlab.real.options import SERVER_MODELS
 from simlab.real.probe import Probe
@@ -155,7 +157,9 @@ def _estimate_fit(opts: MeasureOptions) -> None:
     )
 
 
-def _start_server(opts: MeasureOptions, backend_port: int) -> Managed:
+def _start_server(
+    opts: MeasureOptions, backend_port: int, preexec: Callable[[], None] | None
+) -> Managed:
     a = opts.architecture
     if opts.target in peers.PEERS:
         port = free_port()
@@ -166,6 +170,7 @@ def _start_server(opts: MeasureOptions, backend_port: int) -> Managed:
             env={"SIMLAB_BACKEND_PORT": str(backend_port)},
             ready_line=False,
             name=opts.target,
+            preexec=preexec,
         )
         server.port = port
         try:
@@ -199,7 +204,7 @@ def _start_server(opts: MeasureOptions, backend_port: int) -> Managed:
         argv.append("--uvloop")
     if opts.parser != "h11":
         argv += ["--parser", opts.parser]
-    return Managed(argv, name=opts.target)
+    return Managed(argv, name=opts.target, preexec=preexec)
 
 
 def measure(opts: MeasureOptions, progress: Callable[[str], None] | None = None) -> Measurement:
@@ -224,6 +229,7 @@ def measure(opts: MeasureOptions, progress: Callable[[str], None] | None = None)
     )
     started = utc_stamp()
     errors: list[str] = []
+    warnings: list[str] = []
     # Everything started is stopped in reverse order on every exit path,
     # Ctrl-C and SIGTERM (turned into KeyboardInterrupt by the CLI) included.
     with contextlib.ExitStack() as stack:
@@ -232,9 +238,15 @@ def measure(opts: MeasureOptions, progress: Callable[[str], None] | None = None)
             Managed([python(), "-m", "simlab.real.backend"], name="backend")
         )
         say(f"starting {opts.target}")
-        server = _start_server(opts, backend.port)
+        # The server's own kernel memory: a memory cgroup it joins at its start.
+        account, no_account = KernelAccount.create()
+        if account is not None:
+            stack.callback(account.close)
+        else:
+            warnings.append(f"kernel memory not measured: {no_account}")
+        server = _start_server(opts, backend.port, account.preexec if account else None)
         stack.callback(lambda: errors.append(server.stop()))
-        probe = Probe(server.pid)
+        probe = Probe(server.pid, account=account, port=server.port)
         probe.start()
         stack.callback(probe.stop)
         window = f"{opts.warmup:g} s warm-up, {opts.duration:g} s measured"
@@ -244,7 +256,8 @@ def measure(opts: MeasureOptions, progress: Callable[[str], None] | None = None)
     port_left = not port_is_free(server.port)
     if port_left:
         raise RunFailed(f"port {server.port} still accepts connections after the server stopped")
-    warnings = [f"server stderr: {server_err.strip()[-300:]}"] if server_err.strip() else []
+    if server_err.strip():
+        warnings.append(f"server stderr: {server_err.strip()[-300:]}")
     summary = _summary(opts, report, probe, started, warnings)
     if not opts.save:
         return Measurement(summary)
@@ -369,12 +382,15 @@ def _summary(
         service_ms=service,
         threads=MeasuredThreads(stat("threads", "peak"), stat("threads", "mean"), busy),
         memory_mib=MeasuredMemory(
-            peak=stat("pss_mib", "peak"),
-            mean=stat("pss_mib", "mean"),
+            peak=stat("memory_mib", "peak"),
+            mean=stat("memory_mib", "mean"),
             virtual_peak=stat("vms_mib", "peak"),
+            user_peak=stat("pss_mib", "peak"),
+            user_mean=stat("pss_mib", "mean"),
+            kernel_peak=stat("kernel_mib", "peak"),
+            kernel_mean=stat("kernel_mib", "mean"),
             rss_peak=stat("rss_mib", "peak"),
             uss_peak=stat("uss_mib", "peak"),
-            kernel_peak=stat("kernel_mib", "peak"),
         ),
         processes=Peak(stat("processes", "peak")),
         fds=Peak(stat("fds", "peak")),
