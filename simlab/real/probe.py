@@ -44,6 +44,8 @@ FIELDS = (
 )
 MIB = 2**20
 FULL_COST_RATIO = 50  # wall time between PSS samples / time one takes
+# ... but never longer than this apart, so that a short window holds fresh ones.
+FULL_MAX_GAP_S = 1.0
 
 
 def kernel_kib() -> float:
@@ -99,7 +101,7 @@ class Probe(threading.Thread):
                 # Reading smaps for hundreds of processes costs real CPU on a
                 # machine the server shares: keep it under about 2% of a core.
                 spent = time.monotonic() - t0
-                next_full = t0 + max(self.interval, FULL_COST_RATIO * spent)
+                next_full = t0 + min(FULL_MAX_GAP_S, max(self.interval, FULL_COST_RATIO * spent))
             self._halt.wait(self.interval)
 
     def stop(self) -> None:
@@ -135,7 +137,7 @@ class Probe(threading.Thread):
             except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
                 continue
         if full:
-            accepted = accepted_sockets((p.pid for p in procs), self.port) if self.port else 0
+            accepted = accepted_sockets(self.port) if self.port else 0
             self._last_full = (pss, uss, accepted)
         v["pss_mib"], v["uss_mib"], accepted = self._last_full
         v["kernel_mib"] = NAN
