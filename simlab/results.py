@@ -23,6 +23,7 @@ __all__ = [
     "ConnectionCounts",
     "HistogramBlock",
     "InFlight",
+    "LabCpu",
     "Level",
     "Little",
     "MeasuredMemory",
@@ -280,6 +281,15 @@ class Little(Plain):
 
 
 @dataclass(frozen=True)
+class LabCpu(Plain):
+    """CPU the lab's own processes used beside the server (on the same cores):
+    the load generator per request sent, the backend per call made (us)."""
+
+    client_us_per_request: float | None
+    backend_us_per_call: float | None
+
+
+@dataclass(frozen=True)
 class MeasuredStability(Plain):
     reasons: tuple[str, ...]
 
@@ -315,6 +325,7 @@ class MeasuredSummary(Plain):
     little: Little
     cpu_busy_cores: float
     cpu_utilization: float | None
+    lab_cpu: LabCpu
     requests: int
     completed: int
     dropped: int

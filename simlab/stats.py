@@ -11,7 +11,7 @@ import math
 
 import numpy as np
 
-__all__ = ["ci95", "t975"]
+__all__ = ["bootstrap_ci", "ci95", "t975"]
 
 
 def t975(dof: int) -> float:
@@ -35,3 +35,24 @@ def ci95(values: list[float] | np.ndarray) -> list[float] | None:
     half = t975(len(x) - 1) * float(x.std(ddof=1)) / math.sqrt(len(x))
     m = float(x.mean())
     return [m - half, m + half]
+
+
+def bootstrap_ci(
+    values: list[float] | np.ndarray, *, resamples: int = 10_000, seed: int = 0
+) -> list[float] | None:
+    """95% percentile-bootstrap interval for the mean of a few independent values.
+
+    The values are resampled with replacement ``resamples`` times and the
+    interval is the 2.5th and 97.5th percentiles of the resampled means
+    (Efron and Tibshirani 1993, ch. 13). With three values it can only be as
+    wide as their range allows: it says how far repeated real runs spread,
+    not a guarantee of coverage. None with fewer than two finite values.
+    """
+    x = np.asarray(values, dtype=np.float64)
+    x = x[np.isfinite(x)]
+    if len(x) < 2:
+        return None
+    rng = np.random.default_rng(seed)
+    means = x[rng.integers(0, len(x), (resamples, len(x)))].mean(axis=1)
+    lo, hi = np.percentile(means, [2.5, 97.5])
+    return [float(lo), float(hi)]

@@ -54,6 +54,7 @@ from simlab.results import (
     ConnectionCounts,
     HistogramBlock,
     InFlight,
+    LabCpu,
     Little,
     MeasuredMemory,
     MeasuredStability,
@@ -246,7 +247,7 @@ def measure(opts: MeasureOptions, progress: Callable[[str], None] | None = None)
             warnings.append(f"kernel memory not measured: {no_account}")
         server = _start_server(opts, backend.port, account.preexec if account else None)
         stack.callback(lambda: errors.append(server.stop()))
-        probe = Probe(server.pid, account=account, port=server.port)
+        probe = Probe(server.pid, account=account, port=server.port, neighbours=(backend.pid,))
         probe.start()
         stack.callback(probe.stop)
         window = f"{opts.warmup:g} s warm-up, {opts.duration:g} s measured"
@@ -410,6 +411,7 @@ def _summary(
         ),
         cpu_busy_cores=cpu_busy,
         cpu_utilization=cpu_busy / cores if math.isfinite(cpu_busy) else None,
+        lab_cpu=_lab_cpu(r, p, opts),
         requests=r["measured"],
         completed=completed,
         dropped=dropped,
@@ -428,6 +430,22 @@ def _summary(
         machine=machine(),
         git_revision=git_revision(),
         took_s=time.time() - window[0] + opts.warmup,
+    )
+
+
+def _lab_cpu(r: dict[str, Any], p: dict[str, Any], opts: MeasureOptions) -> LabCpu:
+    """The load generator's CPU per request sent and the backend's per call, in the window."""
+    sent = r["measured"]
+    client = r.get("cpu_s_window")
+    backend_rate = p.get("lab_cpu_s", {}).get("rate")
+    calls = sent * opts.workload.calls
+    return LabCpu(
+        client_us_per_request=client / sent * 1e6 if client is not None and sent else None,
+        backend_us_per_call=(
+            backend_rate * opts.duration / calls * 1e6
+            if backend_rate is not None and calls
+            else None
+        ),
     )
 
 

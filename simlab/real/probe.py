@@ -41,6 +41,7 @@ FIELDS = (
     "cpu_s",
     "kernel_mib",
     "memory_mib",
+    "lab_cpu_s",
 )
 MIB = 2**20
 FULL_COST_RATIO = 50  # wall time between PSS samples / time one takes
@@ -77,6 +78,7 @@ class Probe(threading.Thread):
         *,
         account: KernelAccount | None = None,
         port: int = 0,
+        neighbours: tuple[int, ...] = (),
     ) -> None:
         super().__init__(daemon=True, name="probe")
         self.root = psutil.Process(pid)
@@ -87,6 +89,8 @@ class Probe(threading.Thread):
         self.account = account
         self.port = port
         self.tcp_kib = tcp_object_kib()
+        # Other lab processes on the same cores (the backend): their CPU only.
+        self.neighbours = [psutil.Process(p) for p in neighbours]
 
     def run(self) -> None:
         next_full = 0.0
@@ -147,6 +151,10 @@ class Probe(threading.Thread):
                 kib = self.account.kernel_kib() + accepted * self.tcp_kib
                 v["kernel_mib"] = kib / 1024
         v["memory_mib"] = v["pss_mib"] + v["kernel_mib"]
+        for n in self.neighbours:
+            with contextlib.suppress(psutil.NoSuchProcess, psutil.AccessDenied):
+                cpu = n.cpu_times()
+                v["lab_cpu_s"] += cpu.user + cpu.system
         return ProbeSample(time.time(), v)
 
     def summary(self, window: tuple[float, float]) -> dict[str, dict[str, float]]:
@@ -164,7 +172,7 @@ class Probe(threading.Thread):
             out[key] = {"peak": float(seen.max()), "mean": float(seen.mean())}
         if len(inside) >= 2:
             dt = inside[-1].time - inside[0].time
-            for key in ("cpu_s", "ctx_voluntary", "ctx_involuntary"):
+            for key in ("cpu_s", "ctx_voluntary", "ctx_involuntary", "lab_cpu_s"):
                 rate = (inside[-1].values[key] - inside[0].values[key]) / dt if dt > 0 else 0.0
                 out[key]["rate"] = rate
         return out
