@@ -7,7 +7,7 @@ counts. Both take the per-unit costs from ``unit_costs``:
 ======================  =========================  ======================  ==========
 unit                    user (in the process)      kernel                  reserved
 ======================  =========================  ======================  ==========
-process (the server)    process_kib
+process (the server)    process_kib                process_kernel_kib
 touched (a fork that    fork_touched_kib
   has served: its
   copy-on-write growth)
@@ -44,7 +44,7 @@ UNITS = ("process", "touched", "fork", "thread", "connection", "task", "backend_
 def unit_costs(p: Platform) -> dict[str, tuple[float, float, float]]:
     """(user, kernel, reserved) KiB of one of each unit on platform ``p``."""
     return {
-        "process": (p.process_kib, 0.0, 0.0),
+        "process": (p.process_kib, p.process_kernel_kib, 0.0),
         "touched": (p.fork_touched_kib, 0.0, 0.0),
         "fork": (p.fork_kib - p.thread_kib, p.fork_kernel_kib - p.thread_kernel_kib, 0.0),
         "thread": (p.thread_kib, p.thread_kernel_kib, p.stack_kib),

@@ -226,8 +226,23 @@ class Platform:
       task_us            creating a task or coroutine per request (async)
       parse_us           parsing a request and writing its response
       call_us            issuing one backend call and reading its answer
+      gil_interval_us    CPython's switch interval (``sys.getswitchinterval()``,
+                         5 ms): a thread that wants the GIL asks the holder to
+                         drop it after this long, so a phase longer than it
+                         runs in slices while others wait; 0 means a phase
+                         keeps the GIL to its end
     ``cores`` None means unlimited; ``gil`` lets one thread per process run
     Python at a time.
+
+    Kernel memory of the server process itself (KiB): ``process_kernel_kib``,
+    its page tables and the kernel's own structures for it, what its memory
+    cgroup holds before any thread or connection is added.
+
+    The lab's neighbours (microseconds of CPU on the machine's cores, outside
+    the server): ``client_cpu_us`` per request sent by a load generator on
+    the same machine, ``backend_cpu_us`` per backend call served by a backend
+    on it. Zero for a server with its machine to itself; calibration measures
+    them so that validation can simulate the lab as it ran.
     """
 
     name: str = "custom"
@@ -257,6 +272,10 @@ class Platform:
     task_us: float = 9.0
     parse_us: float = 37.0
     call_us: float = 18.5
+    gil_interval_us: float = 0.0
+    process_kernel_kib: float = 0.0
+    client_cpu_us: float = 0.0
+    backend_cpu_us: float = 0.0
 
     def __post_init__(self) -> None:
         _require(isinstance(self.name, str) and bool(self.name), "platform name must be set")
