@@ -3,14 +3,14 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
-CHECKED := simlab tests benchmarks experiments app.py
+CHECKED := simlab tests benchmarks experiments app.py docs
 
-.PHONY: run compare test lint format bench bench-wrk profile clean browser experiments
+.PHONY: run compare test lint docs format bench bench-wrk profile clean browser experiments
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev,bench]'
+	$(BIN)/python -m pip install --quiet -e '.[dev,bench,docs]'
 	@touch $(STAMP)
 
 ## The main job: the dashboard on http://127.0.0.1:8501 (Ctrl-C stops it).
@@ -22,8 +22,8 @@ run: $(STAMP)
 compare: $(STAMP)
 	$(BIN)/simlab compare
 
-## Lint, types and the whole test suite (the browser test needs chromium).
-test: $(STAMP) lint browser
+## Lint, types, the documentation and the whole test suite (the browser test needs chromium).
+test: $(STAMP) lint docs browser
 	$(BIN)/pytest
 
 ## Every experiment at full scale (writes data/experiments/<name>/).
@@ -45,6 +45,13 @@ browser:
 		fi; \
 	fi
 
+## The documentation site in site/ (MkDocs, strict: any warning fails the build).
+## docs/cli.md's reference part is regenerated from the parser first (committed).
+## NO_MKDOCS_2_WARNING silences a banner Material prints on every build.
+docs: $(STAMP)
+	$(BIN)/python docs/gen_cli.py
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict
+
 lint: $(STAMP)
 	$(BIN)/ruff check $(CHECKED)
 	$(BIN)/ruff format --check $(CHECKED)
@@ -64,7 +71,7 @@ profile: $(STAMP)
 	$(BIN)/python benchmarks/profile_hot_path.py
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis build *.egg-info
+	rm -rf $(VENV) site .pytest_cache .mypy_cache .ruff_cache .hypothesis build *.egg-info
 
 ## simlab's load generator against wrk (needs: apt-get install wrk).
 bench-wrk: $(STAMP)
