@@ -149,6 +149,18 @@ def _peer_idle(extras: dict[str, Any], target: str, processes: int) -> tuple[flo
     return line(peer["threads"]), line(peer["memory_mib"])
 
 
+def lab_platform(platform: Platform, extras: dict[str, Any]) -> Platform:
+    """The platform as the lab ran it: with the load generator's and the
+    backend's CPU on the same cores, as calibration measured them."""
+    lab = extras.get("lab", {})
+    changes = {
+        key: float(lab[key]["value"])
+        for key in ("client_cpu_us", "backend_cpu_us")
+        if isinstance(lab.get(key), dict) and lab[key].get("value") is not None
+    }
+    return platform.with_(**changes)
+
+
 def _simulate(case: Case, platform: Platform, seed: int) -> SimSummary:
     model = RESEMBLES.get(case.target, case.target)
     return simulate(
@@ -260,8 +272,8 @@ def validate(
     (with replications); write the report; return rows and summary."""
     if not (isinstance(repeats, int) and repeats >= 1):
         raise UserError(f"repeats(={repeats!r}) must be an integer >= 1")
-    platform = load_platform(platform_spec)
     extras = _profile_extras(platform_spec)
+    platform = lab_platform(load_platform(platform_spec), extras)
     plan = cases if cases is not None else held_out(quick)
     tick = progress or (lambda _l, _k, _n: None)
     rows: list[dict[str, Any]] = []

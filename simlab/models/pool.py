@@ -197,9 +197,7 @@ class Cpu:
             self.active[process] -= 1
         return duration, started
 
-    def _sliced(
-        self, gil: Pool, duration: float, core: int
-    ) -> Generator[simpy.Event, Any, int]:
+    def _sliced(self, gil: Pool, duration: float, core: int) -> Generator[simpy.Event, Any, int]:
         """Run ``duration`` of CPU holding ``gil`` in switch-interval slices,
         handing the GIL (and the core) over whenever another thread waits for
         it; returns the core held at the end."""
