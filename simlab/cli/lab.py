@@ -35,6 +35,14 @@ def _targets() -> tuple[str, ...]:
 
 def add_commands(sub: argparse._SubParsersAction[options.Parser]) -> None:
     targets = _targets()
+    _add_serve(sub)
+    _add_measure(sub, targets)
+    _add_calibrate(sub)
+    _add_validate(sub)
+    _add_usl(sub, targets)
+
+
+def _add_serve(sub: argparse._SubParsersAction[options.Parser]) -> None:
     srv = sub.add_parser("serve", help="run one real server in the foreground")
     srv.add_argument(
         "model",
@@ -54,6 +62,8 @@ def add_commands(sub: argparse._SubParsersAction[options.Parser]) -> None:
     _server_knobs(srv)
     srv.set_defaults(run=serve_command)
 
+
+def _add_measure(sub: argparse._SubParsersAction[options.Parser], targets: tuple[str, ...]) -> None:
     mea = sub.add_parser("measure", help="measure a real server under load (or 'memory')")
     mea.add_argument(
         "target",
@@ -107,6 +117,8 @@ def add_commands(sub: argparse._SubParsersAction[options.Parser]) -> None:
     lab.add_argument("--out", type=Path, help="directory for the saved run")
     mea.set_defaults(run=measure_command)
 
+
+def _add_calibrate(sub: argparse._SubParsersAction[options.Parser]) -> None:
     cal = sub.add_parser("calibrate", help="fit a platform profile to real runs on this machine")
     cal.add_argument(
         "--name",
@@ -123,17 +135,27 @@ def add_commands(sub: argparse._SubParsersAction[options.Parser]) -> None:
     cal.add_argument("--json", action="store_true", help="print the profile as JSON")
     cal.set_defaults(run=calibrate_command)
 
+
+def _add_validate(sub: argparse._SubParsersAction[options.Parser]) -> None:
     val = sub.add_parser("validate", help="held-out real runs against the calibrated simulation")
     val.add_argument(
         "--platform", default="cpython", help="profile name or file to validate (default cpython)"
     )
-    val.add_argument("--quick", action="store_true", help="a smaller grid (about 3 minutes)")
+    val.add_argument("--quick", action="store_true", help="a smaller grid (about 4 minutes)")
+    val.add_argument(
+        "--repeats",
+        type=options.positive_int,
+        default=3,
+        help="real runs of each case, for the measured noise (default 3)",
+    )
     val.add_argument("--json", action="store_true", help="print rows and summary as JSON")
     val.add_argument(
         "--out", type=Path, help="directory for the report (default $SIMLAB_DATA/validation/)"
     )
     val.set_defaults(run=validate_command)
 
+
+def _add_usl(sub: argparse._SubParsersAction[options.Parser], targets: tuple[str, ...]) -> None:
     usl = sub.add_parser("usl", help="fit the Universal Scalability Law to closed-loop real runs")
     usl.add_argument(
         "target", type=options.choice("TARGET", targets), metavar="TARGET", help=", ".join(targets)
@@ -420,37 +442,63 @@ def calibrate_command(args: argparse.Namespace) -> int:
 
 
 def validate_command(args: argparse.Namespace) -> int:
-    from simlab.validate import GOALS, validate  # noqa: PLC0415
+    from simlab.validate import METRICS, validate  # noqa: PLC0415
 
     _platform(args.platform)
     with steps("validating") as tick:
-        result = validate(args.platform, quick=args.quick, out_dir=args.out, progress=tick)
+        result = validate(
+            args.platform,
+            quick=args.quick,
+            repeats=args.repeats,
+            out_dir=args.out,
+            progress=tick,
+        )
     if args.json:
         print_json({"rows": result["rows"], "summary": result["summary"]})
         return 0
     out = console()
     t = Table(title="held-out configurations: predicted vs measured", title_justify="left")
-    for col in ("model", "config", "metric", "predicted", "measured", "error"):
+    for col in ("model", "config", "metric", "predicted", "measured", "error", "noise", "counts"):
         t.add_column(col, justify="left" if col in ("model", "config", "metric") else "right")
     for r in result["rows"]:
-        err = "-" if r["rel_error"] is None else f"{r['rel_error']:.1%}"
         t.add_row(
-            r["model"], r["config"], r["metric"], _num(r["predicted"]), _num(r["measured"]), err
+            r["model"],
+            r["config"],
+            r["metric"],
+            _num(r["predicted"]),
+            _num(r["measured"]),
+            _pct(r["rel_error"]),
+            _pct(r["noise"]),
+            "yes" if r["evidence"] else "no",
         )
     out.print(t)
-    s = Table(title="median absolute relative error", title_justify="left")
-    for col in ("metric", "error", "goal", "met"):
-        s.add_column(col)
-    for metric, value in result["summary"].items():
-        met = value is not None and value <= GOALS[metric]
-        s.add_row(
-            metric,
-            "-" if value is None else f"{value:.1%}",
-            f"{GOALS[metric]:.0%}",
-            "[green]yes[/]" if met else "[red]no[/]",
-        )
+    s = Table(title="median (worst) error per model, evidence only", title_justify="left")
+    s.add_column("model")
+    for metric in METRICS:
+        s.add_column(metric, justify="right")
+    for model, per in result["summary"]["models"].items():
+        cells = []
+        for metric in METRICS:
+            v = per[metric]
+            if v["median"] is None:
+                cells.append("-")
+                continue
+            colour = "green" if v["met"] else "red"
+            cells.append(f"[{colour}]{v['median']:.1%}[/] ({v['worst']:.0%})")
+        s.add_row(model, *cells)
     out.print(s)
+    g = Table(title="goals: median error over every model", title_justify="left")
+    for col in ("metric", "median", "goal", "met"):
+        g.add_column(col)
+    for metric, v in result["summary"]["metrics"].items():
+        met = "-" if v["met"] is None else ("[green]yes[/]" if v["met"] else "[red]no[/]")
+        g.add_row(metric, _pct(v["median"]), f"{v['goal']:.0%}", met)
+    out.print(g)
     return 0
+
+
+def _pct(x: float | None) -> str:
+    return "-" if x is None else f"{x:.1%}"
 
 
 def _num(x: Any) -> str:
