@@ -47,6 +47,7 @@ from simlab.provenance import atomic_write_json, git_revision, machine, utc_stam
 from simlab.real import loadgen, peers
 from simlab.real.kernel import KernelAccount
 from simlab.real.limits import check_fits, raise_fd_limit
+from simlab.real.lock import exclusive
 from simlab.real.options import SERVER_MODELS
 from simlab.real.probe import Probe
 from simlab.real.processes import Managed, free_port, port_is_free, python, wait_listening
@@ -233,7 +234,8 @@ def measure(opts: MeasureOptions, progress: Callable[[str], None] | None = None)
     warnings: list[str] = []
     # Everything started is stopped in reverse order on every exit path,
     # Ctrl-C and SIGTERM (turned into KeyboardInterrupt by the CLI) included.
-    with contextlib.ExitStack() as stack:
+    # One real run at a time: they share the machine's cores.
+    with exclusive(say), contextlib.ExitStack() as stack:
         say("starting the backend")
         backend = stack.enter_context(
             Managed([python(), "-m", "simlab.real.backend"], name="backend")
