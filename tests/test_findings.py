@@ -1,0 +1,157 @@
+"""Findings from data only: the rules in ``simlab.findings``, and every experiment's
+``findings()`` run on its committed results.csv and on a doctored copy in which the
+evidence is reversed, where the sentence that states it must flip.
+
+Fast: no servers, no simulation; the scripts are imported as modules (importing
+one does not run it)."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import math
+import sys
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from simlab import findings as rules
+from simlab.experiment import Experiment, findings_header, rewrite_findings
+
+ROOT = Path(__file__).resolve().parents[1]
+EXPERIMENTS = ROOT / "experiments"
+COMMITTED = ROOT / "data" / "experiments"
+CLIENT_END_KIB = 3.9  # one end of a loopback connection, fixed so no profile moves it
+
+
+def script(name: str) -> ModuleType:
+    """An experiment script as a module, without running it."""
+    module_name = f"experiment_{name}"
+    if module_name in sys.modules:
+        return sys.modules[module_name]
+    spec = importlib.util.spec_from_file_location(module_name, EXPERIMENTS / f"{name}.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[module_name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def committed(name: str) -> pd.DataFrame:
+    return pd.read_csv(COMMITTED / name / "results.csv")
+
+
+def params(name: str) -> dict[str, Any]:
+    meta = json.loads((COMMITTED / name / "meta.json").read_text())
+    return dict(meta["params"])
+
+
+def sentence(text: str, *needles: str) -> str:
+    """The one line of the findings that holds every needle."""
+    found = [line for line in text.splitlines() if all(n in line for n in needles)]
+    assert len(found) == 1, f"{needles} in {len(found)} lines of:\n{text}"
+    return found[0]
+
+
+# --- the rules ---------------------------------------------------------------------
+
+
+def test_trend_direction_needs_a_ci_that_excludes_zero() -> None:
+    x = np.arange(10.0)
+    assert rules.trend(x, 2 * x + 1).direction == "rises"
+    assert rules.trend(x, -x).direction == "falls"
+    noise = np.array([1.0, -1.0] * 5)
+    assert rules.trend(x, noise).direction == "none"
+    two = rules.trend([1.0, 2.0], [1.0, 5.0])
+    assert two.direction == "none" and "no CI" in two.ci()
+    flat = rules.trend(x, np.full(10, 3.0))
+    assert flat.slope == 0 and flat.direction == "none"
+
+
+def test_scaling_is_read_from_the_exponent_and_its_ci() -> None:
+    x = np.geomspace(1, 1000, 8)
+    assert rules.scaling(rules.elasticity(x, 3 * x)) == "linear"
+    assert rules.scaling(rules.elasticity(x, np.sqrt(x))) == "sub-linear"
+    assert rules.scaling(rules.elasticity(x, x**2)) == "super-linear"
+    wobbly = x * np.array([1, 3, 0.3, 2, 0.5, 3, 0.4, 1.5])
+    assert rules.scaling(rules.elasticity(x, wobbly)) == "undetermined"
+    with pytest.raises(ValueError, match="positive"):
+        rules.elasticity([0.0, 1.0, 2.0], [1.0, 2.0, 3.0])
+
+
+def test_compare_picks_one_of_three_wordings_by_a_threshold() -> None:
+    c = rules.compare(110, 100, 0.05)
+    assert c.relation == "more" and c.ratio == pytest.approx(1.1)
+    assert c.pick(more="up", less="down", same="flat") == "up"
+    assert rules.compare(90, 100, 0.05).relation == "less"
+    assert rules.compare(104, 100, 0.05).relation == "same"
+    assert rules.compare(3, 3, 0.0).relation == "same"
+    with pytest.raises(ValueError, match="tol"):
+        rules.compare(1, 1, -0.1)
+
+
+def test_within_noise_and_monotone() -> None:
+    assert rules.within_noise(100, 110, sd=10)
+    assert not rules.within_noise(100, 150, sd=10)
+    x = np.arange(8.0)
+    assert rules.monotone(x, np.exp(x)).direction == "rises"
+    assert rules.monotone(x, -(x**3)).direction == "falls"
+    assert rules.monotone(x, [1, 3, 2, 4, 1, 3, 2, 4]).direction == "none"
+    assert rules.monotone(x, np.ones(8)).direction == "none"
+
+
+def test_small_helpers() -> None:
+    text = rules.hypothesis("threads are slow.", "run it with fewer threads.")
+    assert text.startswith("Hypothesis (not shown by this table): threads are slow. Run")
+    assert rules.joined(["a"]) == "a"
+    assert rules.joined(["a", "b", "c"]) == "a, b and c"
+    assert rules.machine_cores(pd.DataFrame({"machine": ["AMD EPYC x2"]})) == 2
+    assert rules.machine_cores(pd.DataFrame({"x": [1]})) is None
+
+
+def test_resident_gap_uses_the_definitions(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Today the measurement counts the client ends and the model does not: a 40%
+    # gap that the client ends explain is reported as agreement on one definition.
+    gap = rules.resident_gap(100.0, 60.0, client_ends=35.0, tol=0.15)
+    assert "40% below" in gap.text and "client ends" in gap.text and gap.agree
+    assert not rules.resident_gap(100.0, 30.0, client_ends=35.0, tol=0.15).agree
+    assert rules.definitions_differ() is not None
+    # Once the definitions are aligned, the same numbers are a plain disagreement.
+    aligned = {
+        "measured": rules.ResidentDefinition("m", client_ends=False),
+        "simulated": rules.ResidentDefinition("s", client_ends=False),
+    }
+    monkeypatch.setattr(rules, "RESIDENT", aligned)
+    gap = rules.resident_gap(100.0, 60.0, client_ends=35.0, tol=0.15)
+    assert not gap.agree and "client ends" not in gap.text
+    assert rules.definitions_differ() is None
+    assert "defined alike" in rules.definitions_text(0.15)
+
+
+# --- the findings file is written from the table results.csv holds ------------------
+
+
+def test_results_is_the_table_as_saved_and_findings_only_rewrites(tmp_path: Path) -> None:
+    out = tmp_path / "demo"
+    with Experiment("demo", seed=3, quick=True, params={"rate": 2.0}, out=out) as ex:
+        ex.add(model="async", p99_ms=None, ok=True)
+        ex.add(model="thread-pool", p99_ms=12.5, ok=False)
+        live = ex.results()
+        ex.findings(f"rows {len(live)}")
+    saved = pd.read_csv(out / "results.csv")
+    pd.testing.assert_frame_equal(live, saved)
+    assert live["param_rate"].iloc[0] == 2.0 and math.isnan(live["p99_ms"].iloc[0])
+
+    def build(df: pd.DataFrame, p: dict[str, Any]) -> str:
+        return f"rate {p['rate']:g}, {int((~df['ok']).sum())} not ok"
+
+    before = (out / "results.csv").read_bytes()
+    rewrite_findings("demo", build, out)
+    text = (out / "findings.md").read_text()
+    assert text == findings_header("demo", 3, True) + "rate 2, 1 not ok\n"
+    assert (out / "results.csv").read_bytes() == before
+    assert not list(out.glob(".findings.md.*")), "a temporary file was left behind"
