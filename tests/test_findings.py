@@ -21,6 +21,8 @@ import pytest
 
 from simlab import findings as rules
 from simlab.experiment import Experiment, findings_header, rewrite_findings
+from simlab.paths import DATA_ENV
+from simlab.usl import usl_throughput
 
 ROOT = Path(__file__).resolve().parents[1]
 EXPERIMENTS = ROOT / "experiments"
@@ -155,3 +157,76 @@ def test_results_is_the_table_as_saved_and_findings_only_rewrites(tmp_path: Path
     assert text == findings_header("demo", 3, True) + "rate 2, 1 not ok\n"
     assert (out / "results.csv").read_bytes() == before
     assert not list(out.glob(".findings.md.*")), "a temporary file was left behind"
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "thread_count_collapse",
+    ],
+)
+def test_committed_findings_are_what_the_rules_say(
+    name: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The committed findings.md was rewritten from the committed results.csv by the
+    # script's own rules (--findings-only, with the repository's data root); a rule
+    # changed without regenerating them, or a hand-edited sentence, fails here.
+    monkeypatch.setenv(DATA_ENV, str(ROOT / "data"))
+    module = script(name)
+    assert callable(module.findings) and callable(module.main)
+    text = (COMMITTED / name / "findings.md").read_text()
+    header, body = text.split("\n", 1)
+    meta = json.loads((COMMITTED / name / "meta.json").read_text())
+    assert header + "\n" == findings_header(name, meta["seed"], meta["quick"])
+    assert body == module._findings_from(committed(name), params(name)).strip() + "\n"
+
+
+# --- each experiment: the committed table, then the evidence reversed ---------------
+
+
+def test_thread_count_collapse_latency_and_collapse_flip() -> None:
+    tc = script("thread_count_collapse")
+    df = committed("thread_count_collapse")
+    text = tc.findings(df, cpu_ms=2.0)
+    # The canned sentence said linear for both; the table says otherwise for threads.
+    assert "grows linearly with clients for both" not in text
+    tpc = sentence(text, "**thread-per-connection**", "measured p50")
+    asy = sentence(text, "**async**", "measured p50")
+    assert "slower than the clients" in tpc and "Hypothesis" in tpc
+    assert "linearly with the clients" in asy
+    assert "SEDA's Figure 4 shape." in text
+    assert "no collapse is shown" in sentence(text, "**thread-per-connection**", "USL")
+    assert "does not show on this machine" in text
+    assert "level off at or below one core's worth" in text
+
+    # Latency made exactly Little's N / X for threads, and flat for async.
+    flipped = df.copy()
+    m = flipped["source"] == "measured"
+    t = m & (flipped["server"] == "thread-per-connection")
+    flipped.loc[t, "p50_ms"] = (
+        flipped.loc[t, "concurrency"] / flipped.loc[t, "throughput_rps"] * 1e3
+    )
+    a = m & (flipped["server"] == "async")
+    flipped.loc[a, "p50_ms"] = 30.0
+    text = tc.findings(flipped, cpu_ms=2.0)
+    tpc = sentence(text, "**thread-per-connection**", "measured p50")
+    asy = sentence(text, "**async**", "measured p50")
+    assert "linearly with the clients" in tpc and "Hypothesis" not in tpc
+    assert "stays within" in asy and "slower than the clients" in asy
+    assert "Figure 4 shape is not reproduced" in text
+
+    # The collapse made to happen: throughput that follows a USL with kappa > 0.
+    collapsed = df.copy()
+    n = collapsed.loc[t, "concurrency"].to_numpy(dtype=float)
+    collapsed.loc[t, "throughput_rps"] = usl_throughput(n, 0.05, 0.002, 120.0)
+    text = tc.findings(collapsed, cpu_ms=2.0)
+    assert "a retrograde region, SEDA's collapse" in sentence(
+        text, "**thread-per-connection**", "USL"
+    )
+    assert "below its peak, beyond the noise" in text
+
+    # Plateaus well above one core's worth: the GIL sentence and its hypothesis go.
+    faster = df.copy()
+    faster.loc[m, "throughput_rps"] *= 3
+    text = tc.findings(faster, cpu_ms=2.0)
+    assert "above one core's worth" in text and "GIL" not in text
