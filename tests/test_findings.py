@@ -162,6 +162,7 @@ def test_results_is_the_table_as_saved_and_findings_only_rewrites(tmp_path: Path
 @pytest.mark.parametrize(
     "name",
     [
+        "python_server_journey",
         "thread_count_collapse",
     ],
 )
@@ -230,3 +231,50 @@ def test_thread_count_collapse_latency_and_collapse_flip() -> None:
     faster.loc[m, "throughput_rps"] *= 3
     text = tc.findings(faster, cpu_ms=2.0)
     assert "above one core's worth" in text and "GIL" not in text
+
+
+def test_python_server_journey_ranking_gaps_and_causes_flip() -> None:
+    pj = script("python_server_journey")
+    kwargs: dict[str, Any] = {
+        "p99_goal_ms": 100.0,
+        "per_client_rate": 1.0,
+        "cpu_s": 0.001,
+        "io_s": 0.02,
+    }
+    df = committed("python_server_journey")
+    text = pj.findings(df, **kwargs)
+    assert "Measured, each step of the journey sustains at least as many" in text
+    assert "async sustains 32x the iterative server's clients" in sentence(text, "Measured,")
+    assert "Simulated, the journey's order breaks" in text
+    ppc = sentence(text, "**process-per-connection")
+    assert "the simulation is optimistic" in ppc and "the gap grows with load" in ppc
+    # The fork cost is a cause the table cannot show: written as a hypothesis.
+    fork = sentence(text, "a fork per connection is dearer")
+    assert fork.startswith("Hypothesis") and "Run that would test it" in fork
+    assert "not a near miss" in sentence(text, "**thread-pool")
+
+    flipped = df.copy()
+    measured = flipped["source"] == "measured"
+    # The ranking inverted: the iterative server's rows and async's swap names.
+    it = measured & (flipped["model"] == "iterative")
+    asy = measured & (flipped["model"] == "async")
+    flipped.loc[it, "model"], flipped.loc[asy, "model"] = "async", "iterative"
+    # Process-per-connection measured exactly as simulated: no gap, no cause offered.
+    ppc_sim = flipped[
+        (flipped["source"] == "simulated") & (flipped["model"] == "process-per-connection")
+    ]
+    flipped = flipped[~(measured & (flipped["model"] == "process-per-connection"))]
+    flipped = pd.concat([flipped, ppc_sim.assign(source="measured")], ignore_index=True)
+    # Thread-pool's measured miss at 640 made a near one.
+    tp640 = (
+        (flipped["source"] == "measured")
+        & (flipped["model"] == "thread-pool")
+        & (flipped["clients"] == 640)
+    )
+    flipped.loc[tp640, ["p99_ms", "stable"]] = [110.0, True]
+    text = pj.findings(flipped, **kwargs)
+    ranking = sentence(text, "Measured,")
+    assert "the journey's order breaks" in ranking
+    assert "async sustains fewer clients than the iterative server" in ranking
+    assert "**process-per-connection" not in text and "fork" not in text
+    assert ": a near miss" in sentence(text, "**thread-pool")
