@@ -19,6 +19,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+import simlab
 from simlab import findings as rules
 from simlab.experiment import Experiment, findings_header, rewrite_findings
 from simlab.paths import DATA_ENV
@@ -162,6 +163,7 @@ def test_results_is_the_table_as_saved_and_findings_only_rewrites(tmp_path: Path
 @pytest.mark.parametrize(
     "name",
     [
+        "business_io_growth",
         "python_server_journey",
         "thread_count_collapse",
     ],
@@ -231,6 +233,41 @@ def test_thread_count_collapse_latency_and_collapse_flip() -> None:
     faster.loc[m, "throughput_rps"] *= 3
     text = tc.findings(faster, cpu_ms=2.0)
     assert "above one core's worth" in text and "GIL" not in text
+
+
+def test_business_io_growth_linearity_budget_and_goals_flip() -> None:
+    io = script("business_io_growth")
+    platform = simlab.load_platform("jvm").with_(cores=16)
+    kwargs: dict[str, Any] = {"platform": platform, "rate": 1000.0, "cpu_s": 0.001}
+    df = committed("business_io_growth")
+    text = io.findings(df, budget_gib=0.25, **kwargs)
+    assert "linear, as Little's law says" in text
+    assert "async stays at 3 threads" in text
+    assert "every plan met its p99 goal" in text
+    assert "confirmed by the DES" in text
+    assert "inside the grid's bracket" in sentence(text, "0.25 GiB resident budget")
+
+    flipped = df.copy()
+    rp = flipped["model"] == "reactor-pool"
+    flipped.loc[rp, "threads"] = np.sqrt(flipped.loc[rp, "little_busy"]).round() + 2
+    asy = flipped["model"] == "async"
+    flipped.loc[asy, "threads"] = np.arange(asy.sum()) + 3
+    late = flipped.index[rp][-1]
+    flipped.loc[late, "p99_ms"] = flipped.loc[late, "p99_goal_ms"] * 2
+    flipped.loc[flipped.index[0], "engine"] = "analytic"
+    text = io.findings(flipped, budget_gib=0.25, **kwargs)
+    assert "slower than Little's law's busy workers" in text
+    assert "async needs 3 to" in text
+    assert "1 of 20 plans missed" in text and "reactor-pool at 3000 ms" in text
+    assert "analytic estimate only" in text
+
+    # Memory that crosses the budget far earlier than Little's per-thread estimate.
+    early = df.copy()
+    early.loc[early["io_ms"] >= 400, "resident_mib"] = 300.0
+    text = io.findings(early, budget_gib=0.25, **kwargs)
+    assert "outside the grid's bracket" in sentence(text, "0.25 GiB resident budget")
+    text = io.findings(df, budget_gib=1.0, **kwargs)
+    assert "Within the grid the reactor-pool stays under the 1 GiB" in text
 
 
 def test_python_server_journey_ranking_gaps_and_causes_flip() -> None:
