@@ -164,6 +164,7 @@ def test_results_is_the_table_as_saved_and_findings_only_rewrites(tmp_path: Path
     "name",
     [
         "business_io_growth",
+        "c10k_idle_connections",
         "python_server_journey",
         "thread_count_collapse",
     ],
@@ -268,6 +269,67 @@ def test_business_io_growth_linearity_budget_and_goals_flip() -> None:
     assert "outside the grid's bracket" in sentence(text, "0.25 GiB resident budget")
     text = io.findings(df, budget_gib=1.0, **kwargs)
     assert "Within the grid the reactor-pool stays under the 1 GiB" in text
+
+
+def test_c10k_notes_claim_touched_stacks_and_memory_gap_flip(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    c10k = script("c10k_idle_connections")
+    df = committed("c10k_idle_connections")
+    text = c10k.findings(df, rate=20.0, client_end_kib=CLIENT_END_KIB)
+    notes = sentence(text, "The notes'")
+    assert "matches it on jvm" in notes and "exceeds it on cpython" in notes
+    assert "is below it on every platform" in notes
+    assert "an idle thread touches only a few pages" in text
+    assert "less than thread-per-connection" in sentence(text, "Async holds")
+    assert "defined differently" in text
+    assert "41% below the measurement" in sentence(text, "**async** at 10,000")
+
+    flipped = df.copy()
+    sim = flipped["source"] == "simulated"
+    jvm_tpc = sim & (flipped["platform"] == "jvm") & (flipped["model"] == "thread-per-connection")
+    flipped.loc[jvm_tpc, "reserved_mib"] *= 3
+    cp_tpc = (
+        sim & (flipped["platform"] == "cpython") & (flipped["model"] == "thread-per-connection")
+    )
+    flipped.loc[cp_tpc, "resident_mib"] = flipped.loc[cp_tpc, "reserved_mib"] / 2
+    meas_tpc = (flipped["source"] == "measured") & (flipped["model"] == "thread-per-connection")
+    flipped.loc[meas_tpc, "resident_mib"] = flipped.loc[meas_tpc, "reserved_mib"] / 2
+    cp_async = sim & (flipped["platform"] == "cpython") & (flipped["model"] == "async")
+    flipped.loc[cp_async, "resident_mib"] = 1e6
+    text = c10k.findings(flipped, rate=20.0, client_end_kib=CLIENT_END_KIB)
+    notes = sentence(text, "The notes'")
+    assert "exceeds it on jvm" in notes and "is below it on every platform" not in notes
+    assert "an idle thread touches only a few pages" not in text
+    assert "more than thread-per-connection" in sentence(text, "Async holds")
+
+    # Measured memory that is the model's plus the client ends: no gap is left.
+    agreeing = df.copy()
+    for model in ("thread-per-connection", "reactor-pool", "async"):
+        m = (agreeing["source"] == "measured") & (agreeing["model"] == model)
+        s = (
+            (agreeing["source"] == "simulated")
+            & (agreeing["platform"] == "cpython")
+            & (agreeing["model"] == model)
+        )
+        sim_by_n = agreeing[s].set_index("connections")["resident_mib"]
+        n = agreeing.loc[m, "connections"]
+        agreeing.loc[m, "resident_mib"] = (
+            sim_by_n.loc[n].to_numpy() + n.to_numpy() * CLIENT_END_KIB / 1024
+        )
+    text = c10k.findings(agreeing, rate=20.0, client_end_kib=CLIENT_END_KIB)
+    assert "On one definition, the two agree for every model." in text
+    assert "Hypothesis" not in text
+
+    # With the definitions aligned, the committed gap is a plain disagreement.
+    aligned = {
+        "measured": rules.ResidentDefinition("m", client_ends=False),
+        "simulated": rules.ResidentDefinition("s", client_ends=False),
+    }
+    monkeypatch.setattr(rules, "RESIDENT", aligned)
+    text = c10k.findings(df, rate=20.0, client_end_kib=CLIENT_END_KIB)
+    assert "defined alike" in text and "client ends" not in text
+    assert "a gap remains" in text
 
 
 def test_python_server_journey_ranking_gaps_and_causes_flip() -> None:
