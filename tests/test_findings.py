@@ -163,6 +163,7 @@ def test_results_is_the_table_as_saved_and_findings_only_rewrites(tmp_path: Path
 @pytest.mark.parametrize(
     "name",
     [
+        "ad_service_fanout",
         "business_io_growth",
         "c10k_idle_connections",
         "python_server_journey",
@@ -330,6 +331,47 @@ def test_c10k_notes_claim_touched_stacks_and_memory_gap_flip(
     text = c10k.findings(df, rate=20.0, client_end_kib=CLIENT_END_KIB)
     assert "defined alike" in text and "client ends" not in text
     assert "a gap remains" in text
+
+
+def test_ad_service_fanout_threads_ways_out_and_errors_flip() -> None:
+    ad = script("ad_service_fanout")
+    kwargs: dict[str, Any] = {
+        "cpu_s": 0.001,
+        "connections": 18_000,
+        "client_end_kib": CLIENT_END_KIB,
+    }
+    df = committed("ad_service_fanout")
+    text = ad.findings(df, **kwargs)
+    head = sentence(text, "At full scale")
+    assert "Async needs 3 threads either way" in head
+    assert "The notes' 6,000 threads is the sequential case" in head
+    assert "the two ways out" in head
+    errors = sentence(text, "The error is")
+    assert "smaller with 60 sequential calls" in errors and "Hypothesis" not in errors
+    assert "inside the 10% taken as agreement" in text
+    assert "On one definition, the two agree in every case." in text
+
+    flipped = df.copy()
+    full = flipped["scale"].str.startswith("full")
+    par = full & (flipped["fanout"] == "parallel")
+    flipped.loc[par & (flipped["model"] == "async"), "threads"] = 50.0
+    seq_threads = flipped.loc[
+        full & (flipped["fanout"] == "sequential") & (flipped["model"] == "reactor-pool"),
+        "threads",
+    ].iloc[0]
+    flipped.loc[par & (flipped["model"] == "reactor-pool"), "threads"] = seq_threads
+    measured_seq = (flipped["source"] == "measured") & (flipped["fanout"] == "sequential")
+    flipped.loc[measured_seq, "p99_ms"] *= 1.2
+    flipped.loc[flipped["source"] == "measured", "resident_mib"] *= 2
+    text = ad.findings(flipped, **kwargs)
+    head = sentence(text, "At full scale")
+    assert "3 threads with sequential calls and 50 with parallel ones" in head
+    assert "fanning out with reactor-pool" in head and "does not" in head
+    assert "the two ways out" not in head
+    errors = sentence(text, "The error is")
+    assert "larger with 60 sequential calls" in errors and "Hypothesis" in errors
+    assert "beyond the 10% taken as agreement" in text
+    assert "a gap remains on one definition" in text
 
 
 def test_python_server_journey_ranking_gaps_and_causes_flip() -> None:
