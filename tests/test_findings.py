@@ -166,6 +166,7 @@ def test_results_is_the_table_as_saved_and_findings_only_rewrites(tmp_path: Path
         "ad_service_fanout",
         "business_io_growth",
         "c10k_idle_connections",
+        "coordinated_omission",
         "python_server_journey",
         "thread_count_collapse",
     ],
@@ -372,6 +373,40 @@ def test_ad_service_fanout_threads_ways_out_and_errors_flip() -> None:
     assert "larger with 60 sequential calls" in errors and "Hypothesis" in errors
     assert "beyond the 10% taken as agreement" in text
     assert "a gap remains on one definition" in text
+
+
+def test_coordinated_omission_stall_and_understatement_flip() -> None:
+    co = script("coordinated_omission")
+    kwargs: dict[str, Any] = {
+        "run_s": 20.0,
+        "stall_s": 1.0,
+        "closed_connections": 10,
+        "open_rate": 1000.0,
+    }
+    df = committed("coordinated_omission")
+    text = co.findings(df, **kwargs)
+    closed = sentence(text, "**Closed loop**")
+    open_ = sentence(text, "**Open loop**")
+    assert "only its max shows the stall" in closed
+    assert "it stopped sending while the server was frozen" in closed
+    assert "the stall shows in p99, p99.9, p100" in open_
+    assert "it kept its schedule" in open_
+    assert "understates it 192-fold" in text
+    assert "within 25%" in sentence(text, "The simple prediction")
+
+    flipped = df.copy().set_index(["generator", "stalled"])
+    flipped.loc[("closed", True), ["p99_ms", "p99.9_ms"]] = [950.0, 1000.0]
+    flipped.loc[("closed", True), "completed"] = flipped.loc[("closed", False), "completed"]
+    flipped.loc[("open", True), "p99_ms"] = 400.0
+    flipped.loc[("open", True), "completed"] = 15_000
+    text = co.findings(flipped.reset_index(), **kwargs)
+    closed = sentence(text, "**Closed loop**")
+    open_ = sentence(text, "**Open loop**")
+    assert "the stall shows in p99, p99.9, p100" in closed
+    assert "it kept its schedule through the stall" in closed and "diluted" not in closed
+    assert "it stopped sending while the server was frozen" in open_
+    assert "does not understate the stall" in text
+    assert "further than 25% below" in sentence(text, "The simple prediction")
 
 
 def test_python_server_journey_ranking_gaps_and_causes_flip() -> None:
