@@ -167,6 +167,7 @@ def test_results_is_the_table_as_saved_and_findings_only_rewrites(tmp_path: Path
         "business_io_growth",
         "c10k_idle_connections",
         "coordinated_omission",
+        "multicore",
         "python_server_journey",
         "thread_count_collapse",
     ],
@@ -407,6 +408,38 @@ def test_coordinated_omission_stall_and_understatement_flip() -> None:
     assert "it stopped sending while the server was frozen" in open_
     assert "does not understate the stall" in text
     assert "further than 25% below" in sentence(text, "The simple prediction")
+
+
+def test_multicore_processes_flip() -> None:
+    mc = script("multicore")
+    df = committed("multicore")
+    text = mc.findings(df, cpu_ms=2.0)
+    two = sentence(text, "**2 cores** (simulated, async)")
+    assert "one process per core" in two and "no throughput (within 3%)" in two
+    assert "the grid stops at 24 processes" in sentence(text, "**24 cores** (simulated, async)")
+    measured = sentence(text, "- **async**: one process")
+    assert "no more than one core" in measured and "nearly doubles" in measured
+    assert "add no throughput over 2" in measured
+    assert "serves the same on 2, 8, 24 cores" in sentence(text, "One simulated async process")
+
+    flipped = df.copy()
+    meas = (flipped["source"] == "measured") & (flipped["model"] == "async")
+    one = flipped.loc[meas & (flipped["processes"] == 1), "throughput_rps"].iloc[0]
+    flipped.loc[meas & (flipped["processes"] == 1), "cpu_utilization"] = 0.9
+    flipped.loc[meas & (flipped["processes"] == 2), "throughput_rps"] = 1.1 * one
+    flipped.loc[meas & (flipped["processes"] == 4), "throughput_rps"] = 1.5 * one
+    sim2 = (flipped["source"] == "simulated") & (flipped["cores"] == 2)
+    flipped.loc[
+        sim2 & (flipped["model"] == "async") & (flipped["processes"] == 24), ["throughput_rps"]
+    ] = 400.0
+    one_sim = (flipped["source"] == "simulated") & (flipped["processes"] == 1)
+    flipped.loc[one_sim & (flipped["model"] == "async"), "throughput_rps"] = [400.0, 900.0, 1800.0]
+    text = mc.findings(flipped, cpu_ms=2.0)
+    assert "lose throughput" in sentence(text, "**2 cores** (simulated, async)")
+    measured = sentence(text, "- **async**: one process")
+    assert "more than one core" in measured and "multiplies its throughput by 1.10" in measured
+    assert "add throughput over 2" in measured
+    assert "serves more with more cores" in sentence(text, "One simulated async process")
 
 
 def test_python_server_journey_ranking_gaps_and_causes_flip() -> None:
