@@ -23,7 +23,7 @@ import pandas as pd
 
 import simlab
 from simlab import Architecture, Fixed, Workload
-from simlab.experiment import Experiment, arguments
+from simlab.experiment import Experiment, arguments, rewrite_findings
 from simlab.findings import compare, definitions_text, hypothesis, joined, resident_gap
 from simlab.planner import Goals, plan
 from simlab.real.measure import MeasureOptions, measure
@@ -378,6 +378,9 @@ def _findings_from(df: pd.DataFrame, params: dict[str, Any]) -> str:
 
 def main() -> None:
     args = arguments(__doc__ or "")
+    if args.findings_only:
+        rewrite_findings(NAME, _findings_from, args.out)
+        return
     calls = QUICK_REAL_CALLS if args.quick else REAL_CALLS
     io_s = QUICK_REAL_IO_S if args.quick else REAL_IO_S
     params = {

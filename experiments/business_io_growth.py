@@ -25,7 +25,7 @@ import plotly.express as px
 
 import simlab
 from simlab import Fixed, Workload
-from simlab.experiment import Experiment, arguments
+from simlab.experiment import Experiment, arguments, rewrite_findings
 from simlab.findings import compare, elasticity, scaling
 from simlab.planner import Goals, plan
 
@@ -62,6 +62,9 @@ def _findings_from(df: pd.DataFrame, params: dict[str, Any]) -> str:
 
 def main() -> None:
     args = arguments(__doc__ or "")
+    if args.findings_only:
+        rewrite_findings(NAME, _findings_from, args.out)
+        return
     io_grid = QUICK_IO_MS if args.quick else IO_MS
     check = "analytic" if args.quick else "des"
     platform = simlab.load_platform(PLATFORM).with_(cores=CORES)

@@ -22,7 +22,7 @@ import plotly.express as px
 
 import simlab
 from simlab import Architecture, Fixed, Workload
-from simlab.experiment import Experiment, arguments
+from simlab.experiment import Experiment, arguments, rewrite_findings
 from simlab.findings import (
     Trend,
     compare,
@@ -390,6 +390,9 @@ def _findings_from(df: pd.DataFrame, params: dict[str, Any]) -> str:
 
 def main() -> None:
     args = arguments(__doc__ or "")
+    if args.findings_only:
+        rewrite_findings(NAME, _findings_from, args.out)
+        return
     counts = QUICK_CONNECTIONS if args.quick else CONNECTIONS
     real_counts = QUICK_REAL if args.quick else REAL_CONNECTIONS
     params = {

@@ -28,7 +28,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
-from simlab.experiment import Experiment, arguments
+from simlab.experiment import Experiment, arguments, rewrite_findings
 from simlab.findings import compare
 from simlab.real import loadgen
 from simlab.real.processes import Managed, port_is_free, python
@@ -129,6 +129,9 @@ def _findings_from(df: pd.DataFrame, params: dict[str, Any]) -> str:
 
 def main() -> None:
     args = arguments(__doc__ or "")
+    if args.findings_only:
+        rewrite_findings(NAME, _findings_from, args.out)
+        return
     run_s = QUICK_RUN_S if args.quick else RUN_S
     stall_s = QUICK_STALL_S if args.quick else STALL_S
     stall_at = QUICK_STALL_AT_S if args.quick else STALL_AT_S

@@ -23,7 +23,7 @@ import pandas as pd
 
 import simlab
 from simlab import Architecture, Fixed, Workload
-from simlab.experiment import Experiment, arguments
+from simlab.experiment import Experiment, arguments, rewrite_findings
 from simlab.findings import RESIDENT, compare, hypothesis
 from simlab.real.measure import MeasureOptions, measure
 
@@ -62,6 +62,9 @@ def _findings_from(df: pd.DataFrame, params: dict[str, Any]) -> str:
 
 def main() -> None:
     args = arguments(__doc__ or "")
+    if args.findings_only:
+        rewrite_findings(NAME, _findings_from, args.out)
+        return
     cores_grid = QUICK_CORES if args.quick else CORES
     procs_grid = QUICK_PROCESSES if args.quick else PROCESSES
     real_procs = QUICK_REAL_PROCESSES if args.quick else REAL_PROCESSES

@@ -24,7 +24,7 @@ import pandas as pd
 
 import simlab
 from simlab import Architecture, Fixed, Workload
-from simlab.experiment import Experiment, arguments
+from simlab.experiment import Experiment, arguments, rewrite_findings
 from simlab.findings import RESIDENT, compare, hypothesis, joined, monotone
 from simlab.real.measure import MeasureOptions, measure
 
@@ -87,6 +87,9 @@ def _findings_from(df: pd.DataFrame, params: dict[str, Any]) -> str:
 
 def main() -> None:
     args = arguments(__doc__ or "")
+    if args.findings_only:
+        rewrite_findings(NAME, _findings_from, args.out)
+        return
     levels = QUICK_LEVELS if args.quick else LEVELS
     seconds = QUICK_SECONDS if args.quick else SECONDS
     platform = simlab.load_platform("cpython")

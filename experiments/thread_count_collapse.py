@@ -25,7 +25,7 @@ import pandas as pd
 
 import simlab
 from simlab import Architecture
-from simlab.experiment import Experiment, arguments
+from simlab.experiment import Experiment, arguments, rewrite_findings
 from simlab.findings import (
     Scaling,
     compare,
@@ -61,6 +61,9 @@ def _findings_from(df: pd.DataFrame, params: dict[str, Any]) -> str:
 
 def main() -> None:
     args = arguments(__doc__ or "")
+    if args.findings_only:
+        rewrite_findings(NAME, _findings_from, args.out)
+        return
     levels = QUICK_LEVELS if args.quick else LEVELS
     seconds = QUICK_SECONDS if args.quick else SECONDS
     platform = simlab.load_platform("cpython")

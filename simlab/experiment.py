@@ -14,7 +14,7 @@ leaves the previous results (or nothing), never half of a new one.
         ex.findings(findings(ex.results()))     # markdown, every rule from the table
 
 ``findings`` is each script's pure function of the results table (and the
-experiment's parameters): ``rewrite_findings``
+experiment's parameters): ``rewrite_findings`` (a script's ``--findings-only``)
 reruns it on the results.csv an earlier run wrote and rewrites that folder's
 findings.md, nothing else.
 """
@@ -58,6 +58,11 @@ def arguments(doc: str) -> argparse.Namespace:
     parser.add_argument("--quick", action="store_true", help="a small, fast version (tests)")
     parser.add_argument(
         "--out", type=Path, help="output folder (default $SIMLAB_DATA/experiments/NAME)"
+    )
+    parser.add_argument(
+        "--findings-only",
+        action="store_true",
+        help="rewrite findings.md from the folder's existing results.csv; run nothing",
     )
     return parser.parse_args()
 
@@ -168,7 +173,7 @@ class Experiment:
     def results(self) -> pd.DataFrame:
         """The table as results.csv will hold it, read back: rows plus experiment, seed,
         revision, machine and scalar parameters. Findings are computed from this, so
-        that a rerun on the saved file (``rewrite_findings``) sees the same table,
+        that a rerun on the saved file (``--findings-only``) sees the same table,
         columns and types alike."""
         return pd.read_csv(io.StringIO(self._csv()))
 

@@ -10,6 +10,8 @@ from __future__ import annotations
 import importlib.util
 import json
 import math
+import shutil
+import signal
 import sys
 from pathlib import Path
 from types import ModuleType
@@ -487,3 +489,27 @@ def test_python_server_journey_ranking_gaps_and_causes_flip() -> None:
     assert "async sustains fewer clients than the iterative server" in ranking
     assert "**process-per-connection" not in text and "fork" not in text
     assert ": a near miss" in sentence(text, "**thread-pool")
+
+
+@pytest.mark.parametrize("name", sorted(p.stem for p in EXPERIMENTS.glob("*.py")))
+def test_findings_only_rewrites_a_saved_folder_and_runs_nothing(
+    name: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The command line's way to the same text: a folder with only results.csv and
+    # meta.json gets back the committed findings.md, and nothing else appears
+    # (no figures: nothing was run). main() runs in this process, with the
+    # signal handlers that arguments() installs put back afterwards.
+    out = tmp_path / name
+    out.mkdir()
+    for f in ("results.csv", "meta.json"):
+        shutil.copy(COMMITTED / name / f, out / f)
+    monkeypatch.setenv(DATA_ENV, str(ROOT / "data"))
+    monkeypatch.setattr(sys, "argv", [f"{name}.py", "--findings-only", "--out", str(out)])
+    handlers = {sig: signal.getsignal(sig) for sig in (signal.SIGTERM, signal.SIGHUP)}
+    try:
+        script(name).main()
+    finally:
+        for sig, handler in handlers.items():
+            signal.signal(sig, handler)
+    assert sorted(p.name for p in out.iterdir()) == ["findings.md", "meta.json", "results.csv"]
+    assert (out / "findings.md").read_text() == (COMMITTED / name / "findings.md").read_text()
