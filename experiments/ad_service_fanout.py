@@ -240,8 +240,9 @@ def findings(df: pd.DataFrame, *, cpu_s: float, connections: int, client_end_kib
     }
     matched = [f for f in FANOUTS if notes[f].relation == "same"]
     notes_text = (
-        f"The notes' {NOTES_THREADS:,} threads is the {joined(matched)} case (within "
-        f"{NOTES_TOL:.0%})"
+        f"The notes' {NOTES_THREADS:,} threads is the {matched[0]} case (within {NOTES_TOL:.0%})"
+        if len(matched) == 1
+        else f"The notes' {NOTES_THREADS:,} threads matches both cases (within {NOTES_TOL:.0%})"
         if matched
         else f"The notes' {NOTES_THREADS:,} threads matches neither case (within {NOTES_TOL:.0%})"
     )
@@ -259,7 +260,7 @@ def findings(df: pd.DataFrame, *, cpu_s: float, connections: int, client_end_kib
         + (f"; {joined(not_outs)} {'do' if len(not_outs) > 1 else 'does'} not" if not_outs else "")
         + (": the two ways out" if len(outs) == 2 else "")
         if outs
-        else f"neither {joined(not_outs)} cuts the threads while meeting the p99 goal"
+        else f"neither {' nor '.join(not_outs)} cuts the threads while meeting the p99 goal"
     )
     checked = (
         "checked by simulation"
