@@ -35,7 +35,7 @@ from simlab.findings import (
     scaling,
     within_noise,
 )
-from simlab.usl import fit_usl, usl_study
+from simlab.usl import UslFit, fit_usl, usl_study
 
 NAME = "thread_count_collapse"
 SEED = 1
@@ -46,6 +46,7 @@ SECONDS, QUICK_SECONDS = 4.0, 2.0
 SERVERS = ("thread-per-connection", "async")
 # The findings' rules (every direction or comparison in findings.md is one of these):
 FLAT = 0.10  # throughput within 10% of its peak is flat: Little's law then makes R ~ N
+FALL = 0.10  # throughput falls when the top level is > 10% below the peak, beyond noise
 LINEAR_TOL = 0.15  # p50 ~ N^b grows linearly when b's 95% CI lies within 1 +- 0.15
 STEADY = 0.05  # a median that moves less than 5% stays put
 MEDIAN_MEAN = 0.25  # a median within 25% of Little's mean N / X is "close to" it
@@ -126,17 +127,29 @@ def _series(df: pd.DataFrame, server: str, source: str) -> pd.DataFrame:
     return part.sort_values("concurrency").reset_index(drop=True)
 
 
+def _fall(part: pd.DataFrame, fit: UslFit) -> tuple[bool, float, str]:
+    """Whether throughput falls from its peak to the top level: by more than FALL and
+    by more than the noise (1.96 sqrt 2 times the USL fit's residual sd, the spread of
+    the difference of two readings); the drop, and the rule in words."""
+    peak = float(part["throughput_rps"].max())
+    last = float(part["throughput_rps"].iloc[-1])
+    drop = 1 - last / peak
+    noise = 1.96 * math.sqrt(2) * fit.residual_sd
+    falls = drop > FALL and not within_noise(last, peak, fit.residual_sd)
+    rule = (
+        f"a fall being more than {FALL:.0%} and more than the noise, +-{noise:,.0f} req/s "
+        "or 1.96 sqrt 2 times the fit's residual sd"
+    )
+    return falls, drop, rule
+
+
 def _collapse(server: str, part: pd.DataFrame) -> str:
-    """Whether throughput collapses: the USL's kappa CI and the fall from the peak,
-    measured against the fit's own noise, must both say so."""
+    """Whether throughput collapses: the USL's kappa CI and the fall from the peak
+    (``_fall``) must both say so."""
     fit = fit_usl(part["concurrency"].tolist(), part["throughput_rps"].tolist())
     peak = part.loc[part["throughput_rps"].idxmax()]
     last = part.iloc[-1]
-    drop = 1 - last["throughput_rps"] / peak["throughput_rps"]
-    noise = 1.96 * math.sqrt(2) * fit.residual_sd
-    falls = last["throughput_rps"] < peak["throughput_rps"] and not within_noise(
-        last["throughput_rps"], peak["throughput_rps"], fit.residual_sd
-    )
+    falls, drop, rule = _fall(part, fit)
     k_lo, k_hi = fit.ci95["kappa"]
     retrograde = k_lo > 0
     where = (
@@ -150,20 +163,19 @@ def _collapse(server: str, part: pd.DataFrame) -> str:
         f"{where} (median latency there {last['p50_ms']:,.1f} ms). USL: sigma "
         f"{fit.sigma:.3f}, kappa {fit.kappa:.2e} (95% CI {k_lo:.1e} to {k_hi:.1e})"
     )
-    rule = f"the noise (+-{noise:,.0f} req/s: 1.96 sqrt 2 times the fit's residual sd)"
     if retrograde and falls:
         verdict = (
-            f": kappa's interval is above 0 and the fall from the peak exceeds {rule}: "
+            f": kappa's interval is above 0 and throughput falls from its peak ({rule}): "
             "a retrograde region, SEDA's collapse."
         )
     elif retrograde:
         verdict = (
-            f": kappa's interval is above 0, but the fall from the peak is within {rule}: "
-            "the fit suggests a collapse that the readings do not show."
+            f": kappa's interval is above 0, but throughput does not fall from its peak "
+            f"({rule}): the fit suggests a collapse that the readings do not show."
         )
     elif falls:
         verdict = (
-            f": the fall from the peak exceeds {rule}, but kappa's interval includes 0: "
+            f": throughput falls from its peak ({rule}), but kappa's interval includes 0: "
             "a drop the USL does not confirm as retrograde."
         )
     elif drop <= 0:
@@ -178,9 +190,9 @@ def _collapse(server: str, part: pd.DataFrame) -> str:
             else ""
         )
         verdict = (
-            f": kappa's interval includes 0 and the {max(drop, 0):.0%} below the peak is "
-            f"within {rule}, so no collapse is shown at these levels; the throughput "
-            f"flattens rather than falls{held}."
+            f": kappa's interval includes 0 and the {drop:.0%} below the peak is not a fall "
+            f"({rule}), so no collapse is shown at these levels; the throughput flattens "
+            f"rather than falls{held}."
         )
     return head + verdict
 
@@ -257,16 +269,20 @@ def findings(df: pd.DataFrame, *, cpu_ms: float) -> str:
     for server in SERVERS:
         text, kinds[server] = _latency(server, measured[server])
         lines.append(f"- {text}")
-    if kinds.get("async") == "linear":
-        lines.append(
-            "\nThe event-driven server's median growing linearly while its throughput "
-            "stays flat is SEDA's Figure 4 shape."
-        )
-    else:
-        lines.append(
-            "\nThe event-driven server's median does not grow linearly here, so SEDA's "
-            "Figure 4 shape is not reproduced."
-        )
+    lines.append(
+        "\n"
+        + {
+            "linear": "The event-driven server's median growing linearly while its "
+            "throughput stays flat is SEDA's Figure 4 shape.",
+            "sub-linear": "The event-driven server's median does not grow linearly here, "
+            "so SEDA's Figure 4 shape is not reproduced.",
+            "super-linear": "The event-driven server's median does not grow linearly here, "
+            "so SEDA's Figure 4 shape is not reproduced.",
+            "undetermined": "Whether the event-driven server's median grows linearly, "
+            "SEDA's Figure 4 shape, these levels cannot settle.",
+            None: "Too few levels with flat throughput to judge SEDA's Figure 4 shape.",
+        }[kinds.get("async")]
+    )
 
     lines.append("\n## What limits the plateau\n")
     one_core = 1e3 / cpu_ms
@@ -302,31 +318,30 @@ def findings(df: pd.DataFrame, *, cpu_ms: float) -> str:
 
     tpc, asy = measured["thread-per-connection"], measured["async"]
     top, peak = tpc.iloc[-1], tpc["throughput_rps"].max()
-    sd = fit_usl(tpc["concurrency"].tolist(), tpc["throughput_rps"].tolist()).residual_sd
-    if within_noise(top["throughput_rps"], peak, sd) or top["throughput_rps"] >= peak:
-        lines.append(
-            f"\nWith {top['concurrency']:.0f} threads the threaded server's throughput is "
-            f"within the noise of its peak ({top['throughput_rps']:,.0f} against "
-            f"{peak:,.0f} req/s): the cost of many runnable threads that SEDA measured on "
-            "2001 hardware does not show on this machine."
+    falls, drop, rule = _fall(
+        tpc, fit_usl(tpc["concurrency"].tolist(), tpc["throughput_rps"].tolist())
+    )
+    lines.append(
+        f"\nWith {top['concurrency']:.0f} threads the threaded server serves "
+        f"{top['throughput_rps']:,.0f} req/s against a peak of {peak:,.0f}, {drop:.0%} below: "
+        + (
+            f"a fall ({rule}), so many runnable threads cost throughput here, as SEDA measured."
+            if falls
+            else f"not a fall ({rule}), so the cost of many runnable threads that SEDA "
+            "measured on 2001 hardware does not show on this machine."
         )
-    else:
-        lines.append(
-            f"\nWith {top['concurrency']:.0f} threads the threaded server's throughput is "
-            f"{1 - top['throughput_rps'] / peak:.0%} below its peak, beyond the noise: many "
-            "runnable threads cost throughput here, as SEDA measured."
-        )
+    )
     if top["concurrency"] in set(asy["concurrency"]):
         a = asy[asy["concurrency"] == top["concurrency"]].iloc[0]
         vs = compare(top["throughput_rps"], a["throughput_rps"], SERVERS_SAME)
         lines.append(
             f"At {top['concurrency']:.0f} clients thread-per-connection serves "
             + vs.pick(
-                more=f"{vs.relative:.0%} more than async",
-                less=f"{-vs.relative:.0%} less than async",
-                same=f"as much as async (within {SERVERS_SAME:.0%})",
+                more=f"{vs.relative:.0%} more than async (",
+                less=f"{-vs.relative:.0%} less than async (",
+                same=f"as much as async (within {SERVERS_SAME:.0%}: ",
             )
-            + f" ({top['throughput_rps']:,.0f} against {a['throughput_rps']:,.0f} req/s)."
+            + f"{top['throughput_rps']:,.0f} against {a['throughput_rps']:,.0f} req/s)."
         )
 
     lines.append("\n## The simulation beside it\n")
