@@ -45,7 +45,7 @@ QUERY = "cpu_ms=0.2&io_ms=2&calls=1"
 PERCENTILES = (50.0, 90.0, 99.0, 99.9, 100.0)
 # The findings' rules:
 SHOWS = 2.0  # a percentile shows the stall at >= 2x the same generator's without it
-PAUSE = 0.5  # a generator stopped sending if it lost >= half a stall of throughput
+PAUSE = 0.5  # a generator fell behind if it lost >= half a stall's worth of throughput
 PREDICT_TOL = 0.25  # the open-loop p99 agrees with the prediction within 25%
 SAME = 0.10  # two p99s within 10% are the same
 
@@ -202,9 +202,9 @@ def _paused(run: pd.Series, base: pd.Series, stall_s: float) -> tuple[float, str
     """How many seconds of its unstalled throughput a generator lost, and what that says."""
     lost_s = (base["completed"] - run["completed"]) / base["throughput_rps"]
     verdict = (
-        "it stopped sending while the server was frozen"
+        "it fell behind while the server was frozen"
         if lost_s >= PAUSE * stall_s
-        else "it kept its schedule through the stall"
+        else "it kept pace through the stall"
     )
     return lost_s, verdict
 
@@ -225,7 +225,7 @@ def findings(
         "# Coordinated omission\n",
         f"The server was frozen for {stall_s:g} s in a {run_s:g} s run. A percentile shows "
         f"the stall when it is at least {SHOWS:g}x the same generator's without the stall; a "
-        "generator stopped sending when it completed fewer requests than without the stall "
+        "generator fell behind when it completed fewer requests than without the stall "
         f"by at least {PAUSE:g}x the stall's length of its unstalled throughput.\n",
         f"- **Closed loop** ({closed_connections} connections, like wrk): p99 "
         f"{closed['p99_ms']:,.1f} ms (without the stall {base_c['p99_ms']:,.1f} ms); "
@@ -238,7 +238,8 @@ def findings(
         f"the stall, {c_lost:,.1f} s of its unstalled throughput lost to a {stall_s:g} s "
         f"stall: {c_paused}"
         + (
-            ", so the few requests that saw the stall are diluted by fast ones."
+            ": a closed loop sends only when answered, so it waited instead of sending, "
+            "and the few requests that saw the stall are diluted by fast ones."
             if c_lost >= PAUSE * stall_s
             else "."
         ),

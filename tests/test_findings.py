@@ -392,9 +392,9 @@ def test_coordinated_omission_stall_and_understatement_flip() -> None:
     closed = sentence(text, "**Closed loop**")
     open_ = sentence(text, "**Open loop**")
     assert "only its max shows the stall" in closed
-    assert "it stopped sending while the server was frozen" in closed
+    assert "it fell behind while the server was frozen" in closed
     assert "the stall shows in p99, p99.9, p100" in open_
-    assert "it kept its schedule" in open_
+    assert "it kept pace" in open_
     assert "understates it 192-fold" in text
     assert "within 25%" in sentence(text, "The simple prediction")
 
@@ -407,8 +407,8 @@ def test_coordinated_omission_stall_and_understatement_flip() -> None:
     closed = sentence(text, "**Closed loop**")
     open_ = sentence(text, "**Open loop**")
     assert "the stall shows in p99, p99.9, p100" in closed
-    assert "it kept its schedule through the stall" in closed and "diluted" not in closed
-    assert "it stopped sending while the server was frozen" in open_
+    assert "it kept pace through the stall" in closed and "diluted" not in closed
+    assert "it fell behind while the server was frozen" in open_
     assert "does not understate the stall" in text
     assert "further than 25% below" in sentence(text, "The simple prediction")
 
