@@ -22,8 +22,10 @@ from simlab.models import MODELS
 from simlab.params import SCENARIOS, Architecture, Platform, Trace, Workload
 from simlab.platforms import load_platform
 from simlab.real import commands as real_commands
+from simlab.real import peers
 from simlab.real.measure import TARGETS
 from simlab.real.options import SERVER_MODELS
+from simlab.real.peers.units import RUNTIMES
 
 __all__ = ["main"]
 
@@ -273,9 +275,16 @@ def build_parser() -> argparse.ArgumentParser:
     swp.add_argument("--no-plots", action="store_true", help="skip the figures")
     swp.add_argument("--json", action="store_true", help="print a JSON summary")
 
-    srv = sub.add_parser("serve", help="run one real server in the foreground")
+    peer_help = f"peers (resembles MODEL on PLATFORM):\n{peers.describe()}"
+    servable = (*SERVER_MODELS, *peers.ALL_PEERS)
+    srv = sub.add_parser(
+        "serve",
+        help="run one real server (or peer) in the foreground",
+        epilog=peer_help,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     srv.add_argument(
-        "model", type=choice("MODEL", SERVER_MODELS), metavar="MODEL", help=", ".join(SERVER_MODELS)
+        "model", type=choice("MODEL", servable), metavar="MODEL", help=", ".join(servable)
     )
     srv.add_argument(
         "--port", type=nonneg_int, default=8080, help="port on 127.0.0.1 (default 8080)"
@@ -286,7 +295,12 @@ def build_parser() -> argparse.ArgumentParser:
     add_architecture(srv)
     add_server_knobs(srv)
 
-    mea = sub.add_parser("measure", help="measure a real server under load (or 'memory')")
+    mea = sub.add_parser(
+        "measure",
+        help="measure a real server under load (or 'memory')",
+        epilog=peer_help,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     mea.add_argument(
         "target",
         type=choice("TARGET", (*TARGETS, "memory")),
@@ -317,6 +331,12 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="A,B",
         help="memory: the two counts whose difference gives each unit's cost",
     )
+    lab.add_argument(
+        "--runtime",
+        type=choice("RUNTIME", RUNTIMES),
+        default="cpython",
+        help=f"memory: whose units to measure: {', '.join(RUNTIMES)} (default cpython)",
+    )
     lab.add_argument("--no-save", action="store_true", help="do not save under data/measurements/")
     lab.add_argument("--out", type=Path, help="directory for the saved run")
 
@@ -344,8 +364,10 @@ def build_parser() -> argparse.ArgumentParser:
     val.add_argument("--out", type=Path, help="directory for the report (default data/validation/)")
 
     usl = sub.add_parser("usl", help="fit the Universal Scalability Law to closed-loop real runs")
+    # Only targets whose resembled model exists can have a simulated curve.
+    fittable = [t for t in TARGETS if peers.RESEMBLES.get(t, t) in MODELS]
     usl.add_argument(
-        "target", type=choice("TARGET", TARGETS), metavar="TARGET", help=", ".join(TARGETS)
+        "target", type=choice("TARGET", fittable), metavar="TARGET", help=", ".join(fittable)
     )
     usl.add_argument(
         "--levels",

@@ -14,10 +14,12 @@ from rich.table import Table
 
 from simlab.params import Architecture, Workload
 from simlab.provenance import ROOT, atomic_write_json, git_revision, machine, utc_stamp
+from simlab.real import peers
 from simlab.real.measure import MEASUREMENTS, MeasureOptions, measure
 from simlab.real.memory import measure_memory
 from simlab.real.options import ServerOptions
-from simlab.real.processes import Managed, python
+from simlab.real.peers.units import measure_units, runtime_versions
+from simlab.real.processes import Managed, free_port, port_is_free, python
 from simlab.real.runner import run_server
 
 __all__ = ["measure_command", "memory_command", "serve_command"]
@@ -39,6 +41,8 @@ def serve_command(args: argparse.Namespace, arch: Architecture) -> int:
         if backend_port is None:
             backend = Managed([python(), "-m", "simlab.real.backend"], name="backend")
             backend_port = backend.port
+        if args.model in peers.REGISTRY:
+            return _serve_peer(args, arch, backend_port)
         opts = ServerOptions(
             model=args.model,
             backend_port=backend_port,
@@ -65,6 +69,37 @@ def serve_command(args: argparse.Namespace, arch: Architecture) -> int:
         if backend is not None:
             backend.stop()
     return 0
+
+
+def _serve_peer(args: argparse.Namespace, arch: Architecture, backend_port: int) -> int:
+    """A peer in the foreground until Ctrl-C or SIGTERM (or until it dies: exit 1)."""
+    port = args.port or free_port()
+    if not port_is_free(port):
+        raise RealUsageError(f"--port: {port} is already in use")
+    cfg = peers.PeerConfig(
+        port=port,
+        backend_port=backend_port,
+        workers=arch.workers,
+        processes=arch.processes,
+        backlog=arch.backlog,
+        request_timeout=args.request_timeout,
+        stack_kib=args.stack_kib,
+    )
+    peer = peers.REGISTRY[args.model]
+    server = peers.start(args.model, cfg)
+    try:
+        _err(
+            f"serving {peer.name} ({peer.resembles} on {peer.platform}) on "
+            f"http://127.0.0.1:{port}/work?cpu_ms=1&io_ms=50&calls=1 (backend on "
+            f"{backend_port}); SIGTERM or Ctrl-C stops it"
+        )
+        print(f"READY {port}", flush=True)
+        code = server.proc.wait()
+        raise RuntimeError(f"{peer.name} exited with {code}: {server.stop().strip()[-500:]}")
+    except KeyboardInterrupt:
+        return 0  # the way a foreground server is meant to end
+    finally:
+        server.stop()
 
 
 def measure_command(args: argparse.Namespace, workload: Workload, arch: Architecture) -> int:
@@ -146,50 +181,78 @@ def _print_measure(s: dict[str, Any]) -> None:
         console.print(f"[dim]saved to {s['saved_to']}[/]")
 
 
+# The cpython units of memory.py: their labels, and the timing that goes with each.
+CPYTHON_UNITS = {
+    "thread": ("idle thread (blocked in recv)", "thread_create_start_join_us"),
+    "connection": ("idle asyncio connection", None),
+    "fork": ("forked child (blocked)", "fork_exit_wait_us"),
+    "coroutine": ("pending asyncio task", "task_create_run_us"),
+}
+
+
 def memory_command(args: argparse.Namespace) -> int:
-    _err(f"measuring memory per unit at {args.sizes[0]:,} and {args.sizes[1]:,} units")
-    result = measure_memory(args.sizes, stack_kib=args.stack_kib)
+    runtime = getattr(args, "runtime", "cpython")
+    a, b = args.sizes
+    versions = runtime_versions(runtime)  # a missing runtime stops here, in one line
+    _err(f"measuring {runtime} memory per unit at {a:,} and {b:,} units")
+    if runtime == "cpython":
+        result = measure_memory(args.sizes, stack_kib=args.stack_kib)
+        extra = measure_units("cpython", args.sizes)
+        result["per_unit_kib"].update(extra["per_unit_kib"])
+        result["units"] = extra["units"]
+        result["kernel_method"] = extra["kernel_method"]
+    else:
+        result = measure_units(runtime, args.sizes)
+    result["runtime"] = runtime
+    result["versions"] = versions
     result["machine"] = machine()
     result["git_revision"] = git_revision()
     stamp = utc_stamp()
     result["started"] = stamp
     if not args.no_save:
         out: Path = args.out or MEASUREMENTS
-        path = out / f"memory-{stamp}.json"
+        # cpython keeps the record name it always had.
+        name = f"memory-{stamp}.json" if runtime == "cpython" else f"memory-{runtime}-{stamp}.json"
+        path = out / name
         atomic_write_json(path, result)
         result["saved_to"] = str(path.relative_to(ROOT)) if path.is_relative_to(ROOT) else str(path)
     if args.json:
         print(json.dumps(result, indent=2))
         return 0
+    _print_memory(result)
+    return 0
+
+
+def _print_memory(result: dict[str, Any]) -> None:
+    a, b = result["sizes"]
     console = Console(width=None if sys.stdout.isatty() else 140)
     t = Table(
-        title=f"memory per unit, KiB (slope between {args.sizes[0]:,} and {args.sizes[1]:,})",
+        title=f"{result['runtime']} memory per unit, KiB (slope between {a:,} and {b:,}); "
+        + ", ".join(result["versions"].values()),
         title_justify="left",
     )
-    for col in ("unit", "RSS", "USS (private)", "PSS", "virtual", "kernel (machine)"):
+    for col in ("unit", "RSS", "USS (private)", "PSS", "virtual", "kernel (own)", "create us"):
         t.add_column(col, justify="left" if col == "unit" else "right")
-    names = {
-        "thread": "idle thread (blocked in recv)",
-        "connection": "idle asyncio connection",
-        "fork": "forked child (blocked)",
-        "coroutine": "pending asyncio task",
-    }
+    timings = result.get("timings", {})
     for kind, v in result["per_unit_kib"].items():
+        if kind in CPYTHON_UNITS:
+            label, timing = CPYTHON_UNITS[kind]
+            create = timings.get(timing) if timing else None
+        else:
+            label, create = result["units"][kind]["label"], v["create_us"]
+        kernel = _fmt(v["kernel"])
+        if "kernel_client_share" in v:
+            kernel += f" (-{v['kernel_client_share']:.1f} client)"
         t.add_row(
-            names[kind],
+            label,
             _fmt(v["rss"]),
             _fmt(v["uss"]),
             _fmt(v["pss"]),
             _fmt(v["vms"]),
-            _fmt(v["kernel"]),
+            kernel,
+            _fmt(create, 2),
         )
     console.print(t)
-    tm = result["timings"]
-    console.print(
-        f"thread create+start+join {tm['thread_create_start_join_us']:.1f} us; "
-        f"fork+exit+wait {tm['fork_exit_wait_us']:.0f} us; "
-        f"task create+run {tm['task_create_run_us']:.2f} us"
-    )
+    console.print(f"[dim]{result['kernel_method']}[/]")
     if "saved_to" in result:
         console.print(f"[dim]saved to {result['saved_to']}[/]")
-    return 0

@@ -46,11 +46,11 @@ from simlab.real import loadgen, peers
 from simlab.real.limits import check_fits, raise_fd_limit
 from simlab.real.options import SERVER_MODELS
 from simlab.real.probe import Probe
-from simlab.real.processes import Managed, free_port, port_is_free, python, wait_listening
+from simlab.real.processes import Managed, free_port, port_is_free, python
 
 __all__ = ["TARGETS", "MeasureOptions", "measure"]
 
-TARGETS = (*SERVER_MODELS, *peers.PEERS)
+TARGETS = (*SERVER_MODELS, *peers.ALL_PEERS)
 MEASUREMENTS = ROOT / "data" / "measurements"
 QUERY_POOL = 20_000
 
@@ -116,6 +116,10 @@ def _estimate_fit(opts: MeasureOptions) -> None:
     processes = n if opts.target == "process-per-connection" else a.processes
     # The cpython preset's sizes: a thread 43 KiB, a connection 9.5 KiB, a fork 1.2 MiB.
     memory = (threads * 43 + n * 2 * 9.5 + (processes if per_conn else 0) * 1200) / 1024
+    if opts.target in peers.REGISTRY:
+        # A peer's own estimate of its tree; a runtime's processes cost tens of MiB each.
+        threads, processes = peers.REGISTRY[opts.target].footprint(n, a.workers, a.processes)
+        memory = (threads * 64 + n * 2 * 9.5) / 1024 + processes * 30
     check_fits(
         connections=n,
         threads=threads,
@@ -129,26 +133,17 @@ def _estimate_fit(opts: MeasureOptions) -> None:
 
 def _start_server(opts: MeasureOptions, backend_port: int) -> Managed:
     a = opts.architecture
-    if opts.target in peers.PEERS:
-        port = free_port()
-        server = Managed(
-            peers.command(
-                opts.target, port=port, workers=a.workers, processes=a.processes, backlog=a.backlog
-            ),
-            env={"SIMLAB_BACKEND_PORT": str(backend_port)},
-            ready_line=False,
-            name=opts.target,
+    if opts.target in peers.REGISTRY:
+        cfg = peers.PeerConfig(
+            port=free_port(),
+            backend_port=backend_port,
+            workers=a.workers,
+            processes=a.processes,
+            backlog=a.backlog,
+            request_timeout=opts.request_timeout,
+            stack_kib=opts.stack_kib,
         )
-        server.port = port
-        try:
-            wait_listening(port, server.proc)
-        except RuntimeError as exc:
-            err = server.stop()
-            raise RuntimeError(f"{opts.target}: {exc}: {err.strip()[-500:]}") from None
-        except BaseException:
-            server.stop()
-            raise
-        return server
+        return peers.start(opts.target, cfg)
     argv = [
         python(),
         "-m",
@@ -178,6 +173,10 @@ def measure(opts: MeasureOptions, progress: Callable[[str], None] | None = None)
     """Run one measurement and return its summary (and save it unless ``save`` is off)."""
     say = progress or (lambda _msg: None)
     _estimate_fit(opts)
+    # A peer's runtime is checked (and named in the record) before anything starts.
+    runtime = (
+        peers.REGISTRY[opts.target].versions(opts.target) if opts.target in peers.REGISTRY else {}
+    )
     raise_fd_limit()
     w = opts.workload
     spec = loadgen.LoadSpec(
@@ -217,6 +216,8 @@ def measure(opts: MeasureOptions, progress: Callable[[str], None] | None = None)
     if port_left:
         raise RuntimeError(f"port {server.port} still accepts connections after the server stopped")
     summary = _summary(opts, report, probe, started)
+    if runtime:
+        summary["runtime"] = runtime
     if server_err.strip():
         summary["warnings"].append(f"server stderr: {server_err.strip()[-300:]}")
     if opts.save:
@@ -304,7 +305,7 @@ def _summary(
     # Answers per tenth of the window, as rates: batch means for the throughput CI.
     batch_rates = np.asarray(r["timeline"], dtype=float) / (opts.duration / len(r["timeline"]))
     cpu_busy = p.get("cpu_s", {}).get("rate", math.nan)
-    is_async = opts.target in ("async", "uvicorn")
+    is_async = peers.RESEMBLES.get(opts.target, opts.target) == "async"
     busy = cpu_busy if is_async else throughput * (service["mean"] or 0.0) / 1e3
     errors = r["errors"]
     # Refused by the server: answered 503, or (thread-pool, iterative) the
@@ -321,6 +322,7 @@ def _summary(
         "model": opts.target,
         "engine": "real",
         "resembles": peers.RESEMBLES.get(opts.target, opts.target),
+        "platform": peers.PLATFORM_OF.get(opts.target, "cpython"),
         "throughput_rps": throughput,
         "throughput_ci95": _batch_ci([float(x) for x in batch_rates]),
         "offered_rps": offered,
