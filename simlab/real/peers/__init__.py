@@ -55,8 +55,9 @@ class Peer:
     """One peer. ``footprint(connections, workers, processes)`` estimates its
     (threads, processes), for the check that a run fits the machine;
     ``header_timeout`` says whether it hangs up on a begun request that stalls
-    for ``--request-timeout`` (nginx and Tomcat time a new connection's first
-    request with the same clock, so theirs must stay long for idle clients)."""
+    for ``--request-timeout``: nginx, Tomcat, Go and Node time a new
+    connection's first request from accept, with the same clock, so theirs is
+    an hour, lest the load generator's idle clients be cut."""
 
     name: str
     resembles: str
@@ -171,6 +172,7 @@ _PEERS = (
         go.start_go,
         go.versions,
         lambda n, w, p: (CORES + 16, 1),
+        header_timeout=False,
     ),
     Peer(
         "node",
@@ -181,6 +183,7 @@ _PEERS = (
         node.start_node,
         node.versions,
         lambda n, w, p: (11 * p + (11 if p > 1 else 0), p + (1 if p > 1 else 0)),
+        header_timeout=False,
     ),
 )
 

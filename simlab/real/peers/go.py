@@ -4,7 +4,9 @@ It resembles ``thread-per-connection`` on the ``go`` platform: every
 connection, idle or not, has its own goroutine blocked in a read, and the
 runtime multiplexes them onto as many OS threads as there are cores (more
 while goroutines sit in blocking system calls). ``--workers`` has no role;
-``--processes`` must be 1. Its source is ``go/server/main.go``; the memory
+``--processes`` must be 1; ``--request-timeout`` does not apply (net/http
+times a new connection's first request from accept, which would cut the load
+generator's idle clients, so its header timeout is an hour). Its source is ``go/server/main.go``; the memory
 units' program is ``go/memunits/main.go``. Both are built with ``go build``
 (standard library only, no network: ``GOPROXY=off``) on first use and cached.
 """
@@ -67,8 +69,6 @@ def start_go(cfg: PeerConfig) -> Managed:
         str(cfg.port),
         "-backlog",
         str(4096 if cfg.backlog is None else max(1, cfg.backlog)),
-        "-request-timeout",
-        f"{cfg.request_timeout:g}s",
     ]
     env = {
         "SIMLAB_BACKEND_PORT": str(cfg.backend_port),

@@ -4,7 +4,9 @@ It resembles ``async`` on the ``node`` platform: one thread runs every
 connection's callbacks; the backend is one multiplexed connection per
 process. ``--processes N`` forks N workers with the ``cluster`` module (the
 primary accepts and deals connections round-robin, Node's default on Linux);
-``--workers`` has no role. Its source is ``node/server.js``; the memory
+``--workers`` has no role, nor ``--request-timeout`` (Node times a new
+connection's first request from accept, which would cut the load generator's
+idle clients, so its header timeout is an hour). Its source is ``node/server.js``; the memory
 units' program is ``node/memunits.js``. Nothing is built: the sources run
 as they are.
 """
@@ -36,7 +38,6 @@ def start_node(cfg: PeerConfig) -> Managed:
         str(cfg.port),
         str(cfg.processes),
         str(4096 if cfg.backlog is None else max(1, cfg.backlog)),
-        str(round(cfg.request_timeout * 1000)),
     )
     env = {"SIMLAB_BACKEND_PORT": str(cfg.backend_port)}
     return start_peer("node", argv, port=cfg.port, env=env)
