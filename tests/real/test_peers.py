@@ -8,6 +8,7 @@ whose runtime is missing fails with the one line that names its package
 from __future__ import annotations
 
 import json
+import math
 import signal
 import socket
 import subprocess
@@ -23,7 +24,7 @@ from simlab import Architecture, Workload
 from simlab.distributions import Fixed
 from simlab.real import peers
 from simlab.real.measure import MeasureOptions, measure
-from simlab.real.peers import build
+from simlab.real.peers import build, units
 from simlab.real.processes import Managed, free_port, port_is_free
 from tests.real.test_robustness import _quick_connects, _reset_mid_request
 
@@ -293,3 +294,42 @@ def test_builds_are_cached_and_safe_when_concurrent(tmp_path: Path, monkeypatch)
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
     source.write_text("v2")  # a changed source is a new build
     assert build.cached_build("t", [source], "x", slow_build) != built[0]
+
+
+# Sizes whose difference lifts each unit above the runtime's allocation granularity
+# (V8 grows its heap in 256 KiB pages: a 1 KiB promise needs thousands).
+TEST_SIZES = {"jvm": (20, 120), "go": (50, 500), "node": (500, 3000), "php": (10, 40)}
+
+
+@pytest.mark.parametrize("runtime", ["jvm", "go", "node", "php", "cpython"])
+def test_memory_units_of_each_runtime(runtime: str) -> None:
+    a, b = TEST_SIZES.get(runtime, (10, 40))
+    result = units.measure_units(runtime, (a, b))
+    per = result["per_unit_kib"]
+    assert set(per) == {u.name for u in units.UNITS[runtime]}
+    for name, v in per.items():
+        assert v["pss"] > 0, (name, v)
+        assert math.isfinite(v["create_us"]), (name, v)
+        assert set(result["units"][name]) == {"label", str(a), str(b)}  # the raw numbers kept
+        if "kernel_client_share" in v:
+            assert v["kernel"] == pytest.approx(v["kernel_gross"] - v["kernel_client_share"])
+    if runtime == "jvm":
+        # A thread reserves its stack (1 MiB by default, or -Xss) plus a guard page or so.
+        assert 1024 <= per["thread"]["vms"] < 1024 + 64
+        assert 256 <= per["thread-xss256k"]["vms"] < 256 + 64
+    if runtime == "go":
+        assert 1 < per["goroutine"]["uss"] < 16  # a 2 KiB stack and its g
+        assert "kernel_client_share" in per["goroutine-connection"]
+    if runtime == "node":
+        assert "kernel_client_share" in per["connection"]
+
+
+def test_memory_command_for_a_runtime(tmp_path: Path) -> None:
+    argv = [sys.executable, "-m", "simlab", "measure", "memory", "--runtime", "go"]
+    argv += ["--sizes", "20,60", "--json", "--out", str(tmp_path)]
+    out = subprocess.run(argv, capture_output=True, text=True, timeout=120, check=True)
+    result = json.loads(out.stdout)
+    assert result["runtime"] == "go" and result["versions"]["go"].startswith("go version")
+    assert result["git_revision"] and result["machine"]["cores"] >= 1
+    saved = list(tmp_path.glob("memory-go-*.json"))
+    assert len(saved) == 1 and json.loads(saved[0].read_text())["per_unit_kib"]
