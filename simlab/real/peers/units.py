@@ -50,7 +50,15 @@ from simlab.real.peers import go, jvm, nginx, node
 from simlab.real.peers.build import PeerProcess, temp_prefix
 from simlab.real.probe import kernel_kib
 
-__all__ = ["KERNEL_METHOD", "RUNTIMES", "UNITS", "Unit", "measure_units", "runtime_versions"]
+__all__ = [
+    "KERNEL_METHOD",
+    "RUNTIMES",
+    "UNITS",
+    "Unit",
+    "client_share_kib",
+    "measure_units",
+    "runtime_versions",
+]
 
 RUNTIMES = ("cpython", "jvm", "go", "node", "php")
 SETTLE_S = 0.5
@@ -265,6 +273,12 @@ def _socket_pairs(n: int) -> float:
                 stream.close()
 
 
+def client_share_kib(sizes: tuple[int, int]) -> float:
+    """The kernel memory (KiB) of one plain loopback socket end: half a pair's, by slope."""
+    a, b = sizes
+    return (_socket_pairs(b) - _socket_pairs(a)) / (b - a) / 2
+
+
 def measure_units(runtime: str, sizes: tuple[int, int]) -> dict[str, Any]:
     """Per-unit costs (KiB, and create_us) of ``runtime``'s units from the slope between sizes."""
     a, b = sizes
@@ -278,7 +292,7 @@ def measure_units(runtime: str, sizes: tuple[int, int]) -> dict[str, Any]:
         per["create_us"] = (large["create_s"] - small["create_s"]) / (b - a) * 1e6
         if unit.connections:
             if client_share is None:
-                client_share = (_socket_pairs(b) - _socket_pairs(a)) / (b - a) / 2
+                client_share = client_share_kib(sizes)
             per["kernel_gross"] = per["kernel"]
             per["kernel_client_share"] = client_share
             per["kernel"] -= client_share
