@@ -235,7 +235,7 @@ def _print_memory(result: dict[str, Any]) -> None:
         t.add_column(col, justify="left" if col == "unit" else "right")
     timings = result.get("timings", {})
     for kind, v in result["per_unit_kib"].items():
-        if kind in CPYTHON_UNITS:
+        if result["runtime"] == "cpython" and kind in CPYTHON_UNITS:
             label, timing = CPYTHON_UNITS[kind]
             create = timings.get(timing) if timing else None
         else:

@@ -6,9 +6,10 @@ runtime multiplexes them onto as many OS threads as there are cores (more
 while goroutines sit in blocking system calls). ``--workers`` has no role;
 ``--processes`` must be 1; ``--request-timeout`` does not apply (net/http
 times a new connection's first request from accept, which would cut the load
-generator's idle clients, so its header timeout is an hour). Its source is ``go/server/main.go``; the memory
-units' program is ``go/memunits/main.go``. Both are built with ``go build``
-(standard library only, no network: ``GOPROXY=off``) on first use and cached.
+generator's idle clients, so its header timeout is an hour). Its source is
+``go/server/main.go``; the memory units' program is ``go/memunits/main.go``.
+Both are built with ``go build`` (standard library only, no network:
+``GOPROXY=off``) on first use and cached.
 """
 
 from __future__ import annotations

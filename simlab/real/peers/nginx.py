@@ -327,7 +327,9 @@ def php_fpm_version() -> str:
 
 def uwsgi_version() -> str:
     argv = uwsgi_argv(Path("/nonexistent"), 1, 1, 1)  # checks the Python plugin too
-    return "uWSGI " + version_line([argv[0], "--version"])
+    # Its plugin embeds the system's Python (the lab's packages come from the venv).
+    embedded = version_line(["/usr/bin/python3", "--version"])
+    return f"uWSGI {version_line([argv[0], '--version'])} ({embedded})"
 
 
 def versions(peer: str) -> dict[str, str]:

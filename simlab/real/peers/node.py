@@ -6,9 +6,9 @@ process. ``--processes N`` forks N workers with the ``cluster`` module (the
 primary accepts and deals connections round-robin, Node's default on Linux);
 ``--workers`` has no role, nor ``--request-timeout`` (Node times a new
 connection's first request from accept, which would cut the load generator's
-idle clients, so its header timeout is an hour). Its source is ``node/server.js``; the memory
-units' program is ``node/memunits.js``. Nothing is built: the sources run
-as they are.
+idle clients, so its header timeout is an hour). Its source is
+``node/server.js``; the memory units' program is ``node/memunits.js``.
+Nothing is built: the sources run as they are.
 """
 
 from __future__ import annotations
