@@ -76,6 +76,7 @@ def measured(ex: Experiment, counts: tuple[int, ...], seconds: float) -> None:
                 model=RESEMBLES.get(target, target),
                 platform=PLATFORM_OF.get(target, "cpython"),
                 connections=n,
+                opened=s.connections.opened,
                 threads=s.threads.peak,
                 rss_mib=mem.rss_peak,
                 pss_mib=mem.user_peak,
@@ -174,12 +175,20 @@ def findings(ex: Experiment, lo: int, hi: int) -> None:
     lines = [
         f"# Do {hi:,} threads take 10 GB?\n",
         f"A real JVM (`java-threads`, {jt['runtime']}) holding {hi:,} idle keep-alive "
-        f"connections with a thread each ran **{jt['threads']:,.0f} threads**; "
+        f"connections ({jt['opened']:,.0f} opened) with a thread each ran "
+        f"**{jt['threads']:,.0f} threads**; "
         f"{RATE:g} requests/s offered, {jt['served_rps']:.1f}/s served, p50 "
         f"{jt['p50_ms']:.1f} ms.\n",
         "| target | resembles | threads | RSS | PSS | virtual (reserved) | kernel (own) |",
         "|---|---|---|---|---|---|---|",
     ]
+    short = [t for t, r in real.iterrows() if r["opened"] < hi or not r["stable"]]
+    if short:
+        lines.insert(
+            2,
+            f"**Caution**: {', '.join(short)} did not hold every connection or keep up "
+            "with the load in this run; their numbers undercount.\n",
+        )
     for t, r in real.iterrows():
         lines.append(
             f"| {t} | {r['model']} on {r['platform']} | {r['threads']:,.0f} | "

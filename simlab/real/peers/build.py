@@ -27,6 +27,7 @@ from pathlib import Path
 
 import psutil
 
+from simlab.errors import UserError
 from simlab.provenance import ROOT
 from simlab.real.processes import STOP_GRACE_S, Managed, wait_listening
 
@@ -66,7 +67,7 @@ class PeerConfig:
     preexec: Callable[[], None] | None = None
 
 
-class MissingRuntime(ValueError):  # noqa: N818 - it reads as the condition, like BadRequest
+class MissingRuntime(UserError):  # noqa: N818 - it reads as the condition, like BadRequest
     """A peer's runtime is not installed; the message names the package."""
 
 
