@@ -22,18 +22,22 @@ Run: ``python experiments/jvm_ten_thousand_threads.py [--quick]``.
 
 from __future__ import annotations
 
+from typing import Any
+
 import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import numpy as np
+import pandas as pd
 
 import simlab
 from simlab import Architecture, Fixed, Workload
-from simlab.experiment import Experiment, arguments
+from simlab.experiment import Experiment, arguments, rewrite_findings
 from simlab.real.measure import MeasureOptions, measure
 from simlab.real.peers import PLATFORM_OF, RESEMBLES
 
+NAME = "jvm_ten_thousand_threads"
 SEED = 1
 CONNECTIONS = (100, 10_000)
 QUICK_CONNECTIONS = (50, 300)
@@ -159,8 +163,10 @@ def _compare(a: float, b: float, what: str) -> str:
     return f"{1 / ratio:,.1f}x less {what} than"
 
 
-def findings(ex: Experiment, lo: int, hi: int) -> None:
-    df = ex.table()
+def findings(df: pd.DataFrame, params: dict[str, Any]) -> str:
+    """The findings of a run's table; the two sizes are the smallest and largest it measured."""
+    sizes = sorted(int(n) for n in df.loc[df["source"] == "measured", "connections"].unique())
+    lo, hi = sizes[0], sizes[-1]
     real = df[(df["source"] == "measured") & (df["connections"] == hi)].set_index("target")
     jt = real.loc["java-threads"]
     claim_gib = hi * NOTES_GB_PER_THREAD * 1e9 / 2**30
@@ -245,21 +251,22 @@ def findings(ex: Experiment, lo: int, hi: int) -> None:
             f"kernel memory ({sim_res:,.1f} against {real_res:,.1f} KiB, "
             f"{(sim_res - real_res) / real_res:+.0%})."
         )
-    ex.findings("\n".join(lines))
+    return "\n".join(lines)
 
 
 def main() -> None:
     args = arguments(__doc__ or "")
+    if args.findings_only:
+        rewrite_findings(NAME, findings, args.out)
+        return
     counts = QUICK_CONNECTIONS if args.quick else CONNECTIONS
     seconds = QUICK_SECONDS if args.quick else SECONDS
     params = {"rate": RATE, "cpu_s": CPU_S, "calls": CALLS, "workers": WORKERS}
-    with Experiment(
-        "jvm_ten_thousand_threads", seed=SEED, quick=args.quick, params=params, out=args.out
-    ) as ex:
+    with Experiment(NAME, seed=SEED, quick=args.quick, params=params, out=args.out) as ex:
         measured(ex, counts, seconds)
         simulated(ex, counts)
         plots(ex, counts[-1])
-        findings(ex, counts[0], counts[-1])
+        ex.findings(findings(ex.table(), params))
     print(f"wrote {ex.target}")
 
 
