@@ -51,6 +51,7 @@ browser:
 ## NO_MKDOCS_2_WARNING silences a banner Material prints on every build.
 docs: $(STAMP)
 	$(BIN)/python docs/gen_cli.py
+	$(BIN)/python docs/gen_platforms.py
 	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict
 
 ## The peers' runtimes (nginx, PHP-FPM, uWSGI, Tomcat 10, Go, Node.js, a JDK) and
