@@ -47,7 +47,9 @@ def run(peer: str) -> dict[str, Any]:
     out = subprocess.run(argv, capture_output=True, text=True, check=False, timeout=900)
     if out.returncode != 0:
         raise SystemExit(f"{peer}: simlab measure failed ({out.returncode}): {out.stderr[-2000:]}")
-    summary: dict[str, Any] = json.loads(out.stdout)["summary"]
+    result: dict[str, Any] = json.loads(out.stdout)
+    # --json prints the result; a saved record nests the same summary under "summary".
+    summary: dict[str, Any] = result.get("summary", result)
     return summary
 
 
