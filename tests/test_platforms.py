@@ -165,3 +165,32 @@ def test_node_and_php_presets_come_from_their_records():
     thread, fork = unit_costs(php)["thread"], unit_costs(php)["fork"]
     assert thread[0] + fork[0] == pytest.approx(php.fork_kib)
     assert thread[1] + fork[1] == pytest.approx(php.fork_kernel_kib)
+
+
+def test_simulated_jvm_thread_per_connection_matches_the_real_ten_thousand_threads(capsys):
+    # `simlab compare --platform jvm` (the c10k scenario: 10,000 connections) against
+    # the real JVM holding 10,000 connections with a thread each
+    # (experiments/jvm_ten_thousand_threads.py). Both sides are read, not pinned.
+    from simlab.cli import main  # noqa: PLC0415 - only this test runs the CLI
+
+    assert main(["simulate", "thread-per-connection", "--platform", "jvm-preset",
+                 "--duration", "5", "--json"]) == 0  # fmt: skip
+    sim = json.loads(capsys.readouterr().out)
+    n = sim["connections"]["peak"]
+    with (ROOT / platforms.TEN_K).open() as f:
+        real = {
+            int(r["connections"]): r
+            for r in csv.DictReader(f)
+            if r["source"] == "measured" and r["target"] == "java-threads"
+        }
+    assert n == max(real) == 10_000 and int(float(real[n]["opened"])) == n
+    # Reserved: the connections' threads' own reservation, the slope of the JVM's
+    # virtual size between the two sizes times the connections (its heap's
+    # reservation is not a thread's, and simlab's reserved is thread stacks only).
+    lo = min(real)
+    per_conn = (float(real[n]["virtual_mib"]) - float(real[lo]["virtual_mib"])) / (n - lo)
+    assert sim["memory_mib"]["virtual_peak"] == pytest.approx(per_conn * n, rel=0.10)
+    # Resident: what the machine must have, resident (PSS) plus the server's own
+    # kernel memory, against simlab's user + kernel.
+    resident = float(real[n]["pss_mib"]) + float(real[n]["kernel_own_mib"])
+    assert sim["memory_mib"]["peak"] == pytest.approx(resident, rel=0.15)
