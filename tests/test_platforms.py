@@ -194,3 +194,9 @@ def test_simulated_jvm_thread_per_connection_matches_the_real_ten_thousand_threa
     # kernel memory, against simlab's user + kernel.
     resident = float(real[n]["pss_mib"]) + float(real[n]["kernel_own_mib"])
     assert sim["memory_mib"]["peak"] == pytest.approx(resident, rel=0.15)
+
+
+def test_every_peer_runs_on_a_preset_platform():
+    from simlab.real.peers import PLATFORM_OF  # noqa: PLC0415
+
+    assert set(PLATFORM_OF.values()) <= set(PRESETS), PLATFORM_OF
