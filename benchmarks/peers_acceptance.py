@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shlex
 import subprocess
 import sys
@@ -42,6 +43,7 @@ LITTLE_GOAL = 0.05
 
 
 def run(peer: str) -> dict[str, Any]:
+    load_before = os.getloadavg()[0]
     argv = [sys.executable, "-m", "simlab", *shlex.split(COMMAND.format(peer=peer))]
     argv += [*shlex.split(SIZES[peer]), "--json"]
     out = subprocess.run(argv, capture_output=True, text=True, check=False, timeout=900)
@@ -50,6 +52,7 @@ def run(peer: str) -> dict[str, Any]:
     result: dict[str, Any] = json.loads(out.stdout)
     # --json prints the result; a saved record nests the same summary under "summary".
     summary: dict[str, Any] = result.get("summary", result)
+    summary["load_before"] = load_before  # other work on the machine, as the run began
     return summary
 
 
@@ -58,12 +61,13 @@ def row(s: dict[str, Any]) -> str:
     err = little["rel_error"]
     size = SIZES.get(s["model"], "")
     ok = "yes" if err <= LITTLE_GOAL else "**no**"
+    load = f"{s['load_before']:.1f}" if "load_before" in s else "-"
     return (
         f"| {s['model']} | {f'`{size}`' if size else ''} | {s['offered_rps']:.1f} / "
         f"{s['throughput_rps']:.1f} | {lat['p50']:.1f} / {lat['p99']:.1f} | "
         f"{little['in_flight_sampled']:.2f} vs {little['throughput_x_latency']:.2f}: "
         f"{err:.1%} ({ok}) | {s['dropped'] + sum(s['errors'].values())} | "
-        f"{'yes' if s['stable'] else 'no'} | {s['started']} |"
+        f"{'yes' if s['stable'] else 'no'} | {load} | {s['started']} |"
     )
 
 
@@ -74,8 +78,8 @@ def table(summaries: list[dict[str, Any]]) -> str:
         f"`nice -n 19 simlab {COMMAND.format(peer='PEER')} [size]`, {when}:",
         "",
         "| peer | size | offered / served req/s | p50 / p99 ms | Little: in flight vs "
-        "X x R (error, within 5%) | dropped + errors | stable | record |",
-        "|---|---|---|---|---|---|---|---|",
+        "X x R (error, within 5%) | dropped + errors | stable | load average | record |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     lines += [row(s) for s in summaries]
     return "\n".join(lines)
