@@ -71,11 +71,17 @@ def row(s: dict[str, Any]) -> str:
     )
 
 
-def table(summaries: list[dict[str, Any]]) -> str:
+def table(summaries: list[dict[str, Any]], *, ran: bool = True) -> str:
     when = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
+    command = f"simlab {COMMAND.format(peer='PEER')} [size]"
+    how = (
+        f"`nice -n 19 {command}`, run by this script on {when}"
+        if ran
+        else f"`{command}`, from the records named in the last column (their start, UTC)"
+    )
     lines = [
         f"<!-- printed by benchmarks/peers_acceptance.py on {when}, git {git_revision()} -->",
-        f"`nice -n 19 simlab {COMMAND.format(peer='PEER')} [size]`, {when}:",
+        f"{how}:",
         "",
         "| peer | size | offered / served req/s | p50 / p99 ms | Little: in flight vs "
         "X x R (error, within 5%) | dropped + errors | stable | load average | record |",
@@ -101,7 +107,7 @@ def main() -> int:
         for peer in peers:
             print(f"measuring {peer} ...", file=sys.stderr, flush=True)
             summaries.append(run(peer))
-    print(table(summaries))
+    print(table(summaries, ran=not args.records))
     return 0
 
 
