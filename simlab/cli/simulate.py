@@ -17,7 +17,16 @@ from simlab.simulation import Result, compare, simulate
 
 __all__ = ["add_commands"]
 
-SCENARIO = (*options.WORKLOAD, *options.PLATFORM, "gil", *options.ARCHITECTURE, *options.RUN)
+# ``--loops`` (several event loops per async process) is simulated only: the
+# real async server runs one loop per process.
+SIMULATED_ARCHITECTURE = (*options.ARCHITECTURE, "loops")
+SCENARIO = (
+    *options.WORKLOAD,
+    *options.PLATFORM,
+    "gil",
+    *SIMULATED_ARCHITECTURE,
+    *options.RUN,
+)
 
 
 def add_commands(sub: argparse._SubParsersAction[options.Parser]) -> None:
@@ -48,7 +57,7 @@ def _add_scenario(p: argparse.ArgumentParser) -> None:
     pl = p.add_argument_group("platform")
     options.add_scenario_options(pl, (*options.PLATFORM, "gil"))
     options.add_set(pl)
-    options.add_scenario_options(p.add_argument_group("architecture"), options.ARCHITECTURE)
+    options.add_scenario_options(p.add_argument_group("architecture"), SIMULATED_ARCHITECTURE)
     options.add_scenario_options(p.add_argument_group("run"), options.RUN)
     p.add_argument("--json", action="store_true", help="print one JSON object")
 
