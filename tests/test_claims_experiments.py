@@ -44,7 +44,7 @@ def line(text: str, *needles: str) -> str:
     return found[0]
 
 
-@pytest.mark.parametrize("name", ["big_box", "thread_ratio"])
+@pytest.mark.parametrize("name", ["big_box", "thread_ratio", "multi_loop"])
 def test_runs_quick(tmp_path: Path, name: str) -> None:
     out = tmp_path / name
     subprocess.run(
@@ -122,3 +122,22 @@ def test_thread_ratio_one_to_one_follows_the_threads() -> None:
     doctored = df.copy()
     doctored.loc[seq, "threads_per_connection"] = 0.5
     assert "not 1:1" in line(tr.findings(doctored), "sequential calls**")
+
+
+def test_multi_loop_sentences_follow_the_table() -> None:
+    ml = script("multi_loop")
+    df = committed("multi_loop")
+    cores = int(df["cores"].max())
+    text = ml.findings(df)
+    free = line(text, f"**{cores} cores, without a GIL**")
+    gil = line(text, f"**{cores} cores, with the GIL**")
+    assert "they use more cores than one loop" in free
+    assert "they use no more than one loop's core" in gil
+    doctored = df.copy()
+    pick = (doctored["cores"] == cores) & ~doctored["gil"] & (doctored["design"] == "loops")
+    doctored.loc[pick, "throughput_rps"] = float(
+        df[(df["cores"] == cores) & ~df["gil"] & (df["design"] == "one")]["throughput_rps"].iloc[0]
+    )
+    flipped = line(ml.findings(doctored), f"**{cores} cores, without a GIL**")
+    assert "they use no more than one loop's core" in flipped
+    assert "The loops serve less than the processes" in flipped
