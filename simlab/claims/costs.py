@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import pandas as pd
 
@@ -17,6 +19,7 @@ TEN_GB_MIB = 1e10 / 2**20  # "10G": the notes' round number, in MiB
 ABOUT = 0.25  # "about" / "typical" taken as within 25%
 NEGLIGIBLE = 0.1  # "almost no CPU": under a tenth of the business CPU per request
 LIGHT = 10.0  # "heavy" against "light": at least 10x apart
+FALL = 0.10  # throughput more than 10% below its peak is a fall (as thread_count_collapse)
 
 
 def _near_ten_gb(mib: float) -> bool:
@@ -100,7 +103,8 @@ def communication_cpu(ev: Evidence) -> Finding:
     share = per["overhead_ms"] / per["cpu_ms"]
     lo, hi = float(per["overhead_ms"].min()), float(per["overhead_ms"].max())
     text = (
-        f"CPU per request beyond the handler's own {per['cpu_ms'].iloc[0]:g} ms, measured on "
+        f"the server's CPU per request beyond the handler's own {per['cpu_ms'].iloc[0]:g} ms "
+        "(parsing, responding, the backend call's I/O, scheduling), measured on "
         f"{len(per)} servers: {lo:.2f} to {hi:.2f} ms "
         f"({', '.join(f'{t} {r.overhead_ms:.2f}' for t, r in per.iterrows())}); the "
         f"calibrated CPython profile's parse and respond alone is {parse_ms:.2f} ms"
@@ -201,42 +205,66 @@ def few_threads(ev: Evidence) -> Finding:
     "python experiments/thread_count_collapse.py --findings-only",
 )
 def threads_heavy(ev: Evidence) -> Finding:
-    p = {k: v["value"] if isinstance(v, dict) else v for k, v in ev.profile()["parameters"].items()}
+    params = ev.profile()["parameters"]
+    p = {k: v["value"] if isinstance(v, dict) else v for k, v in params.items()}
     thread_kib = float(p["thread_kib"]) + float(p["thread_kernel_kib"])
     task_kib = float(p["task_kib"])
-    switch_us, task_us = float(p["context_switch_us"]), float(p["task_us"])
     df = ev.results("thread_count_collapse")
     m = df[(df["source"] == "measured") & (df["server"] == ThreadPerConnection.name)]
     peak = float(m["throughput_rps"].max())
     last = m.sort_values("concurrency").iloc[-1]
     fall = 1 - float(last["throughput_rps"]) / peak
-    numbers = {
+    # The profile's per-switch and per-task CPU are only usable when their
+    # fits are identified (a 95% CI clear of zero); otherwise the measured
+    # throughput with many threads is the evidence on switching.
+    switch = _identified(params.get("context_switch_us"))
+    task = _identified(params.get("task_us"))
+    numbers: dict[str, Any] = {
         "thread_resident_kib": round(thread_kib, 1),
         "thread_reserved_kib": round(float(p["stack_kib"]), 0),
         "coroutine_kib": round(task_kib, 2),
-        "context_switch_us": switch_us,
-        "coroutine_create_us": round(task_us, 1),
+        "context_switch_us": "not identified" if switch is None else round(switch, 2),
+        "coroutine_task_us": "not identified" if task is None else round(task, 1),
         "threads_measured": int(last["concurrency"]),
         "throughput_fall_from_peak": round(fall, 3),
     }
     memory_heavy = thread_kib >= LIGHT * task_kib
-    switch_heavy = switch_us >= task_us or fall > 0.10
+    fitted_heavier = switch is not None and task is not None and switch >= task
+    switch_heavy = fitted_heavier or fall > FALL
+    fits = (
+        f"the fitted switch costs {switch:.2g} us against {task:.0f} us per task"
+        if switch is not None and task is not None
+        else "the profile's switch and task CPU are not identified (95% CIs span zero)"
+    )
     text = (
         f"calibrated CPython: a thread holds {thread_kib:.0f} KiB resident "
         f"({float(p['stack_kib']):,.0f} KiB reserved) against a coroutine's {task_kib:.2f} "
-        f"KiB; the fitted context switch is {switch_us:.2g} us against {task_us:.0f} us to "
-        f"create a task, and {int(last['concurrency'])} threads serve {fall:.0%} below the "
-        "peak (measured)"
+        f"KiB; {fits}; measured, {int(last['concurrency'])} threads serve {fall:.0%} below "
+        f"the peak (a fall being more than {FALL:.0%})"
     )
     return judge(
         holds=memory_heavy and switch_heavy,
         partly=memory_heavy or switch_heavy,
         yes=f"{text}: heavy in memory and in switching",
-        part=f"{text}: heavy in {'memory' if memory_heavy else 'switching'} only; "
-        f"{'switching costs no more than a coroutine here' if memory_heavy else ''}",
+        part=f"{text}: heavy in "
+        + (
+            "memory only: switching many threads costs no throughput shown here"
+            if memory_heavy
+            else "switching only"
+        ),
         no=f"{text}: neither heavier in memory nor in switching",
         numbers=numbers,
     )
+
+
+def _identified(fit: Any) -> float | None:
+    """A fitted value whose 95% CI excludes zero, else None (not identified)."""
+    if not isinstance(fit, dict):
+        return None
+    ci = fit.get("ci95")
+    if not ci or ci[0] is None or ci[1] is None or ci[0] <= 0 <= ci[1]:
+        return None
+    return float(fit["value"])
 
 
 @claim(
