@@ -377,7 +377,9 @@ def coroutines_one_core(ev: Evidence) -> Finding:
     "内核线程在调用的时候可以去不同的核心去操作。所以多线程是可以利用到多核的。",
     "Kernel threads are scheduled on any core, so threads can use many cores.",
     "python experiments/multicore.py --findings-only; "
-    "simlab plan --max-rate --models reactor-pool --cores 8 [--gil|--no-gil]",
+    "simlab plan --max-rate --analytic --platform cpython --cores 8 --connections 256 "
+    "--rate 100 --cpu-ms 2 --io-ms 10 --models reactor-pool --workers 16 --processes 1 "
+    "--slo-p99-ms 1000 [--no-gil]",
 )
 def threads_many_cores(ev: Evidence) -> Finding:
     from simlab.claims.sims import gil_rates  # noqa: PLC0415 - loads the planner

@@ -25,6 +25,7 @@ NOTES_RATE_PER_10K = 100.0  # "10K个连接，可能每秒只有100个请求"
 # Runtimes the notes name that no package registry reachable here provides:
 # swoole is a PECL extension (no Debian or PyPI package), Vert.x a Maven
 # artifact (no Debian package; Maven Central is not reachable from this lab).
+# Checked on 2026-12-01 with apt-cache search on an up-to-date package list.
 UNOBTAINABLE = ("swoole", "vertx")
 
 
@@ -161,7 +162,8 @@ def callbacks_vs_coroutines(ev: Evidence) -> Finding:
     "second generation",
     "swoole 1的异步回调和swoole 2的coroutine……VertX的异步回调",
     "swoole 1's callbacks, swoole 2's coroutines, Vert.x's callbacks.",
-    "apt-cache policy php-swoole; pip download swoole (neither exists here)",
+    "apt-cache search --names-only 'swoole|vertx' (no package: swoole is on PECL, Vert.x on "
+    "Maven, neither reachable here)",
 )
 def swoole_vertx(ev: Evidence) -> Finding:
     present: set[str] = set()
