@@ -159,7 +159,10 @@ def _estimate_fit(opts: MeasureOptions) -> None:
         memory_mib=memory,
         sources=opts.sources,
         # A thread opens its backend connection on its first call: none without calls.
-        backend_conns=threads if w.calls > 0 else 0,
+        # A forked child holds its own, in its own process, not the parent's files.
+        backend_conns=(1 if opts.target == "process-per-connection" else threads)
+        if w.calls > 0
+        else 0,
     )
 
 
