@@ -110,3 +110,28 @@ def test_docs_claims_page_is_current() -> None:
     spec.loader.exec_module(gen)
     current = gen.PAGE.read_text(encoding="utf-8")
     assert gen.render(current) == current, "docs/claims.md is out of date: run make docs"
+
+
+def test_coats_flip_when_a_callback_server_needs_a_thread_each(root: Path) -> None:
+    before = _verdict(root, "callbacks-vs-coroutines")
+    path, df = _table(root, "jvm_ten_thousand_threads")
+    big = (df["target"] == "node") & (df["connections"] == df["connections"].max())
+    df.loc[big, "threads"] = 10_007.0
+    df.to_csv(path, index=False)
+    assert before == "confirmed"
+    assert _verdict(root, "callbacks-vs-coroutines") == "contradicted"
+
+
+def test_the_command_line(capsys: pytest.CaptureFixture[str]) -> None:
+    import json  # noqa: PLC0415
+
+    from simlab.cli import main  # noqa: PLC0415
+
+    assert main(["claims", "--only", "ad-service,swoole-vertx", "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert [r["id"] for r in out["claims"]] == ["ad-service", "swoole-vertx"]
+    assert out["claims"][1]["verdict"] == "not testable here"
+    with pytest.raises(SystemExit) as exc:
+        main(["claims", "--only", "nosuch"])
+    assert exc.value.code == 2
+    assert "unknown claim 'nosuch'" in capsys.readouterr().err

@@ -138,6 +138,8 @@ def thread_ratio(ev: Evidence) -> Finding:
     "python experiments/callbacks_vs_coroutines.py --findings-only",
 )
 def callbacks_vs_coroutines(ev: Evidence) -> Finding:
+    if not ev.has_results("callbacks_vs_coroutines"):
+        return _coats_when_idle(ev)
     df = ev.results("callbacks_vs_coroutines")
     lacking = _needs(df, ("style", "kib_per_pending"), "callbacks_vs_coroutines")
     if lacking:
@@ -153,6 +155,60 @@ def callbacks_vs_coroutines(ev: Evidence) -> Finding:
         f"kernel memory alone ({thread_kib:.0f} KiB): both coats free the thread",
         part=f"median KiB per pending operation by style: {numbers}; only some are light",
         no=f"median KiB per pending operation by style: {numbers}; neither is light",
+        numbers=numbers,
+    )
+
+
+# Real peers by the coat they wear (simlab.real.peers; simlab's own async server).
+CALLBACKS = ("node",)
+COROUTINES = ("go", "async")
+FEW_THREADS = 10
+
+
+def _used_mib(r: pd.Series) -> float:
+    """Resident (PSS) plus the server's own kernel memory, as jvm_ten_thousand_threads counts."""
+    return float(r["pss_mib"]) + float(r["kernel_own_mib"])
+
+
+def _coats_when_idle(ev: Evidence) -> Finding:
+    """Until the pending-operation measurements land: the two coats compared on
+    what is measured, holding 10,000 idle connections."""
+    df = ev.results("jvm_ten_thousand_threads")
+    m = df[df["source"] == "measured"].sort_values("connections")
+    lo, hi = int(m["connections"].min()), int(m["connections"].max())
+    numbers: dict[str, Any] = {}
+    kib: dict[str, float] = {}
+    threads: dict[str, float] = {}
+    for target in (*CALLBACKS, *COROUTINES):
+        t = m[m["target"] == target]
+        if len(t) < 2:
+            continue
+        a, b = t.iloc[0], t.iloc[-1]
+        kib[target] = (_used_mib(b) - _used_mib(a)) * 1024 / (hi - lo)
+        threads[target] = float(b["threads"])
+        numbers[f"{target}_kib_per_connection"] = round(kib[target], 1)
+        numbers[f"{target}_threads"] = int(threads[target])
+    if not any(t in kib for t in CALLBACKS) or not any(t in kib for t in COROUTINES):
+        return Finding("not yet measured", "no measured callback and coroutine peers", numbers)
+    missing = ev.shown(ev.root / "experiments" / "callbacks_vs_coroutines" / "results.csv")
+    numbers["pending_operations"] = f"missing {missing}"
+    thread_kib = float(ev.profile()["parameters"]["thread_kernel_kib"]["value"])
+    light = all(v <= thread_kib for v in kib.values())
+    few = all(v <= FEW_THREADS for v in threads.values())
+    text = (
+        f"measured holding {hi:,} idle connections: "
+        + ", ".join(
+            f"{t} ({'callbacks' if t in CALLBACKS else 'coroutines'}) {kib[t]:.1f} KiB per "
+            f"connection with {int(threads[t])} threads"
+            for t in kib
+        )
+        + f", each under a thread's kernel memory alone ({thread_kib:.0f} KiB); memory per "
+        f"pending operation and CPU per hop are not yet measured ({missing})"
+    )
+    return judge(
+        holds=light and few,
+        yes=f"{text}: both coats hold connections without a thread each",
+        no=f"{text}: one coat costs a thread's worth",
         numbers=numbers,
     )
 
