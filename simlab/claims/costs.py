@@ -180,8 +180,9 @@ def ten_thousand_threads(ev: Evidence) -> Finding:
 def few_threads(ev: Evidence) -> Finding:
     from simlab.claims.sims import plan_workers  # noqa: PLC0415 - loads the planner
 
-    ev.profile()  # the calibrated profile must exist: the plan runs on it
-    workers, p99_ms = plan_workers(ReactorPool.name, rate=100.0, io_ms=100.0, p99_ms=500.0)
+    workers, p99_ms = plan_workers(
+        ReactorPool.name, ev.platform(), rate=100.0, io_ms=100.0, p99_ms=500.0
+    )
     numbers = {"workers": workers, "p99_ms": p99_ms, "connections": 10_000, "rate_rps": 100}
     text = (
         f"the planner on the calibrated cpython profile sizes a reactor-pool for 10,000 "

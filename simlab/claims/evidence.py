@@ -15,6 +15,7 @@ from typing import Any
 
 import pandas as pd
 
+from simlab.params import Platform
 from simlab.paths import data_root
 
 __all__ = ["Evidence", "MissingFileError", "fixed_seconds"]
@@ -58,6 +59,13 @@ class Evidence:
     def profile(self, name: str = "cpython") -> dict[str, Any]:
         """A calibrated profile's JSON (``profiles/<name>.json``)."""
         return self._json(self.root / "profiles" / f"{name}.json")
+
+    def platform(self, name: str = "cpython") -> Platform:
+        """The calibrated profile ``name`` of this data root, as a platform."""
+        from simlab.platforms import platform_from_profile  # noqa: PLC0415
+
+        path = self.root / "profiles" / f"{name}.json"
+        return platform_from_profile(self.profile(name), source=str(path))
 
     def measurements(self) -> list[dict[str, Any]]:
         """The summaries of every real run in ``measurements/`` (not the memory runs),

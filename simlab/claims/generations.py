@@ -263,6 +263,7 @@ def python_journey(ev: Evidence) -> Finding:
     df = ev.results("python_server_journey")
     meta = ev.meta("python_server_journey")["params"]
     best = _sustained(df, "measured")
+    platform = ev.platform()
     steps = list(best.values())
     rises = all(b > a for a, b in itertools.pairwise(steps))
     never_falls = all(b >= a for a, b in itertools.pairwise(steps))
@@ -273,7 +274,7 @@ def python_journey(ev: Evidence) -> Finding:
         tied = [k for k, v in best.items() if v == level]
         nxt = 2 * level
         for name in tied:
-            rho = journey_load(name, clients=nxt, params=meta)
+            rho = journey_load(name, platform, clients=nxt, params=meta)
             numbers[f"{name}_cores_needed_at_{nxt}"] = round(rho, 2)
         parts = []
         for k in tied:
@@ -388,7 +389,7 @@ def threads_many_cores(ev: Evidence) -> Finding:
     real = df[(df["source"] == "measured") & (df["model"] == ReactorPool.name)]
     one = real[real["processes"] == 1].iloc[0]
     cores_used = float(one["cpu_utilization"]) * float(one["cores"])
-    rates = gil_rates(ReactorPool.name, cores=8, workers=16)
+    rates = gil_rates(ReactorPool.name, ev.platform(), cores=8, workers=16)
     speedup = rates[False] / rates[True]
     numbers = {
         "measured_threads": int(one["threads"]),
