@@ -135,3 +135,17 @@ def test_the_command_line(capsys: pytest.CaptureFixture[str]) -> None:
         main(["claims", "--only", "nosuch"])
     assert exc.value.code == 2
     assert "unknown claim 'nosuch'" in capsys.readouterr().err
+
+
+def test_threads_heavy_follows_the_profile(root: Path) -> None:
+    import json  # noqa: PLC0415
+
+    before = _verdict(root, "threads-heavy-coroutines-light")
+    path = root / "profiles" / "cpython.json"
+    profile = json.loads(path.read_text())
+    # A thread as light as a coroutine: the memory half of the claim no longer holds.
+    for key in ("thread_kib", "thread_kernel_kib"):
+        profile["parameters"][key]["value"] = 0.4
+    path.write_text(json.dumps(profile))
+    assert before == "refined"
+    assert _verdict(root, "threads-heavy-coroutines-light") == "contradicted"
