@@ -38,7 +38,7 @@ from simlab.experiment import Experiment, arguments, rewrite_findings
 from simlab.findings import joined
 from simlab.models import get_model
 from simlab.planner import Goals, max_connections, max_rate
-from simlab.planner.estimate import memory
+from simlab.planner.estimate import estimate, memory
 from simlab.planner.search import Search
 from simlab.platforms import platform_names
 from simlab.registry import MODEL_NAMES
@@ -67,6 +67,7 @@ USER_SPACE_THREADS = ("go",)
 FIXED_POINT_ROUNDS = 3  # the rate follows the connections: a few rounds settle it
 GIL_GAIN = 1.10  # the GIL is the limit when the same design holds 10% more without it
 HUNDRED_K = 100_000
+FEW_CORES_SHARE = 0.5  # a CPU limit with under half the cores busy is one process's limit
 UNBOUNDED = 10**12  # a limit that does not apply
 DEAL = Search(max_processes=1).deal()
 
@@ -171,6 +172,9 @@ def held(model: str, label: str, platform: simlab.Platform, procs: int) -> dict[
             first = "GIL"
     final = sized(model, n, arch)
     threads, resident, _ = memory(model, workload(max(n, 1)), platform, final)
+    # The cores busy at the connections held: all 24 for a design the cores
+    # stop, one for a single loop (the rest of the box idles).
+    busy = estimate(model, workload(max(n, 1)), platform, final, DEAL).loads.get("cores", 0.0)
     return {
         "question": "notes-rate",
         "platform": label,
@@ -189,6 +193,7 @@ def held(model: str, label: str, platform: simlab.Platform, procs: int) -> dict[
         "rate_rps": n * NOTES_RATE_PER_CONNECTION,
         "resident_gib": resident / 1024,
         "threads": threads,
+        "cores_busy": busy * CORES,
     }
 
 
@@ -242,14 +247,15 @@ def findings(df: pd.DataFrame) -> str:
         "connections each design holds, and the limit it meets first:",
         "",
         "| platform | model | processes | connections held | first limit | memory limit | "
-        "CPU limit |",
-        "|---|---|---|---|---|---|---|",
+        "CPU limit | cores busy |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for _, r in notes.iterrows():
+        busy = r.get("cores_busy", math.nan)
         out.append(
             f"| {r['platform']} | {r['model']} | {int(r['processes'])} | "
             f"{int(r['connections_held']):,} | {r['limit']} | {int(r['memory_limit']):,} | "
-            f"{int(r['cpu_limit']):,} |"
+            f"{int(r['cpu_limit']):,} | {'-' if pd.isna(busy) else f'{float(busy):.1f}'} |"
         )
     out.append("")
     many = notes[notes["connections_held"] >= HUNDRED_K]
@@ -266,6 +272,23 @@ def findings(df: pd.DataFrame) -> str:
             f"- first limit **{limit}** ({len(g)} designs): "
             + joined([f"{r.model} on {r.platform} ({int(r.processes)}p)" for r in g.itertuples()])
         )
+    if "cores_busy" in notes.columns:
+        cpu = notes[notes["limit"] == "cores"]
+        short = cpu[cpu["cores_busy"] < CORES * FEW_CORES_SHARE]
+        if len(short):
+            out.append(
+                f"Of the {len(cpu)} designs the CPU stops, {len(short)} stop with fewer than "
+                f"{CORES * FEW_CORES_SHARE:.0f} of the {CORES} cores busy, each with what the "
+                "planner says gives way just above its limit: "
+                + joined(
+                    [
+                        f"{r.model} on {r.platform} ({int(r.processes)}p, "
+                        f"{float(r.cores_busy):.1f} cores: {r.cpu_reason})"
+                        for r in short.itertuples()
+                    ]
+                )
+                + "."
+            )
     gil = notes[notes["limit"] == "GIL"]
     if len(gil):
         free = notes[~notes["gil"].astype(bool)]

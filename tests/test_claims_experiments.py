@@ -141,3 +141,15 @@ def test_multi_loop_sentences_follow_the_table() -> None:
     flipped = line(ml.findings(doctored), f"**{cores} cores, without a GIL**")
     assert "they use no more than one loop's core" in flipped
     assert "The loops serve less than the processes" in flipped
+
+
+def test_big_box_names_cpu_limits_with_idle_cores() -> None:
+    bb = script("big_box")
+    df = committed("big_box")
+    cpu = (df["question"] == "notes-rate") & (df["limit"] == "cores")
+    short = int((df[cpu]["cores_busy"] < bb.CORES * bb.FEW_CORES_SHARE).sum())
+    text = bb.findings(df)
+    assert (f"{short} stop with fewer than" in text) == (short > 0)
+    doctored = df.copy()
+    doctored.loc[cpu, "cores_busy"] = float(bb.CORES)
+    assert "stop with fewer than" not in bb.findings(doctored)
