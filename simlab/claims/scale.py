@@ -15,6 +15,7 @@ import pandas as pd
 
 from simlab.claims.base import Finding, claim, judge
 from simlab.claims.evidence import Evidence
+from simlab.models.async_ import Async
 
 __all__: list[str] = []
 
@@ -161,7 +162,7 @@ def callbacks_vs_coroutines(ev: Evidence) -> Finding:
 
 # Real peers by the coat they wear (simlab.real.peers; simlab's own async server).
 CALLBACKS = ("node",)
-COROUTINES = ("go", "async")
+COROUTINES = ("go", Async.name)
 FEW_THREADS = 10
 
 
