@@ -210,7 +210,7 @@ def ad_service(ev: Evidence) -> Finding:
     "second-generation",
     "second generation",
     "第二代事件驱动模型应运而生，把业务逻辑也变成事件驱动，彻底消除浪费线程等待IO这个现象"
-    "……Go的goroutine、Python 3的coroutine、nodejs的异步回调",
+    "……Go的goroutine……Python 3的coroutine……nodejs的异步回调",
     "The second generation (Go's goroutines, Python 3's coroutines, Node.js's callbacks) "
     "makes the business layer event-driven: no thread waits on I/O.",
     "python experiments/jvm_ten_thousand_threads.py --findings-only; "

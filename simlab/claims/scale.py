@@ -284,7 +284,7 @@ def process_threads_coroutines(ev: Evidence) -> Finding:
 @claim(
     "flash-sale",
     "scale",
-    "业务场景，有哪些高并发业务场景呢？抢购，火车票、演唱会门票等等。",
+    "业务场景，有哪些高并发业务场景呢？……抢购，火车票、演唱会门票等等。",
     "Flash sales (train tickets, concert tickets) are the high-concurrency business case.",
     "python experiments/flash_sale.py --findings-only",
 )
