@@ -3,25 +3,37 @@
 from __future__ import annotations
 
 import argparse
-from typing import Any
-
-from rich.console import Console
-from rich.table import Table
+from typing import TYPE_CHECKING, Any
 
 from simlab.cli import options
 from simlab.cli.output import ci, console, fmt, fractions, print_json
-from simlab.models import Analytic
 from simlab.registry import MODEL_NAMES
 from simlab.scenario import Scenario, build
-from simlab.simulation import Result, compare, simulate
 
-__all__ = ["add_commands"]
+if TYPE_CHECKING:
+    # The engines (numpy, SimPy, numba) and rich load when a command runs, not
+    # when the parser is built: --help stays quick.
+    from rich.console import Console
+    from rich.table import Table
+
+    from simlab.models import Analytic
+    from simlab.simulation import Result
+
+__all__ = ["COMMANDS", "add_commands"]
 
 SCENARIO = (*options.WORKLOAD, *options.PLATFORM, "gil", *options.ARCHITECTURE, *options.RUN)
 
 
+# Each command and its one-line help (``simlab --help`` lists them without
+# building their parsers).
+COMMANDS = {
+    "simulate": "simulate one model",
+    "compare": "every model side by side",
+}
+
+
 def add_commands(sub: argparse._SubParsersAction[options.Parser]) -> None:
-    sim = sub.add_parser("simulate", help="simulate one model")
+    sim = sub.add_parser("simulate", help=COMMANDS["simulate"])
     sim.add_argument(
         "model", type=options.choice("MODEL", MODEL_NAMES), metavar="MODEL",
         help=", ".join(MODEL_NAMES),
@@ -33,7 +45,7 @@ def add_commands(sub: argparse._SubParsersAction[options.Parser]) -> None:
     )
     _add_scenario(sim)
     sim.set_defaults(run=simulate_command)
-    cmp_ = sub.add_parser("compare", help="every model side by side")
+    cmp_ = sub.add_parser("compare", help=COMMANDS["compare"])
     cmp_.add_argument(
         "--models",
         type=options.name_list("model", MODEL_NAMES),
@@ -58,6 +70,8 @@ def scenario_of(args: argparse.Namespace) -> Scenario:
 
 
 def simulate_command(args: argparse.Namespace) -> int:
+    from simlab.simulation import simulate  # noqa: PLC0415 - see TYPE_CHECKING above
+
     s = scenario_of(args)
     with fractions("simulating") as tick:
         progress = None if tick is None else (lambda f: tick(args.model, f))
@@ -81,6 +95,8 @@ def simulate_command(args: argparse.Namespace) -> int:
 
 
 def compare_command(args: argparse.Namespace) -> int:
+    from simlab.simulation import compare  # noqa: PLC0415 - see TYPE_CHECKING above
+
     s = scenario_of(args)
     with fractions("simulating") as tick:
         results = compare(
@@ -127,6 +143,8 @@ def _header(out: Console, s: Scenario) -> None:
 
 
 def _summary_table(r: Result) -> Table:
+    from rich.table import Table  # noqa: PLC0415 - see TYPE_CHECKING above
+
     s = r.summary
     lat, q, th, mem = s.latency_ms, s.queue_delay_ms, s.threads, s.memory_mib
     t = Table(title=f"{r.model}", title_justify="left")
@@ -197,6 +215,8 @@ def _theory_table(out: Console, r: Result) -> None:
     if isinstance(a, str):
         out.print(f"[yellow]theory[/]: no textbook reduction: {a}")
         return
+    from rich.table import Table  # noqa: PLC0415 - see TYPE_CHECKING above
+
     t = Table(
         title=f"theory: {a.queue} ({'exact' if a.exact else 'approximation'}; {a.note})",
         title_justify="left",
@@ -216,6 +236,8 @@ def _theory_table(out: Console, r: Result) -> None:
 
 
 def _compare_table(results: list[Result]) -> Table:
+    from rich.table import Table  # noqa: PLC0415 - see TYPE_CHECKING above
+
     t = Table(title="simlab compare", title_justify="left")
     heads = [
         "model",
