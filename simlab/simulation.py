@@ -13,10 +13,10 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from functools import cached_property
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import pandas as pd
 import simpy
 
 from simlab.errors import UserError
@@ -29,6 +29,10 @@ from simlab.platforms import load_platform
 from simlab.results import CI, Level, MemoryLevel, Quantiles, SimSummary, Stability, ThreadLevel
 from simlab.stats import ci95
 from simlab.streams import Deal
+
+if TYPE_CHECKING:
+    # pandas loads when a table is first asked for, not for a summary.
+    import pandas as pd
 
 __all__ = ["ENGINES", "Result", "choose_engine", "compare", "simulate"]
 
@@ -44,15 +48,46 @@ class Result:
 
     ``summary`` is the JSON contract (``SimSummary``); ``requests`` has one
     row per request; ``series`` the levels of each replication on a time
-    grid; ``replications`` one row of numbers per replication.
+    grid; ``replications`` one row of numbers per replication. The tables
+    are built when first read (a command that prints the summary never pays
+    for half a million rows, nor for importing pandas).
     """
 
     model: str
     summary: SimSummary
-    requests: pd.DataFrame
-    series: pd.DataFrame
-    replications: pd.DataFrame
     analytic: Analytic | str = field(repr=False)
+    records: list[Record] = field(repr=False, compare=False)
+    platform: Platform = field(repr=False, compare=False)
+    numbers: list[dict[str, Any]] = field(repr=False, compare=False)
+    tables: bool = field(default=True, repr=False, compare=False)
+
+    @cached_property
+    def requests(self) -> pd.DataFrame:
+        import pandas as pd  # noqa: PLC0415 - see TYPE_CHECKING above
+
+        return _requests_table(self.records) if self.tables else pd.DataFrame()
+
+    @cached_property
+    def series(self) -> pd.DataFrame:
+        import pandas as pd  # noqa: PLC0415 - see TYPE_CHECKING above
+
+        if not self.tables:
+            return pd.DataFrame()
+        levels = [replication_levels(rec, self.platform) for rec in self.records]
+        return _series_table(self.records, levels)
+
+    @cached_property
+    def replications(self) -> pd.DataFrame:
+        import pandas as pd  # noqa: PLC0415 - see TYPE_CHECKING above
+
+        seed = self.summary.seed
+        return pd.DataFrame(
+            [
+                {k: v for k, v in r.items() if not isinstance(v, np.ndarray)}
+                | {"replication": i, "seed": seed}
+                for i, r in enumerate(self.numbers)
+            ]
+        )
 
     def to_json(self, *, indent: int | None = 2) -> str:
         return self.summary.to_json(indent=indent)
@@ -302,8 +337,7 @@ def _result(
     tables: bool = True,
 ) -> Result:
     cls = get_model(model)
-    levels = [replication_levels(rec, platform) for rec in records]
-    reps = [replication_summary(rec, platform, lv) for rec, lv in zip(records, levels, strict=True)]
+    reps = [replication_summary(rec, platform) for rec in records]
     tput, tput_ci = _mean_ci(reps, "throughput_rps")
     alive = _level(reps, "threads_alive")
     busy_mean, busy_ci = _mean_ci(reps, "threads_busy_mean")
@@ -385,16 +419,11 @@ def _result(
     return Result(
         model=model,
         summary=summary,
-        requests=_requests_table(records) if tables else pd.DataFrame(),
-        series=_series_table(records, levels) if tables else pd.DataFrame(),
-        replications=pd.DataFrame(
-            [
-                {k: v for k, v in r.items() if not isinstance(v, np.ndarray)}
-                | {"replication": i, "seed": seed}
-                for i, r in enumerate(reps)
-            ]
-        ),
         analytic=cls.analytic(workload, platform, arch, deal),
+        records=records,
+        platform=platform,
+        numbers=reps,
+        tables=tables,
     )
 
 
@@ -447,6 +476,8 @@ def _warnings(workload: Workload, duration: float, warmup: float) -> list[str]:
 
 
 def _requests_table(records: list[Record]) -> pd.DataFrame:
+    import pandas as pd  # noqa: PLC0415 - see TYPE_CHECKING above
+
     frames = []
     for rec in records:
         c = rec.columns
@@ -479,6 +510,8 @@ def _requests_table(records: list[Record]) -> pd.DataFrame:
 
 
 def _series_table(records: list[Record], levels: list[dict[str, Step]]) -> pd.DataFrame:
+    import pandas as pd  # noqa: PLC0415 - see TYPE_CHECKING above
+
     frames = []
     for rec, lv in zip(records, levels, strict=True):
         s = series(rec, lv)
