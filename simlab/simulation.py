@@ -13,7 +13,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from functools import cached_property
+from functools import cached_property, partial
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -55,11 +55,17 @@ class Result:
 
     model: str
     summary: SimSummary
-    analytic: Analytic | str = field(repr=False)
+    theory: Callable[[], Analytic | str] = field(repr=False, compare=False)
     records: list[Record] = field(repr=False, compare=False)
     platform: Platform = field(repr=False, compare=False)
     numbers: list[dict[str, Any]] = field(repr=False, compare=False)
     tables: bool = field(default=True, repr=False, compare=False)
+
+    @cached_property
+    def analytic(self) -> Analytic | str:
+        """The textbook reduction's values, or why there is none (worked out
+        when first read: a tail quantile needs scipy's root finder)."""
+        return self.theory()
 
     @cached_property
     def requests(self) -> pd.DataFrame:
@@ -419,7 +425,8 @@ def _result(
     return Result(
         model=model,
         summary=summary,
-        analytic=cls.analytic(workload, platform, arch, deal),
+        # A partial, not a lambda: the dashboard's cache pickles results.
+        theory=partial(cls.analytic, workload, platform, arch, deal),
         records=records,
         platform=platform,
         numbers=reps,
