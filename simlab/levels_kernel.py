@@ -7,9 +7,8 @@ order (a merge of the parts, each sorted by start), keeps a heap of the ends
 still to come, and counts the intervals open in each part; the level at an
 instant is ``base + sum(weight[p] * count[p])`` after every event at or before
 that instant (so an interval ending as another starts is no momentary peak,
-as in ``metrics.Step``). No sort of the ends, no array of events: for a
-replication of half a million requests this takes a few tens of milliseconds
-where building the step functions takes a second.
+as in ``metrics.Step``). No sort of the ends and no array of events, where
+building the step functions sorts every level's events once per level.
 
 ``simlab.metrics`` prepares the arrays and chooses this path for large runs;
 this module only holds the loop, so that its compile cache stays valid.
