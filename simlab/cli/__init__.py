@@ -17,14 +17,14 @@ from collections.abc import Sequence
 from types import FrameType
 
 from simlab import __version__
-from simlab.cli import lab, plan, simulate
+from simlab.cli import claims, lab, plan, simulate
 from simlab.cli.options import Parser
 from simlab.errors import RunFailed, UserError
 
 __all__ = ["build_parser", "main"]
 
 
-MODULES = (simulate, plan, lab)
+MODULES = (simulate, plan, lab, claims)
 
 
 def build_parser(command: str | None = None) -> Parser:
