@@ -197,6 +197,9 @@ def simulate(
     get_model(model)
     _check_run(duration, warmup, replications, seed)
     chosen = choose_engine(engine, model, workload, platform, architecture)
+    why = None
+    if engine == "auto" and chosen == "des":
+        why = reason_not_fast(model, workload, platform, architecture)
     seeds = np.random.SeedSequence(seed).spawn(replications)
     records: list[Record] = []
     for r, seed_seq in enumerate(seeds):
@@ -229,6 +232,7 @@ def simulate(
         seed=seed,
         engine=chosen,
         tables=tables,
+        engine_reason=why,
     )
 
 
@@ -346,6 +350,7 @@ def _result(
     seed: int,
     engine: str = "des",
     tables: bool = True,
+    engine_reason: str | None = None,
 ) -> Result:
     cls = get_model(model)
     reps = [replication_summary(rec, platform) for rec in records]
@@ -425,6 +430,7 @@ def _result(
         workload=workload,
         architecture=arch,
         platform=platform,
+        engine_reason=engine_reason,
         **counts,
     )
     return Result(

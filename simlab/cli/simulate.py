@@ -6,7 +6,7 @@ import argparse
 from typing import TYPE_CHECKING, Any
 
 from simlab.cli import options
-from simlab.cli.output import ci, console, fmt, fractions, print_json
+from simlab.cli.output import ci, console, fmt, fractions, print_json, say
 from simlab.registry import MODEL_NAMES
 from simlab.scenario import Scenario, build
 
@@ -91,6 +91,8 @@ def simulate_command(args: argparse.Namespace) -> int:
             args.model, s.workload, s.platform, s.architecture, progress=progress,
             **s.run.kwargs(),
         )  # fmt: skip
+    if result.summary.engine_reason:
+        say(f"--engine auto runs the DES: {result.summary.engine_reason}")
     summary = result.summary.to_dict()
     if args.theory:
         summary["theory"] = _theory_json(result.analytic)
@@ -115,6 +117,9 @@ def compare_command(args: argparse.Namespace) -> int:
             s.workload, s.platform, s.architecture, models=args.models, progress=tick,
             **s.run.kwargs(),
         )  # fmt: skip
+    for r in results:
+        if r.summary.engine_reason:
+            say(f"{r.model}: --engine auto runs the DES: {r.summary.engine_reason}")
     if args.json:
         print_json({"results": [r.summary.to_dict() for r in results]})
         return 0
