@@ -86,7 +86,10 @@ format: $(STAMP)
 
 ## Speed against SimPy and Ciw, and the real async server against uvicorn
 ## (not tests: each prints ratios measured side by side in one run; needs wrk).
+## bench_whole.py times whole processes (startup, plan, scale case) and writes
+## its part of docs/benchmarks.md; BENCH_ARGS=--full adds 5M requests.
 bench: $(STAMP)
+	$(BIN)/python benchmarks/bench_whole.py $(BENCH_ARGS)
 	$(BIN)/python benchmarks/bench_suite.py
 	$(BIN)/python benchmarks/bench_server_vs_uvicorn.py
 

@@ -10,12 +10,15 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol, runtime_checkable
-
-import numpy as np
-from numpy.typing import NDArray
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 from simlab.errors import UserError
+
+if TYPE_CHECKING:
+    import numpy as np
+    from numpy.typing import NDArray
+
+    FloatArray = NDArray[np.float64]
 
 __all__ = [
     "Distribution",
@@ -25,8 +28,6 @@ __all__ = [
     "LogNormal",
     "parse_distribution",
 ]
-
-FloatArray = NDArray[np.float64]
 
 
 @runtime_checkable
@@ -68,6 +69,8 @@ class Fixed:
         return 0.0
 
     def sample(self, rng: np.random.Generator, size: int | tuple[int, ...]) -> FloatArray:
+        import numpy as np  # noqa: PLC0415 - numpy loads on first draw, not on import
+
         return np.full(size, self.value, dtype=np.float64)
 
     def __repr__(self) -> str:
@@ -89,6 +92,8 @@ class Exponential:
 
     def sample(self, rng: np.random.Generator, size: int | tuple[int, ...]) -> FloatArray:
         if self.mean == 0:
+            import numpy as np  # noqa: PLC0415 - numpy loads on first draw, not on import
+
             return np.zeros(size, dtype=np.float64)
         return rng.exponential(self.mean, size)
 
@@ -115,6 +120,8 @@ class LogNormal:
 
     def sample(self, rng: np.random.Generator, size: int | tuple[int, ...]) -> FloatArray:
         if self.mean == 0:
+            import numpy as np  # noqa: PLC0415 - numpy loads on first draw, not on import
+
             return np.zeros(size, dtype=np.float64)
         sigma2 = math.log1p(self.cv**2)
         mu = math.log(self.mean) - sigma2 / 2
@@ -134,6 +141,8 @@ class Empirical:
     def __post_init__(self) -> None:
         if not self.samples:
             raise UserError("Empirical(samples=()) needs at least one sample")
+        import numpy as np  # noqa: PLC0415 - numpy loads on first use, not on import
+
         values = np.asarray(self.samples, dtype=np.float64)
         if not np.all(np.isfinite(values)) or np.any(values < 0):
             raise UserError("Empirical(samples) must all be finite and >= 0")

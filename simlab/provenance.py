@@ -15,12 +15,11 @@ import math
 import os
 import platform
 import subprocess
+import sys
 import tempfile
 from importlib import metadata
 from pathlib import Path
 from typing import Any
-
-import numpy as np
 
 __all__ = [
     "atomic_write",
@@ -123,9 +122,11 @@ def json_safe(obj: Any) -> Any:
         return {k: json_safe(v) for k, v in obj.items()}
     if isinstance(obj, list | tuple):
         return [json_safe(v) for v in obj]
-    if isinstance(obj, np.integer):
+    # A numpy scalar can only exist if numpy is loaded: this module does not load it.
+    np = sys.modules.get("numpy")
+    if np is not None and isinstance(obj, np.integer):
         return int(obj)
-    if isinstance(obj, float | np.floating):
+    if isinstance(obj, float) or (np is not None and isinstance(obj, np.floating)):
         return float(obj) if math.isfinite(obj) else None
     return obj
 

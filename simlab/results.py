@@ -173,6 +173,9 @@ class SimSummary(Plain):
     workload: Workload
     architecture: Architecture
     platform: Platform
+    # Why ``--engine auto`` ran the DES: the fast engine cannot reproduce this
+    # configuration (absent when the engine asked for, or the fast one, ran).
+    engine_reason: str | None = field(default=None, metadata=OMIT_NONE)
 
     def to_row(self) -> dict[str, Any]:
         """One flat row: the columns a sweep, a table or an experiment keeps."""

@@ -13,10 +13,10 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from functools import cached_property, partial
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import pandas as pd
 import simpy
 
 from simlab.errors import UserError
@@ -29,6 +29,10 @@ from simlab.platforms import load_platform
 from simlab.results import CI, Level, MemoryLevel, Quantiles, SimSummary, Stability, ThreadLevel
 from simlab.stats import ci95
 from simlab.streams import Deal
+
+if TYPE_CHECKING:
+    # pandas loads when a table is first asked for, not for a summary.
+    import pandas as pd
 
 __all__ = ["ENGINES", "Result", "choose_engine", "compare", "simulate"]
 
@@ -44,15 +48,52 @@ class Result:
 
     ``summary`` is the JSON contract (``SimSummary``); ``requests`` has one
     row per request; ``series`` the levels of each replication on a time
-    grid; ``replications`` one row of numbers per replication.
+    grid; ``replications`` one row of numbers per replication. The tables
+    are built when first read (a command that prints the summary never pays
+    for half a million rows, nor for importing pandas).
     """
 
     model: str
     summary: SimSummary
-    requests: pd.DataFrame
-    series: pd.DataFrame
-    replications: pd.DataFrame
-    analytic: Analytic | str = field(repr=False)
+    theory: Callable[[], Analytic | str] = field(repr=False, compare=False)
+    records: list[Record] = field(repr=False, compare=False)
+    platform: Platform = field(repr=False, compare=False)
+    numbers: list[dict[str, Any]] = field(repr=False, compare=False)
+    tables: bool = field(default=True, repr=False, compare=False)
+
+    @cached_property
+    def analytic(self) -> Analytic | str:
+        """The textbook reduction's values, or why there is none (worked out
+        when first read: a tail quantile needs scipy's root finder)."""
+        return self.theory()
+
+    @cached_property
+    def requests(self) -> pd.DataFrame:
+        import pandas as pd  # noqa: PLC0415 - see TYPE_CHECKING above
+
+        return _requests_table(self.records) if self.tables else pd.DataFrame()
+
+    @cached_property
+    def series(self) -> pd.DataFrame:
+        import pandas as pd  # noqa: PLC0415 - see TYPE_CHECKING above
+
+        if not self.tables:
+            return pd.DataFrame()
+        levels = [replication_levels(rec, self.platform) for rec in self.records]
+        return _series_table(self.records, levels)
+
+    @cached_property
+    def replications(self) -> pd.DataFrame:
+        import pandas as pd  # noqa: PLC0415 - see TYPE_CHECKING above
+
+        seed = self.summary.seed
+        return pd.DataFrame(
+            [
+                {k: v for k, v in r.items() if not isinstance(v, np.ndarray)}
+                | {"replication": i, "seed": seed}
+                for i, r in enumerate(self.numbers)
+            ]
+        )
 
     def to_json(self, *, indent: int | None = 2) -> str:
         return self.summary.to_json(indent=indent)
@@ -156,6 +197,9 @@ def simulate(
     get_model(model)
     _check_run(duration, warmup, replications, seed)
     chosen = choose_engine(engine, model, workload, platform, architecture)
+    why = None
+    if engine == "auto" and chosen == "des":
+        why = reason_not_fast(model, workload, platform, architecture)
     seeds = np.random.SeedSequence(seed).spawn(replications)
     records: list[Record] = []
     for r, seed_seq in enumerate(seeds):
@@ -188,6 +232,7 @@ def simulate(
         seed=seed,
         engine=chosen,
         tables=tables,
+        engine_reason=why,
     )
 
 
@@ -266,9 +311,14 @@ def _pooled(arrays: list[np.ndarray], scale: float) -> Quantiles:
         "mean": float(np.mean(means)) * scale,
         "mean_ci95": _scaled_ci(means, scale),
     }
-    for q in (50, 95, 99):
-        out[f"p{q}"] = float(np.percentile(pooled, q)) * scale
-        out[f"p{q}_ci95"] = _scaled_ci([np.percentile(a, q) for a in per_rep], scale)
+    # Every percentile of an array from one partition (the order statistics,
+    # and so the values, are the same as one call per percentile).
+    qs = (50, 95, 99)
+    each = [np.percentile(a, qs) for a in per_rep]
+    whole = each[0] if len(arrays) == 1 else np.percentile(pooled, qs)
+    for k, q in enumerate(qs):
+        out[f"p{q}"] = float(whole[k]) * scale
+        out[f"p{q}_ci95"] = _scaled_ci([e[k] for e in each], scale)
     return Quantiles(**out)
 
 
@@ -300,10 +350,10 @@ def _result(
     seed: int,
     engine: str = "des",
     tables: bool = True,
+    engine_reason: str | None = None,
 ) -> Result:
     cls = get_model(model)
-    levels = [replication_levels(rec, platform) for rec in records]
-    reps = [replication_summary(rec, platform, lv) for rec, lv in zip(records, levels, strict=True)]
+    reps = [replication_summary(rec, platform) for rec in records]
     tput, tput_ci = _mean_ci(reps, "throughput_rps")
     alive = _level(reps, "threads_alive")
     busy_mean, busy_ci = _mean_ci(reps, "threads_busy_mean")
@@ -380,21 +430,18 @@ def _result(
         workload=workload,
         architecture=arch,
         platform=platform,
+        engine_reason=engine_reason,
         **counts,
     )
     return Result(
         model=model,
         summary=summary,
-        requests=_requests_table(records) if tables else pd.DataFrame(),
-        series=_series_table(records, levels) if tables else pd.DataFrame(),
-        replications=pd.DataFrame(
-            [
-                {k: v for k, v in r.items() if not isinstance(v, np.ndarray)}
-                | {"replication": i, "seed": seed}
-                for i, r in enumerate(reps)
-            ]
-        ),
-        analytic=cls.analytic(workload, platform, arch, deal),
+        # A partial, not a lambda: the dashboard's cache pickles results.
+        theory=partial(cls.analytic, workload, platform, arch, deal),
+        records=records,
+        platform=platform,
+        numbers=reps,
+        tables=tables,
     )
 
 
@@ -447,6 +494,8 @@ def _warnings(workload: Workload, duration: float, warmup: float) -> list[str]:
 
 
 def _requests_table(records: list[Record]) -> pd.DataFrame:
+    import pandas as pd  # noqa: PLC0415 - see TYPE_CHECKING above
+
     frames = []
     for rec in records:
         c = rec.columns
@@ -479,6 +528,8 @@ def _requests_table(records: list[Record]) -> pd.DataFrame:
 
 
 def _series_table(records: list[Record], levels: list[dict[str, Step]]) -> pd.DataFrame:
+    import pandas as pd  # noqa: PLC0415 - see TYPE_CHECKING above
+
     frames = []
     for rec, lv in zip(records, levels, strict=True):
         s = series(rec, lv)

@@ -14,8 +14,6 @@ from __future__ import annotations
 
 import math
 
-from scipy import optimize, stats
-
 __all__ = [
     "allen_cunneen_mean_wait",
     "erlang_b",
@@ -144,6 +142,8 @@ def mmc_sojourn_quantile(p: float, lam: float, mu: float, c: int) -> float:
     hi = 1.0 / mu
     while mmc_sojourn_tail(hi, lam, mu, c) > target:
         hi *= 2
+    from scipy import optimize  # noqa: PLC0415 - scipy loads only where a formula needs it
+
     return float(optimize.brentq(lambda t: mmc_sojourn_tail(t, lam, mu, c) - target, 0.0, hi))
 
 
@@ -177,6 +177,8 @@ def mginf_mean_busy(lam: float, mean_service: float) -> float:
 def mginf_busy_quantile(p: float, lam: float, mean_service: float) -> int:
     """The number busy in M/G/inf is Poisson(lam E[S]); this is its p-quantile."""
     _probability(p)
+    from scipy import stats  # noqa: PLC0415 - see mmc_sojourn_quantile
+
     return int(stats.poisson.ppf(p, mginf_mean_busy(lam, mean_service)))
 
 

@@ -262,3 +262,14 @@ def test_json_is_byte_identical_across_processes():
     b = subprocess.run(cmd, capture_output=True, check=True, timeout=120).stdout
     c = subprocess.run([*cmd, "--seed", "2"], capture_output=True, check=True, timeout=120).stdout
     assert a == b and a != c
+
+
+def test_auto_says_why_it_runs_the_des(capsys):
+    # The default platform has a GIL: the fast engine does not apply, and
+    # auto says so in one stderr line and in the JSON.
+    code, out, err = run(capsys, "simulate", "reactor-pool", "--engine", "auto", "--json", *QUICK)
+    assert code == 0, err
+    s = json.loads(out)
+    assert s["engine"] == "des" and "GIL" in s["engine_reason"]
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and "--engine auto runs the DES" in lines[0] and "GIL" in lines[0]

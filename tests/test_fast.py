@@ -233,6 +233,10 @@ def test_reasons_for_not_fast():
     auto = simlab.simulate("reactor-pool", w, cpy, engine="auto", duration=1, warmup=0,
                            replications=2)  # fmt: skip
     assert auto.summary.engine == "des"
+    # The fallback says why, in the JSON; where auto runs what was asked, no key.
+    assert "GIL" in auto.summary.to_dict()["engine_reason"]
+    fast = simlab.simulate("async", w, IDEAL, engine="auto", duration=1, warmup=0, replications=2)
+    assert fast.summary.engine == "fast" and "engine_reason" not in fast.summary.to_dict()
     with pytest.raises(ValueError, match="engine"):
         simlab.simulate("async", w, IDEAL, engine="warp", duration=1)
 

@@ -6,9 +6,10 @@ import math
 
 import numpy as np
 import pytest
+from scipy import stats
 
-from simlab.metrics import Step
-from simlab.stats import ci95
+from simlab.metrics import Step, window_stats
+from simlab.stats import T975, ci95, t975
 
 
 def test_step_peak_and_mean():
@@ -44,3 +45,43 @@ def test_ci95():
 def test_no_events_is_the_base_level():
     s = Step.build([(np.array([math.nan]), np.array([math.nan]), 1.0)], base=3.0)
     assert s.window(0.0, 1.0) == (3.0, 3.0)
+
+
+def _random_parts(rng: np.random.Generator, n: int) -> list[tuple[np.ndarray, np.ndarray, float]]:
+    # Times on a coarse grid, so that starts and ends often coincide (ties are
+    # where netting matters), with unstarted (nan), open (inf) and empty intervals.
+    parts = []
+    for weight in (1.0, 0.37, 2.5):
+        starts = rng.integers(0, 40, n).astype(float)
+        ends = starts + rng.integers(0, 8, n)
+        starts[rng.random(n) < 0.05] = math.nan
+        ends[rng.random(n) < 0.05] = math.inf
+        ends[rng.random(n) < 0.05] = math.nan
+        parts.append((starts, ends, weight))
+    return parts
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_window_stats_agree_with_step_functions(seed: int) -> None:
+    """The sweep (large runs) and the step functions (small runs) give the same
+    peaks and means, up to the order of floating-point additions."""
+    rng = np.random.default_rng(seed)
+    parts = _random_parts(rng, int(rng.integers(1, 60)))
+    levels = {
+        "one": (parts[:1], 0.0),
+        "shared": ([parts[0], parts[1]], 3.0),
+        "all": (parts, 0.5),
+        "none": ([], 7.0),
+    }
+    t0, t1 = sorted(rng.uniform(-5, 50, 2))
+    if seed % 2:  # a window edge on an event's instant
+        t0, t1 = math.floor(t0), math.floor(t1) + 1
+    got = window_stats(levels, t0, t1)
+    for key, (level, base) in levels.items():
+        peak, mean = Step.build(level, base).window(t0, t1)
+        assert got[key] == pytest.approx((peak, mean), rel=1e-12, abs=1e-12), key
+
+
+def test_t975_table_is_scipys() -> None:
+    for dof in range(1, len(T975) + 3):
+        assert t975(dof) == float(stats.t.ppf(0.975, dof)), dof

@@ -112,7 +112,7 @@ def test_anything_else_is_a_bug_said_as_one(
     def broken(*args: object, **kwargs: object) -> None:
         raise ValueError("an internal mistake")
 
-    monkeypatch.setattr("simlab.cli.simulate.simulate", broken)
+    monkeypatch.setattr("simlab.simulation.simulate", broken)
     code = main(["simulate", "async", "--duration", "1"])
     err = capsys.readouterr().err
     assert code == 1

@@ -24,15 +24,34 @@ from simlab.errors import RunFailed, UserError
 __all__ = ["build_parser", "main"]
 
 
-def build_parser() -> Parser:
+MODULES = (simulate, plan, lab, claims)
+
+
+def build_parser(command: str | None = None) -> Parser:
+    """The command line's parser.
+
+    Given ``command``, only the parsers of its module are built in full; every
+    other command is a stub that carries its one-line help. Building the real
+    lab's parsers asks the peers for their names, which loads asyncio and
+    numpy: ``simlab --help`` and ``simlab simulate --help`` need none of it.
+    ``None`` builds every parser (the reference in docs/cli.md).
+    """
     parser = Parser(prog="simlab", description=__doc__)
     parser.add_argument("--version", action="version", version=f"simlab {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=Parser)
-    simulate.add_commands(sub)
-    plan.add_commands(sub)
-    lab.add_commands(sub)
-    claims.add_commands(sub)
+    for module in MODULES:
+        if command is None or command in module.COMMANDS:
+            module.add_commands(sub)
+        else:
+            for name, text in module.COMMANDS.items():
+                sub.add_parser(name, help=text)
     return parser
+
+
+def _command(argv: Sequence[str]) -> str:
+    """The command word of ``argv`` ("" if none): the first that is not an option
+    (the top level takes no option with a value)."""
+    return next((a for a in argv if not a.startswith("-")), "")
 
 
 def _interrupt(signum: int, frame: FrameType | None) -> None:
@@ -40,7 +59,8 @@ def _interrupt(signum: int, frame: FrameType | None) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(list(sys.argv[1:] if argv is None else argv))
+    given = list(sys.argv[1:] if argv is None else argv)
+    args = build_parser(_command(given)).parse_args(given)
     # SIGTERM (kill, timeout) and SIGHUP (a closed terminal) stop simlab the
     # way Ctrl-C does, so that every process it started is stopped too.
     for sig in (signal.SIGTERM, signal.SIGHUP):

@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import argparse
 
-from rich.table import Table
-
 from simlab.cli import options
 from simlab.cli.output import console, print_json
 
-__all__ = ["add_commands"]
+__all__ = ["COMMANDS", "add_commands"]
+
+# Each command and its one-line help (``simlab --help`` lists them without
+# building their parsers).
+COMMANDS = {
+    "claims": "the notes' claims, each with its verdict from the committed data",
+}
 
 
 def _ids() -> tuple[str, ...]:
@@ -22,7 +26,7 @@ def _ids() -> tuple[str, ...]:
 def add_commands(sub: argparse._SubParsersAction[options.Parser]) -> None:
     p = sub.add_parser(
         "claims",
-        help="the notes' claims, each with its verdict from the committed data",
+        help=COMMANDS["claims"],
         description="Every claim of the notes, judged by a rule from the data root's "
         "experiments, measurements and calibrated profile ($SIMLAB_DATA, default ./data).",
     )
@@ -41,6 +45,8 @@ def _claim_list(text: str) -> list[str]:
 
 
 def claims_command(args: argparse.Namespace) -> int:
+    from rich.table import Table  # noqa: PLC0415 - rich loads when a table is printed
+
     from simlab.claims import ledger, summary  # noqa: PLC0415
 
     rows = ledger(only=args.only)

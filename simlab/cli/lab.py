@@ -8,8 +8,6 @@ import errno
 from pathlib import Path
 from typing import Any
 
-from rich.table import Table
-
 from simlab.cli import options
 from simlab.cli.output import console, fmt, print_json, say, steps
 from simlab.errors import RunFailed, UserError
@@ -21,10 +19,21 @@ from simlab.registry import MODEL_NAMES
 from simlab.results import MeasuredSummary
 from simlab.scenario import architecture, build
 
-__all__ = ["add_commands"]
+__all__ = ["COMMANDS", "add_commands"]
 
 REAL_DURATION_S, REAL_WARMUP_S = 10.0, 2.0
 SCENARIO = (*(n for n in options.WORKLOAD if n != "trace"), *options.ARCHITECTURE)
+
+
+# Each command and its one-line help (``simlab --help`` lists them without
+# building their parsers).
+COMMANDS = {
+    "serve": "run one real server (or peer) in the foreground",
+    "measure": "measure a real server under load (or 'memory')",
+    "calibrate": "fit a platform profile to real runs on this machine",
+    "validate": "held-out real runs against the calibrated simulation",
+    "usl": "fit the Universal Scalability Law to closed-loop real runs",
+}
 
 
 def _targets() -> tuple[str, ...]:
@@ -64,7 +73,7 @@ def _resembles(target: str) -> str:
 def _add_serve(sub: argparse._SubParsersAction[options.Parser], targets: tuple[str, ...]) -> None:
     srv = sub.add_parser(
         "serve",
-        help="run one real server (or peer) in the foreground",
+        help=COMMANDS["serve"],
         epilog=_peers_help(),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -90,7 +99,7 @@ def _add_serve(sub: argparse._SubParsersAction[options.Parser], targets: tuple[s
 def _add_measure(sub: argparse._SubParsersAction[options.Parser], targets: tuple[str, ...]) -> None:
     mea = sub.add_parser(
         "measure",
-        help="measure a real server under load (or 'memory')",
+        help=COMMANDS["measure"],
         epilog=_peers_help(),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -154,7 +163,7 @@ def _add_measure(sub: argparse._SubParsersAction[options.Parser], targets: tuple
 
 
 def _add_calibrate(sub: argparse._SubParsersAction[options.Parser]) -> None:
-    cal = sub.add_parser("calibrate", help="fit a platform profile to real runs on this machine")
+    cal = sub.add_parser("calibrate", help=COMMANDS["calibrate"])
     cal.add_argument(
         "--name",
         default="cpython",
@@ -172,7 +181,7 @@ def _add_calibrate(sub: argparse._SubParsersAction[options.Parser]) -> None:
 
 
 def _add_validate(sub: argparse._SubParsersAction[options.Parser]) -> None:
-    val = sub.add_parser("validate", help="held-out real runs against the calibrated simulation")
+    val = sub.add_parser("validate", help=COMMANDS["validate"])
     val.add_argument(
         "--platform", default="cpython", help="profile name or file to validate (default cpython)"
     )
@@ -191,7 +200,7 @@ def _add_validate(sub: argparse._SubParsersAction[options.Parser]) -> None:
 
 
 def _add_usl(sub: argparse._SubParsersAction[options.Parser], targets: tuple[str, ...]) -> None:
-    usl = sub.add_parser("usl", help="fit the Universal Scalability Law to closed-loop real runs")
+    usl = sub.add_parser("usl", help=COMMANDS["usl"])
     # Only targets whose resembled model exists can have a simulated curve.
     fittable = tuple(t for t in targets if _resembles(t) in MODEL_NAMES)
     usl.add_argument(
@@ -397,6 +406,8 @@ def measure_command(args: argparse.Namespace) -> int:
 
 
 def _print_measure(s: MeasuredSummary, saved_to: Path | None) -> None:
+    from rich.table import Table  # noqa: PLC0415 - rich loads when a table is printed
+
     out = console()
     lat, q, th, mem = s.latency_ms, s.queue_delay_ms, s.threads, s.memory_mib
     t = Table(title=f"measured: {s.model} (resembles {s.resembles})", title_justify="left")
@@ -486,6 +497,8 @@ def memory_command(args: argparse.Namespace) -> int:
 
 
 def _print_memory(result: dict[str, Any]) -> None:
+    from rich.table import Table  # noqa: PLC0415 - rich loads when a table is printed
+
     a, b = result["sizes"]
     t = Table(
         title=f"{result['runtime']} memory per unit, KiB (slope between {a:,} and {b:,}); "
@@ -525,6 +538,8 @@ def _how(p: dict[str, Any]) -> str:
 
 
 def calibrate_command(args: argparse.Namespace) -> int:
+    from rich.table import Table  # noqa: PLC0415 - rich loads when a table is printed
+
     from simlab.calibrate import calibrate  # noqa: PLC0415
 
     with steps("calibrating") as tick:
@@ -551,6 +566,8 @@ def calibrate_command(args: argparse.Namespace) -> int:
 
 
 def validate_command(args: argparse.Namespace) -> int:
+    from rich.table import Table  # noqa: PLC0415 - rich loads when a table is printed
+
     from simlab.validate import METRICS, validate  # noqa: PLC0415
 
     _platform(args.platform)
@@ -617,6 +634,8 @@ def _num(x: Any) -> str:
 
 
 def usl_command(args: argparse.Namespace) -> int:
+    from rich.table import Table  # noqa: PLC0415 - rich loads when a table is printed
+
     from simlab.usl import usl_study  # noqa: PLC0415
 
     arch = architecture(options.given(args, options.ARCHITECTURE))

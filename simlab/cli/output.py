@@ -11,10 +11,10 @@ import json
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+if TYPE_CHECKING:
+    from rich.console import Console
 
 __all__ = ["ci", "console", "fmt", "print_json", "say", "steps"]
 
@@ -40,6 +40,9 @@ def ci(interval: list[float] | None, digits: int = 1) -> str:
 
 
 def console() -> Console:
+    # rich loads when something is printed, not when the parser is built (--help).
+    from rich.console import Console  # noqa: PLC0415
+
     return Console(width=None if sys.stdout.isatty() else PIPED_WIDTH)
 
 
@@ -59,6 +62,15 @@ def steps(label: str) -> Iterator[Callable[[str, int, int], None]]:
     if not sys.stderr.isatty():
         yield lambda what, k, n: print(f"simlab: [{k}/{n}] {what}", file=sys.stderr, flush=True)
         return
+    from rich.console import Console  # noqa: PLC0415 - see console()
+    from rich.progress import (  # noqa: PLC0415
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+    )
+
     cols = (
         TextColumn("{task.description}"),
         BarColumn(),

@@ -6,28 +6,38 @@ import argparse
 import subprocess
 import sys
 from pathlib import Path
-from typing import Literal
-
-from rich.table import Table
+from typing import TYPE_CHECKING, Literal
 
 from simlab.cli import options
 from simlab.cli.output import console, fmt, print_json, say, steps
 from simlab.errors import UserError
 from simlab.params import Architecture
-from simlab.planner import Goals, PlanReport, max_connections, max_rate, plan
 from simlab.provenance import ROOT, json_safe
 from simlab.registry import MODEL_NAMES
 from simlab.scenario import Scenario, build
-from simlab.sweep import load_spec, sweep
 
-__all__ = ["add_commands"]
+if TYPE_CHECKING:
+    # The planner, the sweeps (numpy, scipy, pandas, SimPy) and rich load when
+    # a command runs, not when the parser is built: --help stays quick.
+    from simlab.planner import Goals, PlanReport
+
+__all__ = ["COMMANDS", "add_commands"]
 
 SCENARIO = (*options.WORKLOAD, *options.PLATFORM, "gil")
 DASHBOARD_STOP_S = 10.0
 
 
+# Each command and its one-line help (``simlab --help`` lists them without
+# building their parsers).
+COMMANDS = {
+    "plan": "the smallest configuration of each model for a goal",
+    "sweep": "run a what-if sweep file (resumable; local or Dask)",
+    "dashboard": "start the Streamlit dashboard on 127.0.0.1",
+}
+
+
 def add_commands(sub: argparse._SubParsersAction[options.Parser]) -> None:
-    p = sub.add_parser("plan", help="the smallest configuration of each model for a goal")
+    p = sub.add_parser("plan", help=COMMANDS["plan"])
     wl = p.add_argument_group("workload")
     options.add_scenario_options(wl, tuple(n for n in options.WORKLOAD if n != "trace"))
     pl = p.add_argument_group("platform")
@@ -99,7 +109,7 @@ def add_commands(sub: argparse._SubParsersAction[options.Parser]) -> None:
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(run=plan_command)
 
-    swp = sub.add_parser("sweep", help="run a what-if sweep file (resumable; local or Dask)")
+    swp = sub.add_parser("sweep", help=COMMANDS["sweep"])
     swp.add_argument("file", type=Path, metavar="FILE.toml", help="the sweep file")
     swp.add_argument(
         "--workers", type=options.positive_int, help="local processes (default: one per core)"
@@ -116,12 +126,14 @@ def add_commands(sub: argparse._SubParsersAction[options.Parser]) -> None:
     swp.add_argument("--json", action="store_true", help="print a JSON summary")
     swp.set_defaults(run=sweep_command)
 
-    dash = sub.add_parser("dashboard", help="start the Streamlit dashboard on 127.0.0.1")
+    dash = sub.add_parser("dashboard", help=COMMANDS["dashboard"])
     dash.add_argument("--port", type=options.positive_int, default=8501, help="port (default 8501)")
     dash.set_defaults(run=dashboard_command)
 
 
 def _goals(args: argparse.Namespace) -> Goals:
+    from simlab.planner import Goals  # noqa: PLC0415 - see TYPE_CHECKING above
+
     return Goals(
         p99_ms=args.slo_p99_ms,
         mean_ms=args.slo_mean_ms,
@@ -146,6 +158,8 @@ def plan_command(args: argparse.Namespace) -> int:
         return _max_connections(args, s, goals, backlog)
     if args.max_rate:
         return _max_rate(args, s, goals, check, backlog)
+    from simlab.planner import plan  # noqa: PLC0415 - see TYPE_CHECKING above
+
     with steps("planning") as tick:
         report = plan(
             s.workload,
@@ -180,6 +194,8 @@ def _print_plan(report: PlanReport) -> None:
         f"[bold]platform[/] {report.platform.name} "
         f"({report.platform.cores or 'unlimited'} cores)"
     )
+    from rich.table import Table  # noqa: PLC0415 - see TYPE_CHECKING above
+
     t = Table(title="simlab plan", title_justify="left")
     heads = (
         "model",
@@ -232,6 +248,10 @@ def _max_connections(
 ) -> int:
     if goals.memory_gib is None:
         raise UserError("--max-connections needs a budget: give --memory-gib")
+    from rich.table import Table  # noqa: PLC0415 - see TYPE_CHECKING above
+
+    from simlab.planner import max_connections  # noqa: PLC0415
+
     limits = max_connections(
         s.workload,
         s.platform,
@@ -265,6 +285,10 @@ def _max_rate(
     check: Literal["des", "analytic"],
     backlog: int | None,
 ) -> int:
+    from rich.table import Table  # noqa: PLC0415 - see TYPE_CHECKING above
+
+    from simlab.planner import max_rate  # noqa: PLC0415
+
     with steps("max rate") as tick:
         tick("searching", 0, 1)
         limits = max_rate(
@@ -292,6 +316,8 @@ def _max_rate(
 
 
 def sweep_command(args: argparse.Namespace) -> int:
+    from simlab.sweep import load_spec, sweep  # noqa: PLC0415 - see TYPE_CHECKING above
+
     spec = load_spec(args.file)
     if args.dask is not None and not args.dask.strip():
         raise UserError("--dask: give a scheduler address or 'local'")

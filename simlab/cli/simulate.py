@@ -3,19 +3,23 @@
 from __future__ import annotations
 
 import argparse
-from typing import Any
-
-from rich.console import Console
-from rich.table import Table
+from typing import TYPE_CHECKING, Any
 
 from simlab.cli import options
-from simlab.cli.output import ci, console, fmt, fractions, print_json
-from simlab.models import Analytic
+from simlab.cli.output import ci, console, fmt, fractions, print_json, say
 from simlab.registry import MODEL_NAMES
 from simlab.scenario import Scenario, build
-from simlab.simulation import Result, compare, simulate
 
-__all__ = ["add_commands"]
+if TYPE_CHECKING:
+    # The engines (numpy, SimPy, numba) and rich load when a command runs, not
+    # when the parser is built: --help stays quick.
+    from rich.console import Console
+    from rich.table import Table
+
+    from simlab.models import Analytic
+    from simlab.simulation import Result
+
+__all__ = ["COMMANDS", "add_commands"]
 
 # ``--loops`` (several event loops per async process) is for ``simulate`` only:
 # the real async server runs one loop per process, and the other models in
@@ -30,8 +34,16 @@ SCENARIO = (
 )
 
 
+# Each command and its one-line help (``simlab --help`` lists them without
+# building their parsers).
+COMMANDS = {
+    "simulate": "simulate one model",
+    "compare": "every model side by side",
+}
+
+
 def add_commands(sub: argparse._SubParsersAction[options.Parser]) -> None:
-    sim = sub.add_parser("simulate", help="simulate one model")
+    sim = sub.add_parser("simulate", help=COMMANDS["simulate"])
     sim.add_argument(
         "model", type=options.choice("MODEL", MODEL_NAMES), metavar="MODEL",
         help=", ".join(MODEL_NAMES),
@@ -43,7 +55,7 @@ def add_commands(sub: argparse._SubParsersAction[options.Parser]) -> None:
     )
     _add_scenario(sim, SIMULATED_ARCHITECTURE)
     sim.set_defaults(run=simulate_command)
-    cmp_ = sub.add_parser("compare", help="every model side by side")
+    cmp_ = sub.add_parser("compare", help=COMMANDS["compare"])
     cmp_.add_argument(
         "--models",
         type=options.name_list("model", MODEL_NAMES),
@@ -70,6 +82,8 @@ def scenario_of(args: argparse.Namespace) -> Scenario:
 
 
 def simulate_command(args: argparse.Namespace) -> int:
+    from simlab.simulation import simulate  # noqa: PLC0415 - see TYPE_CHECKING above
+
     s = scenario_of(args)
     with fractions("simulating") as tick:
         progress = None if tick is None else (lambda f: tick(args.model, f))
@@ -77,6 +91,8 @@ def simulate_command(args: argparse.Namespace) -> int:
             args.model, s.workload, s.platform, s.architecture, progress=progress,
             **s.run.kwargs(),
         )  # fmt: skip
+    if result.summary.engine_reason:
+        say(f"--engine auto runs the DES: {result.summary.engine_reason}")
     summary = result.summary.to_dict()
     if args.theory:
         summary["theory"] = _theory_json(result.analytic)
@@ -93,12 +109,17 @@ def simulate_command(args: argparse.Namespace) -> int:
 
 
 def compare_command(args: argparse.Namespace) -> int:
+    from simlab.simulation import compare  # noqa: PLC0415 - see TYPE_CHECKING above
+
     s = scenario_of(args)
     with fractions("simulating") as tick:
         results = compare(
             s.workload, s.platform, s.architecture, models=args.models, progress=tick,
             **s.run.kwargs(),
         )  # fmt: skip
+    for r in results:
+        if r.summary.engine_reason:
+            say(f"{r.model}: --engine auto runs the DES: {r.summary.engine_reason}")
     if args.json:
         print_json({"results": [r.summary.to_dict() for r in results]})
         return 0
@@ -139,6 +160,8 @@ def _header(out: Console, s: Scenario) -> None:
 
 
 def _summary_table(r: Result) -> Table:
+    from rich.table import Table  # noqa: PLC0415 - see TYPE_CHECKING above
+
     s = r.summary
     lat, q, th, mem = s.latency_ms, s.queue_delay_ms, s.threads, s.memory_mib
     t = Table(title=f"{r.model}", title_justify="left")
@@ -209,6 +232,8 @@ def _theory_table(out: Console, r: Result) -> None:
     if isinstance(a, str):
         out.print(f"[yellow]theory[/]: no textbook reduction: {a}")
         return
+    from rich.table import Table  # noqa: PLC0415 - see TYPE_CHECKING above
+
     t = Table(
         title=f"theory: {a.queue} ({'exact' if a.exact else 'approximation'}; {a.note})",
         title_justify="left",
@@ -228,6 +253,8 @@ def _theory_table(out: Console, r: Result) -> None:
 
 
 def _compare_table(results: list[Result]) -> Table:
+    from rich.table import Table  # noqa: PLC0415 - see TYPE_CHECKING above
+
     t = Table(title="simlab compare", title_justify="left")
     heads = [
         "model",

@@ -1,0 +1,331 @@
+"""Whole-process benchmarks: what a user waits for, each command a process of its own.
+
+Every row is a fresh process, timed from its start to its exit (imports,
+set-up, the run, the summary and the output all included), with its peak
+resident memory (``wait4``'s ``ru_maxrss``), all in this one run on this one
+machine, so the ratios mean something where the absolute times only describe
+the machine:
+
+- simlab ``simulate`` on M/M/100 (lambda = 90/s, S ~ Exp(1 s), reactor-pool
+  with 100 workers, no warm-up, one replication) with ``--engine des``,
+  ``fast`` and ``auto`` on the ``ideal`` platform, and ``auto`` on the default
+  platform (``cpython``: the calibrated profile when there is one);
+- the same queue as a minimal SimPy script, in Ciw, and as a pure-Python
+  heap recursion (``benchmarks/minimal/``);
+- at 50,000 and 500,000 requests (5,000,000 with ``--full``);
+- ``simlab --help``, ``simlab simulate --help`` and ``import simlab`` beside
+  a bare ``python -c pass``; the default ``simlab plan``;
+- the scale case: 100,000 connections at 10,000 requests/s for 60 s
+  (reactor-pool, 400 workers, 1 ms of CPU and one 20 ms call, the ``jvm``
+  platform with unlimited cores, ``--engine auto``).
+
+Each command runs once untimed first (numba's compile cache, bytecode), then
+``--repeats`` times for the short ones (the median is kept), once for the
+long ones. The results go to ``docs/benchmarks.md`` between its markers,
+with the machine and every goal of the speed issue beside the ratio measured.
+
+Run: ``make bench`` or ``python benchmarks/bench_whole.py [--full] [--quick]
+[--shared] [--no-write]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import os
+import platform as host
+import statistics
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+MINIMAL = ROOT / "benchmarks" / "minimal"
+PAGE = ROOT / "docs" / "benchmarks.md"
+BEGIN = "<!-- Generated below by benchmarks/bench_whole.py: do not edit. -->"
+END = "<!-- End of the generated part. -->"
+LAM = 90.0
+PYTHON = sys.executable
+SIMLAB = [PYTHON, "-m", "simlab"]
+MMC = [
+    "simulate", "reactor-pool", "--connections", str(10**12), "--rate", str(LAM),
+    "--cpu-ms", "0", "--io-ms", "1000", "--io-dist", "exp", "--workers", "100",
+    "--warmup", "0", "--replications", "1", "--json",
+]  # fmt: skip
+SCALE = [
+    "simulate", "reactor-pool", "--connections", "100000", "--rate", "10000",
+    "--cpu-ms", "1", "--io-ms", "20", "--workers", "400", "--platform", "jvm",
+    "--cores", "unlimited", "--duration", "60", "--warmup", "0", "--replications", "1",
+    "--engine", "auto", "--json",
+]  # fmt: skip
+
+
+@dataclass
+class Row:
+    name: str
+    argv: list[str]
+    requests: int | None = None
+    wall_s: float = float("nan")
+    cpu_s: float = float("nan")
+    peak_mib: float = float("nan")
+    note: str = ""
+
+
+def _env() -> dict[str, str]:
+    env = dict(os.environ)
+    # Bytecode is written and read, as on a user's machine.
+    env.pop("PYTHONDONTWRITEBYTECODE", None)
+    return env
+
+
+def timed(argv: list[str]) -> tuple[float, float, float, int]:
+    """(wall seconds, CPU seconds, peak resident MiB, exit status) of one process."""
+    t0 = time.perf_counter()
+    proc = subprocess.Popen(
+        argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=_env(), cwd=ROOT
+    )
+    _, status, usage = os.wait4(proc.pid, 0)
+    wall = time.perf_counter() - t0
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    cpu = usage.ru_utime + usage.ru_stime
+    return wall, cpu, usage.ru_maxrss / 1024, proc.returncode
+
+
+def warm_up() -> None:
+    """Untimed: bytecode written, numba's compile caches filled, files in the page cache."""
+    subprocess.run(
+        [PYTHON, "-m", "compileall", "-q", "simlab", "benchmarks"],
+        cwd=ROOT,
+        env=_env(),
+        check=False,
+        stdout=subprocess.DEVNULL,
+    )
+    small = [*SIMLAB, *MMC, "--duration", "100", "--platform", "ideal"]
+    for argv in (
+        [*small, "--engine", "fast"],
+        [*small, "--engine", "des"],
+        [*SIMLAB, *MMC, "--duration", "100"],
+    ):
+        timed(argv)
+
+
+def measure(row: Row, repeats: int) -> None:
+    runs = [timed(row.argv) for _ in range(repeats)]
+    if any(code != 0 for *_, code in runs):
+        row.note = f"exit status {runs[0][3]}"
+    row.wall_s = statistics.median(r[0] for r in runs)
+    row.cpu_s = statistics.median(r[1] for r in runs)
+    row.peak_mib = max(r[2] for r in runs)
+    print(
+        f"{row.name:<44} {row.wall_s:9.2f} s {row.cpu_s:9.2f} cpu-s {row.peak_mib:8.0f} MiB "
+        f"{row.note}",
+        flush=True,
+    )
+
+
+def rows(sizes: list[int]) -> list[Row]:
+    out = [
+        Row("python -c pass", [PYTHON, "-c", "pass"]),
+        Row("python -c 'import simlab'", [PYTHON, "-c", "import simlab"]),
+        Row("simlab --help", [*SIMLAB, "--help"]),
+        Row("simlab simulate --help", [*SIMLAB, "simulate", "--help"]),
+    ]
+    for n in sizes:
+        duration = f"{n / LAM:.4f}"
+        sim = [*SIMLAB, *MMC, "--duration", duration]
+        ideal = [*sim, "--platform", "ideal", "--engine"]
+        out += [
+            Row(f"minimal SimPy, {n:,}", [PYTHON, str(MINIMAL / "simpy_mmc.py"), str(n)], n),
+            Row(f"pure-Python heap, {n:,}", [PYTHON, str(MINIMAL / "heap_mmc.py"), str(n)], n),
+            Row(f"simlab des (ideal), {n:,}", [*ideal, "des"], n),
+            Row(f"simlab fast (ideal), {n:,}", [*ideal, "fast"], n),
+            Row(f"simlab auto (ideal), {n:,}", [*ideal, "auto"], n),
+            Row(f"simlab auto (default platform), {n:,}", [*sim, "--engine", "auto"], n),
+        ]
+        if _has_ciw() and n <= 500_000:
+            out.append(Row(f"Ciw, {n:,}", [PYTHON, str(MINIMAL / "ciw_mmc.py"), str(n)], n))
+    out += [
+        Row("simlab plan (default)", [*SIMLAB, "plan"]),
+        Row("scale case (100K conns x 10K req/s x 60 s)", [*SIMLAB, *SCALE], 600_000),
+    ]
+    return out
+
+
+def _has_ciw() -> bool:
+    # Found, not imported: this process stays small, and a child's peak
+    # memory starts from its parent's at the fork.
+    return importlib.util.find_spec("ciw") is not None
+
+
+def ratio(base: Row | None, row: Row | None, *, cpu: bool = False) -> float | None:
+    if base is None or row is None or row.note or base.note:
+        return None
+    return base.cpu_s / row.cpu_s if cpu else base.wall_s / row.wall_s
+
+
+def goals(table: dict[str, Row], sizes: list[int]) -> list[tuple[str, str, str, str]]:
+    """(measure, goal, measured, met) for each goal of the speed issue."""
+
+    def vs_simpy(name: str, n: int) -> tuple[float | None, str]:
+        base, row = table.get(f"minimal SimPy, {n:,}"), table.get(f"{name}, {n:,}")
+        r = ratio(base, row)
+        return r, f"{_x(r)} (CPU time: {_x(ratio(base, row, cpu=True))})"
+
+    out = []
+    for n, want in ((500_000, 10.0), (5_000_000, 20.0)):
+        goal = f">= {want:g}x minimal SimPy"
+        if n not in sizes:
+            how = "`--full`" if n > 500_000 else "without `--quick`"
+            out.append((_auto(n), goal, f"not run (run {how})", "-"))
+            continue
+        r, shown = vs_simpy("simlab auto (default platform)", n)
+        out.append((_auto(n), goal, shown, _met(r is not None and r >= want)))
+    for n in sizes:
+        r, shown = vs_simpy("simlab des (ideal)", n)
+        ok = r is not None and r >= 1.5
+        out.append(
+            (f"DES, whole process, {n:,} requests", ">= 1.5x minimal SimPy", shown, _met(ok))
+        )
+    scale = table["scale case (100K conns x 10K req/s x 60 s)"]
+    out.append(
+        (
+            "scale case",
+            "<= 10 s and <= 1 GiB",
+            f"{scale.wall_s:.1f} s, {scale.peak_mib / 1024:.2f} GiB",
+            _met(not scale.note and scale.wall_s <= 10 and scale.peak_mib <= 1024),
+        )
+    )
+    for name, limit in (("simlab --help", 0.25), ("simlab simulate --help", 0.25)):
+        w = table[name].wall_s
+        out.append((f"`{name}`", f"<= {limit} s", f"{w:.2f} s", _met(w <= limit)))
+    w = table["python -c 'import simlab'"].wall_s
+    out.append(("`import simlab`", "<= 0.15 s", f"{w:.2f} s", _met(w <= 0.15)))
+    w = table["simlab plan (default)"].wall_s
+    out.append(("default `simlab plan` (DES confirmation)", "<= 2 s", f"{w:.1f} s", _met(w <= 2)))
+    return out
+
+
+def _auto(n: int) -> str:
+    return f"`--engine auto` on the calibrated default, whole process, {n:,} requests"
+
+
+def _x(r: float | None) -> str:
+    return "-" if r is None else f"{r:.2f}x"
+
+
+def _met(ok: bool) -> str:
+    return "met" if ok else "**not met**"
+
+
+def _cpu() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return host.processor() or "unknown CPU"
+
+
+def render(table: dict[str, Row], sizes: list[int], shared: bool) -> str:
+    when = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
+    load = os.getloadavg()[0]
+    lines = [
+        BEGIN,
+        "",
+        "## Whole process: `benchmarks/bench_whole.py`",
+        "",
+        f"Measured {when} on {host.node() or 'this machine'}: {_cpu()}, "
+        f"{os.cpu_count()} cores, Python {host.python_version()}, {host.system()} "
+        f"{host.release()}; load average {load:.1f} at the end."
+        + (
+            " **The machine was shared** with other work at the time (this run at"
+            " `nice 19`): absolute times are inflated, and noisy, more than the"
+            " ratios, which come from the same run."
+            if shared
+            else ""
+        ),
+        "",
+        "Each row is a fresh process timed from start to exit (imports, set-up, run,"
+        " summary, output), its peak resident memory, the median of the repeats for"
+        " the short rows; CPU s is the process's user plus system time, steadier than"
+        " the wall time on a busy machine. The queue is M/M/100, λ = 90/s,"
+        " S ~ Exp(1 s): reactor-pool with 100 workers for simlab; the same queue in"
+        " the minimal scripts"
+        " (`benchmarks/minimal/`). *vs SimPy* is the minimal SimPy script's time over"
+        " the row's, at the same number of requests.",
+        "",
+        "| command | requests | wall s | CPU s | peak MiB | vs SimPy (wall) | vs SimPy (CPU) |",
+        "|---|---:|---:|---:|---:|---:|---:|",
+    ]
+    for row in table.values():
+        base = table.get(f"minimal SimPy, {row.requests:,}") if row.requests else None
+        r, rc = ratio(base, row), ratio(base, row, cpu=True)
+        n = f"{row.requests:,}" if row.requests else ""
+        wall = f"{row.wall_s:.2f}" + (f" ({row.note})" if row.note else "")
+        lines.append(
+            f"| {row.name} | {n} | {wall} | {row.cpu_s:.2f} | {row.peak_mib:.0f} "
+            f"| {_x(r)} | {_x(rc)} |"
+        )
+    lines += [
+        "",
+        "Ciw: "
+        + (
+            "run up to 500,000 requests (5,000,000 would take too long)."
+            if _has_ciw()
+            else "not installed (`pip install ciw`), so not run."
+        ),
+        "5,000,000 requests: " + ("run." if 5_000_000 in sizes else "not run (`--full`)."),
+        "",
+        "### The goals of the speed issue, measured in this run",
+        "",
+        "| measure | goal | measured | |",
+        "|---|---|---|---|",
+    ]
+    lines += [f"| {a} | {b} | {c} | {d} |" for a, b, c, d in goals(table, sizes)]
+    lines += ["", END]
+    return "\n".join(lines)
+
+
+def write_page(section: str) -> None:
+    text = PAGE.read_text()
+    if BEGIN in text and END in text:
+        head, rest = text.split(BEGIN, 1)
+        tail = rest.split(END, 1)[1]
+        text = head + section + tail
+    else:
+        # The first time: after the introduction, before the first section.
+        head, sep, tail = text.partition("\n## ")
+        text = head + "\n" + section + "\n\n" + sep.lstrip("\n") + tail if sep else text + section
+    PAGE.write_text(text)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--full", action="store_true", help="also 5,000,000 requests")
+    ap.add_argument("--quick", action="store_true", help="50,000 requests only")
+    ap.add_argument("--repeats", type=int, default=3, help="repeats of the short rows")
+    ap.add_argument("--shared", action="store_true", help="say the machine was shared")
+    ap.add_argument("--no-write", action="store_true", help="print, do not write the page")
+    args = ap.parse_args()
+    sizes = [50_000] if args.quick else [50_000, 500_000]
+    if args.full:
+        sizes.append(5_000_000)
+    table: dict[str, Row] = {}
+    warm_up()
+    for row in rows(sizes):
+        short = row.requests is None or row.requests <= 50_000
+        measure(row, args.repeats if short and "plan" not in row.name else 1)
+        table[row.name] = row
+    section = render(table, sizes, args.shared)
+    if args.no_write:
+        print(section)
+    else:
+        write_page(section)
+        print(f"wrote {PAGE.relative_to(ROOT)}")
+
+
+if __name__ == "__main__":
+    main()
