@@ -24,6 +24,7 @@ from simlab.fast import reason_not_fast, run_fast_replication
 from simlab.metrics import Step, replication_levels, replication_summary, series
 from simlab.models import MODELS, Analytic, Record, get_model
 from simlab.models.loads import io_moments
+from simlab.overload.policy import in_play
 from simlab.params import Architecture, Platform, Workload, c10k_workload
 from simlab.platforms import load_platform
 from simlab.results import CI, Level, MemoryLevel, Quantiles, SimSummary, Stability, ThreadLevel
@@ -137,6 +138,7 @@ def simulate(
     progress: Progress | None = None,
     engine: str = "des",
     tables: bool = True,
+    timeline: bool = False,
 ) -> Result:
     """Simulate ``model`` and summarise it with 95% confidence intervals.
 
@@ -149,6 +151,8 @@ def simulate(
     ``summary.engine`` says which ran. ``tables=False`` leaves the
     per-request and series tables empty (the summary is the same), which
     saves their memory and the time to build them on long runs.
+    ``timeline=True`` adds the per-second windows (``summary.timeline``),
+    which any overload option (``simlab.overload``) adds by itself.
     """
     workload = workload if workload is not None else c10k_workload()
     platform = platform if platform is not None else load_platform("cpython")
@@ -188,6 +192,7 @@ def simulate(
         seed=seed,
         engine=chosen,
         tables=tables,
+        timeline=timeline,
     )
 
 
@@ -219,6 +224,7 @@ def compare(
     replications: int = 5,
     progress: Callable[[str, float], None] | None = None,
     engine: str = "des",
+    timeline: bool = False,
 ) -> list[Result]:
     """Every model (or ``models``) on the same workload, platform and seed."""
     out = []
@@ -238,6 +244,7 @@ def compare(
                 replications=replications,
                 progress=tick,
                 engine=engine,
+                timeline=timeline,
             )
         )
     return out
@@ -300,6 +307,7 @@ def _result(
     seed: int,
     engine: str = "des",
     tables: bool = True,
+    timeline: bool = False,
 ) -> Result:
     cls = get_model(model)
     levels = [replication_levels(rec, platform) for rec in records]
@@ -352,12 +360,23 @@ def _result(
     growth = _growing(reps, duration)
     if growth and not any(v >= 1 for v in offered.values()):
         reasons.append(growth)
+    dynamics = _dynamics(records, levels, workload, arch, platform, warmup, duration, timeline)
+    offered_rps = workload.rate
+    if workload.schedule is not None:
+        offered_rps = workload.schedule.expected(warmup, warmup + duration) / duration
+    if dynamics[0] is not None and dynamics[0].recovery is not None:
+        rec = dynamics[0].recovery
+        if rec.recovered_s is None:
+            reasons.append(
+                f"not recovered by the end of the run, {warmup + duration - rec.spike_end_s:g} s "
+                "after the spike ended: the overload outlived it (metastable)"
+            )
     summary = SimSummary(
         model=model,
         engine=engine,
         throughput_rps=tput,
         throughput_ci95=tput_ci,
-        offered_rps=workload.rate,
+        offered_rps=offered_rps,
         latency_ms=_pooled([r["latency"] for r in reps], 1e3),
         queue_delay_ms=_pooled([r["wait"] for r in reps], 1e3),
         threads=threads,
@@ -381,6 +400,8 @@ def _result(
         architecture=arch,
         platform=platform,
         **counts,
+        overload=dynamics[0],
+        timeline=dynamics[1],
     )
     return Result(
         model=model,
@@ -399,6 +420,27 @@ def _result(
 
 
 OUTCOME_COUNTS = ("requests", "completed", "dropped", "incomplete")
+
+
+def _dynamics(  # noqa: PLR0917 - the summary's parts, as _result has them
+    records: list[Record],
+    levels: list[dict[str, Step]],
+    workload: Workload,
+    arch: Architecture,
+    platform: Platform,
+    warmup: float,
+    duration: float,
+    timeline: bool,
+) -> tuple[Any, Any]:
+    """The overload block and the timeline (``simlab.overload``), or Nones."""
+    on = in_play(workload, arch)
+    if not (on or timeline):
+        return None, None
+    from simlab.overload.timeline import overload_summary, sim_timeline  # noqa: PLC0415
+
+    windows = tuple(sim_timeline(records, levels, platform, warmup + duration))
+    block = overload_summary(records, workload, windows, warmup) if on else None
+    return block, windows
 
 
 # The backlog must grow by more than this share of the window's requests

@@ -105,7 +105,16 @@ class ConnectionBound(Model):
         while nxt is not None:
             i = nxt
             handle = self.open_interval("connections")
+            if self.ov is not None and self.ov.shed(i):
+                # Answered 503 at accept by the overload limit.
+                self.close_interval("connections", handle)
+                nxt = self.next_on_slot(conn)
+                continue
+            arrived = env.now
             owner = yield from self.acquire()
+            if owner is None and self.ov is not None and self.ov.syn:
+                # The SYN was dropped: the client's kernel retransmits it.
+                owner = yield from self.ov.reconnect(i, self.acquire)
             if owner is None:
                 # Connection refused: the backlog is full.
                 self.close_interval("connections", handle)
@@ -113,11 +122,19 @@ class ConnectionBound(Model):
                 nxt = self.next_on_slot(conn)
                 continue
             worker, process = owner
+            if self.ov is not None and self.ov.expired(i, arrived):
+                # Waited past the queue deadline for a thread: dropped unserved.
+                self.release(worker)
+                self.close_interval("connections", handle)
+                nxt = self.next_on_slot(conn)
+                continue
             for served in range(1, k + 1):
                 yield from self.serve(i, worker, process)
                 nxt = self.next_on_slot(conn)
                 if served == k:
                     break
+                if nxt is None and self.ov is not None and conn in self.ov.closed:
+                    break  # its client walked away (a timeout): the owner reads EOF
                 if nxt is None:
                     # Keep-alive: the owner blocks in recv, holding the connection.
                     ev = env.event()
