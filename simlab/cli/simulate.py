@@ -17,7 +17,10 @@ from simlab.simulation import Result, compare, simulate
 
 __all__ = ["add_commands"]
 
-SCENARIO = (*options.WORKLOAD, *options.PLATFORM, "gil", *options.ARCHITECTURE, *options.RUN)
+SCENARIO = (
+    *options.WORKLOAD, *options.PLATFORM, "gil", *options.ARCHITECTURE, *options.RUN,
+    *options.overload_names(),
+)  # fmt: skip
 
 
 def add_commands(sub: argparse._SubParsersAction[options.Parser]) -> None:
@@ -49,6 +52,7 @@ def _add_scenario(p: argparse.ArgumentParser) -> None:
     options.add_scenario_options(pl, (*options.PLATFORM, "gil"))
     options.add_set(pl)
     options.add_scenario_options(p.add_argument_group("architecture"), options.ARCHITECTURE)
+    options.add_overload_options(p)
     options.add_scenario_options(p.add_argument_group("run"), options.RUN)
     p.add_argument("--json", action="store_true", help="print one JSON object")
 
