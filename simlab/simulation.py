@@ -420,6 +420,10 @@ def _result(
 
 
 OUTCOME_COUNTS = ("requests", "completed", "dropped", "incomplete")
+# Each attempt's first attempt and number, when its client gave up, why it
+# was dropped (``simlab.overload.policy.REASONS``), its fan-out's share of
+# answers by the deadline, and when it left its client.
+OVERLOAD_COLUMNS = ("origin", "attempt", "gave_up", "reason", "bids", "sent")
 
 
 def _dynamics(  # noqa: PLR0917 - the summary's parts, as _result has them
@@ -516,6 +520,10 @@ def _requests_table(records: list[Record]) -> pd.DataFrame:
                 "measured": (c["arrival"] >= t0) & (c["arrival"] < t1),
             }
         )
+        # Overload dynamics' own columns (``simlab.overload.des``), when it ran.
+        for name in OVERLOAD_COLUMNS:
+            if name in c:
+                frame[name] = c[name]
         frames.append(frame)
     return pd.concat(frames, ignore_index=True)
 

@@ -336,6 +336,10 @@ def measure_command(args: argparse.Namespace) -> int:
         print_json(result.to_dict())
         return 0
     _print_measure(result.summary, result.saved_to)
+    from simlab.cli.simulate import overload_lines  # noqa: PLC0415
+
+    for line in overload_lines(result.summary):
+        console().print(line)
     return 0
 
 

@@ -105,11 +105,18 @@ class ConnectionBound(Model):
         while nxt is not None:
             i = nxt
             handle = self.open_interval("connections")
-            if self.ov is not None and self.ov.shed(i):
-                # Answered 503 at accept by the overload limit.
+            if self.ov is not None and self.ov.over_limit():
+                # Answered 503 at accept by the overload limit: the accepting
+                # thread writes it, under the GIL, one connection at a time.
+                p = self.process_of(self._next_thread)
+                cost = self.platform.parse_us * 1e-6
+                yield from self.cpu.run(self.cpu.gil(p), cost, 1, p, lock=self.acceptors[p])
+                self.ov.refuse(i)
                 self.close_interval("connections", handle)
                 nxt = self.next_on_slot(conn)
                 continue
+            if self.ov is not None:
+                self.ov.admit(i)
             arrived = env.now
             owner = yield from self.acquire()
             if owner is None and self.ov is not None and self.ov.syn:

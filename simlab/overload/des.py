@@ -308,16 +308,28 @@ class Dynamics:
     def shed(self, i: int) -> bool:
         """True (and the request answered 503) when the server already holds
         ``max_inflight`` requests; otherwise it counts this one in."""
-        lim = self.limits
-        if lim is None or lim.max_inflight is None:
-            return False
-        if self.inside >= lim.max_inflight:
-            self.reason[i] = SHED
-            self.m.drop(i)
+        if self.over_limit():
+            self.refuse(i)
             return True
-        self.inside += 1
-        self.counted[i] = 1
+        self.admit(i)
         return False
+
+    def over_limit(self) -> bool:
+        """True when the server already holds ``max_inflight`` requests."""
+        lim = self.limits
+        return lim is not None and lim.max_inflight is not None and self.inside >= lim.max_inflight
+
+    def admit(self, i: int) -> None:
+        """Count request ``i`` in, against ``max_inflight``."""
+        lim = self.limits
+        if lim is not None and lim.max_inflight is not None:
+            self.inside += 1
+            self.counted[i] = 1
+
+    def refuse(self, i: int) -> None:
+        """Answer request ``i`` 503 (the concurrency limit)."""
+        self.reason[i] = SHED
+        self.m.drop(i)
 
     def expired(self, i: int, since: float) -> bool:
         """True (and the request dropped unserved) when it waited longer than the deadline."""

@@ -80,7 +80,8 @@ def measured_timeline(
         throughput = float(w["throughput"][k]) if served is None else float(served[k])
         at_server = w["at_server"][k]
         if served is not None:
-            inside = max(0.0, inside + w["sent"][k] - w["dropped"][k] - served[k])
+            late = w["late_dropped"][k] if "late_dropped" in w else 0
+            inside = max(0.0, inside + w["sent"][k] - w["dropped"][k] - late - served[k])
             at_server = inside
         out.append(
             Window(

@@ -152,7 +152,7 @@ def handle_connection(sock: socket.socket, ctx: Context) -> None:
                 service_us = run_blocking(item, ctx.backend)
             except BackendError:
                 break
-            sock.sendall(exchange.respond(service_us))
+            sock.sendall(exchange.respond(service_us, item.headers()))
             if not exchange.keep_alive:
                 break
     except (OSError, TimeoutError):

@@ -157,6 +157,32 @@ def build_queries(workload: Workload, seed: int, count: int) -> tuple[str, ...]:
         out.append(f"cpu_ms={cpu[k]:.3f}&{io_part}&fanout={workload.fanout}")
         if workload.cpu.cv == 0 and (calls == 0 or fixed_io):
             break  # every request is the same
+    if workload.mix is not None or workload.backend is not None:
+        return _with_dynamics(workload, seed, count, out)
+    return tuple(out)
+
+
+def _with_dynamics(workload: Workload, seed: int, count: int, base: list[str]) -> tuple[str, ...]:
+    """The queries with the overload options' parameters: a heavy request's CPU,
+    a blocking call (``block_ms``), an auction's deadline and hedging, each drawn
+    per query from a stream of its own (the base queries stay as they were)."""
+    rng = np.random.default_rng(np.random.SeedSequence(seed).spawn(2)[1])
+    mix, b = workload.mix, workload.backend
+    out = []
+    for k in range(count):
+        query = base[k % len(base)]
+        if mix is not None and mix.heavy_share > 0 and rng.random() < mix.heavy_share:
+            query = f"cpu_ms={mix.heavy_cpu * 1e3:.3f}&{query.partition('&')[2]}"
+        if mix is not None and mix.blocks and rng.random() < mix.blocking_share:
+            query += f"&block_ms={mix.blocking * 1e3:.3f}"
+        if b is not None and b.deadline is not None and workload.calls:
+            query += f"&deadline_ms={b.deadline * 1e3:.3f}"
+        if b is not None and b.hedge is not None and workload.calls:
+            second = workload.io.sample(rng, workload.calls) * 1e3
+            query += f"&hedge_ms={b.hedge * 1e3:.3f}&hedge_io_ms=" + ",".join(
+                f"{x:.3f}" for x in second
+            )
+        out.append(query)
     return tuple(out)
 
 

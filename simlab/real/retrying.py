@@ -47,7 +47,9 @@ if TYPE_CHECKING:
 __all__ = ["Attempt", "ClientDynamics", "Orphan", "scheduled_gaps"]
 
 BATCH = 4096
-KINDS = ("offered", "sent", "retries", "throughput", "goodput", "dropped", "timeouts")
+KINDS = (
+    "offered", "sent", "retries", "throughput", "goodput", "dropped", "timeouts", "late_dropped",
+)  # fmt: skip
 
 
 class Attempt:
@@ -283,6 +285,8 @@ class ClientDynamics:
             self._count("throughput", now)
             if self.gen.window[0] <= now < self.gen.window[1]:
                 self.measured["late"] += 1
+        else:
+            self._count("late_dropped", now)  # refused, but its client was gone
 
     def bids(self, text: str) -> None:
         got, _, total = text.partition("/")
