@@ -167,7 +167,7 @@ class BlockingBackend:
         """The next answer's call id, or None if none came within ``wait`` s."""
         buf: bytes = self._local.auction_buf
         while b"\n" not in buf:
-            sock.settimeout(max(wait, 1e-4))
+            sock.settimeout(min(max(wait, 1e-4), self.timeout))
             try:
                 data = sock.recv(65536)
             except TimeoutError:
