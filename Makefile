@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 CHECKED := simlab tests benchmarks experiments app.py docs
 
-.PHONY: run compare test lint docs format bench bench-wrk profile clean browser experiments
+.PHONY: run compare test lint docs format bench bench-wrk bench-peers profile clean browser peers experiments
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -22,8 +22,9 @@ run: $(STAMP)
 compare: $(STAMP)
 	$(BIN)/simlab compare
 
-## Lint, types, the documentation and the whole test suite (the browser test needs chromium).
-test: $(STAMP) lint docs browser
+## Lint, types, the documentation and the whole test suite (the browser test needs
+## chromium, the peers' tests their runtimes).
+test: $(STAMP) lint docs browser peers
 	$(BIN)/pytest
 
 ## Every experiment at full scale (writes data/experiments/<name>/).
@@ -52,6 +53,25 @@ docs: $(STAMP)
 	$(BIN)/python docs/gen_cli.py
 	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict
 
+## The peers' runtimes (nginx, PHP-FPM, uWSGI, Tomcat 10, Go, Node.js, a JDK) and
+## wrk: installed with apt-get when missing and running as root; otherwise the
+## one line that installs them is printed (and the peers' tests say what is missing).
+PEER_PACKAGES := nginx-light php-fpm php-curl uwsgi uwsgi-plugin-python3 libtomcat10-java \
+	default-jdk-headless golang-go nodejs wrk
+peers:
+	@missing=""; \
+	for pkg in $(PEER_PACKAGES); do \
+		dpkg-query -W -f='$${Status}' $$pkg 2>/dev/null | grep -q "ok installed" || missing="$$missing $$pkg"; \
+	done; \
+	if [ -n "$$missing" ]; then \
+		if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+			apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
+		else \
+			echo "note: the peers need:$$missing; install them with:" \
+				"sudo apt-get install$$missing"; \
+		fi; \
+	fi
+
 lint: $(STAMP)
 	$(BIN)/ruff check $(CHECKED)
 	$(BIN)/ruff format --check $(CHECKED)
@@ -72,6 +92,11 @@ profile: $(STAMP)
 
 clean:
 	rm -rf $(VENV) site .pytest_cache .mypy_cache .ruff_cache .hypothesis build *.egg-info
+
+## Every peer's trivial-request throughput under wrk beside uvicorn's, as ratios
+## (a check that no peer is crippled by its configuration; needs the peers and wrk).
+bench-peers: $(STAMP) peers
+	$(BIN)/python benchmarks/bench_peers_wrk.py
 
 ## simlab's load generator against wrk (needs: apt-get install wrk).
 bench-wrk: $(STAMP)

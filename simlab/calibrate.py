@@ -27,7 +27,8 @@ parameter the runs do not identify as an assumption (``simlab.fitting``):
 - **Peers' structure**: gunicorn's and uvicorn's idle threads and memory.
 
 Nothing is written until the fit is done, and then atomically: an
-interrupted calibration leaves the previous profile as it was.
+interrupted calibration leaves the previous profile as it was, and runs
+again from its first unmeasured run (``simlab.journal``).
 """
 
 from __future__ import annotations
@@ -45,6 +46,7 @@ import numpy as np
 from simlab.distributions import Fixed
 from simlab.errors import UserError
 from simlab.fitting import Fit, fit_robust, median_with_ci
+from simlab.journal import Journal
 from simlab.models import get_model
 from simlab.params import Architecture, Platform, Workload
 from simlab.platforms import PRESETS, profile_path
@@ -393,6 +395,7 @@ def calibrate(
     profiles); returns the profile."""
     tick = progress or (lambda _label, _k, _n: None)
     path = out_dir / f"{name}.json" if out_dir is not None else profile_path(name)
+    journal: Journal | None = None
     if refit:
         try:
             previous = json.loads(path.read_text())
@@ -405,24 +408,33 @@ def calibrate(
     else:
         runs = grid(quick)
         total = len(runs) + 1
+        # An interrupted calibration resumes at its first unmeasured run.
+        journal = Journal(f"calibrate-{name}", {"quick": quick, "runs": [r.label() for r in runs]})
         tick("measure memory", 0, total)
-        memory = measure_memory((100, 500) if quick else (300, 1500))
+        if "memory" not in journal:
+            journal.put("memory", measure_memory((100, 500) if quick else (300, 1500)))
+        memory = journal.get("memory")
         results = []
         for k, run in enumerate(runs, 1):
             tick(run.label(), k, total)
-            opts = MeasureOptions(
-                run.target,
-                run.workload,
-                run.arch,
-                duration=run.duration,
-                warmup=run.warmup,
-                save=False,
-                seed=k,
-            )
-            results.append((run, _as_summary(_keep(measure(opts).summary.to_dict()))))
+            key = f"{k}: {run.label()}"
+            if key not in journal:
+                opts = MeasureOptions(
+                    run.target,
+                    run.workload,
+                    run.arch,
+                    duration=run.duration,
+                    warmup=run.warmup,
+                    save=False,
+                    seed=k,
+                )
+                journal.put(key, _keep(measure(opts).summary.to_dict()))
+            results.append((run, _as_summary(journal.get(key))))
         tick("fitting", total, total)
     profile = _profile(name, quick, results, memory)
     atomic_write_json(path, profile)
+    if journal is not None:
+        journal.done()
     return profile
 
 

@@ -333,6 +333,8 @@ class MeasuredSummary(Plain):
     model: str
     engine: str
     resembles: str
+    platform: str  # the platform (runtime) the server runs on, as the model names it
+    runtime: Mapping[str, str]  # the versions of a peer's runtime, empty for simlab's own
     throughput_rps: float
     throughput_ci95: CI
     offered_rps: float | None

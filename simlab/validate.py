@@ -43,6 +43,7 @@ from typing import Any
 import numpy as np
 
 from simlab.errors import UserError
+from simlab.journal import Journal
 from simlab.params import Platform
 from simlab.paths import validation_dir
 from simlab.platforms import load_platform, profile_path
@@ -278,16 +279,24 @@ def validate(
     tick = progress or (lambda _l, _k, _n: None)
     rows: list[dict[str, Any]] = []
     steps = len(plan) * repeats
+    # An interrupted validation resumes at its first unmeasured run.
+    labels = [f"{c.target} {c.config()}" for c in plan]
+    journal = Journal(f"validate-{platform.name}", {"cases": labels, "repeats": repeats,
+                                                    "seed": seed})  # fmt: skip
     for k, case in enumerate(plan):
-        real: list[MeasuredSummary] = []
+        real: list[dict[str, float | None]] = []
         for r in range(repeats):
-            tick(f"{case.target} {case.config()} (run {r + 1}/{repeats})", k * repeats + r, steps)
-            real.append(_measure(case, seed * 1000 + k * 10 + r))
+            tick(f"{labels[k]} (run {r + 1}/{repeats})", k * repeats + r, steps)
+            key = f"{k}/{r}: {labels[k]}"
+            if key not in journal:
+                s = _measure(case, seed * 1000 + k * 10 + r)
+                journal.put(key, {m: _measured(m, s) for m in METRICS})
+            real.append(journal.get(key))
         sim = _simulate(case, platform, seed + k)
         rho = _offered_rho(case, sim)
         predicted = _peer_adjusted(case, sim, platform, extras, seed + k)
         for metric in METRICS:
-            runs = [_measured(metric, s) for s in real]
+            runs = [v[metric] for v in real]
             why_not = _by_construction(metric, case, sim, rho)
             rows.append(_row(case, metric, runs, predicted[metric], why_not, rho))
     tick("report", steps, steps)
@@ -305,6 +314,7 @@ def validate(
         "seed": seed,
     }
     _write(result, out_dir or validation_dir() / platform.name)
+    journal.done()
     return result
 
 

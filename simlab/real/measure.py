@@ -56,9 +56,10 @@ from simlab.provenance import atomic_write_json, git_revision, machine, utc_stam
 from simlab.real import loadgen, peers
 from simlab.real.kernel import KernelAccount
 from simlab.real.limits import check_fits, raise_fd_limit
+from simlab.real.lock import exclusive
 from simlab.real.options import SERVER_MODELS
 from simlab.real.probe import Probe
-from simlab.real.processes import Managed, free_port, port_is_free, python, wait_listening
+from simlab.real.processes import Managed, free_port, port_is_free, python
 from simlab.results import (
     ConnectionCounts,
     HistogramBlock,
@@ -77,7 +78,7 @@ from simlab.stats import ci95
 
 __all__ = ["TARGETS", "MeasureOptions", "Measurement", "measure"]
 
-TARGETS = (*SERVER_MODELS, *peers.PEERS)
+TARGETS = (*SERVER_MODELS, *peers.ALL_PEERS)
 QUERY_POOL = 20_000
 
 
@@ -194,6 +195,10 @@ def _estimate_fit(opts: MeasureOptions) -> None:
     processes = n if opts.target == "process-per-connection" else a.processes
     # The cpython preset's sizes: a thread 43 KiB, a connection 9.5 KiB, a fork 1.2 MiB.
     memory = (threads * 43 + n * 2 * 9.5 + (processes if per_conn else 0) * 1200) / 1024
+    if opts.target in peers.REGISTRY:
+        # A peer's own estimate of its tree; a runtime's processes cost tens of MiB each.
+        threads, processes = peers.REGISTRY[opts.target].footprint(n, a.workers, a.processes)
+        memory = (threads * 64 + n * 2 * 9.5) / 1024 + processes * 30
     check_fits(
         connections=n,
         threads=threads,
@@ -209,27 +214,18 @@ def _start_server(
     opts: MeasureOptions, backend_port: int, preexec: Callable[[], None] | None
 ) -> Managed:
     a = opts.architecture
-    if opts.target in peers.PEERS:
-        port = free_port()
-        server = Managed(
-            peers.command(
-                opts.target, port=port, workers=a.workers, processes=a.processes, backlog=a.backlog
-            ),
-            env={"SIMLAB_BACKEND_PORT": str(backend_port)},
-            ready_line=False,
-            name=opts.target,
+    if opts.target in peers.REGISTRY:
+        cfg = peers.PeerConfig(
+            port=free_port(),
+            backend_port=backend_port,
+            workers=a.workers,
+            processes=a.processes,
+            backlog=a.backlog,
+            request_timeout=opts.request_timeout,
+            stack_kib=opts.stack_kib,
             preexec=preexec,
         )
-        server.port = port
-        try:
-            wait_listening(port, server.proc)
-        except RuntimeError as exc:
-            err = server.stop()
-            raise RunFailed(f"{opts.target}: {exc}: {err.strip()[-500:]}") from None
-        except BaseException:
-            server.stop()
-            raise
-        return server
+        return peers.start(opts.target, cfg)
     argv = [
         python(),
         "-m",
@@ -328,6 +324,10 @@ def measure(opts: MeasureOptions, progress: Callable[[str], None] | None = None)
     """Run one measurement and return its summary (and save it unless ``save`` is off)."""
     say = progress or (lambda _msg: None)
     _estimate_fit(opts)
+    # A peer's runtime is checked (and named in the record) before anything starts.
+    runtime = (
+        peers.REGISTRY[opts.target].versions(opts.target) if opts.target in peers.REGISTRY else {}
+    )
     raise_fd_limit()
     w = opts.workload
     spec = loadgen.LoadSpec(
@@ -357,7 +357,8 @@ def measure(opts: MeasureOptions, progress: Callable[[str], None] | None = None)
         fd, name = tempfile.mkstemp(prefix="simlab-backend-", suffix=".json")
         os.close(fd)
         stats_path = Path(name)
-    with contextlib.ExitStack() as stack:
+    # One real run at a time: they share the machine's cores.
+    with exclusive(say), contextlib.ExitStack() as stack:
         say("starting the backend")
         backend = stack.enter_context(Managed(_backend_argv(opts, stats_path), name="backend"))
         say(f"starting {opts.target}")
@@ -382,7 +383,9 @@ def measure(opts: MeasureOptions, progress: Callable[[str], None] | None = None)
     if server_err.strip():
         warnings.append(f"server stderr: {server_err.strip()[-300:]}")
     answers = _read_answers(stats_path)
-    summary = _summary(opts, report, probe, started, warnings, answers=answers)
+    summary = _summary(
+        opts, report, probe, started, warnings, runtime=runtime, answers=answers
+    )
     if not opts.save:
         return Measurement(summary)
     path = (opts.out_dir or measurements_dir()) / f"{opts.target}-{started}-seed{opts.seed}.json"
@@ -451,6 +454,7 @@ def _summary(
     started: str,
     warnings: list[str],
     *,
+    runtime: dict[str, str],
     answers: dict[int, int] | None = None,
 ) -> MeasuredSummary:
     w, a = opts.workload, opts.architecture
@@ -517,6 +521,8 @@ def _summary(
         model=opts.target,
         engine="real",
         resembles=peers.RESEMBLES.get(opts.target, opts.target),
+        platform=peers.PLATFORM_OF.get(opts.target, "cpython"),
+        runtime=runtime,
         throughput_rps=throughput,
         throughput_ci95=ci95([float(x) for x in batch_rates]),
         offered_rps=offered,
