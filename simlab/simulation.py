@@ -422,8 +422,8 @@ def _result(
 OUTCOME_COUNTS = ("requests", "completed", "dropped", "incomplete")
 # Each attempt's first attempt and number, when its client gave up, why it
 # was dropped (``simlab.overload.policy.REASONS``), its fan-out's share of
-# answers by the deadline, and when it left its client.
-OVERLOAD_COLUMNS = ("origin", "attempt", "gave_up", "reason", "bids", "sent")
+# answers by the deadline, when it left its client, and its blocking call.
+OVERLOAD_COLUMNS = ("origin", "attempt", "gave_up", "reason", "bids", "sent", "blocking")
 
 
 def _dynamics(  # noqa: PLR0917 - the summary's parts, as _result has them

@@ -117,6 +117,10 @@ class Async(Model):
         io = (yield from ov.io(i)) if ov.needs_calls else self.io_time[i]
         if not ov.needs_calls and io > 0:
             yield self.env.timeout(io)
+        if ov.mix_blocks:
+            # The task resumes after its await only when the loop is free: a
+            # blocking call elsewhere holds up the answers that came meanwhile.
+            yield from ov.resume(loop)
         self.in_flight[process] -= 1
         self.finish(i, cpu + blocking + io)
 

@@ -143,7 +143,7 @@ class Dynamics:
         def col(a: array[Any], dtype: type) -> np.ndarray:
             return np.frombuffer(a, dtype=dtype, count=n).copy()
 
-        return {
+        out = {
             "origin": col(self.origin, np.int64),
             "attempt": col(self.attempt, np.int8),
             "gave_up": col(self.gave_up, np.float64),
@@ -151,6 +151,10 @@ class Dynamics:
             "bids": col(self.bids, np.float64),
             "sent": col(self.sent, np.float64),
         }
+        if self.mix_blocks:
+            drawn = np.concatenate(self._blocking) if self._blocking else np.empty(0)
+            out["blocking"] = np.concatenate((drawn, np.zeros(max(0, n - len(drawn)))))[:n]
+        return out
 
     def stats(self) -> dict[str, float]:
         return {"hedged_calls": float(self.hedged), "throttled_retries": float(self.throttled)}
@@ -543,6 +547,13 @@ class Dynamics:
             yield env.timeout(blocking)
             pool.give(thread)
         return cpu, start, blocking
+
+    def resume(self, loop: Pool) -> Generator[simpy.Event, Any, None]:
+        """A task's turn on its loop after an await (its answer's CPU is folded
+        into its first phase, as in ``async``): it only waits for the loop."""
+        if loop.take() < 0:
+            yield loop.wait()
+        loop.give(0)
 
     def extra_threads(self) -> int:
         """Threads the overload options add to a model's base level (offload pools)."""
