@@ -26,11 +26,12 @@ import matplotlib.pyplot as plt
 import pandas as pd
 
 import simlab
-from simlab.experiment import Experiment, arguments
+from simlab.experiment import Experiment, arguments, rewrite_findings
 from simlab.overload.rules import onset, ratio_verdict, recovery_text
 from simlab.real.measure import MeasureOptions, measure
 from simlab.scenario import build
 
+NAME = "retry_storm"
 SEED = 1
 MODEL = "thread-pool"
 WORKERS, CPU_MS, IO_MS = 8, 1.0, 50.0
@@ -191,11 +192,25 @@ def plots(ex: Experiment, timeline: pd.DataFrame) -> None:
     plt.close(fig)
 
 
-def findings(ex: Experiment, quick: bool) -> None:
-    df = ex.table()
-    before, during, after, _ = shape(quick)
+def _findings_from(df: pd.DataFrame, params: dict[str, Any]) -> str:
+    """The findings of a saved run, with the parameters it recorded in meta.json."""
+    return findings(
+        df,
+        before_s=float(params["before_s"]),
+        spike_s=float(params["spike_s"]),
+        after_s=float(params["after_s"]),
+        focus=float(params["focus"]),
+    )
 
-    def row(source: str, variant: str, spike: float = FOCUS) -> pd.Series | None:
+
+def findings(
+    df: pd.DataFrame, *, before_s: float, spike_s: float, after_s: float, focus: float
+) -> str:
+    """The findings, every verdict from the table: recovery (``recovered_s``, NaN when
+    the run had not recovered), the onset along each sweep and its ratio."""
+    tail_s = min(TAIL_S, after_s / 2)
+
+    def row(source: str, variant: str, spike: float = focus) -> pd.Series | None:
         part = df[(df["source"] == source) & (df["variant"] == variant) & (df["spike"] == spike)]
         return None if part.empty else part.iloc[0]
 
@@ -206,20 +221,20 @@ def findings(ex: Experiment, quick: bool) -> None:
         return (
             f"{recovery_text(rec, float(r['after_s']))} (goodput "
             f"{r['goodput_tail_rps']:,.0f}/s of {r['offered_tail_rps']:,.0f}/s offered over the "
-            f"last {min(TAIL_S, after / 2):g} s, {r['sent_tail_rps']:,.0f} attempts/s sent)"
+            f"last {tail_s:g} s, {r['sent_tail_rps']:,.0f} attempts/s sent)"
         )
 
     lines = [
         "# Retry storm: a metastable failure\n",
         f"A {MODEL} server ({WORKERS} workers; {CPU_MS:g} ms of CPU and one {IO_MS:g} ms "
         f"backend call per request; one request per connection) serves {BASE_RPS:g} req/s for "
-        f"{before:g} s, then a {during:g} s spike, then {BASE_RPS:g} req/s for {after:g} s. "
+        f"{before_s:g} s, then a {spike_s:g} s spike, then {BASE_RPS:g} req/s for {after_s:g} s. "
         f"Clients give up after {TIMEOUT_MS:g} ms and retry up to {RETRIES} times (backoff "
         f"{BACKOFF_MS:g} ms, doubling, full jitter); the server still serves what they gave up.\n",
     ]
     storm_real, storm_sim = row("measured", "retries"), row("simulated", "retries")
     calm_real, calm_sim = row("measured", "no retries"), row("simulated", "no retries")
-    lines.append(f"After a x{FOCUS:g} spike:\n")
+    lines.append(f"After a x{focus:g} spike:\n")
     for variant in VARIANTS:
         r, s = row("measured", variant), row("simulated", variant)
         if r is None and s is None:
@@ -243,8 +258,25 @@ def findings(ex: Experiment, quick: bool) -> None:
                 f"\nIn the {source} runs the retries are what keep the server overloaded: "
                 "without them the same spike recovers."
             )
+        elif stuck(storm) and stuck(calm):
+            lines.append(
+                f"\nIn the {source} runs the server stays overloaded even without retries: "
+                "the spike alone outlasts the run."
+            )
         elif stuck(storm) is False:
             lines.append(f"\nIn the {source} runs the server recovered even with retries.")
+    for source in ("real", "simulated"):
+        remedies = [
+            v
+            for v in ("retry budget", "concurrency limit")
+            if stuck(row("measured" if source == "real" else "simulated", v)) is False
+        ]
+        if stuck(storm_real if source == "real" else storm_sim) and remedies:
+            lines.append(
+                f"In the {source} runs the same spike recovers with "
+                + " and with ".join(f"a {v}" for v in remedies)
+                + "."
+            )
     sweeps = {}
     for source in ("simulated", "measured"):
         part = df[(df["source"] == source) & (df["variant"] == "retries")]
@@ -252,7 +284,7 @@ def findings(ex: Experiment, quick: bool) -> None:
         sweeps[source] = onset(list(part["spike"]), recovered)
         spikes = ", ".join(f"x{x:g}" for x in sorted(part["spike"]))
         lines.append(
-            f"\n**Onset, {source}** (spikes {spikes} of {during:g} s): {sweeps[source].text()}."
+            f"\n**Onset, {source}** (spikes {spikes} of {spike_s:g} s): {sweeps[source].text()}."
         )
     sim_on, real_on = sweeps["simulated"].tipped, sweeps["measured"].tipped
     if sim_on is not None and real_on is not None:
@@ -261,11 +293,14 @@ def findings(ex: Experiment, quick: bool) -> None:
             f"\nThe simulation's onset is {ratio:.2f} times the real one: "
             f"{'within' if ok else 'outside'} a factor of {ONSET_FACTOR:g} in spike size."
         )
-    ex.findings("\n".join(lines))
+    return "\n".join(lines)
 
 
 def main() -> None:
     args = arguments(__doc__ or "")
+    if args.findings_only:
+        rewrite_findings(NAME, _findings_from, args.out)
+        return
     quick = args.quick
     sim_spikes = QUICK_SIM_SPIKES if quick else SIM_SPIKES
     real_spikes = QUICK_REAL_SPIKES if quick else REAL_SPIKES
@@ -283,7 +318,7 @@ def main() -> None:
         "focus": FOCUS,
     }
     timeline: list[dict] = []
-    with Experiment("retry_storm", seed=SEED, quick=quick, params=params, out=args.out) as ex:
+    with Experiment(NAME, seed=SEED, quick=quick, params=params, out=args.out) as ex:
         for spike in sim_spikes:
             timeline += one(ex, "simulated", spike, "retries", quick)
         for variant in variants[1:]:
@@ -295,7 +330,7 @@ def main() -> None:
         frame = pd.DataFrame(timeline)
         frame.round(3).to_csv(ex.folder / "timeline.csv", index=False)
         plots(ex, frame)
-        findings(ex, quick)
+        ex.findings(_findings_from(ex.results(), params))
     print(f"wrote {ex.target}")
 
 
