@@ -59,6 +59,8 @@ def steady_workload(args: argparse.Namespace, workload: Workload) -> Workload:
             flag = "--" + given[0].replace("_", "-")
             raise UserError(f"{flag}: the clients' timeout policy needs --burst")
         return workload
+    if getattr(args, "max_rate", False) or getattr(args, "max_connections", False):
+        raise UserError("--burst: checks the plans; not with --max-rate or --max-connections")
     if workload.schedule is not None or workload.rate is None:
         raise UserError("--burst: give --rate as a number, the steady rate the burst rises from")
     if args.burst.peak <= workload.rate:

@@ -60,6 +60,7 @@ def _cli(*argv: str) -> subprocess.CompletedProcess[str]:
         (("--rate", "100", "--burst", "50/s for 10s"), "--burst"),
         (("--rate", "100/s for 10s, 300/s for 5s", "--burst", "500/s for 2s"), "--burst"),
         (("--rate", "100", "--timeout-ms", "500"), "--timeout-ms"),
+        (("--rate", "100", "--burst", "500/s for 2s", "--max-rate"), "--burst"),
         (("--rate", "100", "--burst", "500/s for 2s", "--recover-within-s", "0"), "--recover"),
         (("--rate", "100", "--burst", "500/s for 2s", "--retries", "-1"), "--retries"),
     ],
