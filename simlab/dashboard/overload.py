@@ -16,7 +16,7 @@ import streamlit as st
 from plotly.subplots import make_subplots
 
 from simlab import scenario as builder
-from simlab.dashboard.compute import Scenario, architecture_for
+from simlab.dashboard.compute import ALL_MODELS, Scenario, architecture_for
 from simlab.errors import UserError
 from simlab.overload.rules import recovery_text
 from simlab.results import SimSummary
@@ -90,7 +90,7 @@ def overload_page(s: Scenario, models: tuple[str, ...]) -> None:
         "that may shed past a limit. Each second of the run is plotted; the dotted line "
         "is where the burst ends. A run recovers when goodput and p99 come back for good."
     )
-    choices = models or ("thread-pool",)
+    choices = models or ALL_MODELS
     a, b, c = st.columns(3)
     model = a.selectbox("Model", choices, key="ov_model")
     schedule = b.text_input(
