@@ -181,6 +181,7 @@ def findings(df: pd.DataFrame, *, rate: float, blocking_ms: float, blocking_shar
             f"| {label} | {sim.loc[label, 'p99_ms']:,.0f} | "
             f"{sim.loc[label, 'others_p99_ms']:,.0f} | {m:,.0f} |"
         )
+    lines.append("")  # the list below is not part of the table
     stuck = sim.loc["async", "others_p99_ms"]
     for label in sim.index:
         if label in ("async", "async, no blocking call"):
