@@ -383,9 +383,7 @@ def measure(opts: MeasureOptions, progress: Callable[[str], None] | None = None)
     if server_err.strip():
         warnings.append(f"server stderr: {server_err.strip()[-300:]}")
     answers = _read_answers(stats_path)
-    summary = _summary(
-        opts, report, probe, started, warnings, runtime=runtime, answers=answers
-    )
+    summary = _summary(opts, report, probe, started, warnings, runtime=runtime, answers=answers)
     if not opts.save:
         return Measurement(summary)
     path = (opts.out_dir or measurements_dir()) / f"{opts.target}-{started}-seed{opts.seed}.json"
