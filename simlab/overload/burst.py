@@ -230,7 +230,8 @@ def check_burst(
     schedule = burst_schedule(workload.rate, burst, recover_within)
     bursty = replace(workload, schedule=schedule, rate=schedule.mean_rate())
     plain = _run(simulate, bursty, arch, recover_within)
-    out = BurstPlan(model, arch.workers, arch.processes, plain)
+    # A model without a pool has no workers to report (its architecture's are unused).
+    out = BurstPlan(model, arch.workers if _has_pool(model) else None, arch.processes, plain)
     if plain.survives or not remedies:
         return out
     tried: list[int] = []
