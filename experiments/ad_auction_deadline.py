@@ -228,6 +228,17 @@ def findings(df: pd.DataFrame, *, rate: float, real_rate: float) -> str:
             ]
             cost = f", for {extra:.1f} extra calls per request." if pd.notna(extra) else "."
             lines.append(f"At {d:g} ms hedging {word} ({h:.1%} against {p:.1%}){cost}")
+        hb = rp.loc[("hedged", last), "busy_threads"]
+        pb = rp.loc[("parallel", last), "busy_threads"]
+        held = {
+            "more": "more workers busy than parallel ones",
+            "less": "fewer workers busy than parallel ones",
+            "same": f"as many workers busy as parallel ones (within {SAME:.0%})",
+        }[compare(hb, pb, SAME)]
+        lines.append(
+            f"At {last:g} ms hedged requests keep {held} on the {SWEEP_MODEL} "
+            f"({hb:,.0f} against {pb:,.0f}): a request ends at its last answer."
+        )
     busy = rp["busy_threads"]
     lines.append(
         f"\nWorkers busy ({SWEEP_MODEL}) range from {busy.min():,.0f} to {busy.max():,.0f}: "
