@@ -560,6 +560,15 @@ def test_retry_storm_cause_remedies_and_onset_flip() -> None:
     text = rs._findings_from(stuck, p)
     assert "stays overloaded even without retries" in sentence(text, "In the real runs")
     assert "recovers with a" not in text
+    # A remedy that works in the simulation only is a disagreement, with a hypothesis.
+    limit = variant("concurrency limit")
+    split = df.copy()
+    _set(split, limit & (split["source"] == "measured"), "recovered_s", math.nan)
+    _set(split, limit & (split["source"] == "simulated"), "recovered_s", 1.0)
+    line = sentence(rs._findings_from(split, p), "With a concurrency limit the simulation")
+    assert "the real server does not" in line and "Hypothesis" in line
+    _set(split, limit, "recovered_s", 1.0)
+    assert "With a concurrency limit the simulation" not in rs._findings_from(split, p)
     # The onsets: the simulation's twice the real one is outside a factor of 1.5.
     apart = df.copy()
     sweep = apart["variant"] == "retries"
