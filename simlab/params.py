@@ -180,7 +180,9 @@ class Architecture:
     ``workers`` is the pool size (per process) of ``thread-pool`` and
     ``reactor-pool``; ``processes`` pre-forked copies each run their own threads
     or loop; ``backlog`` bounds the accept or work queue (None: unbounded),
-    and whatever overflows it is dropped and counted. ``limits`` are the
+    and whatever overflows it is dropped and counted. ``loops`` is the event
+    loops per process of ``async``, each on its own thread (the notes' "one
+    process, several threads, coroutines on each thread"). ``limits`` are the
     server's overload controls (``simlab.overload.policy.Limits``).
     """
 
@@ -188,6 +190,7 @@ class Architecture:
     processes: int = 1
     backlog: int | None = None
     limits: Limits | None = None
+    loops: int = 1
 
     def __post_init__(self) -> None:
         _require(
@@ -202,6 +205,10 @@ class Architecture:
             self.backlog is None or (isinstance(self.backlog, int) and self.backlog >= 0),
             f"backlog(={self.backlog!r}) must be an integer >= 0 or None (unbounded)",
         )
+        _require(
+            isinstance(self.loops, int) and self.loops >= 1,
+            f"loops(={self.loops!r}) must be an integer >= 1",
+        )
 
     def describe(self) -> dict[str, Any]:
         out: dict[str, Any] = {
@@ -211,6 +218,9 @@ class Architecture:
         }
         if self.limits is not None:
             out["limits"] = self.limits.describe()
+        # Only when set, so that every earlier output (and golden) stays as it was.
+        if self.loops != 1:
+            out["loops"] = self.loops
         return out
 
 

@@ -247,6 +247,14 @@ OPTIONS: dict[str, Option] = {
         ),
         _opt("processes", "architecture", "int", "pre-forked server processes", default=1, low=1),
         _opt(
+            "loops",
+            "architecture",
+            "int",
+            "event loops per process, each on its own thread (async)",
+            default=1,
+            low=1,
+        ),
+        _opt(
             "backlog",
             "architecture",
             "int",
@@ -400,6 +408,7 @@ def architecture(o: Mapping[str, Any]) -> Architecture:
         processes=o.get("processes", _default("processes")),
         backlog=o.get("backlog", _default("backlog")),
         limits=overload_options.limits(o),
+        loops=o.get("loops", _default("loops")),
     )
 
 

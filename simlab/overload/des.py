@@ -527,10 +527,11 @@ class Dynamics:
         threads instead and leaves the loop free.
         """
         env, m = self.env, self.m
-        if loop.take() < 0:
-            yield loop.wait()
+        slot = loop.take()  # the loop's id (several loops per process: each its own)
+        if slot < 0:
+            slot = yield loop.wait()
         if self.expired(i, m.admit[i]):
-            loop.give(0)
+            loop.give(slot)
             return None
         cpu, start = 0.0, env.now
         if demand > 0:
@@ -538,7 +539,7 @@ class Dynamics:
         blocking = self.blocking_of(i)
         if blocking > 0 and not self.offload:
             yield env.timeout(blocking)
-        loop.give(0)
+        loop.give(slot)
         if blocking > 0 and self.offload:
             pool = self.executors[process]
             thread = pool.take()
@@ -551,9 +552,10 @@ class Dynamics:
     def resume(self, loop: Pool) -> Generator[simpy.Event, Any, None]:
         """A task's turn on its loop after an await (its answer's CPU is folded
         into its first phase, as in ``async``): it only waits for the loop."""
-        if loop.take() < 0:
-            yield loop.wait()
-        loop.give(0)
+        slot = loop.take()
+        if slot < 0:
+            slot = yield loop.wait()
+        loop.give(slot)
 
     def extra_threads(self) -> int:
         """Threads the overload options add to a model's base level (offload pools)."""
