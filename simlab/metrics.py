@@ -20,6 +20,7 @@ import numpy as np
 
 from simlab.footprint import KIB_PER_MIB, Units, unit_costs
 from simlab.models.base import COMPLETED, DROPPED, Record
+from simlab.overload.policy import ABANDONED
 from simlab.params import Platform
 
 __all__ = [
@@ -113,6 +114,9 @@ def level_parts(rec: Record, platform: Platform) -> dict[str, Parts]:
     end_kept = _ends(end[kept]) + client_path(rec, platform)[kept]
     # One array per column, so that levels sharing a part share its sweep.
     arrival_kept = arrival[kept]
+    if "gave_up" in c:
+        # A client that gave up no longer waits (simlab.overload): its wait ends there.
+        end_kept = np.fmin(end_kept, _ends(c["gave_up"][kept]))
     busy_end = start + c["cpu_time"] if rec.busy_on_cpu else _ends(end)
     iv = rec.intervals
     base = rec.base
@@ -298,6 +302,13 @@ def replication_summary(
     arrival, end, outcome = c["arrival"], c["end"], c["outcome"]
     measured = (arrival >= t0) & (arrival < t1)
     done = measured & (outcome == COMPLETED)
+    refused = measured & (outcome == DROPPED)
+    if "gave_up" in c:
+        # With client timeouts (simlab.overload), an answer counts only if its
+        # client still waited for it, and a drop only if it was the server's.
+        waited = np.isnan(c["gave_up"])
+        done &= waited
+        refused &= waited & (c["reason"] != ABANDONED)
     rtt = client_path(rec, platform)[done]
     latency = end[done] - arrival[done] + rtt
     wait = np.maximum(latency - rtt - c["service"][done], 0.0)
@@ -305,7 +316,7 @@ def replication_summary(
     out: dict[str, Any] = {
         "requests": int(measured.sum()),
         "completed": int(done.sum()),
-        "dropped": int((measured & (outcome == DROPPED)).sum()),
+        "dropped": int(refused.sum()),
         "throughput_rps": float(finished_in_window.sum()) / (t1 - t0),
         "latency": latency,
         "wait": wait,

@@ -14,6 +14,8 @@ from typing import Any, Literal
 
 from simlab.distributions import Distribution, Fixed, LogNormal
 from simlab.errors import UserError
+from simlab.overload.policy import Backend, Clients, Limits, Mix
+from simlab.overload.schedule import Schedule
 
 __all__ = ["SCENARIOS", "Architecture", "Platform", "Trace", "Workload"]
 
@@ -71,6 +73,12 @@ class Workload:
     ``requests_per_connection`` None means persistent connections, opened at
     time 0 and never closed; k means a connection closes after k requests and
     the client reconnects for its next one.
+
+    Overload dynamics (``simlab.overload``; all None, the default, changes
+    nothing): ``schedule`` makes the open arrivals' rate vary with time
+    (``rate`` is then its mean); ``clients`` gives up and retries;
+    ``backend`` bounds the backend and gives a fan-out a deadline or hedges;
+    ``mix`` makes a share of the requests heavy or blocking.
     """
 
     connections: int = 10_000
@@ -82,6 +90,10 @@ class Workload:
     calls: int = 1
     fanout: Fanout = "sequential"
     requests_per_connection: int | None = None
+    schedule: Schedule | None = None
+    clients: Clients | None = None
+    backend: Backend | None = None
+    mix: Mix | None = None
 
     def __post_init__(self) -> None:
         _require(
@@ -117,6 +129,14 @@ class Workload:
             k is None or (isinstance(k, int) and k >= 1),
             f"requests_per_connection(={k!r}) must be an integer >= 1 or None (persistent)",
         )
+        _require(
+            self.schedule is None or self.rate is not None,
+            "a rate schedule is an open arrival process: give it as the rate",
+        )
+        _require(
+            self.clients is None or not self.clients.active or self.think is None,
+            "client timeouts and retries need open arrivals (a rate or a trace), not a think time",
+        )
 
     @property
     def persistent(self) -> bool:
@@ -141,6 +161,12 @@ class Workload:
             "fanout": self.fanout,
             "requests_per_connection": self.requests_per_connection,
         }
+        # Keys of the overload options appear only when one is set, so that
+        # every output without them stays as it was.
+        for key in ("schedule", "clients", "backend", "mix"):
+            value = getattr(self, key)
+            if value is not None:
+                out[key] = value.describe()
         return out
 
     def with_(self, **changes: Any) -> Workload:
@@ -156,12 +182,14 @@ class Architecture:
     or loop; ``backlog`` bounds the accept or work queue (None: unbounded),
     and whatever overflows it is dropped and counted. ``loops`` is the event
     loops per process of ``async``, each on its own thread (the notes' "one
-    process, several threads, coroutines on each thread").
+    process, several threads, coroutines on each thread"). ``limits`` are the
+    server's overload controls (``simlab.overload.policy.Limits``).
     """
 
     workers: int = 32
     processes: int = 1
     backlog: int | None = None
+    limits: Limits | None = None
     loops: int = 1
 
     def __post_init__(self) -> None:
@@ -188,6 +216,8 @@ class Architecture:
             "processes": self.processes,
             "backlog": self.backlog,
         }
+        if self.limits is not None:
+            out["limits"] = self.limits.describe()
         # Only when set, so that every earlier output (and golden) stays as it was.
         if self.loops != 1:
             out["loops"] = self.loops

@@ -13,10 +13,13 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from simlab.params import Architecture, Platform, Workload
 from simlab.provenance import json_safe
+
+if TYPE_CHECKING:
+    from simlab.overload.summary import OverloadSummary, Window
 
 __all__ = [
     "CI",
@@ -176,6 +179,10 @@ class SimSummary(Plain):
     # Why ``--engine auto`` ran the DES: the fast engine cannot reproduce this
     # configuration (absent when the engine asked for, or the fast one, ran).
     engine_reason: str | None = field(default=None, metadata=OMIT_NONE)
+    # Overload dynamics (``simlab.overload.summary``): left out of the JSON
+    # unless an overload option (or ``timeline``) was given.
+    overload: OverloadSummary | None = field(default=None, metadata=OMIT_NONE)
+    timeline: tuple[Window, ...] | None = field(default=None, metadata=OMIT_NONE)
 
     def to_row(self) -> dict[str, Any]:
         """One flat row: the columns a sweep, a table or an experiment keeps."""
@@ -201,8 +208,25 @@ class SimSummary(Plain):
             row[key] = getattr(self, key)
         row["stable"] = self.stable
         row["stability"] = "; ".join(self.stability.reasons)
+        row.update(overload_columns(self.overload))
         cleaned: dict[str, Any] = json_safe(row)
         return cleaned
+
+
+def overload_columns(block: OverloadSummary | None) -> dict[str, Any]:
+    """The overload block's columns in a flat row (none without it)."""
+    if block is None:
+        return {}
+    rec = block.recovery
+    return {
+        "goodput_rps": block.goodput_rps,
+        "retries": block.retries,
+        "timeouts": block.timeouts,
+        "wasted_share": block.wasted_share,
+        "users_served": block.users_served,
+        "bids_share": block.bids_share,
+        "recovered_s": rec.recovered_s if rec is not None else None,
+    }
 
 
 @dataclass(frozen=True)
@@ -349,6 +373,8 @@ class MeasuredSummary(Plain):
     machine: Mapping[str, Any] = field(default_factory=dict)
     git_revision: str = ""
     took_s: float = 0.0
+    overload: OverloadSummary | None = field(default=None, metadata=OMIT_NONE)
+    timeline: tuple[Window, ...] | None = field(default=None, metadata=OMIT_NONE)
 
     def to_row(self) -> dict[str, Any]:
         """One flat row, with ``SimSummary.to_row``'s names where the quantity is the same."""
@@ -372,5 +398,6 @@ class MeasuredSummary(Plain):
             row[key] = getattr(self, key)
         row["stable"] = self.stable
         row["stability"] = "; ".join(self.stability.reasons)
+        row.update(overload_columns(self.overload))
         cleaned: dict[str, Any] = json_safe(row)
         return cleaned

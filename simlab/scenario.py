@@ -18,12 +18,13 @@ from __future__ import annotations
 import csv
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 from simlab.distributions import parse_distribution
 from simlab.errors import UserError
+from simlab.overload import options as overload_options
 from simlab.params import SCENARIOS, Architecture, Platform, Trace, Workload
 from simlab.platforms import PRESETS, load_platform
 
@@ -37,8 +38,9 @@ UNSET = object()
 class Option:
     """One scenario option: its name, what values it takes, its default and help.
 
-    ``kind`` is ``int``, ``float``, ``choice``, ``text``, ``bool`` or ``path``;
-    ``low`` bounds a number from below (``strict``: it must be above it);
+    ``kind`` is ``int``, ``float``, ``choice``, ``text``, ``bool``, ``path``,
+    or one of ``simlab.overload.options.KINDS`` (a rate or a schedule, a delay);
+    ``low`` bounds a number from below (``strict``: it must be above it), ``high`` from above;
     ``word`` is a word that stands for None (``persistent``, ``unbounded``...).
     """
 
@@ -50,6 +52,7 @@ class Option:
     low: float | None = None
     strict: bool = False
     word: str | None = None
+    high: float | None = None
     choices: tuple[str, ...] = ()
     metavar: str | None = None
 
@@ -60,11 +63,16 @@ class Option:
     def fail(self, message: str) -> UserError:
         return UserError(f"{self.flag}: {message}")
 
-    def check(self, value: Any) -> Any:  # noqa: PLR0911 - one return per kind of value
+    def check(self, value: Any) -> Any:  # noqa: PLR0911, PLR0912 - one return per kind of value
         """A typed value (from a sweep file, the dashboard or ``parse``), checked."""
         if self.word is not None and (value is None or value == self.word):
             return None
         alt = f" or {self.word!r}" if self.word else ""
+        if self.kind in overload_options.KINDS:
+            try:
+                return overload_options.check(self.kind, value)
+            except UserError as exc:
+                raise self.fail(str(exc)) from None
         if self.kind == "int":
             if isinstance(value, bool) or not isinstance(value, int) or not self._above(value):
                 raise self.fail(f"must be an integer {self._bound()}{alt}, got {value!r}")
@@ -111,6 +119,8 @@ class Option:
         return self.fail(f"must be {what} {self._bound()}{alt}, got {text!r}")
 
     def _above(self, value: float) -> bool:
+        if self.high is not None and value > self.high:
+            return False
         if self.low is None:
             return True
         return value > self.low if self.strict else value >= self.low
@@ -118,6 +128,8 @@ class Option:
     def _bound(self) -> str:
         if self.low is None:
             return ""
+        if self.high is not None:
+            return f"in [{self.low:g}, {self.high:g}]"
         return f"{'>' if self.strict else '>='} {self.low:g}"
 
     def shown_default(self) -> str:
@@ -156,10 +168,14 @@ OPTIONS: dict[str, Option] = {
         _opt(
             "rate",
             "workload",
-            "float",
-            "open Poisson arrivals, total requests/s",
+            "rate",
+            "open Poisson arrivals, total requests/s; or a schedule, e.g. "
+            "'100/s for 60s, 2000/s for 10s, 100/s for 120s', or a CSV of time_s,rate "
+            "rows (FILE.csv), piecewise constant; a schedule's length sets --duration "
+            "unless it is given",
             low=0,
             strict=True,
+            metavar="RATE|SCHEDULE",
         ),
         _opt(
             "think_ms",
@@ -276,6 +292,7 @@ OPTIONS: dict[str, Option] = {
         ),
     )
 }
+OPTIONS.update({spec["name"]: Option(**spec) for spec in overload_options.SPECS})
 # Every platform number can be set by name too (``--set KEY=VALUE`` on the command line).
 PLATFORM_NUMBERS = Platform.numeric_fields()
 for _name in PLATFORM_NUMBERS:
@@ -291,15 +308,19 @@ class RunOptions:
     seed: int = 1
     replications: int = 5
     engine: str = "des"
+    timeline: bool = False
 
     def kwargs(self) -> dict[str, Any]:
-        return {
+        out: dict[str, Any] = {
             "duration": self.duration,
             "warmup": self.warmup,
             "seed": self.seed,
             "replications": self.replications,
             "engine": self.engine,
         }
+        if self.timeline:
+            out["timeline"] = True
+        return out
 
 
 @dataclass(frozen=True)
@@ -329,7 +350,12 @@ def _default(name: str) -> Any:
 def build(options: Mapping[str, Any]) -> Scenario:
     """The scenario the options describe; an option not given takes its default."""
     o = checked(options)
-    return Scenario(workload(o), platform(o), architecture(o), run_options(o))
+    w = workload(o)
+    run = run_options(o)
+    if w.schedule is not None and w.schedule.span is not None and "duration" not in o:
+        # A schedule written with its length runs to its end, unless told otherwise.
+        run = replace(run, duration=max(w.schedule.span - run.warmup, 1.0))
+    return Scenario(w, platform(o), architecture(o), run)
 
 
 def workload(o: Mapping[str, Any]) -> Workload:
@@ -343,7 +369,7 @@ def workload(o: Mapping[str, Any]) -> Workload:
     if given:
         changes.update(rate=None, think=None, trace=None)
         if "rate" in given:
-            changes["rate"] = o["rate"]
+            changes.update(overload_options.rate_changes(o["rate"]))
         elif "think_ms" in given:
             changes["think"] = parse_distribution("exp", o["think_ms"] / 1e3, option="--think-ms")
         else:
@@ -357,6 +383,7 @@ def workload(o: Mapping[str, Any]) -> Workload:
     for key in ("calls", "fanout", "requests_per_connection"):
         if key in o:
             changes[key] = o[key]
+    changes.update(overload_options.workload_changes(o, changes["io"]))
     return base.with_(**changes)
 
 
@@ -380,6 +407,7 @@ def architecture(o: Mapping[str, Any]) -> Architecture:
         workers=o.get("workers", _default("workers")),
         processes=o.get("processes", _default("processes")),
         backlog=o.get("backlog", _default("backlog")),
+        limits=overload_options.limits(o),
         loops=o.get("loops", _default("loops")),
     )
 

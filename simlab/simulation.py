@@ -24,6 +24,7 @@ from simlab.fast import reason_not_fast, run_fast_replication
 from simlab.metrics import Step, replication_levels, replication_summary, series
 from simlab.models import MODELS, Analytic, Record, get_model
 from simlab.models.loads import io_moments
+from simlab.overload.policy import in_play
 from simlab.params import Architecture, Platform, Workload, c10k_workload
 from simlab.platforms import load_platform
 from simlab.results import CI, Level, MemoryLevel, Quantiles, SimSummary, Stability, ThreadLevel
@@ -178,6 +179,7 @@ def simulate(
     progress: Progress | None = None,
     engine: str = "des",
     tables: bool = True,
+    timeline: bool = False,
 ) -> Result:
     """Simulate ``model`` and summarise it with 95% confidence intervals.
 
@@ -190,6 +192,8 @@ def simulate(
     ``summary.engine`` says which ran. ``tables=False`` leaves the
     per-request and series tables empty (the summary is the same), which
     saves their memory and the time to build them on long runs.
+    ``timeline=True`` adds the per-second windows (``summary.timeline``),
+    which any overload option (``simlab.overload``) adds by itself.
     """
     workload = workload if workload is not None else c10k_workload()
     platform = platform if platform is not None else load_platform("cpython")
@@ -233,6 +237,7 @@ def simulate(
         engine=chosen,
         tables=tables,
         engine_reason=why,
+        timeline=timeline,
     )
 
 
@@ -264,6 +269,7 @@ def compare(
     replications: int = 5,
     progress: Callable[[str, float], None] | None = None,
     engine: str = "des",
+    timeline: bool = False,
 ) -> list[Result]:
     """Every model (or ``models``) on the same workload, platform and seed."""
     out = []
@@ -283,6 +289,7 @@ def compare(
                 replications=replications,
                 progress=tick,
                 engine=engine,
+                timeline=timeline,
             )
         )
     return out
@@ -351,6 +358,7 @@ def _result(
     engine: str = "des",
     tables: bool = True,
     engine_reason: str | None = None,
+    timeline: bool = False,
 ) -> Result:
     cls = get_model(model)
     reps = [replication_summary(rec, platform) for rec in records]
@@ -402,12 +410,23 @@ def _result(
     growth = _growing(reps, duration)
     if growth and not any(v >= 1 for v in offered.values()):
         reasons.append(growth)
+    dynamics = _dynamics(records, workload, arch, platform, warmup, duration, timeline)
+    offered_rps = workload.rate
+    if workload.schedule is not None:
+        offered_rps = workload.schedule.expected(warmup, warmup + duration) / duration
+    if dynamics[0] is not None and dynamics[0].recovery is not None:
+        rec = dynamics[0].recovery
+        if rec.recovered_s is None:
+            reasons.append(
+                f"not recovered by the end of the run, {warmup + duration - rec.spike_end_s:g} s "
+                "after the spike ended: the overload outlived it (metastable)"
+            )
     summary = SimSummary(
         model=model,
         engine=engine,
         throughput_rps=tput,
         throughput_ci95=tput_ci,
-        offered_rps=workload.rate,
+        offered_rps=offered_rps,
         latency_ms=_pooled([r["latency"] for r in reps], 1e3),
         queue_delay_ms=_pooled([r["wait"] for r in reps], 1e3),
         threads=threads,
@@ -432,6 +451,8 @@ def _result(
         platform=platform,
         engine_reason=engine_reason,
         **counts,
+        overload=dynamics[0],
+        timeline=dynamics[1],
     )
     return Result(
         model=model,
@@ -446,6 +467,32 @@ def _result(
 
 
 OUTCOME_COUNTS = ("requests", "completed", "dropped", "incomplete")
+# Each attempt's first attempt and number, when its client gave up, why it
+# was dropped (``simlab.overload.policy.REASONS``), its fan-out's share of
+# answers by the deadline, when it left its client, and its blocking call.
+OVERLOAD_COLUMNS = ("origin", "attempt", "gave_up", "reason", "bids", "sent", "blocking")
+
+
+def _dynamics(  # noqa: PLR0917 - the summary's parts, as _result has them
+    records: list[Record],
+    workload: Workload,
+    arch: Architecture,
+    platform: Platform,
+    warmup: float,
+    duration: float,
+    timeline: bool,
+) -> tuple[Any, Any]:
+    """The overload block and the timeline (``simlab.overload``), or Nones."""
+    on = in_play(workload, arch)
+    if not (on or timeline):
+        return None, None
+    from simlab.overload.timeline import overload_summary, sim_timeline  # noqa: PLC0415
+
+    # The exact levels over time, built only here: a plain run's summary does not need them.
+    levels = [replication_levels(rec, platform) for rec in records]
+    windows = tuple(sim_timeline(records, levels, platform, warmup + duration))
+    block = overload_summary(records, workload, windows, warmup) if on else None
+    return block, windows
 
 
 # The backlog must grow by more than this share of the window's requests
@@ -523,6 +570,10 @@ def _requests_table(records: list[Record]) -> pd.DataFrame:
                 "measured": (c["arrival"] >= t0) & (c["arrival"] < t1),
             }
         )
+        # Overload dynamics' own columns (``simlab.overload.des``), when it ran.
+        for name in OVERLOAD_COLUMNS:
+            if name in c:
+                frame[name] = c[name]
         frames.append(frame)
     return pd.concat(frames, ignore_index=True)
 

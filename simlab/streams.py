@@ -22,7 +22,7 @@ import numpy as np
 
 __all__ = ["STREAMS", "Deal", "Dealer", "Streams", "deal", "run_salts", "salt_of"]
 
-STREAMS = ("arrival", "connection", "cpu", "io", "think", "slack")
+STREAMS = ("arrival", "connection", "cpu", "io", "think", "slack", "client", "mix", "hedge")
 
 # splitmix64's constants (Steele, Lea and Flood, OOPSLA 2014).
 _GAMMA = np.uint64(0x9E3779B97F4A7C15)
@@ -41,13 +41,21 @@ class Streams:
     think: np.random.Generator  # closed-loop think times
     slack: np.random.Generator  # the platform's per-call latency on top of the delay
     salt: int  # the deal of connections to processes
+    # Appended for overload dynamics (``simlab.overload``): a client's retry
+    # jitter; which requests are heavy or blocking; a hedged call's latency.
+    client: np.random.Generator | None = None
+    mix: np.random.Generator | None = None
+    hedge: np.random.Generator | None = None
 
     @classmethod
     def of(cls, seed: np.random.SeedSequence) -> Streams:
-        arrival, connection, cpu, io, think, slack = (
+        arrival, connection, cpu, io, think, slack, client, mix, hedge = (
             np.random.default_rng(s) for s in seed.spawn(len(STREAMS))
         )
-        return cls(arrival, connection, cpu, io, think, slack, salt=salt_of(seed))
+        return cls(
+            arrival, connection, cpu, io, think, slack, salt=salt_of(seed),
+            client=client, mix=mix, hedge=hedge,
+        )  # fmt: skip
 
 
 def salt_of(seed: np.random.SeedSequence) -> int:

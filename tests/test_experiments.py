@@ -170,3 +170,44 @@ def test_python_server_journey(tmp_path: Path) -> None:
     for source in ("measured", "simulated"):
         assert most.get(("async", source), 0) >= most.get(("iterative", source), 0)
     assert set(df["model"]) >= {"iterative", "async"}
+
+
+@pytest.mark.real  # it starts real servers on loopback
+def test_retry_storm(tmp_path: Path) -> None:
+    df = run("retry_storm", tmp_path / "retry_storm")
+    assert set(df["source"]) == {"simulated", "measured"}
+    assert {"retries", "no retries"} <= set(df["variant"])
+    assert df["goodput_tail_rps"].ge(0).all() and df["after_s"].gt(0).all()
+    assert "Onset, simulated" in (tmp_path / "retry_storm" / "findings.md").read_text()
+
+
+@pytest.mark.real
+def test_flash_sale(tmp_path: Path) -> None:
+    df = run("flash_sale", tmp_path / "flash_sale")
+    full = df[df["variant"] == "full scale"]
+    assert len(full) == 6 and (full["source"] == "simulated").all()
+    small = df[df["variant"] != "full scale"]
+    assert set(small["source"]) == {"simulated", "measured"}
+    mem = df.dropna(subset=["memory_peak_mib", "memory_before_mib"])
+    assert not mem.empty and (mem["memory_peak_mib"] >= mem["memory_before_mib"] * 0.9).all()
+
+
+@pytest.mark.real
+def test_blocking_in_the_loop(tmp_path: Path) -> None:
+    df = run("blocking_in_the_loop", tmp_path / "blocking_in_the_loop")
+    sweep = df[df["part"] == "share"].set_index("share")
+    # Requests that never block still wait behind those that do, on one loop.
+    assert sweep["others_p99_ms"].iloc[-1] > sweep["others_p99_ms"].iloc[0]
+    assert set(df[df["part"] == "fix"]["source"]) == {"simulated", "measured"}
+
+
+@pytest.mark.real
+def test_ad_auction_deadline(tmp_path: Path) -> None:
+    df = run("ad_auction_deadline", tmp_path / "ad_auction_deadline")
+    sim = df[(df["source"] == "simulated") & (df["model"] == "reactor-pool")]
+    assert sim["bids_share"].between(0, 1).all()
+    # A longer deadline never collects fewer bids (the same calls, waited on longer).
+    for _, part in sim.groupby("mode"):
+        shares = part.sort_values("deadline_ms")["bids_share"].to_numpy()
+        assert (shares[1:] >= shares[:-1] - 0.02).all()
+    assert (df["source"] == "measured").any()

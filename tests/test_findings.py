@@ -167,12 +167,16 @@ def test_results_is_the_table_as_saved_and_findings_only_rewrites(tmp_path: Path
 @pytest.mark.parametrize(
     "name",
     [
+        "ad_auction_deadline",
         "ad_service_fanout",
+        "blocking_in_the_loop",
         "business_io_growth",
         "c10k_idle_connections",
         "coordinated_omission",
+        "flash_sale",
         "multicore",
         "python_server_journey",
+        "retry_storm",
         "thread_count_collapse",
     ],
 )
@@ -514,3 +518,161 @@ def test_findings_only_rewrites_a_saved_folder_and_runs_nothing(
             signal.signal(sig, handler)
     assert sorted(p.name for p in out.iterdir()) == ["findings.md", "meta.json", "results.csv"]
     assert (out / "findings.md").read_text() == (COMMITTED / name / "findings.md").read_text()
+
+
+# --- the overload experiments ------------------------------------------------------
+
+
+def _set(df: pd.DataFrame, where: pd.Series, column: str, value: Any) -> None:
+    assert where.any(), f"no row to set {column} on"
+    df.loc[where, column] = value
+
+
+def test_retry_storm_cause_remedies_and_onset_flip() -> None:
+    rs = script("retry_storm")
+    p = params("retry_storm")
+    focus = float(p["focus"])
+    df = committed("retry_storm")
+    at_focus = df["spike"] == focus
+
+    def variant(name: str) -> pd.Series:
+        return (df["variant"] == name) & at_focus
+
+    # Retries keep it down, the same spike without them recovers: the cause is named.
+    storm = df.copy()
+    _set(storm, variant("retries"), "recovered_s", math.nan)
+    _set(storm, variant("no retries"), "recovered_s", 5.0)
+    text = rs._findings_from(storm, p)
+    for source in ("real", "simulated"):
+        line = sentence(text, f"In the {source} runs the retries are what keep")
+        assert "without them the same spike recovers" in line
+    # Reversed: the server recovers even with retries.
+    calm = df.copy()
+    _set(calm, df["variant"] == "retries", "recovered_s", 2.0)
+    text = rs._findings_from(calm, p)
+    assert "In the real runs the server recovered even with retries." in text
+    assert "the retries are what keep" not in text
+    assert "no spike in the sweep tipped it over" in sentence(text, "**Onset, measured**")
+    # Neither recovers: the spike alone outlasts the run, and no remedy is claimed.
+    stuck = df.copy()
+    _set(stuck, at_focus, "recovered_s", math.nan)
+    _set(stuck, df["variant"] == "retries", "recovered_s", math.nan)
+    text = rs._findings_from(stuck, p)
+    assert "stays overloaded even without retries" in sentence(text, "In the real runs")
+    assert "recovers with a" not in text
+    # A remedy that works in the simulation only is a disagreement, with a hypothesis.
+    limit = variant("concurrency limit")
+    split = df.copy()
+    _set(split, limit & (split["source"] == "measured"), "recovered_s", math.nan)
+    _set(split, limit & (split["source"] == "simulated"), "recovered_s", 1.0)
+    line = sentence(rs._findings_from(split, p), "With a concurrency limit the simulation")
+    assert "the real server does not" in line and "Hypothesis" in line
+    _set(split, limit, "recovered_s", 1.0)
+    assert "With a concurrency limit the simulation" not in rs._findings_from(split, p)
+    # The onsets: the simulation's twice the real one is outside a factor of 1.5.
+    apart = df.copy()
+    sweep = apart["variant"] == "retries"
+    sim, real = sweep & (apart["source"] == "simulated"), sweep & (apart["source"] == "measured")
+    apart.loc[sim, "recovered_s"] = [2.0 if s < 3 else math.nan for s in apart.loc[sim, "spike"]]
+    apart.loc[real, "recovered_s"] = [
+        2.0 if s < 1.5 else math.nan for s in apart.loc[real, "spike"]
+    ]
+    text = rs._findings_from(apart, p)
+    line = sentence(text, "The simulation's onset is")
+    assert "outside a factor of 1.5" in line and "2.00 times" in line
+    apart.loc[sim, "recovered_s"] = [2.0 if s < 1.5 else math.nan for s in apart.loc[sim, "spike"]]
+    assert "within a factor of 1.5" in rs._findings_from(apart, p)
+
+
+def test_flash_sale_recovery_memory_and_agreement_flip() -> None:
+    fs = script("flash_sale")
+    p = params("flash_sale")
+    df = committed("flash_sale")
+    full = df["variant"] == "full scale"
+    grown = df.copy()
+    grown.loc[full, "memory_peak_mib"] = 2 * grown.loc[full, "memory_before_mib"]
+    _set(grown, full, "recovered_s", 3.0)
+    text = fs._findings_from(grown, p)
+    assert "Memory grew by more than 10% during the spike for" in text and "(x2.0)" in text
+    assert "Every model recovered before the end of the run." in text
+    assert "Every model that recovered was healthy again 3 s after the spike." in text
+    flat = df.copy()
+    flat.loc[full, "memory_peak_mib"] = flat.loc[full, "memory_before_mib"]
+    _set(flat, full, "recovered_s", math.nan)
+    first = flat.loc[full, "model"].iloc[0]
+    flat.loc[full & (flat["model"] == first), "recovered_s"] = 4.0
+    text = fs._findings_from(flat, p)
+    assert "No model's memory grew by more than 10%" in text
+    stuck = sentence(text, "Not recovered by the end of the run")
+    assert first not in stuck and "Every model recovered" not in text
+    # Small runs: measured and simulated agree on recovery, then disagree.
+    small = df["variant"] != "full scale"
+    if small.any():
+        agree = df.copy()
+        _set(agree, small, "recovered_s", 2.0)
+        text = fs._findings_from(agree, p)
+        assert "The simulation agrees with the measurement on whether" in text
+        assert "disagree" not in text
+        _set(agree, small & (agree["source"] == "measured"), "recovered_s", math.nan)
+        assert "disagree on whether" in fs._findings_from(agree, p)
+
+
+def test_blocking_in_the_loop_waiting_and_fixes_flip() -> None:
+    bl = script("blocking_in_the_loop")
+    p = params("blocking_in_the_loop")
+    share = float(p["blocking_share"])
+    df = committed("blocking_in_the_loop")
+    sweep = df["part"] == "share"
+    waits = df.copy()
+    base = waits.loc[sweep & (waits["share"] == 0.0), "others_p99_ms"].iloc[0]
+    _set(waits, sweep & (waits["share"] == share), "others_p99_ms", 3 * base)
+    text = bl._findings_from(waits, p)
+    assert sentence(text, "**Do the others wait?**").startswith("**Do the others wait?** Yes.")
+    _set(waits, sweep & (waits["share"] == share), "others_p99_ms", base)
+    text = bl._findings_from(waits, p)
+    assert "**Do the others wait?** Not measurably" in text
+    # A fix that cuts the others' p99, then one that raises it (simulated).
+    fixes = (df["part"] == "fix") & (df["source"] == "simulated")
+    stuck = df.loc[fixes & (df["fix"] == "async"), "others_p99_ms"].iloc[0]
+    offload = fixes & (df["fix"] == "async, offloaded")
+    moved = df.copy()
+    _set(moved, offload, "others_p99_ms", stuck / 4)
+    assert "- async, offloaded cuts the others' p99" in bl._findings_from(moved, p)
+    _set(moved, offload, "others_p99_ms", stuck * 4)
+    assert "- async, offloaded raises the others' p99" in bl._findings_from(moved, p)
+    # Measured: the blocking calls raise the real p99, then they do not.
+    real = (df["part"] == "fix") & (df["source"] == "measured")
+    clean = real & (df["fix"] == "async, no blocking call")
+    m = df.copy()
+    _set(m, real & (m["fix"] == "async"), "p99_ms", 500.0)
+    _set(m, clean, "p99_ms", 50.0)
+    assert "the blocking calls raise the real async" in bl._findings_from(m, p)
+    _set(m, clean, "p99_ms", 500.0)
+    assert "the blocking calls do not raise the real async" in bl._findings_from(m, p)
+
+
+def test_ad_auction_deadline_winner_and_hedging_flip() -> None:
+    ad = script("ad_auction_deadline")
+    p = params("ad_auction_deadline")
+    df = committed("ad_auction_deadline")
+    sim = (df["source"] == "simulated") & (df["model"] == ad.SWEEP_MODEL)
+    last = df.loc[sim, "deadline_ms"].max()
+    at_last = sim & (df["deadline_ms"] == last)
+    d = df.copy()
+    _set(d, at_last & (d["mode"] == "sequential"), "bids_share", 0.2)
+    _set(d, at_last & (d["mode"] == "parallel"), "bids_share", 0.9)
+    assert "parallel wins" in sentence(ad._findings_from(d, p), "calls made one after another")
+    _set(d, at_last & (d["mode"] == "sequential"), "bids_share", 0.95)
+    _set(d, at_last & (d["mode"] == "parallel"), "bids_share", 0.5)
+    assert "sequential wins" in sentence(ad._findings_from(d, p), "calls made one after another")
+    if (df.loc[sim, "mode"] == "hedged").any():
+        _set(d, at_last & (d["mode"] == "hedged"), "bids_share", 0.9)
+        assert f"At {last:g} ms hedging adds bids" in ad._findings_from(d, p)
+        _set(d, at_last & (d["mode"] == "hedged"), "bids_share", 0.5)
+        assert f"At {last:g} ms hedging changes little" in ad._findings_from(d, p)
+        busy = at_last & (d["mode"] == "parallel")
+        _set(d, at_last & (d["mode"] == "hedged"), "busy_threads", 100.0)
+        _set(d, busy, "busy_threads", 500.0)
+        assert "hedged requests keep fewer workers" in ad._findings_from(d, p)
+        _set(d, busy, "busy_threads", 50.0)
+        assert "hedged requests keep more workers" in ad._findings_from(d, p)

@@ -22,7 +22,10 @@ from simlab.scenario import architecture, build
 __all__ = ["COMMANDS", "add_commands"]
 
 REAL_DURATION_S, REAL_WARMUP_S = 10.0, 2.0
-SCENARIO = (*(n for n in options.WORKLOAD if n != "trace"), *options.ARCHITECTURE)
+SCENARIO = (
+    *(n for n in options.WORKLOAD if n != "trace"), *options.ARCHITECTURE,
+    *options.overload_names(), "timeline",
+)  # fmt: skip
 
 
 # Each command and its one-line help (``simlab --help`` lists them without
@@ -92,6 +95,9 @@ def _add_serve(sub: argparse._SubParsersAction[options.Parser], targets: tuple[s
         help="use a running backend (default: start one)",
     )
     options.add_scenario_options(srv.add_argument_group("architecture"), options.ARCHITECTURE)
+    options.add_scenario_options(
+        srv.add_argument_group("server limits"), options.OVERLOAD["server limits"]
+    )
     _server_knobs(srv)
     srv.set_defaults(run=serve_command)
 
@@ -113,12 +119,14 @@ def _add_measure(sub: argparse._SubParsersAction[options.Parser], targets: tuple
         mea.add_argument_group("workload"), tuple(n for n in options.WORKLOAD if n != "trace")
     )
     options.add_scenario_options(mea.add_argument_group("architecture"), options.ARCHITECTURE)
+    options.add_overload_options(mea)
     run = mea.add_argument_group("run")
     run.add_argument(
         "--duration",
         type=options.positive_float,
-        default=REAL_DURATION_S,
-        help=f"measured seconds (default {REAL_DURATION_S:g})",
+        default=None,
+        help=f"measured seconds (default {REAL_DURATION_S:g}, or what a schedule's length "
+        "leaves after the warm-up)",
     )
     run.add_argument(
         "--warmup",
@@ -127,6 +135,7 @@ def _add_measure(sub: argparse._SubParsersAction[options.Parser], targets: tuple
         help=f"seconds discarded first (default {REAL_WARMUP_S:g})",
     )
     run.add_argument("--seed", type=options.nonneg_int, default=1, help="root seed (default 1)")
+    options.add_scenario_options(run, ("timeline",))
     mea.add_argument("--json", action="store_true", help="print one JSON object")
     _server_knobs(mea)
     lab = mea.add_argument_group("load and output")
@@ -304,7 +313,10 @@ def serve_command(args: argparse.Namespace) -> int:
     from simlab.real.processes import Managed, python  # noqa: PLC0415
     from simlab.real.runner import run_server  # noqa: PLC0415
 
-    arch = architecture(options.given(args, options.ARCHITECTURE))
+    arch = architecture(
+        options.given(args, (*options.ARCHITECTURE, *options.OVERLOAD["server limits"]))
+    )
+    lim = arch.limits
     backend: Managed | None = None
     backend_port = args.backend_port
     try:
@@ -324,6 +336,9 @@ def serve_command(args: argparse.Namespace) -> int:
             stack_kib=args.stack_kib,
             uvloop=args.uvloop,
             parser="httptools" if args.httptools else "h11",
+            max_inflight=lim.max_inflight if lim is not None else None,
+            queue_deadline=lim.queue_deadline if lim is not None else None,
+            offload=lim.offload if lim is not None else False,
         )
         say(
             f"serving {args.model} on http://127.0.0.1:{args.port or '<port>'}/work"
@@ -381,11 +396,16 @@ def measure_command(args: argparse.Namespace) -> int:
     from simlab.real.measure import MeasureOptions, measure  # noqa: PLC0415
 
     s = build(options.given(args, SCENARIO))
+    duration = args.duration
+    if duration is None:
+        span = s.workload.schedule.span if s.workload.schedule is not None else None
+        duration = max(span - args.warmup, 1.0) if span is not None else REAL_DURATION_S
     opts = MeasureOptions(
         target=args.target,
         workload=s.workload,
         architecture=s.architecture,
-        duration=args.duration,
+        duration=duration,
+        timeline=s.run.timeline,
         warmup=args.warmup,
         seed=args.seed,
         timeout=args.timeout,
@@ -402,6 +422,10 @@ def measure_command(args: argparse.Namespace) -> int:
         print_json(result.to_dict())
         return 0
     _print_measure(result.summary, result.saved_to)
+    from simlab.cli.simulate import overload_lines  # noqa: PLC0415
+
+    for line in overload_lines(result.summary):
+        console().print(line)
     return 0
 
 

@@ -13,6 +13,7 @@ from collections.abc import Callable, Iterable, Sequence
 from typing import Any, NoReturn
 
 from simlab.errors import UserError
+from simlab.overload import options as overload_options
 from simlab.scenario import OPTIONS, PLATFORM_NUMBERS, Option
 
 __all__ = [
@@ -40,7 +41,24 @@ WORKLOAD = (
 )
 PLATFORM = ("platform", "cores")
 ARCHITECTURE = ("workers", "processes", "backlog")
-RUN = ("duration", "warmup", "seed", "engine", "replications")
+RUN = ("duration", "warmup", "seed", "engine", "replications", "timeline")
+# Overload dynamics (``simlab.overload.options``), one group each.
+OVERLOAD = {
+    "clients (timeouts and retries)": overload_options.CLIENT,
+    "server limits": overload_options.SERVER,
+    "backend": overload_options.BACKEND,
+    "request mix": overload_options.MIX,
+}
+
+
+def add_overload_options(p: argparse.ArgumentParser) -> None:
+    """The overload options, in their groups."""
+    for title, names in OVERLOAD.items():
+        add_scenario_options(p.add_argument_group(title), names)
+
+
+def overload_names() -> tuple[str, ...]:
+    return tuple(name for names in OVERLOAD.values() for name in names)
 
 
 class Parser(argparse.ArgumentParser):

@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
+from simlab.cli import burst as burst_cli
 from simlab.cli import options
 from simlab.cli.output import console, fmt, print_json, say, steps
 from simlab.errors import UserError
@@ -106,6 +107,7 @@ def add_commands(sub: argparse._SubParsersAction[options.Parser]) -> None:
         default=4000,
         help="measured requests per DES replication (default 4000)",
     )
+    burst_cli.add_burst_options(p)
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(run=plan_command)
 
@@ -150,7 +152,8 @@ def _given_arch(args: argparse.Namespace, backlog: int | None) -> Architecture |
 
 
 def plan_command(args: argparse.Namespace) -> int:
-    s: Scenario = build(options.given(args, (*SCENARIO, "backlog")))
+    s: Scenario = build(options.given(args, (*SCENARIO, "backlog", *burst_cli.CLIENT)))
+    steady = burst_cli.steady_workload(args, s.workload)
     goals = _goals(args)
     check: Literal["des", "analytic"] = "analytic" if args.analytic else "des"
     backlog = s.architecture.backlog
@@ -162,7 +165,7 @@ def plan_command(args: argparse.Namespace) -> int:
 
     with steps("planning") as tick:
         report = plan(
-            s.workload,
+            steady,
             s.platform,
             goals,
             models=args.models,
@@ -174,10 +177,27 @@ def plan_command(args: argparse.Namespace) -> int:
             backlog=backlog,
             progress=lambda name, f: tick(name, round(f * 100), 100),
         )
+    bursts = None
+    if args.burst is not None:
+        with steps("under the burst") as tick:
+            bursts = burst_cli.burst_report(
+                args, report, s.workload, s.platform, backlog,
+                progress=lambda name, f: tick(name, round(f * 100), 100),
+            )  # fmt: skip
     if args.json:
-        print_json(report.to_dict())
+        out = report.to_dict()
+        if bursts is not None:
+            out["burst"] = {
+                "peak_rps": args.burst.peak,
+                "duration_s": args.burst.duration,
+                "recover_within_s": args.recover_within_s,
+                "plans": [b.to_dict() for b in bursts],
+            }
+        print_json(json_safe(out))
         return 0
     _print_plan(report)
+    if bursts is not None:
+        burst_cli.print_bursts(bursts, args.burst, args.recover_within_s, s.workload)
     return 0
 
 

@@ -31,6 +31,7 @@ SCENARIO = (
     "gil",
     *SIMULATED_ARCHITECTURE,
     *options.RUN,
+    *options.overload_names(),
 )
 
 
@@ -73,6 +74,7 @@ def _add_scenario(
     options.add_scenario_options(pl, (*options.PLATFORM, "gil"))
     options.add_set(pl)
     options.add_scenario_options(p.add_argument_group("architecture"), architecture)
+    options.add_overload_options(p)
     options.add_scenario_options(p.add_argument_group("run"), options.RUN)
     p.add_argument("--json", action="store_true", help="print one JSON object")
 
@@ -103,6 +105,8 @@ def simulate_command(args: argparse.Namespace) -> int:
     _header(out, s)
     out.print(_summary_table(result))
     _stability(out, result)
+    for line in overload_lines(result.summary):
+        out.print(line)
     if args.theory:
         _theory_table(out, result)
     return 0
@@ -131,6 +135,8 @@ def compare_command(args: argparse.Namespace) -> int:
     for r in results:
         if not r.summary.stable:
             out.print(f"[red]{r.model}[/]: unstable: {'; '.join(r.summary.stability.reasons)}")
+        for line in overload_lines(r.summary, prefix=f"{r.model}: "):
+            out.print(line)
     out.print(
         "[dim]answered = measured requests that got a response; latencies are over those. "
         "resident = memory the machine must have; reserved = thread stacks' virtual address "
@@ -204,6 +210,35 @@ def _stability(out: Console, r: Result) -> None:
         out.print(f"[green]stable[/]  offered load rho: {loads or 'n/a (closed loop)'}")
     else:
         out.print(f"[red]unstable[/]: {'; '.join(s.stability.reasons)}")
+
+
+def overload_lines(s: Any, prefix: str = "") -> list[str]:
+    """The overload block in words (``simlab.overload``), for a simulated or a
+    measured summary; nothing when it has none."""
+    o = getattr(s, "overload", None)
+    if o is None:
+        return []
+    wasted = f" ({o.wasted_share:.0%} of the answers wasted)" if o.wasted_share else ""
+    lines = [
+        f"{prefix}[bold]overload[/] goodput {fmt(o.goodput_rps)}/s of "
+        f"{fmt(s.throughput_rps)}/s answered{wasted}; {o.retries:,} retries, "
+        f"{o.timeouts:,} timeouts; users answered in time: "
+        f"{'-' if o.users_served is None else f'{o.users_served:.1%}'}"
+    ]
+    if o.dropped_by:
+        lines.append(
+            f"{prefix}dropped: " + ", ".join(f"{k} {v:,}" for k, v in o.dropped_by.items())
+        )
+    if o.bids_share is not None:
+        lines.append(f"{prefix}bids received by the deadline: {o.bids_share:.1%}")
+    rec = o.recovery
+    if rec is not None:
+        after = s.warmup_s + s.duration_s - rec.spike_end_s
+        from simlab.overload.rules import recovery_text  # noqa: PLC0415
+
+        lines.append(f"{prefix}after the spike (at {rec.spike_end_s:g} s) it "
+                     f"{recovery_text(rec.recovered_s, after)}")  # fmt: skip
+    return lines
 
 
 def _theory_json(analytic: Analytic | str) -> dict[str, Any]:

@@ -10,13 +10,14 @@ from __future__ import annotations
 import streamlit as st
 
 from simlab.dashboard.controls import scenario_controls
+from simlab.dashboard.overload import overload_page
 from simlab.dashboard.pages import compare_page, experiments_page, explore_page, plan_page
 from simlab.dashboard.story import reality_page, story_page
 from simlab.errors import UserError
 
 __all__ = ["PAGES", "main"]
 
-PAGES = ("Explore", "Compare", "Plan", "Reality check", "The story", "Experiments")
+PAGES = ("Explore", "Compare", "Plan", "Overload", "Reality check", "The story", "Experiments")
 
 
 def main() -> None:
@@ -40,6 +41,8 @@ def main() -> None:
             compare_page(scenario, models)
         elif page == "Plan":
             plan_page(scenario)
+        elif page == "Overload":
+            overload_page(scenario, models)
         elif page == "Reality check":
             reality_page(scenario)
         else:

@@ -57,10 +57,6 @@ class Async(Model):
             phases=1,
         )
 
-    def base_levels(self) -> dict[str, int]:
-        w = self.workload
-        return self.levels(0, w.connections if w.persistent else 0)
-
     def session(self, i: int, conn: int) -> Generator[simpy.Event, Any, None]:
         env = self.env
         process = self.process_of(conn)
@@ -79,6 +75,10 @@ class Async(Model):
             self.admit[i] = env.now
             if backlog is not None and self.in_flight[process] >= backlog:
                 self.drop(i)
+            elif self.ov is not None and self.ov.shed(i):
+                pass  # answered 503 by the overload limit
+            elif self.ov is not None and (self.ov.on_loop or self.ov.needs_calls):
+                yield from self._overloaded(i, process, loop)
             else:
                 self.in_flight[process] += 1
                 demand = self.demand[i] + self._fixed
@@ -99,6 +99,44 @@ class Async(Model):
             self.answered(conn)
             nxt = self.next_on_slot(conn)
         del self.active[conn]
+
+    def _overloaded(self, i: int, process: int, loop: Pool) -> Generator[simpy.Event, Any, None]:
+        """One request with the overload options that change its path: a turn
+        on the loop that may be refused (queue deadline) or held by a blocking
+        call, then its backend calls one by one (``simlab.overload.des``)."""
+        ov = self.ov
+        assert ov is not None
+        self.in_flight[process] += 1
+        demand = self.demand[i] + self._fixed
+        blocking = 0.0
+        if ov.on_loop:
+            turn = yield from ov.loop_phase(i, process, loop, demand)
+            if turn is None:
+                self.in_flight[process] -= 1
+                return
+            cpu, self.start[i], blocking = turn
+        elif demand > 0:
+            cpu, self.start[i] = yield from self.cpu.run(None, demand, 0, process, lock=loop)
+        else:
+            cpu, self.start[i] = 0.0, self.env.now
+        self.worker[i] = process
+        self.process[i] = process
+        self.cpu_time[i] = cpu
+        self.backend_busy()
+        io = (yield from ov.io(i)) if ov.needs_calls else self.io_time[i]
+        if not ov.needs_calls and io > 0:
+            yield self.env.timeout(io)
+        if ov.mix_blocks:
+            # The task resumes after its await only when the loop is free: a
+            # blocking call elsewhere holds up the answers that came meanwhile.
+            yield from ov.resume(loop)
+        self.in_flight[process] -= 1
+        self.finish(i, cpu + blocking + io)
+
+    def base_levels(self) -> dict[str, int]:
+        w = self.workload
+        extra = self.ov.extra_threads() if self.ov is not None else 0
+        return self.levels(extra, w.connections if w.persistent else 0)
 
     # ----------------------------------------------------------------- maths
 

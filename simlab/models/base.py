@@ -37,7 +37,7 @@ from array import array
 from collections import deque
 from collections.abc import Generator, Mapping
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 import simpy
@@ -46,8 +46,12 @@ from simlab.distributions import Distribution
 from simlab.errors import UserError
 from simlab.footprint import Units
 from simlab.models.pool import Cpu, Pool
+from simlab.overload.policy import fast_blocker, in_play
 from simlab.params import Architecture, Platform, Workload
 from simlab.streams import Deal, Dealer, Streams
+
+if TYPE_CHECKING:
+    from simlab.overload.des import Dynamics
 
 __all__ = [
     "BATCH",
@@ -186,6 +190,9 @@ class Record:
     worker_is_thread_handle: bool
     salt: int
     engine: str = "des"
+    # Counts of the overload options' own events (hedged calls, throttled
+    # retries); None when none is set (``simlab.overload``).
+    overload: dict[str, float] | None = None
 
 
 class Model:
@@ -251,6 +258,7 @@ class Model:
         self.worker: array[int] = array("q")
         self.process: array[int] = array("q")
         self.outcome: array[int] = array("b")
+        self.ov: Dynamics | None = None
         self._grow()
 
         # Per-request random demand, drawn in batches by request index so that
@@ -273,6 +281,11 @@ class Model:
         }
         # Short-lived connections on a loop: connection -> [interval handle, requests answered].
         self._open: dict[int, list[int]] = {}
+        if in_play(workload, architecture):
+            # Overload dynamics live apart; without them nothing below changes.
+            from simlab.overload.des import Dynamics  # noqa: PLC0415
+
+            self.ov = Dynamics(self)
 
     # ------------------------------------------------------- what a model is
 
@@ -316,6 +329,15 @@ class Model:
     @classmethod
     def check_request_cap(cls, workload: Workload, stop: float) -> None:
         """Refuse a run that would send more requests per replication than the cap."""
+        if workload.schedule is not None:
+            expected = workload.schedule.expected(0.0, stop)
+            if expected > cls.max_requests:
+                raise UserError(
+                    f"the rate schedule would send {expected:,.0f} requests in "
+                    f"(warmup + duration)(={stop:g} s) per replication, over the limit of "
+                    f"{cls.max_requests:,}: shorten duration"
+                )
+            return
         if workload.rate is not None and workload.rate * stop > cls.max_requests:
             raise UserError(
                 f"rate(={workload.rate:g}/s) x (warmup + duration)(={stop:g} s) would send "
@@ -359,7 +381,9 @@ class Model:
         raise NotImplementedError
 
     @classmethod
-    def fast_reason(cls, workload: Workload, platform: Platform, arch: Architecture) -> str | None:
+    def fast_reason(  # noqa: PLR0911 - one return per reason
+        cls, workload: Workload, platform: Platform, arch: Architecture
+    ) -> str | None:
         """None when the fast engine reproduces the DES here, else why not."""
         if cls.fast_mode is None:
             return f"{cls.name} is not a first-come-first-served pool"
@@ -367,6 +391,9 @@ class Model:
             return "closed-loop arrivals feed back on the answers (fast needs --rate or a trace)"
         if arch.backlog is not None:
             return "a bounded backlog drops requests (fast needs --backlog unbounded)"
+        overload = fast_blocker(workload, arch)
+        if overload is not None:
+            return overload
         limit = cls._fast_limits(workload, platform, arch)
         if limit is not None:
             return limit
@@ -412,7 +439,9 @@ class Model:
 
     def start_arrivals(self) -> None:
         w = self.workload
-        if w.kind == "open":
+        if w.kind == "open" and self.ov is not None and w.schedule is not None:
+            self.env.process(self.ov.arrivals())
+        elif w.kind == "open":
             self.env.process(self._open_arrivals())
         elif w.kind == "trace":
             self.env.process(self._trace_arrivals())
@@ -481,14 +510,25 @@ class Model:
             # The queue is running away: stop offering load rather than let
             # the run eat the machine's memory; the verdict will be unstable.
             self.overloaded = True
+        if self.ov is not None:
+            conn = self.ov.on_send(i, conn)
+        self.route(i, conn)
+
+    def route(self, i: int, conn: int) -> None:
+        """Request ``i`` goes out on connection ``conn``: it starts a session, wakes
+        the thread waiting on the connection, or waits behind the one in flight."""
         active = self.active
         if conn not in active:
             if self.admit_slot(i, conn):
                 active[conn] = None
+                if self.ov is not None:
+                    self.ov.on_sent(conn, i)
                 self.env.process(self.session(i, conn))
             return
         waiter = self.idle.pop(conn, None)
         if waiter is not None:
+            if self.ov is not None:
+                self.ov.on_sent(conn, i)
             waiter.succeed(i)
             return
         q = active[conn]
@@ -500,7 +540,10 @@ class Model:
     def next_on_slot(self, conn: int) -> int | None:
         """The next request queued on ``conn``, or None (the connection stays active)."""
         q = self.active[conn]
-        return q.popleft() if q else None
+        nxt = q.popleft() if q else None
+        if self.ov is not None and nxt is not None:
+            self.ov.on_sent(conn, nxt)
+        return nxt
 
     def finish(self, i: int, service: float) -> None:
         self.end[i] = self.env.now
@@ -515,6 +558,8 @@ class Model:
 
     def _done(self, i: int) -> None:
         self.in_system -= 1
+        if self.ov is not None:
+            self.ov.done(i)
         if self.workload.think is not None:
             self._after(self._think[i], self.connection[i])
 
@@ -528,13 +573,20 @@ class Model:
             icol.extend(minus)
         self.outcome.extend(array("b", [PENDING]) * extra)
         self._capacity += extra
+        if self.ov is not None:
+            self.ov.grow(extra)
 
     def _draw(self) -> None:
         w, s = self.workload, self.streams
         self.demand.extend(w.cpu.sample(s.cpu, BATCH).tolist())
-        self.io_time.extend(draw_io(w, self._call_latency, s.io, s.slack).tolist())
+        if self.ov is not None and self.ov.needs_calls:
+            self.io_time.extend(self.ov.draw_calls(w.io, w.calls, w.fanout, self._call_latency))
+        else:
+            self.io_time.extend(draw_io(w, self._call_latency, s.io, s.slack).tolist())
         if w.think is not None:
             self._think.extend(w.think.sample(s.think, BATCH).tolist())
+        if self.ov is not None:
+            self.ov.draw_mix(self.demand)
 
     def connect(self, conn: int) -> None:
         """A loop-based model reads a request on ``conn``: open the connection if it is closed.
@@ -552,7 +604,9 @@ class Model:
         if k is not None:
             state = self._open[conn]
             state[1] += 1
-            if state[1] == k:
+            # A connection its client walked away from (a timeout) closes too.
+            gone = self.ov is not None and conn in self.ov.closed
+            if state[1] == k or gone:
                 self.close_interval("connections", state[0])
                 del self._open[conn]
 
@@ -574,6 +628,8 @@ class Model:
         io = self.io_time[i]
         split = gil is not None and calls > 0
         cpu = 0.0
+        if self.ov is not None and self.ov.thread_io:
+            return (yield from self._on_thread_calls(i, gil, demand, paid=paid, process=process))
         if not split and self.cpu.free_running:
             # Nothing to wait for: the CPU phase and the backend wait are one
             # stretch of time, so one event serves both (the same times as two).
@@ -596,6 +652,26 @@ class Model:
         for _ in range(rounds):
             yield self.env.timeout(per_round)
             cpu += (yield from self.cpu.run(gil, cost, 1, process))[0]
+        return cpu
+
+    def _on_thread_calls(
+        self, i: int, gil: Pool | None, demand: float, *, paid: bool, process: int | None
+    ) -> Generator[simpy.Event, Any, float]:
+        """``on_thread`` when the overload options shape the calls (a backend
+        pool, a deadline, hedging, a blocking call): the CPU phase, the calls
+        one by one (``Dynamics.io``), and under a GIL the calls' reads in one
+        phase after them (their hand-offs merged: a simplification)."""
+        assert self.ov is not None
+        calls = self.workload.calls
+        split = gil is not None and calls > 0
+        first = demand - calls * self._call_cpu if split else demand
+        cpu = 0.0
+        if first > 0 or paid or self.cpu.wake > 0:
+            cpu += (yield from self.cpu.run(gil, first, 1 if split else 1 + calls, process))[0]
+        self.backend_busy()
+        yield from self.ov.io(i)
+        if split:
+            cpu += (yield from self.cpu.run(gil, self._call_cpu * calls, calls, process))[0]
         return cpu
 
     def backend_busy(self) -> None:
@@ -628,6 +704,8 @@ class Model:
         for name in ("connection", "worker", "process"):
             columns[name] = col(getattr(self, name), np.int64)
         columns["outcome"] = col(self.outcome, np.int8)
+        if self.ov is not None:
+            columns.update(self.ov.columns(n))
         intervals = {
             k: (
                 np.frombuffer(s, dtype=np.float64).copy(),
@@ -653,6 +731,7 @@ class Model:
             own_process=self.own_process,
             worker_is_thread_handle=self.worker_is_thread_handle(),
             salt=self.salt,
+            overload=self.ov.stats() if self.ov is not None else None,
         )
 
 

@@ -105,7 +105,23 @@ class ConnectionBound(Model):
         while nxt is not None:
             i = nxt
             handle = self.open_interval("connections")
+            if self.ov is not None and self.ov.over_limit():
+                # Answered 503 at accept by the overload limit: the accepting
+                # thread writes it, under the GIL, one connection at a time.
+                p = self.process_of(self._next_thread)
+                cost = self.platform.parse_us * 1e-6
+                yield from self.cpu.run(self.cpu.gil(p), cost, 1, p, lock=self.acceptors[p])
+                self.ov.refuse(i)
+                self.close_interval("connections", handle)
+                nxt = self.next_on_slot(conn)
+                continue
+            if self.ov is not None:
+                self.ov.admit(i)
+            arrived = env.now
             owner = yield from self.acquire()
+            if owner is None and self.ov is not None and self.ov.syn:
+                # The SYN was dropped: the client's kernel retransmits it.
+                owner = yield from self.ov.reconnect(i, self.acquire)
             if owner is None:
                 # Connection refused: the backlog is full.
                 self.close_interval("connections", handle)
@@ -113,11 +129,19 @@ class ConnectionBound(Model):
                 nxt = self.next_on_slot(conn)
                 continue
             worker, process = owner
+            if self.ov is not None and self.ov.expired(i, arrived):
+                # Waited past the queue deadline for a thread: dropped unserved.
+                self.release(worker)
+                self.close_interval("connections", handle)
+                nxt = self.next_on_slot(conn)
+                continue
             for served in range(1, k + 1):
                 yield from self.serve(i, worker, process)
                 nxt = self.next_on_slot(conn)
                 if served == k:
                     break
+                if nxt is None and self.ov is not None and conn in self.ov.closed:
+                    break  # its client walked away (a timeout): the owner reads EOF
                 if nxt is None:
                     # Keep-alive: the owner blocks in recv, holding the connection.
                     ev = env.event()

@@ -76,12 +76,21 @@ class ReactorPool(Model):
             self.admit[i] = env.now
             if self._loop_cost > 0:
                 yield from self.cpu.run(gil, self._loop_cost, 0, process, lock=loop)
-            worker = pool.take()
-            if worker < 0 and backlog is not None and pool.queued >= backlog:
+            # The overload limit answers 503 before the request is handed on.
+            shed = self.ov is not None and self.ov.shed(i)
+            worker = -1 if shed else pool.take()
+            if shed:
+                pass
+            elif worker < 0 and backlog is not None and pool.queued >= backlog:
                 self.drop(i)  # the work queue is full: answer 503
             else:
                 if worker < 0:
                     worker = yield pool.wait()
+                if self.ov is not None and self.ov.expired(i, self.admit[i]):
+                    pool.give(worker)  # waited past the queue deadline: dropped unserved
+                    self.answered(conn)
+                    nxt = self.next_on_slot(conn)
+                    continue
                 self.start[i] = env.now
                 self.worker[i] = worker
                 self.process[i] = process

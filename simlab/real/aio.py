@@ -4,19 +4,24 @@ The loop owns every connection; an idle one costs only its memory. A
 connection runs one request at a time (HTTP/1.1 without pipelining): reading
 pauses while its request is in progress and resumes after the answer. What
 "running a request" means is the model's ``App``: a worker thread for
-``reactor-pool``, a task on the loop for ``async``.
+``reactor-pool``, a task on the loop for ``async``. An app answers
+``EXPIRED`` for a request that waited past its queue deadline: it gets a 503.
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import signal
 import socket
 from typing import Protocol, cast
 
 from simlab.real.protocol import EOF, WorkRequest, new_exchange
 
-__all__ = ["App", "HttpProtocol", "serve_app"]
+__all__ = ["EXPIRED", "App", "HttpProtocol", "serve_app"]
+
+# What an app's future holds for a request it dropped unserved (queue deadline).
+EXPIRED = -1
 
 
 class App(Protocol):
@@ -87,9 +92,9 @@ class HttpProtocol(asyncio.Protocol):
                 continue
             self.busy = True
             self.transport.pause_reading()
-            self.app.run(item).add_done_callback(self._answered)
+            self.app.run(item).add_done_callback(functools.partial(self._answered, item))
 
-    def _answered(self, fut: asyncio.Future[int]) -> None:
+    def _answered(self, item: WorkRequest, fut: asyncio.Future[int]) -> None:
         self.busy = False
         transport = self.transport
         if transport is None or transport.is_closing():
@@ -97,7 +102,11 @@ class HttpProtocol(asyncio.Protocol):
         if fut.cancelled() or fut.exception() is not None:
             transport.close()
             return
-        transport.write(self.exchange.respond(fut.result()))
+        service_us = fut.result()
+        if service_us == EXPIRED:
+            transport.write(self.exchange.refuse())
+        else:
+            transport.write(self.exchange.respond(service_us, item.headers()))
         if not self.exchange.keep_alive:
             transport.close()
             return

@@ -22,7 +22,14 @@ from simlab.real.options import ServerOptions
 from simlab.real.protocol import EOF, WorkRequest, new_exchange
 from simlab.real.work import BackendError, BlockingBackend, run_blocking
 
-__all__ = ["STOP_SIGNALS", "Context", "accept_loop", "handle_connection", "run"]
+__all__ = ["REFUSAL", "STOP_SIGNALS", "Context", "accept_loop", "handle_connection", "run"]
+
+# What a server that sheds a connection says before it closes it (its request
+# unread): a complete 503, so that the client can tell it from a crash.
+REFUSAL = (
+    b"HTTP/1.1 503 Service Unavailable\r\ncontent-length: 11\r\nconnection: close\r\n\r\n"
+    b"overloaded\n"
+)
 
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
 
@@ -73,13 +80,18 @@ def accept_loop(
     ctx: Context,
     on_conn: Callable[[socket.socket], None],
     on_idle: Callable[[], None] | None = None,
+    before: Callable[[], bool] | None = None,
 ) -> None:
     """Accept until ``ctx.stop``; hand each connection to ``on_conn``.
 
-    ``on_idle`` runs whenever no connection arrived for ``ACCEPT_POLL_S``.
+    ``on_idle`` runs whenever no connection arrived for ``ACCEPT_POLL_S``;
+    ``before`` runs before each accept and returns True once one may be made
+    (it waits at most about ``ACCEPT_POLL_S``).
     """
     listener.settimeout(ACCEPT_POLL_S)  # so that a stop request is seen promptly
     while not ctx.stop.is_set():
+        if before is not None and not before():
+            continue
         try:
             sock, _ = listener.accept()
         except TimeoutError:
@@ -140,7 +152,7 @@ def handle_connection(sock: socket.socket, ctx: Context) -> None:
                 service_us = run_blocking(item, ctx.backend)
             except BackendError:
                 break
-            sock.sendall(exchange.respond(service_us))
+            sock.sendall(exchange.respond(service_us, item.headers()))
             if not exchange.keep_alive:
                 break
     except (OSError, TimeoutError):

@@ -17,6 +17,15 @@ that it never shares the server's GIL, on uvloop when it is installed.
 - **Bounded and loopback only.** It refuses any target outside 127.0.0.0/8
   and ::1, stops sending after ``warmup + duration`` or ``max_requests``, and
   gives outstanding requests at most ``timeout`` seconds before closing.
+- **Overload dynamics** (``simlab.real.retrying``, off unless asked): the
+  rate may follow a schedule (the simulation's time rescaling); a client
+  may give up on an attempt after ``attempt_timeout`` and retry it with a
+  jittered backoff under a retry budget; its connects may retransmit their
+  SYN (``syn_retries``, the socket's ``TCP_SYNCNT``); and per-second
+  windows (``windows``) are counted. A timed-out attempt's connection is
+  handed to an ``Orphan`` that only waits for the late answer, to count the
+  server's wasted work, while the client reconnects for whatever it sends
+  next (an HTTP/1.1 connection with a request in flight cannot take another).
 """
 
 from __future__ import annotations
@@ -40,6 +49,7 @@ import uvloop
 from hdrh.histogram import HdrHistogram
 
 from simlab.real.limits import raise_fd_limit
+from simlab.real.retrying import Attempt, ClientDynamics, Orphan, scheduled_gaps
 
 __all__ = ["LoadSpec", "check_loopback", "run"]
 
@@ -85,6 +95,16 @@ class LoadSpec:
     sources: int = 4
     requests_per_connection: int | None = None
     seed: int = 1
+    # Overload dynamics (all off by default; ``simlab.real.retrying``).
+    schedule: tuple[tuple[float, float], ...] | None = None  # (time_s, rate) breakpoints
+    attempt_timeout: float | None = None
+    retries: int = 0
+    backoff: float = 0.1
+    backoff_max: float = 10.0
+    budget: float | None = None
+    token_ratio: float = 0.1
+    syn_retries: int = 0
+    windows: bool = False
 
     def __post_init__(self) -> None:
         check_loopback(self.host)
@@ -98,6 +118,12 @@ class LoadSpec:
             raise ValueError("connections must be >= 1 and queries non-empty")
         if self.duration <= 0 or self.warmup < 0 or self.timeout <= 0:
             raise ValueError("duration and timeout must be > 0, warmup >= 0")
+        if self.schedule is not None and self.rate is None:
+            raise ValueError("a schedule needs open arrivals (rate)")
+        if self.attempt_timeout is not None and self.attempt_timeout <= 0:
+            raise ValueError(f"attempt_timeout(={self.attempt_timeout}) must be > 0")
+        if not 0 <= self.retries <= 10 or not 0 <= self.syn_retries <= 10:
+            raise ValueError("retries and syn_retries must be in [0, 10]")
 
 
 def _histogram() -> HdrHistogram:
@@ -130,8 +156,8 @@ class Conn(asyncio.Protocol):
         self.index = index
         self.transport: asyncio.Transport | None = None
         self.parser = httptools.HttpResponseParser(self)
-        self.queue: deque[float] = deque()
-        self.intended = 0.0
+        self.queue: deque[Attempt] = deque()
+        self.current = Attempt(0.0)
         self.sent_at = 0.0
         self.busy = False
         self.service_us = -1
@@ -139,6 +165,7 @@ class Conn(asyncio.Protocol):
         self.connecting = False
         self.closed_by_us = False
         self.idle_waiter: asyncio.Future[None] | None = None
+        self.bids: str | None = None
 
     def wait_idle(self) -> asyncio.Future[None]:
         """Resolves once this connection has nothing in flight or queued (closed loop)."""
@@ -179,14 +206,18 @@ class Conn(asyncio.Protocol):
 
     # --- httptools callbacks
     def on_header(self, name: bytes, value: bytes) -> None:
-        if name.lower() == b"x-service-us":
+        key = name.lower()
+        if key == b"x-service-us":
             self.service_us = int(value)
+        elif key == b"x-bids":
+            self.bids = value.decode("ascii", "replace")
 
     def on_message_complete(self) -> None:
         status = self.parser.get_status_code()
         keep = self.parser.should_keep_alive()
         self.gen.done(self, status, self.service_us)
         self.service_us = -1
+        self.bids = None
         self.answered += 1
         k = self.gen.spec.requests_per_connection
         if not keep or (k is not None and self.answered >= k):
@@ -198,17 +229,28 @@ class Conn(asyncio.Protocol):
         self._maybe_idle()
 
     # --- sending
-    def submit(self, intended: float) -> None:
-        self.queue.append(intended)
+    def submit(self, attempt: Attempt) -> None:
+        self.queue.append(attempt)
         self.pump()
 
     def pump(self) -> None:
         if self.busy or not self.queue or self.transport is None:
             return
-        self.intended = self.queue.popleft()
+        self.current = self.queue.popleft()
         self.busy = True
         self.sent_at = self.gen.loop.time()
         self.transport.write(self.gen.next_request())
+
+    def detach(self) -> asyncio.Transport | None:
+        """Hand the connection, with its request in flight, away (a timeout):
+        this client no longer waits on it and will connect afresh."""
+        transport, self.transport = self.transport, None
+        self.busy = False
+        self.parser = httptools.HttpResponseParser(self)
+        self.service_us = -1
+        self.bids = None
+        self._maybe_idle()
+        return transport
 
     def close(self) -> None:
         if self.transport is not None:
@@ -249,6 +291,7 @@ class Generator:
         self.in_flight_samples: list[int] = []
         self.timeline: dict[int, int] = {}
         self.connect_failures = 0
+        self.ov = ClientDynamics(self) if ClientDynamics.wanted(spec) else None
 
     def next_request(self) -> bytes:
         req = self.requests[self.next_query]
@@ -272,12 +315,15 @@ class Generator:
         conn.connecting = True
         src = self.sources[conn.index % len(self.sources)]
         try:
-            await asyncio.wait_for(
-                self.loop.create_connection(
-                    lambda: conn, self.address, self.spec.port, local_addr=(src, 0)
-                ),
-                CONNECT_TIMEOUT_S,
-            )
+            if self.ov is not None and self.spec.syn_retries:
+                await self.ov.connect(conn, src)
+            else:
+                await asyncio.wait_for(
+                    self.loop.create_connection(
+                        lambda: conn, self.address, self.spec.port, local_addr=(src, 0)
+                    ),
+                    CONNECT_TIMEOUT_S,
+                )
             sock = conn.transport.get_extra_info("socket") if conn.transport else None
             if sock is not None:
                 sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
@@ -286,8 +332,11 @@ class Generator:
             self.connect_failures += 1
             # Requests queued on a connection that cannot open are lost.
             while conn.queue:
-                self._lost(conn.queue.popleft(), "refused")
+                self._lost(conn.queue.popleft(), "refused", conn)
             conn._maybe_idle()
+            return
+        if not conn.queue and self.ov is not None and self.spec.requests_per_connection:
+            conn.close()  # what it was opened for timed out while it connected
             return
         conn.pump()
 
@@ -304,7 +353,10 @@ class Generator:
         now = self.loop.time()
         conn.busy = False
         self.outstanding -= 1
-        intended = conn.intended
+        attempt = conn.current
+        intended = attempt.intended
+        if self.ov is not None:
+            self.ov.answered(conn, attempt, status, now)
         if status == 200 and self.window[0] <= now < self.window[1]:
             # Answers per tenth of the window, for the throughput's batch-means CI.
             width = (self.window[1] - self.window[0]) / BATCHES
@@ -328,33 +380,46 @@ class Generator:
         st.batch_sum[batch] += latency_us
         st.batch_n[batch] += 1
         st.lag.record_value(max(1, min(HIST_MAX_US, int((conn.sent_at - intended) * 1e6))))
+        if conn.bids is not None and self.ov is not None:
+            self.ov.bids(conn.bids)
         if service_us >= 0:
             st.service.record_value(max(1, min(service_us, HIST_MAX_US)))
             st.queue.record_value(max(1, min(latency_us - service_us, HIST_MAX_US)))
 
     def failed(self, conn: Conn, kind: str) -> None:
         self.outstanding -= 1
-        if self._measured(conn.intended):
+        if self._measured(conn.current.intended):
             self.stats.errors[kind] += 1
+        if self.ov is not None:
+            self.ov.failed(conn, conn.current, kind)
 
-    def _lost(self, intended: float, kind: str) -> None:
+    def _lost(self, attempt: Attempt, kind: str, conn: Conn) -> None:
         self.outstanding -= 1
-        if self._measured(intended):
+        if self._measured(attempt.intended):
             self.stats.errors[kind] += 1
+        if self.ov is not None:
+            self.ov.failed(conn, attempt, kind)
 
     # ------------------------------------------------------------- arrivals
-    def dispatch(self, conn: Conn, intended: float) -> None:
+    def dispatch(self, conn: Conn, intended: float, attempt: Attempt | None = None) -> None:
         self.outstanding += 1
         self.stats.sent += 1
         if self._measured(intended):
             self.stats.measured += 1
-        conn.submit(intended)
+        if attempt is None:
+            attempt = Attempt(intended)
+        if self.ov is not None:
+            self.ov.dispatched(conn, attempt)
+        conn.submit(attempt)
         if conn.transport is None:
             self.reconnect(conn)
 
     async def open_loop(self) -> None:
         spec = self.spec
         assert spec.rate is not None
+        if spec.schedule is not None:
+            await self._scheduled_loop()
+            return
         end = self.window[1]
         t = self.t0
         batch = 4096
@@ -373,6 +438,20 @@ class Generator:
                 while (delay := t - self.loop.time()) > 0:
                     await asyncio.sleep(delay if delay > 0.001 else 0)
                 self.dispatch(self.conns[k], t)
+
+    async def _scheduled_loop(self) -> None:
+        """Open-loop arrivals at the schedule's rate (as the simulation draws them)."""
+        spec = self.spec
+        assert spec.schedule is not None
+        end = self.window[1]
+        for t, k in scheduled_gaps(spec.schedule, self.rng, spec.connections, self.t0):
+            if t >= end or self.stats.sent >= spec.max_requests or self.stopping:
+                return
+            if self._measured(t):
+                self.stats.scheduled += 1
+            while (delay := t - self.loop.time()) > 0:
+                await asyncio.sleep(delay if delay > 0.001 else 0)
+            self.dispatch(self.conns[k], t)
 
     async def closed_loop(self) -> None:
         spec = self.spec
@@ -402,6 +481,8 @@ class Generator:
             now = self.loop.time()
             if self.window[0] <= now < self.window[1]:
                 self.in_flight_samples.append(self.outstanding)
+            if self.ov is not None:
+                self.ov.sample(now)
             await asyncio.sleep(SAMPLE_S)
 
     async def sweeper(self) -> None:
@@ -414,7 +495,7 @@ class Generator:
             await asyncio.sleep(min(0.5, self.spec.timeout / 4))
 
 
-async def _run(spec: LoadSpec) -> dict[str, Any]:
+async def _run(spec: LoadSpec) -> dict[str, Any]:  # noqa: PLR0912 - the run, in order
     loop = asyncio.get_running_loop()
     gen = Generator(spec, loop)
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -450,19 +531,23 @@ async def _run(spec: LoadSpec) -> dict[str, Any]:
     gen.stopping = True
     for conn in gen.conns:
         if conn.busy or conn.queue:
-            if gen._measured(conn.intended) and conn.busy:
+            if gen._measured(conn.current.intended) and conn.busy:
                 gen.stats.errors["unanswered"] += 1
-            for intended in conn.queue:
-                if gen._measured(intended):
+            for attempt in conn.queue:
+                if gen._measured(attempt.intended):
                     gen.stats.errors["unanswered"] += 1
             conn.queue.clear()
             conn.busy = False
         conn.close()
+    if gen.ov is not None:
+        gen.ov.close()
     sampler.cancel()
     sweeper.cancel()
     await asyncio.sleep(0)
     report = _report(spec, gen, opened, connect_s, wall_window)
     report["cpu_s_window"] = cpu_marks[1] - cpu_marks[0] if len(cpu_marks) == 2 else None
+    if gen.ov is not None:
+        report["overload"] = gen.ov.report(time.time() + (gen.t0 - loop.time()))
     return report
 
 
@@ -505,7 +590,7 @@ def _report(
 
 def run(spec: LoadSpec) -> dict[str, Any]:
     """Run the load in this process (the CLI runs it in a child process), on uvloop."""
-    raise_fd_limit(spec.connections + 256)
+    raise_fd_limit(spec.connections + 256 + (Orphan.CAP if spec.attempt_timeout else 0))
     result: dict[str, Any] = uvloop.run(_run(spec))
     return result
 
@@ -525,6 +610,8 @@ def main(argv: list[str] | None = None) -> int:
             text = fh.read()
     data = json.loads(text)
     data["queries"] = tuple(data["queries"])
+    if data.get("schedule") is not None:
+        data["schedule"] = tuple((float(t), float(r)) for t, r in data["schedule"])
     try:
         spec = LoadSpec(**data)
     except (TypeError, ValueError) as exc:

@@ -23,6 +23,13 @@ How each number is obtained:
   backend's); resident = user + kernel; reserved virtual = the tree's VMS;
 - in flight: the load generator's own count, sampled every 10 ms, which
   lets Little's law be checked against throughput x mean latency.
+
+With overload options (``simlab.overload``) the load generator follows the
+rate schedule, gives up and retries as the workload's ``clients`` say, the
+server gets its limits and the backend its pool, and the summary gains the
+per-second ``timeline`` and the ``overload`` block (``simlab.overload.measured``);
+``throughput_rps`` then counts every answer the server sent, late ones on
+connections their client had given up included, as the simulation does.
 """
 
 from __future__ import annotations
@@ -32,6 +39,7 @@ import json
 import math
 import os
 import subprocess
+import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -41,6 +49,7 @@ from typing import Any
 import numpy as np
 
 from simlab.errors import RunFailed, UserError
+from simlab.overload.policy import in_play
 from simlab.params import Architecture, Workload
 from simlab.paths import measurements_dir
 from simlab.provenance import atomic_write_json, git_revision, machine, utc_stamp
@@ -89,6 +98,7 @@ class MeasureOptions:
     parser: str = "h11"
     save: bool = True
     out_dir: Path | None = None  # default: $SIMLAB_DATA/measurements
+    timeline: bool = False
 
     def __post_init__(self) -> None:
         if self.target not in TARGETS:
@@ -103,6 +113,17 @@ class MeasureOptions:
             raise UserError(f"warmup(={self.warmup:g}) must be in [0, 600] seconds")
         if not 1 <= self.sources <= 250:
             raise UserError(f"sources(={self.sources}) must be in [1, 250]")
+        if self.target in peers.PEERS and (
+            self.architecture.limits is not None or self.workload.backend is not None
+        ):
+            raise UserError(
+                f"{self.target}: server limits and backend options apply to simlab's own servers"
+            )
+
+    @property
+    def dynamics(self) -> bool:
+        """True when the run counts per-second windows and the overload block."""
+        return self.timeline or in_play(self.workload, self.architecture)
 
 
 @dataclass(frozen=True)
@@ -137,6 +158,32 @@ def build_queries(workload: Workload, seed: int, count: int) -> tuple[str, ...]:
         out.append(f"cpu_ms={cpu[k]:.3f}&{io_part}&fanout={workload.fanout}")
         if workload.cpu.cv == 0 and (calls == 0 or fixed_io):
             break  # every request is the same
+    if workload.mix is not None or workload.backend is not None:
+        return _with_dynamics(workload, seed, count, out)
+    return tuple(out)
+
+
+def _with_dynamics(workload: Workload, seed: int, count: int, base: list[str]) -> tuple[str, ...]:
+    """The queries with the overload options' parameters: a heavy request's CPU,
+    a blocking call (``block_ms``), an auction's deadline and hedging, each drawn
+    per query from a stream of its own (the base queries stay as they were)."""
+    rng = np.random.default_rng(np.random.SeedSequence(seed).spawn(2)[1])
+    mix, b = workload.mix, workload.backend
+    out = []
+    for k in range(count):
+        query = base[k % len(base)]
+        if mix is not None and mix.heavy_share > 0 and rng.random() < mix.heavy_share:
+            query = f"cpu_ms={mix.heavy_cpu * 1e3:.3f}&{query.partition('&')[2]}"
+        if mix is not None and mix.blocks and rng.random() < mix.blocking_share:
+            query += f"&block_ms={mix.blocking * 1e3:.3f}"
+        if b is not None and b.deadline is not None and workload.calls:
+            query += f"&deadline_ms={b.deadline * 1e3:.3f}"
+        if b is not None and b.hedge is not None and workload.calls:
+            second = workload.io.sample(rng, workload.calls) * 1e3
+            query += f"&hedge_ms={b.hedge * 1e3:.3f}&hedge_io_ms=" + ",".join(
+                f"{x:.3f}" for x in second
+            )
+        out.append(query)
     return tuple(out)
 
 
@@ -216,7 +263,76 @@ def _start_server(
         argv.append("--uvloop")
     if opts.parser != "h11":
         argv += ["--parser", opts.parser]
+    argv += _limit_flags(opts)
     return Managed(argv, name=opts.target, preexec=preexec)
+
+
+def _limit_flags(opts: MeasureOptions) -> list[str]:
+    """The server's overload controls, as the runner takes them."""
+    out: list[str] = []
+    lim = opts.architecture.limits
+    if lim is not None:
+        if lim.max_inflight is not None:
+            out += ["--max-inflight", str(lim.max_inflight)]
+        if lim.queue_deadline is not None:
+            out += ["--queue-deadline-ms", f"{lim.queue_deadline * 1e3:g}"]
+        if lim.offload:
+            out.append("--offload")
+    clients = opts.workload.clients
+    if clients is not None and clients.syn_retries:
+        # Dropped SYNs need the waiting connections in the kernel's queue.
+        out.append("--kernel-backlog")
+    return out
+
+
+def _load_dynamics(opts: MeasureOptions) -> dict[str, Any]:
+    """The load generator's overload fields (``loadgen.LoadSpec``)."""
+    w = opts.workload
+    out: dict[str, Any] = {"windows": opts.dynamics}
+    if w.schedule is not None:
+        out["schedule"] = tuple(zip(w.schedule.times, w.schedule.rates, strict=True))
+    c = w.clients
+    if c is not None and c.active:
+        out.update(
+            attempt_timeout=c.timeout,
+            retries=c.retries,
+            backoff=c.backoff,
+            backoff_max=c.backoff_max,
+            budget=c.budget,
+            token_ratio=c.token_ratio,
+            syn_retries=c.syn_retries,
+        )
+    return out
+
+
+def _backend_argv(opts: MeasureOptions, stats: Path | None) -> list[str]:
+    argv = [python(), "-m", "simlab.real.backend"]
+    b = opts.workload.backend
+    if b is not None and b.pool is not None:
+        argv += ["--pool", str(b.pool)]
+    if stats is not None:
+        argv += ["--stats", str(stats)]
+    return argv
+
+
+def _counts_work(opts: MeasureOptions) -> bool:
+    """True when the backend's answers count the server's work: every request
+    makes the same number of calls, none cut short or hedged."""
+    w = opts.workload
+    b = w.backend
+    return opts.dynamics and w.calls > 0 and (b is None or (b.deadline is None and b.hedge is None))
+
+
+def _read_answers(path: Path | None) -> dict[int, int] | None:
+    if path is None:
+        return None
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    finally:
+        path.unlink(missing_ok=True)
+    return {int(k): int(v) for k, v in data.get("answered_per_tenth", {}).items()}
 
 
 def measure(opts: MeasureOptions, progress: Callable[[str], None] | None = None) -> Measurement:
@@ -242,18 +358,24 @@ def measure(opts: MeasureOptions, progress: Callable[[str], None] | None = None)
         sources=opts.sources,
         requests_per_connection=w.requests_per_connection,
         seed=opts.seed,
+        **_load_dynamics(opts),
     )
     started = utc_stamp()
     errors: list[str] = []
     warnings: list[str] = []
     # Everything started is stopped in reverse order on every exit path,
     # Ctrl-C and SIGTERM (turned into KeyboardInterrupt by the CLI) included.
+    # Under overload, the backend counts the server's work: its answers per
+    # tenth of a second (late answers nobody waits for included).
+    stats_path: Path | None = None
+    if _counts_work(opts):
+        fd, name = tempfile.mkstemp(prefix="simlab-backend-", suffix=".json")
+        os.close(fd)
+        stats_path = Path(name)
     # One real run at a time: they share the machine's cores.
     with exclusive(say), contextlib.ExitStack() as stack:
         say("starting the backend")
-        backend = stack.enter_context(
-            Managed([python(), "-m", "simlab.real.backend"], name="backend")
-        )
+        backend = stack.enter_context(Managed(_backend_argv(opts, stats_path), name="backend"))
         say(f"starting {opts.target}")
         # The server's own kernel memory: a memory cgroup it joins at its start.
         account, no_account = KernelAccount.create()
@@ -275,7 +397,8 @@ def measure(opts: MeasureOptions, progress: Callable[[str], None] | None = None)
         raise RunFailed(f"port {server.port} still accepts connections after the server stopped")
     if server_err.strip():
         warnings.append(f"server stderr: {server_err.strip()[-300:]}")
-    summary = _summary(opts, report, probe, started, warnings, runtime=runtime)
+    answers = _read_answers(stats_path)
+    summary = _summary(opts, report, probe, started, warnings, runtime=runtime, answers=answers)
     if not opts.save:
         return Measurement(summary)
     path = (opts.out_dir or measurements_dir()) / f"{opts.target}-{started}-seed{opts.seed}.json"
@@ -345,6 +468,7 @@ def _summary(
     warnings: list[str],
     *,
     runtime: dict[str, str],
+    answers: dict[int, int] | None = None,
 ) -> MeasuredSummary:
     w, a = opts.workload, opts.architecture
     window = (r["window_wall"][0], r["window_wall"][1])
@@ -359,6 +483,23 @@ def _summary(
     service = _hist_block(r["service_hist"])
     queue = _hist_block(r["queue_hist"])
     throughput = r["completed_in_window"] / opts.duration
+    timeline = overload = None
+    if "overload" in r:
+        from simlab.overload.measured import (  # noqa: PLC0415 - only runs under overload
+            measured_overload,
+            measured_timeline,
+        )
+
+        work = None if answers is None else (answers, w.calls)
+        windows = measured_timeline(
+            r["overload"], probe.series() if probe is not None else [], work
+        )
+        timeline = tuple(windows)
+        if in_play(w, a):
+            overload = measured_overload(r["overload"], windows, w, opts.warmup, opts.duration)
+            # The server's answers, late ones nobody waited for included.
+            served = sum(x.throughput_rps for x in windows if _inside(x.t_s, opts))
+            throughput = served / opts.duration
     # Answers per tenth of the window, as rates: batch means for the throughput CI.
     batch_rates = np.asarray(r["timeline"], dtype=float) / (opts.duration / len(r["timeline"]))
     cpu_busy = p.get("cpu_s", {}).get("rate", math.nan)
@@ -450,7 +591,14 @@ def _summary(
         machine=machine(),
         git_revision=git_revision(),
         took_s=time.time() - window[0] + opts.warmup,
+        overload=overload,
+        timeline=timeline,
     )
+
+
+def _inside(t: float, opts: MeasureOptions) -> bool:
+    """True for a 1-second window inside the measurement window."""
+    return opts.warmup <= t and t + 1 <= opts.warmup + opts.duration + 1e-9
 
 
 def _lab_cpu(r: dict[str, Any], p: dict[str, Any], opts: MeasureOptions) -> LabCpu:

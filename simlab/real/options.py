@@ -21,7 +21,16 @@ class ServerOptions:
     refused (thread-pool closes the connection, the others answer 503);
     ``request_timeout`` is how long a started request may take to arrive;
     ``stack_kib`` sets the stack reserved per thread (0: the platform default);
-    ``parser`` is the HTTP parser, h11 (default) or httptools."""
+    ``parser`` is the HTTP parser, h11 (default) or httptools.
+
+    Overload controls (``simlab.overload``; off by default): ``max_inflight``
+    answers 503 at once beyond that many requests in the server (uvicorn's
+    ``--limit-concurrency``); ``queue_deadline`` (seconds) answers 503,
+    without doing the work, to a request that waited longer for a thread or
+    the loop; ``offload`` runs an async handler's blocking calls on a pool
+    of ``workers`` threads; ``kernel_backlog`` makes a blocking pool accept
+    only when a worker is free, so that waiting connections stay in the
+    kernel's listen queue of ``backlog`` (whose overflow drops SYNs)."""
 
     model: str
     backend_port: int
@@ -34,6 +43,10 @@ class ServerOptions:
     stack_kib: int = 0
     uvloop: bool = False
     parser: str = "h11"
+    max_inflight: int | None = None
+    queue_deadline: float | None = None
+    offload: bool = False
+    kernel_backlog: bool = False
 
     def __post_init__(self) -> None:
         if self.model not in SERVER_MODELS:
@@ -52,8 +65,15 @@ class ServerOptions:
             raise UserError(f"parser(={self.parser!r}) must be 'h11' or 'httptools'")
         if self.stack_kib and self.stack_kib < 32:
             raise UserError(f"stack_kib(={self.stack_kib}) must be 0 (default) or >= 32")
+        if self.max_inflight is not None and self.max_inflight < 1:
+            raise UserError(f"max_inflight(={self.max_inflight}) must be >= 1")
+        if self.queue_deadline is not None and not 0 < self.queue_deadline <= 3600:
+            raise UserError(f"queue_deadline(={self.queue_deadline}) must be in (0, 3600] s")
 
     @property
     def listen_backlog(self) -> int:
         # The kernel caps this at net.core.somaxconn (4096 here).
+        if self.kernel_backlog and self.backlog is not None:
+            # Linux's accept queue holds one more than listen() is given.
+            return max(0, self.backlog - 1)
         return 4096 if self.backlog is None else max(1, self.backlog)

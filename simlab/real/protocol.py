@@ -13,7 +13,8 @@ from __future__ import annotations
 
 import math
 from collections import deque
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import h11
@@ -39,6 +40,8 @@ MAX_HEADER_BYTES = 64 * 1024
 MAX_CPU_MS = 60_000.0
 MAX_IO_MS = 600_000.0
 MAX_CALLS = 1_000
+# Overload dynamics' query parameters (``WorkRequest``).
+OVERLOAD_PARAMS = ("block_ms", "deadline_ms", "hedge_ms", "hedge_io_ms")
 
 
 class BadRequest(ValueError):  # noqa: N818 - named for the HTTP status it becomes
@@ -56,11 +59,25 @@ class WorkRequest:
 
     ``io_ms`` is one latency for every call, or a comma-separated list with
     one per call (so that a client can draw random per-call latencies).
+
+    Overload dynamics add (all optional): ``block_ms``, a blocking call of
+    that long (``time.sleep``, as a synchronous driver would block: on a
+    thread it holds that thread, on an event loop the whole loop);
+    ``deadline_ms``, after which the calls' fan-out takes the answers it
+    has; ``hedge_ms`` and ``hedge_io_ms``, a call still unanswered after
+    ``hedge_ms`` is sent again with the second latency (one per call), and
+    the first answer counts. ``bids`` is filled in by the backend client:
+    (answers received in time, calls), reported as ``x-bids``.
     """
 
     cpu_ms: float = 0.0
     io_ms: tuple[float, ...] = ()
     fanout: str = "sequential"
+    block_ms: float = 0.0
+    deadline_ms: float | None = None
+    hedge_ms: float | None = None
+    hedge_io_ms: tuple[float, ...] = ()
+    bids: list[int] = field(default_factory=list, compare=False)
 
     @property
     def calls(self) -> int:
@@ -69,6 +86,16 @@ class WorkRequest:
     @property
     def delays_us(self) -> list[int]:
         return [int(ms * 1000) for ms in self.io_ms]
+
+    @property
+    def hedge_delays_us(self) -> list[int]:
+        return [int(ms * 1000) for ms in self.hedge_io_ms]
+
+    def headers(self) -> list[tuple[str, str]]:
+        """What the answer reports besides its service time: the bids received."""
+        if len(self.bids) == 2:
+            return [("x-bids", f"{self.bids[0]}/{self.bids[1]}")]
+        return []
 
 
 def _number(text: str, name: str, high: float) -> float:
@@ -95,7 +122,7 @@ def parse_work(target: str) -> WorkRequest:
         params = parse_qs(parts.query, keep_blank_values=True, strict_parsing=False)
     except ValueError:
         raise BadRequest(400, "malformed query") from None
-    unknown = set(params) - {"cpu_ms", "io_ms", "calls", "fanout"}
+    unknown = set(params) - {"cpu_ms", "io_ms", "calls", "fanout", *OVERLOAD_PARAMS}
     if unknown:
         raise BadRequest(400, f"unknown parameter {sorted(unknown)[0]}")
     calls = _param(params, "calls", MAX_CALLS)
@@ -110,7 +137,34 @@ def parse_work(target: str) -> WorkRequest:
         io = io * int(calls)
     elif len(io) != int(calls):
         raise BadRequest(400, "io_ms must be one value or one per call")
-    return WorkRequest(cpu_ms=_param(params, "cpu_ms", MAX_CPU_MS), io_ms=tuple(io), fanout=fanout)
+    cpu = _param(params, "cpu_ms", MAX_CPU_MS)
+    if not any(k in params for k in OVERLOAD_PARAMS):
+        return WorkRequest(cpu_ms=cpu, io_ms=tuple(io), fanout=fanout)
+    return WorkRequest(cpu_ms=cpu, io_ms=tuple(io), fanout=fanout, **_overload(params, len(io)))
+
+
+def _overload(params: dict[str, list[str]], calls: int) -> dict[str, Any]:
+    """The overload parameters of a /work request, validated (``WorkRequest``)."""
+    deadline = _param(params, "deadline_ms", MAX_IO_MS) if "deadline_ms" in params else None
+    hedge = _param(params, "hedge_ms", MAX_IO_MS) if "hedge_ms" in params else None
+    if deadline is not None and deadline <= 0:
+        raise BadRequest(400, "deadline_ms must be above 0")
+    if hedge is not None and hedge <= 0:
+        raise BadRequest(400, "hedge_ms must be above 0")
+    raw_hedge = params.get("hedge_io_ms", [""])[-1]
+    hedge_io = [_number(x, "hedge_io_ms", MAX_IO_MS) for x in raw_hedge.split(",") if x]
+    if hedge is not None and len(hedge_io) == 1:
+        hedge_io = hedge_io * calls
+    if hedge is not None and len(hedge_io) != calls:
+        raise BadRequest(400, "hedge_io_ms must be one value or one per call")
+    if hedge is None and hedge_io:
+        raise BadRequest(400, "hedge_io_ms needs hedge_ms")
+    return {
+        "block_ms": _param(params, "block_ms", MAX_IO_MS),
+        "deadline_ms": deadline,
+        "hedge_ms": hedge,
+        "hedge_io_ms": tuple(hedge_io),
+    }
 
 
 _REASONS = {
@@ -191,13 +245,13 @@ class Exchange:
                 return pending
             # Otherwise h11.Data: a request body, which /work ignores.
 
-    def respond(self, service_us: int) -> bytes:
+    def respond(self, service_us: int, extra: list[tuple[str, str]] | None = None) -> bytes:
         """The 200 for the request just run; readies the connection for the next one.
 
         ``x-service-us`` reports the time the server spent on the work itself,
         so that the client can split latency into service and queueing delay.
         """
-        return self._send(200, b"ok\n", [("x-service-us", str(service_us))])
+        return self._send(200, b"ok\n", [("x-service-us", str(service_us)), *(extra or [])])
 
     def refuse(self) -> bytes:
         """503 for a request refused because the work queue is full; the connection stays."""
@@ -337,9 +391,12 @@ class FastExchange:
             return item.work
         return item
 
-    def respond(self, service_us: int) -> bytes:
+    def respond(self, service_us: int, extra: list[tuple[str, str]] | None = None) -> bytes:
         return _response(
-            200, b"ok\n", [("x-service-us", str(service_us))], close=not self._keep_alive
+            200,
+            b"ok\n",
+            [("x-service-us", str(service_us)), *(extra or [])],
+            close=not self._keep_alive,
         )
 
     def refuse(self) -> bytes:

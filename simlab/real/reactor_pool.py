@@ -4,7 +4,9 @@ The first generation of event-driven servers (nginx + PHP-FPM, Tomcat NIO):
 a parsed request is handed to a worker thread (``run_in_executor``), which
 burns its CPU and blocks in ``recv`` on the backend, then the loop writes the
 answer. ``backlog`` bounds the requests waiting for a worker; beyond it the
-loop answers 503 at once.
+loop answers 503 at once. ``max_inflight`` answers 503 beyond that many
+requests submitted and not finished; ``queue_deadline`` makes a worker
+answer 503, without the work, to a request that waited longer for it.
 """
 
 from __future__ import annotations
@@ -12,9 +14,10 @@ from __future__ import annotations
 import asyncio
 import socket
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 
-from simlab.real.aio import HttpProtocol, serve_app
+from simlab.real.aio import EXPIRED, HttpProtocol, serve_app
 from simlab.real.options import ServerOptions
 from simlab.real.protocol import WorkRequest
 from simlab.real.work import BlockingBackend, run_blocking
@@ -34,6 +37,8 @@ class ReactorApp:
         self.workers = opts.workers
         self.submitted = 0
         self.finished = 0
+        self.max_inflight = opts.max_inflight
+        self.queue_deadline = opts.queue_deadline
         self._prestart(opts.workers)
 
     def _prestart(self, workers: int) -> None:
@@ -45,15 +50,21 @@ class ReactorApp:
         barrier.wait()
 
     def overloaded(self) -> bool:
-        """True when one more request would wait for a worker beyond the backlog."""
-        if self.backlog is None:
+        """True when one more request would wait for a worker beyond the backlog,
+        or go over the concurrency limit."""
+        if self.backlog is None and self.max_inflight is None:
             return False
         with self.lock:
-            waiting = self.submitted - self.finished - self.workers
-        return waiting >= self.backlog
+            inside = self.submitted - self.finished
+        if self.max_inflight is not None and inside >= self.max_inflight:
+            return True
+        return self.backlog is not None and inside - self.workers >= self.backlog
 
-    def _work(self, request: WorkRequest) -> int:
+    def _work(self, request: WorkRequest, submitted: float) -> int:
         try:
+            deadline = self.queue_deadline
+            if deadline is not None and time.monotonic() - submitted > deadline:
+                return EXPIRED  # waited past the queue deadline: 503, not served
             return run_blocking(request, self.backend)
         finally:
             with self.lock:
@@ -63,7 +74,7 @@ class ReactorApp:
         with self.lock:
             self.submitted += 1
         loop = asyncio.get_running_loop()
-        return loop.run_in_executor(self.executor, self._work, request)
+        return loop.run_in_executor(self.executor, self._work, request, time.monotonic())
 
     async def close(self) -> None:
         # Closing the backend sockets wakes workers blocked in a backend call,

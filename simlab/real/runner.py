@@ -136,6 +136,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--stack-kib", type=int, default=0)
     p.add_argument("--uvloop", action="store_true")
     p.add_argument("--parser", choices=PARSERS, default="h11")
+    p.add_argument("--max-inflight", type=int, default=None)
+    p.add_argument("--queue-deadline-ms", type=float, default=None)
+    p.add_argument("--offload", action="store_true")
+    p.add_argument("--kernel-backlog", action="store_true")
     a = p.parse_args(argv)
     opts = ServerOptions(
         model=a.model,
@@ -148,6 +152,10 @@ def main(argv: list[str] | None = None) -> int:
         stack_kib=a.stack_kib,
         uvloop=a.uvloop,
         parser=a.parser,
+        max_inflight=a.max_inflight,
+        queue_deadline=None if a.queue_deadline_ms is None else a.queue_deadline_ms / 1e3,
+        offload=a.offload,
+        kernel_backlog=a.kernel_backlog,
     )
     run_server(opts)
     return 0

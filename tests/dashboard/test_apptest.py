@@ -146,3 +146,12 @@ def test_one_scenario_shows_the_same_numbers_on_every_page() -> None:
     # Rounded for reading: whole MiB from 100 up, one decimal from 1.
     for value in compare["memory_peak_mib"]:
         assert value == round(value, 1)
+
+
+def test_overload_page_plots_the_timeline_and_refuses_a_bad_schedule() -> None:
+    at = goto(app(), "Overload")
+    assert at.get("plotly_chart"), "no timeline chart"
+    assert "recovered" in " ".join(m.value for m in at.markdown)
+    # A schedule that is not one: a plain line naming what is wrong, no traceback.
+    at.text_input(key="ov_schedule").set_value("100/s for ten seconds").run()
+    assert not at.exception and at.error and "segment 1" in at.error[0].value
