@@ -286,16 +286,18 @@ def test_business_io_growth_linearity_budget_and_goals_flip() -> None:
 def test_c10k_notes_claim_touched_stacks_and_memory_gap_flip() -> None:
     c10k = script("c10k_idle_connections")
     df = committed("c10k_idle_connections")
-    # The committed runs took the machine's kernel growth (client ends included).
-    old = rules.MEASURED_MACHINE
-    text = c10k.findings(df, rate=20.0, client_end_kib=CLIENT_END_KIB, measured_as=old)
+    # The committed runs count the server's own kernel memory, as the models do.
+    meta = json.loads((COMMITTED / "c10k_idle_connections" / "meta.json").read_text())
+    assert rules.measured_definition(meta["params"]) == "measured"
+    text = c10k.findings(df, rate=20.0, client_end_kib=CLIENT_END_KIB)
     notes = sentence(text, "The notes'")
     assert "matches it on jvm" in notes and "exceeds it on cpython" in notes
     assert "is below it on every platform" in notes
     assert "an idle thread touches only a few pages" in text
     assert "less than thread-per-connection" in sentence(text, "Async holds")
-    assert "defined differently" in text
-    assert "41% below the measurement" in sentence(text, "**async** at 10,000")
+    assert "defined alike" in text
+    assert "the two agree within 15%" in sentence(text, "**async** at 10,000")
+    assert "On one definition, the two agree for every model." in text
 
     flipped = df.copy()
     sim = flipped["source"] == "simulated"
@@ -309,13 +311,16 @@ def test_c10k_notes_claim_touched_stacks_and_memory_gap_flip() -> None:
     flipped.loc[meas_tpc, "resident_mib"] = flipped.loc[meas_tpc, "reserved_mib"] / 2
     cp_async = sim & (flipped["platform"] == "cpython") & (flipped["model"] == "async")
     flipped.loc[cp_async, "resident_mib"] = 1e6
-    text = c10k.findings(flipped, rate=20.0, client_end_kib=CLIENT_END_KIB, measured_as=old)
+    text = c10k.findings(flipped, rate=20.0, client_end_kib=CLIENT_END_KIB)
     notes = sentence(text, "The notes'")
     assert "exceeds it on jvm" in notes and "is below it on every platform" not in notes
     assert "an idle thread touches only a few pages" not in text
     assert "more than thread-per-connection" in sentence(text, "Async holds")
+    assert "a gap remains" in text
 
-    # Measured memory that is the model's plus the client ends: no gap is left.
+    # A run measured the old way (the machine's kernel growth, client ends
+    # included) whose gap is exactly the client ends: agreement on one definition.
+    old = rules.MEASURED_MACHINE
     agreeing = df.copy()
     for model in ("thread-per-connection", "reactor-pool", "async"):
         m = (agreeing["source"] == "measured") & (agreeing["model"] == model)
@@ -330,12 +335,11 @@ def test_c10k_notes_claim_touched_stacks_and_memory_gap_flip() -> None:
             sim_by_n.loc[n].to_numpy() + n.to_numpy() * CLIENT_END_KIB / 1024
         )
     text = c10k.findings(agreeing, rate=20.0, client_end_kib=CLIENT_END_KIB, measured_as=old)
+    assert "defined differently" in text
     assert "On one definition, the two agree for every model." in text
     assert "Hypothesis" not in text
-
-    # With the definitions aligned (the server's own kernel memory), the same gap is
-    # a plain disagreement.
-    text = c10k.findings(df, rate=20.0, client_end_kib=CLIENT_END_KIB, measured_as="measured")
+    # The same table read as aligned definitions: the client ends are a plain gap.
+    text = c10k.findings(agreeing, rate=20.0, client_end_kib=CLIENT_END_KIB)
     assert "defined alike" in text and "client ends" not in text
     assert "a gap remains" in text
 
@@ -346,8 +350,6 @@ def test_ad_service_fanout_threads_ways_out_and_errors_flip() -> None:
         "cpu_s": 0.001,
         "connections": 18_000,
         "client_end_kib": CLIENT_END_KIB,
-        # The committed runs took the machine's kernel growth (client ends included).
-        "measured_as": rules.MEASURED_MACHINE,
     }
     df = committed("ad_service_fanout")
     text = ad.findings(df, **kwargs)
