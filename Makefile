@@ -3,14 +3,14 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
-CHECKED := simlab tests benchmarks experiments app.py
+CHECKED := simlab tests benchmarks experiments app.py docs
 
-.PHONY: run compare test lint format bench bench-wrk profile clean browser experiments
+.PHONY: run compare test lint docs format bench bench-wrk bench-peers profile clean browser peers experiments
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev,bench]'
+	$(BIN)/python -m pip install --quiet -e '.[dev,bench,docs]'
 	@touch $(STAMP)
 
 ## The main job: the dashboard on http://127.0.0.1:8501 (Ctrl-C stops it).
@@ -22,8 +22,9 @@ run: $(STAMP)
 compare: $(STAMP)
 	$(BIN)/simlab compare
 
-## Lint, types and the whole test suite (the browser test needs chromium).
-test: $(STAMP) lint browser
+## Lint, types, the documentation and the whole test suite (the browser test needs
+## chromium, the peers' tests their runtimes).
+test: $(STAMP) lint docs browser peers
 	$(BIN)/pytest
 
 ## Every experiment at full scale (writes data/experiments/<name>/).
@@ -42,6 +43,32 @@ browser:
 		else \
 			echo "note: chromium or chromedriver is missing; install them with:" \
 				"sudo apt-get install chromium chromium-driver"; \
+		fi; \
+	fi
+
+## The documentation site in site/ (MkDocs, strict: any warning fails the build).
+## docs/cli.md's reference part is regenerated from the parser first (committed).
+## NO_MKDOCS_2_WARNING silences a banner Material prints on every build.
+docs: $(STAMP)
+	$(BIN)/python docs/gen_cli.py
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict
+
+## The peers' runtimes (nginx, PHP-FPM, uWSGI, Tomcat 10, Go, Node.js, a JDK) and
+## wrk: installed with apt-get when missing and running as root; otherwise the
+## one line that installs them is printed (and the peers' tests say what is missing).
+PEER_PACKAGES := nginx-light php-fpm php-curl uwsgi uwsgi-plugin-python3 libtomcat10-java \
+	default-jdk-headless golang-go nodejs wrk
+peers:
+	@missing=""; \
+	for pkg in $(PEER_PACKAGES); do \
+		dpkg-query -W -f='$${Status}' $$pkg 2>/dev/null | grep -q "ok installed" || missing="$$missing $$pkg"; \
+	done; \
+	if [ -n "$$missing" ]; then \
+		if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+			apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
+		else \
+			echo "note: the peers need:$$missing; install them with:" \
+				"sudo apt-get install$$missing"; \
 		fi; \
 	fi
 
@@ -64,7 +91,12 @@ profile: $(STAMP)
 	$(BIN)/python benchmarks/profile_hot_path.py
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis build *.egg-info
+	rm -rf $(VENV) site .pytest_cache .mypy_cache .ruff_cache .hypothesis build *.egg-info
+
+## Every peer's trivial-request throughput under wrk beside uvicorn's, as ratios
+## (a check that no peer is crippled by its configuration; needs the peers and wrk).
+bench-peers: $(STAMP) peers
+	$(BIN)/python benchmarks/bench_peers_wrk.py
 
 ## simlab's load generator against wrk (needs: apt-get install wrk).
 bench-wrk: $(STAMP)

@@ -13,18 +13,23 @@ Run: ``python experiments/business_io_growth.py [--quick]``.
 
 from __future__ import annotations
 
+from typing import Any
+
 import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import numpy as np
+import pandas as pd
 import plotly.express as px
 
 import simlab
 from simlab import Fixed, Workload
-from simlab.experiment import Experiment, arguments
+from simlab.experiment import Experiment, arguments, rewrite_findings
+from simlab.findings import compare, elasticity, scaling
 from simlab.planner import Goals, plan
 
+NAME = "business_io_growth"
 SEED = 1
 RATE = 1000.0  # requests/s, fixed
 CPU_S = 0.001
@@ -37,10 +42,29 @@ RESERVED_BUDGET_GIB = 2.0  # and on reserved address space (1 MiB JVM stacks)
 PLATFORM = "jvm"
 CORES = 16
 MODELS = ("reactor-pool", "async")
+# The findings' rules: threads ~ (Little's busy workers)^b is linear when b's 95% CI
+# lies within 1 +- 0.1; a budget's edge is where a grid row first exceeds it.
+LINEAR_TOL = 0.1
+ENGINES = {"des": "the DES", "analytic": "the analytic estimate only (quick run)"}
+
+
+def _findings_from(df: pd.DataFrame, params: dict[str, Any]) -> str:
+    """The findings of a saved run, with the parameters it recorded in meta.json."""
+    platform = simlab.load_platform(params["platform"]).with_(cores=params["cores"])
+    return findings(
+        df,
+        platform=platform,
+        rate=params["rate"],
+        cpu_s=params["cpu_s"],
+        budget_gib=params["budget_gib"],
+    )
 
 
 def main() -> None:
     args = arguments(__doc__ or "")
+    if args.findings_only:
+        rewrite_findings(NAME, _findings_from, args.out)
+        return
     io_grid = QUICK_IO_MS if args.quick else IO_MS
     check = "analytic" if args.quick else "des"
     platform = simlab.load_platform(PLATFORM).with_(cores=CORES)
@@ -52,9 +76,7 @@ def main() -> None:
         "budget_gib": BUDGET_GIB,
         "check": check,
     }
-    with Experiment(
-        "business_io_growth", seed=SEED, quick=args.quick, params=params, out=args.out
-    ) as ex:
+    with Experiment(NAME, seed=SEED, quick=args.quick, params=params, out=args.out) as ex:
         for io_ms in io_grid:
             w = Workload(
                 connections=CLIENTS,
@@ -94,7 +116,9 @@ def main() -> None:
                 + ", ".join(f"{p.model} {p.threads} threads" for p in report.plans)
             )
         _plots(ex)
-        _findings(ex, platform)
+        ex.findings(
+            findings(ex.results(), platform=platform, rate=RATE, cpu_s=CPU_S, budget_gib=BUDGET_GIB)
+        )
     print(f"wrote {ex.target}")
 
 
@@ -130,57 +154,123 @@ def _plots(ex: Experiment) -> None:
     )
 
 
-def _findings(ex: Experiment, platform: simlab.Platform) -> None:
-    df = ex.table()
-    rp = df[df["model"] == "reactor-pool"].set_index("io_ms")
-    asy = df[df["model"] == "async"].set_index("io_ms")
+def _edge(
+    rp: pd.DataFrame, column: str, budget_mib: float, little_ms: float, *, label: str, per: str
+) -> str:
+    """Where the reactor-pool's memory first exceeds a budget in the grid, and whether
+    Little's law's estimate of the edge falls in the same bracket of the grid."""
+    over = rp[rp[column] > budget_mib]
+    if over.empty:
+        return (
+            f"Within the grid the reactor-pool stays under the {label} "
+            f"(at most {rp[column].max():,.0f} MiB); Little's law with {per} puts the edge at "
+            f"{little_ms:,.0f} ms per request."
+        )
+    first = float(over.index.min())
+    under = rp[rp.index < first]
+    last_ok = float(under.index.max()) if len(under) else None
+    bracket = f"between {last_ok:g} and {first:g} ms" if last_ok is not None else f"by {first:g} ms"
+    inside = (last_ok is None or little_ms > last_ok) and little_ms <= first
+    return (
+        f"With the {label} the first generation stops fitting at {first:g} ms per request "
+        f"in this grid ({over.loc[first, column]:,.0f} MiB); Little's law with {per} puts "
+        f"the edge at {little_ms:,.0f} ms, "
+        + (
+            f"inside the grid's bracket ({bracket}): the two are consistent."
+            if inside
+            else f"outside the grid's bracket ({bracket}): Little's per-thread estimate "
+            "does not locate the edge here."
+        )
+    )
+
+
+def findings(
+    df: pd.DataFrame, *, platform: simlab.Platform, rate: float, cpu_s: float, budget_gib: float
+) -> str:
+    """The findings, every direction and comparison chosen by a rule from the table."""
+    rp = df[df["model"] == "reactor-pool"].set_index("io_ms").sort_index()
+    asy = df[df["model"] == "async"].set_index("io_ms").sort_index()
     lo, hi = rp.index.min(), rp.index.max()
-    over = rp[rp["resident_mib"] > BUDGET_GIB * 1024]
-    over_reserved = rp[rp["reserved_mib"] > RESERVED_BUDGET_GIB * 1024]
     per_thread_kib = platform.thread_kib + platform.thread_kernel_kib
     # Little's law alone: workers ~ rate x (cpu + io); each costs per_thread_kib.
-    little_io = (BUDGET_GIB * 1024 * 1024 / per_thread_kib / RATE - CPU_S) * 1e3
+    little_io = (budget_gib * 1024 * 1024 / per_thread_kib / rate - cpu_s) * 1e3
     little_reserved_io = (
-        RESERVED_BUDGET_GIB * 1024 * 1024 / platform.stack_kib / RATE - CPU_S
+        RESERVED_BUDGET_GIB * 1024 * 1024 / platform.stack_kib / rate - cpu_s
     ) * 1e3
     ratio = rp.loc[hi, "threads"] / rp.loc[lo, "threads"]
+    # Little's law says busy workers = rate x time per request (little_busy): the
+    # threads follow it when threads ~ little_busy^b with b's CI around 1.
+    b = elasticity(rp["little_busy"], rp["threads"])
+    kind = scaling(b, LINEAR_TOL)
+    follows = {
+        "linear": "linear, as Little's law says",
+        "sub-linear": "slower than Little's law's busy workers",
+        "super-linear": "faster than Little's law's busy workers",
+        "undetermined": "neither shown to follow Little's law nor to depart from it",
+    }[kind]
+    steady = compare(asy["threads"].max(), asy["threads"].min(), 0.0)
     text = [
         "# Business I/O growth: the first generation against the second\n",
-        f"At {RATE:g} requests/s on {PLATFORM} ({CORES} cores), as the backend wait per "
-        f"request grows from {lo:g} ms to {hi:g} ms ({hi / lo:,.0f}x), the reactor-pool "
-        f"needs from {rp.loc[lo, 'threads']:,.0f} to {rp.loc[hi, 'threads']:,.0f} threads "
-        f"({ratio:,.0f}x: linear, as Little's law says; it predicts "
-        f"{rp.loc[hi, 'little_busy']:,.0f} busy at {hi:g} ms), while async "
+        f"At {rate:g} requests/s on {platform.name} ({platform.cores} cores), as the backend "
+        f"wait per request grows from {lo:g} ms to {hi:g} ms ({hi / lo:,.0f}x), the "
+        f"reactor-pool needs from {rp.loc[lo, 'threads']:,.0f} to "
+        f"{rp.loc[hi, 'threads']:,.0f} threads ({ratio:,.0f}x: {follows}; threads ~ "
+        f"busy^{b.slope:.2f} against Little's busy workers, rate x time per request, "
+        f"{b.ci()}, linear meaning within {1 - LINEAR_TOL:g} to {1 + LINEAR_TOL:g}; it "
+        f"predicts {rp.loc[hi, 'little_busy']:,.0f} busy at {hi:g} ms), while async "
+        + steady.pick(
+            more=f"needs {asy['threads'].min():,.0f} to {asy['threads'].max():,.0f}",
+            less="",  # max < min cannot happen
+            same=f"stays at {asy['threads'].min():,.0f} threads",
+        )
         + (
-            f"stays at {asy['threads'].min():,.0f} threads.\n"
-            if asy["threads"].min() == asy["threads"].max()
-            else f"needs {asy['threads'].min():,.0f} to {asy['threads'].max():,.0f}.\n"
+            f": at {hi:g} ms the reactor-pool needs "
+            f"{rp.loc[hi, 'threads'] / asy.loc[hi, 'threads']:,.0f}x async's threads.\n"
+            if hi in asy.index
+            else ".\n"
+        ),
+        _edge(
+            rp,
+            "resident_mib",
+            budget_gib * 1024,
+            little_io,
+            label=f"{budget_gib:g} GiB resident budget",
+            per=f"{per_thread_kib:.0f} KiB per thread",
+        ),
+        " "
+        + _edge(
+            rp,
+            "reserved_mib",
+            RESERVED_BUDGET_GIB * 1024,
+            little_reserved_io,
+            label=f"{RESERVED_BUDGET_GIB:g} GiB budget on reserved address space",
+            per=f"{platform.stack_kib:.0f} KiB of stack per thread",
         ),
     ]
-    if len(over):
-        text.append(
-            f"With a {BUDGET_GIB:g} GiB resident budget the first generation stops fitting at "
-            f"about {over.index.min():g} ms per request in this grid "
-            f"({over.iloc[0]['resident_mib']:,.0f} MiB); Little's law with "
-            f"{per_thread_kib:.0f} KiB per thread puts the edge at {little_io:,.0f} ms."
-        )
-    else:
-        text.append(
-            f"Within the grid the reactor-pool stays under {BUDGET_GIB:g} GiB resident "
-            f"(at most {rp['resident_mib'].max():,.0f} MiB); Little's law puts the edge at "
-            f"{little_io:,.0f} ms per request."
-        )
-    if len(over_reserved):
-        text.append(
-            f" Counted on reserved stacks ({platform.stack_kib:.0f} KiB each), a "
-            f"{RESERVED_BUDGET_GIB:g} GiB budget is exceeded from {over_reserved.index.min():g} "
-            f"ms (Little: {little_reserved_io:,.0f} ms)."
-        )
-    text.append(
-        f"\n\nPlans were {'confirmed by the DES' if not ex.quick else 'analytic (quick run)'}; "
-        f"every plan met its p99 goal of 1.5x the request's own time plus 20 ms."
+    engines = sorted(set(df["engine"].astype(str)))
+    checked = (
+        "confirmed by the DES"
+        if engines == ["des"]
+        else f"checked by: {', '.join(ENGINES.get(e, e) for e in engines)}"
     )
-    ex.findings("".join(text))
+    met = df["feasible"].astype(bool) & (df["p99_ms"] <= df["p99_goal_ms"])
+    goal = f"its p99 goal of {SLACK:g}x the request's own time plus 20 ms"
+    if met.all():
+        verdict = f"every plan met {goal} (p99_ms <= p99_goal_ms in all {len(df)} rows)."
+    else:
+        missed = df[~met]
+        verdict = (
+            f"{len(missed)} of {len(df)} plans missed {goal}: "
+            + "; ".join(
+                f"{r.model} at {r.io_ms:g} ms (p99 {r.p99_ms:,.0f} against {r.p99_goal_ms:,.0f} ms"
+                + ("" if r.feasible else ", infeasible")
+                + ")"
+                for r in missed.itertuples()
+            )
+            + "."
+        )
+    text.append(f"\n\nPlans were {checked}; {verdict}")
+    return "".join(text)
 
 
 if __name__ == "__main__":

@@ -19,17 +19,21 @@ from __future__ import annotations
 import os
 import signal
 import threading
+from typing import Any
 
 import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import numpy as np
+import pandas as pd
 
-from simlab.experiment import Experiment, arguments
+from simlab.experiment import Experiment, arguments, rewrite_findings
+from simlab.findings import compare
 from simlab.real import loadgen
 from simlab.real.processes import Managed, port_is_free, python
 
+NAME = "coordinated_omission"
 SEED = 1
 RUN_S, STALL_S, STALL_AT_S = 20.0, 1.0, 8.0
 QUICK_RUN_S, QUICK_STALL_S, QUICK_STALL_AT_S = 6.0, 0.5, 2.5
@@ -39,6 +43,11 @@ OPEN_CONNECTIONS = 400
 CLOSED_CONNECTIONS = 10
 QUERY = "cpu_ms=0.2&io_ms=2&calls=1"
 PERCENTILES = (50.0, 90.0, 99.0, 99.9, 100.0)
+# The findings' rules:
+SHOWS = 2.0  # a percentile shows the stall at >= 2x the same generator's without it
+PAUSE = 0.5  # a generator fell behind if it lost >= half a stall's worth of throughput
+PREDICT_TOL = 0.25  # the open-loop p99 agrees with the prediction within 25%
+SAME = 0.10  # two p99s within 10% are the same
 
 
 def _stall(pgid: int, at: float, seconds: float, done: threading.Event) -> threading.Thread:
@@ -107,8 +116,22 @@ def one_run(mode: str, stalled: bool, run_s: float, stall_s: float, stall_at: fl
     return out
 
 
+def _findings_from(df: pd.DataFrame, params: dict[str, Any]) -> str:
+    """The findings of a saved run, with the parameters it recorded in meta.json."""
+    return findings(
+        df,
+        run_s=params["run_s"],
+        stall_s=params["stall_s"],
+        closed_connections=params["closed_connections"],
+        open_rate=params["open_rate"],
+    )
+
+
 def main() -> None:
     args = arguments(__doc__ or "")
+    if args.findings_only:
+        rewrite_findings(NAME, _findings_from, args.out)
+        return
     run_s = QUICK_RUN_S if args.quick else RUN_S
     stall_s = QUICK_STALL_S if args.quick else STALL_S
     stall_at = QUICK_STALL_AT_S if args.quick else STALL_AT_S
@@ -119,16 +142,22 @@ def main() -> None:
         "query": QUERY,
         "closed_connections": CLOSED_CONNECTIONS,
     }
-    with Experiment(
-        "coordinated_omission", seed=SEED, quick=args.quick, params=params, out=args.out
-    ) as ex:
+    with Experiment(NAME, seed=SEED, quick=args.quick, params=params, out=args.out) as ex:
         for mode in ("closed", "open"):
             for stalled in (False, True):
                 row = one_run(mode, stalled, run_s, stall_s, stall_at)
                 ex.add(generator=mode, stalled=stalled, **row)
                 print(f"{mode:6s} stalled={stalled!s:5s} p99 {row['p99_ms']:8.1f} ms")
         _plot(ex, stall_s)
-        _findings(ex, run_s, stall_s)
+        ex.findings(
+            findings(
+                ex.results(),
+                run_s=run_s,
+                stall_s=stall_s,
+                closed_connections=CLOSED_CONNECTIONS,
+                open_rate=OPEN_RATE,
+            )
+        )
     print(f"wrote {ex.target}")
 
 
@@ -156,28 +185,102 @@ def _plot(ex: Experiment, stall_s: float) -> None:
     plt.close(fig)
 
 
-def _findings(ex: Experiment, run_s: float, stall_s: float) -> None:
-    df = ex.table().set_index(["generator", "stalled"])
-    closed, open_ = df.loc[("closed", True)], df.loc[("open", True)]
-    base_c, base_o = df.loc[("closed", False)], df.loc[("open", False)]
-    predicted = _predicted_p99_ms(run_s, stall_s)
-    err = (open_["p99_ms"] - predicted) / predicted if predicted else float("nan")
-    ex.findings(
-        f"# Coordinated omission\n\n"
-        f"The server was frozen for {stall_s:g} s in a {run_s:g} s run.\n\n"
-        f"- **Closed loop** ({CLOSED_CONNECTIONS} connections, like wrk): p99 "
-        f"{closed['p99_ms']:,.1f} ms (without the stall {base_c['p99_ms']:,.1f} ms); only the "
-        f"{CLOSED_CONNECTIONS} requests in flight saw the stall, because the generator stopped "
-        f"sending while the server was frozen, so {closed['completed']:,.0f} fast requests "
-        f"dilute them. Its max, {closed['p100_ms']:,.0f} ms, is the only trace of the stall.\n"
-        f"- **Open loop** ({OPEN_RATE:g} req/s, latency from the intended send time): p99 "
-        f"{open_['p99_ms']:,.1f} ms (without the stall {base_o['p99_ms']:,.1f} ms).\n\n"
-        f"The simple prediction, a share {stall_s / run_s:.1%} of requests delayed by 0 to "
-        f"{stall_s:g} s, gives a p99 of {predicted:,.0f} ms; the open-loop measurement is "
-        f"{err:+.0%} from it. The open-loop p99 is the right one: it is what users arriving "
-        f"at a steady rate experienced. The closed-loop p99 understates it "
-        f"{open_['p99_ms'] / max(closed['p99_ms'], 1e-9):,.0f}-fold."
+def _shows(run: pd.Series, base: pd.Series) -> list[str]:
+    """The percentiles in which the stall shows: at least SHOWS times the unstalled run's."""
+    return [f"p{p:g}" for p in PERCENTILES if run[f"p{p:g}_ms"] >= SHOWS * base[f"p{p:g}_ms"]]
+
+
+def _listed(names: list[str]) -> str:
+    if not names:
+        return "none of its percentiles show the stall"
+    if names == ["p100"]:
+        return "only its max shows the stall"
+    return "the stall shows in " + ", ".join(names)
+
+
+def _paused(run: pd.Series, base: pd.Series, stall_s: float) -> tuple[float, str]:
+    """How many seconds of its unstalled throughput a generator lost, and what that says."""
+    lost_s = (base["completed"] - run["completed"]) / base["throughput_rps"]
+    verdict = (
+        "it fell behind while the server was frozen"
+        if lost_s >= PAUSE * stall_s
+        else "it kept pace through the stall"
     )
+    return lost_s, verdict
+
+
+def findings(
+    df: pd.DataFrame, *, run_s: float, stall_s: float, closed_connections: int, open_rate: float
+) -> str:
+    """The findings, every direction and comparison chosen by a rule from the table."""
+    t = df.set_index(["generator", "stalled"])
+    closed, open_ = t.loc[("closed", True)], t.loc[("open", True)]
+    base_c, base_o = t.loc[("closed", False)], t.loc[("open", False)]
+    predicted = _predicted_p99_ms(run_s, stall_s)
+    c_lost, c_paused = _paused(closed, base_c, stall_s)
+    o_lost, o_paused = _paused(open_, base_o, stall_s)
+    tail = closed["p99.9_ms"]
+    beyond = int(closed["measured"] * 0.001)
+    lines = [
+        "# Coordinated omission\n",
+        f"The server was frozen for {stall_s:g} s in a {run_s:g} s run. A percentile shows "
+        f"the stall when it is at least {SHOWS:g}x the same generator's without the stall; a "
+        "generator fell behind when it completed fewer requests than without the stall "
+        f"by at least {PAUSE:g}x the stall's length of its unstalled throughput.\n",
+        f"- **Closed loop** ({closed_connections} connections, like wrk): p99 "
+        f"{closed['p99_ms']:,.1f} ms (without the stall {base_c['p99_ms']:,.1f} ms); "
+        f"{_listed(_shows(closed, base_c))} (max {closed['p100_ms']:,.0f} ms, without the "
+        f"stall {base_c['p100_ms']:,.0f} ms). Its p99.9 is {tail:,.1f} ms, so at most "
+        f"{beyond:,} of its {closed['measured']:,.0f} requests took longer; with "
+        f"{closed_connections} connections, at most {closed_connections} requests are in "
+        "flight when the server freezes. It completed "
+        f"{closed['completed']:,.0f} requests against {base_c['completed']:,.0f} without "
+        f"the stall, {c_lost:,.1f} s of its unstalled throughput lost to a {stall_s:g} s "
+        f"stall: {c_paused}"
+        + (
+            ": a closed loop sends only when answered, so it waited instead of sending, "
+            "and the few requests that saw the stall are diluted by fast ones."
+            if c_lost >= PAUSE * stall_s
+            else "."
+        ),
+        f"- **Open loop** ({open_rate:g} req/s, latency from the intended send time): p99 "
+        f"{open_['p99_ms']:,.1f} ms (without the stall {base_o['p99_ms']:,.1f} ms); "
+        f"{_listed(_shows(open_, base_o))}. It completed {open_['completed']:,.0f} requests "
+        f"against {base_o['completed']:,.0f} without the stall ({o_lost:,.1f} s of its "
+        f"throughput): {o_paused}.",
+    ]
+    if predicted:
+        err = compare(open_["p99_ms"], predicted, PREDICT_TOL)
+        lines.append(
+            f"\nThe simple prediction, a share {stall_s / run_s:.1%} of requests delayed by "
+            f"0 to {stall_s:g} s, gives a p99 of {predicted:,.0f} ms; the open-loop "
+            f"measurement is {err.relative:+.0%} from it, "
+            + err.pick(
+                more=f"further than {PREDICT_TOL:.0%} above: the stall delayed more than the "
+                "prediction's share.",
+                less=f"further than {PREDICT_TOL:.0%} below: the stall delayed less than the "
+                "prediction's share.",
+                same=f"within {PREDICT_TOL:.0%}.",
+            )
+        )
+    else:
+        lines.append(
+            f"\nThe simple prediction: a share {stall_s / run_s:.1%} of requests delayed is "
+            "under 1%, too few to move the p99."
+        )
+    vs = compare(open_["p99_ms"], closed["p99_ms"], SAME)
+    lines.append(
+        "The open-loop p99 measures from the intended send time, which is what users "
+        "arriving at a steady rate experience; "
+        + vs.pick(
+            more=f"the closed-loop p99 understates it {vs.ratio:,.0f}-fold.",
+            less=f"the closed-loop p99 is {1 / vs.ratio:,.1f}x above it: here the closed "
+            "loop does not understate the stall.",
+            same=f"the closed-loop p99 is within {SAME:.0%} of it: here the closed loop "
+            "does not understate the stall.",
+        )
+    )
+    return "\n".join(lines)
 
 
 if __name__ == "__main__":

@@ -13,16 +13,21 @@ Run: ``python experiments/multicore.py [--quick]``.
 
 from __future__ import annotations
 
+from typing import Any
+
 import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
+import pandas as pd
 
 import simlab
 from simlab import Architecture, Fixed, Workload
-from simlab.experiment import Experiment, arguments
+from simlab.experiment import Experiment, arguments, rewrite_findings
+from simlab.findings import RESIDENT, compare, hypothesis
 from simlab.real.measure import MeasureOptions, measure
 
+NAME = "multicore"
 SEED = 1
 CORES = (2, 8, 24)
 PROCESSES = (1, 2, 4, 8, 16, 24)
@@ -33,6 +38,14 @@ CLIENTS = 256  # enough to saturate every configuration
 CPU_MS, IO_MS = 2.0, 10.0
 WORKERS = 16
 SECONDS, QUICK_SECONDS = 6.0, 3.0
+# The findings' rules:
+ENOUGH = 0.03  # simulated: the fewest processes within 3% of the most throughput suffice
+MEASURED_SAME = 0.05  # measured throughputs within 5% are the same (a shared, noisy machine)
+MEMORY_SAME = 0.05  # resident memory within 5% has not grown
+AGREE = 0.10  # simulated throughput within 10% of the measured agrees
+CORE_TOL = 0.10  # a process using more than 1.1 cores' worth of CPU uses more than one
+DOUBLE_TOL = 0.15  # a ratio within 15% of 2 "nearly doubles"
+FULL = 0.9  # cpu_utilization at or above 0.9: the cores are busy
 
 
 def workload() -> Workload:
@@ -42,15 +55,23 @@ def workload() -> Workload:
     )
 
 
+def _findings_from(df: pd.DataFrame, params: dict[str, Any]) -> str:
+    """The findings of a saved run, with the parameters it recorded in meta.json."""
+    return findings(df, cpu_ms=params["cpu_ms"])
+
+
 def main() -> None:
     args = arguments(__doc__ or "")
+    if args.findings_only:
+        rewrite_findings(NAME, _findings_from, args.out)
+        return
     cores_grid = QUICK_CORES if args.quick else CORES
     procs_grid = QUICK_PROCESSES if args.quick else PROCESSES
     real_procs = QUICK_REAL_PROCESSES if args.quick else REAL_PROCESSES
     seconds = QUICK_SECONDS if args.quick else SECONDS
     base = simlab.load_platform("cpython")
     params = {"clients": CLIENTS, "cpu_ms": CPU_MS, "io_ms": IO_MS, "workers": WORKERS}
-    with Experiment("multicore", seed=SEED, quick=args.quick, params=params, out=args.out) as ex:
+    with Experiment(NAME, seed=SEED, quick=args.quick, params=params, out=args.out) as ex:
         for cores in cores_grid:
             platform = base.with_(cores=cores)
             for model in MODELS:
@@ -99,12 +120,12 @@ def main() -> None:
                     throughput_rps=s.throughput_rps,
                     p50_ms=s.latency_ms.p50,
                     threads=s.threads.peak,
-                    resident_mib=mem.peak + (mem.kernel_peak or 0.0),
+                    resident_mib=mem.peak,  # user (PSS) + the server's own kernel memory
                     cpu_utilization=s.cpu_utilization,
                 )
                 print(f"real {model} x{procs}: {s.throughput_rps:,.0f} req/s")
         _plot(ex)
-        _findings(ex)
+        ex.findings(findings(ex.results(), cpu_ms=CPU_MS))
     print(f"wrote {ex.target}")
 
 
@@ -129,48 +150,186 @@ def _plot(ex: Experiment) -> None:
     plt.close(fig)
 
 
-def _findings(ex: Experiment) -> None:
-    df = ex.table()
+def _simulated(cores: int, model: str, a: pd.DataFrame) -> str:
+    """What processes buy on one simulated machine: the fewest within ENOUGH of the most,
+    and what the processes beyond those add."""
+    one = a.loc[a.index.min()]
+    enough = a[a["throughput_rps"] >= (1 - ENOUGH) * a["throughput_rps"].max()]
+    best_p = int(enough.index.min())
+    best = a.loc[best_p]
+    top_p = int(a.index.max())
+    per_core = compare(best_p, cores, 0.0).pick(
+        more=f"more processes than cores ({cores})",
+        less=f"fewer processes than cores ({cores})",
+        same="one process per core",
+    )
+    text = (
+        f"- **{cores} cores** (simulated, {model}): one process serves "
+        f"{one['throughput_rps']:,.0f} req/s; {best_p} processes reach "
+        f"{best['throughput_rps']:,.0f} req/s "
+        f"({best['throughput_rps'] / one['throughput_rps']:.1f}x, "
+        f"within {ENOUGH:.0%} of the most; {per_core}), at "
+        f"{best['resident_mib'] - one['resident_mib']:,.0f} MiB more memory; "
+    )
+    if best_p == top_p:
+        return text + (
+            f"the grid stops at {top_p} processes, so whether more would add throughput is "
+            "not shown."
+        )
+    top = a.loc[top_p]
+    tput = compare(top["throughput_rps"], best["throughput_rps"], ENOUGH)
+    mem = compare(top["resident_mib"], best["resident_mib"], MEMORY_SAME)
+    return text + (
+        f"up to {top_p} processes "
+        + mem.pick(
+            more=f"add memory (+{top['resident_mib'] - best['resident_mib']:,.0f} MiB)",
+            less=f"use less memory ({top['resident_mib'] - best['resident_mib']:,.0f} MiB)",
+            same=f"add no memory (within {MEMORY_SAME:.0%})",
+        )
+        + " and "
+        + tput.pick(
+            more=f"still add throughput ({tput.relative:+.0%})",
+            less=f"lose throughput ({tput.relative:+.0%})",
+            same=f"no throughput (within {ENOUGH:.0%})",
+        )
+        + "."
+    )
+
+
+def findings(df: pd.DataFrame, *, cpu_ms: float) -> str:
+    """The findings, every direction and comparison chosen by a rule from the table."""
     sim = df[df["source"] == "simulated"]
     lines = ["# Processes, threads, coroutines and the GIL\n"]
-    for cores, part in sim.groupby("cores"):
-        a = part[part["model"] == "async"].set_index("processes")
-        one = a.loc[a.index.min()]
-        # The fewest processes within 3% of the best: more only add memory.
-        enough = a[a["throughput_rps"] >= 0.97 * a["throughput_rps"].max()]
-        best_p = int(enough.index.min())
-        best = a.loc[best_p]
+    for (cores, model), part in sim.groupby(["cores", "model"], sort=True):
+        lines.append(_simulated(int(cores), str(model), part.set_index("processes").sort_index()))
+    ones = sim[sim["processes"] == sim["processes"].min()]
+    for model, part in ones.groupby("model"):
+        same = compare(part["throughput_rps"].max(), part["throughput_rps"].min(), ENOUGH)
+        core_counts = ", ".join(f"{c:g}" for c in sorted(part["cores"]))
         lines.append(
-            f"- **{cores} cores** (simulated, async): one process serves "
-            f"{one['throughput_rps']:,.0f} req/s; {best_p} processes reach "
-            f"{best['throughput_rps']:,.0f} req/s "
-            f"({best['throughput_rps'] / one['throughput_rps']:.1f}x, "
-            f"within 3% of the most), at {best['resident_mib'] - one['resident_mib']:,.0f} MiB "
-            "more memory; more processes add memory, not throughput."
+            f"- One simulated {model} process "
+            + same.pick(
+                more=f"serves more with more cores ({part['throughput_rps'].min():,.0f} to "
+                f"{part['throughput_rps'].max():,.0f} req/s on {core_counts} cores).",
+                less="",  # max < min cannot happen
+                same=f"serves the same on {core_counts} cores (within {ENOUGH:.0%}: "
+                f"{part['throughput_rps'].mean():,.0f} req/s): more cores do not help one "
+                "process, as the cpython profile's gil setting makes the model do.",
+            )
         )
+
     real = df[df["source"] == "measured"]
+    verdicts = []
     for model, group in real.groupby("model"):
-        part = group.set_index("processes")
-        s = sim[(sim["cores"] == 2) & (sim["model"] == model)].set_index("processes")
+        part = group.set_index("processes").sort_index()
+        s = sim[(sim["cores"] == part["cores"].iloc[0]) & (sim["model"] == model)].set_index(
+            "processes"
+        )
         p_max = part.index.max()
-        lines.append(
-            f"- **{model}, measured on this machine's 2 cores**: "
+        line = (
+            f"- **{model}, measured on this machine's {part['cores'].iloc[0]:g} cores**: "
             + ", ".join(
                 f"{p} process{'es' if p > 1 else ''} {part.loc[p, 'throughput_rps']:,.0f} req/s"
                 for p in part.index
             )
-            + (
-                f" (simulated with {p_max}: {s.loc[p_max, 'throughput_rps']:,.0f} req/s)."
-                if p_max in s.index
-                else "."
+        )
+        if p_max in s.index:
+            agree = compare(
+                s.loc[p_max, "throughput_rps"], part.loc[p_max, "throughput_rps"], AGREE
+            )
+            line += f" (simulated with {p_max}: {s.loc[p_max, 'throughput_rps']:,.0f} req/s, " + (
+                agree.pick(
+                    more=f"{agree.relative:+.0%}: the model is optimistic",
+                    less=f"{agree.relative:+.0%}: the model is pessimistic",
+                    same=f"within {AGREE:.0%}",
+                )
+                + ")"
+            )
+        lines.append(line + ".")
+        verdicts.append(_measured(str(model), part))
+    if verdicts:
+        lines.append("\nOn this machine (measured):\n")
+        lines += verdicts
+        lines.append(
+            "\n"
+            + hypothesis(
+                "the per-process limit is CPython's GIL, which lets one thread of a process "
+                "run Python at a time",
+                "the same measured runs on a free-threaded CPython build, where one "
+                "reactor-pool process's threads could use every core",
             )
         )
-    lines.append(
-        "\nUnder the GIL a process is one core's worth of Python at most; a second process "
-        "doubles the throughput of a CPU-bound server on 2 cores, and copies after that only "
-        "cost memory (a forked copy's private pages) and contend for the same cores."
+        lines.append(
+            hypothesis(
+                "an extra process's memory is its private pages (its own heap and "
+                "copy-on-write copies of the parent's)",
+                "the same runs recording each process's USS; resident_mib here is "
+                + RESIDENT["measured"].meaning,
+            )
+        )
+    return "\n".join(lines)
+
+
+def _measured(model: str, part: pd.DataFrame) -> str:
+    """What the measured rows show of one process's limit and of the processes beyond."""
+    cores = float(part["cores"].iloc[0])
+    one = part.loc[part.index.min()]
+    used = one["cpu_utilization"] * cores
+    within_core = used <= 1 + CORE_TOL
+    text = (
+        f"- **{model}**: one process with {one['threads']:,.0f} thread"
+        f"{'s' if one['threads'] > 1 else ''} uses {used:.2f} cores' worth of CPU "
+        f"(cpu_utilization {one['cpu_utilization']:.2f} of {cores:g} cores), "
+        + (
+            "no more than one core"
+            if within_core
+            else f"more than one core (by more than {CORE_TOL:.0%})"
+        )
     )
-    ex.findings("\n".join(lines))
+    if 2 not in part.index:
+        return text + "."
+    two = part.loc[2]
+    r = two["throughput_rps"] / one["throughput_rps"]
+    text += (
+        "; a second process "
+        + (
+            f"nearly doubles its throughput ({r:.2f}x, within {DOUBLE_TOL:.0%} of 2x)"
+            if abs(r - 2) <= DOUBLE_TOL * 2
+            else f"multiplies its throughput by {r:.2f}"
+        )
+        + (": the limit is per process, not per machine" if within_core and r > 1.5 else "")
+    )
+    more = part[part.index > 2]
+    if more.empty:
+        return text + "."
+    top_p = int(more.index.max())
+    top = part.loc[top_p]
+    tput = compare(top["throughput_rps"], two["throughput_rps"], MEASURED_SAME)
+    mem = compare(top["resident_mib"], two["resident_mib"], MEMORY_SAME)
+    busy = two["cpu_utilization"] >= FULL
+    text += (
+        f". {top_p} processes "
+        + tput.pick(
+            more=f"add throughput over 2 ({tput.relative:+.0%})",
+            less=f"lose throughput against 2 ({tput.relative:+.0%})",
+            same=f"add no throughput over 2 (within {MEASURED_SAME:.0%})",
+        )
+        + " and "
+        + mem.pick(
+            more=f"cost {top['resident_mib'] - two['resident_mib']:,.1f} MiB more resident",
+            less=f"use {two['resident_mib'] - top['resident_mib']:,.1f} MiB less resident",
+            same=f"no more resident memory (within {MEMORY_SAME:.0%})",
+        )
+        + (
+            f"; the cores are already busy with 2 (cpu_utilization "
+            f"{two['cpu_utilization']:.2f}, at least {FULL:g}), so the extra copies contend "
+            "for the same cores."
+            if busy
+            else f"; with 2 the cores are not yet busy (cpu_utilization "
+            f"{two['cpu_utilization']:.2f}, under {FULL:g})."
+        )
+    )
+    return text
 
 
 if __name__ == "__main__":

@@ -6,7 +6,7 @@ thin and typed:
 
     >>> import simlab
     >>> r = simlab.simulate("async", simlab.c10k_workload(), simlab.load_platform("cpython"))
-    >>> r.summary["latency_ms"]["p99"]  # doctest: +SKIP
+    >>> r.summary.latency_ms.p99  # doctest: +SKIP
 
 Names are imported on first use (PEP 562), so that the real servers, which
 live in this package too, do not load numpy, scipy and pandas: their memory

@@ -1,30 +1,34 @@
 """``simlab calibrate``: fit the platform's parameters to real runs on this machine.
 
-It runs ``measure memory`` and a small grid of real runs of every server,
-then fits, each by linear least squares with standard errors from the
-residual variance (``scipy.optimize.least_squares``; cov = s^2 (J^T J)^-1):
+It runs ``measure memory`` and the calibration grid (``simlab.real.grids``),
+then fits, each robustly (soft-L1) with bootstrap intervals, and labels every
+parameter the runs do not identify as an assumption (``simlab.fitting``):
 
 - **CPU per request** beyond the requested burn, from the probe's CPU time
-  divided by the requests served. Each server pays a known mix of costs:
-  async = parse + task + calls x call; reactor-pool = parse + dispatch +
-  calls x call + (1 + calls) x switch; the blocking servers = parse +
-  calls x call + (1 + calls) x switch. Servers with and without thread
-  hand-offs, and runs with 0, 1 and 4 calls, make the five costs separable.
-- **Wall-clock overheads**: the server-measured service time minus the burn
-  and the requested delays gives the latency added per backend call
-  (loopback round trip, backend timer slack); latency minus service minus the
-  fitted CPU overhead gives the client and loopback path (``rtt_us``).
-- **Memory**: PSS of the server tree = process + threads x thread +
-  connections x connection + forks x (fork - thread), over runs with few and
-  many connections; kernel shares, stacks, tasks, spawn and fork times come
-  from ``measure memory``.
-- **Peers' structure**: gunicorn and uvicorn run threads and processes of
-  their own (an arbiter, helpers); their idle counts and memory at 1 and 2
-  processes are recorded so that validation can add them to the model they
-  resemble.
+  divided by the requests served. Each server pays a known mix of costs, its
+  model's ``request_cost`` (``cpu_row``): a loop's parse, task and calls; a
+  reactor's parse and dispatch; a thread's parse, calls and wake-ups; a
+  phase that finds its process idle pays ``wake_us``, with probability about
+  1 - busy. Light runs, heavy runs and closed loops of 1 to 64 clients (a
+  loop that wakes with many ready requests shares its wake-up: batching)
+  separate the per-request costs from the per-wake-up one; runs with a
+  thread or process made per connection fit their creation cost under load.
+- **Switch contention** from the same load on 8 to 2,048 threads: does the
+  CPU a request costs grow with the threads? If its interval spans zero,
+  contention is not identified here, and the profile says so.
+- **Wall-clock overheads**: latency added per backend call, and the client
+  and loopback path (``rtt_us``), with their spread.
+- **Memory**, user (the tree's PSS) and kernel (the server's own, from its
+  memory cgroup), each a fit of what the server held: processes, threads,
+  connections, forks, backend connections.
+- **The lab's neighbours**: the load generator's CPU per request and the
+  backend's per call, kept apart (``lab``) for validation to simulate the
+  lab as it ran; they are not the server's.
+- **Peers' structure**: gunicorn's and uvicorn's idle threads and memory.
 
 Nothing is written until the fit is done, and then atomically: an
-interrupted calibration leaves the previous profile as it was.
+interrupted calibration leaves the previous profile as it was, and runs
+again from its first unmeasured run (``simlab.journal``).
 """
 
 from __future__ import annotations
@@ -32,100 +36,46 @@ from __future__ import annotations
 import json
 import math
 import os
+import sys
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-from scipy import optimize, stats
 
 from simlab.distributions import Fixed
 from simlab.errors import UserError
+from simlab.fitting import Fit, fit_robust, median_with_ci
+from simlab.journal import Journal
 from simlab.models import get_model
-from simlab.params import Architecture, Workload
-from simlab.platforms import profile_path
+from simlab.params import Architecture, Platform, Workload
+from simlab.platforms import PRESETS, profile_path
 from simlab.provenance import atomic_write_json, git_revision, json_safe, machine, utc_stamp
 from simlab.real.grids import Run, grid
 from simlab.real.measure import MeasureOptions, measure
 from simlab.real.memory import measure_memory
 from simlab.real.peers import PEERS
 
-__all__ = ["CPU_COSTS", "Fit", "calibrate", "cpu_row", "fit_linear"]
+__all__ = ["CPU_COSTS", "calibrate", "cpu_row", "fit_cpu"]
 
 CPU_COSTS = ("parse_us", "task_us", "dispatch_us", "call_us", "context_switch_us", "wake_us")
-MEMORY_TERMS = (
-    "process_kib",
-    "thread_kib",
-    "connection_kib",
-    "fork_extra_kib",
-    "backend_conn_kib",
-    "fork_touched_kib",
-)
+ACCEPT_COSTS = ("spawn_us", "fork_us")
+MEMORY_UNITS = ("process", "thread", "connection", "fork", "backend_conn", "touched")
+# Contention values the DES tries against the thread runs (a fraction of a
+# switch per runnable thread): a grid, so that a bootstrap costs no new runs.
+CONTENTION_GRID = (0.0, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0)
 
 
-@dataclass(frozen=True)
-class Fit:
-    """A linear least-squares fit: values, standard errors and residuals."""
-
-    names: tuple[str, ...]
-    values: tuple[float, ...]
-    stderr: tuple[float, ...]
-    residuals: tuple[float, ...]
-    dof: int
-
-    def value(self, name: str) -> float:
-        return self.values[self.names.index(name)]
-
-    def as_parameters(self, scale: float = 1.0) -> dict[str, dict[str, Any]]:
-        t = stats.t.ppf(0.975, max(self.dof, 1))
-        return {
-            n: {
-                "value": v * scale,
-                "stderr": s * scale,
-                "ci95": [(v - t * s) * scale, (v + t * s) * scale],
-            }
-            for n, v, s in zip(self.names, self.values, self.stderr, strict=True)
-        }
-
-
-def fit_linear(
-    x: np.ndarray, y: np.ndarray, names: tuple[str, ...], *, nonnegative: bool = True
-) -> Fit:
-    """Least squares for y ~ x @ theta (theta >= 0 when ``nonnegative``), with
-    standard errors sqrt(diag(s^2 (J^T J)^-1)), s^2 = RSS / (rows - params)."""
-    x = np.asarray(x, dtype=np.float64)
-    y = np.asarray(y, dtype=np.float64)
-    if x.shape[0] < x.shape[1]:
-        raise ValueError(f"{x.shape[0]} rows cannot fit {x.shape[1]} parameters")
-    lower = 0.0 if nonnegative else -np.inf
-    start = np.clip(np.linalg.lstsq(x, y, rcond=None)[0], 0.0 if nonnegative else -np.inf, np.inf)
-    result = optimize.least_squares(
-        lambda th: x @ th - y, start, bounds=(lower, np.inf), method="trf"
-    )
-    residuals = result.fun
-    dof = x.shape[0] - x.shape[1]
-    s2 = float(residuals @ residuals) / dof if dof > 0 else math.nan
-    jtj = result.jac.T @ result.jac
-    try:
-        cov = s2 * np.linalg.inv(jtj)
-        stderr = np.sqrt(np.clip(np.diag(cov), 0.0, np.inf))
-    except np.linalg.LinAlgError:
-        stderr = np.full(x.shape[1], math.nan)
-    return Fit(
-        names,
-        tuple(float(v) for v in result.x),
-        tuple(float(s) for s in stderr),
-        tuple(float(r) for r in residuals),
-        dof,
-    )
-
-
-def cpu_row(target: str, calls: int, busy: float = 0.0) -> dict[str, float]:
+def cpu_row(target: str, calls: int, busy: float = 0.0, k: int | None = None) -> dict[str, float]:
     """How much of each cost one request of ``target`` pays (the design matrix):
-    its model's ``request_cost`` at ``busy`` cores of load (``RequestCost.terms``)."""
+    its model's ``request_cost`` at ``busy`` cores of load, and, with ``k``
+    requests per connection, 1/k of its accept cost (a thread spawned or a
+    process forked per connection)."""
     cost = get_model(target).request_cost(Workload(connections=1, rate=1.0, calls=calls))
-    return cost.terms(busy)
+    row = cost.terms(busy)
+    for name in ACCEPT_COSTS:
+        row[name] = cost.accept.get(name, 0.0) / k if k else 0.0
+    return row
 
 
 def _per_request_cpu(s: dict[str, Any], run: Run) -> float | None:
@@ -137,15 +87,62 @@ def _per_request_cpu(s: dict[str, Any], run: Run) -> float | None:
     return float((busy / served - run.workload.cpu.mean) * 1e6)
 
 
+CPU_ROLES = ("cpu", "batch", "fork", "spawn")
+
+
 def fit_cpu(results: list[tuple[Run, dict[str, Any]]]) -> Fit:
+    names = (*CPU_COSTS, *ACCEPT_COSTS)
     rows, ys = [], []
     for run, s in results:
         y = _per_request_cpu(s, run)
-        if run.role == "cpu" and y is not None:
+        if run.role in CPU_ROLES and y is not None:
             busy = float(s["cpu_busy_cores"] or 0.0)
-            rows.append([cpu_row(run.target, run.workload.calls, busy)[k] for k in CPU_COSTS])
+            w = run.workload
+            row = cpu_row(run.target, w.calls, busy, w.requests_per_connection)
+            rows.append([row[k] for k in names])
             ys.append(y)
-    return fit_linear(np.array(rows), np.array(ys), CPU_COSTS)
+    return fit_robust(np.array(rows), np.array(ys), names)
+
+
+def fit_contention(
+    results: list[tuple[Run, dict[str, Any]]], platform: Platform
+) -> tuple[float, list[float] | None, bool, str]:
+    """Switch contention from the thread runs, by simulation: the value on
+    ``CONTENTION_GRID`` whose simulated CPU per request best matches the
+    measured one over the runs; its interval from a bootstrap over runs.
+
+    Returns (value, interval, identified, why)."""
+    from simlab.simulation import simulate  # noqa: PLC0415 - heavy, and only here
+
+    runs = [(run, s) for run, s in results if run.role == "threads"]
+    measured = [_per_request_cpu(s, run) for run, s in runs]
+    if len(runs) < 3 or any(m is None for m in measured):
+        return platform.switch_contention, None, False, "too few thread runs"
+    predicted = np.zeros((len(CONTENTION_GRID), len(runs)))
+    for g, c in enumerate(CONTENTION_GRID):
+        p = platform.with_(switch_contention=c)
+        for r, (run, _) in enumerate(runs):
+            s = simulate(
+                run.target, run.workload, p, run.arch,
+                duration=run.duration, warmup=run.warmup, replications=2, seed=r + 1,
+            ).summary  # fmt: skip
+            served = s.throughput_rps or 1.0
+            predicted[g, r] = (s.cpu_busy_cores / served - run.workload.cpu.mean) * 1e6
+    y = np.asarray(measured, dtype=float)
+
+    def best(pick: np.ndarray) -> int:
+        return int(np.argmin(((predicted[:, pick] - y[pick]) ** 2).sum(axis=1)))
+
+    chosen = CONTENTION_GRID[best(np.arange(len(runs)))]
+    rng = np.random.default_rng(0)
+    draws = [CONTENTION_GRID[best(rng.integers(0, len(runs), len(runs)))] for _ in range(400)]
+    lo, hi = (float(x) for x in np.percentile(draws, [2.5, 97.5]))
+    identified = lo > 0
+    why = "" if identified else (
+        f"its bootstrap interval [{lo:g}, {hi:g}] includes zero: CPU per request does not "
+        "grow with the threads here"
+    )  # fmt: skip
+    return chosen, [lo, hi], identified, why
 
 
 # Wall-clock overheads are read from lightly loaded runs only: under load the
@@ -161,10 +158,15 @@ def _light(run: Run, s: dict[str, Any]) -> bool:
     )
 
 
-def fit_wall(results: list[tuple[Run, dict[str, Any]]], cpu: Fit) -> Fit:
-    """call_latency_us from the server's own service times; rtt_us from what is left."""
-    rows, ys = [], []
-    rtts = []
+def _overhead_us(cpu: Fit, run: Run, s: dict[str, Any]) -> float:
+    row = cpu_row(run.target, run.workload.calls, float(s["cpu_busy_cores"] or 0.0))
+    return sum(row[k] * cpu.value(k) for k in CPU_COSTS)
+
+
+def fit_wall(results: list[tuple[Run, dict[str, Any]]], cpu: Fit) -> tuple[Fit, float, list[float]]:
+    """call_latency_us from the server's own service times (a fit over calls);
+    rtt_us from what is left of latency, a median with its interval."""
+    rows, ys, rtts = [], [], []
     for run, s in results:
         if not _light(run, s):
             continue
@@ -172,50 +174,14 @@ def fit_wall(results: list[tuple[Run, dict[str, Any]]], cpu: Fit) -> Fit:
         extra = (s["service_ms"]["mean"] - (w.cpu.mean + w.calls * w.io.mean) * 1e3) * 1e3
         rows.append([1.0, float(w.calls)])
         ys.append(extra)
-        row = cpu_row(run.target, w.calls, float(s["cpu_busy_cores"] or 0.0))
-        overhead = sum(row[k] * cpu.value(k) for k in CPU_COSTS)
         gap_us = (s["latency_ms"]["mean"] - s["service_ms"]["mean"]) * 1e3
         # At these loads queueing is small but not nil; the p50 of the queueing
         # delay is the better estimate of the fixed part.
         gap_us = min(gap_us, (s["queue_delay_ms"]["p50"] or gap_us / 1e3) * 1e3)
-        rtts.append(gap_us - overhead)
-    service = fit_linear(np.array(rows), np.array(ys), ("burn_overshoot_us", "call_latency_us"))
-    r = np.asarray(rtts)
-    rtt = max(0.0, float(np.median(r)))
-    # The median's standard error: 1.2533 s / sqrt(n) for a normal sample.
-    rtt_se = 1.2533 * float(r.std(ddof=1)) / math.sqrt(len(r)) if len(r) > 1 else math.nan
-    return Fit(
-        names=(*service.names, "rtt_us"),
-        values=(*service.values, rtt),
-        stderr=(*service.stderr, rtt_se),
-        residuals=(*service.residuals, *(float(x - rtt) for x in r)),
-        dof=service.dof,
-    )
-
-
-def served_connections(run: Run) -> float:
-    """Expected distinct connections that sent at least one request during the run:
-    with R requests spread uniformly over N connections, N (1 - exp(-R / N))."""
-    w = run.workload
-    assert w.rate is not None
-    sent = w.rate * (run.warmup + run.duration)
-    return w.connections * (1 - math.exp(-sent / w.connections))
-
-
-def memory_row(run: Run, threads: float, connections: float, processes: float) -> list[float]:
-    """Features of one run: how many of each memory unit its server held at its peak.
-
-    Threads, connections and processes are the probe's counts. Backend
-    connections are one per thread that made a call: one per served
-    connection where a thread or child owns a connection, one per loop for
-    async, and few (they are reused) for reactor-pool's workers.
-    """
-    cls = get_model(run.target)
-    served = served_connections(run) if cls.holds_connection else 1.0
-    backend = served if run.workload.calls > 0 else 0.0
-    forks = max(0.0, processes - 1)
-    touched = served if cls.own_process else 0.0
-    return [1.0, threads, connections, forks, backend, touched]
+        rtts.append(gap_us - _overhead_us(cpu, run, s))
+    service = fit_robust(np.array(rows), np.array(ys), ("burn_overshoot_us", "call_latency_us"))
+    rtt, rtt_ci = median_with_ci(rtts)
+    return service, max(0.0, rtt), rtt_ci or []
 
 
 def _lognormal_cv(p50: float, p99: float) -> float | None:
@@ -223,7 +189,8 @@ def _lognormal_cv(p50: float, p99: float) -> float | None:
     sigma = ln(p99 / p50) / z(0.99), cv = sqrt(exp(sigma^2) - 1)."""
     if p50 <= 0 or p99 <= p50:
         return None
-    sigma = math.log(p99 / p50) / float(stats.norm.ppf(0.99))
+    z99 = 2.3263478740408408  # the standard normal's 99th percentile
+    sigma = math.log(p99 / p50) / z99
     return math.sqrt(math.expm1(sigma**2))
 
 
@@ -242,8 +209,7 @@ def fit_spread(results: list[tuple[Run, dict[str, Any]]], cpu: Fit) -> dict[str,
             if cv is not None:
                 call_cvs.append(cv)
         elif w.calls == 0 and s["queue_delay_ms"]["p50"] is not None:
-            row = cpu_row(run.target, 0, float(s["cpu_busy_cores"] or 0.0))
-            overhead_ms = sum(row[k] * cpu.value(k) for k in CPU_COSTS) / 1e3
+            overhead_ms = _overhead_us(cpu, run, s) / 1e3
             cv = _lognormal_cv(
                 s["queue_delay_ms"]["p50"] - overhead_ms, s["queue_delay_ms"]["p99"] - overhead_ms
             )
@@ -255,21 +221,50 @@ def fit_spread(results: list[tuple[Run, dict[str, Any]]], cpu: Fit) -> dict[str,
     }
 
 
-def fit_memory(results: list[tuple[Run, dict[str, Any]]]) -> Fit:
-    """Weighted by 1 / measured, so that the fit minimises relative error: a
-    forking server's hundreds of MiB must not drown a 20 MiB loop's few."""
+def served_connections(run: Run) -> float:
+    """Expected distinct connections that sent at least one request during the run:
+    with R requests spread uniformly over N connections, N (1 - exp(-R / N))."""
+    w = run.workload
+    if w.rate is None:
+        return float(w.connections)
+    sent = w.rate * (run.warmup + run.duration)
+    return w.connections * (1 - math.exp(-sent / w.connections))
+
+
+def memory_units(run: Run, s: dict[str, Any]) -> list[float]:
+    """What one run's server held at its peak, unit by unit (``MEMORY_UNITS``).
+
+    Threads, connections and processes are the probe's and the load
+    generator's counts. Backend connections are one per thread that made a
+    call: one per served connection where a thread or child owns a
+    connection, one per loop otherwise (a reactor's workers reuse theirs).
+    """
+    cls = get_model(run.target)
+    served = served_connections(run) if cls.holds_connection else 1.0
+    backend = served if run.workload.calls > 0 else 0.0
+    forks = max(0.0, (s["processes"]["peak"] or 1) - 1)
+    touched = served if cls.own_process else 0.0
+    return [1.0, s["threads"]["peak"], s["connections"]["opened"], forks, backend, touched]
+
+
+def fit_memory(results: list[tuple[Run, dict[str, Any]]], kind: str) -> Fit | None:
+    """User (``pss``) or kernel memory against the units held, weighted by
+    1 / measured so that the fit minimises relative error: a forking server's
+    hundreds of MiB must not drown a 20 MiB loop's few."""
     rows, ys = [], []
+    key = "pss_peak_mib" if kind == "user" else "kernel_peak_mib"
     for run, s in results:
         if run.role not in ("cpu", "memory") or run.target in PEERS:
             continue
-        mem, threads = s["memory_mib"]["peak"], s["threads"]["peak"]
-        if mem is None or threads is None:
+        mem = s["kept"].get(key)
+        if mem is None or s["threads"]["peak"] is None:
             continue
-        processes = s["processes"]["peak"] or 1
-        rows.append(memory_row(run, threads, s["connections"]["opened"], processes))
+        rows.append(memory_units(run, s))
         ys.append(mem * 1024)
+    if len(rows) < len(MEMORY_UNITS) + 2:
+        return None
     y = np.array(ys)
-    return fit_linear(np.array(rows) / y[:, None], np.ones_like(y), MEMORY_TERMS)
+    return fit_robust(np.array(rows) / y[:, None], np.ones_like(y), MEMORY_UNITS)
 
 
 def _structure(results: list[tuple[Run, dict[str, Any]]]) -> dict[str, dict[str, list[float]]]:
@@ -293,7 +288,7 @@ def _structure(results: list[tuple[Run, dict[str, Any]]]) -> dict[str, dict[str,
         entry["connections"].append(run.workload.connections)
         entry["threads"].append(s["threads"]["peak"])
         entry["processes"].append(s["processes"]["peak"])
-        entry["memory_mib"].append(s["memory_mib"]["peak"])
+        entry["memory_mib"].append(s["kept"]["pss_peak_mib"])
     return out
 
 
@@ -307,10 +302,13 @@ KEPT = {
     "service_p99_ms": ("service_ms", "p99"),
     "queue_p50_ms": ("queue_delay_ms", "p50"),
     "queue_p99_ms": ("queue_delay_ms", "p99"),
-    "pss_peak_mib": ("memory_mib", "peak"),
+    "pss_peak_mib": ("memory_mib", "user_peak"),
+    "kernel_peak_mib": ("memory_mib", "kernel_peak"),
     "threads_peak": ("threads", "peak"),
     "processes_peak": ("processes", "peak"),
     "connections_opened": ("connections", "opened"),
+    "client_us": ("lab_cpu", "client_us_per_request"),
+    "backend_us": ("lab_cpu", "backend_us_per_call"),
     "stable": ("stable",),
 }
 
@@ -326,7 +324,7 @@ def _keep(s: dict[str, Any]) -> dict[str, Any]:
 
 
 def _as_summary(kept: dict[str, Any]) -> dict[str, Any]:
-    """The kept numbers back in the shape the fits read."""
+    """The kept numbers back in the shape the fits read (and the kept ones whole)."""
     return {
         "throughput_rps": kept["throughput_rps"],
         "cpu_busy_cores": kept["cpu_busy_cores"],
@@ -337,11 +335,11 @@ def _as_summary(kept: dict[str, Any]) -> dict[str, Any]:
             "p99": kept["service_p99_ms"],
         },
         "queue_delay_ms": {"p50": kept["queue_p50_ms"], "p99": kept["queue_p99_ms"]},
-        "memory_mib": {"peak": kept["pss_peak_mib"]},
         "threads": {"peak": kept["threads_peak"]},
         "processes": {"peak": kept["processes_peak"]},
         "connections": {"opened": kept["connections_opened"]},
         "stable": kept["stable"],
+        "kept": kept,
     }
 
 
@@ -356,26 +354,32 @@ def _run_record(run: Run, s: dict[str, Any]) -> dict[str, Any]:
         "workload": {
             "connections": w.connections,
             "rate": w.rate,
+            "think_s": w.think.mean if w.think is not None else None,
             "cpu_s": w.cpu.mean,
             "io_s": w.io.mean,
             "calls": w.calls,
+            "requests_per_connection": w.requests_per_connection,
         },
         "architecture": a.describe(),
-        "measured": _keep(s),
+        "measured": s["kept"],
     }
 
 
 def _from_record(r: dict[str, Any]) -> tuple[Run, dict[str, Any]]:
     w, a = r["workload"], r["architecture"]
+    think = w.get("think_s")
     workload = Workload(
         connections=w["connections"],
         rate=w["rate"],
+        think=Fixed(think) if think is not None else None,
         cpu=Fixed(w["cpu_s"]),
         io=Fixed(w["io_s"]),
         calls=w["calls"],
+        requests_per_connection=w.get("requests_per_connection"),
     )
     run = Run(r["target"], workload, Architecture(**a), r["role"], r["duration"], r["warmup"])
-    return run, _as_summary(r["measured"])
+    kept = {key: r["measured"].get(key) for key in KEPT}
+    return run, _as_summary(kept)
 
 
 def calibrate(
@@ -391,6 +395,7 @@ def calibrate(
     profiles); returns the profile."""
     tick = progress or (lambda _label, _k, _n: None)
     path = out_dir / f"{name}.json" if out_dir is not None else profile_path(name)
+    journal: Journal | None = None
     if refit:
         try:
             previous = json.loads(path.read_text())
@@ -403,75 +408,82 @@ def calibrate(
     else:
         runs = grid(quick)
         total = len(runs) + 1
+        # An interrupted calibration resumes at its first unmeasured run.
+        journal = Journal(f"calibrate-{name}", {"quick": quick, "runs": [r.label() for r in runs]})
         tick("measure memory", 0, total)
-        memory = measure_memory((100, 500) if quick else (300, 1500))
+        if "memory" not in journal:
+            journal.put("memory", measure_memory((100, 500) if quick else (300, 1500)))
+        memory = journal.get("memory")
         results = []
         for k, run in enumerate(runs, 1):
             tick(run.label(), k, total)
-            opts = MeasureOptions(
-                run.target,
-                run.workload,
-                run.arch,
-                duration=run.duration,
-                warmup=run.warmup,
-                save=False,
-                seed=k,
-            )
-            results.append((run, _as_summary(_keep(measure(opts).summary.to_dict()))))
+            key = f"{k}: {run.label()}"
+            if key not in journal:
+                opts = MeasureOptions(
+                    run.target,
+                    run.workload,
+                    run.arch,
+                    duration=run.duration,
+                    warmup=run.warmup,
+                    save=False,
+                    seed=k,
+                )
+                journal.put(key, _keep(measure(opts).summary.to_dict()))
+            results.append((run, _as_summary(journal.get(key))))
         tick("fitting", total, total)
     profile = _profile(name, quick, results, memory)
     atomic_write_json(path, profile)
+    if journal is not None:
+        journal.done()
     return profile
+
+
+def _measured(value: float, note: str) -> dict[str, Any]:
+    return {"value": value, "identified": True, "method": f"measured: {note}"}
 
 
 def _profile(
     name: str, quick: bool, results: list[tuple[Run, dict[str, Any]]], memory: dict[str, Any]
 ) -> dict[str, Any]:
+    preset = PRESETS["cpython"]()
     cpu = fit_cpu(results)
-    wall = fit_wall(results, cpu)
-    mem = fit_memory(results)
-    units = memory["per_unit_kib"]
+    service, rtt, rtt_ci = fit_wall(results, cpu)
+    robust = "soft-L1 least squares over the runs, 95% bootstrap interval"
     params: dict[str, Any] = {}
-    params.update(cpu.as_parameters())
-    params.update({k: v for k, v in wall.as_parameters().items() if k != "burn_overshoot_us"})
-    spread = fit_spread(results, cpu)
+    for key in cpu.names:
+        params[key] = cpu.parameter(key, preset=getattr(preset, key), method=robust)
+    params["call_latency_us"] = service.parameter(
+        "call_latency_us", preset=preset.call_latency_us, method=robust
+    )
+    params["rtt_us"] = {
+        "value": rtt,
+        "ci95": rtt_ci or None,
+        "identified": bool(rtt_ci) and rtt_ci[0] > 0,
+        "method": "median over light runs of latency - service - CPU overheads",
+    }
     note = "lognormal fitted to p50 and p99; the median over runs"
-    params.update({k: {"value": v, "note": note} for k, v in spread.items()})
-    mem_params = mem.as_parameters()
-    for key in (
-        "process_kib",
-        "thread_kib",
-        "connection_kib",
-        "backend_conn_kib",
-        "fork_touched_kib",
-    ):
-        params[key] = mem_params[key]
-    fork = mem_params["fork_extra_kib"]
-    params["fork_kib"] = {
-        **fork,
-        "value": fork["value"] + mem.value("thread_kib"),
-        "ci95": [x + mem.value("thread_kib") for x in fork["ci95"]],
-        "note": "fitted extra over a thread, plus thread_kib",
-    }
-    measured = "from simlab measure memory (slope between two sizes)"
-    params["thread_kernel_kib"] = {"value": max(0.0, units["thread"]["kernel"]), "note": measured}
-    params["connection_kernel_kib"] = {
-        "value": max(0.0, units["connection"]["kernel"] / 2),
-        "note": measured + "; half: the client end is on loopback too",
-    }
-    params["fork_kernel_kib"] = {
-        "value": max(units["fork"]["kernel"], units["thread"]["kernel"]),
-        "note": measured,
-    }
-    params["stack_kib"] = {"value": units["thread"]["vms"], "note": measured}
-    params["task_kib"] = {"value": max(0.0, units["coroutine"]["uss"]), "note": measured}
-    params["spawn_us"] = {
-        "value": memory["timings"]["thread_create_start_join_us"],
-        "note": "thread create+start+join",
-    }
-    params["fork_us"] = {"value": memory["timings"]["fork_exit_wait_us"], "note": "fork+exit+wait"}
+    params.update(
+        {
+            k: {"value": v, "method": note, "identified": True}
+            for k, v in fit_spread(results, cpu).items()
+        }
+    )
+    _memory_parameters(params, results, memory, preset)
+    params["gil_interval_us"] = _measured(
+        sys.getswitchinterval() * 1e6, "sys.getswitchinterval() of this Python"
+    )
     params["cores"] = os.cpu_count() or 1
     params["gil"] = True
+    fitted = preset.with_(**{k: v["value"] for k, v in params.items() if isinstance(v, dict)})
+    contention, c_ci, c_ok, c_why = fit_contention(results, fitted)
+    params["switch_contention"] = (
+        {"value": contention, "ci95": c_ci, "identified": True,
+         "method": "simulated CPU per request matched to 8..2,048-thread runs"}
+        if c_ok
+        else {"value": preset.switch_contention, "identified": False,
+              "assumption": f"not identified: {c_why}; the preset's value",
+              "estimate": contention}
+    )  # fmt: skip
     profile = {
         "name": name,
         "base": "cpython",
@@ -480,11 +492,10 @@ def _profile(
         "machine": machine(),
         "quick": quick,
         "parameters": params,
-        "not_fitted": {"switch_contention": "kept at the cpython preset's placeholder"},
+        "lab": _lab(results),
         "fits": {
-            "cpu": {"rows": len(cpu.residuals), "residuals_us": cpu.residuals},
-            "wall": {"residuals_us": wall.residuals},
-            "memory": {"rows": len(mem.residuals), "relative_residuals": mem.residuals},
+            "cpu": {"rows": cpu.rows, "residuals_us": cpu.residuals},
+            "wall": {"rows": service.rows, "residuals_us": service.residuals},
         },
         "peers": _structure(results),
         "memory_benchmark": memory,
@@ -492,3 +503,66 @@ def _profile(
     }
     cleaned: dict[str, Any] = json_safe(profile)
     return cleaned
+
+
+def _memory_parameters(
+    params: dict[str, Any],
+    results: list[tuple[Run, dict[str, Any]]],
+    memory: dict[str, Any],
+    preset: Platform,
+) -> None:
+    """User and kernel memory per unit, fitted where the runs identify them, and
+    the micro-benchmark's measured values for what the runs cannot separate."""
+    relative = "soft-L1 least squares on relative error over the runs, 95% bootstrap interval"
+    units = memory["per_unit_kib"]
+    method = memory.get("kernel_method", "cgroup")
+    user = fit_memory(results, "user")
+    kernel = fit_memory(results, "kernel")
+    if user is not None:
+        for unit, key in (
+            ("process", "process_kib"),
+            ("thread", "thread_kib"),
+            ("connection", "connection_kib"),
+            ("backend_conn", "backend_conn_kib"),
+            ("touched", "fork_touched_kib"),
+        ):
+            params[key] = user.parameter(unit, preset=getattr(preset, key), method=relative)
+        fork = user.parameter("fork", preset=preset.fork_kib - preset.thread_kib, method=relative)
+        thread = params["thread_kib"]["value"]
+        params["fork_kib"] = {**fork, "value": fork["value"] + thread,
+                              "note": "a fork beyond its thread, plus thread_kib"}  # fmt: skip
+        if "ci95" in fork:
+            params["fork_kib"]["ci95"] = [x + thread for x in fork["ci95"]]
+    if kernel is not None:
+        params["process_kernel_kib"] = kernel.parameter(
+            "process", preset=preset.process_kernel_kib, method=relative
+        )
+    bench = f"simlab measure memory (slope between two sizes; kernel: {method})"
+    params["thread_kernel_kib"] = _measured(max(0.0, units["thread"]["kernel"]), bench)
+    # Records from before the cgroup method took the machine's growth, client
+    # ends included: half of it is the server's end.
+    ends = 2.0 if "kernel_method" not in memory else 1.0
+    params["connection_kernel_kib"] = _measured(
+        max(0.0, units["connection"]["kernel"] / ends), bench
+    )
+    params["fork_kernel_kib"] = _measured(
+        max(units["fork"]["kernel"], units["thread"]["kernel"]), bench
+    )
+    params["stack_kib"] = _measured(units["thread"]["vms"], bench)
+    params["task_kib"] = _measured(max(0.0, units["coroutine"]["uss"]), bench)
+
+
+def _lab(results: list[tuple[Run, dict[str, Any]]]) -> dict[str, Any]:
+    """The load generator's CPU per request and the backend's per call, as they
+    ran beside the server in the open-loop runs: medians with intervals."""
+    client, ci_c = median_with_ci(
+        [s["kept"]["client_us"] for run, s in results if run.role == "cpu"]
+    )
+    backend, ci_b = median_with_ci(
+        [s["kept"]["backend_us"] for run, s in results if run.role == "cpu"]
+    )
+    return {
+        "client_cpu_us": {"value": client, "ci95": ci_c},
+        "backend_cpu_us": {"value": backend, "ci95": ci_b},
+        "note": "the lab's own processes on the server's cores; validation adds them",
+    }

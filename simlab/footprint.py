@@ -4,10 +4,9 @@ One formula for every caller. The DES's levels (``metrics``) weigh each
 unit's life over time; the planner's estimate multiplies expected peak
 counts. Both take the per-unit costs from ``unit_costs``:
 
-======================  =========================  ======================  ==========
 unit                    user (in the process)      kernel                  reserved
 ======================  =========================  ======================  ==========
-process (the server)    process_kib
+process (the server)    process_kib                process_kernel_kib
 touched (a fork that    fork_touched_kib
   has served: its
   copy-on-write growth)
@@ -22,6 +21,25 @@ backend_conn (a         backend_conn_kib           connection_kernel_kib
   thread's or loop's
   own backend socket)
 ======================  =========================  ======================  ==========
+=======
+    ======================  =========================  ======================  ==========
+    unit                    user (in the process)      kernel                  reserved
+    ======================  =========================  ======================  ==========
+    process (the server)    process_kib                process_kernel_kib
+    touched (a fork that    fork_touched_kib
+      has served: its
+      copy-on-write growth)
+    fork (a forked child    fork_kib - thread_kib      fork_kernel_kib -
+      beyond its thread)                               thread_kernel_kib
+    thread                  thread_kib                 thread_kernel_kib       stack_kib
+    connection (a client's  connection_kib             connection_kernel_kib
+      socket)
+    task (a request in      task_kib
+      flight)
+    backend_conn (a         backend_conn_kib           connection_kernel_kib
+      thread's or loop's
+      own backend socket)
+    ======================  =========================  ======================  ==========
 
 resident = user + kernel (what the machine must have); reserved virtual =
 threads x stack_kib. A forked child's one thread is in its ``fork_kib``,
@@ -44,7 +62,7 @@ UNITS = ("process", "touched", "fork", "thread", "connection", "task", "backend_
 def unit_costs(p: Platform) -> dict[str, tuple[float, float, float]]:
     """(user, kernel, reserved) KiB of one of each unit on platform ``p``."""
     return {
-        "process": (p.process_kib, 0.0, 0.0),
+        "process": (p.process_kib, p.process_kernel_kib, 0.0),
         "touched": (p.fork_touched_kib, 0.0, 0.0),
         "fork": (p.fork_kib - p.thread_kib, p.fork_kernel_kib - p.thread_kernel_kib, 0.0),
         "thread": (p.thread_kib, p.thread_kernel_kib, p.stack_kib),

@@ -185,49 +185,70 @@ class Platform:
 
     Memory (KiB), in two parts, because a process's resident set (what ps
     and psutil show) leaves out what the kernel holds for it:
-      user     = process_kib + forks*fork_kib + threads*thread_kib
-                 + open_connections*connection_kib + in_flight*task_kib
-      kernel   = forks*fork_kernel_kib + threads*thread_kernel_kib
-                 + open_connections*connection_kernel_kib
-      resident = user + kernel (what the machine must have)
-      reserved virtual = threads*stack_kib
+
+        user     = process_kib + forks*fork_kib + threads*thread_kib
+                   + open_connections*connection_kib + in_flight*task_kib
+        kernel   = forks*fork_kernel_kib + threads*thread_kernel_kib
+                   + open_connections*connection_kernel_kib
+        resident = user + kernel (what the machine must have)
+        reserved virtual = threads*stack_kib
+
     A forked child's fork_kib already holds its one thread. Pre-forked copies
     (``processes`` > 1) are forks of one master, so they cost fork_kib each,
     not a whole interpreter. Two costs arrive with first use:
-      backend_conn_kib   a thread's (or a loop's) own backend connection, from
-                         its first backend call (kernel: connection_kernel_kib)
-      fork_touched_kib   a forked child's growth once it serves a request:
-                         reference counting writes to the interpreter's pages
-                         and copy-on-write makes them private
+
+        backend_conn_kib   a thread's (or a loop's) own backend connection, from
+                           its first backend call (kernel: connection_kernel_kib)
+        fork_touched_kib   a forked child's growth once it serves a request:
+                           reference counting writes to the interpreter's pages
+                           and copy-on-write makes them private
 
     Wall-clock costs that hold no server resource (microseconds):
-      rtt_us             the client and loopback path of one request (send,
-                         receive, the load generator's own work)
-      call_latency_us    added to every backend call's requested delay
-                         (loopback round trip and the backend's timer slack)
-      rtt_cv, call_latency_cv  their spread: with cv > 0 each draw is
-                         lognormal with that mean and cv (scheduling on a
-                         busy machine has a long right tail); 0 means fixed
+
+        rtt_us             the client and loopback path of one request (send,
+                           receive, the load generator's own work)
+        call_latency_us    added to every backend call's requested delay
+                           (loopback round trip and the backend's timer slack)
+        rtt_cv, call_latency_cv  their spread: with cv > 0 each draw is
+                           lognormal with that mean and cv (scheduling on a
+                           busy machine has a long right tail); 0 means fixed
 
     Overheads (microseconds of CPU on the thread that pays them):
-      context_switch_us  each time a blocked thread wakes to run (once per
-                         request plus once per backend call on threaded models)
-      switch_contention  extra fraction of a switch per runnable thread queued
-                         for the CPU when a phase starts: a switch costs
-                         context_switch_us * (1 + switch_contention * runnable).
-                         It is the fitted stand-in for cache and TLB pollution and
-                         scheduler work that make thread-per-connection collapse
-                         under load (SEDA, Welsh et al. 2001, Figure 2).
-      wake_us            a phase that finds its process idle: waking a process
-                         that slept in the kernel (amortised away under load)
-      spawn_us, fork_us  creating a thread or a process per connection, paid
-                         by the accepting thread
-      dispatch_us        a loop handing a request to a worker thread
-      task_us            creating a task or coroutine per request (async)
-      parse_us           parsing a request and writing its response
-      call_us            issuing one backend call and reading its answer
+
+        context_switch_us  each time a blocked thread wakes to run (once per
+                           request plus once per backend call on threaded models)
+        switch_contention  extra fraction of a switch per runnable thread queued
+                           for the CPU when a phase starts: a switch costs
+                           context_switch_us * (1 + switch_contention * runnable).
+                           It is the fitted stand-in for cache and TLB pollution and
+                           scheduler work that make thread-per-connection collapse
+                           under load (SEDA, Welsh et al. 2001, Figure 2).
+        wake_us            a phase that finds its process idle: waking a process
+                           that slept in the kernel (amortised away under load)
+        spawn_us, fork_us  creating a thread or a process per connection, paid
+                           by the accepting thread
+        dispatch_us        a loop handing a request to a worker thread
+        task_us            creating a task or coroutine per request (async)
+        parse_us           parsing a request and writing its response
+        call_us            issuing one backend call and reading its answer
+        gil_interval_us    CPython's switch interval (``sys.getswitchinterval()``,
+                           5 ms): a thread that wants the GIL asks the holder to
+                           drop it after this long, so a phase longer than it
+                           runs in slices while others wait; 0 means a phase
+                           keeps the GIL to its end
+
     ``cores`` None means unlimited; ``gil`` lets one thread per process run
     Python at a time.
+
+    Kernel memory of the server process itself (KiB): ``process_kernel_kib``,
+    its page tables and the kernel's own structures for it, what its memory
+    cgroup holds before any thread or connection is added.
+
+    The lab's neighbours (microseconds of CPU on the machine's cores, outside
+    the server): ``client_cpu_us`` per request sent by a load generator on
+    the same machine, ``backend_cpu_us`` per backend call served by a backend
+    on it. Zero for a server with its machine to itself; calibration measures
+    them so that validation can simulate the lab as it ran.
     """
 
     name: str = "custom"
@@ -257,6 +278,10 @@ class Platform:
     task_us: float = 9.0
     parse_us: float = 37.0
     call_us: float = 18.5
+    gil_interval_us: float = 0.0
+    process_kernel_kib: float = 0.0
+    client_cpu_us: float = 0.0
+    backend_cpu_us: float = 0.0
 
     def __post_init__(self) -> None:
         _require(isinstance(self.name, str) and bool(self.name), "platform name must be set")

@@ -23,6 +23,7 @@ __all__ = [
     "ConnectionCounts",
     "HistogramBlock",
     "InFlight",
+    "LabCpu",
     "Level",
     "Little",
     "MeasuredMemory",
@@ -226,15 +227,21 @@ class MeasuredThreads(Plain):
 
 @dataclass(frozen=True)
 class MeasuredMemory(Plain):
-    """Memory of the server's process tree (MiB): PSS peak and mean, VMS,
-    RSS and USS peaks, and the machine's kernel memory growth."""
+    """Memory of the server (MiB), with ``MemoryLevel``'s meanings: resident =
+    user + kernel (``peak``, ``mean``: their sum sample by sample); user =
+    the process tree's PSS; kernel = the server's own kernel memory (its
+    memory cgroup, ``simlab.real.kernel``; None where it cannot be
+    measured); reserved virtual = the tree's VMS. RSS and USS for reference."""
 
     peak: float | None
     mean: float | None
     virtual_peak: float | None
+    user_peak: float | None
+    user_mean: float | None
+    kernel_peak: float | None
+    kernel_mean: float | None
     rss_peak: float | None
     uss_peak: float | None
-    kernel_peak: float | None
 
 
 @dataclass(frozen=True)
@@ -274,6 +281,15 @@ class Little(Plain):
 
 
 @dataclass(frozen=True)
+class LabCpu(Plain):
+    """CPU the lab's own processes used beside the server (on the same cores):
+    the load generator per request sent, the backend per call made (us)."""
+
+    client_us_per_request: float | None
+    backend_us_per_call: float | None
+
+
+@dataclass(frozen=True)
 class MeasuredStability(Plain):
     reasons: tuple[str, ...]
 
@@ -293,6 +309,8 @@ class MeasuredSummary(Plain):
     model: str
     engine: str
     resembles: str
+    platform: str  # the platform (runtime) the server runs on, as the model names it
+    runtime: Mapping[str, str]  # the versions of a peer's runtime, empty for simlab's own
     throughput_rps: float
     throughput_ci95: CI
     offered_rps: float | None
@@ -309,6 +327,7 @@ class MeasuredSummary(Plain):
     little: Little
     cpu_busy_cores: float
     cpu_utilization: float | None
+    lab_cpu: LabCpu
     requests: int
     completed: int
     dropped: int
@@ -343,6 +362,7 @@ class MeasuredSummary(Plain):
         row["threads_busy_mean"] = th.busy_mean
         row["memory_peak_mib"], row["memory_mean_mib"] = mem.peak, mem.mean
         row["virtual_peak_mib"] = mem.virtual_peak
+        row["memory_user_peak_mib"], row["memory_kernel_peak_mib"] = mem.user_peak, mem.kernel_peak
         row["in_flight_mean"] = self.in_flight.mean
         row["cpu_utilization"] = self.cpu_utilization
         for key in ("requests", "completed", "dropped", "incomplete"):

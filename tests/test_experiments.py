@@ -70,6 +70,22 @@ def test_business_io_growth(tmp_path: Path) -> None:
 
 
 @pytest.mark.real  # it starts real servers on loopback
+def test_jvm_ten_thousand_threads(tmp_path: Path) -> None:
+    df = run("jvm_ten_thousand_threads", tmp_path / "jvm")
+    real = df[df["source"] == "measured"]
+    assert set(real["target"]) == {"java-threads", "go", "node", "tomcat-nio", "async"}
+    jt = real[real["target"] == "java-threads"].sort_values("connections")
+    assert (jt["threads"] >= jt["connections"]).all()  # a thread per connection, for real
+    lo, hi = jt.iloc[0], jt.iloc[-1]
+    # Each thread reserves its default 1 MiB stack (plus a guard page or so).
+    per_reserved = (hi["virtual_mib"] - lo["virtual_mib"]) / (hi["connections"] - lo["connections"])
+    assert 1.0 <= per_reserved < 1.1
+    assert (real[real["target"] == "async"]["threads"] == 1).all()
+    text = (tmp_path / "jvm" / "findings.md").read_text()
+    assert f"{hi['threads']:,.0f} threads" in text
+
+
+@pytest.mark.real  # it starts real servers on loopback
 def test_coordinated_omission(tmp_path: Path) -> None:
     df = run("coordinated_omission", tmp_path / "co").set_index(["generator", "stalled"])
     closed, open_ = df.loc[("closed", True)], df.loc[("open", True)]

@@ -12,7 +12,8 @@ from rich.table import Table
 
 from simlab.cli import options
 from simlab.cli.output import console, fmt, print_json, say, steps
-from simlab.errors import UserError
+from simlab.errors import RunFailed, UserError
+from simlab.params import Architecture
 from simlab.paths import measurements_dir, shown
 from simlab.platforms import load_platform
 from simlab.provenance import atomic_write_json, git_revision, machine, utc_stamp
@@ -33,14 +34,45 @@ def _targets() -> tuple[str, ...]:
     return TARGETS
 
 
+def _peers_help() -> str:
+    from simlab.real import peers  # noqa: PLC0415
+
+    return f"peers (resembles MODEL on PLATFORM):\n{peers.describe()}"
+
+
 def add_commands(sub: argparse._SubParsersAction[options.Parser]) -> None:
     targets = _targets()
-    srv = sub.add_parser("serve", help="run one real server in the foreground")
+    _add_serve(sub, targets)
+    _add_measure(sub, targets)
+    _add_calibrate(sub)
+    _add_validate(sub)
+    _add_usl(sub, targets)
+
+
+def _runtimes() -> tuple[str, ...]:
+    from simlab.real.peers.units import RUNTIMES  # noqa: PLC0415
+
+    return tuple(RUNTIMES)
+
+
+def _resembles(target: str) -> str:
+    from simlab.real.peers import RESEMBLES  # noqa: PLC0415
+
+    return RESEMBLES.get(target, target)
+
+
+def _add_serve(sub: argparse._SubParsersAction[options.Parser], targets: tuple[str, ...]) -> None:
+    srv = sub.add_parser(
+        "serve",
+        help="run one real server (or peer) in the foreground",
+        epilog=_peers_help(),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     srv.add_argument(
         "model",
-        type=options.choice("MODEL", MODEL_NAMES),
+        type=options.choice("MODEL", targets),
         metavar="MODEL",
-        help=", ".join(MODEL_NAMES),
+        help=", ".join(targets),
     )
     srv.add_argument(
         "--port", type=options.nonneg_int, default=8080, help="port on 127.0.0.1 (default 8080)"
@@ -54,7 +86,14 @@ def add_commands(sub: argparse._SubParsersAction[options.Parser]) -> None:
     _server_knobs(srv)
     srv.set_defaults(run=serve_command)
 
-    mea = sub.add_parser("measure", help="measure a real server under load (or 'memory')")
+
+def _add_measure(sub: argparse._SubParsersAction[options.Parser], targets: tuple[str, ...]) -> None:
+    mea = sub.add_parser(
+        "measure",
+        help="measure a real server under load (or 'memory')",
+        epilog=_peers_help(),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     mea.add_argument(
         "target",
         type=options.choice("TARGET", (*targets, "memory")),
@@ -102,11 +141,19 @@ def add_commands(sub: argparse._SubParsersAction[options.Parser]) -> None:
         help="memory: the two counts whose difference gives each unit's cost",
     )
     lab.add_argument(
+        "--runtime",
+        type=options.choice("RUNTIME", _runtimes()),
+        default="cpython",
+        help=f"memory: whose units to measure: {', '.join(_runtimes())} (default cpython)",
+    )
+    lab.add_argument(
         "--no-save", action="store_true", help="do not save under $SIMLAB_DATA/measurements/"
     )
     lab.add_argument("--out", type=Path, help="directory for the saved run")
     mea.set_defaults(run=measure_command)
 
+
+def _add_calibrate(sub: argparse._SubParsersAction[options.Parser]) -> None:
     cal = sub.add_parser("calibrate", help="fit a platform profile to real runs on this machine")
     cal.add_argument(
         "--name",
@@ -123,20 +170,35 @@ def add_commands(sub: argparse._SubParsersAction[options.Parser]) -> None:
     cal.add_argument("--json", action="store_true", help="print the profile as JSON")
     cal.set_defaults(run=calibrate_command)
 
+
+def _add_validate(sub: argparse._SubParsersAction[options.Parser]) -> None:
     val = sub.add_parser("validate", help="held-out real runs against the calibrated simulation")
     val.add_argument(
         "--platform", default="cpython", help="profile name or file to validate (default cpython)"
     )
-    val.add_argument("--quick", action="store_true", help="a smaller grid (about 3 minutes)")
+    val.add_argument("--quick", action="store_true", help="a smaller grid (about 4 minutes)")
+    val.add_argument(
+        "--repeats",
+        type=options.positive_int,
+        default=3,
+        help="real runs of each case, for the measured noise (default 3)",
+    )
     val.add_argument("--json", action="store_true", help="print rows and summary as JSON")
     val.add_argument(
         "--out", type=Path, help="directory for the report (default $SIMLAB_DATA/validation/)"
     )
     val.set_defaults(run=validate_command)
 
+
+def _add_usl(sub: argparse._SubParsersAction[options.Parser], targets: tuple[str, ...]) -> None:
     usl = sub.add_parser("usl", help="fit the Universal Scalability Law to closed-loop real runs")
+    # Only targets whose resembled model exists can have a simulated curve.
+    fittable = tuple(t for t in targets if _resembles(t) in MODEL_NAMES)
     usl.add_argument(
-        "target", type=options.choice("TARGET", targets), metavar="TARGET", help=", ".join(targets)
+        "target",
+        type=options.choice("TARGET", fittable),
+        metavar="TARGET",
+        help=", ".join(fittable),
     )
     usl.add_argument(
         "--levels",
@@ -228,6 +290,7 @@ def _platform(spec: str) -> None:
 
 
 def serve_command(args: argparse.Namespace) -> int:
+    from simlab.real import peers  # noqa: PLC0415
     from simlab.real.options import ServerOptions  # noqa: PLC0415
     from simlab.real.processes import Managed, python  # noqa: PLC0415
     from simlab.real.runner import run_server  # noqa: PLC0415
@@ -239,6 +302,8 @@ def serve_command(args: argparse.Namespace) -> int:
         if backend_port is None:
             backend = Managed([python(), "-m", "simlab.real.backend"], name="backend")
             backend_port = backend.port
+        if args.model in peers.REGISTRY:
+            return _serve_peer(args, arch, backend_port)
         opts = ServerOptions(
             model=args.model,
             backend_port=backend_port,
@@ -265,6 +330,40 @@ def serve_command(args: argparse.Namespace) -> int:
         if backend is not None:
             backend.stop()
     return 0
+
+
+def _serve_peer(args: argparse.Namespace, arch: Architecture, backend_port: int) -> int:
+    """A peer in the foreground until Ctrl-C or SIGTERM (or until it dies: exit 1)."""
+    from simlab.real import peers  # noqa: PLC0415
+    from simlab.real.processes import free_port, port_is_free  # noqa: PLC0415
+
+    port = args.port or free_port()
+    if not port_is_free(port):
+        raise UserError(f"--port: {port} is already in use")
+    cfg = peers.PeerConfig(
+        port=port,
+        backend_port=backend_port,
+        workers=arch.workers,
+        processes=arch.processes,
+        backlog=arch.backlog,
+        request_timeout=args.request_timeout,
+        stack_kib=args.stack_kib,
+    )
+    peer = peers.REGISTRY[args.model]
+    server = peers.start(args.model, cfg)
+    try:
+        say(
+            f"serving {peer.name} ({peer.resembles} on {peer.platform}) on "
+            f"http://127.0.0.1:{port}/work?cpu_ms=1&io_ms=50&calls=1 (backend on "
+            f"{backend_port}); SIGTERM or Ctrl-C stops it"
+        )
+        print(f"READY {port}", flush=True)
+        code = server.proc.wait()
+        raise RunFailed(f"{peer.name} exited with {code}: {server.stop().strip()[-500:]}")
+    except KeyboardInterrupt:
+        return 0  # the way a foreground server is meant to end
+    finally:
+        server.stop()
 
 
 def measure_command(args: argparse.Namespace) -> int:
@@ -342,55 +441,78 @@ def _print_measure(s: MeasuredSummary, saved_to: Path | None) -> None:
         out.print(f"[dim]saved to {shown(saved_to)}[/]")
 
 
+# The cpython units of memory.py: their labels, and the timing that goes with each.
+CPYTHON_UNITS = {
+    "thread": ("idle thread (blocked in recv)", "thread_create_start_join_us"),
+    "connection": ("idle asyncio connection", None),
+    "fork": ("forked child (blocked)", "fork_exit_wait_us"),
+    "coroutine": ("pending asyncio task", "task_create_run_us"),
+}
+
+
 def memory_command(args: argparse.Namespace) -> int:
     from simlab.real.memory import measure_memory  # noqa: PLC0415
+    from simlab.real.peers.units import measure_units, runtime_versions  # noqa: PLC0415
 
-    say(f"measuring memory per unit at {args.sizes[0]:,} and {args.sizes[1]:,} units")
-    result = measure_memory(args.sizes, stack_kib=args.stack_kib)
+    runtime = args.runtime
+    a, b = args.sizes
+    versions = runtime_versions(runtime)  # a missing runtime stops here, in one line
+    say(f"measuring {runtime} memory per unit at {a:,} and {b:,} units")
+    if runtime == "cpython":
+        result = measure_memory(args.sizes, stack_kib=args.stack_kib)
+        extra = measure_units("cpython", args.sizes)
+        result["per_unit_kib"].update(extra["per_unit_kib"])
+        result["units"] = extra["units"]
+    else:
+        result = measure_units(runtime, args.sizes)
+    result["runtime"] = runtime
+    result["versions"] = versions
     result["machine"] = machine()
     result["git_revision"] = git_revision()
     stamp = utc_stamp()
     result["started"] = stamp
     if not args.no_save:
         out_dir: Path = args.out or measurements_dir()
-        path = out_dir / f"memory-{stamp}.json"
+        # cpython keeps the record name it always had.
+        name = f"memory-{stamp}.json" if runtime == "cpython" else f"memory-{runtime}-{stamp}.json"
+        path = out_dir / name
         atomic_write_json(path, result)
         result["saved_to"] = shown(path)
     if args.json:
         print_json(result)
         return 0
+    _print_memory(result)
+    return 0
+
+
+def _print_memory(result: dict[str, Any]) -> None:
+    a, b = result["sizes"]
     t = Table(
-        title=f"memory per unit, KiB (slope between {args.sizes[0]:,} and {args.sizes[1]:,})",
+        title=f"{result['runtime']} memory per unit, KiB (slope between {a:,} and {b:,}); "
+        + ", ".join(result["versions"].values()),
         title_justify="left",
     )
-    for col in ("unit", "RSS", "USS (private)", "PSS", "virtual", "kernel (machine)"):
+    for col in ("unit", "RSS", "USS (private)", "PSS", "virtual", "kernel (own)", "create us"):
         t.add_column(col, justify="left" if col == "unit" else "right")
-    names = {
-        "thread": "idle thread (blocked in recv)",
-        "connection": "idle asyncio connection",
-        "fork": "forked child (blocked)",
-        "coroutine": "pending asyncio task",
-    }
+    timings = result.get("timings", {})
     for kind, v in result["per_unit_kib"].items():
+        if result["runtime"] == "cpython" and kind in CPYTHON_UNITS:
+            label, timing = CPYTHON_UNITS[kind]
+            create = timings.get(timing) if timing else None
+        else:
+            label, create = result["units"][kind]["label"], v["create_us"]
+        kernel = fmt(v["kernel"])
+        if "kernel_client_share" in v:
+            kernel += f" (-{v['kernel_client_share']:.1f} client)"
         t.add_row(
-            names.get(kind, kind),
-            fmt(v["rss"]),
-            fmt(v["uss"]),
-            fmt(v["pss"]),
-            fmt(v["vms"]),
-            fmt(v["kernel"]),
-        )
+            label, fmt(v["rss"]), fmt(v["uss"]), fmt(v["pss"]), fmt(v["vms"]), kernel,
+            fmt(create, 2),
+        )  # fmt: skip
     out = console()
     out.print(t)
-    tm = result["timings"]
-    out.print(
-        f"thread create+start+join {tm['thread_create_start_join_us']:.1f} us; "
-        f"fork+exit+wait {tm['fork_exit_wait_us']:.0f} us; "
-        f"task create+run {tm['task_create_run_us']:.2f} us"
-    )
+    out.print(f"[dim]kernel memory: {result.get('kernel_method', '')}[/]")
     if "saved_to" in result:
         out.print(f"[dim]saved to {result['saved_to']}[/]")
-    return 0
 
 
 def calibrate_command(args: argparse.Namespace) -> int:
@@ -420,37 +542,63 @@ def calibrate_command(args: argparse.Namespace) -> int:
 
 
 def validate_command(args: argparse.Namespace) -> int:
-    from simlab.validate import GOALS, validate  # noqa: PLC0415
+    from simlab.validate import METRICS, validate  # noqa: PLC0415
 
     _platform(args.platform)
     with steps("validating") as tick:
-        result = validate(args.platform, quick=args.quick, out_dir=args.out, progress=tick)
+        result = validate(
+            args.platform,
+            quick=args.quick,
+            repeats=args.repeats,
+            out_dir=args.out,
+            progress=tick,
+        )
     if args.json:
         print_json({"rows": result["rows"], "summary": result["summary"]})
         return 0
     out = console()
     t = Table(title="held-out configurations: predicted vs measured", title_justify="left")
-    for col in ("model", "config", "metric", "predicted", "measured", "error"):
+    for col in ("model", "config", "metric", "predicted", "measured", "error", "noise", "counts"):
         t.add_column(col, justify="left" if col in ("model", "config", "metric") else "right")
     for r in result["rows"]:
-        err = "-" if r["rel_error"] is None else f"{r['rel_error']:.1%}"
         t.add_row(
-            r["model"], r["config"], r["metric"], _num(r["predicted"]), _num(r["measured"]), err
+            r["model"],
+            r["config"],
+            r["metric"],
+            _num(r["predicted"]),
+            _num(r["measured"]),
+            _pct(r["rel_error"]),
+            _pct(r["noise"]),
+            "yes" if r["evidence"] else "no",
         )
     out.print(t)
-    s = Table(title="median absolute relative error", title_justify="left")
-    for col in ("metric", "error", "goal", "met"):
-        s.add_column(col)
-    for metric, value in result["summary"].items():
-        met = value is not None and value <= GOALS[metric]
-        s.add_row(
-            metric,
-            "-" if value is None else f"{value:.1%}",
-            f"{GOALS[metric]:.0%}",
-            "[green]yes[/]" if met else "[red]no[/]",
-        )
+    s = Table(title="median (worst) error per model, evidence only", title_justify="left")
+    s.add_column("model")
+    for metric in METRICS:
+        s.add_column(metric, justify="right")
+    for model, per in result["summary"]["models"].items():
+        cells = []
+        for metric in METRICS:
+            v = per[metric]
+            if v["median"] is None:
+                cells.append("-")
+                continue
+            colour = "green" if v["met"] else "red"
+            cells.append(f"[{colour}]{v['median']:.1%}[/] ({v['worst']:.0%})")
+        s.add_row(model, *cells)
     out.print(s)
+    g = Table(title="goals: median error over every model", title_justify="left")
+    for col in ("metric", "median", "goal", "met"):
+        g.add_column(col)
+    for metric, v in result["summary"]["metrics"].items():
+        met = "-" if v["met"] is None else ("[green]yes[/]" if v["met"] else "[red]no[/]")
+        g.add_row(metric, _pct(v["median"]), f"{v['goal']:.0%}", met)
+    out.print(g)
     return 0
+
+
+def _pct(x: float | None) -> str:
+    return "-" if x is None else f"{x:.1%}"
 
 
 def _num(x: Any) -> str:

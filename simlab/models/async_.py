@@ -82,6 +82,7 @@ class Async(Model):
                 self.process[i] = process
                 self.cpu_time[i] = cpu
                 io = self.io_time[i]
+                self.backend_busy()
                 if io > 0:
                     yield env.timeout(io)
                 self.in_flight[process] -= 1

@@ -250,6 +250,12 @@ class Model:
         self.cpu = Cpu(env, platform, architecture.processes)
         self._call_latency = platform.call_latency()
         self._call_cpu = platform.call_us * US
+        # The lab's neighbours on the same cores: the load generator's CPU per
+        # request and the backend's per request (all its calls), when the
+        # platform says there are any and cores are scarce.
+        has_cores = platform.cores is not None
+        self._lab_client = platform.client_cpu_us * US if has_cores else 0.0
+        self._lab_backend = workload.calls * platform.backend_cpu_us * US if has_cores else 0.0
 
         self.n = 0
         self._capacity = 0
@@ -552,6 +558,8 @@ class Model:
         if i >= len(self.demand):
             self._draw()
         self.n = i + 1
+        if self._lab_client:
+            self.env.process(self.cpu.background(self._lab_client))
         self.arrival[i] = self.env.now
         self.connection[i] = conn
         self.outcome[i] = PENDING
@@ -664,6 +672,7 @@ class Model:
         first = demand - calls * self._call_cpu if split else demand
         if first > 0 or paid or self.cpu.wake > 0:
             cpu += (yield from self.cpu.run(gil, first, 1 if split else 1 + calls, process))[0]
+        self.backend_busy()
         if not split:
             if io > 0:
                 yield self.env.timeout(io)
@@ -675,6 +684,11 @@ class Model:
             yield self.env.timeout(per_round)
             cpu += (yield from self.cpu.run(gil, cost, 1, process))[0]
         return cpu
+
+    def backend_busy(self) -> None:
+        """The backend serves this request's calls: its CPU takes a core meanwhile."""
+        if self._lab_backend:
+            self.env.process(self.cpu.background(self._lab_backend))
 
     def open_interval(self, kind: str) -> int:
         """Record the start of a connection, thread or fork; returns its handle."""

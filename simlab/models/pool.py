@@ -63,9 +63,12 @@ class Cpu:
     platform has one.
 
     A CPU phase takes its process's GIL, then a core, runs, and releases both.
-    Phases are not time-sliced: with a GIL this is FCFS where CPython would
-    rotate the GIL every 5 ms, which leaves the mean wait unchanged (work
-    conserving) but narrows its spread for long phases.
+    With a GIL and a switch interval (``gil_interval_us``), a phase runs in
+    slices of that length: at the end of each, if another thread waits for
+    the GIL, the phase gives the GIL and its core up and queues again behind
+    it, as CPython's forced switch does. Without one, a phase keeps the GIL to
+    its end (FCFS), which leaves the mean wait unchanged (work conserving)
+    but narrows its spread for long phases.
 
     A phase that follows ``switches`` thread wake-ups costs, on top of its
     demand, ``switches * cs * (1 + contention * runnable)`` where ``runnable`` is
@@ -76,6 +79,10 @@ class Cpu:
     stays awake and this cost is amortised away, which is why CPU per request
     falls as a server nears saturation. Every phase is recorded as a busy
     interval.
+
+    Processes beside the server on the same machine (a load generator, a
+    backend) take cores too (``background``): they queue for a core like a
+    phase, and are not the server's CPU, so they are not recorded.
     """
 
     __slots__ = (
@@ -87,6 +94,7 @@ class Cpu:
         "cs",
         "env",
         "gils",
+        "interval",
         "wake",
     )
 
@@ -97,6 +105,7 @@ class Cpu:
         self.cs = platform.context_switch_us * 1e-6
         self.contention = platform.switch_contention
         self.wake = platform.wake_us * 1e-6
+        self.interval = platform.gil_interval_us * 1e-6 if platform.gil else 0.0
         self.active = [0] * processes
         self.busy_start: array[float] = array("d")
         self.busy_dur: array[float] = array("d")
@@ -117,6 +126,17 @@ class Cpu:
 
     def gil(self, process: int) -> Pool | None:
         return self.gils[process] if self.gils is not None else None
+
+    def background(self, duration: float) -> Generator[simpy.Event, Any, None]:
+        """A neighbour's CPU on one of the machine's cores (not the server's)."""
+        cores = self.cores
+        if cores is None or duration <= 0:
+            return
+        core = cores.take()
+        if core < 0:
+            core = yield cores.wait()
+        yield self.env.timeout(duration)
+        cores.give(core)
 
     # The DES's hot path: every CPU phase of every request passes here, so it
     # stays one function (no helper calls per event), branches and all.
@@ -160,10 +180,13 @@ class Cpu:
             duration += self.wake
         env = self.env
         started = env.now
-        self.busy_start.append(started)
-        self.busy_dur.append(duration)
-        if duration > 0:
-            yield env.timeout(duration)
+        if self.interval and gil is not None and duration > self.interval:
+            core = yield from self._sliced(gil, duration, core)
+        else:
+            self.busy_start.append(started)
+            self.busy_dur.append(duration)
+            if duration > 0:
+                yield env.timeout(duration)
         if cores is not None:
             cores.give(core)
         if gil is not None:
@@ -173,3 +196,27 @@ class Cpu:
         if process is not None:
             self.active[process] -= 1
         return duration, started
+
+    def _sliced(self, gil: Pool, duration: float, core: int) -> Generator[simpy.Event, Any, int]:
+        """Run ``duration`` of CPU holding ``gil`` in switch-interval slices,
+        handing the GIL (and the core) over whenever another thread waits for
+        it; returns the core held at the end."""
+        env, cores = self.env, self.cores
+        left = duration
+        while True:
+            step = min(left, self.interval)
+            self.busy_start.append(env.now)
+            self.busy_dur.append(step)
+            yield env.timeout(step)
+            left -= step
+            if left <= 0:
+                return core
+            if gil.waiters:
+                if cores is not None:
+                    cores.give(core)
+                gil.give(0)
+                yield gil.wait()
+                if cores is not None:
+                    core = cores.take()
+                    if core < 0:
+                        core = yield cores.wait()

@@ -16,10 +16,11 @@ How each number is obtained:
 - threads, fds, processes: the probe's samples of the process tree;
 - threads busy: throughput x mean service time (Little's law) for threaded
   servers; for async, loops busy = the tree's CPU seconds per second;
-- resident memory: the tree's PSS (shared pages split, so forks are not
-  double counted); reserved virtual: the tree's VMS; kernel: the machine's
-  slab + kernel stacks + page tables above their level before the run
-  (this includes the load generator's and backend's sockets);
+- memory, with the simulation's meanings: user = the tree's PSS (shared
+  pages split, so forks are not double counted); kernel = the server's own
+  kernel memory, from the memory cgroup it runs in (``simlab.real.kernel``:
+  its threads, sockets and page tables, not the load generator's or the
+  backend's); resident = user + kernel; reserved virtual = the tree's VMS;
 - in flight: the load generator's own count, sampled every 10 ms, which
   lets Little's law be checked against throughput x mean latency.
 """
@@ -44,14 +45,17 @@ from simlab.params import Architecture, Workload
 from simlab.paths import measurements_dir
 from simlab.provenance import atomic_write_json, git_revision, machine, utc_stamp
 from simlab.real import loadgen, peers
+from simlab.real.kernel import KernelAccount
 from simlab.real.limits import check_fits, raise_fd_limit
+from simlab.real.lock import exclusive
 from simlab.real.options import SERVER_MODELS
 from simlab.real.probe import Probe
-from simlab.real.processes import Managed, free_port, port_is_free, python, wait_listening
+from simlab.real.processes import Managed, free_port, port_is_free, python
 from simlab.results import (
     ConnectionCounts,
     HistogramBlock,
     InFlight,
+    LabCpu,
     Little,
     MeasuredMemory,
     MeasuredStability,
@@ -65,7 +69,7 @@ from simlab.stats import ci95
 
 __all__ = ["TARGETS", "MeasureOptions", "Measurement", "measure"]
 
-TARGETS = (*SERVER_MODELS, *peers.PEERS)
+TARGETS = (*SERVER_MODELS, *peers.ALL_PEERS)
 QUERY_POOL = 20_000
 
 
@@ -144,6 +148,10 @@ def _estimate_fit(opts: MeasureOptions) -> None:
     processes = n if opts.target == "process-per-connection" else a.processes
     # The cpython preset's sizes: a thread 43 KiB, a connection 9.5 KiB, a fork 1.2 MiB.
     memory = (threads * 43 + n * 2 * 9.5 + (processes if per_conn else 0) * 1200) / 1024
+    if opts.target in peers.REGISTRY:
+        # A peer's own estimate of its tree; a runtime's processes cost tens of MiB each.
+        threads, processes = peers.REGISTRY[opts.target].footprint(n, a.workers, a.processes)
+        memory = (threads * 64 + n * 2 * 9.5) / 1024 + processes * 30
     check_fits(
         connections=n,
         threads=threads,
@@ -155,28 +163,22 @@ def _estimate_fit(opts: MeasureOptions) -> None:
     )
 
 
-def _start_server(opts: MeasureOptions, backend_port: int) -> Managed:
+def _start_server(
+    opts: MeasureOptions, backend_port: int, preexec: Callable[[], None] | None
+) -> Managed:
     a = opts.architecture
-    if opts.target in peers.PEERS:
-        port = free_port()
-        server = Managed(
-            peers.command(
-                opts.target, port=port, workers=a.workers, processes=a.processes, backlog=a.backlog
-            ),
-            env={"SIMLAB_BACKEND_PORT": str(backend_port)},
-            ready_line=False,
-            name=opts.target,
+    if opts.target in peers.REGISTRY:
+        cfg = peers.PeerConfig(
+            port=free_port(),
+            backend_port=backend_port,
+            workers=a.workers,
+            processes=a.processes,
+            backlog=a.backlog,
+            request_timeout=opts.request_timeout,
+            stack_kib=opts.stack_kib,
+            preexec=preexec,
         )
-        server.port = port
-        try:
-            wait_listening(port, server.proc)
-        except RuntimeError as exc:
-            err = server.stop()
-            raise RunFailed(f"{opts.target}: {exc}: {err.strip()[-500:]}") from None
-        except BaseException:
-            server.stop()
-            raise
-        return server
+        return peers.start(opts.target, cfg)
     argv = [
         python(),
         "-m",
@@ -199,13 +201,17 @@ def _start_server(opts: MeasureOptions, backend_port: int) -> Managed:
         argv.append("--uvloop")
     if opts.parser != "h11":
         argv += ["--parser", opts.parser]
-    return Managed(argv, name=opts.target)
+    return Managed(argv, name=opts.target, preexec=preexec)
 
 
 def measure(opts: MeasureOptions, progress: Callable[[str], None] | None = None) -> Measurement:
     """Run one measurement and return its summary (and save it unless ``save`` is off)."""
     say = progress or (lambda _msg: None)
     _estimate_fit(opts)
+    # A peer's runtime is checked (and named in the record) before anything starts.
+    runtime = (
+        peers.REGISTRY[opts.target].versions(opts.target) if opts.target in peers.REGISTRY else {}
+    )
     raise_fd_limit()
     w = opts.workload
     spec = loadgen.LoadSpec(
@@ -224,17 +230,25 @@ def measure(opts: MeasureOptions, progress: Callable[[str], None] | None = None)
     )
     started = utc_stamp()
     errors: list[str] = []
+    warnings: list[str] = []
     # Everything started is stopped in reverse order on every exit path,
     # Ctrl-C and SIGTERM (turned into KeyboardInterrupt by the CLI) included.
-    with contextlib.ExitStack() as stack:
+    # One real run at a time: they share the machine's cores.
+    with exclusive(say), contextlib.ExitStack() as stack:
         say("starting the backend")
         backend = stack.enter_context(
             Managed([python(), "-m", "simlab.real.backend"], name="backend")
         )
         say(f"starting {opts.target}")
-        server = _start_server(opts, backend.port)
+        # The server's own kernel memory: a memory cgroup it joins at its start.
+        account, no_account = KernelAccount.create()
+        if account is not None:
+            stack.callback(account.close)
+        else:
+            warnings.append(f"kernel memory not measured: {no_account}")
+        server = _start_server(opts, backend.port, account.preexec if account else None)
         stack.callback(lambda: errors.append(server.stop()))
-        probe = Probe(server.pid)
+        probe = Probe(server.pid, account=account, port=server.port, neighbours=(backend.pid,))
         probe.start()
         stack.callback(probe.stop)
         window = f"{opts.warmup:g} s warm-up, {opts.duration:g} s measured"
@@ -244,8 +258,9 @@ def measure(opts: MeasureOptions, progress: Callable[[str], None] | None = None)
     port_left = not port_is_free(server.port)
     if port_left:
         raise RunFailed(f"port {server.port} still accepts connections after the server stopped")
-    warnings = [f"server stderr: {server_err.strip()[-300:]}"] if server_err.strip() else []
-    summary = _summary(opts, report, probe, started, warnings)
+    if server_err.strip():
+        warnings.append(f"server stderr: {server_err.strip()[-300:]}")
+    summary = _summary(opts, report, probe, started, warnings, runtime=runtime)
     if not opts.save:
         return Measurement(summary)
     path = (opts.out_dir or measurements_dir()) / f"{opts.target}-{started}-seed{opts.seed}.json"
@@ -313,6 +328,8 @@ def _summary(
     probe: Probe | None,
     started: str,
     warnings: list[str],
+    *,
+    runtime: dict[str, str],
 ) -> MeasuredSummary:
     w, a = opts.workload, opts.architecture
     window = (r["window_wall"][0], r["window_wall"][1])
@@ -361,6 +378,8 @@ def _summary(
         model=opts.target,
         engine="real",
         resembles=peers.RESEMBLES.get(opts.target, opts.target),
+        platform=peers.PLATFORM_OF.get(opts.target, "cpython"),
+        runtime=runtime,
         throughput_rps=throughput,
         throughput_ci95=ci95([float(x) for x in batch_rates]),
         offered_rps=offered,
@@ -369,12 +388,15 @@ def _summary(
         service_ms=service,
         threads=MeasuredThreads(stat("threads", "peak"), stat("threads", "mean"), busy),
         memory_mib=MeasuredMemory(
-            peak=stat("pss_mib", "peak"),
-            mean=stat("pss_mib", "mean"),
+            peak=stat("memory_mib", "peak"),
+            mean=stat("memory_mib", "mean"),
             virtual_peak=stat("vms_mib", "peak"),
+            user_peak=stat("pss_mib", "peak"),
+            user_mean=stat("pss_mib", "mean"),
+            kernel_peak=stat("kernel_mib", "peak"),
+            kernel_mean=stat("kernel_mib", "mean"),
             rss_peak=stat("rss_mib", "peak"),
             uss_peak=stat("uss_mib", "peak"),
-            kernel_peak=stat("kernel_mib", "peak"),
         ),
         processes=Peak(stat("processes", "peak")),
         fds=Peak(stat("fds", "peak")),
@@ -394,6 +416,7 @@ def _summary(
         ),
         cpu_busy_cores=cpu_busy,
         cpu_utilization=cpu_busy / cores if math.isfinite(cpu_busy) else None,
+        lab_cpu=_lab_cpu(r, p, opts),
         requests=r["measured"],
         completed=completed,
         dropped=dropped,
@@ -412,6 +435,22 @@ def _summary(
         machine=machine(),
         git_revision=git_revision(),
         took_s=time.time() - window[0] + opts.warmup,
+    )
+
+
+def _lab_cpu(r: dict[str, Any], p: dict[str, Any], opts: MeasureOptions) -> LabCpu:
+    """The load generator's CPU per request sent and the backend's per call, in the window."""
+    sent = r["measured"]
+    client = r.get("cpu_s_window")
+    backend_rate = p.get("lab_cpu_s", {}).get("rate")
+    calls = sent * opts.workload.calls
+    return LabCpu(
+        client_us_per_request=client / sent * 1e6 if client is not None and sent else None,
+        backend_us_per_call=(
+            backend_rate * opts.duration / calls * 1e6
+            if backend_rate is not None and calls
+            else None
+        ),
     )
 
 

@@ -3,14 +3,20 @@
 Each unit is measured at two counts A < B in a fresh child process, and the
 cost per unit is the slope (m(B) - m(A)) / (B - A), so the interpreter's own
 memory cancels out. For every unit: resident (RSS), private (USS),
-proportional (PSS), virtual (VMS), and the machine's kernel memory (slab,
-kernel stacks, page tables), which is where thread stacks and socket
-buffers live. Kernel figures are machine-wide, so other activity on the
-machine adds noise to them; the table says how large A and B were.
+proportional (PSS), virtual (VMS), and kernel memory (kernel stacks, slab,
+page tables), which is where thread structures and sockets live.
+
+Kernel memory is the child's own, counted as ``simlab measure`` counts a
+server's (``simlab.real.kernel``): the child runs in a memory cgroup, and
+each connection it accepted adds the TCP object the kernel made for it
+outside any cgroup. So a unit's kernel cost here and a server's kernel
+memory there mean the same thing. Where no cgroup can be made, the
+machine's growth is taken instead (halved for connections, whose client
+ends are in the measuring process) and ``kernel_method`` says so.
 
 - thread: B threads blocked in recv on one shared socket (a thread, no socket);
 - connection: an asyncio server holding B idle stream connections (the
-  client ends are in the measuring process: kernel counts both ends);
+  client ends are in the measuring process, outside the child's cgroup);
 - fork: B forked children each blocked in a read (summed over the children);
 - coroutine: B asyncio tasks awaiting a future.
 
@@ -32,6 +38,7 @@ from typing import Any
 
 import psutil
 
+from simlab.real.kernel import KernelAccount, tcp_object_kib
 from simlab.real.limits import raise_fd_limit
 from simlab.real.probe import kernel_kib
 
@@ -139,6 +146,7 @@ def _tree_memory(pid: int) -> dict[str, float]:
 
 def _one(kind: str, n: int, stack_kib: int) -> dict[str, float]:
     base_kernel = kernel_kib()
+    account, _ = KernelAccount.create()
     env = dict(os.environ)
     proc = subprocess.Popen(
         [sys.executable, "-m", "simlab.real.memory", kind, str(n), str(stack_kib)],
@@ -146,6 +154,8 @@ def _one(kind: str, n: int, stack_kib: int) -> dict[str, float]:
         stdout=subprocess.PIPE,
         text=True,
         env=env,
+        # Only joins a memory cgroup, with raw syscalls: safe beside threads.
+        preexec_fn=account.preexec if account is not None else None,  # noqa: PLW1509
     )
     clients: list[socket.socket] = []
     try:
@@ -160,7 +170,12 @@ def _one(kind: str, n: int, stack_kib: int) -> dict[str, float]:
             raise RuntimeError(f"memory probe {kind} x {n} failed to start: {line!r}")
         time.sleep(SETTLE_S)
         mem = _tree_memory(proc.pid)
-        mem["kernel"] = kernel_kib() - base_kernel
+        accepted = n if kind == "connection" else 0
+        if account is not None:
+            mem["kernel"] = account.kernel_kib() + accepted * tcp_object_kib()
+        else:
+            # Machine-wide: the client ends are counted too, as many as the child's.
+            mem["kernel"] = (kernel_kib() - base_kernel) / (2 if accepted else 1)
         proc.stdin.write("\n")
         proc.stdin.flush()
         proc.wait(60)
@@ -174,6 +189,8 @@ def _one(kind: str, n: int, stack_kib: int) -> dict[str, float]:
         for stream in (proc.stdin, proc.stdout):
             if stream is not None:
                 stream.close()
+        if account is not None:
+            account.close()
 
 
 def _timings(samples: int = 300) -> dict[str, float]:
@@ -224,9 +241,13 @@ def measure_memory(sizes: tuple[int, int], stack_kib: int = 0) -> dict[str, Any]
         timeout=300,
         check=True,
     ).stdout
+    account, why_not = KernelAccount.create()
+    if account is not None:
+        account.close()
     return {
         "sizes": [a, b],
         "stack_kib": stack_kib,
+        "kernel_method": "cgroup" if account is not None else f"machine-wide ({why_not})",
         "per_unit_kib": units,
         "timings": json.loads(out),
     }

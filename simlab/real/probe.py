@@ -4,11 +4,12 @@ Per sample, summed over the tree: resident (RSS), proportional (PSS: shared
 pages split between the processes that share them, so forked children are
 not double counted), private (USS) and virtual (VMS) memory, threads, open
 fds, voluntary and involuntary context switches and CPU time (reaped
-children's included); plus the machine's kernel memory (slab, kernel stacks,
-page tables) from /proc/meminfo, which holds thread stacks and socket
-buffers that no process is charged for. PSS and USS need a read of
-smaps_rollup per process, so for large trees they are sampled less often,
-keeping the probe's own CPU under about 2% of a core.
+children's included); and the server's own kernel memory (its threads'
+kernel stacks and structures, its sockets, its page tables: what no
+process's resident set shows), from the memory cgroup it runs in
+(``simlab.real.kernel``), when there is one. PSS, USS and the count of
+accepted connections need a read per process, so for large trees they are
+sampled less often, keeping the probe's own CPU under about 2% of a core.
 """
 
 from __future__ import annotations
@@ -21,7 +22,11 @@ from dataclasses import dataclass
 import numpy as np
 import psutil
 
+from simlab.real.kernel import KernelAccount, accepted_sockets, tcp_object_kib
+
 __all__ = ["Probe", "ProbeSample", "kernel_kib"]
+
+NAN = float("nan")
 
 FIELDS = (
     "rss_mib",
@@ -35,9 +40,13 @@ FIELDS = (
     "ctx_involuntary",
     "cpu_s",
     "kernel_mib",
+    "memory_mib",
+    "lab_cpu_s",
 )
 MIB = 2**20
 FULL_COST_RATIO = 50  # wall time between PSS samples / time one takes
+# ... but never longer than this apart, so that a short window holds fresh ones.
+FULL_MAX_GAP_S = 1.0
 
 
 def kernel_kib() -> float:
@@ -59,14 +68,29 @@ class ProbeSample:
 
 
 class Probe(threading.Thread):
-    def __init__(self, pid: int, interval: float = 0.1) -> None:
+    """Samples a server's process tree; ``account`` (its memory cgroup) and
+    ``port`` (where it accepts) give its own kernel memory."""
+
+    def __init__(
+        self,
+        pid: int,
+        interval: float = 0.1,
+        *,
+        account: KernelAccount | None = None,
+        port: int = 0,
+        neighbours: tuple[int, ...] = (),
+    ) -> None:
         super().__init__(daemon=True, name="probe")
         self.root = psutil.Process(pid)
         self.interval = interval
         self.samples: list[ProbeSample] = []
         self._halt = threading.Event()
-        self._last_full: tuple[float, float] = (0.0, 0.0)
-        self.kernel_base = kernel_kib()
+        self._last_full: tuple[float, float, int] = (0.0, 0.0, 0)
+        self.account = account
+        self.port = port
+        self.tcp_kib = tcp_object_kib()
+        # Other lab processes on the same cores (the backend): their CPU only.
+        self.neighbours = [psutil.Process(p) for p in neighbours]
 
     def run(self) -> None:
         next_full = 0.0
@@ -81,7 +105,7 @@ class Probe(threading.Thread):
                 # Reading smaps for hundreds of processes costs real CPU on a
                 # machine the server shares: keep it under about 2% of a core.
                 spent = time.monotonic() - t0
-                next_full = t0 + max(self.interval, FULL_COST_RATIO * spent)
+                next_full = t0 + min(FULL_MAX_GAP_S, max(self.interval, FULL_COST_RATIO * spent))
             self._halt.wait(self.interval)
 
     def stop(self) -> None:
@@ -117,9 +141,20 @@ class Probe(threading.Thread):
             except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
                 continue
         if full:
-            self._last_full = (pss, uss)
-        v["pss_mib"], v["uss_mib"] = self._last_full
-        v["kernel_mib"] = (kernel_kib() - self.kernel_base) / 1024
+            accepted = accepted_sockets(self.port) if self.port else 0
+            self._last_full = (pss, uss, accepted)
+        v["pss_mib"], v["uss_mib"], accepted = self._last_full
+        v["kernel_mib"] = NAN
+        if self.account is not None:
+            with contextlib.suppress(OSError, ValueError):
+                # Each accepted connection's TCP object escapes the cgroup's charge.
+                kib = self.account.kernel_kib() + accepted * self.tcp_kib
+                v["kernel_mib"] = kib / 1024
+        v["memory_mib"] = v["pss_mib"] + v["kernel_mib"]
+        for n in self.neighbours:
+            with contextlib.suppress(psutil.NoSuchProcess, psutil.AccessDenied):
+                cpu = n.cpu_times()
+                v["lab_cpu_s"] += cpu.user + cpu.system
         return ProbeSample(time.time(), v)
 
     def summary(self, window: tuple[float, float]) -> dict[str, dict[str, float]]:
@@ -130,10 +165,14 @@ class Probe(threading.Thread):
         out: dict[str, dict[str, float]] = {}
         for key in FIELDS:
             values = np.array([s.values[key] for s in inside]) if inside else np.zeros(1)
-            out[key] = {"peak": float(values.max()), "mean": float(values.mean())}
+            seen = values[np.isfinite(values)]
+            if len(seen) == 0:  # not measured here (kernel memory without a cgroup)
+                out[key] = {"peak": NAN, "mean": NAN}
+                continue
+            out[key] = {"peak": float(seen.max()), "mean": float(seen.mean())}
         if len(inside) >= 2:
             dt = inside[-1].time - inside[0].time
-            for key in ("cpu_s", "ctx_voluntary", "ctx_involuntary"):
+            for key in ("cpu_s", "ctx_voluntary", "ctx_involuntary", "lab_cpu_s"):
                 rate = (inside[-1].values[key] - inside[0].values[key]) / dt if dt > 0 else 0.0
                 out[key]["rate"] = rate
         return out

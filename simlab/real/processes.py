@@ -17,6 +17,7 @@ import sys
 import threading
 import time
 from collections import deque
+from collections.abc import Callable
 from types import TracebackType
 from typing import IO
 
@@ -68,6 +69,7 @@ class Managed:
         env: dict[str, str] | None = None,
         ready_line: bool = True,
         name: str = "process",
+        preexec: Callable[[], None] | None = None,
     ) -> None:
         self.name = name
         full_env = dict(os.environ)
@@ -80,6 +82,8 @@ class Managed:
             text=True,
             env=full_env,
             start_new_session=True,
+            # Only joins a memory cgroup, with raw syscalls: safe beside threads.
+            preexec_fn=preexec,  # noqa: PLW1509
         )
         self.port = 0
         self._stderr: deque[str] = deque(maxlen=STDERR_LINES)

@@ -10,14 +10,21 @@ from simlab import load_platform
 from simlab.params import Architecture
 from simlab.real.grids import held_out
 from simlab.usl import usl_study
-from simlab.validate import METRICS, validate
+from simlab.validate import GOALS, METRICS, validate
 
 pytestmark = [pytest.mark.real, pytest.mark.timeout(900)]
+
+
+# The quick set is 8 cases of 4 s each (so that make test stays in its
+# budget), against the full set's 33 of 8 s: a median over so few cases, of
+# shorter runs, moves more. The goals are asserted with this much slack.
+QUICK_SLACK = 1.5
 
 
 def test_validate_quick_end_to_end(tmp_path) -> None:
     result = validate("cpython", quick=True, out_dir=tmp_path)
     cases = held_out(quick=True)
+    assert result["repeats"] >= 3
     assert len(result["rows"]) == len(cases) * len(METRICS)
     assert {r["model"] for r in result["rows"]} >= {
         "async",
@@ -27,17 +34,28 @@ def test_validate_quick_end_to_end(tmp_path) -> None:
         "thread-pool",
         "iterative",
         "uvicorn",
-        "gunicorn-gthread",
-        "gunicorn-sync",
     }
-    # Below saturation an open-loop server's throughput is the offered rate,
-    # and the model must say so: under 10% median error.
-    assert result["summary"]["throughput_rps"] < 0.10
+    rows = result["rows"]
+    # Every real metric was measured three times, with an interval.
+    for r in rows:
+        if r["measured"] is not None:
+            assert len(r["measured_runs"]) == result["repeats"], r
+    # Throughput counts only where the server is saturated; below it, never.
+    for r in rows:
+        if r["metric"] == "throughput_rps":
+            assert r["evidence"] == (r["rho"] >= 0.9), r
+    assert any(r["metric"] == "throughput_rps" and r["evidence"] for r in rows)
+    # The goals, for the metrics that can disagree: each metric's median error
+    # over the evidence, with the stated slack for the quick set.
+    for metric, stats in result["summary"]["metrics"].items():
+        if stats["median"] is None:
+            continue
+        assert stats["median"] <= QUICK_SLACK * GOALS[metric], (metric, stats)
     for name in (
         "validation.csv",
         "validation.json",
         "report.md",
-        *(f"scatter_{m}.png" for m in METRICS),
+        *(f"scatter_{m}.png" for m in METRICS if m != "memory_kernel"),
     ):
         assert (tmp_path / name).stat().st_size > 0, name
     saved = json.loads((tmp_path / "validation.json").read_text())

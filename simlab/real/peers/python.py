@@ -1,4 +1,4 @@
-"""Peers: the same ``/work`` as a WSGI app (gunicorn) and an ASGI app (uvicorn).
+"""The Python peers: the same ``/work`` as a WSGI app (gunicorn, uWSGI) and an ASGI app (uvicorn).
 
 They let the lab measure production servers under the same load and set
 each beside the model it resembles:
@@ -9,6 +9,8 @@ each beside the model it resembles:
 - ``gunicorn-gthread``: P processes, each a poller for keep-alive connections
   plus W threads; resembles ``reactor-pool``.
 - ``uvicorn``: P processes, one asyncio loop each; resembles ``async``.
+
+The WSGI app also runs behind nginx in uWSGI (``nginx.py``).
 
 The backend's port comes from ``SIMLAB_BACKEND_PORT``.
 """
@@ -24,10 +26,9 @@ from typing import Any
 from simlab.real.protocol import BadRequest, parse_work
 from simlab.real.work import AsyncBackend, BlockingBackend, burn_cpu, run_blocking
 
-__all__ = ["PEERS", "asgi_app", "command", "wsgi_app"]
+__all__ = ["PYTHON_PEERS", "asgi_app", "command", "wsgi_app"]
 
-PEERS = ("gunicorn-sync", "gunicorn-gthread", "uvicorn")
-RESEMBLES = {"gunicorn-sync": "thread-pool", "gunicorn-gthread": "reactor-pool", "uvicorn": "async"}
+PYTHON_PEERS = ("gunicorn-sync", "gunicorn-gthread", "uvicorn")
 
 
 class _Backends:
@@ -46,6 +47,8 @@ def wsgi_app(environ: dict[str, Any], start_response: Callable[..., Any]) -> Ite
         _Backends.blocking = BlockingBackend(_Backends.port())
     target = environ.get("PATH_INFO", "") + "?" + environ.get("QUERY_STRING", "")
     try:
+        if environ.get("REQUEST_METHOD") != "GET":
+            raise BadRequest(405, "only GET is served")
         request = parse_work(target)
     except BadRequest as exc:
         body = f"{exc.reason}\n".encode()
@@ -75,6 +78,8 @@ async def asgi_app(
         _Backends.aio = AsyncBackend(_Backends.port())
     target = scope["path"] + "?" + scope.get("query_string", b"").decode("latin-1")
     try:
+        if scope.get("method") != "GET":
+            raise BadRequest(405, "only GET is served")
         request = parse_work(target)
     except BadRequest as exc:
         body = f"{exc.reason}\n".encode()
@@ -129,7 +134,7 @@ def command(
         "--graceful-timeout",
         "5",
     ]
-    app = "simlab.real.peers:wsgi_app"
+    app = "simlab.real.peers.python:wsgi_app"
     if peer == "gunicorn-sync":
         return [*gunicorn, "-k", "sync", app]
     if peer == "gunicorn-gthread":
@@ -152,7 +157,7 @@ def command(
             py,
             "-m",
             "uvicorn",
-            "simlab.real.peers:asgi_app",
+            "simlab.real.peers.python:asgi_app",
             "--host",
             "127.0.0.1",
             "--port",
@@ -172,4 +177,4 @@ def command(
         if backlog is not None:
             cmd += ["--limit-concurrency", str(backlog)]
         return cmd
-    raise ValueError(f"unknown peer {peer!r} (choose from: {', '.join(PEERS)})")
+    raise ValueError(f"unknown peer {peer!r} (choose from: {', '.join(PYTHON_PEERS)})")

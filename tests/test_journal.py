@@ -1,0 +1,75 @@
+"""An interrupted long run resumes where it stopped, and never trusts another plan's steps."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+
+import simlab.validate as validate_mod
+from simlab.distributions import Fixed
+from simlab.journal import Journal, journal_dir
+from simlab.params import Architecture, Workload
+from simlab.real.grids import Case
+
+
+@pytest.fixture(autouse=True)
+def own_data_root(monkeypatch, tmp_path) -> None:
+    monkeypatch.setenv("SIMLAB_DATA", str(tmp_path / "data"))
+
+
+def test_steps_survive_a_restart_and_a_torn_line() -> None:
+    j = Journal("plan", {"steps": ["a", "b"]})
+    assert not j.resumed
+    j.put("a", {"x": 1.5})
+    j.put("b", [1, 2])
+    with j.path.open("a") as fh:
+        fh.write('{"key": "c", "val')  # a crash in mid-write
+    again = Journal("plan", {"steps": ["a", "b"]})
+    assert again.resumed
+    assert again.get("a") == {"x": 1.5} and again.get("b") == [1, 2]
+    assert "c" not in again
+    again.put("c", 3)
+    assert Journal("plan", {"steps": ["a", "b"]}).get("c") == 3
+
+
+def test_another_plan_starts_afresh_and_done_removes_the_journal() -> None:
+    j = Journal("plan", {"steps": ["a"]})
+    j.put("a", 1)
+    other = Journal("plan", {"steps": ["a", "z"]})
+    assert not other.resumed and "a" not in other
+    other.done()
+    assert not list(journal_dir().glob("*.jsonl"))
+
+
+def _fake_measured(latency_ms: float) -> Any:
+    q = SimpleNamespace(p50=latency_ms, p99=2 * latency_ms)
+    mem = SimpleNamespace(user_peak=30.0, kernel_peak=1.0)
+    return SimpleNamespace(
+        throughput_rps=20.0, latency_ms=q, memory_mib=mem, threads=SimpleNamespace(peak=3.0)
+    )
+
+
+def test_validate_resumes_at_its_first_unmeasured_run(monkeypatch, tmp_path) -> None:
+    w = Workload(connections=4, rate=20.0, cpu=Fixed(0.001), io=Fixed(0.002), calls=1)
+    cases = [Case("thread-pool", w, Architecture(workers=2), duration=2.0, warmup=0.5)] * 2
+    calls: list[int] = []
+
+    def measure(case: Case, seed: int) -> Any:
+        calls.append(seed)
+        if len(calls) == 3:
+            raise KeyboardInterrupt
+        return _fake_measured(5.0)
+
+    monkeypatch.setattr(validate_mod, "_measure", measure)
+    with pytest.raises(KeyboardInterrupt):
+        validate_mod.validate("ideal", repeats=2, cases=cases, out_dir=tmp_path)
+    assert not (tmp_path / "validation.json").exists()
+    interrupted = list(calls)
+    calls.clear()
+    result = validate_mod.validate("ideal", repeats=2, cases=cases, out_dir=tmp_path)
+    # The two finished runs are not measured again; the interrupted one is.
+    assert calls == interrupted[2:] + [interrupted[-1] + 1]
+    assert len(result["rows"]) == 2 * len(validate_mod.METRICS)
+    assert not list(journal_dir().glob("*.jsonl"))
