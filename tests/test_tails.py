@@ -25,6 +25,9 @@ from scipy import stats
 
 from simlab import Architecture, Workload, load_platform, simulate
 from simlab.distributions import Exponential
+from simlab.planner import Goals, plan
+from simlab.planner import search as search_mod
+from simlab.planner.search import Check, Search
 from simlab.scenario import build
 from simlab.simulation import RUN_RELAXATIONS, WARMUP_RELAXATIONS, run_replication
 from simlab.stats import ci95, positive_ci95, quantile_ci95
@@ -223,3 +226,103 @@ def test_auto_warmup_is_relaxation_times_and_short_runs_are_told():
     assert simulate("reactor-pool", w, IDEAL, arch, duration=5, engine="fast").summary.warmup_s == 5
     with pytest.raises(ValueError, match="warmup"):
         simulate("reactor-pool", w, IDEAL, arch, warmup="soon")  # type: ignore[arg-type]
+
+
+def erlang_goal(lam: float, s: float, c: int) -> float:
+    """A p99 goal (ms) that M/M/c meets with c servers and not with c - 1:
+    halfway between their exact p99s (twice c's when c - 1 is saturated)."""
+    at_c = mmc_sojourn_quantile(0.99, lam, 1 / s, c)
+    below = mmc_sojourn_quantile(0.99, lam, 1 / s, c - 1) if lam * s < c - 1 else 3 * at_c
+    return (at_c + below) / 2 * 1e3
+
+
+@pytest.mark.theory
+@pytest.mark.parametrize(
+    ("model", "offered", "c", "s"),
+    [
+        ("reactor-pool", 47.5, 50, 0.1),  # rho 0.95 at the answer, 0.97 at its neighbour
+        ("thread-pool", 19.4, 20, 0.02),  # rho 0.97
+        ("reactor-pool", 9.8, 10, 0.05),  # rho 0.98
+    ],
+)
+def test_planner_keeps_the_exact_erlang_staffing_near_saturation(model, offered, c, s):
+    """On exact M/M/c (ideal platform, exponential service, one process) the
+    plan with DES confirmation on is exactly the Erlang-C staffing, at rho
+    0.95 to 0.98 where a short run's p99 is biased low. The checks ran for
+    RUN_RELAXATIONS relaxation times (or were flagged short), and their
+    intervals hold the exact p99 at the answer."""
+    lam = offered / s
+    goal = erlang_goal(lam, s, c)
+    w = Workload(
+        connections=MANY,
+        rate=lam,
+        cpu=Exponential(s),
+        calls=0,
+        requests_per_connection=1 if model == "thread-pool" else None,
+    )
+    (p,) = plan(w, IDEAL, Goals(p99_ms=goal), models=[model]).plans
+    assert p.feasible, p.reason
+    assert "exact" in p.method
+    assert p.workers == c, (p.workers, p.notes, [x.to_dict() for x in p.checks])
+    assert [x.workers for x in p.checks] == [c, c - 1]
+    at = p.checks[0]
+    tau = relaxation_time(offered / c, s, c)
+    assert at.duration_s >= RUN_RELAXATIONS * tau or at.short
+    exact_ms = mmc_sojourn_quantile(0.99, lam, 1 / s, c) * 1e3
+    lo, hi = at.latency_ms["p99_ci95"]
+    assert lo <= exact_ms <= hi, (lo, exact_ms, hi)
+
+
+def _fake_check(workers: int, p99: float, ci: list[float], verdict: str = "meets") -> Check:
+    return Check(
+        workers=workers,
+        processes=1,
+        stable=True,
+        latency_ms={"mean": p99 / 3, "p99": p99, "p99_ci95": ci, "mean_ci95": [0.0, p99]},
+        memory_mib=1.0,
+        virtual_mib=1.0,
+        threads=float(workers),
+        cpu_utilization=None,
+        verdict=verdict,  # type: ignore[arg-type]
+        replications=5,
+        duration_s=1.0,
+        warmup_s=1.0,
+    )
+
+
+@pytest.mark.parametrize(
+    ("name", "at_answer", "below", "expect"),
+    [
+        # The neighbour's whole interval under the goal: a noisier estimate of
+        # what the formula computes, so it does not lower the answer.
+        ("neighbour clearly meets", (90.0, [80.0, 95.0]), (95.0, [85.0, 99.0]), 0),
+        # A point estimate over the goal with an interval reaching under it:
+        # within the noise, no raise.
+        ("answer misses within noise", (110.0, [90.0, 130.0]), (150.0, [120, 180]), 0),
+        # The whole interval above the goal: the DES may raise (and says so).
+        ("answer clearly fails", (130.0, [120.0, 140.0]), (150.0, [140, 160]), 1),
+    ],
+)
+def test_a_noisier_des_never_overrides_an_exact_answer(monkeypatch, name, at_answer, below, expect):
+    """The planner's rule with the DES's verdicts made up (goal 100 ms): it
+    never lowers an exact answer and raises it only when the whole 95%
+    interval of the DES's p99 lies above the goal."""
+    lam, s = 95.0, 0.1
+    goal = 100.0
+    c = 12
+    answers = {c: at_answer, c - 1: below}
+
+    def fake(m, workers, processes):
+        p99, ci = answers.get(workers, (50.0, [40.0, 60.0]))
+        verdict = "fails" if ci[0] > goal else ("misses" if p99 > goal else "meets")
+        return _fake_check(workers, p99, ci, verdict)
+
+    monkeypatch.setattr(search_mod, "_simulate_check", fake)
+    w = Workload(connections=MANY, rate=lam, cpu=Exponential(s), calls=0)
+    m = search_mod.ModelSearch("reactor-pool", w, IDEAL, Goals(p99_ms=goal), Search(1))
+    point, checks, notes = search_mod._confirm(m, c, 1, exact=True)
+    assert point[0] >= c, name
+    assert (point[0] > c) == bool(expect), (name, point, notes)
+    assert any("wholly above" in n for n in notes) == bool(expect)
+    if not expect:  # the neighbour was simulated and reported, not taken
+        assert [x.workers for x in checks] == [c, c - 1]
