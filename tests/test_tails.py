@@ -18,6 +18,7 @@ the summary is built from them).
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -31,6 +32,7 @@ from simlab.planner.search import Check, Search
 from simlab.scenario import build
 from simlab.simulation import RUN_RELAXATIONS, WARMUP_RELAXATIONS, run_replication
 from simlab.stats import ci95, positive_ci95, quantile_ci95
+from simlab.sweep import parse_spec, sweep
 from simlab.theory import mmc_mean_wait, mmc_sojourn_quantile, relaxation_time
 
 IDEAL = load_platform("ideal")
@@ -326,3 +328,19 @@ def test_a_noisier_des_never_overrides_an_exact_answer(monkeypatch, name, at_ans
     assert any("wholly above" in n for n in notes) == bool(expect)
     if not expect:  # the neighbour was simulated and reported, not taken
         assert [x.workers for x in checks] == [c, c - 1]
+
+
+def test_sweep_bands_never_reach_below_zero(tmp_path):
+    """``experiments/sweeps/grid_200.toml`` at its loudest points (two
+    replications of 4 s, reactor-pool near saturation) drew p99 bands down
+    to -20 ms around a 20 ms p99. Its table's interval columns, which the
+    sweep's figures draw as bands, now hold their estimate within [0, inf)."""
+    text = (Path(__file__).resolve().parents[1] / "experiments/sweeps/grid_200.toml").read_text()
+    head, _ = text.split("[grid]")
+    spec = parse_spec(head + "[grid]\nrate = [300, 400, 500]\nio_ms = [50, 90]\n")
+    table = sweep(spec, workers=1, out=tmp_path / "sweep", plots=False).table
+    assert len(table) == 12
+    for key in ("latency_p99", "latency_mean"):
+        lo, hi, value = table[f"{key}_ci_lo"], table[f"{key}_ci_hi"], table[f"{key}_ms"]
+        ok = lo.notna() & (lo >= 0) & (lo <= value) & (value <= hi)
+        assert ok.all(), table.loc[~ok, ["model", "rate", "io_ms", f"{key}_ci_lo", f"{key}_ms"]]
