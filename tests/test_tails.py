@@ -17,6 +17,7 @@ the summary is built from them).
 
 from __future__ import annotations
 
+import json
 import math
 from pathlib import Path
 
@@ -25,6 +26,7 @@ import pytest
 from scipy import stats
 
 from simlab import Architecture, Workload, load_platform, simulate
+from simlab.cli import main
 from simlab.distributions import Exponential
 from simlab.planner import Goals, plan
 from simlab.planner import search as search_mod
@@ -344,3 +346,80 @@ def test_sweep_bands_never_reach_below_zero(tmp_path):
         lo, hi, value = table[f"{key}_ci_lo"], table[f"{key}_ci_hi"], table[f"{key}_ms"]
         ok = lo.notna() & (lo >= 0) & (lo <= value) & (value <= hi)
         assert ok.all(), table.loc[~ok, ["model", "rate", "io_ms", f"{key}_ci_lo", f"{key}_ms"]]
+
+
+MMC_CLI = [
+    "--platform",
+    "ideal",
+    "--connections",
+    str(MANY),
+    "--rate",
+    "95",
+    "--cpu-ms",
+    "100",
+    "--cpu-dist",
+    "exp",
+    "--calls",
+    "0",
+    "--workers",
+    "10",
+    "--engine",
+    "fast",
+    "--replications",
+    "2",
+]
+
+AUTO_JSON = ["--warmup", "auto", "--json"]
+
+
+def run_cli(capsys, *argv: str) -> tuple[int, str, str]:
+    try:
+        code = main(list(argv))
+    except SystemExit as exc:  # argparse exits for its own errors
+        code = int(exc.code or 0)
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_cli_auto_warmup_and_a_short_run_warning(capsys):
+    """M/M/10 at rho 0.95 (relaxation time 15.6 s): ``--warmup auto`` waits
+    WARMUP_RELAXATIONS of them; 60 s is under RUN_RELAXATIONS of them, which
+    the JSON's warnings and one stderr line say; a run of full length says
+    nothing; a bad value is one line naming --warmup, exit 2."""
+    tau = relaxation_time(0.95, 0.1, 10)
+    code, out, err = run_cli(
+        capsys,
+        "simulate",
+        "reactor-pool",
+        *MMC_CLI,
+        "--duration",
+        "60",
+        "--warmup",
+        "auto",
+        "--json",
+    )
+    assert code == 0, err
+    s = json.loads(out)
+    assert s["warmup_s"] == pytest.approx(WARMUP_RELAXATIONS * tau)
+    short = [w for w in s["warnings"] if "relaxation times" in w]
+    assert len(short) == 1 and "raise --duration" in short[0]
+    lines = [x for x in err.splitlines() if "relaxation times" in x]
+    assert lines == [f"simlab: warning: {short[0]}"]
+    full = str(math.ceil(RUN_RELAXATIONS * tau))
+    code, out, err = run_cli(
+        capsys,
+        "simulate",
+        "reactor-pool",
+        *MMC_CLI,
+        "--duration",
+        full,
+        "--warmup",
+        "auto",
+        "--json",
+    )
+    assert code == 0, err
+    assert not [w for w in json.loads(out)["warnings"] if "relaxation" in w]
+    assert "relaxation" not in err
+    code, out, err = run_cli(capsys, "simulate", "reactor-pool", *MMC_CLI, "--warmup", "soon")
+    assert code == 2 and out == ""
+    assert len(err.strip().splitlines()) == 1 and "--warmup" in err and "'auto'" in err, err
