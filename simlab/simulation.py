@@ -83,7 +83,8 @@ class Result:
     replications: pd.DataFrame
     analytic: Analytic | str = field(repr=False)
     # Where MSER-5 ends the start-up transient of the replications' latency
-    # (seconds from time 0; ``transient_end``), None when it cannot tell.
+    # (seconds from time 0; ``transient_end``) with warmup="auto"; None
+    # otherwise, or when it cannot tell.
     transient_s: float | None = None
 
     def to_json(self, *, indent: int | None = 2) -> str:
@@ -440,7 +441,8 @@ def _result(
     growth = _growing(reps, duration)
     if growth and not any(v >= 1 for v in offered.values()):
         reasons.append(growth)
-    settled = transient_end(records)
+    # MSER-5 is asked only with warmup="auto": it reads every request's latency.
+    settled = transient_end(records) if check_transient else None
     warnings = _warnings(workload, duration, warmup)
     # bottleneck() is None when a resource is saturated: nothing settles then.
     b = cls.bottleneck(workload, platform, arch, deal)
@@ -448,7 +450,7 @@ def _result(
     # Only a bottleneck that queues has a transient worth checking; otherwise
     # a run forgets its start within a request or two and MSER-5 cuts at noise.
     queues = b is not None and b.relaxation_s > b.service_s
-    if check_transient and queues and settled is not None and settled > warmup:
+    if queues and settled is not None and settled > warmup:
         warnings.append(
             f"MSER-5 finds the start-up transient lasting until {settled:.3g} s, after the "
             f"warm-up ({warmup:.3g} s); raise --warmup"

@@ -20,6 +20,7 @@ from __future__ import annotations
 import json
 import math
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -32,7 +33,12 @@ from simlab.planner import Goals, plan
 from simlab.planner import search as search_mod
 from simlab.planner.search import Check, Search
 from simlab.scenario import build
-from simlab.simulation import RUN_RELAXATIONS, WARMUP_RELAXATIONS, run_replication
+from simlab.simulation import (
+    RUN_RELAXATIONS,
+    WARMUP_RELAXATIONS,
+    run_replication,
+    transient_end,
+)
 from simlab.stats import ci95, positive_ci95, quantile_ci95
 from simlab.sweep import parse_spec, sweep
 from simlab.theory import mmc_mean_wait, mmc_sojourn_quantile, relaxation_time
@@ -423,3 +429,22 @@ def test_cli_auto_warmup_and_a_short_run_warning(capsys):
     code, out, err = run_cli(capsys, "simulate", "reactor-pool", *MMC_CLI, "--warmup", "soon")
     assert code == 2 and out == ""
     assert len(err.strip().splitlines()) == 1 and "--warmup" in err and "'auto'" in err, err
+
+
+def test_transient_end_finds_a_planted_transient():
+    """``transient_end`` on three made-up replications whose latency decays
+    from 10 s to 1 s over the first 2,000 of 20,000 requests (sent one a
+    second) plus noise: MSER-5 on their average cuts where the decay has
+    died out (about 2.3 time constants, when what is left is under the
+    noise of one batch), and the answer is that request's send time."""
+    rng = np.random.default_rng(5)
+    k = np.arange(20_000, dtype=np.float64)
+    records = []
+    for _ in range(3):
+        latency = 1 + 9 * np.exp(-k / 400) + rng.exponential(0.5, k.size)
+        records.append(SimpleNamespace(columns={"arrival": k, "end": k + latency}))
+    t = transient_end(records)  # type: ignore[arg-type]
+    assert t is not None and 800 <= t <= 4_000, t
+    flat = [SimpleNamespace(columns={"arrival": k, "end": k + 1 + rng.exponential(0.5, k.size)})]
+    t_flat = transient_end(flat)  # type: ignore[arg-type]
+    assert t_flat is not None and t_flat < 800, t_flat
