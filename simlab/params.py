@@ -154,12 +154,15 @@ class Architecture:
     ``workers`` is the pool size (per process) of ``thread-pool`` and
     ``reactor-pool``; ``processes`` pre-forked copies each run their own threads
     or loop; ``backlog`` bounds the accept or work queue (None: unbounded),
-    and whatever overflows it is dropped and counted.
+    and whatever overflows it is dropped and counted. ``loops`` is the event
+    loops per process of ``async``, each on its own thread (the notes' "one
+    process, several threads, coroutines on each thread").
     """
 
     workers: int = 32
     processes: int = 1
     backlog: int | None = None
+    loops: int = 1
 
     def __post_init__(self) -> None:
         _require(
@@ -174,9 +177,21 @@ class Architecture:
             self.backlog is None or (isinstance(self.backlog, int) and self.backlog >= 0),
             f"backlog(={self.backlog!r}) must be an integer >= 0 or None (unbounded)",
         )
+        _require(
+            isinstance(self.loops, int) and self.loops >= 1,
+            f"loops(={self.loops!r}) must be an integer >= 1",
+        )
 
     def describe(self) -> dict[str, Any]:
-        return {"workers": self.workers, "processes": self.processes, "backlog": self.backlog}
+        out: dict[str, Any] = {
+            "workers": self.workers,
+            "processes": self.processes,
+            "backlog": self.backlog,
+        }
+        # Only when set, so that every earlier output (and golden) stays as it was.
+        if self.loops != 1:
+            out["loops"] = self.loops
+        return out
 
 
 @dataclass(frozen=True)

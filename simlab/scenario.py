@@ -231,6 +231,14 @@ OPTIONS: dict[str, Option] = {
         ),
         _opt("processes", "architecture", "int", "pre-forked server processes", default=1, low=1),
         _opt(
+            "loops",
+            "architecture",
+            "int",
+            "event loops per process, each on its own thread (async)",
+            default=1,
+            low=1,
+        ),
+        _opt(
             "backlog",
             "architecture",
             "int",
@@ -382,6 +390,7 @@ def architecture(o: Mapping[str, Any]) -> Architecture:
         workers=o.get("workers", _default("workers")),
         processes=o.get("processes", _default("processes")),
         backlog=o.get("backlog", _default("backlog")),
+        loops=o.get("loops", _default("loops")),
     )
 
 
