@@ -515,6 +515,15 @@ def _print_memory(result: dict[str, Any]) -> None:
         out.print(f"[dim]saved to {result['saved_to']}[/]")
 
 
+def _how(p: dict[str, Any]) -> str:
+    """How a profile number was obtained, in a few words: an assumption (not
+    identified by the runs, the preset's value kept) says so before anything else."""
+    if p.get("identified") is False:
+        return "not identified: the preset's value, an assumption"
+    how = str(p.get("note") or p.get("method") or "fitted")
+    return how.split(",", maxsplit=1)[0]
+
+
 def calibrate_command(args: argparse.Namespace) -> int:
     from simlab.calibrate import calibrate  # noqa: PLC0415
 
@@ -533,7 +542,7 @@ def calibrate_command(args: argparse.Namespace) -> int:
                 key,
                 f"{p['value']:,.2f}",
                 "-" if interval is None else f"[{interval[0]:,.2f}, {interval[1]:,.2f}]",
-                p.get("note", "least squares"),
+                _how(p),
             )
         else:
             t.add_row(key, str(p), "-", "this machine")
