@@ -20,7 +20,7 @@ import math
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from simlab.distributions import parse_distribution
 from simlab.errors import UserError
@@ -272,7 +272,16 @@ OPTIONS: dict[str, Option] = {
             low=0,
             strict=True,
         ),
-        _opt("warmup", "run", "float", "simulated seconds discarded first", default=5.0, low=0),
+        _opt(
+            "warmup",
+            "run",
+            "float",
+            "simulated seconds discarded first, or 'auto': several relaxation times of the "
+            "bottleneck, checked by MSER-5",
+            default=5.0,
+            low=0,
+            word="auto",
+        ),
         _opt("seed", "run", "int", "root seed", default=1, low=0),
         _opt(
             "replications",
@@ -304,7 +313,8 @@ class RunOptions:
     """How long and how many times a scenario is simulated."""
 
     duration: float = 60.0
-    warmup: float = 5.0
+    # Seconds, or "auto" (``simulation.auto_warmup``).
+    warmup: float | Literal["auto"] = 5.0
     seed: int = 1
     replications: int = 5
     engine: str = "des"
@@ -354,7 +364,9 @@ def build(options: Mapping[str, Any]) -> Scenario:
     run = run_options(o)
     if w.schedule is not None and w.schedule.span is not None and "duration" not in o:
         # A schedule written with its length runs to its end, unless told otherwise.
-        run = replace(run, duration=max(w.schedule.span - run.warmup, 1.0))
+        # (An automatic warm-up is not known yet: the schedule's whole length runs.)
+        warm = run.warmup if isinstance(run.warmup, float | int) else 0.0
+        run = replace(run, duration=max(w.schedule.span - warm, 1.0))
     return Scenario(w, platform(o), architecture(o), run)
 
 
@@ -413,7 +425,11 @@ def architecture(o: Mapping[str, Any]) -> Architecture:
 
 
 def run_options(o: Mapping[str, Any]) -> RunOptions:
-    return RunOptions(**{k: o.get(k, _default(k)) for k in RunOptions.__dataclass_fields__})
+    values = {k: o.get(k, _default(k)) for k in RunOptions.__dataclass_fields__}
+    # The option's word "auto" checks to None, like every option's word.
+    if values["warmup"] is None:
+        values["warmup"] = "auto"
+    return RunOptions(**values)
 
 
 def read_trace(path: Path) -> Trace:

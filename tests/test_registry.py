@@ -12,11 +12,12 @@ import pytest
 
 import simlab
 from simlab import Architecture, Workload
-from simlab.distributions import Fixed
+from simlab.distributions import Exponential, Fixed
 from simlab.models import MODELS, get_model
 from simlab.real.options import SERVER_MODELS
 from simlab.registry import ENTRIES, MODEL_NAMES
 from simlab.streams import Deal, Dealer, deal, run_salts
+from simlab.theory import relaxation_time
 
 SIMLAB = Path(simlab.__file__).resolve().parent
 IDEAL = simlab.load_platform("ideal")
@@ -114,3 +115,28 @@ def test_each_model_says_what_a_request_costs(model: str) -> None:
     assert terms1["parse_us"] == 1
     assert (terms4["context_switch_us"] - terms1["context_switch_us"]) in (0, 3)
     assert (terms1["context_switch_us"] == 0) == cls.busy_on_cpu
+
+
+def test_each_model_names_its_bottleneck_as_a_queue() -> None:
+    """The bottleneck is the resource slowest to settle, with the queue the
+    model's offered load implies: servers, service time and utilisation."""
+    deal = Deal.of_run(1, 5)
+    w = Workload(connections=10_000_000, rate=95.0, cpu=Exponential(0.1), calls=0)
+    pool = get_model("reactor-pool").bottleneck(w, IDEAL, Architecture(workers=10), deal)
+    assert pool is not None
+    assert (pool.resource, pool.servers) == ("workers", 10)
+    assert (pool.rho, pool.service_s, pool.scv) == pytest.approx((0.95, 0.1, 1.0))
+    assert pool.relaxation_s == pytest.approx(relaxation_time(0.95, 0.1, 10))
+    # One request per connection: thread-pool's holders are the same M/M/10.
+    short = w.with_(requests_per_connection=1)
+    holders = get_model("thread-pool").bottleneck(short, IDEAL, Architecture(workers=10), deal)
+    assert holders is not None and (holders.resource, holders.servers) == ("holders", 10)
+    assert holders.relaxation_s == pytest.approx(pool.relaxation_s)
+    # A single loop at rho 0.9 takes longer to settle than 100 workers at 0.95.
+    loop = get_model("async").bottleneck(w.with_(rate=9.0), IDEAL, Architecture(), deal)
+    assert loop is not None and (loop.resource, loop.servers) == ("loop", 1)
+    assert loop.relaxation_s > pool.relaxation_s
+    # Saturated (nothing settles) or closed arrivals (no rate): no bottleneck to size by.
+    assert get_model("reactor-pool").bottleneck(w, IDEAL, Architecture(workers=9), deal) is None
+    closed = Workload(connections=10, think=Fixed(1.0))
+    assert get_model("async").bottleneck(closed, IDEAL, Architecture(), deal) is None

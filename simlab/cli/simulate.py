@@ -100,9 +100,12 @@ def simulate_command(args: argparse.Namespace) -> int:
         summary["theory"] = _theory_json(result.analytic)
     if args.json:
         print_json(summary)
+        # The JSON carries them; a reader of the terminal sees them too.
+        for warning in result.summary.warnings:
+            say(f"warning: {warning}")
         return 0
     out = console()
-    _header(out, s)
+    _header(out, s, warmup_s=result.summary.warmup_s)
     out.print(_summary_table(result))
     _stability(out, result)
     for line in overload_lines(result.summary):
@@ -126,11 +129,13 @@ def compare_command(args: argparse.Namespace) -> int:
             say(f"{r.model}: --engine auto runs the DES: {r.summary.engine_reason}")
     if args.json:
         print_json({"results": [r.summary.to_dict() for r in results]})
+        for warning in _warnings(results):
+            say(f"warning: {warning}")
         return 0
     out = console()
     _header(out, s)
     out.print(_compare_table(results))
-    for warning in results[0].summary.warnings if results else ():
+    for warning in _warnings(results):
         out.print(f"[yellow]warning[/]: {warning}")
     for r in results:
         if not r.summary.stable:
@@ -145,7 +150,19 @@ def compare_command(args: argparse.Namespace) -> int:
     return 0
 
 
-def _header(out: Console, s: Scenario) -> None:
+def _warnings(results: list[Result]) -> list[str]:
+    """Each distinct warning once: those all models share as they are, the
+    others (a run too short for one model's bottleneck) under the model's name."""
+    if not results:
+        return []
+    common = set.intersection(*(set(r.summary.warnings) for r in results))
+    out = [w for w in results[0].summary.warnings if w in common]
+    for r in results:
+        out += [f"{r.model}: {w}" for w in r.summary.warnings if w not in common]
+    return out
+
+
+def _header(out: Console, s: Scenario, *, warmup_s: float | None = None) -> None:
     w, platform, arch, run = s.workload, s.platform, s.architecture, s.run
     conns = "persistent" if w.persistent else f"{w.requests_per_connection} requests per"
     arrivals = {
@@ -161,8 +178,14 @@ def _header(out: Console, s: Scenario) -> None:
         f"   [bold]architecture[/] workers {arch.workers}, processes {arch.processes}, "
         f"backlog {'unbounded' if arch.backlog is None else arch.backlog}\n"
         f"[bold]run[/] {run.replications} replications x {run.duration:g} s "
-        f"(+{run.warmup:g} s warm-up), seed {run.seed}"
+        f"(+{_warmup(run.warmup, warmup_s)} warm-up), seed {run.seed}"
     )
+
+
+def _warmup(asked: float | str, chosen: float | None) -> str:
+    if asked != "auto":
+        return f"{asked:g} s"
+    return "auto" if chosen is None else f"auto: {chosen:.3g} s"
 
 
 def _summary_table(r: Result) -> Table:

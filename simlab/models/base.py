@@ -10,6 +10,8 @@ itself, each model class says:
   ``simlab.footprint`` turns into memory;
 - ``offered_load`` and ``explain_overload``: how loaded each of its
   resources is, and why an overloaded one makes it unstable;
+- ``bottleneck`` (through ``queue_of``): the resource slowest to reach
+  steady state, as a queue, whose relaxation time sizes warm-ups and runs;
 - ``analytic``: the textbook queue it reduces to, or why there is none;
 - ``latency_draws``: its latency composed from its queues (the planner);
 - ``fast_reason`` and ``fast_mode``: whether the fast engine reproduces it;
@@ -42,6 +44,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 import numpy as np
 import simpy
 
+from simlab import theory
 from simlab.distributions import Distribution
 from simlab.errors import UserError
 from simlab.footprint import Units
@@ -59,6 +62,7 @@ __all__ = [
     "DROPPED",
     "PENDING",
     "Analytic",
+    "Bottleneck",
     "FastMode",
     "Model",
     "Record",
@@ -98,6 +102,24 @@ class Analytic:
     exact: bool
     values: dict[str, float]
     note: str = ""
+
+
+@dataclass(frozen=True)
+class Bottleneck:
+    """One resource seen as a queue: ``servers`` servers at utilisation ``rho``,
+    each request holding one for ``service_s`` seconds on average (squared cv
+    ``scv``), fed by Poisson arrivals."""
+
+    resource: str
+    rho: float
+    servers: int
+    service_s: float
+    scv: float
+
+    @property
+    def relaxation_s(self) -> float:
+        """How long this queue takes to forget its start (``theory.relaxation_time``)."""
+        return theory.relaxation_time(self.rho, self.service_s, self.servers, scv=self.scv)
 
 
 @dataclass(frozen=True)
@@ -366,6 +388,75 @@ class Model:
     ) -> str:
         """Why a resource with rho >= 1 makes the configuration unstable, in words."""
         return f"{resource} rho = {rho:.3g} >= 1"
+
+    @classmethod
+    def bottleneck(
+        cls, workload: Workload, platform: Platform, arch: Architecture, deal: Deal
+    ) -> Bottleneck | None:
+        """The resource that takes longest to reach steady state, as a queue.
+
+        Not simply the most loaded one: a single loop at rho = 0.9 settles
+        more slowly than 100 workers at 0.95 (``theory.relaxation_time``).
+        None for closed or replayed arrivals, for a saturated configuration
+        (it never settles), and when no resource queues.
+        """
+        if workload.rate is None:
+            return None
+        offered = cls.offered_load(workload, platform, arch, deal)
+        if any(v >= 1 for v in offered.values()):
+            return None
+        queues = [
+            q
+            for resource, rho in offered.items()
+            if rho > 0
+            and (
+                q := cls.queue_of(
+                    resource, rho, workload=workload, platform=platform, arch=arch, deal=deal
+                )
+            )
+            is not None
+        ]
+        return max(queues, key=lambda q: q.relaxation_s, default=None)
+
+    @classmethod
+    def queue_of(
+        cls,
+        resource: str,
+        rho: float,
+        *,
+        workload: Workload,
+        platform: Platform,
+        arch: Architecture,
+        deal: Deal,
+    ) -> Bottleneck | None:
+        """``resource`` (a key of ``offered_load`` at utilisation ``rho``) as a queue.
+
+        Its servers, and the arrival rate lam_r that reaches one copy of it
+        (the busiest process's share for a per-process resource), give the
+        mean service time rho c / lam_r. A CPU resource serves the requests'
+        CPU phases (cv of the CPU demand); a pool of workers and a client's
+        connection hold a request for its CPU and backend time.
+        """
+        assert workload.rate is not None
+        lam = workload.rate
+        busiest = deal.busiest(workload.connections, arch.processes)
+        per_connection = 1.0 / (workload.requests_per_connection or 1)
+        table: dict[str, tuple[int | None, float, bool]] = {
+            # resource: (servers, arrival rate at one copy, holds the backend time)
+            "cores": (platform.cores, lam, False),
+            "gil": (1, lam * busiest, False),
+            "loop": (1, lam * busiest, False),
+            "acceptor": (1, lam * busiest * per_connection, False),
+            "workers": (arch.workers, lam * busiest, True),
+            "client": (1, lam / workload.connections, True),
+        }
+        if resource not in table:
+            return None
+        servers, rate, held = table[resource]
+        if servers is None or rate <= 0:
+            return None
+        scv = _request_scv(workload) if held else workload.cpu.cv**2
+        return Bottleneck(resource, rho, servers, rho * servers / rate, scv)
 
     @classmethod
     def latency_draws(
@@ -756,6 +847,17 @@ def draw_io(
         calls = calls + call_latency.sample(rng_slack, (BATCH, w.calls))
     out: np.ndarray = calls.sum(axis=1) if w.fanout == "sequential" else calls.max(axis=1)
     return out
+
+
+def _request_scv(workload: Workload) -> float:
+    """Squared cv of a request's CPU demand plus its backend time."""
+    # loads builds on this module; it is imported here, when first needed.
+    from simlab.models.loads import io_moments  # noqa: PLC0415
+
+    io_mean, io_var = io_moments(workload)
+    mean = workload.cpu.mean + io_mean
+    var = (workload.cpu.cv * workload.cpu.mean) ** 2 + io_var
+    return var / mean**2 if mean > 0 else 1.0
 
 
 def client_load(workload: Workload, service: float) -> float:

@@ -20,7 +20,7 @@ import simpy
 
 from simlab.footprint import Units
 from simlab.models import composition, loads
-from simlab.models.base import Analytic
+from simlab.models.base import Analytic, Bottleneck
 from simlab.models.composition import Sampler
 from simlab.models.connection_bound import ConnectionBound
 from simlab.models.pool import Pool
@@ -180,6 +180,32 @@ class Holders(ConnectionBound):
         gap = workload.connections / workload.rate
         hold = k * held + (k - 1) * gap
         return {"holders": workload.rate / k * hold / holders}
+
+    @classmethod
+    def queue_of(
+        cls,
+        resource: str,
+        rho: float,
+        *,
+        workload: Workload,
+        platform: Platform,
+        arch: Architecture,
+        deal: Deal,
+    ) -> Bottleneck | None:
+        """The holders are a queue of connections (each held for its k requests)
+        only with short connections; with persistent ones their "load" counts
+        starved connections, which never settle into anything."""
+        if resource != "holders":
+            return super().queue_of(
+                resource, rho, workload=workload, platform=platform, arch=arch, deal=deal
+            )
+        k = workload.requests_per_connection
+        if k is None:
+            return None
+        assert workload.rate is not None
+        holders = cls.holders_for(arch)
+        _, svc = cls._held(workload, platform)
+        return Bottleneck(resource, rho, holders, rho * holders / (workload.rate / k), svc.scv)
 
     @classmethod
     def explain_overload(

@@ -8,13 +8,19 @@ For each model the search runs in two stages:
    which never gets worse as workers are added (common random numbers). The
    first process count that meets the latency and memory goals wins: a
    process costs an interpreter, a worker only a thread.
-2. *DES.* The chosen point and its smaller neighbour are simulated. When the
-   model reduces exactly to M/M/c the closed form is the answer and the DES
-   only confirms it (a significant disagreement is reported). Otherwise the
+2. *DES.* The chosen point and its smaller neighbour are simulated, each for
+   ``RUN_RELAXATIONS`` relaxation times of its bottleneck after
+   ``WARMUP_RELAXATIONS`` of warm-up (``simlab.simulation``; at most
+   ``FAST_CAP`` or ``DES_CAP`` requests per replication, and a note says when
+   the cap cut a run short). When the model reduces exactly to M/M/c the
+   closed form is the answer: a simulation is a noisier estimate of the same
+   number, so it never lowers it, and raises it only when its whole 95%
+   interval lies above the goal (a contradiction to report). Otherwise the
    DES decides: the point is raised while its simulated p99 (or mean) misses
    the goal, and lowered while the neighbour meets it with its whole 95%
-   confidence interval. The answer is therefore never a point the DES saw
-   fail.
+   confidence interval from a run of full length (a short run's p99 is
+   biased low, so it may raise but never lower). The answer is therefore
+   never a point the DES saw fail.
 """
 
 from __future__ import annotations
@@ -28,7 +34,12 @@ from simlab.errors import UserError
 from simlab.models import Model, get_model
 from simlab.params import Architecture, Platform, Workload
 from simlab.planner.estimate import Estimate, Sampler, estimate
-from simlab.simulation import simulate
+from simlab.simulation import (
+    RUN_RELAXATIONS,
+    auto_warmup,
+    choose_engine,
+    simulate,
+)
 from simlab.streams import Deal
 
 __all__ = ["Check", "Goals", "ModelSearch", "Plan", "Search", "des_check", "search_model"]
@@ -49,6 +60,12 @@ OWNER_STEP = 0.01
 # With this many times the offered load in workers (plus a margin), nobody
 # waits for a worker; if that misses the goal, no pool size meets it.
 PLENTY_FACTOR, PLENTY_MARGIN = 4, 100
+# A check's run is capped at this many requests per replication: about 1 s
+# of CPU on the fast engine (a microsecond a request) and 5 s on the DES
+# (tens of microseconds). M/M/c at rho = 0.98 needs about 970,000 for
+# RUN_RELAXATIONS relaxation times, at 0.95 about 150,000.
+FAST_CAP = 1_000_000
+DES_CAP = 200_000
 
 
 @dataclass(frozen=True)
@@ -97,6 +114,9 @@ class Check:
     replications: int
     duration_s: float
     warmup_s: float
+    # The run was cut under RUN_RELAXATIONS relaxation times of the bottleneck
+    # (by the cap): its p99 is likely low, so it may raise a plan, never lower it.
+    short: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -361,6 +381,11 @@ def search_model(
     if search.check == "des":
         engine = "des"
         (workers, processes), checks, notes = _confirm(m, workers, processes, e.exact)
+        if any(c.short for c in checks):
+            notes.append(
+                f"some DES runs were capped under {RUN_RELAXATIONS} relaxation times of the "
+                "bottleneck: their p99 is likely low, so they could raise the plan but not lower it"
+            )
         e = m.est(workers, processes)
     final = next(
         (c for c in reversed(checks) if (c.workers, c.processes) == (workers, processes)), None
@@ -414,9 +439,11 @@ def _knobs(cls: type[Model], workers: int, processes: int) -> str:
 
 
 def des_check(m: ModelSearch, workers: int, processes: int) -> Check:
-    """Simulate a configuration long enough for ``search.requests`` measured
-    requests per replication, after a warm-up of twice the estimated latency
-    (once per configuration: the search may come back to a point)."""
+    """Simulate a configuration for ``search.requests`` measured requests per
+    replication or ``RUN_RELAXATIONS`` relaxation times of its bottleneck,
+    whichever is longer (up to the cap), after a warm-up of twice the
+    estimated latency or ``WARMUP_RELAXATIONS`` relaxation times (once per
+    configuration: the search may come back to a point)."""
     key = (workers if m.cls.pooled else 1, processes)
     if key not in m.checked:
         m.checked[key] = _simulate_check(m, *key)
@@ -428,9 +455,8 @@ def _simulate_check(m: ModelSearch, workers: int, processes: int) -> Check:
     assert w.rate is not None
     e = m.est(workers, processes)
     typical = e.mean if math.isfinite(e.mean) else 1.0
-    warmup = max(2 * typical, 20 / w.rate, 0.2)
-    duration = max(s.requests / w.rate, 2 * typical)
     arch = _arch(m.cls, workers, processes, s.backlog)
+    duration, warmup, short = _run_length(m, arch, typical)
     r = simulate(
         m.model,
         w,
@@ -471,7 +497,30 @@ def _simulate_check(m: ModelSearch, workers: int, processes: int) -> Check:
         replications=s.replications,
         duration_s=duration,
         warmup_s=warmup,
+        short=short,
     )
+
+
+def _run_length(m: ModelSearch, arch: Architecture, typical: float) -> tuple[float, float, bool]:
+    """(duration, warm-up, cut short) of a check's replications.
+
+    A near-saturated queue's p99 needs RUN_RELAXATIONS relaxation times of
+    its bottleneck to be unbiased and its interval to cover (tests/test_tails.py):
+    a fixed number of requests is far too few at rho = 0.98. The cap keeps
+    a check bounded; a capped run is flagged.
+    """
+    s, w = m.search, m.w
+    assert w.rate is not None
+    b = m.cls.bottleneck(w, m.p, arch, m.deal)
+    tau = b.relaxation_s if b is not None else 0.0
+    floor = max(s.requests / w.rate, 2 * typical)
+    engine = choose_engine("auto", m.model, w, m.p, arch)
+    cap = max((FAST_CAP if engine == "fast" else DES_CAP) / w.rate, floor)
+    duration = min(max(floor, RUN_RELAXATIONS * tau), cap)
+    warmup = max(2 * typical, 20 / w.rate, 0.2)
+    if b is not None:
+        warmup = max(warmup, min(auto_warmup(m.model, w, m.p, arch, m.deal), duration))
+    return duration, warmup, duration < RUN_RELAXATIONS * tau
 
 
 # What a check keeps of the simulated latency (ms).
@@ -483,8 +532,9 @@ def _above(ci: list[float] | None, goal: float) -> bool:
 
 
 def _clearly_meets(c: Check, goals: Goals) -> bool:
-    """The whole 95% interval of the p99 (and mean) is within the goal."""
-    if c.verdict != "meets":
+    """The whole 95% interval of the p99 (and mean) is within the goal, from a
+    run long enough to hold it."""
+    if c.verdict != "meets" or c.short:
         return False
     p99_ci, mean_ci = c.latency_ms.get("p99_ci95"), c.latency_ms.get("mean_ci95")
     if p99_ci is None or p99_ci[1] > goals.p99_ms:
@@ -530,32 +580,36 @@ def _down(m: ModelSearch, workers: int, processes: int) -> tuple[int, int] | Non
 def _confirm(
     m: ModelSearch, workers: int, processes: int, exact: bool
 ) -> tuple[tuple[int, int], list[Check], list[str]]:
-    """Check the analytic answer and its smaller neighbour with the DES."""
+    """Check the analytic answer and its smaller neighbour with the DES.
+
+    An exact answer is kept unless the DES's whole 95% interval lies above
+    the goal there; then it is raised until the interval no longer does. A
+    simulation is a noisier estimate of what the formula computes, so it never
+    lowers an exact answer (its smaller neighbour is simulated and reported,
+    never taken).
+    """
     checks = [des_check(m, workers, processes)]
     notes: list[str] = []
-    if exact:
-        if checks[0].verdict == "fails":
-            notes.append(
-                "the DES disagrees significantly with the exact formula at this point; "
-                "report it as a bug"
-            )
-        below = _down(m, workers, processes)
-        if below is not None:
-            checks.append(des_check(m, *below))
-        return (workers, processes), checks, notes
     point = (workers, processes)
-    before: Check | None = None
-    for _ in range(DES_STEPS):
-        if checks[-1].verdict == "meets":
-            break
-        nxt = _up(m, point, checks[-1], before)
-        if nxt is None:
-            break
-        notes.append(f"the DES missed the goal at {_knobs(m.cls, *point)}: raised")
-        # A step to another process count starts a new series of worker raises.
-        before = checks[-1] if nxt[1] == point[1] else None
-        point = nxt
-        checks.append(des_check(m, *point))
+    if exact:
+        if not _above_goal(checks[0], m.goals):
+            if checks[0].verdict == "fails":
+                notes.append(
+                    "the DES run at the exact answer is unstable; the formula stands, "
+                    "but report it as a bug"
+                )
+            below = _down(m, workers, processes)
+            if below is not None:
+                checks.append(des_check(m, *below))
+            return point, checks, notes
+        notes.append(
+            "the DES's 95% interval lies wholly above the goal at the exact answer "
+            f"({_knobs(m.cls, *point)}): raised; report it as a bug"
+        )
+        point, more = _raise(m, point, checks, lambda c: not _above_goal(c, m.goals))
+        return point, checks, notes + more
+    point, more = _raise(m, point, checks, lambda c: c.verdict == "meets")
+    notes += more
     if checks[-1].verdict != "meets":
         return point, checks, notes
     lowered = _lower(m, point, checks)
@@ -565,6 +619,35 @@ def _confirm(
             f"to {_knobs(m.cls, *lowered)}"
         )
     return lowered, checks, notes
+
+
+def _above_goal(c: Check, goals: Goals) -> bool:
+    """The DES's whole 95% interval of the p99 (or mean) lies above the goal."""
+    p99_ci, mean_ci = c.latency_ms.get("p99_ci95"), c.latency_ms.get("mean_ci95")
+    return _above(p99_ci, goals.p99_ms) or (
+        goals.mean_ms is not None and _above(mean_ci, goals.mean_ms)
+    )
+
+
+def _raise(
+    m: ModelSearch, point: tuple[int, int], checks: list[Check], good: Callable[[Check], bool]
+) -> tuple[tuple[int, int], list[str]]:
+    """Raise ``point`` (whose check is ``checks[-1]``) until a check is ``good``,
+    at most DES_STEPS times; the checks made are appended to ``checks``."""
+    notes: list[str] = []
+    before: Check | None = None
+    for _ in range(DES_STEPS):
+        if good(checks[-1]):
+            break
+        nxt = _up(m, point, checks[-1], before)
+        if nxt is None:
+            break
+        notes.append(f"the DES missed the goal at {_knobs(m.cls, *point)}: raised")
+        # A step to another process count starts a new series of worker raises.
+        before = checks[-1] if nxt[1] == point[1] else None
+        point = nxt
+        checks.append(des_check(m, *point))
+    return point, notes
 
 
 def _lower(m: ModelSearch, point: tuple[int, int], checks: list[Check]) -> tuple[int, int]:

@@ -74,7 +74,7 @@ from simlab.results import (
     SendDelay,
     SwitchRates,
 )
-from simlab.stats import ci95
+from simlab.stats import ci95, positive_ci95
 
 __all__ = ["TARGETS", "MeasureOptions", "Measurement", "measure"]
 
@@ -479,7 +479,8 @@ def _summary(
         return None if value is None else float(value)
 
     cores = os.cpu_count() or 1
-    latency = _hist_block(r["latency_hist"], with_ci=ci95(r["batch_means_ms"]))
+    # A latency is never negative, and neither is its interval.
+    latency = _hist_block(r["latency_hist"], with_ci=positive_ci95(r["batch_means_ms"]))
     service = _hist_block(r["service_hist"])
     queue = _hist_block(r["queue_hist"])
     throughput = r["completed_in_window"] / opts.duration

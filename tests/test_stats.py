@@ -1,0 +1,128 @@
+"""The interval and truncation primitives: positive intervals, quantile intervals, MSER-5."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from simlab.stats import ci95, mser5, positive_ci95, quantile_ci95, t975
+
+# ----------------------------------------------------------------- MSER-5
+
+
+def test_mser5_cuts_a_step_transient_where_it_ends():
+    """A series whose first 500 values sit 5 noise sd above the rest: the rule
+    must drop all of them. Keeping even one high batch adds about 25 to the
+    sum of squares, far more than one batch more or less changes the
+    divisor. Past the step it may trim a little more at random, as it does
+    on a stationary series (a few percent of the run at most, below)."""
+    rng = np.random.default_rng(7)
+    x = rng.normal(0.0, 1.0, 5000)
+    x[:500] += 5.0
+    cut = mser5(x)
+    assert cut is not None
+    assert 500 <= cut <= 650
+
+
+def test_mser5_cuts_an_exponential_transient_once_it_is_under_the_noise():
+    """A transient 10 e^{-t/200} over unit noise: the cut falls where the
+    transient's size is about one batch mean's noise (sd 1/sqrt(5) ~ 0.45,
+    reached at t = 200 ln(10/0.45) ~ 620), certainly after one time constant
+    and before the transient is 0.05 (t ~ 1060)."""
+    rng = np.random.default_rng(11)
+    t = np.arange(20_000)
+    x = 10.0 * np.exp(-t / 200.0) + rng.normal(0.0, 1.0, len(t))
+    cut = mser5(x)
+    assert cut is not None
+    assert 200 <= cut <= 1060
+
+
+def test_mser5_keeps_a_stationary_series():
+    rng = np.random.default_rng(3)
+    cuts = [mser5(rng.exponential(1.0, 10_000)) for _ in range(20)]
+    # A stationary series has no transient: the rule may still drop a few
+    # batches at random, never a large share of the run.
+    assert all(c is not None and c < 1_000 for c in cuts), cuts
+    assert mser5(np.full(100, 3.0)) == 0
+
+
+def test_mser5_says_when_the_run_is_too_short():
+    # Still climbing at the end: the minimum is at the edge of the allowed cut.
+    assert mser5(np.linspace(0.0, 1.0, 1000)) is None
+    # Fewer than 4 batches of 5: nothing to compare.
+    assert mser5([1.0] * 19) is None
+
+
+# ------------------------------------------------------------- intervals
+
+
+def test_positive_ci95_is_the_t_interval_cut_at_zero():
+    x = [12.0, 15.0, 18.0, 30.0, 14.0]
+    assert positive_ci95(x) == ci95(x)
+    # Two replications far apart: the t interval reaches far below 0; the cut
+    # one starts at 0 and keeps the upper end.
+    values = [5.0, 80.0]
+    sym = ci95(values)
+    assert sym is not None and sym[0] < 0
+    assert positive_ci95(values) == [0.0, sym[1]]
+    # Values orders of magnitude apart stay a sane interval (a t interval on
+    # logs would run from 1e-14 to 1e12 here).
+    lo, hi = positive_ci95([0.001, 0.1])  # type: ignore[misc]
+    assert lo == 0.0 and 0.1 < hi < 1.0
+
+
+def test_positive_ci95_handles_zeros():
+    assert positive_ci95([0.0, 0.0, 0.0]) == [0.0, 0.0]
+    lo, hi = positive_ci95([0.0, 0.0, 3.0])  # type: ignore[misc]
+    assert lo == 0.0 and hi > 1.0
+    assert positive_ci95([1.0]) is None
+    assert positive_ci95([1.0, math.nan]) is None
+    with pytest.raises(ValueError, match=">= 0"):
+        positive_ci95([-1.0, 2.0])
+
+
+def test_quantile_ci95_is_the_pooled_quantile_with_an_inverted_interval():
+    rng = np.random.default_rng(5)
+    samples = [rng.exponential(1.0, 20_000) for _ in range(5)]
+    value, ci = quantile_ci95(samples, 99)
+    pooled = np.concatenate(samples)
+    assert value == pytest.approx(float(np.percentile(pooled, 99)))
+    assert ci is not None
+    lo, hi = ci
+    assert lo < value < hi
+    # The shares of each sample under the estimate, and the half-width of their interval.
+    shares = [float(np.mean(a <= value)) for a in samples]
+    half = t975(4) * float(np.std(shares, ddof=1)) / math.sqrt(5)
+    assert lo == pytest.approx(float(np.percentile(pooled, 99 - 100 * half)))
+    assert hi == pytest.approx(float(np.percentile(pooled, 99 + 100 * half)))
+    # Independent exponential samples: the interval holds ln(100) = 4.605.
+    assert lo <= math.log(100) <= hi
+
+
+def test_quantile_ci95_with_mostly_zero_values():
+    """A queue delay: most requests never wait. The median is exactly 0 with an
+    interval [0, 0]; no NaN, nothing negative; the p99 is positive."""
+    rng = np.random.default_rng(2)
+    samples = []
+    for _ in range(4):
+        waits = np.zeros(5_000)
+        some = rng.random(5_000) < 0.2
+        waits[some] = rng.exponential(1.0, int(some.sum()))
+        samples.append(waits)
+    value, ci = quantile_ci95(samples, 50)
+    assert value == 0.0 and ci == [0.0, 0.0]
+    value, ci = quantile_ci95(samples, 99)
+    assert value is not None and value > 0
+    assert ci is not None and 0 <= ci[0] <= value <= ci[1]
+
+
+def test_quantile_ci95_edges():
+    assert quantile_ci95([], 99) == (None, None)
+    assert quantile_ci95([np.empty(0), np.empty(0)], 99) == (None, None)
+    value, ci = quantile_ci95([np.array([1.0, 2.0, 3.0])], 50)
+    assert value == 2.0 and ci is None
+    # Replications that disagree wildly: the interval runs to the extremes, not beyond.
+    value, ci = quantile_ci95([np.full(100, 1.0), np.full(100, 50.0)], 50)
+    assert ci == [1.0, 50.0]
