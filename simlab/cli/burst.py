@@ -5,17 +5,19 @@ from __future__ import annotations
 
 import argparse
 from dataclasses import replace
-from typing import Any
-
-from rich.table import Table
+from typing import TYPE_CHECKING, Any
 
 from simlab.cli import options
 from simlab.cli.output import console, fmt
 from simlab.errors import UserError
 from simlab.overload import options as overload_options
-from simlab.overload.burst import Burst, BurstPlan, BurstRun, parse_burst, plan_bursts
 from simlab.params import Architecture, Platform, Workload
-from simlab.planner import PlanReport
+
+if TYPE_CHECKING:
+    # The burst's simulation (numpy, SimPy) and rich load when --burst runs,
+    # not when the parser is built: --help stays quick.
+    from simlab.overload.burst import Burst, BurstPlan, BurstRun
+    from simlab.planner import PlanReport
 
 __all__ = ["CLIENT", "add_burst_options", "burst_report", "print_bursts", "steady_workload"]
 
@@ -24,6 +26,8 @@ DEFAULT_RECOVER_S = 30.0
 
 
 def _burst(text: str) -> Burst:
+    from simlab.overload.burst import parse_burst  # noqa: PLC0415 - see TYPE_CHECKING
+
     try:
         return parse_burst(text)
     except UserError as exc:
@@ -94,6 +98,8 @@ def burst_report(
         for p in report.plans
         if p.feasible
     ]
+    from simlab.overload.burst import plan_bursts  # noqa: PLC0415 - see TYPE_CHECKING
+
     return plan_bursts(
         plans,
         workload,
@@ -124,6 +130,8 @@ def print_bursts(bursts: list[BurstPlan], burst: Burst, within: float, workload:
         else f"clients give up after {c.timeout * 1e3:g} ms, {c.retries} retries"
         + (f", a retry budget of {c.budget:g}" if c.budget is not None else "")
     )
+    from rich.table import Table  # noqa: PLC0415 - see TYPE_CHECKING
+
     t = Table(
         title=f"under a burst of {burst.text()} ({policy}); survives: healthy within {within:g} s",
         title_justify="left",

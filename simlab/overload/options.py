@@ -15,8 +15,6 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-import numpy as np
-
 from simlab.distributions import Distribution
 from simlab.errors import UserError
 from simlab.overload.policy import Backend, Clients, Limits, Mix
@@ -228,6 +226,8 @@ def _ms(value: float | None) -> float | None:
 
 def quantile(dist: Distribution, q: float) -> float:
     """The ``q``-th percentile of a distribution, read off draws with a fixed seed."""
+    import numpy as np  # noqa: PLC0415 - numpy loads when a run asks, not for --help
+
     draws = dist.sample(np.random.default_rng(0x5EED), QUANTILE_DRAWS)
     return float(np.percentile(draws, q))
 
