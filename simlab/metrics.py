@@ -87,6 +87,9 @@ def replication_levels(rec: Record, platform: Platform) -> dict[str, Step]:
     # The client sees each answer rtt after the server sends it.
     end_kept = _ends(end[kept]) + client_path(rec, platform)[kept]
     busy_end = start + c["cpu_time"] if rec.busy_on_cpu else _ends(end)
+    if not rec.busy_on_cpu and "let_go" in c:
+        # A worker let go before the end: a loop or a front writes the rest out.
+        busy_end = np.where(np.isnan(c["let_go"]), busy_end, c["let_go"])
     iv = rec.intervals
     base = rec.base
     threads = (iv["threads"][0], iv["threads"][1], 1.0)
@@ -107,11 +110,15 @@ def replication_levels(rec: Record, platform: Platform) -> dict[str, Step]:
     # Pre-forked copies serve from the start, so their copy-on-write growth
     # is counted from time 0.
     costs = unit_costs(platform)
+    # A buffering front (two-tier) holds its client connections at its own cost.
+    front_conns = base.get("front_conns", 0)
     base_units = Units(
         touched=base.get("copies", 0),
         fork=base["forks"],
         thread=base["threads"],
-        connection=base["connections"],
+        connection=base["connections"] - front_conns,
+        front=base.get("fronts", 0),
+        front_conn=front_conns,
     ).footprint(platform)
     fork, thread, conn = costs["fork"], costs["thread"], costs["connection"]
     user_parts = [
@@ -132,6 +139,10 @@ def replication_levels(rec: Record, platform: Platform) -> dict[str, Step]:
         kernel_parts.append((first_use, last, backend[1] / KIB_PER_MIB))
     if rec.own_process:
         user_parts.append((first_use, last, costs["touched"][0] / KIB_PER_MIB))
+    # A slow client's bytes wait in socket buffers while they trickle.
+    for kind, kib in zip(("send_buffers", "recv_buffers"), rec.buffers_kib, strict=True):
+        if kind in iv and len(iv[kind][0]):
+            kernel_parts.append((iv[kind][0], iv[kind][1], kib / KIB_PER_MIB))
     user_base, kernel_base = base_units.user_kib, base_units.kernel_kib
     levels["user_mib"] = Step.build(user_parts, user_base / KIB_PER_MIB)
     levels["kernel_mib"] = Step.build(kernel_parts, kernel_base / KIB_PER_MIB)

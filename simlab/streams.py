@@ -22,7 +22,7 @@ import numpy as np
 
 __all__ = ["STREAMS", "Deal", "Dealer", "Streams", "deal", "run_salts", "salt_of"]
 
-STREAMS = ("arrival", "connection", "cpu", "io", "think", "slack")
+STREAMS = ("arrival", "connection", "cpu", "io", "think", "slack", "client")
 
 # splitmix64's constants (Steele, Lea and Flood, OOPSLA 2014).
 _GAMMA = np.uint64(0x9E3779B97F4A7C15)
@@ -40,14 +40,16 @@ class Streams:
     io: np.random.Generator  # each backend call's delay
     think: np.random.Generator  # closed-loop think times
     slack: np.random.Generator  # the platform's per-call latency on top of the delay
+    client: np.random.Generator  # slow clients' send and receive times
     salt: int  # the deal of connections to processes
 
     @classmethod
     def of(cls, seed: np.random.SeedSequence) -> Streams:
-        arrival, connection, cpu, io, think, slack = (
+        # spawn(n) keys child k by k alone, so an appended stream leaves the others as they were.
+        arrival, connection, cpu, io, think, slack, client = (
             np.random.default_rng(s) for s in seed.spawn(len(STREAMS))
         )
-        return cls(arrival, connection, cpu, io, think, slack, salt=salt_of(seed))
+        return cls(arrival, connection, cpu, io, think, slack, client, salt=salt_of(seed))
 
 
 def salt_of(seed: np.random.SeedSequence) -> int:

@@ -17,7 +17,14 @@ from simlab.simulation import Result, compare, simulate
 
 __all__ = ["add_commands"]
 
-SCENARIO = (*options.WORKLOAD, *options.PLATFORM, "gil", *options.ARCHITECTURE, *options.RUN)
+SCENARIO = (
+    *options.WORKLOAD,
+    *options.PLATFORM,
+    "gil",
+    *options.ARCHITECTURE,
+    *options.FRONT,
+    *options.RUN,
+)
 
 
 def add_commands(sub: argparse._SubParsersAction[options.Parser]) -> None:
@@ -48,7 +55,8 @@ def _add_scenario(p: argparse.ArgumentParser) -> None:
     pl = p.add_argument_group("platform")
     options.add_scenario_options(pl, (*options.PLATFORM, "gil"))
     options.add_set(pl)
-    options.add_scenario_options(p.add_argument_group("architecture"), options.ARCHITECTURE)
+    arch = p.add_argument_group("architecture")
+    options.add_scenario_options(arch, (*options.ARCHITECTURE, *options.FRONT))
     options.add_scenario_options(p.add_argument_group("run"), options.RUN)
     p.add_argument("--json", action="store_true", help="print one JSON object")
 

@@ -186,6 +186,8 @@ class Record:
     worker_is_thread_handle: bool
     salt: int
     engine: str = "des"
+    # KiB a slow client's request and answer hold in socket buffers while they trickle.
+    buffers_kib: tuple[float, float] = (0.0, 0.0)
 
 
 class Model:
@@ -243,6 +245,9 @@ class Model:
         self.end: array[float] = array("d")
         self.service: array[float] = array("d")
         self.cpu_time: array[float] = array("d")
+        # When a loop model's worker let the request go, if before its end (a
+        # slow client still reading the answer); NaN: at its end.
+        self.let_go: array[float] = array("d")
         self.connection: array[int] = array("q")
         self.worker: array[int] = array("q")
         self.process: array[int] = array("q")
@@ -255,6 +260,10 @@ class Model:
         self.demand: list[float] = []  # CPU seconds the request itself asks for
         self.io_time: list[float] = []  # seconds spent in backend calls
         self._think: list[float] = []
+        # Slow clients: seconds to send each request and to read its answer.
+        self.send_time: list[float] = []
+        self.recv_time: list[float] = []
+        self._slow = workload.slow_clients
 
         # Connection -> requests queued behind the one in flight (None: none yet).
         # A connection is in ``active`` exactly while it has state worth keeping.
@@ -265,7 +274,8 @@ class Model:
         self.overloaded = False
         self.truncated = False
         self.intervals: dict[str, tuple[array[float], array[float]]] = {
-            k: (array("d"), array("d")) for k in ("connections", "threads", "forks")
+            k: (array("d"), array("d"))
+            for k in ("connections", "threads", "forks", "send_buffers", "recv_buffers")
         }
         # Short-lived connections on a loop: connection -> [interval handle, requests answered].
         self._open: dict[int, list[int]] = {}
@@ -355,7 +365,7 @@ class Model:
         raise NotImplementedError
 
     @classmethod
-    def fast_reason(cls, workload: Workload, platform: Platform, arch: Architecture) -> str | None:
+    def fast_reason(cls, workload: Workload, platform: Platform, arch: Architecture) -> str | None:  # noqa: PLR0911
         """None when the fast engine reproduces the DES here, else why not."""
         if cls.fast_mode is None:
             return f"{cls.name} is not a first-come-first-served pool"
@@ -363,6 +373,8 @@ class Model:
             return "closed-loop arrivals feed back on the answers (fast needs --rate or a trace)"
         if arch.backlog is not None:
             return "a bounded backlog drops requests (fast needs --backlog unbounded)"
+        if workload.slow_clients:
+            return "slow clients hold threads or buffers (fast needs no --client-send/recv-ms)"
         limit = cls._fast_limits(workload, platform, arch)
         if limit is not None:
             return limit
@@ -517,7 +529,15 @@ class Model:
     def _grow(self) -> None:
         extra = max(BATCH, self._capacity)
         nan_block = array("d", [_NAN]) * extra
-        for col in (self.arrival, self.admit, self.start, self.end, self.service, self.cpu_time):
+        for col in (
+            self.arrival,
+            self.admit,
+            self.start,
+            self.end,
+            self.service,
+            self.cpu_time,
+            self.let_go,
+        ):
             col.extend(nan_block)
         minus = array("q", [-1]) * extra
         for icol in (self.connection, self.worker, self.process):
@@ -531,6 +551,9 @@ class Model:
         self.io_time.extend(draw_io(w, self._call_latency, s.io, s.slack).tolist())
         if w.think is not None:
             self._think.extend(w.think.sample(s.think, BATCH).tolist())
+        if self._slow:
+            self.send_time.extend(w.client_send.sample(s.client, BATCH).tolist())
+            self.recv_time.extend(w.client_recv.sample(s.client, BATCH).tolist())
 
     def connect(self, conn: int) -> None:
         """A loop-based model reads a request on ``conn``: open the connection if it is closed.
@@ -551,6 +574,37 @@ class Model:
             if state[1] == k:
                 self.close_interval("connections", state[0])
                 del self._open[conn]
+
+    def client_sends(self, i: int) -> Generator[simpy.Event, Any, float]:
+        """A slow client trickles request ``i`` in; returns how long it took.
+
+        Whoever waits here is held for it: a thread that reads its own socket,
+        or nothing but the request's bytes in a socket buffer when a loop or a
+        front reads it (recorded as ``send_buffers`` memory either way).
+        """
+        if not self._slow:
+            return 0.0
+        t = self.send_time[i]
+        if t > 0:
+            self._buffered("send_buffers", t)
+            yield self.env.timeout(t)
+        return t
+
+    def client_reads(self, i: int) -> Generator[simpy.Event, Any, float]:
+        """A slow client reads the answer to request ``i`` through a small receive
+        buffer; returns how long it took (the answer's bytes wait meanwhile)."""
+        if not self._slow:
+            return 0.0
+        t = self.recv_time[i]
+        if t > 0:
+            self._buffered("recv_buffers", t)
+            yield self.env.timeout(t)
+        return t
+
+    def _buffered(self, kind: str, t: float) -> None:
+        starts, ends = self.intervals[kind]
+        starts.append(self.env.now)
+        ends.append(self.env.now + t)
 
     def on_thread(
         self, i: int, gil: Pool | None, demand: float, *, paid: bool, process: int | None
@@ -619,7 +673,7 @@ class Model:
 
         columns = {
             name: col(getattr(self, name), np.float64)
-            for name in ("arrival", "admit", "start", "end", "service", "cpu_time")
+            for name in ("arrival", "admit", "start", "end", "service", "cpu_time", "let_go")
         }
         for name in ("connection", "worker", "process"):
             columns[name] = col(getattr(self, name), np.int64)
@@ -649,6 +703,7 @@ class Model:
             own_process=self.own_process,
             worker_is_thread_handle=self.worker_is_thread_handle(),
             salt=self.salt,
+            buffers_kib=(self.workload.request_kib, self.workload.response_kib),
         )
 
 

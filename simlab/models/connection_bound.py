@@ -137,6 +137,8 @@ class ConnectionBound(Model):
         self.worker[i] = worker
         self.process[i] = process
         own = self.own_process
+        # The owning thread reads a slow client's request as it trickles in.
+        sent = yield from self.client_sends(i)
         cpu = yield from self.on_thread(
             i,
             None if own else self.cpu.gil(process),
@@ -146,7 +148,9 @@ class ConnectionBound(Model):
             process=None if own else process,
         )
         self.cpu_time[i] = cpu
-        self.finish(i, cpu + self.io_time[i])
+        # ... and blocks in send until a slow client has read the answer.
+        read = yield from self.client_reads(i)
+        self.finish(i, sent + cpu + self.io_time[i] + read)
 
     # ----------------------------------------------------------------- maths
 
@@ -155,7 +159,11 @@ class ConnectionBound(Model):
         """(CPU seconds on the owning thread, the time a request holds it)."""
         cost = cls.request_cost(workload)
         overhead = cost.thread_s(platform) + cost.switch_s(platform)
-        svc = loads.service(workload, overhead, call_latency=platform.call_latency_us * 1e-6)
+        # A slow client's transfers hold the thread too (their mean; their spread is left out).
+        transfer = workload.client_send.mean + workload.client_recv.mean
+        svc = loads.service(
+            workload, overhead + transfer, call_latency=platform.call_latency_us * 1e-6
+        )
         return workload.cpu.mean + overhead, svc
 
     @classmethod
@@ -196,8 +204,9 @@ class ConnectionBound(Model):
         deal: Deal,
         s: Sampler,
     ) -> tuple[np.ndarray, str]:
-        """Time a request holds its thread (CPU, backend calls, CPU waits), and the CPU's method."""
-        return composition.held_on_thread(
+        """Time a request holds its thread (a slow client's transfers, CPU, backend
+        calls, CPU waits), and the CPU's method."""
+        held, method = composition.held_on_thread(
             workload,
             platform,
             cls.offered_load(workload, platform, arch, deal),
@@ -205,3 +214,4 @@ class ConnectionBound(Model):
             s,
             parse=platform.parse_us * 1e-6,
         )
+        return held + s.send + s.recv, method

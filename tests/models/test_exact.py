@@ -10,6 +10,8 @@ import pytest
 
 import simlab
 from simlab import Architecture
+from simlab.distributions import Fixed
+from simlab.params import Trace, Workload
 from simlab.streams import deal
 from tests.conftest import run_trace
 
@@ -342,3 +344,106 @@ def test_waking_an_idle_process_costs_only_when_it_was_idle():
         "async", [0.0, 1.0, 2.0, 2.05], [0, 1, 2, 3], platform=p, cpu=0.1, io=0.0, calls=0
     )
     assert df["end"].tolist() == pytest.approx([0.11, 1.11, 2.11, 2.21])
+
+
+def test_two_tier_front_hop_then_back_pool():
+    # The front parses in 10 ms, one request at a time; a per-request hop is a
+    # connect and a request, 5 ms each, and 5 ms back. One back thread holds
+    # each request for its 1 s call. The second request waits 10 ms for the
+    # front, then 0.99 s for the back thread.
+    platform = IDEAL.with_(front_us=10_000.0, hop_latency_us=5_000.0)
+    df = run_trace("two-tier", [0.0, 0.0], [0, 1], platform=platform, arch=Architecture(workers=1))
+    assert df["start"].tolist() == pytest.approx([0.02, 1.02])
+    assert df["end"].tolist() == pytest.approx([1.025, 2.025])
+    assert df["wait"].tolist() == pytest.approx([0.0, 1.0])
+
+
+def test_two_tier_kept_alive_hop_skips_the_connect():
+    platform = IDEAL.with_(hop_latency_us=5_000.0)
+    df = run_trace("two-tier", [0.0], [0], platform=platform, arch=Architecture(hop="kept-alive"))
+    assert ends(df) == [1.01]
+
+
+def test_two_tier_full_listen_queue_is_a_502():
+    # P x T = 2 x 1 back threads and a listen queue of one: the fourth
+    # request at once finds it full and is dropped.
+    df = run_trace(
+        "two-tier",
+        [0.0, 0.0, 0.0, 0.0],
+        [0, 1, 2, 3],
+        arch=Architecture(workers=1, processes=2, backlog=1),
+    )
+    assert df["outcome"].tolist() == ["completed", "completed", "completed", "dropped"]
+    assert ends(df) == [1.0, 1.0, 2.0, 0.0]
+
+
+def _slow(model, send, recv, **arch):
+    workload = Workload(
+        connections=2,
+        trace=Trace((0.0, 0.0), (0, 1)),
+        cpu=Fixed(0.0),
+        io=Fixed(1.0),
+        client_send=Fixed(send),
+        client_recv=Fixed(recv),
+        requests_per_connection=1,
+    )
+    result = simlab.simulate(
+        model, workload, IDEAL, Architecture(**arch), duration=100.0, warmup=0.0, replications=1
+    )
+    return result.requests.set_index("request")
+
+
+@pytest.mark.parametrize(("send", "recv"), [(0.5, 0.0), (0.0, 0.5), (0.5, 0.5)])
+def test_a_slow_client_holds_a_blocking_worker(send, recv):
+    # One worker reads the request as it trickles in and writes the answer as
+    # the client reads it: the second client waits for all of it.
+    held = send + 1.0 + recv
+    df = _slow("thread-pool", send, recv, workers=1)
+    assert ends(df) == pytest.approx([held, 2 * held])
+    assert df["wait"].tolist() == pytest.approx([0.0, held])
+
+
+@pytest.mark.parametrize("model", ["reactor-pool", "two-tier"])
+@pytest.mark.parametrize(("send", "recv"), [(0.5, 0.0), (0.0, 0.5), (0.5, 0.5)])
+def test_a_loop_absorbs_a_slow_client(model, send, recv):
+    # Both requests arrive whole at `send`; the one worker holds each for its
+    # 1 s call only, and the loop (or front) writes the answer out meanwhile.
+    df = _slow(model, send, recv, workers=1)
+    assert df["start"].tolist() == pytest.approx([send, send + 1.0])
+    assert ends(df) == pytest.approx([send + 1.0 + recv, send + 2.0 + recv])
+    assert df["wait"].tolist() == pytest.approx([0.0, 1.0])
+
+
+def test_slow_clients_hold_threads_or_only_buffers():
+    # Twenty clients at 10 req/s, each taking 1 s to send and 1 s to read: a
+    # blocking pool keeps ~ lam x (2 s + 50 ms) workers busy, a two-tier back
+    # only lam x 50 ms; the front holds the bytes in buffers instead.
+    w = Workload(
+        connections=100_000,
+        rate=10.0,
+        cpu=Fixed(0.0),
+        io=Fixed(0.05),
+        client_send=Fixed(1.0),
+        client_recv=Fixed(1.0),
+        request_kib=64.0,
+        response_kib=64.0,
+        requests_per_connection=1,
+    )
+    kw = {"duration": 200.0, "warmup": 10.0, "replications": 2, "seed": 3}
+    pool = simlab.simulate("thread-pool", w, IDEAL, Architecture(workers=200), **kw)
+    two = simlab.simulate("two-tier", w, IDEAL, Architecture(workers=1, processes=4), **kw)
+    plain = simlab.simulate(
+        "two-tier",
+        w.with_(client_send=Fixed(0.0), client_recv=Fixed(0.0)),
+        IDEAL,
+        Architecture(workers=1, processes=4),
+        **kw,
+    )
+    busy_pool = pool.summary.threads.busy_mean
+    busy_two = two.summary.threads.busy_mean
+    # Little's law: busy = lam x hold, within the replications' noise (a few %).
+    assert busy_pool == pytest.approx(10.0 * 2.05, rel=0.1)
+    assert busy_two == pytest.approx(10.0 * 0.05, rel=0.1)
+    # 2 x 64 KiB in transfer for ~ lam x 1 s each: ~ 1.25 MiB more kernel memory.
+    extra = two.summary.memory_mib.mean - plain.summary.memory_mib.mean
+    assert extra == pytest.approx(10.0 * 2 * 64 / 1024, rel=0.15)
