@@ -33,6 +33,10 @@ import sys
 from dataclasses import dataclass
 from typing import Any
 
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt
 import pandas as pd
 
 import simlab
@@ -254,6 +258,26 @@ def real(ex: Experiment, seconds: float) -> None:
             )
 
 
+def plots(ex: Experiment) -> None:
+    df = ex.results()
+    sim = df[(df["source"] == "simulated") & df["workers"].notna()]
+    fig, (ax_w, ax_m) = plt.subplots(1, 2, figsize=(12, 5))
+    for target, group in sim.groupby("target", sort=False):
+        part = group.sort_values("transfer_s")
+        x = part["transfer_s"] * 1e3
+        ax_w.plot(x, part["workers"], marker="o", label=target)
+        ax_m.plot(x, part["memory_mib"], marker="o", label=target)
+    for ax, what in ((ax_w, "workers for the p99 goal"), (ax_m, "resident memory, MiB")):
+        ax.set_xscale("symlog", linthresh=100)
+        ax.set_yscale("log")
+        ax.set_xlabel("client transfer time each way, ms")
+        ax.set_ylabel(what)
+    ax_w.set_title(f"{CONNECTIONS:,} connections, {RATE:g} req/s (simulated)")
+    ax_m.legend(fontsize=8)
+    ex.figure("slow_clients", fig)
+    plt.close(fig)
+
+
 # --------------------------------------------------------------------- findings
 
 
@@ -410,6 +434,7 @@ def main() -> None:
         simulated(ex, QUICK_SIM_SECONDS if args.quick else SIM_SECONDS)
         if not no_real:
             real(ex, QUICK_REAL_SECONDS if args.quick else REAL_SECONDS)
+        plots(ex)
         ex.findings(findings(ex.results(), params))
     print(f"wrote {ex.target}")
 

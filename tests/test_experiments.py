@@ -170,3 +170,21 @@ def test_python_server_journey(tmp_path: Path) -> None:
     for source in ("measured", "simulated"):
         assert most.get(("async", source), 0) >= most.get(("iterative", source), 0)
     assert set(df["model"]) >= {"iterative", "async"}
+
+
+@pytest.mark.real  # it starts real servers on loopback (and the nginx peers)
+def test_slow_clients(tmp_path: Path) -> None:
+    df = run("slow_clients", tmp_path / "slow")
+    sim = df[df["source"] == "simulated"].set_index(["target", "transfer_s"])
+    slowest = sim.index.get_level_values("transfer_s").max()
+    # A buffering front needs no more back processes for slow clients; a pool
+    # that owns its persistent connections needs one worker for each.
+    assert (
+        sim.loc[("nginx-php-fpm", slowest), "workers"] == sim.loc[("nginx-php-fpm", 0.0), "workers"]
+    )
+    assert sim.loc[("thread-pool", slowest), "workers"] >= 10_000
+    short = sim.loc[("thread-pool (1 request per connection)", slowest)]
+    assert short["busy"] > 10 * sim.loc[("thread-pool (1 request per connection)", 0.0), "busy"]
+    assert set(df[df["source"] == "measured"]["target"]) >= {"thread-pool", "async"}
+    text = (tmp_path / "slow" / "findings.md").read_text()
+    assert f"{sim.loc[('nginx-php-fpm', slowest), 'workers']:,.0f} back processes" in text
