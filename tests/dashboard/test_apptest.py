@@ -95,10 +95,24 @@ def test_plan_page_recommends_and_answers_the_inverse_questions() -> None:
     at = goto(app(), "Plan")
     plans = frame(at, "why not")
     assert len(plans) == 7
-    assert any("Recommended: async" in h.value for h in at.subheader)
+    # The recommendation is the feasible plan with the least resident memory.
+    feasible = plans[plans["feasible"]]
+    least = feasible.loc[feasible["resident MiB"].idxmin(), "model"]
+    assert any(f"Recommended: {least}" in h.value for h in at.subheader)
     assert len(frame(at, "thread-per-connection").columns) == 7
     rates = frame(at, "max_rate_rps")
     assert (rates["max_rate_rps"] > 0).any()
+
+
+def test_plan_page_plans_across_platforms() -> None:
+    at = goto(app(), "Plan")
+    at.multiselect(key="plan_platforms").set_value(["cpython", "go"])
+    at.button[0].click().run()  # the form's submit button
+    assert not at.exception, at.exception
+    ranked = frame(at, "cores busy")
+    assert set(ranked["platform"]) == {"cpython", "go"}
+    assert ranked["resident MiB"].is_monotonic_increasing  # the first table: by memory
+    assert any(h.value.startswith("Winner: ") for h in at.subheader)
 
 
 def test_reality_page_shows_the_profile_and_validation() -> None:
