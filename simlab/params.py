@@ -297,6 +297,10 @@ class Platform:
         front_connection_kib  a client connection held by the front (its
                            kernel part is connection_kernel_kib)
 
+    ``socket_buffer_kib``: what the kernel buffers between a server's write
+    and a slow client's read; a blocking writer is held only for the part of
+    a slow read beyond it.
+
     A back process of ``two-tier`` costs what a fork costs on the platform
     (``fork_kib``, ``fork_touched_kib``): the platform is the back's runtime.
 
@@ -353,6 +357,10 @@ class Platform:
     hop_latency_us: float = 40.0
     front_process_kib: float = 1536.0
     front_connection_kib: float = 0.6
+    # A server's send buffer and a slow client's receive buffer on loopback
+    # (tcp_wmem's default 16 KiB, the load generator's 4 KiB doubled by the
+    # kernel): an answer this small never blocks its writer (an assumption).
+    socket_buffer_kib: float = 24.0
 
     def __post_init__(self) -> None:
         _require(isinstance(self.name, str) and bool(self.name), "platform name must be set")

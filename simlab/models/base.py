@@ -510,21 +510,23 @@ class Model:
         q = self.active[conn]
         return q.popleft() if q else None
 
-    def finish(self, i: int, service: float) -> None:
-        self.end[i] = self.env.now
+    def finish(self, i: int, service: float, later: float = 0.0) -> None:
+        """Request ``i`` is answered ``later`` seconds from now (the rest of a slow
+        read that the socket buffers carry after its thread has let go)."""
+        self.end[i] = self.env.now + later
         self.service[i] = service
         self.outcome[i] = COMPLETED
-        self._done(i)
+        self._done(i, later)
 
     def drop(self, i: int) -> None:
         self.end[i] = self.env.now
         self.outcome[i] = DROPPED
         self._done(i)
 
-    def _done(self, i: int) -> None:
+    def _done(self, i: int, later: float = 0.0) -> None:
         self.in_system -= 1
         if self.workload.think is not None:
-            self._after(self._think[i], self.connection[i])
+            self._after(self._think[i] + later, self.connection[i])
 
     def _grow(self) -> None:
         extra = max(BATCH, self._capacity)
@@ -575,20 +577,47 @@ class Model:
                 self.close_interval("connections", state[0])
                 del self._open[conn]
 
-    def client_sends(self, i: int) -> Generator[simpy.Event, Any, float]:
-        """A slow client trickles request ``i`` in; returns how long it took.
+    def client_sends(
+        self, i: int, since: float | None = None
+    ) -> Generator[simpy.Event, Any, float]:
+        """A slow client trickles request ``i`` in; returns its send time.
 
         Whoever waits here is held for it: a thread that reads its own socket,
         or nothing but the request's bytes in a socket buffer when a loop or a
-        front reads it (recorded as ``send_buffers`` memory either way).
+        front reads it (recorded as ``send_buffers`` memory either way). The
+        client started sending at ``since`` (default now): what it sent while
+        its connection waited to be accepted is already in the kernel's buffer,
+        so only the rest is waited for here.
         """
         if not self._slow:
             return 0.0
         t = self.send_time[i]
         if t > 0:
-            self._buffered("send_buffers", t)
-            yield self.env.timeout(t)
+            start = self.env.now if since is None else since
+            starts, ends = self.intervals["send_buffers"]
+            starts.append(start)
+            ends.append(start + t)
+            left = start + t - self.env.now
+            if left > 0:
+                yield self.env.timeout(left)
         return t
+
+    def read_split(self, i: int) -> tuple[float, float]:
+        """(held, rest) of a slow read of answer ``i`` by the thread that writes it.
+
+        A blocking write returns once all but what the socket buffers take
+        (``socket_buffer_kib``: the server's send buffer and the client's
+        receive buffer) has been read; the client reads at an even pace, so
+        the writer is held for the share of the read beyond the buffers, and
+        the buffers carry the rest.
+        """
+        if not self._slow:
+            return 0.0, 0.0
+        t = self.recv_time[i]
+        if t <= 0:
+            return 0.0, 0.0
+        held = t * read_held_share(self.workload, self.platform)
+        return held, t - held
 
     def client_reads(self, i: int) -> Generator[simpy.Event, Any, float]:
         """A slow client reads the answer to request ``i`` through a small receive
@@ -728,6 +757,15 @@ def draw_io(
         calls = calls + call_latency.sample(rng_slack, (BATCH, w.calls))
     out: np.ndarray = calls.sum(axis=1) if w.fanout == "sequential" else calls.max(axis=1)
     return out
+
+
+def read_held_share(workload: Workload, platform: Platform) -> float:
+    """The share of a slow read that holds the thread writing the answer: the
+    part of the answer beyond the socket buffers (``Model.read_split``)."""
+    size = workload.response_kib
+    if size <= 0:
+        return 0.0
+    return max(0.0, size - platform.socket_buffer_kib) / size
 
 
 def client_load(workload: Workload, service: float) -> float:

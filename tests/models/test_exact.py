@@ -377,7 +377,7 @@ def test_two_tier_full_listen_queue_is_a_502():
     assert ends(df) == [1.0, 1.0, 2.0, 0.0]
 
 
-def _slow(model, send, recv, **arch):
+def _slow(model, send, recv, response_kib=4.0, **arch):
     workload = Workload(
         connections=2,
         trace=Trace((0.0, 0.0), (0, 1)),
@@ -385,10 +385,12 @@ def _slow(model, send, recv, **arch):
         io=Fixed(1.0),
         client_send=Fixed(send),
         client_recv=Fixed(recv),
+        response_kib=response_kib,
         requests_per_connection=1,
     )
+    platform = IDEAL.with_(socket_buffer_kib=24.0)
     result = simlab.simulate(
-        model, workload, IDEAL, Architecture(**arch), duration=100.0, warmup=0.0, replications=1
+        model, workload, platform, Architecture(**arch), duration=100.0, warmup=0.0, replications=1
     )
     return result.requests.set_index("request")
 
@@ -396,11 +398,22 @@ def _slow(model, send, recv, **arch):
 @pytest.mark.parametrize(("send", "recv"), [(0.5, 0.0), (0.0, 0.5), (0.5, 0.5)])
 def test_a_slow_client_holds_a_blocking_worker(send, recv):
     # One worker reads the request as it trickles in and writes the answer as
-    # the client reads it: the second client waits for all of it.
-    held = send + 1.0 + recv
-    df = _slow("thread-pool", send, recv, workers=1)
-    assert ends(df) == pytest.approx([held, 2 * held])
-    assert df["wait"].tolist() == pytest.approx([0.0, held])
+    # the client reads it. The 48 KiB answer is twice what the socket buffers
+    # take (24 KiB): the writer is held for the first half of the read and the
+    # buffers carry the rest. The second client started sending when it
+    # connected, so its request is in the kernel's buffer by the time the
+    # worker accepts it: it waits for the first one's hold only.
+    held = send + 1.0 + recv / 2
+    df = _slow("thread-pool", send, recv, response_kib=48.0, workers=1)
+    assert ends(df) == pytest.approx([send + 1.0 + recv, held + 1.0 + recv])
+    assert df["wait"].tolist() == pytest.approx([0.0, held - send])
+
+
+def test_a_small_answer_never_blocks_its_writer():
+    # 4 KiB fits the socket buffers: a slow reader holds no thread.
+    df = _slow("thread-pool", 0.0, 0.5, workers=1)
+    assert ends(df) == pytest.approx([1.5, 2.5])
+    assert df["wait"].tolist() == pytest.approx([0.0, 1.0])
 
 
 @pytest.mark.parametrize("model", ["reactor-pool", "two-tier"])
@@ -415,9 +428,9 @@ def test_a_loop_absorbs_a_slow_client(model, send, recv):
 
 
 def test_slow_clients_hold_threads_or_only_buffers():
-    # Twenty clients at 10 req/s, each taking 1 s to send and 1 s to read: a
-    # blocking pool keeps ~ lam x (2 s + 50 ms) workers busy, a two-tier back
-    # only lam x 50 ms; the front holds the bytes in buffers instead.
+    # Clients at 10 req/s, each taking 1 s to send and 1 s to read: a blocking
+    # pool keeps its workers busy through the transfers, a two-tier back only
+    # for lam x 50 ms; the front holds the bytes in buffers instead.
     w = Workload(
         connections=100_000,
         rate=10.0,
@@ -430,19 +443,22 @@ def test_slow_clients_hold_threads_or_only_buffers():
         requests_per_connection=1,
     )
     kw = {"duration": 200.0, "warmup": 10.0, "replications": 2, "seed": 3}
-    pool = simlab.simulate("thread-pool", w, IDEAL, Architecture(workers=200), **kw)
-    two = simlab.simulate("two-tier", w, IDEAL, Architecture(workers=1, processes=4), **kw)
+    ideal = IDEAL.with_(socket_buffer_kib=24.0)
+    pool = simlab.simulate("thread-pool", w, ideal, Architecture(workers=200), **kw)
+    two = simlab.simulate("two-tier", w, ideal, Architecture(workers=1, processes=4), **kw)
     plain = simlab.simulate(
         "two-tier",
         w.with_(client_send=Fixed(0.0), client_recv=Fixed(0.0)),
-        IDEAL,
+        ideal,
         Architecture(workers=1, processes=4),
         **kw,
     )
     busy_pool = pool.summary.threads.busy_mean
     busy_two = two.summary.threads.busy_mean
-    # Little's law: busy = lam x hold, within the replications' noise (a few %).
-    assert busy_pool == pytest.approx(10.0 * 2.05, rel=0.1)
+    # Little's law: busy = lam x hold, within the replications' noise (a few %);
+    # the 64 KiB answer holds the writer for the part beyond the 24 KiB of
+    # socket buffers, 40/64 of the read.
+    assert busy_pool == pytest.approx(10.0 * (1.0 + 0.05 + 40 / 64), rel=0.1)
     assert busy_two == pytest.approx(10.0 * 0.05, rel=0.1)
     # 2 x 64 KiB in transfer for ~ lam x 1 s each: ~ 1.25 MiB more kernel memory.
     extra = two.summary.memory_mib.mean - plain.summary.memory_mib.mean

@@ -1,5 +1,11 @@
-"""Slow clients for real: the load generator trickles each request out, and a
-blocking worker is held while it does; a loop is not.
+"""Slow clients for real: the load generator trickles each request out over its
+send time, and the servers' latency agrees with the models'.
+
+With one request per connection a client sends as soon as it has connected,
+and the kernel buffers what it sends while the connection waits to be
+accepted: a blocking worker is held only for what is still to come when it
+accepts, so the latency of ``thread-pool`` and ``reactor-pool`` is alike here
+and only their busy threads differ (``tests/models/test_exact.py``).
 
 Bounded: two runs of a few seconds at 2 requests/s on loopback.
 """
@@ -8,17 +14,20 @@ from __future__ import annotations
 
 import pytest
 
+import simlab
 from simlab import Architecture, Fixed, Workload
 from simlab.real.measure import MeasureOptions, measure
 
 pytestmark = pytest.mark.real
 
 SEND_S = 0.4
+# The real mean against the simulated one on the calibrated platform: a few
+# dozen requests on a busy machine, so 15%.
+REL = 0.15
 
 
-def _mean_ms(target: str) -> float:
-    # One worker; each request a new connection, so that thread-pool's worker
-    # is free between them and only the trickle can hold it.
+@pytest.mark.parametrize("target", ["thread-pool", "reactor-pool"])
+def test_a_trickled_request_arrives_after_its_send_time(target: str) -> None:
     w = Workload(
         connections=50,
         rate=2.0,
@@ -27,19 +36,12 @@ def _mean_ms(target: str) -> float:
         client_send=Fixed(SEND_S),
         requests_per_connection=1,
     )
-    s = measure(
-        MeasureOptions(target, w, Architecture(workers=1), duration=6.0, warmup=1.0, save=False)
+    arch = Architecture(workers=1)
+    real = measure(MeasureOptions(target, w, arch, duration=6.0, warmup=1.0, save=False)).summary
+    assert real.completed > 0 and real.dropped == 0
+    # No answer comes before the request has arrived whole.
+    assert real.latency_ms.p50 >= SEND_S * 1e3
+    sim = simlab.simulate(
+        target, w, simlab.load_platform("cpython"), arch, duration=120.0, replications=3
     ).summary
-    assert s.completed > 0 and s.dropped == 0
-    # The request arrives whole only after its send time: no answer comes sooner.
-    assert s.latency_ms.p50 >= SEND_S * 1e3
-    return s.latency_ms.mean
-
-
-def test_a_trickled_request_holds_a_blocking_worker_not_a_loop() -> None:
-    # thread-pool's one worker reads the request as it trickles in (0.41 s
-    # each at 2/s: rho 0.82, waits of about a second, M/D/1); reactor-pool's
-    # loop reads it and holds its worker for the 10 ms call only.
-    blocking, loop = _mean_ms("thread-pool"), _mean_ms("reactor-pool")
-    assert loop < SEND_S * 1e3 + 150
-    assert blocking > loop + 150
+    assert real.latency_ms.mean == pytest.approx(sim.latency_ms.mean, rel=REL)
