@@ -368,14 +368,26 @@ def findings(df: pd.DataFrame, params: dict[str, Any]) -> str:
             + f"; {cause}."
         )
     short = f"{tp} (1 request per connection)"
-    s_hi = get(short, "workers")
-    busy = get(short, "busy")
-    if not (math.isnan(s_hi) or math.isnan(busy)):
+    s_hi, busy, busy0 = get(short, "workers"), get(short, "busy"), get(short, "busy", 0.0)
+    if not any(math.isnan(x) for x in (s_hi, busy, busy0)):
         lines.append(
             f"- With one request per connection `thread-pool` is sized by Little's law, not by "
-            f"the connections: {s_hi:,.0f} workers at {slowest * 1e3:g} ms, {busy:,.0f} busy on "
-            f"average (rate x (2 x transfer + service) = "
-            f"{params['rate'] * (2 * slowest + params['cpu_s'] + params['io_s']):,.0f})."
+            f"the connections: {s_hi:,.0f} workers at {slowest * 1e3:g} ms, {busy:,.1f} busy on "
+            f"average against {busy0:,.1f} without slow clients."
+        )
+    answer, buffers = params.get("response_kib"), params.get("socket_buffer_kib")
+    if answer is not None and buffers is not None:
+        fits = float(answer) <= float(buffers)
+        lines.append(
+            f"- Each answer is {float(answer):g} KiB and the socket buffers take "
+            f"{float(buffers):g} KiB: "
+            + (
+                "a slow read never blocks the thread that writes the answer, so only the "
+                "slow send holds a blocking worker."
+                if fits
+                else "a slow read holds the thread that writes the answer for the part beyond "
+                "the buffers, on top of the slow send."
+            )
         )
     measured = df[df["source"] == "measured"]
     if len(measured):
@@ -426,6 +438,8 @@ def main() -> None:
         "io_s": IO_S,
         "slack_ms": SLACK_MS,
         "goal_transfers": GOAL_TRANSFERS,
+        "response_kib": Workload(rate=1.0).response_kib,
+        "socket_buffer_kib": simlab.load_platform("cpython").socket_buffer_kib,
         "transfers_s": list(TRANSFERS_S),
         "real_connections": REAL_CONNECTIONS,
         "real_rate": REAL_RATE,
