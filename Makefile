@@ -47,10 +47,13 @@ browser:
 	fi
 
 ## The documentation site in site/ (MkDocs, strict: any warning fails the build).
-## docs/cli.md's reference part is regenerated from the parser first (committed).
+## docs/cli.md's reference part is regenerated from the parser first (committed), and
+## docs/claims.md's ledger from data/ (committed).
 ## NO_MKDOCS_2_WARNING silences a banner Material prints on every build.
 docs: $(STAMP)
 	$(BIN)/python docs/gen_cli.py
+	$(BIN)/python docs/gen_platforms.py
+	$(BIN)/python docs/gen_claims.py
 	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict
 
 ## The peers' runtimes (nginx, PHP-FPM, uWSGI, Tomcat 10, Go, Node.js, a JDK) and

@@ -24,7 +24,9 @@ import statistics
 import subprocess
 import sys
 
+from simlab.provenance import git_revision, machine, utc_stamp
 from simlab.real import peers
+from simlab.real.lock import exclusive
 from simlab.real.processes import Managed, free_port, port_is_free, python
 
 TRIVIAL = "/work?cpu_ms=0&io_ms=0&calls=0"
@@ -70,7 +72,12 @@ def main() -> int:
         print("wrk is not installed: apt-get install wrk", file=sys.stderr)
         return 2
     rates: dict[str, list[float]] = {name: [] for name in CONFIG}
-    with Managed([python(), "-m", "simlab.real.backend"], name="backend") as backend:
+    started, load_before = utc_stamp(), os.getloadavg()[0]
+    # One real run at a time on the machine: the lab's lock, as simlab measure takes it.
+    with (
+        exclusive(lambda line: print(line, file=sys.stderr)),
+        Managed([python(), "-m", "simlab.real.backend"], name="backend") as backend,
+    ):
         for _ in range(args.repeats):
             for name, runs in rates.items():
                 workers, processes = CONFIG[name]
@@ -87,6 +94,12 @@ def main() -> int:
                     raise RuntimeError(f"{name} left port {cfg.port} open")
                 print(f"  {name:14s} {runs[-1]:10,.0f} req/s", file=sys.stderr)
     med = {k: statistics.median(v) for k, v in rates.items()}
+    box = machine()
+    print(
+        f"machine: {box['cpu']}, {box['cores']} cores, Linux {box['kernel']}; started "
+        f"{started}, 1-minute load average {load_before:.1f} before and "
+        f"{os.getloadavg()[0]:.1f} after (other work on the machine); git {git_revision()}"
+    )
     print(
         f"trivial request ({TRIVIAL}), wrk -t1 -c{CONNECTIONS}, {args.seconds:g} s, "
         f"median of {args.repeats} interleaved runs, {CORES} cores"

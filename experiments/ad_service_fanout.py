@@ -24,7 +24,14 @@ import pandas as pd
 import simlab
 from simlab import Architecture, Fixed, Workload
 from simlab.experiment import Experiment, arguments, rewrite_findings
-from simlab.findings import compare, definitions_text, hypothesis, joined, resident_gap
+from simlab.findings import (
+    compare,
+    definitions_text,
+    hypothesis,
+    joined,
+    measured_definition,
+    resident_gap,
+)
 from simlab.planner import Goals, plan
 from simlab.real.measure import MeasureOptions, measure
 
@@ -208,13 +215,21 @@ def _way_out(name: str, alt: pd.Series, base: pd.Series, goal_ms: float) -> tupl
     return text, fewer and met
 
 
-def findings(df: pd.DataFrame, *, cpu_s: float, connections: int, client_end_kib: float) -> str:
+def findings(
+    df: pd.DataFrame,
+    *,
+    cpu_s: float,
+    connections: int,
+    client_end_kib: float,
+    measured_as: str = "measured",
+) -> str:
     """The findings, every direction and comparison chosen by a rule from the table.
 
     ``connections`` is the small-scale runs' persistent connections and
     ``client_end_kib`` the kernel memory of one end of one (the profile's
     connection_kernel_kib), used while the two sources' resident memory are defined
-    differently (``simlab.findings.RESIDENT``).
+    differently (``simlab.findings.RESIDENT``); ``measured_as`` is the ``RESIDENT``
+    key of the measured rows' definition.
     """
     full = df[df["scale"].str.startswith("full")].set_index(["fanout", "model"])
     small = df[df["scale"].str.startswith("small")].set_index(["source", "fanout", "model"])
@@ -333,7 +348,7 @@ def findings(df: pd.DataFrame, *, cpu_s: float, connections: int, client_end_kib
             "each other): the per-call errors do not visibly add up.",
         )
     )
-    lines.append(f"\n{definitions_text(AGREE)}\n")
+    lines.append(f"\n{definitions_text(AGREE, measured_as)}\n")
     gaps = []
     for fanout in FANOUTS:
         for model in MODELS:
@@ -343,6 +358,7 @@ def findings(df: pd.DataFrame, *, cpu_s: float, connections: int, client_end_kib
                 client_ends=connections * client_end_kib / 1024,
                 tol=AGREE,
                 ends=f"{connections:,} connections x {client_end_kib:.1f} KiB",
+                measured_as=measured_as,
             )
             lines.append(f"- **{model}, {fanout} calls**: {gap.text}.")
             if not gap.agree:
@@ -374,7 +390,11 @@ def _client_end_kib(params: dict[str, Any] | None = None) -> float:
 def _findings_from(df: pd.DataFrame, params: dict[str, Any]) -> str:
     """The findings of a saved run, with the parameters it recorded in meta.json."""
     return findings(
-        df, cpu_s=CPU_S, connections=REAL_CLIENTS, client_end_kib=_client_end_kib(params)
+        df,
+        cpu_s=CPU_S,
+        connections=REAL_CLIENTS,
+        client_end_kib=_client_end_kib(params),
+        measured_as=measured_definition(params),
     )
 
 
@@ -393,19 +413,14 @@ def main() -> None:
         "real_calls": calls,
         "real_io_s": io_s,
         "client_end_kib": _client_end_kib(),
+        # The server's own kernel memory (simlab.real.kernel), as the models count it.
+        "memory_definition": "measured",
     }
     with Experiment(NAME, seed=SEED, quick=args.quick, params=params, out=args.out) as ex:
         full_scale(ex)
         small_scale(ex, calls, io_s)
         plots(ex)
-        ex.findings(
-            findings(
-                ex.results(),
-                cpu_s=CPU_S,
-                connections=REAL_CLIENTS,
-                client_end_kib=params["client_end_kib"],
-            )
-        )
+        ex.findings(_findings_from(ex.results(), params))
     print(f"wrote {ex.target}")
 
 

@@ -29,6 +29,7 @@ from simlab.findings import (
     definitions_text,
     hypothesis,
     joined,
+    measured_definition,
     resident_gap,
     trend,
 )
@@ -86,6 +87,8 @@ def simulated(ex: Experiment, counts: tuple[int, ...]) -> None:
                     connections=n,
                     threads=s.threads.peak,
                     resident_mib=s.memory_mib.peak,
+                    user_mib=s.memory_mib.user_peak,
+                    kernel_mib=s.memory_mib.kernel_peak,
                     reserved_mib=s.memory_mib.virtual_peak,
                     stable=s.stable,
                 )
@@ -116,6 +119,8 @@ def real(ex: Experiment, counts: tuple[int, ...]) -> None:
                 # PSS of the process tree plus what the kernel holds for it
                 # (socket buffers, thread structures): what the machine must have.
                 resident_mib=mem.peak,  # user (PSS) + the server's own kernel memory
+                user_mib=mem.user_peak,
+                kernel_mib=mem.kernel_peak,
                 reserved_mib=mem.virtual_peak,
                 stable=s.stable,
             )
@@ -241,12 +246,15 @@ def _touched(part: pd.DataFrame, label: str) -> str:
     )
 
 
-def findings(df: pd.DataFrame, *, rate: float, client_end_kib: float) -> str:
+def findings(
+    df: pd.DataFrame, *, rate: float, client_end_kib: float, measured_as: str = "measured"
+) -> str:
     """The findings, every direction and comparison chosen by a rule from the table.
 
     ``client_end_kib`` is the kernel memory of one end of a loopback connection (the
     platform profile's connection_kernel_kib), used to put the two sources' resident
-    memory on one definition while they are defined differently (``RESIDENT``).
+    memory on one definition while they are defined differently (``RESIDENT``);
+    ``measured_as`` is the ``RESIDENT`` key of the measured rows' definition.
     """
     sim = df[df["source"] == "simulated"].set_index(["platform", "model", "connections"])
     sim = sim.sort_index()
@@ -287,11 +295,13 @@ def findings(df: pd.DataFrame, *, rate: float, client_end_kib: float) -> str:
         )
     )
     if len(real):
-        lines += _measured(real, sim.xs("cpython", level="platform"), client_end_kib)
+        lines += _measured(real, sim.xs("cpython", level="platform"), client_end_kib, measured_as)
     return "\n".join(lines)
 
 
-def _measured(real: pd.DataFrame, s: pd.DataFrame, client_end_kib: float) -> list[str]:
+def _measured(
+    real: pd.DataFrame, s: pd.DataFrame, client_end_kib: float, measured_as: str
+) -> list[str]:
     """Measured against simulated resident memory: the table, what each number is, and
     one computed comparison per model (total at the top count, and per connection)."""
     # The largest count both sources have: the two are compared there.
@@ -305,8 +315,9 @@ def _measured(real: pd.DataFrame, s: pd.DataFrame, client_end_kib: float) -> lis
     r = real[real["connections"] == top].set_index("model")
     lines = [
         f"\nMeasured on this machine at {top:,} connections:\n",
-        "| model | threads | resident (measured) | resident (simulated) | error |",
-        "|---|---|---|---|---|",
+        "| model | threads | resident (measured) | resident (simulated) | error "
+        "| user: measured / simulated | kernel: measured / simulated |",
+        "|---|---|---|---|---|---|---|",
     ]
     for model in r.index:
         if (model, top) not in s.index:
@@ -315,9 +326,11 @@ def _measured(real: pd.DataFrame, s: pd.DataFrame, client_end_kib: float) -> lis
         got = r.loc[model, "resident_mib"]
         lines.append(
             f"| {model} | {r.loc[model, 'threads']:,.0f} | {got:,.0f} MiB | "
-            f"{sim_mib:,.0f} MiB | {(sim_mib - got) / got:+.0%} |"
+            f"{sim_mib:,.0f} MiB | {(sim_mib - got) / got:+.0%} | "
+            f"{_part(r.loc[model], s.loc[(model, top)], 'user_mib')} | "
+            f"{_part(r.loc[model], s.loc[(model, top)], 'kernel_mib')} |"
         )
-    lines.append(f"\n{definitions_text(AGREE)}\n")
+    lines.append(f"\n{definitions_text(AGREE, measured_as)}\n")
     unexplained, compared = [], []
     for model in r.index:
         if (model, top) not in s.index:
@@ -329,6 +342,7 @@ def _measured(real: pd.DataFrame, s: pd.DataFrame, client_end_kib: float) -> lis
             client_ends=top * client_end_kib / 1024,
             tol=AGREE,
             ends=f"{top:,} x {client_end_kib:.1f} KiB",
+            measured_as=measured_as,
         )
         text = f"- **{model}** at {top:,} connections: {total.text}."
         agree = total.agree
@@ -344,7 +358,12 @@ def _measured(real: pd.DataFrame, s: pd.DataFrame, client_end_kib: float) -> lis
                 s.loc[model].loc[shared].reset_index(), "connections", "resident_mib"
             ).scaled(1024)
             slope = resident_gap(
-                m_kib.slope, s_kib.slope, client_ends=client_end_kib, tol=AGREE, unit="KiB"
+                m_kib.slope,
+                s_kib.slope,
+                client_ends=client_end_kib,
+                tol=AGREE,
+                unit="KiB",
+                measured_as=measured_as,
             )
             unit = "connection and its thread" if model == "thread-per-connection" else "connection"
             agree = agree and slope.agree
@@ -375,6 +394,14 @@ def _measured(real: pd.DataFrame, s: pd.DataFrame, client_end_kib: float) -> lis
     return lines
 
 
+def _part(measured: pd.Series, simulated: pd.Series, col: str) -> str:
+    """One part of resident memory on both sides ("n/a" where a run did not record it:
+    runs before the parts were kept, or no memory cgroup for the kernel part)."""
+    if col not in measured.index or pd.isna(measured[col]) or pd.isna(simulated.get(col)):
+        return "n/a"
+    return f"{measured[col]:,.0f} / {simulated[col]:,.0f} MiB"
+
+
 def _client_end_kib(params: dict[str, Any] | None = None) -> float:
     """One end of a loopback connection in the kernel (the profile halves the pair):
     as the run recorded it, or, for runs that predate the record, the profile's."""
@@ -385,7 +412,12 @@ def _client_end_kib(params: dict[str, Any] | None = None) -> float:
 
 def _findings_from(df: pd.DataFrame, params: dict[str, Any]) -> str:
     """The findings of a saved run, with the parameters it recorded in meta.json."""
-    return findings(df, rate=params["rate"], client_end_kib=_client_end_kib(params))
+    return findings(
+        df,
+        rate=params["rate"],
+        client_end_kib=_client_end_kib(params),
+        measured_as=measured_definition(params),
+    )
 
 
 def main() -> None:
@@ -401,12 +433,14 @@ def main() -> None:
         "calls": CALLS,
         "workers": WORKERS,
         "client_end_kib": _client_end_kib(),
+        # The server's own kernel memory (simlab.real.kernel), as the models count it.
+        "memory_definition": "measured",
     }
     with Experiment(NAME, seed=SEED, quick=args.quick, params=params, out=args.out) as ex:
         simulated(ex, counts)
         real(ex, real_counts)
         plots(ex)
-        ex.findings(findings(ex.results(), rate=RATE, client_end_kib=params["client_end_kib"]))
+        ex.findings(_findings_from(ex.results(), params))
     print(f"wrote {ex.target}")
 
 

@@ -38,6 +38,7 @@ from numpy.typing import ArrayLike
 from scipy import stats
 
 __all__ = [
+    "MEASURED_MACHINE",
     "RESIDENT",
     "Comparison",
     "Direction",
@@ -54,6 +55,7 @@ __all__ = [
     "hypothesis",
     "joined",
     "machine_cores",
+    "measured_definition",
     "monotone",
     "resident_gap",
     "scaling",
@@ -255,12 +257,22 @@ class ResidentDefinition:
     client_ends: bool
 
 
-# How each source's resident_mib is obtained today. The two are not defined the
-# same way (see simlab.real.measure and simlab.calibrate's connection_kernel_kib):
-# when they are aligned, this is the one place to say so, and every finding that
-# compares them stops attributing part of the gap to the definitions.
+# How each source's resident_mib is obtained. Measured runs have had two
+# definitions: runs that record ``memory_definition`` in their parameters count
+# the server's own kernel memory (its memory cgroup, ``simlab.real.kernel``) and
+# leave the load generator's sockets out, as the models do; older runs took the
+# whole machine's kernel growth, client ends included. A finding names the one
+# its run used (``measured_definition``), so that it attributes part of a gap to
+# the definitions only when they differ.
+MEASURED_MACHINE = "measured (machine)"
 RESIDENT: dict[str, ResidentDefinition] = {
     "measured": ResidentDefinition(
+        "the server's process tree's PSS plus its own kernel memory (its memory "
+        "cgroup's kernel charge plus one TCP socket object per accepted connection), "
+        "which leaves out the load generator's and the backend's sockets",
+        client_ends=False,
+    ),
+    MEASURED_MACHINE: ResidentDefinition(
         "the server's process tree's PSS plus the whole machine's kernel-memory growth "
         "during the run (slab, kernel stacks, page tables), which includes the load "
         "generator's and the backend's sockets",
@@ -268,10 +280,18 @@ RESIDENT: dict[str, ResidentDefinition] = {
     ),
     "simulated": ResidentDefinition(
         "the model's user memory plus its kernel memory per unit, counting each "
-        "connection's server end only (half the kernel memory of a loopback pair)",
+        "connection's server end only (the profile's connection_kernel_kib)",
         client_ends=False,
     ),
 }
+
+
+def measured_definition(params: dict[str, object] | None) -> str:
+    """The ``RESIDENT`` key of a run's measured memory, from the parameters it recorded
+    (``memory_definition``); runs that predate the record used the machine's growth."""
+    if params and isinstance(params.get("memory_definition"), str):
+        return str(params["memory_definition"])
+    return MEASURED_MACHINE
 
 
 @dataclass(frozen=True)
@@ -283,9 +303,11 @@ class ResidentGap:
     agree: bool
 
 
-def definitions_differ() -> str | None:
-    """How the two sources' resident_mib differ, in words, or None when they do not."""
-    m, s = RESIDENT["measured"].client_ends, RESIDENT["simulated"].client_ends
+def definitions_differ(measured: str = "measured") -> str | None:
+    """How the two sources' resident_mib differ, in words, or None when they do not.
+
+    ``measured`` is the ``RESIDENT`` key of the measured runs' definition."""
+    m, s = RESIDENT[measured].client_ends, RESIDENT["simulated"].client_ends
     if m == s:
         return None
     return (
@@ -294,13 +316,13 @@ def definitions_differ() -> str | None:
     )
 
 
-def definitions_text(agree_tol: float) -> str:
+def definitions_text(agree_tol: float, measured: str = "measured") -> str:
     """The paragraph that says what each resident number is, before they are compared."""
-    differ = definitions_differ()
+    differ = definitions_differ(measured)
     return (
         "The measured and simulated resident columns are "
         + (f"defined differently ({differ})" if differ else "defined alike")
-        + f". Measured rows' resident_mib is {RESIDENT['measured'].meaning}; simulated "
+        + f". Measured rows' resident_mib is {RESIDENT[measured].meaning}; simulated "
         f"rows' is {RESIDENT['simulated'].meaning}. Rule: the two agree when within "
         f"{agree_tol:.0%} of the measured value."
     )
@@ -314,6 +336,7 @@ def resident_gap(
     tol: float,
     unit: str = "MiB",
     ends: str = "",
+    measured_as: str = "measured",
 ) -> ResidentGap:
     """One computed sentence on measured against simulated resident memory.
 
@@ -329,16 +352,16 @@ def resident_gap(
         less=f"the simulation is {-raw.relative:.0%} below the measurement",
         same=f"the two agree within {tol:.0%} ({raw.relative:+.0%})",
     )
-    if definitions_differ() is None:
+    if definitions_differ(measured_as) is None:
         return ResidentGap(words, raw.relation == "same")
-    sign = 1.0 if RESIDENT["measured"].client_ends else -1.0
+    sign = 1.0 if RESIDENT[measured_as].client_ends else -1.0
     adjusted = compare(simulated + sign * client_ends, measured, tol)
     rest = adjusted.pick(
         more=f"the simulation is still {adjusted.relative:.0%} above it",
         less=f"the simulation is still {-adjusted.relative:.0%} below it",
         same=f"the two agree within {tol:.0%} ({adjusted.relative:+.0%})",
     )
-    side = "measurement" if RESIDENT["measured"].client_ends else "simulation"
+    side = "measurement" if RESIDENT[measured_as].client_ends else "simulation"
     action = "added to" if sign > 0 else "taken off"
     how = f": {ends}" if ends else ""
     return ResidentGap(

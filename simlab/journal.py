@@ -6,9 +6,12 @@ step's result, one JSON line appended and flushed to disk, so that a run
 interrupted by Ctrl-C, a crash or a reboot starts again at the first
 unfinished step instead of the first step.
 
-A journal belongs to one plan: its ``fingerprint`` (the steps, their
-options, the code's git revision). A journal left by another plan or
-another revision of the code is not trusted; it is replaced. A torn last
+A journal belongs to one plan: its ``fingerprint`` (the steps and their
+options). A journal left by another plan is not trusted; it is replaced.
+The code's git revision is recorded when a journal starts; a run resumed
+at another revision says so on stderr (``resumed_from``), since a commit
+of docs or findings should not throw away half an hour of measurements,
+but a user who changed a server should know. A torn last
 line (a crash in mid-write) is ignored. The journal lives under the data
 root's ``.journal/`` and is removed once the run's results are written, so
 that ``data/`` never holds a half-finished result.
@@ -19,6 +22,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -37,15 +41,26 @@ class Journal:
 
     def __init__(self, name: str, fingerprint: dict[str, Any]) -> None:
         self.path = journal_dir() / f"{name}.jsonl"
-        stamp = {**fingerprint, "git_revision": git_revision()}
         self.fingerprint = hashlib.sha256(
-            json.dumps(json_safe(stamp), sort_keys=True).encode()
+            json.dumps(json_safe(fingerprint), sort_keys=True).encode()
         ).hexdigest()
+        self.revision = git_revision()
+        # The revision the journal's first steps were measured at (None: a fresh start).
+        self.resumed_from: str | None = None
         self.steps: dict[str, Any] = {}
         self.resumed = self._load()
         if not self.resumed:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            self._write_line({"fingerprint": self.fingerprint}, mode="w")
+            self._write_line(self._head(self.revision), mode="w")
+        elif self.steps:
+            print(
+                f"simlab: resuming {name}: {len(self.steps)} finished steps kept "
+                f"(measured at revision {self.resumed_from}, now {self.revision})",
+                file=sys.stderr,
+            )
+
+    def _head(self, revision: str | None) -> dict[str, Any]:
+        return {"fingerprint": self.fingerprint, "git_revision": revision}
 
     def _load(self) -> bool:
         try:
@@ -58,6 +73,7 @@ class Journal:
             return False
         if head.get("fingerprint") != self.fingerprint:
             return False
+        self.resumed_from = head.get("git_revision")
         for line in lines[1:]:
             try:
                 entry = json.loads(line)
@@ -65,7 +81,7 @@ class Journal:
                 break  # a torn last line: everything before it stands
             self.steps[entry["key"]] = entry["value"]
         # Rewrite without the torn line, so that new steps append cleanly.
-        body = [{"fingerprint": self.fingerprint}] + [
+        body = [self._head(self.resumed_from)] + [
             {"key": k, "value": v} for k, v in self.steps.items()
         ]
         text = "".join(json.dumps(e, allow_nan=False) + "\n" for e in body)

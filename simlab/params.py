@@ -183,12 +183,15 @@ class Architecture:
     ``two-tier`` reads them as its back pool: ``processes`` back processes of
     ``workers`` threads each behind one listen queue of ``backlog``; ``fronts``
     is its number of front event loops and ``hop`` whether the front opens a
-    connection to the back per request or keeps them alive.
+    connection to the back per request or keeps them alive. ``loops`` is the
+    event loops per process of ``async``, each on its own thread (the notes'
+    "one process, several threads, coroutines on each thread").
     """
 
     workers: int = 32
     processes: int = 1
     backlog: int | None = None
+    loops: int = 1
     fronts: int = 1
     hop: Hop = "per-request"
 
@@ -213,6 +216,10 @@ class Architecture:
             self.hop in ("per-request", "kept-alive"),
             f"hop(={self.hop!r}) must be 'per-request' or 'kept-alive'",
         )
+        _require(
+            isinstance(self.loops, int) and self.loops >= 1,
+            f"loops(={self.loops!r}) must be an integer >= 1",
+        )
 
     def describe(self) -> dict[str, Any]:
         out: dict[str, Any] = {
@@ -220,6 +227,9 @@ class Architecture:
             "processes": self.processes,
             "backlog": self.backlog,
         }
+        # Only when set, so that every earlier output (and golden) stays as it was.
+        if self.loops != 1:
+            out["loops"] = self.loops
         if (self.fronts, self.hop) != (1, "per-request"):
             out["fronts"] = self.fronts
             out["hop"] = self.hop

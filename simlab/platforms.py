@@ -16,7 +16,15 @@ from simlab.errors import UserError
 from simlab.params import Platform
 from simlab.paths import profiles_dir
 
-__all__ = ["PRESETS", "load_platform", "platform_from_profile", "platform_names", "profile_path"]
+__all__ = [
+    "PRESETS",
+    "SOURCES",
+    "load_platform",
+    "platform_from_profile",
+    "platform_names",
+    "preset_sources",
+    "profile_path",
+]
 
 
 def ideal() -> Platform:
@@ -68,33 +76,43 @@ def cpython() -> Platform:
     return Platform(name="cpython")
 
 
-def jvm() -> Platform:
-    """A JVM server (HotSpot, Linux x86-64): no GIL, 1 MiB reserved stack.
+# Where the measured numbers come from, relative to the repository root.
+# ``simlab measure memory --runtime R`` wrote the records; experiments/
+# jvm_ten_thousand_threads.py wrote the results table (real servers holding 100
+# and 10,000 idle connections). A per-unit number is the slope between the two
+# sizes, a process number the intercept; tests/test_platforms.py re-derives
+# each from these files, so that a preset cannot drift from its source.
+JVM_RECORD = "data/measurements/memory-jvm-20261201T041503Z.json"
+GO_RECORD = "data/measurements/memory-go-20261201T041515Z.json"
+NODE_RECORD = "data/measurements/memory-node-20261201T041530Z.json"
+PHP_RECORD = "data/measurements/memory-php-20261201T041539Z.json"
+CPYTHON_RECORD = "data/measurements/memory-20261127T112956Z.json"
+TEN_K = "data/experiments/jvm_ten_thousand_threads/results.csv"
+_ESTIMATE = "estimate (not measured here); calibration replaces it"
 
-    - stack 1024 KiB: HotSpot's default -Xss on 64-bit Linux.
-    - thread 64 KiB resident: kernel 27 KiB (as measured for CPython threads),
-      JVM thread structures, and the few stack pages a blocked thread touches.
-      An estimate, not a measurement on this machine.
-    - process 64 MiB: a small HotSpot server's RSS (heap, metaspace, code cache).
-    - connection 8 KiB (NIO channel and buffers plus kernel), task 1 KiB.
-    - context switch 1.5 us, contention 0.05 (as cpython: the kernel is the same).
-    - spawn 50 us (Thread.start), dispatch 5 us (ThreadPoolExecutor hand-off),
-      task 1 us, parse 5 us, call 10 us: typical published figures, to be
-      replaced by calibration.
-    - fork: the JVM has no fork-per-connection idiom; these are the costs of a
-      native process of similar size (1 MiB private, 1 ms).
+
+def jvm() -> Platform:
+    """A JVM server (OpenJDK 17 HotSpot, Linux x86-64): no GIL, 1 MiB reserved stacks.
+
+    Memory is measured on this machine (``SOURCES["jvm"]``): an idle platform
+    thread holds 24 KiB resident and 23 KiB of kernel memory (its kernel
+    stack and task structures), counted once each; its 1 MiB stack is
+    reserved, not resident. The JVM has no fork-per-connection idiom: the
+    fork costs are a native process of similar size.
     """
     return Platform(
         name="jvm",
         gil=False,
-        thread_kib=64.0,
-        stack_kib=1024.0,
-        connection_kib=8.0,
+        thread_kib=24.17,
+        thread_kernel_kib=23.3,
+        stack_kib=1024.12,
+        connection_kib=22.87,
+        connection_kernel_kib=4.81,
         task_kib=1.0,
-        process_kib=65536.0,
+        process_kib=50270.0,
         fork_kib=1200.0,
         context_switch_us=1.5,
-        spawn_us=50.0,
+        spawn_us=882.46,
         fork_us=1000.0,
         dispatch_us=5.0,
         task_us=1.0,
@@ -104,27 +122,27 @@ def jvm() -> Platform:
 
 
 def go() -> Platform:
-    """A Go server: the "threads" are goroutines, scheduled in user space.
+    """A Go server (go1.19): the "threads" are goroutines, scheduled in user space.
 
-    - stack: goroutines start with 2 KiB and grow; 8 KiB is typical for a
-      blocked network handler, and it is real memory, not a reservation, so
-      resident and reserved are both 8 KiB.
-    - goroutine switch 0.2 us, creation 1 us, channel hand-off 0.5 us: the
-      orders of magnitude the Go runtime is known for.
-    - process 8 MiB (a small static binary), connection 8 KiB (netFD, bufio
-      reader and kernel), task 2 KiB, parse 3 us, call 8 us.
+    A goroutine is not a kernel thread: it carries no thread kernel memory
+    (its stack lives in the Go heap, so it is resident, and it reserves
+    almost no address space of its own). The runtime's few OS threads
+    (GOMAXPROCS) are part of the process. Memory is measured
+    (``SOURCES["go"]``); switch and hand-off times are estimates.
     """
     return Platform(
         name="go",
         gil=False,
-        thread_kib=8.0,
-        stack_kib=8.0,
-        connection_kib=8.0,
+        thread_kib=2.65,
+        thread_kernel_kib=0.0,
+        stack_kib=0.06,
+        connection_kib=2.63,
+        connection_kernel_kib=3.63,
         task_kib=2.0,
-        process_kib=8192.0,
+        process_kib=5927.0,
         fork_kib=1200.0,
         context_switch_us=0.2,
-        spawn_us=1.0,
+        spawn_us=6.5,
         fork_us=500.0,
         dispatch_us=0.5,
         task_us=1.0,
@@ -133,7 +151,130 @@ def go() -> Platform:
     )
 
 
-PRESETS = {"ideal": ideal, "cpython": cpython, "jvm": jvm, "go": go}
+def node() -> Platform:
+    """A Node.js 20 server: one event loop per process, callbacks and promises.
+
+    A request in flight is a pending promise (or callback), with no thread of
+    its own. Memory is measured (``SOURCES["node"]``); the loop's one thread
+    costs what a native thread costs (the CPython measurement: the kernel's
+    share is the kernel's, not the runtime's). JavaScript runs on one thread
+    per process, so ``gil`` is off: there is nothing to share a lock with.
+    """
+    return Platform(
+        name="node",
+        gil=False,
+        connection_kib=7.71,
+        connection_kernel_kib=3.64,
+        task_kib=1.17,
+        process_kib=47512.0,
+        context_switch_us=0.95,
+        spawn_us=33.0,
+        dispatch_us=5.0,
+        task_us=4.36,
+        parse_us=5.0,
+        call_us=10.0,
+    )
+
+
+def php() -> Platform:
+    """PHP-FPM 8.2: a static pool of single-threaded children behind nginx.
+
+    Each child is a fork of the FPM master (``fork_kib`` private, measured);
+    the pool's shared pages are in ``process_kib``. Request handling times
+    are the CPython preset's until calibration measures PHP's own.
+    """
+    return Platform(
+        name="php",
+        gil=False,
+        process_kib=17034.0,
+        fork_kib=206.87,
+        fork_kernel_kib=323.89,
+        fork_us=6645.45,
+    )
+
+
+def _slope(record: str, unit: str, key: str) -> str:
+    return f"{record}: per_unit_kib.{unit}.{key}"
+
+
+_CPY_THREAD = f"{CPYTHON_RECORD}: per-thread slope (the kernel's cost of a native thread)"
+_CPY = "the cpython preset's value (not measured for this runtime)"
+
+# A preset's numbers with their sources; a number not listed is the Platform
+# default, the cpython preset's (see ``cpython``).
+SOURCES: dict[str, dict[str, str]] = {
+    "jvm": {
+        "thread_kib": _slope(JVM_RECORD, "thread", "pss"),
+        "thread_kernel_kib": _slope(JVM_RECORD, "thread", "kernel"),
+        "stack_kib": _slope(JVM_RECORD, "thread", "vms"),
+        "spawn_us": _slope(JVM_RECORD, "thread", "create_us"),
+        "connection_kib": f"{TEN_K}: tomcat-nio PSS per connection (no thread of its own)",
+        "connection_kernel_kib": f"{TEN_K}: tomcat-nio own kernel memory per connection",
+        "process_kib": f"{TEN_K}: java-threads PSS at 0 connections (intercept)",
+        "task_kib": _ESTIMATE,
+        "fork_kib": _ESTIMATE + " (a native process; no JVM idiom)",
+        "fork_us": _ESTIMATE + " (a native process; no JVM idiom)",
+        "context_switch_us": _ESTIMATE + " (the kernel's, as cpython)",
+        "dispatch_us": _ESTIMATE + " (ThreadPoolExecutor hand-off)",
+        "task_us": _ESTIMATE,
+        "parse_us": _ESTIMATE,
+        "call_us": _ESTIMATE,
+    },
+    "go": {
+        "thread_kib": _slope(GO_RECORD, "goroutine", "pss"),
+        "thread_kernel_kib": "0: a goroutine is not a kernel thread "
+        f"({_slope(GO_RECORD, 'goroutine', 'kernel')} is within noise of 0)",
+        "stack_kib": _slope(GO_RECORD, "goroutine", "vms"),
+        "spawn_us": _slope(GO_RECORD, "goroutine", "create_us"),
+        "connection_kib": f"{_slope(GO_RECORD, 'goroutine-connection', 'pss')} minus the "
+        "goroutine's",
+        "connection_kernel_kib": _slope(GO_RECORD, "goroutine-connection", "kernel"),
+        "process_kib": f"{TEN_K}: go PSS at 0 connections (intercept)",
+        "task_kib": _ESTIMATE,
+        "fork_kib": _ESTIMATE,
+        "fork_us": _ESTIMATE,
+        "context_switch_us": _ESTIMATE + " (a goroutine switch)",
+        "dispatch_us": _ESTIMATE + " (a channel hand-off)",
+        "task_us": _ESTIMATE,
+        "parse_us": _ESTIMATE,
+        "call_us": _ESTIMATE,
+    },
+    "node": {
+        "connection_kib": _slope(NODE_RECORD, "connection", "pss"),
+        "connection_kernel_kib": _slope(NODE_RECORD, "connection", "kernel"),
+        "task_kib": _slope(NODE_RECORD, "promise", "pss"),
+        "task_us": _slope(NODE_RECORD, "promise", "create_us"),
+        "process_kib": f"{TEN_K}: node PSS at 0 connections (intercept)",
+        "thread_kib": _CPY,
+        "thread_kernel_kib": _CPY_THREAD,
+        "stack_kib": _CPY,
+        "context_switch_us": _CPY,
+        "spawn_us": _CPY,
+        "dispatch_us": _ESTIMATE,
+        "parse_us": _ESTIMATE + " (llhttp, as jvm)",
+        "call_us": _ESTIMATE + " (as jvm)",
+    },
+    "php": {
+        "fork_kib": _slope(PHP_RECORD, "fpm-child", "pss"),
+        "fork_kernel_kib": _slope(PHP_RECORD, "fpm-child", "kernel"),
+        "fork_us": _slope(PHP_RECORD, "fpm-child", "create_us"),
+        "process_kib": f"{PHP_RECORD}: the pool's PSS at 0 children (intercept)",
+        "thread_kib": _CPY,
+        "thread_kernel_kib": _CPY_THREAD,
+        "connection_kib": _CPY + "; nginx holds the client connections",
+        "parse_us": _CPY,
+        "call_us": _CPY,
+        "task_us": _CPY,
+    },
+}
+
+
+def preset_sources(name: str) -> dict[str, str]:
+    """Where each number of preset ``name`` comes from (empty: see its docstring)."""
+    return dict(SOURCES.get(name, {}))
+
+
+PRESETS = {"ideal": ideal, "cpython": cpython, "jvm": jvm, "go": go, "node": node, "php": php}
 
 
 def profile_path(name: str) -> Path:

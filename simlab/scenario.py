@@ -256,6 +256,14 @@ OPTIONS: dict[str, Option] = {
         ),
         _opt("processes", "architecture", "int", "pre-forked server processes", default=1, low=1),
         _opt(
+            "loops",
+            "architecture",
+            "int",
+            "event loops per process, each on its own thread (async)",
+            default=1,
+            low=1,
+        ),
+        _opt(
             "backlog",
             "architecture",
             "int",
@@ -421,6 +429,7 @@ def architecture(o: Mapping[str, Any]) -> Architecture:
         backlog=o.get("backlog", _default("backlog")),
         fronts=o.get("fronts", _default("fronts")),
         hop=o.get("hop", _default("hop")),
+        loops=o.get("loops", _default("loops")),
     )
 
 

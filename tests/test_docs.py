@@ -20,3 +20,12 @@ def test_cli_reference_is_current() -> None:
     spec.loader.exec_module(gen_cli)
     current = gen_cli.PAGE.read_text(encoding="utf-8")
     assert gen_cli.render(current) == current, "docs/cli.md is out of date: run make docs"
+
+
+def test_platforms_reference_is_current() -> None:
+    spec = importlib.util.spec_from_file_location("gen_platforms", DOCS / "gen_platforms.py")
+    assert spec is not None and spec.loader is not None
+    gen = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(gen)
+    current = gen.PAGE.read_text(encoding="utf-8")
+    assert gen.render(current) == current, "docs/platforms.md is out of date: run make docs"

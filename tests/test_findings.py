@@ -118,22 +118,24 @@ def test_small_helpers() -> None:
     assert rules.machine_cores(pd.DataFrame({"x": [1]})) is None
 
 
-def test_resident_gap_uses_the_definitions(monkeypatch: pytest.MonkeyPatch) -> None:
-    # Today the measurement counts the client ends and the model does not: a 40%
-    # gap that the client ends explain is reported as agreement on one definition.
-    gap = rules.resident_gap(100.0, 60.0, client_ends=35.0, tol=0.15)
+def test_resident_gap_uses_the_definitions() -> None:
+    # Runs that took the machine's kernel growth count the client ends and the model
+    # does not: a 40% gap that the client ends explain is agreement on one definition.
+    machine = rules.MEASURED_MACHINE
+    gap = rules.resident_gap(100.0, 60.0, client_ends=35.0, tol=0.15, measured_as=machine)
     assert "40% below" in gap.text and "client ends" in gap.text and gap.agree
-    assert not rules.resident_gap(100.0, 30.0, client_ends=35.0, tol=0.15).agree
-    assert rules.definitions_differ() is not None
-    # Once the definitions are aligned, the same numbers are a plain disagreement.
-    aligned = {
-        "measured": rules.ResidentDefinition("m", client_ends=False),
-        "simulated": rules.ResidentDefinition("s", client_ends=False),
-    }
-    monkeypatch.setattr(rules, "RESIDENT", aligned)
+    assert not rules.resident_gap(
+        100.0, 30.0, client_ends=35.0, tol=0.15, measured_as=machine
+    ).agree
+    assert rules.definitions_differ(machine) is not None
+    # Runs that record their definition use it; older ones used the machine's growth.
+    assert rules.measured_definition({"memory_definition": "measured"}) == "measured"
+    assert rules.measured_definition({}) == machine
+    assert rules.definitions_differ("measured") is None
+    # With the server's own kernel memory the definitions are aligned, and the same
+    # numbers are a plain disagreement.
     gap = rules.resident_gap(100.0, 60.0, client_ends=35.0, tol=0.15)
     assert not gap.agree and "client ends" not in gap.text
-    assert rules.definitions_differ() is None
     assert "defined alike" in rules.definitions_text(0.15)
 
 
@@ -277,12 +279,12 @@ def test_business_io_growth_linearity_budget_and_goals_flip() -> None:
     assert "Within the grid the reactor-pool stays under the 1 GiB" in text
 
 
-def test_c10k_notes_claim_touched_stacks_and_memory_gap_flip(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
+def test_c10k_notes_claim_touched_stacks_and_memory_gap_flip() -> None:
     c10k = script("c10k_idle_connections")
     df = committed("c10k_idle_connections")
-    text = c10k.findings(df, rate=20.0, client_end_kib=CLIENT_END_KIB)
+    # The committed runs took the machine's kernel growth (client ends included).
+    old = rules.MEASURED_MACHINE
+    text = c10k.findings(df, rate=20.0, client_end_kib=CLIENT_END_KIB, measured_as=old)
     notes = sentence(text, "The notes'")
     assert "matches it on jvm" in notes and "exceeds it on cpython" in notes
     assert "is below it on every platform" in notes
@@ -303,7 +305,7 @@ def test_c10k_notes_claim_touched_stacks_and_memory_gap_flip(
     flipped.loc[meas_tpc, "resident_mib"] = flipped.loc[meas_tpc, "reserved_mib"] / 2
     cp_async = sim & (flipped["platform"] == "cpython") & (flipped["model"] == "async")
     flipped.loc[cp_async, "resident_mib"] = 1e6
-    text = c10k.findings(flipped, rate=20.0, client_end_kib=CLIENT_END_KIB)
+    text = c10k.findings(flipped, rate=20.0, client_end_kib=CLIENT_END_KIB, measured_as=old)
     notes = sentence(text, "The notes'")
     assert "exceeds it on jvm" in notes and "is below it on every platform" not in notes
     assert "an idle thread touches only a few pages" not in text
@@ -323,17 +325,13 @@ def test_c10k_notes_claim_touched_stacks_and_memory_gap_flip(
         agreeing.loc[m, "resident_mib"] = (
             sim_by_n.loc[n].to_numpy() + n.to_numpy() * CLIENT_END_KIB / 1024
         )
-    text = c10k.findings(agreeing, rate=20.0, client_end_kib=CLIENT_END_KIB)
+    text = c10k.findings(agreeing, rate=20.0, client_end_kib=CLIENT_END_KIB, measured_as=old)
     assert "On one definition, the two agree for every model." in text
     assert "Hypothesis" not in text
 
-    # With the definitions aligned, the committed gap is a plain disagreement.
-    aligned = {
-        "measured": rules.ResidentDefinition("m", client_ends=False),
-        "simulated": rules.ResidentDefinition("s", client_ends=False),
-    }
-    monkeypatch.setattr(rules, "RESIDENT", aligned)
-    text = c10k.findings(df, rate=20.0, client_end_kib=CLIENT_END_KIB)
+    # With the definitions aligned (the server's own kernel memory), the same gap is
+    # a plain disagreement.
+    text = c10k.findings(df, rate=20.0, client_end_kib=CLIENT_END_KIB, measured_as="measured")
     assert "defined alike" in text and "client ends" not in text
     assert "a gap remains" in text
 
@@ -344,6 +342,8 @@ def test_ad_service_fanout_threads_ways_out_and_errors_flip() -> None:
         "cpu_s": 0.001,
         "connections": 18_000,
         "client_end_kib": CLIENT_END_KIB,
+        # The committed runs took the machine's kernel growth (client ends included).
+        "measured_as": rules.MEASURED_MACHINE,
     }
     df = committed("ad_service_fanout")
     text = ad.findings(df, **kwargs)

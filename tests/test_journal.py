@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 
+import simlab.journal as journal_mod
 import simlab.validate as validate_mod
 from simlab.distributions import Fixed
 from simlab.journal import Journal, journal_dir
@@ -43,6 +44,17 @@ def test_another_plan_starts_afresh_and_done_removes_the_journal() -> None:
     assert not list(journal_dir().glob("*.jsonl"))
 
 
+def test_a_new_revision_resumes_and_says_so(monkeypatch, capsys) -> None:
+    # A commit between two halves of a calibration (docs, findings) keeps the
+    # steps, and the resumed run names the revision they were measured at.
+    monkeypatch.setattr(journal_mod, "git_revision", lambda: "aaa")
+    Journal("plan", {"steps": ["a"]}).put("a", 1)
+    monkeypatch.setattr(journal_mod, "git_revision", lambda: "bbb")
+    again = Journal("plan", {"steps": ["a"]})
+    assert again.get("a") == 1 and again.resumed_from == "aaa"
+    assert "measured at revision aaa, now bbb" in capsys.readouterr().err
+
+
 def _fake_measured(latency_ms: float) -> Any:
     q = SimpleNamespace(p50=latency_ms, p99=2 * latency_ms)
     mem = SimpleNamespace(user_peak=30.0, kernel_peak=1.0)
@@ -70,6 +82,6 @@ def test_validate_resumes_at_its_first_unmeasured_run(monkeypatch, tmp_path) -> 
     calls.clear()
     result = validate_mod.validate("ideal", repeats=2, cases=cases, out_dir=tmp_path)
     # The two finished runs are not measured again; the interrupted one is.
-    assert calls == interrupted[2:] + [interrupted[-1] + 1]
+    assert calls == [*interrupted[2:], interrupted[-1] + 1]
     assert len(result["rows"]) == 2 * len(validate_mod.METRICS)
     assert not list(journal_dir().glob("*.jsonl"))

@@ -17,7 +17,7 @@ from collections.abc import Sequence
 from types import FrameType
 
 from simlab import __version__
-from simlab.cli import lab, plan, simulate
+from simlab.cli import claims, lab, plan, simulate
 from simlab.cli.options import Parser
 from simlab.errors import RunFailed, UserError
 
@@ -31,6 +31,7 @@ def build_parser() -> Parser:
     simulate.add_commands(sub)
     plan.add_commands(sub)
     lab.add_commands(sub)
+    claims.add_commands(sub)
     return parser
 
 

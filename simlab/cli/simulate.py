@@ -17,12 +17,16 @@ from simlab.simulation import Result, compare, simulate
 
 __all__ = ["add_commands"]
 
+# ``--loops`` (several event loops per async process) is for ``simulate`` only:
+# the real async server runs one loop per process, and the other models in
+# ``compare`` have no loop to add.
+# ``--fronts`` and ``--hop`` (two-tier's front) are for simulate and compare.
+SIMULATED_ARCHITECTURE = (*options.ARCHITECTURE, "loops", *options.FRONT)
 SCENARIO = (
     *options.WORKLOAD,
     *options.PLATFORM,
     "gil",
-    *options.ARCHITECTURE,
-    *options.FRONT,
+    *SIMULATED_ARCHITECTURE,
     *options.RUN,
 )
 
@@ -38,7 +42,7 @@ def add_commands(sub: argparse._SubParsersAction[options.Parser]) -> None:
         action="store_true",
         help="print the textbook value beside the simulated one where one applies",
     )
-    _add_scenario(sim)
+    _add_scenario(sim, SIMULATED_ARCHITECTURE)
     sim.set_defaults(run=simulate_command)
     cmp_ = sub.add_parser("compare", help="every model side by side")
     cmp_.add_argument(
@@ -46,17 +50,18 @@ def add_commands(sub: argparse._SubParsersAction[options.Parser]) -> None:
         type=options.name_list("model", MODEL_NAMES),
         help="comma-separated subset (default all)",
     )
-    _add_scenario(cmp_)
+    _add_scenario(cmp_, (*options.ARCHITECTURE, *options.FRONT))
     cmp_.set_defaults(run=compare_command)
 
 
-def _add_scenario(p: argparse.ArgumentParser) -> None:
+def _add_scenario(
+    p: argparse.ArgumentParser, architecture: tuple[str, ...] = options.ARCHITECTURE
+) -> None:
     options.add_scenario_options(p.add_argument_group("workload"), options.WORKLOAD)
     pl = p.add_argument_group("platform")
     options.add_scenario_options(pl, (*options.PLATFORM, "gil"))
     options.add_set(pl)
-    arch = p.add_argument_group("architecture")
-    options.add_scenario_options(arch, (*options.ARCHITECTURE, *options.FRONT))
+    options.add_scenario_options(p.add_argument_group("architecture"), architecture)
     options.add_scenario_options(p.add_argument_group("run"), options.RUN)
     p.add_argument("--json", action="store_true", help="print one JSON object")
 

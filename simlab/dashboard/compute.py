@@ -13,6 +13,7 @@ every connection has sent a request once, or the pool is sized to hold them.
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
@@ -326,3 +327,26 @@ def profiles() -> list[str]:
 
 def platform_cores(name: str) -> int | None:
     return load_platform(name).cores
+
+
+def claims_ledger() -> list[Any]:
+    """The claims ledger (``simlab.claims.ledger``), recomputed only when a
+    file it may read changes (a new experiment, measurement or profile)."""
+    from simlab.paths import data_root  # noqa: PLC0415
+
+    root = data_root()
+    stamp = tuple(
+        sorted(
+            (str(p), p.stat().st_mtime)
+            for pattern in ("experiments/*/*.csv", "experiments/*/*.json", "*/*.json")
+            for p in root.glob(pattern)
+        )
+    )
+    return list(_ledger_at(str(root), stamp))
+
+
+@functools.lru_cache(maxsize=4)
+def _ledger_at(root: str, stamp: tuple[tuple[str, float], ...]) -> tuple[Any, ...]:
+    from simlab.claims import ledger  # noqa: PLC0415 - its rules load the planner
+
+    return tuple(ledger(Path(root)))

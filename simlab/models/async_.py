@@ -6,6 +6,10 @@ and only CPU phases (parse, task creation, the request's own CPU, issuing
 and reading its calls) queue for the loop. So each loop is M/G/1 over CPU
 demand (Pollaczek-Khinchine), whatever the backend latency, and one thread
 per process is enough. ``--processes`` runs N loops (SO_REUSEPORT).
+``--loops L`` runs L loops in each process, each on its own thread (the
+notes' "one process, several threads, coroutines on each thread"): a
+process's connections are dealt among its loops, and under a GIL the loops
+of one process take turns on it, so that they use one core between them.
 ``backlog`` bounds the requests in flight per process, as uvicorn's
 ``--limit-concurrency`` does: one more is answered 503 (dropped).
 """
@@ -33,11 +37,13 @@ class Async(Model):
     name = "async"
     busy_on_cpu = True
     fast_mode = FastMode.LOOP
+    multi_loop = True
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._fixed = self.request_cost(self.workload).thread_s(self.platform)
-        self.loops = [Pool(self.env, 1, first_id=k) for k in range(self.arch.processes)]
+        per = self.arch.loops
+        self.loops = [Pool(self.env, 1, first_id=k) for k in range(self.arch.processes * per)]
         self.in_flight = [0] * self.arch.processes
 
     @classmethod
@@ -58,7 +64,13 @@ class Async(Model):
     def session(self, i: int, conn: int) -> Generator[simpy.Event, Any, None]:
         env = self.env
         process = self.process_of(conn)
-        loop = self.loops[process]
+        per = self.arch.loops
+        # One loop per process (the default) is the process's only thread: its
+        # GIL is never contended. With several, a connection stays on one loop
+        # of its process, and the loops share the process's GIL.
+        k = process * per + conn % per if per > 1 else process
+        loop = self.loops[k]
+        gil = self.cpu.gil(process) if per > 1 else None
         backlog = self.arch.backlog
         nxt: int | None = i
         while nxt is not None:
@@ -74,13 +86,10 @@ class Async(Model):
                 demand = self.demand[i] + self._fixed
                 cpu = 0.0
                 if demand > 0:
-                    # The loop is the process's only thread: its GIL is never contended.
-                    cpu, self.start[i] = yield from self.cpu.run(
-                        None, demand, 0, process, lock=loop
-                    )
+                    cpu, self.start[i] = yield from self.cpu.run(gil, demand, 0, process, lock=loop)
                 else:
                     self.start[i] = env.now
-                self.worker[i] = process
+                self.worker[i] = k
                 self.process[i] = process
                 self.cpu_time[i] = cpu
                 io = self.io_time[i]
@@ -102,6 +111,22 @@ class Async(Model):
         return workload.cpu.mean + cls.request_cost(workload).thread_s(platform)
 
     @classmethod
+    def threads_per_process(cls, arch: Architecture) -> int:
+        return arch.loops
+
+    @staticmethod
+    def _queues(platform: Platform, arch: Architecture) -> Architecture:
+        """The independent M/G/1 queues the maths sees: one per process under a
+        GIL (a process's loops take turns on it, so its requests share one
+        server), one per loop without it (an approximation: connections are
+        dealt to processes, then to loops, where the maths deals them at once)."""
+        if arch.loops == 1 or platform.gil:
+            return arch
+        return Architecture(
+            workers=arch.workers, processes=arch.processes * arch.loops, backlog=arch.backlog
+        )
+
+    @classmethod
     def units(cls, workload: Workload, arch: Architecture, in_flight: int) -> Units:
         threads, copies = cls.preforked(arch)
         return Units(
@@ -111,7 +136,7 @@ class Async(Model):
             connection=workload.connections if workload.persistent else in_flight,
             task=in_flight,
             # One multiplexed backend connection per loop.
-            backend_conn=arch.processes if workload.calls else 0,
+            backend_conn=arch.processes * arch.loops if workload.calls else 0,
         )
 
     @classmethod
@@ -121,7 +146,11 @@ class Async(Model):
         if workload.rate is None:
             return {}
         loop_cpu = cls._loop_cpu(workload, platform)
-        out = loads.cpu_loads(workload, platform, arch, deal, total=loop_cpu, per_process_gil=None)
+        shared = loop_cpu if arch.loops > 1 else None  # several loops contend for the GIL
+        out = loads.cpu_loads(
+            workload, platform, arch, deal, total=loop_cpu, per_process_gil=shared
+        )
+        arch = cls._queues(platform, arch)
         busiest = deal.busiest(workload.connections, arch.processes)
         out["loop"] = workload.rate * busiest * loop_cpu
         io_mean = loads.io_moments(workload, platform.call_latency_us * 1e-6)[0]
@@ -134,6 +163,7 @@ class Async(Model):
     ) -> Analytic | str:
         if workload.rate is None:
             return "closed or replayed arrivals have no textbook reduction here"
+        arch = cls._queues(platform, arch)
         if platform.cores is not None and platform.cores < arch.processes:
             return "more loops than cores: loops contend for the CPU"
         if arch.backlog is not None:
@@ -166,6 +196,7 @@ class Async(Model):
         s: Sampler = sampler
         w, p = workload, platform
         assert w.rate is not None
+        arch = cls._queues(platform, arch)
         us = 1e-6
         lam = w.rate * deal.busiest(w.connections, arch.processes)
         loop = s.cpu + (p.parse_us + p.task_us) * us + w.calls * p.call_us * us
@@ -178,6 +209,8 @@ class Async(Model):
 
     @classmethod
     def _fast_limits(cls, workload: Workload, platform: Platform, arch: Architecture) -> str | None:
+        if arch.loops > 1:
+            return "several loops per process (the fast engine runs one per process)"
         if platform.cores is not None and platform.cores < arch.processes:
             return "more loops than cores: loops contend for the CPU"
         return None

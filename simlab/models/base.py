@@ -206,6 +206,8 @@ class Model:
     # The pool size (``workers``) is a knob of this model.
     pooled: ClassVar[bool] = False
     fast_mode: ClassVar[FastMode | None] = None
+    # Several event loops per process (``Architecture.loops``) are a knob of this model.
+    multi_loop: ClassVar[bool] = False
     max_requests: ClassVar[int] = 2_000_000
     max_in_system: ClassVar[int] = 250_000
 
@@ -219,6 +221,8 @@ class Model:
         seed: np.random.SeedSequence,
         stop: float,
     ) -> None:
+        if architecture.loops != 1 and not self.multi_loop:
+            raise UserError(f"loops(={architecture.loops}): {self.name} has no event loops to add")
         self.env = env
         self.workload = workload
         self.platform = platform

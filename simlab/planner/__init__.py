@@ -373,7 +373,8 @@ def max_rate(
     for name in list(models) if models is not None else list(MODELS):
         pooled = get_model(name).pooled
         workers, processes = _shape(name, workload, platform, goals, architecture)
-        arch = Architecture(workers=workers if pooled else 1, processes=processes)
+        loops = architecture.loops if architecture is not None else 1
+        arch = Architecture(workers=workers if pooled else 1, processes=processes, loops=loops)
         search = Search(
             max_processes=processes, seed=seed, replications=replications, requests=requests
         )

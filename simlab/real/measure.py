@@ -158,9 +158,24 @@ def _estimate_fit(opts: MeasureOptions) -> None:
         processes=processes,
         memory_mib=memory,
         sources=opts.sources,
-        # A thread opens its backend connection on its first call: none without calls.
-        backend_conns=threads if w.calls > 0 else 0,
+        backend_conns=_backend_conns(opts, threads),
     )
+
+
+def _backend_conns(opts: MeasureOptions, threads: int) -> int:
+    """The backend connections the server may hold in one process: a thread opens
+    its own on its first call, so at most one per request the run sends (open
+    loop), and none without calls. A forked child holds its own, in its own
+    process, not against the parent's file limit."""
+    w = opts.workload
+    if w.calls == 0:
+        return 0
+    if opts.target == "process-per-connection":
+        return 1
+    if w.rate is not None:
+        sent = math.ceil(w.rate * (opts.warmup + opts.duration) * 1.2)  # Poisson slack
+        return min(threads, sent)
+    return threads
 
 
 def _start_server(

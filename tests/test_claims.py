@@ -1,0 +1,151 @@
+"""The claims ledger: every verdict follows its evidence.
+
+Each test copies the committed data root, doctors one results table (or
+removes it) and rebuilds the ledger: the verdict must flip the way the
+doctored evidence says, which a verdict typed by hand could not do.
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from simlab.claims import CLAIMS, VERDICTS, ledger, markdown
+from simlab.models.async_ import Async
+from simlab.models.reactor_pool import ReactorPool
+
+DATA = Path(__file__).resolve().parent.parent / "data"
+
+
+@pytest.fixture
+def root(tmp_path: Path) -> Path:
+    out = tmp_path / "data"
+    for part in ("experiments", "measurements", "profiles"):
+        shutil.copytree(DATA / part, out / part, ignore=shutil.ignore_patterns("*.png", "*.html"))
+    return out
+
+
+def _table(root: Path, experiment: str) -> tuple[Path, pd.DataFrame]:
+    path = root / "experiments" / experiment / "results.csv"
+    return path, pd.read_csv(path)
+
+
+def _verdict(root: Path, claim: str) -> str:
+    (row,) = ledger(root, only=[claim])
+    return row.verdict
+
+
+def test_journey_flips_to_contradicted_when_a_step_serves_fewer(root: Path) -> None:
+    before = _verdict(root, "python-journey")
+    path, df = _table(root, "python_server_journey")
+    # The last step (async) now misses the goal at every level: it serves fewer
+    # clients than the step before it.
+    df.loc[(df["model"] == Async.name) & (df["source"] == "measured"), "within_goal"] = False
+    df.to_csv(path, index=False)
+    assert before != "contradicted"
+    assert _verdict(root, "python-journey") == "contradicted"
+
+
+def test_ad_service_flips_when_the_planned_pool_is_not_6000(root: Path) -> None:
+    before = _verdict(root, "ad-service")
+    path, df = _table(root, "ad_service_fanout")
+    df.loc[df["model"] == ReactorPool.name, "workers"] = 3000.0
+    df.to_csv(path, index=False)
+    assert before == "confirmed"
+    assert _verdict(root, "ad-service") == "contradicted"
+
+
+def test_ten_thousand_threads_confirmed_when_resident_reaches_10_gb(root: Path) -> None:
+    before = _verdict(root, "ten-thousand-threads")
+    path, df = _table(root, "jvm_ten_thousand_threads")
+    big = (df["target"] == "java-threads") & (df["connections"] == df["connections"].max())
+    df.loc[big & (df["source"] == "measured"), "pss_mib"] = 9_800.0
+    df.to_csv(path, index=False)
+    assert before == "refined"
+    assert _verdict(root, "ten-thousand-threads") == "confirmed"
+
+
+def test_return_to_one_to_one_flips_with_the_thread_count(root: Path) -> None:
+    before = _verdict(root, "return-to-one-to-one")
+    path, df = _table(root, "ad_service_fanout")
+    df.loc[df["model"] == ReactorPool.name, "threads"] = 600.0
+    df.to_csv(path, index=False)
+    assert before == "confirmed"
+    assert _verdict(root, "return-to-one-to-one") == "contradicted"
+
+
+def test_a_missing_table_is_not_yet_measured_and_named(root: Path) -> None:
+    (root / "experiments" / "multicore" / "results.csv").unlink()
+    (row,) = ledger(root, only=["coroutines-one-core"])
+    assert row.verdict == "not yet measured"
+    assert row.missing is not None
+    assert row.missing.endswith("multicore/results.csv")
+
+
+def test_every_row_cites_a_command_and_its_evidence() -> None:
+    rows = ledger(DATA)
+    assert [r.id for r in rows] == [c.id for c in CLAIMS]
+    assert len(rows) >= 19
+    for r in rows:
+        assert r.verdict in VERDICTS
+        assert r.command
+        assert r.zh and r.en
+        # A judged row cites numbers; an unjudged one names what is missing.
+        assert r.numbers or r.missing or r.verdict == "not testable here", r.id
+    text = markdown(rows)
+    assert all(f"### {r.id}" in text for r in rows)
+
+
+def test_docs_claims_page_is_current() -> None:
+    import importlib.util  # noqa: PLC0415
+
+    docs = DATA.parent / "docs"
+    spec = importlib.util.spec_from_file_location("gen_claims", docs / "gen_claims.py")
+    assert spec is not None
+    assert spec.loader is not None
+    gen = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(gen)
+    current = gen.PAGE.read_text(encoding="utf-8")
+    assert gen.render(current) == current, "docs/claims.md is out of date: run make docs"
+
+
+def test_coats_flip_when_a_callback_server_needs_a_thread_each(root: Path) -> None:
+    before = _verdict(root, "callbacks-vs-coroutines")
+    path, df = _table(root, "jvm_ten_thousand_threads")
+    big = (df["target"] == "node") & (df["connections"] == df["connections"].max())
+    df.loc[big, "threads"] = 10_007.0
+    df.to_csv(path, index=False)
+    assert before == "confirmed"
+    assert _verdict(root, "callbacks-vs-coroutines") == "contradicted"
+
+
+def test_the_command_line(capsys: pytest.CaptureFixture[str]) -> None:
+    import json  # noqa: PLC0415
+
+    from simlab.cli import main  # noqa: PLC0415
+
+    assert main(["claims", "--only", "ad-service,swoole-vertx", "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert [r["id"] for r in out["claims"]] == ["ad-service", "swoole-vertx"]
+    assert out["claims"][1]["verdict"] == "not testable here"
+    with pytest.raises(SystemExit) as exc:
+        main(["claims", "--only", "nosuch"])
+    assert exc.value.code == 2
+    assert "unknown claim 'nosuch'" in capsys.readouterr().err
+
+
+def test_threads_heavy_follows_the_profile(root: Path) -> None:
+    import json  # noqa: PLC0415
+
+    before = _verdict(root, "threads-heavy-coroutines-light")
+    path = root / "profiles" / "cpython.json"
+    profile = json.loads(path.read_text())
+    # A thread as light as a coroutine: the memory half of the claim no longer holds.
+    for key in ("thread_kib", "thread_kernel_kib"):
+        profile["parameters"][key]["value"] = 0.4
+    path.write_text(json.dumps(profile))
+    assert before == "refined"
+    assert _verdict(root, "threads-heavy-coroutines-light") == "contradicted"
