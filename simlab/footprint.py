@@ -20,6 +20,12 @@ task (a request in      task_kib
 backend_conn (a         backend_conn_kib           connection_kernel_kib
   thread's or loop's
   own backend socket)
+front (a front loop's   front_process_kib
+  process, two-tier)
+front_conn (a client    front_connection_kib       connection_kernel_kib
+  socket on the front)
+buffer_kib (a slow                                 1 KiB
+  client's bytes)
 ======================  =========================  ======================  ==========
 =======
     ======================  =========================  ======================  ==========
@@ -56,7 +62,18 @@ __all__ = ["KIB_PER_MIB", "UNITS", "Footprint", "Units", "unit_costs"]
 
 KIB_PER_MIB = 1024.0
 # The order in which units are summed: it is part of the result (floating point).
-UNITS = ("process", "touched", "fork", "thread", "connection", "task", "backend_conn")
+UNITS = (
+    "process",
+    "touched",
+    "fork",
+    "thread",
+    "connection",
+    "task",
+    "backend_conn",
+    "front",
+    "front_conn",
+    "buffer_kib",
+)
 
 
 def unit_costs(p: Platform) -> dict[str, tuple[float, float, float]]:
@@ -69,6 +86,12 @@ def unit_costs(p: Platform) -> dict[str, tuple[float, float, float]]:
         "connection": (p.connection_kib, p.connection_kernel_kib, 0.0),
         "task": (p.task_kib, 0.0, 0.0),
         "backend_conn": (p.backend_conn_kib, p.connection_kernel_kib, 0.0),
+        # A buffering front's loop process beyond its thread, and a client
+        # connection it holds (``two-tier``).
+        "front": (p.front_process_kib, 0.0, 0.0),
+        "front_conn": (p.front_connection_kib, p.connection_kernel_kib, 0.0),
+        # A KiB of a slow client's request or answer waiting in a socket buffer.
+        "buffer_kib": (0.0, 1.0, 0.0),
     }
 
 
@@ -83,6 +106,9 @@ class Units:
     connection: int = 0
     task: int = 0
     backend_conn: int = 0
+    front: int = 0
+    front_conn: int = 0
+    buffer_kib: float = 0.0
 
     def footprint(self, platform: Platform) -> Footprint:
         costs = unit_costs(platform)

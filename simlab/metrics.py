@@ -123,6 +123,9 @@ def level_parts(rec: Record, platform: Platform) -> dict[str, Parts]:
         # A client that gave up no longer waits (simlab.overload): its wait ends there.
         end_kept = np.fmin(end_kept, _ends(c["gave_up"][kept]))
     busy_end = start + c["cpu_time"] if rec.busy_on_cpu else _ends(end)
+    if not rec.busy_on_cpu and "let_go" in c:
+        # A worker let go before the end: a loop or a front writes the rest out.
+        busy_end = np.where(np.isnan(c["let_go"]), busy_end, c["let_go"])
     iv = rec.intervals
     base = rec.base
     threads = (iv["threads"][0], iv["threads"][1], 1.0)
@@ -144,11 +147,15 @@ def level_parts(rec: Record, platform: Platform) -> dict[str, Parts]:
     # Pre-forked copies serve from the start, so their copy-on-write growth
     # is counted from time 0.
     costs = unit_costs(platform)
+    # A buffering front (two-tier) holds its client connections at its own cost.
+    front_conns = base.get("front_conns", 0)
     base_units = Units(
         touched=base.get("copies", 0),
         fork=base["forks"],
         thread=base["threads"],
-        connection=base["connections"],
+        connection=base["connections"] - front_conns,
+        front=base.get("fronts", 0),
+        front_conn=front_conns,
     ).footprint(platform)
     fork, thread, conn = costs["fork"], costs["thread"], costs["connection"]
     user_parts = [
@@ -169,6 +176,10 @@ def level_parts(rec: Record, platform: Platform) -> dict[str, Parts]:
         kernel_parts.append((first_use, last, backend[1] / KIB_PER_MIB))
     if rec.own_process:
         user_parts.append((first_use, last, costs["touched"][0] / KIB_PER_MIB))
+    # A slow client's bytes wait in socket buffers while they trickle.
+    for kind, kib in zip(("send_buffers", "recv_buffers"), rec.buffers_kib, strict=True):
+        if kind in iv and len(iv[kind][0]):
+            kernel_parts.append((iv[kind][0], iv[kind][1], kib / KIB_PER_MIB))
     user_base, kernel_base = base_units.user_kib, base_units.kernel_kib
     levels["user_mib"] = (user_parts, user_base / KIB_PER_MIB)
     levels["kernel_mib"] = (kernel_parts, kernel_base / KIB_PER_MIB)

@@ -20,6 +20,7 @@ from simlab.overload.schedule import Schedule
 __all__ = ["SCENARIOS", "Architecture", "Platform", "Trace", "Workload"]
 
 Fanout = Literal["sequential", "parallel"]
+Hop = Literal["per-request", "kept-alive"]
 
 
 def _require(ok: bool, message: str) -> None:
@@ -79,6 +80,12 @@ class Workload:
     (``rate`` is then its mean); ``clients`` gives up and retries;
     ``backend`` bounds the backend and gives a fan-out a deadline or hedges;
     ``mix`` makes a share of the requests heavy or blocking.
+
+    Slow clients: ``client_send`` is the time a client takes to send its
+    request of ``request_kib`` (a slow link trickles it), ``client_recv`` the
+    time it takes to read the answer of ``response_kib``. A server whose
+    thread reads and writes the socket itself is held for both; an event loop
+    or a buffering front absorbs them and holds only the bytes meanwhile.
     """
 
     connections: int = 10_000
@@ -94,6 +101,10 @@ class Workload:
     clients: Clients | None = None
     backend: Backend | None = None
     mix: Mix | None = None
+    client_send: Distribution = field(default_factory=lambda: Fixed(0.0))
+    client_recv: Distribution = field(default_factory=lambda: Fixed(0.0))
+    request_kib: float = 1.0
+    response_kib: float = 4.0
 
     def __post_init__(self) -> None:
         _require(
@@ -137,6 +148,13 @@ class Workload:
             self.clients is None or not self.clients.active or self.think is None,
             "client timeouts and retries need open arrivals (a rate or a trace), not a think time",
         )
+        _finite_nonneg("request_kib", self.request_kib)
+        _finite_nonneg("response_kib", self.response_kib)
+
+    @property
+    def slow_clients(self) -> bool:
+        """True when a client takes time to send its request or read its answer."""
+        return self.client_send.mean > 0 or self.client_recv.mean > 0
 
     @property
     def persistent(self) -> bool:
@@ -167,6 +185,12 @@ class Workload:
             value = getattr(self, key)
             if value is not None:
                 out[key] = value.describe()
+        if self.slow_clients:
+            # Only then: a workload without slow clients describes itself as before.
+            out["client_send"] = repr(self.client_send)
+            out["client_recv"] = repr(self.client_recv)
+            out["request_kib"] = self.request_kib
+            out["response_kib"] = self.response_kib
         return out
 
     def with_(self, **changes: Any) -> Workload:
@@ -180,10 +204,15 @@ class Architecture:
     ``workers`` is the pool size (per process) of ``thread-pool`` and
     ``reactor-pool``; ``processes`` pre-forked copies each run their own threads
     or loop; ``backlog`` bounds the accept or work queue (None: unbounded),
-    and whatever overflows it is dropped and counted. ``loops`` is the event
-    loops per process of ``async``, each on its own thread (the notes' "one
-    process, several threads, coroutines on each thread"). ``limits`` are the
-    server's overload controls (``simlab.overload.policy.Limits``).
+    and whatever overflows it is dropped and counted.
+
+    ``two-tier`` reads them as its back pool: ``processes`` back processes of
+    ``workers`` threads each behind one listen queue of ``backlog``; ``fronts``
+    is its number of front event loops and ``hop`` whether the front opens a
+    connection to the back per request or keeps them alive. ``loops`` is the
+    event loops per process of ``async``, each on its own thread (the notes'
+    "one process, several threads, coroutines on each thread"). ``limits`` are
+    the server's overload controls (``simlab.overload.policy.Limits``).
     """
 
     workers: int = 32
@@ -191,6 +220,8 @@ class Architecture:
     backlog: int | None = None
     limits: Limits | None = None
     loops: int = 1
+    fronts: int = 1
+    hop: Hop = "per-request"
 
     def __post_init__(self) -> None:
         _require(
@@ -204,6 +235,14 @@ class Architecture:
         _require(
             self.backlog is None or (isinstance(self.backlog, int) and self.backlog >= 0),
             f"backlog(={self.backlog!r}) must be an integer >= 0 or None (unbounded)",
+        )
+        _require(
+            isinstance(self.fronts, int) and self.fronts >= 1,
+            f"fronts(={self.fronts!r}) must be an integer >= 1",
+        )
+        _require(
+            self.hop in ("per-request", "kept-alive"),
+            f"hop(={self.hop!r}) must be 'per-request' or 'kept-alive'",
         )
         _require(
             isinstance(self.loops, int) and self.loops >= 1,
@@ -221,6 +260,9 @@ class Architecture:
         # Only when set, so that every earlier output (and golden) stays as it was.
         if self.loops != 1:
             out["loops"] = self.loops
+        if (self.fronts, self.hop) != (1, "per-request"):
+            out["fronts"] = self.fronts
+            out["hop"] = self.hop
         return out
 
 
@@ -282,6 +324,26 @@ class Platform:
                            runs in slices while others wait; 0 means a phase
                            keeps the GIL to its end
 
+    A buffering front (``two-tier``: nginx before PHP-FPM or uWSGI), whose
+    costs are nginx's, not the back runtime's:
+
+        front_us           front CPU per request: read and parse the request,
+                           pick a back, relay the answer (on a front loop)
+        front_byte_ns      front CPU per byte it buffers and relays
+        hop_us             front CPU per hop message to the back pool (a
+                           per-request hop pays it again to connect)
+        hop_latency_us     wall-clock time of one hop message over loopback
+        front_process_kib  one front loop's process (an nginx worker)
+        front_connection_kib  a client connection held by the front (its
+                           kernel part is connection_kernel_kib)
+
+    ``socket_buffer_kib``: what the kernel buffers between a server's write
+    and a slow client's read; a blocking writer is held only for the part of
+    a slow read beyond it.
+
+    A back process of ``two-tier`` costs what a fork costs on the platform
+    (``fork_kib``, ``fork_touched_kib``): the platform is the back's runtime.
+
     ``cores`` None means unlimited; ``gil`` lets one thread per process run
     Python at a time.
 
@@ -327,6 +389,18 @@ class Platform:
     process_kernel_kib: float = 0.0
     client_cpu_us: float = 0.0
     backend_cpu_us: float = 0.0
+    # nginx's costs on this machine, placeholders until calibration fits them
+    # from the nginx peers (they are assumptions, not measurements).
+    front_us: float = 25.0
+    front_byte_ns: float = 1.0
+    hop_us: float = 20.0
+    hop_latency_us: float = 40.0
+    front_process_kib: float = 1536.0
+    front_connection_kib: float = 0.6
+    # A server's send buffer and a slow client's receive buffer on loopback
+    # (tcp_wmem's default 16 KiB, the load generator's 4 KiB doubled by the
+    # kernel): an answer this small never blocks its writer (an assumption).
+    socket_buffer_kib: float = 24.0
 
     def __post_init__(self) -> None:
         _require(isinstance(self.name, str) and bool(self.name), "platform name must be set")

@@ -45,6 +45,10 @@ def ideal() -> Platform:
         task_us=0.0,
         parse_us=0.0,
         call_us=0.0,
+        front_us=0.0,
+        front_byte_ns=0.0,
+        hop_us=0.0,
+        hop_latency_us=0.0,
     )
 
 

@@ -38,6 +38,9 @@ ENTRIES = (
     Entry("thread-pool", "thread_pool:ThreadPool", "thread_pool"),
     Entry("reactor-pool", "reactor_pool:ReactorPool", "reactor_pool"),
     Entry("async", "async_:Async", "async_"),
+    # Its real twin is a Python front and back pool; the notes' own systems,
+    # nginx + PHP-FPM and nginx + uWSGI, are real peers (``simlab.real.peers``).
+    Entry("two-tier", "two_tier:TwoTier", "two_tier"),
 )
 MODEL_NAMES = tuple(e.name for e in ENTRIES)
 

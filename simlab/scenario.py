@@ -220,6 +220,31 @@ OPTIONS: dict[str, Option] = {
             metavar="K",
         ),
         _opt(
+            "client_send_ms",
+            "workload",
+            "float",
+            "slow clients: time a client takes to send its request, ms",
+            default=0.0,
+            low=0,
+        ),
+        _opt(
+            "client_recv_ms",
+            "workload",
+            "float",
+            "slow clients: time a client takes to read its answer, ms",
+            default=0.0,
+            low=0,
+        ),
+        _opt(
+            "client_dist",
+            "workload",
+            "text",
+            "distribution of both transfer times (fixed, exp, lognormal[:CV], empirical:FILE)",
+            default="fixed",
+        ),
+        _opt("request_kib", "workload", "float", "request size, KiB", default=1.0, low=0),
+        _opt("response_kib", "workload", "float", "response size, KiB", default=4.0, low=0),
+        _opt(
             "platform",
             "platform",
             "text",
@@ -262,6 +287,22 @@ OPTIONS: dict[str, Option] = {
             default=None,
             low=0,
             word="unbounded",
+        ),
+        _opt(
+            "fronts",
+            "architecture",
+            "int",
+            "front event loops of two-tier (nginx workers)",
+            default=1,
+            low=1,
+        ),
+        _opt(
+            "hop",
+            "architecture",
+            "choice",
+            "two-tier's hop to the back: a connection per request or kept alive",
+            default="per-request",
+            choices=("per-request", "kept-alive"),
         ),
         _opt(
             "duration",
@@ -392,10 +433,16 @@ def workload(o: Mapping[str, Any]) -> Workload:
     io_mean = o["io_ms"] / 1e3 if "io_ms" in o else base.io.mean
     io_dist = o.get("io_dist", _default("io_dist"))
     changes["io"] = parse_distribution(io_dist, io_mean, option="--io-dist")
-    for key in ("calls", "fanout", "requests_per_connection"):
+    for key in ("calls", "fanout", "requests_per_connection", "request_kib", "response_kib"):
         if key in o:
             changes[key] = o[key]
     changes.update(overload_options.workload_changes(o, changes["io"]))
+    client_dist = o.get("client_dist", _default("client_dist"))
+    for key, field_name in (("client_send_ms", "client_send"), ("client_recv_ms", "client_recv")):
+        mean = o.get(key, _default(key)) / 1e3
+        # A zero time is no slow client whatever the distribution.
+        dist = client_dist if mean > 0 else "fixed"
+        changes[field_name] = parse_distribution(dist, mean, option="--client-dist")
     return base.with_(**changes)
 
 
@@ -420,6 +467,8 @@ def architecture(o: Mapping[str, Any]) -> Architecture:
         processes=o.get("processes", _default("processes")),
         backlog=o.get("backlog", _default("backlog")),
         limits=overload_options.limits(o),
+        fronts=o.get("fronts", _default("fronts")),
+        hop=o.get("hop", _default("hop")),
         loops=o.get("loops", _default("loops")),
     )
 

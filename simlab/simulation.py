@@ -124,6 +124,7 @@ class Result:
                 for i, r in enumerate(self.numbers)
             ]
         )
+
     # Where MSER-5 ends the start-up transient of the replications' latency
     # (seconds from time 0; ``transient_end``) with warmup="auto"; None
     # otherwise, or when it cannot tell.

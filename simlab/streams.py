@@ -22,7 +22,9 @@ import numpy as np
 
 __all__ = ["STREAMS", "Deal", "Dealer", "Streams", "deal", "run_salts", "salt_of"]
 
-STREAMS = ("arrival", "connection", "cpu", "io", "think", "slack", "client", "mix", "hedge")
+STREAMS = (
+    "arrival", "connection", "cpu", "io", "think", "slack", "client", "mix", "hedge", "slow",
+)  # fmt: skip
 
 # splitmix64's constants (Steele, Lea and Flood, OOPSLA 2014).
 _GAMMA = np.uint64(0x9E3779B97F4A7C15)
@@ -46,15 +48,18 @@ class Streams:
     client: np.random.Generator | None = None
     mix: np.random.Generator | None = None
     hedge: np.random.Generator | None = None
+    # Appended for slow clients: their send and receive times.
+    slow: np.random.Generator | None = None
 
     @classmethod
     def of(cls, seed: np.random.SeedSequence) -> Streams:
-        arrival, connection, cpu, io, think, slack, client, mix, hedge = (
+        # spawn(n) keys child k by k alone, so an appended stream leaves the others as they were.
+        arrival, connection, cpu, io, think, slack, client, mix, hedge, slow = (
             np.random.default_rng(s) for s in seed.spawn(len(STREAMS))
         )
         return cls(
             arrival, connection, cpu, io, think, slack, salt=salt_of(seed),
-            client=client, mix=mix, hedge=hedge,
+            client=client, mix=mix, hedge=hedge, slow=slow,
         )  # fmt: skip
 
 

@@ -148,6 +148,7 @@ def test_compare_json_has_every_model(capsys):
         "thread-pool",
         "reactor-pool",
         "async",
+        "two-tier",
     ]
 
 

@@ -211,3 +211,21 @@ def test_ad_auction_deadline(tmp_path: Path) -> None:
         shares = part.sort_values("deadline_ms")["bids_share"].to_numpy()
         assert (shares[1:] >= shares[:-1] - 0.02).all()
     assert (df["source"] == "measured").any()
+
+
+@pytest.mark.real  # it starts real servers on loopback (and the nginx peers)
+def test_slow_clients(tmp_path: Path) -> None:
+    df = run("slow_clients", tmp_path / "slow")
+    sim = df[df["source"] == "simulated"].set_index(["target", "transfer_s"])
+    slowest = sim.index.get_level_values("transfer_s").max()
+    # A buffering front needs no more back processes for slow clients; a pool
+    # that owns its persistent connections needs one worker for each.
+    assert (
+        sim.loc[("nginx-php-fpm", slowest), "workers"] == sim.loc[("nginx-php-fpm", 0.0), "workers"]
+    )
+    assert sim.loc[("thread-pool", slowest), "workers"] >= 10_000
+    short = sim.loc[("thread-pool (1 request per connection)", slowest)]
+    assert short["busy"] > 10 * sim.loc[("thread-pool (1 request per connection)", 0.0), "busy"]
+    assert set(df[df["source"] == "measured"]["target"]) >= {"thread-pool", "async"}
+    text = (tmp_path / "slow" / "findings.md").read_text()
+    assert f"{sim.loc[('nginx-php-fpm', slowest), 'workers']:,.0f} back processes" in text

@@ -678,3 +678,28 @@ def test_ad_auction_deadline_winner_and_hedging_flip() -> None:
         assert "hedged requests keep fewer workers" in ad._findings_from(d, p)
         _set(d, busy, "busy_threads", 50.0)
         assert "hedged requests keep more workers" in ad._findings_from(d, p)
+
+
+def test_slow_clients_few_dozen_thousands_and_cause_flip() -> None:
+    sc = script("slow_clients")
+    df = committed("slow_clients")
+    p = params("slow_clients")
+    text = sc.findings(df, p)
+    slow = df["transfer_s"].max()
+    sim = (df["source"] == "simulated") & (df["transfer_s"] == slow)
+    fpm = sim & (df["target"] == "nginx-php-fpm")
+    tp = sim & (df["target"] == "thread-pool")
+    line = sentence(text, "back processes**")
+    assert "at most a few dozen" in line and ", thousands:" in line
+    # The evidence reversed: a back pool of 100 processes, a pool of 500 workers.
+    flipped = df.copy()
+    flipped.loc[fpm, "workers"] = 100
+    flipped.loc[tp, "workers"] = 500
+    line = sentence(sc.findings(flipped, p), "back processes**")
+    assert "more than a few dozen" in line and "fewer than a thousand" in line
+    # The cause is read from the busy workers: make reactor-pool's grow with the
+    # transfers and it is said to hold its workers through them.
+    rp = sim & (df["target"] == "reactor-pool")
+    assert "only buffered bytes" in sentence(text, "`reactor-pool`")
+    flipped.loc[rp, "busy"] = 200.0
+    assert "held through the transfers" in sentence(sc.findings(flipped, p), "`reactor-pool`")

@@ -43,6 +43,7 @@ def test_plan_json_contract(capsys):
         "thread-pool",
         "reactor-pool",
         "async",
+        "two-tier",
     }
     for p in d["plans"]:
         assert p.keys() >= PLAN_KEYS
@@ -51,8 +52,11 @@ def test_plan_json_contract(capsys):
             assert p["engine"] == "des" and p["checks"]
         else:
             assert p["reason"]
-    assert d["recommended"] == "async"
-    assert "async is recommended" in d["explanation"]
+    # The recommendation is the feasible plan with the least resident memory.
+    feasible = [p for p in d["plans"] if p["feasible"]]
+    least = min(feasible, key=lambda p: p["memory_mib"])["model"]
+    assert d["recommended"] == least
+    assert f"{least} is recommended" in d["explanation"]
 
 
 def test_plan_table(capsys):
@@ -88,6 +92,72 @@ def test_inverse_questions(capsys):
 )
 def test_bad_plan_options_get_one_line(capsys, argv, names):
     code, _, err = run(capsys, "plan", *argv)
+    assert code == 2
+    assert names in err
+    assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
+
+
+def test_plan_across_platforms_ranks_by_memory_and_cores(capsys):
+    code, out, err = run(
+        capsys,
+        "plan",
+        "--json",
+        "--analytic",
+        "--platforms",
+        "cpython,jvm,go",
+        "--models",
+        "async,thread-per-connection,two-tier",
+    )
+    assert code == 0, err
+    d = json.loads(out)
+    assert set(d["platforms"]) == {"cpython", "jvm", "go"}
+    mem = [c["memory_mib"] for c in d["by_memory"]]
+    cores = [c["cores_busy"] for c in d["by_cores"]]
+    assert mem == sorted(mem) and cores == sorted(cores)
+    assert (
+        len(d["by_memory"])
+        == len(d["by_cores"])
+        == sum(p["feasible"] for r in d["platforms"].values() for p in r["plans"])
+    )
+    first = d["by_memory"][0]
+    assert d["winner"] == [first["model"], first["platform"]]
+    assert d["explanation"].startswith(f"{first['model']} on {first['platform']} wins")
+
+
+@pytest.mark.parametrize(("basis", "winner"), [("resident", "go"), ("reserved", "go")])
+def test_plan_across_platforms_explains_the_gap_by_its_largest_unit(capsys, basis, winner):
+    # A thread per connection on the JVM and on Go: the runtimes differ in what
+    # a thread (a goroutine) costs, and the explanation must say so from the units.
+    code, out, err = run(
+        capsys,
+        "plan",
+        "--json",
+        "--analytic",
+        "--platforms",
+        "jvm,go",
+        "--models",
+        "thread-per-connection",
+        "--memory-basis",
+        basis,
+    )
+    assert code == 0, err
+    d = json.loads(out)
+    assert d["winner"] == ["thread-per-connection", winner]
+    assert "Most of the gap" in d["explanation"] and "is threads:" in d["explanation"]
+
+
+@pytest.mark.parametrize(
+    ("argv", "names"),
+    [
+        (["--platforms", "cpython", "--platform", "jvm"], "--platforms"),
+        (["--platforms", "cpython,cpython"], "--platforms"),
+        (["--platforms", "nosuch"], "nosuch"),
+        (["--platforms", ","], "--platforms"),
+        (["--platforms", "cpython", "--max-rate"], "--platforms"),
+    ],
+)
+def test_bad_platforms_get_one_line(capsys, argv, names):
+    code, _, err = run(capsys, "plan", "--analytic", *argv)
     assert code == 2
     assert names in err
     assert len(err.strip().splitlines()) == 1 and "Traceback" not in err

@@ -246,7 +246,10 @@ def second_generation(ev: Evidence) -> Finding:
 def _sustained(df: pd.DataFrame, source: str) -> dict[str, int]:
     ok = df[(df["source"] == source) & df["within_goal"] & df["stable"]]
     best = ok.groupby("model")["clients"].max()
-    return {name: int(best.get(name, 0)) for name in MODELS}
+    # The journey's steps are the models the experiment ran, in the registry's
+    # order (a front before a back pool, two-tier, is not one of them).
+    ran = set(df["model"])
+    return {name: int(best.get(name, 0)) for name in MODELS if name in ran}
 
 
 @claim(

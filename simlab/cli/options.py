@@ -25,6 +25,8 @@ __all__ = [
     "positive_int",
 ]
 
+# Slow clients: the load generator trickles the request and reads the answer at that pace.
+SLOW_CLIENTS = ("client_send_ms", "client_recv_ms", "client_dist", "request_kib", "response_kib")
 WORKLOAD = (
     "scenario",
     "connections",
@@ -38,9 +40,12 @@ WORKLOAD = (
     "calls",
     "fanout",
     "requests_per_connection",
+    *SLOW_CLIENTS,
 )
 PLATFORM = ("platform", "cores")
 ARCHITECTURE = ("workers", "processes", "backlog")
+# Two-tier's front, in simulation only (the real twin runs one front loop, per-request hops).
+FRONT = ("fronts", "hop")
 RUN = ("duration", "warmup", "seed", "engine", "replications", "timeline")
 # Overload dynamics (``simlab.overload.options``), one group each.
 OVERLOAD = {

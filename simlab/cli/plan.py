@@ -43,6 +43,13 @@ def add_commands(sub: argparse._SubParsersAction[options.Parser]) -> None:
     options.add_scenario_options(wl, tuple(n for n in options.WORKLOAD if n != "trace"))
     pl = p.add_argument_group("platform")
     options.add_scenario_options(pl, (*options.PLATFORM, "gil"))
+    pl.add_argument(
+        "--platforms",
+        type=_platform_list,
+        metavar="A,B,...",
+        help="instead of --platform: size every model on each of these platforms "
+        "(presets or profiles, e.g. cpython,jvm,go) and rank by memory and by cores",
+    )
     options.add_set(pl)
     goals = p.add_argument_group("goals")
     goals.add_argument(
@@ -151,12 +158,30 @@ def _given_arch(args: argparse.Namespace, backlog: int | None) -> Architecture |
     return Architecture(workers=args.workers or 1, processes=args.processes or 1, backlog=backlog)
 
 
+def _platform_list(text: str) -> list[str]:
+    names = [t.strip() for t in text.split(",") if t.strip()]
+    if not names:
+        raise argparse.ArgumentTypeError("must name at least one platform")
+    return names
+
+
 def plan_command(args: argparse.Namespace) -> int:
-    s: Scenario = build(options.given(args, (*SCENARIO, "backlog", *burst_cli.CLIENT)))
+    given = options.given(args, (*SCENARIO, "backlog", *burst_cli.CLIENT))
+    s: Scenario = build(given)
     steady = burst_cli.steady_workload(args, s.workload)
     goals = _goals(args)
     check: Literal["des", "analytic"] = "analytic" if args.analytic else "des"
     backlog = s.architecture.backlog
+    if args.platforms is not None:
+        if "platform" in given:
+            raise UserError("--platforms: give --platform or --platforms, not both")
+        if args.max_connections or args.max_rate:
+            raise UserError(
+                "--platforms: answers the plan itself, not --max-connections/--max-rate"
+            )
+        if args.burst is not None:
+            raise UserError("--platforms: not with --burst")
+        return _plan_platforms(args, given, goals, check, backlog)
     if args.max_connections:
         return _max_connections(args, s, goals, backlog)
     if args.max_rate:
@@ -198,6 +223,68 @@ def plan_command(args: argparse.Namespace) -> int:
     _print_plan(report)
     if bursts is not None:
         burst_cli.print_bursts(bursts, args.burst, args.recover_within_s, s.workload)
+    return 0
+
+
+def _plan_platforms(
+    args: argparse.Namespace,
+    given: dict[str, object],
+    goals: Goals,
+    check: Literal["des", "analytic"],
+    backlog: int | None,
+) -> int:
+    from rich.table import Table  # noqa: PLC0415 - see TYPE_CHECKING above
+
+    from simlab.planner.platforms import plan_platforms  # noqa: PLC0415
+
+    # Each platform with the same overrides (--cores, --gil, --set) on top.
+    platforms = [build({**given, "platform": name}).platform for name in args.platforms]
+    workload = build(given).workload
+    with steps("planning per platform") as tick:
+        report = plan_platforms(
+            workload,
+            platforms,
+            goals,
+            models=args.models,
+            max_processes=args.max_processes,
+            check=check,
+            seed=args.seed,
+            replications=args.replications,
+            requests=args.des_requests,
+            backlog=backlog,
+            progress=lambda name, f: tick(name, round(f * 100), 100),
+        )
+    if args.json:
+        print_json(report.to_dict())
+        return 0
+    out = console()
+    for title, ranked in (("by memory", report.by_memory), ("by cores", report.by_cores)):
+        t = Table(title=f"simlab plan across platforms, {title}", title_justify="left")
+        for h in ("rank", "model", "platform", "workers", "processes", "threads"):
+            t.add_column(h, justify="left" if h in ("model", "platform") else "right")
+        for h in ("resident MiB", "reserved MiB", "cores busy", "p99 ms", "checked by"):
+            t.add_column(h, justify="left" if h == "checked by" else "right")
+        for k, c in enumerate(ranked, 1):
+            p = c.plan
+            t.add_row(
+                str(k),
+                p.model,
+                c.platform,
+                fmt(p.workers),
+                fmt(p.processes),
+                fmt(p.threads),
+                fmt(p.memory_mib),
+                fmt(p.virtual_mib),
+                fmt(c.cores_busy, 2),
+                fmt(p.latency_ms.get("p99")),
+                p.engine,
+            )
+        out.print(t)
+    for name, r in report.reports.items():
+        for p in r.plans:
+            if not p.feasible:
+                out.print(f"[red]{p.model} on {name}[/]: {p.reason}")
+    out.print(f"\n{report.explanation}")
     return 0
 
 

@@ -24,7 +24,8 @@ __all__ = ["COMMANDS", "add_commands"]
 # ``--loops`` (several event loops per async process) is for ``simulate`` only:
 # the real async server runs one loop per process, and the other models in
 # ``compare`` have no loop to add.
-SIMULATED_ARCHITECTURE = (*options.ARCHITECTURE, "loops")
+# ``--fronts`` and ``--hop`` (two-tier's front) are for simulate and compare.
+SIMULATED_ARCHITECTURE = (*options.ARCHITECTURE, "loops", *options.FRONT)
 SCENARIO = (
     *options.WORKLOAD,
     *options.PLATFORM,
@@ -62,7 +63,7 @@ def add_commands(sub: argparse._SubParsersAction[options.Parser]) -> None:
         type=options.name_list("model", MODEL_NAMES),
         help="comma-separated subset (default all)",
     )
-    _add_scenario(cmp_)
+    _add_scenario(cmp_, (*options.ARCHITECTURE, *options.FRONT))
     cmp_.set_defaults(run=compare_command)
 
 

@@ -28,6 +28,7 @@ from simlab.params import SCENARIOS, Architecture, Platform, Workload
 from simlab.paths import experiments_dir, validation_dir
 from simlab.planner import Goals, max_connections, max_rate, plan
 from simlab.planner.estimate import Sampler, estimate, memory
+from simlab.planner.platforms import plan_platforms
 from simlab.platforms import calibrated, load_platform, platform_names
 from simlab.results import SimSummary
 from simlab.simulation import Result, simulate
@@ -291,6 +292,23 @@ def plan_report(
         out["max_connections"] = max_connections(w, platform, goals)
     out["max_rate"] = [r.to_dict() for r in max_rate(w, platform, goals, check="analytic")]
     return out
+
+
+def plan_across(
+    s: Scenario,
+    platforms: tuple[str, ...],
+    p99_ms: float,
+    memory_gib: float | None,
+    *,
+    confirm: bool,
+) -> dict[str, Any]:
+    """Every model sized on each platform (``simlab plan --platforms``), as plain data."""
+    goals = Goals(p99_ms=p99_ms, memory_gib=memory_gib)
+    chosen = [s.with_(platform=name).platform_obj() for name in platforms]
+    report = plan_platforms(
+        s.workload(), chosen, goals, check="des" if confirm else "analytic", replications=3
+    )
+    return report.to_dict()
 
 
 def validation_folder(profile: str) -> Path:

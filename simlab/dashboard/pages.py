@@ -215,7 +215,18 @@ def plan_page(s: Scenario) -> None:
             "Memory budget (GiB, 0 = none)", 0.0, 100_000.0, value=4.0, key="plan_budget"
         )
         confirm = st.checkbox("Confirm with the DES (slower)", key="plan_confirm")
+        across = st.multiselect(
+            "Across platforms (instead of the sidebar's): every model on each, ranked",
+            compute.platform_names(),
+            default=[],
+            key="plan_platforms",
+        )
         st.form_submit_button("Plan")
+    if across:
+        with st.spinner("planning on each platform..."):
+            both = _plan_across(s, tuple(across), float(p99), float(budget) or None, bool(confirm))
+        _across_tables(both)
+        return
     with st.spinner("planning..."):
         out = _plan(s, float(p99), float(budget) or None, bool(confirm))
     plans = pd.DataFrame(
@@ -247,6 +258,36 @@ def plan_page(s: Scenario) -> None:
         ["model", "workers", "processes", "max_rate_rps", "limit"]
     ]
     st.dataframe(rates, hide_index=True, key="maxrate_df")
+
+
+def _across_tables(out: dict[str, Any]) -> None:
+    for title, key in (("Ranked by memory", "by_memory"), ("Ranked by cores", "by_cores")):
+        st.markdown(f"**{title}**")
+        rows = [
+            {
+                "model": c["model"],
+                "platform": c["platform"],
+                "workers": c["workers"],
+                "processes": c["processes"],
+                "threads": c["threads"],
+                "resident MiB": c["memory_mib"],
+                "reserved MiB": c["virtual_mib"],
+                "cores busy": c["cores_busy"],
+                "p99 ms": c["latency_ms"].get("p99"),
+            }
+            for c in out[key]
+        ]
+        st.dataframe(pd.DataFrame(rows), width="stretch", hide_index=True, key=f"across_{key}")
+    winner = out["winner"]
+    st.subheader("Winner: " + (f"{winner[0]} on {winner[1]}" if winner else "none"))
+    st.write(out["explanation"])
+
+
+@st.cache_data(show_spinner=False, max_entries=8)
+def _plan_across(
+    s: Scenario, platforms: tuple[str, ...], p99: float, budget: float | None, confirm: bool
+) -> dict[str, Any]:
+    return compute.plan_across(s, platforms, p99, budget, confirm=confirm)
 
 
 @st.cache_data(show_spinner=False, max_entries=16)

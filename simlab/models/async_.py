@@ -72,6 +72,8 @@ class Async(Model):
         while nxt is not None:
             i = nxt
             self.connect(conn)
+            # The loop reads a slow client's request as it trickles in.
+            sent = yield from self.client_sends(i)
             self.admit[i] = env.now
             if backlog is not None and self.in_flight[process] >= backlog:
                 self.drop(i)
@@ -95,7 +97,8 @@ class Async(Model):
                 if io > 0:
                     yield env.timeout(io)
                 self.in_flight[process] -= 1
-                self.finish(i, cpu + io)
+                read = yield from self.client_reads(i)
+                self.finish(i, sent + cpu + io + read)
             self.answered(conn)
             nxt = self.next_on_slot(conn)
         del self.active[conn]
@@ -237,7 +240,10 @@ class Async(Model):
         loop = s.cpu + (p.parse_us + p.task_us) * us + w.calls * p.call_us * us
         pw, mw = composition.mgc_wait(lam, float(loop.mean()), composition.scv(loop), 1)
         wait = composition.mixture(s.u_loop, s.e_loop, pw, mw)
-        return wait + loop + s.io + s.rtt, "M/G/1 loop per process (Pollaczek-Khinchine)"
+        return (
+            wait + loop + s.io + s.rtt + s.send + s.recv,
+            "M/G/1 loop per process (Pollaczek-Khinchine)",
+        )
 
     @classmethod
     def _fast_limits(cls, workload: Workload, platform: Platform, arch: Architecture) -> str | None:

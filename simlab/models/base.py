@@ -215,6 +215,8 @@ class Record:
     # Counts of the overload options' own events (hedged calls, throttled
     # retries); None when none is set (``simlab.overload``).
     overload: dict[str, float] | None = None
+    # KiB a slow client's request and answer hold in socket buffers while they trickle.
+    buffers_kib: tuple[float, float] = (0.0, 0.0)
 
 
 class Model:
@@ -276,6 +278,9 @@ class Model:
         self.end: array[float] = array("d")
         self.service: array[float] = array("d")
         self.cpu_time: array[float] = array("d")
+        # When a loop model's worker let the request go, if before its end (a
+        # slow client still reading the answer); NaN: at its end.
+        self.let_go: array[float] = array("d")
         self.connection: array[int] = array("q")
         self.worker: array[int] = array("q")
         self.process: array[int] = array("q")
@@ -289,6 +294,10 @@ class Model:
         self.demand: list[float] = []  # CPU seconds the request itself asks for
         self.io_time: list[float] = []  # seconds spent in backend calls
         self._think: list[float] = []
+        # Slow clients: seconds to send each request and to read its answer.
+        self.send_time: list[float] = []
+        self.recv_time: list[float] = []
+        self._slow = workload.slow_clients
 
         # Connection -> requests queued behind the one in flight (None: none yet).
         # A connection is in ``active`` exactly while it has state worth keeping.
@@ -299,7 +308,8 @@ class Model:
         self.overloaded = False
         self.truncated = False
         self.intervals: dict[str, tuple[array[float], array[float]]] = {
-            k: (array("d"), array("d")) for k in ("connections", "threads", "forks")
+            k: (array("d"), array("d"))
+            for k in ("connections", "threads", "forks", "send_buffers", "recv_buffers")
         }
         # Short-lived connections on a loop: connection -> [interval handle, requests answered].
         self._open: dict[int, list[int]] = {}
@@ -485,6 +495,8 @@ class Model:
         overload = fast_blocker(workload, arch)
         if overload is not None:
             return overload
+        if workload.slow_clients:
+            return "slow clients hold threads or buffers (fast needs no --client-send/recv-ms)"
         limit = cls._fast_limits(workload, platform, arch)
         if limit is not None:
             return limit
@@ -636,28 +648,38 @@ class Model:
             self.ov.on_sent(conn, nxt)
         return nxt
 
-    def finish(self, i: int, service: float) -> None:
-        self.end[i] = self.env.now
+    def finish(self, i: int, service: float, later: float = 0.0) -> None:
+        """Request ``i`` is answered ``later`` seconds from now (the rest of a slow
+        read that the socket buffers carry after its thread has let go)."""
+        self.end[i] = self.env.now + later
         self.service[i] = service
         self.outcome[i] = COMPLETED
-        self._done(i)
+        self._done(i, later)
 
     def drop(self, i: int) -> None:
         self.end[i] = self.env.now
         self.outcome[i] = DROPPED
         self._done(i)
 
-    def _done(self, i: int) -> None:
+    def _done(self, i: int, later: float = 0.0) -> None:
         self.in_system -= 1
         if self.ov is not None:
             self.ov.done(i)
         if self.workload.think is not None:
-            self._after(self._think[i], self.connection[i])
+            self._after(self._think[i] + later, self.connection[i])
 
     def _grow(self) -> None:
         extra = max(BATCH, self._capacity)
         nan_block = array("d", [_NAN]) * extra
-        for col in (self.arrival, self.admit, self.start, self.end, self.service, self.cpu_time):
+        for col in (
+            self.arrival,
+            self.admit,
+            self.start,
+            self.end,
+            self.service,
+            self.cpu_time,
+            self.let_go,
+        ):
             col.extend(nan_block)
         minus = array("q", [-1]) * extra
         for icol in (self.connection, self.worker, self.process):
@@ -678,6 +700,11 @@ class Model:
             self._think.extend(w.think.sample(s.think, BATCH).tolist())
         if self.ov is not None:
             self.ov.draw_mix(self.demand)
+        if self._slow:
+            slow = s.slow
+            assert slow is not None
+            self.send_time.extend(w.client_send.sample(slow, BATCH).tolist())
+            self.recv_time.extend(w.client_recv.sample(slow, BATCH).tolist())
 
     def connect(self, conn: int) -> None:
         """A loop-based model reads a request on ``conn``: open the connection if it is closed.
@@ -700,6 +727,64 @@ class Model:
             if state[1] == k or gone:
                 self.close_interval("connections", state[0])
                 del self._open[conn]
+
+    def client_sends(
+        self, i: int, since: float | None = None
+    ) -> Generator[simpy.Event, Any, float]:
+        """A slow client trickles request ``i`` in; returns its send time.
+
+        Whoever waits here is held for it: a thread that reads its own socket,
+        or nothing but the request's bytes in a socket buffer when a loop or a
+        front reads it (recorded as ``send_buffers`` memory either way). The
+        client started sending at ``since`` (default now): what it sent while
+        its connection waited to be accepted is already in the kernel's buffer,
+        so only the rest is waited for here.
+        """
+        if not self._slow:
+            return 0.0
+        t = self.send_time[i]
+        if t > 0:
+            start = self.env.now if since is None else since
+            starts, ends = self.intervals["send_buffers"]
+            starts.append(start)
+            ends.append(start + t)
+            left = start + t - self.env.now
+            if left > 0:
+                yield self.env.timeout(left)
+        return t
+
+    def read_split(self, i: int) -> tuple[float, float]:
+        """(held, rest) of a slow read of answer ``i`` by the thread that writes it.
+
+        A blocking write returns once all but what the socket buffers take
+        (``socket_buffer_kib``: the server's send buffer and the client's
+        receive buffer) has been read; the client reads at an even pace, so
+        the writer is held for the share of the read beyond the buffers, and
+        the buffers carry the rest.
+        """
+        if not self._slow:
+            return 0.0, 0.0
+        t = self.recv_time[i]
+        if t <= 0:
+            return 0.0, 0.0
+        held = t * read_held_share(self.workload, self.platform)
+        return held, t - held
+
+    def client_reads(self, i: int) -> Generator[simpy.Event, Any, float]:
+        """A slow client reads the answer to request ``i`` through a small receive
+        buffer; returns how long it took (the answer's bytes wait meanwhile)."""
+        if not self._slow:
+            return 0.0
+        t = self.recv_time[i]
+        if t > 0:
+            self._buffered("recv_buffers", t)
+            yield self.env.timeout(t)
+        return t
+
+    def _buffered(self, kind: str, t: float) -> None:
+        starts, ends = self.intervals[kind]
+        starts.append(self.env.now)
+        ends.append(self.env.now + t)
 
     def on_thread(
         self, i: int, gil: Pool | None, demand: float, *, paid: bool, process: int | None
@@ -790,7 +875,7 @@ class Model:
 
         columns = {
             name: col(getattr(self, name), np.float64)
-            for name in ("arrival", "admit", "start", "end", "service", "cpu_time")
+            for name in ("arrival", "admit", "start", "end", "service", "cpu_time", "let_go")
         }
         for name in ("connection", "worker", "process"):
             columns[name] = col(getattr(self, name), np.int64)
@@ -823,6 +908,7 @@ class Model:
             worker_is_thread_handle=self.worker_is_thread_handle(),
             salt=self.salt,
             overload=self.ov.stats() if self.ov is not None else None,
+            buffers_kib=(self.workload.request_kib, self.workload.response_kib),
         )
 
 
@@ -858,6 +944,15 @@ def _request_scv(workload: Workload) -> float:
     mean = workload.cpu.mean + io_mean
     var = (workload.cpu.cv * workload.cpu.mean) ** 2 + io_var
     return var / mean**2 if mean > 0 else 1.0
+
+
+def read_held_share(workload: Workload, platform: Platform) -> float:
+    """The share of a slow read that holds the thread writing the answer: the
+    part of the answer beyond the socket buffers (``Model.read_split``)."""
+    size = workload.response_kib
+    if size <= 0:
+        return 0.0
+    return max(0.0, size - platform.socket_buffer_kib) / size
 
 
 def client_load(workload: Workload, service: float) -> float:

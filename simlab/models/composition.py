@@ -67,6 +67,10 @@ class Sampler:
         phases = self.cpu_phases(workload)
         self.u_cpu = rng.random((draws, phases))
         self.e_cpu = rng.exponential(1.0, (draws, phases))
+        # Drawn last, so that a workload without slow clients draws as before.
+        slow = w.slow_clients
+        self.send = w.client_send.sample(rng, draws) if slow else np.zeros(draws)
+        self.recv = w.client_recv.sample(rng, draws) if slow else np.zeros(draws)
 
     @staticmethod
     def cpu_phases(workload: Workload) -> int:

@@ -24,7 +24,7 @@ import numpy as np
 import simpy
 
 from simlab.models import composition, loads
-from simlab.models.base import Model, RequestCost, client_load
+from simlab.models.base import Model, RequestCost, client_load, read_held_share
 from simlab.models.composition import Sampler
 from simlab.models.pool import Pool
 from simlab.params import Architecture, Platform, Workload
@@ -46,6 +46,9 @@ class ConnectionBound(Model):
         self._k = w.requests_per_connection
         self.acceptors = [Pool(self.env, 1) for _ in range(a.processes)]
         self._next_thread = 0
+        # When each slow client finished reading its last answer (it sends its
+        # next request only then).
+        self._client_free: dict[int, float] = {}
 
     # ------------------------------------------------------------ structure
 
@@ -161,6 +164,14 @@ class ConnectionBound(Model):
         self.worker[i] = worker
         self.process[i] = process
         own = self.own_process
+        # The owning thread reads a slow client's request as it trickles in.
+        # The client began sending when it connected (or, on a kept-alive
+        # connection, once it had read its previous answer).
+        sent = 0.0
+        if self._slow:
+            conn = self.connection[i]
+            since = max(self.arrival[i], self._client_free.get(conn, 0.0))
+            sent = yield from self.client_sends(i, since=since)
         cpu = yield from self.on_thread(
             i,
             None if own else self.cpu.gil(process),
@@ -170,7 +181,23 @@ class ConnectionBound(Model):
             process=None if own else process,
         )
         self.cpu_time[i] = cpu
-        self.finish(i, cpu + self.io_time[i])
+        # ... and blocks in send until a slow client has read all of the
+        # answer that the socket buffers cannot take.
+        if not self._slow:
+            self.finish(i, cpu + self.io_time[i])
+            return
+        held, rest = self.read_split(i)
+        read = held + rest
+        if read > 0:
+            starts, ends = self.intervals["recv_buffers"]
+            starts.append(env.now)
+            ends.append(env.now + read)
+        if held > 0:
+            yield env.timeout(held)
+        if rest > 0:
+            self.let_go[i] = env.now
+        self._client_free[self.connection[i]] = env.now + rest
+        self.finish(i, sent + cpu + self.io_time[i] + read, later=rest)
 
     # ----------------------------------------------------------------- maths
 
@@ -179,7 +206,13 @@ class ConnectionBound(Model):
         """(CPU seconds on the owning thread, the time a request holds it)."""
         cost = cls.request_cost(workload)
         overhead = cost.thread_s(platform) + cost.switch_s(platform)
-        svc = loads.service(workload, overhead, call_latency=platform.call_latency_us * 1e-6)
+        # A slow client's transfers hold the thread too (their mean; their spread
+        # is left out), a read only beyond what the socket buffers take.
+        share = read_held_share(workload, platform)
+        transfer = workload.client_send.mean + share * workload.client_recv.mean
+        svc = loads.service(
+            workload, overhead + transfer, call_latency=platform.call_latency_us * 1e-6
+        )
         return workload.cpu.mean + overhead, svc
 
     @classmethod
@@ -211,6 +244,11 @@ class ConnectionBound(Model):
         """The loads of whatever hands out owners: a pool of holders, or the acceptor."""
         raise NotImplementedError
 
+    @staticmethod
+    def _buffered_read(workload: Workload, platform: Platform, s: Sampler) -> np.ndarray:
+        """The part of a slow read the socket buffers carry after the thread let go."""
+        return (1.0 - read_held_share(workload, platform)) * s.recv
+
     @classmethod
     def _thread_draws(
         cls,
@@ -220,8 +258,9 @@ class ConnectionBound(Model):
         deal: Deal,
         s: Sampler,
     ) -> tuple[np.ndarray, str]:
-        """Time a request holds its thread (CPU, backend calls, CPU waits), and the CPU's method."""
-        return composition.held_on_thread(
+        """Time a request holds its thread (a slow client's transfers, CPU, backend
+        calls, CPU waits), and the CPU's method."""
+        held, method = composition.held_on_thread(
             workload,
             platform,
             cls.offered_load(workload, platform, arch, deal),
@@ -229,3 +268,4 @@ class ConnectionBound(Model):
             s,
             parse=platform.parse_us * 1e-6,
         )
+        return held + s.send + read_held_share(workload, platform) * s.recv, method

@@ -123,4 +123,5 @@ class Dedicated(ConnectionBound):
             pa, ma = composition.mgc_wait(lam / k, accept, 0.0, 1)
             first = s.u_pool < 1 / k  # the first request on a connection waits for its thread
             extra = np.where(first, accept + composition.mixture(s.u_loop, s.e_loop, pa, ma), 0.0)
-        return held + extra + s.rtt, f"one thread per connection + {method}"
+        late = cls._buffered_read(workload, platform, s)
+        return held + extra + late + s.rtt, f"one thread per connection + {method}"

@@ -271,7 +271,8 @@ class Holders(ConnectionBound):
         held, method = cls._thread_draws(w, platform, arch, deal, s)
         k = w.requests_per_connection
         if k is None:
-            return held + s.rtt, f"a thread per persistent connection + {method}"
+            late = cls._buffered_read(w, platform, s)
+            return held + late + s.rtt, f"a thread per persistent connection + {method}"
         holders = cls.holders_for(arch) // arch.processes
         lam = w.rate * deal.busiest(w.connections, arch.processes)
         gap = w.connections / w.rate
@@ -282,6 +283,6 @@ class Holders(ConnectionBound):
         first = s.u_loop < 1 / k
         wait = np.where(first, composition.mixture(s.u_pool, s.e_pool, pw, mw), 0.0)
         return (
-            wait + held + s.rtt,
+            wait + held + cls._buffered_read(w, platform, s) + s.rtt,
             f"M/G/{holders} over connections per process (Erlang C, Allen-Cunneen) + {method}",
         )

@@ -73,6 +73,9 @@ class ReactorPool(Model):
         while nxt is not None:
             i = nxt
             self.connect(conn)
+            # The loop reads a slow client's request as it trickles in; no
+            # thread waits for it, only its bytes do.
+            sent = yield from self.client_sends(i)
             self.admit[i] = env.now
             if self._loop_cost > 0:
                 yield from self.cpu.run(gil, self._loop_cost, 0, process, lock=loop)
@@ -98,7 +101,11 @@ class ReactorPool(Model):
                 cpu = yield from self.on_thread(i, gil, demand, paid=self._cs_paid, process=process)
                 self.cpu_time[i] = cpu
                 pool.give(worker)
-                self.finish(i, self._loop_cost + cpu + self.io_time[i])
+                if self._slow:
+                    self.let_go[i] = env.now
+                # The loop writes the answer out as the client reads it.
+                read = yield from self.client_reads(i)
+                self.finish(i, sent + self._loop_cost + cpu + self.io_time[i] + read)
             self.answered(conn)
             nxt = self.next_on_slot(conn)
         del self.active[conn]
@@ -185,7 +192,7 @@ class ReactorPool(Model):
             s.u_loop, s.e_loop, pl, ml
         )
         return (
-            wait + loop_cost + held + s.rtt,
+            wait + loop_cost + held + s.rtt + s.send + s.recv,
             f"M/G/{a.workers} workers per process (Erlang C, Allen-Cunneen) + {method}",
         )
 

@@ -105,9 +105,20 @@ class LoadSpec:
     token_ratio: float = 0.1
     syn_retries: int = 0
     windows: bool = False
+    # Slow clients: seconds to trickle each request out and to read each answer
+    # (``client_dist`` "fixed" or "exp"), reading through a small receive buffer.
+    send_s: float = 0.0
+    recv_s: float = 0.0
+    client_dist: str = "fixed"
 
     def __post_init__(self) -> None:
         check_loopback(self.host)
+        for name in ("send_s", "recv_s"):
+            value = getattr(self, name)
+            if not (math.isfinite(value) and 0 <= value <= MAX_TRANSFER_S):
+                raise ValueError(f"{name}(={value}) must be in [0, {MAX_TRANSFER_S:g}] s")
+        if self.client_dist not in ("fixed", "exp"):
+            raise ValueError(f"client_dist(={self.client_dist!r}) must be 'fixed' or 'exp'")
         if (self.rate is None) == (self.think_s is None):
             raise ValueError("give exactly one of rate and think_s")
         if self.rate is not None and not self.rate > 0:
@@ -148,6 +159,13 @@ class Stats:
         self.lag = _histogram()
 
 
+# A slow client's request goes out in this many pieces spread over its send
+# time, and its answer is read through a receive buffer this small.
+TRICKLE_PIECES = 8
+SLOW_RCVBUF = 4096
+MAX_TRANSFER_S = 60.0
+
+
 class Conn(asyncio.Protocol):
     """One client connection: one request in flight, the rest queued behind it."""
 
@@ -166,6 +184,7 @@ class Conn(asyncio.Protocol):
         self.closed_by_us = False
         self.idle_waiter: asyncio.Future[None] | None = None
         self.bids: str | None = None
+        self.held: list[bytes] | None = None  # a slow reader's unread bytes
 
     def wait_idle(self) -> asyncio.Future[None]:
         """Resolves once this connection has nothing in flight or queued (closed loop)."""
@@ -189,8 +208,35 @@ class Conn(asyncio.Protocol):
         self.parser = httptools.HttpResponseParser(self)
         self.answered = 0
         self.connecting = False
+        self.held = None
+        sock = transport.get_extra_info("socket")
+        if self.gen.spec.recv_s > 0 and sock is not None:
+            # A small window: a large answer backs up into the server's send buffer.
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, SLOW_RCVBUF)
 
     def data_received(self, data: bytes) -> None:
+        if self.gen.spec.recv_s > 0 and self.transport is not None:
+            # A slow reader: the first bytes of an answer start its read time;
+            # nothing more is read until it has passed.
+            if self.held is None:
+                self.held = [data]
+                self.transport.pause_reading()
+                self.gen.loop.call_later(self.gen.transfer("recv"), self._read_held)
+                return
+            if self.held:
+                self.held.append(data)
+                return
+        self._feed(data)
+
+    def _read_held(self) -> None:
+        held, self.held = self.held or [], []
+        if self.transport is None:
+            return
+        self.transport.resume_reading()
+        for data in held:
+            self._feed(data)
+
+    def _feed(self, data: bytes) -> None:
         try:
             self.parser.feed_data(data)
         except httptools.HttpParserError:
@@ -218,6 +264,7 @@ class Conn(asyncio.Protocol):
         self.gen.done(self, status, self.service_us)
         self.service_us = -1
         self.bids = None
+        self.held = None  # the next answer is read slowly again
         self.answered += 1
         k = self.gen.spec.requests_per_connection
         if not keep or (k is not None and self.answered >= k):
@@ -239,7 +286,22 @@ class Conn(asyncio.Protocol):
         self.current = self.queue.popleft()
         self.busy = True
         self.sent_at = self.gen.loop.time()
-        self.transport.write(self.gen.next_request())
+        request = self.gen.next_request()
+        if self.gen.spec.send_s <= 0:
+            self.transport.write(request)
+            return
+        # A slow sender: the request goes out in pieces, the last one at the send time.
+        send = self.gen.transfer("send")
+        n = min(TRICKLE_PIECES, len(request))
+        cuts = [len(request) * k // n for k in range(n + 1)]
+        transport = self.transport
+        for k in range(n):
+            piece = request[cuts[k] : cuts[k + 1]]
+            self.gen.loop.call_later(send * k / max(n - 1, 1), self._trickle, transport, piece)
+
+    def _trickle(self, transport: asyncio.Transport, piece: bytes) -> None:
+        if self.transport is transport and not transport.is_closing():
+            transport.write(piece)
 
     def detach(self) -> asyncio.Transport | None:
         """Hand the connection, with its request in flight, away (a timeout):
@@ -292,6 +354,13 @@ class Generator:
         self.timeline: dict[int, int] = {}
         self.connect_failures = 0
         self.ov = ClientDynamics(self) if ClientDynamics.wanted(spec) else None
+
+    def transfer(self, kind: str) -> float:
+        """One slow client's send or read time (seconds)."""
+        mean = self.spec.send_s if kind == "send" else self.spec.recv_s
+        if self.spec.client_dist == "exp":
+            return float(self.rng.exponential(mean))
+        return mean
 
     def next_request(self) -> bytes:
         req = self.requests[self.next_query]

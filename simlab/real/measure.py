@@ -335,6 +335,16 @@ def _read_answers(path: Path | None) -> dict[int, int] | None:
     return {int(k): int(v) for k, v in data.get("answered_per_tenth", {}).items()}
 
 
+def _client_dist(w: Workload) -> str:
+    """The load generator's name for the slow clients' distribution."""
+    kinds = {type(d).__name__ for d in (w.client_send, w.client_recv) if d.mean > 0}
+    if kinds <= {"Fixed"}:
+        return "fixed"
+    if kinds == {"Exponential"}:
+        return "exp"
+    raise UserError("--client-dist: a real slow client's times are fixed or exp")
+
+
 def measure(opts: MeasureOptions, progress: Callable[[str], None] | None = None) -> Measurement:
     """Run one measurement and return its summary (and save it unless ``save`` is off)."""
     say = progress or (lambda _msg: None)
@@ -359,6 +369,9 @@ def measure(opts: MeasureOptions, progress: Callable[[str], None] | None = None)
         requests_per_connection=w.requests_per_connection,
         seed=opts.seed,
         **_load_dynamics(opts),
+        send_s=w.client_send.mean,
+        recv_s=w.client_recv.mean,
+        client_dist=_client_dist(w),
     )
     started = utc_stamp()
     errors: list[str] = []

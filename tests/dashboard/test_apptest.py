@@ -84,6 +84,7 @@ def test_compare_page_has_every_model_and_a_csv() -> None:
         "thread-pool",
         "reactor-pool",
         "async",
+        "two-tier",
     }
     both = table.dropna(subset=["latency_p99_ci_lo", "latency_p99_ms"])
     assert (both["latency_p99_ci_lo"] <= both["latency_p99_ms"]).all()
@@ -93,11 +94,25 @@ def test_compare_page_has_every_model_and_a_csv() -> None:
 def test_plan_page_recommends_and_answers_the_inverse_questions() -> None:
     at = goto(app(), "Plan")
     plans = frame(at, "why not")
-    assert len(plans) == 6
-    assert any("Recommended: async" in h.value for h in at.subheader)
-    assert len(frame(at, "thread-per-connection").columns) == 6
+    assert len(plans) == 7
+    # The recommendation is the feasible plan with the least resident memory.
+    feasible = plans[plans["feasible"]]
+    least = feasible.loc[feasible["resident MiB"].idxmin(), "model"]
+    assert any(f"Recommended: {least}" in h.value for h in at.subheader)
+    assert len(frame(at, "thread-per-connection").columns) == 7
     rates = frame(at, "max_rate_rps")
     assert (rates["max_rate_rps"] > 0).any()
+
+
+def test_plan_page_plans_across_platforms() -> None:
+    at = goto(app(), "Plan")
+    at.multiselect(key="plan_platforms").set_value(["cpython", "go"])
+    at.button[0].click().run()  # the form's submit button
+    assert not at.exception, at.exception
+    ranked = frame(at, "cores busy")
+    assert set(ranked["platform"]) == {"cpython", "go"}
+    assert ranked["resident MiB"].is_monotonic_increasing  # the first table: by memory
+    assert any(h.value.startswith("Winner: ") for h in at.subheader)
 
 
 def test_reality_page_shows_the_profile_and_validation() -> None:
@@ -115,7 +130,7 @@ def test_story_presets_load_and_show_numbers(button: str) -> None:
     assert not at.exception, at.exception
     numbers = frame(at, "virtual_peak_mib")
     by = numbers.set_index("model")
-    assert len(by) == 6
+    assert len(by) == 7
     assert by.loc["async", "threads_peak"] <= 2
     if button == "story_c10k":
         assert by.loc["thread-per-connection", "threads_peak"] > 10_000

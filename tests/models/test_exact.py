@@ -10,6 +10,8 @@ import pytest
 
 import simlab
 from simlab import Architecture
+from simlab.distributions import Fixed
+from simlab.params import Trace, Workload
 from simlab.streams import deal
 from tests.conftest import run_trace
 
@@ -342,3 +344,122 @@ def test_waking_an_idle_process_costs_only_when_it_was_idle():
         "async", [0.0, 1.0, 2.0, 2.05], [0, 1, 2, 3], platform=p, cpu=0.1, io=0.0, calls=0
     )
     assert df["end"].tolist() == pytest.approx([0.11, 1.11, 2.11, 2.21])
+
+
+def test_two_tier_front_hop_then_back_pool():
+    # The front parses in 10 ms, one request at a time; a per-request hop is a
+    # connect and a request, 5 ms each, and 5 ms back. One back thread holds
+    # each request for its 1 s call. The second request waits 10 ms for the
+    # front, then 0.99 s for the back thread.
+    platform = IDEAL.with_(front_us=10_000.0, hop_latency_us=5_000.0)
+    df = run_trace("two-tier", [0.0, 0.0], [0, 1], platform=platform, arch=Architecture(workers=1))
+    assert df["start"].tolist() == pytest.approx([0.02, 1.02])
+    assert df["end"].tolist() == pytest.approx([1.025, 2.025])
+    assert df["wait"].tolist() == pytest.approx([0.0, 1.0])
+
+
+def test_two_tier_kept_alive_hop_skips_the_connect():
+    platform = IDEAL.with_(hop_latency_us=5_000.0)
+    df = run_trace("two-tier", [0.0], [0], platform=platform, arch=Architecture(hop="kept-alive"))
+    assert ends(df) == [1.01]
+
+
+def test_two_tier_full_listen_queue_is_a_502():
+    # P x T = 2 x 1 back threads and a listen queue of one: the fourth
+    # request at once finds it full and is dropped.
+    df = run_trace(
+        "two-tier",
+        [0.0, 0.0, 0.0, 0.0],
+        [0, 1, 2, 3],
+        arch=Architecture(workers=1, processes=2, backlog=1),
+    )
+    assert df["outcome"].tolist() == ["completed", "completed", "completed", "dropped"]
+    assert ends(df) == [1.0, 1.0, 2.0, 0.0]
+
+
+def _slow(model, send, recv, response_kib=4.0, **arch):
+    workload = Workload(
+        connections=2,
+        trace=Trace((0.0, 0.0), (0, 1)),
+        cpu=Fixed(0.0),
+        io=Fixed(1.0),
+        client_send=Fixed(send),
+        client_recv=Fixed(recv),
+        response_kib=response_kib,
+        requests_per_connection=1,
+    )
+    platform = IDEAL.with_(socket_buffer_kib=24.0)
+    result = simlab.simulate(
+        model, workload, platform, Architecture(**arch), duration=100.0, warmup=0.0, replications=1
+    )
+    return result.requests.set_index("request")
+
+
+@pytest.mark.parametrize(("send", "recv"), [(0.5, 0.0), (0.0, 0.5), (0.5, 0.5)])
+def test_a_slow_client_holds_a_blocking_worker(send, recv):
+    # One worker reads the request as it trickles in and writes the answer as
+    # the client reads it. The 48 KiB answer is twice what the socket buffers
+    # take (24 KiB): the writer is held for the first half of the read and the
+    # buffers carry the rest. The second client started sending when it
+    # connected, so its request is in the kernel's buffer by the time the
+    # worker accepts it: it waits for the first one's hold only.
+    held = send + 1.0 + recv / 2
+    df = _slow("thread-pool", send, recv, response_kib=48.0, workers=1)
+    assert ends(df) == pytest.approx([send + 1.0 + recv, held + 1.0 + recv])
+    assert df["wait"].tolist() == pytest.approx([0.0, held - send])
+
+
+def test_a_small_answer_never_blocks_its_writer():
+    # 4 KiB fits the socket buffers: a slow reader holds no thread.
+    df = _slow("thread-pool", 0.0, 0.5, workers=1)
+    assert ends(df) == pytest.approx([1.5, 2.5])
+    assert df["wait"].tolist() == pytest.approx([0.0, 1.0])
+
+
+@pytest.mark.parametrize("model", ["reactor-pool", "two-tier"])
+@pytest.mark.parametrize(("send", "recv"), [(0.5, 0.0), (0.0, 0.5), (0.5, 0.5)])
+def test_a_loop_absorbs_a_slow_client(model, send, recv):
+    # Both requests arrive whole at `send`; the one worker holds each for its
+    # 1 s call only, and the loop (or front) writes the answer out meanwhile.
+    df = _slow(model, send, recv, workers=1)
+    assert df["start"].tolist() == pytest.approx([send, send + 1.0])
+    assert ends(df) == pytest.approx([send + 1.0 + recv, send + 2.0 + recv])
+    assert df["wait"].tolist() == pytest.approx([0.0, 1.0])
+
+
+def test_slow_clients_hold_threads_or_only_buffers():
+    # Clients at 10 req/s, each taking 1 s to send and 1 s to read: a blocking
+    # pool keeps its workers busy through the transfers, a two-tier back only
+    # for lam x 50 ms; the front holds the bytes in buffers instead.
+    w = Workload(
+        connections=100_000,
+        rate=10.0,
+        cpu=Fixed(0.0),
+        io=Fixed(0.05),
+        client_send=Fixed(1.0),
+        client_recv=Fixed(1.0),
+        request_kib=64.0,
+        response_kib=64.0,
+        requests_per_connection=1,
+    )
+    kw = {"duration": 200.0, "warmup": 10.0, "replications": 2, "seed": 3}
+    ideal = IDEAL.with_(socket_buffer_kib=24.0)
+    pool = simlab.simulate("thread-pool", w, ideal, Architecture(workers=200), **kw)
+    two = simlab.simulate("two-tier", w, ideal, Architecture(workers=1, processes=4), **kw)
+    plain = simlab.simulate(
+        "two-tier",
+        w.with_(client_send=Fixed(0.0), client_recv=Fixed(0.0)),
+        ideal,
+        Architecture(workers=1, processes=4),
+        **kw,
+    )
+    busy_pool = pool.summary.threads.busy_mean
+    busy_two = two.summary.threads.busy_mean
+    # Little's law: busy = lam x hold, within the replications' noise (a few %);
+    # the 64 KiB answer holds the writer for the part beyond the 24 KiB of
+    # socket buffers, 40/64 of the read.
+    assert busy_pool == pytest.approx(10.0 * (1.0 + 0.05 + 40 / 64), rel=0.1)
+    assert busy_two == pytest.approx(10.0 * 0.05, rel=0.1)
+    # 2 x 64 KiB in transfer for ~ lam x 1 s each: ~ 1.25 MiB more kernel memory.
+    extra = two.summary.memory_mib.mean - plain.summary.memory_mib.mean
+    assert extra == pytest.approx(10.0 * 2 * 64 / 1024, rel=0.15)

@@ -27,6 +27,8 @@ from scipy import stats
 import simlab
 from simlab import Architecture, Workload, theory
 from simlab.distributions import Exponential, Fixed, LogNormal
+from simlab.models import get_model
+from simlab.streams import Deal
 
 pytestmark = pytest.mark.theory
 
@@ -155,6 +157,40 @@ def test_thread_per_connection_is_mg_infinity(model):
     check(busy, theory.mginf_mean_busy(lam, svc.mean), "mean threads busy")
 
 
+# (lam, mu, P, T): the back pool of P processes x T threads is M/M/(P T) when
+# the front is free (no front CPU, no hop) and CPU phases never queue.
+TWO_TIER_GRID = [
+    (1.2, 1.0, 3, 1),
+    (6.8, 1.0, 8, 1),
+    (26.0, 2.0, 4, 4),
+]
+
+
+@pytest.mark.parametrize(("lam", "mu", "p", "t"), TWO_TIER_GRID)
+def test_two_tier_back_is_mmc_when_the_front_is_free(lam, mu, p, t):
+    c = p * t
+    rho = lam / (mu * c)
+    assert 0.3 <= rho <= 0.95
+    workload = Workload(connections=MANY, rate=lam, cpu=Fixed(0.0), io=Exponential(1 / mu), calls=1)
+    relax = 1 / (c * mu * (1 - math.sqrt(rho)) ** 2)
+    result = run(
+        "two-tier",
+        workload,
+        Architecture(workers=t, processes=p),
+        requests_per_rep=12_000,
+        warmup=max(20 * relax, 5 / mu),
+    )
+    # The ideal platform's front is free: the analytic side says so too.
+    analytic = get_model("two-tier").analytic(
+        workload, IDEAL, Architecture(workers=t, processes=p), Deal.of_run(2026, 10)
+    )
+    assert not isinstance(analytic, str), analytic
+    reps = per_replication(result)
+    check(reps["wait"], theory.mmc_mean_wait(lam, mu, c), "mean wait")
+    check(reps["waited"], theory.erlang_c(c, lam / mu), "P(wait > 0)")
+    check(reps["latency"], theory.mmc_mean_wait(lam, mu, c) + 1 / mu, "mean sojourn")
+
+
 LITTLE_CASES = [
     ("iterative", 1),
     ("process-per-connection", None),
@@ -162,12 +198,16 @@ LITTLE_CASES = [
     ("thread-pool", 1),
     ("reactor-pool", None),
     ("async", None),
+    ("two-tier", None),
 ]
 
 
 # Statistical checks in this module: Erlang C (3 per point and pool model),
-# Pollaczek-Khinchine (3 per case), M/G/inf (1 per model), Little (1 per model).
-N_CHECKS = len(ERLANG_GRID) * 2 * 3 + len(PK_CASES) * 3 + 2 + len(LITTLE_CASES)
+# two-tier's M/M/c (3 per point), Pollaczek-Khinchine (3 per case), M/G/inf
+# (1 per model), Little (1 per model).
+N_CHECKS = (
+    len(ERLANG_GRID) * 2 * 3 + len(TWO_TIER_GRID) * 3 + len(PK_CASES) * 3 + 2 + len(LITTLE_CASES)
+)
 ALPHA = 0.01 / N_CHECKS
 
 
