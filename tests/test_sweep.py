@@ -74,7 +74,7 @@ def test_whatif_range():
         ("[base]\nrate = 10\nbogus_knob = 3\n[grid]\nio_ms = [1]\n", 3, "unknown parameter"),
         ("[base]\nrate = 10\n[grid]\n", 3, "empty"),
         ("[grid]\nio_ms = []\n", 2, "no values"),
-        ("[base]\nduration = 5\n[grid]\nrate = [10, 'fast']\n", 4, "rate segment 1 ('fast') is not"),
+        ("[base]\nduration = 5\n[grid]\nrate = [10, 'fast']\n", 4, "rate segment 1 ('fast')"),
         ("[base]\nworkers = 2.5\n[grid]\nrate = [10]\n", 2, "workers must be an integer"),
         ("[grid]\nrate = [10\n", 2, "not valid TOML"),
         ("[grid]\nrate = 10 20\n", 2, "not valid TOML"),
