@@ -15,6 +15,8 @@ import pandas as pd
 import psutil
 import pytest
 
+from simlab.registry import MODEL_NAMES
+
 ROOT = Path(__file__).resolve().parents[1]
 EXPERIMENTS = ROOT / "experiments"
 
@@ -185,7 +187,8 @@ def test_retry_storm(tmp_path: Path) -> None:
 def test_flash_sale(tmp_path: Path) -> None:
     df = run("flash_sale", tmp_path / "flash_sale")
     full = df[df["variant"] == "full scale"]
-    assert len(full) == 6 and (full["source"] == "simulated").all()
+    # Every model in the registry, at full scale, in simulation.
+    assert len(full) == len(MODEL_NAMES) and (full["source"] == "simulated").all()
     small = df[df["variant"] != "full scale"]
     assert set(small["source"]) == {"simulated", "measured"}
     mem = df.dropna(subset=["memory_peak_mib", "memory_before_mib"])

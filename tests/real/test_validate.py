@@ -18,6 +18,7 @@ pytestmark = [pytest.mark.real, pytest.mark.timeout(900)]
 # The quick set is 8 cases of 4 s each (so that make test stays in its
 # budget), against the full set's 33 of 8 s: a median over so few cases, of
 # shorter runs, moves more. The goals are asserted with this much slack.
+MIN_CASES = 3
 QUICK_SLACK = 1.5
 
 
@@ -46,11 +47,16 @@ def test_validate_quick_end_to_end(tmp_path) -> None:
             assert r["evidence"] == (r["rho"] >= 0.9), r
     assert any(r["metric"] == "throughput_rps" and r["evidence"] for r in rows)
     # The goals, for the metrics that can disagree: each metric's median error
-    # over the evidence, with the stated slack for the quick set.
+    # over the evidence, with the stated slack for the quick set. A median needs
+    # at least MIN_CASES cases: over one or two it is a single run's error, and
+    # the full validation (simlab validate) reports those against the goals.
+    asserted = 0
     for metric, stats in result["summary"]["metrics"].items():
-        if stats["median"] is None:
+        if stats["median"] is None or stats["cases"] < MIN_CASES:
             continue
+        asserted += 1
         assert stats["median"] <= QUICK_SLACK * GOALS[metric], (metric, stats)
+    assert asserted >= 4  # both latencies and both memory parts, at least
     for name in (
         "validation.csv",
         "validation.json",
