@@ -23,27 +23,49 @@ import simpy
 
 from simlab.errors import UserError
 from simlab.models import MODELS, get_model
-from simlab.models.base import BATCH, COMPLETED, PENDING, Model, Record, draw_io
+from simlab.models.base import BATCH, COMPLETED, PENDING, US, Model, Record, draw_io
 from simlab.params import Architecture, Platform, Workload
 from simlab.streams import Streams, deal
 
-__all__ = ["reason_not_fast", "run_fast_replication"]
+__all__ = ["reason_not_fast", "run_fast_replication", "uses_events"]
 
 
 def reason_not_fast(
     model: str, workload: Workload, platform: Platform, arch: Architecture
 ) -> str | None:
-    """None when the fast engine reproduces the DES for this configuration, else why not."""
+    """None when the fast engine reproduces the DES for this configuration, else why not.
+
+    The one place that says what the fast engine covers: first the model's
+    own structure (``Model.fast_reason``), then every mechanism of the
+    platform and the workload that its kernels do not run. A new mechanism
+    the kernels do not reproduce adds its refusal here.
+    """
     cls = get_model(model)
     reason = cls.fast_reason(workload, platform, arch)
     if reason is not None and cls.fast_mode is None:
         fast = ", ".join(name for name, m in MODELS.items() if m.fast_mode is not None)
         reason += f" (fast: {fast})"
-    return reason
+    if reason is not None:
+        return reason
+    if platform.cores is not None and (platform.client_cpu_us > 0 or platform.backend_cpu_us > 0):
+        return (
+            "a load generator or backend sharing the cores (client_cpu_us, backend_cpu_us) "
+            "is not in the fast engine (fast needs both 0)"
+        )
+    return None
+
+
+def uses_events(model: str, platform: Platform, arch: Architecture) -> bool:
+    """True when the run needs the compiled event loop (``simlab.fast_events``):
+    CPU phases can queue or pay a wake-up, so no recursion gives their times."""
+    return get_model(model).cpu_contended(platform, arch)
 
 
 class _Inputs:
-    """Per-request arrivals and demands, drawn exactly as ``Model`` draws them."""
+    """Per-request arrivals and demands, drawn exactly as ``Model`` draws them.
+
+    ``arrival`` holds the send times (a trace's own times: the event loop
+    replays how the DES waits for each); ``is_trace`` says which."""
 
     def __init__(
         self, workload: Workload, platform: Platform, seed: np.random.SeedSequence, stop: float
@@ -51,6 +73,7 @@ class _Inputs:
         w = workload
         streams = Streams.of(seed)
         self.salt = streams.salt
+        self.is_trace = w.kind != "open"
         if w.kind == "open":
             assert w.rate is not None
             time_parts: list[np.ndarray] = []
@@ -114,6 +137,11 @@ def run_fast_replication(
     shell = cls(simpy.Environment(), workload, platform, arch, seed=np.random.SeedSequence(0),
                 stop=stop)  # fmt: skip
     inputs = _Inputs(workload, platform, seed_seq, stop)
+    if uses_events(model, platform, arch):
+        return _run_events(
+            cls, shell, workload, platform, arch, inputs,
+            replication=replication, seed=seed, window=(warmup, stop), horizon=horizon,
+        )  # fmt: skip
     (admit, start, end, service, cpu, worker, process, cpu_start, cpu_dur, conn_open,
      conn_close) = _run_kernel(cls, workload, platform, arch, inputs)  # fmt: skip
     late = end > horizon
@@ -155,6 +183,96 @@ def run_fast_replication(
         own_process=cls.own_process,
         worker_is_thread_handle=shell.worker_is_thread_handle(),
         salt=inputs.salt,
+        engine="fast",
+    )
+
+
+def _run_events(  # noqa: PLR0917 - the run's parts, as _run_kernel takes them
+    cls: type[Model],
+    shell: Model,
+    workload: Workload,
+    platform: Platform,
+    arch: Architecture,
+    inp: _Inputs,
+    *,
+    replication: int,
+    seed: int,
+    window: tuple[float, float],
+    horizon: float,
+) -> Record:
+    """One replication by the compiled event loop: the DES's own events, in its order."""
+    from simlab.fast_events import run_events  # noqa: PLC0415 - numba loads on use
+
+    assert cls.fast_mode is not None
+    p, w = platform, workload
+    cost = cls.request_cost(w)
+    n = len(inp.arrival)
+    by_accept = deal(np.arange(n, dtype=np.uint64), arch.processes, inp.salt)
+    by_conn = deal(inp.connection, arch.processes, inp.salt)
+    (sent, arrival, admit, start, end, service, cpu, worker, process, outcome, busy_start,
+     busy_dur, conn_open, conn_close, overloaded, truncated) = run_events(
+        int(cls.fast_mode),
+        inp.arrival,
+        inp.is_trace,
+        window[1],
+        horizon,
+        inp.connection,
+        inp.demand,
+        inp.io,
+        arch.processes,
+        arch.workers if cls.pooled else 0,
+        by_accept,
+        by_conn,
+        p.cores if p.cores is not None else 0,
+        p.gil,
+        p.context_switch_us * 1e-6,
+        p.switch_contention,
+        p.wake_us * 1e-6,
+        p.gil_interval_us * 1e-6 if p.gil else 0.0,
+        p.call_us * US,
+        w.calls,
+        w.fanout == "sequential",
+        p.context_switch_us > 0,
+        cost.loop_s(p),
+        cost.thread_s(p),
+        w.requests_per_connection or 0,
+        cls.max_requests,
+        cls.max_in_system,
+    )  # fmt: skip
+    columns = {
+        "arrival": arrival,
+        "admit": admit,
+        "start": start,
+        "end": end,
+        "service": service,
+        "cpu_time": cpu,
+        "connection": inp.connection[:sent].copy(),
+        "worker": worker,
+        "process": process,
+        "outcome": outcome,
+    }
+    intervals = {
+        "connections": (conn_open, conn_close),
+        "threads": (np.empty(0), np.empty(0)),
+        "forks": (np.empty(0), np.empty(0)),
+        "cpu": (busy_start, busy_start + busy_dur),
+    }
+    return Record(
+        model=cls.name,
+        replication=replication,
+        seed=seed,
+        window=window,
+        horizon=horizon,
+        columns=columns,
+        intervals=intervals,
+        base=shell.base_levels(),
+        busy_on_cpu=cls.busy_on_cpu,
+        overloaded=bool(overloaded),
+        truncated=bool(truncated),
+        calls=w.calls,
+        own_process=cls.own_process,
+        worker_is_thread_handle=shell.worker_is_thread_handle(),
+        salt=inp.salt,
         engine="fast",
     )
 

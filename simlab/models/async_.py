@@ -249,6 +249,11 @@ class Async(Model):
     def _fast_limits(cls, workload: Workload, platform: Platform, arch: Architecture) -> str | None:
         if arch.loops > 1:
             return "several loops per process (the fast engine runs one per process)"
-        if platform.cores is not None and platform.cores < arch.processes:
-            return "more loops than cores: loops contend for the CPU"
         return None
+
+    @classmethod
+    def cpu_contended(cls, platform: Platform, arch: Architecture) -> bool:
+        # One loop per process is its process's only thread: its GIL is never
+        # contended, and with a core per loop no phase waits for one.
+        more_loops = platform.cores is not None and platform.cores < arch.processes
+        return more_loops or platform.wake_us > 0

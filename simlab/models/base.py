@@ -482,9 +482,7 @@ class Model:
         raise NotImplementedError
 
     @classmethod
-    def fast_reason(  # noqa: PLR0911 - one return per reason
-        cls, workload: Workload, platform: Platform, arch: Architecture
-    ) -> str | None:
+    def fast_reason(cls, workload: Workload, platform: Platform, arch: Architecture) -> str | None:
         """None when the fast engine reproduces the DES here, else why not."""
         if cls.fast_mode is None:
             return f"{cls.name} is not a first-come-first-served pool"
@@ -497,12 +495,14 @@ class Model:
             return overload
         if workload.slow_clients:
             return "slow clients hold threads or buffers (fast needs no --client-send/recv-ms)"
-        limit = cls._fast_limits(workload, platform, arch)
-        if limit is not None:
-            return limit
-        if platform.wake_us > 0:
-            return "waking an idle process depends on what else it runs (fast needs wake_us = 0)"
-        return None
+        return cls._fast_limits(workload, platform, arch)
+
+    @classmethod
+    def cpu_contended(cls, platform: Platform, arch: Architecture) -> bool:
+        """True when a CPU phase can wait (for a core, a GIL) or pay to wake its
+        process: its times then depend on everything else in flight, so the
+        fast engine runs its compiled event loop instead of the recursion."""
+        return not (platform.cores is None and not platform.gil and platform.wake_us == 0)
 
     @classmethod
     def _fast_limits(cls, workload: Workload, platform: Platform, arch: Architecture) -> str | None:

@@ -195,9 +195,3 @@ class ReactorPool(Model):
             wait + loop_cost + held + s.rtt + s.send + s.recv,
             f"M/G/{a.workers} workers per process (Erlang C, Allen-Cunneen) + {method}",
         )
-
-    @classmethod
-    def _fast_limits(cls, workload: Workload, platform: Platform, arch: Architecture) -> str | None:
-        if not loads.uncontended(platform):
-            return "CPU phases contend for cores or a GIL (fast needs --no-gil --cores unlimited)"
-        return None

@@ -10,7 +10,6 @@ switching overhead grows and the CPU, not the threads, becomes the limit.
 
 from __future__ import annotations
 
-from simlab.models import loads
 from simlab.models.base import FastMode
 from simlab.models.dedicated import Dedicated
 from simlab.params import Architecture, Platform, Workload
@@ -30,6 +29,9 @@ class ThreadPerConnection(Dedicated):
     def _fast_limits(cls, workload: Workload, platform: Platform, arch: Architecture) -> str | None:
         if workload.requests_per_connection is not None and platform.spawn_us > 0:
             return "creating a thread per connection is a queue at the acceptor"
-        if not loads.uncontended(platform):
-            return "CPU phases contend for cores or a GIL (fast needs --no-gil --cores unlimited)"
+        if workload.requests_per_connection is not None and cls.cpu_contended(platform, arch):
+            return (
+                "a thread per short connection on contended CPUs "
+                "(fast needs persistent connections here)"
+            )
         return None

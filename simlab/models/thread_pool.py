@@ -15,7 +15,6 @@ from __future__ import annotations
 import math
 from dataclasses import replace
 
-from simlab.models import loads
 from simlab.models.base import FastMode
 from simlab.models.holders import Holders
 from simlab.params import Architecture, Platform, Workload
@@ -69,6 +68,4 @@ class ThreadPool(Holders):
     def _fast_limits(cls, workload: Workload, platform: Platform, arch: Architecture) -> str | None:
         if workload.requests_per_connection != 1:
             return "a thread-pool worker holds its connection between requests (fast needs K = 1)"
-        if not loads.uncontended(platform):
-            return "CPU phases contend for cores or a GIL (fast needs --no-gil --cores unlimited)"
         return None

@@ -1,0 +1,882 @@
+"""The fast engine's event loop, compiled with numba, for contended CPUs.
+
+Where CPU phases queue (a GIL per process, a few cores) or pay to wake an
+idle process, a request's timing depends on everything else in flight, and
+no recursion gives it. This kernel is then the DES itself, compiled: the
+same processes (``ReactorPool.session``, ``Async.session``,
+``ConnectionBound.serve``, ``Model.on_thread``, ``Cpu.run`` and its GIL
+slices) written as state machines, and an event queue ordered exactly as
+SimPy orders its own: by time, then priority (a process's start is urgent),
+then creation order. Same events, same order, same floating-point sums, so
+the same requests.
+
+Each connection with a request in flight is an *entity* (a slot in two
+tables of integer and float fields) whose program counter says where its
+session resumes. A process blocks on one thing at a time, so a waiter needs
+only a link in its pool's FIFO. Pools (the cores, each process's GIL, loop
+and workers) hand a freed server to their oldest waiter through an event at
+the current time, as ``simlab.models.pool.Pool`` does.
+
+``simlab.fast`` prepares the arrays and reads the results; this module only
+holds the loop, so that its compile cache stays valid while the rest changes.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+from numba import njit, types
+from numba.typed import Dict
+
+__all__ = ["run_events"]
+
+# The modes of ``simlab.models.base.FastMode``, as the compiled loop sees them.
+POOL_OWNS_CONNECTION, LOOP_THEN_POOL, THREAD_PER_CONNECTION, LOOP = 0, 1, 2, 3
+
+# SimPy's priorities (a process's Initialize is urgent), above the event ids.
+# An event's payload is an entity (-1: the arrival process) and a value (the
+# server a pool hands over); an entity whose program counter is -1 starts.
+URGENT, NORMAL = 0, 1
+PRIO = 1 << 62
+
+# Integer fields of an entity.
+# The request it serves now, its connection, process and worker; where it
+# resumes (PC), where ``Cpu.run`` and ``on_thread`` return to; the phase's GIL,
+# lock (pool ids, -1 none), process, switches, wake-up and core; the rounds of
+# calls left; its connection's interval; the next waiter in its pool's queue.
+I_REQ, I_CONN, I_PROC, I_WORKER, I_PC, I_RET, I_OTRET, I_RGIL = range(8)
+I_RLOCK, I_RPROC, I_RSW, I_RWOKE, I_RCORE, I_ROUNDS, I_HANDLE, I_WNEXT = range(8, 16)
+NI = 16
+# Float fields of an entity.
+F_RDEMAND, F_RDUR, F_RSTART, F_RLEFT, F_STEP, F_CPU, F_LASTDUR, F_LASTSTART = 0, 1, 2, 3, 4, 5, 6, 7
+NF = 8
+
+# Program counters. Sessions:
+RP_TOP, RP_AFTER_LOOP, RP_GOT, RP_AFTER_THREAD = 0, 1, 2, 3
+A_TOP, A_RAN, A_AFTER, A_FIN, LOOP_NEXT = 10, 11, 12, 13, 14
+T_TOP, T_GOT, T_SERVED = 20, 21, 22
+D_TOP, D_SERVED = 30, 31
+# ``Model.on_thread``:
+OT_START, OT_FIRST_RAN, OT_AFTER_FIRST, OT_ROUND, OT_ROUND_RUN, OT_ROUND_RAN = range(40, 46)
+OT_DONE = 46
+# ``Cpu.run`` and ``Cpu._sliced``:
+R_START, R_GIL, R_CORE, R_GOTCORE, R_RUN, R_END = 50, 51, 52, 53, 54, 55
+S_STEP, S_AFTER, S_REGIL, S_RECORE = 60, 61, 62, 63
+DONE = 99
+
+NAN = np.nan
+
+
+@njit(cache=True)
+def _grow_f(a: Any, cap: int) -> Any:  # pragma: no cover - compiled
+    b = np.empty(cap)
+    b[: a.shape[0]] = a
+    return b
+
+
+@njit(cache=True)
+def _grow_i(a: Any, cap: int) -> Any:  # pragma: no cover - compiled
+    b = np.empty(cap, np.int64)
+    b[: a.shape[0]] = a
+    return b
+
+
+@njit(cache=True)
+def _grow_2i(a: Any, cap: int) -> Any:  # pragma: no cover - compiled
+    b = np.empty((cap, a.shape[1]), np.int64)
+    b[: a.shape[0]] = a
+    return b
+
+
+@njit(cache=True)
+def _grow_2f(a: Any, cap: int) -> Any:  # pragma: no cover - compiled
+    b = np.empty((cap, a.shape[1]))
+    b[: a.shape[0]] = a
+    return b
+
+
+@njit(cache=True)
+def _push(  # noqa: PLR0917 - a compiled helper takes its arrays positionally
+    ht: Any, hk: Any, hx: Any, hv: Any, size: int, t: float, k: int, x: int, v: int
+) -> int:  # pragma: no cover - compiled
+    """Push (t, k) with payload (x, v) on the binary heap; returns the new size."""
+    j = size
+    while j > 0:
+        parent = (j - 1) >> 1
+        if ht[parent] < t or (ht[parent] == t and hk[parent] < k):
+            break
+        ht[j], hk[j], hx[j], hv[j] = ht[parent], hk[parent], hx[parent], hv[parent]
+        j = parent
+    ht[j], hk[j], hx[j], hv[j] = t, k, x, v
+    return size + 1
+
+
+@njit(cache=True)
+def _pop(ht: Any, hk: Any, hx: Any, hv: Any, size: int) -> int:  # pragma: no cover - compiled
+    """Remove the root (read it first); returns the new size."""
+    n = size - 1
+    if n > 0:
+        t, k, x, v = ht[n], hk[n], hx[n], hv[n]
+        j = 0
+        while True:
+            c = 2 * j + 1
+            if c >= n:
+                break
+            if c + 1 < n and (ht[c + 1] < ht[c] or (ht[c + 1] == ht[c] and hk[c + 1] < hk[c])):
+                c += 1
+            if t < ht[c] or (t == ht[c] and k < hk[c]):
+                break
+            ht[j], hk[j], hx[j], hv[j] = ht[c], hk[c], hx[c], hv[c]
+            j = c
+        ht[j], hk[j], hx[j], hv[j] = t, k, x, v
+    return n
+
+
+# One compiled loop, on purpose: the state machines share the event queue, the
+# pools and the tables, which numba keeps in registers and local arrays.
+@njit(cache=True)
+def run_events(  # noqa: PLR0912, PLR0915, PLR0917 - one compiled loop
+    mode: int,
+    times: Any,
+    is_trace: bool,
+    stop: float,
+    horizon: float,
+    conn: Any,
+    demand: Any,
+    io: Any,
+    processes: int,
+    workers: int,
+    by_accept: Any,
+    by_conn: Any,
+    cores: int,
+    gil: bool,
+    cs: float,
+    contention: float,
+    wake: float,
+    interval: float,
+    call_cpu: float,
+    calls: int,
+    sequential: bool,
+    paid: bool,
+    loop_cost: float,
+    fixed: float,
+    k_per_conn: int,
+    max_requests: int,
+    max_in_system: int,
+) -> tuple[Any, ...]:  # pragma: no cover - compiled; checked against the DES in tests
+    n_in = times.shape[0]
+    arrival = np.full(n_in, NAN)
+    admit = np.full(n_in, NAN)
+    start = np.full(n_in, NAN)
+    end = np.full(n_in, NAN)
+    service = np.full(n_in, NAN)
+    cpu_time = np.full(n_in, NAN)
+    worker = np.full(n_in, -1, np.int64)
+    process = np.full(n_in, -1, np.int64)
+    outcome = np.full(n_in, 2, np.int8)  # PENDING
+    bcap = max(64, 2 * n_in)
+    bstart = np.empty(bcap)
+    bdur = np.empty(bcap)
+    nb = 0
+    ccap = 64
+    copen = np.empty(ccap)
+    cclose = np.empty(ccap)
+    nc = 0
+
+    # Pools: the cores, then per process its GIL, its loop and its workers.
+    nproc = processes
+    nq = 1 + 3 * nproc
+    fbase = np.zeros(nq, np.int64)
+    ftop = np.zeros(nq, np.int64)
+    qhead = np.full(nq, -1, np.int64)
+    qtail = np.full(nq, -1, np.int64)
+    qlen = np.zeros(nq, np.int64)
+    caps = np.zeros(nq, np.int64)
+    firsts = np.zeros(nq, np.int64)
+    caps[0] = cores
+    for p in range(nproc):
+        caps[1 + p] = 1 if gil else 0
+        caps[1 + nproc + p] = 1
+        caps[1 + 2 * nproc + p] = workers
+        firsts[1 + nproc + p] = p
+        firsts[1 + 2 * nproc + p] = p * workers
+    total = 0
+    for q in range(nq):
+        fbase[q] = total
+        total += caps[q]
+    fstack = np.empty(max(total, 1), np.int64)
+    for q in range(nq):
+        # Reversed, so that the lowest id is handed out first (``Pool``).
+        for j in range(caps[q]):
+            fstack[fbase[q] + j] = firsts[q] + caps[q] - 1 - j
+        ftop[q] = caps[q]
+    has_cores = cores > 0
+    active_p = np.zeros(nproc, np.int64)
+    free_running = (not has_cores) and (not gil) and wake == 0.0
+
+    # Entities.
+    ecap = 64
+    ei = np.zeros((ecap, NI), np.int64)
+    ef = np.zeros((ecap, NF))
+    free_slots = np.empty(ecap, np.int64)
+    for j in range(ecap):
+        free_slots[j] = ecap - 1 - j
+    nfree = ecap
+
+    # Connections: the request queued behind the one in flight (a linked list).
+    active = Dict.empty(key_type=types.int64, value_type=types.int64)
+    ctail = Dict.empty(key_type=types.int64, value_type=types.int64)
+    next_on_conn = np.full(n_in, -1, np.int64)
+    open_handle = Dict.empty(key_type=types.int64, value_type=types.int64)
+    answered = Dict.empty(key_type=types.int64, value_type=types.int64)
+
+    # The event queue.
+    hcap = 256
+    ht = np.empty(hcap)
+    hk = np.empty(hcap, np.int64)
+    hx = np.empty(hcap, np.int64)
+    hv = np.empty(hcap, np.int64)
+    hsize = 0
+    eid = 0
+
+    n = 0
+    nxt_arrival = 0
+    in_system = 0
+    overloaded = False
+    truncated = False
+    accepted = 0
+    now = 0.0
+
+    # The arrival process starts at time 0 (a trace's requests at 0 go at once,
+    # with nothing else yet to happen).
+    if n_in > 0:
+        first_at = times[0] if times[0] > 0.0 else 0.0
+        hsize = _push(ht, hk, hx, hv, hsize, first_at, NORMAL * PRIO + eid, -1, 0)
+        eid += 1
+
+    while hsize > 0:
+        t = ht[0]
+        if t >= horizon:
+            break
+        ent = hx[0]
+        val = hv[0]
+        hsize = _pop(ht, hk, hx, hv, hsize)
+        now = t
+        if ent < 0:
+            # --------------------------------------------------- arrivals
+            while True:
+                if overloaded:
+                    break
+                i = nxt_arrival
+                c = conn[i]
+                nxt_arrival += 1
+                # ``Model.send``
+                if i >= max_requests:
+                    truncated = True
+                    overloaded = True
+                    break
+                n = i + 1
+                arrival[i] = now
+                in_system += 1
+                if in_system > max_in_system:
+                    overloaded = True
+                # ``Model.route``
+                if c not in active:
+                    active[c] = -1
+                    if nfree == 0:
+                        old = ecap
+                        ecap *= 2
+                        ei = _grow_2i(ei, ecap)
+                        ef = _grow_2f(ef, ecap)
+                        free_slots = _grow_i(free_slots, ecap)
+                        for j in range(old):
+                            free_slots[j] = ecap - 1 - j
+                        nfree = old
+                    nfree -= 1
+                    e = free_slots[nfree]
+                    ei[e, I_REQ] = i
+                    ei[e, I_CONN] = c
+                    ei[e, I_PC] = -1  # set at its start
+                    if hsize + 4 > hcap:
+                        hcap *= 2
+                        ht = _grow_f(ht, hcap)
+                        hk = _grow_i(hk, hcap)
+                        hx = _grow_i(hx, hcap)
+                        hv = _grow_i(hv, hcap)
+                    hsize = _push(ht, hk, hx, hv, hsize, now, URGENT * PRIO + eid, e, 0)
+                    eid += 1
+                else:
+                    if active[c] < 0:
+                        active[c] = i
+                    else:
+                        next_on_conn[ctail[c]] = i
+                    ctail[c] = i
+                if nxt_arrival >= n_in:
+                    break
+                if not is_trace:
+                    at = times[nxt_arrival]
+                elif times[nxt_arrival] > now:
+                    at = now + (times[nxt_arrival] - now)
+                else:
+                    continue  # the same instant: sent in the same step
+                if hsize + 4 > hcap:
+                    hcap *= 2
+                    ht = _grow_f(ht, hcap)
+                    hk = _grow_i(hk, hcap)
+                    hx = _grow_i(hx, hcap)
+                    hv = _grow_i(hv, hcap)
+                hsize = _push(ht, hk, hx, hv, hsize, at, NORMAL * PRIO + eid, -1, 0)
+                eid += 1
+                break
+            continue
+
+        # ------------------------------------------------------- a process
+        pc = ei[ent, I_PC]
+        if pc == -1:
+            # Its session starts (``env.process(session(i, conn))``).
+            c = ei[ent, I_CONN]
+            i = ei[ent, I_REQ]
+            if mode == POOL_OWNS_CONNECTION:
+                pc = T_TOP
+            elif mode == LOOP_THEN_POOL:
+                ei[ent, I_PROC] = by_conn[i]
+                pc = RP_TOP
+            elif mode == LOOP:
+                ei[ent, I_PROC] = by_conn[i]
+                pc = A_TOP
+            else:
+                ei[ent, I_PROC] = by_conn[i]
+                ei[ent, I_WORKER] = c
+                pc = D_TOP
+        while True:
+            if hsize + 8 > hcap:
+                hcap *= 2
+                ht = _grow_f(ht, hcap)
+                hk = _grow_i(hk, hcap)
+                hx = _grow_i(hx, hcap)
+                hv = _grow_i(hv, hcap)
+            if nb + 2 > bcap:
+                bcap *= 2
+                bstart = _grow_f(bstart, bcap)
+                bdur = _grow_f(bdur, bcap)
+            if nc + 2 > ccap:
+                ccap *= 2
+                copen = _grow_f(copen, ccap)
+                cclose = _grow_f(cclose, ccap)
+            i = ei[ent, I_REQ]
+            # ============================================ Cpu.run and slices
+            if pc == R_START:
+                p = ei[ent, I_RPROC]
+                if p < 0:
+                    woke = wake > 0
+                else:
+                    woke = active_p[p] == 0
+                    active_p[p] += 1
+                ei[ent, I_RWOKE] = 1 if woke else 0
+                q = ei[ent, I_RLOCK]
+                if q >= 0:
+                    if ftop[q] > 0:
+                        ftop[q] -= 1
+                    else:
+                        ei[ent, I_WNEXT] = -1
+                        if qtail[q] >= 0:
+                            ei[qtail[q], I_WNEXT] = ent
+                        else:
+                            qhead[q] = ent
+                        qtail[q] = ent
+                        qlen[q] += 1
+                        ei[ent, I_PC] = R_GIL
+                        break
+                pc = R_GIL
+            elif pc == R_GIL:
+                q = ei[ent, I_RGIL]
+                if q >= 0:
+                    if ftop[q] > 0:
+                        ftop[q] -= 1
+                    else:
+                        ei[ent, I_WNEXT] = -1
+                        if qtail[q] >= 0:
+                            ei[qtail[q], I_WNEXT] = ent
+                        else:
+                            qhead[q] = ent
+                        qtail[q] = ent
+                        qlen[q] += 1
+                        ei[ent, I_PC] = R_CORE
+                        break
+                pc = R_CORE
+            elif pc == R_CORE:
+                if has_cores:
+                    if ftop[0] > 0:
+                        ftop[0] -= 1
+                        ei[ent, I_RCORE] = fstack[fbase[0] + ftop[0]]
+                    else:
+                        ei[ent, I_WNEXT] = -1
+                        if qtail[0] >= 0:
+                            ei[qtail[0], I_WNEXT] = ent
+                        else:
+                            qhead[0] = ent
+                        qtail[0] = ent
+                        qlen[0] += 1
+                        ei[ent, I_PC] = R_GOTCORE
+                        break
+                pc = R_RUN
+            elif pc == R_GOTCORE:
+                ei[ent, I_RCORE] = val
+                pc = R_RUN
+            elif pc == R_RUN:
+                duration = ef[ent, F_RDEMAND]
+                sw = ei[ent, I_RSW]
+                qg = ei[ent, I_RGIL]
+                if sw:
+                    runnable = (qlen[qg] if qg >= 0 else 0) + (qlen[0] if has_cores else 0)
+                    duration += sw * cs * (1.0 + contention * runnable)
+                if ei[ent, I_RWOKE] == 1:
+                    duration += wake
+                ef[ent, F_RDUR] = duration
+                ef[ent, F_RSTART] = now
+                if interval > 0 and qg >= 0 and duration > interval:
+                    ef[ent, F_RLEFT] = duration
+                    pc = S_STEP
+                else:
+                    bstart[nb] = now
+                    bdur[nb] = duration
+                    nb += 1
+                    if duration > 0:
+                        hsize = _push(
+                            ht, hk, hx, hv, hsize, now + duration, NORMAL * PRIO + eid, ent, 0
+                        )
+                        eid += 1
+                        ei[ent, I_PC] = R_END
+                        break
+                    pc = R_END
+            elif pc == S_STEP:
+                left = ef[ent, F_RLEFT]
+                step = interval if interval < left else left
+                ef[ent, F_STEP] = step
+                bstart[nb] = now
+                bdur[nb] = step
+                nb += 1
+                hsize = _push(ht, hk, hx, hv, hsize, now + step, NORMAL * PRIO + eid, ent, 0)
+                eid += 1
+                ei[ent, I_PC] = S_AFTER
+                break
+            elif pc == S_AFTER:
+                left = ef[ent, F_RLEFT] - ef[ent, F_STEP]
+                ef[ent, F_RLEFT] = left
+                if left <= 0:
+                    pc = R_END
+                    continue
+                qg = ei[ent, I_RGIL]
+                if qlen[qg] > 0:
+                    # Hand the GIL (and the core) over, and queue behind.
+                    if has_cores:
+                        core = ei[ent, I_RCORE]
+                        if qlen[0] > 0:
+                            w = qhead[0]
+                            qhead[0] = ei[w, I_WNEXT]
+                            if qhead[0] < 0:
+                                qtail[0] = -1
+                            qlen[0] -= 1
+                            hsize = _push(ht, hk, hx, hv, hsize, now, NORMAL * PRIO + eid, w, core)
+                            eid += 1
+                        else:
+                            fstack[fbase[0] + ftop[0]] = core
+                            ftop[0] += 1
+                    w = qhead[qg]
+                    qhead[qg] = ei[w, I_WNEXT]
+                    if qhead[qg] < 0:
+                        qtail[qg] = -1
+                    qlen[qg] -= 1
+                    hsize = _push(ht, hk, hx, hv, hsize, now, NORMAL * PRIO + eid, w, 0)
+                    eid += 1
+                    ei[ent, I_WNEXT] = -1
+                    if qtail[qg] >= 0:
+                        ei[qtail[qg], I_WNEXT] = ent
+                    else:
+                        qhead[qg] = ent
+                    qtail[qg] = ent
+                    qlen[qg] += 1
+                    ei[ent, I_PC] = S_REGIL
+                    break
+                pc = S_STEP
+            elif pc == S_REGIL:
+                if has_cores:
+                    if ftop[0] > 0:
+                        ftop[0] -= 1
+                        ei[ent, I_RCORE] = fstack[fbase[0] + ftop[0]]
+                    else:
+                        ei[ent, I_WNEXT] = -1
+                        if qtail[0] >= 0:
+                            ei[qtail[0], I_WNEXT] = ent
+                        else:
+                            qhead[0] = ent
+                        qtail[0] = ent
+                        qlen[0] += 1
+                        ei[ent, I_PC] = S_RECORE
+                        break
+                pc = S_STEP
+            elif pc == S_RECORE:
+                ei[ent, I_RCORE] = val
+                pc = S_STEP
+            elif pc == R_END:
+                # Give back the core, the GIL and the lock, in that order.
+                if has_cores:
+                    core = ei[ent, I_RCORE]
+                    if qlen[0] > 0:
+                        w = qhead[0]
+                        qhead[0] = ei[w, I_WNEXT]
+                        if qhead[0] < 0:
+                            qtail[0] = -1
+                        qlen[0] -= 1
+                        hsize = _push(ht, hk, hx, hv, hsize, now, NORMAL * PRIO + eid, w, core)
+                        eid += 1
+                    else:
+                        fstack[fbase[0] + ftop[0]] = core
+                        ftop[0] += 1
+                for q in (ei[ent, I_RGIL], ei[ent, I_RLOCK]):
+                    if q < 0:
+                        continue
+                    if qlen[q] > 0:
+                        w = qhead[q]
+                        qhead[q] = ei[w, I_WNEXT]
+                        if qhead[q] < 0:
+                            qtail[q] = -1
+                        qlen[q] -= 1
+                        hsize = _push(ht, hk, hx, hv, hsize, now, NORMAL * PRIO + eid, w, 0)
+                        eid += 1
+                    else:
+                        ftop[q] += 1
+                p = ei[ent, I_RPROC]
+                if p >= 0:
+                    active_p[p] -= 1
+                ef[ent, F_LASTDUR] = ef[ent, F_RDUR]
+                ef[ent, F_LASTSTART] = ef[ent, F_RSTART]
+                pc = ei[ent, I_RET]
+            # ============================================== Model.on_thread
+            elif pc == OT_START:
+                ef[ent, F_CPU] = 0.0
+                p = ei[ent, I_PROC]
+                qg = (1 + p) if gil else -1
+                split = gil and calls > 0
+                d = demand[i] + fixed
+                if not split and free_running:
+                    cpu = 0.0
+                    if d > 0 or paid:
+                        sw = 1 + calls
+                        cpu = d + sw * cs if sw else d
+                        bstart[nb] = now
+                        bdur[nb] = cpu
+                        nb += 1
+                    ef[ent, F_CPU] = cpu
+                    if cpu + io[i] > 0:
+                        hsize = _push(
+                            ht, hk, hx, hv, hsize, now + (cpu + io[i]), NORMAL * PRIO + eid, ent, 0
+                        )
+                        eid += 1
+                        ei[ent, I_PC] = OT_DONE
+                        break
+                    pc = OT_DONE
+                    continue
+                first = d - calls * call_cpu if split else d
+                if first > 0 or paid or wake > 0:
+                    ei[ent, I_RGIL] = qg
+                    ei[ent, I_RLOCK] = -1
+                    ei[ent, I_RPROC] = p
+                    ei[ent, I_RSW] = 1 if split else 1 + calls
+                    ef[ent, F_RDEMAND] = first
+                    ei[ent, I_RET] = OT_FIRST_RAN
+                    pc = R_START
+                else:
+                    pc = OT_AFTER_FIRST
+            elif pc == OT_FIRST_RAN:
+                ef[ent, F_CPU] += ef[ent, F_LASTDUR]
+                pc = OT_AFTER_FIRST
+            elif pc == OT_AFTER_FIRST:
+                split = gil and calls > 0
+                if not split:
+                    if io[i] > 0:
+                        hsize = _push(
+                            ht, hk, hx, hv, hsize, now + io[i], NORMAL * PRIO + eid, ent, 0
+                        )
+                        eid += 1
+                        ei[ent, I_PC] = OT_DONE
+                        break
+                    pc = OT_DONE
+                    continue
+                ei[ent, I_ROUNDS] = calls if sequential else 1
+                pc = OT_ROUND
+            elif pc == OT_ROUND:
+                if ei[ent, I_ROUNDS] == 0:
+                    pc = OT_DONE
+                    continue
+                ei[ent, I_ROUNDS] -= 1
+                rounds = calls if sequential else 1
+                per_round = io[i] / rounds
+                hsize = _push(ht, hk, hx, hv, hsize, now + per_round, NORMAL * PRIO + eid, ent, 0)
+                eid += 1
+                ei[ent, I_PC] = OT_ROUND_RUN
+                break
+            elif pc == OT_ROUND_RUN:
+                rounds = calls if sequential else 1
+                p = ei[ent, I_PROC]
+                ei[ent, I_RGIL] = (1 + p) if gil else -1
+                ei[ent, I_RLOCK] = -1
+                ei[ent, I_RPROC] = p
+                ei[ent, I_RSW] = 1
+                ef[ent, F_RDEMAND] = call_cpu * calls / rounds
+                ei[ent, I_RET] = OT_ROUND_RAN
+                pc = R_START
+            elif pc == OT_ROUND_RAN:
+                ef[ent, F_CPU] += ef[ent, F_LASTDUR]
+                pc = OT_ROUND
+            elif pc == OT_DONE:
+                pc = ei[ent, I_OTRET]
+            # ============================================ ReactorPool.session
+            elif pc == RP_TOP:
+                c = ei[ent, I_CONN]
+                p = ei[ent, I_PROC]
+                if k_per_conn > 0 and c not in open_handle:
+                    open_handle[c] = nc
+                    answered[c] = 0
+                    copen[nc] = now
+                    cclose[nc] = np.inf
+                    nc += 1
+                admit[i] = now
+                if loop_cost > 0:
+                    ei[ent, I_RGIL] = (1 + p) if gil else -1
+                    ei[ent, I_RLOCK] = 1 + nproc + p
+                    ei[ent, I_RPROC] = p
+                    ei[ent, I_RSW] = 0
+                    ef[ent, F_RDEMAND] = loop_cost
+                    ei[ent, I_RET] = RP_AFTER_LOOP
+                    pc = R_START
+                else:
+                    pc = RP_AFTER_LOOP
+            elif pc == RP_AFTER_LOOP:
+                q = 1 + 2 * nproc + ei[ent, I_PROC]
+                if ftop[q] > 0:
+                    ftop[q] -= 1
+                    val = fstack[fbase[q] + ftop[q]]
+                    pc = RP_GOT
+                else:
+                    ei[ent, I_WNEXT] = -1
+                    if qtail[q] >= 0:
+                        ei[qtail[q], I_WNEXT] = ent
+                    else:
+                        qhead[q] = ent
+                    qtail[q] = ent
+                    qlen[q] += 1
+                    ei[ent, I_PC] = RP_GOT
+                    break
+            elif pc == RP_GOT:
+                ei[ent, I_WORKER] = val
+                start[i] = now
+                worker[i] = val
+                process[i] = ei[ent, I_PROC]
+                ei[ent, I_OTRET] = RP_AFTER_THREAD
+                pc = OT_START
+            elif pc == RP_AFTER_THREAD:
+                cpu = ef[ent, F_CPU]
+                cpu_time[i] = cpu
+                q = 1 + 2 * nproc + ei[ent, I_PROC]
+                wk = ei[ent, I_WORKER]
+                if qlen[q] > 0:
+                    w = qhead[q]
+                    qhead[q] = ei[w, I_WNEXT]
+                    if qhead[q] < 0:
+                        qtail[q] = -1
+                    qlen[q] -= 1
+                    hsize = _push(ht, hk, hx, hv, hsize, now, NORMAL * PRIO + eid, w, wk)
+                    eid += 1
+                else:
+                    fstack[fbase[q] + ftop[q]] = wk
+                    ftop[q] += 1
+                end[i] = now
+                service[i] = 0.0 + loop_cost + cpu + io[i] + 0.0
+                outcome[i] = 0
+                in_system -= 1
+                pc = LOOP_NEXT  # answered, then the next request
+            # ================================================ Async.session
+            elif pc == A_TOP:
+                c = ei[ent, I_CONN]
+                p = ei[ent, I_PROC]
+                if k_per_conn > 0 and c not in open_handle:
+                    open_handle[c] = nc
+                    answered[c] = 0
+                    copen[nc] = now
+                    cclose[nc] = np.inf
+                    nc += 1
+                admit[i] = now
+                d = demand[i] + fixed
+                if d > 0:
+                    ei[ent, I_RGIL] = -1
+                    ei[ent, I_RLOCK] = 1 + nproc + p
+                    ei[ent, I_RPROC] = p
+                    ei[ent, I_RSW] = 0
+                    ef[ent, F_RDEMAND] = d
+                    ei[ent, I_RET] = A_RAN
+                    pc = R_START
+                else:
+                    ef[ent, F_CPU] = 0.0
+                    start[i] = now
+                    pc = A_AFTER
+            elif pc == A_RAN:
+                ef[ent, F_CPU] = ef[ent, F_LASTDUR]
+                start[i] = ef[ent, F_LASTSTART]
+                pc = A_AFTER
+            elif pc == A_AFTER:
+                p = ei[ent, I_PROC]
+                worker[i] = p
+                process[i] = p
+                cpu_time[i] = ef[ent, F_CPU]
+                if io[i] > 0:
+                    hsize = _push(ht, hk, hx, hv, hsize, now + io[i], NORMAL * PRIO + eid, ent, 0)
+                    eid += 1
+                    ei[ent, I_PC] = A_FIN
+                    break
+                pc = A_FIN
+            elif pc == A_FIN:
+                end[i] = now
+                service[i] = 0.0 + ef[ent, F_CPU] + io[i] + 0.0
+                outcome[i] = 0
+                in_system -= 1
+                pc = LOOP_NEXT
+            elif pc == LOOP_NEXT:
+                # ``Model.answered`` and ``next_on_slot`` for the loop models.
+                c = ei[ent, I_CONN]
+                if k_per_conn > 0:
+                    answered[c] += 1
+                    if answered[c] == k_per_conn:
+                        cclose[open_handle[c]] = now
+                        del open_handle[c]
+                        del answered[c]
+                h = active[c]
+                if h >= 0:
+                    following = next_on_conn[h]
+                    active[c] = following
+                    ei[ent, I_REQ] = h
+                    pc = RP_TOP if mode == LOOP_THEN_POOL else A_TOP
+                else:
+                    del active[c]
+                    if c in ctail:
+                        del ctail[c]
+                    free_slots[nfree] = ent
+                    nfree += 1
+                    break
+            # =========================== thread-pool, one request a connection
+            elif pc == T_TOP:
+                ei[ent, I_HANDLE] = nc
+                copen[nc] = now
+                cclose[nc] = np.inf
+                nc += 1
+                p = by_accept[accepted]
+                accepted += 1
+                ei[ent, I_PROC] = p
+                q = 1 + 2 * nproc + p
+                if ftop[q] > 0:
+                    ftop[q] -= 1
+                    val = fstack[fbase[q] + ftop[q]]
+                    pc = T_GOT
+                else:
+                    ei[ent, I_WNEXT] = -1
+                    if qtail[q] >= 0:
+                        ei[qtail[q], I_WNEXT] = ent
+                    else:
+                        qhead[q] = ent
+                    qtail[q] = ent
+                    qlen[q] += 1
+                    ei[ent, I_PC] = T_GOT
+                    break
+            elif pc == T_GOT:
+                ei[ent, I_WORKER] = val
+                admit[i] = now
+                start[i] = now
+                worker[i] = val
+                process[i] = ei[ent, I_PROC]
+                ei[ent, I_OTRET] = T_SERVED
+                pc = OT_START
+            elif pc == T_SERVED:
+                cpu = ef[ent, F_CPU]
+                cpu_time[i] = cpu
+                end[i] = now
+                service[i] = cpu + io[i]
+                outcome[i] = 0
+                in_system -= 1
+                c = ei[ent, I_CONN]
+                h = active[c]
+                if h >= 0:
+                    active[c] = next_on_conn[h]
+                # ``release``: the worker goes back to its pool, then the connection closes.
+                wk = ei[ent, I_WORKER]
+                q = 1 + 2 * nproc + wk // workers
+                if qlen[q] > 0:
+                    w = qhead[q]
+                    qhead[q] = ei[w, I_WNEXT]
+                    if qhead[q] < 0:
+                        qtail[q] = -1
+                    qlen[q] -= 1
+                    hsize = _push(ht, hk, hx, hv, hsize, now, NORMAL * PRIO + eid, w, wk)
+                    eid += 1
+                else:
+                    fstack[fbase[q] + ftop[q]] = wk
+                    ftop[q] += 1
+                cclose[ei[ent, I_HANDLE]] = now
+                if h >= 0:
+                    ei[ent, I_REQ] = h
+                    pc = T_TOP
+                else:
+                    del active[c]
+                    if c in ctail:
+                        del ctail[c]
+                    free_slots[nfree] = ent
+                    nfree += 1
+                    break
+            # ====================== thread-per-connection, persistent clients
+            elif pc == D_TOP:
+                admit[i] = now
+                start[i] = now
+                worker[i] = ei[ent, I_WORKER]
+                process[i] = ei[ent, I_PROC]
+                ei[ent, I_OTRET] = D_SERVED
+                pc = OT_START
+            elif pc == D_SERVED:
+                cpu = ef[ent, F_CPU]
+                cpu_time[i] = cpu
+                end[i] = now
+                service[i] = cpu + io[i]
+                outcome[i] = 0
+                in_system -= 1
+                c = ei[ent, I_CONN]
+                h = active[c]
+                if h >= 0:
+                    active[c] = next_on_conn[h]
+                    ei[ent, I_REQ] = h
+                    pc = D_TOP
+                else:
+                    del active[c]
+                    if c in ctail:
+                        del ctail[c]
+                    free_slots[nfree] = ent
+                    nfree += 1
+                    break
+            else:
+                raise AssertionError("unknown program counter")
+    return (
+        n,
+        arrival[:n],
+        admit[:n],
+        start[:n],
+        end[:n],
+        service[:n],
+        cpu_time[:n],
+        worker[:n],
+        process[:n],
+        outcome[:n],
+        bstart[:nb],
+        bdur[:nb],
+        copen[:nc],
+        cclose[:nc],
+        overloaded,
+        truncated,
+    )
