@@ -151,6 +151,70 @@ def test_random_runs_match_the_des_request_for_request(model, workload, platform
         assert d[block] == f[block], block
 
 
+# The calibrated default platform: a GIL per process with its 5 ms switch
+# interval, two cores, wake-ups of idle processes, switch contention, and
+# lognormal call latencies. Each case has phases that queue for the GIL or a
+# core, and phases longer than the switch interval.
+CALIBRATED_CASES = [
+    (
+        "reactor-pool",
+        Workload(connections=10_000, rate=150.0, cpu=Exponential(0.003), io=Fixed(0.05), calls=2),
+        Architecture(workers=6),
+    ),
+    (
+        "reactor-pool",
+        Workload(
+            connections=60, rate=200.0, cpu=LogNormal(0.004, cv=1.5), io=Exponential(0.02),
+            calls=3, fanout="parallel", requests_per_connection=2,
+        ),  # fmt: skip
+        Architecture(workers=3, processes=3),
+    ),
+    (
+        "thread-pool",
+        Workload(
+            connections=10**9, rate=150.0, cpu=Exponential(0.004), io=Exponential(0.02),
+            calls=2, requests_per_connection=1,
+        ),  # fmt: skip
+        Architecture(workers=4, processes=2),
+    ),
+    (
+        "thread-per-connection",
+        Workload(connections=40, rate=150.0, cpu=LogNormal(0.004, cv=1.5), io=Exponential(0.02),
+                 calls=3),  # fmt: skip
+        Architecture(processes=2),
+    ),
+    (
+        "async",
+        Workload(connections=500, rate=250.0, cpu=Exponential(0.003), io=Fixed(0.03)),
+        Architecture(processes=3),
+    ),
+]
+
+
+@pytest.mark.parametrize(("model", "workload", "arch"), CALIBRATED_CASES)
+def test_calibrated_profile_matches_the_des_request_for_request(model, workload, arch):
+    """On the calibrated profile the fast engine runs the DES's own events in
+    the DES's order (``simlab.fast_events``): every request is the same."""
+    cpy = simlab.load_platform("cpython")
+    # The tests' frozen profile predates the switch interval; a calibrated one
+    # now carries CPython's 5 ms (``sys.getswitchinterval()``).
+    cpy = cpy.with_(gil_interval_us=cpy.gil_interval_us or 5000.0)
+    assert cpy.wake_us > 0 and cpy.gil and cpy.cores == 2 and cpy.gil_interval_us > 0
+    assert cpy.call_latency_cv > 0 and cpy.switch_contention > 0
+    run = {"duration": 15.0, "warmup": 1.0, "replications": 2}
+    des, fast = both(model, workload, cpy, arch, **run)
+    assert_same_requests(des, fast)
+    assert des.summary.to_dict() | {"engine": "fast"} == fast.summary.to_dict()
+    # The mechanisms act on what was compared: without wake-ups, or without
+    # the GIL, the same requests get other CPU times or other starts and ends.
+    for off in (cpy.with_(wake_us=0.0), cpy.with_(gil=False)):
+        other = simlab.simulate(model, workload, off, arch, engine="fast", **run).requests
+        moved = [c for c in ("start", "end", "cpu") if not other[c].equals(fast.requests[c])]
+        if model == "async" and not off.gil:
+            continue  # one loop per process never shares its GIL
+        assert moved, off
+
+
 # --------------------------------------------------------------- distributions
 
 # M/M/2 at rho = 0.5. Its waits relax in about 1/(c mu (1 - sqrt(rho))^2) =
@@ -219,7 +283,10 @@ def test_wait_distributions_agree_across_engines_and_with_erlang_c():
 def test_reasons_for_not_fast():
     w = Workload(connections=100, rate=10.0)
     cpy = simlab.load_platform("cpython")
-    assert "GIL" in (reason_not_fast("reactor-pool", w, cpy, Architecture()) or "")
+    for model in ("reactor-pool", "async", "thread-per-connection"):
+        assert reason_not_fast(model, w, cpy, Architecture()) is None, model
+    neighbours = cpy.with_(client_cpu_us=20.0)
+    assert "client_cpu_us" in (reason_not_fast("reactor-pool", w, neighbours, Architecture()) or "")
     assert "K = 1" in (reason_not_fast("thread-pool", w, IDEAL, Architecture()) or "")
     assert "backlog" in (reason_not_fast("async", w, IDEAL, Architecture(backlog=5)) or "")
     assert "closed" in (
@@ -228,13 +295,13 @@ def test_reasons_for_not_fast():
     )
     assert "iterative" in (reason_not_fast("iterative", w, IDEAL, Architecture()) or "")
     assert reason_not_fast("async", w, IDEAL, Architecture()) is None
-    with pytest.raises(ValueError, match="GIL"):
-        simlab.simulate("reactor-pool", w, cpy, engine="fast", duration=1, warmup=0)
-    auto = simlab.simulate("reactor-pool", w, cpy, engine="auto", duration=1, warmup=0,
+    with pytest.raises(ValueError, match="client_cpu_us"):
+        simlab.simulate("reactor-pool", w, neighbours, engine="fast", duration=1, warmup=0)
+    auto = simlab.simulate("reactor-pool", w, neighbours, engine="auto", duration=1, warmup=0,
                            replications=2)  # fmt: skip
     assert auto.summary.engine == "des"
     # The fallback says why, in the JSON; where auto runs what was asked, no key.
-    assert "GIL" in auto.summary.to_dict()["engine_reason"]
+    assert "client_cpu_us" in auto.summary.to_dict()["engine_reason"]
     fast = simlab.simulate("async", w, IDEAL, engine="auto", duration=1, warmup=0, replications=2)
     assert fast.summary.engine == "fast" and "engine_reason" not in fast.summary.to_dict()
     with pytest.raises(ValueError, match="engine"):
