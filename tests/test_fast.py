@@ -164,23 +164,33 @@ CALIBRATED_CASES = [
     (
         "reactor-pool",
         Workload(
-            connections=60, rate=200.0, cpu=LogNormal(0.004, cv=1.5), io=Exponential(0.02),
-            calls=3, fanout="parallel", requests_per_connection=2,
-        ),  # fmt: skip
+            connections=60,
+            rate=200.0,
+            cpu=LogNormal(0.004, cv=1.5),
+            io=Exponential(0.02),
+            calls=3,
+            fanout="parallel",
+            requests_per_connection=2,
+        ),
         Architecture(workers=3, processes=3),
     ),
     (
         "thread-pool",
         Workload(
-            connections=10**9, rate=150.0, cpu=Exponential(0.004), io=Exponential(0.02),
-            calls=2, requests_per_connection=1,
-        ),  # fmt: skip
+            connections=10**9,
+            rate=150.0,
+            cpu=Exponential(0.004),
+            io=Exponential(0.02),
+            calls=2,
+            requests_per_connection=1,
+        ),
         Architecture(workers=4, processes=2),
     ),
     (
         "thread-per-connection",
-        Workload(connections=40, rate=150.0, cpu=LogNormal(0.004, cv=1.5), io=Exponential(0.02),
-                 calls=3),  # fmt: skip
+        Workload(
+            connections=40, rate=150.0, cpu=LogNormal(0.004, cv=1.5), io=Exponential(0.02), calls=3
+        ),
         Architecture(processes=2),
     ),
     (
