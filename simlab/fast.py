@@ -55,10 +55,10 @@ def reason_not_fast(
     return None
 
 
-def uses_events(model: str, platform: Platform, arch: Architecture) -> bool:
-    """True when the run needs the compiled event loop (``simlab.fast_events``):
-    CPU phases can queue or pay a wake-up, so no recursion gives their times."""
-    return get_model(model).cpu_contended(platform, arch)
+def uses_events(model: str, workload: Workload, platform: Platform, arch: Architecture) -> bool:
+    """True when the run needs the compiled event loop (``simlab.fast_events``),
+    as the model says (``Model.fast_events``)."""
+    return get_model(model).fast_events(workload, platform, arch)
 
 
 class _Inputs:
@@ -132,12 +132,19 @@ def run_fast_replication(
     cls = get_model(model)
     stop = warmup + duration
     cls.check_request_cap(workload, stop)
-    # The model instance gives the constant levels and flags the DES records;
-    # its constructor draws nothing, so it does not disturb the random streams.
-    shell = cls(simpy.Environment(), workload, platform, arch, seed=np.random.SeedSequence(0),
-                stop=stop)  # fmt: skip
+    # The model instance gives the constant levels, flags and persistent owners
+    # the DES records; its constructor draws nothing, but it spawns its streams
+    # from its seed (which deals connections to processes), so it gets a copy
+    # of this replication's, and the inputs below spawn the same children.
+    copy = np.random.SeedSequence(
+        seed_seq.entropy,
+        spawn_key=seed_seq.spawn_key,
+        pool_size=seed_seq.pool_size,
+        n_children_spawned=seed_seq.n_children_spawned,
+    )
+    shell = cls(simpy.Environment(), workload, platform, arch, seed=copy, stop=stop)
     inputs = _Inputs(workload, platform, seed_seq, stop)
-    if uses_events(model, platform, arch):
+    if uses_events(model, workload, platform, arch):
         return _run_events(
             cls, shell, workload, platform, arch, inputs,
             replication=replication, seed=seed, window=(warmup, stop), horizon=horizon,
@@ -209,6 +216,8 @@ def _run_events(  # noqa: PLR0917 - the run's parts, as _run_kernel takes them
     n = len(inp.arrival)
     by_accept = deal(np.arange(n, dtype=np.uint64), arch.processes, inp.salt)
     by_conn = deal(inp.connection, arch.processes, inp.salt)
+    owners = shell.fast_owners(inp.connection)
+    owner, owner_proc = owners if owners is not None else (by_conn, by_conn)
     (sent, arrival, admit, start, end, service, cpu, worker, process, outcome, busy_start,
      busy_dur, conn_open, conn_close, overloaded, truncated) = run_events(
         int(cls.fast_mode),
@@ -220,7 +229,7 @@ def _run_events(  # noqa: PLR0917 - the run's parts, as _run_kernel takes them
         inp.demand,
         inp.io,
         arch.processes,
-        arch.workers if cls.pooled else 0,
+        cls.fast_servers(arch),
         by_accept,
         by_conn,
         p.cores if p.cores is not None else 0,
@@ -238,6 +247,9 @@ def _run_events(  # noqa: PLR0917 - the run's parts, as _run_kernel takes them
         w.requests_per_connection or 0,
         cls.max_requests,
         cls.max_in_system,
+        owner,
+        owner_proc,
+        cls.own_process,
     )  # fmt: skip
     columns = {
         "arrival": arrival,
@@ -291,7 +303,7 @@ def _run_kernel(
     switch_cost = cost.switch_s(p)
     loop_cost = cost.loop_s(p)
     pays = cost.switches > 0 and p.context_switch_us > 0
-    workers = arch.workers if cls.pooled else 0
+    workers = cls.fast_servers(arch)
     # Which process each request lands on, dealt as the DES deals: by the
     # order of accepts when a thread-pool takes connections in turn, else by
     # the connection's id.

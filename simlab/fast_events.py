@@ -164,6 +164,9 @@ def run_events(  # noqa: PLR0912, PLR0915, PLR0917 - one compiled loop
     k_per_conn: int,
     max_requests: int,
     max_in_system: int,
+    owner: Any,
+    owner_proc: Any,
+    own_process: bool,
 ) -> tuple[Any, ...]:  # pragma: no cover - compiled; checked against the DES in tests
     n_in = times.shape[0]
     arrival = np.full(n_in, NAN)
@@ -214,6 +217,10 @@ def run_events(  # noqa: PLR0912, PLR0915, PLR0917 - one compiled loop
     has_cores = cores > 0
     active_p = np.zeros(nproc, np.int64)
     free_running = (not has_cores) and (not gil) and wake == 0.0
+    # Holders owning persistent connections for the whole run (``owner``).
+    held = mode == POOL_OWNS_CONNECTION and k_per_conn == 0
+    # A forked child per connection runs under its own GIL, asleep between requests.
+    thread_gil = gil and not own_process
 
     # Entities.
     ecap = 64
@@ -282,7 +289,10 @@ def run_events(  # noqa: PLR0912, PLR0915, PLR0917 - one compiled loop
                 if in_system > max_in_system:
                     overloaded = True
                 # ``Model.route``
-                if c not in active:
+                if c not in active and held and owner[i] < 0:
+                    # A persistent connection no holder owns: never read.
+                    active[c] = -1
+                elif c not in active:
                     active[c] = -1
                     if nfree == 0:
                         old = ecap
@@ -337,7 +347,11 @@ def run_events(  # noqa: PLR0912, PLR0915, PLR0917 - one compiled loop
             # Its session starts (``env.process(session(i, conn))``).
             c = ei[ent, I_CONN]
             i = ei[ent, I_REQ]
-            if mode == POOL_OWNS_CONNECTION:
+            if held:
+                ei[ent, I_PROC] = owner_proc[i]
+                ei[ent, I_WORKER] = owner[i]
+                pc = D_TOP
+            elif mode == POOL_OWNS_CONNECTION:
                 pc = T_TOP
             elif mode == LOOP_THEN_POOL:
                 ei[ent, I_PROC] = by_conn[i]
@@ -556,9 +570,9 @@ def run_events(  # noqa: PLR0912, PLR0915, PLR0917 - one compiled loop
             # ============================================== Model.on_thread
             elif pc == OT_START:
                 ef[ent, F_CPU] = 0.0
-                p = ei[ent, I_PROC]
-                qg = (1 + p) if gil else -1
-                split = gil and calls > 0
+                p = -1 if own_process else ei[ent, I_PROC]
+                qg = (1 + p) if thread_gil else -1
+                split = thread_gil and calls > 0
                 d = demand[i] + fixed
                 if not split and free_running:
                     cpu = 0.0
@@ -593,7 +607,7 @@ def run_events(  # noqa: PLR0912, PLR0915, PLR0917 - one compiled loop
                 ef[ent, F_CPU] += ef[ent, F_LASTDUR]
                 pc = OT_AFTER_FIRST
             elif pc == OT_AFTER_FIRST:
-                split = gil and calls > 0
+                split = thread_gil and calls > 0
                 if not split:
                     if io[i] > 0:
                         hsize = _push(
@@ -620,7 +634,7 @@ def run_events(  # noqa: PLR0912, PLR0915, PLR0917 - one compiled loop
             elif pc == OT_ROUND_RUN:
                 rounds = calls if sequential else 1
                 p = ei[ent, I_PROC]
-                ei[ent, I_RGIL] = (1 + p) if gil else -1
+                ei[ent, I_RGIL] = 1 + p  # only a split phase comes here: a thread's GIL
                 ei[ent, I_RLOCK] = -1
                 ei[ent, I_RPROC] = p
                 ei[ent, I_RSW] = 1

@@ -252,7 +252,7 @@ class Async(Model):
         return None
 
     @classmethod
-    def cpu_contended(cls, platform: Platform, arch: Architecture) -> bool:
+    def fast_events(cls, workload: Workload, platform: Platform, arch: Architecture) -> bool:
         # One loop per process is its process's only thread: its GIL is never
         # contended, and with a core per loop no phase waits for one.
         more_loops = platform.cores is not None and platform.cores < arch.processes

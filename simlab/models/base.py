@@ -498,11 +498,21 @@ class Model:
         return cls._fast_limits(workload, platform, arch)
 
     @classmethod
-    def cpu_contended(cls, platform: Platform, arch: Architecture) -> bool:
-        """True when a CPU phase can wait (for a core, a GIL) or pay to wake its
-        process: its times then depend on everything else in flight, so the
-        fast engine runs its compiled event loop instead of the recursion."""
+    def fast_events(cls, workload: Workload, platform: Platform, arch: Architecture) -> bool:
+        """True when the fast engine runs its compiled event loop here instead of
+        the recursion: a CPU phase can wait (for a core, a GIL) or pay to wake
+        its process, so its times depend on everything else in flight."""
         return not (platform.cores is None and not platform.gil and platform.wake_us == 0)
+
+    @classmethod
+    def fast_servers(cls, arch: Architecture) -> int:
+        """Servers per process in the fast engine's pools (0: not a pool)."""
+        return arch.workers if cls.pooled else 0
+
+    def fast_owners(self, connections: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
+        """(worker, process) owning each persistent connection for the whole run,
+        worker -1 for one never served; None when owners change at run time."""
+        return None
 
     @classmethod
     def _fast_limits(cls, workload: Workload, platform: Platform, arch: Architecture) -> str | None:

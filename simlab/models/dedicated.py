@@ -58,6 +58,16 @@ class Dedicated(ConnectionBound):
         if self.own_process:
             self.close_interval("forks", worker)
 
+    @classmethod
+    def _fast_limits(cls, workload: Workload, platform: Platform, arch: Architecture) -> str | None:
+        if workload.requests_per_connection is None:
+            return None
+        if cls.request_cost(workload).accept_s(platform) > 0:
+            return "creating a thread or process per connection is a queue at the acceptor"
+        if cls.own_process or cls.fast_events(workload, platform, arch):
+            return "an owner per short connection (fast needs persistent connections here)"
+        return None
+
     # ----------------------------------------------------------------- maths
 
     @classmethod

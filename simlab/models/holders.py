@@ -95,6 +95,27 @@ class Holders(ConnectionBound):
         rank, process = self._status[conn]
         return process * self._per_process + rank, process
 
+    @classmethod
+    def fast_servers(cls, arch: Architecture) -> int:
+        return cls.holders_for(arch) // arch.processes
+
+    @classmethod
+    def fast_events(cls, workload: Workload, platform: Platform, arch: Architecture) -> bool:
+        # Persistent owners are settled at time 0 (``_deal_persistent``): the
+        # event loop serves each owner's queue; the recursion has no owners.
+        return workload.persistent or super().fast_events(workload, platform, arch)
+
+    def fast_owners(self, connections: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
+        if not self.workload.persistent:
+            return None
+        unique, back = np.unique(connections, return_inverse=True)
+        worker = np.full(len(unique), -1, np.int64)
+        process = np.full(len(unique), -1, np.int64)
+        for k, conn in enumerate(unique.tolist()):
+            if self.persistent_status(conn) == SERVED:
+                worker[k], process[k] = self.owner(conn)
+        return worker[back], process[back]
+
     def base_levels(self) -> dict[str, int]:
         w, a = self.workload, self.arch
         open_conns = 0

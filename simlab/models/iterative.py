@@ -10,14 +10,22 @@ take new connections in turn, each with its own single thread.
 
 from __future__ import annotations
 
+from simlab.models.base import FastMode
 from simlab.models.holders import Holders
-from simlab.params import Architecture
+from simlab.params import Architecture, Platform, Workload
 
 __all__ = ["Iterative"]
 
 
 class Iterative(Holders):
     name = "iterative"
+    fast_mode = FastMode.POOL_OWNS_CONNECTION
+
+    @classmethod
+    def _fast_limits(cls, workload: Workload, platform: Platform, arch: Architecture) -> str | None:
+        if workload.requests_per_connection not in (None, 1):
+            return "the thread holds its connection between requests (fast needs K = 1)"
+        return None
 
     @classmethod
     def holders_for(cls, arch: Architecture) -> int:

@@ -10,6 +10,7 @@ Queueing-wise it is M/G/inf, like thread-per-connection.
 
 from __future__ import annotations
 
+from simlab.models.base import FastMode
 from simlab.models.dedicated import Dedicated
 
 __all__ = ["ProcessPerConnection"]
@@ -18,6 +19,7 @@ __all__ = ["ProcessPerConnection"]
 class ProcessPerConnection(Dedicated):
     name = "process-per-connection"
     own_process = True
+    fast_mode = FastMode.THREAD_PER_CONNECTION
 
     @classmethod
     def accept_terms(cls) -> dict[str, float]:

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 from simlab.models.base import FastMode
 from simlab.models.dedicated import Dedicated
-from simlab.params import Architecture, Platform, Workload
 
 __all__ = ["ThreadPerConnection"]
 
@@ -24,14 +23,3 @@ class ThreadPerConnection(Dedicated):
     @classmethod
     def accept_terms(cls) -> dict[str, float]:
         return {"spawn_us": 1}
-
-    @classmethod
-    def _fast_limits(cls, workload: Workload, platform: Platform, arch: Architecture) -> str | None:
-        if workload.requests_per_connection is not None and platform.spawn_us > 0:
-            return "creating a thread per connection is a queue at the acceptor"
-        if workload.requests_per_connection is not None and cls.cpu_contended(platform, arch):
-            return (
-                "a thread per short connection on contended CPUs "
-                "(fast needs persistent connections here)"
-            )
-        return None

@@ -66,6 +66,9 @@ class ThreadPool(Holders):
 
     @classmethod
     def _fast_limits(cls, workload: Workload, platform: Platform, arch: Architecture) -> str | None:
-        if workload.requests_per_connection != 1:
-            return "a thread-pool worker holds its connection between requests (fast needs K = 1)"
+        if workload.requests_per_connection not in (None, 1):
+            return (
+                "a thread-pool worker holds its connection between requests "
+                "(fast needs K = 1 or persistent connections)"
+            )
         return None
