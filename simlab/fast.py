@@ -215,10 +215,12 @@ def _run_events(  # noqa: PLR0917 - the run's parts, as _run_kernel takes them
     cost = cls.request_cost(w)
     n = len(inp.arrival)
     by_accept = deal(np.arange(n, dtype=np.uint64), arch.processes, inp.salt)
-    by_conn = deal(inp.connection, arch.processes, inp.salt)
+    fronts, front_in, front_out, hop_in, hop_out = cls.fast_front(w, p, arch)
+    # Connections are dealt to processes, or to a front's loops when it has one.
+    by_conn = deal(inp.connection, fronts or arch.processes, inp.salt)
     owners = shell.fast_owners(inp.connection)
     owner, owner_proc = owners if owners is not None else (by_conn, by_conn)
-    (sent, arrival, admit, start, end, service, cpu, worker, process, outcome, busy_start,
+    (sent, arrival, admit, start, end, service, cpu, worker, process, outcome, let_go, busy_start,
      busy_dur, conn_open, conn_close, overloaded, truncated) = run_events(
         int(cls.fast_mode),
         inp.arrival,
@@ -250,6 +252,11 @@ def _run_events(  # noqa: PLR0917 - the run's parts, as _run_kernel takes them
         owner,
         owner_proc,
         cls.own_process,
+        fronts,
+        front_in,
+        front_out,
+        hop_in,
+        hop_out,
     )  # fmt: skip
     columns = {
         "arrival": arrival,
@@ -262,6 +269,7 @@ def _run_events(  # noqa: PLR0917 - the run's parts, as _run_kernel takes them
         "worker": worker,
         "process": process,
         "outcome": outcome,
+        "let_go": let_go,
     }
     intervals = {
         "connections": (conn_open, conn_close),

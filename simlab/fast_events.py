@@ -32,7 +32,7 @@ from numba.typed import Dict
 __all__ = ["run_events"]
 
 # The modes of ``simlab.models.base.FastMode``, as the compiled loop sees them.
-POOL_OWNS_CONNECTION, LOOP_THEN_POOL, THREAD_PER_CONNECTION, LOOP = 0, 1, 2, 3
+POOL_OWNS_CONNECTION, LOOP_THEN_POOL, THREAD_PER_CONNECTION, LOOP, TWO_TIER = 0, 1, 2, 3, 4
 
 # SimPy's priorities (a process's Initialize is urgent), above the event ids.
 # An event's payload is an entity (-1: the arrival process) and a value (the
@@ -49,14 +49,16 @@ I_REQ, I_CONN, I_PROC, I_WORKER, I_PC, I_RET, I_OTRET, I_RGIL = range(8)
 I_RLOCK, I_RPROC, I_RSW, I_RWOKE, I_RCORE, I_ROUNDS, I_HANDLE, I_WNEXT = range(8, 16)
 NI = 16
 # Float fields of an entity.
-F_RDEMAND, F_RDUR, F_RSTART, F_RLEFT, F_STEP, F_CPU, F_LASTDUR, F_LASTSTART = 0, 1, 2, 3, 4, 5, 6, 7
-NF = 8
+F_RDEMAND, F_RDUR, F_RSTART, F_RLEFT, F_STEP, F_CPU, F_LASTDUR, F_LASTSTART, F_FRONT = range(9)
+NF = 9
 
 # Program counters. Sessions:
 RP_TOP, RP_AFTER_LOOP, RP_GOT, RP_AFTER_THREAD = 0, 1, 2, 3
 A_TOP, A_RAN, A_AFTER, A_FIN, LOOP_NEXT = 10, 11, 12, 13, 14
 T_TOP, T_GOT, T_SERVED = 20, 21, 22
 D_TOP, D_SERVED = 30, 31
+TT_TOP, TT_FRONT_RAN, TT_HOP, TT_BACK, TT_GOT, TT_AFTER_THREAD, TT_OUT, TT_OUT_RAN = range(70, 78)
+TT_FIN = 78
 # ``Model.on_thread``:
 OT_START, OT_FIRST_RAN, OT_AFTER_FIRST, OT_ROUND, OT_ROUND_RUN, OT_ROUND_RAN = range(40, 46)
 OT_DONE = 46
@@ -167,6 +169,11 @@ def run_events(  # noqa: PLR0912, PLR0915, PLR0917 - one compiled loop
     owner: Any,
     owner_proc: Any,
     own_process: bool,
+    fronts: int,
+    front_in: float,
+    front_out: float,
+    hop_in: float,
+    hop_out: float,
 ) -> tuple[Any, ...]:  # pragma: no cover - compiled; checked against the DES in tests
     n_in = times.shape[0]
     arrival = np.full(n_in, NAN)
@@ -178,6 +185,7 @@ def run_events(  # noqa: PLR0912, PLR0915, PLR0917 - one compiled loop
     worker = np.full(n_in, -1, np.int64)
     process = np.full(n_in, -1, np.int64)
     outcome = np.full(n_in, 2, np.int8)  # PENDING
+    let_go = np.full(n_in, NAN)
     bcap = max(64, 2 * n_in)
     bstart = np.empty(bcap)
     bdur = np.empty(bcap)
@@ -188,7 +196,9 @@ def run_events(  # noqa: PLR0912, PLR0915, PLR0917 - one compiled loop
     nc = 0
 
     # Pools: the cores, then per process its GIL, its loop and its workers.
-    nproc = processes
+    # Two-tier's front loops are processes after the back's, and its back is
+    # one pool of every back thread (the shared listen queue).
+    nproc = processes + fronts
     nq = 1 + 3 * nproc
     fbase = np.zeros(nq, np.int64)
     ftop = np.zeros(nq, np.int64)
@@ -201,9 +211,12 @@ def run_events(  # noqa: PLR0912, PLR0915, PLR0917 - one compiled loop
     for p in range(nproc):
         caps[1 + p] = 1 if gil else 0
         caps[1 + nproc + p] = 1
-        caps[1 + 2 * nproc + p] = workers
         firsts[1 + nproc + p] = p
-        firsts[1 + 2 * nproc + p] = p * workers
+        if mode != TWO_TIER and p < processes:
+            caps[1 + 2 * nproc + p] = workers
+            firsts[1 + 2 * nproc + p] = p * workers
+    if mode == TWO_TIER:
+        caps[1 + 2 * nproc] = processes * workers
     total = 0
     for q in range(nq):
         fbase[q] = total
@@ -359,6 +372,9 @@ def run_events(  # noqa: PLR0912, PLR0915, PLR0917 - one compiled loop
             elif mode == LOOP:
                 ei[ent, I_PROC] = by_conn[i]
                 pc = A_TOP
+            elif mode == TWO_TIER:
+                ei[ent, I_HANDLE] = processes + by_conn[i]  # its front loop's process
+                pc = TT_TOP
             else:
                 ei[ent, I_PROC] = by_conn[i]
                 ei[ent, I_WORKER] = c
@@ -770,7 +786,12 @@ def run_events(  # noqa: PLR0912, PLR0915, PLR0917 - one compiled loop
                     following = next_on_conn[h]
                     active[c] = following
                     ei[ent, I_REQ] = h
-                    pc = RP_TOP if mode == LOOP_THEN_POOL else A_TOP
+                    if mode == LOOP_THEN_POOL:
+                        pc = RP_TOP
+                    elif mode == TWO_TIER:
+                        pc = TT_TOP
+                    else:
+                        pc = A_TOP
                 else:
                     del active[c]
                     if c in ctail:
@@ -874,6 +895,106 @@ def run_events(  # noqa: PLR0912, PLR0915, PLR0917 - one compiled loop
                     free_slots[nfree] = ent
                     nfree += 1
                     break
+            # ================================================ TwoTier.session
+            elif pc == TT_TOP:
+                c = ei[ent, I_CONN]
+                if k_per_conn > 0 and c not in open_handle:
+                    open_handle[c] = nc
+                    answered[c] = 0
+                    copen[nc] = now
+                    cclose[nc] = np.inf
+                    nc += 1
+                admit[i] = now
+                ef[ent, F_FRONT] = 0.0
+                if front_in > 0:
+                    fp = ei[ent, I_HANDLE]
+                    ei[ent, I_RGIL] = -1
+                    ei[ent, I_RLOCK] = 1 + nproc + fp
+                    ei[ent, I_RPROC] = fp
+                    ei[ent, I_RSW] = 0
+                    ef[ent, F_RDEMAND] = front_in
+                    ei[ent, I_RET] = TT_FRONT_RAN
+                    pc = R_START
+                else:
+                    pc = TT_HOP
+            elif pc == TT_FRONT_RAN:
+                ef[ent, F_FRONT] += ef[ent, F_LASTDUR]
+                pc = TT_HOP
+            elif pc == TT_HOP:
+                if hop_in > 0:
+                    hsize = _push(ht, hk, hx, hv, hsize, now + hop_in, NORMAL * PRIO + eid, ent, 0)
+                    eid += 1
+                    ei[ent, I_PC] = TT_BACK
+                    break
+                pc = TT_BACK
+            elif pc == TT_BACK:
+                q = 1 + 2 * nproc
+                if ftop[q] > 0:
+                    ftop[q] -= 1
+                    val = fstack[fbase[q] + ftop[q]]
+                    pc = TT_GOT
+                else:
+                    ei[ent, I_WNEXT] = -1
+                    if qtail[q] >= 0:
+                        ei[qtail[q], I_WNEXT] = ent
+                    else:
+                        qhead[q] = ent
+                    qtail[q] = ent
+                    qlen[q] += 1
+                    ei[ent, I_PC] = TT_GOT
+                    break
+            elif pc == TT_GOT:
+                ei[ent, I_WORKER] = val
+                ei[ent, I_PROC] = val // workers  # the back process, for on_thread
+                start[i] = now
+                worker[i] = val
+                process[i] = val // workers
+                ei[ent, I_OTRET] = TT_AFTER_THREAD
+                pc = OT_START
+            elif pc == TT_AFTER_THREAD:
+                cpu_time[i] = ef[ent, F_CPU]
+                q = 1 + 2 * nproc
+                wk = ei[ent, I_WORKER]
+                if qlen[q] > 0:
+                    w = qhead[q]
+                    qhead[q] = ei[w, I_WNEXT]
+                    if qhead[q] < 0:
+                        qtail[q] = -1
+                    qlen[q] -= 1
+                    hsize = _push(ht, hk, hx, hv, hsize, now, NORMAL * PRIO + eid, w, wk)
+                    eid += 1
+                else:
+                    fstack[fbase[q] + ftop[q]] = wk
+                    ftop[q] += 1
+                let_go[i] = now
+                if hop_out > 0:
+                    hsize = _push(ht, hk, hx, hv, hsize, now + hop_out, NORMAL * PRIO + eid, ent, 0)
+                    eid += 1
+                    ei[ent, I_PC] = TT_OUT
+                    break
+                pc = TT_OUT
+            elif pc == TT_OUT:
+                if front_out > 0:
+                    fp = ei[ent, I_HANDLE]
+                    ei[ent, I_RGIL] = -1
+                    ei[ent, I_RLOCK] = 1 + nproc + fp
+                    ei[ent, I_RPROC] = fp
+                    ei[ent, I_RSW] = 0
+                    ef[ent, F_RDEMAND] = front_out
+                    ei[ent, I_RET] = TT_OUT_RAN
+                    pc = R_START
+                else:
+                    pc = TT_FIN
+            elif pc == TT_OUT_RAN:
+                ef[ent, F_FRONT] += ef[ent, F_LASTDUR]
+                pc = TT_FIN
+            elif pc == TT_FIN:
+                end[i] = now
+                hops = hop_in + hop_out
+                service[i] = 0.0 + ef[ent, F_FRONT] + hops + ef[ent, F_CPU] + io[i] + 0.0
+                outcome[i] = 0
+                in_system -= 1
+                pc = LOOP_NEXT
             else:
                 raise AssertionError("unknown program counter")
     return (
@@ -887,6 +1008,7 @@ def run_events(  # noqa: PLR0912, PLR0915, PLR0917 - one compiled loop
         worker[:n],
         process[:n],
         outcome[:n],
+        let_go[:n],
         bstart[:nb],
         bdur[:nb],
         copen[:nc],

@@ -87,6 +87,7 @@ class FastMode(enum.IntEnum):
     LOOP_THEN_POOL = 1  # reactor-pool: the loop's phase, then M/G/W over requests
     THREAD_PER_CONNECTION = 2  # a thread per persistent connection: M/G/inf
     LOOP = 3  # async: M/G/1 over CPU per loop, then a pure delay
+    TWO_TIER = 4  # two-tier: a front loop's phase, a hop, the back pool, back, the front again
 
 
 @dataclass(frozen=True)
@@ -508,6 +509,14 @@ class Model:
     def fast_servers(cls, arch: Architecture) -> int:
         """Servers per process in the fast engine's pools (0: not a pool)."""
         return arch.workers if cls.pooled else 0
+
+    @classmethod
+    def fast_front(
+        cls, workload: Workload, platform: Platform, arch: Architecture
+    ) -> tuple[int, float, float, float, float]:
+        """A buffering front before the workers, for the fast engine: (front loops,
+        their CPU seconds in and out, the hop's seconds there and back); none here."""
+        return 0, 0.0, 0.0, 0.0, 0.0
 
     def fast_owners(self, connections: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
         """(worker, process) owning each persistent connection for the whole run,

@@ -32,7 +32,7 @@ import simpy
 
 from simlab.footprint import Units
 from simlab.models import composition, loads
-from simlab.models.base import US, Analytic, Model, RequestCost, client_load
+from simlab.models.base import US, Analytic, FastMode, Model, RequestCost, client_load
 from simlab.models.composition import Sampler
 from simlab.models.pool import Cpu, Pool
 from simlab.params import Architecture, Platform, Workload
@@ -46,6 +46,7 @@ BYTES_PER_KIB = 1024
 class TwoTier(Model):
     name = "two-tier"
     pooled = True
+    fast_mode = FastMode.TWO_TIER
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -169,6 +170,19 @@ class TwoTier(Model):
             self.answered(conn)
             nxt = self.next_on_slot(conn)
         del self.active[conn]
+
+    # ------------------------------------------------------------ fast engine
+
+    @classmethod
+    def fast_events(cls, workload: Workload, platform: Platform, arch: Architecture) -> bool:
+        return True  # the front and the hop are steps the recursion does not have
+
+    @classmethod
+    def fast_front(
+        cls, workload: Workload, platform: Platform, arch: Architecture
+    ) -> tuple[int, float, float, float, float]:
+        return (arch.fronts, *cls.front_s(workload, platform, arch),
+                *cls.hop_latency_s(platform, arch))  # fmt: skip
 
     # ----------------------------------------------------------------- maths
 
