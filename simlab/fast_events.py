@@ -26,8 +26,7 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-from numba import njit, types
-from numba.typed import Dict
+from numba import njit
 
 __all__ = ["run_events"]
 
@@ -68,34 +67,6 @@ S_STEP, S_AFTER, S_REGIL, S_RECORE = 60, 61, 62, 63
 DONE = 99
 
 NAN = np.nan
-
-
-@njit(cache=True)
-def _grow_f(a: Any, cap: int) -> Any:  # pragma: no cover - compiled
-    b = np.empty(cap)
-    b[: a.shape[0]] = a
-    return b
-
-
-@njit(cache=True)
-def _grow_i(a: Any, cap: int) -> Any:  # pragma: no cover - compiled
-    b = np.empty(cap, np.int64)
-    b[: a.shape[0]] = a
-    return b
-
-
-@njit(cache=True)
-def _grow_2i(a: Any, cap: int) -> Any:  # pragma: no cover - compiled
-    b = np.empty((cap, a.shape[1]), np.int64)
-    b[: a.shape[0]] = a
-    return b
-
-
-@njit(cache=True)
-def _grow_2f(a: Any, cap: int) -> Any:  # pragma: no cover - compiled
-    b = np.empty((cap, a.shape[1]))
-    b[: a.shape[0]] = a
-    return b
 
 
 @njit(cache=True)
@@ -145,6 +116,9 @@ def run_events(  # noqa: PLR0912, PLR0915, PLR0917 - one compiled loop
     stop: float,
     horizon: float,
     conn: Any,
+    dense: Any,
+    n_conns: int,
+    bcap: int,
     demand: Any,
     io: Any,
     processes: int,
@@ -186,13 +160,15 @@ def run_events(  # noqa: PLR0912, PLR0915, PLR0917 - one compiled loop
     process = np.full(n_in, -1, np.int64)
     outcome = np.full(n_in, 2, np.int8)  # PENDING
     let_go = np.full(n_in, NAN)
-    bcap = max(64, 2 * n_in)
+    # Fixed capacities, never grown: an array reassigned in the loop would cost
+    # numba a reference count per use. CPU phases beyond ``bcap`` stop the run
+    # (``full``) and the caller runs it again with more room.
+    full = False
     bstart = np.empty(bcap)
     bdur = np.empty(bcap)
     nb = 0
-    ccap = 64
-    copen = np.empty(ccap)
-    cclose = np.empty(ccap)
+    copen = np.empty(n_in + 1)  # at most one connection opened per request
+    cclose = np.empty(n_in + 1)
     nc = 0
 
     # Pools: the cores, then per process its GIL, its loop and its workers.
@@ -236,7 +212,9 @@ def run_events(  # noqa: PLR0912, PLR0915, PLR0917 - one compiled loop
     thread_gil = gil and not own_process
 
     # Entities.
-    ecap = 64
+    # Entities: at most one per connection with a request in flight. Each has
+    # at most one pending event, so the queue holds at most one more (arrivals).
+    ecap = min(n_in, n_conns) + 1
     ei = np.zeros((ecap, NI), np.int64)
     ef = np.zeros((ecap, NF))
     free_slots = np.empty(ecap, np.int64)
@@ -244,15 +222,17 @@ def run_events(  # noqa: PLR0912, PLR0915, PLR0917 - one compiled loop
         free_slots[j] = ecap - 1 - j
     nfree = ecap
 
-    # Connections: the request queued behind the one in flight (a linked list).
-    active = Dict.empty(key_type=types.int64, value_type=types.int64)
-    ctail = Dict.empty(key_type=types.int64, value_type=types.int64)
+    # Connections (dense ids): -2 while idle, else the first request queued
+    # behind the one in flight (-1: none), the last one, and for a loop's
+    # short connections its interval and the requests answered on it.
+    chead = np.full(n_conns, -2, np.int64)
+    ctail = np.full(n_conns, -1, np.int64)
     next_on_conn = np.full(n_in, -1, np.int64)
-    open_handle = Dict.empty(key_type=types.int64, value_type=types.int64)
-    answered = Dict.empty(key_type=types.int64, value_type=types.int64)
+    copen_h = np.full(n_conns, -1, np.int64)
+    canswered = np.zeros(n_conns, np.int64)
 
     # The event queue.
-    hcap = 256
+    hcap = ecap + 2
     ht = np.empty(hcap)
     hk = np.empty(hcap, np.int64)
     hx = np.empty(hcap, np.int64)
@@ -302,39 +282,25 @@ def run_events(  # noqa: PLR0912, PLR0915, PLR0917 - one compiled loop
                 if in_system > max_in_system:
                     overloaded = True
                 # ``Model.route``
-                if c not in active and held and owner[i] < 0:
+                dc = dense[i]
+                if chead[dc] == -2 and held and owner[i] < 0:
                     # A persistent connection no holder owns: never read.
-                    active[c] = -1
-                elif c not in active:
-                    active[c] = -1
-                    if nfree == 0:
-                        old = ecap
-                        ecap *= 2
-                        ei = _grow_2i(ei, ecap)
-                        ef = _grow_2f(ef, ecap)
-                        free_slots = _grow_i(free_slots, ecap)
-                        for j in range(old):
-                            free_slots[j] = ecap - 1 - j
-                        nfree = old
+                    chead[dc] = -1
+                elif chead[dc] == -2:
+                    chead[dc] = -1
                     nfree -= 1
                     e = free_slots[nfree]
                     ei[e, I_REQ] = i
-                    ei[e, I_CONN] = c
+                    ei[e, I_CONN] = dc
                     ei[e, I_PC] = -1  # set at its start
-                    if hsize + 4 > hcap:
-                        hcap *= 2
-                        ht = _grow_f(ht, hcap)
-                        hk = _grow_i(hk, hcap)
-                        hx = _grow_i(hx, hcap)
-                        hv = _grow_i(hv, hcap)
                     hsize = _push(ht, hk, hx, hv, hsize, now, URGENT * PRIO + eid, e, 0)
                     eid += 1
                 else:
-                    if active[c] < 0:
-                        active[c] = i
+                    if chead[dc] < 0:
+                        chead[dc] = i
                     else:
-                        next_on_conn[ctail[c]] = i
-                    ctail[c] = i
+                        next_on_conn[ctail[dc]] = i
+                    ctail[dc] = i
                 if nxt_arrival >= n_in:
                     break
                 if not is_trace:
@@ -343,12 +309,6 @@ def run_events(  # noqa: PLR0912, PLR0915, PLR0917 - one compiled loop
                     at = now + (times[nxt_arrival] - now)
                 else:
                     continue  # the same instant: sent in the same step
-                if hsize + 4 > hcap:
-                    hcap *= 2
-                    ht = _grow_f(ht, hcap)
-                    hk = _grow_i(hk, hcap)
-                    hx = _grow_i(hx, hcap)
-                    hv = _grow_i(hv, hcap)
                 hsize = _push(ht, hk, hx, hv, hsize, at, NORMAL * PRIO + eid, -1, 0)
                 eid += 1
                 break
@@ -358,7 +318,6 @@ def run_events(  # noqa: PLR0912, PLR0915, PLR0917 - one compiled loop
         pc = ei[ent, I_PC]
         if pc == -1:
             # Its session starts (``env.process(session(i, conn))``).
-            c = ei[ent, I_CONN]
             i = ei[ent, I_REQ]
             if held:
                 ei[ent, I_PROC] = owner_proc[i]
@@ -377,23 +336,12 @@ def run_events(  # noqa: PLR0912, PLR0915, PLR0917 - one compiled loop
                 pc = TT_TOP
             else:
                 ei[ent, I_PROC] = by_conn[i]
-                ei[ent, I_WORKER] = c
+                ei[ent, I_WORKER] = conn[i]  # a thread of its own: named by its connection
                 pc = D_TOP
         while True:
-            if hsize + 8 > hcap:
-                hcap *= 2
-                ht = _grow_f(ht, hcap)
-                hk = _grow_i(hk, hcap)
-                hx = _grow_i(hx, hcap)
-                hv = _grow_i(hv, hcap)
             if nb + 2 > bcap:
-                bcap *= 2
-                bstart = _grow_f(bstart, bcap)
-                bdur = _grow_f(bdur, bcap)
-            if nc + 2 > ccap:
-                ccap *= 2
-                copen = _grow_f(copen, ccap)
-                cclose = _grow_f(cclose, ccap)
+                full = True
+                break
             i = ei[ent, I_REQ]
             # ============================================ Cpu.run and slices
             if pc == R_START:
@@ -666,9 +614,9 @@ def run_events(  # noqa: PLR0912, PLR0915, PLR0917 - one compiled loop
             elif pc == RP_TOP:
                 c = ei[ent, I_CONN]
                 p = ei[ent, I_PROC]
-                if k_per_conn > 0 and c not in open_handle:
-                    open_handle[c] = nc
-                    answered[c] = 0
+                if k_per_conn > 0 and copen_h[c] < 0:
+                    copen_h[c] = nc
+                    canswered[c] = 0
                     copen[nc] = now
                     cclose[nc] = np.inf
                     nc += 1
@@ -731,9 +679,9 @@ def run_events(  # noqa: PLR0912, PLR0915, PLR0917 - one compiled loop
             elif pc == A_TOP:
                 c = ei[ent, I_CONN]
                 p = ei[ent, I_PROC]
-                if k_per_conn > 0 and c not in open_handle:
-                    open_handle[c] = nc
-                    answered[c] = 0
+                if k_per_conn > 0 and copen_h[c] < 0:
+                    copen_h[c] = nc
+                    canswered[c] = 0
                     copen[nc] = now
                     cclose[nc] = np.inf
                     nc += 1
@@ -776,15 +724,14 @@ def run_events(  # noqa: PLR0912, PLR0915, PLR0917 - one compiled loop
                 # ``Model.answered`` and ``next_on_slot`` for the loop models.
                 c = ei[ent, I_CONN]
                 if k_per_conn > 0:
-                    answered[c] += 1
-                    if answered[c] == k_per_conn:
-                        cclose[open_handle[c]] = now
-                        del open_handle[c]
-                        del answered[c]
-                h = active[c]
+                    canswered[c] += 1
+                    if canswered[c] == k_per_conn:
+                        cclose[copen_h[c]] = now
+                        copen_h[c] = -1
+                h = chead[c]
                 if h >= 0:
                     following = next_on_conn[h]
-                    active[c] = following
+                    chead[c] = following
                     ei[ent, I_REQ] = h
                     if mode == LOOP_THEN_POOL:
                         pc = RP_TOP
@@ -793,9 +740,7 @@ def run_events(  # noqa: PLR0912, PLR0915, PLR0917 - one compiled loop
                     else:
                         pc = A_TOP
                 else:
-                    del active[c]
-                    if c in ctail:
-                        del ctail[c]
+                    chead[c] = -2
                     free_slots[nfree] = ent
                     nfree += 1
                     break
@@ -839,9 +784,9 @@ def run_events(  # noqa: PLR0912, PLR0915, PLR0917 - one compiled loop
                 outcome[i] = 0
                 in_system -= 1
                 c = ei[ent, I_CONN]
-                h = active[c]
+                h = chead[c]
                 if h >= 0:
-                    active[c] = next_on_conn[h]
+                    chead[c] = next_on_conn[h]
                 # ``release``: the worker goes back to its pool, then the connection closes.
                 wk = ei[ent, I_WORKER]
                 q = 1 + 2 * nproc + wk // workers
@@ -861,9 +806,7 @@ def run_events(  # noqa: PLR0912, PLR0915, PLR0917 - one compiled loop
                     ei[ent, I_REQ] = h
                     pc = T_TOP
                 else:
-                    del active[c]
-                    if c in ctail:
-                        del ctail[c]
+                    chead[c] = -2
                     free_slots[nfree] = ent
                     nfree += 1
                     break
@@ -883,24 +826,22 @@ def run_events(  # noqa: PLR0912, PLR0915, PLR0917 - one compiled loop
                 outcome[i] = 0
                 in_system -= 1
                 c = ei[ent, I_CONN]
-                h = active[c]
+                h = chead[c]
                 if h >= 0:
-                    active[c] = next_on_conn[h]
+                    chead[c] = next_on_conn[h]
                     ei[ent, I_REQ] = h
                     pc = D_TOP
                 else:
-                    del active[c]
-                    if c in ctail:
-                        del ctail[c]
+                    chead[c] = -2
                     free_slots[nfree] = ent
                     nfree += 1
                     break
             # ================================================ TwoTier.session
             elif pc == TT_TOP:
                 c = ei[ent, I_CONN]
-                if k_per_conn > 0 and c not in open_handle:
-                    open_handle[c] = nc
-                    answered[c] = 0
+                if k_per_conn > 0 and copen_h[c] < 0:
+                    copen_h[c] = nc
+                    canswered[c] = 0
                     copen[nc] = now
                     cclose[nc] = np.inf
                     nc += 1
@@ -997,6 +938,8 @@ def run_events(  # noqa: PLR0912, PLR0915, PLR0917 - one compiled loop
                 pc = LOOP_NEXT
             else:
                 raise AssertionError("unknown program counter")
+        if full:
+            break
     return (
         n,
         arrival[:n],
@@ -1015,4 +958,5 @@ def run_events(  # noqa: PLR0912, PLR0915, PLR0917 - one compiled loop
         cclose[:nc],
         overloaded,
         truncated,
+        full,
     )
