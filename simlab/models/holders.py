@@ -25,7 +25,7 @@ from simlab.models.composition import Sampler
 from simlab.models.connection_bound import ConnectionBound
 from simlab.models.pool import Pool
 from simlab.params import Architecture, Platform, Workload
-from simlab.streams import Deal
+from simlab.streams import Deal, deal
 
 __all__ = ["Holders"]
 
@@ -42,7 +42,9 @@ class Holders(ConnectionBound):
             Pool(self.env, self._per_process, first_id=k * self._per_process)
             for k in range(a.processes)
         ]
-        self._status: dict[int, tuple[int, int]] = {}
+        # Connection id -> its rank in its process's accept order, and the process.
+        self._rank = np.empty(0, np.int64)
+        self._proc = np.empty(0, np.int64)
         self._filled_at = 0
         if self.workload.persistent:
             self._deal_persistent()
@@ -68,22 +70,42 @@ class Holders(ConnectionBound):
         """
         a = self.arch
         per = self._per_process + (a.backlog if a.backlog is not None else 0)
-        counts = [0] * a.processes
+        n, processes = self.workload.connections, a.processes
+        counts = np.zeros(processes, np.int64)
+        ranks: list[np.ndarray] = []
+        procs: list[np.ndarray] = []
         conn = 0
-        while conn < self.workload.connections and min(counts) < per:
-            p = self.process_of(conn)
-            rank = counts[p]
-            counts[p] += 1
-            self._status[conn] = (rank, p)
-            conn += 1
+        # Dealt a block at a time (the dealer's own ``deal``), with each
+        # process's ranks counted in connection order.
+        while conn < n and counts.min() < per:
+            hi = min(n, conn + self.process_of.BLOCK)
+            proc = deal(np.arange(conn, hi, dtype=np.uint64), processes, self.salt)
+            rank = np.empty(len(proc), np.int64)
+            stop = len(proc)
+            filled = 0
+            for p in range(processes):
+                mine = np.flatnonzero(proc == p)
+                rank[mine] = counts[p] + np.arange(len(mine))
+                need = per - counts[p]  # connections until this process is full
+                if need <= 0:
+                    continue
+                # The connection that fills it, or past the block when none does.
+                filled = max(filled, int(mine[need - 1]) + 1 if need <= len(mine) else stop + 1)
+            # The deal stops after the connection that fills the last process.
+            keep = filled if filled <= stop else stop
+            ranks.append(rank[:keep])
+            procs.append(proc[:keep])
+            counts += np.bincount(proc[:keep], minlength=processes)
+            conn += keep
+        self._rank = np.concatenate(ranks) if ranks else np.empty(0, np.int64)
+        self._proc = np.concatenate(procs) if procs else np.empty(0, np.int64)
         self._filled_at = conn
 
     def persistent_status(self, conn: int) -> int:
-        dealt = self._status.get(conn)
-        if dealt is None:
+        if conn >= self._filled_at:
             # Past the point where every process was full.
             return WAITING if self.arch.backlog is None else REFUSED
-        rank = dealt[0]
+        rank = int(self._rank[conn])
         if rank < self._per_process:
             return SERVED
         backlog = self.arch.backlog
@@ -92,7 +114,7 @@ class Holders(ConnectionBound):
         return REFUSED
 
     def owner(self, conn: int) -> tuple[int, int]:
-        rank, process = self._status[conn]
+        rank, process = int(self._rank[conn]), int(self._proc[conn])
         return process * self._per_process + rank, process
 
     @classmethod
@@ -108,13 +130,17 @@ class Holders(ConnectionBound):
     def fast_owners(self, connections: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
         if not self.workload.persistent:
             return None
-        unique, back = np.unique(connections, return_inverse=True)
-        worker = np.full(len(unique), -1, np.int64)
-        process = np.full(len(unique), -1, np.int64)
-        for k, conn in enumerate(unique.tolist()):
-            if self.persistent_status(conn) == SERVED:
-                worker[k], process[k] = self.owner(conn)
-        return worker[back], process[back]
+        conns = np.asarray(connections, np.int64)
+        if self._filled_at == 0:
+            none = np.full(len(conns), -1, np.int64)
+            return none, none.copy()
+        dealt = conns < self._filled_at
+        at = np.where(dealt, conns, 0)
+        rank = np.where(dealt, self._rank[at], -1)
+        proc = np.where(dealt, self._proc[at], -1)
+        served = dealt & (rank < self._per_process)
+        worker = np.where(served, proc * self._per_process + rank, -1)
+        return worker.astype(np.int64), np.where(served, proc, -1).astype(np.int64)
 
     def base_levels(self) -> dict[str, int]:
         w, a = self.workload, self.arch
@@ -124,9 +150,7 @@ class Holders(ConnectionBound):
                 open_conns = w.connections
             else:
                 # Connections refused at connect time are not open.
-                refused = sum(
-                    1 for c in range(self._filled_at) if self.persistent_status(c) == REFUSED
-                )
+                refused = int(np.count_nonzero(self._rank >= self._per_process + a.backlog))
                 open_conns = self._filled_at - refused
         return self.levels(0, open_conns)
 
