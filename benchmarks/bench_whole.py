@@ -17,7 +17,10 @@ the machine:
   a bare ``python -c pass``; the default ``simlab plan``;
 - the scale case: 100,000 connections at 10,000 requests/s for 60 s
   (reactor-pool, 400 workers, 1 ms of CPU and one 20 ms call, the ``jvm``
-  platform with unlimited cores, ``--engine auto``).
+  platform with unlimited cores, ``--engine auto``);
+- the dashboard: the browser test (``tests/dashboard/test_browser.py``)
+  times how long each Explore page control change takes to be answered,
+  and its timings are tabulated here (``--no-dashboard`` skips it).
 
 Each command runs once untimed first (numba's compile cache, bytecode), then
 ``--repeats`` times for the short ones (the median is kept), once for the
@@ -32,6 +35,7 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
+import json
 import os
 import platform as host
 import statistics
@@ -123,6 +127,56 @@ def measure(row: Row, repeats: int) -> None:
         f"{row.note}",
         flush=True,
     )
+
+
+def dashboard_timings() -> tuple[list[dict[str, object]], str]:
+    """The browser test's timings of the Explore page's controls, and a note
+    (empty when it ran). The test writes them where ``TIMINGS_ENV`` says."""
+    out = Path(os.environ.get("TMPDIR", "/tmp")) / f"simlab-dashboard-{os.getpid()}.json"
+    env = _env() | {"SIMLAB_DASHBOARD_TIMINGS": str(out)}
+    test = ["tests/dashboard/test_browser.py", "-q", "-p", "no:cacheprovider"]
+    proc = subprocess.run(
+        [PYTHON, "-m", "pytest", *test],
+        check=False,
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+    )
+    try:
+        timings = json.loads(out.read_text())
+        out.unlink()
+    except (OSError, ValueError):
+        return [], f"the browser test wrote no timings (exit status {proc.returncode})"
+    note = "" if proc.returncode == 0 else f"the browser test failed (exit {proc.returncode})"
+    return timings, note
+
+
+def render_dashboard(timings: list[dict[str, object]], note: str) -> list[str]:
+    lines = [
+        "",
+        "### The dashboard: each Explore control change, answered",
+        "",
+        "Measured by the browser test (`tests/dashboard/test_browser.py`, headless"
+        " Chromium against `streamlit run app.py` on loopback) in this run: the time"
+        " from changing a sidebar control to the end of the script run that answers"
+        " it, in the browser's clock; each control is changed and set back. The goal"
+        " (at most 0.5 s a change) is reported, never asserted.",
+        "",
+    ]
+    if not timings:
+        return [*lines, f"Not measured: {note or 'skipped (--no-dashboard)'}."]
+    lines += ["| control | change | answered in s | back | answered in s | goal |",
+              "|---|---|---:|---|---:|---|"]  # fmt: skip
+    for t in timings:
+        worst = max(float(str(t["s"])), float(str(t["back_s"])))
+        lines.append(
+            f"| {t['control']} | {t['to']} | {float(str(t['s'])):.2f} | {t['back_to']} "
+            f"| {float(str(t['back_s'])):.2f} | <= 0.5 s: {_met(worst <= 0.5)} |"
+        )
+    if note:
+        lines += ["", f"Note: {note}."]
+    return lines
 
 
 def rows(sizes: list[int]) -> list[Row]:
@@ -229,7 +283,12 @@ def _cpu() -> str:
     return host.processor() or "unknown CPU"
 
 
-def render(table: dict[str, Row], sizes: list[int], shared: bool) -> str:
+def render(
+    table: dict[str, Row],
+    sizes: list[int],
+    shared: bool,
+    dashboard: tuple[list[dict[str, object]], str] = ([], ""),
+) -> str:
     when = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
     load = os.getloadavg()[0]
     lines = [
@@ -285,6 +344,7 @@ def render(table: dict[str, Row], sizes: list[int], shared: bool) -> str:
         "|---|---|---|---|",
     ]
     lines += [f"| {a} | {b} | {c} | {d} |" for a, b, c, d in goals(table, sizes)]
+    lines += render_dashboard(*dashboard)
     lines += ["", END]
     return "\n".join(lines)
 
@@ -309,6 +369,7 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=3, help="repeats of the short rows")
     ap.add_argument("--shared", action="store_true", help="say the machine was shared")
     ap.add_argument("--no-write", action="store_true", help="print, do not write the page")
+    ap.add_argument("--no-dashboard", action="store_true", help="skip the browser's timings")
     args = ap.parse_args()
     sizes = [50_000] if args.quick else [50_000, 500_000]
     if args.full:
@@ -319,7 +380,12 @@ def main() -> None:
         short = row.requests is None or row.requests <= 50_000
         measure(row, args.repeats if short and "plan" not in row.name else 1)
         table[row.name] = row
-    section = render(table, sizes, args.shared)
+    dashboard: tuple[list[dict[str, object]], str] = ([], "")
+    if not args.no_dashboard:
+        dashboard = dashboard_timings()
+        for t in dashboard[0]:
+            print(f"dashboard: {t['control']} -> {t['to']} {float(str(t['s'])):.2f} s", flush=True)
+    section = render(table, sizes, args.shared, dashboard)
     if args.no_write:
         print(section)
     else:

@@ -7,6 +7,7 @@ measured on your machine (``$SIMLAB_DATA/profiles/<name>.json``, see
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 from pathlib import Path
@@ -303,10 +304,19 @@ def load_platform(spec: str) -> Platform:
             f"platform: no preset or profile file named {spec!r} (presets: {', '.join(PRESETS)})"
         )
     try:
-        data = json.loads(path.read_text())
+        stat = path.stat()
+        # A profile is read once per version of its file: the dashboard builds
+        # hundreds of scenarios on one platform for every control change.
+        return _load_profile(str(path), stat.st_mtime_ns, stat.st_size)
     except (OSError, json.JSONDecodeError) as exc:
         raise UserError(f"platform: cannot read profile {str(path)!r}: {exc}") from None
-    return platform_from_profile(data, source=str(path))
+
+
+@functools.lru_cache(maxsize=64)
+def _load_profile(path: str, mtime_ns: int, size: int) -> Platform:
+    """The platform in the profile at ``path`` as it is at (``mtime_ns``, ``size``):
+    a frozen value, so every caller can share it."""
+    return platform_from_profile(json.loads(Path(path).read_text()), source=path)
 
 
 def platform_from_profile(data: Any, *, source: str = "profile") -> Platform:
