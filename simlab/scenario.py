@@ -336,7 +336,7 @@ OPTIONS: dict[str, Option] = {
             "engine",
             "run",
             "choice",
-            "des (events), fast (FCFS recursion where it applies) or auto",
+            "des (events), fast (the DES's requests, compiled, where it applies) or auto",
             default="des",
             choices=ENGINES,
         ),

@@ -224,8 +224,8 @@ def simulate(
     ``auto_warmup``'s choice (several relaxation times of the bottleneck),
     and the summary warns when MSER-5 finds the transient lasting longer.
     ``engine`` is ``des``
-    (events), ``fast`` (the FCFS recursion of ``simlab.fast``; an error if the
-    configuration does not qualify) or ``auto`` (fast where it qualifies);
+    (events), ``fast`` (``simlab.fast``: the same requests, compiled; an error
+    if the configuration does not qualify) or ``auto`` (fast where it qualifies);
     ``summary.engine`` says which ran. ``tables=False`` leaves the
     per-request and series tables empty (the summary is the same), which
     saves their memory and the time to build them on long runs.

@@ -165,6 +165,9 @@ def explore_page(s: Scenario, models: tuple[str, ...]) -> None:
         f"(95% CI {_fmt(low)}-{_fmt(high)}), "
         f"throughput {_fmt(summary.throughput_rps)} req/s."
     )
+    # Last on the page: what all of the above was computed for (the browser
+    # test also reads it to know that a control change has been answered).
+    st.caption("Computed for: " + ", ".join(f"{k} {v}" for k, v in s.describe().items()))
 
 
 def simulated_table(s: Scenario, models: tuple[str, ...]) -> pd.DataFrame:
