@@ -9,6 +9,8 @@ installs them as root); without them the test fails and says how to get them.
 
 from __future__ import annotations
 
+import json
+import os
 import shutil
 import sys
 import time
@@ -132,6 +134,91 @@ def _heading(driver) -> str:  # type: ignore[no-untyped-def]
     return main[0].text.strip() if main else ""
 
 
+# The Explore page's controls changed one by one (and back), each timed from the
+# change to the end of the script run that answers it: (label, kind, new value).
+CONTROLS = (
+    ("Fan-out", "radio", "parallel"),
+    ("CPU distribution", "select", "exp"),
+    ("Arrival rate (req/s)", "number", "150"),
+    ("CPU per request (ms)", "number", "2"),
+    ("Backend call latency (ms)", "number", "80"),
+    ("Backend calls per request", "number", "2"),
+    ("Requests per connection (0 = persistent)", "number", "5"),
+    ("Cores (0 = unlimited)", "number", "4"),
+    ("Workers per process", "number", "64"),
+    ("Processes", "number", "2"),
+)
+# Where the timings go besides the test's output: benchmarks/bench_whole.py sets
+# it and puts them in docs/benchmarks.md (a report, never an assertion).
+TIMINGS_ENV = "SIMLAB_DASHBOARD_TIMINGS"
+# The Explore page ends with what it was computed for.
+COMPUTED_FOR = "Computed for: "
+
+
+def _computed_for(driver) -> str:  # type: ignore[no-untyped-def]
+    for el in driver.find_elements(By.CSS_SELECTOR, '[data-testid="stCaptionContainer"]'):
+        text = el.text
+        if text.startswith(COMPUTED_FOR):
+            return text
+    return ""
+
+
+def _change(driver, label: str, kind: str, value: str) -> str:  # type: ignore[no-untyped-def]
+    """Set a sidebar control; returns the value it had."""
+    side = driver.find_element(By.CSS_SELECTOR, '[data-testid="stSidebar"]')
+    if kind == "number":
+        box = side.find_element(By.CSS_SELECTOR, f'input[aria-label="{label}"]')
+        old = box.get_attribute("value") or ""
+        box.send_keys(Keys.CONTROL, "a")
+        box.send_keys(value, Keys.ENTER)
+        return old
+    testid = "stRadio" if kind == "radio" else "stSelectbox"
+    widget = side.find_element(
+        By.XPATH, f'.//div[@data-testid="{testid}"][.//*[normalize-space(text())="{label}"]]'
+    )
+    if kind == "radio":
+        checked = widget.find_element(By.CSS_SELECTOR, "input:checked")
+        old = checked.find_element(By.XPATH, "./ancestor::label").text.strip()
+        widget.find_element(By.XPATH, f'.//label[normalize-space(.)="{value}"]').click()
+        return old
+    # A combo box: its input holds the choice, its button opens the list.
+    old = widget.find_element(By.CSS_SELECTOR, 'input[role="combobox"]').get_attribute("value")
+    widget.find_element(By.CSS_SELECTOR, 'button[aria-haspopup="listbox"]').click()
+    option = f'//*[@role="option"][normalize-space(.)="{value}"]'
+    _wait(driver, lambda d: d.find_elements(By.XPATH, option), timeout=10, what=f"{label}'s list")
+    driver.find_element(By.XPATH, option).click()
+    return old or ""
+
+
+def _answered_in(driver, label: str, kind: str, value: str) -> tuple[float, str]:  # type: ignore[no-untyped-def]
+    """Change a control and time until the page says what it was computed for
+    is the new scenario and the run has finished; returns (seconds, old value)."""
+    before = _computed_for(driver)
+    started = time.monotonic()
+    old = _change(driver, label, kind, value)
+    WebDriverWait(driver, 240, poll_frequency=0.05).until(
+        lambda d: _computed_for(d) not in ("", before) and _idle(d),
+        message=f"timed out waiting for the answer to {label} = {value}",
+    )
+    seconds = time.monotonic() - started
+    _no_traceback(driver)
+    return seconds, old
+
+
+def _time_controls(driver) -> list[dict[str, object]]:  # type: ignore[no-untyped-def]
+    """Each control changed and set back, both timed."""
+    out: list[dict[str, object]] = []
+    for label, kind, value in CONTROLS:
+        seconds, old = _answered_in(driver, label, kind, value)
+        back, _ = _answered_in(driver, label, kind, old)
+        out.append({"control": label, "to": value, "s": seconds, "back_to": old, "back_s": back})
+        print(f"Explore: {label} -> {value} in {seconds:.2f} s, back to {old} in {back:.2f} s")
+    path = os.environ.get(TIMINGS_ENV)
+    if path:
+        Path(path).write_text(json.dumps(out, indent=2) + "\n")
+    return out
+
+
 def _no_traceback(driver) -> None:  # type: ignore[no-untyped-def]
     errors = driver.find_elements(By.CSS_SELECTOR, '[data-testid="stException"]')
     assert not errors, errors[0].text
@@ -167,6 +254,10 @@ def test_every_page_renders_and_controls_update(dashboard, browser, tmp_path) ->
     print(f"the page updated {time.monotonic() - started:.2f} s after the change")
     assert _metrics(browser)["async: threads"] == "1"
     _no_traceback(browser)
+    # How long each control change takes to be answered: reported, not asserted
+    # (a timing depends on the machine); every control does get its answer.
+    timings = _time_controls(browser)
+    assert len(timings) == len(CONTROLS)
 
     for page in PAGES[1:]:
         label = browser.find_element(
