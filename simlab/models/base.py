@@ -534,6 +534,11 @@ class Model:
         """Serve connection ``conn`` starting with request ``i`` until it has nothing queued."""
         raise NotImplementedError
 
+    def start_session(self, i: int, conn: int) -> None:
+        """Start serving connection ``conn`` with request ``i``: its ``session``
+        as a SimPy process (a model may start a leaner equivalent)."""
+        self.env.process(self.session(i, conn))
+
     def admit_slot(self, i: int, conn: int) -> bool:
         """Called when an idle connection gets a request; False if it needs no session."""
         return True
@@ -645,7 +650,7 @@ class Model:
                 active[conn] = None
                 if self.ov is not None:
                     self.ov.on_sent(conn, i)
-                self.env.process(self.session(i, conn))
+                self.start_session(i, conn)
             return
         waiter = self.idle.pop(conn, None)
         if waiter is not None:

@@ -12,10 +12,12 @@ W must grow with lam x W_io (Little's law).
 from __future__ import annotations
 
 from collections.abc import Generator
+from functools import partial
 from typing import Any
 
 import numpy as np
 import simpy
+from simpy.events import Initialize
 
 from simlab.footprint import Units
 from simlab.models import composition, loads
@@ -26,6 +28,18 @@ from simlab.params import Architecture, Platform, Workload
 from simlab.streams import Deal
 
 __all__ = ["ReactorPool"]
+
+# Where a quick session resumes: a new request, a worker handed over, its timeout over.
+BEGIN, SERVE, DONE, NEXT = 0, 1, 2, 3
+
+
+class _Step:
+    """What ``simpy.events.Initialize`` calls back in place of a process: a step."""
+
+    __slots__ = ("_resume",)
+
+    def __init__(self, step: Any) -> None:
+        self._resume = step
 
 
 class ReactorPool(Model):
@@ -42,6 +56,12 @@ class ReactorPool(Model):
         self._cs_paid = p.context_switch_us > 0
         self.loops = [Pool(self.env, 1, first_id=k) for k in range(a.processes)]
         self.pools = [Pool(self.env, a.workers, first_id=k * a.workers) for k in range(a.processes)]
+        # With no loop phase and a free-running CPU a session only waits for a
+        # worker and then for one timeout: it runs as callbacks (``_quick``).
+        self._quick = (
+            self.ov is None and not self._slow and self._loop_cost == 0 and self.cpu.free_running
+        )
+        self._switch = (1 + w.calls) * self.cpu.cs
 
     @classmethod
     def request_cost(cls, workload: Workload) -> RequestCost:
@@ -62,6 +82,79 @@ class ReactorPool(Model):
     def base_levels(self) -> dict[str, int]:
         w = self.workload
         return self.levels(0, w.connections if w.persistent else 0)
+
+    def start_session(self, i: int, conn: int) -> None:
+        if not self._quick:
+            super().start_session(i, conn)
+            return
+        # What ``env.process`` would schedule (SimPy's own urgent Initialize
+        # event), calling the session's first step instead of a generator.
+        Initialize(self.env, _Step(partial(self._quick_start, i, conn)))  # type: ignore[arg-type]
+
+    def _quick_start(self, i: int, conn: int, _event: simpy.Event) -> None:
+        self._quick_session(i, conn, self.process_of(conn), BEGIN, -1, 0.0)
+
+    def _quick_handed(self, i: int, conn: int, process: int, event: simpy.Event) -> None:
+        # The server a ``Pool`` hands over.
+        worker: int = event.value  # type: ignore[assignment]
+        self._quick_session(i, conn, process, SERVE, worker, 0.0)
+
+    def _quick_after(
+        self, i: int, conn: int, process: int, worker: int, cpu: float, _event: simpy.Event
+    ) -> None:
+        self._quick_session(i, conn, process, DONE, worker, cpu)
+
+    def _quick_session(  # noqa: PLR0917 - a step resumes where the session waited
+        self, i: int, conn: int, process: int, stage: int, worker: int, cpu: float
+    ) -> None:
+        """``_lean_session`` with no loop phase on a free-running CPU, as callbacks.
+
+        The same steps and the same events in the same order (a session waits
+        for a worker, then for one timeout), without a generator: it spares the
+        SimPy process's end, an event that nobody waits for. ``stage`` says
+        where the session resumes."""
+        env, pool = self.env, self.pools[process]
+        while True:
+            if stage == BEGIN:
+                if self.workload.requests_per_connection is not None:
+                    self.connect(conn)
+                self.admit[i] = env.now
+                worker = pool.take()
+                backlog = self.arch.backlog
+                if worker < 0 and backlog is not None and pool.queued >= backlog:
+                    self.drop(i)  # the work queue is full: answer 503
+                    stage = NEXT
+                elif worker < 0:
+                    pool.wait().callbacks.append(partial(self._quick_handed, i, conn, process))
+                    return
+                else:
+                    stage = SERVE
+            if stage == SERVE:
+                self.start[i] = env.now
+                self.worker[i] = worker
+                self.process[i] = process
+                demand = self.demand[i] + self._fixed
+                cpu = 0.0
+                if demand > 0 or self._cs_paid:
+                    cpu = demand + self._switch
+                    self.cpu.busy_start.append(env.now)
+                    self.cpu.busy_dur.append(cpu)
+                if cpu + self.io_time[i] > 0:
+                    done = partial(self._quick_after, i, conn, process, worker, cpu)
+                    env.timeout(cpu + self.io_time[i]).callbacks.append(done)
+                    return
+                stage = DONE
+            if stage == DONE:
+                self.cpu_time[i] = cpu
+                pool.give(worker)
+                self.finish(i, 0.0 + self._loop_cost + cpu + self.io_time[i] + 0.0)
+            if self.workload.requests_per_connection is not None:
+                self.answered(conn)
+            q = self.active[conn]
+            if not q:
+                del self.active[conn]
+                return
+            i, stage = q.popleft(), BEGIN
 
     def session(self, i: int, conn: int) -> Generator[simpy.Event, Any, None]:
         # Without the overload options and slow clients a request takes the
