@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 import simpy
-from simpy.events import Initialize
+from simpy.events import Initialize, Timeout
 
 from simlab.footprint import Units
 from simlab.models import composition, loads
@@ -62,6 +62,7 @@ class ReactorPool(Model):
             self.ov is None and not self._slow and self._loop_cost == 0 and self.cpu.free_running
         )
         self._switch = (1 + w.calls) * self.cpu.cs
+        self._short = w.requests_per_connection is not None
 
     @classmethod
     def request_cost(cls, workload: Workload) -> RequestCost:
@@ -113,12 +114,13 @@ class ReactorPool(Model):
         for a worker, then for one timeout), without a generator: it spares the
         SimPy process's end, an event that nobody waits for. ``stage`` says
         where the session resumes."""
-        env, pool = self.env, self.pools[process]
+        pool, short = self.pools[process], self._short
+        now = self.env.now  # a step runs at one instant
         while True:
             if stage == BEGIN:
-                if self.workload.requests_per_connection is not None:
+                if short:
                     self.connect(conn)
-                self.admit[i] = env.now
+                self.admit[i] = now
                 worker = pool.take()
                 backlog = self.arch.backlog
                 if worker < 0 and backlog is not None and pool.queued >= backlog:
@@ -130,25 +132,25 @@ class ReactorPool(Model):
                 else:
                     stage = SERVE
             if stage == SERVE:
-                self.start[i] = env.now
+                self.start[i] = now
                 self.worker[i] = worker
                 self.process[i] = process
                 demand = self.demand[i] + self._fixed
                 cpu = 0.0
                 if demand > 0 or self._cs_paid:
                     cpu = demand + self._switch
-                    self.cpu.busy_start.append(env.now)
+                    self.cpu.busy_start.append(now)
                     self.cpu.busy_dur.append(cpu)
                 if cpu + self.io_time[i] > 0:
                     done = partial(self._quick_after, i, conn, process, worker, cpu)
-                    env.timeout(cpu + self.io_time[i]).callbacks.append(done)
+                    Timeout(self.env, cpu + self.io_time[i]).callbacks.append(done)
                     return
                 stage = DONE
             if stage == DONE:
                 self.cpu_time[i] = cpu
                 pool.give(worker)
                 self.finish(i, 0.0 + self._loop_cost + cpu + self.io_time[i] + 0.0)
-            if self.workload.requests_per_connection is not None:
+            if short:
                 self.answered(conn)
             q = self.active[conn]
             if not q:
