@@ -159,9 +159,10 @@ def render_dashboard(timings: list[dict[str, object]], note: str) -> list[str]:
         "",
         "Measured by the browser test (`tests/dashboard/test_browser.py`, headless"
         " Chromium against `streamlit run app.py` on loopback) in this run: the time"
-        " from changing a sidebar control to the end of the script run that answers"
-        " it, in the browser's clock; each control is changed and set back. The goal"
-        " (at most 0.5 s a change) is reported, never asserted.",
+        " from changing a sidebar control until the page, finished, says what it was"
+        " computed for (the scenario's values, the page's last line; polled every"
+        " 0.05 s); each control is changed and set back. The goal (at most 0.5 s a"
+        " change) is reported, never asserted.",
         "",
     ]
     if not timings:
