@@ -79,7 +79,10 @@ class Step:
         first = self.base if k0 == 0 else float(self.levels[k0 - 1])
         values = np.concatenate(([first], self.levels[k0:k1]))
         edges = np.concatenate(([t0], self.times[k0:k1], [t1]))
-        mean = float(np.dot(values, np.diff(edges)) / (t1 - t0))
+        # numpy's own pairwise sum, not a BLAS dot: OpenBLAS splits a long dot
+        # over its threads, so the last digits would depend on the machine's
+        # cores (and its thread pool costs more than the sum on short runs).
+        mean = float(np.add.reduce(values * np.diff(edges)) / (t1 - t0))
         return float(values.max()), mean
 
     def at(self, grid: np.ndarray) -> np.ndarray:
