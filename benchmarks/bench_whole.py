@@ -302,8 +302,8 @@ def render(
         f"{host.release()}; load average {load:.1f} at the end."
         + (
             " **The machine was shared** with other work at the time (this run at"
-            " `nice 19`): absolute times are inflated, and noisy, more than the"
-            " ratios, which come from the same run."
+            f" `nice {os.nice(0)}`): absolute times are inflated, and noisy, more than"
+            " the ratios, which come from the same run."
             if shared
             else ""
         ),
