@@ -251,6 +251,37 @@ def test_calibrated_profile_matches_the_des_request_for_request(model, workload,
         assert moved, off
 
 
+# Requests at the same instant, some taking no time at all: the event loop
+# must break ties as SimPy does (time, then priority, then creation order).
+TIES = Trace(
+    times=(0.0,) * 5 + (0.5,) * 5 + (1.0,) * 3,
+    connections=(0, 1, 2, 3, 4, 0, 1, 2, 3, 4, 0, 0, 5),
+)
+
+
+@pytest.mark.exact
+@pytest.mark.parametrize(
+    ("model", "arch"),
+    [
+        ("reactor-pool", Architecture(workers=2)),
+        ("thread-pool", Architecture(workers=2)),
+        ("async", Architecture(processes=2)),
+        ("two-tier", Architecture(workers=2)),
+        ("thread-per-connection", Architecture()),
+    ],
+)
+@pytest.mark.parametrize(("cpu", "calls"), [(0.0, 0), (0.5, 1)])
+@pytest.mark.parametrize("platform", ["cpython", "one core, a GIL, no overheads"])
+def test_ties_on_contended_cpus(model, arch, cpu, calls, platform):
+    # Without overheads a 0.5 s phase ends exactly as the next requests arrive.
+    p = simlab.load_platform("cpython") if platform == "cpython" else IDEAL.with_(cores=1, gil=True)
+    k = 1 if model == "thread-pool" else None
+    w = Workload(connections=6, trace=TIES, cpu=Fixed(cpu), io=Fixed(0.0), calls=calls,
+                 requests_per_connection=k)  # fmt: skip
+    des, fast = both(model, w, p, arch, duration=3.0, warmup=0.0, replications=1)
+    assert_same_requests(des, fast)
+
+
 # --------------------------------------------------------------- distributions
 
 # M/M/2 at rho = 0.5. Its waits relax in about 1/(c mu (1 - sqrt(rho))^2) =
