@@ -20,9 +20,10 @@ Engines:
   reported but not in the goals). Two rates are
   printed: *engine* (arrivals drawn, every request's times computed: what
   the SimPy and Ciw scripts do too) and *with summary* (plus simlab's exact
-  levels, percentiles and confidence intervals; tables off). The fast
-  engine needs an uncontended CPU, so fast and des use unlimited cores (and
-  the ideal platform for c10k, whose cpython platform has a GIL).
+  levels, percentiles and confidence intervals; tables off). fast and des
+  use unlimited cores (and the ideal platform for c10k), where the fast
+  engine runs its recursion; on contended CPUs it runs its compiled event
+  loop instead (``bench_whole.py``'s default-platform rows time that).
 - ``simpy``: a minimal SimPy script of the case's equivalent queue (M/G/c:
   a Resource, one process per customer, waits in a list).
 - ``ciw``: Ciw on the same queue.
