@@ -44,9 +44,20 @@ def sweep_peaks(  # noqa: PLR0912, PLR0917 - one compiled loop, arrays positiona
     swept once for every level that shares them.
     """
     n_levels, k = weights.shape
-    # Which levels each part feeds, and which parts (and weights) each level sums.
-    feeds = [[lv for lv in range(n_levels) if weights[lv, p] != 0] for p in range(k)]
-    sums = [[p for p in range(k) if weights[lv, p] != 0] for lv in range(n_levels)]
+    # Which levels each part feeds, and which parts (and weights) each level
+    # sums, in ascending order: arrays with a count per row (lists of lists
+    # would cost numba a reference count per visit).
+    feeds = np.empty((k, n_levels), np.int64)
+    n_feeds = np.zeros(k, np.int64)
+    sums = np.empty((n_levels, k), np.int64)
+    n_sums = np.zeros(n_levels, np.int64)
+    for lv in range(n_levels):
+        for p in range(k):
+            if weights[lv, p] != 0:
+                feeds[p, n_feeds[p]] = lv
+                n_feeds[p] += 1
+                sums[lv, n_sums[lv]] = p
+                n_sums[lv] += 1
     head = offsets[:-1].copy()
     counts = np.zeros(k, np.int64)
     stamp = np.full(n_levels, -1, np.int64)
@@ -84,13 +95,14 @@ def sweep_peaks(  # noqa: PLR0912, PLR0917 - one compiled loop, arrays positiona
             head[p] = i
             if grew and t > t0:
                 # Only a level with a part that grew can reach a new peak.
-                for lv in feeds[p]:
-                    stamp[lv] = instant
+                for j in range(n_feeds[p]):
+                    stamp[feeds[p, j]] = instant
         if t > t0:
             for lv in range(n_levels):
                 if stamp[lv] == instant:
                     level = bases[lv]
-                    for q in sums[lv]:
+                    for j in range(n_sums[lv]):
+                        q = sums[lv, j]
                         level += weights[lv, q] * counts[q]
                     peaks[lv] = max(peaks[lv], level)
     return peaks
