@@ -126,13 +126,28 @@ def _erlang_dir() -> Path:
 def _otp_release() -> str:
     erl = find_program(("erl",), peer="erlang", packages=("erlang-base",))
     return version_line(
-        [erl, "-noshell", "-eval", 'io:format("OTP ~s~n", [erlang:system_info(otp_release)]), halt().']
+        [
+            erl,
+            "-noshell",
+            "-eval",
+            'io:format("OTP ~s~n", [erlang:system_info(otp_release)]), halt().',
+        ]
     )
 
 
 def _erlang(mode: str, args: list[int]) -> list[str]:
     erl = find_program(("erl",), peer="erlang", packages=("erlang-base",))
-    return [erl, "-noshell", "-pa", str(_erlang_dir()), "-s", "coats", "main", mode, *map(str, args)]
+    return [
+        erl,
+        "-noshell",
+        "-pa",
+        str(_erlang_dir()),
+        "-s",
+        "coats",
+        "main",
+        mode,
+        *map(str, args),
+    ]
 
 
 def _kotlin_jars() -> list[Path]:
@@ -171,7 +186,9 @@ def _kotlin_versions() -> dict[str, str]:
     java = find_program(("java",), peer="kotlin", packages=("default-jdk-headless",))
     coroutines = os.path.basename(os.path.realpath(JAVA_SHARE / "kotlinx-coroutines-core.jar"))
     # kotlinc prints the JVM's warnings first; its own line names it.
-    out = subprocess.run([kotlinc, "-version"], capture_output=True, text=True, timeout=60, check=False)
+    out = subprocess.run(
+        [kotlinc, "-version"], capture_output=True, text=True, timeout=60, check=False
+    )
     lines = (out.stdout + out.stderr).splitlines()
     kotlin = next((x.strip() for x in lines if "kotlinc" in x), "unknown")
     return {
