@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-__all__ = ["COAT_OF", "slope_ci", "summarise"]
+__all__ = ["COAT_OF", "hop_relation", "slope_ci", "summarise"]
 
 # The coat each program wears (the notes: "一件是异步回调，另一件是coroutine").
 COAT_OF = {
@@ -88,3 +88,12 @@ def summarise(df: pd.DataFrame) -> pd.DataFrame:
             }
         )
     return pd.DataFrame(rows)
+
+
+def hop_relation(a: pd.Series, b: pd.Series) -> str:
+    """How coat a's CPU per hop stands to coat b's: "more" or "less" when their
+    95% intervals do not overlap, else "same" (within the measurements' noise)."""
+    (alo, ahi), (blo, bhi) = a["hop_ci95"], b["hop_ci95"]
+    if not all(map(math.isfinite, (alo, ahi, blo, bhi))) or (alo <= bhi and blo <= ahi):
+        return "same"
+    return "more" if a["hop_us"] > b["hop_us"] else "less"
