@@ -5,15 +5,17 @@ code wears two coats, asynchronous callbacks and coroutines), and they name
 Node.js, Python 3, Go, Erlang and Kotlin. Each coat is a small real program
 (``simlab.real.peers.coats``): Node.js callbacks and Node.js promises
 (async/await) on one loop, asyncio tasks on one loop, Go goroutines, Erlang
-processes and Kotlin coroutines on as many scheduler threads as cores. Measured here,
-under the machine's real-run lock:
+processes and Kotlin coroutines (on as many scheduler threads as cores while
+pending, on one for the hops, as the loops). Measured here, under the
+machine's real-run lock:
 
 - memory per pending operation: the program holds N operations, each waiting
   on its own timer and holding its own state, at two sizes; resident (PSS)
   plus its own kernel memory (its memory cgroup's), the slope between them;
 - CPU per hop: rounds of 100 concurrent requests, each passing K times
   through the runtime's scheduler, at two values of K; the process tree's
-  CPU time per request, its slope against K (95% CI over repetitions).
+  CPU time per request, its slope against K (95% CI over repetitions; a
+  slope whose interval reaches zero is reported as not identified).
 
 Then the planner's verdict for the notes' ad service (1000 requests/s, 60
 sequential calls of 100 ms, 1 ms of CPU) in each runtime, on its calibrated
@@ -39,7 +41,7 @@ import pandas as pd
 
 import simlab
 from simlab import Fixed, Workload
-from simlab.claims.coats import summarise
+from simlab.claims.coats import hop_relation, summarise
 from simlab.experiment import Experiment, arguments, rewrite_findings
 from simlab.findings import compare, joined
 from simlab.planner import Goals, plan
@@ -54,7 +56,7 @@ MEMORY_REPS, QUICK_MEMORY_REPS = 2, 1
 CONCURRENCY = 100  # requests in flight at once in the hop runs
 HOPS, QUICK_HOPS = (0, 100), (0, 20)
 HOP_MS, QUICK_HOP_MS = 1000, 150  # each hop run's measured window (after as long a warm-up)
-HOP_REPS, QUICK_HOP_REPS = 3, 2
+HOP_REPS, QUICK_HOP_REPS = 4, 2
 # The notes' ad service, on the notes' big box's 24 cores.
 AD_RATE, AD_CALLS, AD_IO_S, AD_CPU_S, AD_CORES = 1000.0, 60, 0.100, 0.001, 24
 AD_CLIENTS = 10_000_000  # one request per connection, as experiments/ad_service_fanout.py
@@ -180,17 +182,46 @@ def plan_ad_service(ex: Experiment) -> None:
         )
 
 
+def communication_layer(ex: Experiment) -> None:
+    """The communication layer's CPU per request in each runtime, from the real
+    runs under data/measurements (as the ledger's communication-cpu row reads
+    them), so that the hops' CPU can be set beside it."""
+    from simlab.claims.costs import communication_overhead  # noqa: PLC0415
+    from simlab.claims.evidence import Evidence, MissingFileError  # noqa: PLC0415
+
+    try:
+        per = communication_overhead(Evidence())
+    except MissingFileError:
+        return
+    for target, r in per.iterrows():
+        ex.add(
+            kind="communication",
+            coat=str(target),
+            runtime=str(target),
+            overhead_ms=float(r["overhead_ms"]),
+            handler_cpu_ms=float(r["cpu_ms"]),
+            runs=int(r["runs"]),
+        )
+
+
 def _ci(lo: float, hi: float) -> str:
     return f"[{lo:.3g}, {hi:.3g}]" if math.isfinite(lo) else "[no interval]"
 
 
-def _apart(a: pd.Series, b: pd.Series) -> str:
-    """The rule for two hop costs: "more"/"less" when their 95% intervals do not
-    overlap, else "same" (within the measurements' noise)."""
-    (alo, ahi), (blo, bhi) = a["hop_ci95"], b["hop_ci95"]
-    if not all(map(math.isfinite, (alo, ahi, blo, bhi))) or (alo <= bhi and blo <= ahi):
-        return "same"
-    return "more" if a["hop_us"] > b["hop_us"] else "less"
+def _hop_sentence(known: pd.DataFrame, unknown: list[str]) -> str:
+    cheap, dear = known["hop_us"].idxmin(), known["hop_us"].idxmax()
+    most_ms = AD_CALLS * float(known.loc[dear, "hop_us"]) / 1e3
+    return (
+        f"- **CPU per hop**: from {known.loc[cheap, 'hop_us']:.3f} us ({cheap}) to "
+        f"{known.loc[dear, 'hop_us']:.3f} us ({dear})"
+        + (f" (not identified: {joined(unknown)})" if unknown else "")
+        + f"; the notes' ad request makes {AD_CALLS} awaits, which cost from "
+        f"{AD_CALLS * known.loc[cheap, 'hop_us'] / 1e3:.3f} to {most_ms:.3f} ms of CPU, "
+        + compare(most_ms, AD_CPU_S * 1e3, SAME).pick(
+            more="more than", less="less than", same="about the same as"
+        )
+        + f" its own {AD_CPU_S * 1e3:g} ms handler at most."
+    )
 
 
 def findings(df: pd.DataFrame, params: dict[str, Any]) -> str:
@@ -213,9 +244,12 @@ def findings(df: pd.DataFrame, params: dict[str, Any]) -> str:
         "|---|---|---|---|---|---|",
     ]
     for coat, r in per.iterrows():
+        hop = f"{r['hop_us']:.3f} {_ci(*r['hop_ci95'])}" + (
+            "" if r["hop_identified"] else " not identified"
+        )
         out.append(
-            f"| {coat} | {r['style']} | {r['kib_per_pending']:.2f} | {r['hop_us']:.3f} "
-            f"{_ci(*r['hop_ci95'])} | {r['request_us']:.2f} | {r['cores_used']:.2f} |"
+            f"| {coat} | {r['style']} | {r['kib_per_pending']:.2f} | {hop} | "
+            f"{r['request_us']:.2f} | {r['cores_used']:.2f} |"
         )
     out.append("")
     if {"node-callbacks", "node-promises"} <= set(per.index):
@@ -235,7 +269,7 @@ def findings(df: pd.DataFrame, params: dict[str, Any]) -> str:
                 "more": f"more CPU than ({pr['hop_us'] / cb['hop_us']:.1f}x)",
                 "less": f"less CPU than ({cb['hop_us'] / pr['hop_us']:.1f}x less)",
                 "same": "the same CPU as (95% intervals overlap)",
-            }[_apart(pr, cb)]
+            }[hop_relation(pr, cb)]
             + f" a callback's hop ({pr['hop_us']:.3f} against {cb['hop_us']:.3f} us)."
         )
         across = per["kib_per_pending"].max() / per["kib_per_pending"].min()
@@ -272,19 +306,36 @@ def findings(df: pd.DataFrame, params: dict[str, Any]) -> str:
         )
         + "."
     )
-    cheap, dear = per["hop_us"].idxmin(), per["hop_us"].idxmax()
-    out.append(
-        f"- **CPU per hop**: from {per.loc[cheap, 'hop_us']:.3f} us ({cheap}) to "
-        f"{per.loc[dear, 'hop_us']:.3f} us ({dear}); the notes' ad request makes {AD_CALLS} "
-        f"awaits, which cost from {AD_CALLS * per.loc[cheap, 'hop_us'] / 1e3:.3f} to "
-        f"{AD_CALLS * per.loc[dear, 'hop_us'] / 1e3:.3f} ms of CPU, "
-        + compare(AD_CALLS * per.loc[dear, "hop_us"] / 1e3, AD_CPU_S * 1e3, SAME).pick(
-            more="more than",
-            less="less than",
-            same="about the same as",
+    known = per[per["hop_identified"]]
+    unknown = list(per.index[~per["hop_identified"]])
+    if known.empty:
+        out.append(
+            "- **CPU per hop**: no coat's CPU per hop is identified (every interval reaches zero)."
         )
-        + f" its own {AD_CPU_S * 1e3:g} ms handler at most."
-    )
+    else:
+        out.append(_hop_sentence(known, unknown))
+    comm = df[df["kind"] == "communication"]
+    if len(comm):
+        lo, hi = comm.loc[comm["overhead_ms"].idxmin()], comm.loc[comm["overhead_ms"].idxmax()]
+        hops_ms = AD_CALLS * per.loc[per["hop_identified"], "hop_us"] / 1e3
+        rel = compare(float(hops_ms.max()), float(lo["overhead_ms"]), SAME)
+        out.append(
+            "- **The communication layer's CPU per request**, measured in real runs "
+            f"(data/measurements, {len(comm)} servers: the server's CPU per request beyond "
+            f"the handler's own {float(comm['handler_cpu_ms'].iloc[0]):g} ms, parsing, "
+            f"answering and one backend call's I/O): from {lo['overhead_ms']:.2f} ms "
+            f"({lo['coat']}) to {hi['overhead_ms']:.2f} ms ({hi['coat']}), not the notes' "
+            f'"almost no CPU". The {AD_CALLS} hops of an ad request cost at most '
+            f"{float(hops_ms.max()):.3f} ms in any coat, "
+            + rel.pick(more="more than", less="less than", same="about the same as")
+            + " the cheapest communication layer's CPU for one request: "
+            + rel.pick(
+                more="the coat's hops outweigh the layer",
+                less="the coat's own cost is small beside the layer's",
+                same="the two weigh alike",
+            )
+            + "."
+        )
     plans = df[df["kind"] == "plan"]
     if len(plans):
         out += [
@@ -364,6 +415,7 @@ def main() -> None:
     with Experiment(NAME, seed=SEED, quick=args.quick, params=params, out=args.out) as ex:
         measure_coats(ex, args.quick)
         plan_ad_service(ex)
+        communication_layer(ex)
         for name, why in UNOBTAINABLE.items():
             ex.add(kind="unavailable", coat=name, runtime=name, error=why)
         ex.figure("coats", figure(ex.results()))

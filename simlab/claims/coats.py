@@ -11,7 +11,8 @@ values of K. ``summarise`` turns those raw rows into one row per coat:
 - ``hop_us``: the slope of CPU microseconds per request against K, by least
   squares over every run, with its 95% confidence interval (``hop_ci95``);
   ``request_us`` is the intercept, a request with no hop (creating and
-  finishing the operation);
+  finishing the operation); ``hop_identified`` is False when the interval
+  reaches zero or cannot be computed (the slope is then not identified);
 - ``cores_used``: CPU seconds per wall second over the hop runs.
 
 Both the experiment's findings and the claims ledger read it, so that the
@@ -81,6 +82,7 @@ def summarise(df: pd.DataFrame) -> pd.DataFrame:
                 "kib_spread": float(np.ptp(slopes)) if len(slopes) > 1 else math.nan,
                 "hop_us": hop_us,
                 "hop_ci95": (lo_ci, hi_ci),
+                "hop_identified": bool(math.isfinite(lo_ci) and lo_ci > 0),
                 "request_us": request_us,
                 "cores_used": float(hop["cpu_s"].sum() / hop["wall_s"].sum())
                 if len(hop)

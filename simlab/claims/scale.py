@@ -156,7 +156,9 @@ def callbacks_vs_coroutines(ev: Evidence) -> Finding:
     numbers: dict[str, Any] = {}
     for coat, r in per.iterrows():
         numbers[f"{coat}_kib_per_pending"] = round(float(r["kib_per_pending"]), 2)
-        numbers[f"{coat}_us_per_hop"] = round(float(r["hop_us"]), 3)
+        numbers[f"{coat}_us_per_hop"] = (
+            round(float(r["hop_us"]), 3) if r["hop_identified"] else "not identified"
+        )
     failed = df[df["kind"] == "failed"]
     for _, r in failed.iterrows():
         numbers[f"{r['coat']}_failed"] = str(r["error"])[:200]
@@ -176,7 +178,8 @@ def callbacks_vs_coroutines(ev: Evidence) -> Finding:
     text = (
         "measured, KiB per pending operation and CPU us per hop: "
         + ", ".join(
-            f"{c} ({r['style']}) {r['kib_per_pending']:.2f} KiB, {r['hop_us']:.3f} us"
+            f"{c} ({r['style']}) {r['kib_per_pending']:.2f} KiB, "
+            + (f"{r['hop_us']:.3f} us" if r["hop_identified"] else "hop not identified")
             for c, r in per.iterrows()
         )
         + f"; a native thread holds {thread_kib:.0f} KiB"

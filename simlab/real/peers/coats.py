@@ -18,9 +18,11 @@ here is one program (``coats/``) with two modes, the same in every runtime:
   (``hop_cpu``), from outside the program, the same way for every runtime.
 
 The coats (``COATS``): ``node-callbacks`` and ``node-promises`` on one event
-loop; ``asyncio`` on one loop; ``go`` goroutines and ``erlang`` processes
-on as many scheduler threads as cores; ``kotlin`` coroutines on
-kotlinx.coroutines' default dispatcher (as many threads as cores). Go,
+loop; ``asyncio`` on one loop; ``go`` goroutines, ``erlang`` processes and
+``kotlin`` coroutines (kotlinx.coroutines) on as many scheduler threads as
+cores while pending, and on one for the hops (``GOMAXPROCS=1``, one online
+scheduler, runBlocking's event loop), as the loops run: a hop's CPU is then
+the scheduler's own work, not idle scheduler threads spinning for more. Go,
 Erlang and Kotlin are built on first use and cached (``build.cached_build``).
 """
 

@@ -1,5 +1,7 @@
-// The Kotlin coroutines of experiments/callbacks_vs_coroutines.py (kotlinx.coroutines,
-// the default dispatcher: as many threads as cores).
+// The Kotlin coroutines of experiments/callbacks_vs_coroutines.py (kotlinx.coroutines):
+// pending ones on the default dispatcher (as many threads as cores), hops on one
+// thread (runBlocking's event loop), so that a hop's CPU is the dispatcher's own
+// work, not idle workers spinning for tasks.
 //
 // Usage: Coats pending N     N coroutines suspended in delay(an hour), each holding its own index
 //        Coats hops C K MS   warm up, print READY, wait a second, then rounds of C concurrent
@@ -24,7 +26,7 @@ suspend fun chain(k: Int): Int {
     return k
 }
 
-fun round(c: Int, k: Int) = runBlocking(Dispatchers.Default) {
+fun round(c: Int, k: Int) = runBlocking {
     val jobs = List(c) { async { chain(k) } }
     sink += jobs.awaitAll().sum()
 }

@@ -1,5 +1,6 @@
 %% The Erlang processes of experiments/callbacks_vs_coroutines.py: a process per
-%% operation, as a gen_tcp server runs a process per connection.
+%% operation, as a gen_tcp server runs a process per connection; pending ones on
+%% a scheduler per core, hops on one scheduler.
 %%
 %% Usage: erl -noshell -pa DIR -s coats main MODE ARGS...
 %%   pending N     N processes each waiting an hour in receive ... after, holding its index
@@ -22,6 +23,9 @@ run("pending", [N]) ->
     ready(T0),
     hold();
 run("hops", [C, K, Ms]) ->
+    %% One scheduler, as one event loop: a hop's CPU is then the scheduler's own
+    %% work, not idle schedulers busy-waiting for processes.
+    _ = erlang:system_flag(schedulers_online, 1),
     _ = rounds(C, K, Ms, erlang:monotonic_time(), 0),  % warm-up
     ready(erlang:monotonic_time()),
     timer:sleep(?PAUSE_MS),

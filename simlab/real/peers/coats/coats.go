@@ -1,4 +1,5 @@
-// The Go goroutines of experiments/callbacks_vs_coroutines.py, on GOMAXPROCS = cores threads.
+// The Go goroutines of experiments/callbacks_vs_coroutines.py: pending ones on
+// GOMAXPROCS = cores threads, hops on one (GOMAXPROCS = 1).
 //
 // Usage: coats pending N    N goroutines each asleep for an hour, holding its index
 //        coats hops C K MS  warm up, print READY, wait a second, then rounds of C
@@ -75,6 +76,9 @@ func main() {
 		}
 		ready(t0)
 	case "hops":
+		// One scheduler thread, as one event loop: a hop's CPU is then the
+		// scheduler's own work, not idle Ps spinning in search of goroutines.
+		runtime.GOMAXPROCS(1)
 		c, k, limit := args[0], args[1], time.Duration(args[2])*time.Millisecond
 		rounds(c, k, limit) // warm-up
 		ready(time.Now())
