@@ -240,7 +240,7 @@ def findings(df: pd.DataFrame, params: dict[str, Any]) -> str:
         f"{int(params.get('concurrency', CONCURRENCY))} requests at once "
         "(95% interval over the repetitions).\n",
         "| coat | wears | KiB per pending operation | CPU per hop (us) [95% CI] | "
-        "CPU per request without hops (us) | cores used |",
+        "CPU per request without hops (us) | CPU s per wall s |",
         "|---|---|---|---|---|---|",
     ]
     for coat, r in per.iterrows():

@@ -139,9 +139,14 @@ def _otp_release() -> str:
 
 def _erlang(mode: str, args: list[int]) -> list[str]:
     erl = find_program(("erl",), peer="erlang", packages=("erlang-base",))
+    # Stopping the process group stops erl_child_setup beside the VM, which then
+    # "crashes": no crash dump is wanted in the working directory for that.
     return [
         erl,
         "-noshell",
+        "-env",
+        "ERL_CRASH_DUMP_SECONDS",
+        "0",
         "-pa",
         str(_erlang_dir()),
         "-s",
