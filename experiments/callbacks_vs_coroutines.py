@@ -378,6 +378,10 @@ def findings(df: pd.DataFrame, params: dict[str, Any]) -> str:
     return "\n".join(out) + "\n"
 
 
+# The name every experiment's saved findings are rebuilt with (tests/test_findings.py).
+_findings_from = findings
+
+
 def _int(x: Any) -> str:
     return f"{int(x):,}" if pd.notna(x) else "-"
 

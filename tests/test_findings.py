@@ -172,6 +172,7 @@ def test_results_is_the_table_as_saved_and_findings_only_rewrites(tmp_path: Path
         "blocking_in_the_loop",
         "business_io_growth",
         "c10k_idle_connections",
+        "callbacks_vs_coroutines",
         "coordinated_omission",
         "flash_sale",
         "multicore",
