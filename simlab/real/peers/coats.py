@@ -7,7 +7,8 @@ here is one program (``coats/``) with two modes, the same in every runtime:
 - ``pending N``: N operations, each waiting on its own timer of an hour and
   holding its own state, as a request waits on a backend. What each costs in
   memory is the slope between two sizes (``pending_memory``), measured as
-  ``simlab measure memory`` measures a unit (``simlab.real.peers.units``).
+  ``simlab measure memory`` measures a unit (``simlab.real.peers.units``):
+  the tree's PSS, and the kernel memory charged to its memory cgroup.
 - ``hops C K MS``: rounds of C concurrent requests, each passing K times
   through the runtime's scheduler, for MS milliseconds after a warm-up of the
   same length. A hop is one turn through the scheduler and back, the step
@@ -31,6 +32,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -42,6 +44,7 @@ from typing import IO, Any
 
 import psutil
 
+from simlab.real.kernel import KernelAccount
 from simlab.real.peers import node
 from simlab.real.peers.build import (
     CACHE,
@@ -52,12 +55,14 @@ from simlab.real.peers.build import (
     temp_prefix,
     version_line,
 )
-from simlab.real.peers.units import Unit, unit_memory
+from simlab.real.probe import kernel_kib
+from simlab.real.processes import STOP_GRACE_S
 
 __all__ = ["COATS", "Coat", "hop_cpu", "pending_memory"]
 
 COATS_DIR = Path(__file__).parent / "coats"
 READY_TIMEOUT_S = 300.0
+SETTLE_S = 0.5  # as simlab.real.peers.units: the program's memory settles once READY
 # Where Debian keeps the Kotlin and kotlinx jars (kotlin, libkotlinx-coroutines-java,
 # libkotlinx-atomicfu-java: the coroutines library needs atomicfu at run time).
 JAVA_SHARE = Path("/usr/share/java")
@@ -276,13 +281,37 @@ COATS: dict[str, Coat] = {c.name: c for c in _COATS}
 
 def pending_memory(coat: Coat, n: int) -> dict[str, float]:
     """The program's tree holding ``n`` pending operations: rss, uss, pss, vms and
-    kernel (KiB, its memory cgroup's), and create_s (the time to create them)."""
-    unit = Unit(coat.runtime, coat.name, f"{coat.name} pending operation", _pending_argv(coat))
-    return unit_memory(unit, n)
+    kernel (KiB; its memory cgroup's kernel charge, as ``simlab measure memory``
+    counts a unit's, else the machine's growth), and create_s (the time the
+    program took to create them)."""
+    base = kernel_kib()
+    account, _ = KernelAccount.create()
+    try:
+        deadline = time.monotonic() + READY_TIMEOUT_S
+        preexec = account.preexec if account is not None else None
+        with _running(coat.argv("pending", [n]), f"coats-{coat.name}", preexec) as program:
+            ready = program.next_line("READY", deadline)
+            time.sleep(SETTLE_S)
+            mem = _tree_memory(program.pid)
+            mem["kernel"] = account.kernel_kib() if account is not None else kernel_kib() - base
+            mem["create_s"] = float(ready["create_s"])
+    finally:
+        if account is not None:
+            account.close()
+    return mem
 
 
-def _pending_argv(coat: Coat) -> Callable[[int, Path], list[str]]:
-    return lambda n, _prefix: coat.argv("pending", [n])
+def _tree_memory(pid: int) -> dict[str, float]:
+    root = psutil.Process(pid)
+    out = {"rss": 0.0, "uss": 0.0, "pss": 0.0, "vms": 0.0}
+    for p in [root, *root.children(recursive=True)]:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            m = p.memory_full_info()
+            out["rss"] += m.rss / 1024
+            out["uss"] += m.uss / 1024
+            out["pss"] += m.pss / 1024
+            out["vms"] += m.vms / 1024
+    return out
 
 
 def _tree_cpu_s(pid: int) -> float:
@@ -296,11 +325,27 @@ def _tree_cpu_s(pid: int) -> float:
 
 
 class _Program(PeerProcess):
-    """A coat's program; what it prints on stdout (READY, DONE) is kept to be read."""
+    """A coat's program; what it prints on stdout (READY, DONE) is kept to be read.
 
-    def __init__(self, argv: list[str], *, name: str) -> None:
+    It is stopped main group first: the Erlang VM's helper (erl_child_setup)
+    runs in a session of its own and waits for the VM to go, so stopping the
+    escaped groups first (``PeerProcess``'s order) would wait out its grace.
+    """
+
+    def __init__(
+        self, argv: list[str], *, name: str, preexec: Callable[[], None] | None = None
+    ) -> None:
         self.lines: deque[str] = deque()
-        super().__init__(argv, prefix=temp_prefix(name), name=name)
+        super().__init__(argv, prefix=temp_prefix(name), name=name, preexec=preexec)
+
+    def stop(self) -> str:
+        if self.proc.poll() is None:
+            self.note_groups()
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.proc.pid, signal.SIGTERM)
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                self.proc.wait(STOP_GRACE_S)
+        return super().stop()
 
     def _drain(self, stream: IO[str] | None, sink: deque[str] | None) -> None:
         super()._drain(stream, self.lines if stream is self.proc.stdout else sink)
@@ -321,8 +366,10 @@ class _Program(PeerProcess):
 
 
 @contextlib.contextmanager
-def _running(argv: list[str], name: str) -> Iterator[_Program]:
-    program = _Program(argv, name=name)
+def _running(
+    argv: list[str], name: str, preexec: Callable[[], None] | None = None
+) -> Iterator[_Program]:
+    program = _Program(argv, name=name, preexec=preexec)
     try:
         yield program
     finally:

@@ -58,7 +58,6 @@ __all__ = [
     "client_share_kib",
     "measure_units",
     "runtime_versions",
-    "unit_memory",
 ]
 
 RUNTIMES = ("cpython", "jvm", "go", "node", "php")
@@ -234,12 +233,6 @@ def _next_stdout(held: _Holder, deadline: float) -> str:
             raise RuntimeError(f"exited with {held.proc.returncode}: {held.stop()[-500:]}")
         time.sleep(0.01)
     raise RuntimeError("no READY line in time")
-
-
-def unit_memory(unit: Unit, n: int) -> dict[str, float]:
-    """The memory (KiB: rss, uss, pss, vms, kernel) of ``unit``'s program holding
-    ``n`` units, and create_s, the time it took to create them."""
-    return _one(unit, n)
 
 
 def _one(unit: Unit, n: int) -> dict[str, float]:
