@@ -169,7 +169,8 @@ def callbacks_vs_coroutines(ev: Evidence) -> Finding:
     # A CPU per hop counts only when the two 95% intervals do not overlap.
     apart = 1.0
     if {"node-callbacks", "node-promises"} <= set(per.index):
-        cb, pr = per.loc["node-callbacks"], per.loc["node-promises"]
+        rows = dict(per.iterrows())
+        cb, pr = rows["node-callbacks"], rows["node-promises"]
         cols = ["kib_per_pending"] + (["hop_us"] if hop_relation(cb, pr) != "same" else [])
         for col in cols:
             a, b = float(cb[col]), float(pr[col])
