@@ -48,15 +48,16 @@ from simlab.errors import UserError
 from simlab.fitting import Fit, fit_robust, median_with_ci
 from simlab.journal import Journal
 from simlab.models import get_model
+from simlab.models.base import MAX_BUSY_SEEN
 from simlab.params import Architecture, Platform, Workload
 from simlab.platforms import PRESETS, profile_path
 from simlab.provenance import atomic_write_json, git_revision, json_safe, machine, utc_stamp
-from simlab.real.grids import Run, grid
+from simlab.real.grids import LOOP_SERVERS, Run, grid
 from simlab.real.measure import MeasureOptions, measure
 from simlab.real.memory import measure_memory
 from simlab.real.peers import PEERS
 
-__all__ = ["CPU_COSTS", "calibrate", "cpu_row", "fit_cpu"]
+__all__ = ["CPU_COSTS", "calibrate", "cpu_row", "fit_batching", "fit_cpu"]
 
 CPU_COSTS = ("parse_us", "task_us", "dispatch_us", "call_us", "context_switch_us", "wake_us")
 ACCEPT_COSTS = ("spawn_us", "fork_us")
@@ -143,6 +144,53 @@ def fit_contention(
         "grow with the threads here"
     )  # fmt: skip
     return chosen, [lo, hi], identified, why
+
+
+BATCHING_METHOD = (
+    "soft-L1 least squares over the loop servers' light runs and closed loops "
+    "(the other costs held at their fitted values), 95% bootstrap interval"
+)
+
+
+def loop_share(run: Run, busy: float) -> float:
+    """The share of a loop's wake-ups one request pays: in a closed loop of k
+    clients with no think time all k are ready at each wake-up (1/k); under
+    open arrivals a request finds the loop asleep with probability about
+    1 - busy (Poisson arrivals see time averages)."""
+    if run.role == "batch":
+        return 1.0 / run.workload.connections
+    return 1.0 - min(max(busy, 0.0), MAX_BUSY_SEEN)
+
+
+def fit_batching(results: list[tuple[Run, dict[str, Any]]], platform: Platform) -> Fit | None:
+    """An event loop's own costs (``loop_event_us``, ``loop_wake_us``), from the
+    loop servers' runs: what is left of each run's CPU per request once the
+    costs ``platform`` already holds (all but the loop's parse and its
+    wake-up) are taken off, fitted as ``loop_event_us + loop_wake_us * share``
+    (``loop_share``). The main fit cannot separate them: it prices a loop's
+    request at a thread's ``parse_us`` and its wake-ups at a thread's 1 - busy,
+    whatever the batch. None when there are too few loop runs."""
+    rows, ys = [], []
+    for run, s in results:
+        if run.target not in LOOP_SERVERS or run.role not in ("cpu", "batch"):
+            continue
+        y = _per_request_cpu(s, run)
+        if y is None:
+            continue
+        busy = float(s["cpu_busy_cores"] or 0.0)
+        w = run.workload
+        row = cpu_row(run.target, w.calls, busy, w.requests_per_connection)
+        share = loop_share(run, busy)
+        idle = 1.0 - min(max(busy, 0.0), MAX_BUSY_SEEN)
+        held = sum(row[k] * float(getattr(platform, k)) for k in CPU_COSTS)
+        # Take off the loop's parse and its phase's wake-up as the main fit
+        # priced them, and put back the wake-up at the loop's own share.
+        held += -platform.parse_us + platform.wake_us * (share - idle)
+        rows.append([1.0, share])
+        ys.append(y - held)
+    if len(rows) < 4:
+        return None
+    return fit_robust(np.array(rows), np.array(ys), ("loop_event_us", "loop_wake_us"))
 
 
 # Wall-clock overheads are read from lightly loaded runs only: under load the
@@ -484,6 +532,12 @@ def _profile(
               "assumption": f"not identified: {c_why}; the preset's value",
               "estimate": contention}
     )  # fmt: skip
+    batching = fit_batching(results, fitted)
+    if batching is not None:
+        for key in batching.names:
+            params[key] = batching.parameter(
+                key, preset=getattr(preset, key), method=BATCHING_METHOD
+            )
     profile = {
         "name": name,
         "base": "cpython",

@@ -318,6 +318,22 @@ class Platform:
         task_us            creating a task or coroutine per request (async)
         parse_us           parsing a request and writing its response
         call_us            issuing one backend call and reading its answer
+        loop_event_us      what an event loop pays per ready event (reading the
+                           request, parsing it, writing the answer) in place of
+                           parse_us; 0 means parse_us (no batching modelled).
+                           A thread's parse_us also holds its blocking read's
+                           wake-up, which a loop that finds the request ready
+                           does not pay
+        loop_wake_us       what an event loop pays on top of wake_us when it
+                           wakes from its poll with nothing run since it slept
+                           (epoll_wait returning, walking the ready list, cold
+                           caches). Every event ready at that wake-up, and every
+                           one that arrives while the loop is busy, is run before
+                           it sleeps again and shares it: the loop's batching,
+                           which makes its CPU per request fall as load rises.
+                           Both are fitted (``simlab.calibrate.fit_batching``)
+                           from the loop servers' light runs and closed loops of
+                           1 to 64 clients; 0 in every preset
         gil_interval_us    CPython's switch interval (``sys.getswitchinterval()``,
                            5 ms): a thread that wants the GIL asks the holder to
                            drop it after this long, so a phase longer than it
@@ -386,6 +402,8 @@ class Platform:
     parse_us: float = 37.0
     call_us: float = 18.5
     gil_interval_us: float = 0.0
+    loop_event_us: float = 0.0
+    loop_wake_us: float = 0.0
     process_kernel_kib: float = 0.0
     client_cpu_us: float = 0.0
     backend_cpu_us: float = 0.0
@@ -424,7 +442,24 @@ class Platform:
         return tuple(f.name for f in fields(cls) if f.name not in ("name", "cores", "gil"))
 
     def describe(self) -> dict[str, Any]:
-        return {f.name: getattr(self, f.name) for f in fields(self)}
+        # The batching parameters only when set, so that every output of a
+        # platform without them (and every golden) stays as it was.
+        return {
+            f.name: getattr(self, f.name)
+            for f in fields(self)
+            if f.name not in BATCHING or getattr(self, f.name) != 0
+        }
+
+    @property
+    def loop_parse_us(self) -> float:
+        """What an event loop pays per request for reading, parsing and answering it."""
+        return self.loop_event_us or self.parse_us
+
+    @property
+    def batching(self) -> bool:
+        """True when an event loop's costs differ from a thread's (``loop_event_us``,
+        ``loop_wake_us``): the loop shares its wake-ups among the events ready."""
+        return self.loop_event_us > 0 or self.loop_wake_us > 0
 
     def rtt(self) -> Distribution:
         """The client and loopback path's time per request (seconds)."""
@@ -436,6 +471,10 @@ class Platform:
 
     def with_(self, **changes: Any) -> Platform:
         return replace(self, **changes)
+
+
+# The event loop's own costs; left out of ``describe`` while they are 0.
+BATCHING = ("loop_event_us", "loop_wake_us")
 
 
 def _jitter(mean: float, cv: float) -> Distribution:

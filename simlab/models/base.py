@@ -139,7 +139,10 @@ class RequestCost:
       asleep and pay ``wake_us``); ``always_wakes`` when every phase does
       (a forked child sleeps between requests);
     - ``accept``: paid by the accepting thread once per connection (spawning
-      a thread or forking a process for it).
+      a thread or forking a process for it);
+    - ``on_loop``: the ``thread`` part runs on an event loop (async's loop is
+      its request's thread), so that, like ``loop``, it parses at the
+      platform's ``loop_parse_us``.
     """
 
     loop: Mapping[str, float]
@@ -148,21 +151,27 @@ class RequestCost:
     phases: int
     accept: Mapping[str, float] = field(default_factory=dict)
     always_wakes: bool = False
+    on_loop: bool = False
 
     @staticmethod
-    def _seconds(terms: Mapping[str, float], platform: Platform) -> float:
+    def _seconds(terms: Mapping[str, float], platform: Platform, *, loop: bool) -> float:
         total = 0.0
         for name in COST_TERMS:
             if name in terms:
-                n, each = terms[name], float(getattr(platform, name))
+                n = terms[name]
+                each = (
+                    platform.loop_parse_us
+                    if loop and name == "parse_us"
+                    else float(getattr(platform, name))
+                )
                 total += each if n == 1 else n * each
         return total * US
 
     def loop_s(self, platform: Platform) -> float:
-        return self._seconds(self.loop, platform)
+        return self._seconds(self.loop, platform, loop=True)
 
     def thread_s(self, platform: Platform) -> float:
-        return self._seconds(self.thread, platform)
+        return self._seconds(self.thread, platform, loop=self.on_loop)
 
     def switch_s(self, platform: Platform) -> float:
         return self.switches * platform.context_switch_us * US

@@ -95,6 +95,7 @@ class Cpu:
         "env",
         "gils",
         "interval",
+        "loop_wake",
         "wake",
     )
 
@@ -105,6 +106,7 @@ class Cpu:
         self.cs = platform.context_switch_us * 1e-6
         self.contention = platform.switch_contention
         self.wake = platform.wake_us * 1e-6
+        self.loop_wake = platform.loop_wake_us * 1e-6
         self.interval = platform.gil_interval_us * 1e-6 if platform.gil else 0.0
         self.active = [0] * processes
         self.busy_start: array[float] = array("d")
@@ -147,6 +149,8 @@ class Cpu:
         switches: int,
         process: int | None,
         lock: Pool | None = None,
+        *,
+        loop: bool = False,
     ) -> Generator[simpy.Event, Any, tuple[float, float]]:
         """Run one phase of ``process`` (None: a process of its own, such as a
         forked child, that sleeps between requests); returns the CPU time it
@@ -154,6 +158,10 @@ class Cpu:
 
         ``lock`` is a single thread the phase must have first (an event loop,
         an accepting thread); waiting for it keeps the process awake.
+        ``loop``: the phase runs on an event loop. The loop takes every event
+        ready when it wakes and runs them before it sleeps again, so only the
+        phase that wakes it pays its wake-up (``loop_wake_us``): the others
+        share it (batching).
         """
         if process is None:
             woke = self.wake > 0
@@ -177,7 +185,7 @@ class Cpu:
             )
             duration += switches * self.cs * (1.0 + self.contention * runnable)
         if woke:
-            duration += self.wake
+            duration += self.wake + self.loop_wake if loop else self.wake
         env = self.env
         started = env.now
         if self.interval and gil is not None and duration > self.interval:

@@ -78,7 +78,7 @@ class ReactorPool(Model):
             sent = yield from self.client_sends(i)
             self.admit[i] = env.now
             if self._loop_cost > 0:
-                yield from self.cpu.run(gil, self._loop_cost, 0, process, lock=loop)
+                yield from self.cpu.run(gil, self._loop_cost, 0, process, lock=loop, loop=True)
             # The overload limit answers 503 before the request is handed on.
             shed = self.ov is not None and self.ov.shed(i)
             worker = -1 if shed else pool.take()
