@@ -57,7 +57,7 @@ from simlab.real.measure import MeasureOptions, measure
 from simlab.real.memory import measure_memory
 from simlab.real.peers import PEERS
 
-__all__ = ["CPU_COSTS", "calibrate", "cpu_row", "fit_batching", "fit_cpu"]
+__all__ = ["CPU_COSTS", "calibrate", "cpu_row", "fit_batching", "fit_cpu", "fit_forks"]
 
 CPU_COSTS = ("parse_us", "task_us", "dispatch_us", "call_us", "context_switch_us", "wake_us")
 ACCEPT_COSTS = ("spawn_us", "fork_us")
@@ -604,6 +604,59 @@ def _memory_parameters(
     )
     params["stack_kib"] = _measured(units["thread"]["vms"], bench)
     params["task_kib"] = _measured(max(0.0, units["coroutine"]["uss"]), bench)
+    held = preset.with_(**{k: v["value"] for k, v in params.items() if k in MEMORY_KEYS})
+    forks = fit_forks(results, held)
+    if forks is not None:
+        for key in forks.names:
+            params[key] = forks.parameter(key, preset=getattr(preset, key), method=FORKS_METHOD)
+
+
+# The user-memory parameters ``fit_forks`` holds at their fitted values.
+MEMORY_KEYS = ("process_kib", "thread_kib", "connection_kib", "backend_conn_kib", "fork_kib")
+FORKS_METHOD = (
+    "soft-L1 least squares on relative error over the process-per-connection runs "
+    "(the other units held at their fitted values), 95% bootstrap interval"
+)
+
+
+def fit_forks(results: list[tuple[Run, dict[str, Any]]], platform: Platform) -> Fit | None:
+    """Copy-on-write of a child per connection, from the process-per-connection
+    runs: what is left of each run's user memory once the units ``platform``
+    already prices (the server, its threads, connections, forks and backend
+    connections) are taken off, fitted as ``fork_touched_kib`` per child that
+    has served plus ``fork_call_kib`` per child that has made a backend call.
+
+    The joint fit over every server cannot separate a served child's growth
+    from its fork (every served child is both); these runs can, because some
+    hold children that never served (400 connections at 20/s) and some make
+    no calls. Only children alive at the peak count. None when there are too
+    few runs."""
+    rows, ys = [], []
+    costs = (
+        platform.process_kib,
+        platform.thread_kib,
+        platform.connection_kib,
+        platform.fork_kib - platform.thread_kib,
+        platform.backend_conn_kib,
+    )
+    for run, s in results:
+        if run.target in PEERS or run.role not in ("cpu", "memory"):
+            continue
+        if not get_model(run.target).own_process:
+            continue
+        mem = s["kept"].get("pss_peak_mib")
+        if mem is None or s["threads"]["peak"] is None:
+            continue
+        units = memory_units(run, s)
+        known = sum(n * kib for n, kib in zip(units[:5], costs, strict=True))
+        served = min(units[5], units[3])  # a child that has exited holds nothing
+        called = served if run.workload.calls > 0 else 0.0
+        y = mem * 1024
+        rows.append([served / y, called / y])
+        ys.append((y - known) / y)
+    if len(rows) < 4:
+        return None
+    return fit_robust(np.array(rows), np.array(ys), ("fork_touched_kib", "fork_call_kib"))
 
 
 def _lab(results: list[tuple[Run, dict[str, Any]]]) -> dict[str, Any]:

@@ -289,6 +289,12 @@ class Platform:
         fork_touched_kib   a forked child's growth once it serves a request:
                            reference counting writes to the interpreter's pages
                            and copy-on-write makes them private
+        fork_call_kib      a forked child's further growth from its first backend
+                           call (its socket and the pages the call path writes
+                           become private too); children per connection only:
+                           pre-forked copies were not measured for it. Fitted
+                           with fork_touched_kib from the process-per-connection
+                           runs (``simlab.calibrate.fit_forks``); 0 in every preset
 
     Wall-clock costs that hold no server resource (microseconds):
 
@@ -388,6 +394,7 @@ class Platform:
     fork_kernel_kib: float = 238.0
     backend_conn_kib: float = 0.0
     fork_touched_kib: float = 0.0
+    fork_call_kib: float = 0.0
     rtt_us: float = 0.0
     rtt_cv: float = 0.0
     call_latency_us: float = 0.0
@@ -442,12 +449,12 @@ class Platform:
         return tuple(f.name for f in fields(cls) if f.name not in ("name", "cores", "gil"))
 
     def describe(self) -> dict[str, Any]:
-        # The batching parameters only when set, so that every output of a
+        # The mechanisms' parameters only when set, so that every output of a
         # platform without them (and every golden) stays as it was.
         return {
             f.name: getattr(self, f.name)
             for f in fields(self)
-            if f.name not in BATCHING or getattr(self, f.name) != 0
+            if f.name not in MECHANISMS or getattr(self, f.name) != 0
         }
 
     @property
@@ -473,8 +480,9 @@ class Platform:
         return replace(self, **changes)
 
 
-# The event loop's own costs; left out of ``describe`` while they are 0.
-BATCHING = ("loop_event_us", "loop_wake_us")
+# Parameters of the mechanisms added for the validation's worst misses (event-loop
+# batching, a forked child's first call); left out of ``describe`` while they are 0.
+MECHANISMS = ("loop_event_us", "loop_wake_us", "fork_call_kib")
 
 
 def _jitter(mean: float, cv: float) -> Distribution:
