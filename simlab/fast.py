@@ -53,7 +53,14 @@ def _mechanism_reason(cls: type[Model], platform: Platform) -> str | None:
     engine refuse, or None. A loop's per-event cost (``loop_event_us``) is a
     constant the recursion charges through ``request_cost``; its wake-up
     shared by a batch (``loop_wake_us``) depends on whether the loop slept,
-    which a recursion over start times does not track."""
+    which a recursion over start times does not track; nor does it track who
+    waits for a GIL, so a hand-off out of order (``gil_fifo_share``) is the
+    DES's alone."""
+    if platform.gil and platform.gil_fifo_share < 1 and cls.fast_mode not in (None, FastMode.LOOP):
+        return (
+            "the GIL handed to any waiting thread, not the oldest (the convoy effect), "
+            "is modelled in the DES only (fast needs gil_fifo_share = 1)"
+        )
     if platform.loop_wake_us > 0 and cls.fast_mode in _LOOP_MODES:
         return (
             "an event loop's wake-up shared by the events ready at it (batching) "

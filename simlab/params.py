@@ -340,6 +340,14 @@ class Platform:
                            Both are fitted (``simlab.calibrate.fit_batching``)
                            from the loop servers' light runs and closed loops of
                            1 to 64 clients; 0 in every preset
+        gil_fifo_share     the share of GIL hand-offs that go to the thread that
+                           has waited longest; the others go to any waiting
+                           thread (``simlab.models.pool.Gil``). CPython's GIL
+                           wakes whichever waiter the OS picks and lets a thread
+                           back from its I/O take it first, so waits are not
+                           served in order and a waiter can be passed over again
+                           and again (the convoy effect): a wider spread of GIL
+                           waits, the same mean. 1 (in order) in every preset
         gil_interval_us    CPython's switch interval (``sys.getswitchinterval()``,
                            5 ms): a thread that wants the GIL asks the holder to
                            drop it after this long, so a phase longer than it
@@ -409,6 +417,7 @@ class Platform:
     parse_us: float = 37.0
     call_us: float = 18.5
     gil_interval_us: float = 0.0
+    gil_fifo_share: float = 1.0
     loop_event_us: float = 0.0
     loop_wake_us: float = 0.0
     process_kernel_kib: float = 0.0
@@ -438,6 +447,10 @@ class Platform:
             if f.name not in ("name", "cores", "gil"):
                 _finite_nonneg(f.name, getattr(self, f.name))
         _require(
+            self.gil_fifo_share <= 1,
+            f"gil_fifo_share(={self.gil_fifo_share!r}) must be between 0 and 1",
+        )
+        _require(
             self.fork_kib >= self.thread_kib and self.fork_kernel_kib >= self.thread_kernel_kib,
             f"fork_kib(={self.fork_kib}) and fork_kernel_kib(={self.fork_kernel_kib}) must be "
             f">= thread_kib(={self.thread_kib}) and thread_kernel_kib(={self.thread_kernel_kib}): "
@@ -454,7 +467,7 @@ class Platform:
         return {
             f.name: getattr(self, f.name)
             for f in fields(self)
-            if f.name not in MECHANISMS or getattr(self, f.name) != 0
+            if f.name not in MECHANISMS or getattr(self, f.name) != f.default
         }
 
     @property
@@ -481,8 +494,9 @@ class Platform:
 
 
 # Parameters of the mechanisms added for the validation's worst misses (event-loop
-# batching, a forked child's first call); left out of ``describe`` while they are 0.
-MECHANISMS = ("loop_event_us", "loop_wake_us", "fork_call_kib")
+# batching, a forked child's first call, the GIL's hand-off); left out of
+# ``describe`` while they are at their defaults (the mechanism off).
+MECHANISMS = ("loop_event_us", "loop_wake_us", "fork_call_kib", "gil_fifo_share")
 
 
 def _jitter(mean: float, cv: float) -> Distribution:

@@ -269,7 +269,7 @@ class Model:
         self.streams = Streams.of(seed)
         self.salt = self.streams.salt
         self.process_of = Dealer(architecture.processes, self.salt)
-        self.cpu = Cpu(env, platform, architecture.processes)
+        self.cpu = Cpu(env, platform, architecture.processes, self.streams.gil)
         self._call_latency = platform.call_latency()
         self._call_cpu = platform.call_us * US
         # The lab's neighbours on the same cores: the load generator's CPU per

@@ -16,11 +16,12 @@ from collections import deque
 from collections.abc import Generator
 from typing import Any
 
+import numpy as np
 import simpy
 
 from simlab.params import Platform
 
-__all__ = ["Cpu", "Pool"]
+__all__ = ["Cpu", "Gil", "Pool"]
 
 
 class Pool:
@@ -56,6 +57,40 @@ class Pool:
     @property
     def queued(self) -> int:
         return len(self.waiters)
+
+
+class Gil(Pool):
+    """A GIL whose hand-off is not first-come-first-served.
+
+    CPython's GIL (``Python/ceval_gil.h``) is a mutex and a condition
+    variable: a thread that drops it signals the condition, and whichever
+    waiting thread the OS wakes first takes it, unless a thread that has just
+    come back from its I/O takes it before any sleeper wakes. So the oldest
+    waiter is not served first: of the threads waiting, any may be next. A
+    waiter's only guarantee is the switch interval, and only against a thread
+    that holds the GIL that long (``Cpu``'s slices): a stream of short phases
+    switching among the others voids its timeouts, and it waits on (the
+    convoy effect, Beazley 2010). Here a hand-off goes to the oldest waiter
+    with probability ``fifo`` (the platform's ``gil_fifo_share``), else to
+    one of them drawn uniformly.
+    """
+
+    __slots__ = ("fifo", "rng")
+
+    def __init__(self, env: simpy.Environment, rng: np.random.Generator, fifo: float) -> None:
+        super().__init__(env, 1)
+        self.rng = rng
+        self.fifo = fifo
+
+    def give(self, server: int) -> None:
+        waiters = self.waiters
+        if len(waiters) > 1 and self.rng.random() >= self.fifo:
+            k = int(self.rng.integers(len(waiters)))
+            chosen = waiters[k]
+            del waiters[k]
+            chosen.succeed(server)
+        else:
+            super().give(server)
 
 
 class Cpu:
@@ -99,10 +134,23 @@ class Cpu:
         "wake",
     )
 
-    def __init__(self, env: simpy.Environment, platform: Platform, processes: int) -> None:
+    def __init__(
+        self,
+        env: simpy.Environment,
+        platform: Platform,
+        processes: int,
+        rng: np.random.Generator | None = None,
+    ) -> None:
         self.env = env
         self.cores = Pool(env, platform.cores) if platform.cores is not None else None
-        self.gils = [Pool(env, 1) for _ in range(processes)] if platform.gil else None
+        self.gils: list[Pool] | None = None
+        if platform.gil:
+            fifo = platform.gil_fifo_share
+            # A hand-off other than first-come-first-served draws from ``rng``.
+            self.gils = [
+                Gil(env, rng, fifo) if fifo < 1 and rng is not None else Pool(env, 1)
+                for _ in range(processes)
+            ]
         self.cs = platform.context_switch_us * 1e-6
         self.contention = platform.switch_contention
         self.wake = platform.wake_us * 1e-6
