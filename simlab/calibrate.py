@@ -146,6 +146,14 @@ def fit_contention(
     return chosen, [lo, hi], identified, why
 
 
+# Where the GIL's hand-off order comes from: CPython's source, not these runs.
+GIL_HANDOFF = (
+    "not fitted: CPython's take_gil and drop_gil (Python/ceval_gil.h) signal a "
+    "condition variable, so the GIL goes to whichever waiting thread the OS wakes "
+    "first, or to a thread back from its I/O before any wakes: no waiter is "
+    "served in order (0); the switch interval forces a turn only against a "
+    "thread that holds the GIL that long"
+)
 BATCHING_METHOD = (
     "soft-L1 least squares over the loop servers' light runs and closed loops "
     "(the other costs held at their fitted values), 95% bootstrap interval"
@@ -520,6 +528,11 @@ def _profile(
     params["gil_interval_us"] = _measured(
         sys.getswitchinterval() * 1e6, "sys.getswitchinterval() of this Python"
     )
+    params["gil_fifo_share"] = {
+        "value": 0.0,
+        "identified": False,
+        "assumption": GIL_HANDOFF,
+    }
     params["cores"] = os.cpu_count() or 1
     params["gil"] = True
     fitted = preset.with_(**{k: v["value"] for k, v in params.items() if isinstance(v, dict)})

@@ -21,6 +21,7 @@ __all__ = ["SCENARIOS", "Architecture", "Platform", "Trace", "Workload"]
 
 Fanout = Literal["sequential", "parallel"]
 Hop = Literal["per-request", "kept-alive"]
+FirstRead = Literal["loop", "worker"]
 
 
 def _require(ok: bool, message: str) -> None:
@@ -213,6 +214,13 @@ class Architecture:
     event loops per process of ``async``, each on its own thread (the notes'
     "one process, several threads, coroutines on each thread"). ``limits`` are
     the server's overload controls (``simlab.overload.policy.Limits``).
+
+    ``first_read`` is where ``reactor-pool`` reads a new connection's first
+    request: on its loop (``loop``), or on a worker thread that takes the
+    connection when it is accepted and blocks in its first read
+    (``worker``, as gunicorn's gthread worker does): that worker is held
+    from the accept until the first request is served, and only then does the
+    connection go to the loop.
     """
 
     workers: int = 32
@@ -222,6 +230,7 @@ class Architecture:
     loops: int = 1
     fronts: int = 1
     hop: Hop = "per-request"
+    first_read: FirstRead = "loop"
 
     def __post_init__(self) -> None:
         _require(
@@ -248,6 +257,10 @@ class Architecture:
             isinstance(self.loops, int) and self.loops >= 1,
             f"loops(={self.loops!r}) must be an integer >= 1",
         )
+        _require(
+            self.first_read in ("loop", "worker"),
+            f"first_read(={self.first_read!r}) must be 'loop' or 'worker'",
+        )
 
     def describe(self) -> dict[str, Any]:
         out: dict[str, Any] = {
@@ -263,6 +276,8 @@ class Architecture:
         if (self.fronts, self.hop) != (1, "per-request"):
             out["fronts"] = self.fronts
             out["hop"] = self.hop
+        if self.first_read != "loop":
+            out["first_read"] = self.first_read
         return out
 
 
