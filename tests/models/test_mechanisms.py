@@ -246,7 +246,7 @@ def test_a_mechanism_moves_its_targets_towards_the_measurement(mech: Mechanism) 
 
 
 # Independent seed sets for the paired checks: the validation's own, and two more.
-SEED_SETS = (0, 1000, 2000)
+SEED_SETS = (0, 1000)
 
 
 def _pooled(case: Case, platform: Platform, seed: int) -> dict[str, float]:
@@ -260,9 +260,9 @@ def _pooled(case: Case, platform: Platform, seed: int) -> dict[str, float]:
 def test_a_mechanism_moves_its_targets_whatever_the_seeds(mech: Mechanism) -> None:
     # Where the measured runs' noise is too wide to show a gain, the gain must
     # at least not be the simulation's luck: with the validation's seeds and
-    # with two independent sets of 8 replications each (the two simulations
-    # of a set share their seeds), the prediction with the mechanism is closer
-    # to the measured mean than without, every time.
+    # with an independent set (8 replications each; the two simulations of a
+    # set share their seeds), the prediction with the mechanism is closer to
+    # the measured mean than without, both times.
     for dataset, target, config in mech.paired:
         rows, seed, cases = _committed(dataset)
         k, case = next(
