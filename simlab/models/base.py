@@ -246,6 +246,9 @@ class Model:
     fast_mode: ClassVar[FastMode | None] = None
     # Several event loops per process (``Architecture.loops``) are a knob of this model.
     multi_loop: ClassVar[bool] = False
+    # Where a new connection's first request is read (``Architecture.first_read``)
+    # is a knob of this model.
+    first_read_knob: ClassVar[bool] = False
     max_requests: ClassVar[int] = 2_000_000
     max_in_system: ClassVar[int] = 250_000
 
@@ -261,6 +264,10 @@ class Model:
     ) -> None:
         if architecture.loops != 1 and not self.multi_loop:
             raise UserError(f"loops(={architecture.loops}): {self.name} has no event loops to add")
+        if architecture.first_read != "loop" and not self.first_read_knob:
+            raise UserError(
+                f"first_read(={architecture.first_read!r}): {self.name} has no loop to read on"
+            )
         self.env = env
         self.workload = workload
         self.platform = platform

@@ -139,7 +139,7 @@ class Cpu:
         env: simpy.Environment,
         platform: Platform,
         processes: int,
-        rng: np.random.Generator | None = None,
+        rng: np.random.Generator | None,
     ) -> None:
         self.env = env
         self.cores = Pool(env, platform.cores) if platform.cores is not None else None
@@ -147,6 +147,8 @@ class Cpu:
         if platform.gil:
             fifo = platform.gil_fifo_share
             # A hand-off other than first-come-first-served draws from ``rng``.
+            if fifo < 1 and rng is None:
+                raise ValueError("a GIL handed out of order needs a random stream")
             self.gils = [
                 Gil(env, rng, fifo) if fifo < 1 and rng is not None else Pool(env, 1)
                 for _ in range(processes)

@@ -25,6 +25,7 @@ from typing import Any
 import numpy as np
 import simpy
 
+from simlab.errors import UserError
 from simlab.footprint import Units
 from simlab.models import composition, loads
 from simlab.models.base import Analytic, FastMode, Model, RequestCost, client_load
@@ -40,6 +41,7 @@ class ReactorPool(Model):
     name = "reactor-pool"
     pooled = True
     fast_mode = FastMode.LOOP_THEN_POOL
+    first_read_knob = True
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -56,6 +58,11 @@ class ReactorPool(Model):
         self._first: dict[int, int] = {}
         self._unread: set[int] = set()
         self._parse = p.parse_us * 1e-6  # a worker reads and parses as a thread does
+        if a.first_read == "worker" and (self.ov is not None or w.slow_clients):
+            raise UserError(
+                "first_read='worker' (gthread's first read) is modelled without the "
+                "overload options and slow clients"
+            )
 
     @classmethod
     def request_cost(cls, workload: Workload) -> RequestCost:

@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 
 from simlab.distributions import Exponential, Fixed
+from simlab.errors import UserError
 from simlab.fast import reason_not_fast
 from simlab.params import Architecture, Platform, Trace, Workload
 from simlab.simulation import simulate
@@ -146,3 +147,28 @@ def test_a_platform_describes_a_mechanism_only_when_it_is_on() -> None:
 def test_gil_fifo_share_must_be_a_share() -> None:
     with pytest.raises(ValueError, match="gil_fifo_share"):
         Platform(gil_fifo_share=1.5)
+
+
+def test_only_reactor_pool_reads_a_first_request_on_a_worker() -> None:
+    w = Workload(connections=10, rate=10.0)
+    with pytest.raises(UserError, match="first_read"):
+        simulate("async", w, BARE, Architecture(first_read="worker"), duration=1.0)
+    with pytest.raises(ValueError, match="first_read"):
+        Architecture(first_read="thread")  # type: ignore[arg-type]
+
+
+def test_a_worker_holds_a_new_connection_until_its_first_request() -> None:
+    # gthread's first read: 4 persistent connections, 1 worker. The worker takes
+    # connection 0 at time 0 and waits for its first request (sent at 0.1 s);
+    # connection 1's request, sent at 0.01 s, waits for that worker meanwhile.
+    trace = Trace(times=(0.01, 0.1), connections=(1, 0))
+    w = Workload(connections=4, trace=trace, cpu=Fixed(0.001), calls=0)
+    arch = Architecture(workers=1, first_read="worker")
+    rec = simulate("reactor-pool", w, BARE, arch, duration=1.0, warmup=0.0,
+                   replications=1, seed=1).records[0]  # fmt: skip
+    start = rec.columns["start"]
+    assert start[1] == pytest.approx(0.1)  # connection 0's request: read at once
+    assert start[0] == pytest.approx(0.101)  # connection 1's: after it, on the freed worker
+    on_loop = simulate("reactor-pool", w, BARE, Architecture(workers=1), duration=1.0,
+                       warmup=0.0, replications=1, seed=1).records[0]  # fmt: skip
+    assert on_loop.columns["start"][0] == pytest.approx(0.01)
