@@ -362,7 +362,10 @@ class Platform:
                            back from its I/O take it first, so waits are not
                            served in order and a waiter can be passed over again
                            and again (the convoy effect): a wider spread of GIL
-                           waits, the same mean. 1 (in order) in every preset
+                           waits, the same mean. 1 (in order) in every preset;
+                           a calibrated cpython profile has 0, an assumption
+                           read from CPython's source, not fitted
+                           (``simlab.calibrate.GIL_HANDOFF``)
         gil_interval_us    CPython's switch interval (``sys.getswitchinterval()``,
                            5 ms): a thread that wants the GIL asks the holder to
                            drop it after this long, so a phase longer than it
