@@ -15,6 +15,9 @@ recv until the client's first request comes. Persistent connections all
 open at the start, so each holds a worker for its client's first think time
 (about N / rate): with N well above W the first requests queue behind that
 for seconds. Only then is the connection the loop's, as in a reactor.
+(gunicorn's ``workers/gthread.py`` says so in its design note: "accepted
+connections are added to the thread pool as a connection job. Keepalive
+connections are put back in the loop waiting for an event.")
 """
 
 from __future__ import annotations
