@@ -63,27 +63,19 @@ def uses_events(model: str, workload: Workload, platform: Platform, arch: Archit
     return get_model(model).fast_events(workload, platform, arch)
 
 
-# The fast engine's modes whose requests pass an event loop.
-_LOOP_MODES = (FastMode.LOOP, FastMode.LOOP_THEN_POOL)
-
-
 def _mechanism_reason(cls: type[Model], platform: Platform) -> str | None:
-    """Why a mechanism the DES models and the recursion does not makes the fast
+    """Why a mechanism the DES models and the fast engine does not makes the fast
     engine refuse, or None. A loop's per-event cost (``loop_event_us``) is a
-    constant the recursion charges through ``request_cost``; its wake-up
-    shared by a batch (``loop_wake_us``) depends on whether the loop slept,
-    which a recursion over start times does not track; nor does it track who
-    waits for a GIL, so a hand-off out of order (``gil_fifo_share``) is the
-    DES's alone."""
+    constant both charge through ``request_cost``; its wake-up shared by a
+    batch (``loop_wake_us``) depends on whether the loop slept, which the
+    event loop (``simlab.fast_events``) tracks as ``Cpu.run`` does (the
+    models ask for it: ``Model.fast_events``). A GIL handed out of order
+    (``gil_fifo_share``) draws from a random stream at each contended
+    hand-off: the DES's alone."""
     if platform.gil and platform.gil_fifo_share < 1 and cls.fast_mode not in (None, FastMode.LOOP):
         return (
             "the GIL handed to any waiting thread, not the oldest (the convoy effect), "
             "is modelled in the DES only (fast needs gil_fifo_share = 1)"
-        )
-    if platform.loop_wake_us > 0 and cls.fast_mode in _LOOP_MODES:
-        return (
-            "an event loop's wake-up shared by the events ready at it (batching) "
-            "depends on whether the loop slept (fast needs loop_wake_us = 0)"
         )
     return None
 
@@ -292,6 +284,7 @@ def _run_events(  # noqa: PLR0917 - the run's parts, as _run_kernel takes them
             front_out,
             hop_in,
             hop_out,
+            p.loop_wake_us * 1e-6,
         )  # fmt: skip
         if not full:
             break

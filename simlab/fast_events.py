@@ -46,7 +46,8 @@ PRIO = 1 << 62
 # calls left; its connection's interval; the next waiter in its pool's queue.
 I_REQ, I_CONN, I_PROC, I_WORKER, I_PC, I_RET, I_OTRET, I_RGIL = range(8)
 I_RLOCK, I_RPROC, I_RSW, I_RWOKE, I_RCORE, I_ROUNDS, I_HANDLE, I_WNEXT = range(8, 16)
-NI = 16
+I_RLOOP = 16  # the phase runs on an event loop (``Cpu.run``'s ``loop``)
+NI = 17
 # Float fields of an entity.
 F_RDEMAND, F_RDUR, F_RSTART, F_RLEFT, F_STEP, F_CPU, F_LASTDUR, F_LASTSTART, F_FRONT = range(9)
 NF = 9
@@ -148,6 +149,7 @@ def run_events(  # noqa: PLR0912, PLR0915, PLR0917 - one compiled loop
     front_out: float,
     hop_in: float,
     hop_out: float,
+    loop_wake: float,
 ) -> tuple[Any, ...]:  # pragma: no cover - compiled; checked against the DES in tests
     n_in = times.shape[0]
     arrival = np.full(n_in, NAN)
@@ -410,7 +412,8 @@ def run_events(  # noqa: PLR0912, PLR0915, PLR0917 - one compiled loop
                     runnable = (qlen[qg] if qg >= 0 else 0) + (qlen[0] if has_cores else 0)
                     duration += sw * cs * (1.0 + contention * runnable)
                 if ei[ent, I_RWOKE] == 1:
-                    duration += wake
+                    # A loop's wake-up from its poll costs more (``loop_wake``).
+                    duration += wake + loop_wake if ei[ent, I_RLOOP] == 1 else wake
                 ef[ent, F_RDUR] = duration
                 ef[ent, F_RSTART] = now
                 if interval > 0 and qg >= 0 and duration > interval:
@@ -560,6 +563,7 @@ def run_events(  # noqa: PLR0912, PLR0915, PLR0917 - one compiled loop
                 if first > 0 or paid or wake > 0:
                     ei[ent, I_RGIL] = qg
                     ei[ent, I_RLOCK] = -1
+                    ei[ent, I_RLOOP] = 0
                     ei[ent, I_RPROC] = p
                     ei[ent, I_RSW] = 1 if split else 1 + calls
                     ef[ent, F_RDEMAND] = first
@@ -600,6 +604,7 @@ def run_events(  # noqa: PLR0912, PLR0915, PLR0917 - one compiled loop
                 p = ei[ent, I_PROC]
                 ei[ent, I_RGIL] = 1 + p  # only a split phase comes here: a thread's GIL
                 ei[ent, I_RLOCK] = -1
+                ei[ent, I_RLOOP] = 0
                 ei[ent, I_RPROC] = p
                 ei[ent, I_RSW] = 1
                 ef[ent, F_RDEMAND] = call_cpu * calls / rounds
@@ -624,6 +629,7 @@ def run_events(  # noqa: PLR0912, PLR0915, PLR0917 - one compiled loop
                 if loop_cost > 0:
                     ei[ent, I_RGIL] = (1 + p) if gil else -1
                     ei[ent, I_RLOCK] = 1 + nproc + p
+                    ei[ent, I_RLOOP] = 1
                     ei[ent, I_RPROC] = p
                     ei[ent, I_RSW] = 0
                     ef[ent, F_RDEMAND] = loop_cost
@@ -690,6 +696,7 @@ def run_events(  # noqa: PLR0912, PLR0915, PLR0917 - one compiled loop
                 if d > 0:
                     ei[ent, I_RGIL] = -1
                     ei[ent, I_RLOCK] = 1 + nproc + p
+                    ei[ent, I_RLOOP] = 1
                     ei[ent, I_RPROC] = p
                     ei[ent, I_RSW] = 0
                     ef[ent, F_RDEMAND] = d
@@ -851,6 +858,7 @@ def run_events(  # noqa: PLR0912, PLR0915, PLR0917 - one compiled loop
                     fp = ei[ent, I_HANDLE]
                     ei[ent, I_RGIL] = -1
                     ei[ent, I_RLOCK] = 1 + nproc + fp
+                    ei[ent, I_RLOOP] = 0
                     ei[ent, I_RPROC] = fp
                     ei[ent, I_RSW] = 0
                     ef[ent, F_RDEMAND] = front_in
@@ -919,6 +927,7 @@ def run_events(  # noqa: PLR0912, PLR0915, PLR0917 - one compiled loop
                     fp = ei[ent, I_HANDLE]
                     ei[ent, I_RGIL] = -1
                     ei[ent, I_RLOCK] = 1 + nproc + fp
+                    ei[ent, I_RLOOP] = 0
                     ei[ent, I_RPROC] = fp
                     ei[ent, I_RSW] = 0
                     ef[ent, F_RDEMAND] = front_out

@@ -251,6 +251,23 @@ def test_calibrated_profile_matches_the_des_request_for_request(model, workload,
         assert moved, off
 
 
+@pytest.mark.parametrize(
+    ("model", "arch"),
+    [("async", Architecture(processes=2)), ("reactor-pool", Architecture(workers=4))],
+)
+def test_loop_wake_ups_match_the_des(model, arch):
+    """A loop's wake-up from its poll (``loop_wake_us``), shared by a batch,
+    and its cost per event (``loop_event_us``), as calibrated loops have."""
+    cpy = simlab.load_platform("cpython").with_(loop_wake_us=400.0, loop_event_us=430.0)
+    w = Workload(connections=500, rate=200.0, cpu=Exponential(0.002), io=Fixed(0.03))
+    des, fast = both(model, w, cpy, arch, duration=10.0, warmup=1.0, replications=2)
+    assert_same_requests(des, fast)
+    # The wake-ups are charged: without them the loops' CPU times differ.
+    quiet = simlab.simulate(model, w, cpy.with_(loop_wake_us=0.0), arch, engine="fast",
+                            duration=10.0, warmup=1.0, replications=2)  # fmt: skip
+    assert not quiet.requests["cpu"].equals(fast.requests["cpu"])
+
+
 # Requests at the same instant, some taking no time at all: the event loop
 # must break ties as SimPy does (time, then priority, then creation order).
 TIES = Trace(
@@ -352,6 +369,11 @@ def test_reasons_for_not_fast():
     cpy = simlab.load_platform("cpython")
     for model in simlab.MODELS:
         assert reason_not_fast(model, w, cpy, Architecture()) is None, model
+    # A GIL handed out of order draws from its own stream: the DES's alone;
+    # async's single loop per process never waits for its GIL.
+    convoy = cpy.with_(gil_fifo_share=0.0)
+    assert "gil_fifo_share" in (reason_not_fast("reactor-pool", w, convoy, Architecture()) or "")
+    assert reason_not_fast("async", w, convoy, Architecture()) is None
     neighbours = cpy.with_(client_cpu_us=20.0)
     assert "client_cpu_us" in (reason_not_fast("reactor-pool", w, neighbours, Architecture()) or "")
     keep_alive = Workload(connections=100, rate=10.0, requests_per_connection=3)

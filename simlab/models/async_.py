@@ -261,4 +261,4 @@ class Async(Model):
         # One loop per process is its process's only thread: its GIL is never
         # contended, and with a core per loop no phase waits for one.
         more_loops = platform.cores is not None and platform.cores < arch.processes
-        return more_loops or platform.wake_us > 0
+        return more_loops or platform.wake_us > 0 or platform.loop_wake_us > 0

@@ -519,7 +519,8 @@ class Model:
         """True when the fast engine runs its compiled event loop here instead of
         the recursion: a CPU phase can wait (for a core, a GIL) or pay to wake
         its process, so its times depend on everything else in flight."""
-        return not (platform.cores is None and not platform.gil and platform.wake_us == 0)
+        quiet = platform.wake_us == 0 and platform.loop_wake_us == 0
+        return not (platform.cores is None and not platform.gil and quiet)
 
     @classmethod
     def fast_servers(cls, arch: Architecture) -> int:
