@@ -130,12 +130,33 @@ def smallest(t: Target, w: Workload, platform: simlab.Platform, goal: float) -> 
     return hi
 
 
-def sized(t: Target, w: Workload, goal: float, seconds: float) -> tuple[int | None, Any]:
-    """The smallest size meeting the goal, confirmed by the DES (grown until it is)."""
+def unreachable(s: Any, goal: float) -> str | None:
+    """Why no pool size can meet the goal, or None if a bigger one might.
+
+    A bigger pool removes only waits for a worker, a core or a loop (the
+    queueing delay); what is left is the request's own time: its service and
+    its client's transfers, and a slow client's wait for its own previous
+    request. The rule: if the p99 latency less the p99 queueing delay is
+    over the goal, removing every wait cannot meet it (P(L > a + b) <=
+    P(L - Q > a) + P(Q > b)), so the pool stops growing."""
+    left = s.latency_ms.p99 - (s.queue_delay_ms.p99 or 0.0)
+    if s.stable and left > goal:
+        return (
+            f"unreachable: without any wait for a worker the p99 is still {left:,.0f} ms "
+            f"(goal {goal:,.0f}): the clients' own transfers, which no worker count removes"
+        )
+    return None
+
+
+def sized(
+    t: Target, w: Workload, goal: float, seconds: float
+) -> tuple[int | None, Any, str | None]:
+    """The smallest size meeting the goal, confirmed by the DES (grown while a
+    bigger pool can help), and why the goal is out of reach when it is."""
     platform = simlab.load_platform(t.platform)
     size = smallest(t, w, platform, goal)
     if size is None:
-        return None, None
+        return None, None, f"the formulas miss the goal at every size up to {CAP:,}"
     for _ in range(UPSIZE_TRIES):
         s = simlab.simulate(
             t.model,
@@ -149,9 +170,12 @@ def sized(t: Target, w: Workload, goal: float, seconds: float) -> tuple[int | No
             tables=False,
         ).summary
         if s.stable and s.latency_ms.p99 <= goal:
-            return size, s
+            return size, s, None
+        why = unreachable(s, goal)
+        if why is not None:
+            return size, s, why
         size = min(CAP, math.ceil(size * UPSIZE))
-    return size, s
+    return size, s, f"not met after growing the pool {UPSIZE_TRIES} times by {UPSIZE:g}x"
 
 
 def simulated(ex: Experiment, seconds: float) -> None:
@@ -159,8 +183,8 @@ def simulated(ex: Experiment, seconds: float) -> None:
         for transfer in TRANSFERS_S:
             w = workload(t, transfer, connections=CONNECTIONS, rate=RATE)
             goal = goal_ms(transfer)
-            size, s = sized(t, w, goal, seconds)
-            ex.add(**_row("simulated", t, transfer, goal, size, s))
+            size, s, why = sized(t, w, goal, seconds)
+            ex.add(**_row("simulated", t, transfer, goal, size, s), unreachable=why)
 
 
 def _row(  # noqa: PLR0917 - one row, every column named
@@ -218,7 +242,7 @@ def real(ex: Experiment, seconds: float) -> None:
         for transfer in TRANSFERS_S:
             w = workload(t, transfer, connections=REAL_CONNECTIONS, rate=REAL_RATE)
             goal = goal_ms(transfer)
-            size, sim = sized(t, w, goal, QUICK_SIM_SECONDS)
+            size, sim, _why = sized(t, w, goal, QUICK_SIM_SECONDS)
             if size is None:
                 continue
             ex.add(
@@ -363,7 +387,11 @@ def findings(df: pd.DataFrame, params: dict[str, Any]) -> str:
         "p99 ms (goal) | meets |",
         "|---|---|---|---|---|---|---|---|",
     ]
+    reasons = []
     for _, r in sim.iterrows():
+        why = r.get("unreachable")
+        if isinstance(why, str) and why:
+            reasons.append(f"- `{r['target']}` at {r['transfer_s'] * 1e3:g} ms: {why}.")
         if pd.isna(r.get("workers")) or pd.isna(r.get("p99_ms")):
             lines.append(f"| {r['target']} | {r['transfer_s'] * 1e3:g} ms | none | | | | | no |")
             continue
@@ -373,6 +401,9 @@ def findings(df: pd.DataFrame, params: dict[str, Any]) -> str:
             f"{r['p99_ms']:,.0f} ({r['goal_p99_ms']:,.0f}) | {'yes' if r['meets'] else 'no'} |"
         )
     lines.append("")
+    if reasons:
+        lines += ["Where no pool size can meet the goal, the sizing stops and says why:", ""]
+        lines += [*reasons, ""]
     by = sim.set_index(["target", "transfer_s"])
 
     def get(target: str, col: str, transfer: float = slowest) -> float:
