@@ -394,8 +394,8 @@ def runtime_cases(name: str) -> list[Case]:
             Case("go", _w(3000, 250, 1.5, 10, 3, fanout="parallel"), a(), d, wu),
             Case("go", _w(1000, 300, 2, 30, 1, exp=True), a(), d, wu),
             Case("go", _w(6000, 100, 1, 40), a(), d, wu),
-            Case("go", _w(300, 480, 3, 5), a(), d, wu),  # the cores near 1
-            Case("go", _w(300, 560, 3, 0, 0), a(), d, wu),  # the cores beyond 1
+            Case("go", _w(300, 560, 3, 5), a(), d, wu),  # the cores near 1
+            Case("go", _w(300, 660, 3, 0, 0), a(), d, wu),  # the cores beyond 1
             Case("go", _slow(_w(300, 60, 1, 10), 0.1), a(), d, wu),
             Case("go", _slow(_w(500, 80, 1, 20), 0.3), a(), d, wu),
         ],
@@ -404,8 +404,8 @@ def runtime_cases(name: str) -> list[Case]:
             Case("node", _w(3000, 250, 1, 10, 3, fanout="parallel"), a(), d, wu),
             Case("node", _w(1000, 200, 1.5, 30, 1, exp=True), a(), d, wu),
             Case("node", _w(6000, 100, 1, 40), a(), d, wu),
-            Case("node", _w(300, 300, 2.5, 5), a(), d, wu),  # the loop near 1
-            Case("node", _w(300, 380, 2.5, 0, 0), a(), d, wu),  # the loop beyond 1
+            Case("node", _w(300, 360, 2.5, 5), a(), d, wu),  # the loop near 1
+            Case("node", _w(300, 460, 2.5, 0, 0), a(), d, wu),  # the loop beyond 1
             Case("node", _slow(_w(300, 60, 1, 10), 0.1), a(), d, wu),
             Case("node", _slow(_w(500, 80, 1, 20), 0.3), a(), d, wu),
         ],
