@@ -190,7 +190,8 @@ def runtime_profile(name: str, results: Results, *, profile: str | None = None) 
 def _structure_note(runtime: Runtime) -> str:
     return {
         "jvm": "no GIL; a platform thread per connection (java-threads) or a pool behind "
-        "NIO (tomcat-nio)",
+        "NIO (tomcat-nio); every run is a fresh JVM measured over its first seconds, so "
+        "its CPU costs hold what JIT compilation costs in that time",
         "go": "no GIL; goroutines M:N over GOMAXPROCS = cores OS threads",
         "node": "one event loop per process (async)",
         "php": "nginx front (one loop per core) and a hop per request to PHP-FPM children "
