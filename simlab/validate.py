@@ -313,7 +313,7 @@ def validate(
     elif platform.name in RUNTIMES:
         # A runtime's profile is validated on its own peers' held-out cases.
         plan = runtime_cases(platform.name)
-        plan = plan[: len(plan) // 2] if quick else plan
+        plan = plan[::2] if quick else plan  # quick: every other case, every peer
     else:
         plan = held_out(quick)
     tick = progress or (lambda _l, _k, _n: None)
