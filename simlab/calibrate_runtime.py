@@ -150,7 +150,7 @@ def runtime_profile(name: str, results: Results, *, profile: str | None = None) 
         "wall": {"rows": service.rows, "residuals_us": service.residuals},
     }
     if runtime.two_tier:
-        _front(params, results, base, costs, fits)
+        fits.update(_front(params, results, base, costs, spread))
     else:
         params["rtt_us"] = _median_parameter(
             base, "rtt_us", rtt, rtt_ci or None,
@@ -317,14 +317,15 @@ def _front(
     results: Results,
     base: Platform,
     costs: dict[str, float],
-    fits: dict[str, Any],
-) -> None:
+    spread: dict[str, float],
+) -> dict[str, Any]:
     """nginx's CPU per request (the front's processes, from the probe), and the
-    hop's wall-clock time: what is left of latency - service at light load
-    once the client path (the cpython profile's: the same load generator and
-    loopback) and the front's CPU are taken off, per hop message."""
-    reference = _cpython_client_path()
-    per_request, hops = [], []
+    client path: what is left of latency - service at light load once the
+    front's CPU, the back's CPU overheads and the hop messages are taken off.
+    The hop's and the client path's wall-clock times are paid together in
+    every run, so only one of them can be fitted: the hop keeps the preset's
+    time, labelled, and the client path takes the rest."""
+    per_request, paths = [], []
     for run, s in results:
         front = s["kept"].get("front_cpu_cores")
         if run.role != "cpu" or not front or not s["throughput_rps"]:
@@ -334,7 +335,7 @@ def _front(
         if _light(run, s) and s["queue_delay_ms"]["p50"] is not None:
             gap_us = s["queue_delay_ms"]["p50"] * 1e3
             back = sum(cpu_row(run.target, run.workload.calls)[k] * costs[k] for k in CPU_COSTS)
-            hops.append((gap_us - reference["rtt_us"] - front_us - back) / HOP_MESSAGES)
+            paths.append(gap_us - front_us - back - HOP_MESSAGES * base.hop_latency_us)
     value, ci = median_with_ci(per_request)
     params["front_us"] = _median_parameter(
         base, "front_us", value, ci,
@@ -352,19 +353,18 @@ def _front(
         base, "front_process_kib", "nginx runs one worker per core in every run: its workers' "
         "memory is not separable from the pool's own (process_kib)",
     )  # fmt: skip
-    value, ci = median_with_ci(hops)
-    params["hop_latency_us"] = _median_parameter(
-        base, "hop_latency_us", value, ci,
-        f"median over light runs of (latency - service - rtt_us - front CPU - back CPU "
-        f"overheads) / {HOP_MESSAGES} hop messages (95% bootstrap interval)",
+    params["hop_latency_us"] = _assumed(
+        base, "hop_latency_us", "the hop's wall-clock time and the client path's (rtt_us) are "
+        "paid together in every run: only their sum is measured",
     )  # fmt: skip
-    for key in ("rtt_us", "rtt_cv"):
-        params[key] = {
-            "value": reference[key],
-            "identified": True,
-            "method": f"measured: the load generator's path, {reference['source']}",
-        }
-    fits["front"] = {"per_request_us": per_request, "hop_us": hops}
+    value, ci = median_with_ci(paths)
+    params["rtt_us"] = _median_parameter(
+        base, "rtt_us", max(0.0, value), ci,
+        f"median over light runs of latency - service - front CPU - back CPU overheads - "
+        f"{HOP_MESSAGES} hop messages at hop_latency_us (95% bootstrap interval)",
+    )  # fmt: skip
+    params["rtt_cv"] = _spread(spread["rtt_cv"])
+    return {"front": {"per_request_us": per_request, "client_path_us": paths}}
 
 
 def _median_parameter(
@@ -376,19 +376,6 @@ def _median_parameter(
     out = _assumed(base, key, why)
     out["estimate"] = value
     return out
-
-
-def _cpython_client_path() -> dict[str, Any]:
-    """The client and loopback path as the cpython profile measured it."""
-    path = profile_path("cpython")
-    try:
-        p = json.loads(path.read_text())["parameters"]
-        return {"rtt_us": float(p["rtt_us"]["value"]), "rtt_cv": float(p["rtt_cv"]["value"]),
-                "source": f"profiles/{path.name} (rtt_us, rtt_cv)"}  # fmt: skip
-    except (OSError, KeyError, ValueError, TypeError) as exc:
-        raise UserError(
-            f"calibrate: the php profile needs the cpython profile first: {exc}"
-        ) from None
 
 
 # ------------------------------------------------------------------- memory

@@ -90,7 +90,9 @@ def test_php_fits_the_front_apart_from_the_back() -> None:
     # measured, and the hop's CPU (always per request here) is not separable.
     assert p["front_us"]["identified"] and p["front_us"]["value"] > 0
     assert not p["hop_us"]["identified"] and "hop per request" in p["hop_us"]["assumption"]
-    assert p["rtt_us"]["method"].startswith("measured")
+    # The hop's and the client path's times are only measured together.
+    assert not p["hop_latency_us"]["identified"] and "rtt_us" in p["hop_latency_us"]["assumption"]
+    assert "hop messages" in p["rtt_us"].get("method", "")
 
 
 def test_go_threads_are_goroutines_not_os_threads() -> None:
