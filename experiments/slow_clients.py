@@ -130,21 +130,32 @@ def smallest(t: Target, w: Workload, platform: simlab.Platform, goal: float) -> 
     return hi
 
 
-def unreachable(s: Any, goal: float) -> str | None:
+def unreachable(s: Any, goal: float, before: Any = None, grown: str = "") -> str | None:
     """Why no pool size can meet the goal, or None if a bigger one might.
 
-    A bigger pool removes only waits for a worker, a core or a loop (the
-    queueing delay); what is left is the request's own time: its service and
-    its client's transfers, and a slow client's wait for its own previous
-    request. The rule: if the p99 latency less the p99 queueing delay is
-    over the goal, removing every wait cannot meet it (P(L > a + b) <=
-    P(L - Q > a) + P(Q > b)), so the pool stops growing."""
+    A bigger pool removes only waits for a worker; what is left is the
+    request's own time: its service, its client's transfers, and a slow
+    client's wait for its own previous request. Two rules, each from the
+    DES's numbers: the p99 latency less the p99 queueing delay is already
+    over the goal (removing every wait cannot meet it: P(L > a + b) <=
+    P(L - Q > a) + P(Q > b)); or growing the pool (``before`` -> ``s``) did
+    not lower the p99 below the lower end of its interval at the smaller
+    size. Either way, the pool stops growing."""
     left = s.latency_ms.p99 - (s.queue_delay_ms.p99 or 0.0)
     if s.stable and left > goal:
         return (
-            f"unreachable: without any wait for a worker the p99 is still {left:,.0f} ms "
-            f"(goal {goal:,.0f}): the clients' own transfers, which no worker count removes"
+            f"unreachable: without any wait the p99 is still {left:,.0f} ms (goal {goal:,.0f}): "
+            "the clients' own transfers, which no worker count removes"
         )
+    if before is not None and s.stable and before.stable:
+        lo = (before.latency_ms.p99_ci95 or [before.latency_ms.p99])[0]
+        if s.latency_ms.p99 >= lo:
+            return (
+                f"unreachable: growing the pool {grown} did not lower the p99 "
+                f"({before.latency_ms.p99:,.0f} to {s.latency_ms.p99:,.0f} ms, goal {goal:,.0f}): "
+                "what misses the goal is no wait for a worker but the requests' own time, "
+                "their clients' transfers, which no worker count removes"
+            )
     return None
 
 
@@ -157,6 +168,8 @@ def sized(
     size = smallest(t, w, platform, goal)
     if size is None:
         return None, None, f"the formulas miss the goal at every size up to {CAP:,}"
+    before: Any = None
+    last = size
     for _ in range(UPSIZE_TRIES):
         s = simlab.simulate(
             t.model,
@@ -174,6 +187,10 @@ def sized(
         why = unreachable(s, goal)
         if why is not None:
             return size, s, why
+        why = unreachable(s, goal, before, f"from {last:,} to {size:,}")
+        if why is not None:
+            return last, before, why  # the smaller pool does as well
+        before, last = s, size
         size = min(CAP, math.ceil(size * UPSIZE))
     return size, s, f"not met after growing the pool {UPSIZE_TRIES} times by {UPSIZE:g}x"
 
@@ -242,7 +259,7 @@ def real(ex: Experiment, seconds: float) -> None:
         for transfer in TRANSFERS_S:
             w = workload(t, transfer, connections=REAL_CONNECTIONS, rate=REAL_RATE)
             goal = goal_ms(transfer)
-            size, sim, _why = sized(t, w, goal, QUICK_SIM_SECONDS)
+            size, sim, why = sized(t, w, goal, QUICK_SIM_SECONDS)
             if size is None:
                 continue
             ex.add(
@@ -255,7 +272,8 @@ def real(ex: Experiment, seconds: float) -> None:
                     sim,
                     connections=REAL_CONNECTIONS,
                     rate=REAL_RATE,
-                )
+                ),
+                unreachable=why,
             )
             s = measure(
                 MeasureOptions(
