@@ -443,7 +443,7 @@ def findings(df: pd.DataFrame, params: dict[str, Any]) -> str:
     for _, r in sim.iterrows():
         why = r.get("unreachable")
         if isinstance(why, str) and why:
-            reasons.append(f"- `{r['target']}` at {r['transfer_s'] * 1e3:g} ms: {why}.")
+            reasons.append(f"- {r['target']} at {r['transfer_s'] * 1e3:g} ms: {why}.")
         if pd.isna(r.get("workers")) or pd.isna(r.get("p99_ms")):
             lines.append(f"| {r['target']} | {r['transfer_s'] * 1e3:g} ms | none | | | | | no |")
             continue
@@ -453,6 +453,15 @@ def findings(df: pd.DataFrame, params: dict[str, Any]) -> str:
             f"{r['p99_ms']:,.0f} ({r['goal_p99_ms']:,.0f}) | {'yes' if r['meets'] else 'no'} |"
         )
     lines.append("")
+    if "unreachable" in df.columns:
+        # The scaled-down sizing for the real runs, too.
+        for _, r in df[df["source"] == "simulated-small"].iterrows():
+            why = r.get("unreachable")
+            if isinstance(why, str) and why:
+                reasons.append(
+                    f"- {r['target']} at {r['transfer_s'] * 1e3:g} ms, scaled down to "
+                    f"{int(r['connections']):,} connections: {why}."
+                )
     if reasons:
         lines += ["Where no pool size can meet the goal, the sizing stops and says why:", ""]
         lines += [*reasons, ""]
