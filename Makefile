@@ -60,7 +60,8 @@ docs: $(STAMP)
 ## wrk: installed with apt-get when missing and running as root; otherwise the
 ## one line that installs them is printed (and the peers' tests say what is missing).
 PEER_PACKAGES := nginx-light php-fpm php-curl uwsgi uwsgi-plugin-python3 libtomcat10-java \
-	default-jdk-headless golang-go nodejs wrk
+	default-jdk-headless golang-go nodejs wrk erlang-base kotlin libkotlinx-coroutines-java \
+	libkotlinx-atomicfu-java
 peers:
 	@missing=""; \
 	for pkg in $(PEER_PACKAGES); do \

@@ -14,6 +14,8 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+from simlab.pages import rewrite_or_check, splice
+
 ROOT = Path(__file__).resolve().parent.parent
 PAGE = ROOT / "docs" / "claims.md"
 MARKER = "<!-- Generated below by docs/gen_claims.py from simlab.claims.ledger(): do not edit. -->"
@@ -28,24 +30,11 @@ def reference() -> str:
 
 def render(current: str) -> str:
     """The page: its hand-written part up to the marker, then the generated ledger."""
-    if MARKER not in current:
-        raise SystemExit(f"{PAGE}: the line {MARKER!r} is missing")
-    intro = current.split(MARKER, 1)[0]
-    return f"{intro}{MARKER}\n\n{reference()}"
+    return splice(PAGE, current, MARKER, reference())
 
 
 def main() -> int:
-    check = sys.argv[1:] == ["--check"]
-    current = PAGE.read_text(encoding="utf-8")
-    wanted = render(current)
-    if wanted == current:
-        return 0
-    if check:
-        sys.stderr.write(f"{PAGE} is out of date: run make docs\n")
-        return 1
-    PAGE.write_text(wanted, encoding="utf-8")
-    print(f"rewrote {PAGE}")
-    return 0
+    return rewrite_or_check(PAGE, render, sys.argv[1:])
 
 
 if __name__ == "__main__":

@@ -19,6 +19,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from simlab.pages import rewrite_or_check, splice
+
 PAGE = Path(__file__).resolve().parent / "platforms.md"
 DATA = Path(__file__).resolve().parent.parent / "data"
 MARKER = "<!-- Generated below by docs/gen_platforms.py from simlab.platforms: do not edit. -->"
@@ -57,10 +59,7 @@ def reference() -> str:
 
 def render(current: str) -> str:
     """The page: its hand-written part up to the marker, then the generated tables."""
-    if MARKER not in current:
-        raise SystemExit(f"{PAGE}: the line {MARKER!r} is missing")
-    intro = current.split(MARKER, 1)[0]
-    return f"{intro}{MARKER}\n\n{reference()}\n{calibrated()}\n{validated()}"
+    return splice(PAGE, current, MARKER, f"{reference()}\n{calibrated()}\n{validated()}")
 
 
 def _how(p: dict[str, Any]) -> str:
@@ -160,17 +159,7 @@ def validated() -> str:
 
 
 def main() -> int:
-    check = sys.argv[1:] == ["--check"]
-    current = PAGE.read_text(encoding="utf-8")
-    wanted = render(current)
-    if wanted == current:
-        return 0
-    if check:
-        sys.stderr.write(f"{PAGE} is out of date: run make docs\n")
-        return 1
-    PAGE.write_text(wanted, encoding="utf-8")
-    print(f"rewrote {PAGE}")
-    return 0
+    return rewrite_or_check(PAGE, render, sys.argv[1:])
 
 
 if __name__ == "__main__":

@@ -403,8 +403,9 @@ def _part(measured: pd.Series, simulated: pd.Series, col: str) -> str:
 
 
 def _client_end_kib(params: dict[str, Any] | None = None) -> float:
-    """One end of a loopback connection in the kernel (the profile halves the pair):
-    as the run recorded it, or, for runs that predate the record, the profile's."""
+    """The kernel memory of one end of a loopback connection (the profile's
+    ``connection_kernel_kib``, the server's own end): as the run recorded it, or,
+    for runs that predate the record, the current profile's."""
     if params and "client_end_kib" in params:
         return float(params["client_end_kib"])
     return simlab.load_platform("cpython").connection_kernel_kib

@@ -6,7 +6,10 @@ one core at a time, so a CPU-bound server needs processes to use more cores,
 and each pre-forked copy costs memory. Here ``async`` (coroutines in one
 thread per process) and ``reactor-pool`` (a loop plus worker threads per
 process) are saturated in closed loop on 2, 8 and 24 simulated cores with 1
-to 24 processes, and measured for real on this machine's 2 cores.
+to 24 processes, and measured for real on this machine's 2 cores. One
+process of each is also simulated without the GIL (``--no-gil``, the notes'
+case: kernel threads scheduled on any core), so that the findings say what
+the GIL takes from threads on many cores.
 
 Run: ``python experiments/multicore.py [--quick]``.
 """
@@ -46,6 +49,7 @@ AGREE = 0.10  # simulated throughput within 10% of the measured agrees
 CORE_TOL = 0.10  # a process using more than 1.1 cores' worth of CPU uses more than one
 DOUBLE_TOL = 0.15  # a ratio within 15% of 2 "nearly doubles"
 FULL = 0.9  # cpu_utilization at or above 0.9: the cores are busy
+MORE_CORES = 1.5  # without the GIL, one process "uses more cores" at 1.5x its GIL throughput
 
 
 def workload() -> Workload:
@@ -96,6 +100,7 @@ def main() -> None:
                     ).summary
                     ex.add(
                         source="simulated",
+                        gil=True,
                         cores=cores,
                         model=model,
                         processes=procs,
@@ -105,6 +110,30 @@ def main() -> None:
                         resident_mib=s.memory_mib.peak,
                         cpu_utilization=s.cpu_utilization,
                     )
+                # The notes' case: one process, its threads free of a GIL (--no-gil).
+                s = simlab.simulate(
+                    model,
+                    workload(),
+                    platform.with_(gil=False),
+                    Architecture(workers=WORKERS, processes=1),
+                    duration=seconds,
+                    warmup=1.0,
+                    seed=SEED,
+                    replications=2,
+                    tables=False,
+                ).summary
+                ex.add(
+                    source="simulated",
+                    gil=False,
+                    cores=cores,
+                    model=model,
+                    processes=1,
+                    throughput_rps=s.throughput_rps,
+                    p50_ms=s.latency_ms.p50,
+                    threads=s.threads.peak,
+                    resident_mib=s.memory_mib.peak,
+                    cpu_utilization=s.cpu_utilization,
+                )
         for model in MODELS:
             for procs in real_procs:
                 s = measure(
@@ -121,6 +150,7 @@ def main() -> None:
                 mem = s.memory_mib
                 ex.add(
                     source="measured",
+                    gil=True,
                     cores=2,
                     model=model,
                     processes=procs,
@@ -138,6 +168,7 @@ def main() -> None:
 
 def _plot(ex: Experiment) -> None:
     df = ex.table()
+    df = df[df["gil"].astype(bool)]
     fig, axes = plt.subplots(1, 2, figsize=(13, 5))
     for (source, cores, model), part in df.groupby(["source", "cores", "model"]):
         style = "s--" if source == "measured" else "o-"
@@ -205,6 +236,10 @@ def _simulated(cores: int, model: str, a: pd.DataFrame) -> str:
 
 def findings(df: pd.DataFrame, *, cpu_ms: float, measured_as: str = "measured") -> str:
     """The findings, every direction and comparison chosen by a rule from the table."""
+    # Tables from before the --no-gil rows have no gil column: every row had the GIL.
+    with_gil = df["gil"].astype(bool) if "gil" in df.columns else pd.Series(True, df.index)
+    no_gil = df[(df["source"] == "simulated") & ~with_gil]
+    df = df[with_gil]
     sim = df[df["source"] == "simulated"]
     lines = ["# Processes, threads, coroutines and the GIL\n"]
     for (cores, model), part in sim.groupby(["cores", "model"], sort=True):
@@ -225,6 +260,8 @@ def findings(df: pd.DataFrame, *, cpu_ms: float, measured_as: str = "measured") 
             )
         )
 
+    if len(no_gil):
+        lines.append("\n" + _without_gil(sim, no_gil, df[df["source"] == "measured"]))
     real = df[df["source"] == "measured"]
     verdicts = []
     for model, group in real.groupby("model"):
@@ -275,6 +312,54 @@ def findings(df: pd.DataFrame, *, cpu_ms: float, measured_as: str = "measured") 
             )
         )
     return "\n".join(lines)
+
+
+def _without_gil(sim: pd.DataFrame, free: pd.DataFrame, real: pd.DataFrame) -> str:
+    """Threads and coroutines on many cores, with CPython's GIL and without it (the notes')."""
+    out = ["Threads on many cores, with the GIL and without it (one process, simulated):\n"]
+    for model, part in free.groupby("model", sort=True):
+        cells = []
+        gains = {}
+        for _, r in part.sort_values("cores").iterrows():
+            cores = int(r["cores"])
+            g = sim[(sim["model"] == model) & (sim["cores"] == cores) & (sim["processes"] == 1)]
+            if g.empty:
+                continue
+            gil_rps = float(g["throughput_rps"].iloc[0])
+            gains[cores] = float(r["throughput_rps"]) / gil_rps
+            used = float(r["cpu_utilization"]) * cores
+            cells.append(
+                f"{cores} cores {gil_rps:,.0f} req/s with the GIL, {r['throughput_rps']:,.0f} "
+                f"without ({gains[cores]:.1f}x, {used:.1f} cores' worth of CPU)"
+            )
+        if not gains:
+            continue
+        wide = max(gains)
+        threads = int(part["threads"].max())
+        free_uses = gains[wide] >= MORE_CORES
+        one = real[(real["model"] == model) & (real["processes"] == 1)]
+        measured = (
+            f"; measured here, one CPython process uses "
+            f"{float(one['cpu_utilization'].iloc[0]) * float(one['cores'].iloc[0]):.2f} of "
+            f"{int(one['cores'].iloc[0])} cores"
+            if len(one)
+            else ""
+        )
+        out.append(
+            f"- **{model}** ({threads} thread{'s' if threads > 1 else ''}): "
+            + "; ".join(cells)
+            + ". Without the GIL (`--no-gil`) one process's threads "
+            + (
+                f"use more cores ({gains[wide]:.1f}x on {wide}, at least {MORE_CORES:g}x): "
+                "the notes' kernel threads on any core; with CPython's GIL they share one"
+                if free_uses
+                else f"use no more cores ({gains[wide]:.1f}x on {wide}, under "
+                f"{MORE_CORES:g}x): its one loop thread runs the CPU either way, GIL or not"
+            )
+            + measured
+            + "."
+        )
+    return "\n".join(out)
 
 
 def _measured(model: str, part: pd.DataFrame) -> str:

@@ -267,6 +267,113 @@ def _gap(
     return "; ".join(parts)
 
 
+def _ties(df: pd.DataFrame, best: pd.DataFrame, params: dict[str, float]) -> list[str]:
+    """Why measured steps tie: each tied step's run at the next level, and the CPU
+    one process needs there by the calibrated profile's per-request costs, in cores
+    of the one core its GIL lets it use (``simlab.claims.sims.journey_load``)."""
+    from simlab.claims.sims import journey_load  # noqa: PLC0415 - loads the planner
+
+    def level(m: str) -> int:
+        return int(best.loc[(m, "measured"), "clients"]) if (m, "measured") in best.index else 0
+
+    platform = simlab.load_platform("cpython")
+    levels = sorted(set(df["clients"]))
+    out = []
+    for value, group in itertools.groupby(JOURNEY, key=level):
+        tied = list(group)
+        if len(tied) < 2 or value == 0:
+            continue
+        nxt = min((c for c in levels if c > value), default=None)
+        if nxt is None:
+            continue
+        parts = []
+        for m in tied:
+            at = df[(df["model"] == m) & (df["source"] == "measured") & (df["clients"] == nxt)]
+            load = journey_load(m, platform, clients=nxt, params=params)
+            state = (
+                f"measured p99 {float(at['p99_ms'].iloc[0]):,.0f} ms"
+                + ("" if bool(at["stable"].iloc[0]) else ", unstable")
+                if len(at)
+                else "not run"
+            )
+            parts.append(
+                f"{m} ({state}; needs {load:.2f} cores of CPU, "
+                + ("at or over the one its GIL allows" if load >= 1 else "under one core")
+                + ")"
+            )
+        saturated = [m for m in tied if journey_load(m, platform, clients=nxt, params=params) >= 1]
+        after = [m for m in JOURNEY[JOURNEY.index(tied[-1]) + 1 :] if level(m) >= nxt]
+        beyond, passes_under = "", True
+        if after:
+            m = after[0]
+            load = journey_load(m, platform, clients=nxt, params=params)
+            passes_under = load < 1
+            beyond = f" {m}, which sustains {nxt:,}, needs {load:.2f} cores there."
+        if len(saturated) < len(tied):
+            cause = (
+                f"only {joined(saturated) or 'none'} of them needs a core or more there: "
+                "the same core is not what limits them all"
+            )
+        elif passes_under:
+            cause = (
+                "each needs a core or more of CPU at the next level, and under the GIL a "
+                "process has one, while the next step needs less: the steps tie because "
+                "the same core limits them all"
+            )
+        else:
+            cause = (
+                "each needs a core or more of CPU at the next level by the calibrated costs, "
+                "but so does the next step, which sustains it: the one core does not "
+                "separate them by itself"
+            )
+        hyp = (
+            ""
+            if passes_under or len(saturated) < len(tied)
+            else "\n"
+            + hypothesis(
+                "what the tied threaded steps pay beyond their CPU at the next level (thread "
+                "switches and the GIL's hand-offs between threads) is what the one-thread "
+                "async server does not",
+                f"measure the tied steps at {nxt:,} clients with each request's own service "
+                "time (x-service-us) and the process's voluntary and involuntary context "
+                "switches, beside async's",
+            )
+        )
+        out.append(
+            f"\n**{joined(tied)} tie at {value:,} clients (measured)**. At {nxt:,}: "
+            + "; ".join(parts)
+            + f" (the calibrated cpython profile's costs per request). {cause[0].upper()}"
+            + f"{cause[1:]}."
+            + beyond
+            + hyp
+        )
+    return out
+
+
+def _dashboard(params: dict[str, float]) -> str:
+    """Whether the dashboard's Python journey (The story page) loads this workload."""
+    from simlab.claims.generations import JOURNEY_WORKLOAD as dash  # noqa: PLC0415, N811
+
+    pairs = {
+        "per-client rate": (dash["rate"] / dash["connections"], params["per_client_rate"]),
+        "CPU": (dash["cpu_ms"] / 1e3, params["cpu_s"]),
+        "backend wait": (dash["io_ms"] / 1e3, params["io_s"]),
+        "requests per connection": (float(dash["rpc"]), 1.0),
+    }
+    differ = [k for k, (a, b) in pairs.items() if abs(a - b) > 1e-9 * max(abs(b), 1.0)]
+    if not differ:
+        return (
+            "\nThe dashboard's Python journey (The story page) loads this workload: "
+            f"{dash['connections']} clients, each {params['per_client_rate']:g} req/s on a new "
+            f"connection (one request per connection, as here), {params['cpu_s'] * 1e3:g} ms "
+            f"CPU, one {params['io_s'] * 1e3:g} ms call; it simulates one of these levels."
+        )
+    return (
+        f"\nThe dashboard's Python journey differs from this workload in {joined(differ)}: "
+        "its story is not this table's."
+    )
+
+
 def findings(
     df: pd.DataFrame,
     *,
@@ -301,6 +408,9 @@ def findings(
         "sustained.\n"
     )
     lines += [_ranking(best, "measured"), _ranking(best, "simulated")]
+    params = {"per_client_rate": per_client_rate, "cpu_s": cpu_s, "io_s": io_s}
+    lines += _ties(df, best, params)
+    lines.append(_dashboard(params))
 
     def level(m: str, source: str) -> float:
         return float(best.loc[(m, source), "clients"]) if (m, source) in best.index else 0.0

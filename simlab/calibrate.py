@@ -48,15 +48,24 @@ from simlab.errors import UserError
 from simlab.fitting import Fit, fit_robust, median_with_ci
 from simlab.journal import Journal
 from simlab.models import get_model
+from simlab.models.base import MAX_BUSY_SEEN
 from simlab.params import Architecture, Platform, Workload
 from simlab.platforms import PRESETS, profile_path
 from simlab.provenance import atomic_write_json, git_revision, json_safe, machine, utc_stamp
-from simlab.real.grids import Run, grid
+from simlab.real.grids import LOOP_SERVERS, Run, grid
 from simlab.real.measure import MeasureOptions, measure
 from simlab.real.memory import measure_memory
 from simlab.real.peers import PEERS, RESEMBLES
 
-__all__ = ["CPU_COSTS", "calibrate", "cpu_row", "fit_cpu", "measure_runs"]
+__all__ = [
+    "CPU_COSTS",
+    "calibrate",
+    "cpu_row",
+    "fit_batching",
+    "fit_cpu",
+    "fit_forks",
+    "measure_runs",
+]
 
 CPU_COSTS = ("parse_us", "task_us", "dispatch_us", "call_us", "context_switch_us", "wake_us")
 ACCEPT_COSTS = ("spawn_us", "fork_us")
@@ -145,6 +154,61 @@ def fit_contention(
         "grow with the threads here"
     )  # fmt: skip
     return chosen, [lo, hi], identified, why
+
+
+# Where the GIL's hand-off order comes from: CPython's source, not these runs.
+GIL_HANDOFF = (
+    "not fitted: CPython's take_gil and drop_gil (Python/ceval_gil.h) signal a "
+    "condition variable, so the GIL goes to whichever waiting thread the OS wakes "
+    "first, or to a thread back from its I/O before any wakes: no waiter is "
+    "served in order (0); the switch interval forces a turn only against a "
+    "thread that holds the GIL that long"
+)
+BATCHING_METHOD = (
+    "soft-L1 least squares over the loop servers' light runs and closed loops "
+    "(the other costs held at their fitted values), 95% bootstrap interval"
+)
+
+
+def loop_share(run: Run, busy: float) -> float:
+    """The share of a loop's wake-ups one request pays: in a closed loop of k
+    clients with no think time all k are ready at each wake-up (1/k); under
+    open arrivals a request finds the loop asleep with probability about
+    1 - busy (Poisson arrivals see time averages)."""
+    if run.role == "batch":
+        return 1.0 / run.workload.connections
+    return 1.0 - min(max(busy, 0.0), MAX_BUSY_SEEN)
+
+
+def fit_batching(results: list[tuple[Run, dict[str, Any]]], platform: Platform) -> Fit | None:
+    """An event loop's own costs (``loop_event_us``, ``loop_wake_us``), from the
+    loop servers' runs: what is left of each run's CPU per request once the
+    costs ``platform`` already holds (all but the loop's parse and its
+    wake-up) are taken off, fitted as ``loop_event_us + loop_wake_us * share``
+    (``loop_share``). The main fit cannot separate them: it prices a loop's
+    request at a thread's ``parse_us`` and its wake-ups at a thread's 1 - busy,
+    whatever the batch. None when there are too few loop runs."""
+    rows, ys = [], []
+    for run, s in results:
+        if run.target not in LOOP_SERVERS or run.role not in ("cpu", "batch"):
+            continue
+        y = _per_request_cpu(s, run)
+        if y is None:
+            continue
+        busy = float(s["cpu_busy_cores"] or 0.0)
+        w = run.workload
+        row = cpu_row(run.target, w.calls, busy, w.requests_per_connection)
+        share = loop_share(run, busy)
+        idle = 1.0 - min(max(busy, 0.0), MAX_BUSY_SEEN)
+        held = sum(row[k] * float(getattr(platform, k)) for k in CPU_COSTS)
+        # Take off the loop's parse and its phase's wake-up as the main fit
+        # priced them, and put back the wake-up at the loop's own share.
+        held += -platform.parse_us + platform.wake_us * (share - idle)
+        rows.append([1.0, share])
+        ys.append(y - held)
+    if len(rows) < 4:
+        return None
+    return fit_robust(np.array(rows), np.array(ys), ("loop_event_us", "loop_wake_us"))
 
 
 # Wall-clock overheads are read from lightly loaded runs only: under load the
@@ -493,6 +557,11 @@ def _profile(
     params["gil_interval_us"] = _measured(
         sys.getswitchinterval() * 1e6, "sys.getswitchinterval() of this Python"
     )
+    params["gil_fifo_share"] = {
+        "value": 0.0,
+        "identified": False,
+        "assumption": GIL_HANDOFF,
+    }
     params["cores"] = os.cpu_count() or 1
     params["gil"] = True
     fitted = preset.with_(**{k: v["value"] for k, v in params.items() if isinstance(v, dict)})
@@ -505,6 +574,12 @@ def _profile(
               "assumption": f"not identified: {c_why}; the preset's value",
               "estimate": contention}
     )  # fmt: skip
+    batching = fit_batching(results, fitted)
+    if batching is not None:
+        for key in batching.names:
+            params[key] = batching.parameter(
+                key, preset=getattr(preset, key), method=BATCHING_METHOD
+            )
     profile = {
         "name": name,
         "base": "cpython",
@@ -571,6 +646,59 @@ def _memory_parameters(
     )
     params["stack_kib"] = _measured(units["thread"]["vms"], bench)
     params["task_kib"] = _measured(max(0.0, units["coroutine"]["uss"]), bench)
+    held = preset.with_(**{k: v["value"] for k, v in params.items() if k in MEMORY_KEYS})
+    forks = fit_forks(results, held)
+    if forks is not None:
+        for key in forks.names:
+            params[key] = forks.parameter(key, preset=getattr(preset, key), method=FORKS_METHOD)
+
+
+# The user-memory parameters ``fit_forks`` holds at their fitted values.
+MEMORY_KEYS = ("process_kib", "thread_kib", "connection_kib", "backend_conn_kib", "fork_kib")
+FORKS_METHOD = (
+    "soft-L1 least squares on relative error over the process-per-connection runs "
+    "(the other units held at their fitted values), 95% bootstrap interval"
+)
+
+
+def fit_forks(results: list[tuple[Run, dict[str, Any]]], platform: Platform) -> Fit | None:
+    """Copy-on-write of a child per connection, from the process-per-connection
+    runs: what is left of each run's user memory once the units ``platform``
+    already prices (the server, its threads, connections, forks and backend
+    connections) are taken off, fitted as ``fork_touched_kib`` per child that
+    has served plus ``fork_call_kib`` per child that has made a backend call.
+
+    The joint fit over every server cannot separate a served child's growth
+    from its fork (every served child is both); these runs can, because some
+    hold children that never served (400 connections at 20/s) and some make
+    no calls. Only children alive at the peak count. None when there are too
+    few runs."""
+    rows, ys = [], []
+    costs = (
+        platform.process_kib,
+        platform.thread_kib,
+        platform.connection_kib,
+        platform.fork_kib - platform.thread_kib,
+        platform.backend_conn_kib,
+    )
+    for run, s in results:
+        if run.target in PEERS or run.role not in ("cpu", "memory"):
+            continue
+        if not get_model(run.target).own_process:
+            continue
+        mem = s["kept"].get("pss_peak_mib")
+        if mem is None or s["threads"]["peak"] is None:
+            continue
+        units = memory_units(run, s)
+        known = sum(n * kib for n, kib in zip(units[:5], costs, strict=True))
+        served = min(units[5], units[3])  # a child that has exited holds nothing
+        called = served if run.workload.calls > 0 else 0.0
+        y = mem * 1024
+        rows.append([served / y, called / y])
+        ys.append((y - known) / y)
+    if len(rows) < 4:
+        return None
+    return fit_robust(np.array(rows), np.array(ys), ("fork_touched_kib", "fork_call_kib"))
 
 
 def _lab(results: list[tuple[Run, dict[str, Any]]]) -> dict[str, Any]:

@@ -23,7 +23,7 @@ import simpy
 
 from simlab.errors import UserError
 from simlab.models import MODELS, get_model
-from simlab.models.base import BATCH, COMPLETED, PENDING, Model, Record, draw_io
+from simlab.models.base import BATCH, COMPLETED, PENDING, FastMode, Model, Record, draw_io
 from simlab.params import Architecture, Platform, Workload
 from simlab.streams import Streams, deal
 
@@ -36,10 +36,37 @@ def reason_not_fast(
     """None when the fast engine reproduces the DES for this configuration, else why not."""
     cls = get_model(model)
     reason = cls.fast_reason(workload, platform, arch)
+    if reason is None:
+        reason = _mechanism_reason(cls, platform)
     if reason is not None and cls.fast_mode is None:
         fast = ", ".join(name for name, m in MODELS.items() if m.fast_mode is not None)
         reason += f" (fast: {fast})"
     return reason
+
+
+# The fast engine's modes whose requests pass an event loop.
+_LOOP_MODES = (FastMode.LOOP, FastMode.LOOP_THEN_POOL)
+
+
+def _mechanism_reason(cls: type[Model], platform: Platform) -> str | None:
+    """Why a mechanism the DES models and the recursion does not makes the fast
+    engine refuse, or None. A loop's per-event cost (``loop_event_us``) is a
+    constant the recursion charges through ``request_cost``; its wake-up
+    shared by a batch (``loop_wake_us``) depends on whether the loop slept,
+    which a recursion over start times does not track; nor does it track who
+    waits for a GIL, so a hand-off out of order (``gil_fifo_share``) is the
+    DES's alone."""
+    if platform.gil and platform.gil_fifo_share < 1 and cls.fast_mode not in (None, FastMode.LOOP):
+        return (
+            "the GIL handed to any waiting thread, not the oldest (the convoy effect), "
+            "is modelled in the DES only (fast needs gil_fifo_share = 1)"
+        )
+    if platform.loop_wake_us > 0 and cls.fast_mode in _LOOP_MODES:
+        return (
+            "an event loop's wake-up shared by the events ready at it (batching) "
+            "depends on whether the loop slept (fast needs loop_wake_us = 0)"
+        )
+    return None
 
 
 class _Inputs:

@@ -10,6 +10,9 @@ process (the server)    process_kib                process_kernel_kib
 touched (a fork that    fork_touched_kib
   has served: its
   copy-on-write growth)
+called (a child per      fork_call_kib
+  connection that has
+  made a backend call)
 fork (a forked child    fork_kib - thread_kib      fork_kernel_kib -
   beyond its thread)                               thread_kernel_kib
 thread                  thread_kib                 thread_kernel_kib       stack_kib
@@ -35,6 +38,9 @@ buffer_kib (a slow                                 1 KiB
     touched (a fork that    fork_touched_kib
       has served: its
       copy-on-write growth)
+    called (a child per      fork_call_kib
+      connection that has
+      made a backend call)
     fork (a forked child    fork_kib - thread_kib      fork_kernel_kib -
       beyond its thread)                               thread_kernel_kib
     thread                  thread_kib                 thread_kernel_kib       stack_kib
@@ -73,6 +79,7 @@ UNITS = (
     "front",
     "front_conn",
     "buffer_kib",
+    "called",
 )
 
 
@@ -92,6 +99,8 @@ def unit_costs(p: Platform) -> dict[str, tuple[float, float, float]]:
         "front_conn": (p.front_connection_kib, p.connection_kernel_kib, 0.0),
         # A KiB of a slow client's request or answer waiting in a socket buffer.
         "buffer_kib": (0.0, 1.0, 0.0),
+        # A child per connection's growth from its first backend call.
+        "called": (p.fork_call_kib, 0.0, 0.0),
     }
 
 
@@ -109,6 +118,7 @@ class Units:
     front: int = 0
     front_conn: int = 0
     buffer_kib: float = 0.0
+    called: int = 0
 
     def footprint(self, platform: Platform) -> Footprint:
         costs = unit_costs(platform)

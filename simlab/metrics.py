@@ -176,6 +176,8 @@ def level_parts(rec: Record, platform: Platform) -> dict[str, Parts]:
         kernel_parts.append((first_use, last, backend[1] / KIB_PER_MIB))
     if rec.own_process:
         user_parts.append((first_use, last, costs["touched"][0] / KIB_PER_MIB))
+        if rec.calls > 0:
+            user_parts.append((first_use, last, costs["called"][0] / KIB_PER_MIB))
     # A slow client's bytes wait in socket buffers while they trickle.
     for kind, kib in zip(("send_buffers", "recv_buffers"), rec.buffers_kib, strict=True):
         if kind in iv and len(iv[kind][0]):

@@ -21,6 +21,7 @@ __all__ = ["SCENARIOS", "Architecture", "Platform", "Trace", "Workload"]
 
 Fanout = Literal["sequential", "parallel"]
 Hop = Literal["per-request", "kept-alive"]
+FirstRead = Literal["loop", "worker"]
 
 
 def _require(ok: bool, message: str) -> None:
@@ -213,6 +214,13 @@ class Architecture:
     event loops per process of ``async``, each on its own thread (the notes'
     "one process, several threads, coroutines on each thread"). ``limits`` are
     the server's overload controls (``simlab.overload.policy.Limits``).
+
+    ``first_read`` is where ``reactor-pool`` reads a new connection's first
+    request: on its loop (``loop``), or on a worker thread that takes the
+    connection when it is accepted and blocks in its first read
+    (``worker``, as gunicorn's gthread worker does): that worker is held
+    from the accept until the first request is served, and only then does the
+    connection go to the loop.
     """
 
     workers: int = 32
@@ -222,6 +230,7 @@ class Architecture:
     loops: int = 1
     fronts: int = 1
     hop: Hop = "per-request"
+    first_read: FirstRead = "loop"
 
     def __post_init__(self) -> None:
         _require(
@@ -248,6 +257,10 @@ class Architecture:
             isinstance(self.loops, int) and self.loops >= 1,
             f"loops(={self.loops!r}) must be an integer >= 1",
         )
+        _require(
+            self.first_read in ("loop", "worker"),
+            f"first_read(={self.first_read!r}) must be 'loop' or 'worker'",
+        )
 
     def describe(self) -> dict[str, Any]:
         out: dict[str, Any] = {
@@ -263,6 +276,8 @@ class Architecture:
         if (self.fronts, self.hop) != (1, "per-request"):
             out["fronts"] = self.fronts
             out["hop"] = self.hop
+        if self.first_read != "loop":
+            out["first_read"] = self.first_read
         return out
 
 
@@ -289,6 +304,12 @@ class Platform:
         fork_touched_kib   a forked child's growth once it serves a request:
                            reference counting writes to the interpreter's pages
                            and copy-on-write makes them private
+        fork_call_kib      a forked child's further growth from its first backend
+                           call (its socket and the pages the call path writes
+                           become private too); children per connection only:
+                           pre-forked copies were not measured for it. Fitted
+                           with fork_touched_kib from the process-per-connection
+                           runs (``simlab.calibrate.fit_forks``); 0 in every preset
 
     Wall-clock costs that hold no server resource (microseconds):
 
@@ -318,6 +339,33 @@ class Platform:
         task_us            creating a task or coroutine per request (async)
         parse_us           parsing a request and writing its response
         call_us            issuing one backend call and reading its answer
+        loop_event_us      what an event loop pays per ready event (reading the
+                           request, parsing it, writing the answer) in place of
+                           parse_us; 0 means parse_us (no batching modelled).
+                           A thread's parse_us also holds its blocking read's
+                           wake-up, which a loop that finds the request ready
+                           does not pay
+        loop_wake_us       what an event loop pays on top of wake_us when it
+                           wakes from its poll with nothing run since it slept
+                           (epoll_wait returning, walking the ready list, cold
+                           caches). Every event ready at that wake-up, and every
+                           one that arrives while the loop is busy, is run before
+                           it sleeps again and shares it: the loop's batching,
+                           which makes its CPU per request fall as load rises.
+                           Both are fitted (``simlab.calibrate.fit_batching``)
+                           from the loop servers' light runs and closed loops of
+                           1 to 64 clients; 0 in every preset
+        gil_fifo_share     the share of GIL hand-offs that go to the thread that
+                           has waited longest; the others go to any waiting
+                           thread (``simlab.models.pool.Gil``). CPython's GIL
+                           wakes whichever waiter the OS picks and lets a thread
+                           back from its I/O take it first, so waits are not
+                           served in order and a waiter can be passed over again
+                           and again (the convoy effect): a wider spread of GIL
+                           waits, the same mean. 1 (in order) in every preset;
+                           a calibrated cpython profile has 0, an assumption
+                           read from CPython's source, not fitted
+                           (``simlab.calibrate.GIL_HANDOFF``)
         gil_interval_us    CPython's switch interval (``sys.getswitchinterval()``,
                            5 ms): a thread that wants the GIL asks the holder to
                            drop it after this long, so a phase longer than it
@@ -372,6 +420,7 @@ class Platform:
     fork_kernel_kib: float = 238.0
     backend_conn_kib: float = 0.0
     fork_touched_kib: float = 0.0
+    fork_call_kib: float = 0.0
     rtt_us: float = 0.0
     rtt_cv: float = 0.0
     call_latency_us: float = 0.0
@@ -386,6 +435,9 @@ class Platform:
     parse_us: float = 37.0
     call_us: float = 18.5
     gil_interval_us: float = 0.0
+    gil_fifo_share: float = 1.0
+    loop_event_us: float = 0.0
+    loop_wake_us: float = 0.0
     process_kernel_kib: float = 0.0
     client_cpu_us: float = 0.0
     backend_cpu_us: float = 0.0
@@ -413,6 +465,10 @@ class Platform:
             if f.name not in ("name", "cores", "gil"):
                 _finite_nonneg(f.name, getattr(self, f.name))
         _require(
+            self.gil_fifo_share <= 1,
+            f"gil_fifo_share(={self.gil_fifo_share!r}) must be between 0 and 1",
+        )
+        _require(
             self.fork_kib >= self.thread_kib and self.fork_kernel_kib >= self.thread_kernel_kib,
             f"fork_kib(={self.fork_kib}) and fork_kernel_kib(={self.fork_kernel_kib}) must be "
             f">= thread_kib(={self.thread_kib}) and thread_kernel_kib(={self.thread_kernel_kib}): "
@@ -424,7 +480,24 @@ class Platform:
         return tuple(f.name for f in fields(cls) if f.name not in ("name", "cores", "gil"))
 
     def describe(self) -> dict[str, Any]:
-        return {f.name: getattr(self, f.name) for f in fields(self)}
+        # The mechanisms' parameters only when set, so that every output of a
+        # platform without them (and every golden) stays as it was.
+        return {
+            f.name: getattr(self, f.name)
+            for f in fields(self)
+            if f.name not in MECHANISMS or getattr(self, f.name) != f.default
+        }
+
+    @property
+    def loop_parse_us(self) -> float:
+        """What an event loop pays per request for reading, parsing and answering it."""
+        return self.loop_event_us or self.parse_us
+
+    @property
+    def batching(self) -> bool:
+        """True when an event loop's costs differ from a thread's (``loop_event_us``,
+        ``loop_wake_us``): the loop shares its wake-ups among the events ready."""
+        return self.loop_event_us > 0 or self.loop_wake_us > 0
 
     def rtt(self) -> Distribution:
         """The client and loopback path's time per request (seconds)."""
@@ -436,6 +509,12 @@ class Platform:
 
     def with_(self, **changes: Any) -> Platform:
         return replace(self, **changes)
+
+
+# Parameters of the mechanisms added for the validation's worst misses (event-loop
+# batching, a forked child's first call, the GIL's hand-off); left out of
+# ``describe`` while they are at their defaults (the mechanism off).
+MECHANISMS = ("loop_event_us", "loop_wake_us", "fork_call_kib", "gil_fifo_share")
 
 
 def _jitter(mean: float, cv: float) -> Distribution:

@@ -72,6 +72,10 @@ def cpython() -> Platform:
     - switch_contention 0.05: a placeholder until calibration fits it; it makes
       a switch with 1,000 runnable threads cost about 50x a bare one, inside the
       indirect-cost range of Li, Ding and Shen (ExpCS 2007).
+    - loop_event_us, loop_wake_us (an event loop's batching) and fork_call_kib
+      (a child's copy-on-write from its first backend call) 0: mechanisms
+      only calibration can price on a machine (``simlab.calibrate``
+      ``fit_batching`` and ``fit_forks``); at 0 they are off.
     """
     return Platform(name="cpython")
 

@@ -24,6 +24,7 @@ __all__ = ["STREAMS", "Deal", "Dealer", "Streams", "deal", "run_salts", "salt_of
 
 STREAMS = (
     "arrival", "connection", "cpu", "io", "think", "slack", "client", "mix", "hedge", "slow",
+    "gil",
 )  # fmt: skip
 
 # splitmix64's constants (Steele, Lea and Flood, OOPSLA 2014).
@@ -50,16 +51,18 @@ class Streams:
     hedge: np.random.Generator | None = None
     # Appended for slow clients: their send and receive times.
     slow: np.random.Generator | None = None
+    # Appended for the GIL's hand-off: which waiting thread the OS wakes.
+    gil: np.random.Generator | None = None
 
     @classmethod
     def of(cls, seed: np.random.SeedSequence) -> Streams:
         # spawn(n) keys child k by k alone, so an appended stream leaves the others as they were.
-        arrival, connection, cpu, io, think, slack, client, mix, hedge, slow = (
+        arrival, connection, cpu, io, think, slack, client, mix, hedge, slow, gil = (
             np.random.default_rng(s) for s in seed.spawn(len(STREAMS))
         )
         return cls(
             arrival, connection, cpu, io, think, slack, salt=salt_of(seed),
-            client=client, mix=mix, hedge=hedge, slow=slow,
+            client=client, mix=mix, hedge=hedge, slow=slow, gil=gil,
         )  # fmt: skip
 
 

@@ -50,7 +50,7 @@ from simlab.platforms import load_platform, profile_path
 from simlab.provenance import atomic_write, atomic_write_json, git_revision, machine, utc_stamp
 from simlab.real.grids import RUNTIMES, Case, held_out, runtime_cases
 from simlab.real.measure import MeasureOptions, measure
-from simlab.real.peers import PEERS, REGISTRY, RESEMBLES
+from simlab.real.peers import PEERS, REGISTRY, RESEMBLES, as_designed
 from simlab.results import MeasuredSummary, SimSummary
 from simlab.simulation import simulate
 from simlab.stats import bootstrap_ci
@@ -174,7 +174,7 @@ def _simulate(case: Case, platform: Platform, seed: int) -> SimSummary:
         model,
         case.workload,
         platform,
-        case.arch,
+        as_designed(case.target, case.arch),
         duration=case.duration,
         warmup=case.warmup,
         seed=seed,
@@ -195,7 +195,7 @@ def _peer_adjusted(
         RESEMBLES[case.target],
         case.workload.with_(rate=1e-3),
         platform,
-        case.arch,
+        as_designed(case.target, case.arch),
         duration=1.0,
         warmup=0.0,
         replications=1,

@@ -154,13 +154,16 @@ def test_thread_count_collapse(tmp_path: Path) -> None:
 @pytest.mark.real  # it starts real servers on loopback
 def test_multicore(tmp_path: Path) -> None:
     df = run("multicore", tmp_path / "mc")
-    sim = df[(df["source"] == "simulated") & (df["model"] == "async")]
+    sim = df[(df["source"] == "simulated") & (df["model"] == "async") & df["gil"]]
     eight = sim[sim["cores"] == 8].set_index("processes")["throughput_rps"]
     # Under the GIL, a second process nearly doubles a CPU-bound server on 8 cores.
     assert eight.loc[2] > 1.6 * eight.loc[1]
     mem = sim[sim["cores"] == 8].set_index("processes")["resident_mib"]
     assert mem.loc[2] > mem.loc[1]
     assert set(df["source"]) == {"simulated", "measured"}
+    # One process of each model is also simulated without the GIL on every core count.
+    free = df[~df["gil"].astype(bool)]
+    assert set(free["processes"]) == {1} and set(free["cores"]) == set(sim["cores"])
 
 
 @pytest.mark.real  # it starts real servers on loopback

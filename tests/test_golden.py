@@ -1,14 +1,19 @@
-"""The JSON contract, byte for byte: saved outputs of ``simulate``, ``compare`` and
+"""The JSON contract, key for key: saved outputs of ``simulate``, ``compare`` and
 ``plan`` on fixed scenarios, against what this version prints.
 
-A change to any of these bytes is a change to what simlab tells its users.
-When one is meant (a bug fixed, a key added), regenerate the files with
-``SIMLAB_UPDATE_GOLDEN=1 pytest tests/test_golden.py`` and say what changed,
-and why, in CHANGELOG.md. They run against the tests' frozen cpython profile.
+A change to any of these keys, strings or numbers is a change to what simlab
+tells its users. Numbers are compared to a relative 1e-9, not to the last bit:
+a new numpy or pandas may sum in another order and move the 16th digit of a
+mean, which tells nobody anything new. When a change is meant (a bug fixed, a
+key added), regenerate the files with ``SIMLAB_UPDATE_GOLDEN=1 pytest
+tests/test_golden.py`` and say what changed, and why, in CHANGELOG.md. They run
+against the tests' frozen cpython profile.
 """
 
 from __future__ import annotations
 
+import json
+import math
 import os
 import shlex
 from pathlib import Path
@@ -56,4 +61,39 @@ def test_json_output_is_unchanged(name: str, capsys: pytest.CaptureFixture[str])
     path = GOLDEN / f"{name}.json"
     if os.environ.get("SIMLAB_UPDATE_GOLDEN"):
         path.write_text(out)
-    assert out == path.read_text(), f"simlab {CASES[name]} --json changed"
+    difference = _first_difference(json.loads(path.read_text()), json.loads(out), "")
+    assert difference is None, f"simlab {CASES[name]} --json changed at {difference}"
+
+
+def _first_difference(want: object, got: object, where: str) -> str | None:
+    """Where ``got`` first departs from ``want``: a key, a length, a type or a value."""
+    if isinstance(want, dict) and isinstance(got, dict):
+        if list(want) != list(got):
+            return f"{where or '/'}: keys {list(want)} -> {list(got)}"
+        for key in want:
+            found = _first_difference(want[key], got[key], f"{where}/{key}")
+            if found is not None:
+                return found
+        return None
+    if isinstance(want, list) and isinstance(got, list):
+        if len(want) != len(got):
+            return f"{where}: {len(want)} items -> {len(got)}"
+        for i, (w, g) in enumerate(zip(want, got, strict=True)):
+            found = _first_difference(w, g, f"{where}[{i}]")
+            if found is not None:
+                return found
+        return None
+    numbers = (int, float)
+    if (
+        isinstance(want, numbers)
+        and isinstance(got, numbers)
+        and not isinstance(want, bool)
+        and not isinstance(got, bool)
+        and type(want) is type(got)
+    ):
+        return (
+            None
+            if math.isclose(want, got, rel_tol=1e-9, abs_tol=1e-12)
+            else (f"{where}: {want!r} -> {got!r}")
+        )
+    return None if want == got and type(want) is type(got) else f"{where}: {want!r} -> {got!r}"

@@ -13,7 +13,7 @@ from simlab.models.async_ import Async
 from simlab.models.reactor_pool import ReactorPool
 from simlab.models.thread_per_connection import ThreadPerConnection
 
-__all__: list[str] = []
+__all__ = ["communication_overhead"]
 
 TEN_GB_MIB = 1e10 / 2**20  # "10G": the notes' round number, in MiB
 ABOUT = 0.25  # "about" / "typical" taken as within 25%
@@ -75,14 +75,10 @@ def idle_connections(ev: Evidence) -> Finding:
     )
 
 
-@claim(
-    "communication-cpu",
-    "layers",
-    "通信层特点：都是IO行为，几乎不大消耗CPU",
-    "The communication layer is all I/O and uses almost no CPU.",
-    "simlab measure <target> (data/measurements/*.json: cpu_busy_cores / throughput - cpu)",
-)
-def communication_cpu(ev: Evidence) -> Finding:
+def communication_overhead(ev: Evidence) -> pd.DataFrame:
+    """Per real target, the median over its measurements (``data/measurements``) of
+    the server's CPU per request beyond the handler's own fixed CPU (ms), with that
+    CPU (``cpu_ms``) and how many runs the median is over (``runs``)."""
     rows = []
     for s in ev.measurements():
         cpu_s = fixed_seconds((s.get("workload") or {}).get("cpu"))
@@ -92,10 +88,24 @@ def communication_cpu(ev: Evidence) -> Finding:
         name = str(s.get("model"))
         overhead_ms = busy / thr * 1e3 - cpu_s * 1e3
         rows.append((name, overhead_ms, cpu_s * 1e3))
-    if not rows:
-        return Finding("not yet measured", "no measurement with a fixed CPU demand", {})
     per = pd.DataFrame(rows, columns=["target", "overhead_ms", "cpu_ms"])
+    runs = per.groupby("target", sort=True).size()
     per = per.groupby("target", sort=True).median()
+    per["runs"] = runs
+    return per
+
+
+@claim(
+    "communication-cpu",
+    "layers",
+    "通信层特点：都是IO行为，几乎不大消耗CPU",
+    "The communication layer is all I/O and uses almost no CPU.",
+    "simlab measure <target> (data/measurements/*.json: cpu_busy_cores / throughput - cpu)",
+)
+def communication_cpu(ev: Evidence) -> Finding:
+    per = communication_overhead(ev)
+    if per.empty:
+        return Finding("not yet measured", "no measurement with a fixed CPU demand", {})
     numbers = {f"{t}_ms_per_request": round(float(r.overhead_ms), 3) for t, r in per.iterrows()}
     profile = ev.profile()["parameters"]
     parse_ms = float(profile["parse_us"]["value"]) / 1e3

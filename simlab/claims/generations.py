@@ -284,10 +284,23 @@ def python_journey(ev: Evidence) -> Finding:
             rho = numbers[f"{k}_cores_needed_at_{nxt}"]
             state = "saturates it" if rho >= 1 else "under it, so the step fails on latency"
             parts.append(f"{k} {rho:.2f} ({state})")
+        # The step after the tie, when it sustains the next level: does it need less?
+        names = list(best)
+        after = [k for k in names[names.index(tied[-1]) + 1 :] if best[k] >= nxt]
+        beyond = ""
+        if after:
+            rho = journey_load(after[0], platform, clients=nxt, params=meta)
+            numbers[f"{after[0]}_cores_needed_at_{nxt}"] = round(rho, 2)
+            beyond = f"; {after[0]}, which sustains {nxt}, needs {rho:.2f}" + (
+                ", so the one core separates them"
+                if rho < 1
+                else " too, so the one core does not separate them by itself"
+            )
         why.append(
             f"{', '.join(tied)} tie at {level}: at the next level ({nxt} clients) the calibrated "
             f"costs put each process's CPU, in cores of the one its GIL allows, at "
             + ", ".join(parts)
+            + beyond
         )
     text = "measured, most clients within the p99 goal: " + ", ".join(
         f"{k} {v}" for k, v in best.items()
@@ -331,7 +344,10 @@ def journey_dashboard(ev: Evidence) -> Finding:
 
 
 def _multicore(ev: Evidence) -> pd.DataFrame:
-    return ev.results("multicore")
+    """The multicore rows with CPython's GIL (its --no-gil rows are the notes' case,
+    read by ``threads_many_cores``)."""
+    df = ev.results("multicore")
+    return df[df["gil"].astype(bool)] if "gil" in df.columns else df
 
 
 @claim(

@@ -81,9 +81,12 @@ def story_page(s: Scenario) -> None:
             "1 request/s on a new connection, 1 ms of CPU and one 20 ms backend call. The "
             "iterative server serves one request at a time; forking and threads per "
             "connection overlap the waits; a pool bounds the threads; the reactor frees "
-            "idle connections from threads; async frees backend waits too. Under the GIL "
-            "every step shares one core, which is where the threaded steps tie."
+            "idle connections from threads; async frees backend waits too."
         )
+        # Why steps tie is the ledger's computed reason, never a sentence typed here.
+        journey = [r for r in compute.claims_ledger() if r.id == "python-journey"]
+        if journey:
+            st.caption(f"Measured ({journey[0].verdict}): {journey[0].reason}.")
     run = compute.RUN
     st.markdown(
         f"**Simulated with the sidebar's configuration** (the Compare page's runs: the peak "

@@ -55,6 +55,7 @@ class Async(Model):
             thread={"parse_us": 1, "task_us": 1, "call_us": workload.calls},
             switches=0,
             phases=1,
+            on_loop=True,
         )
 
     def session(self, i: int, conn: int) -> Generator[simpy.Event, Any, None]:
@@ -86,7 +87,9 @@ class Async(Model):
                 demand = self.demand[i] + self._fixed
                 cpu = 0.0
                 if demand > 0:
-                    cpu, self.start[i] = yield from self.cpu.run(gil, demand, 0, process, lock=loop)
+                    cpu, self.start[i] = yield from self.cpu.run(
+                        gil, demand, 0, process, lock=loop, loop=True
+                    )
                 else:
                     self.start[i] = env.now
                 self.worker[i] = k
@@ -119,7 +122,9 @@ class Async(Model):
                 return
             cpu, self.start[i], blocking = turn
         elif demand > 0:
-            cpu, self.start[i] = yield from self.cpu.run(None, demand, 0, process, lock=loop)
+            cpu, self.start[i] = yield from self.cpu.run(
+                None, demand, 0, process, lock=loop, loop=True
+            )
         else:
             cpu, self.start[i] = 0.0, self.env.now
         self.worker[i] = process
@@ -237,7 +242,7 @@ class Async(Model):
         arch = cls._queues(platform, arch)
         us = 1e-6
         lam = w.rate * deal.busiest(w.connections, arch.processes)
-        loop = s.cpu + (p.parse_us + p.task_us) * us + w.calls * p.call_us * us
+        loop = s.cpu + (p.loop_parse_us + p.task_us) * us + w.calls * p.call_us * us
         pw, mw = composition.mgc_wait(lam, float(loop.mean()), composition.scv(loop), 1)
         wait = composition.mixture(s.u_loop, s.e_loop, pw, mw)
         return (

@@ -139,7 +139,10 @@ class RequestCost:
       asleep and pay ``wake_us``); ``always_wakes`` when every phase does
       (a forked child sleeps between requests);
     - ``accept``: paid by the accepting thread once per connection (spawning
-      a thread or forking a process for it).
+      a thread or forking a process for it);
+    - ``on_loop``: the ``thread`` part runs on an event loop (async's loop is
+      its request's thread), so that, like ``loop``, it parses at the
+      platform's ``loop_parse_us``.
     """
 
     loop: Mapping[str, float]
@@ -148,21 +151,27 @@ class RequestCost:
     phases: int
     accept: Mapping[str, float] = field(default_factory=dict)
     always_wakes: bool = False
+    on_loop: bool = False
 
     @staticmethod
-    def _seconds(terms: Mapping[str, float], platform: Platform) -> float:
+    def _seconds(terms: Mapping[str, float], platform: Platform, *, loop: bool) -> float:
         total = 0.0
         for name in COST_TERMS:
             if name in terms:
-                n, each = terms[name], float(getattr(platform, name))
+                n = terms[name]
+                each = (
+                    platform.loop_parse_us
+                    if loop and name == "parse_us"
+                    else float(getattr(platform, name))
+                )
                 total += each if n == 1 else n * each
         return total * US
 
     def loop_s(self, platform: Platform) -> float:
-        return self._seconds(self.loop, platform)
+        return self._seconds(self.loop, platform, loop=True)
 
     def thread_s(self, platform: Platform) -> float:
-        return self._seconds(self.thread, platform)
+        return self._seconds(self.thread, platform, loop=self.on_loop)
 
     def switch_s(self, platform: Platform) -> float:
         return self.switches * platform.context_switch_us * US
@@ -237,6 +246,9 @@ class Model:
     fast_mode: ClassVar[FastMode | None] = None
     # Several event loops per process (``Architecture.loops``) are a knob of this model.
     multi_loop: ClassVar[bool] = False
+    # Where a new connection's first request is read (``Architecture.first_read``)
+    # is a knob of this model.
+    first_read_knob: ClassVar[bool] = False
     max_requests: ClassVar[int] = 2_000_000
     max_in_system: ClassVar[int] = 250_000
 
@@ -252,6 +264,10 @@ class Model:
     ) -> None:
         if architecture.loops != 1 and not self.multi_loop:
             raise UserError(f"loops(={architecture.loops}): {self.name} has no event loops to add")
+        if architecture.first_read != "loop" and not self.first_read_knob:
+            raise UserError(
+                f"first_read(={architecture.first_read!r}): {self.name} has no loop to read on"
+            )
         self.env = env
         self.workload = workload
         self.platform = platform
@@ -260,7 +276,7 @@ class Model:
         self.streams = Streams.of(seed)
         self.salt = self.streams.salt
         self.process_of = Dealer(architecture.processes, self.salt)
-        self.cpu = Cpu(env, platform, architecture.processes)
+        self.cpu = Cpu(env, platform, architecture.processes, self.streams.gil)
         self._call_latency = platform.call_latency()
         self._call_cpu = platform.call_us * US
         # The lab's neighbours on the same cores: the load generator's CPU per

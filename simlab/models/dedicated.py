@@ -77,6 +77,7 @@ class Dedicated(ConnectionBound):
             connection=owners,
             task=in_flight,
             backend_conn=callers if workload.calls else 0,
+            called=owners if cls.own_process and workload.calls else 0,
         )
 
     @classmethod

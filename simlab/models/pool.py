@@ -16,11 +16,12 @@ from collections import deque
 from collections.abc import Generator
 from typing import Any
 
+import numpy as np
 import simpy
 
 from simlab.params import Platform
 
-__all__ = ["Cpu", "Pool"]
+__all__ = ["Cpu", "Gil", "Pool"]
 
 
 class Pool:
@@ -56,6 +57,40 @@ class Pool:
     @property
     def queued(self) -> int:
         return len(self.waiters)
+
+
+class Gil(Pool):
+    """A GIL whose hand-off is not first-come-first-served.
+
+    CPython's GIL (``Python/ceval_gil.h``) is a mutex and a condition
+    variable: a thread that drops it signals the condition, and whichever
+    waiting thread the OS wakes first takes it, unless a thread that has just
+    come back from its I/O takes it before any sleeper wakes. So the oldest
+    waiter is not served first: of the threads waiting, any may be next. A
+    waiter's only guarantee is the switch interval, and only against a thread
+    that holds the GIL that long (``Cpu``'s slices): a stream of short phases
+    switching among the others voids its timeouts, and it waits on (the
+    convoy effect, Beazley 2010). Here a hand-off goes to the oldest waiter
+    with probability ``fifo`` (the platform's ``gil_fifo_share``), else to
+    one of them drawn uniformly.
+    """
+
+    __slots__ = ("fifo", "rng")
+
+    def __init__(self, env: simpy.Environment, rng: np.random.Generator, fifo: float) -> None:
+        super().__init__(env, 1)
+        self.rng = rng
+        self.fifo = fifo
+
+    def give(self, server: int) -> None:
+        waiters = self.waiters
+        if len(waiters) > 1 and self.rng.random() >= self.fifo:
+            k = int(self.rng.integers(len(waiters)))
+            chosen = waiters[k]
+            del waiters[k]
+            chosen.succeed(server)
+        else:
+            super().give(server)
 
 
 class Cpu:
@@ -95,16 +130,33 @@ class Cpu:
         "env",
         "gils",
         "interval",
+        "loop_wake",
         "wake",
     )
 
-    def __init__(self, env: simpy.Environment, platform: Platform, processes: int) -> None:
+    def __init__(
+        self,
+        env: simpy.Environment,
+        platform: Platform,
+        processes: int,
+        rng: np.random.Generator | None,
+    ) -> None:
         self.env = env
         self.cores = Pool(env, platform.cores) if platform.cores is not None else None
-        self.gils = [Pool(env, 1) for _ in range(processes)] if platform.gil else None
+        self.gils: list[Pool] | None = None
+        if platform.gil:
+            fifo = platform.gil_fifo_share
+            # A hand-off other than first-come-first-served draws from ``rng``.
+            if fifo < 1 and rng is None:
+                raise ValueError("a GIL handed out of order needs a random stream")
+            self.gils = [
+                Gil(env, rng, fifo) if fifo < 1 and rng is not None else Pool(env, 1)
+                for _ in range(processes)
+            ]
         self.cs = platform.context_switch_us * 1e-6
         self.contention = platform.switch_contention
         self.wake = platform.wake_us * 1e-6
+        self.loop_wake = platform.loop_wake_us * 1e-6
         self.interval = platform.gil_interval_us * 1e-6 if platform.gil else 0.0
         self.active = [0] * processes
         self.busy_start: array[float] = array("d")
@@ -147,6 +199,8 @@ class Cpu:
         switches: int,
         process: int | None,
         lock: Pool | None = None,
+        *,
+        loop: bool = False,
     ) -> Generator[simpy.Event, Any, tuple[float, float]]:
         """Run one phase of ``process`` (None: a process of its own, such as a
         forked child, that sleeps between requests); returns the CPU time it
@@ -154,6 +208,10 @@ class Cpu:
 
         ``lock`` is a single thread the phase must have first (an event loop,
         an accepting thread); waiting for it keeps the process awake.
+        ``loop``: the phase runs on an event loop. The loop takes every event
+        ready when it wakes and runs them before it sleeps again, so only the
+        phase that wakes it pays its wake-up (``loop_wake_us``): the others
+        share it (batching).
         """
         if process is None:
             woke = self.wake > 0
@@ -177,7 +235,7 @@ class Cpu:
             )
             duration += switches * self.cs * (1.0 + self.contention * runnable)
         if woke:
-            duration += self.wake
+            duration += self.wake + self.loop_wake if loop else self.wake
         env = self.env
         started = env.now
         if self.interval and gil is not None and duration > self.interval:

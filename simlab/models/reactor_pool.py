@@ -7,6 +7,17 @@ worker (``dispatch``), and the worker blocks through its backend calls. It is
 M/G/W over requests per process (Erlang C when service is exponential). The
 catch the notes point at: a worker is held for the whole backend wait, so
 W must grow with lam x W_io (Little's law).
+
+gunicorn's gthread worker reads a new connection's first request on a worker
+thread (``Architecture.first_read = "worker"``): the loop accepts and hands
+the connection to the pool at once, and the worker that takes it blocks in
+recv until the client's first request comes. Persistent connections all
+open at the start, so each holds a worker for its client's first think time
+(about N / rate): with N well above W the first requests queue behind that
+for seconds. Only then is the connection the loop's, as in a reactor.
+(gunicorn's ``workers/gthread.py`` says so in its design note: "accepted
+connections are added to the thread pool as a connection job. Keepalive
+connections are put back in the loop waiting for an event.")
 """
 
 from __future__ import annotations
@@ -17,6 +28,7 @@ from typing import Any
 import numpy as np
 import simpy
 
+from simlab.errors import UserError
 from simlab.footprint import Units
 from simlab.models import composition, loads
 from simlab.models.base import Analytic, FastMode, Model, RequestCost, client_load
@@ -32,6 +44,7 @@ class ReactorPool(Model):
     name = "reactor-pool"
     pooled = True
     fast_mode = FastMode.LOOP_THEN_POOL
+    first_read_knob = True
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -42,6 +55,17 @@ class ReactorPool(Model):
         self._cs_paid = p.context_switch_us > 0
         self.loops = [Pool(self.env, 1, first_id=k) for k in range(a.processes)]
         self.pools = [Pool(self.env, a.workers, first_id=k * a.workers) for k in range(a.processes)]
+        # gthread's first read: connection -> the worker blocked in its first
+        # read (an event to hand it the request), or the request that came first.
+        self._reader: dict[int, simpy.Event] = {}
+        self._first: dict[int, int] = {}
+        self._unread: set[int] = set()
+        self._parse = p.parse_us * 1e-6  # a worker reads and parses as a thread does
+        if a.first_read == "worker" and (self.ov is not None or w.slow_clients):
+            raise UserError(
+                "first_read='worker' (gthread's first read) is modelled without the "
+                "overload options and slow clients"
+            )
 
     @classmethod
     def request_cost(cls, workload: Workload) -> RequestCost:
@@ -63,6 +87,63 @@ class ReactorPool(Model):
         w = self.workload
         return self.levels(0, w.connections if w.persistent else 0)
 
+    # ------------------------------------------------- gthread's first read
+
+    def start_arrivals(self) -> None:
+        if self.arch.first_read == "worker" and self.workload.persistent:
+            # Every persistent connection is accepted at time 0 and queued for a
+            # worker, which will block in its first read.
+            self._unread = set(range(self.workload.connections))
+            for conn in range(self.workload.connections):
+                self.env.process(self._first_read(conn))
+        super().start_arrivals()
+
+    def admit_slot(self, i: int, conn: int) -> bool:
+        if conn not in self._unread:
+            return True
+        # The connection's first request goes to the worker that reads it (or
+        # waits for one); what the client sends after it queues behind it.
+        self._unread.discard(conn)
+        self.active[conn] = None
+        if self.ov is not None:
+            self.ov.on_sent(conn, i)
+        reader = self._reader.pop(conn, None)
+        if reader is not None:
+            reader.succeed(i)
+        else:
+            self._first[conn] = i
+        return False
+
+    def _first_read(self, conn: int) -> Generator[simpy.Event, Any, None]:
+        """A worker takes connection ``conn`` at its accept and blocks in recv
+        until its first request, serves it, then gives the connection to the loop."""
+        env = self.env
+        process = self.process_of(conn)
+        pool = self.pools[process]
+        gil = self.cpu.gil(process)
+        worker = pool.take()
+        if worker < 0:
+            worker = yield pool.wait()
+        i = self._first.pop(conn, -1)
+        if i < 0:
+            ready = simpy.Event(env)
+            self._reader[conn] = ready
+            i = yield ready
+        self.admit[i] = env.now
+        self.start[i] = env.now
+        self.worker[i] = worker
+        self.process[i] = process
+        demand = self.demand[i] + self._fixed + self._parse
+        cpu = yield from self.on_thread(i, gil, demand, paid=self._cs_paid, process=process)
+        self.cpu_time[i] = cpu
+        pool.give(worker)
+        self.finish(i, cpu + self.io_time[i])
+        nxt = self.next_on_slot(conn)
+        if nxt is None:
+            del self.active[conn]
+        else:
+            yield from self.session(nxt, conn)
+
     def session(self, i: int, conn: int) -> Generator[simpy.Event, Any, None]:
         env = self.env
         process = self.process_of(conn)
@@ -78,7 +159,7 @@ class ReactorPool(Model):
             sent = yield from self.client_sends(i)
             self.admit[i] = env.now
             if self._loop_cost > 0:
-                yield from self.cpu.run(gil, self._loop_cost, 0, process, lock=loop)
+                yield from self.cpu.run(gil, self._loop_cost, 0, process, lock=loop, loop=True)
             # The overload limit answers 503 before the request is handed on.
             shed = self.ov is not None and self.ov.shed(i)
             worker = -1 if shed else pool.take()
@@ -157,6 +238,8 @@ class ReactorPool(Model):
         blocker = loads.reduction_blocker(workload, platform, arch, queue="work queue")
         if blocker is not None:
             return blocker
+        if arch.first_read == "worker":
+            return "workers blocked in new connections' first reads (gthread) are not a queue"
         cost = cls.request_cost(workload)
         if cost.loop_s(platform) > 0:
             return "the loop's parse and dispatch phase is a second queue in tandem"
@@ -198,6 +281,8 @@ class ReactorPool(Model):
 
     @classmethod
     def _fast_limits(cls, workload: Workload, platform: Platform, arch: Architecture) -> str | None:
+        if arch.first_read == "worker":
+            return "a worker blocked in a new connection's first read (gthread) is not FCFS"
         if not loads.uncontended(platform):
             return "CPU phases contend for cores or a GIL (fast needs --no-gil --cores unlimited)"
         return None

@@ -535,7 +535,7 @@ class Dynamics:
             return None
         cpu, start = 0.0, env.now
         if demand > 0:
-            cpu, start = yield from m.cpu.run(None, demand, 0, process)
+            cpu, start = yield from m.cpu.run(None, demand, 0, process, loop=True)
         blocking = self.blocking_of(i)
         if blocking > 0 and not self.offload:
             yield env.timeout(blocking)

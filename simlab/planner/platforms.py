@@ -39,6 +39,7 @@ UNIT_WORDS = {
     "front": "front loop processes",
     "front_conn": "connections held by the front",
     "buffer_kib": "KiB of buffered bytes",
+    "called": "forked children's growth from their first backend call",
 }
 
 

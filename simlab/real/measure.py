@@ -59,7 +59,7 @@ from simlab.real.limits import check_fits, raise_fd_limit
 from simlab.real.lock import exclusive
 from simlab.real.options import SERVER_MODELS
 from simlab.real.probe import Probe
-from simlab.real.processes import Managed, free_port, port_is_free, python
+from simlab.real.processes import Managed, free_port, port_is_free, python, share_priority
 from simlab.results import (
     ConnectionCounts,
     HistogramBlock,
@@ -448,6 +448,7 @@ def _run_load(spec: loadgen.LoadSpec, port: int, opts: MeasureOptions) -> dict[s
         text=True,
         start_new_session=True,
     )
+    share_priority(proc.pid)
     try:
         out, err = proc.communicate(json.dumps(data), timeout=budget)
     except subprocess.TimeoutExpired:

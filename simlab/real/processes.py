@@ -21,10 +21,25 @@ from collections.abc import Callable
 from types import TracebackType
 from typing import IO
 
-__all__ = ["Managed", "free_port", "port_is_free", "wait_listening"]
+__all__ = ["Managed", "free_port", "port_is_free", "share_priority", "wait_listening"]
 
 STOP_GRACE_S = 15.0
 STDERR_LINES = 200
+
+
+def share_priority(pid: int) -> None:
+    """Give the session ``pid`` leads this process's nice value.
+
+    Linux's scheduler autogroups (``kernel.sched_autogroup_enabled``) put each
+    session in a group of its own at nice 0, and the groups share the cores
+    equally whatever their members' nice: a server started in a new session
+    would ignore the ``nice -n -10`` its run was started with, and get no more
+    than a niced test suite in another session. The group's own nice (its
+    ``/proc/<pid>/autogroup``) is set to this process's; where autogroups are
+    off or absent, or a negative value is not allowed, nothing changes.
+    """
+    with contextlib.suppress(OSError), open(f"/proc/{pid}/autogroup", "w") as f:
+        f.write(str(os.getpriority(os.PRIO_PROCESS, 0)))
 
 
 def free_port() -> int:
@@ -85,6 +100,7 @@ class Managed:
             # Only joins a memory cgroup, with raw syscalls: safe beside threads.
             preexec_fn=preexec,  # noqa: PLW1509
         )
+        share_priority(self.proc.pid)
         self.port = 0
         self._stderr: deque[str] = deque(maxlen=STDERR_LINES)
         self._drains: list[threading.Thread] = []

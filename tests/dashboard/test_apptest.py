@@ -8,6 +8,8 @@ from pathlib import Path
 import pytest
 from streamlit.testing.v1 import AppTest
 
+from simlab.claims import ledger
+
 APP = str(Path(__file__).resolve().parents[2] / "app.py")
 TIMEOUT = 120
 
@@ -134,6 +136,10 @@ def test_story_presets_load_and_show_numbers(button: str) -> None:
     assert by.loc["async", "threads_peak"] <= 2
     if button == "story_c10k":
         assert by.loc["thread-per-connection", "threads_peak"] > 10_000
+    if button == "story_journey":
+        # Why the steps tie is the ledger's computed reason, not a typed sentence.
+        (row,) = ledger(only=["python-journey"])
+        assert any(c.value == f"Measured ({row.verdict}): {row.reason}." for c in at.caption)
 
 
 def test_experiments_page_renders() -> None:

@@ -22,10 +22,12 @@ from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, replace
 from importlib import metadata
+from typing import Any
 
+from simlab.params import Architecture
 from simlab.real.peers import go, jvm, nginx, node
 from simlab.real.peers.build import MissingRuntime, PeerConfig, start_peer
 from simlab.real.peers.python import PYTHON_PEERS, asgi_app, command, wsgi_app
@@ -40,6 +42,7 @@ __all__ = [
     "MissingRuntime",
     "Peer",
     "PeerConfig",
+    "as_designed",
     "asgi_app",
     "command",
     "describe",
@@ -68,6 +71,10 @@ class Peer:
     versions: Callable[[str], dict[str, str]]
     footprint: Callable[[int, int, int], tuple[int, int]]
     header_timeout: bool = True
+    # Knobs of the model it resembles that the peer's own design fixes (the
+    # architecture it is simulated with): gthread reads a new connection's
+    # first request on a worker thread.
+    design: Mapping[str, Any] = field(default_factory=dict)
 
 
 def _python_peer(name: str) -> Callable[[PeerConfig], Managed]:
@@ -108,6 +115,7 @@ _PEERS = (
         _python_versions,
         lambda n, w, p: (p * (w + 2) + 1, p + 1),
         header_timeout=False,
+        design={"first_read": "worker"},
     ),
     Peer(
         "uvicorn",
@@ -192,6 +200,15 @@ ALL_PEERS = tuple(REGISTRY)
 PEERS = PYTHON_PEERS
 RESEMBLES = {p.name: p.resembles for p in _PEERS}
 PLATFORM_OF = {p.name: p.platform for p in _PEERS}
+
+
+def as_designed(name: str, arch: Architecture) -> Architecture:
+    """``arch`` with the knobs peer ``name``'s own design fixes (unchanged for a model)."""
+    peer = REGISTRY.get(name)
+    if peer is None or not peer.design:
+        return arch
+    changed: Architecture = replace(arch, **peer.design)
+    return changed
 
 
 def start(name: str, cfg: PeerConfig) -> Managed:

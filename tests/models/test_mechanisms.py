@@ -1,0 +1,313 @@
+"""The mechanisms behind the validation's worst misses, each tested both ways on
+committed held-out cases (issue 12, part 5).
+
+Two committed validations, every case run 3 times for real:
+
+- ``data/validation/cpython``: the quick grid (8 cases, every model);
+- ``data/validation/cpython/threads``: 6 cases of the full grid where
+  threads meet CPU load (the threaded servers at GIL loads of 0.4 to 1.0,
+  gunicorn's gthread), in 4-second runs.
+
+For each mechanism both are simulated again, as ``simlab validate`` does
+(8 replications of each case, the same seeds), on the committed profile:
+once as it is, once with the mechanism off. Both ways:
+
+- on the cases it targets, the error against the measured mean is lower
+  with it, by more than the measured runs' noise (their bootstrap
+  interval), or, where that noise is too wide to show anything, in every
+  one of the paired replications (a sign test);
+- on every other metric that counts as evidence, it is not higher by more
+  than the noise: the measured interval and both simulations' intervals.
+
+A test takes seconds: the cases' runs are short.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field, replace
+from functools import cache
+from pathlib import Path
+from typing import Any
+from unittest import mock
+
+import pytest
+
+from simlab import validate
+from simlab.params import Architecture, Platform
+from simlab.platforms import platform_from_profile
+from simlab.real.grids import Case, held_out
+
+REPO = Path(__file__).resolve().parents[2]
+PROFILE = REPO / "data" / "profiles" / "cpython.json"
+VALIDATIONS = REPO / "data" / "validation" / "cpython"
+Key = tuple[str, str, str]  # (target, config, metric)
+METRICS = (
+    "throughput_rps",
+    "latency_p50",
+    "latency_p99",
+    "memory_user",
+    "memory_kernel",
+    "threads_peak",
+)
+
+
+def _quick_plan() -> list[Case]:
+    return held_out(quick=True)
+
+
+def _threads_plan() -> list[Case]:
+    # The cases ``validation/cpython/threads`` ran: full-grid cases, run as
+    # the quick grid runs them (4 s after 1 s of warm-up), in the grid's order.
+    saved = json.loads((VALIDATIONS / "threads" / "validation.json").read_text())
+    ran = {(r["model"], r["config"]) for r in saved["rows"]}
+    return [
+        Case(c.target, c.workload, c.arch, 4.0, 1.0)
+        for c in held_out(quick=False)
+        if (c.target, c.config()) in ran
+    ]
+
+
+DATASETS = {
+    "quick": ("validation.json", _quick_plan),
+    "threads": ("threads/validation.json", _threads_plan),
+}
+
+
+@dataclass(frozen=True)
+class Row:
+    """One committed evidence row: the measured mean and its interval's half-width."""
+
+    target: str
+    config: str
+    metric: str
+    measured: float
+    half: float
+
+
+@cache
+def _profile() -> dict[str, Any]:
+    data: dict[str, Any] = json.loads(PROFILE.read_text())
+    return data
+
+
+@cache
+def _committed(dataset: str) -> tuple[dict[Key, Row], int, tuple[Case, ...]]:
+    path, plan = DATASETS[dataset]
+    saved = json.loads((VALIDATIONS / path).read_text())
+    rows = {}
+    for r in saved["rows"]:
+        if not r["evidence"] or not r["measured"]:
+            continue
+        ci = r["measured_ci95"] or [r["measured"], r["measured"]]
+        key = (r["model"], r["config"], r["metric"])
+        rows[key] = Row(*key, r["measured"], (ci[1] - ci[0]) / 2)
+    cases = tuple(plan())
+    assert {key[:2] for key in rows} <= {(c.target, c.config()) for c in cases}
+    return rows, int(saved["seed"]), cases
+
+
+def _platform() -> Platform:
+    profile = _profile()
+    return validate.lab_platform(platform_from_profile(profile, source=str(PROFILE)), profile)
+
+
+@contextmanager
+def _as_built(designed: bool) -> Iterator[None]:
+    """Simulate peers with their own design's knobs (``as_designed``), or without."""
+    if designed:
+        yield
+    else:
+        with mock.patch.object(validate, "as_designed", lambda _name, arch: arch):
+            yield
+
+
+@cache
+def _predict(
+    dataset: str, changes: tuple[tuple[str, float], ...], designed: bool = True
+) -> dict[Key, tuple[float, float]]:
+    """Every case of ``dataset`` simulated as ``simlab validate`` does, on the
+    committed profile with ``changes``: (value, CI half-width) per row."""
+    profile = _profile()
+    _, seed, cases = _committed(dataset)
+    platform = _platform().with_(**dict(changes))
+    out = {}
+    with _as_built(designed):
+        for k, case in enumerate(cases):
+            sim = validate._simulate(case, platform, seed + k)
+            predicted = validate._peer_adjusted(case, sim, platform, profile, seed + k)
+            for metric in METRICS:
+                p = predicted[metric]
+                if p.value is not None:
+                    half = (p.ci[1] - p.ci[0]) / 2 if p.ci else 0.0
+                    out[(case.target, case.config(), metric)] = (p.value, half)
+    return out
+
+
+@dataclass(frozen=True)
+class Mechanism:
+    name: str
+    off: dict[str, float]  # the platform parameters that switch it off
+    # (dataset, target, config prefix, metric): the gain must beat the measured noise
+    targets: tuple[tuple[str, str, str, str], ...]
+    # (dataset, target, config prefix): the measured noise is too wide; the
+    # gain must hold in every paired replication (latency and throughput)
+    paired: tuple[tuple[str, str, str], ...] = ()
+    designed: bool = True  # False: off means the peers lose their design's knobs
+    metrics: tuple[str, ...] = field(default=("latency_p50", "latency_p99"))
+
+
+# The saturated async case measures what a core of a shared machine gives one
+# loop: the committed session (07:25) served 374 req/s; a session at 10:05,
+# with other real experiments on the machine, served 334 (not committed). The
+# gain below is against the committed session's runs.
+QUICK_ASYNC = ("quick", "async", "N=500 500/s")
+MECHANISMS = [
+    Mechanism(
+        "event-loop batching",
+        {"loop_event_us": 0.0, "loop_wake_us": 0.0},
+        tuple((*QUICK_ASYNC, m) for m in ("throughput_rps", "latency_p50", "latency_p99")),
+        paired=(QUICK_ASYNC,),
+        metrics=("throughput_rps", "latency_p50", "latency_p99"),
+    ),
+    Mechanism(
+        "copy-on-write of a child per connection",
+        {"fork_touched_kib": 0.0, "fork_call_kib": 0.0},
+        (("quick", "process-per-connection", "N=120 80/s", "memory_user"),),
+    ),
+    Mechanism(
+        "the GIL's hand-off out of order",
+        {"gil_fifo_share": 1.0},
+        (),
+        paired=(
+            ("threads", "thread-per-connection", "N=400 250/s"),
+            ("threads", "thread-per-connection", "N=300 420/s"),
+        ),
+    ),
+    Mechanism(
+        "gthread's first read on a worker thread",
+        {},
+        (
+            ("threads", "gunicorn-gthread", "N=200 150/s", "latency_p50"),
+            ("threads", "gunicorn-gthread", "N=200 150/s", "latency_p99"),
+            ("threads", "gunicorn-gthread", "N=200 150/s", "threads_peak"),
+            ("threads", "gunicorn-gthread", "N=60 100/s", "latency_p99"),
+        ),
+        designed=False,
+    ),
+]
+
+
+def _compare(mech: Mechanism, dataset: str) -> list[tuple[Row, float, float, float]]:
+    """(row, error with, error without, noise) for every evidence row, relative."""
+    rows, _, _ = _committed(dataset)
+    with_ = _predict(dataset, ())
+    without = _predict(dataset, tuple(sorted(mech.off.items())), mech.designed)
+    out = []
+    for key, row in rows.items():
+        if key not in with_ or key not in without:
+            continue
+        (a, ha), (b, hb) = with_[key], without[key]
+        m = abs(row.measured)
+        out.append((row, abs(a - row.measured) / m, abs(b - row.measured) / m,
+                    (row.half + ha + hb) / m))  # fmt: skip
+    return out
+
+
+def _targeted(mech: Mechanism, dataset: str, row: Row) -> bool:
+    return any(
+        (d, t, m) == (dataset, row.target, row.metric) and row.config.startswith(c)
+        for d, t, c, m in mech.targets
+    ) or any(
+        (d, t) == (dataset, row.target) and row.config.startswith(c) and row.metric in mech.metrics
+        for d, t, c in mech.paired
+    )
+
+
+def test_the_committed_profile_holds_every_mechanism() -> None:
+    # Each platform mechanism is on in the profile; a fitted one is identified
+    # with an interval clear of zero, an assumed one says where it comes from.
+    params = _profile()["parameters"]
+    for key in ("loop_event_us", "loop_wake_us", "fork_touched_kib", "fork_call_kib"):
+        assert params[key]["identified"] and params[key]["ci95"][0] > 0, key
+    assert params["gil_fifo_share"]["value"] == 0.0
+    assert "ceval_gil" in params["gil_fifo_share"]["assumption"]
+
+
+@pytest.mark.parametrize("mech", [m for m in MECHANISMS if m.targets], ids=lambda m: m.name)
+def test_a_mechanism_moves_its_targets_towards_the_measurement(mech: Mechanism) -> None:
+    for dataset, target, config, metric in mech.targets:
+        hits = [
+            (row, w, wo)
+            for row, w, wo, _ in _compare(mech, dataset)
+            if (row.target, row.metric) == (target, metric) and row.config.startswith(config)
+        ]
+        assert len(hits) == 1, (dataset, target, config, metric)
+        row, err_with, err_without = hits[0]
+        assert err_without - err_with > row.half / abs(row.measured), hits
+
+
+# Independent seed sets for the paired checks: the validation's own, and two more.
+SEED_SETS = (0, 1000)
+
+
+def _pooled(case: Case, platform: Platform, seed: int) -> dict[str, float]:
+    """A case's predictions as ``simlab validate`` makes them (8 replications pooled)."""
+    sim = validate._simulate(case, platform, seed)
+    predicted = validate._peer_adjusted(case, sim, platform, _profile(), seed)
+    return {m: p.value for m, p in predicted.items() if p.value is not None}
+
+
+@pytest.mark.parametrize("mech", [m for m in MECHANISMS if m.paired], ids=lambda m: m.name)
+def test_a_mechanism_moves_its_targets_whatever_the_seeds(mech: Mechanism) -> None:
+    # Where the measured runs' noise is too wide to show a gain, the gain must
+    # at least not be the simulation's luck: with the validation's seeds and
+    # with an independent set (8 replications each; the two simulations of a
+    # set share their seeds), the prediction with the mechanism is closer to
+    # the measured mean than without, both times.
+    for dataset, target, config in mech.paired:
+        rows, seed, cases = _committed(dataset)
+        k, case = next(
+            (k, c)
+            for k, c in enumerate(cases)
+            if c.target == target and c.config().startswith(config)
+        )
+        for extra in SEED_SETS:
+            on = _pooled(case, _platform(), seed + k + extra)
+            off = _pooled(case, _platform().with_(**mech.off), seed + k + extra)
+            for metric in mech.metrics:
+                m = rows[(case.target, case.config(), metric)].measured
+                assert abs(on[metric] - m) < abs(off[metric] - m), (
+                    case.config(),
+                    metric,
+                    extra,
+                    on[metric],
+                    off[metric],
+                    m,
+                )
+
+
+# The report shows errors to 0.1%: a change it would not show is no change.
+RESOLUTION = 0.001
+
+
+@pytest.mark.parametrize("mech", MECHANISMS, ids=lambda m: m.name)
+@pytest.mark.parametrize("dataset", sorted(DATASETS))
+def test_a_mechanism_makes_nothing_else_worse(mech: Mechanism, dataset: str) -> None:
+    others = [c for c in _compare(mech, dataset) if not _targeted(mech, dataset, c[0])]
+    assert len(others) >= 12  # every case's latency at least
+    worse = [
+        (row.target, row.config, row.metric, round(w, 4), round(wo, 4), round(n, 4))
+        for row, w, wo, n in others
+        if w > wo + n + RESOLUTION
+    ]
+    assert not worse, worse
+
+
+def test_gthread_is_simulated_with_its_first_read_on_a_worker() -> None:
+    arch = Architecture(workers=8)
+    assert validate.as_designed("gunicorn-gthread", arch) == replace(arch, first_read="worker")
+    assert validate.as_designed("uvicorn", arch) == arch
+    assert validate.as_designed("reactor-pool", arch) == arch

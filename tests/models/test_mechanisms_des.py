@@ -1,0 +1,174 @@
+"""What each mechanism of issue 12 part 5 does in the DES, on small exact cases.
+
+The both-ways tests against the committed validation are in
+``test_mechanisms.py``; here each mechanism's own rule is checked on traces
+small enough to compute by hand: who pays a loop's wake-up, what a loop pays
+per event, what a child's first backend call adds to memory, and how the
+GIL's hand-off out of order widens waits without moving their mean.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from simlab.distributions import Exponential, Fixed
+from simlab.errors import UserError
+from simlab.fast import reason_not_fast
+from simlab.params import Architecture, Platform, Trace, Workload
+from simlab.simulation import simulate
+
+US = 1e-6
+# No overhead but the ones a test sets: one core, no GIL contention to speak of.
+BARE = Platform(
+    name="bare",
+    cores=None,
+    gil=True,
+    context_switch_us=0.0,
+    switch_contention=0.0,
+    spawn_us=0.0,
+    fork_us=0.0,
+    dispatch_us=0.0,
+    task_us=0.0,
+    parse_us=0.0,
+    call_us=0.0,
+)
+
+
+def _cpu_times(model: str, workload: Workload, platform: Platform) -> np.ndarray:
+    result = simulate(model, workload, platform, Architecture(), duration=1.0, warmup=0.0,
+                      replications=1, seed=3)  # fmt: skip
+    return np.asarray(result.records[0].columns["cpu_time"])
+
+
+def _burst(n: int, at: float = 0.01) -> Workload:
+    """n clients that send at the same instant, 1 ms of CPU each, no calls."""
+    trace = Trace(times=(at,) * n, connections=tuple(range(n)))
+    return Workload(connections=n, trace=trace, cpu=Fixed(0.001), calls=0)
+
+
+def test_only_the_request_that_wakes_a_loop_pays_its_wake_up() -> None:
+    # Four requests ready at once: the loop wakes for the first and runs the
+    # other three before it sleeps again, so they share its wake-up.
+    p = BARE.with_(wake_us=50.0, loop_wake_us=400.0, parse_us=100.0)
+    cpu = _cpu_times("async", _burst(4), p)
+    assert cpu[0] == pytest.approx(0.001 + (100 + 50 + 400) * US)
+    assert cpu[1:] == pytest.approx([0.001 + 100 * US] * 3)
+
+
+def test_a_loop_that_sleeps_between_requests_pays_every_wake_up() -> None:
+    # Requests far apart: the loop sleeps between them and each one wakes it.
+    trace = Trace(times=(0.01, 0.2, 0.4), connections=(0, 1, 2))
+    w = Workload(connections=3, trace=trace, cpu=Fixed(0.001), calls=0)
+    cpu = _cpu_times("async", w, BARE.with_(wake_us=50.0, loop_wake_us=400.0))
+    assert cpu == pytest.approx([0.001 + 450 * US] * 3)
+
+
+def test_a_thread_pays_no_loop_wake_up() -> None:
+    p = BARE.with_(wake_us=50.0, loop_wake_us=400.0)
+    cpu = _cpu_times("thread-per-connection", _burst(1), p)
+    assert cpu == pytest.approx([0.001 + 50 * US])
+
+
+def test_a_loop_parses_at_its_own_cost_and_a_thread_at_parse_us() -> None:
+    p = BARE.with_(parse_us=500.0, loop_event_us=300.0)
+    assert _cpu_times("async", _burst(1), p) == pytest.approx([0.001 + 300 * US])
+    assert _cpu_times("thread-per-connection", _burst(1), p) == pytest.approx([0.001 + 500 * US])
+    # 0 (every preset) means a loop parses at parse_us, as it always did.
+    assert _cpu_times("async", _burst(1), p.with_(loop_event_us=0.0)) == pytest.approx(
+        [0.001 + 500 * US]
+    )
+
+
+def test_a_childs_first_backend_call_adds_its_copy_on_write() -> None:
+    # 20 persistent connections, each served: every child has called the backend.
+    w = Workload(connections=20, rate=200.0, cpu=Fixed(0.0005), io=Fixed(0.002), calls=1)
+    platform = Platform(name="p", fork_touched_kib=1000.0)
+
+    def user_mib(p: Platform, workload: Workload) -> float:
+        s = simulate("process-per-connection", workload, p, Architecture(), duration=2.0,
+                     warmup=0.5, replications=1, seed=1).summary  # fmt: skip
+        assert s.memory_mib.user_peak is not None
+        return s.memory_mib.user_peak
+
+    base = user_mib(platform, w)
+    called = user_mib(platform.with_(fork_call_kib=2048.0), w)
+    assert called - base == pytest.approx(20 * 2.0, rel=1e-9)
+    # Without backend calls no child makes one: nothing added.
+    quiet = w.with_(calls=0)
+    assert user_mib(platform.with_(fork_call_kib=2048.0), quiet) == user_mib(platform, quiet)
+
+
+def test_gil_hand_off_out_of_order_keeps_the_mean_and_widens_the_tail() -> None:
+    # 64 threads share one GIL at 80% load (exponential CPU, no calls): handing
+    # it to any waiter rather than the oldest is still work-conserving, so the
+    # mean latency stays within the replications' noise, while waits that keep
+    # being passed over stretch the tail beyond the in-order run's interval.
+    w = Workload(connections=64, rate=400.0, cpu=Exponential(0.002), calls=0)
+    arch = Architecture(workers=64)
+    p = BARE.with_(cores=2)
+
+    def run(share: float) -> tuple[float, list[float], float, list[float]]:
+        lat = simulate("thread-pool", w, p.with_(gil_fifo_share=share), arch, duration=20.0,
+                       warmup=2.0, replications=4, seed=5).summary.latency_ms  # fmt: skip
+        assert lat.mean is not None and lat.mean_ci95 is not None
+        assert lat.p99 is not None and lat.p99_ci95 is not None
+        return lat.mean, lat.mean_ci95, lat.p99, lat.p99_ci95
+
+    fifo_mean, fifo_ci, fifo_p99, fifo_p99_ci = run(1.0)
+    any_mean, any_ci, any_p99, _ = run(0.0)
+    half = (fifo_ci[1] - fifo_ci[0]) / 2 + (any_ci[1] - any_ci[0]) / 2
+    assert abs(any_mean - fifo_mean) <= half
+    assert any_p99 > fifo_p99_ci[1] > fifo_p99
+
+
+def test_the_fast_engine_refuses_what_it_does_not_reproduce() -> None:
+    w = Workload(connections=100, rate=50.0)
+    ideal = Platform(name="i", cores=None, gil=False, wake_us=0.0)
+    assert reason_not_fast("async", w, ideal, Architecture()) is None
+    why = reason_not_fast("async", w, ideal.with_(loop_wake_us=100.0), Architecture())
+    assert why is not None and "loop_wake_us" in why
+    # A loop's own cost per event is a constant the recursion charges.
+    assert reason_not_fast("async", w, ideal.with_(loop_event_us=100.0), Architecture()) is None
+    gil = ideal.with_(gil=True, gil_fifo_share=0.0)
+    why = reason_not_fast("thread-pool", w, gil, Architecture())
+    assert why is not None
+
+
+def test_a_platform_describes_a_mechanism_only_when_it_is_on() -> None:
+    off = Platform().describe()
+    for key in ("loop_event_us", "loop_wake_us", "fork_call_kib", "gil_fifo_share"):
+        assert key not in off
+    on = Platform(loop_wake_us=1.0, gil_fifo_share=0.5).describe()
+    assert on["loop_wake_us"] == 1.0
+    assert on["gil_fifo_share"] == 0.5
+
+
+def test_gil_fifo_share_must_be_a_share() -> None:
+    with pytest.raises(ValueError, match="gil_fifo_share"):
+        Platform(gil_fifo_share=1.5)
+
+
+def test_only_reactor_pool_reads_a_first_request_on_a_worker() -> None:
+    w = Workload(connections=10, rate=10.0)
+    with pytest.raises(UserError, match="first_read"):
+        simulate("async", w, BARE, Architecture(first_read="worker"), duration=1.0)
+    with pytest.raises(ValueError, match="first_read"):
+        Architecture(first_read="thread")  # type: ignore[arg-type]
+
+
+def test_a_worker_holds_a_new_connection_until_its_first_request() -> None:
+    # gthread's first read: 4 persistent connections, 1 worker. The worker takes
+    # connection 0 at time 0 and waits for its first request (sent at 0.1 s);
+    # connection 1's request, sent at 0.01 s, waits for that worker meanwhile.
+    trace = Trace(times=(0.01, 0.1), connections=(1, 0))
+    w = Workload(connections=4, trace=trace, cpu=Fixed(0.001), calls=0)
+    arch = Architecture(workers=1, first_read="worker")
+    rec = simulate("reactor-pool", w, BARE, arch, duration=1.0, warmup=0.0,
+                   replications=1, seed=1).records[0]  # fmt: skip
+    start = rec.columns["start"]
+    assert start[1] == pytest.approx(0.1)  # connection 0's request: read at once
+    assert start[0] == pytest.approx(0.101)  # connection 1's: after it, on the freed worker
+    on_loop = simulate("reactor-pool", w, BARE, Architecture(workers=1), duration=1.0,
+                       warmup=0.0, replications=1, seed=1).records[0]  # fmt: skip
+    assert on_loop.columns["start"][0] == pytest.approx(0.01)

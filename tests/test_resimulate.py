@@ -1,0 +1,59 @@
+"""``simlab.resimulate``: fresh predictions for a written validation's real runs, no real run."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from simlab import validate
+from simlab.distributions import Fixed
+from simlab.errors import UserError
+from simlab.params import Architecture, Workload
+from simlab.platforms import load_platform
+from simlab.real.grids import Case
+from simlab.resimulate import resimulate
+
+CASE = Case(
+    "thread-pool",
+    Workload(connections=8, rate=80.0, cpu=Fixed(0.001), io=Fixed(0.005)),
+    Architecture(workers=8),
+    duration=1.0,
+    warmup=0.5,
+)
+
+
+def _saved(tmp_path: Path, cases: list[Case]) -> Path:
+    runs = {"throughput_rps": [79.0, 81.0, 80.0], "latency_p50": [7.1, 7.3, 7.0],
+            "latency_p99": [15.0, 18.0, 16.0], "memory_user": [15.0, 15.1, 15.0],
+            "memory_kernel": [0.5, 0.5, 0.6], "threads_peak": [9.0, 9.0, 9.0]}  # fmt: skip
+    rows = [
+        {"model": c.target, "config": c.config(), "metric": m, "measured_runs": v}
+        for c in cases
+        for m, v in runs.items()
+    ]
+    saved = {"rows": rows, "quick": True, "repeats": 3, "seed": 4,
+             "created": "20260101T000000Z", "git_revision": "abc"}  # fmt: skip
+    (tmp_path / "validation.json").write_text(json.dumps(saved))
+    return tmp_path
+
+
+def test_resimulate_predicts_as_validate_does_and_keeps_the_runs(tmp_path: Path) -> None:
+    out = resimulate(_saved(tmp_path, [CASE]), cases=[CASE])
+    platform = validate.lab_platform(load_platform("cpython"), validate._profile_extras("cpython"))
+    sim = validate._simulate(CASE, platform, 4)
+    by = {r["metric"]: r for r in out["rows"]}
+    assert by["latency_p50"]["predicted"] == sim.latency_ms.p50
+    assert by["latency_p50"]["measured_runs"] == [7.1, 7.3, 7.0]
+    assert by["latency_p50"]["measured"] == pytest.approx(7.1333333)
+    assert out["measured_runs_from"] == {"created": "20260101T000000Z", "git_revision": "abc"}
+    written = json.loads((tmp_path / "validation.json").read_text())
+    assert written["rows"] == json.loads(json.dumps(out["rows"]))
+    assert (tmp_path / "report.md").exists()
+
+
+def test_resimulate_refuses_a_case_that_was_not_measured(tmp_path: Path) -> None:
+    other = Case(CASE.target, CASE.workload.with_(rate=90.0), CASE.arch, 1.0, 0.5)
+    with pytest.raises(UserError, match="was not measured"):
+        resimulate(_saved(tmp_path, [CASE]), cases=[CASE, other])
