@@ -5,17 +5,24 @@
 
 Everything above the ``MARKER`` line is written by hand; below it, one table
 per preset: each number and where it comes from (``simlab.platforms.SOURCES``,
-or the preset's docstring for the numbers it does not list).
+or the preset's docstring for the numbers it does not list); then each
+committed calibrated profile of a runtime (``data/profiles/<runtime>.json``,
+written by ``simlab calibrate --runtime``), and the summary of every
+committed validation report (``data/validation/<name>/validation.json``),
+across runtimes, per model and metric.
 """
 
 from __future__ import annotations
 
+import json
 import sys
 from pathlib import Path
+from typing import Any
 
 from simlab.pages import rewrite_or_check, splice
 
 PAGE = Path(__file__).resolve().parent / "platforms.md"
+DATA = Path(__file__).resolve().parent.parent / "data"
 MARKER = "<!-- Generated below by docs/gen_platforms.py from simlab.platforms: do not edit. -->"
 
 
@@ -52,7 +59,103 @@ def reference() -> str:
 
 def render(current: str) -> str:
     """The page: its hand-written part up to the marker, then the generated tables."""
-    return splice(PAGE, current, MARKER, reference())
+    return splice(PAGE, current, MARKER, f"{reference()}\n{calibrated()}\n{validated()}")
+
+
+def _how(p: dict[str, Any]) -> str:
+    if p.get("ci95"):
+        lo, hi = p["ci95"]
+        return f"fitted, 95% CI [{lo:,.4g}, {hi:,.4g}]"
+    if not p.get("identified", True):
+        why = str(p.get("assumption", "")).removeprefix("not identified: ")
+        return f"not identified (assumption): {why}"
+    return str(p.get("method", ""))
+
+
+def calibrated() -> str:
+    """Each runtime's committed profile: every parameter, its value and how."""
+    from simlab.real.grids import RUNTIMES  # noqa: PLC0415
+
+    parts = ["## Calibrated runtime profiles", ""]
+    parts += [
+        "Written by `simlab calibrate --runtime NAME` from the runtime's own peers; "
+        "`--platform NAME` uses them in place of the presets above.",
+        "",
+    ]
+    for name in RUNTIMES:
+        path = DATA / "profiles" / f"{name}.json"
+        if not path.exists():
+            continue
+        profile = json.loads(path.read_text())
+        rt = profile.get("runtime", {})
+        parts += [
+            f"### `{name}` (calibrated)",
+            "",
+            f"Peers {', '.join(f'`{p}`' for p in rt.get('peers', []))}; {rt.get('structure', '')}; "
+            f"{len(profile.get('runs', []))} runs, git {profile['git_revision'][:12]}, "
+            f"{profile['created']}.",
+            "",
+            "| number | value | how |",
+            "|---|---|---|",
+        ]
+        for key, p in profile["parameters"].items():
+            if isinstance(p, dict):
+                parts.append(f"| `{key}` | {p['value']:,.4g} | {_how(p)} |")
+            else:
+                parts.append(f"| `{key}` | {p} | this machine |")
+        for peer, entry in profile.get("peers", {}).items():
+            bits = []
+            if entry.get("threads_offset"):
+                bits.append(f"{entry['threads_offset']['value']:+g} threads")
+            elif entry.get("threads_note"):
+                bits.append(f"threads: {entry['threads_note']}")
+            if entry.get("user_offset_mib"):
+                bits.append(f"{entry['user_offset_mib']['value']:+.1f} MiB user memory")
+            parts.append(f"\n`{peer}` beyond its model: {'; '.join(bits) or 'nothing'}.")
+        parts.append("")
+    return "\n".join(parts)
+
+
+def _cell(v: dict[str, Any]) -> str:
+    if v.get("median") is None:
+        return "-"
+    flag = "" if v["met"] else " **over**"
+    return f"{v['median']:.1%} / {v['worst']:.0%}{flag}"
+
+
+def validated() -> str:
+    """Every committed validation report's summary: per platform and model,
+    each metric's median / worst error over the evidence, against its goal."""
+    reports = sorted((DATA / "validation").glob("*/validation.json"))
+    if not reports:
+        return ""
+    results = [json.loads(p.read_text()) for p in reports]
+    metrics = list(results[0]["summary"]["metrics"])
+    goals = " ".join(
+        f"{m} {v['goal']:.0%}," for m, v in results[0]["summary"]["metrics"].items()
+    ).rstrip(",")
+    parts = [
+        "## Validation across runtimes",
+        "",
+        "From the committed reports (`data/validation/<platform>/`, written by "
+        "`simlab validate --platform NAME`): median / worst error over the held-out "
+        f"cases that count as evidence, **over** where the median misses its goal ({goals}); "
+        "- where no case of that model can disagree on that metric.",
+        "",
+        "| platform | model | cases | " + " | ".join(metrics) + " |",
+        "|---|---|---|" + "---|" * len(metrics),
+    ]
+    for r in results:
+        s = r["summary"]
+        n_cases = len({(row["model"], row["config"]) for row in r["rows"]})
+        overall = " | ".join(_cell(s["metrics"][m]) for m in metrics)
+        parts.append(f"| `{r['platform']}` | **all** | {n_cases} | {overall} |")
+        for model, per in s["models"].items():
+            n = len({row["config"] for row in r["rows"] if row["model"] == model})
+            cells = " | ".join(_cell(per[m]) for m in metrics)
+            parts.append(f"| `{r['platform']}` | {model} | {n} | {cells} |")
+    parts.append("")
+    return "\n".join(parts)
 
 
 def main() -> int:

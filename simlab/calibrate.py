@@ -55,9 +55,17 @@ from simlab.provenance import atomic_write_json, git_revision, json_safe, machin
 from simlab.real.grids import LOOP_SERVERS, Run, grid
 from simlab.real.measure import MeasureOptions, measure
 from simlab.real.memory import measure_memory
-from simlab.real.peers import PEERS
+from simlab.real.peers import PEERS, RESEMBLES
 
-__all__ = ["CPU_COSTS", "calibrate", "cpu_row", "fit_batching", "fit_cpu", "fit_forks"]
+__all__ = [
+    "CPU_COSTS",
+    "calibrate",
+    "cpu_row",
+    "fit_batching",
+    "fit_cpu",
+    "fit_forks",
+    "measure_runs",
+]
 
 CPU_COSTS = ("parse_us", "task_us", "dispatch_us", "call_us", "context_switch_us", "wake_us")
 ACCEPT_COSTS = ("spawn_us", "fork_us")
@@ -72,7 +80,9 @@ def cpu_row(target: str, calls: int, busy: float = 0.0, k: int | None = None) ->
     its model's ``request_cost`` at ``busy`` cores of load, and, with ``k``
     requests per connection, 1/k of its accept cost (a thread spawned or a
     process forked per connection)."""
-    cost = get_model(target).request_cost(Workload(connections=1, rate=1.0, calls=calls))
+    # A peer pays the costs of the model it resembles.
+    model = RESEMBLES.get(target, target)
+    cost = get_model(model).request_cost(Workload(connections=1, rate=1.0, calls=calls))
     row = cost.terms(busy)
     for name in ACCEPT_COSTS:
         row[name] = cost.accept.get(name, 0.0) / k if k else 0.0
@@ -214,12 +224,20 @@ def _light(run: Run, s: dict[str, Any]) -> bool:
     )
 
 
-def _overhead_us(cpu: Fit, run: Run, s: dict[str, Any]) -> float:
+# The CPU costs a wall-clock fit takes off: a fit, or every cost by name
+# (a runtime's profile, part fitted and part measured or assumed).
+Costs = Fit | dict[str, float]
+
+
+def _overhead_us(cpu: Costs, run: Run, s: dict[str, Any]) -> float:
     row = cpu_row(run.target, run.workload.calls, float(s["cpu_busy_cores"] or 0.0))
-    return sum(row[k] * cpu.value(k) for k in CPU_COSTS)
+    value = cpu.value if isinstance(cpu, Fit) else cpu.__getitem__
+    return sum(row[k] * value(k) for k in CPU_COSTS)
 
 
-def fit_wall(results: list[tuple[Run, dict[str, Any]]], cpu: Fit) -> tuple[Fit, float, list[float]]:
+def fit_wall(
+    results: list[tuple[Run, dict[str, Any]]], cpu: Costs
+) -> tuple[Fit, float, list[float]]:
     """call_latency_us from the server's own service times (a fit over calls);
     rtt_us from what is left of latency, a median with its interval."""
     rows, ys, rtts = [], [], []
@@ -250,7 +268,7 @@ def _lognormal_cv(p50: float, p99: float) -> float | None:
     return math.sqrt(math.expm1(sigma**2))
 
 
-def fit_spread(results: list[tuple[Run, dict[str, Any]]], cpu: Fit) -> dict[str, float]:
+def fit_spread(results: list[tuple[Run, dict[str, Any]]], cpu: Costs) -> dict[str, float]:
     """The cvs of the per-call latency (from the service times of one-call
     runs) and of the client path (from latency minus service of no-call runs),
     each the median over the runs of a lognormal fitted to p50 and p99."""
@@ -366,6 +384,7 @@ KEPT = {
     "client_us": ("lab_cpu", "client_us_per_request"),
     "backend_us": ("lab_cpu", "backend_us_per_call"),
     "stable": ("stable",),
+    "front_cpu_cores": ("front_cpu_cores",),
 }
 
 
@@ -438,6 +457,31 @@ def _from_record(r: dict[str, Any]) -> tuple[Run, dict[str, Any]]:
     return run, _as_summary(kept)
 
 
+def measure_runs(
+    runs: list[Run], journal: Journal, tick: Callable[[str, int, int], None], total: int
+) -> list[tuple[Run, dict[str, Any]]]:
+    """Measure each run not yet in ``journal`` (seed: its place in the grid) and
+    return every run with what calibration keeps of it."""
+    results = []
+    for k, run in enumerate(runs, 1):
+        tick(run.label(), k, total)
+        key = f"{k}: {run.label()}"
+        if key not in journal:
+            opts = MeasureOptions(
+                run.target,
+                run.workload,
+                run.arch,
+                duration=run.duration,
+                warmup=run.warmup,
+                save=False,
+                seed=k,
+            )
+            m = measure(opts)
+            journal.put(key, _keep({**m.summary.to_dict(), "front_cpu_cores": m.front_cpu_cores}))
+        results.append((run, _as_summary(journal.get(key))))
+    return results
+
+
 def calibrate(
     name: str,
     *,
@@ -470,22 +514,7 @@ def calibrate(
         if "memory" not in journal:
             journal.put("memory", measure_memory((100, 500) if quick else (300, 1500)))
         memory = journal.get("memory")
-        results = []
-        for k, run in enumerate(runs, 1):
-            tick(run.label(), k, total)
-            key = f"{k}: {run.label()}"
-            if key not in journal:
-                opts = MeasureOptions(
-                    run.target,
-                    run.workload,
-                    run.arch,
-                    duration=run.duration,
-                    warmup=run.warmup,
-                    save=False,
-                    seed=k,
-                )
-                journal.put(key, _keep(measure(opts).summary.to_dict()))
-            results.append((run, _as_summary(journal.get(key))))
+        results = measure_runs(runs, journal, tick, total)
         tick("fitting", total, total)
     profile = _profile(name, quick, results, memory)
     atomic_write_json(path, profile)

@@ -48,9 +48,9 @@ from simlab.params import Platform
 from simlab.paths import validation_dir
 from simlab.platforms import load_platform, profile_path
 from simlab.provenance import atomic_write, atomic_write_json, git_revision, machine, utc_stamp
-from simlab.real.grids import Case, held_out
+from simlab.real.grids import RUNTIMES, Case, held_out, runtime_cases
 from simlab.real.measure import MeasureOptions, measure
-from simlab.real.peers import PEERS, RESEMBLES, as_designed
+from simlab.real.peers import PEERS, REGISTRY, RESEMBLES, as_designed
 from simlab.results import MeasuredSummary, SimSummary
 from simlab.simulation import simulate
 from simlab.stats import bootstrap_ci
@@ -107,10 +107,16 @@ def _predicted(metric: str, s: SimSummary) -> Predicted:
     }[metric]
 
 
-def _by_construction(metric: str, case: Case, sim: SimSummary, rho: float) -> str | None:
-    """Why a metric of this case is equal by construction (not evidence), or None."""
+def _by_construction(
+    metric: str, case: Case, sim: SimSummary, rho: float, extras: dict[str, Any] | None = None
+) -> str | None:
+    """Why a metric of this case is equal by construction or not comparable
+    (not evidence), or None."""
     if metric == "throughput_rps" and rho < SATURATED:
         return f"below saturation (rho {rho:.2f} < {SATURATED}): served = sent on both sides"
+    peer = (extras or {}).get("peers", {}).get(case.target, {})
+    if metric == "threads_peak" and peer.get("threads_note"):
+        return f"not the same quantity: {peer['threads_note']}"
     if metric == "threads_peak":
         dynamic = sim.threads.peak > sim.threads.mean or case.target in LAZY_THREADS
         if not dynamic:
@@ -181,6 +187,8 @@ def _peer_adjusted(
 ) -> dict[str, Predicted]:
     """The predictions, with a peer's own machinery added (threads, idle memory)."""
     out = {m: _predicted(m, sim) for m in METRICS}
+    if case.target in REGISTRY and case.target not in PEERS:
+        return _runtime_peer(case, out, extras)
     if case.target not in PEERS:
         return out
     idle = simulate(
@@ -206,6 +214,31 @@ def _peer_adjusted(
         per_process = math.ceil(sim.threads.busy_peak / case.arch.processes)
         threads += case.arch.processes * max(0, min(case.arch.workers, per_process) - 1)
     out["threads_peak"] = Predicted(threads, None)
+    return out
+
+
+def _shifted(p: Predicted, shift: float) -> Predicted:
+    return Predicted(
+        None if p.value is None else p.value + shift,
+        None if p.ci is None else [p.ci[0] + shift, p.ci[1] + shift],
+    )
+
+
+def _runtime_peer(
+    case: Case, out: dict[str, Predicted], extras: dict[str, Any]
+) -> dict[str, Predicted]:
+    """A runtime's peer: its model on the runtime's profile, plus what its
+    calibration recorded it holds beyond the model (the runtime's own
+    threads; another peer's machinery beyond the reference one's memory)."""
+    peer = extras.get("peers", {}).get(case.target)
+    if not peer:
+        return out
+    offset = peer.get("threads_offset")
+    if offset is not None:
+        out["threads_peak"] = _shifted(out["threads_peak"], float(offset["value"]))
+    for metric, key in (("memory_user", "user_offset_mib"), ("memory_kernel", "kernel_offset_mib")):
+        if peer.get(key) is not None:
+            out[metric] = _shifted(out[metric], float(peer[key]["value"]))
     return out
 
 
@@ -275,7 +308,14 @@ def validate(
         raise UserError(f"repeats(={repeats!r}) must be an integer >= 1")
     extras = _profile_extras(platform_spec)
     platform = lab_platform(load_platform(platform_spec), extras)
-    plan = cases if cases is not None else held_out(quick)
+    if cases is not None:
+        plan = cases
+    elif platform.name in RUNTIMES:
+        # A runtime's profile is validated on its own peers' held-out cases.
+        plan = runtime_cases(platform.name)
+        plan = plan[::2] if quick else plan  # quick: every other case, every peer
+    else:
+        plan = held_out(quick)
     tick = progress or (lambda _l, _k, _n: None)
     rows: list[dict[str, Any]] = []
     steps = len(plan) * repeats
@@ -297,7 +337,7 @@ def validate(
         predicted = _peer_adjusted(case, sim, platform, extras, seed + k)
         for metric in METRICS:
             runs = [v[metric] for v in real]
-            why_not = _by_construction(metric, case, sim, rho)
+            why_not = _by_construction(metric, case, sim, rho, extras)
             rows.append(_row(case, metric, runs, predicted[metric], why_not, rho))
     tick("report", steps, steps)
     result = {

@@ -111,7 +111,7 @@ def test_interrupted_calibration_leaves_the_previous_profile(tmp_path, monkeypat
         runs["n"] += 1
         if runs["n"] == 3:
             raise KeyboardInterrupt
-        return SimpleNamespace(summary=SimpleNamespace(to_dict=dict))
+        return SimpleNamespace(summary=SimpleNamespace(to_dict=dict), front_cpu_cores=None)
 
     monkeypatch.setattr(cal, "measure_memory", lambda sizes, stack_kib=0: {})
     monkeypatch.setattr(cal, "measure", fake_measure)

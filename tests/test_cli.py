@@ -223,6 +223,10 @@ def test_human_tables(capsys):
         (["simulate", "async", "--platform", CORRUPT], "cannot read"),
         (["validate", "--platform", CORRUPT], "cannot read"),
         (["calibrate", "--name", "../escape"], "--name"),
+        (["calibrate", "--runtime", "cobol"], "--runtime"),
+        (["calibrate", "--runtime", "jvm", "--quick"], "--quick"),
+        (["calibrate", "--runtime", "go", "--refit", "--name", "absent"], "--refit"),
+        (["validate", "--platform", "nosuch"], "--platform"),
         (["usl", "async", "--levels", "1,2"], "--levels"),
     ],
 )

@@ -798,3 +798,37 @@ def test_slow_clients_few_dozen_thousands_and_cause_flip() -> None:
     assert "only buffered bytes" in sentence(text, "`reactor-pool`")
     flipped.loc[rp, "busy"] = 200.0
     assert "held through the transfers" in sentence(sc.findings(flipped, p), "`reactor-pool`")
+
+
+def test_slow_clients_stops_growing_a_pool_the_transfers_defeat() -> None:
+    # The sizing loop stops, and says why, when the p99 left once every wait
+    # for a worker is removed is still over the goal: the clients' own
+    # transfers, which no worker count removes; and it keeps growing when
+    # the waits are what miss the goal.
+    from types import SimpleNamespace  # noqa: PLC0415
+
+    sc = script("slow_clients")
+
+    def summary(p99: float, queue_p99: float) -> SimpleNamespace:
+        return SimpleNamespace(
+            stable=True, latency_ms=SimpleNamespace(p99=p99, p99_ci95=[p99 - 50, p99 + 50]),
+            queue_delay_ms=SimpleNamespace(p99=queue_p99),
+        )  # fmt: skip
+
+    why = sc.unreachable(summary(3400.0, 20.0), 3250.0)
+    assert why is not None and "unreachable" in why and "transfers" in why
+    assert sc.unreachable(summary(3400.0, 400.0), 3250.0) is None
+    # A client's wait for its own previous request is a queueing delay too:
+    # then the rule is that growing the pool did not lower the p99.
+    small, big = summary(3474.0, 1400.0), summary(3470.0, 1400.0)
+    why = sc.unreachable(big, 3250.0, small, "from 2 to 3")
+    assert why is not None and "did not lower the p99" in why
+    assert sc.unreachable(summary(3300.0, 1400.0), 3250.0, small, "from 2 to 3") is None
+    df = committed("slow_clients").copy()
+    p = params("slow_clients")
+    row = (df["source"] == "simulated") & (df["target"] == "thread-pool")
+    df["unreachable"] = None
+    df.loc[row & (df["transfer_s"] == df["transfer_s"].max()), "unreachable"] = why
+    assert "the sizing stops and says why" in sc.findings(df, p)
+    df["unreachable"] = None
+    assert "the sizing stops and says why" not in sc.findings(df, p)

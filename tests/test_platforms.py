@@ -167,13 +167,18 @@ def test_node_and_php_presets_come_from_their_records():
     assert thread[1] + fork[1] == pytest.approx(php.fork_kernel_kib)
 
 
-def test_simulated_jvm_thread_per_connection_matches_the_real_ten_thousand_threads(capsys):
+@pytest.mark.parametrize("platform", ["jvm-preset", "data/profiles/jvm.json"])
+def test_simulated_jvm_thread_per_connection_matches_the_real_ten_thousand_threads(
+    capsys, platform
+):
     # `simlab compare --platform jvm` (the c10k scenario: 10,000 connections) against
     # the real JVM holding 10,000 connections with a thread each
-    # (experiments/jvm_ten_thousand_threads.py). Both sides are read, not pinned.
+    # (experiments/jvm_ten_thousand_threads.py), on the preset and on the
+    # committed calibrated profile. Both sides are read, not pinned.
     from simlab.cli import main  # noqa: PLC0415 - only this test runs the CLI
 
-    assert main(["simulate", "thread-per-connection", "--platform", "jvm-preset",
+    spec = platform if platform.endswith("-preset") else str(ROOT / platform)
+    assert main(["simulate", "thread-per-connection", "--platform", spec,
                  "--duration", "5", "--json"]) == 0  # fmt: skip
     sim = json.loads(capsys.readouterr().out)
     n = sim["connections"]["peak"]

@@ -174,12 +174,21 @@ def _add_measure(sub: argparse._SubParsersAction[options.Parser], targets: tuple
 def _add_calibrate(sub: argparse._SubParsersAction[options.Parser]) -> None:
     cal = sub.add_parser("calibrate", help=COMMANDS["calibrate"])
     cal.add_argument(
-        "--name",
+        "--runtime",
         default="cpython",
-        type=_profile_name,
-        help="profile name: writes $SIMLAB_DATA/profiles/NAME.json (default cpython)",
+        type=options.choice("RUNTIME", _runtimes()),
+        help="whose profile: cpython (simlab's own servers) or a runtime fitted from its "
+        f"peers: {', '.join(r for r in _runtimes() if r != 'cpython')} (default cpython)",
     )
-    cal.add_argument("--quick", action="store_true", help="a smaller grid (about 3 minutes)")
+    cal.add_argument(
+        "--name",
+        default=None,
+        type=_profile_name,
+        help="profile name: writes $SIMLAB_DATA/profiles/NAME.json (default: the runtime's)",
+    )
+    cal.add_argument(
+        "--quick", action="store_true", help="a smaller grid (about 3 minutes; cpython only)"
+    )
     cal.add_argument(
         "--refit",
         action="store_true",
@@ -566,12 +575,21 @@ def calibrate_command(args: argparse.Namespace) -> int:
 
     from simlab.calibrate import calibrate  # noqa: PLC0415
 
-    with steps("calibrating") as tick:
-        profile = calibrate(args.name, quick=args.quick, refit=args.refit, progress=tick)
+    name = args.name or args.runtime
+    if args.runtime != "cpython":
+        from simlab.calibrate_runtime import calibrate_runtime  # noqa: PLC0415
+
+        if args.quick:
+            raise UserError("--quick: a runtime's grid has no smaller version; leave it out")
+        with steps(f"calibrating {args.runtime}") as tick:
+            profile = calibrate_runtime(args.runtime, name=name, refit=args.refit, progress=tick)
+    else:
+        with steps("calibrating") as tick:
+            profile = calibrate(name, quick=args.quick, refit=args.refit, progress=tick)
     if args.json:
         print_json(profile)
         return 0
-    t = Table(title=f"profile {args.name}", title_justify="left")
+    t = Table(title=f"profile {name}", title_justify="left")
     for col in ("parameter", "value", "95% CI", "how"):
         t.add_column(col, justify="left" if col in ("parameter", "how") else "right")
     for key, p in profile["parameters"].items():

@@ -10,6 +10,7 @@ the profile on configurations it never saw.
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 
 from simlab.distributions import Exponential, Fixed
@@ -17,7 +18,16 @@ from simlab.params import Architecture, Fanout, Workload
 from simlab.real.options import SERVER_MODELS
 from simlab.real.peers import PEERS
 
-__all__ = ["Case", "Run", "grid", "held_out"]
+__all__ = [
+    "RUNTIMES",
+    "Case",
+    "Run",
+    "Runtime",
+    "grid",
+    "held_out",
+    "runtime_cases",
+    "runtime_grid",
+]
 
 
 @dataclass(frozen=True)
@@ -190,9 +200,14 @@ class Case:
         w, a = self.workload, self.arch
         io = f"{w.calls}x{w.io.mean * 1e3:g}ms {w.fanout[:3]}" if w.calls else "no calls"
         k = "" if w.persistent else f" k={w.requests_per_connection}"
+        slow = (
+            f" slow={w.client_send.mean * 1e3:g}/{w.client_recv.mean * 1e3:g}ms"
+            if w.slow_clients
+            else ""
+        )
         return (
             f"N={w.connections} {w.rate:g}/s cpu={w.cpu.mean * 1e3:g}ms {io} "
-            f"W={a.workers} P={a.processes}{k}"
+            f"W={a.workers} P={a.processes}{k}{slow}"
         )
 
 
@@ -284,3 +299,147 @@ def held_out(quick: bool) -> list[Case]:
         Case("gunicorn-gthread", _w(200, 150, 1, 15), a(workers=8)),
         Case("gunicorn-sync", _w(4, 60, 1, 15, k=1), a(workers=1, processes=4)),
     ]
+
+
+# ----------------------------------------------------------------- runtimes
+
+
+@dataclass(frozen=True)
+class Runtime:
+    """A runtime calibrated from its own real peers (``simlab calibrate --runtime``).
+
+    ``reference`` is the peer whose process the profile's ``process_kib``
+    describes (the plain server of that runtime); another peer's own
+    machinery (Tomcat's classes and threads beyond a plain JVM) is recorded
+    as its offset. ``os_threads`` is False where the model's threads are not
+    the OS threads the probe counts (Go's goroutines). ``fronts`` is the
+    front loops a two-tier peer runs (nginx: one worker per core).
+    """
+
+    name: str
+    peers: tuple[str, ...]
+    reference: str
+    os_threads: bool = True
+    two_tier: bool = False
+
+
+CORES = os.cpu_count() or 1
+RUNTIMES = {
+    "jvm": Runtime("jvm", ("java-threads", "tomcat-nio"), "java-threads"),
+    "go": Runtime("go", ("go",), "go", os_threads=False),
+    "node": Runtime("node", ("node",), "node"),
+    "php": Runtime("php", ("nginx-php-fpm",), "nginx-php-fpm", two_tier=True),
+}
+# Run lengths of the runtimes' grids and held-out cases: short, so that one
+# runtime's calibration and validation take about ten minutes of real runs.
+RUNTIME_SECONDS, RUNTIME_WARMUP = 4.0, 1.5
+
+
+def _peer_arch(runtime: Runtime, workers: int, processes: int = 1) -> Architecture:
+    if runtime.two_tier:
+        # PHP-FPM children run one request each: P processes of one thread.
+        return Architecture(workers=1, processes=processes, fronts=CORES)
+    return Architecture(workers=workers)
+
+
+def runtime_grid(name: str) -> list[Run]:
+    """Each peer of runtime ``name`` light with 0, 1 and 4 backend calls (the
+    per-request and per-call costs, the wall-clock overheads), busier (a
+    process rarely idle: the wake-up cost), and holding few and many
+    connections (memory per connection, and per back process for two-tier,
+    whose pool size changes between them)."""
+    runtime = RUNTIMES[name]
+    d, wu = RUNTIME_SECONDS, RUNTIME_WARMUP
+    runs = []
+    for peer in runtime.peers:
+        arch = _peer_arch(runtime, 16, 8)
+        for calls in (0, 1, 4):
+            w = Workload(connections=50, rate=100.0, cpu=Fixed(0.001), io=Fixed(0.005), calls=calls)
+            runs.append(Run(peer, w, arch, "cpu", d, wu))
+        w = Workload(connections=200, rate=320.0, cpu=Fixed(0.002), io=Fixed(0.005), calls=1)
+        runs.append(Run(peer, w, _peer_arch(runtime, 32, 16), "cpu", d, wu))
+        for n, processes in ((200, 4), (3000, 12)):
+            w = Workload(connections=n, rate=40.0, cpu=Fixed(0.0005), io=Fixed(0.002), calls=1)
+            runs.append(Run(peer, w, _peer_arch(runtime, 16, processes), "memory", 2.0, wu))
+    return runs
+
+
+def _slow(w: Workload, seconds: float) -> Workload:
+    return w.with_(client_send=Fixed(seconds), client_recv=Fixed(seconds))
+
+
+def runtime_cases(name: str) -> list[Case]:
+    """Held-out configurations of runtime ``name``'s peers: none is in its
+    grid (other rates, connections, latencies, fan-outs, pools), some at or
+    beyond saturation (rho 0.9 to 1.5: a pool too small for its load, or the
+    cores or one loop full), two with slow clients (100 ms and 300 ms each
+    way)."""
+    d, wu = RUNTIME_SECONDS, RUNTIME_WARMUP
+    a = Architecture
+    cases = {
+        "jvm": [
+            Case("tomcat-nio", _w(400, 150, 1, 20, 2), a(workers=12), d, wu),
+            Case(
+                "tomcat-nio", _w(1500, 250, 1.5, 10, 3, fanout="parallel"), a(workers=3), d, wu
+            ),  # the pool at 1.1,
+            Case("tomcat-nio", _w(300, 220, 1, 20), a(workers=4), d, wu),  # the pool at 1.2
+            Case("tomcat-nio", _slow(_w(300, 60, 1, 10), 0.1), a(workers=8), d, wu),
+            Case("java-threads", _w(800, 120, 1, 15), a(), d, wu),
+            Case("java-threads", _w(2500, 200, 2, 10, 2), a(), d, wu),
+            Case("java-threads", _w(300, 560, 2.5, 5), a(), d, wu),  # the cores near 1
+            Case("java-threads", _slow(_w(400, 60, 1, 20), 0.3), a(), d, wu),
+        ],
+        "go": [
+            Case("go", _w(400, 150, 1, 20, 2), a(), d, wu),
+            Case("go", _w(3000, 250, 1.5, 10, 3, fanout="parallel"), a(), d, wu),
+            Case("go", _w(1000, 300, 2, 30, 1, exp=True), a(), d, wu),
+            Case("go", _w(6000, 100, 1, 40), a(), d, wu),
+            Case("go", _w(300, 560, 3, 5), a(), d, wu),  # the cores near 1
+            Case("go", _w(300, 660, 3, 0, 0), a(), d, wu),  # the cores beyond 1
+            Case("go", _slow(_w(300, 60, 1, 10), 0.1), a(), d, wu),
+            Case("go", _slow(_w(500, 80, 1, 20), 0.3), a(), d, wu),
+        ],
+        "node": [
+            Case("node", _w(400, 150, 1, 20, 2), a(), d, wu),
+            Case("node", _w(3000, 250, 1, 10, 3, fanout="parallel"), a(), d, wu),
+            Case("node", _w(1000, 200, 1.5, 30, 1, exp=True), a(), d, wu),
+            Case("node", _w(6000, 100, 1, 40), a(), d, wu),
+            Case("node", _w(300, 360, 2.5, 5), a(), d, wu),  # the loop near 1
+            Case("node", _w(300, 460, 2.5, 0, 0), a(), d, wu),  # the loop beyond 1
+            Case("node", _slow(_w(300, 60, 1, 10), 0.1), a(), d, wu),
+            Case("node", _slow(_w(500, 80, 1, 20), 0.3), a(), d, wu),
+        ],
+        "php": [
+            Case(
+                "nginx-php-fpm", _w(400, 150, 1, 20, 2), _peer_arch(RUNTIMES["php"], 1, 10), d, wu
+            ),
+            Case("nginx-php-fpm", _w(2000, 100, 1.5, 40), _peer_arch(RUNTIMES["php"], 1, 6), d, wu),
+            Case(
+                "nginx-php-fpm", _w(1000, 200, 1, 10, 3), _peer_arch(RUNTIMES["php"], 1, 20), d, wu
+            ),
+            Case("nginx-php-fpm", _w(300, 200, 1, 20), _peer_arch(RUNTIMES["php"], 1, 4), d, wu),
+            Case("nginx-php-fpm", _w(300, 300, 1, 5, 1), _peer_arch(RUNTIMES["php"], 1, 2), d, wu),
+            Case(
+                "nginx-php-fpm",
+                _w(500, 120, 2, 15, exp=True),
+                _peer_arch(RUNTIMES["php"], 1, 8),
+                d,
+                wu,
+            ),
+            Case(
+                "nginx-php-fpm",
+                _slow(_w(300, 60, 1, 10), 0.1),
+                _peer_arch(RUNTIMES["php"], 1, 4),
+                d,
+                wu,
+            ),
+            Case(
+                "nginx-php-fpm",
+                _slow(_w(500, 80, 1, 20), 0.3),
+                _peer_arch(RUNTIMES["php"], 1, 4),
+                d,
+                wu,
+            ),
+        ],
+    }
+    return cases[name]

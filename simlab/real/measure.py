@@ -132,6 +132,9 @@ class Measurement:
 
     summary: MeasuredSummary
     saved_to: Path | None = None
+    # CPU seconds per second of a buffering front's processes (the nginx
+    # peers'), for calibration: not a key of the summary, which simulate shares.
+    front_cpu_cores: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
         out = self.summary.to_dict()
@@ -412,8 +415,9 @@ def measure(opts: MeasureOptions, progress: Callable[[str], None] | None = None)
         warnings.append(f"server stderr: {server_err.strip()[-300:]}")
     answers = _read_answers(stats_path)
     summary = _summary(opts, report, probe, started, warnings, runtime=runtime, answers=answers)
+    front = _front_cpu(probe, report)
     if not opts.save:
-        return Measurement(summary)
+        return Measurement(summary, front_cpu_cores=front)
     path = (opts.out_dir or measurements_dir()) / f"{opts.target}-{started}-seed{opts.seed}.json"
     record = {
         "summary": summary.to_dict(),
@@ -421,7 +425,14 @@ def measure(opts: MeasureOptions, progress: Callable[[str], None] | None = None)
         "loadgen": {k: v for k, v in report.items() if not k.endswith("_hist")},
     }
     atomic_write_json(path, record)
-    return Measurement(summary, path)
+    return Measurement(summary, path, front_cpu_cores=front)
+
+
+def _front_cpu(probe: Probe, report: dict[str, Any]) -> float | None:
+    """The front processes' CPU seconds per second in the measured window (None: no front)."""
+    rate = probe.summary((report["window_wall"][0], report["window_wall"][1]))
+    value = rate.get("front_cpu_s", {}).get("rate")
+    return None if value is None or not value > 0 else float(value)
 
 
 def _run_load(spec: loadgen.LoadSpec, port: int, opts: MeasureOptions) -> dict[str, Any]:

@@ -42,7 +42,12 @@ FIELDS = (
     "kernel_mib",
     "memory_mib",
     "lab_cpu_s",
+    "front_cpu_s",
 )
+# A buffering front's processes (the nginx peers' master and workers): their
+# CPU is also kept apart, so that calibration can split a two-tier server's
+# CPU between its front and its back.
+FRONT_NAMES = ("nginx",)
 MIB = 2**20
 FULL_COST_RATIO = 50  # wall time between PSS samples / time one takes
 # ... but never longer than this apart, so that a short window holds fresh ones.
@@ -132,7 +137,10 @@ class Probe(threading.Thread):
                     cpu = p.cpu_times()
                     # children_*: CPU of children already reaped (per-connection
                     # forks that exited), which no live process shows any more.
-                    v["cpu_s"] += cpu.user + cpu.system + cpu.children_user + cpu.children_system
+                    spent = cpu.user + cpu.system + cpu.children_user + cpu.children_system
+                    v["cpu_s"] += spent
+                    if p.name() in FRONT_NAMES:
+                        v["front_cpu_s"] += spent
                     v["processes"] += 1
                     if full:
                         fm = p.memory_full_info()
@@ -172,7 +180,7 @@ class Probe(threading.Thread):
             out[key] = {"peak": float(seen.max()), "mean": float(seen.mean())}
         if len(inside) >= 2:
             dt = inside[-1].time - inside[0].time
-            for key in ("cpu_s", "ctx_voluntary", "ctx_involuntary", "lab_cpu_s"):
+            for key in ("cpu_s", "ctx_voluntary", "ctx_involuntary", "lab_cpu_s", "front_cpu_s"):
                 rate = (inside[-1].values[key] - inside[0].values[key]) / dt if dt > 0 else 0.0
                 out[key]["rate"] = rate
         return out

@@ -1,0 +1,149 @@
+"""A runtime's calibration (``simlab calibrate --runtime``), fitted on recorded real runs.
+
+``tests/data/runtime-runs.json`` holds the runs the committed jvm and php
+profiles were fitted from (what calibration keeps of each): fitting them
+again needs no real run, and must label every parameter honestly.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from simlab import calibrate, calibrate_runtime, fitting, load_platform
+from simlab.calibrate import _from_record
+from simlab.calibrate_runtime import memory_fit, runtime_profile
+from simlab.footprint import Units
+from simlab.platforms import PRESETS, platform_from_profile
+from simlab.real.grids import RUNTIMES, runtime_cases, runtime_grid
+
+RUNS = Path(__file__).parent / "data" / "runtime-runs.json"
+
+
+def _recorded(runtime: str) -> list:
+    return [_from_record(r) for r in json.loads(RUNS.read_text())[runtime]]
+
+
+def _fit(runtime: str) -> dict:
+    # 100 bootstrap resamples instead of 400: the same fits, a quarter of the
+    # time; what is checked here is the labelling, not the committed numbers.
+    quick = functools.partial(fitting.fit_robust, boots=100)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(calibrate, "fit_robust", quick)
+        mp.setattr(calibrate_runtime, "fit_robust", quick)
+        return runtime_profile(runtime, _recorded(runtime))
+
+
+PROFILES: dict[str, dict] = {}
+
+
+def _profile(runtime: str) -> dict:
+    if runtime not in PROFILES:
+        PROFILES[runtime] = _fit(runtime)
+    return PROFILES[runtime]
+
+
+@pytest.fixture(scope="module", params=["jvm", "php"])
+def fitted(request: pytest.FixtureRequest) -> tuple[str, dict]:
+    return request.param, _profile(request.param)
+
+
+def test_every_parameter_is_fitted_measured_or_labelled(fitted) -> None:
+    # The three honest states: an interval that excludes zero; "measured" with
+    # its record; or "not identified", the preset's value and no interval.
+    name, profile = fitted
+    preset = PRESETS[name]()
+    for key, p in profile["parameters"].items():
+        if not isinstance(p, dict):
+            continue
+        if p["identified"] and "ci95" in p and p["ci95"] is not None:
+            lo, hi = p["ci95"]
+            assert 0 < lo <= hi, key
+        elif p["identified"]:
+            assert p.get("method", "").startswith(("measured", "lognormal")), key
+        else:
+            assert "ci95" not in p and p["assumption"], key
+            assert p["value"] == pytest.approx(getattr(preset, key)), key
+    platform_from_profile(profile)  # and it loads as a platform
+
+
+def test_the_fit_is_reproducible() -> None:
+    assert _fit("php")["parameters"] == _profile("php")["parameters"]
+
+
+def test_the_memory_fit_reproduces_the_reference_peer(fitted) -> None:
+    # The fitted process and per-unit costs, through the model's own units,
+    # give back the reference peer's measured memory: the fit minimises
+    # relative error, so its median residual is small (robust to one run).
+    name, profile = fitted
+    residuals = profile["fits"]["memory_user"]["relative_residuals"]
+    assert abs(float(np.median(residuals))) < 0.05, name
+
+
+def test_php_fits_the_front_apart_from_the_back() -> None:
+    p = _profile("php")["parameters"]
+    # The probe keeps nginx's CPU apart: the front's CPU per request is
+    # measured, and the hop's CPU (always per request here) is not separable.
+    assert p["front_us"]["identified"] and p["front_us"]["value"] > 0
+    assert not p["hop_us"]["identified"] and "hop per request" in p["hop_us"]["assumption"]
+    # The hop's and the client path's times are only measured together.
+    assert not p["hop_latency_us"]["identified"] and "rtt_us" in p["hop_latency_us"]["assumption"]
+    assert "hop messages" in p["rtt_us"].get("method", "")
+
+
+def test_go_threads_are_goroutines_not_os_threads() -> None:
+    assert not RUNTIMES["go"].os_threads and RUNTIMES["jvm"].os_threads
+
+
+def test_memory_fit_recovers_known_costs() -> None:
+    # Synthetic two-tier runs: 14 MiB for the back's master and 0.9 KiB per
+    # client connection on the front, the rest at the preset's values.
+    base = PRESETS["php"]()
+    truth = base.with_(process_kib=14_000.0, front_connection_kib=0.9)
+    rows = []
+    for n in (50, 200, 1000, 3000, 6000):
+        for forks in (4, 12):
+            units = Units(fork=forks, thread=forks + 3, front=2, front_conn=n, touched=forks)
+            rows.append((units, units.footprint(truth).user_kib))
+    fit = memory_fit(rows, base, ("process_kib", "front_connection_kib"), "user")
+    assert fit is not None and all(fit.identified)
+    assert fit.value("process_kib") == pytest.approx(14_000.0, rel=1e-3)
+    assert fit.value("front_connection_kib") == pytest.approx(0.9, rel=1e-3)
+
+
+@pytest.mark.parametrize("runtime", list(RUNTIMES))
+def test_held_out_cases_are_not_in_the_grid_and_include_saturation_and_slow_clients(
+    runtime: str,
+) -> None:
+    grid = {(r.target, r.workload, r.arch) for r in runtime_grid(runtime)}
+    cases = runtime_cases(runtime)
+    assert len(cases) >= 8
+    assert not [c for c in cases if (c.target, c.workload, c.arch) in grid]
+    assert sum(c.workload.slow_clients for c in cases) >= 2
+    assert {c.target for c in cases} == set(RUNTIMES[runtime].peers)
+
+
+@pytest.mark.parametrize("runtime", list(RUNTIMES))
+def test_validation_cases_reach_saturation_on_the_committed_profile(runtime: str) -> None:
+    # At least two cases per runtime are offered rho >= 0.9 on their busiest
+    # resource (cores, a loop, a pool) by the model on the committed profile,
+    # with the lab's own CPU as validation simulates it.
+    from simlab.models import get_model  # noqa: PLC0415
+    from simlab.provenance import ROOT  # noqa: PLC0415
+    from simlab.real.peers import RESEMBLES  # noqa: PLC0415
+    from simlab.streams import Deal  # noqa: PLC0415
+    from simlab.validate import lab_platform  # noqa: PLC0415
+
+    path = ROOT / "data" / "profiles" / f"{runtime}.json"
+    platform = lab_platform(load_platform(str(path)), json.loads(path.read_text()))
+    rhos = []
+    for c in runtime_cases(runtime):
+        cls = get_model(RESEMBLES[c.target])
+        loads = cls.offered_load(c.workload, platform, c.arch, Deal.of_run(1, 1))
+        rhos.append(max(v for k, v in loads.items() if k != "client"))
+    assert sum(r >= 0.9 for r in rhos) >= 2, rhos
+    assert max(rhos) <= 1.5, rhos

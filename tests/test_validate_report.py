@@ -1,0 +1,84 @@
+"""The validation report and its rules, on made-up measurements (no real run).
+
+What a runtime's peer is compared on: its model's prediction plus what its
+calibration recorded it holds beyond the model; Go's thread count is not
+the same quantity on both sides and never counts; goals are judged from the
+rows, and the cross-runtime summary in the docs says "over" exactly where a
+median misses its goal.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+from types import SimpleNamespace
+
+from simlab import validate as v
+from simlab.params import Architecture
+from simlab.real.grids import Case, runtime_cases
+
+DOCS = Path(__file__).resolve().parent.parent / "docs"
+
+
+def _sim(threads_peak: float = 10.0, threads_mean: float = 10.0) -> SimpleNamespace:
+    return SimpleNamespace(threads=SimpleNamespace(peak=threads_peak, mean=threads_mean))
+
+
+def test_go_threads_never_count_and_jvm_threads_get_their_offset() -> None:
+    go = runtime_cases("go")[0]
+    extras = {"peers": {"go": {"threads_offset": None, "threads_note": "goroutines"}}}
+    why = v._by_construction("threads_peak", go, _sim(401, 300), 0.1, extras)
+    assert why is not None and "not the same quantity" in why
+    java = next(c for c in runtime_cases("jvm") if c.target == "java-threads")
+    extras = {"peers": {"java-threads": {"threads_offset": {"value": 19}}}}
+    out = {m: v.Predicted(100.0, [90.0, 110.0]) for m in v.METRICS}
+    shifted = v._runtime_peer(java, dict(out), extras)
+    assert shifted["threads_peak"].value == 119.0 and shifted["threads_peak"].ci == [109.0, 129.0]
+    assert shifted["memory_user"].value == 100.0  # the reference peer has no memory offset
+    tomcat = Case("tomcat-nio", java.workload, Architecture(workers=8))
+    extras = {"peers": {"tomcat-nio": {"threads_offset": {"value": 17},
+                                       "user_offset_mib": {"value": 38.5}}}}  # fmt: skip
+    shifted = v._runtime_peer(tomcat, dict(out), extras)
+    assert shifted["memory_user"].value == 138.5
+
+
+def _rows(error: float) -> list[dict]:
+    """One case, every metric measured at 100 and predicted off by ``error``."""
+    case = runtime_cases("node")[0]
+    return [
+        v._row(case, m, [100.0, 100.0, 100.0], v.Predicted(100.0 * (1 + error), None), None, 1.0)
+        for m in v.METRICS
+    ]
+
+
+def test_report_judges_the_goals_from_the_rows() -> None:
+    near = v.summarize(_rows(0.01))
+    far = v.summarize(_rows(0.40))
+    assert all(near["metrics"][m]["met"] for m in v.METRICS)
+    assert not any(far["metrics"][m]["met"] for m in v.METRICS)
+    result = {
+        "rows": _rows(0.40), "summary": far, "platform": "node", "quick": False, "repeats": 3,
+        "sim_replications": 8, "git_revision": "x" * 40, "created": "now",
+    }  # fmt: skip
+    text = v.report(result)
+    assert "(over goal)" in text and "| latency_p99 | 40.0% |" in text
+
+
+def test_docs_summary_says_over_exactly_where_a_goal_is_missed(tmp_path, monkeypatch) -> None:
+    spec = importlib.util.spec_from_file_location("gen_platforms", DOCS / "gen_platforms.py")
+    assert spec is not None and spec.loader is not None
+    gen = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(gen)
+    import json  # noqa: PLC0415
+
+    for name, error in (("near", 0.01), ("far", 0.40)):
+        folder = tmp_path / "validation" / name
+        folder.mkdir(parents=True)
+        rows = _rows(error)
+        result = {"rows": rows, "summary": v.summarize(rows), "platform": name}
+        (folder / "validation.json").write_text(json.dumps(result))
+    monkeypatch.setattr(gen, "DATA", tmp_path)
+    table = gen.validated()
+    near = next(line for line in table.splitlines() if line.startswith("| `near` | **all**"))
+    far = next(line for line in table.splitlines() if line.startswith("| `far` | **all**"))
+    assert "**over**" not in near and far.count("**over**") == len(v.METRICS)
