@@ -19,12 +19,9 @@ from typing import Any
 
 from simlab.errors import UserError
 from simlab.platforms import load_platform
-from simlab.provenance import git_revision, machine, utc_stamp
-from simlab.real.grids import Case, held_out
+from simlab.real.grids import Case
 from simlab.validate import (
     METRICS,
-    SATURATED,
-    SIM_REPLICATIONS,
     _by_construction,
     _offered_rho,
     _peer_adjusted,
@@ -33,7 +30,8 @@ from simlab.validate import (
     _simulate,
     _write,
     lab_platform,
-    summarize,
+    report_record,
+    validation_plan,
 )
 
 __all__ = ["resimulate"]
@@ -57,12 +55,12 @@ def resimulate(
     except (OSError, ValueError) as exc:
         raise UserError(f"resimulate: cannot read {str(path)!r}: {exc}") from None
     quick = bool(saved.get("quick"))
-    plan = cases if cases is not None else held_out(quick)
+    extras = _profile_extras(platform_spec)
+    platform = lab_platform(load_platform(platform_spec), extras)
+    plan = cases if cases is not None else validation_plan(platform.name, quick)
     runs: dict[tuple[str, str], dict[str, list[float]]] = {}
     for r in saved["rows"]:
         runs.setdefault((r["model"], r["config"]), {})[r["metric"]] = r["measured_runs"]
-    extras = _profile_extras(platform_spec)
-    platform = lab_platform(load_platform(platform_spec), extras)
     seed = int(saved["seed"])
     rows: list[dict[str, Any]] = []
     for k, case in enumerate(plan):
@@ -73,25 +71,13 @@ def resimulate(
         rho = _offered_rho(case, sim)
         predicted = _peer_adjusted(case, sim, platform, extras, seed + k)
         for metric in METRICS:
-            why_not = _by_construction(metric, case, sim, rho)
+            why_not = _by_construction(metric, case, sim, rho, extras)
             values: list[float | None] = list(measured.get(metric, []))
             rows.append(_row(case, metric, values, predicted[metric], why_not, rho))
-    result = {
-        "rows": rows,
-        "summary": summarize(rows),
-        "platform": platform.name,
-        "quick": quick,
-        "repeats": saved["repeats"],
-        "sim_replications": SIM_REPLICATIONS,
-        "saturated_from": SATURATED,
-        "machine": machine(),
-        "git_revision": git_revision(),
-        "created": utc_stamp(),
-        "seed": seed,
-        "measured_runs_from": saved.get(
-            "measured_runs_from",
-            {"created": saved["created"], "git_revision": saved["git_revision"]},
-        ),
-    }
+    result = report_record(rows, platform.name, quick=quick, repeats=saved["repeats"], seed=seed)
+    result["measured_runs_from"] = saved.get(
+        "measured_runs_from",
+        {"created": saved["created"], "git_revision": saved["git_revision"]},
+    )
     _write(result, folder)
     return result

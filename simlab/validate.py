@@ -292,6 +292,34 @@ def _row(  # noqa: PLR0917 - one row's parts, positionally as the loop has them
     return row
 
 
+def validation_plan(platform_name: str, quick: bool) -> list[Case]:
+    """The held-out cases a platform is validated on."""
+    if platform_name in RUNTIMES:
+        # A runtime's profile is validated on its own peers' held-out cases.
+        plan = runtime_cases(platform_name)
+        return plan[::2] if quick else plan  # quick: every other case, every peer
+    return held_out(quick)
+
+
+def report_record(
+    rows: list[dict[str, Any]], platform_name: str, *, quick: bool, repeats: int, seed: int
+) -> dict[str, Any]:
+    """A validation's report: its rows, their summary, and how and where it was made."""
+    return {
+        "rows": rows,
+        "summary": summarize(rows),
+        "platform": platform_name,
+        "quick": quick,
+        "repeats": repeats,
+        "sim_replications": SIM_REPLICATIONS,
+        "saturated_from": SATURATED,
+        "machine": machine(),
+        "git_revision": git_revision(),
+        "created": utc_stamp(),
+        "seed": seed,
+    }
+
+
 def validate(
     platform_spec: str = "cpython",
     *,
@@ -308,14 +336,7 @@ def validate(
         raise UserError(f"repeats(={repeats!r}) must be an integer >= 1")
     extras = _profile_extras(platform_spec)
     platform = lab_platform(load_platform(platform_spec), extras)
-    if cases is not None:
-        plan = cases
-    elif platform.name in RUNTIMES:
-        # A runtime's profile is validated on its own peers' held-out cases.
-        plan = runtime_cases(platform.name)
-        plan = plan[::2] if quick else plan  # quick: every other case, every peer
-    else:
-        plan = held_out(quick)
+    plan = cases if cases is not None else validation_plan(platform.name, quick)
     tick = progress or (lambda _l, _k, _n: None)
     rows: list[dict[str, Any]] = []
     steps = len(plan) * repeats
@@ -340,19 +361,7 @@ def validate(
             why_not = _by_construction(metric, case, sim, rho, extras)
             rows.append(_row(case, metric, runs, predicted[metric], why_not, rho))
     tick("report", steps, steps)
-    result = {
-        "rows": rows,
-        "summary": summarize(rows),
-        "platform": platform.name,
-        "quick": quick,
-        "repeats": repeats,
-        "sim_replications": SIM_REPLICATIONS,
-        "saturated_from": SATURATED,
-        "machine": machine(),
-        "git_revision": git_revision(),
-        "created": utc_stamp(),
-        "seed": seed,
-    }
+    result = report_record(rows, platform.name, quick=quick, repeats=repeats, seed=seed)
     _write(result, out_dir or validation_dir() / platform.name)
     journal.done()
     return result
