@@ -107,6 +107,90 @@ def _pop(ht: Any, hk: Any, hx: Any, hv: Any, size: int) -> int:  # pragma: no co
     return n
 
 
+# The mechanisms the loop repeats, each written once. Numba compiles the calls
+# into the loop at no measurable cost; helpers that take or give back a pool's
+# free server (``fstack``/``ftop``) made it about twice as slow, so that stays inline.
+@njit(cache=True)
+def _at(  # noqa: PLR0917 - a compiled helper takes its arrays positionally
+    ht: Any, hk: Any, hx: Any, hv: Any, size: int, eid: int, t: float, ent: int, v: int
+) -> tuple[int, int]:  # pragma: no cover - compiled
+    """Resume ``ent`` at ``t`` with value ``v`` (a normal event: a timeout, or a
+    pool's hand-over); returns the new size and event id."""
+    return _push(ht, hk, hx, hv, size, t, NORMAL * PRIO + eid, ent, v), eid + 1
+
+
+@njit(cache=True)
+def _wait(  # noqa: PLR0917 - a compiled helper takes its arrays positionally
+    ei: Any, qhead: Any, qtail: Any, qlen: Any, q: int, ent: int
+) -> None:  # pragma: no cover - compiled
+    """Queue ``ent`` last among pool ``q``'s waiters."""
+    ei[ent, I_WNEXT] = -1
+    if qtail[q] >= 0:
+        ei[qtail[q], I_WNEXT] = ent
+    else:
+        qhead[q] = ent
+    qtail[q] = ent
+    qlen[q] += 1
+
+
+@njit(cache=True)
+def _phase(  # noqa: PLR0917 - a compiled helper takes its arrays positionally
+    ei: Any,
+    ef: Any,
+    ent: int,
+    gil_q: int,
+    lock_q: int,
+    on_loop: int,
+    proc: int,
+    switches: int,
+    cpu: float,
+    ret: int,
+) -> None:  # pragma: no cover - compiled
+    """Set up ``Cpu.run``'s arguments for ``ent``, to return to ``ret``."""
+    ei[ent, I_RGIL] = gil_q
+    ei[ent, I_RLOCK] = lock_q
+    ei[ent, I_RLOOP] = on_loop
+    ei[ent, I_RPROC] = proc
+    ei[ent, I_RSW] = switches
+    ef[ent, F_RDEMAND] = cpu
+    ei[ent, I_RET] = ret
+
+
+@njit(cache=True)
+def _open(  # noqa: PLR0917 - a compiled helper takes its arrays positionally
+    copen_h: Any, canswered: Any, copen: Any, cclose: Any, nc: int, c: int, now: float
+) -> int:  # pragma: no cover - compiled
+    """Open a short connection on ``c`` if none is open; returns the new count."""
+    if copen_h[c] < 0:
+        copen_h[c] = nc
+        canswered[c] = 0
+        copen[nc] = now
+        cclose[nc] = np.inf
+        nc += 1
+    return nc
+
+
+@njit(cache=True)
+def _idle(
+    chead: Any, free_slots: Any, nfree: int, c: int, ent: int
+) -> int:  # pragma: no cover - compiled
+    """Connection ``c`` goes idle and ``ent``'s slot is freed; returns the free count."""
+    chead[c] = -2
+    free_slots[nfree] = ent
+    return nfree + 1
+
+
+@njit(cache=True)
+def _next(ei: Any, qhead: Any, qtail: Any, qlen: Any, q: int) -> int:  # pragma: no cover - compiled
+    """Take pool ``q``'s oldest waiter off its FIFO (it has one)."""
+    w: int = qhead[q]
+    qhead[q] = ei[w, I_WNEXT]
+    if qhead[q] < 0:
+        qtail[q] = -1
+    qlen[q] -= 1
+    return w
+
+
 # One compiled loop, on purpose: the state machines share the event queue, the
 # pools and the tables, which numba keeps in registers and local arrays.
 @njit(cache=True)
@@ -359,13 +443,7 @@ def run_events(  # noqa: PLR0912, PLR0915, PLR0917 - one compiled loop
                     if ftop[q] > 0:
                         ftop[q] -= 1
                     else:
-                        ei[ent, I_WNEXT] = -1
-                        if qtail[q] >= 0:
-                            ei[qtail[q], I_WNEXT] = ent
-                        else:
-                            qhead[q] = ent
-                        qtail[q] = ent
-                        qlen[q] += 1
+                        _wait(ei, qhead, qtail, qlen, q, ent)
                         ei[ent, I_PC] = R_GIL
                         break
                 pc = R_GIL
@@ -375,13 +453,7 @@ def run_events(  # noqa: PLR0912, PLR0915, PLR0917 - one compiled loop
                     if ftop[q] > 0:
                         ftop[q] -= 1
                     else:
-                        ei[ent, I_WNEXT] = -1
-                        if qtail[q] >= 0:
-                            ei[qtail[q], I_WNEXT] = ent
-                        else:
-                            qhead[q] = ent
-                        qtail[q] = ent
-                        qlen[q] += 1
+                        _wait(ei, qhead, qtail, qlen, q, ent)
                         ei[ent, I_PC] = R_CORE
                         break
                 pc = R_CORE
@@ -391,13 +463,7 @@ def run_events(  # noqa: PLR0912, PLR0915, PLR0917 - one compiled loop
                         ftop[0] -= 1
                         ei[ent, I_RCORE] = fstack[fbase[0] + ftop[0]]
                     else:
-                        ei[ent, I_WNEXT] = -1
-                        if qtail[0] >= 0:
-                            ei[qtail[0], I_WNEXT] = ent
-                        else:
-                            qhead[0] = ent
-                        qtail[0] = ent
-                        qlen[0] += 1
+                        _wait(ei, qhead, qtail, qlen, 0, ent)
                         ei[ent, I_PC] = R_GOTCORE
                         break
                 pc = R_RUN
@@ -424,10 +490,7 @@ def run_events(  # noqa: PLR0912, PLR0915, PLR0917 - one compiled loop
                     bdur[nb] = duration
                     nb += 1
                     if duration > 0:
-                        hsize = _push(
-                            ht, hk, hx, hv, hsize, now + duration, NORMAL * PRIO + eid, ent, 0
-                        )
-                        eid += 1
+                        hsize, eid = _at(ht, hk, hx, hv, hsize, eid, now + duration, ent, 0)
                         ei[ent, I_PC] = R_END
                         break
                     pc = R_END
@@ -438,8 +501,7 @@ def run_events(  # noqa: PLR0912, PLR0915, PLR0917 - one compiled loop
                 bstart[nb] = now
                 bdur[nb] = step
                 nb += 1
-                hsize = _push(ht, hk, hx, hv, hsize, now + step, NORMAL * PRIO + eid, ent, 0)
-                eid += 1
+                hsize, eid = _at(ht, hk, hx, hv, hsize, eid, now + step, ent, 0)
                 ei[ent, I_PC] = S_AFTER
                 break
             elif pc == S_AFTER:
@@ -454,30 +516,14 @@ def run_events(  # noqa: PLR0912, PLR0915, PLR0917 - one compiled loop
                     if has_cores:
                         core = ei[ent, I_RCORE]
                         if qlen[0] > 0:
-                            w = qhead[0]
-                            qhead[0] = ei[w, I_WNEXT]
-                            if qhead[0] < 0:
-                                qtail[0] = -1
-                            qlen[0] -= 1
-                            hsize = _push(ht, hk, hx, hv, hsize, now, NORMAL * PRIO + eid, w, core)
-                            eid += 1
+                            w = _next(ei, qhead, qtail, qlen, 0)
+                            hsize, eid = _at(ht, hk, hx, hv, hsize, eid, now, w, core)
                         else:
                             fstack[fbase[0] + ftop[0]] = core
                             ftop[0] += 1
-                    w = qhead[qg]
-                    qhead[qg] = ei[w, I_WNEXT]
-                    if qhead[qg] < 0:
-                        qtail[qg] = -1
-                    qlen[qg] -= 1
-                    hsize = _push(ht, hk, hx, hv, hsize, now, NORMAL * PRIO + eid, w, 0)
-                    eid += 1
-                    ei[ent, I_WNEXT] = -1
-                    if qtail[qg] >= 0:
-                        ei[qtail[qg], I_WNEXT] = ent
-                    else:
-                        qhead[qg] = ent
-                    qtail[qg] = ent
-                    qlen[qg] += 1
+                    w = _next(ei, qhead, qtail, qlen, qg)
+                    hsize, eid = _at(ht, hk, hx, hv, hsize, eid, now, w, 0)
+                    _wait(ei, qhead, qtail, qlen, qg, ent)
                     ei[ent, I_PC] = S_REGIL
                     break
                 pc = S_STEP
@@ -487,13 +533,7 @@ def run_events(  # noqa: PLR0912, PLR0915, PLR0917 - one compiled loop
                         ftop[0] -= 1
                         ei[ent, I_RCORE] = fstack[fbase[0] + ftop[0]]
                     else:
-                        ei[ent, I_WNEXT] = -1
-                        if qtail[0] >= 0:
-                            ei[qtail[0], I_WNEXT] = ent
-                        else:
-                            qhead[0] = ent
-                        qtail[0] = ent
-                        qlen[0] += 1
+                        _wait(ei, qhead, qtail, qlen, 0, ent)
                         ei[ent, I_PC] = S_RECORE
                         break
                 pc = S_STEP
@@ -505,13 +545,8 @@ def run_events(  # noqa: PLR0912, PLR0915, PLR0917 - one compiled loop
                 if has_cores:
                     core = ei[ent, I_RCORE]
                     if qlen[0] > 0:
-                        w = qhead[0]
-                        qhead[0] = ei[w, I_WNEXT]
-                        if qhead[0] < 0:
-                            qtail[0] = -1
-                        qlen[0] -= 1
-                        hsize = _push(ht, hk, hx, hv, hsize, now, NORMAL * PRIO + eid, w, core)
-                        eid += 1
+                        w = _next(ei, qhead, qtail, qlen, 0)
+                        hsize, eid = _at(ht, hk, hx, hv, hsize, eid, now, w, core)
                     else:
                         fstack[fbase[0] + ftop[0]] = core
                         ftop[0] += 1
@@ -519,13 +554,8 @@ def run_events(  # noqa: PLR0912, PLR0915, PLR0917 - one compiled loop
                     if q < 0:
                         continue
                     if qlen[q] > 0:
-                        w = qhead[q]
-                        qhead[q] = ei[w, I_WNEXT]
-                        if qhead[q] < 0:
-                            qtail[q] = -1
-                        qlen[q] -= 1
-                        hsize = _push(ht, hk, hx, hv, hsize, now, NORMAL * PRIO + eid, w, 0)
-                        eid += 1
+                        w = _next(ei, qhead, qtail, qlen, q)
+                        hsize, eid = _at(ht, hk, hx, hv, hsize, eid, now, w, 0)
                     else:
                         ftop[q] += 1
                 p = ei[ent, I_RPROC]
@@ -551,23 +581,16 @@ def run_events(  # noqa: PLR0912, PLR0915, PLR0917 - one compiled loop
                         nb += 1
                     ef[ent, F_CPU] = cpu
                     if cpu + io[i] > 0:
-                        hsize = _push(
-                            ht, hk, hx, hv, hsize, now + (cpu + io[i]), NORMAL * PRIO + eid, ent, 0
-                        )
-                        eid += 1
+                        hsize, eid = _at(ht, hk, hx, hv, hsize, eid, now + (cpu + io[i]), ent, 0)
                         ei[ent, I_PC] = OT_DONE
                         break
                     pc = OT_DONE
                     continue
                 first = d - calls * call_cpu if split else d
                 if first > 0 or paid or wake > 0:
-                    ei[ent, I_RGIL] = qg
-                    ei[ent, I_RLOCK] = -1
-                    ei[ent, I_RLOOP] = 0
-                    ei[ent, I_RPROC] = p
-                    ei[ent, I_RSW] = 1 if split else 1 + calls
-                    ef[ent, F_RDEMAND] = first
-                    ei[ent, I_RET] = OT_FIRST_RAN
+                    _phase(
+                        ei, ef, ent, qg, -1, 0, p, 1 if split else 1 + calls, first, OT_FIRST_RAN
+                    )
                     pc = R_START
                 else:
                     pc = OT_AFTER_FIRST
@@ -578,10 +601,7 @@ def run_events(  # noqa: PLR0912, PLR0915, PLR0917 - one compiled loop
                 split = thread_gil and calls > 0
                 if not split:
                     if io[i] > 0:
-                        hsize = _push(
-                            ht, hk, hx, hv, hsize, now + io[i], NORMAL * PRIO + eid, ent, 0
-                        )
-                        eid += 1
+                        hsize, eid = _at(ht, hk, hx, hv, hsize, eid, now + io[i], ent, 0)
                         ei[ent, I_PC] = OT_DONE
                         break
                     pc = OT_DONE
@@ -595,20 +615,14 @@ def run_events(  # noqa: PLR0912, PLR0915, PLR0917 - one compiled loop
                 ei[ent, I_ROUNDS] -= 1
                 rounds = calls if sequential else 1
                 per_round = io[i] / rounds
-                hsize = _push(ht, hk, hx, hv, hsize, now + per_round, NORMAL * PRIO + eid, ent, 0)
-                eid += 1
+                hsize, eid = _at(ht, hk, hx, hv, hsize, eid, now + per_round, ent, 0)
                 ei[ent, I_PC] = OT_ROUND_RUN
                 break
             elif pc == OT_ROUND_RUN:
                 rounds = calls if sequential else 1
                 p = ei[ent, I_PROC]
-                ei[ent, I_RGIL] = 1 + p  # only a split phase comes here: a thread's GIL
-                ei[ent, I_RLOCK] = -1
-                ei[ent, I_RLOOP] = 0
-                ei[ent, I_RPROC] = p
-                ei[ent, I_RSW] = 1
-                ef[ent, F_RDEMAND] = call_cpu * calls / rounds
-                ei[ent, I_RET] = OT_ROUND_RAN
+                # Only a split phase comes here: under a thread's GIL.
+                _phase(ei, ef, ent, 1 + p, -1, 0, p, 1, call_cpu * calls / rounds, OT_ROUND_RAN)
                 pc = R_START
             elif pc == OT_ROUND_RAN:
                 ef[ent, F_CPU] += ef[ent, F_LASTDUR]
@@ -619,21 +633,22 @@ def run_events(  # noqa: PLR0912, PLR0915, PLR0917 - one compiled loop
             elif pc == RP_TOP:
                 c = ei[ent, I_CONN]
                 p = ei[ent, I_PROC]
-                if k_per_conn > 0 and copen_h[c] < 0:
-                    copen_h[c] = nc
-                    canswered[c] = 0
-                    copen[nc] = now
-                    cclose[nc] = np.inf
-                    nc += 1
+                if k_per_conn > 0:
+                    nc = _open(copen_h, canswered, copen, cclose, nc, c, now)
                 admit[i] = now
                 if loop_cost > 0:
-                    ei[ent, I_RGIL] = (1 + p) if gil else -1
-                    ei[ent, I_RLOCK] = 1 + nproc + p
-                    ei[ent, I_RLOOP] = 1
-                    ei[ent, I_RPROC] = p
-                    ei[ent, I_RSW] = 0
-                    ef[ent, F_RDEMAND] = loop_cost
-                    ei[ent, I_RET] = RP_AFTER_LOOP
+                    _phase(
+                        ei,
+                        ef,
+                        ent,
+                        (1 + p) if gil else -1,
+                        1 + nproc + p,
+                        1,
+                        p,
+                        0,
+                        loop_cost,
+                        RP_AFTER_LOOP,
+                    )
                     pc = R_START
                 else:
                     pc = RP_AFTER_LOOP
@@ -644,13 +659,7 @@ def run_events(  # noqa: PLR0912, PLR0915, PLR0917 - one compiled loop
                     val = fstack[fbase[q] + ftop[q]]
                     pc = RP_GOT
                 else:
-                    ei[ent, I_WNEXT] = -1
-                    if qtail[q] >= 0:
-                        ei[qtail[q], I_WNEXT] = ent
-                    else:
-                        qhead[q] = ent
-                    qtail[q] = ent
-                    qlen[q] += 1
+                    _wait(ei, qhead, qtail, qlen, q, ent)
                     ei[ent, I_PC] = RP_GOT
                     break
             elif pc == RP_GOT:
@@ -666,13 +675,8 @@ def run_events(  # noqa: PLR0912, PLR0915, PLR0917 - one compiled loop
                 q = 1 + 2 * nproc + ei[ent, I_PROC]
                 wk = ei[ent, I_WORKER]
                 if qlen[q] > 0:
-                    w = qhead[q]
-                    qhead[q] = ei[w, I_WNEXT]
-                    if qhead[q] < 0:
-                        qtail[q] = -1
-                    qlen[q] -= 1
-                    hsize = _push(ht, hk, hx, hv, hsize, now, NORMAL * PRIO + eid, w, wk)
-                    eid += 1
+                    w = _next(ei, qhead, qtail, qlen, q)
+                    hsize, eid = _at(ht, hk, hx, hv, hsize, eid, now, w, wk)
                 else:
                     fstack[fbase[q] + ftop[q]] = wk
                     ftop[q] += 1
@@ -685,22 +689,12 @@ def run_events(  # noqa: PLR0912, PLR0915, PLR0917 - one compiled loop
             elif pc == A_TOP:
                 c = ei[ent, I_CONN]
                 p = ei[ent, I_PROC]
-                if k_per_conn > 0 and copen_h[c] < 0:
-                    copen_h[c] = nc
-                    canswered[c] = 0
-                    copen[nc] = now
-                    cclose[nc] = np.inf
-                    nc += 1
+                if k_per_conn > 0:
+                    nc = _open(copen_h, canswered, copen, cclose, nc, c, now)
                 admit[i] = now
                 d = demand[i] + fixed
                 if d > 0:
-                    ei[ent, I_RGIL] = -1
-                    ei[ent, I_RLOCK] = 1 + nproc + p
-                    ei[ent, I_RLOOP] = 1
-                    ei[ent, I_RPROC] = p
-                    ei[ent, I_RSW] = 0
-                    ef[ent, F_RDEMAND] = d
-                    ei[ent, I_RET] = A_RAN
+                    _phase(ei, ef, ent, -1, 1 + nproc + p, 1, p, 0, d, A_RAN)
                     pc = R_START
                 else:
                     ef[ent, F_CPU] = 0.0
@@ -716,8 +710,7 @@ def run_events(  # noqa: PLR0912, PLR0915, PLR0917 - one compiled loop
                 process[i] = p
                 cpu_time[i] = ef[ent, F_CPU]
                 if io[i] > 0:
-                    hsize = _push(ht, hk, hx, hv, hsize, now + io[i], NORMAL * PRIO + eid, ent, 0)
-                    eid += 1
+                    hsize, eid = _at(ht, hk, hx, hv, hsize, eid, now + io[i], ent, 0)
                     ei[ent, I_PC] = A_FIN
                     break
                 pc = A_FIN
@@ -747,9 +740,7 @@ def run_events(  # noqa: PLR0912, PLR0915, PLR0917 - one compiled loop
                     else:
                         pc = A_TOP
                 else:
-                    chead[c] = -2
-                    free_slots[nfree] = ent
-                    nfree += 1
+                    nfree = _idle(chead, free_slots, nfree, c, ent)
                     break
             # =========================== thread-pool, one request a connection
             elif pc == T_TOP:
@@ -766,13 +757,7 @@ def run_events(  # noqa: PLR0912, PLR0915, PLR0917 - one compiled loop
                     val = fstack[fbase[q] + ftop[q]]
                     pc = T_GOT
                 else:
-                    ei[ent, I_WNEXT] = -1
-                    if qtail[q] >= 0:
-                        ei[qtail[q], I_WNEXT] = ent
-                    else:
-                        qhead[q] = ent
-                    qtail[q] = ent
-                    qlen[q] += 1
+                    _wait(ei, qhead, qtail, qlen, q, ent)
                     ei[ent, I_PC] = T_GOT
                     break
             elif pc == T_GOT:
@@ -798,13 +783,8 @@ def run_events(  # noqa: PLR0912, PLR0915, PLR0917 - one compiled loop
                 wk = ei[ent, I_WORKER]
                 q = 1 + 2 * nproc + wk // workers
                 if qlen[q] > 0:
-                    w = qhead[q]
-                    qhead[q] = ei[w, I_WNEXT]
-                    if qhead[q] < 0:
-                        qtail[q] = -1
-                    qlen[q] -= 1
-                    hsize = _push(ht, hk, hx, hv, hsize, now, NORMAL * PRIO + eid, w, wk)
-                    eid += 1
+                    w = _next(ei, qhead, qtail, qlen, q)
+                    hsize, eid = _at(ht, hk, hx, hv, hsize, eid, now, w, wk)
                 else:
                     fstack[fbase[q] + ftop[q]] = wk
                     ftop[q] += 1
@@ -813,9 +793,7 @@ def run_events(  # noqa: PLR0912, PLR0915, PLR0917 - one compiled loop
                     ei[ent, I_REQ] = h
                     pc = T_TOP
                 else:
-                    chead[c] = -2
-                    free_slots[nfree] = ent
-                    nfree += 1
+                    nfree = _idle(chead, free_slots, nfree, c, ent)
                     break
             # ====================== thread-per-connection, persistent clients
             elif pc == D_TOP:
@@ -839,30 +817,18 @@ def run_events(  # noqa: PLR0912, PLR0915, PLR0917 - one compiled loop
                     ei[ent, I_REQ] = h
                     pc = D_TOP
                 else:
-                    chead[c] = -2
-                    free_slots[nfree] = ent
-                    nfree += 1
+                    nfree = _idle(chead, free_slots, nfree, c, ent)
                     break
             # ================================================ TwoTier.session
             elif pc == TT_TOP:
                 c = ei[ent, I_CONN]
-                if k_per_conn > 0 and copen_h[c] < 0:
-                    copen_h[c] = nc
-                    canswered[c] = 0
-                    copen[nc] = now
-                    cclose[nc] = np.inf
-                    nc += 1
+                if k_per_conn > 0:
+                    nc = _open(copen_h, canswered, copen, cclose, nc, c, now)
                 admit[i] = now
                 ef[ent, F_FRONT] = 0.0
                 if front_in > 0:
                     fp = ei[ent, I_HANDLE]
-                    ei[ent, I_RGIL] = -1
-                    ei[ent, I_RLOCK] = 1 + nproc + fp
-                    ei[ent, I_RLOOP] = 0
-                    ei[ent, I_RPROC] = fp
-                    ei[ent, I_RSW] = 0
-                    ef[ent, F_RDEMAND] = front_in
-                    ei[ent, I_RET] = TT_FRONT_RAN
+                    _phase(ei, ef, ent, -1, 1 + nproc + fp, 0, fp, 0, front_in, TT_FRONT_RAN)
                     pc = R_START
                 else:
                     pc = TT_HOP
@@ -871,8 +837,7 @@ def run_events(  # noqa: PLR0912, PLR0915, PLR0917 - one compiled loop
                 pc = TT_HOP
             elif pc == TT_HOP:
                 if hop_in > 0:
-                    hsize = _push(ht, hk, hx, hv, hsize, now + hop_in, NORMAL * PRIO + eid, ent, 0)
-                    eid += 1
+                    hsize, eid = _at(ht, hk, hx, hv, hsize, eid, now + hop_in, ent, 0)
                     ei[ent, I_PC] = TT_BACK
                     break
                 pc = TT_BACK
@@ -883,13 +848,7 @@ def run_events(  # noqa: PLR0912, PLR0915, PLR0917 - one compiled loop
                     val = fstack[fbase[q] + ftop[q]]
                     pc = TT_GOT
                 else:
-                    ei[ent, I_WNEXT] = -1
-                    if qtail[q] >= 0:
-                        ei[qtail[q], I_WNEXT] = ent
-                    else:
-                        qhead[q] = ent
-                    qtail[q] = ent
-                    qlen[q] += 1
+                    _wait(ei, qhead, qtail, qlen, q, ent)
                     ei[ent, I_PC] = TT_GOT
                     break
             elif pc == TT_GOT:
@@ -905,33 +864,21 @@ def run_events(  # noqa: PLR0912, PLR0915, PLR0917 - one compiled loop
                 q = 1 + 2 * nproc
                 wk = ei[ent, I_WORKER]
                 if qlen[q] > 0:
-                    w = qhead[q]
-                    qhead[q] = ei[w, I_WNEXT]
-                    if qhead[q] < 0:
-                        qtail[q] = -1
-                    qlen[q] -= 1
-                    hsize = _push(ht, hk, hx, hv, hsize, now, NORMAL * PRIO + eid, w, wk)
-                    eid += 1
+                    w = _next(ei, qhead, qtail, qlen, q)
+                    hsize, eid = _at(ht, hk, hx, hv, hsize, eid, now, w, wk)
                 else:
                     fstack[fbase[q] + ftop[q]] = wk
                     ftop[q] += 1
                 let_go[i] = now
                 if hop_out > 0:
-                    hsize = _push(ht, hk, hx, hv, hsize, now + hop_out, NORMAL * PRIO + eid, ent, 0)
-                    eid += 1
+                    hsize, eid = _at(ht, hk, hx, hv, hsize, eid, now + hop_out, ent, 0)
                     ei[ent, I_PC] = TT_OUT
                     break
                 pc = TT_OUT
             elif pc == TT_OUT:
                 if front_out > 0:
                     fp = ei[ent, I_HANDLE]
-                    ei[ent, I_RGIL] = -1
-                    ei[ent, I_RLOCK] = 1 + nproc + fp
-                    ei[ent, I_RLOOP] = 0
-                    ei[ent, I_RPROC] = fp
-                    ei[ent, I_RSW] = 0
-                    ef[ent, F_RDEMAND] = front_out
-                    ei[ent, I_RET] = TT_OUT_RAN
+                    _phase(ei, ef, ent, -1, 1 + nproc + fp, 0, fp, 0, front_out, TT_OUT_RAN)
                     pc = R_START
                 else:
                     pc = TT_FIN
