@@ -42,7 +42,7 @@ from simlab.real.kernel import KernelAccount, tcp_object_kib
 from simlab.real.limits import raise_fd_limit
 from simlab.real.probe import kernel_kib
 
-__all__ = ["KINDS", "measure_memory"]
+__all__ = ["KINDS", "measure_memory", "tree_memory"]
 
 KINDS = ("thread", "connection", "fork", "coroutine")
 SETTLE_S = 0.5
@@ -128,11 +128,12 @@ CHILDREN = {
 }
 
 
-def _tree_memory(pid: int) -> dict[str, float]:
-    root = psutil.Process(pid)
-    procs = [root, *root.children(recursive=True)]
+def tree_memory(pid: int) -> dict[str, float]:
+    """RSS, USS, PSS and VMS of a process and its descendants, in KiB (a process
+    that exits while being read counts as nothing)."""
     out = {"rss": 0.0, "uss": 0.0, "pss": 0.0, "vms": 0.0}
-    for p in procs:
+    root = psutil.Process(pid)
+    for p in [root, *root.children(recursive=True)]:
         try:
             m = p.memory_full_info()
         except psutil.NoSuchProcess:
@@ -169,7 +170,7 @@ def _one(kind: str, n: int, stack_kib: int) -> dict[str, float]:
         if not line.startswith("READY"):
             raise RuntimeError(f"memory probe {kind} x {n} failed to start: {line!r}")
         time.sleep(SETTLE_S)
-        mem = _tree_memory(proc.pid)
+        mem = tree_memory(proc.pid)
         accepted = n if kind == "connection" else 0
         if account is not None:
             mem["kernel"] = account.kernel_kib() + accepted * tcp_object_kib()

@@ -45,6 +45,7 @@ from typing import IO, Any
 import psutil
 
 from simlab.real.kernel import KernelAccount
+from simlab.real.memory import tree_memory
 from simlab.real.peers import node
 from simlab.real.peers.build import (
     CACHE,
@@ -292,26 +293,13 @@ def pending_memory(coat: Coat, n: int) -> dict[str, float]:
         with _running(coat.argv("pending", [n]), f"coats-{coat.name}", preexec) as program:
             ready = program.next_line("READY", deadline)
             time.sleep(SETTLE_S)
-            mem = _tree_memory(program.pid)
+            mem = tree_memory(program.pid)
             mem["kernel"] = account.kernel_kib() if account is not None else kernel_kib() - base
             mem["create_s"] = float(ready["create_s"])
     finally:
         if account is not None:
             account.close()
     return mem
-
-
-def _tree_memory(pid: int) -> dict[str, float]:
-    root = psutil.Process(pid)
-    out = {"rss": 0.0, "uss": 0.0, "pss": 0.0, "vms": 0.0}
-    for p in [root, *root.children(recursive=True)]:
-        with contextlib.suppress(psutil.NoSuchProcess):
-            m = p.memory_full_info()
-            out["rss"] += m.rss / 1024
-            out["uss"] += m.uss / 1024
-            out["pss"] += m.pss / 1024
-            out["vms"] += m.vms / 1024
-    return out
 
 
 def _tree_cpu_s(pid: int) -> float:

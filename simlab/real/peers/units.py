@@ -46,6 +46,7 @@ import psutil
 
 from simlab.real.kernel import KernelAccount, tcp_object_kib
 from simlab.real.limits import raise_fd_limit
+from simlab.real.memory import tree_memory
 from simlab.real.peers import go, jvm, nginx, node
 from simlab.real.peers.build import PeerProcess, temp_prefix
 from simlab.real.probe import kernel_kib
@@ -139,19 +140,6 @@ UNITS: dict[str, tuple[Unit, ...]] = {
 }
 
 
-def _tree_memory(pid: int) -> dict[str, float]:
-    root = psutil.Process(pid)
-    out = {"rss": 0.0, "uss": 0.0, "pss": 0.0, "vms": 0.0}
-    for p in [root, *root.children(recursive=True)]:
-        with contextlib.suppress(psutil.NoSuchProcess):
-            m = p.memory_full_info()
-            out["rss"] += m.rss / 1024
-            out["uss"] += m.uss / 1024
-            out["pss"] += m.pss / 1024
-            out["vms"] += m.vms / 1024
-    return out
-
-
 def _connect(port: int, n: int) -> list[socket.socket]:
     socks = []
     for k in range(n):
@@ -240,7 +228,7 @@ def _one(unit: Unit, n: int) -> dict[str, float]:
     account, _ = KernelAccount.create()
     try:
         with _held(unit, n, account.preexec if account else None) as (pid, create_s):
-            mem = _tree_memory(pid)
+            mem = tree_memory(pid)
             if account is not None:
                 accepted = n if unit.connections else 0
                 mem["kernel"] = account.kernel_kib() + accepted * tcp_object_kib()
