@@ -86,11 +86,14 @@ def main() -> None:
         for cores in cores_grid:
             platform = base.with_(cores=cores)
             for model in MODELS:
-                for procs in procs_grid:
+                # Each process count under the GIL, then the notes' case: one
+                # process, its threads free of a GIL (--no-gil).
+                runs = [(True, procs) for procs in procs_grid] + [(False, 1)]
+                for gil, procs in runs:
                     s = simlab.simulate(
                         model,
                         workload(),
-                        platform,
+                        platform.with_(gil=gil),
                         Architecture(workers=WORKERS, processes=procs),
                         duration=seconds,
                         warmup=1.0,
@@ -100,7 +103,7 @@ def main() -> None:
                     ).summary
                     ex.add(
                         source="simulated",
-                        gil=True,
+                        gil=gil,
                         cores=cores,
                         model=model,
                         processes=procs,
@@ -110,30 +113,6 @@ def main() -> None:
                         resident_mib=s.memory_mib.peak,
                         cpu_utilization=s.cpu_utilization,
                     )
-                # The notes' case: one process, its threads free of a GIL (--no-gil).
-                s = simlab.simulate(
-                    model,
-                    workload(),
-                    platform.with_(gil=False),
-                    Architecture(workers=WORKERS, processes=1),
-                    duration=seconds,
-                    warmup=1.0,
-                    seed=SEED,
-                    replications=2,
-                    tables=False,
-                ).summary
-                ex.add(
-                    source="simulated",
-                    gil=False,
-                    cores=cores,
-                    model=model,
-                    processes=1,
-                    throughput_rps=s.throughput_rps,
-                    p50_ms=s.latency_ms.p50,
-                    threads=s.threads.peak,
-                    resident_mib=s.memory_mib.peak,
-                    cpu_utilization=s.cpu_utilization,
-                )
         for model in MODELS:
             for procs in real_procs:
                 s = measure(
