@@ -55,7 +55,8 @@ from simlab.provenance import atomic_write_json, git_revision, json_safe, machin
 from simlab.real.grids import LOOP_SERVERS, Run, grid
 from simlab.real.measure import MeasureOptions, measure
 from simlab.real.memory import measure_memory
-from simlab.real.peers import PEERS, RESEMBLES
+from simlab.real.peers import PEERS, RESEMBLES, as_designed
+from simlab.streams import Deal
 
 __all__ = [
     "CPU_COSTS",
@@ -213,15 +214,39 @@ def fit_batching(results: list[tuple[Run, dict[str, Any]]], platform: Platform) 
 
 # Wall-clock overheads are read from lightly loaded runs only: under load the
 # server's service time also holds GIL and core waits, which are queueing.
+# Light means light on every count: the cores little busy, the model's busiest
+# resource little loaded at the offered rate (an iterative server's single
+# thread at 30/s of 24 ms is 0.7 busy with its cores idle), the run stable, and
+# served what it was sent (a stalled run serves a fraction of it while its
+# cores idle, and its seconds of backlog are not a path's overhead).
 LIGHT_LOAD = 0.3
+LIGHT_SERVED = 0.1
 
 
-def _light(run: Run, s: dict[str, Any]) -> bool:
-    return (
-        run.role == "cpu"
-        and (s.get("cpu_busy_cores") or 0.0) < LIGHT_LOAD
-        and s["service_ms"]["mean"] is not None
+def offered_rho(run: Run, platform: Platform) -> float:
+    """The offered load of the busiest resource ``run``'s model has (client
+    connections included) at ``platform``'s costs; 0 for closed arrivals."""
+    model = RESEMBLES.get(run.target, run.target)
+    loads = get_model(model).offered_load(
+        run.workload, platform, as_designed(run.target, run.arch), Deal.of_run()
     )
+    return max(loads.values(), default=0.0)
+
+
+def _light(run: Run, s: dict[str, Any], platform: Platform | None = None) -> bool:
+    """A run whose latency is its path, not its queue: an open-loop ``cpu``
+    run, stable, served within ``LIGHT_SERVED`` of its offered rate, its
+    cores under ``LIGHT_LOAD`` busy and (given ``platform``) its model's
+    busiest resource offered under ``LIGHT_LOAD``."""
+    w = run.workload
+    served = s.get("throughput_rps")
+    if run.role != "cpu" or w.rate is None or not served or s["service_ms"]["mean"] is None:
+        return False
+    if s.get("stable") is False or abs(served / w.rate - 1.0) > LIGHT_SERVED:
+        return False
+    if (s.get("cpu_busy_cores") or 0.0) >= LIGHT_LOAD:
+        return False
+    return platform is None or offered_rho(run, platform) < LIGHT_LOAD
 
 
 # The CPU costs a wall-clock fit takes off: a fit, or every cost by name
@@ -256,6 +281,55 @@ def fit_wall(
     service = fit_robust(np.array(rows), np.array(ys), ("burn_overshoot_us", "call_latency_us"))
     rtt, rtt_ci = median_with_ci(rtts)
     return service, max(0.0, rtt), rtt_ci or []
+
+
+PATH_METHOD = (
+    "soft-L1 least squares over the light runs of what is left of each run's mean "
+    "latency once the model, simulated as the run ran (the lab's neighbours on the "
+    "cores) with no client path and no call latency, has predicted it: rtt_us + "
+    "calls * call_latency_us; 95% bootstrap interval"
+)
+
+
+def path_rows(
+    results: list[tuple[Run, dict[str, Any]]], platform: Platform
+) -> list[tuple[Run, float, float]]:
+    """Each light run (``_light`` at ``platform``'s costs) with its calls and
+    its measured mean latency less the simulated one (microseconds), the
+    simulation at ``platform`` with ``rtt_us`` and ``call_latency_us`` zero.
+
+    The measured latency runs from the client's intended send to its read of
+    the answer; the simulation holds every CPU cost, GIL and core wait and
+    backend delay the model knows of at that load, so what is left is the
+    path outside the server (the client's send and receive, loopback) plus,
+    per call, what a backend call adds to its requested delay."""
+    from simlab.simulation import simulate  # noqa: PLC0415 - heavy, and only here
+
+    bare = platform.with_(rtt_us=0.0, rtt_cv=0.0, call_latency_us=0.0, call_latency_cv=0.0)
+    out = []
+    for k, (run, s) in enumerate(results):
+        if not _light(run, s, platform):
+            continue
+        model = RESEMBLES.get(run.target, run.target)
+        sim = simulate(
+            model, run.workload, bare, as_designed(run.target, run.arch),
+            duration=run.duration, warmup=run.warmup, replications=4, seed=k + 1,
+        ).summary  # fmt: skip
+        if sim.latency_ms.mean is None:
+            continue
+        left = (s["latency_ms"]["mean"] - sim.latency_ms.mean) * 1e3
+        out.append((run, float(run.workload.calls), float(left)))
+    return out
+
+
+def fit_path(results: list[tuple[Run, dict[str, Any]]], platform: Platform) -> Fit:
+    """``rtt_us`` and ``call_latency_us`` from the light runs (``path_rows``)."""
+    rows = path_rows(results, platform)
+    if len(rows) < 3:
+        raise UserError(f"calibrate: {len(rows)} light runs cannot fit the client path")
+    x = np.array([[1.0, calls] for _, calls, _ in rows])
+    y = np.array([left for _, _, left in rows])
+    return fit_robust(x, y, ("rtt_us", "call_latency_us"))
 
 
 def _lognormal_cv(p50: float, p99: float) -> float | None:
@@ -532,20 +606,10 @@ def _profile(
 ) -> dict[str, Any]:
     preset = PRESETS["cpython"]()
     cpu = fit_cpu(results)
-    service, rtt, rtt_ci = fit_wall(results, cpu)
     robust = "soft-L1 least squares over the runs, 95% bootstrap interval"
     params: dict[str, Any] = {}
     for key in cpu.names:
         params[key] = cpu.parameter(key, preset=getattr(preset, key), method=robust)
-    params["call_latency_us"] = service.parameter(
-        "call_latency_us", preset=preset.call_latency_us, method=robust
-    )
-    params["rtt_us"] = {
-        "value": rtt,
-        "ci95": rtt_ci or None,
-        "identified": bool(rtt_ci) and rtt_ci[0] > 0,
-        "method": "median over light runs of latency - service - CPU overheads",
-    }
     note = "lognormal fitted to p50 and p99; the median over runs"
     params.update(
         {
@@ -564,8 +628,11 @@ def _profile(
     }
     params["cores"] = os.cpu_count() or 1
     params["gil"] = True
-    fitted = preset.with_(**{k: v["value"] for k, v in params.items() if isinstance(v, dict)})
-    contention, c_ci, c_ok, c_why = fit_contention(results, fitted)
+
+    def fitted() -> Platform:
+        return preset.with_(**{k: v["value"] for k, v in params.items() if isinstance(v, dict)})
+
+    contention, c_ci, c_ok, c_why = fit_contention(results, fitted())
     params["switch_contention"] = (
         {"value": contention, "ci95": c_ci, "identified": True,
          "method": "simulated CPU per request matched to 8..2,048-thread runs"}
@@ -574,12 +641,20 @@ def _profile(
               "assumption": f"not identified: {c_why}; the preset's value",
               "estimate": contention}
     )  # fmt: skip
-    batching = fit_batching(results, fitted)
+    batching = fit_batching(results, fitted())
     if batching is not None:
         for key in batching.names:
             params[key] = batching.parameter(
                 key, preset=getattr(preset, key), method=BATCHING_METHOD
             )
+    # The client path last: it is what the model, every other cost in place
+    # and the lab's neighbours on the cores, leaves of the light runs' latency.
+    lab = _lab(results)
+    neighbours = {k: lab[k]["value"] for k in ("client_cpu_us", "backend_cpu_us")
+                  if lab[k]["value"] is not None}  # fmt: skip
+    path = fit_path(results, fitted().with_(**neighbours))
+    for key in path.names:
+        params[key] = path.parameter(key, preset=getattr(preset, key), method=PATH_METHOD)
     profile = {
         "name": name,
         "base": "cpython",
@@ -588,10 +663,10 @@ def _profile(
         "machine": machine(),
         "quick": quick,
         "parameters": params,
-        "lab": _lab(results),
+        "lab": lab,
         "fits": {
             "cpu": {"rows": cpu.rows, "residuals_us": cpu.residuals},
-            "wall": {"rows": service.rows, "residuals_us": service.residuals},
+            "path": {"rows": path.rows, "residuals_us": path.residuals},
         },
         "peers": _structure(results),
         "memory_benchmark": memory,

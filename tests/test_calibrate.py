@@ -13,7 +13,7 @@ from simlab import load_platform, simulate
 from simlab.distributions import Fixed
 from simlab.fitting import fit_robust
 from simlab.params import Architecture, Workload
-from simlab.real.grids import UNFITTED, grid
+from simlab.real.grids import UNFITTED, Run, grid
 from simlab.real.options import SERVER_MODELS
 from simlab.real.peers import PEERS
 
@@ -148,3 +148,68 @@ def test_a_written_profile_loads_as_a_platform(tmp_path) -> None:
     expected = 10.0 + (loop_us + p.rtt_us) / 1e3
     assert s.latency_ms.mean == pytest.approx(expected, abs=1e-4)
     assert p.wake_us == 0  # the base preset's: no wake-up on this profile
+
+
+def _summary(
+    served: float, busy: float, latency_ms: float, service_ms: float, *, stable: bool = True
+) -> dict:
+    return {
+        "throughput_rps": served,
+        "cpu_busy_cores": busy,
+        "latency_ms": {"mean": latency_ms},
+        "service_ms": {"mean": service_ms, "p50": service_ms, "p99": service_ms},
+        "queue_delay_ms": {"p50": latency_ms - service_ms, "p99": latency_ms - service_ms},
+        "stable": stable,
+    }
+
+
+def _cpu_run(target: str, rate: float, calls: int, connections: int = 50) -> Run:
+    w = Workload(connections=connections, rate=rate, cpu=Fixed(0.001), io=Fixed(0.005), calls=calls)
+    return Run(target, w, Architecture(workers=8), "cpu")
+
+
+def test_light_means_light() -> None:
+    p = load_platform("cpython")
+    light = _cpu_run("async", 100.0, 1)
+    assert cal._light(light, _summary(99.0, 0.2, 8.0, 6.5), p)
+    # The stalled async run of the old calibration: busy cores under 0.3, but
+    # it served 103 of 340/s and its answers came 8.5 s late. The old filter
+    # (role and busy cores only) let it into the client path's median.
+    stalled = _cpu_run("async", 340.0, 1, connections=200)
+    assert not cal._light(stalled, _summary(103.2, 0.29, 9416.0, 956.0, stable=False))
+    assert not cal._light(stalled, _summary(103.2, 0.29, 9416.0, 956.0, stable=True))
+    # Cores idle, yet not light: an iterative server's one thread at 30/s of
+    # 1 ms CPU + 4 x 5 ms calls is 0.6+ busy, and requests queue behind it.
+    iterative = _cpu_run("iterative", 30.0, 4, connections=1)
+    summary = _summary(29.5, 0.06, 40.0, 23.8)
+    assert cal._light(iterative, summary)  # no platform: the model's load is not checked
+    assert cal.offered_rho(iterative, p) > cal.LIGHT_LOAD
+    assert not cal._light(iterative, summary, p)
+
+
+def test_the_client_path_is_what_the_model_leaves_of_light_latency() -> None:
+    # "Measured" runs simulated with a known client path and call latency; the
+    # fit, simulating them again with both at zero, must find them, and a
+    # stalled run beside them must not move it.
+    truth = load_platform("cpython").with_(
+        rtt_us=700.0, rtt_cv=0.0, call_latency_us=300.0, call_latency_cv=0.0
+    )
+    results = []
+    for target in ("iterative", "thread-per-connection", "async"):
+        for calls in (0, 1, 4):
+            run = _cpu_run(target, 30.0 if target == "iterative" else 100.0, calls,
+                           connections=1 if target == "iterative" else 50)  # fmt: skip
+            s = simulate(target, run.workload, truth, run.arch, duration=run.duration,
+                         warmup=run.warmup, replications=4, seed=99).summary  # fmt: skip
+            results.append(
+                (run, _summary(s.throughput_rps, s.cpu_busy_cores, s.latency_ms.mean, 1.0))
+            )
+    stalled = _cpu_run("async", 340.0, 1, connections=200)
+    results.append((stalled, _summary(103.2, 0.29, 9416.0, 956.0, stable=False)))
+    fit = cal.fit_path(results, truth)
+    rows = cal.path_rows(results, truth)
+    assert stalled not in [run for run, _, _ in rows]
+    # Each row's residual is a difference of two 4-replication means of ~100 to
+    # 600 requests: a few tens of microseconds of noise, far under 150.
+    assert fit.value("rtt_us") == pytest.approx(700.0, abs=150.0)
+    assert fit.value("call_latency_us") == pytest.approx(300.0, abs=100.0)
