@@ -50,7 +50,12 @@ I_RLOOP = 16  # the phase runs on an event loop (``Cpu.run``'s ``loop``)
 NI = 17
 # Float fields of an entity.
 F_RDEMAND, F_RDUR, F_RSTART, F_RLEFT, F_STEP, F_CPU, F_LASTDUR, F_LASTSTART, F_FRONT = range(9)
-NF = 9
+# When a thread began waiting for its GIL, and when a sliced phase last took it
+# (the forced switch's timers, ``Cpu._drop_at``).
+F_WSINCE, F_ACQ = 9, 10
+NF = 11
+# ``simlab.models.pool.DROP_SLACK``: a step cut to a waiter's timer drops.
+DROP_SLACK = 1e-12
 
 # Program counters. Sessions:
 RP_TOP, RP_AFTER_LOOP, RP_GOT, RP_AFTER_THREAD = 0, 1, 2, 3
@@ -178,6 +183,23 @@ def _idle(
     chead[c] = -2
     free_slots[nfree] = ent
     return nfree + 1
+
+
+@njit(cache=True)
+def _drop_at(  # noqa: PLR0917 - a compiled helper takes its arrays positionally
+    ei: Any, ef: Any, qhead: Any, q: int, acquired: float, interval: float
+) -> float:  # pragma: no cover - compiled
+    """``Cpu._drop_at``: when the waiters of GIL ``q`` ask its holder, which
+    took it at ``acquired``, to drop it."""
+    drop = np.inf
+    w = qhead[q]
+    while w >= 0:
+        began = ef[w, F_WSINCE]
+        if began < acquired:
+            began += interval * (np.floor((acquired - began) / interval) + 1)
+        drop = min(drop, began + interval)
+        w = ei[w, I_WNEXT]
+    return drop
 
 
 @njit(cache=True)
@@ -453,6 +475,7 @@ def run_events(  # noqa: PLR0912, PLR0915, PLR0917 - one compiled loop
                     if ftop[q] > 0:
                         ftop[q] -= 1
                     else:
+                        ef[ent, F_WSINCE] = now
                         _wait(ei, qhead, qtail, qlen, q, ent)
                         ei[ent, I_PC] = R_CORE
                         break
@@ -484,6 +507,7 @@ def run_events(  # noqa: PLR0912, PLR0915, PLR0917 - one compiled loop
                 ef[ent, F_RSTART] = now
                 if interval > 0 and qg >= 0 and duration > interval:
                     ef[ent, F_RLEFT] = duration
+                    ef[ent, F_ACQ] = now
                     pc = S_STEP
                 else:
                     bstart[nb] = now
@@ -497,6 +521,9 @@ def run_events(  # noqa: PLR0912, PLR0915, PLR0917 - one compiled loop
             elif pc == S_STEP:
                 left = ef[ent, F_RLEFT]
                 step = interval if interval < left else left
+                qg = ei[ent, I_RGIL]
+                if qlen[qg] > 0:
+                    step = min(step, _drop_at(ei, ef, qhead, qg, ef[ent, F_ACQ], interval) - now)
                 ef[ent, F_STEP] = step
                 bstart[nb] = now
                 bdur[nb] = step
@@ -511,7 +538,10 @@ def run_events(  # noqa: PLR0912, PLR0915, PLR0917 - one compiled loop
                     pc = R_END
                     continue
                 qg = ei[ent, I_RGIL]
-                if qlen[qg] > 0:
+                if (
+                    qlen[qg] > 0
+                    and _drop_at(ei, ef, qhead, qg, ef[ent, F_ACQ], interval) - now <= DROP_SLACK
+                ):
                     # Hand the GIL (and the core) over, and queue behind.
                     if has_cores:
                         core = ei[ent, I_RCORE]
@@ -523,6 +553,7 @@ def run_events(  # noqa: PLR0912, PLR0915, PLR0917 - one compiled loop
                             ftop[0] += 1
                     w = _next(ei, qhead, qtail, qlen, qg)
                     hsize, eid = _at(ht, hk, hx, hv, hsize, eid, now, w, 0)
+                    ef[ent, F_WSINCE] = now
                     _wait(ei, qhead, qtail, qlen, qg, ent)
                     ei[ent, I_PC] = S_REGIL
                     break
@@ -536,9 +567,11 @@ def run_events(  # noqa: PLR0912, PLR0915, PLR0917 - one compiled loop
                         _wait(ei, qhead, qtail, qlen, 0, ent)
                         ei[ent, I_PC] = S_RECORE
                         break
+                ef[ent, F_ACQ] = now
                 pc = S_STEP
             elif pc == S_RECORE:
                 ei[ent, I_RCORE] = val
+                ef[ent, F_ACQ] = now
                 pc = S_STEP
             elif pc == R_END:
                 # Give back the core, the GIL and the lock, in that order.

@@ -404,3 +404,18 @@ def test_tables_off_keeps_the_summary():
     assert lean.requests.empty and lean.series.empty
     assert lean.summary.to_dict() == full.summary.to_dict()
     assert math.isfinite(full.summary.latency_ms.p99)
+
+
+def test_forced_gil_switches_match_the_des():
+    """Long CPU phases on one GIL with CPython's switch interval: each forced
+    switch is timed from a waiter's wait (``Cpu._drop_at``) in both engines."""
+    p = simlab.load_platform("cpython").with_(gil_interval_us=5000.0, gil_fifo_share=1.0)
+    w = Workload(connections=16, rate=150.0, cpu=Exponential(0.004), io=Fixed(0.005))
+    des, fast = both("thread-pool", w, p, Architecture(workers=16),
+                     duration=6.0, warmup=0.5, replications=2)  # fmt: skip
+    assert_same_requests(des, fast)
+    # The switches happened: with no interval the same requests end otherwise.
+    held = simlab.simulate("thread-pool", w, p.with_(gil_interval_us=0.0),
+                           Architecture(workers=16), engine="fast", duration=6.0,
+                           warmup=0.5, replications=2)  # fmt: skip
+    assert not held.requests["end"].equals(fast.requests["end"])

@@ -11,6 +11,7 @@ release, which matters with thousands of workers.
 
 from __future__ import annotations
 
+import math
 from array import array
 from collections import deque
 from collections.abc import Generator
@@ -22,6 +23,10 @@ import simpy
 from simlab.params import Platform
 
 __all__ = ["Cpu", "Gil", "Pool"]
+
+# A holder whose step ends within this of a waiter's timer drops the GIL: the
+# step was cut to that timer, and adding its length to the clock may round.
+DROP_SLACK = 1e-12
 
 
 class Pool:
@@ -98,12 +103,20 @@ class Cpu:
     platform has one.
 
     A CPU phase takes its process's GIL, then a core, runs, and releases both.
-    With a GIL and a switch interval (``gil_interval_us``), a phase runs in
-    slices of that length: at the end of each, if another thread waits for
-    the GIL, the phase gives the GIL and its core up and queues again behind
-    it, as CPython's forced switch does. Without one, a phase keeps the GIL to
-    its end (FCFS), which leaves the mean wait unchanged (work conserving)
-    but narrows its spread for long phases.
+    With a GIL and a switch interval (``gil_interval_us``), a phase that holds
+    the GIL is made to drop it as CPython's forced switch does
+    (``Python/ceval_gil.h``): the timer is the *waiter's*. A thread that finds
+    the GIL held waits on a condition for one interval; if the GIL has not
+    changed hands meanwhile it asks the holder to drop it, and the holder
+    does at its next check (here: at once), gives up its core and queues
+    again. If the GIL did change hands, the waiter's timed wait starts again
+    where the last one ended. So the holder is asked to drop at the earliest
+    time one of its waiters ends a whole interval that began after the holder
+    took the GIL (``_drop_at``): an interval after a newcomer arrived, and
+    one to two intervals after the take for a thread already waiting then.
+    Without an interval, a phase keeps the GIL to its end (FCFS), which
+    leaves the mean wait unchanged (work conserving) but narrows its spread
+    for long phases.
 
     A phase that follows ``switches`` thread wake-ups costs, on top of its
     demand, ``switches * cs * (1 + contention * runnable)`` where ``runnable`` is
@@ -131,6 +144,7 @@ class Cpu:
         "gils",
         "interval",
         "loop_wake",
+        "since",
         "wake",
     )
 
@@ -158,6 +172,9 @@ class Cpu:
         self.wake = platform.wake_us * 1e-6
         self.loop_wake = platform.loop_wake_us * 1e-6
         self.interval = platform.gil_interval_us * 1e-6 if platform.gil else 0.0
+        # When each thread waiting for a GIL began its wait (the forced
+        # switch's timer), while there is a switch interval.
+        self.since: dict[simpy.Event, float] = {}
         self.active = [0] * processes
         self.busy_start: array[float] = array("d")
         self.busy_dur: array[float] = array("d")
@@ -221,7 +238,13 @@ class Cpu:
         if lock is not None and lock.take() < 0:
             yield lock.wait()
         if gil is not None and gil.take() < 0:
-            yield gil.wait()
+            if self.interval:
+                ev = gil.wait()
+                self.since[ev] = self.env.now
+                yield ev
+                del self.since[ev]
+            else:
+                yield gil.wait()
         cores = self.cores
         core = -1
         if cores is not None:
@@ -255,26 +278,48 @@ class Cpu:
             self.active[process] -= 1
         return duration, started
 
+    def _drop_at(self, gil: Pool, acquired: float) -> float:
+        """When CPython asks the holder that took ``gil`` at ``acquired`` to
+        drop it: the earliest end of a waiter's timed wait that began at or
+        after ``acquired`` (one that spans the take ends, sees the switch,
+        and waits a whole interval again)."""
+        interval, since = self.interval, self.since
+        drop = math.inf
+        for ev in gil.waiters:
+            began = since[ev]
+            if began < acquired:
+                began += interval * (math.floor((acquired - began) / interval) + 1)
+            drop = min(drop, began + interval)
+        return drop
+
     def _sliced(self, gil: Pool, duration: float, core: int) -> Generator[simpy.Event, Any, int]:
-        """Run ``duration`` of CPU holding ``gil`` in switch-interval slices,
-        handing the GIL (and the core) over whenever another thread waits for
-        it; returns the core held at the end."""
+        """Run ``duration`` of CPU holding ``gil``, giving the GIL (and the
+        core) up whenever a waiter's timed wait asks for it (``_drop_at``) and
+        queueing again; returns the core held at the end. The holder looks at
+        least once an interval, so that a newcomer's timer is never missed."""
         env, cores = self.env, self.cores
         left = duration
+        acquired = env.now
         while True:
             step = min(left, self.interval)
+            if gil.waiters:
+                step = min(step, self._drop_at(gil, acquired) - env.now)
             self.busy_start.append(env.now)
             self.busy_dur.append(step)
             yield env.timeout(step)
             left -= step
             if left <= 0:
                 return core
-            if gil.waiters:
+            if gil.waiters and self._drop_at(gil, acquired) - env.now <= DROP_SLACK:
                 if cores is not None:
                     cores.give(core)
                 gil.give(0)
-                yield gil.wait()
+                ev = gil.wait()
+                self.since[ev] = env.now
+                yield ev
+                del self.since[ev]
                 if cores is not None:
                     core = cores.take()
                     if core < 0:
                         core = yield cores.wait()
+                acquired = env.now

@@ -173,3 +173,53 @@ def test_a_worker_holds_a_new_connection_until_its_first_request() -> None:
     on_loop = simulate("reactor-pool", w, BARE, Architecture(workers=1), duration=1.0,
                        warmup=0.0, replications=1, seed=1).records[0]  # fmt: skip
     assert on_loop.columns["start"][0] == pytest.approx(0.01)
+
+
+def _gil_trace(phases: list[tuple[float, float]]) -> list[tuple[float, float]]:
+    """Each (arrival, demand) phase of one process on a GIL with CPython's
+    5 ms switch interval and two cores: (when it first ran, when it ended)."""
+    import simpy  # noqa: PLC0415 - only these tests drive Cpu directly
+
+    from simlab.models.pool import Cpu  # noqa: PLC0415
+
+    env = simpy.Environment()
+    cpu = Cpu(env, BARE.with_(cores=2, gil_interval_us=5000.0), 1, None)
+    out: list[tuple[float, float]] = [(0.0, 0.0)] * len(phases)
+
+    def phase(k: int, at: float, demand: float):
+        yield env.timeout(at)
+        _, started = yield from cpu.run(cpu.gil(0), demand, 0, 0)
+        out[k] = (round(started, 9), round(env.now, 9))
+
+    for k, (at, demand) in enumerate(phases):
+        env.process(phase(k, at, demand))
+    env.run()
+    return out
+
+
+def test_the_gils_forced_switch_is_timed_from_the_waiters_wait() -> None:
+    # A 20 ms phase takes the GIL at 0; a 1 ms phase asks for it at 3 ms. In
+    # CPython the waiter waits one interval (5 ms) from its own request, then
+    # asks the holder to drop: it runs 8..9 ms, and the holder ends at 21 ms.
+    # A timer from the holder's take would have handed over at 5 ms.
+    long, short = _gil_trace([(0.0, 0.020), (0.003, 0.001)])
+    assert short == (0.008, 0.009)
+    assert long == (0.0, 0.021)
+
+
+def test_a_waiter_whose_wait_spans_a_hand_off_waits_again() -> None:
+    # A 2 ms phase holds the GIL from 0; a 20 ms phase waits from 0.5 ms and a
+    # 1 ms one from 1 ms. At 2 ms the GIL passes to the long phase (the
+    # oldest waiter). The short one's timed wait (1..6 ms) spans that switch,
+    # so at 6 ms it waits a whole interval again: it runs 11..12 ms, not at
+    # the long phase's 7 ms.
+    first, long, short = _gil_trace([(0.0, 0.002), (0.0005, 0.020), (0.001, 0.001)])
+    assert first == (0.0, 0.002)
+    assert short == (0.011, 0.012)
+    assert long[1] == pytest.approx(0.023)
+
+
+def test_a_phase_within_the_interval_is_never_forced_off() -> None:
+    # 4 ms of CPU, a waiter from 0.5 ms: no timed wait ends before it does.
+    hold, waiter = _gil_trace([(0.0, 0.004), (0.0005, 0.001)])
+    assert hold == (0.0, 0.004) and waiter == (0.004, 0.005)
