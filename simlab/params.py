@@ -367,10 +367,12 @@ class Platform:
                            read from CPython's source, not fitted
                            (``simlab.calibrate.GIL_HANDOFF``)
         gil_interval_us    CPython's switch interval (``sys.getswitchinterval()``,
-                           5 ms): a thread that wants the GIL asks the holder to
-                           drop it after this long, so a phase longer than it
-                           runs in slices while others wait; 0 means a phase
-                           keeps the GIL to its end
+                           5 ms): a thread that wants the GIL waits this long
+                           from its own request (again, if the GIL changed hands
+                           meanwhile) and then asks the holder to drop it, so a
+                           phase longer than it is cut while others wait
+                           (``simlab.models.pool.Cpu``); 0 means a phase keeps
+                           the GIL to its end
 
     A buffering front (``two-tier``: nginx before PHP-FPM or uWSGI), whose
     costs are nginx's, not the back runtime's:

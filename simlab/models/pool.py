@@ -73,7 +73,7 @@ class Gil(Pool):
     come back from its I/O takes it before any sleeper wakes. So the oldest
     waiter is not served first: of the threads waiting, any may be next. A
     waiter's only guarantee is the switch interval, and only against a thread
-    that holds the GIL that long (``Cpu``'s slices): a stream of short phases
+    that holds the GIL that long after its request (``Cpu._drop_at``): a stream of short phases
     switching among the others voids its timeouts, and it waits on (the
     convoy effect, Beazley 2010). Here a hand-off goes to the oldest waiter
     with probability ``fifo`` (the platform's ``gil_fifo_share``), else to
