@@ -16,8 +16,11 @@ parameter the runs do not identify as an assumption (``simlab.fitting``):
 - **Switch contention** from the same load on 8 to 2,048 threads: does the
   CPU a request costs grow with the threads? If its interval spans zero,
   contention is not identified here, and the profile says so.
-- **Wall-clock overheads**: latency added per backend call, and the client
-  and loopback path (``rtt_us``), with their spread.
+- **Wall-clock overheads**: latency added per backend call
+  (``call_latency_us``) and the client and loopback path (``rtt_us``), from
+  the runs that are light on every count (``_light``): what the model,
+  simulated as each ran, leaves of its mean latency (``fit_path``); their
+  spread from p50 and p99.
 - **Memory**, user (the tree's PSS) and kernel (the server's own, from its
   memory cgroup), each a fit of what the server held: processes, threads,
   connections, forks, backend connections.
