@@ -152,10 +152,15 @@ def fit_contention(
     rng = np.random.default_rng(0)
     draws = [CONTENTION_GRID[best(rng.integers(0, len(runs), len(runs)))] for _ in range(400)]
     lo, hi = (float(x) for x in np.percentile(draws, [2.5, 97.5]))
-    identified = lo > 0
+    # An interval that reaches either end of the grid is not an estimate: at
+    # zero the threads cost nothing here, at the top the grid has no bound.
+    identified = lo > 0 and hi < CONTENTION_GRID[-1]
     why = "" if identified else (
         f"its bootstrap interval [{lo:g}, {hi:g}] includes zero: CPU per request does not "
         "grow with the threads here"
+        if lo <= 0
+        else f"its bootstrap interval [{lo:g}, {hi:g}] reaches the top of the grid tried "
+        f"({CONTENTION_GRID[-1]:g}): the thread runs do not bound it"
     )  # fmt: skip
     return chosen, [lo, hi], identified, why
 
