@@ -213,3 +213,45 @@ def test_the_client_path_is_what_the_model_leaves_of_light_latency() -> None:
     # 600 requests: a few tens of microseconds of noise, far under 150.
     assert fit.value("rtt_us") == pytest.approx(700.0, abs=150.0)
     assert fit.value("call_latency_us") == pytest.approx(300.0, abs=100.0)
+
+
+def _thread_runs(measured_us: list[float]) -> list[tuple[Run, dict]]:
+    out = []
+    for n, y in zip((8, 64, 512, 2048), measured_us, strict=True):
+        w = Workload(connections=n, think=Fixed(n / 150.0), cpu=Fixed(0.001), io=Fixed(0.005))
+        served = 150.0
+        busy = (y * 1e-6 + 0.001) * served
+        out.append((Run("thread-per-connection", w, Architecture(workers=8), "threads"),
+                    {"throughput_rps": served, "cpu_busy_cores": busy}))  # fmt: skip
+    return out
+
+
+def _fake_simulate(monkeypatch) -> None:
+    # CPU per request beyond the burn grows with contention c and the threads
+    # n as 500 + 2,000 c log2(n) us: a stand-in for the DES, so that the
+    # grid search and its bootstrap are tested, not the model.
+    import simlab.simulation  # noqa: PLC0415
+
+    def fake(model, workload, platform, arch, **_kw):
+        n = workload.connections
+        extra = 500.0 + 2000.0 * platform.switch_contention * np.log2(n)
+        served = 150.0
+        busy = (extra * 1e-6 + 0.001) * served
+        return SimpleNamespace(summary=SimpleNamespace(throughput_rps=served, cpu_busy_cores=busy))
+
+    monkeypatch.setattr(simlab.simulation, "simulate", fake)
+
+
+def test_contention_is_identified_only_inside_its_grid(monkeypatch) -> None:
+    _fake_simulate(monkeypatch)
+    p = load_platform("cpython")
+    ys = [500.0 + 2000.0 * 0.05 * np.log2(n) for n in (8, 64, 512, 2048)]
+    value, ci, ok, _ = cal.fit_contention(_thread_runs(ys), p)
+    assert (value, ok) == (0.05, True) and ci == [0.05, 0.05]
+    # Flat in the threads: the interval includes zero.
+    value, ci, ok, why = cal.fit_contention(_thread_runs([500.0] * 4), p)
+    assert (value, ok) == (0.0, False) and "zero" in why
+    # Steeper than the grid's top: an interval at the grid's bound is no estimate.
+    ys = [500.0 + 2000.0 * 3.0 * np.log2(n) for n in (8, 64, 512, 2048)]
+    value, ci, ok, why = cal.fit_contention(_thread_runs(ys), p)
+    assert value == cal.CONTENTION_GRID[-1] and not ok and "top of the grid" in why
