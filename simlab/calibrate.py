@@ -243,14 +243,16 @@ def offered_rho(run: Run, platform: Platform) -> float:
 
 def _light(run: Run, s: dict[str, Any], platform: Platform | None = None) -> bool:
     """A run whose latency is its path, not its queue: an open-loop ``cpu``
-    run, stable, served within ``LIGHT_SERVED`` of its offered rate, its
+    run, stable, served no less than ``LIGHT_SERVED`` under its offered rate, its
     cores under ``LIGHT_LOAD`` busy and (given ``platform``) its model's
     busiest resource offered under ``LIGHT_LOAD``."""
     w = run.workload
     served = s.get("throughput_rps")
     if run.role != "cpu" or w.rate is None or not served or s["service_ms"]["mean"] is None:
         return False
-    if s.get("stable") is False or abs(served / w.rate - 1.0) > LIGHT_SERVED:
+    # Only serving less than was sent marks a stall: serving more is the
+    # arrivals' own Poisson noise over a short run (+11% in 4 s at 100/s).
+    if s.get("stable") is False or served < (1.0 - LIGHT_SERVED) * w.rate:
         return False
     if (s.get("cpu_busy_cores") or 0.0) >= LIGHT_LOAD:
         return False
