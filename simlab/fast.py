@@ -23,9 +23,9 @@ import simpy
 
 from simlab.errors import UserError
 from simlab.models import MODELS, get_model
-from simlab.models.base import BATCH, COMPLETED, PENDING, US, FastMode, Model, Record, draw_io
+from simlab.models.base import BATCH, COMPLETED, PENDING, US, Model, Record, draw_io
 from simlab.params import Architecture, Platform, Workload
-from simlab.streams import Streams, deal
+from simlab.streams import Streams, deal, hand_off_draws
 
 __all__ = ["reason_not_fast", "run_fast_replication", "uses_events"]
 
@@ -39,11 +39,17 @@ def reason_not_fast(
     own structure (``Model.fast_reason``), then every mechanism of the
     platform and the workload that its kernels do not run. A new mechanism
     the kernels do not reproduce adds its refusal here.
+
+    Covered: a loop's per-event cost (``loop_event_us``), a constant both
+    engines charge through ``request_cost``; its wake-up shared by a batch
+    (``loop_wake_us``) and a process's wake-up (``wake_us``), which the event
+    loop (``simlab.fast_events``) tracks as ``Cpu.run`` does; and a GIL
+    handed out of order (``gil_fifo_share`` < 1), whose uniforms both
+    engines read in the same order from one stream drawn ahead
+    (``simlab.streams.HandOffs``).
     """
     cls = get_model(model)
     reason = cls.fast_reason(workload, platform, arch)
-    if reason is None:
-        reason = _mechanism_reason(cls, platform)
     if reason is not None and cls.fast_mode is None:
         fast = ", ".join(name for name, m in MODELS.items() if m.fast_mode is not None)
         reason += f" (fast: {fast})"
@@ -63,23 +69,6 @@ def uses_events(model: str, workload: Workload, platform: Platform, arch: Archit
     return get_model(model).fast_events(workload, platform, arch)
 
 
-def _mechanism_reason(cls: type[Model], platform: Platform) -> str | None:
-    """Why a mechanism the DES models and the fast engine does not makes the fast
-    engine refuse, or None. A loop's per-event cost (``loop_event_us``) is a
-    constant both charge through ``request_cost``; its wake-up shared by a
-    batch (``loop_wake_us``) depends on whether the loop slept, which the
-    event loop (``simlab.fast_events``) tracks as ``Cpu.run`` does (the
-    models ask for it: ``Model.fast_events``). A GIL handed out of order
-    (``gil_fifo_share``) draws from a random stream at each contended
-    hand-off: the DES's alone."""
-    if platform.gil and platform.gil_fifo_share < 1 and cls.fast_mode not in (None, FastMode.LOOP):
-        return (
-            "the GIL handed to any waiting thread, not the oldest (the convoy effect), "
-            "is modelled in the DES only (fast needs gil_fifo_share = 1)"
-        )
-    return None
-
-
 class _Inputs:
     """Per-request arrivals and demands, drawn exactly as ``Model`` draws them.
 
@@ -92,6 +81,8 @@ class _Inputs:
         w = workload
         streams = Streams.of(seed)
         self.salt = streams.salt
+        assert streams.gil is not None
+        self.gil = streams.gil  # the GIL's hand-offs (``HandOffs``), drawn on demand
         self.is_trace = w.kind != "open"
         if w.kind == "open":
             assert w.rate is not None
@@ -243,6 +234,10 @@ def _run_events(  # noqa: PLR0917 - the run's parts, as _run_kernel takes them
     unique, dense = np.unique(inp.connection, return_inverse=True)
     # Room for the CPU phases: each request's own, and the GIL's slices.
     room = n * (4 + w.calls) + 64
+    # A GIL handed out of order reads ``HandOffs``' uniforms: about one per
+    # request to start with, more (continuing the same stream) if it runs out.
+    fifo = p.gil_fifo_share if p.gil else 1.0
+    draws = hand_off_draws(inp.gil, n + 1) if fifo < 1 else np.empty(0)
     while True:
         (sent, arrival, admit, start, end, service, cpu, worker, process, outcome, let_go,
          busy_start, busy_dur, conn_open, conn_close, overloaded, truncated, full) = run_events(
@@ -285,10 +280,14 @@ def _run_events(  # noqa: PLR0917 - the run's parts, as _run_kernel takes them
             hop_in,
             hop_out,
             p.loop_wake_us * 1e-6,
+            fifo,
+            draws,
         )  # fmt: skip
         if not full:
             break
         room *= 4
+        if fifo < 1:
+            draws = np.concatenate((draws, hand_off_draws(inp.gil, 3 * len(draws))))
     columns = {
         "arrival": arrival,
         "admit": admit,

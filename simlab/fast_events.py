@@ -213,6 +213,35 @@ def _next(ei: Any, qhead: Any, qtail: Any, qlen: Any, q: int) -> int:  # pragma:
     return w
 
 
+@njit(cache=True)
+def _hand_over(  # noqa: PLR0917 - a compiled helper takes its arrays positionally
+    ei: Any, qhead: Any, qtail: Any, qlen: Any, q: int, draws: Any, gu: int, fifo: float
+) -> tuple[int, int]:  # pragma: no cover - compiled
+    """Take the waiter a GIL goes to off pool ``q``'s line (it has one): with
+    two or more waiting and ``fifo`` < 1, the one ``HandOffs.pick`` picks with
+    the next uniform ``draws[gu]``, else the oldest. Returns it and the next ``gu``."""
+    waiting = qlen[q]
+    if fifo >= 1.0 or waiting < 2:
+        return _next(ei, qhead, qtail, qlen, q), gu
+    u = draws[gu]
+    gu += 1
+    k = 0
+    if u >= fifo:
+        # ``simlab.streams.HandOffs.pick``'s arithmetic, operation for operation.
+        k = min(int((u - fifo) / (1.0 - fifo) * waiting), waiting - 1)
+    if k == 0:
+        return _next(ei, qhead, qtail, qlen, q), gu
+    prev = qhead[q]
+    for _ in range(k - 1):
+        prev = ei[prev, I_WNEXT]
+    w: int = ei[prev, I_WNEXT]
+    ei[prev, I_WNEXT] = ei[w, I_WNEXT]
+    if qtail[q] == w:
+        qtail[q] = prev
+    qlen[q] -= 1
+    return w, gu
+
+
 # One compiled loop, on purpose: the state machines share the event queue, the
 # pools and the tables, which numba keeps in registers and local arrays.
 @njit(cache=True)
@@ -256,6 +285,8 @@ def run_events(  # noqa: PLR0912, PLR0915, PLR0917 - one compiled loop
     hop_in: float,
     hop_out: float,
     loop_wake: float,
+    fifo: float,
+    draws: Any,
 ) -> tuple[Any, ...]:  # pragma: no cover - compiled; checked against the DES in tests
     n_in = times.shape[0]
     arrival = np.full(n_in, NAN)
@@ -318,6 +349,11 @@ def run_events(  # noqa: PLR0912, PLR0915, PLR0917 - one compiled loop
     held = mode == POOL_OWNS_CONNECTION and k_per_conn == 0
     # A forked child per connection runs under its own GIL, asleep between requests.
     thread_gil = gil and not own_process
+    # A GIL handed out of order reads one uniform per contended hand-off;
+    # when they run out the run stops (``full``) and is run again with more.
+    random_gil = gil and fifo < 1.0
+    n_draws = draws.shape[0]
+    gu = 0
 
     # Entities.
     # Entities: at most one per connection with a request in flight. Each has
@@ -447,7 +483,7 @@ def run_events(  # noqa: PLR0912, PLR0915, PLR0917 - one compiled loop
                 ei[ent, I_WORKER] = conn[i]  # a thread of its own: named by its connection
                 pc = D_TOP
         while True:
-            if nb + 2 > bcap:
+            if nb + 2 > bcap or (random_gil and gu >= n_draws):
                 full = True
                 break
             i = ei[ent, I_REQ]
@@ -551,7 +587,7 @@ def run_events(  # noqa: PLR0912, PLR0915, PLR0917 - one compiled loop
                         else:
                             fstack[fbase[0] + ftop[0]] = core
                             ftop[0] += 1
-                    w = _next(ei, qhead, qtail, qlen, qg)
+                    w, gu = _hand_over(ei, qhead, qtail, qlen, qg, draws, gu, fifo)
                     hsize, eid = _at(ht, hk, hx, hv, hsize, eid, now, w, 0)
                     ef[ent, F_WSINCE] = now
                     _wait(ei, qhead, qtail, qlen, qg, ent)
@@ -583,9 +619,15 @@ def run_events(  # noqa: PLR0912, PLR0915, PLR0917 - one compiled loop
                     else:
                         fstack[fbase[0] + ftop[0]] = core
                         ftop[0] += 1
-                for q in (ei[ent, I_RGIL], ei[ent, I_RLOCK]):
-                    if q < 0:
-                        continue
+                q = ei[ent, I_RGIL]
+                if q >= 0:
+                    if qlen[q] > 0:
+                        w, gu = _hand_over(ei, qhead, qtail, qlen, q, draws, gu, fifo)
+                        hsize, eid = _at(ht, hk, hx, hv, hsize, eid, now, w, 0)
+                    else:
+                        ftop[q] += 1
+                q = ei[ent, I_RLOCK]
+                if q >= 0:
                     if qlen[q] > 0:
                         w = _next(ei, qhead, qtail, qlen, q)
                         hsize, eid = _at(ht, hk, hx, hv, hsize, eid, now, w, 0)

@@ -13,6 +13,7 @@ t distribution over independent replications (``simlab.stats.ci95``).
 from __future__ import annotations
 
 import math
+import sys
 from dataclasses import dataclass
 from typing import Any
 
@@ -220,7 +221,9 @@ def _level_at(parts: list[Part], base: float, t: float) -> float:
     return level
 
 
-def window_stats(levels: dict[str, Parts], t0: float, t1: float) -> dict[str, tuple[float, float]]:
+def window_stats(
+    levels: dict[str, Parts], t0: float, t1: float, *, compiled: bool | None = None
+) -> dict[str, tuple[float, float]]:
     """Each level's (peak, time-weighted mean) over [t0, t1) (``Step.window``
     without building the step functions).
 
@@ -228,10 +231,10 @@ def window_stats(levels: dict[str, Parts], t0: float, t1: float) -> dict[str, tu
     intervals overlap the window, over the window's length. The peaks come
     from one compiled sweep over the starts of every distinct part
     (``simlab.levels_kernel``): levels that share a part share its sweep.
+    ``compiled`` False gives the same numbers by binary searches in numpy
+    (``_peaks_by_search``); None takes the sweep only when numba is loaded
+    already (the fast engine's runs) or a weight is negative.
     """
-    # numba loads only for runs large enough to take this path.
-    from simlab.levels_kernel import sweep_peaks  # noqa: PLC0415
-
     unique: dict[tuple[int, int], int] = {}  # a part's arrays -> its column
     arrays: list[Part] = []
     rows: list[dict[int, float]] = []
@@ -260,7 +263,16 @@ def window_stats(levels: dict[str, Parts], t0: float, t1: float) -> dict[str, tu
     # The level at t0: every interval begun at or before it and not yet ended.
     at_t0 = [float(np.count_nonzero((s <= t0) & (e > t0))) for s, e, _ in arrays]
     level0 = bases + weights @ np.array(at_t0, dtype=np.float64)
-    if arrays:
+    if compiled is None:
+        compiled = "numba" in sys.modules or not bool((weights >= 0).all())
+    if arrays and not compiled:
+        # numba's import and first call (about 0.9 s of CPU) would cost the DES
+        # more than the sweep saves; the fast engine has loaded it already.
+        peaks = _peaks_by_search(arrays, weights, bases, (float(t0), float(t1)), level0)
+    elif arrays:
+        # numba loads only for runs large enough to take this path.
+        from simlab.levels_kernel import sweep_peaks  # noqa: PLC0415
+
         offsets = np.cumsum([0] + [len(s) for s, _, _ in arrays], dtype=np.int64)
         peaks = sweep_peaks(
             np.concatenate([s for s, _, _ in arrays]),
@@ -275,6 +287,43 @@ def window_stats(levels: dict[str, Parts], t0: float, t1: float) -> dict[str, tu
     else:
         peaks = level0
     return {key: (float(peaks[i]), float(means[i])) for i, key in enumerate(levels)}
+
+
+def _peaks_by_search(
+    arrays: list[Part],
+    weights: np.ndarray,
+    bases: np.ndarray,
+    window: tuple[float, float],
+    level0: np.ndarray,
+) -> np.ndarray:
+    """``sweep_peaks``' numbers without numba, for weights >= 0: the same floats.
+
+    A level can only rise at an instant where an interval of one of its parts
+    starts (and lasts), so its peak is its highest value at the starts in
+    (t0, t1) (or ``level0``); with weights >= 0, evaluating it at the starts
+    of parts it does not sum as well changes nothing. Each part's count at an
+    instant is its starts up to it less its ends up to it (intervals of no
+    length never count), found by binary search in its sorted starts and
+    ends; the level adds ``weight * count`` part by part in ascending order,
+    as the sweep does, so each sum is the same floating-point number.
+    """
+    t0, t1 = window
+    kept = [(s[e > s], e[e > s]) for s, e, _ in arrays]
+    starts = np.concatenate([s for s, _ in kept])
+    instants = np.unique(starts[(starts > t0) & (starts < t1)])
+    counts = [
+        np.searchsorted(s, instants, "right") - np.searchsorted(np.sort(e), instants, "right")
+        for s, e in kept
+    ]
+    peaks = level0.copy()
+    if len(instants) == 0:
+        return peaks
+    for lv in range(len(bases)):
+        level = np.full(len(instants), bases[lv])
+        for q in np.flatnonzero(weights[lv]):
+            level = level + weights[lv, q] * counts[q]
+        peaks[lv] = max(peaks[lv], float(level.max()))
+    return peaks
 
 
 # The client path's draws have a generator of their own, keyed by the seed,

@@ -20,12 +20,20 @@ from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["STREAMS", "Deal", "Dealer", "Streams", "deal", "run_salts", "salt_of"]
+__all__ = [
+    "HAND_OFF_BATCH", "STREAMS", "Deal", "Dealer", "HandOffs", "Streams", "deal", "hand_off_draws",
+    "run_salts", "salt_of",
+]  # fmt: skip
 
 STREAMS = (
     "arrival", "connection", "cpu", "io", "think", "slack", "client", "mix", "hedge", "slow",
     "gil",
 )  # fmt: skip
+
+# The GIL's hand-off uniforms are drawn from the ``gil`` stream this many at a
+# time; drawing doubles one batch after another gives the same numbers as one
+# long draw, so any engine can draw them ahead in multiples of it.
+HAND_OFF_BATCH = 8192
 
 # splitmix64's constants (Steele, Lea and Flood, OOPSLA 2014).
 _GAMMA = np.uint64(0x9E3779B97F4A7C15)
@@ -64,6 +72,49 @@ class Streams:
             arrival, connection, cpu, io, think, slack, salt=salt_of(seed),
             client=client, mix=mix, hedge=hedge, slow=slow, gil=gil,
         )  # fmt: skip
+
+
+class HandOffs:
+    """The uniforms that choose who gets a GIL handed out of order, read in order.
+
+    A replication's GIL hand-offs (all its processes') read one stream of
+    uniforms, one per contended hand-off, drawn ``HAND_OFF_BATCH`` at a time
+    from the ``gil`` stream. Drawn ahead instead of asked for one at a time,
+    they are the same numbers for an engine that reads them from an array
+    (``simlab.fast_events``), so both pick the same waiter at every hand-off.
+    ``pick`` says which waiter the next uniform picks.
+    """
+
+    __slots__ = ("_at", "_rng", "_u", "fifo")
+
+    def __init__(self, rng: np.random.Generator, fifo: float) -> None:
+        self._rng = rng
+        self._u: list[float] = []
+        self._at = 0
+        self.fifo = fifo
+
+    def pick(self, waiting: int) -> int:
+        """The place in line (0: the oldest) of the waiter that gets the GIL,
+        among ``waiting`` (at least 2): the oldest when the uniform u falls
+        below ``fifo``, else place floor((u - fifo) / (1 - fifo) * waiting),
+        uniform over the line."""
+        if self._at == len(self._u):
+            self._u = self._rng.random(HAND_OFF_BATCH).tolist()
+            self._at = 0
+        u = self._u[self._at]
+        self._at += 1
+        fifo = self.fifo
+        if u < fifo:
+            return 0
+        # The same arithmetic as the compiled loop's, so the same place.
+        return min(int((u - fifo) / (1.0 - fifo) * waiting), waiting - 1)
+
+
+def hand_off_draws(rng: np.random.Generator, at_least: int) -> np.ndarray:
+    """The first uniforms ``HandOffs`` reads from ``rng``: at least ``at_least``,
+    a whole number of batches (one more batch from ``rng`` continues them)."""
+    batches = max(1, -(-at_least // HAND_OFF_BATCH))
+    return rng.random(batches * HAND_OFF_BATCH)
 
 
 def salt_of(seed: np.random.SeedSequence) -> int:

@@ -82,6 +82,22 @@ def test_window_stats_agree_with_step_functions(seed: int) -> None:
         assert got[key] == pytest.approx((peak, mean), rel=1e-12, abs=1e-12), key
 
 
+@pytest.mark.parametrize("seed", range(20))
+def test_peaks_without_numba_are_the_sweeps_to_the_bit(seed: int) -> None:
+    """The DES's summary skips numba (``compiled=False``): binary searches in
+    numpy give the compiled sweep's peaks exactly, ties and empty intervals included."""
+    rng = np.random.default_rng(seed)
+    parts = _random_parts(rng, int(rng.integers(1, 200)))
+    levels = {"one": (parts[:1], 0.0), "shared": ([parts[0], parts[1]], 3.0),
+              "all": (parts, 0.5), "none": ([], 7.0)}  # fmt: skip
+    t0, t1 = sorted(rng.uniform(-5, 50, 2))
+    if seed % 2:
+        t0, t1 = math.floor(t0), math.floor(t1) + 1
+    assert window_stats(levels, t0, t1, compiled=False) == window_stats(
+        levels, t0, t1, compiled=True
+    )
+
+
 def test_t975_table_is_scipys() -> None:
     for dof in range(1, len(T975) + 3):
         assert t975(dof) == float(stats.t.ppf(0.975, dof)), dof

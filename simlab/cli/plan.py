@@ -21,6 +21,7 @@ if TYPE_CHECKING:
     # The planner, the sweeps (numpy, scipy, pandas, SimPy) and rich load when
     # a command runs, not when the parser is built: --help stays quick.
     from simlab.planner import Goals, PlanReport
+    from simlab.planner.search import Plan
 
 __all__ = ["COMMANDS", "add_commands"]
 
@@ -288,6 +289,12 @@ def _plan_platforms(
     return 0
 
 
+def _checked_by(p: Plan) -> str:
+    """``des`` (confirmed by simulation) with the engine that ran it, or ``analytic``."""
+    engines = sorted({c.ran for c in p.checks})
+    return f"{p.engine} ({', '.join(engines)})" if p.engine == "des" and engines else p.engine
+
+
 def _print_plan(report: PlanReport) -> None:
     out = console()
     g = report.goals
@@ -338,7 +345,7 @@ def _print_plan(report: PlanReport) -> None:
             "-" if not interval else f"[{fmt(interval[0])}, {fmt(interval[1])}]",
             fmt(None if p.cpu_utilization is None else 100 * p.cpu_utilization),
             fmt(p.max_connections),
-            p.engine,
+            _checked_by(p),
         )
     out.print(t)
     for p in report.plans:

@@ -56,6 +56,89 @@ def _run(s: Scenario, model: str) -> dict[str, Any]:
     }
 
 
+# The Explore page's charts, built once per scenario and kept as objects
+# (``cache_resource``: a hit costs nothing, where ``cache_data`` would pickle
+# and validate each figure again). Built with graph_objects, not plotly
+# express, which spent most of a control change's time (about 0.2 s a chart)
+# grouping data frames and copying templates; nothing mutates them after.
+@st.cache_resource(show_spinner=False, max_entries=64)
+def _explore_charts(
+    s: Scenario, models: tuple[str, ...]
+) -> tuple[go.Figure, go.Figure, go.Figure, str]:
+    idle = _idle(s, models)
+    cap = _capacity(s, models)
+    palette = px.colors.qualitative.Plotly
+    threads = go.Figure(layout={
+        "title": "Threads against connections (each model sized to hold them)",
+        "xaxis": {"type": "log", "title": "connections"},
+        "yaxis": {"type": "log", "title": "threads"},
+        "legend_title_text": "model",
+    })  # fmt: skip
+    memory = go.Figure(layout={
+        "title": "Memory: resident (solid) and reserved (dashed)",
+        "xaxis": {"type": "log", "title": "connections"},
+        "yaxis": {"type": "log", "title": "MiB"},
+        "legend_title_text": "model, kind",
+    })  # fmt: skip
+    hockey = go.Figure(layout={
+        "title": "p99 latency against load: the hockey stick (estimate)",
+        "xaxis": {"title": "rate"},
+        "yaxis": {"type": "log", "title": "p99_ms"},
+        "legend_title_text": "model",
+    })  # fmt: skip
+    for k, model in enumerate(models):
+        color = palette[k % len(palette)]
+        rows = idle[idle["model"] == model]
+        threads.add_trace(go.Scatter(
+            x=rows["connections"], y=rows["threads"], name=model, mode="lines+markers",
+            line={"color": color},
+        ))  # fmt: skip
+        for kind, dash in (("resident_mib", "solid"), ("reserved_mib", "dash")):
+            memory.add_trace(go.Scatter(
+                x=rows["connections"], y=rows[kind], name=f"{model}, {kind}", mode="lines",
+                line={"color": color, "dash": dash},
+            ))  # fmt: skip
+        points = cap[cap["model"] == model]
+        hockey.add_trace(go.Scatter(
+            x=points["rate"], y=points["p99_ms"], name=model, mode="lines+markers",
+            line={"color": color},
+        ))  # fmt: skip
+    hockey.add_vline(x=s.rate, line_dash="dot", annotation_text="your rate")
+    saturated = cap.groupby("model")["rate"].max()
+    saturation = ", ".join(f"{m} at {r:,.0f} req/s" for m, r in saturated.items())
+    return threads, memory, hockey, saturation
+
+
+@st.cache_resource(show_spinner=False, max_entries=64)
+def _run_charts(s: Scenario, focus: str) -> tuple[go.Figure, go.Figure]:
+    """The queueing delay's histogram and the levels over time of one run."""
+    run = _run(s, focus)
+    wait = go.Figure(
+        go.Histogram(x=run["waits_ms"], nbinsx=60),
+        layout={"title": f"{focus}: queueing delay (ms)", "showlegend": False},
+    )
+    theory = run["theory"]
+    if theory and "queue_delay_mean_ms" in theory:
+        wait.add_vline(
+            x=theory["queue_delay_mean_ms"],
+            line_dash="dash",
+            annotation_text=f"theory mean ({theory['queue']})",
+        )
+    series = run["series"]
+    levels = go.Figure(
+        [
+            go.Scatter(x=series["time"], y=series[level], name=name)
+            for level, name in (
+                ("threads_alive", "threads"),
+                ("in_flight", "in flight"),
+                ("threads_busy", "busy threads"),
+            )
+        ],
+        layout={"title": f"{focus}: one run over time", "xaxis_title": "simulated s"},
+    )
+    return wait, levels
+
+
 def _fmt(x: Any, digits: int = 1) -> str:
     return fmt(x, digits)
 
@@ -67,7 +150,7 @@ def explore_page(s: Scenario, models: tuple[str, ...]) -> None:
         "queueing formulas the planner uses (Erlang C, Allen-Cunneen, Pollaczek-Khinchine), "
         "and one simulated run of the model you pick. Change any control in the sidebar."
     )
-    idle = _idle(s, models)
+    threads_fig, memory_fig, hockey_fig, saturation = _explore_charts(s, models)
     st.markdown(
         "**At steady state, as configured** (an estimate: every connection has sent a "
         "request, so every forked child is touched and every thread holds its backend "
@@ -80,51 +163,12 @@ def explore_page(s: Scenario, models: tuple[str, ...]) -> None:
         col.metric("resident MiB", fmt(resident))
         col.metric("reserved MiB", fmt(reserved))
     left, right = st.columns(2)
-    fig = px.line(
-        idle,
-        x="connections",
-        y="threads",
-        color="model",
-        log_x=True,
-        log_y=True,
-        markers=True,
-        title="Threads against connections (each model sized to hold them)",
-    )
-    left.plotly_chart(fig, width="stretch", key="threads_chart")
-    mem = idle.melt(
-        id_vars=["model", "connections"],
-        value_vars=["resident_mib", "reserved_mib"],
-        var_name="kind",
-        value_name="MiB",
-    )
-    fig = px.line(
-        mem,
-        x="connections",
-        y="MiB",
-        color="model",
-        line_dash="kind",
-        log_x=True,
-        log_y=True,
-        title="Memory: resident (solid) and reserved (dashed)",
-    )
-    right.plotly_chart(fig, width="stretch", key="memory_chart")
-
-    cap = _capacity(s, models)
-    fig = px.line(
-        cap,
-        x="rate",
-        y="p99_ms",
-        color="model",
-        markers=True,
-        log_y=True,
-        title="p99 latency against load: the hockey stick (estimate)",
-    )
-    fig.add_vline(x=s.rate, line_dash="dot", annotation_text="your rate")
-    st.plotly_chart(fig, width="stretch", key="hockey_chart")
-    saturated = cap.groupby("model")["rate"].max()
+    left.plotly_chart(threads_fig, width="stretch", key="threads_chart")
+    right.plotly_chart(memory_fig, width="stretch", key="memory_chart")
+    st.plotly_chart(hockey_fig, width="stretch", key="hockey_chart")
     st.caption(
         "Each line ends where the model saturates (rho = 1): "
-        + ", ".join(f"{m} at {r:,.0f} req/s" for m, r in saturated.items())
+        + saturation
         + ". Exact M/M/c points (ideal platform, exponential service) use Erlang C's tail."
     )
 
@@ -137,26 +181,9 @@ def explore_page(s: Scenario, models: tuple[str, ...]) -> None:
     if not summary.stable:
         st.warning(f"{focus} is overloaded here: {'; '.join(summary.stability.reasons)}")
     a, b = st.columns(2)
-    fig = px.histogram(run["waits_ms"], nbins=60, title=f"{focus}: queueing delay (ms)")
-    theory = run["theory"]
-    if theory and "queue_delay_mean_ms" in theory:
-        fig.add_vline(
-            x=theory["queue_delay_mean_ms"],
-            line_dash="dash",
-            annotation_text=f"theory mean ({theory['queue']})",
-        )
-    fig.update_layout(showlegend=False)
-    a.plotly_chart(fig, width="stretch", key="wait_chart")
-    series = run["series"]
-    fig = go.Figure()
-    for level, name in (
-        ("threads_alive", "threads"),
-        ("in_flight", "in flight"),
-        ("threads_busy", "busy threads"),
-    ):
-        fig.add_trace(go.Scatter(x=series["time"], y=series[level], name=name))
-    fig.update_layout(title=f"{focus}: one run over time", xaxis_title="simulated s")
-    b.plotly_chart(fig, width="stretch", key="series_chart")
+    wait_fig, series_fig = _run_charts(s, focus)
+    a.plotly_chart(wait_fig, width="stretch", key="wait_chart")
+    b.plotly_chart(series_fig, width="stretch", key="series_chart")
     lat = summary.latency_ms
     low, high = lat.p99_ci95 or (None, None)
     st.markdown(

@@ -43,6 +43,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 import simpy
+from simpy.events import Initialize, Timeout
 
 from simlab import theory
 from simlab.distributions import Distribution
@@ -67,6 +68,7 @@ __all__ = [
     "Model",
     "Record",
     "RequestCost",
+    "Step",
     "draw_io",
 ]
 
@@ -229,6 +231,66 @@ class Record:
     buffers_kib: tuple[float, float] = (0.0, 0.0)
 
 
+class Step:
+    """What ``simpy.events.Initialize`` calls back in place of a process: a step
+    of a process written as callbacks (its ``_resume``)."""
+
+    __slots__ = ("_resume",)
+
+    def __init__(self, step: Any) -> None:
+        self._resume = step
+
+
+class OpenArrivals:
+    """``Model._open_arrivals``' state: the batch of gaps and connections it reads."""
+
+    __slots__ = ("at", "conns", "env", "gaps", "mean_gap", "model", "n_conns", "stop")
+
+    def __init__(self, model: Model) -> None:
+        w = model.workload
+        assert w.rate is not None
+        self.model = model
+        self.env = model.env
+        self.stop = model.stop
+        self.mean_gap = 1.0 / w.rate
+        self.n_conns = w.connections
+        self.gaps: list[float] = []
+        self.conns: list[int] = []
+        self.at = 0
+        # Started as ``env.process`` starts a process: an urgent event now.
+        Initialize(self.env, Step(self._first))  # type: ignore[arg-type]
+
+    def _draw(self) -> None:
+        streams = self.model.streams
+        self.gaps = streams.arrival.exponential(self.mean_gap, BATCH).tolist()
+        self.conns = streams.connection.integers(0, self.n_conns, BATCH).tolist()
+        self.at = 0
+
+    def _first(self, _event: simpy.Event) -> None:
+        self._draw()
+        Timeout(self.env, self.gaps[0]).callbacks.append(self._arrive)
+
+    def _arrive(self, _event: simpy.Event) -> None:
+        model = self.model
+        if self.env.now >= self.stop or model.overloaded:
+            return
+        conn = self.conns[self.at]
+        self.at += 1
+        if self.at == BATCH:
+            self._draw()
+        # The next arrival's timeout is created before the send, where the
+        # process created it after: the send schedules nothing but urgent
+        # starts at this instant, which no timeout to come can tie with, so
+        # every event keeps its place. What the started session then
+        # schedules comes after this timeout, as it did; so a model may run
+        # a session's first step inside the send (``arriving``) instead of
+        # scheduling its start.
+        Timeout(self.env, self.gaps[self.at]).callbacks.append(self._arrive)
+        model.arriving = True
+        model.send(conn)
+        model.arriving = False
+
+
 class Model:
     """Base of the server models. Subclasses define ``session`` and their own maths."""
 
@@ -274,6 +336,9 @@ class Model:
         self.platform = platform
         self.arch = architecture
         self.stop = stop  # no request is sent at or after this time
+        # True while an open arrival sends (``OpenArrivals``): a session started
+        # then may run its first step at once, with nothing to come between.
+        self.arriving = False
         self.streams = Streams.of(seed)
         self.salt = self.streams.salt
         self.process_of = Dealer(architecture.processes, self.salt)
@@ -586,7 +651,7 @@ class Model:
         if w.kind == "open" and self.ov is not None and w.schedule is not None:
             self.env.process(self.ov.arrivals())
         elif w.kind == "open":
-            self.env.process(self._open_arrivals())
+            self._open_arrivals()
         elif w.kind == "trace":
             self.env.process(self._trace_arrivals())
         else:
@@ -595,20 +660,15 @@ class Model:
             for conn, delay in enumerate(first):
                 self._after(delay, conn)
 
-    def _open_arrivals(self) -> Generator[simpy.Event, Any, None]:
-        w = self.workload
-        assert w.rate is not None
-        env, stop, timeout = self.env, self.stop, self.env.timeout
-        mean_gap = 1.0 / w.rate
-        rng_gap, rng_conn = self.streams.arrival, self.streams.connection
-        while True:
-            gaps = rng_gap.exponential(mean_gap, BATCH).tolist()
-            conns = rng_conn.integers(0, w.connections, BATCH).tolist()
-            for gap, conn in zip(gaps, conns, strict=True):
-                yield timeout(gap)
-                if env.now >= stop or self.overloaded:
-                    return
-                self.send(conn)
+    def _open_arrivals(self) -> None:
+        """Poisson arrivals: wait a gap, send on a random connection, again.
+
+        Written as a chain of callbacks rather than a SimPy process: the same
+        events in the same order (an urgent start at time 0, then one timeout
+        per gap, each created right after the send before it), without the
+        generator's resume on every arrival or the process's end event, which
+        nobody waits for. This is the DES's hottest path after the sessions."""
+        OpenArrivals(self)
 
     def _trace_arrivals(self) -> Generator[simpy.Event, Any, None]:
         trace = self.workload.trace

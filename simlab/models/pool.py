@@ -21,6 +21,7 @@ import numpy as np
 import simpy
 
 from simlab.params import Platform
+from simlab.streams import HandOffs
 
 __all__ = ["Cpu", "Gil", "Pool"]
 
@@ -77,25 +78,26 @@ class Gil(Pool):
     switching among the others voids its timeouts, and it waits on (the
     convoy effect, Beazley 2010). Here a hand-off goes to the oldest waiter
     with probability ``fifo`` (the platform's ``gil_fifo_share``), else to
-    one of them drawn uniformly.
+    one of them drawn uniformly (``HandOffs``: one uniform per hand-off with
+    two or more waiters, which every process's GIL reads in turn).
     """
 
-    __slots__ = ("fifo", "rng")
+    __slots__ = ("draws",)
 
-    def __init__(self, env: simpy.Environment, rng: np.random.Generator, fifo: float) -> None:
+    def __init__(self, env: simpy.Environment, draws: HandOffs) -> None:
         super().__init__(env, 1)
-        self.rng = rng
-        self.fifo = fifo
+        self.draws = draws
 
     def give(self, server: int) -> None:
         waiters = self.waiters
-        if len(waiters) > 1 and self.rng.random() >= self.fifo:
-            k = int(self.rng.integers(len(waiters)))
-            chosen = waiters[k]
-            del waiters[k]
-            chosen.succeed(server)
-        else:
-            super().give(server)
+        if len(waiters) > 1:
+            k = self.draws.pick(len(waiters))
+            if k:
+                chosen = waiters[k]
+                del waiters[k]
+                chosen.succeed(server)
+                return
+        super().give(server)
 
 
 class Cpu:
@@ -163,9 +165,9 @@ class Cpu:
             # A hand-off other than first-come-first-served draws from ``rng``.
             if fifo < 1 and rng is None:
                 raise ValueError("a GIL handed out of order needs a random stream")
+            draws = HandOffs(rng, fifo) if fifo < 1 and rng is not None else None
             self.gils = [
-                Gil(env, rng, fifo) if fifo < 1 and rng is not None else Pool(env, 1)
-                for _ in range(processes)
+                Gil(env, draws) if draws is not None else Pool(env, 1) for _ in range(processes)
             ]
         self.cs = platform.context_switch_us * 1e-6
         self.contention = platform.switch_contention

@@ -33,7 +33,7 @@ from simpy.events import Initialize, Timeout
 from simlab.errors import UserError
 from simlab.footprint import Units
 from simlab.models import composition, loads
-from simlab.models.base import Analytic, FastMode, Model, RequestCost, client_load
+from simlab.models.base import Analytic, FastMode, Model, RequestCost, Step, client_load
 from simlab.models.composition import Sampler
 from simlab.models.pool import Pool
 from simlab.params import Architecture, Platform, Workload
@@ -43,15 +43,6 @@ __all__ = ["ReactorPool"]
 
 # Where a quick session resumes: a new request, a worker handed over, its timeout over.
 BEGIN, SERVE, DONE, NEXT = 0, 1, 2, 3
-
-
-class _Step:
-    """What ``simpy.events.Initialize`` calls back in place of a process: a step."""
-
-    __slots__ = ("_resume",)
-
-    def __init__(self, step: Any) -> None:
-        self._resume = step
 
 
 class ReactorPool(Model):
@@ -169,9 +160,17 @@ class ReactorPool(Model):
         if not self._quick:
             super().start_session(i, conn)
             return
+        if self.arriving:
+            # Sent by an open arrival: the urgent start would be the very next
+            # event (``OpenArrivals._arrive``), so its step runs now, one
+            # event fewer a request. Nothing else is scheduled at this instant
+            # in between: no neighbour's CPU (a free-running CPU has no cores
+            # to share) and no overload dynamics (``_quick``).
+            self._quick_session(i, conn, self.process_of(conn), BEGIN, -1, 0.0)
+            return
         # What ``env.process`` would schedule (SimPy's own urgent Initialize
         # event), calling the session's first step instead of a generator.
-        Initialize(self.env, _Step(partial(self._quick_start, i, conn)))  # type: ignore[arg-type]
+        Initialize(self.env, Step(partial(self._quick_start, i, conn)))  # type: ignore[arg-type]
 
     def _quick_start(self, i: int, conn: int, _event: simpy.Event) -> None:
         self._quick_session(i, conn, self.process_of(conn), BEGIN, -1, 0.0)

@@ -117,9 +117,13 @@ class Check:
     # The run was cut under RUN_RELAXATIONS relaxation times of the bottleneck
     # (by the cap): its p99 is likely low, so it may raise a plan, never lower it.
     short: bool = False
+    # Which engine ran it: ``fast`` where it reproduces the DES request for
+    # request (``simlab.fast.reason_not_fast``), else ``des``.
+    ran: str = "des"
 
     def to_dict(self) -> dict[str, Any]:
         return {
+            "ran": self.ran,
             "workers": self.workers,
             "processes": self.processes,
             "stable": self.stable,
@@ -498,6 +502,7 @@ def _simulate_check(m: ModelSearch, workers: int, processes: int) -> Check:
         duration_s=duration,
         warmup_s=warmup,
         short=short,
+        ran=r.engine,
     )
 
 
