@@ -29,6 +29,7 @@ import json
 import math
 import os
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -46,6 +47,7 @@ from simlab.calibrate import (
     fit_spread,
     fit_wall,
     measure_runs,
+    served_connections,
 )
 from simlab.errors import UserError
 from simlab.fitting import Fit, fit_robust, median_with_ci
@@ -76,6 +78,11 @@ INSEPARABLE = {
 # runs fit what the records do not hold: the server process under load, and
 # nginx's memory per client connection.
 USER_FITTED = ("process_kib",)
+# Where a thread (a goroutine) per connection that has served holds more
+# than the idle record's (``Runtime.served_growth``): the loaded runs, which
+# serve some connections and not others, fit that growth too
+# (``Platform.thread_served_kib``).
+SERVED_FITTED = ("process_kib", "thread_served_kib")
 KERNEL_FITTED = ("process_kernel_kib",)
 TWO_TIER_USER = ("process_kib", "front_connection_kib")
 TWO_TIER_KERNEL = ("process_kernel_kib", "connection_kernel_kib")
@@ -382,9 +389,24 @@ def _median_parameter(
 
 
 def _units(run: Run, s: dict[str, Any]) -> Any:
+    """What the run's server held, as its model counts it, with the threads
+    that had served by the run's end where each connection has its own: the
+    expected distinct connections that sent a request (a short run at a low
+    rate leaves most of them idle), not the steady state's every one."""
     cls = get_model(RESEMBLES.get(run.target, run.target))
     in_flight = round((s["throughput_rps"] or 0.0) * (s["latency_ms"]["mean"] or 0.0) / 1e3)
-    return cls.units(run.workload, run.arch, in_flight)
+    units = cls.units(run.workload, run.arch, in_flight)
+    if cls.holds_connection and run.workload.persistent:
+        units = replace(units, served=min(float(units.served), served_connections(run)))
+    return units
+
+
+def _user_fitted(runtime: Runtime) -> tuple[str, ...]:
+    if runtime.two_tier:
+        return TWO_TIER_USER
+    if runtime.served_growth:
+        return SERVED_FITTED
+    return USER_FITTED
 
 
 def memory_fit(
@@ -416,7 +438,7 @@ def _memory(
     runtime: Runtime, results: Results, base: Platform, params: dict[str, Any]
 ) -> dict[str, Any]:
     """User and kernel memory per unit from the reference peer's runs."""
-    user = TWO_TIER_USER if runtime.two_tier else USER_FITTED
+    user = _user_fitted(runtime)
     kernel = TWO_TIER_KERNEL if runtime.two_tier else KERNEL_FITTED
     out: dict[str, Any] = {}
     for kind, free, key in (("user", user, "pss_peak_mib"), ("kernel", kernel, "kernel_peak_mib")):
