@@ -258,18 +258,6 @@ def _ci(s: Any, end: int) -> float | None:
     return None if ci is None else float(ci[end])
 
 
-def behind_previous(requests: pd.DataFrame) -> float:
-    """Measured requests that arrived while their connection's previous
-    request was still unanswered (the load generator's ``queued_behind``),
-    per replication: they wait for it at the client."""
-    out = []
-    for _, rep in requests.groupby("replication"):
-        r = rep.sort_values(["connection", "arrival"])
-        prev_end = r.groupby("connection")["end"].shift(1)
-        out.append(int((r["measured"] & (r["arrival"] < prev_end)).sum()))
-    return float(sum(out) / len(out)) if out else math.nan
-
-
 def _workers(t: Target, size: int) -> int:
     """What does the work: a pool's threads, async's loops, a back pool's P x T threads."""
     return size * t.threads_each if t.knob == "processes" else size
@@ -279,6 +267,7 @@ def real(ex: Experiment, seconds: float) -> None:
     from simlab.real.measure import (  # noqa: PLC0415 - real runs only
         MeasureOptions,
         measure,
+        queued_behind,
         replayed,
     )
 
@@ -338,7 +327,7 @@ def real(ex: Experiment, seconds: float) -> None:
                     connections=REAL_CONNECTIONS,
                     rate=REAL_RATE,
                 ),
-                queued_behind=behind_previous(rep.requests),
+                queued_behind=queued_behind(rep.requests),
                 window_requests=float(rep.requests["measured"].sum()),
             )
             s = measure(opts).summary

@@ -44,7 +44,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -75,6 +75,9 @@ from simlab.results import (
     SwitchRates,
 )
 from simlab.stats import ci95, positive_ci95
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 __all__ = ["TARGETS", "MeasureOptions", "Measurement", "measure"]
 
@@ -377,6 +380,19 @@ def replayed(opts: MeasureOptions) -> Workload:
     from the run's start (its window opens at ``opts.warmup``)."""
     times, conns = loadgen.open_arrivals(_load_spec(opts))
     return opts.workload.with_(rate=None, trace=Trace(times, conns))
+
+
+def queued_behind(requests: pd.DataFrame) -> float:
+    """The load generator's ``queued_behind`` counted in a simulation's request
+    table: the measured requests that arrived while their connection's
+    previous request was unanswered (and so waited for it at the client),
+    per replication."""
+    counts = []
+    for _, rep in requests.groupby("replication"):
+        r = rep.sort_values(["connection", "arrival"])
+        prev_end = r.groupby("connection")["end"].shift(1)
+        counts.append(int((r["measured"] & (r["arrival"] < prev_end)).sum()))
+    return float(sum(counts) / len(counts)) if counts else math.nan
 
 
 def measure(opts: MeasureOptions, progress: Callable[[str], None] | None = None) -> Measurement:
