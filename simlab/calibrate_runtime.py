@@ -37,6 +37,7 @@ import numpy as np
 
 from simlab.calibrate import (
     ACCEPT_COSTS,
+    BATCHING_METHOD,
     CPU_COSTS,
     _from_record,
     _lab,
@@ -44,6 +45,7 @@ from simlab.calibrate import (
     _per_request_cpu,
     _run_record,
     cpu_row,
+    fit_batching,
     fit_spread,
     fit_wall,
     measure_runs,
@@ -56,7 +58,7 @@ from simlab.models import get_model
 from simlab.params import Platform
 from simlab.platforms import PRESETS, SOURCES, profile_path
 from simlab.provenance import atomic_write_json, git_revision, json_safe, machine, utc_stamp
-from simlab.real.grids import RUNTIMES, Run, Runtime, runtime_grid
+from simlab.real.grids import LOOP_SERVERS, RUNTIMES, Run, Runtime, runtime_grid
 from simlab.real.peers import RESEMBLES
 
 __all__ = ["calibrate_runtime", "memory_fit", "runtime_profile"]
@@ -168,6 +170,8 @@ def runtime_profile(name: str, results: Results, *, profile: str | None = None) 
         base, "switch_contention", "no run of this runtime's grid varies the runnable threads"
     )
     fitted = _platform(base, params)
+    fits.update(_batching(results, fitted, params))
+    fitted = _platform(base, params)
     memory = _memory(runtime, results, fitted, params)
     params["cores"] = os.cpu_count() or 1
     params["gil"] = False
@@ -192,6 +196,26 @@ def runtime_profile(name: str, results: Results, *, profile: str | None = None) 
     }
     cleaned: dict[str, Any] = json_safe(out)
     return cleaned
+
+
+def _batching(results: Results, platform: Platform, params: dict[str, Any]) -> dict[str, Any]:
+    """An event loop's own costs (``loop_event_us``, ``loop_wake_us``) from the
+    runs of peers that are one loop (Node's): as cpython's loops are fitted
+    (``simlab.calibrate.fit_batching``), with each peer charged as the model it
+    resembles. A busy loop serves several requests per wake-up, so its cost per
+    request falls with the load; the light and the busier grid runs separate
+    the two. Nothing when no peer is a loop."""
+    loops = [
+        (replace(run, target=RESEMBLES[run.target]), s)
+        for run, s in results
+        if RESEMBLES.get(run.target) in LOOP_SERVERS
+    ]
+    fit = fit_batching(loops, platform) if loops else None
+    if fit is None:
+        return {}
+    for key in fit.names:
+        params[key] = fit.parameter(key, preset=getattr(platform, key), method=BATCHING_METHOD)
+    return {"batching": {"rows": fit.rows, "residuals_us": fit.residuals}}
 
 
 def _structure_note(runtime: Runtime) -> str:
