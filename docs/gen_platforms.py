@@ -39,7 +39,8 @@ def reference() -> str:
         parts += [f"## `{name}`", "", (make.__doc__ or "").split("\n\n")[0].strip(), ""]
         parts += [
             f"Cores {p.cores if p.cores is not None else 'unlimited'}, "
-            f"GIL {'yes' if p.gil else 'no'}.",
+            f"GIL {'yes' if p.gil else 'no'}, backend connections "
+            f"{'from a shared pool' if p.backend_pool else 'one per thread that calls'}.",
             "",
             "| number | value | source |",
             "|---|---|---|",

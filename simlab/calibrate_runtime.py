@@ -29,6 +29,7 @@ import json
 import math
 import os
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +37,7 @@ import numpy as np
 
 from simlab.calibrate import (
     ACCEPT_COSTS,
+    BATCHING_METHOD,
     CPU_COSTS,
     _from_record,
     _lab,
@@ -43,9 +45,11 @@ from simlab.calibrate import (
     _per_request_cpu,
     _run_record,
     cpu_row,
+    fit_batching,
     fit_spread,
     fit_wall,
     measure_runs,
+    served_connections,
 )
 from simlab.errors import UserError
 from simlab.fitting import Fit, fit_robust, median_with_ci
@@ -54,7 +58,7 @@ from simlab.models import get_model
 from simlab.params import Platform
 from simlab.platforms import PRESETS, SOURCES, profile_path
 from simlab.provenance import atomic_write_json, git_revision, json_safe, machine, utc_stamp
-from simlab.real.grids import RUNTIMES, Run, Runtime, runtime_grid
+from simlab.real.grids import LOOP_SERVERS, RUNTIMES, Run, Runtime, runtime_grid
 from simlab.real.peers import RESEMBLES
 
 __all__ = ["calibrate_runtime", "memory_fit", "runtime_profile"]
@@ -76,6 +80,11 @@ INSEPARABLE = {
 # runs fit what the records do not hold: the server process under load, and
 # nginx's memory per client connection.
 USER_FITTED = ("process_kib",)
+# Where a thread (a goroutine) per connection that has served holds more
+# than the idle record's (``Runtime.served_growth``): the loaded runs, which
+# serve some connections and not others, fit that growth too
+# (``Platform.thread_served_kib``).
+SERVED_FITTED = ("process_kib", "thread_served_kib")
 KERNEL_FITTED = ("process_kernel_kib",)
 TWO_TIER_USER = ("process_kib", "front_connection_kib")
 TWO_TIER_KERNEL = ("process_kernel_kib", "connection_kernel_kib")
@@ -161,6 +170,8 @@ def runtime_profile(name: str, results: Results, *, profile: str | None = None) 
         base, "switch_contention", "no run of this runtime's grid varies the runnable threads"
     )
     fitted = _platform(base, params)
+    fits.update(_batching(results, fitted, params))
+    fitted = _platform(base, params)
     memory = _memory(runtime, results, fitted, params)
     params["cores"] = os.cpu_count() or 1
     params["gil"] = False
@@ -185,6 +196,26 @@ def runtime_profile(name: str, results: Results, *, profile: str | None = None) 
     }
     cleaned: dict[str, Any] = json_safe(out)
     return cleaned
+
+
+def _batching(results: Results, platform: Platform, params: dict[str, Any]) -> dict[str, Any]:
+    """An event loop's own costs (``loop_event_us``, ``loop_wake_us``) from the
+    runs of peers that are one loop (Node's): as cpython's loops are fitted
+    (``simlab.calibrate.fit_batching``), with each peer charged as the model it
+    resembles. A busy loop serves several requests per wake-up, so its cost per
+    request falls with the load; the light and the busier grid runs separate
+    the two. Nothing when no peer is a loop."""
+    loops = [
+        (replace(run, target=RESEMBLES[run.target]), s)
+        for run, s in results
+        if RESEMBLES.get(run.target) in LOOP_SERVERS
+    ]
+    fit = fit_batching(loops, platform) if loops else None
+    if fit is None:
+        return {}
+    for key in fit.names:
+        params[key] = fit.parameter(key, preset=getattr(platform, key), method=BATCHING_METHOD)
+    return {"batching": {"rows": fit.rows, "residuals_us": fit.residuals}}
 
 
 def _structure_note(runtime: Runtime) -> str:
@@ -382,9 +413,24 @@ def _median_parameter(
 
 
 def _units(run: Run, s: dict[str, Any]) -> Any:
+    """What the run's server held, as its model counts it, with the threads
+    that had served by the run's end where each connection has its own: the
+    expected distinct connections that sent a request (a short run at a low
+    rate leaves most of them idle), not the steady state's every one."""
     cls = get_model(RESEMBLES.get(run.target, run.target))
     in_flight = round((s["throughput_rps"] or 0.0) * (s["latency_ms"]["mean"] or 0.0) / 1e3)
-    return cls.units(run.workload, run.arch, in_flight)
+    units = cls.units(run.workload, run.arch, in_flight)
+    if cls.holds_connection and run.workload.persistent:
+        units = replace(units, served=min(float(units.served), served_connections(run)))
+    return units
+
+
+def _user_fitted(runtime: Runtime) -> tuple[str, ...]:
+    if runtime.two_tier:
+        return TWO_TIER_USER
+    if runtime.served_growth:
+        return SERVED_FITTED
+    return USER_FITTED
 
 
 def memory_fit(
@@ -416,7 +462,7 @@ def _memory(
     runtime: Runtime, results: Results, base: Platform, params: dict[str, Any]
 ) -> dict[str, Any]:
     """User and kernel memory per unit from the reference peer's runs."""
-    user = TWO_TIER_USER if runtime.two_tier else USER_FITTED
+    user = _user_fitted(runtime)
     kernel = TWO_TIER_KERNEL if runtime.two_tier else KERNEL_FITTED
     out: dict[str, Any] = {}
     for kind, free, key in (("user", user, "pss_peak_mib"), ("kernel", kernel, "kernel_peak_mib")):

@@ -29,6 +29,9 @@ front_conn (a client    front_connection_kib       connection_kernel_kib
   socket on the front)
 buffer_kib (a slow                                 1 KiB
   client's bytes)
+served (a thread that   thread_served_kib
+  has served: its grown
+  stack and buffers)
 ======================  =========================  ======================  ==========
 =======
     ======================  =========================  ======================  ==========
@@ -80,6 +83,7 @@ UNITS = (
     "front_conn",
     "buffer_kib",
     "called",
+    "served",
 )
 
 
@@ -101,6 +105,8 @@ def unit_costs(p: Platform) -> dict[str, tuple[float, float, float]]:
         "buffer_kib": (0.0, 1.0, 0.0),
         # A child per connection's growth from its first backend call.
         "called": (p.fork_call_kib, 0.0, 0.0),
+        # A thread's growth once it has served (``Platform.thread_served_kib``).
+        "served": (p.thread_served_kib, 0.0, 0.0),
     }
 
 
@@ -119,12 +125,17 @@ class Units:
     front_conn: int = 0
     buffer_kib: float = 0.0
     called: int = 0
+    served: float = 0.0
 
     def footprint(self, platform: Platform) -> Footprint:
         costs = unit_costs(platform)
         user = kernel = reserved = 0.0
         for unit in UNITS:
             n = getattr(self, unit)
+            if unit == "backend_conn" and platform.backend_pool and n:
+                # A shared pool holds one per request in flight at the peak,
+                # not one per thread that has called (``Platform.backend_pool``).
+                n = min(n, max(self.task, 1))
             u, k, v = costs[unit]
             user += n * u
             kernel += n * k

@@ -176,8 +176,17 @@ def level_parts(rec: Record, platform: Platform) -> dict[str, Parts]:
     first_use, last = _first_use(rec)
     if rec.calls > 0:
         backend = costs["backend_conn"]
-        user_parts.append((first_use, last, backend[0] / KIB_PER_MIB))
-        kernel_parts.append((first_use, last, backend[1] / KIB_PER_MIB))
+        # One backend connection per worker from its first call, or, from a
+        # shared pool, one per request ever in service at once.
+        opened, kept_open = (
+            _pool_growth(start, busy_end) if platform.backend_pool else (first_use, last)
+        )
+        user_parts.append((opened, kept_open, backend[0] / KIB_PER_MIB))
+        kernel_parts.append((opened, kept_open, backend[1] / KIB_PER_MIB))
+    # A thread that has served holds more than an idle one (its grown stack,
+    # its runtime's buffers): counted from its first request.
+    if costs["served"][0] > 0:
+        user_parts.append((first_use, last, costs["served"][0] / KIB_PER_MIB))
     if rec.own_process:
         user_parts.append((first_use, last, costs["touched"][0] / KIB_PER_MIB))
         if rec.calls > 0:
@@ -341,6 +350,29 @@ def client_path(rec: Record, platform: Platform) -> np.ndarray:
         return np.zeros(n)
     rng = np.random.default_rng([rec.seed, rec.replication, CLIENT_PATH_STREAM])
     return dist.sample(rng, n)
+
+
+def _pool_growth(start: np.ndarray, busy_end: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """When a shared pool of backend connections opens each of its connections.
+
+    A pool opens a connection only when every one it holds is in use, and
+    keeps it: it holds the peak number of requests in service so far. Each
+    time that peak rises, a connection opens for good (its end is inf).
+    """
+    served = ~np.isnan(start)
+    if not served.any():
+        return np.empty(0), np.empty(0)
+    starts, ends = start[served], np.nan_to_num(busy_end[served], nan=math.inf)
+    times = np.concatenate((starts, ends))
+    # An end at the same time as a start is counted first: the connection is
+    # handed back before it is asked for again.
+    steps = np.concatenate((np.ones(len(starts)), -np.ones(len(ends))))
+    order = np.lexsort((steps, times))
+    level = np.cumsum(steps[order])
+    peak = np.maximum.accumulate(level)
+    rises = np.flatnonzero(np.diff(np.concatenate(([0.0], peak))) > 0)
+    opened = times[order][rises]
+    return opened, np.full(len(opened), math.inf)
 
 
 def _first_use(rec: Record) -> tuple[np.ndarray, np.ndarray]:

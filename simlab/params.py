@@ -281,6 +281,10 @@ class Architecture:
         return out
 
 
+# Platform fields that are not numbers of the machine's costs.
+FLAGS = ("name", "cores", "gil", "backend_pool")
+
+
 @dataclass(frozen=True)
 class Platform:
     """What the machine and the runtime cost. Presets live in ``simlab.platforms``.
@@ -310,6 +314,14 @@ class Platform:
                            pre-forked copies were not measured for it. Fitted
                            with fork_touched_kib from the process-per-connection
                            runs (``simlab.calibrate.fit_forks``); 0 in every preset
+        thread_served_kib  a thread's (or goroutine's) growth once it has served a
+                           request: its stack grown past the idle size, the
+                           buffers its runtime keeps for it (Go's net/http
+                           readers and writers, a JVM thread's allocation
+                           buffer). An idle unit's micro-benchmark cannot see
+                           it; fitted from loaded runs of the runtimes that
+                           hold a thread per connection
+                           (``simlab.calibrate_runtime``); 0 in every preset
 
     Wall-clock costs that hold no server resource (microseconds):
 
@@ -395,7 +407,10 @@ class Platform:
     (``fork_kib``, ``fork_touched_kib``): the platform is the back's runtime.
 
     ``cores`` None means unlimited; ``gil`` lets one thread per process run
-    Python at a time.
+    Python at a time. ``backend_pool``: the server's threads share a pool of
+    backend connections (as Go's database/sql and net/http clients keep), so
+    it holds as many as calls were ever in flight at once, not one for each
+    thread that has made a call.
 
     Kernel memory of the server process itself (KiB): ``process_kernel_kib``,
     its page tables and the kernel's own structures for it, what its memory
@@ -423,6 +438,7 @@ class Platform:
     backend_conn_kib: float = 0.0
     fork_touched_kib: float = 0.0
     fork_call_kib: float = 0.0
+    thread_served_kib: float = 0.0
     rtt_us: float = 0.0
     rtt_cv: float = 0.0
     call_latency_us: float = 0.0
@@ -455,6 +471,7 @@ class Platform:
     # (tcp_wmem's default 16 KiB, the load generator's 4 KiB doubled by the
     # kernel): an answer this small never blocks its writer (an assumption).
     socket_buffer_kib: float = 24.0
+    backend_pool: bool = False
 
     def __post_init__(self) -> None:
         _require(isinstance(self.name, str) and bool(self.name), "platform name must be set")
@@ -464,8 +481,12 @@ class Platform:
         )
         _require(isinstance(self.gil, bool), f"gil(={self.gil!r}) must be true or false")
         for f in fields(self):
-            if f.name not in ("name", "cores", "gil"):
+            if f.name not in FLAGS:
                 _finite_nonneg(f.name, getattr(self, f.name))
+        _require(
+            isinstance(self.backend_pool, bool),
+            f"backend_pool(={self.backend_pool!r}) must be true or false",
+        )
         _require(
             self.gil_fifo_share <= 1,
             f"gil_fifo_share(={self.gil_fifo_share!r}) must be between 0 and 1",
@@ -479,7 +500,7 @@ class Platform:
 
     @classmethod
     def numeric_fields(cls) -> tuple[str, ...]:
-        return tuple(f.name for f in fields(cls) if f.name not in ("name", "cores", "gil"))
+        return tuple(f.name for f in fields(cls) if f.name not in FLAGS)
 
     def describe(self) -> dict[str, Any]:
         # The mechanisms' parameters only when set, so that every output of a
@@ -516,7 +537,14 @@ class Platform:
 # Parameters of the mechanisms added for the validation's worst misses (event-loop
 # batching, a forked child's first call, the GIL's hand-off); left out of
 # ``describe`` while they are at their defaults (the mechanism off).
-MECHANISMS = ("loop_event_us", "loop_wake_us", "fork_call_kib", "gil_fifo_share")
+MECHANISMS = (
+    "loop_event_us",
+    "loop_wake_us",
+    "fork_call_kib",
+    "gil_fifo_share",
+    "thread_served_kib",
+    "backend_pool",
+)
 
 
 def _jitter(mean: float, cv: float) -> Distribution:

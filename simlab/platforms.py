@@ -153,6 +153,9 @@ def go() -> Platform:
         task_us=1.0,
         parse_us=3.0,
         call_us=8.0,
+        # The Go peer keeps its backend connections in a shared pool, as
+        # database/sql does (simlab/real/peers/go/server/main.go).
+        backend_pool=True,
     )
 
 
@@ -338,15 +341,15 @@ def platform_from_profile(data: Any, *, source: str = "profile") -> Platform:
     params = data.get("parameters", {})
     if not isinstance(params, dict):
         raise UserError(f"platform: profile {source!r}: 'parameters' must be an object")
-    allowed = set(Platform.numeric_fields()) | {"cores", "gil"}
+    allowed = set(Platform.numeric_fields()) | {"cores", "gil", "backend_pool"}
     changes: dict[str, Any] = {}
     for key, raw in params.items():
         if key not in allowed:
             raise UserError(f"platform: profile {source!r} has unknown parameter {key!r}")
         value = raw.get("value") if isinstance(raw, dict) else raw
-        if key == "gil":
+        if key in ("gil", "backend_pool"):
             if not isinstance(value, bool):
-                raise UserError(f"platform: profile {source!r}: gil must be true or false")
+                raise UserError(f"platform: profile {source!r}: {key} must be true or false")
         elif key == "cores":
             if value is not None and not isinstance(value, int):
                 raise UserError(f"platform: profile {source!r}: cores must be an integer")

@@ -323,10 +323,13 @@ class MeasuredStability(Plain):
 
 @dataclass(frozen=True)
 class SendDelay(Plain):
-    """How late the load generator sent (ms): its own lag, a check on the load."""
+    """How late the load generator sent (ms): its own lag, a check on the load,
+    and a client's wait for its connection's previous request to be answered.
+    ``queued_behind`` counts the measured requests that waited so."""
 
     p50: float
     p99: float
+    queued_behind: int | None = None
 
 
 @dataclass(frozen=True)

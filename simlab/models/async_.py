@@ -180,6 +180,7 @@ class Async(Model):
             task=in_flight,
             # One multiplexed backend connection per loop.
             backend_conn=arch.processes * arch.loops if workload.calls else 0,
+            served=arch.processes * arch.loops,  # each loop's thread, once it has served
         )
 
     @classmethod

@@ -88,6 +88,8 @@ class Dedicated(ConnectionBound):
             task=in_flight,
             backend_conn=callers if workload.calls else 0,
             called=owners if cls.own_process and workload.calls else 0,
+            # Every owner serves its connection's requests, and grows once it has.
+            served=owners,
         )
 
     @classmethod

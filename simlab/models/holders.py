@@ -206,6 +206,7 @@ class Holders(ConnectionBound):
             task=in_flight,
             # Each holder that serves opens its own backend connection.
             backend_conn=holders if workload.calls else 0,
+            served=holders,  # each holder serves, and grows once it has
         )
 
     @classmethod

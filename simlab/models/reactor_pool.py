@@ -359,6 +359,7 @@ class ReactorPool(Model):
             task=in_flight,
             # Each worker keeps its own backend connection once it has used it.
             backend_conn=arch.workers * arch.processes if workload.calls else 0,
+            served=arch.workers * arch.processes,  # each worker, once it has served
         )
 
     @classmethod

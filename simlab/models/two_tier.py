@@ -197,6 +197,7 @@ class TwoTier(Model):
             connection=0 if workload.persistent else in_flight,
             task=in_flight,
             backend_conn=arch.workers * arch.processes if workload.calls else 0,
+            served=arch.workers * arch.processes,  # each back thread, once it has served
             front=arch.fronts,
             front_conn=held,
             buffer_kib=transfer_kib(workload),

@@ -314,6 +314,12 @@ class Runtime:
     as its offset. ``os_threads`` is False where the model's threads are not
     the OS threads the probe counts (Go's goroutines). ``fronts`` is the
     front loops a two-tier peer runs (nginx: one worker per core).
+    ``served_growth`` fits ``Platform.thread_served_kib``, what a thread
+    per connection holds once it has served beyond the idle record's: Go's
+    goroutine stacks grow past their idle size and net/http keeps buffers
+    per connection. Not the JVM's: its growth in these runs follows its
+    heap rather than its threads (fitted per served thread, the process's
+    own memory is then not identified and java-threads is over-predicted).
     """
 
     name: str
@@ -321,12 +327,13 @@ class Runtime:
     reference: str
     os_threads: bool = True
     two_tier: bool = False
+    served_growth: bool = False
 
 
 CORES = os.cpu_count() or 1
 RUNTIMES = {
     "jvm": Runtime("jvm", ("java-threads", "tomcat-nio"), "java-threads"),
-    "go": Runtime("go", ("go",), "go", os_threads=False),
+    "go": Runtime("go", ("go",), "go", os_threads=False, served_growth=True),
     "node": Runtime("node", ("node",), "node"),
     "php": Runtime("php", ("nginx-php-fpm",), "nginx-php-fpm", two_tier=True),
 }

@@ -9,8 +9,11 @@ that it never shares the server's GIL, on uvloop when it is installed.
   and keeps the idle ones open, as the notes' long-lived idle clients.
 - **Arrivals.** Open loop: Poisson arrivals at total rate lam, each on a
   uniformly chosen connection (the simulation's semantics: a connection has
-  one request in flight, and later ones wait for it). Closed loop: each
-  connection thinks Exp(Z), sends, waits for the answer.
+  one request in flight, and later ones wait for it; the report counts the
+  measured requests that did, ``queued_behind``). The sequence is a function
+  of the seed alone (``open_arrivals``), so a simulation can replay the very
+  arrivals a run sent. Closed loop: each connection thinks Exp(Z), sends,
+  waits for the answer.
 - **Latency** runs from each request's *intended* send time, so a stalled
   server is charged for every request it delayed (the coordinated-omission
   correction of wrk2), and goes into HdrHistogram.
@@ -40,6 +43,7 @@ import socket
 import sys
 import time
 from collections import deque
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from typing import Any, cast
 
@@ -51,7 +55,7 @@ from hdrh.histogram import HdrHistogram
 from simlab.real.limits import raise_fd_limit
 from simlab.real.retrying import Attempt, ClientDynamics, Orphan, scheduled_gaps
 
-__all__ = ["LoadSpec", "check_loopback", "run"]
+__all__ = ["LoadSpec", "check_loopback", "open_arrivals", "run"]
 
 HIST_MAX_US = 3_600_000_000
 HIST_DIGITS = 3
@@ -59,6 +63,8 @@ SAMPLE_S = 0.01
 BATCHES = 10
 CONNECT_CONCURRENCY = 256
 CONNECT_TIMEOUT_S = 15.0
+ARRIVAL_BATCH = 4096
+TRANSFER_STREAM = 0x5C1
 
 
 def check_loopback(host: str) -> str:
@@ -137,6 +143,42 @@ class LoadSpec:
             raise ValueError("retries and syn_retries must be in [0, 10]")
 
 
+def poisson_arrivals(
+    rng: np.random.Generator, rate: float, connections: int, t0: float
+) -> Iterator[tuple[float, int]]:
+    """Open-loop arrivals from ``t0`` on: (time, connection), Poisson at
+    ``rate``, each on a connection drawn uniformly, without end."""
+    t = t0
+    while True:
+        gaps = rng.exponential(1.0 / rate, ARRIVAL_BATCH).tolist()
+        picks = rng.integers(0, connections, ARRIVAL_BATCH).tolist()
+        for gap, k in zip(gaps, picks, strict=True):
+            t += gap
+            yield t, k
+
+
+def open_arrivals(spec: LoadSpec) -> tuple[tuple[float, ...], tuple[int, ...]]:
+    """The arrivals an open-loop run of ``spec`` sends, in seconds from its
+    start (the window opens at ``warmup``): the times and connections that
+    ``Generator.open_loop`` dispatches, drawn from the same seeded stream.
+
+    A simulation given these as a trace serves the very requests the real
+    run sent, so a tail that rests on a few requests (a slow client's next
+    request waiting for its last) is compared on the same few."""
+    if spec.rate is None or spec.schedule is not None:
+        raise ValueError("open_arrivals: only a constant rate's arrivals are replayed")
+    end = spec.warmup + spec.duration
+    times: list[float] = []
+    conns: list[int] = []
+    rng = np.random.default_rng(spec.seed)
+    for t, k in poisson_arrivals(rng, spec.rate, spec.connections, 0.0):
+        if t >= end or len(times) >= spec.max_requests:
+            break
+        times.append(t)
+        conns.append(k)
+    return tuple(times), tuple(conns)
+
+
 def _histogram() -> HdrHistogram:
     return HdrHistogram(1, HIST_MAX_US, HIST_DIGITS)
 
@@ -157,6 +199,9 @@ class Stats:
         self.measured = 0
         self.completed_in_window = 0
         self.lag = _histogram()
+        # Measured requests that arrived while their connection's previous
+        # request was still unanswered, and so waited for it at the client.
+        self.queued_behind = 0
 
 
 # A slow client's request goes out in this many pieces spread over its send
@@ -337,6 +382,9 @@ class Generator:
         self.loop = loop
         self.stats = Stats()
         self.rng = np.random.default_rng(spec.seed)
+        # Slow clients' exponential transfer times come from a stream of their
+        # own, so the arrivals stay the seed's alone (``open_arrivals``).
+        self.transfer_rng = np.random.default_rng([spec.seed, TRANSFER_STREAM])
         self.address = check_loopback(spec.host)
         self.sources = [f"127.0.0.{1 + k}" for k in range(max(1, spec.sources))]
         if not self.address.startswith("127."):
@@ -359,7 +407,7 @@ class Generator:
         """One slow client's send or read time (seconds)."""
         mean = self.spec.send_s if kind == "send" else self.spec.recv_s
         if self.spec.client_dist == "exp":
-            return float(self.rng.exponential(mean))
+            return float(self.transfer_rng.exponential(mean))
         return mean
 
     def next_request(self) -> bytes:
@@ -475,6 +523,8 @@ class Generator:
         self.stats.sent += 1
         if self._measured(intended):
             self.stats.measured += 1
+            if conn.busy or conn.queue:
+                self.stats.queued_behind += 1
         if attempt is None:
             attempt = Attempt(intended)
         if self.ov is not None:
@@ -490,23 +540,17 @@ class Generator:
             await self._scheduled_loop()
             return
         end = self.window[1]
-        t = self.t0
-        batch = 4096
-        while not self.stopping:
-            gaps = self.rng.exponential(1.0 / spec.rate, batch).tolist()
-            picks = self.rng.integers(0, spec.connections, batch).tolist()
-            for gap, k in zip(gaps, picks, strict=True):
-                t += gap
-                if t >= end or self.stats.sent >= spec.max_requests or self.stopping:
-                    return
-                if self._measured(t):
-                    self.stats.scheduled += 1
-                # Never send early: latency is counted from t. Timers may fire a
-                # little early (uvloop's are whole milliseconds), so sleep again
-                # until t has passed; sleep(0) only yields for the last sliver.
-                while (delay := t - self.loop.time()) > 0:
-                    await asyncio.sleep(delay if delay > 0.001 else 0)
-                self.dispatch(self.conns[k], t)
+        for t, k in poisson_arrivals(self.rng, spec.rate, spec.connections, self.t0):
+            if t >= end or self.stats.sent >= spec.max_requests or self.stopping:
+                return
+            if self._measured(t):
+                self.stats.scheduled += 1
+            # Never send early: latency is counted from t. Timers may fire a
+            # little early (uvloop's are whole milliseconds), so sleep again
+            # until t has passed; sleep(0) only yields for the last sliver.
+            while (delay := t - self.loop.time()) > 0:
+                await asyncio.sleep(delay if delay > 0.001 else 0)
+            self.dispatch(self.conns[k], t)
 
     async def _scheduled_loop(self) -> None:
         """Open-loop arrivals at the schedule's rate (as the simulation draws them)."""
@@ -650,6 +694,7 @@ def _report(
         "service_hist": _encode(st.service),
         "queue_hist": _encode(st.queue),
         "send_delay_hist": _encode(st.lag),
+        "queued_behind": st.queued_behind,
         "batch_means_ms": batch_means,
         "in_flight_mean": float(np.mean(samples)) if samples else math.nan,
         "in_flight_samples": len(samples),
@@ -666,6 +711,34 @@ def run(spec: LoadSpec) -> dict[str, Any]:
 
 def decode(text: str) -> HdrHistogram:
     return HdrHistogram.decode(text.encode()) if text else _histogram()
+
+
+def percentile(h: HdrHistogram, q: float) -> float:
+    """The ``q``-th percentile of the recorded values as the simulation takes
+    it (``numpy.percentile``'s linear interpolation between the two values
+    whose ranks straddle q/100 x (n - 1)), each value its bucket's highest
+    equivalent (three significant digits).
+
+    HdrHistogram's own ``get_value_at_percentile`` returns the value at rank
+    round(q/100 x n) instead: the same at large n, but on a few hundred
+    requests whose top 1% is two or three of them (a slow client's request
+    that waited for its last) the two definitions are a whole request
+    apart, and ``p99`` must mean the same in ``measure`` as in ``simulate``.
+    """
+    values, counts = [], []
+    for step in h.get_recorded_iterator():
+        values.append(step.value_iterated_to)
+        counts.append(step.count_added_in_this_iter_step)
+    if not counts:
+        return math.nan
+    v = np.asarray(values, dtype=np.float64)
+    ranks = np.cumsum(np.asarray(counts, dtype=np.int64))  # last rank (1-based) of each value
+    pos = q / 100.0 * (int(ranks[-1]) - 1)  # 0-based fractional rank
+    lo = math.floor(pos)
+    hi = min(lo + 1, int(ranks[-1]) - 1)
+    v_lo = v[int(np.searchsorted(ranks, lo + 1))]
+    v_hi = v[int(np.searchsorted(ranks, hi + 1))]
+    return float(v_lo + (pos - lo) * (v_hi - v_lo))
 
 
 def main(argv: list[str] | None = None) -> int:

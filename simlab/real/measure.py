@@ -44,13 +44,13 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from simlab.errors import RunFailed, UserError
 from simlab.overload.policy import in_play
-from simlab.params import Architecture, Workload
+from simlab.params import Architecture, Trace, Workload
 from simlab.paths import measurements_dir
 from simlab.provenance import atomic_write_json, git_revision, machine, utc_stamp
 from simlab.real import loadgen, peers
@@ -75,6 +75,9 @@ from simlab.results import (
     SwitchRates,
 )
 from simlab.stats import ci95, positive_ci95
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 __all__ = ["TARGETS", "MeasureOptions", "Measurement", "measure"]
 
@@ -348,17 +351,10 @@ def _client_dist(w: Workload) -> str:
     raise UserError("--client-dist: a real slow client's times are fixed or exp")
 
 
-def measure(opts: MeasureOptions, progress: Callable[[str], None] | None = None) -> Measurement:
-    """Run one measurement and return its summary (and save it unless ``save`` is off)."""
-    say = progress or (lambda _msg: None)
-    _estimate_fit(opts)
-    # A peer's runtime is checked (and named in the record) before anything starts.
-    runtime = (
-        peers.REGISTRY[opts.target].versions(opts.target) if opts.target in peers.REGISTRY else {}
-    )
-    raise_fd_limit()
+def _load_spec(opts: MeasureOptions) -> loadgen.LoadSpec:
+    """What the load generator is asked to send (its port set once the server listens)."""
     w = opts.workload
-    spec = loadgen.LoadSpec(
+    return loadgen.LoadSpec(
         host="127.0.0.1",
         port=1,  # set below, once the server listens
         connections=w.connections,
@@ -376,6 +372,40 @@ def measure(opts: MeasureOptions, progress: Callable[[str], None] | None = None)
         recv_s=w.client_recv.mean,
         client_dist=_client_dist(w),
     )
+
+
+def replayed(opts: MeasureOptions) -> Workload:
+    """The workload with the very arrivals ``measure(opts)`` will send, as a
+    trace: a simulation of it serves the real run's own requests, times
+    from the run's start (its window opens at ``opts.warmup``)."""
+    times, conns = loadgen.open_arrivals(_load_spec(opts))
+    return opts.workload.with_(rate=None, trace=Trace(times, conns))
+
+
+def queued_behind(requests: pd.DataFrame) -> float:
+    """The load generator's ``queued_behind`` counted in a simulation's request
+    table: the measured requests that arrived while their connection's
+    previous request was unanswered (and so waited for it at the client),
+    per replication."""
+    counts = []
+    for _, rep in requests.groupby("replication"):
+        r = rep.sort_values(["connection", "arrival"])
+        prev_end = r.groupby("connection")["end"].shift(1)
+        counts.append(int((r["measured"] & (r["arrival"] < prev_end)).sum()))
+    return float(sum(counts) / len(counts)) if counts else math.nan
+
+
+def measure(opts: MeasureOptions, progress: Callable[[str], None] | None = None) -> Measurement:
+    """Run one measurement and return its summary (and save it unless ``save`` is off)."""
+    say = progress or (lambda _msg: None)
+    _estimate_fit(opts)
+    # A peer's runtime is checked (and named in the record) before anything starts.
+    runtime = (
+        peers.REGISTRY[opts.target].versions(opts.target) if opts.target in peers.REGISTRY else {}
+    )
+    raise_fd_limit()
+    w = opts.workload
+    spec = _load_spec(opts)
     started = utc_stamp()
     errors: list[str] = []
     warnings: list[str] = []
@@ -476,9 +506,9 @@ def _hist_block(text: str, *, with_ci: list[float] | None = None) -> HistogramBl
         return HistogramBlock()
     return HistogramBlock(
         mean=h.get_mean_value() / 1e3,
-        p50=h.get_value_at_percentile(50) / 1e3,
-        p95=h.get_value_at_percentile(95) / 1e3,
-        p99=h.get_value_at_percentile(99) / 1e3,
+        p50=loadgen.percentile(h, 50) / 1e3,
+        p95=loadgen.percentile(h, 95) / 1e3,
+        p99=loadgen.percentile(h, 99) / 1e3,
         max=h.get_max_value() / 1e3,
         mean_ci95=with_ci,
         count=h.get_total_count(),
@@ -554,7 +584,9 @@ def _summary(
     send_delay = None
     if lag.get_total_count():
         send_delay = SendDelay(
-            p50=lag.get_value_at_percentile(50) / 1e3, p99=lag.get_value_at_percentile(99) / 1e3
+            p50=loadgen.percentile(lag, 50) / 1e3,
+            p99=loadgen.percentile(lag, 99) / 1e3,
+            queued_behind=r.get("queued_behind"),
         )
     return MeasuredSummary(
         model=opts.target,
