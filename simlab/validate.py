@@ -344,15 +344,19 @@ def validate(
     labels = [f"{c.target} {c.config()}" for c in plan]
     journal = Journal(f"validate-{platform.name}", {"cases": labels, "repeats": repeats,
                                                     "seed": seed})  # fmt: skip
-    for k, case in enumerate(plan):
-        real: list[dict[str, float | None]] = []
-        for r in range(repeats):
-            tick(f"{labels[k]} (run {r + 1}/{repeats})", k * repeats + r, steps)
+    # The repeats go round the whole grid (every case once, then again) rather
+    # than one case three times in a row: the machine's state drifts over
+    # minutes (other work, page cache, thermal), and runs of a case spread over
+    # the session let the measured spread show that drift instead of hiding it.
+    for r in range(repeats):
+        for k, case in enumerate(plan):
+            tick(f"{labels[k]} (run {r + 1}/{repeats})", r * len(plan) + k, steps)
             key = f"{k}/{r}: {labels[k]}"
             if key not in journal:
                 s = _measure(case, seed * 1000 + k * 10 + r)
                 journal.put(key, {m: _measured(m, s) for m in METRICS})
-            real.append(journal.get(key))
+    for k, case in enumerate(plan):
+        real = [journal.get(f"{k}/{r}: {labels[k]}") for r in range(repeats)]
         sim = _simulate(case, platform, seed + k)
         rho = _offered_rho(case, sim)
         predicted = _peer_adjusted(case, sim, platform, extras, seed + k)
