@@ -42,7 +42,9 @@ SIM_REPLICATIONS = 3
 REAL_BASE_RPS, REAL_CLIENTS, REAL_WORKERS = 20.0, 3_000, 8
 REAL_BEFORE_S, REAL_SPIKE_S, REAL_AFTER_S, REAL_WARMUP_S = 10.0, 5.0, 30.0, 3.0
 QUICK_SIM = (8.0, 4.0, 12.0, 2.0)
-QUICK_REAL = (4.0, 2.0, 8.0, 1.0)
+# --quick (the tests): each real run 1 + 2 + 2 + 6 = 11 s (the full runs' 48 s would
+# cost the tests minutes); the findings name the spike's length, meta.json every part.
+QUICK_REAL = (2.0, 2.0, 6.0, 1.0)
 REAL_MODELS = ("thread-pool", "reactor-pool", "async")
 QUICK_MODELS = ("thread-pool", "async")
 # The thread-pool again, its waiting connections in a kernel listen queue of
@@ -116,8 +118,13 @@ def simulated(ex: Experiment, quick: bool) -> list[dict]:
     return out
 
 
+def real_shape(quick: bool) -> tuple[float, float, float, float]:
+    """The real runs' seconds: before, spike, after, warm-up."""
+    return QUICK_REAL if quick else (REAL_BEFORE_S, REAL_SPIKE_S, REAL_AFTER_S, REAL_WARMUP_S)
+
+
 def real(ex: Experiment, quick: bool) -> list[dict]:
-    shape = QUICK_REAL if quick else (REAL_BEFORE_S, REAL_SPIKE_S, REAL_AFTER_S, REAL_WARMUP_S)
+    shape = real_shape(quick)
     runs: list[tuple[str, str, dict]] = [
         (m, "small", {}) for m in (QUICK_MODELS if quick else REAL_MODELS)
     ]
@@ -339,12 +346,15 @@ def main() -> None:
     if args.findings_only:
         rewrite_findings(NAME, _findings_from, args.out)
         return
-    real_spike_s = (QUICK_REAL if args.quick else (0.0, REAL_SPIKE_S))[1]
+    before, real_spike_s, after, warmup = real_shape(args.quick)
     params = {
         "spike": SPIKE,
         "sim_base_rps": SIM_BASE_RPS,
         "real_base_rps": REAL_BASE_RPS,
         "real_spike_s": real_spike_s,
+        "real_before_s": before,
+        "real_after_s": after,
+        "real_warmup_s": warmup,
     }
     with Experiment(NAME, seed=SEED, quick=args.quick, params=params, out=args.out) as ex:
         timeline = simulated(ex, args.quick) + real(ex, args.quick)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import os
 import shutil
-from collections.abc import Iterator
+import tempfile
 from pathlib import Path
 
 import pandas as pd
@@ -25,18 +25,35 @@ from simlab.paths import DATA_ENV
 TEST_ROOT = Path(__file__).resolve().parent / "data" / "root"
 
 
-@pytest.fixture(scope="session", autouse=True)
-def data_root(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
-    """A fresh copy of the tests' data root, as $SIMLAB_DATA for the whole session."""
-    root = tmp_path_factory.mktemp("simlab-data")
+_ROOT = pytest.StashKey[Path]()
+_PREVIOUS = pytest.StashKey["str | None"]()
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    # Before collection: a test module that loads a profile when it is imported
+    # (test_planner's CPYTHON) must get the frozen one too, not this machine's data/.
+    root = Path(tempfile.mkdtemp(prefix="simlab-data-"))
     shutil.copytree(TEST_ROOT, root, dirs_exist_ok=True)
-    previous = os.environ.get(DATA_ENV)
+    config.stash[_ROOT] = root
+    config.stash[_PREVIOUS] = os.environ.get(DATA_ENV)
     os.environ[DATA_ENV] = str(root)
-    yield root
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    previous = config.stash.get(_PREVIOUS, None)
     if previous is None:
         os.environ.pop(DATA_ENV, None)
     else:
         os.environ[DATA_ENV] = previous
+    if _ROOT in config.stash:
+        shutil.rmtree(config.stash[_ROOT], ignore_errors=True)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def data_root(pytestconfig: pytest.Config) -> Path:
+    """A fresh copy of the tests' data root, $SIMLAB_DATA for the whole session
+    (from before the test modules are imported)."""
+    return pytestconfig.stash[_ROOT]
 
 
 def run_trace(

@@ -13,6 +13,7 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import os
 import shutil
@@ -87,6 +88,13 @@ def find_program(names: Iterable[str], *, peer: str, packages: Iterable[str]) ->
 
 def version_line(argv: list[str]) -> str:
     """The first line a program prints about its version (nginx and java print to stderr)."""
+    return _version_line(tuple(argv))
+
+
+# Once per process and program: a version does not change while simlab runs, and
+# some cost seconds to ask (kotlinc and java start a JVM), once per build key and run.
+@functools.cache
+def _version_line(argv: tuple[str, ...]) -> str:
     try:
         out = subprocess.run(argv, capture_output=True, text=True, timeout=30, check=False)
     except (OSError, subprocess.TimeoutExpired) as exc:
