@@ -81,7 +81,10 @@ def test_validate_resumes_at_its_first_unmeasured_run(monkeypatch, tmp_path) -> 
     interrupted = list(calls)
     calls.clear()
     result = validate_mod.validate("ideal", repeats=2, cases=cases, out_dir=tmp_path)
-    # The two finished runs are not measured again; the interrupted one is.
-    assert calls == [*interrupted[2:], interrupted[-1] + 1]
+    # The runs go round the grid (case 0, case 1, then each again; seed
+    # 1000 + 10 k + r): the two finished runs are not measured again, the
+    # interrupted one (case 0's second) is, then case 1's second.
+    assert interrupted == [1000, 1010, 1001]
+    assert calls == [1001, 1011]
     assert len(result["rows"]) == 2 * len(validate_mod.METRICS)
     assert not list(journal_dir().glob("*.jsonl"))
