@@ -32,6 +32,7 @@ import json
 import math
 from functools import cache
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -42,7 +43,7 @@ from simlab.footprint import Units
 from simlab.metrics import _pool_growth
 from simlab.params import Architecture, Fixed, Platform, Workload
 from simlab.platforms import load_platform, platform_from_profile
-from simlab.real.grids import RUNTIMES, Run, runtime_cases
+from simlab.real.grids import RUNTIMES, Case, Run, runtime_cases
 
 REPO = Path(__file__).resolve().parents[1]
 PROFILE = REPO / "data" / "profiles" / "go.json"
@@ -71,6 +72,21 @@ def _platform(**changes: object) -> Platform:
 
 
 @cache
+def _case_summary(model: str, case: Case, platform: Platform, k: int) -> Any:
+    """One replication of held-out case ``k`` as ``simlab validate`` seeds it."""
+    return simulate(
+        model,
+        case.workload,
+        platform,
+        case.arch,
+        duration=case.duration,
+        warmup=case.warmup,
+        seed=k + 1,
+        replications=1,
+        tables=False,
+    ).summary
+
+
 def _errors(off: bool) -> dict[str, float]:
     """Median relative error of user and kernel memory over the held-out cases
     (one replication each: a run's memory peak barely varies between them)."""
@@ -78,17 +94,7 @@ def _errors(off: bool) -> dict[str, float]:
     measured = _measured()
     errs: dict[str, list[float]] = {"memory_user": [], "memory_kernel": []}
     for k, case in enumerate(runtime_cases("go")):
-        s = simulate(
-            "thread-per-connection",
-            case.workload,
-            platform,
-            case.arch,
-            duration=case.duration,
-            warmup=case.warmup,
-            seed=k + 1,
-            replications=1,
-            tables=False,
-        ).summary
+        s = _case_summary("thread-per-connection", case, platform, k)
         got = {"memory_user": s.memory_mib.user_peak, "memory_kernel": s.memory_mib.kernel_peak}
         for metric, value in got.items():
             real = measured[(case.config(), metric)]
@@ -159,17 +165,7 @@ def _node_throughput_errors(batching: bool) -> list[float]:
     for k, case in enumerate(runtime_cases("node")):
         if case.config() not in measured:
             continue  # below saturation: served = sent on both sides
-        s = simulate(
-            "async",
-            case.workload,
-            platform,
-            case.arch,
-            duration=case.duration,
-            warmup=case.warmup,
-            seed=k + 1,
-            replications=1,
-            tables=False,
-        ).summary
+        s = _case_summary("async", case, platform, k)
         errs.append(abs(s.throughput_rps - measured[case.config()]) / measured[case.config()])
     return errs
 

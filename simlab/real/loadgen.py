@@ -534,13 +534,17 @@ class Generator:
             self.reconnect(conn)
 
     async def open_loop(self) -> None:
+        """Open-loop arrivals: Poisson at the rate, or at the schedule's rate
+        (as the simulation draws them)."""
         spec = self.spec
         assert spec.rate is not None
-        if spec.schedule is not None:
-            await self._scheduled_loop()
-            return
+        arrivals = (
+            poisson_arrivals(self.rng, spec.rate, spec.connections, self.t0)
+            if spec.schedule is None
+            else scheduled_gaps(spec.schedule, self.rng, spec.connections, self.t0)
+        )
         end = self.window[1]
-        for t, k in poisson_arrivals(self.rng, spec.rate, spec.connections, self.t0):
+        for t, k in arrivals:
             if t >= end or self.stats.sent >= spec.max_requests or self.stopping:
                 return
             if self._measured(t):
@@ -548,20 +552,6 @@ class Generator:
             # Never send early: latency is counted from t. Timers may fire a
             # little early (uvloop's are whole milliseconds), so sleep again
             # until t has passed; sleep(0) only yields for the last sliver.
-            while (delay := t - self.loop.time()) > 0:
-                await asyncio.sleep(delay if delay > 0.001 else 0)
-            self.dispatch(self.conns[k], t)
-
-    async def _scheduled_loop(self) -> None:
-        """Open-loop arrivals at the schedule's rate (as the simulation draws them)."""
-        spec = self.spec
-        assert spec.schedule is not None
-        end = self.window[1]
-        for t, k in scheduled_gaps(spec.schedule, self.rng, spec.connections, self.t0):
-            if t >= end or self.stats.sent >= spec.max_requests or self.stopping:
-                return
-            if self._measured(t):
-                self.stats.scheduled += 1
             while (delay := t - self.loop.time()) > 0:
                 await asyncio.sleep(delay if delay > 0.001 else 0)
             self.dispatch(self.conns[k], t)
