@@ -233,9 +233,14 @@ def goals(table: dict[str, Row], sizes: list[int]) -> list[tuple[str, str, str, 
     """(measure, goal, measured, met) for each goal of the speed issue."""
 
     def vs_simpy(name: str, n: int) -> tuple[float | None, str]:
+        """The smaller of the wall and CPU ratios, and both shown: on a shared
+        machine either can flatter a row (a wait for the CPU inflates one
+        process's wall time, contention for caches its CPU time), so a goal
+        is met only when both ratios meet it."""
         base, row = table.get(f"minimal SimPy, {n:,}"), table.get(f"{name}, {n:,}")
-        r = ratio(base, row)
-        return r, f"{_x(r)} (CPU time: {_x(ratio(base, row, cpu=True))})"
+        wall, cpu = ratio(base, row), ratio(base, row, cpu=True)
+        low = None if wall is None or cpu is None else min(wall, cpu)
+        return low, f"{_x(wall)} (CPU time: {_x(cpu)})"
 
     out = []
     for n, want in ((500_000, 10.0), (5_000_000, 20.0)):
@@ -356,6 +361,9 @@ def render(
         ),
         "",
         "### The goals of the speed issue, measured in this run",
+        "",
+        "A ratio goal is met only when both the wall-time and the CPU-time ratios meet"
+        " it: on a shared machine either can flatter a row.",
         "",
         "| measure | goal | measured | |",
         "|---|---|---|---|",
