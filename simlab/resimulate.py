@@ -71,8 +71,8 @@ def resimulate(
         rho = _offered_rho(case, sim)
         predicted = _peer_adjusted(case, sim, platform, extras, seed + k)
         for metric in METRICS:
-            why_not = _by_construction(metric, case, sim, rho, extras)
             values: list[float | None] = list(measured.get(metric, []))
+            why_not = _by_construction(metric, case, sim, rho, extras, values)
             rows.append(_row(case, metric, values, predicted[metric], why_not, rho))
     result = report_record(rows, platform.name, quick=quick, repeats=saved["repeats"], seed=seed)
     result["measured_runs_from"] = saved.get(

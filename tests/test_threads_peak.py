@@ -10,8 +10,10 @@ side's definition fails here.
 from __future__ import annotations
 
 import os
+import time
 
 import numpy as np
+import psutil
 import pytest
 
 from simlab.distributions import Fixed
@@ -69,3 +71,23 @@ def test_a_fixed_count_reads_the_same_either_way(model: str) -> None:
     s = simulate(model, w, cpython(), Architecture(workers=8),
                  duration=2.0, warmup=0.5, seed=1, replications=2).summary  # fmt: skip
     assert s.threads.peak == s.threads.peak_exact
+
+
+def test_probe_counts_no_thread_for_an_unreaped_child() -> None:
+    # A forked child that has exited but is not reaped yet (a zombie): psutil
+    # still answers one thread for it, and the probe must not count it.
+    probe = Probe(os.getpid())
+    before = probe.sample(full=False).values
+    pid = os.fork()
+    if pid == 0:
+        os._exit(0)
+    try:
+        deadline = time.monotonic() + 5
+        while psutil.Process(pid).status() != psutil.STATUS_ZOMBIE:
+            assert time.monotonic() < deadline, "the child never exited"
+            time.sleep(0.01)
+        after = probe.sample(full=False).values
+    finally:
+        os.waitpid(pid, 0)
+    assert after["processes"] == before["processes"]
+    assert after["threads"] == before["threads"]

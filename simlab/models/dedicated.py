@@ -51,12 +51,18 @@ class Dedicated(ConnectionBound):
         handle = self.open_interval("threads")
         if self.own_process:
             self.open_interval("forks")
+        if self._child_start > 0:
+            # The forked child's own start, on a core, in parallel with the
+            # parent (which accepts again) and with other children.
+            yield from self.cpu.run(None, self._child_start, 0, None)
         return handle, process
 
     def release(self, worker: int) -> None:
-        self.close_interval("threads", worker)
+        # A forked child lives on while it exits (``fork_exit_us``).
+        gone = self.env.now + self._child_exit
+        self.intervals["threads"][1][worker] = gone
         if self.own_process:
-            self.close_interval("forks", worker)
+            self.intervals["forks"][1][worker] = gone
 
     @classmethod
     def _fast_limits(cls, workload: Workload, platform: Platform, arch: Architecture) -> str | None:
@@ -129,12 +135,13 @@ class Dedicated(ConnectionBound):
         assert w.rate is not None
         held, method = cls._thread_draws(w, platform, arch, deal, s)
         k = w.requests_per_connection
-        accept = cls.request_cost(w).accept_s(platform)
+        accept, child, _ = cls.accept_split(w, platform)
         extra = np.zeros(len(s.cpu))
-        if k is not None and accept > 0:
+        if k is not None and accept + child > 0:
             lam = w.rate * deal.busiest(w.connections, arch.processes)
             pa, ma = composition.mgc_wait(lam / k, accept, 0.0, 1)
             first = s.u_pool < 1 / k  # the first request on a connection waits for its thread
-            extra = np.where(first, accept + composition.mixture(s.u_loop, s.e_loop, pa, ma), 0.0)
+            wait = composition.mixture(s.u_loop, s.e_loop, pa, ma)
+            extra = np.where(first, accept + child + wait, 0.0)
         late = cls._buffered_read(workload, platform, s)
         return held + extra + late + s.rtt, f"one thread per connection + {method}"

@@ -4,7 +4,8 @@ Per sample, summed over the tree: resident (RSS), proportional (PSS: shared
 pages split between the processes that share them, so forked children are
 not double counted), private (USS) and virtual (VMS) memory, threads, open
 fds, voluntary and involuntary context switches and CPU time (reaped
-children's included); and the server's own kernel memory (its threads'
+children's included); exited children not yet reaped (zombies) count for
+their CPU only; and the server's own kernel memory (its threads'
 kernel stacks and structures, its sockets, its page tables: what no
 process's resident set shows), from the memory cgroup it runs in
 (``simlab.real.kernel``), when there is one. PSS, USS and the count of
@@ -140,6 +141,14 @@ class Probe(threading.Thread):
         for p in procs:
             try:
                 with p.oneshot():
+                    if p.status() == psutil.STATUS_ZOMBIE:
+                        # An exited child not reaped yet holds no thread and no
+                        # memory (psutil still answers one thread for it): only
+                        # its CPU counts, which moves to its parent's reaped
+                        # children's once it is reaped.
+                        cpu = p.cpu_times()
+                        v["cpu_s"] += cpu.user + cpu.system
+                        continue
                     mem = p.memory_info()
                     v["rss_mib"] += mem.rss / MIB
                     v["vms_mib"] += mem.vms / MIB
