@@ -79,5 +79,8 @@ def resimulate(
         "measured_runs_from",
         {"created": saved["created"], "git_revision": saved["git_revision"]},
     )
+    if "remeasured" in saved:
+        # Cases measured again since (a measurement's definition changed).
+        result["remeasured"] = saved["remeasured"]
     _write(result, folder)
     return result

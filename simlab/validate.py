@@ -224,7 +224,8 @@ def _peer_adjusted(
     )
     if case.target in LAZY_THREADS:
         threads = _gthread_machinery(extras, case.target, case.arch.processes)
-        threads += lazy_pool(case.arch, case.workload.connections, sim.threads.busy_peak)
+        arch = as_designed(case.target, case.arch)
+        threads += lazy_pool(arch, case.workload.connections, sim.threads.busy_peak)
     out["threads_peak"] = Predicted(threads, None)
     return out
 
@@ -527,6 +528,14 @@ def report(result: dict[str, Any]) -> str:
         f"{result['sim_replications']} replications; git {result['git_revision'][:12]}, "
         f"{result['created']}.",
         "",
+    ]
+    for again in result.get("remeasured", []):
+        lines += [
+            f"{again['case']}: measured again {again['measured']} (git "
+            f"{again['git_revision'][:12]}): {again['why']}.",
+            "",
+        ]
+    lines += [
         "Errors are |predicted - measured| / measured, measured the mean of the real runs. "
         "*Noise* is the half-widths of the measured runs' bootstrap interval and of the "
         "simulation's interval, relative to the measured mean; an error inside it is "
