@@ -10,6 +10,8 @@ side's definition fails here.
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 import time
 
 import numpy as np
@@ -74,20 +76,33 @@ def test_a_fixed_count_reads_the_same_either_way(model: str) -> None:
 
 
 def test_probe_counts_no_thread_for_an_unreaped_child() -> None:
-    # A forked child that has exited but is not reaped yet (a zombie): psutil
-    # still answers one thread for it, and the probe must not count it.
-    probe = Probe(os.getpid())
-    before = probe.sample(full=False).values
-    pid = os.fork()
-    if pid == 0:
-        os._exit(0)
+    # A server whose forked child has exited but is not reaped yet (a zombie):
+    # psutil still answers one thread for the child; the probe counts none.
+    parent = subprocess.Popen([sys.executable, "-c", UNREAPED], stdout=subprocess.PIPE, text=True)
     try:
+        assert parent.stdout is not None
+        child = psutil.Process(int(parent.stdout.readline()))
         deadline = time.monotonic() + 5
-        while psutil.Process(pid).status() != psutil.STATUS_ZOMBIE:
+        while child.status() != psutil.STATUS_ZOMBIE:
             assert time.monotonic() < deadline, "the child never exited"
             time.sleep(0.01)
-        after = probe.sample(full=False).values
+        assert child.num_threads() == 1  # what psutil says of a zombie
+        seen = Probe(parent.pid).sample(full=False).values
     finally:
-        os.waitpid(pid, 0)
-    assert after["processes"] == before["processes"]
-    assert after["threads"] == before["threads"]
+        parent.kill()
+        parent.wait()
+        if parent.stdout is not None:
+            parent.stdout.close()
+    assert seen["processes"] == 1
+    assert seen["threads"] == 1
+
+
+# A parent that forks a child which exits at once, and never reaps it.
+UNREAPED = """
+import os, time
+pid = os.fork()
+if pid == 0:
+    os._exit(0)
+print(pid, flush=True)
+time.sleep(30)
+"""
