@@ -55,3 +55,30 @@ def test_a_child_lives_through_its_own_start_and_its_exit() -> None:
     assert exiting.threads.mean - split.threads.mean == pytest.approx(light * 0.02, rel=0.15)
     # ... and the exit holds no core and delays no answer.
     assert exiting.latency_ms.p50 == pytest.approx(split.latency_ms.p50, rel=0.02)
+
+
+def test_persistent_connections_wait_for_their_children() -> None:
+    # The load generator opens 200 connections at once and sends 560 req/s of
+    # 2 ms: the accepting process forks a child per connection in turn while
+    # the children it forked already keep the cores busy. The count of children
+    # climbs over the run's start, and the first requests wait for theirs.
+    w = Workload(connections=200, rate=560.0, cpu=Fixed(0.002))
+    split = cpython().with_(fork_us=FORK_US, fork_child_us=FORK_US - PARENT_US, cores=2)
+    whole = split.with_(fork_child_us=0.0)
+    runs = {
+        name: simulate(
+            "process-per-connection",
+            w,
+            p,
+            Architecture(),
+            duration=2.0,
+            warmup=0.0,
+            seed=4,
+            replications=2,
+        ).summary
+        for name, p in (("split", split), ("whole", whole))
+    }
+    assert runs["whole"].threads.mean == runs["whole"].threads.peak == 201
+    assert runs["split"].threads.mean < runs["split"].threads.peak_exact == 201
+    assert runs["split"].latency_ms.p99 > 2 * runs["whole"].latency_ms.p99
+    assert runs["split"].engine == "des"

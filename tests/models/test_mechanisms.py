@@ -188,13 +188,17 @@ MECHANISMS = [
     ),
     Mechanism(
         # The fork's CPU split: only the parent's os.fork() on the accept loop,
-        # the rest on the child's own core (``fork_child_us``); off, the whole
-        # fork is the accept loop's, as before.
+        # the rest on the child's own core (``fork_child_us``), and persistent
+        # connections' children forked as the run starts; off, the whole fork
+        # is the accept loop's and persistent children are there at once.
         "a fork's cost split between parent and child",
         {"fork_child_us": 0.0},
         (
             ("forks", "process-per-connection", "N=10000 60/s", "threads_peak"),
             ("forks", "process-per-connection", "N=10000 60/s", "latency_p50"),
+            # Persistent children forked as the run starts, under load.
+            ("forks", "process-per-connection", "N=200 700/s", "latency_p50"),
+            ("forks", "process-per-connection", "N=200 700/s", "latency_p99"),
         ),
         metrics=("latency_p50", "latency_p99", "threads_peak"),
     ),
