@@ -502,6 +502,7 @@ def _result(
     # MSER-5 is asked only with warmup="auto": it reads every request's latency.
     settled = transient_end(records) if check_transient else None
     warnings = _warnings(workload, duration, warmup)
+    warnings += cls.start_warnings(workload, platform, arch, warmup)
     # bottleneck() is None when a resource is saturated: nothing settles then.
     b = cls.bottleneck(workload, platform, arch, deal)
     warnings += _relaxation_warnings(b, duration)

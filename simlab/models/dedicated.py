@@ -8,6 +8,7 @@ thread, which spawns or forks one connection at a time, is a queue of its own.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Generator
 from typing import Any
 
@@ -48,6 +49,26 @@ class Dedicated(ConnectionBound):
         calibrated profile): under load the children then come over seconds,
         not at once. Otherwise every child is there from the start."""
         return cls.own_process and workload.persistent and platform.fork_child_us > 0
+
+    @classmethod
+    def start_warnings(
+        cls, workload: Workload, platform: Platform, arch: Architecture, warmup: float
+    ) -> list[str]:
+        if not cls.forks_at_start(workload, platform):
+            return []
+        parent, child, _ = cls.accept_split(workload, platform)
+        n = workload.connections
+        # The accept loops fork in turn; the children start on the cores: the
+        # longer of the two, before any request's own CPU.
+        cores = platform.cores or n
+        ramp = max(math.ceil(n / arch.processes) * parent, n * (parent + child) / cores)
+        if ramp <= warmup:
+            return []
+        return [
+            f"forking a child for each of the {n:,} connections takes at least {ramp:.3g} s, "
+            f"beyond the warm-up ({warmup:g} s): the window holds that start-up (requests "
+            "wait for their children); raise --warmup for the steady state"
+        ]
 
     def start_arrivals(self) -> None:
         self._forked: dict[int, simpy.Event] = {}

@@ -82,3 +82,16 @@ def test_persistent_connections_wait_for_their_children() -> None:
     assert runs["split"].threads.mean < runs["split"].threads.peak_exact == 201
     assert runs["split"].latency_ms.p99 > 2 * runs["whole"].latency_ms.p99
     assert runs["split"].engine == "des"
+
+
+def test_a_fork_storm_longer_than_the_warm_up_is_said() -> None:
+    p = cpython().with_(fork_us=FORK_US, fork_child_us=FORK_US - PARENT_US, cores=2)
+    many = Workload(connections=2000, rate=50.0, cpu=Fixed(0.001))
+    s = simulate("process-per-connection", many, p, Architecture(), duration=2.0, warmup=1.0,
+                 seed=1, replications=1).summary  # fmt: skip
+    # 2,000 x 9.6 ms over 2 cores: about 9.6 s of forking.
+    assert any("forking a child for each of the 2,000 connections" in w for w in s.warnings)
+    few = many.with_(connections=50)
+    s = simulate("process-per-connection", few, p, Architecture(), duration=2.0, warmup=1.0,
+                 seed=1, replications=1).summary  # fmt: skip
+    assert not any("forking" in w for w in s.warnings)
