@@ -59,6 +59,7 @@ from simlab.real.grids import LOOP_SERVERS, Run, grid
 from simlab.real.measure import MeasureOptions, measure
 from simlab.real.memory import measure_memory
 from simlab.real.peers import PEERS, RESEMBLES, as_designed
+from simlab.stats import bootstrap_ci
 from simlab.streams import Deal
 
 __all__ = [
@@ -67,6 +68,7 @@ __all__ = [
     "cpu_row",
     "fit_batching",
     "fit_cpu",
+    "fit_fork_split",
     "fit_forks",
     "measure_runs",
 ]
@@ -463,6 +465,7 @@ KEPT = {
     "pss_peak_mib": ("memory_mib", "user_peak"),
     "kernel_peak_mib": ("memory_mib", "kernel_peak"),
     "threads_peak": ("threads", "peak"),
+    "threads_mean": ("threads", "mean"),
     "processes_peak": ("processes", "peak"),
     "connections_opened": ("connections", "opened"),
     "client_us": ("lab_cpu", "client_us_per_request"),
@@ -494,7 +497,7 @@ def _as_summary(kept: dict[str, Any]) -> dict[str, Any]:
             "p99": kept["service_p99_ms"],
         },
         "queue_delay_ms": {"p50": kept["queue_p50_ms"], "p99": kept["queue_p99_ms"]},
-        "threads": {"peak": kept["threads_peak"]},
+        "threads": {"peak": kept["threads_peak"], "mean": kept.get("threads_mean")},
         "processes": {"peak": kept["processes_peak"]},
         "connections": {"opened": kept["connections_opened"]},
         "stable": kept["stable"],
@@ -665,6 +668,7 @@ def _profile(
     path = fit_path(results, fitted().with_(**neighbours))
     for key in path.names:
         params[key] = path.parameter(key, preset=getattr(preset, key), method=PATH_METHOD)
+    params.update(fit_fork_split(results, memory, fitted().with_(**neighbours)))
     profile = {
         "name": name,
         "base": "cpython",
@@ -684,6 +688,79 @@ def _profile(
     }
     cleaned: dict[str, Any] = json_safe(profile)
     return cleaned
+
+
+FORK_EXIT_METHOD = (
+    "Little's law on the loaded fork runs: (measured - simulated mean threads) / served, "
+    "simulated with every other cost in place and no exit; the mean over runs, "
+    "95% bootstrap interval"
+)
+
+
+def fit_fork_split(
+    results: list[tuple[Run, dict[str, Any]]], memory: dict[str, Any], platform: Platform
+) -> dict[str, dict[str, Any]]:
+    """Where a fork's cost falls (``fork_child_us``) and how long a child
+    outlives its connection (``fork_exit_us``).
+
+    The child's part is the fork's whole CPU (``fork_us``, fitted) less the
+    parent's os.fork() call, which ``simlab measure memory`` times. The exit
+    holds a child (a process and a thread) without a core, so it adds
+    served x exit to the mean thread count and nothing else (Little's law):
+    each loaded fork run whose mean thread count was kept gives one value,
+    (measured mean - simulated mean without it) / served. Identified when
+    three or more runs give it and their bootstrap interval lies above zero.
+    """
+    out: dict[str, dict[str, Any]] = {}
+    parent = (memory.get("timings") or {}).get("fork_parent_us")
+    if parent is None or platform.fork_us <= parent:
+        out["fork_child_us"] = {
+            "value": 0.0,
+            "identified": False,
+            "assumption": "not identified: no timing of the parent's os.fork() that is below "
+            "fork_us; the whole fork on the accept loop, as in the preset",
+        }
+    else:
+        out["fork_child_us"] = {
+            "value": platform.fork_us - parent,
+            "identified": True,
+            "method": f"fork_us (fitted) less the parent's os.fork() call ({parent:.0f} us, "
+            "timed by simlab measure memory: timings.fork_parent_us)",
+        }
+    from simlab.simulation import simulate  # noqa: PLC0415 - heavy, and only here
+
+    split = platform.with_(fork_child_us=out["fork_child_us"]["value"], fork_exit_us=0.0)
+    exits = []
+    for k, (run, s) in enumerate(results):
+        mean, served = s["threads"].get("mean"), s.get("throughput_rps")
+        if run.role != "fork" or mean is None or not served:
+            continue
+        sim = simulate(run.target, run.workload, split, run.arch, duration=run.duration,
+                       warmup=run.warmup, seed=k, replications=4).summary  # fmt: skip
+        exits.append((mean - sim.threads.mean) / served * 1e6)
+    ci = bootstrap_ci(exits) if len(exits) >= 3 else None
+    if ci is None or ci[0] <= 0:
+        why = (
+            f"its bootstrap interval [{ci[0]:.0f}, {ci[1]:.0f}] us reaches zero"
+            if ci is not None
+            else f"{len(exits)} loaded fork runs with a mean thread count (3 needed)"
+        )
+        out["fork_exit_us"] = {
+            "value": 0.0,
+            "identified": False,
+            "assumption": f"not identified: {why}; a child is gone when its connection closes",
+        }
+        if exits:
+            out["fork_exit_us"]["estimate"] = float(np.mean(exits))
+        return out
+    out["fork_exit_us"] = {
+        "value": float(np.mean(exits)),
+        "ci95": ci,
+        "identified": True,
+        "method": FORK_EXIT_METHOD,
+        "runs_us": exits,
+    }
+    return out
 
 
 def _memory_parameters(

@@ -345,8 +345,25 @@ class Platform:
                            under load (SEDA, Welsh et al. 2001, Figure 2).
         wake_us            a phase that finds its process idle: waking a process
                            that slept in the kernel (amortised away under load)
-        spawn_us, fork_us  creating a thread or a process per connection, paid
-                           by the accepting thread
+        spawn_us, fork_us  creating a thread or a process per connection: all
+                           the CPU it costs (a fork's in parent and child), fitted
+                           from CPU per connection. A thread's is paid by the
+                           accepting thread; a fork's parent part too
+        fork_child_us      the part of fork_us the forked child pays, on a core
+                           of its own, before it reads its request (copy-on-write
+                           faults as it first touches its pages, Python's
+                           after-fork work); the parent's accept loop pays only
+                           fork_us - fork_child_us (its os.fork() call), so forks
+                           under load run in parallel. Calibrated profiles derive
+                           it as fork_us less the parent's os.fork() call, timed by
+                           ``simlab measure memory``; 0 in every preset (the
+                           whole fork on the accept loop)
+        fork_exit_us       how long a forked child lives after its connection
+                           closes (its exit: the kernel tears its address space
+                           down) before it leaves the process table; it holds
+                           its process, thread and memory meanwhile, not a core
+                           (its CPU is in fork_child_us). Fitted from the loaded
+                           fork runs' thread counts; 0 in every preset
         dispatch_us        a loop handing a request to a worker thread
         task_us            creating a task or coroutine per request (async)
         parse_us           parsing a request and writing its response
@@ -448,6 +465,8 @@ class Platform:
     switch_contention: float = 0.05
     spawn_us: float = 33.0
     fork_us: float = 860.0
+    fork_child_us: float = 0.0
+    fork_exit_us: float = 0.0
     dispatch_us: float = 30.0
     task_us: float = 9.0
     parse_us: float = 37.0
@@ -497,6 +516,11 @@ class Platform:
             f">= thread_kib(={self.thread_kib}) and thread_kernel_kib(={self.thread_kernel_kib}): "
             "a forked child includes its thread",
         )
+        _require(
+            self.fork_child_us <= self.fork_us,
+            f"fork_child_us(={self.fork_child_us}) must be <= fork_us(={self.fork_us}): "
+            "it is the child's part of the fork",
+        )
 
     @classmethod
     def numeric_fields(cls) -> tuple[str, ...]:
@@ -541,6 +565,8 @@ MECHANISMS = (
     "loop_event_us",
     "loop_wake_us",
     "fork_call_kib",
+    "fork_child_us",
+    "fork_exit_us",
     "gil_fifo_share",
     "thread_served_kib",
     "backend_pool",

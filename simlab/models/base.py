@@ -475,6 +475,13 @@ class Model:
         raise NotImplementedError
 
     @classmethod
+    def start_warnings(
+        cls, workload: Workload, platform: Platform, arch: Architecture, warmup: float
+    ) -> list[str]:
+        """What this model's start-up holds that the warm-up may not cover."""
+        return []
+
+    @classmethod
     def explain_overload(
         cls, resource: str, rho: float, workload: Workload, arch: Architecture, deal: Deal
     ) -> str:
