@@ -6,7 +6,10 @@ one run 3 times for real), read as two sets of its cases:
 
 - ``quick``: the quick grid's 8 cases (every model);
 - ``threads``: 6 cases where threads meet CPU load (the threaded servers at
-  GIL loads of 0.4 to 1.0, gunicorn's gthread).
+  GIL loads of 0.4 to 1.0, gunicorn's gthread);
+- ``cores``: 4 cases whose servers can use both cores (many processes: a
+  child per connection, two loops, uvicorn's workers), where what else
+  runs on the cores sets the capacity.
 
 For each mechanism both are simulated again, as ``simlab validate`` does
 (8 replications of each case, the same seeds), on the committed profile:
@@ -68,6 +71,14 @@ DATASETS = {
             ("thread-per-connection", "N=300 420/s cpu=1.8ms 1x5ms seq W=32 P=1"),
             ("thread-per-connection", "N=400 250/s cpu=2ms 2x10ms seq W=32 P=1"),
             ("thread-pool", "N=24 300/s cpu=1ms 2x10ms seq W=20 P=2"),
+        }
+    ),
+    "cores": frozenset(
+        {
+            ("process-per-connection", "N=200 700/s cpu=2ms no calls W=32 P=1"),
+            ("process-per-connection", "N=300 150/s cpu=2ms 1x10ms seq W=32 P=1"),
+            ("async", "N=1000 900/s cpu=2ms no calls W=32 P=2"),
+            ("uvicorn", "N=300 120/s cpu=1ms 1x20ms seq W=32 P=2"),
         }
     ),
 }
@@ -197,6 +208,20 @@ MECHANISMS = [
         (),
     ),
     Mechanism(
+        # The probe in ``simlab measure`` reads /proc for every process of the
+        # server's tree ten times a second, on the same cores: a fifth of a
+        # core for 200 children (``simlab.real.probe_cost``), which the
+        # per-connection children cannot use.
+        "the lab's probe on the cores",
+        {"probe_us": 0.0, "probe_process_us": 0.0},
+        tuple(
+            ("cores", "process-per-connection", "N=200 700/s", m)
+            for m in ("latency_p50", "latency_p99")
+        ),
+        paired=(("cores", "async", "N=1000 900/s"),),
+        metrics=("throughput_rps", "latency_p50", "latency_p99"),
+    ),
+    Mechanism(
         "gthread's first read on a worker thread",
         {},
         (
@@ -223,6 +248,12 @@ NOT_SHOWN = {
     "30.7 ms with the random hand-off, 31.1 in order, 32.0 measured",
     ("towards", "gthread's first read on a worker thread"): "gunicorn-gthread N=200 150/s "
     "threads: 13 predicted with and without it, 11 measured (18.2% either way)",
+    ("worse", "quick", "event-loop batching"): "reactor-pool N=200 200/s (offered load "
+    "1.62): served-rate error 2.3% with batching, 1.4% without, noise 0.7% (with the "
+    "probe's CPU on the cores; 2.2% with batching before it)",
+    ("worse", "cores", "event-loop batching"): "async N=1000 900/s P=2: served-rate error "
+    "5.2% with batching, 0.0% without, noise 2.7% (its two loops' measured capacity is "
+    "below what batching gives them)",
 }
 
 
@@ -268,6 +299,9 @@ def test_the_committed_profile_holds_every_mechanism() -> None:
     params = _profile()["parameters"]
     for key in ("loop_event_us", "loop_wake_us", "fork_touched_kib", "fork_call_kib"):
         assert params[key]["identified"] and params[key]["ci95"][0] > 0, key
+    lab = _profile()["lab"]
+    assert lab["probe_us"]["value"] > 0 and lab["probe_process_us"]["value"] > 0
+    assert "Probe" in lab["probe_us"]["method"]
     assert params["gil_fifo_share"]["value"] == 0.0
     assert "ceval_gil" in params["gil_fifo_share"]["assumption"]
 
