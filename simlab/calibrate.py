@@ -456,6 +456,10 @@ KEPT = {
     "throughput_rps": ("throughput_rps",),
     "cpu_busy_cores": ("cpu_busy_cores",),
     "latency_mean_ms": ("latency_ms", "mean"),
+    # The latency's quantiles, for a fit of the spreads through the model
+    # (profiles measured before they were kept lack them).
+    "latency_p50_ms": ("latency_ms", "p50"),
+    "latency_p99_ms": ("latency_ms", "p99"),
     "service_mean_ms": ("service_ms", "mean"),
     "service_p50_ms": ("service_ms", "p50"),
     "service_p99_ms": ("service_ms", "p99"),
@@ -488,7 +492,11 @@ def _as_summary(kept: dict[str, Any]) -> dict[str, Any]:
     return {
         "throughput_rps": kept["throughput_rps"],
         "cpu_busy_cores": kept["cpu_busy_cores"],
-        "latency_ms": {"mean": kept["latency_mean_ms"]},
+        "latency_ms": {
+            "mean": kept["latency_mean_ms"],
+            "p50": kept.get("latency_p50_ms"),
+            "p99": kept.get("latency_p99_ms"),
+        },
         "service_ms": {
             "mean": kept["service_mean_ms"],
             "p50": kept["service_p50_ms"],
