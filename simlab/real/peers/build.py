@@ -178,11 +178,14 @@ class PeerProcess(Managed):
         prefix: Path | None = None,
         name: str = "peer",
         preexec: Callable[[], None] | None = None,
+        stdin_pipe: bool = False,
     ) -> None:
         # Set before starting: a start that fails calls stop(), which uses them.
         self.prefix = prefix
         self.groups: set[int] = set()
-        super().__init__(argv, env=env, ready_line=False, name=name, preexec=preexec)
+        super().__init__(
+            argv, env=env, ready_line=False, name=name, preexec=preexec, stdin_pipe=stdin_pipe
+        )
 
     def note_groups(self) -> None:
         """Remember the process groups of the tree other than the peer's own."""
