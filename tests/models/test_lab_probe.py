@@ -28,18 +28,27 @@ def _near_two_cores() -> float:
     return 1.9 / per_request
 
 
-def test_the_probe_takes_cores_from_a_child_per_connection() -> None:
-    # 200 children and their parent: 2 ms + 201 x 0.5 ms per sample, a
-    # sample every 0.1 s after the last: about half a core gone, at a load
-    # that leaves a few percent of the cores free without it.
-    rate = _near_two_cores()
+def test_the_probe_takes_its_cpu_from_a_server_with_cores_to_spare() -> None:
+    # At half the cores' load a sample of 2 ms + 201 x 0.5 ms (about half a
+    # core at 0.1 s apart) finds cores free and takes them: the children's
+    # phases queue behind its slices, and their latency grows.
+    rate = _near_two_cores() / 2
     without = _run(rate, 0.0, 0.0)
     with_ = _run(rate, 2000.0, 500.0)
-    assert with_["throughput_rps"] < 0.97 * without["throughput_rps"]
-    assert with_["latency_ms"]["p50"] > 2 * without["latency_ms"]["p50"]
-    # The per-process part is what costs: the root alone takes little.
-    root_only = _run(rate, 2000.0, 0.0)
-    assert with_["throughput_rps"] < root_only["throughput_rps"]
+    assert with_["latency_ms"]["p50"] > without["latency_ms"]["p50"]
+    assert with_["latency_ms"]["p99"] > without["latency_ms"]["p99"]
+
+
+def test_beside_saturated_children_the_probe_gets_a_share_not_a_core() -> None:
+    # Saturated, the same probe's slices queue behind 200 children's phases,
+    # as the kernel shares a core among runnable threads (measured: a 30 ms
+    # sample beside 200 busy children ran 15 times in 10 s, not 75): the
+    # served rate loses far less than the half core the probe would take alone.
+    rate = _near_two_cores() * 1.2
+    without = _run(rate, 0.0, 0.0)
+    with_ = _run(rate, 2000.0, 500.0)
+    half_core = 0.5 / 2  # of two cores
+    assert with_["throughput_rps"] > (1 - half_core / 2) * without["throughput_rps"]
 
 
 def test_the_probe_costs_nothing_on_unlimited_cores() -> None:
