@@ -10,7 +10,9 @@ kernel stacks and structures, its sockets, its page tables: what no
 process's resident set shows), from the memory cgroup it runs in
 (``simlab.real.kernel``), when there is one. PSS, USS and the count of
 accepted connections need a read per process, so for large trees they are
-sampled less often, keeping the probe's own CPU under about 2% of a core.
+sampled less often, keeping those reads under about 2% of a core; the light
+samples still read a few files per process, about 0.15 ms each, ten times
+a second (``simlab.real.probe_cost`` measures what the probe costs).
 
 Reads start on a fixed grid ``SAMPLE_INTERVAL_S`` apart. A summary's peak is
 the largest read in the window: for a count that rises and falls between
