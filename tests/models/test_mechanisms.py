@@ -207,8 +207,9 @@ MECHANISMS = [
         (
             ("forks", "process-per-connection", "N=10000 60/s", "threads_peak"),
             ("forks", "process-per-connection", "N=10000 60/s", "latency_p50"),
-            # Persistent children forked as the run starts, under load.
-            ("forks", "process-per-connection", "N=200 700/s", "latency_p50"),
+            # Persistent children forked as the run starts, under load. Its
+            # p50 moves towards too (74.6% -> 60.0% with the probe on the
+            # cores) but by less than its runs' noise (21%): not evidence.
             ("forks", "process-per-connection", "N=200 700/s", "latency_p99"),
         ),
         metrics=("latency_p50", "latency_p99", "threads_peak"),
@@ -239,10 +240,11 @@ MECHANISMS = [
         "the lab's probe on the cores",
         {"probe_us": 0.0, "probe_process_us": 0.0},
         (),
-        paired=(
-            ("cores", "process-per-connection", "N=200 700/s"),
-            ("cores", "async", "N=1000 900/s"),
-        ),
+        # With the fork split on, process-per-connection 700/s no longer shows
+        # it: p50 252.8 ms with the probe, 251.3 without (632 measured), p99
+        # 7,403 with, 7,202 without (6,751 measured), seeds 0; the case stays
+        # in "nothing else worse".
+        paired=(("cores", "async", "N=1000 900/s"),),
     ),
     Mechanism(
         "gthread's first read on a worker thread",
