@@ -218,7 +218,7 @@ def _run_events(  # noqa: PLR0917 - the run's parts, as _run_kernel takes them
     horizon: float,
 ) -> Record:
     """One replication by the compiled event loop: the DES's own events, in its order."""
-    from simlab.fast_events import run_events  # noqa: PLC0415 - numba loads on use
+    from simlab.kernels import run_events  # noqa: PLC0415 - built ahead of time, or numba
 
     assert cls.fast_mode is not None
     p, w = platform, workload
@@ -331,8 +331,9 @@ def _run_kernel(
     cls: type[Model], workload: Workload, platform: Platform, arch: Architecture, inp: _Inputs
 ) -> tuple[np.ndarray, ...]:
     """The model's costs, as its ``request_cost`` charges them, and the loop."""
-    # numba takes a moment to import: only runs that use the fast engine pay for it.
-    from simlab.fast_kernel import recurse  # noqa: PLC0415
+    # Built ahead of time, or numba's JIT (a moment to import): only runs that
+    # use the fast engine pay for it.
+    from simlab.kernels import recurse  # noqa: PLC0415
 
     assert cls.fast_mode is not None
     p = platform

@@ -19,6 +19,7 @@ from typing import Any
 
 import numpy as np
 
+from simlab import kernels
 from simlab.footprint import KIB_PER_MIB, Units, unit_costs
 from simlab.models.base import COMPLETED, DROPPED, Record
 from simlab.overload.policy import ABANDONED
@@ -273,14 +274,18 @@ def window_stats(
     at_t0 = [float(np.count_nonzero((s <= t0) & (e > t0))) for s, e, _ in arrays]
     level0 = bases + weights @ np.array(at_t0, dtype=np.float64)
     if compiled is None:
-        compiled = "numba" in sys.modules or not bool((weights >= 0).all())
+        compiled = (
+            kernels.aot_module() is not None
+            or "numba" in sys.modules
+            or not bool((weights >= 0).all())
+        )
     if arrays and not compiled:
         # numba's import and first call (about 0.9 s of CPU) would cost the DES
-        # more than the sweep saves; the fast engine has loaded it already.
+        # more than the sweep saves: without the kernels built ahead of time
+        # (``simlab.kernels``), only the fast engine has loaded numba already.
         peaks = _peaks_by_search(arrays, weights, bases, (float(t0), float(t1)), level0)
     elif arrays:
-        # numba loads only for runs large enough to take this path.
-        from simlab.levels_kernel import sweep_peaks  # noqa: PLC0415
+        from simlab.kernels import sweep_peaks  # noqa: PLC0415
 
         offsets = np.cumsum([0] + [len(s) for s, _, _ in arrays], dtype=np.int64)
         peaks = sweep_peaks(
