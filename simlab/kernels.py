@@ -51,7 +51,7 @@ RUN_EVENTS_RETURNS = (
     "int64", F1, F1, F1, F1, F1, F1, I1, I1, "int8[::1]", F1, F1, F1, F1, F1,
     "boolean", "boolean", "boolean",
 )  # fmt: skip
-SWEEP_PEAKS_ARGS = (F1, F1, I1, "float64[:, ::1]", F1, "float64", "float64", F1)
+SWEEP_PEAKS_ARGS = (F1, F1, F1, I1, "float64[:, ::1]", F1, "float64", "float64", F1)
 SWEEP_PEAKS_RETURNS = F1
 RECURSE_ARGS = (
     "int64", F1, I1, F1, F1, "int64", "int64", I1, I1, "float64", "boolean", "float64",

@@ -291,6 +291,8 @@ def window_stats(
         peaks = sweep_peaks(
             np.concatenate([s for s, _, _ in arrays]),
             np.concatenate([e for _, e, _ in arrays]),
+            # Each part's ends in time order (numpy's vectorised sort).
+            np.concatenate([np.sort(e) for _, e, _ in arrays]),
             offsets,
             weights,
             bases,
