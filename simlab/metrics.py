@@ -271,7 +271,14 @@ def window_stats(
     bases = np.array([base for _, base in levels.values()], dtype=np.float64)
     means = bases + weights @ np.array(overlap, dtype=np.float64) / (t1 - t0)
     # The level at t0: every interval begun at or before it and not yet ended.
-    at_t0 = [float(np.count_nonzero((s <= t0) & (e > t0))) for s, e, _ in arrays]
+    # Each part's ends in time order (numpy's vectorised sort): the sweep reads
+    # them, and the intervals open at t0 are those begun by t0 less those
+    # ended by then (an interval ended by t0 began by t0).
+    by_end = [np.sort(e) for _, e, _ in arrays]
+    at_t0 = [
+        float(np.searchsorted(s, t0, "right") - np.searchsorted(e, t0, "right"))
+        for (s, _, _), e in zip(arrays, by_end, strict=True)
+    ]
     level0 = bases + weights @ np.array(at_t0, dtype=np.float64)
     if compiled is None:
         compiled = (
@@ -291,8 +298,7 @@ def window_stats(
         peaks = sweep_peaks(
             np.concatenate([s for s, _, _ in arrays]),
             np.concatenate([e for _, e, _ in arrays]),
-            # Each part's ends in time order (numpy's vectorised sort).
-            np.concatenate([np.sort(e) for _, e, _ in arrays]),
+            np.concatenate(by_end),
             offsets,
             weights,
             bases,
@@ -388,13 +394,23 @@ def _first_use(rec: Record) -> tuple[np.ndarray, np.ndarray]:
     served = ~np.isnan(c["start"]) & (c["worker"] >= 0)
     if not served.any():
         return np.empty(0), np.empty(0)
-    # Each worker's earliest start: a stable sort of the worker ids (a radix
-    # sort, integers) and a minimum per run, rather than a sort of the times.
     worker = c["worker"][served].astype(np.int64)
-    order = np.argsort(worker, kind="stable")
-    worker, start = worker[order], c["start"][served][order]
-    first = np.flatnonzero(np.concatenate(([True], worker[1:] != worker[:-1])))
-    workers, times = worker[first], np.minimum.reduceat(start, first)
+    start = c["start"][served]
+    top = int(worker.max())
+    if top < 4 * len(worker) + 1024:
+        # Each worker's earliest start, in a table by worker id (a pool's few
+        # ids): a minimum is the same number whatever the order it is taken in.
+        earliest = np.full(top + 1, math.inf)
+        np.minimum.at(earliest, worker, start)
+        workers = np.flatnonzero(earliest < math.inf)
+        times = earliest[workers]
+    else:
+        # Sparse ids (a thread per connection): a stable sort of the ids and a
+        # minimum per run, rather than a sort of the times.
+        order = np.argsort(worker, kind="stable")
+        worker, start = worker[order], start[order]
+        first = np.flatnonzero(np.concatenate(([True], worker[1:] != worker[:-1])))
+        workers, times = worker[first], np.minimum.reduceat(start, first)
     if rec.worker_is_thread_handle:
         ends = rec.intervals["threads"][1][workers]
     else:
