@@ -128,3 +128,20 @@ def test_a_stale_build_is_not_used(monkeypatch):
 def test_the_jit_can_be_asked_for(monkeypatch):
     monkeypatch.setenv(kernels.ENV, "jit")
     assert kernels.aot_module.__wrapped__() is None  # type: ignore[attr-defined]
+
+
+def test_dense_connection_ids_are_np_unique_inverse():
+    from simlab.fast import _dense_ids  # noqa: PLC0415 - the helper under test
+
+    rng = np.random.default_rng(3)
+    for ids in (
+        rng.integers(0, 10**12, 20_000),
+        rng.integers(0, 50, 5_000),
+        np.array([5], np.int64),
+        np.zeros(0, np.int64),
+    ):
+        unique, inverse = np.unique(ids, return_inverse=True)
+        count, dense = _dense_ids(ids)
+        assert count == len(unique)
+        np.testing.assert_array_equal(dense, inverse)
+        assert dense.dtype == np.int64
