@@ -214,7 +214,10 @@ def _clean(parts: list[Part]) -> list[Part]:
         if weight == 0 or len(starts) == 0:
             continue
         began = ~np.isnan(starts)
-        s, e = starts[began], _ends(ends[began])
+        if bool(began.all()):
+            s, e = starts, _ends(ends)  # no copy of what would be kept whole
+        else:
+            s, e = starts[began], _ends(ends[began])
         if len(s) > 1 and not bool(np.all(s[1:] >= s[:-1])):
             # Starts are nearly in order (send order, FCFS): timsort is quick on them.
             order = np.argsort(s, kind="stable")
@@ -262,7 +265,8 @@ def window_stats(
         rows.append(row)
     overlap = []
     for s, e, _ in arrays:
-        o = np.minimum(e, t1) - np.maximum(s, t0)
+        o = np.minimum(e, t1)
+        o -= np.maximum(s, t0)
         overlap.append(float(o[o > 0].sum()))
     weights = np.zeros((len(rows), len(arrays)))
     for lv, row in enumerate(rows):
