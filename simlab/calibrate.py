@@ -52,13 +52,15 @@ from simlab.fitting import Fit, fit_robust, median_with_ci
 from simlab.journal import Journal
 from simlab.models import get_model
 from simlab.models.base import MAX_BUSY_SEEN
-from simlab.params import Architecture, Platform, Workload
+from simlab.params import LAB_KEYS, Architecture, Platform, Workload
 from simlab.platforms import PRESETS, profile_path
 from simlab.provenance import atomic_write_json, git_revision, json_safe, machine, utc_stamp
 from simlab.real.grids import LOOP_SERVERS, Run, grid
 from simlab.real.measure import MeasureOptions, measure
 from simlab.real.memory import measure_memory
 from simlab.real.peers import PEERS, RESEMBLES, as_designed
+from simlab.real.probe_cost import measure_probe_cost
+from simlab.stats import bootstrap_ci
 from simlab.streams import Deal
 
 __all__ = [
@@ -67,6 +69,7 @@ __all__ = [
     "cpu_row",
     "fit_batching",
     "fit_cpu",
+    "fit_fork_split",
     "fit_forks",
     "measure_runs",
 ]
@@ -455,6 +458,10 @@ KEPT = {
     "throughput_rps": ("throughput_rps",),
     "cpu_busy_cores": ("cpu_busy_cores",),
     "latency_mean_ms": ("latency_ms", "mean"),
+    # The latency's quantiles, for a fit of the spreads through the model
+    # (profiles measured before they were kept lack them).
+    "latency_p50_ms": ("latency_ms", "p50"),
+    "latency_p99_ms": ("latency_ms", "p99"),
     "service_mean_ms": ("service_ms", "mean"),
     "service_p50_ms": ("service_ms", "p50"),
     "service_p99_ms": ("service_ms", "p99"),
@@ -463,6 +470,7 @@ KEPT = {
     "pss_peak_mib": ("memory_mib", "user_peak"),
     "kernel_peak_mib": ("memory_mib", "kernel_peak"),
     "threads_peak": ("threads", "peak"),
+    "threads_mean": ("threads", "mean"),
     "processes_peak": ("processes", "peak"),
     "connections_opened": ("connections", "opened"),
     "client_us": ("lab_cpu", "client_us_per_request"),
@@ -487,14 +495,18 @@ def _as_summary(kept: dict[str, Any]) -> dict[str, Any]:
     return {
         "throughput_rps": kept["throughput_rps"],
         "cpu_busy_cores": kept["cpu_busy_cores"],
-        "latency_ms": {"mean": kept["latency_mean_ms"]},
+        "latency_ms": {
+            "mean": kept["latency_mean_ms"],
+            "p50": kept.get("latency_p50_ms"),
+            "p99": kept.get("latency_p99_ms"),
+        },
         "service_ms": {
             "mean": kept["service_mean_ms"],
             "p50": kept["service_p50_ms"],
             "p99": kept["service_p99_ms"],
         },
         "queue_delay_ms": {"p50": kept["queue_p50_ms"], "p99": kept["queue_p99_ms"]},
-        "threads": {"peak": kept["threads_peak"]},
+        "threads": {"peak": kept["threads_peak"], "mean": kept.get("threads_mean")},
         "processes": {"peak": kept["processes_peak"]},
         "connections": {"opened": kept["connections_opened"]},
         "stable": kept["stable"],
@@ -586,8 +598,14 @@ def calibrate(
             results = [_from_record(r) for r in previous["runs"]]
             memory = previous["memory_benchmark"]
             quick = bool(previous.get("quick", False))
+            probe = previous.get("probe_benchmark")
         except (OSError, KeyError, ValueError, TypeError) as exc:
             raise UserError(f"--refit: cannot reuse the runs in {str(path)!r}: {exc}") from None
+        if probe is None:
+            # A profile from before the probe's cost was kept: its benchmark
+            # (seconds, no server, no port) is the one thing measured now.
+            tick("measure the probe", 0, 1)
+            probe = measure_probe_cost()
         tick("fitting", 1, 1)
     else:
         runs = grid(quick)
@@ -598,9 +616,12 @@ def calibrate(
         if "memory" not in journal:
             journal.put("memory", measure_memory((100, 500) if quick else (300, 1500)))
         memory = journal.get("memory")
+        if "probe" not in journal:
+            journal.put("probe", measure_probe_cost())
+        probe = journal.get("probe")
         results = measure_runs(runs, journal, tick, total)
         tick("fitting", total, total)
-    profile = _profile(name, quick, results, memory)
+    profile = _profile(name, quick, results, memory, probe)
     atomic_write_json(path, profile)
     if journal is not None:
         journal.done()
@@ -612,7 +633,11 @@ def _measured(value: float, note: str) -> dict[str, Any]:
 
 
 def _profile(
-    name: str, quick: bool, results: list[tuple[Run, dict[str, Any]]], memory: dict[str, Any]
+    name: str,
+    quick: bool,
+    results: list[tuple[Run, dict[str, Any]]],
+    memory: dict[str, Any],
+    probe: dict[str, Any],
 ) -> dict[str, Any]:
     preset = PRESETS["cpython"]()
     cpu = fit_cpu(results)
@@ -659,12 +684,13 @@ def _profile(
             )
     # The client path last: it is what the model, every other cost in place
     # and the lab's neighbours on the cores, leaves of the light runs' latency.
-    lab = _lab(results)
-    neighbours = {k: lab[k]["value"] for k in ("client_cpu_us", "backend_cpu_us")
-                  if lab[k]["value"] is not None}  # fmt: skip
+    lab = _lab(results, probe)
+    neighbours = {k: lab[k]["value"] for k in LAB_KEYS
+                  if lab.get(k, {}).get("value") is not None}  # fmt: skip
     path = fit_path(results, fitted().with_(**neighbours))
     for key in path.names:
         params[key] = path.parameter(key, preset=getattr(preset, key), method=PATH_METHOD)
+    params.update(fit_fork_split(results, memory, fitted().with_(**neighbours)))
     profile = {
         "name": name,
         "base": "cpython",
@@ -680,10 +706,84 @@ def _profile(
         },
         "peers": _structure(results),
         "memory_benchmark": memory,
+        "probe_benchmark": probe,
         "runs": [_run_record(run, s) for run, s in results],
     }
     cleaned: dict[str, Any] = json_safe(profile)
     return cleaned
+
+
+FORK_EXIT_METHOD = (
+    "Little's law on the loaded fork runs: (measured - simulated mean threads) / served, "
+    "simulated with every other cost in place and no exit; the mean over runs, "
+    "95% bootstrap interval"
+)
+
+
+def fit_fork_split(
+    results: list[tuple[Run, dict[str, Any]]], memory: dict[str, Any], platform: Platform
+) -> dict[str, dict[str, Any]]:
+    """Where a fork's cost falls (``fork_child_us``) and how long a child
+    outlives its connection (``fork_exit_us``).
+
+    The child's part is the fork's whole CPU (``fork_us``, fitted) less the
+    parent's os.fork() call, which ``simlab measure memory`` times. The exit
+    holds a child (a process and a thread) without a core, so it adds
+    served x exit to the mean thread count and nothing else (Little's law):
+    each loaded fork run whose mean thread count was kept gives one value,
+    (measured mean - simulated mean without it) / served. Identified when
+    three or more runs give it and their bootstrap interval lies above zero.
+    """
+    out: dict[str, dict[str, Any]] = {}
+    parent = (memory.get("timings") or {}).get("fork_parent_us")
+    if parent is None or platform.fork_us <= parent:
+        out["fork_child_us"] = {
+            "value": 0.0,
+            "identified": False,
+            "assumption": "not identified: no timing of the parent's os.fork() that is below "
+            "fork_us; the whole fork on the accept loop, as in the preset",
+        }
+    else:
+        out["fork_child_us"] = {
+            "value": platform.fork_us - parent,
+            "identified": True,
+            "method": f"fork_us (fitted) less the parent's os.fork() call ({parent:.0f} us, "
+            "timed by simlab measure memory: timings.fork_parent_us)",
+        }
+    from simlab.simulation import simulate  # noqa: PLC0415 - heavy, and only here
+
+    split = platform.with_(fork_child_us=out["fork_child_us"]["value"], fork_exit_us=0.0)
+    exits = []
+    for k, (run, s) in enumerate(results):
+        mean, served = s["threads"].get("mean"), s.get("throughput_rps")
+        if run.role != "fork" or mean is None or not served:
+            continue
+        sim = simulate(run.target, run.workload, split, run.arch, duration=run.duration,
+                       warmup=run.warmup, seed=k, replications=4).summary  # fmt: skip
+        exits.append((mean - sim.threads.mean) / served * 1e6)
+    ci = bootstrap_ci(exits) if len(exits) >= 3 else None
+    if ci is None or ci[0] <= 0:
+        why = (
+            f"its bootstrap interval [{ci[0]:.0f}, {ci[1]:.0f}] us reaches zero"
+            if ci is not None
+            else f"{len(exits)} loaded fork runs with a mean thread count (3 needed)"
+        )
+        out["fork_exit_us"] = {
+            "value": 0.0,
+            "identified": False,
+            "assumption": f"not identified: {why}; a child is gone when its connection closes",
+        }
+        if exits:
+            out["fork_exit_us"]["estimate"] = float(np.mean(exits))
+        return out
+    out["fork_exit_us"] = {
+        "value": float(np.mean(exits)),
+        "ci95": ci,
+        "identified": True,
+        "method": FORK_EXIT_METHOD,
+        "runs_us": exits,
+    }
+    return out
 
 
 def _memory_parameters(
@@ -786,17 +886,24 @@ def fit_forks(results: list[tuple[Run, dict[str, Any]]], platform: Platform) -> 
     return fit_robust(np.array(rows), np.array(ys), ("fork_touched_kib", "fork_call_kib"))
 
 
-def _lab(results: list[tuple[Run, dict[str, Any]]]) -> dict[str, Any]:
+def _lab(
+    results: list[tuple[Run, dict[str, Any]]], probe: dict[str, Any] | None = None
+) -> dict[str, Any]:
     """The load generator's CPU per request and the backend's per call, as they
-    ran beside the server in the open-loop runs: medians with intervals."""
+    ran beside the server in the open-loop runs: medians with intervals; and
+    the probe's CPU per sample, from its benchmark (``measure_probe_cost``)."""
     client, ci_c = median_with_ci(
         [s["kept"]["client_us"] for run, s in results if run.role == "cpu"]
     )
     backend, ci_b = median_with_ci(
         [s["kept"]["backend_us"] for run, s in results if run.role == "cpu"]
     )
-    return {
+    lab: dict[str, Any] = {
         "client_cpu_us": {"value": client, "ci95": ci_c},
         "backend_cpu_us": {"value": backend, "ci95": ci_b},
         "note": "the lab's own processes on the server's cores; validation adds them",
     }
+    if probe is not None:
+        lab["probe_us"] = {"value": probe["sample_us"], "method": probe["method"]}
+        lab["probe_process_us"] = {"value": probe["process_us"], "method": probe["method"]}
+    return lab

@@ -24,7 +24,7 @@ import simpy
 from simlab.errors import UserError
 from simlab.models import MODELS, get_model
 from simlab.models.base import BATCH, COMPLETED, PENDING, US, Model, Record, draw_io
-from simlab.params import Architecture, Platform, Workload
+from simlab.params import LAB_KEYS, Architecture, Platform, Workload
 from simlab.streams import Streams, deal, hand_off_draws
 
 __all__ = ["reason_not_fast", "run_fast_replication", "uses_events"]
@@ -55,10 +55,11 @@ def reason_not_fast(
         reason += f" (fast: {fast})"
     if reason is not None:
         return reason
-    if platform.cores is not None and (platform.client_cpu_us > 0 or platform.backend_cpu_us > 0):
+    if platform.cores is not None and any(getattr(platform, k) > 0 for k in LAB_KEYS):
         return (
-            "a load generator or backend sharing the cores (client_cpu_us, backend_cpu_us) "
-            "is not in the fast engine (fast needs both 0)"
+            "a load generator, backend or probe sharing the cores (client_cpu_us, "
+            "backend_cpu_us, probe_us, probe_process_us) is not in the fast engine "
+            "(fast needs all 0)"
         )
     return None
 

@@ -24,6 +24,7 @@ from simlab.footprint import KIB_PER_MIB, Units, unit_costs
 from simlab.models.base import COMPLETED, DROPPED, Record
 from simlab.overload.policy import ABANDONED
 from simlab.params import Platform
+from simlab.results import SAMPLE_INTERVAL_S
 
 # Waits under this share of the run's horizon are rounding of the clock, not
 # waits: 64 float64 epsilons covers the three roundings of end - arrival -
@@ -35,6 +36,7 @@ __all__ = [
     "level_parts",
     "replication_levels",
     "replication_summary",
+    "sampled_peak",
     "series",
     "window_stats",
 ]
@@ -459,6 +461,8 @@ def replication_summary(
         parts = level_parts(rec, platform)
         for key, (peak, mean) in window_stats(parts, t0, t1).items():
             out[f"{key}_peak"], out[f"{key}_mean"] = peak, mean
+        threads, base = parts["threads_alive"]
+        out["threads_alive_sampled_peak"] = sampled_peak(Step.build(threads, base), t0, t1)
         flight = _clean(parts["in_flight"][0])
         # See below: the backlog's growth over the window.
         out["growth"] = float(_level_at(flight, 0.0, t1) - _level_at(flight, 0.0, t0))
@@ -467,11 +471,26 @@ def replication_summary(
         levels = replication_levels(rec, platform)
     for key, step in levels.items():
         out[f"{key}_peak"], out[f"{key}_mean"] = step.window(t0, t1)
+    out["threads_alive_sampled_peak"] = sampled_peak(levels["threads_alive"], t0, t1)
     # In a stable system the number in the system at the end of the window is,
     # on average, what it was at the start; overload makes it grow.
     at_start, at_end = levels["in_flight"].at(np.array([t0, t1]))
     out["growth"] = float(at_end - at_start)
     return out
+
+
+def sampled_peak(step: Step, t0: float, t1: float, every: float = SAMPLE_INTERVAL_S) -> float:
+    """The largest value of ``step`` seen at t0, t0 + every, ... up to t1: the
+    peak a sampler that reads the level every ``every`` seconds reports.
+
+    The real lab's probe reads the server's thread count so
+    (``simlab.real.probe``), and a level that rises and falls between its
+    reads is never seen at its top: this is the same quantity on the
+    simulated side, so that ``threads.peak`` means one thing in ``simulate``
+    and ``measure``. ``Step.window`` gives the exact peak.
+    """
+    grid = t0 + every * np.arange(int(np.floor((t1 - t0) / every)) + 1)
+    return float(step.at(grid[grid < t1]).max())
 
 
 def series(rec: Record, levels: dict[str, Step], points: int = 241) -> dict[str, np.ndarray]:

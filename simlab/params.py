@@ -17,7 +17,7 @@ from simlab.errors import UserError
 from simlab.overload.policy import Backend, Clients, Limits, Mix
 from simlab.overload.schedule import Schedule
 
-__all__ = ["SCENARIOS", "Architecture", "Platform", "Trace", "Workload"]
+__all__ = ["LAB_KEYS", "SCENARIOS", "Architecture", "Platform", "Trace", "Workload"]
 
 Fanout = Literal["sequential", "parallel"]
 Hop = Literal["per-request", "kept-alive"]
@@ -283,6 +283,10 @@ class Architecture:
 
 # Platform fields that are not numbers of the machine's costs.
 FLAGS = ("name", "cores", "gil", "backend_pool")
+# The platform's fields that describe the lab's own processes beside the
+# server (load generator, backend, probe), which calibration measures and
+# only validation adds: a server with its machine to itself has them at 0.
+LAB_KEYS = ("client_cpu_us", "backend_cpu_us", "probe_us", "probe_process_us")
 
 
 @dataclass(frozen=True)
@@ -345,8 +349,25 @@ class Platform:
                            under load (SEDA, Welsh et al. 2001, Figure 2).
         wake_us            a phase that finds its process idle: waking a process
                            that slept in the kernel (amortised away under load)
-        spawn_us, fork_us  creating a thread or a process per connection, paid
-                           by the accepting thread
+        spawn_us, fork_us  creating a thread or a process per connection: all
+                           the CPU it costs (a fork's in parent and child), fitted
+                           from CPU per connection. A thread's is paid by the
+                           accepting thread; a fork's parent part too
+        fork_child_us      the part of fork_us the forked child pays, on a core
+                           of its own, before it reads its request (copy-on-write
+                           faults as it first touches its pages, Python's
+                           after-fork work); the parent's accept loop pays only
+                           fork_us - fork_child_us (its os.fork() call), so forks
+                           under load run in parallel. Calibrated profiles derive
+                           it as fork_us less the parent's os.fork() call, timed by
+                           ``simlab measure memory``; 0 in every preset (the
+                           whole fork on the accept loop)
+        fork_exit_us       how long a forked child lives after its connection
+                           closes (its exit: the kernel tears its address space
+                           down) before it leaves the process table; it holds
+                           its process, thread and memory meanwhile, not a core
+                           (its CPU is in fork_child_us). Fitted from the loaded
+                           fork runs' thread counts; 0 in every preset
         dispatch_us        a loop handing a request to a worker thread
         task_us            creating a task or coroutine per request (async)
         parse_us           parsing a request and writing its response
@@ -419,8 +440,11 @@ class Platform:
     The lab's neighbours (microseconds of CPU on the machine's cores, outside
     the server): ``client_cpu_us`` per request sent by a load generator on
     the same machine, ``backend_cpu_us`` per backend call served by a backend
-    on it. Zero for a server with its machine to itself; calibration measures
-    them so that validation can simulate the lab as it ran.
+    on it; ``probe_us`` per sample of the server's process tree by the lab's
+    probe (``simlab.real.probe``, a sample every 0.1 s after the last ends),
+    plus ``probe_process_us`` per process in the tree. Zero for a server with
+    its machine to itself; calibration measures them so that validation can
+    simulate the lab as it ran.
     """
 
     name: str = "custom"
@@ -448,6 +472,8 @@ class Platform:
     switch_contention: float = 0.05
     spawn_us: float = 33.0
     fork_us: float = 860.0
+    fork_child_us: float = 0.0
+    fork_exit_us: float = 0.0
     dispatch_us: float = 30.0
     task_us: float = 9.0
     parse_us: float = 37.0
@@ -459,6 +485,8 @@ class Platform:
     process_kernel_kib: float = 0.0
     client_cpu_us: float = 0.0
     backend_cpu_us: float = 0.0
+    probe_us: float = 0.0
+    probe_process_us: float = 0.0
     # nginx's costs on this machine, placeholders until calibration fits them
     # from the nginx peers (they are assumptions, not measurements).
     front_us: float = 25.0
@@ -496,6 +524,11 @@ class Platform:
             f"fork_kib(={self.fork_kib}) and fork_kernel_kib(={self.fork_kernel_kib}) must be "
             f">= thread_kib(={self.thread_kib}) and thread_kernel_kib(={self.thread_kernel_kib}): "
             "a forked child includes its thread",
+        )
+        _require(
+            self.fork_child_us <= self.fork_us,
+            f"fork_child_us(={self.fork_child_us}) must be <= fork_us(={self.fork_us}): "
+            "it is the child's part of the fork",
         )
 
     @classmethod
@@ -541,6 +574,8 @@ MECHANISMS = (
     "loop_event_us",
     "loop_wake_us",
     "fork_call_kib",
+    "fork_child_us",
+    "fork_exit_us",
     "gil_fifo_share",
     "thread_served_kib",
     "backend_pool",

@@ -10,6 +10,7 @@ from __future__ import annotations
 import functools
 import json
 import math
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -300,6 +301,8 @@ def load_platform(spec: str) -> Platform:
     if spec.endswith("-preset") and spec.removesuffix("-preset") in PRESETS:
         return PRESETS[spec.removesuffix("-preset")]()
     if spec in PRESETS and not profile_path(spec).exists():
+        if spec != "ideal":
+            _note_uncalibrated(spec)
         return PRESETS[spec]()
     path = Path(spec)
     if not path.suffix:
@@ -317,6 +320,18 @@ def load_platform(spec: str) -> Platform:
         return _load_profile(str(path), stat.st_mtime_ns, stat.st_size)
     except (OSError, json.JSONDecodeError) as exc:
         raise UserError(f"platform: cannot read profile {str(path)!r}: {exc}") from None
+
+
+@functools.cache
+def _note_uncalibrated(name: str) -> None:
+    """Say once per process that ``name`` is the uncalibrated preset here: a data
+    root without profiles (another directory, a fresh $SIMLAB_DATA) would
+    otherwise change every number silently."""
+    print(
+        f"simlab: no calibrated profile {str(profile_path(name))!r}: "
+        f"platform {name!r} is the uncalibrated preset ({name}-preset)",
+        file=sys.stderr,
+    )
 
 
 @functools.lru_cache(maxsize=64)

@@ -9,6 +9,11 @@ report's ``validation.json``, simulates every case again exactly as
 rewrites the report. No real run is made. The rewritten ``validation.json``
 says when and at which revision the runs were measured
 (``measured_runs_from``), beside when the predictions were made.
+
+When the measurement itself changes for some cases (the probe's definition
+of a quantity), ``remeasure`` runs just those cases again for real, with
+the seeds ``simlab validate`` gave them, and records which and why
+(``remeasured``); ``resimulate`` then redoes the report.
 """
 
 from __future__ import annotations
@@ -19,10 +24,13 @@ from typing import Any
 
 from simlab.errors import UserError
 from simlab.platforms import load_platform
+from simlab.provenance import atomic_write_json, git_revision, utc_stamp
 from simlab.real.grids import Case
 from simlab.validate import (
     METRICS,
     _by_construction,
+    _measure,
+    _measured,
     _offered_rho,
     _peer_adjusted,
     _profile_extras,
@@ -34,7 +42,7 @@ from simlab.validate import (
     validation_plan,
 )
 
-__all__ = ["resimulate"]
+__all__ = ["remeasure", "resimulate"]
 
 
 def resimulate(
@@ -71,13 +79,60 @@ def resimulate(
         rho = _offered_rho(case, sim)
         predicted = _peer_adjusted(case, sim, platform, extras, seed + k)
         for metric in METRICS:
-            why_not = _by_construction(metric, case, sim, rho, extras)
             values: list[float | None] = list(measured.get(metric, []))
+            why_not = _by_construction(metric, case, sim, rho, extras, values)
             rows.append(_row(case, metric, values, predicted[metric], why_not, rho))
     result = report_record(rows, platform.name, quick=quick, repeats=saved["repeats"], seed=seed)
     result["measured_runs_from"] = saved.get(
         "measured_runs_from",
         {"created": saved["created"], "git_revision": saved["git_revision"]},
     )
+    if "remeasured" in saved:
+        # Cases measured again since (a measurement's definition changed).
+        result["remeasured"] = saved["remeasured"]
     _write(result, folder)
     return result
+
+
+def remeasure(
+    folder: Path,
+    labels: list[str],
+    why: str,
+    *,
+    cases: list[Case] | None = None,
+) -> dict[str, Any]:
+    """Measure some cases of a written validation again, for real, and put
+    their runs in its ``validation.json`` in place of the old ones.
+
+    For when the measurement of a quantity changes (the probe's definition)
+    and only some cases are affected. ``labels`` name the cases as the
+    report does (``"<target> <config>"``); each is run ``repeats`` times with
+    the seeds ``simlab validate`` gave it (its place in the whole plan), and
+    the file records when, at which revision and ``why`` (``remeasured``).
+    Predictions are not redone: ``resimulate`` does that.
+    """
+    path = folder / "validation.json"
+    try:
+        saved: dict[str, Any] = json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        raise UserError(f"remeasure: cannot read {str(path)!r}: {exc}") from None
+    plan = cases if cases is not None else validation_plan(saved["platform"], bool(saved["quick"]))
+    places = {f"{c.target} {c.config()}": (k, c) for k, c in enumerate(plan)}
+    unknown = [label for label in labels if label not in places]
+    if unknown:
+        raise UserError(f"remeasure: no case {unknown[0]!r} in the plan of {str(path)!r}")
+    seed = int(saved["seed"])
+    for label in labels:
+        k, case = places[label]
+        runs = []
+        for r in range(int(saved["repeats"])):
+            summary = _measure(case, seed * 1000 + k * 10 + r)
+            runs.append({m: _measured(m, summary) for m in METRICS})
+        for row in saved["rows"]:
+            if f"{row['model']} {row['config']}" == label:
+                row["measured_runs"] = [run[row["metric"]] for run in runs]
+        saved.setdefault("remeasured", []).append(
+            {"case": label, "measured": utc_stamp(), "git_revision": git_revision(), "why": why}
+        )
+    atomic_write_json(path, saved)
+    return saved

@@ -23,6 +23,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "CI",
+    "SAMPLE_INTERVAL_S",
     "ConnectionCounts",
     "HistogramBlock",
     "InFlight",
@@ -100,9 +101,23 @@ class Level(Plain):
     mean_ci95: CI
 
 
+# How often the thread count is read for ``threads.peak``, on both sides: the
+# real lab's probe reads the server's process tree every this many seconds
+# (``simlab.real.probe``), and the simulation reads its exact level on the
+# same grid (``simlab.metrics.sampled_peak``).
+SAMPLE_INTERVAL_S = 0.1
+
+
 @dataclass(frozen=True)
 class ThreadLevel(Plain):
-    """Threads alive (peak, mean) and busy with a request (mean, peak)."""
+    """Threads alive and busy with a request.
+
+    ``peak`` is the largest count read every ``SAMPLE_INTERVAL_S`` over the
+    window, as the real lab's probe reads it (so ``simulate`` and ``measure``
+    report the same quantity); ``peak_exact`` is the level's continuous-time
+    maximum, which no sampler sees and which sizing uses (it is at least
+    ``peak``). ``mean`` is time-weighted; ``busy_peak`` is exact.
+    """
 
     peak: float
     peak_ci95: CI
@@ -111,6 +126,8 @@ class ThreadLevel(Plain):
     busy_mean: float
     busy_mean_ci95: CI
     busy_peak: float
+    peak_exact: float
+    peak_exact_ci95: CI
 
 
 @dataclass(frozen=True)
@@ -245,7 +262,9 @@ class HistogramBlock(Plain):
 
 @dataclass(frozen=True)
 class MeasuredThreads(Plain):
-    """Threads of the server's process tree (the probe's samples), and busy ones."""
+    """Threads of the server's process tree, and busy ones: ``peak`` is the
+    largest of the probe's counts, read every ``SAMPLE_INTERVAL_S`` over the
+    window (``ThreadLevel.peak``); ``mean`` is their mean."""
 
     peak: float | None
     mean: float | None

@@ -449,14 +449,18 @@ def _result(
     tput, tput_ci = _mean_ci(reps, "throughput_rps")
     alive = _level(reps, "threads_alive")
     busy_mean, busy_ci = _mean_ci(reps, "threads_busy_mean")
+    # ``peak`` as the real lab's probe reads it; the exact one for sizing.
+    sampled, sampled_ci = _mean_ci(reps, "threads_alive_sampled_peak")
     threads = ThreadLevel(
-        alive.peak,
-        alive.peak_ci95,
+        sampled,
+        sampled_ci,
         alive.mean,
         alive.mean_ci95,
         busy_mean,
         busy_ci,
         _mean_ci(reps, "threads_busy_peak")[0],
+        alive.peak,
+        alive.peak_ci95,
     )
     resident = _level(reps, "memory_mib")
     virtual_peak, virtual_ci = _mean_ci(reps, "virtual_mib_peak")
@@ -497,6 +501,7 @@ def _result(
     # MSER-5 is asked only with warmup="auto": it reads every request's latency.
     settled = transient_end(records) if check_transient else None
     warnings = _warnings(workload, duration, warmup)
+    warnings += cls.start_warnings(workload, platform, arch, warmup)
     # bottleneck() is None when a resource is saturated: nothing settles then.
     b = cls.bottleneck(workload, platform, arch, deal)
     warnings += _relaxation_warnings(b, duration)

@@ -36,7 +36,7 @@ import io
 import json
 import math
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -44,13 +44,15 @@ import numpy as np
 
 from simlab.errors import UserError
 from simlab.journal import Journal
-from simlab.params import Platform
+from simlab.misses import SATURATED, explain_all
+from simlab.params import LAB_KEYS, Architecture, Platform
 from simlab.paths import validation_dir
 from simlab.platforms import load_platform, profile_path
 from simlab.provenance import atomic_write, atomic_write_json, git_revision, machine, utc_stamp
-from simlab.real.grids import RUNTIMES, Case, held_out, runtime_cases
+from simlab.real.grids import RUNTIMES, STRUCTURE_WORKERS, Case, held_out, runtime_cases
 from simlab.real.measure import MeasureOptions, measure
 from simlab.real.peers import PEERS, REGISTRY, RESEMBLES, as_designed
+from simlab.real.peers.build import READINESS_CONNECTIONS
 from simlab.results import MeasuredSummary, SimSummary
 from simlab.simulation import simulate
 from simlab.stats import bootstrap_ci
@@ -64,7 +66,6 @@ SIM_REPLICATIONS = 8
 REPEATS = 3
 # A configuration counts as saturated from this offered load of its busiest
 # resource: there, what it serves is the model's prediction, not the input.
-SATURATED = 0.9
 GOALS = {
     "throughput_rps": 0.05,
     "latency_p50": 0.15,
@@ -107,18 +108,31 @@ def _predicted(metric: str, s: SimSummary) -> Predicted:
     }[metric]
 
 
-def _by_construction(
-    metric: str, case: Case, sim: SimSummary, rho: float, extras: dict[str, Any] | None = None
+def _by_construction(  # noqa: PLR0917 - the case's parts, as the loop has them
+    metric: str,
+    case: Case,
+    sim: SimSummary,
+    rho: float,
+    extras: dict[str, Any] | None = None,
+    runs: list[float | None] | None = None,
 ) -> str | None:
     """Why a metric of this case is equal by construction or not comparable
-    (not evidence), or None."""
+    (not evidence), or None. A thread count is dynamic where the simulation's
+    changes during the run, where the peer starts threads lazily, or where the
+    real runs' counts differ from one another (a fixed count would be the same
+    in every run)."""
     if metric == "throughput_rps" and rho < SATURATED:
         return f"below saturation (rho {rho:.2f} < {SATURATED}): served = sent on both sides"
     peer = (extras or {}).get("peers", {}).get(case.target, {})
     if metric == "threads_peak" and peer.get("threads_note"):
         return f"not the same quantity: {peer['threads_note']}"
     if metric == "threads_peak":
-        dynamic = sim.threads.peak > sim.threads.mean or case.target in LAZY_THREADS
+        seen = {v for v in runs or [] if v is not None and math.isfinite(v)}
+        dynamic = (
+            sim.threads.peak_exact > sim.threads.mean
+            or case.target in LAZY_THREADS
+            or len(seen) > 1
+        )
         if not dynamic:
             return "a fixed count of threads (structural)"
     return None
@@ -157,12 +171,12 @@ def _peer_idle(extras: dict[str, Any], target: str, processes: int) -> tuple[flo
 
 
 def lab_platform(platform: Platform, extras: dict[str, Any]) -> Platform:
-    """The platform as the lab ran it: with the load generator's and the
-    backend's CPU on the same cores, as calibration measured them."""
+    """The platform as the lab ran it: with the load generator's, the
+    backend's and the probe's CPU on the same cores, as calibration measured them."""
     lab = extras.get("lab", {})
     changes = {
         key: float(lab[key]["value"])
-        for key in ("client_cpu_us", "backend_cpu_us")
+        for key in LAB_KEYS
         if isinstance(lab.get(key), dict) and lab[key].get("value") is not None
     }
     return platform.with_(**changes)
@@ -209,12 +223,50 @@ def _peer_adjusted(
         None if user.ci is None else [user.ci[0] + shift, user.ci[1] + shift],
     )
     if case.target in LAZY_THREADS:
-        # gthread starts worker threads only when a connection needs one:
-        # each process grows to the most requests it ever ran at once.
-        per_process = math.ceil(sim.threads.busy_peak / case.arch.processes)
-        threads += case.arch.processes * max(0, min(case.arch.workers, per_process) - 1)
+        threads = _gthread_machinery(extras, case.target, case.arch.processes)
+        arch = as_designed(case.target, case.arch)
+        threads += lazy_pool(arch, case.workload.connections, sim.threads.busy_peak)
     out["threads_peak"] = Predicted(threads, None)
     return out
+
+
+def lazy_pool(arch: Architecture, connections: int, busy_peak: float) -> int:
+    """Threads a lazily started pool holds (gunicorn gthread's ThreadPoolExecutor).
+
+    ``ThreadPoolExecutor._adjust_thread_count`` starts a thread at a submit
+    only when no idle one is left (its idle semaphore, released once per
+    finished task, is empty) and fewer than ``max_workers`` run; none ever
+    exits. So each process holds min(W, the most tasks it ever had in
+    flight), counted from its start. gthread submits a task per new
+    connection (its first read, on a worker) and per ready kept-alive
+    request; its tasks in flight at once are, at the most: the launcher's
+    readiness connections (``READINESS_CONNECTIONS``), every persistent
+    connection as it opens (all at the start: each first read holds its
+    thread until the client speaks), and the requests in service at once.
+    They are spread evenly over the processes.
+    """
+    first_reads = connections if arch.first_read == "worker" else 0
+    peak = max(READINESS_CONNECTIONS, first_reads, busy_peak)
+    return arch.processes * min(arch.workers, math.ceil(peak / arch.processes))
+
+
+def _gthread_machinery(extras: dict[str, Any], target: str, processes: int) -> float:
+    """gthread's threads beyond its pool at ``processes``: the structure runs'
+    threads less the pool each held (``lazy_pool`` at their own load), on the
+    line through them."""
+    peer = extras.get("peers", {}).get(target)
+    if not peer:
+        raise UserError(f"platform: the profile has no idle structure for {target}; recalibrate")
+    design = as_designed(target, Architecture(workers=STRUCTURE_WORKERS))
+    xs, ys = [], []
+    for p, n, t in zip(peer["server_processes"], peer["connections"], peer["threads"], strict=True):
+        arch = replace(design, processes=int(p))
+        xs.append(float(p))
+        ys.append(float(t) - lazy_pool(arch, int(n), 0.0))
+    if len(set(xs)) < 2:
+        return float(np.mean(ys))
+    slope, intercept = np.polyfit(np.asarray(xs), np.asarray(ys), 1)
+    return float(intercept + slope * processes)
 
 
 def _shifted(p: Predicted, shift: float) -> Predicted:
@@ -362,7 +414,7 @@ def validate(
         predicted = _peer_adjusted(case, sim, platform, extras, seed + k)
         for metric in METRICS:
             runs = [v[metric] for v in real]
-            why_not = _by_construction(metric, case, sim, rho, extras)
+            why_not = _by_construction(metric, case, sim, rho, extras, runs)
             rows.append(_row(case, metric, runs, predicted[metric], why_not, rho))
     tick("report", steps, steps)
     result = report_record(rows, platform.name, quick=quick, repeats=repeats, seed=seed)
@@ -423,11 +475,14 @@ def summarize(rows: list[dict[str, Any]]) -> dict[str, Any]:
         ]
         for m in METRICS
     }
-    big = [
-        {k: r[k] for k in ("model", "config", "metric", "rel_error", "net_error", "noise")}
-        for r in evidence
-        if r["rel_error"] > 2 * r["goal"] and not r["within_noise"]
-    ]
+    big = explain_all(
+        [
+            {k: r[k] for k in ("model", "config", "metric", "rel_error", "net_error", "noise")}
+            for r in evidence
+            if r["rel_error"] > 2 * r["goal"] and not r["within_noise"]
+        ],
+        rows,
+    )
     return {
         "metrics": metrics,
         "models": models,
@@ -436,6 +491,7 @@ def summarize(rows: list[dict[str, Any]]) -> dict[str, Any]:
             for m, v in construction.items()
         },
         "big_misses": big,
+        "unexplained": sum(1 for b in big if b["why"]["kind"] == "unexplained"),
         "noise_median": {
             m: (
                 float(np.median([r["noise"] for r in rows if r["metric"] == m and r["noise"]]))
@@ -476,6 +532,14 @@ def report(result: dict[str, Any]) -> str:
         f"{result['sim_replications']} replications; git {result['git_revision'][:12]}, "
         f"{result['created']}.",
         "",
+    ]
+    for again in result.get("remeasured", []):
+        lines += [
+            f"{again['case']}: measured again {again['measured']} (git "
+            f"{again['git_revision'][:12]}): {again['why']}.",
+            "",
+        ]
+    lines += [
         "Errors are |predicted - measured| / measured, measured the mean of the real runs. "
         "*Noise* is the half-widths of the measured runs' bootstrap interval and of the "
         "simulation's interval, relative to the measured mean; an error inside it is "
@@ -511,10 +575,19 @@ def report(result: dict[str, Any]) -> str:
     lines += ["", "## Errors over twice their goal, outside noise", ""]
     if not s["big_misses"]:
         lines.append("None.")
+    else:
+        lines += [
+            "Each with what the rows show of its cause, or a hypothesis and the run that would "
+            "test it, chosen by a rule over the rows (`simlab.misses`); "
+            f"{s.get('unexplained', 0)} left unexplained.",
+            "",
+        ]
     for b in s["big_misses"]:
+        why = b.get("why")
+        tail = f" *{why['kind']}*: {why['text']}." if why else ""
         lines.append(
             f"- {b['model']} ({b['config']}), {b['metric']}: error {_pct(b['rel_error'])}, "
-            f"net of noise {_pct(b['net_error'])}."
+            f"net of noise {_pct(b['net_error'])}.{tail}"
         )
     lines += [
         "",

@@ -205,3 +205,21 @@ def test_every_peer_runs_on_a_preset_platform():
     from simlab.real.peers import PLATFORM_OF  # noqa: PLC0415
 
     assert set(PLATFORM_OF.values()) <= set(PRESETS), PLATFORM_OF
+
+
+def test_a_preset_name_without_its_profile_says_it_is_uncalibrated(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # A data root without profiles (another directory, a fresh $SIMLAB_DATA)
+    # turns "cpython" into the uncalibrated preset: that must not pass silently.
+    monkeypatch.setenv("SIMLAB_DATA", str(tmp_path))
+    platforms._note_uncalibrated.cache_clear()
+    assert load_platform("cpython") == PRESETS["cpython"]()
+    load_platform("cpython")
+    err = capsys.readouterr().err
+    assert err.count("uncalibrated preset") == 1 and "cpython.json" in err
+    (tmp_path / "profiles").mkdir()
+    (tmp_path / "profiles" / "go.json").write_text(json.dumps({"name": "go", "base": "go"}))
+    load_platform("go")
+    load_platform("ideal")
+    assert capsys.readouterr().err == ""

@@ -13,7 +13,7 @@ from simlab.errors import UserError
 from simlab.params import Architecture, Workload
 from simlab.platforms import load_platform
 from simlab.real.grids import Case
-from simlab.resimulate import resimulate
+from simlab.resimulate import remeasure, resimulate
 
 CASE = Case(
     "thread-pool",
@@ -57,3 +57,31 @@ def test_resimulate_refuses_a_case_that_was_not_measured(tmp_path: Path) -> None
     other = Case(CASE.target, CASE.workload.with_(rate=90.0), CASE.arch, 1.0, 0.5)
     with pytest.raises(UserError, match="was not measured"):
         resimulate(_saved(tmp_path, [CASE]), cases=[CASE, other])
+
+
+def test_remeasure_replaces_only_its_cases_runs_with_validates_seeds(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    other = Case(CASE.target, CASE.workload.with_(rate=90.0), CASE.arch, 1.0, 0.5)
+    folder = _saved(tmp_path, [CASE, other])
+    saved = json.loads((folder / "validation.json").read_text())
+    saved["platform"] = "cpython"
+    (folder / "validation.json").write_text(json.dumps(saved))
+    seeds: list[int] = []
+
+    def fake(case: Case, seed: int) -> object:
+        seeds.append(seed)
+        return object()
+
+    monkeypatch.setattr("simlab.resimulate._measure", fake)
+    monkeypatch.setattr("simlab.resimulate._measured", lambda m, s: 1.0 + len(seeds))
+    label = f"{other.target} {other.config()}"
+    out = remeasure(folder, [label], "the probe changed", cases=[CASE, other])
+    # The second case of the plan, 3 repeats: seed * 1000 + k * 10 + r.
+    assert seeds == [4010, 4011, 4012]
+    rows = {(r["config"], r["metric"]): r for r in out["rows"]}
+    assert rows[(other.config(), "latency_p50")]["measured_runs"] == [2.0, 3.0, 4.0]
+    assert rows[(CASE.config(), "latency_p50")]["measured_runs"] == [7.1, 7.3, 7.0]
+    assert out["remeasured"][0]["case"] == label and out["remeasured"][0]["why"]
+    with pytest.raises(UserError, match="no case"):
+        remeasure(folder, ["iterative N=1"], "x", cases=[CASE, other])

@@ -13,6 +13,8 @@ import importlib.util
 from pathlib import Path
 from types import SimpleNamespace
 
+import pytest
+
 from simlab import validate as v
 from simlab.params import Architecture
 from simlab.real.grids import Case, runtime_cases
@@ -82,3 +84,39 @@ def test_docs_summary_says_over_exactly_where_a_goal_is_missed(tmp_path, monkeyp
     near = next(line for line in table.splitlines() if line.startswith("| `near` | **all**"))
     far = next(line for line in table.splitlines() if line.startswith("| `far` | **all**"))
     assert "**over**" not in near and far.count("**over**") == len(v.METRICS)
+
+
+def _threads_sim(peak_exact: float, mean: float) -> SimpleNamespace:
+    return SimpleNamespace(threads=SimpleNamespace(peak_exact=peak_exact, mean=mean))
+
+
+def test_a_thread_count_that_differs_between_real_runs_counts_as_dynamic() -> None:
+    case = Case("process-per-connection", runtime_cases("node")[0].workload, Architecture())
+    fixed = _threads_sim(201, 201)  # the model's children are all there from the start
+    why = v._by_construction("threads_peak", case, fixed, 0.5, {}, [201.0, 201.0, 201.0])
+    assert why is not None and "structural" in why
+    # The real server's count moved (its parent forked slower than connections came).
+    assert v._by_construction("threads_peak", case, fixed, 0.5, {}, [193.0, 168.0, 159.0]) is None
+    # ... and so does the model's, when its count changes during the run.
+    assert v._by_construction("threads_peak", case, _threads_sim(7, 3), 0.5, {}, [5.0]) is None
+
+
+def test_gthread_pool_follows_thread_pool_executor() -> None:
+    lazy = Architecture(workers=6, processes=2, first_read="worker")
+    # Every persistent connection's first read takes a thread at the start.
+    assert v.lazy_pool(lazy, 60, 0.0) == 12
+    # Few connections, few requests at once: only as many threads as tasks.
+    assert v.lazy_pool(lazy, 2, 3.0) == 4  # 2 each: 3 tasks spread over 2 processes
+    # With the loop reading first requests, the pool grows to what ran at once.
+    reactor = Architecture(workers=8)
+    assert v.lazy_pool(reactor, 200, 5.0) == 5
+    assert v.lazy_pool(reactor, 200, 30.0) == 8  # never beyond max_workers
+
+
+def test_gthread_machinery_is_the_structure_runs_less_their_pools() -> None:
+    # Idle at 1 and 2 processes (one connection each, plus the launcher's two)
+    # and holding 1,000 connections: 3 + 2, 4 + 2, 3 + 4 threads.
+    peer = {"server_processes": [1, 2, 1], "connections": [1, 2, 1000], "threads": [5, 6, 7]}
+    extras = {"peers": {"gunicorn-gthread": peer}}
+    assert v._gthread_machinery(extras, "gunicorn-gthread", 1) == pytest.approx(3.0)
+    assert v._gthread_machinery(extras, "gunicorn-gthread", 2) == pytest.approx(4.0)

@@ -41,7 +41,9 @@ class ConnectionBound(Model):
         w, p, a = self.workload, self.platform, self.arch
         cost = self.request_cost(w)
         self._fixed = cost.thread_s(p)
-        self._accept_cost = cost.accept_s(p)
+        # The accepting thread's part of a new connection's owner; a forked
+        # child's own start and its life after its connection closes.
+        self._accept_cost, self._child_start, self._child_exit = self.accept_split(w, p)
         self._cs_paid = p.context_switch_us > 0
         self._k = w.requests_per_connection
         self.acceptors = [Pool(self.env, 1) for _ in range(a.processes)]
@@ -68,8 +70,16 @@ class ConnectionBound(Model):
 
     @classmethod
     def accept_terms(cls) -> dict[str, float]:
-        """What the accepting thread pays per new connection."""
+        """What a new connection's owner costs in CPU (its accepting thread's part
+        and, for a fork, the child's: ``accept_split``)."""
         return {}
+
+    @classmethod
+    def accept_split(cls, workload: Workload, platform: Platform) -> tuple[float, float, float]:
+        """(seconds the accepting thread pays per new connection, the new owner's
+        own CPU before it serves, its life after its connection closes): a
+        thread is made wholly by the accepting thread."""
+        return cls.request_cost(workload).accept_s(platform), 0.0, 0.0
 
     def owner(self, conn: int) -> tuple[int, int]:
         """(worker, process) owning a persistent connection."""
@@ -224,6 +234,8 @@ class ConnectionBound(Model):
         thread_cpu, svc = cls._held(workload, platform)
         k = workload.requests_per_connection
         accept = cls.request_cost(workload).accept_s(platform) / (k or math.inf)
+        # The accepting thread's part (a forked child's own start is not its).
+        acceptor = cls.accept_split(workload, platform)[0] / (k or math.inf)
         out = loads.cpu_loads(
             workload,
             platform,
@@ -231,10 +243,10 @@ class ConnectionBound(Model):
             deal,
             total=thread_cpu + accept,
             # Forked children run under their own GIL; only the parent's accept work shares one.
-            per_process_gil=accept if cls.own_process else thread_cpu + accept,
+            per_process_gil=acceptor if cls.own_process else thread_cpu + accept,
         )
         out["client"] = client_load(workload, svc.mean)
-        out.update(cls._owner_loads(workload, arch, deal, svc.mean, accept))
+        out.update(cls._owner_loads(workload, arch, deal, svc.mean, acceptor))
         return out
 
     @classmethod

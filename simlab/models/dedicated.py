@@ -8,6 +8,7 @@ thread, which spawns or forks one connection at a time, is a queue of its own.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Generator
 from typing import Any
 
@@ -35,7 +36,76 @@ class Dedicated(ConnectionBound):
     def base_levels(self) -> dict[str, int]:
         w = self.workload
         per_conn = w.connections if w.persistent else 0
-        return self.levels(per_conn, per_conn, forks=per_conn if self.own_process else 0)
+        # Children forked as the run starts are intervals, not constants.
+        owners = 0 if self.forks_at_start(w, self.platform) else per_conn
+        return self.levels(owners, per_conn, forks=owners if self.own_process else 0)
+
+    @classmethod
+    def forks_at_start(cls, workload: Workload, platform: Platform) -> bool:
+        """Persistent connections' children are forked as the run starts, one
+        connection at a time by the accepting process, each child then starting
+        on a core of its own; a connection's requests wait for its child.
+        Modelled where the fork's cost is split (``fork_child_us`` > 0, a
+        calibrated profile): under load the children then come over seconds,
+        not at once. Otherwise every child is there from the start."""
+        return cls.own_process and workload.persistent and platform.fork_child_us > 0
+
+    @classmethod
+    def start_warnings(
+        cls, workload: Workload, platform: Platform, arch: Architecture, warmup: float
+    ) -> list[str]:
+        if not cls.forks_at_start(workload, platform):
+            return []
+        parent, child, _ = cls.accept_split(workload, platform)
+        n = workload.connections
+        # The accept loops fork in turn; the children start on the cores: the
+        # longer of the two, before any request's own CPU.
+        cores = platform.cores or n
+        ramp = max(math.ceil(n / arch.processes) * parent, n * (parent + child) / cores)
+        if ramp <= warmup:
+            return []
+        return [
+            f"forking a child for each of the {n:,} connections takes at least {ramp:.3g} s, "
+            f"beyond the warm-up ({warmup:g} s): the window holds that start-up (requests "
+            "wait for their children); raise --warmup for the steady state"
+        ]
+
+    def start_arrivals(self) -> None:
+        self._forked: dict[int, simpy.Event] = {}
+        if self.forks_at_start(self.workload, self.platform):
+            # The load generator opens every connection at the start: each
+            # process's accept loop forks for its connections in turn.
+            by_process: dict[int, list[int]] = {}
+            for conn in range(self.workload.connections):
+                self._forked[conn] = self.env.event()
+                by_process.setdefault(self.process_of(conn), []).append(conn)
+            for process, conns in by_process.items():
+                self.env.process(self._fork_all(process, conns))
+        super().start_arrivals()
+
+    def _fork_all(self, process: int, conns: list[int]) -> Generator[simpy.Event, Any, None]:
+        acceptor, gil = self.acceptors[process], self.cpu.gil(process)
+        for conn in conns:
+            if self._accept_cost > 0:
+                yield from self.cpu.run(gil, self._accept_cost, 0, process, lock=acceptor)
+            self.open_interval("threads")
+            self.open_interval("forks")
+            self.env.process(self._child_starts(conn))
+
+    def _child_starts(self, conn: int) -> Generator[simpy.Event, Any, None]:
+        yield from self.cpu.run(None, self._child_start, 0, None)
+        self._forked[conn].succeed()
+
+    def _serve_queue(
+        self, i: int, conn: int, worker: int, process: int
+    ) -> Generator[simpy.Event, Any, None]:
+        forked = (
+            self._forked.get(conn) if self.forks_at_start(self.workload, self.platform) else None
+        )
+        if forked is not None and not forked.processed:
+            # Its requests wait, unread in the socket, until its child runs.
+            yield forked
+        yield from super()._serve_queue(i, conn, worker, process)
 
     def acquire(self) -> Generator[simpy.Event, Any, tuple[int, int] | None]:
         """A thread (or child) spawned for a new connection by its process's acceptor."""
@@ -51,15 +121,23 @@ class Dedicated(ConnectionBound):
         handle = self.open_interval("threads")
         if self.own_process:
             self.open_interval("forks")
+        if self._child_start > 0:
+            # The forked child's own start, on a core, in parallel with the
+            # parent (which accepts again) and with other children.
+            yield from self.cpu.run(None, self._child_start, 0, None)
         return handle, process
 
     def release(self, worker: int) -> None:
-        self.close_interval("threads", worker)
+        # A forked child lives on while it exits (``fork_exit_us``).
+        gone = self.env.now + self._child_exit
+        self.intervals["threads"][1][worker] = gone
         if self.own_process:
-            self.close_interval("forks", worker)
+            self.intervals["forks"][1][worker] = gone
 
     @classmethod
     def _fast_limits(cls, workload: Workload, platform: Platform, arch: Architecture) -> str | None:
+        if cls.forks_at_start(workload, platform):
+            return "persistent connections' children are forked as the run starts (the DES)"
         if workload.requests_per_connection is None:
             return None
         if cls.request_cost(workload).accept_s(platform) > 0:
@@ -129,12 +207,13 @@ class Dedicated(ConnectionBound):
         assert w.rate is not None
         held, method = cls._thread_draws(w, platform, arch, deal, s)
         k = w.requests_per_connection
-        accept = cls.request_cost(w).accept_s(platform)
+        accept, child, _ = cls.accept_split(w, platform)
         extra = np.zeros(len(s.cpu))
-        if k is not None and accept > 0:
+        if k is not None and accept + child > 0:
             lam = w.rate * deal.busiest(w.connections, arch.processes)
             pa, ma = composition.mgc_wait(lam / k, accept, 0.0, 1)
             first = s.u_pool < 1 / k  # the first request on a connection waits for its thread
-            extra = np.where(first, accept + composition.mixture(s.u_loop, s.e_loop, pa, ma), 0.0)
+            wait = composition.mixture(s.u_loop, s.e_loop, pa, ma)
+            extra = np.where(first, accept + child + wait, 0.0)
         late = cls._buffered_read(workload, platform, s)
         return held + extra + late + s.rtt, f"one thread per connection + {method}"

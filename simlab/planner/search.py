@@ -495,7 +495,8 @@ def _simulate_check(m: ModelSearch, workers: int, processes: int) -> Check:
         latency_ms={k: getattr(lat, k) for k in CHECK_LATENCY},
         memory_mib=float(r.memory_mib.peak),
         virtual_mib=float(r.memory_mib.virtual_peak),
-        threads=float(r.threads.peak),
+        # Sizing wants the exact peak, not the one a 0.1 s sampler would see.
+        threads=float(r.threads.peak_exact),
         cpu_utilization=r.cpu_utilization,
         verdict=verdict,
         replications=s.replications,

@@ -169,6 +169,10 @@ def _memory_runs(quick: bool) -> list[Run]:
     return runs
 
 
+# The pool size of the peers' structure runs (their threads per process).
+STRUCTURE_WORKERS = 4
+
+
 def _structure_runs() -> list[Run]:
     """The peers idle at 1 and 2 processes, and holding 1,000 connections."""
     runs = []
@@ -178,7 +182,7 @@ def _structure_runs() -> list[Run]:
             shapes.append((1, 1000))
         for processes, n in shapes:
             w = Workload(connections=n, rate=20.0, cpu=Fixed(0.0005), io=Fixed(0.002))
-            arch = Architecture(workers=4, processes=processes)
+            arch = Architecture(workers=STRUCTURE_WORKERS, processes=processes)
             runs.append(Run(target, w, arch, "structure", duration=2.0, warmup=1.0))
     return runs
 

@@ -1,15 +1,24 @@
-"""The probe: psutil samples of a server's whole process tree, about every 100 ms.
+"""The probe: psutil samples of a server's whole process tree, every 100 ms.
 
 Per sample, summed over the tree: resident (RSS), proportional (PSS: shared
 pages split between the processes that share them, so forked children are
 not double counted), private (USS) and virtual (VMS) memory, threads, open
 fds, voluntary and involuntary context switches and CPU time (reaped
-children's included); and the server's own kernel memory (its threads'
+children's included); exited children not yet reaped (zombies) count for
+their CPU only; and the server's own kernel memory (its threads'
 kernel stacks and structures, its sockets, its page tables: what no
 process's resident set shows), from the memory cgroup it runs in
 (``simlab.real.kernel``), when there is one. PSS, USS and the count of
 accepted connections need a read per process, so for large trees they are
-sampled less often, keeping the probe's own CPU under about 2% of a core.
+sampled less often, keeping those reads under about 2% of a core; the light
+samples still read a few files per process, about 0.15 ms each, ten times
+a second (``simlab.real.probe_cost`` measures what the probe costs).
+
+Reads start on a fixed grid ``SAMPLE_INTERVAL_S`` apart. A summary's peak is
+the largest read in the window: for a count that rises and falls between
+reads (threads or children made per connection) that is below the exact
+peak, and the simulation reports the same sampled quantity as
+``threads.peak`` (``simlab.metrics.sampled_peak``).
 """
 
 from __future__ import annotations
@@ -23,6 +32,7 @@ import numpy as np
 import psutil
 
 from simlab.real.kernel import KernelAccount, accepted_sockets, tcp_object_kib
+from simlab.results import SAMPLE_INTERVAL_S
 
 __all__ = ["Probe", "ProbeSample", "kernel_kib"]
 
@@ -79,7 +89,7 @@ class Probe(threading.Thread):
     def __init__(
         self,
         pid: int,
-        interval: float = 0.1,
+        interval: float = SAMPLE_INTERVAL_S,
         *,
         account: KernelAccount | None = None,
         port: int = 0,
@@ -99,6 +109,10 @@ class Probe(threading.Thread):
 
     def run(self) -> None:
         next_full = 0.0
+        # Reads on a fixed grid, ``interval`` apart however long a read takes
+        # (while it takes less), so that a sampled peak is the simulation's
+        # ``threads.peak``: the level read every ``SAMPLE_INTERVAL_S``.
+        due = time.monotonic()
         while not self._halt.is_set():
             t0 = time.monotonic()
             full = t0 >= next_full
@@ -111,7 +125,10 @@ class Probe(threading.Thread):
                 # machine the server shares: keep it under about 2% of a core.
                 spent = time.monotonic() - t0
                 next_full = t0 + min(FULL_MAX_GAP_S, max(self.interval, FULL_COST_RATIO * spent))
-            self._halt.wait(self.interval)
+            # A read that overran (a large tree) still leaves the server half
+            # an interval of the probe's quiet.
+            due = max(due + self.interval, time.monotonic() + self.interval / 2)
+            self._halt.wait(due - time.monotonic())
 
     def stop(self) -> None:
         self._halt.set()
@@ -126,6 +143,14 @@ class Probe(threading.Thread):
         for p in procs:
             try:
                 with p.oneshot():
+                    if p.status() == psutil.STATUS_ZOMBIE:
+                        # An exited child not reaped yet holds no thread and no
+                        # memory (psutil still answers one thread for it): only
+                        # its CPU counts, which moves to its parent's reaped
+                        # children's once it is reaped.
+                        cpu = p.cpu_times()
+                        v["cpu_s"] += cpu.user + cpu.system
+                        continue
                     mem = p.memory_info()
                     v["rss_mib"] += mem.rss / MIB
                     v["vms_mib"] += mem.vms / MIB

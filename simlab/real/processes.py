@@ -85,13 +85,14 @@ class Managed:
         ready_line: bool = True,
         name: str = "process",
         preexec: Callable[[], None] | None = None,
+        stdin_pipe: bool = False,
     ) -> None:
         self.name = name
         full_env = dict(os.environ)
         full_env.update(env or {})
         self.proc = subprocess.Popen(
             argv,
-            stdin=subprocess.DEVNULL,
+            stdin=subprocess.PIPE if stdin_pipe else subprocess.DEVNULL,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
@@ -157,7 +158,7 @@ class Managed:
                 self._stderr.extend(self.proc.stderr.readlines()[-STDERR_LINES:])
         for t in self._drains:
             t.join(2.0)
-        for stream in (self.proc.stdout, self.proc.stderr):
+        for stream in (self.proc.stdin, self.proc.stdout, self.proc.stderr):
             if stream is not None:
                 with contextlib.suppress(OSError):
                     stream.close()

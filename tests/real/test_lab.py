@@ -173,6 +173,8 @@ def test_memory_units_are_per_unit_slopes() -> None:
     assert 0 < per["coroutine"]["uss"] < 8
     assert per["fork"]["uss"] > 100
     assert result["timings"]["fork_exit_wait_us"] > 0
+    # The parent's os.fork() call is a part of the fork's cycle (fork_child_us).
+    assert 0 < result["timings"]["fork_parent_us"] < result["timings"]["fork_exit_wait_us"]
 
 
 def test_backend_holds_ten_thousand_pending_calls(backend: Managed) -> None:

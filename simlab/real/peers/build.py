@@ -47,6 +47,10 @@ __all__ = [
 CACHE = ROOT / ".cache" / "peers"
 READY_TIMEOUT_S = 90.0
 STALE_BUILD_S = 3600.0
+# Connections ``start_peer`` opens before any load: one when ``wait_listening``
+# first finds the port open, one for the ``PROBE`` answered 200. A server that
+# hands each new connection to a thread (gthread) sees them as its first work.
+READINESS_CONNECTIONS = 2
 PROBE = b"GET /work?cpu_ms=0&io_ms=0&calls=0 HTTP/1.1\r\nHost: ready\r\nConnection: close\r\n\r\n"
 # Where Debian puts daemons (php-fpm, nginx): not on a normal user's PATH.
 SBIN = ("/usr/sbin", "/sbin", "/usr/local/sbin")
@@ -178,11 +182,14 @@ class PeerProcess(Managed):
         prefix: Path | None = None,
         name: str = "peer",
         preexec: Callable[[], None] | None = None,
+        stdin_pipe: bool = False,
     ) -> None:
         # Set before starting: a start that fails calls stop(), which uses them.
         self.prefix = prefix
         self.groups: set[int] = set()
-        super().__init__(argv, env=env, ready_line=False, name=name, preexec=preexec)
+        super().__init__(
+            argv, env=env, ready_line=False, name=name, preexec=preexec, stdin_pipe=stdin_pipe
+        )
 
     def note_groups(self) -> None:
         """Remember the process groups of the tree other than the peer's own."""

@@ -324,7 +324,9 @@ class _Program(PeerProcess):
         self, argv: list[str], *, name: str, preexec: Callable[[], None] | None = None
     ) -> None:
         self.lines: deque[str] = deque()
-        super().__init__(argv, prefix=temp_prefix(name), name=name, preexec=preexec)
+        super().__init__(
+            argv, prefix=temp_prefix(name), name=name, preexec=preexec, stdin_pipe=True
+        )
 
     def stop(self) -> str:
         if self.proc.poll() is None:
@@ -337,6 +339,13 @@ class _Program(PeerProcess):
 
     def _drain(self, stream: IO[str] | None, sink: deque[str] | None) -> None:
         super()._drain(stream, self.lines if stream is self.proc.stdout else sink)
+
+    def send_line(self, line: str) -> None:
+        stdin = self.proc.stdin
+        if stdin is None:
+            raise RuntimeError(f"{self.name} has no stdin to send {line!r} to")
+        stdin.write(line + "\n")
+        stdin.flush()
 
     def next_line(self, word: str, deadline: float) -> dict[str, Any]:
         """The JSON after the next line starting with ``word``."""
@@ -371,8 +380,10 @@ def hop_cpu(coat: Coat, *, concurrency: int, hops: int, ms: int) -> dict[str, fl
     deadline = time.monotonic() + READY_TIMEOUT_S + 2 * ms / 1e3
     with _running(argv, f"coats-{coat.name}") as program:
         program.next_line("READY", deadline)
-        # The program pauses a second after READY: the CPU count starts in that pause.
+        # The program waits for a line after READY, so the CPU count is taken
+        # while it waits, however late this reads READY on a busy machine.
         before = _tree_cpu_s(program.pid)
+        program.send_line("GO")
         done = program.next_line("DONE", deadline)
         after = _tree_cpu_s(program.pid)
     rounds = int(done["rounds"])

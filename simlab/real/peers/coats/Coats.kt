@@ -4,14 +4,13 @@
 // work, not idle workers spinning for tasks.
 //
 // Usage: Coats pending N     N coroutines suspended in delay(an hour), each holding its own index
-//        Coats hops C K MS   warm up, print READY, wait a second, then rounds of C concurrent
+//        Coats hops C K MS   warm up, print READY, wait for a line on stdin, then rounds of C concurrent
 //                            coroutines each passing K times through the dispatcher (yield())
 //                            until MS milliseconds have passed; print DONE with the rounds and
 //                            the wall time, and hold until stopped.
 import kotlinx.coroutines.*
 
 const val HOUR_MS = 3_600_000L
-const val PAUSE_MS = 1000L
 
 @Volatile var sink = 0L
 
@@ -46,7 +45,7 @@ fun main(args: Array<String>) {
             val warm = System.nanoTime()
             while (System.nanoTime() - warm < ms * 1_000_000L) round(c, k) // the JIT at work
             ready(System.nanoTime())
-            Thread.sleep(PAUSE_MS)
+            readLine() // the measurer reads the CPU count, then sends a line
             val t0 = System.nanoTime()
             var rounds = 0
             while (System.nanoTime() - t0 < ms * 1_000_000L) { round(c, k); rounds++ }

@@ -2,7 +2,7 @@
 // GOMAXPROCS = cores threads, hops on one (GOMAXPROCS = 1).
 //
 // Usage: coats pending N    N goroutines each asleep for an hour, holding its index
-//        coats hops C K MS  warm up, print READY, wait a second, then rounds of C
+//        coats hops C K MS  warm up, print READY, wait for a line on stdin, then rounds of C
 //                           concurrent goroutines each passing K times through the
 //                           scheduler (runtime.Gosched) until MS milliseconds have
 //                           passed; print DONE with the rounds and the wall time, and
@@ -10,6 +10,7 @@
 package main
 
 import (
+	"bufio"
 	"fmt"
 	"os"
 	"runtime"
@@ -18,8 +19,6 @@ import (
 	"sync/atomic"
 	"time"
 )
-
-const pause = time.Second
 
 var sink int64
 
@@ -82,7 +81,10 @@ func main() {
 		c, k, limit := args[0], args[1], time.Duration(args[2])*time.Millisecond
 		rounds(c, k, limit) // warm-up
 		ready(time.Now())
-		time.Sleep(pause)
+		// The measurer reads the CPU count, then sends a line: the rounds start after it.
+		if _, err := bufio.NewReader(os.Stdin).ReadString('\n'); err != nil {
+			panic(err)
+		}
 		t0 := time.Now()
 		n := rounds(c, k, limit)
 		fmt.Printf("DONE {\"rounds\": %d, \"wall_s\": %g}\n", n, time.Since(t0).Seconds())

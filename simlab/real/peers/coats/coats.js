@@ -6,7 +6,7 @@
 //          callback closing over its request's state, or an async function
 //          suspended on a promise that the timer resolves;
 //        node coats.js callbacks|promises hops C K MS
-//          warm up, print READY, wait a second, then rounds of C concurrent
+//          warm up, print READY, wait for a line on stdin, then rounds of C concurrent
 //          requests each passing K times through the loop (setImmediate: a
 //          callback hands the next one to the loop; an async function awaits a
 //          promise that the loop resolves) until MS milliseconds have passed;
@@ -14,7 +14,6 @@
 'use strict';
 
 const HOUR_MS = 3600 * 1000;
-const PAUSE_MS = 1000;
 const [style, mode, ...rest] = process.argv.slice(2);
 const args = rest.map(Number);
 let sink = 0;
@@ -93,7 +92,9 @@ async function hops(c, k, ms) {
   // (one per round of c x k hops) only tells this loop the round is over.
   await rounds(c, k, ms); // warm-up: the JIT at work
   process.stdout.write('READY {"create_s": 0}\n');
-  await new Promise((resolve) => setTimeout(resolve, PAUSE_MS));
+  // The measurer reads the CPU count, then sends a line: the rounds start after it.
+  await new Promise((resolve) => process.stdin.once('data', resolve));
+  process.stdin.pause();
   const [done, wall] = await rounds(c, k, ms);
   process.stdout.write(`DONE {"rounds": ${done}, "wall_s": ${wall}}\n`);
   hold();

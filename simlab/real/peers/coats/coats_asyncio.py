@@ -1,7 +1,7 @@
 """The Python coroutines of experiments/callbacks_vs_coroutines.py, on one asyncio loop.
 
 Usage: python coats_asyncio.py pending N   N tasks each suspended in asyncio.sleep(an hour)
-       python coats_asyncio.py hops C K MS warm up, print READY, wait a second, then
+       python coats_asyncio.py hops C K MS warm up, print READY, wait for a line on stdin, then
                                            rounds of C concurrent tasks each passing K
                                            times through the loop (asyncio.sleep(0))
                                            until MS milliseconds have passed; print DONE
@@ -15,7 +15,6 @@ import sys
 import time
 
 HOUR_S = 3600.0
-PAUSE_S = 1.0
 
 
 async def wait(i: int) -> int:
@@ -53,7 +52,8 @@ async def main(mode: str, args: list[int]) -> None:
     c, k, ms = args
     await rounds(c, k, ms)  # warm-up
     print('READY {"create_s": 0}', flush=True)
-    await asyncio.sleep(PAUSE_S)
+    # The measurer reads the CPU count, then sends a line: the rounds start after it.
+    sys.stdin.readline()
     done, wall = await rounds(c, k, ms)
     print(f'DONE {{"rounds": {done}, "wall_s": {wall}}}', flush=True)
     await asyncio.sleep(HOUR_S)
