@@ -482,6 +482,12 @@ class Model:
         return []
 
     @classmethod
+    def steady_platform(cls, workload: Workload, platform: Platform) -> Platform:
+        """The platform whose run starts in this model's steady state: what a
+        planner sizes for, where ``simulate`` starts cold as a real run does."""
+        return platform
+
+    @classmethod
     def explain_overload(
         cls, resource: str, rho: float, workload: Workload, arch: Architecture, deal: Deal
     ) -> str:

@@ -259,6 +259,8 @@ class ModelSearch:
             search,
         )
         self.cls = get_model(model)
+        # The checks simulate the steady state the plan is for, not a cold start.
+        self.p_check = self.cls.steady_platform(workload, platform)
         self.deal = search.deal()
         self.sampler = Sampler(workload, platform)
         self._cache: dict[tuple[int, int], Estimate] = {}
@@ -464,7 +466,7 @@ def _simulate_check(m: ModelSearch, workers: int, processes: int) -> Check:
     r = simulate(
         m.model,
         w,
-        m.p,
+        m.p_check,
         arch,
         duration=duration,
         warmup=warmup,
@@ -517,15 +519,15 @@ def _run_length(m: ModelSearch, arch: Architecture, typical: float) -> tuple[flo
     """
     s, w = m.search, m.w
     assert w.rate is not None
-    b = m.cls.bottleneck(w, m.p, arch, m.deal)
+    b = m.cls.bottleneck(w, m.p_check, arch, m.deal)
     tau = b.relaxation_s if b is not None else 0.0
     floor = max(s.requests / w.rate, 2 * typical)
-    engine = choose_engine("auto", m.model, w, m.p, arch)
+    engine = choose_engine("auto", m.model, w, m.p_check, arch)
     cap = max((FAST_CAP if engine == "fast" else DES_CAP) / w.rate, floor)
     duration = min(max(floor, RUN_RELAXATIONS * tau), cap)
     warmup = max(2 * typical, 20 / w.rate, 0.2)
     if b is not None:
-        warmup = max(warmup, min(auto_warmup(m.model, w, m.p, arch, m.deal), duration))
+        warmup = max(warmup, min(auto_warmup(m.model, w, m.p_check, arch, m.deal), duration))
     return duration, warmup, duration < RUN_RELAXATIONS * tau
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import pytest
 
 from simlab.distributions import Fixed
+from simlab.models import get_model
 from simlab.params import Architecture, Workload
 from simlab.platforms import cpython
 from simlab.simulation import simulate
@@ -95,3 +96,25 @@ def test_a_fork_storm_longer_than_the_warm_up_is_said() -> None:
     s = simulate("process-per-connection", few, p, Architecture(), duration=2.0, warmup=1.0,
                  seed=1, replications=1).summary  # fmt: skip
     assert not any("forking" in w for w in s.warnings)
+
+
+def test_a_planner_sizes_persistent_children_in_their_steady_state() -> None:
+    # simulate forks persistent connections' children as the run starts, as a
+    # real run does (a cold start); a plan is for the steady state, in which
+    # every child exists and none is forked again. Its checks start there.
+    model = get_model("process-per-connection")
+    p = cpython().with_(fork_us=FORK_US, fork_child_us=FORK_US - PARENT_US, cores=2)
+    persistent = WORK.with_(connections=200, requests_per_connection=None, rate=60.0)
+    assert model.forks_at_start(persistent, p)
+    steady = model.steady_platform(persistent, p)
+    assert not model.forks_at_start(persistent, steady)
+    cold = simulate("process-per-connection", persistent, p, Architecture(), duration=3.0,
+                    warmup=0.5, seed=3, replications=2).summary  # fmt: skip
+    warm = simulate("process-per-connection", persistent, steady, Architecture(), duration=3.0,
+                    warmup=0.5, seed=3, replications=2).summary  # fmt: skip
+    # 200 children x 9 ms on 2 cores hold the cold run's first second: its
+    # requests wait for them, the steady run's do not.
+    assert cold.latency_ms.p99 > 2 * warm.latency_ms.p99
+    assert warm.threads.peak_exact == cold.threads.peak_exact == 201
+    # A child per short connection is forked all the time: nothing changes.
+    assert model.steady_platform(WORK, p) is p
