@@ -23,7 +23,7 @@ from simlab.footprint import KIB_PER_MIB, Units, unit_costs
 from simlab.models.base import COMPLETED, DROPPED, Record
 from simlab.overload.policy import ABANDONED
 from simlab.params import Platform
-from simlab.results import SAMPLE_INTERVAL_S
+from simlab.results import SAMPLE_INTERVAL_S, USER_SAMPLE_INTERVAL_S
 
 # Waits under this share of the run's horizon are rounding of the clock, not
 # waits: 64 float64 epsilons covers the three roundings of end - arrival -
@@ -35,6 +35,7 @@ __all__ = [
     "level_parts",
     "replication_levels",
     "replication_summary",
+    "sampled_memory_peaks",
     "sampled_peak",
     "series",
     "window_stats",
@@ -436,6 +437,8 @@ def replication_summary(
             out[f"{key}_peak"], out[f"{key}_mean"] = peak, mean
         threads, base = parts["threads_alive"]
         out["threads_alive_sampled_peak"] = sampled_peak(Step.build(threads, base), t0, t1)
+        user, kernel = (Step.build(*parts[key]) for key in ("user_mib", "kernel_mib"))
+        out.update(sampled_memory_peaks(user, kernel, t0, t1))
         flight = _clean(parts["in_flight"][0])
         # See below: the backlog's growth over the window.
         out["growth"] = float(_level_at(flight, 0.0, t1) - _level_at(flight, 0.0, t0))
@@ -445,6 +448,7 @@ def replication_summary(
     for key, step in levels.items():
         out[f"{key}_peak"], out[f"{key}_mean"] = step.window(t0, t1)
     out["threads_alive_sampled_peak"] = sampled_peak(levels["threads_alive"], t0, t1)
+    out.update(sampled_memory_peaks(levels["user_mib"], levels["kernel_mib"], t0, t1))
     # In a stable system the number in the system at the end of the window is,
     # on average, what it was at the start; overload makes it grow.
     at_start, at_end = levels["in_flight"].at(np.array([t0, t1]))
@@ -464,6 +468,31 @@ def sampled_peak(step: Step, t0: float, t1: float, every: float = SAMPLE_INTERVA
     """
     grid = t0 + every * np.arange(int(np.floor((t1 - t0) / every)) + 1)
     return float(step.at(grid[grid < t1]).max())
+
+
+def sampled_memory_peaks(user: Step, kernel: Step, t0: float, t1: float) -> dict[str, float]:
+    """The memory peaks a probe reports, read from the exact levels.
+
+    The real lab's probe (``simlab.real.probe``) reads the tree's PSS (user
+    memory) every ``USER_SAMPLE_INTERVAL_S`` and the server's kernel memory
+    every ``SAMPLE_INTERVAL_S``; its resident total at each read is the
+    kernel level then plus the user level as of the latest PSS read. These
+    are the same reads of the simulated levels from the window's start, so
+    that ``memory_mib``'s peaks mean one thing in ``simulate`` and
+    ``measure``; ``Step.window`` gives the exact ones.
+    """
+    ratio = round(USER_SAMPLE_INTERVAL_S / SAMPLE_INTERVAL_S)
+    grid = t0 + SAMPLE_INTERVAL_S * np.arange(int(np.floor((t1 - t0) / SAMPLE_INTERVAL_S)) + 1)
+    grid = grid[grid < t1]
+    kernel_reads = kernel.at(grid)
+    # The user level is read at every ``ratio``-th point of the same grid.
+    user_reads = user.at(grid[::ratio])
+    total = kernel_reads + user_reads[np.arange(len(grid)) // ratio]
+    return {
+        "user_mib_sampled_peak": float(user_reads.max()),
+        "kernel_mib_sampled_peak": float(kernel_reads.max()),
+        "memory_mib_sampled_peak": float(total.max()),
+    }
 
 
 def series(rec: Record, levels: dict[str, Step], points: int = 241) -> dict[str, np.ndarray]:
