@@ -470,28 +470,46 @@ def sampled_peak(step: Step, t0: float, t1: float, every: float = SAMPLE_INTERVA
     return float(step.at(grid[grid < t1]).max())
 
 
-def sampled_memory_peaks(user: Step, kernel: Step, t0: float, t1: float) -> dict[str, float]:
+def sampled_memory_peaks(
+    user: Step, kernel: Step, t0: float, t1: float, phase: int | None = None
+) -> dict[str, float]:
     """The memory peaks a probe reports, read from the exact levels.
 
-    The real lab's probe (``simlab.real.probe``) reads the tree's PSS (user
-    memory) every ``USER_SAMPLE_INTERVAL_S`` and the server's kernel memory
-    every ``SAMPLE_INTERVAL_S``; its resident total at each read is the
-    kernel level then plus the user level as of the latest PSS read. These
-    are the same reads of the simulated levels from the window's start, so
-    that ``memory_mib``'s peaks mean one thing in ``simulate`` and
-    ``measure``; ``Step.window`` gives the exact ones.
+    The real lab's probe (``simlab.real.probe``) reads the server's kernel
+    memory on a grid ``SAMPLE_INTERVAL_S`` apart and the tree's PSS (user
+    memory) at every ``ratio``-th point of it (``USER_SAMPLE_INTERVAL_S``),
+    carrying the last PSS read to the reads between; its resident total at a
+    read is the kernel level then plus the carried user level. A summary's
+    peaks are the largest reads in the window, where the first reads may
+    carry a PSS read made before the window's start. These are the same
+    reads of the simulated levels, on the grid from the window's start with
+    the PSS reads at points ``phase``, ``phase + ratio``, ...; so that
+    ``memory_mib``'s peaks mean one thing in ``simulate`` and ``measure``.
+
+    Where the PSS reads fall relative to the window is chance on the real
+    side (the probe starts before the load), and for a level that grows
+    over the window it matters: without ``phase`` the peaks are the mean
+    over the ``ratio`` phases, the expected value of a randomly placed
+    probe's reads. ``Step.window`` gives the exact peaks.
     """
     ratio = round(USER_SAMPLE_INTERVAL_S / SAMPLE_INTERVAL_S)
-    grid = t0 + SAMPLE_INTERVAL_S * np.arange(int(np.floor((t1 - t0) / SAMPLE_INTERVAL_S)) + 1)
-    grid = grid[grid < t1]
-    kernel_reads = kernel.at(grid)
-    # The user level is read at every ``ratio``-th point of the same grid.
-    user_reads = user.at(grid[::ratio])
-    total = kernel_reads + user_reads[np.arange(len(grid)) // ratio]
+    n = int(np.floor((t1 - t0) / SAMPLE_INTERVAL_S)) + 1
+    index = np.arange(n)
+    index = index[t0 + SAMPLE_INTERVAL_S * index < t1]
+    kernel_reads = kernel.at(t0 + SAMPLE_INTERVAL_S * index)
+    phases = range(ratio) if phase is None else (phase,)
+    peaks = np.zeros((len(phases), 2))
+    for row, p in enumerate(phases):
+        # The PSS read each read carries: the latest at or before it, which
+        # for the window's first reads may lie before the window.
+        carried = p + ratio * np.floor_divide(index - p, ratio)
+        user_reads = user.at(t0 + SAMPLE_INTERVAL_S * carried)
+        peaks[row] = user_reads.max(), (kernel_reads + user_reads).max()
+    user_peak, total_peak = peaks.mean(axis=0)
     return {
-        "user_mib_sampled_peak": float(user_reads.max()),
+        "user_mib_sampled_peak": float(user_peak),
         "kernel_mib_sampled_peak": float(kernel_reads.max()),
-        "memory_mib_sampled_peak": float(total.max()),
+        "memory_mib_sampled_peak": float(total_peak),
     }
 
 

@@ -2,7 +2,8 @@
 
 The probe reads the server's kernel memory every 0.1 s and the tree's PSS
 (user memory) every 1 s, on fixed grids; the simulation reads its exact
-levels on the same grids. These tests build level paths whose sampled and
+levels on the same grids, for each place of the PSS reads in the window,
+and reports the mean over those places. These tests build level paths whose sampled and
 exact peaks differ and check that the simulated side's rule and the probe's
 give the same numbers for them, so a change of either side's definition
 fails here.
@@ -13,6 +14,7 @@ from __future__ import annotations
 import os
 
 import numpy as np
+import pytest
 
 from simlab.distributions import Fixed
 from simlab.metrics import Step, sampled_memory_peaks
@@ -22,61 +24,77 @@ from simlab.real.probe import FIELDS, Probe, ProbeSample
 from simlab.results import SAMPLE_INTERVAL_S, USER_SAMPLE_INTERVAL_S
 from simlab.simulation import simulate
 
-WINDOW = (0.0, 3.0)
-# User memory of 20 MiB with a child's 4 MiB between its 1 s reads (seen by
-# the 0.1 s grid, not the 1 s one), and 2 MiB across the read at 2 s.
+WINDOW = (1.0, 4.0)
+RATIO = round(USER_SAMPLE_INTERVAL_S / SAMPLE_INTERVAL_S)
+# User memory of 20 MiB with 3 MiB more before the window (a PSS read then is
+# carried into the window's first reads), a child's 4 MiB that falls between
+# the 1 s reads of some phases, and 2 MiB across the read at 3 s.
 USER = Step.build(
     [
-        (np.array([0.35]), np.array([0.75]), 4.0),
-        (np.array([1.95]), np.array([2.05]), 2.0),
+        (np.array([0.45]), np.array([0.95]), 3.0),
+        (np.array([1.35]), np.array([1.75]), 4.0),
+        (np.array([2.95]), np.array([3.05]), 2.0),
     ],
     base=20.0,
 )
 # Kernel memory of 3 MiB with a spike between 0.1 s reads and one across a read.
 KERNEL = Step.build(
     [
-        (np.array([1.42]), np.array([1.47]), 5.0),
-        (np.array([2.25]), np.array([2.35]), 1.0),
+        (np.array([2.42]), np.array([2.47]), 5.0),
+        (np.array([3.25]), np.array([3.35]), 1.0),
     ],
     base=3.0,
 )
 
 
-def _probe_reads() -> Probe:
-    """The probe's reads of the two paths, as its loop makes them from the
-    window's start: the kernel charge at every read, PSS at every tenth and
-    carried between."""
+def _probe_reads(phase: int) -> Probe:
+    """The probe's reads of the two paths, as its loop makes them, started a
+    second before the window: the kernel charge at every read, PSS at every
+    tenth (the ``phase``-th of the window's first ten) and carried between."""
     probe = Probe(os.getpid())
-    ratio = round(USER_SAMPLE_INTERVAL_S / SAMPLE_INTERVAL_S)
     pss = 0.0
-    for k, t in enumerate(WINDOW[0] + SAMPLE_INTERVAL_S * np.arange(30)):
-        at = np.array([t])
-        if k % ratio == 0:
+    for k in range(-RATIO, 3 * RATIO):
+        at = np.array([WINDOW[0] + SAMPLE_INTERVAL_S * k])
+        if (k - phase) % RATIO == 0:
             pss = float(USER.at(at)[0])
         values = dict.fromkeys(FIELDS, 0.0)
         values["pss_mib"] = pss
         values["kernel_mib"] = float(KERNEL.at(at)[0])
         values["memory_mib"] = values["pss_mib"] + values["kernel_mib"]
-        probe.samples.append(ProbeSample(float(t), values))
+        probe.samples.append(ProbeSample(float(at[0]), values))
     return probe
 
 
 def test_sampled_memory_peaks_miss_what_falls_between_reads() -> None:
-    peaks = sampled_memory_peaks(USER, KERNEL, *WINDOW)
+    peaks = sampled_memory_peaks(USER, KERNEL, *WINDOW, phase=0)
     assert USER.window(*WINDOW)[0] == 24.0
-    assert peaks["user_mib_sampled_peak"] == 22.0  # the read at 2 s
+    assert peaks["user_mib_sampled_peak"] == 22.0  # the read at 3 s
     assert KERNEL.window(*WINDOW)[0] == 8.0
-    assert peaks["kernel_mib_sampled_peak"] == 4.0  # the read at 2.3 s
-    # 22 MiB (read at 2 s, carried) + 4 MiB (at 2.3 s); the exact sum peaks at 28.
+    assert peaks["kernel_mib_sampled_peak"] == 4.0  # the read at 3.3 s
+    # 22 MiB (read at 3 s, carried) + 4 MiB (at 3.3 s); the exact sum peaks at 28.
     assert peaks["memory_mib_sampled_peak"] == 26.0
+    # Reads at 0.5, 1.5, 2.5, 3.5 s: the child's 4 MiB is seen.
+    assert sampled_memory_peaks(USER, KERNEL, *WINDOW, phase=5)["user_mib_sampled_peak"] == 24.0
 
 
-def test_probe_reports_the_simulations_sampled_memory_peaks() -> None:
-    measured = _probe_reads().summary(WINDOW)
-    peaks = sampled_memory_peaks(USER, KERNEL, *WINDOW)
+@pytest.mark.parametrize("phase", range(RATIO))
+def test_probe_reports_the_simulations_sampled_memory_peaks(phase: int) -> None:
+    measured = _probe_reads(phase).summary(WINDOW)
+    peaks = sampled_memory_peaks(USER, KERNEL, *WINDOW, phase=phase)
     assert measured["pss_mib"]["peak"] == peaks["user_mib_sampled_peak"]
     assert measured["kernel_mib"]["peak"] == peaks["kernel_mib_sampled_peak"]
     assert measured["memory_mib"]["peak"] == peaks["memory_mib_sampled_peak"]
+
+
+def test_simulate_reports_the_mean_over_the_probes_phases() -> None:
+    # Where the PSS reads fall relative to the window is chance on the real
+    # side: the simulation reports the mean over the phases.
+    each = [sampled_memory_peaks(USER, KERNEL, *WINDOW, phase=p) for p in range(RATIO)]
+    mean = sampled_memory_peaks(USER, KERNEL, *WINDOW)
+    for key in ("user_mib_sampled_peak", "memory_mib_sampled_peak"):
+        values = [e[key] for e in each]
+        assert min(values) < max(values)  # the phase matters on this path
+        assert mean[key] == pytest.approx(np.mean(values), rel=1e-12)
 
 
 def test_probe_reads_pss_on_the_user_grid() -> None:

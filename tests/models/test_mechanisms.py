@@ -255,9 +255,10 @@ NOT_SHOWN = {
     # (The fork split's row "worse" on the ppc k=1 case's user memory is
     # gone since memory peaks are read the same way on both sides, PSS every
     # 1 s: that case measured again with the new probe, 22.2 MiB (runs 20.0
-    # to 23.6, noise 26.6%), against 24.4 with the split and 20.6 without,
-    # errors 10.3% and 7.1%, within the noise; against the exact peak it was
-    # 32.3 and 27.2 against 28.4 read by the old probe, 13.7% and 4.4%.)
+    # to 23.6), against 23.9 with the split and 22.0 without (the mean over
+    # the reads' phases), errors 7.8% and 0.7%, within the noise of 13.2%;
+    # against the exact peak it was 32.3 and 27.2 against 28.4 read by the
+    # old probe, 13.7% and 4.4%.)
 }
 
 
