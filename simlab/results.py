@@ -148,7 +148,10 @@ class MemoryLevel(Plain):
     largest user level read every ``USER_SAMPLE_INTERVAL_S`` over the window;
     ``kernel_peak`` the largest kernel level read every ``SAMPLE_INTERVAL_S``;
     ``peak`` the largest of their sums read every ``SAMPLE_INTERVAL_S``, the
-    user part as of its latest read. The ``*_exact`` peaks are the levels'
+    user part as of its latest read; a simulated peak is the mean over the
+    ten places of the user reads on that grid (``simlab.metrics.
+    sampled_memory_peaks``), where a probe's fall by chance. The
+    ``*_exact`` peaks are the levels'
     continuous-time maxima, at least as large, which no sampler sees and
     which sizing uses. Means are time-weighted.
     """
