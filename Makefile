@@ -3,32 +3,45 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
+KERNELS := $(VENV)/.kernels
 CHECKED := simlab tests benchmarks experiments app.py docs
 
-.PHONY: run compare test lint docs format bench bench-wrk bench-peers profile clean browser peers experiments
+.PHONY: run compare test lint docs format bench bench-wrk bench-peers profile clean browser peers experiments kernels
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e '.[dev,bench,docs]'
+	$(BIN)/python -m simlab.kernels_build
 	@touch $(STAMP)
+	@touch $(KERNELS)
+
+## The compiled kernels (simlab/_kernels*.so, by numba's ahead-of-time compiler:
+## about a minute), rebuilt when their sources change; simlab runs numba's JIT
+## in their place while they are missing or stale (slower to start, same results).
+$(KERNELS): $(STAMP) simlab/fast_events.py simlab/fast_kernel.py simlab/levels_kernel.py \
+		simlab/kernels.py simlab/kernels_build.py
+	$(BIN)/python -m simlab.kernels_build
+	@touch $(KERNELS)
+
+kernels: $(KERNELS)
 
 ## The main job: the dashboard on http://127.0.0.1:8501 (Ctrl-C stops it).
-run: $(STAMP)
+run: $(STAMP) $(KERNELS)
 	$(BIN)/streamlit run app.py --server.address 127.0.0.1 --server.port 8501 \
 		--server.headless true --browser.gatherUsageStats false
 
 ## Every model side by side on the built-in C10K scenario, in the terminal.
-compare: $(STAMP)
+compare: $(STAMP) $(KERNELS)
 	$(BIN)/simlab compare
 
 ## Lint, types, the documentation and the whole test suite (the browser test needs
 ## chromium, the peers' tests their runtimes).
-test: $(STAMP) lint docs browser peers
+test: $(STAMP) $(KERNELS) lint docs browser peers
 	$(BIN)/pytest
 
 ## Every experiment at full scale (writes data/experiments/<name>/).
-experiments: $(STAMP)
+experiments: $(STAMP) $(KERNELS)
 	@set -e; for script in experiments/*.py; do \
 		echo "== $$script"; $(BIN)/python $$script; \
 	done
@@ -89,16 +102,16 @@ format: $(STAMP)
 ## (not tests: each prints ratios measured side by side in one run; needs wrk).
 ## bench_whole.py times whole processes (startup, plan, scale case) and writes
 ## its part of docs/benchmarks.md; BENCH_ARGS=--full adds 5M requests.
-bench: $(STAMP)
+bench: $(STAMP) $(KERNELS)
 	$(BIN)/python benchmarks/bench_whole.py $(BENCH_ARGS)
 	$(BIN)/python benchmarks/bench_suite.py
 	$(BIN)/python benchmarks/bench_server_vs_uvicorn.py
 
-profile: $(STAMP)
+profile: $(STAMP) $(KERNELS)
 	$(BIN)/python benchmarks/profile_hot_path.py
 
 clean:
-	rm -rf $(VENV) site .pytest_cache .mypy_cache .ruff_cache .hypothesis build *.egg-info
+	rm -rf $(VENV) simlab/_kernels*.so site .pytest_cache .mypy_cache .ruff_cache .hypothesis build *.egg-info
 
 ## Every peer's trivial-request throughput under wrk beside uvicorn's, as ratios
 ## (a check that no peer is crippled by its configuration; needs the peers and wrk).

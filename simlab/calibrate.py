@@ -52,13 +52,14 @@ from simlab.fitting import Fit, fit_robust, median_with_ci
 from simlab.journal import Journal
 from simlab.models import get_model
 from simlab.models.base import MAX_BUSY_SEEN
-from simlab.params import Architecture, Platform, Workload
+from simlab.params import LAB_KEYS, Architecture, Platform, Workload
 from simlab.platforms import PRESETS, profile_path
 from simlab.provenance import atomic_write_json, git_revision, json_safe, machine, utc_stamp
 from simlab.real.grids import LOOP_SERVERS, Run, grid
 from simlab.real.measure import MeasureOptions, measure
 from simlab.real.memory import measure_memory
 from simlab.real.peers import PEERS, RESEMBLES, as_designed
+from simlab.real.probe_cost import measure_probe_cost
 from simlab.stats import bootstrap_ci
 from simlab.streams import Deal
 
@@ -457,6 +458,10 @@ KEPT = {
     "throughput_rps": ("throughput_rps",),
     "cpu_busy_cores": ("cpu_busy_cores",),
     "latency_mean_ms": ("latency_ms", "mean"),
+    # The latency's quantiles, for a fit of the spreads through the model
+    # (profiles measured before they were kept lack them).
+    "latency_p50_ms": ("latency_ms", "p50"),
+    "latency_p99_ms": ("latency_ms", "p99"),
     "service_mean_ms": ("service_ms", "mean"),
     "service_p50_ms": ("service_ms", "p50"),
     "service_p99_ms": ("service_ms", "p99"),
@@ -490,7 +495,11 @@ def _as_summary(kept: dict[str, Any]) -> dict[str, Any]:
     return {
         "throughput_rps": kept["throughput_rps"],
         "cpu_busy_cores": kept["cpu_busy_cores"],
-        "latency_ms": {"mean": kept["latency_mean_ms"]},
+        "latency_ms": {
+            "mean": kept["latency_mean_ms"],
+            "p50": kept.get("latency_p50_ms"),
+            "p99": kept.get("latency_p99_ms"),
+        },
         "service_ms": {
             "mean": kept["service_mean_ms"],
             "p50": kept["service_p50_ms"],
@@ -589,8 +598,14 @@ def calibrate(
             results = [_from_record(r) for r in previous["runs"]]
             memory = previous["memory_benchmark"]
             quick = bool(previous.get("quick", False))
+            probe = previous.get("probe_benchmark")
         except (OSError, KeyError, ValueError, TypeError) as exc:
             raise UserError(f"--refit: cannot reuse the runs in {str(path)!r}: {exc}") from None
+        if probe is None:
+            # A profile from before the probe's cost was kept: its benchmark
+            # (seconds, no server, no port) is the one thing measured now.
+            tick("measure the probe", 0, 1)
+            probe = measure_probe_cost()
         tick("fitting", 1, 1)
     else:
         runs = grid(quick)
@@ -601,9 +616,12 @@ def calibrate(
         if "memory" not in journal:
             journal.put("memory", measure_memory((100, 500) if quick else (300, 1500)))
         memory = journal.get("memory")
+        if "probe" not in journal:
+            journal.put("probe", measure_probe_cost())
+        probe = journal.get("probe")
         results = measure_runs(runs, journal, tick, total)
         tick("fitting", total, total)
-    profile = _profile(name, quick, results, memory)
+    profile = _profile(name, quick, results, memory, probe)
     atomic_write_json(path, profile)
     if journal is not None:
         journal.done()
@@ -615,7 +633,11 @@ def _measured(value: float, note: str) -> dict[str, Any]:
 
 
 def _profile(
-    name: str, quick: bool, results: list[tuple[Run, dict[str, Any]]], memory: dict[str, Any]
+    name: str,
+    quick: bool,
+    results: list[tuple[Run, dict[str, Any]]],
+    memory: dict[str, Any],
+    probe: dict[str, Any],
 ) -> dict[str, Any]:
     preset = PRESETS["cpython"]()
     cpu = fit_cpu(results)
@@ -662,9 +684,9 @@ def _profile(
             )
     # The client path last: it is what the model, every other cost in place
     # and the lab's neighbours on the cores, leaves of the light runs' latency.
-    lab = _lab(results)
-    neighbours = {k: lab[k]["value"] for k in ("client_cpu_us", "backend_cpu_us")
-                  if lab[k]["value"] is not None}  # fmt: skip
+    lab = _lab(results, probe)
+    neighbours = {k: lab[k]["value"] for k in LAB_KEYS
+                  if lab.get(k, {}).get("value") is not None}  # fmt: skip
     path = fit_path(results, fitted().with_(**neighbours))
     for key in path.names:
         params[key] = path.parameter(key, preset=getattr(preset, key), method=PATH_METHOD)
@@ -684,6 +706,7 @@ def _profile(
         },
         "peers": _structure(results),
         "memory_benchmark": memory,
+        "probe_benchmark": probe,
         "runs": [_run_record(run, s) for run, s in results],
     }
     cleaned: dict[str, Any] = json_safe(profile)
@@ -863,17 +886,24 @@ def fit_forks(results: list[tuple[Run, dict[str, Any]]], platform: Platform) -> 
     return fit_robust(np.array(rows), np.array(ys), ("fork_touched_kib", "fork_call_kib"))
 
 
-def _lab(results: list[tuple[Run, dict[str, Any]]]) -> dict[str, Any]:
+def _lab(
+    results: list[tuple[Run, dict[str, Any]]], probe: dict[str, Any] | None = None
+) -> dict[str, Any]:
     """The load generator's CPU per request and the backend's per call, as they
-    ran beside the server in the open-loop runs: medians with intervals."""
+    ran beside the server in the open-loop runs: medians with intervals; and
+    the probe's CPU per sample, from its benchmark (``measure_probe_cost``)."""
     client, ci_c = median_with_ci(
         [s["kept"]["client_us"] for run, s in results if run.role == "cpu"]
     )
     backend, ci_b = median_with_ci(
         [s["kept"]["backend_us"] for run, s in results if run.role == "cpu"]
     )
-    return {
+    lab: dict[str, Any] = {
         "client_cpu_us": {"value": client, "ci95": ci_c},
         "backend_cpu_us": {"value": backend, "ci95": ci_b},
         "note": "the lab's own processes on the server's cores; validation adds them",
     }
+    if probe is not None:
+        lab["probe_us"] = {"value": probe["sample_us"], "method": probe["method"]}
+        lab["probe_process_us"] = {"value": probe["process_us"], "method": probe["method"]}
+    return lab

@@ -75,70 +75,81 @@ DONE = 99
 NAN = np.nan
 
 
-@njit(cache=True)
+@njit(cache=True, forceinline=True)
 def _push(  # noqa: PLR0917 - a compiled helper takes its arrays positionally
-    ht: Any, hk: Any, hx: Any, hv: Any, size: int, t: float, k: int, x: int, v: int
+    ht: Any, hq: Any, size: int, t: float, k: int, x: int, v: int
 ) -> int:  # pragma: no cover - compiled
-    """Push (t, k) with payload (x, v) on the binary heap; returns the new size."""
+    """Push (t, k) with payload (x, v) on the binary heap; returns the new size.
+
+    The heap is two arrays, the times ``ht`` and the keys and payloads ``hq``
+    (a row each: k, x, v), not four: every array a compiled helper takes
+    costs a reference count in and out of it."""
     j = size
     while j > 0:
         parent = (j - 1) >> 1
-        if ht[parent] < t or (ht[parent] == t and hk[parent] < k):
+        if ht[parent] < t or (ht[parent] == t and hq[parent, 0] < k):
             break
-        ht[j], hk[j], hx[j], hv[j] = ht[parent], hk[parent], hx[parent], hv[parent]
+        ht[j] = ht[parent]
+        hq[j, 0], hq[j, 1], hq[j, 2] = hq[parent, 0], hq[parent, 1], hq[parent, 2]
         j = parent
-    ht[j], hk[j], hx[j], hv[j] = t, k, x, v
+    ht[j] = t
+    hq[j, 0], hq[j, 1], hq[j, 2] = k, x, v
     return size + 1
 
 
-@njit(cache=True)
-def _pop(ht: Any, hk: Any, hx: Any, hv: Any, size: int) -> int:  # pragma: no cover - compiled
+@njit(cache=True, forceinline=True)
+def _pop(ht: Any, hq: Any, size: int) -> int:  # pragma: no cover - compiled
     """Remove the root (read it first); returns the new size."""
     n = size - 1
     if n > 0:
-        t, k, x, v = ht[n], hk[n], hx[n], hv[n]
+        t, k, x, v = ht[n], hq[n, 0], hq[n, 1], hq[n, 2]
         j = 0
         while True:
             c = 2 * j + 1
             if c >= n:
                 break
-            if c + 1 < n and (ht[c + 1] < ht[c] or (ht[c + 1] == ht[c] and hk[c + 1] < hk[c])):
+            if c + 1 < n and (
+                ht[c + 1] < ht[c] or (ht[c + 1] == ht[c] and hq[c + 1, 0] < hq[c, 0])
+            ):
                 c += 1
-            if t < ht[c] or (t == ht[c] and k < hk[c]):
+            if t < ht[c] or (t == ht[c] and k < hq[c, 0]):
                 break
-            ht[j], hk[j], hx[j], hv[j] = ht[c], hk[c], hx[c], hv[c]
+            ht[j] = ht[c]
+            hq[j, 0], hq[j, 1], hq[j, 2] = hq[c, 0], hq[c, 1], hq[c, 2]
             j = c
-        ht[j], hk[j], hx[j], hv[j] = t, k, x, v
+        ht[j] = t
+        hq[j, 0], hq[j, 1], hq[j, 2] = k, x, v
     return n
 
 
-# The mechanisms the loop repeats, each written once. Numba compiles the calls
-# into the loop at no measurable cost; helpers that take or give back a pool's
-# free server (``fstack``/``ftop``) made it about twice as slow, so that stays inline.
-@njit(cache=True)
+# The mechanisms the loop repeats, each written once, and inlined by LLVM
+# (``forceinline``). Every array a helper takes still costs two atomic
+# reference counts a call (about a third of the loop's time on the default
+# platform, by perf), so the helpers take few: the heap is two arrays, a pool's
+# line one. Helpers that take or give back a pool's free server
+# (``fstack``/``ftop``) made it about twice as slow, so that stays inline.
+@njit(cache=True, forceinline=True)
 def _at(  # noqa: PLR0917 - a compiled helper takes its arrays positionally
-    ht: Any, hk: Any, hx: Any, hv: Any, size: int, eid: int, t: float, ent: int, v: int
+    ht: Any, hq: Any, size: int, eid: int, t: float, ent: int, v: int
 ) -> tuple[int, int]:  # pragma: no cover - compiled
     """Resume ``ent`` at ``t`` with value ``v`` (a normal event: a timeout, or a
     pool's hand-over); returns the new size and event id."""
-    return _push(ht, hk, hx, hv, size, t, NORMAL * PRIO + eid, ent, v), eid + 1
+    return _push(ht, hq, size, t, NORMAL * PRIO + eid, ent, v), eid + 1
 
 
-@njit(cache=True)
-def _wait(  # noqa: PLR0917 - a compiled helper takes its arrays positionally
-    ei: Any, qhead: Any, qtail: Any, qlen: Any, q: int, ent: int
-) -> None:  # pragma: no cover - compiled
+@njit(cache=True, forceinline=True)
+def _wait(ei: Any, qs: Any, q: int, ent: int) -> None:  # pragma: no cover - compiled
     """Queue ``ent`` last among pool ``q``'s waiters."""
     ei[ent, I_WNEXT] = -1
-    if qtail[q] >= 0:
-        ei[qtail[q], I_WNEXT] = ent
+    if qs[q, 1] >= 0:
+        ei[qs[q, 1], I_WNEXT] = ent
     else:
-        qhead[q] = ent
-    qtail[q] = ent
-    qlen[q] += 1
+        qs[q, 0] = ent
+    qs[q, 1] = ent
+    qs[q, 2] += 1
 
 
-@njit(cache=True)
+@njit(cache=True, forceinline=True)
 def _phase(  # noqa: PLR0917 - a compiled helper takes its arrays positionally
     ei: Any,
     ef: Any,
@@ -161,7 +172,7 @@ def _phase(  # noqa: PLR0917 - a compiled helper takes its arrays positionally
     ei[ent, I_RET] = ret
 
 
-@njit(cache=True)
+@njit(cache=True, forceinline=True)
 def _open(  # noqa: PLR0917 - a compiled helper takes its arrays positionally
     copen_h: Any, canswered: Any, copen: Any, cclose: Any, nc: int, c: int, now: float
 ) -> int:  # pragma: no cover - compiled
@@ -175,7 +186,7 @@ def _open(  # noqa: PLR0917 - a compiled helper takes its arrays positionally
     return nc
 
 
-@njit(cache=True)
+@njit(cache=True, forceinline=True)
 def _idle(
     chead: Any, free_slots: Any, nfree: int, c: int, ent: int
 ) -> int:  # pragma: no cover - compiled
@@ -185,14 +196,14 @@ def _idle(
     return nfree + 1
 
 
-@njit(cache=True)
+@njit(cache=True, forceinline=True)
 def _drop_at(  # noqa: PLR0917 - a compiled helper takes its arrays positionally
-    ei: Any, ef: Any, qhead: Any, q: int, acquired: float, interval: float
+    ei: Any, ef: Any, qs: Any, q: int, acquired: float, interval: float
 ) -> float:  # pragma: no cover - compiled
     """``Cpu._drop_at``: when the waiters of GIL ``q`` ask its holder, which
     took it at ``acquired``, to drop it."""
     drop = np.inf
-    w = qhead[q]
+    w = qs[q, 0]
     while w >= 0:
         began = ef[w, F_WSINCE]
         if began < acquired:
@@ -202,27 +213,27 @@ def _drop_at(  # noqa: PLR0917 - a compiled helper takes its arrays positionally
     return drop
 
 
-@njit(cache=True)
-def _next(ei: Any, qhead: Any, qtail: Any, qlen: Any, q: int) -> int:  # pragma: no cover - compiled
+@njit(cache=True, forceinline=True)
+def _next(ei: Any, qs: Any, q: int) -> int:  # pragma: no cover - compiled
     """Take pool ``q``'s oldest waiter off its FIFO (it has one)."""
-    w: int = qhead[q]
-    qhead[q] = ei[w, I_WNEXT]
-    if qhead[q] < 0:
-        qtail[q] = -1
-    qlen[q] -= 1
+    w: int = qs[q, 0]
+    qs[q, 0] = ei[w, I_WNEXT]
+    if qs[q, 0] < 0:
+        qs[q, 1] = -1
+    qs[q, 2] -= 1
     return w
 
 
-@njit(cache=True)
+@njit(cache=True, forceinline=True)
 def _hand_over(  # noqa: PLR0917 - a compiled helper takes its arrays positionally
-    ei: Any, qhead: Any, qtail: Any, qlen: Any, q: int, draws: Any, gu: int, fifo: float
+    ei: Any, qs: Any, q: int, draws: Any, gu: int, fifo: float
 ) -> tuple[int, int]:  # pragma: no cover - compiled
     """Take the waiter a GIL goes to off pool ``q``'s line (it has one): with
     two or more waiting and ``fifo`` < 1, the one ``HandOffs.pick`` picks with
     the next uniform ``draws[gu]``, else the oldest. Returns it and the next ``gu``."""
-    waiting = qlen[q]
+    waiting = qs[q, 2]
     if fifo >= 1.0 or waiting < 2:
-        return _next(ei, qhead, qtail, qlen, q), gu
+        return _next(ei, qs, q), gu
     u = draws[gu]
     gu += 1
     k = 0
@@ -230,15 +241,15 @@ def _hand_over(  # noqa: PLR0917 - a compiled helper takes its arrays positional
         # ``simlab.streams.HandOffs.pick``'s arithmetic, operation for operation.
         k = min(int((u - fifo) / (1.0 - fifo) * waiting), waiting - 1)
     if k == 0:
-        return _next(ei, qhead, qtail, qlen, q), gu
-    prev = qhead[q]
+        return _next(ei, qs, q), gu
+    prev = qs[q, 0]
     for _ in range(k - 1):
         prev = ei[prev, I_WNEXT]
     w: int = ei[prev, I_WNEXT]
     ei[prev, I_WNEXT] = ei[w, I_WNEXT]
-    if qtail[q] == w:
-        qtail[q] = prev
-    qlen[q] -= 1
+    if qs[q, 1] == w:
+        qs[q, 1] = prev
+    qs[q, 2] -= 1
     return w, gu
 
 
@@ -317,9 +328,11 @@ def run_events(  # noqa: PLR0912, PLR0915, PLR0917 - one compiled loop
     nq = 1 + 3 * nproc
     fbase = np.zeros(nq, np.int64)
     ftop = np.zeros(nq, np.int64)
-    qhead = np.full(nq, -1, np.int64)
-    qtail = np.full(nq, -1, np.int64)
-    qlen = np.zeros(nq, np.int64)
+    # Each pool's line of waiters: its first, its last and how many (one array
+    # of three columns, so that a helper takes one array, not three).
+    qs = np.zeros((nq, 3), np.int64)
+    qs[:, 0] = -1
+    qs[:, 1] = -1
     caps = np.zeros(nq, np.int64)
     firsts = np.zeros(nq, np.int64)
     caps[0] = cores
@@ -378,9 +391,7 @@ def run_events(  # noqa: PLR0912, PLR0915, PLR0917 - one compiled loop
     # The event queue.
     hcap = ecap + 2
     ht = np.empty(hcap)
-    hk = np.empty(hcap, np.int64)
-    hx = np.empty(hcap, np.int64)
-    hv = np.empty(hcap, np.int64)
+    hq = np.empty((hcap, 3), np.int64)
     hsize = 0
     eid = 0
 
@@ -396,16 +407,16 @@ def run_events(  # noqa: PLR0912, PLR0915, PLR0917 - one compiled loop
     # with nothing else yet to happen).
     if n_in > 0:
         first_at = times[0] if times[0] > 0.0 else 0.0
-        hsize = _push(ht, hk, hx, hv, hsize, first_at, NORMAL * PRIO + eid, -1, 0)
+        hsize = _push(ht, hq, hsize, first_at, NORMAL * PRIO + eid, -1, 0)
         eid += 1
 
     while hsize > 0:
         t = ht[0]
         if t >= horizon:
             break
-        ent = hx[0]
-        val = hv[0]
-        hsize = _pop(ht, hk, hx, hv, hsize)
+        ent = hq[0, 1]
+        val = hq[0, 2]
+        hsize = _pop(ht, hq, hsize)
         now = t
         if ent < 0:
             # --------------------------------------------------- arrivals
@@ -437,7 +448,7 @@ def run_events(  # noqa: PLR0912, PLR0915, PLR0917 - one compiled loop
                     ei[e, I_REQ] = i
                     ei[e, I_CONN] = dc
                     ei[e, I_PC] = -1  # set at its start
-                    hsize = _push(ht, hk, hx, hv, hsize, now, URGENT * PRIO + eid, e, 0)
+                    hsize = _push(ht, hq, hsize, now, URGENT * PRIO + eid, e, 0)
                     eid += 1
                 else:
                     if chead[dc] < 0:
@@ -453,7 +464,7 @@ def run_events(  # noqa: PLR0912, PLR0915, PLR0917 - one compiled loop
                     at = now + (times[nxt_arrival] - now)
                 else:
                     continue  # the same instant: sent in the same step
-                hsize = _push(ht, hk, hx, hv, hsize, at, NORMAL * PRIO + eid, -1, 0)
+                hsize = _push(ht, hq, hsize, at, NORMAL * PRIO + eid, -1, 0)
                 eid += 1
                 break
             continue
@@ -501,7 +512,7 @@ def run_events(  # noqa: PLR0912, PLR0915, PLR0917 - one compiled loop
                     if ftop[q] > 0:
                         ftop[q] -= 1
                     else:
-                        _wait(ei, qhead, qtail, qlen, q, ent)
+                        _wait(ei, qs, q, ent)
                         ei[ent, I_PC] = R_GIL
                         break
                 pc = R_GIL
@@ -512,7 +523,7 @@ def run_events(  # noqa: PLR0912, PLR0915, PLR0917 - one compiled loop
                         ftop[q] -= 1
                     else:
                         ef[ent, F_WSINCE] = now
-                        _wait(ei, qhead, qtail, qlen, q, ent)
+                        _wait(ei, qs, q, ent)
                         ei[ent, I_PC] = R_CORE
                         break
                 pc = R_CORE
@@ -522,7 +533,7 @@ def run_events(  # noqa: PLR0912, PLR0915, PLR0917 - one compiled loop
                         ftop[0] -= 1
                         ei[ent, I_RCORE] = fstack[fbase[0] + ftop[0]]
                     else:
-                        _wait(ei, qhead, qtail, qlen, 0, ent)
+                        _wait(ei, qs, 0, ent)
                         ei[ent, I_PC] = R_GOTCORE
                         break
                 pc = R_RUN
@@ -534,7 +545,7 @@ def run_events(  # noqa: PLR0912, PLR0915, PLR0917 - one compiled loop
                 sw = ei[ent, I_RSW]
                 qg = ei[ent, I_RGIL]
                 if sw:
-                    runnable = (qlen[qg] if qg >= 0 else 0) + (qlen[0] if has_cores else 0)
+                    runnable = (qs[qg, 2] if qg >= 0 else 0) + (qs[0, 2] if has_cores else 0)
                     duration += sw * cs * (1.0 + contention * runnable)
                 if ei[ent, I_RWOKE] == 1:
                     # A loop's wake-up from its poll costs more (``loop_wake``).
@@ -550,7 +561,7 @@ def run_events(  # noqa: PLR0912, PLR0915, PLR0917 - one compiled loop
                     bdur[nb] = duration
                     nb += 1
                     if duration > 0:
-                        hsize, eid = _at(ht, hk, hx, hv, hsize, eid, now + duration, ent, 0)
+                        hsize, eid = _at(ht, hq, hsize, eid, now + duration, ent, 0)
                         ei[ent, I_PC] = R_END
                         break
                     pc = R_END
@@ -558,13 +569,13 @@ def run_events(  # noqa: PLR0912, PLR0915, PLR0917 - one compiled loop
                 left = ef[ent, F_RLEFT]
                 step = interval if interval < left else left
                 qg = ei[ent, I_RGIL]
-                if qlen[qg] > 0:
-                    step = min(step, _drop_at(ei, ef, qhead, qg, ef[ent, F_ACQ], interval) - now)
+                if qs[qg, 2] > 0:
+                    step = min(step, _drop_at(ei, ef, qs, qg, ef[ent, F_ACQ], interval) - now)
                 ef[ent, F_STEP] = step
                 bstart[nb] = now
                 bdur[nb] = step
                 nb += 1
-                hsize, eid = _at(ht, hk, hx, hv, hsize, eid, now + step, ent, 0)
+                hsize, eid = _at(ht, hq, hsize, eid, now + step, ent, 0)
                 ei[ent, I_PC] = S_AFTER
                 break
             elif pc == S_AFTER:
@@ -575,22 +586,22 @@ def run_events(  # noqa: PLR0912, PLR0915, PLR0917 - one compiled loop
                     continue
                 qg = ei[ent, I_RGIL]
                 if (
-                    qlen[qg] > 0
-                    and _drop_at(ei, ef, qhead, qg, ef[ent, F_ACQ], interval) - now <= DROP_SLACK
+                    qs[qg, 2] > 0
+                    and _drop_at(ei, ef, qs, qg, ef[ent, F_ACQ], interval) - now <= DROP_SLACK
                 ):
                     # Hand the GIL (and the core) over, and queue behind.
                     if has_cores:
                         core = ei[ent, I_RCORE]
-                        if qlen[0] > 0:
-                            w = _next(ei, qhead, qtail, qlen, 0)
-                            hsize, eid = _at(ht, hk, hx, hv, hsize, eid, now, w, core)
+                        if qs[0, 2] > 0:
+                            w = _next(ei, qs, 0)
+                            hsize, eid = _at(ht, hq, hsize, eid, now, w, core)
                         else:
                             fstack[fbase[0] + ftop[0]] = core
                             ftop[0] += 1
-                    w, gu = _hand_over(ei, qhead, qtail, qlen, qg, draws, gu, fifo)
-                    hsize, eid = _at(ht, hk, hx, hv, hsize, eid, now, w, 0)
+                    w, gu = _hand_over(ei, qs, qg, draws, gu, fifo)
+                    hsize, eid = _at(ht, hq, hsize, eid, now, w, 0)
                     ef[ent, F_WSINCE] = now
-                    _wait(ei, qhead, qtail, qlen, qg, ent)
+                    _wait(ei, qs, qg, ent)
                     ei[ent, I_PC] = S_REGIL
                     break
                 pc = S_STEP
@@ -600,7 +611,7 @@ def run_events(  # noqa: PLR0912, PLR0915, PLR0917 - one compiled loop
                         ftop[0] -= 1
                         ei[ent, I_RCORE] = fstack[fbase[0] + ftop[0]]
                     else:
-                        _wait(ei, qhead, qtail, qlen, 0, ent)
+                        _wait(ei, qs, 0, ent)
                         ei[ent, I_PC] = S_RECORE
                         break
                 ef[ent, F_ACQ] = now
@@ -613,24 +624,24 @@ def run_events(  # noqa: PLR0912, PLR0915, PLR0917 - one compiled loop
                 # Give back the core, the GIL and the lock, in that order.
                 if has_cores:
                     core = ei[ent, I_RCORE]
-                    if qlen[0] > 0:
-                        w = _next(ei, qhead, qtail, qlen, 0)
-                        hsize, eid = _at(ht, hk, hx, hv, hsize, eid, now, w, core)
+                    if qs[0, 2] > 0:
+                        w = _next(ei, qs, 0)
+                        hsize, eid = _at(ht, hq, hsize, eid, now, w, core)
                     else:
                         fstack[fbase[0] + ftop[0]] = core
                         ftop[0] += 1
                 q = ei[ent, I_RGIL]
                 if q >= 0:
-                    if qlen[q] > 0:
-                        w, gu = _hand_over(ei, qhead, qtail, qlen, q, draws, gu, fifo)
-                        hsize, eid = _at(ht, hk, hx, hv, hsize, eid, now, w, 0)
+                    if qs[q, 2] > 0:
+                        w, gu = _hand_over(ei, qs, q, draws, gu, fifo)
+                        hsize, eid = _at(ht, hq, hsize, eid, now, w, 0)
                     else:
                         ftop[q] += 1
                 q = ei[ent, I_RLOCK]
                 if q >= 0:
-                    if qlen[q] > 0:
-                        w = _next(ei, qhead, qtail, qlen, q)
-                        hsize, eid = _at(ht, hk, hx, hv, hsize, eid, now, w, 0)
+                    if qs[q, 2] > 0:
+                        w = _next(ei, qs, q)
+                        hsize, eid = _at(ht, hq, hsize, eid, now, w, 0)
                     else:
                         ftop[q] += 1
                 p = ei[ent, I_RPROC]
@@ -656,7 +667,7 @@ def run_events(  # noqa: PLR0912, PLR0915, PLR0917 - one compiled loop
                         nb += 1
                     ef[ent, F_CPU] = cpu
                     if cpu + io[i] > 0:
-                        hsize, eid = _at(ht, hk, hx, hv, hsize, eid, now + (cpu + io[i]), ent, 0)
+                        hsize, eid = _at(ht, hq, hsize, eid, now + (cpu + io[i]), ent, 0)
                         ei[ent, I_PC] = OT_DONE
                         break
                     pc = OT_DONE
@@ -676,7 +687,7 @@ def run_events(  # noqa: PLR0912, PLR0915, PLR0917 - one compiled loop
                 split = thread_gil and calls > 0
                 if not split:
                     if io[i] > 0:
-                        hsize, eid = _at(ht, hk, hx, hv, hsize, eid, now + io[i], ent, 0)
+                        hsize, eid = _at(ht, hq, hsize, eid, now + io[i], ent, 0)
                         ei[ent, I_PC] = OT_DONE
                         break
                     pc = OT_DONE
@@ -690,7 +701,7 @@ def run_events(  # noqa: PLR0912, PLR0915, PLR0917 - one compiled loop
                 ei[ent, I_ROUNDS] -= 1
                 rounds = calls if sequential else 1
                 per_round = io[i] / rounds
-                hsize, eid = _at(ht, hk, hx, hv, hsize, eid, now + per_round, ent, 0)
+                hsize, eid = _at(ht, hq, hsize, eid, now + per_round, ent, 0)
                 ei[ent, I_PC] = OT_ROUND_RUN
                 break
             elif pc == OT_ROUND_RUN:
@@ -734,7 +745,7 @@ def run_events(  # noqa: PLR0912, PLR0915, PLR0917 - one compiled loop
                     val = fstack[fbase[q] + ftop[q]]
                     pc = RP_GOT
                 else:
-                    _wait(ei, qhead, qtail, qlen, q, ent)
+                    _wait(ei, qs, q, ent)
                     ei[ent, I_PC] = RP_GOT
                     break
             elif pc == RP_GOT:
@@ -749,9 +760,9 @@ def run_events(  # noqa: PLR0912, PLR0915, PLR0917 - one compiled loop
                 cpu_time[i] = cpu
                 q = 1 + 2 * nproc + ei[ent, I_PROC]
                 wk = ei[ent, I_WORKER]
-                if qlen[q] > 0:
-                    w = _next(ei, qhead, qtail, qlen, q)
-                    hsize, eid = _at(ht, hk, hx, hv, hsize, eid, now, w, wk)
+                if qs[q, 2] > 0:
+                    w = _next(ei, qs, q)
+                    hsize, eid = _at(ht, hq, hsize, eid, now, w, wk)
                 else:
                     fstack[fbase[q] + ftop[q]] = wk
                     ftop[q] += 1
@@ -785,7 +796,7 @@ def run_events(  # noqa: PLR0912, PLR0915, PLR0917 - one compiled loop
                 process[i] = p
                 cpu_time[i] = ef[ent, F_CPU]
                 if io[i] > 0:
-                    hsize, eid = _at(ht, hk, hx, hv, hsize, eid, now + io[i], ent, 0)
+                    hsize, eid = _at(ht, hq, hsize, eid, now + io[i], ent, 0)
                     ei[ent, I_PC] = A_FIN
                     break
                 pc = A_FIN
@@ -832,7 +843,7 @@ def run_events(  # noqa: PLR0912, PLR0915, PLR0917 - one compiled loop
                     val = fstack[fbase[q] + ftop[q]]
                     pc = T_GOT
                 else:
-                    _wait(ei, qhead, qtail, qlen, q, ent)
+                    _wait(ei, qs, q, ent)
                     ei[ent, I_PC] = T_GOT
                     break
             elif pc == T_GOT:
@@ -857,9 +868,9 @@ def run_events(  # noqa: PLR0912, PLR0915, PLR0917 - one compiled loop
                 # ``release``: the worker goes back to its pool, then the connection closes.
                 wk = ei[ent, I_WORKER]
                 q = 1 + 2 * nproc + wk // workers
-                if qlen[q] > 0:
-                    w = _next(ei, qhead, qtail, qlen, q)
-                    hsize, eid = _at(ht, hk, hx, hv, hsize, eid, now, w, wk)
+                if qs[q, 2] > 0:
+                    w = _next(ei, qs, q)
+                    hsize, eid = _at(ht, hq, hsize, eid, now, w, wk)
                 else:
                     fstack[fbase[q] + ftop[q]] = wk
                     ftop[q] += 1
@@ -912,7 +923,7 @@ def run_events(  # noqa: PLR0912, PLR0915, PLR0917 - one compiled loop
                 pc = TT_HOP
             elif pc == TT_HOP:
                 if hop_in > 0:
-                    hsize, eid = _at(ht, hk, hx, hv, hsize, eid, now + hop_in, ent, 0)
+                    hsize, eid = _at(ht, hq, hsize, eid, now + hop_in, ent, 0)
                     ei[ent, I_PC] = TT_BACK
                     break
                 pc = TT_BACK
@@ -923,7 +934,7 @@ def run_events(  # noqa: PLR0912, PLR0915, PLR0917 - one compiled loop
                     val = fstack[fbase[q] + ftop[q]]
                     pc = TT_GOT
                 else:
-                    _wait(ei, qhead, qtail, qlen, q, ent)
+                    _wait(ei, qs, q, ent)
                     ei[ent, I_PC] = TT_GOT
                     break
             elif pc == TT_GOT:
@@ -938,15 +949,15 @@ def run_events(  # noqa: PLR0912, PLR0915, PLR0917 - one compiled loop
                 cpu_time[i] = ef[ent, F_CPU]
                 q = 1 + 2 * nproc
                 wk = ei[ent, I_WORKER]
-                if qlen[q] > 0:
-                    w = _next(ei, qhead, qtail, qlen, q)
-                    hsize, eid = _at(ht, hk, hx, hv, hsize, eid, now, w, wk)
+                if qs[q, 2] > 0:
+                    w = _next(ei, qs, q)
+                    hsize, eid = _at(ht, hq, hsize, eid, now, w, wk)
                 else:
                     fstack[fbase[q] + ftop[q]] = wk
                     ftop[q] += 1
                 let_go[i] = now
                 if hop_out > 0:
-                    hsize, eid = _at(ht, hk, hx, hv, hsize, eid, now + hop_out, ent, 0)
+                    hsize, eid = _at(ht, hq, hsize, eid, now + hop_out, ent, 0)
                     ei[ent, I_PC] = TT_OUT
                     break
                 pc = TT_OUT

@@ -28,7 +28,7 @@ __all__ = ["recurse"]
 POOL_OWNS_CONNECTION, LOOP_THEN_POOL, THREAD_PER_CONNECTION, LOOP = 0, 1, 2, 3
 
 
-@njit(cache=True)
+@njit(cache=True, forceinline=True)
 def _push(  # noqa: PLR0917 - a compiled helper takes its arrays positionally
     bt: Any, bo: Any, bs: Any, size: Any, p: Any, t: Any, o: Any, s: Any
 ) -> None:  # pragma: no cover
@@ -43,7 +43,7 @@ def _push(  # noqa: PLR0917 - a compiled helper takes its arrays positionally
     bt[p, k], bo[p, k], bs[p, k] = t, o, s
 
 
-@njit(cache=True)
+@njit(cache=True, forceinline=True)
 def _pop(bt: Any, bo: Any, bs: Any, size: Any, p: Any) -> Any:  # pragma: no cover
     t0, s0 = bt[p, 0], bs[p, 0]
     n = size[p] - 1

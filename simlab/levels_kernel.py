@@ -3,12 +3,14 @@
 A level (threads busy, requests in flight, memory...) is a base plus a sum of
 parts, each part a set of intervals [start, end) of one weight. Its peak over
 a window is reached just after some start. One pass visits the starts in time
-order (a merge of the parts, each sorted by start), keeps a heap of the ends
-still to come, and counts the intervals open in each part; the level at an
-instant is ``base + sum(weight[p] * count[p])`` after every event at or before
-that instant (so an interval ending as another starts is no momentary peak,
-as in ``metrics.Step``). No sort of the ends and no array of events, where
-building the step functions sorts every level's events once per level.
+order (a merge of the parts, each sorted by start), and counts the intervals
+open in each part: its starts so far less its ends so far, read from the
+part's ends sorted (by numpy, before the call: a vectorised sort is far
+cheaper than a heap of the ends in the loop). The level at an instant is
+``base + sum(weight[p] * count[p])`` after every event at or before that
+instant (so an interval ending as another starts is no momentary peak, as in
+``metrics.Step``). No array of events, where building the step functions
+sorts every level's events once per level.
 
 ``simlab.metrics`` prepares the arrays and chooses this path for large runs;
 this module only holds the loop, so that its compile cache stays valid.
@@ -26,9 +28,10 @@ __all__ = ["sweep_peaks"]
 
 
 @njit(cache=True)
-def sweep_peaks(  # noqa: PLR0912, PLR0917 - one compiled loop, arrays positionally
+def sweep_peaks(  # noqa: PLR0912, PLR0915, PLR0917 - one compiled loop, arrays positionally
     starts: Any,
     ends: Any,
+    sorted_ends: Any,
     offsets: Any,
     weights: Any,
     bases: Any,
@@ -39,9 +42,10 @@ def sweep_peaks(  # noqa: PLR0912, PLR0917 - one compiled loop, arrays positiona
     """Each level's highest value at the instants in (t0, t1), or at t0 (``level0``).
 
     Part ``p`` holds the intervals ``offsets[p]:offsets[p + 1]`` of ``starts``
-    and ``ends``, sorted by start; no start is nan; an end of inf never comes.
-    Level ``l`` is ``bases[l] + sum(weights[l, p] * count[p])``: the parts are
-    swept once for every level that shares them.
+    and ``ends``, sorted by start, and the same ends sorted in
+    ``sorted_ends``; no start is nan; an end of inf never comes. Level ``l``
+    is ``bases[l] + sum(weights[l, p] * count[p])``: the parts are swept once
+    for every level that shares them.
     """
     n_levels, k = weights.shape
     # Which levels each part feeds, and which parts (and weights) each level
@@ -59,12 +63,10 @@ def sweep_peaks(  # noqa: PLR0912, PLR0917 - one compiled loop, arrays positiona
                 sums[lv, n_sums[lv]] = p
                 n_sums[lv] += 1
     head = offsets[:-1].copy()
+    tail = offsets[:-1].copy()  # the next end to come, in ``sorted_ends``
     counts = np.zeros(k, np.int64)
     stamp = np.full(n_levels, -1, np.int64)
-    # A binary heap of the ends to come (time, part), in two arrays.
-    ht = np.empty(len(starts) + 1)
-    hp = np.empty(len(starts) + 1, np.int64)
-    size = 0
+    grown = np.empty(k, np.int64)
     instant = 0
     peaks = level0.copy()
     while True:
@@ -76,65 +78,38 @@ def sweep_peaks(  # noqa: PLR0912, PLR0917 - one compiled loop, arrays positiona
         if t >= t1:
             break
         instant += 1
-        while size > 0 and ht[0] <= t:
-            counts[hp[0]] -= 1
-            size -= 1
-            _sift_down(ht, hp, size)
+        n_grown = 0
         for p in range(k):
+            # The ends at or before t: an interval of no length starts and
+            # ends at t, so it is never counted open.
+            j = tail[p]
+            while j < offsets[p + 1] and sorted_ends[j] <= t:
+                j += 1
+            counts[p] -= j - tail[p]
+            tail[p] = j
             i = head[p]
             grew = False
             while i < offsets[p + 1] and starts[i] == t:
-                e = ends[i]
-                if e > t:  # an interval of no length is not open at any instant
-                    counts[p] += 1
+                counts[p] += 1
+                if ends[i] > t:
                     grew = True
-                    if e < math.inf:
-                        _push(ht, hp, size, e, p)
-                        size += 1
                 i += 1
             head[p] = i
-            if grew and t > t0:
-                # Only a level with a part that grew can reach a new peak.
-                for j in range(n_feeds[p]):
-                    stamp[feeds[p, j]] = instant
+            if grew:
+                grown[n_grown] = p
+                n_grown += 1
         if t > t0:
-            for lv in range(n_levels):
-                if stamp[lv] == instant:
+            # Only a level with a part that grew can reach a new peak.
+            for g in range(n_grown):
+                p = grown[g]
+                for f in range(n_feeds[p]):
+                    lv = feeds[p, f]
+                    if stamp[lv] == instant:
+                        continue
+                    stamp[lv] = instant
                     level = bases[lv]
                     for j in range(n_sums[lv]):
                         q = sums[lv, j]
                         level += weights[lv, q] * counts[q]
                     peaks[lv] = max(peaks[lv], level)
     return peaks
-
-
-@njit(cache=True)
-def _push(ht: Any, hp: Any, size: int, t: float, p: int) -> None:  # pragma: no cover
-    k = size
-    while k > 0:
-        parent = (k - 1) >> 1
-        if ht[parent] <= t:
-            break
-        ht[k], hp[k] = ht[parent], hp[parent]
-        k = parent
-    ht[k], hp[k] = t, p
-
-
-@njit(cache=True)
-def _sift_down(ht: Any, hp: Any, size: int) -> None:  # pragma: no cover
-    """Move the last element (now at ``size``) into the root's place."""
-    if size == 0:
-        return
-    t, p = ht[size], hp[size]
-    k = 0
-    while True:
-        c = 2 * k + 1
-        if c >= size:
-            break
-        if c + 1 < size and ht[c + 1] < ht[c]:
-            c += 1
-        if t <= ht[c]:
-            break
-        ht[k], hp[k] = ht[c], hp[c]
-        k = c
-    ht[k], hp[k] = t, p

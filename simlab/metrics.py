@@ -19,6 +19,7 @@ from typing import Any
 
 import numpy as np
 
+from simlab import kernels
 from simlab.footprint import KIB_PER_MIB, Units, unit_costs
 from simlab.models.base import COMPLETED, DROPPED, Record
 from simlab.overload.policy import ABANDONED
@@ -216,7 +217,10 @@ def _clean(parts: list[Part]) -> list[Part]:
         if weight == 0 or len(starts) == 0:
             continue
         began = ~np.isnan(starts)
-        s, e = starts[began], _ends(ends[began])
+        if bool(began.all()):
+            s, e = starts, _ends(ends)  # no copy of what would be kept whole
+        else:
+            s, e = starts[began], _ends(ends[began])
         if len(s) > 1 and not bool(np.all(s[1:] >= s[:-1])):
             # Starts are nearly in order (send order, FCFS): timsort is quick on them.
             order = np.argsort(s, kind="stable")
@@ -264,7 +268,8 @@ def window_stats(
         rows.append(row)
     overlap = []
     for s, e, _ in arrays:
-        o = np.minimum(e, t1) - np.maximum(s, t0)
+        o = np.minimum(e, t1)
+        o -= np.maximum(s, t0)
         overlap.append(float(o[o > 0].sum()))
     weights = np.zeros((len(rows), len(arrays)))
     for lv, row in enumerate(rows):
@@ -273,22 +278,34 @@ def window_stats(
     bases = np.array([base for _, base in levels.values()], dtype=np.float64)
     means = bases + weights @ np.array(overlap, dtype=np.float64) / (t1 - t0)
     # The level at t0: every interval begun at or before it and not yet ended.
-    at_t0 = [float(np.count_nonzero((s <= t0) & (e > t0))) for s, e, _ in arrays]
+    # Each part's ends in time order (numpy's vectorised sort): the sweep reads
+    # them, and the intervals open at t0 are those begun by t0 less those
+    # ended by then (an interval ended by t0 began by t0).
+    by_end = [np.sort(e) for _, e, _ in arrays]
+    at_t0 = [
+        float(np.searchsorted(s, t0, "right") - np.searchsorted(e, t0, "right"))
+        for (s, _, _), e in zip(arrays, by_end, strict=True)
+    ]
     level0 = bases + weights @ np.array(at_t0, dtype=np.float64)
     if compiled is None:
-        compiled = "numba" in sys.modules or not bool((weights >= 0).all())
+        compiled = (
+            kernels.aot_module() is not None
+            or "numba" in sys.modules
+            or not bool((weights >= 0).all())
+        )
     if arrays and not compiled:
         # numba's import and first call (about 0.9 s of CPU) would cost the DES
-        # more than the sweep saves; the fast engine has loaded it already.
+        # more than the sweep saves: without the kernels built ahead of time
+        # (``simlab.kernels``), only the fast engine has loaded numba already.
         peaks = _peaks_by_search(arrays, weights, bases, (float(t0), float(t1)), level0)
     elif arrays:
-        # numba loads only for runs large enough to take this path.
-        from simlab.levels_kernel import sweep_peaks  # noqa: PLC0415
+        from simlab.kernels import sweep_peaks  # noqa: PLC0415
 
         offsets = np.cumsum([0] + [len(s) for s, _, _ in arrays], dtype=np.int64)
         peaks = sweep_peaks(
             np.concatenate([s for s, _, _ in arrays]),
             np.concatenate([e for _, e, _ in arrays]),
+            np.concatenate(by_end),
             offsets,
             weights,
             bases,
@@ -384,13 +401,23 @@ def _first_use(rec: Record) -> tuple[np.ndarray, np.ndarray]:
     served = ~np.isnan(c["start"]) & (c["worker"] >= 0)
     if not served.any():
         return np.empty(0), np.empty(0)
-    # Each worker's earliest start: a stable sort of the worker ids (a radix
-    # sort, integers) and a minimum per run, rather than a sort of the times.
     worker = c["worker"][served].astype(np.int64)
-    order = np.argsort(worker, kind="stable")
-    worker, start = worker[order], c["start"][served][order]
-    first = np.flatnonzero(np.concatenate(([True], worker[1:] != worker[:-1])))
-    workers, times = worker[first], np.minimum.reduceat(start, first)
+    start = c["start"][served]
+    top = int(worker.max())
+    if top < 4 * len(worker) + 1024:
+        # Each worker's earliest start, in a table by worker id (a pool's few
+        # ids): a minimum is the same number whatever the order it is taken in.
+        earliest = np.full(top + 1, math.inf)
+        np.minimum.at(earliest, worker, start)
+        workers = np.flatnonzero(earliest < math.inf)
+        times = earliest[workers]
+    else:
+        # Sparse ids (a thread per connection): a stable sort of the ids and a
+        # minimum per run, rather than a sort of the times.
+        order = np.argsort(worker, kind="stable")
+        worker, start = worker[order], start[order]
+        first = np.flatnonzero(np.concatenate(([True], worker[1:] != worker[:-1])))
+        workers, times = worker[first], np.minimum.reduceat(start, first)
     if rec.worker_is_thread_handle:
         ends = rec.intervals["threads"][1][workers]
     else:

@@ -17,7 +17,7 @@ from simlab.errors import UserError
 from simlab.overload.policy import Backend, Clients, Limits, Mix
 from simlab.overload.schedule import Schedule
 
-__all__ = ["SCENARIOS", "Architecture", "Platform", "Trace", "Workload"]
+__all__ = ["LAB_KEYS", "SCENARIOS", "Architecture", "Platform", "Trace", "Workload"]
 
 Fanout = Literal["sequential", "parallel"]
 Hop = Literal["per-request", "kept-alive"]
@@ -283,6 +283,10 @@ class Architecture:
 
 # Platform fields that are not numbers of the machine's costs.
 FLAGS = ("name", "cores", "gil", "backend_pool")
+# The platform's fields that describe the lab's own processes beside the
+# server (load generator, backend, probe), which calibration measures and
+# only validation adds: a server with its machine to itself has them at 0.
+LAB_KEYS = ("client_cpu_us", "backend_cpu_us", "probe_us", "probe_process_us")
 
 
 @dataclass(frozen=True)
@@ -436,8 +440,11 @@ class Platform:
     The lab's neighbours (microseconds of CPU on the machine's cores, outside
     the server): ``client_cpu_us`` per request sent by a load generator on
     the same machine, ``backend_cpu_us`` per backend call served by a backend
-    on it. Zero for a server with its machine to itself; calibration measures
-    them so that validation can simulate the lab as it ran.
+    on it; ``probe_us`` per sample of the server's process tree by the lab's
+    probe (``simlab.real.probe``, a sample every 0.1 s after the last ends),
+    plus ``probe_process_us`` per process in the tree. Zero for a server with
+    its machine to itself; calibration measures them so that validation can
+    simulate the lab as it ran.
     """
 
     name: str = "custom"
@@ -478,6 +485,8 @@ class Platform:
     process_kernel_kib: float = 0.0
     client_cpu_us: float = 0.0
     backend_cpu_us: float = 0.0
+    probe_us: float = 0.0
+    probe_process_us: float = 0.0
     # nginx's costs on this machine, placeholders until calibration fits them
     # from the nginx peers (they are assumptions, not measurements).
     front_us: float = 25.0

@@ -17,7 +17,6 @@ import platform
 import subprocess
 import sys
 import tempfile
-from importlib import metadata
 from pathlib import Path
 from typing import Any
 
@@ -100,6 +99,10 @@ def _cpu_model() -> str:
 
 
 def machine() -> dict[str, Any]:
+    # importlib.metadata loads the email package (about 20 ms): only a run
+    # that records its machine pays for it, not every command's start.
+    from importlib import metadata  # noqa: PLC0415
+
     versions: dict[str, str | None] = {}
     for lib in LIBRARIES:
         try:

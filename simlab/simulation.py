@@ -36,7 +36,7 @@ from simlab.overload.policy import in_play
 from simlab.params import Architecture, Platform, Workload, c10k_workload
 from simlab.platforms import load_platform
 from simlab.results import CI, Level, MemoryLevel, Quantiles, SimSummary, Stability, ThreadLevel
-from simlab.stats import ci95, mser5, positive_ci95, quantile_ci95
+from simlab.stats import ci95, mser5, positive_ci95, quantiles_ci95
 from simlab.streams import Deal
 
 if TYPE_CHECKING:
@@ -397,7 +397,7 @@ def _pooled(arrays: list[np.ndarray], scale: float) -> Quantiles:
     """Mean and percentiles over all replications' requests, each with a 95% CI
     that never reaches below zero: the mean's from the per-replication means
     (``positive_ci95``), each percentile's by inverting the interval of the
-    replications' shares of requests under it (``quantile_ci95``)."""
+    replications' shares of requests under it (``quantiles_ci95``)."""
     per_rep = [a for a in arrays if len(a)]
     if not per_rep:
         return Quantiles()
@@ -406,8 +406,7 @@ def _pooled(arrays: list[np.ndarray], scale: float) -> Quantiles:
         "mean": float(np.mean(means)) * scale,
         "mean_ci95": _scaled_ci(positive_ci95(means), scale),
     }
-    for q in (50, 95, 99):
-        value, ci = quantile_ci95(per_rep, q)
+    for q, (value, ci) in zip((50, 95, 99), quantiles_ci95(per_rep, (50, 95, 99)), strict=True):
         assert value is not None
         out[f"p{q}"] = value * scale
         out[f"p{q}_ci95"] = _scaled_ci(ci, scale)

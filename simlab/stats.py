@@ -183,19 +183,30 @@ def quantile_ci95(
     queue delay's median). ``samples`` that are empty are left out; with
     fewer than two left the interval is None.
     """
+    return quantiles_ci95(samples, [q])[0]
+
+
+def quantiles_ci95(
+    samples: Sequence[np.ndarray], qs: Sequence[float]
+) -> list[tuple[float | None, list[float] | None]]:
+    """``quantile_ci95`` for each of ``qs``, the same numbers: the samples are
+    pooled once, and the percentiles at every level are taken in two calls
+    (the estimates, then the intervals' ends) rather than two per level. A
+    percentile is the same number whichever other levels are asked with it."""
     kept = [np.asarray(a, dtype=np.float64) for a in samples if len(a)]
     if not kept:
-        return None, None
+        return [(None, None) for _ in qs]
     pooled = np.concatenate(kept)
-    x = float(np.percentile(pooled, q))
+    xs = [float(x) for x in np.percentile(pooled, list(qs))]
     if len(kept) < 2:
-        return x, None
-    shares = [float(np.count_nonzero(a <= x)) / len(a) for a in kept]
-    half = t975(len(kept) - 1) * float(np.std(shares, ddof=1)) / math.sqrt(len(kept))
-    lo_level = min(max(q - 100 * half, 0.0), 100.0)
-    hi_level = min(max(q + 100 * half, 0.0), 100.0)
-    lo, hi = np.percentile(pooled, [lo_level, hi_level])
-    return x, [float(lo), float(hi)]
+        return [(x, None) for x in xs]
+    levels: list[float] = []
+    for q, x in zip(qs, xs, strict=True):
+        shares = [float(np.count_nonzero(a <= x)) / len(a) for a in kept]
+        half = t975(len(kept) - 1) * float(np.std(shares, ddof=1)) / math.sqrt(len(kept))
+        levels += [min(max(q - 100 * half, 0.0), 100.0), min(max(q + 100 * half, 0.0), 100.0)]
+    ends = [float(v) for v in np.percentile(pooled, levels)]
+    return [(x, ends[2 * k : 2 * k + 2]) for k, x in enumerate(xs)]
 
 
 def mser5(series: Sequence[float] | np.ndarray) -> int | None:

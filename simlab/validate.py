@@ -44,7 +44,8 @@ import numpy as np
 
 from simlab.errors import UserError
 from simlab.journal import Journal
-from simlab.params import Architecture, Platform
+from simlab.misses import SATURATED, explain_all
+from simlab.params import LAB_KEYS, Architecture, Platform
 from simlab.paths import validation_dir
 from simlab.platforms import load_platform, profile_path
 from simlab.provenance import atomic_write, atomic_write_json, git_revision, machine, utc_stamp
@@ -65,7 +66,6 @@ SIM_REPLICATIONS = 8
 REPEATS = 3
 # A configuration counts as saturated from this offered load of its busiest
 # resource: there, what it serves is the model's prediction, not the input.
-SATURATED = 0.9
 GOALS = {
     "throughput_rps": 0.05,
     "latency_p50": 0.15,
@@ -171,12 +171,12 @@ def _peer_idle(extras: dict[str, Any], target: str, processes: int) -> tuple[flo
 
 
 def lab_platform(platform: Platform, extras: dict[str, Any]) -> Platform:
-    """The platform as the lab ran it: with the load generator's and the
-    backend's CPU on the same cores, as calibration measured them."""
+    """The platform as the lab ran it: with the load generator's, the
+    backend's and the probe's CPU on the same cores, as calibration measured them."""
     lab = extras.get("lab", {})
     changes = {
         key: float(lab[key]["value"])
-        for key in ("client_cpu_us", "backend_cpu_us")
+        for key in LAB_KEYS
         if isinstance(lab.get(key), dict) and lab[key].get("value") is not None
     }
     return platform.with_(**changes)
@@ -475,11 +475,14 @@ def summarize(rows: list[dict[str, Any]]) -> dict[str, Any]:
         ]
         for m in METRICS
     }
-    big = [
-        {k: r[k] for k in ("model", "config", "metric", "rel_error", "net_error", "noise")}
-        for r in evidence
-        if r["rel_error"] > 2 * r["goal"] and not r["within_noise"]
-    ]
+    big = explain_all(
+        [
+            {k: r[k] for k in ("model", "config", "metric", "rel_error", "net_error", "noise")}
+            for r in evidence
+            if r["rel_error"] > 2 * r["goal"] and not r["within_noise"]
+        ],
+        rows,
+    )
     return {
         "metrics": metrics,
         "models": models,
@@ -488,6 +491,7 @@ def summarize(rows: list[dict[str, Any]]) -> dict[str, Any]:
             for m, v in construction.items()
         },
         "big_misses": big,
+        "unexplained": sum(1 for b in big if b["why"]["kind"] == "unexplained"),
         "noise_median": {
             m: (
                 float(np.median([r["noise"] for r in rows if r["metric"] == m and r["noise"]]))
@@ -571,10 +575,19 @@ def report(result: dict[str, Any]) -> str:
     lines += ["", "## Errors over twice their goal, outside noise", ""]
     if not s["big_misses"]:
         lines.append("None.")
+    else:
+        lines += [
+            "Each with what the rows show of its cause, or a hypothesis and the run that would "
+            "test it, chosen by a rule over the rows (`simlab.misses`); "
+            f"{s.get('unexplained', 0)} left unexplained.",
+            "",
+        ]
     for b in s["big_misses"]:
+        why = b.get("why")
+        tail = f" *{why['kind']}*: {why['text']}." if why else ""
         lines.append(
             f"- {b['model']} ({b['config']}), {b['metric']}: error {_pct(b['rel_error'])}, "
-            f"net of noise {_pct(b['net_error'])}."
+            f"net of noise {_pct(b['net_error'])}.{tail}"
         )
     lines += [
         "",

@@ -114,6 +114,7 @@ def test_interrupted_calibration_leaves_the_previous_profile(tmp_path, monkeypat
         return SimpleNamespace(summary=SimpleNamespace(to_dict=dict), front_cpu_cores=None)
 
     monkeypatch.setattr(cal, "measure_memory", lambda sizes, stack_kib=0: {})
+    monkeypatch.setattr(cal, "measure_probe_cost", dict)
     monkeypatch.setattr(cal, "measure", fake_measure)
     with pytest.raises(KeyboardInterrupt):
         cal.calibrate("mine", quick=True, out_dir=tmp_path)

@@ -192,7 +192,10 @@ def _add_calibrate(sub: argparse._SubParsersAction[options.Parser]) -> None:
     cal.add_argument(
         "--refit",
         action="store_true",
-        help="fit again from the runs kept in the existing profile, without measuring",
+        help=(
+            "fit again from the runs kept in the existing profile, without measuring "
+            "(but the probe's own cost, seconds, when the profile lacks it)"
+        ),
     )
     cal.add_argument("--json", action="store_true", help="print the profile as JSON")
     cal.set_defaults(run=calibrate_command)

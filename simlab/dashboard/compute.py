@@ -23,6 +23,7 @@ import numpy as np
 import pandas as pd
 
 from simlab import scenario as builder
+from simlab.fast import reason_not_fast
 from simlab.models import MODELS, get_model
 from simlab.params import SCENARIOS, Architecture, Platform, Workload
 from simlab.paths import experiments_dir, validation_dir
@@ -216,13 +217,22 @@ def _saturation_rate(model: str, w: Workload, platform: Platform, arch: Architec
 
 def first_stable(s: Scenario, models: tuple[str, ...]) -> str:
     """The first of ``models`` whose resources all stay under full load on the scenario
-    (so that the first run a user sees is not an overloaded one); else the first."""
+    (so that the first run a user sees is not an overloaded one), the fast engine's
+    first among them; else the first.
+
+    The Explore page simulates this model again at every control change: the
+    fast engine answers the default scenario in a few hundredths of a second,
+    the DES (process-per-connection's forked children, say) in most of one."""
     w, platform = s.workload(), s.platform_obj()
+    stable = []
     for model in models:
-        loads = get_model(model).offered_load(w, platform, architecture_for(model, s), _deal())
+        arch = architecture_for(model, s)
+        loads = get_model(model).offered_load(w, platform, arch, _deal())
         if all(v < 1 for v in loads.values()):
-            return model
-    return models[0]
+            if reason_not_fast(model, w, platform, arch) is None:
+                return model
+            stable.append(model)
+    return stable[0] if stable else models[0]
 
 
 def one_run(s: Scenario, model: str) -> Result:

@@ -78,6 +78,11 @@ COMPLETED, DROPPED, PENDING = 0, 1, 2
 BATCH = 8192
 _NAN = float("nan")
 US = 1e-6
+# The lab's probe waits this long after each sample (``simlab.real.probe``).
+PROBE_INTERVAL = 0.1
+# The CPU a runnable thread gets before the kernel may switch to another
+# (EEVDF's base slice, 0.75 ms x (1 + log2 2 cores)).
+PROBE_SLICE = 1.5e-3
 # The order in which per-request costs are summed: part of the result in floating point.
 COST_TERMS = ("parse_us", "task_us", "dispatch_us", "call_us")
 
@@ -345,12 +350,7 @@ class Model:
         self.cpu = Cpu(env, platform, architecture.processes, self.streams.gil)
         self._call_latency = platform.call_latency()
         self._call_cpu = platform.call_us * US
-        # The lab's neighbours on the same cores: the load generator's CPU per
-        # request and the backend's per request (all its calls), when the
-        # platform says there are any and cores are scarce.
-        has_cores = platform.cores is not None
-        self._lab_client = platform.client_cpu_us * US if has_cores else 0.0
-        self._lab_backend = workload.calls * platform.backend_cpu_us * US if has_cores else 0.0
+        self._lab_client, self._lab_backend, self._probe = _neighbours(workload, platform)
 
         self.n = 0
         self._capacity = 0
@@ -655,6 +655,8 @@ class Model:
 
     def start_arrivals(self) -> None:
         w = self.workload
+        if self._probe is not None:
+            self.env.process(self._probe_samples())
         if w.kind == "open" and self.ov is not None and w.schedule is not None:
             self.env.process(self.ov.arrivals())
         elif w.kind == "open":
@@ -666,6 +668,29 @@ class Model:
             first = w.think.sample(self.streams.think, w.connections).tolist()
             for conn, delay in enumerate(first):
                 self._after(delay, conn)
+
+    def _probe_samples(self) -> Generator[simpy.Event, Any, None]:
+        """The lab's probe beside the server (``simlab.real.probe``): a sample
+        of the process tree on a core, then ``PROBE_INTERVAL``, for the whole
+        run. A sample costs ``probe_us`` plus ``probe_process_us`` per process
+        alive then: the first process, the copies and children the model holds
+        throughout (``base_levels``), and the children alive for a connection."""
+        assert self._probe is not None
+        base, per_process = self._probe
+        held = 1 + self.base_levels()["forks"]
+        forks = self.intervals["forks"][1]
+        while True:
+            alive = held + sum(1 for end in forks if end == math.inf)
+            left = base + per_process * alive
+            # The kernel shares a core among runnable threads in slices: a
+            # sample queues for each slice behind the server's phases, so on
+            # saturated cores it takes its share, not a core (measured: a
+            # 30 ms sample beside 200 busy children ran 15 times in 10 s).
+            while left > 0:
+                step = min(left, PROBE_SLICE)
+                yield from self.cpu.background(step)
+                left -= step
+            yield self.env.timeout(PROBE_INTERVAL)
 
     def _open_arrivals(self) -> None:
         """Poisson arrivals: wait a gap, send on a random connection, again.
@@ -1018,6 +1043,20 @@ class Model:
             overload=self.ov.stats() if self.ov is not None else None,
             buffers_kib=(self.workload.request_kib, self.workload.response_kib),
         )
+
+
+def _neighbours(
+    workload: Workload, platform: Platform
+) -> tuple[float, float, tuple[float, float] | None]:
+    """The lab's neighbours on the same cores, when the platform says there
+    are any and cores are scarce: the load generator's CPU per request, the
+    backend's per request (all its calls), and the probe's per sample of the
+    server's process tree (fixed, and per process in the tree), in seconds."""
+    if platform.cores is None:
+        return 0.0, 0.0, None
+    probing = platform.probe_us > 0 or platform.probe_process_us > 0
+    probe = (platform.probe_us * US, platform.probe_process_us * US) if probing else None
+    return platform.client_cpu_us * US, workload.calls * platform.backend_cpu_us * US, probe
 
 
 def draw_io(

@@ -90,6 +90,11 @@ def estimate(
         loads["pool with CPU waits"] = math.inf
         return saturated()
     latency = served + client_wait(workload, served, s)
+    if not np.isfinite(latency).all():
+        # Each client sends one request at a time: one whose answers take
+        # longer than its sends are apart queues without bound at the client.
+        loads["client connection"] = math.inf
+        return saturated()
     p50, p99 = (float(q) for q in np.percentile(latency, [50, 99]))
     mean = float(latency.mean())
     exact = False

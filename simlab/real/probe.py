@@ -14,7 +14,9 @@ Reads start on a fixed grid ``SAMPLE_INTERVAL_S`` apart. PSS, USS and the
 count of accepted connections (which kernel memory adds) need a read of
 every process's smaps, milliseconds each, so they are read on every tenth
 point of that grid, ``USER_SAMPLE_INTERVAL_S`` apart whatever the tree's
-size, and carried between. A summary's peak is the largest read in the
+size, and carried between. The light samples still read a few files per
+process, about 0.15 ms each, ten times a second (``simlab.real.probe_cost``
+measures what the probe costs). A summary's peak is the largest read in the
 window: for a level that rises and falls between reads (threads or children
 made per connection, their memory) that is below the exact peak, and the
 simulation reports the same sampled quantities as ``threads.peak`` and

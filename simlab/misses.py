@@ -1,0 +1,173 @@
+"""Why a validation error is over twice its goal: a cause the report's own rows
+show, a hypothesis with the run that would test it, or nothing (unexplained).
+
+Every explanation is chosen by a rule over the rows of the validation (the
+same case's other metrics, the same model's other cases), never typed for a
+case. A rule that finds no support in the rows does not fire, and the miss
+is reported as unexplained.
+
+- **capacity** (cause): a latency miss in a case whose served rate also
+  misses, outside noise, the way that explains it: a model that serves more
+  than the server did has the shorter queue, and the lower latency.
+- **saturated** (cause): a latency miss at an offered load of 1 or more
+  where the served rates agree within noise: the queue grows at offered -
+  served per second, so the latency is that small difference magnified by
+  the run's length.
+- **near saturation** (hypothesis): a latency miss at an offered load of 0.8
+  to 1 with the served rates agreeing: the server's capacity is closer to the
+  offered load than the model's.
+- **capacity itself** (hypothesis): a served-rate miss at saturation.
+- **pre-forked copies** (cause, then hypothesis): a memory miss in a case
+  with several processes, where the same model's single-process cases meet
+  the goal.
+- **short connections** (hypothesis): a kernel-memory miss in a case whose
+  connections carry a few requests each (``k=``).
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import numpy as np
+
+__all__ = ["SATURATED", "explain", "explain_all"]
+
+NEAR = 0.8  # offered load from which a queue is sensitive to capacity
+SATURATED = 0.9  # offered load from which the served rate is the model's to predict
+LATENCY = ("latency_p50", "latency_p99")
+
+
+def _knob(config: str, name: str) -> int | None:
+    m = re.search(rf"\b{name}=(\d+)\b", config)
+    return int(m.group(1)) if m else None
+
+
+def _pct(x: float) -> str:
+    return f"{x:.1%}"
+
+
+def _rate(x: float) -> str:
+    return f"{x:,.0f}/s"
+
+
+def _row(rows: list[dict[str, Any]], model: str, config: str, metric: str) -> dict[str, Any] | None:
+    for r in rows:
+        if (r["model"], r["config"], r["metric"]) == (model, config, metric):
+            return r
+    return None
+
+
+def _measure(model: str, config: str) -> str:
+    return f"simlab measure {model} with {config}"
+
+
+def _latency(miss: dict[str, Any], rows: list[dict[str, Any]]) -> dict[str, str] | None:
+    """A latency miss against the same case's served rate."""
+    model, config = miss["model"], miss["config"]
+    rho = float(miss["rho"])
+    low = miss["predicted"] < miss["measured"]
+    thr = _row(rows, model, config, "throughput_rps")
+    if thr is None or thr["rel_error"] is None:
+        return None
+    more = thr["predicted"] > thr["measured"]
+    served = (
+        f"the model serves {_rate(thr['predicted'])} where the server served "
+        f"{_rate(thr['measured'])}"
+    )
+    if not thr["within_noise"] and more == low:
+        queue = "shorter" if more else "longer"
+        return {
+            "kind": "cause",
+            "text": f"capacity: {served} (error {_pct(thr['rel_error'])}, outside noise), "
+            f"so its queue is {queue} and its latency {'lower' if low else 'higher'}",
+        }
+    if thr["within_noise"] and rho >= 1:
+        return {
+            "kind": "cause",
+            "text": f"saturated (offered load {rho:.2f}): the queue grows at offered - served "
+            f"per second, and {served}, within noise: the latency magnifies that "
+            "difference over the run",
+        }
+    if thr["within_noise"] and rho >= NEAR:
+        return {
+            "kind": "hypothesis",
+            "text": f"near saturation (offered load {rho:.2f}) the served rates agree, but "
+            f"the latency is {'higher' if low else 'lower'} than the model's: the server's "
+            f"capacity is {'closer to' if low else 'further from'} the offered load than "
+            f"the model's; test: {_measure(model, config)} at offered rates rising to "
+            "saturation, and compare the highest served rate with the model's",
+        }
+    return None
+
+
+def _memory(miss: dict[str, Any], rows: list[dict[str, Any]]) -> dict[str, str] | None:
+    """A memory miss against the same model's single-process cases, or its short connections."""
+    model, config, metric = miss["model"], miss["config"], miss["metric"]
+    low = miss["predicted"] < miss["measured"]
+    processes = _knob(config, "P") or 1
+    if processes > 1:
+        single = [
+            r["rel_error"]
+            for r in rows
+            if r["model"] == model
+            and r["metric"] == metric
+            and r["evidence"]
+            and r["rel_error"] is not None
+            and (_knob(r["config"], "P") or 1) == 1
+        ]
+        if single and float(np.median(single)) <= miss["goal"]:
+            return {
+                "kind": "hypothesis",
+                "text": f"pre-forked copies: {model}'s single-process cases meet the goal "
+                f"(median {_pct(float(np.median(single)))} over {len(single)}), this one with "
+                f"P={processes} does not: a copy holds {'more' if low else 'less'} than the "
+                f"model's fork; test: {model} idle at P=1 and P={processes} "
+                "(simlab measure --rate 1), the difference per copy against the model's",
+            }
+    k = _knob(config, "k")
+    if metric == "memory_kernel" and k is not None:
+        held = (
+            "the kernel holds closed connections' sockets (TIME_WAIT, unread buffers) that the "
+            "model does not count"
+            if low
+            else "the model holds a connection's kernel memory for longer than the server does"
+        )
+        return {
+            "kind": "hypothesis",
+            "text": f"short connections (k={k}): {held} ({'under' if low else 'over'} by "
+            f"{_pct(miss['rel_error'])}); test: {_measure(model, config)} with "
+            "/proc/net/sockstat sampled beside the probe",
+        }
+    return None
+
+
+def explain(miss: dict[str, Any], rows: list[dict[str, Any]]) -> dict[str, str]:
+    """``{"kind": "cause" | "hypothesis" | "unexplained", "text": ...}`` for one
+    row of ``rows`` (a validation's rows, as ``validation.json`` holds them)."""
+    metric = miss["metric"]
+    why: dict[str, str] | None = None
+    if metric in LATENCY:
+        why = _latency(miss, rows)
+    elif metric == "throughput_rps" and float(miss["rho"]) >= SATURATED:
+        low = miss["predicted"] < miss["measured"]
+        why = {
+            "kind": "hypothesis",
+            "text": f"capacity: the server served {_rate(miss['measured'])} where the model "
+            f"serves {_rate(miss['predicted'])}; its cost per request at this load is "
+            f"{'below' if low else 'above'} the calibrated one; test: "
+            f"{_measure(miss['model'], miss['config'])} and compare its CPU per request "
+            "(cpu_busy_cores / served) with the model's",
+        }
+    elif metric.startswith("memory"):
+        why = _memory(miss, rows)
+    return why or {"kind": "unexplained", "text": "no rule of the report covers it"}
+
+
+def explain_all(big: list[dict[str, Any]], rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Each big miss with its explanation (``why``), looked up in ``rows``."""
+    out = []
+    for b in big:
+        row = _row(rows, b["model"], b["config"], b["metric"])
+        out.append({**b, "why": explain(row, rows) if row is not None else explain(b, rows)})
+    return out

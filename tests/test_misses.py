@@ -1,0 +1,77 @@
+"""The report's explanations of its big misses (``simlab.misses``): each chosen by
+a rule over the rows, and each flips when the rows say otherwise."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from simlab.misses import explain, explain_all
+
+
+def _r(metric: str, predicted: float, measured: float, *, config: str = "N=300 420/s W=32 P=1",
+       model: str = "thread-per-connection", rho: float = 0.95, within: bool = False,
+       goal: float = 0.25, evidence: bool = True) -> dict[str, Any]:  # fmt: skip
+    return {
+        "model": model, "config": config, "metric": metric, "rho": rho,
+        "predicted": predicted, "measured": measured,
+        "rel_error": abs(predicted - measured) / measured, "within_noise": within,
+        "goal": goal, "evidence": evidence, "net_error": 0.1, "noise": 0.02,
+    }  # fmt: skip
+
+
+def test_a_latency_miss_follows_a_served_rate_miss() -> None:
+    rows = [_r("throughput_rps", 419, 363), _r("latency_p50", 39, 869)]
+    why = explain(rows[1], rows)
+    assert why["kind"] == "cause" and "queue is shorter" in why["text"]
+    # Doctored: the model serves less than the server did, yet its latency is
+    # lower: the served rate does not explain it, and near saturation the rule
+    # that fires is not the capacity cause.
+    rows[0] = _r("throughput_rps", 340, 363)
+    assert explain(rows[1], rows)["kind"] != "cause"
+    # Served rates within noise at an offered load of 0.95: a hypothesis, with its run.
+    rows[0] = _r("throughput_rps", 365, 363, within=True)
+    why = explain(rows[1], rows)
+    assert why["kind"] == "hypothesis" and "simlab measure" in why["text"]
+    # ... and the direction follows the sign of the error.
+    assert "higher than the model's" in why["text"]
+    assert "lower than the model's" in explain(_r("latency_p50", 900, 869), rows)["text"]
+
+
+def test_beyond_saturation_the_latency_magnifies_the_served_difference() -> None:
+    rows = [_r("throughput_rps", 360, 356, rho=1.04, within=True),
+            _r("latency_p50", 313, 464, rho=1.04)]  # fmt: skip
+    assert "saturated" in explain(rows[1], rows)["text"]
+    rows[1]["rho"] = 0.5  # the same rows at a light load: no rule
+    assert explain(rows[1], rows)["kind"] == "unexplained"
+
+
+def test_a_capacity_miss_names_its_direction() -> None:
+    less = explain(_r("throughput_rps", 419, 363), [])
+    more = explain(_r("throughput_rps", 340, 363), [])
+    assert "above the calibrated" in less["text"] and "below the calibrated" in more["text"]
+    assert explain(_r("throughput_rps", 419, 363, rho=0.5), [])["kind"] == "unexplained"
+
+
+def test_pre_forked_copies_only_when_the_single_process_cases_meet_the_goal() -> None:
+    miss = _r("memory_user", 23, 33, config="N=1000 350/s W=32 P=2", model="async", goal=0.15)
+    single = _r("memory_user", 23, 25, config="N=3000 300/s W=32 P=1", model="async", goal=0.15)
+    rows = [miss, single]
+    assert "pre-forked copies" in explain(miss, rows)["text"]
+    single["measured"], single["rel_error"] = 33, 0.3  # P=1 misses as much: not the copies
+    assert explain(miss, rows)["kind"] == "unexplained"
+
+
+def test_short_connections_kernel_memory_both_ways() -> None:
+    under = explain(_r("memory_kernel", 0.4, 4.0, config="N=9000 100/s P=1 k=1"), [])
+    over = explain(_r("memory_kernel", 0.38, 0.26, config="N=100 90/s P=1 k=1"), [])
+    assert "TIME_WAIT" in under["text"] and "longer than the server" in over["text"]
+    assert explain(_r("memory_kernel", 0.4, 4.0, config="N=9000 100/s P=1"), [])["kind"] == (
+        "unexplained"
+    )
+
+
+def test_explain_all_keeps_each_miss_and_adds_why() -> None:
+    rows = [_r("throughput_rps", 419, 363), _r("latency_p50", 39, 869)]
+    big = [{k: rows[1][k] for k in ("model", "config", "metric", "rel_error")}]
+    (out,) = explain_all(big, rows)
+    assert out["metric"] == "latency_p50" and out["why"]["kind"] == "cause"
