@@ -275,15 +275,15 @@ NOT_SHOWN = {
     "p99: 42.5 ms with it, 42.4 without, 55.1 measured (the runs' noise 33%); its other "
     "targets move (N=200 150/s threads: 11 with it, 12 without, 11 measured)",
     ("towards", "a fork's cost split between parent and child"): "process-per-connection "
-    "N=10000 60/s k=1 p50: 23.6 ms with the split, 26.9 without, 24.9 measured in the runs "
-    "made again for memory (errors 5.3% and 7.8%; its runs' half-width 4.6% is wider than "
-    "the 2.5% gain; the old runs, 23.2 ms, showed it); its other target moves (N=200 "
-    "700/s p99: 6.7% with it, 88.9% without)",
+    "N=10000 60/s k=1 p50: 23.7 ms with the split, 26.9 without, 24.9 measured in the runs "
+    "made again for memory (errors 5.1% and 7.8%; its runs' half-width 4.6% is wider than "
+    "the 2.7% gain; the old runs, 23.2 ms, showed it); its other target moves (N=200 "
+    "700/s p99: 9.7% with it, 86.4% without)",
     # (The fork split's row "worse" on the ppc k=1 case's user memory is
     # gone since memory peaks are read the same way on both sides, PSS every
     # 1 s: that case measured again with the new probe, 22.2 MiB (runs 20.0
-    # to 23.6), against 23.9 with the split and 22.0 without (the mean over
-    # the reads' phases), errors 7.8% and 0.7%, within the noise of 13.2%;
+    # to 23.6), against 23.8 with the split and 22.0 without (the mean over
+    # the reads' phases), errors 7.5% and 0.9%, within the noise of 13.1%;
     # against the exact peak it was 32.3 and 27.2 against 28.4 read by the
     # old probe, 13.7% and 4.4%.)
     ("worse", "quick", "event-loop batching"): "reactor-pool N=200 200/s (offered load "
