@@ -24,7 +24,7 @@ from simlab.footprint import KIB_PER_MIB, Units, unit_costs
 from simlab.models.base import COMPLETED, DROPPED, Record
 from simlab.overload.policy import ABANDONED
 from simlab.params import Platform
-from simlab.results import SAMPLE_INTERVAL_S
+from simlab.results import SAMPLE_INTERVAL_S, USER_SAMPLE_INTERVAL_S
 
 # Waits under this share of the run's horizon are rounding of the clock, not
 # waits: 64 float64 epsilons covers the three roundings of end - arrival -
@@ -36,6 +36,7 @@ __all__ = [
     "level_parts",
     "replication_levels",
     "replication_summary",
+    "sampled_memory_peaks",
     "sampled_peak",
     "series",
     "window_stats",
@@ -463,6 +464,8 @@ def replication_summary(
             out[f"{key}_peak"], out[f"{key}_mean"] = peak, mean
         threads, base = parts["threads_alive"]
         out["threads_alive_sampled_peak"] = sampled_peak(Step.build(threads, base), t0, t1)
+        user, kernel = (Step.build(*parts[key]) for key in ("user_mib", "kernel_mib"))
+        out.update(sampled_memory_peaks(user, kernel, t0, t1))
         flight = _clean(parts["in_flight"][0])
         # See below: the backlog's growth over the window.
         out["growth"] = float(_level_at(flight, 0.0, t1) - _level_at(flight, 0.0, t0))
@@ -472,6 +475,7 @@ def replication_summary(
     for key, step in levels.items():
         out[f"{key}_peak"], out[f"{key}_mean"] = step.window(t0, t1)
     out["threads_alive_sampled_peak"] = sampled_peak(levels["threads_alive"], t0, t1)
+    out.update(sampled_memory_peaks(levels["user_mib"], levels["kernel_mib"], t0, t1))
     # In a stable system the number in the system at the end of the window is,
     # on average, what it was at the start; overload makes it grow.
     at_start, at_end = levels["in_flight"].at(np.array([t0, t1]))
@@ -491,6 +495,49 @@ def sampled_peak(step: Step, t0: float, t1: float, every: float = SAMPLE_INTERVA
     """
     grid = t0 + every * np.arange(int(np.floor((t1 - t0) / every)) + 1)
     return float(step.at(grid[grid < t1]).max())
+
+
+def sampled_memory_peaks(
+    user: Step, kernel: Step, t0: float, t1: float, phase: int | None = None
+) -> dict[str, float]:
+    """The memory peaks a probe reports, read from the exact levels.
+
+    The real lab's probe (``simlab.real.probe``) reads the server's kernel
+    memory on a grid ``SAMPLE_INTERVAL_S`` apart and the tree's PSS (user
+    memory) at every ``ratio``-th point of it (``USER_SAMPLE_INTERVAL_S``),
+    carrying the last PSS read to the reads between; its resident total at a
+    read is the kernel level then plus the carried user level. A summary's
+    peaks are the largest reads in the window, where the first reads may
+    carry a PSS read made before the window's start. These are the same
+    reads of the simulated levels, on the grid from the window's start with
+    the PSS reads at points ``phase``, ``phase + ratio``, ...; so that
+    ``memory_mib``'s peaks mean one thing in ``simulate`` and ``measure``.
+
+    Where the PSS reads fall relative to the window is chance on the real
+    side (the probe starts before the load), and for a level that grows
+    over the window it matters: without ``phase`` the peaks are the mean
+    over the ``ratio`` phases, the expected value of a randomly placed
+    probe's reads. ``Step.window`` gives the exact peaks.
+    """
+    ratio = round(USER_SAMPLE_INTERVAL_S / SAMPLE_INTERVAL_S)
+    n = int(np.floor((t1 - t0) / SAMPLE_INTERVAL_S)) + 1
+    index = np.arange(n)
+    index = index[t0 + SAMPLE_INTERVAL_S * index < t1]
+    kernel_reads = kernel.at(t0 + SAMPLE_INTERVAL_S * index)
+    phases = range(ratio) if phase is None else (phase,)
+    peaks = np.zeros((len(phases), 2))
+    for row, p in enumerate(phases):
+        # The PSS read each read carries: the latest at or before it, which
+        # for the window's first reads may lie before the window.
+        carried = p + ratio * np.floor_divide(index - p, ratio)
+        user_reads = user.at(t0 + SAMPLE_INTERVAL_S * carried)
+        peaks[row] = user_reads.max(), (kernel_reads + user_reads).max()
+    user_peak, total_peak = peaks.mean(axis=0)
+    return {
+        "user_mib_sampled_peak": float(user_peak),
+        "kernel_mib_sampled_peak": float(kernel_reads.max()),
+        "memory_mib_sampled_peak": float(total_peak),
+    }
 
 
 def series(rec: Record, levels: dict[str, Step], points: int = 241) -> dict[str, np.ndarray]:

@@ -24,6 +24,7 @@ if TYPE_CHECKING:
 __all__ = [
     "CI",
     "SAMPLE_INTERVAL_S",
+    "USER_SAMPLE_INTERVAL_S",
     "ConnectionCounts",
     "HistogramBlock",
     "InFlight",
@@ -106,6 +107,13 @@ class Level(Plain):
 # (``simlab.real.probe``), and the simulation reads its exact level on the
 # same grid (``simlab.metrics.sampled_peak``).
 SAMPLE_INTERVAL_S = 0.1
+# How often user memory (the tree's PSS, and the count of accepted sockets
+# that kernel memory adds) is read, on both sides: every tenth read of the
+# probe's grid. A PSS read costs milliseconds per process (smaps), so reading
+# it every ``SAMPLE_INTERVAL_S`` would load a shared core for trees of many
+# processes; a spacing fixed in advance, not adapted to the tree's size, is
+# one the simulation can read its own level on (``simlab.metrics``).
+USER_SAMPLE_INTERVAL_S = 1.0
 
 
 @dataclass(frozen=True)
@@ -133,7 +141,20 @@ class ThreadLevel(Plain):
 @dataclass(frozen=True)
 class MemoryLevel(Plain):
     """Memory in MiB: resident (user + kernel) peak and mean, reserved virtual,
-    and the user-space and kernel parts (``simlab.footprint``)."""
+    and the user-space and kernel parts (``simlab.footprint``).
+
+    The peaks are read as the real lab's probe reads them, so that ``simulate``
+    and ``measure`` report one quantity under each key: ``user_peak`` is the
+    largest user level read every ``USER_SAMPLE_INTERVAL_S`` over the window;
+    ``kernel_peak`` the largest kernel level read every ``SAMPLE_INTERVAL_S``;
+    ``peak`` the largest of their sums read every ``SAMPLE_INTERVAL_S``, the
+    user part as of its latest read; a simulated peak is the mean over the
+    ten places of the user reads on that grid (``simlab.metrics.
+    sampled_memory_peaks``), where a probe's fall by chance. The
+    ``*_exact`` peaks are the levels'
+    continuous-time maxima, at least as large, which no sampler sees and
+    which sizing uses. Means are time-weighted.
+    """
 
     peak: float
     peak_ci95: CI
@@ -146,6 +167,11 @@ class MemoryLevel(Plain):
     user_peak_ci95: CI
     user_mean: float
     kernel_peak: float
+    peak_exact: float
+    peak_exact_ci95: CI
+    user_peak_exact: float
+    user_peak_exact_ci95: CI
+    kernel_peak_exact: float
 
 
 @dataclass(frozen=True)
@@ -275,9 +301,12 @@ class MeasuredThreads(Plain):
 class MeasuredMemory(Plain):
     """Memory of the server (MiB), with ``MemoryLevel``'s meanings: resident =
     user + kernel (``peak``, ``mean``: their sum sample by sample); user =
-    the process tree's PSS; kernel = the server's own kernel memory (its
-    memory cgroup, ``simlab.real.kernel``; None where it cannot be
-    measured); reserved virtual = the tree's VMS. RSS and USS for reference."""
+    the process tree's PSS, read every ``USER_SAMPLE_INTERVAL_S``; kernel =
+    the server's own kernel memory (its memory cgroup, read every
+    ``SAMPLE_INTERVAL_S``, ``simlab.real.kernel``; None where it cannot be
+    measured); reserved virtual = the tree's VMS. The peaks are the largest
+    reads in the window (``MemoryLevel``'s sampled peaks). RSS and USS for
+    reference."""
 
     peak: float | None
     mean: float | None

@@ -464,11 +464,15 @@ def _result(
     )
     resident = _level(reps, "memory_mib")
     virtual_peak, virtual_ci = _mean_ci(reps, "virtual_mib_peak")
-    # The user-space part is what a process's PSS shows; the kernel part is not in it.
-    user_peak, user_ci = _mean_ci(reps, "user_mib_peak")
+    # The user-space part is what a process's PSS shows; the kernel part is
+    # not in it. The peaks as the real lab's probe reads them; the exact ones
+    # for sizing.
+    user_exact, user_exact_ci = _mean_ci(reps, "user_mib_peak")
+    peak, peak_ci = _mean_ci(reps, "memory_mib_sampled_peak")
+    user_peak, user_ci = _mean_ci(reps, "user_mib_sampled_peak")
     memory = MemoryLevel(
-        resident.peak,
-        resident.peak_ci95,
+        peak,
+        peak_ci,
         resident.mean,
         resident.mean_ci95,
         virtual_peak,
@@ -477,6 +481,11 @@ def _result(
         user_peak,
         user_ci,
         _mean_ci(reps, "user_mib_mean")[0],
+        _mean_ci(reps, "kernel_mib_sampled_peak")[0],
+        resident.peak,
+        resident.peak_ci95,
+        user_exact,
+        user_exact_ci,
         _mean_ci(reps, "kernel_mib_peak")[0],
     )
     busy_cores, cores_ci = _mean_ci(reps, "cpu_busy_mean")

@@ -495,7 +495,7 @@ def _simulate_check(m: ModelSearch, workers: int, processes: int) -> Check:
         processes=processes,
         stable=stable,
         latency_ms={k: getattr(lat, k) for k in CHECK_LATENCY},
-        memory_mib=float(r.memory_mib.peak),
+        memory_mib=float(r.memory_mib.peak_exact),
         virtual_mib=float(r.memory_mib.virtual_peak),
         # Sizing wants the exact peak, not the one a 0.1 s sampler would see.
         threads=float(r.threads.peak_exact),

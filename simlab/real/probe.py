@@ -8,17 +8,20 @@ children's included); exited children not yet reaped (zombies) count for
 their CPU only; and the server's own kernel memory (its threads'
 kernel stacks and structures, its sockets, its page tables: what no
 process's resident set shows), from the memory cgroup it runs in
-(``simlab.real.kernel``), when there is one. PSS, USS and the count of
-accepted connections need a read per process, so for large trees they are
-sampled less often, keeping those reads under about 2% of a core; the light
-samples still read a few files per process, about 0.15 ms each, ten times
-a second (``simlab.real.probe_cost`` measures what the probe costs).
+(``simlab.real.kernel``), when there is one.
 
-Reads start on a fixed grid ``SAMPLE_INTERVAL_S`` apart. A summary's peak is
-the largest read in the window: for a count that rises and falls between
-reads (threads or children made per connection) that is below the exact
-peak, and the simulation reports the same sampled quantity as
-``threads.peak`` (``simlab.metrics.sampled_peak``).
+Reads start on a fixed grid ``SAMPLE_INTERVAL_S`` apart. PSS, USS and the
+count of accepted connections (which kernel memory adds) need a read of
+every process's smaps, milliseconds each, so they are read on every tenth
+point of that grid, ``USER_SAMPLE_INTERVAL_S`` apart whatever the tree's
+size, and carried between. The light samples still read a few files per
+process, about 0.15 ms each, ten times a second (``simlab.real.probe_cost``
+measures what the probe costs). A summary's peak is the largest read in the
+window: for a level that rises and falls between reads (threads or children
+made per connection, their memory) that is below the exact peak, and the
+simulation reports the same sampled quantities as ``threads.peak`` and
+``memory_mib``'s peaks (``simlab.metrics.sampled_peak``,
+``sampled_memory_peaks``).
 """
 
 from __future__ import annotations
@@ -32,7 +35,7 @@ import numpy as np
 import psutil
 
 from simlab.real.kernel import KernelAccount, accepted_sockets, tcp_object_kib
-from simlab.results import SAMPLE_INTERVAL_S
+from simlab.results import SAMPLE_INTERVAL_S, USER_SAMPLE_INTERVAL_S
 
 __all__ = ["Probe", "ProbeSample", "kernel_kib"]
 
@@ -59,9 +62,6 @@ FIELDS = (
 # CPU between its front and its back.
 FRONT_NAMES = ("nginx",)
 MIB = 2**20
-FULL_COST_RATIO = 50  # wall time between PSS samples / time one takes
-# ... but never longer than this apart, so that a short window holds fresh ones.
-FULL_MAX_GAP_S = 1.0
 
 
 def kernel_kib() -> float:
@@ -108,23 +108,25 @@ class Probe(threading.Thread):
         self.neighbours = [psutil.Process(p) for p in neighbours]
 
     def run(self) -> None:
-        next_full = 0.0
         # Reads on a fixed grid, ``interval`` apart however long a read takes
         # (while it takes less), so that a sampled peak is the simulation's
         # ``threads.peak``: the level read every ``SAMPLE_INTERVAL_S``.
         due = time.monotonic()
+        # PSS on its own fixed grid, known to the simulation, rather than
+        # spaced by what a read costs: a spacing that followed the tree's
+        # size would make the user peak a different quantity per run.
+        next_full = due
         while not self._halt.is_set():
             t0 = time.monotonic()
-            full = t0 >= next_full
+            # Half an interval's slack: the reads fall on the grid's points
+            # up to the timer's lateness.
+            full = t0 >= next_full - self.interval / 2
             try:
                 self.samples.append(self.sample(full=full))
             except psutil.NoSuchProcess:
                 break
-            if full:
-                # Reading smaps for hundreds of processes costs real CPU on a
-                # machine the server shares: keep it under about 2% of a core.
-                spent = time.monotonic() - t0
-                next_full = t0 + min(FULL_MAX_GAP_S, max(self.interval, FULL_COST_RATIO * spent))
+            while full and next_full <= t0 + self.interval / 2:
+                next_full += USER_SAMPLE_INTERVAL_S
             # A read that overran (a large tree) still leaves the server half
             # an interval of the probe's quiet.
             due = max(due + self.interval, time.monotonic() + self.interval / 2)
