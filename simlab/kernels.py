@@ -116,38 +116,28 @@ def _fit(value: Any, want: str) -> Any:
     return float(value) if not is_bool and number else _MISFIT
 
 
+def _call(name: str, source: str, signature: tuple[str, ...], args: tuple[Any, ...]) -> Any:
+    """``name`` from the built module when it is current and ``args`` fit
+    ``signature``, else from ``source`` by numba's JIT (numba loads on use)."""
+    module = aot_module()
+    fitted = _fits(args, signature) if module is not None else None
+    if module is not None and fitted is not None:
+        return getattr(module, name)(*fitted)
+    return getattr(importlib.import_module(source), name)(*args)
+
+
 def run_events(*args: Any) -> tuple[Any, ...]:
     """``simlab.fast_events.run_events``."""
-    module = aot_module()
-    fitted = _fits(args, RUN_EVENTS_ARGS) if module is not None else None
-    if module is not None and fitted is not None:
-        out: tuple[Any, ...] = module.run_events(*fitted)
-        return out
-    from simlab.fast_events import run_events as jit  # noqa: PLC0415 - numba loads on use
-
-    jitted: tuple[Any, ...] = jit(*args)
-    return jitted
+    out: tuple[Any, ...] = _call("run_events", "simlab.fast_events", RUN_EVENTS_ARGS, args)
+    return out
 
 
 def recurse(*args: Any) -> tuple[Any, ...]:
     """``simlab.fast_kernel.recurse``."""
-    module = aot_module()
-    fitted = _fits(args, RECURSE_ARGS) if module is not None else None
-    if module is not None and fitted is not None:
-        out: tuple[Any, ...] = module.recurse(*fitted)
-        return out
-    from simlab.fast_kernel import recurse as jit  # noqa: PLC0415 - numba loads on use
-
-    jitted: tuple[Any, ...] = jit(*args)
-    return jitted
+    out: tuple[Any, ...] = _call("recurse", "simlab.fast_kernel", RECURSE_ARGS, args)
+    return out
 
 
 def sweep_peaks(*args: Any) -> Any:
     """``simlab.levels_kernel.sweep_peaks``."""
-    module = aot_module()
-    fitted = _fits(args, SWEEP_PEAKS_ARGS) if module is not None else None
-    if module is not None and fitted is not None:
-        return module.sweep_peaks(*fitted)
-    from simlab.levels_kernel import sweep_peaks as jit  # noqa: PLC0415 - numba loads on use
-
-    return jit(*args)
+    return _call("sweep_peaks", "simlab.levels_kernel", SWEEP_PEAKS_ARGS, args)

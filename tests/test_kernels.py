@@ -9,7 +9,8 @@ import pytest
 
 import simlab
 from simlab import Architecture, Workload, kernels
-from simlab.distributions import Exponential, Fixed, LogNormal
+from simlab.distributions import Exponential, Fixed
+from tests.test_fast import GIL_CASES
 
 
 def test_the_built_kernels_are_there_and_current():
@@ -21,22 +22,10 @@ def test_the_built_kernels_are_there_and_current():
 
 
 CASES = [
-    # The calibrated default: a GIL handed out of order, wake-ups, 2 cores.
-    (
-        "reactor-pool",
-        Workload(connections=10_000, rate=180.0, cpu=Exponential(0.004), io=Fixed(0.02), calls=2),
-        Architecture(workers=8),
-        "cpython",
-    ),
-    (
-        "thread-pool",
-        Workload(
-            connections=10**9, rate=160.0, cpu=LogNormal(0.004, cv=1.5), io=Exponential(0.02),
-            calls=2, requests_per_connection=1,
-        ),
-        Architecture(workers=6, processes=2),
-        "cpython",
-    ),
+    # The calibrated default: a GIL handed out of order, wake-ups, 2 cores
+    # (the first two of the DES = fast cases: a reactor pool, and a thread pool
+    # with a connection per request).
+    *((model, workload, arch, "cpython") for model, workload, arch in GIL_CASES[:2]),
     (
         "two-tier",
         Workload(connections=300, rate=150.0, cpu=Exponential(0.004), io=Exponential(0.02),
