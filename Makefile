@@ -36,9 +36,17 @@ compare: $(STAMP) $(KERNELS)
 	$(BIN)/simlab compare
 
 ## Lint, types, the documentation and the whole test suite (the browser test needs
-## chromium, the peers' tests their runtimes).
+## chromium, the peers' tests their runtimes), in two pytest runs: first every test
+## that starts no server and sends no load, two at a time (pytest-xdist; a module's
+## tests stay on one worker, which shares its cached simulations); then the real
+## ones (servers, load, experiments that measure, the browser) alone and one at a
+## time, so that no measurement runs beside CPU-heavy test work. Both runs always
+## run; either's failure fails make test. Each prints its 30 slowest tests.
 test: $(STAMP) $(KERNELS) lint docs browser peers
-	$(BIN)/pytest
+	rc=0; \
+	$(BIN)/pytest -m "not real and not e2e" -n 2 --dist loadfile --durations=30 || rc=$$?; \
+	$(BIN)/pytest -m "real or e2e" --durations=30 || rc=$$?; \
+	exit $$rc
 
 ## Every experiment at full scale (writes data/experiments/<name>/).
 experiments: $(STAMP) $(KERNELS)
