@@ -20,7 +20,8 @@ parameter the runs do not identify as an assumption (``simlab.fitting``):
   (``call_latency_us``) and the client and loopback path (``rtt_us``), from
   the runs that are light on every count (``_light``): what the model,
   simulated as each ran, leaves of its mean latency (``fit_path``); their
-  spread from p50 and p99.
+  spread (a cv, and a share of the mean fixed) from the same runs' latency
+  p50 and p99, through the model too (``simlab.spread``).
 - **Memory**, user (the tree's PSS) and kernel (the server's own, from its
   memory cgroup), each a fit of what the server held: processes, threads,
   connections, forks, backend connections.
@@ -60,6 +61,8 @@ from simlab.real.measure import MeasureOptions, measure
 from simlab.real.memory import measure_memory
 from simlab.real.peers import PEERS, RESEMBLES, as_designed
 from simlab.real.probe_cost import measure_probe_cost
+from simlab.spread import PARAMETERS as SPREAD_PARAMETERS
+from simlab.spread import SpreadFit, fit_spread_table, spread_parameters, spread_summary, spread_table
 from simlab.stats import bootstrap_ci
 from simlab.streams import Deal
 
@@ -71,6 +74,7 @@ __all__ = [
     "fit_cpu",
     "fit_fork_split",
     "fit_forks",
+    "fit_spread_through_model",
     "measure_runs",
 ]
 
@@ -358,7 +362,10 @@ def _lognormal_cv(p50: float, p99: float) -> float | None:
 def fit_spread(results: list[tuple[Run, dict[str, Any]]], cpu: Costs) -> dict[str, float]:
     """The cvs of the per-call latency (from the service times of one-call
     runs) and of the client path (from latency minus service of no-call runs),
-    each the median over the runs of a lognormal fitted to p50 and p99."""
+    each the median over the runs of a lognormal fitted to p50 and p99.
+
+    The runtimes' profiles (``simlab.calibrate_runtime``) use it; cpython's
+    fits its spreads through the model (``fit_spread_through_model``)."""
     call_cvs, rtt_cvs = [], []
     for run, s in results:
         if not _light(run, s) or s["service_ms"]["p50"] is None:
@@ -379,6 +386,48 @@ def fit_spread(results: list[tuple[Run, dict[str, Any]]], cpu: Costs) -> dict[st
     return {
         "call_latency_cv": float(np.median(call_cvs)) if call_cvs else 0.0,
         "rtt_cv": float(np.median(rtt_cvs)) if rtt_cvs else 0.0,
+    }
+
+
+# Fewer light runs than this with their latency quantiles kept cannot fit a
+# shape (profiles measured before calibration kept them have none).
+SPREAD_MIN_RUNS = 4
+
+
+def spread_runs(
+    results: list[tuple[Run, dict[str, Any]]], platform: Platform
+) -> list[tuple[int, Run, dict[str, Any]]]:
+    """The light runs (``_light`` at ``platform``'s costs) that kept their
+    latency p50 and p99, each with its place in ``results`` (its seed)."""
+    out = []
+    for k, (run, s) in enumerate(results):
+        lat = s["latency_ms"]
+        if lat.get("p50") and lat.get("p99") and _light(run, s, platform):
+            out.append((k, run, s))
+    return out
+
+
+def fit_spread_through_model(
+    results: list[tuple[Run, dict[str, Any]]], platform: Platform
+) -> SpreadFit | None:
+    """``rtt_cv``, ``call_latency_cv`` and their fixed shares, fitted through
+    the model to the light runs' latency p50 and p99 (``simlab.spread``) at
+    ``platform`` (every fitted cost, the overheads' means, the lab's
+    neighbours). None when too few runs kept their quantiles."""
+    light = spread_runs(results, platform)
+    if len(light) < SPREAD_MIN_RUNS:
+        return None
+    return fit_spread_table(spread_table(light, platform))
+
+
+def _spread_unseen(preset: Platform) -> dict[str, dict[str, Any]]:
+    why = (
+        f"not identified: fewer than {SPREAD_MIN_RUNS} light runs kept their latency p50 and "
+        "p99 (a profile measured before calibration kept them); the preset's value"
+    )
+    return {
+        name: {"value": getattr(preset, name), "identified": False, "assumption": why}
+        for name in SPREAD_PARAMETERS
     }
 
 
@@ -645,13 +694,6 @@ def _profile(
     params: dict[str, Any] = {}
     for key in cpu.names:
         params[key] = cpu.parameter(key, preset=getattr(preset, key), method=robust)
-    note = "lognormal fitted to p50 and p99; the median over runs"
-    params.update(
-        {
-            k: {"value": v, "method": note, "identified": True}
-            for k, v in fit_spread(results, cpu).items()
-        }
-    )
     _memory_parameters(params, results, memory, preset)
     params["gil_interval_us"] = _measured(
         sys.getswitchinterval() * 1e6, "sys.getswitchinterval() of this Python"
@@ -690,6 +732,9 @@ def _profile(
     path = fit_path(results, fitted().with_(**neighbours))
     for key in path.names:
         params[key] = path.parameter(key, preset=getattr(preset, key), method=PATH_METHOD)
+    # Their spread, from the same runs' p50 and p99, through the model.
+    spread = fit_spread_through_model(results, fitted().with_(**neighbours))
+    params.update(spread_parameters(spread, preset) if spread else _spread_unseen(preset))
     params.update(fit_fork_split(results, memory, fitted().with_(**neighbours)))
     profile = {
         "name": name,
@@ -703,6 +748,7 @@ def _profile(
         "fits": {
             "cpu": {"rows": cpu.rows, "residuals_us": cpu.residuals},
             "path": {"rows": path.rows, "residuals_us": path.residuals},
+            "spread": spread_summary(spread) if spread else None,
         },
         "peers": _structure(results),
         "memory_benchmark": memory,
