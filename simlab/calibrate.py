@@ -62,7 +62,13 @@ from simlab.real.memory import measure_memory
 from simlab.real.peers import PEERS, RESEMBLES, as_designed
 from simlab.real.probe_cost import measure_probe_cost
 from simlab.spread import PARAMETERS as SPREAD_PARAMETERS
-from simlab.spread import SpreadFit, fit_spread_table, spread_parameters, spread_summary, spread_table
+from simlab.spread import (
+    SpreadFit,
+    fit_spread_table,
+    spread_parameters,
+    spread_summary,
+    spread_table,
+)
 from simlab.stats import bootstrap_ci
 from simlab.streams import Deal
 

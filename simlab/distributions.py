@@ -140,9 +140,10 @@ class ShiftedLogNormal:
 
     The lognormal part has mean ``mean - floor`` and cv
     ``cv * mean / (mean - floor)``, so that the sum has the requested mean
-    and cv. Its median sits nearer its mean than a lognormal's of the same
-    mean and cv, and its tail starts at the floor: a path that always pays a
-    round trip and sometimes waits for a scheduler.
+    and cv. Nothing is drawn under the floor: a path that always pays a round
+    trip and sometimes waits for a scheduler. With a high floor the median
+    sits nearer the mean, and the p99 lower, than a lognormal's of the same
+    mean and cv: the spread is in rarer, longer draws.
     """
 
     mean: float

@@ -336,6 +336,16 @@ class Platform:
         rtt_cv, call_latency_cv  their spread: with cv > 0 each draw is
                            lognormal with that mean and cv (scheduling on a
                            busy machine has a long right tail); 0 means fixed
+        rtt_floor, call_latency_floor  the share of the mean that every draw
+                           takes, the rest lognormal (``ShiftedLogNormal``:
+                           a round trip always paid, a scheduler's wait
+                           sometimes); 0, a plain lognormal
+                           Calibration fits the means from the light runs'
+                           mean latency and the four shape parameters from
+                           their latency p50 and p99, both through the model:
+                           each run simulated as it ran, at a grid of shapes
+                           (``simlab.spread``); a shape parameter the runs do
+                           not identify is the preset's (0), an assumption
 
     Overheads (microseconds of CPU on the thread that pays them):
 

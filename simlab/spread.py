@@ -258,9 +258,7 @@ def fit_spread_table(table: SpreadTable, *, boots: int = BOOTSTRAPS, seed: int =
         best = _params_of(table, flat)
         draws = np.array([_params_of(table, choose(loss, p, call_ok, rtt_ok)) for p in picks])
         lo, hi = np.percentile(draws, [2.5, 97.5], axis=0)
-        ok = [
-            free[j] and 0 < best[j] < TOPS[j] and lo[j] > 0 and hi[j] < TOPS[j] for j in range(4)
-        ]
+        ok = [free[j] and 0 < best[j] < TOPS[j] and lo[j] > 0 and hi[j] < TOPS[j] for j in range(4)]
         for j in range(4):
             if free[j]:
                 estimates[j], ci[j] = best[j], (float(lo[j]), float(hi[j]))

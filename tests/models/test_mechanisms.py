@@ -179,6 +179,19 @@ class Mechanism:
     metrics: tuple[str, ...] = field(default=("latency_p50", "latency_p99"))
 
 
+def _by_quantiles() -> dict[str, float]:
+    """The overheads' spread as calibration fitted it before the fit through
+    the model (``calibrate.fit_spread``: a lognormal to each light run's
+    service or queue-delay p50 and p99 less a mean overhead, the median over
+    runs), from the committed profile's own runs and costs."""
+    from simlab import calibrate  # noqa: PLC0415 - only this mechanism needs it
+
+    profile = _profile()
+    results = [calibrate._from_record(r) for r in profile["runs"]]
+    costs = {k: float(profile["parameters"][k]["value"]) for k in calibrate.CPU_COSTS}
+    return {**calibrate.fit_spread(results, costs), "rtt_floor": 0.0, "call_latency_floor": 0.0}
+
+
 # The saturated async case measures what a core of a shared machine gives one
 # loop: the committed session (07:25) served 374 req/s; a session at 10:05,
 # with other real experiments on the machine, served 334 (not committed). The
