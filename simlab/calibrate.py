@@ -738,10 +738,11 @@ def _profile(
     path = fit_path(results, fitted().with_(**neighbours))
     for key in path.names:
         params[key] = path.parameter(key, preset=getattr(preset, key), method=PATH_METHOD)
-    # Their spread, from the same runs' p50 and p99, through the model.
+    params.update(fit_fork_split(results, memory, fitted().with_(**neighbours)))
+    # Their spread last, from the same runs' p50 and p99, through the model
+    # with every other cost in place.
     spread = fit_spread_through_model(results, fitted().with_(**neighbours))
     params.update(spread_parameters(spread, preset) if spread else _spread_unseen(preset))
-    params.update(fit_fork_split(results, memory, fitted().with_(**neighbours)))
     profile = {
         "name": name,
         "base": "cpython",
