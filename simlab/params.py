@@ -335,7 +335,13 @@ class Platform:
                            (loopback round trip and the backend's timer slack)
         rtt_cv, call_latency_cv  their spread: with cv > 0 each draw is
                            lognormal with that mean and cv (scheduling on a
-                           busy machine has a long right tail); 0 means fixed
+                           busy machine has a long right tail); 0 means fixed.
+                           Calibration fits the means from the light runs'
+                           mean latency and the cvs from their latency p50
+                           and p99, both through the model: each run
+                           simulated as it ran, at a grid of cvs
+                           (``simlab.spread``); a cv the runs do not
+                           identify is the preset's (0, fixed), an assumption
         rtt_floor, call_latency_floor  the share of the mean that every draw
                            takes, the rest lognormal (``ShiftedLogNormal``:
                            a round trip always paid, a scheduler's wait

@@ -192,7 +192,7 @@ def _by_quantiles() -> dict[str, float]:
     # not identify keeps its estimate beside the preset's value).
     params = profile["parameters"]
     costs = {k: float(params[k].get("estimate", params[k]["value"])) for k in calibrate.CPU_COSTS}
-    return {**calibrate.fit_spread(results, costs), "rtt_floor": 0.0, "call_latency_floor": 0.0}
+    return calibrate.fit_spread(results, costs)
 
 
 # The saturated async case measures what a core of a shared machine gives one
@@ -263,8 +263,8 @@ MECHANISMS = [
         paired=(("cores", "async", "N=1000 900/s"),),
     ),
     Mechanism(
-        # rtt_cv, call_latency_cv and their fixed shares fitted through the
-        # model to the light calibration runs' p50 and p99 (``simlab.spread``);
+        # rtt_cv and call_latency_cv fitted through the model to the light
+        # calibration runs' p50 and p99 (``simlab.spread``);
         # off, the spreads by the quantile rule it replaced (``_by_quantiles``:
         # rtt_cv 1.02 and call_latency_cv 0.72 on the committed runs, against
         # 1.25 and a fixed call latency through the model). Its gains beyond
@@ -376,10 +376,9 @@ def test_the_committed_profile_holds_every_mechanism() -> None:
     assert "Probe" in lab["probe_us"]["method"]
     assert params["gil_fifo_share"]["value"] == 0.0
     assert "ceval_gil" in params["gil_fifo_share"]["assumption"]
-    # The overheads' spread, fitted through the model: each shape parameter
-    # identified with an interval clear of zero, or the preset's 0, labelled,
-    # with no interval shown.
-    for key in ("rtt_cv", "rtt_floor", "call_latency_cv", "call_latency_floor"):
+    # The overheads' spread, fitted through the model: each cv identified with
+    # an interval clear of zero, or the preset's 0, labelled, with no interval.
+    for key in ("rtt_cv", "call_latency_cv"):
         entry = params[key]
         assert "through the model" in entry["method"], key
         if entry["identified"]:
