@@ -1,7 +1,7 @@
 """The compiled kernels, ahead of time when built, else by numba's JIT.
 
 ``simlab.kernels_build`` compiles ``fast_events.run_events``,
-``fast_kernel.recurse`` and ``levels_kernel.sweep_peaks`` into an extension
+``fast_kernel.recurse`` and ``levels_kernel.sweep_peaks`` and ``sweep_levels`` into an extension
 module at install time (``make``); loading it costs a few milliseconds where
 numba's JIT costs about 1.4 s a process (its import and its target's
 registries). Each function here runs the built module's code when the module
@@ -28,7 +28,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-__all__ = ["aot_module", "recurse", "run_events", "source_stamp", "sweep_peaks"]
+__all__ = ["aot_module", "recurse", "run_events", "source_stamp", "sweep_levels", "sweep_peaks"]
 
 MODULE = "simlab._kernels"
 # The sources the built module is compiled from: any change to them retires it.
@@ -53,6 +53,8 @@ RUN_EVENTS_RETURNS = (
 )  # fmt: skip
 SWEEP_PEAKS_ARGS = (F1, F1, F1, I1, "float64[:, ::1]", F1, "float64", "float64", F1)
 SWEEP_PEAKS_RETURNS = F1
+SWEEP_LEVELS_ARGS = (*SWEEP_PEAKS_ARGS, F1, I1)
+SWEEP_LEVELS_RETURNS = (F1, "float64[:, ::1]")
 RECURSE_ARGS = (
     "int64", F1, I1, F1, F1, "int64", "int64", I1, I1, "float64", "boolean", "float64",
     "int64",
@@ -141,3 +143,9 @@ def recurse(*args: Any) -> tuple[Any, ...]:
 def sweep_peaks(*args: Any) -> Any:
     """``simlab.levels_kernel.sweep_peaks``."""
     return _call("sweep_peaks", "simlab.levels_kernel", SWEEP_PEAKS_ARGS, args)
+
+
+def sweep_levels(*args: Any) -> tuple[Any, Any]:
+    """``simlab.levels_kernel.sweep_levels``."""
+    out: tuple[Any, Any] = _call("sweep_levels", "simlab.levels_kernel", SWEEP_LEVELS_ARGS, args)
+    return out

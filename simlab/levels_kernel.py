@@ -12,6 +12,10 @@ instant (so an interval ending as another starts is no momentary peak, as in
 ``metrics.Step``). No array of events, where building the step functions
 sorts every level's events once per level.
 
+The same pass reads chosen levels on a grid of instants (the real lab's
+probe reads threads and memory every 0.1 s: ``metrics.sampled_peak``), so
+that a summary never builds a step function for them either.
+
 ``simlab.metrics`` prepares the arrays and chooses this path for large runs;
 this module only holds the loop, so that its compile cache stays valid.
 """
@@ -24,11 +28,11 @@ from typing import Any
 import numpy as np
 from numba import njit
 
-__all__ = ["sweep_peaks"]
+__all__ = ["sweep_levels", "sweep_peaks"]
 
 
 @njit(cache=True)
-def sweep_peaks(  # noqa: PLR0912, PLR0915, PLR0917 - one compiled loop, arrays positionally
+def sweep_peaks(  # noqa: PLR0917 - one compiled loop, arrays positionally
     starts: Any,
     ends: Any,
     sorted_ends: Any,
@@ -41,11 +45,50 @@ def sweep_peaks(  # noqa: PLR0912, PLR0915, PLR0917 - one compiled loop, arrays 
 ) -> Any:  # pragma: no cover - compiled; tested through simlab.metrics
     """Each level's highest value at the instants in (t0, t1), or at t0 (``level0``).
 
+    ``sweep_levels`` without reads on a grid.
+    """
+    peaks, _ = sweep_levels(
+        starts,
+        ends,
+        sorted_ends,
+        offsets,
+        weights,
+        bases,
+        t0,
+        t1,
+        level0,
+        np.empty(0),
+        np.empty(0, np.int64),
+    )
+    return peaks
+
+
+@njit(cache=True)
+def sweep_levels(  # noqa: PLR0912, PLR0915, PLR0917 - one compiled loop, arrays positionally
+    starts: Any,
+    ends: Any,
+    sorted_ends: Any,
+    offsets: Any,
+    weights: Any,
+    bases: Any,
+    t0: float,
+    t1: float,
+    level0: Any,
+    grid: Any,
+    rows: Any,
+) -> tuple[Any, Any]:  # pragma: no cover - compiled; tested through simlab.metrics
+    """Each level's highest value at the instants in (t0, t1), or at t0
+    (``level0``); and, in the same pass, levels ``rows`` read at each
+    instant of ``grid`` (ascending, every instant under t1).
+
     Part ``p`` holds the intervals ``offsets[p]:offsets[p + 1]`` of ``starts``
     and ``ends``, sorted by start, and the same ends sorted in
     ``sorted_ends``; no start is nan; an end of inf never comes. Level ``l``
     is ``bases[l] + sum(weights[l, p] * count[p])``: the parts are swept once
-    for every level that shares them.
+    for every level that shares them. A read at ``g`` is the level after
+    every event at or before ``g`` (``metrics.Step.at``): it is taken when
+    the sweep has counted every start up to ``g``, and the ends up to ``g``.
+    Returns the peaks and the reads (a row per entry of ``rows``).
     """
     n_levels, k = weights.shape
     # Which levels each part feeds, and which parts (and weights) each level
@@ -69,12 +112,34 @@ def sweep_peaks(  # noqa: PLR0912, PLR0915, PLR0917 - one compiled loop, arrays 
     grown = np.empty(k, np.int64)
     instant = 0
     peaks = level0.copy()
+    n_grid = grid.shape[0]
+    n_rows = rows.shape[0]
+    reads = np.empty((n_rows, n_grid))
+    gi = 0
     while True:
         # The earliest start still to come, over every part.
         t = math.inf
         for p in range(k):
             if head[p] < offsets[p + 1] and starts[head[p]] < t:
                 t = starts[head[p]]
+        # The grid's instants before t: every start at or before them is
+        # counted; count their ends up to them, and read.
+        while gi < n_grid and grid[gi] < t:
+            at = grid[gi]
+            for p in range(k):
+                j = tail[p]
+                while j < offsets[p + 1] and sorted_ends[j] <= at:
+                    j += 1
+                counts[p] -= j - tail[p]
+                tail[p] = j
+            for r in range(n_rows):
+                lv = rows[r]
+                level = bases[lv]
+                for j in range(n_sums[lv]):
+                    q = sums[lv, j]
+                    level += weights[lv, q] * counts[q]
+                reads[r, gi] = level
+            gi += 1
         if t >= t1:
             break
         instant += 1
@@ -112,4 +177,4 @@ def sweep_peaks(  # noqa: PLR0912, PLR0915, PLR0917 - one compiled loop, arrays 
                         q = sums[lv, j]
                         level += weights[lv, q] * counts[q]
                     peaks[lv] = max(peaks[lv], level)
-    return peaks
+    return peaks, reads
