@@ -102,7 +102,9 @@ class Step:
 
 
 def _ends(end: np.ndarray) -> np.ndarray:
-    return np.where(np.isnan(end), math.inf, end)
+    # nan -> inf in one pass (fmin takes the number over a nan): the same floats.
+    out: np.ndarray = np.fmin(end, math.inf)
+    return out
 
 
 Part = tuple[np.ndarray, np.ndarray, float]
@@ -332,11 +334,7 @@ def window_sweep(
     if len(points) and not (points[-1] < t1 and bool(np.all(points[1:] >= points[:-1]))):
         raise ValueError("window_sweep's grid must be ascending and under t1")
     if compiled is None:
-        compiled = (
-            kernels.aot_module() is not None
-            or "numba" in sys.modules
-            or not bool((weights >= 0).all())
-        )
+        compiled = _compiled() or not bool((weights >= 0).all())
     if arrays and not compiled:
         # numba's import and first call (about 0.9 s of CPU) would cost the DES
         # more than the sweep saves: without the kernels built ahead of time
@@ -369,6 +367,12 @@ def window_sweep(
         at_t0={key: float(level0[i]) for i, key in enumerate(keys)},
         at_t1={key: float(level1[i]) for i, key in enumerate(keys)},
     )
+
+
+def _compiled() -> bool:
+    """Whether the compiled kernels cost nothing to start: built ahead of time
+    (``simlab.kernels``), or numba already loaded (the fast engine's runs)."""
+    return kernels.aot_module() is not None or "numba" in sys.modules
 
 
 def _reads_by_search(  # noqa: PLR0917 - the sweep's arrays, as window_sweep has them
@@ -487,8 +491,13 @@ def _first_use(rec: Record) -> tuple[np.ndarray, np.ndarray]:
     if top < 4 * len(worker) + 1024:
         # Each worker's earliest start, in a table by worker id (a pool's few
         # ids): a minimum is the same number whatever the order it is taken in.
-        earliest = np.full(top + 1, math.inf)
-        np.minimum.at(earliest, worker, start)
+        if _compiled():
+            from simlab.kernels import earliest as by_key  # noqa: PLC0415
+
+            earliest = by_key(worker, start, top + 1)
+        else:
+            earliest = np.full(top + 1, math.inf)
+            np.minimum.at(earliest, worker, start)
         workers = np.flatnonzero(earliest < math.inf)
         times = earliest[workers]
     else:
