@@ -393,7 +393,7 @@ def _reads_by_search(  # noqa: PLR0917 - the sweep's arrays, as window_sweep has
     out = np.empty((len(rows), len(grid)))
     for r, lv in enumerate(rows):
         level = np.full(len(grid), bases[lv])
-        for q in np.flatnonzero(weights[lv]):
+        for q in (int(x) for x in np.flatnonzero(weights[lv])):
             if q not in counts:
                 s, e = arrays[q][0], by_end[q]
                 counts[q] = np.searchsorted(s, grid, "right") - np.searchsorted(e, grid, "right")
