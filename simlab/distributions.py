@@ -26,7 +26,6 @@ __all__ = [
     "Exponential",
     "Fixed",
     "LogNormal",
-    "ShiftedLogNormal",
     "parse_distribution",
 ]
 
@@ -133,49 +132,6 @@ class LogNormal:
 
 
 @dataclass(frozen=True)
-class ShiftedLogNormal:
-    """A fixed part and a lognormal part: every draw takes ``floor`` seconds,
-    and a lognormal with the rest of the mean on top. ``mean`` and ``cv`` are
-    the whole draw's.
-
-    The lognormal part has mean ``mean - floor`` and cv
-    ``cv * mean / (mean - floor)``, so that the sum has the requested mean
-    and cv. Nothing is drawn under the floor: a path that always pays a round
-    trip and sometimes waits for a scheduler. With a high floor the median
-    sits nearer the mean, and the p99 lower, than a lognormal's of the same
-    mean and cv: the spread is in rarer, longer draws.
-    """
-
-    mean: float
-    cv: float
-    floor: float
-
-    def __post_init__(self) -> None:
-        _check_mean("ShiftedLogNormal", self.mean)
-        if not math.isfinite(self.cv) or self.cv <= 0:
-            raise UserError(f"ShiftedLogNormal(cv={self.cv!r}) must be a finite number > 0")
-        if not (math.isfinite(self.floor) and 0 <= self.floor < self.mean):
-            raise UserError(
-                f"ShiftedLogNormal(floor={self.floor!r}) must be >= 0 and below the mean "
-                f"({self.mean!r})"
-            )
-
-    @property
-    def spread(self) -> LogNormal:
-        """The lognormal part."""
-        rest = self.mean - self.floor
-        return LogNormal(rest, cv=self.cv * self.mean / rest)
-
-    def sample(self, rng: np.random.Generator, size: int | tuple[int, ...]) -> FloatArray:
-        # The same normal draws as a LogNormal's from the same generator: a fit
-        # that tries several shapes on one seed compares them draw for draw.
-        return self.floor + self.spread.sample(rng, size)
-
-    def __repr__(self) -> str:
-        return f"ShiftedLogNormal({self.mean!r}, cv={self.cv!r}, floor={self.floor!r})"
-
-
-@dataclass(frozen=True)
 class Empirical:
     """Resamples (with replacement) from observed values, such as measured latencies."""
 
@@ -217,8 +173,6 @@ def scaled(dist: Distribution, factor: float) -> Distribution:
         return Exponential(dist.mean * factor)
     if isinstance(dist, LogNormal):
         return LogNormal(dist.mean * factor, cv=dist.cv)
-    if isinstance(dist, ShiftedLogNormal):
-        return ShiftedLogNormal(dist.mean * factor, cv=dist.cv, floor=dist.floor * factor)
     if isinstance(dist, Empirical):
         return Empirical(tuple(x * factor for x in dist.samples))
     raise TypeError(f"cannot scale {dist!r}")

@@ -12,7 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, fields, replace
 from typing import Any, Literal
 
-from simlab.distributions import Distribution, Fixed, LogNormal, ShiftedLogNormal
+from simlab.distributions import Distribution, Fixed, LogNormal
 from simlab.errors import UserError
 from simlab.overload.policy import Backend, Clients, Limits, Mix
 from simlab.overload.schedule import Schedule
@@ -354,16 +354,6 @@ class Platform:
                            simulated as it ran, at a grid of cvs
                            (``simlab.spread``); a cv the runs do not
                            identify is the preset's (0, fixed), an assumption
-        rtt_floor, call_latency_floor  the share of the mean that every draw
-                           takes, the rest lognormal (``ShiftedLogNormal``:
-                           a round trip always paid, a scheduler's wait
-                           sometimes); 0, a plain lognormal
-                           Calibration fits the means from the light runs'
-                           mean latency and the four shape parameters from
-                           their latency p50 and p99, both through the model:
-                           each run simulated as it ran, at a grid of shapes
-                           (``simlab.spread``); a shape parameter the runs do
-                           not identify is the preset's (0), an assumption
 
     Overheads (microseconds of CPU on the thread that pays them):
 
@@ -494,10 +484,8 @@ class Platform:
     child_kernel_kib: float = 0.0
     rtt_us: float = 0.0
     rtt_cv: float = 0.0
-    rtt_floor: float = 0.0
     call_latency_us: float = 0.0
     call_latency_cv: float = 0.0
-    call_latency_floor: float = 0.0
     context_switch_us: float = 0.95
     wake_us: float = 0.0
     switch_contention: float = 0.05
@@ -556,11 +544,6 @@ class Platform:
             f">= thread_kib(={self.thread_kib}) and thread_kernel_kib(={self.thread_kernel_kib}): "
             "a forked child includes its thread",
         )
-        for name in ("rtt_floor", "call_latency_floor"):
-            _require(
-                getattr(self, name) < 1,
-                f"{name}(={getattr(self, name)!r}) must be a share of the mean, in [0, 1)",
-            )
         _require(
             self.child_kernel_kib == 0 or self.child_kernel_kib >= self.thread_kernel_kib,
             f"child_kernel_kib(={self.child_kernel_kib}) must be 0 (fork_kernel_kib) or >= "
@@ -603,23 +586,20 @@ class Platform:
 
     def rtt(self) -> Distribution:
         """The client and loopback path's time per request (seconds)."""
-        return _jitter(self.rtt_us * 1e-6, self.rtt_cv, self.rtt_floor)
+        return _jitter(self.rtt_us * 1e-6, self.rtt_cv)
 
     def call_latency(self) -> Distribution:
         """The time a backend call adds to its requested delay (seconds)."""
-        return _jitter(self.call_latency_us * 1e-6, self.call_latency_cv, self.call_latency_floor)
+        return _jitter(self.call_latency_us * 1e-6, self.call_latency_cv)
 
     def with_(self, **changes: Any) -> Platform:
         return replace(self, **changes)
 
 
-# Parameters of the mechanisms added for the validation's worst misses (the
-# wall-clock overheads' fixed part, event-loop batching, a forked child's first
-# call, the GIL's hand-off); left out of
+# Parameters of the mechanisms added for the validation's worst misses (event-loop
+# batching, a forked child's first call, the GIL's hand-off); left out of
 # ``describe`` while they are at their defaults (the mechanism off).
 MECHANISMS = (
-    "rtt_floor",
-    "call_latency_floor",
     "loop_event_us",
     "loop_wake_us",
     "fork_call_kib",
@@ -632,14 +612,8 @@ MECHANISMS = (
 )
 
 
-def _jitter(mean: float, cv: float, floor: float) -> Distribution:
-    """A wall-clock overhead's draw: fixed, lognormal, or (``floor`` > 0, a
-    share of the mean) that share fixed and a lognormal rest."""
-    if mean <= 0 or cv <= 0:
-        return Fixed(mean)
-    if floor > 0:
-        return ShiftedLogNormal(mean, cv=cv, floor=floor * mean)
-    return LogNormal(mean, cv=cv)
+def _jitter(mean: float, cv: float) -> Distribution:
+    return LogNormal(mean, cv=cv) if mean > 0 and cv > 0 else Fixed(mean)
 
 
 def c10k_workload() -> Workload:
