@@ -171,26 +171,26 @@ def add(history: dict[str, Any], sessions: list[dict[str, Any]]) -> dict[str, An
     return history
 
 
-def _git(*args: str) -> str:
+def _git(repo: Path, *args: str) -> str:
     try:
         return subprocess.run(
-            ["git", *args], cwd=ROOT, capture_output=True, text=True, timeout=60, check=True
+            ["git", *args], cwd=repo, capture_output=True, text=True, timeout=60, check=True
         ).stdout
     except (OSError, subprocess.SubprocessError) as exc:
         raise UserError(f"history: git {args[0]} failed: {exc}") from None
 
 
-def seed_from_git(folder: Path, labels: set[str]) -> dict[str, Any]:
+def seed_from_git(folder: Path, labels: set[str], *, repo: Path = ROOT) -> dict[str, Any]:
     """A history from every committed version of ``folder/validation.json``,
     keeping only the cases in ``labels``. A session is taken from the oldest
     commit that holds it (later ones resimulated its predictions, and carry
     the same runs)."""
-    path = folder.resolve().relative_to(ROOT) / "validation.json"
+    path = folder.resolve().relative_to(repo.resolve()) / "validation.json"
     history: dict[str, Any] = {"sessions": [], "cases": {}}
-    revisions = _git("log", "--format=%H", "--", str(path)).split()
+    revisions = _git(repo, "log", "--format=%H", "--", str(path)).split()
     for rev in reversed(revisions):
         try:
-            result = json.loads(_git("show", f"{rev}:{path}"))
+            result = json.loads(_git(repo, "show", f"{rev}:{path}"))
         except ValueError:
             continue  # a torn or conflicted commit of the file: nothing to keep
         known = {s["id"] for s in history["sessions"]}
