@@ -150,7 +150,7 @@ def session_of(
             for v in c.get("speed_ops_s", [])
             if v is not None
         ]
-        s["session"]["speed_reference"] = session_speed(refs)  # type: ignore[arg-type]
+        s["session"]["speed_reference"] = session_speed(refs)
     return list(out.values())
 
 
@@ -199,12 +199,6 @@ def seed_from_git(folder: Path, labels: set[str], *, repo: Path = ROOT) -> dict[
     return history
 
 
-def _relative_half(runs: list[float]) -> float | None:
-    ci = bootstrap_ci(runs) if len(runs) >= 2 else None
-    mean = statistics.fmean(runs) if runs else 0.0
-    return None if ci is None or mean == 0 else (ci[1] - ci[0]) / 2 / abs(mean)
-
-
 def _median_speed(case: dict[str, Any]) -> float | None:
     values = [v for v in case.get("speed_ops_s", []) if v is not None]
     return statistics.median(values) if values else None
@@ -214,14 +208,15 @@ def between(history: dict[str, Any], rows: list[dict[str, Any]], *, quick: bool)
     """Per evidence row of a validation: its case's sessions (of the same grid)
     and their spread; per metric: the medians over the cases.
 
-    For each case and metric: every session's mean (with its runs' count, the
-    half-width of their 95% bootstrap interval relative to the mean, and the
-    speed reference), their range against the prediction, ``between`` (half
-    the range of the sessions' means, relative to their mean) and ``within``
-    (the median over sessions of two or more runs of that relative
-    half-width). ``apart``: the lowest and the highest session of two or more
-    runs when their intervals do not overlap, i.e. the mean moved between
-    sessions by more than the noise within them.
+    For each case and metric: the sessions (ids, oldest first), their means
+    and their runs' counts, the means' range against the prediction,
+    ``between`` (half the range of the sessions' means, relative to their
+    mean) and ``within`` (the median over sessions of two or more runs of
+    their 95% bootstrap interval's half-width, relative to their mean).
+    ``apart``: the lowest and the highest session of two or more runs (each
+    with its interval and speed reference) when their intervals do not
+    overlap, i.e. the mean moved between sessions by more than the noise
+    within them.
     """
     grid = {m["id"] for m in history.get("sessions", []) if bool(m.get("quick")) == quick}
     cases = history.get("cases", {})
@@ -236,9 +231,10 @@ def between(history: dict[str, Any], rows: list[dict[str, Any]], *, quick: bool)
             if m is None or not m["runs"]:
                 continue
             ci = bootstrap_ci(m["runs"]) if len(m["runs"]) >= 2 else None
+            half = (ci[1] - ci[0]) / 2 / abs(m["mean"]) if ci and m["mean"] else None
             points.append({
                 "session": e["session"], "mean": m["mean"], "runs": len(m["runs"]),
-                "ci95": ci, "half": _relative_half(m["runs"]), "speed_ops_s": _median_speed(e),
+                "ci95": ci, "half": half, "speed_ops_s": _median_speed(e),
             })  # fmt: skip
         if len(points) < 2:
             continue
@@ -249,7 +245,8 @@ def between(history: dict[str, Any], rows: list[dict[str, Any]], *, quick: bool)
         p = r.get("predicted")
         out.append({
             "model": r["model"], "config": r["config"], "metric": r["metric"],
-            "sessions": points, "low": low, "high": high, "predicted": p,
+            "sessions": [x["session"] for x in points], "means": means,
+            "runs": [x["runs"] for x in points], "low": low, "high": high, "predicted": p,
             "inside": p is not None and low <= p <= high,
             "between": (high - low) / 2 / abs(centre) if centre else None,
             "within": statistics.median(halves) if halves else None,
@@ -280,7 +277,8 @@ def _apart(points: list[dict[str, Any]]) -> dict[str, Any] | None:
     hi = max(repeated, key=lambda p: p["mean"])
     if lo["ci95"][1] >= hi["ci95"][0]:
         return None
-    return {"low": lo, "high": hi}
+    keep = ("session", "mean", "runs", "ci95", "speed_ops_s")
+    return {"low": {k: lo[k] for k in keep}, "high": {k: hi[k] for k in keep}}
 
 
 def _pct(x: float | None) -> str:
@@ -333,7 +331,7 @@ def report_lines(b: dict[str, Any]) -> list[str]:
         "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for c in b["cases"]:
-        means = ", ".join(f"{_num(p['mean'])} ({p['runs']})" for p in c["sessions"])
+        means = ", ".join(f"{_num(m)} ({n})" for m, n in zip(c["means"], c["runs"], strict=True))
         lines.append(
             f"| {c['model']} | {c['config']} | {c['metric']} | {means} | "
             f"{_num(c['low'])}-{_num(c['high'])} | {_num(c['predicted'])} | "

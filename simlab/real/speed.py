@@ -30,7 +30,9 @@ from __future__ import annotations
 
 import statistics
 import time
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from simlab.real.protocol import Exchange, WorkRequest
 
@@ -115,12 +117,12 @@ def measure_speed(batches: int = BATCHES, ops_per_batch: int = OPS_PER_BATCH) ->
     )
 
 
-def session_speed(references: list[dict[str, object] | None]) -> dict[str, object] | None:
+def session_speed(references: Sequence[Mapping[str, Any] | None]) -> dict[str, Any] | None:
     """The median of some runs' ``speed_reference`` (``MeasuredSummary``'s, as
     JSON), with its range and count: a session's speed. Only references of
     the current ``WORK`` count; None when there are none."""
     values = sorted(
-        float(r["ops_s"])  # type: ignore[arg-type]
+        float(r["ops_s"])
         for r in references
         if r is not None and r.get("work") == WORK and r.get("ops_s") is not None
     )
