@@ -22,15 +22,15 @@ is reported as unexplained.
   the goal.
 - **short connections** (hypothesis): a kernel-memory miss in a case whose
   connections carry a few requests each (``k=``).
-- **session drift** (hypothesis): a latency or served-rate miss, unless a
-  cause above explains it,
-  whose case's measured mean moved between validation sessions by more than
-  the noise within them (``simlab.sessions``: the lowest and highest
-  sessions' intervals do not overlap) and whose prediction lies between
-  those sessions' means: the model is not shown wrong, the machine changed.
-  The text names the sessions and their values, and the test: the machine's
-  speed reference (``simlab.real.speed``) in those sessions, its ratio once
-  both recorded it, against the direction the values moved.
+- **session drift** (hypothesis): a latency or served-rate miss that no
+  cause above explains, whose case's measured mean moved between validation
+  sessions by more than the noise within them (``simlab.sessions``: the
+  lowest and highest sessions' intervals do not overlap), and whose
+  prediction lies between those sessions' means: the rows do not show the
+  model wrong, they show the measurement moving. The text names the
+  sessions and their values, and the test: the machine's speed reference
+  (``simlab.real.speed``) in those sessions, its ratio once both recorded
+  it, read against the direction the values moved.
 """
 
 from __future__ import annotations

@@ -135,3 +135,41 @@ def session_speed(references: Sequence[Mapping[str, Any] | None]) -> dict[str, A
         "runs": len(values),
         "work": WORK,
     }
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m simlab.real.speed [--repeat N]``: N references in a row,
+    under the real-run lock, their spread printed as one JSON object (how
+    repeatable the reference is on this machine, as it is now)."""
+    import argparse  # noqa: PLC0415
+    import json  # noqa: PLC0415
+    import sys  # noqa: PLC0415
+
+    from simlab.real.lock import exclusive  # noqa: PLC0415
+
+    p = argparse.ArgumentParser(prog="python -m simlab.real.speed", description=main.__doc__)
+    p.add_argument("--repeat", type=int, default=20)
+    a = p.parse_args(argv)
+    if not 2 <= a.repeat <= 1000:
+        print(f"simlab: error: --repeat(={a.repeat}) must be in [2, 1000]", file=sys.stderr)
+        return 2
+    with exclusive(lambda msg: print(msg, file=sys.stderr)):
+        samples = [measure_speed() for _ in range(a.repeat)]
+    best = sorted(s.ops_s for s in samples)
+    centre = statistics.median(best)
+    out = {
+        "work": WORK,
+        "repeat": a.repeat,
+        "median_ops_s": centre,
+        "min_ops_s": best[0],
+        "max_ops_s": best[-1],
+        # Half the range, relative to the median: what REPEATABILITY bounds.
+        "half_range": (best[-1] - best[0]) / 2 / centre,
+        "median_of_batch_medians_ops_s": statistics.median(s.median_ops_s for s in samples),
+    }
+    print(json.dumps(out))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
