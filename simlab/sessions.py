@@ -119,6 +119,8 @@ def session_of(
         "source": source,
         "quick": bool(result.get("quick")),
         "repeats": result.get("repeats") or 1,
+        # The CPU the report was written on: this VM's host has changed between sessions.
+        "cpu": (result.get("machine") or {}).get("cpu"),
     }
     again: dict[str, dict[str, Any]] = {}
     for entry in result.get("remeasured", []):  # the latest measurement of a case wins
@@ -199,11 +201,6 @@ def seed_from_git(folder: Path, labels: set[str], *, repo: Path = ROOT) -> dict[
     return history
 
 
-def _median_speed(case: dict[str, Any]) -> float | None:
-    values = [v for v in case.get("speed_ops_s", []) if v is not None]
-    return statistics.median(values) if values else None
-
-
 def between(history: dict[str, Any], rows: list[dict[str, Any]], *, quick: bool) -> dict[str, Any]:
     """Per evidence row of a validation: its case's sessions (of the same grid)
     and their spread; per metric: the medians over the cases.
@@ -214,11 +211,13 @@ def between(history: dict[str, Any], rows: list[dict[str, Any]], *, quick: bool)
     mean) and ``within`` (the median over sessions of two or more runs of
     their 95% bootstrap interval's half-width, relative to their mean).
     ``apart``: the lowest and the highest session of two or more runs (each
-    with its interval and speed reference) when their intervals do not
-    overlap, i.e. the mean moved between sessions by more than the noise
-    within them.
+    with its interval and its session's speed reference, the median over all
+    its runs) when their intervals do not overlap, i.e. the mean moved
+    between sessions by more than the noise within them.
     """
     grid = {m["id"] for m in history.get("sessions", []) if bool(m.get("quick")) == quick}
+    speeds = {m["id"]: (m.get("speed_reference") or {}).get("median_ops_s")
+              for m in history.get("sessions", [])}  # fmt: skip
     cases = history.get("cases", {})
     out = []
     for r in rows:
@@ -234,7 +233,7 @@ def between(history: dict[str, Any], rows: list[dict[str, Any]], *, quick: bool)
             half = (ci[1] - ci[0]) / 2 / abs(m["mean"]) if ci and m["mean"] else None
             points.append({
                 "session": e["session"], "mean": m["mean"], "runs": len(m["runs"]),
-                "ci95": ci, "half": half, "speed_ops_s": _median_speed(e),
+                "ci95": ci, "half": half, "speed_ops_s": speeds.get(e["session"]),
             })  # fmt: skip
         if len(points) < 2:
             continue
@@ -304,14 +303,15 @@ def report_lines(b: dict[str, Any]) -> list[str]:
         "a change of the measurement between them (the probe's reads) moves a metric too. The "
         "goals above count this session's runs only.",
         "",
-        "| session | git | source | cases | speed reference (median ops/s over runs) |",
-        "|---|---|---|---|---|",
+        "| session | git | source | cpu | cases | speed reference (median ops/s over runs) |",
+        "|---|---|---|---|---|---|",
     ]
     for s in b["sessions"]:
         speed = s.get("speed_reference")
         ref = f"{speed['median_ops_s']:,.0f} ({speed['runs']} runs)" if speed else "not recorded"
         lines.append(
-            f"| {s['id']} | {s['git_revision'][:12]} | {s['source']} | {s['cases']} | {ref} |"
+            f"| {s['id']} | {s['git_revision'][:12]} | {s['source']} | {s.get('cpu') or '-'} | "
+            f"{s['cases']} | {ref} |"
         )
     lines += [
         "",

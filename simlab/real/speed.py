@@ -157,14 +157,17 @@ def main(argv: list[str] | None = None) -> int:
         samples = [measure_speed() for _ in range(a.repeat)]
     best = sorted(s.ops_s for s in samples)
     centre = statistics.median(best)
+    deciles = statistics.quantiles(best, n=10)
     out = {
         "work": WORK,
         "repeat": a.repeat,
         "median_ops_s": centre,
         "min_ops_s": best[0],
+        "p10_ops_s": deciles[0],
+        "p90_ops_s": deciles[-1],
         "max_ops_s": best[-1],
-        # Half the range, relative to the median: what REPEATABILITY bounds.
-        "half_range": (best[-1] - best[0]) / 2 / centre,
+        # Half the 10-90% range, relative to the median: what REPEATABILITY bounds.
+        "half_spread": (deciles[-1] - deciles[0]) / 2 / centre,
         "median_of_batch_medians_ops_s": statistics.median(s.median_ops_s for s in samples),
     }
     print(json.dumps(out))
