@@ -102,7 +102,11 @@ def _values(row: dict[str, Any]) -> list[float]:
 
 
 def session_of(
-    result: dict[str, Any], *, source: str, labels: set[str] | None = None
+    result: dict[str, Any],
+    *,
+    source: str,
+    labels: set[str] | None = None,
+    metrics: set[str] | None = None,
 ) -> list[dict[str, Any]]:
     """The sessions whose runs a validation's ``result`` (``validation.json``) holds.
 
@@ -110,7 +114,8 @@ def session_of(
     ``created``; and one more per case that was measured again since
     (``remeasured``: its runs are that later session's). Each is
     ``{"session": meta, "cases": {label: {"metrics": ..., "speed_ops_s": ...}}}``.
-    ``labels``: keep only these cases.
+    ``labels``, ``metrics``: keep only these cases, these metrics (an early
+    report's ``memory_peak`` was another quantity than today's).
     """
     origin = result.get("measured_runs_from") or result
     main = {
@@ -135,7 +140,7 @@ def session_of(
         session = out.setdefault(meta["id"], {"session": dict(meta), "cases": {}})
         case = session["cases"].setdefault(label, {"metrics": {}})
         values = _values(row)
-        if values:
+        if values and (metrics is None or row["metric"] in metrics):
             case["metrics"][row["metric"]] = {
                 "mean": _sig(statistics.fmean(values)),
                 "runs": [_sig(v) for v in values],
@@ -182,9 +187,11 @@ def _git(repo: Path, *args: str) -> str:
         raise UserError(f"history: git {args[0]} failed: {exc}") from None
 
 
-def seed_from_git(folder: Path, labels: set[str], *, repo: Path = ROOT) -> dict[str, Any]:
+def seed_from_git(
+    folder: Path, labels: set[str], metrics: set[str] | None = None, *, repo: Path = ROOT
+) -> dict[str, Any]:
     """A history from every committed version of ``folder/validation.json``,
-    keeping only the cases in ``labels``. A session is taken from the oldest
+    keeping only the cases in ``labels`` (and the ``metrics``). A session is taken from the oldest
     commit that holds it (later ones resimulated its predictions, and carry
     the same runs)."""
     path = folder.resolve().relative_to(repo.resolve()) / "validation.json"
@@ -196,7 +203,9 @@ def seed_from_git(folder: Path, labels: set[str], *, repo: Path = ROOT) -> dict[
         except ValueError:
             continue  # a torn or conflicted commit of the file: nothing to keep
         known = {s["id"] for s in history["sessions"]}
-        found = session_of(result, source=f"validation.json at {rev[:12]}", labels=labels)
+        found = session_of(
+            result, source=f"validation.json at {rev[:12]}", labels=labels, metrics=metrics
+        )
         add(history, [s for s in found if s["session"]["id"] not in known])
     return history
 
@@ -347,7 +356,7 @@ def main(argv: list[str] | None = None) -> int:
     import argparse  # noqa: PLC0415
     import sys  # noqa: PLC0415
 
-    from simlab.validate import validation_plan  # noqa: PLC0415 - heavy, and only here
+    from simlab.validate import METRICS, validation_plan  # noqa: PLC0415 - heavy, only here
 
     p = argparse.ArgumentParser(prog="python -m simlab.sessions", description=main.__doc__)
     p.add_argument("folder", type=Path)
@@ -358,7 +367,8 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     plan = validation_plan(a.platform, quick=False) + validation_plan(a.platform, quick=True)
     try:
-        history = seed_from_git(a.folder, {f"{c.target} {c.config()}" for c in plan})
+        labels = {f"{c.target} {c.config()}" for c in plan}
+        history = seed_from_git(a.folder, labels, set(METRICS))
     except (UserError, ValueError) as exc:
         print(f"simlab: error: folder: {exc}", file=sys.stderr)
         return 2

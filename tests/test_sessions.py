@@ -82,6 +82,7 @@ def test_the_history_is_seeded_from_every_committed_report_of_the_grids_cases(
     folder.mkdir(parents=True)
     first = _result("20260101T000000Z", [100.0, 101.0, 102.0])
     first["rows"].append(_row("latency_p50", [1.0, 1.0], config="N=9 9/s"))  # not in the grid
+    first["rows"].append(_row("memory_peak", [30.0]))  # an early metric, another quantity
     origin = {"created": "20260101T000000Z", "git_revision": "abc"}
     resimulated = _result("20260103T000000Z", [100.0, 101.0, 102.0], measured_runs_from=origin)
     second = _result("20260105T000000Z", [300.0, 310.0, 320.0])
@@ -89,13 +90,14 @@ def test_the_history_is_seeded_from_every_committed_report_of_the_grids_cases(
         (folder / "validation.json").write_text(json.dumps(report))
         git("add", "-A")
         git("-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", f"v{k}")
-    h = sessions.seed_from_git(folder, {LABEL}, repo=tmp_path)
+    h = sessions.seed_from_git(folder, {LABEL}, {"latency_p50"}, repo=tmp_path)
     # The resimulated report's runs are the first session's: two sessions, not three.
     assert [s["id"] for s in h["sessions"]] == ["20260101T000000Z", "20260105T000000Z"]
     assert h["sessions"][0]["source"].startswith("validation.json at ")
     assert list(h["cases"]) == [LABEL]
     means = [e["metrics"]["latency_p50"]["mean"] for e in h["cases"][LABEL]]
     assert means == [101.0, 310.0]
+    assert set(h["cases"][LABEL][0]["metrics"]) == {"latency_p50"}
 
 
 def _history(*sessions_runs: list[float], quick: tuple[bool, ...] = ()) -> dict:
