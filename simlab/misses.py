@@ -41,16 +41,13 @@ from typing import Any
 import numpy as np
 
 from simlab.real.speed import REPEATABILITY
+from simlab.sessions import SPEED_BOUND
 
 __all__ = ["SATURATED", "explain", "explain_all"]
 
 NEAR = 0.8  # offered load from which a queue is sensitive to capacity
 SATURATED = 0.9  # offered load from which the served rate is the model's to predict
 LATENCY = ("latency_p50", "latency_p99")
-# The metrics a machine's speed moves: what it serves and how fast it answers.
-# Memory and thread counts do not follow the speed, and between sessions they
-# move with the probe's definitions (git), not with the machine.
-SPEED_BOUND = (*LATENCY, "throughput_rps")
 
 
 def _knob(config: str, name: str) -> int | None:

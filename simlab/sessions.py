@@ -44,6 +44,7 @@ from simlab.stats import bootstrap_ci
 
 __all__ = [
     "HISTORY",
+    "SPEED_BOUND",
     "add",
     "between",
     "load",
@@ -54,6 +55,10 @@ __all__ = [
 ]
 
 HISTORY = "history.json"
+# The metrics a machine's speed moves: how fast a server answers and, at
+# saturation, what it serves. Memory and thread counts do not follow the
+# speed; between sessions they move with the probe's definitions (git).
+SPEED_BOUND = ("latency_p50", "latency_p99", "throughput_rps")
 
 
 def _sig(x: float) -> float:
@@ -212,7 +217,9 @@ def seed_from_git(
 
 def between(history: dict[str, Any], rows: list[dict[str, Any]], *, quick: bool) -> dict[str, Any]:
     """Per evidence row of a validation: its case's sessions (of the same grid)
-    and their spread; per metric: the medians over the cases.
+    and their spread; per metric: the medians over the cases. The cases kept
+    in the result are those of the metrics the machine's speed moves
+    (``SPEED_BOUND``); every metric's cases count in its medians.
 
     For each case and metric: the sessions (ids, oldest first), their means
     and their runs' counts, the means' range against the prediction,
@@ -272,7 +279,8 @@ def between(history: dict[str, Any], rows: list[dict[str, Any]], *, quick: bool)
             "moved": sum(1 for c in mine if c["apart"] is not None),
         }
     sessions = [m for m in history.get("sessions", []) if m["id"] in grid]
-    return {"cases": out, "metrics": metrics, "sessions": sessions}
+    kept = [c for c in out if c["metric"] in SPEED_BOUND]
+    return {"cases": kept, "metrics": metrics, "sessions": sessions}
 
 
 def _apart(points: list[dict[str, Any]]) -> dict[str, Any] | None:
@@ -300,7 +308,7 @@ def _num(x: float | None) -> str:
 def report_lines(b: dict[str, Any]) -> list[str]:
     """The report's section on the sessions (``between``'s result), every number from it."""
     lines = ["## Between sessions", ""]
-    if not b["cases"]:
+    if not any(m["cases"] for m in b["metrics"].values()):
         return [*lines, f"No case has two sessions of this grid in `{HISTORY}` yet."]
     lines += [
         f"Every session of this grid in `{HISTORY}` (the current one included), and each "
@@ -334,6 +342,8 @@ def report_lines(b: dict[str, Any]) -> list[str]:
                 f"{_pct(m['within_median'])} | {m['moved']} |"
             )
     lines += [
+        "",
+        "Per case, the metrics the machine's speed moves (latency; the served rate at saturation):",
         "",
         "| model | config | metric | session means, oldest first (runs) | range | predicted | "
         "inside | between | within | moved |",
