@@ -436,7 +436,7 @@ def validate(
     out = out_dir or validation_dir() / platform.name
     # This session joins the history of the sessions before it (simlab.sessions).
     this = {"rows": rows, "created": utc_stamp(), "git_revision": git_revision(),
-            "quick": quick, "repeats": repeats}  # fmt: skip
+            "quick": quick, "repeats": repeats, "machine": machine()}  # fmt: skip
     history = add(load(out), session_of(this, source="simlab validate"))
     result = report_record(
         rows, platform.name, quick=quick, repeats=repeats, seed=seed, history=history

@@ -166,6 +166,7 @@ def test_validate_adds_its_session_with_the_speed_references_and_reports_the_ses
     history = sessions.load(tmp_path)
     (meta,) = history["sessions"]
     assert meta["source"] == "simlab validate" and meta["speed_reference"]["median_ops_s"] == 1015.0
+    assert meta["cpu"]  # the machine the session ran on
     assert "No case has two sessions" in (tmp_path / "report.md").read_text()
     second = v.validate("cpython", repeats=3, out_dir=tmp_path, cases=[CASE])
     history = sessions.load(tmp_path)
