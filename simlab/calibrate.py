@@ -69,6 +69,7 @@ __all__ = [
     "calibrate",
     "cpu_row",
     "fit_batching",
+    "fit_child_kernel",
     "fit_cpu",
     "fit_fork_split",
     "fit_forks",
@@ -834,6 +835,14 @@ def _memory_parameters(
     params["fork_kernel_kib"] = _measured(
         max(units["fork"]["kernel"], units["thread"]["kernel"]), bench
     )
+    held_kernel = preset.with_(
+        **{k: params[k]["value"] for k in KERNEL_KEYS if k in params and "value" in params[k]}
+    )
+    child = fit_child_kernel(results, held_kernel)
+    if child is not None:
+        params["child_kernel_kib"] = child.parameter(
+            "child_kernel_kib", preset=preset.child_kernel_kib, method=CHILD_METHOD
+        )
     params["stack_kib"] = _measured(units["thread"]["vms"], bench)
     params["task_kib"] = _measured(max(0.0, units["coroutine"]["uss"]), bench)
     held = preset.with_(**{k: v["value"] for k, v in params.items() if k in MEMORY_KEYS})
@@ -849,6 +858,54 @@ FORKS_METHOD = (
     "soft-L1 least squares on relative error over the process-per-connection runs "
     "(the other units held at their fitted values), 95% bootstrap interval"
 )
+
+
+# The kernel-memory parameters ``fit_child_kernel`` holds at their values.
+KERNEL_KEYS = (
+    "process_kernel_kib",
+    "thread_kernel_kib",
+    "connection_kernel_kib",
+    "fork_kernel_kib",
+)
+CHILD_METHOD = (
+    "soft-L1 least squares on relative error over the process-per-connection runs' "
+    "kernel memory (the server, its other threads and the connections held at their "
+    "values), 95% bootstrap interval"
+)
+
+
+def fit_child_kernel(results: list[tuple[Run, dict[str, Any]]], platform: Platform) -> Fit | None:
+    """The kernel memory of a child forked per connection (``child_kernel_kib``),
+    from the process-per-connection runs: what is left of each run's kernel
+    memory once the server process, its threads other than the children's,
+    the client connections and the backend connections are priced, per child.
+
+    The memory micro-benchmark's forks (``fork_kernel_kib``) are copies of its
+    own, larger parent, whose page tables the kernel copies; a small server's
+    children can hold less. None when there are too few runs."""
+    rows, ys = [], []
+    for run, s in results:
+        if run.target in PEERS or run.role not in ("cpu", "memory"):
+            continue
+        if not get_model(run.target).own_process:
+            continue
+        mem = s["kept"].get("kernel_peak_mib")
+        if mem is None or s["threads"]["peak"] is None:
+            continue
+        process, threads, conns, forks, backend, _ = memory_units(run, s)
+        if forks <= 0:
+            continue
+        known = (
+            process * platform.process_kernel_kib
+            + max(0.0, threads - forks) * platform.thread_kernel_kib
+            + (conns + backend) * platform.connection_kernel_kib
+        )
+        y = mem * 1024
+        rows.append([forks / y])
+        ys.append((y - known) / y)
+    if len(rows) < 3:
+        return None
+    return fit_robust(np.array(rows), np.array(ys), ("child_kernel_kib",))
 
 
 def fit_forks(results: list[tuple[Run, dict[str, Any]]], platform: Platform) -> Fit | None:

@@ -160,6 +160,8 @@ def level_parts(rec: Record, platform: Platform) -> dict[str, Parts]:
     base_units = Units(
         touched=base.get("copies", 0),
         fork=base["forks"],
+        # Children forked per connection and held all run (persistent ones).
+        child=base["forks"] - base.get("copies", 0),
         thread=base["threads"],
         connection=base["connections"] - front_conns,
         front=base.get("fronts", 0),
@@ -172,8 +174,9 @@ def level_parts(rec: Record, platform: Platform) -> dict[str, Parts]:
         (conns[0], conns[1], conn[0] / KIB_PER_MIB),
         (server[0], server[1], costs["task"][0] / KIB_PER_MIB),
     ]
+    # The fork intervals are children forked per connection: their own kernel cost.
     kernel_parts = [
-        (forks[0], forks[1], fork[1] / KIB_PER_MIB),
+        (forks[0], forks[1], (fork[1] + costs["child"][1]) / KIB_PER_MIB),
         (threads[0], threads[1], thread[1] / KIB_PER_MIB),
         (conns[0], conns[1], conn[1] / KIB_PER_MIB),
     ]

@@ -16,6 +16,9 @@ is reported as unexplained.
 - **near saturation** (hypothesis): a latency miss at an offered load of 0.8
   to 1 with the served rates agreeing: the server's capacity is closer to the
   offered load than the model's.
+- **spread** (hypothesis): a latency miss whose case's p50 and p99 miss in
+  opposite directions, both outside noise: the model's waits are spread wider
+  (or narrower) than the server's.
 - **capacity itself** (hypothesis): a served-rate miss at saturation.
 - **pre-forked copies** (cause, then hypothesis): a memory miss in a case
   with several processes, where the same model's single-process cases meet
@@ -101,6 +104,9 @@ def _latency(miss: dict[str, Any], rows: list[dict[str, Any]]) -> dict[str, str]
             f"per second, and {served}, within noise: the latency magnifies that "
             "difference over the run",
         }
+    spread = _spread(miss, rows)
+    if spread is not None:
+        return spread
     if thr["within_noise"] and rho >= NEAR:
         return {
             "kind": "hypothesis",
@@ -111,6 +117,41 @@ def _latency(miss: dict[str, Any], rows: list[dict[str, Any]]) -> dict[str, str]
             "saturation, and compare the highest served rate with the model's",
         }
     return None
+
+
+def _spread(miss: dict[str, Any], rows: list[dict[str, Any]]) -> dict[str, str] | None:
+    """A latency miss whose case's other quantile misses the other way, both
+    outside noise: the model's latencies are spread wider (or narrower) than
+    the server's, whatever its capacity."""
+    model, config = miss["model"], miss["config"]
+    p50 = _row(rows, model, config, "latency_p50")
+    p99 = _row(rows, model, config, "latency_p99")
+    if p50 is None or p99 is None or p50["within_noise"] or p99["within_noise"]:
+        return None
+    if min(p50["measured"], p50["predicted"]) <= 0:
+        return None
+    low50 = p50["predicted"] < p50["measured"]
+    low99 = p99["predicted"] < p99["measured"]
+    if low50 == low99:
+        return None
+    model_ratio = p99["predicted"] / p50["predicted"]
+    real_ratio = p99["measured"] / p50["measured"]
+    wider = model_ratio > real_ratio
+    guess = (
+        "the kernel shares the cores among the runnable threads more evenly than the model "
+        "queues them"
+        if wider
+        else "the server serves some requests far later than the model"
+    )
+    return {
+        "kind": "hypothesis",
+        "text": f"spread: the model's p50 is {'under' if low50 else 'over'} and its p99 "
+        f"{'under' if low99 else 'over'} the measured ones, both outside noise: its p99 is "
+        f"{model_ratio:,.1f} times its p50 where the server's is {real_ratio:,.1f}, so the "
+        f"model spreads the waits {'wider' if wider else 'narrower'} than the server "
+        f"({guess}); test: {_measure(model, config)} with every request's latency kept, "
+        "and compare the measured deciles with the model's",
+    }
 
 
 def _memory(miss: dict[str, Any], rows: list[dict[str, Any]]) -> dict[str, str] | None:

@@ -139,3 +139,29 @@ def test_a_cause_in_this_sessions_rows_stands_before_drift() -> None:
     rows[1]["rho"] = 0.5
     (out,) = explain_all(big, rows, spread)
     assert "session drift" in out["why"]["text"]
+
+
+def test_opposite_quantile_misses_are_a_spread() -> None:
+    # The process-per-connection 700/s case: p50 under, p99 over, both outside
+    # noise, the served rates within noise (so capacity explains neither).
+    cfg = "N=200 700/s cpu=2ms no calls W=32 P=1"
+    rows = [
+        _r("throughput_rps", 660, 668, config=cfg, model="process-per-connection", rho=0.85,
+           within=True),
+        _r("latency_p50", 277, 488, config=cfg, model="process-per-connection", rho=0.85),
+        _r("latency_p99", 7752, 4730, config=cfg, model="process-per-connection", rho=0.85),
+    ]  # fmt: skip
+    why = explain(rows[1], rows)
+    assert why["kind"] == "hypothesis" and why["text"].startswith("spread")
+    assert "wider" in why["text"] and "28.0 times its p50 where the server's is 9.7" in why["text"]
+    # Doctored: the p99 under as well: both quantiles low is not a spread.
+    rows[2] = _r("latency_p99", 4000, 4730, config=cfg, model="process-per-connection", rho=0.85)
+    assert not explain(rows[1], rows)["text"].startswith("spread")
+    # ... and with the p99 within noise, neither.
+    rows[2] = _r("latency_p99", 7752, 4730, config=cfg, model="process-per-connection",
+                 rho=0.85, within=True)  # fmt: skip
+    assert not explain(rows[1], rows)["text"].startswith("spread")
+    # The other way round (p50 over, p99 under): narrower.
+    rows[1] = _r("latency_p50", 600, 488, config=cfg, model="process-per-connection", rho=0.85)
+    rows[2] = _r("latency_p99", 3000, 4730, config=cfg, model="process-per-connection", rho=0.85)
+    assert "narrower" in explain(rows[1], rows)["text"]
