@@ -61,6 +61,7 @@ from simlab.real.measure import MeasureOptions, measure
 from simlab.real.memory import measure_memory
 from simlab.real.peers import PEERS, RESEMBLES, as_designed
 from simlab.real.probe_cost import measure_probe_cost
+from simlab.real.speed import session_speed
 from simlab.spread import PARAMETERS as SPREAD_PARAMETERS
 from simlab.spread import (
     SpreadFit,
@@ -533,6 +534,8 @@ KEPT = {
     "backend_us": ("lab_cpu", "backend_us_per_call"),
     "stable": ("stable",),
     "front_cpu_cores": ("front_cpu_cores",),
+    # The machine's speed beside the run (simlab.real.speed), whole.
+    "speed_reference": ("speed_reference",),
 }
 
 
@@ -761,6 +764,8 @@ def _profile(
         "peers": _structure(results),
         "memory_benchmark": memory,
         "probe_benchmark": probe,
+        # The median of the runs' machine speeds: what a later session compares with.
+        "speed_reference": session_speed([s["kept"].get("speed_reference") for _, s in results]),
         "runs": [_run_record(run, s) for run, s in results],
     }
     cleaned: dict[str, Any] = json_safe(profile)
