@@ -333,7 +333,7 @@ NOT_SHOWN = {
     ("worse", "threads", "event-loop batching"): "gunicorn-gthread N=60 100/s P=2 p50: "
     "error 1.67% with batching, 0.42% without, noise 0.69%",
     ("worse", "forks", "a child per connection's own kernel memory"): "process-per-"
-    "connection N=10000 60/s k=1 memory_kernel: error 35.1% with it, 19.9% without, noise "
+    "connection N=10000 60/s k=1 memory_kernel: error 33.5% with it, 17.9% without, noise "
     "9.0%: with short connections the model is already under (closed connections' "
     "sockets, which it does not count, as thread-per-connection's k=1 case shows), and a "
     "cheaper child takes it further under",
