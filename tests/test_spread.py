@@ -99,3 +99,27 @@ def test_the_spread_is_recovered_through_the_model() -> None:
     table = spread.spread_table(light, base, rtt=cvs, call=cvs)
     fit = spread.fit_spread_table(table, boots=100)
     assert fit.values == (1.0, 0.5) and fit.identified == (True, True)
+
+
+def test_calibration_fits_only_light_runs_that_kept_their_quantiles() -> None:
+    # A profile measured before calibration kept the latency's p50 and p99
+    # has none: its spread is not fitted, and the profile says why.
+    from simlab import calibrate  # noqa: PLC0415 - its real-lab imports, only here
+
+    w = Workload(connections=50, rate=100.0, cpu=Fixed(0.001), io=Fixed(0.005), calls=1)
+    run = Run("async", w, Architecture(workers=8), "cpu")
+    s = {
+        "throughput_rps": 99.0,
+        "cpu_busy_cores": 0.2,
+        "latency_ms": {"mean": 8.0, "p50": 7.8, "p99": 12.0},
+        "service_ms": {"mean": 6.5, "p50": 6.4, "p99": 9.0},
+        "queue_delay_ms": {"p50": 1.0, "p99": 3.0},
+        "stable": True,
+    }
+    old = {**s, "latency_ms": {"mean": 8.0, "p50": None, "p99": None}}
+    p = Platform(name="t")
+    assert [k for k, _, _ in calibrate.spread_runs([(run, old), (run, s)], p)] == [1]
+    assert calibrate.fit_spread_through_model([(run, old)] * 5, p) is None
+    entry = calibrate._spread_unseen(p)["rtt_cv"]
+    assert entry["value"] == 0.0 and not entry["identified"]
+    assert "p50 and p99" in entry["assumption"]
