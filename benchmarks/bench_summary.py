@@ -22,8 +22,14 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import time
 from typing import Any
+
+# As ``simlab simulate`` runs (``simlab.cli.main``): the summary's few small
+# BLAS calls would otherwise wake a pool of OpenBLAS threads that spin beside
+# it, CPU time this process's clock counts. Set before numpy loads.
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
 import simlab
 from simlab import Architecture, Workload, kernels, simulation

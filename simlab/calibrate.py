@@ -20,7 +20,8 @@ parameter the runs do not identify as an assumption (``simlab.fitting``):
   (``call_latency_us``) and the client and loopback path (``rtt_us``), from
   the runs that are light on every count (``_light``): what the model,
   simulated as each ran, leaves of its mean latency (``fit_path``); their
-  spread from p50 and p99.
+  spread (a cv each) from the same runs' latency
+  p50 and p99, through the model too (``simlab.spread``).
 - **Memory**, user (the tree's PSS) and kernel (the server's own, from its
   memory cgroup), each a fit of what the server held: processes, threads,
   connections, forks, backend connections.
@@ -60,6 +61,15 @@ from simlab.real.measure import MeasureOptions, measure
 from simlab.real.memory import measure_memory
 from simlab.real.peers import PEERS, RESEMBLES, as_designed
 from simlab.real.probe_cost import measure_probe_cost
+from simlab.real.speed import session_speed
+from simlab.spread import PARAMETERS as SPREAD_PARAMETERS
+from simlab.spread import (
+    SpreadFit,
+    fit_spread_table,
+    spread_parameters,
+    spread_summary,
+    spread_table,
+)
 from simlab.stats import bootstrap_ci
 from simlab.streams import Deal
 
@@ -68,9 +78,11 @@ __all__ = [
     "calibrate",
     "cpu_row",
     "fit_batching",
+    "fit_child_kernel",
     "fit_cpu",
     "fit_fork_split",
     "fit_forks",
+    "fit_spread_through_model",
     "measure_runs",
 ]
 
@@ -358,7 +370,10 @@ def _lognormal_cv(p50: float, p99: float) -> float | None:
 def fit_spread(results: list[tuple[Run, dict[str, Any]]], cpu: Costs) -> dict[str, float]:
     """The cvs of the per-call latency (from the service times of one-call
     runs) and of the client path (from latency minus service of no-call runs),
-    each the median over the runs of a lognormal fitted to p50 and p99."""
+    each the median over the runs of a lognormal fitted to p50 and p99.
+
+    The runtimes' profiles (``simlab.calibrate_runtime``) use it; cpython's
+    fits its spreads through the model (``fit_spread_through_model``)."""
     call_cvs, rtt_cvs = [], []
     for run, s in results:
         if not _light(run, s) or s["service_ms"]["p50"] is None:
@@ -379,6 +394,48 @@ def fit_spread(results: list[tuple[Run, dict[str, Any]]], cpu: Costs) -> dict[st
     return {
         "call_latency_cv": float(np.median(call_cvs)) if call_cvs else 0.0,
         "rtt_cv": float(np.median(rtt_cvs)) if rtt_cvs else 0.0,
+    }
+
+
+# Fewer light runs than this with their latency quantiles kept cannot fit a
+# shape (profiles measured before calibration kept them have none).
+SPREAD_MIN_RUNS = 4
+
+
+def spread_runs(
+    results: list[tuple[Run, dict[str, Any]]], platform: Platform
+) -> list[tuple[int, Run, dict[str, Any]]]:
+    """The light runs (``_light`` at ``platform``'s costs) that kept their
+    latency p50 and p99, each with its place in ``results`` (its seed)."""
+    out = []
+    for k, (run, s) in enumerate(results):
+        lat = s["latency_ms"]
+        if lat.get("p50") and lat.get("p99") and _light(run, s, platform):
+            out.append((k, run, s))
+    return out
+
+
+def fit_spread_through_model(
+    results: list[tuple[Run, dict[str, Any]]], platform: Platform
+) -> SpreadFit | None:
+    """``rtt_cv``, ``call_latency_cv`` and their fixed shares, fitted through
+    the model to the light runs' latency p50 and p99 (``simlab.spread``) at
+    ``platform`` (every fitted cost, the overheads' means, the lab's
+    neighbours). None when too few runs kept their quantiles."""
+    light = spread_runs(results, platform)
+    if len(light) < SPREAD_MIN_RUNS:
+        return None
+    return fit_spread_table(spread_table(light, platform))
+
+
+def _spread_unseen(preset: Platform) -> dict[str, dict[str, Any]]:
+    why = (
+        f"not identified: fewer than {SPREAD_MIN_RUNS} light runs kept their latency p50 and "
+        "p99 (a profile measured before calibration kept them); the preset's value"
+    )
+    return {
+        name: {"value": getattr(preset, name), "identified": False, "assumption": why}
+        for name in SPREAD_PARAMETERS
     }
 
 
@@ -477,6 +534,8 @@ KEPT = {
     "backend_us": ("lab_cpu", "backend_us_per_call"),
     "stable": ("stable",),
     "front_cpu_cores": ("front_cpu_cores",),
+    # The machine's speed beside the run (simlab.real.speed), whole.
+    "speed_reference": ("speed_reference",),
 }
 
 
@@ -645,13 +704,6 @@ def _profile(
     params: dict[str, Any] = {}
     for key in cpu.names:
         params[key] = cpu.parameter(key, preset=getattr(preset, key), method=robust)
-    note = "lognormal fitted to p50 and p99; the median over runs"
-    params.update(
-        {
-            k: {"value": v, "method": note, "identified": True}
-            for k, v in fit_spread(results, cpu).items()
-        }
-    )
     _memory_parameters(params, results, memory, preset)
     params["gil_interval_us"] = _measured(
         sys.getswitchinterval() * 1e6, "sys.getswitchinterval() of this Python"
@@ -691,6 +743,10 @@ def _profile(
     for key in path.names:
         params[key] = path.parameter(key, preset=getattr(preset, key), method=PATH_METHOD)
     params.update(fit_fork_split(results, memory, fitted().with_(**neighbours)))
+    # Their spread last, from the same runs' p50 and p99, through the model
+    # with every other cost in place.
+    spread = fit_spread_through_model(results, fitted().with_(**neighbours))
+    params.update(spread_parameters(spread, preset) if spread else _spread_unseen(preset))
     profile = {
         "name": name,
         "base": "cpython",
@@ -703,10 +759,13 @@ def _profile(
         "fits": {
             "cpu": {"rows": cpu.rows, "residuals_us": cpu.residuals},
             "path": {"rows": path.rows, "residuals_us": path.residuals},
+            "spread": spread_summary(spread) if spread else None,
         },
         "peers": _structure(results),
         "memory_benchmark": memory,
         "probe_benchmark": probe,
+        # The median of the runs' machine speeds: what a later session compares with.
+        "speed_reference": session_speed([s["kept"].get("speed_reference") for _, s in results]),
         "runs": [_run_record(run, s) for run, s in results],
     }
     cleaned: dict[str, Any] = json_safe(profile)
@@ -829,6 +888,14 @@ def _memory_parameters(
     params["fork_kernel_kib"] = _measured(
         max(units["fork"]["kernel"], units["thread"]["kernel"]), bench
     )
+    held_kernel = preset.with_(
+        **{k: params[k]["value"] for k in KERNEL_KEYS if k in params and "value" in params[k]}
+    )
+    child = fit_child_kernel(results, held_kernel)
+    if child is not None:
+        params["child_kernel_kib"] = child.parameter(
+            "child_kernel_kib", preset=preset.child_kernel_kib, method=CHILD_METHOD
+        )
     params["stack_kib"] = _measured(units["thread"]["vms"], bench)
     params["task_kib"] = _measured(max(0.0, units["coroutine"]["uss"]), bench)
     held = preset.with_(**{k: v["value"] for k, v in params.items() if k in MEMORY_KEYS})
@@ -844,6 +911,54 @@ FORKS_METHOD = (
     "soft-L1 least squares on relative error over the process-per-connection runs "
     "(the other units held at their fitted values), 95% bootstrap interval"
 )
+
+
+# The kernel-memory parameters ``fit_child_kernel`` holds at their values.
+KERNEL_KEYS = (
+    "process_kernel_kib",
+    "thread_kernel_kib",
+    "connection_kernel_kib",
+    "fork_kernel_kib",
+)
+CHILD_METHOD = (
+    "soft-L1 least squares on relative error over the process-per-connection runs' "
+    "kernel memory (the server, its other threads and the connections held at their "
+    "values), 95% bootstrap interval"
+)
+
+
+def fit_child_kernel(results: list[tuple[Run, dict[str, Any]]], platform: Platform) -> Fit | None:
+    """The kernel memory of a child forked per connection (``child_kernel_kib``),
+    from the process-per-connection runs: what is left of each run's kernel
+    memory once the server process, its threads other than the children's,
+    the client connections and the backend connections are priced, per child.
+
+    The memory micro-benchmark's forks (``fork_kernel_kib``) are copies of its
+    own, larger parent, whose page tables the kernel copies; a small server's
+    children can hold less. None when there are too few runs."""
+    rows, ys = [], []
+    for run, s in results:
+        if run.target in PEERS or run.role not in ("cpu", "memory"):
+            continue
+        if not get_model(run.target).own_process:
+            continue
+        mem = s["kept"].get("kernel_peak_mib")
+        if mem is None or s["threads"]["peak"] is None:
+            continue
+        process, threads, conns, forks, backend, _ = memory_units(run, s)
+        if forks <= 0:
+            continue
+        known = (
+            process * platform.process_kernel_kib
+            + max(0.0, threads - forks) * platform.thread_kernel_kib
+            + (conns + backend) * platform.connection_kernel_kib
+        )
+        y = mem * 1024
+        rows.append([forks / y])
+        ys.append((y - known) / y)
+    if len(rows) < 3:
+        return None
+    return fit_robust(np.array(rows), np.array(ys), ("child_kernel_kib",))
 
 
 def fit_forks(results: list[tuple[Run, dict[str, Any]]], platform: Platform) -> Fit | None:

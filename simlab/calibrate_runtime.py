@@ -60,6 +60,7 @@ from simlab.platforms import PRESETS, SOURCES, profile_path
 from simlab.provenance import atomic_write_json, git_revision, json_safe, machine, utc_stamp
 from simlab.real.grids import LOOP_SERVERS, RUNTIMES, Run, Runtime, runtime_grid
 from simlab.real.peers import RESEMBLES
+from simlab.real.speed import session_speed
 
 __all__ = ["calibrate_runtime", "memory_fit", "runtime_profile"]
 
@@ -192,6 +193,8 @@ def runtime_profile(name: str, results: Results, *, profile: str | None = None) 
         "lab": _lab(results),
         "fits": {**fits, **memory},
         "peers": _peer_offsets(runtime, results, _platform(base, params)),
+        # The median of the runs' machine speeds: what a later session compares with.
+        "speed_reference": session_speed([s["kept"].get("speed_reference") for _, s in results]),
         "runs": [_run_record(run, s) for run, s in results],
     }
     cleaned: dict[str, Any] = json_safe(out)

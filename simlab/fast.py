@@ -367,10 +367,14 @@ def _run_kernel(
     n = len(inp.arrival)
     by_accept = deal(np.arange(n, dtype=np.uint64), arch.processes, inp.salt)
     by_conn = deal(inp.connection, arch.processes, inp.salt)
+    # Dense connection ids: the loop keeps per-connection state in arrays.
+    n_conns, dense = _dense_ids(inp.connection)
     out: tuple[np.ndarray, ...] = recurse(
         int(cls.fast_mode),
         inp.arrival,
         inp.connection,
+        dense,
+        n_conns,
         inp.demand + fixed,
         inp.io,
         arch.processes,

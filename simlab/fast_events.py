@@ -75,7 +75,7 @@ DONE = 99
 NAN = np.nan
 
 
-@njit(cache=True, forceinline=True)
+@njit(cache=True, inline="always")
 def _push(  # noqa: PLR0917 - a compiled helper takes its arrays positionally
     ht: Any, hq: Any, size: int, t: float, k: int, x: int, v: int
 ) -> int:  # pragma: no cover - compiled
@@ -97,38 +97,15 @@ def _push(  # noqa: PLR0917 - a compiled helper takes its arrays positionally
     return size + 1
 
 
-@njit(cache=True, forceinline=True)
-def _pop(ht: Any, hq: Any, size: int) -> int:  # pragma: no cover - compiled
-    """Remove the root (read it first); returns the new size."""
-    n = size - 1
-    if n > 0:
-        t, k, x, v = ht[n], hq[n, 0], hq[n, 1], hq[n, 2]
-        j = 0
-        while True:
-            c = 2 * j + 1
-            if c >= n:
-                break
-            if c + 1 < n and (
-                ht[c + 1] < ht[c] or (ht[c + 1] == ht[c] and hq[c + 1, 0] < hq[c, 0])
-            ):
-                c += 1
-            if t < ht[c] or (t == ht[c] and k < hq[c, 0]):
-                break
-            ht[j] = ht[c]
-            hq[j, 0], hq[j, 1], hq[j, 2] = hq[c, 0], hq[c, 1], hq[c, 2]
-            j = c
-        ht[j] = t
-        hq[j, 0], hq[j, 1], hq[j, 2] = k, x, v
-    return n
-
-
-# The mechanisms the loop repeats, each written once, and inlined by LLVM
-# (``forceinline``). Every array a helper takes still costs two atomic
-# reference counts a call (about a third of the loop's time on the default
-# platform, by perf), so the helpers take few: the heap is two arrays, a pool's
-# line one. Helpers that take or give back a pool's free server
-# (``fstack``/``ftop``) made it about twice as slow, so that stays inline.
-@njit(cache=True, forceinline=True)
+# The mechanisms the loop repeats, each written once, and inlined in numba's
+# own IR (``inline="always"``), where its pass that prunes reference counts
+# sees them. A helper with a loop can still leave two atomic reference counts
+# per array per call (the heap's pop did: about a third of the loop's time on
+# the default platform, by perf), so the pop is written out in the loop, and
+# the helpers take few arrays: the heap is two, a pool's line one. Helpers
+# that take or give back a pool's free server (``fstack``/``ftop``) made it
+# about twice as slow, so that stays inline.
+@njit(cache=True, inline="always")
 def _at(  # noqa: PLR0917 - a compiled helper takes its arrays positionally
     ht: Any, hq: Any, size: int, eid: int, t: float, ent: int, v: int
 ) -> tuple[int, int]:  # pragma: no cover - compiled
@@ -137,7 +114,7 @@ def _at(  # noqa: PLR0917 - a compiled helper takes its arrays positionally
     return _push(ht, hq, size, t, NORMAL * PRIO + eid, ent, v), eid + 1
 
 
-@njit(cache=True, forceinline=True)
+@njit(cache=True, inline="always")
 def _wait(ei: Any, qs: Any, q: int, ent: int) -> None:  # pragma: no cover - compiled
     """Queue ``ent`` last among pool ``q``'s waiters."""
     ei[ent, I_WNEXT] = -1
@@ -149,7 +126,7 @@ def _wait(ei: Any, qs: Any, q: int, ent: int) -> None:  # pragma: no cover - com
     qs[q, 2] += 1
 
 
-@njit(cache=True, forceinline=True)
+@njit(cache=True, inline="always")
 def _phase(  # noqa: PLR0917 - a compiled helper takes its arrays positionally
     ei: Any,
     ef: Any,
@@ -172,7 +149,7 @@ def _phase(  # noqa: PLR0917 - a compiled helper takes its arrays positionally
     ei[ent, I_RET] = ret
 
 
-@njit(cache=True, forceinline=True)
+@njit(cache=True, inline="always")
 def _open(  # noqa: PLR0917 - a compiled helper takes its arrays positionally
     copen_h: Any, canswered: Any, copen: Any, cclose: Any, nc: int, c: int, now: float
 ) -> int:  # pragma: no cover - compiled
@@ -186,7 +163,7 @@ def _open(  # noqa: PLR0917 - a compiled helper takes its arrays positionally
     return nc
 
 
-@njit(cache=True, forceinline=True)
+@njit(cache=True, inline="always")
 def _idle(
     chead: Any, free_slots: Any, nfree: int, c: int, ent: int
 ) -> int:  # pragma: no cover - compiled
@@ -196,7 +173,7 @@ def _idle(
     return nfree + 1
 
 
-@njit(cache=True, forceinline=True)
+@njit(cache=True, inline="always")
 def _drop_at(  # noqa: PLR0917 - a compiled helper takes its arrays positionally
     ei: Any, ef: Any, qs: Any, q: int, acquired: float, interval: float
 ) -> float:  # pragma: no cover - compiled
@@ -213,7 +190,7 @@ def _drop_at(  # noqa: PLR0917 - a compiled helper takes its arrays positionally
     return drop
 
 
-@njit(cache=True, forceinline=True)
+@njit(cache=True, inline="always")
 def _next(ei: Any, qs: Any, q: int) -> int:  # pragma: no cover - compiled
     """Take pool ``q``'s oldest waiter off its FIFO (it has one)."""
     w: int = qs[q, 0]
@@ -224,7 +201,7 @@ def _next(ei: Any, qs: Any, q: int) -> int:  # pragma: no cover - compiled
     return w
 
 
-@njit(cache=True, forceinline=True)
+@njit(cache=True, inline="always")
 def _hand_over(  # noqa: PLR0917 - a compiled helper takes its arrays positionally
     ei: Any, qs: Any, q: int, draws: Any, gu: int, fifo: float
 ) -> tuple[int, int]:  # pragma: no cover - compiled
@@ -416,7 +393,28 @@ def run_events(  # noqa: PLR0912, PLR0915, PLR0917 - one compiled loop
             break
         ent = hq[0, 1]
         val = hq[0, 2]
-        hsize = _pop(ht, hq, hsize)
+        # ``_pop``, written out: the one call made for every event, and a
+        # helper's arrays cost atomic reference counts that LLVM keeps.
+        hsize -= 1
+        if hsize > 0:
+            pt, pk, px, pv = ht[hsize], hq[hsize, 0], hq[hsize, 1], hq[hsize, 2]
+            pj = 0
+            while True:
+                pc_ = 2 * pj + 1
+                if pc_ >= hsize:
+                    break
+                if pc_ + 1 < hsize and (
+                    ht[pc_ + 1] < ht[pc_]
+                    or (ht[pc_ + 1] == ht[pc_] and hq[pc_ + 1, 0] < hq[pc_, 0])
+                ):
+                    pc_ += 1
+                if pt < ht[pc_] or (pt == ht[pc_] and pk < hq[pc_, 0]):
+                    break
+                ht[pj] = ht[pc_]
+                hq[pj, 0], hq[pj, 1], hq[pj, 2] = hq[pc_, 0], hq[pc_, 1], hq[pc_, 2]
+                pj = pc_
+            ht[pj] = pt
+            hq[pj, 0], hq[pj, 1], hq[pj, 2] = pk, px, pv
         now = t
         if ent < 0:
             # --------------------------------------------------- arrivals

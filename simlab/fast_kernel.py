@@ -7,7 +7,11 @@ the previous answer's time for a client that was still waiting), with:
   ``Pool`` hands them out) and a binary heap of busy ones by free time;
 - per process, the time its single-threaded loop is next free (Lindley);
 - per connection, the time of its latest answer and a linked list of the
-  requests queued behind it (a client sends one request at a time).
+  requests queued behind it (a client sends one request at a time), in
+  arrays by the connection's dense id (typed dicts cost a hash and reference
+  counts per request);
+- a binary heap of the requests waiting for their client's previous answer,
+  by (time, order).
 
 ``simlab.fast`` prepares the arrays and reads the results; this module only
 holds the loop, so that its compile cache stays valid while the rest changes.
@@ -15,12 +19,10 @@ holds the loop, so that its compile cache stays valid while the rest changes.
 
 from __future__ import annotations
 
-import heapq
 from typing import Any
 
 import numpy as np
-from numba import njit, types
-from numba.typed import Dict
+from numba import njit
 
 __all__ = ["recurse"]
 
@@ -67,6 +69,45 @@ def _pop(bt: Any, bo: Any, bs: Any, size: Any, p: Any) -> Any:  # pragma: no cov
     return t0, s0
 
 
+@njit(cache=True, forceinline=True)
+def _ready_push(  # noqa: PLR0917 - a compiled helper takes its arrays positionally
+    rt: Any, rk: Any, size: int, t: float, o: int, i: int
+) -> int:  # pragma: no cover
+    """Push request ``i`` at (t, o) on the heap of waiting requests; returns its size."""
+    k = size
+    while k > 0:
+        parent = (k - 1) >> 1
+        if rt[parent] < t or (rt[parent] == t and rk[parent, 0] < o):
+            break
+        rt[k], rk[k, 0], rk[k, 1] = rt[parent], rk[parent, 0], rk[parent, 1]
+        k = parent
+    rt[k], rk[k, 0], rk[k, 1] = t, o, i
+    return size + 1
+
+
+@njit(cache=True, forceinline=True)
+def _ready_pop(rt: Any, rk: Any, size: int) -> int:  # pragma: no cover
+    """Remove the root of the heap of waiting requests (read it first); returns its size."""
+    n = size - 1
+    if n > 0:
+        t, o, i = rt[n], rk[n, 0], rk[n, 1]
+        k = 0
+        while True:
+            c = 2 * k + 1
+            if c >= n:
+                break
+            if c + 1 < n and (
+                rt[c + 1] < rt[c] or (rt[c + 1] == rt[c] and rk[c + 1, 0] < rk[c, 0])
+            ):
+                c += 1
+            if t < rt[c] or (t == rt[c] and o < rk[c, 0]):
+                break
+            rt[k], rk[k, 0], rk[k, 1] = rt[c], rk[c, 0], rk[c, 1]
+            k = c
+        rt[k], rk[k, 0], rk[k, 1] = t, o, i
+    return n
+
+
 # One compiled loop, on purpose: numba compiles it to straight machine code, and
 # splitting it into helpers would pass a dozen arrays around per request.
 @njit(cache=True)
@@ -74,6 +115,8 @@ def recurse(  # noqa: PLR0912, PLR0915, PLR0917 - one compiled loop takes its ar
     mode: int,
     arrival: Any,
     conn: Any,
+    dense: Any,
+    n_conns: int,
     own: Any,
     io: Any,
     processes: int,
@@ -113,41 +156,47 @@ def recurse(  # noqa: PLR0912, PLR0915, PLR0917 - one compiled loop takes its ar
                 free[p, j] = p * workers + workers - 1 - j
             top[p] = workers
     loops = np.zeros(processes)
-    last_end = Dict.empty(key_type=types.int64, value_type=types.float64)
-    # A connection's request waiting in ``ready`` for its client's previous
-    # answer, and the requests queued behind it (a linked list).
-    scheduled = Dict.empty(key_type=types.int64, value_type=types.int64)
-    qhead = Dict.empty(key_type=types.int64, value_type=types.int64)
-    qtail = Dict.empty(key_type=types.int64, value_type=types.int64)
+    # Per connection (dense ids): its latest answer, its request waiting in
+    # ``ready`` for it (-1: none), the requests queued behind that one (a
+    # linked list), and a loop's short connection's interval and answers.
+    last_end = np.full(n_conns, -np.inf)
+    scheduled = np.full(n_conns, -1, np.int64)
+    qhead = np.full(n_conns, -1, np.int64)
+    qtail = np.full(n_conns, -1, np.int64)
     next_on_conn = np.full(n, -1, np.int64)
-    open_handle = Dict.empty(key_type=types.int64, value_type=types.int64)
-    answered = Dict.empty(key_type=types.int64, value_type=types.int64)
-    ready = [(0.0, 0, 0)]
-    ready.pop()
+    open_handle = np.full(n_conns, -1, np.int64)
+    answered = np.zeros(n_conns, np.int64)
+    # At most one request per connection waits in ``ready``.
+    rt = np.empty(n_conns + 1)
+    rk = np.empty((n_conns + 1, 2), np.int64)
+    n_ready = 0
     accepted = 0
     order = 0
     nxt = 0
-    while nxt < n or len(ready) > 0:
-        if len(ready) > 0 and (nxt >= n or ready[0][0] < arrival[nxt]):
-            t, _, i = heapq.heappop(ready)
+    while nxt < n or n_ready > 0:
+        if n_ready > 0 and (nxt >= n or rt[0] < arrival[nxt]):
+            t, i = rt[0], rk[0, 1]
+            n_ready = _ready_pop(rt, rk, n_ready)
             c = conn[i]
-            del scheduled[c]
+            d = dense[i]
+            scheduled[d] = -1
         else:
             i = nxt
             t = arrival[nxt]
             nxt += 1
             c = conn[i]
-            if c in scheduled:
+            d = dense[i]
+            if scheduled[d] >= 0:
                 # Behind a request that is already waiting for its client.
-                if c in qtail:
-                    next_on_conn[qtail[c]] = i
+                if qtail[d] >= 0:
+                    next_on_conn[qtail[d]] = i
                 else:
-                    qhead[c] = i
-                qtail[c] = i
+                    qhead[d] = i
+                qtail[d] = i
                 continue
-            if c in last_end and last_end[c] > t:
-                heapq.heappush(ready, (last_end[c], order, i))
-                scheduled[c] = i
+            if last_end[d] > t:
+                n_ready = _ready_push(rt, rk, n_ready, last_end[d], order, i)
+                scheduled[d] = i
                 order += 1
                 continue
         if mode == POOL_OWNS_CONNECTION:
@@ -160,10 +209,10 @@ def recurse(  # noqa: PLR0912, PLR0915, PLR0917 - one compiled loop takes its ar
         began = t
         server = proc
         loop_model = mode == LOOP_THEN_POOL or mode == LOOP  # noqa: PLR1714 - numba: no tuple `in`
-        if loop_model and k_per_conn > 0 and c not in open_handle:
+        if loop_model and k_per_conn > 0 and open_handle[d] < 0:
             # A loop model opens a short-lived connection at its first request.
-            open_handle[c] = n_conn
-            answered[c] = 0
+            open_handle[d] = n_conn
+            answered[d] = 0
             conn_open[n_conn] = t
             conn_close[n_conn] = np.inf
             n_conn += 1
@@ -232,22 +281,22 @@ def recurse(  # noqa: PLR0912, PLR0915, PLR0917 - one compiled loop takes its ar
         if mode == POOL_OWNS_CONNECTION:
             conn_close[n_conn - 1] = finish
         elif mode != THREAD_PER_CONNECTION and k_per_conn > 0:
-            answered[c] += 1
-            if answered[c] == k_per_conn:
-                conn_close[open_handle[c]] = finish
-                del open_handle[c]
-                del answered[c]
-        last_end[c] = finish
-        if c in qhead:
-            h = qhead[c]
+            answered[d] += 1
+            if answered[d] == k_per_conn:
+                conn_close[open_handle[d]] = finish
+                open_handle[d] = -1
+                answered[d] = 0
+        last_end[d] = finish
+        h = qhead[d]
+        if h >= 0:
             following = next_on_conn[h]
             if following >= 0:
-                qhead[c] = following
+                qhead[d] = following
             else:
-                del qhead[c]
-                del qtail[c]
-            heapq.heappush(ready, (finish, order, h))
-            scheduled[c] = h
+                qhead[d] = -1
+                qtail[d] = -1
+            n_ready = _ready_push(rt, rk, n_ready, finish, order, h)
+            scheduled[d] = h
             order += 1
     return (
         admit,

@@ -32,29 +32,10 @@ buffer_kib (a slow                                 1 KiB
 served (a thread that   thread_served_kib
   has served: its grown
   stack and buffers)
+child (a child forked                              child_kernel -
+  per connection, beyond                           fork_kernel_kib
+  a pre-forked copy)
 ======================  =========================  ======================  ==========
-=======
-    ======================  =========================  ======================  ==========
-    unit                    user (in the process)      kernel                  reserved
-    ======================  =========================  ======================  ==========
-    process (the server)    process_kib                process_kernel_kib
-    touched (a fork that    fork_touched_kib
-      has served: its
-      copy-on-write growth)
-    called (a child per      fork_call_kib
-      connection that has
-      made a backend call)
-    fork (a forked child    fork_kib - thread_kib      fork_kernel_kib -
-      beyond its thread)                               thread_kernel_kib
-    thread                  thread_kib                 thread_kernel_kib       stack_kib
-    connection (a client's  connection_kib             connection_kernel_kib
-      socket)
-    task (a request in      task_kib
-      flight)
-    backend_conn (a         backend_conn_kib           connection_kernel_kib
-      thread's or loop's
-      own backend socket)
-    ======================  =========================  ======================  ==========
 
 resident = user + kernel (what the machine must have); reserved virtual =
 threads x stack_kib. A forked child's one thread is in its ``fork_kib``,
@@ -84,6 +65,7 @@ UNITS = (
     "buffer_kib",
     "called",
     "served",
+    "child",
 )
 
 
@@ -107,6 +89,9 @@ def unit_costs(p: Platform) -> dict[str, tuple[float, float, float]]:
         "called": (p.fork_call_kib, 0.0, 0.0),
         # A thread's growth once it has served (``Platform.thread_served_kib``).
         "served": (p.thread_served_kib, 0.0, 0.0),
+        # A child forked per connection holds its own kernel memory
+        # (``Platform.child_kernel``), not a pre-forked copy's: the difference.
+        "child": (0.0, p.child_kernel - p.fork_kernel_kib, 0.0),
     }
 
 
@@ -126,6 +111,7 @@ class Units:
     buffer_kib: float = 0.0
     called: int = 0
     served: float = 0.0
+    child: int = 0
 
     def footprint(self, platform: Platform) -> Footprint:
         costs = unit_costs(platform)

@@ -1,15 +1,15 @@
 """The compiled kernels, ahead of time when built, else by numba's JIT.
 
 ``simlab.kernels_build`` compiles ``fast_events.run_events``,
-``fast_kernel.recurse`` and ``levels_kernel.sweep_peaks`` into an extension
-module at install time (``make``); loading it costs a few milliseconds where
-numba's JIT costs about 1.4 s a process (its import and its target's
-registries). Each function here runs the built module's code when the module
-exists, was built from the sources as they are now (its ``source_stamp``),
-and the arguments have the exact types it was compiled for; otherwise it
-runs the numba function itself. Both are the same source compiled by the
-same numba, so the results are the same (``tests/test_kernels.py`` checks it
-request for request).
+``fast_kernel.recurse`` and ``levels_kernel``'s ``sweep_peaks``,
+``sweep_levels`` and ``earliest`` into an extension module at install time
+(``make``); loading it costs a few milliseconds where numba's JIT costs about
+1.4 s a process (its import and its target's registries). Each function here
+runs the built module's code when the module exists, was built from the
+sources as they are now (its ``source_stamp``), and the arguments have the
+exact types it was compiled for; otherwise it runs the numba function itself.
+Both are the same source compiled by the same numba, so the results are the
+same (``tests/test_kernels.py`` checks it request for request).
 
 An AOT function reads an argument's memory as the type it was compiled for
 without checking, so every argument is checked here first: an array must
@@ -28,7 +28,15 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-__all__ = ["aot_module", "recurse", "run_events", "source_stamp", "sweep_peaks"]
+__all__ = [
+    "aot_module",
+    "earliest",
+    "recurse",
+    "run_events",
+    "source_stamp",
+    "sweep_levels",
+    "sweep_peaks",
+]
 
 MODULE = "simlab._kernels"
 # The sources the built module is compiled from: any change to them retires it.
@@ -53,9 +61,13 @@ RUN_EVENTS_RETURNS = (
 )  # fmt: skip
 SWEEP_PEAKS_ARGS = (F1, F1, F1, I1, "float64[:, ::1]", F1, "float64", "float64", F1)
 SWEEP_PEAKS_RETURNS = F1
+SWEEP_LEVELS_ARGS = (*SWEEP_PEAKS_ARGS, F1, I1)
+SWEEP_LEVELS_RETURNS = (F1, "float64[:, ::1]")
+EARLIEST_ARGS = (I1, F1, "int64")
+EARLIEST_RETURNS = F1
 RECURSE_ARGS = (
-    "int64", F1, I1, F1, F1, "int64", "int64", I1, I1, "float64", "boolean", "float64",
-    "int64",
+    "int64", F1, I1, I1, "int64", F1, F1, "int64", "int64", I1, I1, "float64", "boolean",
+    "float64", "int64",
 )  # fmt: skip
 RECURSE_RETURNS = (F1, F1, F1, F1, F1, I1, I1, F1, F1, F1, F1)
 
@@ -141,3 +153,14 @@ def recurse(*args: Any) -> tuple[Any, ...]:
 def sweep_peaks(*args: Any) -> Any:
     """``simlab.levels_kernel.sweep_peaks``."""
     return _call("sweep_peaks", "simlab.levels_kernel", SWEEP_PEAKS_ARGS, args)
+
+
+def sweep_levels(*args: Any) -> tuple[Any, Any]:
+    """``simlab.levels_kernel.sweep_levels``."""
+    out: tuple[Any, Any] = _call("sweep_levels", "simlab.levels_kernel", SWEEP_LEVELS_ARGS, args)
+    return out
+
+
+def earliest(*args: Any) -> Any:
+    """``simlab.levels_kernel.earliest``."""
+    return _call("earliest", "simlab.levels_kernel", EARLIEST_ARGS, args)

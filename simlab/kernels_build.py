@@ -1,7 +1,8 @@
 """Build the compiled kernels ahead of time: ``python -m simlab.kernels_build``.
 
 The fast engine's loops (``fast_events.run_events``, ``fast_kernel.recurse``)
-and the summary's sweep (``levels_kernel.sweep_peaks``) are numba functions.
+and the summary's (``levels_kernel.sweep_peaks``, ``sweep_levels``,
+``earliest``) are numba functions.
 Run by numba's JIT, every process pays about 1.4 s before the first request:
 numba's import (which imports scipy.linalg to look for BLAS) and its CPU
 target's registries, initialised on the first call even when the machine code
@@ -33,7 +34,7 @@ def signature(args: tuple[str, ...], returns: str | tuple[str, ...]) -> str:
 
 
 def build(out_dir: Path) -> Path:
-    """Compile the three kernels into ``out_dir``; returns the module's path."""
+    """Compile the kernels into ``out_dir``; returns the module's path."""
     from numba.core.errors import NumbaPendingDeprecationWarning  # noqa: PLC0415
 
     with warnings.catch_warnings():
@@ -44,10 +45,14 @@ def build(out_dir: Path) -> Path:
 
     from simlab import fast_events, fast_kernel, kernels, levels_kernel  # noqa: PLC0415
     from simlab.kernels import (  # noqa: PLC0415
+        EARLIEST_ARGS,
+        EARLIEST_RETURNS,
         RECURSE_ARGS,
         RECURSE_RETURNS,
         RUN_EVENTS_ARGS,
         RUN_EVENTS_RETURNS,
+        SWEEP_LEVELS_ARGS,
+        SWEEP_LEVELS_RETURNS,
         SWEEP_PEAKS_ARGS,
         SWEEP_PEAKS_RETURNS,
     )
@@ -66,6 +71,12 @@ def build(out_dir: Path) -> Path:
     )
     cc.export("sweep_peaks", signature(SWEEP_PEAKS_ARGS, SWEEP_PEAKS_RETURNS))(
         levels_kernel.sweep_peaks.py_func
+    )
+    cc.export("sweep_levels", signature(SWEEP_LEVELS_ARGS, SWEEP_LEVELS_RETURNS))(
+        levels_kernel.sweep_levels.py_func
+    )
+    cc.export("earliest", signature(EARLIEST_ARGS, EARLIEST_RETURNS))(
+        levels_kernel.earliest.py_func
     )
     cc.export("recurse", signature(RECURSE_ARGS, RECURSE_RETURNS))(fast_kernel.recurse.py_func)
     cc.compile()

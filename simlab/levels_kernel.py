@@ -12,6 +12,10 @@ instant (so an interval ending as another starts is no momentary peak, as in
 ``metrics.Step``). No array of events, where building the step functions
 sorts every level's events once per level.
 
+The same pass reads chosen levels on a grid of instants (the real lab's
+probe reads threads and memory every 0.1 s: ``metrics.sampled_peak``), so
+that a summary never builds a step function for them either.
+
 ``simlab.metrics`` prepares the arrays and chooses this path for large runs;
 this module only holds the loop, so that its compile cache stays valid.
 """
@@ -24,11 +28,47 @@ from typing import Any
 import numpy as np
 from numba import njit
 
-__all__ = ["sweep_peaks"]
+__all__ = ["earliest", "sweep_levels", "sweep_peaks"]
 
 
 @njit(cache=True)
-def sweep_peaks(  # noqa: PLR0912, PLR0915, PLR0917 - one compiled loop, arrays positionally
+def _count_extremes(  # noqa: PLR0917 - a compiled helper takes its arrays positionally
+    starts: Any, ends: Any, sorted_ends: Any, lo: int, hi: int, t0: float, t1: float
+) -> tuple[bool, int, int]:  # pragma: no cover - compiled; tested through simlab.metrics
+    """The highest and lowest count of open intervals of one part (its
+    intervals ``lo:hi``) at the instants in (t0, t1) where one of them starts
+    and lasts, and whether there is any: the merged sweep's numbers for a
+    level of this part alone."""
+    count = 0
+    high = 0
+    low = 0
+    seen = False
+    i = lo
+    j = lo
+    while i < hi:
+        t = starts[i]
+        if t >= t1:
+            break
+        while j < hi and sorted_ends[j] <= t:
+            j += 1
+        grew = False
+        while i < hi and starts[i] == t:
+            count += 1
+            if ends[i] > t:
+                grew = True
+            i += 1
+        if grew and t > t0:
+            n = count - (j - lo)
+            if not seen:
+                high, low, seen = n, n, True
+            else:
+                high = max(high, n)
+                low = min(low, n)
+    return seen, high, low
+
+
+@njit(cache=True)
+def sweep_peaks(  # noqa: PLR0917 - one compiled loop, arrays positionally
     starts: Any,
     ends: Any,
     sorted_ends: Any,
@@ -41,45 +81,139 @@ def sweep_peaks(  # noqa: PLR0912, PLR0915, PLR0917 - one compiled loop, arrays 
 ) -> Any:  # pragma: no cover - compiled; tested through simlab.metrics
     """Each level's highest value at the instants in (t0, t1), or at t0 (``level0``).
 
+    ``sweep_levels`` without reads on a grid.
+    """
+    peaks, _ = sweep_levels(
+        starts,
+        ends,
+        sorted_ends,
+        offsets,
+        weights,
+        bases,
+        t0,
+        t1,
+        level0,
+        np.empty(0),
+        np.empty(0, np.int64),
+    )
+    return peaks
+
+
+@njit(cache=True)
+def sweep_levels(  # noqa: PLR0912, PLR0915, PLR0917 - one compiled loop, arrays positionally
+    starts: Any,
+    ends: Any,
+    sorted_ends: Any,
+    offsets: Any,
+    weights: Any,
+    bases: Any,
+    t0: float,
+    t1: float,
+    level0: Any,
+    grid: Any,
+    rows: Any,
+) -> tuple[Any, Any]:  # pragma: no cover - compiled; tested through simlab.metrics
+    """Each level's highest value at the instants in (t0, t1), or at t0
+    (``level0``); and, in the same pass, levels ``rows`` read at each
+    instant of ``grid`` (ascending, every instant under t1).
+
     Part ``p`` holds the intervals ``offsets[p]:offsets[p + 1]`` of ``starts``
     and ``ends``, sorted by start, and the same ends sorted in
     ``sorted_ends``; no start is nan; an end of inf never comes. Level ``l``
     is ``bases[l] + sum(weights[l, p] * count[p])``: the parts are swept once
-    for every level that shares them.
+    for every level that shares them. A read at ``g`` is the level after
+    every event at or before ``g`` (``metrics.Step.at``): it is taken when
+    the sweep has counted every start up to ``g``, and the ends up to ``g``.
+    Returns the peaks and the reads (a row per entry of ``rows``).
     """
     n_levels, k = weights.shape
-    # Which levels each part feeds, and which parts (and weights) each level
-    # sums, in ascending order: arrays with a count per row (lists of lists
-    # would cost numba a reference count per visit).
-    feeds = np.empty((k, n_levels), np.int64)
-    n_feeds = np.zeros(k, np.int64)
+    # Which parts (and weights) each level sums, in ascending order: arrays
+    # with a count per row (lists of lists would cost numba a reference count
+    # per visit).
     sums = np.empty((n_levels, k), np.int64)
     n_sums = np.zeros(n_levels, np.int64)
     for lv in range(n_levels):
         for p in range(k):
             if weights[lv, p] != 0:
-                feeds[p, n_feeds[p]] = lv
-                n_feeds[p] += 1
                 sums[lv, n_sums[lv]] = p
                 n_sums[lv] += 1
+    peaks = level0.copy()
+    # A level of one part peaks where its part's count does (or, for a
+    # negative weight, where it is lowest): each such part is swept alone,
+    # a tight loop, and only the levels that sum several parts (or are read
+    # on the grid) need the sweep of their parts merged.
+    merged = np.zeros(k, np.bool_)
+    for lv in range(n_levels):
+        if n_sums[lv] > 1:
+            for j in range(n_sums[lv]):
+                merged[sums[lv, j]] = True
+    for r in range(rows.shape[0]):
+        for j in range(n_sums[rows[r]]):
+            merged[sums[rows[r], j]] = True
+    for lv in range(n_levels):
+        if n_sums[lv] == 1:
+            p = sums[lv, 0]
+            seen, high, low = _count_extremes(
+                starts, ends, sorted_ends, offsets[p], offsets[p + 1], t0, t1
+            )
+            if seen:
+                w = weights[lv, p]
+                level = bases[lv]
+                level += w * (high if w > 0 else low)
+                peaks[lv] = max(peaks[lv], level)
+    # Which (several-part) levels each merged part feeds.
+    feeds = np.empty((k, n_levels), np.int64)
+    n_feeds = np.zeros(k, np.int64)
+    for lv in range(n_levels):
+        if n_sums[lv] > 1:
+            for j in range(n_sums[lv]):
+                p = sums[lv, j]
+                feeds[p, n_feeds[p]] = lv
+                n_feeds[p] += 1
+    swept = np.flatnonzero(merged)
+    m = swept.shape[0]
     head = offsets[:-1].copy()
     tail = offsets[:-1].copy()  # the next end to come, in ``sorted_ends``
     counts = np.zeros(k, np.int64)
     stamp = np.full(n_levels, -1, np.int64)
     grown = np.empty(k, np.int64)
     instant = 0
-    peaks = level0.copy()
+    n_grid = grid.shape[0]
+    n_rows = rows.shape[0]
+    reads = np.empty((n_rows, n_grid))
+    gi = 0
     while True:
-        # The earliest start still to come, over every part.
+        # The earliest start still to come, over every merged part.
         t = math.inf
-        for p in range(k):
+        for x in range(m):
+            p = swept[x]
             if head[p] < offsets[p + 1] and starts[head[p]] < t:
                 t = starts[head[p]]
+        # The grid's instants before t: every start at or before them is
+        # counted; count their ends up to them, and read.
+        while gi < n_grid and grid[gi] < t:
+            at = grid[gi]
+            for x in range(m):
+                p = swept[x]
+                j = tail[p]
+                while j < offsets[p + 1] and sorted_ends[j] <= at:
+                    j += 1
+                counts[p] -= j - tail[p]
+                tail[p] = j
+            for r in range(n_rows):
+                lv = rows[r]
+                level = bases[lv]
+                for j in range(n_sums[lv]):
+                    q = sums[lv, j]
+                    level += weights[lv, q] * counts[q]
+                reads[r, gi] = level
+            gi += 1
         if t >= t1:
             break
         instant += 1
         n_grown = 0
-        for p in range(k):
+        for x in range(m):
+            p = swept[x]
             # The ends at or before t: an interval of no length starts and
             # ends at t, so it is never counted open.
             j = tail[p]
@@ -112,4 +246,14 @@ def sweep_peaks(  # noqa: PLR0912, PLR0915, PLR0917 - one compiled loop, arrays 
                         q = sums[lv, j]
                         level += weights[lv, q] * counts[q]
                     peaks[lv] = max(peaks[lv], level)
-    return peaks
+    return peaks, reads
+
+
+@njit(cache=True)
+def earliest(keys: Any, times: Any, size: int) -> Any:  # pragma: no cover - compiled
+    """Each key's earliest time (inf for a key never seen), keys in [0, size):
+    ``np.minimum.at`` in one loop (numpy's costs about 0.1 us an element)."""
+    out = np.full(size, np.inf)
+    for i in range(keys.shape[0]):
+        out[keys[i]] = min(out[keys[i]], times[i])
+    return out

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import math
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -32,14 +33,18 @@ from simlab.results import SAMPLE_INTERVAL_S, USER_SAMPLE_INTERVAL_S
 ROUNDING = 64 * float(np.finfo(np.float64).eps)
 
 __all__ = [
+    "PROBED",
     "Step",
+    "Sweep",
     "level_parts",
+    "probe_grid",
     "replication_levels",
     "replication_summary",
     "sampled_memory_peaks",
     "sampled_peak",
     "series",
     "window_stats",
+    "window_sweep",
 ]
 
 
@@ -97,17 +102,20 @@ class Step:
 
 
 def _ends(end: np.ndarray) -> np.ndarray:
-    return np.where(np.isnan(end), math.inf, end)
+    # nan -> inf in one pass (fmin takes the number over a nan): the same floats.
+    out: np.ndarray = np.fmin(end, math.inf)
+    return out
 
 
 Part = tuple[np.ndarray, np.ndarray, float]
 Parts = tuple[list[Part], float]  # the parts and the base of one level
 
-# From this many requests in a replication on, the summary's peaks and means
-# come from ``window_stats`` (a compiled sweep and sums over the intervals)
-# rather than from step functions: the same numbers up to rounding, in about
-# half the time at 500,000 requests. Below it the step functions are cheap and
-# numba's import is not; and small runs (the golden files) keep their digits.
+# From this many requests in a replication on, the summary's peaks, means and
+# the probe's reads come from ``window_sweep`` (one compiled sweep and sums
+# over the intervals) rather than from step functions: the same numbers up to
+# rounding (exact for counts), in a fraction of the time at 500,000 requests.
+# Below it the step functions are cheap and numba's import is not; and small
+# runs (the golden files) keep their digits.
 SWEEP_MIN_REQUESTS = 100_000
 
 
@@ -118,13 +126,18 @@ def replication_levels(rec: Record, platform: Platform) -> dict[str, Step]:
     }
 
 
-def level_parts(rec: Record, platform: Platform) -> dict[str, Parts]:
-    """Every level of one replication as its weighted intervals and base, memory in MiB."""
+def level_parts(rec: Record, platform: Platform, rtt: np.ndarray | None = None) -> dict[str, Parts]:
+    """Every level of one replication as its weighted intervals and base, memory in MiB.
+
+    ``rtt`` is ``client_path(rec, platform)`` when the caller has drawn it already.
+    """
     c = rec.columns
     arrival, admit, start, end = c["arrival"], c["admit"], c["start"], c["end"]
     kept = c["outcome"] != DROPPED
     # The client sees each answer rtt after the server sends it.
-    end_kept = _ends(end[kept]) + client_path(rec, platform)[kept]
+    if rtt is None:
+        rtt = client_path(rec, platform)
+    end_kept = _ends(end[kept]) + rtt[kept]
     # One array per column, so that levels sharing a part share its sweep.
     arrival_kept = arrival[kept]
     if "gave_up" in c:
@@ -160,6 +173,8 @@ def level_parts(rec: Record, platform: Platform) -> dict[str, Parts]:
     base_units = Units(
         touched=base.get("copies", 0),
         fork=base["forks"],
+        # Children forked per connection and held all run (persistent ones).
+        child=base["forks"] - base.get("copies", 0),
         thread=base["threads"],
         connection=base["connections"] - front_conns,
         front=base.get("fronts", 0),
@@ -172,8 +187,9 @@ def level_parts(rec: Record, platform: Platform) -> dict[str, Parts]:
         (conns[0], conns[1], conn[0] / KIB_PER_MIB),
         (server[0], server[1], costs["task"][0] / KIB_PER_MIB),
     ]
+    # The fork intervals are children forked per connection: their own kernel cost.
     kernel_parts = [
-        (forks[0], forks[1], fork[1] / KIB_PER_MIB),
+        (forks[0], forks[1], (fork[1] + costs["child"][1]) / KIB_PER_MIB),
         (threads[0], threads[1], thread[1] / KIB_PER_MIB),
         (conns[0], conns[1], conn[1] / KIB_PER_MIB),
     ]
@@ -229,27 +245,50 @@ def _clean(parts: list[Part]) -> list[Part]:
     return out
 
 
-def _level_at(parts: list[Part], base: float, t: float) -> float:
-    """The level after every event at or before ``t`` (``Step.at``)."""
-    level = base
-    for s, e, weight in parts:
-        level += weight * int(np.count_nonzero((s <= t) & (e > t)))
-    return level
+@dataclass(frozen=True)
+class Sweep:
+    """What one pass over a replication's levels gives (``window_sweep``).
+
+    ``stats``: each level's (peak, time-weighted mean) over [t0, t1);
+    ``reads``: the levels asked for, read on the grid (``Step.at``);
+    ``at_t0``, ``at_t1``: each level after every event at or before t0, t1.
+    """
+
+    stats: dict[str, tuple[float, float]]
+    reads: dict[str, np.ndarray]
+    at_t0: dict[str, float]
+    at_t1: dict[str, float]
 
 
 def window_stats(
     levels: dict[str, Parts], t0: float, t1: float, *, compiled: bool | None = None
 ) -> dict[str, tuple[float, float]]:
     """Each level's (peak, time-weighted mean) over [t0, t1) (``Step.window``
-    without building the step functions).
+    without building the step functions): ``window_sweep``'s ``stats``."""
+    return window_sweep(levels, t0, t1, compiled=compiled).stats
+
+
+def window_sweep(
+    levels: dict[str, Parts],
+    t0: float,
+    t1: float,
+    *,
+    grid: np.ndarray | None = None,
+    read: tuple[str, ...] = (),
+    compiled: bool | None = None,
+) -> Sweep:
+    """Each level's peak and time-weighted mean over [t0, t1), the levels
+    ``read`` on ``grid`` (ascending, under t1), and every level at t0 and
+    t1, without building the step functions.
 
     A mean is the base plus each part's weight times the total time its
-    intervals overlap the window, over the window's length. The peaks come
-    from one compiled sweep over the starts of every distinct part
-    (``simlab.levels_kernel``): levels that share a part share its sweep.
-    ``compiled`` False gives the same numbers by binary searches in numpy
-    (``_peaks_by_search``); None takes the sweep only when numba is loaded
-    already (the fast engine's runs) or a weight is negative.
+    intervals overlap the window, over the window's length. The peaks and
+    the reads come from one compiled sweep over the starts of every distinct
+    part (``simlab.levels_kernel``): levels that share a part share its
+    sweep. ``compiled`` False gives the same numbers by binary searches in
+    numpy (``_peaks_by_search``, ``_reads_by_search``); None takes the sweep
+    only when the kernels are built, numba is loaded already (the fast
+    engine's runs) or a weight is negative.
     """
     unique: dict[tuple[int, int], int] = {}  # a part's arrays -> its column
     arrays: list[Part] = []
@@ -277,32 +316,39 @@ def window_stats(
             weights[lv, col] = w
     bases = np.array([base for _, base in levels.values()], dtype=np.float64)
     means = bases + weights @ np.array(overlap, dtype=np.float64) / (t1 - t0)
-    # The level at t0: every interval begun at or before it and not yet ended.
-    # Each part's ends in time order (numpy's vectorised sort): the sweep reads
-    # them, and the intervals open at t0 are those begun by t0 less those
-    # ended by then (an interval ended by t0 began by t0).
+    # The level at t0 (and t1): every interval begun at or before it and not
+    # yet ended. Each part's ends in time order (numpy's vectorised sort): the
+    # sweep reads them, and the intervals open at t are those begun by t less
+    # those ended by then (an interval ended by t began by t).
     by_end = [np.sort(e) for _, e, _ in arrays]
-    at_t0 = [
-        float(np.searchsorted(s, t0, "right") - np.searchsorted(e, t0, "right"))
-        for (s, _, _), e in zip(arrays, by_end, strict=True)
-    ]
-    level0 = bases + weights @ np.array(at_t0, dtype=np.float64)
+
+    def level_at(t: float) -> np.ndarray:
+        open_at = [
+            float(np.searchsorted(s, t, "right") - np.searchsorted(e, t, "right"))
+            for (s, _, _), e in zip(arrays, by_end, strict=True)
+        ]
+        at: np.ndarray = bases + weights @ np.array(open_at, dtype=np.float64)
+        return at
+
+    level0, level1 = level_at(t0), level_at(t1)
+    keys = list(levels)
+    read_rows = np.array([keys.index(k) for k in read], dtype=np.int64)
+    points = np.empty(0) if grid is None else np.asarray(grid, dtype=np.float64)
+    if len(points) and not (points[-1] < t1 and bool(np.all(points[1:] >= points[:-1]))):
+        raise ValueError("window_sweep's grid must be ascending and under t1")
     if compiled is None:
-        compiled = (
-            kernels.aot_module() is not None
-            or "numba" in sys.modules
-            or not bool((weights >= 0).all())
-        )
+        compiled = _compiled() or not bool((weights >= 0).all())
     if arrays and not compiled:
         # numba's import and first call (about 0.9 s of CPU) would cost the DES
         # more than the sweep saves: without the kernels built ahead of time
         # (``simlab.kernels``), only the fast engine has loaded numba already.
         peaks = _peaks_by_search(arrays, weights, bases, (float(t0), float(t1)), level0)
+        reads = _reads_by_search(arrays, by_end, weights, bases, points, read_rows)
     elif arrays:
-        from simlab.kernels import sweep_peaks  # noqa: PLC0415
+        from simlab.kernels import sweep_levels  # noqa: PLC0415
 
         offsets = np.cumsum([0] + [len(s) for s, _, _ in arrays], dtype=np.int64)
-        peaks = sweep_peaks(
+        peaks, reads = sweep_levels(
             np.concatenate([s for s, _, _ in arrays]),
             np.concatenate([e for _, e, _ in arrays]),
             np.concatenate(by_end),
@@ -312,10 +358,51 @@ def window_stats(
             float(t0),
             float(t1),
             level0,
+            points,
+            read_rows,
         )
     else:
         peaks = level0
-    return {key: (float(peaks[i]), float(means[i])) for i, key in enumerate(levels)}
+        reads = np.repeat(bases[read_rows][:, None], len(points), axis=1)
+    return Sweep(
+        stats={key: (float(peaks[i]), float(means[i])) for i, key in enumerate(keys)},
+        reads={key: reads[r] for r, key in enumerate(read)},
+        at_t0={key: float(level0[i]) for i, key in enumerate(keys)},
+        at_t1={key: float(level1[i]) for i, key in enumerate(keys)},
+    )
+
+
+def _compiled() -> bool:
+    """Whether the compiled kernels cost nothing to start: built ahead of time
+    (``simlab.kernels``), or numba already loaded (the fast engine's runs)."""
+    return kernels.aot_module() is not None or "numba" in sys.modules
+
+
+def _reads_by_search(  # noqa: PLR0917 - the sweep's arrays, as window_sweep has them
+    arrays: list[Part],
+    by_end: list[np.ndarray],
+    weights: np.ndarray,
+    bases: np.ndarray,
+    grid: np.ndarray,
+    rows: np.ndarray,
+) -> np.ndarray:
+    """``sweep_levels``' reads without numba: the same floats.
+
+    Each part's count at an instant is its starts up to it less its ends up
+    to it; a level adds ``weight * count`` part by part in ascending order
+    from its base, as the sweep does.
+    """
+    counts: dict[int, np.ndarray] = {}
+    out = np.empty((len(rows), len(grid)))
+    for r, lv in enumerate(rows):
+        level = np.full(len(grid), bases[lv])
+        for q in (int(x) for x in np.flatnonzero(weights[lv])):
+            if q not in counts:
+                s, e = arrays[q][0], by_end[q]
+                counts[q] = np.searchsorted(s, grid, "right") - np.searchsorted(e, grid, "right")
+            level = level + weights[lv, q] * counts[q]
+        out[r] = level
+    return out
 
 
 def _peaks_by_search(
@@ -407,8 +494,13 @@ def _first_use(rec: Record) -> tuple[np.ndarray, np.ndarray]:
     if top < 4 * len(worker) + 1024:
         # Each worker's earliest start, in a table by worker id (a pool's few
         # ids): a minimum is the same number whatever the order it is taken in.
-        earliest = np.full(top + 1, math.inf)
-        np.minimum.at(earliest, worker, start)
+        if _compiled():
+            from simlab.kernels import earliest as by_key  # noqa: PLC0415
+
+            earliest = by_key(worker, start, top + 1)
+        else:
+            earliest = np.full(top + 1, math.inf)
+            np.minimum.at(earliest, worker, start)
         workers = np.flatnonzero(earliest < math.inf)
         times = earliest[workers]
     else:
@@ -441,7 +533,8 @@ def replication_summary(
         waited = np.isnan(c["gave_up"])
         done &= waited
         refused &= waited & (c["reason"] != ABANDONED)
-    rtt = client_path(rec, platform)[done]
+    path = client_path(rec, platform)
+    rtt = path[done]
     latency = end[done] - arrival[done] + rtt
     wait = latency - rtt - c["service"][done]
     # A difference of clock readings: where nobody waited it leaves rounding
@@ -459,16 +552,20 @@ def replication_summary(
     }
     out["incomplete"] = out["requests"] - out["completed"] - out["dropped"]
     if levels is None and len(arrival) >= SWEEP_MIN_REQUESTS:
-        parts = level_parts(rec, platform)
-        for key, (peak, mean) in window_stats(parts, t0, t1).items():
+        # One pass over the intervals (``window_sweep``): the exact peaks and
+        # means, the probe's reads, and the levels at the window's ends.
+        parts = level_parts(rec, platform, path)
+        grid, first = probe_grid(t0, t1)
+        sweep = window_sweep(parts, t0, t1, grid=grid, read=PROBED)
+        for key, (peak, mean) in sweep.stats.items():
             out[f"{key}_peak"], out[f"{key}_mean"] = peak, mean
-        threads, base = parts["threads_alive"]
-        out["threads_alive_sampled_peak"] = sampled_peak(Step.build(threads, base), t0, t1)
-        user, kernel = (Step.build(*parts[key]) for key in ("user_mib", "kernel_mib"))
-        out.update(sampled_memory_peaks(user, kernel, t0, t1))
-        flight = _clean(parts["in_flight"][0])
+        reads = sweep.reads
+        out["threads_alive_sampled_peak"] = float(reads["threads_alive"][first:].max())
+        user = reads["user_mib"]
+        index = np.arange(len(grid) - first)
+        out.update(_probe_peaks(lambda k: user[k + first], reads["kernel_mib"][first:], index))
         # See below: the backlog's growth over the window.
-        out["growth"] = float(_level_at(flight, 0.0, t1) - _level_at(flight, 0.0, t0))
+        out["growth"] = sweep.at_t1["in_flight"] - sweep.at_t0["in_flight"]
         return out
     if levels is None:
         levels = replication_levels(rec, platform)
@@ -504,33 +601,60 @@ def sampled_memory_peaks(
 
     The real lab's probe (``simlab.real.probe``) reads the server's kernel
     memory on a grid ``SAMPLE_INTERVAL_S`` apart and the tree's PSS (user
-    memory) at every ``ratio``-th point of it (``USER_SAMPLE_INTERVAL_S``),
+    memory) at every ``RATIO``-th point of it (``USER_SAMPLE_INTERVAL_S``),
     carrying the last PSS read to the reads between; its resident total at a
     read is the kernel level then plus the carried user level. A summary's
     peaks are the largest reads in the window, where the first reads may
     carry a PSS read made before the window's start. These are the same
     reads of the simulated levels, on the grid from the window's start with
-    the PSS reads at points ``phase``, ``phase + ratio``, ...; so that
+    the PSS reads at points ``phase``, ``phase + RATIO``, ...; so that
     ``memory_mib``'s peaks mean one thing in ``simulate`` and ``measure``.
 
     Where the PSS reads fall relative to the window is chance on the real
     side (the probe starts before the load), and for a level that grows
     over the window it matters: without ``phase`` the peaks are the mean
-    over the ``ratio`` phases, the expected value of a randomly placed
+    over the ``RATIO`` phases, the expected value of a randomly placed
     probe's reads. ``Step.window`` gives the exact peaks.
     """
-    ratio = round(USER_SAMPLE_INTERVAL_S / SAMPLE_INTERVAL_S)
     n = int(np.floor((t1 - t0) / SAMPLE_INTERVAL_S)) + 1
     index = np.arange(n)
     index = index[t0 + SAMPLE_INTERVAL_S * index < t1]
     kernel_reads = kernel.at(t0 + SAMPLE_INTERVAL_S * index)
-    phases = range(ratio) if phase is None else (phase,)
+    return _probe_peaks(lambda k: user.at(t0 + SAMPLE_INTERVAL_S * k), kernel_reads, index, phase)
+
+
+# The probe reads PSS at every RATIO-th of its reads (``sampled_memory_peaks``).
+RATIO = round(USER_SAMPLE_INTERVAL_S / SAMPLE_INTERVAL_S)
+# The levels the probe reads, as a summary's sweep reads them on ``probe_grid``.
+PROBED = ("threads_alive", "user_mib", "kernel_mib")
+
+
+def probe_grid(t0: float, t1: float) -> tuple[np.ndarray, int]:
+    """The instants of the probe's reads that a window's summary needs, and
+    where the window's own begin: ``t0 + SAMPLE_INTERVAL_S * k`` under t1,
+    from ``k = 1 - RATIO`` (the PSS reads the window's first reads may carry,
+    ``sampled_memory_peaks``) on; the same floats as ``sampled_peak``'s and
+    ``sampled_memory_peaks``' grids."""
+    n = int(np.floor((t1 - t0) / SAMPLE_INTERVAL_S)) + 1
+    grid = t0 + SAMPLE_INTERVAL_S * np.arange(1 - RATIO, n)
+    return grid[grid < t1], RATIO - 1
+
+
+def _probe_peaks(
+    user_at: Callable[[np.ndarray], np.ndarray],
+    kernel_reads: np.ndarray,
+    index: np.ndarray,
+    phase: int | None = None,
+) -> dict[str, float]:
+    """``sampled_memory_peaks`` from the kernel level's reads at ``index`` (the
+    window's grid points) and the user level's at any grid point (``user_at``)."""
+    phases = range(RATIO) if phase is None else (phase,)
     peaks = np.zeros((len(phases), 2))
     for row, p in enumerate(phases):
         # The PSS read each read carries: the latest at or before it, which
         # for the window's first reads may lie before the window.
-        carried = p + ratio * np.floor_divide(index - p, ratio)
-        user_reads = user.at(t0 + SAMPLE_INTERVAL_S * carried)
+        carried = p + RATIO * np.floor_divide(index - p, RATIO)
+        user_reads = user_at(carried)
         peaks[row] = user_reads.max(), (kernel_reads + user_reads).max()
     user_peak, total_peak = peaks.mean(axis=0)
     return {

@@ -16,12 +16,24 @@ is reported as unexplained.
 - **near saturation** (hypothesis): a latency miss at an offered load of 0.8
   to 1 with the served rates agreeing: the server's capacity is closer to the
   offered load than the model's.
+- **spread** (hypothesis): a latency miss whose case's p50 and p99 miss in
+  opposite directions, both outside noise: the model's waits are spread wider
+  (or narrower) than the server's.
 - **capacity itself** (hypothesis): a served-rate miss at saturation.
 - **pre-forked copies** (cause, then hypothesis): a memory miss in a case
   with several processes, where the same model's single-process cases meet
   the goal.
 - **short connections** (hypothesis): a kernel-memory miss in a case whose
   connections carry a few requests each (``k=``).
+- **session drift** (hypothesis): a latency or served-rate miss that no
+  cause above explains, whose case's measured mean moved between validation
+  sessions by more than the noise within them (``simlab.sessions``: the
+  lowest and highest sessions' intervals do not overlap), and whose
+  prediction lies between those sessions' means: the rows do not show the
+  model wrong, they show the measurement moving. The text names the
+  sessions and their values, and the test: the machine's speed reference
+  (``simlab.real.speed``) in those sessions, its ratio once both recorded
+  it, read against the direction the values moved.
 """
 
 from __future__ import annotations
@@ -30,6 +42,9 @@ import re
 from typing import Any
 
 import numpy as np
+
+from simlab.real.speed import REPEATABILITY
+from simlab.sessions import SPEED_BOUND
 
 __all__ = ["SATURATED", "explain", "explain_all"]
 
@@ -89,6 +104,9 @@ def _latency(miss: dict[str, Any], rows: list[dict[str, Any]]) -> dict[str, str]
             f"per second, and {served}, within noise: the latency magnifies that "
             "difference over the run",
         }
+    spread = _spread(miss, rows)
+    if spread is not None:
+        return spread
     if thr["within_noise"] and rho >= NEAR:
         return {
             "kind": "hypothesis",
@@ -99,6 +117,41 @@ def _latency(miss: dict[str, Any], rows: list[dict[str, Any]]) -> dict[str, str]
             "saturation, and compare the highest served rate with the model's",
         }
     return None
+
+
+def _spread(miss: dict[str, Any], rows: list[dict[str, Any]]) -> dict[str, str] | None:
+    """A latency miss whose case's other quantile misses the other way, both
+    outside noise: the model's latencies are spread wider (or narrower) than
+    the server's, whatever its capacity."""
+    model, config = miss["model"], miss["config"]
+    p50 = _row(rows, model, config, "latency_p50")
+    p99 = _row(rows, model, config, "latency_p99")
+    if p50 is None or p99 is None or p50["within_noise"] or p99["within_noise"]:
+        return None
+    if min(p50["measured"], p50["predicted"]) <= 0:
+        return None
+    low50 = p50["predicted"] < p50["measured"]
+    low99 = p99["predicted"] < p99["measured"]
+    if low50 == low99:
+        return None
+    model_ratio = p99["predicted"] / p50["predicted"]
+    real_ratio = p99["measured"] / p50["measured"]
+    wider = model_ratio > real_ratio
+    guess = (
+        "the kernel shares the cores among the runnable threads more evenly than the model "
+        "queues them"
+        if wider
+        else "the server serves some requests far later than the model"
+    )
+    return {
+        "kind": "hypothesis",
+        "text": f"spread: the model's p50 is {'under' if low50 else 'over'} and its p99 "
+        f"{'under' if low99 else 'over'} the measured ones, both outside noise: its p99 is "
+        f"{model_ratio:,.1f} times its p50 where the server's is {real_ratio:,.1f}, so the "
+        f"model spreads the waits {'wider' if wider else 'narrower'} than the server "
+        f"({guess}); test: {_measure(model, config)} with every request's latency kept, "
+        "and compare the measured deciles with the model's",
+    }
 
 
 def _memory(miss: dict[str, Any], rows: list[dict[str, Any]]) -> dict[str, str] | None:
@@ -142,9 +195,64 @@ def _memory(miss: dict[str, Any], rows: list[dict[str, Any]]) -> dict[str, str] 
     return None
 
 
-def explain(miss: dict[str, Any], rows: list[dict[str, Any]]) -> dict[str, str]:
+def _ci(x: list[float]) -> str:
+    return f"[{_n(x[0])}, {_n(x[1])}]"
+
+
+def _n(x: float) -> str:
+    return f"{x:,.3g}" if abs(x) < 100 else f"{x:,.0f}"
+
+
+def _drift(miss: dict[str, Any], sessions: dict[str, Any] | None) -> dict[str, str] | None:
+    """A miss whose case moved between sessions beyond their noise, the
+    prediction between them (``sessions``: the case's ``simlab.sessions.between`` entry)."""
+    if miss["metric"] not in SPEED_BOUND or miss.get("predicted") is None:
+        return None
+    if sessions is None or sessions["apart"] is None:
+        return None
+    lo, hi = sessions["apart"]["low"], sessions["apart"]["high"]
+    p = float(miss["predicted"])
+    if not lo["mean"] <= p <= hi["mean"]:
+        return None
+    metric = miss["metric"]
+    text = (
+        f"session drift: the measured {metric} moved between sessions by more than the noise "
+        f"within them, {_n(lo['mean'])} in session {lo['session']} ({lo['runs']} runs, "
+        f"95% interval {_ci(lo['ci95'])}) against {_n(hi['mean'])} in {hi['session']} "
+        f"({hi['runs']} runs, {_ci(hi['ci95'])}); the prediction {_n(p)} lies between, and "
+        f"this session measured {_n(float(miss['measured']))}; test: the machine's speed "
+        "reference (simlab.real.speed) in those two sessions"
+    )
+    a, b = lo["speed_ops_s"], hi["speed_ops_s"]
+    if a is None or b is None:
+        missing = " and ".join(s["session"] for s in (lo, hi) if s["speed_ops_s"] is None)
+        text += f", not recorded in {missing} (validations record it from now on)"
+        return {"kind": "hypothesis", "text": text}
+    ratio = b / a
+    text += f": {_n(b)} against {_n(a)} ops/s, a ratio of {ratio:.3f}"
+    if abs(ratio - 1) <= REPEATABILITY:
+        text += (
+            f", within the reference's own repeatability ({REPEATABILITY:.0%}): the machine's "
+            "speed does not explain the move"
+        )
+    else:
+        # A slower machine serves less and answers later.
+        slower_in_high = ratio < 1
+        expected = slower_in_high if metric in LATENCY else not slower_in_high
+        text += (
+            f", the machine {'slower' if slower_in_high else 'faster'} in the session that "
+            f"measured more: {'as' if expected else 'against what'} a speed change would do"
+        )
+    return {"kind": "hypothesis", "text": text}
+
+
+def explain(
+    miss: dict[str, Any], rows: list[dict[str, Any]], sessions: dict[str, Any] | None = None
+) -> dict[str, str]:
     """``{"kind": "cause" | "hypothesis" | "unexplained", "text": ...}`` for one
-    row of ``rows`` (a validation's rows, as ``validation.json`` holds them)."""
+    row of ``rows`` (a validation's rows, as ``validation.json`` holds them);
+    ``sessions``: its case's spread between sessions (``simlab.sessions.between``),
+    when the validation has a history."""
     metric = miss["metric"]
     why: dict[str, str] | None = None
     if metric in LATENCY:
@@ -161,13 +269,24 @@ def explain(miss: dict[str, Any], rows: list[dict[str, Any]]) -> dict[str, str]:
         }
     elif metric.startswith("memory"):
         why = _memory(miss, rows)
+    if why is None or why["kind"] != "cause":
+        # A cause in this session's rows stands; otherwise the sessions may say more.
+        why = _drift(miss, sessions) or why
     return why or {"kind": "unexplained", "text": "no rule of the report covers it"}
 
 
-def explain_all(big: list[dict[str, Any]], rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Each big miss with its explanation (``why``), looked up in ``rows``."""
+def explain_all(
+    big: list[dict[str, Any]],
+    rows: list[dict[str, Any]],
+    sessions: list[dict[str, Any]] | None = None,
+) -> list[dict[str, Any]]:
+    """Each big miss with its explanation (``why``), looked up in ``rows``, and
+    in ``sessions`` (``simlab.sessions.between``'s cases) when given."""
+    spread = {(s["model"], s["config"], s["metric"]): s for s in sessions or []}
     out = []
     for b in big:
         row = _row(rows, b["model"], b["config"], b["metric"])
-        out.append({**b, "why": explain(row, rows) if row is not None else explain(b, rows)})
+        drift = spread.get((b["model"], b["config"], b["metric"]))
+        why = explain(row if row is not None else b, rows, drift)
+        out.append({**b, "why": why})
     return out

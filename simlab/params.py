@@ -327,6 +327,18 @@ class Platform:
                            hold a thread per connection
                            (``simlab.calibrate_runtime``); 0 in every preset
 
+    and one kernel cost of its own:
+
+        child_kernel_kib   what the kernel holds for a child forked per connection
+                           (its task, page tables, files; its one thread
+                           included), in place of fork_kernel_kib. The memory
+                           micro-benchmark's forks are copies of its own larger
+                           parent (more page tables to copy); a small server's
+                           children hold less. Fitted from the
+                           process-per-connection runs
+                           (``simlab.calibrate.fit_child_kernel``); 0 (the default,
+                           every preset) means fork_kernel_kib
+
     Wall-clock costs that hold no server resource (microseconds):
 
         rtt_us             the client and loopback path of one request (send,
@@ -335,7 +347,13 @@ class Platform:
                            (loopback round trip and the backend's timer slack)
         rtt_cv, call_latency_cv  their spread: with cv > 0 each draw is
                            lognormal with that mean and cv (scheduling on a
-                           busy machine has a long right tail); 0 means fixed
+                           busy machine has a long right tail); 0 means fixed.
+                           Calibration fits the means from the light runs'
+                           mean latency and the cvs from their latency p50
+                           and p99, both through the model: each run
+                           simulated as it ran, at a grid of cvs
+                           (``simlab.spread``); a cv the runs do not
+                           identify is the preset's (0, fixed), an assumption
 
     Overheads (microseconds of CPU on the thread that pays them):
 
@@ -463,6 +481,7 @@ class Platform:
     fork_touched_kib: float = 0.0
     fork_call_kib: float = 0.0
     thread_served_kib: float = 0.0
+    child_kernel_kib: float = 0.0
     rtt_us: float = 0.0
     rtt_cv: float = 0.0
     call_latency_us: float = 0.0
@@ -526,6 +545,11 @@ class Platform:
             "a forked child includes its thread",
         )
         _require(
+            self.child_kernel_kib == 0 or self.child_kernel_kib >= self.thread_kernel_kib,
+            f"child_kernel_kib(={self.child_kernel_kib}) must be 0 (fork_kernel_kib) or >= "
+            f"thread_kernel_kib(={self.thread_kernel_kib}): a forked child includes its thread",
+        )
+        _require(
             self.fork_child_us <= self.fork_us,
             f"fork_child_us(={self.fork_child_us}) must be <= fork_us(={self.fork_us}): "
             "it is the child's part of the fork",
@@ -543,6 +567,11 @@ class Platform:
             for f in fields(self)
             if f.name not in MECHANISMS or getattr(self, f.name) != f.default
         }
+
+    @property
+    def child_kernel(self) -> float:
+        """Kernel KiB of a child forked per connection, its thread included."""
+        return self.child_kernel_kib or self.fork_kernel_kib
 
     @property
     def loop_parse_us(self) -> float:
@@ -579,6 +608,7 @@ MECHANISMS = (
     "gil_fifo_share",
     "thread_served_kib",
     "backend_pool",
+    "child_kernel_kib",
 )
 
 

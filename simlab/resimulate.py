@@ -26,11 +26,13 @@ from simlab.errors import UserError
 from simlab.platforms import load_platform
 from simlab.provenance import atomic_write_json, git_revision, utc_stamp
 from simlab.real.grids import Case
+from simlab.sessions import add, load, session_of
+from simlab.sessions import write as write_history
 from simlab.validate import (
     METRICS,
     _by_construction,
+    _kept,
     _measure,
-    _measured,
     _offered_rho,
     _peer_adjusted,
     _profile_extras,
@@ -67,8 +69,10 @@ def resimulate(
     platform = lab_platform(load_platform(platform_spec), extras)
     plan = cases if cases is not None else validation_plan(platform.name, quick)
     runs: dict[tuple[str, str], dict[str, list[float]]] = {}
+    speeds: dict[tuple[str, str], list[Any]] = {}
     for r in saved["rows"]:
         runs.setdefault((r["model"], r["config"]), {})[r["metric"]] = r["measured_runs"]
+        speeds[r["model"], r["config"]] = r.get("speed_reference_runs", [])
     seed = int(saved["seed"])
     rows: list[dict[str, Any]] = []
     for k, case in enumerate(plan):
@@ -81,8 +85,18 @@ def resimulate(
         for metric in METRICS:
             values: list[float | None] = list(measured.get(metric, []))
             why_not = _by_construction(metric, case, sim, rho, extras, values)
-            rows.append(_row(case, metric, values, predicted[metric], why_not, rho))
-    result = report_record(rows, platform.name, quick=quick, repeats=saved["repeats"], seed=seed)
+            speed = speeds[case.target, case.config()]
+            rows.append(_row(case, metric, values, predicted[metric], why_not, rho, speed))
+    # The sessions' history as it stands: resimulating adds no session.
+    history = load(folder)
+    result = report_record(
+        rows,
+        platform.name,
+        quick=quick,
+        repeats=saved["repeats"],
+        seed=seed,
+        history=history if history["sessions"] else None,
+    )
     result["measured_runs_from"] = saved.get(
         "measured_runs_from",
         {"created": saved["created"], "git_revision": saved["git_revision"]},
@@ -127,12 +141,16 @@ def remeasure(
         runs = []
         for r in range(int(saved["repeats"])):
             summary = _measure(case, seed * 1000 + k * 10 + r)
-            runs.append({m: _measured(m, summary) for m in METRICS})
+            runs.append(_kept(summary))
         for row in saved["rows"]:
             if f"{row['model']} {row['config']}" == label:
                 row["measured_runs"] = [run[row["metric"]] for run in runs]
+                row["speed_reference_runs"] = [run["speed_reference"] for run in runs]
         saved.setdefault("remeasured", []).append(
             {"case": label, "measured": utc_stamp(), "git_revision": git_revision(), "why": why}
         )
     atomic_write_json(path, saved)
+    # The cases measured again are a session of their own in the history.
+    again = session_of(saved, source="remeasure", labels=set(labels))
+    write_history(folder, add(load(folder), again))
     return saved

@@ -40,6 +40,7 @@ __all__ = [
     "Quantiles",
     "SendDelay",
     "SimSummary",
+    "SpeedReference",
     "Stability",
     "SwitchRates",
     "ThreadLevel",
@@ -365,6 +366,24 @@ class LabCpu(Plain):
 
 
 @dataclass(frozen=True)
+class SpeedReference(Plain):
+    """The machine's speed right before and right after a real run
+    (``simlab.real.speed``): ops per wall second of a fixed pure-Python
+    workload like a server's overheads, the fastest of its batches, outside
+    the measured window and inside the real-run lock; ``ops_s`` is the mean
+    of the two, ``work`` names the workload (only equal names compare)."""
+
+    ops_s: float
+    before_ops_s: float
+    after_ops_s: float
+    work: str
+
+    @classmethod
+    def of(cls, before: float, after: float, work: str) -> SpeedReference:
+        return cls((before + after) / 2, before, after, work)
+
+
+@dataclass(frozen=True)
 class MeasuredStability(Plain):
     reasons: tuple[str, ...]
 
@@ -426,6 +445,7 @@ class MeasuredSummary(Plain):
     took_s: float = 0.0
     overload: OverloadSummary | None = field(default=None, metadata=OMIT_NONE)
     timeline: tuple[Window, ...] | None = field(default=None, metadata=OMIT_NONE)
+    speed_reference: SpeedReference | None = field(default=None, metadata=OMIT_NONE)
 
     def to_row(self) -> dict[str, Any]:
         """One flat row, with ``SimSummary.to_row``'s names where the quantity is the same."""

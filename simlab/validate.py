@@ -54,6 +54,8 @@ from simlab.real.measure import MeasureOptions, measure
 from simlab.real.peers import PEERS, REGISTRY, RESEMBLES, as_designed
 from simlab.real.peers.build import READINESS_CONNECTIONS
 from simlab.results import MeasuredSummary, SimSummary
+from simlab.sessions import add, between, load, report_lines, session_of
+from simlab.sessions import write as write_history
 from simlab.simulation import simulate
 from simlab.stats import bootstrap_ci
 
@@ -306,7 +308,10 @@ def _row(  # noqa: PLR0917 - one row's parts, positionally as the loop has them
     predicted: Predicted,
     why_not: str | None,
     rho: float,
+    speeds: list[dict[str, Any] | None] | None = None,
 ) -> dict[str, Any]:
+    """One metric of one case: its runs, prediction, error and noise; ``speeds``:
+    the machine's speed reference beside each run (``simlab.real.speed``)."""
     values = [v for v in runs if v is not None and math.isfinite(v)]
     measured = float(np.mean(values)) if values else None
     m_ci = bootstrap_ci(values) if len(values) >= 2 else None
@@ -329,6 +334,7 @@ def _row(  # noqa: PLR0917 - one row's parts, positionally as the loop has them
         "evidence": why_not is None and measured is not None,
         "by_construction": why_not,
         "goal": GOALS[metric],
+        "speed_reference_runs": list(speeds or []),
     }
     if measured in (None, 0) or p is None:
         return row
@@ -354,12 +360,21 @@ def validation_plan(platform_name: str, quick: bool) -> list[Case]:
 
 
 def report_record(
-    rows: list[dict[str, Any]], platform_name: str, *, quick: bool, repeats: int, seed: int
+    rows: list[dict[str, Any]],
+    platform_name: str,
+    *,
+    quick: bool,
+    repeats: int,
+    seed: int,
+    history: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """A validation's report: its rows, their summary, and how and where it was made."""
+    """A validation's report: its rows, their summary, how and where it was made,
+    and (with the ``history`` of sessions, ``simlab.sessions``) the sessions' spread."""
+    drift = between(history, rows, quick=quick) if history else None
     return {
         "rows": rows,
-        "summary": summarize(rows),
+        "summary": summarize(rows, drift),
+        "between_sessions": drift,
         "platform": platform_name,
         "quick": quick,
         "repeats": repeats,
@@ -406,21 +421,36 @@ def validate(
             key = f"{k}/{r}: {labels[k]}"
             if key not in journal:
                 s = _measure(case, seed * 1000 + k * 10 + r)
-                journal.put(key, {m: _measured(m, s) for m in METRICS})
+                journal.put(key, _kept(s))
     for k, case in enumerate(plan):
         real = [journal.get(f"{k}/{r}: {labels[k]}") for r in range(repeats)]
         sim = _simulate(case, platform, seed + k)
         rho = _offered_rho(case, sim)
         predicted = _peer_adjusted(case, sim, platform, extras, seed + k)
+        speeds = [v.get("speed_reference") for v in real]
         for metric in METRICS:
             runs = [v[metric] for v in real]
             why_not = _by_construction(metric, case, sim, rho, extras, runs)
-            rows.append(_row(case, metric, runs, predicted[metric], why_not, rho))
+            rows.append(_row(case, metric, runs, predicted[metric], why_not, rho, speeds))
     tick("report", steps, steps)
-    result = report_record(rows, platform.name, quick=quick, repeats=repeats, seed=seed)
-    _write(result, out_dir or validation_dir() / platform.name)
+    out = out_dir or validation_dir() / platform.name
+    # This session joins the history of the sessions before it (simlab.sessions).
+    this = {"rows": rows, "created": utc_stamp(), "git_revision": git_revision(),
+            "quick": quick, "repeats": repeats, "machine": machine()}  # fmt: skip
+    history = add(load(out), session_of(this, source="simlab validate"))
+    result = report_record(
+        rows, platform.name, quick=quick, repeats=repeats, seed=seed, history=history
+    )
+    write_history(out, history)
+    _write(result, out)
     journal.done()
     return result
+
+
+def _kept(s: MeasuredSummary) -> dict[str, Any]:
+    """What a validation keeps of a run: its metrics and the machine's speed beside it."""
+    speed = s.speed_reference.to_dict() if s.speed_reference is not None else None
+    return {**{m: _measured(m, s) for m in METRICS}, "speed_reference": speed}
 
 
 def _measure(case: Case, seed: int) -> MeasuredSummary:
@@ -450,10 +480,11 @@ def _stats(errors: list[float], goal: float) -> dict[str, Any]:
     }
 
 
-def summarize(rows: list[dict[str, Any]]) -> dict[str, Any]:
+def summarize(rows: list[dict[str, Any]], drift: dict[str, Any] | None = None) -> dict[str, Any]:
     """Per metric and per model: the median and worst error of the evidence rows,
     against the goal; the metrics equal by construction, reported apart; and
-    the errors over twice their goal that noise does not cover."""
+    the errors over twice their goal that noise does not cover, explained
+    (``simlab.misses``, with the sessions' spread ``drift`` when there is one)."""
     evidence = [r for r in rows if r["evidence"] and r["rel_error"] is not None]
     metrics = {
         m: _stats([r["rel_error"] for r in evidence if r["metric"] == m], GOALS[m]) for m in METRICS
@@ -482,6 +513,7 @@ def summarize(rows: list[dict[str, Any]]) -> dict[str, Any]:
             if r["rel_error"] > 2 * r["goal"] and not r["within_noise"]
         ],
         rows,
+        drift["cases"] if drift else None,
     )
     return {
         "metrics": metrics,
@@ -589,6 +621,8 @@ def report(result: dict[str, Any]) -> str:
             f"- {b['model']} ({b['config']}), {b['metric']}: error {_pct(b['rel_error'])}, "
             f"net of noise {_pct(b['net_error'])}.{tail}"
         )
+    if result.get("between_sessions"):
+        lines += ["", *report_lines(result["between_sessions"])]
     lines += [
         "",
         "## Equal by construction (reported, not counted)",

@@ -258,3 +258,36 @@ def test_contention_is_identified_only_inside_its_grid(monkeypatch) -> None:
     ys = [500.0 + 2000.0 * 3.0 * np.log2(n) for n in (8, 64, 512, 2048)]
     value, ci, ok, why = cal.fit_contention(_thread_runs(ys), p)
     assert value == cal.CONTENTION_GRID[-1] and not ok and "top of the grid" in why
+
+
+def test_fit_child_kernel_recovers_a_planted_cost_from_the_committed_runs() -> None:
+    # The committed profile's process-per-connection runs, their kernel memory
+    # replaced by what the server, threads and connections cost plus 200 KiB
+    # a child: the fit finds 200 and calls it identified; the other servers'
+    # runs play no part.
+    from pathlib import Path  # noqa: PLC0415 - only this test
+
+    profile = json.loads(
+        (Path(__file__).resolve().parents[1] / "data/profiles/cpython.json").read_text()
+    )
+    platform = load_platform("cpython")
+    results = [cal._from_record(r) for r in profile["runs"]]
+    planted = []
+    for run, s in results:
+        if run.target in PEERS:
+            continue
+        process, threads, conns, forks, backend, _ = cal.memory_units(run, s)
+        known = (
+            process * platform.process_kernel_kib
+            + max(0.0, threads - forks) * platform.thread_kernel_kib
+            + (conns + backend) * platform.connection_kernel_kib
+        )
+        kept = {**s["kept"], "kernel_peak_mib": (known + forks * 200.0) / 1024}
+        planted.append((run, {**s, "kept": kept}))
+    fit = cal.fit_child_kernel(planted, platform)
+    assert fit is not None
+    param = fit.parameter("child_kernel_kib", preset=0.0)
+    assert param["identified"] and param["value"] == pytest.approx(200.0, rel=1e-6)
+    # Without the process-per-connection runs there is nothing to fit.
+    others = [(run, s) for run, s in planted if run.target != "process-per-connection"]
+    assert cal.fit_child_kernel(others, platform) is None

@@ -59,7 +59,11 @@ def _fake_measured(latency_ms: float) -> Any:
     q = SimpleNamespace(p50=latency_ms, p99=2 * latency_ms)
     mem = SimpleNamespace(user_peak=30.0, kernel_peak=1.0)
     return SimpleNamespace(
-        throughput_rps=20.0, latency_ms=q, memory_mib=mem, threads=SimpleNamespace(peak=3.0)
+        throughput_rps=20.0,
+        latency_ms=q,
+        memory_mib=mem,
+        threads=SimpleNamespace(peak=3.0),
+        speed_reference=None,  # a run measured before the speed reference
     )
 
 

@@ -8,7 +8,12 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from simlab.metrics import Step, window_stats
+from simlab import metrics
+from simlab.distributions import Exponential, Fixed
+from simlab.metrics import Step, replication_summary, window_stats, window_sweep
+from simlab.params import Architecture, Workload
+from simlab.platforms import load_platform
+from simlab.simulation import simulate
 from simlab.stats import T975, ci95, t975
 
 
@@ -101,3 +106,78 @@ def test_peaks_without_numba_are_the_sweeps_to_the_bit(seed: int) -> None:
 def test_t975_table_is_scipys() -> None:
     for dof in range(1, len(T975) + 3):
         assert t975(dof) == float(stats.t.ppf(0.975, dof)), dof
+
+
+@pytest.mark.parametrize("seed", range(12))
+def test_the_sweeps_reads_are_the_step_functions(seed: int) -> None:
+    """The probe's reads that the sweep takes on a grid (large runs) are
+    ``Step.at``'s (small runs): exactly for counts, up to the order of the
+    additions for fractional weights; reads without numba are the sweep's to the bit."""
+    rng = np.random.default_rng(100 + seed)
+    parts = _random_parts(rng, int(rng.integers(1, 120)))
+    levels = {"one": (parts[:1], 2.0), "shared": ([parts[0], parts[1]], 3.0),
+              "all": (parts, 0.5), "none": ([], 7.0)}  # fmt: skip
+    t0, t1 = sorted(rng.uniform(0, 50, 2))
+    # Reads before the window too, and on the coarse grid's event instants.
+    grid = np.unique(np.concatenate((rng.uniform(-5, t1, 30), np.arange(-3.0, t1))))
+    grid = grid[grid < t1]
+    read = ("one", "all", "none", "shared")
+    sweep = window_sweep(levels, t0, t1, grid=grid, read=read, compiled=True)
+    for key in read:
+        steps = Step.build(*levels[key])
+        expected = steps.at(grid)
+        if key in ("one", "none"):  # weight 1: counts, exact either way
+            np.testing.assert_array_equal(sweep.reads[key], expected)
+        else:
+            np.testing.assert_allclose(sweep.reads[key], expected, rtol=1e-12, atol=1e-12)
+        at0, at1 = steps.at(np.array([t0, t1]))
+        assert sweep.at_t0[key] == pytest.approx(at0, rel=1e-12, abs=1e-12)
+        assert sweep.at_t1[key] == pytest.approx(at1, rel=1e-12, abs=1e-12)
+    searched = window_sweep(levels, t0, t1, grid=grid, read=read, compiled=False)
+    assert searched.stats == sweep.stats
+    for key in read:
+        np.testing.assert_array_equal(searched.reads[key], sweep.reads[key])
+
+
+def test_a_grid_past_the_window_is_refused() -> None:
+    parts = [(np.array([0.0]), np.array([1.0]), 1.0)]
+    with pytest.raises(ValueError, match="grid"):
+        window_sweep({"x": (parts, 0.0)}, 0.0, 1.0, grid=np.array([0.5, 1.0]), read=("x",))
+
+
+@pytest.mark.parametrize(
+    ("model", "workload", "platform"),
+    [
+        # Threads that come and go (a thread per short connection), the DES.
+        ("thread-per-connection",
+         Workload(connections=400, rate=150.0, cpu=Fixed(0.001), io=Fixed(0.02),
+                  requests_per_connection=1), "cpython"),
+        # The default platform's event loop (the fast engine), memory growing.
+        ("reactor-pool",
+         Workload(connections=300, rate=120.0, cpu=Exponential(0.002), io=Exponential(0.05),
+                  requests_per_connection=3), "cpython"),
+    ],
+)  # fmt: skip
+def test_large_runs_summary_is_the_small_runs(model, workload, platform, monkeypatch) -> None:
+    """A replication's numbers by the one sweep (``SWEEP_MIN_REQUESTS`` and
+    over) are the step functions' (under it): the same counts, threads and
+    growth to the bit, memory up to rounding."""
+    p = load_platform(platform)
+    run = {"duration": 6.0, "warmup": 1.0, "replications": 1, "seed": 5, "engine": "auto"}
+    result = simulate(model, workload, p, Architecture(workers=6), **run)
+    rec = result.records[0]
+    small = replication_summary(rec, p)
+    monkeypatch.setattr(metrics, "SWEEP_MIN_REQUESTS", 0)
+    large = replication_summary(rec, p)
+    assert small.keys() == large.keys()
+    counted = ("threads_alive", "threads_busy", "connections", "in_flight", "queued", "cpu_busy")
+    exact = {f"{lv}_peak" for lv in counted} | {"threads_alive_sampled_peak", "growth"}
+    for key, value in small.items():
+        if isinstance(value, np.ndarray):
+            np.testing.assert_array_equal(large[key], value, err_msg=key)
+        elif key in exact or not isinstance(value, float):
+            assert large[key] == value, key
+        else:  # a mean, or a memory level's (fractional weights): the sums' order
+            assert large[key] == pytest.approx(value, rel=1e-12, abs=1e-12), key
+    # The probe's reads do miss what the exact peak sees on these paths.
+    assert small["threads_alive_sampled_peak"] <= small["threads_alive_peak"]

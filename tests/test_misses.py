@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from simlab.misses import explain, explain_all
+from simlab.real.speed import WORK
 
 
 def _r(metric: str, predicted: float, measured: float, *, config: str = "N=300 420/s W=32 P=1",
@@ -75,3 +76,92 @@ def test_explain_all_keeps_each_miss_and_adds_why() -> None:
     big = [{k: rows[1][k] for k in ("model", "config", "metric", "rel_error")}]
     (out,) = explain_all(big, rows)
     assert out["metric"] == "latency_p50" and out["why"]["kind"] == "cause"
+
+
+def _sessions(low: list[float], high: list[float], speeds: tuple = (None, None)) -> dict:
+    """The case's spread between two sessions, computed as the report does."""
+    from simlab import sessions  # noqa: PLC0415
+
+    h: dict = {}
+    for k, runs in enumerate((low, high)):
+        refs = [{"ops_s": speeds[k], "work": WORK}] * len(runs) if speeds[k] else []
+        rows = [{"model": "async", "config": "N=500 380/s P=1", "metric": "latency_p50",
+                 "measured_runs": runs, "speed_reference_runs": refs}]  # fmt: skip
+        result = {"rows": rows, "created": f"2026010{k + 1}T000000Z", "git_revision": "abc"}
+        h = sessions.add(h, sessions.session_of(result, source="t"))
+    row = {"model": "async", "config": "N=500 380/s P=1", "metric": "latency_p50",
+           "predicted": 312.0, "evidence": True}  # fmt: skip
+    (case,) = sessions.between(h, [row], quick=False)["cases"]
+    return case
+
+
+def test_session_drift_explains_a_miss_the_sessions_bracket() -> None:
+    miss = _r("latency_p50", 312, 670, config="N=500 380/s P=1", model="async", rho=0.5)
+    assert explain(miss, [miss])["kind"] == "unexplained"  # no history: no rule
+    drift = _sessions([280.0, 285.0, 290.0], [660.0, 670.0, 680.0])
+    why = explain(miss, [miss], drift)
+    assert why["kind"] == "hypothesis" and "session drift" in why["text"]
+    assert "20260101T000000Z" in why["text"] and "20260102T000000Z" in why["text"]
+    assert "not recorded in 20260101T000000Z and 20260102T000000Z" in why["text"]
+    # Doctored: the runs within each session spread over each other: no drift.
+    overlap = _sessions([100.0, 285.0, 470.0], [300.0, 670.0, 1040.0])
+    assert explain(miss, [miss], overlap)["kind"] == "unexplained"
+    # Doctored: the prediction outside the sessions' range: the sessions do not explain it.
+    assert explain({**miss, "predicted": 900.0}, [miss], drift)["kind"] == "unexplained"
+    # Memory does not follow the machine's speed: not this rule.
+    memory = {**miss, "metric": "memory_user"}
+    assert explain(memory, [memory], {**drift, "metric": "memory_user"})["kind"] == "unexplained"
+
+
+def test_session_drift_reads_the_speed_reference_both_ways() -> None:
+    miss = _r("latency_p50", 312, 670, config="N=500 380/s P=1", model="async", rho=0.5)
+    slower = explain(miss, [miss], _sessions([280.0, 285.0, 290.0], [660.0, 670.0, 680.0],
+                                             speeds=(5000.0, 4000.0)))  # fmt: skip
+    assert "a ratio of 0.800" in slower["text"]
+    assert "slower in the session that measured more: as a speed change" in slower["text"]
+    faster = explain(miss, [miss], _sessions([280.0, 285.0, 290.0], [660.0, 670.0, 680.0],
+                                             speeds=(4000.0, 5000.0)))  # fmt: skip
+    assert "faster in the session that measured more: against what" in faster["text"]
+    same = explain(miss, [miss], _sessions([280.0, 285.0, 290.0], [660.0, 670.0, 680.0],
+                                           speeds=(5000.0, 5010.0)))  # fmt: skip
+    assert "does not explain the move" in same["text"]
+
+
+def test_a_cause_in_this_sessions_rows_stands_before_drift() -> None:
+    rows = [_r("throughput_rps", 419, 363), _r("latency_p50", 300, 670)]
+    drift = _sessions([280.0, 285.0, 290.0], [660.0, 670.0, 680.0])
+    assert explain(rows[1], rows, drift)["kind"] == "cause"
+    big = [{k: rows[1][k] for k in ("model", "config", "metric", "rel_error")}]
+    spread = [{**drift, "model": rows[1]["model"], "config": rows[1]["config"]}]
+    (out,) = explain_all(big, rows, spread)
+    assert out["why"]["kind"] == "cause"
+    rows[0] = _r("throughput_rps", 365, 363, within=True, rho=0.5)
+    rows[1]["rho"] = 0.5
+    (out,) = explain_all(big, rows, spread)
+    assert "session drift" in out["why"]["text"]
+
+
+def test_opposite_quantile_misses_are_a_spread() -> None:
+    # The process-per-connection 700/s case: p50 under, p99 over, both outside
+    # noise, the served rates within noise (so capacity explains neither).
+    cfg = "N=200 700/s cpu=2ms no calls W=32 P=1"
+    rows = [
+        _r("throughput_rps", 660, 668, config=cfg, model="process-per-connection", rho=0.85,
+           within=True),
+        _r("latency_p50", 277, 488, config=cfg, model="process-per-connection", rho=0.85),
+        _r("latency_p99", 7752, 4730, config=cfg, model="process-per-connection", rho=0.85),
+    ]  # fmt: skip
+    why = explain(rows[1], rows)
+    assert why["kind"] == "hypothesis" and why["text"].startswith("spread")
+    assert "wider" in why["text"] and "28.0 times its p50 where the server's is 9.7" in why["text"]
+    # Doctored: the p99 under as well: both quantiles low is not a spread.
+    rows[2] = _r("latency_p99", 4000, 4730, config=cfg, model="process-per-connection", rho=0.85)
+    assert not explain(rows[1], rows)["text"].startswith("spread")
+    # ... and with the p99 within noise, neither.
+    rows[2] = _r("latency_p99", 7752, 4730, config=cfg, model="process-per-connection",
+                 rho=0.85, within=True)  # fmt: skip
+    assert not explain(rows[1], rows)["text"].startswith("spread")
+    # The other way round (p50 over, p99 under): narrower.
+    rows[1] = _r("latency_p50", 600, 488, config=cfg, model="process-per-connection", rho=0.85)
+    rows[2] = _r("latency_p99", 3000, 4730, config=cfg, model="process-per-connection", rho=0.85)
+    assert "narrower" in explain(rows[1], rows)["text"]

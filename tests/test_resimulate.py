@@ -74,7 +74,11 @@ def test_remeasure_replaces_only_its_cases_runs_with_validates_seeds(
         return object()
 
     monkeypatch.setattr("simlab.resimulate._measure", fake)
-    monkeypatch.setattr("simlab.resimulate._measured", lambda m, s: 1.0 + len(seeds))
+    monkeypatch.setattr(
+        "simlab.resimulate._kept",
+        lambda s: {**{m: 1.0 + len(seeds) for m in validate.METRICS},
+                   "speed_reference": {"ops_s": 1e4 + len(seeds), "work": "w"}},
+    )  # fmt: skip
     label = f"{other.target} {other.config()}"
     out = remeasure(folder, [label], "the probe changed", cases=[CASE, other])
     # The second case of the plan, 3 repeats: seed * 1000 + k * 10 + r.
@@ -83,5 +87,10 @@ def test_remeasure_replaces_only_its_cases_runs_with_validates_seeds(
     assert rows[(other.config(), "latency_p50")]["measured_runs"] == [2.0, 3.0, 4.0]
     assert rows[(CASE.config(), "latency_p50")]["measured_runs"] == [7.1, 7.3, 7.0]
     assert out["remeasured"][0]["case"] == label and out["remeasured"][0]["why"]
+    # The runs' speed references are kept, and the case joins the history as a session of its own.
+    assert rows[(other.config(), "latency_p50")]["speed_reference_runs"][0]["ops_s"] == 10001.0
+    history = json.loads((folder / "history.json").read_text())
+    assert [s["source"] for s in history["sessions"]] == ["remeasure"]
+    assert list(history["cases"]) == [label]
     with pytest.raises(UserError, match="no case"):
         remeasure(folder, ["iterative N=1"], "x", cases=[CASE, other])

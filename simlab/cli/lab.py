@@ -475,6 +475,10 @@ def _print_measure(s: MeasuredSummary, saved_to: Path | None) -> None:
             f"{fmt(s.completed)} / {fmt(s.dropped)} / {fmt(s.incomplete)}",
         ),
     ]
+    if s.speed_reference is not None:
+        ref = s.speed_reference
+        speed = f"{fmt(ref.before_ops_s)} / {fmt(ref.after_ops_s)}"
+        rows.append(("machine speed before / after (ops/s)", speed))
     for name, value in rows:
         t.add_row(name, value)
     out.print(t)

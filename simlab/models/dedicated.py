@@ -180,6 +180,7 @@ class Dedicated(ConnectionBound):
             called=owners if cls.own_process and workload.calls else 0,
             # Every owner serves its connection's requests, and grows once it has.
             served=owners,
+            child=owners if cls.own_process else 0,
         )
 
     @classmethod

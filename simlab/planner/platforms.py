@@ -40,6 +40,8 @@ UNIT_WORDS = {
     "front_conn": "connections held by the front",
     "buffer_kib": "KiB of buffered bytes",
     "called": "forked children's growth from their first backend call",
+    "served": "threads' growth once they have served",
+    "child": "children per connection's kernel memory beyond a forked copy's",
 }
 
 

@@ -22,7 +22,11 @@ How each number is obtained:
   its threads, sockets and page tables, not the load generator's or the
   backend's); resident = user + kernel; reserved virtual = the tree's VMS;
 - in flight: the load generator's own count, sampled every 10 ms, which
-  lets Little's law be checked against throughput x mean latency.
+  lets Little's law be checked against throughput x mean latency;
+- the machine's speed (``speed_reference``): ``simlab.real.speed``'s
+  reference measured right before the backend starts and right after
+  everything has stopped, inside the real-run lock, so that runs of
+  different sessions can be told apart by their machine's speed.
 
 With overload options (``simlab.overload``) the load generator follows the
 rate schedule, gives up and retries as the workload's ``clients`` say, the
@@ -60,6 +64,8 @@ from simlab.real.lock import exclusive
 from simlab.real.options import SERVER_MODELS
 from simlab.real.probe import Probe
 from simlab.real.processes import Managed, free_port, port_is_free, python, share_priority
+from simlab.real.speed import WORK as SPEED_WORK
+from simlab.real.speed import measure_speed
 from simlab.results import (
     ConnectionCounts,
     HistogramBlock,
@@ -72,6 +78,7 @@ from simlab.results import (
     MeasuredThreads,
     Peak,
     SendDelay,
+    SpeedReference,
     SwitchRates,
 )
 from simlab.stats import ci95, positive_ci95
@@ -419,24 +426,30 @@ def measure(opts: MeasureOptions, progress: Callable[[str], None] | None = None)
         os.close(fd)
         stats_path = Path(name)
     # One real run at a time: they share the machine's cores.
-    with exclusive(say), contextlib.ExitStack() as stack:
-        say("starting the backend")
-        backend = stack.enter_context(Managed(_backend_argv(opts, stats_path), name="backend"))
-        say(f"starting {opts.target}")
-        # The server's own kernel memory: a memory cgroup it joins at its start.
-        account, no_account = KernelAccount.create()
-        if account is not None:
-            stack.callback(account.close)
-        else:
-            warnings.append(f"kernel memory not measured: {no_account}")
-        server = _start_server(opts, backend.port, account.preexec if account else None)
-        stack.callback(lambda: errors.append(server.stop()))
-        probe = Probe(server.pid, account=account, port=server.port, neighbours=(backend.pid,))
-        probe.start()
-        stack.callback(probe.stop)
-        window = f"{opts.warmup:g} s warm-up, {opts.duration:g} s measured"
-        say(f"{w.connections:,} connections, {window}")
-        report = _run_load(spec, server.port, opts)
+    with exclusive(say):
+        # The machine's speed, before anything of the run starts and after
+        # everything has stopped (simlab.real.speed): sessions can differ.
+        before = measure_speed()
+        with contextlib.ExitStack() as stack:
+            say("starting the backend")
+            backend = stack.enter_context(Managed(_backend_argv(opts, stats_path), name="backend"))
+            say(f"starting {opts.target}")
+            # The server's own kernel memory: a memory cgroup it joins at its start.
+            account, no_account = KernelAccount.create()
+            if account is not None:
+                stack.callback(account.close)
+            else:
+                warnings.append(f"kernel memory not measured: {no_account}")
+            server = _start_server(opts, backend.port, account.preexec if account else None)
+            stack.callback(lambda: errors.append(server.stop()))
+            probe = Probe(server.pid, account=account, port=server.port, neighbours=(backend.pid,))
+            probe.start()
+            stack.callback(probe.stop)
+            window = f"{opts.warmup:g} s warm-up, {opts.duration:g} s measured"
+            say(f"{w.connections:,} connections, {window}")
+            report = _run_load(spec, server.port, opts)
+        after = measure_speed()
+    speed = SpeedReference.of(before.ops_s, after.ops_s, SPEED_WORK)
     server_err = "".join(errors)
     port_left = not port_is_free(server.port)
     if port_left:
@@ -444,7 +457,9 @@ def measure(opts: MeasureOptions, progress: Callable[[str], None] | None = None)
     if server_err.strip():
         warnings.append(f"server stderr: {server_err.strip()[-300:]}")
     answers = _read_answers(stats_path)
-    summary = _summary(opts, report, probe, started, warnings, runtime=runtime, answers=answers)
+    summary = _summary(
+        opts, report, probe, started, warnings, runtime=runtime, answers=answers, speed=speed
+    )
     front = _front_cpu(probe, report)
     if not opts.save:
         return Measurement(summary, front_cpu_cores=front)
@@ -524,6 +539,7 @@ def _summary(
     *,
     runtime: dict[str, str],
     answers: dict[int, int] | None = None,
+    speed: SpeedReference | None = None,
 ) -> MeasuredSummary:
     w, a = opts.workload, opts.architecture
     window = (r["window_wall"][0], r["window_wall"][1])
@@ -651,6 +667,7 @@ def _summary(
         took_s=time.time() - window[0] + opts.warmup,
         overload=overload,
         timeline=timeline,
+        speed_reference=speed,
     )
 
 

@@ -225,3 +225,56 @@ def test_a_phase_within_the_interval_is_never_forced_off() -> None:
     # 4 ms of CPU, a waiter from 0.5 ms: no timed wait ends before it does.
     hold, waiter = _gil_trace([(0.0, 0.004), (0.0005, 0.001)])
     assert hold == (0.0, 0.004) and waiter == (0.004, 0.005)
+
+
+def _kernel_peak(model: str, workload: Workload, platform: Platform, arch: Architecture) -> float:
+    s = simulate(model, workload, platform, arch, duration=2.0, warmup=0.5, replications=1,
+                 seed=1).summary  # fmt: skip
+    assert s.memory_mib.kernel_peak_exact is not None
+    return s.memory_mib.kernel_peak_exact
+
+
+def test_a_child_per_connection_holds_its_own_kernel_memory() -> None:
+    # 20 persistent connections hold 20 children all run: each is priced at
+    # child_kernel_kib instead of fork_kernel_kib, 50 KiB less.
+    platform = Platform(name="p", fork_kernel_kib=238.0)
+    w = Workload(connections=20, rate=200.0, cpu=Fixed(0.0005), io=Fixed(0.002), calls=1)
+    arch = Architecture()
+    base = _kernel_peak("process-per-connection", w, platform, arch)
+    child = _kernel_peak("process-per-connection", w, platform.with_(child_kernel_kib=188.0), arch)
+    assert base - child == pytest.approx(20 * 50 / 1024, rel=1e-9)
+    # Short connections: a child per request in flight, each fork interval
+    # priced at the child's cost: the peak falls, by at most 50 KiB for each
+    # child that can be alive at once.
+    short = w.with_(requests_per_connection=1, connections=2000, rate=50.0)
+    s_base = _kernel_peak("process-per-connection", short, platform, arch)
+    s_child = _kernel_peak(
+        "process-per-connection", short, platform.with_(child_kernel_kib=188.0), arch
+    )
+    threads = simulate("process-per-connection", short, platform, arch, duration=2.0,
+                       warmup=0.5, replications=1, seed=1).summary.threads.peak_exact  # fmt: skip
+    assert threads is not None
+    assert 0 < (s_base - s_child) * 1024 <= 50 * threads + 1e-6
+    # Pre-forked copies are not children per connection: unchanged.
+    loop = Workload(connections=50, rate=100.0, cpu=Fixed(0.0005), io=Fixed(0.002), calls=1)
+    copies = Architecture(workers=4, processes=2)
+    assert _kernel_peak("reactor-pool", loop, platform, copies) == _kernel_peak(
+        "reactor-pool", loop, platform.with_(child_kernel_kib=188.0), copies
+    )
+
+
+def test_the_planner_counts_a_childs_own_kernel_memory() -> None:
+    from simlab.footprint import Units  # noqa: PLC0415 - only this test
+
+    platform = Platform(name="p", fork_kernel_kib=238.0, child_kernel_kib=188.0)
+    units = Units(fork=10, thread=11, child=10)
+    plain = Units(fork=10, thread=11)
+    gap = plain.footprint(platform).kernel_kib - units.footprint(platform).kernel_kib
+    assert gap == pytest.approx(500.0)
+    # 0 means a child costs what a fork does.
+    assert units.footprint(platform.with_(child_kernel_kib=0.0)) == plain.footprint(platform)
+
+
+def test_child_kernel_kib_must_hold_its_thread() -> None:
+    with pytest.raises(ValueError, match="child_kernel_kib"):
+        Platform(thread_kernel_kib=26.0, child_kernel_kib=10.0)

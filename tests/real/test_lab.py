@@ -18,6 +18,7 @@ from simlab.real import loadgen
 from simlab.real.measure import MeasureOptions, build_queries, measure
 from simlab.real.memory import measure_memory
 from simlab.real.processes import Managed, free_port, port_is_free
+from simlab.real.speed import WORK
 from tests.real.conftest import request, start_server
 
 pytestmark = [pytest.mark.real, pytest.mark.timeout(240)]
@@ -121,6 +122,10 @@ def test_measure_matches_the_contract_and_littles_law(tmp_path, target: str) -> 
     saved = json.loads(result.saved_to.read_text())
     assert saved["summary"]["seed"] == 1
     assert saved["summary"]["machine"]["cores"] >= 1
+    # The machine's speed, measured before and after the run (simlab.real.speed).
+    speed = saved["summary"]["speed_reference"]
+    assert speed["before_ops_s"] > 0 and speed["after_ops_s"] > 0 and speed["work"] == WORK
+    assert s["speed_reference"] == speed
     _no_leftovers(before)
 
 

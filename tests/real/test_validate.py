@@ -66,6 +66,17 @@ def test_validate_quick_end_to_end(tmp_path) -> None:
         assert (tmp_path / name).stat().st_size > 0, name
     saved = json.loads((tmp_path / "validation.json").read_text())
     assert saved["summary"] == result["summary"]
+    # The session joins the history beside the report, each run with the
+    # machine's speed measured before and after it.
+    history = json.loads((tmp_path / "history.json").read_text())
+    (session,) = history["sessions"]
+    assert session["source"] == "simlab validate" and session["quick"]
+    assert session["speed_reference"]["runs"] == len(cases) * result["repeats"]
+    assert all(
+        ref["before_ops_s"] > 0 and ref["after_ops_s"] > 0
+        for r in rows
+        for ref in r["speed_reference_runs"]
+    )
 
 
 def test_usl_on_a_real_server(tmp_path) -> None:

@@ -1,0 +1,180 @@
+"""A speed reference for the machine, measured beside every real run.
+
+Near saturation a few per cent of CPU speed moves the offered load a lot,
+and this machine is a VM whose speed (host load, frequency) can differ from
+one session to the next. The servers' handlers spin their work in *thread
+CPU time* (``simlab.real.work.burn_cpu``), which hides such a change, but
+everything else a server and the lab do (parse, dispatch, switch, send,
+load, probe) runs faster or slower with the machine. The reference measures
+that part's speed: a fixed, deterministic pure-Python workload that resembles
+a server's own overheads, timed on the wall clock, so that two runs' (or two
+sessions') references can be compared.
+
+One *op* is one keep-alive HTTP/1.1 exchange through the servers' own h11
+code (``simlab.real.protocol.Exchange``: feed a fixed ``GET /work?...``,
+parse it and its query, frame the 200 with its ``x-service-us`` header) plus
+the dictionary and string work a server does around it (a per-connection
+record updated, a log line formatted). The ops are run in ``BATCHES``
+batches of ``OPS_PER_BATCH`` each (about 40 ms in all on this machine), and
+the rate is ``OPS_PER_BATCH`` over the *fastest* batch's wall time (min of
+k): a batch that a preemption or an interrupt slowed down says little about
+the machine's speed, the fastest one says what the machine could do. The
+median batch's rate is kept too: where it falls well below the best, the
+core was shared while the reference ran.
+
+The work is the same in every call (``work`` returns a checksum of it, the
+same every time); only its time differs.
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from simlab.real.protocol import Exchange, WorkRequest
+
+__all__ = [
+    "BATCHES",
+    "OPS_PER_BATCH",
+    "REPEATABILITY",
+    "WORK",
+    "SpeedSample",
+    "measure_speed",
+    "session_speed",
+    "work",
+]
+
+OPS_PER_BATCH = 40
+BATCHES = 7
+# The workload's name: a reference is comparable only with one of the same
+# work, so a change of the work below must change this name.
+WORK = "h11-exchange-v1"
+# How far two references of the machine at one speed can differ (relative):
+# below this, a ratio between sessions says nothing. Medians of 20 references
+# repeated within 0.9-1.7% (half-range over blocks) while the machine's speed
+# held, with or without a niced hog on either core (docs/real-lab.md, "The
+# speed reference").
+REPEATABILITY = 0.03
+_REQUEST = (
+    b"GET /work?cpu_ms=1.000&io_ms=20.000&calls=1&fanout=sequential HTTP/1.1\r\n"
+    b"host: 127.0.0.1:8080\r\n"
+    b"user-agent: simlab-loadgen\r\n"
+    b"accept: */*\r\n"
+    b"\r\n"
+)
+
+
+@dataclass(frozen=True)
+class SpeedSample:
+    """One measurement of the reference: its best and median batch rates (ops/s)."""
+
+    ops_s: float
+    median_ops_s: float
+    batches: int = BATCHES
+    ops_per_batch: int = OPS_PER_BATCH
+
+
+def _batch(n: int) -> int:
+    """``n`` ops on one keep-alive connection; a checksum of what they produced."""
+    exchange = Exchange()
+    record: dict[str, float] = {"requests": 0.0, "cpu_ms": 0.0, "io_ms": 0.0}
+    total = 0
+    for k in range(n):
+        exchange.feed(_REQUEST)
+        request = exchange.next()
+        if not isinstance(request, WorkRequest):  # the fixed request always parses
+            raise RuntimeError(f"speed reference: the fixed request parsed as {request!r}")
+        record["requests"] += 1
+        record["cpu_ms"] += request.cpu_ms
+        record["io_ms"] += sum(request.io_ms)
+        answer = exchange.respond(1000 + k % 7, request.headers())
+        line = f"{k} GET /work 200 {len(answer)} cpu={request.cpu_ms:.3f} {request.fanout}"
+        total += len(answer) + len(line) + len(record)
+    return total + int(record["requests"] + record["cpu_ms"] + record["io_ms"])
+
+
+def work(n: int = OPS_PER_BATCH) -> int:
+    """Run one batch of ``n`` ops untimed; returns its checksum (the same every call)."""
+    return _batch(n)
+
+
+def measure_speed(batches: int = BATCHES, ops_per_batch: int = OPS_PER_BATCH) -> SpeedSample:
+    """Time ``batches`` batches of the reference's ops and return their rates."""
+    if batches < 1 or ops_per_batch < 1:
+        raise ValueError(f"batches(={batches}) and ops_per_batch(={ops_per_batch}) must be >= 1")
+    _batch(ops_per_batch // 10 + 1)  # warm the code paths and caches, untimed
+    times = []
+    for _ in range(batches):
+        start = time.perf_counter()
+        _batch(ops_per_batch)
+        times.append(time.perf_counter() - start)
+    return SpeedSample(
+        ops_s=ops_per_batch / min(times),
+        median_ops_s=ops_per_batch / statistics.median(times),
+        batches=batches,
+        ops_per_batch=ops_per_batch,
+    )
+
+
+def session_speed(references: Sequence[Mapping[str, Any] | None]) -> dict[str, Any] | None:
+    """The median of some runs' ``speed_reference`` (``MeasuredSummary``'s, as
+    JSON), with its range and count: a session's speed. Only references of
+    the current ``WORK`` count; None when there are none."""
+    values = sorted(
+        float(r["ops_s"])
+        for r in references
+        if r is not None and r.get("work") == WORK and r.get("ops_s") is not None
+    )
+    if not values:
+        return None
+    return {
+        "median_ops_s": statistics.median(values),
+        "min_ops_s": values[0],
+        "max_ops_s": values[-1],
+        "runs": len(values),
+        "work": WORK,
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m simlab.real.speed [--repeat N]``: N references in a row,
+    under the real-run lock, their spread printed as one JSON object (how
+    repeatable the reference is on this machine, as it is now)."""
+    import argparse  # noqa: PLC0415
+    import json  # noqa: PLC0415
+    import sys  # noqa: PLC0415
+
+    from simlab.real.lock import exclusive  # noqa: PLC0415
+
+    p = argparse.ArgumentParser(prog="python -m simlab.real.speed", description=main.__doc__)
+    p.add_argument("--repeat", type=int, default=20)
+    a = p.parse_args(argv)
+    if not 2 <= a.repeat <= 1000:
+        print(f"simlab: error: --repeat(={a.repeat}) must be in [2, 1000]", file=sys.stderr)
+        return 2
+    with exclusive(lambda msg: print(msg, file=sys.stderr)):
+        samples = [measure_speed() for _ in range(a.repeat)]
+    best = sorted(s.ops_s for s in samples)
+    centre = statistics.median(best)
+    deciles = statistics.quantiles(best, n=10)
+    out = {
+        "work": WORK,
+        "repeat": a.repeat,
+        "median_ops_s": centre,
+        "min_ops_s": best[0],
+        "p10_ops_s": deciles[0],
+        "p90_ops_s": deciles[-1],
+        "max_ops_s": best[-1],
+        # Half the 10-90% range, relative to the median: what REPEATABILITY bounds.
+        "half_spread": (deciles[-1] - deciles[0]) / 2 / centre,
+        "median_of_batch_medians_ops_s": statistics.median(s.median_ops_s for s in samples),
+    }
+    print(json.dumps(out))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,67 @@
+"""The machine's speed reference (``simlab.real.speed``) and where its values go.
+
+The reference does the same work every time (only its time may differ), its
+rate is positive, and the values measured beside a run reach calibration's
+run records and the profile's median unchanged. (That ``simlab measure``
+records it is checked on real runs, in tests/real/test_lab.py.)
+"""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from simlab import calibrate as cal
+from simlab.distributions import Fixed
+from simlab.params import Architecture, Workload
+from simlab.real import speed
+from simlab.real.grids import Run
+from simlab.results import SpeedReference
+
+
+def test_the_work_is_the_same_every_time_and_grows_with_the_ops() -> None:
+    first, again = speed.work(), speed.work()
+    assert first == again > 0
+    # Twice the ops, about twice the checksum: it counts what each op produced.
+    assert speed.work(2 * speed.OPS_PER_BATCH) == pytest.approx(2 * first, rel=0.05)
+
+
+def test_a_measurement_is_a_positive_rate_its_best_batch_at_least_its_median() -> None:
+    s = speed.measure_speed(batches=3, ops_per_batch=5)
+    assert math.isfinite(s.ops_s) and s.ops_s > 0
+    assert s.ops_s >= s.median_ops_s > 0
+    assert (s.batches, s.ops_per_batch) == (3, 5)
+    with pytest.raises(ValueError, match="batches"):
+        speed.measure_speed(batches=0)
+
+
+def test_a_sessions_speed_is_the_median_of_its_runs_of_the_same_work() -> None:
+    refs = [
+        SpeedReference.of(100.0, 110.0, speed.WORK).to_dict(),
+        SpeedReference.of(200.0, 200.0, speed.WORK).to_dict(),
+        SpeedReference.of(300.0, 310.0, speed.WORK).to_dict(),
+        SpeedReference.of(9e9, 9e9, "another-work").to_dict(),  # not comparable: left out
+        None,  # a run from before the reference
+    ]
+    got = speed.session_speed(refs)
+    assert got == {"median_ops_s": 200.0, "min_ops_s": 105.0, "max_ops_s": 305.0,
+                   "runs": 3, "work": speed.WORK}  # fmt: skip
+    assert speed.session_speed([None]) is None
+
+
+def test_calibration_keeps_each_runs_reference_through_a_refit() -> None:
+    ref = SpeedReference.of(4000.0, 4200.0, speed.WORK)
+    assert ref.ops_s == 4100.0
+    summary = {"throughput_rps": 10.0, "speed_reference": ref.to_dict()}
+    kept = cal._keep(summary)
+    assert kept["speed_reference"] == ref.to_dict()
+    w = Workload(connections=4, rate=10.0, cpu=Fixed(0.001), io=Fixed(0.005))
+    run = Run("async", w, Architecture(workers=4), "cpu")
+    record = cal._run_record(run, cal._as_summary(kept))
+    assert record["measured"]["speed_reference"]["before_ops_s"] == 4000.0
+    # A refit reads the runs back from the profile: the reference survives it.
+    _, again = cal._from_record(record)
+    assert again["kept"]["speed_reference"] == ref.to_dict()
+    median = speed.session_speed([again["kept"]["speed_reference"]])
+    assert median is not None and median["median_ops_s"] == 4100.0
