@@ -41,7 +41,7 @@ import json
 import math
 import os
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -913,6 +913,23 @@ FORKS_METHOD = (
 )
 
 
+def _forking_runs(
+    results: list[tuple[Run, dict[str, Any]]], key: str
+) -> Iterator[tuple[Run, float, list[float]]]:
+    """simlab's own forking servers' runs (a process per connection) that
+    measured memory ``key`` (MiB): each with that memory in KiB and its units
+    (``memory_units``)."""
+    for run, s in results:
+        if run.target in PEERS or run.role not in ("cpu", "memory"):
+            continue
+        if not get_model(run.target).own_process:
+            continue
+        mem = s["kept"].get(key)
+        if mem is None or s["threads"]["peak"] is None:
+            continue
+        yield run, mem * 1024, memory_units(run, s)
+
+
 # The kernel-memory parameters ``fit_child_kernel`` holds at their values.
 KERNEL_KEYS = (
     "process_kernel_kib",
@@ -937,15 +954,8 @@ def fit_child_kernel(results: list[tuple[Run, dict[str, Any]]], platform: Platfo
     own, larger parent, whose page tables the kernel copies; a small server's
     children can hold less. None when there are too few runs."""
     rows, ys = [], []
-    for run, s in results:
-        if run.target in PEERS or run.role not in ("cpu", "memory"):
-            continue
-        if not get_model(run.target).own_process:
-            continue
-        mem = s["kept"].get("kernel_peak_mib")
-        if mem is None or s["threads"]["peak"] is None:
-            continue
-        process, threads, conns, forks, backend, _ = memory_units(run, s)
+    for _, y, units in _forking_runs(results, "kernel_peak_mib"):
+        process, threads, conns, forks, backend, _ = units
         if forks <= 0:
             continue
         known = (
@@ -953,7 +963,6 @@ def fit_child_kernel(results: list[tuple[Run, dict[str, Any]]], platform: Platfo
             + max(0.0, threads - forks) * platform.thread_kernel_kib
             + (conns + backend) * platform.connection_kernel_kib
         )
-        y = mem * 1024
         rows.append([forks / y])
         ys.append((y - known) / y)
     if len(rows) < 3:
@@ -981,19 +990,10 @@ def fit_forks(results: list[tuple[Run, dict[str, Any]]], platform: Platform) -> 
         platform.fork_kib - platform.thread_kib,
         platform.backend_conn_kib,
     )
-    for run, s in results:
-        if run.target in PEERS or run.role not in ("cpu", "memory"):
-            continue
-        if not get_model(run.target).own_process:
-            continue
-        mem = s["kept"].get("pss_peak_mib")
-        if mem is None or s["threads"]["peak"] is None:
-            continue
-        units = memory_units(run, s)
+    for run, y, units in _forking_runs(results, "pss_peak_mib"):
         known = sum(n * kib for n, kib in zip(units[:5], costs, strict=True))
         served = min(units[5], units[3])  # a child that has exited holds nothing
         called = served if run.workload.calls > 0 else 0.0
-        y = mem * 1024
         rows.append([served / y, called / y])
         ys.append((y - known) / y)
     if len(rows) < 4:
