@@ -7,7 +7,8 @@ Everything above the ``MARKER`` line is written by hand; below it, one table
 per preset: each number and where it comes from (``simlab.platforms.SOURCES``,
 or the preset's docstring for the numbers it does not list); then each
 committed calibrated profile of a runtime (``data/profiles/<runtime>.json``,
-written by ``simlab calibrate --runtime``), and the summary of every
+written by ``simlab calibrate --runtime``), the costs the cpython profile
+fitted for a peer's own code (``peers`` -> ``costs``), and the summary of every
 committed validation report (``data/validation/<name>/validation.json``),
 across runtimes, per model and metric.
 """
@@ -60,7 +61,9 @@ def reference() -> str:
 
 def render(current: str) -> str:
     """The page: its hand-written part up to the marker, then the generated tables."""
-    return splice(PAGE, current, MARKER, f"{reference()}\n{calibrated()}\n{validated()}")
+    return splice(
+        PAGE, current, MARKER, f"{reference()}\n{calibrated()}\n{peer_costs()}\n{validated()}"
+    )
 
 
 def _how(p: dict[str, Any]) -> str:
@@ -115,6 +118,36 @@ def calibrated() -> str:
             parts.append(f"\n`{peer}` beyond its model: {'; '.join(bits) or 'nothing'}.")
         parts.append("")
     return "\n".join(parts)
+
+
+def peer_costs() -> str:
+    """The costs the cpython profile fitted for a peer's own code (``peers`` ->
+    ``costs``), beside the shared values the peer's model would use."""
+    path = DATA / "profiles" / "cpython.json"
+    if not path.exists():
+        return ""
+    profile = json.loads(path.read_text())
+    rows = []
+    for peer, entry in profile.get("peers", {}).items():
+        for key, p in (entry.get("costs") or {}).items():
+            shared = profile["parameters"].get(key, {}).get("value")
+            rows.append(f"| `{peer}` | `{key}` | {p['value']:,.4g} | {shared:,.4g} | {_how(p)} |")
+    if not rows:
+        return ""
+    return "\n".join(
+        [
+            "## Peers' own costs (`cpython`)",
+            "",
+            "Written by `simlab calibrate` from each loop peer's own closed loops of 1 to 64 "
+            "clients (the machine's costs held at the shared values); validation simulates "
+            "the peer with them in place of the shared ones (what simlab's own servers cost).",
+            "",
+            "| peer | number | value | shared | how |",
+            "|---|---|---|---|---|",
+            *rows,
+            "",
+        ]
+    )
 
 
 def _cell(v: dict[str, Any]) -> str:

@@ -42,6 +42,7 @@ import math
 import os
 import sys
 from collections.abc import Callable, Iterator
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -56,7 +57,7 @@ from simlab.models.base import MAX_BUSY_SEEN
 from simlab.params import LAB_KEYS, Architecture, Platform, Workload
 from simlab.platforms import PRESETS, profile_path
 from simlab.provenance import atomic_write_json, git_revision, json_safe, machine, utc_stamp
-from simlab.real.grids import LOOP_SERVERS, Run, grid
+from simlab.real.grids import LOOP_SERVERS, PEER_LOOPS, Run, grid
 from simlab.real.measure import MeasureOptions, measure
 from simlab.real.memory import measure_memory
 from simlab.real.peers import PEERS, RESEMBLES, as_designed
@@ -82,6 +83,7 @@ __all__ = [
     "fit_cpu",
     "fit_fork_split",
     "fit_forks",
+    "fit_peer_loops",
     "fit_spread_through_model",
     "measure_runs",
 ]
@@ -124,6 +126,8 @@ def fit_cpu(results: list[tuple[Run, dict[str, Any]]]) -> Fit:
     names = (*CPU_COSTS, *ACCEPT_COSTS)
     rows, ys = [], []
     for run, s in results:
+        if run.target in PEERS:
+            continue  # a peer's own code costs what it costs (fit_peer_loops)
         y = _per_request_cpu(s, run)
         if run.role in CPU_ROLES and y is not None:
             busy = float(s["cpu_busy_cores"] or 0.0)
@@ -233,6 +237,55 @@ def fit_batching(results: list[tuple[Run, dict[str, Any]]], platform: Platform) 
     if len(rows) < 4:
         return None
     return fit_robust(np.array(rows), np.array(ys), ("loop_event_us", "loop_wake_us"))
+
+
+PEER_LOOP_METHOD = (
+    "soft-L1 least squares over the peer's own closed loops of 1 to 64 clients "
+    "(the machine's costs held at the shared fitted values), 95% bootstrap interval"
+)
+
+
+def fit_peer_loops(
+    results: list[tuple[Run, dict[str, Any]]], platform: Platform
+) -> dict[str, dict[str, Any]]:
+    """Each loop peer's own loop costs (``PEER_LOOPS``: ``loop_event_us``,
+    ``loop_wake_us``), from its closed loops of 1 to 64 clients, as
+    ``fit_batching`` fits simlab's loops, with the costs the machine sets
+    (task, call, wake-up: ``platform``'s, shared) held.
+
+    A peer's loop pays per request whatever its protocol code costs
+    (uvicorn parses with httptools in C and runs its own protocol class;
+    simlab's async server parses with h11 in Python), so these two are the
+    peer's and no one else's. A cost its runs do not identify keeps the
+    shared value, labelled an assumption. Returns {peer: {cost: record}},
+    with the fit's rows and residuals under ``"fit"``; a peer with too few
+    runs is left out."""
+    out: dict[str, dict[str, Any]] = {}
+    for peer in PEER_LOOPS:
+        model = RESEMBLES[peer]
+        runs = [
+            (replace(run, target=model), s)
+            for run, s in results
+            if run.target == peer and run.role == "batch"
+        ]
+        fit = fit_batching(runs, platform)
+        if fit is None:
+            continue
+        entry: dict[str, Any] = {}
+        for key in fit.names:
+            shared = float(getattr(platform, key))
+            record = fit.parameter(key, preset=shared, method=PEER_LOOP_METHOD)
+            if not record["identified"]:
+                why = record["assumption"].removeprefix("not identified by these runs ")
+                why = why.removesuffix("; the preset's value")
+                record["assumption"] = (
+                    f"not identified by {peer}'s closed loops {why}; the shared value "
+                    "(simlab's loops')"
+                )
+            entry[key] = record
+        entry["fit"] = {"rows": fit.rows, "residuals_us": list(fit.residuals)}
+        out[peer] = entry
+    return out
 
 
 # Wall-clock overheads are read from lightly loaded runs only: under load the
@@ -613,12 +666,17 @@ def _from_record(r: dict[str, Any]) -> tuple[Run, dict[str, Any]]:
 
 
 def measure_runs(
-    runs: list[Run], journal: Journal, tick: Callable[[str, int, int], None], total: int
+    runs: list[Run],
+    journal: Journal,
+    tick: Callable[[str, int, int], None],
+    total: int,
+    places: list[int] | None = None,
 ) -> list[tuple[Run, dict[str, Any]]]:
-    """Measure each run not yet in ``journal`` (seed: its place in the grid) and
-    return every run with what calibration keeps of it."""
+    """Measure each run not yet in ``journal`` (seed: its place in the grid,
+    counted from 1: ``places``, or its place in ``runs``) and return every run
+    with what calibration keeps of it."""
     results = []
-    for k, run in enumerate(runs, 1):
+    for k, run in zip(places or range(1, len(runs) + 1), runs, strict=True):
         tick(run.label(), k, total)
         key = f"{k}: {run.label()}"
         if key not in journal:
@@ -642,12 +700,16 @@ def calibrate(
     *,
     quick: bool = False,
     refit: bool = False,
+    measure_missing: bool = False,
     out_dir: Path | None = None,
     progress: Callable[[str, int, int], None] | None = None,
 ) -> dict[str, Any]:
     """Run the grid (or, with ``refit``, reuse the runs kept in the existing
-    profile), fit, and write ``out_dir/name.json`` (default: the data root's
-    profiles); returns the profile."""
+    profile, and with ``measure_missing`` also measure the grid's runs it
+    lacks: runs added to the grid since), fit, and write ``out_dir/name.json``
+    (default: the data root's profiles); returns the profile."""
+    if measure_missing and not refit:
+        raise UserError("--measure-missing: only with --refit (a full calibration measures all)")
     tick = progress or (lambda _label, _k, _n: None)
     path = out_dir / f"{name}.json" if out_dir is not None else profile_path(name)
     journal: Journal | None = None
@@ -665,6 +727,8 @@ def calibrate(
             # (seconds, no server, no port) is the one thing measured now.
             tick("measure the probe", 0, 1)
             probe = measure_probe_cost()
+        if measure_missing:
+            results += _measure_missing(name, quick, results, tick)
         tick("fitting", 1, 1)
     else:
         runs = grid(quick)
@@ -685,6 +749,30 @@ def calibrate(
     if journal is not None:
         journal.done()
     return profile
+
+
+def _measure_missing(
+    name: str,
+    quick: bool,
+    results: list[tuple[Run, dict[str, Any]]],
+    tick: Callable[[str, int, int], None],
+) -> list[tuple[Run, dict[str, Any]]]:
+    """The grid's runs that ``results`` lacks, measured now, each with the seed
+    a full calibration gives it (its place in the grid). Their session is not
+    the saved runs' (the machine's speed drifts between sessions: each run
+    keeps its own speed reference beside it)."""
+    saved = {run.label() for run, _ in results}
+    runs = grid(quick)
+    missing = [(k, run) for k, run in enumerate(runs, 1) if run.label() not in saved]
+    if not missing:
+        return []
+    labels = [run.label() for _, run in missing]
+    journal = Journal(f"calibrate-{name}-missing", {"quick": quick, "runs": labels})
+    added = measure_runs(
+        [run for _, run in missing], journal, tick, len(runs), places=[k for k, _ in missing]
+    )
+    journal.done()
+    return added
 
 
 def _measured(value: float, note: str) -> dict[str, Any]:
@@ -734,6 +822,11 @@ def _profile(
             params[key] = batching.parameter(
                 key, preset=getattr(preset, key), method=BATCHING_METHOD
             )
+    peers: dict[str, dict[str, Any]] = dict(_structure(results))
+    peer_fits = {}
+    for peer, entry in fit_peer_loops(results, fitted()).items():
+        peer_fits[peer] = entry.pop("fit")
+        peers[peer] = {**peers.get(peer, {}), "costs": entry}
     # The client path last: it is what the model, every other cost in place
     # and the lab's neighbours on the cores, leaves of the light runs' latency.
     lab = _lab(results, probe)
@@ -760,8 +853,9 @@ def _profile(
             "cpu": {"rows": cpu.rows, "residuals_us": cpu.residuals},
             "path": {"rows": path.rows, "residuals_us": path.residuals},
             "spread": spread_summary(spread) if spread else None,
+            "peer_loops": peer_fits,
         },
-        "peers": _structure(results),
+        "peers": peers,
         "memory_benchmark": memory,
         "probe_benchmark": probe,
         # The median of the runs' machine speeds: what a later session compares with.

@@ -39,6 +39,7 @@ from simlab.validate import (
     _row,
     _simulate,
     _write,
+    case_platform,
     lab_platform,
     report_record,
     validation_plan,
@@ -79,9 +80,10 @@ def resimulate(
         measured = runs.get((case.target, case.config()))
         if measured is None:
             raise UserError(f"resimulate: {case.target} {case.config()} was not measured in {path}")
-        sim = _simulate(case, platform, seed + k)
+        on = case_platform(case, platform, extras)
+        sim = _simulate(case, on, seed + k)
         rho = _offered_rho(case, sim)
-        predicted = _peer_adjusted(case, sim, platform, extras, seed + k)
+        predicted = _peer_adjusted(case, sim, on, extras, seed + k)
         for metric in METRICS:
             values: list[float | None] = list(measured.get(metric, []))
             why_not = _by_construction(metric, case, sim, rho, extras, values)

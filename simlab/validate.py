@@ -24,9 +24,10 @@ The others are reported, marked as equal by construction, and never
 counted. Goals (median absolute error per metric, for every model) are in
 ``GOALS``; the report gives each model's median and worst error.
 
-A peer is simulated as the model it resembles; the threads and idle memory
-its own machinery adds (gunicorn's arbiter, uvicorn's helpers), recorded at
-calibration, are added to the prediction.
+A peer is simulated as the model it resembles, with the costs its own code
+sets where calibration fitted them (uvicorn's loop: ``case_platform``); the
+threads and idle memory its own machinery adds (gunicorn's arbiter,
+uvicorn's helpers), recorded at calibration, are added to the prediction.
 """
 
 from __future__ import annotations
@@ -51,7 +52,7 @@ from simlab.platforms import load_platform, profile_path
 from simlab.provenance import atomic_write, atomic_write_json, git_revision, machine, utc_stamp
 from simlab.real.grids import RUNTIMES, STRUCTURE_WORKERS, Case, held_out, runtime_cases
 from simlab.real.measure import MeasureOptions, measure
-from simlab.real.peers import PEERS, REGISTRY, RESEMBLES, as_designed
+from simlab.real.peers import PEERS, REGISTRY, RESEMBLES, as_designed, with_own_costs
 from simlab.real.peers.build import READINESS_CONNECTIONS
 from simlab.results import MeasuredSummary, SimSummary
 from simlab.sessions import add, between, load, report_lines, session_of
@@ -59,7 +60,7 @@ from simlab.sessions import write as write_history
 from simlab.simulation import simulate
 from simlab.stats import bootstrap_ci
 
-__all__ = ["GOALS", "METRICS", "REPEATS", "validate"]
+__all__ = ["GOALS", "METRICS", "REPEATS", "case_platform", "validate"]
 
 # The simulation runs as long as the real run, warm-up included, so that
 # transients and overload build up over the same time; more replications
@@ -182,6 +183,12 @@ def lab_platform(platform: Platform, extras: dict[str, Any]) -> Platform:
         if isinstance(lab.get(key), dict) and lab[key].get("value") is not None
     }
     return platform.with_(**changes)
+
+
+def case_platform(case: Case, platform: Platform, extras: dict[str, Any]) -> Platform:
+    """The platform ``case`` is simulated on: ``platform``, with a peer's own
+    costs where calibration fitted them (``with_own_costs``: uvicorn's loop)."""
+    return with_own_costs(case.target, platform, extras)
 
 
 def _simulate(case: Case, platform: Platform, seed: int) -> SimSummary:
@@ -424,9 +431,10 @@ def validate(
                 journal.put(key, _kept(s))
     for k, case in enumerate(plan):
         real = [journal.get(f"{k}/{r}: {labels[k]}") for r in range(repeats)]
-        sim = _simulate(case, platform, seed + k)
+        on = case_platform(case, platform, extras)
+        sim = _simulate(case, on, seed + k)
         rho = _offered_rho(case, sim)
-        predicted = _peer_adjusted(case, sim, platform, extras, seed + k)
+        predicted = _peer_adjusted(case, sim, on, extras, seed + k)
         speeds = [v.get("speed_reference") for v in real]
         for metric in METRICS:
             runs = [v[metric] for v in real]

@@ -12,6 +12,7 @@ from simlab import calibrate as cal
 from simlab import load_platform, simulate
 from simlab.distributions import Fixed
 from simlab.fitting import fit_robust
+from simlab.journal import journal_dir
 from simlab.params import Architecture, Workload
 from simlab.real.grids import UNFITTED, Run, grid
 from simlab.real.options import SERVER_MODELS
@@ -291,3 +292,112 @@ def test_fit_child_kernel_recovers_a_planted_cost_from_the_committed_runs() -> N
     # Without the process-per-connection runs there is nothing to fit.
     others = [(run, s) for run, s in planted if run.target != "process-per-connection"]
     assert cal.fit_child_kernel(others, platform) is None
+
+
+def _peer_loops(platform, event_us: float, wake_us: float, noise: float = 0.0) -> list:
+    """uvicorn's closed loops of the full grid, "measured" from planted loop costs
+    on top of what the shared costs make of a saturated loop's request (on a
+    platform with no process wake-up cost: the async model's row less its
+    parse), each run's CPU off by up to +-``noise`` (relative)."""
+    assert platform.wake_us == 0.0
+    rng = np.random.default_rng(7)
+    out = []
+    for run in grid(quick=False):
+        if run.target != "uvicorn" or run.role != "batch":
+            continue
+        busy = 1.0
+        row = cal.cpu_row("async", 0, busy)
+        shared = sum(row[k] * getattr(platform, k) for k in cal.CPU_COSTS) - platform.parse_us
+        us = (shared + event_us + wake_us / run.workload.connections) * (
+            1 + rng.uniform(-noise, noise)
+        )
+        served = busy / (run.workload.cpu.mean + us * 1e-6)
+        out.append((run, {"cpu_busy_cores": busy, "throughput_rps": served}))
+    return out
+
+
+def test_peer_loop_costs_recover_planted_costs_and_leave_the_shared_fit_alone(
+    monkeypatch,
+) -> None:
+    # uvicorn's own loop costs planted at 120 us an event and 300 us a wake-up
+    # (the committed shared ones are about 260 and 650), with 1% noise: the fit
+    # finds both inside their intervals and identified; the shared fits (every
+    # cost, and simlab's loops' batching) take none of uvicorn's runs.
+    platform = load_platform("cpython").with_(wake_us=0.0)
+    runs = _peer_loops(platform, 120.0, 300.0, noise=0.01)
+    assert len(runs) == 4
+    costs = cal.fit_peer_loops(runs, platform)["uvicorn"]
+    for key, truth in (("loop_event_us", 120.0), ("loop_wake_us", 300.0)):
+        entry = costs[key]
+        assert entry["identified"], entry
+        assert entry["ci95"][0] <= truth <= entry["ci95"][1], entry
+        assert entry["value"] == pytest.approx(truth, rel=0.05)
+    # The shared fits take none of the peer's runs: alone, they give them no row.
+    assert cal.fit_batching(runs, platform) is None
+    given: list[int] = []
+    monkeypatch.setattr(cal, "fit_robust", lambda x, y, names: given.append(len(y)))
+    cal.fit_cpu(runs)
+    assert given == [0]
+
+
+def test_a_peer_loop_cost_its_runs_do_not_show_keeps_the_shared_value() -> None:
+    # No wake-up cost at all (the CPU per request flat in the clients): the
+    # wake-up is not identified, keeps the shared value and says so; the
+    # per-event cost is still found.
+    platform = load_platform("cpython").with_(wake_us=0.0, loop_event_us=261.0, loop_wake_us=650.0)
+    costs = cal.fit_peer_loops(_peer_loops(platform, 150.0, 0.0), platform)["uvicorn"]
+    assert costs["loop_event_us"]["value"] == pytest.approx(150.0, rel=1e-3)
+    wake = costs["loop_wake_us"]
+    assert not wake["identified"] and "ci95" not in wake
+    assert wake["value"] == 650.0 and "shared value" in wake["assumption"]
+    # Too few runs (the quick grid's three): no costs of the peer's own.
+    assert cal.fit_peer_loops(_peer_loops(platform, 150.0, 300.0)[:3], platform) == {}
+
+
+def test_measure_missing_needs_refit(tmp_path) -> None:
+    with pytest.raises(cal.UserError, match="--measure-missing"):
+        cal.calibrate("mine", measure_missing=True, out_dir=tmp_path)
+
+
+def test_refit_measures_only_the_grid_runs_the_profile_lacks(tmp_path, monkeypatch) -> None:
+    # A profile saved before uvicorn's closed loops joined the grid: the refit
+    # with measure_missing measures exactly those, each with the seed a full
+    # calibration gives it (its place in the grid), and fits them with the rest.
+    from pathlib import Path  # noqa: PLC0415 - only this test
+
+    profile = json.loads(
+        (Path(__file__).resolve().parents[1] / "data/profiles/cpython.json").read_text()
+    )
+    profile["runs"] = [
+        r for r in profile["runs"] if (r["target"], r["role"]) != ("uvicorn", "batch")
+    ]
+    (tmp_path / "mine.json").write_text(json.dumps(profile))
+    full = grid(quick=False)
+    wanted = {
+        k: r.label() for k, r in enumerate(full, 1) if r.target == "uvicorn" and r.role == "batch"
+    }
+    seen: dict[int, str] = {}
+    measured = {r["label"]: r["measured"] for r in profile["runs"]}
+    async_kept = measured["async N=16 closed x16 cpu=1ms calls=0 W=8 P=1"]
+
+    def fake_measure(opts, progress=None):
+        seen[opts.seed] = Run(opts.target, opts.workload, Architecture(workers=8), "batch").label()
+        summary = SimpleNamespace(
+            to_dict=lambda: {
+                "throughput_rps": async_kept["throughput_rps"],
+                "cpu_busy_cores": async_kept["cpu_busy_cores"],
+            }
+        )
+        return SimpleNamespace(summary=summary, front_cpu_cores=None)
+
+    monkeypatch.setattr(cal, "measure", fake_measure)
+    fitted: list = []
+    monkeypatch.setattr(cal, "_profile", lambda *a: fitted.extend(a[2]) or {"runs": []})
+    cal.calibrate("mine", refit=True, measure_missing=True, out_dir=tmp_path)
+    assert seen == wanted
+    assert len(fitted) == len(profile["runs"]) + 4
+    added = fitted[-4:]
+    assert [run.label() for run, _ in added] == list(wanted.values())
+    assert all(s["throughput_rps"] == async_kept["throughput_rps"] for _, s in added)
+    # Their journal is gone once they are kept (in the profile written next).
+    assert not list(journal_dir().glob("calibrate-mine-missing*"))

@@ -11,7 +11,7 @@ from simlab import validate
 from simlab.distributions import Fixed
 from simlab.errors import UserError
 from simlab.params import Architecture, Workload
-from simlab.platforms import load_platform
+from simlab.platforms import load_platform, profile_path
 from simlab.real.grids import Case
 from simlab.resimulate import remeasure, resimulate
 
@@ -94,3 +94,32 @@ def test_remeasure_replaces_only_its_cases_runs_with_validates_seeds(
     assert list(history["cases"]) == [label]
     with pytest.raises(UserError, match="no case"):
         remeasure(folder, ["iterative N=1"], "x", cases=[CASE, other])
+
+
+def test_a_peers_own_costs_reach_its_simulation(tmp_path: Path) -> None:
+    # A profile whose uvicorn has loop costs of its own, far below the shared
+    # ones: the saturated uvicorn case is simulated with them (resimulate and
+    # validate both go through case_platform), so its loop serves more than on
+    # the shared costs; simlab's own async server keeps the shared ones.
+    profile = json.loads(profile_path("cpython").read_text())
+    profile["parameters"]["loop_event_us"] = {"value": 260.0}
+    profile["parameters"]["loop_wake_us"] = {"value": 650.0}
+    profile["peers"]["uvicorn"]["costs"] = {
+        "loop_event_us": {"value": 40.0, "identified": True},
+        "loop_wake_us": {"value": 10.0, "identified": True},
+    }
+    (tmp_path / "own").mkdir()
+    path = tmp_path / "own" / "cpython.json"
+    path.write_text(json.dumps(profile))
+    shared = validate.lab_platform(load_platform(str(path)), profile)
+    w = Workload(connections=50, rate=500.0, cpu=Fixed(0.0018), calls=0)
+    case = Case("uvicorn", w, Architecture(), duration=0.5, warmup=0.2)
+    out = resimulate(_saved(tmp_path, [case]), platform_spec=str(path), cases=[case])
+    served = next(r["predicted"] for r in out["rows"] if r["metric"] == "throughput_rps")
+    own = validate._simulate(case, shared.with_(loop_event_us=40.0, loop_wake_us=10.0), 4)
+    plain = validate._simulate(case, shared, 4)
+    assert served == own.throughput_rps
+    assert served > 1.05 * plain.throughput_rps
+    twin = Case("async", w, Architecture(), duration=0.5, warmup=0.2)
+    assert validate.case_platform(twin, shared, profile) == shared
+    assert validate.case_platform(case, shared, {}) == shared

@@ -197,6 +197,14 @@ def _add_calibrate(sub: argparse._SubParsersAction[options.Parser]) -> None:
             "(but the probe's own cost, seconds, when the profile lacks it)"
         ),
     )
+    cal.add_argument(
+        "--measure-missing",
+        action="store_true",
+        help=(
+            "with --refit: also measure the grid's runs the profile lacks (runs added "
+            "to the grid since it was measured), then fit them all"
+        ),
+    )
     cal.add_argument("--json", action="store_true", help="print the profile as JSON")
     cal.set_defaults(run=calibrate_command)
 
@@ -583,16 +591,26 @@ def calibrate_command(args: argparse.Namespace) -> int:
     from simlab.calibrate import calibrate  # noqa: PLC0415
 
     name = args.name or args.runtime
+    if args.measure_missing and not args.refit:
+        raise UserError("--measure-missing: only with --refit (a full calibration measures all)")
     if args.runtime != "cpython":
         from simlab.calibrate_runtime import calibrate_runtime  # noqa: PLC0415
 
+        if args.measure_missing:
+            raise UserError("--measure-missing: cpython only (a runtime's grid is measured whole)")
         if args.quick:
             raise UserError("--quick: a runtime's grid has no smaller version; leave it out")
         with steps(f"calibrating {args.runtime}") as tick:
             profile = calibrate_runtime(args.runtime, name=name, refit=args.refit, progress=tick)
     else:
         with steps("calibrating") as tick:
-            profile = calibrate(name, quick=args.quick, refit=args.refit, progress=tick)
+            profile = calibrate(
+                name,
+                quick=args.quick,
+                refit=args.refit,
+                measure_missing=args.measure_missing,
+                progress=tick,
+            )
     if args.json:
         print_json(profile)
         return 0
@@ -685,11 +703,17 @@ def _num(x: Any) -> str:
 def usl_command(args: argparse.Namespace) -> int:
     from rich.table import Table  # noqa: PLC0415 - rich loads when a table is printed
 
+    from simlab.real.peers import with_own_costs  # noqa: PLC0415
     from simlab.usl import usl_study  # noqa: PLC0415
+    from simlab.validate import _profile_extras  # noqa: PLC0415
 
     arch = architecture(options.given(args, options.ARCHITECTURE))
     levels = args.levels or ([1, 2, 4, 8, 16] if args.quick else [1, 2, 4, 8, 16, 32, 64])
     _platform(args.platform)
+    # A peer is simulated with its own costs where the profile has them.
+    platform = with_own_costs(
+        args.target, load_platform(args.platform), _profile_extras(args.platform)
+    )
     with steps("usl") as tick:
         result = usl_study(
             args.target,
@@ -698,7 +722,7 @@ def usl_command(args: argparse.Namespace) -> int:
             io_ms=args.io_ms,
             calls=args.calls,
             arch=arch,
-            platform=load_platform(args.platform),
+            platform=platform,
             duration=args.duration,
             warmup=args.warmup,
             progress=tick,

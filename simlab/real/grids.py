@@ -68,7 +68,9 @@ def grid(quick: bool) -> list[Run]:
       (the per-call costs), and at a heavier one (the process rarely idle);
     - ``batch``: the loop servers in a closed loop of 1 to 64 clients with no
       think time, so that a loop wakes with 1 to 64 ready connections: what a
-      request costs once the cost of waking is shared (batching);
+      request costs once the cost of waking is shared (batching); and the
+      same loops against the peers that are one loop (``PEER_LOOPS``), for
+      their own loop costs;
     - ``threads``: the same offered load on 8 to 2,048 threads (switch cost
       and contention);
     - ``fork`` and ``spawn``: a process or a thread made per connection, at
@@ -83,6 +85,8 @@ def grid(quick: bool) -> list[Run]:
         *_load_runs(quick, length),
         *_memory_runs(quick),
         *_structure_runs(),
+        # Last, so that the runs before them keep their places (their seeds).
+        *_peer_loop_runs(quick, length),
     ]
 
 
@@ -118,7 +122,7 @@ def _load_runs(quick: bool, length: float) -> list[Run]:
     # A closed loop with (almost) no think time keeps every client's request
     # ready: a loop that wakes finds them all.
     for target in LOOP_SERVERS:
-        for clients in (1, 4, 16) if quick else (1, 4, 16, 64):
+        for clients in LOOP_CLIENTS[quick]:
             w = Workload(connections=clients, think=Fixed(1e-6), cpu=Fixed(0.001), calls=0)
             runs.append(Run(target, w, ARCH, "batch", duration=length))
     for threads in (8, 512) if quick else (8, 64, 512, 2048):
@@ -139,6 +143,21 @@ def _load_runs(quick: bool, length: float) -> list[Run]:
                 requests_per_connection=1,
             )
             runs.append(Run(target, w, ARCH, role, duration=length))
+    return runs
+
+
+# A closed loop's clients: a loop that wakes finds 1 to 64 requests ready.
+LOOP_CLIENTS = {True: (1, 4, 16), False: (1, 4, 16, 64)}
+
+
+def _peer_loop_runs(quick: bool, length: float) -> list[Run]:
+    """The closed loops of the loop servers, against the peers that are one
+    loop per process (``PEER_LOOPS``, one process): their own loop costs."""
+    runs = []
+    for target in PEER_LOOPS:
+        for clients in LOOP_CLIENTS[quick]:
+            w = Workload(connections=clients, think=Fixed(1e-6), cpu=Fixed(0.001), calls=0)
+            runs.append(Run(target, w, ARCH, "batch", duration=length))
     return runs
 
 
@@ -189,6 +208,12 @@ def _structure_runs() -> list[Run]:
 
 # The servers whose requests all pass one loop (where batching happens).
 LOOP_SERVERS = ("async", "reactor-pool")
+# Peers that are one event loop per process and whose own code sets what the
+# loop costs per request: uvicorn parses with httptools (C) and runs its own
+# protocol class, simlab's async server parses with h11 (Python). Their
+# closed loops fit their own loop costs (``simlab.calibrate.fit_peer_loops``),
+# the machine's costs staying shared.
+PEER_LOOPS = ("uvicorn",)
 THREADS_RATE = 150.0
 
 

@@ -7,6 +7,7 @@ one run 3 times for real), read as two sets of its cases:
 - ``quick``: the quick grid's 8 cases (every model);
 - ``threads``: 6 cases where threads meet CPU load (the threaded servers at
   GIL loads of 0.4 to 1.0, gunicorn's gthread);
+- ``uvicorn``: its 3 cases, one saturated (one loop at about 1.1);
 - ``cores``: 4 cases whose servers can use both cores (many processes: a
   child per connection, two loops, uvicorn's workers), where what else
   runs on the cores sets the capacity.
@@ -80,6 +81,11 @@ DATASETS = {
         for c in held_out(quick=False)
         if c.target == "process-per-connection"
     ),
+    # Every uvicorn case: its saturated one (one loop at about 1.1), where the
+    # served rate is the loop's own cost per request, and its light ones.
+    "uvicorn": frozenset(
+        (c.target, c.config()) for c in held_out(quick=False) if c.target == "uvicorn"
+    ),
     "cores": frozenset(
         {
             ("process-per-connection", "N=200 700/s cpu=2ms no calls W=32 P=1"),
@@ -146,16 +152,22 @@ def _as_built(designed: bool) -> Iterator[None]:
 
 @cache
 def _predict(
-    dataset: str, changes: tuple[tuple[str, float], ...], designed: bool = True
+    dataset: str,
+    changes: tuple[tuple[str, float], ...],
+    designed: bool = True,
+    own_costs: bool = True,
 ) -> dict[Key, tuple[float, float]]:
     """Every case of ``dataset`` simulated as ``simlab validate`` does, on the
-    committed profile with ``changes``: (value, CI half-width) per row."""
+    committed profile with ``changes`` (and, unless ``own_costs`` is False, a
+    peer's own costs as calibrated, under the changes): (value, CI half-width)
+    per row."""
     profile = _profile()
     _, seed, cases = _committed(dataset)
-    platform = _platform().with_(**dict(changes))
     out = {}
     with _as_built(designed):
         for k, case in cases:
+            own = validate.case_platform(case, _platform(), profile if own_costs else {})
+            platform = own.with_(**dict(changes))
             sim = validate._simulate(case, platform, seed + k)
             predicted = validate._peer_adjusted(case, sim, platform, profile, seed + k)
             for metric in METRICS:
@@ -176,6 +188,7 @@ class Mechanism:
     # gain must hold in every paired replication (latency and throughput)
     paired: tuple[tuple[str, str, str], ...] = ()
     designed: bool = True  # False: off means the peers lose their design's knobs
+    own_costs: bool = True  # False: off means the peers lose their own fitted costs
     metrics: tuple[str, ...] = field(default=("latency_p50", "latency_p99"))
 
 
@@ -303,6 +316,21 @@ MECHANISMS = [
         ),
         designed=False,
     ),
+    Mechanism(
+        # uvicorn's own loop costs (``peers.uvicorn.costs``: its closed loops of
+        # 1 to 64 clients, fitted as simlab's loops are); off, uvicorn pays
+        # simlab's async server's (h11 in Python, where uvicorn parses with
+        # httptools in C). Saturated, its served rate is its loop's cost per
+        # request, and its latency the backlog that rate leaves.
+        "a loop peer's own loop costs",
+        {},
+        tuple(
+            ("uvicorn", "uvicorn", "N=300 500/s", m)
+            for m in ("throughput_rps", "latency_p50", "latency_p99")
+        ),
+        own_costs=False,
+        metrics=("throughput_rps", "latency_p50", "latency_p99"),
+    ),
 ]
 
 
@@ -357,7 +385,7 @@ def _compare(mech: Mechanism, dataset: str) -> list[tuple[Row, float, float, flo
     """(row, error with, error without, noise) for every evidence row, relative."""
     rows, _, _ = _committed(dataset)
     with_ = _predict(dataset, ())
-    without = _predict(dataset, tuple(sorted(mech.off.items())), mech.designed)
+    without = _predict(dataset, tuple(sorted(mech.off.items())), mech.designed, mech.own_costs)
     out = []
     for key, row in rows.items():
         if key not in with_ or key not in without:
@@ -393,6 +421,14 @@ def test_the_committed_profile_holds_every_mechanism() -> None:
     lab = _profile()["lab"]
     assert lab["probe_us"]["value"] > 0 and lab["probe_process_us"]["value"] > 0
     assert "Probe" in lab["probe_us"]["method"]
+    # uvicorn's own loop costs, each fitted from its own closed loops or the
+    # shared value labelled as an assumption.
+    for key, entry in _profile()["peers"]["uvicorn"]["costs"].items():
+        if entry["identified"]:
+            assert entry["ci95"][0] > 0 and "closed loops" in entry["method"], key
+        else:
+            assert entry["value"] == params[key]["value"], key
+            assert "shared value" in entry["assumption"], key
     assert params["gil_fifo_share"]["value"] == 0.0
     assert "ceval_gil" in params["gil_fifo_share"]["assumption"]
     # The overheads' spread, fitted through the model: each cv identified with

@@ -27,7 +27,7 @@ from dataclasses import dataclass, field, replace
 from importlib import metadata
 from typing import Any
 
-from simlab.params import Architecture
+from simlab.params import Architecture, Platform
 from simlab.real.peers import go, jvm, nginx, node
 from simlab.real.peers.build import MissingRuntime, PeerConfig, start_peer
 from simlab.real.peers.python import PYTHON_PEERS, asgi_app, command, wsgi_app
@@ -35,6 +35,7 @@ from simlab.real.processes import Managed
 
 __all__ = [
     "ALL_PEERS",
+    "OWN_COSTS",
     "PEERS",
     "PLATFORM_OF",
     "REGISTRY",
@@ -47,6 +48,7 @@ __all__ = [
     "command",
     "describe",
     "start",
+    "with_own_costs",
     "wsgi_app",
 ]
 
@@ -209,6 +211,29 @@ def as_designed(name: str, arch: Architecture) -> Architecture:
         return arch
     changed: Architecture = replace(arch, **peer.design)
     return changed
+
+
+# The platform costs a peer's own code sets, which calibration may fit for
+# it apart from the shared ones (``simlab.calibrate.fit_peer_loops``): an
+# event loop's per-request and per-wake-up costs are its protocol code's.
+OWN_COSTS = ("loop_event_us", "loop_wake_us")
+
+
+def with_own_costs(name: str, platform: Platform, profile: Mapping[str, Any]) -> Platform:
+    """``platform`` with the costs peer ``name``'s own code sets (``OWN_COSTS``),
+    as calibration recorded them in ``profile``'s ``peers`` section (under
+    ``costs``); unchanged for a model, or a peer the profile records none for."""
+    peers = profile.get("peers")
+    entry = peers.get(name) if isinstance(peers, Mapping) else None
+    costs = entry.get("costs") if isinstance(entry, Mapping) else None
+    if not isinstance(costs, Mapping):
+        return platform
+    changes = {
+        key: float(costs[key]["value"])
+        for key in OWN_COSTS
+        if isinstance(costs.get(key), Mapping) and costs[key].get("value") is not None
+    }
+    return platform.with_(**changes) if changes else platform
 
 
 def start(name: str, cfg: PeerConfig) -> Managed:
