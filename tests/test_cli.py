@@ -226,6 +226,8 @@ def test_human_tables(capsys):
         (["calibrate", "--runtime", "cobol"], "--runtime"),
         (["calibrate", "--runtime", "jvm", "--quick"], "--quick"),
         (["calibrate", "--runtime", "go", "--refit", "--name", "absent"], "--refit"),
+        (["calibrate", "--measure-missing"], "--measure-missing"),
+        (["calibrate", "--runtime", "go", "--refit", "--measure-missing"], "--measure-missing"),
         (["validate", "--platform", "nosuch"], "--platform"),
         (["usl", "async", "--levels", "1,2"], "--levels"),
     ],
