@@ -713,6 +713,8 @@ def calibrate(
     tick = progress or (lambda _label, _k, _n: None)
     path = out_dir / f"{name}.json" if out_dir is not None else profile_path(name)
     journal: Journal | None = None
+    previous: dict[str, Any] = {}
+    added: list[tuple[Run, dict[str, Any]]] = []
     if refit:
         try:
             previous = json.loads(path.read_text())
@@ -728,7 +730,8 @@ def calibrate(
             tick("measure the probe", 0, 1)
             probe = measure_probe_cost()
         if measure_missing:
-            results += _measure_missing(name, quick, results, tick)
+            added = _measure_missing(name, quick, results, tick)
+            results = results + added
         tick("fitting", 1, 1)
     else:
         runs = grid(quick)
@@ -745,10 +748,30 @@ def calibrate(
         results = measure_runs(runs, journal, tick, total)
         tick("fitting", total, total)
     profile = _profile(name, quick, results, memory, probe)
+    if refit:
+        _sessions_apart(profile, previous, added)
     atomic_write_json(path, profile)
     if journal is not None:
         journal.done()
     return profile
+
+
+def _sessions_apart(
+    profile: dict[str, Any], previous: dict[str, Any], added: list[tuple[Run, dict[str, Any]]]
+) -> None:
+    """A refit's profile keeps the saved runs' session's speed reference;
+    runs measured since (``measure_missing``) are a session of their own,
+    recorded apart (``added_runs``: which, when added, the machine's speed)."""
+    profile["speed_reference"] = previous.get("speed_reference")
+    if added:
+        speeds = [s["kept"].get("speed_reference") for _, s in added]
+        profile["added_runs"] = json_safe({
+            "labels": [run.label() for run, _ in added],
+            "added": utc_stamp(),
+            "speed_reference": session_speed(speeds),
+        })  # fmt: skip
+    elif previous.get("added_runs"):
+        profile["added_runs"] = previous["added_runs"]
 
 
 def _measure_missing(
@@ -840,6 +863,7 @@ def _profile(
     # with every other cost in place.
     spread = fit_spread_through_model(results, fitted().with_(**neighbours))
     params.update(spread_parameters(spread, preset) if spread else _spread_unseen(preset))
+    refs = [s["kept"].get("speed_reference") for _, s in results]
     profile = {
         "name": name,
         "base": "cpython",
@@ -858,8 +882,10 @@ def _profile(
         "peers": peers,
         "memory_benchmark": memory,
         "probe_benchmark": probe,
-        # The median of the runs' machine speeds: what a later session compares with.
-        "speed_reference": session_speed([s["kept"].get("speed_reference") for _, s in results]),
+        # The median of the runs' machine speeds: what a later session compares
+        # with; none when some runs kept none (measured before it was kept):
+        # the others alone would stand for a session they were not all of.
+        "speed_reference": session_speed(refs) if all(refs) else None,
         "runs": [_run_record(run, s) for run, s in results],
     }
     cleaned: dict[str, Any] = json_safe(profile)
