@@ -863,7 +863,6 @@ def _profile(
     # with every other cost in place.
     spread = fit_spread_through_model(results, fitted().with_(**neighbours))
     params.update(spread_parameters(spread, preset) if spread else _spread_unseen(preset))
-    refs = [s["kept"].get("speed_reference") for _, s in results]
     profile = {
         "name": name,
         "base": "cpython",
@@ -882,10 +881,8 @@ def _profile(
         "peers": peers,
         "memory_benchmark": memory,
         "probe_benchmark": probe,
-        # The median of the runs' machine speeds: what a later session compares
-        # with; none when some runs kept none (measured before it was kept):
-        # the others alone would stand for a session they were not all of.
-        "speed_reference": session_speed(refs) if all(refs) else None,
+        # The median of the runs' machine speeds: what a later session compares with.
+        "speed_reference": session_speed([s["kept"].get("speed_reference") for _, s in results]),
         "runs": [_run_record(run, s) for run, s in results],
     }
     cleaned: dict[str, Any] = json_safe(profile)
