@@ -8,7 +8,7 @@ one run 3 times for real), read as two sets of its cases:
 - ``threads``: 6 cases where threads meet CPU load (the threaded servers at
   GIL loads of 0.4 to 1.0, gunicorn's gthread);
 - ``loops``: uvicorn's 3 cases, one saturated (one loop at about 1.1),
-  and simlab async's 2 saturated ones;
+  and simlab async's saturated one loop;
 - ``cores``: 4 cases whose servers can use both cores (many processes: a
   child per connection, two loops, uvicorn's workers), where what else
   runs on the cores sets the capacity.
@@ -84,11 +84,12 @@ DATASETS = {
     ),
     # Every uvicorn case (its saturated one: one loop at about 1.1, where the
     # served rate is the loop's own cost per request; its light ones), and
-    # its twin's, simlab async's, saturated ones.
+    # its twin's, simlab async's, saturated one loop.
     "loops": frozenset(
         (c.target, c.config())
         for c in held_out(quick=False)
-        if c.target == "uvicorn" or (c.target == "async" and c.workload.calls == 0)
+        if c.target == "uvicorn"
+        or (c.target, c.workload.rate, c.workload.calls) == ("async", 500.0, 0)
     ),
     "cores": frozenset(
         {
