@@ -96,7 +96,7 @@ def _python_versions(name: str) -> dict[str, str]:
 _PEERS = (
     Peer(
         "gunicorn-sync",
-        "thread-pool",
+        "iterative",
         "cpython",
         "gunicorn, P processes serving one request at a time, no keep-alive",
         (),
