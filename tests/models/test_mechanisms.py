@@ -9,7 +9,9 @@ one run 3 times for real), read as two sets of its cases:
   GIL loads of 0.4 to 1.0, gunicorn's gthread);
 - ``cores``: 4 cases whose servers can use both cores (many processes: a
   child per connection, two loops, uvicorn's workers), where what else
-  runs on the cores sets the capacity.
+  runs on the cores sets the capacity;
+- ``accept``: the 2 cases of pre-forked copies that accept a short
+  connection only while free (iterative P=2, gunicorn's sync workers).
 
 For each mechanism both are simulated again, as ``simlab validate`` does
 (8 replications of each case, the same seeds), on the committed profile:
@@ -29,7 +31,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field, replace
 from functools import cache
 from pathlib import Path
@@ -39,6 +41,7 @@ from unittest import mock
 import pytest
 
 from simlab import validate
+from simlab.models.iterative import Iterative
 from simlab.params import Architecture, Platform
 from simlab.platforms import platform_from_profile
 from simlab.real.grids import Case, held_out
@@ -86,6 +89,12 @@ DATASETS = {
             ("process-per-connection", "N=300 150/s cpu=2ms 1x10ms seq W=32 P=1"),
             ("async", "N=1000 900/s cpu=2ms no calls W=32 P=2"),
             ("uvicorn", "N=300 120/s cpu=1ms 1x20ms seq W=32 P=2"),
+        }
+    ),
+    "accept": frozenset(
+        {
+            ("iterative", "N=2 30/s cpu=1ms 1x5ms seq W=32 P=2 k=1"),
+            ("gunicorn-sync", "N=4 60/s cpu=1ms 1x15ms seq W=1 P=4 k=1"),
         }
     ),
 }
@@ -144,17 +153,38 @@ def _as_built(designed: bool) -> Iterator[None]:
             yield
 
 
+@contextmanager
+def _dealt_accepts() -> Iterator[None]:
+    """Pre-forked copies as the model had them before they shared a listen
+    queue: every new connection dealt to a copy, free or not, and gunicorn's
+    sync workers simulated as ``thread-pool`` with one worker per copy."""
+    with (
+        mock.patch.object(Iterative, "accepts_when_free", False),
+        mock.patch.dict(validate.RESEMBLES, {"gunicorn-sync": "thread-pool"}),
+    ):
+        yield
+
+
+# Mechanisms that are the model's own code, not a platform parameter: how to
+# switch each off.
+UNPATCHED = {"a shared listen queue for copies that accept only while free": _dealt_accepts}
+
+
 @cache
 def _predict(
-    dataset: str, changes: tuple[tuple[str, float], ...], designed: bool = True
+    dataset: str,
+    changes: tuple[tuple[str, float], ...],
+    designed: bool = True,
+    without: str | None = None,
 ) -> dict[Key, tuple[float, float]]:
     """Every case of ``dataset`` simulated as ``simlab validate`` does, on the
-    committed profile with ``changes``: (value, CI half-width) per row."""
+    committed profile with ``changes`` (and the model's mechanism ``without``
+    switched off): (value, CI half-width) per row."""
     profile = _profile()
     _, seed, cases = _committed(dataset)
     platform = _platform().with_(**dict(changes))
     out = {}
-    with _as_built(designed):
+    with _as_built(designed), UNPATCHED[without]() if without else nullcontext():
         for k, case in cases:
             sim = validate._simulate(case, platform, seed + k)
             predicted = validate._peer_adjusted(case, sim, platform, profile, seed + k)
@@ -177,6 +207,11 @@ class Mechanism:
     paired: tuple[tuple[str, str, str], ...] = ()
     designed: bool = True  # False: off means the peers lose their design's knobs
     metrics: tuple[str, ...] = field(default=("latency_p50", "latency_p99"))
+
+    @property
+    def unpatched(self) -> str | None:
+        """The name to switch a mechanism of the model's code off by (``UNPATCHED``)."""
+        return self.name if self.name in UNPATCHED else None
 
 
 def _by_quantiles() -> dict[str, float]:
@@ -303,6 +338,20 @@ MECHANISMS = [
         ),
         designed=False,
     ),
+    Mechanism(
+        # gunicorn's sync worker and simlab's iterative server call accept only
+        # while their one thread is free, so P copies share one listen queue
+        # (M/G/P); dealt to copies in turn, free or not, a connection waited
+        # behind a busy copy while another sat idle: gunicorn-sync's p99 was
+        # 61.6 ms against 48.3 measured. As iterative its copies also hold one
+        # thread each, not thread-pool's worker and accepting thread.
+        "a shared listen queue for copies that accept only while free",
+        {},
+        (
+            ("accept", "gunicorn-sync", "N=4 60/s", "latency_p99"),
+            ("accept", "gunicorn-sync", "N=4 60/s", "memory_kernel"),
+        ),
+    ),
 ]
 
 
@@ -337,6 +386,12 @@ NOT_SHOWN = {
     "9.0%: with short connections the model is already under (closed connections' "
     "sockets, which it does not count, as thread-per-connection's k=1 case shows), and a "
     "cheaper child takes it further under",
+    ("worse", "accept", "a shared listen queue for copies that accept only while free"): (
+        "gunicorn-sync N=4 60/s k=1 p50: error 3.5% with the shared queue, 1.0% without, "
+        "noise 1.9% (18.05 and 18.52 ms, 18.7 measured): the queue dealt to busy copies "
+        "made up, in the median, for a request path 0.6 ms shorter than gunicorn's; its p99 "
+        "(61.6 -> 48.2 ms, 48.3 measured) and kernel memory move towards"
+    ),
     ("worse", "threads", "gthread's first read on a worker thread"): "gunicorn-gthread "
     "N=200 150/s memory_user: error 0.83% with it, 0.45% without, noise 0.09% (both far "
     "inside the 15% goal)",
@@ -357,7 +412,7 @@ def _compare(mech: Mechanism, dataset: str) -> list[tuple[Row, float, float, flo
     """(row, error with, error without, noise) for every evidence row, relative."""
     rows, _, _ = _committed(dataset)
     with_ = _predict(dataset, ())
-    without = _predict(dataset, tuple(sorted(mech.off.items())), mech.designed)
+    without = _predict(dataset, tuple(sorted(mech.off.items())), mech.designed, mech.unpatched)
     out = []
     for key, row in rows.items():
         if key not in with_ or key not in without:
@@ -482,7 +537,9 @@ RESOLUTION = 0.001
 )
 def test_a_mechanism_makes_nothing_else_worse(mech: Mechanism, dataset: str) -> None:
     others = [c for c in _compare(mech, dataset) if not _targeted(mech, dataset, c[0])]
-    assert len(others) >= 12  # every case's latency at least
+    # Every case's latency at least (but a mechanism's own targets).
+    cases = len(_committed(dataset)[2])
+    assert len(others) >= min(12, 2 * cases - len(mech.targets))
     worse = [
         (row.target, row.config, row.metric, round(w, 4), round(wo, 4), round(n, 4))
         for row, w, wo, n in others
