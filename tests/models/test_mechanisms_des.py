@@ -177,6 +177,26 @@ def test_a_worker_holds_a_new_connection_until_its_first_request() -> None:
     assert on_loop.columns["start"][0] == pytest.approx(0.01)
 
 
+def test_a_worker_gives_a_silent_new_connection_back_after_gunicorns_wait() -> None:
+    # gunicorn 27's gthread waits 5 s for a new connection's first bytes on a
+    # worker, then hands it to the poller. One worker, 2 connections:
+    # connection 0 (accepted first) is silent until 6 s; connection 1's
+    # request, sent at 1 s, gets the worker when it gives up on 0 at 5 s, not
+    # after 0's first request is served (7 s), and 0's request then goes
+    # through the loop as any other.
+    from simlab.models import reactor_pool  # noqa: PLC0415 - its constant only
+
+    assert reactor_pool.FIRST_READ_WAIT_S == 5.0
+    trace = Trace(times=(1.0, 6.0), connections=(1, 0))
+    w = Workload(connections=2, trace=trace, cpu=Fixed(0.0), io=Fixed(1.0), calls=1)
+    arch = Architecture(workers=1, first_read="worker")
+    rec = simulate("reactor-pool", w, BARE, arch, duration=10.0, warmup=0.0,
+                   replications=1, seed=1).records[0]  # fmt: skip
+    start, end = rec.columns["start"], rec.columns["end"]
+    assert start[0] == pytest.approx(5.0) and end[0] == pytest.approx(6.0)
+    assert start[1] == pytest.approx(6.0) and end[1] == pytest.approx(7.0)
+
+
 def _gil_trace(phases: list[tuple[float, float]]) -> list[tuple[float, float]]:
     """Each (arrival, demand) phase of one process on a GIL with CPython's
     5 ms switch interval and two cores: (when it first ran, when it ended)."""
