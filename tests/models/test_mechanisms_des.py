@@ -12,6 +12,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from simlab import validate
 from simlab.distributions import Exponential, Fixed
 from simlab.errors import UserError
 from simlab.fast import reason_not_fast, uses_events
@@ -195,6 +196,34 @@ def test_a_worker_gives_a_silent_new_connection_back_after_gunicorns_wait() -> N
     start, end = rec.columns["start"], rec.columns["end"]
     assert start[0] == pytest.approx(5.0) and end[0] == pytest.approx(6.0)
     assert start[1] == pytest.approx(6.0) and end[1] == pytest.approx(7.0)
+
+
+def test_racing_copies_take_random_shares_of_the_connections() -> None:
+    # gthread's workers race for the connections that open together: each
+    # run's shares are Dirichlet(1, 1), so the larger of two is uniform on
+    # [1/2, 1] (mean 3/4), where a hashed deal keeps it near 1/2. Measured
+    # (the workers' sockets at the kernel peak, N=60 P=2, 10 runs): 0.63 to
+    # 0.93, median 0.8.
+    from simlab.streams import Dealer, RacingDealer, run_salts  # noqa: PLC0415
+
+    def larger(dealer: Dealer | RacingDealer) -> float:
+        counts = np.bincount([dealer(k) for k in range(60)], minlength=2)
+        return counts.max() / 60
+
+    salts = run_salts(5, 200)
+    race = np.array([larger(RacingDealer(2, s)) for s in salts])
+    dealt = np.array([larger(Dealer(2, s)) for s in salts])
+    # The mean of 200 uniforms on [1/2, 1] (sd 0.144) plus the binomial spread
+    # of 60 connections: 0.75 to 0.77; 4 standard errors either side.
+    assert 0.75 - 0.04 < race.mean() < 0.77 + 0.04
+    assert dealt.mean() < 0.6
+    assert 0.2 < np.mean(race > 0.85) < 0.4  # P(U[1/2, 1] > 0.85) = 0.3
+    assert RacingDealer(2, salts[0]).bounds == RacingDealer(2, salts[0]).bounds
+    # It is gthread's design, and modelled only with its first read.
+    with pytest.raises(ValueError, match="accept"):
+        Architecture(processes=2, accept="race")
+    designed = validate.as_designed("gunicorn-gthread", Architecture(processes=2))
+    assert (designed.first_read, designed.accept) == ("worker", "race")
 
 
 def _gil_trace(phases: list[tuple[float, float]]) -> list[tuple[float, float]]:

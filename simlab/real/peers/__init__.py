@@ -73,7 +73,8 @@ class Peer:
     header_timeout: bool = True
     # Knobs of the model it resembles that the peer's own design fixes (the
     # architecture it is simulated with): gthread reads a new connection's
-    # first request on a worker thread.
+    # first request on a worker thread, and its workers race for the
+    # connections that open together.
     design: Mapping[str, Any] = field(default_factory=dict)
 
 
@@ -115,7 +116,7 @@ _PEERS = (
         _python_versions,
         lambda n, w, p: (p * (w + 2) + 1, p + 1),
         header_timeout=False,
-        design={"first_read": "worker"},
+        design={"first_read": "worker", "accept": "race"},
     ),
     Peer(
         "uvicorn",
