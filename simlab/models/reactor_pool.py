@@ -21,7 +21,10 @@ connections are put back in the loop waiting for an event.") A worker waits
 for a new connection's first bytes ``FIRST_READ_WAIT_S`` at most (gunicorn
 27's ``DEFAULT_WORKER_DATA_TIMEOUT``: ``handle`` selects on the socket
 before it reads); a connection still silent then goes back to the poller,
-and its first request comes through the loop like any other.
+and its first request comes through the loop like any other. Its P worker
+processes race for the connections that open together
+(``Architecture.accept = "race"``), so one may hold most of them and stay
+in first reads far longer than an even deal would.
 """
 
 from __future__ import annotations
