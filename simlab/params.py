@@ -22,6 +22,7 @@ __all__ = ["LAB_KEYS", "SCENARIOS", "Architecture", "Platform", "Trace", "Worklo
 Fanout = Literal["sequential", "parallel"]
 Hop = Literal["per-request", "kept-alive"]
 FirstRead = Literal["loop", "worker"]
+Accept = Literal["dealt", "race"]
 
 
 def _require(ok: bool, message: str) -> None:
@@ -221,6 +222,15 @@ class Architecture:
     (``worker``, as gunicorn's gthread worker does): that worker is held
     from the accept until the first request is served, and only then does the
     connection go to the loop.
+
+    ``accept`` is how pre-forked copies share the persistent connections that
+    open together at the start: ``dealt``, each to a copy at random (a hash
+    of the connection), so each copy gets about N/P; or ``race``, as
+    gunicorn's gthread workers take them, each copy accepting in its own
+    loop whenever it runs: which copy takes the next connection depends on
+    which took the last (it is awake), so the copies' shares are themselves
+    random, drawn per run (a Polya urn's: Dirichlet(1, ..., 1)). Modelled
+    with ``first_read='worker'`` only, where it was measured.
     """
 
     workers: int = 32
@@ -231,6 +241,7 @@ class Architecture:
     fronts: int = 1
     hop: Hop = "per-request"
     first_read: FirstRead = "loop"
+    accept: Accept = "dealt"
 
     def __post_init__(self) -> None:
         _require(
@@ -261,6 +272,14 @@ class Architecture:
             self.first_read in ("loop", "worker"),
             f"first_read(={self.first_read!r}) must be 'loop' or 'worker'",
         )
+        _require(
+            self.accept in ("dealt", "race"),
+            f"accept(={self.accept!r}) must be 'dealt' or 'race'",
+        )
+        _require(
+            self.accept == "dealt" or self.first_read == "worker",
+            f"accept(={self.accept!r}) is modelled with first_read='worker' (gthread) only",
+        )
 
     def describe(self) -> dict[str, Any]:
         out: dict[str, Any] = {
@@ -278,6 +297,8 @@ class Architecture:
             out["hop"] = self.hop
         if self.first_read != "loop":
             out["first_read"] = self.first_read
+        if self.accept != "dealt":
+            out["accept"] = self.accept
         return out
 
 

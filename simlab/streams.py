@@ -21,7 +21,8 @@ from dataclasses import dataclass
 import numpy as np
 
 __all__ = [
-    "HAND_OFF_BATCH", "STREAMS", "Deal", "Dealer", "HandOffs", "Streams", "deal", "hand_off_draws",
+    "HAND_OFF_BATCH", "STREAMS", "Deal", "Dealer", "HandOffs", "RacingDealer", "Streams", "deal",
+    "hand_off_draws",
     "run_salts", "salt_of",
 ]  # fmt: skip
 
@@ -139,6 +140,9 @@ def deal(keys: np.ndarray, processes: int, salt: int) -> np.ndarray:
     return (z % np.uint64(processes)).astype(np.int64)
 
 
+# The racing deal's own stream of the replication's salt.
+RACE_STREAM = 0x7ACE
+
 # Beyond this many connections a process's share is 1/P: the deviation of a
 # hashed share, about sqrt(P/N), is then under 0.2%, and counting a deal of
 # millions would cost more than it tells.
@@ -217,3 +221,26 @@ class Dealer:
             block = deal(keys, self.processes, self.salt).tolist()
             self._blocks[b] = block
         return block[k]
+
+
+class RacingDealer:
+    """Copies that race for connections opening together (``Architecture.accept
+    = "race"``): the replication's shares drawn from Dirichlet(1, ..., 1) by
+    its salt, then each connection to a copy by its hashed uniform, so the
+    same salt gives the same deal."""
+
+    __slots__ = ("bounds", "processes", "salt")
+    BLOCK = Dealer.BLOCK
+
+    def __init__(self, processes: int, salt: int) -> None:
+        self.processes = processes
+        self.salt = salt
+        shares = np.random.default_rng([salt, RACE_STREAM]).dirichlet(np.ones(processes))
+        self.bounds = np.cumsum(shares)[:-1].tolist()
+
+    def __call__(self, key: int) -> int:
+        if self.processes == 1:
+            return 0
+        # A uniform from the same splitmix64 hash as ``deal`` (2**20 steps).
+        u = int(deal(np.array([key], dtype=np.uint64), 1 << 20, self.salt)[0]) / (1 << 20)
+        return int(np.searchsorted(self.bounds, u, side="right"))

@@ -52,7 +52,7 @@ from simlab.footprint import Units
 from simlab.models.pool import Cpu, Pool
 from simlab.overload.policy import fast_blocker, in_play
 from simlab.params import Architecture, Platform, Workload
-from simlab.streams import Deal, Dealer, Streams
+from simlab.streams import Deal, Dealer, RacingDealer, Streams
 
 if TYPE_CHECKING:
     from simlab.overload.des import Dynamics
@@ -346,7 +346,11 @@ class Model:
         self.arriving = False
         self.streams = Streams.of(seed)
         self.salt = self.streams.salt
-        self.process_of = Dealer(architecture.processes, self.salt)
+        self.process_of: Dealer | RacingDealer = (
+            RacingDealer(architecture.processes, self.salt)
+            if architecture.accept == "race"
+            else Dealer(architecture.processes, self.salt)
+        )
         self.cpu = Cpu(env, platform, architecture.processes, self.streams.gil)
         self._call_latency = platform.call_latency()
         self._call_cpu = platform.call_us * US

@@ -8,12 +8,21 @@ With persistent connections every client connects at time 0, so ownership is
 settled then and costs nothing during the run: each process's holders serve
 the first connections dealt to it for ever, the next ``backlog`` wait for
 ever, and the rest are refused.
+
+Who accepts a short-lived connection depends on who calls ``accept``. A
+process whose only thread accepts and then serves (``accepts_when_free``:
+``iterative``, gunicorn's sync worker) is in ``accept`` only while it is
+free, so of P pre-forked copies the connection goes to a free one, and
+waits in the one listen queue they share while none is: one FIFO queue in
+front of all the holders (M/G/P). A process with an accepting thread of
+its own (``thread-pool``) accepts whenever the kernel wakes it, busy or
+not, and the connection queues in that process's pool.
 """
 
 from __future__ import annotations
 
 from collections.abc import Generator
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import simpy
@@ -33,6 +42,9 @@ REFUSED, WAITING, SERVED = 0, 1, 2
 
 
 class Holders(ConnectionBound):
+    # A process's accepting thread is its holder: it accepts only while free.
+    accepts_when_free: ClassVar[bool] = False
+
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         a = self.arch
@@ -42,6 +54,11 @@ class Holders(ConnectionBound):
             Pool(self.env, self._per_process, first_id=k * self._per_process)
             for k in range(a.processes)
         ]
+        # Short-lived connections to processes that accept only while free
+        # share one listen queue in front of every holder.
+        self._shared: Pool | None = None
+        if self.accepts_when_free and not self.workload.persistent:
+            self._shared = Pool(self.env, self.holders_for(a))
         # Connection id -> its rank in its process's accept order, and the process.
         self._rank = np.empty(0, np.int64)
         self._proc = np.empty(0, np.int64)
@@ -169,6 +186,17 @@ class Holders(ConnectionBound):
         return True
 
     def acquire(self) -> Generator[simpy.Event, Any, tuple[int, int] | None]:
+        if self._shared is not None:
+            # A free copy takes the connection; with none free it waits in the
+            # shared listen queue for the first to come back to ``accept``.
+            pool = self._shared
+            worker = pool.take()
+            if worker < 0:
+                backlog = self.arch.backlog
+                if backlog is not None and pool.queued >= backlog:
+                    return None
+                worker = yield pool.wait()
+            return worker, worker // self._per_process
         # Which pre-forked copy accepts a new connection is up to the kernel:
         # as uneven as chance, like the deal of persistent connections.
         process = self.process_of(self._next_thread)
@@ -183,6 +211,9 @@ class Holders(ConnectionBound):
         return worker, process
 
     def release(self, worker: int) -> None:
+        if self._shared is not None:
+            self._shared.give(worker)
+            return
         self.pools[worker // self._per_process].give(worker)
 
     # ----------------------------------------------------------------- maths
@@ -296,7 +327,7 @@ class Holders(ConnectionBound):
             return loads.per_client_reference(workload, svc, what="thread", rtt=rtt)
         if k > 1:
             return "threads idle between a connection's requests while holding it"
-        if arch.processes > 1:
+        if arch.processes > 1 and not cls.accepts_when_free:
             return "connections are dealt to processes in turn, not to the first free thread"
         return loads.mgc_reference(
             workload, arch, deal, svc, servers=holders, split=False, extra_latency=rtt
@@ -321,6 +352,9 @@ class Holders(ConnectionBound):
             return held + late + s.rtt, f"a thread per persistent connection + {method}"
         holders = cls.holders_for(arch) // arch.processes
         lam = w.rate * deal.busiest(w.connections, arch.processes)
+        if cls.accepts_when_free:
+            # One listen queue in front of every copy's holder.
+            holders, lam = cls.holders_for(arch), w.rate
         gap = w.connections / w.rate
         hold = k * float(held.mean()) + (k - 1) * gap
         pw, mw = composition.mgc_wait(
@@ -330,5 +364,7 @@ class Holders(ConnectionBound):
         wait = np.where(first, composition.mixture(s.u_pool, s.e_pool, pw, mw), 0.0)
         return (
             wait + held + cls._buffered_read(w, platform, s) + s.rtt,
-            f"M/G/{holders} over connections per process (Erlang C, Allen-Cunneen) + {method}",
+            f"M/G/{holders} over connections "
+            f"{'in one listen queue' if cls.accepts_when_free else 'per process'}"
+            f" (Erlang C, Allen-Cunneen) + {method}",
         )

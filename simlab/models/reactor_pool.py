@@ -17,7 +17,14 @@ open at the start, so each holds a worker for its client's first think time
 for seconds. Only then is the connection the loop's, as in a reactor.
 (gunicorn's ``workers/gthread.py`` says so in its design note: "accepted
 connections are added to the thread pool as a connection job. Keepalive
-connections are put back in the loop waiting for an event.")
+connections are put back in the loop waiting for an event.") A worker waits
+for a new connection's first bytes ``FIRST_READ_WAIT_S`` at most (gunicorn
+27's ``DEFAULT_WORKER_DATA_TIMEOUT``: ``handle`` selects on the socket
+before it reads); a connection still silent then goes back to the poller,
+and its first request comes through the loop like any other. Its P worker
+processes race for the connections that open together
+(``Architecture.accept = "race"``), so one may hold most of them and stay
+in first reads far longer than an even deal would.
 """
 
 from __future__ import annotations
@@ -43,6 +50,9 @@ __all__ = ["ReactorPool"]
 
 # Where a quick session resumes: a new request, a worker handed over, its timeout over.
 BEGIN, SERVE, DONE, NEXT = 0, 1, 2, 3
+# gthread's wait for a new connection's first bytes on a worker (gunicorn 27,
+# ``workers/gthread.py``: ``DEFAULT_WORKER_DATA_TIMEOUT``), then the poller's.
+FIRST_READ_WAIT_S = 5.0
 
 
 class ReactorPool(Model):
@@ -140,7 +150,16 @@ class ReactorPool(Model):
         if i < 0:
             ready = simpy.Event(env)
             self._reader[conn] = ready
-            i = yield ready
+            yield ready | env.timeout(FIRST_READ_WAIT_S)
+            if not ready.triggered:
+                # Silent for the whole wait: the worker hands the connection to
+                # the poller and takes its next job; the first request, when it
+                # comes, is the loop's like any other.
+                del self._reader[conn]
+                self._unread.discard(conn)
+                pool.give(worker)
+                return
+            i = ready.value  # type: ignore[assignment] # the request's index
         self.admit[i] = env.now
         self.start[i] = env.now
         self.worker[i] = worker

@@ -45,6 +45,7 @@ import time
 from collections import deque
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
+from pathlib import Path
 from typing import Any, cast
 
 import httptools
@@ -52,6 +53,7 @@ import numpy as np
 import uvloop
 from hdrh.histogram import HdrHistogram
 
+from simlab.provenance import atomic_write
 from simlab.real.limits import raise_fd_limit
 from simlab.real.retrying import Attempt, ClientDynamics, Orphan, scheduled_gaps
 
@@ -116,6 +118,10 @@ class LoadSpec:
     send_s: float = 0.0
     recv_s: float = 0.0
     client_dist: str = "fixed"
+    # A path to write every answered request to (off by default): one line
+    # each, "intended_s,latency_s,connection,status", times from the run's
+    # start, warm-up included, for a look at transients.
+    requests_out: str | None = None
 
     def __post_init__(self) -> None:
         check_loopback(self.host)
@@ -402,6 +408,7 @@ class Generator:
         self.timeline: dict[int, int] = {}
         self.connect_failures = 0
         self.ov = ClientDynamics(self) if ClientDynamics.wanted(spec) else None
+        self.answers: list[tuple[float, float, int, int]] | None = [] if spec.requests_out else None
 
     def transfer(self, kind: str) -> float:
         """One slow client's send or read time (seconds)."""
@@ -474,6 +481,8 @@ class Generator:
         intended = attempt.intended
         if self.ov is not None:
             self.ov.answered(conn, attempt, status, now)
+        if self.answers is not None:
+            self.answers.append((intended - self.t0, now - intended, conn.index, status))
         if status == 200 and self.window[0] <= now < self.window[1]:
             # Answers per tenth of the window, for the throughput's batch-means CI.
             width = (self.window[1] - self.window[0]) / BATCHES
@@ -648,10 +657,18 @@ async def _run(spec: LoadSpec) -> dict[str, Any]:  # noqa: PLR0912 - the run, in
     sweeper.cancel()
     await asyncio.sleep(0)
     report = _report(spec, gen, opened, connect_s, wall_window)
+    if gen.answers is not None and spec.requests_out:
+        _write_answers(Path(spec.requests_out), gen.answers)
     report["cpu_s_window"] = cpu_marks[1] - cpu_marks[0] if len(cpu_marks) == 2 else None
     if gen.ov is not None:
         report["overload"] = gen.ov.report(time.time() + (gen.t0 - loop.time()))
     return report
+
+
+def _write_answers(path: Path, answers: list[tuple[float, float, int, int]]) -> None:
+    lines = ["intended_s,latency_s,connection,status"]
+    lines += [f"{t:.6f},{lat:.6f},{k},{status}" for t, lat, k, status in answers]
+    atomic_write(path, ("\n".join(lines) + "\n").encode())
 
 
 def _encode(h: HdrHistogram) -> str:

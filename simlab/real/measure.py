@@ -109,6 +109,9 @@ class MeasureOptions:
     save: bool = True
     out_dir: Path | None = None  # default: $SIMLAB_DATA/measurements
     timeline: bool = False
+    # Every answered request's intended time and latency, written here when
+    # set (``LoadSpec.requests_out``): a look at transients, off by default.
+    requests_out: Path | None = None
 
     def __post_init__(self) -> None:
         if self.target not in TARGETS:
@@ -378,6 +381,7 @@ def _load_spec(opts: MeasureOptions) -> loadgen.LoadSpec:
         send_s=w.client_send.mean,
         recv_s=w.client_recv.mean,
         client_dist=_client_dist(w),
+        requests_out=None if opts.requests_out is None else str(opts.requests_out),
     )
 
 

@@ -32,6 +32,25 @@ def test_iterative_serves_one_connection_at_a_time():
     assert set(df["worker"]) == {0}
 
 
+def test_iterative_copies_share_one_listen_queue():
+    # Two copies, a new connection per request, 1 s each, arriving in pairs
+    # 0.1 s apart. Each copy accepts only while free, so the second of a pair
+    # goes to the idle copy and nobody waits: dealt to copies in turn, the
+    # fifth (3.1) would land on the copy still serving the fourth and wait
+    # for it until 4.0.
+    df = run_trace(
+        "iterative",
+        [0.0, 1.5, 1.6, 3.0, 3.1],
+        [0, 1, 2, 3, 4],
+        arch=Architecture(processes=2),
+        requests_per_connection=1,
+    )
+    assert ends(df) == [1.0, 2.5, 2.6, 4.0, 4.1]
+    assert df["wait"].round(9).tolist() == [0.0] * 5
+    assert df.loc[1, "process"] != df.loc[2, "process"]
+    assert df.loc[3, "process"] != df.loc[4, "process"]
+
+
 def test_iterative_persistent_starves_other_clients_and_refuses_past_backlog():
     # Connection 0 owns the only thread for ever; connection 1 waits in a
     # backlog of 1 for ever; connection 2 is refused.

@@ -11,7 +11,9 @@ one run 3 times for real), read as two sets of its cases:
   and simlab async's saturated one loop;
 - ``cores``: 4 cases whose servers can use both cores (many processes: a
   child per connection, two loops, uvicorn's workers), where what else
-  runs on the cores sets the capacity.
+  runs on the cores sets the capacity;
+- ``accept``: the 2 cases of pre-forked copies that accept a short
+  connection only while free (iterative P=2, gunicorn's sync workers).
 
 For each mechanism both are simulated again, as ``simlab validate`` does
 (8 replications of each case, the same seeds), on the committed profile:
@@ -31,7 +33,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field, replace
 from functools import cache
 from pathlib import Path
@@ -41,6 +43,7 @@ from unittest import mock
 import pytest
 
 from simlab import validate
+from simlab.models.iterative import Iterative
 from simlab.params import Architecture, Platform
 from simlab.platforms import platform_from_profile
 from simlab.real.grids import Case, held_out
@@ -99,6 +102,12 @@ DATASETS = {
             ("uvicorn", "N=300 120/s cpu=1ms 1x20ms seq W=32 P=2"),
         }
     ),
+    "accept": frozenset(
+        {
+            ("iterative", "N=2 30/s cpu=1ms 1x5ms seq W=32 P=2 k=1"),
+            ("gunicorn-sync", "N=4 60/s cpu=1ms 1x15ms seq W=1 P=4 k=1"),
+        }
+    ),
 }
 
 
@@ -155,21 +164,55 @@ def _as_built(designed: bool) -> Iterator[None]:
             yield
 
 
+@contextmanager
+def _dealt_accepts() -> Iterator[None]:
+    """Pre-forked copies as the model had them before they shared a listen
+    queue: every new connection dealt to a copy, free or not, and gunicorn's
+    sync workers simulated as ``thread-pool`` with one worker per copy."""
+    with (
+        mock.patch.object(Iterative, "accepts_when_free", False),
+        mock.patch.dict(validate.RESEMBLES, {"gunicorn-sync": "thread-pool"}),
+    ):
+        yield
+
+
+@contextmanager
+def _dealt_gthread() -> Iterator[None]:
+    """gthread's copies dealt their connections at random, each about N/P,
+    instead of racing for them."""
+    designed = validate.as_designed
+
+    def dealt(name: str, arch: Architecture) -> Architecture:
+        return replace(designed(name, arch), accept="dealt")
+
+    with mock.patch.object(validate, "as_designed", dealt):
+        yield
+
+
+# Mechanisms that are the model's own code, not a platform parameter: how to
+# switch each off.
+UNPATCHED = {
+    "a shared listen queue for copies that accept only while free": _dealt_accepts,
+    "gthread's copies racing for the connections that open together": _dealt_gthread,
+}
+
+
 @cache
 def _predict(
     dataset: str,
     changes: tuple[tuple[str, float], ...],
     designed: bool = True,
     own_costs: bool = True,
+    without: str | None = None,
 ) -> dict[Key, tuple[float, float]]:
     """Every case of ``dataset`` simulated as ``simlab validate`` does, on the
-    committed profile with ``changes`` (and, unless ``own_costs`` is False, a
-    peer's own costs as calibrated, under the changes): (value, CI half-width)
-    per row."""
+    committed profile with ``changes`` (a peer's own costs as calibrated, under
+    the changes, unless ``own_costs`` is False; the model's mechanism
+    ``without`` switched off): (value, CI half-width) per row."""
     profile = _profile()
     _, seed, cases = _committed(dataset)
     out = {}
-    with _as_built(designed):
+    with _as_built(designed), UNPATCHED[without]() if without else nullcontext():
         for k, case in cases:
             own = validate.case_platform(case, _platform(), profile if own_costs else {})
             platform = own.with_(**dict(changes))
@@ -195,6 +238,11 @@ class Mechanism:
     designed: bool = True  # False: off means the peers lose their design's knobs
     own_costs: bool = True  # False: off means the peers lose their own fitted costs
     metrics: tuple[str, ...] = field(default=("latency_p50", "latency_p99"))
+
+    @property
+    def unpatched(self) -> str | None:
+        """The name to switch a mechanism of the model's code off by (``UNPATCHED``)."""
+        return self.name if self.name in UNPATCHED else None
 
 
 def _by_quantiles() -> dict[str, float]:
@@ -336,6 +384,29 @@ MECHANISMS = [
         own_costs=False,
         metrics=("throughput_rps", "latency_p50", "latency_p99"),
     ),
+    Mechanism(
+        # gunicorn's sync worker and simlab's iterative server call accept only
+        # while their one thread is free, so P copies share one listen queue
+        # (M/G/P); dealt to copies in turn, free or not, a connection waited
+        # behind a busy copy while another sat idle: gunicorn-sync's p99 was
+        # 61.6 ms against 48.3 measured. As iterative its copies also hold one
+        # thread each, not thread-pool's worker and accepting thread.
+        "a shared listen queue for copies that accept only while free",
+        {},
+        (
+            ("accept", "gunicorn-sync", "N=4 60/s", "latency_p99"),
+            ("accept", "gunicorn-sync", "N=4 60/s", "memory_kernel"),
+        ),
+    ),
+    Mechanism(
+        # gthread's P workers each accept in their own loop: the 60 connections
+        # that open together split 54/6, 48/12, 22/38, ... (measured from the
+        # workers' sockets), and the copy with most of them holds its W
+        # threads in first reads longer, past the 2 s warm-up in some runs.
+        "gthread's copies racing for the connections that open together",
+        {},
+        (("threads", "gunicorn-gthread", "N=60 100/s", "latency_p99"),),
+    ),
 ]
 
 
@@ -352,8 +423,19 @@ NOT_SHOWN = {
     "1000), 357.4 measured near saturation: it moves away; N=400 250/s p50 moves away too "
     "(29.5 and 30.0, 30.2 measured); both cases' p99 move towards",
     ("towards", "gthread's first read on a worker thread"): "gunicorn-gthread N=200 150/s "
-    "p50: error 140.6% with it, 93.6% without (noise 61.3%); its p99 (23.3% and 99.3%) and "
-    "threads (0.0% and 9.1%) move towards; N=60 100/s p99 77.7% and 78.0%",
+    "p50: error 118.3% with it (140.6% before the worker's 5 s wait for a first read), "
+    "93.6% without (noise 61.3%): the case's p50 is the start-up transient, whose size "
+    "the arrival sequence sets (on the arrivals of the validation's 3 seeds the model "
+    "gives 410, 96 and 460 ms; those seeds measured 376, 72 and 431 in the committed "
+    "session, 482, 136 and 521 at 21:30 UTC); its p99 (21.2% and 99.3%) and threads "
+    "(0.0% and 9.1%) move towards; N=60 100/s p99 77.7% and 78.0%",
+    ("towards", "gthread's copies racing for the connections that open together"): (
+        "gunicorn-gthread N=60 100/s P=2 p99: error 76.6% racing, 77.7% dealt, inside the "
+        "measured noise (102%: runs of 97.9, 38.2 and 412 ms; 13 runs of the case's seeds "
+        "39 to 695 ms, 6 above 90 ms, against 1 of the model's 8 replications): with a "
+        "given split the model's start-up ends sooner than gunicorn's (seed 1305, 48/12: "
+        "1.8 s against 2.2 s measured)"
+    ),
     ("towards", "a fork's cost split between parent and child"): "process-per-connection "
     "N=200 700/s p99: error 63.9% with the split, 70.6% without, a gain inside the noise "
     "(20.0%; measured 4,730 ms on these runs, 3,994 and 6,751 in earlier sessions); its "
@@ -375,6 +457,12 @@ NOT_SHOWN = {
     "9.0%: with short connections the model is already under (closed connections' "
     "sockets, which it does not count, as thread-per-connection's k=1 case shows), and a "
     "cheaper child takes it further under",
+    ("worse", "accept", "a shared listen queue for copies that accept only while free"): (
+        "gunicorn-sync N=4 60/s k=1 p50: error 3.5% with the shared queue, 1.0% without, "
+        "noise 1.9% (18.05 and 18.52 ms, 18.7 measured): the queue dealt to busy copies "
+        "made up, in the median, for a request path 0.6 ms shorter than gunicorn's; its p99 "
+        "(61.6 -> 48.2 ms, 48.3 measured) and kernel memory move towards"
+    ),
     ("worse", "threads", "gthread's first read on a worker thread"): "gunicorn-gthread "
     "N=200 150/s memory_user: error 0.83% with it, 0.45% without, noise 0.09% (both far "
     "inside the 15% goal)",
@@ -395,7 +483,13 @@ def _compare(mech: Mechanism, dataset: str) -> list[tuple[Row, float, float, flo
     """(row, error with, error without, noise) for every evidence row, relative."""
     rows, _, _ = _committed(dataset)
     with_ = _predict(dataset, ())
-    without = _predict(dataset, tuple(sorted(mech.off.items())), mech.designed, mech.own_costs)
+    without = _predict(
+        dataset,
+        tuple(sorted(mech.off.items())),
+        mech.designed,
+        mech.own_costs,
+        mech.unpatched,
+    )
     out = []
     for key, row in rows.items():
         if key not in with_ or key not in without:
@@ -532,7 +626,9 @@ RESOLUTION = 0.001
 )
 def test_a_mechanism_makes_nothing_else_worse(mech: Mechanism, dataset: str) -> None:
     others = [c for c in _compare(mech, dataset) if not _targeted(mech, dataset, c[0])]
-    assert len(others) >= 12  # every case's latency at least
+    # Every case's latency at least (but a mechanism's own targets).
+    cases = len(_committed(dataset)[2])
+    assert len(others) >= min(12, 2 * cases - len(mech.targets))
     worse = [
         (row.target, row.config, row.metric, round(w, 4), round(wo, 4), round(n, 4))
         for row, w, wo, n in others
@@ -543,6 +639,7 @@ def test_a_mechanism_makes_nothing_else_worse(mech: Mechanism, dataset: str) -> 
 
 def test_gthread_is_simulated_with_its_first_read_on_a_worker() -> None:
     arch = Architecture(workers=8)
-    assert validate.as_designed("gunicorn-gthread", arch) == replace(arch, first_read="worker")
+    designed = replace(arch, first_read="worker", accept="race")
+    assert validate.as_designed("gunicorn-gthread", arch) == designed
     assert validate.as_designed("uvicorn", arch) == arch
     assert validate.as_designed("reactor-pool", arch) == arch

@@ -191,6 +191,37 @@ def test_two_tier_back_is_mmc_when_the_front_is_free(lam, mu, p, t):
     check(reps["latency"], theory.mmc_mean_wait(lam, mu, c) + 1 / mu, "mean sojourn")
 
 
+# (lam, mu, P): P iterative copies that accept a short connection only while
+# free share one listen queue, so with a connection per request they are
+# M/M/P (dealt to copies in turn they would be P M/M/1 queues, with longer waits).
+ITERATIVE_GRID = [(2.4, 1.0, 3)]
+
+
+@pytest.mark.parametrize(("lam", "mu", "p"), ITERATIVE_GRID)
+def test_iterative_copies_are_mmc_over_connections(lam, mu, p):
+    rho = lam / (mu * p)
+    workload = Workload(
+        connections=MANY,
+        rate=lam,
+        cpu=Fixed(0.0),
+        io=Exponential(1 / mu),
+        calls=1,
+        requests_per_connection=1,
+    )
+    relax = 1 / (p * mu * (1 - math.sqrt(rho)) ** 2)
+    arch = Architecture(processes=p)
+    result = run(
+        "iterative", workload, arch, requests_per_rep=6_000, warmup=max(20 * relax, 5 / mu)
+    )
+    analytic = get_model("iterative").analytic(workload, IDEAL, arch, Deal.of_run(2026, 10))
+    assert not isinstance(analytic, str), analytic
+    wq = theory.mmc_mean_wait(lam, mu, p)
+    assert analytic.values["queue_delay_mean_ms"] == pytest.approx(wq * 1e3)
+    reps = per_replication(result)
+    check(reps["wait"], theory.mmc_mean_wait(lam, mu, p), "mean wait")
+    check(reps["waited"], theory.erlang_c(p, lam / mu), "P(wait > 0)")
+
+
 LITTLE_CASES = [
     ("iterative", 1),
     ("process-per-connection", None),
@@ -203,10 +234,15 @@ LITTLE_CASES = [
 
 
 # Statistical checks in this module: Erlang C (3 per point and pool model),
-# two-tier's M/M/c (3 per point), Pollaczek-Khinchine (3 per case), M/G/inf
-# (1 per model), Little (1 per model).
+# two-tier's M/M/c (3 per point), iterative copies' M/M/c (2 per point),
+# Pollaczek-Khinchine (3 per case), M/G/inf (1 per model), Little (1 per model).
 N_CHECKS = (
-    len(ERLANG_GRID) * 2 * 3 + len(TWO_TIER_GRID) * 3 + len(PK_CASES) * 3 + 2 + len(LITTLE_CASES)
+    len(ERLANG_GRID) * 2 * 3
+    + len(TWO_TIER_GRID) * 3
+    + len(ITERATIVE_GRID) * 2
+    + len(PK_CASES) * 3
+    + 2
+    + len(LITTLE_CASES)
 )
 ALPHA = 0.01 / N_CHECKS
 

@@ -57,7 +57,8 @@ def test_loadgen_process_refuses_too(tmp_path) -> None:
     assert "outside loopback" in proc.stderr
 
 
-def test_loadgen_is_bounded_and_counts(backend: Managed) -> None:
+def test_loadgen_is_bounded_and_counts(backend: Managed, tmp_path) -> None:
+    dump = tmp_path / "requests.csv"
     with start_server("async", backend.port) as server:
         spec = loadgen.LoadSpec(
             host="127.0.0.1",
@@ -68,6 +69,7 @@ def test_loadgen_is_bounded_and_counts(backend: Managed) -> None:
             warmup=0.5,
             duration=2.0,
             max_requests=300,
+            requests_out=str(dump),
         )
         t0 = time.monotonic()
         report = loadgen.run(spec)
@@ -76,6 +78,18 @@ def test_loadgen_is_bounded_and_counts(backend: Managed) -> None:
     assert report["sent"] == 300  # the request cap, well before 400/s x 2.5 s
     assert report["connections"]["opened"] == 20
     assert report["errors"]["timeouts"] == 0
+    # The opt-in dump: every answered request, warm-up included, with the
+    # intended times the arrivals gave (``open_arrivals``).
+    lines = dump.read_text().splitlines()
+    assert lines[0] == "intended_s,latency_s,connection,status"
+    rows = [line.split(",") for line in lines[1:]]
+    assert len(rows) == 300
+    times, conns = loadgen.open_arrivals(spec)
+    got = sorted((float(r[0]), int(r[2])) for r in rows)
+    want = sorted(zip(times[:300], conns[:300], strict=True))
+    assert [t for t, _ in got] == pytest.approx([t for t, _ in want], abs=1e-5)
+    assert [k for _, k in got] == [k for _, k in want]
+    assert all(float(r[1]) > 0 and r[3] == "200" for r in rows)
 
 
 def test_queries_carry_the_workload() -> None:

@@ -75,7 +75,8 @@ class Peer:
     header_timeout: bool = True
     # Knobs of the model it resembles that the peer's own design fixes (the
     # architecture it is simulated with): gthread reads a new connection's
-    # first request on a worker thread.
+    # first request on a worker thread, and its workers race for the
+    # connections that open together.
     design: Mapping[str, Any] = field(default_factory=dict)
 
 
@@ -98,7 +99,7 @@ def _python_versions(name: str) -> dict[str, str]:
 _PEERS = (
     Peer(
         "gunicorn-sync",
-        "thread-pool",
+        "iterative",
         "cpython",
         "gunicorn, P processes serving one request at a time, no keep-alive",
         (),
@@ -117,7 +118,7 @@ _PEERS = (
         _python_versions,
         lambda n, w, p: (p * (w + 2) + 1, p + 1),
         header_timeout=False,
-        design={"first_read": "worker"},
+        design={"first_read": "worker", "accept": "race"},
     ),
     Peer(
         "uvicorn",

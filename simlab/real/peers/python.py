@@ -4,8 +4,9 @@ They let the lab measure production servers under the same load and set
 each beside the model it resembles:
 
 - ``gunicorn-sync``: P processes, one request at a time each, no keep-alive;
-  resembles ``thread-pool`` with 1 worker per process and one request per
-  connection.
+  resembles ``iterative`` with P processes and one request per connection:
+  each process's one thread accepts (only while it is free, so the P share
+  one listen queue) and serves the connection itself.
 - ``gunicorn-gthread``: P processes, each a poller for keep-alive connections
   plus W threads; resembles ``reactor-pool``.
 - ``uvicorn``: P processes, one asyncio loop each; resembles ``async``.
