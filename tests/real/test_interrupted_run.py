@@ -12,7 +12,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import psutil
@@ -22,24 +22,45 @@ ROOT = Path(__file__).resolve().parents[2]
 PYTEST = (sys.executable, "-m", "pytest", "-p", "tests.interrupts", "-p", "no:cacheprovider")
 
 
-def session(tmp_path: Path, body: str) -> subprocess.Popen[str]:
-    """Start pytest on ``body`` (a test module) plus a last test that marks the run went on."""
-    module = tmp_path / "test_inner.py"
-    module.write_text(
-        "import time\nfrom pathlib import Path\nHERE = Path(__file__).parent\n"
-        + body
-        + "\n\ndef test_zz_next():\n    (HERE / 'went_on').touch()\n"
-    )
-    return subprocess.Popen(
-        [*PYTEST, "-q", "-s", str(module)],
-        cwd=ROOT,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
+Start = Callable[[str], "subprocess.Popen[str]"]
 
 
-def wait_for(what: Callable[[], bool], proc: subprocess.Popen[str], timeout: float = 30.0) -> None:
+@pytest.fixture
+def session(tmp_path: Path) -> Iterator[Start]:
+    """Start pytest on a test module's ``body`` plus a last test that marks the run
+    went on; a session a failed test left running is stopped at teardown, by pid,
+    the way that stops its servers too (SIGTERM, then SIGKILL)."""
+    started: list[subprocess.Popen[str]] = []
+
+    def start(body: str) -> subprocess.Popen[str]:
+        module = tmp_path / "test_inner.py"
+        module.write_text(
+            "import time\nfrom pathlib import Path\nHERE = Path(__file__).parent\n"
+            + body
+            + "\n\ndef test_zz_next():\n    (HERE / 'went_on').touch()\n"
+        )
+        proc = subprocess.Popen(
+            [*PYTEST, "-q", "-s", str(module)],
+            cwd=ROOT,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        started.append(proc)
+        return proc
+
+    yield start
+    for proc in started:
+        if proc.poll() is None:
+            proc.terminate()
+            try:
+                proc.communicate(timeout=30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.communicate()
+
+
+def wait_for(what: Callable[[], bool], proc: subprocess.Popen[str], timeout: float = 60.0) -> None:
     deadline = time.monotonic() + timeout
     while not what() and time.monotonic() < deadline:
         assert proc.poll() is None, proc.communicate()[0]
@@ -58,10 +79,10 @@ def ended(proc: subprocess.Popen[str], timeout: float) -> str:
 
 
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
-def test_a_signal_between_measurements_ends_the_run(tmp_path: Path, sig: int) -> None:
-    proc = session(
-        tmp_path, "def test_waits():\n    (HERE / 'armed').touch()\n    time.sleep(30)\n"
-    )
+def test_a_signal_between_measurements_ends_the_run(
+    tmp_path: Path, session: Start, sig: int
+) -> None:
+    proc = session("def test_waits():\n    (HERE / 'armed').touch()\n    time.sleep(30)\n")
     wait_for((tmp_path / "armed").exists, proc)
     proc.send_signal(sig)
     out = ended(proc, 10)
@@ -69,7 +90,7 @@ def test_a_signal_between_measurements_ends_the_run(tmp_path: Path, sig: int) ->
     assert not (tmp_path / "went_on").exists(), out
 
 
-def test_a_second_signal_ends_a_test_that_took_the_first(tmp_path: Path) -> None:
+def test_a_second_signal_ends_a_test_that_took_the_first(tmp_path: Path, session: Start) -> None:
     # As simlab.cli.main does: the first interrupt is taken as the command's own
     # stop; this test then goes on, and only a second signal can end it early.
     body = (
@@ -79,7 +100,7 @@ def test_a_second_signal_ends_a_test_that_took_the_first(tmp_path: Path) -> None
         "    except KeyboardInterrupt:\n        (HERE / 'took').touch()\n"
         "    time.sleep(30)\n"
     )
-    proc = session(tmp_path, body)
+    proc = session(body)
     wait_for((tmp_path / "armed").exists, proc)
     t0 = time.monotonic()
     proc.send_signal(signal.SIGTERM)
@@ -93,7 +114,9 @@ def test_a_second_signal_ends_a_test_that_took_the_first(tmp_path: Path) -> None
 
 @pytest.mark.real  # simlab measure, in the session's own process: servers and load
 @pytest.mark.timeout(120)
-def test_sigterm_in_a_measurement_ends_the_run_and_stops_its_processes(tmp_path: Path) -> None:
+def test_sigterm_in_a_measurement_ends_the_run_and_stops_its_processes(
+    tmp_path: Path, session: Start
+) -> None:
     # simlab.cli.main takes the interrupt as its command's stop (exit 130);
     # the run must still end there, its backend, server and load stopped.
     body = (
@@ -103,7 +126,7 @@ def test_sigterm_in_a_measurement_ends_the_run_and_stops_its_processes(tmp_path:
         "            '--duration', '60', '--no-save']\n"
         "    (HERE / 'code').write_text(str(main(argv)))\n"
     )
-    proc = session(tmp_path, body)
+    proc = session(body)
     tree: list[psutil.Process] = []
 
     def started() -> bool:
