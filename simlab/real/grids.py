@@ -246,7 +246,7 @@ def held_out(quick: bool) -> list[Case]:
     connection, gthread's lazy threads). Pools are sized so that the
     kernel's deal of connections to processes cannot starve one by chance."""
     a = Architecture
-    short = 2.0  # the quick set's runs, so that make test stays in its budget
+    short = 4.0  # the quick set's runs, so that make test stays in its budget
     quick_cases = [
         Case("async", _w(3000, 300, 1.5, 30, 2, fanout="parallel"), a(), short, 1.0),
         Case("async", _w(500, 500, 2.4, 0, 0), a(), short, 1.0),  # rho about 1.3
