@@ -48,6 +48,8 @@ REAL_RATE_RPS, REAL_CLIENTS, REAL_DURATION_S, REAL_WARMUP_S = 10.0, 2_000, 8.0, 
 REAL_DEADLINES_MS = (200.0, 500.0, 1000.0)
 QUICK_DEADLINES_MS, QUICK_REAL_DEADLINES_MS = (200.0, 1000.0), (500.0,)
 QUICK_MODES = ("sequential", "parallel")
+# --quick (the tests): each real run 1 + 3 s (30 requests, 1,800 calls at 10/s).
+QUICK_REAL_DURATION_S, QUICK_REAL_WARMUP_S = 3.0, 1.0
 SAME = 0.05  # shares closer than this (relative) count as the same
 AGREE = 0.10  # a simulated share within 10% of the measured one agrees
 SLOWER = 0.25  # p99s within 25% of each other are close
@@ -107,7 +109,13 @@ def simulated(ex: Experiment, deadlines: tuple[float, ...], modes: tuple[str, ..
               f"{o.bids_share:.1%}, p99 {su.latency_ms.p99:.0f} ms", flush=True)  # fmt: skip
 
 
-def real(ex: Experiment, deadlines: tuple[float, ...], modes: tuple[str, ...]) -> None:
+def real(
+    ex: Experiment,
+    deadlines: tuple[float, ...],
+    modes: tuple[str, ...],
+    duration: float = REAL_DURATION_S,
+    warmup: float = REAL_WARMUP_S,
+) -> None:
     for mode in modes:
         for deadline in deadlines:
             s = build(options(mode, deadline, REAL_RATE_RPS, REAL_CLIENTS))
@@ -116,8 +124,8 @@ def real(ex: Experiment, deadlines: tuple[float, ...], modes: tuple[str, ...]) -
                     target="async",
                     workload=s.workload,
                     architecture=s.architecture,
-                    duration=REAL_DURATION_S,
-                    warmup=REAL_WARMUP_S,
+                    duration=duration,
+                    warmup=warmup,
                     seed=SEED,
                     save=False,
                 )
@@ -138,8 +146,8 @@ def real(ex: Experiment, deadlines: tuple[float, ...], modes: tuple[str, ...]) -
                 hedged_per_request=None,
             )
             sim = simlab.simulate(
-                "async", s.workload, s.platform, s.architecture, duration=REAL_DURATION_S * 3,
-                warmup=REAL_WARMUP_S, seed=SEED, replications=2, tables=False,
+                "async", s.workload, s.platform, s.architecture, duration=duration * 3,
+                warmup=warmup, seed=SEED, replications=2, tables=False,
             ).summary  # fmt: skip
             assert sim.overload is not None
             ex.add(
@@ -296,11 +304,14 @@ def main() -> None:
         "io_cv": IO_CV,
         "rate": RATE_RPS,
         "real_rate": REAL_RATE_RPS,
+        "real_duration_s": QUICK_REAL_DURATION_S if quick else REAL_DURATION_S,
+        "real_warmup_s": QUICK_REAL_WARMUP_S if quick else REAL_WARMUP_S,
         "hedge": HEDGE,
     }
     with Experiment(NAME, seed=SEED, quick=quick, params=params, out=args.out) as ex:
         simulated(ex, deadlines, modes)
-        real(ex, QUICK_REAL_DEADLINES_MS if quick else REAL_DEADLINES_MS, modes)
+        real_deadlines = QUICK_REAL_DEADLINES_MS if quick else REAL_DEADLINES_MS
+        real(ex, real_deadlines, modes, params["real_duration_s"], params["real_warmup_s"])
         plots(ex)
         ex.findings(_findings_from(ex.results(), params))
     print(f"wrote {ex.target}")

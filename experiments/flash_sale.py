@@ -42,9 +42,9 @@ SIM_REPLICATIONS = 3
 REAL_BASE_RPS, REAL_CLIENTS, REAL_WORKERS = 20.0, 3_000, 8
 REAL_BEFORE_S, REAL_SPIKE_S, REAL_AFTER_S, REAL_WARMUP_S = 10.0, 5.0, 30.0, 3.0
 QUICK_SIM = (8.0, 4.0, 12.0, 2.0)
-# --quick (the tests): each real run 1 + 2 + 2 + 6 = 11 s (the full runs' 48 s would
+# --quick (the tests): each real run 1 + 2 + 2 + 3 = 8 s (the full runs' 48 s would
 # cost the tests minutes); the findings name the spike's length, meta.json every part.
-QUICK_REAL = (2.0, 2.0, 6.0, 1.0)
+QUICK_REAL = (2.0, 2.0, 3.0, 1.0)
 REAL_MODELS = ("thread-pool", "reactor-pool", "async")
 QUICK_MODELS = ("thread-pool", "async")
 # The thread-pool again, its waiting connections in a kernel listen queue of

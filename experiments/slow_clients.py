@@ -62,9 +62,11 @@ CAP = 20_000
 # Scaled down for the real runs: few enough connections and requests for
 # this machine's loopback and cores, transfers of the same lengths.
 REAL_CONNECTIONS, REAL_RATE = 2000, 20.0
-# --quick (the tests): 15 real runs, each measured for 1.5 s (30 requests at 20/s)
-# after the same warm-up.
-REAL_SECONDS, REAL_WARMUP, QUICK_REAL_SECONDS = 8.0, 3.0, 1.5
+# --quick (the tests): 10 real runs, no transfer and the slowest (the 0.1 s one
+# takes the same trickling path), each measured for 1.5 s (30 requests at 20/s)
+# after 1 s of warm-up (the connections open before it).
+REAL_SECONDS, REAL_WARMUP, QUICK_REAL_SECONDS, QUICK_REAL_WARMUP = 8.0, 3.0, 1.5, 1.0
+QUICK_REAL_TRANSFERS_S = (0.0, 1.0)
 
 
 @dataclass(frozen=True)
@@ -265,7 +267,7 @@ def _workers(t: Target, size: int) -> int:
     return size * t.threads_each if t.knob == "processes" else size
 
 
-def real(ex: Experiment, seconds: float) -> None:
+def real(ex: Experiment, seconds: float, warmup: float, transfers: tuple[float, ...]) -> None:
     from simlab.real.measure import (  # noqa: PLC0415 - real runs only
         MeasureOptions,
         measure,
@@ -276,7 +278,7 @@ def real(ex: Experiment, seconds: float) -> None:
     for t in TARGETS:
         if t.short:
             continue  # the persistent case is the one the peers serve here
-        for transfer in TRANSFERS_S:
+        for transfer in transfers:
             w = workload(t, transfer, connections=REAL_CONNECTIONS, rate=REAL_RATE)
             goal = goal_ms(transfer)
             size, sim, why = sized(t, w, goal, QUICK_SIM_SECONDS)
@@ -300,7 +302,7 @@ def real(ex: Experiment, seconds: float) -> None:
                 workload=w,
                 architecture=arch(t, size),
                 duration=seconds,
-                warmup=REAL_WARMUP,
+                warmup=warmup,
                 seed=SEED,
                 save=False,
             )
@@ -314,7 +316,7 @@ def real(ex: Experiment, seconds: float) -> None:
                 simlab.load_platform(t.platform),
                 arch(t, size),
                 duration=seconds,
-                warmup=REAL_WARMUP,
+                warmup=warmup,
                 seed=SEED,
                 replications=1,
             )
@@ -675,12 +677,18 @@ def main() -> None:
         "real_connections": REAL_CONNECTIONS,
         "real_rate": REAL_RATE,
         "real_seconds": QUICK_REAL_SECONDS if args.quick else REAL_SECONDS,
-        "real_warmup_s": REAL_WARMUP,
+        "real_warmup_s": QUICK_REAL_WARMUP if args.quick else REAL_WARMUP,
+        "real_transfers_s": list(QUICK_REAL_TRANSFERS_S if args.quick else TRANSFERS_S),
     }
     with Experiment(NAME, seed=SEED, quick=args.quick, params=params, out=args.out) as ex:
         simulated(ex, QUICK_SIM_SECONDS if args.quick else SIM_SECONDS)
         if not no_real:
-            real(ex, QUICK_REAL_SECONDS if args.quick else REAL_SECONDS)
+            real(
+                ex,
+                params["real_seconds"],
+                params["real_warmup_s"],
+                tuple(params["real_transfers_s"]),
+            )
         plots(ex)
         ex.findings(findings(ex.results(), params))
     print(f"wrote {ex.target}")

@@ -21,6 +21,7 @@ import simlab
 from simlab import Architecture, Platform, Trace, Workload
 from simlab.distributions import Fixed
 from simlab.paths import DATA_ENV
+from tests import interrupts
 
 TEST_ROOT = Path(__file__).resolve().parent / "data" / "root"
 
@@ -37,6 +38,8 @@ def pytest_configure(config: pytest.Config) -> None:
     config.stash[_ROOT] = root
     config.stash[_PREVIOUS] = os.environ.get(DATA_ENV)
     os.environ[DATA_ENV] = str(root)
+    # SIGTERM or SIGINT ends the run, servers and load stopped (tests/interrupts.py).
+    interrupts.pytest_configure(config)
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:

@@ -22,12 +22,21 @@ EXPERIMENTS = ROOT / "experiments"
 
 
 def run(name: str, out: Path) -> pd.DataFrame:
-    subprocess.run(
-        [sys.executable, str(EXPERIMENTS / f"{name}.py"), "--quick", "--out", str(out)],
-        check=True,
-        timeout=600,
-        capture_output=True,
-    )
+    argv = [sys.executable, str(EXPERIMENTS / f"{name}.py"), "--quick", "--out", str(out)]
+    with subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE) as proc:
+        try:
+            _, err = proc.communicate(timeout=600)
+        except BaseException:
+            # Interrupted (tests/interrupts.py) or too slow: the script is asked to
+            # stop as SIGTERM asks it, stopping its servers and load by pid;
+            # subprocess.run's SIGKILL would leave them running.
+            proc.terminate()
+            try:
+                proc.communicate(timeout=60)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+            raise
+    assert proc.returncode == 0, err.decode(errors="replace")[-3000:]
     for f in ("results.csv", "findings.md", "meta.json"):
         assert (out / f).stat().st_size > 0, f
     assert list(out.glob("*.png")), "no figure"

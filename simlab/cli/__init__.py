@@ -55,6 +55,12 @@ def _command(argv: Sequence[str]) -> str:
 
 
 def _interrupt(signum: int, frame: FrameType | None) -> None:
+    # Whatever Ctrl-C does here: a KeyboardInterrupt, or, where simlab runs
+    # inside another program (a test run), that program's own SIGINT handler,
+    # which then learns that it was asked to stop and not only simlab's command.
+    on_ctrl_c = signal.getsignal(signal.SIGINT)
+    if callable(on_ctrl_c) and on_ctrl_c is not _interrupt:
+        on_ctrl_c(signum, frame)
     raise KeyboardInterrupt
 
 
@@ -72,8 +78,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser(command).parse_args(given)
     # SIGTERM (kill, timeout) and SIGHUP (a closed terminal) stop simlab the
     # way Ctrl-C does, so that every process it started is stopped too.
-    for sig in (signal.SIGTERM, signal.SIGHUP):
-        signal.signal(sig, _interrupt)
+    previous = {sig: signal.signal(sig, _interrupt) for sig in (signal.SIGTERM, signal.SIGHUP)}
     try:
         code: int = args.run(args)
         return code
@@ -97,6 +102,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             "rerun with SIMLAB_DEBUG=1 for the traceback, and please report it\n"
         )
         return 1
+    finally:
+        # A program that called main() (a test) gets its own handlers back.
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 if __name__ == "__main__":
