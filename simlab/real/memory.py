@@ -20,6 +20,10 @@ ends are in the measuring process) and ``kernel_method`` says so.
 - fork: B forked children each blocked in a read (summed over the children);
 - coroutine: B asyncio tasks awaiting a future.
 
+Where a memory cgroup can be made, also: a fork's kernel memory against its
+parent's size, and a connection's while it waits in the listen backlog
+(``simlab.real.forklaw``).
+
 Also timed: thread create+start+join, fork+exit+wait (and the parent's
 os.fork() call alone), asyncio task create.
 """
@@ -39,6 +43,7 @@ from typing import Any
 
 import psutil
 
+from simlab.real.forklaw import measure_backlog, measure_fork_law
 from simlab.real.kernel import KernelAccount, tcp_object_kib
 from simlab.real.limits import raise_fd_limit
 from simlab.real.probe import kernel_kib
@@ -253,13 +258,20 @@ def measure_memory(sizes: tuple[int, int], stack_kib: int = 0) -> dict[str, Any]
     account, why_not = KernelAccount.create()
     if account is not None:
         account.close()
-    return {
+    record = {
         "sizes": [a, b],
         "stack_kib": stack_kib,
         "kernel_method": "cgroup" if account is not None else f"machine-wide ({why_not})",
         "per_unit_kib": units,
         "timings": json.loads(out),
     }
+    if account is not None:
+        # A fork's kernel memory against its parent's size (the page tables it
+        # copies), and what a connection waiting in the backlog is charged:
+        # both read a memory cgroup, so only where one can be made.
+        record["fork_law"] = measure_fork_law()
+        record["backlog"] = measure_backlog()
+    return record
 
 
 def main(argv: list[str] | None = None) -> int:
