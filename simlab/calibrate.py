@@ -975,7 +975,7 @@ def fit_child_kernel(results: list[tuple[Run, dict[str, Any]]], platform: Platfo
 
 
 LAW_METHOD = (
-    "measured: forks from parents of 0, 16 and 64 MiB touched (simlab.real.forklaw), "
+    "measured: forks from parents of several sizes (simlab.real.forklaw) with "
     "soft-L1 least squares of kernel KiB per fork on the parent's PSS, 95% bootstrap interval"
 )
 INTERCEPT_METHOD = (
