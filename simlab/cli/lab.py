@@ -581,6 +581,12 @@ def _print_memory(result: dict[str, Any]) -> None:
             f"a connection in the listen backlog: {min(waiting):.2f}-{max(waiting):.2f} KiB "
             f"charged while it waits, {min(accepted):.2f}-{max(accepted):.2f} at accept()"
         )
+    if "short" in result:
+        held = [r["held_after_close_kib"]["kernel"] for r in result["short"]["repeats"]]
+        out.print(
+            f"a closed short connection: {min(held):.2f}-{max(held):.2f} KiB left in the "
+            "server's cgroup (its TIME_WAIT socket is charged to none)"
+        )
     if "saved_to" in result:
         out.print(f"[dim]saved to {result['saved_to']}[/]")
 

@@ -19,6 +19,11 @@ listens but does not accept sits in its own memory cgroup; N clients (in
 this process, outside that cgroup) connect and send a request; the group's
 kernel memory and ``memory.stat`` (``sock``, ``slab``, ``kernel``) are read
 before the connections, while they wait, and after the child accepts them.
+
+**What a closed short connection leaves behind.** A child in its own memory
+cgroup serves N connections one request each and closes them (or waits for
+the client to close first); the group's kernel memory is read before and
+after, with the machine's TIME_WAIT count (``/proc/net/sockstat``).
 """
 
 from __future__ import annotations
@@ -37,7 +42,7 @@ import psutil
 from simlab.real.kernel import KernelAccount, tcp_object_kib
 from simlab.real.limits import raise_fd_limit
 
-__all__ = ["fit_fork_law", "measure_backlog", "measure_fork_law"]
+__all__ = ["fit_fork_law", "measure_backlog", "measure_fork_law", "measure_short"]
 
 SETTLE_S = 0.5
 BALLASTS_MIB = (0, 16, 64)
@@ -233,11 +238,85 @@ def measure_backlog(n: int = 500, repeats: int = REPEATS) -> dict[str, Any]:
     return {"connections": n, "tcp_object_kib": tcp_object_kib(), "repeats": rows}
 
 
+def _child_short(n: int, server_first: bool) -> None:
+    lsock = socket.socket()
+    lsock.bind(("127.0.0.1", 0))
+    lsock.listen(4096)
+    print(f"PORT {lsock.getsockname()[1]}", flush=True)
+    for _ in range(n):
+        conn = lsock.accept()[0]
+        conn.recv(4096)
+        conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+        if not server_first:
+            conn.recv(1)  # the client's EOF: it closes first
+        conn.close()
+    print("DONE", flush=True)
+    sys.stdin.readline()
+    lsock.close()
+
+
+def _sockstat() -> dict[str, int]:
+    """/proc/net/sockstat's TCP line: inuse, orphan, tw, alloc, mem (pages)."""
+    for line in Path("/proc/net/sockstat").read_text().splitlines():
+        if line.startswith("TCP:"):
+            parts = line.split()[1:]
+            return {parts[k]: int(parts[k + 1]) for k in range(0, len(parts), 2)}
+    return {}
+
+
+def measure_short(n: int = 2000, repeats: int = REPEATS) -> dict[str, Any]:
+    """Per connection (KiB): what the server's cgroup still holds once N short
+    connections (one request each) have closed, with the server or the client
+    closing first, and the machine's TIME_WAIT sockets meanwhile."""
+    raise_fd_limit(n + 256)
+    rows = []
+    for rep in range(repeats):
+        for server_first in (True, False):
+            account, why = KernelAccount.create()
+            if account is None:
+                raise RuntimeError(f"the short-connection probe needs a memory cgroup: {why}")
+            proc = _spawn(["short", str(n), "1" if server_first else "0"], account)
+            try:
+                assert proc.stdout is not None
+                assert proc.stdin is not None
+                port = int(proc.stdout.readline().split()[1])
+                time.sleep(SETTLE_S)
+                before, tw0 = _stat(account), _sockstat()
+                for _ in range(n):
+                    with socket.create_connection(("127.0.0.1", port)) as c:
+                        c.sendall(REQUEST)
+                        while c.recv(4096):
+                            if not server_first:
+                                break
+                if not proc.stdout.readline().startswith("DONE"):
+                    raise RuntimeError("short-connection probe did not finish")
+                time.sleep(SETTLE_S)
+                after, tw1 = _stat(account), _sockstat()
+                proc.stdin.write("\n")
+                proc.stdin.flush()
+                proc.wait(60)
+            finally:
+                _stop(proc)
+                account.close()
+            rows.append(
+                {
+                    "repeat": rep,
+                    "server_closes_first": server_first,
+                    "held_after_close_kib": {k: (after[k] - before[k]) / n for k in before},
+                    "time_wait_added": tw1.get("tw", 0) - tw0.get("tw", 0),
+                    "orphans_added": tw1.get("orphan", 0) - tw0.get("orphan", 0),
+                }
+            )
+    return {"connections": n, "repeats": rows}
+
+
 def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
     raise_fd_limit(int(args[1]) + 256)
     if args[0] == "fork":
         _child_fork(int(args[1]), int(args[2]))
+    elif args[0] == "short":
+        _child_short(int(args[1]), args[2] == "1")
     else:
         _child_backlog(int(args[1]))
     return 0

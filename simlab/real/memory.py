@@ -21,8 +21,8 @@ ends are in the measuring process) and ``kernel_method`` says so.
 - coroutine: B asyncio tasks awaiting a future.
 
 Where a memory cgroup can be made, also: a fork's kernel memory against its
-parent's size, and a connection's while it waits in the listen backlog
-(``simlab.real.forklaw``).
+parent's size, a connection's while it waits in the listen backlog, and
+what closed short connections leave behind (``simlab.real.forklaw``).
 
 Also timed: thread create+start+join, fork+exit+wait (and the parent's
 os.fork() call alone), asyncio task create.
@@ -43,7 +43,7 @@ from typing import Any
 
 import psutil
 
-from simlab.real.forklaw import measure_backlog, measure_fork_law
+from simlab.real.forklaw import measure_backlog, measure_fork_law, measure_short
 from simlab.real.kernel import KernelAccount, tcp_object_kib
 from simlab.real.limits import raise_fd_limit
 from simlab.real.probe import kernel_kib
@@ -271,6 +271,7 @@ def measure_memory(sizes: tuple[int, int], stack_kib: int = 0) -> dict[str, Any]
         # both read a memory cgroup, so only where one can be made.
         record["fork_law"] = measure_fork_law()
         record["backlog"] = measure_backlog()
+        record["short"] = measure_short()
     return record
 
 
