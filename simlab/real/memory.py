@@ -239,8 +239,12 @@ def _timings(samples: int = 300) -> dict[str, float]:
     }
 
 
-def measure_memory(sizes: tuple[int, int], stack_kib: int = 0) -> dict[str, Any]:
-    """Per-unit memory (KiB) of each kind, from the slope between two sizes."""
+def measure_memory(
+    sizes: tuple[int, int], stack_kib: int = 0, *, kernel_laws: bool = True
+) -> dict[str, Any]:
+    """Per-unit memory (KiB) of each kind, from the slope between two sizes;
+    with ``kernel_laws``, also the fork law, the backlog's and closed short
+    connections' kernel memory (``simlab.real.forklaw``, about a minute)."""
     raise_fd_limit(sizes[1] * 2 + 256)
     a, b = sizes
     units: dict[str, dict[str, float]] = {}
@@ -265,7 +269,7 @@ def measure_memory(sizes: tuple[int, int], stack_kib: int = 0) -> dict[str, Any]
         "per_unit_kib": units,
         "timings": json.loads(out),
     }
-    if account is not None:
+    if account is not None and kernel_laws:
         # A fork's kernel memory against its parent's size (the page tables it
         # copies), and what a connection waiting in the backlog is charged:
         # both read a memory cgroup, so only where one can be made.
