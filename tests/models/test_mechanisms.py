@@ -345,9 +345,12 @@ NOT_SHOWN = {
     ("worse", "threads", "event-loop batching"): "gunicorn-gthread N=60 100/s P=2 p50: "
     "error 1.67% with batching, 0.42% without, noise 0.69%",
     # The fork law prices every pre-forked copy as the server's children measured
-    # (182 KiB at the server's 16 MiB); the iterative server's copies agree, the
-    # copies of the loop and pool servers (and the peers') measured more, which
-    # the parent's size the model knows (one process_kib) cannot say.
+    # (182 KiB at the server's 16 MiB). Idle (simlab measure at P=1 and P=2, 2
+    # connections at 5/s, 2026-12-01 22:10 UTC, the added threads priced at
+    # thread_kernel_kib), a copy of iterative, async, reactor-pool and
+    # thread-pool held 180, 190, 174 and 168 KiB: the law's price. Under these
+    # cases' load the loop and pool servers' copies hold more, which is no
+    # fork's cost; the benchmark's 236 KiB fork made up for it by chance.
     ("worse", "cores", "a fork's kernel memory grows with its parent's size"): "async "
     "N=1000 900/s P=2 memory_kernel: error 1.8% with the law, 0.7% without, noise 0.2%; "
     "uvicorn N=300 120/s P=2: 21.0% and 15.9%, noise 0.4%",
