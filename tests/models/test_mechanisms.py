@@ -346,9 +346,10 @@ NOT_SHOWN = {
     "error 1.67% with batching, 0.42% without, noise 0.69%",
     # The fork law prices every pre-forked copy as the server's children measured
     # (182 KiB at the server's 16 MiB). Idle (simlab measure at P=1 and P=2, 2
-    # connections at 5/s, 2026-12-01 22:10 UTC, the added threads priced at
-    # thread_kernel_kib), a copy of iterative, async, reactor-pool and
-    # thread-pool held 180, 190, 174 and 168 KiB: the law's price. Under these
+    # connections at 5/s, 2026-12-01 22:10 UTC, the pools' 4 added worker
+    # threads priced at thread_kernel_kib), a copy of iterative, async,
+    # reactor-pool and thread-pool held 180, 190, 201 and 195 KiB: near the
+    # law's price, far from the benchmark's 236. Under these
     # cases' load the loop and pool servers' copies hold more, which is no
     # fork's cost; the benchmark's 236 KiB fork made up for it by chance.
     ("worse", "cores", "a fork's kernel memory grows with its parent's size"): "async "
