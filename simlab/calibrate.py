@@ -85,6 +85,7 @@ __all__ = [
     "fit_forks",
     "fit_peer_loops",
     "fit_spread_through_model",
+    "fork_law_parameters",
     "measure_runs",
 ]
 
@@ -1009,7 +1010,10 @@ def _memory_parameters(
         **{k: params[k]["value"] for k in KERNEL_KEYS if k in params and "value" in params[k]}
     )
     child = fit_child_kernel(results, held_kernel)
-    if child is not None:
+    law = fork_law_parameters(memory.get("fork_law"), child, params, preset)
+    if law:
+        params.update(law)
+    elif child is not None:
         params["child_kernel_kib"] = child.parameter(
             "child_kernel_kib", preset=preset.child_kernel_kib, method=CHILD_METHOD
         )
@@ -1085,6 +1089,65 @@ def fit_child_kernel(results: list[tuple[Run, dict[str, Any]]], platform: Platfo
     if len(rows) < 3:
         return None
     return fit_robust(np.array(rows), np.array(ys), ("child_kernel_kib",))
+
+
+LAW_METHOD = (
+    "measured: forks from parents of several sizes (simlab.real.forklaw) with "
+    "soft-L1 least squares of kernel KiB per fork on the parent's PSS, 95% bootstrap interval"
+)
+INTERCEPT_METHOD = (
+    "the server's own children per connection (fit_child_kernel) less the fork law's "
+    "page tables at process_kib; interval from both intervals' ends"
+)
+
+
+def fork_law_parameters(
+    record: dict[str, Any] | None,
+    child: Fit | None,
+    params: dict[str, Any],
+    preset: Platform,
+) -> dict[str, Any]:
+    """``fork_kernel_per_mib`` and the law's intercept ``fork_kernel_kib``, or
+    nothing when the memory record has no fork law or its slope is not identified.
+
+    The slope comes from the benchmark's forks (parents of several sizes).
+    The intercept is what the server's own children measured
+    (``fit_child_kernel``) less the slope times the server's size
+    (``process_kib``): a server maps more regions than the benchmark's bare
+    parent of the same size, so its forks cost more at any size; the
+    benchmark's own intercept is kept beside it. Pre-forked copies and
+    children per connection are both forks of the server process, so one
+    law prices both (``child_kernel_kib`` stays 0). Without server children
+    the benchmark's intercept is used, and labelled."""
+    if not record:
+        return {}
+    from simlab.real.forklaw import fit_fork_law  # noqa: PLC0415
+
+    law = fit_fork_law(record["points"])
+    if not law.is_identified("fork_kernel_per_mib"):
+        return {}
+    out: dict[str, Any] = {
+        "fork_kernel_per_mib": law.parameter(
+            "fork_kernel_per_mib", preset=preset.fork_kernel_per_mib, method=LAW_METHOD
+        )
+    }
+    bench = law.parameter("fork_kernel_kib", preset=preset.fork_kernel_kib, method=LAW_METHOD)
+    slope, (s_lo, s_hi) = law.value("fork_kernel_per_mib"), out["fork_kernel_per_mib"]["ci95"]
+    proc_mib = params.get("process_kib", {}).get("value", preset.process_kib) / 1024.0
+    if child is None or not child.is_identified("child_kernel_kib"):
+        out["fork_kernel_kib"] = {**bench, "note": "the benchmark's intercept (no server children)"}
+        return out
+    c = child.value("child_kernel_kib")
+    c_lo, c_hi = child.ci95[0]
+    out["fork_kernel_kib"] = {
+        "value": c - slope * proc_mib,
+        "ci95": [c_lo - s_hi * proc_mib, c_hi - s_lo * proc_mib],
+        "identified": True,
+        "method": INTERCEPT_METHOD,
+        "benchmark_intercept": bench,
+        "child_kernel_kib": c,
+    }
+    return out
 
 
 def fit_forks(results: list[tuple[Run, dict[str, Any]]], platform: Platform) -> Fit | None:

@@ -846,6 +846,8 @@ def run_events(  # noqa: PLR0912, PLR0915, PLR0917 - one compiled loop
                     break
             elif pc == T_GOT:
                 ei[ent, I_WORKER] = val
+                # Accepted now: the backlog holds none of the server's memory.
+                copen[ei[ent, I_HANDLE]] = now
                 admit[i] = now
                 start[i] = now
                 worker[i] = val

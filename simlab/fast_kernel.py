@@ -244,6 +244,9 @@ def recurse(  # noqa: PLR0912, PLR0915, PLR0917 - one compiled loop takes its ar
                 began, server = _pop(bt, bo, bs, size, proc)
             if mode == POOL_OWNS_CONNECTION:
                 admit[i] = began
+                # Accepted when a thread takes it: the listen backlog holds
+                # none of the server's memory (``ConnectionBound._short_session``).
+                conn_open[n_conn - 1] = began
         else:
             admit[i] = t
             if mode == THREAD_PER_CONNECTION:

@@ -13,7 +13,7 @@ touched (a fork that    fork_touched_kib
 called (a child per      fork_call_kib
   connection that has
   made a backend call)
-fork (a forked child    fork_kib - thread_kib      fork_kernel_kib -
+fork (a forked child    fork_kib - thread_kib      fork_kernel -
   beyond its thread)                               thread_kernel_kib
 thread                  thread_kib                 thread_kernel_kib       stack_kib
 connection (a client's  connection_kib             connection_kernel_kib
@@ -33,13 +33,15 @@ served (a thread that   thread_served_kib
   has served: its grown
   stack and buffers)
 child (a child forked                              child_kernel -
-  per connection, beyond                           fork_kernel_kib
+  per connection, beyond                           fork_kernel
   a pre-forked copy)
 ======================  =========================  ======================  ==========
 
 resident = user + kernel (what the machine must have); reserved virtual =
 threads x stack_kib. A forked child's one thread is in its ``fork_kib``,
-which is why a fork counts as a thread plus the difference.
+which is why a fork counts as a thread plus the difference. A fork's kernel
+cost (``Platform.fork_kernel``) grows with its parent's size: the parent is
+the server process, ``process_kib``.
 """
 
 from __future__ import annotations
@@ -74,7 +76,7 @@ def unit_costs(p: Platform) -> dict[str, tuple[float, float, float]]:
     return {
         "process": (p.process_kib, p.process_kernel_kib, 0.0),
         "touched": (p.fork_touched_kib, 0.0, 0.0),
-        "fork": (p.fork_kib - p.thread_kib, p.fork_kernel_kib - p.thread_kernel_kib, 0.0),
+        "fork": (p.fork_kib - p.thread_kib, p.fork_kernel - p.thread_kernel_kib, 0.0),
         "thread": (p.thread_kib, p.thread_kernel_kib, p.stack_kib),
         "connection": (p.connection_kib, p.connection_kernel_kib, 0.0),
         "task": (p.task_kib, 0.0, 0.0),
@@ -91,7 +93,7 @@ def unit_costs(p: Platform) -> dict[str, tuple[float, float, float]]:
         "served": (p.thread_served_kib, 0.0, 0.0),
         # A child forked per connection holds its own kernel memory
         # (``Platform.child_kernel``), not a pre-forked copy's: the difference.
-        "child": (0.0, p.child_kernel - p.fork_kernel_kib, 0.0),
+        "child": (0.0, p.child_kernel - p.fork_kernel, 0.0),
     }
 
 

@@ -180,17 +180,22 @@ def _memory(miss: dict[str, Any], rows: list[dict[str, Any]]) -> dict[str, str] 
             }
     k = _knob(config, "k")
     if metric == "memory_kernel" and k is not None:
+        # Measured, so not a hypothesis: a closed connection leaves nothing in
+        # the server's memory cgroup, whichever side closed first (its TIME_WAIT
+        # socket is charged to no cgroup; ``simlab.real.forklaw.measure_short``).
         held = (
-            "the kernel holds closed connections' sockets (TIME_WAIT, unread buffers) that the "
-            "model does not count"
+            "what the server holds beyond the model is left by the threads or children that "
+            "served them (an exited thread's stack kept mapped by glibc's cache, with its page "
+            "tables; a child not yet reaped), not by their sockets: a closed connection, in "
+            "TIME_WAIT or not, leaves nothing in the server's memory cgroup (measured)"
             if low
             else "the model holds a connection's kernel memory for longer than the server does"
         )
         return {
             "kind": "hypothesis",
             "text": f"short connections (k={k}): {held} ({'under' if low else 'over'} by "
-            f"{_pct(miss['rel_error'])}); test: {_measure(model, config)} with "
-            "/proc/net/sockstat sampled beside the probe",
+            f"{_pct(miss['rel_error'])}); test: {_measure(model, config)} with the server's "
+            "memory cgroup's memory.stat (pagetables, kernel_stack, slab) sampled beside the probe",
         }
     return None
 

@@ -348,6 +348,21 @@ class Platform:
                            hold a thread per connection
                            (``simlab.calibrate_runtime``); 0 in every preset
 
+    What a fork costs the kernel grows with its parent's size: the child gets
+    a copy of the parent's page tables (a 4 KiB page of entries per 2 MiB the
+    parent has written, about 2 KiB per MiB on x86-64):
+
+        fork_kernel_per_mib  kernel KiB a fork adds per MiB of its parent's user
+                           memory, the parent being the server process that
+                           forks (``process_kib``); with it, fork_kernel_kib is
+                           the law's intercept and every fork (pre-forked copy
+                           or child per connection) costs
+                           ``fork_kernel_kib + fork_kernel_per_mib * process_kib / 1024``
+                           (``fork_kernel``). Measured by forking from parents
+                           of several sizes (``simlab.real.forklaw``); 0 (every
+                           preset) means a fork costs fork_kernel_kib whatever
+                           its parent's size
+
     and one kernel cost of its own:
 
         child_kernel_kib   what the kernel holds for a child forked per connection
@@ -358,7 +373,8 @@ class Platform:
                            children hold less. Fitted from the
                            process-per-connection runs
                            (``simlab.calibrate.fit_child_kernel``); 0 (the default,
-                           every preset) means fork_kernel_kib
+                           every preset, and a profile whose children follow the
+                           fork law) means ``fork_kernel``
 
     Wall-clock costs that hold no server resource (microseconds):
 
@@ -498,6 +514,7 @@ class Platform:
     process_kib: float = 20480.0
     fork_kib: float = 748.0
     fork_kernel_kib: float = 238.0
+    fork_kernel_per_mib: float = 0.0
     backend_conn_kib: float = 0.0
     fork_touched_kib: float = 0.0
     fork_call_kib: float = 0.0
@@ -560,8 +577,9 @@ class Platform:
             f"gil_fifo_share(={self.gil_fifo_share!r}) must be between 0 and 1",
         )
         _require(
-            self.fork_kib >= self.thread_kib and self.fork_kernel_kib >= self.thread_kernel_kib,
-            f"fork_kib(={self.fork_kib}) and fork_kernel_kib(={self.fork_kernel_kib}) must be "
+            self.fork_kib >= self.thread_kib and self.fork_kernel >= self.thread_kernel_kib,
+            f"fork_kib(={self.fork_kib}) and fork_kernel_kib(={self.fork_kernel_kib}) (plus "
+            f"fork_kernel_per_mib(={self.fork_kernel_per_mib}) per MiB of process_kib) must be "
             f">= thread_kib(={self.thread_kib}) and thread_kernel_kib(={self.thread_kernel_kib}): "
             "a forked child includes its thread",
         )
@@ -590,9 +608,15 @@ class Platform:
         }
 
     @property
+    def fork_kernel(self) -> float:
+        """Kernel KiB of a fork of the server process (a pre-forked copy), its
+        thread included: the intercept plus the parent's page tables."""
+        return self.fork_kernel_kib + self.fork_kernel_per_mib * self.process_kib / 1024.0
+
+    @property
     def child_kernel(self) -> float:
         """Kernel KiB of a child forked per connection, its thread included."""
-        return self.child_kernel_kib or self.fork_kernel_kib
+        return self.child_kernel_kib or self.fork_kernel
 
     @property
     def loop_parse_us(self) -> float:
@@ -630,6 +654,7 @@ MECHANISMS = (
     "thread_served_kib",
     "backend_pool",
     "child_kernel_kib",
+    "fork_kernel_per_mib",
 )
 
 

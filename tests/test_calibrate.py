@@ -401,3 +401,51 @@ def test_refit_measures_only_the_grid_runs_the_profile_lacks(tmp_path, monkeypat
     assert all(s["throughput_rps"] == async_kept["throughput_rps"] for _, s in added)
     # Their journal is gone once they are kept (in the profile written next).
     assert not list(journal_dir().glob("calibrate-mine-missing*"))
+
+def _law_points(base: float, per_mib: float, sd: float, seed: int) -> list[dict[str, float]]:
+    # Three repeats at parents of about 9, 25 and 73 MiB (the benchmark's
+    # bare interpreter with 0, 16 and 64 MiB touched), noise of sd KiB.
+    rng = np.random.default_rng(seed)
+    return [
+        {"parent_pss_mib": mib, "kernel_per_fork_kib": base + per_mib * mib + rng.normal(0, sd)}
+        for _ in range(3)
+        for mib in (9.0, 25.0, 73.0)
+    ]
+
+
+def test_fit_fork_law_recovers_a_planted_law_inside_its_intervals() -> None:
+    from simlab.real.forklaw import fit_fork_law  # noqa: PLC0415 - only these tests
+
+    fit = fit_fork_law(_law_points(125.0, 2.0, 4.0, seed=1))
+    (b_lo, b_hi), (s_lo, s_hi) = fit.ci95
+    assert b_lo <= 125.0 <= b_hi and s_lo <= 2.0 <= s_hi
+    assert fit.is_identified("fork_kernel_per_mib")
+    assert abs(fit.value("fork_kernel_per_mib") - 2.0) < 0.3
+    # A parent's size that changes nothing: the slope is not identified.
+    flat = fit_fork_law(_law_points(180.0, 0.0, 4.0, seed=1))
+    assert not flat.is_identified("fork_kernel_per_mib")
+
+
+def test_fork_law_parameters_take_the_intercept_from_the_servers_children() -> None:
+    from simlab.fitting import Fit  # noqa: PLC0415 - only this test
+
+    preset = load_platform("cpython")
+    record = {"points": _law_points(125.0, 2.0, 1.0, seed=2)}
+    params = {"process_kib": {"value": 16 * 1024.0}}
+    child = Fit(("child_kernel_kib",), (182.0,), ((180.0, 185.0),), (True,), (), 20)
+    out = cal.fork_law_parameters(record, child, params, preset)
+    slope = out["fork_kernel_per_mib"]["value"]
+    base = out["fork_kernel_kib"]["value"]
+    # The law at the server's size gives back what its children measured.
+    assert base + slope * 16 == pytest.approx(182.0)
+    lo, hi = out["fork_kernel_kib"]["ci95"]
+    assert lo < base < hi
+    assert out["fork_kernel_kib"]["benchmark_intercept"]["value"] == pytest.approx(125.0, abs=5)
+    # Without the server's children: the benchmark's own intercept, labelled.
+    bench = cal.fork_law_parameters(record, None, params, preset)
+    assert bench["fork_kernel_kib"]["value"] == pytest.approx(125.0, abs=5)
+    assert "no server children" in bench["fork_kernel_kib"]["note"]
+    # No law measured, or a slope the points do not identify: nothing.
+    assert cal.fork_law_parameters(None, child, params, preset) == {}
+    flat = {"points": _law_points(180.0, 0.0, 4.0, seed=1)}
+    assert cal.fork_law_parameters(flat, child, params, preset) == {}

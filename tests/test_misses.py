@@ -65,7 +65,7 @@ def test_pre_forked_copies_only_when_the_single_process_cases_meet_the_goal() ->
 def test_short_connections_kernel_memory_both_ways() -> None:
     under = explain(_r("memory_kernel", 0.4, 4.0, config="N=9000 100/s P=1 k=1"), [])
     over = explain(_r("memory_kernel", 0.38, 0.26, config="N=100 90/s P=1 k=1"), [])
-    assert "TIME_WAIT" in under["text"] and "longer than the server" in over["text"]
+    assert "not by their sockets" in under["text"] and "longer than the server" in over["text"]
     assert explain(_r("memory_kernel", 0.4, 4.0, config="N=9000 100/s P=1"), [])["kind"] == (
         "unexplained"
     )

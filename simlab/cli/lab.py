@@ -572,6 +572,29 @@ def _print_memory(result: dict[str, Any]) -> None:
     out = console()
     out.print(t)
     out.print(f"[dim]kernel memory: {result.get('kernel_method', '')}[/]")
+    if "fork_law" in result:
+        from simlab.real.forklaw import fit_fork_law  # noqa: PLC0415
+
+        law = fit_fork_law(result["fork_law"]["points"])
+        (b_lo, b_hi), (s_lo, s_hi) = law.ci95
+        out.print(
+            f"kernel per fork = {law.values[0]:.1f} [{b_lo:.1f}, {b_hi:.1f}] KiB + "
+            f"{law.values[1]:.2f} [{s_lo:.2f}, {s_hi:.2f}] KiB per MiB of the parent's PSS"
+        )
+    if "backlog" in result:
+        rows = result["backlog"]["repeats"]
+        waiting = [r["waiting_kib"]["kernel"] for r in rows]
+        accepted = [r["at_accept_kib"]["kernel"] for r in rows]
+        out.print(
+            f"a connection in the listen backlog: {min(waiting):.2f}-{max(waiting):.2f} KiB "
+            f"charged while it waits, {min(accepted):.2f}-{max(accepted):.2f} at accept()"
+        )
+    if "short" in result:
+        held = [r["held_after_close_kib"]["kernel"] for r in result["short"]["repeats"]]
+        out.print(
+            f"a closed short connection: {min(held):.2f}-{max(held):.2f} KiB left in the "
+            "server's cgroup (its TIME_WAIT socket is charged to none)"
+        )
     if "saved_to" in result:
         out.print(f"[dim]saved to {result['saved_to']}[/]")
 

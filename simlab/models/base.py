@@ -1008,6 +1008,11 @@ class Model:
     def close_interval(self, kind: str, handle: int) -> None:
         self.intervals[kind][1][handle] = self.env.now
 
+    def accepted_at(self, kind: str, handle: int) -> None:
+        """Move the start of an interval opened earlier to now (its place in
+        the record, the order of opening, stays as it was)."""
+        self.intervals[kind][0][handle] = self.env.now
+
     # ---------------------------------------------------------------- output
 
     def record(self, *, replication: int, seed: int, window: tuple[float, float]) -> Record:

@@ -136,11 +136,18 @@ class ConnectionBound(Model):
                 # The SYN was dropped: the client's kernel retransmits it.
                 owner = yield from self.ov.reconnect(i, self.acquire)
             if owner is None:
-                # Connection refused: the backlog is full.
+                # Connection refused: the backlog is full. It was never
+                # accepted, so it held nothing of the server's (below).
+                self.accepted_at("connections", handle)
                 self.close_interval("connections", handle)
                 self.drop(i)
                 nxt = self.next_on_slot(conn)
                 continue
+            # Accepted now: a connection waiting in the listen backlog holds no
+            # memory of the server's process, and Linux charges its socket to
+            # the server's memory cgroup only at accept() (measured:
+            # ``simlab.real.forklaw.measure_backlog``, 0 KiB while waiting).
+            self.accepted_at("connections", handle)
             worker, process = owner
             if self.ov is not None and self.ov.expired(i, arrived):
                 # Waited past the queue deadline for a thread: dropped unserved.

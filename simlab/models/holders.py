@@ -160,15 +160,14 @@ class Holders(ConnectionBound):
         return worker.astype(np.int64), np.where(served, proc, -1).astype(np.int64)
 
     def base_levels(self) -> dict[str, int]:
-        w, a = self.workload, self.arch
+        w = self.workload
         open_conns = 0
         if w.persistent:
-            if a.backlog is None:
-                open_conns = w.connections
-            else:
-                # Connections refused at connect time are not open.
-                refused = int(np.count_nonzero(self._rank >= self._per_process + a.backlog))
-                open_conns = self._filled_at - refused
+            # Only the connections a thread has accepted: one left waiting in
+            # the listen backlog (or refused) holds none of the server's
+            # memory, user or kernel (``ConnectionBound._short_session``).
+            ranks = self._rank[: self._filled_at]
+            open_conns = int(np.count_nonzero(ranks < self._per_process))
         return self.levels(0, open_conns)
 
     def admit_slot(self, i: int, conn: int) -> bool:
@@ -223,12 +222,9 @@ class Holders(ConnectionBound):
         threads, copies = cls.preforked(arch)
         holders = cls.holders_for(arch)
         n = workload.connections
-        if not workload.persistent:
-            conns = in_flight
-        elif arch.backlog is None:
-            conns = n  # the ones without a thread wait, connected, in the backlog
-        else:
-            conns = min(n, holders + arch.processes * arch.backlog)
+        # Only accepted connections hold memory: the ones without a thread
+        # wait in the listen backlog, which charges the server nothing.
+        conns = min(in_flight if not workload.persistent else n, holders)
         return Units(
             touched=copies,
             fork=copies,

@@ -20,6 +20,10 @@ ends are in the measuring process) and ``kernel_method`` says so.
 - fork: B forked children each blocked in a read (summed over the children);
 - coroutine: B asyncio tasks awaiting a future.
 
+Where a memory cgroup can be made, also: a fork's kernel memory against its
+parent's size, a connection's while it waits in the listen backlog, and
+what closed short connections leave behind (``simlab.real.forklaw``).
+
 Also timed: thread create+start+join, fork+exit+wait (and the parent's
 os.fork() call alone), asyncio task create.
 """
@@ -39,6 +43,7 @@ from typing import Any
 
 import psutil
 
+from simlab.real.forklaw import measure_backlog, measure_fork_law, measure_short
 from simlab.real.kernel import KernelAccount, tcp_object_kib
 from simlab.real.limits import raise_fd_limit
 from simlab.real.probe import kernel_kib
@@ -234,8 +239,12 @@ def _timings(samples: int = 300) -> dict[str, float]:
     }
 
 
-def measure_memory(sizes: tuple[int, int], stack_kib: int = 0) -> dict[str, Any]:
-    """Per-unit memory (KiB) of each kind, from the slope between two sizes."""
+def measure_memory(
+    sizes: tuple[int, int], stack_kib: int = 0, *, kernel_laws: bool = True
+) -> dict[str, Any]:
+    """Per-unit memory (KiB) of each kind, from the slope between two sizes;
+    with ``kernel_laws``, also the fork law, the backlog's and closed short
+    connections' kernel memory (``simlab.real.forklaw``, about a minute)."""
     raise_fd_limit(sizes[1] * 2 + 256)
     a, b = sizes
     units: dict[str, dict[str, float]] = {}
@@ -253,13 +262,21 @@ def measure_memory(sizes: tuple[int, int], stack_kib: int = 0) -> dict[str, Any]
     account, why_not = KernelAccount.create()
     if account is not None:
         account.close()
-    return {
+    record = {
         "sizes": [a, b],
         "stack_kib": stack_kib,
         "kernel_method": "cgroup" if account is not None else f"machine-wide ({why_not})",
         "per_unit_kib": units,
         "timings": json.loads(out),
     }
+    if account is not None and kernel_laws:
+        # A fork's kernel memory against its parent's size (the page tables it
+        # copies), and what a connection waiting in the backlog is charged:
+        # both read a memory cgroup, so only where one can be made.
+        record["fork_law"] = measure_fork_law()
+        record["backlog"] = measure_backlog()
+        record["short"] = measure_short()
+    return record
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -327,3 +327,67 @@ def test_the_planner_counts_a_childs_own_kernel_memory() -> None:
 def test_child_kernel_kib_must_hold_its_thread() -> None:
     with pytest.raises(ValueError, match="child_kernel_kib"):
         Platform(thread_kernel_kib=26.0, child_kernel_kib=10.0)
+
+
+def test_every_fork_pays_its_parents_page_tables() -> None:
+    # fork_kernel_per_mib: a fork costs fork_kernel_kib + per_mib * process_kib
+    # / 1024. Two pre-forked copies of a parent 64 MiB larger hold 2 * 64 * 2
+    # KiB more kernel memory; 20 children per connection, 20 * 64 * 2 more.
+    law = Platform(name="p", fork_kernel_kib=150.0, fork_kernel_per_mib=2.0)
+    big = law.with_(process_kib=law.process_kib + 64 * 1024)
+    loop = Workload(connections=50, rate=100.0, cpu=Fixed(0.0005), io=Fixed(0.002), calls=1)
+    copies = Architecture(workers=4, processes=2)
+    small_k = _kernel_peak("reactor-pool", loop, law, copies)
+    assert _kernel_peak("reactor-pool", loop, big, copies) - small_k == pytest.approx(
+        2 * 64 * 2 / 1024, rel=1e-9
+    )
+    w = Workload(connections=20, rate=200.0, cpu=Fixed(0.0005), io=Fixed(0.002), calls=1)
+    one = Architecture()
+    gap = _kernel_peak("process-per-connection", w, big, one) - _kernel_peak(
+        "process-per-connection", w, law, one
+    )
+    assert gap == pytest.approx(20 * 64 * 2 / 1024, rel=1e-9)
+    # 0 (every preset): a fork costs fork_kernel_kib whatever its parent's size.
+    flat = Platform(name="p", fork_kernel_kib=150.0)
+    assert _kernel_peak("reactor-pool", loop, flat, copies) == _kernel_peak(
+        "reactor-pool", loop, flat.with_(process_kib=flat.process_kib * 4), copies
+    )
+    # A child per connection priced apart (child_kernel_kib) ignores the law.
+    fixed = law.with_(child_kernel_kib=188.0)
+    assert _kernel_peak("process-per-connection", w, fixed, one) == _kernel_peak(
+        "process-per-connection", w, fixed.with_(process_kib=law.process_kib + 64 * 1024), one
+    )
+
+
+def test_a_connection_in_the_backlog_holds_no_memory_of_the_server() -> None:
+    # An iterative server past saturation (rho 2.5) with one request per
+    # connection: most connections wait unaccepted in the listen backlog, but
+    # only the one being served holds the server's memory, user or kernel.
+    w = Workload(connections=500, rate=500.0, cpu=Fixed(0.002), io=Fixed(0.003), calls=1,
+                 requests_per_connection=1)  # fmt: skip
+    platform = BARE.with_(connection_kib=100.0, connection_kernel_kib=50.0)
+    arch = Architecture()
+    r = simulate("iterative", w, platform, arch, duration=2.0, warmup=0.5, replications=1, seed=1)
+    s = r.summary
+    assert s.queue_delay_ms.mean > 100  # many wait: the case tests something
+    bare = simulate("iterative", w, BARE, arch, duration=2.0, warmup=0.5, replications=1,
+                    seed=1).summary  # fmt: skip
+    assert s.memory_mib.kernel_peak_exact is not None
+    assert bare.memory_mib.kernel_peak_exact is not None
+    extra = (s.memory_mib.kernel_peak_exact - bare.memory_mib.kernel_peak_exact) * 1024
+    # The one accepted connection and the thread's own backend connection,
+    # each 50 KiB where BARE charges connection_kernel_kib: tens more would
+    # count if the backlog's connections were charged from their arrival.
+    per = 50.0 - BARE.connection_kernel_kib
+    assert extra == pytest.approx(2 * per)
+    # Persistent connections beyond the server's one thread wait all run.
+    persistent = w.with_(requests_per_connection=None, connections=5, rate=20.0)
+    p = simulate("iterative", persistent, platform, arch, duration=2.0, warmup=0.5,
+                 replications=1, seed=1).summary  # fmt: skip
+    q = simulate("iterative", persistent, BARE, arch, duration=2.0, warmup=0.5,
+                 replications=1, seed=1).summary  # fmt: skip
+    assert p.memory_mib.kernel_peak_exact is not None
+    assert q.memory_mib.kernel_peak_exact is not None
+    assert (p.memory_mib.kernel_peak_exact - q.memory_mib.kernel_peak_exact) * 1024 == (
+        pytest.approx(2 * per)
+    )

@@ -183,7 +183,8 @@ def test_serve_stops_cleanly_on_sigterm() -> None:
 
 
 def test_memory_units_are_per_unit_slopes() -> None:
-    result = measure_memory((50, 250), stack_kib=256)
+    # The kernel laws have a test of their own (test_forklaw.py).
+    result = measure_memory((50, 250), stack_kib=256, kernel_laws=False)
     per = result["per_unit_kib"]
     # Each thread reserves its 256 KiB stack plus a guard page and glibc's
     # per-thread area (tens of KiB), instead of the default 8 MiB.
