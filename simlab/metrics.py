@@ -379,6 +379,9 @@ def _gather(
     total = sum(sizes)
     starts, ends, by_end = np.empty(total), np.empty(total), np.empty(total)
     arrays: list[Part] = []
+    # Parts that share their ends (requests in flight, the server's own
+    # stays) share their sorted ends too: sorted once.
+    done: dict[int, np.ndarray] = {}
     at = 0
     for (s, e), b, size in zip(given, began, sizes, strict=True):
         s_out, e_out, sorted_out = (
@@ -397,9 +400,14 @@ def _gather(
             order = np.argsort(s_out, kind="stable")
             s_out[:] = s_out[order]
             e_out[:] = e_out[order]
-        sorted_out[:] = e_out
-        if size > 1 and not bool(np.all(e_out[1:] >= e_out[:-1])):
-            sorted_out.sort()
+        if b is None and id(e) in done:
+            sorted_out[:] = done[id(e)]
+        else:
+            sorted_out[:] = e_out
+            if size > 1 and not bool(np.all(e_out[1:] >= e_out[:-1])):
+                sorted_out.sort()
+            if b is None:
+                done[id(e)] = sorted_out
         arrays.append((s_out, e_out, 1.0))
         at += size
     return arrays, starts, ends, by_end
