@@ -226,25 +226,6 @@ def level_parts(rec: Record, platform: Platform, rtt: np.ndarray | None = None) 
     return levels
 
 
-def _clean(parts: list[Part]) -> list[Part]:
-    """Each part's started intervals sorted by start, ends nan -> inf; no zero weights."""
-    out: list[Part] = []
-    for starts, ends, weight in parts:
-        if weight == 0 or len(starts) == 0:
-            continue
-        began = ~np.isnan(starts)
-        if bool(began.all()):
-            s, e = starts, _ends(ends)  # no copy of what would be kept whole
-        else:
-            s, e = starts[began], _ends(ends[began])
-        if len(s) > 1 and not bool(np.all(s[1:] >= s[:-1])):
-            # Starts are nearly in order (send order, FCFS): timsort is quick on them.
-            order = np.argsort(s, kind="stable")
-            s, e = s[order], e[order]
-        out.append((s, e, float(weight)))
-    return out
-
-
 @dataclass(frozen=True)
 class Sweep:
     """What one pass over a replication's levels gives (``window_sweep``).
@@ -291,7 +272,7 @@ def window_sweep(
     engine's runs) or a weight is negative.
     """
     unique: dict[tuple[int, int], int] = {}  # a part's arrays -> its column
-    arrays: list[Part] = []
+    given: list[tuple[np.ndarray, np.ndarray]] = []
     rows: list[dict[int, float]] = []
     for parts, _ in levels.values():
         row: dict[int, float] = {}
@@ -300,14 +281,24 @@ def window_sweep(
                 continue
             key = (id(starts), id(ends))
             if key not in unique:
-                unique[key] = len(arrays)
-                arrays.append(_clean([(starts, ends, 1.0)])[0])
+                unique[key] = len(given)
+                given.append((starts, ends))
             col = unique[key]
             row[col] = row.get(col, 0.0) + weight
         rows.append(row)
+    # Every distinct part's intervals (those begun, sorted by start, ends nan
+    # -> inf) written once into the three arrays the sweep reads (starts,
+    # ends, the ends sorted), each part a slice of them: no per-part copies
+    # concatenated afterwards, and a part whose ends come in order already (a
+    # CPU's phases) is not sorted again. The same floats as cleaning, sorting
+    # and concatenating part by part.
+    arrays, all_starts, all_ends, all_by_end = _gather(given)
+    offsets = np.cumsum([0] + [len(s) for s, _, _ in arrays], dtype=np.int64)
+    by_end = [all_by_end[offsets[q] : offsets[q + 1]] for q in range(len(arrays))]
     overlap = []
+    scratch = np.empty(max((len(s) for s, _, _ in arrays), default=0))
     for s, e, _ in arrays:
-        o = np.minimum(e, t1)
+        o = np.minimum(e, t1, out=scratch[: len(e)])
         o -= np.maximum(s, t0)
         overlap.append(float(o[o > 0].sum()))
     weights = np.zeros((len(rows), len(arrays)))
@@ -317,10 +308,9 @@ def window_sweep(
     bases = np.array([base for _, base in levels.values()], dtype=np.float64)
     means = bases + weights @ np.array(overlap, dtype=np.float64) / (t1 - t0)
     # The level at t0 (and t1): every interval begun at or before it and not
-    # yet ended. Each part's ends in time order (numpy's vectorised sort): the
-    # sweep reads them, and the intervals open at t are those begun by t less
-    # those ended by then (an interval ended by t began by t).
-    by_end = [np.sort(e) for _, e, _ in arrays]
+    # yet ended. Each part's ends in time order: the sweep reads them, and
+    # the intervals open at t are those begun by t less those ended by then
+    # (an interval ended by t began by t).
 
     def level_at(t: float) -> np.ndarray:
         open_at = [
@@ -347,11 +337,10 @@ def window_sweep(
     elif arrays:
         from simlab.kernels import sweep_levels  # noqa: PLC0415
 
-        offsets = np.cumsum([0] + [len(s) for s, _, _ in arrays], dtype=np.int64)
         peaks, reads = sweep_levels(
-            np.concatenate([s for s, _, _ in arrays]),
-            np.concatenate([e for _, e, _ in arrays]),
-            np.concatenate(by_end),
+            all_starts,
+            all_ends,
+            all_by_end,
             offsets,
             weights,
             bases,
@@ -370,6 +359,58 @@ def window_sweep(
         at_t0={key: float(level0[i]) for i, key in enumerate(keys)},
         at_t1={key: float(level1[i]) for i, key in enumerate(keys)},
     )
+
+
+def _gather(
+    given: list[tuple[np.ndarray, np.ndarray]],
+) -> tuple[list[Part], np.ndarray, np.ndarray, np.ndarray]:
+    """The parts ``given`` as the sweep reads them, as slices of three
+    arrays: every part's starts of the intervals begun, sorted (stably),
+    its ends in the starts' order with nan -> inf (``_ends``), and the same
+    ends sorted, part after part."""
+    # Only the intervals begun (a start of nan never began); no mask kept
+    # where every one did.
+    masks = [~np.isnan(s) for s, _ in given]
+    began = [None if bool(m.all()) else m for m in masks]
+    sizes = [
+        len(s) if b is None else int(np.count_nonzero(b))
+        for (s, _), b in zip(given, began, strict=True)
+    ]
+    total = sum(sizes)
+    starts, ends, by_end = np.empty(total), np.empty(total), np.empty(total)
+    arrays: list[Part] = []
+    # Parts that share their ends (requests in flight, the server's own
+    # stays) share their sorted ends too: sorted once.
+    done: dict[int, np.ndarray] = {}
+    at = 0
+    for (s, e), b, size in zip(given, began, sizes, strict=True):
+        s_out, e_out, sorted_out = (
+            starts[at : at + size],
+            ends[at : at + size],
+            by_end[at : at + size],
+        )
+        if b is None:
+            s_out[:] = s
+            np.fmin(e, math.inf, out=e_out)
+        else:
+            s_out[:] = s[b]
+            np.fmin(e[b], math.inf, out=e_out)
+        if size > 1 and not bool(np.all(s_out[1:] >= s_out[:-1])):
+            # Starts are nearly in order (send order, FCFS): timsort is quick on them.
+            order = np.argsort(s_out, kind="stable")
+            s_out[:] = s_out[order]
+            e_out[:] = e_out[order]
+        if b is None and id(e) in done:
+            sorted_out[:] = done[id(e)]
+        else:
+            sorted_out[:] = e_out
+            if size > 1 and not bool(np.all(e_out[1:] >= e_out[:-1])):
+                sorted_out.sort()
+            if b is None:
+                done[id(e)] = sorted_out
+        arrays.append((s_out, e_out, 1.0))
+        at += size
+    return arrays, starts, ends, by_end
 
 
 def _compiled() -> bool:

@@ -196,8 +196,11 @@ def quantiles_ci95(
     kept = [np.asarray(a, dtype=np.float64) for a in samples if len(a)]
     if not kept:
         return [(None, None) for _ in qs]
+    # A copy of its own (concatenate copies even one array): the percentiles
+    # may reorder it in place rather than copy it again for each call; a
+    # percentile is the same number whatever order its values come in.
     pooled = np.concatenate(kept)
-    xs = [float(x) for x in np.percentile(pooled, list(qs))]
+    xs = [float(x) for x in np.percentile(pooled, list(qs), overwrite_input=True)]
     if len(kept) < 2:
         return [(x, None) for x in xs]
     levels: list[float] = []
@@ -205,7 +208,7 @@ def quantiles_ci95(
         shares = [float(np.count_nonzero(a <= x)) / len(a) for a in kept]
         half = t975(len(kept) - 1) * float(np.std(shares, ddof=1)) / math.sqrt(len(kept))
         levels += [min(max(q - 100 * half, 0.0), 100.0), min(max(q + 100 * half, 0.0), 100.0)]
-    ends = [float(v) for v in np.percentile(pooled, levels)]
+    ends = [float(v) for v in np.percentile(pooled, levels, overwrite_input=True)]
     return [(x, ends[2 * k : 2 * k + 2]) for k, x in enumerate(xs)]
 
 

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import pytest
 from selenium import webdriver
+from selenium.common.exceptions import StaleElementReferenceException
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.common.keys import Keys
@@ -116,7 +117,12 @@ def _wait(driver, condition, timeout: float = 90.0, what: str = "the page"):  # 
 def _idle(driver) -> bool:  # type: ignore[no-untyped-def]
     """Streamlit has finished running the script (no 'Running...' indicator)."""
     running = driver.find_elements(By.CSS_SELECTOR, '[data-testid="stStatusWidget"]')
-    return not any("Running" in el.text for el in running)
+    try:
+        return not any("Running" in el.text for el in running)
+    except StaleElementReferenceException:
+        # The indicator changed between finding it and reading it: the page is
+        # still moving, so not idle yet; the wait polls again.
+        return False
 
 
 def _metrics(driver) -> dict[str, str]:  # type: ignore[no-untyped-def]
