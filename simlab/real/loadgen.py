@@ -720,6 +720,38 @@ def decode(text: str) -> HdrHistogram:
     return HdrHistogram.decode(text.encode()) if text else _histogram()
 
 
+def recorded(h: HdrHistogram) -> tuple[np.ndarray, np.ndarray]:
+    """The recorded values (each its bucket's highest equivalent, as
+    ``get_recorded_iterator`` gives them) and their counts, in order.
+
+    The library's iterator walks every one of the counts array's ~23,000
+    slots in Python (about half a second a histogram, three histograms and
+    five percentiles a measurement); the nonzero slots are found in numpy and
+    only they are turned into values, by the library's own functions."""
+    counts = np.ctypeslib.as_array(h.counts)[: h.counts_len]
+    index = np.flatnonzero(counts)
+    values = np.fromiter(
+        (h.get_highest_equivalent_value(h.get_value_from_index(int(i))) for i in index),
+        dtype=np.float64,
+        count=len(index),
+    )
+    return values, counts[index].astype(np.int64)
+
+
+def mean(h: HdrHistogram) -> float:
+    """``HdrHistogram.get_mean_value`` (each count at its bucket's median
+    equivalent value) from the nonzero slots alone (see ``recorded``)."""
+    total = int(h.get_total_count())
+    if not total:
+        return 0.0
+    counts = np.ctypeslib.as_array(h.counts)[: h.counts_len]
+    index = np.flatnonzero(counts)
+    weighted: int = sum(
+        int(counts[i]) * h._hdr_median_equiv_value(h.get_value_from_index(int(i))) for i in index
+    )
+    return float(weighted) / total
+
+
 def percentile(h: HdrHistogram, q: float) -> float:
     """The ``q``-th percentile of the recorded values as the simulation takes
     it (``numpy.percentile``'s linear interpolation between the two values
@@ -732,14 +764,10 @@ def percentile(h: HdrHistogram, q: float) -> float:
     that waited for its last) the two definitions are a whole request
     apart, and ``p99`` must mean the same in ``measure`` as in ``simulate``.
     """
-    values, counts = [], []
-    for step in h.get_recorded_iterator():
-        values.append(step.value_iterated_to)
-        counts.append(step.count_added_in_this_iter_step)
-    if not counts:
+    v, counts = recorded(h)
+    if not len(counts):
         return math.nan
-    v = np.asarray(values, dtype=np.float64)
-    ranks = np.cumsum(np.asarray(counts, dtype=np.int64))  # last rank (1-based) of each value
+    ranks = np.cumsum(counts)  # last rank (1-based) of each value
     pos = q / 100.0 * (int(ranks[-1]) - 1)  # 0-based fractional rank
     lo = math.floor(pos)
     hi = min(lo + 1, int(ranks[-1]) - 1)

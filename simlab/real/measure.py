@@ -524,7 +524,7 @@ def _hist_block(text: str, *, with_ci: list[float] | None = None) -> HistogramBl
     if h.get_total_count() == 0:
         return HistogramBlock()
     return HistogramBlock(
-        mean=h.get_mean_value() / 1e3,
+        mean=loadgen.mean(h) / 1e3,
         p50=loadgen.percentile(h, 50) / 1e3,
         p95=loadgen.percentile(h, 95) / 1e3,
         p99=loadgen.percentile(h, 99) / 1e3,
