@@ -540,8 +540,8 @@ def fit_memory(results: list[tuple[Run, dict[str, Any]]], kind: str) -> Fit | No
 
 
 def _structure(results: list[tuple[Run, dict[str, Any]]]) -> dict[str, dict[str, list[float]]]:
-    """For each peer: idle threads, processes and PSS at 1 and 2 processes, and
-    with 1,000 connections (its own cost per connection)."""
+    """For each peer: idle threads, processes, PSS and kernel memory at 1 and 2
+    processes, and with 1,000 connections (its own cost per connection)."""
     out: dict[str, dict[str, list[float]]] = {}
     for run, s in results:
         if run.role != "structure":
@@ -552,6 +552,7 @@ def _structure(results: list[tuple[Run, dict[str, Any]]]) -> dict[str, dict[str,
                 "processes": [],
                 "threads": [],
                 "memory_mib": [],
+                "kernel_mib": [],
                 "server_processes": [],
                 "connections": [],
             },
@@ -561,6 +562,7 @@ def _structure(results: list[tuple[Run, dict[str, Any]]]) -> dict[str, dict[str,
         entry["threads"].append(s["threads"]["peak"])
         entry["processes"].append(s["processes"]["peak"])
         entry["memory_mib"].append(s["kept"]["pss_peak_mib"])
+        entry["kernel_mib"].append(s["kept"]["kernel_peak_mib"])
     return out
 
 

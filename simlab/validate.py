@@ -50,7 +50,14 @@ from simlab.params import LAB_KEYS, Architecture, Platform
 from simlab.paths import validation_dir
 from simlab.platforms import load_platform, profile_path
 from simlab.provenance import atomic_write, atomic_write_json, git_revision, machine, utc_stamp
-from simlab.real.grids import RUNTIMES, STRUCTURE_WORKERS, Case, held_out, runtime_cases
+from simlab.real.grids import (
+    RUNTIMES,
+    STRUCTURE_WORKERS,
+    Case,
+    held_out,
+    runtime_cases,
+    structure_runs,
+)
 from simlab.real.measure import MeasureOptions, measure
 from simlab.real.peers import PEERS, REGISTRY, RESEMBLES, as_designed, with_own_costs
 from simlab.real.peers.build import READINESS_CONNECTIONS
@@ -156,21 +163,69 @@ def _profile_extras(platform_spec: str) -> dict[str, Any]:
         return {}
 
 
-def _peer_idle(extras: dict[str, Any], target: str, processes: int) -> tuple[float, float]:
-    """A peer's idle threads and PSS (MiB) at ``processes``, on the line through
-    the counts calibration recorded at 1 and 2 processes."""
+def _peer_threads(extras: dict[str, Any], target: str, processes: int) -> float:
+    """A peer's idle threads at ``processes``, on the line through the counts
+    calibration recorded at 1 and 2 processes."""
+    peer = _peer_structure(extras, target)
+    return _plane(peer, "threads", processes, None)
+
+
+def _peer_structure(extras: dict[str, Any], target: str) -> dict[str, Any]:
     peer = extras.get("peers", {}).get(target)
     if not peer:
         raise UserError(f"platform: the profile has no idle structure for {target}; recalibrate")
-    xs = np.asarray(peer["server_processes"], dtype=float)
+    return dict(peer)
 
-    def line(ys: list[float]) -> float:
-        if len(set(xs)) < 2:
-            return float(np.mean(ys))
-        slope, intercept = np.polyfit(xs, np.asarray(ys, dtype=float), 1)
-        return float(intercept + slope * processes)
 
-    return line(peer["threads"]), line(peer["memory_mib"])
+# A structure run holding at least this many connections measures the peer's
+# own cost per connection (calibration's 1,000 idle connections).
+MANY_CONNECTIONS = 100
+
+
+def _plane(peer: dict[str, Any], key: str, processes: int, connections: int | None) -> float:
+    """``peer[key]`` (one value per structure run) at
+    ``processes`` and ``connections`` held: least squares on a plane in
+    processes and connections through the structure runs, a line in
+    processes when no run holds many connections (or ``connections`` is None),
+    their mean when they were all at one process count."""
+    p = np.asarray(peer["server_processes"], dtype=float)
+    n = np.asarray(peer["connections"], dtype=float)
+    y = np.asarray(peer[key], dtype=float)
+    cols, at = [np.ones_like(p)], [1.0]
+    if len(set(p.tolist())) >= 2:
+        cols.append(p)
+        at.append(float(processes))
+    if connections is not None and n.max() >= MANY_CONNECTIONS and len(p) > len(cols):
+        cols.append(n)
+        at.append(float(connections))
+    coef, *_ = np.linalg.lstsq(np.column_stack(cols), y, rcond=None)
+    return float(np.dot(coef, at))
+
+
+def _structure_model(
+    target: str, processes: int, held: int, platform: Platform, seed: int
+) -> tuple[float, float]:
+    """The model of ``target`` simulated as its structure runs ran (their idle
+    workload, pool and length), at ``processes`` and ``held`` connections:
+    its user and kernel memory peaks (MiB)."""
+    run = next(r for r in structure_runs() if r.target == target)
+    if REGISTRY[target].keep_alive:
+        w = run.workload.with_(connections=max(1, held))
+    else:
+        # It closes every connection after its answer: each request came on a
+        # connection of its own (its structure runs had one client a process).
+        w = run.workload.with_(connections=processes, requests_per_connection=1)
+    s = simulate(
+        RESEMBLES[target],
+        w,
+        platform,
+        as_designed(target, replace(run.arch, processes=processes)),
+        duration=run.duration,
+        warmup=run.warmup,
+        replications=1,
+        seed=seed,
+    ).summary
+    return s.memory_mib.user_peak, s.memory_mib.kernel_peak
 
 
 def lab_platform(platform: Platform, extras: dict[str, Any]) -> Platform:
@@ -214,23 +269,28 @@ def _peer_adjusted(
         return _runtime_peer(case, out, extras)
     if case.target not in PEERS:
         return out
-    idle = simulate(
-        RESEMBLES[case.target],
-        case.workload.with_(rate=1e-3),
-        platform,
-        as_designed(case.target, case.arch),
-        duration=1.0,
-        warmup=0.0,
-        replications=1,
-        seed=seed,
-    ).summary
-    threads, mib = _peer_idle(extras, case.target, case.arch.processes)
-    user = out["memory_user"]
-    shift = mib - idle.memory_mib.user_peak
-    out["memory_user"] = Predicted(
-        None if user.value is None else user.value + shift,
-        None if user.ci is None else [user.ci[0] + shift, user.ci[1] + shift],
+    # The peer's own machinery (its arbiter or supervisor, its workers'
+    # interpreters, its objects per connection): what its structure runs held,
+    # on a plane in processes and connections held through them, less what the
+    # model of it holds run as they were, at the case's processes and
+    # connections; added to the prediction.
+    peer = _peer_structure(extras, case.target)
+    held = case.workload.connections if case.workload.persistent else 0
+    model_user, model_kernel = _structure_model(
+        case.target, case.arch.processes, held, platform, seed
     )
+    shifts = {"memory_user": _plane(peer, "memory_mib", case.arch.processes, held) - model_user}
+    if "kernel_mib" in peer:  # profiles calibrated before it was kept have none
+        shifts["memory_kernel"] = (
+            _plane(peer, "kernel_mib", case.arch.processes, held) - model_kernel
+        )
+    for metric, shift in shifts.items():
+        was = out[metric]
+        out[metric] = Predicted(
+            None if was.value is None else was.value + shift,
+            None if was.ci is None else [was.ci[0] + shift, was.ci[1] + shift],
+        )
+    threads = _peer_threads(extras, case.target, case.arch.processes)
     if case.target in LAZY_THREADS:
         threads = _gthread_machinery(extras, case.target, case.arch.processes)
         arch = as_designed(case.target, case.arch)

@@ -402,6 +402,7 @@ def test_refit_measures_only_the_grid_runs_the_profile_lacks(tmp_path, monkeypat
     # Their journal is gone once they are kept (in the profile written next).
     assert not list(journal_dir().glob("calibrate-mine-missing*"))
 
+
 def _law_points(base: float, per_mib: float, sd: float, seed: int) -> list[dict[str, float]]:
     # Three repeats at parents of about 9, 25 and 73 MiB (the benchmark's
     # bare interpreter with 0, 16 and 64 MiB touched), noise of sd KiB.

@@ -120,3 +120,47 @@ def test_gthread_machinery_is_the_structure_runs_less_their_pools() -> None:
     extras = {"peers": {"gunicorn-gthread": peer}}
     assert v._gthread_machinery(extras, "gunicorn-gthread", 1) == pytest.approx(3.0)
     assert v._gthread_machinery(extras, "gunicorn-gthread", 2) == pytest.approx(4.0)
+
+
+def test_a_peers_structure_is_a_plane_in_processes_and_connections() -> None:
+    # Planted: 20 MiB, 11 MiB a process, 4 KiB a connection; the structure
+    # runs' three shapes recover it exactly, and the per-connection cost is
+    # the 1,000-connection run's, not averaged into the one-process value.
+    def planted(p: float, n: float) -> float:
+        return 20.0 + 11.0 * p + 4.0 / 1024 * n
+
+    shapes = [(1, 1), (2, 2), (1, 1000)]
+    peer = {
+        "server_processes": [p for p, _ in shapes],
+        "connections": [n for _, n in shapes],
+        "memory_mib": [planted(p, n) for p, n in shapes],
+    }
+    assert v._plane(peer, "memory_mib", 4, 300) == pytest.approx(planted(4, 300))
+    # No run with many connections (a peer that closes every one): a line in
+    # processes, whatever the connections asked for.
+    sync = {"server_processes": [1, 2], "connections": [1, 2], "memory_mib": [30.0, 42.0]}
+    assert v._plane(sync, "memory_mib", 4, 0) == pytest.approx(66.0)
+    assert v._plane(sync, "memory_mib", 4, 500) == pytest.approx(66.0)
+
+
+def test_a_peers_own_kernel_memory_reaches_its_prediction() -> None:
+    # gunicorn-sync's structure runs holding 0.44 and 0.66 MiB of kernel memory
+    # (as calibrated on this machine): raise both by 0.25 and the case's kernel
+    # prediction rises by 0.25; a profile that kept no kernel memory for its
+    # peers (the tests' frozen one) shifts nothing.
+    case = next(c for c in v.held_out(quick=False) if c.target == "gunicorn-sync")
+    extras = v._profile_extras("cpython")
+    platform = v.case_platform(case, v.lab_platform(v.load_platform("cpython"), extras), extras)
+    sim = v._simulate(case, platform, 1)
+    sync = {k: x for k, x in extras["peers"]["gunicorn-sync"].items() if k != "kernel_mib"}
+
+    def kernel(peer: dict) -> float:
+        changed = {**extras, "peers": {**extras["peers"], "gunicorn-sync": peer}}
+        value = v._peer_adjusted(case, sim, platform, changed, 1)["memory_kernel"].value
+        assert value is not None
+        return value
+
+    base = kernel({**sync, "kernel_mib": [0.44, 0.66]})
+    assert kernel({**sync, "kernel_mib": [0.69, 0.91]}) == pytest.approx(base + 0.25)
+    assert base != pytest.approx(sim.memory_mib.kernel_peak)
+    assert kernel(sync) == pytest.approx(sim.memory_mib.kernel_peak)

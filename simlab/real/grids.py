@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from simlab.distributions import Exponential, Fixed
 from simlab.params import Architecture, Fanout, Workload
 from simlab.real.options import SERVER_MODELS
-from simlab.real.peers import PEERS
+from simlab.real.peers import PEERS, REGISTRY
 
 __all__ = [
     "RUNTIMES",
@@ -84,7 +84,7 @@ def grid(quick: bool) -> list[Run]:
         *_cost_runs(quick, length),
         *_load_runs(quick, length),
         *_memory_runs(quick),
-        *_structure_runs(),
+        *structure_runs(),
         # Last, so that the runs before them keep their places (their seeds).
         *_peer_loop_runs(quick, length),
     ]
@@ -192,12 +192,12 @@ def _memory_runs(quick: bool) -> list[Run]:
 STRUCTURE_WORKERS = 4
 
 
-def _structure_runs() -> list[Run]:
+def structure_runs() -> list[Run]:
     """The peers idle at 1 and 2 processes, and holding 1,000 connections."""
     runs = []
     for target in PEERS:
         shapes = [(1, 1), (2, 2)]
-        if target != "gunicorn-sync":  # sync closes every connection: it holds none
+        if REGISTRY[target].keep_alive:  # one that closes every connection holds none
             shapes.append((1, 1000))
         for processes, n in shapes:
             w = Workload(connections=n, rate=20.0, cpu=Fixed(0.0005), io=Fixed(0.002))

@@ -73,6 +73,9 @@ class Peer:
     versions: Callable[[str], dict[str, str]]
     footprint: Callable[[int, int, int], tuple[int, int]]
     header_timeout: bool = True
+    # False: it closes every connection after its answer (no keep-alive), so
+    # whatever the load generator asks, it holds no idle connection.
+    keep_alive: bool = True
     # Knobs of the model it resembles that the peer's own design fixes (the
     # architecture it is simulated with): gthread reads a new connection's
     # first request on a worker thread, and its workers race for the
@@ -107,6 +110,7 @@ _PEERS = (
         _python_versions,
         lambda n, w, p: (p + 1, p + 1),
         header_timeout=False,
+        keep_alive=False,
     ),
     Peer(
         "gunicorn-gthread",
