@@ -422,14 +422,31 @@ MECHANISMS = [
 ]
 
 
-# What the fresh full validation (2026-12-01, 18:33-18:56 UTC, right after a fresh
-# calibration, nothing else running; predictions on that calibration's runs refitted
-# with the spread through the model) does not show, each a strict xfail that fails
+# What the committed full validation does not show, each a strict xfail that fails
 # the day the runs show it, so that the list is kept true. The numbers are the
-# errors against the measured mean, with the mechanism on and off. (Event-loop
-# batching's own targets show it on these runs: async N=500 500/s throughput
-# 0.5% on, 6.5% off; p50 6.1% and 21.6%; p99 2.5% and 15.6%.)
+# errors against the measured mean, with the mechanism on and off: entries marked
+# "23:11" are from the committed session (2026-12-01, calibration 22:37-22:51 and
+# validation 22:51-23:11 UTC, nothing else running, the machine's speed reference
+# swinging 4,030-11,330 ops/s within the runs); the others were written from the
+# 18:33-18:56 UTC session and still hold on these runs (their numbers are that
+# session's). Event-loop batching made the peers' rows worse on the 18:33 runs
+# and no longer does on these; its own target moved the other way (below).
 NOT_SHOWN = {
+    ("towards", "event-loop batching"): "23:11: async N=500 500/s p50: error 13.1% with "
+    "batching, 5.8% without, noise 8.2% (measured 1,946 ms: the server was slower in "
+    "this session; on the 18:33 runs 6.1% and 21.6%, a gain): batching's lower cost per "
+    "request under load puts the model's capacity above this session's server",
+    ("seeds", "event-loop batching"): "23:11: async N=500 500/s p50: 1,692 ms with "
+    "batching, 2,058 without (seeds 0), 1,946 measured: it moves away",
+    ("towards", "the overheads' spread fitted through the model"): "23:11: uvicorn "
+    "N=300 120/s P=2 p99: error 42.8% with the fitted spread, 40.8% without, inside "
+    "the measured noise (64.8%)",
+    ("towards", "a loop peer's own loop costs"): "23:11: uvicorn N=300 500/s served "
+    "rate: error 2.4% with its own loop costs, 5.7% without: towards, by 3.3 points, "
+    "inside the noise (3.4%)",
+    ("worse", "quick", "the overheads' spread fitted through the model"): "23:11: async "
+    "N=3000 300/s p50: error 6.35% with the fitted spread, 5.03% without, noise 0.51% "
+    "(both far inside the 15% goal)",
     ("seeds", "the GIL's hand-off out of order"): "thread-per-connection N=300 420/s p50: "
     "45.3 ms with the random hand-off, 58.4 in order (seeds 0; 54.8 and 71.1 with seeds "
     "1000), 357.4 measured near saturation: it moves away; N=400 250/s p50 moves away too "
@@ -452,18 +469,6 @@ NOT_SHOWN = {
     "N=200 700/s p99: error 63.9% with the split, 70.6% without, a gain inside the noise "
     "(20.0%; measured 4,730 ms on these runs, 3,994 and 6,751 in earlier sessions); its "
     "N=10000 60/s k=1 targets move towards (p50 3.4% and 12.4%, threads 1.6% and 43.8%)",
-    ("worse", "quick", "event-loop batching"): "reactor-pool N=200 200/s (offered load "
-    "1.62): served-rate error 2.27% with batching, 0.93% without, noise 0.33%; uvicorn "
-    "N=300 120/s P=2 p50 1.60% (its own loop costs) and 0.23%, noise 0.28%",
-    ("worse", "cores", "event-loop batching"): "uvicorn N=300 120/s P=2 p50: error 1.60% "
-    "with batching (its own loop costs), 0.23% without, noise 0.28%",
-    ("worse", "loops", "event-loop batching"): "uvicorn N=1000 300/s p99: error 11.5% with "
-    "batching (its own loop costs), 5.0% without (every request at parse_us, 436 us), "
-    "noise 5.5%; N=300 120/s P=2 p50 1.60% and 0.23%, noise 0.28%; N=300 500/s "
-    "memory_user 0.26% and 0.01%, noise 0.11% (far inside the 15% goal); its served rate "
-    "0.3% and 13.1%, p99 2.6% and 188.8%",
-    ("worse", "threads", "event-loop batching"): "gunicorn-gthread N=60 100/s P=2 p50: "
-    "error 1.67% with batching, 0.42% without, noise 0.69%",
     ("worse", "accept", "a shared listen queue for copies that accept only while free"): (
         "gunicorn-sync N=4 60/s k=1 p50: error 3.5% with the shared queue, 1.0% without, "
         "noise 1.9% (18.05 and 18.52 ms, 18.7 measured): the queue dealt to busy copies "
