@@ -188,26 +188,25 @@ class Holders(ConnectionBound):
         if self._shared is not None:
             # A free copy takes the connection; with none free it waits in the
             # shared listen queue for the first to come back to ``accept``.
-            pool = self._shared
-            worker = pool.take()
-            if worker < 0:
-                backlog = self.arch.backlog
-                if backlog is not None and pool.queued >= backlog:
-                    return None
-                worker = yield pool.wait()
-            return worker, worker // self._per_process
+            worker = yield from self._holder(self._shared)
+            return None if worker is None else (worker, worker // self._per_process)
         # Which pre-forked copy accepts a new connection is up to the kernel:
         # as uneven as chance, like the deal of persistent connections.
         process = self.process_of(self._next_thread)
         self._next_thread += 1
-        pool = self.pools[process]
+        worker = yield from self._holder(self.pools[process])
+        return None if worker is None else (worker, process)
+
+    def _holder(self, pool: Pool) -> Generator[simpy.Event, Any, int | None]:
+        """A free holder of ``pool``, or the first to come free; None when the
+        backlog in front of it is full (the connection is refused)."""
         worker = pool.take()
         if worker < 0:
             backlog = self.arch.backlog
             if backlog is not None and pool.queued >= backlog:
                 return None
             worker = yield pool.wait()
-        return worker, process
+        return worker
 
     def release(self, worker: int) -> None:
         if self._shared is not None:

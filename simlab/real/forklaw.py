@@ -34,6 +34,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -42,7 +43,7 @@ import psutil
 from simlab.real.kernel import KernelAccount, tcp_object_kib
 from simlab.real.limits import raise_fd_limit
 
-__all__ = ["fit_fork_law", "measure_backlog", "measure_fork_law", "measure_short"]
+__all__ = ["fit_fork_law", "fork_held", "measure_backlog", "measure_fork_law", "measure_short"]
 
 SETTLE_S = 0.5
 BALLASTS_MIB = (0, 16, 64)
@@ -61,10 +62,9 @@ def _self_memory() -> dict[str, float]:
     return {"pss": m.pss / 1024, "uss": m.uss / 1024, "rss": m.rss / 1024, "pte": pte}
 
 
-def _child_fork(n: int, ballast_mib: int) -> None:
-    # Written, not just allocated: an untouched allocation maps no pages.
-    ballast = b"\x01" * (ballast_mib << 20)
-    me = _self_memory()
+def fork_held(n: int) -> Callable[[], None]:
+    """Fork ``n`` children that wait, holding their memory, until the returned
+    function lets them exit and reaps them."""
     r, w = os.pipe()
     pids = []
     for _ in range(n):
@@ -74,11 +74,23 @@ def _child_fork(n: int, ballast_mib: int) -> None:
             os.read(r, 1)
             os._exit(0)
         pids.append(pid)
+
+    def release() -> None:
+        os.write(w, b"x" * n)
+        for pid in pids:
+            os.waitpid(pid, 0)
+
+    return release
+
+
+def _child_fork(n: int, ballast_mib: int) -> None:
+    # Written, not just allocated: an untouched allocation maps no pages.
+    ballast = b"\x01" * (ballast_mib << 20)
+    me = _self_memory()
+    release = fork_held(n)
     print("READY " + " ".join(f"{k}={v}" for k, v in me.items()), flush=True)
     sys.stdin.readline()
-    os.write(w, b"x" * n)
-    for pid in pids:
-        os.waitpid(pid, 0)
+    release()
     del ballast
 
 

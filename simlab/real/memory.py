@@ -43,7 +43,7 @@ from typing import Any
 
 import psutil
 
-from simlab.real.forklaw import measure_backlog, measure_fork_law, measure_short
+from simlab.real.forklaw import fork_held, measure_backlog, measure_fork_law, measure_short
 from simlab.real.kernel import KernelAccount, tcp_object_kib
 from simlab.real.limits import raise_fd_limit
 from simlab.real.probe import kernel_kib
@@ -95,19 +95,9 @@ def _child_connection(n: int) -> None:
 
 
 def _child_fork(n: int) -> None:
-    r, w = os.pipe()
-    pids = []
-    for _ in range(n):
-        pid = os.fork()
-        if pid == 0:
-            os.close(w)
-            os.read(r, 1)
-            os._exit(0)
-        pids.append(pid)
+    release = fork_held(n)
     _hold()
-    os.write(w, b"x" * n)
-    for pid in pids:
-        os.waitpid(pid, 0)
+    release()
 
 
 def _child_coroutine(n: int) -> None:
