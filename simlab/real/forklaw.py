@@ -43,7 +43,14 @@ import psutil
 from simlab.real.kernel import KernelAccount, tcp_object_kib
 from simlab.real.limits import raise_fd_limit
 
-__all__ = ["fit_fork_law", "fork_held", "measure_backlog", "measure_fork_law", "measure_short"]
+__all__ = [
+    "fit_fork_law",
+    "fork_held",
+    "measure_backlog",
+    "measure_fork_law",
+    "measure_short",
+    "stop_child",
+]
 
 SETTLE_S = 0.5
 BALLASTS_MIB = (0, 16, 64)
@@ -131,7 +138,8 @@ def _spawn(args: list[str], account: KernelAccount) -> subprocess.Popen[str]:
     )
 
 
-def _stop(proc: subprocess.Popen[str]) -> None:
+def stop_child(proc: subprocess.Popen[str]) -> None:
+    """Stop a benchmark child by its pid (if it still runs) and close its pipes."""
     if proc.poll() is None:
         proc.kill()
         proc.wait()
@@ -161,7 +169,7 @@ def _forks(n: int, ballast_mib: int) -> tuple[float, dict[str, float]]:
         proc.wait(60)
         return kernel, parent
     finally:
-        _stop(proc)
+        stop_child(proc)
         account.close()
 
 
@@ -238,7 +246,7 @@ def measure_backlog(n: int = 500, repeats: int = REPEATS) -> dict[str, Any]:
         finally:
             for c in clients:
                 c.close()
-            _stop(proc)
+            stop_child(proc)
             account.close()
         rows.append(
             {
@@ -308,7 +316,7 @@ def measure_short(n: int = 2000, repeats: int = REPEATS) -> dict[str, Any]:
                 proc.stdin.flush()
                 proc.wait(60)
             finally:
-                _stop(proc)
+                stop_child(proc)
                 account.close()
             rows.append(
                 {

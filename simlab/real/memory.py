@@ -43,7 +43,13 @@ from typing import Any
 
 import psutil
 
-from simlab.real.forklaw import fork_held, measure_backlog, measure_fork_law, measure_short
+from simlab.real.forklaw import (
+    fork_held,
+    measure_backlog,
+    measure_fork_law,
+    measure_short,
+    stop_child,
+)
 from simlab.real.kernel import KernelAccount, tcp_object_kib
 from simlab.real.limits import raise_fd_limit
 from simlab.real.probe import kernel_kib
@@ -180,12 +186,7 @@ def _one(kind: str, n: int, stack_kib: int) -> dict[str, float]:
     finally:
         for c in clients:
             c.close()
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-        for stream in (proc.stdin, proc.stdout):
-            if stream is not None:
-                stream.close()
+        stop_child(proc)
         if account is not None:
             account.close()
 

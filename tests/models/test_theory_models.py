@@ -90,20 +90,25 @@ ERLANG_GRID = [
 ]
 
 
+def _mm(lam: float, mu: float, k: int | None) -> Workload:
+    """Poisson arrivals at ``lam``, each request one exponential call of rate ``mu``."""
+    return Workload(
+        connections=MANY,
+        rate=lam,
+        cpu=Fixed(0.0),
+        io=Exponential(1 / mu),
+        calls=1,
+        requests_per_connection=k,
+    )
+
+
 @pytest.mark.parametrize("model", ["reactor-pool", "thread-pool"])
 @pytest.mark.parametrize(("lam", "mu", "c"), ERLANG_GRID)
 def test_pools_match_erlang_c(model, lam, mu, c):
     rho = lam / (mu * c)
     assert 0.3 <= rho <= 0.95
     # thread-pool is M/M/c over requests when each connection carries one.
-    workload = Workload(
-        connections=MANY,
-        rate=lam,
-        cpu=Fixed(0.0),
-        io=Exponential(1 / mu),
-        calls=1,
-        requests_per_connection=1 if model == "thread-pool" else None,
-    )
+    workload = _mm(lam, mu, 1 if model == "thread-pool" else None)
     relax = 1 / (c * mu * (1 - math.sqrt(rho)) ** 2)
     result = run(
         model,
@@ -200,14 +205,7 @@ ITERATIVE_GRID = [(2.4, 1.0, 3)]
 @pytest.mark.parametrize(("lam", "mu", "p"), ITERATIVE_GRID)
 def test_iterative_copies_are_mmc_over_connections(lam, mu, p):
     rho = lam / (mu * p)
-    workload = Workload(
-        connections=MANY,
-        rate=lam,
-        cpu=Fixed(0.0),
-        io=Exponential(1 / mu),
-        calls=1,
-        requests_per_connection=1,
-    )
+    workload = _mm(lam, mu, 1)
     relax = 1 / (p * mu * (1 - math.sqrt(rho)) ** 2)
     arch = Architecture(processes=p)
     result = run(
