@@ -55,6 +55,7 @@ import numpy as np
 from simlab.errors import UserError
 from simlab.journal import Journal
 from simlab.misses import SATURATED, explain_all
+from simlab.models import get_model
 from simlab.params import LAB_KEYS, Architecture, Platform, Workload
 from simlab.paths import validation_dir
 from simlab.platforms import load_platform, profile_path
@@ -75,6 +76,7 @@ from simlab.sessions import add, between, load, report_lines, session_of
 from simlab.sessions import write as write_history
 from simlab.simulation import simulate
 from simlab.stats import bootstrap_ci
+from simlab.streams import Deal
 
 __all__ = ["GOALS", "METRICS", "REPEATS", "case_platform", "validate"]
 
@@ -406,8 +408,19 @@ def predict_case(
         runs["threads_peak"] = list(per_sim_threads)
     elif case.target in PEERS:  # a peer's threads are its structure runs' count
         runs["threads_peak"] = [adjusted["threads_peak"].value] * len(sims)
-    rho = float(np.mean([_offered_rho(case, sim) for sim in sims]))
+    rho = _nominal_rho(case, platform, seed)
     return CasePrediction(adjusted, runs, rho, sims, "replayed", None, tuple(run_seeds))
+
+
+def _nominal_rho(case: Case, platform: Platform, seed: int) -> float:
+    """The offered load of the case's busiest resource at its nominal rate, with
+    the deal a seeded simulation (``seed``, ``SIM_REPLICATIONS``) makes: what
+    decides whether its throughput is evidence, the same with or without
+    replay (a trace's model states no offered rate)."""
+    model = get_model(RESEMBLES.get(case.target, case.target))
+    deal = Deal.of_run(seed, SIM_REPLICATIONS)
+    loads = model.offered_load(case.workload, platform, as_designed(case.target, case.arch), deal)
+    return max((float(v) for k, v in loads.items() if k != "client"), default=0.0)
 
 
 def _peer_adjusted(

@@ -128,3 +128,16 @@ def test_pooling_takes_the_mean_and_widens_in_quadrature() -> None:
     assert validate._pooled([validate.Predicted(None, None), validate.Predicted(3.0, None)]) == (
         validate.Predicted(None, None)
     )
+
+
+def test_replay_keeps_the_offered_load_that_decides_the_evidence() -> None:
+    # Throughput counts only at saturation, judged on the case's offered load:
+    # replaying its arrivals must not change that judgement.
+    platform = validate.lab_platform(load_platform("cpython"), {})
+    busy = Case(CASE.target, CASE.workload.with_(rate=1400.0), CASE.arch, 1.0, 0.5)
+    for case in (CASE, busy):
+        seeded = validate._simulate(case, platform, 3)
+        pred = validate.predict_case(case, platform, {}, 3, [3000, 3001])
+        assert pred.how == "replayed"
+        assert pred.rho == pytest.approx(validate._offered_rho(case, seeded))
+    assert pred.rho >= validate.SATURATED
