@@ -346,6 +346,12 @@ class CasePrediction:
         }
 
 
+def replay_replications(runs: int, replications: int = SIM_REPLICATIONS) -> int:
+    """Replications per replayed run: the seeded simulation's shared among the
+    runs (about as many simulated seconds in all), at least 2 for an interval."""
+    return max(2, math.ceil(replications / max(1, runs)))
+
+
 def _pooled(values: list[Predicted]) -> Predicted:
     """The mean of independent per-run predictions, with an interval whose
     half-widths on each side are the runs' combined in quadrature (the
@@ -392,7 +398,7 @@ def predict_case(
             why or "no real runs to replay",
             (seed,),
         )
-    reps = max(2, math.ceil(SIM_REPLICATIONS / len(run_seeds)))
+    reps = replay_replications(len(run_seeds))
     sims = tuple(_simulate(case, platform, s, _arrivals(case, s), reps) for s in run_seeds)
     per_run = [{m: _predicted(m, sim) for m in METRICS} for sim in sims]
     out = {m: _pooled([p[m] for p in per_run]) for m in METRICS}
@@ -809,9 +815,8 @@ def report(result: dict[str, Any]) -> str:
         f"# Validation of `{result['platform']}`",
         "",
         f"{cases} held-out configurations ({'quick' if result['quick'] else 'full'} grid), "
-        f"each run for real {result['repeats']} times and simulated with "
-        f"{result['sim_replications']} replications; git {result['git_revision'][:12]}, "
-        f"{result['created']}.",
+        f"each run for real {result['repeats']} times and simulated {_simulated_how(result)}; "
+        f"git {result['git_revision'][:12]}, {result['created']}.",
         "",
     ]
     for again in result.get("remeasured", []):
@@ -900,6 +905,19 @@ def report(result: dict[str, Any]) -> str:
             f"{_pct(r['noise'])} | {_pct(r['net_error'])} | {counts} |"
         )
     return "\n".join(lines) + "\n"
+
+
+def _simulated_how(result: dict[str, Any]) -> str:
+    """How many simulations a case's prediction took, each way it was made."""
+    hows = {r.get("prediction") for r in result["rows"]}
+    runs = max((len(r.get("run_seeds") or []) for r in result["rows"]), default=0)
+    parts = []
+    if "replayed" in hows:
+        each = replay_replications(runs, result["sim_replications"])
+        parts.append(f"on each real run's own arrivals with {each} replications")
+    if hows - {"replayed"}:
+        parts.append(f"with its own seed and {result['sim_replications']} replications")
+    return " or ".join(parts)
 
 
 def _method_lines(result: dict[str, Any]) -> list[str]:

@@ -80,7 +80,7 @@ def test_the_prediction_uses_nothing_measured(monkeypatch, tmp_path) -> None:
         assert first[metric]["measured"] != second[metric]["measured"], metric
     row = first["latency_p50"]
     assert row["prediction"] == "replayed" and row["run_seeds"] == [1000, 1001, 1002]
-    reps = -(-validate.SIM_REPLICATIONS // 3)
+    reps = validate.replay_replications(3)
     platform = validate.lab_platform(load_platform("ideal"), {})
     each = [
         validate._simulate(CASE, platform, s, validate._arrivals(CASE, s), reps).latency_ms.p50
@@ -90,7 +90,9 @@ def test_the_prediction_uses_nothing_measured(monkeypatch, tmp_path) -> None:
     assert row["predicted"] == pytest.approx(float(np.mean(each)))
     lo, hi = row["predicted_ci95"]
     assert lo <= row["predicted"] <= hi
-    assert "1 of 1 cases are *replayed*" in (tmp_path / "5.0" / "report.md").read_text()
+    text = (tmp_path / "5.0" / "report.md").read_text()
+    assert "1 of 1 cases are *replayed*" in text
+    assert f"simulated on each real run's own arrivals with {reps} replications" in text
 
 
 def test_a_closed_loop_is_seeded_and_says_why() -> None:
