@@ -650,8 +650,9 @@ def validate(
     seed: int = 1,
     cases: list[Case] | None = None,
 ) -> dict[str, Any]:
-    """Run every held-out case ``repeats`` times for real and once simulated
-    (with replications); write the report; return rows and summary."""
+    """Run every held-out case ``repeats`` times for real and simulate each run
+    on its own arrivals (``predict_case``); write the report; return rows and
+    summary."""
     if not (isinstance(repeats, int) and repeats >= 1):
         raise UserError(f"repeats(={repeats!r}) must be an integer >= 1")
     extras = _profile_extras(platform_spec)
