@@ -73,11 +73,14 @@ def resimulate(
     runs: dict[tuple[str, str], dict[str, list[float]]] = {}
     speeds: dict[tuple[str, str], list[Any]] = {}
     seeds: dict[tuple[str, str], list[int]] = {}
+    splits: dict[tuple[str, str], list[list[int] | None]] = {}
     for r in saved["rows"]:
         runs.setdefault((r["model"], r["config"]), {})[r["metric"]] = r["measured_runs"]
         speeds[r["model"], r["config"]] = r.get("speed_reference_runs", [])
         if r.get("prediction") == "replayed" and r.get("run_seeds"):
             seeds[r["model"], r["config"]] = [int(x) for x in r["run_seeds"]]
+        if r.get("accept_split_runs"):
+            splits[r["model"], r["config"]] = r["accept_split_runs"]
     seed = int(saved["seed"])
     rows: list[dict[str, Any]] = []
     for k, case in enumerate(plan):
@@ -91,7 +94,8 @@ def resimulate(
         run_seeds = seeds.get((case.target, case.config())) or [
             run_seed(seed, k, r) for r in range(n_runs)
         ]
-        pred = predict_case(case, on, extras, seed + k, run_seeds)
+        split = splits.get((case.target, case.config()))
+        pred = predict_case(case, on, extras, seed + k, run_seeds, split)
         for metric in METRICS:
             values: list[float | None] = list(measured.get(metric, []))
             why_not = _by_construction(metric, case, pred.dynamic_sim, pred.rho, extras, values)
@@ -157,6 +161,7 @@ def remeasure(
             if f"{row['model']} {row['config']}" == label:
                 row["measured_runs"] = [run[row["metric"]] for run in runs]
                 row["speed_reference_runs"] = [run["speed_reference"] for run in runs]
+                row["accept_split_runs"] = [run.get("accept_split") for run in runs]
         saved.setdefault("remeasured", []).append(
             {"case": label, "measured": utc_stamp(), "git_revision": git_revision(), "why": why}
         )

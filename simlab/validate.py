@@ -261,15 +261,20 @@ def _simulate(
     case: Case,
     platform: Platform,
     seed: int,
+    *,
     workload: Workload | None = None,
     replications: int = SIM_REPLICATIONS,
+    shares: tuple[float, ...] | None = None,
 ) -> SimSummary:
     model = RESEMBLES.get(case.target, case.target)
+    arch = as_designed(case.target, case.arch)
+    if shares is not None:
+        arch = replace(arch, accept_shares=shares)
     return simulate(
         model,
         case.workload if workload is None else workload,
         platform,
-        as_designed(case.target, case.arch),
+        arch,
         duration=case.duration,
         warmup=case.warmup,
         seed=seed,
@@ -329,6 +334,7 @@ class CasePrediction:
     how: str
     why: str | None
     seeds: tuple[int, ...]
+    splits: tuple[tuple[int, ...] | None, ...] = ()
 
     @property
     def dynamic_sim(self) -> SimSummary:
@@ -343,6 +349,7 @@ class CasePrediction:
             "prediction_why": self.why,
             "predicted_runs": None if self.runs is None else self.runs[metric],
             "run_seeds": list(self.seeds),
+            "accept_split_runs": [None if x is None else list(x) for x in self.splits],
         }
 
 
@@ -370,12 +377,28 @@ def _pooled(values: list[Predicted]) -> Predicted:
     return Predicted(mean, [mean - below, mean + above])
 
 
-def predict_case(
+def _shares(case: Case, split: list[int] | tuple[int, ...] | None) -> tuple[float, ...] | None:
+    """A run's measured split of the connections between racing copies
+    (``connections.per_process``) as the model's ``accept_shares``; None
+    where the case's copies do not race or the split was not measured."""
+    arch = as_designed(case.target, case.arch)
+    if split is None or arch.accept != "race" or len(split) != arch.processes:
+        return None
+    total = sum(split)
+    if total <= 0:
+        return None
+    shares = [c / total for c in split]
+    shares[-1] = 1.0 - sum(shares[:-1])  # exactly 1 in floating point
+    return tuple(shares)
+
+
+def predict_case(  # noqa: PLR0917 - the case and what its runs give it
     case: Case,
     platform: Platform,
     extras: dict[str, Any],
     seed: int,
     run_seeds: list[int],
+    splits: list[list[int] | None] | None = None,
 ) -> CasePrediction:
     """The prediction of ``case``, as ``simlab validate`` makes it.
 
@@ -384,8 +407,12 @@ def predict_case(
     simulated with ceil(``SIM_REPLICATIONS`` / runs) replications (at least
     2) and the run's seed for the model's own draws; the prediction is the
     mean of the per-run predictions, as the measured value is the mean of
-    the runs. Otherwise (or with no runs) one simulation seeded ``seed``
-    with ``SIM_REPLICATIONS``. A peer's own machinery is added either way."""
+    the runs. Where copies race for the connections (gthread) and a run
+    measured how they split them (``splits[r]``, counts per copy), that run
+    is simulated with that split instead of a drawn one: like the arrivals,
+    how the kernel dealt the connections is an input to the server, not its
+    answer. Otherwise (or with no runs) one simulation seeded ``seed`` with
+    ``SIM_REPLICATIONS``. A peer's own machinery is added either way."""
     why = not_replayed(case)
     if why is not None or not run_seeds:
         sim = _simulate(case, platform, seed)
@@ -399,7 +426,13 @@ def predict_case(
             (seed,),
         )
     reps = replay_replications(len(run_seeds))
-    sims = tuple(_simulate(case, platform, s, _arrivals(case, s), reps) for s in run_seeds)
+    measured = list(splits or [])
+    measured += [None] * (len(run_seeds) - len(measured))
+    shares = [_shares(case, x) for x in measured]
+    sims = tuple(
+        _simulate(case, platform, s, workload=_arrivals(case, s), replications=reps, shares=sh)
+        for s, sh in zip(run_seeds, shares, strict=True)
+    )
     per_run = [{m: _predicted(m, sim) for m in METRICS} for sim in sims]
     out = {m: _pooled([p[m] for p in per_run]) for m in METRICS}
     busy = [sim.threads.busy_peak for sim in sims]
@@ -415,7 +448,10 @@ def predict_case(
     elif case.target in PEERS:  # a peer's threads are its structure runs' count
         runs["threads_peak"] = [adjusted["threads_peak"].value] * len(sims)
     rho = _nominal_rho(case, platform, seed)
-    return CasePrediction(adjusted, runs, rho, sims, "replayed", None, tuple(run_seeds))
+    kept = tuple(
+        None if sh is None else tuple(x or ()) for sh, x in zip(shares, measured, strict=True)
+    )
+    return CasePrediction(adjusted, runs, rho, sims, "replayed", None, tuple(run_seeds), kept)
 
 
 def _nominal_rho(case: Case, platform: Platform, seed: int) -> float:
@@ -681,7 +717,8 @@ def validate(
         on = case_platform(case, platform, extras)
         # Each run's seed as it was measured (a kept run may record its own).
         seeds = [int(v.get("seed", run_seed(seed, k, r))) for r, v in enumerate(real)]
-        pred = predict_case(case, on, extras, seed + k, seeds)
+        splits = [v.get("accept_split") for v in real]
+        pred = predict_case(case, on, extras, seed + k, seeds, splits)
         speeds = [v.get("speed_reference") for v in real]
         for metric in METRICS:
             runs = [v[metric] for v in real]
@@ -706,7 +743,12 @@ def validate(
 def _kept(s: MeasuredSummary) -> dict[str, Any]:
     """What a validation keeps of a run: its metrics and the machine's speed beside it."""
     speed = s.speed_reference.to_dict() if s.speed_reference is not None else None
-    return {**{m: _measured(m, s) for m in METRICS}, "speed_reference": speed}
+    split = s.connections.per_process
+    return {
+        **{m: _measured(m, s) for m in METRICS},
+        "speed_reference": speed,
+        "accept_split": None if split is None else list(split),
+    }
 
 
 def _measure(case: Case, seed: int) -> MeasuredSummary:
@@ -942,6 +984,16 @@ def _method_lines(result: dict[str, Any]) -> list[str]:
         "run. The per-run predictions are in `validation.json` (`predicted_runs`, beside "
         "`measured_runs` and `run_seeds`).",
     ]
+    split = [c for c, r in cases.items() if any(r.get("accept_split_runs") or [])]
+    if split:
+        lines += [
+            "",
+            f"{len(split)} cases' copies race for their connections (gthread): each run measured "
+            "how many connections each copy accepted, read from the copies' own sockets during "
+            "the warm-up (`connections.per_process`), and its prediction was given that split "
+            "instead of a drawn one (`accept_split_runs`): like the arrivals, how the kernel "
+            "dealt the connections is an input to the server, not its answer.",
+        ]
     if seeded:
         lines += [
             "",

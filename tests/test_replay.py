@@ -2,18 +2,24 @@
 
 from __future__ import annotations
 
+import os
+import socket
 from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
+import psutil
 import pytest
 
 from simlab import validate
 from simlab.distributions import Fixed
+from simlab.errors import UserError
 from simlab.params import Architecture, Workload
 from simlab.platforms import load_platform
 from simlab.real.grids import Case
 from simlab.real.loadgen import poisson_arrivals
+from simlab.real.probe import AcceptSplit, accepted_by_process
+from simlab.streams import RacingDealer
 
 CASE = Case(
     "thread-pool",
@@ -62,6 +68,7 @@ def _fake_run(latency_ms: float) -> Any:
         memory_mib=SimpleNamespace(user_peak=latency_ms, kernel_peak=latency_ms / 10),
         threads=SimpleNamespace(peak=latency_ms),
         speed_reference=None,
+        connections=SimpleNamespace(per_process=None),
     )
 
 
@@ -83,7 +90,9 @@ def test_the_prediction_uses_nothing_measured(monkeypatch, tmp_path) -> None:
     reps = validate.replay_replications(3)
     platform = validate.lab_platform(load_platform("ideal"), {})
     each = [
-        validate._simulate(CASE, platform, s, validate._arrivals(CASE, s), reps).latency_ms.p50
+        validate._simulate(
+            CASE, platform, s, workload=validate._arrivals(CASE, s), replications=reps
+        ).latency_ms.p50
         for s in (1000, 1001, 1002)
     ]
     assert row["predicted_runs"] == each
@@ -143,3 +152,67 @@ def test_replay_keeps_the_offered_load_that_decides_the_evidence() -> None:
         assert pred.how == "replayed"
         assert pred.rho == pytest.approx(validate._offered_rho(case, seeded))
     assert pred.rho >= validate.SATURATED
+
+
+GTHREAD = Case(
+    "gunicorn-gthread",
+    Workload(connections=20, rate=40.0, cpu=Fixed(0.001), io=Fixed(0.01)),
+    Architecture(workers=3, processes=2),
+    duration=1.0,
+    warmup=0.5,
+)
+
+
+def test_a_racing_deal_takes_a_measured_split() -> None:
+    dealer = RacingDealer(2, 7, (0.9, 0.1))
+    took = [dealer(k) for k in range(4000)]
+    assert took.count(0) / len(took) == pytest.approx(0.9, abs=0.02)
+    with pytest.raises(UserError, match="accept_shares"):
+        Architecture(processes=2, accept_shares=(0.5, 0.5))  # not a racing accept
+    with pytest.raises(UserError, match="accept_shares"):
+        Architecture(processes=2, first_read="worker", accept="race", accept_shares=(0.7, 0.2))
+
+
+def test_a_run_with_a_measured_split_is_predicted_with_it() -> None:
+    extras = validate._profile_extras("cpython")
+    platform = validate.case_platform(
+        GTHREAD, validate.lab_platform(load_platform("cpython"), extras), extras
+    )
+    seeds = [5000, 5001]
+    pred = validate.predict_case(GTHREAD, platform, extras, 5, seeds, [[19, 1], None])
+    assert pred.row_keys("latency_p99")["accept_split_runs"] == [[19, 1], None]
+    reps = validate.replay_replications(2)
+    given = validate._simulate(
+        GTHREAD,
+        platform,
+        5000,
+        workload=validate._arrivals(GTHREAD, 5000),
+        replications=reps,
+        shares=validate._shares(GTHREAD, [19, 1]),
+    )
+    drawn = validate._simulate(
+        GTHREAD, platform, 5000, workload=validate._arrivals(GTHREAD, 5000), replications=reps
+    )
+    # The first run's prediction is the simulation given its split, not a drawn one.
+    assert pred.sims[0] == given and pred.sims[0] != drawn
+    # A split that does not fit the case (a model that does not race) is not used.
+    assert validate._shares(GTHREAD, [19, 1]) == pytest.approx((0.95, 0.05))
+    assert validate._shares(CASE, [3, 3]) is None
+    assert validate._shares(GTHREAD, [0, 0]) is None
+
+
+def test_accepted_connections_are_counted_by_the_process_that_took_them() -> None:
+    with socket.create_server(("127.0.0.1", 0)) as listener:
+        port = listener.getsockname()[1]
+        clients = [socket.create_connection(("127.0.0.1", port)) for _ in range(3)]
+        accepted = [listener.accept()[0] for _ in clients]
+        try:
+            # The clients' ends are in this process too, on other local ports.
+            assert accepted_by_process(psutil.Process(), port)[0] == 3
+            watch = AcceptSplit(os.getpid(), port, expected=3, processes=2)
+            watch.start()
+            watch.join(5)
+            assert watch.split == (3, 0)
+        finally:
+            for s in clients + accepted:
+                s.close()
