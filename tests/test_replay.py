@@ -209,7 +209,7 @@ def test_accepted_connections_are_counted_by_the_process_that_took_them() -> Non
         try:
             # The clients' ends are in this process too, on other local ports.
             assert accepted_by_process(psutil.Process(), port)[0] == 3
-            watch = AcceptSplit(os.getpid(), port, expected=3, processes=2)
+            watch = AcceptSplit(os.getpid(), port, expected=3, processes=2, within_s=5)
             watch.start()
             watch.join(5)
             assert watch.split == (3, 0)

@@ -385,6 +385,11 @@ def _load_spec(opts: MeasureOptions) -> loadgen.LoadSpec:
     )
 
 
+# The load generator's start before its warm-up (an interpreter and its connects),
+# with room for a loaded machine.
+SPLIT_START_S = 2.0
+
+
 def _watch_split(
     opts: MeasureOptions, pid: int, port: int, stack: contextlib.ExitStack
 ) -> AcceptSplit | None:
@@ -392,7 +397,9 @@ def _watch_split(
     started (and stopped with ``stack``)."""
     if not _racing(opts):
         return None
-    split = AcceptSplit(pid, port, opts.workload.connections, opts.architecture.processes)
+    # Until the warm-up ends.
+    n, processes = opts.workload.connections, opts.architecture.processes
+    split = AcceptSplit(pid, port, n, processes, within_s=opts.warmup + SPLIT_START_S)
     split.start()
     stack.callback(split.stop)
     return split

@@ -244,23 +244,26 @@ class AcceptSplit(threading.Thread):
     held: the split a racing accept drew in this run (gthread's
     ``Architecture.accept = "race"``), which the model can then be given.
 
-    It reads only while connections are still opening (the warm-up), not
-    in the measured window; ``split`` is the read that held the most
+    It reads only while connections are still opening, for at most
+    ``within_s`` (the load generator's start and the warm-up), so never for
+    long in the measured window; ``split`` is the read that held the most
     connections, its ``processes`` largest counts, most first."""
 
     POLL_S = 0.2
 
-    def __init__(self, pid: int, port: int, expected: int, processes: int) -> None:
+    def __init__(self, pid: int, port: int, expected: int, processes: int, within_s: float) -> None:
         super().__init__(daemon=True, name="accept-split")
         self.root = psutil.Process(pid)
         self.port = port
         self.expected = expected
         self.processes = processes
+        self.within_s = within_s
         self.split: tuple[int, ...] | None = None
         self._halt = threading.Event()
 
     def run(self) -> None:
-        while not self._halt.is_set():
+        end = time.monotonic() + self.within_s
+        while not self._halt.is_set() and time.monotonic() < end:
             try:
                 counts = accepted_by_process(self.root, self.port)
             except psutil.Error:
