@@ -981,8 +981,9 @@ def _method_lines(result: dict[str, Any]) -> list[str]:
         "of the per-run predictions, as the measured value is the mean of the runs, and its "
         "interval combines the per-run intervals. Nothing measured in a run enters its "
         "prediction: the arrival schedule is an input, drawn from the seed, not read from the "
-        "run. The per-run predictions are in `validation.json` (`predicted_runs`, beside "
-        "`measured_runs` and `run_seeds`).",
+        "run. The error compares the means, |mean predicted - mean measured| / mean "
+        "measured, as for a seeded case; the per-run predictions are in `validation.json` "
+        "(`predicted_runs`, beside `measured_runs` and `run_seeds`) for a paired reading.",
     ]
     split = [c for c, r in cases.items() if any(r.get("accept_split_runs") or [])]
     if split:
