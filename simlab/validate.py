@@ -9,10 +9,12 @@ Each run is predicted from its own arrivals where they can be replayed
 (``predict_case``): an open-loop run's arrival times and connections are
 drawn by the load generator from the run's seed before it starts, so the
 model is given that very schedule (``measure.replayed``), an input and not
-an outcome; nothing measured in the run enters its prediction. The
-prediction is the mean of the per-run predictions. A case whose arrivals
-depend on the run (a closed loop) is simulated with its own seed, and the
-report says which way each case was predicted.
+an outcome. Of what the run measured, only one input reaches its
+prediction: where copies race for the connections (gthread), how many each
+accepted, read during the warm-up; no outcome (latency, throughput, memory,
+threads) does. The prediction is the mean of the per-run predictions. A
+case whose arrivals depend on the run (a closed loop) is simulated with its
+own seed, and the report says which way each case was predicted.
 
 Noise first. The repeats' spread is the measurement's noise: a 95%
 bootstrap interval of their mean. The prediction has its own interval (the
@@ -979,9 +981,11 @@ def _method_lines(result: dict[str, Any]) -> list[str]:
         "ceil(replications / runs) replications and the run's seed for the model's own draws "
         "(service times, the deal of connections to processes); the prediction is the mean "
         "of the per-run predictions, as the measured value is the mean of the runs, and its "
-        "interval combines the per-run intervals. Nothing measured in a run enters its "
-        "prediction: the arrival schedule is an input, drawn from the seed, not read from the "
-        "run. The error compares the means, |mean predicted - mean measured| / mean "
+        "interval combines the per-run intervals. The arrival schedule is an input, drawn "
+        "from the seed, not read from the run; no outcome of a run (its latencies, what it "
+        "served, its memory or threads) enters its prediction, and the one measured input "
+        "that may (racing copies' split, below) is said where it does. The error "
+        "compares the means, |mean predicted - mean measured| / mean "
         "measured, as for a seeded case; the per-run predictions are in `validation.json` "
         "(`predicted_runs`, beside `measured_runs` and `run_seeds`) for a paired reading.",
     ]
