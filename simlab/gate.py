@@ -168,25 +168,29 @@ def add_options(parser: Any) -> None:
     )
     parser.add_argument(
         "--gate-margin",
+        metavar="FRACTION",
         type=options.nonneg_float,
         default=MARGIN,
-        help="run only while the speed reference is within this fraction under the "
-        f"calibration's (0: no gate; default {MARGIN})",
+        help="run only while the speed reference is within this fraction under the last "
+        f"calibration's (0: no gate; default {MARGIN}; cpython's runs)",
     )
     parser.add_argument(
         "--gate-wait",
+        metavar="S",
         type=options.nonneg_float,
         default=WAIT_S,
         help=f"seconds to wait for that speed before a run (default {WAIT_S:g})",
     )
     parser.add_argument(
         "--gate-retries",
+        metavar="N",
         type=options.nonneg_int,
         default=RETRIES,
         help=f"repeats of a run the machine's speed left (default {RETRIES})",
     )
     parser.add_argument(
         "--gate-budget",
+        metavar="S",
         type=options.nonneg_float,
         default=BUDGET_S,
         help=f"seconds of waits and repeats in all (default {BUDGET_S:g})",
@@ -247,8 +251,10 @@ def await_speed(
         return {"ops_s": [], "waited_s": 0.0, "slow_machine": None}
     floor = gate.floor
     assert floor is not None
-    start = c.now()
     seen = [c.speed()]
+    # The wait counts from the first check's end: a machine at its usual
+    # speed costs the one check (about 40 ms), no wait.
+    start = c.now()
     told = False
     while seen[-1] < floor:
         waited = c.now() - start

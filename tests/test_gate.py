@@ -216,3 +216,25 @@ def test_validate_resumes_a_repeated_run_and_reports_it(
     assert "## Runs gated on the machine's speed" in report and "1 were repeated" in report
     assert "fell to 5,000 ops/s" in report
     assert not list(journal_dir().glob("*.jsonl"))
+
+
+def test_the_lock_is_reentrant_in_a_thread_and_still_excludes_others(tmp_path: Path) -> None:
+    # The gate holds the lock from its check through measure(), whose own
+    # exclusive() must not wait for itself; another thread still waits.
+    import threading  # noqa: PLC0415
+
+    from simlab.real import lock  # noqa: PLC0415
+
+    other: list[str] = []
+
+    def contender() -> None:
+        with lock.exclusive(other.append):
+            other.append("held")
+
+    with lock.exclusive(), lock.exclusive():  # nested: no deadlock
+        t = threading.Thread(target=contender)
+        t.start()
+        t.join(timeout=1.5)
+        assert t.is_alive() and other and other[0].startswith("waiting")  # it waits
+    t.join(timeout=5)
+    assert other[-1] == "held"
