@@ -238,3 +238,31 @@ def test_the_lock_is_reentrant_in_a_thread_and_still_excludes_others(tmp_path: P
         assert t.is_alive() and other and other[0].startswith("waiting")  # it waits
     t.join(timeout=5)
     assert other[-1] == "held"
+
+
+def test_calibrations_runs_go_through_the_same_gate(monkeypatch: pytest.MonkeyPatch) -> None:
+    import simlab.calibrate as cal  # noqa: PLC0415
+    from simlab.journal import Journal  # noqa: PLC0415
+    from simlab.real.grids import grid  # noqa: PLC0415
+
+    fake = FakeMachine([9_000.0]).clock()
+    monkeypatch.setattr(g, "Clock", lambda: fake)
+    ends = iter([(9_000.0, 4_000.0), (9_000.0, 9_500.0)])
+
+    def measure(opts: Any, progress: Any = None) -> Any:
+        before, after = next(ends)
+        ref = SpeedReference.of(before, after, WORK).to_dict()
+        summary = SimpleNamespace(to_dict=lambda: {"throughput_rps": 50.0, "speed_reference": ref})
+        return SimpleNamespace(summary=summary, front_cpu_cores=None)
+
+    monkeypatch.setattr(cal, "measure", measure)
+    run = grid(quick=True)[0]
+    journal = Journal("calibrate-gate-test", {"runs": [run.label()]})
+    gate = g.Gate(USUAL, retries=1)
+    ((_, kept),) = cal.measure_runs([run], journal, lambda *_: None, 1, gate=gate)
+    assert kept["kept"]["speed_reference"]["after_ops_s"] == 9_500.0
+    assert kept["kept"]["gate"]["attempts"] == 2
+    assert f"1: {run.label()} repeat 0" in journal  # the repeated attempt, journalled
+    record = g.record(gate, [(run.label(), 0, kept["kept"])])
+    assert record["repeated"] == 1 and record["held"][0]["repeated"][0]["slowest_ops_s"] == 4_000.0
+    journal.done()
