@@ -355,7 +355,13 @@ def gated(
 
 
 def journalled(
-    gate: Gate, run: Callable[[], dict[str, Any]], key: str, journal: Journal, budget: Budget
+    gate: Gate,
+    run: Callable[[], dict[str, Any]],
+    key: str,
+    journal: Journal,
+    budget: Budget,
+    *,
+    say: Callable[[str], None] | None = None,
 ) -> dict[str, Any]:
     """``gated`` for one step of a resumable ``journal``: a repeated attempt
     is journalled as ``KEY repeat N`` before its repeat starts, so that a
@@ -369,6 +375,7 @@ def journalled(
         budget,
         earlier=earlier,
         on_repeat=lambda n, attempt: journal.put(f"{key} repeat {n}", attempt),
+        say=say,
     )
 
 

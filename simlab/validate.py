@@ -497,11 +497,13 @@ def validate(
     # the session let the measured spread show that drift instead of hiding it.
     for r in range(repeats):
         for k, case in enumerate(plan):
-            tick(f"{labels[k]} (run {r + 1}/{repeats})", r * len(plan) + k, steps)
+            step = f"{labels[k]} (run {r + 1}/{repeats})"
+            tick(step, r * len(plan) + k, steps)
             key = f"{k}/{r}: {labels[k]}"
             if key not in journal:
                 run = _real(case, seed * 1000 + k * 10 + r)
-                journal.put(key, journalled(gate, run, key, journal, budget))
+                say = _saying(tick, step, r * len(plan) + k, steps)
+                journal.put(key, journalled(gate, run, key, journal, budget, say=say))
     for k, case in enumerate(plan):
         real = [journal.get(f"{k}/{r}: {labels[k]}") for r in range(repeats)]
         on = case_platform(case, platform, extras)
@@ -535,6 +537,13 @@ def _kept(s: MeasuredSummary) -> dict[str, Any]:
     """What a validation keeps of a run: its metrics and the machine's speed beside it."""
     speed = s.speed_reference.to_dict() if s.speed_reference is not None else None
     return {**{m: _measured(m, s) for m in METRICS}, "speed_reference": speed}
+
+
+def _saying(
+    tick: Callable[[str, int, int], None], step: str, k: int, n: int
+) -> Callable[[str], None]:
+    """The gate's messages (a wait for the machine's speed) on the progress line."""
+    return lambda msg: tick(f"{step}: {msg}", k, n)
 
 
 def _real(case: Case, seed: int) -> Callable[[], dict[str, Any]]:
