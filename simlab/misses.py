@@ -32,11 +32,11 @@ is reported as unexplained.
   assumption set under its own estimate: the model's children end sooner
   than the data say. The rows' speed references add whether the runs on the
   faster machine held the fewer children.
-- **slow machine** (hypothesis): a miss whose case's runs order by the
-  machine's speed (``speed_reference_runs``, each run's slower end): the run
-  on the fastest machine measured nearest the prediction, the others, on a
-  machine slower by more than the reference's repeatability, further away on
-  the miss's side.
+- **slow machine** (hypothesis): a latency or served-rate miss whose case's
+  runs order by the machine's speed (``speed_reference_runs``, each run's
+  slower end): the run on the fastest machine measured nearest the
+  prediction, the others, on a machine slower by more than the reference's
+  repeatability, further away on the miss's side.
 - **session drift** (hypothesis): a latency or served-rate miss that no
   cause above explains, whose case's measured mean moved between validation
   sessions by more than the noise within them (``simlab.sessions``: the
@@ -313,7 +313,10 @@ def _own_process(miss: dict[str, Any]) -> bool:
 
 
 def _slow_machine(miss: dict[str, Any]) -> dict[str, str] | None:
-    """A miss whose case's runs the machine's speed orders (``_speed_order``)."""
+    """A miss of a metric the machine's speed moves (``SPEED_BOUND``) whose
+    case's runs the machine's speed orders (``_speed_order``)."""
+    if miss["metric"] not in SPEED_BOUND:
+        return None
     order = _speed_order(miss)
     if order is None:
         return None

@@ -218,6 +218,9 @@ def test_slow_machine_when_the_fastest_run_is_nearest_the_prediction() -> None:
     # Doctored: the fastest run measured the most: no ordering, unexplained.
     flipped = _k1("latency_p99", 27.6, [117.3, 214.7, 38.6])
     assert explain(flipped, [flipped])["kind"] == "unexplained"
+    # The same runs as a memory miss: memory does not follow the speed.
+    memory = _k1("memory_user", 27.6, [117.3, 38.6, 214.7])
+    assert explain(memory, [memory])["kind"] == "unexplained"
     # Doctored: speeds within the reference's repeatability: not told apart.
     even = [(7000.0, 7100.0), (7050.0, 7060.0), (7020.0, 7030.0)]
     same = _k1("latency_p99", 27.6, [117.3, 38.6, 214.7], speeds=even)
