@@ -201,6 +201,8 @@ def from_options(args: Any, profile: Mapping[str, Any]) -> Gate:
     """The gate the command line asks for, at ``profile``'s speed."""
     if args.no_gate:
         return Gate.off("--no-gate")
+    if args.gate_margin == 0:
+        return Gate(None, margin=0.0, source="--gate-margin 0")
     return Gate.from_profile(
         profile,
         margin=args.gate_margin,

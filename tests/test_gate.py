@@ -164,6 +164,12 @@ def test_the_gate_reads_the_profiles_calibration_speed() -> None:
     assert gate.on and gate.floor == 6_000.0
     old = g.Gate.from_profile({"speed_reference": {"median_ops_s": 8_000.0, "work": "older"}})
     assert not old.on and "no speed reference" in old.source
+    # The command line's ways to turn it off, each named in the record.
+    args = SimpleNamespace(no_gate=False, gate_margin=0.0, gate_wait=60.0, gate_retries=1,
+                           gate_budget=900.0)  # fmt: skip
+    assert g.from_options(args, profile).source == "--gate-margin 0"
+    args.no_gate = True
+    assert g.from_options(args, profile).to_dict()["on"] is False
 
 
 def _fake_summary(p50: float, before: float, after: float) -> Any:
