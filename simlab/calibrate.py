@@ -51,6 +51,8 @@ import numpy as np
 from simlab.distributions import Fixed
 from simlab.errors import UserError
 from simlab.fitting import Fit, fit_robust, median_with_ci
+from simlab.gate import Budget, Gate, journalled, spent
+from simlab.gate import record as gate_record
 from simlab.journal import Journal
 from simlab.models import get_model
 from simlab.models.base import MAX_BUSY_SEEN
@@ -668,16 +670,20 @@ def _from_record(r: dict[str, Any]) -> tuple[Run, dict[str, Any]]:
     return run, _as_summary(kept)
 
 
-def measure_runs(
+def measure_runs(  # noqa: PLR0917 - the grid's runs, then how to measure them
     runs: list[Run],
     journal: Journal,
     tick: Callable[[str, int, int], None],
     total: int,
     places: list[int] | None = None,
+    gate: Gate | None = None,
 ) -> list[tuple[Run, dict[str, Any]]]:
     """Measure each run not yet in ``journal`` (seed: its place in the grid,
-    counted from 1: ``places``, or its place in ``runs``) and return every run
-    with what calibration keeps of it."""
+    counted from 1: ``places``, or its place in ``runs``), each through
+    ``gate`` (the machine's speed; None: off), and return every run with what
+    calibration keeps of it."""
+    gate = gate or Gate.off("not asked for")
+    budget = Budget(gate.budget_s, spent_s=spent(journal))
     results = []
     for k, run in zip(places or range(1, len(runs) + 1), runs, strict=True):
         tick(run.label(), k, total)
@@ -692,10 +698,19 @@ def measure_runs(
                 save=False,
                 seed=k,
             )
-            m = measure(opts)
-            journal.put(key, _keep({**m.summary.to_dict(), "front_cpu_cores": m.front_cpu_cores}))
+            journal.put(key, journalled(gate, _real(opts), key, journal, budget))
         results.append((run, _as_summary(journal.get(key))))
     return results
+
+
+def _real(opts: MeasureOptions) -> Callable[[], dict[str, Any]]:
+    """One real run, as calibration keeps it and the gate runs it (``simlab.gate``)."""
+
+    def run() -> dict[str, Any]:
+        m = measure(opts)
+        return _keep({**m.summary.to_dict(), "front_cpu_cores": m.front_cpu_cores})
+
+    return run
 
 
 def calibrate(
@@ -706,11 +721,14 @@ def calibrate(
     measure_missing: bool = False,
     out_dir: Path | None = None,
     progress: Callable[[str, int, int], None] | None = None,
+    gate: Gate | None = None,
 ) -> dict[str, Any]:
     """Run the grid (or, with ``refit``, reuse the runs kept in the existing
     profile, and with ``measure_missing`` also measure the grid's runs it
     lacks: runs added to the grid since), fit, and write ``out_dir/name.json``
-    (default: the data root's profiles); returns the profile."""
+    (default: the data root's profiles); returns the profile. Each real run
+    goes through ``gate`` (``simlab.gate``: the machine's speed; None: off)."""
+    gate = gate or Gate.off("not asked for")
     if measure_missing and not refit:
         raise UserError("--measure-missing: only with --refit (a full calibration measures all)")
     tick = progress or (lambda _label, _k, _n: None)
@@ -733,14 +751,17 @@ def calibrate(
             tick("measure the probe", 0, 1)
             probe = measure_probe_cost()
         if measure_missing:
-            added = _measure_missing(name, quick, results, tick)
+            added = _measure_missing(name, quick, results, tick, gate)
             results = results + added
         tick("fitting", 1, 1)
     else:
         runs = grid(quick)
         total = len(runs) + 1
         # An interrupted calibration resumes at its first unmeasured run.
-        journal = Journal(f"calibrate-{name}", {"quick": quick, "runs": [r.label() for r in runs]})
+        journal = Journal(
+            f"calibrate-{name}",
+            {"quick": quick, "runs": [r.label() for r in runs], "gate": gate.to_dict()},
+        )
         tick("measure memory", 0, total)
         if "memory" not in journal:
             journal.put("memory", measure_memory((100, 500) if quick else (300, 1500)))
@@ -748,9 +769,16 @@ def calibrate(
         if "probe" not in journal:
             journal.put("probe", measure_probe_cost())
         probe = journal.get("probe")
-        results = measure_runs(runs, journal, tick, total)
+        results = measure_runs(runs, journal, tick, total, gate=gate)
         tick("fitting", total, total)
     profile = _profile(name, quick, results, memory, probe)
+    measured = added if refit else results
+    if measured:
+        # How the machine's speed gated the runs measured now (a refit's
+        # saved runs keep the record they were measured with).
+        profile["gate"] = gate_record(gate, [(run.label(), 0, s["kept"]) for run, s in measured])
+    elif previous.get("gate"):
+        profile["gate"] = previous["gate"]
     if refit:
         _sessions_apart(profile, previous, added)
     atomic_write_json(path, profile)
@@ -782,6 +810,7 @@ def _measure_missing(
     quick: bool,
     results: list[tuple[Run, dict[str, Any]]],
     tick: Callable[[str, int, int], None],
+    gate: Gate,
 ) -> list[tuple[Run, dict[str, Any]]]:
     """The grid's runs that ``results`` lacks, measured now, each with the seed
     a full calibration gives it (its place in the grid). Their session is not
@@ -793,9 +822,16 @@ def _measure_missing(
     if not missing:
         return []
     labels = [run.label() for _, run in missing]
-    journal = Journal(f"calibrate-{name}-missing", {"quick": quick, "runs": labels})
+    journal = Journal(
+        f"calibrate-{name}-missing", {"quick": quick, "runs": labels, "gate": gate.to_dict()}
+    )
     added = measure_runs(
-        [run for _, run in missing], journal, tick, len(runs), places=[k for k, _ in missing]
+        [run for _, run in missing],
+        journal,
+        tick,
+        len(runs),
+        places=[k for k, _ in missing],
+        gate=gate,
     )
     journal.done()
     return added

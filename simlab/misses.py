@@ -25,6 +25,18 @@ is reported as unexplained.
   the goal.
 - **short connections** (hypothesis): a kernel-memory miss in a case whose
   connections carry a few requests each (``k=``).
+- **children outlive their connection** (hypothesis): a threads-peak miss
+  over the prediction, in a case of short connections (``k=``) of a model
+  whose every connection has a process of its own, where the profile's
+  ``fork_exit_us`` (how long a child lives after its connection) is an
+  assumption set under its own estimate: the model's children end sooner
+  than the data say. The rows' speed references add whether the runs on the
+  faster machine held the fewer children.
+- **slow machine** (hypothesis): a latency or served-rate miss whose case's
+  runs order by the machine's speed (``speed_reference_runs``, each run's
+  slower end): the run on the fastest machine measured nearest the
+  prediction, the others, on a machine slower by more than the reference's
+  repeatability, further away on the miss's side.
 - **session drift** (hypothesis): a latency or served-rate miss that no
   cause above explains, whose case's measured mean moved between validation
   sessions by more than the noise within them (``simlab.sessions``: the
@@ -46,7 +58,7 @@ import numpy as np
 from simlab.real.speed import REPEATABILITY
 from simlab.sessions import SPEED_BOUND
 
-__all__ = ["SATURATED", "explain", "explain_all"]
+__all__ = ["SATURATED", "assumptions_of", "explain", "explain_all"]
 
 NEAR = 0.8  # offered load from which a queue is sensitive to capacity
 SATURATED = 0.9  # offered load from which the served rate is the model's to predict
@@ -200,6 +212,122 @@ def _memory(miss: dict[str, Any], rows: list[dict[str, Any]]) -> dict[str, str] 
     return None
 
 
+def assumptions_of(profile: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """A profile's parameters that the data did not identify (its assumptions):
+    name -> {value, estimate, assumption}."""
+    out = {}
+    for name, p in (profile.get("parameters") or {}).items():
+        if isinstance(p, dict) and p.get("identified") is False:
+            out[name] = {k: p.get(k) for k in ("value", "estimate", "assumption")}
+    return out
+
+
+def _by_speed(row: dict[str, Any]) -> list[tuple[float, float]]:
+    """(the slower end of the run's speed reference, the run's value) for each
+    run that has both; the slower end, as the speed gate reads a run
+    (``simlab.gate``): the machine at its slowest seen in the run."""
+    pairs = []
+    for value, ref in zip(
+        row.get("measured_runs") or [], row.get("speed_reference_runs") or [], strict=False
+    ):
+        if value is None or not ref or ref.get("before_ops_s") is None:
+            continue
+        pairs.append((float(min(ref["before_ops_s"], ref["after_ops_s"])), float(value)))
+    return pairs
+
+
+def _speed_order(miss: dict[str, Any]) -> str | None:
+    """How the machine's speed orders the case's runs, when it does: the run on
+    the fastest machine measured nearest the prediction and the runs on a
+    machine slower by more than ``REPEATABILITY`` lie further away, on the
+    miss's side (the server measured more, or less, than the model);
+    None otherwise."""
+    pairs = _by_speed(miss)
+    p = miss.get("predicted")
+    if len(pairs) < 2 or p is None or miss.get("measured") is None:
+        return None
+    p = float(p)
+    side = 1.0 if float(miss["measured"]) > p else -1.0
+    fast = max(pairs)
+    others = [sv for sv in pairs if sv is not fast]
+    if any(abs(v - p) <= abs(fast[1] - p) or (v - p) * side <= 0 for _, v in others):
+        return None
+    if min(s for s, _ in others) > fast[0] * (1 - REPEATABILITY):
+        return None  # the speeds are not told apart
+    rest = ", ".join(f"{_n(v)} at {s:,.0f}" for s, v in sorted(others, reverse=True))
+    return (
+        f"the run on the fastest machine (its speed reference {fast[0]:,.0f} ops/s at its "
+        f"slower end) measured {_n(fast[1])}, nearest the prediction {_n(p)}, and the runs on "
+        f"slower machines {rest} ops/s"
+    )
+
+
+def _children(
+    miss: dict[str, Any], assumptions: dict[str, dict[str, Any]] | None
+) -> dict[str, str] | None:
+    """A threads miss over the prediction in a case of short connections, each
+    a child of its own, whose lingering after its connection is an assumption
+    under the data's own estimate."""
+    if miss["metric"] != "threads_peak" or miss["predicted"] is None:
+        return None
+    if not float(miss["measured"]) > float(miss["predicted"]):
+        return None
+    k = _knob(miss["config"], "k")
+    lingers = (assumptions or {}).get("fork_exit_us")
+    if k is None or lingers is None or not _own_process(miss):
+        return None
+    value, estimate = lingers.get("value"), lingers.get("estimate")
+    if value is None or estimate is None or not float(estimate) > float(value):
+        return None
+    runs = ", ".join(_n(float(v)) for v in miss.get("measured_runs") or [] if v is not None)
+    text = (
+        f"children outlive their connection: the server held {_n(float(miss['measured']))} "
+        f"at peak (runs {runs}) against {_n(float(miss['predicted']))} predicted, with k={k} "
+        f"requests a connection, each its own child; the profile's fork_exit_us (how long a "
+        f"child lives after its connection) is an assumption, {float(value):,.0f} us, under "
+        f"its not identified estimate {float(estimate):,.0f} us, so the model's children "
+        "end sooner than the data say"
+    )
+    order = _speed_order(miss)
+    text += (
+        f"; {order}: a child takes longer to go on a slower machine"
+        if order
+        else "; the machine's speed does not order the runs' counts"
+    )
+    text += (
+        f"; test: {_measure(miss['model'], miss['config'])} with the probe's child count "
+        "sampled as each connection closes, and fork_exit_us fitted from it"
+    )
+    return {"kind": "hypothesis", "text": text}
+
+
+def _own_process(miss: dict[str, Any]) -> bool:
+    """Whether the case's model gives every connection a process of its own."""
+    from simlab.models import get_model  # noqa: PLC0415 - the model owns its knowledge
+
+    model = miss.get("resembles") or miss["model"]
+    try:
+        return bool(get_model(model).own_process)
+    except (KeyError, ValueError):
+        return False
+
+
+def _slow_machine(miss: dict[str, Any]) -> dict[str, str] | None:
+    """A miss of a metric the machine's speed moves (``SPEED_BOUND``) whose
+    case's runs the machine's speed orders (``_speed_order``)."""
+    if miss["metric"] not in SPEED_BOUND:
+        return None
+    order = _speed_order(miss)
+    if order is None:
+        return None
+    return {
+        "kind": "hypothesis",
+        "text": f"slow machine: {order}: the error grows as the machine's speed falls; test: "
+        f"{_measure(miss['model'], miss['config'])} with every run at the calibration's speed "
+        "(simlab validate's speed gate, simlab.gate)",
+    }
+
+
 def _ci(x: list[float]) -> str:
     return f"[{_n(x[0])}, {_n(x[1])}]"
 
@@ -252,12 +380,16 @@ def _drift(miss: dict[str, Any], sessions: dict[str, Any] | None) -> dict[str, s
 
 
 def explain(
-    miss: dict[str, Any], rows: list[dict[str, Any]], sessions: dict[str, Any] | None = None
+    miss: dict[str, Any],
+    rows: list[dict[str, Any]],
+    sessions: dict[str, Any] | None = None,
+    assumptions: dict[str, dict[str, Any]] | None = None,
 ) -> dict[str, str]:
     """``{"kind": "cause" | "hypothesis" | "unexplained", "text": ...}`` for one
     row of ``rows`` (a validation's rows, as ``validation.json`` holds them);
     ``sessions``: its case's spread between sessions (``simlab.sessions.between``),
-    when the validation has a history."""
+    when the validation has a history; ``assumptions``: the profile's
+    parameters not identified (``assumptions_of``)."""
     metric = miss["metric"]
     why: dict[str, str] | None = None
     if metric in LATENCY:
@@ -274,9 +406,14 @@ def explain(
         }
     elif metric.startswith("memory"):
         why = _memory(miss, rows)
+    elif metric == "threads_peak":
+        why = _children(miss, assumptions)
     if why is None or why["kind"] != "cause":
         # A cause in this session's rows stands; otherwise the sessions may say more.
         why = _drift(miss, sessions) or why
+    if why is None:
+        # Last: a hypothesis from this session's own runs and their speeds.
+        why = _slow_machine(miss)
     return why or {"kind": "unexplained", "text": "no rule of the report covers it"}
 
 
@@ -284,14 +421,16 @@ def explain_all(
     big: list[dict[str, Any]],
     rows: list[dict[str, Any]],
     sessions: list[dict[str, Any]] | None = None,
+    assumptions: dict[str, dict[str, Any]] | None = None,
 ) -> list[dict[str, Any]]:
     """Each big miss with its explanation (``why``), looked up in ``rows``, and
-    in ``sessions`` (``simlab.sessions.between``'s cases) when given."""
+    in ``sessions`` (``simlab.sessions.between``'s cases) when given, with the
+    profile's ``assumptions`` (``assumptions_of``)."""
     spread = {(s["model"], s["config"], s["metric"]): s for s in sessions or []}
     out = []
     for b in big:
         row = _row(rows, b["model"], b["config"], b["metric"])
         drift = spread.get((b["model"], b["config"], b["metric"]))
-        why = explain(row if row is not None else b, rows, drift)
+        why = explain(row if row is not None else b, rows, drift, assumptions)
         out.append({**b, "why": why})
     return out

@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from simlab.errors import UserError
+from simlab.misses import assumptions_of
 from simlab.platforms import load_platform
 from simlab.provenance import atomic_write_json, git_revision, utc_stamp
 from simlab.real.grids import Case
@@ -111,6 +112,8 @@ def resimulate(
         repeats=saved["repeats"],
         seed=seed,
         history=history if history["sessions"] else None,
+        gate=saved.get("gate"),  # how the measured runs were gated, as they were
+        assumptions=assumptions_of(extras),
     )
     result["measured_runs_from"] = saved.get(
         "measured_runs_from",

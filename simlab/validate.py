@@ -55,8 +55,10 @@ from typing import Any
 import numpy as np
 
 from simlab.errors import UserError
+from simlab.gate import Budget, Gate, journalled, spent
+from simlab.gate import record as gate_record
 from simlab.journal import Journal
-from simlab.misses import SATURATED, explain_all
+from simlab.misses import SATURATED, assumptions_of, explain_all
 from simlab.models import get_model
 from simlab.params import LAB_KEYS, Architecture, Platform, Workload
 from simlab.paths import validation_dir
@@ -658,13 +660,18 @@ def report_record(
     repeats: int,
     seed: int,
     history: dict[str, Any] | None = None,
+    gate: dict[str, Any] | None = None,
+    assumptions: dict[str, dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
     """A validation's report: its rows, their summary, how and where it was made,
-    and (with the ``history`` of sessions, ``simlab.sessions``) the sessions' spread."""
+    (with the ``history`` of sessions, ``simlab.sessions``) the sessions' spread,
+    (``gate``: ``simlab.gate.record``) how the machine's speed gated its
+    runs, and the profile's ``assumptions`` its misses were read against."""
     drift = between(history, rows, quick=quick) if history else None
     return {
         "rows": rows,
-        "summary": summarize(rows, drift),
+        "summary": summarize(rows, drift, assumptions),
+        "assumptions": assumptions,
         "between_sessions": drift,
         "platform": platform_name,
         "quick": quick,
@@ -675,6 +682,7 @@ def report_record(
         "git_revision": git_revision(),
         "created": utc_stamp(),
         "seed": seed,
+        "gate": gate,
     }
 
 
@@ -687,10 +695,12 @@ def validate(
     progress: Callable[[str, int, int], None] | None = None,
     seed: int = 1,
     cases: list[Case] | None = None,
+    gate: Gate | None = None,
 ) -> dict[str, Any]:
     """Run every held-out case ``repeats`` times for real and simulate each run
     on its own arrivals (``predict_case``); write the report; return rows and
-    summary."""
+    summary. Each real run goes through ``gate`` (``simlab.gate``: the
+    machine's speed; None: off)."""
     if not (isinstance(repeats, int) and repeats >= 1):
         raise UserError(f"repeats(={repeats!r}) must be an integer >= 1")
     extras = _profile_extras(platform_spec)
@@ -701,19 +711,23 @@ def validate(
     steps = len(plan) * repeats
     # An interrupted validation resumes at its first unmeasured run.
     labels = [f"{c.target} {c.config()}" for c in plan]
-    journal = Journal(f"validate-{platform.name}", {"cases": labels, "repeats": repeats,
-                                                    "seed": seed})  # fmt: skip
+    gate = gate or Gate.off("not asked for")
+    plan_id = {"cases": labels, "repeats": repeats, "seed": seed, "gate": gate.to_dict()}
+    journal = Journal(f"validate-{platform.name}", plan_id)
+    budget = Budget(gate.budget_s, spent_s=spent(journal))
     # The repeats go round the whole grid (every case once, then again) rather
     # than one case three times in a row: the machine's state drifts over
     # minutes (other work, page cache, thermal), and runs of a case spread over
     # the session let the measured spread show that drift instead of hiding it.
     for r in range(repeats):
         for k, case in enumerate(plan):
-            tick(f"{labels[k]} (run {r + 1}/{repeats})", r * len(plan) + k, steps)
+            step = f"{labels[k]} (run {r + 1}/{repeats})"
+            tick(step, r * len(plan) + k, steps)
             key = f"{k}/{r}: {labels[k]}"
             if key not in journal:
-                s = _measure(case, run_seed(seed, k, r))
-                journal.put(key, _kept(s))
+                run = _real(case, run_seed(seed, k, r))
+                say = _saying(tick, step, r * len(plan) + k, steps)
+                journal.put(key, journalled(gate, run, key, journal, budget, say=say))
     for k, case in enumerate(plan):
         real = [journal.get(f"{k}/{r}: {labels[k]}") for r in range(repeats)]
         on = case_platform(case, platform, extras)
@@ -733,9 +747,12 @@ def validate(
     this = {"rows": rows, "created": utc_stamp(), "git_revision": git_revision(),
             "quick": quick, "repeats": repeats, "machine": machine()}  # fmt: skip
     history = add(load(out), session_of(this, source="simlab validate"))
+    gate_runs = [(labels[k], r, journal.get(f"{k}/{r}: {labels[k]}")) for r in range(repeats)
+                 for k in range(len(plan))]  # fmt: skip
     result = report_record(
-        rows, platform.name, quick=quick, repeats=repeats, seed=seed, history=history
-    )
+        rows, platform.name, quick=quick, repeats=repeats, seed=seed, history=history,
+        gate=gate_record(gate, gate_runs), assumptions=assumptions_of(extras),
+    )  # fmt: skip
     write_history(out, history)
     _write(result, out)
     journal.done()
@@ -751,6 +768,18 @@ def _kept(s: MeasuredSummary) -> dict[str, Any]:
         "speed_reference": speed,
         "accept_split": None if split is None else list(split),
     }
+
+
+def _saying(
+    tick: Callable[[str, int, int], None], step: str, k: int, n: int
+) -> Callable[[str], None]:
+    """The gate's messages (a wait for the machine's speed) on the progress line."""
+    return lambda msg: tick(f"{step}: {msg}", k, n)
+
+
+def _real(case: Case, seed: int) -> Callable[[], dict[str, Any]]:
+    """One real run of ``case``, as the gate runs it (``simlab.gate``)."""
+    return lambda: _kept(_measure(case, seed))
 
 
 def _measure(case: Case, seed: int) -> MeasuredSummary:
@@ -780,11 +809,16 @@ def _stats(errors: list[float], goal: float) -> dict[str, Any]:
     }
 
 
-def summarize(rows: list[dict[str, Any]], drift: dict[str, Any] | None = None) -> dict[str, Any]:
+def summarize(
+    rows: list[dict[str, Any]],
+    drift: dict[str, Any] | None = None,
+    assumptions: dict[str, dict[str, Any]] | None = None,
+) -> dict[str, Any]:
     """Per metric and per model: the median and worst error of the evidence rows,
     against the goal; the metrics equal by construction, reported apart; and
     the errors over twice their goal that noise does not cover, explained
-    (``simlab.misses``, with the sessions' spread ``drift`` when there is one)."""
+    (``simlab.misses``, with the sessions' spread ``drift`` when there is one
+    and the profile's ``assumptions``)."""
     evidence = [r for r in rows if r["evidence"] and r["rel_error"] is not None]
     metrics = {
         m: _stats([r["rel_error"] for r in evidence if r["metric"] == m], GOALS[m]) for m in METRICS
@@ -814,6 +848,7 @@ def summarize(rows: list[dict[str, Any]], drift: dict[str, Any] | None = None) -
         ],
         rows,
         drift["cases"] if drift else None,
+        assumptions,
     )
     return {
         "metrics": metrics,
@@ -924,6 +959,7 @@ def report(result: dict[str, Any]) -> str:
         )
     if result.get("between_sessions"):
         lines += ["", *report_lines(result["between_sessions"])]
+    lines += gate_lines(result.get("gate"))
     lines += [
         "",
         "## Equal by construction (reported, not counted)",
@@ -1011,6 +1047,51 @@ def _method_lines(result: dict[str, Any]) -> list[str]:
             f"- {c}: {r.get('prediction_why') or 'predicted before replay'}"
             for c, r in seeded.items()
         ]
+    return lines
+
+
+def gate_lines(gate: dict[str, Any] | None) -> list[str]:
+    """The report's section on the speed gate (``simlab.gate``): its
+    options, and every run it held back, marked slow or repeated, with the
+    repeated runs' values."""
+    lines = ["", "## Runs gated on the machine's speed", ""]
+    if not gate:
+        return [*lines, "Not recorded (the runs were measured before the gate)."]
+    o = gate["options"]
+    if not o["on"]:
+        return [*lines, f"The gate was off ({o['source']}): every run was kept as it ran."]
+    lines += [
+        f"Before each run the speed reference (`simlab.real.speed`) had to reach "
+        f"{o['floor_ops_s']:,.0f} ops/s ({o['reference_ops_s']:,.0f}, {o['source']}, less a "
+        f"margin of {o['margin']:.0%}), waiting up to {o['wait_s']:g} s; a run whose "
+        f"reference fell under it at either end was repeated, at most {o['retries']} time(s); "
+        f"the gate's extra time was bounded by {o['budget_s']:g} s. Of {gate['runs']} runs, "
+        f"{gate['waited']} waited ({gate['waited_s']:,.0f} s in all), {gate['repeated']} were "
+        f"repeated, and {gate['slow_machine']} ran on a slow machine all the same.",
+        "",
+    ]
+    if not gate["held"]:
+        return lines
+    lines += [
+        "| case | run | checks before (ops/s) | waited | kept run's slower end | "
+        "slow machine | repeated (values, why) |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for g in gate["held"]:
+        checks = ", ".join(f"{x:,.0f}" for x in g["check"]["ops_s"])
+        repeated = (
+            "; ".join(
+                ", ".join(f"{m} {_num(a['values'].get(m))}" for m in METRICS if m in a["values"])
+                + f" ({a['why']})"
+                for a in g["repeated"]
+            )
+            or "-"
+        )
+        end = "-" if g["slowest_ops_s"] is None else f"{g['slowest_ops_s']:,.0f}"
+        lines.append(
+            f"| {g['case']} | {g['run']} | {checks} | {g['check']['waited_s']:.0f} s | {end} | "
+            f"{'yes' if g['slow_machine'] else 'no'} | {repeated} |"
+        )
     return lines
 
 

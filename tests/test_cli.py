@@ -229,6 +229,10 @@ def test_human_tables(capsys):
         (["calibrate", "--measure-missing"], "--measure-missing"),
         (["calibrate", "--runtime", "go", "--refit", "--measure-missing"], "--measure-missing"),
         (["validate", "--platform", "nosuch"], "--platform"),
+        (["validate", "--gate-margin", "0.95"], "--gate-margin"),
+        (["validate", "--gate-wait", "-1"], "--gate-wait"),
+        (["calibrate", "--gate-retries", "9"], "--gate-retries"),
+        (["calibrate", "--gate-budget", "lots"], "--gate-budget"),
         (["usl", "async", "--levels", "1,2"], "--levels"),
     ],
 )

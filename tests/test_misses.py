@@ -165,3 +165,70 @@ def test_opposite_quantile_misses_are_a_spread() -> None:
     rows[1] = _r("latency_p50", 600, 488, config=cfg, model="process-per-connection", rho=0.85)
     rows[2] = _r("latency_p99", 3000, 4730, config=cfg, model="process-per-connection", rho=0.85)
     assert "narrower" in explain(rows[1], rows)["text"]
+
+
+# The 23:11 UTC session of 1 December: process-per-connection with one request
+# a connection, three runs, each with the machine's speed at its two ends.
+K1 = "N=10000 60/s cpu=1ms 1x10ms seq W=32 P=1 k=1"
+K1_SPEEDS = [(9079.0, 6031.0), (7135.0, 7878.0), (6710.0, 6457.0)]
+FORK_EXIT = {"fork_exit_us": {"value": 0.0, "estimate": 1537.0, "assumption": "not identified"}}
+
+
+def _runs(row: dict[str, Any], values: list[float], speeds: list[tuple[float, float]]) -> dict:
+    refs = [{"before_ops_s": b, "after_ops_s": a, "ops_s": (a + b) / 2, "work": WORK}
+            for b, a in speeds]  # fmt: skip
+    return {**row, "measured_runs": values, "speed_reference_runs": refs,
+            "resembles": row["model"]}  # fmt: skip
+
+
+def _k1(metric: str, predicted: float, values: list[float], speeds=K1_SPEEDS) -> dict:
+    row = _r(metric, predicted, sum(values) / len(values), config=K1,
+             model="process-per-connection", rho=0.26)  # fmt: skip
+    return _runs(row, values, speeds)
+
+
+def test_children_outlive_their_connection_when_fork_exit_is_an_assumption() -> None:
+    miss = _k1("threads_peak", 5.0, [13.0, 7.0, 13.0])
+    why = explain(miss, [miss], None, FORK_EXIT)
+    assert why["kind"] == "hypothesis" and "children outlive their connection" in why["text"]
+    assert "an assumption, 0 us" in why["text"] and "1,537 us" in why["text"]
+    # The run on the fastest machine (7,135 at its slower end) held the fewest.
+    assert "7 at" not in why["text"] and "measured 7, nearest" in why["text"]
+    assert "does not order" not in why["text"]
+    # Doctored: fork_exit_us identified (no assumption), or set at its estimate: no rule.
+    assert "children" not in explain(miss, [miss], None, {})["text"]
+    fitted = {"fork_exit_us": {"value": 1537.0, "estimate": 1537.0}}
+    assert "children" not in explain(miss, [miss], None, fitted)["text"]
+    # Doctored: fewer threads than predicted (ppc at 700/s, 172 against 201): no rule.
+    under = _k1("threads_peak", 201.0, [171.0, 165.0, 181.0])
+    assert explain(under, [under], None, FORK_EXIT)["kind"] == "unexplained"
+    # Doctored: the fastest run held the most: the speed clause flips.
+    swapped = _k1("threads_peak", 5.0, [13.0, 14.0, 13.0])
+    assert "does not order" in explain(swapped, [swapped], None, FORK_EXIT)["text"]
+    # A model whose connections are threads: not a child's lingering.
+    threads = {**miss, "model": "thread-per-connection", "resembles": "thread-per-connection"}
+    assert "children" not in explain(threads, [threads], None, FORK_EXIT)["text"]
+
+
+def test_slow_machine_when_the_fastest_run_is_nearest_the_prediction() -> None:
+    miss = _k1("latency_p99", 27.6, [117.3, 38.6, 214.7])
+    why = explain(miss, [miss])
+    assert why["kind"] == "hypothesis" and why["text"].startswith("slow machine")
+    assert "7,135 ops/s" in why["text"] and "215 at 6,457" in why["text"]
+    # Doctored: the fastest run measured the most: no ordering, unexplained.
+    flipped = _k1("latency_p99", 27.6, [117.3, 214.7, 38.6])
+    assert explain(flipped, [flipped])["kind"] == "unexplained"
+    # The same runs as a memory miss: memory does not follow the speed.
+    memory = _k1("memory_user", 27.6, [117.3, 38.6, 214.7])
+    assert explain(memory, [memory])["kind"] == "unexplained"
+    # Doctored: speeds within the reference's repeatability: not told apart.
+    even = [(7000.0, 7100.0), (7050.0, 7060.0), (7020.0, 7030.0)]
+    same = _k1("latency_p99", 27.6, [117.3, 38.6, 214.7], speeds=even)
+    assert explain(same, [same])["kind"] == "unexplained"
+    # The 23:11 session's ppc 150/s p99: its fastest run measured the most
+    # (55.1 at 6,681): the speed does not explain it, and nothing else does.
+    config = "N=300 150/s cpu=2ms 1x10ms seq W=32 P=1"
+    row = _r("latency_p99", 17.9, 41.0, config=config, model="process-per-connection", rho=0.18)
+    speeds = [(6636.0, 9322.0), (10688.0, 6173.0), (6690.0, 6681.0)]
+    ppc150 = _runs(row, [35.3, 32.6, 55.1], speeds)
+    assert explain(ppc150, [ppc150])["kind"] == "unexplained"

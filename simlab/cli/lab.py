@@ -11,6 +11,8 @@ from typing import Any
 from simlab.cli import options
 from simlab.cli.output import console, fmt, print_json, say, steps
 from simlab.errors import RunFailed, UserError
+from simlab.gate import add_options as gate_options
+from simlab.gate import from_options as gate_from
 from simlab.params import Architecture
 from simlab.paths import measurements_dir, shown
 from simlab.platforms import load_platform
@@ -205,6 +207,7 @@ def _add_calibrate(sub: argparse._SubParsersAction[options.Parser]) -> None:
             "to the grid since it was measured), then fit them all"
         ),
     )
+    gate_options(cal)
     cal.add_argument("--json", action="store_true", help="print the profile as JSON")
     cal.set_defaults(run=calibrate_command)
 
@@ -221,6 +224,7 @@ def _add_validate(sub: argparse._SubParsersAction[options.Parser]) -> None:
         default=3,
         help="real runs of each case, for the measured noise (default 3)",
     )
+    gate_options(val)
     val.add_argument("--json", action="store_true", help="print rows and summary as JSON")
     val.add_argument(
         "--out", type=Path, help="directory for the report (default $SIMLAB_DATA/validation/)"
@@ -626,6 +630,7 @@ def calibrate_command(args: argparse.Namespace) -> int:
         with steps(f"calibrating {args.runtime}") as tick:
             profile = calibrate_runtime(args.runtime, name=name, refit=args.refit, progress=tick)
     else:
+        gate = gate_from(args, _last_profile(name))
         with steps("calibrating") as tick:
             profile = calibrate(
                 name,
@@ -633,6 +638,7 @@ def calibrate_command(args: argparse.Namespace) -> int:
                 refit=args.refit,
                 measure_missing=args.measure_missing,
                 progress=tick,
+                gate=gate,
             )
     if args.json:
         print_json(profile)
@@ -655,12 +661,23 @@ def calibrate_command(args: argparse.Namespace) -> int:
     return 0
 
 
+def _last_profile(name: str) -> dict[str, Any]:
+    """The profile a calibration replaces (its speed is the gate's usual
+    speed), or nothing: a first calibration runs ungated."""
+    from simlab.platforms import profile_path  # noqa: PLC0415
+    from simlab.validate import _profile_extras  # noqa: PLC0415
+
+    path = profile_path(name)
+    return _profile_extras(str(path)) if path.exists() else {}
+
+
 def validate_command(args: argparse.Namespace) -> int:
     from rich.table import Table  # noqa: PLC0415 - rich loads when a table is printed
 
-    from simlab.validate import METRICS, validate  # noqa: PLC0415
+    from simlab.validate import METRICS, _profile_extras, validate  # noqa: PLC0415
 
     _platform(args.platform)
+    gate = gate_from(args, _profile_extras(args.platform))
     with steps("validating") as tick:
         result = validate(
             args.platform,
@@ -668,6 +685,7 @@ def validate_command(args: argparse.Namespace) -> int:
             repeats=args.repeats,
             out_dir=args.out,
             progress=tick,
+            gate=gate,
         )
     if args.json:
         print_json({"rows": result["rows"], "summary": result["summary"]})

@@ -4,7 +4,9 @@ Two real measurements at once would each measure the other's load as their
 own server's slowness. ``exclusive`` holds a machine-wide lock (an advisory
 ``flock`` on a file in the temporary directory, or ``$SIMLAB_LAB_LOCK``) for
 the length of a run; a second run waits for the first, saying so, for at
-most ``WAIT_S`` seconds.
+most ``WAIT_S`` seconds. The lock is reentrant within a thread: a run
+gated on the machine's speed (``simlab.gate``) holds it from its speed
+check through its measurement, whose own ``exclusive`` then holds nothing more.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import contextlib
 import fcntl
 import os
 import tempfile
+import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -23,6 +26,10 @@ __all__ = ["WAIT_S", "exclusive"]
 
 WAIT_S = 3600.0
 POLL_S = 0.5
+# How deep this thread holds the lock (flock on a second descriptor would
+# wait for the first: the same process would deadlock on itself). Per thread,
+# so that another thread of the process still waits for the lock.
+_held = threading.local()
 
 
 def lock_path() -> Path:
@@ -34,6 +41,13 @@ def lock_path() -> Path:
 @contextlib.contextmanager
 def exclusive(say: Callable[[str], None] | None = None) -> Iterator[None]:
     """Hold the machine's real-run lock while the block runs."""
+    if getattr(_held, "depth", 0):
+        _held.depth += 1
+        try:
+            yield
+        finally:
+            _held.depth -= 1
+        return
     path = lock_path()
     fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
     try:
@@ -52,6 +66,10 @@ def exclusive(say: Callable[[str], None] | None = None) -> Iterator[None]:
                         f"another real run held {path} for over {WAIT_S:.0f} s"
                     ) from None
                 time.sleep(POLL_S)
-        yield
+        _held.depth = 1
+        try:
+            yield
+        finally:
+            _held.depth = 0
     finally:
         os.close(fd)  # closing the descriptor releases the lock
