@@ -231,6 +231,8 @@ class Architecture:
     which took the last (it is awake), so the copies' shares are themselves
     random, drawn per run (a Polya urn's: Dirichlet(1, ..., 1)). Modelled
     with ``first_read='worker'`` only, where it was measured.
+    ``accept_shares`` (with ``race``) are the copies' shares as a real run
+    measured them (``connections.per_process``), in place of the draw.
     """
 
     workers: int = 32
@@ -242,6 +244,7 @@ class Architecture:
     hop: Hop = "per-request"
     first_read: FirstRead = "loop"
     accept: Accept = "dealt"
+    accept_shares: tuple[float, ...] | None = None
 
     def __post_init__(self) -> None:
         _require(
@@ -280,6 +283,18 @@ class Architecture:
             self.accept == "dealt" or self.first_read == "worker",
             f"accept(={self.accept!r}) is modelled with first_read='worker' (gthread) only",
         )
+        shares = self.accept_shares
+        _require(
+            shares is None
+            or (
+                self.accept == "race"
+                and len(shares) == self.processes
+                and all(math.isfinite(x) and x >= 0 for x in shares)
+                and abs(sum(shares) - 1) < 1e-9
+            ),
+            f"accept_shares(={shares!r}) must be one share per process, >= 0 and summing "
+            "to 1, with accept='race'",
+        )
 
     def describe(self) -> dict[str, Any]:
         out: dict[str, Any] = {
@@ -299,6 +314,8 @@ class Architecture:
             out["first_read"] = self.first_read
         if self.accept != "dealt":
             out["accept"] = self.accept
+        if self.accept_shares is not None:
+            out["accept_shares"] = list(self.accept_shares)
         return out
 
 

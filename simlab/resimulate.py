@@ -5,10 +5,12 @@ predictions take seconds. When the model changes (a mechanism added, a
 profile refitted) the committed measurements still hold, and only the
 predictions need redoing: ``resimulate`` reads the measured runs from a
 report's ``validation.json``, simulates every case again exactly as
-``simlab validate`` does (the same seeds, replications and noise rules), and
-rewrites the report. No real run is made. The rewritten ``validation.json``
-says when and at which revision the runs were measured
-(``measured_runs_from``), beside when the predictions were made.
+``simlab validate`` does (the same seeds, replications and noise rules:
+each run predicted from its own arrivals, drawn again from the seed it was
+measured with, where they can be replayed), and rewrites the report. No
+real run is made. The rewritten ``validation.json`` says when and at which
+revision the runs were measured (``measured_runs_from``), beside when the
+predictions were made.
 
 When the measurement itself changes for some cases (the probe's definition
 of a quantity), ``remeasure`` runs just those cases again for real, with
@@ -34,15 +36,14 @@ from simlab.validate import (
     _by_construction,
     _kept,
     _measure,
-    _offered_rho,
-    _peer_adjusted,
     _profile_extras,
     _row,
-    _simulate,
     _write,
     case_platform,
     lab_platform,
+    predict_case,
     report_record,
+    run_seed,
     validation_plan,
 )
 
@@ -72,9 +73,15 @@ def resimulate(
     plan = cases if cases is not None else validation_plan(platform.name, quick)
     runs: dict[tuple[str, str], dict[str, list[float]]] = {}
     speeds: dict[tuple[str, str], list[Any]] = {}
+    seeds: dict[tuple[str, str], list[int]] = {}
+    splits: dict[tuple[str, str], list[list[int] | None]] = {}
     for r in saved["rows"]:
         runs.setdefault((r["model"], r["config"]), {})[r["metric"]] = r["measured_runs"]
         speeds[r["model"], r["config"]] = r.get("speed_reference_runs", [])
+        if r.get("prediction") == "replayed" and r.get("run_seeds"):
+            seeds[r["model"], r["config"]] = [int(x) for x in r["run_seeds"]]
+        if r.get("accept_split_runs"):
+            splits[r["model"], r["config"]] = r["accept_split_runs"]
     seed = int(saved["seed"])
     rows: list[dict[str, Any]] = []
     for k, case in enumerate(plan):
@@ -82,14 +89,20 @@ def resimulate(
         if measured is None:
             raise UserError(f"resimulate: {case.target} {case.config()} was not measured in {path}")
         on = case_platform(case, platform, extras)
-        sim = _simulate(case, on, seed + k)
-        rho = _offered_rho(case, sim)
-        predicted = _peer_adjusted(case, sim, on, extras, seed + k)
+        # The seeds the runs were measured with: as the report recorded them,
+        # or as simlab validate gave them (its place in the plan).
+        n_runs = max((len(v) for v in measured.values()), default=0)
+        run_seeds = seeds.get((case.target, case.config())) or [
+            run_seed(seed, k, r) for r in range(n_runs)
+        ]
+        split = splits.get((case.target, case.config()))
+        pred = predict_case(case, on, extras, seed + k, run_seeds, split)
         for metric in METRICS:
             values: list[float | None] = list(measured.get(metric, []))
-            why_not = _by_construction(metric, case, sim, rho, extras, values)
+            why_not = _by_construction(metric, case, pred.dynamic_sim, pred.rho, extras, values)
             speed = speeds[case.target, case.config()]
-            rows.append(_row(case, metric, values, predicted[metric], why_not, rho, speed))
+            row = _row(case, metric, values, pred.predicted[metric], why_not, pred.rho, speed)
+            rows.append({**row, **pred.row_keys(metric)})
     # The sessions' history as it stands: resimulating adds no session.
     history = load(folder)
     result = report_record(
@@ -145,12 +158,13 @@ def remeasure(
         k, case = places[label]
         runs = []
         for r in range(int(saved["repeats"])):
-            summary = _measure(case, seed * 1000 + k * 10 + r)
+            summary = _measure(case, run_seed(seed, k, r))
             runs.append(_kept(summary))
         for row in saved["rows"]:
             if f"{row['model']} {row['config']}" == label:
                 row["measured_runs"] = [run[row["metric"]] for run in runs]
                 row["speed_reference_runs"] = [run["speed_reference"] for run in runs]
+                row["accept_split_runs"] = [run.get("accept_split") for run in runs]
         saved.setdefault("remeasured", []).append(
             {"case": label, "measured": utc_stamp(), "git_revision": git_revision(), "why": why}
         )

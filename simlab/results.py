@@ -335,11 +335,14 @@ class SwitchRates(Plain):
 
 @dataclass(frozen=True)
 class ConnectionCounts(Plain):
-    """The load generator's connections: opened, failed to open, and open seconds."""
+    """The load generator's connections: opened, failed to open, and open
+    seconds; and, where pre-forked copies race for them (gthread), how many
+    each copy accepted, most first (``probe.AcceptSplit``)."""
 
     opened: int
     failed: int
     open_seconds: float
+    per_process: tuple[int, ...] | None = field(default=None, metadata=OMIT_NONE)
 
 
 @dataclass(frozen=True)

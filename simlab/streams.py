@@ -226,17 +226,22 @@ class Dealer:
 class RacingDealer:
     """Copies that race for connections opening together (``Architecture.accept
     = "race"``): the replication's shares drawn from Dirichlet(1, ..., 1) by
-    its salt, then each connection to a copy by its hashed uniform, so the
-    same salt gives the same deal."""
+    its salt (or as given: a real run's measured shares), then each
+    connection to a copy by its hashed uniform, so the same salt gives the
+    same deal."""
 
     __slots__ = ("bounds", "processes", "salt")
     BLOCK = Dealer.BLOCK
 
-    def __init__(self, processes: int, salt: int) -> None:
+    def __init__(self, processes: int, salt: int, shares: tuple[float, ...] | None = None) -> None:
         self.processes = processes
         self.salt = salt
-        shares = np.random.default_rng([salt, RACE_STREAM]).dirichlet(np.ones(processes))
-        self.bounds = np.cumsum(shares)[:-1].tolist()
+        drawn = (
+            np.random.default_rng([salt, RACE_STREAM]).dirichlet(np.ones(processes))
+            if shares is None
+            else np.asarray(shares, dtype=float)
+        )
+        self.bounds = np.cumsum(drawn)[:-1].tolist()
 
     def __call__(self, key: int) -> int:
         if self.processes == 1:

@@ -5,6 +5,17 @@ Each is run for real ``repeats`` times (different seeds) and simulated with
 the profile; each metric's error is |predicted - measured| / measured, with
 measured the mean over the repeats.
 
+Each run is predicted from its own arrivals where they can be replayed
+(``predict_case``): an open-loop run's arrival times and connections are
+drawn by the load generator from the run's seed before it starts, so the
+model is given that very schedule (``measure.replayed``), an input and not
+an outcome. Of what the run measured, only one input reaches its
+prediction: where copies race for the connections (gthread), how many each
+accepted, read during the warm-up; no outcome (latency, throughput, memory,
+threads) does. The prediction is the mean of the per-run predictions. A
+case whose arrivals depend on the run (a closed loop) is simulated with its
+own seed, and the report says which way each case was predicted.
+
 Noise first. The repeats' spread is the measurement's noise: a 95%
 bootstrap interval of their mean. The prediction has its own interval (the
 simulation's replications). An error is *within noise* when the two
@@ -48,7 +59,8 @@ from simlab.gate import Budget, Gate, journalled, spent
 from simlab.gate import record as gate_record
 from simlab.journal import Journal
 from simlab.misses import SATURATED, assumptions_of, explain_all
-from simlab.params import LAB_KEYS, Architecture, Platform
+from simlab.models import get_model
+from simlab.params import LAB_KEYS, Architecture, Platform, Workload
 from simlab.paths import validation_dir
 from simlab.platforms import load_platform, profile_path
 from simlab.provenance import atomic_write, atomic_write_json, git_revision, machine, utc_stamp
@@ -60,7 +72,7 @@ from simlab.real.grids import (
     runtime_cases,
     structure_runs,
 )
-from simlab.real.measure import MeasureOptions, measure
+from simlab.real.measure import MeasureOptions, measure, replayed
 from simlab.real.peers import PEERS, REGISTRY, RESEMBLES, as_designed, with_own_costs
 from simlab.real.peers.build import READINESS_CONNECTIONS
 from simlab.results import MeasuredSummary, SimSummary
@@ -68,6 +80,7 @@ from simlab.sessions import add, between, load, report_lines, session_of
 from simlab.sessions import write as write_history
 from simlab.simulation import simulate
 from simlab.stats import bootstrap_ci
+from simlab.streams import Deal
 
 __all__ = ["GOALS", "METRICS", "REPEATS", "case_platform", "validate"]
 
@@ -248,18 +261,212 @@ def case_platform(case: Case, platform: Platform, extras: dict[str, Any]) -> Pla
     return with_own_costs(case.target, platform, extras)
 
 
-def _simulate(case: Case, platform: Platform, seed: int) -> SimSummary:
+def _simulate(
+    case: Case,
+    platform: Platform,
+    seed: int,
+    *,
+    workload: Workload | None = None,
+    replications: int = SIM_REPLICATIONS,
+    shares: tuple[float, ...] | None = None,
+) -> SimSummary:
     model = RESEMBLES.get(case.target, case.target)
+    arch = as_designed(case.target, case.arch)
+    if shares is not None:
+        arch = replace(arch, accept_shares=shares)
     return simulate(
         model,
-        case.workload,
+        case.workload if workload is None else workload,
         platform,
-        as_designed(case.target, case.arch),
+        arch,
         duration=case.duration,
         warmup=case.warmup,
         seed=seed,
-        replications=SIM_REPLICATIONS,
+        replications=replications,
     ).summary
+
+
+def run_seed(seed: int, k: int, r: int) -> int:
+    """The seed of real run ``r`` of case ``k`` of a validation seeded ``seed``:
+    the load generator draws that run's arrivals (and its queries) from it."""
+    return seed * 1000 + k * 10 + r
+
+
+def not_replayed(case: Case) -> str | None:
+    """Why ``case``'s real runs' arrivals cannot be replayed into its
+    prediction, or None when they can: only open-loop arrivals at a constant
+    rate are drawn by the load generator from the run's seed before the run
+    (``loadgen.open_arrivals``); a closed loop's next request waits for the
+    last answer, so its arrival times are an outcome of the run."""
+    w = case.workload
+    if w.rate is None:
+        return "closed loop: its arrival times depend on the server's answers (an outcome)"
+    if w.schedule is not None:
+        return "a rate schedule: its arrivals are not replayed"
+    return None
+
+
+def _arrivals(case: Case, seed: int) -> Workload:
+    """The case's workload carrying, as a trace, the very arrivals its real run
+    seeded ``seed`` sends (``measure.replayed``): drawn from the seed, not read
+    from the run, so nothing the run measured enters the prediction."""
+    opts = MeasureOptions(
+        case.target,
+        case.workload,
+        case.arch,
+        duration=case.duration,
+        warmup=case.warmup,
+        seed=seed,
+        save=False,
+    )
+    return replayed(opts)
+
+
+@dataclass(frozen=True)
+class CasePrediction:
+    """A case's predictions and how they were made.
+
+    ``how`` is "replayed" (each real run predicted from its own arrivals,
+    ``runs`` holding those per-run predictions, the prediction their mean)
+    or "seeded" (one simulation with its own seed; ``why`` says why the
+    runs' arrivals could not be used). ``sims`` are the simulations made."""
+
+    predicted: dict[str, Predicted]
+    runs: dict[str, list[float | None]] | None
+    rho: float
+    sims: tuple[SimSummary, ...]
+    how: str
+    why: str | None
+    seeds: tuple[int, ...]
+    splits: tuple[tuple[int, ...] | None, ...] = ()
+
+    @property
+    def dynamic_sim(self) -> SimSummary:
+        """The simulation whose thread count moved most during its run
+        (``_by_construction``: threads are dynamic if they moved in any)."""
+        return max(self.sims, key=lambda s: s.threads.peak_exact - s.threads.mean)
+
+    def row_keys(self, metric: str) -> dict[str, Any]:
+        """What a report row says of how its prediction was made."""
+        return {
+            "prediction": self.how,
+            "prediction_why": self.why,
+            "predicted_runs": None if self.runs is None else self.runs[metric],
+            "run_seeds": list(self.seeds),
+            "accept_split_runs": [None if x is None else list(x) for x in self.splits],
+        }
+
+
+def replay_replications(runs: int, replications: int = SIM_REPLICATIONS) -> int:
+    """Replications per replayed run: the seeded simulation's shared among the
+    runs (about as many simulated seconds in all), at least 2 for an interval."""
+    return max(2, math.ceil(replications / max(1, runs)))
+
+
+def _pooled(values: list[Predicted]) -> Predicted:
+    """The mean of independent per-run predictions, with an interval whose
+    half-widths on each side are the runs' combined in quadrature (the
+    variance of a mean of independent estimates), over the number of runs."""
+    vals = [v.value for v in values]
+    if any(v is None for v in vals):
+        return Predicted(None, None)
+    xs = [float(v) for v in vals if v is not None]
+    mean = float(np.mean(xs))
+    cis = [v.ci for v in values]
+    if any(ci is None for ci in cis):
+        return Predicted(mean, None)
+    n = len(xs)
+    below = math.sqrt(sum((x - ci[0]) ** 2 for x, ci in zip(xs, cis, strict=True) if ci)) / n
+    above = math.sqrt(sum((ci[1] - x) ** 2 for x, ci in zip(xs, cis, strict=True) if ci)) / n
+    return Predicted(mean, [mean - below, mean + above])
+
+
+def _shares(case: Case, split: list[int] | tuple[int, ...] | None) -> tuple[float, ...] | None:
+    """A run's measured split of the connections between racing copies
+    (``connections.per_process``) as the model's ``accept_shares``; None
+    where the case's copies do not race or the split was not measured."""
+    arch = as_designed(case.target, case.arch)
+    if split is None or arch.accept != "race" or len(split) != arch.processes:
+        return None
+    total = sum(split)
+    if total <= 0:
+        return None
+    shares = [c / total for c in split]
+    shares[-1] = 1.0 - sum(shares[:-1])  # exactly 1 in floating point
+    return tuple(shares)
+
+
+def predict_case(  # noqa: PLR0917 - the case and what its runs give it
+    case: Case,
+    platform: Platform,
+    extras: dict[str, Any],
+    seed: int,
+    run_seeds: list[int],
+    splits: list[list[int] | None] | None = None,
+) -> CasePrediction:
+    """The prediction of ``case``, as ``simlab validate`` makes it.
+
+    Where its arrivals can be replayed (``not_replayed``), each real run,
+    seeded ``run_seeds[r]``, is predicted from that run's own arrivals,
+    simulated with ceil(``SIM_REPLICATIONS`` / runs) replications (at least
+    2) and the run's seed for the model's own draws; the prediction is the
+    mean of the per-run predictions, as the measured value is the mean of
+    the runs. Where copies race for the connections (gthread) and a run
+    measured how they split them (``splits[r]``, counts per copy), that run
+    is simulated with that split instead of a drawn one: like the arrivals,
+    how the kernel dealt the connections is an input to the server, not its
+    answer. Otherwise (or with no runs) one simulation seeded ``seed`` with
+    ``SIM_REPLICATIONS``. A peer's own machinery is added either way."""
+    why = not_replayed(case)
+    if why is not None or not run_seeds:
+        sim = _simulate(case, platform, seed)
+        return CasePrediction(
+            _peer_adjusted(case, sim, platform, extras, seed),
+            None,
+            _offered_rho(case, sim),
+            (sim,),
+            "seeded",
+            why or "no real runs to replay",
+            (seed,),
+        )
+    reps = replay_replications(len(run_seeds))
+    measured = list(splits or [])
+    measured += [None] * (len(run_seeds) - len(measured))
+    shares = [_shares(case, x) for x in measured]
+    sims = tuple(
+        _simulate(case, platform, s, workload=_arrivals(case, s), replications=reps, shares=sh)
+        for s, sh in zip(run_seeds, shares, strict=True)
+    )
+    per_run = [{m: _predicted(m, sim) for m in METRICS} for sim in sims]
+    out = {m: _pooled([p[m] for p in per_run]) for m in METRICS}
+    busy = [sim.threads.busy_peak for sim in sims]
+    adjusted, per_sim_threads = _adjusted(case, out, busy, platform, extras, seed)
+    runs: dict[str, list[float | None]] = {}
+    for m in METRICS:
+        # The peer's machinery is one shift for every run.
+        was, now = out[m].value, adjusted[m].value
+        shift = 0.0 if was is None or now is None else now - was
+        runs[m] = [v if v is None else v + shift for v in (p[m].value for p in per_run)]
+    if per_sim_threads is not None:  # a lazy pool's threads, counted per run
+        runs["threads_peak"] = list(per_sim_threads)
+    elif case.target in PEERS:  # a peer's threads are its structure runs' count
+        runs["threads_peak"] = [adjusted["threads_peak"].value] * len(sims)
+    rho = _nominal_rho(case, platform, seed)
+    kept = tuple(
+        None if sh is None else tuple(x or ()) for sh, x in zip(shares, measured, strict=True)
+    )
+    return CasePrediction(adjusted, runs, rho, sims, "replayed", None, tuple(run_seeds), kept)
+
+
+def _nominal_rho(case: Case, platform: Platform, seed: int) -> float:
+    """The offered load of the case's busiest resource at its nominal rate, with
+    the deal a seeded simulation (``seed``, ``SIM_REPLICATIONS``) makes: what
+    decides whether its throughput is evidence, the same with or without
+    replay (a trace's model states no offered rate)."""
+    model = get_model(RESEMBLES.get(case.target, case.target))
+    deal = Deal.of_run(seed, SIM_REPLICATIONS)
+    loads = model.offered_load(case.workload, platform, as_designed(case.target, case.arch), deal)
+    return max((float(v) for k, v in loads.items() if k != "client"), default=0.0)
 
 
 def _peer_adjusted(
@@ -267,10 +474,25 @@ def _peer_adjusted(
 ) -> dict[str, Predicted]:
     """The predictions, with a peer's own machinery added (threads, idle memory)."""
     out = {m: _predicted(m, sim) for m in METRICS}
+    return _adjusted(case, out, [sim.threads.busy_peak], platform, extras, seed)[0]
+
+
+def _adjusted(  # noqa: PLR0917 - the case's parts, as predict_case has them
+    case: Case,
+    out: dict[str, Predicted],
+    busy_peaks: list[float],
+    platform: Platform,
+    extras: dict[str, Any],
+    seed: int,
+) -> tuple[dict[str, Predicted], list[float] | None]:
+    """``out`` with a peer's own machinery added (threads, idle memory), and a
+    lazily threaded peer's thread count per simulation (from each one's
+    busiest moment, ``busy_peaks``; None for the others)."""
+    out = dict(out)
     if case.target in REGISTRY and case.target not in PEERS:
-        return _runtime_peer(case, out, extras)
+        return _runtime_peer(case, out, extras), None
     if case.target not in PEERS:
-        return out
+        return out, None
     # The peer's own machinery (its arbiter or supervisor, its workers'
     # interpreters, its objects per connection): what its structure runs held,
     # on a plane in processes and connections held through them, less what the
@@ -293,12 +515,14 @@ def _peer_adjusted(
             None if was.ci is None else [was.ci[0] + shift, was.ci[1] + shift],
         )
     threads = _peer_threads(extras, case.target, case.arch.processes)
+    per_sim: list[float] | None = None
     if case.target in LAZY_THREADS:
-        threads = _gthread_machinery(extras, case.target, case.arch.processes)
+        machinery = _gthread_machinery(extras, case.target, case.arch.processes)
         arch = as_designed(case.target, case.arch)
-        threads += lazy_pool(arch, case.workload.connections, sim.threads.busy_peak)
+        per_sim = [machinery + lazy_pool(arch, case.workload.connections, b) for b in busy_peaks]
+        threads = float(np.mean(per_sim))
     out["threads_peak"] = Predicted(threads, None)
-    return out
+    return out, per_sim
 
 
 def lazy_pool(arch: Architecture, connections: int, busy_peak: float) -> int:
@@ -473,10 +697,10 @@ def validate(
     cases: list[Case] | None = None,
     gate: Gate | None = None,
 ) -> dict[str, Any]:
-    """Run every held-out case ``repeats`` times for real and once simulated
-    (with replications); write the report; return rows and summary. Each real
-    run goes through ``gate`` (``simlab.gate``: the machine's speed;
-    None: off)."""
+    """Run every held-out case ``repeats`` times for real and simulate each run
+    on its own arrivals (``predict_case``); write the report; return rows and
+    summary. Each real run goes through ``gate`` (``simlab.gate``: the
+    machine's speed; None: off)."""
     if not (isinstance(repeats, int) and repeats >= 1):
         raise UserError(f"repeats(={repeats!r}) must be an integer >= 1")
     extras = _profile_extras(platform_spec)
@@ -501,20 +725,22 @@ def validate(
             tick(step, r * len(plan) + k, steps)
             key = f"{k}/{r}: {labels[k]}"
             if key not in journal:
-                run = _real(case, seed * 1000 + k * 10 + r)
+                run = _real(case, run_seed(seed, k, r))
                 say = _saying(tick, step, r * len(plan) + k, steps)
                 journal.put(key, journalled(gate, run, key, journal, budget, say=say))
     for k, case in enumerate(plan):
         real = [journal.get(f"{k}/{r}: {labels[k]}") for r in range(repeats)]
         on = case_platform(case, platform, extras)
-        sim = _simulate(case, on, seed + k)
-        rho = _offered_rho(case, sim)
-        predicted = _peer_adjusted(case, sim, on, extras, seed + k)
+        # Each run's seed as it was measured (a kept run may record its own).
+        seeds = [int(v.get("seed", run_seed(seed, k, r))) for r, v in enumerate(real)]
+        splits = [v.get("accept_split") for v in real]
+        pred = predict_case(case, on, extras, seed + k, seeds, splits)
         speeds = [v.get("speed_reference") for v in real]
         for metric in METRICS:
             runs = [v[metric] for v in real]
-            why_not = _by_construction(metric, case, sim, rho, extras, runs)
-            rows.append(_row(case, metric, runs, predicted[metric], why_not, rho, speeds))
+            why_not = _by_construction(metric, case, pred.dynamic_sim, pred.rho, extras, runs)
+            row = _row(case, metric, runs, pred.predicted[metric], why_not, pred.rho, speeds)
+            rows.append({**row, **pred.row_keys(metric)})
     tick("report", steps, steps)
     out = out_dir or validation_dir() / platform.name
     # This session joins the history of the sessions before it (simlab.sessions).
@@ -536,7 +762,12 @@ def validate(
 def _kept(s: MeasuredSummary) -> dict[str, Any]:
     """What a validation keeps of a run: its metrics and the machine's speed beside it."""
     speed = s.speed_reference.to_dict() if s.speed_reference is not None else None
-    return {**{m: _measured(m, s) for m in METRICS}, "speed_reference": speed}
+    split = s.connections.per_process
+    return {
+        **{m: _measured(m, s) for m in METRICS},
+        "speed_reference": speed,
+        "accept_split": None if split is None else list(split),
+    }
 
 
 def _saying(
@@ -664,9 +895,8 @@ def report(result: dict[str, Any]) -> str:
         f"# Validation of `{result['platform']}`",
         "",
         f"{cases} held-out configurations ({'quick' if result['quick'] else 'full'} grid), "
-        f"each run for real {result['repeats']} times and simulated with "
-        f"{result['sim_replications']} replications; git {result['git_revision'][:12]}, "
-        f"{result['created']}.",
+        f"each run for real {result['repeats']} times and simulated {_simulated_how(result)}; "
+        f"git {result['git_revision'][:12]}, {result['created']}.",
         "",
     ]
     for again in result.get("remeasured", []):
@@ -683,6 +913,8 @@ def report(result: dict[str, Any]) -> str:
         f"disagree count: throughput where the offered load reaches {SATURATED} or more, "
         "latency always, memory (user PSS and the server's own kernel memory, "
         "separately), threads where they change during the run.",
+        "",
+        *_method_lines(result),
         "",
         "## Goals: median absolute error over the evidence",
         "",
@@ -754,6 +986,68 @@ def report(result: dict[str, Any]) -> str:
             f"{_pct(r['noise'])} | {_pct(r['net_error'])} | {counts} |"
         )
     return "\n".join(lines) + "\n"
+
+
+def _simulated_how(result: dict[str, Any]) -> str:
+    """How many simulations a case's prediction took, each way it was made."""
+    hows = {r.get("prediction") for r in result["rows"]}
+    runs = max((len(r.get("run_seeds") or []) for r in result["rows"]), default=0)
+    parts = []
+    if "replayed" in hows:
+        each = replay_replications(runs, result["sim_replications"])
+        parts.append(f"on each real run's own arrivals with {each} replications")
+    if hows - {"replayed"}:
+        parts.append(f"with its own seed and {result['sim_replications']} replications")
+    return " or ".join(parts)
+
+
+def _method_lines(result: dict[str, Any]) -> list[str]:
+    """How the predictions were made, and which way for each case."""
+    cases: dict[str, dict[str, Any]] = {}
+    for r in result["rows"]:
+        cases.setdefault(f"{r['model']} ({r['config']})", r)
+    replayed_ = [c for c, r in cases.items() if r.get("prediction") == "replayed"]
+    seeded = {c: r for c, r in cases.items() if r.get("prediction") != "replayed"}
+    lines = [
+        "## How each prediction was made",
+        "",
+        f"{len(replayed_)} of {len(cases)} cases are *replayed*: each real run is predicted "
+        "from its own arrivals, the times and connections the load generator drew from that "
+        "run's seed before the run started (`simlab.real.measure.replayed`), simulated with "
+        "ceil(replications / runs) replications and the run's seed for the model's own draws "
+        "(service times, the deal of connections to processes); the prediction is the mean "
+        "of the per-run predictions, as the measured value is the mean of the runs, and its "
+        "interval combines the per-run intervals. The arrival schedule is an input, drawn "
+        "from the seed, not read from the run; no outcome of a run (its latencies, what it "
+        "served, its memory or threads) enters its prediction, and the one measured input "
+        "that may (racing copies' split, below) is said where it does. The error "
+        "compares the means, |mean predicted - mean measured| / mean "
+        "measured, as for a seeded case; the per-run predictions are in `validation.json` "
+        "(`predicted_runs`, beside `measured_runs` and `run_seeds`) for a paired reading.",
+    ]
+    split = [c for c, r in cases.items() if any(r.get("accept_split_runs") or [])]
+    if split:
+        lines += [
+            "",
+            f"{len(split)} cases' copies race for their connections (gthread): each run measured "
+            "how many connections each copy accepted, read from the copies' own sockets during "
+            "the warm-up (`connections.per_process`), and its prediction was given that split "
+            "instead of a drawn one (`accept_split_runs`): like the arrivals, how the kernel "
+            "dealt the connections is an input to the server, not its answer.",
+        ]
+    if seeded:
+        lines += [
+            "",
+            "*Seeded* cases (one simulation with its own seed, "
+            f"{result['sim_replications']} replications), and why their runs' arrivals "
+            "are not replayed:",
+            "",
+        ]
+        lines += [
+            f"- {c}: {r.get('prediction_why') or 'predicted before replay'}"
+            for c, r in seeded.items()
+        ]
+    return lines
 
 
 def gate_lines(gate: dict[str, Any] | None) -> list[str]:

@@ -179,6 +179,7 @@ def _fake_summary(p50: float, before: float, after: float) -> Any:
         memory_mib=SimpleNamespace(user_peak=30.0, kernel_peak=1.0),
         threads=SimpleNamespace(peak=3.0),
         speed_reference=SpeedReference.of(before, after, WORK),
+        connections=SimpleNamespace(per_process=None),
     )
 
 

@@ -64,6 +64,7 @@ def _fake_measured(latency_ms: float) -> Any:
         memory_mib=mem,
         threads=SimpleNamespace(peak=3.0),
         speed_reference=None,  # a run measured before the speed reference
+        connections=SimpleNamespace(per_process=None),
     )
 
 

@@ -41,10 +41,15 @@ def _saved(tmp_path: Path, cases: list[Case]) -> Path:
 
 def test_resimulate_predicts_as_validate_does_and_keeps_the_runs(tmp_path: Path) -> None:
     out = resimulate(_saved(tmp_path, [CASE]), cases=[CASE])
-    platform = validate.lab_platform(load_platform("cpython"), validate._profile_extras("cpython"))
-    sim = validate._simulate(CASE, platform, 4)
+    extras = validate._profile_extras("cpython")
+    platform = validate.lab_platform(load_platform("cpython"), extras)
+    # Each run replayed from the arrivals of the seed validate gave it.
+    seeds = [validate.run_seed(4, 0, r) for r in range(3)]
+    pred = validate.predict_case(CASE, platform, extras, 4, seeds)
     by = {r["metric"]: r for r in out["rows"]}
-    assert by["latency_p50"]["predicted"] == sim.latency_ms.p50
+    assert by["latency_p50"]["predicted"] == pred.predicted["latency_p50"].value
+    assert by["latency_p50"]["run_seeds"] == [4000, 4001, 4002]
+    assert by["latency_p50"]["prediction"] == "replayed"
     assert by["latency_p50"]["measured_runs"] == [7.1, 7.3, 7.0]
     assert by["latency_p50"]["measured"] == pytest.approx(7.1333333)
     assert out["measured_runs_from"] == {"created": "20260101T000000Z", "git_revision": "abc"}
@@ -116,10 +121,13 @@ def test_a_peers_own_costs_reach_its_simulation(tmp_path: Path) -> None:
     case = Case("uvicorn", w, Architecture(), duration=0.5, warmup=0.2)
     out = resimulate(_saved(tmp_path, [case]), platform_spec=str(path), cases=[case])
     served = next(r["predicted"] for r in out["rows"] if r["metric"] == "throughput_rps")
-    own = validate._simulate(case, shared.with_(loop_event_us=40.0, loop_wake_us=10.0), 4)
-    plain = validate._simulate(case, shared, 4)
-    assert served == own.throughput_rps
-    assert served > 1.05 * plain.throughput_rps
+    seeds = [validate.run_seed(4, 0, r) for r in range(3)]
+    own_costs = shared.with_(loop_event_us=40.0, loop_wake_us=10.0)
+    own = validate.predict_case(case, own_costs, profile, 4, seeds).predicted["throughput_rps"]
+    plain = validate.predict_case(case, shared, profile, 4, seeds).predicted["throughput_rps"]
+    assert own.value is not None and plain.value is not None
+    assert served == own.value
+    assert served > 1.05 * plain.value
     twin = Case("async", w, Architecture(), duration=0.5, warmup=0.2)
     assert validate.case_platform(twin, shared, profile) == shared
     assert validate.case_platform(case, shared, {}) == shared

@@ -147,6 +147,7 @@ def _fake_run(p50: float, ops: float) -> SimpleNamespace:
         memory_mib=SimpleNamespace(user_peak=15.0, kernel_peak=0.5),
         threads=SimpleNamespace(peak=9.0),
         speed_reference=SpeedReference.of(ops, ops + 10, WORK),
+        connections=SimpleNamespace(per_process=None),
     )
 
 

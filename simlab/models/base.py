@@ -347,7 +347,7 @@ class Model:
         self.streams = Streams.of(seed)
         self.salt = self.streams.salt
         self.process_of: Dealer | RacingDealer = (
-            RacingDealer(architecture.processes, self.salt)
+            RacingDealer(architecture.processes, self.salt, architecture.accept_shares)
             if architecture.accept == "race"
             else Dealer(architecture.processes, self.salt)
         )

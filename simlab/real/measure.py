@@ -62,7 +62,7 @@ from simlab.real.kernel import KernelAccount
 from simlab.real.limits import check_fits, raise_fd_limit
 from simlab.real.lock import exclusive
 from simlab.real.options import SERVER_MODELS
-from simlab.real.probe import Probe
+from simlab.real.probe import AcceptSplit, Probe
 from simlab.real.processes import Managed, free_port, port_is_free, python, share_priority
 from simlab.real.speed import WORK as SPEED_WORK
 from simlab.real.speed import measure_speed
@@ -385,6 +385,32 @@ def _load_spec(opts: MeasureOptions) -> loadgen.LoadSpec:
     )
 
 
+# The load generator's start before its warm-up (an interpreter and its connects),
+# with room for a loaded machine.
+SPLIT_START_S = 2.0
+
+
+def _watch_split(
+    opts: MeasureOptions, pid: int, port: int, stack: contextlib.ExitStack
+) -> AcceptSplit | None:
+    """Where copies race for persistent connections, a reader of their split,
+    started (and stopped with ``stack``)."""
+    if not _racing(opts):
+        return None
+    # Until the warm-up ends.
+    n, processes = opts.workload.connections, opts.architecture.processes
+    split = AcceptSplit(pid, port, n, processes, within_s=opts.warmup + SPLIT_START_S)
+    split.start()
+    stack.callback(split.stop)
+    return split
+
+
+def _racing(opts: MeasureOptions) -> bool:
+    """True where pre-forked copies race for persistent connections (gthread)."""
+    arch = peers.as_designed(opts.target, opts.architecture)
+    return arch.accept == "race" and arch.processes > 1 and opts.workload.persistent
+
+
 def replayed(opts: MeasureOptions) -> Workload:
     """The workload with the very arrivals ``measure(opts)`` will send, as a
     trace: a simulation of it serves the real run's own requests, times
@@ -449,6 +475,9 @@ def measure(opts: MeasureOptions, progress: Callable[[str], None] | None = None)
             probe = Probe(server.pid, account=account, port=server.port, neighbours=(backend.pid,))
             probe.start()
             stack.callback(probe.stop)
+            # Copies that race for the connections: which took how many (an input
+            # the model's deal can be given, as the arrivals are).
+            split = _watch_split(opts, server.pid, server.port, stack)
             window = f"{opts.warmup:g} s warm-up, {opts.duration:g} s measured"
             say(f"{w.connections:,} connections, {window}")
             report = _run_load(spec, server.port, opts)
@@ -462,7 +491,15 @@ def measure(opts: MeasureOptions, progress: Callable[[str], None] | None = None)
         warnings.append(f"server stderr: {server_err.strip()[-300:]}")
     answers = _read_answers(stats_path)
     summary = _summary(
-        opts, report, probe, started, warnings, runtime=runtime, answers=answers, speed=speed
+        opts,
+        report,
+        probe,
+        started,
+        warnings,
+        runtime=runtime,
+        answers=answers,
+        speed=speed,
+        per_process=None if split is None else split.split,
     )
     front = _front_cpu(probe, report)
     if not opts.save:
@@ -544,6 +581,7 @@ def _summary(
     runtime: dict[str, str],
     answers: dict[int, int] | None = None,
     speed: SpeedReference | None = None,
+    per_process: tuple[int, ...] | None = None,
 ) -> MeasuredSummary:
     w, a = opts.workload, opts.architecture
     window = (r["window_wall"][0], r["window_wall"][1])
@@ -641,6 +679,7 @@ def _summary(
             opened=r["connections"]["opened"],
             failed=r["connections"]["failed"],
             open_seconds=r["connections"]["seconds"],
+            per_process=per_process,
         ),
         in_flight=InFlight(little_l),
         little=Little(

@@ -214,3 +214,67 @@ class Probe(threading.Thread):
 
     def series(self) -> list[dict[str, float]]:
         return [{"time": s.time, **s.values} for s in self.samples]
+
+
+def accepted_by_process(root: psutil.Process, port: int) -> list[int]:
+    """How many accepted connections to local ``port`` each process of
+    ``root``'s tree holds (its listening socket not counted), most first.
+
+    Each accepted socket sits in the file table of the process that took it
+    from the listen queue, so the counts are how the kernel and the copies'
+    accept loops dealt the connections between them."""
+    procs = [root]
+    with contextlib.suppress(psutil.NoSuchProcess):
+        procs += root.children(recursive=True)
+    counts = []
+    for p in procs:
+        try:
+            conns = p.net_connections(kind="tcp")
+        except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
+            continue
+        counts.append(
+            sum(1 for c in conns if c.laddr and c.laddr.port == port and c.status != "LISTEN")
+        )
+    return sorted(counts, reverse=True)
+
+
+class AcceptSplit(threading.Thread):
+    """Reads how a pre-forked server's copies share ``expected`` persistent
+    connections (``accepted_by_process``) while they open, until all are
+    held: the split a racing accept drew in this run (gthread's
+    ``Architecture.accept = "race"``), which the model can then be given.
+
+    It reads only while connections are still opening, for at most
+    ``within_s`` (the load generator's start and the warm-up), so never for
+    long in the measured window; ``split`` is the read that held the most
+    connections, its ``processes`` largest counts, most first."""
+
+    POLL_S = 0.2
+
+    def __init__(self, pid: int, port: int, expected: int, processes: int, within_s: float) -> None:
+        super().__init__(daemon=True, name="accept-split")
+        self.root = psutil.Process(pid)
+        self.port = port
+        self.expected = expected
+        self.processes = processes
+        self.within_s = within_s
+        self.split: tuple[int, ...] | None = None
+        self._halt = threading.Event()
+
+    def run(self) -> None:
+        end = time.monotonic() + self.within_s
+        while not self._halt.is_set() and time.monotonic() < end:
+            try:
+                counts = accepted_by_process(self.root, self.port)
+            except psutil.Error:
+                return
+            top = tuple((counts + [0] * self.processes)[: self.processes])
+            if sum(top) > sum(self.split or ()):
+                self.split = top
+            if sum(top) >= self.expected:
+                return
+            self._halt.wait(self.POLL_S)
+
+    def stop(self) -> None:
+        self._halt.set()
+        self.join(5)

@@ -41,6 +41,10 @@ def test_validate_quick_end_to_end(tmp_path) -> None:
     for r in rows:
         if r["measured"] is not None:
             assert len(r["measured_runs"]) == result["repeats"], r
+    # Every quick case is open-loop: each run is predicted from its own arrivals.
+    for r in rows:
+        assert r["prediction"] == "replayed", r
+        assert len(r["run_seeds"]) == len(r["predicted_runs"]) == result["repeats"], r
     # Throughput counts only where the server is saturated; below it, never.
     for r in rows:
         if r["metric"] == "throughput_rps":
