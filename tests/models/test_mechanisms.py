@@ -130,11 +130,31 @@ def _profile() -> dict[str, Any]:
 
 
 @cache
+def _saved() -> dict[str, Any]:
+    data: dict[str, Any] = json.loads((VALIDATIONS / "validation.json").read_text())
+    return data
+
+
+def _runs(case: Case, k: int) -> tuple[list[int], list[list[int] | None] | None]:
+    """The seeds of the committed validation's real runs of ``case`` (the
+    ``k``-th of the grid), and gthread's measured accept splits if it kept
+    them: what ``simlab validate`` predicts each run from."""
+    saved = _saved()
+    row = next(
+        r for r in saved["rows"] if (r["model"], r["config"]) == (case.target, case.config())
+    )
+    seeds = row.get("run_seeds") or [
+        validate.run_seed(int(saved["seed"]), k, r) for r in range(int(saved["repeats"]))
+    ]
+    return [int(s) for s in seeds], row.get("accept_split_runs")
+
+
+@cache
 def _committed(dataset: str) -> tuple[dict[Key, Row], int, tuple[tuple[int, Case], ...]]:
     """The dataset's evidence rows, the validation's seed, and its cases, each
     with its place in the full grid (which seeds its simulation)."""
     wanted = DATASETS[dataset]
-    saved = json.loads((VALIDATIONS / "validation.json").read_text())
+    saved = _saved()
     assert not saved["quick"]
     rows = {}
     for r in saved["rows"]:
@@ -206,7 +226,7 @@ def _predict(
     own_costs: bool = True,
     without: str | None = None,
 ) -> dict[Key, tuple[float, float]]:
-    """Every case of ``dataset`` simulated as ``simlab validate`` does, on the
+    """Every case of ``dataset`` predicted as ``simlab validate`` does, on the
     committed profile with ``changes`` (a peer's own costs as calibrated, under
     the changes, unless ``own_costs`` is False; the model's mechanism
     ``without`` switched off): (value, CI half-width) per row."""
@@ -217,8 +237,10 @@ def _predict(
         for k, case in cases:
             own = validate.case_platform(case, _platform(), profile if own_costs else {})
             platform = own.with_(**dict(changes))
-            sim = validate._simulate(case, platform, seed + k)
-            predicted = validate._peer_adjusted(case, sim, platform, profile, seed + k)
+            # As simlab validate predicts: each real run from its own arrivals.
+            seeds, splits = _runs(case, k)
+            pred = validate.predict_case(case, platform, profile, seed + k, seeds, splits)
+            predicted = pred.predicted
             for metric in METRICS:
                 p = predicted[metric]
                 if p.value is not None:
@@ -589,9 +611,10 @@ SEED_SETS = (0, 1000)
 
 
 def _pooled(case: Case, changes: dict[str, float], seed: int, own: bool) -> dict[str, float]:
-    """A case's predictions as ``simlab validate`` makes them (8 replications
-    pooled), on the committed profile with a peer's own costs (unless not
-    ``own``) and ``changes`` over them."""
+    """A case's predictions from one seeded simulation (8 replications pooled,
+    as ``simlab validate`` makes them where it cannot replay): arrivals of
+    their own, independent of the real runs', on the committed profile with a
+    peer's own costs (unless not ``own``) and ``changes`` over them."""
     platform = validate.case_platform(case, _platform(), _profile() if own else {})
     platform = platform.with_(**changes)
     sim = validate._simulate(case, platform, seed)
