@@ -184,6 +184,16 @@ class ReactorPool(Model):
         else:
             yield from self.session(nxt, conn)
 
+    def route(self, i: int, conn: int) -> None:
+        # An open arrival on an idle connection of a quick session: what
+        # ``Model.route`` and ``start_session`` would do (no first read waits
+        # for it, no overload dynamics see it), in one call.
+        if self.arriving and self._quick and conn not in self.active and not self._unread:
+            self.active[conn] = None
+            self._quick_begin(i, conn, self.process_of(conn))
+            return
+        super().route(i, conn)
+
     def start_session(self, i: int, conn: int) -> None:
         if not self._quick:
             super().start_session(i, conn)
@@ -239,7 +249,7 @@ class ReactorPool(Model):
             return
         self._quick_session(i, conn, process, DONE, worker, cpu)
 
-    def _quick_done(  # noqa: PLR0917 - the step resumes with what the session held
+    def _quick_done(
         self, i: int, conn: int, process: int, worker: int, cpu: float, _event: simpy.Event
     ) -> None:
         """``_quick_session`` from DONE on a persistent connection, straight
