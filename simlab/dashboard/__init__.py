@@ -7,6 +7,9 @@ and ``story``, the numbers in ``compute`` (no Streamlit there).
 
 from __future__ import annotations
 
+import importlib
+import threading
+
 import streamlit as st
 
 from simlab.dashboard.controls import scenario_controls
@@ -17,11 +20,31 @@ from simlab.errors import UserError
 
 __all__ = ["PAGES", "main"]
 
+# Imported on first use by the formulas (``theory.mmc_sojourn_quantile``'s root
+# finder): about a second on this machine, which the first control change that
+# needs an exact M/M/c tail would wait for. Loaded once per server, beside the
+# first page instead of inside a control change.
+LATE_IMPORTS = ("scipy.optimize",)
+
 PAGES = ("Explore", "Compare", "Plan", "Overload", "Reality check", "The story", "Experiments")
+
+
+@st.cache_resource(show_spinner=False)
+def _preload() -> threading.Thread:
+    """Start importing ``LATE_IMPORTS`` in the background (once per server)."""
+
+    def load() -> None:
+        for name in LATE_IMPORTS:
+            importlib.import_module(name)
+
+    thread = threading.Thread(target=load, name="simlab-preload", daemon=True)
+    thread.start()
+    return thread
 
 
 def main() -> None:
     st.set_page_config(page_title="simlab", layout="wide")
+    _preload()
     st.sidebar.title("simlab")
     st.sidebar.caption("Thread per connection, a pool behind a loop, or async all the way?")
     page = st.sidebar.radio("Page", PAGES, key="page")
