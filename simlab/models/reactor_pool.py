@@ -86,6 +86,7 @@ class ReactorPool(Model):
         self._switch = (1 + w.calls) * self.cpu.cs
         self._short = w.requests_per_connection is not None
         self._closed = w.think is not None  # a closed client thinks after each answer
+        self._single = a.processes == 1
         # gthread's first read: connection -> the worker blocked in its first
         # read (an event to hand it the request), or the request that came first.
         self._reader: dict[int, simpy.Event] = {}
@@ -190,7 +191,8 @@ class ReactorPool(Model):
         # for it, no overload dynamics see it), in one call.
         if self.arriving and self._quick and conn not in self.active and not self._unread:
             self.active[conn] = None
-            self._quick_begin(i, conn, self.process_of(conn))
+            # One process: every connection is its (what ``process_of`` says, uncalled).
+            self._quick_begin(i, conn, 0 if self._single else self.process_of(conn))
             return
         super().route(i, conn)
 
