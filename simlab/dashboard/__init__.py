@@ -7,6 +7,8 @@ and ``story``, the numbers in ``compute`` (no Streamlit there).
 
 from __future__ import annotations
 
+import importlib
+
 import streamlit as st
 
 from simlab.dashboard.controls import scenario_controls
@@ -17,11 +19,32 @@ from simlab.errors import UserError
 
 __all__ = ["PAGES", "main"]
 
+# Imported on first use by the formulas (``theory.mmc_sojourn_quantile``'s root
+# finder): about a second on this machine, which the first control change that
+# needs an exact M/M/c tail would wait for. Loaded once per server, after the
+# first page is drawn, instead of inside a control change. (Not in a thread
+# beside the page: two threads importing scipy's modules at once can deadlock
+# on their import locks.)
+LATE_IMPORTS = ("scipy.optimize",)
+
 PAGES = ("Explore", "Compare", "Plan", "Overload", "Reality check", "The story", "Experiments")
+
+
+@st.cache_resource(show_spinner=False)
+def _preload() -> tuple[str, ...]:
+    """Import ``LATE_IMPORTS`` (once per server)."""
+    for name in LATE_IMPORTS:
+        importlib.import_module(name)
+    return LATE_IMPORTS
 
 
 def main() -> None:
     st.set_page_config(page_title="simlab", layout="wide")
+    _page()
+    _preload()
+
+
+def _page() -> None:
     st.sidebar.title("simlab")
     st.sidebar.caption("Thread per connection, a pool behind a loop, or async all the way?")
     page = st.sidebar.radio("Page", PAGES, key="page")

@@ -96,7 +96,7 @@ class Scenario:
 
     def built(self) -> builder.Scenario:
         """The scenario, built as the command line builds it (cores None: unlimited)."""
-        return builder.build(asdict(self))
+        return _built(self)
 
     def workload(self) -> Workload:
         return self.built().workload
@@ -112,6 +112,15 @@ class Scenario:
 
     def describe(self) -> dict[str, Any]:
         return asdict(self)
+
+
+# A control change asks for the same scenario's parts a few hundred times (each
+# model's steady state, architecture and curves): building it each time (its
+# options checked, its platform's profile read) took about a tenth of a second
+# of every change. The built scenario is frozen, so one copy serves them all.
+@functools.lru_cache(maxsize=256)
+def _built(s: Scenario) -> builder.Scenario:
+    return builder.build(asdict(s))
 
 
 def scenario_from_preset(name: str, base: Scenario | None = None) -> Scenario:

@@ -40,7 +40,15 @@ from simpy.events import Initialize, Timeout
 from simlab.errors import UserError
 from simlab.footprint import Units
 from simlab.models import composition, loads
-from simlab.models.base import Analytic, FastMode, Model, RequestCost, Step, client_load
+from simlab.models.base import (
+    COMPLETED,
+    Analytic,
+    FastMode,
+    Model,
+    RequestCost,
+    Step,
+    client_load,
+)
 from simlab.models.composition import Sampler
 from simlab.models.pool import Pool
 from simlab.params import Architecture, Platform, Workload
@@ -77,6 +85,8 @@ class ReactorPool(Model):
         )
         self._switch = (1 + w.calls) * self.cpu.cs
         self._short = w.requests_per_connection is not None
+        self._closed = w.think is not None  # a closed client thinks after each answer
+        self._single = a.processes == 1
         # gthread's first read: connection -> the worker blocked in its first
         # read (an event to hand it the request), or the request that came first.
         self._reader: dict[int, simpy.Event] = {}
@@ -175,6 +185,17 @@ class ReactorPool(Model):
         else:
             yield from self.session(nxt, conn)
 
+    def route(self, i: int, conn: int) -> None:
+        # An open arrival on an idle connection of a quick session: what
+        # ``Model.route`` and ``start_session`` would do (no first read waits
+        # for it, no overload dynamics see it), in one call.
+        if self.arriving and self._quick and conn not in self.active and not self._unread:
+            self.active[conn] = None
+            # One process: every connection is its (what ``process_of`` says, uncalled).
+            self._quick_begin(i, conn, 0 if self._single else self.process_of(conn))
+            return
+        super().route(i, conn)
+
     def start_session(self, i: int, conn: int) -> None:
         if not self._quick:
             super().start_session(i, conn)
@@ -185,7 +206,7 @@ class ReactorPool(Model):
             # event fewer a request. Nothing else is scheduled at this instant
             # in between: no neighbour's CPU (a free-running CPU has no cores
             # to share) and no overload dynamics (``_quick``).
-            self._quick_session(i, conn, self.process_of(conn), BEGIN, -1, 0.0)
+            self._quick_begin(i, conn, self.process_of(conn))
             return
         # What ``env.process`` would schedule (SimPy's own urgent Initialize
         # event), calling the session's first step instead of a generator.
@@ -199,10 +220,61 @@ class ReactorPool(Model):
         worker: int = event.value  # type: ignore[assignment]
         self._quick_session(i, conn, process, SERVE, worker, 0.0)
 
-    def _quick_after(
+    def _quick_begin(self, i: int, conn: int, process: int) -> None:
+        """``_quick_session`` from BEGIN in its usual case, straight through: a
+        persistent connection, a free worker and a request that takes time.
+
+        The DES's hottest step (every open arrival at a quick session runs
+        it): the same assignments in the same order as the general step, without
+        its stage dispatch, and its timeout calls ``_quick_done`` directly."""
+        free = self.pools[process].free
+        if self._short or not free:
+            self._quick_session(i, conn, process, BEGIN, -1, 0.0)
+            return
+        now = self.env.now
+        worker = free.pop()
+        self.admit[i] = now
+        self.start[i] = now
+        self.worker[i] = worker
+        self.process[i] = process
+        demand = self.demand[i] + self._fixed
+        cpu = 0.0
+        if demand > 0 or self._cs_paid:
+            cpu = demand + self._switch
+            busy = self.cpu
+            busy.busy_start.append(now)
+            busy.busy_dur.append(cpu)
+        held = cpu + self.io_time[i]
+        if held > 0:
+            done = partial(self._quick_done, i, conn, process, worker, cpu)
+            Timeout(self.env, held).callbacks.append(done)
+            return
+        self._quick_session(i, conn, process, DONE, worker, cpu)
+
+    def _quick_done(
         self, i: int, conn: int, process: int, worker: int, cpu: float, _event: simpy.Event
     ) -> None:
-        self._quick_session(i, conn, process, DONE, worker, cpu)
+        """``_quick_session`` from DONE on a persistent connection, straight
+        through: ``finish`` and ``_done`` inlined (``_quick`` rules out the
+        overload dynamics they would call); the connection's next request, if
+        one is queued, goes through the general step."""
+        if self._short:
+            self._quick_session(i, conn, process, DONE, worker, cpu)
+            return
+        self.cpu_time[i] = cpu
+        self.pools[process].give(worker)
+        # ``finish(i, service)``: the same sums, in the same order.
+        self.end[i] = self.env.now + 0.0
+        self.service[i] = 0.0 + self._loop_cost + cpu + self.io_time[i] + 0.0
+        self.outcome[i] = COMPLETED
+        self.in_system -= 1
+        if self._closed:
+            self._after(self._think[i] + 0.0, self.connection[i])
+        q = self.active[conn]
+        if not q:
+            del self.active[conn]
+            return
+        self._quick_session(q.popleft(), conn, process, BEGIN, -1, 0.0)
 
     def _quick_session(  # noqa: PLR0917 - a step resumes where the session waited
         self, i: int, conn: int, process: int, stage: int, worker: int, cpu: float
@@ -241,7 +313,7 @@ class ReactorPool(Model):
                     self.cpu.busy_start.append(now)
                     self.cpu.busy_dur.append(cpu)
                 if cpu + self.io_time[i] > 0:
-                    done = partial(self._quick_after, i, conn, process, worker, cpu)
+                    done = partial(self._quick_done, i, conn, process, worker, cpu)
                     Timeout(self.env, cpu + self.io_time[i]).callbacks.append(done)
                     return
                 stage = DONE
