@@ -222,7 +222,7 @@ def test_validate_resumes_a_repeated_run_and_reports_it(
     report = (tmp_path / "report.md").read_text()
     assert "## Runs gated on the machine's speed" in report and "1 were repeated" in report
     assert "fell to 5,000 ops/s" in report
-    assert not list(journal_dir().glob("*.jsonl"))
+    assert not list(journal_dir().glob("validate-ideal*"))
 
 
 def test_the_lock_is_reentrant_in_a_thread_and_still_excludes_others(tmp_path: Path) -> None:
