@@ -299,7 +299,8 @@ def window_sweep(
     scratch = np.empty(max((len(s) for s, _, _ in arrays), default=0))
     for s, e, _ in arrays:
         o = np.minimum(e, t1, out=scratch[: len(e)])
-        o -= np.maximum(s, t0)
+        # Starts are sorted: from the window's start on, max(s, t0) is s itself.
+        o -= s if len(s) == 0 or s[0] >= t0 else np.maximum(s, t0)
         overlap.append(float(o[o > 0].sum()))
     weights = np.zeros((len(rows), len(arrays)))
     for lv, row in enumerate(rows):
