@@ -1,4 +1,4 @@
-"""Which commands tune glibc's allocator (``simlab.cli._keep_freed_memory``)."""
+"""Which commands tune glibc's allocator (``simlab.cli.keep_freed_memory``)."""
 
 from __future__ import annotations
 
@@ -12,12 +12,12 @@ import simlab.cli as cli
     [("simulate", True), ("compare", True), ("plan", True), ("sweep", True),
      ("serve", False), ("measure", False), ("calibrate", False), ("validate", False)],
 )  # fmt: skip
-def test_only_simulating_commands_keep_freed_memory(monkeypatch, command, tuned) -> None:
+def test_only_simulating_commandskeep_freed_memory(monkeypatch, command, tuned) -> None:
     """The simulating commands keep the memory they free; the real lab's
     servers and measurements keep glibc's defaults, so that what calibration
     measures of a server's memory is what a server shows anywhere."""
     calls: list[str] = []
-    monkeypatch.setattr(cli, "_keep_freed_memory", lambda: calls.append(command))
+    monkeypatch.setattr(cli, "keep_freed_memory", lambda: calls.append(command))
     with pytest.raises(SystemExit):
         cli.main([command, "--help"])
     assert calls == ([command] if tuned else [])
@@ -25,4 +25,4 @@ def test_only_simulating_commands_keep_freed_memory(monkeypatch, command, tuned)
 
 def test_keeping_freed_memory_runs_here() -> None:
     # glibc's mallopt is found and called, or, off glibc, nothing is done: no error.
-    cli._keep_freed_memory()
+    cli.keep_freed_memory()

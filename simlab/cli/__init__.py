@@ -21,7 +21,7 @@ from simlab.cli import claims, lab, plan, simulate
 from simlab.cli.options import Parser
 from simlab.errors import RunFailed, UserError
 
-__all__ = ["build_parser", "main"]
+__all__ = ["build_parser", "keep_freed_memory", "main"]
 
 
 MODULES = (simulate, plan, lab, claims)
@@ -76,7 +76,7 @@ MMAP_THRESHOLD = 32 << 20  # glibc's largest (half its 64 MiB heap)
 TRIM_THRESHOLD = (1 << 31) - 1
 
 
-def _keep_freed_memory() -> None:
+def keep_freed_memory() -> None:
     """Let a simulating command reuse the memory it frees instead of asking
     the kernel for fresh pages.
 
@@ -107,7 +107,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if command in SIMULATING and "numpy" not in sys.modules:
         os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
     if command in SIMULATING:
-        _keep_freed_memory()
+        keep_freed_memory()
     args = build_parser(command).parse_args(given)
     # SIGTERM (kill, timeout) and SIGHUP (a closed terminal) stop simlab the
     # way Ctrl-C does, so that every process it started is stopped too.
