@@ -110,7 +110,8 @@ class _Inputs:
             conns = np.asarray(w.trace.connections[:end], dtype=np.int64)
         n = len(times)
         self.arrival = times
-        self.connection = conns.astype(np.int64)
+        # Open arrivals' ids are int64 already, and this run's own: not copied.
+        self.connection = conns if w.kind == "open" else conns.astype(np.int64)
         demand: list[np.ndarray] = []
         io: list[np.ndarray] = []
         call_latency = platform.call_latency()
@@ -225,7 +226,7 @@ def _run_events(  # noqa: PLR0917 - the run's parts, as _run_kernel takes them
     p, w = platform, workload
     cost = cls.request_cost(w)
     n = len(inp.arrival)
-    by_accept = deal(np.arange(n, dtype=np.uint64), arch.processes, inp.salt)
+    by_accept = _by_accept(n, arch.processes, inp.salt)
     fronts, front_in, front_out, hop_in, hop_out = cls.fast_front(w, p, arch)
     # Connections are dealt to processes, or to a front's loops when it has one.
     by_conn = deal(inp.connection, fronts or arch.processes, inp.salt)
@@ -296,7 +297,7 @@ def _run_events(  # noqa: PLR0917 - the run's parts, as _run_kernel takes them
         "end": end,
         "service": service,
         "cpu_time": cpu,
-        "connection": inp.connection[:sent].copy(),
+        "connection": inp.connection if sent == n else inp.connection[:sent].copy(),
         "worker": worker,
         "process": process,
         "outcome": outcome,
@@ -326,6 +327,14 @@ def _run_events(  # noqa: PLR0917 - the run's parts, as _run_kernel takes them
         salt=inp.salt,
         engine="fast",
     )
+
+
+def _by_accept(n: int, processes: int, salt: int) -> np.ndarray:
+    """The process each of ``n`` accepts lands on (``deal`` by the accept's
+    index): with one process, no index array to hash."""
+    if processes == 1:
+        return np.zeros(n, dtype=np.int64)
+    return deal(np.arange(n, dtype=np.uint64), processes, salt)
 
 
 def _dense_ids(ids: np.ndarray) -> tuple[int, np.ndarray]:
@@ -383,7 +392,7 @@ def _run_kernel(
     # order of accepts when a thread-pool takes connections in turn, else by
     # the connection's id.
     n = len(inp.arrival)
-    by_accept = deal(np.arange(n, dtype=np.uint64), arch.processes, inp.salt)
+    by_accept = _by_accept(n, arch.processes, inp.salt)
     by_conn = deal(inp.connection, arch.processes, inp.salt)
     # Dense connection ids: the loop keeps per-connection state in arrays.
     n_conns, dense = _dense_ids(inp.connection)
