@@ -33,7 +33,11 @@ os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
 import simlab
 from simlab import Architecture, Workload, kernels, simulation
+from simlab.cli import keep_freed_memory
 from simlab.distributions import Exponential, Fixed
+
+# As ``simlab simulate`` runs too: freed memory kept for reuse, not unmapped.
+keep_freed_memory()
 
 LAM = 90.0
 

@@ -110,7 +110,8 @@ class _Inputs:
             conns = np.asarray(w.trace.connections[:end], dtype=np.int64)
         n = len(times)
         self.arrival = times
-        self.connection = conns.astype(np.int64)
+        # Open arrivals' ids are int64 already, and this run's own: not copied.
+        self.connection = conns if w.kind == "open" else conns.astype(np.int64)
         demand: list[np.ndarray] = []
         io: list[np.ndarray] = []
         call_latency = platform.call_latency()
@@ -225,7 +226,7 @@ def _run_events(  # noqa: PLR0917 - the run's parts, as _run_kernel takes them
     p, w = platform, workload
     cost = cls.request_cost(w)
     n = len(inp.arrival)
-    by_accept = deal(np.arange(n, dtype=np.uint64), arch.processes, inp.salt)
+    by_accept = _by_accept(n, arch.processes, inp.salt)
     fronts, front_in, front_out, hop_in, hop_out = cls.fast_front(w, p, arch)
     # Connections are dealt to processes, or to a front's loops when it has one.
     by_conn = deal(inp.connection, fronts or arch.processes, inp.salt)
@@ -296,7 +297,7 @@ def _run_events(  # noqa: PLR0917 - the run's parts, as _run_kernel takes them
         "end": end,
         "service": service,
         "cpu_time": cpu,
-        "connection": inp.connection[:sent].copy(),
+        "connection": inp.connection if sent == n else inp.connection[:sent].copy(),
         "worker": worker,
         "process": process,
         "outcome": outcome,
@@ -328,21 +329,47 @@ def _run_events(  # noqa: PLR0917 - the run's parts, as _run_kernel takes them
     )
 
 
+def _by_accept(n: int, processes: int, salt: int) -> np.ndarray:
+    """The process each of ``n`` accepts lands on (``deal`` by the accept's
+    index): with one process, no index array to hash."""
+    if processes == 1:
+        return np.zeros(n, dtype=np.int64)
+    return deal(np.arange(n, dtype=np.uint64), processes, salt)
+
+
 def _dense_ids(ids: np.ndarray) -> tuple[int, np.ndarray]:
-    """How many distinct ids, and each id's rank among them: ``np.unique``'s
-    inverse, by numpy's vectorised (unstable) argsort rather than the stable
-    one ``np.unique`` uses, about twice as fast; a rank is the same whichever
-    order equal ids are sorted in."""
-    if len(ids) == 0:
+    """How many distinct ids, and each id's number in the order the ids first
+    appear (0 for the first id seen, 1 for the next new one, ...).
+
+    The kernels keep per-connection state in arrays by this number; numbered
+    by first appearance, a new connection's slot is the next one along, so an
+    arrival reads memory the prefetcher has brought in. Numbered by the ids'
+    sorted order, as ``np.unique``'s inverse does, every arrival of many
+    distinct connections read a random slot: perf put about a sixth of the
+    default platform's event loop on that one cache miss. Which number an id
+    gets changes nothing else: the slots are only ever looked up by it.
+    Found by numpy's vectorised (unstable) argsort: each run of equal ids
+    takes its smallest index, whatever order the sort left them in.
+    """
+    n = len(ids)
+    if n == 0:
         return 0, np.empty(0, np.int64)
     order = np.argsort(ids)
     ranked = ids[order]
-    new = np.empty(len(ids), dtype=bool)
+    new = np.empty(n, dtype=bool)
     new[0] = True
     np.not_equal(ranked[1:], ranked[:-1], out=new[1:])
-    dense = np.empty(len(ids), dtype=np.int64)
-    dense[order] = np.cumsum(new) - 1
-    return int(np.count_nonzero(new)), dense
+    heads = np.flatnonzero(new)
+    if len(heads) == n:
+        # Every id distinct (a connection per request): each is first where it is.
+        return n, np.arange(n, dtype=np.int64)
+    first = np.minimum.reduceat(order, heads)
+    seen = np.zeros(n, dtype=bool)
+    seen[first] = True
+    number = np.cumsum(seen) - 1  # by index: how many new ids came before
+    dense = np.empty(n, dtype=np.int64)
+    dense[order] = number[first][np.cumsum(new) - 1]
+    return len(heads), dense
 
 
 def _run_kernel(
@@ -365,7 +392,7 @@ def _run_kernel(
     # order of accepts when a thread-pool takes connections in turn, else by
     # the connection's id.
     n = len(inp.arrival)
-    by_accept = deal(np.arange(n, dtype=np.uint64), arch.processes, inp.salt)
+    by_accept = _by_accept(n, arch.processes, inp.salt)
     by_conn = deal(inp.connection, arch.processes, inp.salt)
     # Dense connection ids: the loop keeps per-connection state in arrays.
     n_conns, dense = _dense_ids(inp.connection)

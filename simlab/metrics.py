@@ -299,7 +299,8 @@ def window_sweep(
     scratch = np.empty(max((len(s) for s, _, _ in arrays), default=0))
     for s, e, _ in arrays:
         o = np.minimum(e, t1, out=scratch[: len(e)])
-        o -= np.maximum(s, t0)
+        # Starts are sorted: from the window's start on, max(s, t0) is s itself.
+        o -= s if len(s) == 0 or s[0] >= t0 else np.maximum(s, t0)
         overlap.append(float(o[o > 0].sum()))
     weights = np.zeros((len(rows), len(arrays)))
     for lv, row in enumerate(rows):
@@ -368,6 +369,14 @@ def _gather(
     arrays: every part's starts of the intervals begun, sorted (stably),
     its ends in the starts' order with nan -> inf (``_ends``), and the same
     ends sorted, part after part."""
+    if len(given) == 1:
+        s, e = given[0]
+        if len(s) > 1 and bool(np.all(s[1:] >= s[:-1])) and not bool(np.isnan(e).any()):
+            # One part as the sweep reads it already (sorted starts, so none
+            # is nan; no nan end): read where it is, only its ends sorted.
+            s, e = np.ascontiguousarray(s, np.float64), np.ascontiguousarray(e, np.float64)
+            by_end = e if bool(np.all(e[1:] >= e[:-1])) else np.sort(e)
+            return [(s, e, 1.0)], s, e, by_end
     # Only the intervals begun (a start of nan never began); no mask kept
     # where every one did.
     masks = [~np.isnan(s) for s, _ in given]
@@ -597,9 +606,15 @@ def replication_summary(
         # means, the probe's reads, and the levels at the window's ends.
         parts = level_parts(rec, platform, path)
         grid, first = probe_grid(t0, t1)
+        order = list(parts)
+        # The CPU's phases (the most intervals: a few a request) feed no
+        # other level: swept alone, they are read in place, not copied. A
+        # level's numbers depend only on its own parts, so they are the same.
+        alone = window_sweep({"cpu_busy": parts.pop("cpu_busy")}, t0, t1)
         sweep = window_sweep(parts, t0, t1, grid=grid, read=PROBED)
-        for key, (peak, mean) in sweep.stats.items():
-            out[f"{key}_peak"], out[f"{key}_mean"] = peak, mean
+        stats = sweep.stats | alone.stats
+        for key in order:
+            out[f"{key}_peak"], out[f"{key}_mean"] = stats[key]
         reads = sweep.reads
         out["threads_alive_sampled_peak"] = float(reads["threads_alive"][first:].max())
         user = reads["user_mib"]

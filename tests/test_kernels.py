@@ -119,18 +119,22 @@ def test_the_jit_can_be_asked_for(monkeypatch):
     assert kernels.aot_module.__wrapped__() is None  # type: ignore[attr-defined]
 
 
-def test_dense_connection_ids_are_np_unique_inverse():
+def test_dense_connection_ids_number_ids_by_first_appearance():
     from simlab.fast import _dense_ids  # noqa: PLC0415 - the helper under test
 
     rng = np.random.default_rng(3)
     for ids in (
         rng.integers(0, 10**12, 20_000),
         rng.integers(0, 50, 5_000),
+        np.array([7, 3, 7, 9, 3, 3], np.int64),
         np.array([5], np.int64),
         np.zeros(0, np.int64),
     ):
-        unique, inverse = np.unique(ids, return_inverse=True)
+        unique, first, inverse = np.unique(ids, return_index=True, return_inverse=True)
+        # np.unique's numbers (sorted order), renumbered by each id's first index.
+        by_appearance = np.empty(len(unique), np.int64)
+        by_appearance[np.argsort(first)] = np.arange(len(unique))
         count, dense = _dense_ids(ids)
         assert count == len(unique)
-        np.testing.assert_array_equal(dense, inverse)
+        np.testing.assert_array_equal(dense, by_appearance[inverse])
         assert dense.dtype == np.int64

@@ -181,3 +181,20 @@ def test_large_runs_summary_is_the_small_runs(model, workload, platform, monkeyp
             assert large[key] == pytest.approx(value, rel=1e-12, abs=1e-12), key
     # The probe's reads do miss what the exact peak sees on these paths.
     assert small["threads_alive_sampled_peak"] <= small["threads_alive_peak"]
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_a_level_swept_alone_is_the_same_to_the_bit(seed: int) -> None:
+    """A summary sweeps the CPU's phases alone (read in place when clean:
+    sorted starts, no nan end): each number is the one it gets among the
+    other levels, so splitting the sweep changes nothing."""
+    rng = np.random.default_rng(300 + seed)
+    parts = _random_parts(rng, int(rng.integers(2, 80)))
+    starts = np.sort(rng.uniform(0, 40, 500))
+    clean = (starts, starts + rng.exponential(2.0, 500), 1.0)
+    levels = {"clean": ([clean], 0.0), "shared": ([parts[0], parts[1]], 3.0),
+              "all": (parts, 0.5)}  # fmt: skip
+    t0, t1 = sorted(rng.uniform(-5, 50, 2))
+    together = window_stats(levels, t0, t1)
+    alone = window_stats({"clean": levels["clean"]}, t0, t1)
+    assert alone["clean"] == together["clean"]
