@@ -499,6 +499,8 @@ def _adjusted(  # noqa: PLR0917 - the case's parts, as predict_case has them
     # model of it holds run as they were, at the case's processes and
     # connections; added to the prediction.
     peer = _peer_structure(extras, case.target)
+    if case.target in LAZY_THREADS:
+        peer = _with_full_pools(peer, case.target, platform)
     held = case.workload.connections if case.workload.persistent else 0
     model_user, model_kernel = _structure_model(
         case.target, case.arch.processes, held, platform, seed
@@ -543,6 +545,26 @@ def lazy_pool(arch: Architecture, connections: int, busy_peak: float) -> int:
     first_reads = connections if arch.first_read == "worker" else 0
     peak = max(READINESS_CONNECTIONS, first_reads, busy_peak)
     return arch.processes * min(arch.workers, math.ceil(peak / arch.processes))
+
+
+def _with_full_pools(peer: dict[str, Any], target: str, platform: Platform) -> dict[str, Any]:
+    """A lazily threaded peer's structure runs as if each had started its whole
+    pool, as the model's pool always has: the memory of the pool threads a run
+    had not started (``lazy_pool`` at its own load) added, user
+    (``thread_kib``) and kernel (``thread_kernel_kib``). Otherwise the
+    shift to the peer's machinery counts the model's idle pool threads as
+    memory the peer lacks, although the peer under load starts them too."""
+    design = as_designed(target, Architecture(workers=STRUCTURE_WORKERS))
+    missing = []
+    for p, n in zip(peer["server_processes"], peer["connections"], strict=True):
+        arch = replace(design, processes=int(p))
+        missing.append(int(p) * STRUCTURE_WORKERS - lazy_pool(arch, int(n), 0.0))
+    out = dict(peer)
+    per_thread = {"memory_mib": platform.thread_kib, "kernel_mib": platform.thread_kernel_kib}
+    for key, kib in per_thread.items():
+        if key in peer:
+            out[key] = [float(v) + m * kib / 1024 for v, m in zip(peer[key], missing, strict=True)]
+    return out
 
 
 def _gthread_machinery(extras: dict[str, Any], target: str, processes: int) -> float:

@@ -122,6 +122,23 @@ def test_gthread_machinery_is_the_structure_runs_less_their_pools() -> None:
     assert v._gthread_machinery(extras, "gunicorn-gthread", 2) == pytest.approx(4.0)
 
 
+def test_a_lazy_peers_structure_runs_count_the_pool_threads_they_had_not_started() -> None:
+    # gthread's idle structure runs had started 2, 2 and 4 of their pools' 4,
+    # 8 and 4 threads (the launcher's two connections; 1,000 first reads):
+    # each is lifted by the memory of the rest, as the model's pool is whole.
+    peer = {
+        "server_processes": [1, 2, 1],
+        "connections": [1, 2, 1000],
+        "memory_mib": [30.0, 42.0, 33.0],
+        "kernel_mib": [0.5, 0.8, 4.0],
+    }
+    platform = v.load_platform("ideal").with_(thread_kib=16.0, thread_kernel_kib=32.0)
+    full = v._with_full_pools(peer, "gunicorn-gthread", platform)
+    assert full["memory_mib"] == pytest.approx([30.0 + 2 * 16 / 1024, 42.0 + 6 * 16 / 1024, 33.0])
+    assert full["kernel_mib"] == pytest.approx([0.5 + 2 * 32 / 1024, 0.8 + 6 * 32 / 1024, 4.0])
+    assert full["connections"] == peer["connections"]
+
+
 def test_a_peers_structure_is_a_plane_in_processes_and_connections() -> None:
     # Planted: 20 MiB, 11 MiB a process, 4 KiB a connection; the structure
     # runs' three shapes recover it exactly, and the per-connection cost is
