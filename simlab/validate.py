@@ -310,7 +310,12 @@ def _arrivals(case: Case, seed: int) -> Workload:
     """The case's workload carrying, as a trace, the very arrivals its real run
     seeded ``seed`` sends (``measure.replayed``): drawn from the seed, not read
     from the run, so nothing the run measured enters the prediction."""
-    opts = MeasureOptions(
+    return replayed(_options(case, seed))
+
+
+def _options(case: Case, seed: int) -> MeasureOptions:
+    """How ``case``'s real run seeded ``seed`` is measured (unsaved)."""
+    return MeasureOptions(
         case.target,
         case.workload,
         case.arch,
@@ -319,7 +324,6 @@ def _arrivals(case: Case, seed: int) -> Workload:
         seed=seed,
         save=False,
     )
-    return replayed(opts)
 
 
 @dataclass(frozen=True)
@@ -805,17 +809,7 @@ def _real(case: Case, seed: int) -> Callable[[], dict[str, Any]]:
 
 
 def _measure(case: Case, seed: int) -> MeasuredSummary:
-    return measure(
-        MeasureOptions(
-            case.target,
-            case.workload,
-            case.arch,
-            duration=case.duration,
-            warmup=case.warmup,
-            seed=seed,
-            save=False,
-        )
-    ).summary
+    return measure(_options(case, seed)).summary
 
 
 def _stats(errors: list[float], goal: float) -> dict[str, Any]:
