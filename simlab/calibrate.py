@@ -59,7 +59,7 @@ from simlab.models.base import MAX_BUSY_SEEN
 from simlab.params import LAB_KEYS, Architecture, Platform, Workload
 from simlab.platforms import PRESETS, profile_path
 from simlab.provenance import atomic_write_json, git_revision, json_safe, machine, utc_stamp
-from simlab.real.grids import LOOP_SERVERS, PEER_LOOPS, Run, grid
+from simlab.real.grids import LOOP_SERVERS, PEER_LOOPS, Run, grid, measure_options
 from simlab.real.measure import MeasureOptions, measure
 from simlab.real.memory import measure_memory
 from simlab.real.peers import PEERS, RESEMBLES, as_designed
@@ -689,15 +689,7 @@ def measure_runs(  # noqa: PLR0917 - the grid's runs, then how to measure them
         tick(run.label(), k, total)
         key = f"{k}: {run.label()}"
         if key not in journal:
-            opts = MeasureOptions(
-                run.target,
-                run.workload,
-                run.arch,
-                duration=run.duration,
-                warmup=run.warmup,
-                save=False,
-                seed=k,
-            )
+            opts = measure_options(run, k)
             journal.put(key, journalled(gate, _real(opts), key, journal, budget))
         results.append((run, _as_summary(journal.get(key))))
     return results

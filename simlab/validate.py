@@ -69,10 +69,11 @@ from simlab.real.grids import (
     STRUCTURE_WORKERS,
     Case,
     held_out,
+    measure_options,
     runtime_cases,
     structure_runs,
 )
-from simlab.real.measure import MeasureOptions, measure, replayed
+from simlab.real.measure import measure, replayed
 from simlab.real.peers import PEERS, REGISTRY, RESEMBLES, as_designed, with_own_costs
 from simlab.real.peers.build import READINESS_CONNECTIONS
 from simlab.results import MeasuredSummary, SimSummary
@@ -310,20 +311,7 @@ def _arrivals(case: Case, seed: int) -> Workload:
     """The case's workload carrying, as a trace, the very arrivals its real run
     seeded ``seed`` sends (``measure.replayed``): drawn from the seed, not read
     from the run, so nothing the run measured enters the prediction."""
-    return replayed(_options(case, seed))
-
-
-def _options(case: Case, seed: int) -> MeasureOptions:
-    """How ``case``'s real run seeded ``seed`` is measured (unsaved)."""
-    return MeasureOptions(
-        case.target,
-        case.workload,
-        case.arch,
-        duration=case.duration,
-        warmup=case.warmup,
-        seed=seed,
-        save=False,
-    )
+    return replayed(measure_options(case, seed))
 
 
 @dataclass(frozen=True)
@@ -809,7 +797,7 @@ def _real(case: Case, seed: int) -> Callable[[], dict[str, Any]]:
 
 
 def _measure(case: Case, seed: int) -> MeasuredSummary:
-    return measure(_options(case, seed)).summary
+    return measure(measure_options(case, seed)).summary
 
 
 def _stats(errors: list[float], goal: float) -> dict[str, Any]:

@@ -12,11 +12,15 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from simlab.distributions import Exponential, Fixed
 from simlab.params import Architecture, Fanout, Workload
 from simlab.real.options import SERVER_MODELS
 from simlab.real.peers import PEERS, REGISTRY
+
+if TYPE_CHECKING:
+    from simlab.real.measure import MeasureOptions
 
 __all__ = [
     "RUNTIMES",
@@ -25,6 +29,7 @@ __all__ = [
     "Runtime",
     "grid",
     "held_out",
+    "measure_options",
     "runtime_cases",
     "runtime_grid",
 ]
@@ -479,3 +484,19 @@ def runtime_cases(name: str) -> list[Case]:
         ],
     }
     return cases[name]
+
+
+def measure_options(run: Run | Case, seed: int) -> MeasureOptions:
+    """How a grid's ``run`` (calibration's or validation's) is measured with
+    ``seed``, unsaved: the one place its fields become a measurement's."""
+    from simlab.real.measure import MeasureOptions  # noqa: PLC0415 - the lab loads on use
+
+    return MeasureOptions(
+        run.target,
+        run.workload,
+        run.arch,
+        duration=run.duration,
+        warmup=run.warmup,
+        seed=seed,
+        save=False,
+    )
