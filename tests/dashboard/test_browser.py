@@ -157,16 +157,41 @@ CONTROLS = (
 # Where the timings go besides the test's output: benchmarks/bench_whole.py sets
 # it and puts them in docs/benchmarks.md (a report, never an assertion).
 TIMINGS_ENV = "SIMLAB_DASHBOARD_TIMINGS"
-# The Explore page ends with what it was computed for.
+# The Explore page ends with what it was computed for, after its account of
+# the server's share of the answer (simlab.dashboard.pages.SERVER_TIME).
 COMPUTED_FOR = "Computed for: "
+SERVER_TIME = "Answered on the server in "
+# Issue 16's goal for a control change, reported per control, never asserted.
+GOAL_S = 0.5
+
+# One round trip reads everything a poll needs (each WebDriver call is one: a
+# poll that read every caption's text one call at a time took tens of
+# milliseconds, which the timings then carried).
+_STATE_JS = """
+const caps = Array.from(document.querySelectorAll('[data-testid="stCaptionContainer"]'))
+  .map(e => e.innerText);
+const status = Array.from(document.querySelectorAll('[data-testid="stStatusWidget"]'))
+  .map(e => e.innerText).join(' ');
+return [caps.find(t => t.startsWith(arguments[0])) || '',
+        caps.find(t => t.startsWith(arguments[1])) || '',
+        status.includes('Running')];
+"""
+
+
+def _state(driver) -> tuple[str, str, bool]:  # type: ignore[no-untyped-def]
+    """(the "Computed for" line, the server's time line, whether the script runs)."""
+    computed, server, running = driver.execute_script(_STATE_JS, COMPUTED_FOR, SERVER_TIME)
+    return str(computed), str(server), bool(running)
 
 
 def _computed_for(driver) -> str:  # type: ignore[no-untyped-def]
-    for el in driver.find_elements(By.CSS_SELECTOR, '[data-testid="stCaptionContainer"]'):
-        text = el.text
-        if text.startswith(COMPUTED_FOR):
-            return text
-    return ""
+    return _state(driver)[0]
+
+
+def _server_seconds(line: str) -> float:
+    """The server's time for the script run, from the page's own account."""
+    assert line.startswith(SERVER_TIME), line
+    return float(line[len(SERVER_TIME) :].split(" s", 1)[0])
 
 
 def _change(driver, label: str, kind: str, value: str) -> str:  # type: ignore[no-untyped-def]
@@ -196,29 +221,53 @@ def _change(driver, label: str, kind: str, value: str) -> str:  # type: ignore[n
     return old or ""
 
 
-def _answered_in(driver, label: str, kind: str, value: str) -> tuple[float, str]:  # type: ignore[no-untyped-def]
+def _answered_in(driver, label: str, kind: str, value: str) -> tuple[float, float, str]:  # type: ignore[no-untyped-def]
     """Change a control and time until the page says what it was computed for
-    is the new scenario and the run has finished; returns (seconds, old value)."""
+    is the new scenario and the run has finished; returns (seconds, the
+    server's seconds by the page's own account, old value)."""
     before = _computed_for(driver)
     started = time.monotonic()
     old = _change(driver, label, kind, value)
-    WebDriverWait(driver, 240, poll_frequency=0.05).until(
-        lambda d: _computed_for(d) not in ("", before) and _idle(d),
-        message=f"timed out waiting for the answer to {label} = {value}",
+    done: list[str] = []
+
+    def answered(d) -> bool:  # type: ignore[no-untyped-def]
+        computed, server, running = _state(d)
+        if computed in ("", before) or running:
+            return False
+        done.append(server)
+        return True
+
+    WebDriverWait(driver, 240, poll_frequency=0.02).until(
+        answered, message=f"timed out waiting for the answer to {label} = {value}"
     )
     seconds = time.monotonic() - started
     _no_traceback(driver)
-    return seconds, old
+    return seconds, _server_seconds(done[-1]), old
+
+
+def _verdict(seconds: float, back: float) -> str:
+    return "meets" if max(seconds, back) <= GOAL_S else "misses"
 
 
 def _time_controls(driver) -> list[dict[str, object]]:  # type: ignore[no-untyped-def]
-    """Each control changed and set back, both timed."""
+    """Each control changed and set back, both timed, with the server's share."""
     out: list[dict[str, object]] = []
     for label, kind, value in CONTROLS:
-        seconds, old = _answered_in(driver, label, kind, value)
-        back, _ = _answered_in(driver, label, kind, old)
-        out.append({"control": label, "to": value, "s": seconds, "back_to": old, "back_s": back})
-        print(f"Explore: {label} -> {value} in {seconds:.2f} s, back to {old} in {back:.2f} s")
+        seconds, server, old = _answered_in(driver, label, kind, value)
+        back, back_server, _ = _answered_in(driver, label, kind, old)
+        verdict = _verdict(seconds, back)
+        out.append({
+            "control": label, "to": value, "s": seconds, "server_s": server,
+            "back_to": old, "back_s": back, "back_server_s": back_server,
+            "goal_s": GOAL_S, "verdict": verdict,
+        })  # fmt: skip
+        print(
+            f"Explore: {label} -> {value} in {seconds:.2f} s (server {server:.2f} s), "
+            f"back to {old} in {back:.2f} s (server {back_server:.2f} s): "
+            f"{verdict} the {GOAL_S} s goal"
+        )
+    met = [str(t["control"]) for t in out if t["verdict"] == "meets"]
+    print(f"Explore: {len(met)} of {len(out)} controls meet {GOAL_S} s: {', '.join(met) or 'none'}")
     path = os.environ.get(TIMINGS_ENV)
     if path:
         Path(path).write_text(json.dumps(out, indent=2) + "\n")
