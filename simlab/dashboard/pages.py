@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import plotly.express as px
+import plotly.graph_objects as go
 import streamlit as st
 
 from simlab.cli.output import fmt
@@ -60,10 +61,12 @@ def _run(s: Scenario, model: str) -> dict[str, Any]:
 
 # The Explore page's charts, built once per scenario and kept as objects
 # (``cache_resource``: a hit costs nothing, where ``cache_data`` would pickle
-# them again). Built as plain dicts of lists: ``st.plotly_chart`` validates a
-# figure once as it sends it, and building ``go.Scatter`` objects from pandas
-# columns (each column converted and validated trace by trace) took about
-# 0.6 s of a control change on this machine. Nothing mutates them after.
+# them again). Written as plain dicts of lists and validated once, as one
+# ``go.Figure``: building ``go.Scatter`` objects from pandas columns (each
+# column converted and validated trace by trace) took about 0.6 s of a control
+# change on this machine, and ``st.plotly_chart`` validates a dict again at
+# every rerun (about 0.06 s a chart) where it only copies a Figure. Nothing
+# mutates them after.
 Figure = dict[str, Any]
 
 
@@ -77,37 +80,56 @@ def _line(x: Any, y: Any, name: str, **style: Any) -> dict[str, Any]:
     }
 
 
-def _vline(fig: Figure, x: float, text: str, dash: str) -> None:
-    """A vertical line across the plot with a label at its top (``add_vline``'s shape,
-    without building a graph object to draw it)."""
+def _vline(fig: Figure, x: float, text: str, dash: str, axis: str = "") -> None:
+    """A vertical line across subplot ``axis`` ("" or "2") with a label at its top
+    (``add_vline``'s shape, without building a graph object to draw it)."""
     layout = fig["layout"]
+    xref, yref = f"x{axis}", f"y{axis} domain"
     layout.setdefault("shapes", []).append({
-        "type": "line", "xref": "x", "yref": "y domain", "x0": x, "x1": x, "y0": 0, "y1": 1,
+        "type": "line", "xref": xref, "yref": yref, "x0": x, "x1": x, "y0": 0, "y1": 1,
         "line": {"dash": dash},
     })  # fmt: skip
     layout.setdefault("annotations", []).append({
-        "xref": "x", "yref": "y domain", "x": x, "y": 1, "text": text, "showarrow": False,
+        "xref": xref, "yref": yref, "x": x, "y": 1, "text": text, "showarrow": False,
         "xanchor": "left", "yanchor": "top",
     })  # fmt: skip
 
 
+def _side_by_side(left: str, right: str) -> dict[str, Any]:
+    """A layout of two subplots side by side, each titled: one Plotly chart where
+    there were two. A changed chart is drawn anew in the browser (Streamlit
+    mounts it again), and each chart costs its own fixed share of that
+    (axes, legend, mode bar): the Explore page draws three, not five."""
+    title = {"xref": "paper", "yref": "paper", "y": 1.0, "yanchor": "bottom",
+             "showarrow": False, "font": {"size": 14}}  # fmt: skip
+    return {
+        "xaxis": {"domain": [0.0, 0.45]},
+        "xaxis2": {"domain": [0.55, 1.0], "anchor": "y2"},
+        "yaxis2": {"anchor": "x2"},
+        "annotations": [
+            {**title, "x": 0.225, "xanchor": "center", "text": left},
+            {**title, "x": 0.775, "xanchor": "center", "text": right},
+        ],
+    }
+
+
 @st.cache_resource(show_spinner=False, max_entries=64)
-def _explore_charts(s: Scenario, models: tuple[str, ...]) -> tuple[Figure, Figure, Figure, str]:
+def _explore_charts(s: Scenario, models: tuple[str, ...]) -> tuple[go.Figure, go.Figure, str]:
+    """The estimates' charts: threads and memory against connections (one chart,
+    two panels), and the hockey stick."""
     idle = _idle(s, models)
     cap = _capacity(s, models)
     palette = px.colors.qualitative.Plotly
-    threads: Figure = {"data": [], "layout": {
-        "title": {"text": "Threads against connections (each model sized to hold them)"},
-        "xaxis": {"type": "log", "title": {"text": "connections"}},
-        "yaxis": {"type": "log", "title": {"text": "threads"}},
-        "legend": {"title": {"text": "model"}},
-    }}  # fmt: skip
-    memory: Figure = {"data": [], "layout": {
-        "title": {"text": "Memory: resident (solid) and reserved (dashed)"},
-        "xaxis": {"type": "log", "title": {"text": "connections"}},
-        "yaxis": {"type": "log", "title": {"text": "MiB"}},
-        "legend": {"title": {"text": "model, kind"}},
-    }}  # fmt: skip
+    layout = _side_by_side(
+        "Threads against connections (each model sized to hold them)",
+        "Memory: resident (solid) and reserved (dashed)",
+    )
+    layout["xaxis"] |= {"type": "log", "title": {"text": "connections"}}
+    layout["yaxis"] = {"type": "log", "title": {"text": "threads"}}
+    layout["xaxis2"] |= {"type": "log", "title": {"text": "connections"}}
+    layout["yaxis2"] |= {"type": "log", "title": {"text": "MiB"}}
+    layout["legend"] = {"title": {"text": "model"}}
+    sizes: Figure = {"data": [], "layout": layout}
     hockey: Figure = {"data": [], "layout": {
         "title": {"text": "p99 latency against load: the hockey stick (estimate)"},
         "xaxis": {"title": {"text": "rate"}},
@@ -117,71 +139,64 @@ def _explore_charts(s: Scenario, models: tuple[str, ...]) -> tuple[Figure, Figur
     for k, model in enumerate(models):
         color = palette[k % len(palette)]
         rows = idle[idle["model"] == model]
-        threads["data"].append(_line(
+        # One legend entry per model: its memory lines share the entry (a click
+        # hides the model in both panels).
+        sizes["data"].append(_line(
             rows["connections"], rows["threads"], model, mode="lines+markers",
-            line={"color": color},
+            line={"color": color}, legendgroup=model,
         ))  # fmt: skip
         for kind, dash in (("resident_mib", "solid"), ("reserved_mib", "dash")):
-            memory["data"].append(_line(
+            sizes["data"].append(_line(
                 rows["connections"], rows[kind], f"{model}, {kind}", mode="lines",
-                line={"color": color, "dash": dash},
+                line={"color": color, "dash": dash}, legendgroup=model, showlegend=False,
+                xaxis="x2", yaxis="y2",
             ))  # fmt: skip
         points = cap[cap["model"] == model]
-        # A saturated point has no p99 (None): a gap in the line, as before.
         hockey["data"].append(_line(
-            points["rate"], points["p99_ms"].astype(np.float64), model, mode="lines+markers",
+            points["rate"], points["p99_ms"], model, mode="lines+markers",
             line={"color": color},
         ))  # fmt: skip
     for trace in hockey["data"]:
+        # A saturated point has no p99: a gap in the line (JSON has no NaN).
         trace["y"] = [None if math.isnan(v) else v for v in trace["y"]]
     _vline(hockey, s.rate, "your rate", "dot")
     saturated = cap.groupby("model")["rate"].max()
     saturation = ", ".join(f"{m} at {r:,.0f} req/s" for m, r in saturated.items())
-    return threads, memory, hockey, saturation
+    return go.Figure(sizes), go.Figure(hockey), saturation
 
 
 @st.cache_resource(show_spinner=False, max_entries=64)
-def _run_charts(s: Scenario, focus: str) -> tuple[Figure, Figure]:
-    """The queueing delay's histogram and the levels over time of one run."""
+def _run_chart(s: Scenario, focus: str) -> go.Figure:
+    """One run: the queueing delay's histogram and the levels over time, side by side."""
     run = _run(s, focus)
+    layout = _side_by_side(f"{focus}: queueing delay (ms)", f"{focus}: one run over time")
+    layout["xaxis"] |= {"title": {"text": "queueing delay (ms)"}}
+    layout["yaxis"] = {"title": {"text": "requests"}}
+    layout["xaxis2"] |= {"title": {"text": "simulated s"}}
+    layout["bargap"] = 0
     # Binned here (60 bins, as the chart asked of Plotly): the browser gets 60
     # bars, not every request's wait to bin in JavaScript on each redraw.
     counts, edges = np.histogram(np.asarray(run["waits_ms"], dtype=np.float64), bins=60)
-    wait: Figure = {
-        "data": [{
-            "type": "bar",
-            "x": ((edges[:-1] + edges[1:]) / 2).tolist(),
-            "y": counts.tolist(),
-            "width": np.diff(edges).tolist(),
-            "hovertemplate": "%{x:.3g} ms: %{y} requests<extra></extra>",
-        }],
-        "layout": {
-            "title": {"text": f"{focus}: queueing delay (ms)"},
-            "showlegend": False,
-            "bargap": 0,
-            "yaxis": {"title": {"text": "requests"}},
-        },
-    }  # fmt: skip
+    fig: Figure = {"data": [{
+        "type": "bar",
+        "x": ((edges[:-1] + edges[1:]) / 2).tolist(),
+        "y": counts.tolist(),
+        "width": np.diff(edges).tolist(),
+        "hovertemplate": "%{x:.3g} ms: %{y} requests<extra></extra>",
+        "showlegend": False,
+    }], "layout": layout}  # fmt: skip
     theory = run["theory"]
     if theory and "queue_delay_mean_ms" in theory:
         mean = float(theory["queue_delay_mean_ms"])
-        _vline(wait, mean, f"theory mean ({theory['queue']})", "dash")
+        _vline(fig, mean, f"theory mean ({theory['queue']})", "dash")
     series = run["series"]
-    levels: Figure = {
-        "data": [
-            _line(series["time"], series[level], name)
-            for level, name in (
-                ("threads_alive", "threads"),
-                ("in_flight", "in flight"),
-                ("threads_busy", "busy threads"),
-            )
-        ],
-        "layout": {
-            "title": {"text": f"{focus}: one run over time"},
-            "xaxis": {"title": {"text": "simulated s"}},
-        },
-    }
-    return wait, levels
+    for level, name in (
+        ("threads_alive", "threads"),
+        ("in_flight", "in flight"),
+        ("threads_busy", "busy threads"),
+    ):
+        fig["data"].append(_line(series["time"], series[level], name, xaxis="x2", yaxis="y2"))
+    return go.Figure(fig)
 
 
 def _fmt(x: Any, digits: int = 1) -> str:
@@ -199,7 +214,7 @@ def explore_page(s: Scenario, models: tuple[str, ...], started: float | None = N
         "and one simulated run of the model you pick. Change any control in the sidebar."
     )
     tick = time.perf_counter()
-    threads_fig, memory_fig, hockey_fig, saturation = _explore_charts(s, models)
+    sizes_fig, hockey_fig, saturation = _explore_charts(s, models)
     curves_s = time.perf_counter() - tick
     st.markdown(
         "**At steady state, as configured** (an estimate: every connection has sent a "
@@ -212,9 +227,7 @@ def explore_page(s: Scenario, models: tuple[str, ...], started: float | None = N
         col.metric(f"{model}: threads", fmt(threads))
         col.metric("resident MiB", fmt(resident))
         col.metric("reserved MiB", fmt(reserved))
-    left, right = st.columns(2)
-    left.plotly_chart(threads_fig, width="stretch", key="threads_chart")
-    right.plotly_chart(memory_fig, width="stretch", key="memory_chart")
+    st.plotly_chart(sizes_fig, width="stretch", key="sizes_chart")
     st.plotly_chart(hockey_fig, width="stretch", key="hockey_chart")
     st.caption(
         "Each line ends where the model saturates (rho = 1): "
@@ -232,10 +245,7 @@ def explore_page(s: Scenario, models: tuple[str, ...], started: float | None = N
     summary: SimSummary = run["summary"]
     if not summary.stable:
         st.warning(f"{focus} is overloaded here: {'; '.join(summary.stability.reasons)}")
-    a, b = st.columns(2)
-    wait_fig, series_fig = _run_charts(s, focus)
-    a.plotly_chart(wait_fig, width="stretch", key="wait_chart")
-    b.plotly_chart(series_fig, width="stretch", key="series_chart")
+    st.plotly_chart(_run_chart(s, focus), width="stretch", key="run_chart")
     lat = summary.latency_ms
     low, high = lat.p99_ci95 or (None, None)
     st.markdown(

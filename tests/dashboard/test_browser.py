@@ -14,6 +14,7 @@ import os
 import shutil
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -194,15 +195,17 @@ def _server_seconds(line: str) -> float:
     return float(line[len(SERVER_TIME) :].split(" s", 1)[0])
 
 
-def _change(driver, label: str, kind: str, value: str) -> str:  # type: ignore[no-untyped-def]
-    """Set a sidebar control; returns the value it had."""
+def _change(driver, label: str, kind: str, value: str) -> tuple[str, Callable[[], None]]:  # type: ignore[no-untyped-def]
+    """Make a sidebar control ready to change; returns the value it had and the
+    action that commits the change (the key press or click a user would time
+    from: typing the digits, finding the widget, opening a list come first)."""
     side = driver.find_element(By.CSS_SELECTOR, '[data-testid="stSidebar"]')
     if kind == "number":
         box = side.find_element(By.CSS_SELECTOR, f'input[aria-label="{label}"]')
         old = box.get_attribute("value") or ""
         box.send_keys(Keys.CONTROL, "a")
-        box.send_keys(value, Keys.ENTER)
-        return old
+        box.send_keys(value)
+        return old, lambda: box.send_keys(Keys.ENTER)
     testid = "stRadio" if kind == "radio" else "stSelectbox"
     widget = side.find_element(
         By.XPATH, f'.//div[@data-testid="{testid}"][.//*[normalize-space(text())="{label}"]]'
@@ -210,24 +213,23 @@ def _change(driver, label: str, kind: str, value: str) -> str:  # type: ignore[n
     if kind == "radio":
         checked = widget.find_element(By.CSS_SELECTOR, "input:checked")
         old = checked.find_element(By.XPATH, "./ancestor::label").text.strip()
-        widget.find_element(By.XPATH, f'.//label[normalize-space(.)="{value}"]').click()
-        return old
+        choice = widget.find_element(By.XPATH, f'.//label[normalize-space(.)="{value}"]')
+        return old, choice.click
     # A combo box: its input holds the choice, its button opens the list.
     old = widget.find_element(By.CSS_SELECTOR, 'input[role="combobox"]').get_attribute("value")
     widget.find_element(By.CSS_SELECTOR, 'button[aria-haspopup="listbox"]').click()
     option = f'//*[@role="option"][normalize-space(.)="{value}"]'
     _wait(driver, lambda d: d.find_elements(By.XPATH, option), timeout=10, what=f"{label}'s list")
-    driver.find_element(By.XPATH, option).click()
-    return old or ""
+    return old or "", driver.find_element(By.XPATH, option).click
 
 
-def _answered_in(driver, label: str, kind: str, value: str) -> tuple[float, float, str]:  # type: ignore[no-untyped-def]
-    """Change a control and time until the page says what it was computed for
-    is the new scenario and the run has finished; returns (seconds, the
-    server's seconds by the page's own account, old value)."""
+def _answered_in(driver, label: str, kind: str, value: str) -> tuple[float, str, str]:  # type: ignore[no-untyped-def]
+    """Change a control and time, from the action that commits it, until the
+    page says that what it was computed for is the new scenario and the run
+    has finished; returns (seconds, the page's account of the server's
+    share, old value)."""
     before = _computed_for(driver)
-    started = time.monotonic()
-    old = _change(driver, label, kind, value)
+    old, commit = _change(driver, label, kind, value)
     done: list[str] = []
 
     def answered(d) -> bool:  # type: ignore[no-untyped-def]
@@ -237,12 +239,14 @@ def _answered_in(driver, label: str, kind: str, value: str) -> tuple[float, floa
         done.append(server)
         return True
 
+    started = time.monotonic()
+    commit()
     WebDriverWait(driver, 240, poll_frequency=0.02).until(
         answered, message=f"timed out waiting for the answer to {label} = {value}"
     )
     seconds = time.monotonic() - started
     _no_traceback(driver)
-    return seconds, _server_seconds(done[-1]), old
+    return seconds, done[-1], old
 
 
 def _verdict(seconds: float, back: float) -> str:
@@ -253,13 +257,15 @@ def _time_controls(driver) -> list[dict[str, object]]:  # type: ignore[no-untype
     """Each control changed and set back, both timed, with the server's share."""
     out: list[dict[str, object]] = []
     for label, kind, value in CONTROLS:
-        seconds, server, old = _answered_in(driver, label, kind, value)
-        back, back_server, _ = _answered_in(driver, label, kind, old)
+        seconds, account, old = _answered_in(driver, label, kind, value)
+        back, back_account, _ = _answered_in(driver, label, kind, old)
+        server, back_server = _server_seconds(account), _server_seconds(back_account)
         verdict = _verdict(seconds, back)
         out.append({
             "control": label, "to": value, "s": seconds, "server_s": server,
             "back_to": old, "back_s": back, "back_server_s": back_server,
-            "goal_s": GOAL_S, "verdict": verdict,
+            "goal_s": GOAL_S, "verdict": verdict, "server": account,
+            "back_server": back_account,
         })  # fmt: skip
         print(
             f"Explore: {label} -> {value} in {seconds:.2f} s (server {server:.2f} s), "
