@@ -139,10 +139,12 @@ def _explore_charts(s: Scenario, models: tuple[str, ...]) -> tuple[go.Figure, go
     for k, model in enumerate(models):
         color = palette[k % len(palette)]
         rows = idle[idle["model"] == model]
-        # One legend entry per model: its memory lines share the entry (a click
-        # hides the model in both panels).
+        # Lines without markers: the browser draws every marker as its own SVG
+        # path, and a changed chart is drawn anew (Streamlit mounts it again),
+        # so markers cost a third of a redraw. One legend entry per model: its
+        # memory lines share the entry (a click hides the model in both panels).
         sizes["data"].append(_line(
-            rows["connections"], rows["threads"], model, mode="lines+markers",
+            rows["connections"], rows["threads"], model, mode="lines",
             line={"color": color}, legendgroup=model,
         ))  # fmt: skip
         for kind, dash in (("resident_mib", "solid"), ("reserved_mib", "dash")):
@@ -153,7 +155,7 @@ def _explore_charts(s: Scenario, models: tuple[str, ...]) -> tuple[go.Figure, go
             ))  # fmt: skip
         points = cap[cap["model"] == model]
         hockey["data"].append(_line(
-            points["rate"], points["p99_ms"], model, mode="lines+markers",
+            points["rate"], points["p99_ms"], model, mode="lines",
             line={"color": color},
         ))  # fmt: skip
     for trace in hockey["data"]:
