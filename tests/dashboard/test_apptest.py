@@ -87,7 +87,7 @@ def test_explore_says_where_the_server_time_went() -> None:
     assert len(charts) == 3
     for chart in charts:
         for trace in json.loads(chart.proto.spec)["data"]:
-            assert trace.get("mode", "lines") == "lines" or trace["type"] == "bar", trace
+            assert trace.get("mode") == "lines", trace
 
 
 def test_bad_combination_is_a_plain_message() -> None:
