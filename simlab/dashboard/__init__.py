@@ -8,6 +8,7 @@ and ``story``, the numbers in ``compute`` (no Streamlit there).
 from __future__ import annotations
 
 import importlib
+import time
 
 import streamlit as st
 
@@ -39,12 +40,13 @@ def _preload() -> tuple[str, ...]:
 
 
 def main() -> None:
+    started = time.perf_counter()
     st.set_page_config(page_title="simlab", layout="wide")
-    _page()
+    _page(started)
     _preload()
 
 
-def _page() -> None:
+def _page(started: float) -> None:
     st.sidebar.title("simlab")
     st.sidebar.caption("Thread per connection, a pool behind a loop, or async all the way?")
     page = st.sidebar.radio("Page", PAGES, key="page")
@@ -59,7 +61,7 @@ def _page() -> None:
         return
     try:
         if page == "Explore":
-            explore_page(scenario, models)
+            explore_page(scenario, models, started)
         elif page == "Compare":
             compare_page(scenario, models)
         elif page == "Plan":

@@ -150,6 +150,9 @@ def steady_state(s: Scenario, model: str) -> tuple[int, float, float]:
     return memory(model, s.workload(), s.platform_obj(), architecture_for(model, s))
 
 
+# One deal for every estimate: a control change asked for it a few hundred
+# times (each curve point's sizing and load), a tenth of a second of salts.
+@functools.lru_cache(maxsize=1)
 def _deal() -> Deal:
     return Deal.of_run(RUN.seed, RUN.replications)
 

@@ -8,6 +8,8 @@ spinner or a progress bar.
 from __future__ import annotations
 
 import json
+import math
+import time
 from typing import Any
 
 import numpy as np
@@ -59,112 +61,167 @@ def _run(s: Scenario, model: str) -> dict[str, Any]:
 
 # The Explore page's charts, built once per scenario and kept as objects
 # (``cache_resource``: a hit costs nothing, where ``cache_data`` would pickle
-# and validate each figure again). Built with graph_objects, not plotly
-# express, which spent most of a control change's time (about 0.2 s a chart)
-# grouping data frames and copying templates; nothing mutates them after.
+# them again). Written as plain dicts of lists and validated once, as one
+# ``go.Figure``: building ``go.Scatter`` objects from pandas columns (each
+# column converted and validated trace by trace) took about 0.6 s of a control
+# change on this machine, and ``st.plotly_chart`` validates a dict again at
+# every rerun (about 0.06 s a chart) where it only copies a Figure. Nothing
+# mutates them after.
+Figure = dict[str, Any]
+
+
+def _line(x: Any, y: Any, name: str, **style: Any) -> dict[str, Any]:
+    return {
+        "type": "scatter",
+        "x": np.asarray(x, dtype=np.float64).tolist(),
+        "y": np.asarray(y, dtype=np.float64).tolist(),
+        "name": name,
+        **style,
+    }
+
+
+def _vline(fig: Figure, x: float, text: str, dash: str, axis: str = "") -> None:
+    """A vertical line across subplot ``axis`` ("" or "2") with a label at its top
+    (``add_vline``'s shape, without building a graph object to draw it)."""
+    layout = fig["layout"]
+    xref, yref = f"x{axis}", f"y{axis} domain"
+    layout.setdefault("shapes", []).append({
+        "type": "line", "xref": xref, "yref": yref, "x0": x, "x1": x, "y0": 0, "y1": 1,
+        "line": {"dash": dash},
+    })  # fmt: skip
+    layout.setdefault("annotations", []).append({
+        "xref": xref, "yref": yref, "x": x, "y": 1, "text": text, "showarrow": False,
+        "xanchor": "left", "yanchor": "top",
+    })  # fmt: skip
+
+
+def _side_by_side(left: str, right: str) -> dict[str, Any]:
+    """A layout of two subplots side by side, each titled: one Plotly chart where
+    there were two. A changed chart is drawn anew in the browser (Streamlit
+    mounts it again), and each chart costs its own fixed share of that
+    (axes, legend, mode bar): the Explore page draws three, not five."""
+    title = {"xref": "paper", "yref": "paper", "y": 1.0, "yanchor": "bottom",
+             "showarrow": False, "font": {"size": 14}}  # fmt: skip
+    return {
+        "xaxis": {"domain": [0.0, 0.45]},
+        "xaxis2": {"domain": [0.55, 1.0], "anchor": "y2"},
+        "yaxis2": {"anchor": "x2"},
+        "annotations": [
+            {**title, "x": 0.225, "xanchor": "center", "text": left},
+            {**title, "x": 0.775, "xanchor": "center", "text": right},
+        ],
+    }
+
+
 @st.cache_resource(show_spinner=False, max_entries=64)
-def _explore_charts(
-    s: Scenario, models: tuple[str, ...]
-) -> tuple[go.Figure, go.Figure, go.Figure, str]:
+def _explore_charts(s: Scenario, models: tuple[str, ...]) -> tuple[go.Figure, go.Figure, str]:
+    """The estimates' charts: threads and memory against connections (one chart,
+    two panels), and the hockey stick."""
     idle = _idle(s, models)
     cap = _capacity(s, models)
     palette = px.colors.qualitative.Plotly
-    threads = go.Figure(layout={
-        "title": "Threads against connections (each model sized to hold them)",
-        "xaxis": {"type": "log", "title": "connections"},
-        "yaxis": {"type": "log", "title": "threads"},
-        "legend_title_text": "model",
-    })  # fmt: skip
-    memory = go.Figure(layout={
-        "title": "Memory: resident (solid) and reserved (dashed)",
-        "xaxis": {"type": "log", "title": "connections"},
-        "yaxis": {"type": "log", "title": "MiB"},
-        "legend_title_text": "model, kind",
-    })  # fmt: skip
-    hockey = go.Figure(layout={
-        "title": "p99 latency against load: the hockey stick (estimate)",
-        "xaxis": {"title": "rate"},
-        "yaxis": {"type": "log", "title": "p99_ms"},
-        "legend_title_text": "model",
-    })  # fmt: skip
+    layout = _side_by_side(
+        "Threads against connections (each model sized to hold them)",
+        "Memory: resident (solid) and reserved (dashed)",
+    )
+    layout["xaxis"] |= {"type": "log", "title": {"text": "connections"}}
+    layout["yaxis"] = {"type": "log", "title": {"text": "threads"}}
+    layout["xaxis2"] |= {"type": "log", "title": {"text": "connections"}}
+    layout["yaxis2"] |= {"type": "log", "title": {"text": "MiB"}}
+    layout["legend"] = {"title": {"text": "model"}}
+    sizes: Figure = {"data": [], "layout": layout}
+    hockey: Figure = {"data": [], "layout": {
+        "title": {"text": "p99 latency against load: the hockey stick (estimate)"},
+        "xaxis": {"title": {"text": "rate"}},
+        "yaxis": {"type": "log", "title": {"text": "p99_ms"}},
+        "legend": {"title": {"text": "model"}},
+    }}  # fmt: skip
     for k, model in enumerate(models):
         color = palette[k % len(palette)]
         rows = idle[idle["model"] == model]
-        threads.add_trace(go.Scatter(
-            x=rows["connections"], y=rows["threads"], name=model, mode="lines+markers",
-            line={"color": color},
+        # Lines without markers: the browser draws every marker as its own SVG
+        # path, and a changed chart is drawn anew (Streamlit mounts it again),
+        # so markers cost a third of a redraw. One legend entry per model: its
+        # memory lines share the entry (a click hides the model in both panels).
+        sizes["data"].append(_line(
+            rows["connections"], rows["threads"], model, mode="lines",
+            line={"color": color}, legendgroup=model,
         ))  # fmt: skip
         for kind, dash in (("resident_mib", "solid"), ("reserved_mib", "dash")):
-            memory.add_trace(go.Scatter(
-                x=rows["connections"], y=rows[kind], name=f"{model}, {kind}", mode="lines",
-                line={"color": color, "dash": dash},
+            sizes["data"].append(_line(
+                rows["connections"], rows[kind], f"{model}, {kind}", mode="lines",
+                line={"color": color, "dash": dash}, legendgroup=model, showlegend=False,
+                xaxis="x2", yaxis="y2",
             ))  # fmt: skip
         points = cap[cap["model"] == model]
-        hockey.add_trace(go.Scatter(
-            x=points["rate"], y=points["p99_ms"], name=model, mode="lines+markers",
+        hockey["data"].append(_line(
+            points["rate"], points["p99_ms"], model, mode="lines",
             line={"color": color},
         ))  # fmt: skip
-    hockey.add_vline(x=s.rate, line_dash="dot", annotation_text="your rate")
+    for trace in hockey["data"]:
+        # A saturated point has no p99: a gap in the line (JSON has no NaN).
+        trace["y"] = [None if math.isnan(v) else v for v in trace["y"]]
+    _vline(hockey, s.rate, "your rate", "dot")
     saturated = cap.groupby("model")["rate"].max()
     saturation = ", ".join(f"{m} at {r:,.0f} req/s" for m, r in saturated.items())
-    return threads, memory, hockey, saturation
+    return go.Figure(sizes), go.Figure(hockey), saturation
 
 
 @st.cache_resource(show_spinner=False, max_entries=64)
-def _run_charts(s: Scenario, focus: str) -> tuple[go.Figure, go.Figure]:
-    """The queueing delay's histogram and the levels over time of one run."""
+def _run_chart(s: Scenario, focus: str) -> go.Figure:
+    """One run: the queueing delay's histogram and the levels over time, side by side."""
     run = _run(s, focus)
+    layout = _side_by_side(f"{focus}: queueing delay (ms)", f"{focus}: one run over time")
+    layout["xaxis"] |= {"title": {"text": "queueing delay (ms)"}}
+    layout["yaxis"] = {"title": {"text": "requests"}}
+    layout["xaxis2"] |= {"title": {"text": "simulated s"}}
     # Binned here (60 bins, as the chart asked of Plotly): the browser gets 60
-    # bars, not every request's wait to bin in JavaScript on each redraw.
+    # counts, not every request's wait to bin in JavaScript on each redraw. Drawn
+    # as one filled step outline, not 60 bars (each bar its own SVG path).
     counts, edges = np.histogram(np.asarray(run["waits_ms"], dtype=np.float64), bins=60)
-    wait = go.Figure(
-        go.Bar(
-            x=(edges[:-1] + edges[1:]) / 2,
-            y=counts,
-            width=np.diff(edges),
-            hovertemplate="%{x:.3g} ms: %{y} requests<extra></extra>",
-        ),
-        layout={
-            "title": f"{focus}: queueing delay (ms)",
-            "showlegend": False,
-            "bargap": 0,
-            "yaxis_title": "requests",
-        },
-    )
+    fig: Figure = {"data": [{
+        "type": "scatter",
+        "x": edges.tolist(),
+        "y": [*counts.tolist(), int(counts[-1])],
+        "mode": "lines",
+        "line": {"shape": "hv"},
+        "fill": "tozeroy",
+        "hovertemplate": "from %{x:.3g} ms: %{y} requests<extra></extra>",
+        "showlegend": False,
+    }], "layout": layout}  # fmt: skip
     theory = run["theory"]
     if theory and "queue_delay_mean_ms" in theory:
-        wait.add_vline(
-            x=theory["queue_delay_mean_ms"],
-            line_dash="dash",
-            annotation_text=f"theory mean ({theory['queue']})",
-        )
+        mean = float(theory["queue_delay_mean_ms"])
+        _vline(fig, mean, f"theory mean ({theory['queue']})", "dash")
     series = run["series"]
-    levels = go.Figure(
-        [
-            go.Scatter(x=series["time"], y=series[level], name=name)
-            for level, name in (
-                ("threads_alive", "threads"),
-                ("in_flight", "in flight"),
-                ("threads_busy", "busy threads"),
-            )
-        ],
-        layout={"title": f"{focus}: one run over time", "xaxis_title": "simulated s"},
-    )
-    return wait, levels
+    for level, name in (
+        ("threads_alive", "threads"),
+        ("in_flight", "in flight"),
+        ("threads_busy", "busy threads"),
+    ):
+        fig["data"].append(
+            _line(series["time"], series[level], name, mode="lines", xaxis="x2", yaxis="y2")
+        )
+    return go.Figure(fig)
 
 
 def _fmt(x: Any, digits: int = 1) -> str:
     return fmt(x, digits)
 
 
-def explore_page(s: Scenario, models: tuple[str, ...]) -> None:
+def explore_page(s: Scenario, models: tuple[str, ...], started: float | None = None) -> None:
+    """The Explore page. ``started``: when the script run began (``time.perf_counter``),
+    so that the page can say how long the server took to answer."""
+    began = time.perf_counter() if started is None else started
     st.header("Explore")
     st.caption(
         "Threads and memory from simlab's memory model (docs: design), latency from the "
         "queueing formulas the planner uses (Erlang C, Allen-Cunneen, Pollaczek-Khinchine), "
         "and one simulated run of the model you pick. Change any control in the sidebar."
     )
-    threads_fig, memory_fig, hockey_fig, saturation = _explore_charts(s, models)
+    tick = time.perf_counter()
+    sizes_fig, hockey_fig, saturation = _explore_charts(s, models)
+    curves_s = time.perf_counter() - tick
     st.markdown(
         "**At steady state, as configured** (an estimate: every connection has sent a "
         "request, so every forked child is touched and every thread holds its backend "
@@ -176,9 +233,7 @@ def explore_page(s: Scenario, models: tuple[str, ...]) -> None:
         col.metric(f"{model}: threads", fmt(threads))
         col.metric("resident MiB", fmt(resident))
         col.metric("reserved MiB", fmt(reserved))
-    left, right = st.columns(2)
-    left.plotly_chart(threads_fig, width="stretch", key="threads_chart")
-    right.plotly_chart(memory_fig, width="stretch", key="memory_chart")
+    st.plotly_chart(sizes_fig, width="stretch", key="sizes_chart")
     st.plotly_chart(hockey_fig, width="stretch", key="hockey_chart")
     st.caption(
         "Each line ends where the model saturates (rho = 1): "
@@ -189,15 +244,14 @@ def explore_page(s: Scenario, models: tuple[str, ...]) -> None:
     # The first run a user sees is of a model that keeps up with the scenario.
     first = compute.first_stable(s, models)
     focus = st.selectbox("Simulate one model", models, index=models.index(first), key="focus")
+    tick = time.perf_counter()
     with st.spinner(f"simulating {focus}..."):
         run = _run(s, focus)
+    run_s = time.perf_counter() - tick
     summary: SimSummary = run["summary"]
     if not summary.stable:
         st.warning(f"{focus} is overloaded here: {'; '.join(summary.stability.reasons)}")
-    a, b = st.columns(2)
-    wait_fig, series_fig = _run_charts(s, focus)
-    a.plotly_chart(wait_fig, width="stretch", key="wait_chart")
-    b.plotly_chart(series_fig, width="stretch", key="series_chart")
+    st.plotly_chart(_run_chart(s, focus), width="stretch", key="run_chart")
     lat = summary.latency_ms
     low, high = lat.p99_ci95 or (None, None)
     st.markdown(
@@ -206,9 +260,26 @@ def explore_page(s: Scenario, models: tuple[str, ...]) -> None:
         f"(95% CI {_fmt(low)}-{_fmt(high)}), "
         f"throughput {_fmt(summary.throughput_rps)} req/s."
     )
+    # Where a control change's time goes on the server (the browser test
+    # subtracts it from what it waited to find the front end's share).
+    st.caption(server_time_caption(time.perf_counter() - began, curves_s, run_s))
     # Last on the page: what all of the above was computed for (the browser
     # test also reads it to know that a control change has been answered).
     st.caption("Computed for: " + ", ".join(f"{k} {v}" for k, v in s.describe().items()))
+
+
+SERVER_TIME = "Answered on the server in "
+
+
+def server_time_caption(total_s: float, curves_s: float, run_s: float) -> str:
+    """The page's account of its own script run: the whole, the estimates' curves
+    and charts, the simulated run (each nearly 0 when cached); the browser then
+    redraws the charts whose data changed."""
+    return (
+        f"{SERVER_TIME}{total_s:.2f} s: the estimates' curves and charts {curves_s:.2f} s, "
+        f"the simulated run {run_s:.2f} s (each about 0 when this scenario was seen "
+        "before); the browser then redraws only the charts whose data changed."
+    )
 
 
 def simulated_table(s: Scenario, models: tuple[str, ...]) -> pd.DataFrame:

@@ -3,12 +3,15 @@ as the models say."""
 
 from __future__ import annotations
 
+import json
+import re
 from pathlib import Path
 
 import pytest
 from streamlit.testing.v1 import AppTest
 
 from simlab.claims import ledger
+from simlab.dashboard.pages import SERVER_TIME
 
 APP = str(Path(__file__).resolve().parents[2] / "app.py")
 TIMEOUT = 120
@@ -57,6 +60,34 @@ def test_explore_threads_follow_connections() -> None:
     assert number(metric(at, "thread-per-connection: threads")) >= tpc + 40_000
     assert number(metric(at, "async: threads")) == async_
     assert not at.error, [e.value for e in at.error]
+
+
+def server_account(at: AppTest) -> tuple[float, float, float]:
+    """The Explore page's account of its script run: (whole, curves, run) in s."""
+    line = next(c.value for c in at.caption if c.value.startswith(SERVER_TIME))
+    found = re.findall(r"(\d+\.\d+) s", line)
+    assert len(found) == 3, line
+    whole, curves, run = (float(x) for x in found)
+    return whole, curves, run
+
+
+def test_explore_says_where_the_server_time_went() -> None:
+    at = app()
+    at.sidebar.number_input(key="rate").set_value(123.0).run()
+    whole, curves, run = server_account(at)
+    # The parts are inside the whole, and computing them took time.
+    assert whole >= curves + run - 0.01 and curves > 0
+    at.sidebar.number_input(key="rate").set_value(100.0).run()
+    at.sidebar.number_input(key="rate").set_value(123.0).run()
+    _, cached_curves, cached_run = server_account(at)
+    # A scenario seen before is answered from the caches.
+    assert cached_curves < curves and cached_run <= run
+    # Three charts, drawn as lines (no marker per point for the browser to draw).
+    charts = at.get("plotly_chart")
+    assert len(charts) == 3
+    for chart in charts:
+        for trace in json.loads(chart.proto.spec)["data"]:
+            assert trace.get("mode") == "lines", trace
 
 
 def test_bad_combination_is_a_plain_message() -> None:
