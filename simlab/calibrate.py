@@ -13,9 +13,11 @@ parameter the runs do not identify as an assumption (``simlab.fitting``):
   loop that wakes with many ready requests shares its wake-up: batching)
   separate the per-request costs from the per-wake-up one; runs with a
   thread or process made per connection fit their creation cost under load.
-- **Switch contention** from the same load on 8 to 2,048 threads: does the
-  CPU a request costs grow with the threads? If its interval spans zero,
-  contention is not identified here, and the profile says so.
+- **Switch contention** from the same load on 8 to 2,048 threads (does the
+  CPU a request costs grow with the threads?) and from thread-per-connection
+  saturated on 8 to 300 threads (does a request cost the GIL more when more
+  threads wait for it?). If its interval spans zero, contention is not
+  identified here, and the profile says so.
 - **Wall-clock overheads**: latency added per backend call
   (``call_latency_us``) and the client and loopback path (``rtt_us``), from
   the runs that are light on every count (``_light``): what the model,
@@ -96,7 +98,10 @@ ACCEPT_COSTS = ("spawn_us", "fork_us")
 MEMORY_UNITS = ("process", "thread", "connection", "fork", "backend_conn", "touched")
 # Contention values the DES tries against the thread runs (a fraction of a
 # switch per runnable thread): a grid, so that a bootstrap costs no new runs.
-CONTENTION_GRID = (0.0, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0)
+CONTENTION_GRID = (0.0, 0.01, 0.02, 0.05, 0.1, 0.2, 0.35, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 5.0)
+# The runs it is fitted on: the same load on 8 to 2,048 threads, and 8 to
+# 300 threads saturated (nearly all of them waiting for the GIL).
+CONTENTION_ROLES = ("threads", "saturate")
 
 
 def cpu_row(target: str, calls: int, busy: float = 0.0, k: int | None = None) -> dict[str, float]:
@@ -141,20 +146,39 @@ def fit_cpu(results: list[tuple[Run, dict[str, Any]]]) -> Fit:
     return fit_robust(np.array(rows), np.array(ys), names)
 
 
+def _contention_y(busy: float | None, served: float | None, run: Run) -> float | None:
+    """What a thread run says about contention, in microseconds a request,
+    the same on both sides: a saturated run's bottleneck time (1/served: the
+    GIL's, nearly every thread waiting for it), any other's CPU beyond the
+    requested burn."""
+    if not served:
+        return None
+    if run.role == "saturate":
+        return float((1.0 / served - run.workload.cpu.mean) * 1e6)
+    if not busy:
+        return None
+    return float((busy / served - run.workload.cpu.mean) * 1e6)
+
+
 def fit_contention(
     results: list[tuple[Run, dict[str, Any]]], platform: Platform
 ) -> tuple[float, list[float] | None, bool, str]:
     """Switch contention from the thread runs, by simulation: the value on
-    ``CONTENTION_GRID`` whose simulated CPU per request best matches the
-    measured one over the runs; its interval from a bootstrap over runs.
+    ``CONTENTION_GRID`` whose simulated cost per request (``_contention_y``)
+    best matches the measured one over the runs; its interval from a
+    bootstrap over runs, stratified by role so that every draw keeps
+    saturated runs (the same-load runs alone hold too few runnable threads
+    to move it).
 
     Returns (value, interval, identified, why)."""
     from simlab.simulation import simulate  # noqa: PLC0415 - heavy, and only here
 
-    runs = [(run, s) for run, s in results if run.role == "threads"]
-    measured = [_per_request_cpu(s, run) for run, s in runs]
-    if len(runs) < 3 or any(m is None for m in measured):
-        return platform.switch_contention, None, False, "too few thread runs"
+    runs = [(run, s) for run, s in results if run.role in CONTENTION_ROLES]
+    measured = [_contention_y(s.get("cpu_busy_cores"), s.get("throughput_rps"), run)
+                for run, s in runs]  # fmt: skip
+    saturated = [r for r, (run, _) in enumerate(runs) if run.role == "saturate"]
+    if len(saturated) < 2 or any(m is None for m in measured):
+        return platform.switch_contention, None, False, "too few saturated thread runs"
     predicted = np.zeros((len(CONTENTION_GRID), len(runs)))
     for g, c in enumerate(CONTENTION_GRID):
         p = platform.with_(switch_contention=c)
@@ -163,8 +187,8 @@ def fit_contention(
                 run.target, run.workload, p, run.arch,
                 duration=run.duration, warmup=run.warmup, replications=2, seed=r + 1,
             ).summary  # fmt: skip
-            served = s.throughput_rps or 1.0
-            predicted[g, r] = (s.cpu_busy_cores / served - run.workload.cpu.mean) * 1e6
+            cost = _contention_y(s.cpu_busy_cores, s.throughput_rps or 1.0, run)
+            predicted[g, r] = cost if cost is not None else 0.0
     y = np.asarray(measured, dtype=float)
 
     def best(pick: np.ndarray) -> int:
@@ -172,14 +196,20 @@ def fit_contention(
 
     chosen = CONTENTION_GRID[best(np.arange(len(runs)))]
     rng = np.random.default_rng(0)
-    draws = [CONTENTION_GRID[best(rng.integers(0, len(runs), len(runs)))] for _ in range(400)]
+    strata = [np.array(saturated), np.array([r for r in range(len(runs)) if r not in saturated])]
+    strata = [g for g in strata if len(g)]
+
+    def draw() -> np.ndarray:
+        return np.concatenate([rng.choice(g, len(g)) for g in strata])
+
+    draws = [CONTENTION_GRID[best(draw())] for _ in range(400)]
     lo, hi = (float(x) for x in np.percentile(draws, [2.5, 97.5]))
     # An interval that reaches either end of the grid is not an estimate: at
     # zero the threads cost nothing here, at the top the grid has no bound.
     identified = lo > 0 and hi < CONTENTION_GRID[-1]
     why = "" if identified else (
-        f"its bootstrap interval [{lo:g}, {hi:g}] includes zero: CPU per request does not "
-        "grow with the threads here"
+        f"its bootstrap interval [{lo:g}, {hi:g}] includes zero: a request costs no more "
+        "with more threads waiting here"
         if lo <= 0
         else f"its bootstrap interval [{lo:g}, {hi:g}] reaches the top of the grid tried "
         f"({CONTENTION_GRID[-1]:g}): the thread runs do not bound it"
@@ -864,7 +894,8 @@ def _profile(
     contention, c_ci, c_ok, c_why = fit_contention(results, fitted())
     params["switch_contention"] = (
         {"value": contention, "ci95": c_ci, "identified": True,
-         "method": "simulated CPU per request matched to 8..2,048-thread runs"}
+         "method": "simulated cost per request matched to the same load on 8..2,048 "
+                   "threads (CPU) and to 8..300 threads saturated (the GIL's time)"}
         if c_ok
         else {"value": preset.switch_contention, "identified": False,
               "assumption": f"not identified: {c_why}; the preset's value",

@@ -418,7 +418,12 @@ class Platform:
                            context_switch_us * (1 + switch_contention * runnable).
                            It is the fitted stand-in for cache and TLB pollution and
                            scheduler work that make thread-per-connection collapse
-                           under load (SEDA, Welsh et al. 2001, Figure 2).
+                           under load (SEDA, Welsh et al. 2001, Figure 2), and for
+                           the GIL's own hand-offs among many waiting threads.
+                           Calibration fits it from thread-per-connection saturated
+                           on 8 to 300 threads (what a request costs the GIL as
+                           the waiting threads grow), given context_switch_us:
+                           the runs identify their product.
         wake_us            a phase that finds its process idle: waking a process
                            that slept in the kernel (amortised away under load)
         spawn_us, fork_us  creating a thread or a process per connection: all

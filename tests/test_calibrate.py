@@ -219,28 +219,46 @@ def test_the_client_path_is_what_the_model_leaves_of_light_latency() -> None:
     assert fit.value("call_latency_us") == pytest.approx(300.0, abs=100.0)
 
 
-def _thread_runs(measured_us: list[float]) -> list[tuple[Run, dict]]:
+SAME_LOAD, SATURATED = (8, 64, 512, 2048), (8, 64, 300)
+
+
+def _thread_runs(same_us: list[float], saturated_us: list[float]) -> list[tuple[Run, dict]]:
+    """The same load on 8 to 2,048 threads (CPU per request beyond the burn)
+    and thread-per-connection saturated on 8 to 300 (the GIL's time per
+    request beyond the burn, 1/served), "measured" as given."""
     out = []
-    for n, y in zip((8, 64, 512, 2048), measured_us, strict=True):
+    arch = Architecture(workers=8)
+    for n, y in zip(SAME_LOAD, same_us, strict=True):
         w = Workload(connections=n, think=Fixed(n / 150.0), cpu=Fixed(0.001), io=Fixed(0.005))
         served = 150.0
         busy = (y * 1e-6 + 0.001) * served
-        out.append((Run("thread-per-connection", w, Architecture(workers=8), "threads"),
+        out.append((Run("thread-per-connection", w, arch, "threads"),
                     {"throughput_rps": served, "cpu_busy_cores": busy}))  # fmt: skip
+    for n, y in zip(SATURATED, saturated_us, strict=True):
+        w = Workload(connections=n, think=Fixed(1e-6), cpu=Fixed(0.001), io=Fixed(0.005))
+        served = 1.0 / (y * 1e-6 + 0.001)
+        out.append((Run("thread-per-connection", w, arch, "saturate"),
+                     {"throughput_rps": served, "cpu_busy_cores": 1.04}))  # fmt: skip
     return out
 
 
+def _cost(c: float, n: int, saturated: bool) -> float:
+    # The stand-in's cost per request beyond the burn: flat for the same-load
+    # runs (few threads ever wait), and 800 + 2 c n us for a saturated one.
+    return 800.0 + 2.0 * c * n if saturated else 500.0
+
+
 def _fake_simulate(monkeypatch) -> None:
-    # CPU per request beyond the burn grows with contention c and the threads
-    # n as 500 + 2,000 c log2(n) us: a stand-in for the DES, so that the
-    # grid search and its bootstrap are tested, not the model.
+    # A stand-in for the DES (``_cost``), so that the grid search and its
+    # bootstrap are tested, not the model.
     import simlab.simulation  # noqa: PLC0415
 
     def fake(model, workload, platform, arch, **_kw):
         n = workload.connections
-        extra = 500.0 + 2000.0 * platform.switch_contention * np.log2(n)
-        served = 150.0
-        busy = (extra * 1e-6 + 0.001) * served
+        saturated = workload.think.mean < 1e-3
+        extra = _cost(platform.switch_contention, n, saturated)
+        served = 1.0 / (extra * 1e-6 + 0.001) if saturated else 150.0
+        busy = 1.0 if saturated else (extra * 1e-6 + 0.001) * served
         return SimpleNamespace(summary=SimpleNamespace(throughput_rps=served, cpu_busy_cores=busy))
 
     monkeypatch.setattr(simlab.simulation, "simulate", fake)
@@ -249,16 +267,35 @@ def _fake_simulate(monkeypatch) -> None:
 def test_contention_is_identified_only_inside_its_grid(monkeypatch) -> None:
     _fake_simulate(monkeypatch)
     p = load_platform("cpython")
-    ys = [500.0 + 2000.0 * 0.05 * np.log2(n) for n in (8, 64, 512, 2048)]
-    value, ci, ok, _ = cal.fit_contention(_thread_runs(ys), p)
-    assert (value, ok) == (0.05, True) and ci == [0.05, 0.05]
-    # Flat in the threads: the interval includes zero.
-    value, ci, ok, why = cal.fit_contention(_thread_runs([500.0] * 4), p)
+    same = [500.0] * 4
+
+    def saturated(c: float) -> list[float]:
+        return [_cost(c, n, saturated=True) for n in SATURATED]
+
+    value, ci, ok, _ = cal.fit_contention(_thread_runs(same, saturated(0.5)), p)
+    assert (value, ok) == (0.5, True) and ci == [0.5, 0.5]
+    # The GIL's time flat in the threads: the interval includes zero.
+    value, ci, ok, why = cal.fit_contention(_thread_runs(same, saturated(0.0)), p)
     assert (value, ok) == (0.0, False) and "zero" in why
     # Steeper than the grid's top: an interval at the grid's bound is no estimate.
-    ys = [500.0 + 2000.0 * 3.0 * np.log2(n) for n in (8, 64, 512, 2048)]
-    value, ci, ok, why = cal.fit_contention(_thread_runs(ys), p)
+    value, ci, ok, why = cal.fit_contention(_thread_runs(same, saturated(20.0)), p)
     assert value == cal.CONTENTION_GRID[-1] and not ok and "top of the grid" in why
+    # The same-load runs alone (no saturated run) cannot move it.
+    same_only = _thread_runs(same, saturated(0.5))[: len(SAME_LOAD)]
+    value, ci, ok, why = cal.fit_contention(same_only, p)
+    assert not ok and ci is None and "saturated" in why
+
+
+def test_a_saturated_run_is_judged_by_its_served_rate_not_its_cpu() -> None:
+    # Saturated, the GIL is the bottleneck: 1/served is what a request costs
+    # it, whatever CPU the process also spent outside the GIL.
+    run = Run("thread-per-connection",
+              Workload(connections=300, think=Fixed(1e-6), cpu=Fixed(0.001), io=Fixed(0.005)),
+              Architecture(workers=8), "saturate")  # fmt: skip
+    assert cal._contention_y(1.04, 400.0, run) == pytest.approx(1500.0)
+    assert cal._contention_y(0.5, 400.0, run) == pytest.approx(1500.0)
+    light = Run("thread-per-connection", run.workload, Architecture(workers=8), "threads")
+    assert cal._contention_y(0.6, 400.0, light) == pytest.approx(500.0)
 
 
 def test_fit_child_kernel_recovers_a_planted_cost_from_the_committed_runs() -> None:
@@ -373,15 +410,18 @@ def test_refit_measures_only_the_grid_runs_the_profile_lacks(tmp_path, monkeypat
     ]
     (tmp_path / "mine.json").write_text(json.dumps(profile))
     full = grid(quick=False)
-    wanted = {
-        k: r.label() for k, r in enumerate(full, 1) if r.target == "uvicorn" and r.role == "batch"
-    }
+    kept = {r["label"] for r in profile["runs"]}
+    # uvicorn's closed loops, and any run the grid gained after the profile.
+    wanted = {k: r.label() for k, r in enumerate(full, 1) if r.label() not in kept}
+    loops = [r.label() for r in full if r.target == "uvicorn" and r.role == "batch"]
+    assert set(loops) <= set(wanted.values())
     seen: dict[int, str] = {}
     measured = {r["label"]: r["measured"] for r in profile["runs"]}
     async_kept = measured["async N=16 closed x16 cpu=1ms calls=0 W=8 P=1"]
 
     def fake_measure(opts, progress=None):
-        seen[opts.seed] = Run(opts.target, opts.workload, Architecture(workers=8), "batch").label()
+        run = next(r for r in full if (r.target, r.workload) == (opts.target, opts.workload))
+        seen[opts.seed] = run.label()
         summary = SimpleNamespace(
             to_dict=lambda: {
                 "throughput_rps": async_kept["throughput_rps"],
@@ -395,8 +435,8 @@ def test_refit_measures_only_the_grid_runs_the_profile_lacks(tmp_path, monkeypat
     monkeypatch.setattr(cal, "_profile", lambda *a: fitted.extend(a[2]) or {"runs": []})
     cal.calibrate("mine", refit=True, measure_missing=True, out_dir=tmp_path)
     assert seen == wanted
-    assert len(fitted) == len(profile["runs"]) + 4
-    added = fitted[-4:]
+    assert len(fitted) == len(profile["runs"]) + len(wanted)
+    added = fitted[-len(wanted) :]
     assert [run.label() for run, _ in added] == list(wanted.values())
     assert all(s["throughput_rps"] == async_kept["throughput_rps"] for _, s in added)
     # Their journal is gone once they are kept (in the profile written next).

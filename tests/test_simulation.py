@@ -207,3 +207,21 @@ def test_idle_connections_cost_no_events(model):
     few, many = events(100), events(100_000)
     assert many <= few * 1.01
     assert few > 3000  # about 3,000 requests, each several events
+
+
+@pytest.mark.parametrize("engine", ["des", "fast"])
+def test_a_run_without_tables_summarises_each_replication_as_it_ends(engine):
+    """``tables=False`` summarises each replication when it ends and lets its
+    arrays go: the summary is the one a run with tables makes, to the bit,
+    and only the run with tables keeps the requests."""
+    w = Workload(connections=10**9, rate=80.0, cpu=Fixed(0.0), io=Exponential(1.0))
+    kw = {"duration": 150.0, "warmup": 5.0, "replications": 3, "seed": 4, "engine": engine}
+    arch = Architecture(workers=100)
+    with_tables = simlab.simulate("reactor-pool", w, simlab.load_platform("cpython"), arch, **kw)
+    without = simlab.simulate(
+        "reactor-pool", w, simlab.load_platform("cpython"), arch, tables=False, **kw
+    )
+    assert without.summary.engine == with_tables.summary.engine == engine
+    assert without.summary.to_json() == with_tables.summary.to_json()
+    assert all(rec.columns == {} for rec in without.records)
+    assert all(len(rec.columns["arrival"]) > 0 for rec in with_tables.records)

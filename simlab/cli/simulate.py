@@ -90,9 +90,11 @@ def simulate_command(args: argparse.Namespace) -> int:
     s = scenario_of(args)
     with fractions("simulating") as tick:
         progress = None if tick is None else (lambda f: tick(args.model, f))
+        # The command prints the summary only: no per-request tables, so a
+        # long run's replications let their arrays go as they are summarised.
         result = simulate(
             args.model, s.workload, s.platform, s.architecture, progress=progress,
-            **s.run.kwargs(),
+            tables=False, **s.run.kwargs(),
         )  # fmt: skip
     if result.summary.engine_reason:
         say(f"--engine auto runs the DES: {result.summary.engine_reason}")

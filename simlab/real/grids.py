@@ -49,6 +49,8 @@ class Run:
     def label(self) -> str:
         w, a = self.workload, self.arch
         rate = f"{w.rate:g}/s" if w.rate is not None else f"closed x{w.connections}"
+        if self.role == "saturate":
+            rate += " saturated"
         return (
             f"{self.target} N={w.connections} {rate} cpu={w.cpu.mean * 1e3:g}ms "
             f"calls={w.calls} W={a.workers} P={a.processes}"
@@ -76,8 +78,12 @@ def grid(quick: bool) -> list[Run]:
       request costs once the cost of waking is shared (batching); and the
       same loops against the peers that are one loop (``PEER_LOOPS``), for
       their own loop costs;
-    - ``threads``: the same offered load on 8 to 2,048 threads (switch cost
-      and contention);
+    - ``threads``: the same offered load on 8 to 2,048 threads (does the CPU
+      a request costs grow with the threads that exist?);
+    - ``saturate``: thread-per-connection in a closed loop with no think time
+      on 8 to 300 threads, so that nearly every thread waits for the GIL:
+      what a request costs the bottleneck as the runnable threads grow
+      (switch contention);
     - ``fork`` and ``spawn``: a process or a thread made per connection, at
       rising rates (creation cost under load, copy-on-write);
     - ``memory``: the same servers holding few and many connections, with
@@ -92,6 +98,7 @@ def grid(quick: bool) -> list[Run]:
         *structure_runs(),
         # Last, so that the runs before them keep their places (their seeds).
         *_peer_loop_runs(quick, length),
+        *_saturated_thread_runs(quick, length),
     ]
 
 
@@ -149,6 +156,24 @@ def _load_runs(quick: bool, length: float) -> list[Run]:
             )
             runs.append(Run(target, w, ARCH, role, duration=length))
     return runs
+
+
+def _saturated_thread_runs(quick: bool, length: float) -> list[Run]:
+    """Thread-per-connection saturated on 8 to 300 threads: a closed loop with
+    no think time keeps every thread's next request ready, so all but the
+    few in a backend call queue for the GIL."""
+    runs = []
+    for threads in SATURATED_THREADS[quick]:
+        w = Workload(
+            connections=threads, think=Fixed(1e-6), cpu=Fixed(0.001), io=Fixed(0.005), calls=1
+        )
+        runs.append(Run("thread-per-connection", w, ARCH, "saturate", duration=length))
+    return runs
+
+
+# 300 threads, as a held-out case has at saturation; more would hold each
+# request for seconds in a closed loop, longer than a run.
+SATURATED_THREADS = {True: (8, 300), False: (8, 64, 300)}
 
 
 # A closed loop's clients: a loop that wakes finds 1 to 64 requests ready.
