@@ -134,10 +134,15 @@ def _settle(fut: asyncio.Future[None]) -> None:
         fut.set_result(None)
 
 
-async def serve_app(listener: socket.socket, app: App) -> None:
-    """Serve on ``listener`` until SIGTERM or SIGINT, then close every connection."""
+async def serve_app(listener: socket.socket, app: App, backlog: int) -> None:
+    """Serve on ``listener`` until SIGTERM or SIGINT, then close every connection.
+
+    ``backlog`` is the listen queue the options ask for: create_server listens
+    on the socket again, with 100 unless told, and a queue of 100 dropped the
+    SYNs of a load generator that opens 256 connections at a time (each
+    dropped SYN is sent again a second later)."""
     loop = asyncio.get_running_loop()
-    server = await loop.create_server(lambda: HttpProtocol(app), sock=listener)
+    server = await loop.create_server(lambda: HttpProtocol(app), sock=listener, backlog=backlog)
     stop: asyncio.Future[None] = loop.create_future()
     for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
         loop.add_signal_handler(sig, _settle, stop)

@@ -94,7 +94,7 @@ class AsyncApp:
 
 def serve(listener: socket.socket, opts: ServerOptions) -> None:
     async def main() -> None:
-        await serve_app(listener, AsyncApp(opts))
+        await serve_app(listener, AsyncApp(opts), opts.listen_backlog)
 
     if opts.uvloop:
         uvloop.run(main())

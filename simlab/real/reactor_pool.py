@@ -87,6 +87,6 @@ def serve(listener: socket.socket, opts: ServerOptions) -> None:
     backend = BlockingBackend(opts.backend_port)
 
     async def main() -> None:
-        await serve_app(listener, ReactorApp(opts, backend))
+        await serve_app(listener, ReactorApp(opts, backend), opts.listen_backlog)
 
     asyncio.run(main())

@@ -126,7 +126,7 @@ def serve(listener: socket.socket, opts: ServerOptions) -> None:
         back.close()  # the front only connects
 
         async def main() -> None:
-            await serve_app(listener, FrontApp(opts, path))
+            await serve_app(listener, FrontApp(opts, path), opts.listen_backlog)
 
         asyncio.run(main())
     finally:

@@ -9,10 +9,12 @@ import subprocess
 import sys
 import threading
 import time
+from pathlib import Path
 
 import psutil
 import pytest
 
+from simlab.real.options import SERVER_MODELS
 from simlab.real.processes import Managed
 from tests.real.conftest import start_server
 
@@ -145,3 +147,22 @@ def test_measure_stopped_by_sigterm_leaves_nothing_behind() -> None:
         time.sleep(0.2)
     alive = [p for p in tree if p.is_running() and p.status() != psutil.STATUS_ZOMBIE]
     assert not alive, alive
+
+
+def _listen_queues(port: int) -> list[int]:
+    """The listen queue of every socket listening on ``port`` (``ss``'s Send-Q)."""
+    out = subprocess.run(
+        ["ss", "-Hltn", f"sport = :{port}"], capture_output=True, text=True, check=True
+    ).stdout
+    return [int(line.split()[2]) for line in out.splitlines() if line.strip()]
+
+
+@pytest.mark.parametrize("model", SERVER_MODELS)
+def test_a_server_listens_with_the_queue_it_was_given(backend: Managed, model: str) -> None:
+    # asyncio's create_server listens on a socket again, with a queue of 100
+    # unless told: the loop servers dropped the SYNs of the load generator's
+    # 256 connects at a time, each sent again a second later (about 1 s added
+    # to the start of every measured run, and to bursts of new connections).
+    want = min(4096, int(Path("/proc/sys/net/core/somaxconn").read_text()))
+    with start_server(model, backend.port) as server:
+        assert _listen_queues(server.port) == [want]
