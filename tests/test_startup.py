@@ -13,7 +13,8 @@ import sys
 
 import pytest
 
-from simlab.cli import MODULES, build_parser
+from simlab.cli import MODULES, build_parser, command_module
+from simlab.cli.options import Parser
 from simlab.registry import MODEL_NAMES
 
 # Loaded only by the commands that use them.
@@ -75,6 +76,25 @@ def test_stub_commands_match_the_full_parser() -> None:
     # in the same order and with the same help, as the parsers built in full.
     full = _commands(build_parser())
     assert _commands(build_parser("")) == full
-    for module in MODULES:
-        for name in module.COMMANDS:
+    for commands in MODULES.values():
+        for name in commands:
             assert _commands(build_parser(name)) == full
+
+
+def test_each_module_builds_the_commands_of_its_entry() -> None:
+    # A command is looked up in the table and built by the module of its entry:
+    # that module must add exactly those parsers (a command it forgot, or one it
+    # added under another module's entry, would leave a stub or a clash).
+    for module, commands in MODULES.items():
+        parser = Parser(prog="simlab")
+        command_module(module).add_commands(parser.add_subparsers(parser_class=Parser))
+        assert [name for name, _ in _commands(parser)] == list(commands)
+
+
+@pytest.mark.parametrize("module", list(MODULES))
+def test_a_command_imports_only_its_own_module(module: str) -> None:
+    command = next(iter(MODULES[module]))
+    names = imported("-m", "simlab", command, "--help")
+    others = {f"simlab.cli.{m}" for m in MODULES if m != module}
+    assert f"simlab.cli.{module}" in names
+    assert sorted(names & others) == []
