@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from simlab.stats import ci95, mser5, positive_ci95, quantile_ci95, t975
+from simlab.stats import ci95, mser5, percentiles, positive_ci95, quantile_ci95, t975
 
 # ----------------------------------------------------------------- MSER-5
 
@@ -126,3 +126,24 @@ def test_quantile_ci95_edges():
     # Replications that disagree wildly: the interval runs to the extremes, not beyond.
     value, ci = quantile_ci95([np.full(100, 1.0), np.full(100, 50.0)], 50)
     assert ci == [1.0, 50.0]
+
+
+def test_percentiles_are_numpys_to_the_bit() -> None:
+    # ``percentiles`` repeats np.percentile's steps so that summaries keep their
+    # numbers: every float must be the same, NaN included, on samples like the
+    # summaries' (continuous latencies, queue delays mostly exactly 0, ties,
+    # one or two values) at the levels they ask for and at random ones.
+    rng = np.random.default_rng(16)
+    samples = [
+        rng.exponential(1.0, 5_001),
+        np.where(rng.random(2_000) < 0.8, 0.0, rng.exponential(3.0, 2_000)),
+        rng.integers(0, 5, 777).astype(np.float64),
+        np.array([2.5]),
+        np.array([1.0, 3.0]),
+        np.append(rng.random(100), np.nan),
+    ]
+    levels = [0.0, 2.5, 50.0, 95.0, 97.5, 99.0, 99.9, 100.0, *rng.uniform(0, 100, 40)]
+    for sample in samples:
+        expected = np.percentile(sample, levels)
+        got = percentiles(sample.copy(), levels)
+        assert got.view(np.int64).tolist() == expected.view(np.int64).tolist()
