@@ -201,7 +201,7 @@ def percentiles(values: np.ndarray, qs: Sequence[float]) -> np.ndarray:
     array is reordered in place (as ``overwrite_input=True`` allows).
 
     NumPy's own takes its interpolation's indexes through ``np.unique``, which
-    loads ``numpy.ma`` (about 7% of a simulation's start-up) for one check of
+    loads ``numpy.ma`` (several per cent of a short simulation's start-up) for one check of
     a mask; the steps here are NumPy's (``_quantile``, ``_get_indexes``,
     ``_lerp`` in ``numpy/lib/_function_base_impl.py``), in the same order:
     the virtual index (n - 1) q / 100, its floor and the next index (the last
