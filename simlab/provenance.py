@@ -14,9 +14,7 @@ import json
 import math
 import os
 import platform
-import subprocess
 import sys
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -46,6 +44,8 @@ LIBRARIES = (
 
 def atomic_write(path: Path, data: bytes) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
+    import tempfile  # noqa: PLC0415 - a simulation that writes nothing does not load it
+
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         # mkstemp makes the file private (0600); give it the usual mode.
@@ -68,6 +68,8 @@ def atomic_write_json(path: Path, obj: Any) -> None:
 
 
 def git_revision() -> str:
+    import subprocess  # noqa: PLC0415 - only a run that records its revision needs it
+
     try:
         out = subprocess.run(
             ["git", "rev-parse", "HEAD"],

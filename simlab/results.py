@@ -6,6 +6,10 @@ order: ``to_dict()`` (and ``to_json()``) gives the object ``simlab simulate
 row with fixed column names, the same names for a simulated and a measured
 run wherever they hold the same quantity. Sweeps, the dashboard's tables,
 validation and experiments all flatten through ``to_row``.
+
+A measured run's classes live in ``simlab.measured`` and are importable from
+here too, loaded on first use (PEP 562): a simulation does not pay to build
+them.
 """
 
 from __future__ import annotations
@@ -19,6 +23,21 @@ from simlab.params import Architecture, Platform, Workload
 from simlab.provenance import json_safe
 
 if TYPE_CHECKING:
+    from simlab.measured import (
+        ConnectionCounts,
+        HistogramBlock,
+        InFlight,
+        LabCpu,
+        Little,
+        MeasuredMemory,
+        MeasuredStability,
+        MeasuredSummary,
+        MeasuredThreads,
+        Peak,
+        SendDelay,
+        SpeedReference,
+        SwitchRates,
+    )
     from simlab.overload.summary import OverloadSummary, Window
 
 __all__ = [
@@ -45,6 +64,24 @@ __all__ = [
     "SwitchRates",
     "ThreadLevel",
 ]
+
+# The measured run's names (``simlab.measured``), loaded when first asked for.
+_MEASURED = frozenset({
+    "ConnectionCounts", "HistogramBlock", "InFlight", "LabCpu", "Little", "MeasuredMemory",
+    "MeasuredStability", "MeasuredSummary", "MeasuredThreads", "Peak", "SendDelay",
+    "SpeedReference", "SwitchRates",
+})  # fmt: skip
+
+
+def __getattr__(name: str) -> Any:
+    if name in _MEASURED:
+        from simlab import measured  # noqa: PLC0415 - see _MEASURED
+
+        value = getattr(measured, name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 CI = list[float] | None  # a 95% confidence interval [low, high], or None when unknown
 OMIT_NONE = {"omit_none": True}  # a key that is left out of the JSON when it has no value
@@ -183,7 +220,7 @@ class Stability(Plain):
     reasons: tuple[str, ...]
 
 
-def _lo_hi(ci: CI) -> tuple[float | None, float | None]:
+def lo_hi(ci: CI) -> tuple[float | None, float | None]:
     return (ci[0], ci[1]) if ci else (None, None)
 
 
@@ -233,12 +270,12 @@ class SimSummary(Plain):
         lat, q, th, mem = self.latency_ms, self.queue_delay_ms, self.threads, self.memory_mib
         row: dict[str, Any] = {"model": self.model, "engine": self.engine}
         row["throughput_rps"] = self.throughput_rps
-        row["throughput_ci_lo"], row["throughput_ci_hi"] = _lo_hi(self.throughput_ci95)
+        row["throughput_ci_lo"], row["throughput_ci_hi"] = lo_hi(self.throughput_ci95)
         row["offered_rps"] = self.offered_rps
         for key in ("mean", "p50", "p95", "p99"):
             row[f"latency_{key}_ms"] = getattr(lat, key)
-        row["latency_mean_ci_lo"], row["latency_mean_ci_hi"] = _lo_hi(lat.mean_ci95)
-        row["latency_p99_ci_lo"], row["latency_p99_ci_hi"] = _lo_hi(lat.p99_ci95)
+        row["latency_mean_ci_lo"], row["latency_mean_ci_hi"] = lo_hi(lat.mean_ci95)
+        row["latency_p99_ci_lo"], row["latency_p99_ci_hi"] = lo_hi(lat.p99_ci95)
         row["queue_delay_mean_ms"], row["queue_delay_p99_ms"] = q.mean, q.p99
         row["threads_peak"], row["threads_mean"] = th.peak, th.mean
         row["threads_busy_mean"] = th.busy_mean
@@ -271,207 +308,3 @@ def overload_columns(block: OverloadSummary | None) -> dict[str, Any]:
         "bids_share": block.bids_share,
         "recovered_s": rec.recovered_s if rec is not None else None,
     }
-
-
-@dataclass(frozen=True)
-class HistogramBlock(Plain):
-    """A measured latency from HdrHistogram (ms): mean, percentiles, max, the
-    mean's 95% CI from batch means, and how many requests it holds."""
-
-    mean: float | None = None
-    p50: float | None = None
-    p95: float | None = None
-    p99: float | None = None
-    max: float | None = None
-    mean_ci95: CI = None
-    count: int | None = field(default=None, metadata=OMIT_NONE)
-
-
-@dataclass(frozen=True)
-class MeasuredThreads(Plain):
-    """Threads of the server's process tree, and busy ones: ``peak`` is the
-    largest of the probe's counts, read every ``SAMPLE_INTERVAL_S`` over the
-    window (``ThreadLevel.peak``); ``mean`` is their mean."""
-
-    peak: float | None
-    mean: float | None
-    busy_mean: float
-
-
-@dataclass(frozen=True)
-class MeasuredMemory(Plain):
-    """Memory of the server (MiB), with ``MemoryLevel``'s meanings: resident =
-    user + kernel (``peak``, ``mean``: their sum sample by sample); user =
-    the process tree's PSS, read every ``USER_SAMPLE_INTERVAL_S``; kernel =
-    the server's own kernel memory (its memory cgroup, read every
-    ``SAMPLE_INTERVAL_S``, ``simlab.real.kernel``; None where it cannot be
-    measured); reserved virtual = the tree's VMS. The peaks are the largest
-    reads in the window (``MemoryLevel``'s sampled peaks). RSS and USS for
-    reference."""
-
-    peak: float | None
-    mean: float | None
-    virtual_peak: float | None
-    user_peak: float | None
-    user_mean: float | None
-    kernel_peak: float | None
-    kernel_mean: float | None
-    rss_peak: float | None
-    uss_peak: float | None
-
-
-@dataclass(frozen=True)
-class Peak(Plain):
-    peak: float | None
-
-
-@dataclass(frozen=True)
-class SwitchRates(Plain):
-    """Context switches per second of the server's tree."""
-
-    voluntary: float | None
-    involuntary: float | None
-
-
-@dataclass(frozen=True)
-class ConnectionCounts(Plain):
-    """The load generator's connections: opened, failed to open, and open
-    seconds; and, where pre-forked copies race for them (gthread), how many
-    each copy accepted, most first (``probe.AcceptSplit``)."""
-
-    opened: int
-    failed: int
-    open_seconds: float
-    per_process: tuple[int, ...] | None = field(default=None, metadata=OMIT_NONE)
-
-
-@dataclass(frozen=True)
-class InFlight(Plain):
-    mean: float
-
-
-@dataclass(frozen=True)
-class Little(Plain):
-    """Little's law checked on a real run: sampled in flight against X x W."""
-
-    in_flight_sampled: float
-    throughput_x_latency: float | None
-    rel_error: float | None
-
-
-@dataclass(frozen=True)
-class LabCpu(Plain):
-    """CPU the lab's own processes used beside the server (on the same cores):
-    the load generator per request sent, the backend per call made (us)."""
-
-    client_us_per_request: float | None
-    backend_us_per_call: float | None
-
-
-@dataclass(frozen=True)
-class SpeedReference(Plain):
-    """The machine's speed right before and right after a real run
-    (``simlab.real.speed``): ops per wall second of a fixed pure-Python
-    workload like a server's overheads, the fastest of its batches, outside
-    the measured window and inside the real-run lock; ``ops_s`` is the mean
-    of the two, ``work`` names the workload (only equal names compare)."""
-
-    ops_s: float
-    before_ops_s: float
-    after_ops_s: float
-    work: str
-
-    @classmethod
-    def of(cls, before: float, after: float, work: str) -> SpeedReference:
-        return cls((before + after) / 2, before, after, work)
-
-
-@dataclass(frozen=True)
-class MeasuredStability(Plain):
-    reasons: tuple[str, ...]
-
-
-@dataclass(frozen=True)
-class SendDelay(Plain):
-    """How late the load generator sent (ms): its own lag, a check on the load,
-    and a client's wait for its connection's previous request to be answered.
-    ``queued_behind`` counts the measured requests that waited so."""
-
-    p50: float
-    p99: float
-    queued_behind: int | None = None
-
-
-@dataclass(frozen=True)
-class MeasuredSummary(Plain):
-    """One real run's summary: the JSON contract of ``simlab measure``."""
-
-    model: str
-    engine: str
-    resembles: str
-    platform: str  # the platform (runtime) the server runs on, as the model names it
-    runtime: Mapping[str, str]  # the versions of a peer's runtime, empty for simlab's own
-    throughput_rps: float
-    throughput_ci95: CI
-    offered_rps: float | None
-    latency_ms: HistogramBlock
-    queue_delay_ms: HistogramBlock
-    service_ms: HistogramBlock
-    threads: MeasuredThreads
-    memory_mib: MeasuredMemory
-    processes: Peak
-    fds: Peak
-    context_switches_per_s: SwitchRates
-    connections: ConnectionCounts
-    in_flight: InFlight
-    little: Little
-    cpu_busy_cores: float
-    cpu_utilization: float | None
-    lab_cpu: LabCpu
-    requests: int
-    completed: int
-    dropped: int
-    incomplete: int
-    errors: Mapping[str, int]
-    stable: bool
-    stability: MeasuredStability
-    send_delay_ms: SendDelay | None = field(default=None, metadata=OMIT_NONE)
-    warnings: tuple[str, ...] = ()
-    workload: Workload | None = None
-    architecture: Architecture | None = None
-    seed: int = 1
-    duration_s: float = 0.0
-    warmup_s: float = 0.0
-    started: str = ""
-    machine: Mapping[str, Any] = field(default_factory=dict)
-    git_revision: str = ""
-    took_s: float = 0.0
-    overload: OverloadSummary | None = field(default=None, metadata=OMIT_NONE)
-    timeline: tuple[Window, ...] | None = field(default=None, metadata=OMIT_NONE)
-    speed_reference: SpeedReference | None = field(default=None, metadata=OMIT_NONE)
-
-    def to_row(self) -> dict[str, Any]:
-        """One flat row, with ``SimSummary.to_row``'s names where the quantity is the same."""
-        lat, q, th, mem = self.latency_ms, self.queue_delay_ms, self.threads, self.memory_mib
-        row: dict[str, Any] = {"model": self.model, "engine": self.engine}
-        row["throughput_rps"] = self.throughput_rps
-        row["throughput_ci_lo"], row["throughput_ci_hi"] = _lo_hi(self.throughput_ci95)
-        row["offered_rps"] = self.offered_rps
-        for key in ("mean", "p50", "p95", "p99"):
-            row[f"latency_{key}_ms"] = getattr(lat, key)
-        row["latency_mean_ci_lo"], row["latency_mean_ci_hi"] = _lo_hi(lat.mean_ci95)
-        row["queue_delay_mean_ms"], row["queue_delay_p99_ms"] = q.mean, q.p99
-        row["threads_peak"], row["threads_mean"] = th.peak, th.mean
-        row["threads_busy_mean"] = th.busy_mean
-        row["memory_peak_mib"], row["memory_mean_mib"] = mem.peak, mem.mean
-        row["virtual_peak_mib"] = mem.virtual_peak
-        row["memory_user_peak_mib"], row["memory_kernel_peak_mib"] = mem.user_peak, mem.kernel_peak
-        row["in_flight_mean"] = self.in_flight.mean
-        row["cpu_utilization"] = self.cpu_utilization
-        for key in ("requests", "completed", "dropped", "incomplete"):
-            row[key] = getattr(self, key)
-        row["stable"] = self.stable
-        row["stability"] = "; ".join(self.stability.reasons)
-        row.update(overload_columns(self.overload))
-        cleaned: dict[str, Any] = json_safe(row)
-        return cleaned

@@ -26,7 +26,15 @@ from collections.abc import Sequence
 
 import numpy as np
 
-__all__ = ["bootstrap_ci", "ci95", "mser5", "positive_ci95", "quantile_ci95", "t975"]
+__all__ = [
+    "bootstrap_ci",
+    "ci95",
+    "mser5",
+    "positive_ci95",
+    "quantile_ci95",
+    "quantiles_ci95",
+    "t975",
+]
 
 # MSER-5 averages the output in batches of this many observations.
 MSER_BATCH = 5

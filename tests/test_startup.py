@@ -13,7 +13,8 @@ import sys
 
 import pytest
 
-from simlab.cli import MODULES, build_parser
+from simlab.cli import MODULES, build_parser, command_module
+from simlab.cli.options import Parser
 from simlab.registry import MODEL_NAMES
 
 # Loaded only by the commands that use them.
@@ -65,6 +66,20 @@ def test_running_a_command_does_load_its_engine() -> None:
     assert loaded(names, ("numpy", "simpy")) != []
 
 
+def test_a_simulation_loads_only_what_it_uses() -> None:
+    # What the DES's whole process was spared: numpy's masked arrays (the
+    # summary's percentiles, simlab.stats.percentiles), the measured run's
+    # results and the other commands' modules. Two replications, so the
+    # percentiles' intervals are computed too.
+    names = imported(
+        "-m", "simlab", "simulate", MODEL_NAMES[0], "--engine", "des", "--duration", "1",
+        "--replications", "2", "--json",
+    )  # fmt: skip
+    assert "simlab.stats" in names
+    spared = ("numpy.ma", "simlab.measured", "simlab.cli.lab", "simlab.cli.claims")
+    assert loaded(names, spared) == []
+
+
 def _commands(parser: argparse.ArgumentParser) -> list[tuple[str, str | None]]:
     sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
     return [(c.dest, c.help) for c in sub._choices_actions]
@@ -75,6 +90,25 @@ def test_stub_commands_match_the_full_parser() -> None:
     # in the same order and with the same help, as the parsers built in full.
     full = _commands(build_parser())
     assert _commands(build_parser("")) == full
-    for module in MODULES:
-        for name in module.COMMANDS:
+    for commands in MODULES.values():
+        for name in commands:
             assert _commands(build_parser(name)) == full
+
+
+def test_each_module_builds_the_commands_of_its_entry() -> None:
+    # A command is looked up in the table and built by the module of its entry:
+    # that module must add exactly those parsers (a command it forgot, or one it
+    # added under another module's entry, would leave a stub or a clash).
+    for module, commands in MODULES.items():
+        parser = Parser(prog="simlab")
+        command_module(module).add_commands(parser.add_subparsers(parser_class=Parser))
+        assert [name for name, _ in _commands(parser)] == list(commands)
+
+
+@pytest.mark.parametrize("module", list(MODULES))
+def test_a_command_imports_only_its_own_module(module: str) -> None:
+    command = next(iter(MODULES[module]))
+    names = imported("-m", "simlab", command, "--help")
+    others = {f"simlab.cli.{m}" for m in MODULES if m != module}
+    assert f"simlab.cli.{module}" in names
+    assert sorted(names & others) == []

@@ -4,16 +4,14 @@ from __future__ import annotations
 
 import argparse
 
-from simlab.cli import options
+from simlab.cli import MODULES, options
 from simlab.cli.output import console, print_json
 
 __all__ = ["COMMANDS", "add_commands"]
 
-# Each command and its one-line help (``simlab --help`` lists them without
-# building their parsers).
-COMMANDS = {
-    "claims": "the notes' claims, each with its verdict from the committed data",
-}
+# Each command and its one-line help: its entry in the command table, which
+# ``simlab --help`` lists without importing this module.
+COMMANDS = MODULES["claims"]
 
 
 def _ids() -> tuple[str, ...]:

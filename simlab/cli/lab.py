@@ -8,7 +8,7 @@ import errno
 from pathlib import Path
 from typing import Any
 
-from simlab.cli import options
+from simlab.cli import MODULES, options
 from simlab.cli.output import console, fmt, print_json, say, steps
 from simlab.errors import RunFailed, UserError
 from simlab.gate import add_options as gate_options
@@ -30,15 +30,9 @@ SCENARIO = (
 )  # fmt: skip
 
 
-# Each command and its one-line help (``simlab --help`` lists them without
-# building their parsers).
-COMMANDS = {
-    "serve": "run one real server (or peer) in the foreground",
-    "measure": "measure a real server under load (or 'memory')",
-    "calibrate": "fit a platform profile to real runs on this machine",
-    "validate": "held-out real runs against the calibrated simulation",
-    "usl": "fit the Universal Scalability Law to closed-loop real runs",
-}
+# Each command and its one-line help: its entry in the command table, which
+# ``simlab --help`` lists without importing this module.
+COMMANDS = MODULES["lab"]
 
 
 def _targets() -> tuple[str, ...]:

@@ -8,8 +8,8 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
+from simlab.cli import MODULES, options
 from simlab.cli import burst as burst_cli
-from simlab.cli import options
 from simlab.cli.output import console, fmt, print_json, say, steps
 from simlab.errors import UserError
 from simlab.params import Architecture
@@ -29,13 +29,9 @@ SCENARIO = (*options.WORKLOAD, *options.PLATFORM, "gil")
 DASHBOARD_STOP_S = 10.0
 
 
-# Each command and its one-line help (``simlab --help`` lists them without
-# building their parsers).
-COMMANDS = {
-    "plan": "the smallest configuration of each model for a goal",
-    "sweep": "run a what-if sweep file (resumable; local or Dask)",
-    "dashboard": "start the Streamlit dashboard on 127.0.0.1",
-}
+# Each command and its one-line help: its entry in the command table, which
+# ``simlab --help`` lists without importing this module.
+COMMANDS = MODULES["plan"]
 
 
 def add_commands(sub: argparse._SubParsersAction[options.Parser]) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from typing import TYPE_CHECKING, Any
 
-from simlab.cli import options
+from simlab.cli import MODULES, options
 from simlab.cli.output import ci, console, fmt, fractions, print_json, say
 from simlab.registry import MODEL_NAMES
 from simlab.scenario import Scenario, build
@@ -36,12 +36,9 @@ SCENARIO = (
 )
 
 
-# Each command and its one-line help (``simlab --help`` lists them without
-# building their parsers).
-COMMANDS = {
-    "simulate": "simulate one model",
-    "compare": "every model side by side",
-}
+# Each command and its one-line help: its entry in the command table, which
+# ``simlab --help`` lists without importing this module.
+COMMANDS = MODULES["simulate"]
 
 
 def add_commands(sub: argparse._SubParsersAction[options.Parser]) -> None:

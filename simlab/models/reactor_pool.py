@@ -35,7 +35,7 @@ from typing import Any
 
 import numpy as np
 import simpy
-from simpy.events import Initialize, Timeout
+from simpy.events import Initialize
 
 from simlab.errors import UserError
 from simlab.footprint import Units
@@ -43,6 +43,7 @@ from simlab.models import composition, loads
 from simlab.models.base import (
     COMPLETED,
     Analytic,
+    Due,
     FastMode,
     Model,
     RequestCost,
@@ -247,7 +248,7 @@ class ReactorPool(Model):
         held = cpu + self.io_time[i]
         if held > 0:
             done = partial(self._quick_done, i, conn, process, worker, cpu)
-            Timeout(self.env, held).callbacks.append(done)
+            Due(self.env, held, done)
             return
         self._quick_session(i, conn, process, DONE, worker, cpu)
 
@@ -314,7 +315,7 @@ class ReactorPool(Model):
                     self.cpu.busy_dur.append(cpu)
                 if cpu + self.io_time[i] > 0:
                     done = partial(self._quick_done, i, conn, process, worker, cpu)
-                    Timeout(self.env, cpu + self.io_time[i]).callbacks.append(done)
+                    Due(self.env, cpu + self.io_time[i], done)
                     return
                 stage = DONE
             if stage == DONE:
