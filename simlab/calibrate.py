@@ -149,15 +149,11 @@ def fit_cpu(results: list[tuple[Run, dict[str, Any]]]) -> Fit:
 def _contention_y(busy: float | None, served: float | None, run: Run) -> float | None:
     """What a thread run says about contention, in microseconds a request,
     the same on both sides: a saturated run's bottleneck time (1/served: the
-    GIL's, nearly every thread waiting for it), any other's CPU beyond the
-    requested burn."""
-    if not served:
-        return None
+    GIL's, nearly every thread waiting for it, as if its one core were all
+    that is busy), any other's CPU beyond the requested burn."""
     if run.role == "saturate":
-        return float((1.0 / served - run.workload.cpu.mean) * 1e6)
-    if not busy:
-        return None
-    return float((busy / served - run.workload.cpu.mean) * 1e6)
+        busy = 1.0
+    return _per_request_cpu({"cpu_busy_cores": busy, "throughput_rps": served}, run)
 
 
 def fit_contention(
