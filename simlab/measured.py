@@ -15,8 +15,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from simlab.params import Architecture, Workload
-from simlab.provenance import json_safe
-from simlab.results import CI, OMIT_NONE, Plain, lo_hi, overload_columns
+from simlab.results import CI, OMIT_NONE, Plain, summary_row
 
 if TYPE_CHECKING:
     from simlab.overload.summary import OverloadSummary, Window
@@ -217,26 +216,4 @@ class MeasuredSummary(Plain):
 
     def to_row(self) -> dict[str, Any]:
         """One flat row, with ``SimSummary.to_row``'s names where the quantity is the same."""
-        lat, q, th, mem = self.latency_ms, self.queue_delay_ms, self.threads, self.memory_mib
-        row: dict[str, Any] = {"model": self.model, "engine": self.engine}
-        row["throughput_rps"] = self.throughput_rps
-        row["throughput_ci_lo"], row["throughput_ci_hi"] = lo_hi(self.throughput_ci95)
-        row["offered_rps"] = self.offered_rps
-        for key in ("mean", "p50", "p95", "p99"):
-            row[f"latency_{key}_ms"] = getattr(lat, key)
-        row["latency_mean_ci_lo"], row["latency_mean_ci_hi"] = lo_hi(lat.mean_ci95)
-        row["queue_delay_mean_ms"], row["queue_delay_p99_ms"] = q.mean, q.p99
-        row["threads_peak"], row["threads_mean"] = th.peak, th.mean
-        row["threads_busy_mean"] = th.busy_mean
-        row["memory_peak_mib"], row["memory_mean_mib"] = mem.peak, mem.mean
-        row["virtual_peak_mib"] = mem.virtual_peak
-        row["memory_user_peak_mib"], row["memory_kernel_peak_mib"] = mem.user_peak, mem.kernel_peak
-        row["in_flight_mean"] = self.in_flight.mean
-        row["cpu_utilization"] = self.cpu_utilization
-        for key in ("requests", "completed", "dropped", "incomplete"):
-            row[key] = getattr(self, key)
-        row["stable"] = self.stable
-        row["stability"] = "; ".join(self.stability.reasons)
-        row.update(overload_columns(self.overload))
-        cleaned: dict[str, Any] = json_safe(row)
-        return cleaned
+        return summary_row(self, p99_ci=False, connections=False)

@@ -220,6 +220,40 @@ class Stability(Plain):
     reasons: tuple[str, ...]
 
 
+def summary_row(s: Any, *, p99_ci: bool, connections: bool) -> dict[str, Any]:
+    """The flat row of a simulated or a measured summary (``SimSummary`` or
+    ``MeasuredSummary``), one set of column names for the quantities both
+    have; ``p99_ci`` and ``connections`` add the columns only a simulation
+    has (its p99's interval, the connections it held at the peak)."""
+    lat, q, th, mem = s.latency_ms, s.queue_delay_ms, s.threads, s.memory_mib
+    row: dict[str, Any] = {"model": s.model, "engine": s.engine}
+    row["throughput_rps"] = s.throughput_rps
+    row["throughput_ci_lo"], row["throughput_ci_hi"] = lo_hi(s.throughput_ci95)
+    row["offered_rps"] = s.offered_rps
+    for key in ("mean", "p50", "p95", "p99"):
+        row[f"latency_{key}_ms"] = getattr(lat, key)
+    row["latency_mean_ci_lo"], row["latency_mean_ci_hi"] = lo_hi(lat.mean_ci95)
+    if p99_ci:
+        row["latency_p99_ci_lo"], row["latency_p99_ci_hi"] = lo_hi(lat.p99_ci95)
+    row["queue_delay_mean_ms"], row["queue_delay_p99_ms"] = q.mean, q.p99
+    row["threads_peak"], row["threads_mean"] = th.peak, th.mean
+    row["threads_busy_mean"] = th.busy_mean
+    row["memory_peak_mib"], row["memory_mean_mib"] = mem.peak, mem.mean
+    row["virtual_peak_mib"] = mem.virtual_peak
+    row["memory_user_peak_mib"], row["memory_kernel_peak_mib"] = mem.user_peak, mem.kernel_peak
+    if connections:
+        row["connections_peak"] = s.connections.peak
+    row["in_flight_mean"] = s.in_flight.mean
+    row["cpu_utilization"] = s.cpu_utilization
+    for key in ("requests", "completed", "dropped", "incomplete"):
+        row[key] = getattr(s, key)
+    row["stable"] = s.stable
+    row["stability"] = "; ".join(s.stability.reasons)
+    row.update(overload_columns(s.overload))
+    cleaned: dict[str, Any] = json_safe(row)
+    return cleaned
+
+
 def lo_hi(ci: CI) -> tuple[float | None, float | None]:
     return (ci[0], ci[1]) if ci else (None, None)
 
@@ -267,31 +301,7 @@ class SimSummary(Plain):
 
     def to_row(self) -> dict[str, Any]:
         """One flat row: the columns a sweep, a table or an experiment keeps."""
-        lat, q, th, mem = self.latency_ms, self.queue_delay_ms, self.threads, self.memory_mib
-        row: dict[str, Any] = {"model": self.model, "engine": self.engine}
-        row["throughput_rps"] = self.throughput_rps
-        row["throughput_ci_lo"], row["throughput_ci_hi"] = lo_hi(self.throughput_ci95)
-        row["offered_rps"] = self.offered_rps
-        for key in ("mean", "p50", "p95", "p99"):
-            row[f"latency_{key}_ms"] = getattr(lat, key)
-        row["latency_mean_ci_lo"], row["latency_mean_ci_hi"] = lo_hi(lat.mean_ci95)
-        row["latency_p99_ci_lo"], row["latency_p99_ci_hi"] = lo_hi(lat.p99_ci95)
-        row["queue_delay_mean_ms"], row["queue_delay_p99_ms"] = q.mean, q.p99
-        row["threads_peak"], row["threads_mean"] = th.peak, th.mean
-        row["threads_busy_mean"] = th.busy_mean
-        row["memory_peak_mib"], row["memory_mean_mib"] = mem.peak, mem.mean
-        row["virtual_peak_mib"] = mem.virtual_peak
-        row["memory_user_peak_mib"], row["memory_kernel_peak_mib"] = mem.user_peak, mem.kernel_peak
-        row["connections_peak"] = self.connections.peak
-        row["in_flight_mean"] = self.in_flight.mean
-        row["cpu_utilization"] = self.cpu_utilization
-        for key in ("requests", "completed", "dropped", "incomplete"):
-            row[key] = getattr(self, key)
-        row["stable"] = self.stable
-        row["stability"] = "; ".join(self.stability.reasons)
-        row.update(overload_columns(self.overload))
-        cleaned: dict[str, Any] = json_safe(row)
-        return cleaned
+        return summary_row(self, p99_ci=True, connections=True)
 
 
 def overload_columns(block: OverloadSummary | None) -> dict[str, Any]:

@@ -53,20 +53,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from simlab.errors import RunFailed, UserError
-from simlab.overload.policy import in_play
-from simlab.params import Architecture, Trace, Workload
-from simlab.paths import measurements_dir
-from simlab.provenance import atomic_write_json, git_revision, machine, utc_stamp
-from simlab.real import loadgen, peers
-from simlab.real.kernel import KernelAccount
-from simlab.real.limits import check_fits, raise_fd_limit
-from simlab.real.lock import exclusive
-from simlab.real.options import SERVER_MODELS
-from simlab.real.probe import AcceptSplit, Probe
-from simlab.real.processes import Managed, free_port, port_is_free, python, share_priority
-from simlab.real.speed import WORK as SPEED_WORK
-from simlab.real.speed import measure_speed
-from simlab.results import (
+from simlab.measured import (
     ConnectionCounts,
     HistogramBlock,
     InFlight,
@@ -81,6 +68,19 @@ from simlab.results import (
     SpeedReference,
     SwitchRates,
 )
+from simlab.overload.policy import in_play
+from simlab.params import Architecture, Trace, Workload
+from simlab.paths import measurements_dir
+from simlab.provenance import atomic_write_json, git_revision, machine, utc_stamp
+from simlab.real import loadgen, peers
+from simlab.real.kernel import KernelAccount
+from simlab.real.limits import check_fits, raise_fd_limit
+from simlab.real.lock import exclusive
+from simlab.real.options import SERVER_MODELS
+from simlab.real.probe import AcceptSplit, Probe
+from simlab.real.processes import Managed, free_port, port_is_free, python, share_priority
+from simlab.real.speed import WORK as SPEED_WORK
+from simlab.real.speed import measure_speed
 from simlab.stats import ci95, positive_ci95
 
 if TYPE_CHECKING:
