@@ -93,10 +93,11 @@ def test_a_signal_between_measurements_ends_the_run(
 def test_a_second_signal_ends_a_test_that_took_the_first(tmp_path: Path, session: Start) -> None:
     # As simlab.cli.main does: the first interrupt is taken as the command's own
     # stop; this test then goes on, and only a second signal can end it early.
+    # 'armed' is touched inside the try: the signal can come as soon as the file
+    # exists, before touch() has returned (CI once caught it there, out of the try).
     body = (
         "def test_takes_it():\n"
-        "    (HERE / 'armed').touch()\n"
-        "    try:\n        time.sleep(30)\n"
+        "    try:\n        (HERE / 'armed').touch()\n        time.sleep(30)\n"
         "    except KeyboardInterrupt:\n        (HERE / 'took').touch()\n"
         "    time.sleep(30)\n"
     )
