@@ -23,6 +23,13 @@ within bounds, and records everything it saw:
   else the one whose slower end was fastest; the others are kept in the
   record with their values and why they were repeated. Nothing is dropped
   unseen.
+- **A run the machine stalled in** (``simlab.real.speed.SpeedWatch``: a
+  thread that wakes every 0.5 s woke ``STALL_MS`` late or more) is repeated
+  too, within the same bounds; a kept run that stalled says so. A busy core
+  delays that wake-up by milliseconds (7-13 ms measured at saturation); a
+  stall of the machine holds every thread back, the server's with it, and
+  puts seconds into a p99 (the 05:16 UTC validation of 2 December had a
+  thread-pool run whose p99 was 27.6 s against its siblings' 81 and 85 ms).
 - The gate's extra time (waits and repeated runs) over a whole validation
   or calibration is bounded by ``budget_s``; once spent, runs are measured
   and marked, neither waited for nor repeated.
@@ -71,6 +78,7 @@ __all__ = [
     "journalled",
     "record",
     "spent",
+    "stall_ms",
 ]
 
 MARGIN = 0.25
@@ -283,6 +291,16 @@ def slowest_end(value: Mapping[str, Any]) -> float | None:
     return float(min(ref["before_ops_s"], ref["after_ops_s"]))
 
 
+def stall_ms(value: Mapping[str, Any]) -> float | None:
+    """The machine's longest stall in a run (``speed_reference.stall_max_ms``,
+    ``simlab.real.speed.SpeedWatch``) when it reached ``STALL_MS``, else None."""
+    from simlab.real.speed import STALL_MS  # noqa: PLC0415
+
+    ref = value.get("speed_reference") or {}
+    stall = ref.get("stall_max_ms")
+    return float(stall) if stall is not None and stall >= STALL_MS else None
+
+
 def gated(
     gate: Gate,
     run: Callable[[], dict[str, Any]],
@@ -311,20 +329,17 @@ def gated(
             check = await_speed(gate, budget, c, say)
             value = run()
         slowest = slowest_end(value)
+        stall = stall_ms(value) if gate.on else None
         attempt: dict[str, Any] = {
             "value": value,
             "check": check,
             "slowest_ops_s": slowest,
+            "stall_ms": stall,
             "run_s": c.now() - start - check["waited_s"],
         }
         slow = floor is not None and slowest is not None and slowest < floor
-        if slow and len(attempts) < gate.retries and budget.left:
-            assert slowest is not None
-            assert floor is not None
-            attempt["why"] = (
-                f"repeated: the speed reference fell to {slowest:,.0f} ops/s at an end of "
-                f"the run, under the gate's {floor:,.0f}"
-            )
+        if (slow or stall is not None) and len(attempts) < gate.retries and budget.left:
+            attempt["why"] = _why_repeated(slowest if slow else None, floor, stall)
             budget.spend(attempt["run_s"])
             attempts.append(attempt)
             if on_repeat is not None:
@@ -333,9 +348,16 @@ def gated(
         attempts.append(attempt)
         break
     keep = len(attempts) - 1
-    if slow:
-        # Every attempt fell under the floor: the one nearest the usual speed.
-        keep = max(range(len(attempts)), key=lambda k: attempts[k]["slowest_ops_s"] or 0.0)
+    if slow or stall is not None:
+        # Every attempt stalled or fell under the floor: one that did not
+        # stall if any, and of those the one nearest the usual speed.
+        keep = max(
+            range(len(attempts)),
+            key=lambda k: (
+                attempts[k].get("stall_ms") is None,
+                attempts[k]["slowest_ops_s"] or 0.0,
+            ),
+        )
     kept = attempts[keep]
     others = [
         {
@@ -346,14 +368,29 @@ def gated(
         for k, a in enumerate(attempts)
         if k != keep
     ]
+    kept_slow = floor is not None and (kept["slowest_ops_s"] or math.inf) < floor
     record = {
         "check": kept["check"],
         "slowest_ops_s": kept["slowest_ops_s"],
-        "slow_machine": bool(slow or kept["check"]["slow_machine"]) if gate.on else None,
+        "stall_ms": kept.get("stall_ms"),
+        "slow_machine": bool(kept_slow or kept["check"]["slow_machine"]) if gate.on else None,
         "attempts": len(attempts),
         "repeated": others,
     }
     return {**kept["value"], "gate": record}
+
+
+def _why_repeated(slowest: float | None, floor: float | None, stall: float | None) -> str:
+    """Why an attempt is repeated: its speed at an end, its stall, or both."""
+    why = []
+    if slowest is not None and floor is not None:
+        why.append(
+            f"the speed reference fell to {slowest:,.0f} ops/s at an end of the run, "
+            f"under the gate's {floor:,.0f}"
+        )
+    if stall is not None:
+        why.append(f"the machine stalled for {stall:,.0f} ms during the run")
+    return "repeated: " + "; ".join(why)
 
 
 def journalled(
@@ -400,11 +437,13 @@ def record(gate: Gate, runs: list[tuple[str, int, dict[str, Any] | None]]) -> di
     """The report's record of the gate: its options, and every run it held
     back, marked or repeated (case, run, what it saw, the repeated values)."""
     seen = []
+    refs = [(value or {}).get("speed_reference") or {} for _, _, value in runs]
+    watched = [x for x in refs if x.get("stall_max_ms") is not None]
     for label, r, value in runs:
         g = (value or {}).get("gate")
         if not g:
             continue
-        if g["check"]["waited_s"] > 0 or g["slow_machine"] or g["repeated"]:
+        if g["check"]["waited_s"] > 0 or g["slow_machine"] or g["repeated"] or g.get("stall_ms"):
             seen.append({"case": label, "run": r + 1, **g})
     return {
         "options": gate.to_dict(),
@@ -412,6 +451,22 @@ def record(gate: Gate, runs: list[tuple[str, int, dict[str, Any] | None]]) -> di
         "waited": sum(1 for g in seen if g["check"]["waited_s"] > 0),
         "slow_machine": sum(1 for g in seen if g["slow_machine"]),
         "repeated": sum(1 for g in seen if g["repeated"]),
+        "stalled": sum(1 for g in seen if g.get("stall_ms")),
         "waited_s": sum(float(g["check"]["waited_s"]) for g in seen),
         "held": seen,
+        "watch": _watch_record(watched),
+    }
+
+
+def _watch_record(refs: list[Mapping[str, Any]]) -> dict[str, Any] | None:
+    """What the kept runs' speed watches saw over the session (None: not watched)."""
+    if not refs:
+        return None
+    during = sorted(float(x["during_ops_s"]) for x in refs if x.get("during_ops_s"))
+    steal = [float(x["steal_cores"]) for x in refs if x.get("steal_cores") is not None]
+    return {
+        "runs": len(refs),
+        "during_ops_s_median": during[len(during) // 2] if during else None,
+        "steal_cores_max": max(steal) if steal else None,
+        "stall_max_ms": max(float(x["stall_max_ms"]) for x in refs),
     }

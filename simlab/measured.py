@@ -138,16 +138,38 @@ class SpeedReference(Plain):
     (``simlab.real.speed``): ops per wall second of a fixed pure-Python
     workload like a server's overheads, the fastest of its batches, outside
     the measured window and inside the real-run lock; ``ops_s`` is the mean
-    of the two, ``work`` names the workload (only equal names compare)."""
+    of the two, ``work`` names the workload (only equal names compare).
+
+    And during the measured window (``simlab.real.speed.SpeedWatch``, None
+    where not watched): ``during_ops_s``, the mean of the watch's 2-second
+    readings (the best batch of each), and ``during_min_ops_s`` the slowest
+    of them; ``steal_cores``, the CPU time the hypervisor took, in cores;
+    ``stall_max_ms``, the watch's latest wake-up (a stall of the machine)."""
 
     ops_s: float
     before_ops_s: float
     after_ops_s: float
     work: str
+    during_ops_s: float | None = field(default=None, metadata=OMIT_NONE)
+    during_min_ops_s: float | None = field(default=None, metadata=OMIT_NONE)
+    steal_cores: float | None = field(default=None, metadata=OMIT_NONE)
+    stall_max_ms: float | None = field(default=None, metadata=OMIT_NONE)
 
     @classmethod
-    def of(cls, before: float, after: float, work: str) -> SpeedReference:
-        return cls((before + after) / 2, before, after, work)
+    def of(
+        cls, before: float, after: float, work: str, during: Mapping[str, float] | None = None
+    ) -> SpeedReference:
+        d = during or {}
+        return cls(
+            (before + after) / 2,
+            before,
+            after,
+            work,
+            d.get("during_ops_s"),
+            d.get("during_min_ops_s"),
+            d.get("steal_cores"),
+            d.get("stall_max_ms"),
+        )
 
 
 @dataclass(frozen=True)

@@ -1068,11 +1068,14 @@ def gate_lines(gate: dict[str, Any] | None) -> list[str]:
         f"Before each run the speed reference (`simlab.real.speed`) had to reach "
         f"{o['floor_ops_s']:,.0f} ops/s ({o['reference_ops_s']:,.0f}, {o['source']}, less a "
         f"margin of {o['margin']:.0%}), waiting up to {o['wait_s']:g} s; a run whose "
-        f"reference fell under it at either end was repeated, at most {o['retries']} time(s); "
+        f"reference fell under it at either end, or in which the machine stalled, was "
+        f"repeated, at most {o['retries']} time(s); "
         f"the gate's extra time was bounded by {o['budget_s']:g} s. Of {gate['runs']} runs, "
         f"{gate['waited']} waited ({gate['waited_s']:,.0f} s in all), {gate['repeated']} were "
-        f"repeated, and {gate['slow_machine']} ran on a slow machine all the same.",
+        f"repeated, {gate['slow_machine']} ran on a slow machine all the same, and "
+        f"{gate.get('stalled', 0)} kept a stall.",
         "",
+        *_watch_lines(gate.get("watch")),
     ]
     if not gate["held"]:
         return lines
@@ -1097,6 +1100,22 @@ def gate_lines(gate: dict[str, Any] | None) -> list[str]:
             f"{'yes' if g['slow_machine'] else 'no'} | {repeated} |"
         )
     return lines
+
+
+def _watch_lines(watch: dict[str, Any] | None) -> list[str]:
+    """What the runs' speed watches saw (``simlab.real.speed.SpeedWatch``)."""
+    if not watch:
+        return []
+    during = watch["during_ops_s_median"]
+    steal = watch["steal_cores_max"]
+    return [
+        f"Inside the {watch['runs']} kept runs, the speed watch (one small batch of the "
+        f"reference every 0.5 s, on the busy machine) read a median of "
+        f"{'-' if during is None else f'{during:,.0f}'} ops/s; the hypervisor took at most "
+        f"{'-' if steal is None else f'{steal:.3f}'} cores (steal time), and the longest "
+        f"stall was {watch['stall_max_ms']:,.0f} ms.",
+        "",
+    ]
 
 
 def _num(x: float | None) -> str:

@@ -21,7 +21,7 @@ from simlab.errors import UserError
 from simlab.journal import journal_dir
 from simlab.params import Architecture, Fixed, Workload
 from simlab.real.grids import Case
-from simlab.real.speed import WORK
+from simlab.real.speed import STALL_MS, WORK
 from simlab.results import SpeedReference
 
 USUAL = 10_000.0  # the calibration's speed; the floor at the default margin is 7,500
@@ -55,15 +55,18 @@ def _own_lock(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("SIMLAB_LAB_LOCK", str(tmp_path / "lab.lock"))
 
 
-def _run_with(ends: list[tuple[float, float]], values: list[float]) -> Any:
-    """A fake real run: each call returns the next (before, after) speed ends and value."""
-    calls = iter(zip(ends, values, strict=True))
+def _run_with(
+    ends: list[tuple[float, float]], values: list[float], stalls: list[float] | None = None
+) -> Any:
+    """A fake real run: each call returns the next (before, after) speed ends and value,
+    and the longest stall its watch saw (ms)."""
+    calls = iter(zip(ends, values, stalls or [10.0] * len(values), strict=True))
     count = []
 
     def run() -> dict[str, Any]:
-        (before, after), v = next(calls)
+        (before, after), v, stall = next(calls)
         count.append(v)
-        ref = SpeedReference.of(before, after, WORK).to_dict()
+        ref = SpeedReference.of(before, after, WORK, {"stall_max_ms": stall}).to_dict()
         return {"latency_p50": v, "speed_reference": ref}
 
     run.count = count  # type: ignore[attr-defined]
@@ -120,6 +123,28 @@ def test_repeats_are_bounded_and_the_attempt_nearest_the_usual_speed_is_kept() -
     assert rec["slow_machine"] is True and rec["attempts"] == 3
     assert sorted(a["values"]["latency_p50"] for a in rec["repeated"]) == [31.0, 40.0]
     assert any(a["why"].startswith("discarded") for a in rec["repeated"])
+
+
+def test_a_run_the_machine_stalled_in_is_repeated_and_a_run_without_a_stall_kept() -> None:
+    m = FakeMachine([9_000.0])
+    # At the usual speed at both ends, but the machine stalled for 2 s inside the run.
+    run = _run_with([(9_000.0, 9_000.0)] * 2, [900.0, 20.0], [2_000.0, 12.0])
+    out = g.gated(g.Gate(USUAL, retries=1), run, g.Budget(900.0), clock=m.clock())
+    assert run.count == [900.0, 20.0] and out["latency_p50"] == 20.0
+    rec = out["gate"]
+    assert rec["stall_ms"] is None and rec["slow_machine"] is False
+    (repeated,) = rec["repeated"]
+    assert repeated["stall_ms"] == 2_000.0 and "stalled for 2,000 ms" in repeated["why"]
+    # A stall under STALL_MS is a busy core, not a stall: no repeat.
+    calm = _run_with([(9_000.0, 9_000.0)], [20.0], [STALL_MS * 0.9])
+    assert g.gated(g.Gate(USUAL), calm, g.Budget(900.0), clock=m.clock())["gate"]["attempts"] == 1
+    # Every attempt stalled: the one that did not fall under the floor is kept.
+    both = _run_with([(9_000.0, 5_000.0), (9_000.0, 9_000.0)], [40.0, 30.0], [900.0, 800.0])
+    out = g.gated(g.Gate(USUAL, retries=1), both, g.Budget(900.0), clock=m.clock())
+    assert out["latency_p50"] == 30.0 and out["gate"]["stall_ms"] == 800.0
+    # With the gate off, a stall is measured and kept as it is.
+    off = _run_with([(9_000.0, 9_000.0)], [900.0], [2_000.0])
+    assert g.gated(g.Gate.off(), off, g.Budget(900.0), clock=m.clock())["gate"]["attempts"] == 1
 
 
 def test_no_gate_runs_once_and_measures_nothing() -> None:

@@ -9,6 +9,7 @@ records it is checked on real runs, in tests/real/test_lab.py.)
 from __future__ import annotations
 
 import math
+import time
 
 import pytest
 
@@ -34,6 +35,31 @@ def test_a_measurement_is_a_positive_rate_its_best_batch_at_least_its_median() -
     assert (s.batches, s.ops_per_batch) == (3, 5)
     with pytest.raises(ValueError, match="batches"):
         speed.measure_speed(batches=0)
+
+
+def test_the_watch_reads_the_speed_and_a_stall_inside_its_window() -> None:
+    w = speed.SpeedWatch(interval_s=0.02)
+    w.start()
+    time.sleep(0.3)
+    # A stall: the watch's thread is held back, here by one C call that keeps
+    # the GIL (a stalled machine holds every thread back alike).
+    start = time.perf_counter()
+    math.factorial(100_000)
+    held = time.perf_counter() - start
+    time.sleep(0.2)
+    w.stop()
+    times = [s[0] for s in w.samples]
+    out = w.summary((times[0], times[-1]))
+    assert out is not None
+    assert out["during_ops_s"] >= out["during_min_ops_s"] > 0
+    assert out["stall_max_ms"] >= (held - 2 * w.interval_s) * 1e3
+    assert out.get("steal_cores", 0.0) >= 0
+    # A window with too few reads has no reading at all.
+    assert w.summary((times[0], times[0])) is None
+    # And the reference keeps what the watch read.
+    ref = SpeedReference.of(9_000.0, 8_000.0, speed.WORK, out)
+    assert ref.stall_max_ms == out["stall_max_ms"] and ref.ops_s == 8_500.0
+    assert "stall_max_ms" not in SpeedReference.of(9_000.0, 8_000.0, speed.WORK).to_dict()
 
 
 def test_a_sessions_speed_is_the_median_of_its_runs_of_the_same_work() -> None:

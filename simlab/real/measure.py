@@ -80,7 +80,7 @@ from simlab.real.options import SERVER_MODELS
 from simlab.real.probe import AcceptSplit, Probe
 from simlab.real.processes import Managed, free_port, port_is_free, python, share_priority
 from simlab.real.speed import WORK as SPEED_WORK
-from simlab.real.speed import measure_speed
+from simlab.real.speed import SpeedWatch, measure_speed
 from simlab.stats import ci95, positive_ci95
 
 if TYPE_CHECKING:
@@ -472,9 +472,7 @@ def measure(opts: MeasureOptions, progress: Callable[[str], None] | None = None)
                 warnings.append(f"kernel memory not measured: {no_account}")
             server = _start_server(opts, backend.port, account.preexec if account else None)
             stack.callback(lambda: errors.append(server.stop()))
-            probe = Probe(server.pid, account=account, port=server.port, neighbours=(backend.pid,))
-            probe.start()
-            stack.callback(probe.stop)
+            probe, watch = _watch(stack, server, account, backend.pid)
             # Copies that race for the connections: which took how many (an input
             # the model's deal can be given, as the arrivals are).
             split = _watch_split(opts, server.pid, server.port, stack)
@@ -482,7 +480,8 @@ def measure(opts: MeasureOptions, progress: Callable[[str], None] | None = None)
             say(f"{w.connections:,} connections, {window}")
             report = _run_load(spec, server.port, opts)
         after = measure_speed()
-    speed = SpeedReference.of(before.ops_s, after.ops_s, SPEED_WORK)
+    during = watch.summary((report["window_wall"][0], report["window_wall"][1]))
+    speed = SpeedReference.of(before.ops_s, after.ops_s, SPEED_WORK, during)
     server_err = "".join(errors)
     port_left = not port_is_free(server.port)
     if port_left:
@@ -512,6 +511,21 @@ def measure(opts: MeasureOptions, progress: Callable[[str], None] | None = None)
     }
     atomic_write_json(path, record)
     return Measurement(summary, path, front_cpu_cores=front)
+
+
+def _watch(
+    stack: contextlib.ExitStack, server: Managed, account: KernelAccount | None, backend: int
+) -> tuple[Probe, SpeedWatch]:
+    """The probe on the server's tree and the machine's speed watch, started
+    and stopped with ``stack``."""
+    probe = Probe(server.pid, account=account, port=server.port, neighbours=(backend,))
+    probe.start()
+    stack.callback(probe.stop)
+    # The machine's speed and stalls inside the run, beside the probe.
+    watch = SpeedWatch()
+    watch.start()
+    stack.callback(watch.stop)
+    return probe, watch
 
 
 def _front_cpu(probe: Probe, report: dict[str, Any]) -> float | None:

@@ -28,7 +28,9 @@ same every time); only its time differs.
 
 from __future__ import annotations
 
+import os
 import statistics
+import threading
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -42,6 +44,7 @@ __all__ = [
     "REPEATABILITY",
     "WORK",
     "SpeedSample",
+    "SpeedWatch",
     "measure_speed",
     "session_speed",
     "work",
@@ -117,6 +120,96 @@ def measure_speed(batches: int = BATCHES, ops_per_batch: int = OPS_PER_BATCH) ->
         batches=batches,
         ops_per_batch=ops_per_batch,
     )
+
+
+# The watch inside a run: one batch of WATCH_OPS every WATCH_INTERVAL_S
+# (about 2.5 ms of a core each: 0.5% of one core), and the best of each
+# WATCH_GROUP batches in a row as one reading of the speed. The speed's
+# bands change within a second or two (docs/real-lab.md), so the ends of a
+# run alone say little about the run. But in a run the machine is busy: a
+# batch shares its core with the run's own processes, so the watch's speed
+# mixes the host's speed with the run's contention (measured: about 7,400
+# ops/s at 50 requests/s, 4,800-5,400 at saturation, minutes apart). It is
+# a record, not a gate; the stalls are the gate's (simlab.gate).
+WATCH_OPS = OPS_PER_BATCH // 2
+WATCH_INTERVAL_S = 0.5
+WATCH_GROUP = 4
+# A wake-up of the watch this late (ms) is a stall of the machine, not a
+# busy core: its thread runs at the measuring process's priority and wants
+# about 1% of a core.
+STALL_MS = 250.0
+
+
+def _steal_s() -> float | None:
+    """CPU time the hypervisor took from this VM, all cores (s), or None."""
+    try:
+        with open("/proc/stat") as fh:
+            fields = fh.readline().split()
+        return int(fields[8]) / os.sysconf("SC_CLK_TCK")
+    except (OSError, IndexError, ValueError):
+        return None
+
+
+class SpeedWatch(threading.Thread):
+    """The machine's speed during a real run, and its stalls.
+
+    Every ``WATCH_INTERVAL_S`` the thread times one batch of the reference's
+    ops and reads the VM's steal time (``/proc/stat``); ``summary(window)``
+    gives, over the window: the mean and the slowest of the groups' best
+    rates (ops/s, in the same unit as ``measure_speed``'s ``ops_s``, but on a
+    busy machine: see ``WATCH_OPS``),
+    the cores' steal time per second, and the thread's latest wake-up after
+    its due time (ms): a machine that stalled holds every thread back."""
+
+    def __init__(self, interval_s: float = WATCH_INTERVAL_S) -> None:
+        super().__init__(daemon=True, name="speed-watch")
+        self.interval_s = interval_s
+        # (wall time, ops/s of one batch, lateness s, steal s)
+        self.samples: list[tuple[float, float, float, float | None]] = []
+        self._halt = threading.Event()
+
+    def run(self) -> None:
+        _batch(OPS_PER_BATCH // 10 + 1)  # warm, untimed
+        # A stall is the time the thread was away beyond the wait it asked
+        # for, from the end of one batch to the start of the next: wherever
+        # it falls in that stretch (the wait, or the bookkeeping around it).
+        ended = time.perf_counter()
+        asked = 0.0
+        while not self._halt.is_set():
+            start = time.perf_counter()
+            late = max(0.0, start - ended - asked)
+            _batch(WATCH_OPS)
+            ended = time.perf_counter()
+            self.samples.append((time.time(), WATCH_OPS / (ended - start), late, _steal_s()))
+            asked = max(0.0, self.interval_s - (ended - start))
+            self._halt.wait(asked)
+
+    def stop(self) -> None:
+        self._halt.set()
+        self.join(5)
+
+    def summary(self, window: tuple[float, float]) -> dict[str, float] | None:
+        """``during_ops_s``, ``during_min_ops_s``, ``steal_cores``,
+        ``stall_max_ms`` over ``window`` (wall time); None with too few reads."""
+        inside = [s for s in self.samples if window[0] <= s[0] <= window[1]]
+        if len(inside) < WATCH_GROUP:
+            return None
+        groups = [
+            max(s[1] for s in inside[k : k + WATCH_GROUP])
+            for k in range(0, len(inside) - WATCH_GROUP + 1, WATCH_GROUP)
+        ]
+        steal = None
+        first, last = inside[0], inside[-1]
+        if first[3] is not None and last[3] is not None and last[0] > first[0]:
+            steal = (last[3] - first[3]) / (last[0] - first[0])
+        out = {
+            "during_ops_s": statistics.fmean(groups),
+            "during_min_ops_s": min(groups),
+            "stall_max_ms": max(s[2] for s in inside) * 1e3,
+        }
+        if steal is not None:
+            out["steal_cores"] = steal
+        return out
 
 
 def session_speed(references: Sequence[Mapping[str, Any] | None]) -> dict[str, Any] | None:

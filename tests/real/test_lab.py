@@ -139,6 +139,9 @@ def test_measure_matches_the_contract_and_littles_law(tmp_path, target: str) -> 
     # The machine's speed, measured before and after the run (simlab.real.speed).
     speed = saved["summary"]["speed_reference"]
     assert speed["before_ops_s"] > 0 and speed["after_ops_s"] > 0 and speed["work"] == WORK
+    # And inside the run (SpeedWatch): its speed, its slowest reading, the longest stall.
+    assert speed["during_ops_s"] >= speed["during_min_ops_s"] > 0
+    assert speed["stall_max_ms"] >= 0 and speed["steal_cores"] >= 0
     assert s["speed_reference"] == speed
     _no_leftovers(before)
 
