@@ -559,23 +559,40 @@ def _with_full_pools(peer: dict[str, Any], target: str, platform: Platform) -> d
     return out
 
 
+# A gthread worker process runs its selector on its main thread: beyond its
+# pool it holds that one thread (gunicorn's gthread worker; read on a run of
+# N=60 P=2 W=6 on 2 December: the master 2 threads, each worker 7).
+GTHREAD_WORKER_OWN_THREADS = 1
+
+
 def _gthread_machinery(extras: dict[str, Any], target: str, processes: int) -> float:
     """gthread's threads beyond its pool at ``processes``: the structure runs'
-    threads less the pool each held (``lazy_pool`` at their own load), on the
-    line through them."""
+    threads less the pool each held (``lazy_pool`` at their own load).
+
+    The runs at one process give the master's threads and one worker's, and
+    each further worker adds ``GTHREAD_WORKER_OWN_THREADS``. The runs at more
+    processes are not used for the line: their few connections (the
+    launcher's two readiness connections and one per process) were dealt by
+    the copies' race, which was not recorded there and which ``lazy_pool``
+    takes as even, so their pool is not known to a thread (the 2-process run
+    held 7 threads, which the even guess read as a 5-thread machinery, a
+    thread a process too many: every N=60 P=2 run measured 16 against 17)."""
     peer = extras.get("peers", {}).get(target)
     if not peer:
         raise UserError(f"platform: the profile has no idle structure for {target}; recalibrate")
     design = as_designed(target, Architecture(workers=STRUCTURE_WORKERS))
-    xs, ys = [], []
-    for p, n, t in zip(peer["server_processes"], peer["connections"], peer["threads"], strict=True):
-        arch = replace(design, processes=int(p))
-        xs.append(float(p))
-        ys.append(float(t) - lazy_pool(arch, int(n), 0.0))
-    if len(set(xs)) < 2:
-        return float(np.mean(ys))
-    slope, intercept = np.polyfit(np.asarray(xs), np.asarray(ys), 1)
-    return float(intercept + slope * processes)
+    one = [
+        float(t) - lazy_pool(replace(design, processes=1), int(n), 0.0)
+        for p, n, t in zip(
+            peer["server_processes"], peer["connections"], peer["threads"], strict=True
+        )
+        if int(p) == 1
+    ]
+    if not one:
+        raise UserError(
+            f"platform: the profile has no 1-process structure for {target}; recalibrate"
+        )
+    return float(np.mean(one)) + GTHREAD_WORKER_OWN_THREADS * (processes - 1)
 
 
 def _shifted(p: Predicted, shift: float) -> Predicted:

@@ -16,6 +16,7 @@ from types import SimpleNamespace
 import pytest
 
 from simlab import validate as v
+from simlab.errors import UserError
 from simlab.params import Architecture
 from simlab.real.grids import Case, runtime_cases
 
@@ -113,13 +114,26 @@ def test_gthread_pool_follows_thread_pool_executor() -> None:
     assert v.lazy_pool(reactor, 200, 30.0) == 8  # never beyond max_workers
 
 
-def test_gthread_machinery_is_the_structure_runs_less_their_pools() -> None:
-    # Idle at 1 and 2 processes (one connection each, plus the launcher's two)
-    # and holding 1,000 connections: 3 + 2, 4 + 2, 3 + 4 threads.
-    peer = {"server_processes": [1, 2, 1], "connections": [1, 2, 1000], "threads": [5, 6, 7]}
+def test_gthread_machinery_is_the_one_process_runs_less_their_pools_and_a_thread_a_worker() -> None:
+    # Idle at 1 process (one connection, plus the launcher's two) and holding
+    # 1,000 connections: 3 + 2 and 3 + 4 threads; a 2-process run whose pool
+    # the race dealt unevenly (7: 3 pool threads where an even deal says 2)
+    # does not move the line.
+    peer = {"server_processes": [1, 2, 1], "connections": [1, 2, 1000], "threads": [5, 7, 7]}
     extras = {"peers": {"gunicorn-gthread": peer}}
     assert v._gthread_machinery(extras, "gunicorn-gthread", 1) == pytest.approx(3.0)
     assert v._gthread_machinery(extras, "gunicorn-gthread", 2) == pytest.approx(4.0)
+    # The one-process runs set it: another master's thread moves every count.
+    peer = {**peer, "threads": [6, 7, 8]}
+    assert v._gthread_machinery(
+        extras | {"peers": {"gunicorn-gthread": peer}}, "gunicorn-gthread", 2
+    ) == pytest.approx(5.0)
+    with pytest.raises(UserError, match="1-process"):
+        v._gthread_machinery(
+            {"peers": {"gunicorn-gthread": {**peer, "server_processes": [2, 2, 2]}}},
+            "gunicorn-gthread",
+            2,
+        )
 
 
 def test_a_lazy_peers_structure_runs_count_the_pool_threads_they_had_not_started() -> None:
