@@ -242,7 +242,8 @@ def run_events(  # noqa: PLR0912, PLR0915, PLR0917 - one compiled loop
     conn: Any,
     dense: Any,
     n_conns: int,
-    bcap: int,
+    bstart: Any,
+    bend: Any,
     demand: Any,
     io: Any,
     processes: int,
@@ -287,12 +288,15 @@ def run_events(  # noqa: PLR0912, PLR0915, PLR0917 - one compiled loop
     process = np.full(n_in, -1, np.int64)
     outcome = np.full(n_in, 2, np.int8)  # PENDING
     let_go = np.full(n_in, NAN)
-    # Fixed capacities, never grown: an array reassigned in the loop would cost
-    # numba a reference count per use. CPU phases beyond ``bcap`` stop the run
-    # (``full``) and the caller runs it again with more room.
+    # The CPU's busy intervals (each phase's start and end) go into the
+    # caller's buffers: each is above glibc's mmap threshold at a million
+    # requests, so one allocated here was mapped, faulted in and unmapped
+    # every replication; the caller keeps them across replications. Fixed
+    # capacities, never grown: an array reassigned in the loop would cost
+    # numba a reference count per use. CPU phases beyond their length stop
+    # the run (``full``) and the caller runs it again with more room.
     full = False
-    bstart = np.empty(bcap)
-    bdur = np.empty(bcap)
+    bcap = min(bstart.shape[0], bend.shape[0])
     nb = 0
     copen = np.empty(n_in + 1)  # at most one connection opened per request
     cclose = np.empty(n_in + 1)
@@ -587,7 +591,7 @@ def run_events(  # noqa: PLR0912, PLR0915, PLR0917 - one compiled loop
                     pc = S_STEP
                 else:
                     bstart[nb] = now
-                    bdur[nb] = duration
+                    bend[nb] = now + duration
                     nb += 1
                     if duration > 0:
                         hsize, eid = _at(ht, hq, hsize, eid, now + duration, ent, 0)
@@ -602,7 +606,7 @@ def run_events(  # noqa: PLR0912, PLR0915, PLR0917 - one compiled loop
                     step = min(step, _drop_at(ei, ef, qs, qg, ef[ent, F_ACQ], interval) - now)
                 ef[ent, F_STEP] = step
                 bstart[nb] = now
-                bdur[nb] = step
+                bend[nb] = now + step
                 nb += 1
                 hsize, eid = _at(ht, hq, hsize, eid, now + step, ent, 0)
                 ei[ent, I_PC] = S_AFTER
@@ -692,7 +696,7 @@ def run_events(  # noqa: PLR0912, PLR0915, PLR0917 - one compiled loop
                         sw = 1 + calls
                         cpu = d + sw * cs if sw else d
                         bstart[nb] = now
-                        bdur[nb] = cpu
+                        bend[nb] = now + cpu
                         nb += 1
                     ef[ent, F_CPU] = cpu
                     if cpu + io[i] > 0:
@@ -1026,7 +1030,7 @@ def run_events(  # noqa: PLR0912, PLR0915, PLR0917 - one compiled loop
         outcome[:n],
         let_go[:n],
         bstart[:nb],
-        bdur[:nb],
+        bend[:nb],
         copen[:nc],
         cclose[:nc],
         overloaded,
