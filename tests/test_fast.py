@@ -493,3 +493,37 @@ def test_hand_off_uniforms_drawn_again_when_they_run_out(monkeypatch):
                      replications=1)  # fmt: skip
     assert_same_requests(des, fast)
     assert len(calls) >= 2, "the first draws sufficed: the test does not run out"
+
+
+def test_cpu_buffers_are_reused_across_replications_with_the_same_intervals():
+    """The event loop writes the CPU's busy intervals into the caller's
+    ``CpuBuffers``: a second replication given the same buffers writes them
+    in place (no new mapping), and its intervals are the ones fresh buffers
+    give, to the bit."""
+    from simlab.fast import CpuBuffers, run_fast_replication  # noqa: PLC0415
+
+    w = Workload(connections=200, rate=150.0, cpu=Exponential(0.002), io=Exponential(0.01))
+    p = simlab.load_platform("cpython")
+
+    def run(r, buffers):
+        # A replication spawns its streams from its seed sequence: a new one each run.
+        seq = np.random.SeedSequence(3).spawn(2)[r]
+        return run_fast_replication("reactor-pool", w, p, Architecture(workers=8),
+                                    duration=4.0, warmup=0.0, seed=3, replication=r,
+                                    seed_seq=seq, horizon=5.0, buffers=buffers)  # fmt: skip
+
+    fresh = [run(r, None).intervals["cpu"] for r in range(2)]
+    kept = CpuBuffers()
+    first = run(0, kept).intervals["cpu"]
+    np.testing.assert_array_equal(first[0], fresh[0][0])
+    np.testing.assert_array_equal(first[1], fresh[0][1])
+    starts = kept.starts
+    second = run(1, kept).intervals["cpu"]
+    assert kept.starts is starts  # long enough: kept, not allocated again
+    assert np.shares_memory(second[0], starts) and len(second[0]) > 100
+    np.testing.assert_array_equal(second[0], fresh[1][0])
+    np.testing.assert_array_equal(second[1], fresh[1][1])
+    # The ends are each phase's start plus its length, as the DES records them.
+    des = simlab.simulate("reactor-pool", w, p, Architecture(workers=8), duration=4.0,
+                          warmup=0.0, replications=1, seed=3, engine="des").records[0]  # fmt: skip
+    np.testing.assert_array_equal(fresh[0][1], des.intervals["cpu"][1])
