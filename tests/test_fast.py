@@ -495,12 +495,12 @@ def test_hand_off_uniforms_drawn_again_when_they_run_out(monkeypatch):
     assert len(calls) >= 2, "the first draws sufficed: the test does not run out"
 
 
-def test_cpu_buffers_are_reused_across_replications_with_the_same_intervals():
-    """The event loop writes the CPU's busy intervals into the caller's
-    ``CpuBuffers``: a second replication given the same buffers writes them
-    in place (no new mapping), and its intervals are the ones fresh buffers
-    give, to the bit."""
-    from simlab.fast import CpuBuffers, run_fast_replication  # noqa: PLC0415
+def test_event_buffers_are_reused_across_replications_with_the_same_record():
+    """The event loop writes its columns and the CPU's busy intervals into
+    the caller's ``EventBuffers``: a second replication given the same
+    buffers writes them in place (no new allocation), and its record is the
+    one fresh buffers give, to the bit."""
+    from simlab.fast import EventBuffers, run_fast_replication  # noqa: PLC0415
 
     w = Workload(connections=200, rate=150.0, cpu=Exponential(0.002), io=Exponential(0.01))
     p = simlab.load_platform("cpython")
@@ -512,18 +512,24 @@ def test_cpu_buffers_are_reused_across_replications_with_the_same_intervals():
                                     duration=4.0, warmup=0.0, seed=3, replication=r,
                                     seed_seq=seq, horizon=5.0, buffers=buffers)  # fmt: skip
 
-    fresh = [run(r, None).intervals["cpu"] for r in range(2)]
-    kept = CpuBuffers()
-    first = run(0, kept).intervals["cpu"]
-    np.testing.assert_array_equal(first[0], fresh[0][0])
-    np.testing.assert_array_equal(first[1], fresh[0][1])
-    starts = kept.starts
-    second = run(1, kept).intervals["cpu"]
-    assert kept.starts is starts  # long enough: kept, not allocated again
-    assert np.shares_memory(second[0], starts) and len(second[0]) > 100
-    np.testing.assert_array_equal(second[0], fresh[1][0])
-    np.testing.assert_array_equal(second[1], fresh[1][1])
+    def arrays(rec):
+        return [*rec.columns.values(), *rec.intervals["cpu"], *rec.intervals["connections"]]
+
+    fresh = [arrays(run(r, None)) for r in range(2)]
+    kept = EventBuffers()
+    for a, b in zip(arrays(run(0, kept)), fresh[0], strict=True):
+        np.testing.assert_array_equal(a, b)
+    floats, starts = kept.floats, kept.starts
+    second = run(1, kept)
+    # Long enough: kept, not allocated again, and written in place.
+    assert kept.floats is floats and kept.starts is starts
+    assert np.shares_memory(second.columns["end"], floats) and len(second.columns["end"]) > 100
+    assert np.shares_memory(second.intervals["cpu"][0], starts)
+    for a, b in zip(arrays(second), fresh[1], strict=True):
+        np.testing.assert_array_equal(a, b)
+    cpu = fresh[0][len(second.columns)], fresh[0][len(second.columns) + 1]
     # The ends are each phase's start plus its length, as the DES records them.
     des = simlab.simulate("reactor-pool", w, p, Architecture(workers=8), duration=4.0,
                           warmup=0.0, replications=1, seed=3, engine="des").records[0]  # fmt: skip
-    np.testing.assert_array_equal(fresh[0][1], des.intervals["cpu"][1])
+    np.testing.assert_array_equal(cpu[0], des.intervals["cpu"][0])
+    np.testing.assert_array_equal(cpu[1], des.intervals["cpu"][1])
