@@ -27,7 +27,7 @@ import numpy as np
 import simpy
 
 from simlab.errors import UserError
-from simlab.fast import reason_not_fast, run_fast_replication
+from simlab.fast import EventBuffers, reason_not_fast, run_fast_replication
 from simlab.metrics import Step, replication_levels, replication_summary, series
 from simlab.models import MODELS, Analytic, Record, get_model
 from simlab.models.base import Bottleneck
@@ -167,8 +167,13 @@ def run_replication(
     seed_seq: np.random.SeedSequence,
     progress: Progress | None = None,
     engine: str = "des",
+    buffers: EventBuffers | None = None,
 ) -> Record:
-    """One replication with ``engine`` (``des`` or ``fast``, already chosen)."""
+    """One replication with ``engine`` (``des`` or ``fast``, already chosen).
+
+    ``buffers``: the fast engine's event loop's buffers, reused
+    (``EventBuffers``) when the caller lets each record's arrays go before the
+    next replication."""
     cls = get_model(model)
     stop = warmup + duration
     horizon = stop + _drain(workload, duration)
@@ -184,6 +189,7 @@ def run_replication(
             replication=replication,
             seed_seq=seed_seq,
             horizon=horizon,
+            buffers=buffers,
         )
         if progress is not None:
             progress(1.0)
@@ -262,6 +268,9 @@ def simulate(
     # numbers are the same: a replication's summary reads only its own record.
     early = not (tables or auto or timeline or in_play(workload, architecture))
     numbers: list[dict[str, Any]] = []
+    # The fast engine's buffers, reused only where each record's arrays are
+    # let go before the next replication writes them again.
+    buffers = EventBuffers() if early and chosen == "fast" else None
     for r, seed_seq in enumerate(seeds):
         tick = None
         if progress is not None:
@@ -278,6 +287,7 @@ def simulate(
             seed_seq=seed_seq,
             progress=tick,
             engine=chosen,
+            buffers=buffers,
         )
         if early:
             numbers.append(replication_summary(rec, platform))

@@ -493,3 +493,43 @@ def test_hand_off_uniforms_drawn_again_when_they_run_out(monkeypatch):
                      replications=1)  # fmt: skip
     assert_same_requests(des, fast)
     assert len(calls) >= 2, "the first draws sufficed: the test does not run out"
+
+
+def test_event_buffers_are_reused_across_replications_with_the_same_record():
+    """The event loop writes its columns and the CPU's busy intervals into
+    the caller's ``EventBuffers``: a second replication given the same
+    buffers writes them in place (no new allocation), and its record is the
+    one fresh buffers give, to the bit."""
+    from simlab.fast import EventBuffers, run_fast_replication  # noqa: PLC0415
+
+    w = Workload(connections=200, rate=150.0, cpu=Exponential(0.002), io=Exponential(0.01))
+    p = simlab.load_platform("cpython")
+
+    def run(r, buffers):
+        # A replication spawns its streams from its seed sequence: a new one each run.
+        seq = np.random.SeedSequence(3).spawn(2)[r]
+        return run_fast_replication("reactor-pool", w, p, Architecture(workers=8),
+                                    duration=4.0, warmup=0.0, seed=3, replication=r,
+                                    seed_seq=seq, horizon=5.0, buffers=buffers)  # fmt: skip
+
+    def arrays(rec):
+        return [*rec.columns.values(), *rec.intervals["cpu"], *rec.intervals["connections"]]
+
+    fresh = [arrays(run(r, None)) for r in range(2)]
+    kept = EventBuffers()
+    for a, b in zip(arrays(run(0, kept)), fresh[0], strict=True):
+        np.testing.assert_array_equal(a, b)
+    floats, starts = kept.floats, kept.starts
+    second = run(1, kept)
+    # Long enough: kept, not allocated again, and written in place.
+    assert kept.floats is floats and kept.starts is starts
+    assert np.shares_memory(second.columns["end"], floats) and len(second.columns["end"]) > 100
+    assert np.shares_memory(second.intervals["cpu"][0], starts)
+    for a, b in zip(arrays(second), fresh[1], strict=True):
+        np.testing.assert_array_equal(a, b)
+    cpu = fresh[0][len(second.columns)], fresh[0][len(second.columns) + 1]
+    # The ends are each phase's start plus its length, as the DES records them.
+    des = simlab.simulate("reactor-pool", w, p, Architecture(workers=8), duration=4.0,
+                          warmup=0.0, replications=1, seed=3, engine="des").records[0]  # fmt: skip
+    np.testing.assert_array_equal(cpu[0], des.intervals["cpu"][0])
+    np.testing.assert_array_equal(cpu[1], des.intervals["cpu"][1])
