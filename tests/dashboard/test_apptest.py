@@ -82,12 +82,44 @@ def test_explore_says_where_the_server_time_went() -> None:
     _, cached_curves, cached_run = server_account(at)
     # A scenario seen before is answered from the caches.
     assert cached_curves < curves and cached_run <= run
-    # Three charts, drawn as lines (no marker per point for the browser to draw).
-    charts = at.get("plotly_chart")
-    assert len(charts) == 3
-    for chart in charts:
-        for trace in json.loads(chart.proto.spec)["data"]:
-            assert trace.get("mode") == "lines", trace
+
+
+def charts(at: AppTest) -> dict[str, tuple[str, dict[str, bytes]]]:
+    """The Explore page's Vega-Lite charts: each one's spec and datasets, in order."""
+    out = {}
+    for k, chart in enumerate(at.get("vega_lite_chart")):
+        spec = json.loads(chart.proto.spec)
+        out[f"{k}: {spec.get('title')}"] = (
+            chart.proto.spec,
+            {d.name: d.data.data for d in chart.proto.datasets},
+        )
+    return out
+
+
+def test_explore_charts_change_only_their_data() -> None:
+    """A control change keeps every chart's spec (so the browser swaps the data
+    into the chart it has, instead of drawing a new one) and changes only the
+    datasets that depend on that control."""
+    at = app()
+    before = charts(at)
+    assert len(before) == 5
+    for spec, data in before.values():
+        assert "datasets" not in json.loads(spec) and data  # the data travel apart
+    at.sidebar.number_input(key="rate").set_value(150.0).run()
+    after = charts(at)
+    assert list(after) == list(before)
+    changed = set()
+    for name, (spec, data) in after.items():
+        assert spec == before[name][0], name
+        changed |= {f"{name}/{d}" for d in data if data[d] != before[name][1][d]}
+    # The rate moves the hockey stick's marker, the simulated run and resident
+    # memory (the tasks in flight), not the threads nor the stick itself.
+    assert sorted(changed) == [
+        "1: Memory: resident (solid) and reserved (dashed)/curve",
+        "2: p99 latency against load: the hockey stick (estimate)/yours",
+        "3: Queueing delay (ms)/delay",
+        "4: One run over time/levels",
+    ]
 
 
 def test_bad_combination_is_a_plain_message() -> None:

@@ -141,6 +141,10 @@ def _heading(driver) -> str:  # type: ignore[no-untyped-def]
     return main[0].text.strip() if main else ""
 
 
+# The Explore page's charts (Vega-Lite, drawn on canvases), by key.
+EXPLORE_CHARTS = ("threads_chart", "memory_chart", "hockey_chart", "delay_chart", "levels_chart")
+CHART = '[data-testid="stVegaLiteChart"] canvas'
+
 # The Explore page's controls changed one by one (and back), each timed from the
 # change to the end of the script run that answers it: (label, kind, new value).
 CONTROLS = (
@@ -290,7 +294,7 @@ def test_every_page_renders_and_controls_update(dashboard, browser, tmp_path) ->
     _wait(browser, lambda d: "thread-per-connection: threads" in _metrics(d), what="metrics")
     _wait(
         browser,
-        lambda d: len(d.find_elements(By.CSS_SELECTOR, ".js-plotly-plot")) >= 3,
+        lambda d: len(d.find_elements(By.CSS_SELECTOR, CHART)) >= len(EXPLORE_CHARTS),
         what="charts",
     )
     _wait(browser, _idle, what="the first run")
