@@ -239,3 +239,18 @@ def test_overload_page_plots_the_timeline_and_refuses_a_bad_schedule() -> None:
     # A schedule that is not one: a plain line naming what is wrong, no traceback.
     at.text_input(key="ov_schedule").set_value("100/s for ten seconds").run()
     assert not at.exception and at.error and "segment 1" in at.error[0].value
+
+
+def test_simulated_model_follows_the_scenario_until_picked() -> None:
+    """Short connections put the default's model on the DES: the run moves to the
+    first model that keeps up on the fast engine, until the user picks one."""
+    at = app()
+    first = at.selectbox(key="focus").value
+    at.sidebar.number_input(key="rpc").set_value(5).run()
+    follows = at.selectbox(key="focus").value
+    assert follows != first
+    assert any(f"**{follows}** (fast engine" in m.value for m in at.markdown)
+    at.selectbox(key="focus").set_value(first).run()
+    at.sidebar.number_input(key="rpc").set_value(4).run()
+    assert at.selectbox(key="focus").value == first  # picked: it stays
+    assert any(f"**{first}** (des engine" in m.value for m in at.markdown)
