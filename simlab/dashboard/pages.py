@@ -203,12 +203,12 @@ SERVER_TIME = "Answered on the server in "
 
 def server_time_caption(total_s: float, curves_s: float, run_s: float) -> str:
     """The page's account of its own script run: the whole, the estimates' curves
-    and charts, the simulated run (each nearly 0 when cached); the browser then
-    redraws the charts whose data changed."""
+    and their data, the simulated run (each nearly 0 when cached); the browser
+    then swaps the data that changed into the charts it has drawn."""
     return (
-        f"{SERVER_TIME}{total_s:.2f} s: the estimates' curves and charts {curves_s:.2f} s, "
+        f"{SERVER_TIME}{total_s:.2f} s: the estimates' curves {curves_s:.2f} s, "
         f"the simulated run {run_s:.2f} s (each about 0 when this scenario was seen "
-        "before); the browser then redraws only the charts whose data changed."
+        "before); the browser then swaps the data that changed into the charts it has drawn."
     )
 
 
