@@ -321,8 +321,15 @@ def test_every_page_renders_and_controls_update(dashboard, browser, tmp_path) ->
     _no_traceback(browser)
     # How long each control change takes to be answered: reported, not asserted
     # (a timing depends on the machine); every control does get its answer.
+    # Tagged before the changes: a chart that the browser built anew (as it
+    # built every changed Plotly chart) would come back without its tag.
+    tag = "arguments[0].forEach((c, i) => { c.dataset.simlabTag = 'chart' + i; })"
+    browser.execute_script(tag, browser.find_elements(By.CSS_SELECTOR, CHART))
     timings = _time_controls(browser)
     assert len(timings) == len(CONTROLS)
+    charts = browser.find_elements(By.CSS_SELECTOR, CHART)
+    kept = [c.get_attribute("data-simlab-tag") for c in charts]
+    assert kept == [f"chart{i}" for i in range(len(EXPLORE_CHARTS))], kept
 
     for page in PAGES[1:]:
         label = browser.find_element(
