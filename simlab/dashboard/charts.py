@@ -7,10 +7,11 @@ the browser builds it from scratch (``Plotly.newPlot``: axes, legend, mode
 bar). A Vega-Lite chart drawn with a ``key`` keeps its identity while its
 spec stays the same, and the browser swaps the changed datasets into the
 live view (Vega's ``view.data``) and re-runs only the dataflow they feed.
-In the browser test on this shared 2-core machine (2 December, runs made
-back to back), the time a change took beyond the server's own account of
-it fell from 0.31-0.44 s (median over the 20 changes) with three Plotly
-charts to 0.18-0.34 s with these five.
+In the browser test on this shared, busy 2-core machine (2 December, runs
+made back to back), the time a change took beyond the server's own account
+of it (median over the 20 changes of a run) was 0.31-0.44 s in three runs
+with three Plotly charts, and 0.18-0.34 s in three of four runs with these
+five (0.53 s in the fourth, made under a load spike).
 
 So every spec here is a constant of the models shown (their order fixes the
 colours): everything that follows the controls is a dataset, and a dataset
