@@ -34,7 +34,7 @@ COLOURS = 128
 def _ready(driver: webdriver.Chrome) -> bool:
     """The Explore page has its numbers and charts, and Streamlit is no longer running."""
     metrics = driver.find_elements(By.CSS_SELECTOR, '[data-testid="stMetric"]')
-    charts = driver.find_elements(By.CSS_SELECTOR, ".js-plotly-plot")
+    charts = driver.find_elements(By.CSS_SELECTOR, '[data-testid="stVegaLiteChart"] canvas')
     status = driver.find_elements(By.CSS_SELECTOR, '[data-testid="stStatusWidget"]')
     running = any("Running" in el.text for el in status)
     return len(metrics) > 0 and len(charts) >= 3 and not running

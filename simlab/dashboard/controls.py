@@ -49,6 +49,7 @@ def scenario_controls() -> tuple[Scenario | None, tuple[str, ...]]:
         defaults = Scenario.default()
         _set_state(defaults)
         st.session_state.update(
+            platform=defaults.platform,
             cores=defaults.cores or 0,
             workers=defaults.workers,
             processes=defaults.processes,

@@ -8,20 +8,19 @@ spinner or a progress bar.
 from __future__ import annotations
 
 import json
-import math
 import time
 from typing import Any
 
 import numpy as np
 import pandas as pd
-import plotly.express as px
-import plotly.graph_objects as go
 import streamlit as st
 
 from simlab.cli.output import fmt
-from simlab.dashboard import compute
+from simlab.dashboard import charts, compute
 from simlab.dashboard.compute import Scenario
+from simlab.metrics import replication_levels, series
 from simlab.models import Analytic
+from simlab.models.base import COMPLETED
 from simlab.results import SimSummary
 from simlab.simulation import Result
 
@@ -46,163 +45,70 @@ def _result(s: Scenario, model: str) -> Result:
 @st.cache_data(show_spinner=False, max_entries=32)
 def _run(s: Scenario, model: str) -> dict[str, Any]:
     r = _result(s, model)
-    req = r.requests[r.requests["measured"] & (r.requests["outcome"] == "completed")]
-    series = r.series[r.series["replication"] == 0]
     theory = None
     if isinstance(r.analytic, Analytic):
         theory = {"queue": r.analytic.queue, "exact": r.analytic.exact, **r.analytic.values}
+    # Read from the replications' columns, not ``r.requests`` and ``r.series``:
+    # those tables hold every request and every replication's levels, and
+    # building them took a fifth of a control change's run on the server.
+    waits = []
+    for rec in r.records:
+        c = rec.columns
+        t0, t1 = rec.window
+        kept = (c["arrival"] >= t0) & (c["arrival"] < t1) & (c["outcome"] == COMPLETED)
+        waits.append((c["end"][kept] - c["arrival"][kept] - c["service"][kept]) * 1e3)
+    first = r.records[0]
     return {
         "summary": r.summary,
-        "waits_ms": ((req["end"] - req["arrival"] - req["service"]) * 1e3).clip(lower=0),
-        "series": series,
+        "waits_ms": np.clip(np.concatenate(waits), 0.0, None),
+        "series": pd.DataFrame(series(first, replication_levels(first, r.platform))),
         "theory": theory,
     }
 
 
-# The Explore page's charts, built once per scenario and kept as objects
-# (``cache_resource``: a hit costs nothing, where ``cache_data`` would pickle
-# them again). Written as plain dicts of lists and validated once, as one
-# ``go.Figure``: building ``go.Scatter`` objects from pandas columns (each
-# column converted and validated trace by trace) took about 0.6 s of a control
-# change on this machine, and ``st.plotly_chart`` validates a dict again at
-# every rerun (about 0.06 s a chart) where it only copies a Figure. Nothing
-# mutates them after.
-Figure = dict[str, Any]
-
-
-def _line(x: Any, y: Any, name: str, **style: Any) -> dict[str, Any]:
-    return {
-        "type": "scatter",
-        "x": np.asarray(x, dtype=np.float64).tolist(),
-        "y": np.asarray(y, dtype=np.float64).tolist(),
-        "name": name,
-        **style,
-    }
-
-
-def _vline(fig: Figure, x: float, text: str, dash: str, axis: str = "") -> None:
-    """A vertical line across subplot ``axis`` ("" or "2") with a label at its top
-    (``add_vline``'s shape, without building a graph object to draw it)."""
-    layout = fig["layout"]
-    xref, yref = f"x{axis}", f"y{axis} domain"
-    layout.setdefault("shapes", []).append({
-        "type": "line", "xref": xref, "yref": yref, "x0": x, "x1": x, "y0": 0, "y1": 1,
-        "line": {"dash": dash},
-    })  # fmt: skip
-    layout.setdefault("annotations", []).append({
-        "xref": xref, "yref": yref, "x": x, "y": 1, "text": text, "showarrow": False,
-        "xanchor": "left", "yanchor": "top",
-    })  # fmt: skip
-
-
-def _side_by_side(left: str, right: str) -> dict[str, Any]:
-    """A layout of two subplots side by side, each titled: one Plotly chart where
-    there were two. A changed chart is drawn anew in the browser (Streamlit
-    mounts it again), and each chart costs its own fixed share of that
-    (axes, legend, mode bar): the Explore page draws three, not five."""
-    title = {"xref": "paper", "yref": "paper", "y": 1.0, "yanchor": "bottom",
-             "showarrow": False, "font": {"size": 14}}  # fmt: skip
-    return {
-        "xaxis": {"domain": [0.0, 0.45]},
-        "xaxis2": {"domain": [0.55, 1.0], "anchor": "y2"},
-        "yaxis2": {"anchor": "x2"},
-        "annotations": [
-            {**title, "x": 0.225, "xanchor": "center", "text": left},
-            {**title, "x": 0.775, "xanchor": "center", "text": right},
-        ],
-    }
-
-
 @st.cache_resource(show_spinner=False, max_entries=64)
-def _explore_charts(s: Scenario, models: tuple[str, ...]) -> tuple[go.Figure, go.Figure, str]:
-    """The estimates' charts: threads and memory against connections (one chart,
-    two panels), and the hockey stick."""
+def _explore_data(s: Scenario, models: tuple[str, ...]) -> tuple[dict[str, pd.DataFrame], str]:
+    """The estimates' charts' datasets, once per scenario (``cache_resource``: a hit
+    costs nothing, where ``cache_data`` would pickle them again; nothing mutates
+    them): the sizes against connections, the hockey stick, the scenario's rate."""
     idle = _idle(s, models)
     cap = _capacity(s, models)
-    palette = px.colors.qualitative.Plotly
-    layout = _side_by_side(
-        "Threads against connections (each model sized to hold them)",
-        "Memory: resident (solid) and reserved (dashed)",
-    )
-    layout["xaxis"] |= {"type": "log", "title": {"text": "connections"}}
-    layout["yaxis"] = {"type": "log", "title": {"text": "threads"}}
-    layout["xaxis2"] |= {"type": "log", "title": {"text": "connections"}}
-    layout["yaxis2"] |= {"type": "log", "title": {"text": "MiB"}}
-    layout["legend"] = {"title": {"text": "model"}}
-    sizes: Figure = {"data": [], "layout": layout}
-    hockey: Figure = {"data": [], "layout": {
-        "title": {"text": "p99 latency against load: the hockey stick (estimate)"},
-        "xaxis": {"title": {"text": "rate"}},
-        "yaxis": {"type": "log", "title": {"text": "p99_ms"}},
-        "legend": {"title": {"text": "model"}},
-    }}  # fmt: skip
-    for k, model in enumerate(models):
-        color = palette[k % len(palette)]
-        rows = idle[idle["model"] == model]
-        # Lines without markers: the browser draws every marker as its own SVG
-        # path, and a changed chart is drawn anew (Streamlit mounts it again),
-        # so markers cost a third of a redraw. One legend entry per model: its
-        # memory lines share the entry (a click hides the model in both panels).
-        sizes["data"].append(_line(
-            rows["connections"], rows["threads"], model, mode="lines",
-            line={"color": color}, legendgroup=model,
-        ))  # fmt: skip
-        for kind, dash in (("resident_mib", "solid"), ("reserved_mib", "dash")):
-            sizes["data"].append(_line(
-                rows["connections"], rows[kind], f"{model}, {kind}", mode="lines",
-                line={"color": color, "dash": dash}, legendgroup=model, showlegend=False,
-                xaxis="x2", yaxis="y2",
-            ))  # fmt: skip
-        points = cap[cap["model"] == model]
-        hockey["data"].append(_line(
-            points["rate"], points["p99_ms"], model, mode="lines",
-            line={"color": color},
-        ))  # fmt: skip
-    for trace in hockey["data"]:
-        # A saturated point has no p99: a gap in the line (JSON has no NaN).
-        trace["y"] = [None if math.isnan(v) else v for v in trace["y"]]
-    _vline(hockey, s.rate, "your rate", "dot")
-    saturated = cap.groupby("model")["rate"].max()
+    # Each chart gets only the columns it draws, so that a control that moves
+    # one of them (the rate moves resident memory, through the tasks in
+    # flight, and not the threads) leaves the other charts' data as they were.
+    threads = idle[["model", "connections", "threads"]]
+    memory = idle[["model", "connections", "resident_mib", "reserved_mib"]]
+    hockey = cap[["model", "rate", "p99_ms"]].astype({"p99_ms": "float64"})
+    yours = pd.DataFrame({"rate": [s.rate], "label": ["your rate"]})
+    saturated = cap.groupby("model", sort=False)["rate"].max()
     saturation = ", ".join(f"{m} at {r:,.0f} req/s" for m, r in saturated.items())
-    return go.Figure(sizes), go.Figure(hockey), saturation
+    return {"threads": threads, "memory": memory, "hockey": hockey, "yours": yours}, saturation
 
 
 @st.cache_resource(show_spinner=False, max_entries=64)
-def _run_chart(s: Scenario, focus: str) -> go.Figure:
-    """One run: the queueing delay's histogram and the levels over time, side by side."""
+def _run_data(s: Scenario, focus: str) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    """One run's datasets: its queueing delays binned (60 counts reach the
+    browser, not every request's wait), the theory's mean where a formula
+    applies (else no row), and the levels over time."""
     run = _run(s, focus)
-    layout = _side_by_side(f"{focus}: queueing delay (ms)", f"{focus}: one run over time")
-    layout["xaxis"] |= {"title": {"text": "queueing delay (ms)"}}
-    layout["yaxis"] = {"title": {"text": "requests"}}
-    layout["xaxis2"] |= {"title": {"text": "simulated s"}}
-    # Binned here (60 bins, as the chart asked of Plotly): the browser gets 60
-    # counts, not every request's wait to bin in JavaScript on each redraw. Drawn
-    # as one filled step outline, not 60 bars (each bar its own SVG path).
-    counts, edges = np.histogram(np.asarray(run["waits_ms"], dtype=np.float64), bins=60)
-    fig: Figure = {"data": [{
-        "type": "scatter",
-        "x": edges.tolist(),
-        "y": [*counts.tolist(), int(counts[-1])],
-        "mode": "lines",
-        "line": {"shape": "hv"},
-        "fill": "tozeroy",
-        "hovertemplate": "from %{x:.3g} ms: %{y} requests<extra></extra>",
-        "showlegend": False,
-    }], "layout": layout}  # fmt: skip
     theory = run["theory"]
+    rows = []
     if theory and "queue_delay_mean_ms" in theory:
-        mean = float(theory["queue_delay_mean_ms"])
-        _vline(fig, mean, f"theory mean ({theory['queue']})", "dash")
-    series = run["series"]
-    for level, name in (
-        ("threads_alive", "threads"),
-        ("in_flight", "in flight"),
-        ("threads_busy", "busy threads"),
-    ):
-        fig["data"].append(
-            _line(series["time"], series[level], name, mode="lines", xaxis="x2", yaxis="y2")
-        )
-    return go.Figure(fig)
+        rows.append({"ms": float(theory["queue_delay_mean_ms"]),
+                     "label": f"theory mean ({theory['queue']})"})  # fmt: skip
+    means = pd.DataFrame(rows, columns=["ms", "label"]).astype({"ms": "float64", "label": str})
+    return charts.delay_histogram(run["waits_ms"]), means, charts.levels_table(run["series"])
+
+
+PICKED = "focus_picked"
+
+
+def _picked() -> None:
+    st.session_state[PICKED] = True
+
+
+def _chart(spec: charts.Spec, key: str, **datasets: pd.DataFrame) -> None:
+    st.vega_lite_chart(charts.with_data(spec, **datasets), width="stretch", key=key)
 
 
 def _fmt(x: Any, digits: int = 1) -> str:
@@ -220,7 +126,7 @@ def explore_page(s: Scenario, models: tuple[str, ...], started: float | None = N
         "and one simulated run of the model you pick. Change any control in the sidebar."
     )
     tick = time.perf_counter()
-    sizes_fig, hockey_fig, saturation = _explore_charts(s, models)
+    data, saturation = _explore_data(s, models)
     curves_s = time.perf_counter() - tick
     st.markdown(
         "**At steady state, as configured** (an estimate: every connection has sent a "
@@ -233,25 +139,49 @@ def explore_page(s: Scenario, models: tuple[str, ...], started: float | None = N
         col.metric(f"{model}: threads", fmt(threads))
         col.metric("resident MiB", fmt(resident))
         col.metric("reserved MiB", fmt(reserved))
-    st.plotly_chart(sizes_fig, width="stretch", key="sizes_chart")
-    st.plotly_chart(hockey_fig, width="stretch", key="hockey_chart")
+    # Keyed, with constant specs: a control change swaps only the changed
+    # datasets into the charts already drawn (simlab.dashboard.charts says why).
+    left, right = st.columns(2)
+    with left:
+        _chart(charts.threads_spec(models), "threads_chart", curve=data["threads"])
+    with right:
+        _chart(charts.memory_spec(models), "memory_chart", curve=data["memory"])
+    _chart(charts.hockey_spec(models), "hockey_chart", curve=data["hockey"], yours=data["yours"])
     st.caption(
         "Each line ends where the model saturates (rho = 1): "
         + saturation
         + ". Exact M/M/c points (ideal platform, exponential service) use Erlang C's tail."
     )
 
-    # The first run a user sees is of a model that keeps up with the scenario.
-    first = compute.first_stable(s, models)
-    focus = st.selectbox("Simulate one model", models, index=models.index(first), key="focus")
+    # Until the user picks a model, the run follows the scenario: the first
+    # model that keeps up with it, the fast engine's first among them
+    # (compute.first_stable). Left to itself, Streamlit would keep the model
+    # picked for the first scenario, and a change that puts that model on the
+    # DES (short connections, say) would wait for the DES: 0.3-0.6 s of an
+    # answer meant to take 0.5 s.
+    if not st.session_state.get(PICKED) or st.session_state.get("focus") not in models:
+        st.session_state["focus"] = compute.first_stable(s, models)
+    focus = st.selectbox(
+        "Simulate one model",
+        models,
+        key="focus",
+        on_change=_picked,
+        help="Until you pick one: the first model that keeps up with the scenario, "
+        "on the fast engine where it applies.",
+    )
     tick = time.perf_counter()
     with st.spinner(f"simulating {focus}..."):
         run = _run(s, focus)
+        delay, means, levels = _run_data(s, focus)
     run_s = time.perf_counter() - tick
     summary: SimSummary = run["summary"]
     if not summary.stable:
         st.warning(f"{focus} is overloaded here: {'; '.join(summary.stability.reasons)}")
-    st.plotly_chart(_run_chart(s, focus), width="stretch", key="run_chart")
+    left, right = st.columns(2)
+    with left:
+        _chart(charts.delay_spec(), "delay_chart", delay=delay, theory=means)
+    with right:
+        _chart(charts.levels_spec(), "levels_chart", levels=levels)
     lat = summary.latency_ms
     low, high = lat.p99_ci95 or (None, None)
     st.markdown(
@@ -273,12 +203,12 @@ SERVER_TIME = "Answered on the server in "
 
 def server_time_caption(total_s: float, curves_s: float, run_s: float) -> str:
     """The page's account of its own script run: the whole, the estimates' curves
-    and charts, the simulated run (each nearly 0 when cached); the browser then
-    redraws the charts whose data changed."""
+    and their data, the simulated run (each nearly 0 when cached); the browser
+    then swaps the data that changed into the charts it has drawn."""
     return (
-        f"{SERVER_TIME}{total_s:.2f} s: the estimates' curves and charts {curves_s:.2f} s, "
+        f"{SERVER_TIME}{total_s:.2f} s: the estimates' curves {curves_s:.2f} s, "
         f"the simulated run {run_s:.2f} s (each about 0 when this scenario was seen "
-        "before); the browser then redraws only the charts whose data changed."
+        "before); the browser then swaps the data that changed into the charts it has drawn."
     )
 
 

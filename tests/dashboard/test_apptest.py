@@ -82,12 +82,44 @@ def test_explore_says_where_the_server_time_went() -> None:
     _, cached_curves, cached_run = server_account(at)
     # A scenario seen before is answered from the caches.
     assert cached_curves < curves and cached_run <= run
-    # Three charts, drawn as lines (no marker per point for the browser to draw).
-    charts = at.get("plotly_chart")
-    assert len(charts) == 3
-    for chart in charts:
-        for trace in json.loads(chart.proto.spec)["data"]:
-            assert trace.get("mode") == "lines", trace
+
+
+def charts(at: AppTest) -> dict[str, tuple[str, dict[str, bytes]]]:
+    """The Explore page's Vega-Lite charts: each one's spec and datasets, in order."""
+    out = {}
+    for k, chart in enumerate(at.get("vega_lite_chart")):
+        spec = json.loads(chart.proto.spec)
+        out[f"{k}: {spec.get('title')}"] = (
+            chart.proto.spec,
+            {d.name: d.data.data for d in chart.proto.datasets},
+        )
+    return out
+
+
+def test_explore_charts_change_only_their_data() -> None:
+    """A control change keeps every chart's spec (so the browser swaps the data
+    into the chart it has, instead of drawing a new one) and changes only the
+    datasets that depend on that control."""
+    at = app()
+    before = charts(at)
+    assert len(before) == 5
+    for spec, data in before.values():
+        assert "datasets" not in json.loads(spec) and data  # the data travel apart
+    at.sidebar.number_input(key="rate").set_value(150.0).run()
+    after = charts(at)
+    assert list(after) == list(before)
+    changed = set()
+    for name, (spec, data) in after.items():
+        assert spec == before[name][0], name
+        changed |= {f"{name}/{d}" for d in data if data[d] != before[name][1][d]}
+    # The rate moves the hockey stick's marker, the simulated run and resident
+    # memory (the tasks in flight), not the threads nor the stick itself.
+    assert sorted(changed) == [
+        "1: Memory: resident (solid) and reserved (dashed)/curve",
+        "2: p99 latency against load: the hockey stick (estimate)/yours",
+        "3: Queueing delay (ms)/delay",
+        "4: One run over time/levels",
+    ]
 
 
 def test_bad_combination_is_a_plain_message() -> None:
@@ -207,3 +239,18 @@ def test_overload_page_plots_the_timeline_and_refuses_a_bad_schedule() -> None:
     # A schedule that is not one: a plain line naming what is wrong, no traceback.
     at.text_input(key="ov_schedule").set_value("100/s for ten seconds").run()
     assert not at.exception and at.error and "segment 1" in at.error[0].value
+
+
+def test_simulated_model_follows_the_scenario_until_picked() -> None:
+    """Short connections put the default's model on the DES: the run moves to the
+    first model that keeps up on the fast engine, until the user picks one."""
+    at = app()
+    first = at.selectbox(key="focus").value
+    at.sidebar.number_input(key="rpc").set_value(5).run()
+    follows = at.selectbox(key="focus").value
+    assert follows != first
+    assert any(f"**{follows}** (fast engine" in m.value for m in at.markdown)
+    at.selectbox(key="focus").set_value(first).run()
+    at.sidebar.number_input(key="rpc").set_value(4).run()
+    assert at.selectbox(key="focus").value == first  # picked: it stays
+    assert any(f"**{first}** (des engine" in m.value for m in at.markdown)

@@ -141,6 +141,10 @@ def _heading(driver) -> str:  # type: ignore[no-untyped-def]
     return main[0].text.strip() if main else ""
 
 
+# The Explore page's charts (Vega-Lite, drawn on canvases), by key.
+EXPLORE_CHARTS = ("threads_chart", "memory_chart", "hockey_chart", "delay_chart", "levels_chart")
+CHART = '[data-testid="stVegaLiteChart"] canvas'
+
 # The Explore page's controls changed one by one (and back), each timed from the
 # change to the end of the script run that answers it: (label, kind, new value).
 CONTROLS = (
@@ -290,7 +294,7 @@ def test_every_page_renders_and_controls_update(dashboard, browser, tmp_path) ->
     _wait(browser, lambda d: "thread-per-connection: threads" in _metrics(d), what="metrics")
     _wait(
         browser,
-        lambda d: len(d.find_elements(By.CSS_SELECTOR, ".js-plotly-plot")) >= 3,
+        lambda d: len(d.find_elements(By.CSS_SELECTOR, CHART)) >= len(EXPLORE_CHARTS),
         what="charts",
     )
     _wait(browser, _idle, what="the first run")
@@ -317,8 +321,15 @@ def test_every_page_renders_and_controls_update(dashboard, browser, tmp_path) ->
     _no_traceback(browser)
     # How long each control change takes to be answered: reported, not asserted
     # (a timing depends on the machine); every control does get its answer.
+    # Tagged before the changes: a chart that the browser built anew (as it
+    # built every changed Plotly chart) would come back without its tag.
+    tag = "arguments[0].forEach((c, i) => { c.dataset.simlabTag = 'chart' + i; })"
+    browser.execute_script(tag, browser.find_elements(By.CSS_SELECTOR, CHART))
     timings = _time_controls(browser)
     assert len(timings) == len(CONTROLS)
+    charts = browser.find_elements(By.CSS_SELECTOR, CHART)
+    kept = [c.get_attribute("data-simlab-tag") for c in charts]
+    assert kept == [f"chart{i}" for i in range(len(EXPLORE_CHARTS))], kept
 
     for page in PAGES[1:]:
         label = browser.find_element(
