@@ -169,8 +169,8 @@ def render_dashboard(timings: list[dict[str, object]], note: str) -> list[str]:
         " the page's last line; polled every 0.02 s, one round trip a poll); each"
         " control is changed and set back. *server s* is the page's own account of"
         " its script run (the line above the last); the rest is the websocket and"
-        " the browser redrawing the charts whose data changed. The goal (at most"
-        " 0.5 s a change) is reported, never asserted.",
+        " the browser swapping the changed data into the charts already drawn."
+        " The goal (at most 0.5 s a change) is reported, never asserted.",
         "",
     ]
     if not timings:
