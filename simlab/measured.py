@@ -144,7 +144,9 @@ class SpeedReference(Plain):
     where not watched): ``during_ops_s``, the mean of the watch's 2-second
     readings (the best batch of each), and ``during_min_ops_s`` the slowest
     of them; ``steal_cores``, the CPU time the hypervisor took, in cores;
-    ``stall_max_ms``, the watch's latest wake-up (a stall of the machine)."""
+    ``stall_max_ms``, the watch's latest wake-up (a stall of the machine),
+    and ``watch_nice``, the nice its thread ran at (``WATCH_NICE`` when it
+    could have it: only then is a late wake-up the machine's, not the run's)."""
 
     ops_s: float
     before_ops_s: float
@@ -154,6 +156,7 @@ class SpeedReference(Plain):
     during_min_ops_s: float | None = field(default=None, metadata=OMIT_NONE)
     steal_cores: float | None = field(default=None, metadata=OMIT_NONE)
     stall_max_ms: float | None = field(default=None, metadata=OMIT_NONE)
+    watch_nice: float | None = field(default=None, metadata=OMIT_NONE)
 
     @classmethod
     def of(
@@ -169,6 +172,7 @@ class SpeedReference(Plain):
             d.get("during_min_ops_s"),
             d.get("steal_cores"),
             d.get("stall_max_ms"),
+            d.get("watch_nice"),
         )
 
 

@@ -21,7 +21,7 @@ from simlab.errors import UserError
 from simlab.journal import journal_dir
 from simlab.params import Architecture, Fixed, Workload
 from simlab.real.grids import Case
-from simlab.real.speed import STALL_MS, WORK
+from simlab.real.speed import STALL_MS, WATCH_NICE, WORK
 from simlab.results import SpeedReference
 
 USUAL = 10_000.0  # the calibration's speed; the floor at the default margin is 7,500
@@ -66,7 +66,8 @@ def _run_with(
     def run() -> dict[str, Any]:
         (before, after), v, stall = next(calls)
         count.append(v)
-        ref = SpeedReference.of(before, after, WORK, {"stall_max_ms": stall}).to_dict()
+        watch = {"stall_max_ms": stall, "watch_nice": float(WATCH_NICE)}
+        ref = SpeedReference.of(before, after, WORK, watch).to_dict()
         return {"latency_p50": v, "speed_reference": ref}
 
     run.count = count  # type: ignore[attr-defined]
@@ -142,9 +143,32 @@ def test_a_run_the_machine_stalled_in_is_repeated_and_a_run_without_a_stall_kept
     both = _run_with([(9_000.0, 5_000.0), (9_000.0, 9_000.0)], [40.0, 30.0], [900.0, 800.0])
     out = g.gated(g.Gate(USUAL, retries=1), both, g.Budget(900.0), clock=m.clock())
     assert out["latency_p50"] == 30.0 and out["gate"]["stall_ms"] == 800.0
+    # A watch that could not have its priority (not root) reads the run's own
+    # busy cores as late wake-ups: recorded, never repeated on.
+    low = {"stall_max_ms": 2_000.0, "watch_nice": 0.0}
+    ref = SpeedReference.of(9_000.0, 9_000.0, WORK, low).to_dict()
+    assert g.stall_ms({"speed_reference": ref}) is None
     # With the gate off, a stall is measured and kept as it is.
     off = _run_with([(9_000.0, 9_000.0)], [900.0], [2_000.0])
     assert g.gated(g.Gate.off(), off, g.Budget(900.0), clock=m.clock())["gate"]["attempts"] == 1
+
+
+def test_a_first_check_that_passes_is_no_wait_and_the_record_counts_only_waits() -> None:
+    # On the real clock: the microseconds after a first check that passed are no wait.
+    fast = g.Clock(speed=lambda: 9_900.0)
+    seen = g.await_speed(g.Gate(USUAL), g.Budget(900.0), fast)
+    assert seen["waited_s"] == 0.0
+    # A record counts as waits only the runs checked more than once.
+    passed = {"ops_s": [9_900.0], "waited_s": 3e-6, "slow_machine": False}
+    waited = {"ops_s": [5_000.0, 9_000.0], "waited_s": 2.0, "slow_machine": False}
+    base = {"slowest_ops_s": 9_000.0, "slow_machine": False, "attempts": 1, "repeated": []}
+    runs = [
+        ("a", 0, {"gate": {**base, "check": passed}}),
+        ("b", 0, {"gate": {**base, "check": waited}}),
+    ]
+    rec = g.record(g.Gate(USUAL), runs)
+    assert (rec["waited"], rec["waited_s"]) == (1, 2.0)
+    assert [h["case"] for h in rec["held"]] == ["b"]
 
 
 def test_no_gate_runs_once_and_measures_nothing() -> None:

@@ -9,6 +9,7 @@ records it is checked on real runs, in tests/real/test_lab.py.)
 from __future__ import annotations
 
 import math
+import os
 import time
 
 import pytest
@@ -54,6 +55,8 @@ def test_the_watch_reads_the_speed_and_a_stall_inside_its_window() -> None:
     assert out["during_ops_s"] >= out["during_min_ops_s"] > 0
     assert out["stall_max_ms"] >= (held - 2 * w.interval_s) * 1e3
     assert out.get("steal_cores", 0.0) >= 0
+    # Its thread asked for WATCH_NICE: as root it has it, else the process's own.
+    assert out["watch_nice"] == (speed.WATCH_NICE if os.geteuid() == 0 else os.nice(0))
     # A window with too few reads has no reading at all.
     assert w.summary((times[0], times[0])) is None
     # And the reference keeps what the watch read.
