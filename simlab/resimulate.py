@@ -73,11 +73,13 @@ def resimulate(
     plan = cases if cases is not None else validation_plan(platform.name, quick)
     runs: dict[tuple[str, str], dict[str, list[float]]] = {}
     speeds: dict[tuple[str, str], list[Any]] = {}
+    lags: dict[tuple[str, str], list[Any] | None] = {}
     seeds: dict[tuple[str, str], list[int]] = {}
     splits: dict[tuple[str, str], list[list[int] | None]] = {}
     for r in saved["rows"]:
         runs.setdefault((r["model"], r["config"]), {})[r["metric"]] = r["measured_runs"]
         speeds[r["model"], r["config"]] = r.get("speed_reference_runs", [])
+        lags[r["model"], r["config"]] = r.get("load_generator_runs")
         if r.get("prediction") == "replayed" and r.get("run_seeds"):
             seeds[r["model"], r["config"]] = [int(x) for x in r["run_seeds"]]
         if r.get("accept_split_runs"):
@@ -102,7 +104,14 @@ def resimulate(
             why_not = _by_construction(metric, case, pred.dynamic_sim, pred.rho, extras, values)
             speed = speeds[case.target, case.config()]
             row = _row(case, metric, values, pred.predicted[metric], why_not, pred.rho, speed)
-            rows.append({**row, **pred.row_keys(metric)})
+            lag = lags.get((case.target, case.config()))
+            rows.append(
+                {
+                    **row,
+                    **pred.row_keys(metric),
+                    **({} if lag is None else {"load_generator_runs": lag}),
+                }
+            )
     # The sessions' history as it stands: resimulating adds no session.
     history = load(folder)
     result = report_record(
@@ -165,6 +174,7 @@ def remeasure(
                 row["measured_runs"] = [run[row["metric"]] for run in runs]
                 row["speed_reference_runs"] = [run["speed_reference"] for run in runs]
                 row["accept_split_runs"] = [run.get("accept_split") for run in runs]
+                row["load_generator_runs"] = [run.get("load_generator") for run in runs]
         saved.setdefault("remeasured", []).append(
             {"case": label, "measured": utc_stamp(), "git_revision": git_revision(), "why": why}
         )

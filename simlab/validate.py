@@ -767,11 +767,12 @@ def validate(
         splits = [v.get("accept_split") for v in real]
         pred = predict_case(case, on, extras, seed + k, seeds, splits)
         speeds = [v.get("speed_reference") for v in real]
+        lags = [v.get("load_generator") for v in real]
         for metric in METRICS:
             runs = [v[metric] for v in real]
             why_not = _by_construction(metric, case, pred.dynamic_sim, pred.rho, extras, runs)
             row = _row(case, metric, runs, pred.predicted[metric], why_not, pred.rho, speeds)
-            rows.append({**row, **pred.row_keys(metric)})
+            rows.append({**row, **pred.row_keys(metric), "load_generator_runs": lags})
     tick("report", steps, steps)
     out = out_dir or validation_dir() / platform.name
     # This session joins the history of the sessions before it (simlab.sessions).
@@ -791,13 +792,26 @@ def validate(
 
 
 def _kept(s: MeasuredSummary) -> dict[str, Any]:
-    """What a validation keeps of a run: its metrics and the machine's speed beside it."""
+    """What a validation keeps of a run: its metrics, the machine's speed
+    beside it, and the load generator's own lag and CPU (the latency is
+    charged from each request's intended send time, so a late send is in it)."""
     speed = s.speed_reference.to_dict() if s.speed_reference is not None else None
     split = s.connections.per_process
     return {
         **{m: _measured(m, s) for m in METRICS},
         "speed_reference": speed,
         "accept_split": None if split is None else list(split),
+        "load_generator": load_generator(s),
+    }
+
+
+def load_generator(s: MeasuredSummary) -> dict[str, Any]:
+    """The load generator's send delay (ms) and CPU a request (us) in a run."""
+    lag = s.send_delay_ms
+    return {
+        "send_delay_p50_ms": None if lag is None else lag.p50,
+        "send_delay_p99_ms": None if lag is None else lag.p99,
+        "client_us_per_request": s.lab_cpu.client_us_per_request,
     }
 
 

@@ -19,6 +19,7 @@ import pytest
 from simlab import gate as g
 from simlab.errors import UserError
 from simlab.journal import journal_dir
+from simlab.measured import LabCpu, SendDelay
 from simlab.params import Architecture, Fixed, Workload
 from simlab.real.grids import Case
 from simlab.real.speed import STALL_MS, WATCH_NICE, WORK
@@ -229,6 +230,8 @@ def _fake_summary(p50: float, before: float, after: float) -> Any:
         threads=SimpleNamespace(peak=3.0),
         speed_reference=SpeedReference.of(before, after, WORK),
         connections=SimpleNamespace(per_process=None),
+        send_delay_ms=SendDelay(p50=0.5, p99=12.0),
+        lab_cpu=LabCpu(client_us_per_request=450.0, backend_us_per_call=150.0),
     )
 
 

@@ -14,6 +14,7 @@ import pytest
 from simlab import validate
 from simlab.distributions import Fixed
 from simlab.errors import UserError
+from simlab.measured import LabCpu, SendDelay
 from simlab.params import Architecture, Workload
 from simlab.platforms import load_platform
 from simlab.real.grids import Case
@@ -69,6 +70,8 @@ def _fake_run(latency_ms: float) -> Any:
         threads=SimpleNamespace(peak=latency_ms),
         speed_reference=None,
         connections=SimpleNamespace(per_process=None),
+        send_delay_ms=SendDelay(p50=0.5, p99=12.0),
+        lab_cpu=LabCpu(client_us_per_request=450.0, backend_us_per_call=150.0),
     )
 
 
@@ -122,6 +125,10 @@ def test_the_report_says_which_way_each_case_was_predicted(monkeypatch, tmp_path
     result = validate.validate("ideal", repeats=2, cases=[CASE, other], out_dir=tmp_path)
     how = {r["config"]: (r["prediction"], r["prediction_why"]) for r in result["rows"]}
     assert how == {CASE.config(): ("replayed", None), other.config(): ("seeded", "doctored")}
+    # Each row keeps its runs' load generator: its send delay and CPU a request.
+    lags = result["rows"][0]["load_generator_runs"]
+    assert lags and all(x["send_delay_p99_ms"] == 12.0 for x in lags)
+    assert all(x["client_us_per_request"] == 450.0 for x in lags)
     text = (tmp_path / "report.md").read_text()
     assert "1 of 2 cases are *replayed*" in text
     assert f"- thread-pool ({other.config()}): doctored" in text

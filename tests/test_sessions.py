@@ -19,6 +19,7 @@ import pytest
 from simlab import sessions
 from simlab import validate as v
 from simlab.distributions import Fixed
+from simlab.measured import LabCpu, SendDelay
 from simlab.params import Architecture, Workload
 from simlab.real.grids import Case
 from simlab.real.speed import WORK
@@ -148,6 +149,8 @@ def _fake_run(p50: float, ops: float) -> SimpleNamespace:
         threads=SimpleNamespace(peak=9.0),
         speed_reference=SpeedReference.of(ops, ops + 10, WORK),
         connections=SimpleNamespace(per_process=None),
+        send_delay_ms=SendDelay(p50=0.5, p99=12.0),
+        lab_cpu=LabCpu(client_us_per_request=450.0, backend_us_per_call=150.0),
     )
 
 
