@@ -81,6 +81,13 @@ def test_validate_quick_end_to_end(tmp_path) -> None:
         for r in rows
         for ref in r["speed_reference_runs"]
     )
+    # And each run's load generator: how late it sent, what a request cost it.
+    assert all(
+        lag["send_delay_p99_ms"] >= lag["send_delay_p50_ms"] >= 0
+        and lag["client_us_per_request"] > 0
+        for r in rows
+        for lag in r["load_generator_runs"]
+    )
 
 
 def test_usl_on_a_real_server(tmp_path) -> None:
