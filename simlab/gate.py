@@ -25,9 +25,9 @@ within bounds, and records everything it saw:
   unseen.
 - **A run the machine stalled in** (``simlab.real.speed.SpeedWatch``: a
   thread at nice ``WATCH_NICE`` that wakes every 0.5 s woke ``STALL_MS``
-  late or more) is repeated
-  too, within the same bounds; a kept run that stalled says so. A busy core
-  delays that wake-up by milliseconds (7-13 ms measured at saturation); a
+  late or more) is repeated too, within the same bounds; a kept run that
+  stalled says so. A busy core delays that wake-up by milliseconds (7-69 ms
+  measured at saturation; 23 ms beside 200 busy children at nice -20); a
   stall of the machine holds every thread back, the server's with it, and
   puts seconds into a p99 (the 05:16 UTC validation of 2 December had a
   thread-pool run whose p99 was 27.6 s against its siblings' 81 and 85 ms).
