@@ -11,6 +11,7 @@ import simlab.journal as journal_mod
 import simlab.validate as validate_mod
 from simlab.distributions import Fixed
 from simlab.journal import Journal, journal_dir
+from simlab.measured import LabCpu
 from simlab.params import Architecture, Workload
 from simlab.real.grids import Case
 
@@ -65,6 +66,8 @@ def _fake_measured(latency_ms: float) -> Any:
         threads=SimpleNamespace(peak=3.0),
         speed_reference=None,  # a run measured before the speed reference
         connections=SimpleNamespace(per_process=None),
+        send_delay_ms=None,  # nor its load generator's lag and CPU
+        lab_cpu=LabCpu(client_us_per_request=None, backend_us_per_call=None),
     )
 
 
