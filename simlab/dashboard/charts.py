@@ -105,26 +105,28 @@ def _vline(dataset: str, field: str, dash: list[int]) -> list[Spec]:
     ]  # fmt: skip
 
 
+def _with_lines(title: str, main: Spec, lines: list[Spec]) -> Spec:
+    """A chart of ``main`` with labelled vertical ``lines`` (``_vline``) over it."""
+    return {"title": title, "height": HEIGHT, "usermeta": _CANVAS, "layer": [main, *lines]}
+
+
 def hockey_spec(models: tuple[str, ...]) -> Spec:
     """p99 against the offered rate up to each model's saturation (dataset ``curve``:
     ``compute.capacity_curve``'s table), and the scenario's rate (dataset ``yours``)."""
-    return {
-        "title": "p99 latency against load: the hockey stick (estimate)",
-        "height": HEIGHT,
-        "usermeta": _CANVAS,
-        "layer": [
-            {
-                "data": {"name": "curve"},
-                "mark": {"type": "line", "tooltip": True},
-                "encoding": {
-                    "x": {"field": "rate", "type": "quantitative", "title": "rate (req/s)"},
-                    "y": _log("p99_ms", "p99 (ms)"),
-                    "color": _color(models),
-                },
-            },
-            *_vline("yours", "rate", [2, 2]),
-        ],
+    curve = {
+        "data": {"name": "curve"},
+        "mark": {"type": "line", "tooltip": True},
+        "encoding": {
+            "x": {"field": "rate", "type": "quantitative", "title": "rate (req/s)"},
+            "y": _log("p99_ms", "p99 (ms)"),
+            "color": _color(models),
+        },
     }
+    return _with_lines(
+        "p99 latency against load: the hockey stick (estimate)",
+        curve,
+        _vline("yours", "rate", [2, 2]),
+    )
 
 
 def delay_histogram(waits_ms: Any, bins: int = 60) -> pd.DataFrame:
@@ -137,27 +139,16 @@ def delay_histogram(waits_ms: Any, bins: int = 60) -> pd.DataFrame:
 def delay_spec() -> Spec:
     """The run's queueing delays (dataset ``delay``: ``delay_histogram``) and the
     theory's mean where a formula applies (dataset ``theory``: may be empty)."""
-    return {
-        "title": "Queueing delay (ms)",
-        "height": HEIGHT,
-        "usermeta": _CANVAS,
-        "layer": [
-            {
-                "data": {"name": "delay"},
-                "mark": {"type": "rect", "tooltip": True},
-                "encoding": {
-                    "x": {
-                        "field": "from_ms",
-                        "type": "quantitative",
-                        "title": "queueing delay (ms)",
-                    },
-                    "x2": {"field": "to_ms"},
-                    "y": {"field": "requests", "type": "quantitative", "title": "requests"},
-                },
-            },
-            *_vline("theory", "ms", [6, 4]),
-        ],
+    bars = {
+        "data": {"name": "delay"},
+        "mark": {"type": "rect", "tooltip": True},
+        "encoding": {
+            "x": {"field": "from_ms", "type": "quantitative", "title": "queueing delay (ms)"},
+            "x2": {"field": "to_ms"},
+            "y": {"field": "requests", "type": "quantitative", "title": "requests"},
+        },
     }
+    return _with_lines("Queueing delay (ms)", bars, _vline("theory", "ms", [6, 4]))
 
 
 # A run's levels, as the chart names them (the series' columns, renamed).
