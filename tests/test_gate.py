@@ -19,11 +19,11 @@ import pytest
 from simlab import gate as g
 from simlab.errors import UserError
 from simlab.journal import journal_dir
-from simlab.measured import LabCpu, SendDelay
 from simlab.params import Architecture, Fixed, Workload
 from simlab.real.grids import Case
 from simlab.real.speed import STALL_MS, WATCH_NICE, WORK
 from simlab.results import SpeedReference
+from tests.fakes import measured_run
 
 USUAL = 10_000.0  # the calibration's speed; the floor at the default margin is 7,500
 
@@ -223,16 +223,8 @@ def test_the_gate_reads_the_profiles_calibration_speed() -> None:
 
 
 def _fake_summary(p50: float, before: float, after: float) -> Any:
-    return SimpleNamespace(
-        throughput_rps=20.0,
-        latency_ms=SimpleNamespace(p50=p50, p99=2 * p50),
-        memory_mib=SimpleNamespace(user_peak=30.0, kernel_peak=1.0),
-        threads=SimpleNamespace(peak=3.0),
-        speed_reference=SpeedReference.of(before, after, WORK),
-        connections=SimpleNamespace(per_process=None),
-        send_delay_ms=SendDelay(p50=0.5, p99=12.0),
-        lab_cpu=LabCpu(client_us_per_request=450.0, backend_us_per_call=150.0),
-    )
+    speed = SpeedReference.of(before, after, WORK)
+    return measured_run(throughput=20.0, p50=p50, user=30.0, kernel=1.0, threads=3.0, speed=speed)
 
 
 def test_validate_resumes_a_repeated_run_and_reports_it(

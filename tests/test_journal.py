@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -11,9 +10,9 @@ import simlab.journal as journal_mod
 import simlab.validate as validate_mod
 from simlab.distributions import Fixed
 from simlab.journal import Journal, journal_dir
-from simlab.measured import LabCpu
 from simlab.params import Architecture, Workload
 from simlab.real.grids import Case
+from tests.fakes import measured_run
 
 
 @pytest.fixture(autouse=True)
@@ -57,18 +56,11 @@ def test_a_new_revision_resumes_and_says_so(monkeypatch, capsys) -> None:
 
 
 def _fake_measured(latency_ms: float) -> Any:
-    q = SimpleNamespace(p50=latency_ms, p99=2 * latency_ms)
-    mem = SimpleNamespace(user_peak=30.0, kernel_peak=1.0)
-    return SimpleNamespace(
-        throughput_rps=20.0,
-        latency_ms=q,
-        memory_mib=mem,
-        threads=SimpleNamespace(peak=3.0),
-        speed_reference=None,  # a run measured before the speed reference
-        connections=SimpleNamespace(per_process=None),
-        send_delay_ms=None,  # nor its load generator's lag and CPU
-        lab_cpu=LabCpu(client_us_per_request=None, backend_us_per_call=None),
-    )
+    # A run measured before the speed reference and the load generator's record.
+    return measured_run(
+        throughput=20.0, p50=latency_ms, user=30.0, kernel=1.0, threads=3.0,
+        lag=None, client_us=None,
+    )  # fmt: skip
 
 
 def test_validate_resumes_at_its_first_unmeasured_run(monkeypatch, tmp_path) -> None:

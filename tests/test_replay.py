@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import socket
-from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
@@ -14,13 +13,13 @@ import pytest
 from simlab import validate
 from simlab.distributions import Fixed
 from simlab.errors import UserError
-from simlab.measured import LabCpu, SendDelay
 from simlab.params import Architecture, Workload
 from simlab.platforms import load_platform
 from simlab.real.grids import Case
 from simlab.real.loadgen import poisson_arrivals
 from simlab.real.probe import AcceptSplit, accepted_by_process
 from simlab.streams import RacingDealer
+from tests.fakes import measured_run
 
 CASE = Case(
     "thread-pool",
@@ -63,16 +62,8 @@ def test_a_run_is_replayed_from_the_schedule_its_seed_draws() -> None:
 
 
 def _fake_run(latency_ms: float) -> Any:
-    return SimpleNamespace(
-        throughput_rps=3 * latency_ms,
-        latency_ms=SimpleNamespace(p50=latency_ms, p99=2 * latency_ms),
-        memory_mib=SimpleNamespace(user_peak=latency_ms, kernel_peak=latency_ms / 10),
-        threads=SimpleNamespace(peak=latency_ms),
-        speed_reference=None,
-        connections=SimpleNamespace(per_process=None),
-        send_delay_ms=SendDelay(p50=0.5, p99=12.0),
-        lab_cpu=LabCpu(client_us_per_request=450.0, backend_us_per_call=150.0),
-    )
+    x = latency_ms
+    return measured_run(throughput=3 * x, p50=x, user=x, kernel=x / 10, threads=x)
 
 
 def test_the_prediction_uses_nothing_measured(monkeypatch, tmp_path) -> None:

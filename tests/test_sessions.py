@@ -19,11 +19,11 @@ import pytest
 from simlab import sessions
 from simlab import validate as v
 from simlab.distributions import Fixed
-from simlab.measured import LabCpu, SendDelay
 from simlab.params import Architecture, Workload
 from simlab.real.grids import Case
 from simlab.real.speed import WORK
 from simlab.results import SpeedReference
+from tests.fakes import measured_run
 
 LABEL = "async N=500 380/s cpu=2.4ms 1x5ms seq W=32 P=1"
 
@@ -142,16 +142,8 @@ CASE = Case(
 
 
 def _fake_run(p50: float, ops: float) -> SimpleNamespace:
-    return SimpleNamespace(
-        throughput_rps=80.0,
-        latency_ms=SimpleNamespace(p50=p50, p99=2 * p50),
-        memory_mib=SimpleNamespace(user_peak=15.0, kernel_peak=0.5),
-        threads=SimpleNamespace(peak=9.0),
-        speed_reference=SpeedReference.of(ops, ops + 10, WORK),
-        connections=SimpleNamespace(per_process=None),
-        send_delay_ms=SendDelay(p50=0.5, p99=12.0),
-        lab_cpu=LabCpu(client_us_per_request=450.0, backend_us_per_call=150.0),
-    )
+    speed = SpeedReference.of(ops, ops + 10, WORK)
+    return measured_run(throughput=80.0, p50=p50, user=15.0, kernel=0.5, threads=9.0, speed=speed)
 
 
 def test_validate_adds_its_session_with_the_speed_references_and_reports_the_sessions(
