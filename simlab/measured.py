@@ -101,12 +101,15 @@ class SwitchRates(Plain):
 class ConnectionCounts(Plain):
     """The load generator's connections: opened, failed to open, and open
     seconds; and, where pre-forked copies race for them (gthread), how many
-    each copy accepted, most first (``probe.AcceptSplit``)."""
+    each copy accepted, most first, and which copy (its place in
+    ``per_process``) took each connection, in the load generator's order
+    (``probe.AcceptSplit``)."""
 
     opened: int
     failed: int
     open_seconds: float
     per_process: tuple[int, ...] | None = field(default=None, metadata=OMIT_NONE)
+    per_connection: tuple[int, ...] | None = field(default=None, metadata=OMIT_NONE)
 
 
 @dataclass(frozen=True)

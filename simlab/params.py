@@ -232,7 +232,9 @@ class Architecture:
     random, drawn per run (a Polya urn's: Dirichlet(1, ..., 1)). Modelled
     with ``first_read='worker'`` only, where it was measured.
     ``accept_shares`` (with ``race``) are the copies' shares as a real run
-    measured them (``connections.per_process``), in place of the draw.
+    measured them (``connections.per_process``), in place of the draw;
+    ``accept_map`` which copy took each connection, as a real run measured
+    it (``connections.per_connection``), in place of the hashed deal.
     """
 
     workers: int = 32
@@ -245,6 +247,7 @@ class Architecture:
     first_read: FirstRead = "loop"
     accept: Accept = "dealt"
     accept_shares: tuple[float, ...] | None = None
+    accept_map: tuple[int, ...] | None = None
 
     def __post_init__(self) -> None:
         _require(
@@ -295,6 +298,17 @@ class Architecture:
             f"accept_shares(={shares!r}) must be one share per process, >= 0 and summing "
             "to 1, with accept='race'",
         )
+        dealt = self.accept_map
+        _require(
+            dealt is None
+            or (
+                self.accept == "race"
+                and len(dealt) > 0
+                and all(isinstance(k, int) and 0 <= k < self.processes for k in dealt)
+            ),
+            f"accept_map(={dealt!r}) must give each connection a process in "
+            f"[0, {self.processes}), with accept='race'",
+        )
 
     def describe(self) -> dict[str, Any]:
         out: dict[str, Any] = {
@@ -316,6 +330,8 @@ class Architecture:
             out["accept"] = self.accept
         if self.accept_shares is not None:
             out["accept_shares"] = list(self.accept_shares)
+        if self.accept_map is not None:
+            out["accept_map"] = list(self.accept_map)
         return out
 
 

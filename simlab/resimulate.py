@@ -76,6 +76,7 @@ def resimulate(
     lags: dict[tuple[str, str], list[Any] | None] = {}
     seeds: dict[tuple[str, str], list[int]] = {}
     splits: dict[tuple[str, str], list[list[int] | None]] = {}
+    maps: dict[tuple[str, str], list[list[int] | None]] = {}
     for r in saved["rows"]:
         runs.setdefault((r["model"], r["config"]), {})[r["metric"]] = r["measured_runs"]
         speeds[r["model"], r["config"]] = r.get("speed_reference_runs", [])
@@ -84,6 +85,8 @@ def resimulate(
             seeds[r["model"], r["config"]] = [int(x) for x in r["run_seeds"]]
         if r.get("accept_split_runs"):
             splits[r["model"], r["config"]] = r["accept_split_runs"]
+        if r.get("accept_map_runs"):
+            maps[r["model"], r["config"]] = r["accept_map_runs"]
     seed = int(saved["seed"])
     rows: list[dict[str, Any]] = []
     for k, case in enumerate(plan):
@@ -98,7 +101,8 @@ def resimulate(
             run_seed(seed, k, r) for r in range(n_runs)
         ]
         split = splits.get((case.target, case.config()))
-        pred = predict_case(case, on, extras, seed + k, run_seeds, split)
+        dealt = maps.get((case.target, case.config()))
+        pred = predict_case(case, on, extras, seed + k, run_seeds, split, dealt)
         for metric in METRICS:
             values: list[float | None] = list(measured.get(metric, []))
             why_not = _by_construction(metric, case, pred.dynamic_sim, pred.rho, extras, values)
@@ -174,6 +178,7 @@ def remeasure(
                 row["measured_runs"] = [run[row["metric"]] for run in runs]
                 row["speed_reference_runs"] = [run["speed_reference"] for run in runs]
                 row["accept_split_runs"] = [run.get("accept_split") for run in runs]
+                row["accept_map_runs"] = [run.get("accept_map") for run in runs]
                 row["load_generator_runs"] = [run.get("load_generator") for run in runs]
         saved.setdefault("remeasured", []).append(
             {"case": label, "measured": utc_stamp(), "git_revision": git_revision(), "why": why}

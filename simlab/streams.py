@@ -228,14 +228,22 @@ class RacingDealer:
     = "race"``): the replication's shares drawn from Dirichlet(1, ..., 1) by
     its salt (or as given: a real run's measured shares), then each
     connection to a copy by its hashed uniform, so the same salt gives the
-    same deal."""
+    same deal; or each connection to the copy a real run measured it on
+    (``dealt``), where one was given."""
 
-    __slots__ = ("bounds", "processes", "salt")
+    __slots__ = ("bounds", "dealt", "processes", "salt")
     BLOCK = Dealer.BLOCK
 
-    def __init__(self, processes: int, salt: int, shares: tuple[float, ...] | None = None) -> None:
+    def __init__(
+        self,
+        processes: int,
+        salt: int,
+        shares: tuple[float, ...] | None = None,
+        dealt: tuple[int, ...] | None = None,
+    ) -> None:
         self.processes = processes
         self.salt = salt
+        self.dealt = dealt
         drawn = (
             np.random.default_rng([salt, RACE_STREAM]).dirichlet(np.ones(processes))
             if shares is None
@@ -246,6 +254,8 @@ class RacingDealer:
     def __call__(self, key: int) -> int:
         if self.processes == 1:
             return 0
+        if self.dealt is not None and 0 <= key < len(self.dealt):
+            return self.dealt[key]
         # A uniform from the same splitmix64 hash as ``deal`` (2**20 steps).
         u = int(deal(np.array([key], dtype=np.uint64), 1 << 20, self.salt)[0]) / (1 << 20)
         return int(np.searchsorted(self.bounds, u, side="right"))

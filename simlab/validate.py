@@ -270,11 +270,12 @@ def _simulate(
     workload: Workload | None = None,
     replications: int = SIM_REPLICATIONS,
     shares: tuple[float, ...] | None = None,
+    dealt: tuple[int, ...] | None = None,
 ) -> SimSummary:
     model = RESEMBLES.get(case.target, case.target)
     arch = as_designed(case.target, case.arch)
     if shares is not None:
-        arch = replace(arch, accept_shares=shares)
+        arch = replace(arch, accept_shares=shares, accept_map=dealt)
     return simulate(
         model,
         case.workload if workload is None else workload,
@@ -331,6 +332,7 @@ class CasePrediction:
     why: str | None
     seeds: tuple[int, ...]
     splits: tuple[tuple[int, ...] | None, ...] = ()
+    maps: tuple[tuple[int, ...] | None, ...] = ()
 
     @property
     def dynamic_sim(self) -> SimSummary:
@@ -346,6 +348,7 @@ class CasePrediction:
             "predicted_runs": None if self.runs is None else self.runs[metric],
             "run_seeds": list(self.seeds),
             "accept_split_runs": [None if x is None else list(x) for x in self.splits],
+            "accept_map_runs": [None if x is None else list(x) for x in self.maps],
         }
 
 
@@ -388,6 +391,21 @@ def _shares(case: Case, split: list[int] | tuple[int, ...] | None) -> tuple[floa
     return tuple(shares)
 
 
+def _dealt(
+    case: Case, shares: tuple[float, ...] | None, dealt: list[int] | tuple[int, ...] | None
+) -> tuple[int, ...] | None:
+    """A run's measured deal of its connections to racing copies
+    (``connections.per_connection``: the copy, by its place in the split, of
+    each connection) for the model's ``accept_map``; None where the split is
+    not used or the deal was not measured for every connection."""
+    arch = as_designed(case.target, case.arch)
+    if shares is None or dealt is None or len(dealt) != case.workload.connections:
+        return None
+    if not all(0 <= int(k) < arch.processes for k in dealt):
+        return None
+    return tuple(int(k) for k in dealt)
+
+
 def predict_case(  # noqa: PLR0917 - the case and what its runs give it
     case: Case,
     platform: Platform,
@@ -395,6 +413,7 @@ def predict_case(  # noqa: PLR0917 - the case and what its runs give it
     seed: int,
     run_seeds: list[int],
     splits: list[list[int] | None] | None = None,
+    maps: list[list[int] | None] | None = None,
 ) -> CasePrediction:
     """The prediction of ``case``, as ``simlab validate`` makes it.
 
@@ -407,8 +426,10 @@ def predict_case(  # noqa: PLR0917 - the case and what its runs give it
     measured how they split them (``splits[r]``, counts per copy), that run
     is simulated with that split instead of a drawn one: like the arrivals,
     how the kernel dealt the connections is an input to the server, not its
-    answer. Otherwise (or with no runs) one simulation seeded ``seed`` with
-    ``SIM_REPLICATIONS``. A peer's own machinery is added either way."""
+    answer; and where it also measured which copy took each connection
+    (``maps[r]``), that deal instead of a hashed one. Otherwise (or with no
+    runs) one simulation seeded ``seed`` with ``SIM_REPLICATIONS``. A peer's
+    own machinery is added either way."""
     why = not_replayed(case)
     if why is not None or not run_seeds:
         sim = _simulate(case, platform, seed)
@@ -425,9 +446,14 @@ def predict_case(  # noqa: PLR0917 - the case and what its runs give it
     measured = list(splits or [])
     measured += [None] * (len(run_seeds) - len(measured))
     shares = [_shares(case, x) for x in measured]
+    dealt = list(maps or [])
+    dealt += [None] * (len(run_seeds) - len(dealt))
+    deals = [_dealt(case, sh, x) for sh, x in zip(shares, dealt, strict=True)]
     sims = tuple(
-        _simulate(case, platform, s, workload=_arrivals(case, s), replications=reps, shares=sh)
-        for s, sh in zip(run_seeds, shares, strict=True)
+        _simulate(
+            case, platform, s, workload=_arrivals(case, s), replications=reps, shares=sh, dealt=d
+        )
+        for s, sh, d in zip(run_seeds, shares, deals, strict=True)
     )
     per_run = [{m: _predicted(m, sim) for m in METRICS} for sim in sims]
     out = {m: _pooled([p[m] for p in per_run]) for m in METRICS}
@@ -447,7 +473,9 @@ def predict_case(  # noqa: PLR0917 - the case and what its runs give it
     kept = tuple(
         None if sh is None else tuple(x or ()) for sh, x in zip(shares, measured, strict=True)
     )
-    return CasePrediction(adjusted, runs, rho, sims, "replayed", None, tuple(run_seeds), kept)
+    return CasePrediction(
+        adjusted, runs, rho, sims, "replayed", None, tuple(run_seeds), kept, tuple(deals)
+    )
 
 
 def _nominal_rho(case: Case, platform: Platform, seed: int) -> float:
@@ -765,7 +793,8 @@ def validate(
         # Each run's seed as it was measured (a kept run may record its own).
         seeds = [int(v.get("seed", run_seed(seed, k, r))) for r, v in enumerate(real)]
         splits = [v.get("accept_split") for v in real]
-        pred = predict_case(case, on, extras, seed + k, seeds, splits)
+        maps = [v.get("accept_map") for v in real]
+        pred = predict_case(case, on, extras, seed + k, seeds, splits, maps)
         speeds = [v.get("speed_reference") for v in real]
         lags = [v.get("load_generator") for v in real]
         for metric in METRICS:
@@ -796,11 +825,12 @@ def _kept(s: MeasuredSummary) -> dict[str, Any]:
     beside it, and the load generator's own lag and CPU (the latency is
     charged from each request's intended send time, so a late send is in it)."""
     speed = s.speed_reference.to_dict() if s.speed_reference is not None else None
-    split = s.connections.per_process
+    split, dealt = s.connections.per_process, s.connections.per_connection
     return {
         **{m: _measured(m, s) for m in METRICS},
         "speed_reference": speed,
         "accept_split": None if split is None else list(split),
+        "accept_map": None if dealt is None else list(dealt),
         "load_generator": load_generator(s),
     }
 
@@ -1070,6 +1100,14 @@ def _method_lines(result: dict[str, Any]) -> list[str]:
             "instead of a drawn one (`accept_split_runs`): like the arrivals, how the kernel "
             "dealt the connections is an input to the server, not its answer.",
         ]
+    mapped = [c for c, r in cases.items() if any(r.get("accept_map_runs") or [])]
+    if mapped:
+        lines[-1] += (
+            f" In {len(mapped)} of them the runs also measured which copy took each "
+            "connection (matching the copies' sockets to the load generator's by their "
+            "addresses, `connections.per_connection`), and were predicted with that deal "
+            "(`accept_map_runs`) rather than a hashed one."
+        )
     if seeded:
         lines += [
             "",

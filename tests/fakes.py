@@ -31,7 +31,7 @@ def measured_run(
         memory_mib=SimpleNamespace(user_peak=user, kernel_peak=kernel),
         threads=SimpleNamespace(peak=threads),
         speed_reference=speed,
-        connections=SimpleNamespace(per_process=None),
+        connections=SimpleNamespace(per_process=None, per_connection=None),
         send_delay_ms=lag,
         lab_cpu=LabCpu(
             client_us_per_request=client_us,

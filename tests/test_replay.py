@@ -214,3 +214,48 @@ def test_accepted_connections_are_counted_by_the_process_that_took_them() -> Non
         finally:
             for s in clients + accepted:
                 s.close()
+
+
+def test_a_racing_deal_takes_a_measured_deal_of_each_connection() -> None:
+    dealt = (1, 1, 0, 1, 0)
+    dealer = RacingDealer(2, 7, (0.4, 0.6), dealt)
+    # Each measured connection lands where it was measured, whatever the salt.
+    assert [dealer(k) for k in range(5)] == list(dealt)
+    assert [RacingDealer(2, 8, (0.4, 0.6), dealt)(k) for k in range(5)] == list(dealt)
+    # A connection beyond the measured ones falls back to the hashed deal.
+    assert dealer(5) == RacingDealer(2, 7, (0.4, 0.6))(5)
+    race = {"first_read": "worker", "accept": "race"}
+    Architecture(processes=2, accept_map=dealt, **race)
+    with pytest.raises(UserError, match="accept_map"):
+        Architecture(processes=2, accept_map=(0, 2), **race)  # no third process
+    with pytest.raises(UserError, match="accept_map"):
+        Architecture(processes=2, accept_map=(0, 1))  # not a racing accept
+
+
+def test_a_run_with_a_measured_deal_is_predicted_with_it() -> None:
+    extras = validate._profile_extras("cpython")
+    platform = validate.case_platform(
+        GTHREAD, validate.lab_platform(load_platform("cpython"), extras), extras
+    )
+    n = GTHREAD.workload.connections
+    # The first 15 connections on the first copy, as a racing accept deals them
+    # (a copy awake takes the next ones); the hashed deal scatters them.
+    block = [0] * 15 + [1] * (n - 15)
+    seeds = [5000, 5001, 5002]
+    pred = validate.predict_case(
+        GTHREAD, platform, extras, 5, seeds, [[15, 5], [15, 5], None], [block, block[:3], block]
+    )
+    keys = pred.row_keys("latency_p99")
+    # Used where it covers every connection and comes with its split; not otherwise.
+    assert keys["accept_map_runs"] == [block, None, None]
+    reps = validate.replay_replications(3)
+    arrivals = validate._arrivals(GTHREAD, 5000)
+    shares = validate._shares(GTHREAD, [15, 5])
+    given = validate._simulate(
+        GTHREAD, platform, 5000, workload=arrivals, replications=reps, shares=shares,
+        dealt=tuple(block),
+    )  # fmt: skip
+    hashed = validate._simulate(
+        GTHREAD, platform, 5000, workload=arrivals, replications=reps, shares=shares
+    )
+    assert pred.sims[0] == given and pred.sims[0] != hashed

@@ -369,7 +369,12 @@ class Model:
         self.streams = Streams.of(seed)
         self.salt = self.streams.salt
         self.process_of: Dealer | RacingDealer = (
-            RacingDealer(architecture.processes, self.salt, architecture.accept_shares)
+            RacingDealer(
+                architecture.processes,
+                self.salt,
+                architecture.accept_shares,
+                architecture.accept_map,
+            )
             if architecture.accept == "race"
             else Dealer(architecture.processes, self.salt)
         )

@@ -122,6 +122,10 @@ class LoadSpec:
     # each, "intended_s,latency_s,connection,status", times from the run's
     # start, warm-up included, for a look at transients.
     requests_out: str | None = None
+    # Report each connection's first local address (``connections.local``):
+    # where copies race for the connections (gthread), the server side's
+    # peers say which copy took which connection.
+    report_local: bool = False
 
     def __post_init__(self) -> None:
         check_loopback(self.host)
@@ -236,6 +240,7 @@ class Conn(asyncio.Protocol):
         self.idle_waiter: asyncio.Future[None] | None = None
         self.bids: str | None = None
         self.held: list[bytes] | None = None  # a slow reader's unread bytes
+        self.first_local: tuple[str, int] | None = None  # its first connect's address
 
     def wait_idle(self) -> asyncio.Future[None]:
         """Resolves once this connection has nothing in flight or queued (closed loop)."""
@@ -260,6 +265,10 @@ class Conn(asyncio.Protocol):
         self.answered = 0
         self.connecting = False
         self.held = None
+        if self.first_local is None:
+            local = transport.get_extra_info("sockname")
+            if local is not None:
+                self.first_local = (str(local[0]), int(local[1]))
         sock = transport.get_extra_info("socket")
         if self.gen.spec.recv_s > 0 and sock is not None:
             # A small window: a large answer backs up into the server's send buffer.
@@ -689,6 +698,7 @@ def _report(
             "opened": opened,
             "failed": gen.connect_failures,
             "seconds": connect_s,
+            **({"local": [c.first_local for c in gen.conns]} if spec.report_local else {}),
         },
         "window_wall": list(wall),
         "scheduled": st.scheduled,

@@ -382,6 +382,7 @@ def _load_spec(opts: MeasureOptions) -> loadgen.LoadSpec:
         recv_s=w.client_recv.mean,
         client_dist=_client_dist(w),
         requests_out=None if opts.requests_out is None else str(opts.requests_out),
+        report_local=_racing(opts),
     )
 
 
@@ -499,6 +500,7 @@ def measure(opts: MeasureOptions, progress: Callable[[str], None] | None = None)
         answers=answers,
         speed=speed,
         per_process=None if split is None else split.split,
+        per_connection=None if split is None else split.deal(report["connections"].get("local")),
     )
     front = _front_cpu(probe, report)
     if not opts.save:
@@ -596,6 +598,7 @@ def _summary(
     answers: dict[int, int] | None = None,
     speed: SpeedReference | None = None,
     per_process: tuple[int, ...] | None = None,
+    per_connection: tuple[int, ...] | None = None,
 ) -> MeasuredSummary:
     w, a = opts.workload, opts.architecture
     window = (r["window_wall"][0], r["window_wall"][1])
@@ -694,6 +697,7 @@ def _summary(
             failed=r["connections"]["failed"],
             open_seconds=r["connections"]["seconds"],
             per_process=per_process,
+            per_connection=per_connection,
         ),
         in_flight=InFlight(little_l),
         little=Little(

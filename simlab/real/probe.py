@@ -30,6 +30,7 @@ import contextlib
 import threading
 import time
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import psutil
@@ -223,31 +224,43 @@ def accepted_by_process(root: psutil.Process, port: int) -> list[int]:
     Each accepted socket sits in the file table of the process that took it
     from the listen queue, so the counts are how the kernel and the copies'
     accept loops dealt the connections between them."""
+    return [len(peers) for peers in accepted_peers(root, port)]
+
+
+def accepted_peers(root: psutil.Process, port: int) -> list[frozenset[tuple[str, int]]]:
+    """The remote addresses of the connections to local ``port`` that each
+    process of ``root``'s tree has accepted, the fullest process first."""
     procs = [root]
     with contextlib.suppress(psutil.NoSuchProcess):
         procs += root.children(recursive=True)
-    counts = []
+    held = []
     for p in procs:
         try:
             conns = p.net_connections(kind="tcp")
         except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
             continue
-        counts.append(
-            sum(1 for c in conns if c.laddr and c.laddr.port == port and c.status != "LISTEN")
+        held.append(
+            frozenset(
+                (str(c.raddr.ip), int(c.raddr.port))
+                for c in conns
+                if c.laddr and c.laddr.port == port and c.status != "LISTEN" and c.raddr
+            )
         )
-    return sorted(counts, reverse=True)
+    return sorted(held, key=len, reverse=True)
 
 
 class AcceptSplit(threading.Thread):
     """Reads how a pre-forked server's copies share ``expected`` persistent
-    connections (``accepted_by_process``) while they open, until all are
-    held: the split a racing accept drew in this run (gthread's
-    ``Architecture.accept = "race"``), which the model can then be given.
+    connections (``accepted_peers``) while they open, until all are held:
+    the deal a racing accept drew in this run (gthread's ``Architecture.accept
+    = "race"``), which the model can then be given.
 
     It reads only while connections are still opening, for at most
     ``within_s`` (the load generator's start and the warm-up), so never for
-    long in the measured window; ``split`` is the read that held the most
-    connections, its ``processes`` largest counts, most first."""
+    long in the measured window. ``split`` is the read that held the most
+    connections, its ``processes`` largest counts, most first; ``peers`` the
+    same read's remote addresses per copy, in that order (``deal`` maps them
+    to the load generator's connections)."""
 
     POLL_S = 0.2
 
@@ -259,21 +272,39 @@ class AcceptSplit(threading.Thread):
         self.processes = processes
         self.within_s = within_s
         self.split: tuple[int, ...] | None = None
+        self.peers: tuple[frozenset[tuple[str, int]], ...] = ()
         self._halt = threading.Event()
 
     def run(self) -> None:
         end = time.monotonic() + self.within_s
         while not self._halt.is_set() and time.monotonic() < end:
             try:
-                counts = accepted_by_process(self.root, self.port)
+                held = accepted_peers(self.root, self.port)
             except psutil.Error:
                 return
-            top = tuple((counts + [0] * self.processes)[: self.processes])
-            if sum(top) > sum(self.split or ()):
-                self.split = top
-            if sum(top) >= self.expected:
+            top = tuple((held + [frozenset()] * self.processes)[: self.processes])
+            counts = tuple(len(x) for x in top)
+            if sum(counts) > sum(self.split or ()):
+                self.split, self.peers = counts, top
+            if sum(counts) >= self.expected:
                 return
             self._halt.wait(self.POLL_S)
+
+    def deal(self, local: list[Any] | None) -> tuple[int, ...] | None:
+        """The copy (its rank in ``split``) that took each of the load
+        generator's connections, given their first local addresses in
+        connection order (``connections.local``); None unless every one was
+        found held by a copy."""
+        if not local or self.split is None:
+            return None
+        where = {addr: rank for rank, peers in enumerate(self.peers) for addr in peers}
+        out = []
+        for addr in local:
+            rank = None if addr is None else where.get((str(addr[0]), int(addr[1])))
+            if rank is None:
+                return None
+            out.append(rank)
+        return tuple(out)
 
     def stop(self) -> None:
         self._halt.set()

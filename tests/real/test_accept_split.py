@@ -1,4 +1,4 @@
-"""gthread's racing accept measured: how many connections each worker process took."""
+"""gthread's racing accept measured: how many connections each worker process took, and which."""
 
 from __future__ import annotations
 
@@ -23,8 +23,15 @@ def test_gthread_records_each_workers_share_of_the_connections(tmp_path) -> None
     assert split[0] >= split[1] >= 0
     assert sum(split) == n
     assert s.to_dict()["connections"]["per_process"] == list(split)
+    # And which worker took each connection, in the load generator's order:
+    # every connection on one, as many on each as its count says.
+    dealt = s.connections.per_connection
+    assert dealt is not None and len(dealt) == n, dealt
+    assert [dealt.count(k) for k in range(2)] == list(split)
+    assert s.to_dict()["connections"]["per_connection"] == list(dealt)
     # A server whose copies do not race records none.
     plain = measure(
         MeasureOptions("async", w, Architecture(processes=2), duration=1.0, warmup=0.5, save=False)
     ).summary
     assert plain.connections.per_process is None
+    assert plain.connections.per_connection is None
