@@ -887,7 +887,14 @@ def _profile(
     def fitted() -> Platform:
         return preset.with_(**{k: v["value"] for k, v in params.items() if isinstance(v, dict)})
 
-    contention, c_ci, c_ok, c_why = fit_contention(results, fitted())
+    # The lab's neighbours were on the cores in every run: the load generator's
+    # CPU (a closed loop's, in the saturated runs) takes from what the GIL's
+    # holder gets, so the contention is fitted with them there, as validation
+    # simulates them.
+    lab = _lab(results, probe)
+    neighbours = {k: lab[k]["value"] for k in LAB_KEYS
+                  if lab.get(k, {}).get("value") is not None}  # fmt: skip
+    contention, c_ci, c_ok, c_why = fit_contention(results, fitted().with_(**neighbours))
     params["switch_contention"] = (
         {"value": contention, "ci95": c_ci, "identified": True,
          "method": "simulated cost per request matched to the same load on 8..2,048 "
@@ -910,9 +917,6 @@ def _profile(
         peers[peer] = {**peers.get(peer, {}), "costs": entry}
     # The client path last: it is what the model, every other cost in place
     # and the lab's neighbours on the cores, leaves of the light runs' latency.
-    lab = _lab(results, probe)
-    neighbours = {k: lab[k]["value"] for k in LAB_KEYS
-                  if lab.get(k, {}).get("value") is not None}  # fmt: skip
     path = fit_path(results, fitted().with_(**neighbours))
     for key in path.names:
         params[key] = path.parameter(key, preset=getattr(preset, key), method=PATH_METHOD)
@@ -1242,16 +1246,27 @@ def _lab(
     results: list[tuple[Run, dict[str, Any]]], probe: dict[str, Any] | None = None
 ) -> dict[str, Any]:
     """The load generator's CPU per request and the backend's per call, as they
-    ran beside the server in the open-loop runs: medians with intervals; and
+    ran beside the server in the open-loop runs, and the load generator's in
+    the closed-loop runs (a closed loop sends as it reads, a third of the
+    open loop's CPU a request on 2 December): medians with intervals; and
     the probe's CPU per sample, from its benchmark (``measure_probe_cost``)."""
     client, ci_c = median_with_ci(
         [s["kept"]["client_us"] for run, s in results if run.role == "cpu"]
+    )
+    closed, ci_k = median_with_ci(
+        [
+            s["kept"]["client_us"]
+            for run, s in results
+            if run.workload.rate is None and s["kept"].get("client_us") is not None
+        ]
     )
     backend, ci_b = median_with_ci(
         [s["kept"]["backend_us"] for run, s in results if run.role == "cpu"]
     )
     lab: dict[str, Any] = {
         "client_cpu_us": {"value": client, "ci95": ci_c},
+        # None where no closed loop measured it: the model then charges the open loop's.
+        "client_closed_cpu_us": {"value": closed if math.isfinite(closed) else None, "ci95": ci_k},
         "backend_cpu_us": {"value": backend, "ci95": ci_b},
         "note": "the lab's own processes on the server's cores; validation adds them",
     }

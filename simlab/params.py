@@ -340,7 +340,13 @@ FLAGS = ("name", "cores", "gil", "backend_pool")
 # The platform's fields that describe the lab's own processes beside the
 # server (load generator, backend, probe), which calibration measures and
 # only validation adds: a server with its machine to itself has them at 0.
-LAB_KEYS = ("client_cpu_us", "backend_cpu_us", "probe_us", "probe_process_us")
+LAB_KEYS = (
+    "client_cpu_us",
+    "client_closed_cpu_us",
+    "backend_cpu_us",
+    "probe_us",
+    "probe_process_us",
+)
 
 
 @dataclass(frozen=True)
@@ -532,7 +538,8 @@ class Platform:
 
     The lab's neighbours (microseconds of CPU on the machine's cores, outside
     the server): ``client_cpu_us`` per request sent by a load generator on
-    the same machine, ``backend_cpu_us`` per backend call served by a backend
+    the same machine in an open loop, ``client_closed_cpu_us`` in a closed
+    one (0: as in an open loop), ``backend_cpu_us`` per backend call served by a backend
     on it; ``probe_us`` per sample of the server's process tree by the lab's
     probe (``simlab.real.probe``, a sample every 0.1 s after the last ends),
     plus ``probe_process_us`` per process in the tree. Zero for a server with
@@ -579,6 +586,10 @@ class Platform:
     loop_wake_us: float = 0.0
     process_kernel_kib: float = 0.0
     client_cpu_us: float = 0.0
+    # A closed loop sends each request as it reads the last answer, in the
+    # same wake-up: measured at a third of an open loop's CPU a request,
+    # whose sends each wait for their own timer.
+    client_closed_cpu_us: float = 0.0
     backend_cpu_us: float = 0.0
     probe_us: float = 0.0
     probe_process_us: float = 0.0
@@ -693,6 +704,7 @@ MECHANISMS = (
     "backend_pool",
     "child_kernel_kib",
     "fork_kernel_per_mib",
+    "client_closed_cpu_us",
 )
 
 

@@ -1091,14 +1091,18 @@ def _neighbours(
     workload: Workload, platform: Platform
 ) -> tuple[float, float, tuple[float, float] | None]:
     """The lab's neighbours on the same cores, when the platform says there
-    are any and cores are scarce: the load generator's CPU per request, the
+    are any and cores are scarce: the load generator's CPU per request (in
+    an open or a closed loop), the
     backend's per request (all its calls), and the probe's per sample of the
     server's process tree (fixed, and per process in the tree), in seconds."""
     if platform.cores is None:
         return 0.0, 0.0, None
     probing = platform.probe_us > 0 or platform.probe_process_us > 0
     probe = (platform.probe_us * US, platform.probe_process_us * US) if probing else None
-    return platform.client_cpu_us * US, workload.calls * platform.backend_cpu_us * US, probe
+    client = platform.client_cpu_us
+    if workload.rate is None and workload.trace is None and platform.client_closed_cpu_us > 0:
+        client = platform.client_closed_cpu_us  # a closed loop's sends ride on its reads
+    return client * US, workload.calls * platform.backend_cpu_us * US, probe
 
 
 def draw_io(

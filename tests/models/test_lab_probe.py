@@ -66,3 +66,30 @@ def test_the_fast_engine_refuses_the_probe() -> None:
     assert "probe_us" in (reason_not_fast("async", w, probed, Architecture()) or "")
     with pytest.raises(ValueError, match="probe_us"):
         simlab.simulate("async", w, probed, engine="fast", duration=1, warmup=0)
+
+
+def test_a_closed_loop_charges_its_own_load_generator_cpu() -> None:
+    """A closed loop's load generator sends as it reads (measured at a third
+    of an open loop's CPU a request): ``client_closed_cpu_us`` where set, the
+    open loop's ``client_cpu_us`` otherwise."""
+    from simlab.distributions import Exponential, Fixed  # noqa: PLC0415
+    from simlab.models.base import _neighbours  # noqa: PLC0415
+
+    platform = simlab.load_platform("cpython").with_(cores=2, client_cpu_us=500.0)
+    open_loop = Workload(connections=10, rate=50.0, cpu=Fixed(0.001))
+    closed = Workload(connections=10, think=Exponential(0.1), cpu=Fixed(0.001))
+    both = platform.with_(client_closed_cpu_us=150.0)
+    assert _neighbours(open_loop, both)[0] == pytest.approx(500e-6)
+    assert _neighbours(closed, both)[0] == pytest.approx(150e-6)
+    assert _neighbours(closed, platform)[0] == pytest.approx(500e-6)  # not measured: as open
+    # And it takes from the server's cores: a saturated closed loop serves more
+    # beside a lighter load generator.
+    sat = Workload(connections=8, think=Fixed(1e-6), cpu=Fixed(0.001), io=Fixed(0.005), calls=1)
+
+    def served(p: simlab.Platform) -> float:
+        return simlab.simulate(
+            "thread-per-connection", sat, p, Architecture(), duration=3.0, warmup=0.5, seed=2,
+            replications=2,
+        ).summary.throughput_rps  # fmt: skip
+
+    assert served(both) > served(platform)
