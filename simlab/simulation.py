@@ -27,7 +27,6 @@ import numpy as np
 import simpy
 
 from simlab.errors import UserError
-from simlab.fast import EventBuffers, reason_not_fast, run_fast_replication
 from simlab.metrics import Step, replication_levels, replication_summary, series
 from simlab.models import MODELS, Analytic, Record, get_model
 from simlab.models.base import Bottleneck
@@ -40,8 +39,12 @@ from simlab.stats import ci95, mser5, positive_ci95, quantiles_ci95
 from simlab.streams import Deal
 
 if TYPE_CHECKING:
-    # pandas loads when a table is first asked for, not for a summary.
+    # pandas loads when a table is first asked for, not for a summary; the
+    # fast engine (and the kernels' loader) when a run may use it, not for
+    # ``--engine des``.
     import pandas as pd
+
+    from simlab.fast import EventBuffers
 
 __all__ = [
     "ENGINES",
@@ -178,6 +181,8 @@ def run_replication(
     stop = warmup + duration
     horizon = stop + _drain(workload, duration)
     if engine == "fast":
+        from simlab.fast import run_fast_replication  # noqa: PLC0415 - see TYPE_CHECKING
+
         rec = run_fast_replication(
             model,
             workload,
@@ -256,6 +261,8 @@ def simulate(
     chosen = choose_engine(engine, model, workload, platform, architecture)
     why = None
     if engine == "auto" and chosen == "des":
+        from simlab.fast import reason_not_fast  # noqa: PLC0415 - see TYPE_CHECKING
+
         why = reason_not_fast(model, workload, platform, architecture)
     seeds = np.random.SeedSequence(seed).spawn(replications)
     records: list[Record] = []
@@ -270,7 +277,11 @@ def simulate(
     numbers: list[dict[str, Any]] = []
     # The fast engine's buffers, reused only where each record's arrays are
     # let go before the next replication writes them again.
-    buffers = EventBuffers() if early and chosen == "fast" else None
+    buffers = None
+    if early and chosen == "fast":
+        from simlab.fast import EventBuffers  # noqa: PLC0415 - see TYPE_CHECKING
+
+        buffers = EventBuffers()
     for r, seed_seq in enumerate(seeds):
         tick = None
         if progress is not None:
@@ -361,6 +372,8 @@ def choose_engine(
         raise UserError(f"engine(={engine!r}) must be one of {', '.join(ENGINES)}")
     if engine == "des":
         return "des"
+    from simlab.fast import reason_not_fast  # noqa: PLC0415 - see TYPE_CHECKING
+
     reason = reason_not_fast(model, workload, platform, arch)
     if reason is None:
         return "fast"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import json
 import subprocess
 import sys
@@ -255,6 +256,28 @@ def test_console_script_errors_have_no_traceback():
     )
     assert proc.returncode == 2
     assert "Traceback" not in proc.stderr and proc.stderr.count("\n") == 1
+
+
+def test_only_the_program_leaves_its_heap_at_exit(capsys):
+    # Run as the program (main() with no argv), simulate freezes the collector
+    # once its output is written, so that the exit skips the last collection;
+    # called with its argv (a test, a script), main leaves the collector alone.
+    program = (
+        "import gc, sys\n"
+        "from simlab.cli import main\n"
+        "sys.argv = ['simlab', 'simulate', 'thread-pool', '--duration', '1', '--json']\n"
+        "assert main() == 0\n"
+        "print('frozen', gc.get_freeze_count())\n"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", program], capture_output=True, text=True, check=True, timeout=120
+    )
+    assert json.loads(proc.stdout.split("frozen")[0])["engine"] == "des"
+    assert int(proc.stdout.split("frozen")[1]) > 0
+    before = gc.get_freeze_count()
+    code, out, err = run(capsys, "simulate", "thread-pool", "--duration", "1", "--json")
+    assert code == 0 and json.loads(out)["engine"] == "des", err
+    assert gc.get_freeze_count() == before
 
 
 def test_json_is_byte_identical_across_processes():

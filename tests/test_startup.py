@@ -69,14 +69,15 @@ def test_running_a_command_does_load_its_engine() -> None:
 def test_a_simulation_loads_only_what_it_uses() -> None:
     # What the DES's whole process was spared: numpy's masked arrays (the
     # summary's percentiles, simlab.stats.percentiles), the measured run's
-    # results and the other commands' modules. Two replications, so the
-    # percentiles' intervals are computed too.
+    # results, the other commands' modules and the fast engine (``--engine
+    # des`` never runs it). Two replications, so the percentiles' intervals
+    # are computed too.
     names = imported(
         "-m", "simlab", "simulate", MODEL_NAMES[0], "--engine", "des", "--duration", "1",
         "--replications", "2", "--json",
     )  # fmt: skip
     assert "simlab.stats" in names
-    spared = ("numpy.ma", "simlab.measured", "simlab.cli.lab", "simlab.cli.claims")
+    spared = ("numpy.ma", "simlab.measured", "simlab.cli.lab", "simlab.cli.claims", "simlab.fast")
     assert loaded(names, spared) == []
 
 
