@@ -95,6 +95,7 @@ def sweep_peaks(  # noqa: PLR0917 - one compiled loop, arrays positionally
         level0,
         np.empty(0),
         np.empty(0, np.int64),
+        np.arange(offsets.shape[0] - 1),
     )
     return peaks
 
@@ -112,6 +113,7 @@ def sweep_levels(  # noqa: PLR0912, PLR0915, PLR0917 - one compiled loop, arrays
     level0: Any,
     grid: Any,
     rows: Any,
+    canon: Any,
 ) -> tuple[Any, Any]:  # pragma: no cover - compiled; tested through simlab.metrics
     """Each level's highest value at the instants in (t0, t1), or at t0
     (``level0``); and, in the same pass, levels ``rows`` read at each
@@ -124,6 +126,10 @@ def sweep_levels(  # noqa: PLR0912, PLR0915, PLR0917 - one compiled loop, arrays
     for every level that shares them. A read at ``g`` is the level after
     every event at or before ``g`` (``metrics.Step.at``): it is taken when
     the sweep has counted every start up to ``g``, and the ends up to ``g``.
+    ``canon[p]`` is the part whose intervals part ``p`` reads: ``p`` itself,
+    or an earlier part with the same intervals (then ``p``'s own slice is
+    empty). A level still adds its weights column by column, so its sums
+    are the same floats; the shared intervals are swept once.
     Returns the peaks and the reads (a row per entry of ``rows``).
     """
     n_levels, k = weights.shape
@@ -146,16 +152,25 @@ def sweep_levels(  # noqa: PLR0912, PLR0915, PLR0917 - one compiled loop, arrays
     for lv in range(n_levels):
         if n_sums[lv] > 1:
             for j in range(n_sums[lv]):
-                merged[sums[lv, j]] = True
+                merged[canon[sums[lv, j]]] = True
     for r in range(rows.shape[0]):
         for j in range(n_sums[rows[r]]):
-            merged[sums[rows[r], j]] = True
+            merged[canon[sums[rows[r], j]]] = True
+    # Each part's extremes, found once for every one-part level that reads it.
+    swept_alone = np.zeros(k, np.bool_)
+    seen_of = np.zeros(k, np.bool_)
+    high_of = np.zeros(k, np.int64)
+    low_of = np.zeros(k, np.int64)
     for lv in range(n_levels):
         if n_sums[lv] == 1:
             p = sums[lv, 0]
-            seen, high, low = _count_extremes(
-                starts, ends, sorted_ends, offsets[p], offsets[p + 1], t0, t1
-            )
+            c = canon[p]
+            if not swept_alone[c]:
+                seen_of[c], high_of[c], low_of[c] = _count_extremes(
+                    starts, ends, sorted_ends, offsets[c], offsets[c + 1], t0, t1
+                )
+                swept_alone[c] = True
+            seen, high, low = seen_of[c], high_of[c], low_of[c]
             if seen:
                 w = weights[lv, p]
                 level = bases[lv]
@@ -167,9 +182,11 @@ def sweep_levels(  # noqa: PLR0912, PLR0915, PLR0917 - one compiled loop, arrays
     for lv in range(n_levels):
         if n_sums[lv] > 1:
             for j in range(n_sums[lv]):
-                p = sums[lv, j]
-                feeds[p, n_feeds[p]] = lv
-                n_feeds[p] += 1
+                p = canon[sums[lv, j]]
+                # A level summing two parts of the same intervals is fed once.
+                if n_feeds[p] == 0 or feeds[p, n_feeds[p] - 1] != lv:
+                    feeds[p, n_feeds[p]] = lv
+                    n_feeds[p] += 1
     swept = np.flatnonzero(merged)
     m = swept.shape[0]
     head = offsets[:-1].copy()
@@ -205,7 +222,7 @@ def sweep_levels(  # noqa: PLR0912, PLR0915, PLR0917 - one compiled loop, arrays
                 level = bases[lv]
                 for j in range(n_sums[lv]):
                     q = sums[lv, j]
-                    level += weights[lv, q] * counts[q]
+                    level += weights[lv, q] * counts[canon[q]]
                 reads[r, gi] = level
             gi += 1
         if t >= t1:
@@ -244,7 +261,7 @@ def sweep_levels(  # noqa: PLR0912, PLR0915, PLR0917 - one compiled loop, arrays
                     level = bases[lv]
                     for j in range(n_sums[lv]):
                         q = sums[lv, j]
-                        level += weights[lv, q] * counts[q]
+                        level += weights[lv, q] * counts[canon[q]]
                     peaks[lv] = max(peaks[lv], level)
     return peaks, reads
 

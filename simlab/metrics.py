@@ -295,16 +295,14 @@ def window_sweep(
     # concatenated afterwards, and a part whose ends come in order already (a
     # CPU's phases) is not sorted again. The same floats as cleaning, sorting
     # and concatenating part by part.
-    arrays, all_starts, all_ends, all_by_end = _gather(given)
-    offsets = np.cumsum([0] + [len(s) for s, _, _ in arrays], dtype=np.int64)
-    by_end = [all_by_end[offsets[q] : offsets[q + 1]] for q in range(len(arrays))]
-    overlap = []
-    scratch = np.empty(max((len(s) for s, _, _ in arrays), default=0))
-    for s, e, _ in arrays:
-        o = np.minimum(e, t1, out=scratch[: len(e)])
-        # Starts are sorted: from the window's start on, max(s, t0) is s itself.
-        o -= s if len(s) == 0 or s[0] >= t0 else np.maximum(s, t0)
-        overlap.append(float(o[o > 0].sum()))
+    # Two parts of the same intervals under different arrays (a reactor's
+    # requests in flight and its server's stays: admitted as they arrive)
+    # are gathered, summed and swept once, each keeping its own column of
+    # weights: the same floats, a part fewer to sort and sweep.
+    canon = _same_intervals(given)
+    arrays, all_starts, all_ends, all_by_end, offsets = _gather(given, canon)
+    by_end = [all_by_end[offsets[c] : offsets[c + 1]] for c in canon]
+    overlap = _overlaps(arrays, canon, t0, t1)
     weights = np.zeros((len(rows), len(arrays)))
     for lv, row in enumerate(rows):
         for col, w in row.items():
@@ -353,6 +351,7 @@ def window_sweep(
             level0,
             points,
             read_rows,
+            np.array(canon, dtype=np.int64),
         )
     else:
         peaks = level0
@@ -365,13 +364,56 @@ def window_sweep(
     )
 
 
+def _overlaps(arrays: list[Part], canon: list[int], t0: float, t1: float) -> list[float]:
+    """Each part's total time of its intervals inside [t0, t1): numpy's
+    pairwise sum of the positive overlaps, once for parts of the same intervals."""
+    overlap: list[float] = []
+    scratch = np.empty(max((len(s) for s, _, _ in arrays), default=0))
+    for q, (s, e, _) in enumerate(arrays):
+        if canon[q] != q:
+            overlap.append(overlap[canon[q]])
+            continue
+        o = np.minimum(e, t1, out=scratch[: len(e)])
+        # Starts are sorted: from the window's start on, max(s, t0) is s itself.
+        o -= s if len(s) == 0 or s[0] >= t0 else np.maximum(s, t0)
+        overlap.append(float(o[o > 0].sum()))
+    return overlap
+
+
+def _same_intervals(given: list[tuple[np.ndarray, np.ndarray]]) -> list[int]:
+    """For each part, the first part with the same starts and ends (nan
+    where it has nan), or itself."""
+    canon = list(range(len(given)))
+    for j, (s, e) in enumerate(given):
+        for i in range(j):
+            a, b = given[i]
+            if canon[i] == i and _same(a, s) and _same(b, e):
+                canon[j] = i
+                break
+    return canon
+
+
+def _same(a: np.ndarray, b: np.ndarray) -> bool:
+    if a is b:
+        return True
+    if a.shape != b.shape or a.dtype != b.dtype:
+        return False
+    # A sample first: columns that differ mostly differ in it.
+    sample = slice(None, None, 1021)
+    return bool(np.array_equal(a[sample], b[sample], equal_nan=True)) and bool(
+        np.array_equal(a, b, equal_nan=True)
+    )
+
+
 def _gather(
-    given: list[tuple[np.ndarray, np.ndarray]],
-) -> tuple[list[Part], np.ndarray, np.ndarray, np.ndarray]:
+    given: list[tuple[np.ndarray, np.ndarray]], canon: list[int]
+) -> tuple[list[Part], np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """The parts ``given`` as the sweep reads them, as slices of three
     arrays: every part's starts of the intervals begun, sorted (stably),
     its ends in the starts' order with nan -> inf (``_ends``), and the same
-    ends sorted, part after part."""
+    ends sorted, part after part; and where each part's slice begins (the
+    last entry: where the last ends). A part whose ``canon`` is another
+    reads that part's slices; its own are empty."""
     if len(given) == 1:
         s, e = given[0]
         if len(s) > 1 and bool(np.all(s[1:] >= s[:-1])) and not bool(np.isnan(e).any()):
@@ -379,23 +421,27 @@ def _gather(
             # is nan; no nan end): read where it is, only its ends sorted.
             s, e = np.ascontiguousarray(s, np.float64), np.ascontiguousarray(e, np.float64)
             by_end = e if bool(np.all(e[1:] >= e[:-1])) else np.sort(e)
-            return [(s, e, 1.0)], s, e, by_end
+            return [(s, e, 1.0)], s, e, by_end, np.array([0, len(s)], dtype=np.int64)
     # Only the intervals begun (a start of nan never began); no mask kept
     # where every one did.
-    masks = [~np.isnan(s) for s, _ in given]
-    began = [None if bool(m.all()) else m for m in masks]
+    masks = [None if canon[q] != q else ~np.isnan(s) for q, (s, _) in enumerate(given)]
+    began = [None if m is None or bool(m.all()) else m for m in masks]
     sizes = [
-        len(s) if b is None else int(np.count_nonzero(b))
-        for (s, _), b in zip(given, began, strict=True)
+        0 if canon[q] != q else len(s) if b is None else int(np.count_nonzero(b))
+        for q, ((s, _), b) in enumerate(zip(given, began, strict=True))
     ]
     total = sum(sizes)
     starts, ends, by_end = np.empty(total), np.empty(total), np.empty(total)
+    offsets = np.cumsum([0, *sizes], dtype=np.int64)
     arrays: list[Part] = []
     # Parts that share their ends (requests in flight, the server's own
     # stays) share their sorted ends too: sorted once.
     done: dict[int, np.ndarray] = {}
     at = 0
-    for (s, e), b, size in zip(given, began, sizes, strict=True):
+    for q, ((s, e), b, size) in enumerate(zip(given, began, sizes, strict=True)):
+        if canon[q] != q:
+            arrays.append(arrays[canon[q]])
+            continue
         s_out, e_out, sorted_out = (
             starts[at : at + size],
             ends[at : at + size],
@@ -422,7 +468,7 @@ def _gather(
                 done[id(e)] = sorted_out
         arrays.append((s_out, e_out, 1.0))
         at += size
-    return arrays, starts, ends, by_end
+    return arrays, starts, ends, by_end, offsets
 
 
 def _compiled() -> bool:
