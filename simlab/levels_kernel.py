@@ -145,9 +145,10 @@ def sweep_levels(  # noqa: PLR0912, PLR0915, PLR0917 - one compiled loop, arrays
                 n_sums[lv] += 1
     peaks = level0.copy()
     # A level of one part peaks where its part's count does (or, for a
-    # negative weight, where it is lowest): each such part is swept alone,
-    # a tight loop, and only the levels that sum several parts (or are read
-    # on the grid) need the sweep of their parts merged.
+    # negative weight, where it is lowest): such a part is swept alone, a
+    # tight loop, unless the merged sweep visits it anyway; only the levels
+    # that sum several parts (or are read on the grid) need the sweep of
+    # their parts merged.
     merged = np.zeros(k, np.bool_)
     for lv in range(n_levels):
         if n_sums[lv] > 1:
@@ -156,26 +157,13 @@ def sweep_levels(  # noqa: PLR0912, PLR0915, PLR0917 - one compiled loop, arrays
     for r in range(rows.shape[0]):
         for j in range(n_sums[rows[r]]):
             merged[canon[sums[rows[r], j]]] = True
-    # Each part's extremes, found once for every one-part level that reads it.
-    swept_alone = np.zeros(k, np.bool_)
+    # Each part's highest and lowest count at the instants in (t0, t1) where
+    # one of its intervals starts and lasts, for the one-part levels: kept by
+    # the merged sweep for the parts it sweeps, else found by a sweep of the
+    # part alone, once for every level that reads it.
     seen_of = np.zeros(k, np.bool_)
     high_of = np.zeros(k, np.int64)
     low_of = np.zeros(k, np.int64)
-    for lv in range(n_levels):
-        if n_sums[lv] == 1:
-            p = sums[lv, 0]
-            c = canon[p]
-            if not swept_alone[c]:
-                seen_of[c], high_of[c], low_of[c] = _count_extremes(
-                    starts, ends, sorted_ends, offsets[c], offsets[c + 1], t0, t1
-                )
-                swept_alone[c] = True
-            seen, high, low = seen_of[c], high_of[c], low_of[c]
-            if seen:
-                w = weights[lv, p]
-                level = bases[lv]
-                level += w * (high if w > 0 else low)
-                peaks[lv] = max(peaks[lv], level)
     # Which (several-part) levels each merged part feeds.
     feeds = np.empty((k, n_levels), np.int64)
     n_feeds = np.zeros(k, np.int64)
@@ -253,6 +241,12 @@ def sweep_levels(  # noqa: PLR0912, PLR0915, PLR0917 - one compiled loop, arrays
             # Only a level with a part that grew can reach a new peak.
             for g in range(n_grown):
                 p = grown[g]
+                n = counts[p]
+                if not seen_of[p]:
+                    high_of[p], low_of[p], seen_of[p] = n, n, True
+                else:
+                    high_of[p] = max(high_of[p], n)
+                    low_of[p] = min(low_of[p], n)
                 for f in range(n_feeds[p]):
                     lv = feeds[p, f]
                     if stamp[lv] == instant:
@@ -263,6 +257,21 @@ def sweep_levels(  # noqa: PLR0912, PLR0915, PLR0917 - one compiled loop, arrays
                         q = sums[lv, j]
                         level += weights[lv, q] * counts[canon[q]]
                     peaks[lv] = max(peaks[lv], level)
+    swept_alone = merged.copy()
+    for lv in range(n_levels):
+        if n_sums[lv] == 1:
+            p = sums[lv, 0]
+            c = canon[p]
+            if not swept_alone[c]:
+                seen_of[c], high_of[c], low_of[c] = _count_extremes(
+                    starts, ends, sorted_ends, offsets[c], offsets[c + 1], t0, t1
+                )
+                swept_alone[c] = True
+            if seen_of[c]:
+                w = weights[lv, p]
+                level = bases[lv]
+                level += w * (high_of[c] if w > 0 else low_of[c])
+                peaks[lv] = max(peaks[lv], level)
     return peaks, reads
 
 

@@ -435,8 +435,9 @@ def _gather(
     offsets = np.cumsum([0, *sizes], dtype=np.int64)
     arrays: list[Part] = []
     # Parts that share their ends (requests in flight, the server's own
-    # stays) share their sorted ends too: sorted once.
-    done: dict[int, np.ndarray] = {}
+    # stays; on a platform without a client path, the workers' busy ends
+    # too, equal in other arrays) share their sorted ends: sorted once.
+    done: list[tuple[np.ndarray, np.ndarray]] = []  # the ends given, sorted
     at = 0
     for q, ((s, e), b, size) in enumerate(zip(given, began, sizes, strict=True)):
         if canon[q] != q:
@@ -458,14 +459,15 @@ def _gather(
             order = np.argsort(s_out, kind="stable")
             s_out[:] = s_out[order]
             e_out[:] = e_out[order]
-        if b is None and id(e) in done:
-            sorted_out[:] = done[id(e)]
+        shared = next((out for raw, out in done if _same(raw, e)), None) if b is None else None
+        if shared is not None:
+            sorted_out[:] = shared
         else:
             sorted_out[:] = e_out
             if size > 1 and not bool(np.all(e_out[1:] >= e_out[:-1])):
                 sorted_out.sort()
             if b is None:
-                done[id(e)] = sorted_out
+                done.append((e, sorted_out))
         arrays.append((s_out, e_out, 1.0))
         at += size
     return arrays, starts, ends, by_end, offsets
