@@ -302,11 +302,14 @@ def window_sweep(
     canon = _same_intervals(given)
     arrays, all_starts, all_ends, all_by_end, offsets = _gather(given, canon)
     by_end = [all_by_end[offsets[c] : offsets[c + 1]] for c in canon]
-    overlap = _overlaps(arrays, canon, t0, t1)
     weights = np.zeros((len(rows), len(arrays)))
     for lv, row in enumerate(rows):
         for col, w in row.items():
             weights[lv, col] = w
+    if compiled is None:
+        compiled = _compiled() or not bool((weights >= 0).all())
+    gathered = (all_starts, all_ends, offsets) if compiled else None
+    overlap = _overlaps(arrays, canon, t0, t1, gathered)
     bases = np.array([base for _, base in levels.values()], dtype=np.float64)
     means = bases + weights @ np.array(overlap, dtype=np.float64) / (t1 - t0)
     # The level at t0 (and t1): every interval begun at or before it and not
@@ -328,8 +331,6 @@ def window_sweep(
     points = np.empty(0) if grid is None else np.asarray(grid, dtype=np.float64)
     if len(points) and not (points[-1] < t1 and bool(np.all(points[1:] >= points[:-1]))):
         raise ValueError("window_sweep's grid must be ascending and under t1")
-    if compiled is None:
-        compiled = _compiled() or not bool((weights >= 0).all())
     if arrays and not compiled:
         # numba's import and first call (about 0.9 s of CPU) would cost the DES
         # more than the sweep saves: without the kernels built ahead of time
@@ -364,9 +365,19 @@ def window_sweep(
     )
 
 
-def _overlaps(arrays: list[Part], canon: list[int], t0: float, t1: float) -> list[float]:
+def _overlaps(
+    arrays: list[Part],
+    canon: list[int],
+    t0: float,
+    t1: float,
+    gathered: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None,
+) -> list[float]:
     """Each part's total time of its intervals inside [t0, t1): numpy's
-    pairwise sum of the positive overlaps, once for parts of the same intervals."""
+    pairwise sum of the positive overlaps, once for parts of the same
+    intervals. ``gathered``: ``_gather``'s starts, ends and offsets, for the
+    compiled pass (``_overlaps_compiled``)."""
+    if gathered is not None and arrays:
+        return _overlaps_compiled(*gathered, canon, t0, t1)
     overlap: list[float] = []
     scratch = np.empty(max((len(s) for s, _, _ in arrays), default=0))
     for q, (s, e, _) in enumerate(arrays):
@@ -378,6 +389,24 @@ def _overlaps(arrays: list[Part], canon: list[int], t0: float, t1: float) -> lis
         o -= s if len(s) == 0 or s[0] >= t0 else np.maximum(s, t0)
         overlap.append(float(o[o > 0].sum()))
     return overlap
+
+
+def _overlaps_compiled(  # noqa: PLR0917 - the gathered arrays, as window_sweep has them
+    starts: np.ndarray,
+    ends: np.ndarray,
+    offsets: np.ndarray,
+    canon: list[int],
+    t0: float,
+    t1: float,
+) -> list[float]:
+    """``_overlaps`` from the gathered arrays: the positive overlaps written
+    by one compiled pass (``levels_kernel.positive_overlaps``), each part's
+    summed by numpy as ``_overlaps`` sums them: the same floats."""
+    from simlab.kernels import positive_overlaps  # noqa: PLC0415
+
+    out = np.empty(len(starts))
+    counts = positive_overlaps(starts, ends, offsets, float(t0), float(t1), out)
+    return [float(np.add.reduce(out[offsets[c] : offsets[c] + counts[c]])) for c in canon]
 
 
 def _same_intervals(given: list[tuple[np.ndarray, np.ndarray]]) -> list[int]:
