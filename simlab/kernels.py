@@ -2,8 +2,8 @@
 
 ``simlab.kernels_build`` compiles ``fast_events.run_events``,
 ``fast_kernel.recurse`` and ``levels_kernel``'s ``sweep_peaks``,
-``sweep_levels`` and ``earliest`` into an extension module at install time
-(``make``); loading it costs a few milliseconds where numba's JIT costs about
+``sweep_levels``, ``earliest`` and ``positive_overlaps`` into an extension
+module at install time (``make``); loading it costs a few milliseconds where numba's JIT costs about
 1.4 s a process (its import and its target's registries). Each function here
 runs the built module's code when the module exists, was built from the
 sources as they are now (its ``source_stamp``), and the arguments have the
@@ -31,6 +31,7 @@ from typing import Any
 __all__ = [
     "aot_module",
     "earliest",
+    "positive_overlaps",
     "recurse",
     "run_events",
     "source_stamp",
@@ -62,10 +63,12 @@ RUN_EVENTS_RETURNS = (
 )  # fmt: skip
 SWEEP_PEAKS_ARGS = (F1, F1, F1, I1, "float64[:, ::1]", F1, "float64", "float64", F1)
 SWEEP_PEAKS_RETURNS = F1
-SWEEP_LEVELS_ARGS = (*SWEEP_PEAKS_ARGS, F1, I1)
+SWEEP_LEVELS_ARGS = (*SWEEP_PEAKS_ARGS, F1, I1, I1)
 SWEEP_LEVELS_RETURNS = (F1, "float64[:, ::1]")
 EARLIEST_ARGS = (I1, F1, "int64")
 EARLIEST_RETURNS = F1
+POSITIVE_OVERLAPS_ARGS = (F1, F1, I1, "float64", "float64", F1)
+POSITIVE_OVERLAPS_RETURNS = I1
 RECURSE_ARGS = (
     "int64", F1, I1, I1, "int64", F1, F1, "int64", "int64", I1, I1, "float64", "boolean",
     "float64", "int64",
@@ -165,3 +168,8 @@ def sweep_levels(*args: Any) -> tuple[Any, Any]:
 def earliest(*args: Any) -> Any:
     """``simlab.levels_kernel.earliest``."""
     return _call("earliest", "simlab.levels_kernel", EARLIEST_ARGS, args)
+
+
+def positive_overlaps(*args: Any) -> Any:
+    """``simlab.levels_kernel.positive_overlaps``."""
+    return _call("positive_overlaps", "simlab.levels_kernel", POSITIVE_OVERLAPS_ARGS, args)

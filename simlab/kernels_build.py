@@ -47,6 +47,8 @@ def build(out_dir: Path) -> Path:
     from simlab.kernels import (  # noqa: PLC0415
         EARLIEST_ARGS,
         EARLIEST_RETURNS,
+        POSITIVE_OVERLAPS_ARGS,
+        POSITIVE_OVERLAPS_RETURNS,
         RECURSE_ARGS,
         RECURSE_RETURNS,
         RUN_EVENTS_ARGS,
@@ -77,6 +79,9 @@ def build(out_dir: Path) -> Path:
     )
     cc.export("earliest", signature(EARLIEST_ARGS, EARLIEST_RETURNS))(
         levels_kernel.earliest.py_func
+    )
+    cc.export("positive_overlaps", signature(POSITIVE_OVERLAPS_ARGS, POSITIVE_OVERLAPS_RETURNS))(
+        levels_kernel.positive_overlaps.py_func
     )
     cc.export("recurse", signature(RECURSE_ARGS, RECURSE_RETURNS))(fast_kernel.recurse.py_func)
     cc.compile()

@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 from numba import njit
 
-__all__ = ["earliest", "sweep_levels", "sweep_peaks"]
+__all__ = ["earliest", "positive_overlaps", "sweep_levels", "sweep_peaks"]
 
 
 @njit(cache=True)
@@ -95,6 +95,7 @@ def sweep_peaks(  # noqa: PLR0917 - one compiled loop, arrays positionally
         level0,
         np.empty(0),
         np.empty(0, np.int64),
+        np.arange(offsets.shape[0] - 1),
     )
     return peaks
 
@@ -112,6 +113,7 @@ def sweep_levels(  # noqa: PLR0912, PLR0915, PLR0917 - one compiled loop, arrays
     level0: Any,
     grid: Any,
     rows: Any,
+    canon: Any,
 ) -> tuple[Any, Any]:  # pragma: no cover - compiled; tested through simlab.metrics
     """Each level's highest value at the instants in (t0, t1), or at t0
     (``level0``); and, in the same pass, levels ``rows`` read at each
@@ -124,6 +126,10 @@ def sweep_levels(  # noqa: PLR0912, PLR0915, PLR0917 - one compiled loop, arrays
     for every level that shares them. A read at ``g`` is the level after
     every event at or before ``g`` (``metrics.Step.at``): it is taken when
     the sweep has counted every start up to ``g``, and the ends up to ``g``.
+    ``canon[p]`` is the part whose intervals part ``p`` reads: ``p`` itself,
+    or an earlier part with the same intervals (then ``p``'s own slice is
+    empty). A level still adds its weights column by column, so its sums
+    are the same floats; the shared intervals are swept once.
     Returns the peaks and the reads (a row per entry of ``rows``).
     """
     n_levels, k = weights.shape
@@ -139,37 +145,36 @@ def sweep_levels(  # noqa: PLR0912, PLR0915, PLR0917 - one compiled loop, arrays
                 n_sums[lv] += 1
     peaks = level0.copy()
     # A level of one part peaks where its part's count does (or, for a
-    # negative weight, where it is lowest): each such part is swept alone,
-    # a tight loop, and only the levels that sum several parts (or are read
-    # on the grid) need the sweep of their parts merged.
+    # negative weight, where it is lowest): such a part is swept alone, a
+    # tight loop, unless the merged sweep visits it anyway; only the levels
+    # that sum several parts (or are read on the grid) need the sweep of
+    # their parts merged.
     merged = np.zeros(k, np.bool_)
     for lv in range(n_levels):
         if n_sums[lv] > 1:
             for j in range(n_sums[lv]):
-                merged[sums[lv, j]] = True
+                merged[canon[sums[lv, j]]] = True
     for r in range(rows.shape[0]):
         for j in range(n_sums[rows[r]]):
-            merged[sums[rows[r], j]] = True
-    for lv in range(n_levels):
-        if n_sums[lv] == 1:
-            p = sums[lv, 0]
-            seen, high, low = _count_extremes(
-                starts, ends, sorted_ends, offsets[p], offsets[p + 1], t0, t1
-            )
-            if seen:
-                w = weights[lv, p]
-                level = bases[lv]
-                level += w * (high if w > 0 else low)
-                peaks[lv] = max(peaks[lv], level)
+            merged[canon[sums[rows[r], j]]] = True
+    # Each part's highest and lowest count at the instants in (t0, t1) where
+    # one of its intervals starts and lasts, for the one-part levels: kept by
+    # the merged sweep for the parts it sweeps, else found by a sweep of the
+    # part alone, once for every level that reads it.
+    seen_of = np.zeros(k, np.bool_)
+    high_of = np.zeros(k, np.int64)
+    low_of = np.zeros(k, np.int64)
     # Which (several-part) levels each merged part feeds.
     feeds = np.empty((k, n_levels), np.int64)
     n_feeds = np.zeros(k, np.int64)
     for lv in range(n_levels):
         if n_sums[lv] > 1:
             for j in range(n_sums[lv]):
-                p = sums[lv, j]
-                feeds[p, n_feeds[p]] = lv
-                n_feeds[p] += 1
+                p = canon[sums[lv, j]]
+                # A level summing two parts of the same intervals is fed once.
+                if n_feeds[p] == 0 or feeds[p, n_feeds[p] - 1] != lv:
+                    feeds[p, n_feeds[p]] = lv
+                    n_feeds[p] += 1
     swept = np.flatnonzero(merged)
     m = swept.shape[0]
     head = offsets[:-1].copy()
@@ -205,7 +210,7 @@ def sweep_levels(  # noqa: PLR0912, PLR0915, PLR0917 - one compiled loop, arrays
                 level = bases[lv]
                 for j in range(n_sums[lv]):
                     q = sums[lv, j]
-                    level += weights[lv, q] * counts[q]
+                    level += weights[lv, q] * counts[canon[q]]
                 reads[r, gi] = level
             gi += 1
         if t >= t1:
@@ -236,6 +241,12 @@ def sweep_levels(  # noqa: PLR0912, PLR0915, PLR0917 - one compiled loop, arrays
             # Only a level with a part that grew can reach a new peak.
             for g in range(n_grown):
                 p = grown[g]
+                n = counts[p]
+                if not seen_of[p]:
+                    high_of[p], low_of[p], seen_of[p] = n, n, True
+                else:
+                    high_of[p] = max(high_of[p], n)
+                    low_of[p] = min(low_of[p], n)
                 for f in range(n_feeds[p]):
                     lv = feeds[p, f]
                     if stamp[lv] == instant:
@@ -244,8 +255,23 @@ def sweep_levels(  # noqa: PLR0912, PLR0915, PLR0917 - one compiled loop, arrays
                     level = bases[lv]
                     for j in range(n_sums[lv]):
                         q = sums[lv, j]
-                        level += weights[lv, q] * counts[q]
+                        level += weights[lv, q] * counts[canon[q]]
                     peaks[lv] = max(peaks[lv], level)
+    swept_alone = merged.copy()
+    for lv in range(n_levels):
+        if n_sums[lv] == 1:
+            p = sums[lv, 0]
+            c = canon[p]
+            if not swept_alone[c]:
+                seen_of[c], high_of[c], low_of[c] = _count_extremes(
+                    starts, ends, sorted_ends, offsets[c], offsets[c + 1], t0, t1
+                )
+                swept_alone[c] = True
+            if seen_of[c]:
+                w = weights[lv, p]
+                level = bases[lv]
+                level += w * (high_of[c] if w > 0 else low_of[c])
+                peaks[lv] = max(peaks[lv], level)
     return peaks, reads
 
 
@@ -257,3 +283,25 @@ def earliest(keys: Any, times: Any, size: int) -> Any:  # pragma: no cover - com
     for i in range(keys.shape[0]):
         out[keys[i]] = min(out[keys[i]], times[i])
     return out
+
+
+@njit(cache=True)
+def positive_overlaps(  # noqa: PLR0917 - a compiled loop takes its arrays positionally
+    starts: Any, ends: Any, offsets: Any, t0: float, t1: float, out: Any
+) -> Any:  # pragma: no cover - compiled; tested through simlab.metrics
+    """Each part's overlaps of its intervals with [t0, t1) that are > 0, in
+    order, written from the part's offset on in ``out``; returns how many
+    each part has. ``min(end, t1) - max(start, t0)``: numpy's ``minimum``,
+    ``maximum`` and subtraction, in one pass and without the mask and the
+    copy that ``o[o > 0]`` makes (no end or start is nan)."""
+    k = offsets.shape[0] - 1
+    counts = np.zeros(k, np.int64)
+    for p in range(k):
+        n = offsets[p]
+        for i in range(offsets[p], offsets[p + 1]):
+            o = min(ends[i], t1) - max(starts[i], t0)
+            if o > 0:
+                out[n] = o
+                n += 1
+        counts[p] = n - offsets[p]
+    return counts

@@ -295,20 +295,21 @@ def window_sweep(
     # concatenated afterwards, and a part whose ends come in order already (a
     # CPU's phases) is not sorted again. The same floats as cleaning, sorting
     # and concatenating part by part.
-    arrays, all_starts, all_ends, all_by_end = _gather(given)
-    offsets = np.cumsum([0] + [len(s) for s, _, _ in arrays], dtype=np.int64)
-    by_end = [all_by_end[offsets[q] : offsets[q + 1]] for q in range(len(arrays))]
-    overlap = []
-    scratch = np.empty(max((len(s) for s, _, _ in arrays), default=0))
-    for s, e, _ in arrays:
-        o = np.minimum(e, t1, out=scratch[: len(e)])
-        # Starts are sorted: from the window's start on, max(s, t0) is s itself.
-        o -= s if len(s) == 0 or s[0] >= t0 else np.maximum(s, t0)
-        overlap.append(float(o[o > 0].sum()))
+    # Two parts of the same intervals under different arrays (a reactor's
+    # requests in flight and its server's stays: admitted as they arrive)
+    # are gathered, summed and swept once, each keeping its own column of
+    # weights: the same floats, a part fewer to sort and sweep.
+    canon = _same_intervals(given)
+    arrays, all_starts, all_ends, all_by_end, offsets = _gather(given, canon)
+    by_end = [all_by_end[offsets[c] : offsets[c + 1]] for c in canon]
     weights = np.zeros((len(rows), len(arrays)))
     for lv, row in enumerate(rows):
         for col, w in row.items():
             weights[lv, col] = w
+    if compiled is None:
+        compiled = _compiled() or not bool((weights >= 0).all())
+    gathered = (all_starts, all_ends, offsets) if compiled else None
+    overlap = _overlaps(arrays, canon, t0, t1, gathered)
     bases = np.array([base for _, base in levels.values()], dtype=np.float64)
     means = bases + weights @ np.array(overlap, dtype=np.float64) / (t1 - t0)
     # The level at t0 (and t1): every interval begun at or before it and not
@@ -330,8 +331,6 @@ def window_sweep(
     points = np.empty(0) if grid is None else np.asarray(grid, dtype=np.float64)
     if len(points) and not (points[-1] < t1 and bool(np.all(points[1:] >= points[:-1]))):
         raise ValueError("window_sweep's grid must be ascending and under t1")
-    if compiled is None:
-        compiled = _compiled() or not bool((weights >= 0).all())
     if arrays and not compiled:
         # numba's import and first call (about 0.9 s of CPU) would cost the DES
         # more than the sweep saves: without the kernels built ahead of time
@@ -353,6 +352,7 @@ def window_sweep(
             level0,
             points,
             read_rows,
+            np.array(canon, dtype=np.int64),
         )
     else:
         peaks = level0
@@ -365,13 +365,84 @@ def window_sweep(
     )
 
 
+def _overlaps(
+    arrays: list[Part],
+    canon: list[int],
+    t0: float,
+    t1: float,
+    gathered: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None,
+) -> list[float]:
+    """Each part's total time of its intervals inside [t0, t1): numpy's
+    pairwise sum of the positive overlaps, once for parts of the same
+    intervals. ``gathered``: ``_gather``'s starts, ends and offsets, for the
+    compiled pass (``_overlaps_compiled``)."""
+    if gathered is not None and arrays:
+        return _overlaps_compiled(*gathered, canon, t0, t1)
+    overlap: list[float] = []
+    scratch = np.empty(max((len(s) for s, _, _ in arrays), default=0))
+    for q, (s, e, _) in enumerate(arrays):
+        if canon[q] != q:
+            overlap.append(overlap[canon[q]])
+            continue
+        o = np.minimum(e, t1, out=scratch[: len(e)])
+        # Starts are sorted: from the window's start on, max(s, t0) is s itself.
+        o -= s if len(s) == 0 or s[0] >= t0 else np.maximum(s, t0)
+        overlap.append(float(o[o > 0].sum()))
+    return overlap
+
+
+def _overlaps_compiled(  # noqa: PLR0917 - the gathered arrays, as window_sweep has them
+    starts: np.ndarray,
+    ends: np.ndarray,
+    offsets: np.ndarray,
+    canon: list[int],
+    t0: float,
+    t1: float,
+) -> list[float]:
+    """``_overlaps`` from the gathered arrays: the positive overlaps written
+    by one compiled pass (``levels_kernel.positive_overlaps``), each part's
+    summed by numpy as ``_overlaps`` sums them: the same floats."""
+    from simlab.kernels import positive_overlaps  # noqa: PLC0415
+
+    out = np.empty(len(starts))
+    counts = positive_overlaps(starts, ends, offsets, float(t0), float(t1), out)
+    return [float(np.add.reduce(out[offsets[c] : offsets[c] + counts[c]])) for c in canon]
+
+
+def _same_intervals(given: list[tuple[np.ndarray, np.ndarray]]) -> list[int]:
+    """For each part, the first part with the same starts and ends (nan
+    where it has nan), or itself."""
+    canon = list(range(len(given)))
+    for j, (s, e) in enumerate(given):
+        for i in range(j):
+            a, b = given[i]
+            if canon[i] == i and _same(a, s) and _same(b, e):
+                canon[j] = i
+                break
+    return canon
+
+
+def _same(a: np.ndarray, b: np.ndarray) -> bool:
+    if a is b:
+        return True
+    if a.shape != b.shape or a.dtype != b.dtype:
+        return False
+    # A sample first: columns that differ mostly differ in it.
+    sample = slice(None, None, 1021)
+    return bool(np.array_equal(a[sample], b[sample], equal_nan=True)) and bool(
+        np.array_equal(a, b, equal_nan=True)
+    )
+
+
 def _gather(
-    given: list[tuple[np.ndarray, np.ndarray]],
-) -> tuple[list[Part], np.ndarray, np.ndarray, np.ndarray]:
+    given: list[tuple[np.ndarray, np.ndarray]], canon: list[int]
+) -> tuple[list[Part], np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """The parts ``given`` as the sweep reads them, as slices of three
     arrays: every part's starts of the intervals begun, sorted (stably),
     its ends in the starts' order with nan -> inf (``_ends``), and the same
-    ends sorted, part after part."""
+    ends sorted, part after part; and where each part's slice begins (the
+    last entry: where the last ends). A part whose ``canon`` is another
+    reads that part's slices; its own are empty."""
     if len(given) == 1:
         s, e = given[0]
         if len(s) > 1 and bool(np.all(s[1:] >= s[:-1])) and not bool(np.isnan(e).any()):
@@ -379,23 +450,28 @@ def _gather(
             # is nan; no nan end): read where it is, only its ends sorted.
             s, e = np.ascontiguousarray(s, np.float64), np.ascontiguousarray(e, np.float64)
             by_end = e if bool(np.all(e[1:] >= e[:-1])) else np.sort(e)
-            return [(s, e, 1.0)], s, e, by_end
+            return [(s, e, 1.0)], s, e, by_end, np.array([0, len(s)], dtype=np.int64)
     # Only the intervals begun (a start of nan never began); no mask kept
     # where every one did.
-    masks = [~np.isnan(s) for s, _ in given]
-    began = [None if bool(m.all()) else m for m in masks]
+    masks = [None if canon[q] != q else ~np.isnan(s) for q, (s, _) in enumerate(given)]
+    began = [None if m is None or bool(m.all()) else m for m in masks]
     sizes = [
-        len(s) if b is None else int(np.count_nonzero(b))
-        for (s, _), b in zip(given, began, strict=True)
+        0 if canon[q] != q else len(s) if b is None else int(np.count_nonzero(b))
+        for q, ((s, _), b) in enumerate(zip(given, began, strict=True))
     ]
     total = sum(sizes)
     starts, ends, by_end = np.empty(total), np.empty(total), np.empty(total)
+    offsets = np.cumsum([0, *sizes], dtype=np.int64)
     arrays: list[Part] = []
     # Parts that share their ends (requests in flight, the server's own
-    # stays) share their sorted ends too: sorted once.
-    done: dict[int, np.ndarray] = {}
+    # stays; on a platform without a client path, the workers' busy ends
+    # too, equal in other arrays) share their sorted ends: sorted once.
+    done: list[tuple[np.ndarray, np.ndarray]] = []  # the ends given, sorted
     at = 0
-    for (s, e), b, size in zip(given, began, sizes, strict=True):
+    for q, ((s, e), b, size) in enumerate(zip(given, began, sizes, strict=True)):
+        if canon[q] != q:
+            arrays.append(arrays[canon[q]])
+            continue
         s_out, e_out, sorted_out = (
             starts[at : at + size],
             ends[at : at + size],
@@ -412,17 +488,18 @@ def _gather(
             order = np.argsort(s_out, kind="stable")
             s_out[:] = s_out[order]
             e_out[:] = e_out[order]
-        if b is None and id(e) in done:
-            sorted_out[:] = done[id(e)]
+        shared = next((out for raw, out in done if _same(raw, e)), None) if b is None else None
+        if shared is not None:
+            sorted_out[:] = shared
         else:
             sorted_out[:] = e_out
             if size > 1 and not bool(np.all(e_out[1:] >= e_out[:-1])):
                 sorted_out.sort()
             if b is None:
-                done[id(e)] = sorted_out
+                done.append((e, sorted_out))
         arrays.append((s_out, e_out, 1.0))
         at += size
-    return arrays, starts, ends, by_end
+    return arrays, starts, ends, by_end, offsets
 
 
 def _compiled() -> bool:

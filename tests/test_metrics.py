@@ -139,6 +139,38 @@ def test_the_sweeps_reads_are_the_step_functions(seed: int) -> None:
         np.testing.assert_array_equal(searched.reads[key], sweep.reads[key])
 
 
+@pytest.mark.parametrize("seed", range(12))
+def test_copies_of_a_part_are_swept_once_to_the_same_bits(seed: int) -> None:
+    """A part whose intervals equal an earlier part's, in arrays of its own
+    (a reactor's server stays and its requests in flight), is gathered and
+    swept once (``_same_intervals``): every level's numbers are those of the
+    same parts with the copy's intervals nudged apart and back, i.e. of an
+    independent sweep of it, to the bit, compiled or not."""
+    rng = np.random.default_rng(200 + seed)
+    parts = _random_parts(rng, int(rng.integers(2, 150)))
+    (s0, e0, _), (s1, e1, _) = parts[0], parts[1]
+    copy = (s0.copy(), e0.copy(), 0.37)  # the same intervals, other arrays
+    levels = {"one": ([parts[0]], 2.0), "copy": ([copy], 0.0),
+              "both": ([parts[0], copy, parts[1]], 3.0), "other": ([parts[1]], 1.0),
+              "mixed": ([copy, parts[2]], 0.5)}  # fmt: skip
+    assert metrics._same_intervals([(s0, e0), (s1, e1), (copy[0], copy[1])]) == [0, 1, 0]
+    t0, t1 = sorted(rng.uniform(0, 50, 2))
+    grid = np.arange(-3.0, t1, 0.7)
+    read = ("both", "copy", "one")
+    # The reference: the copy made distinct (one interval that never starts
+    # appended), so that it is swept as a part of its own.
+    distinct = (np.append(copy[0], math.nan), np.append(copy[1], 1.0), 0.37)
+    apart = {k: ([distinct if p is copy else p for p in ps], b) for k, (ps, b) in levels.items()}
+    for compiled in (True, False):
+        got = window_sweep(levels, t0, t1, grid=grid, read=read, compiled=compiled)
+        want = window_sweep(apart, t0, t1, grid=grid, read=read, compiled=compiled)
+        assert got.stats == want.stats
+        assert got.at_t0 == want.at_t0
+        assert got.at_t1 == want.at_t1
+        for key in read:
+            np.testing.assert_array_equal(got.reads[key], want.reads[key])
+
+
 def test_a_grid_past_the_window_is_refused() -> None:
     parts = [(np.array([0.0]), np.array([1.0]), 1.0)]
     with pytest.raises(ValueError, match="grid"):
