@@ -939,7 +939,10 @@ def _write(result: dict[str, Any], out: Path) -> None:
     rows = result["rows"]
     flat = [{k: (json.dumps(v) if isinstance(v, list) else v) for k, v in r.items()} for r in rows]
     buf = io.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=list(flat[0]) if flat else ["model"])
+    # Every row's keys, in the order they first appear: a row may lack one that
+    # its session did not record (a resimulated older session's load generator).
+    names = list(dict.fromkeys(k for r in flat for k in r)) or ["model"]
+    writer = csv.DictWriter(buf, fieldnames=names)
     writer.writeheader()
     writer.writerows(flat)
     atomic_write(out / "validation.csv", buf.getvalue().encode())

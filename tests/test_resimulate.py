@@ -82,7 +82,8 @@ def test_remeasure_replaces_only_its_cases_runs_with_validates_seeds(
     monkeypatch.setattr(
         "simlab.resimulate._kept",
         lambda s: {**{m: 1.0 + len(seeds) for m in validate.METRICS},
-                   "speed_reference": {"ops_s": 1e4 + len(seeds), "work": "w"}},
+                   "speed_reference": {"ops_s": 1e4 + len(seeds), "work": "w"},
+                   "load_generator": {"send_delay_ms": {"p50": 0.1, "p99": 2.0}}},
     )  # fmt: skip
     label = f"{other.target} {other.config()}"
     out = remeasure(folder, [label], "the probe changed", cases=[CASE, other])
@@ -99,6 +100,14 @@ def test_remeasure_replaces_only_its_cases_runs_with_validates_seeds(
     assert list(history["cases"]) == [label]
     with pytest.raises(UserError, match="no case"):
         remeasure(folder, ["iterative N=1"], "x", cases=[CASE, other])
+    # Predicted again, the remeasured case's load generator is kept beside a case
+    # measured before it was recorded, in the table too.
+    again = resimulate(folder, cases=[CASE, other])
+    rows = {(r["config"], r["metric"]): r for r in again["rows"]}
+    assert rows[(other.config(), "latency_p50")]["load_generator_runs"][0]["send_delay_ms"]
+    assert "load_generator_runs" not in rows[(CASE.config(), "latency_p50")]
+    table = (folder / "validation.csv").read_text()
+    assert "load_generator_runs" in table.splitlines()[0]
 
 
 def test_a_peers_own_costs_reach_its_simulation(tmp_path: Path) -> None:
