@@ -3,13 +3,16 @@ as the models say."""
 
 from __future__ import annotations
 
+import gc
 import json
 import re
+import sys
 from pathlib import Path
 
 import pytest
 from streamlit.testing.v1 import AppTest
 
+from simlab import dashboard
 from simlab.claims import ledger
 from simlab.dashboard.pages import SERVER_TIME
 
@@ -94,6 +97,17 @@ def charts(at: AppTest) -> dict[str, tuple[str, dict[str, bytes]]]:
             {d.name: d.data.data for d in chart.proto.datasets},
         )
     return out
+
+
+def test_the_server_freezes_what_lives_as_long_as_it() -> None:
+    """After the first page, what the server holds for good (the libraries, the
+    dashboard's own functions) sits in the collector's permanent generation,
+    which Streamlit's collection after every script run does not scan; the
+    formulas' late import is loaded before the page (simlab.dashboard)."""
+    app()
+    assert "scipy.optimize" in sys.modules
+    assert gc.get_freeze_count() > 0
+    assert not any(o is dashboard.main for o in gc.get_objects())
 
 
 def test_explore_charts_change_only_their_data() -> None:
