@@ -135,10 +135,12 @@ def _saved() -> dict[str, Any]:
     return data
 
 
-def _runs(case: Case, k: int) -> tuple[list[int], list[list[int] | None] | None]:
+def _runs(
+    case: Case, k: int
+) -> tuple[list[int], list[list[int] | None] | None, list[list[int] | None] | None]:
     """The seeds of the committed validation's real runs of ``case`` (the
-    ``k``-th of the grid), and gthread's measured accept splits if it kept
-    them: what ``simlab validate`` predicts each run from."""
+    ``k``-th of the grid), and gthread's measured accept splits and deals if
+    it kept them: what ``simlab validate`` predicts each run from."""
     saved = _saved()
     row = next(
         r for r in saved["rows"] if (r["model"], r["config"]) == (case.target, case.config())
@@ -146,7 +148,7 @@ def _runs(case: Case, k: int) -> tuple[list[int], list[list[int] | None] | None]
     seeds = row.get("run_seeds") or [
         validate.run_seed(int(saved["seed"]), k, r) for r in range(int(saved["repeats"]))
     ]
-    return [int(s) for s in seeds], row.get("accept_split_runs")
+    return [int(s) for s in seeds], row.get("accept_split_runs"), row.get("accept_map_runs")
 
 
 @cache
@@ -238,8 +240,8 @@ def _predict(
             own = validate.case_platform(case, _platform(), profile if own_costs else {})
             platform = own.with_(**dict(changes))
             # As simlab validate predicts: each real run from its own arrivals.
-            seeds, splits = _runs(case, k)
-            pred = validate.predict_case(case, platform, profile, seed + k, seeds, splits)
+            seeds, splits, maps = _runs(case, k)
+            pred = validate.predict_case(case, platform, profile, seed + k, seeds, splits, maps)
             predicted = pred.predicted
             for metric in METRICS:
                 p = predicted[metric]
@@ -495,11 +497,9 @@ NOT_SHOWN = {
     "session, 482, 136 and 521 at 21:30 UTC); its p99 (21.2% and 99.3%) and threads "
     "(0.0% and 9.1%) move towards; N=60 100/s p99 77.7% and 78.0%",
     ("towards", "gthread's copies racing for the connections that open together"): (
-        "gunicorn-gthread N=60 100/s P=2 p99: error 76.6% racing, 77.7% dealt, inside the "
-        "measured noise (102%: runs of 97.9, 38.2 and 412 ms; 13 runs of the case's seeds "
-        "39 to 695 ms, 6 above 90 ms, against 1 of the model's 8 replications): with a "
-        "given split the model's start-up ends sooner than gunicorn's (seed 1305, 48/12: "
-        "1.8 s against 2.2 s measured)"
+        "11:36 remeasure: gunicorn-gthread N=60 100/s P=2 p99: error 3.1% racing, each run "
+        "given its measured deal of connections to copies, 42.5% dealt, but inside the "
+        "measured noise (68.8%: runs of 40, 43 and 145 ms, predicted 40, 40 and 141)"
     ),
     ("worse", "accept", "a shared listen queue for copies that accept only while free"): (
         "gunicorn-sync N=4 60/s k=1 p50: error 3.5% with the shared queue, 1.0% without, "
