@@ -115,8 +115,15 @@ def _wait(driver, condition, timeout: float = 90.0, what: str = "the page"):  # 
     )
 
 
+# Streamlit's "Running..." indicator: since 1.4x an icon whose aria-label says
+# it, with no text (a check of the widget's text alone never saw a run).
+RUNNING_ICON = '[data-testid="stStatusWidgetRunningIcon"]'
+
+
 def _idle(driver) -> bool:  # type: ignore[no-untyped-def]
     """Streamlit has finished running the script (no 'Running...' indicator)."""
+    if driver.find_elements(By.CSS_SELECTOR, RUNNING_ICON):
+        return False
     running = driver.find_elements(By.CSS_SELECTOR, '[data-testid="stStatusWidget"]')
     try:
         return not any("Running" in el.text for el in running)
@@ -218,8 +225,9 @@ function texts(computedPrefix, serverPrefix) {
     .map(e => e.textContent);
   const status = Array.from(document.querySelectorAll('[data-testid="stStatusWidget"]'))
     .map(e => e.textContent).join(' ');
+  const icon = document.querySelector('[data-testid="stStatusWidgetRunningIcon"]') !== null;
   return [caps.find(t => t.startsWith(computedPrefix)) || '',
-          caps.find(t => t.startsWith(serverPrefix)) || '', status.includes('Running')];
+          caps.find(t => t.startsWith(serverPrefix)) || '', icon || status.includes('Running')];
 }
 """
 _BEFORE_JS = _TEXTS_JS + "return texts(arguments[0], arguments[1])[0];"
