@@ -693,6 +693,8 @@ def _from_record(r: dict[str, Any]) -> tuple[Run, dict[str, Any]]:
     )
     run = Run(r["target"], workload, Architecture(**a), r["role"], r["duration"], r["warmup"])
     kept = {key: r["measured"].get(key) for key in KEPT}
+    if "gate" in r["measured"]:
+        kept["gate"] = r["measured"]["gate"]  # how the gate let the run in, kept as measured
     return run, _as_summary(kept)
 
 
@@ -799,6 +801,7 @@ def calibrate(
         profile["gate"] = previous["gate"]
     if refit:
         _sessions_apart(profile, previous, added)
+        _refitted(profile, previous)
     atomic_write_json(path, profile)
     if journal is not None:
         journal.done()
@@ -821,6 +824,17 @@ def _sessions_apart(
         })  # fmt: skip
     elif previous.get("added_runs"):
         profile["added_runs"] = previous["added_runs"]
+
+
+def _refitted(profile: dict[str, Any], previous: dict[str, Any]) -> None:
+    """A refit's profile says where its runs were measured (the saved
+    profile's machine, revision and time) and, apart, where and when they
+    were fitted again (``refitted``): a refit on another host must not pass
+    that host off as the one the runs measured."""
+    keys = ("created", "git_revision", "machine")
+    fitted = {k: profile[k] for k in keys if k in profile}
+    profile.update({k: previous[k] for k in keys if k in previous})
+    profile["refitted"] = fitted
 
 
 def _measure_missing(

@@ -490,3 +490,26 @@ def test_fork_law_parameters_take_the_intercept_from_the_servers_children() -> N
     assert cal.fork_law_parameters(None, child, params, preset) == {}
     flat = {"points": _law_points(180.0, 0.0, 4.0, seed=1)}
     assert cal.fork_law_parameters(flat, child, params, preset) == {}
+
+
+def test_a_refit_keeps_where_and_how_its_runs_were_measured() -> None:
+    # A run's record, read back for a refit and written again, keeps how the
+    # gate let it in; the refitted profile keeps the machine, revision and time
+    # its runs were measured at, and says apart where it was fitted again.
+    from pathlib import Path  # noqa: PLC0415 - only this test
+
+    saved = json.loads(
+        (Path(__file__).resolve().parents[1] / "data/profiles/cpython.json").read_text()
+    )
+    record = next(r for r in saved["runs"] if "gate" in r["measured"])
+    run, s = cal._from_record(record)
+    assert cal._run_record(run, s)["measured"]["gate"] == record["measured"]["gate"]
+    previous = {"created": "20260101T000000Z", "git_revision": "abc", "machine": {"cpu": "Xeon"}}
+    profile = {"created": "20260202T000000Z", "git_revision": "def", "machine": {"cpu": "EPYC"}}
+    cal._refitted(profile, previous)
+    assert {k: profile[k] for k in previous} == previous
+    assert profile["refitted"] == {
+        "created": "20260202T000000Z",
+        "git_revision": "def",
+        "machine": {"cpu": "EPYC"},
+    }
