@@ -27,7 +27,7 @@ from typing import Any
 from simlab.errors import UserError
 from simlab.misses import assumptions_of
 from simlab.platforms import load_platform
-from simlab.provenance import atomic_write_json, git_revision, utc_stamp
+from simlab.provenance import atomic_write_json, git_revision, machine, utc_stamp
 from simlab.real.grids import Case
 from simlab.sessions import add, load, session_of
 from simlab.sessions import write as write_history
@@ -128,15 +128,29 @@ def resimulate(
         gate=saved.get("gate"),  # how the measured runs were gated, as they were
         assumptions=assumptions_of(extras),
     )
-    result["measured_runs_from"] = saved.get(
-        "measured_runs_from",
-        {"created": saved["created"], "git_revision": saved["git_revision"]},
-    )
+    _measured_from(result, saved)
     if "remeasured" in saved:
         # Cases measured again since (a measurement's definition changed).
         result["remeasured"] = saved["remeasured"]
     _write(result, folder)
     return result
+
+
+def _measured_from(result: dict[str, Any], saved: dict[str, Any]) -> None:
+    """Where and when ``saved``'s runs were measured (``measured_runs_from``)
+    stays the report's, its machine included; where it was simulated again
+    is said apart (``resimulated_on``)."""
+    source = dict(
+        saved.get(
+            "measured_runs_from",
+            {"created": saved["created"], "git_revision": saved["git_revision"]},
+        )
+    )
+    source.setdefault("machine", saved.get("machine"))
+    result["measured_runs_from"] = source
+    result["resimulated_on"] = result["machine"]
+    if source.get("machine"):
+        result["machine"] = source["machine"]
 
 
 def remeasure(
@@ -181,7 +195,13 @@ def remeasure(
                 row["accept_map_runs"] = [run.get("accept_map") for run in runs]
                 row["load_generator_runs"] = [run.get("load_generator") for run in runs]
         saved.setdefault("remeasured", []).append(
-            {"case": label, "measured": utc_stamp(), "git_revision": git_revision(), "why": why}
+            {
+                "case": label,
+                "measured": utc_stamp(),
+                "git_revision": git_revision(),
+                "machine": machine(),
+                "why": why,
+            }
         )
     atomic_write_json(path, saved)
     # The cases measured again are a session of their own in the history.

@@ -443,10 +443,11 @@ def predict_case(  # noqa: PLR0917 - the case and what its runs give it
             (seed,),
         )
     reps = replay_replications(len(run_seeds))
-    measured = list(splits or [])
+    # One per run: a record with more (a changed repeat count) keeps its first.
+    measured = list(splits or [])[: len(run_seeds)]
     measured += [None] * (len(run_seeds) - len(measured))
     shares = [_shares(case, x) for x in measured]
-    dealt = list(maps or [])
+    dealt = list(maps or [])[: len(run_seeds)]
     dealt += [None] * (len(run_seeds) - len(dealt))
     deals = [_dealt(case, sh, x) for sh, x in zip(shares, dealt, strict=True)]
     sims = tuple(
@@ -967,10 +968,18 @@ def report(result: dict[str, Any]) -> str:
         f"git {result['git_revision'][:12]}, {result['created']}.",
         "",
     ]
+    source = result.get("measured_runs_from")
+    if source:
+        lines += [
+            f"The runs were measured {source['created']} (git {source['git_revision'][:12]})"
+            f"{_on(source.get('machine'))}, and simulated again for this report"
+            f"{_on(result.get('resimulated_on'))}.",
+            "",
+        ]
     for again in result.get("remeasured", []):
         lines += [
             f"{again['case']}: measured again {again['measured']} (git "
-            f"{again['git_revision'][:12]}): {again['why']}.",
+            f"{again['git_revision'][:12]}){_on(again.get('machine'))}: {again['why']}.",
             "",
         ]
     lines += [
@@ -1056,6 +1065,13 @@ def report(result: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _on(host: dict[str, Any] | None) -> str:
+    """ " on <cpu>, <cores> cores", where the record names its machine."""
+    if not host or not host.get("cpu"):
+        return ""
+    return f" on {host['cpu']}, {host.get('cores', '?')} cores"
+
+
 def _simulated_how(result: dict[str, Any]) -> str:
     """How many simulations a case's prediction took, each way it was made."""
     hows = {r.get("prediction") for r in result["rows"]}
@@ -1087,8 +1103,10 @@ def _method_lines(result: dict[str, Any]) -> list[str]:
         "of the per-run predictions, as the measured value is the mean of the runs, and its "
         "interval combines the per-run intervals. The arrival schedule is an input, drawn "
         "from the seed, not read from the run; no outcome of a run (its latencies, what it "
-        "served, its memory or threads) enters its prediction, and the one measured input "
-        "that may (racing copies' split, below) is said where it does. The error "
+        "served, its memory or threads) enters its prediction, and the measured inputs "
+        "that may (racing copies' split and deal, below: how the copies' race for the "
+        "connections came out at the start, before any request was measured) are said "
+        "where they do. The error "
         "compares the means, |mean predicted - mean measured| / mean "
         "measured, as for a seeded case; the per-run predictions are in `validation.json` "
         "(`predicted_runs`, beside `measured_runs` and `run_seeds`) for a paired reading.",

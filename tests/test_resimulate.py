@@ -34,7 +34,8 @@ def _saved(tmp_path: Path, cases: list[Case]) -> Path:
         for m, v in runs.items()
     ]
     saved = {"rows": rows, "quick": True, "repeats": 3, "seed": 4,
-             "created": "20260101T000000Z", "git_revision": "abc"}  # fmt: skip
+             "created": "20260101T000000Z", "git_revision": "abc",
+             "machine": {"cpu": "Xeon", "cores": 2}}  # fmt: skip
     (tmp_path / "validation.json").write_text(json.dumps(saved))
     return tmp_path
 
@@ -52,10 +53,22 @@ def test_resimulate_predicts_as_validate_does_and_keeps_the_runs(tmp_path: Path)
     assert by["latency_p50"]["prediction"] == "replayed"
     assert by["latency_p50"]["measured_runs"] == [7.1, 7.3, 7.0]
     assert by["latency_p50"]["measured"] == pytest.approx(7.1333333)
-    assert out["measured_runs_from"] == {"created": "20260101T000000Z", "git_revision": "abc"}
+    # Where the runs were measured stays the report's; where it was simulated is said apart.
+    assert out["measured_runs_from"] == {
+        "created": "20260101T000000Z", "git_revision": "abc", "machine": {"cpu": "Xeon", "cores": 2}
+    }  # fmt: skip
+    assert out["machine"] == {"cpu": "Xeon", "cores": 2}
+    assert out["resimulated_on"]["cpu"] != "Xeon"
     written = json.loads((tmp_path / "validation.json").read_text())
     assert written["rows"] == json.loads(json.dumps(out["rows"]))
-    assert (tmp_path / "report.md").exists()
+    assert (
+        "measured 20260101T000000Z (git abc) on Xeon, 2 cores"
+        in (tmp_path / "report.md").read_text()
+    )
+    # Simulated again, the same: the machine does not become this one.
+    again = resimulate(tmp_path, cases=[CASE])
+    assert again["machine"] == {"cpu": "Xeon", "cores": 2}
+    assert again["measured_runs_from"] == out["measured_runs_from"]
 
 
 def test_resimulate_refuses_a_case_that_was_not_measured(tmp_path: Path) -> None:
@@ -93,6 +106,7 @@ def test_remeasure_replaces_only_its_cases_runs_with_validates_seeds(
     assert rows[(other.config(), "latency_p50")]["measured_runs"] == [2.0, 3.0, 4.0]
     assert rows[(CASE.config(), "latency_p50")]["measured_runs"] == [7.1, 7.3, 7.0]
     assert out["remeasured"][0]["case"] == label and out["remeasured"][0]["why"]
+    assert out["remeasured"][0]["machine"]["cores"] >= 1  # this machine, where it ran again
     # The runs' speed references are kept, and the case joins the history as a session of its own.
     assert rows[(other.config(), "latency_p50")]["speed_reference_runs"][0]["ops_s"] == 10001.0
     history = json.loads((folder / "history.json").read_text())
