@@ -104,9 +104,9 @@ def reason_not_fast(
         return reason
     if platform.cores is not None and any(getattr(platform, k) > 0 for k in LAB_KEYS):
         return (
-            "a load generator, backend or probe sharing the cores (client_cpu_us, "
-            "backend_cpu_us, probe_us, probe_process_us) is not in the fast engine "
-            "(fast needs all 0)"
+            "a load generator, backend or probe sharing the cores ("
+            + ", ".join(LAB_KEYS)
+            + ") is not in the fast engine (fast needs all 0)"
         )
     return None
 

@@ -304,7 +304,10 @@ class Architecture:
             or (
                 self.accept == "race"
                 and len(dealt) > 0
-                and all(isinstance(k, int) and 0 <= k < self.processes for k in dealt)
+                and all(
+                    isinstance(k, int) and not isinstance(k, bool) and 0 <= k < self.processes
+                    for k in dealt
+                )
             ),
             f"accept_map(={dealt!r}) must give each connection a process in "
             f"[0, {self.processes}), with accept='race'",

@@ -17,7 +17,7 @@ from simlab.params import Architecture, Workload
 from simlab.platforms import load_platform
 from simlab.real.grids import Case
 from simlab.real.loadgen import poisson_arrivals
-from simlab.real.probe import AcceptSplit, accepted_by_process
+from simlab.real.probe import AcceptSplit, accepted_peers
 from simlab.streams import RacingDealer
 from tests.fakes import measured_run
 
@@ -206,11 +206,19 @@ def test_accepted_connections_are_counted_by_the_process_that_took_them() -> Non
         accepted = [listener.accept()[0] for _ in clients]
         try:
             # The clients' ends are in this process too, on other local ports.
-            assert accepted_by_process(psutil.Process(), port)[0] == 3
+            ends = [c.getsockname()[:2] for c in clients]
+            assert accepted_peers(psutil.Process(), port)[0] == frozenset(ends)
             watch = AcceptSplit(os.getpid(), port, expected=3, processes=2, within_s=5)
             watch.start()
             watch.join(5)
             assert watch.split == (3, 0)
+            # Each of the load generator's connections, by its local address (as
+            # JSON brings them back: lists), to the copy that holds it.
+            assert watch.deal([list(e) for e in ends]) == (0, 0, 0)
+            # Not every connection found held (one never opened, one unknown): no deal.
+            assert watch.deal([*ends[:2], None]) is None
+            assert watch.deal([*ends[:2], ["127.0.0.1", 1]]) is None
+            assert watch.deal(None) is None
         finally:
             for s in clients + accepted:
                 s.close()

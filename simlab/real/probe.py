@@ -217,19 +217,14 @@ class Probe(threading.Thread):
         return [{"time": s.time, **s.values} for s in self.samples]
 
 
-def accepted_by_process(root: psutil.Process, port: int) -> list[int]:
-    """How many accepted connections to local ``port`` each process of
-    ``root``'s tree holds (its listening socket not counted), most first.
-
-    Each accepted socket sits in the file table of the process that took it
-    from the listen queue, so the counts are how the kernel and the copies'
-    accept loops dealt the connections between them."""
-    return [len(peers) for peers in accepted_peers(root, port)]
-
-
 def accepted_peers(root: psutil.Process, port: int) -> list[frozenset[tuple[str, int]]]:
     """The remote addresses of the connections to local ``port`` that each
-    process of ``root``'s tree has accepted, the fullest process first."""
+    process of ``root``'s tree has accepted (its listening socket not
+    counted), the fullest process first.
+
+    Each accepted socket sits in the file table of the process that took it
+    from the listen queue, so they are how the kernel and the copies' accept
+    loops dealt the connections between them."""
     procs = [root]
     with contextlib.suppress(psutil.NoSuchProcess):
         procs += root.children(recursive=True)
