@@ -88,10 +88,15 @@ def counts(pid: int) -> dict[str, int]:
             out["threads"] += p.num_threads()
             out["fds"] += p.num_fds()
             for t in p.threads():
-                comm = Path(f"/proc/{p.pid}/task/{t.id}/comm").read_text().strip()
+                try:
+                    comm = Path(f"/proc/{p.pid}/task/{t.id}/comm").read_text().strip()
+                except (FileNotFoundError, ProcessLookupError):
+                    # The thread ended between the listing and the read (ESRCH
+                    # mid-read): it is gone, and the baseline wait reads again.
+                    continue
                 out["conn_threads"] += comm == "conn"
                 out["tomcat_exec"] += "-exec-" in comm
-        except (psutil.NoSuchProcess, FileNotFoundError):
+        except (psutil.NoSuchProcess, FileNotFoundError, ProcessLookupError):
             continue
     return out
 
