@@ -391,6 +391,13 @@ def _shares(case: Case, split: list[int] | tuple[int, ...] | None) -> tuple[floa
     return tuple(shares)
 
 
+def _per_run(values: list[list[int] | None] | None, runs: int) -> list[list[int] | None]:
+    """One entry per run, None where the record has none: a record with more
+    (a changed repeat count) keeps its first ``runs``."""
+    out = list(values or [])[:runs]
+    return out + [None] * (runs - len(out))
+
+
 def _dealt(
     case: Case, shares: tuple[float, ...] | None, dealt: list[int] | tuple[int, ...] | None
 ) -> tuple[int, ...] | None:
@@ -443,13 +450,11 @@ def predict_case(  # noqa: PLR0917 - the case and what its runs give it
             (seed,),
         )
     reps = replay_replications(len(run_seeds))
-    # One per run: a record with more (a changed repeat count) keeps its first.
-    measured = list(splits or [])[: len(run_seeds)]
-    measured += [None] * (len(run_seeds) - len(measured))
+    measured = _per_run(splits, len(run_seeds))
     shares = [_shares(case, x) for x in measured]
-    dealt = list(maps or [])[: len(run_seeds)]
-    dealt += [None] * (len(run_seeds) - len(dealt))
-    deals = [_dealt(case, sh, x) for sh, x in zip(shares, dealt, strict=True)]
+    deals = [
+        _dealt(case, sh, x) for sh, x in zip(shares, _per_run(maps, len(run_seeds)), strict=True)
+    ]
     sims = tuple(
         _simulate(
             case, platform, s, workload=_arrivals(case, s), replications=reps, shares=sh, dealt=d
