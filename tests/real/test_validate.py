@@ -7,7 +7,9 @@ import json
 import pytest
 
 from simlab import load_platform
+from simlab.gate import Gate
 from simlab.params import Architecture
+from simlab.platforms import profile_path
 from simlab.real.grids import held_out
 from simlab.usl import usl_study
 from simlab.validate import GOALS, METRICS, validate
@@ -20,10 +22,35 @@ pytestmark = [pytest.mark.real, pytest.mark.timeout(900)]
 # shorter runs, moves more. The goals are asserted with this much slack.
 MIN_CASES = 3
 QUICK_SLACK = 1.5
+# The runs are gated on the machine's speed (simlab.gate), as a full validation
+# is, with a smaller budget: a run on a machine under its calibration's speed,
+# or one the machine stalled in, measures the machine and not the model (a CI
+# run on 2 December served its saturated quick cases 11% under the model's,
+# gated off, while this host's runs at its usual speed agreed within 3%).
+QUICK_GATE = {"wait_s": 20.0, "retries": 1, "budget_s": 150.0}
+
+
+def _saturated_runs(rows: list[dict]) -> str:
+    """Each saturated case's runs beside its predictions and the machine's speed
+    and stalls: what a failed goal needs to be read."""
+    lines = []
+    for r in rows:
+        if r["metric"] == "throughput_rps" and r["evidence"]:
+            refs = [ref or {} for ref in r["speed_reference_runs"]]
+            speed = [round(ref.get("during_ops_s") or 0) for ref in refs]
+            stall = [round(ref.get("stall_max_ms") or 0) for ref in refs]
+            steal = [round(ref.get("steal_cores") or 0, 2) for ref in refs]
+            lines.append(
+                f"{r['model']} {r['config']}: measured {r['measured_runs']}, "
+                f"predicted {r['predicted_runs']}, speed {speed} ops/s, "
+                f"stall {stall} ms, steal {steal} cores"
+            )
+    return "\n".join(lines)
 
 
 def test_validate_quick_end_to_end(tmp_path) -> None:
-    result = validate("cpython", quick=True, out_dir=tmp_path)
+    gate = Gate.from_profile(json.loads(profile_path("cpython").read_text()), **QUICK_GATE)
+    result = validate("cpython", quick=True, out_dir=tmp_path, gate=gate)
     cases = held_out(quick=True)
     assert result["repeats"] >= 3
     assert len(result["rows"]) == len(cases) * len(METRICS)
@@ -59,7 +86,9 @@ def test_validate_quick_end_to_end(tmp_path) -> None:
         if stats["median"] is None or stats["cases"] < MIN_CASES:
             continue
         asserted += 1
-        assert stats["median"] <= QUICK_SLACK * GOALS[metric], (metric, stats)
+        assert stats["median"] <= QUICK_SLACK * GOALS[metric], (
+            f"{metric}: {stats}; the gate: {result['gate']}\n{_saturated_runs(rows)}"
+        )
     assert asserted >= 4  # both latencies and both memory parts, at least
     for name in (
         "validation.csv",
