@@ -93,7 +93,9 @@ def reason_not_fast(
     loop (``simlab.fast_events``) tracks as ``Cpu.run`` does; and a GIL
     handed out of order (``gil_fifo_share`` < 1), whose uniforms both
     engines read in the same order from one stream drawn ahead
-    (``simlab.streams.HandOffs``).
+    (``simlab.streams.HandOffs``); the GIL's waiters' wake-ups
+    (``gil_poll_us``), a factor on the holder's phase from the waiters it
+    finds, as ``Cpu.run`` applies it.
     """
     cls = get_model(model)
     reason = cls.fast_reason(workload, platform, arch)
@@ -315,6 +317,7 @@ def _run_events(  # noqa: PLR0917 - the run's parts, as _run_kernel takes them
             p.gil,
             p.context_switch_us * 1e-6,
             p.switch_contention,
+            p.gil_poll,
             p.wake_us * 1e-6,
             p.gil_interval_us * 1e-6 if p.gil else 0.0,
             p.call_us * US,

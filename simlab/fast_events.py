@@ -257,6 +257,7 @@ def run_events(  # noqa: PLR0912, PLR0915, PLR0917 - one compiled loop
     gil: bool,
     cs: float,
     contention: float,
+    poll: float,
     wake: float,
     interval: float,
     call_cpu: float,
@@ -612,6 +613,9 @@ def run_events(  # noqa: PLR0912, PLR0915, PLR0917 - one compiled loop
                 if ei[ent, I_RWOKE] == 1:
                     # A loop's wake-up from its poll costs more (``loop_wake``).
                     duration += wake + loop_wake if ei[ent, I_RLOOP] == 1 else wake
+                if poll > 0 and qg >= 0 and qs[qg, 2] > 0:
+                    # The GIL's waiters' timed wake-ups slow its holder (``Cpu.run``).
+                    duration *= 1.0 + poll * qs[qg, 2]
                 ef[ent, F_RDUR] = duration
                 ef[ent, F_RSTART] = now
                 if interval > 0 and qg >= 0 and duration > interval:

@@ -441,14 +441,28 @@ class Platform:
         switch_contention  extra fraction of a switch per runnable thread queued
                            for the CPU when a phase starts: a switch costs
                            context_switch_us * (1 + switch_contention * runnable).
-                           It is the fitted stand-in for cache and TLB pollution and
+                           It is the stand-in for cache and TLB pollution and
                            scheduler work that make thread-per-connection collapse
-                           under load (SEDA, Welsh et al. 2001, Figure 2), and for
-                           the GIL's own hand-offs among many waiting threads.
-                           Calibration fits it from thread-per-connection saturated
-                           on 8 to 300 threads (what a request costs the GIL as
-                           the waiting threads grow), given context_switch_us:
-                           the runs identify their product.
+                           under load (SEDA, Welsh et al. 2001, Figure 2).
+                           Calibration fits it with gil_poll_us (the GIL's waiters'
+                           wake-ups, which also grow with the threads waiting) from
+                           thread-per-connection saturated on 8 to 300 threads and
+                           on 300 at ten times the switch interval, given
+                           context_switch_us (the runs identify their product); a
+                           calibration whose interval for it includes zero keeps
+                           the preset's value as an assumption
+        gil_poll_us        what each timed wake-up of a thread waiting for the
+                           GIL costs the thread that holds it. A waiter sleeps
+                           on a condition wait of one switch interval
+                           (gil_interval_us), wakes, takes the GIL's mutex and
+                           sleeps again (CPython's take_gil): W waiters make
+                           W / interval wake-ups a second, and the holder's
+                           phase runs (1 + W * gil_poll_us / gil_interval_us)
+                           times as long, W the waiters when it starts. Why
+                           thread-per-connection at 300 threads serves less
+                           than at 30 under the same GIL (and why a longer
+                           switch interval gives it back). 0, or no GIL, or
+                           no switch interval (gil_interval_us 0): off
         wake_us            a phase that finds its process idle: waking a process
                            that slept in the kernel (amortised away under load)
         spawn_us, fork_us  creating a thread or a process per connection: all
@@ -584,6 +598,7 @@ class Platform:
     parse_us: float = 37.0
     call_us: float = 18.5
     gil_interval_us: float = 0.0
+    gil_poll_us: float = 0.0
     gil_fifo_share: float = 1.0
     loop_event_us: float = 0.0
     loop_wake_us: float = 0.0
@@ -676,6 +691,15 @@ class Platform:
         return self.loop_event_us or self.parse_us
 
     @property
+    def gil_poll(self) -> float:
+        """What each thread waiting for a GIL slows its holder by (a fraction of
+        the holder's time): its wake-ups' cost over the switch interval; 0
+        without a GIL or a switch interval."""
+        if not (self.gil and self.gil_interval_us > 0):
+            return 0.0
+        return self.gil_poll_us / self.gil_interval_us
+
+    @property
     def batching(self) -> bool:
         """True when an event loop's costs differ from a thread's (``loop_event_us``,
         ``loop_wake_us``): the loop shares its wake-ups among the events ready."""
@@ -708,6 +732,7 @@ MECHANISMS = (
     "child_kernel_kib",
     "fork_kernel_per_mib",
     "client_closed_cpu_us",
+    "gil_poll_us",
 )
 
 

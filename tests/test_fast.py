@@ -301,6 +301,21 @@ def test_gil_handed_out_of_order_matches_the_des(model, workload, arch, share):
     assert [c for c in ("start", "end") if not fifo[c].equals(fast.requests[c])]
 
 
+@pytest.mark.parametrize(("model", "workload", "arch"), GIL_CASES)
+def test_gil_waiters_polls_match_the_des(model, workload, arch):
+    """The GIL's waiters slow its holder (``gil_poll_us``), in both engines alike."""
+    cpy = simlab.load_platform("cpython")
+    cpy = cpy.with_(gil_interval_us=cpy.gil_interval_us or 5000.0, gil_poll_us=40.0)
+    assert reason_not_fast(model, workload, cpy, arch) is None
+    run = {"duration": 12.0, "warmup": 1.0, "replications": 2}
+    des, fast = both(model, workload, cpy, arch, **run)
+    assert_same_requests(des, fast)
+    assert des.summary.to_dict() | {"engine": "fast"} == fast.summary.to_dict()
+    # The polls act on what was compared: without them, requests end earlier.
+    off = simlab.simulate(model, workload, cpy.with_(gil_poll_us=0.0), arch, engine="fast", **run)
+    assert off.summary.cpu_busy_cores < fast.summary.cpu_busy_cores
+
+
 @pytest.mark.parametrize(
     ("model", "arch"),
     [("async", Architecture(processes=2)), ("reactor-pool", Architecture(workers=4))],

@@ -146,6 +146,7 @@ class Cpu:
         "gils",
         "interval",
         "loop_wake",
+        "poll",
         "since",
         "wake",
     )
@@ -174,6 +175,9 @@ class Cpu:
         self.wake = platform.wake_us * 1e-6
         self.loop_wake = platform.loop_wake_us * 1e-6
         self.interval = platform.gil_interval_us * 1e-6 if platform.gil else 0.0
+        # What each thread waiting for the GIL slows its holder by: its timed
+        # wake-ups, one an interval (``Platform.gil_poll_us``).
+        self.poll = platform.gil_poll
         # When each thread waiting for a GIL began its wait (the forced
         # switch's timer), while there is a switch interval.
         self.since: dict[simpy.Event, float] = {}
@@ -261,6 +265,8 @@ class Cpu:
             duration += switches * self.cs * (1.0 + self.contention * runnable)
         if woke:
             duration += self.wake + self.loop_wake if loop else self.wake
+        if self.poll and gil is not None and gil.waiters:
+            duration *= 1.0 + self.poll * len(gil.waiters)
         env = self.env
         started = env.now
         if self.interval and gil is not None and duration > self.interval:
