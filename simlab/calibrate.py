@@ -43,8 +43,9 @@ import json
 import math
 import os
 import sys
+from collections import Counter
 from collections.abc import Callable, Iterator
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -61,7 +62,14 @@ from simlab.models.base import MAX_BUSY_SEEN
 from simlab.params import LAB_KEYS, Architecture, Platform, Workload
 from simlab.platforms import PRESETS, profile_path
 from simlab.provenance import atomic_write_json, git_revision, json_safe, machine, utc_stamp
-from simlab.real.grids import LOOP_SERVERS, PEER_LOOPS, Run, grid, measure_options
+from simlab.real.grids import (
+    LOOP_SERVERS,
+    PEER_LOOPS,
+    SLOW_SWITCH_MS,
+    Run,
+    grid,
+    measure_options,
+)
 from simlab.real.measure import MeasureOptions, measure
 from simlab.real.memory import measure_memory
 from simlab.real.peers import PEERS, RESEMBLES, as_designed
@@ -99,6 +107,9 @@ MEMORY_UNITS = ("process", "thread", "connection", "fork", "backend_conn", "touc
 # Contention values the DES tries against the thread runs (a fraction of a
 # switch per runnable thread): a grid, so that a bootstrap costs no new runs.
 CONTENTION_GRID = (0.0, 0.01, 0.02, 0.05, 0.1, 0.2, 0.35, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 5.0)
+# The GIL's waiters' wake-ups (us of the holder's time each), tried with it:
+# about 1.5 us was seen on 2 December (300 threads at 5 against 50 ms).
+POLL_GRID = (0.0, 0.25, 0.5, 1.0, 1.5, 2.0, 2.5, 3.0, 4.0, 6.0, 10.0)
 # The runs it is fitted on: the same load on 8 to 2,048 threads, and 8 to
 # 300 threads saturated (nearly all of them waiting for the GIL).
 CONTENTION_ROLES = ("threads", "saturate")
@@ -156,61 +167,87 @@ def _contention_y(busy: float | None, served: float | None, run: Run) -> float |
     return _per_request_cpu({"cpu_busy_cores": busy, "throughput_rps": served}, run)
 
 
-def fit_contention(
-    results: list[tuple[Run, dict[str, Any]]], platform: Platform
-) -> tuple[float, list[float] | None, bool, str]:
-    """Switch contention from the thread runs, by simulation: the value on
-    ``CONTENTION_GRID`` whose simulated cost per request (``_contention_y``)
-    best matches the measured one over the runs; its interval from a
-    bootstrap over runs, stratified by role so that every draw keeps
-    saturated runs (the same-load runs alone hold too few runnable threads
-    to move it).
+@dataclass(frozen=True)
+class GridFit:
+    """One parameter of a grid search: the value chosen over every run, its
+    bootstrap interval, and whether the runs identify it (and why not)."""
 
-    Returns (value, interval, identified, why)."""
+    value: float
+    ci95: list[float] | None
+    identified: bool
+    why: str
+
+
+def fit_thread_costs(
+    results: list[tuple[Run, dict[str, Any]]], platform: Platform
+) -> dict[str, GridFit]:
+    """Switch contention and the GIL's waiters' wake-ups (``gil_poll_us``) from
+    the thread runs, together, by simulation: the pair on ``CONTENTION_GRID``
+    x ``POLL_GRID`` whose simulated cost per request (``_contention_y``) best
+    matches the measured one over the runs, each run simulated as it ran
+    (``Run.platform``: its switch interval); their intervals from a bootstrap
+    over runs, stratified by role so that every draw keeps saturated runs
+    (the same-load runs alone hold too few runnable threads to move either).
+
+    Both grow with the threads waiting, so the saturated runs alone confound
+    them; the run at ten times the switch interval (``SLOW_SWITCH_MS``) tells
+    them apart: its waiters wake a tenth as often, its switches cost the same.
+    """
     from simlab.simulation import simulate  # noqa: PLC0415 - heavy, and only here
 
     runs = [(run, s) for run, s in results if run.role in CONTENTION_ROLES]
     measured = [_contention_y(s.get("cpu_busy_cores"), s.get("throughput_rps"), run)
                 for run, s in runs]  # fmt: skip
     saturated = [r for r, (run, _) in enumerate(runs) if run.role == "saturate"]
-    if len(saturated) < 2 or any(m is None for m in measured):
-        return platform.switch_contention, None, False, "too few saturated thread runs"
-    predicted = np.zeros((len(CONTENTION_GRID), len(runs)))
+    grids = {"switch_contention": CONTENTION_GRID, "gil_poll_us": POLL_GRID}
+    if len(saturated) < 2 or any(m is None for m in measured) or not platform.gil:
+        why = "too few saturated thread runs" if platform.gil else "no GIL"
+        return {k: GridFit(getattr(platform, k), None, False, why) for k in grids}
+    predicted = np.zeros((len(CONTENTION_GRID), len(POLL_GRID), len(runs)))
     for g, c in enumerate(CONTENTION_GRID):
-        p = platform.with_(switch_contention=c)
-        for r, (run, _) in enumerate(runs):
-            s = simulate(
-                run.target, run.workload, p, run.arch,
-                duration=run.duration, warmup=run.warmup, replications=2, seed=r + 1,
-            ).summary  # fmt: skip
-            cost = _contention_y(s.cpu_busy_cores, s.throughput_rps or 1.0, run)
-            predicted[g, r] = cost if cost is not None else 0.0
+        for h, poll in enumerate(POLL_GRID):
+            p = platform.with_(switch_contention=c, gil_poll_us=poll)
+            for r, (run, _) in enumerate(runs):
+                s = simulate(
+                    run.target, run.workload, run.platform(p), run.arch,
+                    duration=run.duration, warmup=run.warmup, replications=2, seed=r + 1,
+                ).summary  # fmt: skip
+                cost = _contention_y(s.cpu_busy_cores, s.throughput_rps or 1.0, run)
+                predicted[g, h, r] = cost if cost is not None else 0.0
     y = np.asarray(measured, dtype=float)
 
-    def best(pick: np.ndarray) -> int:
-        return int(np.argmin(((predicted[:, pick] - y[pick]) ** 2).sum(axis=1)))
+    def best(pick: np.ndarray) -> tuple[int, int]:
+        sse = ((predicted[:, :, pick] - y[pick]) ** 2).sum(axis=2)
+        g, h = np.unravel_index(int(np.argmin(sse)), sse.shape)
+        return int(g), int(h)
 
-    chosen = CONTENTION_GRID[best(np.arange(len(runs)))]
+    chosen = best(np.arange(len(runs)))
     rng = np.random.default_rng(0)
-    strata = [np.array(saturated), np.array([r for r in range(len(runs)) if r not in saturated])]
-    strata = [g for g in strata if len(g)]
+    # Strata: the same-load runs, and the saturated ones at each switch
+    # interval, so that every draw keeps the contrast between the intervals.
+    keys = [(run.role, run.switch_interval_ms) for run, _ in runs]
+    strata = [np.array([r for r, k in enumerate(keys) if k == key]) for key in dict.fromkeys(keys)]
 
     def draw() -> np.ndarray:
         return np.concatenate([rng.choice(g, len(g)) for g in strata])
 
-    draws = [CONTENTION_GRID[best(draw())] for _ in range(400)]
-    lo, hi = (float(x) for x in np.percentile(draws, [2.5, 97.5]))
-    # An interval that reaches either end of the grid is not an estimate: at
-    # zero the threads cost nothing here, at the top the grid has no bound.
-    identified = lo > 0 and hi < CONTENTION_GRID[-1]
-    why = "" if identified else (
-        f"its bootstrap interval [{lo:g}, {hi:g}] includes zero: a request costs no more "
-        "with more threads waiting here"
-        if lo <= 0
-        else f"its bootstrap interval [{lo:g}, {hi:g}] reaches the top of the grid tried "
-        f"({CONTENTION_GRID[-1]:g}): the thread runs do not bound it"
-    )  # fmt: skip
-    return chosen, [lo, hi], identified, why
+    draws = np.array([best(draw()) for _ in range(400)])
+    out = {}
+    for axis, (name, values_tried) in enumerate(grids.items()):
+        values = np.asarray(values_tried)[draws[:, axis]]
+        lo, hi = (float(x) for x in np.percentile(values, [2.5, 97.5]))
+        # An interval that reaches either end of the grid is not an estimate:
+        # at zero the cost is not seen here, at the top the grid has no bound.
+        identified = lo > 0 and hi < values_tried[-1]
+        why = "" if identified else (
+            f"its bootstrap interval [{lo:g}, {hi:g}] includes zero: a request costs no "
+            "more with more threads waiting here"
+            if lo <= 0
+            else f"its bootstrap interval [{lo:g}, {hi:g}] reaches the top of the grid tried "
+            f"({values_tried[-1]:g}): the thread runs do not bound it"
+        )  # fmt: skip
+        out[name] = GridFit(float(values_tried[chosen[axis]]), [lo, hi], identified, why)
+    return out
 
 
 # Where the GIL's hand-off order comes from: CPython's source, not these runs.
@@ -675,6 +712,7 @@ def _run_record(run: Run, s: dict[str, Any]) -> dict[str, Any]:
             "requests_per_connection": w.requests_per_connection,
         },
         "architecture": a.describe(),
+        "switch_interval_ms": run.switch_interval_ms,
         "measured": s["kept"],
     }
 
@@ -691,7 +729,8 @@ def _from_record(r: dict[str, Any]) -> tuple[Run, dict[str, Any]]:
         calls=w["calls"],
         requests_per_connection=w.get("requests_per_connection"),
     )
-    run = Run(r["target"], workload, Architecture(**a), r["role"], r["duration"], r["warmup"])
+    run = Run(r["target"], workload, Architecture(**a), r["role"], r["duration"], r["warmup"],
+              r.get("switch_interval_ms"))  # fmt: skip
     kept = {key: r["measured"].get(key) for key in KEPT}
     if "gate" in r["measured"]:
         kept["gate"] = r["measured"]["gate"]  # how the gate let the run in, kept as measured
@@ -837,6 +876,19 @@ def _refitted(profile: dict[str, Any], previous: dict[str, Any]) -> None:
     profile["refitted"] = fitted
 
 
+def _lacking(runs: list[Run], saved: list[Run]) -> list[tuple[int, Run]]:
+    """The runs of ``runs`` (with their places, from 1) that ``saved`` lacks,
+    counted by label: a run the grid repeats needs as many saved."""
+    have = Counter(run.label() for run in saved)
+    missing = []
+    for k, run in enumerate(runs, 1):
+        if have[run.label()] > 0:
+            have[run.label()] -= 1
+        else:
+            missing.append((k, run))
+    return missing
+
+
 def _measure_missing(
     name: str,
     quick: bool,
@@ -848,9 +900,8 @@ def _measure_missing(
     a full calibration gives it (its place in the grid). Their session is not
     the saved runs' (the machine's speed drifts between sessions: each run
     keeps its own speed reference beside it)."""
-    saved = {run.label() for run, _ in results}
     runs = grid(quick)
-    missing = [(k, run) for k, run in enumerate(runs, 1) if run.label() not in saved]
+    missing = _lacking(runs, [run for run, _ in results])
     if not missing:
         return []
     labels = [run.label() for _, run in missing]
@@ -908,16 +959,23 @@ def _profile(
     lab = _lab(results, probe)
     neighbours = {k: lab[k]["value"] for k in LAB_KEYS
                   if lab.get(k, {}).get("value") is not None}  # fmt: skip
-    contention, c_ci, c_ok, c_why = fit_contention(results, fitted().with_(**neighbours))
-    params["switch_contention"] = (
-        {"value": contention, "ci95": c_ci, "identified": True,
-         "method": "simulated cost per request matched to the same load on 8..2,048 "
-                   "threads (CPU) and to 8..300 threads saturated (the GIL's time)"}
-        if c_ok
-        else {"value": preset.switch_contention, "identified": False,
-              "assumption": f"not identified: {c_why}; the preset's value",
-              "estimate": contention}
-    )  # fmt: skip
+    thread_costs = fit_thread_costs(results, fitted().with_(**neighbours))
+    methods = {
+        "switch_contention": "simulated cost per request matched to the same load on "
+        "8..2,048 threads (CPU) and to 8..300 threads saturated (the GIL's time), "
+        "with gil_poll_us",
+        "gil_poll_us": "simulated cost per request matched to 8..300 threads saturated "
+        f"at the default switch interval and 300 at {SLOW_SWITCH_MS:g} ms, with "
+        "switch_contention",
+    }
+    for key, fit in thread_costs.items():
+        params[key] = (
+            {"value": fit.value, "ci95": fit.ci95, "identified": True, "method": methods[key]}
+            if fit.identified
+            else {"value": getattr(preset, key), "identified": False,
+                  "assumption": f"not identified: {fit.why}; the preset's value",
+                  "estimate": fit.value}
+        )  # fmt: skip
     batching = fit_batching(results, fitted())
     if batching is not None:
         for key in batching.names:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+from collections import Counter
+from dataclasses import replace
 from types import SimpleNamespace
 
 import numpy as np
@@ -11,10 +13,11 @@ import pytest
 from simlab import calibrate as cal
 from simlab import load_platform, simulate
 from simlab.distributions import Fixed
+from simlab.errors import UserError
 from simlab.fitting import fit_robust
 from simlab.journal import journal_dir
 from simlab.params import Architecture, Workload
-from simlab.real.grids import UNFITTED, Run, grid
+from simlab.real.grids import SLOW_SWITCH_MS, UNFITTED, Run, grid
 from simlab.real.options import SERVER_MODELS
 from simlab.real.peers import PEERS
 
@@ -219,7 +222,9 @@ def test_the_client_path_is_what_the_model_leaves_of_light_latency() -> None:
     assert fit.value("call_latency_us") == pytest.approx(300.0, abs=100.0)
 
 
-SAME_LOAD, SATURATED = (8, 64, 512, 2048), (8, 64, 300)
+SAME_LOAD = (8, 64, 512, 2048)
+# Saturated: (threads, switch interval in ms; None: the default 5 ms).
+SATURATED = ((8, None), (64, None), (300, None), (300, SLOW_SWITCH_MS), (300, SLOW_SWITCH_MS))
 
 
 def _thread_runs(same_us: list[float], saturated_us: list[float]) -> list[tuple[Run, dict]]:
@@ -234,18 +239,21 @@ def _thread_runs(same_us: list[float], saturated_us: list[float]) -> list[tuple[
         busy = (y * 1e-6 + 0.001) * served
         out.append((Run("thread-per-connection", w, arch, "threads"),
                     {"throughput_rps": served, "cpu_busy_cores": busy}))  # fmt: skip
-    for n, y in zip(SATURATED, saturated_us, strict=True):
+    for (n, switch), y in zip(SATURATED, saturated_us, strict=True):
         w = Workload(connections=n, think=Fixed(1e-6), cpu=Fixed(0.001), io=Fixed(0.005))
         served = 1.0 / (y * 1e-6 + 0.001)
-        out.append((Run("thread-per-connection", w, arch, "saturate"),
+        out.append((Run("thread-per-connection", w, arch, "saturate", switch_interval_ms=switch),
                      {"throughput_rps": served, "cpu_busy_cores": 1.04}))  # fmt: skip
     return out
 
 
-def _cost(c: float, n: int, saturated: bool) -> float:
+def _cost(c: float, poll: float, n: int, interval_us: float | None) -> float:
     # The stand-in's cost per request beyond the burn: flat for the same-load
-    # runs (few threads ever wait), and 800 + 2 c n us for a saturated one.
-    return 800.0 + 2.0 * c * n if saturated else 500.0
+    # runs (None: few threads ever wait), and for a saturated one 800 us plus
+    # 2 c n (contention) plus what n waiters' wake-ups take, one an interval.
+    if interval_us is None:
+        return 500.0
+    return 800.0 + 2.0 * c * n + 0.1 * poll * n * 5000.0 / interval_us
 
 
 def _fake_simulate(monkeypatch) -> None:
@@ -256,7 +264,8 @@ def _fake_simulate(monkeypatch) -> None:
     def fake(model, workload, platform, arch, **_kw):
         n = workload.connections
         saturated = workload.think.mean < 1e-3
-        extra = _cost(platform.switch_contention, n, saturated)
+        interval = platform.gil_interval_us if saturated else None
+        extra = _cost(platform.switch_contention, platform.gil_poll_us, n, interval)
         served = 1.0 / (extra * 1e-6 + 0.001) if saturated else 150.0
         busy = 1.0 if saturated else (extra * 1e-6 + 0.001) * served
         return SimpleNamespace(summary=SimpleNamespace(throughput_rps=served, cpu_busy_cores=busy))
@@ -264,26 +273,38 @@ def _fake_simulate(monkeypatch) -> None:
     monkeypatch.setattr(simlab.simulation, "simulate", fake)
 
 
-def test_contention_is_identified_only_inside_its_grid(monkeypatch) -> None:
+def test_thread_costs_are_identified_only_inside_their_grids(monkeypatch) -> None:
     _fake_simulate(monkeypatch)
-    p = load_platform("cpython")
+    p = load_platform("cpython").with_(gil_interval_us=5000.0)
     same = [500.0] * 4
 
-    def saturated(c: float) -> list[float]:
-        return [_cost(c, n, saturated=True) for n in SATURATED]
+    def saturated(c: float, poll: float) -> list[float]:
+        return [_cost(c, poll, n, 1e3 * (ms or 5.0)) for n, ms in SATURATED]
 
-    value, ci, ok, _ = cal.fit_contention(_thread_runs(same, saturated(0.5)), p)
-    assert (value, ok) == (0.5, True) and ci == [0.5, 0.5]
-    # The GIL's time flat in the threads: the interval includes zero.
-    value, ci, ok, why = cal.fit_contention(_thread_runs(same, saturated(0.0)), p)
-    assert (value, ok) == (0.0, False) and "zero" in why
+    def fit(c: float, poll: float) -> tuple[cal.GridFit, cal.GridFit]:
+        out = cal.fit_thread_costs(_thread_runs(same, saturated(c, poll)), p)
+        return out["switch_contention"], out["gil_poll_us"]
+
+    contention, poll = fit(0.5, 0.0)
+    assert (contention.value, contention.identified, contention.ci95) == (0.5, True, [0.5, 0.5])
+    assert (poll.value, poll.identified) == (0.0, False) and "zero" in poll.why
+    # The waiters' wake-ups alone: the run at ten times the interval tells them
+    # from contention, which both grow with the threads.
+    contention, poll = fit(0.0, 2.0)
+    assert (poll.value, poll.identified, poll.ci95) == (2.0, True, [2.0, 2.0])
+    assert (contention.value, contention.identified) == (0.0, False) and "zero" in contention.why
+    # Both at once.
+    contention, poll = fit(0.2, 1.5)
+    assert (contention.value, poll.value) == (0.2, 1.5) and contention.identified
+    assert poll.identified
     # Steeper than the grid's top: an interval at the grid's bound is no estimate.
-    value, ci, ok, why = cal.fit_contention(_thread_runs(same, saturated(20.0)), p)
-    assert value == cal.CONTENTION_GRID[-1] and not ok and "top of the grid" in why
-    # The same-load runs alone (no saturated run) cannot move it.
-    same_only = _thread_runs(same, saturated(0.5))[: len(SAME_LOAD)]
-    value, ci, ok, why = cal.fit_contention(same_only, p)
-    assert not ok and ci is None and "saturated" in why
+    contention, _ = fit(20.0, 0.0)
+    assert contention.value == cal.CONTENTION_GRID[-1] and not contention.identified
+    assert "top of the grid" in contention.why
+    # The same-load runs alone (no saturated run) cannot move either.
+    same_only = _thread_runs(same, saturated(0.5, 0.0))[: len(SAME_LOAD)]
+    for got in cal.fit_thread_costs(same_only, p).values():
+        assert not got.identified and got.ci95 is None and "saturated" in got.why
 
 
 def test_a_saturated_run_is_judged_by_its_served_rate_not_its_cpu() -> None:
@@ -410,9 +431,15 @@ def test_refit_measures_only_the_grid_runs_the_profile_lacks(tmp_path, monkeypat
     ]
     (tmp_path / "mine.json").write_text(json.dumps(profile))
     full = grid(quick=False)
-    kept = {r["label"] for r in profile["runs"]}
-    # uvicorn's closed loops, and any run the grid gained after the profile.
-    wanted = {k: r.label() for k, r in enumerate(full, 1) if r.label() not in kept}
+    kept = Counter(r["label"] for r in profile["runs"])
+    # uvicorn's closed loops, and any run the grid gained after the profile
+    # (a run it repeats, as many times as the profile lacks it).
+    wanted = {}
+    for k, r in enumerate(full, 1):
+        if kept[r.label()] > 0:
+            kept[r.label()] -= 1
+        else:
+            wanted[k] = r.label()
     loops = [r.label() for r in full if r.target == "uvicorn" and r.role == "batch"]
     assert set(loops) <= set(wanted.values())
     seen: dict[int, str] = {}
@@ -420,7 +447,8 @@ def test_refit_measures_only_the_grid_runs_the_profile_lacks(tmp_path, monkeypat
     async_kept = measured["async N=16 closed x16 cpu=1ms calls=0 W=8 P=1"]
 
     def fake_measure(opts, progress=None):
-        run = next(r for r in full if (r.target, r.workload) == (opts.target, opts.workload))
+        run = next(r for r in full if (r.target, r.workload, r.switch_interval_ms)
+                   == (opts.target, opts.workload, opts.switch_interval_ms))  # fmt: skip
         seen[opts.seed] = run.label()
         summary = SimpleNamespace(
             to_dict=lambda: {
@@ -513,3 +541,33 @@ def test_a_refit_keeps_where_and_how_its_runs_were_measured() -> None:
         "git_revision": "def",
         "machine": {"cpu": "EPYC"},
     }
+
+
+def test_a_run_at_another_switch_interval_reaches_the_server_and_the_model(monkeypatch) -> None:
+    """The slow-switch runs: measured with the server's ``--switch-interval-ms``
+    (the runner sets it before any thread), simulated at that interval."""
+    from simlab.real import measure as real_measure  # noqa: PLC0415
+    from simlab.real import runner  # noqa: PLC0415
+    from simlab.real.grids import measure_options  # noqa: PLC0415
+
+    slow = [r for r in grid(quick=False) if r.switch_interval_ms is not None]
+    assert len(slow) >= 2 and all(r.switch_interval_ms == SLOW_SWITCH_MS for r in slow)
+    assert all("switch=50ms" in r.label() for r in slow)
+    opts = measure_options(slow[0], 1)
+    assert opts.switch_interval_ms == SLOW_SWITCH_MS
+    monkeypatch.setattr(real_measure, "Managed", lambda argv, **_kw: argv)
+    argv = real_measure._start_server(opts, backend_port=1, preexec=None)
+    assert argv[argv.index("--switch-interval-ms") + 1] == "50"
+    seen = []
+    monkeypatch.setattr(runner, "run_server", seen.append)
+    runner.main([opts.target, "--backend-port", "1", "--switch-interval-ms", "50"])
+    assert seen[0].switch_interval == pytest.approx(0.05)
+    # Simulated at that interval; a run without one keeps the platform's.
+    p = load_platform("cpython").with_(gil_interval_us=5000.0)
+    assert slow[0].platform(p).gil_interval_us == 50_000.0
+    assert replace(slow[0], switch_interval_ms=None).platform(p) is p
+    # Checked where it is given.
+    with pytest.raises(UserError, match="switch_interval"):
+        replace(opts, switch_interval_ms=0.0)
+    with pytest.raises(UserError, match="switch_interval"):
+        replace(opts, target="go", switch_interval_ms=50.0)

@@ -278,6 +278,13 @@ def _server_knobs(p: argparse.ArgumentParser) -> None:
         default=0,
         help="stack reserved per thread, KiB (default: the system's, 8 MiB)",
     )
+    g.add_argument(
+        "--switch-interval-ms",
+        type=options.positive_float,
+        default=None,
+        help="CPython's switch interval in simlab's own servers (sys.setswitchinterval; "
+        "default Python's, 5 ms): how often a thread waiting for the GIL wakes",
+    )
     g.add_argument("--uvloop", action="store_true", help="async: run on uvloop")
     g.add_argument(
         "--httptools",
@@ -357,6 +364,7 @@ def serve_command(args: argparse.Namespace) -> int:
             max_inflight=lim.max_inflight if lim is not None else None,
             queue_deadline=lim.queue_deadline if lim is not None else None,
             offload=lim.offload if lim is not None else False,
+            switch_interval=_seconds(args.switch_interval_ms),
         )
         say(
             f"serving {args.model} on http://127.0.0.1:{args.port or '<port>'}/work"
@@ -374,11 +382,17 @@ def serve_command(args: argparse.Namespace) -> int:
     return 0
 
 
+def _seconds(ms: float | None) -> float | None:
+    return None if ms is None else ms / 1e3
+
+
 def _serve_peer(args: argparse.Namespace, arch: Architecture, backend_port: int) -> int:
     """A peer in the foreground until Ctrl-C or SIGTERM (or until it dies: exit 1)."""
     from simlab.real import peers  # noqa: PLC0415
     from simlab.real.processes import free_port, port_is_free  # noqa: PLC0415
 
+    if args.switch_interval_ms is not None:
+        raise UserError(f"--switch-interval-ms: for simlab's own servers, not {args.model}")
     port = args.port or free_port()
     if not port_is_free(port):
         raise UserError(f"--port: {port} is already in use")
@@ -432,6 +446,7 @@ def measure_command(args: argparse.Namespace) -> int:
         stack_kib=args.stack_kib,
         uvloop=args.uvloop,
         parser="httptools" if args.httptools else "h11",
+        switch_interval_ms=args.switch_interval_ms,
         save=not args.no_save,
         out_dir=args.out or measurements_dir(),
     )

@@ -11,11 +11,11 @@ the profile on configurations it never saw.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
 from simlab.distributions import Exponential, Fixed
-from simlab.params import Architecture, Fanout, Workload
+from simlab.params import Architecture, Fanout, Platform, Workload
 from simlab.real.options import SERVER_MODELS
 from simlab.real.peers import PEERS, REGISTRY
 
@@ -45,16 +45,27 @@ class Run:
     role: str  # "cpu" (costs and latency), "memory", or "structure" (idle peers)
     duration: float = 6.0
     warmup: float = 1.5
+    # The server's switch interval (ms; None: Python's default, as the
+    # profile's ``gil_interval_us``): set only where the GIL's waiters'
+    # wake-ups are to be told apart (``Platform.gil_poll_us``).
+    switch_interval_ms: float | None = None
 
     def label(self) -> str:
         w, a = self.workload, self.arch
         rate = f"{w.rate:g}/s" if w.rate is not None else f"closed x{w.connections}"
         if self.role == "saturate":
             rate += " saturated"
+        switch = f" switch={self.switch_interval_ms:g}ms" if self.switch_interval_ms else ""
         return (
             f"{self.target} N={w.connections} {rate} cpu={w.cpu.mean * 1e3:g}ms "
-            f"calls={w.calls} W={a.workers} P={a.processes}"
+            f"calls={w.calls} W={a.workers} P={a.processes}{switch}"
         )
+
+    def platform(self, platform: Platform) -> Platform:
+        """``platform`` as this run's server ran: at its switch interval."""
+        if self.switch_interval_ms is None or not platform.gil:
+            return platform
+        return platform.with_(gil_interval_us=self.switch_interval_ms * 1e3)
 
 
 def _holder_connections(target: str, workers: int, wanted: int) -> int:
@@ -168,12 +179,26 @@ def _saturated_thread_runs(quick: bool, length: float) -> list[Run]:
             connections=threads, think=Fixed(1e-6), cpu=Fixed(0.001), io=Fixed(0.005), calls=1
         )
         runs.append(Run("thread-per-connection", w, ARCH, "saturate", duration=length))
-    return runs
+    # The most threads again, and as often at ten times Python's switch
+    # interval: its waiters wake a tenth as often, and what a request costs
+    # the GIL falls by what their wake-ups cost its holder
+    # (``Platform.gil_poll_us``); no other cost in the model depends on the
+    # interval here (each request's 1 ms of CPU is under either). Repeated,
+    # so that the pair's contrast has its own noise to be judged by.
+    w = runs[-1].workload
+    repeats = PAIR_REPEATS[quick]
+    default = Run("thread-per-connection", w, ARCH, "saturate", duration=length)
+    slow = replace(default, switch_interval_ms=SLOW_SWITCH_MS)
+    return runs + [default] * (repeats - 1) + [slow] * repeats
 
 
 # 300 threads, as a held-out case has at saturation; more would hold each
 # request for seconds in a closed loop, longer than a run.
 SATURATED_THREADS = {True: (8, 300), False: (8, 64, 300)}
+# Ten times CPython's default switch interval (5 ms).
+SLOW_SWITCH_MS = 50.0
+# Runs of the most threads saturated at each of the two intervals.
+PAIR_REPEATS = {True: 1, False: 3}
 
 
 # A closed loop's clients: a loop that wakes finds 1 to 64 requests ready.
@@ -524,4 +549,5 @@ def measure_options(run: Run | Case, seed: int) -> MeasureOptions:
         warmup=run.warmup,
         seed=seed,
         save=False,
+        switch_interval_ms=run.switch_interval_ms if isinstance(run, Run) else None,
     )

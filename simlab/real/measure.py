@@ -106,6 +106,9 @@ class MeasureOptions:
     stack_kib: int = 0
     uvloop: bool = False
     parser: str = "h11"
+    # The server's switch interval (ms; None: Python's default): simlab's
+    # own servers only (``ServerOptions.switch_interval``).
+    switch_interval_ms: float | None = None
     save: bool = True
     out_dir: Path | None = None  # default: $SIMLAB_DATA/measurements
     timeline: bool = False
@@ -131,6 +134,13 @@ class MeasureOptions:
         ):
             raise UserError(
                 f"{self.target}: server limits and backend options apply to simlab's own servers"
+            )
+        if self.switch_interval_ms is not None and (
+            self.target in peers.REGISTRY or not 1e-3 <= self.switch_interval_ms <= 1000
+        ):
+            raise UserError(
+                f"switch_interval_ms(={self.switch_interval_ms!r}) must be in [0.001, 1000] ms, "
+                "for simlab's own servers"
             )
 
     @property
@@ -279,6 +289,8 @@ def _start_server(
         argv.append("--uvloop")
     if opts.parser != "h11":
         argv += ["--parser", opts.parser]
+    if opts.switch_interval_ms is not None:
+        argv += ["--switch-interval-ms", f"{opts.switch_interval_ms:g}"]
     argv += _limit_flags(opts)
     return Managed(argv, name=opts.target, preexec=preexec)
 

@@ -47,6 +47,10 @@ class ServerOptions:
     queue_deadline: float | None = None
     offload: bool = False
     kernel_backlog: bool = False
+    # CPython's switch interval in the server (``sys.setswitchinterval``,
+    # seconds; None: Python's default, 5 ms): calibration's runs at two
+    # intervals tell the GIL's waiters' cost apart (``Platform.gil_poll_us``).
+    switch_interval: float | None = None
 
     def __post_init__(self) -> None:
         if self.model not in SERVER_MODELS:
@@ -69,6 +73,8 @@ class ServerOptions:
             raise UserError(f"max_inflight(={self.max_inflight}) must be >= 1")
         if self.queue_deadline is not None and not 0 < self.queue_deadline <= 3600:
             raise UserError(f"queue_deadline(={self.queue_deadline}) must be in (0, 3600] s")
+        if self.switch_interval is not None and not 1e-6 <= self.switch_interval <= 1.0:
+            raise UserError(f"switch_interval(={self.switch_interval}) must be in [1e-6, 1] s")
 
     @property
     def listen_backlog(self) -> int:

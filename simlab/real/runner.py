@@ -55,6 +55,9 @@ def serve_here(listener: socket.socket, opts: ServerOptions) -> None:
 
 def run_server(opts: ServerOptions) -> None:
     raise_fd_limit()
+    if opts.switch_interval is not None:
+        # Before any thread or fork: every copy and thread inherits it.
+        sys.setswitchinterval(opts.switch_interval)
     per_process = opts.model == "async" and opts.processes > 1
     # For SO_REUSEPORT copies, the master only holds the port (bound, not
     # listening, so the kernel never queues a connection on it).
@@ -140,6 +143,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--queue-deadline-ms", type=float, default=None)
     p.add_argument("--offload", action="store_true")
     p.add_argument("--kernel-backlog", action="store_true")
+    p.add_argument("--switch-interval-ms", type=float, default=None)
     a = p.parse_args(argv)
     opts = ServerOptions(
         model=a.model,
@@ -156,6 +160,7 @@ def main(argv: list[str] | None = None) -> int:
         queue_deadline=None if a.queue_deadline_ms is None else a.queue_deadline_ms / 1e3,
         offload=a.offload,
         kernel_backlog=a.kernel_backlog,
+        switch_interval=None if a.switch_interval_ms is None else a.switch_interval_ms / 1e3,
     )
     run_server(opts)
     return 0
