@@ -1,22 +1,26 @@
-"""validate --quick end to end on real sockets, with the committed profile; USL on a real server."""
+"""validate --quick end to end on real sockets, against the committed calibration
+(or one made here, on a machine slower than its); USL on a real server."""
 
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 
 from simlab import load_platform
-from simlab.gate import Gate
+from simlab.calibrate import calibrate
+from simlab.gate import Budget, Gate, await_speed
 from simlab.params import Architecture
-from simlab.platforms import profile_path
 from simlab.real.grids import held_out
 from simlab.usl import usl_study
 from simlab.validate import GOALS, METRICS, validate
 
-pytestmark = [pytest.mark.real, pytest.mark.timeout(900)]
+pytestmark = [pytest.mark.real, pytest.mark.timeout(1800)]
 
-
+# The repository's calibration, not the tests' frozen profile: what is checked
+# is the model with the costs calibration fitted for it, on the machine.
+COMMITTED = Path(__file__).resolve().parents[2] / "data" / "profiles" / "cpython.json"
 # The quick set is 8 cases of 4 s each (so that make test stays in its
 # budget), against the full set's 33 of 8 s: a median over so few cases, of
 # shorter runs, moves more. The goals are asserted with this much slack.
@@ -25,9 +29,22 @@ QUICK_SLACK = 1.5
 # The runs are gated on the machine's speed (simlab.gate), as a full validation
 # is, with a smaller budget: a run on a machine under its calibration's speed,
 # or one the machine stalled in, measures the machine and not the model (a CI
-# run on 2 December served its saturated quick cases 11% under the model's,
-# gated off, while this host's runs at its usual speed agreed within 3%).
+# run on 2 December served the saturated quick cases 11% under the model,
+# ungated, while this host agreed within 3%).
 QUICK_GATE = {"wait_s": 20.0, "retries": 1, "budget_s": 150.0}
+
+
+def _profile_for_this_machine(tmp_path: Path) -> Path:
+    """The committed calibration when this machine reaches its speed within the
+    gate's wait; else (another host, a slower one: its costs are not this
+    machine's) a quick calibration made here, as a user would make one."""
+    gate = Gate.from_profile(json.loads(COMMITTED.read_text()), **QUICK_GATE)
+    assert gate.on, f"{COMMITTED} records no speed reference"
+    seen = await_speed(gate, Budget(gate.wait_s))
+    if not seen["slow_machine"]:
+        return COMMITTED
+    calibrate("cpython", quick=True, out_dir=tmp_path / "profile")
+    return tmp_path / "profile" / "cpython.json"
 
 
 def _saturated_runs(rows: list[dict]) -> str:
@@ -49,8 +66,9 @@ def _saturated_runs(rows: list[dict]) -> str:
 
 
 def test_validate_quick_end_to_end(tmp_path) -> None:
-    gate = Gate.from_profile(json.loads(profile_path("cpython").read_text()), **QUICK_GATE)
-    result = validate("cpython", quick=True, out_dir=tmp_path, gate=gate)
+    profile = _profile_for_this_machine(tmp_path)
+    gate = Gate.from_profile(json.loads(profile.read_text()), **QUICK_GATE)
+    result = validate(str(profile), quick=True, out_dir=tmp_path, gate=gate)
     cases = held_out(quick=True)
     assert result["repeats"] >= 3
     assert len(result["rows"]) == len(cases) * len(METRICS)
@@ -87,7 +105,8 @@ def test_validate_quick_end_to_end(tmp_path) -> None:
             continue
         asserted += 1
         assert stats["median"] <= QUICK_SLACK * GOALS[metric], (
-            f"{metric}: {stats}; the gate: {result['gate']}\n{_saturated_runs(rows)}"
+            f"{metric}: {stats}; the profile: {profile}; the gate: {result['gate']}\n"
+            f"{_saturated_runs(rows)}"
         )
     assert asserted >= 4  # both latencies and both memory parts, at least
     for name in (
