@@ -13,11 +13,14 @@ parameter the runs do not identify as an assumption (``simlab.fitting``):
   loop that wakes with many ready requests shares its wake-up: batching)
   separate the per-request costs from the per-wake-up one; runs with a
   thread or process made per connection fit their creation cost under load.
-- **Switch contention** from the same load on 8 to 2,048 threads (does the
-  CPU a request costs grow with the threads?) and from thread-per-connection
-  saturated on 8 to 300 threads (does a request cost the GIL more when more
-  threads wait for it?). If its interval spans zero, contention is not
-  identified here, and the profile says so.
+- **Switch contention and the GIL's waiters' wake-ups** (``gil_poll_us``)
+  together (``fit_thread_costs``), from the same load on 8 to 2,048 threads
+  (does the CPU a request costs grow with the threads?) and from
+  thread-per-connection saturated on 8 to 300 threads (does a request cost
+  the GIL more when more threads wait for it?), and on 300 at 5 and at 50 ms
+  switch intervals (the waiters wake a tenth as often at 50; a switch costs
+  the same). Where an interval spans zero, that cost is not identified
+  here, and the profile says so.
 - **Wall-clock overheads**: latency added per backend call
   (``call_latency_us``) and the client and loopback path (``rtt_us``), from
   the runs that are light on every count (``_light``): what the model,
