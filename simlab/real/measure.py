@@ -76,7 +76,7 @@ from simlab.real import loadgen, peers
 from simlab.real.kernel import KernelAccount
 from simlab.real.limits import check_fits, raise_fd_limit
 from simlab.real.lock import exclusive
-from simlab.real.options import SERVER_MODELS
+from simlab.real.options import SERVER_MODELS, SWITCH_INTERVAL_S
 from simlab.real.probe import AcceptSplit, Probe
 from simlab.real.processes import Managed, free_port, port_is_free, python, share_priority
 from simlab.real.speed import WORK as SPEED_WORK
@@ -135,12 +135,13 @@ class MeasureOptions:
             raise UserError(
                 f"{self.target}: server limits and backend options apply to simlab's own servers"
             )
+        low, high = (1e3 * s for s in SWITCH_INTERVAL_S)
         if self.switch_interval_ms is not None and (
-            self.target in peers.REGISTRY or not 1e-3 <= self.switch_interval_ms <= 1000
+            self.target in peers.REGISTRY or not low <= self.switch_interval_ms <= high
         ):
             raise UserError(
-                f"switch_interval_ms(={self.switch_interval_ms!r}) must be in [0.001, 1000] ms, "
-                "for simlab's own servers"
+                f"switch_interval_ms(={self.switch_interval_ms!r}) must be in "
+                f"[{low:g}, {high:g}] ms, for simlab's own servers"
             )
 
     @property

@@ -7,10 +7,14 @@ from dataclasses import dataclass
 from simlab.errors import UserError
 from simlab.registry import MODEL_NAMES
 
-__all__ = ["SERVER_MODELS", "ServerOptions"]
+__all__ = ["SERVER_MODELS", "SWITCH_INTERVAL_S", "ServerOptions"]
 
 # Every model has a real twin of the same name (``simlab.registry``).
 SERVER_MODELS = MODEL_NAMES
+# The switch intervals a server may be given (seconds): CPython takes any
+# positive one; beyond a second a thread waiting for the GIL is all but never
+# let in by the interval.
+SWITCH_INTERVAL_S = (1e-6, 1.0)
 
 
 @dataclass(frozen=True)
@@ -73,8 +77,11 @@ class ServerOptions:
             raise UserError(f"max_inflight(={self.max_inflight}) must be >= 1")
         if self.queue_deadline is not None and not 0 < self.queue_deadline <= 3600:
             raise UserError(f"queue_deadline(={self.queue_deadline}) must be in (0, 3600] s")
-        if self.switch_interval is not None and not 1e-6 <= self.switch_interval <= 1.0:
-            raise UserError(f"switch_interval(={self.switch_interval}) must be in [1e-6, 1] s")
+        low, high = SWITCH_INTERVAL_S
+        if self.switch_interval is not None and not low <= self.switch_interval <= high:
+            raise UserError(
+                f"switch_interval(={self.switch_interval}) must be in [{low:g}, {high:g}] s"
+            )
 
     @property
     def listen_backlog(self) -> int:

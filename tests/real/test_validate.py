@@ -34,17 +34,18 @@ QUICK_SLACK = 1.5
 QUICK_GATE = {"wait_s": 20.0, "retries": 1, "budget_s": 150.0}
 
 
-def _profile_for_this_machine(tmp_path: Path) -> Path:
+def _profile_for_this_machine(tmp_path: Path) -> tuple[Path, Gate]:
     """The committed calibration when this machine reaches its speed within the
     gate's wait; else (another host, a slower one: its costs are not this
-    machine's) a quick calibration made here, as a user would make one."""
+    machine's) a quick calibration made here, as a user would make one; with
+    the gate at that profile's speed."""
     gate = Gate.from_profile(json.loads(COMMITTED.read_text()), **QUICK_GATE)
     assert gate.on, f"{COMMITTED} records no speed reference"
     seen = await_speed(gate, Budget(gate.wait_s))
     if not seen["slow_machine"]:
-        return COMMITTED
-    calibrate("cpython", quick=True, out_dir=tmp_path / "profile")
-    return tmp_path / "profile" / "cpython.json"
+        return COMMITTED, gate
+    made = calibrate("cpython", quick=True, out_dir=tmp_path / "profile")
+    return tmp_path / "profile" / "cpython.json", Gate.from_profile(made, **QUICK_GATE)
 
 
 def _saturated_runs(rows: list[dict]) -> str:
@@ -66,8 +67,7 @@ def _saturated_runs(rows: list[dict]) -> str:
 
 
 def test_validate_quick_end_to_end(tmp_path) -> None:
-    profile = _profile_for_this_machine(tmp_path)
-    gate = Gate.from_profile(json.loads(profile.read_text()), **QUICK_GATE)
+    profile, gate = _profile_for_this_machine(tmp_path)
     result = validate(str(profile), quick=True, out_dir=tmp_path, gate=gate)
     cases = held_out(quick=True)
     assert result["repeats"] >= 3
