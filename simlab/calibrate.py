@@ -20,7 +20,10 @@ parameter the runs do not identify as an assumption (``simlab.fitting``):
   the GIL more when more threads wait for it?), and on 300 at 5 and at 50 ms
   switch intervals (the waiters wake a tenth as often at 50; a switch costs
   the same). Where an interval spans zero, that cost is not identified
-  here, and the profile says so.
+  here, and the profile says so. What each waiter's wake-up takes of a core
+  (``gil_wake_us``) is measured directly first (``simlab.real.gil_wake``:
+  an interpreter spinning 2 and then 201 threads, CPU over wake-ups), and
+  the two above are fitted with it in place.
 - **Wall-clock overheads**: latency added per backend call
   (``call_latency_us``) and the client and loopback path (``rtt_us``), from
   the runs that are light on every count (``_light``): what the model,
@@ -65,6 +68,7 @@ from simlab.models.base import MAX_BUSY_SEEN
 from simlab.params import LAB_KEYS, Architecture, Platform, Workload
 from simlab.platforms import PRESETS, profile_path
 from simlab.provenance import atomic_write_json, git_revision, json_safe, machine, utc_stamp
+from simlab.real.gil_wake import measure_gil_wake
 from simlab.real.grids import (
     LOOP_SERVERS,
     PEER_LOOPS,
@@ -775,6 +779,21 @@ def _real(opts: MeasureOptions) -> Callable[[], dict[str, Any]]:
     return run
 
 
+# What calibration measures besides its runs, each in seconds with no server
+# and no port: the probe's CPU per sample, and what a GIL waiter's wake-up costs.
+BENCHMARKS: dict[str, Callable[[], dict[str, Any]]] = {
+    "probe": measure_probe_cost,
+    "gil_wake": measure_gil_wake,
+}
+
+
+def _measured_now(
+    key: str, measure: Callable[[], dict[str, Any]], tick: Callable[[str, int, int], None]
+) -> dict[str, Any]:
+    tick(f"measure the {key} benchmark", 0, 1)
+    return measure()
+
+
 def calibrate(
     name: str,
     *,
@@ -804,14 +823,14 @@ def calibrate(
             results = [_from_record(r) for r in previous["runs"]]
             memory = previous["memory_benchmark"]
             quick = bool(previous.get("quick", False))
-            probe = previous.get("probe_benchmark")
         except (OSError, KeyError, ValueError, TypeError) as exc:
             raise UserError(f"--refit: cannot reuse the runs in {str(path)!r}: {exc}") from None
-        if probe is None:
-            # A profile from before the probe's cost was kept: its benchmark
-            # (seconds, no server, no port) is the one thing measured now.
-            tick("measure the probe", 0, 1)
-            probe = measure_probe_cost()
+        # A profile from before a benchmark was kept: that benchmark (seconds,
+        # no server, no port) is measured now; the others are reused.
+        benchmarks = {
+            key: previous.get(f"{key}_benchmark") or _measured_now(key, measure, tick)
+            for key, measure in BENCHMARKS.items()
+        }
         if measure_missing:
             added = _measure_missing(name, quick, results, tick, gate)
             results = results + added
@@ -828,12 +847,13 @@ def calibrate(
         if "memory" not in journal:
             journal.put("memory", measure_memory((100, 500) if quick else (300, 1500)))
         memory = journal.get("memory")
-        if "probe" not in journal:
-            journal.put("probe", measure_probe_cost())
-        probe = journal.get("probe")
+        for key, measure in BENCHMARKS.items():
+            if key not in journal:
+                journal.put(key, measure())
+        benchmarks = {key: journal.get(key) for key in BENCHMARKS}
         results = measure_runs(runs, journal, tick, total, gate=gate)
         tick("fitting", total, total)
-    profile = _profile(name, quick, results, memory, probe)
+    profile = _profile(name, quick, results, memory, benchmarks)
     measured = added if refit else results
     if measured:
         # How the machine's speed gated the runs measured now (a refit's
@@ -932,8 +952,11 @@ def _profile(
     quick: bool,
     results: list[tuple[Run, dict[str, Any]]],
     memory: dict[str, Any],
-    probe: dict[str, Any],
+    benchmarks: dict[str, dict[str, Any]],
 ) -> dict[str, Any]:
+    """The profile fitted to ``results``, with ``memory`` and the
+    ``BENCHMARKS`` (the probe's cost, the GIL's wake-ups) measured beside them."""
+    probe, gil_wake = benchmarks["probe"], benchmarks["gil_wake"]
     preset = PRESETS["cpython"]()
     cpu = fit_cpu(results)
     robust = "soft-L1 least squares over the runs, 95% bootstrap interval"
@@ -949,6 +972,13 @@ def _profile(
         "identified": False,
         "assumption": GIL_HANDOFF,
     }
+    params["gil_wake_us"] = (
+        _measured(gil_wake["wake_us"], gil_wake["method"])
+        if gil_wake["identified"]
+        else {"value": preset.gil_wake_us, "identified": False,
+              "assumption": "not identified: more waiting threads did not wake more or cost "
+              "more CPU in its benchmark; the preset's value"}
+    )  # fmt: skip
     params["cores"] = os.cpu_count() or 1
     params["gil"] = True
 
@@ -1018,6 +1048,7 @@ def _profile(
         "peers": peers,
         "memory_benchmark": memory,
         "probe_benchmark": probe,
+        "gil_wake_benchmark": gil_wake,
         # The median of the runs' machine speeds: what a later session compares with.
         "speed_reference": session_speed([s["kept"].get("speed_reference") for _, s in results]),
         "runs": [_run_record(run, s) for run, s in results],

@@ -95,7 +95,9 @@ def reason_not_fast(
     engines read in the same order from one stream drawn ahead
     (``simlab.streams.HandOffs``); the GIL's waiters' wake-ups
     (``gil_poll_us``), a factor on the holder's phase from the waiters it
-    finds, as ``Cpu.run`` applies it.
+    finds, as ``Cpu.run`` applies it, and their CPU (``gil_wake_us``):
+    recorded where a core is free, on the holder's phase where none is, as
+    the compiled loop sees its free cores as the DES does.
     """
     cls = get_model(model)
     reason = cls.fast_reason(workload, platform, arch)
@@ -318,6 +320,7 @@ def _run_events(  # noqa: PLR0917 - the run's parts, as _run_kernel takes them
             p.context_switch_us * 1e-6,
             p.switch_contention,
             p.gil_poll,
+            p.gil_wake,
             p.wake_us * 1e-6,
             p.gil_interval_us * 1e-6 if p.gil else 0.0,
             p.call_us * US,

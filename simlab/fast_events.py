@@ -258,6 +258,7 @@ def run_events(  # noqa: PLR0912, PLR0915, PLR0917 - one compiled loop
     cs: float,
     contention: float,
     poll: float,
+    gil_wake: float,
     wake: float,
     interval: float,
     call_cpu: float,
@@ -613,9 +614,19 @@ def run_events(  # noqa: PLR0912, PLR0915, PLR0917 - one compiled loop
                 if ei[ent, I_RWOKE] == 1:
                     # A loop's wake-up from its poll costs more (``loop_wake``).
                     duration += wake + loop_wake if ei[ent, I_RLOOP] == 1 else wake
-                if poll > 0 and qg >= 0 and qs[qg, 2] > 0:
-                    # The GIL's waiters' timed wake-ups slow its holder (``Cpu.run``).
-                    duration *= 1.0 + poll * qs[qg, 2]
+                if (poll > 0 or gil_wake > 0) and qg >= 0 and qs[qg, 2] > 0:
+                    # The GIL's waiters' timed wake-ups slow its holder, and
+                    # take a free core's time or, with none free, the
+                    # holder's too (``Cpu.run``).
+                    waiters = qs[qg, 2]
+                    if gil_wake > 0 and has_cores and ftop[0] == 0:
+                        duration *= 1.0 + (poll + gil_wake) * waiters
+                    else:
+                        duration *= 1.0 + poll * waiters
+                        if gil_wake > 0:
+                            bstart[nb] = now
+                            bend[nb] = now + duration * gil_wake * waiters
+                            nb += 1
                 ef[ent, F_RDUR] = duration
                 ef[ent, F_RSTART] = now
                 if interval > 0 and qg >= 0 and duration > interval:

@@ -52,7 +52,7 @@ F1, I1 = "float64[::1]", "int64[::1]"
 RUN_EVENTS_ARGS = (
     "int64", F1, "boolean", "float64", "float64", I1, I1, "int64", "float64[:, ::1]",
     "int64[:, ::1]", "int8[::1]", F1, F1, F1, F1, "int64", "int64", I1, I1, "int64",
-    "boolean", "float64", "float64", "float64", "float64",
+    "boolean", "float64", "float64", "float64", "float64", "float64",
     "float64", "float64", "int64", "boolean", "boolean", "float64", "float64", "int64",
     "int64", "int64", I1, I1, "boolean", "int64", "float64", "float64", "float64",
     "float64", "float64", "float64", F1,

@@ -463,6 +463,19 @@ class Platform:
                            than at 30 under the same GIL (and why a longer
                            switch interval gives it back). 0, or no GIL, or
                            no switch interval (gil_interval_us 0): off
+        gil_wake_us        the CPU each of those timed wake-ups takes on a core
+                           (the waiter's own, not the holder's): W waiters
+                           take W * gil_wake_us / gil_interval_us of a core.
+                           Recorded as the server's CPU; while a core is free
+                           they run on it beside the holder, but when none is
+                           (the cores shared with other processes of the
+                           server, a load generator, a backend) they run on
+                           the cores the holder needs and its phase takes
+                           their time too: why thread-per-connection at 300
+                           threads, near saturation on 2 shared cores, falls
+                           to two thirds of its rate at a 5 ms switch interval
+                           and not at 50 ms. Measured directly
+                           (``simlab.real.gil_wake``). Off as gil_poll_us is
         wake_us            a phase that finds its process idle: waking a process
                            that slept in the kernel (amortised away under load)
         spawn_us, fork_us  creating a thread or a process per connection: all
@@ -599,6 +612,7 @@ class Platform:
     call_us: float = 18.5
     gil_interval_us: float = 0.0
     gil_poll_us: float = 0.0
+    gil_wake_us: float = 0.0
     gil_fifo_share: float = 1.0
     loop_event_us: float = 0.0
     loop_wake_us: float = 0.0
@@ -700,6 +714,14 @@ class Platform:
         return self.gil_poll_us / self.gil_interval_us
 
     @property
+    def gil_wake(self) -> float:
+        """The share of a core each thread waiting for a GIL takes with its
+        wake-ups; 0 without a GIL or a switch interval."""
+        if not (self.gil and self.gil_interval_us > 0):
+            return 0.0
+        return self.gil_wake_us / self.gil_interval_us
+
+    @property
     def batching(self) -> bool:
         """True when an event loop's costs differ from a thread's (``loop_event_us``,
         ``loop_wake_us``): the loop shares its wake-ups among the events ready."""
@@ -733,6 +755,7 @@ MECHANISMS = (
     "fork_kernel_per_mib",
     "client_closed_cpu_us",
     "gil_poll_us",
+    "gil_wake_us",
 )
 
 

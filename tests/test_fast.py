@@ -316,6 +316,27 @@ def test_gil_waiters_polls_match_the_des(model, workload, arch):
     assert off.summary.cpu_busy_cores < fast.summary.cpu_busy_cores
 
 
+@pytest.mark.parametrize(("model", "workload", "arch"), GIL_CASES)
+def test_gil_waiters_wake_ups_match_the_des(model, workload, arch):
+    """The GIL's waiters' wake-ups' own CPU (``gil_wake_us``): recorded beside
+    the holder while a core is free, on the holder's phase while none is,
+    in both engines alike."""
+    cpy = simlab.load_platform("cpython")
+    cpy = cpy.with_(gil_interval_us=cpy.gil_interval_us or 5000.0, gil_poll_us=0.0,
+                    gil_wake_us=60.0)  # fmt: skip
+    assert reason_not_fast(model, workload, cpy, arch) is None
+    run = {"duration": 12.0, "warmup": 1.0, "replications": 2}
+    des, fast = both(model, workload, cpy, arch, **run)
+    assert_same_requests(des, fast)
+    assert des.summary.to_dict() | {"engine": "fast"} == fast.summary.to_dict()
+    off = simlab.simulate(model, workload, cpy.with_(gil_wake_us=0.0), arch, engine="fast", **run)
+    assert off.summary.cpu_busy_cores < fast.summary.cpu_busy_cores
+    if arch.processes > 1:
+        # Two processes' holders can fill both cores: then the waiters' CPU
+        # lengthens the holders' phases, and requests end later.
+        assert not off.requests["end"].equals(fast.requests["end"])
+
+
 @pytest.mark.parametrize(
     ("model", "arch"),
     [("async", Architecture(processes=2)), ("reactor-pool", Architecture(workers=4))],

@@ -190,7 +190,7 @@ def _add_calibrate(sub: argparse._SubParsersAction[options.Parser]) -> None:
         action="store_true",
         help=(
             "fit again from the runs kept in the existing profile, without measuring "
-            "(but the probe's own cost, seconds, when the profile lacks it)"
+            "(but a benchmark the profile lacks, seconds: the probe's cost, the GIL's wake-ups)"
         ),
     )
     cal.add_argument(

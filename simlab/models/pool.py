@@ -143,6 +143,7 @@ class Cpu:
         "cores",
         "cs",
         "env",
+        "gil_wake",
         "gils",
         "interval",
         "loop_wake",
@@ -178,6 +179,8 @@ class Cpu:
         # What each thread waiting for the GIL slows its holder by: its timed
         # wake-ups, one an interval (``Platform.gil_poll_us``).
         self.poll = platform.gil_poll
+        # And the share of a core each waiter's wake-ups take (``gil_wake_us``).
+        self.gil_wake = platform.gil_wake
         # When each thread waiting for a GIL began its wait (the forced
         # switch's timer), while there is a switch interval.
         self.since: dict[simpy.Event, float] = {}
@@ -215,7 +218,7 @@ class Cpu:
 
     # The DES's hot path: every CPU phase of every request passes here, so it
     # stays one function (no helper calls per event), branches and all.
-    def run(  # noqa: PLR0912
+    def run(  # noqa: PLR0912, PLR0915
         self,
         gil: Pool | None,
         demand: float,
@@ -265,10 +268,25 @@ class Cpu:
             duration += switches * self.cs * (1.0 + self.contention * runnable)
         if woke:
             duration += self.wake + self.loop_wake if loop else self.wake
-        if self.poll and gil is not None and gil.waiters:
-            duration *= 1.0 + self.poll * len(gil.waiters)
         env = self.env
         started = env.now
+        if gil is not None and gil.waiters and (self.poll or self.gil_wake):
+            waiters = len(gil.waiters)
+            share = self.gil_wake * waiters
+            if share and cores is not None and not cores.free:
+                # No core is free for the waiters' wake-ups: they run on the
+                # cores the holder needs, which the kernel shares among them
+                # (the holder preempted while it holds the GIL): its phase
+                # takes their CPU too.
+                duration *= 1.0 + (self.poll + self.gil_wake) * waiters
+            else:
+                duration *= 1.0 + self.poll * waiters
+                if share:
+                    # A free core (or unlimited ones) runs them beside the
+                    # holder: the server's CPU, in slices too short to keep
+                    # a core from anyone.
+                    self.busy_start.append(started)
+                    self.busy_dur.append(duration * share)
         if self.interval and gil is not None and duration > self.interval:
             core = yield from self._sliced(gil, duration, core)
         else:
