@@ -105,6 +105,7 @@ __all__ = [
     "fit_peer_loops",
     "fit_spread_through_model",
     "fork_law_parameters",
+    "gil_wake_parameter",
     "measure_runs",
 ]
 
@@ -849,6 +850,7 @@ def calibrate(
         memory = journal.get("memory")
         for key, measure in BENCHMARKS.items():
             if key not in journal:
+                tick(f"measure the {key} benchmark", 0, total)
                 journal.put(key, measure())
         benchmarks = {key: journal.get(key) for key in BENCHMARKS}
         results = measure_runs(runs, journal, tick, total, gate=gate)
@@ -947,6 +949,20 @@ def _measured(value: float, note: str) -> dict[str, Any]:
     return {"value": value, "identified": True, "method": f"measured: {note}"}
 
 
+def gil_wake_parameter(benchmark: dict[str, Any], preset: Platform) -> dict[str, Any]:
+    """``gil_wake_us`` from its benchmark (``measure_gil_wake``): measured, with
+    the range of its pairs (not a confidence interval: three pairs), or the
+    preset's value, labelled, when the benchmark did not identify it."""
+    if not benchmark.get("identified"):
+        return {
+            "value": preset.gil_wake_us,
+            "identified": False,
+            "assumption": "not identified: in its benchmark more waiting threads did not "
+            "both wake more and cost more CPU in every pair; the preset's value",
+        }
+    return _measured(benchmark["wake_us"], benchmark["method"]) | {"range": benchmark["range_us"]}
+
+
 def _profile(
     name: str,
     quick: bool,
@@ -972,13 +988,7 @@ def _profile(
         "identified": False,
         "assumption": GIL_HANDOFF,
     }
-    params["gil_wake_us"] = (
-        _measured(gil_wake["wake_us"], gil_wake["method"])
-        if gil_wake["identified"]
-        else {"value": preset.gil_wake_us, "identified": False,
-              "assumption": "not identified: more waiting threads did not wake more or cost "
-              "more CPU in its benchmark; the preset's value"}
-    )  # fmt: skip
+    params["gil_wake_us"] = gil_wake_parameter(gil_wake, preset)
     params["cores"] = os.cpu_count() or 1
     params["gil"] = True
 

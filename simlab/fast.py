@@ -291,8 +291,9 @@ def _run_events(  # noqa: PLR0917 - the run's parts, as _run_kernel takes them
     owner, owner_proc = owners if owners is not None else (by_conn, by_conn)
     # Dense connection ids: the loop keeps per-connection state in arrays.
     n_conns, dense = _dense_ids(inp.connection)
-    # Room for the CPU phases: each request's own, and the GIL's slices.
-    room = n * (4 + w.calls) + 64
+    # Room for the CPU phases: each request's own, and the GIL's slices; twice
+    # that when the GIL's waiters' CPU may be recorded beside each phase.
+    room = n * (4 + w.calls) * (2 if p.gil_wake > 0 else 1) + 64
     # A GIL handed out of order reads ``HandOffs``' uniforms: about one per
     # request to start with, more (continuing the same stream) if it runs out.
     fifo = p.gil_fifo_share if p.gil else 1.0

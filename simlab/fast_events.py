@@ -319,7 +319,8 @@ def run_events(  # noqa: PLR0912, PLR0915, PLR0917 - one compiled loop
     process[:] = -1
     outcome[:] = 2  # PENDING
     # The CPU's busy intervals: each phase's start and end (the end written
-    # here, the same float as start + duration). Fixed capacities, never
+    # here, the same float as start + duration), and the GIL's waiters' CPU
+    # beside a phase (``gil_wake``). Fixed capacities, never
     # grown: an array reassigned in the loop would cost numba a reference
     # count per use. CPU phases beyond their length stop the run (``full``)
     # and the caller runs it again with more room.
@@ -619,13 +620,14 @@ def run_events(  # noqa: PLR0912, PLR0915, PLR0917 - one compiled loop
                     # take a free core's time or, with none free, the
                     # holder's too (``Cpu.run``).
                     waiters = qs[qg, 2]
+                    share = gil_wake * waiters  # in ``Cpu.run``'s order, bit for bit
                     if gil_wake > 0 and has_cores and ftop[0] == 0:
                         duration *= 1.0 + (poll + gil_wake) * waiters
                     else:
                         duration *= 1.0 + poll * waiters
                         if gil_wake > 0:
                             bstart[nb] = now
-                            bend[nb] = now + duration * gil_wake * waiters
+                            bend[nb] = now + duration * share
                             nb += 1
                 ef[ent, F_RDUR] = duration
                 ef[ent, F_RSTART] = now

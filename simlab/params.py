@@ -471,10 +471,13 @@ class Platform:
                            (the cores shared with other processes of the
                            server, a load generator, a backend) they run on
                            the cores the holder needs and its phase takes
-                           their time too: why thread-per-connection at 300
-                           threads, near saturation on 2 shared cores, falls
-                           to two thirds of its rate at a 5 ms switch interval
-                           and not at 50 ms. Measured directly
+                           their time too. A candidate for why
+                           thread-per-connection at 300 threads, near
+                           saturation on 2 shared cores, fell to two thirds
+                           of its rate at a 5 ms switch interval and not at
+                           50 ms; at its measured cost it does not reproduce
+                           that collapse (``tests/models/test_mechanisms.py``
+                           says by how much). Measured directly
                            (``simlab.real.gil_wake``). Off as gil_poll_us is
         wake_us            a phase that finds its process idle: waking a process
                            that slept in the kernel (amortised away under load)

@@ -473,6 +473,39 @@ def test_refit_measures_only_the_grid_runs_the_profile_lacks(tmp_path, monkeypat
     assert not list(journal_dir().glob("calibrate-mine-missing*"))
 
 
+def test_a_refit_reuses_the_saved_benchmarks_and_measures_only_a_missing_one(
+    tmp_path, monkeypatch
+) -> None:
+    from pathlib import Path  # noqa: PLC0415 - as the test above
+
+    committed = Path(__file__).resolve().parents[1] / "data/profiles/cpython.json"
+    profile = json.loads(committed.read_text())
+    saved_probe = profile["probe_benchmark"]
+    del profile["gil_wake_benchmark"]  # a profile from before the benchmark
+    (tmp_path / "mine.json").write_text(json.dumps(profile))
+
+    def never() -> dict:
+        raise AssertionError("the saved probe benchmark is measured again")
+
+    measured = {"wake_us": 7.0, "identified": True}
+    monkeypatch.setattr(cal, "BENCHMARKS", {"probe": never, "gil_wake": lambda: measured})
+    given: list = []
+    monkeypatch.setattr(cal, "_profile", lambda *a: given.append(a[4]) or {"runs": []})
+    cal.calibrate("mine", refit=True, out_dir=tmp_path)
+    assert given == [{"probe": saved_probe, "gil_wake": measured}]
+
+
+def test_the_gil_wake_parameter_is_measured_or_labelled() -> None:
+    preset = load_platform("cpython")
+    bench = {"wake_us": 4.0, "range_us": [3.2, 5.6], "identified": True, "method": "pairs"}
+    entry = cal.gil_wake_parameter(bench, preset)
+    assert entry == {"value": 4.0, "identified": True, "method": "measured: pairs",
+                     "range": [3.2, 5.6]}  # fmt: skip
+    lost = cal.gil_wake_parameter({"wake_us": None, "identified": False}, preset)
+    assert lost["value"] == preset.gil_wake_us and not lost["identified"]
+    assert "not identified" in lost["assumption"] and "ci95" not in lost
+
+
 def _law_points(base: float, per_mib: float, sd: float, seed: int) -> list[dict[str, float]]:
     # Three repeats at parents of about 9, 25 and 73 MiB (the benchmark's
     # bare interpreter with 0, 16 and 64 MiB touched), noise of sd KiB.

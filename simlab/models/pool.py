@@ -128,7 +128,11 @@ class Cpu:
     the kernel and must be woken, its caches cold. Under load the process
     stays awake and this cost is amortised away, which is why CPU per request
     falls as a server nears saturation. Every phase is recorded as a busy
-    interval.
+    interval, and so is the CPU of the GIL's waiters' wake-ups beside a
+    phase, where a core is free for it (``gil_wake_us``): one interval from
+    the phase's start, which holds no core (so with several processes the
+    busy level may briefly exceed the cores: an approximation of wake-ups
+    too short to keep a core from anyone).
 
     Processes beside the server on the same machine (a load generator, a
     backend) take cores too (``background``): they queue for a core like a

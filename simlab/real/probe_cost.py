@@ -106,8 +106,7 @@ def measure_probe_cost(sizes: tuple[int, int] = SIZES, seconds: float = SECONDS)
         # for the root alone, 6 ms a process more) puts the line's intercept below
         # zero; a cost cannot be negative, so it is held at 0, and said so.
         method += (
-            f"; its intercept ({intercept:.0f} us) held at 0, "
-            "so the line passes above the small tree"
+            f"; its intercept ({intercept:.0f} us) held at 0, so the line passes above both trees"
         )
     return {
         "sample_us": max(intercept, 0.0),

@@ -349,22 +349,18 @@ MECHANISMS = [
         {"gil_interval_us": 0.0},
         (),
     ),
-    Mechanism(
-        # Each thread waiting for the GIL wakes once a switch interval and takes
-        # some of its holder's time (``gil_poll_us``): 300 threads near
-        # saturation serve less than the model without it gives, and a burst
-        # that leaves them waiting lowers the capacity under the offered rate.
-        "the GIL's waiters' wake-ups",
-        {"gil_poll_us": 0.0},
-        (("threads", "thread-per-connection", "N=300 420/s", "throughput_rps"),),
-        metrics=("throughput_rps", "latency_p50", "latency_p99"),
-    ),
+    # The GIL's waiters' wake-ups taking their holder's time (``gil_poll_us``)
+    # are not here: the committed calibration does not identify them (0, its
+    # interval [0, 0]) once the waiters' own CPU below is measured, so they are
+    # off, and turning them off would test nothing (16:33, 2 December; at
+    # 14:39, fitted at 1.5 us, they moved their target by under 0.1%).
     Mechanism(
         # The same wake-ups' own CPU (``gil_wake_us``, measured by
         # ``simlab.real.gil_wake``): on a free core beside the holder, but
         # with the cores full (the load generator, the backend and the probe
-        # beside the server) on the holder's: the collapse of 300 threads
-        # near saturation at a 5 ms switch interval and not at 50.
+        # beside the server) on the holder's. Its target: the collapse of 300
+        # threads near saturation at a 5 ms switch interval and not at 50,
+        # which at its measured cost it does not reproduce (NOT_SHOWN).
         "the GIL's waiters' CPU on the cores",
         {"gil_wake_us": 0.0},
         (("threads", "thread-per-connection", "N=300 420/s", "throughput_rps"),),
@@ -482,11 +478,6 @@ NOT_SHOWN = {
     # 16:33 (2 December): the 14:07 calibration's runs refitted with the GIL's
     # waiters' CPU measured (gil_wake_us 4.0 us [3.2, 5.6]), and the 14:07-14:39
     # validation's runs resimulated with it.
-    ("towards", "the GIL's waiters' wake-ups"): "16:33: gil_poll_us is not identified "
-    "(0, interval [0, 0]) once the waiters' CPU (gil_wake_us, measured) is in place: "
-    "the mechanism is off, and thread-per-connection N=300 420/s throughput stays at "
-    "error 44.4% (predicted 421 both ways, 291 measured: 301, 285 and 288, every run "
-    "collapsed)",
     ("towards", "the GIL's waiters' CPU on the cores"): "16:33: thread-per-connection "
     "N=300 420/s throughput: error 44.4% with the waiters' CPU (4.0 us a wake-up, "
     "measured), 44.3% without (predicted 420.7 and 420.5, 291 measured); its p50 moves "
@@ -628,6 +619,10 @@ def test_the_committed_profile_holds_every_mechanism() -> None:
             assert "shared value" in entry["assumption"], key
     assert params["gil_fifo_share"]["value"] == 0.0
     assert "ceval_gil" in params["gil_fifo_share"]["assumption"]
+    # The GIL's waiters' CPU: measured by its benchmark, inside its pairs' range.
+    wake = params["gil_wake_us"]
+    assert wake["identified"] and wake["method"].startswith("measured:")
+    assert 0 < wake["range"][0] <= wake["value"] <= wake["range"][1]
     # The overheads' spread, fitted through the model: each cv identified with
     # an interval clear of zero, or the preset's 0, labelled, with no interval.
     for key in ("rtt_cv", "call_latency_cv"):
