@@ -91,7 +91,9 @@ class Peak(Plain):
 
 @dataclass(frozen=True)
 class SwitchRates(Plain):
-    """Context switches per second of the server's tree."""
+    """Context switches per second of the server's tree: each process's main
+    thread's only (psutil reads ``/proc/PID/status``, the thread group
+    leader's counts), so a threaded server's other threads are not in them."""
 
     voluntary: float | None
     involuntary: float | None

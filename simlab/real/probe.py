@@ -159,6 +159,8 @@ class Probe(threading.Thread):
                     v["vms_mib"] += mem.vms / MIB
                     v["threads"] += p.num_threads()
                     v["fds"] += p.num_fds()
+                    # The main thread's only: psutil reads /proc/PID/status,
+                    # the thread group leader's counts (``SwitchRates``).
                     ctx = p.num_ctx_switches()
                     v["ctx_voluntary"] += ctx.voluntary
                     v["ctx_involuntary"] += ctx.involuntary
