@@ -217,6 +217,9 @@ class MeasuredSummary(Plain):
     processes: Peak
     fds: Peak
     context_switches_per_s: SwitchRates
+    # Every thread's, over the window's length from the warm-up's scheduled end;
+    # None where the server's threads came and went (``simlab.real.probe``).
+    thread_switches_per_s: SwitchRates | None
     connections: ConnectionCounts
     in_flight: InFlight
     little: Little

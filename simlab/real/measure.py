@@ -44,6 +44,7 @@ import math
 import os
 import subprocess
 import tempfile
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -51,6 +52,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+import psutil
 
 from simlab.errors import RunFailed, UserError
 from simlab.measured import (
@@ -77,7 +79,7 @@ from simlab.real.kernel import KernelAccount
 from simlab.real.limits import check_fits, raise_fd_limit
 from simlab.real.lock import exclusive
 from simlab.real.options import SERVER_MODELS, SWITCH_INTERVAL_S
-from simlab.real.probe import AcceptSplit, Probe
+from simlab.real.probe import AcceptSplit, Probe, thread_switch_rates, thread_switches
 from simlab.real.processes import Managed, free_port, port_is_free, python, share_priority
 from simlab.real.speed import WORK as SPEED_WORK
 from simlab.real.speed import SpeedWatch, measure_speed
@@ -492,7 +494,7 @@ def measure(opts: MeasureOptions, progress: Callable[[str], None] | None = None)
             split = _watch_split(opts, server.pid, server.port, stack)
             window = f"{opts.warmup:g} s warm-up, {opts.duration:g} s measured"
             say(f"{w.connections:,} connections, {window}")
-            report = _run_load(spec, server.port, opts)
+            report, marks = _marked_load(spec, server, opts, stack)
         after = measure_speed()
     during = watch.summary((report["window_wall"][0], report["window_wall"][1]))
     speed = SpeedReference.of(before.ops_s, after.ops_s, SPEED_WORK, during)
@@ -514,6 +516,7 @@ def measure(opts: MeasureOptions, progress: Callable[[str], None] | None = None)
         speed=speed,
         per_process=None if split is None else split.split,
         per_connection=None if split is None else split.deal(report["connections"].get("local")),
+        thread_marks=marks,
     )
     front = _front_cpu(probe, report)
     if not opts.save:
@@ -526,6 +529,51 @@ def measure(opts: MeasureOptions, progress: Callable[[str], None] | None = None)
     }
     atomic_write_json(path, record)
     return Measurement(summary, path, front_cpu_cores=front)
+
+
+Marks = list[tuple[float, dict[int, tuple[int, int]]]]
+
+
+def _marked_load(
+    spec: loadgen.LoadSpec, server: Managed, opts: MeasureOptions, stack: contextlib.ExitStack
+) -> tuple[dict[str, Any], Marks]:
+    """The load's report, and every thread's switches read as the warm-up
+    should end and as the measured window should (``thread_switches``: a file
+    a thread, so twice a run, not per sample). Both reads are timed from the
+    load generator's start, so the span is the window's length, early by the
+    time the connections took to open; after the load the connections, and
+    their threads, are gone."""
+    marks: Marks = []
+    timers = [
+        threading.Timer(at, _mark, (marks, server.pid))
+        for at in (opts.warmup, opts.warmup + opts.duration)
+    ]
+    for timer in timers:
+        timer.start()
+        stack.callback(timer.cancel)
+    report = _run_load(spec, server.port, opts)
+    for timer in timers:
+        timer.cancel()
+        timer.join()
+    return report, marks
+
+
+def _mark(marks: Marks, pid: int) -> None:
+    """Append when, and every thread of ``pid``'s tree's switches so far."""
+    with contextlib.suppress(psutil.NoSuchProcess):
+        marks.append((time.monotonic(), thread_switches(psutil.Process(pid))))
+
+
+def _thread_rates(marks: Marks, probe: dict[str, dict[str, float]]) -> SwitchRates | None:
+    """Every thread's switches a second between the two marks, where the
+    tree's threads held still: the same at both marks, and the probe's every
+    sample in the window counting as many (so none came and went unseen)."""
+    threads = probe.get("threads", {})
+    if len(marks) != 2 or threads.get("peak") != threads.get("mean"):
+        return None
+    (t0, first), (t1, second) = marks
+    rates = thread_switch_rates(first, second, t1 - t0)
+    return None if rates is None else SwitchRates(*rates)
 
 
 def _watch(
@@ -612,6 +660,7 @@ def _summary(
     speed: SpeedReference | None = None,
     per_process: tuple[int, ...] | None = None,
     per_connection: tuple[int, ...] | None = None,
+    thread_marks: Marks | None = None,
 ) -> MeasuredSummary:
     w, a = opts.workload, opts.architecture
     window = (r["window_wall"][0], r["window_wall"][1])
@@ -705,6 +754,7 @@ def _summary(
         context_switches_per_s=SwitchRates(
             stat("ctx_voluntary", "rate"), stat("ctx_involuntary", "rate")
         ),
+        thread_switches_per_s=_thread_rates(thread_marks or [], p),
         connections=ConnectionCounts(
             opened=r["connections"]["opened"],
             failed=r["connections"]["failed"],

@@ -27,9 +27,11 @@ simulation reports the same sampled quantities as ``threads.peak`` and
 from __future__ import annotations
 
 import contextlib
+import os
 import threading
 import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -38,7 +40,7 @@ import psutil
 from simlab.real.kernel import KernelAccount, accepted_sockets, tcp_object_kib
 from simlab.results import SAMPLE_INTERVAL_S, USER_SAMPLE_INTERVAL_S
 
-__all__ = ["Probe", "ProbeSample", "kernel_kib"]
+__all__ = ["Probe", "ProbeSample", "kernel_kib", "thread_switch_rates", "thread_switches"]
 
 NAN = float("nan")
 
@@ -81,6 +83,52 @@ def kernel_kib() -> float:
 class ProbeSample:
     time: float
     values: dict[str, float]
+
+
+def thread_switches(root: psutil.Process) -> dict[int, tuple[int, int]]:
+    """Every live thread of ``root``'s tree: its voluntary and involuntary
+    context switches so far, by thread id, from ``/proc/PID/task/TID/status``.
+
+    psutil's ``num_ctx_switches`` (what the probe's samples sum) reads
+    ``/proc/PID/status``, the main thread's alone; a threaded server's other
+    threads are only here. A read per thread: taken twice a run, not per
+    sample (10,000 threads are 10,000 files)."""
+    procs = [root]
+    with contextlib.suppress(psutil.NoSuchProcess):
+        procs += root.children(recursive=True)
+    counts: dict[int, tuple[int, int]] = {}
+    for p in procs:
+        try:
+            tids = os.listdir(f"/proc/{p.pid}/task")
+        except OSError:
+            continue  # gone
+        for tid in tids:
+            try:
+                text = Path(f"/proc/{p.pid}/task/{tid}/status").read_text()
+            except OSError:
+                continue  # exited since
+            fields = dict(line.split(":", 1) for line in text.splitlines() if ":" in line)
+            with contextlib.suppress(KeyError, ValueError):
+                counts[int(tid)] = (
+                    int(fields["voluntary_ctxt_switches"]),
+                    int(fields["nonvoluntary_ctxt_switches"]),
+                )
+    return counts
+
+
+def thread_switch_rates(
+    first: dict[int, tuple[int, int]], second: dict[int, tuple[int, int]], seconds: float
+) -> tuple[float, float] | None:
+    """Voluntary and involuntary switches a second of the tree's threads
+    between two ``thread_switches`` reads ``seconds`` apart; None unless the
+    same threads were there at both (a thread that exited took its counts
+    with it). Threads that came and went between the reads are not seen
+    here: the caller checks that the tree's threads held still."""
+    if not first or set(first) != set(second) or not seconds > 0:
+        return None
+    voluntary = sum(second[t][0] - first[t][0] for t in first)
+    involuntary = sum(second[t][1] - first[t][1] for t in first)
+    return voluntary / seconds, involuntary / seconds
 
 
 class Probe(threading.Thread):

@@ -132,6 +132,14 @@ def test_measure_matches_the_contract_and_littles_law(tmp_path, target: str) -> 
     # Little's law between two independent measurements: the sampled number
     # in flight and throughput x mean latency. Both are noisy over 4 s; 15%.
     assert s["little"]["rel_error"] < 0.15
+    if target == "thread-per-connection":
+        # 200 threads held still: every thread's switches are read, each
+        # request waking its connection's thread at least once, where the
+        # per-process count sees the accepting main thread's alone.
+        threads = s["thread_switches_per_s"]
+        assert threads is not None
+        assert threads["voluntary"] >= 0.9 * s["throughput_rps"]
+        assert threads["voluntary"] > s["context_switches_per_s"]["voluntary"]
     assert result.saved_to is not None and result.saved_to.parent == tmp_path
     saved = json.loads(result.saved_to.read_text())
     assert saved["summary"]["seed"] == 1
