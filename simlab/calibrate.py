@@ -663,6 +663,12 @@ KEPT = {
     "backend_us": ("lab_cpu", "backend_us_per_call"),
     "stable": ("stable",),
     "front_cpu_cores": ("front_cpu_cores",),
+    # Every thread's switches a second (null where the threads came and
+    # went): what the GIL's waiters' wake-ups cost in the server itself can
+    # be read from runs at two switch intervals (runs before 2 December
+    # 17:30 UTC lack them).
+    "thread_switches_voluntary": ("thread_switches_per_s", "voluntary"),
+    "thread_switches_involuntary": ("thread_switches_per_s", "involuntary"),
     # The machine's speed beside the run (simlab.real.speed), whole.
     "speed_reference": ("speed_reference",),
 }
