@@ -91,9 +91,7 @@ class Peak(Plain):
 
 @dataclass(frozen=True)
 class SwitchRates(Plain):
-    """Context switches per second of the server's tree: each process's main
-    thread's only (psutil reads ``/proc/PID/status``, the thread group
-    leader's counts), so a threaded server's other threads are not in them."""
+    """Context switches per second of the server's tree."""
 
     voluntary: float | None
     involuntary: float | None
@@ -216,6 +214,9 @@ class MeasuredSummary(Plain):
     memory_mib: MeasuredMemory
     processes: Peak
     fds: Peak
+    # Each process's main thread's only (psutil reads ``/proc/PID/status``,
+    # the thread group leader's counts): a threaded server's other threads
+    # are not in them.
     context_switches_per_s: SwitchRates
     # Every thread's, over the window's length from the warm-up's scheduled end;
     # None where the server's threads came and went (``simlab.real.probe``).
