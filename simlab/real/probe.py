@@ -208,7 +208,7 @@ class Probe(threading.Thread):
                     v["threads"] += p.num_threads()
                     v["fds"] += p.num_fds()
                     # The main thread's only: psutil reads /proc/PID/status,
-                    # the thread group leader's counts (``SwitchRates``).
+                    # the thread group leader's counts (``context_switches_per_s``).
                     ctx = p.num_ctx_switches()
                     v["ctx_voluntary"] += ctx.voluntary
                     v["ctx_involuntary"] += ctx.involuntary
