@@ -795,9 +795,12 @@ BENCHMARKS: dict[str, Callable[[], dict[str, Any]]] = {
 
 
 def _measured_now(
-    key: str, measure: Callable[[], dict[str, Any]], tick: Callable[[str, int, int], None]
+    key: str,
+    measure: Callable[[], dict[str, Any]],
+    tick: Callable[[str, int, int], None],
+    total: int = 1,
 ) -> dict[str, Any]:
-    tick(f"measure the {key} benchmark", 0, 1)
+    tick(f"measure the {key} benchmark", 0, total)
     return measure()
 
 
@@ -856,8 +859,7 @@ def calibrate(
         memory = journal.get("memory")
         for key, measure in BENCHMARKS.items():
             if key not in journal:
-                tick(f"measure the {key} benchmark", 0, total)
-                journal.put(key, measure())
+                journal.put(key, _measured_now(key, measure, tick, total))
         benchmarks = {key: journal.get(key) for key in BENCHMARKS}
         results = measure_runs(runs, journal, tick, total, gate=gate)
         tick("fitting", total, total)

@@ -284,20 +284,29 @@ GIL_CASES = [
 ]  # fmt: skip
 
 
+GIL_RUN = {"duration": 12.0, "warmup": 1.0, "replications": 2}
+
+
+def fast_as_des(model, workload, platform, arch, **run):
+    """The fast engine's run of a case it covers, checked request for request
+    and summary for summary against the DES's."""
+    assert reason_not_fast(model, workload, platform, arch) is None
+    des, fast = both(model, workload, platform, arch, **run)
+    assert_same_requests(des, fast)
+    assert des.summary.to_dict() | {"engine": "fast"} == fast.summary.to_dict()
+    return fast
+
+
 @pytest.mark.parametrize("share", [0.0, 0.5])
 @pytest.mark.parametrize(("model", "workload", "arch"), GIL_CASES)
 def test_gil_handed_out_of_order_matches_the_des(model, workload, arch, share):
     cpy = simlab.load_platform("cpython")
     cpy = cpy.with_(gil_interval_us=cpy.gil_interval_us or 5000.0, gil_fifo_share=share)
-    assert reason_not_fast(model, workload, cpy, arch) is None
-    run = {"duration": 12.0, "warmup": 1.0, "replications": 2}
-    des, fast = both(model, workload, cpy, arch, **run)
-    assert_same_requests(des, fast)
-    assert des.summary.to_dict() | {"engine": "fast"} == fast.summary.to_dict()
+    fast = fast_as_des(model, workload, cpy, arch, **GIL_RUN)
     # The hand-off's order acts on what was compared: in order, the same
     # requests start or end at other times.
     fifo = simlab.simulate(model, workload, cpy.with_(gil_fifo_share=1.0), arch, engine="fast",
-                           **run).requests  # fmt: skip
+                           **GIL_RUN).requests  # fmt: skip
     assert [c for c in ("start", "end") if not fifo[c].equals(fast.requests[c])]
 
 
@@ -306,13 +315,10 @@ def test_gil_waiters_polls_match_the_des(model, workload, arch):
     """The GIL's waiters slow its holder (``gil_poll_us``), in both engines alike."""
     cpy = simlab.load_platform("cpython")
     cpy = cpy.with_(gil_interval_us=cpy.gil_interval_us or 5000.0, gil_poll_us=40.0)
-    assert reason_not_fast(model, workload, cpy, arch) is None
-    run = {"duration": 12.0, "warmup": 1.0, "replications": 2}
-    des, fast = both(model, workload, cpy, arch, **run)
-    assert_same_requests(des, fast)
-    assert des.summary.to_dict() | {"engine": "fast"} == fast.summary.to_dict()
+    fast = fast_as_des(model, workload, cpy, arch, **GIL_RUN)
     # The polls act on what was compared: without them, requests end earlier.
-    off = simlab.simulate(model, workload, cpy.with_(gil_poll_us=0.0), arch, engine="fast", **run)
+    off = simlab.simulate(model, workload, cpy.with_(gil_poll_us=0.0), arch, engine="fast",
+                          **GIL_RUN)  # fmt: skip
     assert off.summary.cpu_busy_cores < fast.summary.cpu_busy_cores
 
 
@@ -335,12 +341,9 @@ def test_gil_waiters_wake_ups_match_the_des(model, workload, arch, cores):
     cpy = simlab.load_platform("cpython")
     cpy = cpy.with_(gil_interval_us=cpy.gil_interval_us or 5000.0, gil_poll_us=0.0,
                     gil_wake_us=60.0, cores=cores)  # fmt: skip
-    assert reason_not_fast(model, workload, cpy, arch) is None
-    run = {"duration": 12.0, "warmup": 1.0, "replications": 2}
-    des, fast = both(model, workload, cpy, arch, **run)
-    assert_same_requests(des, fast)
-    assert des.summary.to_dict() | {"engine": "fast"} == fast.summary.to_dict()
-    off = simlab.simulate(model, workload, cpy.with_(gil_wake_us=0.0), arch, engine="fast", **run)
+    fast = fast_as_des(model, workload, cpy, arch, **GIL_RUN)
+    off = simlab.simulate(model, workload, cpy.with_(gil_wake_us=0.0), arch, engine="fast",
+                          **GIL_RUN)  # fmt: skip
     assert off.summary.cpu_busy_cores < fast.summary.cpu_busy_cores
     if cores is not None and arch.processes > 1:
         # Two processes' holders can fill both cores: then the waiters' CPU
