@@ -108,6 +108,14 @@ class KernelAccount:
         stat = dict(line.split() for line in (self.path / "memory.stat").read_text().splitlines())
         return int(stat.get("kernel", 0)) / 1024 + int(stat.get("sock", 0)) / 1024
 
+    def levels(self) -> tuple[int, int]:
+        """Live threads and processes in the group now: one read of each list.
+
+        A process that has exited leaves the group's lists at once, reaped or
+        not, as the probe counts no thread for a zombie."""
+        threads = self.path / ("tasks" if self.version == 1 else "cgroup.threads")
+        return _lines(threads), _lines(self.path / "cgroup.procs")
+
     def close(self) -> None:
         """Remove the group once its processes are gone (they are stopped first)."""
         for _ in range(REMOVE_TRIES):
@@ -118,6 +126,11 @@ class KernelAccount:
                 return
             except OSError:
                 time.sleep(REMOVE_PAUSE_S)
+
+
+def _lines(path: Path) -> int:
+    with open(path, "rb") as fh:
+        return fh.read().count(b"\n")
 
 
 _LISTEN, _TIME_WAIT = "0A", "06"

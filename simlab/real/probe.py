@@ -22,6 +22,15 @@ made per connection, their memory) that is below the exact peak, and the
 simulation reports the same sampled quantities as ``threads.peak`` and
 ``memory_mib``'s peaks (``simlab.metrics.sampled_peak``,
 ``sampled_memory_peaks``).
+
+A sample of a large busy tree can take far longer than the grid's step:
+200 children busy at 700/s left the probe's thread so little of the cores
+that a sample took 4 to 8 s, and the run's threads peak was the largest of
+two reads (150 and 157 processes, where the children reached 200 within
+the window). So where the server has a memory cgroup, its threads and
+processes are read apart, on the grid, from the group's task lists
+(``LevelReads``: one file each, microseconds), and those reads give the
+summary's ``threads`` and ``processes``.
 """
 
 from __future__ import annotations
@@ -131,9 +140,51 @@ def thread_switch_rates(
     return voluntary / seconds, involuntary / seconds
 
 
+class LevelReads(threading.Thread):
+    """The live threads and processes of a server's memory cgroup, read every
+    ``interval`` on a fixed grid (``KernelAccount.levels``): the same counts
+    as the probe's samples (no thread for a zombie), cheap enough to stay on
+    the grid however large and busy the tree is."""
+
+    def __init__(self, account: KernelAccount, interval: float = SAMPLE_INTERVAL_S) -> None:
+        super().__init__(daemon=True, name="probe-levels")
+        self.account = account
+        self.interval = interval
+        # (wall time, threads, processes)
+        self.reads: list[tuple[float, int, int]] = []
+        self._halt = threading.Event()
+
+    def run(self) -> None:
+        due = time.monotonic()
+        while not self._halt.is_set():
+            try:
+                threads, processes = self.account.levels()
+            except (OSError, ValueError):
+                break  # the group is gone: the server stopped
+            self.reads.append((time.time(), threads, processes))
+            due = max(due + self.interval, time.monotonic())
+            self._halt.wait(due - time.monotonic())
+
+    def stop(self) -> None:
+        self._halt.set()
+        self.join(5)
+
+    def summary(self, window: tuple[float, float]) -> dict[str, dict[str, float]] | None:
+        """Peak and mean of both levels over the reads inside ``window``, or
+        None where none fell there."""
+        inside = np.array([r[1:] for r in self.reads if window[0] <= r[0] <= window[1]])
+        if len(inside) == 0:
+            return None
+        return {
+            key: {"peak": float(inside[:, k].max()), "mean": float(inside[:, k].mean())}
+            for k, key in enumerate(("threads", "processes"))
+        }
+
+
 class Probe(threading.Thread):
     """Samples a server's process tree; ``account`` (its memory cgroup) and
-    ``port`` (where it accepts) give its own kernel memory."""
+    ``port`` (where it accepts) give its own kernel memory, and the account
+    its threads and processes on the grid (``LevelReads``)."""
 
     def __init__(
         self,
@@ -155,6 +206,12 @@ class Probe(threading.Thread):
         self.tcp_kib = tcp_object_kib()
         # Other lab processes on the same cores (the backend): their CPU only.
         self.neighbours = [psutil.Process(p) for p in neighbours]
+        self.levels = LevelReads(account, interval) if account is not None else None
+
+    def start(self) -> None:
+        super().start()
+        if self.levels is not None:
+            self.levels.start()
 
     def run(self) -> None:
         # Reads on a fixed grid, ``interval`` apart however long a read takes
@@ -183,6 +240,8 @@ class Probe(threading.Thread):
 
     def stop(self) -> None:
         self._halt.set()
+        if self.levels is not None:
+            self.levels.stop()
         self.join(5)
 
     def sample(self, *, full: bool) -> ProbeSample:
@@ -261,6 +320,9 @@ class Probe(threading.Thread):
             for key in ("cpu_s", "ctx_voluntary", "ctx_involuntary", "lab_cpu_s", "front_cpu_s"):
                 rate = (inside[-1].values[key] - inside[0].values[key]) / dt if dt > 0 else 0.0
                 out[key]["rate"] = rate
+        levels = self.levels.summary(window) if self.levels is not None else None
+        if levels is not None:
+            out.update(levels)
         return out
 
     def series(self) -> list[dict[str, float]]:

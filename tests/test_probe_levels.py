@@ -1,0 +1,65 @@
+"""The probe's threads and processes where the server has a memory cgroup:
+read from the group's task lists on the grid (``LevelReads``), not from the
+samples of the whole tree, which a large busy tree can hold back for seconds."""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+from simlab.real.kernel import KernelAccount
+from simlab.real.probe import FIELDS, LevelReads, Probe, ProbeSample
+
+
+def _group(folder: Path, threads: int, processes: int, version: int = 1) -> KernelAccount:
+    tasks = "tasks" if version == 1 else "cgroup.threads"
+    (folder / tasks).write_text("".join(f"{100 + k}\n" for k in range(threads)))
+    (folder / "cgroup.procs").write_text("".join(f"{100 + k}\n" for k in range(processes)))
+    return KernelAccount(folder, version)
+
+
+def test_levels_count_the_groups_lists(tmp_path: Path) -> None:
+    assert _group(tmp_path, 7, 3).levels() == (7, 3)
+    assert _group(tmp_path, 0, 0, version=2).levels() == (0, 0)
+
+
+def test_a_summary_takes_its_levels_from_the_group_reads(tmp_path: Path) -> None:
+    # The tree's samples saw 150 then 157 (two slow reads); the group's reads
+    # on the grid saw the children reach 200.
+    probe = Probe(os.getpid(), account=_group(tmp_path, 1, 1))
+    for t, n in ((1.0, 150.0), (5.0, 157.0)):
+        values = dict.fromkeys(FIELDS, 0.0)
+        values["threads"] = values["processes"] = n
+        probe.samples.append(ProbeSample(t, values))
+    assert probe.levels is not None
+    probe.levels.reads = [(0.5 + 0.1 * k, 150 + k // 2, 150 + k // 2) for k in range(60)] + [
+        (6.6 + 0.1 * k, 201, 201) for k in range(30)
+    ]
+    window = (1.0, 10.0)
+    out = probe.summary(window)
+    assert out["threads"]["peak"] == out["processes"]["peak"] == 201
+    inside = [r[1] for r in probe.levels.reads if window[0] <= r[0] <= window[1]]
+    assert out["threads"]["mean"] == sum(inside) / len(inside)
+    # Without the group, the tree's samples answer.
+    probe.levels = None
+    assert probe.summary(window)["threads"]["peak"] == 157
+
+
+def test_no_read_in_the_window_leaves_the_samples_answer(tmp_path: Path) -> None:
+    levels = LevelReads(_group(tmp_path, 3, 1))
+    levels.reads = [(0.0, 3, 1)]
+    assert levels.summary((1.0, 2.0)) is None
+
+
+def test_reads_stay_on_the_grid_and_stop_when_the_group_goes(tmp_path: Path) -> None:
+    levels = LevelReads(_group(tmp_path, 4, 2), interval=0.01)
+    levels.start()
+    time.sleep(0.2)
+    (tmp_path / "tasks").unlink()
+    levels.join(5)
+    assert not levels.is_alive()
+    assert len(levels.reads) >= 5
+    assert {r[1:] for r in levels.reads} == {(4, 2)}
+    gaps = [b[0] - a[0] for a, b in zip(levels.reads, levels.reads[1:], strict=False)]
+    assert min(gaps) > 0.005
