@@ -1075,24 +1075,35 @@ def _profile(
     return cleaned
 
 
-FORK_EXIT_METHOD = (
-    "Little's law on the loaded fork runs: (measured - simulated mean threads) / served, "
-    "simulated with every other cost in place and no exit; the mean over runs, "
-    "95% bootstrap interval"
-)
+def _exit_method(runs: str) -> str:
+    return (
+        f"Little's law on the {runs}: (measured - simulated mean threads) / served, "
+        "simulated with every other cost in place and no exit; the mean over runs, "
+        "95% bootstrap interval"
+    )
+
+
+# Who outlives a short connection, and the runs that show it: a forked child
+# (its exit) in the loaded fork runs, a thread (the client's close read, its
+# end) in the spawn runs.
+OUTLIVES = {
+    "fork_exit_us": ("fork", "loaded fork runs", "a child is gone when its connection closes"),
+    "thread_exit_us": ("spawn", "spawn runs", "a thread is gone with its connection's answer"),
+}
 
 
 def fit_fork_split(
     results: list[tuple[Run, dict[str, Any]]], memory: dict[str, Any], platform: Platform
 ) -> dict[str, dict[str, Any]]:
-    """Where a fork's cost falls (``fork_child_us``) and how long a child
-    outlives its connection (``fork_exit_us``).
+    """Where a fork's cost falls (``fork_child_us``), and how long a child and
+    a thread outlive their short connection (``fork_exit_us``,
+    ``thread_exit_us``).
 
     The child's part is the fork's whole CPU (``fork_us``, fitted) less the
-    parent's os.fork() call, which ``simlab measure memory`` times. The exit
-    holds a child (a process and a thread) without a core, so it adds
-    served x exit to the mean thread count and nothing else (Little's law):
-    each loaded fork run whose mean thread count was kept gives one value,
+    parent's os.fork() call, which ``simlab measure memory`` times. An exit
+    holds a child or a thread without a core, so it adds served x exit to the
+    mean thread count and nothing else (Little's law): each loaded fork (or
+    spawn) run whose mean thread count was kept gives one value,
     (measured mean - simulated mean without it) / served. Identified when
     three or more runs give it and their bootstrap interval lies above zero.
     """
@@ -1112,15 +1123,31 @@ def fit_fork_split(
             "method": f"fork_us (fitted) less the parent's os.fork() call ({parent:.0f} us, "
             "timed by simlab measure memory: timings.fork_parent_us)",
         }
+    split = platform.with_(
+        fork_child_us=out["fork_child_us"]["value"], fork_exit_us=0.0, thread_exit_us=0.0
+    )
+    for key, (role, runs, otherwise) in OUTLIVES.items():
+        out[key] = _outlives(results, split, role, runs, otherwise)
+    return out
+
+
+def _outlives(
+    results: list[tuple[Run, dict[str, Any]]],
+    platform: Platform,
+    role: str,
+    runs: str,
+    otherwise: str,
+) -> dict[str, Any]:
+    """How long an owner outlives its connection, from the ``role`` runs' mean
+    thread counts (``fit_fork_split``)."""
     from simlab.simulation import simulate  # noqa: PLC0415 - heavy, and only here
 
-    split = platform.with_(fork_child_us=out["fork_child_us"]["value"], fork_exit_us=0.0)
     exits = []
     for k, (run, s) in enumerate(results):
         mean, served = s["threads"].get("mean"), s.get("throughput_rps")
-        if run.role != "fork" or mean is None or not served:
+        if run.role != role or mean is None or not served:
             continue
-        sim = simulate(run.target, run.workload, split, run.arch, duration=run.duration,
+        sim = simulate(run.target, run.workload, platform, run.arch, duration=run.duration,
                        warmup=run.warmup, seed=k, replications=4).summary  # fmt: skip
         exits.append((mean - sim.threads.mean) / served * 1e6)
     ci = bootstrap_ci(exits) if len(exits) >= 3 else None
@@ -1128,24 +1155,23 @@ def fit_fork_split(
         why = (
             f"its bootstrap interval [{ci[0]:.0f}, {ci[1]:.0f}] us reaches zero"
             if ci is not None
-            else f"{len(exits)} loaded fork runs with a mean thread count (3 needed)"
+            else f"{len(exits)} {runs} with a mean thread count (3 needed)"
         )
-        out["fork_exit_us"] = {
+        out: dict[str, Any] = {
             "value": 0.0,
             "identified": False,
-            "assumption": f"not identified: {why}; a child is gone when its connection closes",
+            "assumption": f"not identified: {why}; {otherwise}",
         }
         if exits:
-            out["fork_exit_us"]["estimate"] = float(np.mean(exits))
+            out["estimate"] = float(np.mean(exits))
         return out
-    out["fork_exit_us"] = {
+    return {
         "value": float(np.mean(exits)),
         "ci95": ci,
         "identified": True,
-        "method": FORK_EXIT_METHOD,
+        "method": _exit_method(runs),
         "runs_us": exits,
     }
-    return out
 
 
 def _memory_parameters(

@@ -500,6 +500,12 @@ class Platform:
                            its process, thread and memory meanwhile, not a core
                            (its CPU is in fork_child_us). Fitted from the loaded
                            fork runs' thread counts; 0 in every preset
+        thread_exit_us     how long a thread made for a connection lives after
+                           its connection's last answer: until the client's close
+                           is read and the thread has gone. It holds its thread
+                           and memory meanwhile, not a core. Fitted from the
+                           spawn runs' thread counts as fork_exit_us is from the
+                           fork runs; 0 in every preset
         dispatch_us        a loop handing a request to a worker thread
         task_us            creating a task or coroutine per request (async)
         parse_us           parsing a request and writing its response
@@ -609,6 +615,7 @@ class Platform:
     fork_us: float = 860.0
     fork_child_us: float = 0.0
     fork_exit_us: float = 0.0
+    thread_exit_us: float = 0.0
     dispatch_us: float = 30.0
     task_us: float = 9.0
     parse_us: float = 37.0
@@ -751,6 +758,7 @@ MECHANISMS = (
     "fork_call_kib",
     "fork_child_us",
     "fork_exit_us",
+    "thread_exit_us",
     "gil_fifo_share",
     "thread_served_kib",
     "backend_pool",

@@ -140,7 +140,8 @@ class Dedicated(ConnectionBound):
         return handle, process
 
     def release(self, worker: int) -> None:
-        # A forked child lives on while it exits (``fork_exit_us``).
+        # A forked child lives on while it exits (``fork_exit_us``), a thread
+        # until its client's close is read (``thread_exit_us``).
         gone = self.env.now + self._child_exit
         self.intervals["threads"][1][worker] = gone
         if self.own_process:
@@ -154,6 +155,8 @@ class Dedicated(ConnectionBound):
             return None
         if cls.request_cost(workload).accept_s(platform) > 0:
             return "creating a thread or process per connection is a queue at the acceptor"
+        if cls.accept_split(workload, platform)[2] > 0:
+            return "an owner that outlives its short connection (the DES holds it)"
         if cls.own_process or cls.fast_events(workload, platform, arch):
             return "an owner per short connection (fast needs persistent connections here)"
         return None
