@@ -61,8 +61,9 @@ def test_a_child_lives_through_its_own_start_and_its_exit() -> None:
 def test_persistent_connections_wait_for_their_children() -> None:
     # The load generator opens 200 connections at once and sends 560 req/s of
     # 2 ms: the accepting process forks a child per connection in turn while
-    # the children it forked already keep the cores busy. The count of children
-    # climbs over the run's start, and the first requests wait for theirs.
+    # the children it forked already keep the cores busy (each pays its own
+    # start with its first request). The count of children climbs over the
+    # run's start, and the first requests wait for theirs.
     w = Workload(connections=200, rate=560.0, cpu=Fixed(0.002))
     split = cpython().with_(fork_us=FORK_US, fork_child_us=FORK_US - PARENT_US, cores=2)
     whole = split.with_(fork_child_us=0.0)
@@ -80,7 +81,7 @@ def test_persistent_connections_wait_for_their_children() -> None:
         for name, p in (("split", split), ("whole", whole))
     }
     assert runs["whole"].threads.mean == runs["whole"].threads.peak == 201
-    assert runs["split"].threads.mean < runs["split"].threads.peak_exact == 201
+    assert runs["split"].threads.mean < runs["split"].threads.peak_exact <= 201
     assert runs["split"].latency_ms.p99 > 2 * runs["whole"].latency_ms.p99
     assert runs["split"].engine == "des"
 
@@ -118,3 +119,22 @@ def test_a_planner_sizes_persistent_children_in_their_steady_state() -> None:
     assert warm.threads.peak_exact == cold.threads.peak_exact == 201
     # A child per short connection is forked all the time: nothing changes.
     assert model.steady_platform(WORK, p) is p
+
+
+def test_a_persistent_child_pays_its_start_with_its_first_request() -> None:
+    # Children forked as the run starts sleep in recv until their client
+    # speaks: the start (copy-on-write faults) falls on each connection's
+    # first request. All 300 are forked within the 3 s warm-up (300 x 9 ms
+    # on 2 cores), but about 300 x e^-1.5 connections have not spoken by
+    # then, so the window's tail holds first requests, and its p50 does not.
+    p = cpython().with_(fork_us=FORK_US, fork_child_us=FORK_US - PARENT_US, cores=2)
+    slow = Workload(connections=300, rate=150.0, cpu=Fixed(0.002), io=Fixed(0.01), calls=1)
+    s = simulate("process-per-connection", slow, p, Architecture(), duration=4.0, warmup=3.0,
+                 seed=6, replications=2).summary  # fmt: skip
+    steady = simulate("process-per-connection", slow, get_model("process-per-connection")
+                      .steady_platform(slow, p), Architecture(), duration=4.0, warmup=3.0,
+                      seed=6, replications=2).summary  # fmt: skip
+    assert s.latency_ms.p50 == pytest.approx(steady.latency_ms.p50, rel=0.05)
+    # About 58 first requests in the window's 600: its p99 holds a child's
+    # start (9 ms of CPU), the steady run's does not.
+    assert s.latency_ms.p99 > steady.latency_ms.p99 + 0.5 * (FORK_US - PARENT_US) / 1e3
