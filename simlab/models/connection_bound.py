@@ -42,7 +42,8 @@ class ConnectionBound(Model):
         cost = self.request_cost(w)
         self._fixed = cost.thread_s(p)
         # The accepting thread's part of a new connection's owner; a forked
-        # child's own start and its life after its connection closes.
+        # child's own start; how long the owner (a child, a thread) lives on
+        # after its connection closes.
         self._accept_cost, self._child_start, self._child_exit = self.accept_split(w, p)
         self._cs_paid = p.context_switch_us > 0
         self._k = w.requests_per_connection

@@ -43,8 +43,8 @@ class Dedicated(ConnectionBound):
     @classmethod
     def forks_at_start(cls, workload: Workload, platform: Platform) -> bool:
         """Persistent connections' children are forked as the run starts, one
-        connection at a time by the accepting process, each child then starting
-        on a core of its own; a connection's requests wait for its child.
+        connection at a time by the accepting process; a connection's requests
+        wait for its child, whose own start falls on its first request.
         Modelled where the fork's cost is split (``fork_child_us`` > 0, a
         calibrated profile): under load the children then come over seconds,
         not at once. Otherwise every child is there from the start."""
@@ -70,17 +70,28 @@ class Dedicated(ConnectionBound):
             return []
         parent, child, _ = cls.accept_split(workload, platform)
         n = workload.connections
-        # The accept loops fork in turn; the children start on the cores: the
-        # longer of the two, before any request's own CPU.
-        cores = platform.cores or n
-        ramp = max(math.ceil(n / arch.processes) * parent, n * (parent + child) / cores)
-        if ramp <= warmup:
-            return []
-        return [
-            f"forking a child for each of the {n:,} connections takes at least {ramp:.3g} s, "
-            f"beyond the warm-up ({warmup:g} s): the window holds that start-up (requests "
-            "wait for their children); raise --warmup for the steady state"
-        ]
+        out = []
+        # The accept loops fork in turn, each paying its os.fork() calls; the
+        # children's own starts fall on their first requests.
+        ramp = math.ceil(n / arch.processes) * parent
+        if ramp > warmup:
+            out.append(
+                f"forking a child for each of the {n:,} connections takes at least {ramp:.3g} s, "
+                f"beyond the warm-up ({warmup:g} s): the window holds that start-up (requests "
+                "wait for their children); raise --warmup for the steady state"
+            )
+        if workload.rate is not None:
+            # Poisson arrivals dealt over n connections: each is silent through
+            # the warm-up with probability exp(-rate x warmup / n).
+            silent = n * math.exp(-workload.rate * warmup / n)
+            if silent >= 1:
+                out.append(
+                    f"about {silent:,.0f} of the {n:,} connections send nothing in the warm-up "
+                    f"({warmup:g} s): each one's first request in the window pays its child's "
+                    f"start ({child * 1e3:.3g} ms of CPU, fork_child_us); raise --warmup for "
+                    "the steady state"
+                )
+        return out
 
     def start_arrivals(self) -> None:
         self._forked: dict[int, simpy.Event] = {}

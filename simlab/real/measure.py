@@ -566,8 +566,9 @@ def _mark(marks: Marks, pid: int) -> None:
 
 def _thread_rates(marks: Marks, probe: dict[str, dict[str, float]]) -> SwitchRates | None:
     """Every thread's switches a second between the two marks, where the
-    tree's threads held still: the same at both marks, and the probe's every
-    sample in the window counting as many (so none came and went unseen)."""
+    tree's threads held still: the same at both marks, and every read of the
+    threads in the window (the probe's level reads, else its samples)
+    counting as many (so none came and went unseen)."""
     threads = probe.get("threads", {})
     if len(marks) != 2 or threads.get("peak") != threads.get("mean"):
         return None

@@ -29,8 +29,8 @@ that a sample took 4 to 8 s, and the run's threads peak was the largest of
 two reads (150 and 157 processes, where the children reached 200 within
 the window). So where the server has a memory cgroup, its threads and
 processes are read apart, on the grid, from the group's task lists
-(``LevelReads``: one file each, microseconds), and those reads give the
-summary's ``threads`` and ``processes``.
+(``LevelReads``: one file each, a line per thread or process), and those
+reads give the summary's ``threads`` and ``processes``.
 """
 
 from __future__ import annotations
@@ -144,7 +144,10 @@ class LevelReads(threading.Thread):
     """The live threads and processes of a server's memory cgroup, read every
     ``interval`` on a fixed grid (``KernelAccount.levels``): the same counts
     as the probe's samples (no thread for a zombie), cheap enough to stay on
-    the grid however large and busy the tree is."""
+    the grid however large and busy the tree is (two small files, a line per
+    thread and per process). One case counts apart: a process whose main
+    thread has exited while others run is a zombie to psutil (no thread in
+    the samples) and its live threads here."""
 
     def __init__(self, account: KernelAccount, interval: float = SAMPLE_INTERVAL_S) -> None:
         super().__init__(daemon=True, name="probe-levels")
@@ -162,7 +165,9 @@ class LevelReads(threading.Thread):
             except (OSError, ValueError):
                 break  # the group is gone: the server stopped
             self.reads.append((time.time(), threads, processes))
-            due = max(due + self.interval, time.monotonic())
+            # As the probe's samples keep their grid: a late read still leaves
+            # half an interval before the next.
+            due = max(due + self.interval, time.monotonic() + self.interval / 2)
             self._halt.wait(due - time.monotonic())
 
     def stop(self) -> None:
@@ -171,9 +176,15 @@ class LevelReads(threading.Thread):
 
     def summary(self, window: tuple[float, float]) -> dict[str, dict[str, float]] | None:
         """Peak and mean of both levels over the reads inside ``window``, or
-        None where none fell there."""
+        None unless the reads cover it (their first and last within two
+        intervals of its ends: reads that stopped early, the group gone, leave
+        the answer to the probe's samples)."""
         inside = np.array([r[1:] for r in self.reads if window[0] <= r[0] <= window[1]])
         if len(inside) == 0:
+            return None
+        times = [r[0] for r in self.reads if window[0] <= r[0] <= window[1]]
+        slack = 2 * self.interval
+        if times[0] > window[0] + slack or times[-1] < window[1] - slack:
             return None
         return {
             key: {"peak": float(inside[:, k].max()), "mean": float(inside[:, k].mean())}

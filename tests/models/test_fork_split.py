@@ -81,7 +81,11 @@ def test_persistent_connections_wait_for_their_children() -> None:
         for name, p in (("split", split), ("whole", whole))
     }
     assert runs["whole"].threads.mean == runs["whole"].threads.peak == 201
-    assert runs["split"].threads.mean < runs["split"].threads.peak_exact <= 201
+    # The children's first requests, each with its child's 9 ms start, queue
+    # at the cores ahead of the parent's later forks, so the last few may come
+    # after the 2 s (as the real parent's did: about 5 s at 700/s).
+    assert runs["split"].threads.mean < runs["split"].threads.peak_exact
+    assert 180 <= runs["split"].threads.peak_exact <= 201
     assert runs["split"].latency_ms.p99 > 2 * runs["whole"].latency_ms.p99
     assert runs["split"].engine == "des"
 
@@ -91,12 +95,17 @@ def test_a_fork_storm_longer_than_the_warm_up_is_said() -> None:
     many = Workload(connections=2000, rate=50.0, cpu=Fixed(0.001))
     s = simulate("process-per-connection", many, p, Architecture(), duration=2.0, warmup=1.0,
                  seed=1, replications=1).summary  # fmt: skip
-    # 2,000 x 9.6 ms over 2 cores: about 9.6 s of forking.
+    # 2,000 os.fork() calls of 0.55 ms in turn: 1.1 s of forking.
     assert any("forking a child for each of the 2,000 connections" in w for w in s.warnings)
     few = many.with_(connections=50)
     s = simulate("process-per-connection", few, p, Architecture(), duration=2.0, warmup=1.0,
                  seed=1, replications=1).summary  # fmt: skip
     assert not any("forking" in w for w in s.warnings)
+    # 50 x e^-1 connections silent through the warm-up: their children start in the window.
+    assert any("about 18 of the 50 connections send nothing" in w for w in s.warnings)
+    s = simulate("process-per-connection", few, p, Architecture(), duration=2.0, warmup=6.0,
+                 seed=1, replications=1).summary  # fmt: skip
+    assert not s.warnings
 
 
 def test_a_planner_sizes_persistent_children_in_their_steady_state() -> None:
@@ -113,8 +122,8 @@ def test_a_planner_sizes_persistent_children_in_their_steady_state() -> None:
                     warmup=0.5, seed=3, replications=2).summary  # fmt: skip
     warm = simulate("process-per-connection", persistent, steady, Architecture(), duration=3.0,
                     warmup=0.5, seed=3, replications=2).summary  # fmt: skip
-    # 200 children x 9 ms on 2 cores hold the cold run's first second: its
-    # requests wait for them, the steady run's do not.
+    # 200 children's first requests, each with its child's 9 ms start, hold
+    # the cold run's first seconds: the steady run's do not.
     assert cold.latency_ms.p99 > 2 * warm.latency_ms.p99
     assert warm.threads.peak_exact == cold.threads.peak_exact == 201
     # A child per short connection is forked all the time: nothing changes.

@@ -629,7 +629,9 @@ def test_the_committed_profile_holds_every_mechanism() -> None:
     assert "child_kernel_kib" not in params
     assert not params["fork_exit_us"]["identified"] and params["fork_exit_us"]["value"] == 0.0
     lingers = params["thread_exit_us"]
-    assert lingers["identified"] and 0 < lingers["ci95"][0] <= lingers["value"] <= lingers["ci95"][1]
+    assert (
+        lingers["identified"] and 0 < lingers["ci95"][0] <= lingers["value"] <= lingers["ci95"][1]
+    )
     lab = _profile()["lab"]
     assert lab["probe_us"]["value"] > 0 and lab["probe_process_us"]["value"] > 0
     assert "Probe" in lab["probe_us"]["method"]

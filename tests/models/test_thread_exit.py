@@ -9,13 +9,14 @@ from simlab.distributions import Fixed
 from simlab.models import get_model
 from simlab.params import Architecture, Workload
 from simlab.platforms import cpython
+from simlab.results import SimSummary
 from simlab.simulation import simulate
 
 SHORT = Workload(connections=10_000, rate=150.0, cpu=Fixed(0.001), io=Fixed(0.005), calls=1,
                  requests_per_connection=1)  # fmt: skip
 
 
-def _run(exit_us: float, workload: Workload = SHORT) -> object:
+def _run(exit_us: float, workload: Workload = SHORT) -> SimSummary:
     p = cpython().with_(thread_exit_us=exit_us, cores=2)
     return simulate("thread-per-connection", workload, p, Architecture(),
                     duration=4.0, warmup=1.0, seed=5, replications=2).summary  # fmt: skip
