@@ -179,15 +179,13 @@ class LevelReads(threading.Thread):
         None unless the reads cover it (their first and last within two
         intervals of its ends: reads that stopped early, the group gone, leave
         the answer to the probe's samples)."""
-        inside = np.array([r[1:] for r in self.reads if window[0] <= r[0] <= window[1]])
-        if len(inside) == 0:
-            return None
-        times = [r[0] for r in self.reads if window[0] <= r[0] <= window[1]]
+        inside = [r for r in self.reads if window[0] <= r[0] <= window[1]]
         slack = 2 * self.interval
-        if times[0] > window[0] + slack or times[-1] < window[1] - slack:
+        if not inside or inside[0][0] > window[0] + slack or inside[-1][0] < window[1] - slack:
             return None
+        levels = np.array([r[1:] for r in inside])
         return {
-            key: {"peak": float(inside[:, k].max()), "mean": float(inside[:, k].mean())}
+            key: {"peak": float(levels[:, k].max()), "mean": float(levels[:, k].mean())}
             for k, key in enumerate(("threads", "processes"))
         }
 
