@@ -16,7 +16,7 @@ import math
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 
@@ -494,12 +494,28 @@ def _gather(
         else:
             sorted_out[:] = e_out
             if size > 1 and not bool(np.all(e_out[1:] >= e_out[:-1])):
-                sorted_out.sort()
+                sorted_out.sort(kind=_sort_kind(sorted_out))
             if b is None:
                 done.append((e, sorted_out))
         arrays.append((s_out, e_out, 1.0))
         at += size
     return arrays, starts, ends, by_end, offsets
+
+
+def _sort_kind(values: np.ndarray) -> Literal["stable", "quicksort"]:
+    """How to sort ``values``: by timsort (numpy's stable sort for floats)
+    where they are in order but locally (a part's ends in the order of its
+    starts: each request ends a service time after it starts, so only the
+    ends of requests in service at once are out of order), else by numpy's
+    default. Timsort merges the long ordered stretches it finds: 14 against
+    24 ms on the 500,000 ends of an M/M/100 run (AMD EPYC, numpy 2.4), where
+    on values in no order it takes 1.7 times as long. In order but locally:
+    every 997th value in order (random values would be out of order half
+    the time). Either sort gives the same array."""
+    every = values[::997]
+    if len(every) > 2 and bool(np.all(every[1:] >= every[:-1])):
+        return "stable"
+    return "quicksort"
 
 
 def _compiled() -> bool:

@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from simlab.stats import _Sorted, ci95, mser5, positive_ci95, quantile_ci95, t975
+from simlab.stats import _OrderStats, ci95, mser5, positive_ci95, quantile_ci95, t975
 
 # ----------------------------------------------------------------- MSER-5
 
@@ -129,8 +129,9 @@ def test_quantile_ci95_edges():
 
 
 def test_sorted_percentiles_are_numpys_floats() -> None:
-    """``_Sorted`` reads numpy's linear percentiles from the values sorted
-    once: every float must be ``np.percentile``'s, for
+    """``_OrderStats`` reads numpy's linear percentiles from the values
+    partitioned around the ranks each set reads: every float must be
+    ``np.percentile``'s, for
     sets of levels asked one after another of one array (ties, zeros, one
     value, levels at and near 0 and 100, levels between found ranks)."""
     rng = np.random.default_rng(7)
@@ -145,12 +146,12 @@ def test_sorted_percentiles_are_numpys_floats() -> None:
             values = rng.integers(0, 5, n).astype(np.float64) * 0.1
         else:
             values = rng.lognormal(0.0, 2.0, n)
-        sel = _Sorted(values.copy())
+        sel = _OrderStats(values.copy())
         for _ in range(3):
             levels = [float(x) for x in rng.uniform(0, 100, int(rng.integers(1, 7)))]
             levels += [0.0, 100.0, 50.0, 99.99999, 1e-9][: int(rng.integers(0, 6))]
             expected = [float(v) for v in np.percentile(values, levels)]
             assert sel.percentiles(levels) == expected, (trial, levels)
     # A nan anywhere: numpy's answer (nan), as before.
-    got = _Sorted(np.array([1.0, np.nan, 2.0])).percentiles([50.0])
+    got = _OrderStats(np.array([1.0, np.nan, 2.0])).percentiles([50.0])
     assert math.isnan(got[0])
