@@ -24,6 +24,10 @@ parameter the runs do not identify as an assumption (``simlab.fitting``):
   (``gil_wake_us``) is measured directly first (``simlab.real.gil_wake``:
   an interpreter spinning 2 and then 201 threads, CPU over wake-ups), and
   the two above are fitted with it in place.
+- **The close wait** (``close_wait_us``): how long a blocking server's thread
+  waits after a short connection's answer to read the client's close, from
+  the real iterative server's own record of it (``simlab.real.close_wait``),
+  measured first like the GIL's wake-ups.
 - **Wall-clock overheads**: latency added per backend call
   (``call_latency_us``) and the client and loopback path (``rtt_us``), from
   the runs that are light on every count (``_light``): what the model,
@@ -68,6 +72,7 @@ from simlab.models.base import MAX_BUSY_SEEN
 from simlab.params import LAB_KEYS, Architecture, Platform, Workload
 from simlab.platforms import PRESETS, profile_path
 from simlab.provenance import atomic_write_json, git_revision, json_safe, machine, utc_stamp
+from simlab.real.close_wait import measure_close_wait
 from simlab.real.gil_wake import measure_gil_wake
 from simlab.real.grids import (
     LOOP_SERVERS,
@@ -96,6 +101,7 @@ from simlab.streams import Deal
 __all__ = [
     "CPU_COSTS",
     "calibrate",
+    "close_wait_parameter",
     "cpu_row",
     "fit_batching",
     "fit_child_kernel",
@@ -786,11 +792,14 @@ def _real(opts: MeasureOptions) -> Callable[[], dict[str, Any]]:
     return run
 
 
-# What calibration measures besides its runs, each in seconds with no server
-# and no port: the probe's CPU per sample, and what a GIL waiter's wake-up costs.
+# What calibration measures besides its runs, each in seconds: the probe's CPU
+# per sample and what a GIL waiter's wake-up costs (no server, no port), and how
+# long a blocking server's thread waits for a short connection's close (a few
+# short runs of the real iterative server on loopback).
 BENCHMARKS: dict[str, Callable[[], dict[str, Any]]] = {
     "probe": measure_probe_cost,
     "gil_wake": measure_gil_wake,
+    "close_wait": measure_close_wait,
 }
 
 
@@ -961,14 +970,31 @@ def gil_wake_parameter(benchmark: dict[str, Any], preset: Platform) -> dict[str,
     """``gil_wake_us`` from its benchmark (``measure_gil_wake``): measured, with
     the range of its pairs (not a confidence interval: three pairs), or the
     preset's value, labelled, when the benchmark did not identify it."""
+    why = (
+        "in its benchmark more waiting threads did not both wake more and cost more CPU "
+        "in every pair"
+    )
+    return _from_benchmark(benchmark, "wake_us", preset.gil_wake_us, why)
+
+
+def close_wait_parameter(benchmark: dict[str, Any], preset: Platform) -> dict[str, Any]:
+    """``close_wait_us`` from its benchmark (``measure_close_wait``): measured,
+    with the range of its runs' means, or the preset's value, labelled, when
+    a run recorded too few closes."""
+    why = "a run of its benchmark recorded too few closes"
+    return _from_benchmark(benchmark, "wait_us", preset.close_wait_us, why)
+
+
+def _from_benchmark(
+    benchmark: dict[str, Any], key: str, preset_value: float, why: str
+) -> dict[str, Any]:
     if not benchmark.get("identified"):
         return {
-            "value": preset.gil_wake_us,
+            "value": preset_value,
             "identified": False,
-            "assumption": "not identified: in its benchmark more waiting threads did not "
-            "both wake more and cost more CPU in every pair; the preset's value",
+            "assumption": f"not identified: {why}; the preset's value",
         }
-    return _measured(benchmark["wake_us"], benchmark["method"]) | {"range": benchmark["range_us"]}
+    return _measured(benchmark[key], benchmark["method"]) | {"range": benchmark["range_us"]}
 
 
 def _profile(
@@ -979,8 +1005,9 @@ def _profile(
     benchmarks: dict[str, dict[str, Any]],
 ) -> dict[str, Any]:
     """The profile fitted to ``results``, with ``memory`` and the
-    ``BENCHMARKS`` (the probe's cost, the GIL's wake-ups) measured beside them."""
-    probe, gil_wake = benchmarks["probe"], benchmarks["gil_wake"]
+    ``BENCHMARKS`` (the probe's cost, the GIL's wake-ups, the close wait)
+    measured beside them."""
+    probe, gil_wake, close = benchmarks["probe"], benchmarks["gil_wake"], benchmarks["close_wait"]
     preset = PRESETS["cpython"]()
     cpu = fit_cpu(results)
     robust = "soft-L1 least squares over the runs, 95% bootstrap interval"
@@ -997,6 +1024,7 @@ def _profile(
         "assumption": GIL_HANDOFF,
     }
     params["gil_wake_us"] = gil_wake_parameter(gil_wake, preset)
+    params["close_wait_us"] = close_wait_parameter(close, preset)
     params["cores"] = os.cpu_count() or 1
     params["gil"] = True
 
@@ -1067,6 +1095,7 @@ def _profile(
         "memory_benchmark": memory,
         "probe_benchmark": probe,
         "gil_wake_benchmark": gil_wake,
+        "close_wait_benchmark": close,
         # The median of the runs' machine speeds: what a later session compares with.
         "speed_reference": session_speed([s["kept"].get("speed_reference") for _, s in results]),
         "runs": [_run_record(run, s) for run, s in results],

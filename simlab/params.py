@@ -506,6 +506,15 @@ class Platform:
                            and memory meanwhile, not a core. Fitted from the
                            spawn runs' thread counts as fork_exit_us is from the
                            fork runs; 0 in every preset
+        close_wait_us      how long a pool's thread (or an iterative server's
+                           only one) waits, after a short connection's last
+                           answer, to read the client's close before it can
+                           take another connection: the answer's way to the
+                           client, the client's close and the FIN's way back.
+                           It holds the thread, not a core. Measured in the
+                           server (``simlab.real.close_wait``); 0 in every
+                           preset. A thread per connection's is inside its
+                           thread_exit_us
         dispatch_us        a loop handing a request to a worker thread
         task_us            creating a task or coroutine per request (async)
         parse_us           parsing a request and writing its response
@@ -616,6 +625,7 @@ class Platform:
     fork_child_us: float = 0.0
     fork_exit_us: float = 0.0
     thread_exit_us: float = 0.0
+    close_wait_us: float = 0.0
     dispatch_us: float = 30.0
     task_us: float = 9.0
     parse_us: float = 37.0
@@ -759,6 +769,7 @@ MECHANISMS = (
     "fork_child_us",
     "fork_exit_us",
     "thread_exit_us",
+    "close_wait_us",
     "gil_fifo_share",
     "thread_served_kib",
     "backend_pool",

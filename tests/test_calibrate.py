@@ -118,7 +118,7 @@ def test_interrupted_calibration_leaves_the_previous_profile(tmp_path, monkeypat
         return SimpleNamespace(summary=SimpleNamespace(to_dict=dict), front_cpu_cores=None)
 
     monkeypatch.setattr(cal, "measure_memory", lambda sizes, stack_kib=0: {})
-    monkeypatch.setattr(cal, "BENCHMARKS", {"probe": dict, "gil_wake": dict})
+    monkeypatch.setattr(cal, "BENCHMARKS", {"probe": dict, "gil_wake": dict, "close_wait": dict})
     monkeypatch.setattr(cal, "measure", fake_measure)
     with pytest.raises(KeyboardInterrupt):
         cal.calibrate("mine", quick=True, out_dir=tmp_path)
@@ -460,7 +460,7 @@ def test_refit_measures_only_the_grid_runs_the_profile_lacks(tmp_path, monkeypat
 
     monkeypatch.setattr(cal, "measure", fake_measure)
     # A benchmark the profile lacks is measured at a refit: not here.
-    monkeypatch.setattr(cal, "BENCHMARKS", {"probe": dict, "gil_wake": dict})
+    monkeypatch.setattr(cal, "BENCHMARKS", {"probe": dict, "gil_wake": dict, "close_wait": dict})
     fitted: list = []
     monkeypatch.setattr(cal, "_profile", lambda *a: fitted.extend(a[2]) or {"runs": []})
     cal.calibrate("mine", refit=True, measure_missing=True, out_dir=tmp_path)
@@ -504,6 +504,17 @@ def test_the_gil_wake_parameter_is_measured_or_labelled() -> None:
     lost = cal.gil_wake_parameter({"wake_us": None, "identified": False}, preset)
     assert lost["value"] == preset.gil_wake_us and not lost["identified"]
     assert "not identified" in lost["assumption"] and "ci95" not in lost
+
+
+def test_the_close_wait_parameter_is_measured_or_labelled() -> None:
+    preset = load_platform("cpython")
+    bench = {"wait_us": 66.5, "range_us": [56.1, 72.7], "identified": True, "method": "runs"}
+    entry = cal.close_wait_parameter(bench, preset)
+    assert entry == {"value": 66.5, "identified": True, "method": "measured: runs",
+                     "range": [56.1, 72.7]}  # fmt: skip
+    lost = cal.close_wait_parameter({"wait_us": None, "identified": False}, preset)
+    assert lost["value"] == preset.close_wait_us and not lost["identified"]
+    assert "too few closes" in lost["assumption"] and "ci95" not in lost
 
 
 def _law_points(base: float, per_mib: float, sd: float, seed: int) -> list[dict[str, float]]:

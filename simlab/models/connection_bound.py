@@ -45,6 +45,7 @@ class ConnectionBound(Model):
         # child's own start; how long the owner (a child, a thread) lives on
         # after its connection closes.
         self._accept_cost, self._child_start, self._child_exit = self.accept_split(w, p)
+        self._close_wait = self.close_wait_s(p)
         self._cs_paid = p.context_switch_us > 0
         self._k = w.requests_per_connection
         self.acceptors = [Pool(self.env, 1) for _ in range(a.processes)]
@@ -74,6 +75,14 @@ class ConnectionBound(Model):
         """What a new connection's owner costs in CPU (its accepting thread's part
         and, for a fork, the child's: ``accept_split``)."""
         return {}
+
+    @classmethod
+    def close_wait_s(cls, platform: Platform) -> float:
+        """How long the owner of a short connection waits after its last
+        answer to read the client's close before it lets go (seconds): 0 here,
+        a thread or child per connection counts it in its own life after the
+        answer (``accept_split``)."""
+        return 0.0
 
     @classmethod
     def accept_split(cls, workload: Workload, platform: Platform) -> tuple[float, float, float]:
@@ -169,6 +178,10 @@ class ConnectionBound(Model):
                     self.idle[conn] = ev
                     nxt = yield ev
                 i = nxt
+            if self._close_wait > 0 and served == k:
+                # The client closes once it has read its last answer: the
+                # owner waits in recv for that close before it lets go.
+                yield env.timeout(self._close_wait)
             self.release(worker)
             self.close_interval("connections", handle)
         del self.active[conn]
@@ -254,14 +267,23 @@ class ConnectionBound(Model):
             per_process_gil=acceptor if cls.own_process else thread_cpu + accept,
         )
         out["client"] = client_load(workload, svc.mean)
-        out.update(cls._owner_loads(workload, arch, deal, svc.mean, acceptor))
+        close = cls.close_wait_s(platform)
+        out.update(cls._owner_loads(workload, arch, deal, svc.mean, acceptor, close))
         return out
 
     @classmethod
-    def _owner_loads(
-        cls, workload: Workload, arch: Architecture, deal: Deal, held: float, accept: float
+    def _owner_loads(  # noqa: PLR0917 - the loads' inputs, as offered_load has them
+        cls,
+        workload: Workload,
+        arch: Architecture,
+        deal: Deal,
+        held: float,
+        accept: float,
+        close: float,
     ) -> dict[str, float]:
-        """The loads of whatever hands out owners: a pool of holders, or the acceptor."""
+        """The loads of whatever hands out owners: a pool of holders, or the
+        acceptor. ``close``: how long an owner waits for a short connection's
+        close after its last answer (``close_wait_s``)."""
         raise NotImplementedError
 
     @staticmethod

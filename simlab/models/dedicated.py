@@ -206,8 +206,14 @@ class Dedicated(ConnectionBound):
         )
 
     @classmethod
-    def _owner_loads(
-        cls, workload: Workload, arch: Architecture, deal: Deal, held: float, accept: float
+    def _owner_loads(  # noqa: PLR0917 - the loads' inputs, as offered_load has them
+        cls,
+        workload: Workload,
+        arch: Architecture,
+        deal: Deal,
+        held: float,
+        accept: float,
+        close: float,
     ) -> dict[str, float]:
         assert workload.rate is not None
         if workload.requests_per_connection is None or accept <= 0:

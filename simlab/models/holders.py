@@ -67,6 +67,18 @@ class Holders(ConnectionBound):
             self._deal_persistent()
 
     @classmethod
+    def close_wait_s(cls, platform: Platform) -> float:
+        # A holder reads the client's close before it takes another connection.
+        return platform.close_wait_us * 1e-6
+
+    @classmethod
+    def _close_limit(cls, workload: Workload, platform: Platform) -> str | None:
+        """Why the fast engine cannot run short connections here, if it cannot."""
+        if not workload.persistent and cls.close_wait_s(platform) > 0:
+            return "a thread waits for its client's close after the answer (the DES holds it)"
+        return None
+
+    @classmethod
     def holders_for(cls, arch: Architecture) -> int:
         """Threads that can own a connection at once, over all processes."""
         raise NotImplementedError
@@ -236,8 +248,14 @@ class Holders(ConnectionBound):
         )
 
     @classmethod
-    def _owner_loads(
-        cls, workload: Workload, arch: Architecture, deal: Deal, held: float, accept: float
+    def _owner_loads(  # noqa: PLR0917 - the loads' inputs, as offered_load has them
+        cls,
+        workload: Workload,
+        arch: Architecture,
+        deal: Deal,
+        held: float,
+        accept: float,
+        close: float,
     ) -> dict[str, float]:
         assert workload.rate is not None
         holders = cls.holders_for(arch)
@@ -250,7 +268,7 @@ class Holders(ConnectionBound):
         # An owner holds a connection for k requests and the k-1 gaps between
         # them: by Poisson splitting the client's next request comes N/lam later.
         gap = workload.connections / workload.rate
-        hold = k * held + (k - 1) * gap
+        hold = k * held + (k - 1) * gap + close
         return {"holders": workload.rate / k * hold / holders}
 
     @classmethod
@@ -322,8 +340,13 @@ class Holders(ConnectionBound):
             return loads.per_client_reference(workload, svc, what="thread", rtt=rtt)
         if k > 1:
             return "threads idle between a connection's requests while holding it"
+        unlike = None
         if arch.processes > 1 and not cls.accepts_when_free:
-            return "connections are dealt to processes in turn, not to the first free thread"
+            unlike = "connections are dealt to processes in turn, not to the first free thread"
+        elif cls.close_wait_s(platform) > 0:
+            unlike = "a thread holds its connection past the answer, until the client's close"
+        if unlike is not None:
+            return unlike
         return loads.mgc_reference(
             workload, arch, deal, svc, servers=holders, split=False, extra_latency=rtt
         )
@@ -351,9 +374,11 @@ class Holders(ConnectionBound):
             # One listen queue in front of every copy's holder.
             holders, lam = cls.holders_for(arch), w.rate
         gap = w.connections / w.rate
-        hold = k * float(held.mean()) + (k - 1) * gap
+        # The holder reads the client's close after the last answer (a constant).
+        close = cls.close_wait_s(platform)
+        hold = k * float(held.mean()) + (k - 1) * gap + close
         pw, mw = composition.mgc_wait(
-            lam / k, hold, composition.scv(held) if k == 1 else 1.0, holders
+            lam / k, hold, composition.scv(held + close) if k == 1 else 1.0, holders
         )
         first = s.u_loop < 1 / k
         wait = np.where(first, composition.mixture(s.u_pool, s.e_pool, pw, mw), 0.0)

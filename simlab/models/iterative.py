@@ -30,7 +30,7 @@ class Iterative(Holders):
             return "the thread holds its connection between requests (fast needs K = 1)"
         if arch.processes > 1 and not workload.persistent:
             return "pre-forked copies share one listen queue (fast deals connections to copies)"
-        return None
+        return cls._close_limit(workload, platform)
 
     @classmethod
     def holders_for(cls, arch: Architecture) -> int:

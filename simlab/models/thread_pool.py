@@ -71,4 +71,4 @@ class ThreadPool(Holders):
                 "a thread-pool worker holds its connection between requests "
                 "(fast needs K = 1 or persistent connections)"
             )
-        return None
+        return cls._close_limit(workload, platform)

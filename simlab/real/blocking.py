@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import os
 import signal
 import socket
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from types import FrameType
 
 from simlab.real.options import ServerOptions
@@ -55,6 +57,9 @@ class Context:
     # may itself be inside register() or forget() when the signal lands.
     lock: threading.RLock = field(default_factory=threading.RLock)
     conns: set[socket.socket] = field(default_factory=set)
+    # How long each connection's owner waited, after its last answer, for the
+    # client's close (seconds); None: not kept (``ServerOptions.close_waits``).
+    close_waits: list[float] | None = None
 
     def register(self, sock: socket.socket) -> None:
         with self.lock:
@@ -123,6 +128,7 @@ def handle_connection(sock: socket.socket, ctx: Context) -> None:
     ctx.register(sock)
     exchange = new_exchange(ctx.parser)
     deadline: float | None = None
+    answered: float | None = None  # when the last answer went, if close waits are kept
     try:
         while not ctx.stop.is_set():
             item = exchange.next()
@@ -139,7 +145,7 @@ def handle_connection(sock: socket.socket, ctx: Context) -> None:
                 else:
                     deadline = None
                     sock.settimeout(None)
-                exchange.feed(sock.recv(65536))
+                exchange.feed(_read(sock, ctx, answered))
                 continue
             deadline = None
             if item is EOF:
@@ -153,6 +159,7 @@ def handle_connection(sock: socket.socket, ctx: Context) -> None:
             except BackendError:
                 break
             sock.sendall(exchange.respond(service_us, item.headers()))
+            answered = None if ctx.close_waits is None else time.monotonic()
             if not exchange.keep_alive:
                 break
     except (OSError, TimeoutError):
@@ -174,6 +181,7 @@ def run(
         backend=BlockingBackend(opts.backend_port),
         request_timeout=opts.request_timeout,
         parser=opts.parser,
+        close_waits=None if opts.close_waits is None else [],
     )
 
     def stop(signum: int, frame: FrameType | None) -> None:
@@ -182,3 +190,22 @@ def run(
     for sig in STOP_SIGNALS:
         signal.signal(sig, stop)
     serve(listener, opts, ctx)
+    if opts.close_waits is not None and ctx.close_waits is not None:
+        write_close_waits(Path(f"{opts.close_waits}.{os.getpid()}"), ctx.close_waits)
+
+
+def _read(sock: socket.socket, ctx: Context, answered: float | None) -> bytes:
+    """The next bytes from the client; an end (b"") after an answer sent at
+    ``answered`` is the client's close, and how long it took is kept."""
+    data = sock.recv(65536)
+    if not data and answered is not None and ctx.close_waits is not None:
+        # The thread held the connection until now (list.append is atomic).
+        ctx.close_waits.append(time.monotonic() - answered)
+    return data
+
+
+def write_close_waits(path: Path, waits: list[float]) -> None:
+    """``waits`` (seconds) one a line, written whole or not at all."""
+    partial = path.with_name(path.name + ".partial")
+    partial.write_text("".join(f"{w:.9f}\n" for w in waits))
+    partial.replace(path)

@@ -117,6 +117,9 @@ class MeasureOptions:
     # Every answered request's intended time and latency, written here when
     # set (``LoadSpec.requests_out``): a look at transients, off by default.
     requests_out: Path | None = None
+    # Where simlab's own blocking servers write how long each connection's
+    # owner waited for the client's close (``ServerOptions.close_waits``).
+    close_waits: Path | None = None
 
     def __post_init__(self) -> None:
         if self.target not in TARGETS:
@@ -294,6 +297,8 @@ def _start_server(
         argv += ["--parser", opts.parser]
     if opts.switch_interval_ms is not None:
         argv += ["--switch-interval-ms", f"{opts.switch_interval_ms:g}"]
+    if opts.close_waits is not None:
+        argv += ["--close-waits", str(opts.close_waits)]
     argv += _limit_flags(opts)
     return Managed(argv, name=opts.target, preexec=preexec)
 

@@ -55,6 +55,11 @@ class ServerOptions:
     # seconds; None: Python's default, 5 ms): calibration's runs at two
     # intervals tell the GIL's waiters' cost apart (``Platform.gil_poll_us``).
     switch_interval: float | None = None
+    # Where a blocking server writes, at its exit, how long each connection's
+    # owner waited after its last answer for the client's close (seconds, one
+    # a line; a file per process: this path and ``.<pid>``); None: not kept.
+    # ``simlab.real.close_wait`` measures ``Platform.close_wait_us`` from it.
+    close_waits: str | None = None
 
     def __post_init__(self) -> None:
         if self.model not in SERVER_MODELS:

@@ -144,6 +144,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--offload", action="store_true")
     p.add_argument("--kernel-backlog", action="store_true")
     p.add_argument("--switch-interval-ms", type=float, default=None)
+    p.add_argument("--close-waits", default=None, metavar="PATH")
     a = p.parse_args(argv)
     opts = ServerOptions(
         model=a.model,
@@ -161,6 +162,7 @@ def main(argv: list[str] | None = None) -> int:
         offload=a.offload,
         kernel_backlog=a.kernel_backlog,
         switch_interval=None if a.switch_interval_ms is None else a.switch_interval_ms / 1e3,
+        close_waits=a.close_waits,
     )
     run_server(opts)
     return 0

@@ -227,7 +227,12 @@ OWN_COSTS = ("loop_event_us", "loop_wake_us")
 def with_own_costs(name: str, platform: Platform, profile: Mapping[str, Any]) -> Platform:
     """``platform`` with the costs peer ``name``'s own code sets (``OWN_COSTS``),
     as calibration recorded them in ``profile``'s ``peers`` section (under
-    ``costs``); unchanged for a model, or a peer the profile records none for."""
+    ``costs``); unchanged for a model, or a peer the profile records none for.
+    A peer that closes every connection itself after its answer waits for no
+    client's close (``close_wait_us`` 0)."""
+    peer = REGISTRY.get(name)
+    if peer is not None and not peer.keep_alive:
+        platform = platform.with_(close_wait_us=0.0)
     peers = profile.get("peers")
     entry = peers.get(name) if isinstance(peers, Mapping) else None
     costs = entry.get("costs") if isinstance(entry, Mapping) else None
