@@ -190,7 +190,8 @@ def _add_calibrate(sub: argparse._SubParsersAction[options.Parser]) -> None:
         action="store_true",
         help=(
             "fit again from the runs kept in the existing profile, without measuring "
-            "(but a benchmark the profile lacks, seconds: the probe's cost, the GIL's wake-ups)"
+            "(but a benchmark the profile lacks: the probe's cost and the GIL's wake-ups, "
+            "seconds each; the close wait, a few short real runs)"
         ),
     )
     cal.add_argument(

@@ -16,8 +16,8 @@ one run 3 times for real), read as two sets of its cases:
   connection only while free (iterative P=2, gunicorn's sync workers);
 - ``short``: thread-per-connection's short connections (one request a
   connection, a thread for each; process-per-connection's are in ``forks``);
-- ``holders``: short connections on a fixed set of threads (thread-pool,
-  iterative, and gunicorn's sync workers, which close them themselves).
+- ``holders``: short connections on simlab's own fixed sets of threads
+  (thread-pool, iterative).
 
 For each mechanism both are simulated again, as ``simlab validate`` does
 (8 replications of each case, the same seeds), on the committed profile:
@@ -118,12 +118,13 @@ DATASETS = {
         for c in held_out(quick=False)
         if c.target == "thread-per-connection" and c.workload.requests_per_connection is not None
     ),
-    # Short connections on a fixed set of threads (a pool, an iterative server,
-    # gunicorn's sync workers, which close their connections themselves).
+    # Short connections on simlab's own fixed sets of threads (a pool, an
+    # iterative server; gunicorn's sync workers, which close their connections
+    # themselves, are in ``accept``).
     "holders": frozenset(
         (c.target, c.config())
         for c in held_out(quick=False)
-        if c.target in ("thread-pool", "iterative", "gunicorn-sync")
+        if c.target in ("thread-pool", "iterative")
         and c.workload.requests_per_connection is not None
     ),
 }
