@@ -198,8 +198,9 @@ def _read(sock: socket.socket, ctx: Context, answered: float | None) -> bytes:
     """The next bytes from the client; an end (b"") after an answer sent at
     ``answered`` is the client's close, and how long it took is kept."""
     data = sock.recv(65536)
-    if not data and answered is not None and ctx.close_waits is not None:
-        # The thread held the connection until now (list.append is atomic).
+    if not data and answered is not None and ctx.close_waits is not None and not ctx.stop.is_set():
+        # The thread held the connection until now (list.append is atomic);
+        # an end the server's own shutdown made is no client's close.
         ctx.close_waits.append(time.monotonic() - answered)
     return data
 

@@ -327,7 +327,8 @@ class Conn(asyncio.Protocol):
         self.held = None  # the next answer is read slowly again
         self.answered += 1
         k = self.gen.spec.requests_per_connection
-        if not keep or (k is not None and self.answered >= k):
+        done = self.gen.sent_all and not self.queue
+        if not keep or (k is not None and self.answered >= k) or done:
             self.close()
             if self.queue and not self.gen.stopping:
                 self.gen.reconnect(self)
@@ -411,6 +412,9 @@ class Generator:
         self.conns = [Conn(self, k) for k in range(spec.connections)]
         self.outstanding = 0
         self.stopping = False
+        # Set once no request is left to send: a client with nothing in flight
+        # or queued then closes its connection, as one with no more to send would.
+        self.sent_all = False
         self.t0 = 0.0
         self.window = (0.0, 0.0)
         self.in_flight_samples: list[int] = []
@@ -646,6 +650,15 @@ async def _run(spec: LoadSpec) -> dict[str, Any]:  # noqa: PLR0912 - the run, in
     else:
         await gen.closed_loop()
     # Stop sending; give what is in flight up to ``timeout`` to come back.
+    # Idle clients close their connections now: a server that holds a thread
+    # per open connection (thread-pool, iterative with K > 1 requests a
+    # connection) would otherwise keep those threads waiting for requests
+    # that never come, and the requests queued behind them would wait out
+    # the timeout.
+    gen.sent_all = True
+    for conn in gen.conns:
+        if not conn.busy and not conn.queue:
+            conn.close()
     deadline = loop.time() + spec.timeout
     while gen.outstanding > 0 and loop.time() < deadline and not gen.stopping:
         await asyncio.sleep(0.01)

@@ -24,11 +24,14 @@ def test_each_connection_its_client_closed_leaves_one_wait(tmp_path, model: str,
     waits = read_close_waits(stem)
     # One a connection closed by its client after its k-th answer (none after
     # the answers before it), warm-up included: the record covers the whole
-    # run (2.5 s), the summary its 2 s window.
+    # run (2.5 s), the summary its 2 s window; and, with k = 2, one a client
+    # whose connection had answered once when the run stopped (40 at most).
     assert s.completed > 0
-    assert s.completed / k <= len(waits) <= 1.5 * s.requests / k + 5
-    # A close over loopback comes within a few ms, never before the answer.
-    assert all(0 < x < 0.5 for x in waits)
+    assert s.completed / k <= len(waits) <= 1.5 * s.requests / k + (40 if k > 1 else 5)
+    # A close over loopback comes within a few ms, never before the answer
+    # (those at the stop: after an idle keep-alive gap, within the run and
+    # its stop).
+    assert all(0 < x < 10.0 for x in waits)
     assert sorted(waits)[len(waits) // 2] < 0.005
     assert not list(tmp_path.glob("*.partial"))
 

@@ -6,6 +6,8 @@ the idle ones held the threads of a thread-pool or iterative server for ever.
 
 from __future__ import annotations
 
+import time
+
 import pytest
 
 from simlab import Architecture, Fixed, Workload
@@ -32,3 +34,20 @@ def test_more_short_lived_clients_than_threads_are_all_served(model: str) -> Non
     ).summary
     assert s.completed > 0 and s.completed == s.requests, s.stability
     assert s.latency_ms.p99 is not None and s.latency_ms.p99 < 500
+
+
+def test_idle_clients_close_when_sending_stops_so_the_run_ends_promptly() -> None:
+    """4 threads, 40 clients with 2 requests a connection: a thread holds its
+    connection between them. When the run stops sending, a client with
+    nothing left to send closes its connection (as one that is done would),
+    so the requests queued behind the held threads are answered; before,
+    they waited out the whole drain timeout and went unanswered."""
+    w = Workload(
+        connections=40, rate=40.0, cpu=Fixed(0.001), io=Fixed(0.002), requests_per_connection=2
+    )
+    opts = MeasureOptions(target="thread-pool", workload=w, architecture=Architecture(workers=4),
+                          duration=2.0, warmup=0.5, save=False, timeout=20.0)  # fmt: skip
+    began = time.monotonic()
+    s = measure(opts).summary
+    assert time.monotonic() - began < 15.0  # the drain timeout (20 s) was not waited out
+    assert s.completed == s.requests, s.stability
