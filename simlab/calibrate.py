@@ -844,8 +844,9 @@ def calibrate(
             quick = bool(previous.get("quick", False))
         except (OSError, KeyError, ValueError, TypeError) as exc:
             raise UserError(f"--refit: cannot reuse the runs in {str(path)!r}: {exc}") from None
-        # A profile from before a benchmark was kept: that benchmark (seconds,
-        # no server, no port) is measured now; the others are reused.
+        # A profile from before a benchmark was kept: that benchmark (seconds;
+        # the close wait's runs a real server on loopback, outside the speed
+        # gate) is measured now; the others are reused.
         benchmarks = {
             key: previous.get(f"{key}_benchmark") or _measured_now(key, measure, tick)
             for key, measure in BENCHMARKS.items()

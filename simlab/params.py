@@ -512,9 +512,10 @@ class Platform:
                            take another connection: the answer's way to the
                            client, the client's close and the FIN's way back.
                            It holds the thread, not a core. Measured in the
-                           server (``simlab.real.close_wait``); 0 in every
-                           preset. A thread per connection's is inside its
-                           thread_exit_us
+                           server at a light load (``simlab.real.close_wait``),
+                           a constant: near saturation it was measured
+                           somewhat longer. 0 in every preset. A thread per
+                           connection's is inside its thread_exit_us
         dispatch_us        a loop handing a request to a worker thread
         task_us            creating a task or coroutine per request (async)
         parse_us           parsing a request and writing its response

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Generator
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -48,6 +49,11 @@ class ConnectionBound(Model):
         self._close_wait = self.close_wait_s(p)
         self._cs_paid = p.context_switch_us > 0
         self._k = w.requests_per_connection
+        if self._k is not None and self._k > 1 and math.isfinite(self.stop):
+            # When sending stops, a client whose kept-alive connection waits
+            # for a request it will never send closes it (as the real load
+            # generator does), and the thread holding it lets go.
+            self.env.timeout(self.stop).callbacks.append(self._close_idle)
         self.acceptors = [Pool(self.env, 1) for _ in range(a.processes)]
         self._next_thread = 0
         # When each slow client finished reading its last answer (it sends its
@@ -165,26 +171,56 @@ class ConnectionBound(Model):
                 self.close_interval("connections", handle)
                 nxt = self.next_on_slot(conn)
                 continue
-            for served in range(1, k + 1):
-                yield from self.serve(i, worker, process)
-                nxt = self.next_on_slot(conn)
-                if served == k:
-                    break
-                if nxt is None and self.ov is not None and conn in self.ov.closed:
-                    break  # its client walked away (a timeout): the owner reads EOF
-                if nxt is None:
-                    # Keep-alive: the owner blocks in recv, holding the connection.
-                    ev = env.event()
-                    self.idle[conn] = ev
-                    nxt = yield ev
-                i = nxt
-            if self._close_wait > 0 and served == k:
-                # The client closes once it has read its last answer: the
-                # owner waits in recv for that close before it lets go.
-                yield env.timeout(self._close_wait)
-            self.release(worker)
-            self.close_interval("connections", handle)
+            nxt, closes = yield from self._serve_connection(i, conn, k, worker, process)
+            if closes and self._close_wait > 0:
+                # The client closes once it has read its last answer: the owner
+                # waits in recv for that close before it lets go. The client's
+                # next request (a connection of its own) goes out meanwhile.
+                done = env.timeout(self._close_wait)
+                done.callbacks.append(partial(self._let_go, worker, handle))
+            else:
+                self._let_go(worker, handle)
         del self.active[conn]
+
+    def _serve_connection(
+        self, i: int, conn: int, k: int, worker: int, process: int
+    ) -> Generator[simpy.Event, Any, tuple[int | None, bool]]:
+        """Serve an accepted connection's requests, from ``i``, up to ``k``;
+        returns the next request on its client's slot (None: none yet) and
+        whether the client closes it after its last answer (after the k-th,
+        or any once sending has stopped; not when it walked away or was
+        closed idle)."""
+        served = 0
+        while True:
+            yield from self.serve(i, worker, process)
+            served += 1
+            nxt = self.next_on_slot(conn)
+            if served == k:
+                return nxt, True
+            if nxt is None and self.ov is not None and conn in self.ov.closed:
+                return None, False  # its client walked away (a timeout): the owner reads EOF
+            if nxt is None and self.env.now >= self.stop:
+                return None, True  # sending has stopped: the client closes after this answer
+            if nxt is None:
+                # Keep-alive: the owner blocks in recv, holding the connection.
+                ev = self.env.event()
+                self.idle[conn] = ev
+                nxt = yield ev
+                if nxt is None:  # closed idle as sending stopped (``_close_idle``)
+                    return None, False
+            i = nxt
+
+    def _let_go(self, worker: int, handle: int, _event: simpy.Event | None = None) -> None:
+        """The owner of a short connection is done with it."""
+        self.release(worker)
+        self.close_interval("connections", handle)
+
+    def _close_idle(self, _event: simpy.Event) -> None:
+        """Sending has stopped: every kept-alive connection waiting for a
+        request closes (its owner's ``recv`` returns the end)."""
+        waiting, self.idle = self.idle, {}
+        for ev in waiting.values():
+            ev.succeed(None)
 
     def serve(self, i: int, worker: int, process: int) -> Generator[simpy.Event, Any, None]:
         """One request on its owning thread: wake, CPU phase, backend calls, answer."""
@@ -268,17 +304,18 @@ class ConnectionBound(Model):
         )
         out["client"] = client_load(workload, svc.mean)
         close = cls.close_wait_s(platform)
-        out.update(cls._owner_loads(workload, arch, deal, svc.mean, acceptor, close))
+        out.update(cls._owner_loads(workload, arch, deal, svc.mean, acceptor, close=close))
         return out
 
     @classmethod
-    def _owner_loads(  # noqa: PLR0917 - the loads' inputs, as offered_load has them
+    def _owner_loads(
         cls,
         workload: Workload,
         arch: Architecture,
         deal: Deal,
         held: float,
         accept: float,
+        *,
         close: float,
     ) -> dict[str, float]:
         """The loads of whatever hands out owners: a pool of holders, or the

@@ -206,13 +206,14 @@ class Dedicated(ConnectionBound):
         )
 
     @classmethod
-    def _owner_loads(  # noqa: PLR0917 - the loads' inputs, as offered_load has them
+    def _owner_loads(
         cls,
         workload: Workload,
         arch: Architecture,
         deal: Deal,
         held: float,
         accept: float,
+        *,
         close: float,
     ) -> dict[str, float]:
         assert workload.rate is not None

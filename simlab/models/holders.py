@@ -248,13 +248,14 @@ class Holders(ConnectionBound):
         )
 
     @classmethod
-    def _owner_loads(  # noqa: PLR0917 - the loads' inputs, as offered_load has them
+    def _owner_loads(
         cls,
         workload: Workload,
         arch: Architecture,
         deal: Deal,
         held: float,
         accept: float,
+        *,
         close: float,
     ) -> dict[str, float]:
         assert workload.rate is not None
@@ -295,7 +296,11 @@ class Holders(ConnectionBound):
         assert workload.rate is not None
         holders = cls.holders_for(arch)
         _, svc = cls._held(workload, platform)
-        return Bottleneck(resource, rho, holders, rho * holders / (workload.rate / k), svc.scv)
+        # A constant close wait after the answer narrows the spread of what
+        # a connection holds its thread for.
+        close = cls.close_wait_s(platform)
+        scv = svc.scv * (svc.mean / (svc.mean + close)) ** 2 if k == 1 else svc.scv
+        return Bottleneck(resource, rho, holders, rho * holders / (workload.rate / k), scv)
 
     @classmethod
     def explain_overload(

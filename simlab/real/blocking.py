@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from types import FrameType
 
+from simlab.provenance import atomic_write
 from simlab.real.options import ServerOptions
 from simlab.real.protocol import EOF, WorkRequest, new_exchange
 from simlab.real.work import BackendError, BlockingBackend, run_blocking
@@ -145,7 +146,10 @@ def handle_connection(sock: socket.socket, ctx: Context) -> None:
                 else:
                     deadline = None
                     sock.settimeout(None)
-                exchange.feed(_read(sock, ctx, answered))
+                data = _read(sock, ctx, answered)
+                # A request came after the answer: the close, if any, follows its own.
+                answered = None if data else answered
+                exchange.feed(data)
                 continue
             deadline = None
             if item is EOF:
@@ -207,6 +211,4 @@ def _read(sock: socket.socket, ctx: Context, answered: float | None) -> bytes:
 
 def write_close_waits(path: Path, waits: list[float]) -> None:
     """``waits`` (seconds) one a line, written whole or not at all."""
-    partial = path.with_name(path.name + ".partial")
-    partial.write_text("".join(f"{w:.9f}\n" for w in waits))
-    partial.replace(path)
+    atomic_write(path, "".join(f"{w:.9f}\n" for w in waits).encode())

@@ -6,7 +6,11 @@ that it never shares the server's GIL, on uvloop when it is installed.
 - **Connections.** It opens ``connections`` keep-alive connections before
   sending anything, from source addresses spread over 127.0.0.1..127.0.0.k
   so that 10,000+ connections don't exhaust one address's ephemeral ports,
-  and keeps the idle ones open, as the notes' long-lived idle clients.
+  and keeps the idle ones open, as the notes' long-lived idle clients. With
+  K requests a connection, a client opens one when it has a request and
+  closes it after its K-th answer; once sending stops, a client with
+  nothing left to send closes its connection after its answer, as the
+  simulation's clients do (``ConnectionBound``).
 - **Arrivals.** Open loop: Poisson arrivals at total rate lam, each on a
   uniformly chosen connection (the simulation's semantics: a connection has
   one request in flight, and later ones wait for it; the report counts the
@@ -412,8 +416,10 @@ class Generator:
         self.conns = [Conn(self, k) for k in range(spec.connections)]
         self.outstanding = 0
         self.stopping = False
-        # Set once no request is left to send: a client with nothing in flight
-        # or queued then closes its connection, as one with no more to send would.
+        # Set once no request is left to send, with K requests a connection: a
+        # client with nothing in flight or queued then closes its connection,
+        # as one with no more to send would (persistent ones stay: the
+        # notes' long-lived clients, as the simulation keeps them).
         self.sent_all = False
         self.t0 = 0.0
         self.window = (0.0, 0.0)
@@ -472,8 +478,10 @@ class Generator:
                 self._lost(conn.queue.popleft(), "refused", conn)
             conn._maybe_idle()
             return
-        if not conn.queue and self.ov is not None and self.spec.requests_per_connection:
-            conn.close()  # what it was opened for timed out while it connected
+        if not conn.queue and (
+            self.sent_all or (self.ov is not None and self.spec.requests_per_connection)
+        ):
+            conn.close()  # what it was opened for timed out while it connected, or sending is over
             return
         conn.pump()
 
@@ -650,15 +658,19 @@ async def _run(spec: LoadSpec) -> dict[str, Any]:  # noqa: PLR0912 - the run, in
     else:
         await gen.closed_loop()
     # Stop sending; give what is in flight up to ``timeout`` to come back.
-    # Idle clients close their connections now: a server that holds a thread
-    # per open connection (thread-pool, iterative with K > 1 requests a
-    # connection) would otherwise keep those threads waiting for requests
-    # that never come, and the requests queued behind them would wait out
-    # the timeout.
-    gen.sent_all = True
-    for conn in gen.conns:
-        if not conn.busy and not conn.queue:
-            conn.close()
+    # The window ends first (the last arrival before its end may come well
+    # before it). With K requests a connection, idle clients then close
+    # their connections: a server that holds a thread per open connection
+    # (thread-pool, iterative) would otherwise keep those threads waiting for
+    # requests that never come, and the requests queued behind them would
+    # wait out the timeout.
+    if not gen.stopping:
+        await asyncio.sleep(max(0.0, gen.window[1] - loop.time()))
+    if spec.requests_per_connection is not None:
+        gen.sent_all = True
+        for conn in gen.conns:
+            if not conn.busy and not conn.queue:
+                conn.close()
     deadline = loop.time() + spec.timeout
     while gen.outstanding > 0 and loop.time() < deadline and not gen.stopping:
         await asyncio.sleep(0.01)

@@ -91,6 +91,10 @@ if TYPE_CHECKING:
 __all__ = ["TARGETS", "MeasureOptions", "Measurement", "measure"]
 
 TARGETS = (*SERVER_MODELS, *peers.ALL_PEERS)
+# The servers that keep a record of their close waits (``ServerOptions.close_waits``):
+# simlab's own, whose threads read a connection to its end (a forked child's
+# record would stay in the child).
+CLOSE_WAIT_SERVERS = ("iterative", "thread-pool", "thread-per-connection")
 QUERY_POOL = 20_000
 
 
@@ -139,6 +143,11 @@ class MeasureOptions:
         ):
             raise UserError(
                 f"{self.target}: server limits and backend options apply to simlab's own servers"
+            )
+        if self.close_waits is not None and self.target not in CLOSE_WAIT_SERVERS:
+            raise UserError(
+                f"close_waits: only simlab's blocking servers record them "
+                f"({', '.join(CLOSE_WAIT_SERVERS)}), not {self.target!r}"
             )
         low, high = (1e3 * s for s in SWITCH_INTERVAL_S)
         if self.switch_interval_ms is not None and (

@@ -55,9 +55,12 @@ class ServerOptions:
     # seconds; None: Python's default, 5 ms): calibration's runs at two
     # intervals tell the GIL's waiters' cost apart (``Platform.gil_poll_us``).
     switch_interval: float | None = None
-    # Where a blocking server writes, at its exit, how long each connection's
-    # owner waited after its last answer for the client's close (seconds, one
-    # a line; a file per process: this path and ``.<pid>``); None: not kept.
+    # Where a blocking server (iterative, thread-pool, thread-per-connection)
+    # writes, at its exit, how long each connection's owner waited after its
+    # last answer for the client's close (seconds, one a line; a file per
+    # process: this path and ``.<pid>``); None: not kept. A client that
+    # closes after an idle keep-alive gap (K > 1, once sending stops) counts
+    # the gap too; its server's own shutdown is no close.
     # ``simlab.real.close_wait`` measures ``Platform.close_wait_us`` from it.
     close_waits: str | None = None
 
