@@ -53,7 +53,7 @@ class ConnectionBound(Model):
             # When sending stops, a client whose kept-alive connection waits
             # for a request it will never send closes it (as the real load
             # generator does), and the thread holding it lets go.
-            self.env.timeout(self.stop).callbacks.append(self._close_idle)
+            self.env.timeout(self.stop - self.env.now).callbacks.append(self._close_idle)
         self.acceptors = [Pool(self.env, 1) for _ in range(a.processes)]
         self._next_thread = 0
         # When each slow client finished reading its last answer (it sends its
@@ -188,8 +188,8 @@ class ConnectionBound(Model):
         """Serve an accepted connection's requests, from ``i``, up to ``k``;
         returns the next request on its client's slot (None: none yet) and
         whether the client closes it after its last answer (after the k-th,
-        or any once sending has stopped; not when it walked away or was
-        closed idle)."""
+        after any once sending has stopped or once it gave up on it; not when
+        it was closed idle)."""
         served = 0
         while True:
             yield from self.serve(i, worker, process)
@@ -198,7 +198,9 @@ class ConnectionBound(Model):
             if served == k:
                 return nxt, True
             if nxt is None and self.ov is not None and conn in self.ov.closed:
-                return None, False  # its client walked away (a timeout): the owner reads EOF
+                # Its client gave up (a timeout); the lab's client still reads
+                # the late answer on that socket, then closes it.
+                return None, True
             if nxt is None and self.env.now >= self.stop:
                 return None, True  # sending has stopped: the client closes after this answer
             if nxt is None:
@@ -207,7 +209,9 @@ class ConnectionBound(Model):
                 self.idle[conn] = ev
                 nxt = yield ev
                 if nxt is None:  # closed idle as sending stopped (``_close_idle``)
-                    return None, False
+                    nxt = self.next_on_slot(conn)  # nothing is sent after stop: None
+                    if nxt is None:
+                        return None, False
             i = nxt
 
     def _let_go(self, worker: int, handle: int, _event: simpy.Event | None = None) -> None:

@@ -8,9 +8,11 @@ that it never shares the server's GIL, on uvloop when it is installed.
   so that 10,000+ connections don't exhaust one address's ephemeral ports,
   and keeps the idle ones open, as the notes' long-lived idle clients. With
   K requests a connection, a client opens one when it has a request and
-  closes it after its K-th answer; once sending stops, a client with
+  closes it after its K-th answer; once the window ends, a client with
   nothing left to send closes its connection after its answer, as the
-  simulation's clients do (``ConnectionBound``).
+  simulation's clients of a thread per connection or a pool do
+  (``ConnectionBound``; a loop model's idle connections hold no thread, and
+  what they hold after the window is not measured).
 - **Arrivals.** Open loop: Poisson arrivals at total rate lam, each on a
   uniformly chosen connection (the simulation's semantics: a connection has
   one request in flight, and later ones wait for it; the report counts the
@@ -485,6 +487,18 @@ class Generator:
             return
         conn.pump()
 
+    def close_idle(self) -> None:
+        """No request is left to send (K requests a connection): a client with
+        nothing in flight or queued closes its connection, as one that is done
+        would, and every other closes after its answer. A server that holds a
+        thread per open connection (thread-pool, iterative) would otherwise
+        keep those threads waiting for requests that never come, and the
+        requests queued behind them would wait out the drain's timeout."""
+        self.sent_all = True
+        for conn in self.conns:
+            if not conn.busy and not conn.queue:
+                conn.close()
+
     def reconnect(self, conn: Conn) -> None:
         if not conn.connecting:
             conn.connecting = True
@@ -651,6 +665,10 @@ async def _run(spec: LoadSpec) -> dict[str, Any]:  # noqa: PLR0912 - the run, in
     cpu_marks: list[float] = []
     for at in gen.window:
         loop.call_at(at, lambda: cpu_marks.append(time.process_time()))
+    if spec.requests_per_connection is not None:
+        # When the window ends, whatever mode is sending (a closed loop's
+        # clients may still be thinking, or queued behind held threads).
+        loop.call_at(gen.window[1], gen.close_idle)
     sampler = loop.create_task(gen.sampler())
     sweeper = loop.create_task(gen.sweeper())
     if spec.rate is not None:
@@ -658,19 +676,10 @@ async def _run(spec: LoadSpec) -> dict[str, Any]:  # noqa: PLR0912 - the run, in
     else:
         await gen.closed_loop()
     # Stop sending; give what is in flight up to ``timeout`` to come back.
-    # The window ends first (the last arrival before its end may come well
-    # before it). With K requests a connection, idle clients then close
-    # their connections: a server that holds a thread per open connection
-    # (thread-pool, iterative) would otherwise keep those threads waiting for
-    # requests that never come, and the requests queued behind them would
-    # wait out the timeout.
-    if not gen.stopping:
-        await asyncio.sleep(max(0.0, gen.window[1] - loop.time()))
-    if spec.requests_per_connection is not None:
-        gen.sent_all = True
-        for conn in gen.conns:
-            if not conn.busy and not conn.queue:
-                conn.close()
+    # With K requests a connection, idle clients close at the window's end
+    # (``close_idle``, on a timer set above), or now if sending stopped later.
+    if spec.requests_per_connection is not None and loop.time() >= gen.window[1]:
+        gen.close_idle()
     deadline = loop.time() + spec.timeout
     while gen.outstanding > 0 and loop.time() < deadline and not gen.stopping:
         await asyncio.sleep(0.01)

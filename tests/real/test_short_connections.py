@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from simlab import Architecture, Fixed, Workload
+from simlab import Architecture, Exponential, Fixed, Workload
 from simlab.real.measure import MeasureOptions, measure
 
 pytestmark = [pytest.mark.real, pytest.mark.timeout(120)]
@@ -36,15 +36,19 @@ def test_more_short_lived_clients_than_threads_are_all_served(model: str) -> Non
     assert s.latency_ms.p99 is not None and s.latency_ms.p99 < 500
 
 
-def test_idle_clients_close_when_sending_stops_so_the_run_ends_promptly() -> None:
+@pytest.mark.parametrize("closed", [False, True], ids=["open-loop", "closed-loop"])
+def test_idle_clients_close_when_sending_stops_so_the_run_ends_promptly(closed: bool) -> None:
     """4 threads, 40 clients with 2 requests a connection: a thread holds its
-    connection between them. When the run stops sending, a client with
-    nothing left to send closes its connection (as one that is done would),
-    so the requests queued behind the held threads are answered; before,
-    they waited out the whole drain timeout and went unanswered."""
+    connection between them. When the window ends, a client with nothing
+    left to send closes its connection (as one that is done would), so the
+    requests queued behind the held threads are answered; before, they
+    waited out the whole drain timeout and went unanswered. A closed loop's
+    clients too, though some are still thinking when the window ends."""
     w = Workload(
         connections=40, rate=40.0, cpu=Fixed(0.001), io=Fixed(0.002), requests_per_connection=2
     )
+    if closed:
+        w = w.with_(rate=None, think=Exponential(1.0))
     opts = MeasureOptions(target="thread-pool", workload=w, architecture=Architecture(workers=4),
                           duration=2.0, warmup=0.5, save=False, timeout=20.0)  # fmt: skip
     began = time.monotonic()
