@@ -194,7 +194,7 @@ def run(
     for sig in STOP_SIGNALS:
         signal.signal(sig, stop)
     serve(listener, opts, ctx)
-    if opts.close_waits is not None and ctx.close_waits is not None:
+    if ctx.close_waits is not None:  # kept exactly when opts.close_waits names a path
         write_close_waits(Path(f"{opts.close_waits}.{os.getpid()}"), ctx.close_waits)
 
 
