@@ -340,6 +340,16 @@ OPTIONS: dict[str, Option] = {
             default="des",
             choices=ENGINES,
         ),
+        _opt(
+            "jobs",
+            "run",
+            "int",
+            "processes that run the replications side by side, or 'auto': one per core "
+            "when the run is long enough to gain (1: one after another)",
+            default=None,
+            low=1,
+            word="auto",
+        ),
     )
 }
 OPTIONS.update({spec["name"]: Option(**spec) for spec in overload_options.SPECS})
@@ -360,6 +370,8 @@ class RunOptions:
     replications: int = 5
     engine: str = "des"
     timeline: bool = False
+    # Worker processes for the replications; None: ``simulate``'s choice.
+    jobs: int | None = None
 
     def kwargs(self) -> dict[str, Any]:
         out: dict[str, Any] = {
@@ -368,6 +380,7 @@ class RunOptions:
             "seed": self.seed,
             "replications": self.replications,
             "engine": self.engine,
+            "jobs": self.jobs,
         }
         if self.timeline:
             out["timeline"] = True

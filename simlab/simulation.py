@@ -17,7 +17,11 @@ the choice with MSER-5 (``stats.mser5``).
 
 from __future__ import annotations
 
+import bisect
 import math
+import os
+import signal
+import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property, partial
@@ -225,6 +229,7 @@ def simulate(
     engine: str = "des",
     tables: bool = True,
     timeline: bool = False,
+    jobs: int | None = 1,
 ) -> Result:
     """Simulate ``model`` and summarise it with 95% confidence intervals.
 
@@ -245,7 +250,15 @@ def simulate(
     each replication's flags and seeds, not its columns).
     ``timeline=True`` adds the per-second windows (``summary.timeline``),
     which any overload option (``simlab.overload``) adds by itself.
+    ``jobs``: processes that run the replications side by side (``None``: one
+    per usable core, where the run is long enough to gain,
+    ``PARALLEL_MIN_REQUESTS``); only where each replication is summarised as
+    it ends (``tables=False`` and none of the options above that read the
+    requests again), else they run here one after another. The numbers are
+    the same either way: a replication's summary reads only its own record.
     """
+    if jobs is not None and not (isinstance(jobs, int) and jobs >= 1):
+        raise UserError(f"jobs(={jobs!r}) must be an integer >= 1, or None for one per core")
     workload = workload if workload is not None else c10k_workload()
     platform = platform if platform is not None else load_platform("cpython")
     architecture = architecture if architecture is not None else Architecture()
@@ -275,10 +288,15 @@ def simulate(
     # numbers are the same: a replication's summary reads only its own record.
     early = not (tables or auto or timeline or in_play(workload, architecture))
     numbers: list[dict[str, Any]] = []
+    n_jobs = _jobs(jobs, workload, warmup + duration, replications) if early else 1
+    if n_jobs > 1:
+        task = _Task(model, workload, platform, architecture, duration, warmup, seed, chosen)
+        numbers, records = _in_processes(task, seeds, n_jobs, progress)
+        seeds = []  # every replication ran in the workers
     # The fast engine's buffers, reused only where each record's arrays are
     # let go before the next replication writes them again.
     buffers = None
-    if early and chosen == "fast":
+    if early and chosen == "fast" and seeds:
         from simlab.fast import EventBuffers  # noqa: PLC0415 - see TYPE_CHECKING
 
         buffers = EventBuffers()
@@ -320,6 +338,126 @@ def simulate(
         check_transient=auto,
         numbers=numbers if early else None,
     )
+
+
+# With ``jobs=None``, replications run side by side only when the run sends
+# at least this many requests in all: under it, starting the processes and
+# sending the summaries back (some 0.05 s) is a good part of what they save.
+PARALLEL_MIN_REQUESTS = 200_000
+
+
+def _jobs(jobs: int | None, workload: Workload, stop: float, replications: int) -> int:
+    """How many processes run the replications (1: here, one after another)."""
+    if replications < 2:
+        return 1
+    if jobs is not None:
+        return min(jobs, replications)
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    if (cores or 1) < 2 or _expected_requests(workload, stop) * replications < (
+        PARALLEL_MIN_REQUESTS
+    ):
+        return 1
+    return min(cores or 1, replications)
+
+
+def _expected_requests(workload: Workload, stop: float) -> float:
+    """About how many requests one replication sends by ``stop`` (at most, for
+    a closed loop: every client at once, none waiting)."""
+    if workload.schedule is not None:
+        return float(workload.schedule.expected(0.0, stop))
+    if workload.rate is not None:
+        return workload.rate * stop
+    if workload.trace is not None:
+        return float(bisect.bisect_left(workload.trace.times, stop))
+    assert workload.think is not None
+    cycle = workload.think.mean + workload.cpu.mean + io_moments(workload)[0]
+    return math.inf if cycle <= 0 else workload.connections * stop / cycle
+
+
+@dataclass(frozen=True)
+class _Task:
+    """One replication, run and summarised in a worker process
+    (``_in_processes``): what the serial loop of ``simulate`` does for it."""
+
+    model: str
+    workload: Workload
+    platform: Platform
+    architecture: Architecture
+    duration: float
+    warmup: float
+    seed: int
+    engine: str
+
+    def __call__(
+        self, item: tuple[int, np.random.SeedSequence]
+    ) -> tuple[int, dict[str, Any], Record]:
+        r, seed_seq = item
+        rec = run_replication(
+            self.model, self.workload, self.platform, self.architecture,
+            duration=self.duration, warmup=self.warmup, seed=self.seed, replication=r,
+            seed_seq=seed_seq, engine=self.engine, buffers=_worker_buffers(self.engine),
+        )  # fmt: skip
+        numbers = replication_summary(rec, self.platform)
+        # Only the flags and seeds go back: the summary holds the numbers.
+        rec.columns, rec.intervals = {}, {}
+        return r, numbers, rec
+
+
+# A worker's fast-engine buffers, kept from one of its replications to the
+# next (``EventBuffers``): each record's arrays are let go before it returns.
+_BUFFERS: list[EventBuffers] = []
+
+
+def _worker_buffers(engine: str) -> EventBuffers | None:
+    if engine != "fast":
+        return None
+    if not _BUFFERS:
+        from simlab.fast import EventBuffers  # noqa: PLC0415 - see TYPE_CHECKING
+
+        _BUFFERS.append(EventBuffers())
+    return _BUFFERS[0]
+
+
+def _worker_start() -> None:
+    """A worker leaves Ctrl-C to the parent, which stops it (the pool's
+    terminate: a SIGTERM, which ends it quietly, whatever handler the parent
+    had), and writes through stdio objects of its own: forked while another
+    thread of the parent (a progress bar) was writing, it could otherwise
+    inherit their locks held."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    signal.signal(signal.SIGHUP, signal.SIG_DFL)
+    sys.stdout = open(1, "w", closefd=False)  # noqa: SIM115 - the process's own, for its life
+    sys.stderr = open(2, "w", closefd=False)  # noqa: SIM115
+
+
+def _in_processes(
+    task: _Task,
+    seeds: Sequence[np.random.SeedSequence],
+    n_jobs: int,
+    progress: Progress | None,
+) -> tuple[list[dict[str, Any]], list[Record]]:
+    """Every replication run and summarised by ``n_jobs`` worker processes,
+    forked from this one (the modules, the kernels and the platform loaded
+    already); their summaries and records in replication order. The pool is
+    stopped (its workers killed by their ids) on the way out, whatever
+    happens."""
+    import multiprocessing  # noqa: PLC0415 - only a long run of several replications needs it
+
+    if task.engine == "fast":
+        from simlab.kernels import aot_module  # noqa: PLC0415 - see TYPE_CHECKING
+
+        # Loaded (and its sources' hash checked) once, here, not in every worker.
+        aot_module()
+    ctx = multiprocessing.get_context("fork")
+    done: dict[int, tuple[dict[str, Any], Record]] = {}
+    with ctx.Pool(n_jobs, initializer=_worker_start) as pool:
+        for r, numbers, rec in pool.imap_unordered(task, list(enumerate(seeds))):
+            done[r] = (numbers, rec)
+            if progress is not None:
+                progress(len(done) / len(seeds))
+    ordered = [done[r] for r in range(len(seeds))]
+    return [n for n, _ in ordered], [rec for _, rec in ordered]
 
 
 def auto_warmup(
@@ -395,8 +533,11 @@ def compare(
     progress: Callable[[str, float], None] | None = None,
     engine: str = "des",
     timeline: bool = False,
+    tables: bool = True,
+    jobs: int | None = 1,
 ) -> list[Result]:
-    """Every model (or ``models``) on the same workload, platform and seed."""
+    """Every model (or ``models``) on the same workload, platform and seed;
+    ``tables`` and ``jobs`` as for ``simulate``."""
     out = []
     for name in models if models is not None else list(MODELS):
         tick = None
@@ -415,6 +556,8 @@ def compare(
                 progress=tick,
                 engine=engine,
                 timeline=timeline,
+                tables=tables,
+                jobs=jobs,
             )
         )
     return out

@@ -46,7 +46,7 @@ PLATFORM = ("platform", "cores")
 ARCHITECTURE = ("workers", "processes", "backlog")
 # Two-tier's front, in simulation only (the real twin runs one front loop, per-request hops).
 FRONT = ("fronts", "hop")
-RUN = ("duration", "warmup", "seed", "engine", "replications", "timeline")
+RUN = ("duration", "warmup", "seed", "engine", "replications", "timeline", "jobs")
 # Overload dynamics (``simlab.overload.options``), one group each.
 OVERLOAD = {
     "clients (timeouts and retries)": overload_options.CLIENT,

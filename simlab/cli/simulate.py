@@ -120,9 +120,11 @@ def compare_command(args: argparse.Namespace) -> int:
 
     s = scenario_of(args)
     with fractions("simulating") as tick:
+        # Summaries only, as for simulate: each replication's arrays let go
+        # as it is summarised (and the replications free to run side by side).
         results = compare(
             s.workload, s.platform, s.architecture, models=args.models, progress=tick,
-            **s.run.kwargs(),
+            tables=False, **s.run.kwargs(),
         )  # fmt: skip
     for r in results:
         if r.summary.engine_reason:

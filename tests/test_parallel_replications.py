@@ -1,0 +1,150 @@
+"""Replications run side by side in worker processes (``simulate(jobs=...)``,
+``--jobs``): the same numbers as one after another, every worker stopped,
+errors and bad values reported."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import psutil
+import pytest
+
+from simlab import Architecture, Workload, load_platform, simulate, simulation
+from simlab.distributions import Exponential, Fixed
+from simlab.errors import UserError
+from tests.test_cli import run
+
+# The calibrated default platform's event loop (the fast engine), and the DES.
+CASES = [
+    ("reactor-pool", Workload(connections=300, rate=120.0, cpu=Exponential(0.002),
+                              io=Exponential(0.05), requests_per_connection=3), "fast"),
+    ("thread-pool", Workload(connections=200, rate=80.0, cpu=Fixed(0.001),
+                             io=Exponential(0.02)), "des"),
+]  # fmt: skip
+RUN = {"duration": 8.0, "warmup": 1.0, "replications": 3, "seed": 7, "tables": False}
+
+
+def _numbers(result: simulation.Result) -> list[dict[str, object]]:
+    return result.numbers
+
+
+@pytest.mark.parametrize(("model", "workload", "engine"), CASES)
+def test_replications_in_workers_are_the_serial_ones_to_the_bit(
+    model, workload, engine, monkeypatch
+) -> None:
+    p = load_platform("cpython")
+    arch = Architecture(workers=6)
+    here = simulate(model, workload, p, arch, engine=engine, jobs=1, **RUN)
+    pools: list[int] = []
+    real = simulation._in_processes
+
+    def spied(task, seeds, n_jobs, progress):
+        pools.append(n_jobs)
+        return real(task, seeds, n_jobs, progress)
+
+    monkeypatch.setattr(simulation, "_in_processes", spied)
+    side = simulate(model, workload, p, arch, engine=engine, jobs=2, **RUN)
+    assert pools == [2]
+    assert side.summary.engine == engine
+    assert side.summary.to_dict() == here.summary.to_dict()
+    for a, b in zip(_numbers(here), _numbers(side), strict=True):
+        assert a.keys() == b.keys()
+        for key, value in a.items():
+            if isinstance(value, np.ndarray):
+                np.testing.assert_array_equal(b[key], value, err_msg=key)
+            else:
+                assert b[key] == value, key
+    assert [r.seed for r in side.records] == [r.seed for r in here.records]
+    assert [r.replication for r in side.records] == [0, 1, 2]
+
+
+def test_no_worker_outlives_the_run_and_progress_ends_at_one() -> None:
+    seen: list[float] = []
+    model, workload, _ = CASES[0]
+    simulate(model, workload, load_platform("cpython"), Architecture(workers=6),
+             engine="fast", jobs=2, progress=seen.append, **RUN)  # fmt: skip
+    assert seen and seen[-1] == 1.0 and seen == sorted(seen)
+    assert psutil.Process().children(recursive=True) == []
+
+
+def test_a_workers_error_reaches_the_caller_and_stops_the_pool(monkeypatch) -> None:
+    """A replication that fails in a worker (forked: it runs this process's
+    code, the patch included) fails the run here, with its own message."""
+    real = simulation.run_replication
+
+    def failing(*args, **kwargs):
+        if kwargs["replication"] == 1:
+            raise UserError("replication 1 failed on purpose")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(simulation, "run_replication", failing)
+    model, workload, _ = CASES[0]
+    with pytest.raises(UserError, match="on purpose"):
+        simulate(model, workload, load_platform("cpython"), Architecture(workers=6),
+                 engine="fast", jobs=2, **RUN)  # fmt: skip
+    assert psutil.Process().children(recursive=True) == []
+
+
+def test_auto_jobs_only_for_runs_long_enough(monkeypatch) -> None:
+    monkeypatch.setattr(simulation.os, "sched_getaffinity", lambda _pid: {0, 1, 2, 3})
+    w = Workload(connections=100, rate=1000.0, cpu=Fixed(0.001), io=Fixed(0.0))
+    # 1,000/s x 100 s x 3 = 300,000 requests: over PARALLEL_MIN_REQUESTS.
+    assert simulation._jobs(None, w, 100.0, 3) == 3
+    assert simulation._jobs(None, w, 100.0, 8) == 4  # one per core
+    assert simulation._jobs(None, w, 10.0, 3) == 1  # 30,000: not worth it
+    assert simulation._jobs(None, w, 100.0, 1) == 1  # one replication
+    assert simulation._jobs(5, w, 1.0, 3) == 3  # asked: as many as replications
+    monkeypatch.setattr(simulation.os, "sched_getaffinity", lambda _pid: {0})
+    assert simulation._jobs(None, w, 100.0, 3) == 1  # one core
+    closed = Workload(connections=10, think=Fixed(1.0), cpu=Fixed(0.0), io=Fixed(0.0))
+    assert simulation._expected_requests(closed, 50.0) == pytest.approx(500.0)
+
+
+@pytest.mark.parametrize("bad", [0, -1, 1.5, "2"])
+def test_bad_jobs_refused(bad) -> None:
+    with pytest.raises(UserError, match="jobs"):
+        simulate("async", jobs=bad, duration=1.0, replications=2)
+
+
+def test_the_cli_takes_jobs_and_refuses_a_bad_value(capsys) -> None:
+    quick = ["--duration", "3", "--warmup", "1", "--replications", "2", "--json"]
+    code, out, err = run(capsys, "simulate", "thread-pool", *quick, "--jobs", "2")
+    assert code == 0, err
+    serial = run(capsys, "simulate", "thread-pool", *quick, "--jobs", "1")
+    assert json.loads(out) == json.loads(serial[1])
+    assert run(capsys, "simulate", "thread-pool", *quick, "--jobs", "auto")[0] == 0
+    for bad in ("0", "two"):
+        code, out, err = run(capsys, "simulate", "thread-pool", *quick, "--jobs", bad)
+        assert code == 2 and "--jobs" in err and len(err.strip().splitlines()) == 1, err
+
+
+def test_stopping_the_command_stops_its_workers_quietly() -> None:
+    """SIGTERM (or Ctrl-C) to ``simlab simulate`` while its workers run: exit
+    130 with one line, every worker gone, no worker's traceback."""
+    argv = [sys.executable, "-m", "simlab", "simulate", "reactor-pool", "--rate", "90",
+            "--connections", str(10**12), "--cpu-ms", "0", "--io-ms", "1000", "--io-dist",
+            "exp", "--workers", "100", "--warmup", "0", "--duration", "11000",
+            "--replications", "4", "--engine", "auto", "--jobs", "2", "--json"]  # fmt: skip
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        parent = psutil.Process(proc.pid)
+        deadline = time.monotonic() + 60
+        while len(parent.children()) < 2 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        workers = parent.children()
+        assert len(workers) == 2, "the workers never started"
+        proc.send_signal(signal.SIGTERM)
+        out, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    assert proc.returncode == 130, err
+    assert err.strip().splitlines()[-1] == "simlab: interrupted" and "Traceback" not in err, err
+    assert out == ""
+    assert not [w.pid for w in workers if w.is_running() and w.status() != psutil.STATUS_ZOMBIE]
