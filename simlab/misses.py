@@ -16,6 +16,13 @@ is reported as unexplained.
 - **near saturation** (hypothesis): a latency miss at an offered load of 0.8
   to 1 with the served rates agreeing: the server's capacity is closer to the
   offered load than the model's.
+- **CPU a request** (cause): a latency miss that no rule above explains by
+  a cause, or a served-rate miss at saturation, in a case whose server spent
+  more (or less) CPU a served request than the model does, outside the
+  runs' own spread and the machine's repeatability, the way that explains
+  it: a dearer request is a higher offered load on the same cores
+  (``cpu_ms_runs`` against ``cpu_ms_predicted``, ``cpu_busy_cores`` over
+  ``throughput_rps`` on both sides).
 - **spread** (hypothesis): a latency miss whose case's p50 and p99 miss in
   opposite directions, both outside noise: the model's waits are spread wider
   (or narrower) than the server's.
@@ -129,6 +136,47 @@ def _latency(miss: dict[str, Any], rows: list[dict[str, Any]]) -> dict[str, str]
             "saturation, and compare the highest served rate with the model's",
         }
     return None
+
+
+def _cpu_cost(miss: dict[str, Any]) -> dict[str, str] | None:
+    """A latency or served-rate miss that the server's CPU a request explains:
+    the mean of the runs' (``cpu_ms_runs``) against the model's
+    (``cpu_ms_predicted``), outside the runs' range and more than the speed
+    reference's repeatability apart, on the side of the miss (a dearer
+    request with the higher latency or the lower served rate)."""
+    runs = [float(x) for x in miss.get("cpu_ms_runs") or [] if x is not None]
+    runs = [x for x in runs if np.isfinite(x)]
+    predicted = miss.get("cpu_ms_predicted")
+    if not runs or predicted is None or not predicted > 0:
+        return None
+    measured = float(np.mean(runs))
+    lo, hi = min(runs), max(runs)
+    ratio = measured / float(predicted)
+    if lo <= predicted <= hi or abs(ratio - 1) <= REPEATABILITY:
+        return None
+    dearer = ratio > 1
+    served = miss["metric"] == "throughput_rps"
+    # Is the server the slower one: it served less, or answered later?
+    if served:
+        slower = miss["measured"] < miss["predicted"]
+    else:
+        slower = miss["measured"] > miss["predicted"]
+    if dearer != slower:
+        return None
+    rho = float(miss["rho"])
+    effect = (
+        f"so it served {'less' if dearer else 'more'}"
+        if served
+        else f"so its queue is {'longer' if dearer else 'shorter'} and its latency "
+        f"{'higher' if dearer else 'lower'}"
+    )
+    return {
+        "kind": "cause",
+        "text": f"CPU a request: the server spent {measured:.2f} ms of CPU a served request "
+        f"(runs {lo:.2f} to {hi:.2f}) where the model spends {float(predicted):.2f} "
+        f"({ratio - 1:+.0%}, outside the runs' spread): at the server's cost the offered load "
+        f"is about {rho * ratio:.2f}, not the model's {rho:.2f}, {effect}",
+    }
 
 
 def _spread(miss: dict[str, Any], rows: list[dict[str, Any]]) -> dict[str, str] | None:
@@ -394,9 +442,11 @@ def explain(
     why: dict[str, str] | None = None
     if metric in LATENCY:
         why = _latency(miss, rows)
+        if why is None or why["kind"] != "cause":
+            why = _cpu_cost(miss) or why
     elif metric == "throughput_rps" and float(miss["rho"]) >= SATURATED:
         low = miss["predicted"] < miss["measured"]
-        why = {
+        why = _cpu_cost(miss) or {
             "kind": "hypothesis",
             "text": f"capacity: the server served {_rate(miss['measured'])} where the model "
             f"serves {_rate(miss['predicted'])}; its cost per request at this load is "

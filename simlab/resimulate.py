@@ -40,6 +40,7 @@ from simlab.validate import (
     _row,
     _write,
     case_platform,
+    cpu_keys,
     lab_platform,
     predict_case,
     report_record,
@@ -73,14 +74,17 @@ def resimulate(
     plan = cases if cases is not None else validation_plan(platform.name, quick)
     runs: dict[tuple[str, str], dict[str, list[float]]] = {}
     speeds: dict[tuple[str, str], list[Any]] = {}
-    lags: dict[tuple[str, str], list[Any] | None] = {}
+    kept: dict[tuple[str, str], dict[str, Any]] = {}
     seeds: dict[tuple[str, str], list[int]] = {}
     splits: dict[tuple[str, str], list[list[int] | None]] = {}
     maps: dict[tuple[str, str], list[list[int] | None]] = {}
     for r in saved["rows"]:
         runs.setdefault((r["model"], r["config"]), {})[r["metric"]] = r["measured_runs"]
         speeds[r["model"], r["config"]] = r.get("speed_reference_runs", [])
-        lags[r["model"], r["config"]] = r.get("load_generator_runs")
+        # What the runs recorded beside their metrics, kept as they were.
+        kept[r["model"], r["config"]] = {
+            k: r[k] for k in ("load_generator_runs", "cpu_ms_runs") if r.get(k) is not None
+        }
         if r.get("prediction") == "replayed" and r.get("run_seeds"):
             seeds[r["model"], r["config"]] = [int(x) for x in r["run_seeds"]]
         if r.get("accept_split_runs"):
@@ -103,19 +107,14 @@ def resimulate(
         split = splits.get((case.target, case.config()))
         dealt = maps.get((case.target, case.config()))
         pred = predict_case(case, on, extras, seed + k, run_seeds, split, dealt)
+        beside = kept.get((case.target, case.config()), {})
+        cpu = cpu_keys(case, pred, beside.get("cpu_ms_runs"))
         for metric in METRICS:
             values: list[float | None] = list(measured.get(metric, []))
             why_not = _by_construction(metric, case, pred.dynamic_sim, pred.rho, extras, values)
             speed = speeds[case.target, case.config()]
             row = _row(case, metric, values, pred.predicted[metric], why_not, pred.rho, speed)
-            lag = lags.get((case.target, case.config()))
-            rows.append(
-                {
-                    **row,
-                    **pred.row_keys(metric),
-                    **({} if lag is None else {"load_generator_runs": lag}),
-                }
-            )
+            rows.append({**row, **pred.row_keys(metric), **beside, **cpu})
     # The sessions' history as it stands: resimulating adds no session.
     history = load(folder)
     result = report_record(
@@ -194,6 +193,7 @@ def remeasure(
                 row["accept_split_runs"] = [run.get("accept_split") for run in runs]
                 row["accept_map_runs"] = [run.get("accept_map") for run in runs]
                 row["load_generator_runs"] = [run.get("load_generator") for run in runs]
+                row["cpu_ms_runs"] = [run.get("cpu_ms_per_request") for run in runs]
         saved.setdefault("remeasured", []).append(
             {
                 "case": label,

@@ -59,7 +59,7 @@ from simlab.gate import Budget, Gate, journalled, spent
 from simlab.gate import record as gate_record
 from simlab.journal import Journal
 from simlab.misses import SATURATED, assumptions_of, explain_all
-from simlab.models import get_model
+from simlab.models import MODELS, get_model
 from simlab.params import LAB_KEYS, Architecture, Platform, Workload
 from simlab.paths import validation_dir
 from simlab.platforms import load_platform, profile_path
@@ -803,11 +803,12 @@ def validate(
         pred = predict_case(case, on, extras, seed + k, seeds, splits, maps)
         speeds = [v.get("speed_reference") for v in real]
         lags = [v.get("load_generator") for v in real]
+        cpu = cpu_keys(case, pred, [v.get("cpu_ms_per_request") for v in real])
         for metric in METRICS:
             runs = [v[metric] for v in real]
             why_not = _by_construction(metric, case, pred.dynamic_sim, pred.rho, extras, runs)
             row = _row(case, metric, runs, pred.predicted[metric], why_not, pred.rho, speeds)
-            rows.append({**row, **pred.row_keys(metric), "load_generator_runs": lags})
+            rows.append({**row, **pred.row_keys(metric), "load_generator_runs": lags, **cpu})
     tick("report", steps, steps)
     out = out_dir or validation_dir() / platform.name
     # This session joins the history of the sessions before it (simlab.sessions).
@@ -834,11 +835,39 @@ def _kept(s: MeasuredSummary) -> dict[str, Any]:
     split, dealt = s.connections.per_process, s.connections.per_connection
     return {
         **{m: _measured(m, s) for m in METRICS},
+        "cpu_ms_per_request": cpu_ms(s.cpu_busy_cores, s.throughput_rps),
         "speed_reference": speed,
         "accept_split": None if split is None else list(split),
         "accept_map": None if dealt is None else list(dealt),
         "load_generator": load_generator(s),
     }
+
+
+def cpu_ms(busy_cores: float, served_rps: float) -> float | None:
+    """CPU a served request, ms: the server's busy cores over its served rate
+    in the window (``cpu_busy_cores`` and ``throughput_rps``, the same keys in
+    ``simulate`` and ``measure``); None where either is not a number or
+    nothing was served."""
+    if not (math.isfinite(busy_cores) and math.isfinite(served_rps) and served_rps > 0):
+        return None
+    return 1e3 * busy_cores / served_rps
+
+
+def cpu_keys(
+    case: Case, pred: CasePrediction, measured: list[float | None] | None
+) -> dict[str, Any]:
+    """A row's CPU a request, measured (``cpu_ms_runs``, one per run) and
+    predicted (``cpu_ms_predicted``, the mean over the case's simulations):
+    the server's capacity, read apart from its latency (``simlab.misses``).
+    No prediction for a peer (its own machinery is added to the simulated
+    metrics afterwards, not to the simulated CPU) or where a simulation
+    served nothing."""
+    per_sim = [cpu_ms(sim.cpu_busy_cores, sim.throughput_rps) for sim in pred.sims]
+    own = case.target in MODELS
+    predicted = None
+    if own and per_sim and all(x is not None for x in per_sim):
+        predicted = float(np.mean([x for x in per_sim if x is not None]))
+    return {"cpu_ms_runs": measured, "cpu_ms_predicted": predicted}
 
 
 def load_generator(s: MeasuredSummary) -> dict[str, Any]:

@@ -22,11 +22,13 @@ def measured_run(
     speed: SpeedReference | None = None,
     lag: SendDelay | None = LAG,
     client_us: float | None = 450.0,
+    cpu_busy: float = 0.3,
 ) -> Any:
     """A run whose p99 is twice its p50; ``lag`` and ``client_us`` None: a run
     measured before the load generator's were kept."""
     return SimpleNamespace(
         throughput_rps=throughput,
+        cpu_busy_cores=cpu_busy,
         latency_ms=SimpleNamespace(p50=p50, p99=2 * p50),
         memory_mib=SimpleNamespace(user_peak=user, kernel_peak=kernel),
         threads=SimpleNamespace(peak=threads),

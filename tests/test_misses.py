@@ -232,3 +232,42 @@ def test_slow_machine_when_the_fastest_run_is_nearest_the_prediction() -> None:
     speeds = [(6636.0, 9322.0), (10688.0, 6173.0), (6690.0, 6681.0)]
     ppc150 = _runs(row, [35.3, 32.6, 55.1], speeds)
     assert explain(ppc150, [ppc150])["kind"] == "unexplained"
+
+
+def test_the_servers_cpu_a_request_explains_a_capacity_miss() -> None:
+    """Near saturation with the served rates agreeing, a latency miss is only a
+    hypothesis; the server's CPU a request, measured dearer than the model's
+    outside its runs' spread, makes it a cause. Each doctored row flips it."""
+    rows = [_r("throughput_rps", 550, 548, rho=0.79, within=True),
+            _r("latency_p50", 5.3, 68.0, rho=0.79)]  # fmt: skip
+    assert explain(rows[1], rows)["kind"] != "cause"
+    dearer = {"cpu_ms_runs": [1.61, 1.66, 1.58], "cpu_ms_predicted": 1.35}
+    miss = {**rows[1], **dearer}
+    why = explain(miss, rows)
+    assert why["kind"] == "cause" and "CPU a request" in why["text"], why
+    assert "+20%" in why["text"] and "about 0.95" in why["text"] and "longer" in why["text"]
+    # The model's cost inside the runs' range: no longer a cause.
+    inside = {**miss, "cpu_ms_runs": [1.30, 1.66, 1.58]}
+    assert "CPU a request" not in explain(inside, rows)["text"]
+    # Within the machine's repeatability: no cause either.
+    close = {**miss, "cpu_ms_runs": [1.37, 1.38, 1.38]}
+    assert "CPU a request" not in explain(close, rows)["text"]
+    # A cheaper request does not explain a latency measured higher.
+    cheaper = {**miss, "cpu_ms_runs": [1.10, 1.12, 1.11]}
+    assert "CPU a request" not in explain(cheaper, rows)["text"]
+    # ... but does explain one measured lower.
+    lower = {**_r("latency_p50", 60.0, 20.0, rho=0.79), "cpu_ms_runs": [1.10, 1.12, 1.11],
+             "cpu_ms_predicted": 1.35}  # fmt: skip
+    assert "shorter" in explain(lower, rows)["text"]
+    # No runs recorded (reports before the key): the rule stays silent.
+    assert "CPU a request" not in explain({**miss, "cpu_ms_runs": None}, rows)["text"]
+
+
+def test_a_served_rate_miss_at_saturation_by_the_cpu_a_request() -> None:
+    miss = {**_r("throughput_rps", 421, 291, rho=0.9), "cpu_ms_runs": [2.6, 2.7, 2.65],
+            "cpu_ms_predicted": 2.15}  # fmt: skip
+    why = explain(miss, [miss])
+    assert why["kind"] == "cause" and "served less" in why["text"], why
+    # Without the record, the hypothesis that names the run to make.
+    plain = explain(_r("throughput_rps", 421, 291, rho=0.9), [])
+    assert plain["kind"] == "hypothesis" and "cpu_busy_cores" in plain["text"]

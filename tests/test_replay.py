@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import socket
+from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
@@ -120,6 +121,15 @@ def test_the_report_says_which_way_each_case_was_predicted(monkeypatch, tmp_path
     lags = result["rows"][0]["load_generator_runs"]
     assert lags and all(x["send_delay_p99_ms"] == 12.0 for x in lags)
     assert all(x["client_us_per_request"] == 450.0 for x in lags)
+    # ... and the server's CPU a served request, measured (0.3 cores at 15/s:
+    # 20 ms) and predicted (the simulations' own busy cores over their served rate).
+    row = result["rows"][0]
+    assert row["cpu_ms_runs"] == [pytest.approx(20.0)] * 2
+    platform = validate.lab_platform(load_platform("ideal"), {})
+    sim = validate._simulate(other, platform, 2)
+    seeded = next(r for r in result["rows"] if r["config"] == other.config())
+    assert seeded["cpu_ms_predicted"] == validate.cpu_ms(sim.cpu_busy_cores, sim.throughput_rps)
+    assert 0 < seeded["cpu_ms_predicted"] < 1e3
     text = (tmp_path / "report.md").read_text()
     assert "1 of 2 cases are *replayed*" in text
     assert f"- thread-pool ({other.config()}): doctored" in text
@@ -267,3 +277,15 @@ def test_a_run_with_a_measured_deal_is_predicted_with_it() -> None:
         GTHREAD, platform, 5000, workload=arrivals, replications=reps, shares=shares
     )
     assert pred.sims[0] == given and pred.sims[0] != hashed
+
+
+def test_cpu_a_request_is_none_where_it_means_nothing() -> None:
+    assert validate.cpu_ms(0.5, 100.0) == pytest.approx(5.0)
+    assert validate.cpu_ms(float("nan"), 100.0) is None
+    assert validate.cpu_ms(0.5, 0.0) is None
+    sims = SimpleNamespace(sims=(SimpleNamespace(cpu_busy_cores=0.5, throughput_rps=100.0),))
+    own = validate.cpu_keys(CASE, sims, [5.5, None])  # type: ignore[arg-type]
+    assert own == {"cpu_ms_runs": [5.5, None], "cpu_ms_predicted": pytest.approx(5.0)}
+    # A peer's own machinery is added after its simulation: no CPU prediction.
+    peer = Case("uvicorn", CASE.workload, CASE.arch, 1.0, 0.5)
+    assert validate.cpu_keys(peer, sims, [5.5])["cpu_ms_predicted"] is None  # type: ignore[arg-type]

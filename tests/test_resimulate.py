@@ -96,7 +96,8 @@ def test_remeasure_replaces_only_its_cases_runs_with_validates_seeds(
         "simlab.resimulate._kept",
         lambda s: {**{m: 1.0 + len(seeds) for m in validate.METRICS},
                    "speed_reference": {"ops_s": 1e4 + len(seeds), "work": "w"},
-                   "load_generator": {"send_delay_ms": {"p50": 0.1, "p99": 2.0}}},
+                   "load_generator": {"send_delay_ms": {"p50": 0.1, "p99": 2.0}},
+                   "cpu_ms_per_request": 2.5},
     )  # fmt: skip
     label = f"{other.target} {other.config()}"
     out = remeasure(folder, [label], "the probe changed", cases=[CASE, other])
@@ -120,6 +121,10 @@ def test_remeasure_replaces_only_its_cases_runs_with_validates_seeds(
     rows = {(r["config"], r["metric"]): r for r in again["rows"]}
     assert rows[(other.config(), "latency_p50")]["load_generator_runs"][0]["send_delay_ms"]
     assert "load_generator_runs" not in rows[(CASE.config(), "latency_p50")]
+    # The server's CPU a request too; predicted again, for every case.
+    assert rows[(other.config(), "latency_p50")]["cpu_ms_runs"] == [2.5] * 3
+    assert rows[(CASE.config(), "latency_p50")]["cpu_ms_runs"] is None
+    assert all(r["cpu_ms_predicted"] > 0 for r in again["rows"])
     table = (folder / "validation.csv").read_text()
     assert "load_generator_runs" in table.splitlines()[0]
 
