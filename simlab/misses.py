@@ -16,13 +16,16 @@ is reported as unexplained.
 - **near saturation** (hypothesis): a latency miss at an offered load of 0.8
   to 1 with the served rates agreeing: the server's capacity is closer to the
   offered load than the model's.
-- **CPU a request** (cause): a latency miss that no rule above explains by
-  a cause, or a served-rate miss at saturation, in a case whose server spent
-  more (or less) CPU a served request than the model does, outside the
-  runs' own spread and the machine's repeatability, the way that explains
-  it: a dearer request is a higher offered load on the same cores
-  (``cpu_ms_runs`` against ``cpu_ms_predicted``, ``cpu_busy_cores`` over
-  ``throughput_rps`` on both sides).
+- **CPU a request** (hypothesis): a latency miss that no rule above
+  explains by a cause, in a case whose served rates agree (below
+  saturation a server's CPU a request is not its served rate's inverse)
+  and whose server spent more (or less) CPU a served request than the
+  model does, outside the runs' own spread and the machine's
+  repeatability, the way and by enough to explain it: a dearer request is
+  a higher offered load on the same cores (``cpu_ms_runs`` against
+  ``cpu_ms_predicted``, ``cpu_busy_cores`` over ``throughput_rps`` on both
+  sides). At saturation the quotient is the served rate's inverse, so it
+  is never read there.
 - **spread** (hypothesis): a latency miss whose case's p50 and p99 miss in
   opposite directions, both outside noise: the model's waits are spread wider
   (or narrower) than the server's.
@@ -138,45 +141,68 @@ def _latency(miss: dict[str, Any], rows: list[dict[str, Any]]) -> dict[str, str]
     return None
 
 
-def _cpu_cost(miss: dict[str, Any]) -> dict[str, str] | None:
-    """A latency or served-rate miss that the server's CPU a request explains:
-    the mean of the runs' (``cpu_ms_runs``) against the model's
-    (``cpu_ms_predicted``), outside the runs' range and more than the speed
-    reference's repeatability apart, on the side of the miss (a dearer
-    request with the higher latency or the lower served rate)."""
+def _cpu_cost(miss: dict[str, Any], rows: list[dict[str, Any]]) -> dict[str, str] | None:
+    """A latency miss in a case whose served rates agree (the server not
+    saturated, so its CPU a request is not its served rate's inverse) and
+    whose server spent more (or less) CPU a served request than the model
+    does: the runs' mean (``cpu_ms_runs``) against the model's
+    (``cpu_ms_predicted``), with the prediction outside the runs' range and
+    further from their mean than both their half-range and the speed
+    reference's repeatability, on the miss's side (dearer with the higher
+    latency), big enough to matter (the offered load at the server's cost,
+    if its bottleneck is the CPU, reaches ``NEAR`` and stays under 1, or the
+    model's own load is from ``NEAR`` for a cheaper request), and not
+    contradicted by the other latency quantile missing the other way."""
+    cost = _cpu_apart(miss, rows)
+    if cost is None:
+        return None
+    measured, lo, hi, predicted = cost
+    ratio = measured / predicted
+    dearer = ratio > 1
+    rho = float(miss["rho"])
+    other = _row(rows, miss["model"], miss["config"],
+                 "latency_p99" if miss["metric"] == "latency_p50" else "latency_p50")  # fmt: skip
+    # The quantiles missing both ways are a spread, not a load.
+    both_ways = (
+        other is not None
+        and not other["within_noise"]
+        and (other["measured"] > other["predicted"]) != dearer
+    )
+    big_enough = NEAR <= rho * ratio < 1 if dearer else rho >= NEAR
+    if dearer != (miss["measured"] > miss["predicted"]) or both_ways or not big_enough:
+        return None
+    return {
+        "kind": "hypothesis",
+        "text": f"CPU a request: with the served rates agreeing, the server spent "
+        f"{measured:.2f} ms of CPU a served request (runs {lo:.2f} to {hi:.2f}) where the "
+        f"model spends {float(predicted):.2f} ({ratio - 1:+.0%}, outside the runs' spread): "
+        f"if its bottleneck is the CPU, its offered load was about {rho * ratio:.2f}, not "
+        f"the model's {rho:.2f}, and its queue {'longer' if dearer else 'shorter'}; test: "
+        f"simulate the case with its CPU costs scaled by {ratio:.2f} and compare the "
+        "latency with the measured",
+    }
+
+
+def _cpu_apart(
+    miss: dict[str, Any], rows: list[dict[str, Any]]
+) -> tuple[float, float, float, float] | None:
+    """The runs' CPU a request (mean, lowest, highest) and the model's, where
+    the served rates agree and the prediction lies outside the runs' range,
+    further from their mean than their half-range and the speed reference's
+    repeatability; else None (no record, or no difference the runs show)."""
     runs = [float(x) for x in miss.get("cpu_ms_runs") or [] if x is not None]
     runs = [x for x in runs if np.isfinite(x)]
     predicted = miss.get("cpu_ms_predicted")
-    if not runs or predicted is None or not predicted > 0:
+    thr = _row(rows, miss["model"], miss["config"], "throughput_rps")
+    if not runs or predicted is None or not predicted > 0 or thr is None:
         return None
     measured = float(np.mean(runs))
     lo, hi = min(runs), max(runs)
-    ratio = measured / float(predicted)
-    if lo <= predicted <= hi or abs(ratio - 1) <= REPEATABILITY:
+    half = (hi - lo) / 2 / measured
+    apart = not lo <= predicted <= hi and abs(measured / predicted - 1) > max(REPEATABILITY, half)
+    if not (thr["within_noise"] and apart):
         return None
-    dearer = ratio > 1
-    served = miss["metric"] == "throughput_rps"
-    # Is the server the slower one: it served less, or answered later?
-    if served:
-        slower = miss["measured"] < miss["predicted"]
-    else:
-        slower = miss["measured"] > miss["predicted"]
-    if dearer != slower:
-        return None
-    rho = float(miss["rho"])
-    effect = (
-        f"so it served {'less' if dearer else 'more'}"
-        if served
-        else f"so its queue is {'longer' if dearer else 'shorter'} and its latency "
-        f"{'higher' if dearer else 'lower'}"
-    )
-    return {
-        "kind": "cause",
-        "text": f"CPU a request: the server spent {measured:.2f} ms of CPU a served request "
-        f"(runs {lo:.2f} to {hi:.2f}) where the model spends {float(predicted):.2f} "
-        f"({ratio - 1:+.0%}, outside the runs' spread): at the server's cost the offered load "
-        f"is about {rho * ratio:.2f}, not the model's {rho:.2f}, {effect}",
-    }
+    return measured, lo, hi, float(predicted)
 
 
 def _spread(miss: dict[str, Any], rows: list[dict[str, Any]]) -> dict[str, str] | None:
@@ -443,10 +469,11 @@ def explain(
     if metric in LATENCY:
         why = _latency(miss, rows)
         if why is None or why["kind"] != "cause":
-            why = _cpu_cost(miss) or why
+            # Measured support for the load: before a guess from the rates alone.
+            why = _cpu_cost(miss, rows) or why
     elif metric == "throughput_rps" and float(miss["rho"]) >= SATURATED:
         low = miss["predicted"] < miss["measured"]
-        why = _cpu_cost(miss) or {
+        why = {
             "kind": "hypothesis",
             "text": f"capacity: the server served {_rate(miss['measured'])} where the model "
             f"serves {_rate(miss['predicted'])}; its cost per request at this load is "

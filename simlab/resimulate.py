@@ -108,7 +108,7 @@ def resimulate(
         dealt = maps.get((case.target, case.config()))
         pred = predict_case(case, on, extras, seed + k, run_seeds, split, dealt)
         beside = kept.get((case.target, case.config()), {})
-        cpu = cpu_keys(case, pred, beside.get("cpu_ms_runs"))
+        cpu = cpu_keys(pred, beside.get("cpu_ms_runs"))
         for metric in METRICS:
             values: list[float | None] = list(measured.get(metric, []))
             why_not = _by_construction(metric, case, pred.dynamic_sim, pred.rho, extras, values)

@@ -345,7 +345,9 @@ OPTIONS: dict[str, Option] = {
             "run",
             "int",
             "processes that run the replications side by side, or 'auto': one per core "
-            "when the run is long enough to gain (1: one after another)",
+            "when the run is long enough to gain (1: one after another; always one "
+            "with --timeline, --warmup auto or an overload option, which read the "
+            "requests again)",
             default=None,
             low=1,
             word="auto",

@@ -25,12 +25,12 @@ import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property, partial
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, cast
 
 import numpy as np
 import simpy
 
-from simlab.errors import UserError
+from simlab.errors import RunFailed, UserError
 from simlab.metrics import Step, replication_levels, replication_summary, series
 from simlab.models import MODELS, Analytic, Record, get_model
 from simlab.models.base import Bottleneck
@@ -257,7 +257,9 @@ def simulate(
     requests again), else they run here one after another. The numbers are
     the same either way: a replication's summary reads only its own record.
     """
-    if jobs is not None and not (isinstance(jobs, int) and jobs >= 1):
+    if jobs is not None and not (
+        isinstance(jobs, int) and not isinstance(jobs, bool) and jobs >= 1
+    ):
         raise UserError(f"jobs(={jobs!r}) must be an integer >= 1, or None for one per core")
     workload = workload if workload is not None else c10k_workload()
     platform = platform if platform is not None else load_platform("cpython")
@@ -419,16 +421,55 @@ def _worker_buffers(engine: str) -> EventBuffers | None:
 
 
 def _worker_start() -> None:
-    """A worker leaves Ctrl-C to the parent, which stops it (the pool's
-    terminate: a SIGTERM, which ends it quietly, whatever handler the parent
-    had), and writes through stdio objects of its own: forked while another
-    thread of the parent (a progress bar) was writing, it could otherwise
-    inherit their locks held."""
+    """A worker's set-up: Ctrl-C and a closed terminal are the parent's to
+    answer (it kills its workers by their ids); a SIGTERM ends the worker
+    quietly, whatever handler the parent had; the worker dies with its parent
+    (Linux's parent-death signal), so that none outlives a parent killed
+    outright; and it writes through stdio objects of its own: forked while
+    another thread of the parent (a progress bar) was writing, it could
+    otherwise inherit their locks held."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
-    signal.signal(signal.SIGHUP, signal.SIG_DFL)
-    sys.stdout = open(1, "w", closefd=False)  # noqa: SIM115 - the process's own, for its life
-    sys.stderr = open(2, "w", closefd=False)  # noqa: SIM115
+    _die_with_parent()
+    try:
+        sys.stdout = open(1, "w", closefd=False)  # noqa: SIM115 - the process's own, for its life
+        sys.stderr = open(2, "w", closefd=False)  # noqa: SIM115
+    except OSError:
+        pass  # a closed descriptor: the inherited objects, which nothing here writes to
+
+
+def _die_with_parent() -> None:
+    """``prctl(PR_SET_PDEATHSIG, SIGKILL)`` where libc has it (Linux)."""
+    import ctypes  # noqa: PLC0415 - only a worker needs it
+    import ctypes.util  # noqa: PLC0415
+
+    name = ctypes.util.find_library("c")
+    if name is None:
+        return
+    try:
+        ctypes.CDLL(name, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+    except (OSError, AttributeError):
+        return
+
+
+PR_SET_PDEATHSIG = 1  # linux/prctl.h
+
+
+def _worker(task: _Task, items: list[tuple[int, np.random.SeedSequence]], out: Any) -> None:
+    """Run ``items`` one after another, sending each replication's
+    ``(r, numbers, record)`` down ``out`` as it ends; a failure is sent as
+    ``(r, exception, None)`` and ends the worker."""
+    _worker_start()
+    for r, seed_seq in items:
+        try:
+            out.send(task((r, seed_seq)))
+        except BaseException as exc:  # every failure goes to the parent
+            try:
+                out.send((r, exc, None))
+            except Exception:  # an exception that does not pickle
+                out.send((r, RuntimeError(f"{type(exc).__name__}: {exc}"), None))
+            return
 
 
 def _in_processes(
@@ -439,10 +480,15 @@ def _in_processes(
 ) -> tuple[list[dict[str, Any]], list[Record]]:
     """Every replication run and summarised by ``n_jobs`` worker processes,
     forked from this one (the modules, the kernels and the platform loaded
-    already); their summaries and records in replication order. The pool is
-    stopped (its workers killed by their ids) on the way out, whatever
-    happens."""
+    already, nothing pickled on the way in), each given every ``n_jobs``-th
+    replication; their summaries and records in replication order.
+
+    A worker's failure is raised here as its own exception; a worker that
+    dies without a word (killed, out of memory) is an error naming its exit
+    code, never a wait. On the way out, whatever happens, every worker still
+    running is killed by its id and reaped."""
     import multiprocessing  # noqa: PLC0415 - only a long run of several replications needs it
+    from multiprocessing.connection import Connection, wait  # noqa: PLC0415
 
     if task.engine == "fast":
         from simlab.kernels import aot_module  # noqa: PLC0415 - see TYPE_CHECKING
@@ -450,13 +496,44 @@ def _in_processes(
         # Loaded (and its sources' hash checked) once, here, not in every worker.
         aot_module()
     ctx = multiprocessing.get_context("fork")
+    items = list(enumerate(seeds))
     done: dict[int, tuple[dict[str, Any], Record]] = {}
-    with ctx.Pool(n_jobs, initializer=_worker_start) as pool:
-        for r, numbers, rec in pool.imap_unordered(task, list(enumerate(seeds))):
-            done[r] = (numbers, rec)
-            if progress is not None:
-                progress(len(done) / len(seeds))
-    ordered = [done[r] for r in range(len(seeds))]
+    workers: dict[Connection, Any] = {}  # the parent's end of each worker's pipe -> the worker
+    try:
+        for j in range(n_jobs):
+            mine, theirs = ctx.Pipe(duplex=False)
+            proc = ctx.Process(target=_worker, args=(task, items[j::n_jobs], theirs), daemon=True)
+            proc.start()
+            theirs.close()
+            workers[mine] = proc
+        while len(done) < len(items):
+            if not workers:
+                raise RunFailed("the replications' workers ended before every replication")
+            for ready in wait(list(workers)):
+                conn = cast("Connection", ready)
+                try:
+                    r, numbers, rec = cast("tuple[int, Any, Any]", conn.recv())
+                except EOFError:
+                    # The worker is gone; it said why, or it died (its exit code).
+                    proc = workers.pop(conn)
+                    proc.join()
+                    if proc.exitcode != 0:
+                        raise RunFailed(
+                            f"a replication's worker process died (exit code {proc.exitcode}): "
+                            "out of memory? --jobs 1 runs the replications in this process"
+                        ) from None
+                    continue
+                if isinstance(numbers, BaseException):
+                    raise numbers
+                done[r] = (numbers, rec)
+                if progress is not None:
+                    progress(len(done) / len(items))
+    finally:
+        for proc in workers.values():
+            if proc.is_alive():
+                proc.kill()
+            proc.join()
+    ordered = [done[r] for r in range(len(items))]
     return [n for n, _ in ordered], [rec for _, rec in ordered]
 
 

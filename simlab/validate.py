@@ -59,7 +59,7 @@ from simlab.gate import Budget, Gate, journalled, spent
 from simlab.gate import record as gate_record
 from simlab.journal import Journal
 from simlab.misses import SATURATED, assumptions_of, explain_all
-from simlab.models import MODELS, get_model
+from simlab.models import get_model
 from simlab.params import LAB_KEYS, Architecture, Platform, Workload
 from simlab.paths import validation_dir
 from simlab.platforms import load_platform, profile_path
@@ -803,7 +803,7 @@ def validate(
         pred = predict_case(case, on, extras, seed + k, seeds, splits, maps)
         speeds = [v.get("speed_reference") for v in real]
         lags = [v.get("load_generator") for v in real]
-        cpu = cpu_keys(case, pred, [v.get("cpu_ms_per_request") for v in real])
+        cpu = cpu_keys(pred, [v.get("cpu_ms_per_request") for v in real])
         for metric in METRICS:
             runs = [v[metric] for v in real]
             why_not = _by_construction(metric, case, pred.dynamic_sim, pred.rho, extras, runs)
@@ -853,19 +853,15 @@ def cpu_ms(busy_cores: float, served_rps: float) -> float | None:
     return 1e3 * busy_cores / served_rps
 
 
-def cpu_keys(
-    case: Case, pred: CasePrediction, measured: list[float | None] | None
-) -> dict[str, Any]:
+def cpu_keys(pred: CasePrediction, measured: list[float | None] | None) -> dict[str, Any]:
     """A row's CPU a request, measured (``cpu_ms_runs``, one per run) and
-    predicted (``cpu_ms_predicted``, the mean over the case's simulations):
-    the server's capacity, read apart from its latency (``simlab.misses``).
-    No prediction for a peer (its own machinery is added to the simulated
-    metrics afterwards, not to the simulated CPU) or where a simulation
-    served nothing."""
+    predicted (``cpu_ms_predicted``, the mean over the case's simulations,
+    a peer's own costs included: ``case_platform``): the server's load, read
+    apart from its latency (``simlab.misses``). No prediction where a
+    simulation served nothing."""
     per_sim = [cpu_ms(sim.cpu_busy_cores, sim.throughput_rps) for sim in pred.sims]
-    own = case.target in MODELS
     predicted = None
-    if own and per_sim and all(x is not None for x in per_sim):
+    if per_sim and all(x is not None for x in per_sim):
         predicted = float(np.mean([x for x in per_sim if x is not None]))
     return {"cpu_ms_runs": measured, "cpu_ms_predicted": predicted}
 

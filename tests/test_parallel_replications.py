@@ -5,6 +5,7 @@ errors and bad values reported."""
 from __future__ import annotations
 
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -16,7 +17,7 @@ import pytest
 
 from simlab import Architecture, Workload, load_platform, simulate, simulation
 from simlab.distributions import Exponential, Fixed
-from simlab.errors import UserError
+from simlab.errors import RunFailed, UserError
 from tests.test_cli import run
 
 # The calibrated default platform's event loop (the fast engine), and the DES.
@@ -63,13 +64,38 @@ def test_replications_in_workers_are_the_serial_ones_to_the_bit(
     assert [r.replication for r in side.records] == [0, 1, 2]
 
 
-def test_no_worker_outlives_the_run_and_progress_ends_at_one() -> None:
-    seen: list[float] = []
+def _children() -> set[int]:
+    return {p.pid for p in psutil.Process().children(recursive=True)}
+
+
+def _run_in_workers(monkeypatch, **kwargs) -> list[int]:
+    """The first case with jobs=2; returns the pools made (their sizes), so
+    that a test knows the workers ran (the serial path makes none). Asserts
+    that no process it started is left (this test process may have others:
+    pytest-xdist's, another test's)."""
+    before = _children()
+    pools: list[int] = []
+    real = simulation._in_processes
+
+    def spied(task, seeds, n_jobs, progress):
+        pools.append(n_jobs)
+        return real(task, seeds, n_jobs, progress)
+
+    monkeypatch.setattr(simulation, "_in_processes", spied)
     model, workload, _ = CASES[0]
-    simulate(model, workload, load_platform("cpython"), Architecture(workers=6),
-             engine="fast", jobs=2, progress=seen.append, **RUN)  # fmt: skip
+    try:
+        simulate(model, workload, load_platform("cpython"), Architecture(workers=6),
+                 engine="fast", jobs=2, **RUN, **kwargs)  # fmt: skip
+    finally:
+        assert pools == [2]
+        assert _children() <= before
+    return pools
+
+
+def test_no_worker_outlives_the_run_and_progress_ends_at_one(monkeypatch) -> None:
+    seen: list[float] = []
+    _run_in_workers(monkeypatch, progress=seen.append)
     assert seen and seen[-1] == 1.0 and seen == sorted(seen)
-    assert psutil.Process().children(recursive=True) == []
 
 
 def test_a_workers_error_reaches_the_caller_and_stops_the_pool(monkeypatch) -> None:
@@ -79,15 +105,28 @@ def test_a_workers_error_reaches_the_caller_and_stops_the_pool(monkeypatch) -> N
 
     def failing(*args, **kwargs):
         if kwargs["replication"] == 1:
-            raise UserError("replication 1 failed on purpose")
+            raise UserError(f"replication 1 failed on purpose in {os.getpid()}")
         return real(*args, **kwargs)
 
     monkeypatch.setattr(simulation, "run_replication", failing)
-    model, workload, _ = CASES[0]
-    with pytest.raises(UserError, match="on purpose"):
-        simulate(model, workload, load_platform("cpython"), Architecture(workers=6),
-                 engine="fast", jobs=2, **RUN)  # fmt: skip
-    assert psutil.Process().children(recursive=True) == []
+    with pytest.raises(UserError, match="on purpose") as err:
+        _run_in_workers(monkeypatch)
+    assert str(os.getpid()) not in str(err.value)  # raised in a worker, not here
+
+
+def test_a_worker_that_dies_is_an_error_not_a_wait(monkeypatch) -> None:
+    """A worker killed outright (the OOM killer, a SIGKILL) sends nothing:
+    the run fails at once, naming its exit code, and the others are killed."""
+    real = simulation.run_replication
+
+    def dying(*args, **kwargs):
+        if kwargs["replication"] == 1:
+            os.kill(os.getpid(), signal.SIGKILL)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(simulation, "run_replication", dying)
+    with pytest.raises(RunFailed, match=r"died \(exit code -9\)"):
+        _run_in_workers(monkeypatch)
 
 
 def test_auto_jobs_only_for_runs_long_enough(monkeypatch) -> None:

@@ -284,8 +284,9 @@ def test_cpu_a_request_is_none_where_it_means_nothing() -> None:
     assert validate.cpu_ms(float("nan"), 100.0) is None
     assert validate.cpu_ms(0.5, 0.0) is None
     sims = SimpleNamespace(sims=(SimpleNamespace(cpu_busy_cores=0.5, throughput_rps=100.0),))
-    own = validate.cpu_keys(CASE, sims, [5.5, None])  # type: ignore[arg-type]
-    assert own == {"cpu_ms_runs": [5.5, None], "cpu_ms_predicted": pytest.approx(5.0)}
-    # A peer's own machinery is added after its simulation: no CPU prediction.
-    peer = Case("uvicorn", CASE.workload, CASE.arch, 1.0, 0.5)
-    assert validate.cpu_keys(peer, sims, [5.5])["cpu_ms_predicted"] is None  # type: ignore[arg-type]
+    keys = validate.cpu_keys(sims, [5.5, None])  # type: ignore[arg-type]
+    assert keys == {"cpu_ms_runs": [5.5, None], "cpu_ms_predicted": pytest.approx(5.0)}
+    # A simulation that served nothing: no prediction.
+    served_none = SimpleNamespace(cpu_busy_cores=0.0, throughput_rps=0.0)
+    idle = SimpleNamespace(sims=(*sims.sims, served_none))
+    assert validate.cpu_keys(idle, [5.5])["cpu_ms_predicted"] is None  # type: ignore[arg-type]

@@ -117,8 +117,9 @@ M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3
 MMAP_THRESHOLD = 32 << 20  # glibc's largest (half its 64 MiB heap)
 TRIM_THRESHOLD = (1 << 31) - 1
 
-# Commands whose work is all in this process (no server, no worker to stop):
-# run as the program, they leave their heap to the kernel at exit.
+# Commands with no server to stop (their replications' workers, if any, are
+# stopped and reaped before they print): run as the program, they leave
+# their heap to the kernel at exit.
 IN_PROCESS = ("simulate", "compare")
 
 

@@ -53,7 +53,8 @@ __all__ = [
 DRAWS = 4000  # Monte Carlo draws per estimate: enough for a p99 on a chart, and quick
 ALL_MODELS: tuple[str, ...] = tuple(MODELS)
 # Every page's simulated numbers come from runs of this length, so they agree.
-# jobs=1: a Streamlit server forks no workers (its own threads hold locks).
+# jobs=1: a Streamlit server forks no workers (its own threads hold locks),
+# whatever the pages ask for.
 RUN = builder.RunOptions(duration=20.0, warmup=5.0, seed=1, replications=3, engine="auto", jobs=1)
 # The hockey stick stops just short of saturation, where the p99 runs away.
 SATURATION_MARGIN = 0.98

@@ -45,7 +45,8 @@ def overload_run(
     its per-second timeline, and its summary. UserError names a bad option."""
     built = builder.build({**asdict(s), **options, "warmup": WARMUP_S, "timeline": True})
     arch = replace(architecture_for(model, s), limits=built.architecture.limits)
-    run = {**built.run.kwargs(), "replications": 1, "seed": SEED, "engine": "des"}
+    # jobs=1: a Streamlit server forks no workers.
+    run = {**built.run.kwargs(), "replications": 1, "seed": SEED, "engine": "des", "jobs": 1}
     summary = simulate(model, built.workload, built.platform, arch, tables=False, **run).summary
     timeline = pd.DataFrame([w.to_dict() for w in summary.timeline or ()])
     return timeline, summary
