@@ -198,9 +198,9 @@ def _cpu_apart(
         return None
     measured = float(np.mean(runs))
     lo, hi = min(runs), max(runs)
-    half = (hi - lo) / 2 / measured
-    apart = not lo <= predicted <= hi and abs(measured / predicted - 1) > max(REPEATABILITY, half)
-    if not (thr["within_noise"] and apart):
+    gap = abs(measured - predicted)
+    apart = not lo <= predicted <= hi and gap > max(REPEATABILITY * predicted, (hi - lo) / 2)
+    if not (thr["within_noise"] and apart and measured > 0):
         return None
     return measured, lo, hi, float(predicted)
 

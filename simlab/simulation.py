@@ -22,6 +22,7 @@ import math
 import os
 import signal
 import sys
+import traceback
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property, partial
@@ -420,7 +421,7 @@ def _worker_buffers(engine: str) -> EventBuffers | None:
     return _BUFFERS[0]
 
 
-def _worker_start() -> None:
+def _worker_start(parent: int) -> None:
     """A worker's set-up: Ctrl-C and a closed terminal are the parent's to
     answer (it kills its workers by their ids); a SIGTERM ends the worker
     quietly, whatever handler the parent had; the worker dies with its parent
@@ -431,7 +432,7 @@ def _worker_start() -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGHUP, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
-    _die_with_parent()
+    _die_with_parent(parent)
     try:
         sys.stdout = open(1, "w", closefd=False)  # noqa: SIM115 - the process's own, for its life
         sys.stderr = open(2, "w", closefd=False)  # noqa: SIM115
@@ -439,37 +440,71 @@ def _worker_start() -> None:
         pass  # a closed descriptor: the inherited objects, which nothing here writes to
 
 
-def _die_with_parent() -> None:
-    """``prctl(PR_SET_PDEATHSIG, SIGKILL)`` where libc has it (Linux)."""
+def _die_with_parent(parent: int) -> None:
+    """``prctl(PR_SET_PDEATHSIG, SIGKILL)`` where libc has it (Linux); and if
+    the parent (pid ``parent``) is gone already (it died before the call),
+    end here."""
     import ctypes  # noqa: PLC0415 - only a worker needs it
-    import ctypes.util  # noqa: PLC0415
 
-    name = ctypes.util.find_library("c")
-    if name is None:
-        return
     try:
-        ctypes.CDLL(name, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+        prctl = ctypes.CDLL(None, use_errno=True).prctl
     except (OSError, AttributeError):
         return
+    prctl(ctypes.c_int(PR_SET_PDEATHSIG), ctypes.c_ulong(signal.SIGKILL))
+    if os.getppid() != parent:
+        os._exit(1)
 
 
 PR_SET_PDEATHSIG = 1  # linux/prctl.h
 
 
-def _worker(task: _Task, items: list[tuple[int, np.random.SeedSequence]], out: Any) -> None:
+def _worker(
+    task: _Task,
+    items: list[tuple[int, np.random.SeedSequence]],
+    out: Any,
+    theirs: Any,
+    parent: int,
+) -> None:
     """Run ``items`` one after another, sending each replication's
     ``(r, numbers, record)`` down ``out`` as it ends; a failure is sent as
-    ``(r, exception, None)`` and ends the worker."""
-    _worker_start()
+    ``(r, exception, its traceback)`` and ends the worker. ``theirs``, the
+    parent's end of the pipe, is closed here, so that a send to a parent
+    gone fails rather than fills the pipe."""
+    theirs.close()
+    _worker_start(parent)
     for r, seed_seq in items:
         try:
             out.send(task((r, seed_seq)))
         except BaseException as exc:  # every failure goes to the parent
+            where = traceback.format_exc()
             try:
-                out.send((r, exc, None))
+                out.send((r, exc, where))
             except Exception:  # an exception that does not pickle
-                out.send((r, RuntimeError(f"{type(exc).__name__}: {exc}"), None))
+                out.send((r, RuntimeError(f"{type(exc).__name__}: {exc}"), where))
             return
+
+
+def _from_worker(exc: BaseException, where: str) -> Exception:
+    """A worker's failure as the parent raises it: its own exception (a
+    ``SystemExit`` or other non-``Exception`` as ``RunFailed``), carrying the
+    worker's traceback as a note (the parent's own shows none of it)."""
+    error = (
+        exc
+        if isinstance(exc, Exception)
+        else RunFailed(f"a replication's worker process stopped: {exc!r}")
+    )
+    error.add_note(f"in a replication's worker process:\n{where}")
+    return error
+
+
+def _stop(started: list[Any]) -> None:
+    """Kill every worker started and still running, by its id, and reap them all."""
+    for proc in started:
+        if proc.pid is None:
+            continue  # interrupted before it started
+        if proc.is_alive():
+            proc.kill()
+        proc.join()
 
 
 def _in_processes(
@@ -499,13 +534,16 @@ def _in_processes(
     items = list(enumerate(seeds))
     done: dict[int, tuple[dict[str, Any], Record]] = {}
     workers: dict[Connection, Any] = {}  # the parent's end of each worker's pipe -> the worker
+    started: list[Any] = []  # every worker, recorded before it starts
     try:
         for j in range(n_jobs):
-            mine, theirs = ctx.Pipe(duplex=False)
-            proc = ctx.Process(target=_worker, args=(task, items[j::n_jobs], theirs), daemon=True)
-            proc.start()
-            theirs.close()
+            mine, out = ctx.Pipe(duplex=False)
+            args = (task, items[j::n_jobs], out, mine, os.getpid())
+            proc = ctx.Process(target=_worker, args=args, daemon=True)
+            started.append(proc)
             workers[mine] = proc
+            proc.start()
+            out.close()
         while len(done) < len(items):
             if not workers:
                 raise RunFailed("the replications' workers ended before every replication")
@@ -513,7 +551,7 @@ def _in_processes(
                 conn = cast("Connection", ready)
                 try:
                     r, numbers, rec = cast("tuple[int, Any, Any]", conn.recv())
-                except EOFError:
+                except (EOFError, OSError):
                     # The worker is gone; it said why, or it died (its exit code).
                     proc = workers.pop(conn)
                     proc.join()
@@ -524,15 +562,12 @@ def _in_processes(
                         ) from None
                     continue
                 if isinstance(numbers, BaseException):
-                    raise numbers
+                    raise _from_worker(numbers, str(rec))
                 done[r] = (numbers, rec)
                 if progress is not None:
                     progress(len(done) / len(items))
     finally:
-        for proc in workers.values():
-            if proc.is_alive():
-                proc.kill()
-            proc.join()
+        _stop(started)
     ordered = [done[r] for r in range(len(items))]
     return [n for n, _ in ordered], [rec for _, rec in ordered]
 

@@ -254,13 +254,14 @@ def test_the_servers_cpu_a_request_explains_a_latency_miss_below_saturation() ->
 
     assert silent({"cpu_ms_runs": [1.30, 1.66, 1.58]})  # the model's cost inside the runs' range
     assert silent({"cpu_ms_runs": [1.37, 1.38, 1.38]})  # within the machine's repeatability
-    assert silent({"cpu_ms_runs": [1.10, 1.12, 1.11]})  # cheaper, with the latency higher
+    assert silent({"cpu_ms_runs": [0.0, 0.0, 0.0]})  # no CPU seen: nothing to read
     assert silent({"cpu_ms_runs": None})  # not recorded (reports before the key)
     assert silent({"rho": 0.5})  # +20% of a light load: nowhere near saturation
     assert silent({"cpu_ms_runs": [1.86, 1.90, 1.88]})  # +39%: over 1, yet the rates agree
-    # The served rates disagree: the capacity cause, not this.
-    apart = [_r("throughput_rps", 550, 480, rho=0.79), *rows[1:]]
-    assert silent({}, apart) and explain(miss, apart)["kind"] == "cause"
+    # The served rates disagree (the server served more: no capacity cause
+    # either), so its CPU a request is not read.
+    apart = [_r("throughput_rps", 480, 550, rho=0.79), *rows[1:]]
+    assert silent({}, apart) and explain(miss, apart)["kind"] == "unexplained"
     # The p99 missing the other way, outside noise: a spread, not a load.
     spread = [rows[0], rows[1], _r("latency_p99", 150.0, 20.0, rho=0.79)]
     assert silent({}, spread)
@@ -269,6 +270,9 @@ def test_the_servers_cpu_a_request_explains_a_latency_miss_below_saturation() ->
              "cpu_ms_predicted": 1.35}  # fmt: skip
     near = [_r("throughput_rps", 550, 548, rho=0.9, within=True), lower]
     assert "shorter" in explain(lower, near)["text"]
+    # ... and, at the same load, says nothing of a latency measured higher.
+    higher = {**lower, "predicted": 20.0, "measured": 60.0}
+    assert "CPU a request" not in explain(higher, [near[0], higher])["text"]
 
 
 def test_a_served_rate_miss_at_saturation_is_never_put_on_the_cpu_a_request() -> None:

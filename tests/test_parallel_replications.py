@@ -112,8 +112,12 @@ def test_a_workers_error_reaches_the_caller_and_stops_the_pool(monkeypatch) -> N
     with pytest.raises(UserError, match="on purpose") as err:
         _run_in_workers(monkeypatch)
     assert str(os.getpid()) not in str(err.value)  # raised in a worker, not here
+    # ... with the worker's own traceback beside it.
+    notes = "\n".join(getattr(err.value, "__notes__", []))
+    assert "worker process" in notes and "in failing" in notes
 
 
+@pytest.mark.timeout(120)
 def test_a_worker_that_dies_is_an_error_not_a_wait(monkeypatch) -> None:
     """A worker killed outright (the OOM killer, a SIGKILL) sends nothing:
     the run fails at once, naming its exit code, and the others are killed."""
