@@ -291,40 +291,20 @@ def simulate(
     # numbers are the same: a replication's summary reads only its own record.
     early = not (tables or auto or timeline or in_play(workload, architecture))
     numbers: list[dict[str, Any]] = []
+    task = _Task(model, workload, platform, architecture, duration, warmup, seed, chosen, early)
     n_jobs = _jobs(jobs, workload, warmup + duration, replications) if early else 1
     if n_jobs > 1:
-        task = _Task(model, workload, platform, architecture, duration, warmup, seed, chosen)
         numbers, records = _in_processes(task, seeds, n_jobs, progress)
-        seeds = []  # every replication ran in the workers
-    # The fast engine's buffers, reused only where each record's arrays are
-    # let go before the next replication writes them again.
-    buffers = None
-    if early and chosen == "fast" and seeds:
-        from simlab.fast import EventBuffers  # noqa: PLC0415 - see TYPE_CHECKING
-
-        buffers = EventBuffers()
-    for r, seed_seq in enumerate(seeds):
-        tick = None
-        if progress is not None:
-            tick = _scaled(progress, r, replications)
-        rec = run_replication(
-            model,
-            workload,
-            platform,
-            architecture,
-            duration=duration,
-            warmup=warmup,
-            seed=seed,
-            replication=r,
-            seed_seq=seed_seq,
-            progress=tick,
-            engine=chosen,
-            buffers=buffers,
-        )
-        if early:
-            numbers.append(replication_summary(rec, platform))
-            rec.columns, rec.intervals = {}, {}
-        records.append(rec)
+    else:
+        # The fast engine's buffers, reused only where each record's arrays
+        # are let go before the next replication writes them again.
+        buffers = _fast_buffers() if early and chosen == "fast" else None
+        for r, seed_seq in enumerate(seeds):
+            tick = None if progress is None else _scaled(progress, r, replications)
+            rec, summary = task.run(r, seed_seq, buffers=buffers, progress=tick)
+            if summary is not None:
+                numbers.append(summary)
+            records.append(rec)
     return _result(
         model,
         records,
@@ -355,12 +335,11 @@ def _jobs(jobs: int | None, workload: Workload, stop: float, replications: int) 
         return 1
     if jobs is not None:
         return min(jobs, replications)
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    if (cores or 1) < 2 or _expected_requests(workload, stop) * replications < (
-        PARALLEL_MIN_REQUESTS
-    ):
+    usable = os.sched_getaffinity(0) if hasattr(os, "sched_getaffinity") else None
+    cores = len(usable) if usable is not None else os.cpu_count() or 1
+    if cores < 2 or _expected_requests(workload, stop) * replications < PARALLEL_MIN_REQUESTS:
         return 1
-    return min(cores or 1, replications)
+    return min(cores, replications)
 
 
 def _expected_requests(workload: Workload, stop: float) -> float:
@@ -379,8 +358,8 @@ def _expected_requests(workload: Workload, stop: float) -> float:
 
 @dataclass(frozen=True)
 class _Task:
-    """One replication, run and summarised in a worker process
-    (``_in_processes``): what the serial loop of ``simulate`` does for it."""
+    """A run's replications, one at a time (``run``): here, or in a worker
+    process (``_in_processes``)."""
 
     model: str
     workload: Workload
@@ -390,35 +369,38 @@ class _Task:
     warmup: float
     seed: int
     engine: str
+    # Each replication summarised as it ends and its arrays let go.
+    early: bool
 
-    def __call__(
-        self, item: tuple[int, np.random.SeedSequence]
-    ) -> tuple[int, dict[str, Any], Record]:
-        r, seed_seq = item
+    def run(
+        self,
+        r: int,
+        seed_seq: np.random.SeedSequence,
+        *,
+        buffers: EventBuffers | None = None,
+        progress: Progress | None = None,
+    ) -> tuple[Record, dict[str, Any] | None]:
+        """Replication ``r``'s record, and its summary where ``early`` (the
+        record then keeps only its flags and seeds)."""
         rec = run_replication(
             self.model, self.workload, self.platform, self.architecture,
             duration=self.duration, warmup=self.warmup, seed=self.seed, replication=r,
-            seed_seq=seed_seq, engine=self.engine, buffers=_worker_buffers(self.engine),
+            seed_seq=seed_seq, progress=progress, engine=self.engine, buffers=buffers,
         )  # fmt: skip
+        if not self.early:
+            return rec, None
         numbers = replication_summary(rec, self.platform)
-        # Only the flags and seeds go back: the summary holds the numbers.
         rec.columns, rec.intervals = {}, {}
-        return r, numbers, rec
+        return rec, numbers
 
 
-# A worker's fast-engine buffers, kept from one of its replications to the
-# next (``EventBuffers``): each record's arrays are let go before it returns.
-_BUFFERS: list[EventBuffers] = []
+def _fast_buffers() -> EventBuffers:
+    """Buffers for the fast engine's event loop (``EventBuffers``), to pass to
+    the replications of one run, one after another (each record's arrays let
+    go before the next replication writes them again)."""
+    from simlab.fast import EventBuffers  # noqa: PLC0415 - see TYPE_CHECKING
 
-
-def _worker_buffers(engine: str) -> EventBuffers | None:
-    if engine != "fast":
-        return None
-    if not _BUFFERS:
-        from simlab.fast import EventBuffers  # noqa: PLC0415 - see TYPE_CHECKING
-
-        _BUFFERS.append(EventBuffers())
-    return _BUFFERS[0]
+    return EventBuffers()
 
 
 def _worker_start(parent: int) -> None:
@@ -462,19 +444,21 @@ def _worker(
     task: _Task,
     items: list[tuple[int, np.random.SeedSequence]],
     out: Any,
-    theirs: Any,
+    parents_end: Any,
     parent: int,
 ) -> None:
     """Run ``items`` one after another, sending each replication's
     ``(r, numbers, record)`` down ``out`` as it ends; a failure is sent as
-    ``(r, exception, its traceback)`` and ends the worker. ``theirs``, the
-    parent's end of the pipe, is closed here, so that a send to a parent
-    gone fails rather than fills the pipe."""
-    theirs.close()
+    ``(r, exception, its traceback)`` and ends the worker. ``parents_end``,
+    the pipe's other end (inherited by the fork), is closed here, so that a
+    send to a parent gone fails rather than fills the pipe."""
+    parents_end.close()
     _worker_start(parent)
+    buffers = _fast_buffers() if task.engine == "fast" else None
     for r, seed_seq in items:
         try:
-            out.send(task((r, seed_seq)))
+            rec, numbers = task.run(r, seed_seq, buffers=buffers)
+            out.send((r, numbers, rec))
         except BaseException as exc:  # every failure goes to the parent
             where = traceback.format_exc()
             try:

@@ -41,14 +41,7 @@ def test_replications_in_workers_are_the_serial_ones_to_the_bit(
     p = load_platform("cpython")
     arch = Architecture(workers=6)
     here = simulate(model, workload, p, arch, engine=engine, jobs=1, **RUN)
-    pools: list[int] = []
-    real = simulation._in_processes
-
-    def spied(task, seeds, n_jobs, progress):
-        pools.append(n_jobs)
-        return real(task, seeds, n_jobs, progress)
-
-    monkeypatch.setattr(simulation, "_in_processes", spied)
+    pools = _spy_pools(monkeypatch)
     side = simulate(model, workload, p, arch, engine=engine, jobs=2, **RUN)
     assert pools == [2]
     assert side.summary.engine == engine
@@ -64,16 +57,9 @@ def test_replications_in_workers_are_the_serial_ones_to_the_bit(
     assert [r.replication for r in side.records] == [0, 1, 2]
 
 
-def _children() -> set[int]:
-    return {p.pid for p in psutil.Process().children(recursive=True)}
-
-
-def _run_in_workers(monkeypatch, **kwargs) -> list[int]:
-    """The first case with jobs=2; returns the pools made (their sizes), so
-    that a test knows the workers ran (the serial path makes none). Asserts
-    that no process it started is left (this test process may have others:
-    pytest-xdist's, another test's)."""
-    before = _children()
+def _spy_pools(monkeypatch) -> list[int]:
+    """The sizes of the worker pools ``simulate`` makes from now on: a test
+    knows the workers ran (the serial path makes none)."""
     pools: list[int] = []
     real = simulation._in_processes
 
@@ -82,6 +68,19 @@ def _run_in_workers(monkeypatch, **kwargs) -> list[int]:
         return real(task, seeds, n_jobs, progress)
 
     monkeypatch.setattr(simulation, "_in_processes", spied)
+    return pools
+
+
+def _children() -> set[int]:
+    return {p.pid for p in psutil.Process().children(recursive=True)}
+
+
+def _run_in_workers(monkeypatch, **kwargs) -> list[int]:
+    """The first case with jobs=2; returns the pools made (``_spy_pools``).
+    Asserts that no process it started is left (this test process may have
+    others: pytest-xdist's, another test's)."""
+    before = _children()
+    pools = _spy_pools(monkeypatch)
     model, workload, _ = CASES[0]
     try:
         simulate(model, workload, load_platform("cpython"), Architecture(workers=6),
