@@ -61,7 +61,7 @@ from typing import Any
 
 import numpy as np
 
-from simlab.distributions import Fixed
+from simlab.distributions import Exponential, Fixed
 from simlab.errors import UserError
 from simlab.fitting import Fit, fit_robust, median_with_ci
 from simlab.gate import Budget, Gate, journalled, spent
@@ -743,7 +743,9 @@ def _from_record(r: dict[str, Any]) -> tuple[Run, dict[str, Any]]:
     workload = Workload(
         connections=w["connections"],
         rate=w["rate"],
-        think=Fixed(think) if think is not None else None,
+        # The load generator's clients think Exp(mean) (``loadgen.closed_loop``):
+        # a record keeps only the mean, and every run was measured so.
+        think=Exponential(think) if think is not None else None,
         cpu=Fixed(w["cpu_s"]),
         io=Fixed(w["io_s"]),
         calls=w["calls"],

@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 from scipy import optimize, stats
 
-from simlab.distributions import Fixed
+from simlab.distributions import Exponential, Fixed
 from simlab.params import Architecture, Platform, Workload
 from simlab.paths import usl_dir
 from simlab.provenance import (
@@ -136,10 +136,11 @@ def usl_study(
     for k, n in enumerate(levels, 1):
         tick(f"{target} at concurrency {n}", k, len(levels))
         # A client that resends as soon as it is answered; the simulation needs a
-        # positive think time, so it gets one microsecond.
+        # positive think time, so it gets one microsecond (exponential, as the
+        # load generator's clients think).
         real_w = Workload(
             connections=n,
-            think=Fixed(1e-6),
+            think=Exponential(1e-6),
             cpu=Fixed(cpu_ms / 1e3),
             io=Fixed(io_ms / 1e3),
             calls=calls,

@@ -86,12 +86,16 @@ class Dedicated(ConnectionBound):
         # The accept loops fork or spawn in turn, each paying its part of
         # every owner; the children's own starts fall on their first requests.
         ramp = math.ceil(n / arch.processes) * parent
-        made, owner = ("forking", "child") if cls.own_process else ("spawning", "thread")
+        made, owner, owners = (
+            ("forking", "child", "children")
+            if cls.own_process
+            else ("spawning", "thread", "threads")
+        )
         if ramp > warmup:
             out.append(
                 f"{made} a {owner} for each of the {n:,} connections takes at least {ramp:.3g} s, "
                 f"beyond the warm-up ({warmup:g} s): the window holds that start-up (requests "
-                f"wait for their {owner}s); raise --warmup for the steady state"
+                f"wait for their {owners}); raise --warmup for the steady state"
             )
         if workload.rate is not None and child > 0:
             # Poisson arrivals dealt over n connections: each is silent through

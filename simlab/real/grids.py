@@ -146,11 +146,12 @@ def _load_runs(quick: bool, length: float) -> list[Run]:
     # ready: a loop that wakes finds them all.
     for target in LOOP_SERVERS:
         for clients in LOOP_CLIENTS[quick]:
-            w = Workload(connections=clients, think=Fixed(1e-6), cpu=Fixed(0.001), calls=0)
+            w = Workload(connections=clients, think=Exponential(1e-6), cpu=Fixed(0.001), calls=0)
             runs.append(Run(target, w, ARCH, "batch", duration=length))
     for threads in (8, 512) if quick else (8, 64, 512, 2048):
-        # The same offered load whatever the threads: think N / THREADS_RATE each.
-        think = Fixed(threads / THREADS_RATE)
+        # The same offered load whatever the threads: think N / THREADS_RATE each,
+        # exponential, as the load generator's clients think.
+        think = Exponential(threads / THREADS_RATE)
         w = Workload(connections=threads, think=think, cpu=Fixed(0.001), io=Fixed(0.005))
         runs.append(Run("thread-per-connection", w, ARCH, "threads", duration=length))
     for target, role, rates in (
@@ -176,7 +177,7 @@ def _saturated_thread_runs(quick: bool, length: float) -> list[Run]:
     runs = []
     for threads in SATURATED_THREADS[quick]:
         w = Workload(
-            connections=threads, think=Fixed(1e-6), cpu=Fixed(0.001), io=Fixed(0.005), calls=1
+            connections=threads, think=Exponential(1e-6), cpu=Fixed(0.001), io=Fixed(0.005), calls=1
         )
         runs.append(Run("thread-per-connection", w, ARCH, "saturate", duration=length))
     # The most threads again, and as often at ten times Python's switch
@@ -211,7 +212,7 @@ def _peer_loop_runs(quick: bool, length: float) -> list[Run]:
     runs = []
     for target in PEER_LOOPS:
         for clients in LOOP_CLIENTS[quick]:
-            w = Workload(connections=clients, think=Fixed(1e-6), cpu=Fixed(0.001), calls=0)
+            w = Workload(connections=clients, think=Exponential(1e-6), cpu=Fixed(0.001), calls=0)
             runs.append(Run(target, w, ARCH, "batch", duration=length))
     return runs
 

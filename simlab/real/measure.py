@@ -54,6 +54,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import psutil
 
+from simlab.distributions import Exponential
 from simlab.errors import RunFailed, UserError
 from simlab.measured import (
     ConnectionCounts,
@@ -131,6 +132,15 @@ class MeasureOptions:
         if self.workload.trace is not None:
             raise UserError(
                 "trace: replayed traces are for simulation; measure takes --rate or --think-ms"
+            )
+        think = self.workload.think
+        if think is not None and not isinstance(think, Exponential):
+            # The load generator's clients draw Exp(mean) think times
+            # (``loadgen.closed_loop``): another shape would be simulated as
+            # given and measured as exponential, two different loads.
+            raise UserError(
+                f"think: measure's clients think an exponential time between requests "
+                f"(as --think-ms); a {type(think).__name__} think is for simulation only"
             )
         if not 0 < self.duration <= 3600:
             raise UserError(f"duration(={self.duration:g}) must be in (0, 3600] seconds")
