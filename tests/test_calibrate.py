@@ -12,12 +12,13 @@ import pytest
 
 from simlab import calibrate as cal
 from simlab import load_platform, simulate
-from simlab.distributions import Fixed
+from simlab.distributions import Exponential, Fixed
 from simlab.errors import UserError
 from simlab.fitting import fit_robust
 from simlab.journal import journal_dir
 from simlab.params import Architecture, Workload
 from simlab.real.grids import SLOW_SWITCH_MS, UNFITTED, Run, grid
+from simlab.real.measure import MeasureOptions
 from simlab.real.options import SERVER_MODELS
 from simlab.real.peers import PEERS
 
@@ -564,6 +565,28 @@ def test_fork_law_parameters_take_the_intercept_from_the_servers_children() -> N
     assert cal.fork_law_parameters(None, child, params, preset) == {}
     flat = {"points": _law_points(180.0, 0.0, 4.0, seed=1)}
     assert cal.fork_law_parameters(flat, child, params, preset) == {}
+
+
+def test_closed_loops_are_simulated_as_the_load_generator_thinks() -> None:
+    # The load generator's clients think Exp(mean) between requests. A Fixed
+    # 3.2 s think kept the model's 512 clients in step (a wave every 3.2 s: p50
+    # 292 ms where the run measured 8 ms), so every closed loop of the grid
+    # and every record read back for a refit thinks exponentially...
+    closed = [run for run in grid(False) if run.workload.think is not None]
+    assert closed and all(isinstance(r.workload.think, Exponential) for r in closed)
+    from pathlib import Path  # noqa: PLC0415 - only this test
+
+    saved = json.loads(
+        (Path(__file__).resolve().parents[1] / "data/profiles/cpython.json").read_text()
+    )
+    record = next(r for r in saved["runs"] if r["workload"].get("think_s"))
+    run, _ = cal._from_record(record)
+    assert run.workload.think == Exponential(record["workload"]["think_s"])
+    # ... and measure refuses a think it would not run as given.
+    fixed = run.workload.with_(think=Fixed(1.0))
+    with pytest.raises(UserError, match="^think: .*Fixed think is for simulation only"):
+        MeasureOptions("thread-per-connection", fixed, Architecture())
+    MeasureOptions("thread-per-connection", run.workload, Architecture())
 
 
 def test_a_refit_keeps_where_and_how_its_runs_were_measured() -> None:
