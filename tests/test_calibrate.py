@@ -584,7 +584,7 @@ def test_closed_loops_are_simulated_as_the_load_generator_thinks() -> None:
     assert run.workload.think == Exponential(record["workload"]["think_s"])
     # ... and measure refuses a think it would not run as given.
     fixed = run.workload.with_(think=Fixed(1.0))
-    with pytest.raises(UserError, match="^think: .*Fixed think is for simulation only"):
+    with pytest.raises(UserError, match=r"^think: .*Fixed think is for simulation only"):
         MeasureOptions("thread-per-connection", fixed, Architecture())
     MeasureOptions("thread-per-connection", run.workload, Architecture())
 
