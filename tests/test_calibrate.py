@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from collections import Counter
 from dataclasses import replace
+from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np
@@ -21,6 +22,13 @@ from simlab.real.grids import SLOW_SWITCH_MS, UNFITTED, Run, grid
 from simlab.real.measure import MeasureOptions
 from simlab.real.options import SERVER_MODELS
 from simlab.real.peers import PEERS
+
+# The repository's calibrated profile, with its runs (the tests' frozen profile keeps none).
+COMMITTED = Path(__file__).resolve().parents[1] / "data/profiles/cpython.json"
+
+
+def _committed_profile() -> dict:
+    return json.loads(COMMITTED.read_text())
 
 
 def test_robust_fit_recovers_known_parameters_inside_its_intervals() -> None:
@@ -325,11 +333,7 @@ def test_fit_child_kernel_recovers_a_planted_cost_from_the_committed_runs() -> N
     # replaced by what the server, threads and connections cost plus 200 KiB
     # a child: the fit finds 200 and calls it identified; the other servers'
     # runs play no part.
-    from pathlib import Path  # noqa: PLC0415 - only this test
-
-    profile = json.loads(
-        (Path(__file__).resolve().parents[1] / "data/profiles/cpython.json").read_text()
-    )
+    profile = _committed_profile()
     platform = load_platform("cpython")
     results = [cal._from_record(r) for r in profile["runs"]]
     planted = []
@@ -422,11 +426,7 @@ def test_refit_measures_only_the_grid_runs_the_profile_lacks(tmp_path, monkeypat
     # A profile saved before uvicorn's closed loops joined the grid: the refit
     # with measure_missing measures exactly those, each with the seed a full
     # calibration gives it (its place in the grid), and fits them with the rest.
-    from pathlib import Path  # noqa: PLC0415 - only this test
-
-    profile = json.loads(
-        (Path(__file__).resolve().parents[1] / "data/profiles/cpython.json").read_text()
-    )
+    profile = _committed_profile()
     profile["runs"] = [
         r for r in profile["runs"] if (r["target"], r["role"]) != ("uvicorn", "batch")
     ]
@@ -477,10 +477,7 @@ def test_refit_measures_only_the_grid_runs_the_profile_lacks(tmp_path, monkeypat
 def test_a_refit_reuses_the_saved_benchmarks_and_measures_only_a_missing_one(
     tmp_path, monkeypatch
 ) -> None:
-    from pathlib import Path  # noqa: PLC0415 - as the test above
-
-    committed = Path(__file__).resolve().parents[1] / "data/profiles/cpython.json"
-    profile = json.loads(committed.read_text())
+    profile = _committed_profile()
     saved_probe = profile["probe_benchmark"]
     del profile["gil_wake_benchmark"]  # a profile from before the benchmark
     (tmp_path / "mine.json").write_text(json.dumps(profile))
@@ -569,17 +566,12 @@ def test_fork_law_parameters_take_the_intercept_from_the_servers_children() -> N
 
 def test_closed_loops_are_simulated_as_the_load_generator_thinks() -> None:
     # The load generator's clients think Exp(mean) between requests. A Fixed
-    # 3.2 s think kept the model's 512 clients in step (a wave every 3.2 s: p50
-    # 292 ms where the run measured 8 ms), so every closed loop of the grid
-    # and every record read back for a refit thinks exponentially...
+    # 3.41 s think kept the model's 512 clients in step (a wave every think:
+    # p50 about 290 ms where the run measured 8 ms), so every closed loop of
+    # the grid and every record read back for a refit thinks exponentially...
     closed = [run for run in grid(False) if run.workload.think is not None]
     assert closed and all(isinstance(r.workload.think, Exponential) for r in closed)
-    from pathlib import Path  # noqa: PLC0415 - only this test
-
-    saved = json.loads(
-        (Path(__file__).resolve().parents[1] / "data/profiles/cpython.json").read_text()
-    )
-    record = next(r for r in saved["runs"] if r["workload"].get("think_s"))
+    record = next(r for r in _committed_profile()["runs"] if r["workload"].get("think_s"))
     run, _ = cal._from_record(record)
     assert run.workload.think == Exponential(record["workload"]["think_s"])
     # ... and measure refuses a think it would not run as given.
@@ -593,12 +585,7 @@ def test_a_refit_keeps_where_and_how_its_runs_were_measured() -> None:
     # A run's record, read back for a refit and written again, keeps how the
     # gate let it in; the refitted profile keeps the machine, revision and time
     # its runs were measured at, and says apart where it was fitted again.
-    from pathlib import Path  # noqa: PLC0415 - only this test
-
-    saved = json.loads(
-        (Path(__file__).resolve().parents[1] / "data/profiles/cpython.json").read_text()
-    )
-    record = next(r for r in saved["runs"] if "gate" in r["measured"])
+    record = next(r for r in _committed_profile()["runs"] if "gate" in r["measured"])
     run, s = cal._from_record(record)
     assert cal._run_record(run, s)["measured"]["gate"] == record["measured"]["gate"]
     previous = {"created": "20260101T000000Z", "git_revision": "abc", "machine": {"cpu": "Xeon"}}

@@ -13,23 +13,13 @@ import simlab
 from simlab import Architecture, Trace, Workload, theory
 from simlab.distributions import Exponential, Fixed, LogNormal
 from simlab.fast import reason_not_fast
-from simlab.models import get_model
 
 IDEAL = simlab.load_platform("ideal")
 MANY = 10**12
 COLUMNS = ["arrival", "admit", "start", "end", "service", "cpu", "worker", "process", "outcome"]
 
 
-def steady(model, workload, platform):
-    """The platform of the model's steady state. Under a GIL, thread-per-connection
-    spawns its persistent connections' threads as the run starts, which only the
-    DES runs (``Dedicated.ramps_at_start``): the engines are compared once every
-    thread exists (the planner's state)."""
-    return get_model(model).steady_platform(workload, platform)
-
-
 def both(model, workload, platform, arch, **run):
-    platform = steady(model, workload, platform)
     des = simlab.simulate(model, workload, platform, arch, engine="des", **run)
     fast = simlab.simulate(model, workload, platform, arch, engine="fast", **run)
     assert fast.summary.engine == "fast" and des.summary.engine == "des"
@@ -253,8 +243,7 @@ def test_calibrated_profile_matches_the_des_request_for_request(model, workload,
     assert des.summary.to_dict() | {"engine": "fast"} == fast.summary.to_dict()
     # The mechanisms act on what was compared: without wake-ups, or without
     # the GIL, the same requests get other CPU times or other starts and ends.
-    for changed in (cpy.with_(wake_us=0.0), cpy.with_(gil=False)):
-        off = steady(model, workload, changed)
+    for off in (cpy.with_(wake_us=0.0), cpy.with_(gil=False)):
         other = simlab.simulate(model, workload, off, arch, engine="fast", **run).requests
         moved = [c for c in ("start", "end", "cpu") if not other[c].equals(fast.requests[c])]
         if model in ("async", "process-per-connection") and not off.gil:
@@ -301,7 +290,6 @@ GIL_RUN = {"duration": 12.0, "warmup": 1.0, "replications": 2}
 def fast_as_des(model, workload, platform, arch, **run):
     """The fast engine's run of a case it covers, checked request for request
     and summary for summary against the DES's."""
-    platform = steady(model, workload, platform)
     assert reason_not_fast(model, workload, platform, arch) is None
     des, fast = both(model, workload, platform, arch, **run)
     assert_same_requests(des, fast)
@@ -317,8 +305,8 @@ def test_gil_handed_out_of_order_matches_the_des(model, workload, arch, share):
     fast = fast_as_des(model, workload, cpy, arch, **GIL_RUN)
     # The hand-off's order acts on what was compared: in order, the same
     # requests start or end at other times.
-    fifo = steady(model, workload, cpy.with_(gil_fifo_share=1.0))
-    fifo = simlab.simulate(model, workload, fifo, arch, engine="fast", **GIL_RUN).requests
+    fifo = simlab.simulate(model, workload, cpy.with_(gil_fifo_share=1.0), arch, engine="fast",
+                           **GIL_RUN).requests  # fmt: skip
     assert [c for c in ("start", "end") if not fifo[c].equals(fast.requests[c])]
 
 
@@ -329,8 +317,8 @@ def test_gil_waiters_polls_match_the_des(model, workload, arch):
     cpy = cpy.with_(gil_interval_us=cpy.gil_interval_us or 5000.0, gil_poll_us=40.0)
     fast = fast_as_des(model, workload, cpy, arch, **GIL_RUN)
     # The polls act on what was compared: without them, requests end earlier.
-    off = steady(model, workload, cpy.with_(gil_poll_us=0.0))
-    off = simlab.simulate(model, workload, off, arch, engine="fast", **GIL_RUN)
+    off = simlab.simulate(model, workload, cpy.with_(gil_poll_us=0.0), arch, engine="fast",
+                          **GIL_RUN)  # fmt: skip
     assert off.summary.cpu_busy_cores < fast.summary.cpu_busy_cores
 
 
@@ -354,8 +342,8 @@ def test_gil_waiters_wake_ups_match_the_des(model, workload, arch, cores):
     cpy = cpy.with_(gil_interval_us=cpy.gil_interval_us or 5000.0, gil_poll_us=0.0,
                     gil_wake_us=60.0, cores=cores)  # fmt: skip
     fast = fast_as_des(model, workload, cpy, arch, **GIL_RUN)
-    off = steady(model, workload, cpy.with_(gil_wake_us=0.0))
-    off = simlab.simulate(model, workload, off, arch, engine="fast", **GIL_RUN)
+    off = simlab.simulate(model, workload, cpy.with_(gil_wake_us=0.0), arch, engine="fast",
+                          **GIL_RUN)  # fmt: skip
     assert off.summary.cpu_busy_cores < fast.summary.cpu_busy_cores
     if cores is not None and arch.processes > 1:
         # Two processes' holders can fill both cores: then the waiters' CPU
@@ -484,16 +472,12 @@ def test_wait_distributions_agree_across_engines_and_with_erlang_c():
 def test_reasons_for_not_fast():
     w = Workload(connections=100, rate=10.0)
     cpy = simlab.load_platform("cpython")
-    # Under a GIL a thread per persistent connection is spawned as the run
-    # starts, each in turn with the threads serving: only the DES runs it.
-    ramp = reason_not_fast("thread-per-connection", w, cpy, Architecture())
-    assert "made as the run starts" in (ramp or "")
     for model in simlab.MODELS:
-        assert reason_not_fast(model, w, steady(model, w, cpy), Architecture()) is None, model
+        assert reason_not_fast(model, w, cpy, Architecture()) is None, model
     # A GIL handed out of order reads uniforms drawn ahead, as the DES does.
     convoy = cpy.with_(gil_fifo_share=0.0)
     for model in simlab.MODELS:
-        assert reason_not_fast(model, w, steady(model, w, convoy), Architecture()) is None, model
+        assert reason_not_fast(model, w, convoy, Architecture()) is None, model
     neighbours = cpy.with_(client_cpu_us=20.0)
     assert "client_cpu_us" in (reason_not_fast("reactor-pool", w, neighbours, Architecture()) or "")
     keep_alive = Workload(connections=100, rate=10.0, requests_per_connection=3)

@@ -36,68 +36,51 @@ class Dedicated(ConnectionBound):
     def base_levels(self) -> dict[str, int]:
         w = self.workload
         per_conn = w.connections if w.persistent else 0
-        # Owners made as the run starts are intervals, not constants.
-        owners = 0 if self.ramps_at_start(w, self.platform) else per_conn
+        # Children forked as the run starts are intervals, not constants.
+        owners = 0 if self.forks_at_start(w, self.platform) else per_conn
         return self.levels(owners, per_conn, forks=owners if self.own_process else 0)
 
     @classmethod
-    def ramps_at_start(cls, workload: Workload, platform: Platform) -> bool:
-        """Persistent connections' owners are made as the run starts, one
-        connection at a time by the accepting thread, while the owners made
-        already serve; a connection's requests wait for their owner.
-
-        Modelled for a fork whose cost is split (``fork_child_us`` > 0, a
-        calibrated profile: the child's own start falls on its first
-        request), and for threads spawned under a GIL (``spawn_us`` > 0): the
-        acceptor takes the GIL for each spawn, in turn with every thread
-        already serving, so under load the owners come over seconds, not at
-        once (measured: closed loops of 300 clients kept 85 to 174 threads
-        alive on average, not 301). Otherwise every owner is there from the
-        start."""
-        if not workload.persistent:
-            return False
-        if cls.own_process:
-            return platform.fork_child_us > 0
-        return platform.gil and cls.accept_split(workload, platform)[0] > 0
+    def forks_at_start(cls, workload: Workload, platform: Platform) -> bool:
+        """Persistent connections' children are forked as the run starts, one
+        connection at a time by the accepting process; a connection's requests
+        wait for its child, whose own start falls on its first request.
+        Modelled where the fork's cost is split (``fork_child_us`` > 0, a
+        calibrated profile): under load the children then come over seconds,
+        not at once. Otherwise every child is there from the start."""
+        return cls.own_process and workload.persistent and platform.fork_child_us > 0
 
     @classmethod
     def steady_platform(cls, workload: Workload, platform: Platform) -> Platform:
-        """Persistent connections' owners all made: each is made once, so in
-        the steady state none is left to make, and a run that starts with
-        them (the whole fork or spawn on the accept loop, which no connection
-        opens again) is that state from its first second, where forking
-        10,000 of them as the run starts would hold a planner's check for a
-        minute of simulated start-up."""
-        if not cls.ramps_at_start(workload, platform):
-            return platform
-        if cls.own_process:
+        """Persistent connections' children all forked: each is forked once, so
+        in the steady state none is left to fork, and a run that starts with
+        them (the whole fork on the accept loop, which no connection opens
+        again) is that state from its first second, where forking 10,000 of
+        them as the run starts would hold a planner's check for a minute of
+        simulated start-up."""
+        if cls.forks_at_start(workload, platform):
             return platform.with_(fork_child_us=0.0)
-        return platform.with_(spawn_us=0.0)
+        return platform
 
     @classmethod
     def start_warnings(
         cls, workload: Workload, platform: Platform, arch: Architecture, warmup: float
     ) -> list[str]:
-        if not cls.ramps_at_start(workload, platform):
+        if not cls.forks_at_start(workload, platform):
             return []
         parent, child, _ = cls.accept_split(workload, platform)
         n = workload.connections
         out = []
-        # The accept loops fork or spawn in turn, each paying its part of
-        # every owner; the children's own starts fall on their first requests.
+        # The accept loops fork in turn, each paying its os.fork() calls; the
+        # children's own starts fall on their first requests.
         ramp = math.ceil(n / arch.processes) * parent
-        made, owner, owners = (
-            ("forking", "child", "children")
-            if cls.own_process
-            else ("spawning", "thread", "threads")
-        )
         if ramp > warmup:
             out.append(
-                f"{made} a {owner} for each of the {n:,} connections takes at least {ramp:.3g} s, "
+                f"forking a child for each of the {n:,} connections takes at least {ramp:.3g} s, "
                 f"beyond the warm-up ({warmup:g} s): the window holds that start-up (requests "
-                f"wait for their {owners}); raise --warmup for the steady state"
+                "wait for their children); raise --warmup for the steady state"
             )
-        if workload.rate is not None and child > 0:
+        if workload.rate is not None:
             # Poisson arrivals dealt over n connections: each is silent through
             # the warm-up with probability exp(-rate x warmup / n).
             silent = n * math.exp(-workload.rate * warmup / n)
@@ -111,40 +94,40 @@ class Dedicated(ConnectionBound):
         return out
 
     def start_arrivals(self) -> None:
-        self._made: dict[int, simpy.Event] = {}
+        self._forked: dict[int, simpy.Event] = {}
         # Children forked as the run starts that have not served yet: each
         # pays its own start with its first request (``_serve_queue``).
         self._unstarted: set[int] = set()
-        if self.ramps_at_start(self.workload, self.platform):
+        if self.forks_at_start(self.workload, self.platform):
             # The load generator opens every connection at the start: each
-            # process's accept loop forks or spawns for its connections in turn.
+            # process's accept loop forks for its connections in turn.
             by_process: dict[int, list[int]] = {}
             for conn in range(self.workload.connections):
-                self._made[conn] = self.env.event()
+                self._forked[conn] = self.env.event()
                 by_process.setdefault(self.process_of(conn), []).append(conn)
             for process, conns in by_process.items():
-                self.env.process(self._make_all(process, conns))
+                self.env.process(self._fork_all(process, conns))
         super().start_arrivals()
 
-    def _make_all(self, process: int, conns: list[int]) -> Generator[simpy.Event, Any, None]:
+    def _fork_all(self, process: int, conns: list[int]) -> Generator[simpy.Event, Any, None]:
         acceptor, gil = self.acceptors[process], self.cpu.gil(process)
         for conn in conns:
             if self._accept_cost > 0:
                 yield from self.cpu.run(gil, self._accept_cost, 0, process, lock=acceptor)
             self.open_interval("threads")
-            if self.own_process:
-                self.open_interval("forks")
-            if self._child_start > 0:
-                self._unstarted.add(conn)
-            self._made[conn].succeed()
+            self.open_interval("forks")
+            self._unstarted.add(conn)
+            self._forked[conn].succeed()
 
     def _serve_queue(
         self, i: int, conn: int, worker: int, process: int
     ) -> Generator[simpy.Event, Any, None]:
-        made = self._made.get(conn)
-        if made is not None and not made.processed:
-            # Its requests wait, unread in the socket, until its owner is made.
-            yield made
+        forked = (
+            self._forked.get(conn) if self.forks_at_start(self.workload, self.platform) else None
+        )
+        if forked is not None and not forked.processed:
+            # Its requests wait, unread in the socket, until its child is forked.
+            yield forked
         if conn in self._unstarted:
             # The child's own start (``fork_child_us``: the copy-on-write faults
             # as it first touches its pages) falls on its first request, not
@@ -185,8 +168,8 @@ class Dedicated(ConnectionBound):
 
     @classmethod
     def _fast_limits(cls, workload: Workload, platform: Platform, arch: Architecture) -> str | None:
-        if cls.ramps_at_start(workload, platform):
-            return "persistent connections' owners are made as the run starts (the DES)"
+        if cls.forks_at_start(workload, platform):
+            return "persistent connections' children are forked as the run starts (the DES)"
         if workload.requests_per_connection is None:
             return None
         if cls.request_cost(workload).accept_s(platform) > 0:

@@ -115,9 +115,9 @@ def test_a_planner_sizes_persistent_children_in_their_steady_state() -> None:
     model = get_model("process-per-connection")
     p = cpython().with_(fork_us=FORK_US, fork_child_us=FORK_US - PARENT_US, cores=2)
     persistent = WORK.with_(connections=200, requests_per_connection=None, rate=60.0)
-    assert model.ramps_at_start(persistent, p)
+    assert model.forks_at_start(persistent, p)
     steady = model.steady_platform(persistent, p)
-    assert not model.ramps_at_start(persistent, steady)
+    assert not model.forks_at_start(persistent, steady)
     cold = simulate("process-per-connection", persistent, p, Architecture(), duration=3.0,
                     warmup=0.5, seed=3, replications=2).summary  # fmt: skip
     warm = simulate("process-per-connection", persistent, steady, Architecture(), duration=3.0,
