@@ -296,9 +296,7 @@ def simulate(
     if n_jobs > 1:
         numbers, records = _in_processes(task, seeds, n_jobs, progress)
     else:
-        # The fast engine's buffers, reused only where each record's arrays
-        # are let go before the next replication writes them again.
-        buffers = _fast_buffers() if early and chosen == "fast" else None
+        buffers = task.buffers()
         for r, seed_seq in enumerate(seeds):
             tick = None if progress is None else _scaled(progress, r, replications)
             rec, summary = task.run(r, seed_seq, buffers=buffers, progress=tick)
@@ -393,14 +391,16 @@ class _Task:
         rec.columns, rec.intervals = {}, {}
         return rec, numbers
 
+    def buffers(self) -> EventBuffers | None:
+        """Buffers for the fast engine's event loop (``EventBuffers``), to pass
+        to this run's replications one after another: only where each
+        record's arrays are let go (``early``) before the next replication
+        writes them again."""
+        if not (self.early and self.engine == "fast"):
+            return None
+        from simlab.fast import EventBuffers  # noqa: PLC0415 - see TYPE_CHECKING
 
-def _fast_buffers() -> EventBuffers:
-    """Buffers for the fast engine's event loop (``EventBuffers``), to pass to
-    the replications of one run, one after another (each record's arrays let
-    go before the next replication writes them again)."""
-    from simlab.fast import EventBuffers  # noqa: PLC0415 - see TYPE_CHECKING
-
-    return EventBuffers()
+        return EventBuffers()
 
 
 def _worker_start(parent: int) -> None:
@@ -454,7 +454,7 @@ def _worker(
     send to a parent gone fails rather than fills the pipe."""
     parents_end.close()
     _worker_start(parent)
-    buffers = _fast_buffers() if task.engine == "fast" else None
+    buffers = task.buffers()
     for r, seed_seq in items:
         try:
             rec, numbers = task.run(r, seed_seq, buffers=buffers)
