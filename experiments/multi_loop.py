@@ -22,7 +22,8 @@ import matplotlib.pyplot as plt
 import pandas as pd
 
 import simlab
-from simlab import Architecture, Exponential, Fixed, Workload
+from simlab import Architecture, Fixed, Workload
+from simlab.distributions import RESEND_AT_ONCE
 from simlab.experiment import Experiment, arguments, rewrite_findings
 from simlab.findings import compare
 
@@ -39,7 +40,7 @@ MORE = 1.5  # "uses more cores": at least 1.5x one loop's throughput
 
 def workload() -> Workload:
     return Workload(
-        connections=CLIENTS, think=Exponential(1e-6), cpu=Fixed(CPU_MS / 1e3), io=Fixed(IO_MS / 1e3)
+        connections=CLIENTS, think=RESEND_AT_ONCE, cpu=Fixed(CPU_MS / 1e3), io=Fixed(IO_MS / 1e3)
     )
 
 

@@ -25,7 +25,8 @@ import matplotlib.pyplot as plt
 import pandas as pd
 
 import simlab
-from simlab import Architecture, Exponential, Fixed, Workload
+from simlab import Architecture, Fixed, Workload
+from simlab.distributions import RESEND_AT_ONCE
 from simlab.experiment import Experiment, arguments, rewrite_findings
 from simlab.findings import RESIDENT, compare, hypothesis, measured_definition
 from simlab.real.measure import MeasureOptions, measure
@@ -55,7 +56,7 @@ MORE_CORES = 1.5  # without the GIL, one process "uses more cores" at 1.5x its G
 def workload() -> Workload:
     # Closed loop: each client resends when answered (think: one microsecond).
     return Workload(
-        connections=CLIENTS, think=Exponential(1e-6), cpu=Fixed(CPU_MS / 1e3), io=Fixed(IO_MS / 1e3)
+        connections=CLIENTS, think=RESEND_AT_ONCE, cpu=Fixed(CPU_MS / 1e3), io=Fixed(IO_MS / 1e3)
     )
 
 

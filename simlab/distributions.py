@@ -21,6 +21,7 @@ if TYPE_CHECKING:
     FloatArray = NDArray[np.float64]
 
 __all__ = [
+    "RESEND_AT_ONCE",
     "Distribution",
     "Empirical",
     "Exponential",
@@ -99,6 +100,12 @@ class Exponential:
 
     def __repr__(self) -> str:
         return f"Exponential({self.mean!r})"
+
+
+# A closed loop's client that resends as soon as it is answered: the simulation
+# needs a positive think time, so it gets one microsecond, and exponential, as
+# the real load generator's clients think (``simlab.real.loadgen``).
+RESEND_AT_ONCE = Exponential(1e-6)
 
 
 @dataclass(frozen=True)

@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 from scipy import optimize, stats
 
-from simlab.distributions import Exponential, Fixed
+from simlab.distributions import RESEND_AT_ONCE, Fixed
 from simlab.params import Architecture, Platform, Workload
 from simlab.paths import usl_dir
 from simlab.provenance import (
@@ -135,12 +135,10 @@ def usl_study(
     points: list[dict[str, Any]] = []
     for k, n in enumerate(levels, 1):
         tick(f"{target} at concurrency {n}", k, len(levels))
-        # A client that resends as soon as it is answered; the simulation needs a
-        # positive think time, so it gets one microsecond (exponential, as the
-        # load generator's clients think).
+        # A client that resends as soon as it is answered.
         real_w = Workload(
             connections=n,
-            think=Exponential(1e-6),
+            think=RESEND_AT_ONCE,
             cpu=Fixed(cpu_ms / 1e3),
             io=Fixed(io_ms / 1e3),
             calls=calls,

@@ -14,7 +14,7 @@ import os
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
-from simlab.distributions import Exponential, Fixed
+from simlab.distributions import RESEND_AT_ONCE, Exponential, Fixed
 from simlab.params import Architecture, Fanout, Platform, Workload
 from simlab.real.options import SERVER_MODELS
 from simlab.real.peers import PEERS, REGISTRY
@@ -146,7 +146,7 @@ def _load_runs(quick: bool, length: float) -> list[Run]:
     # ready: a loop that wakes finds them all.
     for target in LOOP_SERVERS:
         for clients in LOOP_CLIENTS[quick]:
-            w = Workload(connections=clients, think=Exponential(1e-6), cpu=Fixed(0.001), calls=0)
+            w = Workload(connections=clients, think=RESEND_AT_ONCE, cpu=Fixed(0.001), calls=0)
             runs.append(Run(target, w, ARCH, "batch", duration=length))
     for threads in (8, 512) if quick else (8, 64, 512, 2048):
         # The same offered load whatever the threads: think N / THREADS_RATE each,
@@ -177,7 +177,7 @@ def _saturated_thread_runs(quick: bool, length: float) -> list[Run]:
     runs = []
     for threads in SATURATED_THREADS[quick]:
         w = Workload(
-            connections=threads, think=Exponential(1e-6), cpu=Fixed(0.001), io=Fixed(0.005), calls=1
+            connections=threads, think=RESEND_AT_ONCE, cpu=Fixed(0.001), io=Fixed(0.005), calls=1
         )
         runs.append(Run("thread-per-connection", w, ARCH, "saturate", duration=length))
     # The most threads again, and as often at ten times Python's switch
@@ -212,7 +212,7 @@ def _peer_loop_runs(quick: bool, length: float) -> list[Run]:
     runs = []
     for target in PEER_LOOPS:
         for clients in LOOP_CLIENTS[quick]:
-            w = Workload(connections=clients, think=Exponential(1e-6), cpu=Fixed(0.001), calls=0)
+            w = Workload(connections=clients, think=RESEND_AT_ONCE, cpu=Fixed(0.001), calls=0)
             runs.append(Run(target, w, ARCH, "batch", duration=length))
     return runs
 
