@@ -330,7 +330,9 @@ def findings(df: pd.DataFrame, *, cpu_ms: float) -> str:
             f"a fall ({rule}), so many runnable threads cost throughput here, as SEDA measured."
             if falls
             else f"not a fall ({rule}), so the cost of many runnable threads that SEDA "
-            "measured on 2001 hardware does not show on this machine."
+            "measured on 2001 hardware does not show in this closed loop, where each "
+            "client waits for its answer (experiments/gil_overload_collapse.py gives every "
+            "thread work waiting)."
         )
     )
     if top["concurrency"] in set(asy["concurrency"]):

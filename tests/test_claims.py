@@ -149,5 +149,24 @@ def test_threads_heavy_follows_the_profile(root: Path) -> None:
     for key in ("thread_kib", "thread_kernel_kib"):
         profile["parameters"][key]["value"] = 0.4
     path.write_text(json.dumps(profile))
-    assert before == "refined"
+    # Heavy in memory, and in switching: past its capacity the most threads serve
+    # less than the fewest, beyond their runs (gil_overload_collapse).
+    assert before == "confirmed"
+    assert _verdict(root, "threads-heavy-coroutines-light") == "refined"
+    # Neither: the most threads waiting serve as much as the fewest.
+    table, df = _table(root, "gil_overload_collapse")
+    m = (df["source"] == "measured") & (df["switch_ms"] == 5.0)
+    df.loc[m, "throughput_rps"] = 300.0
+    df.to_csv(table, index=False)
     assert _verdict(root, "threads-heavy-coroutines-light") == "contradicted"
+
+
+def test_threads_heavy_in_switching_needs_the_fall_beyond_the_runs(root: Path) -> None:
+    table, df = _table(root, "gil_overload_collapse")
+    m = (df["source"] == "measured") & (df["switch_ms"] == 5.0)
+    top = m & (df["concurrency"] == df.loc[m, "concurrency"].max())
+    # One run of the most threads as fast as the fewest: the fall is within the runs.
+    df.loc[top & (df["repeat"] == 0), "throughput_rps"] = df.loc[m, "throughput_rps"].max()
+    df.to_csv(table, index=False)
+    (row,) = ledger(root, only=["threads-heavy-coroutines-light"])
+    assert row.verdict == "refined" and "not beyond their noise" in row.reason

@@ -161,6 +161,23 @@ def test_thread_count_collapse(tmp_path: Path) -> None:
 
 
 @pytest.mark.real  # it starts real servers on loopback
+def test_gil_overload_collapse(tmp_path: Path) -> None:
+    df = run("gil_overload_collapse", tmp_path / "goc")
+    assert set(df["source"]) == {"measured", "simulated", "what-if"}
+    measured = df[df["source"] == "measured"]
+    # Every level measured at both switch intervals, and served something.
+    assert set(zip(measured["concurrency"], measured["switch_ms"], strict=True)) == {
+        (n, s) for n in (25, 200) for s in (5.0, 50.0)
+    }
+    assert (measured["throughput_rps"] > 0).all() and (measured["cpu_ms_per_request"] > 0).all()
+    # Past its capacity: the offered 600 req/s of 2 ms each is more than one core serves.
+    assert (measured["throughput_rps"] < 600).all()
+    what_if = df[df["source"] == "what-if"]
+    assert len(set(what_if["poll_us"])) >= 3
+    assert "gil_poll_us" in (tmp_path / "goc" / "findings.md").read_text()
+
+
+@pytest.mark.real  # it starts real servers on loopback
 def test_multicore(tmp_path: Path) -> None:
     df = run("multicore", tmp_path / "mc")
     sim = df[(df["source"] == "simulated") & (df["model"] == "async") & df["gil"]]

@@ -175,6 +175,7 @@ def test_results_is_the_table_as_saved_and_findings_only_rewrites(tmp_path: Path
         "callbacks_vs_coroutines",
         "coordinated_omission",
         "flash_sale",
+        "gil_overload_collapse",
         "multicore",
         "python_server_journey",
         "retry_storm",
@@ -200,6 +201,65 @@ def test_committed_findings_are_what_the_rules_say(
 # --- each experiment: the committed table, then the evidence reversed ---------------
 
 
+def _served(df: pd.DataFrame, source: str, switch: float, by_level: dict[int, float]) -> None:
+    """Every row of ``source`` at ``switch`` serves its level's value (each repeat alike)."""
+    for n, value in by_level.items():
+        _set(df, (df["source"] == source) & (df["switch_ms"] == switch) & (df["concurrency"] == n),
+             "throughput_rps", value)  # fmt: skip
+
+
+def test_gil_overload_collapse_flips_with_the_table() -> None:
+    goc = script("gil_overload_collapse")
+    p = params("gil_overload_collapse")
+    kwargs = {
+        "profile_poll_us": float(p["profile_gil_poll_us"]),
+        "profile_poll_identified": bool(p["profile_gil_poll_identified"]),
+        "profile_speed_ops_s": float(p.get("profile_speed_ops_s") or math.nan),
+    }
+    df = committed("gil_overload_collapse")
+    levels = sorted(df["concurrency"].unique())
+    lo, hi = levels[0], levels[-1]
+
+    def measured(at5: dict[int, float], at50: dict[int, float]) -> pd.DataFrame:
+        out = df.copy()
+        _served(out, "measured", 5.0, at5)
+        _served(out, "measured", 50.0, at50)
+        return out
+
+    flat = dict.fromkeys(levels, 400.0)
+    falling = {n: 400.0 - 150.0 * k / (len(levels) - 1) for k, n in enumerate(levels)}
+
+    # No fall at 5 ms: no collapse, nothing for the interval to explain.
+    text = goc.findings(measured(flat, flat), **kwargs)
+    assert "within 10%: no collapse" in sentence(text, "At Python's 5 ms switch interval")
+    assert "no fall for the interval to explain" in text
+
+    # A fall at 5 ms that the long interval takes away: the wake-ups are named.
+    text = goc.findings(measured(falling, flat), **kwargs)
+    assert "a collapse, the more threads the less served" in sentence(text, "At Python's 5 ms")
+    assert "of the fall is left (under 50%)" in text and "Hypothesis" not in text
+    assert "does not reproduce the measured collapse" in sentence(text, "The calibrated model")
+
+    # The same fall at both intervals: the interval does not explain it.
+    text = goc.findings(measured(falling, falling), **kwargs)
+    assert "the switch interval does not explain it" in text and "Hypothesis" in text
+
+    # Repeats whose ranges meet: a fall, but not beyond the repeats.
+    noisy = measured(falling, flat)
+    top = (noisy["source"] == "measured") & (noisy["switch_ms"] == 5.0)
+    _set(noisy, top & (noisy["concurrency"] == hi) & (noisy["repeat"] == 0), "throughput_rps",
+         410.0)  # fmt: skip
+    text = goc.findings(noisy, **kwargs)
+    assert "not beyond the repeats" in sentence(text, "At Python's 5 ms")
+
+    # The model made to fall as the server does: it reproduces the change.
+    both = measured(falling, flat)
+    _served(both, "simulated", 5.0, falling)
+    text = goc.findings(both, **kwargs)
+    assert "it reproduces the measured change" in sentence(text, "The calibrated model")
+    assert f"with {lo} threads" in text
+
+
 def test_thread_count_collapse_latency_and_collapse_flip() -> None:
     tc = script("thread_count_collapse")
     df = committed("thread_count_collapse")
@@ -213,7 +273,7 @@ def test_thread_count_collapse_latency_and_collapse_flip() -> None:
     assert "SEDA's Figure 4 shape." in text
     assert "no collapse is shown" in sentence(text, "**thread-per-connection**", "USL")
     assert "not a fall" in sentence(text, "With 256 threads")
-    assert "does not show on this machine" in text
+    assert "does not show in this closed loop" in text
     assert "level off at or below one core's worth" in text
 
     # Latency made exactly Little's N / X for threads, and flat for async.

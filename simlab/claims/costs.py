@@ -213,7 +213,8 @@ def few_threads(ev: Evidence) -> Finding:
     "多核的多线程虽然是并发，但是太重量，切换时间和内存消耗都比较大，而协程很轻",
     "Threads are heavy (switching time and memory); coroutines are light.",
     "simlab calibrate (data/profiles/cpython.json); "
-    "python experiments/thread_count_collapse.py --findings-only",
+    "python experiments/thread_count_collapse.py --findings-only; "
+    "python experiments/gil_overload_collapse.py --findings-only",
 )
 def threads_heavy(ev: Evidence) -> Finding:
     params = ev.profile()["parameters"]
@@ -225,6 +226,7 @@ def threads_heavy(ev: Evidence) -> Finding:
     peak = float(m["throughput_rps"].max())
     last = m.sort_values("concurrency").iloc[-1]
     fall = 1 - float(last["throughput_rps"]) / peak
+    waiting, waiting_fall, apart = _overload_collapse(ev.results("gil_overload_collapse"))
     # The profile's per-switch and per-task CPU are only usable when their
     # fits are identified (a 95% CI clear of zero); otherwise the measured
     # throughput with many threads is the evidence on switching.
@@ -238,10 +240,16 @@ def threads_heavy(ev: Evidence) -> Finding:
         "coroutine_task_us": "not identified" if task is None else round(task, 1),
         "threads_measured": int(last["concurrency"]),
         "throughput_fall_from_peak": round(fall, 3),
+        "threads_waiting_measured": waiting,
+        "throughput_fall_with_threads_waiting": round(waiting_fall, 3),
     }
     memory_heavy = thread_kib >= LIGHT * task_kib
     fitted_heavier = switch is not None and task is not None and switch >= task
-    switch_heavy = fitted_heavier or fall > FALL
+    # Past its capacity every thread has work waiting (open arrivals): a fall
+    # from the fewest threads to the most, beyond the repeats, is a cost of
+    # many threads switching for the GIL that a closed loop never shows.
+    waiting_falls = waiting_fall > FALL and apart
+    switch_heavy = fitted_heavier or fall > FALL or waiting_falls
     fits = (
         f"the fitted switch costs {switch:.2g} us against {task:.0f} us per task"
         if switch is not None and task is not None
@@ -251,7 +259,10 @@ def threads_heavy(ev: Evidence) -> Finding:
         f"calibrated CPython: a thread holds {thread_kib:.0f} KiB resident "
         f"({float(p['stack_kib']):,.0f} KiB reserved) against a coroutine's {task_kib:.2f} "
         f"KiB; {fits}; measured, {int(last['concurrency'])} threads serve {fall:.0%} below "
-        f"the peak (a fall being more than {FALL:.0%})"
+        f"the peak (a fall being more than {FALL:.0%}); past its capacity, with every "
+        f"thread's work waiting, {waiting} threads serve {waiting_fall:.0%} less than the "
+        "fewest measured"
+        + ("" if apart else " (the two levels' runs meet: not beyond their noise)")
     )
     return judge(
         holds=memory_heavy and switch_heavy,
@@ -266,6 +277,20 @@ def threads_heavy(ev: Evidence) -> Finding:
         no=f"{text}: neither heavier in memory nor in switching",
         numbers=numbers,
     )
+
+
+def _overload_collapse(df: pd.DataFrame) -> tuple[int, float, bool]:
+    """The most threads of ``gil_overload_collapse``'s measured levels at Python's
+    5 ms switch interval, how much less they serve than the fewest (a
+    fraction), and whether that is beyond the runs: two or more a level, the
+    fewest threads' slowest run above the most threads' fastest."""
+    m = df[(df["source"] == "measured") & (df["switch_ms"] == 5.0)]
+    levels = sorted(m["concurrency"].unique())
+    low = m.loc[m["concurrency"] == levels[0], "throughput_rps"]
+    high = m.loc[m["concurrency"] == levels[-1], "throughput_rps"]
+    apart = min(len(low), len(high)) >= 2 and float(low.min()) > float(high.max())
+    fall = 1 - float(high.mean()) / float(low.mean())
+    return int(levels[-1]), fall, apart
 
 
 def _identified(fit: Any) -> float | None:
