@@ -1,20 +1,21 @@
 """Past its capacity, does thread-per-connection collapse, and is it the GIL's switch interval?
 
-A closed loop (``thread_count_collapse.py``) never piles work on every thread:
-each client waits for its answer, and under saturation the acceptor, which
-needs the GIL to start each connection's thread, keeps most threads from
-existing. Here the arrivals are open (Poisson, more than one core's worth of
-the work), so every thread that exists has a request waiting, and a waiting
-thread asks for the GIL again every switch interval (CPython's timed wait in
-``take_gil``). The same levels are run at Python's 5 ms switch interval and
-at ten times it: if the threads' wake-ups are what costs, the longer interval
-takes most of the cost away.
+Open Poisson arrivals at more than one core's worth of the requests' CPU, on
+25 to 300 persistent connections, each with its thread: past capacity every
+connection has a request to send (the load generator keeps one in flight a
+connection and queues the rest on the client), so every thread the server has
+started has work. A thread waiting for the GIL asks for it again every switch
+interval (CPython's timed wait in ``take_gil``). The same levels are run at
+Python's 5 ms switch interval and at ten times it, in an order shuffled by
+the seed (so that a drift of the machine's speed does not line up with the
+levels): whether the served rate falls with the threads, and whether the
+longer interval takes the fall away, are computed from the runs.
 
 Beside the measurements, the calibrated model at both intervals, and the model
 again with the GIL waiters' wake-up cost (``Platform.gil_poll_us``, each
 wake-up's time taken from the GIL's holder) at every value of a grid: the one
-whose 5-against-50 ms contrast is closest to the measured is reported, a
-what-if (the profile's own value comes from the calibration's closed loops).
+whose 5-against-50 ms contrast is nearest the measured is reported, a what-if
+(the profile's own value comes from the calibration's runs).
 
 Run: ``python experiments/gil_overload_collapse.py [--quick]``.
 """
@@ -23,7 +24,7 @@ from __future__ import annotations
 
 import json
 import math
-from typing import Any
+from typing import Any, Literal
 
 import matplotlib
 
@@ -35,9 +36,10 @@ import pandas as pd
 import simlab
 from simlab import Architecture, Fixed, Workload
 from simlab.experiment import Experiment, arguments, rewrite_findings
-from simlab.findings import compare, hypothesis
+from simlab.findings import compare, hypothesis, ranges_apart
 from simlab.paths import profiles_dir
 from simlab.real.measure import MeasureOptions, measure
+from simlab.real.speed import WORK as SPEED_WORK
 
 NAME = "gil_overload_collapse"
 SEED = 1
@@ -55,12 +57,15 @@ POLL_GRID = (0.0, 2.0, 4.0, 6.0, 8.0, 10.0, 12.0, 15.0, 20.0, 25.0)
 QUICK_POLL_GRID = (0.0, 8.0, 16.0)
 ARCH = Architecture()
 # The findings' rules (every direction or comparison in findings.md is one of these):
-FALL = 0.10  # throughput falls when the top level serves > 10% less than the lowest
-STEADY = 0.05  # a CPU a request that moves less than 5% stays put
+FALL = 0.10  # a change from the fewest threads to the most beyond 10% is a fall (or rise)
+STEADY = 0.05  # a CPU a request, or a served rate, that moves less than 5% stays put
 RECOVER = 0.5  # the long interval "takes most of the fall away": under half of it is left
-AGREE = 0.10  # a simulated fall within 10 points of the measured one reproduces it
+AGREE = 0.10  # a simulated change within 10 points of the measured one reproduces it
 SPEED_SAME = 0.05  # two machine speeds within 5% are the same (the reference repeats to 3%)
+ALL_THREADS = 0.95  # a level whose server held 95% of its connections' threads held them all
 DRAWS = 400  # bootstrap draws over the repeats, for the what-if's interval
+
+Change = Literal["fall", "rise", "flat"]
 
 
 def _findings_from(df: pd.DataFrame, params: dict[str, Any]) -> str:
@@ -76,7 +81,8 @@ def _findings_from(df: pd.DataFrame, params: dict[str, Any]) -> str:
 
 def _profile_poll() -> tuple[float, bool, float]:
     """The calibrated profile's gil_poll_us, whether its runs identified it, and
-    the machine's speed over its runs (``simlab.real.speed``; nan without one)."""
+    the machine's speed over its runs (``simlab.real.speed``, the same work as
+    this run's reference; nan without one)."""
     platform = simlab.load_platform("cpython")
     path = profiles_dir() / "cpython.json"
     identified, speed = False, math.nan
@@ -84,7 +90,9 @@ def _profile_poll() -> tuple[float, bool, float]:
         profile = json.loads(path.read_text())
         entry = profile.get("parameters", {}).get("gil_poll_us", {})
         identified = bool(entry.get("identified", False))
-        speed = float((profile.get("speed_reference") or {}).get("median_ops_s", math.nan))
+        ref = profile.get("speed_reference") or {}
+        if ref.get("work") == SPEED_WORK:
+            speed = float(ref.get("median_ops_s", math.nan))
     return float(platform.gil_poll_us), identified, speed
 
 
@@ -97,14 +105,16 @@ def _workload(n: int) -> Workload:
 def _row(summary: Any) -> dict[str, float]:
     served = float(summary.throughput_rps)
     cpu = summary.cpu_busy_cores
+    speed = getattr(summary, "speed_reference", None)
     return {
         "throughput_rps": served,
         "cpu_ms_per_request": float(cpu) * 1e3 / served if cpu is not None and served else math.nan,
         "threads_mean": float(summary.threads.mean),
         "p50_ms": float(summary.latency_ms.p50),
-        # The machine's speed around a real run (simlab.real.speed), none simulated.
+        # The machine's speed around a real run (simlab.real.speed), none simulated;
+        # only a reference of the profile's work compares with the profile's.
         "speed_ops_s": float(speed.ops_s)
-        if (speed := getattr(summary, "speed_reference", None)) is not None
+        if speed is not None and speed.work == SPEED_WORK
         else math.nan,
     }
 
@@ -132,27 +142,29 @@ def main() -> None:
         "profile_gil_poll_identified": identified,
         "profile_speed_ops_s": speed,
     }
+    rng = np.random.default_rng(SEED)
+    cells = [(switch, n) for switch in SWITCH_MS for n in levels]
     with Experiment(NAME, seed=SEED, quick=args.quick, params=params, out=args.out) as ex:
         k = 0
         for repeat in range(repeats):
-            for switch in SWITCH_MS:
-                for n in levels:
-                    k += 1
-                    s = measure(
-                        MeasureOptions(
-                            target="thread-per-connection",
-                            workload=_workload(n),
-                            architecture=ARCH,
-                            duration=seconds,
-                            warmup=warmup,
-                            seed=SEED + k,
-                            save=False,
-                            switch_interval_ms=switch,
-                        )
-                    ).summary
-                    ex.add(source="measured", switch_ms=switch, concurrency=n, repeat=repeat,
-                           poll_us=math.nan, **_row(s))  # fmt: skip
-                    print(f"measured N={n} at {switch:g} ms: {s.throughput_rps:,.0f} req/s")
+            for i in rng.permutation(len(cells)):
+                switch, n = cells[int(i)]
+                k += 1
+                s = measure(
+                    MeasureOptions(
+                        target="thread-per-connection",
+                        workload=_workload(n),
+                        architecture=ARCH,
+                        duration=seconds,
+                        warmup=warmup,
+                        seed=SEED + k,
+                        save=False,
+                        switch_interval_ms=switch,
+                    )
+                ).summary
+                ex.add(source="measured", switch_ms=switch, concurrency=n, repeat=repeat,
+                       poll_us=math.nan, **_row(s))  # fmt: skip
+                print(f"measured N={n} at {switch:g} ms: {s.throughput_rps:,.0f} req/s")
         for source, values in (("simulated", (poll,)), ("what-if", polls)):
             for g in values:
                 for switch in SWITCH_MS:
@@ -183,17 +195,18 @@ def _plot(ex: Experiment, profile_poll: float) -> None:
     styles = {5.0: "-", 50.0: "--"}
     for switch in SWITCH_MS:
         m = _cells(df, "measured", switch)
-        ax.plot(m.index, m["mean"], "s" + styles[switch], color="C0",
-                label=f"measured, {switch:g} ms interval")  # fmt: skip
+        ax.errorbar(m.index, m["mean"], yerr=[m["mean"] - m["low"], m["high"] - m["mean"]],
+                    fmt="s" + styles[switch], color="C0", capsize=3,
+                    label=f"measured (runs' range), {switch:g} ms interval")  # fmt: skip
         sim = _cells(df, "simulated", switch)
         ax.plot(sim.index, sim["mean"], "o" + styles[switch], color="C1",
                 label=f"model, gil_poll_us {profile_poll:g} (profile), {switch:g} ms")  # fmt: skip
         if fit is not None:
-            w = _cells(df, "what-if", switch, poll=fit[0])
+            w = _cells(df, "what-if", switch, poll=fit.value)
             ax.plot(w.index, w["mean"], "^" + styles[switch], color="C2",
-                    label=f"model, gil_poll_us {fit[0]:g} (what-if), {switch:g} ms")  # fmt: skip
+                    label=f"model, gil_poll_us {fit.value:g} (what-if), {switch:g} ms")  # fmt: skip
     ax.set_xscale("log", base=2)
-    ax.set_xlabel("threads (persistent connections), every one with work waiting")
+    ax.set_xlabel("persistent connections (a thread each, once started)")
     ax.set_ylabel("served (req/s)")
     ax.set_title(f"Thread-per-connection past its capacity ({RATE:g} req/s offered)")
     ax.grid(True, alpha=0.3)
@@ -211,63 +224,299 @@ def _cells(df: pd.DataFrame, source: str, switch: float, poll: float | None = No
     return pd.DataFrame({"mean": g.mean(), "low": g.min(), "high": g.max()})
 
 
-def _contrast(cells5: pd.Series, cells50: pd.Series) -> pd.Series:
-    """log(served at 5 ms / served at 50 ms) per level: the machine's speed cancels."""
-    return np.log(cells5 / cells50)
+def _runs(df: pd.DataFrame, switch: float, n: int, column: str = "throughput_rps") -> np.ndarray:
+    """The measured runs' values of one level at one interval."""
+    m = df[(df["source"] == "measured") & (df["switch_ms"] == switch) & (df["concurrency"] == n)]
+    return m[column].to_numpy(dtype=float)
+
+
+class WhatIf:
+    """The what-if's answer: the grid's value nearest the measured contrast, its
+    interval over the repeats (None with one run a level), and the grid's top."""
+
+    def __init__(self, value: float, interval: list[float] | None, top: float) -> None:
+        self.value, self.interval, self.top = value, interval, top
+
+    def describe(self) -> str:
+        where = (
+            "one run a level: no interval over the repeats"
+            if self.interval is None
+            else f"{self.interval[0]:g} to {self.interval[1]:g} us over resamples of the "
+            "repeats, on the grid's values"
+        )
+        if self.value >= self.top or (self.interval is not None and self.interval[1] >= self.top):
+            where += "; it reaches the top of the grid tried, which does not bound it"
+        return where
 
 
 def _what_if(
-    df: pd.DataFrame, rng: np.random.Generator | None = None
-) -> tuple[float, list[float]] | None:
-    """The grid's gil_poll_us whose simulated contrast between the intervals is
-    closest (least squares of the log ratios over the levels) to the measured,
-    and its 95% interval over resamples of the measured repeats (each level's
-    runs at each interval drawn with replacement); None without what-if rows."""
+    df: pd.DataFrame, levels: list[int] | None = None, rng: np.random.Generator | None = None
+) -> WhatIf | None:
+    """The grid's gil_poll_us whose simulated contrast between the intervals
+    (log of served at 5 ms over served at 50 ms, per level: the machine's speed
+    cancels) is nearest the measured, least squares over ``levels`` (all the
+    measured ones by default; a level missing a side is left out), and its 95%
+    interval over resamples of the measured repeats (each level's runs at each
+    interval drawn with replacement); None without what-if rows or levels."""
     grid = sorted(df.loc[df["source"] == "what-if", "poll_us"].unique())
-    if not grid:
-        return None
     measured = df[df["source"] == "measured"]
-    levels = sorted(measured["concurrency"].unique())
-    sims = np.array([
-        _contrast(_cells(df, "what-if", 5.0, g)["mean"], _cells(df, "what-if", 50.0, g)["mean"])
-        .reindex(levels).to_numpy()
-        for g in grid
-    ])  # fmt: skip
+    chosen = sorted(measured["concurrency"].unique()) if levels is None else levels
+    runs = {n: (_runs(df, 5.0, n), _runs(df, 50.0, n)) for n in chosen}
+    kept = [n for n in chosen if min(len(runs[n][0]), len(runs[n][1])) > 0]
+    if not grid or not kept:
+        return None
+
+    def contrast(g: float) -> np.ndarray:
+        at5 = _cells(df, "what-if", 5.0, g)["mean"]
+        at50 = _cells(df, "what-if", 50.0, g)["mean"]
+        return np.log((at5 / at50).reindex(kept).to_numpy(dtype=float))
+
+    sims = np.array([contrast(g) for g in grid])
 
     def best(target: np.ndarray) -> float:
-        return float(grid[int(np.argmin(((sims - target) ** 2).sum(axis=1)))])
+        return float(grid[int(np.argmin(np.nansum((sims - target) ** 2, axis=1)))])
 
-    def served(switch: float) -> list[np.ndarray]:
-        part = measured[measured["switch_ms"] == switch]
-        return [part.loc[part["concurrency"] == n, "throughput_rps"].to_numpy() for n in levels]
-
-    at5, at50 = served(5.0), served(50.0)
-    target = np.log([a.mean() / b.mean() for a, b in zip(at5, at50, strict=True)])
+    target = np.log([runs[n][0].mean() / runs[n][1].mean() for n in kept])
+    value = best(target)
+    if min(min(len(a), len(b)) for a, b in runs.values() if len(a) and len(b)) < 2:
+        return WhatIf(value, None, float(grid[-1]))
     rng = rng if rng is not None else np.random.default_rng(SEED)
     draws = []
     for _ in range(DRAWS):
-        t = np.log([rng.choice(a, len(a)).mean() / rng.choice(b, len(b)).mean()
-                    for a, b in zip(at5, at50, strict=True)])  # fmt: skip
+        t = np.log([rng.choice(runs[n][0], len(runs[n][0])).mean()
+                    / rng.choice(runs[n][1], len(runs[n][1])).mean() for n in kept])  # fmt: skip
         draws.append(best(t))
-    return best(target), [float(x) for x in np.percentile(draws, [2.5, 97.5])]
+    interval = [float(x) for x in np.percentile(draws, [2.5, 97.5], method="nearest")]
+    return WhatIf(value, interval, float(grid[-1]))
 
 
-def _fall(cells: pd.DataFrame, runs: int = 1) -> tuple[float, bool]:
-    """The fall from the lowest level to the highest (a fraction of the lowest's
-    served), and whether it is beyond the repeats: with two runs or more a
-    level, the two levels' ranges apart (one run a level shows no noise)."""
-    lo, hi = cells.iloc[0], cells.iloc[-1]
-    apart = runs >= 2 and bool(lo["low"] > hi["high"] or lo["high"] < hi["low"])
-    return 1 - hi["mean"] / lo["mean"], apart
+def _change(cells: pd.DataFrame) -> float:
+    """The fall from the fewest threads to the most, a fraction of the fewest's
+    served (negative: a rise)."""
+    return float(1 - cells["mean"].iloc[-1] / cells["mean"].iloc[0])
+
+
+def _signed(x: float) -> str:
+    """A change as +x% or -x%, with no "-0%" for a change that rounds to none."""
+    text = f"{x:+.0%}"
+    return "+0%" if text == "-0%" else text
+
+
+def _kind(change: float) -> Change:
+    return "fall" if change > FALL else "rise" if change < -FALL else "flat"
+
+
+def _measured_change(df: pd.DataFrame, switch: float) -> tuple[float, Change, bool]:
+    """The measured change at one interval, its kind, and whether it is beyond
+    the runs (``ranges_apart`` of the fewest and the most threads' runs)."""
+    cells = _cells(df, "measured", switch)
+    lo, hi = int(cells.index[0]), int(cells.index[-1])
+    change = _change(cells)
+    return change, _kind(change), ranges_apart(_runs(df, switch, lo), _runs(df, switch, hi))
+
+
+def _reproduces(model_change: float, change: float, kind: Change, beyond: bool, runs: int) -> str:
+    """Whether a simulated change matches the measured: the same kind (a fall,
+    a rise, or neither beyond FALL; a measured fall or rise not beyond the runs
+    counts as neither) and within AGREE of it."""
+    measured: Change = kind if beyond else "flat"
+    model = _kind(model_change)
+    if model != measured:
+        names = {"fall": "a fall", "rise": "a rise", "flat": f"no change beyond {FALL:.0%}"}
+        why = "within the runs" if runs >= 2 else "of one run a level"
+        shown = names[measured] + (f" (a {kind} {why})" if kind != "flat" and not beyond else "")
+        return f"it does not reproduce the measured change: {names[model]} against {shown}."
+    if abs(model_change - change) <= AGREE:
+        return f"it reproduces the measured change (within {AGREE:.0%} points)."
+    return f"the same kind of change, but more than {AGREE:.0%} points apart."
+
+
+def _cpu(df: pd.DataFrame, switch: float) -> pd.Series:
+    part = df[(df["source"] == "measured") & (df["switch_ms"] == switch)]
+    return part.groupby("concurrency")["cpu_ms_per_request"].mean()
+
+
+def _held(df: pd.DataFrame, switch: float, n: int) -> float:
+    return float(_runs(df, switch, n, "threads_mean").mean())
+
+
+def findings(
+    df: pd.DataFrame,
+    *,
+    profile_poll_us: float,
+    profile_poll_identified: bool,
+    profile_speed_ops_s: float = math.nan,
+) -> str:
+    """The findings, every direction and comparison chosen by a rule from the table."""
+    lines = ["# Thread-per-connection past its capacity\n"]
+    m5, m50 = _cells(df, "measured", 5.0), _cells(df, "measured", 50.0)
+    lo, hi = int(m5.index[0]), int(m5.index[-1])
+    runs = len(_runs(df, 5.0, lo))
+    rate, cpu_ms = float(df["param_rate"].iloc[0]), float(df["param_cpu_ms"].iloc[0])
+    cores = rate * cpu_ms / 1e3
+    served = df.loc[df["source"] == "measured", "throughput_rps"]
+    under = bool((served < rate).all())
+    lines.append(
+        f"Open arrivals at {rate:g} req/s of {cpu_ms:g} ms of CPU each: {cores:.2g} times one "
+        f"core's worth"
+        + (", more than one core serves" if cores > 1 else ", within one core")
+        + "; the server served "
+        + ("under the offered rate in every run" if under else "the offered rate in some runs")
+        + f". {runs} run(s) a level and interval.\n"
+    )
+
+    lines.append("## Does it collapse?\n")
+    change, kind, beyond = _measured_change(df, 5.0)
+    noise = (
+        "beyond the runs (every run of one level above every run of the other)"
+        if beyond
+        else "within the runs (their ranges meet)"
+        if runs >= 2
+        else "with one run a level, whose noise this table does not show"
+    )
+    verdict = {
+        "fall": f"it falls by {change:.0%}, {noise}",
+        "rise": f"it rises by {-change:.0%}, {noise}",
+        "flat": f"a change of {_signed(-change)}, within {FALL:.0%}",
+    }[kind]
+    collapses = kind == "fall" and beyond
+    lines.append(
+        f"- At Python's 5 ms switch interval the server serves {m5['mean'].iloc[0]:,.0f} req/s "
+        f"on {lo} connections and {m5['mean'].iloc[-1]:,.0f} on {hi}: {verdict}"
+        + (
+            f": a collapse, {m5['mean'].iloc[-1]:,.0f} served on the most connections "
+            "against more on the fewest."
+            if collapses
+            else ": no collapse is shown."
+        )
+    )
+    cpu = _cpu(df, 5.0)
+    cost = compare(cpu.iloc[-1], cpu.iloc[0], STEADY)
+    lines.append(
+        "- The server's CPU a served request "
+        + cost.pick(
+            more=f"grows from {cpu.iloc[0]:.2f} to {cpu.iloc[-1]:.2f} ms",
+            less=f"falls from {cpu.iloc[0]:.2f} to {cpu.iloc[-1]:.2f} ms",
+            same=f"stays within {STEADY:.0%} ({cpu.iloc[0]:.2f} to {cpu.iloc[-1]:.2f} ms)",
+        )
+        + f" from {lo} to {hi} connections at 5 ms (the requests' own work is {cpu_ms:g} ms)."
+    )
+    held5, held50 = _held(df, 5.0, hi), _held(df, 50.0, hi)
+    held = compare(held5, hi + 1, STEADY)
+    lines.append(
+        f"- On {hi} connections the server held {held5:,.0f} threads on average at 5 ms "
+        f"and {held50:,.0f} at 50 ms, "
+        + held.pick(
+            more=f"more than one a connection and its acceptor ({hi + 1}).",
+            less=f"fewer than one a connection and its acceptor ({hi + 1}): some connections' "
+            "threads were not started yet. "
+            + hypothesis(
+                "the acceptor, which starts each connection's thread, waits for the GIL like "
+                "every thread with work, so the threads start slowly while the server is busy",
+                "the same levels with the arrivals held back until every thread has started "
+                "(a rate schedule starting light), or the acceptor's time from accept to "
+                "Thread.start() recorded per connection",
+            ),
+            same=f"one a connection and its acceptor ({hi + 1}).",
+        )
+    )
+
+    lines.append("\n## Is it the switch interval?\n")
+    change50, _, _ = _measured_change(df, 50.0)
+    gain = compare(m50["mean"].iloc[-1], m5["mean"].iloc[-1], STEADY)
+    apart = ranges_apart(_runs(df, 50.0, hi), _runs(df, 5.0, hi))
+    lines.append(
+        f"- On {hi} connections, at ten times the interval (50 ms) the server serves "
+        + gain.pick(
+            more=f"{gain.relative:.0%} more",
+            less=f"{-gain.relative:.0%} less",
+            same=f"as much (within {STEADY:.0%})",
+        )
+        + f" than at 5 ms ({m50['mean'].iloc[-1]:,.0f} against {m5['mean'].iloc[-1]:,.0f} "
+        + "req/s"
+        + (
+            ""
+            if gain.relation == "same"
+            else ", beyond the runs"
+            if apart
+            else ", the runs meet"
+            if runs >= 2
+            else ", one run each"
+        )
+        + f"); from {lo} to {hi} connections it changes by {_signed(-change50)} there."
+    )
+    if collapses:
+        left = change50 / change
+        if left < RECOVER:
+            lines.append(
+                f"\nAt the longer interval {max(left, 0):.0%} of the fall is left (under "
+                f"{RECOVER:.0%}): the fall depends on the switch interval. "
+                + hypothesis(
+                    "the threads waiting for the GIL each wake once a switch interval to ask "
+                    "for it, and each wake-up takes time from the thread that holds it (what "
+                    "the model's gil_poll_us charges); at 50 ms they wake a tenth as often",
+                    "the same levels with the server's voluntary context switches a second "
+                    "recorded at both intervals (simlab measure's thread_switches_per_s): "
+                    "the fall should follow the switches, not the threads held",
+                )
+            )
+        else:
+            lines.append(
+                f"\nAt the longer interval {left:.0%} of the fall is left (at least "
+                f"{RECOVER:.0%}): the switch interval does not explain it. "
+                + hypothesis(
+                    "the cost grows with the threads themselves (the kernel's scheduling "
+                    "of many runnable threads), not with their wake-ups for the GIL",
+                    "the same levels with the threads' voluntary and involuntary context "
+                    "switches recorded (simlab measure's thread_switches_per_s)",
+                )
+            )
+    else:
+        lines.append("\nWith no collapse at 5 ms there is no fall for the interval to explain.")
+
+    lines.append("\n## The model beside it\n")
+    s5 = _cells(df, "simulated", 5.0)
+    status = "identified" if profile_poll_identified else "not identified by its runs"
+    lines.append(
+        f"- The calibrated model (gil_poll_us {profile_poll_us:g} us, {status}) changes by "
+        f"{_signed(-_change(s5))} from {lo} to {hi} connections at 5 ms, the server by "
+        f"{_signed(-change)}: " + _reproduces(_change(s5), change, kind, beyond, runs)
+    )
+    lines.append(_level(df, s5, m5, profile_speed_ops_s))
+    fit = _what_if(df)
+    if fit is not None:
+        w_change = _change(_cells(df, "what-if", 5.0, poll=fit.value))
+        lines.append(
+            f"- What-if: among the values tried, gil_poll_us = {fit.value:g} us gives the "
+            f"5-against-50 ms contrast nearest the measured (least squares of the log ratios "
+            f"over the levels; {fit.describe()}); with it the model changes by "
+            f"{_signed(-w_change)} from {lo} to {hi} connections at 5 ms: "
+            + _reproduces(w_change, change, kind, beyond, runs)
+        )
+        full = [
+            int(n)
+            for n in m5.index
+            if min(_held(df, 5.0, int(n)), _held(df, 50.0, int(n))) >= ALL_THREADS * (n + 1)
+        ]
+        if full and len(full) < len(m5.index):
+            sub = _what_if(df, levels=full)
+            assert sub is not None
+            lines.append(
+                f"  On the levels where the server held every connection's thread at both "
+                f"intervals ({', '.join(map(str, full))} connections; at least "
+                f"{ALL_THREADS:.0%} of them and its acceptor), as the model always does, the "
+                f"nearest value is {sub.value:g} us ({sub.describe()})."
+            )
+    return "\n".join(lines)
 
 
 def _level(df: pd.DataFrame, s5: pd.DataFrame, m5: pd.DataFrame, profile_speed_ops_s: float) -> str:
-    """The model's served rate where few threads wait, against the server's, and
-    this session's machine speed against the calibration's."""
+    """The model's served rate on the fewest connections, against the server's,
+    and this session's machine speed against the calibration's."""
     lo = int(m5.index[0])
     gap = compare(s5["mean"].iloc[0], m5["mean"].iloc[0], AGREE)
     text = (
-        f"- With {lo} threads, where few wait, the calibrated model serves "
+        f"- On {lo} connections the calibrated model serves "
         + gap.pick(
             more=f"{gap.relative:.0%} more than the server",
             less=f"{-gap.relative:.0%} less than the server",
@@ -289,158 +538,6 @@ def _level(df: pd.DataFrame, s5: pd.DataFrame, m5: pd.DataFrame, profile_speed_o
             + f" ({now:,.0f} against {profile_speed_ops_s:,.0f} ops/s, medians over runs)"
         )
     return text + ": the contrasts above compare runs of this session only."
-
-
-def _reproduces(model_fall: float, fall: float, collapses: bool) -> str:
-    """Whether a simulated change from the lowest level to the highest matches
-    the measured: both a fall of more than FALL or neither, and within AGREE."""
-    if (model_fall > FALL) != collapses:
-        return (
-            "a fall where the server shows none."
-            if model_fall > FALL
-            else "it does not reproduce the measured collapse."
-        )
-    if abs(model_fall - fall) <= AGREE:
-        return f"it reproduces the measured change (within {AGREE:.0%} points)."
-    return f"the same direction, but more than {AGREE:.0%} points apart."
-
-
-def _cpu(df: pd.DataFrame, source: str, switch: float) -> pd.Series:
-    part = df[(df["source"] == source) & (df["switch_ms"] == switch)]
-    return part.groupby("concurrency")["cpu_ms_per_request"].mean()
-
-
-def findings(
-    df: pd.DataFrame,
-    *,
-    profile_poll_us: float,
-    profile_poll_identified: bool,
-    profile_speed_ops_s: float = math.nan,
-) -> str:
-    """The findings, every direction and comparison chosen by a rule from the table."""
-    lines = ["# Thread-per-connection past its capacity\n"]
-    m5, m50 = _cells(df, "measured", 5.0), _cells(df, "measured", 50.0)
-    lo, hi = int(m5.index[0]), int(m5.index[-1])
-    runs = int(df[(df["source"] == "measured") & (df["switch_ms"] == 5.0)
-                  & (df["concurrency"] == lo)].shape[0])  # fmt: skip
-    fall, apart = _fall(m5, runs)
-    collapses = fall > FALL and apart
-    beyond = (
-        "beyond the repeats (the two levels' ranges apart)"
-        if apart
-        else "not beyond the repeats (the two levels' ranges meet)"
-        if runs >= 2
-        else "with one run a level, whose noise this table does not show"
-    )
-    lines.append(
-        f"Open arrivals at {df['param_rate'].iloc[0]:g} req/s of {df['param_cpu_ms'].iloc[0]:g} "
-        f"ms of CPU each (more than one core's worth), {runs} run(s) a level and interval.\n"
-    )
-    lines.append("## Does it collapse?\n")
-    verdict = (
-        f"it falls by {fall:.0%}, {beyond}: a collapse, the more threads the less served"
-        if collapses
-        else f"it falls by {fall:.0%}, but {beyond}: no collapse is shown"
-        if fall > FALL
-        else f"it rises by {-fall:.0%}, so no collapse"
-        if fall < -FALL
-        else f"a change of {-fall:+.0%}, within {FALL:.0%}: no collapse"
-    )
-    lines.append(
-        f"- At Python's 5 ms switch interval the server serves {m5['mean'].iloc[0]:,.0f} req/s "
-        f"with {lo} threads and {m5['mean'].iloc[-1]:,.0f} with {hi}: {verdict}."
-    )
-    cpu = _cpu(df, "measured", 5.0)
-    cost = compare(cpu.iloc[-1], cpu.iloc[0], STEADY)
-    lines.append(
-        "- The server's CPU a served request "
-        + cost.pick(
-            more=f"grows from {cpu.iloc[0]:.2f} to {cpu.iloc[-1]:.2f} ms",
-            less=f"falls from {cpu.iloc[0]:.2f} to {cpu.iloc[-1]:.2f} ms",
-            same=f"stays within {STEADY:.0%} ({cpu.iloc[0]:.2f} to {cpu.iloc[-1]:.2f} ms)",
-        )
-        + f" from {lo} to {hi} threads (the requests' own work is {CPU_MS:g} ms)."
-    )
-    alive = df[(df["source"] == "measured") & (df["concurrency"] == hi)]["threads_mean"].mean()
-    held = compare(alive, hi + 1, STEADY)
-    lines.append(
-        f"- With {hi} connections the server held {alive:,.0f} threads on average "
-        + held.pick(
-            more="(more than one a connection)",
-            less=f"of the {hi + 1} it would hold with every connection's thread started: its "
-            "acceptor starts them one at a time and needs the GIL for each",
-            same=f"(every connection's thread, and its acceptor: {hi + 1})",
-        )
-        + "."
-    )
-
-    lines.append("\n## Is it the switch interval?\n")
-    fall50, _ = _fall(m50)
-    gain = compare(m50["mean"].iloc[-1], m5["mean"].iloc[-1], STEADY)
-    lines.append(
-        f"- With {hi} threads, at ten times the interval (50 ms) the server serves "
-        + gain.pick(
-            more=f"{gain.relative:.0%} more",
-            less=f"{-gain.relative:.0%} less",
-            same=f"as much (within {STEADY:.0%})",
-        )
-        + f" than at 5 ms ({m50['mean'].iloc[-1]:,.0f} against {m5['mean'].iloc[-1]:,.0f} "
-        f"req/s); from {lo} to {hi} threads it changes by {-fall50:+.0%} there."
-    )
-    if collapses:
-        left = fall50 / fall
-        if left < RECOVER:
-            lines.append(
-                f"\nAt the longer interval {max(left, 0):.0%} of the fall is left (under "
-                f"{RECOVER:.0%}): the cost comes with how often the waiting threads wake "
-                "to ask for the GIL (each once a switch interval), not with the threads alone."
-            )
-        else:
-            lines.append(
-                f"\nAt the longer interval {left:.0%} of the fall is left (at least "
-                f"{RECOVER:.0%}): the switch interval does not explain it. "
-                + hypothesis(
-                    "the cost grows with the threads themselves (the kernel's scheduling "
-                    "of many runnable threads), not with their wake-ups for the GIL",
-                    "the same levels with the threads' voluntary and involuntary context "
-                    "switches recorded (simlab measure's thread_switches_per_s)",
-                )
-            )
-    else:
-        lines.append("\nWith no collapse at 5 ms there is no fall for the interval to explain.")
-
-    lines.append("\n## The model beside it\n")
-    s5 = _cells(df, "simulated", 5.0)
-    sim_fall, _ = _fall(s5)
-    status = "identified" if profile_poll_identified else "not identified by its runs"
-    lines.append(
-        f"- The calibrated model (gil_poll_us {profile_poll_us:g} us, {status}) changes by "
-        f"{-sim_fall:+.0%} from {lo} to {hi} threads at 5 ms, the server by {-fall:+.0%}: "
-        + _reproduces(sim_fall, fall, collapses)
-    )
-    lines.append(_level(df, s5, m5, profile_speed_ops_s))
-    fit = _what_if(df)
-    if fit is not None:
-        g, (g_lo, g_hi) = fit
-        w5 = _cells(df, "what-if", 5.0, poll=g)
-        w_fall, _ = _fall(w5)
-        edge = max(df.loc[df["source"] == "what-if", "poll_us"])
-        bound = " (the top of the grid tried: the data do not bound it)" if g >= edge else ""
-        lines.append(
-            f"- What-if: among the values tried, gil_poll_us = {g:g} us gives the 5-against-"
-            f"50 ms contrast nearest the measured (least squares of the log ratios over the "
-            f"levels; {g_lo:g} to {g_hi:g} us over resamples of the repeats){bound}; with it "
-            f"the model changes by {-w_fall:+.0%} from {lo} to {hi} threads at 5 ms: "
-            + _reproduces(w_fall, fall, collapses)
-        )
-        if held.relation == "less" and g > 0:
-            lines.append(
-                f"  The model gives each connection its thread from the start ({hi + 1} "
-                f"threads, {hi} of them waiting) where the server held {alive:,.0f}: with "
-                "more waiters than the server had, a smaller cost each makes the same "
-                f"contrast, so {g:g} us understates one wake-up's cost."
-            )
-    return "\n".join(lines)
 
 
 if __name__ == "__main__":

@@ -330,9 +330,9 @@ def findings(df: pd.DataFrame, *, cpu_ms: float) -> str:
             f"a fall ({rule}), so many runnable threads cost throughput here, as SEDA measured."
             if falls
             else f"not a fall ({rule}), so the cost of many runnable threads that SEDA "
-            "measured on 2001 hardware does not show in this closed loop, where each "
-            "client waits for its answer (experiments/gil_overload_collapse.py gives every "
-            "thread work waiting)."
+            "measured on 2001 hardware does not show at these levels here "
+            "(experiments/gil_overload_collapse.py measures thread-per-connection past its "
+            "capacity)."
         )
     )
     if top["concurrency"] in set(asy["concurrency"]):

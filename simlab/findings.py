@@ -57,6 +57,7 @@ __all__ = [
     "machine_cores",
     "measured_definition",
     "monotone",
+    "ranges_apart",
     "resident_gap",
     "scaling",
     "trend",
@@ -219,6 +220,16 @@ def within_noise(a: float, b: float, sd: float, z: float = 1.96) -> bool:
     if not math.isfinite(sd):
         return True
     return abs(a - b) <= z * sd * math.sqrt(2)
+
+
+def ranges_apart(a: ArrayLike, b: ArrayLike) -> bool:
+    """Whether two sets of repeated runs differ beyond their own spread: two runs
+    or more each, and every run of one above every run of the other (one run
+    each shows no spread, so never)."""
+    x, y = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
+    if min(len(x), len(y)) < 2:
+        return False
+    return bool(x.min() > y.max() or y.min() > x.max())
 
 
 def hypothesis(claim: str, test: str) -> str:

@@ -139,34 +139,57 @@ def test_the_command_line(capsys: pytest.CaptureFixture[str]) -> None:
     assert "unknown claim 'nosuch'" in capsys.readouterr().err
 
 
+def _overload_runs(root: Path, at5: float, at50: float) -> None:
+    """gil_overload_collapse's measured runs: the fewest connections serve 300
+    req/s at both intervals, the most ``at5`` at 5 ms and ``at50`` at 50 ms."""
+    table, df = _table(root, "gil_overload_collapse")
+    m = df["source"] == "measured"
+    top = df.loc[m, "concurrency"].max()
+    df.loc[m, "throughput_rps"] = 300.0
+    df.loc[m & (df["concurrency"] == top) & (df["switch_ms"] == 5.0), "throughput_rps"] = at5
+    df.loc[m & (df["concurrency"] == top) & (df["switch_ms"] == 50.0), "throughput_rps"] = at50
+    df.to_csv(table, index=False)
+
+
 def test_threads_heavy_follows_the_profile(root: Path) -> None:
     import json  # noqa: PLC0415
 
-    before = _verdict(root, "threads-heavy-coroutines-light")
+    # Heavy in memory; in switching only through the GIL's default interval: past
+    # capacity the most connections serve less at 5 ms, not at 50 ms.
+    (row,) = ledger(root, only=["threads-heavy-coroutines-light"])
+    assert row.verdict == "refined" and "only through CPython's GIL" in row.reason
     path = root / "profiles" / "cpython.json"
     profile = json.loads(path.read_text())
-    # A thread as light as a coroutine: the memory half of the claim no longer holds.
+    # A thread as light as a coroutine: the memory half no longer holds; the GIL's remains.
     for key in ("thread_kib", "thread_kernel_kib"):
         profile["parameters"][key]["value"] = 0.4
     path.write_text(json.dumps(profile))
-    # Heavy in memory, and in switching: past its capacity the most threads serve
-    # less than the fewest, beyond their runs (gil_overload_collapse).
-    assert before == "confirmed"
     assert _verdict(root, "threads-heavy-coroutines-light") == "refined"
-    # Neither: the most threads waiting serve as much as the fewest.
-    table, df = _table(root, "gil_overload_collapse")
-    m = (df["source"] == "measured") & (df["switch_ms"] == 5.0)
-    df.loc[m, "throughput_rps"] = 300.0
-    df.to_csv(table, index=False)
+    # Nor that: the most connections serve as much as the fewest.
+    _overload_runs(root, 300.0, 300.0)
     assert _verdict(root, "threads-heavy-coroutines-light") == "contradicted"
+
+
+def test_threads_heavy_in_switching_when_the_interval_does_not_explain_the_fall(
+    root: Path,
+) -> None:
+    # The most connections serve a third less at both intervals: a cost of the
+    # threads, not of the GIL's interval; with memory, the claim holds.
+    _overload_runs(root, 200.0, 200.0)
+    (row,) = ledger(root, only=["threads-heavy-coroutines-light"])
+    assert row.verdict == "confirmed" and "33% less at 50 ms" in row.reason
+    # The same fall at 5 ms that the long interval takes away: refined again.
+    _overload_runs(root, 200.0, 300.0)
+    assert _verdict(root, "threads-heavy-coroutines-light") == "refined"
 
 
 def test_threads_heavy_in_switching_needs_the_fall_beyond_the_runs(root: Path) -> None:
     table, df = _table(root, "gil_overload_collapse")
     m = (df["source"] == "measured") & (df["switch_ms"] == 5.0)
     top = m & (df["concurrency"] == df.loc[m, "concurrency"].max())
-    # One run of the most threads as fast as the fewest: the fall is within the runs.
+    # One run of the most connections as fast as the fewest: the fall is within the runs.
     df.loc[top & (df["repeat"] == 0), "throughput_rps"] = df.loc[m, "throughput_rps"].max()
     df.to_csv(table, index=False)
     (row,) = ledger(root, only=["threads-heavy-coroutines-light"])
     assert row.verdict == "refined" and "not beyond their noise" in row.reason
+    assert "memory only" in row.reason

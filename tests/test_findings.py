@@ -218,46 +218,66 @@ def test_gil_overload_collapse_flips_with_the_table() -> None:
     }
     df = committed("gil_overload_collapse")
     levels = sorted(df["concurrency"].unique())
-    lo, hi = levels[0], levels[-1]
+    hi = levels[-1]
+    measured = df["source"] == "measured"
 
-    def measured(at5: dict[int, float], at50: dict[int, float]) -> pd.DataFrame:
+    def table(at5: dict[int, float], at50: dict[int, float]) -> pd.DataFrame:
         out = df.copy()
         _served(out, "measured", 5.0, at5)
         _served(out, "measured", 50.0, at50)
         return out
 
+    def findings(t: pd.DataFrame) -> str:
+        return str(goc.findings(t, **kwargs))
+
     flat = dict.fromkeys(levels, 400.0)
     falling = {n: 400.0 - 150.0 * k / (len(levels) - 1) for k, n in enumerate(levels)}
+    rising = {n: 300.0 + 150.0 * k / (len(levels) - 1) for k, n in enumerate(levels)}
 
-    # No fall at 5 ms: no collapse, nothing for the interval to explain.
-    text = goc.findings(measured(flat, flat), **kwargs)
-    assert "within 10%: no collapse" in sentence(text, "At Python's 5 ms switch interval")
+    # No change at 5 ms: no collapse, nothing for the interval to explain.
+    text = findings(table(flat, flat))
+    assert "within 10%: no collapse is shown" in sentence(text, "At Python's 5 ms")
     assert "no fall for the interval to explain" in text
+    assert "as much (within 5%)" in sentence(text, "at ten times the interval")
+    # A rise is no collapse either.
+    assert "it rises by 50%" in sentence(findings(table(rising, flat)), "At Python's 5 ms")
 
-    # A fall at 5 ms that the long interval takes away: the wake-ups are named.
-    text = goc.findings(measured(falling, flat), **kwargs)
-    assert "a collapse, the more threads the less served" in sentence(text, "At Python's 5 ms")
-    assert "of the fall is left (under 50%)" in text and "Hypothesis" not in text
-    assert "does not reproduce the measured collapse" in sentence(text, "The calibrated model")
-
-    # The same fall at both intervals: the interval does not explain it.
-    text = goc.findings(measured(falling, falling), **kwargs)
-    assert "the switch interval does not explain it" in text and "Hypothesis" in text
-
-    # Repeats whose ranges meet: a fall, but not beyond the repeats.
-    noisy = measured(falling, flat)
-    top = (noisy["source"] == "measured") & (noisy["switch_ms"] == 5.0)
-    _set(noisy, top & (noisy["concurrency"] == hi) & (noisy["repeat"] == 0), "throughput_rps",
-         410.0)  # fmt: skip
-    text = goc.findings(noisy, **kwargs)
-    assert "not beyond the repeats" in sentence(text, "At Python's 5 ms")
-
-    # The model made to fall as the server does: it reproduces the change.
-    both = measured(falling, flat)
+    # A fall at 5 ms that the long interval takes away.
+    text = findings(table(falling, flat))
+    assert "a collapse" in sentence(text, "At Python's 5 ms")
+    assert "the fall depends on the switch interval" in sentence(text, "of the fall is left")
+    gain = sentence(text, "at ten times the interval")
+    assert "serves 60% more" in gain and "beyond the runs" in gain and "by +0% there" in gain
+    model = sentence(text, "The calibrated model")
+    assert "does not reproduce the measured change" in model and "against a fall" in model
+    assert "gil_poll_us = 0 us" not in sentence(text, "What-if")
+    # The model made to fall as the server does: it reproduces it.
+    both = table(falling, flat)
     _served(both, "simulated", 5.0, falling)
-    text = goc.findings(both, **kwargs)
-    assert "it reproduces the measured change" in sentence(text, "The calibrated model")
-    assert f"with {lo} threads" in text
+    assert "it reproduces the measured change" in sentence(findings(both), "The calibrated model")
+
+    # The same fall at both intervals: the interval does not explain it, and the
+    # what-if's contrast is none: its wake-up cost is the grid's least.
+    text = findings(table(falling, falling))
+    assert "the switch interval does not explain it" in text
+    assert "gil_poll_us = 0 us" in sentence(text, "What-if")
+
+    # Runs whose ranges meet: a fall, but within the runs.
+    noisy = table(falling, flat)
+    top5 = measured & (noisy["switch_ms"] == 5.0) & (noisy["concurrency"] == hi)
+    _set(noisy, top5 & (noisy["repeat"] == 0), "throughput_rps", 410.0)
+    text = findings(noisy)
+    assert "within the runs (their ranges meet): no collapse" in sentence(text, "At Python's 5 ms")
+
+    # The server's CPU a request flat, and every connection's thread held.
+    steady = table(falling, flat)
+    steady.loc[measured, "cpu_ms_per_request"] = 3.0
+    steady.loc[measured, "threads_mean"] = steady.loc[measured, "concurrency"] + 1
+    text = findings(steady)
+    assert "stays within 5%" in sentence(text, "CPU a served request")
+    held = sentence(text, "the server held")
+    assert f"one a connection and its acceptor ({hi + 1})." in held and "Hypothesis" not in held
+    assert "On the levels where the server held every" not in text
 
 
 def test_thread_count_collapse_latency_and_collapse_flip() -> None:
@@ -273,7 +293,7 @@ def test_thread_count_collapse_latency_and_collapse_flip() -> None:
     assert "SEDA's Figure 4 shape." in text
     assert "no collapse is shown" in sentence(text, "**thread-per-connection**", "USL")
     assert "not a fall" in sentence(text, "With 256 threads")
-    assert "does not show in this closed loop" in text
+    assert "does not show at these levels here" in text
     assert "level off at or below one core's worth" in text
 
     # Latency made exactly Little's N / X for threads, and flat for async.

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -9,6 +10,7 @@ import pandas as pd
 
 from simlab.claims.base import Finding, claim, judge
 from simlab.claims.evidence import Evidence, fixed_seconds
+from simlab.findings import ranges_apart
 from simlab.models.async_ import Async
 from simlab.models.reactor_pool import ReactorPool
 from simlab.models.thread_per_connection import ThreadPerConnection
@@ -20,6 +22,9 @@ ABOUT = 0.25  # "about" / "typical" taken as within 25%
 NEGLIGIBLE = 0.1  # "almost no CPU": under a tenth of the business CPU per request
 LIGHT = 10.0  # "heavy" against "light": at least 10x apart
 FALL = 0.10  # throughput more than 10% below its peak is a fall (as thread_count_collapse)
+# A fall at ten times the switch interval under half the fall at the default one is
+# the interval's (as gil_overload_collapse's RECOVER).
+RECOVER = 0.5
 
 
 def _near_ten_gb(mib: float) -> bool:
@@ -226,7 +231,7 @@ def threads_heavy(ev: Evidence) -> Finding:
     peak = float(m["throughput_rps"].max())
     last = m.sort_values("concurrency").iloc[-1]
     fall = 1 - float(last["throughput_rps"]) / peak
-    waiting, waiting_fall, apart = _overload_collapse(ev.results("gil_overload_collapse"))
+    over = _overload(ev.results("gil_overload_collapse"))
     # The profile's per-switch and per-task CPU are only usable when their
     # fits are identified (a 95% CI clear of zero); otherwise the measured
     # throughput with many threads is the evidence on switching.
@@ -240,16 +245,21 @@ def threads_heavy(ev: Evidence) -> Finding:
         "coroutine_task_us": "not identified" if task is None else round(task, 1),
         "threads_measured": int(last["concurrency"]),
         "throughput_fall_from_peak": round(fall, 3),
-        "threads_waiting_measured": waiting,
-        "throughput_fall_with_threads_waiting": round(waiting_fall, 3),
+        "overload_connections": over.connections,
+        "overload_threads_mean": round(over.threads, 1),
+        "overload_fall_at_5ms": round(over.fall, 3),
+        "overload_fall_at_50ms": round(over.fall_at_50, 3),
     }
     memory_heavy = thread_kib >= LIGHT * task_kib
     fitted_heavier = switch is not None and task is not None and switch >= task
-    # Past its capacity every thread has work waiting (open arrivals): a fall
-    # from the fewest threads to the most, beyond the repeats, is a cost of
-    # many threads switching for the GIL that a closed loop never shows.
-    waiting_falls = waiting_fall > FALL and apart
-    switch_heavy = fitted_heavier or fall > FALL or waiting_falls
+    # Past its capacity (open arrivals, every connection with a request to
+    # send): a fall from the fewest connections to the most, beyond the runs.
+    # Where ten times the switch interval takes most of it away, it is a cost
+    # of CPython's GIL at its default interval, not of threads as such: it
+    # refines the claim rather than confirming it.
+    over_falls = over.fall > FALL and over.beyond
+    gil_only = over_falls and over.fall_at_50 < RECOVER * over.fall
+    switch_heavy = fitted_heavier or fall > FALL or (over_falls and not gil_only)
     fits = (
         f"the fitted switch costs {switch:.2g} us against {task:.0f} us per task"
         if switch is not None and task is not None
@@ -259,38 +269,73 @@ def threads_heavy(ev: Evidence) -> Finding:
         f"calibrated CPython: a thread holds {thread_kib:.0f} KiB resident "
         f"({float(p['stack_kib']):,.0f} KiB reserved) against a coroutine's {task_kib:.2f} "
         f"KiB; {fits}; measured, {int(last['concurrency'])} threads serve {fall:.0%} below "
-        f"the peak (a fall being more than {FALL:.0%}); past its capacity, with every "
-        f"thread's work waiting, {waiting} threads serve {waiting_fall:.0%} less than the "
-        "fewest measured"
-        + ("" if apart else " (the two levels' runs meet: not beyond their noise)")
+        f"the peak (a fall being more than {FALL:.0%}); past its capacity, "
+        f"{over.connections} connections ({over.threads:.0f} threads) serve "
+        f"{over.fall:.0%} less than the fewest measured at Python's 5 ms switch interval"
+        + ("" if over.beyond else " (the two levels' runs meet: not beyond their noise)")
+        + (
+            f" and {over.fall_at_50:.0%} less at 50 ms"
+            if over.fall_at_50 >= 0
+            else f" and {-over.fall_at_50:.0%} more at 50 ms"
+        )
+    )
+    gil = (
+        "in switching only through CPython's GIL at its default switch interval (the fall "
+        f"is under {RECOVER:.0%} as large at ten times the interval)"
     )
     return judge(
         holds=memory_heavy and switch_heavy,
-        partly=memory_heavy or switch_heavy,
+        partly=memory_heavy or switch_heavy or gil_only,
         yes=f"{text}: heavy in memory and in switching",
         part=f"{text}: heavy in "
         + (
-            "memory only: switching many threads costs no throughput shown here"
+            f"memory, and {gil}"
+            if memory_heavy and gil_only
+            else "memory only: switching many threads costs no throughput shown here"
             if memory_heavy
             else "switching only"
+            if switch_heavy
+            else gil.removeprefix("in ")
         ),
         no=f"{text}: neither heavier in memory nor in switching",
         numbers=numbers,
     )
 
 
-def _overload_collapse(df: pd.DataFrame) -> tuple[int, float, bool]:
-    """The most threads of ``gil_overload_collapse``'s measured levels at Python's
-    5 ms switch interval, how much less they serve than the fewest (a
-    fraction), and whether that is beyond the runs: two or more a level, the
-    fewest threads' slowest run above the most threads' fastest."""
-    m = df[(df["source"] == "measured") & (df["switch_ms"] == 5.0)]
+@dataclass(frozen=True)
+class _Overload:
+    """``gil_overload_collapse``'s measured ends: how much less the most
+    connections serve than the fewest at Python's 5 ms switch interval (a
+    fraction), whether that is beyond the runs (``findings.ranges_apart``), the
+    same fall at 50 ms, and the threads the server held on the most."""
+
+    connections: int
+    threads: float
+    fall: float
+    beyond: bool
+    fall_at_50: float
+
+
+def _overload(df: pd.DataFrame) -> _Overload:
+    m = df[df["source"] == "measured"]
     levels = sorted(m["concurrency"].unique())
-    low = m.loc[m["concurrency"] == levels[0], "throughput_rps"]
-    high = m.loc[m["concurrency"] == levels[-1], "throughput_rps"]
-    apart = min(len(low), len(high)) >= 2 and float(low.min()) > float(high.max())
-    fall = 1 - float(high.mean()) / float(low.mean())
-    return int(levels[-1]), fall, apart
+
+    def runs(switch: float, n: int, column: str = "throughput_rps") -> pd.Series:
+        part = m[(m["switch_ms"] == switch) & (m["concurrency"] == n)]
+        return part[column]
+
+    lo, hi = levels[0], levels[-1]
+
+    def fall(switch: float) -> float:
+        return 1 - float(runs(switch, hi).mean()) / float(runs(switch, lo).mean())
+
+    return _Overload(
+        connections=int(hi),
+        threads=float(runs(5.0, hi, "threads_mean").mean()),
+        fall=fall(5.0),
+        beyond=ranges_apart(runs(5.0, lo), runs(5.0, hi)),
+        fall_at_50=fall(50.0),
+    )
 
 
 def _identified(fit: Any) -> float | None:
