@@ -36,7 +36,7 @@ import pandas as pd
 import simlab
 from simlab import Architecture, Fixed, Workload
 from simlab.experiment import Experiment, arguments, rewrite_findings
-from simlab.findings import compare, hypothesis, ranges_apart
+from simlab.findings import SHARE_LEFT, compare, hypothesis, ranges_apart, share_left
 from simlab.paths import profiles_dir
 from simlab.real.measure import MeasureOptions, measure
 from simlab.real.speed import WORK as SPEED_WORK
@@ -59,9 +59,8 @@ ARCH = Architecture()
 # The findings' rules (every direction or comparison in findings.md is one of these):
 FALL = 0.10  # a change from the fewest threads to the most beyond 10% is a fall (or rise)
 STEADY = 0.05  # a CPU a request, or a served rate, that moves less than 5% stays put
-RECOVER = 0.5  # the long interval "takes most of the fall away": under half of it is left
 AGREE = 0.10  # a simulated change within 10 points of the measured one reproduces it
-SPEED_SAME = 0.05  # two machine speeds within 5% are the same (the reference repeats to 3%)
+SPEED_SAME = 0.05  # two machine speeds within 5% are called the same
 ALL_THREADS = 0.95  # a level whose server held 95% of its connections' threads held them all
 DRAWS = 400  # bootstrap draws over the repeats, for the what-if's interval
 
@@ -232,30 +231,44 @@ def _runs(df: pd.DataFrame, switch: float, n: int, column: str = "throughput_rps
 
 class WhatIf:
     """The what-if's answer: the grid's value nearest the measured contrast, its
-    interval over the repeats (None with one run a level), and the grid's top."""
+    interval over the repeats (None with one run a level), the grid's top, and
+    at each level kept the measured and the model's gain at 50 ms over 5 ms."""
 
-    def __init__(self, value: float, interval: list[float] | None, top: float) -> None:
-        self.value, self.interval, self.top = value, interval, top
+    def __init__(
+        self,
+        value: float,
+        interval: list[float] | None,
+        top: float,
+        gains: dict[int, tuple[float, float]],
+    ) -> None:
+        self.value, self.interval, self.top, self.gains = value, interval, top, gains
 
     def describe(self) -> str:
         where = (
             "one run a level: no interval over the repeats"
             if self.interval is None
-            else f"{self.interval[0]:g} to {self.interval[1]:g} us over resamples of the "
-            "repeats, on the grid's values"
+            else f"{self.interval[0]:g} to {self.interval[1]:g} us over resamples of this "
+            "session's runs, on the grid's values, one model replication a value"
         )
         if self.value >= self.top or (self.interval is not None and self.interval[1] >= self.top):
             where += "; it reaches the top of the grid tried, which does not bound it"
         return where
+
+    def mismatch(self) -> str:
+        """The gains at 50 ms level by level, measured against the model's at ``value``."""
+        return "; ".join(
+            f"{n}: {_signed(m)} measured, {_signed(g)} model" for n, (m, g) in self.gains.items()
+        )
 
 
 def _what_if(
     df: pd.DataFrame, levels: list[int] | None = None, rng: np.random.Generator | None = None
 ) -> WhatIf | None:
     """The grid's gil_poll_us whose simulated contrast between the intervals
-    (log of served at 5 ms over served at 50 ms, per level: the machine's speed
-    cancels) is nearest the measured, least squares over ``levels`` (all the
-    measured ones by default; a level missing a side is left out), and its 95%
+    (log of served at 5 ms over served at 50 ms, per level: a ratio of two means
+    of this session's runs) is nearest the measured, least squares over
+    ``levels`` (all the measured ones by default; a level missing a side, or a
+    model value at any value of the grid, is left out), and its 95%
     interval over resamples of the measured repeats (each level's runs at each
     interval drawn with replacement); None without what-if rows or levels."""
     grid = sorted(df.loc[df["source"] == "what-if", "poll_us"].unique())
@@ -272,28 +285,41 @@ def _what_if(
         return np.log((at5 / at50).reindex(kept).to_numpy(dtype=float))
 
     sims = np.array([contrast(g) for g in grid])
+    whole = ~np.isnan(sims).any(axis=0)
+    kept = [n for n, ok in zip(kept, whole, strict=True) if ok]
+    sims = sims[:, whole]
+    if not kept:
+        return None
 
-    def best(target: np.ndarray) -> float:
-        return float(grid[int(np.argmin(np.nansum((sims - target) ** 2, axis=1)))])
+    def best(target: np.ndarray) -> int:
+        return int(np.argmin(((sims - target) ** 2).sum(axis=1)))
 
     target = np.log([runs[n][0].mean() / runs[n][1].mean() for n in kept])
-    value = best(target)
-    if min(min(len(a), len(b)) for a, b in runs.values() if len(a) and len(b)) < 2:
-        return WhatIf(value, None, float(grid[-1]))
+    at = best(target)
+    value = float(grid[at])
+    # A gain at 50 ms over 5 ms is exp(-contrast) - 1.
+    gains = {
+        n: (float(np.expm1(-t)), float(np.expm1(-m)))
+        for n, t, m in zip(kept, target, sims[at], strict=True)
+    }
+    if min(min(len(runs[n][0]), len(runs[n][1])) for n in kept) < 2:
+        return WhatIf(value, None, float(grid[-1]), gains)
     rng = rng if rng is not None else np.random.default_rng(SEED)
     draws = []
     for _ in range(DRAWS):
         t = np.log([rng.choice(runs[n][0], len(runs[n][0])).mean()
                     / rng.choice(runs[n][1], len(runs[n][1])).mean() for n in kept])  # fmt: skip
-        draws.append(best(t))
+        draws.append(float(grid[best(t)]))
     interval = [float(x) for x in np.percentile(draws, [2.5, 97.5], method="nearest")]
-    return WhatIf(value, interval, float(grid[-1]))
+    return WhatIf(value, interval, float(grid[-1]), gains)
 
 
-def _change(cells: pd.DataFrame) -> float:
-    """The fall from the fewest threads to the most, a fraction of the fewest's
-    served (negative: a rise)."""
-    return float(1 - cells["mean"].iloc[-1] / cells["mean"].iloc[0])
+def _change(cells: pd.DataFrame, lo: int | None = None, hi: int | None = None) -> float:
+    """The fall from the fewest connections to the most (or from ``lo`` to
+    ``hi``), a fraction of the fewest's served (negative: a rise)."""
+    a = cells["mean"].iloc[0] if lo is None else cells.loc[lo, "mean"]
+    b = cells["mean"].iloc[-1] if hi is None else cells.loc[hi, "mean"]
+    return float(1 - b / a)
 
 
 def _signed(x: float) -> str:
@@ -306,12 +332,12 @@ def _kind(change: float) -> Change:
     return "fall" if change > FALL else "rise" if change < -FALL else "flat"
 
 
-def _measured_change(df: pd.DataFrame, switch: float) -> tuple[float, Change, bool]:
-    """The measured change at one interval, its kind, and whether it is beyond
-    the runs (``ranges_apart`` of the fewest and the most threads' runs)."""
-    cells = _cells(df, "measured", switch)
-    lo, hi = int(cells.index[0]), int(cells.index[-1])
-    change = _change(cells)
+def _measured_change(
+    df: pd.DataFrame, switch: float, lo: int, hi: int
+) -> tuple[float, Change, bool]:
+    """The measured change from ``lo`` to ``hi`` connections at one interval, its
+    kind, and whether it is beyond the runs (``ranges_apart`` of the two levels)."""
+    change = _change(_cells(df, "measured", switch), lo, hi)
     return change, _kind(change), ranges_apart(_runs(df, switch, lo), _runs(df, switch, hi))
 
 
@@ -349,9 +375,9 @@ def findings(
 ) -> str:
     """The findings, every direction and comparison chosen by a rule from the table."""
     lines = ["# Thread-per-connection past its capacity\n"]
-    m5, m50 = _cells(df, "measured", 5.0), _cells(df, "measured", 50.0)
+    m5 = _cells(df, "measured", 5.0)
     lo, hi = int(m5.index[0]), int(m5.index[-1])
-    runs = len(_runs(df, 5.0, lo))
+    runs = int(df[df["source"] == "measured"].groupby(["switch_ms", "concurrency"]).size().min())
     rate, cpu_ms = float(df["param_rate"].iloc[0]), float(df["param_cpu_ms"].iloc[0])
     cores = rate * cpu_ms / 1e3
     served = df.loc[df["source"] == "measured", "throughput_rps"]
@@ -366,7 +392,7 @@ def findings(
     )
 
     lines.append("## Does it collapse?\n")
-    change, kind, beyond = _measured_change(df, 5.0)
+    change, kind, beyond = _measured_change(df, 5.0, lo, hi)
     noise = (
         "beyond the runs (every run of one level above every run of the other)"
         if beyond
@@ -402,10 +428,10 @@ def findings(
         + f" from {lo} to {hi} connections at 5 ms (the requests' own work is {cpu_ms:g} ms)."
     )
     held5, held50 = _held(df, 5.0, hi), _held(df, 50.0, hi)
-    held = compare(held5, hi + 1, STEADY)
+    held = compare(max(held5, held50), hi + 1, STEADY)
     lines.append(
         f"- On {hi} connections the server held {held5:,.0f} threads on average at 5 ms "
-        f"and {held50:,.0f} at 50 ms, "
+        f"and {held50:,.0f} at 50 ms: at both, "
         + held.pick(
             more=f"more than one a connection and its acceptor ({hi + 1}).",
             less=f"fewer than one a connection and its acceptor ({hi + 1}): some connections' "
@@ -421,59 +447,7 @@ def findings(
         )
     )
 
-    lines.append("\n## Is it the switch interval?\n")
-    change50, _, _ = _measured_change(df, 50.0)
-    gain = compare(m50["mean"].iloc[-1], m5["mean"].iloc[-1], STEADY)
-    apart = ranges_apart(_runs(df, 50.0, hi), _runs(df, 5.0, hi))
-    lines.append(
-        f"- On {hi} connections, at ten times the interval (50 ms) the server serves "
-        + gain.pick(
-            more=f"{gain.relative:.0%} more",
-            less=f"{-gain.relative:.0%} less",
-            same=f"as much (within {STEADY:.0%})",
-        )
-        + f" than at 5 ms ({m50['mean'].iloc[-1]:,.0f} against {m5['mean'].iloc[-1]:,.0f} "
-        + "req/s"
-        + (
-            ""
-            if gain.relation == "same"
-            else ", beyond the runs"
-            if apart
-            else ", the runs meet"
-            if runs >= 2
-            else ", one run each"
-        )
-        + f"); from {lo} to {hi} connections it changes by {_signed(-change50)} there."
-    )
-    if collapses:
-        left = change50 / change
-        if left < RECOVER:
-            lines.append(
-                f"\nAt the longer interval {max(left, 0):.0%} of the fall is left (under "
-                f"{RECOVER:.0%}): the fall depends on the switch interval. "
-                + hypothesis(
-                    "the threads waiting for the GIL each wake once a switch interval to ask "
-                    "for it, and each wake-up takes time from the thread that holds it (what "
-                    "the model's gil_poll_us charges); at 50 ms they wake a tenth as often",
-                    "the same levels with the server's voluntary context switches a second "
-                    "recorded at both intervals (simlab measure's thread_switches_per_s): "
-                    "the fall should follow the switches, not the threads held",
-                )
-            )
-        else:
-            lines.append(
-                f"\nAt the longer interval {left:.0%} of the fall is left (at least "
-                f"{RECOVER:.0%}): the switch interval does not explain it. "
-                + hypothesis(
-                    "the cost grows with the threads themselves (the kernel's scheduling "
-                    "of many runnable threads), not with their wake-ups for the GIL",
-                    "the same levels with the threads' voluntary and involuntary context "
-                    "switches recorded (simlab measure's thread_switches_per_s)",
-                )
-            )
-    else:
-        lines.append("\nWith no collapse at 5 ms there is no fall for the interval to explain.")
-
+    lines += _interval_section(df, lo, hi, runs, change if collapses else None)
     lines.append("\n## The model beside it\n")
     s5 = _cells(df, "simulated", 5.0)
     status = "identified" if profile_poll_identified else "not identified by its runs"
@@ -492,6 +466,7 @@ def findings(
             f"over the levels; {fit.describe()}); with it the model changes by "
             f"{_signed(-w_change)} from {lo} to {hi} connections at 5 ms: "
             + _reproduces(w_change, change, kind, beyond, runs)
+            + f" The gain at 50 ms by connections, at {fit.value:g} us: {fit.mismatch()}."
         )
         full = [
             int(n)
@@ -504,10 +479,112 @@ def findings(
             lines.append(
                 f"  On the levels where the server held every connection's thread at both "
                 f"intervals ({', '.join(map(str, full))} connections; at least "
-                f"{ALL_THREADS:.0%} of them and its acceptor), as the model always does, the "
+                f"{ALL_THREADS:.0%} of them and its acceptor), the "
                 f"nearest value is {sub.value:g} us ({sub.describe()})."
             )
     return "\n".join(lines)
+
+
+def _interval_section(
+    df: pd.DataFrame, lo: int, hi: int, runs: int, change: float | None
+) -> list[str]:
+    """What ten times the switch interval does: the served rates on the most and
+    the fewest connections, the machine's speed at each interval, and, where
+    the 5 ms runs collapse (``change``: their fall), how much of it is left."""
+    lines = ["\n## Is it the switch interval?\n"]
+    change50, _, _ = _measured_change(df, 50.0, lo, hi)
+    lines += [f"- {_gain(df, n, runs)}" for n in (hi, lo)]
+    lines[-1] += f" From {lo} to {hi} connections it changes by {_signed(-change50)} at 50 ms."
+    lines.append(_speeds(df))
+    if change is not None:
+        left, interval = share_left(
+            _runs(df, 5.0, lo), _runs(df, 5.0, hi), _runs(df, 50.0, lo), _runs(df, 50.0, hi),
+            seed=SEED,
+        )  # fmt: skip
+        where = (
+            "one run a level: no interval"
+            if interval is None
+            else f"{interval[0]:.0%} to {interval[1]:.0%} over resamples of the runs"
+        )
+        head = f"\nAt the longer interval {left:.0%} of the fall is left ({where}): "
+        if interval is not None and interval[1] < SHARE_LEFT:
+            lines.append(
+                head + f"under {SHARE_LEFT:.0%} at the interval's top, so the fall depends on the "
+                "switch interval. "
+                + hypothesis(
+                    "the threads waiting for the GIL each wake once a switch interval to ask "
+                    "for it, and each wake-up takes time from the thread that holds it (what "
+                    "the model's gil_poll_us charges); at 50 ms they wake a tenth as often",
+                    "the same levels with the server's voluntary context switches a second "
+                    "recorded at both intervals (simlab measure's thread_switches_per_s): "
+                    "the fall should follow the switches, not the threads held",
+                )
+            )
+        elif interval is not None and interval[0] >= SHARE_LEFT:
+            lines.append(
+                head + f"at least {SHARE_LEFT:.0%} at the interval's bottom, so the switch "
+                "interval does not explain it. "
+                + hypothesis(
+                    "the cost grows with the threads themselves (the kernel's scheduling "
+                    "of many runnable threads), not with their wake-ups for the GIL",
+                    "the same levels with the threads' voluntary and involuntary context "
+                    "switches recorded (simlab measure's thread_switches_per_s)",
+                )
+            )
+        else:
+            lines.append(
+                head + f"whether under or over {SHARE_LEFT:.0%} these runs do not settle, so "
+                "whether the fall depends on the switch interval is undetermined; more runs "
+                "a level would settle it."
+            )
+    else:
+        lines.append("\nWith no collapse at 5 ms there is no fall for the interval to explain.")
+    return lines
+
+
+def _gain(df: pd.DataFrame, n: int, runs: int) -> str:
+    """What ten times the switch interval serves on ``n`` connections, against 5 ms."""
+    at5, at50 = _runs(df, 5.0, n), _runs(df, 50.0, n)
+    gain = compare(at50.mean(), at5.mean(), STEADY)
+    noise = (
+        ""
+        if gain.relation == "same"
+        else ", beyond the runs"
+        if ranges_apart(at50, at5)
+        else ", the runs meet"
+        if runs >= 2
+        else ", one run each"
+    )
+    return (
+        f"On {n} connections, at ten times the interval (50 ms) the server serves "
+        + gain.pick(
+            more=f"{gain.relative:.0%} more",
+            less=f"{-gain.relative:.0%} less",
+            same=f"as much (within {STEADY:.0%})",
+        )
+        + f" than at 5 ms ({at50.mean():,.0f} against {at5.mean():,.0f} req/s{noise})."
+    )
+
+
+def _speeds(df: pd.DataFrame) -> str:
+    """The machine's speed over the 50 ms runs against the 5 ms runs: the two
+    intervals' runs compare only as far as the machine ran alike."""
+    m = df[df["source"] == "measured"]
+    at5 = m.loc[m["switch_ms"] == 5.0, "speed_ops_s"].dropna()
+    at50 = m.loc[m["switch_ms"] == 50.0, "speed_ops_s"].dropna()
+    if not len(at5) or not len(at50):
+        return "- The machine's speed was not recorded beside the runs."
+    pace = compare(at50.median(), at5.median(), SPEED_SAME)
+    return (
+        "- The machine ran the speed reference (simlab.real.speed) "
+        + pace.pick(
+            more=f"{pace.relative:.0%} faster during the 50 ms runs than the 5 ms runs",
+            less=f"{-pace.relative:.0%} slower during the 50 ms runs than the 5 ms runs",
+            same=f"as fast during the 50 ms runs as the 5 ms runs (within {SPEED_SAME:.0%})",
+        )
+        + f" ({at50.median():,.0f} against {at5.median():,.0f} ops/s, medians; the runs "
+        f"ranged {m['speed_ops_s'].min():,.0f} to {m['speed_ops_s'].max():,.0f})."
+    )
 
 
 def _level(df: pd.DataFrame, s5: pd.DataFrame, m5: pd.DataFrame, profile_speed_ops_s: float) -> str:

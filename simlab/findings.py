@@ -40,6 +40,7 @@ from scipy import stats
 __all__ = [
     "MEASURED_MACHINE",
     "RESIDENT",
+    "SHARE_LEFT",
     "Comparison",
     "Direction",
     "Monotone",
@@ -60,6 +61,7 @@ __all__ = [
     "ranges_apart",
     "resident_gap",
     "scaling",
+    "share_left",
     "trend",
     "within_noise",
 ]
@@ -225,11 +227,52 @@ def within_noise(a: float, b: float, sd: float, z: float = 1.96) -> bool:
 def ranges_apart(a: ArrayLike, b: ArrayLike) -> bool:
     """Whether two sets of repeated runs differ beyond their own spread: two runs
     or more each, and every run of one above every run of the other (one run
-    each shows no spread, so never)."""
+    each shows no spread, so never). A weak rule with few runs: two sets of
+    the same quantity land apart by chance 1 time in 3 with two runs each, 1
+    in 10 with three; the sentences that use it say how many runs they had."""
     x, y = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
     if min(len(x), len(y)) < 2:
         return False
     return bool(x.min() > y.max() or y.min() > x.max())
+
+
+# A fall that a second condition leaves under half as large is that condition's
+# ("share_left", gil_overload_collapse and the claims that read it).
+SHARE_LEFT = 0.5
+
+
+def share_left(
+    fewest: ArrayLike,
+    most: ArrayLike,
+    fewest_then: ArrayLike,
+    most_then: ArrayLike,
+    *,
+    draws: int = 400,
+    seed: int = 0,
+) -> tuple[float, tuple[float, float] | None]:
+    """How much of a fall is left under a second condition: the fall from
+    ``fewest`` to ``most`` (runs' means, a fraction of the fewest's) under it
+    (``fewest_then`` to ``most_then``) over the fall under the first; and its
+    95% interval over resamples of the runs (each set drawn with replacement;
+    a resample with no first fall is left out), None with fewer than two runs
+    in a set or no fall in any resample. The ratio is undefined (nan) where
+    the first fall is none."""
+    sets = [np.asarray(v, dtype=float) for v in (fewest, most, fewest_then, most_then)]
+
+    def left(a: np.ndarray, b: np.ndarray, c: np.ndarray, d: np.ndarray) -> float:
+        fall = 1 - b.mean() / a.mean()
+        return float((1 - d.mean() / c.mean()) / fall) if fall != 0 else math.nan
+
+    point = left(*sets)
+    if min(len(v) for v in sets) < 2:
+        return point, None
+    rng = np.random.default_rng(seed)
+    values = np.array([left(*(rng.choice(v, len(v)) for v in sets)) for _ in range(draws)])
+    values = values[np.isfinite(values)]
+    if not len(values):
+        return point, None  # no fall in any resample: no share to bound
+    lo, hi = np.percentile(values, [2.5, 97.5])
+    return point, (float(lo), float(hi))
 
 
 def hypothesis(claim: str, test: str) -> str:

@@ -174,7 +174,7 @@ def test_gil_overload_collapse(tmp_path: Path) -> None:
     assert (measured["throughput_rps"] < 600).all()
     what_if = df[df["source"] == "what-if"]
     assert len(set(what_if["poll_us"])) >= 3
-    # The findings' numbers are the table's: the 5 ms level of the fewest connections.
+    # The findings' served rate of the fewest connections at 5 ms is the table's.
     text = (tmp_path / "goc" / "findings.md").read_text()
     fewest = measured[(measured["switch_ms"] == 5.0) & (measured["concurrency"] == 25)]
     served = f"serves {fewest['throughput_rps'].mean():,.0f} req/s on 25 connections"

@@ -77,6 +77,28 @@ def test_trend_direction_needs_a_ci_that_excludes_zero() -> None:
     assert flat.slope == 0 and flat.direction == "none"
 
 
+def test_ranges_apart_needs_two_runs_each_and_no_overlap() -> None:
+    assert rules.ranges_apart([3.0, 4.0], [1.0, 2.0])
+    assert rules.ranges_apart([1.0, 2.0], [3.0, 4.0])
+    assert not rules.ranges_apart([1.0, 3.0], [2.0, 4.0])
+    assert not rules.ranges_apart([2.0, 3.0], [1.0, 2.0])  # a tie is an overlap
+    assert not rules.ranges_apart([5.0], [1.0, 2.0])  # one run shows no spread
+
+
+def test_share_left_and_its_interval() -> None:
+    # A fall of 40% (100 -> 60) that the second condition halves (100 -> 80).
+    left, interval = rules.share_left([100.0, 100.0], [60.0, 60.0], [100.0, 100.0], [80.0, 80.0])
+    assert left == pytest.approx(0.5) and interval == pytest.approx((0.5, 0.5))
+    # Spread runs: the interval holds the point and widens.
+    left, interval = rules.share_left(
+        [100.0, 90.0, 110.0], [60.0, 70.0, 50.0], [100.0, 95.0, 105.0], [70.0, 90.0, 80.0]
+    )
+    assert interval is not None and interval[0] < left < interval[1]
+    assert interval[1] - interval[0] > 0.2
+    # One run a set: no interval.
+    assert rules.share_left([100.0], [60.0], [100.0], [80.0])[1] is None
+
+
 def test_scaling_is_read_from_the_exponent_and_its_ci() -> None:
     x = np.geomspace(1, 1000, 8)
     assert rules.scaling(rules.elasticity(x, 3 * x)) == "linear"
@@ -238,7 +260,7 @@ def test_gil_overload_collapse_flips_with_the_table() -> None:
     text = findings(table(flat, flat))
     assert "within 10%: no collapse is shown" in sentence(text, "At Python's 5 ms")
     assert "no fall for the interval to explain" in text
-    assert "as much (within 5%)" in sentence(text, "at ten times the interval")
+    assert "as much (within 5%)" in sentence(text, f"On {hi} connections, at ten times")
     # A rise is no collapse either.
     assert "it rises by 50%" in sentence(findings(table(rising, flat)), "At Python's 5 ms")
 
@@ -246,8 +268,9 @@ def test_gil_overload_collapse_flips_with_the_table() -> None:
     text = findings(table(falling, flat))
     assert "a collapse" in sentence(text, "At Python's 5 ms")
     assert "the fall depends on the switch interval" in sentence(text, "of the fall is left")
-    gain = sentence(text, "at ten times the interval")
-    assert "serves 60% more" in gain and "beyond the runs" in gain and "by +0% there" in gain
+    gain = sentence(text, f"On {hi} connections, at ten times")
+    assert "serves 60% more" in gain and "beyond the runs" in gain
+    assert "it changes by +0% at 50 ms" in sentence(text, f"On {levels[0]} connections, at ten")
     model = sentence(text, "The calibrated model")
     assert "does not reproduce the measured change" in model and "against a fall" in model
     assert "gil_poll_us = 0 us" not in sentence(text, "What-if")
@@ -261,6 +284,24 @@ def test_gil_overload_collapse_flips_with_the_table() -> None:
     text = findings(table(falling, falling))
     assert "the switch interval does not explain it" in text
     assert "gil_poll_us = 0 us" in sentence(text, "What-if")
+
+    # A fall whose share left at 50 ms the runs do not settle.
+    spread = table(falling, flat)
+    top50 = measured & (spread["switch_ms"] == 50.0) & (spread["concurrency"] == hi)
+    for r, value in enumerate((330.0, 260.0, 390.0)):
+        _set(spread, top50 & (spread["repeat"] == r), "throughput_rps", value)
+    assert "is undetermined" in sentence(findings(spread), "of the fall is left")
+
+    # One run a level: no collapse can be beyond the runs, and no interval.
+    single = table(falling, flat)
+    single = single[(single["source"] != "measured") | (single["repeat"] == 0)]
+    text = findings(single)
+    assert "with one run a level" in sentence(text, "At Python's 5 ms")
+    assert "one run a level: no interval" in sentence(text, "What-if")
+
+    # The committed table: the what-if again on the levels that held every thread.
+    text = findings(df)
+    assert "On the levels where the server held every connection's thread" in text
 
     # Runs whose ranges meet: a fall, but within the runs.
     noisy = table(falling, flat)

@@ -10,7 +10,7 @@ import pandas as pd
 
 from simlab.claims.base import Finding, claim, judge
 from simlab.claims.evidence import Evidence, fixed_seconds
-from simlab.findings import ranges_apart
+from simlab.findings import SHARE_LEFT, ranges_apart, share_left
 from simlab.models.async_ import Async
 from simlab.models.reactor_pool import ReactorPool
 from simlab.models.thread_per_connection import ThreadPerConnection
@@ -22,9 +22,6 @@ ABOUT = 0.25  # "about" / "typical" taken as within 25%
 NEGLIGIBLE = 0.1  # "almost no CPU": under a tenth of the business CPU per request
 LIGHT = 10.0  # "heavy" against "light": at least 10x apart
 FALL = 0.10  # throughput more than 10% below its peak is a fall (as thread_count_collapse)
-# A fall at ten times the switch interval under half the fall at the default one is
-# the interval's (as gil_overload_collapse's RECOVER).
-RECOVER = 0.5
 
 
 def _near_ten_gb(mib: float) -> bool:
@@ -252,14 +249,16 @@ def threads_heavy(ev: Evidence) -> Finding:
     }
     memory_heavy = thread_kib >= LIGHT * task_kib
     fitted_heavier = switch is not None and task is not None and switch >= task
-    # Past its capacity (open arrivals, every connection with a request to
-    # send): a fall from the fewest connections to the most, beyond the runs.
-    # Where ten times the switch interval takes most of it away, it is a cost
-    # of CPython's GIL at its default interval, not of threads as such: it
-    # refines the claim rather than confirming it.
+    # Past its capacity: a fall from the fewest connections to the most, beyond
+    # the runs, at CPython's default switch interval. If ten times the interval
+    # leaves at least half of it (the share's whole interval over the runs), the
+    # threads cost throughput whatever the interval: the claim holds in switching.
+    # If it leaves under half, or the runs do not settle which, the fall comes
+    # with the interval's setting: that refines the claim, it does not confirm it.
     over_falls = over.fall > FALL and over.beyond
-    gil_only = over_falls and over.fall_at_50 < RECOVER * over.fall
-    switch_heavy = fitted_heavier or fall > FALL or (over_falls and not gil_only)
+    interval_free = over_falls and over.left is not None and over.left[0] >= SHARE_LEFT
+    halved = over_falls and over.left is not None and over.left[1] < SHARE_LEFT
+    switch_heavy = fitted_heavier or fall > FALL or interval_free
     fits = (
         f"the fitted switch costs {switch:.2g} us against {task:.0f} us per task"
         if switch is not None and task is not None
@@ -271,7 +270,8 @@ def threads_heavy(ev: Evidence) -> Finding:
         f"KiB; {fits}; measured, {int(last['concurrency'])} threads serve {fall:.0%} below "
         f"the peak (a fall being more than {FALL:.0%}); past its capacity, "
         f"{over.connections} connections ({over.threads:.0f} threads) serve "
-        f"{over.fall:.0%} less than the fewest measured at Python's 5 ms switch interval"
+        + (f"{over.fall:.0%} less" if over.fall >= 0 else f"{-over.fall:.0%} more")
+        + " than the fewest measured at Python's 5 ms switch interval"
         + ("" if over.beyond else " (the two levels' runs meet: not beyond their noise)")
         + (
             f" and {over.fall_at_50:.0%} less at 50 ms"
@@ -279,10 +279,13 @@ def threads_heavy(ev: Evidence) -> Finding:
             else f" and {-over.fall_at_50:.0%} more at 50 ms"
         )
     )
-    gil = (
-        "in switching only through CPython's GIL at its default switch interval (the fall "
-        f"is under {RECOVER:.0%} as large at ten times the interval)"
+    gil = "in switching past capacity at CPython's default switch interval, " + (
+        f"a fall that ten times the interval leaves under {SHARE_LEFT:.0%} as large"
+        if halved
+        else f"a fall of which ten times the interval leaves {over.share:.0%}, under or over "
+        f"{SHARE_LEFT:.0%} these runs do not settle"
     )
+    gil_only = over_falls and not interval_free
     return judge(
         holds=memory_heavy and switch_heavy,
         partly=memory_heavy or switch_heavy or gil_only,
@@ -307,18 +310,22 @@ class _Overload:
     """``gil_overload_collapse``'s measured ends: how much less the most
     connections serve than the fewest at Python's 5 ms switch interval (a
     fraction), whether that is beyond the runs (``findings.ranges_apart``), the
-    same fall at 50 ms, and the threads the server held on the most."""
+    same fall at 50 ms, the share of the first the second is with its interval
+    over the runs (``findings.share_left``), and the threads the server held
+    on the most connections."""
 
     connections: int
     threads: float
     fall: float
     beyond: bool
     fall_at_50: float
+    share: float
+    left: tuple[float, float] | None
 
 
 def _overload(df: pd.DataFrame) -> _Overload:
     m = df[df["source"] == "measured"]
-    levels = sorted(m["concurrency"].unique())
+    levels = sorted(m.loc[m["switch_ms"] == 5.0, "concurrency"].unique())
 
     def runs(switch: float, n: int, column: str = "throughput_rps") -> pd.Series:
         part = m[(m["switch_ms"] == switch) & (m["concurrency"] == n)]
@@ -329,12 +336,15 @@ def _overload(df: pd.DataFrame) -> _Overload:
     def fall(switch: float) -> float:
         return 1 - float(runs(switch, hi).mean()) / float(runs(switch, lo).mean())
 
+    share, left = share_left(runs(5.0, lo), runs(5.0, hi), runs(50.0, lo), runs(50.0, hi))
     return _Overload(
         connections=int(hi),
         threads=float(runs(5.0, hi, "threads_mean").mean()),
         fall=fall(5.0),
         beyond=ranges_apart(runs(5.0, lo), runs(5.0, hi)),
         fall_at_50=fall(50.0),
+        share=share,
+        left=left,
     )
 
 
