@@ -558,11 +558,11 @@ def _gain(df: pd.DataFrame, n: int, runs: int) -> str:
     return (
         f"On {n} connections, at ten times the interval (50 ms) the server serves "
         + gain.pick(
-            more=f"{gain.relative:.0%} more",
-            less=f"{-gain.relative:.0%} less",
-            same=f"as much (within {STEADY:.0%})",
+            more=f"{gain.relative:.0%} more than",
+            less=f"{-gain.relative:.0%} less than",
+            same=f"as much (within {STEADY:.0%}) as",
         )
-        + f" than at 5 ms ({at50.mean():,.0f} against {at5.mean():,.0f} req/s{noise})."
+        + f" at 5 ms ({at50.mean():,.0f} against {at5.mean():,.0f} req/s{noise})."
     )
 
 
