@@ -447,7 +447,7 @@ def findings(
         )
     )
 
-    lines += _interval_section(df, lo, hi, runs, change if collapses else None)
+    lines += _interval_section(df, lo, hi, runs, collapses)
     lines.append("\n## The model beside it\n")
     s5 = _cells(df, "simulated", 5.0)
     status = "identified" if profile_poll_identified else "not identified by its runs"
@@ -485,18 +485,16 @@ def findings(
     return "\n".join(lines)
 
 
-def _interval_section(
-    df: pd.DataFrame, lo: int, hi: int, runs: int, change: float | None
-) -> list[str]:
+def _interval_section(df: pd.DataFrame, lo: int, hi: int, runs: int, collapses: bool) -> list[str]:
     """What ten times the switch interval does: the served rates on the most and
     the fewest connections, the machine's speed at each interval, and, where
-    the 5 ms runs collapse (``change``: their fall), how much of it is left."""
+    the 5 ms runs collapse, how much of their fall is left (``share_left``)."""
     lines = ["\n## Is it the switch interval?\n"]
     change50, _, _ = _measured_change(df, 50.0, lo, hi)
     lines += [f"- {_gain(df, n, runs)}" for n in (hi, lo)]
     lines[-1] += f" From {lo} to {hi} connections it changes by {_signed(-change50)} at 50 ms."
     lines.append(_speeds(df))
-    if change is not None:
+    if collapses:
         left, interval = share_left(
             _runs(df, 5.0, lo), _runs(df, 5.0, hi), _runs(df, 50.0, lo), _runs(df, 50.0, hi),
             seed=SEED,
