@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import json
 import math
+from dataclasses import dataclass
 from typing import Any, Literal
 
 import matplotlib
@@ -34,7 +35,7 @@ import numpy as np
 import pandas as pd
 
 import simlab
-from simlab import Architecture, Fixed, Workload
+from simlab import Architecture, Fixed, Platform, Workload
 from simlab.experiment import Experiment, arguments, rewrite_findings
 from simlab.findings import SHARE_LEFT, compare, hypothesis, ranges_apart, share_left
 from simlab.paths import profiles_dir
@@ -78,11 +79,10 @@ def _findings_from(df: pd.DataFrame, params: dict[str, Any]) -> str:
     )
 
 
-def _profile_poll() -> tuple[float, bool, float]:
-    """The calibrated profile's gil_poll_us, whether its runs identified it, and
-    the machine's speed over its runs (``simlab.real.speed``, the same work as
-    this run's reference; nan without one)."""
-    platform = simlab.load_platform("cpython")
+def _profile_poll(platform: Platform) -> tuple[float, bool, float]:
+    """The calibrated profile's gil_poll_us (``platform``, loaded from it),
+    whether its runs identified it, and the machine's speed over its runs
+    (``simlab.real.speed``, the same work as this run's reference; nan without one)."""
     path = profiles_dir() / "cpython.json"
     identified, speed = False, math.nan
     if path.exists():
@@ -129,7 +129,7 @@ def main() -> None:
     warmup = QUICK_WARMUP if args.quick else WARMUP
     polls = QUICK_POLL_GRID if args.quick else POLL_GRID
     platform = simlab.load_platform("cpython")
-    poll, identified, speed = _profile_poll()
+    poll, identified, speed = _profile_poll(platform)
     params = {
         "cpu_ms": CPU_MS,
         "io_ms": IO_MS,
@@ -229,19 +229,16 @@ def _runs(df: pd.DataFrame, switch: float, n: int, column: str = "throughput_rps
     return m[column].to_numpy(dtype=float)
 
 
+@dataclass(frozen=True)
 class WhatIf:
     """The what-if's answer: the grid's value nearest the measured contrast, its
     interval over the repeats (None with one run a level), the grid's top, and
     at each level kept the measured and the model's gain at 50 ms over 5 ms."""
 
-    def __init__(
-        self,
-        value: float,
-        interval: list[float] | None,
-        top: float,
-        gains: dict[int, tuple[float, float]],
-    ) -> None:
-        self.value, self.interval, self.top, self.gains = value, interval, top, gains
+    value: float
+    interval: list[float] | None
+    top: float
+    gains: dict[int, tuple[float, float]]
 
     def describe(self) -> str:
         where = (
