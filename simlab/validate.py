@@ -905,6 +905,42 @@ def _stats(errors: list[float], goal: float) -> dict[str, Any]:
     }
 
 
+def median_error_interval(
+    rows: list[dict[str, Any]], metric: str, draws: int = 2000, seed: int = 0
+) -> tuple[float, float, float] | None:
+    """The median error of ``metric`` over its evidence rows, with a 95%
+    bootstrap interval over the runs: each draw takes every case's runs again
+    with replacement, each measured run with the prediction made from its own
+    arrivals (paired), and takes the median over the cases of
+    |mean predicted - mean measured| / mean measured. None when no row has
+    paired runs. What a set of few, short runs can say of a median goal: the
+    goal is missed beyond the runs' noise only when the interval's low end
+    is above it."""
+    cases = []
+    for r in rows:
+        if r["metric"] != metric or not r["evidence"] or r["rel_error"] is None:
+            continue
+        measured, predicted = r["measured_runs"], r.get("predicted_runs") or []
+        if len(measured) < 2 or len(measured) != len(predicted) or None in predicted:
+            continue
+        cases.append((np.asarray(measured, dtype=float), np.asarray(predicted, dtype=float)))
+    if not cases:
+        return None
+
+    def median_of(picks: list[np.ndarray]) -> float:
+        errors = [
+            abs(float(p[k].mean()) - float(m[k].mean())) / abs(float(m[k].mean()))
+            for (m, p), k in zip(cases, picks, strict=True)
+        ]
+        return float(np.median(errors))
+
+    rng = np.random.default_rng(seed)
+    point = median_of([np.arange(len(m)) for m, _ in cases])
+    boot = [median_of([rng.integers(0, len(m), len(m)) for m, _ in cases]) for _ in range(draws)]
+    lo, hi = (float(x) for x in np.percentile(boot, [2.5, 97.5]))
+    return point, lo, hi
+
+
 def summarize(
     rows: list[dict[str, Any]],
     drift: dict[str, Any] | None = None,

@@ -195,3 +195,36 @@ def test_a_peers_own_kernel_memory_reaches_its_prediction() -> None:
     assert kernel({**sync, "kernel_mib": [0.69, 0.91]}) == pytest.approx(base + 0.25)
     assert base != pytest.approx(sim.memory_mib.kernel_peak)
     assert kernel(sync) == pytest.approx(sim.memory_mib.kernel_peak)
+
+
+def _paired(measured: list[float], predicted: list[float], metric: str = "latency_p99") -> dict:
+    mean = sum(measured) / len(measured)
+    p = sum(predicted) / len(predicted)
+    return {
+        "metric": metric,
+        "evidence": True,
+        "measured_runs": measured,
+        "predicted_runs": predicted,
+        "rel_error": abs(p - mean) / mean,
+    }
+
+
+def test_the_median_errors_interval_is_the_reports_median_and_widens_with_the_runs() -> None:
+    steady = [_paired([10.0, 10.0, 10.0], [8.0, 8.0, 8.0]) for _ in range(5)]
+    point, low, high = v.median_error_interval(steady, "latency_p99")
+    # Runs that agree: no spread to draw from; the point is the report's median.
+    assert point == low == high == pytest.approx(0.2)
+    # One wild run a case: the same point can be far from the median an
+    # ordinary run gives, and the interval says so.
+    wild = [_paired([10.0, 10.0, 40.0], [8.0, 8.0, 8.0]) for _ in range(5)]
+    point, low, high = v.median_error_interval(wild, "latency_p99")
+    assert point == pytest.approx(abs(8.0 - 20.0) / 20.0)
+    assert low < 0.3 < point <= high
+    # Rows not evidence, of another metric, or without paired runs are left out.
+    others = [
+        {**steady[0], "evidence": False},
+        {**steady[0], "metric": "latency_p50"},
+        {**steady[0], "predicted_runs": None},
+        {**steady[0], "predicted_runs": [8.0, 8.0]},
+    ]
+    assert v.median_error_interval(others, "latency_p99") is None
