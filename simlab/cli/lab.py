@@ -732,11 +732,13 @@ def validate_command(args: argparse.Namespace) -> int:
         s.add_row(model, *cells)
     out.print(s)
     g = Table(title="goals: median error over every model", title_justify="left")
-    for col in ("metric", "median", "goal", "met"):
+    for col in ("metric", "median", "95% over the runs", "goal", "met"):
         g.add_column(col)
     for metric, v in result["summary"]["metrics"].items():
         met = "-" if v["met"] is None else ("[green]yes[/]" if v["met"] else "[red]no[/]")
-        g.add_row(metric, _pct(v["median"]), f"{v['goal']:.0%}", met)
+        ci = v.get("median_ci95")
+        within = "-" if ci is None else f"{_pct(ci[0])} to {_pct(ci[1])}"
+        g.add_row(metric, _pct(v["median"]), within, f"{v['goal']:.0%}", met)
     out.print(g)
     return 0
 
