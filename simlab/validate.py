@@ -908,37 +908,46 @@ def _stats(errors: list[float], goal: float) -> dict[str, Any]:
 def median_error_interval(
     rows: list[dict[str, Any]], metric: str, draws: int = 2000, seed: int = 0
 ) -> tuple[float, float, float] | None:
-    """The median error of ``metric`` over its evidence rows, with a 95%
-    bootstrap interval over the runs: each draw takes every case's runs again
-    with replacement, each measured run with the prediction made from its own
-    arrivals (paired), and takes the median over the cases of
-    |mean predicted - mean measured| / mean measured. None when no row has
-    paired runs. What a set of few, short runs can say of a median goal: the
-    goal is missed beyond the runs' noise only when the interval's low end
-    is above it."""
-    cases = []
-    for r in rows:
-        if r["metric"] != metric or not r["evidence"] or r["rel_error"] is None:
-            continue
-        measured, predicted = r["measured_runs"], r.get("predicted_runs") or []
-        if len(measured) < 2 or len(measured) != len(predicted) or None in predicted:
-            continue
-        cases.append((np.asarray(measured, dtype=float), np.asarray(predicted, dtype=float)))
-    if not cases:
+    """The median error of ``metric`` over its evidence rows (the summary's,
+    from each row's ``rel_error``), with a 95% percentile-bootstrap interval
+    over the runs: each draw takes every case's runs again with replacement
+    and takes the median over the cases of |predicted - mean measured| /
+    mean measured. A case whose runs each have their own prediction (made
+    from their arrivals, ``predicted_runs``) draws them in pairs; another
+    draws its measured runs against its one prediction. None when no row of
+    the metric is evidence.
+
+    The cases are held fixed: the interval says how far the median moves
+    with other runs of the same cases, not with other cases. With three runs
+    a case it is rough (like ``stats.bootstrap_ci``: as wide as the runs'
+    range allows, no guarantee of coverage)."""
+    kept = [r for r in rows if r["metric"] == metric and r["evidence"]]
+    kept = [r for r in kept if r["rel_error"] is not None]
+    if not kept:
         return None
-
-    def median_of(picks: list[np.ndarray]) -> float:
-        errors = [
-            abs(float(p[k].mean()) - float(m[k].mean())) / abs(float(m[k].mean()))
-            for (m, p), k in zip(cases, picks, strict=True)
-        ]
-        return float(np.median(errors))
-
+    point = float(np.median([r["rel_error"] for r in kept]))
     rng = np.random.default_rng(seed)
-    point = median_of([np.arange(len(m)) for m, _ in cases])
-    boot = [median_of([rng.integers(0, len(m), len(m)) for m, _ in cases]) for _ in range(draws)]
-    lo, hi = (float(x) for x in np.percentile(boot, [2.5, 97.5]))
+    errors = np.empty((len(kept), draws))
+    for c, r in enumerate(kept):
+        measured = np.asarray(r["measured_runs"], dtype=np.float64)
+        paired = r.get("predicted_runs") or []
+        pairs = len(paired) == len(measured) and None not in paired
+        picks = rng.integers(0, len(measured), (draws, len(measured)))
+        m = measured[picks].mean(axis=1)
+        p = np.asarray(paired, dtype=np.float64)[picks].mean(axis=1) if pairs else r["predicted"]
+        # A draw of runs that all measured 0 has no relative error (as ``_row``
+        # gives none): the worst, so that it widens the interval upwards.
+        with np.errstate(divide="ignore", invalid="ignore"):
+            errors[c] = np.where(m != 0, np.abs(p - m) / np.abs(m), np.inf)
+    # Quantiles of the draws themselves, not interpolated: a draw can be inf.
+    medians = np.median(errors, axis=0)
+    lo, hi = (float(x) for x in np.quantile(medians, [0.025, 0.975], method="inverted_cdf"))
     return point, lo, hi
+
+
+def interval_text(ci: list[float] | None) -> str:
+    """A median error's interval as the report and the CLI print it."""
+    return "-" if ci is None else f"{ci[0]:.1%} to {ci[1]:.1%}"
 
 
 def summarize(
@@ -1075,10 +1084,9 @@ def report(result: dict[str, Any]) -> str:
     ]
     for m, v in s["metrics"].items():
         met = "-" if v["met"] is None else ("yes" if v["met"] else "**no**")
-        ci = v.get("median_ci95")
-        within = "-" if ci is None else f"{_pct(ci[0])} to {_pct(ci[1])}"
         lines.append(
-            f"| {m} | {_pct(v['median'])} | {within} | {_pct(v['worst'])} | {v['cases']} | "
+            f"| {m} | {_pct(v['median'])} | {interval_text(v.get('median_ci95'))} | "
+            f"{_pct(v['worst'])} | {v['cases']} | "
             f"{v['goal']:.0%} | {met} | {_pct(s['noise_median'][m])} |"
         )
     lines += ["", "## Per model (median / worst, evidence only)", ""]

@@ -10,6 +10,7 @@ median misses its goal.
 from __future__ import annotations
 
 import importlib.util
+import math
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -220,11 +221,24 @@ def test_the_median_errors_interval_is_the_reports_median_and_widens_with_the_ru
     point, low, high = v.median_error_interval(wild, "latency_p99")
     assert point == pytest.approx(abs(8.0 - 20.0) / 20.0)
     assert low < 0.3 < point <= high
-    # Rows not evidence, of another metric, or without paired runs are left out.
-    others = [
-        {**steady[0], "evidence": False},
-        {**steady[0], "metric": "latency_p50"},
-        {**steady[0], "predicted_runs": None},
-        {**steady[0], "predicted_runs": [8.0, 8.0]},
-    ]
+    # Rows not evidence, or of another metric, are left out.
+    others = [{**steady[0], "evidence": False}, {**steady[0], "metric": "latency_p50"}]
     assert v.median_error_interval(others, "latency_p99") is None
+
+
+def test_the_median_errors_interval_keeps_cases_without_paired_runs_and_runs_at_zero() -> None:
+    # A miss the runs agree on: the whole interval is over a 25% goal.
+    miss = [_paired([10.0, 11.0, 9.0], [6.0, 6.0, 6.0]) for _ in range(5)]
+    assert v.median_error_interval(miss, "latency_p99")[1] > 0.25
+    # Without a prediction per run (a seeded case, runs dropped): its measured
+    # runs are drawn against its one prediction; the point stays the rows'.
+    unpaired = [{**row, "predicted_runs": None, "predicted": 6.0} for row in miss]
+    unpaired[0]["predicted_runs"] = [6.0, 6.0]
+    point, low, high = v.median_error_interval(unpaired, "latency_p99")
+    assert point == pytest.approx(0.4) and low > 0.25
+    # A run that measured nothing: a draw of it alone has no relative error,
+    # the worst, never a division by zero.
+    served = [_paired([0.0, 100.0, 100.0], [90.0, 90.0, 90.0], "throughput_rps")]
+    point, low, high = v.median_error_interval(served, "throughput_rps")
+    assert point == pytest.approx(abs(90.0 - 200.0 / 3) / (200.0 / 3))
+    assert high == math.inf

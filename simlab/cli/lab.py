@@ -684,7 +684,12 @@ def _last_profile(name: str) -> dict[str, Any]:
 def validate_command(args: argparse.Namespace) -> int:
     from rich.table import Table  # noqa: PLC0415 - rich loads when a table is printed
 
-    from simlab.validate import METRICS, _profile_extras, validate  # noqa: PLC0415
+    from simlab.validate import (  # noqa: PLC0415
+        METRICS,
+        _profile_extras,
+        interval_text,
+        validate,
+    )
 
     _platform(args.platform)
     gate = gate_from(args, _profile_extras(args.platform))
@@ -736,9 +741,9 @@ def validate_command(args: argparse.Namespace) -> int:
         g.add_column(col)
     for metric, v in result["summary"]["metrics"].items():
         met = "-" if v["met"] is None else ("[green]yes[/]" if v["met"] else "[red]no[/]")
-        ci = v.get("median_ci95")
-        within = "-" if ci is None else f"{_pct(ci[0])} to {_pct(ci[1])}"
-        g.add_row(metric, _pct(v["median"]), within, f"{v['goal']:.0%}", met)
+        g.add_row(
+            metric, _pct(v["median"]), interval_text(v.get("median_ci95")), f"{v['goal']:.0%}", met
+        )
     out.print(g)
     return 0
 
