@@ -950,6 +950,76 @@ def interval_text(ci: list[float] | None) -> str:
     return "-" if ci is None else f"{ci[0]:.1%} to {ci[1]:.1%}"
 
 
+# A sign test's level: a direction of the errors is a bias of the model only
+# when chance alone would give so lopsided a count less often than this.
+BIAS_LEVEL = 0.05
+
+
+def direction(rows: list[dict[str, Any]], metric: str) -> dict[str, Any] | None:
+    """Which way the model errs on ``metric`` over its evidence rows: how many
+    predictions are under the measured mean and how many over (and of those,
+    how many outside noise), the median signed error (predicted - measured,
+    relative), and a two-sided sign test of under against over (exact
+    binomial, ties left out): ``biased`` when its p-value is under
+    ``BIAS_LEVEL``. None when no row of the metric is evidence."""
+    kept = [r for r in rows if r["metric"] == metric and r["evidence"]]
+    kept = [r for r in kept if r["rel_error"] is not None]
+    if not kept:
+        return None
+    signed = [(r["predicted"] - r["measured"]) / abs(r["measured"]) for r in kept]
+    under = sum(1 for x in signed if x < 0)
+    over = sum(1 for x in signed if x > 0)
+    outside = [not r["within_noise"] for r in kept]
+    p_value = 1.0
+    if under + over:
+        from scipy.stats import binomtest  # noqa: PLC0415 - scipy only where it is used
+
+        p_value = float(binomtest(under, under + over, 0.5).pvalue)
+    return {
+        "cases": len(kept),
+        "under": under,
+        "over": over,
+        "under_outside_noise": sum(1 for x, o in zip(signed, outside, strict=True) if x < 0 and o),
+        "over_outside_noise": sum(1 for x, o in zip(signed, outside, strict=True) if x > 0 and o),
+        "median_signed_error": float(np.median(signed)),
+        "sign_test_p": p_value,
+        "biased": p_value < BIAS_LEVEL,
+    }
+
+
+def _direction_lines(summary: dict[str, Any]) -> list[str]:
+    """The report's section on which way the model errs (none without evidence)."""
+    found = [(m, d) for m, d in summary.get("direction", {}).items() if d is not None]
+    if not found:
+        return []
+    return [
+        "",
+        "## Which way the model errs",
+        "",
+        "Over the evidence, per metric: predictions under and over the measured mean, and a "
+        f"two-sided sign test of the two counts (a bias where p < {BIAS_LEVEL:g}).",
+        "",
+        *(direction_sentence(m, d) for m, d in found),
+    ]
+
+
+def direction_sentence(metric: str, d: dict[str, Any]) -> str:
+    """What ``direction`` found, as the report says it (every word from it)."""
+    way = "under" if d["under"] > d["over"] else "over"
+    verdict = (
+        f"a bias of the model beyond chance (sign test p = {d['sign_test_p']:.2g})"
+        if d["biased"]
+        else f"no direction beyond chance (sign test p = {d['sign_test_p']:.2g})"
+    )
+    return (
+        f"- {metric}: the model is under the measured mean in {d['under']} of "
+        f"{d['cases']} cases ({d['under_outside_noise']} outside noise) and over in "
+        f"{d['over']} ({d['over_outside_noise']} outside noise); median signed error "
+        f"{d['median_signed_error']:+.1%}: "
+        + (f"{way} more often, {verdict}." if d["under"] != d["over"] else f"{verdict}.")
+    )
+
+
 def summarize(
     rows: list[dict[str, Any]],
     drift: dict[str, Any] | None = None,
@@ -1004,6 +1074,7 @@ def summarize(
         },
         "big_misses": big,
         "unexplained": sum(1 for b in big if b["why"]["kind"] == "unexplained"),
+        "direction": {m: direction(evidence, m) for m in METRICS},
         "noise_median": {
             m: (
                 float(np.median([r["noise"] for r in rows if r["metric"] == m and r["noise"]]))
@@ -1089,6 +1160,7 @@ def report(result: dict[str, Any]) -> str:
             f"{_pct(v['worst'])} | {v['cases']} | "
             f"{v['goal']:.0%} | {met} | {_pct(s['noise_median'][m])} |"
         )
+    lines += _direction_lines(s)
     lines += ["", "## Per model (median / worst, evidence only)", ""]
     header = "| model | " + " | ".join(METRICS) + " |"
     lines += [header, "|---" * (len(METRICS) + 1) + "|"]

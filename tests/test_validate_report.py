@@ -242,3 +242,39 @@ def test_the_median_errors_interval_keeps_cases_without_paired_runs_and_runs_at_
     point, low, high = v.median_error_interval(served, "throughput_rps")
     assert point == pytest.approx(abs(90.0 - 200.0 / 3) / (200.0 / 3))
     assert high == math.inf
+
+
+def _signed(measured: float, predicted: float, within: bool = False) -> dict:
+    return {
+        "metric": "latency_p99",
+        "evidence": True,
+        "measured": measured,
+        "predicted": predicted,
+        "rel_error": abs(predicted - measured) / measured,
+        "within_noise": within,
+    }
+
+
+def test_which_way_the_model_errs_flips_with_the_rows() -> None:
+    under = [_signed(10.0, 8.0) for _ in range(9)] + [_signed(10.0, 11.0, within=True)]
+    d = v.direction(under, "latency_p99")
+    assert (d["under"], d["over"], d["under_outside_noise"], d["over_outside_noise"]) == (
+        9,
+        1,
+        9,
+        0,
+    )
+    assert d["biased"] and d["median_signed_error"] == pytest.approx(-0.2)
+    sentence = v.direction_sentence("latency_p99", d)
+    assert "under more often, a bias of the model beyond chance" in sentence
+    # The same errors, half of them the other way: no direction.
+    mixed = [_signed(10.0, 8.0) for _ in range(5)] + [_signed(10.0, 12.0) for _ in range(5)]
+    d = v.direction(mixed, "latency_p99")
+    assert not d["biased"] and "no direction beyond chance" in v.direction_sentence("p99", d)
+    # All of them over: biased the other way.
+    d = v.direction([_signed(10.0, 12.0) for _ in range(10)], "latency_p99")
+    assert d["biased"] and "over more often" in v.direction_sentence("p99", d)
+    # Too few cases cannot show a bias, however lopsided.
+    d = v.direction([_signed(10.0, 8.0) for _ in range(4)], "latency_p99")
+    assert not d["biased"]
+    assert v.direction(under, "latency_p50") is None
