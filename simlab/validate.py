@@ -979,6 +979,10 @@ def direction(rows: list[dict[str, Any]], metric: str) -> dict[str, Any] | None:
         "cases": len(kept),
         "under": under,
         "over": over,
+        "equal": len(kept) - under - over,
+        # The smallest two-sided p the unequal cases can give (all one way):
+        # with 5 or fewer it is over BIAS_LEVEL, and no count can show a bias.
+        "testable": under + over > 0 and 2 * 0.5 ** (under + over) < BIAS_LEVEL,
         "under_outside_noise": sum(1 for x, o in zip(signed, outside, strict=True) if x < 0 and o),
         "over_outside_noise": sum(1 for x, o in zip(signed, outside, strict=True) if x > 0 and o),
         "median_signed_error": float(np.median(signed)),
@@ -1005,16 +1009,19 @@ def _direction_lines(summary: dict[str, Any]) -> list[str]:
 
 def direction_sentence(metric: str, d: dict[str, Any]) -> str:
     """What ``direction`` found, as the report says it (every word from it)."""
+    p = f"sign test p = {d['sign_test_p']:.2g}"
+    if not d["testable"]:
+        verdict = f"too few unequal cases ({d['under'] + d['over']}) for a sign test to show a bias"
+    elif d["biased"]:
+        verdict = f"a bias of the model beyond chance ({p})"
+    else:
+        verdict = f"not beyond chance at p < {BIAS_LEVEL:g} ({p})"
     way = "under" if d["under"] > d["over"] else "over"
-    verdict = (
-        f"a bias of the model beyond chance (sign test p = {d['sign_test_p']:.2g})"
-        if d["biased"]
-        else f"no direction beyond chance (sign test p = {d['sign_test_p']:.2g})"
-    )
+    equal = f", equal in {d['equal']}" if d["equal"] else ""
     return (
         f"- {metric}: the model is under the measured mean in {d['under']} of "
-        f"{d['cases']} cases ({d['under_outside_noise']} outside noise) and over in "
-        f"{d['over']} ({d['over_outside_noise']} outside noise); median signed error "
+        f"{d['cases']} cases ({d['under_outside_noise']} outside noise), over in "
+        f"{d['over']} ({d['over_outside_noise']} outside noise){equal}; median signed error "
         f"{d['median_signed_error']:+.1%}: "
         + (f"{way} more often, {verdict}." if d["under"] != d["over"] else f"{verdict}.")
     )

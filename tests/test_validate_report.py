@@ -267,14 +267,29 @@ def test_which_way_the_model_errs_flips_with_the_rows() -> None:
     assert d["biased"] and d["median_signed_error"] == pytest.approx(-0.2)
     sentence = v.direction_sentence("latency_p99", d)
     assert "under more often, a bias of the model beyond chance" in sentence
-    # The same errors, half of them the other way: no direction.
+    # The same errors, half of them the other way: no direction, no "more often".
     mixed = [_signed(10.0, 8.0) for _ in range(5)] + [_signed(10.0, 12.0) for _ in range(5)]
     d = v.direction(mixed, "latency_p99")
-    assert not d["biased"] and "no direction beyond chance" in v.direction_sentence("p99", d)
+    sentence = v.direction_sentence("p99", d)
+    assert not d["biased"] and "not beyond chance" in sentence and "more often" not in sentence
     # All of them over: biased the other way.
     d = v.direction([_signed(10.0, 12.0) for _ in range(10)], "latency_p99")
     assert d["biased"] and "over more often" in v.direction_sentence("p99", d)
-    # Too few cases cannot show a bias, however lopsided.
-    d = v.direction([_signed(10.0, 8.0) for _ in range(4)], "latency_p99")
-    assert not d["biased"]
+    # Two-sided: five all under give p = 0.0625 (one-sided would be 0.031),
+    # and five cases can never show a bias.
+    d = v.direction([_signed(10.0, 8.0) for _ in range(5)], "latency_p99")
+    assert d["sign_test_p"] == pytest.approx(0.0625) and not d["biased"]
+    assert "too few unequal cases (5)" in v.direction_sentence("p99", d)
+    # Ties are left out: 6 under and 4 exact is 6 of 6 (p = 0.031), not 6 of 10.
+    ties = [_signed(10.0, 8.0) for _ in range(6)] + [_signed(10.0, 10.0) for _ in range(4)]
+    d = v.direction(ties, "latency_p99")
+    assert d["equal"] == 4 and d["sign_test_p"] == pytest.approx(0.03125) and d["biased"]
+    assert "equal in 4" in v.direction_sentence("p99", d)
+    # Rows that are not evidence, or have no error, are not counted.
+    ignored = [{**under[0], "evidence": False}, {**under[0], "rel_error": None}]
+    assert v.direction(ignored + mixed, "latency_p99")["cases"] == 10
     assert v.direction(under, "latency_p50") is None
+    # The report's section: a heading and one sentence a metric that has evidence.
+    lines = v._direction_lines({"direction": {"latency_p99": d, "latency_p50": None}})
+    assert "## Which way the model errs" in lines and sum(x.startswith("- ") for x in lines) == 1
+    assert v._direction_lines({"direction": {"latency_p50": None}}) == []
