@@ -905,6 +905,13 @@ def _stats(errors: list[float], goal: float) -> dict[str, Any]:
     }
 
 
+def _evidence_of(rows: list[dict[str, Any]], metric: str) -> list[dict[str, Any]]:
+    """The rows of ``metric`` that count as evidence and have an error."""
+    return [
+        r for r in rows if r["metric"] == metric and r["evidence"] and r["rel_error"] is not None
+    ]
+
+
 def median_error_interval(
     rows: list[dict[str, Any]], metric: str, draws: int = 2000, seed: int = 0
 ) -> tuple[float, float, float] | None:
@@ -921,8 +928,7 @@ def median_error_interval(
     with other runs of the same cases, not with other cases. With three runs
     a case it is rough (like ``stats.bootstrap_ci``: as wide as the runs'
     range allows, no guarantee of coverage)."""
-    kept = [r for r in rows if r["metric"] == metric and r["evidence"]]
-    kept = [r for r in kept if r["rel_error"] is not None]
+    kept = _evidence_of(rows, metric)
     if not kept:
         return None
     point = float(np.median([r["rel_error"] for r in kept]))
@@ -962,8 +968,7 @@ def direction(rows: list[dict[str, Any]], metric: str) -> dict[str, Any] | None:
     relative), and a two-sided sign test of under against over (exact
     binomial, ties left out): ``biased`` when its p-value is under
     ``BIAS_LEVEL``. None when no row of the metric is evidence."""
-    kept = [r for r in rows if r["metric"] == metric and r["evidence"]]
-    kept = [r for r in kept if r["rel_error"] is not None]
+    kept = _evidence_of(rows, metric)
     if not kept:
         return None
     signed = [(r["predicted"] - r["measured"]) / abs(r["measured"]) for r in kept]

@@ -14,7 +14,7 @@ from simlab.gate import Budget, Gate, await_speed
 from simlab.params import Architecture
 from simlab.real.grids import held_out
 from simlab.usl import usl_study
-from simlab.validate import GOALS, METRICS, median_error_interval, validate
+from simlab.validate import GOALS, METRICS, validate
 
 pytestmark = [pytest.mark.real, pytest.mark.timeout(1800)]
 
@@ -131,9 +131,8 @@ def test_validate_quick_end_to_end(tmp_path) -> None:
         if stats["median"] is None or stats["cases"] < MIN_CASES:
             continue
         asserted += 1
-        interval = median_error_interval(rows, metric)
-        assert interval is not None, metric
-        median, low, high = interval
+        assert stats["median_ci95"] is not None, metric
+        median, (low, high) = stats["median"], stats["median_ci95"]
         assert low <= QUICK_SLACK * GOALS[metric], (
             f"{metric}: median error {median:.1%} over {stats['cases']} cases, 95% interval "
             f"[{low:.1%}, {high:.1%}] over the runs, above {QUICK_SLACK:g} x the goal "
