@@ -49,7 +49,7 @@ class EventBuffers:
 
     def __init__(self) -> None:
         self.floats = np.empty((9, 0))
-        self.ints = np.empty((5, 0), np.int64)
+        self.ints = np.empty((6, 0), np.int64)
         self.outcome = np.empty(0, np.int8)
         self.starts = np.empty(0)
         self.ends = np.empty(0)
@@ -70,7 +70,7 @@ class EventBuffers:
             self.floats = np.empty((9, self._spare(requests + 1)))
             self.outcome = np.empty(self.floats.shape[1], np.int8)
         if self.ints.shape[1] < max(requests, connections):
-            self.ints = np.empty((5, self._spare(max(requests, connections))), np.int64)
+            self.ints = np.empty((6, self._spare(max(requests, connections))), np.int64)
         if len(self.starts) < phases:
             size = self._spare(phases)
             self.starts, self.ends = np.empty(size), np.empty(size)
@@ -299,7 +299,7 @@ def _run_events(  # noqa: PLR0917 - the run's parts, as _run_kernel takes them
     fifo = p.gil_fifo_share if p.gil else 1.0
     draws = hand_off_draws(inp.gil, n + 1) if fifo < 1 else np.empty(0)
     while True:
-        (sent, arrival, admit, start, end, service, cpu, worker, process, outcome, let_go,
+        (sent, arrival, admit, start, end, service, cpu, worker, process, outcome, let_go, ended,
          busy_start, busy_end, conn_open, conn_close, overloaded, truncated, full) = run_events(
             int(cls.fast_mode),
             inp.arrival,
@@ -386,6 +386,7 @@ def _run_events(  # noqa: PLR0917 - the run's parts, as _run_kernel takes them
         worker_is_thread_handle=shell.worker_is_thread_handle(),
         salt=inp.salt,
         engine="fast",
+        end_order=ended,
     )
 
 

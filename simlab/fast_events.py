@@ -292,10 +292,10 @@ def run_events(  # noqa: PLR0912, PLR0915, PLR0917 - one compiled loop
     # long at least): the six time columns, let_go, then the connections'
     # opens and closes; rows of ``ibuf`` (max(n_in, n_conns) long at least):
     # worker, process, then the connection tables ``chead``, ``copen_h`` and
-    # ``canswered``.
+    # ``canswered``, then ``ended``.
     if fbuf.shape[0] < 9 or fbuf.shape[1] < n_in + 1:
         raise ValueError("run_events: fbuf is too small")
-    if ibuf.shape[0] < 5 or ibuf.shape[1] < max(n_in, n_conns) or obuf.shape[0] < n_in:
+    if ibuf.shape[0] < 6 or ibuf.shape[1] < max(n_in, n_conns) or obuf.shape[0] < n_in:
         raise ValueError("run_events: ibuf or obuf is too small")
     arrival = fbuf[0][:n_in]
     admit = fbuf[1][:n_in]
@@ -318,6 +318,11 @@ def run_events(  # noqa: PLR0912, PLR0915, PLR0917 - one compiled loop
     worker[:] = -1
     process[:] = -1
     outcome[:] = 2  # PENDING
+    # The requests answered, in the order their ends are written: the events
+    # come in time order, so their ends are in order along it, which the
+    # summary reads instead of sorting the ends (``Record.end_order``).
+    ended = ibuf[5][:n_in]
+    n_ended = 0
     # The CPU's busy intervals: each phase's start and end (the end written
     # here, the same float as start + duration), and the GIL's waiters' CPU
     # beside a phase (``gil_wake``). Fixed capacities, never
@@ -846,6 +851,8 @@ def run_events(  # noqa: PLR0912, PLR0915, PLR0917 - one compiled loop
                     fstack[fbase[q] + ftop[q]] = wk
                     ftop[q] += 1
                 end[i] = now
+                ended[n_ended] = i
+                n_ended += 1
                 service[i] = 0.0 + loop_cost + cpu + io[i] + 0.0
                 outcome[i] = 0
                 in_system -= 1
@@ -881,6 +888,8 @@ def run_events(  # noqa: PLR0912, PLR0915, PLR0917 - one compiled loop
                 pc = A_FIN
             elif pc == A_FIN:
                 end[i] = now
+                ended[n_ended] = i
+                n_ended += 1
                 service[i] = 0.0 + ef[ent, F_CPU] + io[i] + 0.0
                 outcome[i] = 0
                 in_system -= 1
@@ -939,6 +948,8 @@ def run_events(  # noqa: PLR0912, PLR0915, PLR0917 - one compiled loop
                 cpu = ef[ent, F_CPU]
                 cpu_time[i] = cpu
                 end[i] = now
+                ended[n_ended] = i
+                n_ended += 1
                 service[i] = cpu + io[i]
                 outcome[i] = 0
                 in_system -= 1
@@ -974,6 +985,8 @@ def run_events(  # noqa: PLR0912, PLR0915, PLR0917 - one compiled loop
                 cpu = ef[ent, F_CPU]
                 cpu_time[i] = cpu
                 end[i] = now
+                ended[n_ended] = i
+                n_ended += 1
                 service[i] = cpu + io[i]
                 outcome[i] = 0
                 in_system -= 1
@@ -1054,6 +1067,8 @@ def run_events(  # noqa: PLR0912, PLR0915, PLR0917 - one compiled loop
                 pc = TT_FIN
             elif pc == TT_FIN:
                 end[i] = now
+                ended[n_ended] = i
+                n_ended += 1
                 hops = hop_in + hop_out
                 service[i] = 0.0 + ef[ent, F_FRONT] + hops + ef[ent, F_CPU] + io[i] + 0.0
                 outcome[i] = 0
@@ -1075,6 +1090,7 @@ def run_events(  # noqa: PLR0912, PLR0915, PLR0917 - one compiled loop
         process[:n],
         outcome[:n],
         let_go[:n],
+        ended[:n_ended],
         bstart[:nb],
         bend[:nb],
         copen[:nc],

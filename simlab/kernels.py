@@ -58,7 +58,7 @@ RUN_EVENTS_ARGS = (
     "float64", "float64", "float64", F1,
 )  # fmt: skip
 RUN_EVENTS_RETURNS = (
-    "int64", F1, F1, F1, F1, F1, F1, I1, I1, "int8[::1]", F1, F1, F1, F1, F1,
+    "int64", F1, F1, F1, F1, F1, F1, I1, I1, "int8[::1]", F1, I1, F1, F1, F1, F1,
     "boolean", "boolean", "boolean",
 )  # fmt: skip
 SWEEP_PEAKS_ARGS = (F1, F1, F1, I1, "float64[:, ::1]", F1, "float64", "float64", F1)

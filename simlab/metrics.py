@@ -126,10 +126,18 @@ def replication_levels(rec: Record, platform: Platform) -> dict[str, Step]:
     }
 
 
-def level_parts(rec: Record, platform: Platform, rtt: np.ndarray | None = None) -> dict[str, Parts]:
+def level_parts(
+    rec: Record,
+    platform: Platform,
+    rtt: np.ndarray | None = None,
+    orders: dict[int, np.ndarray] | None = None,
+) -> dict[str, Parts]:
     """Every level of one replication as its weighted intervals and base, memory in MiB.
 
     ``rtt`` is ``client_path(rec, platform)`` when the caller has drawn it already.
+    ``orders``, when given, gets an order that nearly sorts the ends of the
+    parts that end with the requests (``_end_order``), by the id of their
+    ends' array, for ``window_sweep``.
     """
     c = rec.columns
     arrival, admit, start, end = c["arrival"], c["admit"], c["start"], c["end"]
@@ -150,6 +158,8 @@ def level_parts(rec: Record, platform: Platform, rtt: np.ndarray | None = None) 
     if not rec.busy_on_cpu and "let_go" in c:
         # A worker let go before the end: a loop or a front writes the rest out.
         busy_end = np.where(np.isnan(c["let_go"]), busy_end, c["let_go"])
+    if orders is not None and isinstance(kept, slice):
+        _note_orders(rec, orders, end_kept, busy_end)
     iv = rec.intervals
     base = rec.base
     threads = (iv["threads"][0], iv["threads"][1], 1.0)
@@ -229,6 +239,36 @@ def level_parts(rec: Record, platform: Platform, rtt: np.ndarray | None = None) 
     return levels
 
 
+def _note_orders(
+    rec: Record, orders: dict[int, np.ndarray], end_kept: np.ndarray, busy_end: np.ndarray
+) -> None:
+    """The order of the requests' ends (``_end_order``) for the parts that
+    end with them, by the id of their ends' array: the requests in flight
+    (the client's path, rtt, moves each end by a little: still nearly in
+    order along it) and, where a worker is busy to the end, the workers'."""
+    order = _end_order(rec)
+    if order is None:
+        return
+    orders[id(end_kept)] = order
+    if not rec.busy_on_cpu:
+        orders[id(busy_end)] = order
+
+
+def _end_order(rec: Record) -> np.ndarray | None:
+    """Every request's index, those answered in the order their ends were
+    written (``Record.end_order``), then those never answered: the ends (nan
+    -> inf) read in this order are sorted. None where the record has no such
+    order, or one that does not cover its answered requests."""
+    order = rec.end_order
+    end = rec.columns["end"]
+    if order is None:
+        return None
+    unanswered = np.flatnonzero(np.isnan(end))
+    if len(order) + len(unanswered) != len(end):
+        return None
+    return np.concatenate((order, unanswered)) if len(unanswered) else order
+
+
 @dataclass(frozen=True)
 class Sweep:
     """What one pass over a replication's levels gives (``window_sweep``).
@@ -260,6 +300,8 @@ def window_sweep(
     grid: np.ndarray | None = None,
     read: tuple[str, ...] = (),
     compiled: bool | None = None,
+    orders: dict[int, np.ndarray] | None = None,
+    with_peaks: bool = True,
 ) -> Sweep:
     """Each level's peak and time-weighted mean over [t0, t1), the levels
     ``read`` on ``grid`` (ascending, under t1), and every level at t0 and
@@ -272,7 +314,12 @@ def window_sweep(
     sweep. ``compiled`` False gives the same numbers by binary searches in
     numpy (``_peaks_by_search``, ``_reads_by_search``); None takes the sweep
     only when the kernels are built, numba is loaded already (the fast
-    engine's runs) or a weight is negative.
+    engine's runs) or a weight is negative. ``orders``: for a part's ends
+    (by the id of their array), an order of their indices that nearly sorts
+    them (``level_parts``): read in it, they are sorted by a check or a
+    short timsort rather than a sort (the same array). ``with_peaks`` False: the
+    means, the levels at t0 and t1 and the reads only, each peak nan (the
+    sweep's other use, the reads, still runs where a grid is given).
     """
     unique: dict[tuple[int, int], int] = {}  # a part's arrays -> its column
     given: list[tuple[np.ndarray, np.ndarray]] = []
@@ -300,7 +347,7 @@ def window_sweep(
     # are gathered, summed and swept once, each keeping its own column of
     # weights: the same floats, a part fewer to sort and sweep.
     canon = _same_intervals(given)
-    arrays, all_starts, all_ends, all_by_end, offsets = _gather(given, canon)
+    arrays, all_starts, all_ends, all_by_end, offsets = _gather(given, canon, orders or {})
     by_end = [all_by_end[offsets[c] : offsets[c + 1]] for c in canon]
     weights = np.zeros((len(rows), len(arrays)))
     for lv, row in enumerate(rows):
@@ -331,7 +378,10 @@ def window_sweep(
     points = np.empty(0) if grid is None else np.asarray(grid, dtype=np.float64)
     if len(points) and not (points[-1] < t1 and bool(np.all(points[1:] >= points[:-1]))):
         raise ValueError("window_sweep's grid must be ascending and under t1")
-    if arrays and not compiled:
+    if not with_peaks and not len(points):
+        # Neither peaks nor reads asked: no sweep.
+        peaks, reads = level0, np.empty((len(read_rows), 0))
+    elif arrays and not compiled:
         # numba's import and first call (about 0.9 s of CPU) would cost the DES
         # more than the sweep saves: without the kernels built ahead of time
         # (``simlab.kernels``), only the fast engine has loaded numba already.
@@ -357,8 +407,9 @@ def window_sweep(
     else:
         peaks = level0
         reads = np.repeat(bases[read_rows][:, None], len(points), axis=1)
+    top = peaks if with_peaks else np.full(len(keys), math.nan)
     return Sweep(
-        stats={key: (float(peaks[i]), float(means[i])) for i, key in enumerate(keys)},
+        stats={key: (float(top[i]), float(means[i])) for i, key in enumerate(keys)},
         reads={key: reads[r] for r, key in enumerate(read)},
         at_t0={key: float(level0[i]) for i, key in enumerate(keys)},
         at_t1={key: float(level1[i]) for i, key in enumerate(keys)},
@@ -434,22 +485,42 @@ def _same(a: np.ndarray, b: np.ndarray) -> bool:
     )
 
 
+def _sorted_ends(ends: np.ndarray, order: np.ndarray | None, out: np.ndarray) -> None:
+    """``ends`` sorted, written into ``out``: read in ``order`` where one is
+    given (indices that nearly sort them, ``window_sweep``'s ``orders``),
+    then sorted if they are not yet, by timsort where they are in order but
+    locally. Sorted arrays of the same values are the same array, whichever
+    way they were sorted."""
+    if order is not None:
+        np.take(ends, order, out=out)
+    else:
+        out[:] = ends
+    if len(out) > 1 and not bool(np.all(out[1:] >= out[:-1])):
+        out.sort(kind="stable" if order is not None else _sort_kind(out))
+
+
 def _gather(
-    given: list[tuple[np.ndarray, np.ndarray]], canon: list[int]
+    given: list[tuple[np.ndarray, np.ndarray]],
+    canon: list[int],
+    orders: dict[int, np.ndarray],
 ) -> tuple[list[Part], np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """The parts ``given`` as the sweep reads them, as slices of three
     arrays: every part's starts of the intervals begun, sorted (stably),
     its ends in the starts' order with nan -> inf (``_ends``), and the same
     ends sorted, part after part; and where each part's slice begins (the
     last entry: where the last ends). A part whose ``canon`` is another
-    reads that part's slices; its own are empty."""
+    reads that part's slices; its own are empty. ``orders``: orders that
+    nearly sort a part's ends, by the id of its ends' array as given."""
     if len(given) == 1:
         s, e = given[0]
         if len(s) > 1 and bool(np.all(s[1:] >= s[:-1])) and not bool(np.isnan(e).any()):
             # One part as the sweep reads it already (sorted starts, so none
             # is nan; no nan end): read where it is, only its ends sorted.
+            order = orders.get(id(e))
             s, e = np.ascontiguousarray(s, np.float64), np.ascontiguousarray(e, np.float64)
-            by_end = e if bool(np.all(e[1:] >= e[:-1])) else np.sort(e)
+            by_end = e if bool(np.all(e[1:] >= e[:-1])) else np.empty(len(e))
+            if by_end is not e:
+                _sorted_ends(e, order, by_end)
             return [(s, e, 1.0)], s, e, by_end, np.array([0, len(s)], dtype=np.int64)
     # Only the intervals begun (a start of nan never began); no mask kept
     # where every one did.
@@ -483,18 +554,20 @@ def _gather(
         else:
             s_out[:] = s[b]
             np.fmin(e[b], math.inf, out=e_out)
+        # An order of the ends as given reads them only where they stay in
+        # that order: every interval begun, the starts in order already.
+        hint = orders.get(id(e)) if b is None else None
         if size > 1 and not bool(np.all(s_out[1:] >= s_out[:-1])):
             # Starts are nearly in order (send order, FCFS): timsort is quick on them.
             order = np.argsort(s_out, kind="stable")
             s_out[:] = s_out[order]
             e_out[:] = e_out[order]
+            hint = None
         shared = next((out for raw, out in done if _same(raw, e)), None) if b is None else None
         if shared is not None:
             sorted_out[:] = shared
         else:
-            sorted_out[:] = e_out
-            if size > 1 and not bool(np.all(e_out[1:] >= e_out[:-1])):
-                sorted_out.sort(kind=_sort_kind(sorted_out))
+            _sorted_ends(e_out, hint, sorted_out)
             if b is None:
                 done.append((e, sorted_out))
         arrays.append((s_out, e_out, 1.0))
@@ -663,6 +736,12 @@ def _first_use(rec: Record) -> tuple[np.ndarray, np.ndarray]:
     return times, ends
 
 
+# The one level whose peak no summary reads (the CPU's: its mean gives the
+# busy cores), left out of a replication's numbers: a large run's summary
+# then sweeps the CPU's phases (the most intervals) for nothing.
+UNREAD_PEAK = "cpu_busy_peak"
+
+
 def replication_summary(
     rec: Record, platform: Platform, levels: dict[str, Step] | None = None
 ) -> dict[str, Any]:
@@ -700,17 +779,20 @@ def replication_summary(
     if levels is None and len(arrival) >= SWEEP_MIN_REQUESTS:
         # One pass over the intervals (``window_sweep``): the exact peaks and
         # means, the probe's reads, and the levels at the window's ends.
-        parts = level_parts(rec, platform, path)
+        orders: dict[int, np.ndarray] = {}
+        parts = level_parts(rec, platform, path, orders)
         grid, first = probe_grid(t0, t1)
         order = list(parts)
         # The CPU's phases (the most intervals: a few a request) feed no
         # other level: swept alone, they are read in place, not copied. A
         # level's numbers depend only on its own parts, so they are the same.
-        alone = window_sweep({"cpu_busy": parts.pop("cpu_busy")}, t0, t1)
-        sweep = window_sweep(parts, t0, t1, grid=grid, read=PROBED)
+        # Only their mean is read (the busy cores): no sweep for a peak.
+        alone = window_sweep({"cpu_busy": parts.pop("cpu_busy")}, t0, t1, with_peaks=False)
+        sweep = window_sweep(parts, t0, t1, grid=grid, read=PROBED, orders=orders)
         stats = sweep.stats | alone.stats
         for key in order:
             out[f"{key}_peak"], out[f"{key}_mean"] = stats[key]
+        del out[UNREAD_PEAK]
         reads = sweep.reads
         out["threads_alive_sampled_peak"] = float(reads["threads_alive"][first:].max())
         user = reads["user_mib"]
@@ -723,6 +805,7 @@ def replication_summary(
         levels = replication_levels(rec, platform)
     for key, step in levels.items():
         out[f"{key}_peak"], out[f"{key}_mean"] = step.window(t0, t1)
+    del out[UNREAD_PEAK]
     out["threads_alive_sampled_peak"] = sampled_peak(levels["threads_alive"], t0, t1)
     out.update(sampled_memory_peaks(levels["user_mib"], levels["kernel_mib"], t0, t1))
     # In a stable system the number in the system at the end of the window is,

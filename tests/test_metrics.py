@@ -255,3 +255,70 @@ def test_ends_in_order_but_locally_are_sorted_by_timsort_to_the_same_bits(monkey
         for key, (parts, base) in levels.items():
             peak, mean = Step.build(parts, base).window(t0, t1)
             assert got[key] == pytest.approx((peak, mean), rel=1e-12), key
+
+
+@pytest.mark.parametrize(
+    ("model", "workload", "processes"),
+    [
+        ("reactor-pool",
+         Workload(connections=300, rate=150.0, cpu=Exponential(0.002), io=Exponential(0.05),
+                  requests_per_connection=3), 1),
+        ("async", Workload(connections=200, rate=200.0, cpu=Exponential(0.002),
+                           io=Exponential(0.02)), 2),
+        ("thread-pool", Workload(connections=2_000, rate=100.0, cpu=Exponential(0.003),
+                                 io=Exponential(0.03), requests_per_connection=1), 1),
+    ],
+)  # fmt: skip
+def test_the_fast_engines_end_order_reads_the_ends_in_order_and_changes_no_number(
+    model, workload, processes, monkeypatch
+) -> None:
+    """The fast engine's event loop writes which requests were answered, in
+    the order of their ends (``Record.end_order``): every answered request
+    once, the ends in order along it; a summary that reads the ends in that
+    order instead of sorting them gives every number to the bit, and one
+    with a damaged order (not every answered request) does not use it."""
+    p = load_platform("cpython")
+    run = {"duration": 8.0, "warmup": 1.0, "replications": 1, "seed": 9, "engine": "fast"}
+    result = simulate(model, workload, p, Architecture(workers=8, processes=processes), **run)
+    rec = result.records[0]
+    assert rec.end_order is not None
+    end = rec.columns["end"]
+    np.testing.assert_array_equal(np.sort(rec.end_order), np.flatnonzero(~np.isnan(end)))
+    assert bool(np.all(np.diff(end[rec.end_order]) >= 0))
+    order = rec.end_order
+    # The summary's sweep, as a large run takes it; and which orders it read.
+    monkeypatch.setattr(metrics, "SWEEP_MIN_REQUESTS", 0)
+    read: list[bool] = []
+    sorted_ends = metrics._sorted_ends
+
+    def spy(ends: np.ndarray, hint: np.ndarray | None, out: np.ndarray) -> None:
+        read.append(hint is not None)
+        sorted_ends(ends, hint, out)
+
+    monkeypatch.setattr(metrics, "_sorted_ends", spy)
+    for hinted in (order, order[:-1]):
+        rec.end_order = hinted
+        assert (metrics._end_order(rec) is None) == (hinted is not order)
+        read.clear()
+        got = replication_summary(rec, p)
+        assert any(read) == (hinted is order)
+        rec.end_order = None
+        want = replication_summary(rec, p)
+        assert got.keys() == want.keys()
+        for key, value in want.items():
+            if isinstance(value, np.ndarray):
+                np.testing.assert_array_equal(got[key], value, err_msg=key)
+            else:
+                assert got[key] == value, key
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_ends_read_in_any_order_come_out_sorted(seed: int) -> None:
+    """``_sorted_ends``: an order that only nearly sorts the ends, or not at
+    all, still gives the ends sorted (it saves work, it decides nothing)."""
+    rng = np.random.default_rng(seed)
+    ends = rng.exponential(1.0, 3_000) + np.arange(3_000) * 0.01
+    for order in (np.argsort(ends), rng.permutation(3_000), np.arange(3_000), None):
+        out = np.empty(3_000)
+        metrics._sorted_ends(ends, order, out)
+        np.testing.assert_array_equal(out, np.sort(ends))

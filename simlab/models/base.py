@@ -236,6 +236,11 @@ class Record:
     overload: dict[str, float] | None = None
     # KiB a slow client's request and answer hold in socket buffers while they trickle.
     buffers_kib: tuple[float, float] = (0.0, 0.0)
+    # The requests answered, in the order their ends were written, so with
+    # their ends in order (the fast engine's event loop writes it): the
+    # summary then reads the ends in time order without sorting them. None:
+    # not recorded (the ends are sorted).
+    end_order: np.ndarray | None = None
 
 
 class Due(Timeout):
