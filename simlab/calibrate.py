@@ -272,6 +272,16 @@ GIL_HANDOFF = (
     "served in order (0); the switch interval forces a turn only against a "
     "thread that holds the GIL that long"
 )
+# How asyncio runs its callbacks: its source, not these runs.
+LOOP_PASSES = (
+    "not fitted: asyncio's BaseEventLoop._run_once (asyncio/base_events.py) runs "
+    "every callback ready when a pass starts and leaves what they schedule to the "
+    "next; in simlab's async server a backend reply reaches its task 3 passes "
+    "after its bytes are read (the protocol feeds the backend's reader, the "
+    "reader's task sets the call's future, the request's task resumes), a "
+    "gather of parallel calls one more, and the answer is written by the task's "
+    "done callback a pass later"
+)
 BATCHING_METHOD = (
     "soft-L1 least squares over the loop servers' light runs and closed loops "
     "(the other costs held at their fitted values), 95% bootstrap interval"
@@ -1026,6 +1036,7 @@ def _profile(
         "identified": False,
         "assumption": GIL_HANDOFF,
     }
+    params["loop_passes"] = {"value": 3.0, "identified": False, "assumption": LOOP_PASSES}
     params["gil_wake_us"] = gil_wake_parameter(gil_wake, preset)
     params["close_wait_us"] = close_wait_parameter(close, preset)
     params["cores"] = os.cpu_count() or 1

@@ -15,7 +15,11 @@ tables of integer and float fields) whose program counter says where its
 session resumes. A process blocks on one thing at a time, so a waiter needs
 only a link in its pool's FIFO. Pools (the cores, each process's GIL, loop
 and workers) hand a freed server to their oldest waiter through an event at
-the current time, as ``simlab.models.pool.Pool`` does.
+the current time, as ``simlab.models.pool.Pool`` does. A loop run in passes
+(``Async``'s ``Passes``) has an entity of its own, its driver, after the
+connections' slots: it takes each pass's items (a session's read, its
+task's step, a reply's passes, its answer) off its loop's lists, in the
+order the DES's callbacks run.
 
 ``simlab.fast`` prepares the arrays and reads the results; this module only
 holds the loop, so that its compile cache stays valid while the rest changes.
@@ -47,7 +51,14 @@ PRIO = 1 << 62
 I_REQ, I_CONN, I_PROC, I_WORKER, I_PC, I_RET, I_OTRET, I_RGIL = range(8)
 I_RLOCK, I_RPROC, I_RSW, I_RWOKE, I_RCORE, I_ROUNDS, I_HANDLE, I_WNEXT = range(8, 16)
 I_RLOOP = 16  # the phase runs on an event loop (``Cpu.run``'s ``loop``)
-NI = 17
+# A loop run in passes (``simlab.models.async_.Passes``). A session's item in
+# its loop's lists (at most one at a time): its kind, the passes left before
+# its task resumes, the next item in the same list. A loop's driver: asleep
+# (the next step to run pays the wake-up), waiting for its wake-up, woken
+# already, the item it runs, the rest of its pass, and whether it held its
+# process awake for the step it runs.
+I_ITEM, I_HOPN, I_INEXT, I_ASLEEP, I_WAITING, I_KICKED, I_CUR, I_BATCH, I_AWAKE = range(17, 26)
+NI = 26
 # Float fields of an entity.
 F_RDEMAND, F_RDUR, F_RSTART, F_RLEFT, F_STEP, F_CPU, F_LASTDUR, F_LASTSTART, F_FRONT = range(9)
 # When a thread began waiting for its GIL, and when a sliced phase last took it
@@ -60,6 +71,7 @@ DROP_SLACK = 1e-12
 # Program counters. Sessions:
 RP_TOP, RP_AFTER_LOOP, RP_GOT, RP_AFTER_THREAD = 0, 1, 2, 3
 A_TOP, A_RAN, A_AFTER, A_FIN, LOOP_NEXT = 10, 11, 12, 13, 14
+A_TIMER = 15  # a backend call answered: its reply is read in the next pass
 T_TOP, T_GOT, T_SERVED = 20, 21, 22
 D_TOP, D_SERVED = 30, 31
 TT_TOP, TT_FRONT_RAN, TT_HOP, TT_BACK, TT_GOT, TT_AFTER_THREAD, TT_OUT, TT_OUT_RAN = range(70, 78)
@@ -70,6 +82,9 @@ OT_DONE = 46
 # ``Cpu.run`` and ``Cpu._sliced``:
 R_START, R_GIL, R_CORE, R_GOTCORE, R_RUN, R_END = 50, 51, 52, 53, 54, 55
 S_STEP, S_AFTER, S_REGIL, S_RECORE = 60, 61, 62, 63
+# A loop's driver (``Passes._run``), and the kinds of its items:
+DRV_WOKE, DRV_PASS, DRV_ITEM, DRV_RAN, DRV_THEN = 80, 81, 82, 83, 84
+K_READ, K_STEP, K_HOP, K_DONE = 0, 1, 2, 3
 DONE = 99
 
 NAN = np.nan
@@ -147,6 +162,23 @@ def _phase(  # noqa: PLR0917 - a compiled helper takes its arrays positionally
     ei[ent, I_RSW] = switches
     ef[ent, F_RDEMAND] = cpu
     ei[ent, I_RET] = ret
+
+
+@njit(cache=True, inline="always")
+def _enqueue(  # noqa: PLR0917 - a compiled helper takes its arrays positionally
+    ei: Any, pl: Any, p: int, col: int, x: int, kind: int, hops: int
+) -> None:  # pragma: no cover - compiled
+    """Put session ``x``'s item last in loop ``p``'s list ``col`` (0: the
+    callbacks for the next pass, 2: the I/O ready; ``Passes.call_soon`` and
+    ``ready_io``)."""
+    ei[x, I_ITEM] = kind
+    ei[x, I_HOPN] = hops
+    ei[x, I_INEXT] = -1
+    if pl[p, col + 1] >= 0:
+        ei[pl[p, col + 1], I_INEXT] = x
+    else:
+        pl[p, col] = x
+    pl[p, col + 1] = x
 
 
 @njit(cache=True, inline="always")
@@ -281,6 +313,7 @@ def run_events(  # noqa: PLR0912, PLR0915, PLR0917 - one compiled loop
     loop_wake: float,
     fifo: float,
     draws: Any,
+    passes: int,
 ) -> tuple[Any, ...]:  # pragma: no cover - compiled; checked against the DES in tests
     n_in = times.shape[0]
     # The columns, the connections' intervals, the per-connection tables and
@@ -392,8 +425,26 @@ def run_events(  # noqa: PLR0912, PLR0915, PLR0917 - one compiled loop
     # every slot up front wrote (and faulted in) about 110 MiB at 500,000
     # connections, for the hundred or so a run has in flight.
     ecap = min(n_in, n_conns) + 1
-    ei = np.empty((ecap, NI), np.int64)
-    ef = np.empty((ecap, NF))
+    # A loop run in passes has a driver, an entity after the sessions' slots.
+    in_passes = mode == LOOP and passes > 0
+    drivers = nproc if in_passes else 0
+    ei = np.empty((ecap + drivers, NI), np.int64)
+    ef = np.empty((ecap + drivers, NF))
+    for dr in range(drivers):
+        for f in range(NI):
+            ei[ecap + dr, f] = 0
+        for f in range(NF):
+            ef[ecap + dr, f] = 0.0
+        # Asleep from the start, waiting for its wake-up (``Passes.__init__``).
+        ei[ecap + dr, I_PROC] = dr
+        ei[ecap + dr, I_PC] = DRV_WOKE
+        ei[ecap + dr, I_ASLEEP] = 1
+        ei[ecap + dr, I_WAITING] = 1
+    # Each loop's lists of items: the callbacks' first and last, the I/O's.
+    pl = np.full((max(drivers, 1), 4), -1, np.int64)
+    parallel = (not sequential) and calls > 1
+    pass_rounds = 1 if parallel or calls == 0 else calls
+    reply_hops = passes + (1 if parallel else 0)
     free_slots = np.empty(ecap, np.int64)
     nfree = 0
     fresh = 0
@@ -412,7 +463,7 @@ def run_events(  # noqa: PLR0912, PLR0915, PLR0917 - one compiled loop
     canswered[:] = 0
 
     # The event queue.
-    hcap = ecap + 2
+    hcap = ecap + drivers + 2
     ht = np.empty(hcap)
     hq = np.empty((hcap, 3), np.int64)
     hsize = 0
@@ -864,6 +915,18 @@ def run_events(  # noqa: PLR0912, PLR0915, PLR0917 - one compiled loop
                 if k_per_conn > 0:
                     nc = _open(copen_h, canswered, copen, cclose, nc, c, now)
                 admit[i] = now
+                if in_passes:
+                    # ``Async._in_passes``: its bytes are I/O for its loop's
+                    # next pass; the loop answers it (``A_FIN``) or wakes it
+                    # when a backend call returns (``A_TIMER``).
+                    worker[i] = p
+                    process[i] = p
+                    _enqueue(ei, pl, p, 2, ent, K_READ, 0)
+                    dv = ecap + p
+                    if ei[dv, I_WAITING] == 1 and ei[dv, I_KICKED] == 0:
+                        ei[dv, I_KICKED] = 1
+                        hsize, eid = _at(ht, hq, hsize, eid, now, dv, 0)
+                    break
                 d = demand[i] + fixed
                 if d > 0:
                     _phase(ei, ef, ent, -1, 1 + nproc + p, 1, p, 0, d, A_RAN)
@@ -894,6 +957,98 @@ def run_events(  # noqa: PLR0912, PLR0915, PLR0917 - one compiled loop
                 outcome[i] = 0
                 in_system -= 1
                 pc = LOOP_NEXT
+            elif pc == A_TIMER:
+                # A call's reply is I/O for the loop (``Passes._call``).
+                p = ei[ent, I_PROC]
+                _enqueue(ei, pl, p, 2, ent, K_HOP, reply_hops)
+                dv = ecap + p
+                if ei[dv, I_WAITING] == 1 and ei[dv, I_KICKED] == 0:
+                    ei[dv, I_KICKED] = 1
+                    hsize, eid = _at(ht, hq, hsize, eid, now, dv, 0)
+                break
+            # ======================================== Passes._run, a loop's driver
+            elif pc == DRV_WOKE:
+                ei[ent, I_WAITING] = 0
+                pc = DRV_PASS
+            elif pc == DRV_PASS:
+                p = ei[ent, I_PROC]
+                if pl[p, 0] < 0 and pl[p, 2] < 0:
+                    # Nothing ready: asleep until an item comes.
+                    ei[ent, I_ASLEEP] = 1
+                    ei[ent, I_WAITING] = 1
+                    ei[ent, I_KICKED] = 0
+                    ei[ent, I_PC] = DRV_WOKE
+                    break
+                # The pass: the callbacks scheduled, then the I/O ready.
+                head = pl[p, 0]
+                if head >= 0:
+                    ei[pl[p, 1], I_INEXT] = pl[p, 2]
+                else:
+                    head = pl[p, 2]
+                ei[ent, I_BATCH] = head
+                pl[p, 0] = -1
+                pl[p, 1] = -1
+                pl[p, 2] = -1
+                pl[p, 3] = -1
+                pc = DRV_ITEM
+            elif pc == DRV_ITEM:
+                x = ei[ent, I_BATCH]
+                if x < 0:
+                    pc = DRV_PASS
+                    continue
+                ei[ent, I_BATCH] = ei[x, I_INEXT]
+                ei[ent, I_CUR] = x
+                ef[ent, F_LASTSTART] = now
+                ef[ent, F_LASTDUR] = 0.0
+                if ei[x, I_ITEM] == K_STEP:
+                    d = demand[ei[x, I_REQ]] + fixed
+                    if d > 0:
+                        p = ei[ent, I_PROC]
+                        # Awake, the loop holds its process active meanwhile.
+                        ei[ent, I_AWAKE] = 1 - ei[ent, I_ASLEEP]
+                        active_p[p] += ei[ent, I_AWAKE]
+                        _phase(ei, ef, ent, -1, -1, 1, p, 0, d, DRV_RAN)
+                        pc = R_START
+                        continue
+                pc = DRV_THEN
+            elif pc == DRV_RAN:
+                active_p[ei[ent, I_PROC]] -= ei[ent, I_AWAKE]
+                ei[ent, I_ASLEEP] = 0
+                pc = DRV_THEN
+            elif pc == DRV_THEN:
+                # What the item does (``Passes.request``'s callbacks).
+                x = ei[ent, I_CUR]
+                xi = ei[x, I_REQ]
+                p = ei[ent, I_PROC]
+                kind = ei[x, I_ITEM]
+                if kind == K_READ:
+                    _enqueue(ei, pl, p, 0, x, K_STEP, 0)
+                elif kind == K_STEP:
+                    start[xi] = ef[ent, F_LASTSTART]
+                    cpu_time[xi] = ef[ent, F_LASTDUR]
+                    ef[x, F_CPU] = ef[ent, F_LASTDUR]
+                    if io[xi] > 0:
+                        ei[x, I_ROUNDS] = pass_rounds
+                        ei[x, I_PC] = A_TIMER
+                        hsize, eid = _at(ht, hq, hsize, eid, now + io[xi] / pass_rounds, x, 0)
+                    else:
+                        _enqueue(ei, pl, p, 0, x, K_DONE, 0)
+                elif kind == K_HOP:
+                    if ei[x, I_HOPN] > 1:
+                        _enqueue(ei, pl, p, 0, x, K_HOP, ei[x, I_HOPN] - 1)
+                    else:
+                        # The task resumes: its next call, or its answer.
+                        ei[x, I_ROUNDS] -= 1
+                        if ei[x, I_ROUNDS] > 0:
+                            ei[x, I_PC] = A_TIMER
+                            hsize, eid = _at(ht, hq, hsize, eid, now + io[xi] / pass_rounds, x, 0)
+                        else:
+                            _enqueue(ei, pl, p, 0, x, K_DONE, 0)
+                else:
+                    # The done callback writes the answer: the session goes on.
+                    ei[x, I_PC] = A_FIN
+                    hsize, eid = _at(ht, hq, hsize, eid, now, x, 0)
+                pc = DRV_ITEM
             elif pc == LOOP_NEXT:
                 # ``Model.answered`` and ``next_on_slot`` for the loop models.
                 c = ei[ent, I_CONN]

@@ -536,6 +536,19 @@ class Platform:
                            Both are fitted (``simlab.calibrate.fit_batching``)
                            from the loop servers' light runs and closed loops of
                            1 to 64 clients; 0 in every preset
+        loop_passes        ``async``'s loops (the other models' keep a queue of
+                           phases). 0: a loop runs its requests' CPU phases one
+                           after another in arrival order and answers each at
+                           its phase's end. k >= 1: it runs in passes, as
+                           asyncio does: a pass runs every callback ready at
+                           its start, what they schedule waits for the next
+                           pass; a request is read in one pass, its task runs
+                           in the next and its answer is written a pass later,
+                           and a backend reply reaches its task k passes
+                           after its bytes are read (asyncio: 3, the reply's
+                           read, its reader's step, the task's step; a gather
+                           of parallel calls one more). An integer; 0 in
+                           every preset
         gil_fifo_share     the share of GIL hand-offs that go to the thread that
                            has waited longest; the others go to any waiting
                            thread (``simlab.models.pool.Gil``). CPython's GIL
@@ -637,6 +650,7 @@ class Platform:
     gil_fifo_share: float = 1.0
     loop_event_us: float = 0.0
     loop_wake_us: float = 0.0
+    loop_passes: float = 0.0
     process_kernel_kib: float = 0.0
     client_cpu_us: float = 0.0
     # A closed loop sends each request as it reads the last answer, in the
@@ -673,6 +687,10 @@ class Platform:
         _require(
             isinstance(self.backend_pool, bool),
             f"backend_pool(={self.backend_pool!r}) must be true or false",
+        )
+        _require(
+            float(self.loop_passes).is_integer(),
+            f"loop_passes(={self.loop_passes!r}) must be a whole number of passes",
         )
         _require(
             self.gil_fifo_share <= 1,
@@ -766,6 +784,7 @@ class Platform:
 MECHANISMS = (
     "loop_event_us",
     "loop_wake_us",
+    "loop_passes",
     "fork_call_kib",
     "fork_child_us",
     "fork_exit_us",

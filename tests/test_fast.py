@@ -588,3 +588,45 @@ def test_event_buffers_are_reused_across_replications_with_the_same_record():
                           warmup=0.0, replications=1, seed=3, engine="des").records[0]  # fmt: skip
     np.testing.assert_array_equal(cpu[0], des.intervals["cpu"][0])
     np.testing.assert_array_equal(cpu[1], des.intervals["cpu"][1])
+
+
+@pytest.mark.parametrize(
+    ("workload", "arch", "cores"),
+    [
+        # Sequential calls, one loop: its reply's passes, then the next call.
+        (Workload(connections=400, rate=300.0, cpu=Exponential(0.002), io=Exponential(0.02),
+                  calls=2), Architecture(), 2),
+        # Parallel calls gathered (a pass more), two loops on one core.
+        (Workload(connections=300, rate=250.0, cpu=Exponential(0.002), io=Fixed(0.01),
+                  calls=3, fanout="parallel"), Architecture(processes=2), 1),
+        # No calls, past one core's worth, short connections.
+        (Workload(connections=200, rate=600.0, cpu=Exponential(0.002), io=Fixed(0.0),
+                  calls=0, requests_per_connection=3), Architecture(), 2),
+    ],
+)  # fmt: skip
+def test_loops_run_in_passes_match_the_des(workload, arch, cores):
+    """An event loop run in passes (``loop_passes``, ``Async``'s ``Passes``):
+    the compiled loop's driver reproduces the DES's, request for request, on
+    the calibrated profile (wake-ups, a loop's own costs); and the passes
+    move the answers (an answer waits for the rest of its pass)."""
+    cpy = simlab.load_platform("cpython").with_(loop_passes=3.0, cores=cores)
+    run = {"duration": 6.0, "warmup": 1.0, "replications": 2}
+    des, fast = both("async", workload, cpy, arch, **run)
+    assert_same_requests(des, fast)
+    queue = simlab.simulate("async", workload, cpy.with_(loop_passes=0.0), arch, engine="fast",
+                            **run)  # fmt: skip
+    assert not queue.requests["end"].equals(fast.requests["end"])
+    assert fast.summary.latency_ms.p99 > queue.summary.latency_ms.p99
+
+
+@pytest.mark.exact
+@pytest.mark.parametrize("arch", [Architecture(), Architecture(processes=2)])
+@pytest.mark.parametrize(("cpu", "calls"), [(0.0, 0), (0.5, 1), (0.5, 2)])
+def test_passes_break_ties_as_the_des(arch, cpu, calls):
+    """Requests at the same instant on loops run in passes, phases ending as
+    others arrive: the driver's wake-ups and hand-offs keep SimPy's order."""
+    p = IDEAL.with_(cores=1, gil=True, loop_passes=2.0)
+    w = Workload(connections=6, trace=TIES, cpu=Fixed(cpu), io=Fixed(0.25 if calls else 0.0),
+                 calls=calls)  # fmt: skip
+    des, fast = both("async", w, p, arch, duration=3.0, warmup=0.0, replications=1)
+    assert_same_requests(des, fast)

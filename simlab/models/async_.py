@@ -16,7 +16,7 @@ of one process take turns on it, so that they use one core between them.
 
 from __future__ import annotations
 
-from collections.abc import Generator
+from collections.abc import Callable, Generator
 from typing import Any
 
 import numpy as np
@@ -30,7 +30,7 @@ from simlab.models.pool import Pool
 from simlab.params import Architecture, Platform, Workload
 from simlab.streams import Deal
 
-__all__ = ["Async"]
+__all__ = ["Async", "Passes"]
 
 
 class Async(Model):
@@ -45,6 +45,13 @@ class Async(Model):
         per = self.arch.loops
         self.loops = [Pool(self.env, 1, first_id=k) for k in range(self.arch.processes * per)]
         self.in_flight = [0] * self.arch.processes
+        # Loops run in passes (``Platform.loop_passes``): one driver a loop,
+        # each asleep from the start. The overload options' paths keep the
+        # queue of phases (``_overloaded``).
+        self.passes: list[Passes] | None = None
+        if self.platform.loop_passes > 0 and self.ov is None:
+            gil = [self.cpu.gil(k // per) if per > 1 else None for k in range(len(self.loops))]
+            self.passes = [Passes(self, k // per, gil[k]) for k in range(len(self.loops))]
 
     @classmethod
     def request_cost(cls, workload: Workload) -> RequestCost:
@@ -82,6 +89,8 @@ class Async(Model):
                 pass  # answered 503 by the overload limit
             elif self.ov is not None and (self.ov.on_loop or self.ov.needs_calls):
                 yield from self._overloaded(i, process, loop)
+            elif self.passes is not None:
+                yield from self._in_passes(i, process, k, sent)
             else:
                 self.in_flight[process] += 1
                 demand = self.demand[i] + self._fixed
@@ -105,6 +114,22 @@ class Async(Model):
             self.answered(conn)
             nxt = self.next_on_slot(conn)
         del self.active[conn]
+
+    def _in_passes(
+        self, i: int, process: int, k: int, sent: float
+    ) -> Generator[simpy.Event, Any, None]:
+        """Request ``i`` on loop ``k`` run in passes (``Passes``): its read,
+        its task's step (its whole CPU, its calls issued), its backend
+        replies each ``loop_passes`` passes from their read to the task, and
+        the done callback that writes its answer, each in a pass of its own."""
+        self.in_flight[process] += 1
+        self.worker[i] = k
+        self.process[i] = process
+        answered = self.env.event()
+        yield from self.passes[k].request(i, self.demand[i] + self._fixed, answered)  # type: ignore[index]
+        self.in_flight[process] -= 1
+        read = yield from self.client_reads(i)
+        self.finish(i, sent + self.cpu_time[i] + self.io_time[i] + read)
 
     def _overloaded(self, i: int, process: int, loop: Pool) -> Generator[simpy.Event, Any, None]:
         """One request with the overload options that change its path: a turn
@@ -212,6 +237,8 @@ class Async(Model):
             return "more loops than cores: loops contend for the CPU"
         if arch.backlog is not None:
             return "a bound on requests in flight drops some, which these formulas do not model"
+        if platform.loop_passes > 0:
+            return "a loop run in passes answers at the end of a pass, which M/G/1 does not model"
         fixed = cls.request_cost(workload).thread_s(platform)
         cpu = loads.service(workload, fixed, with_io=False)
         io_mean = loads.io_moments(workload, platform.call_latency_us * 1e-6)[0]
@@ -262,4 +289,128 @@ class Async(Model):
         # One loop per process is its process's only thread: its GIL is never
         # contended, and with a core per loop no phase waits for one.
         more_loops = platform.cores is not None and platform.cores < arch.processes
-        return more_loops or platform.wake_us > 0 or platform.loop_wake_us > 0
+        quiet = platform.wake_us == 0 and platform.loop_wake_us == 0
+        # Passes (``Passes``) are only in the compiled event loop.
+        return more_loops or not quiet or platform.loop_passes > 0
+
+
+class Passes:
+    """One event loop run in passes, as asyncio's ``run_once`` runs it
+    (``Platform.loop_passes``).
+
+    A pass runs every callback ready when it starts, in order: first those
+    scheduled (``call_soon``) during the pass before, then the I/O the poll
+    found ready at its start; what a callback schedules waits for the next
+    pass. A request's bytes are I/O: their read creates its task, whose step
+    (the request's whole CPU, its backend calls issued) runs a pass later,
+    and whose done callback, a pass after that, writes the answer. A backend
+    reply is I/O too: its task resumes ``loop_passes`` passes after the
+    reply is read (asyncio's reader's step and the task's wake-up, one more
+    to gather parallel calls), then its done callback in the next. So an
+    answer waits for the rest of its pass, and a reply for whole passes of
+    other requests' CPU, where a queue of phases answers each at its own
+    end. Only a step that wakes the loop from its poll pays the wake-up
+    (``Cpu.run``'s ``loop``): the loop stays awake through its passes.
+    """
+
+    __slots__ = ("asleep", "cpu", "env", "gil", "hops", "io", "model", "process", "soon", "wake")
+
+    def __init__(self, model: Async, process: int, gil: Pool | None) -> None:
+        self.model = model
+        self.env = model.env
+        self.cpu = model.cpu
+        self.process = process
+        self.gil = gil
+        self.hops = int(model.platform.loop_passes)
+        # Callbacks for the next pass; I/O found ready at its start. Each a
+        # (CPU seconds, what to do then with its start and the CPU it took).
+        self.soon: list[tuple[float, Callable[[float, float], None]]] = []
+        self.io: list[tuple[float, Callable[[float, float], None]]] = []
+        self.wake: simpy.Event | None = None
+        self.asleep = True
+        self.env.process(self._run())
+
+    def ready_io(self, then: Callable[[float, float], None], demand: float = 0.0) -> None:
+        self.io.append((demand, then))
+        self._kick()
+
+    def call_soon(self, then: Callable[[float, float], None], demand: float = 0.0) -> None:
+        self.soon.append((demand, then))
+        self._kick()
+
+    def _kick(self) -> None:
+        if self.wake is not None and not self.wake.triggered:
+            self.wake.succeed()
+
+    def _run(self) -> Generator[simpy.Event, Any, None]:
+        env, cpu, process = self.env, self.cpu, self.process
+        while True:
+            if not self.soon and not self.io:
+                self.asleep = True
+                self.wake = env.event()
+                yield self.wake
+                self.wake = None
+            batch = self.soon + self.io
+            self.soon, self.io = [], []
+            for demand, then in batch:
+                started, used = env.now, 0.0
+                if demand > 0:
+                    # Awake, the loop is no phase's to wake: its process is
+                    # held active meanwhile, as a queue of phases holds it.
+                    awake = not self.asleep
+                    if awake:
+                        cpu.active[process] += 1
+                    used, started = yield from cpu.run(self.gil, demand, 0, process, loop=True)
+                    if awake:
+                        cpu.active[process] -= 1
+                    self.asleep = False
+                then(started, used)
+
+    def request(
+        self, i: int, demand: float, answered: simpy.Event
+    ) -> Generator[simpy.Event, Any, None]:
+        """Request ``i``'s path through the passes; returns once it is answered."""
+        m = self.model
+        w = m.workload
+        io = float(m.io_time[i])
+        parallel = w.fanout == "parallel" and w.calls > 1
+        rounds = 1 if parallel or w.calls == 0 else w.calls
+        hops = self.hops + (1 if parallel else 0)
+        left = [rounds]
+
+        def done(_t: float, _used: float) -> None:
+            answered.succeed()
+
+        def resumed() -> None:
+            left[0] -= 1
+            if left[0] > 0:
+                self._call(io / rounds, hops, resumed)
+            else:
+                self.call_soon(done)
+
+        def step(started: float, used: float) -> None:
+            m.start[i] = started
+            m.cpu_time[i] = used
+            m.backend_busy()
+            if io > 0:
+                self._call(io / rounds, hops, resumed)
+            else:
+                self.call_soon(done)
+
+        self.ready_io(lambda _t, _u: self.call_soon(step, demand))
+        yield answered
+
+    def _call(self, wait: float, hops: int, resumed: Callable[[], None]) -> None:
+        """A backend call answered ``wait`` from now, its reply read as I/O
+        and handed on through ``hops`` passes to ``resumed``."""
+
+        def hop(n: int) -> Callable[[float, float], None]:
+            def run(_t: float, _u: float) -> None:
+                if n <= 1:
+                    resumed()
+                else:
+                    self.call_soon(hop(n - 1))
+
+            return run
+
+        self.env.timeout(wait).callbacks.append(lambda _ev: self.ready_io(hop(hops)))
