@@ -548,7 +548,10 @@ class Platform:
                            after its bytes are read (asyncio: 3, the reply's
                            read, its reader's step, the task's step; a gather
                            of parallel calls one more). An integer; 0 in
-                           every preset
+                           every preset. The overload options that change
+                           a request's path (``simlab.overload``: a queue
+                           deadline, a blocking call, calls one by one) keep
+                           the queue of phases
         gil_fifo_share     the share of GIL hand-offs that go to the thread that
                            has waited longest; the others go to any waiting
                            thread (``simlab.models.pool.Gil``). CPython's GIL

@@ -46,10 +46,10 @@ class Async(Model):
         self.loops = [Pool(self.env, 1, first_id=k) for k in range(self.arch.processes * per)]
         self.in_flight = [0] * self.arch.processes
         # Loops run in passes (``Platform.loop_passes``): one driver a loop,
-        # each asleep from the start. The overload options' paths keep the
-        # queue of phases (``_overloaded``).
+        # each asleep from the start. The overload options that change a
+        # request's path keep the queue of phases (``_overloaded``).
         self.passes: list[Passes] | None = None
-        if self.platform.loop_passes > 0 and self.ov is None:
+        if self.platform.loop_passes > 0:
             gil = [self.cpu.gil(k // per) if per > 1 else None for k in range(len(self.loops))]
             self.passes = [Passes(self, k // per, gil[k]) for k in range(len(self.loops))]
 
