@@ -266,7 +266,12 @@ def _end_order(rec: Record) -> np.ndarray | None:
     unanswered = np.flatnonzero(np.isnan(end))
     if len(order) + len(unanswered) != len(end):
         return None
-    return np.concatenate((order, unanswered)) if len(unanswered) else order
+    full = np.concatenate((order, unanswered)) if len(unanswered) else order
+    # Every index once (read in an order that repeats one, the ends would
+    # be other values, sorted or not).
+    seen = np.zeros(len(end), dtype=bool)
+    seen[full] = True
+    return full if bool(seen.all()) else None
 
 
 @dataclass(frozen=True)

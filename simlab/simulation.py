@@ -388,7 +388,9 @@ class _Task:
         if not self.early:
             return rec, None
         numbers = replication_summary(rec, self.platform)
-        rec.columns, rec.intervals = {}, {}
+        # Its arrays let go, the fast engine's (views of buffers the next
+        # replication writes again) with them.
+        rec.columns, rec.intervals, rec.end_order = {}, {}, None
         return rec, numbers
 
     def buffers(self) -> EventBuffers | None:

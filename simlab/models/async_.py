@@ -273,10 +273,11 @@ class Async(Model):
         loop = s.cpu + (p.loop_parse_us + p.task_us) * us + w.calls * p.call_us * us
         pw, mw = composition.mgc_wait(lam, float(loop.mean()), composition.scv(loop), 1)
         wait = composition.mixture(s.u_loop, s.e_loop, pw, mw)
-        return (
-            wait + loop + s.io + s.rtt + s.send + s.recv,
-            "M/G/1 loop per process (Pollaczek-Khinchine)",
-        )
+        method = "M/G/1 loop per process (Pollaczek-Khinchine)"
+        if p.loop_passes > 0:
+            # The waits for the rest of a pass are not in it: simulation adds them.
+            method += "; its passes (loop_passes) left to the simulation"
+        return wait + loop + s.io + s.rtt + s.send + s.recv, method
 
     @classmethod
     def _fast_limits(cls, workload: Workload, platform: Platform, arch: Architecture) -> str | None:
