@@ -340,6 +340,9 @@ class Architecture:
 
 # Platform fields that are not numbers of the machine's costs.
 FLAGS = ("name", "cores", "gil", "backend_pool")
+# A reply's passes before its task resumes (asyncio: 3). Each is a turn of the
+# loop for every reply, so a run's events grow with it: bounded.
+MAX_LOOP_PASSES = 64
 # The platform's fields that describe the lab's own processes beside the
 # server (load generator, backend, probe), which calibration measures and
 # only validation adds: a server with its machine to itself has them at 0.
@@ -547,8 +550,8 @@ class Platform:
                            and a backend reply reaches its task k passes
                            after its bytes are read (asyncio: 3, the reply's
                            read, its reader's step, the task's step; a gather
-                           of parallel calls one more). An integer; 0 in
-                           every preset. The overload options that change
+                           of parallel calls one more). An integer from 0
+                           to 64; 0 in every preset. The overload options that change
                            a request's path (``simlab.overload``: a queue
                            deadline, a blocking call, calls one by one) keep
                            the queue of phases
@@ -692,8 +695,9 @@ class Platform:
             f"backend_pool(={self.backend_pool!r}) must be true or false",
         )
         _require(
-            float(self.loop_passes).is_integer(),
-            f"loop_passes(={self.loop_passes!r}) must be a whole number of passes",
+            float(self.loop_passes).is_integer() and self.loop_passes <= MAX_LOOP_PASSES,
+            f"loop_passes(={self.loop_passes!r}) must be a whole number of passes from 0 "
+            f"to {MAX_LOOP_PASSES}",
         )
         _require(
             self.gil_fifo_share <= 1,

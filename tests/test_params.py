@@ -26,6 +26,8 @@ from simlab.distributions import Fixed
         (lambda: Platform(cores=0), r"cores\(=0\)"),
         (lambda: Platform(thread_kib=-1.0), r"thread_kib\(=-1.0\)"),
         (lambda: Platform(parse_us=float("inf")), "parse_us"),
+        (lambda: Platform(loop_passes=1.5), r"loop_passes\(=1.5\) must be a whole number"),
+        (lambda: Platform(loop_passes=65.0), r"loop_passes\(=65.0\) .* from 0 to 64"),
     ],
 )
 def test_validation_names_field_and_value(build, message):
