@@ -619,6 +619,9 @@ def test_loops_run_in_passes_match_the_des(workload, arch, cores):
     run = {"duration": 6.0, "warmup": 1.0, "replications": 2}
     des, fast = both("async", workload, cpy, arch, **run)
     assert_same_requests(des, fast)
+    # The CPU's busy phases too (the busy cores), and a reply handed on at once.
+    assert des.summary.cpu_busy_cores == fast.summary.cpu_busy_cores
+    assert_same_requests(*both("async", workload, cpy.with_(loop_passes=1.0), arch, **run))
     queue = simlab.simulate("async", workload, cpy.with_(loop_passes=0.0), arch, engine="fast",
                             **run)  # fmt: skip
     assert not queue.requests["end"].equals(fast.requests["end"])

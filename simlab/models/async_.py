@@ -12,6 +12,9 @@ process's connections are dealt among its loops, and under a GIL the loops
 of one process take turns on it, so that they use one core between them.
 ``backlog`` bounds the requests in flight per process, as uvicorn's
 ``--limit-concurrency`` does: one more is answered 503 (dropped).
+With ``loop_passes`` (a calibrated cpython profile's 3) a loop runs in
+passes as asyncio does (``Passes``): an answer waits for the rest of its
+pass, a backend reply for whole passes of other requests' CPU.
 """
 
 from __future__ import annotations
@@ -122,11 +125,13 @@ class Async(Model):
         its task's step (its whole CPU, its calls issued), its backend
         replies each ``loop_passes`` passes from their read to the task, and
         the done callback that writes its answer, each in a pass of its own."""
+        passes = self.passes
+        assert passes is not None
         self.in_flight[process] += 1
         self.worker[i] = k
         self.process[i] = process
         answered = self.env.event()
-        yield from self.passes[k].request(i, self.demand[i] + self._fixed, answered)  # type: ignore[index]
+        yield from passes[k].request(i, self.demand[i] + self._fixed, answered)
         self.in_flight[process] -= 1
         read = yield from self.client_reads(i)
         self.finish(i, sent + self.cpu_time[i] + self.io_time[i] + read)
