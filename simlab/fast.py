@@ -403,7 +403,8 @@ def _by_accept(n: int, processes: int, salt: int) -> np.ndarray:
 
 def _dense_ids(ids: np.ndarray) -> tuple[int, np.ndarray]:
     """How many distinct ids, and each id's number in the order the ids first
-    appear (0 for the first id seen, 1 for the next new one, ...).
+    appear (0 for the first id seen, 1 for the next new one, ...), by the
+    compiled hash table ``fast_kernel.dense_ids``.
 
     The kernels keep per-connection state in arrays by this number; numbered
     by first appearance, a new connection's slot is the next one along, so an
@@ -412,32 +413,11 @@ def _dense_ids(ids: np.ndarray) -> tuple[int, np.ndarray]:
     distinct connections read a random slot: perf put about a sixth of the
     default platform's event loop on that one cache miss. Which number an id
     gets changes nothing else: the slots are only ever looked up by it.
-    Found by numpy's vectorised (unstable) argsort: each run of equal ids
-    takes its smallest index, whatever order the sort left them in.
     """
-    n = len(ids)
-    if n == 0:
-        return 0, np.empty(0, np.int64)
-    # Every id distinct (a connection per request, as an open workload of
-    # many connections makes): each is first where it is. A sort of the ids
-    # tells, at about a third of the cost of the argsort and the gather
-    # below (0.015 against 0.06 CPU s a million ids).
-    ranked = np.sort(ids)
-    if bool(np.all(ranked[1:] != ranked[:-1])):
-        return n, np.arange(n, dtype=np.int64)
-    order = np.argsort(ids)
-    ranked = ids[order]
-    new = np.empty(n, dtype=bool)
-    new[0] = True
-    np.not_equal(ranked[1:], ranked[:-1], out=new[1:])
-    heads = np.flatnonzero(new)
-    first = np.minimum.reduceat(order, heads)
-    seen = np.zeros(n, dtype=bool)
-    seen[first] = True
-    number = np.cumsum(seen) - 1  # by index: how many new ids came before
-    dense = np.empty(n, dtype=np.int64)
-    dense[order] = number[first][np.cumsum(new) - 1]
-    return len(heads), dense
+    from simlab.kernels import dense_ids  # noqa: PLC0415 - built ahead of time, or numba
+
+    count, dense = dense_ids(np.ascontiguousarray(ids, dtype=np.int64))
+    return int(count), dense
 
 
 def _run_kernel(

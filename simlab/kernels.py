@@ -1,7 +1,7 @@
 """The compiled kernels, ahead of time when built, else by numba's JIT.
 
 ``simlab.kernels_build`` compiles ``fast_events.run_events``,
-``fast_kernel.recurse`` and ``levels_kernel``'s ``sweep_peaks``,
+``fast_kernel``'s ``recurse`` and ``dense_ids``, and ``levels_kernel``'s ``sweep_peaks``,
 ``sweep_levels``, ``earliest`` and ``positive_overlaps`` into an extension
 module at install time (``make``); loading it costs a few milliseconds where numba's JIT costs about
 1.4 s a process (its import and its target's registries). Each function here
@@ -30,6 +30,7 @@ from typing import Any
 
 __all__ = [
     "aot_module",
+    "dense_ids",
     "earliest",
     "positive_overlaps",
     "recurse",
@@ -74,6 +75,8 @@ RECURSE_ARGS = (
     "float64", "int64",
 )  # fmt: skip
 RECURSE_RETURNS = (F1, F1, F1, F1, F1, I1, I1, F1, F1, F1, F1)
+DENSE_IDS_ARGS = (I1,)
+DENSE_IDS_RETURNS = ("int64", I1)
 
 
 def source_stamp() -> int:
@@ -151,6 +154,12 @@ def run_events(*args: Any) -> tuple[Any, ...]:
 def recurse(*args: Any) -> tuple[Any, ...]:
     """``simlab.fast_kernel.recurse``."""
     out: tuple[Any, ...] = _call("recurse", "simlab.fast_kernel", RECURSE_ARGS, args)
+    return out
+
+
+def dense_ids(*args: Any) -> tuple[int, Any]:
+    """``simlab.fast_kernel.dense_ids``."""
+    out: tuple[int, Any] = _call("dense_ids", "simlab.fast_kernel", DENSE_IDS_ARGS, args)
     return out
 
 

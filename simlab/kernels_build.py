@@ -1,6 +1,7 @@
 """Build the compiled kernels ahead of time: ``python -m simlab.kernels_build``.
 
-The fast engine's loops (``fast_events.run_events``, ``fast_kernel.recurse``)
+The fast engine's loops (``fast_events.run_events``, ``fast_kernel.recurse``,
+``fast_kernel.dense_ids``)
 and the summary's (``levels_kernel.sweep_peaks``, ``sweep_levels``,
 ``earliest``) are numba functions.
 Run by numba's JIT, every process pays about 1.4 s before the first request:
@@ -45,6 +46,8 @@ def build(out_dir: Path) -> Path:
 
     from simlab import fast_events, fast_kernel, kernels, levels_kernel  # noqa: PLC0415
     from simlab.kernels import (  # noqa: PLC0415
+        DENSE_IDS_ARGS,
+        DENSE_IDS_RETURNS,
         EARLIEST_ARGS,
         EARLIEST_RETURNS,
         POSITIVE_OVERLAPS_ARGS,
@@ -84,6 +87,9 @@ def build(out_dir: Path) -> Path:
         levels_kernel.positive_overlaps.py_func
     )
     cc.export("recurse", signature(RECURSE_ARGS, RECURSE_RETURNS))(fast_kernel.recurse.py_func)
+    cc.export("dense_ids", signature(DENSE_IDS_ARGS, DENSE_IDS_RETURNS))(
+        fast_kernel.dense_ids.py_func
+    )
     cc.compile()
     built = sorted(out_dir.glob(cc.name + ".*.so")) + sorted(out_dir.glob(cc.name + ".so"))
     if not built:

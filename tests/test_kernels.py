@@ -119,13 +119,21 @@ def test_the_jit_can_be_asked_for(monkeypatch):
     assert kernels.aot_module.__wrapped__() is None  # type: ignore[attr-defined]
 
 
-def test_dense_connection_ids_number_ids_by_first_appearance():
+@pytest.mark.parametrize("compiled", ["built", "jit"])
+def test_dense_connection_ids_number_ids_by_first_appearance(compiled, monkeypatch):
     from simlab.fast import _dense_ids  # noqa: PLC0415 - the helper under test
 
+    if compiled == "jit":
+        monkeypatch.setattr(kernels, "aot_module", lambda: None)
     rng = np.random.default_rng(3)
     for ids in (
         rng.integers(0, 10**12, 20_000),
         rng.integers(0, 50, 5_000),
+        # Ids that share their hash's low bits and fill runs of the table:
+        # multiples of a large power of two, negative ids, the int64 extremes.
+        np.arange(0, 2**40 * 3_000, 2**40, dtype=np.int64),
+        rng.integers(-(2**63), 2**63 - 1, 3_000, dtype=np.int64, endpoint=True),
+        np.array([-1, 2**63 - 1, -(2**63), 0, -1, -(2**63)], np.int64),
         np.array([7, 3, 7, 9, 3, 3], np.int64),
         np.array([5], np.int64),
         np.zeros(0, np.int64),
