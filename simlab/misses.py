@@ -16,6 +16,13 @@ is reported as unexplained.
 - **near saturation** (hypothesis): a latency miss at an offered load of 0.8
   to 1 with the served rates agreeing: the server's capacity is closer to the
   offered load than the model's.
+- **a queue the model does not reach** (hypothesis): a latency miss under
+  the measured at an offered load under 0.8 with the served rates agreeing,
+  whose case's p50 and p99 are both higher than the model's outside noise,
+  the measured spread (p99 - p50) grown by at least the p50's factor (a
+  queue, not a delay the model leaves out), and the load that the p50's
+  factor implies for waits growing as 1 / (1 - load) from 0.8: the server's
+  capacity is closer to the offered load than the model's.
 - **CPU a request** (hypothesis): a latency miss that no rule above
   explains by a cause, in a case whose served rates agree (below
   saturation a server's CPU a request is not its served rate's inverse)
@@ -127,6 +134,8 @@ def _latency(miss: dict[str, Any], rows: list[dict[str, Any]]) -> dict[str, str]
             "difference over the run",
         }
     spread = _spread(miss, rows)
+    if spread is None and thr["within_noise"] and rho < NEAR:
+        spread = _hidden_queue(miss, rows)
     if spread is not None:
         return spread
     if thr["within_noise"] and rho >= NEAR:
@@ -139,6 +148,50 @@ def _latency(miss: dict[str, Any], rows: list[dict[str, Any]]) -> dict[str, str]
             "saturation, and compare the highest served rate with the model's",
         }
     return None
+
+
+def _hidden_queue(miss: dict[str, Any], rows: list[dict[str, Any]]) -> dict[str, str] | None:
+    """A latency miss under the measured, at an offered load under ``NEAR``
+    with the served rates agreeing, where the case's p50 and p99 both lie
+    over the model's outside noise and the measured spread (p99 - p50) grew
+    by at least the p50's factor: a queue's waits scale both with
+    1 / (1 - load), where a delay the model leaves out would shift the p50
+    and leave the spread. Read as a single queue whose latency is all wait,
+    the p50's factor r puts the server's load at 1 - (1 - rho) / r, a lower
+    bound where part of the latency is a fixed delay (a fixed part grows
+    nothing, so the wait grew by more than r). The rule fires where that
+    load reaches ``NEAR``."""
+    model, config = miss["model"], miss["config"]
+    p50 = _row(rows, model, config, "latency_p50")
+    p99 = _row(rows, model, config, "latency_p99")
+    if p50 is None or p99 is None:
+        return None
+    values = [p50["predicted"], p50["measured"], p99["predicted"], p99["measured"]]
+    if any(v is None or not np.isfinite(float(v)) for v in values):
+        return None
+    pred50, meas50, pred99, meas99 = (float(v) for v in values)
+    higher = all(
+        not r["within_noise"] and float(r["measured"]) > float(r["predicted"]) for r in (p50, p99)
+    )
+    if not higher or not pred50 > 0 or not pred99 > pred50:
+        return None
+    r50 = meas50 / pred50
+    spread = (meas99 - meas50) / (pred99 - pred50)
+    rho = float(miss["rho"])
+    load = 1 - (1 - rho) / r50
+    if spread < r50 or load < NEAR:
+        return None
+    return {
+        "kind": "hypothesis",
+        "text": f"a queue the model does not reach: at the model's offered load {rho:.2f} "
+        f"the served rates agree, but the measured p50 is {r50:.1f} times the model's and "
+        f"the spread p99 - p50 {spread:.1f} times (a delay the model leaves out would "
+        f"shift the p50 alone): waits that grow as 1 / (1 - load) put the server's load "
+        f"at {load:.2f} or more, so its capacity is within {1 - load:.0%} of the offered "
+        f"rate, not {1 - rho:.0%}; test: {_measure(model, config)} at offered rates rising "
+        "to saturation, with the server's CPU a request (cpu_busy_cores / served), and "
+        "compare the highest served rate with the model's",
+    }
 
 
 def _cpu_cost(miss: dict[str, Any], rows: list[dict[str, Any]]) -> dict[str, str] | None:

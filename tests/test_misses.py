@@ -283,3 +283,42 @@ def test_a_served_rate_miss_at_saturation_is_never_put_on_the_cpu_a_request() ->
     why = explain(miss, [miss])
     assert why["kind"] == "hypothesis" and "CPU a request" not in why["text"]
     assert "cpu_busy_cores" in why["text"]  # the run to make
+
+
+def test_a_queue_the_model_does_not_reach_below_near_saturation() -> None:
+    """Under NEAR with the served rates agreeing, both quantiles far over the
+    model's and the spread grown with them: the load the p50's factor implies
+    is a hypothesis, with its run. Each doctored row flips it."""
+    rows = [_r("throughput_rps", 548, 546, rho=0.785, within=True),
+            _r("latency_p50", 12.5, 160.0, rho=0.785),
+            _r("latency_p99", 30.6, 458.0, rho=0.785)]  # fmt: skip
+    for miss in rows[1:]:
+        why = explain(miss, rows)
+        assert why["kind"] == "hypothesis" and "does not reach" in why["text"], why
+        # 1 - (1 - 0.785) / (160 / 12.5) = 0.983; the spread (458 - 160) / (30.6 - 12.5).
+        assert "12.8 times" in why["text"] and "16.5 times" in why["text"]
+        assert "at 0.98 or more" in why["text"] and "simlab measure" in why["text"]
+
+    def fires(*changed: dict[str, Any], table: list[dict[str, Any]] = rows) -> bool:
+        doctored = [{**r, **c} for r, c in zip(table, changed, strict=False)] + table[
+            len(changed) :
+        ]
+        return "does not reach" in explain(doctored[1], doctored)["text"]
+
+    assert fires()
+    # The spread no wider than the model's: a delay shifting the p50, not a queue.
+    assert not fires({}, {}, {"measured": 160.0 + 18.1})
+    # The p99 within noise, or under the model's: not both quantiles over.
+    assert not fires({}, {}, {"within_noise": True})
+    assert not fires({}, {}, {"measured": 20.0})
+    # The served rates apart: their own rule, not this one.
+    assert not fires({"within_noise": False, "predicted": 480.0})
+    # A factor too small for the load it implies to reach NEAR:
+    # 1 - (1 - 0.5) / 1.8 = 0.72.
+    low = [{**r, "rho": 0.5} for r in rows]
+    assert not fires({}, {"measured": 22.5}, {"measured": 22.5 + 3 * 18.1}, table=low)
+    # ... and at NEAR or over, the near-saturation rule speaks, not this one.
+    near = [{**r, "rho": 0.85} for r in rows]
+    assert not fires(table=near) and "near saturation" in explain(near[1], near)["text"]
+    # The model's latency higher than the measured: no queue to find.
+    assert not fires({}, {"predicted": 200.0}, {"predicted": 600.0})
