@@ -49,6 +49,11 @@ is reported as unexplained.
   assumption set under its own estimate: the model's children end sooner
   than the data say. The rows' speed references add whether the runs on the
   faster machine held the fewer children.
+- **a count finer than its goal** (hypothesis): a threads-peak miss whose
+  model's and server's runs overlap (one predicted run's peak reaches a
+  measured run's, on the runs' own arrivals), at a count where one thread is
+  over twice the goal: a peak this small moves by whole threads from run to
+  run, and the miss is within that step.
 - **slow machine** (hypothesis): a latency or served-rate miss whose case's
   runs order by the machine's speed (``speed_reference_runs``, each run's
   slower end): the run on the fastest machine measured nearest the
@@ -428,6 +433,40 @@ def _children(
     return {"kind": "hypothesis", "text": text}
 
 
+def _whole_threads(miss: dict[str, Any]) -> dict[str, str] | None:
+    """A threads-peak miss whose predicted and measured runs overlap, at a
+    count where one thread is over twice the goal."""
+    if miss["metric"] != "threads_peak" or miss.get("goal") is None:
+        return None
+    measured = [float(v) for v in miss.get("measured_runs") or [] if v is not None]
+    predicted = [float(v) for v in miss.get("predicted_runs") or [] if v is not None]
+    if not measured or not predicted:
+        return None
+    overlap = min(measured) <= max(predicted) and min(predicted) <= max(measured)
+    step = 1 / max(float(miss["measured"]), float(miss["predicted"]))
+    if not overlap or step <= 2 * float(miss["goal"]):
+        return None
+    shown = ", ".join(_n(v) for v in predicted), ", ".join(_n(v) for v in measured)
+    # Runs that meet may still all lie one way: said, as what more runs would settle.
+    if min(measured) >= max(predicted):
+        side = "; every server run is at or over every model run, so more runs would also "
+        side += "tell whether the model's threads end too soon"
+    elif max(measured) <= min(predicted):
+        side = "; every server run is at or under every model run, so more runs would also "
+        side += "tell whether the model's threads end too late"
+    else:
+        side = ""
+    return {
+        "kind": "hypothesis",
+        "text": f"a count finer than its goal: the model's peaks on the runs' own arrivals "
+        f"({shown[0]}) meet the server's ({shown[1]}); at this count one thread is "
+        f"{step:.0%}, over twice the goal of {float(miss['goal']):.0%}, and a peak this "
+        f"small moves by whole threads from run to run{side}; test: "
+        f"{_measure(miss['model'], miss['config'])} with 10 or more runs a side, or at a "
+        "rate that holds over twice as many threads at peak",
+    }
+
+
 def _own_process(miss: dict[str, Any]) -> bool:
     """Whether the case's model gives every connection a process of its own."""
     from simlab.models import get_model  # noqa: PLC0415 - the model owns its knowledge
@@ -537,7 +576,7 @@ def explain(
     elif metric.startswith("memory"):
         why = _memory(miss, rows)
     elif metric == "threads_peak":
-        why = _children(miss, assumptions)
+        why = _children(miss, assumptions) or _whole_threads(miss)
     if why is None or why["kind"] != "cause":
         # A cause in this session's rows stands; otherwise the sessions may say more.
         why = _drift(miss, sessions) or why

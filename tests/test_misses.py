@@ -322,3 +322,28 @@ def test_a_queue_the_model_does_not_reach_below_near_saturation() -> None:
     assert not fires(table=near) and "near saturation" in explain(near[1], near)["text"]
     # The model's latency higher than the measured: no queue to find.
     assert not fires({}, {"predicted": 200.0}, {"predicted": 600.0})
+
+
+def test_a_threads_peak_finer_than_its_goal() -> None:
+    """Small peaks whose model and server runs meet, at a count where one
+    thread is over twice the goal: a hypothesis that says which way the
+    runs lie; apart runs, or a count the goal resolves, get no such rule."""
+    miss = {**_r("threads_peak", 5.667, 6.667, config="N=9000 100/s W=32 P=1 k=1", goal=0.05),
+            "predicted_runs": [5.0, 6.0, 6.0], "measured_runs": [7.0, 7.0, 6.0]}  # fmt: skip
+    why = explain(miss, [miss])
+    assert why["kind"] == "hypothesis" and "finer than its goal" in why["text"], why
+    assert "one thread is 15%" in why["text"] and "end too soon" in why["text"]
+    mixed = {**miss, "measured_runs": [5.0, 7.0, 8.0]}
+    assert "end too" not in explain(mixed, [mixed])["text"]
+    under = {**miss, "predicted": 6.667, "measured": 5.667, "predicted_runs": [7.0, 7.0, 6.0],
+             "measured_runs": [5.0, 6.0, 6.0]}  # fmt: skip
+    assert "end too late" in explain(under, [under])["text"]
+    # Runs apart: the model's highest under the server's lowest.
+    apart = {**miss, "measured_runs": [7.0, 7.0, 8.0]}
+    assert explain(apart, [apart])["kind"] == "unexplained"
+    # A count the goal resolves: one thread in 40 is 2.5%, under twice 5%.
+    big = {**miss, "predicted": 38.0, "measured": 40.0, "predicted_runs": [37.0, 38.0, 39.0],
+           "measured_runs": [39.0, 40.0, 41.0]}  # fmt: skip
+    assert explain(big, [big])["kind"] == "unexplained"
+    # Not recorded (reports before the runs' predictions): silent.
+    assert explain({**miss, "predicted_runs": None}, [miss])["kind"] == "unexplained"
