@@ -72,3 +72,24 @@ def test_reads_stay_on_the_grid_and_stop_when_the_group_goes(tmp_path: Path) -> 
     gaps = [b[0] - a[0] for a, b in zip(levels.reads, levels.reads[1:], strict=False)]
     # On the grid, however late a read: never closer than half an interval.
     assert min(gaps) >= 0.005 - 0.001
+
+
+def test_a_window_that_sees_the_server_still_making_threads_is_not_steady() -> None:
+    from simlab import Workload  # noqa: PLC0415
+    from simlab.real.measure import still_making  # noqa: PLC0415 - the rule under test
+
+    held = Workload(connections=300, rate=150.0)
+    why = still_making("process-per-connection", held, 301.0, 289.8)
+    assert why is not None and "still making" in why and "289.8" in why and "301" in why
+    assert still_making("thread-per-connection", held, 301.0, 289.8) is not None
+    # Flat at its peak (every connection's child made before the window), or
+    # under the peak by less than RAMP: steady.
+    assert still_making("process-per-connection", held, 301.0, 301.0) is None
+    assert still_making("process-per-connection", held, 301.0, 299.0) is None
+    # A pool's threads, a peer's (a JVM's threads come and go), short
+    # connections (their threads come and go by design), a level not read.
+    assert still_making("thread-pool", held, 301.0, 200.0) is None
+    assert still_making("java-threads", held, 301.0, 200.0) is None
+    short = Workload(connections=300, rate=150.0, requests_per_connection=1)
+    assert still_making("process-per-connection", short, 7.0, 3.0) is None
+    assert still_making("process-per-connection", held, None, 289.8) is None

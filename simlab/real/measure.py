@@ -89,7 +89,7 @@ from simlab.stats import ci95, positive_ci95
 if TYPE_CHECKING:
     import pandas as pd
 
-__all__ = ["TARGETS", "MeasureOptions", "Measurement", "measure"]
+__all__ = ["TARGETS", "MeasureOptions", "Measurement", "measure", "still_making"]
 
 TARGETS = (*SERVER_MODELS, *peers.ALL_PEERS)
 # The servers that keep a record of their close waits (``ServerOptions.close_waits``):
@@ -673,6 +673,38 @@ def _hist_block(text: str, *, with_ci: list[float] | None = None) -> HistogramBl
     )
 
 
+# The share of its peak under which a window's mean thread count says the
+# server was still making threads (a thread held still reads the same on
+# every 100 ms read: the count of a server that has made them all is flat).
+RAMP = 0.01
+
+
+def still_making(
+    target: str, workload: Workload, peak: float | None, mean: float | None
+) -> str | None:
+    """Why a run's window is not steady when one of simlab's servers that
+    makes a thread or a process for each connection (``Dedicated``), under
+    persistent connections (all opened as the load starts), was still making
+    them in it: its mean thread count in the window under its peak by more
+    than ``RAMP``; None otherwise. Forking 300 children takes the process-per-
+    connection server seconds on 2 busy cores: a window opened before it is
+    done holds the requests that waited for their connection's child
+    (measured: N=300 150/s, warm-up 2 s, p99 1.27 s; warm-up 6 s, 36 ms)."""
+    from simlab.models import get_model  # noqa: PLC0415 - the model owns its knowledge
+    from simlab.models.dedicated import Dedicated  # noqa: PLC0415
+
+    if target not in SERVER_MODELS or workload.requests_per_connection is not None:
+        return None
+    if peak is None or mean is None or not issubclass(get_model(target), Dedicated):
+        return None
+    if not mean < (1 - RAMP) * peak:
+        return None
+    return (
+        f"the server was still making its threads in the window ({mean:,.1f} on average "
+        f"against {peak:,.0f} at peak, a thread or process a connection): raise the warm-up"
+    )
+
+
 def _summary(
     opts: MeasureOptions,
     r: dict[str, Any],
@@ -742,6 +774,9 @@ def _summary(
         reasons.append(f"{incomplete:,} measured requests failed or went unanswered")
     if r["connections"]["failed"]:
         reasons.append(f"{r['connections']['failed']:,} connections could not be opened")
+    ramp = still_making(opts.target, w, stat("threads", "peak"), stat("threads", "mean"))
+    if ramp is not None:
+        reasons.append(ramp)
     lag = loadgen.decode(r["send_delay_hist"])
     send_delay = None
     if lag.get_total_count():

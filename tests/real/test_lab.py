@@ -232,3 +232,18 @@ def test_backend_holds_ten_thousand_pending_calls(backend: Managed) -> None:
     assert 1.0 <= took < 5.0
     grew = psutil.Process(backend.pid).memory_info().rss - rss_before
     assert grew < 64 * 2**20  # well under 6.4 KiB per pending call
+
+
+def test_a_window_opened_while_the_children_are_forked_is_not_steady(tmp_path) -> None:
+    """process-per-connection forks a child for each of its 300 connections
+    as the load starts, which takes it a second or more here: a window opened
+    at once sees its count of children still rising, and says so."""
+    before = {p.pid for p in psutil.Process().children(recursive=True)}
+    w = Workload(connections=300, rate=100.0, cpu=Fixed(0.001), io=Fixed(0.01))
+    opts = MeasureOptions("process-per-connection", w, Architecture(), duration=2.0, warmup=0.0,
+                          save=False)  # fmt: skip
+    s = measure(opts).summary.to_dict()
+    assert s["threads"]["mean"] < s["threads"]["peak"], s["threads"]
+    assert not s["stable"]
+    assert any("still making its threads" in why for why in s["stability"]["reasons"]), s
+    _no_leftovers(before)
