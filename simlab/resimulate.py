@@ -83,7 +83,9 @@ def resimulate(
         speeds[r["model"], r["config"]] = r.get("speed_reference_runs", [])
         # What the runs recorded beside their metrics, kept as they were.
         kept[r["model"], r["config"]] = {
-            k: r[k] for k in ("load_generator_runs", "cpu_ms_runs") if r.get(k) is not None
+            k: r[k]
+            for k in ("load_generator_runs", "cpu_ms_runs", "unsteady_runs")
+            if r.get(k) is not None
         }
         if r.get("prediction") == "replayed" and r.get("run_seeds"):
             seeds[r["model"], r["config"]] = [int(x) for x in r["run_seeds"]]
@@ -194,6 +196,7 @@ def remeasure(
                 row["accept_map_runs"] = [run.get("accept_map") for run in runs]
                 row["load_generator_runs"] = [run.get("load_generator") for run in runs]
                 row["cpu_ms_runs"] = [run.get("cpu_ms_per_request") for run in runs]
+                row["unsteady_runs"] = [run.get("unsteady") for run in runs]
         saved.setdefault("remeasured", []).append(
             {
                 "case": label,

@@ -803,12 +803,14 @@ def validate(
         pred = predict_case(case, on, extras, seed + k, seeds, splits, maps)
         speeds = [v.get("speed_reference") for v in real]
         lags = [v.get("load_generator") for v in real]
+        unsteady = [v.get("unsteady") for v in real]
         cpu = cpu_keys(pred, [v.get("cpu_ms_per_request") for v in real])
         for metric in METRICS:
             runs = [v[metric] for v in real]
             why_not = _by_construction(metric, case, pred.dynamic_sim, pred.rho, extras, runs)
             row = _row(case, metric, runs, pred.predicted[metric], why_not, pred.rho, speeds)
-            rows.append({**row, **pred.row_keys(metric), "load_generator_runs": lags, **cpu})
+            rows.append({**row, **pred.row_keys(metric), "load_generator_runs": lags, **cpu,
+                         "unsteady_runs": unsteady})  # fmt: skip
     tick("report", steps, steps)
     out = out_dir or validation_dir() / platform.name
     # This session joins the history of the sessions before it (simlab.sessions).
@@ -840,6 +842,10 @@ def _kept(s: MeasuredSummary) -> dict[str, Any]:
         "accept_split": None if split is None else list(split),
         "accept_map": None if dealt is None else list(dealt),
         "load_generator": load_generator(s),
+        # Why the run's window was not steady (``measure``'s stability reasons:
+        # a window opened while the server still made its threads, requests
+        # unanswered, a load not kept up with); empty when it was.
+        "unsteady": list(s.stability.reasons),
     }
 
 
@@ -1203,6 +1209,7 @@ def report(result: dict[str, Any]) -> str:
             f"- {b['model']} ({b['config']}), {b['metric']}: error {_pct(b['rel_error'])}, "
             f"net of noise {_pct(b['net_error'])}.{tail}"
         )
+    lines += unsteady_lines(result["rows"])
     if result.get("between_sessions"):
         lines += ["", *report_lines(result["between_sessions"])]
     lines += gate_lines(result.get("gate"))
@@ -1232,6 +1239,34 @@ def report(result: dict[str, Any]) -> str:
             f"{_pct(r['noise'])} | {_pct(r['net_error'])} | {counts} |"
         )
     return "\n".join(lines) + "\n"
+
+
+def unsteady_lines(rows: list[dict[str, Any]]) -> list[str]:
+    """The report's section on runs whose window was not steady (``measure``'s
+    stability reasons, kept per run as ``unsteady_runs``), one line a run;
+    nothing for sessions that did not record them. A run saturated by design
+    (the served rate under the offered) is listed too: the reason says which."""
+    seen: dict[tuple[str, str], list[Any]] = {}
+    for r in rows:
+        if r.get("unsteady_runs") is not None:
+            seen.setdefault((r["model"], r["config"]), r["unsteady_runs"])
+    if not seen:
+        return []
+    listed = [
+        f"- {model} ({config}), run {k + 1}: {'; '.join(why)}."
+        for (model, config), runs in seen.items()
+        for k, why in enumerate(runs)
+        if why
+    ]
+    return [
+        "",
+        "## Runs whose window was not steady",
+        "",
+        "Each run's own reasons (`simlab measure`'s stability verdict), kept beside its "
+        f"metrics; {len(listed)} of {sum(len(v) for v in seen.values())} runs"
+        + (":" if listed else "."),
+        *(["", *listed] if listed else []),
+    ]
 
 
 def _on(host: dict[str, Any] | None) -> str:

@@ -13,6 +13,7 @@ import importlib.util
 import math
 from pathlib import Path
 from types import SimpleNamespace
+from typing import Any
 
 import pytest
 
@@ -293,3 +294,24 @@ def test_which_way_the_model_errs_flips_with_the_rows() -> None:
     lines = v._direction_lines({"direction": {"latency_p99": d, "latency_p50": None}})
     assert "## Which way the model errs" in lines and sum(x.startswith("- ") for x in lines) == 1
     assert v._direction_lines({"direction": {"latency_p50": None}}) == []
+
+
+def test_the_report_lists_the_runs_whose_window_was_not_steady() -> None:
+    from simlab.validate import unsteady_lines  # noqa: PLC0415 - the section under test
+
+    def rows(unsteady: list[list[str]] | None) -> list[dict[str, Any]]:
+        return [
+            {"model": "process-per-connection", "config": "N=300 150/s", "metric": m,
+             "unsteady_runs": unsteady}
+            for m in ("latency_p50", "latency_p99")
+        ]  # fmt: skip
+
+    # Sessions before the key: no section (nothing was recorded, nothing is said).
+    assert unsteady_lines(rows(None)) == []
+    steady = unsteady_lines(rows([[], [], []]))
+    assert "## Runs whose window was not steady" in steady and "0 of 3 runs." in steady[-1]
+    why = "the server was still making its threads in the window (289.8 on average against 301"
+    lines = unsteady_lines(rows([[], [why], []]))
+    assert "1 of 3 runs:" in "\n".join(lines)
+    assert any(line.startswith("- process-per-connection (N=300 150/s), run 2: the server") for
+               line in lines)  # fmt: skip

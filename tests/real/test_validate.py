@@ -167,6 +167,14 @@ def test_validate_quick_end_to_end(tmp_path) -> None:
         for r in rows
         for lag in r["load_generator_runs"]
     )
+    # And each run's stability reasons (a list, empty for a steady window),
+    # which the report lists where there are any.
+    assert all(
+        len(r["unsteady_runs"]) == result["repeats"]
+        and all(isinstance(why, list) for why in r["unsteady_runs"])
+        for r in rows
+    )
+    assert "## Runs whose window was not steady" in (tmp_path / "report.md").read_text()
 
 
 def test_usl_on_a_real_server(tmp_path) -> None:
