@@ -17,12 +17,13 @@ is reported as unexplained.
   to 1 with the served rates agreeing: the server's capacity is closer to the
   offered load than the model's.
 - **a queue the model does not reach** (hypothesis): a latency miss under
-  the measured at an offered load under 0.8 with the served rates agreeing,
-  whose case's p50 and p99 are both higher than the model's outside noise,
-  the measured spread (p99 - p50) grown by at least the p50's factor (a
-  queue, not a delay the model leaves out), and the load that the p50's
-  factor implies for waits growing as 1 / (1 - load) from 0.8: the server's
-  capacity is closer to the offered load than the model's.
+  the measured at an offered load from 0.4 to 0.8 with the served rates
+  agreeing and every run's window steady, whose case's p50 and p99 are both
+  higher than the model's outside noise, the measured spread (p99 - p50)
+  grown by at least the p50's factor (a queue, not a constant delay the
+  model leaves out), and the load that the p50's factor implies for waits
+  growing as 1 / (1 - load) from 0.8: the server's capacity is closer to the
+  offered load than the model's.
 - **CPU a request** (hypothesis): a latency miss that no rule above
   explains by a cause, in a case whose served rates agree (below
   saturation a server's CPU a request is not its served rate's inverse)
@@ -51,9 +52,10 @@ is reported as unexplained.
   faster machine held the fewer children.
 - **a count finer than its goal** (hypothesis): a threads-peak miss whose
   model's and server's runs overlap (one predicted run's peak reaches a
-  measured run's, on the runs' own arrivals), at a count where one thread is
-  over twice the goal: a peak this small moves by whole threads from run to
-  run, and the miss is within that step.
+  measured run's, on the runs' own arrivals) and whose means are at most one
+  thread apart, at a count where one thread is over twice the goal: a peak
+  this small moves by whole threads from run to run, and the miss is within
+  that step.
 - **slow machine** (hypothesis): a latency or served-rate miss whose case's
   runs order by the machine's speed (``speed_reference_runs``, each run's
   slower end): the run on the fastest machine measured nearest the
@@ -156,20 +158,28 @@ def _latency(miss: dict[str, Any], rows: list[dict[str, Any]]) -> dict[str, str]
 
 
 def _hidden_queue(miss: dict[str, Any], rows: list[dict[str, Any]]) -> dict[str, str] | None:
-    """A latency miss under the measured, at an offered load under ``NEAR``
-    with the served rates agreeing, where the case's p50 and p99 both lie
-    over the model's outside noise and the measured spread (p99 - p50) grew
-    by at least the p50's factor: a queue's waits scale both with
-    1 / (1 - load), where a delay the model leaves out would shift the p50
-    and leave the spread. Read as a single queue whose latency is all wait,
-    the p50's factor r puts the server's load at 1 - (1 - rho) / r, a lower
-    bound where part of the latency is a fixed delay (a fixed part grows
-    nothing, so the wait grew by more than r). The rule fires where that
-    load reaches ``NEAR``."""
+    """A latency miss under the measured, at an offered load from ``NEAR`` / 2
+    to ``NEAR`` with the served rates agreeing and every run's window steady
+    (``unsteady_runs`` empty where recorded), where the case's p50 and p99
+    both lie over the model's outside noise and the measured spread
+    (p99 - p50) grew by at least the p50's factor: a queue's waits scale both
+    with 1 / (1 - load), where a constant delay the model leaves out would
+    shift the p50 and leave the spread (a varying one, a stall, widens it
+    too: hence the steady windows). Read as a single queue whose latency is
+    all wait, the p50's factor r puts the server's load at 1 - (1 - rho) / r,
+    a lower bound where part of the latency is a constant delay and waits
+    grow no faster than 1 / (1 - load) (M/M/c, M/D/1; service times more
+    variable than exponential's grow faster, and the bound can overshoot).
+    The rule fires where that load reaches ``NEAR``. Under ``NEAR`` / 2 a
+    request's wait is a small part of its latency, and a factor on the
+    latency says little of the load."""
     model, config = miss["model"], miss["config"]
+    rho = float(miss["rho"])
     p50 = _row(rows, model, config, "latency_p50")
     p99 = _row(rows, model, config, "latency_p99")
-    if p50 is None or p99 is None:
+    if p50 is None or p99 is None or rho < NEAR / 2:
+        return None
+    if any(why for r in (p50, p99) for why in r.get("unsteady_runs") or []):
         return None
     values = [p50["predicted"], p50["measured"], p99["predicted"], p99["measured"]]
     if any(v is None or not np.isfinite(float(v)) for v in values):
@@ -182,7 +192,6 @@ def _hidden_queue(miss: dict[str, Any], rows: list[dict[str, Any]]) -> dict[str,
         return None
     r50 = meas50 / pred50
     spread = (meas99 - meas50) / (pred99 - pred50)
-    rho = float(miss["rho"])
     load = 1 - (1 - rho) / r50
     if spread < r50 or load < NEAR:
         return None
@@ -190,12 +199,13 @@ def _hidden_queue(miss: dict[str, Any], rows: list[dict[str, Any]]) -> dict[str,
         "kind": "hypothesis",
         "text": f"a queue the model does not reach: at the model's offered load {rho:.2f} "
         f"the served rates agree, but the measured p50 is {r50:.1f} times the model's and "
-        f"the spread p99 - p50 {spread:.1f} times (a delay the model leaves out would "
-        f"shift the p50 alone): waits that grow as 1 / (1 - load) put the server's load "
-        f"at {load:.2f} or more, so its capacity is within {1 - load:.0%} of the offered "
-        f"rate, not {1 - rho:.0%}; test: {_measure(model, config)} at offered rates rising "
-        "to saturation, with the server's CPU a request (cpu_busy_cores / served), and "
-        "compare the highest served rate with the model's",
+        f"the spread p99 - p50 {spread:.1f} times (a constant delay the model leaves out "
+        f"would shift the p50 alone): waits that grow as 1 / (1 - load) put the server's "
+        f"load at {load:.2f} or more, so its capacity is at most {1 / load - 1:.0%} over "
+        f"the offered rate, where the model's is {1 / rho - 1:.0%} over; test: "
+        f"{_measure(model, config)} at offered rates rising to saturation, with the "
+        "server's CPU a request (cpu_busy_cores / served), and compare the highest served "
+        "rate with the model's",
     }
 
 
@@ -438,13 +448,17 @@ def _whole_threads(miss: dict[str, Any]) -> dict[str, str] | None:
     count where one thread is over twice the goal."""
     if miss["metric"] != "threads_peak" or miss.get("goal") is None:
         return None
+    if miss.get("predicted") is None or miss.get("measured") is None:
+        return None
     measured = [float(v) for v in miss.get("measured_runs") or [] if v is not None]
     predicted = [float(v) for v in miss.get("predicted_runs") or [] if v is not None]
     if not measured or not predicted:
         return None
     overlap = min(measured) <= max(predicted) and min(predicted) <= max(measured)
+    # The means one thread apart at most: the miss is within the count's step.
+    apart = abs(float(miss["measured"]) - float(miss["predicted"]))
     step = 1 / max(float(miss["measured"]), float(miss["predicted"]))
-    if not overlap or step <= 2 * float(miss["goal"]):
+    if not overlap or apart > 1 or step <= 2 * float(miss["goal"]):
         return None
     shown = ", ".join(_n(v) for v in predicted), ", ".join(_n(v) for v in measured)
     # Runs that meet may still all lie one way: said, as what more runs would settle.

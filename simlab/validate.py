@@ -1244,26 +1244,29 @@ def report(result: dict[str, Any]) -> str:
 def unsteady_lines(rows: list[dict[str, Any]]) -> list[str]:
     """The report's section on runs whose window was not steady (``measure``'s
     stability reasons, kept per run as ``unsteady_runs``), one line a run;
-    nothing for sessions that did not record them. A run saturated by design
-    (the served rate under the offered) is listed too: the reason says which."""
+    nothing where no run recorded them (sessions before the key; a session
+    resumed from runs journalled before it records None for those). A run
+    saturated by design (the served rate under the offered) is listed too:
+    the reason says which."""
     seen: dict[tuple[str, str], list[Any]] = {}
     for r in rows:
         if r.get("unsteady_runs") is not None:
             seen.setdefault((r["model"], r["config"]), r["unsteady_runs"])
-    if not seen:
+    recorded = sum(isinstance(why, list) for runs in seen.values() for why in runs)
+    if not recorded:
         return []
     listed = [
         f"- {model} ({config}), run {k + 1}: {'; '.join(why)}."
         for (model, config), runs in seen.items()
         for k, why in enumerate(runs)
-        if why
+        if isinstance(why, list) and why
     ]
     return [
         "",
         "## Runs whose window was not steady",
         "",
         "Each run's own reasons (`simlab measure`'s stability verdict), kept beside its "
-        f"metrics; {len(listed)} of {sum(len(v) for v in seen.values())} runs"
+        f"metrics; {len(listed)} of the {recorded} runs that recorded them"
         + (":" if listed else "."),
         *(["", *listed] if listed else []),
     ]

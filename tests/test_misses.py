@@ -322,6 +322,21 @@ def test_a_queue_the_model_does_not_reach_below_near_saturation() -> None:
     assert not fires(table=near) and "near saturation" in explain(near[1], near)["text"]
     # The model's latency higher than the measured: no queue to find.
     assert not fires({}, {"predicted": 200.0}, {"predicted": 600.0})
+    # The spread wider, but by less than the p50's factor (5 against 12.8).
+    assert not fires({}, {}, {"measured": 160.0 + 5 * 18.1})
+    # The p50 within noise.
+    assert not fires({}, {"within_noise": True})
+    # A run whose window was not steady (a stall widens the spread too).
+    stalled = {"unsteady_runs": [[], ["the server was still making its threads"], []]}
+    assert not fires({}, stalled, stalled)
+    assert fires({}, {"unsteady_runs": [[], [], []]}, {"unsteady_runs": [[], [], []]})
+    # Under half of NEAR the wait is a small part of the latency: no reading.
+    light = [{**r, "rho": 0.3} for r in rows]
+    assert not fires(table=light)
+    # The capacities said as margins over the offered rate: at most 2% for
+    # the server (load 0.983), 27% for the model (load 0.785).
+    text = explain(rows[1], rows)["text"]
+    assert "at most 2% over the offered rate, where the model's is 27% over" in text
 
 
 def test_a_threads_peak_finer_than_its_goal() -> None:
@@ -341,6 +356,11 @@ def test_a_threads_peak_finer_than_its_goal() -> None:
     # Runs apart: the model's highest under the server's lowest.
     apart = {**miss, "measured_runs": [7.0, 7.0, 8.0]}
     assert explain(apart, [apart])["kind"] == "unexplained"
+    # Runs that meet, but means more than a thread apart: not the count's step.
+    wide = {**miss, "predicted": 3.667, "measured": 8.333, "predicted_runs": [2.0, 2.0, 7.0],
+            "measured_runs": [7.0, 9.0, 9.0]}  # fmt: skip
+    assert explain(wide, [wide])["kind"] == "unexplained"
+    assert explain({**miss, "predicted": None}, [miss])["kind"] == "unexplained"
     # A count the goal resolves: one thread in 40 is 2.5%, under twice 5%.
     big = {**miss, "predicted": 38.0, "measured": 40.0, "predicted_runs": [37.0, 38.0, 39.0],
            "measured_runs": [39.0, 40.0, 41.0]}  # fmt: skip

@@ -39,11 +39,13 @@ def test_a_summary_takes_its_levels_from_the_group_reads(tmp_path: Path) -> None
     window = (1.0, 10.0)
     out = probe.summary(window)
     assert out["threads"]["peak"] == out["processes"]["peak"] == 201
+    assert out["threads"]["first"] == 152  # the read at 1.0 s (k = 5)
     inside = [r[1] for r in probe.levels.reads if window[0] <= r[0] <= window[1]]
     assert out["threads"]["mean"] == sum(inside) / len(inside)
     # Without the group, the tree's samples answer.
     probe.levels = None
     assert probe.summary(window)["threads"]["peak"] == 157
+    assert probe.summary(window)["threads"]["first"] == 150
 
 
 def test_reads_that_do_not_cover_the_window_leave_the_samples_answer(tmp_path: Path) -> None:
@@ -55,8 +57,8 @@ def test_reads_that_do_not_cover_the_window_leave_the_samples_answer(tmp_path: P
     assert levels.summary((1.0, 2.0)) is None
     levels.reads = [(1.0 + 0.1 * k, 3, 1) for k in range(11)]
     assert levels.summary((1.0, 2.0)) == {
-        "threads": {"peak": 3.0, "mean": 3.0},
-        "processes": {"peak": 1.0, "mean": 1.0},
+        "threads": {"peak": 3.0, "mean": 3.0, "first": 3.0},
+        "processes": {"peak": 1.0, "mean": 1.0, "first": 1.0},
     }
 
 
@@ -79,17 +81,19 @@ def test_a_window_that_sees_the_server_still_making_threads_is_not_steady() -> N
     from simlab.real.measure import still_making  # noqa: PLC0415 - the rule under test
 
     held = Workload(connections=300, rate=150.0)
-    why = still_making("process-per-connection", held, 301.0, 289.8)
-    assert why is not None and "still making" in why and "289.8" in why and "301" in why
-    assert still_making("thread-per-connection", held, 301.0, 289.8) is not None
-    # Flat at its peak (every connection's child made before the window), or
-    # under the peak by less than RAMP: steady.
+    why = still_making("process-per-connection", held, 301.0, 240.0)
+    assert why is not None and "still making" in why and "240" in why and "301" in why
+    assert still_making("thread-per-connection", held, 301.0, 240.0) is not None
+    # A short ramp early in the window: its first read tells, whatever the mean.
+    assert still_making("process-per-connection", held, 301.0, 297.0) is not None
+    # Every connection's child made before the window, or one short at its
+    # first read (a read taken as the last one forks): steady.
     assert still_making("process-per-connection", held, 301.0, 301.0) is None
-    assert still_making("process-per-connection", held, 301.0, 299.0) is None
+    assert still_making("process-per-connection", held, 301.0, 300.0) is None
     # A pool's threads, a peer's (a JVM's threads come and go), short
     # connections (their threads come and go by design), a level not read.
     assert still_making("thread-pool", held, 301.0, 200.0) is None
     assert still_making("java-threads", held, 301.0, 200.0) is None
     short = Workload(connections=300, rate=150.0, requests_per_connection=1)
     assert still_making("process-per-connection", short, 7.0, 3.0) is None
-    assert still_making("process-per-connection", held, None, 289.8) is None
+    assert still_making("process-per-connection", held, None, 240.0) is None

@@ -309,9 +309,13 @@ def test_the_report_lists_the_runs_whose_window_was_not_steady() -> None:
     # Sessions before the key: no section (nothing was recorded, nothing is said).
     assert unsteady_lines(rows(None)) == []
     steady = unsteady_lines(rows([[], [], []]))
-    assert "## Runs whose window was not steady" in steady and "0 of 3 runs." in steady[-1]
+    assert "## Runs whose window was not steady" in steady
+    assert "0 of the 3 runs that recorded them." in steady[-1]
+    # Runs journalled before the key (a resumed session): not counted as steady.
+    assert unsteady_lines(rows([None, None, None])) == []
+    assert "0 of the 1 runs that recorded them." in unsteady_lines(rows([None, [], None]))[-1]
     why = "the server was still making its threads in the window (289.8 on average against 301"
     lines = unsteady_lines(rows([[], [why], []]))
-    assert "1 of 3 runs:" in "\n".join(lines)
+    assert "1 of the 3 runs that recorded them:" in "\n".join(lines)
     assert any(line.startswith("- process-per-connection (N=300 150/s), run 2: the server") for
                line in lines)  # fmt: skip

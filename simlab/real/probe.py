@@ -175,17 +175,21 @@ class LevelReads(threading.Thread):
         self.join(5)
 
     def summary(self, window: tuple[float, float]) -> dict[str, dict[str, float]] | None:
-        """Peak and mean of both levels over the reads inside ``window``, or
-        None unless the reads cover it (their first and last within two
-        intervals of its ends: reads that stopped early, the group gone, leave
-        the answer to the probe's samples)."""
+        """Peak, mean and first read of both levels over the reads inside
+        ``window``, or None unless the reads cover it (their first and last
+        within two intervals of its ends: reads that stopped early, the group
+        gone, leave the answer to the probe's samples)."""
         inside = [r for r in self.reads if window[0] <= r[0] <= window[1]]
         slack = 2 * self.interval
         if not inside or inside[0][0] > window[0] + slack or inside[-1][0] < window[1] - slack:
             return None
         levels = np.array([r[1:] for r in inside])
         return {
-            key: {"peak": float(levels[:, k].max()), "mean": float(levels[:, k].mean())}
+            key: {
+                "peak": float(levels[:, k].max()),
+                "mean": float(levels[:, k].mean()),
+                "first": float(levels[0, k]),
+            }
             for k, key in enumerate(("threads", "processes"))
         }
 
@@ -312,7 +316,8 @@ class Probe(threading.Thread):
         return ProbeSample(time.time(), v)
 
     def summary(self, window: tuple[float, float]) -> dict[str, dict[str, float]]:
-        """Peak and mean of every field over samples inside ``window`` (wall time)."""
+        """Peak and mean of every field over samples inside ``window`` (wall
+        time); the threads' and processes' first read in it too."""
         inside = [s for s in self.samples if window[0] <= s.time <= window[1]]
         if not inside:
             inside = self.samples[-1:]
@@ -324,6 +329,8 @@ class Probe(threading.Thread):
                 out[key] = {"peak": NAN, "mean": NAN}
                 continue
             out[key] = {"peak": float(seen.max()), "mean": float(seen.mean())}
+            if key in ("threads", "processes"):
+                out[key]["first"] = float(seen[0])
         if len(inside) >= 2:
             dt = inside[-1].time - inside[0].time
             for key in ("cpu_s", "ctx_voluntary", "ctx_involuntary", "lab_cpu_s", "front_cpu_s"):
