@@ -7,7 +7,7 @@ from __future__ import annotations
 from types import SimpleNamespace
 from typing import Any
 
-from simlab.measured import LabCpu, SendDelay, SpeedReference
+from simlab.measured import LabCpu, MeasuredStability, SendDelay, SpeedReference
 
 LAG = SendDelay(p50=0.5, p99=12.0)
 
@@ -23,9 +23,11 @@ def measured_run(
     lag: SendDelay | None = LAG,
     client_us: float | None = 450.0,
     cpu_busy: float = 0.3,
+    unsteady: tuple[str, ...] = (),
 ) -> Any:
     """A run whose p99 is twice its p50; ``lag`` and ``client_us`` None: a run
-    measured before the load generator's were kept."""
+    measured before the load generator's were kept; ``unsteady``: its
+    stability reasons (none: a steady window)."""
     return SimpleNamespace(
         throughput_rps=throughput,
         cpu_busy_cores=cpu_busy,
@@ -35,6 +37,7 @@ def measured_run(
         speed_reference=speed,
         connections=SimpleNamespace(per_process=None, per_connection=None),
         send_delay_ms=lag,
+        stability=MeasuredStability(unsteady),
         lab_cpu=LabCpu(
             client_us_per_request=client_us,
             backend_us_per_call=None if client_us is None else 150.0,
