@@ -140,11 +140,11 @@ def _latency(miss: dict[str, Any], rows: list[dict[str, Any]]) -> dict[str, str]
             f"per second, and {served}, within noise: the latency magnifies that "
             "difference over the run",
         }
-    spread = _spread(miss, rows)
-    if spread is None and thr["within_noise"] and rho < NEAR:
-        spread = _hidden_queue(miss, rows)
-    if spread is not None:
-        return spread
+    why = _spread(miss, rows)
+    if why is None and thr["within_noise"] and rho < NEAR:
+        why = _hidden_queue(miss, rows)
+    if why is not None:
+        return why
     if thr["within_noise"] and rho >= NEAR:
         return {
             "kind": "hypothesis",
@@ -462,14 +462,19 @@ def _whole_threads(miss: dict[str, Any]) -> dict[str, str] | None:
         return None
     shown = ", ".join(_n(v) for v in predicted), ", ".join(_n(v) for v in measured)
     # Runs that meet may still all lie one way: said, as what more runs would settle.
-    if min(measured) >= max(predicted):
-        side = "; every server run is at or over every model run, so more runs would also "
-        side += "tell whether the model's threads end too soon"
-    elif max(measured) <= min(predicted):
-        side = "; every server run is at or under every model run, so more runs would also "
-        side += "tell whether the model's threads end too late"
-    else:
-        side = ""
+    way = (
+        ("over", "soon")
+        if min(measured) >= max(predicted)
+        else ("under", "late")
+        if max(measured) <= min(predicted)
+        else None
+    )
+    side = (
+        f"; every server run is at or {way[0]} every model run, so more runs would also "
+        f"tell whether the model's threads end too {way[1]}"
+        if way
+        else ""
+    )
     return {
         "kind": "hypothesis",
         "text": f"a count finer than its goal: the model's peaks on the runs' own arrivals "

@@ -696,7 +696,7 @@ def still_making(
     from simlab.models import get_model  # noqa: PLC0415 - the model owns its knowledge
     from simlab.models.dedicated import Dedicated  # noqa: PLC0415
 
-    if target not in SERVER_MODELS or workload.requests_per_connection is not None:
+    if target not in SERVER_MODELS or not workload.persistent:
         return None
     if peak is None or first is None or not issubclass(get_model(target), Dedicated):
         return None
