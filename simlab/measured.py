@@ -31,6 +31,7 @@ __all__ = [
     "MeasuredSummary",
     "MeasuredThreads",
     "Peak",
+    "RunQueue",
     "SendDelay",
     "SpeedReference",
     "SwitchRates",
@@ -95,6 +96,28 @@ class SwitchRates(Plain):
 
     voluntary: float | None
     involuntary: float | None
+
+
+@dataclass(frozen=True)
+class RunQueue(Plain):
+    """How long the server's threads waited for a core, against what one
+    queue of the machine's cores would make them wait
+    (``simlab.real.probe.run_queue_waits``): over the window, from every
+    thread's scheduler counts (``schedstat``), where the threads held still.
+
+    ``wait_ms_per_request``: their time runnable but not running, a request
+    served. ``shared_queue_ms_per_request``: the mean wait of M/M/c (Erlang
+    C) with c the machine's cores, offered the machine's busy cores (every
+    process's, the lab's included) in runs as long as the threads' mean
+    run (``slice_ms``), times their runs a request; None at or over the
+    cores. The simulation's cores are one such queue; Linux keeps one a core
+    and places a woken thread on one of them."""
+
+    wait_ms_per_request: float
+    shared_queue_ms_per_request: float | None
+    machine_busy_cores: float
+    slice_ms: float
+    slices_per_request: float
 
 
 @dataclass(frozen=True)
@@ -248,6 +271,8 @@ class MeasuredSummary(Plain):
     overload: OverloadSummary | None = field(default=None, metadata=OMIT_NONE)
     timeline: tuple[Window, ...] | None = field(default=None, metadata=OMIT_NONE)
     speed_reference: SpeedReference | None = field(default=None, metadata=OMIT_NONE)
+    # Where the server's threads held still over the window (``RunQueue``).
+    run_queue: RunQueue | None = field(default=None, metadata=OMIT_NONE)
 
     def to_row(self) -> dict[str, Any]:
         """One flat row, with ``SimSummary.to_row``'s names where the quantity is the same."""

@@ -34,6 +34,17 @@ is reported as unexplained.
   ``cpu_ms_predicted``, ``cpu_busy_cores`` over ``throughput_rps`` on both
   sides). At saturation the quotient is the served rate's inverse, so it
   is never read there.
+- **waiting for a core** (hypothesis): a latency miss over the model,
+  outside noise and under saturation, with the served rates agreeing,
+  where no rule above explains it and every run read its server's threads'
+  waits for a core (``run_queue_runs``: ``schedstat``, where the threads
+  held still): each run's threads waited longer than one shared queue of
+  the machine's cores would make them (Erlang C at the machine's measured
+  load; the model's cores are such a queue), and the runs' median excess
+  a request covers the p50's excess over the model and a tenth of the
+  measured p50 at least (in hand runs of three cases that meet their
+  latency goals, 4 December, the excess was 3 to 4% of the p50: the
+  kernel's queues wait longer than one queue everywhere, by little).
 - **spread** (hypothesis): a latency miss whose case's p50 and p99 miss in
   opposite directions, both outside noise: the model's waits are spread wider
   (or narrower) than the server's.
@@ -271,6 +282,59 @@ def _cpu_apart(
     if not (thr["within_noise"] and apart and measured > 0):
         return None
     return measured, lo, hi, float(predicted)
+
+
+# The least share of the measured p50 that the threads' excess wait for a
+# core must reach to be offered as a latency miss's explanation.
+CORE_WAIT_SHARE = 0.1
+
+
+def _core_wait(miss: dict[str, Any], rows: list[dict[str, Any]]) -> dict[str, str] | None:
+    """A latency miss over the model, outside noise, under saturation, with
+    the served rates agreeing, whose every run's threads waited for a core
+    longer than one shared queue of the machine's cores would make them
+    (``run_queue_runs``, ``simlab.measured.RunQueue``), by a median excess a
+    request that covers the p50's excess over the model and
+    ``CORE_WAIT_SHARE`` of the measured p50: waiting the model's cores (one
+    queue) do not make could be the whole shift of the median, and the
+    tail's; which requests waited the counts do not say."""
+    model, config = miss["model"], miss["config"]
+    waits = miss.get("run_queue_runs") or []
+    thr = _row(rows, model, config, "throughput_rps")
+    p50 = _row(rows, model, config, "latency_p50")
+    if miss["within_noise"] or not miss["measured"] > miss["predicted"]:
+        return None
+    if float(miss["rho"]) >= SATURATED or thr is None or not thr["within_noise"] or p50 is None:
+        return None
+    if not waits or any(w is None or w.get("shared_queue_ms_per_request") is None for w in waits):
+        return None
+    measured = [float(w["wait_ms_per_request"]) for w in waits]
+    excess = [
+        m - float(w["shared_queue_ms_per_request"]) for m, w in zip(measured, waits, strict=True)
+    ]
+    shift = float(p50["measured"]) - float(p50["predicted"])
+    median = float(np.median(excess))
+    if min(excess) <= 0 or not shift > 0 or median < max(shift, CORE_WAIT_SHARE * p50["measured"]):
+        return None
+    busy = [float(w["machine_busy_cores"]) for w in waits]
+    waited = float(np.median(measured))
+    return {
+        "kind": "hypothesis",
+        "text": f"waiting for a core: the server's threads waited {_ms(waited)} a request "
+        f"on the kernel's run queues (runs {_ms(min(measured))} to "
+        f"{_ms(max(measured))}), {_ms(median)} more than one queue of the machine's cores "
+        f"would make them wait at its measured load ({min(busy):.2f} to {max(busy):.2f} "
+        f"busy cores; Erlang C), the kind of queue the model's cores are: as much as the "
+        f"p50's excess over the model ({_ms(shift)}) and {median / p50['measured']:.0%} "
+        "of the measured p50; Linux keeps a queue a core and places a woken thread on "
+        f"one; test: {_measure(model, config)} with the server on one core and the lab's "
+        "other processes on the other (taskset), and compare the threads' wait with one "
+        "core's queue",
+    }
+
+
+def _ms(x: float) -> str:
+    return f"{x:.1f} ms"
 
 
 def _spread(miss: dict[str, Any], rows: list[dict[str, Any]]) -> dict[str, str] | None:
@@ -582,6 +646,8 @@ def explain(
         if why is None or why["kind"] != "cause":
             # Measured support for the load: before a guess from the rates alone.
             why = _cpu_cost(miss, rows) or why
+        if why is None:
+            why = _core_wait(miss, rows)
     elif metric == "throughput_rps" and float(miss["rho"]) >= SATURATED:
         low = miss["predicted"] < miss["measured"]
         why = {

@@ -84,7 +84,7 @@ def resimulate(
         # What the runs recorded beside their metrics, kept as they were.
         kept[r["model"], r["config"]] = {
             k: r[k]
-            for k in ("load_generator_runs", "cpu_ms_runs", "unsteady_runs")
+            for k in ("load_generator_runs", "cpu_ms_runs", "unsteady_runs", "run_queue_runs")
             if r.get(k) is not None
         }
         if r.get("prediction") == "replayed" and r.get("run_seeds"):
@@ -197,6 +197,7 @@ def remeasure(
                 row["load_generator_runs"] = [run.get("load_generator") for run in runs]
                 row["cpu_ms_runs"] = [run.get("cpu_ms_per_request") for run in runs]
                 row["unsteady_runs"] = [run.get("unsteady") for run in runs]
+                row["run_queue_runs"] = [run.get("run_queue") for run in runs]
         saved.setdefault("remeasured", []).append(
             {
                 "case": label,

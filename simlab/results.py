@@ -34,6 +34,7 @@ if TYPE_CHECKING:
         MeasuredSummary,
         MeasuredThreads,
         Peak,
+        RunQueue,
         SendDelay,
         SpeedReference,
         SwitchRates,
@@ -57,6 +58,7 @@ __all__ = [
     "MemoryLevel",
     "Peak",
     "Quantiles",
+    "RunQueue",
     "SendDelay",
     "SimSummary",
     "SpeedReference",
@@ -68,7 +70,7 @@ __all__ = [
 # The measured run's names (``simlab.measured``), loaded when first asked for.
 _MEASURED = frozenset({
     "ConnectionCounts", "HistogramBlock", "InFlight", "LabCpu", "Little", "MeasuredMemory",
-    "MeasuredStability", "MeasuredSummary", "MeasuredThreads", "Peak", "SendDelay",
+    "MeasuredStability", "MeasuredSummary", "MeasuredThreads", "Peak", "RunQueue", "SendDelay",
     "SpeedReference", "SwitchRates",
 })  # fmt: skip
 

@@ -804,13 +804,14 @@ def validate(
         speeds = [v.get("speed_reference") for v in real]
         lags = [v.get("load_generator") for v in real]
         unsteady = [v.get("unsteady") for v in real]
+        waits = [v.get("run_queue") for v in real]
         cpu = cpu_keys(pred, [v.get("cpu_ms_per_request") for v in real])
         for metric in METRICS:
             runs = [v[metric] for v in real]
             why_not = _by_construction(metric, case, pred.dynamic_sim, pred.rho, extras, runs)
             row = _row(case, metric, runs, pred.predicted[metric], why_not, pred.rho, speeds)
             rows.append({**row, **pred.row_keys(metric), "load_generator_runs": lags, **cpu,
-                         "unsteady_runs": unsteady})  # fmt: skip
+                         "unsteady_runs": unsteady, "run_queue_runs": waits})  # fmt: skip
     tick("report", steps, steps)
     out = out_dir or validation_dir() / platform.name
     # This session joins the history of the sessions before it (simlab.sessions).
@@ -846,6 +847,9 @@ def _kept(s: MeasuredSummary) -> dict[str, Any]:
         # a window opened while the server still made its threads, requests
         # unanswered, a load not kept up with); empty when it was.
         "unsteady": list(s.stability.reasons),
+        # What the server's threads waited for a core, against one shared
+        # queue of the cores (``measured.RunQueue``); None where not read.
+        "run_queue": None if s.run_queue is None else s.run_queue.to_dict(),
     }
 
 

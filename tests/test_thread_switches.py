@@ -5,13 +5,16 @@ process's own threads, and turned into rates only when the threads held still.""
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 import threading
 import time
 
 import psutil
 import pytest
 
-from simlab.real.probe import thread_switch_rates, thread_switches
+from simlab.real.probe import ThreadCounts, run_queue_waits, thread_switch_rates, thread_switches
+from simlab.theory import erlang_c
 
 
 def test_every_thread_is_read_where_psutil_sees_the_main_one() -> None:
@@ -41,7 +44,7 @@ def test_every_thread_is_read_where_psutil_sees_the_main_one() -> None:
     # switches a second each (dozens on a crowded machine), where the main
     # thread, asleep, made a few.
     assert rates[0] > 4 * 25
-    assert sum(v for v, _ in after.values()) > main
+    assert sum(c.voluntary for c in after.values()) > main
 
 
 @pytest.mark.parametrize(
@@ -55,6 +58,61 @@ def test_every_thread_is_read_where_psutil_sees_the_main_one() -> None:
 def test_rates_only_for_the_same_threads(
     second: dict[int, tuple[int, int]], expected: tuple[float, float] | None
 ) -> None:
-    first = {1: (10, 1), 2: (25, 3)}
+    first = {1: ThreadCounts(10, 1), 2: ThreadCounts(25, 3)}
+    second = {t: ThreadCounts(*c) for t, c in second.items()}
     assert thread_switch_rates(first, second, 1.0) == expected
     assert thread_switch_rates(first, first, 0.0) is None
+
+
+def test_processes_that_outnumber_the_cores_wait_on_the_run_queues() -> None:
+    """Each thread's scheduler counts (``schedstat``): two spinning processes
+    more than the cores each run and each wait for a core: four spinners on
+    two cores are runnable twice as long as they run, so their wait is, in
+    sum, about their time run (more on a busy machine), and far from none."""
+    cores = len(os.sched_getaffinity(0))
+    spin = "import time\nend = time.monotonic() + 5\nwhile time.monotonic() < end: pass"
+    kids = [subprocess.Popen([sys.executable, "-c", spin]) for _ in range(cores + 2)]
+    try:
+        time.sleep(0.3)
+        me = psutil.Process(os.getpid())
+        before = thread_switches(me)
+        time.sleep(1.0)
+        after = thread_switches(me)
+    finally:
+        for kid in kids:
+            kid.kill()  # ours, by its pid
+            kid.wait()
+    ids = [k.pid for k in kids]  # each one's only thread has the process's id
+    assert all(i in before and i in after for i in ids)
+    assert all(after[i].wait_ns >= 0 for i in ids), "the kernel keeps no schedstat"
+    ran = sum(after[i].cpu_ns - before[i].cpu_ns for i in ids)
+    waited = sum(after[i].wait_ns - before[i].wait_ns for i in ids)
+    assert ran > 0.5e9 * cores  # the cores were theirs, mostly
+    assert waited > 0.25 * ran
+    assert all(after[i].slices > before[i].slices for i in ids)
+
+
+def test_run_queue_waits_against_one_queue_of_the_cores() -> None:
+    first = {1: ThreadCounts(0, 0, 10**9, 10**8, 100), 2: ThreadCounts(0, 0, 0, 0, 0)}
+    # In 2 s, 300 requests served: the threads ran 0.6 s in 600 runs (1 ms
+    # each) and waited 0.9 s; the machine was 1.2 cores busy of 2.
+    second = {
+        1: ThreadCounts(0, 0, 10**9 + 4 * 10**8, 10**8 + 6 * 10**8, 500),
+        2: ThreadCounts(0, 0, 2 * 10**8, 3 * 10**8, 200),
+    }
+    rq = run_queue_waits(first, second, 2.0, 2.4, 300, 2)
+    assert rq is not None
+    assert rq.wait_ms_per_request == 3.0 and rq.slices_per_request == 2.0
+    assert abs(rq.slice_ms - 1.0) < 1e-12 and abs(rq.machine_busy_cores - 1.2) < 1e-12
+    one_queue = erlang_c(2, 1.2) * 1.0 / (2 - 1.2) * 2.0
+    assert rq.shared_queue_ms_per_request is not None
+    assert abs(rq.shared_queue_ms_per_request - one_queue) < 1e-9
+    # The machine at or over its cores: one queue's wait has no mean.
+    full = run_queue_waits(first, second, 2.0, 4.0, 300, 2)
+    assert full is not None and full.shared_queue_ms_per_request is None
+    # Not read: a thread came or went, no schedstat, nothing served or run.
+    assert run_queue_waits(first, {1: second[1]}, 2.0, 2.4, 300, 2) is None
+    blind = {t: c._replace(wait_ns=-1) for t, c in second.items()}
+    assert run_queue_waits(first, blind, 2.0, 2.4, 300, 2) is None
+    assert run_queue_waits(first, second, 2.0, 2.4, 0, 2) is None
+    assert run_queue_waits(first, first, 2.0, 2.4, 300, 2) is None

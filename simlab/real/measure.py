@@ -67,6 +67,7 @@ from simlab.measured import (
     MeasuredSummary,
     MeasuredThreads,
     Peak,
+    RunQueue,
     SendDelay,
     SpeedReference,
     SwitchRates,
@@ -80,7 +81,15 @@ from simlab.real.kernel import KernelAccount
 from simlab.real.limits import check_fits, raise_fd_limit
 from simlab.real.lock import exclusive
 from simlab.real.options import SERVER_MODELS, SWITCH_INTERVAL_S
-from simlab.real.probe import AcceptSplit, Probe, thread_switch_rates, thread_switches
+from simlab.real.probe import (
+    AcceptSplit,
+    Probe,
+    ThreadCounts,
+    machine_busy_s,
+    run_queue_waits,
+    thread_switch_rates,
+    thread_switches,
+)
 from simlab.real.processes import Managed, free_port, port_is_free, python, share_priority
 from simlab.real.speed import WORK as SPEED_WORK
 from simlab.real.speed import SpeedWatch, measure_speed
@@ -555,7 +564,8 @@ def measure(opts: MeasureOptions, progress: Callable[[str], None] | None = None)
     return Measurement(summary, path, front_cpu_cores=front)
 
 
-Marks = list[tuple[float, dict[int, tuple[int, int]]]]
+# When (monotonic), every thread's counts, and the machine's busy CPU seconds so far.
+Marks = list[tuple[float, dict[int, ThreadCounts], float]]
 
 
 def _marked_load(
@@ -583,9 +593,11 @@ def _marked_load(
 
 
 def _mark(marks: Marks, pid: int) -> None:
-    """Append when, and every thread of ``pid``'s tree's switches so far."""
+    """Append when, every thread of ``pid``'s tree's counts so far, and the
+    machine's busy CPU seconds (``machine_busy_s``)."""
     with contextlib.suppress(psutil.NoSuchProcess):
-        marks.append((time.monotonic(), thread_switches(psutil.Process(pid))))
+        counts = thread_switches(psutil.Process(pid))
+        marks.append((time.monotonic(), counts, machine_busy_s()))
 
 
 def _thread_rates(marks: Marks, probe: dict[str, dict[str, float]]) -> SwitchRates | None:
@@ -596,9 +608,25 @@ def _thread_rates(marks: Marks, probe: dict[str, dict[str, float]]) -> SwitchRat
     threads = probe.get("threads", {})
     if len(marks) != 2 or threads.get("peak") != threads.get("mean"):
         return None
-    (t0, first), (t1, second) = marks
+    (t0, first, _), (t1, second, _) = marks
     rates = thread_switch_rates(first, second, t1 - t0)
     return None if rates is None else SwitchRates(*rates)
+
+
+def _run_queue(
+    marks: Marks, probe: dict[str, dict[str, float]], served_rps: float
+) -> RunQueue | None:
+    """The server's threads' wait for a core between the two marks, a
+    request served, against one shared queue's (``run_queue_waits``); None
+    where the threads did not hold still (as ``_thread_rates``), the kernel
+    keeps no scheduler counts, or nothing was served."""
+    threads = probe.get("threads", {})
+    if len(marks) != 2 or threads.get("peak") != threads.get("mean"):
+        return None
+    (t0, first, busy0), (t1, second, busy1) = marks
+    return run_queue_waits(
+        first, second, t1 - t0, busy1 - busy0, served_rps * (t1 - t0), psutil.cpu_count() or 1
+    )
 
 
 def _watch(
@@ -819,6 +847,7 @@ def _summary(
             stat("ctx_voluntary", "rate"), stat("ctx_involuntary", "rate")
         ),
         thread_switches_per_s=_thread_rates(thread_marks or [], p),
+        run_queue=_run_queue(thread_marks or [], p, throughput),
         connections=ConnectionCounts(
             opened=r["connections"]["opened"],
             failed=r["connections"]["failed"],

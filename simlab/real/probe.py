@@ -41,15 +41,25 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import psutil
 
+from simlab.measured import RunQueue
 from simlab.real.kernel import KernelAccount, accepted_sockets, tcp_object_kib
 from simlab.results import SAMPLE_INTERVAL_S, USER_SAMPLE_INTERVAL_S
 
-__all__ = ["Probe", "ProbeSample", "kernel_kib", "thread_switch_rates", "thread_switches"]
+__all__ = [
+    "Probe",
+    "ProbeSample",
+    "ThreadCounts",
+    "kernel_kib",
+    "machine_busy_s",
+    "run_queue_waits",
+    "thread_switch_rates",
+    "thread_switches",
+]
 
 NAN = float("nan")
 
@@ -94,18 +104,42 @@ class ProbeSample:
     values: dict[str, float]
 
 
-def thread_switches(root: psutil.Process) -> dict[int, tuple[int, int]]:
-    """Every live thread of ``root``'s tree: its voluntary and involuntary
-    context switches so far, by thread id, from ``/proc/PID/task/TID/status``.
+class ThreadCounts(NamedTuple):
+    """One thread's counts so far: its voluntary and involuntary context
+    switches (``/proc/PID/task/TID/status``), and from the scheduler's own
+    accounting (``/proc/PID/task/TID/schedstat``; -1 where the kernel keeps
+    none) its time on a core, its time runnable on a run queue waiting for
+    one, and how many times it ran, in nanoseconds and counts."""
+
+    voluntary: int
+    involuntary: int
+    cpu_ns: int = -1
+    wait_ns: int = -1
+    slices: int = -1
+
+
+def _schedstat(pid: int, tid: str) -> tuple[int, int, int]:
+    try:
+        cpu, wait, slices = (
+            int(x) for x in Path(f"/proc/{pid}/task/{tid}/schedstat").read_text().split()
+        )
+    except (OSError, ValueError):
+        return -1, -1, -1
+    return cpu, wait, slices
+
+
+def thread_switches(root: psutil.Process) -> dict[int, ThreadCounts]:
+    """Every live thread of ``root``'s tree: its context switches so far and
+    its scheduler counts (``ThreadCounts``), by thread id.
 
     psutil's ``num_ctx_switches`` (what the probe's samples sum) reads
     ``/proc/PID/status``, the main thread's alone; a threaded server's other
-    threads are only here. A read per thread: taken twice a run, not per
-    sample (10,000 threads are 10,000 files)."""
+    threads are only here. Two reads per thread: taken twice a run, not per
+    sample (10,000 threads are 20,000 files)."""
     procs = [root]
     with contextlib.suppress(psutil.NoSuchProcess):
         procs += root.children(recursive=True)
-    counts: dict[int, tuple[int, int]] = {}
+    counts: dict[int, ThreadCounts] = {}
     for p in procs:
         try:
             tids = os.listdir(f"/proc/{p.pid}/task")
@@ -118,15 +152,16 @@ def thread_switches(root: psutil.Process) -> dict[int, tuple[int, int]]:
                 continue  # exited since
             fields = dict(line.split(":", 1) for line in text.splitlines() if ":" in line)
             with contextlib.suppress(KeyError, ValueError):
-                counts[int(tid)] = (
+                counts[int(tid)] = ThreadCounts(
                     int(fields["voluntary_ctxt_switches"]),
                     int(fields["nonvoluntary_ctxt_switches"]),
+                    *_schedstat(p.pid, tid),
                 )
     return counts
 
 
 def thread_switch_rates(
-    first: dict[int, tuple[int, int]], second: dict[int, tuple[int, int]], seconds: float
+    first: dict[int, ThreadCounts], second: dict[int, ThreadCounts], seconds: float
 ) -> tuple[float, float] | None:
     """Voluntary and involuntary switches a second of the tree's threads
     between two ``thread_switches`` reads ``seconds`` apart; None unless the
@@ -192,6 +227,60 @@ class LevelReads(threading.Thread):
             }
             for k, key in enumerate(("threads", "processes"))
         }
+
+
+def machine_busy_s() -> float:
+    """The machine's busy CPU seconds so far, every core summed: user, nice,
+    system and interrupt time (not idle, not waiting on disk, not stolen by
+    a hypervisor)."""
+    t = psutil.cpu_times()
+    return float(t.user + t.nice + t.system + t.irq + t.softirq)
+
+
+def run_queue_waits(  # noqa: PLR0917 - the two reads and what lies between them
+    first: dict[int, ThreadCounts],
+    second: dict[int, ThreadCounts],
+    seconds: float,
+    busy_s: float,
+    served: float,
+    cores: int,
+) -> RunQueue | None:
+    """What the threads of two ``thread_switches`` reads ``seconds`` apart
+    waited for a core, a request (``served`` between the reads), against one
+    shared queue (``simlab.measured.RunQueue``'s fields).
+
+    The threads' time runnable but not running (``wait_ns``) is what Linux's
+    per-core run queues made them wait. What one queue of ``cores`` would
+    make them wait is Erlang C's mean wait, offered the machine's busy cores
+    (``busy_s`` of CPU in the span: the lab's processes and anything else on
+    the machine compete for the cores too) in runs as long as the threads'
+    mean run on a core (time on a core over runs); times their runs a
+    request. None unless the same threads were there at both reads (as
+    ``thread_switch_rates``), the kernel kept their counts, something was
+    served and they ran."""
+    if not first or set(first) != set(second) or not (seconds > 0 and served > 0):
+        return None
+    if any(c.wait_ns < 0 for c in (*first.values(), *second.values())):
+        return None
+    wait = sum(second[t].wait_ns - first[t].wait_ns for t in first) / 1e9
+    cpu = sum(second[t].cpu_ns - first[t].cpu_ns for t in first) / 1e9
+    slices = sum(second[t].slices - first[t].slices for t in first)
+    if slices <= 0 or cpu <= 0:
+        return None
+    slice_s = cpu / slices
+    offered = max(busy_s / seconds, 0.0)
+    shared = None
+    if offered < cores:
+        from simlab.theory import erlang_c  # noqa: PLC0415 - light, but only here
+
+        shared = 1e3 * erlang_c(cores, offered) * slice_s / (cores - offered) * slices / served
+    return RunQueue(
+        wait_ms_per_request=1e3 * wait / served,
+        shared_queue_ms_per_request=shared,
+        machine_busy_cores=offered,
+        slice_ms=1e3 * slice_s,
+        slices_per_request=slices / served,
+    )
 
 
 class Probe(threading.Thread):

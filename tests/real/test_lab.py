@@ -140,6 +140,13 @@ def test_measure_matches_the_contract_and_littles_law(tmp_path, target: str) -> 
         assert threads is not None
         assert threads["voluntary"] >= 0.9 * s["throughput_rps"]
         assert threads["voluntary"] > s["context_switches_per_s"]["voluntary"]
+        # And their waits for a core: each request's thread ran at least
+        # once on one, and the machine was busy (the lab's processes too)
+        # but not full at 100/s.
+        rq = s["run_queue"]
+        assert rq is not None and rq["slices_per_request"] >= 1
+        assert rq["wait_ms_per_request"] >= 0 and 0 < rq["machine_busy_cores"] < psutil.cpu_count()
+        assert rq["shared_queue_ms_per_request"] is not None
     assert result.saved_to is not None and result.saved_to.parent == tmp_path
     saved = json.loads(result.saved_to.read_text())
     assert saved["summary"]["seed"] == 1
