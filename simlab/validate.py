@@ -1214,6 +1214,7 @@ def report(result: dict[str, Any]) -> str:
             f"net of noise {_pct(b['net_error'])}.{tail}"
         )
     lines += unsteady_lines(result["rows"])
+    lines += core_wait_lines(result["rows"])
     if result.get("between_sessions"):
         lines += ["", *report_lines(result["between_sessions"])]
     lines += gate_lines(result.get("gate"))
@@ -1274,6 +1275,68 @@ def unsteady_lines(rows: list[dict[str, Any]]) -> list[str]:
         + (":" if listed else "."),
         *(["", *listed] if listed else []),
     ]
+
+
+def core_wait_lines(rows: list[dict[str, Any]]) -> list[str]:
+    """The report's section on the server's waits for a core (``measure``'s
+    ``run_queue``, kept per run as ``run_queue_runs``): a row a case whose
+    every run read them and one queue's wait had a mean (the machine under
+    its cores), with its measured and predicted p50; nothing where no case
+    has them (sessions before the key)."""
+    cases: dict[tuple[str, str], dict[str, Any]] = {}
+    for r in rows:
+        if r["metric"] == "latency_p50":
+            cases[r["model"], r["config"]] = r
+    table = []
+    for (model, config), r in cases.items():
+        runs = r.get("run_queue_runs") or []
+        if not runs or any(w is None or w.get("shared_queue_ms_per_request") is None for w in runs):
+            continue
+        waited = [float(w["wait_ms_per_request"]) for w in runs]
+        excess = [
+            x - float(w["shared_queue_ms_per_request"]) for x, w in zip(waited, runs, strict=True)
+        ]
+        shared = [float(w["shared_queue_ms_per_request"]) for w in runs]
+        busy = [float(w["machine_busy_cores"]) for w in runs]
+        p50 = r["measured"]
+        share = float(np.median(excess)) / p50 if p50 and p50 > 0 else math.nan
+        table.append((share, model, config, waited, shared, busy, r))
+    if not table:
+        return []
+    shares = [t[0] for t in table if math.isfinite(t[0])]
+    longer = sum(min(np.subtract(t[3], t[4])) > 0 for t in table)
+    top = max(table, key=lambda t: t[0] if math.isfinite(t[0]) else -math.inf)
+    lines = [
+        "",
+        "## Waiting for a core",
+        "",
+        "What the server's threads waited for a core a request served (`run_queue`: their "
+        "`schedstat` over the window) against what one queue of the machine's cores would make "
+        "them wait at its measured busy cores (Erlang C; the model's cores are one queue, "
+        "Linux keeps one a core). Cases whose threads held still in every run "
+        f"({len(table)}): in {longer} every run waited longer than one queue would make it",
+    ]
+    if shares:
+        lines[-1] += (
+            f"; the excess is a median {float(np.median(shares)):.0%} of the measured p50, "
+            f"the largest {top[0]:.0%} ({top[1]}, {top[2]})."
+        )
+    else:
+        lines[-1] += "."
+    lines += [
+        "",
+        "| model | config | p50 measured / model | waited a request (runs) | one queue's | "
+        "busy cores | excess / p50 |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for share, model, config, waited, shared, busy, r in sorted(table, key=lambda t: -t[0]):
+        lines.append(
+            f"| {model} | {config} | {_num(r['measured'])} / {_num(r['predicted'])} ms | "
+            f"{_num(float(np.median(waited)))} ms ({', '.join(_num(x) for x in waited)}) | "
+            f"{_num(float(np.median(shared)))} ms | {min(busy):.2f} to {max(busy):.2f} | "
+            f"{share:.0%} |"
+        )
+    return lines
 
 
 def _on(host: dict[str, Any] | None) -> str:

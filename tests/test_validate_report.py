@@ -319,3 +319,30 @@ def test_the_report_lists_the_runs_whose_window_was_not_steady() -> None:
     assert "1 of the 3 runs that recorded them:" in "\n".join(lines)
     assert any(line.startswith("- process-per-connection (N=300 150/s), run 2: the server") for
                line in lines)  # fmt: skip
+
+
+def test_the_report_sets_the_waits_for_a_core_against_one_queues() -> None:
+    from simlab.validate import core_wait_lines  # noqa: PLC0415 - the section under test
+
+    def wait(w: float, q: float | None) -> dict[str, Any]:
+        return {"wait_ms_per_request": w, "shared_queue_ms_per_request": q,
+                "machine_busy_cores": 1.2, "slice_ms": 0.8, "slices_per_request": 4}  # fmt: skip
+
+    def case(config: str, p50: float, runs: list[Any] | None) -> dict[str, Any]:
+        return {"model": "process-per-connection", "config": config, "metric": "latency_p50",
+                "measured": p50, "predicted": 14.6, "run_queue_runs": runs}  # fmt: skip
+
+    assert core_wait_lines([case("N=300 150/s", 16.9, None)]) == []
+    rows = [
+        case("N=300 150/s", 16.9, [wait(4.9, 2.3), wait(5.4, 2.4), wait(4.6, 2.2)]),
+        case("N=120 80/s", 18.4, [wait(0.7, 0.2), wait(0.5, 0.6), wait(0.8, 0.2)]),
+        case("N=10 5/s", 12.0, [wait(0.1, None), wait(0.1, 0.0), wait(0.1, 0.0)]),  # a full machine
+    ]
+    lines = core_wait_lines(rows)
+    text = "\n".join(lines)
+    # Two cases read it in every run; only the first waited longer in every run.
+    assert "every run (2): in 1 every run waited longer" in text
+    # Its excess, 2.6 ms, is 15% of its p50; the other's 0.5 ms, 3%: median 9%.
+    assert "a median 9% of the measured p50, the largest 15% (process-per-connection, N=300" in text
+    assert lines[-2].startswith("| process-per-connection | N=300 150/s | 16.9 / 14.6 ms")
+    assert lines[-1].endswith("| 3% |") and "N=10 5/s" not in text
