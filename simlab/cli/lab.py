@@ -480,9 +480,9 @@ def _print_measure(s: MeasuredSummary, saved_to: Path | None) -> None:
         ("queueing delay mean / p99 (ms)", f"{fmt(q.mean, 2)} / {fmt(q.p99, 2)}"),
         ("threads peak / busy", f"{fmt(th.peak, 0)} / {fmt(th.busy_mean, 2)}"),
         ("processes peak", fmt(s.processes.peak, 0)),
-        ("resident PSS peak (MiB)", fmt(mem.peak)),
+        ("memory peak, user + kernel (MiB)", fmt(mem.peak)),
+        ("user (PSS) / kernel peak (MiB)", f"{fmt(mem.user_peak)} / {fmt(mem.kernel_peak)}"),
         ("virtual peak (MiB)", fmt(mem.virtual_peak)),
-        ("kernel memory growth, machine (MiB)", fmt(mem.kernel_peak)),
         (
             "connections opened / failed",
             f"{fmt(s.connections.opened)} / {fmt(s.connections.failed)}",
@@ -497,6 +497,14 @@ def _print_measure(s: MeasuredSummary, saved_to: Path | None) -> None:
             f"{fmt(s.completed)} / {fmt(s.dropped)} / {fmt(s.incomplete)}",
         ),
     ]
+    if s.run_queue is not None:
+        rq = s.run_queue
+        rows.append(
+            (
+                "wait for a core a request, threads / one queue (ms)",
+                f"{fmt(rq.wait_ms_per_request, 2)} / {fmt(rq.shared_queue_ms_per_request, 2)}",
+            )
+        )
     if s.speed_reference is not None:
         ref = s.speed_reference
         speed = f"{fmt(ref.before_ops_s)} / {fmt(ref.after_ops_s)}"
