@@ -38,6 +38,7 @@ def measured_run(
         connections=SimpleNamespace(per_process=None, per_connection=None),
         send_delay_ms=lag,
         stability=MeasuredStability(unsteady),
+        run_queue=None,  # its threads' waits for a core not read
         lab_cpu=LabCpu(
             client_us_per_request=client_us,
             backend_us_per_call=None if client_us is None else 150.0,
