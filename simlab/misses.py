@@ -35,8 +35,9 @@ is reported as unexplained.
   sides). At saturation the quotient is the served rate's inverse, so it
   is never read there.
 - **waiting for a core** (hypothesis): a latency miss over the model,
-  outside noise and under saturation, with the served rates agreeing,
-  where no rule above explains it and every run read its server's threads'
+  outside noise, at an offered load under 0.8 (from there *near
+  saturation* speaks), with the served rates agreeing, where no rule
+  above (and not *spread*) explains it and every run read its server's threads'
   waits for a core (``run_queue_runs``: ``schedstat``, where the threads
   held still): each run's threads waited longer than one shared queue of
   the machine's cores would make them (Erlang C at the machine's measured
@@ -44,7 +45,7 @@ is reported as unexplained.
   a request covers the p50's excess over the model and a tenth of the
   measured p50 at least (in hand runs of three cases that meet their
   latency goals, 4 December, the excess was 3 to 4% of the p50: the
-  kernel's queues wait longer than one queue everywhere, by little).
+  kernel's queues usually wait longer than one queue, by little).
 - **spread** (hypothesis): a latency miss whose case's p50 and p99 miss in
   opposite directions, both outside noise: the model's waits are spread wider
   (or narrower) than the server's.
@@ -290,7 +291,8 @@ CORE_WAIT_SHARE = 0.1
 
 
 def _core_wait(miss: dict[str, Any], rows: list[dict[str, Any]]) -> dict[str, str] | None:
-    """A latency miss over the model, outside noise, under saturation, with
+    """A latency miss over the model, outside noise, at an offered load
+    under ``NEAR`` (from there the rule *near saturation* speaks), with
     the served rates agreeing, whose every run's threads waited for a core
     longer than one shared queue of the machine's cores would make them
     (``run_queue_runs``, ``simlab.measured.RunQueue``), by a median excess a
@@ -304,7 +306,7 @@ def _core_wait(miss: dict[str, Any], rows: list[dict[str, Any]]) -> dict[str, st
     p50 = _row(rows, model, config, "latency_p50")
     if miss["within_noise"] or not miss["measured"] > miss["predicted"]:
         return None
-    if float(miss["rho"]) >= SATURATED or thr is None or not thr["within_noise"] or p50 is None:
+    if float(miss["rho"]) >= NEAR or thr is None or not thr["within_noise"] or p50 is None:
         return None
     if not waits or any(w is None or w.get("shared_queue_ms_per_request") is None for w in waits):
         return None

@@ -1299,7 +1299,9 @@ def core_wait_lines(rows: list[dict[str, Any]]) -> list[str]:
         shared = [float(w["shared_queue_ms_per_request"]) for w in runs]
         busy = [float(w["machine_busy_cores"]) for w in runs]
         p50 = r["measured"]
-        share = float(np.median(excess)) / p50 if p50 and p50 > 0 else math.nan
+        if p50 is None or not p50 > 0:
+            continue  # nothing to set the excess against
+        share = float(np.median(excess)) / p50
         table.append((share, model, config, waited, shared, busy, r))
     if not table:
         return []
@@ -1313,7 +1315,8 @@ def core_wait_lines(rows: list[dict[str, Any]]) -> list[str]:
         "What the server's threads waited for a core a request served (`run_queue`: their "
         "`schedstat` over the window) against what one queue of the machine's cores would make "
         "them wait at its measured busy cores (Erlang C; the model's cores are one queue, "
-        "Linux keeps one a core). Cases whose threads held still in every run "
+        "Linux keeps one a core). Cases whose threads held still in every run, on a machine "
+        "under its cores "
         f"({len(table)}): in {longer} every run waited longer than one queue would make it",
     ]
     if shares:

@@ -413,6 +413,18 @@ def test_waiting_for_a_core_beyond_one_queues_wait() -> None:
     # ... the measured median is not over the model's ...
     rows = case(_waits((4.9, 2.3), (5.4, 2.4), (4.6, 2.2)), p50=14.0)
     assert explain(rows[2], rows)["kind"] == "unexplained"
+    # ... the miss is within noise, the served rates disagree (capacity is
+    # the cause), or the load is near saturation (that rule speaks) ...
+    rows = case(_waits((4.9, 2.3), (5.4, 2.4), (4.6, 2.2)))
+    rows[2]["within_noise"] = True
+    assert explain(rows[2], rows)["kind"] == "unexplained"
+    rows = case(_waits((4.9, 2.3), (5.4, 2.4), (4.6, 2.2)))
+    rows[0].update(predicted=160.0, within_noise=False)
+    assert explain(rows[2], rows)["text"].startswith("capacity")
+    rows = case(_waits((4.9, 2.3), (5.4, 2.4), (4.6, 2.2)))
+    for row in rows:
+        row["rho"] = 0.85
+    assert explain(rows[2], rows)["text"].startswith("near saturation")
     # ... or the excess is under a tenth of a long median.
     rows = case(_waits((9.9, 2.3), (10.4, 2.4), (9.6, 2.2)), p50=90.0)
     rows[1]["predicted"] = 88.0

@@ -341,7 +341,7 @@ def test_the_report_sets_the_waits_for_a_core_against_one_queues() -> None:
     lines = core_wait_lines(rows)
     text = "\n".join(lines)
     # Two cases read it in every run; only the first waited longer in every run.
-    assert "every run (2): in 1 every run waited longer" in text
+    assert "under its cores (2): in 1 every run waited longer" in text
     # Its excess, 2.6 ms, is 15% of its p50; the other's 0.5 ms, 3%: median 9%.
     assert "a median 9% of the measured p50, the largest 15% (process-per-connection, N=300" in text
     assert lines[-2].startswith("| process-per-connection | N=300 150/s | 16.9 / 14.6 ms")

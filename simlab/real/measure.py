@@ -564,8 +564,9 @@ def measure(opts: MeasureOptions, progress: Callable[[str], None] | None = None)
     return Measurement(summary, path, front_cpu_cores=front)
 
 
-# When (monotonic), every thread's counts, and the machine's busy CPU seconds so far.
-Marks = list[tuple[float, dict[int, ThreadCounts], float]]
+# When (monotonic), every thread's counts, the busy CPU seconds so far of the
+# cores the server may run on, and how many those are.
+Marks = list[tuple[float, dict[int, ThreadCounts], float, int]]
 
 
 def _marked_load(
@@ -594,10 +595,16 @@ def _marked_load(
 
 def _mark(marks: Marks, pid: int) -> None:
     """Append when, every thread of ``pid``'s tree's counts so far, and the
-    machine's busy CPU seconds (``machine_busy_s``)."""
-    with contextlib.suppress(psutil.NoSuchProcess):
+    busy CPU seconds of the cores ``pid`` may run on (``machine_busy_s``),
+    with their number. The time and the busy CPU are the midpoints of
+    readings before and after the threads' files (thousands of files take
+    a while), so that both spans are the same."""
+    with contextlib.suppress(psutil.NoSuchProcess, OSError):
+        cpus = os.sched_getaffinity(pid)
+        t, busy = time.monotonic(), machine_busy_s(cpus)
         counts = thread_switches(psutil.Process(pid))
-        marks.append((time.monotonic(), counts, machine_busy_s()))
+        t, busy = (t + time.monotonic()) / 2, (busy + machine_busy_s(cpus)) / 2
+        marks.append((t, counts, busy, len(cpus)))
 
 
 def _thread_rates(marks: Marks, probe: dict[str, dict[str, float]]) -> SwitchRates | None:
@@ -608,7 +615,7 @@ def _thread_rates(marks: Marks, probe: dict[str, dict[str, float]]) -> SwitchRat
     threads = probe.get("threads", {})
     if len(marks) != 2 or threads.get("peak") != threads.get("mean"):
         return None
-    (t0, first, _), (t1, second, _) = marks
+    (t0, first, _, _), (t1, second, _, _) = marks
     rates = thread_switch_rates(first, second, t1 - t0)
     return None if rates is None else SwitchRates(*rates)
 
@@ -623,10 +630,8 @@ def _run_queue(
     threads = probe.get("threads", {})
     if len(marks) != 2 or threads.get("peak") != threads.get("mean"):
         return None
-    (t0, first, busy0), (t1, second, busy1) = marks
-    return run_queue_waits(
-        first, second, t1 - t0, busy1 - busy0, served_rps * (t1 - t0), psutil.cpu_count() or 1
-    )
+    (t0, first, busy0, _), (t1, second, busy1, cores) = marks
+    return run_queue_waits(first, second, t1 - t0, busy1 - busy0, served_rps * (t1 - t0), cores)
 
 
 def _watch(

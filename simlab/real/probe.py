@@ -229,12 +229,15 @@ class LevelReads(threading.Thread):
         }
 
 
-def machine_busy_s() -> float:
-    """The machine's busy CPU seconds so far, every core summed: user, nice,
-    system and interrupt time (not idle, not waiting on disk, not stolen by
-    a hypervisor)."""
-    t = psutil.cpu_times()
-    return float(t.user + t.nice + t.system + t.irq + t.softirq)
+def machine_busy_s(cpus: set[int] | None = None) -> float:
+    """The machine's busy CPU seconds so far, summed over ``cpus`` (None:
+    every core): user, nice, system and interrupt time (not idle, not
+    waiting on disk, not stolen by a hypervisor: a thread that waits while
+    its virtual core is stolen counts that time as a wait, which this load
+    does not explain)."""
+    per = psutil.cpu_times(percpu=True)
+    chosen = per if cpus is None else [t for k, t in enumerate(per) if k in cpus]
+    return float(sum(t.user + t.nice + t.system + t.irq + t.softirq for t in chosen))
 
 
 def run_queue_waits(  # noqa: PLR0917 - the two reads and what lies between them
@@ -262,9 +265,17 @@ def run_queue_waits(  # noqa: PLR0917 - the two reads and what lies between them
         return None
     if any(c.wait_ns < 0 for c in (*first.values(), *second.values())):
         return None
-    wait = sum(second[t].wait_ns - first[t].wait_ns for t in first) / 1e9
-    cpu = sum(second[t].cpu_ns - first[t].cpu_ns for t in first) / 1e9
-    slices = sum(second[t].slices - first[t].slices for t in first)
+    deltas = [
+        (second[t].wait_ns - first[t].wait_ns, second[t].cpu_ns - first[t].cpu_ns,
+         second[t].slices - first[t].slices)
+        for t in first
+    ]  # fmt: skip
+    # A count that fell is another thread under a reused id: not the same threads.
+    if any(min(d) < 0 for d in deltas):
+        return None
+    wait = sum(d[0] for d in deltas) / 1e9
+    cpu = sum(d[1] for d in deltas) / 1e9
+    slices = sum(d[2] for d in deltas)
     if slices <= 0 or cpu <= 0:
         return None
     slice_s = cpu / slices
