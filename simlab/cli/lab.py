@@ -729,7 +729,11 @@ def validate_command(args: argparse.Namespace) -> int:
             "yes" if r["evidence"] else "no",
         )
     out.print(t)
-    s = Table(title="median (worst) error per model, evidence only", title_justify="left")
+    s = Table(
+        title="median (worst) error per model, evidence only "
+        "(red: over the goal beyond the runs' noise; yellow: within it)",
+        title_justify="left",
+    )
     s.add_column("model")
     for metric in METRICS:
         s.add_column(metric, justify="right")
@@ -740,7 +744,8 @@ def validate_command(args: argparse.Namespace) -> int:
             if v["median"] is None:
                 cells.append("-")
                 continue
-            colour = "green" if v["met"] else "red"
+            # Yellow: over the goal, but other runs of the same cases could meet it.
+            colour = "green" if v["met"] else "yellow" if v.get("beyond_noise") is False else "red"
             cells.append(f"[{colour}]{v['median']:.1%}[/] ({v['worst']:.0%})")
         s.add_row(model, *cells)
     out.print(s)
