@@ -48,7 +48,11 @@ from simlab.validate import (
     validation_plan,
 )
 
-__all__ = ["remeasure", "resimulate"]
+__all__ = ["MAX_RUNS", "remeasure", "resimulate"]
+
+# ``run_seed`` gives case k's runs the seeds seed * 1000 + k * 10 + r: a
+# tenth run would take the next case's first seed.
+MAX_RUNS = 10
 
 
 def resimulate(
@@ -160,17 +164,27 @@ def remeasure(
     why: str,
     *,
     cases: list[Case] | None = None,
+    repeats: int | None = None,
 ) -> dict[str, Any]:
     """Measure some cases of a written validation again, for real, and put
     their runs in its ``validation.json`` in place of the old ones.
 
     For when the measurement of a quantity changes (the probe's definition)
-    and only some cases are affected. ``labels`` name the cases as the
-    report does (``"<target> <config>"``); each is run ``repeats`` times with
-    the seeds ``simlab validate`` gave it (its place in the whole plan), and
-    the file records when, at which revision and ``why`` (``remeasured``).
-    Predictions are not redone: ``resimulate`` does that.
+    and only some cases are affected, or when a case's runs spread too wide
+    to tell its error from their noise. ``labels`` name the cases as the
+    report does (``"<target> <config>"``); each is run ``repeats`` times
+    (default: the report's) with the seeds ``simlab validate`` gave it (its
+    place in the whole plan, runs 0 to ``repeats`` - 1: at most
+    ``MAX_RUNS``), and the file records when, at which revision, how many
+    runs and ``why`` (``remeasured``). Every old run of the case is
+    replaced, so that its runs are all of one session. Predictions are not
+    redone: ``resimulate`` does that.
     """
+    n_runs = repeats
+    if n_runs is not None and not (
+        isinstance(n_runs, int) and not isinstance(n_runs, bool) and 1 <= n_runs <= MAX_RUNS
+    ):
+        raise UserError(f"remeasure: repeats(={n_runs!r}) must be an integer from 1 to {MAX_RUNS}")
     path = folder / "validation.json"
     try:
         saved: dict[str, Any] = json.loads(path.read_text())
@@ -182,14 +196,15 @@ def remeasure(
     if unknown:
         raise UserError(f"remeasure: no case {unknown[0]!r} in the plan of {str(path)!r}")
     seed = int(saved["seed"])
+    count = n_runs if n_runs is not None else int(saved["repeats"])
     for label in labels:
         k, case = places[label]
-        runs = []
-        for r in range(int(saved["repeats"])):
-            summary = _measure(case, run_seed(seed, k, r))
-            runs.append(_kept(summary))
+        seeds = [run_seed(seed, k, r) for r in range(count)]
+        runs = [_kept(_measure(case, s)) for s in seeds]
         for row in saved["rows"]:
             if f"{row['model']} {row['config']}" == label:
+                if row.get("run_seeds"):
+                    row["run_seeds"] = seeds
                 row["measured_runs"] = [run[row["metric"]] for run in runs]
                 row["speed_reference_runs"] = [run["speed_reference"] for run in runs]
                 row["accept_split_runs"] = [run.get("accept_split") for run in runs]
@@ -205,6 +220,7 @@ def remeasure(
                 "git_revision": git_revision(),
                 "machine": machine(),
                 "why": why,
+                "runs": count,
             }
         )
     atomic_write_json(path, saved)

@@ -135,7 +135,8 @@ def session_of(
     again: dict[str, dict[str, Any]] = {}
     for entry in result.get("remeasured", []):  # the latest measurement of a case wins
         again[entry["case"]] = {**main, "id": entry["measured"],
-                                "git_revision": entry["git_revision"]}  # fmt: skip
+                                "git_revision": entry["git_revision"],
+                                "repeats": entry.get("runs") or main["repeats"]}  # fmt: skip
     out: dict[str, dict[str, Any]] = {}
     for row in result["rows"]:
         label = _label(row)

@@ -1180,7 +1180,9 @@ def report(result: dict[str, Any]) -> str:
     for again in result.get("remeasured", []):
         lines += [
             f"{again['case']}: measured again {again['measured']} (git "
-            f"{again['git_revision'][:12]}){_on(again.get('machine'))}: {again['why']}.",
+            f"{again['git_revision'][:12]}){_on(again.get('machine'))}"
+            + (f", {again['runs']} runs" if again.get("runs") else "")
+            + f": {again['why']}.",
             "",
         ]
     lines += [

@@ -159,3 +159,47 @@ def test_a_peers_own_costs_reach_its_simulation(tmp_path: Path) -> None:
     twin = Case("async", w, Architecture(), duration=0.5, warmup=0.2)
     assert validate.case_platform(twin, shared, profile) == shared
     assert validate.case_platform(case, shared, {}) == shared
+
+
+def test_remeasure_can_take_more_runs_than_the_report_and_says_how_many(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    other = Case(CASE.target, CASE.workload.with_(rate=90.0), CASE.arch, 1.0, 0.5)
+    folder = _saved(tmp_path, [CASE, other])
+    saved = json.loads((folder / "validation.json").read_text())
+    saved["platform"] = "cpython"
+    for row in saved["rows"]:
+        row["run_seeds"] = [1, 2, 3]  # a replayed case's, as validate records them
+    (folder / "validation.json").write_text(json.dumps(saved))
+    seeds: list[int] = []
+
+    def fake(case: Case, seed: int) -> object:
+        seeds.append(seed)
+        return object()
+
+    monkeypatch.setattr("simlab.resimulate._measure", fake)
+    monkeypatch.setattr(
+        "simlab.resimulate._kept",
+        lambda s: {**{m: 1.0 + len(seeds) for m in validate.METRICS},
+                   "speed_reference": {"ops_s": 1e4, "work": "w"}},
+    )  # fmt: skip
+    label = f"{other.target} {other.config()}"
+    with pytest.raises(UserError, match="repeats"):
+        remeasure(folder, [label], "x", cases=[CASE, other], repeats=11)
+    assert seeds == []  # refused before any run
+    out = remeasure(folder, [label], "runs too spread", cases=[CASE, other], repeats=5)
+    # Every run of the case is new (one session), with validate's seeds for runs 0 to 4.
+    assert seeds == [4010, 4011, 4012, 4013, 4014]
+    rows = {(r["config"], r["metric"]): r for r in out["rows"]}
+    assert rows[(other.config(), "latency_p50")]["measured_runs"] == [2.0, 3.0, 4.0, 5.0, 6.0]
+    assert rows[(other.config(), "latency_p50")]["run_seeds"] == seeds
+    assert rows[(CASE.config(), "latency_p50")]["run_seeds"] == [1, 2, 3]
+    assert out["remeasured"][0]["runs"] == 5
+    history = json.loads((folder / "history.json").read_text())
+    assert history["sessions"][0]["repeats"] == 5
+    # Predicted again: each of the five runs from its own seed, and the report says so.
+    again = resimulate(folder, cases=[CASE, other])
+    rows = {(r["config"], r["metric"]): r for r in again["rows"]}
+    assert len(rows[(other.config(), "latency_p50")]["predicted_runs"]) == 5
+    text = (folder / "report.md").read_text()
+    assert f"{label}: measured again" in text and ", 5 runs: runs too spread." in text
