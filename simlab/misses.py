@@ -49,6 +49,18 @@ is reported as unexplained.
 - **spread** (hypothesis): a latency miss whose case's p50 and p99 miss in
   opposite directions, both outside noise: the model's waits are spread wider
   (or narrower) than the server's.
+- **switches** (hypothesis): a served-rate miss at saturation, the model
+  serving more, whose runs (``SWITCH_RUNS`` or more, each with its threads'
+  scheduler slices read: ``run_queue_runs``) spent more CPU a second the
+  more slices their threads took a second (the least-squares slope of busy
+  cores, ``cpu_ms_runs`` times the served rate, on slices a second,
+  ``slices_per_request`` times the served rate, with its 95% interval over
+  zero), and whose runs that took more slices a request served less. Busy
+  cores and slices are read apart (the probe's CPU time, the threads'
+  ``schedstat``), so the slope is not the served rate's inverse twice: it
+  is what a slice (a thread's turn on a core, ended by a switch) costs.
+  Among many threads sharing the GIL each hand-off is a switch, and the
+  GIL's time lost to them is capacity lost.
 - **capacity itself** (hypothesis): a served-rate miss at saturation.
 - **pre-forked copies** (cause, then hypothesis): a memory miss in a case
   with several processes, where the same model's single-process cases meet
@@ -332,6 +344,66 @@ def _core_wait(miss: dict[str, Any], rows: list[dict[str, Any]]) -> dict[str, st
         f"one; test: {_measure(model, config)} with the server on one core and the lab's "
         "other processes on the other (taskset), and compare the threads' wait with one "
         "core's queue",
+    }
+
+
+# The fewest runs from which the switch-cost rule reads a line.
+SWITCH_RUNS = 5
+
+
+def _switch_cost(
+    miss: dict[str, Any], assumptions: dict[str, dict[str, Any]] | None
+) -> dict[str, str] | None:
+    """A served-rate miss at saturation, the model serving more, whose runs
+    spent more CPU a second the more scheduler slices their threads took a
+    second (slope over zero at 95%, ``SWITCH_RUNS`` runs or more), the runs
+    with more slices a request serving less (a negative correlation)."""
+    served = [float(x) for x in miss.get("measured_runs") or []]
+    cpu = miss.get("cpu_ms_runs") or []
+    waits = miss.get("run_queue_runs") or []
+    if not miss["predicted"] > miss["measured"] or not len(served) == len(cpu) == len(waits):
+        return None
+    runs = [
+        (t, float(c), float(w["slices_per_request"]))
+        for t, c, w in zip(served, cpu, waits, strict=True)
+        if t > 0 and c is not None and w and w.get("slices_per_request") is not None
+    ]
+    if len(runs) < SWITCH_RUNS:
+        return None
+    rate, cpu_ms, per_request = (np.array(x) for x in zip(*runs, strict=True))
+    if np.ptp(per_request) == 0:
+        return None
+    from scipy import stats  # noqa: PLC0415 - scipy only where it is used
+
+    cores = cpu_ms * rate / 1000.0
+    slices = per_request * rate
+    fit = stats.linregress(slices, cores)
+    t = float(stats.t.ppf(0.975, len(runs) - 2))
+    lo, hi = fit.slope - t * fit.stderr, fit.slope + t * fit.stderr
+    served_less = float(np.corrcoef(per_request, rate)[0, 1]) < 0
+    if not lo > 0 or not served_less:
+        return None
+    preset = (assumptions or {}).get("context_switch_us")
+    model_cost = (
+        f"an assumption, {float(preset['value']):g} µs"
+        if preset is not None and preset.get("value") is not None
+        else "fitted"
+    )
+    model, config = miss["model"], miss["config"]
+    return {
+        "kind": "hypothesis",
+        "text": f"switches: over its {len(runs)} runs the server spent {fit.slope * 1e6:.1f} "
+        f"µs of CPU a scheduler slice (its busy cores against its threads' slices a second, "
+        f"least squares: 95% {lo * 1e6:.1f} to {hi * 1e6:.1f} µs), and the runs that took "
+        f"more slices a request served less ({per_request.min():.0f} to "
+        f"{per_request.max():.0f} slices a request; served {_rate(rate.min())} to "
+        f"{_rate(rate.max())}, the model {_rate(float(miss['predicted']))}): a thread's "
+        "turn on a core ends in a switch, and among threads that share the GIL each "
+        "hand-off is one, the GIL's time it takes capacity lost; the model's cost a switch "
+        f"(context_switch_us) is {model_cost}; test: fit context_switch_us to the "
+        "calibration runs' CPU a second against their threads' switches a second (kept "
+        "with each run in the profile), then simulate "
+        f"{model} with {config} and compare its served rate with the measured",
     }
 
 
@@ -651,6 +723,10 @@ def explain(
         if why is None:
             why = _core_wait(miss, rows)
     elif metric == "throughput_rps" and float(miss["rho"]) >= SATURATED:
+        switches = _switch_cost(miss, assumptions)
+        if switches is not None:
+            # Measured in this session's runs: before the sessions' drift.
+            return switches
         low = miss["predicted"] < miss["measured"]
         why = {
             "kind": "hypothesis",

@@ -429,3 +429,46 @@ def test_waiting_for_a_core_beyond_one_queues_wait() -> None:
     rows = case(_waits((9.9, 2.3), (10.4, 2.4), (9.6, 2.2)), p50=90.0)
     rows[1]["predicted"] = 88.0
     assert explain(rows[2], rows)["kind"] == "unexplained"
+
+
+# thread-per-connection N=300 420/s, 4 December: each run's served rate, CPU
+# a served request (ms) and its threads' scheduler slices a request.
+CONVOY = [(338.5, 3.333, 120.5), (347.2, 3.294, 142.4), (366.4, 3.088, 126.7),
+          (404.9, 2.483, 44.0), (361.0, 3.022, 92.3), (361.9, 3.025, 102.6),
+          (405.2, 2.586, 68.4), (364.2, 3.042, 101.7)]  # fmt: skip
+PRESET = {"context_switch_us": {"value": 0.95, "identified": False}}
+
+
+def _convoy(runs: list[tuple[float, float, float]], predicted: float = 403.0) -> dict[str, Any]:
+    served = [t for t, _, _ in runs]
+    return {
+        **_r("throughput_rps", predicted, sum(served) / len(served), rho=0.97, goal=0.05),
+        "measured_runs": served,
+        "cpu_ms_runs": [c for _, c, _ in runs],
+        "run_queue_runs": [{"slices_per_request": s} for _, _, s in runs],
+    }
+
+
+def test_switches_explain_a_served_rate_miss_when_cpu_follows_the_slices() -> None:
+    miss = _convoy(CONVOY)
+    why = explain(miss, [miss], assumptions=PRESET)
+    assert why["kind"] == "hypothesis" and why["text"].startswith("switches: over its 8 runs")
+    assert "an assumption, 0.95 µs" in why["text"]
+    # The slope is a few µs a slice: read off the text, not pinned.
+    slope = float(why["text"].split("spent ")[1].split(" µs")[0])
+    assert 1.0 < slope < 20.0
+    # It stands before the sessions' drift (measured in these runs).
+    drift = _sessions([280.0, 285.0, 290.0], [415.0, 420.0, 425.0])
+    assert explain(miss, [miss], drift)["text"].startswith("switches")
+    # Doctored: the same busy cores in every run (CPU a request the served
+    # rate's inverse), however the slices move: no cost a slice to read.
+    flat = [(t, 1.1 / t * 1000, s) for t, _, s in CONVOY]
+    assert "switches" not in explain(_convoy(flat), [], assumptions=PRESET)["text"]
+    # Doctored: the runs with more slices served more: not this rule.
+    swapped = [(t, c, 200.0 - s) for t, c, s in CONVOY]
+    assert "switches" not in explain(_convoy(swapped), [], assumptions=PRESET)["text"]
+    # Too few runs to read a line from; a model that serves less; no slices read.
+    assert "switches" not in explain(_convoy(CONVOY[:4]), [])["text"]
+    assert "switches" not in explain(_convoy(CONVOY, predicted=330.0), [])["text"]
+    unread = {**miss, "run_queue_runs": [None] * len(CONVOY)}
+    assert "switches" not in explain(unread, [])["text"]
