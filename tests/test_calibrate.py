@@ -316,6 +316,31 @@ def test_thread_costs_are_identified_only_inside_their_grids(monkeypatch) -> Non
         assert not got.identified and got.ci95 is None and "saturated" in got.why
 
 
+def test_a_saturated_run_is_simulated_with_the_threads_its_server_held(monkeypatch) -> None:
+    _fake_simulate(monkeypatch)
+    p = load_platform("cpython").with_(gil_interval_us=5000.0)
+    # Waiters' wake-ups at 2 us as the servers held 100 threads (99 connections
+    # served) where their runs opened 300: fitted on the threads held, the
+    # cost is found; taken at the 300 opened, it is not.
+    held = {300: 100.0}
+    saturated = [_cost(0.0, 2.0, held.get(n, n + 1) - 1, 1e3 * (ms or 5.0)) for n, ms in SATURATED]
+    runs = _thread_runs([500.0] * 4, saturated)
+    assert cal.fit_thread_costs(runs, p)["gil_poll_us"].value != 2.0
+    kept = []
+    for run, s in runs:
+        n = run.workload.connections
+        kept.append((run, {**s, "threads": {"mean": held.get(n, n + 1)}}))
+    poll = cal.fit_thread_costs(kept, p)["gil_poll_us"]
+    assert (poll.value, poll.identified) == (2.0, True)
+    # Only saturated runs, and only fewer threads than opened, change.
+    sat = runs[len(SAME_LOAD) + 2][0]
+    assert cal.as_held(sat, {"threads": {"mean": 103.7}}).workload.connections == 103
+    assert cal.as_held(sat, {"threads": {"mean": 301.0}}) is sat
+    assert cal.as_held(sat, {"threads": {"mean": float("nan")}}) is sat
+    assert cal.as_held(sat, {"threads": {"mean": None}}) is sat
+    assert cal.as_held(runs[0][0], {"threads": {"mean": 3.0}}) is runs[0][0]
+
+
 def test_a_saturated_run_is_judged_by_its_served_rate_not_its_cpu() -> None:
     # Saturated, the GIL is the bottleneck: 1/served is what a request costs
     # it, whatever CPU the process also spent outside the GIL.
