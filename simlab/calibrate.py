@@ -13,17 +13,19 @@ parameter the runs do not identify as an assumption (``simlab.fitting``):
   loop that wakes with many ready requests shares its wake-up: batching)
   separate the per-request costs from the per-wake-up one; runs with a
   thread or process made per connection fit their creation cost under load.
-- **Switch contention and the GIL's waiters' wake-ups** (``gil_poll_us``)
-  together (``fit_thread_costs``), from the same load on 8 to 2,048 threads
-  (does the CPU a request costs grow with the threads?) and from
-  thread-per-connection saturated on 8 to 300 threads (does a request cost
-  the GIL more when more threads wait for it?), and on 300 at 5 and at 50 ms
-  switch intervals (the waiters wake a tenth as often at 50; a switch costs
-  the same). Where an interval spans zero, that cost is not identified
-  here, and the profile says so. What each waiter's wake-up takes of a core
-  (``gil_wake_us``) is measured directly first (``simlab.real.gil_wake``:
-  an interpreter spinning 2 and then 201 threads, CPU over wake-ups), and
-  the two above are fitted with it in place.
+- **The GIL's hand-off** (``gil_handoff_us``: how long the GIL idles while
+  the waiter it goes to wakes), **its waiters' wake-ups** (``gil_poll_us``)
+  and **switch contention** (``fit_thread_costs``), from the same load on 8
+  to 2,048 threads (does the CPU a request costs grow with the threads?) and
+  from thread-per-connection saturated on 8 to 300 threads (does a request
+  cost the GIL more when more threads wait for it?), and on 300 at 5 and at
+  50 ms switch intervals (the waiters wake a tenth as often at 50; a switch
+  costs the same; a hand-off costs the same whatever the threads). Where an
+  interval spans zero, that cost is not identified here, and the profile
+  says so. What each waiter's wake-up takes of a core (``gil_wake_us``) is
+  measured directly first (``simlab.real.gil_wake``: an interpreter spinning
+  2 and then 201 threads, CPU over wake-ups), and the three above are
+  fitted with it in place.
 - **The close wait** (``close_wait_us``): how long a blocking server's thread
   waits after a short connection's answer to read the client's close, from
   the real iterative server's own record of it (``simlab.real.close_wait``),
@@ -124,6 +126,10 @@ CONTENTION_GRID = (0.0, 0.01, 0.02, 0.05, 0.1, 0.2, 0.35, 0.5, 0.75, 1.0, 1.5, 2
 # The GIL's waiters' wake-ups (us of the holder's time each), tried with it:
 # about 1.5 us was seen on 2 December (300 threads at 5 against 50 ms).
 POLL_GRID = (0.0, 0.25, 0.5, 1.0, 1.5, 2.0, 2.5, 3.0, 4.0, 6.0, 10.0)
+# The GIL's hand-off (us the GIL idles each time a waiter takes it): on 4
+# December the saturated runs' cost a request was about 100 us over the
+# model's at every thread count, at 2 to 4 hand-offs a request.
+HANDOFF_GRID = (0.0, 5.0, 10.0, 15.0, 20.0, 25.0, 30.0, 35.0, 40.0, 50.0, 60.0, 80.0, 120.0)
 # The runs it is fitted on: the same load on 8 to 2,048 threads, and 8 to
 # 300 threads saturated (nearly all of them waiting for the GIL).
 CONTENTION_ROLES = ("threads", "saturate")
@@ -213,76 +219,108 @@ class GridFit:
     why: str
 
 
-def fit_thread_costs(
-    results: list[tuple[Run, dict[str, Any]]], platform: Platform
-) -> dict[str, GridFit]:
-    """Switch contention and the GIL's waiters' wake-ups (``gil_poll_us``) from
-    the thread runs, together, by simulation: the pair on ``CONTENTION_GRID``
-    x ``POLL_GRID`` whose simulated cost per request (``_contention_y``) best
-    matches the measured one over the runs, each run simulated as it ran
-    (``Run.platform``: its switch interval); their intervals from a bootstrap
-    over runs, stratified by role so that every draw keeps saturated runs
-    (the same-load runs alone hold too few runnable threads to move either).
-
-    Both grow with the threads waiting, so the saturated runs alone confound
-    them; the run at ten times the switch interval (``SLOW_SWITCH_MS``) tells
-    them apart: its waiters wake a tenth as often, its switches cost the same.
-    """
+def _grid_predictions(
+    runs: list[tuple[Run, dict[str, Any]]], platform: Platform, grids: dict[str, tuple[float, ...]]
+) -> np.ndarray:
+    """Each run's simulated cost per request (``_contention_y``) at every
+    point of ``grids`` (axes in their order, the runs last), simulated as it
+    ran (``Run.platform``: its switch interval)."""
     from simlab.simulation import simulate  # noqa: PLC0415 - heavy, and only here
 
-    runs = [(as_held(run, s), s) for run, s in results if run.role in CONTENTION_ROLES]
-    measured = [_contention_y(s.get("cpu_busy_cores"), s.get("throughput_rps"), run)
-                for run, s in runs]  # fmt: skip
-    saturated = [r for r, (run, _) in enumerate(runs) if run.role == "saturate"]
-    grids = {"switch_contention": CONTENTION_GRID, "gil_poll_us": POLL_GRID}
-    if len(saturated) < 2 or any(m is None for m in measured) or not platform.gil:
-        why = "too few saturated thread runs" if platform.gil else "no GIL"
-        return {k: GridFit(getattr(platform, k), None, False, why) for k in grids}
-    predicted = np.zeros((len(CONTENTION_GRID), len(POLL_GRID), len(runs)))
-    for g, c in enumerate(CONTENTION_GRID):
-        for h, poll in enumerate(POLL_GRID):
-            p = platform.with_(switch_contention=c, gil_poll_us=poll)
-            for r, (run, _) in enumerate(runs):
-                s = simulate(
-                    run.target, run.workload, run.platform(p), run.arch,
-                    duration=run.duration, warmup=run.warmup, replications=2, seed=r + 1,
-                ).summary  # fmt: skip
-                cost = _contention_y(s.cpu_busy_cores, s.throughput_rps or 1.0, run)
-                predicted[g, h, r] = cost if cost is not None else 0.0
-    y = np.asarray(measured, dtype=float)
+    shape = tuple(len(g) for g in grids.values())
+    predicted = np.zeros((*shape, len(runs)))
+    for point in np.ndindex(*shape):
+        p = platform.with_(**{k: g[i] for (k, g), i in zip(grids.items(), point, strict=True)})
+        for r, (run, _) in enumerate(runs):
+            s = simulate(
+                run.target, run.workload, run.platform(p), run.arch,
+                duration=run.duration, warmup=run.warmup, replications=2, seed=r + 1,
+            ).summary  # fmt: skip
+            cost = _contention_y(s.cpu_busy_cores, s.throughput_rps or 1.0, run)
+            predicted[(*point, r)] = cost if cost is not None else 0.0
+    return predicted
 
-    def best(pick: np.ndarray) -> tuple[int, int]:
-        sse = ((predicted[:, :, pick] - y[pick]) ** 2).sum(axis=2)
-        g, h = np.unravel_index(int(np.argmin(sse)), sse.shape)
-        return int(g), int(h)
 
-    chosen = best(np.arange(len(runs)))
+def _grid_fit(
+    predicted: np.ndarray,
+    y: np.ndarray,
+    strata: list[np.ndarray],
+    grids: dict[str, tuple[float, ...]],
+) -> dict[str, GridFit]:
+    """The point of ``grids`` whose predictions best match ``y`` (least
+    squares over the runs), and each axis's 95% interval from 400 bootstrap
+    draws of the runs within their ``strata``."""
+    axes = tuple(range(len(grids)))
+
+    def best(pick: np.ndarray) -> tuple[int, ...]:
+        sse = ((predicted[..., pick] - y[pick]) ** 2).sum(axis=-1)
+        return tuple(int(i) for i in np.unravel_index(int(np.argmin(sse)), sse.shape))
+
+    chosen = best(np.arange(len(y)))
     rng = np.random.default_rng(0)
-    # Strata: the same-load runs, and the saturated ones at each switch
-    # interval, so that every draw keeps the contrast between the intervals.
-    keys = [(run.role, run.switch_interval_ms) for run, _ in runs]
-    strata = [np.array([r for r, k in enumerate(keys) if k == key]) for key in dict.fromkeys(keys)]
-
-    def draw() -> np.ndarray:
-        return np.concatenate([rng.choice(g, len(g)) for g in strata])
-
-    draws = np.array([best(draw()) for _ in range(400)])
+    draws = np.array(
+        [best(np.concatenate([rng.choice(g, len(g)) for g in strata])) for _ in range(400)]
+    )
     out = {}
-    for axis, (name, values_tried) in enumerate(grids.items()):
+    for axis, (name, values_tried) in zip(axes, grids.items(), strict=True):
         values = np.asarray(values_tried)[draws[:, axis]]
         lo, hi = (float(x) for x in np.percentile(values, [2.5, 97.5]))
         # An interval that reaches either end of the grid is not an estimate:
         # at zero the cost is not seen here, at the top the grid has no bound.
         identified = lo > 0 and hi < values_tried[-1]
         why = "" if identified else (
-            f"its bootstrap interval [{lo:g}, {hi:g}] includes zero: a request costs no "
-            "more with more threads waiting here"
+            f"its bootstrap interval [{lo:g}, {hi:g}] includes zero: the thread runs do "
+            "not show this cost"
             if lo <= 0
             else f"its bootstrap interval [{lo:g}, {hi:g}] reaches the top of the grid tried "
             f"({values_tried[-1]:g}): the thread runs do not bound it"
         )  # fmt: skip
         out[name] = GridFit(float(values_tried[chosen[axis]]), [lo, hi], identified, why)
     return out
+
+
+def fit_thread_costs(
+    results: list[tuple[Run, dict[str, Any]]], platform: Platform
+) -> dict[str, GridFit]:
+    """The GIL's hand-off (``gil_handoff_us``), its waiters' wake-ups
+    (``gil_poll_us``) and switch contention from the thread runs, by
+    simulation: the values whose simulated cost per request
+    (``_contention_y``) best matches the measured one over the runs, each
+    run simulated as it ran. The hand-off and the wake-ups are searched
+    together on ``HANDOFF_GRID`` x ``POLL_GRID``, contention held at the
+    platform's value; then contention on ``CONTENTION_GRID`` with those two
+    at their chosen values: a contention is fitted to what the GIL's costs
+    leave, so it is identified only where the runs show a cost growing with
+    the runnable threads beyond them (nested, not joint: a contention the
+    two have absorbed is not found). Each interval is a bootstrap over runs,
+    stratified by role and switch interval (so that every draw keeps the
+    saturated runs and their contrast), the others held.
+
+    The saturated runs tell the GIL's two apart: a hand-off costs the GIL the
+    same at 8 waiting threads as at 100 (the level), the waiters' wake-ups
+    grow with the threads waiting and fall tenfold at ten times the switch
+    interval (``SLOW_SWITCH_MS``).
+    """
+    runs = [(as_held(run, s), s) for run, s in results if run.role in CONTENTION_ROLES]
+    measured = [_contention_y(s.get("cpu_busy_cores"), s.get("throughput_rps"), run)
+                for run, s in runs]  # fmt: skip
+    saturated = [r for r, (run, _) in enumerate(runs) if run.role == "saturate"]
+    names = ("gil_handoff_us", "gil_poll_us", "switch_contention")
+    if len(saturated) < 2 or any(m is None for m in measured) or not platform.gil:
+        why = "too few saturated thread runs" if platform.gil else "no GIL"
+        return {k: GridFit(getattr(platform, k), None, False, why) for k in names}
+    y = np.asarray(measured, dtype=float)
+    keys = [(run.role, run.switch_interval_ms) for run, _ in runs]
+    strata = [np.array([r for r, k in enumerate(keys) if k == key]) for key in dict.fromkeys(keys)]
+    gil_grids: dict[str, tuple[float, ...]] = {
+        "gil_handoff_us": HANDOFF_GRID,
+        "gil_poll_us": POLL_GRID,
+    }
+    contention_grid: dict[str, tuple[float, ...]] = {"switch_contention": CONTENTION_GRID}
+    fits = _grid_fit(_grid_predictions(runs, platform, gil_grids), y, strata, gil_grids)
+    held = platform.with_(**{k: fits[k].value for k in gil_grids})
+    fits |= _grid_fit(_grid_predictions(runs, held, contention_grid), y, strata, contention_grid)
+    return fits
 
 
 # Where the GIL's hand-off order comes from: CPython's source, not these runs.
@@ -1077,10 +1115,14 @@ def _profile(
     methods = {
         "switch_contention": "simulated cost per request matched to the same load on "
         "8..2,048 threads (CPU) and to 8..300 threads saturated (the GIL's time), "
-        "with gil_poll_us",
+        "gil_handoff_us and gil_poll_us held at their fitted values; 95% bootstrap "
+        "interval over the runs",
         "gil_poll_us": "simulated cost per request matched to 8..300 threads saturated "
         f"at the default switch interval and 300 at {SLOW_SWITCH_MS:g} ms, with "
-        "switch_contention",
+        "gil_handoff_us (switch_contention held); 95% bootstrap interval over the runs",
+        "gil_handoff_us": "simulated cost per request matched to 8..300 threads saturated "
+        f"at the default switch interval and 300 at {SLOW_SWITCH_MS:g} ms, with "
+        "gil_poll_us (switch_contention held); 95% bootstrap interval over the runs",
     }
     for key, fit in thread_costs.items():
         params[key] = (

@@ -97,7 +97,9 @@ def reason_not_fast(
     (``gil_poll_us``), a factor on the holder's phase from the waiters it
     finds, as ``Cpu.run`` applies it, and their CPU (``gil_wake_us``):
     recorded where a core is free, on the holder's phase where none is, as
-    the compiled loop sees its free cores as the DES does; and ``async``'s
+    the compiled loop sees its free cores as the DES does; the GIL's
+    hand-off (``gil_handoff_us``), a wait after each wait for it, as
+    ``Cpu.run`` and ``Cpu._sliced`` wait; and ``async``'s
     loops run in passes (``loop_passes``), each loop's driver an entity of
     the compiled loop, as ``simlab.models.async_.Passes`` is a SimPy process.
     """
@@ -347,6 +349,7 @@ def _run_events(  # noqa: PLR0917 - the run's parts, as _run_kernel takes them
             fifo,
             draws,
             int(p.loop_passes),
+            p.gil_handoff_us * 1e-6 if p.gil else 0.0,
         )  # fmt: skip
         if not full:
             break

@@ -82,6 +82,8 @@ OT_DONE = 46
 # ``Cpu.run`` and ``Cpu._sliced``:
 R_START, R_GIL, R_CORE, R_GOTCORE, R_RUN, R_END = 50, 51, 52, 53, 54, 55
 S_STEP, S_AFTER, S_REGIL, S_RECORE = 60, 61, 62, 63
+# After a wait for the GIL: its hand-off (``Cpu.run``'s ``handoff``).
+R_HANDOFF, S_HANDOFF = 56, 64
 # A loop's driver (``Passes._run``), and the kinds of its items:
 DRV_WOKE, DRV_PASS, DRV_ITEM, DRV_RAN, DRV_THEN = 80, 81, 82, 83, 84
 K_READ, K_STEP, K_HOP, K_DONE = 0, 1, 2, 3
@@ -314,6 +316,7 @@ def run_events(  # noqa: PLR0912, PLR0915, PLR0917 - one compiled loop
     fifo: float,
     draws: Any,
     passes: int,
+    handoff: float,
 ) -> tuple[Any, ...]:  # pragma: no cover - compiled; checked against the DES in tests
     n_in = times.shape[0]
     # The columns, the connections' intervals, the per-connection tables and
@@ -645,8 +648,15 @@ def run_events(  # noqa: PLR0912, PLR0915, PLR0917 - one compiled loop
                     else:
                         ef[ent, F_WSINCE] = now
                         _wait(ei, qs, q, ent)
-                        ei[ent, I_PC] = R_CORE
+                        ei[ent, I_PC] = R_HANDOFF
                         break
+                pc = R_CORE
+            elif pc == R_HANDOFF:
+                # Taken after a wait: the waiter's wake-up holds it idle.
+                if handoff > 0:
+                    hsize, eid = _at(ht, hq, hsize, eid, now + handoff, ent, 0)
+                    ei[ent, I_PC] = R_CORE
+                    break
                 pc = R_CORE
             elif pc == R_CORE:
                 if has_cores:
@@ -737,9 +747,15 @@ def run_events(  # noqa: PLR0912, PLR0915, PLR0917 - one compiled loop
                     hsize, eid = _at(ht, hq, hsize, eid, now, w, 0)
                     ef[ent, F_WSINCE] = now
                     _wait(ei, qs, qg, ent)
-                    ei[ent, I_PC] = S_REGIL
+                    ei[ent, I_PC] = S_HANDOFF
                     break
                 pc = S_STEP
+            elif pc == S_HANDOFF:
+                if handoff > 0:
+                    hsize, eid = _at(ht, hq, hsize, eid, now + handoff, ent, 0)
+                    ei[ent, I_PC] = S_REGIL
+                    break
+                pc = S_REGIL
             elif pc == S_REGIL:
                 if has_cores:
                     if ftop[0] > 0:

@@ -466,6 +466,17 @@ class Platform:
                            than at 30 under the same GIL (and why a longer
                            switch interval gives it back). 0, or no GIL, or
                            no switch interval (gil_interval_us 0): off
+        gil_handoff_us     how long a GIL taken after a wait stays idle before
+                           its new holder runs: CPython's dropping thread
+                           signals a condition variable, and the waiter it
+                           wakes must be scheduled on a core before it takes
+                           the GIL (``take_gil``), so under contention each
+                           hand-off costs the GIL that much of its time and no
+                           core any CPU: a GIL-saturated server would serve
+                           less than its CPU per request allows. Fitted with
+                           gil_poll_us from the saturated thread runs (a
+                           cost the same at any count of threads waiting);
+                           0 (off) in every preset
         gil_wake_us        the CPU each of those timed wake-ups takes on a core
                            (the waiter's own, not the holder's): W waiters
                            take W * gil_wake_us / gil_interval_us of a core.
@@ -652,6 +663,7 @@ class Platform:
     call_us: float = 18.5
     gil_interval_us: float = 0.0
     gil_poll_us: float = 0.0
+    gil_handoff_us: float = 0.0
     gil_wake_us: float = 0.0
     gil_fifo_share: float = 1.0
     loop_event_us: float = 0.0
@@ -804,6 +816,7 @@ MECHANISMS = (
     "fork_kernel_per_mib",
     "client_closed_cpu_us",
     "gil_poll_us",
+    "gil_handoff_us",
     "gil_wake_us",
 )
 

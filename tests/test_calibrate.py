@@ -256,13 +256,14 @@ def _thread_runs(same_us: list[float], saturated_us: list[float]) -> list[tuple[
     return out
 
 
-def _cost(c: float, poll: float, n: int, interval_us: float | None) -> float:
+def _cost(c: float, poll: float, n: int, interval_us: float | None, handoff: float = 0.0) -> float:
     # The stand-in's cost per request beyond the burn: flat for the same-load
     # runs (None: few threads ever wait), and for a saturated one 800 us plus
-    # 2 c n (contention) plus what n waiters' wake-ups take, one an interval.
+    # two hand-offs, 2 c n (contention) and what n waiters' wake-ups take, one
+    # an interval.
     if interval_us is None:
         return 500.0
-    return 800.0 + 2.0 * c * n + 0.1 * poll * n * 5000.0 / interval_us
+    return 800.0 + 2.0 * handoff + 2.0 * c * n + 0.1 * poll * n * 5000.0 / interval_us
 
 
 def _fake_simulate(monkeypatch) -> None:
@@ -274,7 +275,8 @@ def _fake_simulate(monkeypatch) -> None:
         n = workload.connections
         saturated = workload.think.mean < 1e-3
         interval = platform.gil_interval_us if saturated else None
-        extra = _cost(platform.switch_contention, platform.gil_poll_us, n, interval)
+        extra = _cost(platform.switch_contention, platform.gil_poll_us, n, interval,
+                      platform.gil_handoff_us)  # fmt: skip
         served = 1.0 / (extra * 1e-6 + 0.001) if saturated else 150.0
         busy = 1.0 if saturated else (extra * 1e-6 + 0.001) * served
         return SimpleNamespace(summary=SimpleNamespace(throughput_rps=served, cpu_busy_cores=busy))
@@ -284,41 +286,50 @@ def _fake_simulate(monkeypatch) -> None:
 
 def test_thread_costs_are_identified_only_inside_their_grids(monkeypatch) -> None:
     _fake_simulate(monkeypatch)
-    p = load_platform("cpython").with_(gil_interval_us=5000.0)
+    p = load_platform("cpython").with_(gil_interval_us=5000.0, switch_contention=0.0)
     same = [500.0] * 4
 
-    def saturated(c: float, poll: float) -> list[float]:
-        return [_cost(c, poll, n, 1e3 * (ms or 5.0)) for n, ms in SATURATED]
+    def saturated(c: float, poll: float, handoff: float) -> list[float]:
+        return [_cost(c, poll, n, 1e3 * (ms or 5.0), handoff) for n, ms in SATURATED]
 
-    def fit(c: float, poll: float) -> tuple[cal.GridFit, cal.GridFit]:
-        out = cal.fit_thread_costs(_thread_runs(same, saturated(c, poll)), p)
-        return out["switch_contention"], out["gil_poll_us"]
+    def fit(c: float, poll: float, handoff: float = 0.0) -> tuple[cal.GridFit, ...]:
+        out = cal.fit_thread_costs(_thread_runs(same, saturated(c, poll, handoff)), p)
+        return out["switch_contention"], out["gil_poll_us"], out["gil_handoff_us"]
 
-    contention, poll = fit(0.5, 0.0)
-    assert (contention.value, contention.identified, contention.ci95) == (0.5, True, [0.5, 0.5])
-    assert (poll.value, poll.identified) == (0.0, False) and "zero" in poll.why
+    # Contention is fitted to what the GIL's two costs leave: a cost growing
+    # with the threads at either switch interval is partly theirs (the
+    # hand-off takes the level, the wake-ups the slope at 5 ms), and
+    # contention the rest.
+    contention, poll, handoff = fit(0.5, 0.0)
+    assert contention.identified and 0 < contention.value <= 0.5
+    assert fit(0.0, 0.0)[0].identified is False
     # The waiters' wake-ups alone: the run at ten times the interval tells them
     # from contention, which both grow with the threads.
-    contention, poll = fit(0.0, 2.0)
+    contention, poll, handoff = fit(0.0, 2.0)
     assert (poll.value, poll.identified, poll.ci95) == (2.0, True, [2.0, 2.0])
     assert (contention.value, contention.identified) == (0.0, False) and "zero" in contention.why
-    # Both at once.
-    contention, poll = fit(0.2, 1.5)
-    assert (contention.value, poll.value) == (0.2, 1.5) and contention.identified
-    assert poll.identified
-    # Steeper than the grid's top: an interval at the grid's bound is no estimate.
-    contention, _ = fit(20.0, 0.0)
-    assert contention.value == cal.CONTENTION_GRID[-1] and not contention.identified
-    assert "top of the grid" in contention.why
-    # The same-load runs alone (no saturated run) cannot move either.
-    same_only = _thread_runs(same, saturated(0.5, 0.0))[: len(SAME_LOAD)]
+    assert not handoff.identified
+    # The hand-off alone: the same cost at every count of threads waiting.
+    contention, poll, handoff = fit(0.0, 0.0, 40.0)
+    assert (handoff.value, handoff.identified, handoff.ci95) == (40.0, True, [40.0, 40.0])
+    assert not poll.identified and not contention.identified
+    # The GIL's two at once, no contention left.
+    contention, poll, handoff = fit(0.0, 1.5, 25.0)
+    assert (poll.value, handoff.value) == (1.5, 25.0)
+    assert poll.identified and handoff.identified and not contention.identified
+    # Dearer than the grid's top: an interval at the grid's bound is no estimate.
+    _, _, handoff = fit(0.0, 0.0, 1000.0)
+    assert handoff.value == cal.HANDOFF_GRID[-1] and not handoff.identified
+    assert "top of the grid" in handoff.why
+    # The same-load runs alone (no saturated run) cannot move any.
+    same_only = _thread_runs(same, saturated(0.5, 0.0, 0.0))[: len(SAME_LOAD)]
     for got in cal.fit_thread_costs(same_only, p).values():
         assert not got.identified and got.ci95 is None and "saturated" in got.why
 
 
 def test_a_saturated_run_is_simulated_with_the_threads_its_server_held(monkeypatch) -> None:
     _fake_simulate(monkeypatch)
-    p = load_platform("cpython").with_(gil_interval_us=5000.0)
+    p = load_platform("cpython").with_(gil_interval_us=5000.0, switch_contention=0.0)
     # Waiters' wake-ups at 2 us as the servers held 100 threads (99 connections
     # served) where their runs opened 300: fitted on the threads held, the
     # cost is found; taken at the 300 opened, it is not.

@@ -322,6 +322,22 @@ def test_gil_waiters_polls_match_the_des(model, workload, arch):
     assert off.summary.cpu_busy_cores < fast.summary.cpu_busy_cores
 
 
+@pytest.mark.parametrize(("model", "workload", "arch"), GIL_CASES)
+@pytest.mark.parametrize("interval", [5000.0, 0.0])
+def test_gil_hand_offs_match_the_des(model, workload, arch, interval):
+    """A GIL taken after a wait is idle for its waiter's wake-up
+    (``gil_handoff_us``), in both engines alike, with and without forced
+    switches."""
+    cpy = simlab.load_platform("cpython")
+    cpy = cpy.with_(gil_interval_us=interval, gil_handoff_us=60.0)
+    fast = fast_as_des(model, workload, cpy, arch, **GIL_RUN)
+    # The hand-offs act on what was compared: without them requests wait
+    # less, and their CPU is the same (the GIL idles, no core works).
+    off = simlab.simulate(model, workload, cpy.with_(gil_handoff_us=0.0), arch, engine="fast",
+                          **GIL_RUN)  # fmt: skip
+    assert off.summary.latency_ms.mean < fast.summary.latency_ms.mean
+
+
 # Many GIL waiters at once: the waiters' CPU is W times a wake-up's share, and
 # the engines must round it alike (an order of products once differed by an ulp).
 CROWDED = (

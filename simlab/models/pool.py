@@ -116,6 +116,11 @@ class Cpu:
     time one of its waiters ends a whole interval that began after the holder
     took the GIL (``_drop_at``): an interval after a newcomer arrived, and
     one to two intervals after the take for a thread already waiting then.
+    A phase that had to wait for its GIL holds it idle for ``gil_handoff_us``
+    before it takes a core, and so does a holder that queued again after a
+    forced switch: the waiter CPython's dropping thread signals must be
+    woken and scheduled before it takes the GIL, time the GIL serves no one
+    and no core spends on the server.
     Without an interval, a phase keeps the GIL to its end (FCFS), which
     leaves the mean wait unchanged (work conserving) but narrows its spread
     for long phases.
@@ -149,6 +154,7 @@ class Cpu:
         "env",
         "gil_wake",
         "gils",
+        "handoff",
         "interval",
         "loop_wake",
         "poll",
@@ -185,6 +191,7 @@ class Cpu:
         self.poll = platform.gil_poll
         # And the share of a core each waiter's wake-ups take (``gil_wake_us``).
         self.gil_wake = platform.gil_wake
+        self.handoff = platform.gil_handoff_us * 1e-6 if platform.gil else 0.0
         # When each thread waiting for a GIL began its wait (the forced
         # switch's timer), while there is a switch interval.
         self.since: dict[simpy.Event, float] = {}
@@ -258,6 +265,8 @@ class Cpu:
                 del self.since[ev]
             else:
                 yield gil.wait()
+            if self.handoff:
+                yield self.env.timeout(self.handoff)
         cores = self.cores
         core = -1
         if cores is not None:
@@ -348,6 +357,8 @@ class Cpu:
                 self.since[ev] = env.now
                 yield ev
                 del self.since[ev]
+                if self.handoff:
+                    yield env.timeout(self.handoff)
                 if cores is not None:
                     core = cores.take()
                     if core < 0:
