@@ -78,6 +78,9 @@ def cpython() -> Platform:
       (a child's copy-on-write from its first backend call) 0: mechanisms
       only calibration can price on a machine (``simlab.calibrate``
       ``fit_batching`` and ``fit_forks``); at 0 they are off.
+    - gil_poll_us and gil_handoff_us (the GIL's waiters' wake-ups and its idle
+      hand-off) 0: off until calibration identifies them from the saturated
+      thread runs (``fit_thread_costs``).
     """
     return Platform(name="cpython")
 
