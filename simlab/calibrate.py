@@ -132,7 +132,7 @@ POLL_GRID = (0.0, 0.25, 0.5, 1.0, 1.5, 2.0, 2.5, 3.0, 4.0, 6.0, 10.0)
 HANDOFF_GRID = (0.0, 5.0, 10.0, 15.0, 20.0, 25.0, 30.0, 35.0, 40.0, 50.0, 60.0, 80.0, 120.0)
 # The runs it is fitted on: the same load on 8 to 2,048 threads, and 8 to
 # 300 threads saturated (nearly all of them waiting for the GIL).
-CONTENTION_ROLES = ("threads", "saturate")
+CONTENTION_ROLES = ("threads", "saturate", "convoy")
 
 
 def cpu_row(target: str, calls: int, busy: float = 0.0, k: int | None = None) -> dict[str, float]:
@@ -181,8 +181,11 @@ def _contention_y(busy: float | None, served: float | None, run: Run) -> float |
     """What a thread run says about contention, in microseconds a request,
     the same on both sides: a saturated run's bottleneck time (1/served: the
     GIL's, nearly every thread waiting for it, as if its one core were all
-    that is busy), any other's CPU beyond the requested burn."""
-    if run.role == "saturate":
+    that is busy), and a convoy run's (an open loop at about the GIL's
+    capacity: where the server falls behind, 1/served is its GIL's time a
+    request; where it keeps up, the offered rate's, on both sides alike);
+    any other's CPU beyond the requested burn."""
+    if run.role in ("saturate", "convoy"):
         busy = 1.0
     return _per_request_cpu({"cpu_busy_cores": busy, "throughput_rps": served}, run)
 
