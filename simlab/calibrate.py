@@ -20,7 +20,9 @@ parameter the runs do not identify as an assumption (``simlab.fitting``):
   from thread-per-connection saturated on 8 to 300 threads (does a request
   cost the GIL more when more threads wait for it?), and on 300 at 5 and at
   50 ms switch intervals (the waiters wake a tenth as often at 50; a switch
-  costs the same; a hand-off costs the same whatever the threads). Where an
+  costs the same; a hand-off costs the same whatever the threads), and from
+  an open loop at about the GIL's capacity at both intervals (``convoy``:
+  all 250 connections' threads can wait there). Where an
   interval spans zero, that cost is not identified here, and the profile
   says so. What each waiter's wake-up takes of a core (``gil_wake_us``) is
   measured directly first (``simlab.real.gil_wake``: an interpreter spinning
@@ -126,12 +128,12 @@ CONTENTION_GRID = (0.0, 0.01, 0.02, 0.05, 0.1, 0.2, 0.35, 0.5, 0.75, 1.0, 1.5, 2
 # The GIL's waiters' wake-ups (us of the holder's time each), tried with it:
 # about 1.5 us was seen on 2 December (300 threads at 5 against 50 ms).
 POLL_GRID = (0.0, 0.25, 0.5, 1.0, 1.5, 2.0, 2.5, 3.0, 4.0, 6.0, 10.0)
-# The GIL's hand-off (us the GIL idles each time a waiter takes it): on 4
-# December the saturated runs' cost a request was about 100 us over the
-# model's at every thread count, at 2 to 4 hand-offs a request.
+# The GIL's hand-off (us the GIL idles each time a waiter takes it), at 2 to
+# 4 hand-offs a request under contention.
 HANDOFF_GRID = (0.0, 5.0, 10.0, 15.0, 20.0, 25.0, 30.0, 35.0, 40.0, 50.0, 60.0, 80.0, 120.0)
-# The runs it is fitted on: the same load on 8 to 2,048 threads, and 8 to
-# 300 threads saturated (nearly all of them waiting for the GIL).
+# The runs it is fitted on: the same load on 8 to 2,048 threads, 8 to 300
+# threads saturated (nearly all of them waiting for the GIL), and the open
+# loop at the GIL's capacity at two switch intervals.
 CONTENTION_ROLES = ("threads", "saturate", "convoy")
 
 
@@ -299,10 +301,10 @@ def fit_thread_costs(
     stratified by role and switch interval (so that every draw keeps the
     saturated runs and their contrast), the others held.
 
-    The saturated runs tell the GIL's two apart: a hand-off costs the GIL the
-    same at 8 waiting threads as at 100 (the level), the waiters' wake-ups
-    grow with the threads waiting and fall tenfold at ten times the switch
-    interval (``SLOW_SWITCH_MS``).
+    The saturated and convoy runs tell the GIL's two apart: a hand-off costs
+    the GIL the same at 8 waiting threads as at 100 (the level), the
+    waiters' wake-ups grow with the threads waiting and fall tenfold at ten
+    times the switch interval (``SLOW_SWITCH_MS``).
     """
     runs = [(as_held(run, s), s) for run, s in results if run.role in CONTENTION_ROLES]
     measured = [_contention_y(s.get("cpu_busy_cores"), s.get("throughput_rps"), run)

@@ -95,6 +95,9 @@ def grid(quick: bool) -> list[Run]:
       on 8 to 300 threads, so that nearly every thread waits for the GIL:
       what a request costs the bottleneck as the runnable threads grow
       (switch contention);
+    - ``convoy``: thread-per-connection in an open loop at about the GIL's
+      capacity, at 5 and 50 ms switch intervals (the full grid only): a
+      server that falls behind keeps all its connections' threads waiting;
     - ``fork`` and ``spawn``: a process or a thread made per connection, at
       rising rates (creation cost under load, copy-on-write);
     - ``memory``: the same servers holding few and many connections, with
