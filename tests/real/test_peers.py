@@ -114,11 +114,16 @@ def steady_counts(pid: int, timeout: float = 15.0) -> dict[str, int]:
     return last
 
 
+# The peers that run on a JVM.
+JVM_PEERS = ("java-threads", "tomcat-nio")
+
+
 def back_to_baseline(name: str, pid: int, base: dict[str, int], timeout: float = 30) -> None:
     """What each runtime lets us assert once the abuse is over.
 
-    Exactly back: processes and fds everywhere (every abusive connection
-    closed), and threads where the pools are fixed (nginx's workers,
+    Exactly back: processes everywhere, fds everywhere but on a JVM (every
+    abusive connection closed; a JVM's fds may end under the baseline, never
+    over it), and threads where the pools are fixed (nginx's workers,
     PHP-FPM's static children, uWSGI's pre-spawned threads, Node's loop
     and V8 helpers). The runtime's own pools are excepted: a JVM's compiler
     threads come and go; Tomcat's pool grows up to maxThreads; Go keeps
@@ -127,11 +132,17 @@ def back_to_baseline(name: str, pid: int, base: dict[str, int], timeout: float =
     deadline = time.monotonic() + timeout
     while True:
         now = counts(pid)
-        problems = [
-            f"{key} {now[key]} != {base[key]}"
-            for key in ("processes", "fds")
-            if now[key] != base[key]
-        ]
+        problems = []
+        if now["processes"] != base["processes"]:
+            problems.append(f"processes {now['processes']} != {base['processes']}")
+        if name in JVM_PEERS:
+            # A connection left open adds an fd; the JVM also closes files of
+            # its own after the baseline (a jar read by a class loaded late),
+            # so its count may end under the baseline (seen: 22 against 23).
+            if now["fds"] > base["fds"]:
+                problems.append(f"fds {now['fds']} > {base['fds']}")
+        elif now["fds"] != base["fds"]:
+            problems.append(f"fds {now['fds']} != {base['fds']}")
         if name == "java-threads":
             # Every connection's thread has ended; the JVM's own may differ by a few.
             if now["conn_threads"] != 0:
