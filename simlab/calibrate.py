@@ -255,7 +255,6 @@ def _grid_fit(
     """The point of ``grids`` whose predictions best match ``y`` (least
     squares over the runs), and each axis's 95% interval from 400 bootstrap
     draws of the runs within their ``strata``."""
-    axes = tuple(range(len(grids)))
 
     def best(pick: np.ndarray) -> tuple[int, ...]:
         sse = ((predicted[..., pick] - y[pick]) ** 2).sum(axis=-1)
@@ -267,7 +266,7 @@ def _grid_fit(
         [best(np.concatenate([rng.choice(g, len(g)) for g in strata])) for _ in range(400)]
     )
     out = {}
-    for axis, (name, values_tried) in zip(axes, grids.items(), strict=True):
+    for axis, (name, values_tried) in enumerate(grids.items()):
         values = np.asarray(values_tried)[draws[:, axis]]
         lo, hi = (float(x) for x in np.percentile(values, [2.5, 97.5]))
         # An interval that reaches either end of the grid is not an estimate:
@@ -1117,17 +1116,20 @@ def _profile(
     neighbours = {k: lab[k]["value"] for k in LAB_KEYS
                   if lab.get(k, {}).get("value") is not None}  # fmt: skip
     thread_costs = fit_thread_costs(results, fitted().with_(**neighbours))
+    gil_runs = (
+        "simulated cost per request matched to 8..300 threads saturated at the default "
+        f"switch interval and 300 at {SLOW_SWITCH_MS:g} ms, and to an open loop at the "
+        "GIL's capacity at both"
+    )
     methods = {
         "switch_contention": "simulated cost per request matched to the same load on "
         "8..2,048 threads (CPU) and to 8..300 threads saturated (the GIL's time), "
         "gil_handoff_us and gil_poll_us held at their fitted values; 95% bootstrap "
         "interval over the runs",
-        "gil_poll_us": "simulated cost per request matched to 8..300 threads saturated "
-        f"at the default switch interval and 300 at {SLOW_SWITCH_MS:g} ms, with "
-        "gil_handoff_us (switch_contention held); 95% bootstrap interval over the runs",
-        "gil_handoff_us": "simulated cost per request matched to 8..300 threads saturated "
-        f"at the default switch interval and 300 at {SLOW_SWITCH_MS:g} ms, with "
-        "gil_poll_us (switch_contention held); 95% bootstrap interval over the runs",
+        "gil_poll_us": f"{gil_runs}, with gil_handoff_us (switch_contention held); "
+        "95% bootstrap interval over the runs",
+        "gil_handoff_us": f"{gil_runs}, with gil_poll_us (switch_contention held); "
+        "95% bootstrap interval over the runs",
     }
     for key, fit in thread_costs.items():
         params[key] = (

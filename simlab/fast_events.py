@@ -648,16 +648,14 @@ def run_events(  # noqa: PLR0912, PLR0915, PLR0917 - one compiled loop
                     else:
                         ef[ent, F_WSINCE] = now
                         _wait(ei, qs, q, ent)
-                        ei[ent, I_PC] = R_HANDOFF
+                        ei[ent, I_PC] = R_HANDOFF if handoff > 0 else R_CORE
                         break
                 pc = R_CORE
             elif pc == R_HANDOFF:
                 # Taken after a wait: the waiter's wake-up holds it idle.
-                if handoff > 0:
-                    hsize, eid = _at(ht, hq, hsize, eid, now + handoff, ent, 0)
-                    ei[ent, I_PC] = R_CORE
-                    break
-                pc = R_CORE
+                hsize, eid = _at(ht, hq, hsize, eid, now + handoff, ent, 0)
+                ei[ent, I_PC] = R_CORE
+                break
             elif pc == R_CORE:
                 if has_cores:
                     if ftop[0] > 0:
@@ -747,15 +745,13 @@ def run_events(  # noqa: PLR0912, PLR0915, PLR0917 - one compiled loop
                     hsize, eid = _at(ht, hq, hsize, eid, now, w, 0)
                     ef[ent, F_WSINCE] = now
                     _wait(ei, qs, qg, ent)
-                    ei[ent, I_PC] = S_HANDOFF
+                    ei[ent, I_PC] = S_HANDOFF if handoff > 0 else S_REGIL
                     break
                 pc = S_STEP
             elif pc == S_HANDOFF:
-                if handoff > 0:
-                    hsize, eid = _at(ht, hq, hsize, eid, now + handoff, ent, 0)
-                    ei[ent, I_PC] = S_REGIL
-                    break
-                pc = S_REGIL
+                hsize, eid = _at(ht, hq, hsize, eid, now + handoff, ent, 0)
+                ei[ent, I_PC] = S_REGIL
+                break
             elif pc == S_REGIL:
                 if has_cores:
                     if ftop[0] > 0:
