@@ -71,6 +71,59 @@ def test_short_connections_kernel_memory_both_ways() -> None:
     )
 
 
+def _memory_cases(gaps: dict[int, float], *, model: str = "java-threads",
+                  base: float = 60.0) -> list[dict[str, Any]]:  # fmt: skip
+    """memory_user rows of single-process cases at each N, the model at
+    ``base`` + 47 KiB a connection, the server that plus each N's gap."""
+    rows = []
+    for n, gap in gaps.items():
+        predicted = base + 47 * n / 1024
+        rows.append(_r("memory_user", predicted, predicted + gap, config=f"N={n} 100/s W=32 P=1",
+                       model=model, goal=0.15))  # fmt: skip
+    return rows
+
+
+def test_a_memory_gap_that_grows_with_the_connections_is_per_connection() -> None:
+    # The server holds 40 KiB a connection more than the model, give or take a MiB.
+    rows = _memory_cases({300: 12.7, 400: 14.9, 800: 32.2, 2500: 98.6})
+    miss = rows[2]
+    why = explain(miss, rows)
+    assert why["kind"] == "hypothesis" and why["text"].startswith("per connection")
+    assert (
+        "holds more in the server" in why["text"] and "simlab measure java-threads" in why["text"]
+    )
+    # The slope's interval brackets the 40 KiB the rows were made with.
+    low, high = (float(x) for x in
+                 why["text"].split("95% ")[1].split(")")[0].split(" to "))  # fmt: skip
+    assert low < 40 < high
+    # Doctored: the same gaps at every N (a base, not a cost a connection): no rule.
+    flat = _memory_cases({300: 30.0, 400: 31.0, 800: 29.0, 2500: 30.5})
+    assert explain(flat[2], flat)["kind"] == "unexplained"
+    # The other way: the model over the server, more so the more connections.
+    over = _memory_cases({300: -12.7, 400: -14.9, 800: -32.2, 2500: -98.6})
+    assert "holds less in the server" in explain(over[2], over)["text"]
+    # A gap growing the other way from the miss's (the model under at N=300,
+    # over at the rest): the slope does not explain this miss.
+    against = _memory_cases({300: 20.0, 400: 5.0, 800: -12.0, 2500: -60.0})
+    assert explain(against[0], against)["kind"] == "unexplained"
+
+
+def test_per_connection_needs_enough_cases_and_a_span_of_connections() -> None:
+    gaps = {300: 12.7, 400: 14.9, 800: 32.2, 2500: 98.6}
+    rows = _memory_cases(gaps)
+    assert explain(rows[2], rows[:3])["kind"] == "unexplained"  # three cases
+    narrow = _memory_cases({300: 12.7, 400: 14.9, 500: 20.2, 600: 23.0})  # a span of 2
+    assert explain(narrow[2], narrow)["kind"] == "unexplained"
+    # Another model's cases do not count.
+    mixed = rows[:3] + _memory_cases({2500: 98.6}, model="go")
+    assert explain(mixed[2], mixed)["kind"] == "unexplained"
+    # Nor do short connections, nor a case of several processes.
+    short = [dict(r, config=r["config"] + " k=1") for r in rows]
+    assert explain(short[2], short)["kind"] == "unexplained"
+    forked = dict(rows[2], config="N=800 100/s W=32 P=2")
+    assert explain(forked, [*rows, forked])["kind"] == "unexplained"
+
+
 def test_explain_all_keeps_each_miss_and_adds_why() -> None:
     rows = [_r("throughput_rps", 419, 363), _r("latency_p50", 39, 869)]
     big = [{k: rows[1][k] for k in ("model", "config", "metric", "rel_error")}]
