@@ -21,7 +21,6 @@ what it is given.
 from __future__ import annotations
 
 import functools
-import hashlib
 import importlib
 import os
 from pathlib import Path
@@ -81,6 +80,10 @@ DENSE_IDS_RETURNS = ("int64", I1)
 
 def source_stamp() -> int:
     """A 60-bit hash of the kernels' sources, as the built module records it."""
+    # Loaded here: a run that never reaches the kernels (the DES under
+    # ``metrics.SWEEP_MIN_REQUESTS``) does not pay OpenSSL's import (~3 ms).
+    import hashlib  # noqa: PLC0415
+
     here = Path(__file__).resolve().parent
     digest = hashlib.sha256()
     for name in SOURCES:
