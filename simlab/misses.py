@@ -68,17 +68,18 @@ is reported as unexplained.
 - **short connections** (hypothesis): a kernel-memory miss in a case whose
   connections carry a few requests each (``k=``).
 - **per connection** (hypothesis): a memory miss of a single-process case of
-  persistent connections, where over the model's cases of that kind
-  (``PER_CONNECTION_CASES`` or more, their connections ``N`` spanning a
-  factor of ``PER_CONNECTION_SPAN`` or more) the gap between the server's
-  memory and the model's grows with ``N`` (the least-squares slope of
-  measured - predicted on N, its 95% t-interval wholly on the miss's side
-  of zero), and the part that slope gives this case's N is at least
-  ``PER_CONNECTION_SHARE`` of its gap: what a connection holds in the
-  server (its thread, for a thread per connection: stack, buffers, the
-  runtime's per-thread allocation) differs from the model's cost a
-  connection. The rest of the gap is named with the fit's intercept, and
-  whether its interval spans zero.
+  persistent connections, where over the model's other cases of that kind
+  (``PER_CONNECTION_CASES`` or more, the miss's own left out so that it
+  cannot make the trend that explains it; their connections ``N``
+  spanning a factor of ``PER_CONNECTION_SPAN`` or more) the gap between
+  the server's memory and the model's grows with ``N`` (the least-squares
+  slope of measured - predicted on N, its 95% t-interval wholly on the
+  miss's side of zero), and the slope times this case's N is at least
+  ``PER_CONNECTION_SHARE`` of its gap: consistent with a connection
+  (its thread, for a thread per connection: stack, buffers, the runtime's
+  per-thread allocation) holding more, or less, than the model's cost.
+  The rest of the gap is named as the other cases' intercept, with whether
+  its interval can tell a base from none, and the case's own scatter.
 - **children outlive their connection** (hypothesis): a threads-peak miss
   over the prediction, in a case of short connections (``k=``) of a model
   whose every connection has a process of its own, where the profile's
@@ -110,6 +111,7 @@ is reported as unexplained.
 
 from __future__ import annotations
 
+import math
 import re
 from typing import Any
 
@@ -505,10 +507,11 @@ def _memory(miss: dict[str, Any], rows: list[dict[str, Any]]) -> dict[str, str] 
     return None
 
 
-# The per-connection rule (``_per_connection``): the fewest cases it fits, the
-# least spread of their connections (largest over smallest), and the least
-# share of the miss's own gap its per-connection part must give.
-PER_CONNECTION_CASES = 4
+# The per-connection rule (``_per_connection``): the fewest other cases it
+# fits (with one degree of freedom, t is 12.7: three cases fire only when
+# nearly on a line), the least spread of their connections (largest over
+# smallest), and the least share of the miss's own gap its slope must give.
+PER_CONNECTION_CASES = 3
 PER_CONNECTION_SPAN = 3.0
 PER_CONNECTION_SHARE = 0.25
 
@@ -533,35 +536,43 @@ def _line(x: np.ndarray, y: np.ndarray) -> tuple[float, float, float, float]:
 
 def _per_connection(miss: dict[str, Any], rows: list[dict[str, Any]]) -> dict[str, str] | None:
     """A memory miss whose gap grows with the connections over the model's
-    single-process cases of persistent connections (see the module's list)."""
+    other single-process cases of persistent connections (see the module's
+    list). The miss's own case is left out of the fit: a case at the far end
+    of the connections would otherwise make the trend that explains it."""
     model, config, metric = miss["model"], miss["config"], miss["metric"]
     n_miss = _knob(config, "N")
-    if n_miss is None or (_knob(config, "P") or 1) != 1 or _knob(config, "k") is not None:
+    gap = float(miss["measured"]) - float(miss["predicted"])
+    single = (_knob(config, "P") or 1) == 1 and _knob(config, "k") is None
+    if n_miss is None or not single or not math.isfinite(gap) or gap == 0:
         return None
     cases = [
         (float(n), float(r["measured"]), float(r["predicted"]))
         for r in rows
         if r["model"] == model
         and r["metric"] == metric
+        and r["config"] != config
         and r["evidence"]
         and r.get("measured") is not None
         and r.get("predicted") is not None
+        and math.isfinite(float(r["measured"]) - float(r["predicted"]))
         and (_knob(r["config"], "P") or 1) == 1
         and _knob(r["config"], "k") is None
         and (n := _knob(r["config"], "N")) is not None
     ]
     conns = np.array([c[0] for c in cases])
-    if len(cases) < PER_CONNECTION_CASES or conns.max() < PER_CONNECTION_SPAN * conns.min():
+    # Three distinct counts at least: a line through two leaves no scatter to judge it by.
+    if (
+        len(cases) < PER_CONNECTION_CASES
+        or len(set(conns.tolist())) < 3
+        or conns.max() < PER_CONNECTION_SPAN * conns.min()
+    ):
         return None
-    if len(set(conns.tolist())) < 3:
-        return None  # two distinct counts fit a line exactly: no interval to read
     measured = np.array([c[1] for c in cases])
     predicted = np.array([c[2] for c in cases])
     slope, intercept, half, half_icpt = _line(conns, measured - predicted)
-    up = miss["predicted"] < miss["measured"]  # the server holds more than the model
+    up = gap > 0  # the server holds more than the model
     if (up and slope - half <= 0) or (not up and slope + half >= 0):
         return None
-    gap = miss["measured"] - miss["predicted"]
     part = slope * n_miss
     if part / gap < PER_CONNECTION_SHARE:
         return None
@@ -569,25 +580,24 @@ def _per_connection(miss: dict[str, Any], rows: list[dict[str, Any]]) -> dict[st
     kib = 1024.0
     low_i, high_i = intercept - half_icpt, intercept + half_icpt
     base = (
-        f"the rest, {_mib(gap - part)}, is not per connection: the line's intercept is "
-        f"{_mib(intercept)} (95% {_mib(low_i)} to {_mib(high_i)}"
-        + (
-            ", spanning zero: these cases show no base the model misses)"
-            if low_i <= 0 <= high_i
-            else f": a base the model {'lacks' if intercept > 0 else 'holds in excess'})"
-        )
+        "these cases cannot tell a base from none"
+        if low_i <= 0 <= high_i
+        else f"a base the model {'lacks' if intercept > 0 else 'holds in excess'}"
     )
     return {
         "kind": "hypothesis",
-        "text": f"per connection: over the {len(cases)} single-process {model} cases of "
+        "text": f"per connection: over the {len(cases)} other single-process {model} cases of "
         f"persistent connections (N={conns.min():,.0f} to {conns.max():,.0f}), the gap between "
         f"the server's {metric} and the model's grows by {slope * kib:,.1f} KiB a connection "
-        f"(least squares, 95% {(slope - half) * kib:,.1f} to {(slope + half) * kib:,.1f}), "
-        f"where the model's own rises by {model_slope * kib:,.1f} KiB a connection: a "
-        f"connection (with what serves it) holds {'more' if up else 'less'} in the server "
-        f"than the model's cost; at N={n_miss:,} that is {_mib(part)} of the case's "
-        f"{_mib(gap)} gap, and {base}; test: simlab measure {model} idle (--rate 1) at "
-        f"N={n_miss:,} and N={2 * n_miss:,}, and compare the memory a connection with the "
+        f"(least squares, 95% {(slope - half) * kib:,.1f} to {(slope + half) * kib:,.1f} KiB), "
+        f"where the model's own rises by {model_slope * kib:,.1f} KiB a connection: consistent "
+        f"with a connection (with what serves it) holding {'more' if up else 'less'} in the "
+        f"server than the model's cost (the cases differ in more than N: rate, CPU, calls); "
+        f"at this case's N={n_miss:,} that slope gives {_mib(part)} of its {_mib(gap)} gap; "
+        f"the rest, {_mib(gap - part)}, is the other cases' intercept, {_mib(intercept)} "
+        f"(95% {_mib(low_i)} to {_mib(high_i)}: {base}), and this case's own scatter; "
+        f"test: simlab measure {model} --connections {n_miss} --rate 1, and again with "
+        f"--connections {2 * n_miss}: the memory per connection between the two against the "
         "model's",
     }
 

@@ -72,56 +72,90 @@ def test_short_connections_kernel_memory_both_ways() -> None:
 
 
 def _memory_cases(gaps: dict[int, float], *, model: str = "java-threads",
-                  base: float = 60.0) -> list[dict[str, Any]]:  # fmt: skip
+                  base: float = 60.0, config: str = "100/s W=32 P=1",
+                  evidence: bool = True) -> list[dict[str, Any]]:  # fmt: skip
     """memory_user rows of single-process cases at each N, the model at
     ``base`` + 47 KiB a connection, the server that plus each N's gap."""
     rows = []
     for n, gap in gaps.items():
         predicted = base + 47 * n / 1024
-        rows.append(_r("memory_user", predicted, predicted + gap, config=f"N={n} 100/s W=32 P=1",
-                       model=model, goal=0.15))  # fmt: skip
+        rows.append(_r("memory_user", predicted, predicted + gap, config=f"N={n} {config}",
+                       model=model, goal=0.15, evidence=evidence))  # fmt: skip
     return rows
 
 
+# The server holds 40 KiB a connection more than the model, give or take a MiB.
+GROWING = {300: 12.7, 400: 14.9, 800: 32.2, 1600: 61.8, 2500: 98.6}
+
+
+def _slope_interval(text: str) -> tuple[float, float]:
+    low, high = text.split("95% ")[1].split(" KiB)", maxsplit=1)[0].split(" to ")
+    return float(low), float(high)
+
+
 def test_a_memory_gap_that_grows_with_the_connections_is_per_connection() -> None:
-    # The server holds 40 KiB a connection more than the model, give or take a MiB.
-    rows = _memory_cases({300: 12.7, 400: 14.9, 800: 32.2, 2500: 98.6})
-    miss = rows[2]
+    rows = _memory_cases(GROWING)
+    miss = rows[2]  # N=800
     why = explain(miss, rows)
     assert why["kind"] == "hypothesis" and why["text"].startswith("per connection")
-    assert (
-        "holds more in the server" in why["text"] and "simlab measure java-threads" in why["text"]
-    )
-    # The slope's interval brackets the 40 KiB the rows were made with.
-    low, high = (float(x) for x in
-                 why["text"].split("95% ")[1].split(")")[0].split(" to "))  # fmt: skip
+    assert "over the 4 other" in why["text"] and "holding more in the server" in why["text"]
+    assert "simlab measure java-threads --connections 800 --rate 1" in why["text"]
+    # Fitted without the miss's own case, the slope's interval still brackets
+    # the 40 KiB the rows were made with.
+    low, high = _slope_interval(why["text"])
     assert low < 40 < high
     # Doctored: the same gaps at every N (a base, not a cost a connection): no rule.
-    flat = _memory_cases({300: 30.0, 400: 31.0, 800: 29.0, 2500: 30.5})
+    flat = _memory_cases({300: 30.0, 400: 31.0, 800: 29.0, 1600: 30.2, 2500: 30.5})
     assert explain(flat[2], flat)["kind"] == "unexplained"
     # The other way: the model over the server, more so the more connections.
-    over = _memory_cases({300: -12.7, 400: -14.9, 800: -32.2, 2500: -98.6})
-    assert "holds less in the server" in explain(over[2], over)["text"]
+    over = _memory_cases({n: -g for n, g in GROWING.items()})
+    assert "holding less in the server" in explain(over[2], over)["text"]
     # A gap growing the other way from the miss's (the model under at N=300,
     # over at the rest): the slope does not explain this miss.
-    against = _memory_cases({300: 20.0, 400: 5.0, 800: -12.0, 2500: -60.0})
+    against = _memory_cases({300: 20.0, 400: 5.0, 800: -12.0, 1600: -35.0, 2500: -60.0})
     assert explain(against[0], against)["kind"] == "unexplained"
 
 
-def test_per_connection_needs_enough_cases_and_a_span_of_connections() -> None:
-    gaps = {300: 12.7, 400: 14.9, 800: 32.2, 2500: 98.6}
+def test_a_miss_does_not_make_its_own_trend() -> None:
+    # As go's N=6000 case: the other cases' gaps are flat, the miss alone at
+    # the far end is large. With it in the fit the slope would be clear.
+    rows = _memory_cases({300: 1.0, 400: -1.8, 500: -1.6, 1000: -4.3, 3000: -2.1, 6000: 21.5},
+                         model="go")  # fmt: skip
+    assert explain(rows[-1], rows)["kind"] == "unexplained"
+
+
+def test_per_connection_needs_enough_other_cases_and_a_span_of_connections() -> None:
+    rows = _memory_cases({300: 12.7, 900: 36.0, 2500: 98.6, 800: 32.2})
+    assert explain(rows[3], rows)["kind"] == "hypothesis"  # three others, on a line
+    assert explain(rows[3], [rows[0], rows[2], rows[3]])["kind"] == "unexplained"  # two others
+    narrow = _memory_cases({300: 12.7, 400: 14.9, 500: 20.2, 800: 32.2, 600: 23.0})
+    assert explain(narrow[3], narrow)["kind"] == "unexplained"  # the others span 2
+    # Only the model's own rows of the same metric, as evidence, single
+    # process, persistent connections: the others do not count.
+    miss = _memory_cases({800: 32.2})[0]
+    for others in (
+        _memory_cases({300: 12.7, 900: 36.0, 2500: 98.6}, model="go"),
+        _memory_cases({300: 12.7, 900: 36.0, 2500: 98.6}, evidence=False),
+        _memory_cases({300: 12.7, 900: 36.0, 2500: 98.6}, config="100/s W=32 P=2"),
+        _memory_cases({300: 12.7, 900: 36.0, 2500: 98.6}, config="100/s W=32 P=1 k=1"),
+        [dict(r, metric="memory_kernel") for r in
+         _memory_cases({300: 12.7, 900: 36.0, 2500: 98.6})],
+    ):  # fmt: skip
+        assert explain(miss, [miss, *others])["kind"] == "unexplained"
+    # Nor is a miss of short connections or of several processes its kind.
+    for config in ("100/s W=32 P=1 k=1", "100/s W=32 P=2"):
+        short = _memory_cases({300: 12.7, 900: 36.0, 2500: 98.6, 800: 32.2}, config=config)
+        assert "per connection" not in explain(short[3], short)["text"]
+
+
+def test_per_connection_asks_its_slope_for_a_share_of_the_gap() -> None:
+    # A steep gap a connection over a large base: at few connections the
+    # slope gives under a quarter of the gap, at many most of it.
+    gaps = {n: 80.0 + 10 * n / 1024 for n in (300, 400, 900, 1600, 2500, 5000)}
     rows = _memory_cases(gaps)
-    assert explain(rows[2], rows[:3])["kind"] == "unexplained"  # three cases
-    narrow = _memory_cases({300: 12.7, 400: 14.9, 500: 20.2, 600: 23.0})  # a span of 2
-    assert explain(narrow[2], narrow)["kind"] == "unexplained"
-    # Another model's cases do not count.
-    mixed = rows[:3] + _memory_cases({2500: 98.6}, model="go")
-    assert explain(mixed[2], mixed)["kind"] == "unexplained"
-    # Nor do short connections, nor a case of several processes.
-    short = [dict(r, config=r["config"] + " k=1") for r in rows]
-    assert explain(short[2], short)["kind"] == "unexplained"
-    forked = dict(rows[2], config="N=800 100/s W=32 P=2")
-    assert explain(forked, [*rows, forked])["kind"] == "unexplained"
+    assert explain(rows[0], rows)["kind"] == "unexplained"  # N=300: 2.9 of 82.9 MiB
+    why = explain(rows[-1], rows)
+    assert why["kind"] == "hypothesis" and "a base the model lacks" in why["text"]
 
 
 def test_explain_all_keeps_each_miss_and_adds_why() -> None:
