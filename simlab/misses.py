@@ -517,21 +517,24 @@ PER_CONNECTION_SHARE = 0.25
 
 
 def _line(x: np.ndarray, y: np.ndarray) -> tuple[float, float, float, float]:
-    """The least-squares line of y on x: slope, intercept, and the half-widths
+    """The least-squares line of y on x (``scipy.stats.linregress``, as
+    ``_switch_cost`` fits its slope): slope, intercept, and the half-widths
     of their 95% t-intervals (n - 2 degrees of freedom)."""
-    n = len(x)
-    xm, ym = float(x.mean()), float(y.mean())
-    sxx = float(((x - xm) ** 2).sum())
-    slope = float(((x - xm) * (y - ym)).sum()) / sxx
-    intercept = ym - slope * xm
-    s2 = float(((y - intercept - slope * x) ** 2).sum()) / (n - 2)
-    t = t975(n - 2)
+    from scipy import stats  # noqa: PLC0415 - scipy only where it is used
+
+    fit = stats.linregress(x, y)
+    t = t975(len(x) - 2)
     return (
-        slope,
-        intercept,
-        t * float(np.sqrt(s2 / sxx)),
-        t * float(np.sqrt(s2 * (1 / n + xm**2 / sxx))),
+        float(fit.slope),
+        float(fit.intercept),
+        t * float(fit.stderr),
+        t * float(fit.intercept_stderr),
     )
+
+
+def _single_persistent(config: str) -> bool:
+    """A case of one process whose connections each carry every request (no ``k=``)."""
+    return (_knob(config, "P") or 1) == 1 and _knob(config, "k") is None
 
 
 def _per_connection(miss: dict[str, Any], rows: list[dict[str, Any]]) -> dict[str, str] | None:
@@ -542,8 +545,7 @@ def _per_connection(miss: dict[str, Any], rows: list[dict[str, Any]]) -> dict[st
     model, config, metric = miss["model"], miss["config"], miss["metric"]
     n_miss = _knob(config, "N")
     gap = float(miss["measured"]) - float(miss["predicted"])
-    single = (_knob(config, "P") or 1) == 1 and _knob(config, "k") is None
-    if n_miss is None or not single or not math.isfinite(gap) or gap == 0:
+    if n_miss is None or not _single_persistent(config) or not math.isfinite(gap) or gap == 0:
         return None
     cases = [
         (float(n), float(r["measured"]), float(r["predicted"]))
@@ -555,8 +557,7 @@ def _per_connection(miss: dict[str, Any], rows: list[dict[str, Any]]) -> dict[st
         and r.get("measured") is not None
         and r.get("predicted") is not None
         and math.isfinite(float(r["measured"]) - float(r["predicted"]))
-        and (_knob(r["config"], "P") or 1) == 1
-        and _knob(r["config"], "k") is None
+        and _single_persistent(r["config"])
         and (n := _knob(r["config"], "N")) is not None
     ]
     conns = np.array([c[0] for c in cases])
