@@ -96,14 +96,35 @@ NAN = np.nan
 def _push(  # noqa: PLR0917 - a compiled helper takes its arrays positionally
     ht: Any, hq: Any, size: int, t: float, k: int, x: int, v: int
 ) -> int:  # pragma: no cover - compiled
-    """Push (t, k) with payload (x, v) on the binary heap; returns the new size.
+    """Push (t, k) with payload (x, v) on the event queue; returns its new size.
 
-    The heap is two arrays, the times ``ht`` and the keys and payloads ``hq``
+    The queue is two arrays, the times ``ht`` and the keys and payloads ``hq``
     (a row each: k, x, v), not four: every array a compiled helper takes
-    costs a reference count in and out of it."""
-    j = size
-    while j > 0:
-        parent = (j - 1) >> 1
+    costs a reference count in and out of it. Row 0 is the *front*: the
+    earliest event, when it is outside the heap (key -1: empty); rows 1 to
+    the heap's count are a binary heap of the rest (children of row j: 2j
+    and 2j + 1). ``size`` counts both. Most events a phase schedules are the
+    next to come (a CPU phase of microseconds among backend calls of
+    milliseconds): such an event waits in the front and is taken from it,
+    where the heap sifted it up to its root and down again. Every event in
+    the heap is later than the front, so the queue gives the events in the
+    same order as one heap would."""
+    occupied = hq[0, 0] >= 0
+    m = size - 1 if occupied else size  # the heap's count
+    if occupied:
+        if t < ht[0] or (t == ht[0] and k < hq[0, 0]):
+            # The new one is the earliest: the front moves into the heap.
+            ft, fk, fx, fv = ht[0], hq[0, 0], hq[0, 1], hq[0, 2]
+            ht[0] = t
+            hq[0, 0], hq[0, 1], hq[0, 2] = k, x, v
+            t, k, x, v = ft, fk, fx, fv
+    elif m == 0 or t < ht[1] or (t == ht[1] and k < hq[1, 0]):
+        ht[0] = t
+        hq[0, 0], hq[0, 1], hq[0, 2] = k, x, v
+        return size + 1
+    j = m + 1
+    while j > 1:
+        parent = j >> 1
         if ht[parent] < t or (ht[parent] == t and hq[parent, 0] < k):
             break
         ht[j] = ht[parent]
@@ -467,8 +488,9 @@ def run_events(  # noqa: PLR0912, PLR0915, PLR0917 - one compiled loop
 
     # The event queue.
     hcap = ecap + drivers + 2
-    ht = np.empty(hcap)
-    hq = np.empty((hcap, 3), np.int64)
+    ht = np.empty(hcap + 1)  # row 0: the front (``_push``)
+    hq = np.empty((hcap + 1, 3), np.int64)
+    hq[0, 0] = -1
     hsize = 0
     eid = 0
 
@@ -501,23 +523,36 @@ def run_events(  # noqa: PLR0912, PLR0915, PLR0917 - one compiled loop
             s_head = s_head + 1 if s_head + 1 < ecap else 0
             s_count -= 1
             val = 0
-        else:
+        elif hq[0, 0] >= 0:
+            # The front: the earliest event, outside the heap (``_push``).
             t = ht[0]
             if t >= horizon:
                 break
             ent = hq[0, 1]
             val = hq[0, 2]
+            hq[0, 0] = -1
+            hsize -= 1
+            now = t
+        else:
+            t = ht[1]
+            if t >= horizon:
+                break
+            ent = hq[1, 1]
+            val = hq[1, 2]
             # ``_pop``, written out: the one call made for every event, and a
             # helper's arrays cost atomic reference counts that LLVM keeps.
+            # The heap's rows are 1 to hsize (no front now): the last moves
+            # to the root and sifts down.
             hsize -= 1
             if hsize > 0:
-                pt, pk, px, pv = ht[hsize], hq[hsize, 0], hq[hsize, 1], hq[hsize, 2]
-                pj = 0
+                last = hsize + 1
+                pt, pk, px, pv = ht[last], hq[last, 0], hq[last, 1], hq[last, 2]
+                pj = 1
                 while True:
-                    pc_ = 2 * pj + 1
-                    if pc_ >= hsize:
+                    pc_ = 2 * pj
+                    if pc_ > hsize:
                         break
-                    if pc_ + 1 < hsize and (
+                    if pc_ < hsize and (
                         ht[pc_ + 1] < ht[pc_]
                         or (ht[pc_ + 1] == ht[pc_] and hq[pc_ + 1, 0] < hq[pc_, 0])
                     ):
