@@ -26,7 +26,8 @@ the machine:
 
 Each command runs once untimed first (numba's compile cache, bytecode), then
 ``--repeats`` times for every row up to 500,000 requests, the minimal
-scripts' as simlab's (the median is kept), once for the 5,000,000 ones.
+scripts' as simlab's, in passes over all those rows (the median is kept),
+once for the 5,000,000 ones and the plan.
 The results go to ``docs/benchmarks.md`` between its markers, with the
 machine and every goal of the speed issue beside the ratio measured.
 
@@ -45,7 +46,7 @@ import statistics
 import subprocess
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -81,6 +82,8 @@ class Row:
     cpu_s: float = float("nan")
     peak_mib: float = float("nan")
     note: str = ""
+    # (wall s, CPU s, peak MiB, exit status) of each run.
+    runs: list[tuple[float, float, float, int]] = field(default_factory=list)
 
 
 def _env() -> dict[str, str]:
@@ -122,15 +125,38 @@ def warm_up() -> None:
 
 
 def measure(row: Row, repeats: int) -> None:
-    runs = [timed(row.argv) for _ in range(repeats)]
+    """Run ``row`` ``repeats`` times in a row (``measure_interleaved`` is the
+    method for the rows that are compared)."""
+    row.runs = [timed(row.argv) for _ in range(repeats)]
+    settle(row)
+
+
+def measure_interleaved(rows: list[Row], repeats: int) -> None:
+    """Run each of ``rows`` ``repeats`` times, one pass over all of them at a
+    time, so that a slow spell of the machine (on the virtual machine simlab
+    was built on, a run's system time can jump by a fifth of a second for
+    seconds on end) falls on every row of a pass rather than on every run
+    of one row: a ratio of medians then compares rows timed in the same
+    spells."""
+    for done in range(repeats):
+        for row in rows:
+            row.runs.append(timed(row.argv))
+            if done == repeats - 1:
+                settle(row)
+
+
+def settle(row: Row) -> None:
+    """The row's numbers from its runs: the medians, the largest peak."""
+    runs = row.runs
     if any(code != 0 for *_, code in runs):
-        row.note = f"exit status {runs[0][3]}"
+        row.note = f"exit status {next(code for *_, code in runs if code != 0)}"
     row.wall_s = statistics.median(r[0] for r in runs)
     row.cpu_s = statistics.median(r[1] for r in runs)
     row.peak_mib = max(r[2] for r in runs)
+    spread = f" [{min(r[0] for r in runs):.2f}, {max(r[0] for r in runs):.2f}]"
     print(
-        f"{row.name:<44} {row.wall_s:9.2f} s {row.cpu_s:9.2f} cpu-s {row.peak_mib:8.0f} MiB "
-        f"{row.note}",
+        f"{row.name:<44} {row.wall_s:9.2f} s{spread if len(runs) > 1 else ''} "
+        f"{row.cpu_s:9.2f} cpu-s {row.peak_mib:8.0f} MiB {row.note}",
         flush=True,
     )
 
@@ -373,24 +399,29 @@ def render(
         "",
         "Each row is a fresh process timed from start to exit (imports, set-up, run,"
         " summary, output), its peak resident memory, the median of"
-        f" {repeats} runs for every row up to 500,000 requests, one run for the"
-        " longer ones; CPU s is the process's user plus system time, steadier than"
+        f" {repeats} runs for every row up to 500,000 requests (taken in {repeats} passes"
+        " over those rows, so that a slow spell of the machine falls on all of them;"
+        " *wall s range* is the fastest and the slowest run), one run for the"
+        " longer ones and the plan; CPU s is the process's user plus system time, steadier than"
         " the wall time on a busy machine. The queue is M/M/100, λ = 90/s,"
         " S ~ Exp(1 s): reactor-pool with 100 workers for simlab; the same queue in"
         " the minimal scripts"
         " (`benchmarks/minimal/`). *vs SimPy* is the minimal SimPy script's time over"
         " the row's, at the same number of requests.",
         "",
-        "| command | requests | wall s | CPU s | peak MiB | vs SimPy (wall) | vs SimPy (CPU) |",
-        "|---|---:|---:|---:|---:|---:|---:|",
+        "| command | requests | wall s | wall s range | CPU s | peak MiB | vs SimPy (wall) "
+        "| vs SimPy (CPU) |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for row in table.values():
         base = table.get(f"minimal SimPy, {row.requests:,}") if row.requests else None
         r, rc = ratio(base, row), ratio(base, row, cpu=True)
         n = f"{row.requests:,}" if row.requests else ""
         wall = f"{row.wall_s:.2f}" + (f" ({row.note})" if row.note else "")
+        walls = [run[0] for run in row.runs]
+        spread = f"{min(walls):.2f}-{max(walls):.2f}" if len(walls) > 1 else ""
         lines.append(
-            f"| {row.name} | {n} | {wall} | {row.cpu_s:.2f} | {row.peak_mib:.0f} "
+            f"| {row.name} | {n} | {wall} | {spread} | {row.cpu_s:.2f} | {row.peak_mib:.0f} "
             f"| {_x(r)} | {_x(rc)} |"
         )
     lines += [
@@ -468,13 +499,16 @@ def main() -> None:
         sizes.append(5_000_000)
     table: dict[str, Row] = {}
     warm_up()
-    for row in rows(sizes):
-        # Every row up to 500,000 requests, SimPy's and Ciw's as simlab's, is
-        # the median of its repeats: a single run's system time can jump by a
-        # fifth of a second (first touches of memory another process just
-        # freed, on the virtual machine simlab was built on).
-        short = row.requests is None or row.requests <= 500_000
-        measure(row, args.repeats if short and "plan" not in row.name else 1)
+    every = rows(sizes)
+    # Every row up to 500,000 requests, SimPy's and Ciw's as simlab's, is the
+    # median of its repeats, taken in passes over them all: a single run's
+    # system time can jump by a fifth of a second (first touches of memory
+    # another process just freed, on the virtual machine simlab was built on).
+    short = [r for r in every if (r.requests or 0) <= 500_000 and "plan" not in r.name]
+    measure_interleaved(short, args.repeats)
+    for row in every:
+        if all(row is not r for r in short):
+            measure(row, 1)
         table[row.name] = row
     dashboard: tuple[list[dict[str, object]], str] = ([], "")
     if not args.no_dashboard:
