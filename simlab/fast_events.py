@@ -504,9 +504,15 @@ def run_events(  # noqa: PLR0912, PLR0915, PLR0917 - one compiled loop
 
     # The arrival process starts at time 0 (a trace's requests at 0 go at once,
     # with nothing else yet to happen).
+    # The next arrival's event waits in a slot of its own (key -1: none), not
+    # in the queue: it is one event a request, and its time is known when it
+    # is made, so a comparison with the queue's earliest puts it in SimPy's
+    # order without a push and a pop.
+    a_t = 0.0
+    a_k = -1
     if n_in > 0:
-        first_at = times[0] if times[0] > 0.0 else 0.0
-        hsize = _push(ht, hq, hsize, first_at, NORMAL * PRIO + eid, -1, 0)
+        a_t = times[0] if times[0] > 0.0 else 0.0
+        a_k = NORMAL * PRIO + eid
         eid += 1
 
     # Sessions started and not yet run: a start is urgent and made at the
@@ -517,12 +523,28 @@ def run_events(  # noqa: PLR0912, PLR0915, PLR0917 - one compiled loop
     s_head = 0
     s_count = 0
 
-    while hsize > 0 or s_count > 0:
+    while hsize > 0 or s_count > 0 or a_k >= 0:
         if s_count > 0:
             ent = starts_q[s_head]
             s_head = s_head + 1 if s_head + 1 < ecap else 0
             s_count -= 1
             val = 0
+        elif a_k >= 0 and (
+            hsize == 0
+            or (
+                (a_t < ht[0] or (a_t == ht[0] and a_k < hq[0, 0]))
+                if hq[0, 0] >= 0
+                else (a_t < ht[1] or (a_t == ht[1] and a_k < hq[1, 0]))
+            )
+        ):
+            # The next arrival comes before anything queued.
+            t = a_t
+            if t >= horizon:
+                break
+            ent = -1
+            val = 0
+            a_k = -1
+            now = t
         elif hq[0, 0] >= 0:
             # The front: the earliest event, outside the heap (``_push``).
             t = ht[0]
@@ -623,7 +645,8 @@ def run_events(  # noqa: PLR0912, PLR0915, PLR0917 - one compiled loop
                     at = now + (times[nxt_arrival] - now)
                 else:
                     continue  # the same instant: sent in the same step
-                hsize = _push(ht, hq, hsize, at, NORMAL * PRIO + eid, -1, 0)
+                a_t = at
+                a_k = NORMAL * PRIO + eid
                 eid += 1
                 break
             continue
