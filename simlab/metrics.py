@@ -113,10 +113,15 @@ Parts = tuple[list[Part], float]  # the parts and the base of one level
 # From this many requests in a replication on, the summary's peaks, means and
 # the probe's reads come from ``window_sweep`` (one compiled sweep and sums
 # over the intervals) rather than from step functions: the same numbers up to
-# rounding (exact for counts), in a fraction of the time at 500,000 requests.
-# Below it the step functions are cheap and numba's import is not; and small
-# runs (the golden files) keep their digits.
-SWEEP_MIN_REQUESTS = 100_000
+# rounding (exact for counts). With the kernels built (``make``), the sweep
+# is the quicker from a few thousand requests on (a DES run of 50,000 on the
+# default platform: 9 against 37 ms; 20,000: 4 against 15); without them,
+# numpy's binary searches stand in for it, a little slower than the step
+# functions (17 against 12 ms at 20,000), which only an install without a
+# compiler pays. One threshold for both, so that a run's digits never depend
+# on whether the kernels were built; under it, small runs (the golden files)
+# keep their digits.
+SWEEP_MIN_REQUESTS = 10_000
 
 
 def replication_levels(rec: Record, platform: Platform) -> dict[str, Step]:
