@@ -338,3 +338,67 @@ def test_one_part_read_in_a_given_order_is_the_same_to_the_bit() -> None:
     for order in (np.argsort(ends), rng.permutation(5_000)):
         hinted = window_sweep(levels, t0, t1, orders={id(ends): order}).stats
         assert hinted == plain
+
+
+def _peaks_by_definition(
+    levels: dict[str, metrics.Parts], t0: float, t1: float
+) -> dict[str, float]:
+    """Each level's peak by its definition, one instant at a time: its value
+    at t0, and after every event at each instant in (t0, t1) where one of its
+    own intervals starts and lasts; the level there is its base plus each
+    part's weight times the intervals open (begun by then, not yet ended)."""
+    out = {}
+    for key, (parts, base) in levels.items():
+        kept = [(s[~np.isnan(s)], np.fmin(e[~np.isnan(s)], math.inf), w) for s, e, w in parts]
+
+        def at(t: float, kept=kept, base=base) -> float:
+            level = base
+            for s, e, w in kept:
+                level += w * float(np.count_nonzero(s <= t) - np.count_nonzero(e <= t))
+            return level
+
+        grows = {float(x) for s, e, _ in kept for x in s[(e > s) & (s > t0) & (s < t1)]}
+        out[key] = max([at(t0), *(at(t) for t in sorted(grows))])
+    return out
+
+
+@pytest.mark.parametrize("seed", range(16))
+def test_a_part_swept_in_runs_gives_each_level_its_peak_by_definition(seed: int) -> None:
+    """The sweep takes the instants of a part whose starts come alone in a
+    run, and sums a level it feeds once, at the run's highest (or, for a
+    negative weight, lowest) count. Against the peaks by their definition,
+    on one part of many intervals beside rare ones (a run as long as the
+    rare parts and the grid allow), weights of both signs (whole numbers,
+    so that every sum is exact) and a level that reads the same intervals
+    twice with weights of opposite signs (no run can sum it at one count)."""
+    rng = np.random.default_rng(700 + seed)
+    n = int(rng.integers(200, 2_000))
+    big_s = np.sort(np.round(rng.uniform(0, 100, n), 1))
+    big = (big_s, big_s + np.round(rng.exponential(3.0, n), 1), 1.0)
+    twin = (big[0].copy(), big[1].copy(), 1.0)  # the same intervals, another array
+    rare = []
+    for _ in range(3):
+        m = int(rng.integers(1, 8))
+        s = np.sort(np.round(rng.uniform(0, 100, m), 1))
+        rare.append((s, s + np.round(rng.exponential(20.0, m), 1), 1.0))
+    w = [float(x) for x in rng.choice([-2, -1, 1, 2, 3], 5)]
+    levels = {
+        "big": ([(big[0], big[1], w[0])], 0.0),
+        "with_rare": ([(big[0], big[1], 2.0), (*rare[0][:2], w[1]), (*rare[1][:2], w[2])], 5.0),
+        "negative": ([(big[0], big[1], -1.0), (*rare[2][:2], w[3])], 400.0),
+        "both_signs": ([(big[0], big[1], 2.0), (twin[0], twin[1], -3.0)], 50.0),
+        "rare_only": ([(*rare[1][:2], w[4])], 1.0),
+    }
+    t0, t1 = sorted(rng.uniform(-5, 105, 2))
+    want = _peaks_by_definition(levels, t0, t1)
+    grid = np.sort(rng.uniform(t0 - 10, t1, int(rng.integers(0, 40))))
+    # The level of both signs swept apart: among the others it would keep
+    # the big part out of runs for all of them.
+    apart = {key: levels.pop(key) for key in ("both_signs",)}
+    for sweep in (levels, apart):
+        for g in (None, grid[grid < t1]):
+            read = tuple(sweep)[:1] if g is not None else ()
+            got = window_sweep(sweep, t0, t1, grid=g, read=read, compiled=True)
+            assert {key: peak for key, (peak, _) in got.stats.items()} == {
+                key: want[key] for key in sweep
+            }
