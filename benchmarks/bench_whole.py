@@ -488,7 +488,7 @@ def main() -> None:
     ap.add_argument("--full", action="store_true", help="also 5,000,000 requests")
     ap.add_argument("--quick", action="store_true", help="50,000 requests only")
     ap.add_argument(
-        "--repeats", type=int, default=3, help="runs of each row up to 500,000 requests"
+        "--repeats", type=int, default=5, help="runs of each row up to 500,000 requests"
     )
     ap.add_argument("--shared", action="store_true", help="say the machine was shared")
     ap.add_argument("--no-write", action="store_true", help="print, do not write the page")
