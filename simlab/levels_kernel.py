@@ -35,23 +35,33 @@ from numba import njit
 __all__ = ["earliest", "positive_overlaps", "sweep_levels", "sweep_peaks"]
 
 
-@njit(cache=True)
-def _count_extremes(  # noqa: PLR0917 - a compiled helper takes its arrays positionally
-    starts: Any, ends: Any, sorted_ends: Any, lo: int, hi: int, t0: float, t1: float
-) -> tuple[bool, int, int]:  # pragma: no cover - compiled; tested through simlab.metrics
-    """The highest and lowest count of open intervals of one part (its
-    intervals ``lo:hi``) at the instants in (t0, t1) where one of them starts
-    and lasts, and whether there is any: the merged sweep's numbers for a
-    level of this part alone."""
-    count = 0
+@njit(cache=True, inline="always")
+def _run(  # noqa: PLR0917 - a compiled helper takes its arrays positionally
+    starts: Any,
+    ends: Any,
+    sorted_ends: Any,
+    i: int,
+    j: int,
+    hi: int,
+    count: int,
+    t0: float,
+    bound: float,
+) -> tuple[int, int, int, bool, int, int]:  # pragma: no cover - compiled
+    """One part's instants from its start ``i`` (its next end to come:
+    ``sorted_ends[j]``; ``count`` of its intervals open) up to the starts
+    before ``bound``, its intervals ``:hi``: the next start and end, the
+    count open after them, and the highest and lowest count at the instants
+    in (t0, bound) where one of its intervals starts and lasts, and whether
+    there is any. An interval of no length starts and ends at one instant,
+    so it is never counted open."""
     high = 0
     low = 0
     seen = False
-    i = lo
-    j = lo
+    # The count open is the intervals begun less the ends passed since ``j``.
+    j0 = j
     while i < hi:
         t = starts[i]
-        if t >= t1:
+        if t >= bound:
             break
         while j < hi and sorted_ends[j] <= t:
             j += 1
@@ -62,12 +72,24 @@ def _count_extremes(  # noqa: PLR0917 - a compiled helper takes its arrays posit
                 grew = True
             i += 1
         if grew and t > t0:
-            n = count - (j - lo)
+            n = count - (j - j0)
             if not seen:
                 high, low, seen = n, n, True
             else:
                 high = max(high, n)
                 low = min(low, n)
+    return i, j, count - (j - j0), seen, high, low
+
+
+@njit(cache=True)
+def _count_extremes(  # noqa: PLR0917 - a compiled helper takes its arrays positionally
+    starts: Any, ends: Any, sorted_ends: Any, lo: int, hi: int, t0: float, t1: float
+) -> tuple[bool, int, int]:  # pragma: no cover - compiled; tested through simlab.metrics
+    """The highest and lowest count of open intervals of one part (its
+    intervals ``lo:hi``) at the instants in (t0, t1) where one of them starts
+    and lasts, and whether there is any: the merged sweep's numbers for a
+    level of this part alone."""
+    _, _, _, seen, high, low = _run(starts, ends, sorted_ends, lo, lo, hi, 0, t0, t1)
     return seen, high, low
 
 
@@ -238,7 +260,7 @@ def sweep_levels(  # noqa: PLR0912, PLR0915, PLR0917 - one compiled loop, arrays
             break
         # A run: while one part's starts come alone (no other part starts or
         # ends, no read is due, the window goes on), only its count changes,
-        # so its instants are swept in a tight loop (``_count_extremes``')
+        # so its instants are swept in a tight loop (``_run``, as a part alone is)
         # keeping its highest and lowest count, and each level it feeds is
         # summed once, at the count where it is highest (``mono``): the same
         # peaks as summing it at every instant, a fraction of the work where
@@ -263,33 +285,10 @@ def sweep_levels(  # noqa: PLR0912, PLR0915, PLR0917 - one compiled loop, arrays
             # Another part's end at t or before is the generic step's.
             if bound > t:
                 p = alone
-                i = head[p]
-                j = tail[p]
-                hi = offsets[p + 1]
-                c = counts[p]
-                seen = False
-                high = 0
-                low = 0
-                while i < hi and starts[i] < bound:
-                    tt = starts[i]
-                    while j < hi and sorted_ends[j] <= tt:
-                        j += 1
-                        c -= 1
-                    grew = False
-                    while i < hi and starts[i] == tt:
-                        c += 1
-                        if ends[i] > tt:
-                            grew = True
-                        i += 1
-                    if grew and tt > t0:
-                        if not seen:
-                            high, low, seen = c, c, True
-                        else:
-                            high = max(high, c)
-                            low = min(low, c)
-                head[p] = i
-                tail[p] = j
-                counts[p] = c
+                head[p], tail[p], counts[p], seen, high, low = _run(
+                    starts, ends, sorted_ends, head[p], tail[p], offsets[p + 1], counts[p],
+                    t0, bound,
+                )  # fmt: skip
                 if seen:
                     if not seen_of[p]:
                         high_of[p], low_of[p], seen_of[p] = high, low, True
