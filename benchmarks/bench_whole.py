@@ -436,9 +436,10 @@ def render(
         + (
             f"run; simlab runs them as {replications(5_000_000)} replications of"
             f" {5_000_000 // replications(5_000_000):,} (a replication holds at most"
-            " 2,000,000 requests), side by side in one worker process per core"
-            " (`--jobs auto`, its default; the CPU column adds up every process,"
-            " the peak MiB is the largest one process's: the workers' together hold more),"
+            " 2,000,000 requests), side by side in one process per core, the command's"
+            " own and workers forked from it (`--jobs auto`, its default; the CPU column"
+            " adds up every process, the peak MiB is the largest one process's: together"
+            " they hold more),"
             " the minimal scripts as one queue in one process."
             if 5_000_000 in sizes
             else "not run (`--full`)."

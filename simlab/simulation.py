@@ -499,17 +499,26 @@ def _in_processes(
     n_jobs: int,
     progress: Progress | None,
 ) -> tuple[list[dict[str, Any]], list[Record]]:
-    """Every replication run and summarised by ``n_jobs`` worker processes,
-    forked from this one (the modules, the kernels and the platform loaded
-    already, nothing pickled on the way in), each given every ``n_jobs``-th
-    replication; their summaries and records in replication order.
+    """Every replication run and summarised by ``n_jobs`` processes side by
+    side: this one and ``n_jobs - 1`` workers forked from it (the modules,
+    the kernels and the platform loaded already, nothing pickled on the way
+    in), each given every ``n_jobs``-th replication, this one the first
+    share; their summaries and records in replication order.
+
+    This process runs its share itself rather than wait: a worker's first
+    replication faults in all of its memory (some 22,000 pages at 1,000,000
+    requests), and what it sends back (its requests' latencies and waits)
+    is pickled, copied through a pipe and unpickled here, where this
+    process's own replications are read where they are. Between two of its
+    own replications it takes what the workers have sent, so that none
+    waits long on a full pipe.
 
     A worker's failure is raised here as its own exception; a worker that
     dies without a word (killed, out of memory) is an error naming its exit
     code, never a wait. On the way out, whatever happens, every worker still
     running is killed by its id and reaped."""
     import multiprocessing  # noqa: PLC0415 - only a long run of several replications needs it
-    from multiprocessing.connection import Connection, wait  # noqa: PLC0415
+    from multiprocessing.connection import Connection  # noqa: PLC0415
 
     if task.engine == "fast":
         from simlab.kernels import aot_module  # noqa: PLC0415 - see TYPE_CHECKING
@@ -521,8 +530,18 @@ def _in_processes(
     done: dict[int, tuple[dict[str, Any], Record]] = {}
     workers: dict[Connection, Any] = {}  # the parent's end of each worker's pipe -> the worker
     started: list[Any] = []  # every worker, recorded before it starts
+
+    def tick() -> None:
+        if progress is not None:
+            progress(len(done) / len(items))
+
+    def take(timeout: float | None) -> None:
+        for r, numbers, rec in _received(workers, timeout):
+            done[r] = (numbers, rec)
+            tick()
+
     try:
-        for j in range(n_jobs):
+        for j in range(1, n_jobs):
             mine, out = ctx.Pipe(duplex=False)
             args = (task, items[j::n_jobs], out, mine, os.getpid())
             proc = ctx.Process(target=_worker, args=args, daemon=True)
@@ -530,32 +549,51 @@ def _in_processes(
             workers[mine] = proc
             proc.start()
             out.close()
+        buffers = task.buffers()
+        for r, seed_seq in items[0::n_jobs]:
+            rec, numbers = task.run(r, seed_seq, buffers=buffers)
+            assert numbers is not None  # ``early``: the only runs given to processes
+            done[r] = (numbers, rec)
+            tick()
+            take(0)
         while len(done) < len(items):
             if not workers:
                 raise RunFailed("the replications' workers ended before every replication")
-            for ready in wait(list(workers)):
-                conn = cast("Connection", ready)
-                try:
-                    r, numbers, rec = cast("tuple[int, Any, Any]", conn.recv())
-                except (EOFError, OSError):
-                    # The worker is gone; it said why, or it died (its exit code).
-                    proc = workers.pop(conn)
-                    proc.join()
-                    if proc.exitcode != 0:
-                        raise RunFailed(
-                            f"a replication's worker process died (exit code {proc.exitcode}): "
-                            "out of memory? --jobs 1 runs the replications in this process"
-                        ) from None
-                    continue
-                if isinstance(numbers, BaseException):
-                    raise _from_worker(numbers, str(rec))
-                done[r] = (numbers, rec)
-                if progress is not None:
-                    progress(len(done) / len(items))
+            take(None)
     finally:
         _stop(started)
     ordered = [done[r] for r in range(len(items))]
     return [n for n, _ in ordered], [rec for _, rec in ordered]
+
+
+def _received(
+    workers: dict[Any, Any], timeout: float | None
+) -> list[tuple[int, dict[str, Any], Record]]:
+    """The replications the workers (each one's end of its pipe -> the
+    worker) have sent within ``timeout`` (None: wait for one): a worker's
+    failure raised as its own exception, a worker that died without a word
+    an error naming its exit code; a worker that ended is dropped."""
+    from multiprocessing.connection import Connection, wait  # noqa: PLC0415
+
+    out = []
+    for ready in wait(list(workers), timeout):
+        conn = cast("Connection", ready)
+        try:
+            r, numbers, rec = cast("tuple[int, Any, Any]", conn.recv())
+        except (EOFError, OSError):
+            # The worker is gone; it said why, or it died (its exit code).
+            proc = workers.pop(conn)
+            proc.join()
+            if proc.exitcode != 0:
+                raise RunFailed(
+                    f"a replication's worker process died (exit code {proc.exitcode}): "
+                    "out of memory? --jobs 1 runs the replications in this process"
+                ) from None
+            continue
+        if isinstance(numbers, BaseException):
+            raise _from_worker(numbers, str(rec))
+        out.append((r, numbers, rec))
+    return out
 
 
 def auto_warmup(

@@ -97,6 +97,22 @@ def test_no_worker_outlives_the_run_and_progress_ends_at_one(monkeypatch) -> Non
     assert seen and seen[-1] == 1.0 and seen == sorted(seen)
 
 
+def test_the_calling_process_runs_the_first_share_itself(monkeypatch) -> None:
+    """With jobs=2 this process runs replications 0 and 2 (of 3) rather than
+    wait for two workers: a worker runs 1. A worker's calls are in its own
+    memory, so the list here holds this process's only."""
+    real = simulation.run_replication
+    here: list[int] = []
+
+    def spied(*args, **kwargs):
+        here.append(kwargs["replication"])
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(simulation, "run_replication", spied)
+    _run_in_workers(monkeypatch)
+    assert here == [0, 2]
+
+
 def test_a_workers_error_reaches_the_caller_and_stops_the_pool(monkeypatch) -> None:
     """A replication that fails in a worker (forked: it runs this process's
     code, the patch included) fails the run here, with its own message."""
@@ -176,10 +192,11 @@ def test_stopping_the_command_stops_its_workers_quietly() -> None:
     try:
         parent = psutil.Process(proc.pid)
         deadline = time.monotonic() + 60
-        while len(parent.children()) < 2 and time.monotonic() < deadline:
+        # --jobs 2: the command runs replications itself and in one worker.
+        while not parent.children() and time.monotonic() < deadline:
             time.sleep(0.05)
         workers = parent.children()
-        assert len(workers) == 2, "the workers never started"
+        assert len(workers) == 1, "the worker never started"
         proc.send_signal(signal.SIGTERM)
         out, err = proc.communicate(timeout=60)
     finally:
