@@ -20,9 +20,10 @@ parameter the runs do not identify as an assumption (``simlab.fitting``):
   from thread-per-connection saturated on 8 to 300 threads (does a request
   cost the GIL more when more threads wait for it?), and on 300 at 5 and at
   50 ms switch intervals (the waiters wake a tenth as often at 50; a switch
-  costs the same; a hand-off costs the same whatever the threads), and from
-  an open loop at about the GIL's capacity at both intervals (``convoy``:
-  all 250 connections' threads can wait there). Where an
+  costs the same; a hand-off costs the same whatever the threads: the
+  wake-ups are fitted to this pair's contrast alone, which the machine's
+  speed leaves), and from an open loop at about the GIL's capacity at both
+  intervals (``convoy``: all 250 connections' threads can wait there). Where an
   interval spans zero, that cost is not identified here, and the profile
   says so. What each waiter's wake-up takes of a core (``gil_wake_us``) is
   measured directly first (``simlab.real.gil_wake``: an interpreter spinning
@@ -283,46 +284,117 @@ def _grid_fit(
     return out
 
 
+def _pair(runs: list[Run]) -> tuple[list[int], list[int]]:
+    """The saturated pair's runs, by their places in ``runs`` (as measured,
+    before ``as_held`` set each one's threads): those at the default switch
+    interval of the workload that the slow interval's runs have (the most
+    threads, as the grid repeats them), and those at the slow one."""
+    slow = [r for r, run in enumerate(runs)
+            if run.role == "saturate" and run.switch_interval_ms == SLOW_SWITCH_MS]  # fmt: skip
+    loads = {runs[r].workload for r in slow}
+    default = [r for r, run in enumerate(runs)
+               if run.role == "saturate" and run.switch_interval_ms is None
+               and run.workload in loads]  # fmt: skip
+    return default, slow
+
+
+def _contrast_fit(
+    predicted: np.ndarray,
+    y: np.ndarray,
+    default: list[int],
+    slow: list[int],
+    grid: tuple[float, ...],
+) -> GridFit:
+    """``gil_poll_us`` from the saturated pair's contrast: the mean log cost a
+    request (``_contention_y``) of the runs at the default switch interval
+    less that of the runs at ten times it, measured against simulated at
+    each value of ``grid`` (``predicted``: the grid's values by the runs).
+    A difference of logs: a machine a few percent faster or slower in one
+    session than in another moves both intervals' runs alike and leaves it,
+    where it moves the costs themselves (the level the hand-off is fitted
+    to). The interval is 400 bootstrap draws of each side's runs."""
+    a, b = np.asarray(default), np.asarray(slow)
+    log_y, log_p = np.log(y), np.log(predicted)
+
+    def best(i: np.ndarray, j: np.ndarray) -> int:
+        measured = log_y[i].mean() - log_y[j].mean()
+        simulated = log_p[:, i].mean(axis=1) - log_p[:, j].mean(axis=1)
+        return int(np.argmin((simulated - measured) ** 2))
+
+    chosen = best(a, b)
+    rng = np.random.default_rng(0)
+    draws = [best(rng.choice(a, len(a)), rng.choice(b, len(b))) for _ in range(400)]
+    values = np.asarray(grid)[draws]
+    lo, hi = (float(x) for x in np.percentile(values, [2.5, 97.5]))
+    identified = lo > 0 and hi < grid[-1]
+    measured = float(log_y[a].mean() - log_y[b].mean())
+    at_zero = float(log_p[0, a].mean() - log_p[0, b].mean())  # the grid starts at 0
+    why = "" if identified else (
+        f"its bootstrap interval [{lo:g}, {hi:g}] includes zero: the saturated pair's "
+        f"contrast (log GIL time a request at the default switch interval less at ten "
+        f"times it) is {measured:.3f} measured, {at_zero:.3f} simulated without this cost"
+        if lo <= 0
+        else f"its bootstrap interval [{lo:g}, {hi:g}] reaches the top of the grid tried "
+        f"({grid[-1]:g}): the saturated pair does not bound it"
+    )  # fmt: skip
+    return GridFit(float(grid[chosen]), [lo, hi], identified, why)
+
+
 def fit_thread_costs(
     results: list[tuple[Run, dict[str, Any]]], platform: Platform
 ) -> dict[str, GridFit]:
-    """The GIL's hand-off (``gil_handoff_us``), its waiters' wake-ups
-    (``gil_poll_us``) and switch contention from the thread runs, by
-    simulation: the values whose simulated cost per request
-    (``_contention_y``) best matches the measured one over the runs, each
-    run simulated as it ran. The hand-off and the wake-ups are searched
-    together on ``HANDOFF_GRID`` x ``POLL_GRID``, contention held at the
-    platform's value; then contention on ``CONTENTION_GRID`` with those two
-    at their chosen values: a contention is fitted to what the GIL's costs
-    leave, so it is identified only where the runs show a cost growing with
-    the runnable threads beyond them (nested, not joint: a contention the
-    two have absorbed is not found). Each interval is a bootstrap over runs,
-    stratified by role and switch interval (so that every draw keeps the
-    saturated runs and their contrast), the others held.
+    """The GIL's waiters' wake-ups (``gil_poll_us``), its hand-off
+    (``gil_handoff_us``) and switch contention from the thread runs, by
+    simulation, each run simulated as it ran, one after another:
 
-    The saturated and convoy runs tell the GIL's two apart: a hand-off costs
-    the GIL the same at 8 waiting threads as at 100 (the level), the
-    waiters' wake-ups grow with the threads waiting and fall tenfold at ten
-    times the switch interval (``SLOW_SWITCH_MS``).
+    - the wake-ups from the saturated pair's contrast alone (``_contrast_fit``:
+      300 threads saturated at Python's switch interval against ten times it,
+      ``SLOW_SWITCH_MS``): the waiters wake ten times as often at the
+      default, and nothing else in the model differs between the two; a
+      difference of log costs, so that the machine's speed, which drifts
+      between sessions by more than this cost, cancels;
+    - the hand-off on ``HANDOFF_GRID``, the wake-ups held at their value: the
+      level of every run's simulated cost per request (``_contention_y``)
+      against the measured one, least squares (a hand-off costs the GIL the
+      same at 8 waiting threads as at 100);
+    - contention on ``CONTENTION_GRID`` with those two held: a contention is
+      fitted to what the GIL's costs leave, so it is identified only where
+      the runs show a cost growing with the runnable threads beyond them
+      (nested, not joint: a contention the two have absorbed is not found).
+
+    The last two intervals are bootstraps over runs, stratified by role and
+    switch interval, the others held. Fitted on its levels alone (the grid
+    of both at once, until December 2026), the wake-ups were not identified:
+    a session whose machine ran 5% faster than another's moved every run by
+    more than the pair's contrast (4.5% in both).
     """
+    measured_runs = [run for run, s in results if run.role in CONTENTION_ROLES]
     runs = [(as_held(run, s), s) for run, s in results if run.role in CONTENTION_ROLES]
     measured = [_contention_y(s.get("cpu_busy_cores"), s.get("throughput_rps"), run)
                 for run, s in runs]  # fmt: skip
     saturated = [r for r, (run, _) in enumerate(runs) if run.role == "saturate"]
     names = ("gil_handoff_us", "gil_poll_us", "switch_contention")
+    default, slow = _pair(measured_runs)
     if len(saturated) < 2 or any(m is None for m in measured) or not platform.gil:
         why = "too few saturated thread runs" if platform.gil else "no GIL"
         return {k: GridFit(getattr(platform, k), None, False, why) for k in names}
     y = np.asarray(measured, dtype=float)
+    fits: dict[str, GridFit] = {}
+    if default and slow:
+        pair = [runs[r] for r in (*default, *slow)]
+        at = list(range(len(default))), list(range(len(default), len(pair)))
+        poll_grid: dict[str, tuple[float, ...]] = {"gil_poll_us": POLL_GRID}
+        predicted = _grid_predictions(pair, platform, poll_grid)
+        fits["gil_poll_us"] = _contrast_fit(predicted, y[[*default, *slow]], *at, POLL_GRID)
+    else:
+        fits["gil_poll_us"] = GridFit(platform.gil_poll_us, None, False, "no saturated pair")
     keys = [(run.role, run.switch_interval_ms) for run, _ in runs]
     strata = [np.array([r for r, k in enumerate(keys) if k == key]) for key in dict.fromkeys(keys)]
-    gil_grids: dict[str, tuple[float, ...]] = {
-        "gil_handoff_us": HANDOFF_GRID,
-        "gil_poll_us": POLL_GRID,
-    }
+    held = platform.with_(gil_poll_us=fits["gil_poll_us"].value)
+    handoff_grid: dict[str, tuple[float, ...]] = {"gil_handoff_us": HANDOFF_GRID}
+    fits |= _grid_fit(_grid_predictions(runs, held, handoff_grid), y, strata, handoff_grid)
+    held = held.with_(gil_handoff_us=fits["gil_handoff_us"].value)
     contention_grid: dict[str, tuple[float, ...]] = {"switch_contention": CONTENTION_GRID}
-    fits = _grid_fit(_grid_predictions(runs, platform, gil_grids), y, strata, gil_grids)
-    held = platform.with_(**{k: fits[k].value for k in gil_grids})
     fits |= _grid_fit(_grid_predictions(runs, held, contention_grid), y, strata, contention_grid)
     return fits
 
@@ -1126,10 +1198,13 @@ def _profile(
         "8..2,048 threads (CPU) and to 8..300 threads saturated (the GIL's time), "
         "gil_handoff_us and gil_poll_us held at their fitted values; 95% bootstrap "
         "interval over the runs",
-        "gil_poll_us": f"{gil_runs}, with gil_handoff_us (switch_contention held); "
-        "95% bootstrap interval over the runs",
-        "gil_handoff_us": f"{gil_runs}, with gil_poll_us (switch_contention held); "
-        "95% bootstrap interval over the runs",
+        "gil_poll_us": "the saturated pair's contrast: the mean log GIL time a request "
+        "beyond the burn at the default switch interval less at "
+        f"{SLOW_SWITCH_MS:g} ms (300 connections, each run simulated with the threads its "
+        "server held), simulated against measured; 95% bootstrap interval over each "
+        "interval's runs",
+        "gil_handoff_us": f"{gil_runs}, gil_poll_us held at its value (switch_contention "
+        "held); 95% bootstrap interval over the runs",
     }
     for key, fit in thread_costs.items():
         params[key] = (

@@ -447,13 +447,14 @@ class Platform:
                            It is the stand-in for cache and TLB pollution and
                            scheduler work that make thread-per-connection collapse
                            under load (SEDA, Welsh et al. 2001, Figure 2).
-                           Calibration fits it with gil_poll_us (the GIL's waiters'
-                           wake-ups, which also grow with the threads waiting) from
+                           Calibration fits it after gil_poll_us (the GIL's waiters'
+                           wake-ups, which also grow with the threads waiting) and
+                           gil_handoff_us, on what they leave of
                            thread-per-connection saturated on 8 to 300 threads and
-                           on 300 at ten times the switch interval, given
-                           context_switch_us (the runs identify their product); a
-                           calibration whose interval for it includes zero keeps
-                           the preset's value as an assumption
+                           the same load on 8 to 2,048, given context_switch_us
+                           (the runs identify their product); a calibration whose
+                           interval for it includes zero keeps the preset's value
+                           as an assumption
         gil_poll_us        what each timed wake-up of a thread waiting for the
                            GIL costs the thread that holds it. A waiter sleeps
                            on a condition wait of one switch interval
@@ -464,8 +465,11 @@ class Platform:
                            times as long, W the waiters when it starts. Why
                            thread-per-connection at 300 threads serves less
                            than at 30 under the same GIL (and why a longer
-                           switch interval gives it back). 0, or no GIL, or
-                           no switch interval (gil_interval_us 0): off
+                           switch interval gives it back). Calibration fits it
+                           to the contrast of 300 threads saturated at the
+                           switch interval and at ten times it (a difference of
+                           log costs, which the machine's speed leaves). 0, or
+                           no GIL, or no switch interval (gil_interval_us 0): off
         gil_handoff_us     how long a GIL taken after a wait stays idle before
                            its new holder runs: CPython's dropping thread
                            signals a condition variable, and the waiter it

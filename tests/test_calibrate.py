@@ -327,6 +327,32 @@ def test_thread_costs_are_identified_only_inside_their_grids(monkeypatch) -> Non
         assert not got.identified and got.ci95 is None and "saturated" in got.why
 
 
+def test_the_waiters_wake_ups_come_from_the_pair_not_the_machines_speed(monkeypatch) -> None:
+    """The saturated pair's contrast (300 threads at 5 against 50 ms) gives
+    gil_poll_us whatever the machine's speed: every saturated run served 6%
+    more (a faster session) leaves it, where the hand-off, fitted to the
+    level, moves. A pair with no contrast identifies none."""
+    _fake_simulate(monkeypatch)
+    p = load_platform("cpython").with_(gil_interval_us=5000.0, switch_contention=0.0)
+    saturated = [_cost(0.0, 2.0, n, 1e3 * (ms or 5.0), 40.0) for n, ms in SATURATED]
+    runs = _thread_runs([500.0] * 4, saturated)
+
+    def faster(factor: float) -> list[tuple[Run, dict]]:
+        return [(run, {**s, "throughput_rps": s["throughput_rps"] * factor})
+                if run.role == "saturate" else (run, s) for run, s in runs]  # fmt: skip
+
+    base = cal.fit_thread_costs(runs, p)
+    assert (base["gil_poll_us"].value, base["gil_handoff_us"].value) == (2.0, 40.0)
+    fast = cal.fit_thread_costs(faster(1.06), p)
+    assert (fast["gil_poll_us"].value, fast["gil_poll_us"].identified) == (2.0, True)
+    assert fast["gil_handoff_us"].value < 40.0
+    # Both intervals alike: no wake-ups to see.
+    flat = [_cost(0.0, 0.0, n, 5000.0, 40.0) for n, _ in SATURATED]
+    poll = cal.fit_thread_costs(_thread_runs([500.0] * 4, flat), p)["gil_poll_us"]
+    assert (poll.value, poll.identified) == (0.0, False) and "zero" in poll.why
+    assert cal._pair([run for run, _ in runs]) == ([6], [7, 8])
+
+
 def test_a_saturated_run_is_simulated_with_the_threads_its_server_held(monkeypatch) -> None:
     _fake_simulate(monkeypatch)
     p = load_platform("cpython").with_(gil_interval_us=5000.0, switch_contention=0.0)
