@@ -340,6 +340,33 @@ def _contrast_fit(
     return GridFit(float(grid[chosen]), [lo, hi], identified, why)
 
 
+def _poll_fit(
+    runs: list[tuple[Run, dict[str, Any]]],
+    y: np.ndarray,
+    default: list[int],
+    slow: list[int],
+    platform: Platform,
+) -> GridFit:
+    """``_contrast_fit`` on the saturated pair's runs (``_pair``'s places in
+    ``runs`` and ``y``), simulated on ``POLL_GRID`` with ``platform``'s other
+    costs (its hand-off among them: the contrast is a ratio, so the level
+    it is taken at moves it a little); not identified with fewer than two
+    runs a side (a bootstrap of one run has no spread) or a cost a request
+    at or under zero (no log to take)."""
+    keep = GridFit(platform.gil_poll_us, None, False, "")
+    if len(default) < 2 or len(slow) < 2:
+        return replace(keep, why="fewer than two saturated runs at each switch interval")
+    pair = [runs[r] for r in (*default, *slow)]
+    predicted = _grid_predictions(pair, platform, {"gil_poll_us": POLL_GRID})
+    measured = y[[*default, *slow]]
+    if (measured <= 0).any() or (predicted <= 0).any():
+        return replace(
+            keep, why="a saturated run's cost a request beyond the burn at or under zero"
+        )
+    at = list(range(len(default))), list(range(len(default), len(pair)))
+    return _contrast_fit(predicted, measured, *at, POLL_GRID)
+
+
 def fit_thread_costs(
     results: list[tuple[Run, dict[str, Any]]], platform: Platform
 ) -> dict[str, GridFit]:
@@ -347,12 +374,14 @@ def fit_thread_costs(
     (``gil_handoff_us``) and switch contention from the thread runs, by
     simulation, each run simulated as it ran, one after another:
 
-    - the wake-ups from the saturated pair's contrast alone (``_contrast_fit``:
+    - the wake-ups from the saturated pair's contrast alone (``_poll_fit``:
       300 threads saturated at Python's switch interval against ten times it,
       ``SLOW_SWITCH_MS``): the waiters wake ten times as often at the
-      default, and nothing else in the model differs between the two; a
+      default, which is what their cost to the holder and their own CPU
+      (``gil_wake_us``, measured, in the model at both) depend on; a
       difference of log costs, so that the machine's speed, which drifts
-      between sessions by more than this cost, cancels;
+      between sessions by more than this cost, cancels (the hand-off, not
+      yet fitted, at the platform's value);
     - the hand-off on ``HANDOFF_GRID``, the wake-ups held at their value: the
       level of every run's simulated cost per request (``_contention_y``)
       against the measured one, least squares (a hand-off costs the GIL the
@@ -380,14 +409,7 @@ def fit_thread_costs(
         return {k: GridFit(getattr(platform, k), None, False, why) for k in names}
     y = np.asarray(measured, dtype=float)
     fits: dict[str, GridFit] = {}
-    if default and slow:
-        pair = [runs[r] for r in (*default, *slow)]
-        at = list(range(len(default))), list(range(len(default), len(pair)))
-        poll_grid: dict[str, tuple[float, ...]] = {"gil_poll_us": POLL_GRID}
-        predicted = _grid_predictions(pair, platform, poll_grid)
-        fits["gil_poll_us"] = _contrast_fit(predicted, y[[*default, *slow]], *at, POLL_GRID)
-    else:
-        fits["gil_poll_us"] = GridFit(platform.gil_poll_us, None, False, "no saturated pair")
+    fits["gil_poll_us"] = _poll_fit(runs, y, default, slow, platform)
     keys = [(run.role, run.switch_interval_ms) for run, _ in runs]
     strata = [np.array([r for r, k in enumerate(keys) if k == key]) for key in dict.fromkeys(keys)]
     held = platform.with_(gil_poll_us=fits["gil_poll_us"].value)

@@ -20,8 +20,11 @@ from __future__ import annotations
 import bisect
 import math
 import os
+import pickle
+import shutil
 import signal
 import sys
+import tempfile
 import traceback
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -448,19 +451,28 @@ def _worker(
     out: Any,
     parents_end: Any,
     parent: int,
+    *,
+    spool: str,
 ) -> None:
-    """Run ``items`` one after another, sending each replication's
-    ``(r, numbers, record)`` down ``out`` as it ends; a failure is sent as
-    ``(r, exception, its traceback)`` and ends the worker. ``parents_end``,
-    the pipe's other end (inherited by the fork), is closed here, so that a
-    send to a parent gone fails rather than fills the pipe."""
+    """Run ``items`` one after another, each replication's ``(numbers,
+    record)`` pickled to a file of its own in ``spool`` as it ends and
+    ``(r, that file's path, None)`` sent down ``out``; a failure is sent as
+    ``(r, exception, its traceback)`` and ends the worker. The arrays go by
+    file, not down the pipe: a pipe holds 64 KiB, and a worker would wait on
+    a replication's 16 MB of latencies (a million requests) until the parent,
+    busy with its own share, read them. ``parents_end``, the pipe's other
+    end (inherited by the fork), is closed here, so that a send to a parent
+    gone fails rather than fills the pipe."""
     parents_end.close()
     _worker_start(parent)
     buffers = task.buffers()
     for r, seed_seq in items:
         try:
             rec, numbers = task.run(r, seed_seq, buffers=buffers)
-            out.send((r, numbers, rec))
+            path = os.path.join(spool, f"{r}.pickle")
+            with open(path, "wb") as f:
+                pickle.dump((numbers, rec), f, protocol=pickle.HIGHEST_PROTOCOL)
+            out.send((r, path, None))
         except BaseException as exc:  # every failure goes to the parent
             where = traceback.format_exc()
             try:
@@ -468,6 +480,13 @@ def _worker(
             except Exception:  # an exception that does not pickle
                 out.send((r, RuntimeError(f"{type(exc).__name__}: {exc}"), where))
             return
+
+
+def _spool_root() -> str | None:
+    """Where the workers' replications wait for the parent: memory
+    (``/dev/shm``) where the system has it, else the temporary directory."""
+    shm = "/dev/shm"
+    return shm if os.path.isdir(shm) and os.access(shm, os.W_OK) else None
 
 
 def _from_worker(exc: BaseException, where: str) -> Exception:
@@ -508,10 +527,10 @@ def _in_processes(
     This process runs its share itself rather than wait: a worker's first
     replication faults in all of its memory (some 22,000 pages at 1,000,000
     requests), and what it sends back (its requests' latencies and waits)
-    is pickled, copied through a pipe and unpickled here, where this
-    process's own replications are read where they are. Between two of its
-    own replications it takes what the workers have sent, so that none
-    waits long on a full pipe.
+    is pickled and read back here, where this process's own replications
+    are read where they are. A worker leaves each replication in a file
+    (``_worker``) and goes on to its next; between two of its own
+    replications, and at the end, this process takes what they have left.
 
     A worker's failure is raised here as its own exception; a worker that
     dies without a word (killed, out of memory) is an error naming its exit
@@ -540,11 +559,12 @@ def _in_processes(
             done[r] = (numbers, rec)
             tick()
 
+    spool = tempfile.mkdtemp(prefix="simlab-replications-", dir=_spool_root())
     try:
         for j in range(1, n_jobs):
             mine, out = ctx.Pipe(duplex=False)
             args = (task, items[j::n_jobs], out, mine, os.getpid())
-            proc = ctx.Process(target=_worker, args=args, daemon=True)
+            proc = ctx.Process(target=_worker, args=args, kwargs={"spool": spool}, daemon=True)
             started.append(proc)
             workers[mine] = proc
             proc.start()
@@ -562,6 +582,7 @@ def _in_processes(
             take(None)
     finally:
         _stop(started)
+        shutil.rmtree(spool, ignore_errors=True)
     ordered = [done[r] for r in range(len(items))]
     return [n for n, _ in ordered], [rec for _, rec in ordered]
 
@@ -570,7 +591,8 @@ def _received(
     workers: dict[Any, Any], timeout: float | None
 ) -> list[tuple[int, dict[str, Any], Record]]:
     """The replications the workers (each one's end of its pipe -> the
-    worker) have sent within ``timeout`` (None: wait for one): a worker's
+    worker) have sent within ``timeout`` (None: wait for one), each read
+    from the file it was left in and the file removed: a worker's
     failure raised as its own exception, a worker that died without a word
     an error naming its exit code; a worker that ended is dropped."""
     from multiprocessing.connection import Connection, wait  # noqa: PLC0415
@@ -592,6 +614,9 @@ def _received(
             continue
         if isinstance(numbers, BaseException):
             raise _from_worker(numbers, str(rec))
+        with open(numbers, "rb") as f:
+            numbers, rec = pickle.load(f)
+        os.unlink(f.name)
         out.append((r, numbers, rec))
     return out
 

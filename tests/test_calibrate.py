@@ -233,7 +233,8 @@ def test_the_client_path_is_what_the_model_leaves_of_light_latency() -> None:
 
 SAME_LOAD = (8, 64, 512, 2048)
 # Saturated: (threads, switch interval in ms; None: the default 5 ms).
-SATURATED = ((8, None), (64, None), (300, None), (300, SLOW_SWITCH_MS), (300, SLOW_SWITCH_MS))
+SATURATED = ((8, None), (64, None), (300, None), (300, None), (300, SLOW_SWITCH_MS),
+             (300, SLOW_SWITCH_MS))  # fmt: skip
 
 
 def _thread_runs(same_us: list[float], saturated_us: list[float]) -> list[tuple[Run, dict]]:
@@ -338,19 +339,34 @@ def test_the_waiters_wake_ups_come_from_the_pair_not_the_machines_speed(monkeypa
     runs = _thread_runs([500.0] * 4, saturated)
 
     def faster(factor: float) -> list[tuple[Run, dict]]:
-        return [(run, {**s, "throughput_rps": s["throughput_rps"] * factor})
+        # The interpreter's work a request quicker by ``factor``; the 1 ms
+        # burn, a spin for a time, the same.
+        def served(s: dict) -> float:
+            return 1.0 / ((1.0 / s["throughput_rps"] - 0.001) / factor + 0.001)
+
+        return [(run, {**s, "throughput_rps": served(s)})
                 if run.role == "saturate" else (run, s) for run, s in runs]  # fmt: skip
 
     base = cal.fit_thread_costs(runs, p)
     assert (base["gil_poll_us"].value, base["gil_handoff_us"].value) == (2.0, 40.0)
-    fast = cal.fit_thread_costs(faster(1.06), p)
-    assert (fast["gil_poll_us"].value, fast["gil_poll_us"].identified) == (2.0, True)
-    assert fast["gil_handoff_us"].value < 40.0
+    for factor in (1.06, 1.2, 0.85):
+        fast = cal.fit_thread_costs(faster(factor), p)
+        assert (fast["gil_poll_us"].value, fast["gil_poll_us"].identified) == (2.0, True)
+        assert (fast["gil_handoff_us"].value < 40.0) == (factor > 1.0)
     # Both intervals alike: no wake-ups to see.
     flat = [_cost(0.0, 0.0, n, 5000.0, 40.0) for n, _ in SATURATED]
     poll = cal.fit_thread_costs(_thread_runs([500.0] * 4, flat), p)["gil_poll_us"]
     assert (poll.value, poll.identified) == (0.0, False) and "zero" in poll.why
-    assert cal._pair([run for run, _ in runs]) == ([6], [7, 8])
+    assert cal._pair([run for run, _ in runs]) == ([6, 7], [8, 9])
+    # One run a side (a quick calibration's pair): a bootstrap with no spread.
+    one = [r for k, r in enumerate(runs) if k not in (7, 9)]
+    poll = cal.fit_thread_costs(one, p)["gil_poll_us"]
+    assert not poll.identified and "two" in poll.why
+    # A cost at or under zero (a run serving over 1,000/s past its 1 ms burn).
+    bad = [(run, {**s, "throughput_rps": 1001.0}) if k == 8 else (run, s)
+           for k, (run, s) in enumerate(runs)]  # fmt: skip
+    poll = cal.fit_thread_costs(bad, p)["gil_poll_us"]
+    assert not poll.identified and "zero" in poll.why
 
 
 def test_a_saturated_run_is_simulated_with_the_threads_its_server_held(monkeypatch) -> None:

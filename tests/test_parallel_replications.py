@@ -113,6 +113,40 @@ def test_the_calling_process_runs_the_first_share_itself(monkeypatch) -> None:
     assert here == [0, 2]
 
 
+@pytest.mark.timeout(180)
+def test_a_worker_goes_on_while_this_process_runs_its_own_share(monkeypatch, tmp_path) -> None:
+    """Replications too big for a pipe (about 10,000 requests each: their
+    latencies and waits are 150 KiB; a pipe holds 64): the worker runs
+    replication 1 and then 3 while this process is still in replication 0,
+    which waits for the worker to start 3 (bounded). A worker that had to
+    wait for this process to read 1 would never start 3. Nothing is left
+    where the replications waited."""
+    real = simulation.run_replication
+    here = os.getpid()
+    started_3 = tmp_path / "started-3"
+    monkeypatch.setattr(simulation, "_spool_root", lambda: str(tmp_path))
+
+    def spied(*args, **kwargs):
+        r = kwargs["replication"]
+        if os.getpid() != here and r == 3:
+            started_3.touch()
+        out = real(*args, **kwargs)
+        if os.getpid() == here and r == 0:
+            deadline = time.monotonic() + 60
+            while not started_3.exists() and time.monotonic() < deadline:
+                time.sleep(0.01)
+            assert started_3.exists(), "the worker waited for this process"
+        return out
+
+    monkeypatch.setattr(simulation, "run_replication", spied)
+    model, workload, _ = CASES[0]
+    run = {**RUN, "duration": 80.0, "replications": 4}
+    side = simulate(model, workload, load_platform("cpython"), Architecture(workers=6),
+                    engine="fast", jobs=2, **run)  # fmt: skip
+    assert all(len(n["latency"]) > 8_000 for n in side.numbers)
+    assert [p.name for p in tmp_path.iterdir()] == ["started-3"]
+
+
 def test_a_workers_error_reaches_the_caller_and_stops_the_pool(monkeypatch) -> None:
     """A replication that fails in a worker (forked: it runs this process's
     code, the patch included) fails the run here, with its own message."""
