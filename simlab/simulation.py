@@ -21,7 +21,6 @@ import bisect
 import math
 import os
 import pickle
-import shutil
 import signal
 import sys
 import tempfile
@@ -29,7 +28,7 @@ import traceback
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property, partial
-from typing import TYPE_CHECKING, Any, Literal, cast
+from typing import IO, TYPE_CHECKING, Any, Literal, cast
 
 import numpy as np
 import simpy
@@ -452,27 +451,27 @@ def _worker(
     parents_end: Any,
     parent: int,
     *,
-    spool: str,
+    files: dict[int, IO[bytes]],
 ) -> None:
     """Run ``items`` one after another, each replication's ``(numbers,
-    record)`` pickled to a file of its own in ``spool`` as it ends and
-    ``(r, that file's path, None)`` sent down ``out``; a failure is sent as
-    ``(r, exception, its traceback)`` and ends the worker. The arrays go by
-    file, not down the pipe: a pipe holds 64 KiB, and a worker would wait on
-    a replication's 16 MB of latencies (a million requests) until the parent,
-    busy with its own share, read them. ``parents_end``, the pipe's other
-    end (inherited by the fork), is closed here, so that a send to a parent
-    gone fails rather than fills the pipe."""
+    record)`` pickled to its file in ``files`` as it ends and ``(r, None,
+    None)`` sent down ``out``; a failure is sent as ``(r, exception, its
+    traceback)`` and ends the worker. The arrays go by file, not down the
+    pipe: a pipe holds 64 KiB, and a worker would wait on a replication's
+    16 MB of latencies (a million requests) until the parent, busy with its
+    own share, read them. The files are the parent's, unnamed, inherited by
+    the fork: they go with the processes however these end. ``parents_end``,
+    the pipe's other end (inherited too), is closed here, so that a send to
+    a parent gone fails rather than fills the pipe."""
     parents_end.close()
     _worker_start(parent)
     buffers = task.buffers()
     for r, seed_seq in items:
         try:
             rec, numbers = task.run(r, seed_seq, buffers=buffers)
-            path = os.path.join(spool, f"{r}.pickle")
-            with open(path, "wb") as f:
-                pickle.dump((numbers, rec), f, protocol=pickle.HIGHEST_PROTOCOL)
-            out.send((r, path, None))
+            pickle.dump((numbers, rec), files[r], protocol=pickle.HIGHEST_PROTOCOL)
+            files[r].flush()
+            out.send((r, None, None))
         except BaseException as exc:  # every failure goes to the parent
             where = traceback.format_exc()
             try:
@@ -483,8 +482,9 @@ def _worker(
 
 
 def _spool_root() -> str | None:
-    """Where the workers' replications wait for the parent: memory
-    (``/dev/shm``) where the system has it, else the temporary directory."""
+    """Where the workers' replications wait for the parent (in files with no
+    name): memory (``/dev/shm``) where the system has it, else the temporary
+    directory."""
     shm = "/dev/shm"
     return shm if os.path.isdir(shm) and os.access(shm, os.W_OK) else None
 
@@ -555,16 +555,20 @@ def _in_processes(
             progress(len(done) / len(items))
 
     def take(timeout: float | None) -> None:
-        for r, numbers, rec in _received(workers, timeout):
+        for r, numbers, rec in _received(workers, files, timeout):
             done[r] = (numbers, rec)
             tick()
 
-    spool = tempfile.mkdtemp(prefix="simlab-replications-", dir=_spool_root())
+    # One unnamed file a worker's replication, opened before the forks; each
+    # closed as it is read, and every one left in the ``finally`` below.
+    root = _spool_root()
+    files: dict[int, IO[bytes]] = {r: tempfile.TemporaryFile(dir=root)  # noqa: SIM115
+             for r, _ in items if r % n_jobs}  # fmt: skip
     try:
         for j in range(1, n_jobs):
             mine, out = ctx.Pipe(duplex=False)
             args = (task, items[j::n_jobs], out, mine, os.getpid())
-            proc = ctx.Process(target=_worker, args=args, kwargs={"spool": spool}, daemon=True)
+            proc = ctx.Process(target=_worker, args=args, kwargs={"files": files}, daemon=True)
             started.append(proc)
             workers[mine] = proc
             proc.start()
@@ -582,17 +586,18 @@ def _in_processes(
             take(None)
     finally:
         _stop(started)
-        shutil.rmtree(spool, ignore_errors=True)
+        for f in files.values():
+            f.close()
     ordered = [done[r] for r in range(len(items))]
     return [n for n, _ in ordered], [rec for _, rec in ordered]
 
 
 def _received(
-    workers: dict[Any, Any], timeout: float | None
+    workers: dict[Any, Any], files: dict[int, IO[bytes]], timeout: float | None
 ) -> list[tuple[int, dict[str, Any], Record]]:
     """The replications the workers (each one's end of its pipe -> the
     worker) have sent within ``timeout`` (None: wait for one), each read
-    from the file it was left in and the file removed: a worker's
+    from its file in ``files``, which is then closed: a worker's
     failure raised as its own exception, a worker that died without a word
     an error naming its exit code; a worker that ended is dropped."""
     from multiprocessing.connection import Connection, wait  # noqa: PLC0415
@@ -614,9 +619,11 @@ def _received(
             continue
         if isinstance(numbers, BaseException):
             raise _from_worker(numbers, str(rec))
-        with open(numbers, "rb") as f:
+        # The worker's writes moved the file's offset, which the fork shares.
+        f = files.pop(r)
+        with f:
+            f.seek(0)
             numbers, rec = pickle.load(f)
-        os.unlink(f.name)
         out.append((r, numbers, rec))
     return out
 

@@ -119,8 +119,8 @@ def test_a_worker_goes_on_while_this_process_runs_its_own_share(monkeypatch, tmp
     latencies and waits are 150 KiB; a pipe holds 64): the worker runs
     replication 1 and then 3 while this process is still in replication 0,
     which waits for the worker to start 3 (bounded). A worker that had to
-    wait for this process to read 1 would never start 3. Nothing is left
-    where the replications waited."""
+    wait for this process to read 1 would never start 3. The files the
+    replications waited in have no names: nothing is left."""
     real = simulation.run_replication
     here = os.getpid()
     started_3 = tmp_path / "started-3"
