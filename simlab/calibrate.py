@@ -357,8 +357,12 @@ def _poll_fit(
     if len(default) < 2 or len(slow) < 2:
         return replace(keep, why="fewer than two saturated runs at each switch interval")
     pair = [runs[r] for r in (*default, *slow)]
-    predicted = _grid_predictions(pair, platform, {"gil_poll_us": POLL_GRID})
     measured = y[[*default, *slow]]
+    predicted = (
+        _grid_predictions(pair, platform, {"gil_poll_us": POLL_GRID})
+        if (measured > 0).all()
+        else np.zeros((1, len(pair)))
+    )
     if (measured <= 0).any() or (predicted <= 0).any():
         return replace(
             keep, why="a saturated run's cost a request beyond the burn at or under zero"

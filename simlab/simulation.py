@@ -451,27 +451,28 @@ def _worker(
     parents_end: Any,
     parent: int,
     *,
-    files: dict[int, IO[bytes]],
+    spool: IO[bytes],
 ) -> None:
     """Run ``items`` one after another, each replication's ``(numbers,
-    record)`` pickled to its file in ``files`` as it ends and ``(r, None,
-    None)`` sent down ``out``; a failure is sent as ``(r, exception, its
-    traceback)`` and ends the worker. The arrays go by file, not down the
-    pipe: a pipe holds 64 KiB, and a worker would wait on a replication's
-    16 MB of latencies (a million requests) until the parent, busy with its
-    own share, read them. The files are the parent's, unnamed, inherited by
-    the fork: they go with the processes however these end. ``parents_end``,
-    the pipe's other end (inherited too), is closed here, so that a send to
-    a parent gone fails rather than fills the pipe."""
+    record)`` pickled onto the end of ``spool`` as it ends and ``(r, start,
+    end)``, where it lies, sent down ``out``; a failure is sent as ``(r,
+    exception, its traceback)`` and ends the worker. The arrays go by file,
+    not down the pipe: a pipe holds 64 KiB, and a worker would wait on a
+    replication's 16 MB of latencies (a million requests) until the parent,
+    busy with its own share, read them. ``spool`` is the parent's, unnamed,
+    inherited by the fork: it goes with the processes however these end.
+    ``parents_end``, the pipe's other end (inherited too), is closed here,
+    so that a send to a parent gone fails rather than fills the pipe."""
     parents_end.close()
     _worker_start(parent)
     buffers = task.buffers()
     for r, seed_seq in items:
         try:
             rec, numbers = task.run(r, seed_seq, buffers=buffers)
-            pickle.dump((numbers, rec), files[r], protocol=pickle.HIGHEST_PROTOCOL)
-            files[r].flush()
-            out.send((r, None, None))
+            start = spool.tell()
+            pickle.dump((numbers, rec), spool, protocol=pickle.HIGHEST_PROTOCOL)
+            spool.flush()
+            out.send((r, start, spool.tell()))
         except BaseException as exc:  # every failure goes to the parent
             where = traceback.format_exc()
             try:
@@ -479,14 +480,6 @@ def _worker(
             except Exception:  # an exception that does not pickle
                 out.send((r, RuntimeError(f"{type(exc).__name__}: {exc}"), where))
             return
-
-
-def _spool_root() -> str | None:
-    """Where the workers' replications wait for the parent (in files with no
-    name): memory (``/dev/shm``) where the system has it, else the temporary
-    directory."""
-    shm = "/dev/shm"
-    return shm if os.path.isdir(shm) and os.access(shm, os.W_OK) else None
 
 
 def _from_worker(exc: BaseException, where: str) -> Exception:
@@ -548,6 +541,7 @@ def _in_processes(
     items = list(enumerate(seeds))
     done: dict[int, tuple[dict[str, Any], Record]] = {}
     workers: dict[Connection, Any] = {}  # the parent's end of each worker's pipe -> the worker
+    spools: dict[Connection, IO[bytes]] = {}  # ... -> the file it leaves its replications in
     started: list[Any] = []  # every worker, recorded before it starts
 
     def tick() -> None:
@@ -555,20 +549,19 @@ def _in_processes(
             progress(len(done) / len(items))
 
     def take(timeout: float | None) -> None:
-        for r, numbers, rec in _received(workers, files, timeout):
+        for r, numbers, rec in _received(workers, spools, timeout):
             done[r] = (numbers, rec)
             tick()
 
-    # One unnamed file a worker's replication, opened before the forks; each
-    # closed as it is read, and every one left in the ``finally`` below.
-    root = _spool_root()
-    files: dict[int, IO[bytes]] = {r: tempfile.TemporaryFile(dir=root)  # noqa: SIM115
-             for r, _ in items if r % n_jobs}  # fmt: skip
     try:
         for j in range(1, n_jobs):
             mine, out = ctx.Pipe(duplex=False)
+            # A file with no name for the worker's replications, read here by
+            # where each lies (``_received``); closed as the worker ends, or below.
+            spools[mine] = tempfile.TemporaryFile()  # noqa: SIM115
             args = (task, items[j::n_jobs], out, mine, os.getpid())
-            proc = ctx.Process(target=_worker, args=args, kwargs={"files": files}, daemon=True)
+            kwargs = {"spool": spools[mine]}
+            proc = ctx.Process(target=_worker, args=args, kwargs=kwargs, daemon=True)
             started.append(proc)
             workers[mine] = proc
             proc.start()
@@ -586,18 +579,19 @@ def _in_processes(
             take(None)
     finally:
         _stop(started)
-        for f in files.values():
-            f.close()
+        for spool in spools.values():
+            spool.close()
     ordered = [done[r] for r in range(len(items))]
     return [n for n, _ in ordered], [rec for _, rec in ordered]
 
 
 def _received(
-    workers: dict[Any, Any], files: dict[int, IO[bytes]], timeout: float | None
+    workers: dict[Any, Any], spools: dict[Any, IO[bytes]], timeout: float | None
 ) -> list[tuple[int, dict[str, Any], Record]]:
     """The replications the workers (each one's end of its pipe -> the
     worker) have sent within ``timeout`` (None: wait for one), each read
-    from its file in ``files``, which is then closed: a worker's
+    from where it lies in its worker's file (``spools``, closed once the
+    worker has ended): a worker's
     failure raised as its own exception, a worker that died without a word
     an error naming its exit code; a worker that ended is dropped."""
     from multiprocessing.connection import Connection, wait  # noqa: PLC0415
@@ -610,6 +604,7 @@ def _received(
         except (EOFError, OSError):
             # The worker is gone; it said why, or it died (its exit code).
             proc = workers.pop(conn)
+            spools.pop(conn).close()
             proc.join()
             if proc.exitcode != 0:
                 raise RunFailed(
@@ -619,13 +614,22 @@ def _received(
             continue
         if isinstance(numbers, BaseException):
             raise _from_worker(numbers, str(rec))
-        # The worker's writes moved the file's offset, which the fork shares.
-        f = files.pop(r)
-        with f:
-            f.seek(0)
-            numbers, rec = pickle.load(f)
+        numbers, rec = pickle.loads(_read(spools[conn], numbers, rec))
         out.append((r, numbers, rec))
     return out
+
+
+def _read(spool: IO[bytes], start: int, end: int) -> bytes:
+    """Bytes ``start`` to ``end`` of ``spool``, by ``os.pread``: the file's
+    offset, which the fork shares with the worker writing it, is left alone."""
+    parts = []
+    while start < end:
+        part = os.pread(spool.fileno(), end - start, start)
+        if not part:
+            raise RunFailed("a replication's worker process left less than it said")
+        parts.append(part)
+        start += len(part)
+    return b"".join(parts)
 
 
 def auto_warmup(
