@@ -266,22 +266,30 @@ def _grid_fit(
     draws = np.array(
         [best(np.concatenate([rng.choice(g, len(g)) for g in strata])) for _ in range(400)]
     )
-    out = {}
-    for axis, (name, values_tried) in enumerate(grids.items()):
-        values = np.asarray(values_tried)[draws[:, axis]]
-        lo, hi = (float(x) for x in np.percentile(values, [2.5, 97.5]))
-        # An interval that reaches either end of the grid is not an estimate:
-        # at zero the cost is not seen here, at the top the grid has no bound.
-        identified = lo > 0 and hi < values_tried[-1]
-        why = "" if identified else (
-            f"its bootstrap interval [{lo:g}, {hi:g}] includes zero: the thread runs do "
-            "not show this cost"
-            if lo <= 0
-            else f"its bootstrap interval [{lo:g}, {hi:g}] reaches the top of the grid tried "
-            f"({values_tried[-1]:g}): the thread runs do not bound it"
-        )  # fmt: skip
-        out[name] = GridFit(float(values_tried[chosen[axis]]), [lo, hi], identified, why)
-    return out
+    return {
+        name: _on_grid(grid, chosen[axis], draws[:, axis], "the thread runs do not show this cost",
+                       "the thread runs do not bound it")
+        for axis, (name, grid) in enumerate(grids.items())
+    }  # fmt: skip
+
+
+def _on_grid(
+    grid: tuple[float, ...], chosen: int, draws: np.ndarray, at_zero: str, at_top: str
+) -> GridFit:
+    """The value of ``grid`` at ``chosen`` with the 95% interval of its
+    bootstrap ``draws`` (indices into it), identified only where that
+    interval reaches neither end of the grid: at zero the cost is not seen
+    (``at_zero`` says how), at the top the grid has no bound (``at_top``)."""
+    values = np.asarray(grid)[draws]
+    lo, hi = (float(x) for x in np.percentile(values, [2.5, 97.5]))
+    identified = lo > 0 and hi < grid[-1]
+    why = "" if identified else (
+        f"its bootstrap interval [{lo:g}, {hi:g}] includes zero: {at_zero}"
+        if lo <= 0
+        else f"its bootstrap interval [{lo:g}, {hi:g}] reaches the top of the grid tried "
+        f"({grid[-1]:g}): {at_top}"
+    )  # fmt: skip
+    return GridFit(float(grid[chosen]), [lo, hi], identified, why)
 
 
 def _pair(runs: list[Run]) -> tuple[list[int], list[int]]:
@@ -321,23 +329,19 @@ def _contrast_fit(
         simulated = log_p[:, i].mean(axis=1) - log_p[:, j].mean(axis=1)
         return int(np.argmin((simulated - measured) ** 2))
 
-    chosen = best(a, b)
     rng = np.random.default_rng(0)
     draws = [best(rng.choice(a, len(a)), rng.choice(b, len(b))) for _ in range(400)]
-    values = np.asarray(grid)[draws]
-    lo, hi = (float(x) for x in np.percentile(values, [2.5, 97.5]))
-    identified = lo > 0 and hi < grid[-1]
     measured = float(log_y[a].mean() - log_y[b].mean())
     at_zero = float(log_p[0, a].mean() - log_p[0, b].mean())  # the grid starts at 0
-    why = "" if identified else (
-        f"its bootstrap interval [{lo:g}, {hi:g}] includes zero: the saturated pair's "
-        f"contrast (log GIL time a request at the default switch interval less at ten "
-        f"times it) is {measured:.3f} measured, {at_zero:.3f} simulated without this cost"
-        if lo <= 0
-        else f"its bootstrap interval [{lo:g}, {hi:g}] reaches the top of the grid tried "
-        f"({grid[-1]:g}): the saturated pair does not bound it"
-    )  # fmt: skip
-    return GridFit(float(grid[chosen]), [lo, hi], identified, why)
+    return _on_grid(
+        grid,
+        best(a, b),
+        np.asarray(draws),
+        "the saturated pair's contrast (log GIL time a request at the default switch "
+        f"interval less at ten times it) is {measured:.3f} measured, {at_zero:.3f} "
+        "simulated without this cost",
+        "the saturated pair does not bound it",
+    )
 
 
 def _poll_fit(
@@ -356,17 +360,16 @@ def _poll_fit(
     keep = GridFit(platform.gil_poll_us, None, False, "")
     if len(default) < 2 or len(slow) < 2:
         return replace(keep, why="fewer than two saturated runs at each switch interval")
-    pair = [runs[r] for r in (*default, *slow)]
-    measured = y[[*default, *slow]]
-    predicted = (
-        _grid_predictions(pair, platform, {"gil_poll_us": POLL_GRID})
-        if (measured > 0).all()
-        else np.zeros((1, len(pair)))
+    not_positive = replace(
+        keep, why="a saturated run's cost a request beyond the burn at or under zero"
     )
-    if (measured <= 0).any() or (predicted <= 0).any():
-        return replace(
-            keep, why="a saturated run's cost a request beyond the burn at or under zero"
-        )
+    measured = y[[*default, *slow]]
+    if (measured <= 0).any():
+        return not_positive
+    pair = [runs[r] for r in (*default, *slow)]
+    predicted = _grid_predictions(pair, platform, {"gil_poll_us": POLL_GRID})
+    if (predicted <= 0).any():
+        return not_positive
     at = list(range(len(default))), list(range(len(default), len(pair)))
     return _contrast_fit(predicted, measured, *at, POLL_GRID)
 
@@ -407,13 +410,11 @@ def fit_thread_costs(
                 for run, s in runs]  # fmt: skip
     saturated = [r for r, (run, _) in enumerate(runs) if run.role == "saturate"]
     names = ("gil_handoff_us", "gil_poll_us", "switch_contention")
-    default, slow = _pair(measured_runs)
     if len(saturated) < 2 or any(m is None for m in measured) or not platform.gil:
         why = "too few saturated thread runs" if platform.gil else "no GIL"
         return {k: GridFit(getattr(platform, k), None, False, why) for k in names}
     y = np.asarray(measured, dtype=float)
-    fits: dict[str, GridFit] = {}
-    fits["gil_poll_us"] = _poll_fit(runs, y, default, slow, platform)
+    fits = {"gil_poll_us": _poll_fit(runs, y, *_pair(measured_runs), platform)}
     keys = [(run.role, run.switch_interval_ms) for run, _ in runs]
     strata = [np.array([r for r, k in enumerate(keys) if k == key]) for key in dict.fromkeys(keys)]
     held = platform.with_(gil_poll_us=fits["gil_poll_us"].value)

@@ -540,8 +540,9 @@ def _in_processes(
     ctx = multiprocessing.get_context("fork")
     items = list(enumerate(seeds))
     done: dict[int, tuple[dict[str, Any], Record]] = {}
-    workers: dict[Connection, Any] = {}  # the parent's end of each worker's pipe -> the worker
-    spools: dict[Connection, IO[bytes]] = {}  # ... -> the file it leaves its replications in
+    # The parent's end of each worker's pipe -> the worker and the file it
+    # leaves its replications in.
+    workers: dict[Connection, tuple[Any, IO[bytes]]] = {}
     started: list[Any] = []  # every worker, recorded before it starts
 
     def tick() -> None:
@@ -549,7 +550,7 @@ def _in_processes(
             progress(len(done) / len(items))
 
     def take(timeout: float | None) -> None:
-        for r, numbers, rec in _received(workers, spools, timeout):
+        for r, numbers, rec in _received(workers, timeout):
             done[r] = (numbers, rec)
             tick()
 
@@ -558,12 +559,11 @@ def _in_processes(
             mine, out = ctx.Pipe(duplex=False)
             # A file with no name for the worker's replications, read here by
             # where each lies (``_received``); closed as the worker ends, or below.
-            spools[mine] = tempfile.TemporaryFile()  # noqa: SIM115
+            spool = tempfile.TemporaryFile()  # noqa: SIM115
             args = (task, items[j::n_jobs], out, mine, os.getpid())
-            kwargs = {"spool": spools[mine]}
-            proc = ctx.Process(target=_worker, args=args, kwargs=kwargs, daemon=True)
+            proc = ctx.Process(target=_worker, args=args, kwargs={"spool": spool}, daemon=True)
             started.append(proc)
-            workers[mine] = proc
+            workers[mine] = (proc, spool)
             proc.start()
             out.close()
         buffers = task.buffers()
@@ -579,32 +579,31 @@ def _in_processes(
             take(None)
     finally:
         _stop(started)
-        for spool in spools.values():
-            spool.close()
+        for _, left in workers.values():
+            left.close()
     ordered = [done[r] for r in range(len(items))]
     return [n for n, _ in ordered], [rec for _, rec in ordered]
 
 
 def _received(
-    workers: dict[Any, Any], spools: dict[Any, IO[bytes]], timeout: float | None
+    workers: dict[Any, tuple[Any, IO[bytes]]], timeout: float | None
 ) -> list[tuple[int, dict[str, Any], Record]]:
     """The replications the workers (each one's end of its pipe -> the
-    worker) have sent within ``timeout`` (None: wait for one), each read
-    from where it lies in its worker's file (``spools``, closed once the
-    worker has ended): a worker's
-    failure raised as its own exception, a worker that died without a word
-    an error naming its exit code; a worker that ended is dropped."""
+    worker and its file) have sent within ``timeout`` (None: wait for one),
+    each read from where it lies in its worker's file: a worker's failure
+    raised as its own exception, a worker that died without a word an error
+    naming its exit code; a worker that ended is dropped, its file closed."""
     from multiprocessing.connection import Connection, wait  # noqa: PLC0415
 
     out = []
     for ready in wait(list(workers), timeout):
         conn = cast("Connection", ready)
         try:
-            r, numbers, rec = cast("tuple[int, Any, Any]", conn.recv())
+            r, start, end = cast("tuple[int, Any, Any]", conn.recv())
         except (EOFError, OSError):
             # The worker is gone; it said why, or it died (its exit code).
-            proc = workers.pop(conn)
-            spools.pop(conn).close()
+            proc, spool = workers.pop(conn)
+            spool.close()
             proc.join()
             if proc.exitcode != 0:
                 raise RunFailed(
@@ -612,9 +611,9 @@ def _received(
                     "out of memory? --jobs 1 runs the replications in this process"
                 ) from None
             continue
-        if isinstance(numbers, BaseException):
-            raise _from_worker(numbers, str(rec))
-        numbers, rec = pickle.loads(_read(spools[conn], numbers, rec))
+        if isinstance(start, BaseException):
+            raise _from_worker(start, str(end))  # the failure and its traceback
+        numbers, rec = pickle.loads(_read(workers[conn][1], start, end))
         out.append((r, numbers, rec))
     return out
 
