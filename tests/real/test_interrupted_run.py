@@ -8,6 +8,7 @@ was stopped.
 
 from __future__ import annotations
 
+import contextlib
 import signal
 import subprocess
 import sys
@@ -21,6 +22,9 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2]
 PYTEST = (sys.executable, "-m", "pytest", "-p", "tests.interrupts", "-p", "no:cacheprovider")
 
+
+# The processes a measurement starts, by the module each runs.
+RUN_MODULES = ("simlab.real.backend", "simlab.real.runner", "simlab.real.loadgen")
 
 Start = Callable[[str], "subprocess.Popen[str]"]
 
@@ -61,11 +65,13 @@ def session(tmp_path: Path) -> Iterator[Start]:
 
 
 def wait_for(what: Callable[[], bool], proc: subprocess.Popen[str], timeout: float = 60.0) -> None:
+    # ``what`` is asked once a round and its yes is kept: asking again after
+    # the loop once turned a true condition about short-lived processes false.
     deadline = time.monotonic() + timeout
-    while not what() and time.monotonic() < deadline:
+    while not what():
         assert proc.poll() is None, proc.communicate()[0]
+        assert time.monotonic() < deadline, f"never came within {timeout:g} s: {what}"
         time.sleep(0.05)
-    assert what(), f"never came: {what}"
 
 
 def ended(proc: subprocess.Popen[str], timeout: float) -> str:
@@ -131,9 +137,17 @@ def test_sigterm_in_a_measurement_ends_the_run_and_stops_its_processes(
     tree: list[psutil.Process] = []
 
     def started() -> bool:
+        # The backend, server and load generator, by their modules: a count of
+        # children also counts a short-lived ``ss`` or ``git`` the run calls
+        # (CI once saw three children before the load had started).
         nonlocal tree
-        tree = psutil.Process(proc.pid).children(recursive=True)
-        return len(tree) >= 3  # backend, server and load generator
+        found: dict[str, psutil.Process] = {}
+        for child in psutil.Process(proc.pid).children(recursive=True):
+            with contextlib.suppress(psutil.Error):
+                argv = child.cmdline()
+                found.update({m: child for m in RUN_MODULES if m in argv})
+        tree = list(found.values())
+        return len(found) == len(RUN_MODULES)
 
     # Up to the machine-wide real-run lock's wait, if another run holds it.
     wait_for(started, proc, 90)
