@@ -24,7 +24,7 @@ $(DEPS): pyproject.toml
 ## The compiled kernels (simlab/_kernels*.so, by numba's ahead-of-time compiler:
 ## about a minute), rebuilt when their sources change; simlab runs numba's JIT
 ## in their place while they are missing or stale (slower to start, same results).
-$(KERNELS): $(DEPS) simlab/fast_events.py simlab/fast_kernel.py simlab/levels_kernel.py \
+$(KERNELS): $(DEPS) simlab/fast_events.py simlab/fast_kernel.py simlab/levels_kernel.py simlab/order_kernel.py \
 		simlab/kernels.py simlab/kernels_build.py
 	$(BIN)/python -m simlab.kernels_build
 	@touch $(KERNELS)

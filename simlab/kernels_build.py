@@ -3,7 +3,8 @@
 The fast engine's loops (``fast_events.run_events``, ``fast_kernel.recurse``,
 ``fast_kernel.dense_ids``)
 and the summary's (``levels_kernel.sweep_peaks``, ``sweep_levels``,
-``earliest``) are numba functions.
+``earliest``, ``positive_overlaps``; ``order_kernel.bucket_counts``,
+``gather_buckets``) are numba functions.
 Run by numba's JIT, every process pays about 1.4 s before the first request:
 numba's import (which imports scipy.linalg to look for BLAS) and its CPU
 target's registries, initialised on the first call even when the machine code
@@ -44,12 +45,16 @@ def build(out_dir: Path) -> Path:
         warnings.simplefilter("ignore", NumbaPendingDeprecationWarning)
         pycc: Any = importlib.import_module("numba.pycc")  # untyped
 
-    from simlab import fast_events, fast_kernel, kernels, levels_kernel  # noqa: PLC0415
+    from simlab import fast_events, fast_kernel, kernels, levels_kernel, order_kernel  # noqa: PLC0415
     from simlab.kernels import (  # noqa: PLC0415
+        BUCKET_COUNTS_ARGS,
+        BUCKET_COUNTS_RETURNS,
         DENSE_IDS_ARGS,
         DENSE_IDS_RETURNS,
         EARLIEST_ARGS,
         EARLIEST_RETURNS,
+        GATHER_BUCKETS_ARGS,
+        GATHER_BUCKETS_RETURNS,
         POSITIVE_OVERLAPS_ARGS,
         POSITIVE_OVERLAPS_RETURNS,
         RECURSE_ARGS,
@@ -89,6 +94,12 @@ def build(out_dir: Path) -> Path:
     cc.export("recurse", signature(RECURSE_ARGS, RECURSE_RETURNS))(fast_kernel.recurse.py_func)
     cc.export("dense_ids", signature(DENSE_IDS_ARGS, DENSE_IDS_RETURNS))(
         fast_kernel.dense_ids.py_func
+    )
+    cc.export("bucket_counts", signature(BUCKET_COUNTS_ARGS, BUCKET_COUNTS_RETURNS))(
+        order_kernel.bucket_counts.py_func
+    )
+    cc.export("gather_buckets", signature(GATHER_BUCKETS_ARGS, GATHER_BUCKETS_RETURNS))(
+        order_kernel.gather_buckets.py_func
     )
     cc.compile()
     built = sorted(out_dir.glob(cc.name + ".*.so")) + sorted(out_dir.glob(cc.name + ".so"))

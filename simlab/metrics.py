@@ -13,7 +13,6 @@ t distribution over independent replications (``simlab.stats.ci95``).
 from __future__ import annotations
 
 import math
-import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -602,9 +601,8 @@ def _sort_kind(values: np.ndarray) -> Literal["stable", "quicksort"]:
 
 
 def _compiled() -> bool:
-    """Whether the compiled kernels cost nothing to start: built ahead of time
-    (``simlab.kernels``), or numba already loaded (the fast engine's runs)."""
-    return kernels.aot_module() is not None or "numba" in sys.modules
+    """Whether the compiled kernels cost nothing to start (``kernels.ready``)."""
+    return kernels.ready()
 
 
 def _reads_by_search(  # noqa: PLR0917 - the sweep's arrays, as window_sweep has them

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
 
 import numpy as np
 import pytest
 
+from simlab import kernels, stats
 from simlab.stats import _OrderStats, ci95, mser5, positive_ci95, quantile_ci95, t975
 
 # ----------------------------------------------------------------- MSER-5
@@ -128,30 +130,78 @@ def test_quantile_ci95_edges():
     assert ci == [1.0, 50.0]
 
 
-def test_sorted_percentiles_are_numpys_floats() -> None:
-    """``_OrderStats`` reads numpy's linear percentiles from the values
-    partitioned around the ranks each set reads: every float must be
-    ``np.percentile``'s, for
-    sets of levels asked one after another of one array (ties, zeros, one
-    value, levels at and near 0 and 100, levels between found ranks)."""
-    rng = np.random.default_rng(7)
-    for trial in range(300):
+def _percentile_cases(seed: int, trials: int) -> Iterator[tuple[np.ndarray, list[list[float]]]]:
+    """Arrays (ties, zeros, one value, huge and tiny magnitudes, -0.0 beside
+    0.0, infinities) and sets of levels asked one after another of each
+    (levels at and near 0 and 100, levels between found ranks)."""
+    rng = np.random.default_rng(seed)
+    for trial in range(trials):
         n = int(rng.integers(1, 60)) if trial % 3 else int(rng.integers(1000, 5000))
-        kind = trial % 4
+        kind = trial % 6
         if kind == 0:
             values = rng.exponential(1.0, n)
         elif kind == 1:
             values = np.where(rng.random(n) < 0.7, 0.0, rng.exponential(1.0, n))
         elif kind == 2:
             values = rng.integers(0, 5, n).astype(np.float64) * 0.1
-        else:
+        elif kind == 3:
             values = rng.lognormal(0.0, 2.0, n)
-        sel = _OrderStats(values.copy())
+        elif kind == 4:
+            values = rng.normal(0, 1, n) * 10.0 ** rng.integers(-300, 300, n)
+        else:
+            values = np.where(rng.random(n) < 0.5, -0.0, rng.normal(0, 1, n))
+            values[::7], values[::11] = np.inf, -np.inf
+        sets = []
         for _ in range(3):
             levels = [float(x) for x in rng.uniform(0, 100, int(rng.integers(1, 7)))]
             levels += [0.0, 100.0, 50.0, 99.99999, 1e-9][: int(rng.integers(0, 6))]
-            expected = [float(v) for v in np.percentile(values, levels)]
-            assert sel.percentiles(levels) == expected, (trial, levels)
+            sets.append(levels)
+        yield values, sets
+
+
+def _numpys(values: np.ndarray, levels: list[float]) -> list[float]:
+    with np.errstate(invalid="ignore"):  # inf - inf between two infinite ranks: nan
+        return [float(v) for v in np.percentile(values, levels)]
+
+
+@pytest.mark.filterwarnings("ignore:invalid value:RuntimeWarning")
+def test_sorted_percentiles_are_numpys_floats() -> None:
+    """``_OrderStats`` reads numpy's linear percentiles from the values
+    partitioned around the ranks each set reads: every float must be
+    ``np.percentile``'s."""
+    for trial, (values, sets) in enumerate(_percentile_cases(7, 300)):
+        sel = _OrderStats(values.copy())
+        for levels in sets:
+            got = sel.percentiles(levels)
+            assert np.array_equal(got, _numpys(values, levels), equal_nan=True), (trial, levels)
     # A nan anywhere: numpy's answer (nan), as before.
     got = _OrderStats(np.array([1.0, np.nan, 2.0])).percentiles([50.0])
     assert math.isnan(got[0])
+
+
+@pytest.mark.filterwarnings("ignore:invalid value:RuntimeWarning")
+@pytest.mark.parametrize("compiled", ["built", "jit"])
+def test_percentiles_by_buckets_are_numpys_floats(compiled, monkeypatch) -> None:
+    """From ``BUCKETS_MIN`` values on, the ranks come from buckets of the
+    values' bits (``simlab.order_kernel``), from one array or from several
+    where they lie (a replication each): the same floats as numpy's on the
+    arrays end to end. Here every array takes that path."""
+    if compiled == "jit":
+        monkeypatch.setattr(kernels, "aot_module", lambda: None)
+    else:
+        assert kernels.aot_module() is not None, "the kernels are not built: run make"
+    monkeypatch.setattr(stats, "BUCKETS_MIN", 0)
+    monkeypatch.setattr(kernels, "ready", lambda: True)
+    rng = np.random.default_rng(11)
+    for trial, (values, sets) in enumerate(_percentile_cases(13, 120)):
+        cuts = np.sort(rng.integers(0, len(values) + 1, int(rng.integers(0, 4))))
+        pieces = [p for p in np.split(values.copy(), cuts) if len(p)]
+        sel = _OrderStats(pieces if trial % 2 else values.copy())
+        for levels in sets:
+            got = sel.percentiles(levels)
+            assert np.array_equal(got, _numpys(values, levels), equal_nan=True), (trial, levels)
+    # The pooled percentiles and their intervals: the same whichever way.
+    samples = [np.where(rng.random(3000) < 0.6, 0.0, rng.exponential(1.0, 3000)) for _ in range(4)]
+    by_buckets = stats.quantiles_ci95(samples, (50, 95, 99))
+    monkeypatch.setattr(stats, "BUCKETS_MIN", 10**12)
+    assert by_buckets == stats.quantiles_ci95(samples, (50, 95, 99))
