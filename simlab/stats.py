@@ -245,7 +245,7 @@ class _OrderStats:
     (``_by_buckets``; a bucket of one value, such as a queue delay's zeros,
     needs no gathering), from the arrays where they are. An order statistic
     is one value of the array however it is found. On 5,000,000 latencies
-    (Intel Xeon, numpy 2.4) a partition around three ranks took about 60 ms,
+    (AMD EPYC, numpy 2.4) a partition around three ranks took about 60 ms,
     the buckets about 20; the copy that put five replications end to end,
     40 MB never touched before, up to 80 ms more (this virtual machine's
     page faults). The arithmetic (the virtual index, its floor, the weight
