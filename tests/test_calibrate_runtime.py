@@ -115,6 +115,45 @@ def test_memory_fit_recovers_known_costs() -> None:
     assert fit.value("front_connection_kib") == pytest.approx(0.9, rel=1e-3)
 
 
+def _served_fit(runs: list) -> fitting.Fit:
+    """Go's user-memory fit on ``runs``, measured as a known platform gives
+    them (a goroutine that has served holds 30 KiB more), each run off by a
+    fixed few percent, as real runs are."""
+    base = load_platform("go")
+    truth = base.with_(process_kib=5_800.0, thread_served_kib=30.0)
+    off = [1.03, 0.98, 1.01, 0.97, 1.02, 0.99, 1.0, 1.02]
+    rows = []
+    for k, run in enumerate(runs):
+        w = run.workload
+        units = calibrate_runtime._units(
+            run, {"throughput_rps": w.rate, "latency_ms": {"mean": 5.0}}
+        )
+        rows.append((units, units.footprint(truth).user_kib * off[k % len(off)]))
+    fit = memory_fit(rows, base, calibrate_runtime.SERVED_FITTED, "user")
+    assert fit is not None
+    return fit
+
+
+def test_gos_grid_sets_what_serving_adds_apart_from_the_process() -> None:
+    """Go's memory runs at 40/s serve about as many connections at 200 and
+    at 3,000 held: what a served goroutine adds moves with the process's own
+    memory there. One run serves most of 1,000 connections, and sets them
+    apart: fitted on runs measured as a known platform gives them, both are
+    identified and near the truth."""
+    runs = runtime_grid("go")
+    light = [r for r in runs if r.role == "memory" and r.workload.rate == 40.0]
+    served = [r for r in runs if r.role == "memory" and r.workload.rate >= 400]
+    assert len(light) == 2 and len(served) == 1
+    assert all(calibrate.served_connections(r) < 150 for r in light)
+    assert calibrate.served_connections(served[0]) > 0.7 * served[0].workload.connections
+    fit = _served_fit(runs)
+    assert all(fit.identified)
+    assert fit.value("thread_served_kib") == pytest.approx(30.0, rel=0.35)
+    assert fit.value("process_kib") == pytest.approx(5_800.0, rel=0.35)
+    # Only Go's grid has it: the other runtimes' profiles fit no such growth.
+    assert not [r for r in runtime_grid("jvm") if r.workload.rate >= 400 and r.role == "memory"]
+
+
 @pytest.mark.parametrize("runtime", list(RUNTIMES))
 def test_held_out_cases_are_not_in_the_grid_and_include_saturation_and_slow_clients(
     runtime: str,

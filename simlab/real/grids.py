@@ -469,7 +469,9 @@ def runtime_grid(name: str) -> list[Run]:
     per-request and per-call costs, the wall-clock overheads), busier (a
     process rarely idle: the wake-up cost), and holding few and many
     connections (memory per connection, and per back process for two-tier,
-    whose pool size changes between them)."""
+    whose pool size changes between them); where a thread per connection
+    grows once it has served (``Runtime.served_growth``), also most of
+    1,000 connections served (that growth apart from the process's own)."""
     runtime = RUNTIMES[name]
     d, wu = RUNTIME_SECONDS, RUNTIME_WARMUP
     runs = []
@@ -483,6 +485,13 @@ def runtime_grid(name: str) -> list[Run]:
         for n, processes in ((200, 4), (3000, 12)):
             w = Workload(connections=n, rate=40.0, cpu=Fixed(0.0005), io=Fixed(0.002), calls=1)
             runs.append(Run(peer, w, _peer_arch(runtime, 16, processes), "memory", 2.0, wu))
+        if runtime.served_growth:
+            # About 140 requests reach the two runs above: as many served
+            # threads at 200 and 3,000 connections, so what serving adds and
+            # the process's own memory move together there. Here about three
+            # in four of 1,000 connections have served (1,400 requests).
+            w = Workload(connections=1000, rate=400.0, cpu=Fixed(0.0005), io=Fixed(0.002), calls=1)
+            runs.append(Run(peer, w, _peer_arch(runtime, 16), "memory", 2.0, wu))
     return runs
 
 
