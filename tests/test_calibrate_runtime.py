@@ -134,7 +134,7 @@ def _served_fit(runs: list) -> fitting.Fit:
     return fit
 
 
-def test_gos_grid_sets_what_serving_adds_apart_from_the_process() -> None:
+def test_the_served_run_sets_what_serving_adds_apart_from_the_process() -> None:
     """Go's memory runs at 40/s serve about as many connections at 200 and
     at 3,000 held: what a served goroutine adds moves with the process's own
     memory there. One run serves most of 1,000 connections, and sets them
@@ -150,8 +150,10 @@ def test_gos_grid_sets_what_serving_adds_apart_from_the_process() -> None:
     assert all(fit.identified)
     assert fit.value("thread_served_kib") == pytest.approx(30.0, rel=0.35)
     assert fit.value("process_kib") == pytest.approx(5_800.0, rel=0.35)
-    # Only Go's grid has it: the other runtimes' profiles fit no such growth.
-    assert not [r for r in runtime_grid("jvm") if r.workload.rate >= 400 and r.role == "memory"]
+    # Only the runtimes that fit such growth have it.
+    for name, runtime in RUNTIMES.items():
+        has = [r for r in runtime_grid(name) if r.workload.rate >= 400 and r.role == "memory"]
+        assert bool(has) == runtime.served_growth, name
 
 
 @pytest.mark.parametrize("runtime", list(RUNTIMES))
