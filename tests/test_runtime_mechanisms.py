@@ -147,7 +147,11 @@ def test_the_fit_counts_the_goroutines_that_served_in_the_run() -> None:
     s = {"throughput_rps": 40.0, "latency_ms": {"mean": 3.0}}
     served = _units(run, s).served
     assert served == pytest.approx(3000 * (1 - math.exp(-40 * 3.5 / 3000)))
-    assert RUNTIMES["go"].served_growth and not RUNTIMES["jvm"].served_growth
+    # A thread per connection grows once it has served on both (a goroutine's
+    # stack, a Java thread's allocation buffer); not where no thread is a
+    # connection's (node's loop, PHP-FPM's children).
+    assert RUNTIMES["go"].served_growth and RUNTIMES["jvm"].served_growth
+    assert not RUNTIMES["node"].served_growth and not RUNTIMES["php"].served_growth
 
 
 def _node_throughput_errors(batching: bool) -> list[float]:
