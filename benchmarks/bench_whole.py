@@ -27,7 +27,8 @@ the machine:
 Each command runs once untimed first (numba's compile cache, bytecode), then
 ``--repeats`` times for every row up to 500,000 requests, the minimal
 scripts' as simlab's, in passes over all those rows (the median is kept),
-once for the 5,000,000 ones and the plan.
+and ``--long-repeats`` times (3) for the 5,000,000 ones, the plan and the
+scale case, in passes over those.
 The results go to ``docs/benchmarks.md`` between its markers, with the
 machine and every goal of the speed issue beside the ratio measured.
 
@@ -122,13 +123,6 @@ def warm_up() -> None:
         [*SIMLAB, *MMC, "--replications", "1", "--duration", "100"],
     ):
         timed(argv)
-
-
-def measure(row: Row, repeats: int) -> None:
-    """Run ``row`` ``repeats`` times in a row (``measure_interleaved`` is the
-    method for the rows that are compared)."""
-    row.runs = [timed(row.argv) for _ in range(repeats)]
-    settle(row)
 
 
 def measure_interleaved(rows: list[Row], repeats: int) -> None:
@@ -378,6 +372,7 @@ def render(
     dashboard: tuple[list[dict[str, object]], str] = ([], ""),
     split: list[dict[str, object]] | None = None,
     repeats: int = 3,
+    long_repeats: int = 1,
 ) -> str:
     when = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
     load = os.getloadavg()[0]
@@ -401,8 +396,10 @@ def render(
         " summary, output), its peak resident memory, the median of"
         f" {repeats} runs for every row up to 500,000 requests (taken in {repeats} passes"
         " over those rows, so that a slow spell of the machine falls on all of them;"
-        " *wall s range* is the fastest and the slowest run), one run for the"
-        " longer ones and the plan; CPU s is the process's user plus system time, steadier than"
+        " *wall s range* is the fastest and the slowest run), the median of"
+        f" {long_repeats} for the longer ones, the plan and the scale case (in"
+        f" {long_repeats} passes over them); CPU s is the process's user plus system time,"
+        " steadier than"
         " the wall time on a busy machine. The queue is M/M/100, λ = 90/s,"
         " S ~ Exp(1 s): reactor-pool with 100 workers for simlab; the same queue in"
         " the minimal scripts"
@@ -491,6 +488,12 @@ def main() -> None:
     ap.add_argument(
         "--repeats", type=int, default=5, help="runs of each row up to 500,000 requests"
     )
+    ap.add_argument(
+        "--long-repeats",
+        type=int,
+        default=3,
+        help="runs of each 5,000,000-request row, the plan and the scale case",
+    )
     ap.add_argument("--shared", action="store_true", help="say the machine was shared")
     ap.add_argument("--no-write", action="store_true", help="print, do not write the page")
     ap.add_argument("--no-dashboard", action="store_true", help="skip the browser's timings")
@@ -507,9 +510,10 @@ def main() -> None:
     # another process just freed, on the virtual machine simlab was built on).
     short = [r for r in every if (r.requests or 0) <= 500_000 and "plan" not in r.name]
     measure_interleaved(short, args.repeats)
+    # The rest likewise, fewer times: one 5,000,000-request run's system time
+    # spread over a second from run to run (4 December), with the same faults.
+    measure_interleaved([r for r in every if all(r is not s for s in short)], args.long_repeats)
     for row in every:
-        if all(row is not r for r in short):
-            measure(row, 1)
         table[row.name] = row
     dashboard: tuple[list[dict[str, object]], str] = ([], "")
     if not args.no_dashboard:
@@ -519,7 +523,7 @@ def main() -> None:
     split = summary_vs_kernel(500_000)
     for part in split:
         print(f"summary vs kernel: {part}", flush=True)
-    section = render(table, sizes, args.shared, dashboard, split, args.repeats)
+    section = render(table, sizes, args.shared, dashboard, split, args.repeats, args.long_repeats)
     if args.no_write:
         print(section)
     else:
