@@ -110,9 +110,11 @@ def browser(tmp_path):  # type: ignore[no-untyped-def]
 
 
 def _wait(driver, condition, timeout: float = 90.0, what: str = "the page"):  # type: ignore[no-untyped-def]
-    return WebDriverWait(driver, timeout, poll_frequency=0.25).until(
-        condition, message=f"timed out waiting for {what}"
-    )
+    # Streamlit replaces elements as it reruns: a condition that read one as it
+    # went is asked again at the next poll, not failed.
+    return WebDriverWait(
+        driver, timeout, poll_frequency=0.25, ignored_exceptions=(StaleElementReferenceException,)
+    ).until(condition, message=f"timed out waiting for {what}")
 
 
 # Streamlit's "Running..." indicator: since 1.4x an icon whose aria-label says

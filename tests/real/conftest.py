@@ -6,6 +6,7 @@ process id (``Managed``), and its port is checked free afterwards.
 
 from __future__ import annotations
 
+import contextlib
 import socket
 import time
 from collections.abc import Iterator
@@ -14,6 +15,23 @@ import psutil
 import pytest
 
 from simlab.real.processes import Managed, port_is_free, python
+
+# The processes a measurement starts (``simlab measure``), by the module each runs.
+RUN_MODULES = ("simlab.real.backend", "simlab.real.runner", "simlab.real.loadgen")
+
+
+def measurement_processes(pid: int) -> list[psutil.Process]:
+    """The backend, server and load generator found under ``pid`` so far, by
+    the modules they run: a count of children would also count a short-lived
+    ``ss`` or ``git`` the run calls (CI once saw three children before the
+    load had started)."""
+    found: dict[str, psutil.Process] = {}
+    for child in psutil.Process(pid).children(recursive=True):
+        with contextlib.suppress(psutil.Error):
+            argv = child.cmdline()
+            found.update({m: child for m in RUN_MODULES if m in argv})
+    return list(found.values())
+
 
 GOOD = b"GET /work?cpu_ms=1&calls=0 HTTP/1.1\r\nHost: t\r\n\r\n"
 

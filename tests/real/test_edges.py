@@ -16,7 +16,7 @@ import pytest
 
 from simlab.real.options import SERVER_MODELS
 from simlab.real.processes import Managed
-from tests.real.conftest import start_server
+from tests.real.conftest import RUN_MODULES, measurement_processes, start_server
 
 pytestmark = [pytest.mark.real, pytest.mark.timeout(120)]
 
@@ -132,14 +132,14 @@ def test_measure_stopped_by_sigterm_leaves_nothing_behind() -> None:
         "--no-save",
     ]
     with subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) as proc:
-        deadline = time.monotonic() + 30
-        tree: list[psutil.Process] = []
-        while time.monotonic() < deadline:
-            tree = psutil.Process(proc.pid).children(recursive=True)
-            if len(tree) >= 3:  # backend, server and load generator are up
-                break
+        # Up to the machine-wide real-run lock's wait, if another run holds it.
+        deadline = time.monotonic() + 90
+        tree = measurement_processes(proc.pid)
+        while time.monotonic() < deadline and len(tree) < len(RUN_MODULES):
             time.sleep(0.2)
-        assert len(tree) >= 3
+            tree = measurement_processes(proc.pid)
+        assert len(tree) == len(RUN_MODULES), tree
+        time.sleep(0.5)  # into the load, past the start-up
         proc.send_signal(signal.SIGTERM)
         proc.wait(60)
     deadline = time.monotonic() + 10

@@ -8,7 +8,6 @@ was stopped.
 
 from __future__ import annotations
 
-import contextlib
 import signal
 import subprocess
 import sys
@@ -19,12 +18,11 @@ from pathlib import Path
 import psutil
 import pytest
 
+from tests.real.conftest import RUN_MODULES, measurement_processes
+
 ROOT = Path(__file__).resolve().parents[2]
 PYTEST = (sys.executable, "-m", "pytest", "-p", "tests.interrupts", "-p", "no:cacheprovider")
 
-
-# The processes a measurement starts, by the module each runs.
-RUN_MODULES = ("simlab.real.backend", "simlab.real.runner", "simlab.real.loadgen")
 
 Start = Callable[[str], "subprocess.Popen[str]"]
 
@@ -137,17 +135,9 @@ def test_sigterm_in_a_measurement_ends_the_run_and_stops_its_processes(
     tree: list[psutil.Process] = []
 
     def started() -> bool:
-        # The backend, server and load generator, by their modules: a count of
-        # children also counts a short-lived ``ss`` or ``git`` the run calls
-        # (CI once saw three children before the load had started).
         nonlocal tree
-        found: dict[str, psutil.Process] = {}
-        for child in psutil.Process(proc.pid).children(recursive=True):
-            with contextlib.suppress(psutil.Error):
-                argv = child.cmdline()
-                found.update({m: child for m in RUN_MODULES if m in argv})
-        tree = list(found.values())
-        return len(found) == len(RUN_MODULES)
+        tree = measurement_processes(proc.pid)
+        return len(tree) == len(RUN_MODULES)
 
     # Up to the machine-wide real-run lock's wait, if another run holds it.
     wait_for(started, proc, 90)

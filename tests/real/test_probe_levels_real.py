@@ -26,9 +26,11 @@ for _ in range(2):
     if os.fork() == 0:
         time.sleep(30)
         os._exit(0)
-if os.fork() == 0:
+pid = os.fork()
+if pid == 0:
     os._exit(0)
-time.sleep(0.3)  # the third child has exited by now
+# Until the third child has exited, left unreaped (WNOWAIT): a zombie.
+os.waitid(os.P_PID, pid, os.WEXITED | os.WNOWAIT)
 print("ready", flush=True)
 time.sleep(30)
 """
