@@ -501,7 +501,6 @@ def main() -> None:
     sizes = [50_000] if args.quick else [50_000, 500_000]
     if args.full:
         sizes.append(5_000_000)
-    table: dict[str, Row] = {}
     warm_up()
     every = rows(sizes)
     # Every row up to 500,000 requests, SimPy's and Ciw's as simlab's, is the
@@ -513,8 +512,7 @@ def main() -> None:
     # The rest likewise, fewer times: one 5,000,000-request run's system time
     # spread over a second from run to run (4 December), with the same faults.
     measure_interleaved([r for r in every if all(r is not s for s in short)], args.long_repeats)
-    for row in every:
-        table[row.name] = row
+    table = {row.name: row for row in every}
     dashboard: tuple[list[dict[str, object]], str] = ([], "")
     if not args.no_dashboard:
         dashboard = dashboard_timings()

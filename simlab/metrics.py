@@ -363,7 +363,7 @@ def window_sweep(
         for col, w in row.items():
             weights[lv, col] = w
     if compiled is None:
-        compiled = _compiled() or not bool((weights >= 0).all())
+        compiled = kernels.ready() or not bool((weights >= 0).all())
     gathered = (all_starts, all_ends, offsets) if compiled else None
     overlap = _overlaps(arrays, canon, t0, t1, gathered)
     bases = np.array([base for _, base in levels.values()], dtype=np.float64)
@@ -600,11 +600,6 @@ def _sort_kind(values: np.ndarray) -> Literal["stable", "quicksort"]:
     return "quicksort"
 
 
-def _compiled() -> bool:
-    """Whether the compiled kernels cost nothing to start (``kernels.ready``)."""
-    return kernels.ready()
-
-
 def _reads_by_search(  # noqa: PLR0917 - the sweep's arrays, as window_sweep has them
     arrays: list[Part],
     by_end: list[np.ndarray],
@@ -721,7 +716,7 @@ def _first_use(rec: Record) -> tuple[np.ndarray, np.ndarray]:
     if top < 4 * len(worker) + 1024:
         # Each worker's earliest start, in a table by worker id (a pool's few
         # ids): a minimum is the same number whatever the order it is taken in.
-        if _compiled():
+        if kernels.ready():
             from simlab.kernels import earliest as by_key  # noqa: PLC0415
 
             earliest = by_key(worker, start, top + 1)
