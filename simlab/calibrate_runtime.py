@@ -39,6 +39,7 @@ from simlab.calibrate import (
     ACCEPT_COSTS,
     BATCHING_METHOD,
     CPU_COSTS,
+    CPU_ROLES,
     _from_record,
     _lab,
     _light,
@@ -298,13 +299,21 @@ def _fit_cpu(runtime: Runtime, results: Results, base: Platform) -> tuple[Fit, t
     resembled model charges: the costs some run pays are fitted, except
     those measured by micro-benchmark or inseparable, which are held at
     their value and taken off. Returns the fit and the costs it had to hold
-    at the preset's value to identify the rest."""
+    at the preset's value to identify the rest.
+
+    The runs are cpython's CPU runs' roles (``CPU_ROLES``): a loop's closed
+    loops too, priced as the open runs are (a wake-up at 1 - busy). They
+    keep the loop full, so they set what a request costs with no wake-up
+    (``parse_us``); without them Node's four open runs, three light and one
+    about 80% busy, left a per-request cost and a wake-up nearly
+    collinear, and two fresh calibrations of one morning held one or the
+    other at the preset's value."""
     measured = {k for k, v in SOURCES.get(runtime.name, {}).items() if _is_measured(v)}
     rows: list[dict[str, float]] = []
     ys: list[float] = []
     for run, s in results:
         y = _back_cpu(run, s)
-        if run.role != "cpu" or y is None:
+        if run.role not in CPU_ROLES or y is None:
             continue
         rows.append(cpu_row(run.target, run.workload.calls, float(s["cpu_busy_cores"] or 0.0)))
         ys.append(y)

@@ -1,8 +1,9 @@
 """A runtime's calibration (``simlab calibrate --runtime``), fitted on recorded real runs.
 
 ``tests/data/runtime-runs.json`` holds the runs the committed jvm and php
-profiles were fitted from (what calibration keeps of each): fitting them
-again needs no real run, and must label every parameter honestly.
+profiles were fitted from (what calibration keeps of each), and a node
+calibration's of 5 December 2026 (its grid's closed loops included): fitting
+them again needs no real run, and must label every parameter honestly.
 """
 
 from __future__ import annotations
@@ -47,7 +48,7 @@ def _profile(runtime: str) -> dict:
     return PROFILES[runtime]
 
 
-@pytest.fixture(scope="module", params=["jvm", "php"])
+@pytest.fixture(scope="module", params=["jvm", "php", "node"])
 def fitted(request: pytest.FixtureRequest) -> tuple[str, dict]:
     return request.param, _profile(request.param)
 
@@ -236,3 +237,27 @@ def test_node_closed_loops_set_the_loop_event_cost_apart() -> None:
         entry = params[key]
         assert entry["identified"], (key, entry)
         assert entry["ci95"][0] <= truth <= entry["ci95"][1], (key, entry)
+
+
+def test_node_closed_loops_set_a_request_apart_from_a_wake_up() -> None:
+    """On real node runs, the CPU fit takes the closed loops as cpython's
+    takes its loop servers' (``CPU_ROLES``): they keep the loop full, so a
+    request's own cost (``parse_us``, about 40 us there) comes apart from
+    the wake-up a light run's request pays (``wake_us``, about 200 us), and
+    both are identified. With the open runs alone (three light, one about
+    80% busy) the two are nearly collinear, and one of them is not."""
+    recorded = _recorded("node")
+    base = PRESETS["node"]()
+    quick = functools.partial(fitting.fit_robust, boots=100)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(calibrate_runtime, "fit_robust", quick)
+        both, _ = calibrate_runtime._fit_cpu(RUNTIMES["node"], recorded, base)
+        open_only = [(run, s) for run, s in recorded if run.role != "batch"]
+        alone, dropped = calibrate_runtime._fit_cpu(RUNTIMES["node"], open_only, base)
+    for key in ("parse_us", "wake_us"):
+        assert both.is_identified(key), key
+    assert both.value("parse_us") == pytest.approx(40.0, rel=0.6)
+    assert both.value("wake_us") > 3 * both.value("parse_us")
+    assert {"parse_us", "wake_us"} & set(dropped) or not all(
+        alone.is_identified(k) for k in ("parse_us", "wake_us")
+    )
