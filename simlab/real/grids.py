@@ -441,11 +441,12 @@ class Runtime:
     memory came out 43% low).
     ``loop`` is True where a peer is one event loop per process (Node's): its
     grid then has closed loops of 1 to 64 clients, as cpython's loop servers
-    have, so that the loop's cost per event (``loop_event_us``) is set apart
-    from its cost per wake-up. Without them the busiest run kept the loop
-    about 80% busy, and ``loop_event_us`` came out with an interval of
-    134 to 970 µs in one calibration and not identified in the next (the
-    per-request parse took it over).
+    have. From 4 clients on the loop never sleeps, so they set a request's
+    own cost (``parse_us``) apart from the wake-up a request pays when it
+    finds the loop asleep (``wake_us``, at 1 - busy). Without them the
+    busiest run kept the loop about 80% busy, the two costs were nearly
+    collinear, and two calibrations of one morning held one or the other
+    at the preset's value (``simlab.calibrate_runtime._fit_cpu``).
     """
 
     name: str
