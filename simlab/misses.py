@@ -46,6 +46,14 @@ is reported as unexplained.
   measured p50 at least (in hand runs of three cases that meet their
   latency goals, 4 December, the excess was 3 to 4% of the p50: the
   kernel's queues usually wait longer than one queue, by little).
+- **backlog from the warm-up** (hypothesis): a latency miss under the
+  measured, outside noise, that no rule above explains, at an offered load
+  under 0.9 (where the model keeps up, so that what it serves of a run's
+  arrivals in the window is about what arrived), whose every run served
+  more than the model did on that run's own arrivals, the served rates
+  apart outside noise: the server finished in the window requests that
+  had arrived in the warm-up, so it began the window behind, and the
+  window's requests queued behind them; the model begins it level.
 - **spread** (hypothesis): a latency miss whose case's p50 and p99 miss in
   opposite directions, both outside noise: the model's waits are spread wider
   (or narrower) than the server's.
@@ -359,6 +367,38 @@ def _core_wait(miss: dict[str, Any], rows: list[dict[str, Any]]) -> dict[str, st
         f"one; test: {_measure(model, config)} with the server on one core and the lab's "
         "other processes on the other (taskset), and compare the threads' wait with one "
         "core's queue",
+    }
+
+
+def _backlog(miss: dict[str, Any], rows: list[dict[str, Any]]) -> dict[str, str] | None:
+    """A latency miss under the measured, outside noise, at an offered load
+    under ``SATURATED``, whose case's every run served more than the model
+    on the same arrivals (``measured_runs`` against ``predicted_runs`` of
+    the served rate, apart outside noise): a backlog carried from the
+    warm-up into the window."""
+    model, config = miss["model"], miss["config"]
+    if miss["within_noise"] or not miss["measured"] > miss["predicted"]:
+        return None
+    thr = _row(rows, model, config, "throughput_rps")
+    if thr is None or thr["within_noise"] or float(miss["rho"]) >= SATURATED:
+        return None
+    served = [float(x) for x in thr.get("measured_runs") or []]
+    model_served = [float(x) for x in thr.get("predicted_runs") or []]
+    if len(served) < 2 or len(served) != len(model_served):
+        return None
+    if not all(s > m for s, m in zip(served, model_served, strict=True)):
+        return None
+    runs = ", ".join(_rate(x) for x in served)
+    modelled = ", ".join(_rate(x) for x in model_served)
+    return {
+        "kind": "hypothesis",
+        "text": f"backlog from the warm-up: at an offered load of {float(miss['rho']):.2f}, "
+        f"where the model keeps up with the arrivals, every run served more than the model "
+        f"did on its own arrivals ({runs} against {modelled}): the server finished in the "
+        "window requests that had arrived in the warm-up, so it began the window behind "
+        "and queued the window's requests after them, where the model begins it level; "
+        f"test: {_measure(model, config)} with the warm-up tripled, and compare its served "
+        "rate with its arrivals' and its latency with the model's",
     }
 
 
@@ -837,6 +877,8 @@ def explain(
             why = _cpu_cost(miss, rows) or why
         if why is None:
             why = _core_wait(miss, rows)
+        if why is None:
+            why = _backlog(miss, rows)
     elif metric == "throughput_rps" and float(miss["rho"]) >= SATURATED:
         switches = _switch_cost(miss, assumptions)
         if switches is not None:

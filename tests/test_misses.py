@@ -559,3 +559,29 @@ def test_switches_explain_a_served_rate_miss_when_cpu_follows_the_slices() -> No
     assert "switches" not in explain(_convoy(CONVOY, predicted=330.0), [])["text"]
     unread = {**miss, "run_queue_runs": [None] * len(CONVOY)}
     assert "switches" not in explain(unread, [])["text"]
+
+
+def test_a_backlog_from_the_warm_up_when_every_run_served_more_than_its_arrivals() -> None:
+    # java-threads N=300 560/s of 5 December: at 0.83 the model serves what
+    # arrives (560 to 564/s on each run's own arrivals), the server served
+    # 572 to 600/s, and its latency is twice the model's.
+    config = "N=300 560/s cpu=2.5ms 1x5ms seq W=32 P=1"
+    thr = _r("throughput_rps", 562, 588, config=config, model="java-threads", rho=0.83)
+    thr |= {"measured_runs": [590.25, 600.5, 572.25], "predicted_runs": [564.3, 561.7, 559.9]}
+    p50 = _r("latency_p50", 40.3, 85.2, config=config, model="java-threads", rho=0.83)
+    rows = [thr, p50]
+    why = explain(p50, rows)
+    assert why["kind"] == "hypothesis" and why["text"].startswith("backlog from the warm-up")
+    assert "590/s, 600/s, 572/s against 564/s, 562/s, 560/s" in why["text"]
+    assert "warm-up tripled" in why["text"]
+    # Doctored, each one way: a run that served no more than the model did;
+    # the model's latency over the server's; the served rates within noise;
+    # an offered load where the model need not keep up.
+    one_less = thr | {"measured_runs": [590.25, 555.0, 572.25]}
+    assert explain(p50, [one_less, p50])["kind"] == "unexplained"
+    over = p50 | {"predicted": 90.0, "rel_error": 0.06}
+    assert not explain(over, [thr, over])["text"].startswith("backlog")
+    within = [thr | {"within_noise": True}, p50]
+    assert not explain(p50, within)["text"].startswith("backlog")
+    near = [thr | {"rho": 0.95}, p50 | {"rho": 0.95}]
+    assert not explain(near[1], near)["text"].startswith("backlog")
