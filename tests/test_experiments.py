@@ -3,6 +3,7 @@ data shows. Those that measure real servers are marked ``real``."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -16,6 +17,7 @@ import psutil
 import pytest
 
 from simlab.registry import MODEL_NAMES
+from tests.procs import alive
 
 ROOT = Path(__file__).resolve().parents[1]
 EXPERIMENTS = ROOT / "experiments"
@@ -125,6 +127,15 @@ def test_an_interrupted_experiment_leaves_nothing(tmp_path: Path, sig: int) -> N
         assert proc.poll() is None, "the experiment ended before it could be interrupted"
         time.sleep(0.02)
     assert list(tmp_path.glob(".coordinated_omission.*")), "the experiment never started writing"
+    # Its own processes (servers, backend, load generator), taken while it
+    # runs: once it has exited, any it left behind are init's children, not
+    # this test's, and a look at this test's children alone would miss them.
+    spawned: list[psutil.Process] = []
+    while not spawned and time.monotonic() < deadline and proc.poll() is None:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            spawned = psutil.Process(proc.pid).children(recursive=True)
+        time.sleep(0.02)
+    assert spawned, "the experiment started no process before it could be interrupted"
     assert proc.poll() is None, "the experiment finished before it could be interrupted"
     os.kill(proc.pid, sig)
     proc.wait(timeout=60)
@@ -133,6 +144,13 @@ def test_an_interrupted_experiment_leaves_nothing(tmp_path: Path, sig: int) -> N
     assert not list(tmp_path.glob(".coordinated_omission.*"))
     left = {p.pid for p in psutil.Process().children(recursive=True)} - before - {proc.pid}
     assert not left, f"processes left behind: {left}"
+    # What it started is stopped by the time it exits (by pid, on its way
+    # out); a few seconds' grace for a killed process's last moments.
+    grace = time.monotonic() + 5
+    while alive(spawned) and time.monotonic() < grace:
+        time.sleep(0.1)
+    orphans = alive(spawned)
+    assert not orphans, f"processes the experiment left behind: {orphans}"
 
 
 @pytest.mark.real  # it starts real servers on loopback

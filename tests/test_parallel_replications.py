@@ -18,6 +18,7 @@ import pytest
 from simlab import Architecture, Workload, load_platform, simulate, simulation
 from simlab.distributions import Exponential, Fixed
 from simlab.errors import RunFailed, UserError
+from tests.procs import alive
 from tests.test_cli import run
 
 # The calibrated default platform's event loop (the fast engine), and the DES.
@@ -241,4 +242,4 @@ def test_stopping_the_command_stops_its_workers_quietly() -> None:
     assert proc.returncode == 130, err
     assert err.strip().splitlines()[-1] == "simlab: interrupted" and "Traceback" not in err, err
     assert out == ""
-    assert not [w.pid for w in workers if w.is_running() and w.status() != psutil.STATUS_ZOMBIE]
+    assert not [w.pid for w in alive(workers)]

@@ -11,11 +11,11 @@ import threading
 import time
 from pathlib import Path
 
-import psutil
 import pytest
 
 from simlab.real.options import SERVER_MODELS
 from simlab.real.processes import Managed
+from tests.procs import alive
 from tests.real.conftest import RUN_MODULES, measurement_processes, start_server
 
 pytestmark = [pytest.mark.real, pytest.mark.timeout(120)]
@@ -145,8 +145,8 @@ def test_measure_stopped_by_sigterm_leaves_nothing_behind() -> None:
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline and any(p.is_running() for p in tree):
         time.sleep(0.2)
-    alive = [p for p in tree if p.is_running() and p.status() != psutil.STATUS_ZOMBIE]
-    assert not alive, alive
+    left = alive(tree)
+    assert not left, left
 
 
 def _listen_queues(port: int) -> list[int]:

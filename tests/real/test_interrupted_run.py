@@ -18,6 +18,7 @@ from pathlib import Path
 import psutil
 import pytest
 
+from tests.procs import alive
 from tests.real.conftest import RUN_MODULES, measurement_processes
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -150,5 +151,5 @@ def test_sigterm_in_a_measurement_ends_the_run_and_stops_its_processes(
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline and any(p.is_running() for p in tree):
         time.sleep(0.1)
-    alive = [p for p in tree if p.is_running() and p.status() != psutil.STATUS_ZOMBIE]
-    assert not alive, alive
+    left = alive(tree)
+    assert not left, left
