@@ -10,6 +10,7 @@ median misses its goal.
 from __future__ import annotations
 
 import importlib.util
+import json
 import math
 from pathlib import Path
 from types import SimpleNamespace
@@ -368,3 +369,26 @@ def test_the_report_sets_the_waits_for_a_core_against_one_queues() -> None:
     assert "a median 9% of the measured p50, the largest 15% (process-per-connection, N=300" in text
     assert lines[-2].startswith("| process-per-connection | N=300 150/s | 16.9 / 14.6 ms")
     assert lines[-1].endswith("| 3% |") and "N=10 5/s" not in text
+
+
+REPORTS = DOCS.parent / "data" / "validation"
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="issue 12 asks for a third of the held-out cases at or beyond saturation (rho 0.9 "
+    "to 1.5); on the committed reports cpython has 8 of 33, each runtime 2 of 8",
+)
+def test_a_third_of_each_reports_cases_are_at_or_beyond_saturation() -> None:
+    """Where the served rate is the model's to predict, not an input: the
+    committed reports' own offered loads (``rho``, the model's, on the
+    profile each was simulated with). Strict: it fails loudly once the
+    grids meet the issue's third, so that this mark is taken off."""
+    short = {}
+    for report in sorted(REPORTS.glob("*/validation.json")):
+        rows = [r for r in json.loads(report.read_text())["rows"]
+                if r["metric"] == "throughput_rps"]  # fmt: skip
+        saturated = sum(0.9 <= r["rho"] <= 1.5 for r in rows)
+        if 3 * saturated < len(rows):
+            short[report.parent.name] = f"{saturated} of {len(rows)}"
+    assert not short, short
