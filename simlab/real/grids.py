@@ -558,6 +558,9 @@ def runtime_cases(name: str) -> list[Case]:
             Case("node", _w(300, 460, 2.5, 0, 0), a(), d, wu),  # the loop beyond 1
             Case("node", _slow(_w(300, 60, 1, 10), 0.1), a(), d, wu),
             Case("node", _slow(_w(500, 80, 1, 20), 0.3), a(), d, wu),
+            # Appended (a case's seeds follow its place): the loop beyond 1
+            # on many connections, its calls in parallel.
+            Case("node", _w(2000, 250, 4.5, 20, 2, fanout="parallel"), a(), d, wu),
         ],
         "php": [
             Case(
@@ -590,6 +593,8 @@ def runtime_cases(name: str) -> list[Case]:
                 d,
                 wu,
             ),
+            # Appended: three children for 800 connections, the pool at about 1.
+            Case("nginx-php-fpm", _w(800, 180, 1, 15, 1), _peer_arch(RUNTIMES["php"], 1, 3), d, wu),
         ],
     }
     return cases[name]
