@@ -5,10 +5,12 @@ its cost per request falls with the load: a request that finds the loop
 awake pays no wake-up (``wake_us``, fitted from the grid's light runs apart
 from a request's own cost, which its closed loops set), and the loop's own
 batching costs (``loop_event_us``, ``loop_wake_us``) where the runs identify
-them. With it the two held-out cases at or beyond the loop's capacity meet
-the throughput goal (5%); without it (every request paying what a lone one
-does: its own cost and a whole wake-up) the case beyond it misses by over
-twice the goal, and the other comes no closer.
+them. With it the three held-out cases at or beyond the loop's capacity
+meet the throughput goal (5%); without it (every request paying what a lone
+one does: its own cost and a whole wake-up) the one of 300 connections
+beyond it misses the goal (by 9.9%, on the runs of 5 December), and the
+median error over the three grows. One comes closer without it: 2,000 connections at 1.14, whose
+runs served 192, 219 and 218/s (the model 218 with batching, 206 without).
 
 Go's memory under load.
 
@@ -187,10 +189,9 @@ def test_node_at_saturation_meets_the_throughput_goal_with_batching_and_not_with
     for key in ("parse_us", "wake_us"):
         assert params[key]["identified"] and params[key]["ci95"][0] > 0, key
     with_it, without = _node_throughput_errors(True), _node_throughput_errors(False)
-    assert len(with_it) == 2
+    assert len(with_it) == 3
     assert max(with_it) <= THROUGHPUT_GOAL
-    # The case beyond the loop's capacity misses by over twice the goal; the
-    # one near it (its offered load about what a lone request's cost allows)
-    # gets no closer.
-    assert max(without) > 2 * THROUGHPUT_GOAL
-    assert all(w <= wo for w, wo in zip(with_it, without, strict=True))
+    # Without it, a case beyond the loop's capacity misses the goal, and the
+    # median over the cases is further off.
+    assert max(without) > THROUGHPUT_GOAL
+    assert np.median(with_it) < np.median(without)
