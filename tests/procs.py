@@ -7,7 +7,8 @@ test that is none of the code's. A process gone is not running.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import time
+from collections.abc import Iterable, Sequence
 
 import psutil
 
@@ -22,3 +23,12 @@ def alive(procs: Iterable[psutil.Process]) -> list[psutil.Process]:
         except psutil.NoSuchProcess:
             continue
     return out
+
+
+def outlive(procs: Sequence[psutil.Process], seconds: float) -> list[psutil.Process]:
+    """The processes of ``procs`` still running ``seconds`` from now, or as
+    soon as none is (a stopped process's last moments, waited for)."""
+    deadline = time.monotonic() + seconds
+    while alive(procs) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    return alive(procs)

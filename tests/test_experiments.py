@@ -17,7 +17,7 @@ import psutil
 import pytest
 
 from simlab.registry import MODEL_NAMES
-from tests.procs import alive
+from tests.procs import outlive
 
 ROOT = Path(__file__).resolve().parents[1]
 EXPERIMENTS = ROOT / "experiments"
@@ -146,10 +146,7 @@ def test_an_interrupted_experiment_leaves_nothing(tmp_path: Path, sig: int) -> N
     assert not left, f"processes left behind: {left}"
     # What it started is stopped by the time it exits (by pid, on its way
     # out); a few seconds' grace for a killed process's last moments.
-    grace = time.monotonic() + 5
-    while alive(spawned) and time.monotonic() < grace:
-        time.sleep(0.1)
-    orphans = alive(spawned)
+    orphans = outlive(spawned, 5)
     assert not orphans, f"processes the experiment left behind: {orphans}"
 
 

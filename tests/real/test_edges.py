@@ -15,7 +15,7 @@ import pytest
 
 from simlab.real.options import SERVER_MODELS
 from simlab.real.processes import Managed
-from tests.procs import alive
+from tests.procs import outlive
 from tests.real.conftest import RUN_MODULES, measurement_processes, start_server
 
 pytestmark = [pytest.mark.real, pytest.mark.timeout(120)]
@@ -142,10 +142,7 @@ def test_measure_stopped_by_sigterm_leaves_nothing_behind() -> None:
         time.sleep(0.5)  # into the load, past the start-up
         proc.send_signal(signal.SIGTERM)
         proc.wait(60)
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline and any(p.is_running() for p in tree):
-        time.sleep(0.2)
-    left = alive(tree)
+    left = outlive(tree, 10)
     assert not left, left
 
 

@@ -18,7 +18,7 @@ from pathlib import Path
 import psutil
 import pytest
 
-from tests.procs import alive
+from tests.procs import outlive
 from tests.real.conftest import RUN_MODULES, measurement_processes
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -148,8 +148,5 @@ def test_sigterm_in_a_measurement_ends_the_run_and_stops_its_processes(
     assert proc.returncode == pytest.ExitCode.INTERRUPTED, out
     assert (tmp_path / "code").read_text() == "130", out  # the command took it
     assert not (tmp_path / "went_on").exists(), out
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline and any(p.is_running() for p in tree):
-        time.sleep(0.1)
-    left = alive(tree)
+    left = outlive(tree, 10)
     assert not left, left
