@@ -413,6 +413,20 @@ def held_out(quick: bool) -> list[Case]:
         Case("gunicorn-gthread", _w(60, 100, 1, 20), a(workers=6, processes=2)),
         Case("gunicorn-gthread", _w(200, 150, 1, 15), a(workers=8)),
         Case("gunicorn-sync", _w(4, 60, 1, 15, k=1), a(workers=1, processes=4)),
+        # Appended (a case's seeds follow its place, so the cases above keep
+        # their arrivals), each at or beyond saturation: rho about 1.05 to
+        # 1.15 on the profile of 5 December. None is a fork, a uvicorn loop or
+        # a short connection on a fixed set of threads, whose sets the
+        # mechanism tests pin with their runs (tests/models/test_mechanisms.py).
+        Case("thread-pool", _w(16, 500, 2, 2), a(workers=16)),  # the GIL
+        Case("thread-pool", _w(24, 750, 2, 2), a(workers=20, processes=2)),  # the cores
+        Case("gunicorn-gthread", _w(200, 400, 2.5, 10), a(workers=8)),  # the GIL
+        Case("gunicorn-sync", _w(8, 135, 1, 30, k=1), a(workers=1, processes=4)),  # the workers
+        Case("async", _w(2000, 800, 2.5, 10), a(processes=2)),  # both loops
+        Case("async", _w(4000, 480, 2, 20, 2, fanout="parallel"), a()),  # the loop
+        Case("thread-per-connection", _w(1000, 400, 2.5, 10), a()),  # the GIL
+        Case("thread-per-connection", _w(2000, 800, 2.5, 10), a(processes=2)),  # the cores
+        Case("reactor-pool", _w(800, 440, 1, 40), a(workers=16)),  # the workers
     ]
 
 
@@ -548,6 +562,9 @@ def runtime_cases(name: str) -> list[Case]:
             Case("go", _w(300, 660, 3, 0, 0), a(), d, wu),  # the cores beyond 1
             Case("go", _slow(_w(300, 60, 1, 10), 0.1), a(), d, wu),
             Case("go", _slow(_w(500, 80, 1, 20), 0.3), a(), d, wu),
+            # Appended (a case's seeds follow its place): the cores beyond 1
+            # on many connections, their calls in parallel.
+            Case("go", _w(2000, 520, 4, 10, 2, fanout="parallel"), a(), d, wu),
         ],
         "node": [
             Case("node", _w(400, 150, 1, 20, 2), a(), d, wu),
