@@ -552,6 +552,9 @@ def runtime_cases(name: str) -> list[Case]:
             Case("java-threads", _w(2500, 200, 2, 10, 2), a(), d, wu),
             Case("java-threads", _w(300, 560, 2.5, 5), a(), d, wu),  # the cores near 1
             Case("java-threads", _slow(_w(400, 60, 1, 20), 0.3), a(), d, wu),
+            # Appended (a case's seeds follow its place): the cores beyond 1
+            # on a thousand threads.
+            Case("java-threads", _w(1000, 500, 4, 10), a(), d, wu),
         ],
         "go": [
             Case("go", _w(400, 150, 1, 20, 2), a(), d, wu),
