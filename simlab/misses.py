@@ -95,6 +95,16 @@ is reported as unexplained.
   assumption set under its own estimate: the model's children end sooner
   than the data say. The rows' speed references add whether the runs on the
   faster machine held the fewer children.
+- **connections not yet accepted** (cause): a threads-peak miss under the
+  prediction, outside noise, at or beyond saturation, in a case of
+  persistent connections of a model that gives each connection a thread
+  (or a child) of its own for its life, whose runs peaked at or under every
+  predicted run: such a server's threads count the connections it has
+  accepted, so at no moment of the runs under had it accepted them all, where
+  the model accepts every connection as it opens. The runs whose windows
+  opened while the server still made its threads (``unsteady_runs``) are
+  counted. Why its acceptor fell behind is the text's hypothesis (it is
+  one more thread waiting for the GIL and the cores), with its test.
 - **a count finer than its goal** (hypothesis): a threads-peak miss whose
   model's and server's runs overlap (one predicted run's peak reaches a
   measured run's, on the runs' own arrivals) and whose means are at most one
@@ -736,6 +746,58 @@ def _children(
     return {"kind": "hypothesis", "text": text}
 
 
+def _unaccepted(miss: dict[str, Any]) -> dict[str, str] | None:
+    """A threads-peak miss under the prediction, beyond noise and saturated,
+    of persistent connections each with a thread (or child) of its own, no
+    run over any predicted run: connections the server had not accepted
+    (its threads count those it had)."""
+    if miss["metric"] != "threads_peak" or miss.get("within_noise") is not False:
+        return None
+    if float(miss["rho"]) < SATURATED or _knob(miss["config"], "k") is not None:
+        return None
+    if not _thread_each(miss):
+        return None
+    measured = [float(v) for v in miss.get("measured_runs") or [] if v is not None]
+    predicted = [float(v) for v in miss.get("predicted_runs") or [] if v is not None]
+    if not measured or not predicted or not max(measured) <= min(predicted):
+        return None
+    n = _knob(miss["config"], "N") or round(min(predicted))
+    short = [min(predicted) - v for v in measured if v < min(predicted)]
+    if not short:
+        return None
+    still = sum(
+        any("still making its threads" in why for why in reasons or [])
+        for reasons in miss.get("unsteady_runs") or []
+    )
+    runs = ", ".join(_n(v) for v in measured)
+    return {
+        "kind": "cause",
+        "text": f"connections not yet accepted: a thread (or child) a connection for its "
+        f"life, so the server's threads count the connections it had accepted; they peaked "
+        f"at {runs} where the model, which accepts each of the {n:,} connections as it opens, "
+        f"holds {_n(min(predicted))}: in {len(short)} of {len(measured)} runs "
+        f"{_n(min(short))} to {_n(max(short))} connections had no thread at any moment of "
+        f"the run, and {still} of {len(measured)} runs' windows "
+        f"opened while the server was still making them; *hypothesis*: past saturation its "
+        f"acceptor is one more thread waiting for the GIL and the cores, and falls behind "
+        f"the connections; test: {_measure(miss['model'], miss['config'])} with the listen "
+        "queue's length (ss -lnt, Recv-Q) and the threads' count sampled through the run",
+    }
+
+
+def _thread_each(miss: dict[str, Any]) -> bool:
+    """Whether the case's model gives every connection a thread or a child of
+    its own, for the connection's life (not a pool's)."""
+    from simlab.models import get_model  # noqa: PLC0415 - the model owns its knowledge
+
+    model = miss.get("resembles") or miss["model"]
+    try:
+        m = get_model(model)
+    except (KeyError, ValueError):
+        return False
+    return bool(m.holds_connection and not m.pooled)
+
+
 def _whole_threads(miss: dict[str, Any]) -> dict[str, str] | None:
     """A threads-peak miss whose predicted and measured runs overlap, at a
     count where one thread is over twice the goal."""
@@ -896,7 +958,7 @@ def explain(
     elif metric.startswith("memory"):
         why = _memory(miss, rows) or _per_connection(miss, rows)
     elif metric == "threads_peak":
-        why = _children(miss, assumptions) or _whole_threads(miss)
+        why = _unaccepted(miss) or _children(miss, assumptions) or _whole_threads(miss)
     if why is None or why["kind"] != "cause":
         # A cause in this session's rows stands; otherwise the sessions may say more.
         why = _drift(miss, sessions) or why
