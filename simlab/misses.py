@@ -131,13 +131,16 @@ from __future__ import annotations
 
 import math
 import re
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from simlab.real.speed import REPEATABILITY
 from simlab.sessions import SPEED_BOUND
 from simlab.stats import t975
+
+if TYPE_CHECKING:
+    from simlab.models.base import Model
 
 __all__ = ["SATURATED", "assumptions_of", "explain", "explain_all"]
 
@@ -757,8 +760,8 @@ def _unaccepted(miss: dict[str, Any]) -> dict[str, str] | None:
         return None
     if not _thread_each(miss):
         return None
-    measured = [float(v) for v in miss.get("measured_runs") or [] if v is not None]
-    predicted = [float(v) for v in miss.get("predicted_runs") or [] if v is not None]
+    measured = _run_values(miss, "measured_runs")
+    predicted = _run_values(miss, "predicted_runs")
     if not measured or not predicted or not max(measured) <= min(predicted):
         return None
     n = _knob(miss["config"], "N") or round(min(predicted))
@@ -788,14 +791,8 @@ def _unaccepted(miss: dict[str, Any]) -> dict[str, str] | None:
 def _thread_each(miss: dict[str, Any]) -> bool:
     """Whether the case's model gives every connection a thread or a child of
     its own, for the connection's life (not a pool's)."""
-    from simlab.models import get_model  # noqa: PLC0415 - the model owns its knowledge
-
-    model = miss.get("resembles") or miss["model"]
-    try:
-        m = get_model(model)
-    except (KeyError, ValueError):
-        return False
-    return bool(m.holds_connection and not m.pooled)
+    m = _model_of(miss)
+    return m is not None and bool(m.holds_connection and not m.pooled)
 
 
 def _whole_threads(miss: dict[str, Any]) -> dict[str, str] | None:
@@ -805,8 +802,8 @@ def _whole_threads(miss: dict[str, Any]) -> dict[str, str] | None:
         return None
     if miss.get("predicted") is None or miss.get("measured") is None:
         return None
-    measured = [float(v) for v in miss.get("measured_runs") or [] if v is not None]
-    predicted = [float(v) for v in miss.get("predicted_runs") or [] if v is not None]
+    measured = _run_values(miss, "measured_runs")
+    predicted = _run_values(miss, "predicted_runs")
     if not measured or not predicted:
         return None
     overlap = min(measured) <= max(predicted) and min(predicted) <= max(measured)
@@ -843,13 +840,24 @@ def _whole_threads(miss: dict[str, Any]) -> dict[str, str] | None:
 
 def _own_process(miss: dict[str, Any]) -> bool:
     """Whether the case's model gives every connection a process of its own."""
+    m = _model_of(miss)
+    return m is not None and bool(m.own_process)
+
+
+def _model_of(miss: dict[str, Any]) -> type[Model] | None:
+    """The model class the case's target resembles; None for an unknown one."""
     from simlab.models import get_model  # noqa: PLC0415 - the model owns its knowledge
 
-    model = miss.get("resembles") or miss["model"]
     try:
-        return bool(get_model(model).own_process)
+        return get_model(miss.get("resembles") or miss["model"])
     except (KeyError, ValueError):
-        return False
+        return None
+
+
+def _run_values(miss: dict[str, Any], key: str) -> list[float]:
+    """A row's per-run values under ``key`` (``measured_runs``, ``predicted_runs``),
+    the runs that recorded none left out."""
+    return [float(v) for v in miss.get(key) or [] if v is not None]
 
 
 def _slow_machine(miss: dict[str, Any]) -> dict[str, str] | None:
