@@ -42,13 +42,25 @@ class Dedicated(ConnectionBound):
 
     @classmethod
     def forks_at_start(cls, workload: Workload, platform: Platform) -> bool:
-        """Persistent connections' children are forked as the run starts, one
-        connection at a time by the accepting process; a connection's requests
-        wait for its child, whose own start falls on its first request.
-        Modelled where the fork's cost is split (``fork_child_us`` > 0, a
-        calibrated profile): under load the children then come over seconds,
-        not at once. Otherwise every child is there from the start."""
-        return cls.own_process and workload.persistent and platform.fork_child_us > 0
+        """Persistent connections' owners are made as the run starts, one
+        connection at a time by the accepting thread, which takes its
+        process's GIL (and a core) for each as the handlers do; a
+        connection's requests wait for its owner. Under load the owners then
+        come over seconds, not at once, and past saturation some never come
+        in a run: on 5 December a thread-per-connection server of 1,000
+        connections at 1.09 held 781 to 809 threads at peak, and the model
+        that made them all at once served 239/s where it served 308/s, its
+        hundreds more GIL waiters each slowing the holder.
+
+        Children: where the fork's cost is split (``fork_child_us`` > 0, a
+        calibrated profile), each child's own start falls on its first
+        request. Threads: where making one costs anything (``spawn_us``).
+        Otherwise every owner is there from the start."""
+        if not workload.persistent:
+            return False
+        if cls.own_process:
+            return platform.fork_child_us > 0
+        return cls.request_cost(workload).accept_s(platform) > 0
 
     @classmethod
     def steady_platform(cls, workload: Workload, platform: Platform) -> Platform:
@@ -58,9 +70,12 @@ class Dedicated(ConnectionBound):
         again) is that state from its first second, where forking 10,000 of
         them as the run starts would hold a planner's check for a minute of
         simulated start-up."""
-        if cls.forks_at_start(workload, platform):
+        if not cls.forks_at_start(workload, platform):
+            return platform
+        if cls.own_process:
             return platform.with_(fork_child_us=0.0)
-        return platform
+        # A thread is made once per persistent connection, all before the steady state.
+        return platform.with_(spawn_us=0.0)
 
     @classmethod
     def start_warnings(
@@ -74,13 +89,14 @@ class Dedicated(ConnectionBound):
         # The accept loops fork in turn, each paying its os.fork() calls; the
         # children's own starts fall on their first requests.
         ramp = math.ceil(n / arch.processes) * parent
+        owner = "forking a child" if cls.own_process else "making a thread"
         if ramp > warmup:
             out.append(
-                f"forking a child for each of the {n:,} connections takes at least {ramp:.3g} s, "
+                f"{owner} for each of the {n:,} connections takes at least {ramp:.3g} s, "
                 f"beyond the warm-up ({warmup:g} s): the window holds that start-up (requests "
-                "wait for their children); raise --warmup for the steady state"
+                "wait for their owners); raise --warmup for the steady state"
             )
-        if workload.rate is not None:
+        if workload.rate is not None and child > 0:
             # Poisson arrivals dealt over n connections: each is silent through
             # the warm-up with probability exp(-rate x warmup / n).
             silent = n * math.exp(-workload.rate * warmup / n)
@@ -115,8 +131,10 @@ class Dedicated(ConnectionBound):
             if self._accept_cost > 0:
                 yield from self.cpu.run(gil, self._accept_cost, 0, process, lock=acceptor)
             self.open_interval("threads")
-            self.open_interval("forks")
-            self._unstarted.add(conn)
+            if self.own_process:
+                self.open_interval("forks")
+            if self._child_start > 0:
+                self._unstarted.add(conn)
             self._forked[conn].succeed()
 
     def _serve_queue(
@@ -169,7 +187,9 @@ class Dedicated(ConnectionBound):
     @classmethod
     def _fast_limits(cls, workload: Workload, platform: Platform, arch: Architecture) -> str | None:
         if cls.forks_at_start(workload, platform):
-            return "persistent connections' children are forked as the run starts (the DES)"
+            return (
+                "persistent connections' threads or children are made as the run starts (the DES)"
+            )
         if workload.requests_per_connection is None:
             return None
         if cls.request_cost(workload).accept_s(platform) > 0:
