@@ -100,8 +100,9 @@ is reported as unexplained.
   persistent connections of a model that gives each connection a thread
   (or a child) of its own for its life, whose runs peaked at or under every
   predicted run: such a server's threads count the connections it has
-  accepted, so at no moment of the runs under had it accepted them all, where
-  the model accepts every connection as it opens. The runs whose windows
+  accepted, so in the runs under it had accepted fewer than the model's
+  acceptor (which, under a GIL, makes its threads one at a time as the run
+  starts; without one, all at once). The runs whose windows
   opened while the server still made its threads (``unsteady_runs``) are
   counted. Why its acceptor fell behind is the text's hypothesis (it is
   one more thread waiting for the GIL and the cores), with its test.
@@ -777,14 +778,14 @@ def _unaccepted(miss: dict[str, Any]) -> dict[str, str] | None:
         "kind": "cause",
         "text": f"connections not yet accepted: a thread (or child) a connection for its "
         f"life, so the server's threads count the connections it had accepted; they peaked "
-        f"at {runs} where the model, which accepts each of the {n:,} connections as it opens, "
-        f"holds {_n(min(predicted))}: in {len(short)} of {len(measured)} runs "
-        f"{_n(min(short))} to {_n(max(short))} connections had no thread at any moment of "
-        f"the run, and {still} of {len(measured)} runs' windows "
-        f"opened while the server was still making them; *hypothesis*: past saturation its "
-        f"acceptor is one more thread waiting for the GIL and the cores, and falls behind "
-        f"the connections; test: {_measure(miss['model'], miss['config'])} with the listen "
-        "queue's length (ss -lnt, Recv-Q) and the threads' count sampled through the run",
+        f"at {runs} of {n:,} connections where the model holds {_n(min(predicted))}: in "
+        f"{len(short)} of {len(measured)} runs {_n(min(short))} to {_n(max(short))} fewer "
+        f"connections than the model's had a thread at any moment of the run, and {still} "
+        f"of {len(measured)} runs' windows opened while the server was still making them; "
+        f"*hypothesis*: past saturation its acceptor, one more thread waiting for the GIL "
+        f"and the cores, falls further behind the connections than the model's; test: "
+        f"{_measure(miss['model'], miss['config'])} with the listen queue's length (ss -lnt, "
+        "Recv-Q) and the threads' count sampled through the run",
     }
 
 

@@ -600,7 +600,7 @@ def test_connections_not_yet_accepted_when_every_run_peaks_under_the_model() -> 
             "unsteady_runs": [still, [], still]}  # fmt: skip
     why = explain(miss, [miss])
     assert why["kind"] == "cause" and "connections not yet accepted" in why["text"], why
-    assert "in 3 of 3 runs 192 to 220 connections" in why["text"]
+    assert "in 3 of 3 runs 192 to 220 fewer connections" in why["text"]
     assert "2 of 3 runs' windows" in why["text"] and "*hypothesis*" in why["text"]
     # One run that accepted them all is counted apart; one over the model is no such miss.
     some = {**miss, "measured_runs": [781.0, 1001.0, 788.0]}
