@@ -72,10 +72,15 @@ def simulated(ex: Experiment, counts: tuple[int, ...]) -> None:
         platform = simlab.load_platform(platform_name)
         for model in MODELS:
             for n in counts:
+                # Connections opened long before, their threads or children all
+                # made: what idle connections hold. A run that opens them as it
+                # starts makes them over seconds first (``forks_at_start``: 10,000
+                # threads take 3.8 s of cpython's GIL), a start-up, not their cost.
+                steady = simlab.MODELS[model].steady_platform(workload(n), platform)
                 s = simlab.simulate(
                     model,
                     workload(n),
-                    platform,
+                    steady,
                     Architecture(workers=WORKERS),
                     duration=SIM_SECONDS,
                     warmup=0.5,

@@ -192,10 +192,13 @@ def test_idle_connections_cost_no_events(model):
             requests_per_connection=1 if model in ("iterative", "thread-pool") else None,
         )
         cls = MODELS[model]
+        # Its steady state: a thread-per-connection server under a GIL makes
+        # each connection's thread as the run starts, idle or not, on the GIL
+        # (events a connection: ``Dedicated.forks_at_start``).
         sim = cls(
             env,
             w,
-            simlab.load_platform("cpython-preset"),
+            cls.steady_platform(w, simlab.load_platform("cpython-preset")),
             Architecture(workers=64),
             seed=np.random.SeedSequence(4),
             stop=30.0,
