@@ -789,6 +789,60 @@ def _unaccepted(miss: dict[str, Any]) -> dict[str, str] | None:
     }
 
 
+def _held_longer(miss: dict[str, Any], rows: list[dict[str, Any]]) -> dict[str, str] | None:
+    """A threads-peak miss over the prediction, beyond noise, in a case of
+    short connections each with a thread (or child) of its own, whose
+    requests took longer on the server than in the model at both quantiles
+    (each outside noise): an owner lives for its connection's request, so
+    longer requests hold more at once. The same case's memory, over the
+    model's beyond noise, is said where it is, as more owners at once would
+    make it."""
+    if miss["metric"] != "threads_peak" or miss.get("within_noise") is not False:
+        return None
+    if miss.get("predicted") is None or miss.get("measured") is None:
+        return None
+    if not float(miss["measured"]) > float(miss["predicted"]):
+        return None
+    k = _knob(miss["config"], "k")
+    if k is None or not _thread_each(miss):
+        return None
+    model, config = miss["model"], miss["config"]
+    lat = [_row(rows, model, config, m) for m in LATENCY]
+    if any(r is None or r["within_noise"] or not r["measured"] > r["predicted"] for r in lat):
+        return None
+    said = ", ".join(
+        f"{m.split('_')[1]} {_n(float(r['measured']))} against {_n(float(r['predicted']))} ms"
+        for m, r in zip(LATENCY, lat, strict=True)
+        if r is not None
+    )
+    owner = "child" if _own_process(miss) else "thread"
+    runs = ", ".join(_n(v) for v in _run_values(miss, "measured_runs"))
+    text = (
+        f"owners held longer: with k={k} requests a connection each has a {owner} of its own, "
+        f"made as it opens and gone after its last answer, so the count at peak follows how "
+        f"long each lives; the server held {runs} at peak against "
+        f"{_n(float(miss['predicted']))} predicted, and its requests took longer than the "
+        f"model's ({said}, both outside noise)"
+    )
+    over = [
+        f"{m.split('_')[1]} {float(r['rel_error']):.0%}"
+        for m in ("memory_user", "memory_kernel")
+        if (r := _row(rows, model, config, m)) is not None
+        and not r["within_noise"]
+        and r["measured"] > r["predicted"]
+    ]
+    if over:
+        text += f"; its memory is over the model's too ({', '.join(over)}), as more {owner}s "
+        text += "at once would make it"
+    text += (
+        f"; *hypothesis*: each {owner} lives longer than the model's, from its start to its "
+        f"exit; test: {_measure(model, config)} with each {owner}'s life (made to gone) "
+        "recorded, against the model's (its latency, the start and fork_exit_us or "
+        "thread_exit_us)"
+    )
+    return {"kind": "hypothesis", "text": text}
+
+
 def _thread_each(miss: dict[str, Any]) -> bool:
     """Whether the case's model gives every connection a thread or a child of
     its own, for the connection's life (not a pool's)."""
@@ -967,7 +1021,12 @@ def explain(
     elif metric.startswith("memory"):
         why = _memory(miss, rows) or _per_connection(miss, rows)
     elif metric == "threads_peak":
-        why = _unaccepted(miss) or _children(miss, assumptions) or _whole_threads(miss)
+        why = (
+            _unaccepted(miss)
+            or _children(miss, assumptions)
+            or _held_longer(miss, rows)
+            or _whole_threads(miss)
+        )
     if why is None or why["kind"] != "cause":
         # A cause in this session's rows stands; otherwise the sessions may say more.
         why = _drift(miss, sessions) or why

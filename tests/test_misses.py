@@ -614,3 +614,33 @@ def test_connections_not_yet_accepted_when_every_run_peaks_under_the_model() -> 
         {**miss, "within_noise": True},
     ):
         assert "not yet accepted" not in explain(other, [other])["text"], other
+
+
+def test_owners_held_longer_when_the_requests_took_longer() -> None:
+    """Short connections, a child each: more children at peak than the model's,
+    with the case's requests slower than the model's at both quantiles (the 5
+    December runs of N=10000 60/s k=1). Flips: a quantile within noise or
+    faster, fewer children than predicted, persistent connections, a pool."""
+    kw = {"config": "N=10000 60/s W=32 P=1 k=1", "model": "process-per-connection",
+          "rho": 0.2}  # fmt: skip
+    miss = {**_r("threads_peak", 5.0, 7.0, goal=0.05, **kw), "measured_runs": [7.0, 7.0, 7.0]}
+    rows = [miss, _r("latency_p50", 17.8, 19.8, **kw), _r("latency_p99", 22.3, 32.2, **kw),
+            _r("memory_user", 26.6, 33.0, goal=0.15, **kw),
+            _r("memory_kernel", 0.92, 1.35, goal=0.15, **kw)]  # fmt: skip
+    why = explain(miss, rows)
+    assert why["kind"] == "hypothesis" and why["text"].startswith("owners held longer"), why
+    assert "a child of its own" in why["text"] and "p99 32.2 against 22.3 ms" in why["text"]
+    assert "memory is over the model's too (user 19%, kernel 32%)" in why["text"]
+    # The memory within the model's: not said.
+    calm = [*rows[:3], _r("memory_user", 33.0, 33.0, within=True, **kw)]
+    assert "memory" not in explain(miss, calm)["text"]
+    # A quantile within noise, or faster than the model's: not this rule.
+    for i, r in ((1, _r("latency_p50", 17.8, 19.8, within=True, **kw)),
+                 (2, _r("latency_p99", 40.0, 32.2, **kw))):  # fmt: skip
+        doctored = [*rows[:i], r, *rows[i + 1 :]]
+        assert "held longer" not in explain(miss, doctored)["text"]
+    under = {**miss, "measured": 4.0, "measured_runs": [4.0, 4.0, 4.0]}
+    assert "held longer" not in explain(under, [under, *rows[1:]])["text"]
+    for other in ({**miss, "config": "N=10000 60/s W=32 P=1"},  # persistent: made once
+                  {**miss, "model": "thread-pool"}):  # a pool's threads do not follow requests
+        assert "held longer" not in explain(other, [other, *rows[1:]])["text"], other
