@@ -815,7 +815,7 @@ def _held_longer(miss: dict[str, Any], rows: list[dict[str, Any]]) -> dict[str, 
         for m, r in zip(LATENCY, lat, strict=True)
         if r is not None
     )
-    owner = "child" if _own_process(miss) else "thread"
+    owner, owners = ("child", "children") if _own_process(miss) else ("thread", "threads")
     runs = ", ".join(_n(v) for v in _run_values(miss, "measured_runs"))
     text = (
         f"owners held longer: with k={k} requests a connection each has a {owner} of its own, "
@@ -832,11 +832,11 @@ def _held_longer(miss: dict[str, Any], rows: list[dict[str, Any]]) -> dict[str, 
         and r["measured"] > r["predicted"]
     ]
     if over:
-        text += f"; its memory is over the model's too ({', '.join(over)}), as more {owner}s "
+        text += f"; its memory is over the model's too ({', '.join(over)}), as more {owners} "
         text += "at once would make it"
     text += (
-        f"; *hypothesis*: each {owner} lives longer than the model's, from its start to its "
-        f"exit; test: {_measure(model, config)} with each {owner}'s life (made to gone) "
+        f"; so each {owner} lives longer than the model's, from its start to its exit; "
+        f"test: {_measure(model, config)} with each {owner}'s life (made to gone) "
         "recorded, against the model's (its latency, the start and fork_exit_us or "
         "thread_exit_us)"
     )
