@@ -641,6 +641,8 @@ def test_owners_held_longer_when_the_requests_took_longer() -> None:
         assert "held longer" not in explain(miss, doctored)["text"]
     under = {**miss, "measured": 4.0, "measured_runs": [4.0, 4.0, 4.0]}
     assert "held longer" not in explain(under, [under, *rows[1:]])["text"]
-    for other in ({**miss, "config": "N=10000 60/s W=32 P=1"},  # persistent: made once
-                  {**miss, "model": "thread-pool"}):  # a pool's threads do not follow requests
+    for other in (
+        {**miss, "config": "N=10000 60/s W=32 P=1"},  # persistent: made once
+        {**miss, "model": "thread-pool"},  # a pool's threads do not follow requests
+    ):
         assert "held longer" not in explain(other, [other, *rows[1:]])["text"], other
