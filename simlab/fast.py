@@ -24,6 +24,7 @@ import simpy
 from simlab.errors import UserError
 from simlab.models import MODELS, get_model
 from simlab.models.base import BATCH, COMPLETED, PENDING, US, Model, Record, draw_io
+from simlab.models.dedicated import Dedicated
 from simlab.params import LAB_KEYS, Architecture, Platform, Workload
 from simlab.streams import Streams, deal, hand_off_draws
 
@@ -101,7 +102,10 @@ def reason_not_fast(
     hand-off (``gil_handoff_us``), a wait after each wait for it, as
     ``Cpu.run`` and ``Cpu._sliced`` wait; and ``async``'s
     loops run in passes (``loop_passes``), each loop's driver an entity of
-    the compiled loop, as ``simlab.models.async_.Passes`` is a SimPy process.
+    the compiled loop, as ``simlab.models.async_.Passes`` is a SimPy process;
+    and thread-per-connection's threads made as the run starts under a GIL
+    (``Dedicated.forks_at_start``), each process's accepting thread an
+    entity too, as ``Dedicated._fork_all`` is a process.
     """
     cls = get_model(model)
     reason = cls.fast_reason(workload, platform, arch)
@@ -295,16 +299,20 @@ def _run_events(  # noqa: PLR0917 - the run's parts, as _run_kernel takes them
     owner, owner_proc = owners if owners is not None else (by_conn, by_conn)
     # Dense connection ids: the loop keeps per-connection state in arrays.
     n_conns, dense = _dense_ids(inp.connection)
+    acc_cost, acc_order, acc_bounds, acc_procs = _acceptors(cls, w, p, arch, inp, dense)
+    made = np.empty(len(acc_order))
     # Room for the CPU phases: each request's own, and the GIL's slices; twice
-    # that when the GIL's waiters' CPU may be recorded beside each phase.
-    room = n * (4 + w.calls) * (2 if p.gil_wake > 0 else 1) + 64
+    # that when the GIL's waiters' CPU may be recorded beside each phase; and
+    # the acceptors' phases, one a connection.
+    room = (n + len(acc_order)) * (4 + w.calls) * (2 if p.gil_wake > 0 else 1) + 64
     # A GIL handed out of order reads ``HandOffs``' uniforms: about one per
     # request to start with, more (continuing the same stream) if it runs out.
     fifo = p.gil_fifo_share if p.gil else 1.0
     draws = hand_off_draws(inp.gil, n + 1) if fifo < 1 else np.empty(0)
     while True:
         (sent, arrival, admit, start, end, service, cpu, worker, process, outcome, let_go, ended,
-         busy_start, busy_end, conn_open, conn_close, overloaded, truncated, full) = run_events(
+         busy_start, busy_end, conn_open, conn_close, overloaded, truncated, full,
+         n_made) = run_events(
             int(cls.fast_mode),
             inp.arrival,
             inp.is_trace,
@@ -350,6 +358,11 @@ def _run_events(  # noqa: PLR0917 - the run's parts, as _run_kernel takes them
             draws,
             int(p.loop_passes),
             p.gil_handoff_us * 1e-6 if p.gil else 0.0,
+            acc_cost,
+            acc_order,
+            acc_bounds,
+            acc_procs,
+            made,
         )  # fmt: skip
         if not full:
             break
@@ -369,9 +382,11 @@ def _run_events(  # noqa: PLR0917 - the run's parts, as _run_kernel takes them
         "outcome": outcome,
         "let_go": let_go,
     }
+    # The threads the acceptors made, in the order they made them (``open_interval``).
+    threads = made[:n_made].copy()
     intervals = {
         "connections": (conn_open, conn_close),
-        "threads": (np.empty(0), np.empty(0)),
+        "threads": (threads, np.full(n_made, np.inf)),
         "forks": (np.empty(0), np.empty(0)),
         "cpu": (busy_start, busy_end),
     }
@@ -394,6 +409,43 @@ def _run_events(  # noqa: PLR0917 - the run's parts, as _run_kernel takes them
         engine="fast",
         end_order=ended,
     )
+
+
+def _acceptors(  # noqa: PLR0917 - the run's parts, as _run_events has them
+    cls: type[Model],
+    workload: Workload,
+    platform: Platform,
+    arch: Architecture,
+    inp: _Inputs,
+    dense: np.ndarray,
+) -> tuple[float, np.ndarray, np.ndarray, np.ndarray]:
+    """The acceptors that make persistent connections' threads as the run
+    starts (``Dedicated.forks_at_start``; ``_fork_all``), for the event loop:
+    the accepting thread's cost a connection (0: none), every connection's
+    dense id (-1: it never sends) in the order the acceptors take them, each
+    acceptor's first place in that order (and the end), and each one's
+    process, in the order the DES starts them (by its first connection)."""
+    none = np.empty(0, np.int64)
+    if not issubclass(cls, Dedicated) or cls.own_process:
+        return 0.0, none, np.zeros(1, np.int64), none
+    if not cls.forks_at_start(workload, platform):
+        return 0.0, none, np.zeros(1, np.int64), none
+    n = workload.connections
+    of_conn = np.full(n, -1, np.int64)
+    of_conn[inp.connection] = dense
+    # Each connection's process, as the DES's ``Dealer`` deals it.
+    of = (
+        deal(np.arange(n, dtype=np.uint64), arch.processes, inp.salt).astype(np.int64)
+        if arch.processes > 1
+        else np.zeros(n, np.int64)
+    )
+    # The DES starts an acceptor a process, in the order of their first connections.
+    procs = of[np.sort(np.unique(of, return_index=True)[1])]
+    order = np.concatenate([of_conn[of == q] for q in procs])
+    bounds = np.concatenate(([0], np.cumsum([np.count_nonzero(of == q) for q in procs])))
+    # A thread is made wholly by its accepting thread (``accept_split``).
+    cost = cls.request_cost(workload).accept_s(platform)
+    return cost, order, bounds.astype(np.int64), procs.astype(np.int64)
 
 
 def _by_accept(n: int, processes: int, salt: int) -> np.ndarray:

@@ -87,6 +87,9 @@ R_HANDOFF, S_HANDOFF = 56, 64
 # A loop's driver (``Passes._run``), and the kinds of its items:
 DRV_WOKE, DRV_PASS, DRV_ITEM, DRV_RAN, DRV_THEN = 80, 81, 82, 83, 84
 K_READ, K_STEP, K_HOP, K_DONE = 0, 1, 2, 3
+# The accepting thread that makes persistent connections' threads as the run
+# starts (``Dedicated._fork_all``), one entity a process after the drivers.
+ACC_NEXT, ACC_RAN = 90, 91
 DONE = 99
 
 NAN = np.nan
@@ -338,6 +341,11 @@ def run_events(  # noqa: PLR0912, PLR0915, PLR0917 - one compiled loop
     draws: Any,
     passes: int,
     handoff: float,
+    acc_cost: float,
+    acc_order: Any,
+    acc_bounds: Any,
+    acc_procs: Any,
+    made: Any,
 ) -> tuple[Any, ...]:  # pragma: no cover - compiled; checked against the DES in tests
     n_in = times.shape[0]
     # The columns, the connections' intervals, the per-connection tables and
@@ -452,8 +460,31 @@ def run_events(  # noqa: PLR0912, PLR0915, PLR0917 - one compiled loop
     # A loop run in passes has a driver, an entity after the sessions' slots.
     in_passes = mode == LOOP and passes > 0
     drivers = nproc if in_passes else 0
-    ei = np.empty((ecap + drivers, NI), np.int64)
-    ef = np.empty((ecap + drivers, NF))
+    # Thread-per-connection whose persistent connections' threads are made as
+    # the run starts (``acc_cost`` > 0): an acceptor a process, after the
+    # drivers, going through its connections (``acc_order``, dense ids, -1
+    # for one that never sends, between ``acc_bounds``), each one's thread
+    # made when its ``Cpu.run`` ends (``made``: when, in that order). A made
+    # thread is a signal event (``Dedicated._forked``'s), an entity id from
+    # ``sig_base`` on: it marks its connection's thread there (``cmade`` 2;
+    # 1 while it is due), and resumes the session waiting for it (``cwait``).
+    n_acc = acc_procs.shape[0] if acc_cost > 0.0 else 0
+    acc0 = ecap + drivers
+    sig_base = acc0 + n_acc
+    n_made = 0
+    cmade = np.zeros(n_conns if n_acc > 0 else 0, np.int8)
+    cwait = np.full(n_conns if n_acc > 0 else 0, -1, np.int64)
+    ei = np.empty((ecap + drivers + n_acc, NI), np.int64)
+    ef = np.empty((ecap + drivers + n_acc, NF))
+    for k in range(n_acc):
+        for f in range(NI):
+            ei[acc0 + k, f] = 0
+        for f in range(NF):
+            ef[acc0 + k, f] = 0.0
+        ei[acc0 + k, I_PROC] = acc_procs[k]
+        ei[acc0 + k, I_ROUNDS] = acc_bounds[k]  # its next connection
+        ei[acc0 + k, I_HANDLE] = acc_bounds[k + 1]  # past its last
+        ei[acc0 + k, I_PC] = ACC_NEXT
     for dr in range(drivers):
         for f in range(NI):
             ei[ecap + dr, f] = 0
@@ -487,7 +518,8 @@ def run_events(  # noqa: PLR0912, PLR0915, PLR0917 - one compiled loop
     canswered[:] = 0
 
     # The event queue.
-    hcap = ecap + drivers + 2
+    # An acceptor has its phase's event and at most one signal pending.
+    hcap = ecap + drivers + 2 + 2 * n_acc
     ht = np.empty(hcap + 1)  # row 0: the front (``_push``)
     hq = np.empty((hcap + 1, 3), np.int64)
     hq[0, 0] = -1
@@ -510,23 +542,33 @@ def run_events(  # noqa: PLR0912, PLR0915, PLR0917 - one compiled loop
     # order without a push and a pop.
     a_t = 0.0
     a_k = -1
-    if n_in > 0:
-        a_t = times[0] if times[0] > 0.0 else 0.0
-        a_k = NORMAL * PRIO + eid
-        eid += 1
 
     # Sessions started and not yet run: a start is urgent and made at the
     # current instant, so it comes before every event in the heap (those are
     # normal, or later) and the starts come in the order they were made: a
     # FIFO of them is SimPy's order without a push and a pop per request.
-    starts_q = np.empty(ecap, np.int64)
+    squeue = ecap + n_acc
+    starts_q = np.empty(squeue, np.int64)
     s_head = 0
     s_count = 0
+    # The acceptors start first (``Dedicated.start_arrivals`` makes their
+    # processes before the arrivals'), so the first arrival's event is made
+    # after theirs: it waits until they have run (``a_wait``).
+    for k in range(n_acc):
+        starts_q[s_count] = acc0 + k
+        s_count += 1
+        eid += 1
+    a_wait = n_in > 0
 
-    while hsize > 0 or s_count > 0 or a_k >= 0:
+    while hsize > 0 or s_count > 0 or a_k >= 0 or a_wait:
+        if a_wait and s_count == 0:
+            a_wait = False
+            a_t = times[0] if times[0] > 0.0 else 0.0
+            a_k = NORMAL * PRIO + eid
+            eid += 1
         if s_count > 0:
             ent = starts_q[s_head]
-            s_head = s_head + 1 if s_head + 1 < ecap else 0
+            s_head = s_head + 1 if s_head + 1 < squeue else 0
             s_count -= 1
             val = 0
         elif a_k >= 0 and (
@@ -627,7 +669,7 @@ def run_events(  # noqa: PLR0912, PLR0915, PLR0917 - one compiled loop
                     ei[e, I_PC] = -1  # set at its start
                     # Its start: urgent, at once (``starts_q``).
                     tail = s_head + s_count
-                    starts_q[tail if tail < ecap else tail - ecap] = e
+                    starts_q[tail if tail < squeue else tail - squeue] = e
                     s_count += 1
                     eid += 1
                 else:
@@ -650,6 +692,16 @@ def run_events(  # noqa: PLR0912, PLR0915, PLR0917 - one compiled loop
                 eid += 1
                 break
             continue
+
+        if ent >= sig_base:
+            # A connection's thread made (``_forked[conn]`` processed): the
+            # session waiting for it, if any, goes on.
+            d = ent - sig_base
+            cmade[d] = 2
+            ent = cwait[d]
+            if ent < 0:
+                continue
+            cwait[d] = -1
 
         # ------------------------------------------------------- a process
         pc = ei[ent, I_PC]
@@ -675,6 +727,12 @@ def run_events(  # noqa: PLR0912, PLR0915, PLR0917 - one compiled loop
                 ei[ent, I_PROC] = by_conn[i]
                 ei[ent, I_WORKER] = conn[i]  # a thread of its own: named by its connection
                 pc = D_TOP
+                dc = ei[ent, I_CONN]
+                if n_acc > 0 and cmade[dc] != 2:
+                    # Its requests wait, unread in the socket, for its thread.
+                    cwait[dc] = ent
+                    ei[ent, I_PC] = D_TOP
+                    continue
         while True:
             if nb + 2 > bcap or (random_gil and gu >= n_draws):
                 full = True
@@ -1198,6 +1256,25 @@ def run_events(  # noqa: PLR0912, PLR0915, PLR0917 - one compiled loop
                 else:
                     nfree = _idle(chead, free_slots, nfree, c, ent)
                     break
+            # ========================================= Dedicated._fork_all
+            elif pc == ACC_NEXT:
+                if ei[ent, I_ROUNDS] >= ei[ent, I_HANDLE]:
+                    ei[ent, I_PC] = DONE
+                    break
+                p = ei[ent, I_PROC]
+                _phase(ei, ef, ent, (1 + p) if gil else -1, -1, 0, p, 0, acc_cost, ACC_RAN)
+                pc = R_START
+            elif pc == ACC_RAN:
+                d = acc_order[ei[ent, I_ROUNDS]]
+                ei[ent, I_ROUNDS] += 1
+                made[n_made] = now
+                n_made += 1
+                if d >= 0:
+                    cmade[d] = 1
+                    hsize, eid = _at(ht, hq, hsize, eid, now, sig_base + d, 0)
+                else:
+                    eid += 1  # its event, with nobody to resume
+                pc = ACC_NEXT
             # ====================== thread-per-connection, persistent clients
             elif pc == D_TOP:
                 admit[i] = now
@@ -1323,4 +1400,5 @@ def run_events(  # noqa: PLR0912, PLR0915, PLR0917 - one compiled loop
         overloaded,
         truncated,
         full,
+        n_made,
     )

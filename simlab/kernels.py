@@ -60,11 +60,11 @@ RUN_EVENTS_ARGS = (
     "boolean", "float64", "float64", "float64", "float64", "float64",
     "float64", "float64", "int64", "boolean", "boolean", "float64", "float64", "int64",
     "int64", "int64", I1, I1, "boolean", "int64", "float64", "float64", "float64",
-    "float64", "float64", "float64", F1, "int64", "float64",
+    "float64", "float64", "float64", F1, "int64", "float64", "float64", I1, I1, I1, F1,
 )  # fmt: skip
 RUN_EVENTS_RETURNS = (
     "int64", F1, F1, F1, F1, F1, F1, I1, I1, "int8[::1]", F1, I1, F1, F1, F1, F1,
-    "boolean", "boolean", "boolean",
+    "boolean", "boolean", "boolean", "int64",
 )  # fmt: skip
 SWEEP_PEAKS_ARGS = (F1, F1, F1, I1, "float64[:, ::1]", F1, "float64", "float64", F1)
 SWEEP_PEAKS_RETURNS = F1

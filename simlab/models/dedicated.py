@@ -191,18 +191,30 @@ class Dedicated(ConnectionBound):
 
     @classmethod
     def _fast_limits(cls, workload: Workload, platform: Platform, arch: Architecture) -> str | None:
-        if cls.forks_at_start(workload, platform):
-            return (
-                "persistent connections' threads or children are made as the run starts (the DES)"
-            )
         if workload.requests_per_connection is None:
-            return None
+            return cls._start_limits(workload, platform, arch)
         if cls.request_cost(workload).accept_s(platform) > 0:
             return "creating a thread or process per connection is a queue at the acceptor"
         if cls.accept_split(workload, platform)[2] > 0:
             return "an owner that outlives its short connection (the DES holds it)"
         if cls.own_process or cls.fast_events(workload, platform, arch):
             return "an owner per short connection (fast needs persistent connections here)"
+        return None
+
+    @classmethod
+    def _start_limits(
+        cls, workload: Workload, platform: Platform, arch: Architecture
+    ) -> str | None:
+        """Why the fast engine cannot run persistent connections' owners made as
+        the run starts, or None. Its event loop has the accepting thread that
+        makes threads (``simlab.fast_events``' acceptors); not forks' own
+        starts, nor copies racing for their connections."""
+        if not cls.forks_at_start(workload, platform):
+            return None
+        if cls.own_process:
+            return "persistent connections' children are forked as the run starts (the DES)"
+        if arch.accept == "race":
+            return "threads made as the run starts by copies racing for connections (the DES)"
         return None
 
     # ----------------------------------------------------------------- maths
