@@ -103,7 +103,7 @@ def reason_not_fast(
     ``Cpu.run`` and ``Cpu._sliced`` wait; and ``async``'s
     loops run in passes (``loop_passes``), each loop's driver an entity of
     the compiled loop, as ``simlab.models.async_.Passes`` is a SimPy process;
-    and thread-per-connection's threads made as the run starts under a GIL
+    and persistent connections' threads or children made as the run starts
     (``Dedicated.forks_at_start``), each process's accepting thread an
     entity too, as ``Dedicated._fork_all`` is a process.
     """
@@ -299,7 +299,9 @@ def _run_events(  # noqa: PLR0917 - the run's parts, as _run_kernel takes them
     owner, owner_proc = owners if owners is not None else (by_conn, by_conn)
     # Dense connection ids: the loop keeps per-connection state in arrays.
     n_conns, dense = _dense_ids(inp.connection)
-    acc_cost, acc_order, acc_bounds, acc_procs = _acceptors(cls, w, p, arch, inp, dense)
+    acc_cost, child_start, acc_order, acc_bounds, acc_procs = _acceptors(
+        cls, w, p, arch, inp, dense
+    )
     made = np.empty(len(acc_order))
     # Room for the CPU phases: each request's own, and the GIL's slices; twice
     # that when the GIL's waiters' CPU may be recorded beside each phase; and
@@ -363,6 +365,7 @@ def _run_events(  # noqa: PLR0917 - the run's parts, as _run_kernel takes them
             acc_bounds,
             acc_procs,
             made,
+            child_start,
         )  # fmt: skip
         if not full:
             break
@@ -382,12 +385,13 @@ def _run_events(  # noqa: PLR0917 - the run's parts, as _run_kernel takes them
         "outcome": outcome,
         "let_go": let_go,
     }
-    # The threads the acceptors made, in the order they made them (``open_interval``).
-    threads = made[:n_made].copy()
+    # The threads (or children) the acceptors made, in the order they made them
+    # (``open_interval``).
+    threads = (made[:n_made].copy(), np.full(n_made, np.inf))
     intervals = {
         "connections": (conn_open, conn_close),
-        "threads": (threads, np.full(n_made, np.inf)),
-        "forks": (np.empty(0), np.empty(0)),
+        "threads": threads,
+        "forks": threads if cls.own_process else (np.empty(0), np.empty(0)),
         "cpu": (busy_start, busy_end),
     }
     return Record(
@@ -418,18 +422,17 @@ def _acceptors(  # noqa: PLR0917 - the run's parts, as _run_events has them
     arch: Architecture,
     inp: _Inputs,
     dense: np.ndarray,
-) -> tuple[float, np.ndarray, np.ndarray, np.ndarray]:
-    """The acceptors that make persistent connections' threads as the run
-    starts (``Dedicated.forks_at_start``; ``_fork_all``), for the event loop:
-    the accepting thread's cost a connection (0: none), every connection's
-    dense id (-1: it never sends) in the order the acceptors take them, each
-    acceptor's first place in that order (and the end), and each one's
-    process, in the order the DES starts them (by its first connection)."""
+) -> tuple[float, float, np.ndarray, np.ndarray, np.ndarray]:
+    """The acceptors that make persistent connections' threads or children
+    as the run starts (``Dedicated.forks_at_start``; ``_fork_all``), for the
+    event loop: the accepting thread's cost a connection (0: none), a forked
+    child's own start, every connection's dense id (-1: it never sends) in
+    the order the acceptors take them, each acceptor's first place in that
+    order (and the end), and each one's process, in the order the DES starts
+    them (by its first connection)."""
     none = np.empty(0, np.int64)
-    if not issubclass(cls, Dedicated) or cls.own_process:
-        return 0.0, none, np.zeros(1, np.int64), none
-    if not cls.forks_at_start(workload, platform):
-        return 0.0, none, np.zeros(1, np.int64), none
+    if not issubclass(cls, Dedicated) or not cls.forks_at_start(workload, platform):
+        return 0.0, 0.0, none, np.zeros(1, np.int64), none
     n = workload.connections
     of_conn = np.full(n, -1, np.int64)
     of_conn[inp.connection] = dense
@@ -443,9 +446,8 @@ def _acceptors(  # noqa: PLR0917 - the run's parts, as _run_events has them
     procs = of[np.sort(np.unique(of, return_index=True)[1])]
     order = np.concatenate([of_conn[of == q] for q in procs])
     bounds = np.concatenate(([0], np.cumsum([np.count_nonzero(of == q) for q in procs])))
-    # A thread is made wholly by its accepting thread (``accept_split``).
-    cost = cls.request_cost(workload).accept_s(platform)
-    return cost, order, bounds.astype(np.int64), procs.astype(np.int64)
+    cost, child, _ = cls.accept_split(workload, platform)
+    return cost, child, order, bounds.astype(np.int64), procs.astype(np.int64)
 
 
 def _by_accept(n: int, processes: int, salt: int) -> np.ndarray:

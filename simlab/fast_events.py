@@ -74,6 +74,7 @@ A_TOP, A_RAN, A_AFTER, A_FIN, LOOP_NEXT = 10, 11, 12, 13, 14
 A_TIMER = 15  # a backend call answered: its reply is read in the next pass
 T_TOP, T_GOT, T_SERVED = 20, 21, 22
 D_TOP, D_SERVED = 30, 31
+D_FORKED = 32  # its owner made: a forked child's own start first
 TT_TOP, TT_FRONT_RAN, TT_HOP, TT_BACK, TT_GOT, TT_AFTER_THREAD, TT_OUT, TT_OUT_RAN = range(70, 78)
 TT_FIN = 78
 # ``Model.on_thread``:
@@ -346,6 +347,7 @@ def run_events(  # noqa: PLR0912, PLR0915, PLR0917 - one compiled loop
     acc_bounds: Any,
     acc_procs: Any,
     made: Any,
+    child_start: float,
 ) -> tuple[Any, ...]:  # pragma: no cover - compiled; checked against the DES in tests
     n_in = times.shape[0]
     # The columns, the connections' intervals, the per-connection tables and
@@ -473,6 +475,9 @@ def run_events(  # noqa: PLR0912, PLR0915, PLR0917 - one compiled loop
     sig_base = acc0 + n_acc
     n_made = 0
     cmade = np.zeros(n_conns if n_acc > 0 else 0, np.int8)
+    # A child forked as the run starts pays its own start (``child_start``)
+    # with its connection's first request (``Dedicated._unstarted``).
+    cunstarted = np.zeros(n_conns if n_acc > 0 else 0, np.int8)
     cwait = np.full(n_conns if n_acc > 0 else 0, -1, np.int64)
     ei = np.empty((ecap + drivers + n_acc, NI), np.int64)
     ef = np.empty((ecap + drivers + n_acc, NF))
@@ -727,12 +732,13 @@ def run_events(  # noqa: PLR0912, PLR0915, PLR0917 - one compiled loop
                 ei[ent, I_PROC] = by_conn[i]
                 ei[ent, I_WORKER] = conn[i]  # a thread of its own: named by its connection
                 pc = D_TOP
-                dc = ei[ent, I_CONN]
-                if n_acc > 0 and cmade[dc] != 2:
-                    # Its requests wait, unread in the socket, for its thread.
-                    cwait[dc] = ent
-                    ei[ent, I_PC] = D_TOP
-                    continue
+                if n_acc > 0:
+                    pc = D_FORKED
+                    if cmade[ei[ent, I_CONN]] != 2:
+                        # Its requests wait, unread in the socket, for their owner.
+                        cwait[ei[ent, I_CONN]] = ent
+                        ei[ent, I_PC] = D_FORKED
+                        continue
         while True:
             if nb + 2 > bcap or (random_gil and gu >= n_draws):
                 full = True
@@ -1271,10 +1277,20 @@ def run_events(  # noqa: PLR0912, PLR0915, PLR0917 - one compiled loop
                 n_made += 1
                 if d >= 0:
                     cmade[d] = 1
+                    if child_start > 0.0:
+                        cunstarted[d] = 1
                     hsize, eid = _at(ht, hq, hsize, eid, now, sig_base + d, 0)
                 else:
                     eid += 1  # its event, with nobody to resume
                 pc = ACC_NEXT
+            elif pc == D_FORKED:
+                pc = D_TOP
+                dc = ei[ent, I_CONN]
+                if cunstarted[dc] == 1:
+                    # The child's own start, on a core, a process of its own.
+                    cunstarted[dc] = 0
+                    _phase(ei, ef, ent, -1, -1, 0, -1, 0, child_start, D_TOP)
+                    pc = R_START
             # ====================== thread-per-connection, persistent clients
             elif pc == D_TOP:
                 admit[i] = now

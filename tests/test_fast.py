@@ -657,28 +657,34 @@ def test_passes_break_ties_as_the_des(arch, cpu, calls):
     assert_same_requests(des, fast)
 
 
-# Past saturation the acceptor, queued for the GIL behind the handlers, has
-# not made every connection's thread when the window opens (or ever): a
-# connection's requests wait for it (``Dedicated.forks_at_start``).
+# Past saturation the acceptor, queued for the GIL behind the handlers (or,
+# forking, for the cores), has not made every connection's owner when the
+# window opens (or ever): a connection's requests wait for it, and a forked
+# child's first request pays the child's own start (``Dedicated.forks_at_start``).
 RAMPS = [
-    (Workload(connections=600, rate=420.0, cpu=Fixed(0.0025), io=Fixed(0.01)), Architecture()),
-    (Workload(connections=900, rate=800.0, cpu=Exponential(0.0025), io=Fixed(0.01), calls=2),
+    ("thread-per-connection",
+     Workload(connections=600, rate=420.0, cpu=Fixed(0.0025), io=Fixed(0.01)), Architecture()),
+    ("thread-per-connection",
+     Workload(connections=900, rate=800.0, cpu=Exponential(0.0025), io=Fixed(0.01), calls=2),
+     Architecture(processes=2)),
+    ("process-per-connection",
+     Workload(connections=3000, rate=1500.0, cpu=Exponential(0.002), io=Fixed(0.01)),
      Architecture(processes=2)),
 ]  # fmt: skip
 
 
-@pytest.mark.parametrize(("workload", "arch"), RAMPS)
-def test_threads_made_as_the_run_starts_match_the_des(workload, arch):
-    """The accepting thread that makes persistent connections' threads as the
-    run starts, on its process's GIL: an entity of the event loop
-    (``fast_events``' acceptors), request for request and level for level."""
-    cpy = simlab.load_platform("cpython")
-    model = "thread-per-connection"
+@pytest.mark.parametrize(("model", "workload", "arch"), RAMPS)
+def test_owners_made_as_the_run_starts_match_the_des(model, workload, arch):
+    """The accepting thread that makes persistent connections' threads (or
+    forks their children) as the run starts, on its process's GIL: an entity
+    of the event loop (``fast_events``' acceptors), request for request and
+    level for level, a child's own start on its first request included."""
+    cpy = simlab.load_platform("cpython").with_(fork_child_us=1500.0)
     assert simlab.MODELS[model].forks_at_start(workload, cpy)
     run = {"duration": 4.0, "warmup": 0.5, "replications": 2}
     fast = fast_as_des(model, workload, cpy, arch, **run)
-    # The ramp acts on what was compared: threads still being made in the
-    # window, and with every thread there from the start, other requests.
+    # The ramp acts on what was compared: owners still being made in the
+    # window, and with every owner there from the start, other requests.
     steady = simlab.MODELS[model].steady_platform(workload, cpy)
     made = simlab.simulate(model, workload, steady, arch, engine="fast", **run)
     assert fast.summary.threads.peak < workload.connections < made.summary.threads.peak
@@ -690,12 +696,15 @@ def test_threads_made_as_the_run_starts_match_the_des(workload, arch):
 
 
 def test_owners_made_as_the_run_starts_that_fast_does_not_run():
-    """Forked children's own starts, and threads made by copies racing for
-    their connections, stay with the DES, which says why."""
+    """Copies racing for their connections, and a platform whose phases never
+    queue (the recursion, which has no acceptors), stay with the DES, which
+    says why."""
     w = Workload(connections=100, rate=10.0)
     cpy = simlab.load_platform("cpython").with_(fork_child_us=1000.0)
-    forks = reason_not_fast("process-per-connection", w, cpy, Architecture())
-    assert "children are forked as the run starts" in (forks or "")
     race = Architecture(processes=2, accept="race", first_read="worker")
     assert "racing" in (reason_not_fast("thread-per-connection", w, cpy, race) or "")
     assert reason_not_fast("thread-per-connection", w, cpy, Architecture(processes=2)) is None
+    free = IDEAL.with_(fork_child_us=1000.0, fork_us=2000.0)
+    assert simlab.MODELS["process-per-connection"].forks_at_start(w, free)
+    why = reason_not_fast("process-per-connection", w, free, Architecture())
+    assert "event loop" in (why or "")

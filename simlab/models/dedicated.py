@@ -206,13 +206,13 @@ class Dedicated(ConnectionBound):
         cls, workload: Workload, platform: Platform, arch: Architecture
     ) -> str | None:
         """Why the fast engine cannot run persistent connections' owners made as
-        the run starts, or None. Its event loop has the accepting thread that
-        makes threads (``simlab.fast_events``' acceptors); not forks' own
-        starts, nor copies racing for their connections."""
+        the run starts, or None. Its event loop has the accepting threads
+        (``simlab.fast_events``' acceptors); its recursion does not, nor does
+        either deal connections to copies racing for them."""
         if not cls.forks_at_start(workload, platform):
             return None
-        if cls.own_process:
-            return "persistent connections' children are forked as the run starts (the DES)"
+        if not cls.fast_events(workload, platform, arch):
+            return "owners made as the run starts need the event loop (a GIL, cores or a wake-up)"
         if arch.accept == "race":
             return "threads made as the run starts by copies racing for connections (the DES)"
         return None
