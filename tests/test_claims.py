@@ -151,11 +151,27 @@ def _overload_runs(root: Path, at5: float, at50: float) -> None:
     df.to_csv(table, index=False)
 
 
+def _unsettled_runs(root: Path) -> None:
+    """gil_overload_collapse's measured runs: the most connections serve less
+    than the fewest at 5 ms in every run, and at 50 ms less on average, by a
+    share of the 5 ms fall that its runs do not settle (one run nearly none)."""
+    table, df = _table(root, "gil_overload_collapse")
+    m = df["source"] == "measured"
+    top = df.loc[m, "concurrency"].max()
+    df.loc[m, "throughput_rps"] = 300.0 + 2.0 * (df.loc[m, "repeat"] % 3 - 1)
+    for switch, runs in ((5.0, (240.0, 262.0, 251.0)), (50.0, (255.0, 300.0, 278.0))):
+        for repeat, served in enumerate(runs):
+            at = m & (df["concurrency"] == top) & (df["switch_ms"] == switch)
+            df.loc[at & (df["repeat"] == repeat), "throughput_rps"] = served
+    df.to_csv(table, index=False)
+
+
 def test_threads_heavy_follows_the_profile(root: Path) -> None:
     import json  # noqa: PLC0415
 
     # Heavy in memory; in switching past capacity at the GIL's default interval,
     # a fall whose share left at ten times the interval the runs do not settle.
+    _unsettled_runs(root)
     (row,) = ledger(root, only=["threads-heavy-coroutines-light"])
     assert row.verdict == "refined" and "in switching past capacity" in row.reason
     path = root / "profiles" / "cpython.json"
