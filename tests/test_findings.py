@@ -325,22 +325,31 @@ def test_thread_count_collapse_latency_and_collapse_flip() -> None:
     tc = script("thread_count_collapse")
     df = committed("thread_count_collapse")
     text = tc.findings(df, cpu_ms=2.0)
-    # The canned sentence said linear for both; the table says otherwise for threads.
+    assert "no collapse is shown" in sentence(text, "**thread-per-connection**", "USL")
+    assert "not a fall" in sentence(text, "With 256 threads")
+    assert "does not show at these levels here" in text
+    assert "level off at or below one core's worth" in text
+
+    # The canned sentence said linear for both; a table whose threads' median
+    # grows as the clients' square root, and async's as Little's N / X, says
+    # otherwise for threads (the committed runs' exponents sit near the band's
+    # edges, so a re-run may settle neither).
+    m = df["source"] == "measured"
+    t = m & (df["server"] == "thread-per-connection")
+    a = m & (df["server"] == "async")
+    shaped = df.copy()
+    shaped.loc[t, "p50_ms"] = 10.0 * shaped.loc[t, "concurrency"] ** 0.5
+    shaped.loc[a, "p50_ms"] = shaped.loc[a, "concurrency"] / shaped.loc[a, "throughput_rps"] * 1e3
+    text = tc.findings(shaped, cpu_ms=2.0)
     assert "grows linearly with clients for both" not in text
     tpc = sentence(text, "**thread-per-connection**", "measured p50")
     asy = sentence(text, "**async**", "measured p50")
     assert "slower than the clients" in tpc and "Hypothesis" in tpc
     assert "linearly with the clients" in asy
     assert "SEDA's Figure 4 shape." in text
-    assert "no collapse is shown" in sentence(text, "**thread-per-connection**", "USL")
-    assert "not a fall" in sentence(text, "With 256 threads")
-    assert "does not show at these levels here" in text
-    assert "level off at or below one core's worth" in text
 
     # Latency made exactly Little's N / X for threads, and flat for async.
     flipped = df.copy()
-    m = flipped["source"] == "measured"
-    t = m & (flipped["server"] == "thread-per-connection")
     flipped.loc[t, "p50_ms"] = (
         flipped.loc[t, "concurrency"] / flipped.loc[t, "throughput_rps"] * 1e3
     )
