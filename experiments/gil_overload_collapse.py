@@ -363,6 +363,12 @@ def _held(df: pd.DataFrame, switch: float, n: int) -> float:
     return float(_runs(df, switch, n, "threads_mean").mean())
 
 
+def _simulated_held(df: pd.DataFrame, switch: float, n: int) -> float:
+    """The calibrated model's threads on average at ``n`` connections."""
+    part = df[(df["source"] == "simulated") & (df["switch_ms"] == switch)]
+    return float(part.loc[part["concurrency"] == n, "threads_mean"].mean())
+
+
 def findings(
     df: pd.DataFrame,
     *,
@@ -454,6 +460,18 @@ def findings(
         f"{_signed(-change)}: " + _reproduces(_change(s5), change, kind, beyond, runs)
     )
     lines.append(_level(df, s5, m5, profile_speed_ops_s))
+    sim_held = _simulated_held(df, 5.0, hi)
+    if math.isfinite(sim_held):
+        # Both make a thread a connection as the run starts, each behind its GIL.
+        lines.append(
+            f"- On {hi} connections the calibrated model held {sim_held:,.0f} threads on "
+            f"average at 5 ms, the server {held5:,.0f}: the model "
+            + compare(sim_held, held5, STEADY).pick(
+                more="had made more of its connections' threads.",
+                less="had made fewer of its connections' threads.",
+                same=f"as many (within {STEADY:.0%}).",
+            )
+        )
     fit = _what_if(df)
     if fit is not None:
         w_change = _change(_cells(df, "what-if", 5.0, poll=fit.value))

@@ -292,6 +292,15 @@ def test_gil_overload_collapse_flips_with_the_table() -> None:
         _set(spread, top50 & (spread["repeat"] == r), "throughput_rps", value)
     assert "is undetermined" in sentence(findings(spread), "of the fall is left")
 
+    # The model's threads on the most connections against the server's, each way.
+    sim = (df["source"] == "simulated") & (df["switch_ms"] == 5.0) & (df["concurrency"] == hi)
+    held = float(df.loc[measured & (df["switch_ms"] == 5.0) & (df["concurrency"] == hi),
+                        "threads_mean"].mean())  # fmt: skip
+    for value, said in ((held * 1.2, "made more"), (held * 0.8, "made fewer"), (held, "as many")):
+        doctored = df.copy()
+        _set(doctored, sim, "threads_mean", value)
+        assert said in sentence(findings(doctored), f"On {hi} connections the calibrated model")
+
     # One run a level: no collapse can be beyond the runs, and no interval.
     single = table(falling, flat)
     single = single[(single["source"] != "measured") | (single["repeat"] == 0)]
