@@ -877,12 +877,16 @@ def cpu_keys(pred: CasePrediction, measured: list[float | None] | None) -> dict[
 
 
 def load_generator(s: MeasuredSummary) -> dict[str, Any]:
-    """The load generator's send delay (ms) and CPU a request (us) in a run."""
+    """The load generator's send delay (ms) and CPU a request (us) in a run,
+    and how long it took to open its connections (s), before its first
+    request: a server that makes an owner a connection has that long to make
+    them unloaded (``Dedicated.forks_at_start`` starts them with the load)."""
     lag = s.send_delay_ms
     return {
         "send_delay_p50_ms": None if lag is None else lag.p50,
         "send_delay_p99_ms": None if lag is None else lag.p99,
         "client_us_per_request": s.lab_cpu.client_us_per_request,
+        "open_seconds": s.connections.open_seconds,
     }
 
 

@@ -35,7 +35,7 @@ def measured_run(
         memory_mib=SimpleNamespace(user_peak=user, kernel_peak=kernel),
         threads=SimpleNamespace(peak=threads),
         speed_reference=speed,
-        connections=SimpleNamespace(per_process=None, per_connection=None),
+        connections=SimpleNamespace(per_process=None, per_connection=None, open_seconds=0.01),
         send_delay_ms=lag,
         stability=MeasuredStability(unsteady),
         run_queue=None,  # its threads' waits for a core not read

@@ -121,6 +121,7 @@ def test_the_report_says_which_way_each_case_was_predicted(monkeypatch, tmp_path
     lags = result["rows"][0]["load_generator_runs"]
     assert lags and all(x["send_delay_p99_ms"] == 12.0 for x in lags)
     assert all(x["client_us_per_request"] == 450.0 for x in lags)
+    assert all(x["open_seconds"] == 0.01 for x in lags)  # before its first request
     # ... and the server's CPU a served request, measured (0.3 cores at 15/s:
     # 20 ms) and predicted (the simulations' own busy cores over their served rate).
     row = result["rows"][0]

@@ -164,6 +164,7 @@ def test_validate_quick_end_to_end(tmp_path) -> None:
     assert all(
         lag["send_delay_p99_ms"] >= lag["send_delay_p50_ms"] >= 0
         and lag["client_us_per_request"] > 0
+        and lag["open_seconds"] >= 0
         for r in rows
         for lag in r["load_generator_runs"]
     )
