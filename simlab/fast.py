@@ -306,7 +306,7 @@ def _run_events(  # noqa: PLR0917 - the run's parts, as _run_kernel takes them
     # Room for the CPU phases: each request's own, and the GIL's slices; twice
     # that when the GIL's waiters' CPU may be recorded beside each phase; and
     # the acceptors' phases, one a connection.
-    room = (n + len(acc_order)) * (4 + w.calls) * (2 if p.gil_wake > 0 else 1) + 64
+    room = (n * (4 + w.calls) + len(acc_order)) * (2 if p.gil_wake > 0 else 1) + 64
     # A GIL handed out of order reads ``HandOffs``' uniforms: about one per
     # request to start with, more (continuing the same stream) if it runs out.
     fifo = p.gil_fifo_share if p.gil else 1.0
