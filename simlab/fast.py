@@ -444,8 +444,9 @@ def _acceptors(  # noqa: PLR0917 - the run's parts, as _run_events has them
     )
     # The DES starts an acceptor a process, in the order of their first connections.
     procs = of[np.sort(np.unique(of, return_index=True)[1])]
-    order = np.concatenate([of_conn[of == q] for q in procs])
-    bounds = np.concatenate(([0], np.cumsum([np.count_nonzero(of == q) for q in procs])))
+    mine = [of == q for q in procs]
+    order = np.concatenate([of_conn[m] for m in mine])
+    bounds = np.concatenate(([0], np.cumsum([np.count_nonzero(m) for m in mine])))
     cost, child, _ = cls.accept_split(workload, platform)
     return cost, child, order, bounds.astype(np.int64), procs.astype(np.int64)
 

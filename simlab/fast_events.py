@@ -462,14 +462,15 @@ def run_events(  # noqa: PLR0912, PLR0915, PLR0917 - one compiled loop
     # A loop run in passes has a driver, an entity after the sessions' slots.
     in_passes = mode == LOOP and passes > 0
     drivers = nproc if in_passes else 0
-    # Thread-per-connection whose persistent connections' threads are made as
-    # the run starts (``acc_cost`` > 0): an acceptor a process, after the
-    # drivers, going through its connections (``acc_order``, dense ids, -1
-    # for one that never sends, between ``acc_bounds``), each one's thread
-    # made when its ``Cpu.run`` ends (``made``: when, in that order). A made
-    # thread is a signal event (``Dedicated._forked``'s), an entity id from
-    # ``sig_base`` on: it marks its connection's thread there (``cmade`` 2;
-    # 1 while it is due), and resumes the session waiting for it (``cwait``).
+    # Persistent connections whose owners (threads, children) are made as the
+    # run starts (``acc_cost`` > 0): an acceptor a process, after the drivers,
+    # going through its connections (``acc_order``, dense ids, -1 for one
+    # that never sends, between ``acc_bounds``), each one's owner made when
+    # its ``Cpu.run`` ends (``made``: when, in that order). A made owner is a
+    # signal event (``Dedicated._forked``'s), an entity id from ``sig_base``
+    # on: when it is processed it marks its connection (``cmade``) and resumes
+    # the session waiting for it (``cwait``); a session that starts before
+    # then waits, as the DES's does for an event not yet processed.
     n_acc = acc_procs.shape[0] if acc_cost > 0.0 else 0
     acc0 = ecap + drivers
     sig_base = acc0 + n_acc
@@ -702,7 +703,7 @@ def run_events(  # noqa: PLR0912, PLR0915, PLR0917 - one compiled loop
             # A connection's thread made (``_forked[conn]`` processed): the
             # session waiting for it, if any, goes on.
             d = ent - sig_base
-            cmade[d] = 2
+            cmade[d] = 1
             ent = cwait[d]
             if ent < 0:
                 continue
@@ -734,7 +735,7 @@ def run_events(  # noqa: PLR0912, PLR0915, PLR0917 - one compiled loop
                 pc = D_TOP
                 if n_acc > 0:
                     pc = D_FORKED
-                    if cmade[ei[ent, I_CONN]] != 2:
+                    if cmade[ei[ent, I_CONN]] == 0:
                         # Its requests wait, unread in the socket, for their owner.
                         cwait[ei[ent, I_CONN]] = ent
                         ei[ent, I_PC] = D_FORKED
@@ -1276,7 +1277,6 @@ def run_events(  # noqa: PLR0912, PLR0915, PLR0917 - one compiled loop
                 made[n_made] = now
                 n_made += 1
                 if d >= 0:
-                    cmade[d] = 1
                     if child_start > 0.0:
                         cunstarted[d] = 1
                     hsize, eid = _at(ht, hq, hsize, eid, now, sig_base + d, 0)

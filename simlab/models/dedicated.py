@@ -214,7 +214,7 @@ class Dedicated(ConnectionBound):
         if not cls.fast_events(workload, platform, arch):
             return "owners made as the run starts need the event loop (a GIL, cores or a wake-up)"
         if arch.accept == "race":
-            return "threads made as the run starts by copies racing for connections (the DES)"
+            return "owners made as the run starts by copies racing for connections (the DES)"
         return None
 
     # ----------------------------------------------------------------- maths
