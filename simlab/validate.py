@@ -75,7 +75,7 @@ from simlab.real.grids import (
 )
 from simlab.real.measure import measure, replayed
 from simlab.real.peers import PEERS, REGISTRY, RESEMBLES, as_designed, with_own_costs
-from simlab.real.peers.build import READINESS_CONNECTIONS
+from simlab.real.peers.build import READINESS_IN_FLIGHT
 from simlab.results import MeasuredSummary, SimSummary
 from simlab.sessions import add, between, load, report_lines, session_of
 from simlab.sessions import write as write_history
@@ -563,13 +563,14 @@ def lazy_pool(arch: Architecture, connections: int, busy_peak: float) -> int:
     flight), counted from its start. gthread submits a task per new
     connection (its first read, on a worker) and per ready kept-alive
     request; its tasks in flight at once are, at the most: the launcher's
-    readiness connections (``READINESS_CONNECTIONS``), every persistent
+    readiness connections, opened one after the other
+    (``READINESS_IN_FLIGHT``), every persistent
     connection as it opens (all at the start: each first read holds its
     thread until the client speaks), and the requests in service at once.
     They are spread evenly over the processes.
     """
     first_reads = connections if arch.first_read == "worker" else 0
-    peak = max(READINESS_CONNECTIONS, first_reads, busy_peak)
+    peak = max(READINESS_IN_FLIGHT, first_reads, busy_peak)
     return arch.processes * min(arch.workers, math.ceil(peak / arch.processes))
 
 

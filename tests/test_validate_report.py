@@ -137,19 +137,24 @@ def test_gthread_pool_follows_thread_pool_executor() -> None:
     reactor = Architecture(workers=8)
     assert v.lazy_pool(reactor, 200, 5.0) == 5
     assert v.lazy_pool(reactor, 200, 30.0) == 8  # never beyond max_workers
+    # Idle, no connection held: the launcher's two readiness connections come
+    # one after the other, and the second finds the first's thread idle.
+    assert v.lazy_pool(reactor, 0, 0.0) == 1
+    assert v.lazy_pool(lazy, 0, 0.0) == 2  # one thread in each copy, at most
 
 
 def test_gthread_machinery_is_the_one_process_runs_less_their_pools_and_a_thread_a_worker() -> None:
-    # Idle at 1 process (one connection, plus the launcher's two) and holding
-    # 1,000 connections: 3 + 2 and 3 + 4 threads; a 2-process run whose pool
-    # the race dealt unevenly (7: 3 pool threads where an even deal says 2)
-    # does not move the line.
-    peer = {"server_processes": [1, 2, 1], "connections": [1, 2, 1000], "threads": [5, 7, 7]}
+    # Idle at 1 process (one connection, after the launcher's two, one at a
+    # time: one pool thread for the three) and holding 1,000 connections:
+    # 3 + 1 and 3 + 4 threads; a 2-process run whose pool the race dealt
+    # unevenly (7: 3 pool threads where an even deal says 2) does not move
+    # the line.
+    peer = {"server_processes": [1, 2, 1], "connections": [1, 2, 1000], "threads": [4, 7, 7]}
     extras = {"peers": {"gunicorn-gthread": peer}}
     assert v._gthread_machinery(extras, "gunicorn-gthread", 1) == pytest.approx(3.0)
     assert v._gthread_machinery(extras, "gunicorn-gthread", 2) == pytest.approx(4.0)
     # The one-process runs set it: another master's thread moves every count.
-    peer = {**peer, "threads": [6, 7, 8]}
+    peer = {**peer, "threads": [5, 7, 8]}
     assert v._gthread_machinery(
         extras | {"peers": {"gunicorn-gthread": peer}}, "gunicorn-gthread", 2
     ) == pytest.approx(5.0)
@@ -162,8 +167,9 @@ def test_gthread_machinery_is_the_one_process_runs_less_their_pools_and_a_thread
 
 
 def test_a_lazy_peers_structure_runs_count_the_pool_threads_they_had_not_started() -> None:
-    # gthread's idle structure runs had started 2, 2 and 4 of their pools' 4,
-    # 8 and 4 threads (the launcher's two connections; 1,000 first reads):
+    # gthread's idle structure runs had started 1, 2 and 4 of their pools' 4,
+    # 8 and 4 threads (the launcher's two connections one after the other
+    # and the one held; 1,000 first reads):
     # each is lifted by the memory of the rest, as the model's pool is whole.
     peer = {
         "server_processes": [1, 2, 1],
@@ -173,8 +179,8 @@ def test_a_lazy_peers_structure_runs_count_the_pool_threads_they_had_not_started
     }
     platform = v.load_platform("ideal").with_(thread_kib=16.0, thread_kernel_kib=32.0)
     full = v._with_full_pools(peer, "gunicorn-gthread", platform)
-    assert full["memory_mib"] == pytest.approx([30.0 + 2 * 16 / 1024, 42.0 + 6 * 16 / 1024, 33.0])
-    assert full["kernel_mib"] == pytest.approx([0.5 + 2 * 32 / 1024, 0.8 + 6 * 32 / 1024, 4.0])
+    assert full["memory_mib"] == pytest.approx([30.0 + 3 * 16 / 1024, 42.0 + 6 * 16 / 1024, 33.0])
+    assert full["kernel_mib"] == pytest.approx([0.5 + 3 * 32 / 1024, 0.8 + 6 * 32 / 1024, 4.0])
     assert full["connections"] == peer["connections"]
 
 

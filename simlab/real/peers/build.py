@@ -51,6 +51,13 @@ STALE_BUILD_S = 3600.0
 # first finds the port open, one for the ``PROBE`` answered 200. A server that
 # hands each new connection to a thread (gthread) sees them as its first work.
 READINESS_CONNECTIONS = 2
+# How many of them are open at once: one. The first is closed before
+# ``wait_listening`` returns and the probe's connection is opened after it, so
+# a pool that reuses an idle thread (gthread's ThreadPoolExecutor) starts one
+# thread for both, unless its first thread is still closing the first when the
+# second arrives (gthread's idle structure run at 1 process and 1 connection
+# held 1 pool thread, not 2).
+READINESS_IN_FLIGHT = 1
 PROBE = b"GET /work?cpu_ms=0&io_ms=0&calls=0 HTTP/1.1\r\nHost: ready\r\nConnection: close\r\n\r\n"
 # Where Debian puts daemons (php-fpm, nginx): not on a normal user's PATH.
 SBIN = ("/usr/sbin", "/sbin", "/usr/local/sbin")
