@@ -35,7 +35,6 @@ __all__ = [
     "PROBED",
     "Step",
     "Sweep",
-    "copies_called",
     "level_parts",
     "probe_grid",
     "replication_levels",
@@ -131,13 +130,6 @@ def replication_levels(rec: Record, platform: Platform) -> dict[str, Step]:
     }
 
 
-def copies_called(rec: Record, copies: int) -> int:
-    """Pre-forked copies that grow by a backend call's pages (``fork_call_kib``):
-    every copy, where its own threads or loop call the backend (not the
-    parent of children per connection, which call instead)."""
-    return copies if rec.calls > 0 and not rec.own_process else 0
-
-
 def level_parts(
     rec: Record,
     platform: Platform,
@@ -191,14 +183,12 @@ def level_parts(
     }
     # Memory: each unit's life weighted by its cost (``simlab.footprint``).
     # Pre-forked copies serve from the start, so their copy-on-write growth
-    # is counted from time 0; a copy that calls the backend itself (not a
-    # child per connection's parent) grows by a call's pages as a child does.
+    # is counted from time 0.
     costs = unit_costs(platform)
     # A buffering front (two-tier) holds its client connections at its own cost.
     front_conns = base.get("front_conns", 0)
     base_units = Units(
         touched=base.get("copies", 0),
-        called=copies_called(rec, base.get("copies", 0)),
         fork=base["forks"],
         # Children forked per connection and held all run (persistent ones).
         child=base["forks"] - base.get("copies", 0),

@@ -380,12 +380,10 @@ class Platform:
                            and copy-on-write makes them private
         fork_call_kib      a forked child's further growth from its first backend
                            call (its socket and the pages the call path writes
-                           become private too); a pre-forked copy whose own
-                           threads or loop call the backend grows by it too
-                           (the same pages: taken, not measured on copies).
-                           Fitted with fork_touched_kib from the
-                           process-per-connection runs
-                           (``simlab.calibrate.fit_forks``); 0 in every preset
+                           become private too); children per connection only:
+                           pre-forked copies were not measured for it. Fitted
+                           with fork_touched_kib from the process-per-connection
+                           runs (``simlab.calibrate.fit_forks``); 0 in every preset
         thread_served_kib  a thread's (or goroutine's) growth once it has served a
                            request: its stack grown past the idle size, the
                            buffers its runtime keeps for it (Go's net/http

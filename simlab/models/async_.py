@@ -204,7 +204,6 @@ class Async(Model):
         threads, copies = cls.preforked(arch)
         return Units(
             touched=copies,
-            called=copies if workload.calls else 0,
             fork=copies,
             thread=threads,
             connection=workload.connections if workload.persistent else in_flight,

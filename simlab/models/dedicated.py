@@ -236,8 +236,7 @@ class Dedicated(ConnectionBound):
             connection=owners,
             task=in_flight,
             backend_conn=callers if workload.calls else 0,
-            # A copy grows by a call's pages where it calls itself (its threads).
-            called=(owners if cls.own_process else copies) if workload.calls else 0,
+            called=owners if cls.own_process and workload.calls else 0,
             # Every owner serves its connection's requests, and grows once it has.
             served=owners,
             child=owners if cls.own_process else 0,

@@ -238,7 +238,6 @@ class Holders(ConnectionBound):
         conns = min(in_flight if not workload.persistent else n, holders)
         return Units(
             touched=copies,
-            called=copies if workload.calls else 0,
             fork=copies,
             thread=threads,
             connection=conns,

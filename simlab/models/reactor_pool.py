@@ -445,7 +445,6 @@ class ReactorPool(Model):
         threads, copies = cls.preforked(arch)
         return Units(
             touched=copies,
-            called=copies if workload.calls else 0,
             fork=copies,
             thread=threads,
             connection=workload.connections if workload.persistent else in_flight,

@@ -192,7 +192,6 @@ class TwoTier(Model):
         held = workload.connections if workload.persistent else 0
         return Units(
             touched=copies,
-            called=copies if workload.calls else 0,
             fork=copies,
             thread=threads,
             connection=0 if workload.persistent else in_flight,

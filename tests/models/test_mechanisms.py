@@ -57,7 +57,7 @@ from unittest import mock
 
 import pytest
 
-from simlab import metrics, validate
+from simlab import validate
 from simlab.models.iterative import Iterative
 from simlab.params import Architecture, Platform
 from simlab.platforms import platform_from_profile
@@ -267,20 +267,11 @@ def _dealt_gthread() -> Iterator[None]:
         yield
 
 
-@contextmanager
-def _copies_uncalled() -> Iterator[None]:
-    """Pre-forked copies that grow by their first request only
-    (``fork_touched_kib``), not by a backend call's pages too."""
-    with mock.patch.object(metrics, "copies_called", return_value=0):
-        yield
-
-
 # Mechanisms that are the model's own code, not a platform parameter: how to
 # switch each off.
 UNPATCHED = {
     "a shared listen queue for copies that accept only while free": _dealt_accepts,
     "gthread's copies racing for the connections that open together": _dealt_gthread,
-    "a pre-forked copy grows by a backend call's pages": _copies_uncalled,
 }
 
 
@@ -497,22 +488,6 @@ MECHANISMS = [
         "a fork's kernel memory grows with its parent's size",
         _flat_forks(),
         (("cores", "iterative", "N=2 30/s", "memory_kernel"),),
-    ),
-    Mechanism(
-        # A pre-forked copy whose threads or loop call the backend grows by
-        # fork_call_kib as a child per connection does (the call path's pages
-        # written, copied on write). Read by hand on 5 December (async,
-        # 1,000 connections at 300/s, P=2): each copy held 6.3 MiB private,
-        # 4.9 beyond its connections, where fork_kib and fork_touched_kib
-        # give it 2.4 and fork_call_kib brings it to 4.1.
-        "a pre-forked copy grows by a backend call's pages",
-        {},
-        (
-            ("threads", "thread-pool", "N=24 300/s", "memory_user"),
-            ("passes", "async", "N=1000 350/s", "memory_user"),
-            ("cores", "iterative", "N=2 30/s", "memory_user"),
-        ),
-        metrics=("memory_user",),
     ),
     Mechanism(
         "gthread's first read on a worker thread",
