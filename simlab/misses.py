@@ -536,8 +536,10 @@ def _memory(miss: dict[str, Any], rows: list[dict[str, Any]]) -> dict[str, str] 
                 "text": f"pre-forked copies: {model}'s single-process cases meet the goal "
                 f"(median {_pct(float(np.median(single)))} over {len(single)}), this one with "
                 f"P={processes} does not: a copy holds {'more' if low else 'less'} than the "
-                f"model's fork; test: {model} idle at P=1 and P={processes} "
-                "(simlab measure --rate 1), the difference per copy against the model's",
+                f"model's fork; test: {_measure(model, config)}, and again with one process, "
+                "each copy's "
+                "private memory (/proc/PID/smaps_rollup Private_Dirty) against the model's "
+                "fork_kib + fork_touched_kib",
             }
     k = _knob(config, "k")
     if metric == "memory_kernel" and k is not None:
