@@ -5,9 +5,11 @@ from __future__ import annotations
 import os
 import socket
 import sys
+from typing import Any
 
 import pytest
 
+import simlab.real
 from simlab.real import runner
 from simlab.registry import entry
 
@@ -22,23 +24,27 @@ def test_a_pre_forked_master_imports_its_server_before_it_forks(
 ) -> None:
     # The model's copies are forks of one master (fork_kib each): the real
     # copies must start with the server imported, not import it each.
-    name = f"simlab.real.{entry(model).server}"
+    module = entry(model).server
+    name = f"simlab.real.{module}"
     monkeypatch.delitem(sys.modules, name, raising=False)
+    monkeypatch.delattr(simlab.real, module, raising=False)
     imported: list[bool] = []
 
     def fork() -> int:
         imported.append(name in sys.modules)
         raise _ForkCalledError
 
+    opened: list[socket.socket] = []
+    listener = runner._listener
+
+    def kept(*args: Any, **kwargs: Any) -> socket.socket:
+        opened.append(listener(*args, **kwargs))
+        return opened[-1]
+
     monkeypatch.setattr(os, "fork", fork)
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    argv = [model, "--backend-port", "1", "--processes", "2", "--port", str(port)]
+    monkeypatch.setattr(runner, "_listener", kept)
     with pytest.raises(_ForkCalledError):
-        runner.main(argv)
+        runner.main([model, "--backend-port", "1", "--processes", "2", "--port", "0"])
     assert imported == [True]
-    # A fork that failed lets the port go (bound again here without
-    # SO_REUSEADDR; the warnings filter turns a leaked socket into an error).
-    with socket.socket() as again:
-        again.bind(("127.0.0.1", port))
+    # A fork that failed lets the port go: the master's socket is closed.
+    assert len(opened) == 1 and opened[0].fileno() == -1

@@ -69,8 +69,10 @@ def run_server(opts: ServerOptions) -> None:
     # listening, so the kernel never queues a connection on it).
     master = _listener(opts, opts.port, reuse_port=per_process, listen=not per_process)
     port = master.getsockname()[1]
-    # Whatever stops it (a stop signal, a failed fork), the port is let go
-    # and every copy made is stopped.
+    # However it ends (a stop signal once the copies serve, a failed fork,
+    # the server's own error), the port is let go and every copy made is
+    # stopped. (A signal during the forks themselves, before the handler is
+    # set, ends the master at once; whoever started it stops its group.)
     children: set[int] = set()
     try:
         if opts.processes == 1:
