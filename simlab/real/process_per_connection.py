@@ -15,6 +15,7 @@ import time
 
 from simlab.real.blocking import Context, accept_loop, handle_connection, run
 from simlab.real.options import ServerOptions
+from simlab.real.processes import exit_after
 
 __all__ = ["serve"]
 
@@ -48,8 +49,8 @@ def _serve(listener: socket.socket, opts: ServerOptions, ctx: Context) -> None:
             sock.close()  # out of processes or memory: refuse this one
             return
         if pid == 0:
-            code = 0
-            try:
+
+            def serve() -> None:
                 signal.signal(signal.SIGTERM, signal.SIG_DFL)
                 signal.signal(signal.SIGINT, signal.SIG_DFL)
                 listener.close()
@@ -57,10 +58,8 @@ def _serve(listener: socket.socket, opts: ServerOptions, ctx: Context) -> None:
                     backend=ctx.backend, request_timeout=ctx.request_timeout, parser=ctx.parser
                 )
                 handle_connection(sock, child)
-            except BaseException:
-                code = 1
-            finally:
-                os._exit(code)
+
+            exit_after(serve)
         children.add(pid)
         sock.close()
 

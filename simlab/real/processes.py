@@ -19,9 +19,16 @@ import time
 from collections import deque
 from collections.abc import Callable
 from types import TracebackType
-from typing import IO
+from typing import IO, NoReturn
 
-__all__ = ["Managed", "free_port", "port_is_free", "share_priority", "wait_listening"]
+__all__ = [
+    "Managed",
+    "exit_after",
+    "free_port",
+    "port_is_free",
+    "share_priority",
+    "wait_listening",
+]
 
 STOP_GRACE_S = 15.0
 STDERR_LINES = 200
@@ -54,6 +61,19 @@ def port_is_free(port: int) -> bool:
     with socket.socket() as s:
         s.settimeout(0.5)
         return s.connect_ex(("127.0.0.1", port)) != 0
+
+
+def exit_after(body: Callable[[], object]) -> NoReturn:
+    """In a forked child: run ``body``, then leave the process (0 if it
+    returned, 1 if it raised) without unwinding into the stack it inherited
+    from its parent, whose ``finally`` blocks and exit handlers are not its own."""
+    code = 0
+    try:
+        body()
+    except BaseException:
+        code = 1
+    finally:
+        os._exit(code)
 
 
 def wait_listening(port: int, proc: subprocess.Popen[str], timeout: float = 30.0) -> None:

@@ -27,6 +27,7 @@ from typing import NoReturn
 from simlab.real.blocking import STOP_SIGNALS
 from simlab.real.limits import raise_fd_limit
 from simlab.real.options import SERVER_MODELS, ServerOptions
+from simlab.real.processes import exit_after
 from simlab.real.protocol import PARSERS
 from simlab.registry import entry
 
@@ -113,9 +114,9 @@ def run_server(opts: ServerOptions) -> None:
 def _serve_copy(
     master: socket.socket, port: int, opts: ServerOptions, *, per_process: bool
 ) -> NoReturn:
-    """A forked copy: serve until stopped, then exit without unwinding the master's stack."""
-    code = 0
-    try:
+    """A forked copy: serve until stopped, then exit (``exit_after``)."""
+
+    def serve() -> None:
         for sig in STOP_SIGNALS:
             signal.signal(sig, signal.SIG_DFL)
         sock = master
@@ -123,10 +124,8 @@ def _serve_copy(
             sock = _listener(opts, port, reuse_port=True, listen=True)
             master.close()
         serve_here(sock, opts)
-    except BaseException:
-        code = 1
-    finally:
-        os._exit(code)
+
+    exit_after(serve)
 
 
 def _stop_children(children: set[int]) -> None:

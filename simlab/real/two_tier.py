@@ -27,6 +27,7 @@ from pathlib import Path
 from simlab.real.aio import HttpProtocol, serve_app
 from simlab.real.options import ServerOptions
 from simlab.real.process_per_connection import _terminate
+from simlab.real.processes import exit_after
 from simlab.real.protocol import WorkRequest
 from simlab.real.work import BlockingBackend, run_blocking
 
@@ -114,14 +115,12 @@ def serve(listener: socket.socket, opts: ServerOptions) -> None:
         for _ in range(opts.processes):
             pid = os.fork()
             if pid == 0:
-                code = 0
-                try:
-                    listener.close()
+
+                def back_process() -> None:
+                    listener.close()  # the back only accepts from the front
                     _back_process(back, opts)
-                except BaseException:
-                    code = 1
-                finally:
-                    os._exit(code)
+
+                exit_after(back_process)
             children.add(pid)
         back.close()  # the front only connects
 

@@ -50,7 +50,6 @@ STALE_BUILD_S = 3600.0
 # Connections ``start_peer`` opens before any load: one when ``wait_listening``
 # first finds the port open, one for the ``PROBE`` answered 200. A server that
 # hands each new connection to a thread (gthread) sees them as its first work.
-READINESS_CONNECTIONS = 2
 # How many of them are open at once: one. The first is closed before
 # ``wait_listening`` returns and the probe's connection is opened after it, so
 # a pool that reuses an idle thread (gthread's ThreadPoolExecutor) starts one
