@@ -30,6 +30,8 @@ BOOTSTRAPS = 400
 # A bounded estimate this close to its bound (relative to the data's scale)
 # sits on it.
 AT_BOUND = 1e-6
+# Zero in any unit a fit is made in (µs, KiB, a fraction): no cost is that small.
+ZERO = 1e-6
 
 
 @dataclass(frozen=True)
@@ -142,8 +144,11 @@ def fit_robust(
     boot = np.array(draws) if draws else np.tile(theta, (1, 1))
     lo, hi = np.percentile(boot, [2.5, 97.5], axis=0)
     # "On the bound" is within AT_BOUND of it on the scale of the largest
-    # estimate: an interval that reaches down to it spans zero.
-    floor = AT_BOUND * max(float(np.abs(theta).max()), 1e-12)
+    # estimate, or under ZERO in the parameter's own unit (µs, KiB): the solver
+    # leaves a parameter at its bound a hair above it, and when every estimate
+    # is there the scale of the largest is that hair too. An interval that
+    # reaches down to it spans zero.
+    floor = max(AT_BOUND * float(np.abs(theta).max()), ZERO)
     identified = tuple(
         bool(lo[k] > floor and theta[k] > floor) if nonnegative else bool(lo[k] > 0 or hi[k] < 0)
         for k in range(p)

@@ -35,6 +35,9 @@ served (a thread that   thread_served_kib
 child (a child forked                              child_kernel -
   per connection, beyond                           fork_kernel
   a pre-forked copy)
+copy (a pre-forked      copy_kib
+  copy's own start and
+  first service)
 ======================  =========================  ======================  ==========
 
 resident = user + kernel (what the machine must have); reserved virtual =
@@ -68,6 +71,7 @@ UNITS = (
     "called",
     "served",
     "child",
+    "copy",
 )
 
 
@@ -94,6 +98,8 @@ def unit_costs(p: Platform) -> dict[str, tuple[float, float, float]]:
         # A child forked per connection holds its own kernel memory
         # (``Platform.child_kernel``), not a pre-forked copy's: the difference.
         "child": (0.0, p.child_kernel - p.fork_kernel, 0.0),
+        # A pre-forked copy's own growth (``Platform.copy_kib``).
+        "copy": (p.copy_kib, 0.0, 0.0),
     }
 
 
@@ -114,6 +120,7 @@ class Units:
     called: int = 0
     served: float = 0.0
     child: int = 0
+    copy: int = 0
 
     def footprint(self, platform: Platform) -> Footprint:
         costs = unit_costs(platform)

@@ -190,6 +190,7 @@ def level_parts(
     base_units = Units(
         touched=base.get("copies", 0),
         fork=base["forks"],
+        copy=base.get("copies", 0),
         # Children forked per connection and held all run (persistent ones).
         child=base["forks"] - base.get("copies", 0),
         thread=base["threads"],

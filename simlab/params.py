@@ -384,6 +384,15 @@ class Platform:
                            pre-forked copies were not measured for it. Fitted
                            with fork_touched_kib from the process-per-connection
                            runs (``simlab.calibrate.fit_forks``); 0 in every preset
+        copy_kib           a pre-forked copy's own growth beyond its fork and its
+                           first service: what each copy's start and first
+                           requests write of the master's pages (its loop or
+                           pool, the interpreter's state), which copy-on-write
+                           makes private. A single process builds the same in
+                           process_kib, so only copies pay it. Fitted from the
+                           calibration's copies runs, the same load at 1 and 2
+                           processes (``simlab.calibrate.fit_copies``); 0 in
+                           every preset
         thread_served_kib  a thread's (or goroutine's) growth once it has served a
                            request: its stack grown past the idle size, the
                            buffers its runtime keeps for it (Go's net/http
@@ -646,6 +655,7 @@ class Platform:
     backend_conn_kib: float = 0.0
     fork_touched_kib: float = 0.0
     fork_call_kib: float = 0.0
+    copy_kib: float = 0.0
     thread_served_kib: float = 0.0
     child_kernel_kib: float = 0.0
     rtt_us: float = 0.0
@@ -809,6 +819,7 @@ MECHANISMS = (
     "loop_wake_us",
     "loop_passes",
     "fork_call_kib",
+    "copy_kib",
     "fork_child_us",
     "fork_exit_us",
     "thread_exit_us",

@@ -526,8 +526,10 @@ def test_refit_measures_only_the_grid_runs_the_profile_lacks(tmp_path, monkeypat
     async_kept = measured["async N=16 closed x16 cpu=1ms calls=0 W=8 P=1"]
 
     def fake_measure(opts, progress=None):
-        run = next(r for r in full if (r.target, r.workload, r.switch_interval_ms)
-                   == (opts.target, opts.workload, opts.switch_interval_ms))  # fmt: skip
+        run = next(r for r in full
+                   if (r.target, r.workload, r.arch.processes, r.switch_interval_ms)
+                   == (opts.target, opts.workload, opts.architecture.processes,
+                       opts.switch_interval_ms))  # fmt: skip
         seen[opts.seed] = run.label()
         summary = SimpleNamespace(
             to_dict=lambda: {
@@ -705,3 +707,66 @@ def test_a_run_at_another_switch_interval_reaches_the_server_and_the_model(monke
         replace(opts, switch_interval_ms=0.0)
     with pytest.raises(UserError, match="switch_interval"):
         replace(opts, target="go", switch_interval_ms=50.0)
+
+
+def _copies_results(copy_kib: float, noise_kib: float = 0.0) -> list:
+    """The full grid's copies runs, "measured" as the model holds them
+    (``copy_kib`` 0), plus a miss of the one process's size that is each
+    server's own (both runs of a pair share it), plus ``copy_kib`` a copy,
+    each run off by up to +-``noise_kib``."""
+    platform = load_platform("cpython").with_(copy_kib=0.0)
+    rng = np.random.default_rng(3)
+    offsets = {"async": 600.0, "reactor-pool": -400.0, "thread-pool": 250.0, "iterative": 0.0}
+    out = []
+    runs = [run for run in grid(quick=False) if run.role == "copies"]
+    for k, run in enumerate(runs):
+        model = simulate(
+            run.target, run.workload, run.platform(platform), run.arch,
+            duration=run.duration, warmup=run.warmup, replications=1, seed=k + 1,
+        ).summary.memory_mib.user_peak  # fmt: skip
+        copies = run.arch.processes if run.arch.processes > 1 else 0
+        kib = (
+            model * 1024
+            + offsets[run.target]
+            + copies * copy_kib
+            + rng.uniform(-noise_kib, noise_kib)
+        )
+        out.append((run, {"kept": {"pss_peak_mib": kib / 1024}}))
+    return out
+
+
+def test_fit_copies_recovers_a_planted_copy_and_calls_none_unidentified() -> None:
+    # A copy's own growth planted at 2.5 MiB, each server's one process off
+    # by its own amount (which the pairs' difference takes out) and each run
+    # noisy: the fit finds it inside its interval. Planted at 0 it is not
+    # identified (its estimate sits on the bound), so no copy cost is made up.
+    platform = load_platform("cpython")
+    results = _copies_results(2560.0, noise_kib=150.0)
+    assert {run.arch.processes for run, _ in results} == {1, 2}
+    fit = cal.fit_copies(results, platform)
+    assert fit is not None
+    param = fit.parameter("copy_kib", preset=0.0)
+    assert param["identified"]
+    lo, hi = param["ci95"]
+    assert lo <= 2560.0 <= hi and hi - lo < 400.0
+    none = cal.fit_copies(_copies_results(0.0, noise_kib=150.0), platform)
+    assert none is not None
+    assert not none.parameter("copy_kib", preset=0.0)["identified"]
+    # One process's runs alone pair nothing.
+    ones = [(run, s) for run, s in results if run.arch.processes == 1]
+    assert cal.fit_copies(ones, platform) is None
+
+
+def test_a_copy_costs_the_model_copy_kib_at_two_processes_and_nothing_at_one() -> None:
+    w = Workload(connections=200, rate=100.0, cpu=Fixed(0.0005), io=Fixed(0.002), calls=1)
+    base = load_platform("cpython")
+    for processes in (1, 2):
+        arch = Architecture(workers=8, processes=processes)
+        peaks = [
+            simulate(
+                "async", w, base.with_(copy_kib=kib), arch, duration=2.0, seed=1
+            ).summary.memory_mib.user_peak
+            for kib in (0.0, 1024.0)
+        ]
+        copies = processes if processes > 1 else 0
+        assert peaks[1] - peaks[0] == pytest.approx(copies * 1.0, abs=1e-9)

@@ -205,6 +205,7 @@ class Async(Model):
         return Units(
             touched=copies,
             fork=copies,
+            copy=copies,
             thread=threads,
             connection=workload.connections if workload.persistent else in_flight,
             task=in_flight,

@@ -232,6 +232,7 @@ class Dedicated(ConnectionBound):
         return Units(
             touched=forks if cls.own_process else copies,
             fork=forks,
+            copy=copies,
             thread=threads + owners,
             connection=owners,
             task=in_flight,

@@ -239,6 +239,7 @@ class Holders(ConnectionBound):
         return Units(
             touched=copies,
             fork=copies,
+            copy=copies,
             thread=threads,
             connection=conns,
             task=in_flight,

@@ -446,6 +446,7 @@ class ReactorPool(Model):
         return Units(
             touched=copies,
             fork=copies,
+            copy=copies,
             thread=threads,
             connection=workload.connections if workload.persistent else in_flight,
             task=in_flight,

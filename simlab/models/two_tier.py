@@ -193,6 +193,7 @@ class TwoTier(Model):
         return Units(
             touched=copies,
             fork=copies,
+            copy=copies,
             thread=threads,
             connection=0 if workload.persistent else in_flight,
             task=in_flight,

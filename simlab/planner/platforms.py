@@ -42,6 +42,7 @@ UNIT_WORDS = {
     "called": "forked children's growth from their first backend call",
     "served": "threads' growth once they have served",
     "child": "children per connection's kernel memory beyond a forked copy's",
+    "copy": "pre-forked copies' own start and first service",
 }
 
 

@@ -102,7 +102,9 @@ def grid(quick: bool) -> list[Run]:
       rising rates (creation cost under load, copy-on-write);
     - ``memory``: the same servers holding few and many connections, with
       and without backend calls (memory per unit, user and kernel);
-    - ``structure``: the peers idle at 1 and 2 processes (their own machinery).
+    - ``structure``: the peers idle at 1 and 2 processes (their own machinery);
+    - ``copies``: simlab's pre-forking servers under the same light load at 1
+      and 2 processes (a pre-forked copy's own growth, ``copy_kib``).
     """
     length = 4.0 if quick else 6.0
     return [
@@ -114,6 +116,7 @@ def grid(quick: bool) -> list[Run]:
         *_peer_loop_runs(quick, length),
         *_saturated_thread_runs(quick, length),
         *_convoy_runs(quick),
+        *_copies_runs(quick),
     ]
 
 
@@ -272,6 +275,40 @@ def _memory_runs(quick: bool) -> list[Run]:
             w = Workload(connections=n, rate=20.0, cpu=Fixed(0.0005), io=Fixed(0.002), calls=1)
             runs.append(Run(target, w, ARCH, "memory", duration=2.0, warmup=1.0))
     return runs
+
+
+def _copies_runs(quick: bool) -> list[Run]:
+    """simlab's servers that the validation runs pre-forked, each under one
+    light load at 1 process and at 2 (a master and two copies), with and
+    without a backend call: what a copy holds beyond its fork and its first
+    service is the pair's difference less the model's
+    (``simlab.calibrate.fit_copies``). By hand on 5 December (N=200 100/s,
+    0.5 ms of CPU, a 2 ms call) a copy held 4.8 to 6.1 MiB more than the
+    one process did, where the model's fork and first service are 2.3."""
+    runs = []
+    for target in COPIES_SERVERS[quick]:
+        for calls in (1,) if quick else (0, 1):
+            n = 2 if target == "iterative" else _holder_connections(target, 8, 200)
+            w = Workload(
+                connections=n,
+                rate=30.0 if target == "iterative" else 100.0,
+                cpu=Fixed(0.0005),
+                io=Fixed(0.002),
+                calls=calls,
+                # One connection at a time each: a copy of its own for each.
+                requests_per_connection=1 if target == "iterative" else None,
+            )
+            for processes in (1, 2):
+                arch = replace(ARCH, processes=processes)
+                runs.append(Run(target, w, arch, "copies", duration=3.0, warmup=1.0))
+    return runs
+
+
+# The servers the validation runs with pre-forked copies (its P=2 cases).
+COPIES_SERVERS = {
+    True: ("async", "thread-pool"),
+    False: ("async", "reactor-pool", "thread-pool", "iterative"),
+}
 
 
 # The pool size of the peers' structure runs (their threads per process).
