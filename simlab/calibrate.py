@@ -1260,9 +1260,8 @@ def _profile(
     params.update(fit_fork_split(results, memory, fitted().with_(**neighbours)))
     copies = fit_copies(results, fitted())
     if copies is not None:
-        params["copy_kib"] = copies.parameter(
-            "copy_kib", preset=preset.copy_kib, method=COPIES_METHOD
-        )
+        for key in copies.names:
+            params[key] = copies.parameter(key, preset=getattr(preset, key), method=COPIES_METHOD)
     # Their spread last, from the same runs' p50 and p99, through the model
     # with every other cost in place.
     spread = fit_spread_through_model(results, fitted().with_(**neighbours))
@@ -1614,25 +1613,30 @@ def fit_forks(results: list[tuple[Run, dict[str, Any]]], platform: Platform) -> 
 
 COPIES_METHOD = (
     "soft-L1 least squares over the copies runs' pairs (the same load at 1 and 2 "
-    "processes): the measured user memory's difference less the model's (copy_kib 0), "
-    "per copy; 95% bootstrap interval over the pairs"
+    "processes, with and without a backend call): the measured user memory's difference "
+    "less the model's (copy_kib and copy_call_kib 0), per copy; 95% bootstrap interval "
+    "over the pairs"
 )
 
 
 def fit_copies(results: list[tuple[Run, dict[str, Any]]], platform: Platform) -> Fit | None:
-    """A pre-forked copy's own growth (``copy_kib``), from the copies runs: each
-    load measured at 1 process and at 2 (a master and two copies).
+    """A pre-forked copy's own growth (``copy_kib``) and its further growth from
+    its first backend call (``copy_call_kib``), from the copies runs: each load
+    measured at 1 process and at 2 (a master and two copies), with and
+    without a call.
 
-    The model's other units are held at ``platform`` (``copy_kib`` 0): each
-    run is simulated as it ran and its user memory peak set against the
-    measured one. A pair's two runs share the server and the load, so what
-    the model misses of both (its one process's size for that server) drops
-    out of their difference; what is left is the copies' own, over the
-    copies the second run held. None when fewer than two pairs were measured."""
+    The model's other units are held at ``platform`` (both 0): each run is
+    simulated as it ran and its user memory peak set against the measured
+    one. A pair's two runs share the server and the load, so what the model
+    misses of both (its one process's size for that server, its first call's
+    cost in one process) drops out of their difference; what is left is the
+    copies' own, over the copies the second run held, and with a call that
+    call's too. None when fewer than two pairs were measured."""
     from simlab.simulation import simulate  # noqa: PLC0415 - heavy, and only here
 
-    held = platform.with_(copy_kib=0.0)
+    held = platform.with_(copy_kib=0.0, copy_call_kib=0.0)
     gaps: dict[tuple[str, str, int], dict[int, list[float]]] = {}
+    calls_of: dict[str, int] = {}
     for k, (run, s) in enumerate(results):
         mem = s["kept"].get("pss_peak_mib")
         if run.role != "copies" or mem is None:
@@ -1642,24 +1646,26 @@ def fit_copies(results: list[tuple[Run, dict[str, Any]]], platform: Platform) ->
             duration=run.duration, warmup=run.warmup, replications=1, seed=k + 1,
         ).summary.memory_mib.user_peak  # fmt: skip
         key = (run.target, repr(run.workload), run.arch.workers)
+        calls_of[key[1]] = run.workload.calls
         gaps.setdefault(key, {}).setdefault(run.arch.processes, []).append((mem - predicted) * 1024)
     rows, ys = [], []
-    for pair in gaps.values():
+    for (_, workload, _), pair in gaps.items():
         if 1 not in pair or len(pair) < 2:
             continue
         one = float(np.mean(pair[1]))
+        calls = calls_of[workload]
         for processes, gap in pair.items():
             if processes == 1:
                 continue
             # The model's copies are the P processes a master forks.
             measured = float(np.mean(gap)) - one
-            rows.append([float(processes)])
+            rows.append([float(processes), float(processes) if calls else 0.0])
             ys.append(measured)
     if len(rows) < 2:
         return None
     # In units of a copy's size in the model: numbers near 1 for the solver.
     scale = max(platform.fork_kib + platform.fork_touched_kib, 1.0)
-    return fit_robust(np.array(rows) / scale, np.array(ys) / scale, ("copy_kib",))
+    return fit_robust(np.array(rows) / scale, np.array(ys) / scale, ("copy_kib", "copy_call_kib"))
 
 
 def _lab(

@@ -38,6 +38,9 @@ child (a child forked                              child_kernel -
 copy (a pre-forked      copy_kib
   copy's own start and
   first service)
+copy_call (a copy that  copy_call_kib
+  has made a backend
+  call)
 ======================  =========================  ======================  ==========
 
 resident = user + kernel (what the machine must have); reserved virtual =
@@ -72,6 +75,7 @@ UNITS = (
     "served",
     "child",
     "copy",
+    "copy_call",
 )
 
 
@@ -100,6 +104,8 @@ def unit_costs(p: Platform) -> dict[str, tuple[float, float, float]]:
         "child": (0.0, p.child_kernel - p.fork_kernel, 0.0),
         # A pre-forked copy's own growth (``Platform.copy_kib``).
         "copy": (p.copy_kib, 0.0, 0.0),
+        # A pre-forked copy's growth from its first backend call.
+        "copy_call": (p.copy_call_kib, 0.0, 0.0),
     }
 
 
@@ -121,6 +127,7 @@ class Units:
     served: float = 0.0
     child: int = 0
     copy: int = 0
+    copy_call: int = 0
 
     def footprint(self, platform: Platform) -> Footprint:
         costs = unit_costs(platform)

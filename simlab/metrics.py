@@ -191,6 +191,9 @@ def level_parts(
         touched=base.get("copies", 0),
         fork=base["forks"],
         copy=base.get("copies", 0),
+        # A copy's first call comes with its first requests: counted from the
+        # start too (a copy of a process-per-connection server only accepts).
+        copy_call=base.get("copies", 0) if rec.calls > 0 and not rec.own_process else 0,
         # Children forked per connection and held all run (persistent ones).
         child=base["forks"] - base.get("copies", 0),
         thread=base["threads"],

@@ -534,7 +534,8 @@ def _memory(miss: dict[str, Any], rows: list[dict[str, Any]]) -> dict[str, str] 
             # What a copy holds of its own, read per process under the case's load.
             own = (
                 "each copy's private memory (/proc/PID/smaps_rollup Private_Dirty) with the "
-                "one process's, against the model's fork_kib + fork_touched_kib a copy"
+                "one process's, against the model's fork_kib + fork_touched_kib + copy_kib "
+                "(+ copy_call_kib with calls) a copy"
                 if metric == "memory_user"
                 else "the server's kernel memory (its memory cgroup's memory.stat: "
                 "kernel_stack, pagetables, slab) at the two, per copy, against the model's "

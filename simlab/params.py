@@ -393,6 +393,11 @@ class Platform:
                            calibration's copies runs, the same load at 1 and 2
                            processes (``simlab.calibrate.fit_copies``); 0 in
                            every preset
+        copy_call_kib      a pre-forked copy's further growth from its first
+                           backend call: the call path's writes to the master's
+                           pages (a single process's first call costs only its
+                           backend_conn_kib). Fitted with copy_kib, from the
+                           pairs with and without a call; 0 in every preset
         thread_served_kib  a thread's (or goroutine's) growth once it has served a
                            request: its stack grown past the idle size, the
                            buffers its runtime keeps for it (Go's net/http
@@ -656,6 +661,7 @@ class Platform:
     fork_touched_kib: float = 0.0
     fork_call_kib: float = 0.0
     copy_kib: float = 0.0
+    copy_call_kib: float = 0.0
     thread_served_kib: float = 0.0
     child_kernel_kib: float = 0.0
     rtt_us: float = 0.0
@@ -820,6 +826,7 @@ MECHANISMS = (
     "loop_passes",
     "fork_call_kib",
     "copy_kib",
+    "copy_call_kib",
     "fork_child_us",
     "fork_exit_us",
     "thread_exit_us",

@@ -709,12 +709,13 @@ def test_a_run_at_another_switch_interval_reaches_the_server_and_the_model(monke
         replace(opts, target="go", switch_interval_ms=50.0)
 
 
-def _copies_results(copy_kib: float, noise_kib: float = 0.0) -> list:
+def _copies_results(copy_kib: float, call_kib: float, noise_kib: float = 0.0) -> list:
     """The full grid's copies runs, "measured" as the model holds them
-    (``copy_kib`` 0), plus a miss of the one process's size that is each
-    server's own (both runs of a pair share it), plus ``copy_kib`` a copy,
-    each run off by up to +-``noise_kib``."""
-    platform = load_platform("cpython").with_(copy_kib=0.0)
+    (``copy_kib`` and ``copy_call_kib`` 0), plus a miss of the one process's
+    size that is each server's own (both runs of a pair share it), plus
+    ``copy_kib`` a copy and ``call_kib`` a copy that calls, each run off by up
+    to +-``noise_kib``."""
+    platform = load_platform("cpython").with_(copy_kib=0.0, copy_call_kib=0.0)
     rng = np.random.default_rng(3)
     offsets = {"async": 600.0, "reactor-pool": -400.0, "thread-pool": 250.0, "iterative": 0.0}
     out = []
@@ -728,45 +729,52 @@ def _copies_results(copy_kib: float, noise_kib: float = 0.0) -> list:
         kib = (
             model * 1024
             + offsets[run.target]
-            + copies * copy_kib
+            + copies * (copy_kib + (call_kib if run.workload.calls else 0.0))
             + rng.uniform(-noise_kib, noise_kib)
         )
         out.append((run, {"kept": {"pss_peak_mib": kib / 1024}}))
     return out
 
 
-def test_fit_copies_recovers_a_planted_copy_and_calls_none_unidentified() -> None:
-    # A copy's own growth planted at 2.5 MiB, each server's one process off
-    # by its own amount (which the pairs' difference takes out) and each run
-    # noisy: the fit finds it inside its interval. Planted at 0 it is not
-    # identified (its estimate sits on the bound), so no copy cost is made up.
+def test_fit_copies_recovers_planted_copies_and_calls_none_unidentified() -> None:
+    # A copy's own growth planted at 1.5 MiB and a calling copy's at 1 MiB
+    # more, each server's one process off by its own amount (which the
+    # pairs' difference takes out) and each run noisy: the fit finds both
+    # inside their intervals. Planted at 0 neither is identified (each
+    # estimate sits on its bound), so no copy cost is made up.
     platform = load_platform("cpython")
-    results = _copies_results(2560.0, noise_kib=150.0)
+    results = _copies_results(1536.0, 1024.0, noise_kib=150.0)
     assert {run.arch.processes for run, _ in results} == {1, 2}
     fit = cal.fit_copies(results, platform)
     assert fit is not None
-    param = fit.parameter("copy_kib", preset=0.0)
-    assert param["identified"]
-    lo, hi = param["ci95"]
-    assert lo <= 2560.0 <= hi and hi - lo < 400.0
-    none = cal.fit_copies(_copies_results(0.0, noise_kib=150.0), platform)
+    for name, planted in (("copy_kib", 1536.0), ("copy_call_kib", 1024.0)):
+        param = fit.parameter(name, preset=0.0)
+        assert param["identified"], name
+        lo, hi = param["ci95"]
+        assert lo <= planted <= hi and hi - lo < 600.0, (name, lo, hi)
+    none = cal.fit_copies(_copies_results(0.0, 0.0, noise_kib=150.0), platform)
     assert none is not None
-    assert not none.parameter("copy_kib", preset=0.0)["identified"]
+    for name in none.names:
+        assert not none.parameter(name, preset=0.0)["identified"], name
     # One process's runs alone pair nothing.
     ones = [(run, s) for run, s in results if run.arch.processes == 1]
     assert cal.fit_copies(ones, platform) is None
 
 
-def test_a_copy_costs_the_model_copy_kib_at_two_processes_and_nothing_at_one() -> None:
-    w = Workload(connections=200, rate=100.0, cpu=Fixed(0.0005), io=Fixed(0.002), calls=1)
+def test_a_copy_costs_the_model_its_growth_at_two_processes_and_nothing_at_one() -> None:
+    # copy_kib for every copy, copy_call_kib for a copy that calls: 1 and 0.5
+    # MiB each, two copies at P=2, none at P=1.
     base = load_platform("cpython")
-    for processes in (1, 2):
-        arch = Architecture(workers=8, processes=processes)
-        peaks = [
-            simulate(
-                "async", w, base.with_(copy_kib=kib), arch, duration=2.0, seed=1
-            ).summary.memory_mib.user_peak
-            for kib in (0.0, 1024.0)
-        ]
-        copies = processes if processes > 1 else 0
-        assert peaks[1] - peaks[0] == pytest.approx(copies * 1.0, abs=1e-9)
+    for calls in (0, 1):
+        w = Workload(connections=200, rate=100.0, cpu=Fixed(0.0005), io=Fixed(0.002), calls=calls)
+        for target in ("async", "thread-pool"):
+            for processes in (1, 2):
+                arch = Architecture(workers=8, processes=processes)
+                peaks = [
+                    simulate(target, w, base.with_(copy_kib=kib, copy_call_kib=call), arch,
+                             duration=2.0, seed=1).summary.memory_mib.user_peak
+                    for kib, call in ((0.0, 0.0), (1024.0, 512.0))
+                ]  # fmt: skip
+                copies = processes if processes > 1 else 0
+                growth = copies * (1.0 + (0.5 if calls else 0.0))
+                assert peaks[1] - peaks[0] == pytest.approx(growth, abs=1e-9), (target, calls)

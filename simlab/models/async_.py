@@ -206,6 +206,7 @@ class Async(Model):
             touched=copies,
             fork=copies,
             copy=copies,
+            copy_call=copies if workload.calls else 0,
             thread=threads,
             connection=workload.connections if workload.persistent else in_flight,
             task=in_flight,

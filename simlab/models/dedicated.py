@@ -233,6 +233,7 @@ class Dedicated(ConnectionBound):
             touched=forks if cls.own_process else copies,
             fork=forks,
             copy=copies,
+            copy_call=copies if workload.calls and not cls.own_process else 0,
             thread=threads + owners,
             connection=owners,
             task=in_flight,

@@ -240,6 +240,7 @@ class Holders(ConnectionBound):
             touched=copies,
             fork=copies,
             copy=copies,
+            copy_call=copies if workload.calls else 0,
             thread=threads,
             connection=conns,
             task=in_flight,

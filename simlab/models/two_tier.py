@@ -194,6 +194,7 @@ class TwoTier(Model):
             touched=copies,
             fork=copies,
             copy=copies,
+            copy_call=copies if workload.calls else 0,
             thread=threads,
             connection=0 if workload.persistent else in_flight,
             task=in_flight,

@@ -43,6 +43,7 @@ UNIT_WORDS = {
     "served": "threads' growth once they have served",
     "child": "children per connection's kernel memory beyond a forked copy's",
     "copy": "pre-forked copies' own start and first service",
+    "copy_call": "pre-forked copies' growth from their first backend call",
 }
 
 
