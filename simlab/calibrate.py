@@ -82,6 +82,7 @@ from simlab.real.gil_wake import measure_gil_wake
 from simlab.real.grids import (
     LOOP_SERVERS,
     PEER_LOOPS,
+    PEER_REQUESTS,
     SLOW_SWITCH_MS,
     Run,
     grid,
@@ -100,7 +101,7 @@ from simlab.spread import (
     spread_summary,
     spread_table,
 )
-from simlab.stats import bootstrap_ci
+from simlab.stats import bootstrap_ci, ci95
 from simlab.streams import Deal
 
 __all__ = [
@@ -538,6 +539,82 @@ def fit_peer_loops(
         entry["fit"] = {"rows": fit.rows, "residuals_us": list(fit.residuals)}
         out[peer] = entry
     return out
+
+
+PEER_REQUEST_METHOD = (
+    "the peer's light runs' CPU a served request (busy cores over served rate) less "
+    "the model's on the same runs (simulated as they ran, the shared costs held), "
+    "mean over the runs with its 95% t interval, added to the shared parse_us"
+)
+
+
+def fit_peer_requests(
+    results: list[tuple[Run, dict[str, Any]]], platform: Platform
+) -> dict[str, dict[str, Any]]:
+    """What a request costs each peer's own code beyond the model it
+    resembles (``PEER_REQUESTS``: gunicorn's parser, WSGI environ and worker
+    loop), from its light runs (role ``peer_request``), as its ``parse_us``.
+
+    Each run is simulated as it ran (the peer's model and design, ``platform``
+    with the shared costs); the difference between the measured and the
+    simulated CPU a served request is the peer's own, and its mean over the
+    runs is added to the shared ``parse_us``. Identified where the mean's t
+    interval excludes zero; otherwise the shared value,
+    labelled an assumption. A peer with fewer than three runs is left out."""
+    from simlab.simulation import simulate  # noqa: PLC0415 - heavy, and only here
+
+    shared = platform.parse_us
+    out: dict[str, dict[str, Any]] = {}
+    for peer in PEER_REQUESTS:
+        deltas = []
+        for k, (run, s) in enumerate(results):
+            measured = cpu_per_request_us(s.get("cpu_busy_cores"), s.get("throughput_rps"))
+            if run.target != peer or run.role != "peer_request" or measured is None:
+                continue
+            sim = simulate(
+                RESEMBLES[peer], run.workload, run.platform(platform),
+                as_designed(peer, run.arch), duration=run.duration, warmup=run.warmup,
+                replications=2, seed=k + 1,
+            ).summary  # fmt: skip
+            predicted = cpu_per_request_us(sim.cpu_busy_cores, sim.throughput_rps)
+            if predicted is not None:
+                deltas.append(measured - predicted)
+        if len(deltas) < 3:
+            continue
+        # A t interval on the mean: with a few runs a bootstrap of their median
+        # excludes zero whenever their noise happens to fall on one side.
+        delta, ci = float(np.mean(deltas)), ci95(deltas)
+        if ci is not None and (ci[0] > 0 or ci[1] < 0):
+            out[peer] = {
+                "value": max(0.0, shared + delta),
+                "ci95": [max(0.0, shared + ci[0]), max(0.0, shared + ci[1])],
+                "identified": True,
+                "method": PEER_REQUEST_METHOD,
+                "over_model_us": deltas,
+            }
+        else:
+            span = "none" if ci is None else f"[{ci[0]:.0f}, {ci[1]:.0f}]"
+            out[peer] = {
+                "value": shared,
+                "identified": False,
+                "assumption": f"not identified by {peer}'s light runs (its CPU a request "
+                f"over the model's, {delta:.0f} us, interval {span}, does not exclude zero); "
+                "the shared value (simlab's servers')",
+                "estimate": shared + delta,
+                "method": PEER_REQUEST_METHOD,
+                "over_model_us": deltas,
+            }
+    return out
+
+
+def cpu_per_request_us(busy_cores: Any, served_rps: Any) -> float | None:
+    """A server's CPU a served request, µs, from its busy cores and served rate."""
+    if not busy_cores or not served_rps:
+        return None
+    busy, served = float(busy_cores), float(served_rps)
+    if not (math.isfinite(busy) and math.isfinite(served) and served > 0):
+        return None
+    return 1e6 * busy / served
 
 
 # Wall-clock overheads are read from lightly loaded runs only: under load the
@@ -1252,6 +1329,8 @@ def _profile(
     for peer, entry in fit_peer_loops(results, fitted()).items():
         peer_fits[peer] = entry.pop("fit")
         peers[peer] = {**peers.get(peer, {}), "costs": entry}
+    for peer, record in fit_peer_requests(results, fitted().with_(**neighbours)).items():
+        peers.setdefault(peer, {}).setdefault("costs", {})["parse_us"] = record
     # The client path last: it is what the model, every other cost in place
     # and the lab's neighbours on the cores, leaves of the light runs' latency.
     path = fit_path(results, fitted().with_(**neighbours))

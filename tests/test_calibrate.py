@@ -21,7 +21,7 @@ from simlab.params import Architecture, Workload
 from simlab.real.grids import SLOW_SWITCH_MS, UNFITTED, Run, grid
 from simlab.real.measure import MeasureOptions
 from simlab.real.options import SERVER_MODELS
-from simlab.real.peers import PEERS
+from simlab.real.peers import PEERS, RESEMBLES, as_designed, with_own_costs
 
 # The repository's calibrated profile, with its runs (the tests' frozen profile keeps none).
 COMMITTED = Path(__file__).resolve().parents[1] / "data/profiles/cpython.json"
@@ -778,3 +778,50 @@ def test_a_copy_costs_the_model_its_growth_at_two_processes_and_nothing_at_one()
                 copies = processes if processes > 1 else 0
                 growth = copies * (1.0 + (0.5 if calls else 0.0))
                 assert peaks[1] - peaks[0] == pytest.approx(growth, abs=1e-9), (target, calls)
+
+
+def _peer_request_results(extra_us: float, noise_us: float) -> list:
+    """The full grid's peer_request runs, "measured" as the model runs them on
+    the committed platform plus ``extra_us`` of CPU a request, each run off by
+    up to +-``noise_us``."""
+    platform = load_platform("cpython")
+    rng = np.random.default_rng(5)
+    out = []
+    runs = [run for run in grid(quick=False) if run.role == "peer_request"]
+    for k, run in enumerate(runs):
+        sim = simulate(
+            RESEMBLES[run.target], run.workload, run.platform(platform),
+            as_designed(run.target, run.arch), duration=run.duration, warmup=run.warmup,
+            replications=2, seed=k + 1,
+        ).summary  # fmt: skip
+        us = 1e6 * sim.cpu_busy_cores / sim.throughput_rps + extra_us
+        us += rng.uniform(-noise_us, noise_us)
+        served = sim.throughput_rps
+        out.append((run, {"cpu_busy_cores": us * 1e-6 * served, "throughput_rps": served}))
+    return out
+
+
+def test_a_peers_own_request_cost_is_recovered_or_left_shared() -> None:
+    # 500 us a request planted over the model on gunicorn's light runs, each
+    # run off by up to 40: each peer's parse_us is the shared one plus it, to
+    # within that noise (a mean of four runs), inside its own interval.
+    # Planted at 0 the interval spans zero: the shared value, labelled.
+    platform = load_platform("cpython")
+    fitted = cal.fit_peer_requests(_peer_request_results(500.0, 40.0), platform)
+    assert set(fitted) == {"gunicorn-sync", "gunicorn-gthread"}
+    for peer, record in fitted.items():
+        assert record["identified"], peer
+        lo, hi = record["ci95"]
+        assert abs(record["value"] - (platform.parse_us + 500.0)) <= 40.0, (peer, record)
+        assert lo <= record["value"] <= hi, (peer, lo, hi)
+    shared = cal.fit_peer_requests(_peer_request_results(0.0, 40.0), platform)
+    for peer, record in shared.items():
+        assert not record["identified"] and record["value"] == platform.parse_us, peer
+        assert "ci95" not in record and "not identified" in record["assumption"]
+
+
+def test_a_peers_own_parse_cost_reaches_its_platform() -> None:
+    base = load_platform("cpython")
+    profile = {"peers": {"gunicorn-sync": {"costs": {"parse_us": {"value": 900.0}}}}}
+    assert with_own_costs("gunicorn-sync", base, profile).parse_us == 900.0
+    assert with_own_costs("gunicorn-gthread", base, profile).parse_us == base.parse_us

@@ -104,7 +104,9 @@ def grid(quick: bool) -> list[Run]:
       and without backend calls (memory per unit, user and kernel);
     - ``structure``: the peers idle at 1 and 2 processes (their own machinery);
     - ``copies``: simlab's pre-forking servers under the same light load at 1
-      and 2 processes (a pre-forked copy's own growth, ``copy_kib``).
+      and 2 processes (a pre-forked copy's own growth, ``copy_kib``);
+    - ``peer_request``: gunicorn's workers light (the full grid only), for the
+      CPU a request their own code costs beyond the model's (``parse_us``).
     """
     length = 4.0 if quick else 6.0
     return [
@@ -117,6 +119,7 @@ def grid(quick: bool) -> list[Run]:
         *_saturated_thread_runs(quick, length),
         *_convoy_runs(quick),
         *_copies_runs(quick),
+        *_peer_request_runs(quick),
     ]
 
 
@@ -304,6 +307,40 @@ def _copies_runs(quick: bool) -> list[Run]:
                 arch = replace(ARCH, processes=processes)
                 runs.append(Run(target, w, arch, "copies", duration=3.0, warmup=1.0))
     return runs
+
+
+def _peer_request_runs(quick: bool) -> list[Run]:
+    """The peers whose request path is their own Python (``PEER_REQUESTS``:
+    gunicorn's parser, its WSGI environ, its worker loop), light, at two
+    rates, with and without a backend call, as the validation runs them:
+    what a request costs their CPU beyond the model they resemble
+    (``simlab.calibrate.fit_peer_requests``). On the 5 December report
+    gunicorn's sync workers spent 1.66 to 1.94 ms of CPU a request where
+    the model (simlab's iterative server) spends 1.23."""
+    if quick:
+        return []
+    runs = []
+    for peer, (n, rates, arch, k) in PEER_REQUESTS.items():
+        for rate in rates:
+            for calls in (0, 1):
+                w = Workload(
+                    connections=n,
+                    rate=rate,
+                    cpu=Fixed(0.001),
+                    io=Fixed(0.005),
+                    calls=calls,
+                    requests_per_connection=k,
+                )
+                runs.append(Run(peer, w, arch, "peer_request", duration=6.0, warmup=1.5))
+    return runs
+
+
+# Each peer's light runs: connections, rates, its workers and processes, and
+# requests a connection (gunicorn's sync workers close after each answer).
+PEER_REQUESTS = {
+    "gunicorn-sync": (4, (40.0, 80.0), Architecture(workers=1, processes=4), 1),
+    "gunicorn-gthread": (60, (60.0, 120.0), Architecture(workers=6, processes=1), None),
+}
 
 
 # The servers the validation runs with pre-forked copies (its P=2 cases).

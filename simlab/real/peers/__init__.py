@@ -220,8 +220,10 @@ def as_designed(name: str, arch: Architecture) -> Architecture:
 
 # The platform costs a peer's own code sets, which calibration may fit for
 # it apart from the shared ones (``simlab.calibrate.fit_peer_loops``): an
-# event loop's per-request and per-wake-up costs are its protocol code's.
-OWN_COSTS = ("loop_event_us", "loop_wake_us")
+# event loop's per-request and per-wake-up costs are its protocol code's; and
+# a request's parse and dispatch, where the peer's own Python does them
+# (``simlab.calibrate.fit_peer_requests``: gunicorn's workers).
+OWN_COSTS = ("loop_event_us", "loop_wake_us", "parse_us")
 
 
 def with_own_costs(name: str, platform: Platform, profile: Mapping[str, Any]) -> Platform:
