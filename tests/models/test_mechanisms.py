@@ -275,6 +275,19 @@ UNPATCHED = {
 }
 
 
+def _with_peer_costs(
+    profile: dict[str, Any], costs: tuple[tuple[str, str, float], ...]
+) -> dict[str, Any]:
+    """``profile`` with each (peer, cost, value) among that peer's own costs."""
+    if not costs:
+        return profile
+    peers = {name: dict(entry) for name, entry in profile.get("peers", {}).items()}
+    for peer, key, value in costs:
+        entry = peers.setdefault(peer, {})
+        entry["costs"] = {**entry.get("costs", {}), key: {"value": value}}
+    return {**profile, "peers": peers}
+
+
 @cache
 def _predict(
     dataset: str,
@@ -282,12 +295,14 @@ def _predict(
     designed: bool = True,
     own_costs: bool = True,
     without: str | None = None,
+    peer_costs: tuple[tuple[str, str, float], ...] = (),
 ) -> dict[Key, tuple[float, float]]:
     """Every case of ``dataset`` predicted as ``simlab validate`` does, on the
     pinned profile with ``changes`` (a peer's own costs as calibrated, under
     the changes, unless ``own_costs`` is False; the model's mechanism
-    ``without`` switched off): (value, CI half-width) per row."""
-    profile = _profile()
+    ``without`` switched off; ``peer_costs``, (peer, cost, value), among its
+    own costs): (value, CI half-width) per row."""
+    profile = _with_peer_costs(_profile(), peer_costs)
     _, seed, cases = _committed(dataset)
     out = {}
     with _as_built(designed), UNPATCHED[without]() if without else nullcontext():
@@ -322,6 +337,8 @@ class Mechanism:
     # predates it (it holds them at their presets' 0): fitted later, from the
     # committed profile (``_since_pinned``).
     on: dict[str, float] = field(default_factory=dict)
+    # A peer's own costs that switch it on, likewise: (peer, cost, value).
+    on_peers: tuple[tuple[str, str, float], ...] = ()
 
     @property
     def unpatched(self) -> str | None:
@@ -342,11 +359,27 @@ def _since_pinned(*keys: str) -> dict[str, float]:
     return {key: float(params.get(key, {}).get("value", 0.0)) for key in keys}
 
 
+def _peer_since_pinned(peer: str, key: str) -> tuple[tuple[str, str, float], ...]:
+    """A peer's own cost fitted after the pinned profile, as the committed
+    profile fits it (none where it lacks one: the mechanism's tests then fail)."""
+    peers = json.loads(COMMITTED_PROFILE.read_text())["peers"]
+    record = peers.get(peer, {}).get("costs", {}).get(key)
+    return ((peer, key, float(record["value"])),) if record else ()
+
+
+# Peers' own costs fitted after the pinned profile (``Mechanism.on_peers``).
+PEER_SINCE_PINNED = (("gunicorn-sync", "parse_us"),)
+
+
 def test_the_parameters_since_the_pinned_profile_are_identified() -> None:
     # A mechanism switched on by a later fit is shown only if that fit found it.
-    params = json.loads(COMMITTED_PROFILE.read_text())["parameters"]
+    profile = json.loads(COMMITTED_PROFILE.read_text())
+    params = profile["parameters"]
     for key in SINCE_PINNED:
         assert params[key]["identified"] and params[key]["ci95"][0] > 0, key
+    for peer, key in PEER_SINCE_PINNED:
+        record = profile["peers"][peer]["costs"][key]
+        assert record["identified"] and record["ci95"][0] > params[key]["value"], (peer, key)
 
 
 def _flat_forks() -> dict[str, float]:
@@ -532,6 +565,17 @@ MECHANISMS = [
         ),
         metrics=("memory_user",),
         on=_since_pinned(*SINCE_PINNED),
+    ),
+    Mechanism(
+        # gunicorn's sync worker's own request path (its Python parser, its
+        # WSGI environ, a connection a request): what its light runs spend a
+        # request beyond the model it resembles (simlab's iterative server),
+        # fitted on 5 December as its parse_us; on, the committed profile's
+        # value, which the pinned one predates; off, the shared parse_us.
+        "a gunicorn worker's own request path",
+        {},
+        (("accept", "gunicorn-sync", "N=4 60/s", "latency_p50"),),
+        on_peers=_peer_since_pinned(*PEER_SINCE_PINNED[0]),
     ),
     Mechanism(
         "gthread's first read on a worker thread",
@@ -731,7 +775,7 @@ def _params(test: str, mechs: list[Mechanism], dataset: str | None = None) -> li
 def _compare(mech: Mechanism, dataset: str) -> list[tuple[Row, float, float, float]]:
     """(row, error with, error without, noise) for every evidence row, relative."""
     rows, _, _ = _committed(dataset)
-    with_ = _predict(dataset, tuple(sorted(mech.on.items())))
+    with_ = _predict(dataset, tuple(sorted(mech.on.items())), peer_costs=mech.on_peers)
     without = _predict(
         dataset,
         tuple(sorted(mech.off.items())),
