@@ -90,7 +90,7 @@ from simlab.real.grids import (
 )
 from simlab.real.measure import MeasureOptions, measure
 from simlab.real.memory import measure_memory
-from simlab.real.peers import PEERS, RESEMBLES, as_designed
+from simlab.real.peers import PEERS, RESEMBLES, as_designed, with_own_costs
 from simlab.real.probe_cost import measure_probe_cost
 from simlab.real.speed import session_speed
 from simlab.spread import PARAMETERS as SPREAD_PARAMETERS
@@ -111,10 +111,12 @@ __all__ = [
     "cpu_row",
     "fit_batching",
     "fit_child_kernel",
+    "fit_copies",
     "fit_cpu",
     "fit_fork_split",
     "fit_forks",
     "fit_peer_loops",
+    "fit_peer_requests",
     "fit_spread_through_model",
     "fork_law_parameters",
     "gil_wake_parameter",
@@ -543,8 +545,9 @@ def fit_peer_loops(
 
 PEER_REQUEST_METHOD = (
     "the peer's light runs' CPU a served request (busy cores over served rate) less "
-    "the model's on the same runs (simulated as they ran, the shared costs held), "
-    "mean over the runs with its 95% t interval, added to the shared parse_us"
+    "the model's on the same runs (simulated as they ran, the shared costs held), over "
+    "what a us of parse_us adds to the model's (simulated), mean over the runs with its "
+    "95% t interval, added to the shared parse_us"
 )
 
 
@@ -556,30 +559,57 @@ def fit_peer_requests(
     loop), from its light runs (role ``peer_request``), as its ``parse_us``.
 
     Each run is simulated as it ran (the peer's model and design, ``platform``
-    with the shared costs); the difference between the measured and the
-    simulated CPU a served request is the peer's own, and its mean over the
-    runs is added to the shared ``parse_us``. Identified where the mean's t
-    interval excludes zero; otherwise the shared value,
-    labelled an assumption. A peer with fewer than three runs is left out."""
+    with the shared costs and what the peer's design sets, as validation
+    does: ``with_own_costs``), and again with ``PARSE_PROBE_US`` more
+    ``parse_us``: the difference between the measured and the simulated CPU
+    a served request, over what a µs of ``parse_us`` adds to the simulated
+    one, is the peer's own, and its mean over the runs is added to the
+    shared ``parse_us``. A model that pays ``parse_us`` on few of its
+    requests (a reactor's loop parses at its ``loop_event_us``) cannot carry
+    the peer's cost there: not identified, with that reason. Identified
+    where the mean's t interval excludes zero; otherwise the shared value,
+    labelled an assumption. A peer with fewer than three runs is left out.
+    The runs' excess is taken as a cost a request: a cost a second (a
+    master's heartbeats) would fall with the rate instead."""
     from simlab.simulation import simulate  # noqa: PLC0415 - heavy, and only here
 
     shared = platform.parse_us
     out: dict[str, dict[str, Any]] = {}
     for peer in PEER_REQUESTS:
-        deltas = []
+        deltas, slopes = [], []
         for k, (run, s) in enumerate(results):
-            measured = cpu_per_request_us(s.get("cpu_busy_cores"), s.get("throughput_rps"))
-            if run.target != peer or run.role != "peer_request" or measured is None:
+            if run.target != peer or run.role != "peer_request":
                 continue
-            sim = simulate(
-                RESEMBLES[peer], run.workload, run.platform(platform),
-                as_designed(peer, run.arch), duration=run.duration, warmup=run.warmup,
-                replications=2, seed=k + 1,
-            ).summary  # fmt: skip
-            predicted = cpu_per_request_us(sim.cpu_busy_cores, sim.throughput_rps)
-            if predicted is not None:
-                deltas.append(measured - predicted)
-        if len(deltas) < 3:
+            measured = cpu_per_request_us(s.get("cpu_busy_cores"), s.get("throughput_rps"))
+            predicted = []
+            for more in (0.0, PARSE_PROBE_US):
+                p = with_own_costs(peer, run.platform(platform), {})
+                sim = simulate(
+                    RESEMBLES[peer], run.workload, p.with_(parse_us=shared + more),
+                    as_designed(peer, run.arch), duration=run.duration, warmup=run.warmup,
+                    replications=2, seed=k + 1,
+                ).summary  # fmt: skip
+                predicted.append(cpu_per_request_us(sim.cpu_busy_cores, sim.throughput_rps))
+            base, probed = predicted
+            if measured is None or base is None or probed is None:
+                continue
+            slope = (probed - base) / PARSE_PROBE_US
+            slopes.append(slope)
+            if slope > 0:
+                deltas.append((measured - base) / slope)
+        if len(slopes) < 3:
+            continue
+        share = float(np.median(slopes))
+        if share < MIN_PARSE_SHARE:
+            out[peer] = {
+                "value": shared,
+                "identified": False,
+                "assumption": f"not identified: {peer}'s model ({RESEMBLES[peer]}) pays "
+                f"parse_us on {share:.0%} of its requests, so its own request cost cannot "
+                "be carried there; the shared value (simlab's servers')",
+                "method": PEER_REQUEST_METHOD,
+                "parse_share": slopes,
+            }
             continue
         # A t interval on the mean: with a few runs a bootstrap of their median
         # excludes zero whenever their noise happens to fall on one side.
@@ -605,6 +635,12 @@ def fit_peer_requests(
                 "over_model_us": deltas,
             }
     return out
+
+
+# The parse_us added to see what it costs a model's request, and the least
+# share of requests on which a model must pay it for a peer's cost to go there.
+PARSE_PROBE_US = 200.0
+MIN_PARSE_SHARE = 0.5
 
 
 def cpu_per_request_us(busy_cores: Any, served_rps: Any) -> float | None:
@@ -1742,9 +1778,7 @@ def fit_copies(results: list[tuple[Run, dict[str, Any]]], platform: Platform) ->
             ys.append(measured)
     if len(rows) < 2:
         return None
-    # In units of a copy's size in the model: numbers near 1 for the solver.
-    scale = max(platform.fork_kib + platform.fork_touched_kib, 1.0)
-    return fit_robust(np.array(rows) / scale, np.array(ys) / scale, ("copy_kib", "copy_call_kib"))
+    return fit_robust(np.array(rows), np.array(ys), ("copy_kib", "copy_call_kib"))
 
 
 def _lab(

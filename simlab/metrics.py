@@ -190,9 +190,10 @@ def level_parts(
     base_units = Units(
         touched=base.get("copies", 0),
         fork=base["forks"],
-        copy=base.get("copies", 0),
-        # A copy's first call comes with its first requests: counted from the
-        # start too (a copy of a process-per-connection server only accepts).
+        # A copy's growth and its first call come with its first requests:
+        # counted from the start too (a copy of a process-per-connection
+        # server only accepts: its children grow, ``touched`` and ``called``).
+        copy=0 if rec.own_process else base.get("copies", 0),
         copy_call=base.get("copies", 0) if rec.calls > 0 and not rec.own_process else 0,
         # Children forked per connection and held all run (persistent ones).
         child=base["forks"] - base.get("copies", 0),

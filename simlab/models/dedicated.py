@@ -232,7 +232,10 @@ class Dedicated(ConnectionBound):
         return Units(
             touched=forks if cls.own_process else copies,
             fork=forks,
-            copy=copies,
+            # A process-per-connection copy only accepts and forks: its children
+            # serve and call (``touched``, ``called``), and its own growth was
+            # never measured; the copies runs are of servers whose copies serve.
+            copy=0 if cls.own_process else copies,
             copy_call=copies if workload.calls and not cls.own_process else 0,
             thread=threads + owners,
             connection=owners,

@@ -118,8 +118,9 @@ def grid(quick: bool) -> list[Run]:
         *_peer_loop_runs(quick, length),
         *_saturated_thread_runs(quick, length),
         *_convoy_runs(quick),
-        *_copies_runs(quick),
+        *_copies_runs(COPIES_SERVERS[quick]),
         *_peer_request_runs(quick),
+        *_copies_runs(() if quick else LATER_COPIES),
     ]
 
 
@@ -280,7 +281,7 @@ def _memory_runs(quick: bool) -> list[Run]:
     return runs
 
 
-def _copies_runs(quick: bool) -> list[Run]:
+def _copies_runs(servers: tuple[str, ...]) -> list[Run]:
     """simlab's servers that the validation runs pre-forked, each under one
     light load at 1 process and at 2 (a master and two copies), with and
     without a backend call: what a copy holds beyond its fork and its first
@@ -291,7 +292,7 @@ def _copies_runs(quick: bool) -> list[Run]:
     these runs' first measurement a copy that calls held 0.2 (async) to 1.6
     MiB (iterative) more than one that does not, so both are run."""
     runs = []
-    for target in COPIES_SERVERS[quick]:
+    for target in servers:
         for calls in (0, 1):
             n = 2 if target == "iterative" else _holder_connections(target, 8, 200)
             w = Workload(
@@ -343,11 +344,16 @@ PEER_REQUESTS = {
 }
 
 
-# The servers the validation runs with pre-forked copies (its P=2 cases).
+# simlab's servers whose copies serve, which the validation runs with
+# pre-forked copies (its P=2 cases); process-per-connection's copies only
+# accept, and its children have their own costs (``fit_forks``).
 COPIES_SERVERS = {
     True: ("async", "thread-pool"),
     False: ("async", "reactor-pool", "thread-pool", "iterative"),
 }
+# Added to the full grid after the peers' light runs (at its end, so that the
+# runs before them keep their places and seeds).
+LATER_COPIES = ("thread-per-connection",)
 
 
 # The pool size of the peers' structure runs (their threads per process).

@@ -288,7 +288,6 @@ def _with_peer_costs(
     return {**profile, "peers": peers}
 
 
-@cache
 def _predict(
     dataset: str,
     changes: tuple[tuple[str, float], ...],
@@ -296,6 +295,21 @@ def _predict(
     own_costs: bool = True,
     without: str | None = None,
     peer_costs: tuple[tuple[str, str, float], ...] = (),
+) -> dict[Key, tuple[float, float]]:
+    """``_predicted``, its arguments always passed the same way: a cache keys
+    a call by how its arguments were passed, so that a keyword here and a
+    default there would simulate a whole dataset twice."""
+    return _predicted(dataset, changes, designed, own_costs, without, peer_costs)
+
+
+@cache
+def _predicted(
+    dataset: str,
+    changes: tuple[tuple[str, float], ...],
+    designed: bool,
+    own_costs: bool,
+    without: str | None,
+    peer_costs: tuple[tuple[str, str, float], ...],
 ) -> dict[Key, tuple[float, float]]:
     """Every case of ``dataset`` predicted as ``simlab validate`` does, on the
     pinned profile with ``changes`` (a peer's own costs as calibrated, under
@@ -872,12 +886,20 @@ def test_a_mechanism_moves_its_targets_towards_the_measurement(mech: Mechanism) 
 SEED_SETS = (0, 1000)
 
 
-def _pooled(case: Case, changes: dict[str, float], seed: int, own: bool) -> dict[str, float]:
+def _pooled(
+    case: Case,
+    changes: dict[str, float],
+    seed: int,
+    own: bool,
+    peers: tuple[tuple[str, str, float], ...] = (),
+) -> dict[str, float]:
     """A case's predictions from one seeded simulation (8 replications pooled,
     as ``simlab validate`` makes them where it cannot replay): arrivals of
     their own, independent of the real runs', on the pinned profile with a
-    peer's own costs (unless not ``own``) and ``changes`` over them."""
-    platform = validate.case_platform(case, _platform(), _profile() if own else {})
+    peer's own costs (unless not ``own``; ``peers`` among them) and
+    ``changes`` over them."""
+    profile = _with_peer_costs(_profile(), peers)
+    platform = validate.case_platform(case, _platform(), profile if own else {})
     platform = platform.with_(**changes)
     sim = validate._simulate(case, platform, seed)
     predicted = validate._peer_adjusted(case, sim, platform, _profile(), seed)
@@ -902,12 +924,16 @@ def test_a_mechanism_moves_its_targets_whatever_the_seeds(mech: Mechanism) -> No
                 # make of every case of the dataset (cached), not a second copy.
                 changes = tuple(sorted(mech.off.items()))
                 on, off = (
-                    {m: v for (t, c, m), (v, _) in _predict(dataset, ch).items()
+                    {m: v for (t, c, m), (v, _) in preds.items()
                      if (t, c) == (case.target, case.config())}
-                    for ch in (tuple(sorted(mech.on.items())), changes)
+                    for preds in (
+                        _predict(dataset, tuple(sorted(mech.on.items())),
+                                 peer_costs=mech.on_peers),
+                        _predict(dataset, changes),
+                    )
                 )  # fmt: skip
             else:
-                on = _pooled(case, mech.on, seed + k + extra, own=True)
+                on = _pooled(case, mech.on, seed + k + extra, own=True, peers=mech.on_peers)
                 off = _pooled(case, mech.off, seed + k + extra, own=mech.own_costs)
             for metric in mech.metrics:
                 m = rows[(case.target, case.config(), metric)].measured
