@@ -572,6 +572,7 @@ def fit_peer_requests(
     The runs' excess is taken as a cost a request: a cost a second (a
     master's heartbeats) would fall with the rate instead."""
     from simlab.simulation import simulate  # noqa: PLC0415 - heavy, and only here
+    from simlab.validate import cpu_ms  # noqa: PLC0415 - validate imports the simulation
 
     shared = platform.parse_us
     out: dict[str, dict[str, Any]] = {}
@@ -580,23 +581,25 @@ def fit_peer_requests(
         for k, (run, s) in enumerate(results):
             if run.target != peer or run.role != "peer_request":
                 continue
-            measured = cpu_per_request_us(s.get("cpu_busy_cores"), s.get("throughput_rps"))
+            # A run that kept no number has none to read (``cpu_ms`` None).
+            measured = cpu_ms(*(float(s.get(key) or math.nan) for key in CPU_KEYS))
+            p = with_own_costs(peer, run.platform(platform), {})
             predicted = []
             for more in (0.0, PARSE_PROBE_US):
-                p = with_own_costs(peer, run.platform(platform), {})
                 sim = simulate(
                     RESEMBLES[peer], run.workload, p.with_(parse_us=shared + more),
                     as_designed(peer, run.arch), duration=run.duration, warmup=run.warmup,
                     replications=2, seed=k + 1,
                 ).summary  # fmt: skip
-                predicted.append(cpu_per_request_us(sim.cpu_busy_cores, sim.throughput_rps))
+                predicted.append(cpu_ms(sim.cpu_busy_cores, sim.throughput_rps))
             base, probed = predicted
             if measured is None or base is None or probed is None:
                 continue
-            slope = (probed - base) / PARSE_PROBE_US
+            # cpu_ms is in ms: the slope is per µs of parse_us, the excess in µs.
+            slope = (probed - base) * 1e3 / PARSE_PROBE_US
             slopes.append(slope)
             if slope > 0:
-                deltas.append((measured - base) / slope)
+                deltas.append((measured - base) * 1e3 / slope)
         if len(slopes) < 3:
             continue
         share = float(np.median(slopes))
@@ -641,16 +644,8 @@ def fit_peer_requests(
 # share of requests on which a model must pay it for a peer's cost to go there.
 PARSE_PROBE_US = 200.0
 MIN_PARSE_SHARE = 0.5
-
-
-def cpu_per_request_us(busy_cores: Any, served_rps: Any) -> float | None:
-    """A server's CPU a served request, µs, from its busy cores and served rate."""
-    if not busy_cores or not served_rps:
-        return None
-    busy, served = float(busy_cores), float(served_rps)
-    if not (math.isfinite(busy) and math.isfinite(served) and served > 0):
-        return None
-    return 1e6 * busy / served
+# A run's numbers that make its CPU a served request, as ``cpu_ms`` takes them.
+CPU_KEYS = ("cpu_busy_cores", "throughput_rps")
 
 
 # Wall-clock overheads are read from lightly loaded runs only: under load the
@@ -1750,8 +1745,7 @@ def fit_copies(results: list[tuple[Run, dict[str, Any]]], platform: Platform) ->
     from simlab.simulation import simulate  # noqa: PLC0415 - heavy, and only here
 
     held = platform.with_(copy_kib=0.0, copy_call_kib=0.0)
-    gaps: dict[tuple[str, str, int], dict[int, list[float]]] = {}
-    calls_of: dict[str, int] = {}
+    gaps: dict[tuple[str, str, int, int], dict[int, list[float]]] = {}
     for k, (run, s) in enumerate(results):
         mem = s["kept"].get("pss_peak_mib")
         if run.role != "copies" or mem is None:
@@ -1760,15 +1754,13 @@ def fit_copies(results: list[tuple[Run, dict[str, Any]]], platform: Platform) ->
             run.target, run.workload, run.platform(held), run.arch,
             duration=run.duration, warmup=run.warmup, replications=1, seed=k + 1,
         ).summary.memory_mib.user_peak  # fmt: skip
-        key = (run.target, repr(run.workload), run.arch.workers)
-        calls_of[key[1]] = run.workload.calls
+        key = (run.target, repr(run.workload), run.arch.workers, run.workload.calls)
         gaps.setdefault(key, {}).setdefault(run.arch.processes, []).append((mem - predicted) * 1024)
     rows, ys = [], []
-    for (_, workload, _), pair in gaps.items():
+    for (*_, calls), pair in gaps.items():
         if 1 not in pair or len(pair) < 2:
             continue
         one = float(np.mean(pair[1]))
-        calls = calls_of[workload]
         for processes, gap in pair.items():
             if processes == 1:
                 continue

@@ -56,7 +56,7 @@ from dataclasses import dataclass, fields
 
 from simlab.params import Platform
 
-__all__ = ["KIB_PER_MIB", "UNITS", "Footprint", "Units", "unit_costs"]
+__all__ = ["KIB_PER_MIB", "UNITS", "Footprint", "Units", "copies_units", "unit_costs"]
 
 KIB_PER_MIB = 1024.0
 # The order in which units are summed: it is part of the result (floating point).
@@ -107,6 +107,13 @@ def unit_costs(p: Platform) -> dict[str, tuple[float, float, float]]:
         # A pre-forked copy's growth from its first backend call.
         "copy_call": (p.copy_call_kib, 0.0, 0.0),
     }
+
+
+def copies_units(copies: int, calls: int) -> dict[str, int]:
+    """A server's pre-forked copies as units: each a fork that has served and
+    grown on its own, and more once it has called the backend (``calls`` a
+    request). A forking server's children are counted apart."""
+    return {"touched": copies, "fork": copies, "copy": copies, "copy_call": copies if calls else 0}
 
 
 @dataclass(frozen=True)

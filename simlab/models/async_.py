@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 import simpy
 
-from simlab.footprint import Units
+from simlab.footprint import Units, copies_units
 from simlab.models import composition, loads
 from simlab.models.base import Analytic, FastMode, Model, RequestCost, client_load
 from simlab.models.composition import Sampler
@@ -203,10 +203,7 @@ class Async(Model):
     def units(cls, workload: Workload, arch: Architecture, in_flight: int) -> Units:
         threads, copies = cls.preforked(arch)
         return Units(
-            touched=copies,
-            fork=copies,
-            copy=copies,
-            copy_call=copies if workload.calls else 0,
+            **copies_units(copies, workload.calls),
             thread=threads,
             connection=workload.connections if workload.persistent else in_flight,
             task=in_flight,

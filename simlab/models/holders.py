@@ -27,7 +27,7 @@ from typing import Any, ClassVar
 import numpy as np
 import simpy
 
-from simlab.footprint import Units
+from simlab.footprint import Units, copies_units
 from simlab.models import composition, loads
 from simlab.models.base import Analytic, Bottleneck
 from simlab.models.composition import Sampler
@@ -237,10 +237,7 @@ class Holders(ConnectionBound):
         # wait in the listen backlog, which charges the server nothing.
         conns = min(in_flight if not workload.persistent else n, holders)
         return Units(
-            touched=copies,
-            fork=copies,
-            copy=copies,
-            copy_call=copies if workload.calls else 0,
+            **copies_units(copies, workload.calls),
             thread=threads,
             connection=conns,
             task=in_flight,

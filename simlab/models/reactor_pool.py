@@ -38,7 +38,7 @@ import simpy
 from simpy.events import Initialize
 
 from simlab.errors import UserError
-from simlab.footprint import Units
+from simlab.footprint import Units, copies_units
 from simlab.models import composition, loads
 from simlab.models.base import (
     COMPLETED,
@@ -444,10 +444,7 @@ class ReactorPool(Model):
     def units(cls, workload: Workload, arch: Architecture, in_flight: int) -> Units:
         threads, copies = cls.preforked(arch)
         return Units(
-            touched=copies,
-            fork=copies,
-            copy=copies,
-            copy_call=copies if workload.calls else 0,
+            **copies_units(copies, workload.calls),
             thread=threads,
             connection=workload.connections if workload.persistent else in_flight,
             task=in_flight,

@@ -30,7 +30,7 @@ from typing import Any
 import numpy as np
 import simpy
 
-from simlab.footprint import Units
+from simlab.footprint import Units, copies_units
 from simlab.models import composition, loads
 from simlab.models.base import US, Analytic, FastMode, Model, RequestCost, client_load
 from simlab.models.composition import Sampler
@@ -191,10 +191,7 @@ class TwoTier(Model):
         threads, copies = cls.preforked(arch)
         held = workload.connections if workload.persistent else 0
         return Units(
-            touched=copies,
-            fork=copies,
-            copy=copies,
-            copy_call=copies if workload.calls else 0,
+            **copies_units(copies, workload.calls),
             thread=threads,
             connection=0 if workload.persistent else in_flight,
             task=in_flight,

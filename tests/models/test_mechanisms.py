@@ -355,6 +355,11 @@ class Mechanism:
     on_peers: tuple[tuple[str, str, float], ...] = ()
 
     @property
+    def on_changes(self) -> tuple[tuple[str, float], ...]:
+        """``on`` as ``_predict`` takes its changes."""
+        return tuple(sorted(self.on.items()))
+
+    @property
     def unpatched(self) -> str | None:
         """The name to switch a mechanism of the model's code off by (``UNPATCHED``)."""
         return self.name if self.name in UNPATCHED else None
@@ -366,18 +371,23 @@ COMMITTED_PROFILE = REPO / "data" / "profiles" / "cpython.json"
 SINCE_PINNED = ("copy_kib", "copy_call_kib")
 
 
+@cache
+def _latest() -> dict[str, Any]:
+    data: dict[str, Any] = json.loads(COMMITTED_PROFILE.read_text())
+    return data
+
+
 def _since_pinned(*keys: str) -> dict[str, float]:
     """Parameters fitted after the pinned profile, as the committed profile
     fits them (0, the mechanism off, for one it lacks: its tests then fail)."""
-    params = json.loads(COMMITTED_PROFILE.read_text())["parameters"]
+    params = _latest()["parameters"]
     return {key: float(params.get(key, {}).get("value", 0.0)) for key in keys}
 
 
 def _peer_since_pinned(peer: str, key: str) -> tuple[tuple[str, str, float], ...]:
     """A peer's own cost fitted after the pinned profile, as the committed
     profile fits it (none where it lacks one: the mechanism's tests then fail)."""
-    peers = json.loads(COMMITTED_PROFILE.read_text())["peers"]
-    record = peers.get(peer, {}).get("costs", {}).get(key)
+    record = _latest()["peers"].get(peer, {}).get("costs", {}).get(key)
     return ((peer, key, float(record["value"])),) if record else ()
 
 
@@ -387,7 +397,7 @@ PEER_SINCE_PINNED = (("gunicorn-sync", "parse_us"),)
 
 def test_the_parameters_since_the_pinned_profile_are_identified() -> None:
     # A mechanism switched on by a later fit is shown only if that fit found it.
-    profile = json.loads(COMMITTED_PROFILE.read_text())
+    profile = _latest()
     params = profile["parameters"]
     for key in SINCE_PINNED:
         assert params[key]["identified"] and params[key]["ci95"][0] > 0, key
@@ -789,7 +799,7 @@ def _params(test: str, mechs: list[Mechanism], dataset: str | None = None) -> li
 def _compare(mech: Mechanism, dataset: str) -> list[tuple[Row, float, float, float]]:
     """(row, error with, error without, noise) for every evidence row, relative."""
     rows, _, _ = _committed(dataset)
-    with_ = _predict(dataset, tuple(sorted(mech.on.items())), peer_costs=mech.on_peers)
+    with_ = _predict(dataset, mech.on_changes, peer_costs=mech.on_peers)
     without = _predict(
         dataset,
         tuple(sorted(mech.off.items())),
@@ -927,8 +937,7 @@ def test_a_mechanism_moves_its_targets_whatever_the_seeds(mech: Mechanism) -> No
                     {m: v for (t, c, m), (v, _) in preds.items()
                      if (t, c) == (case.target, case.config())}
                     for preds in (
-                        _predict(dataset, tuple(sorted(mech.on.items())),
-                                 peer_costs=mech.on_peers),
+                        _predict(dataset, mech.on_changes, peer_costs=mech.on_peers),
                         _predict(dataset, changes),
                     )
                 )  # fmt: skip
