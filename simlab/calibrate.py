@@ -191,7 +191,7 @@ def _contention_y(busy: float | None, served: float | None, run: Run) -> float |
     capacity: where the server falls behind, 1/served is its GIL's time a
     request; where it keeps up, the offered rate's, on both sides alike);
     any other's CPU beyond the requested burn."""
-    if run.role in ("saturate", "convoy"):
+    if run.role in ("saturate", "convoy", "beside"):
         busy = 1.0
     return _per_request_cpu({"cpu_busy_cores": busy, "throughput_rps": served}, run)
 
@@ -248,6 +248,12 @@ def _grid_predictions(
             cost = _contention_y(s.cpu_busy_cores, s.throughput_rps or 1.0, run)
             predicted[(*point, r)] = cost if cost is not None else 0.0
     return predicted
+
+
+def _strata(keys: list[Any]) -> list[np.ndarray]:
+    """The places of the runs of each key, in the keys' first order: the
+    groups a bootstrap draws within."""
+    return [np.array([r for r, k in enumerate(keys) if k == key]) for key in dict.fromkeys(keys)]
 
 
 def _grid_fit(
@@ -418,8 +424,7 @@ def fit_thread_costs(
         return {k: GridFit(getattr(platform, k), None, False, why) for k in names}
     y = np.asarray(measured, dtype=float)
     fits = {"gil_poll_us": _poll_fit(runs, y, *_pair(measured_runs), platform)}
-    keys = [(run.role, run.switch_interval_ms) for run, _ in runs]
-    strata = [np.array([r for r, k in enumerate(keys) if k == key]) for key in dict.fromkeys(keys)]
+    strata = _strata([(run.role, run.switch_interval_ms) for run, _ in runs])
     held = platform.with_(gil_poll_us=fits["gil_poll_us"].value)
     handoff_grid: dict[str, tuple[float, ...]] = {"gil_handoff_us": HANDOFF_GRID}
     fits |= _grid_fit(_grid_predictions(runs, held, handoff_grid), y, strata, handoff_grid)
@@ -429,6 +434,39 @@ def fit_thread_costs(
     return fits
 
 
+# Shares of GIL hand-offs beside a running neighbour whose waiter waits for it.
+NEIGHBOUR_GRID = tuple(k / 10 for k in range(11))
+
+
+def fit_neighbour_share(results: list[tuple[Run, dict[str, Any]]], platform: Platform) -> GridFit:
+    """How often a GIL handed to a waiter while a neighbour runs waits for the
+    neighbour's core (``gil_neighbour_share``), from the ``beside`` runs:
+    threads at their GIL's capacity in an open loop over it, the load
+    generator busy beside them. Each run is simulated as it ran on a grid of
+    shares, ``platform`` (the GIL's other costs fitted, the lab's
+    neighbours on the cores) holding the rest, and its GIL time a request
+    (1/served, ``_contention_y``) set against the measured; least squares,
+    and a bootstrap over each configuration's runs. Nested after the other
+    GIL costs, which the closed loops fit, whose load generator is seldom on
+    a core: a share they would have absorbed is not found here."""
+    runs = [(run, s) for run, s in results if run.role == "beside"]
+    served = [s.get("throughput_rps") for _, s in runs]
+    if len(runs) < 2 or not platform.gil or any(not x for x in served):
+        why = "no GIL" if not platform.gil else "too few runs beside the load generator"
+        return GridFit(platform.gil_neighbour_share, None, False, why)
+    y = np.array([_contention_y(1.0, x, run) for (run, _), x in zip(runs, served, strict=True)])
+    strata = _strata([run.label() for run, _ in runs])
+    grid: dict[str, tuple[float, ...]] = {"gil_neighbour_share": NEIGHBOUR_GRID}
+    fits = _grid_fit(_grid_predictions(runs, platform, grid), y, strata, grid)
+    return fits["gil_neighbour_share"]
+
+
+NEIGHBOUR_METHOD = (
+    "simulated GIL time a request (1/served) matched to threads at their GIL's capacity in "
+    "an open loop over it, the lab's neighbours simulated as they ran, on a grid of shares, "
+    "the GIL's other costs held at their fitted values; 95% bootstrap interval over each "
+    "configuration's runs"
+)
 # Where the GIL's hand-off order comes from: CPython's source, not these runs.
 GIL_HANDOFF = (
     "not fitted: CPython's take_gil and drop_gil (Python/ceval_gil.h) signal a "
@@ -1349,6 +1387,14 @@ def _profile(
                   "assumption": f"not identified: {fit.why}; the preset's value",
                   "estimate": fit.value}
         )  # fmt: skip
+    share = fit_neighbour_share(results, fitted().with_(**neighbours))
+    params["gil_neighbour_share"] = (
+        {"value": share.value, "ci95": share.ci95, "identified": True, "method": NEIGHBOUR_METHOD}
+        if share.identified
+        else {"value": preset.gil_neighbour_share, "identified": False,
+              "assumption": f"not identified: {share.why}; the preset's value",
+              "estimate": share.value}
+    )  # fmt: skip
     batching = fit_batching(results, fitted())
     if batching is not None:
         for key in batching.names:

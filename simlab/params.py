@@ -595,6 +595,17 @@ class Platform:
                            a calibrated cpython profile has 0, an assumption
                            read from CPython's source, not fitted
                            (``simlab.calibrate.GIL_HANDOFF``)
+        gil_neighbour_share the share of GIL hand-offs, while a process beside the
+                           server (the lab's load generator or backend: the
+                           ``LAB_KEYS``) runs on a core, whose waiter the kernel
+                           wakes on that core: it waits for that process's run
+                           to end, the GIL idle meanwhile, where the model's
+                           cores would have let it run on the one the GIL's
+                           last holder left. Nothing without neighbours (a
+                           server with its machine to itself). 0 in every
+                           preset; calibration fits it from open-loop runs of
+                           threads saturating their GIL beside the load
+                           generator (``simlab.calibrate.fit_neighbour_share``)
         gil_interval_us    CPython's switch interval (``sys.getswitchinterval()``,
                            5 ms): a thread that wants the GIL waits this long
                            from its own request (again, if the GIL changed hands
@@ -686,6 +697,7 @@ class Platform:
     gil_handoff_us: float = 0.0
     gil_wake_us: float = 0.0
     gil_fifo_share: float = 1.0
+    gil_neighbour_share: float = 0.0
     loop_event_us: float = 0.0
     loop_wake_us: float = 0.0
     loop_passes: float = 0.0
@@ -734,6 +746,10 @@ class Platform:
         _require(
             self.gil_fifo_share <= 1,
             f"gil_fifo_share(={self.gil_fifo_share!r}) must be between 0 and 1",
+        )
+        _require(
+            self.gil_neighbour_share <= 1,
+            f"gil_neighbour_share(={self.gil_neighbour_share!r}) must be between 0 and 1",
         )
         _require(
             self.fork_kib >= self.thread_kib and self.fork_kernel >= self.thread_kernel_kib,
@@ -832,6 +848,7 @@ MECHANISMS = (
     "thread_exit_us",
     "close_wait_us",
     "gil_fifo_share",
+    "gil_neighbour_share",
     "thread_served_kib",
     "backend_pool",
     "child_kernel_kib",

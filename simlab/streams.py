@@ -28,7 +28,7 @@ __all__ = [
 
 STREAMS = (
     "arrival", "connection", "cpu", "io", "think", "slack", "client", "mix", "hedge", "slow",
-    "gil",
+    "gil", "place",
 )  # fmt: skip
 
 # The GIL's hand-off uniforms are drawn from the ``gil`` stream this many at a
@@ -62,16 +62,19 @@ class Streams:
     slow: np.random.Generator | None = None
     # Appended for the GIL's hand-off: which waiting thread the OS wakes.
     gil: np.random.Generator | None = None
+    # Appended for the GIL's hand-off beside the lab's neighbours: on which
+    # core the OS wakes its waiter (``Platform.gil_neighbour_share``).
+    place: np.random.Generator | None = None
 
     @classmethod
     def of(cls, seed: np.random.SeedSequence) -> Streams:
         # spawn(n) keys child k by k alone, so an appended stream leaves the others as they were.
-        arrival, connection, cpu, io, think, slack, client, mix, hedge, slow, gil = (
+        arrival, connection, cpu, io, think, slack, client, mix, hedge, slow, gil, place = (
             np.random.default_rng(s) for s in seed.spawn(len(STREAMS))
         )
         return cls(
             arrival, connection, cpu, io, think, slack, salt=salt_of(seed),
-            client=client, mix=mix, hedge=hedge, slow=slow, gil=gil,
+            client=client, mix=mix, hedge=hedge, slow=slow, gil=gil, place=place,
         )  # fmt: skip
 
 

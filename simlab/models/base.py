@@ -383,7 +383,7 @@ class Model:
             if architecture.accept == "race"
             else Dealer(architecture.processes, self.salt)
         )
-        self.cpu = Cpu(env, platform, architecture.processes, self.streams.gil)
+        self.cpu = Cpu(env, platform, architecture.processes, self.streams.gil, self.streams.place)
         self._call_latency = platform.call_latency()
         self._call_cpu = platform.call_us * US
         self._lab_client, self._lab_backend, self._probe = _neighbours(workload, platform)

@@ -141,7 +141,15 @@ class Cpu:
 
     Processes beside the server on the same machine (a load generator, a
     backend) take cores too (``background``): they queue for a core like a
-    phase, and are not the server's CPU, so they are not recorded.
+    phase, and are not the server's CPU, so they are not recorded. While one
+    runs, a phase handed its GIL after a wait finds its thread woken on that
+    neighbour's core with probability ``gil_neighbour_share`` (the kernel
+    wakes a thread where it chooses, often the core it last ran on, and a
+    woken thread does not always preempt what runs there at once): it waits
+    for that neighbour's run to end, the GIL idle meanwhile, though the core
+    the GIL's last holder left may be free. A server at its GIL's capacity
+    beside an open-loop load generator loses that time from every hand-off
+    (``simlab.calibrate.fit_neighbour_share``).
     """
 
     __slots__ = (
@@ -157,6 +165,9 @@ class Cpu:
         "handoff",
         "interval",
         "loop_wake",
+        "neighbour_share",
+        "neighbours",
+        "place",
         "poll",
         "since",
         "wake",
@@ -168,6 +179,7 @@ class Cpu:
         platform: Platform,
         processes: int,
         rng: np.random.Generator | None,
+        place: np.random.Generator | None = None,
     ) -> None:
         self.env = env
         self.cores = Pool(env, platform.cores) if platform.cores is not None else None
@@ -192,6 +204,13 @@ class Cpu:
         # And the share of a core each waiter's wake-ups take (``gil_wake_us``).
         self.gil_wake = platform.gil_wake
         self.handoff = platform.gil_handoff_us * 1e-6 if platform.gil else 0.0
+        # A GIL waiter woken on a neighbour's core (``gil_neighbour_share``):
+        # the neighbours' runs on a core now, and where the draws come from.
+        self.neighbour_share = platform.gil_neighbour_share if platform.gil else 0.0
+        if self.neighbour_share > 0 and place is None:
+            raise ValueError("a GIL waiter placed beside neighbours needs a random stream")
+        self.place = place
+        self.neighbours: list[simpy.Event] = []
         # When each thread waiting for a GIL began its wait (the forced
         # switch's timer), while there is a switch interval.
         self.since: dict[simpy.Event, float] = {}
@@ -224,7 +243,10 @@ class Cpu:
         core = cores.take()
         if core < 0:
             core = yield cores.wait()
-        yield self.env.timeout(duration)
+        run = self.env.timeout(duration)
+        self.neighbours.append(run)
+        yield run
+        self.neighbours.remove(run)
         cores.give(core)
 
     # The DES's hot path: every CPU phase of every request passes here, so it
@@ -267,6 +289,8 @@ class Cpu:
                 yield gil.wait()
             if self.handoff:
                 yield self.env.timeout(self.handoff)
+            if self.neighbours and self.neighbour_share:
+                yield from self._beside_neighbour()
         cores = self.cores
         core = -1
         if cores is not None:
@@ -317,6 +341,15 @@ class Cpu:
             self.active[process] -= 1
         return duration, started
 
+    def _beside_neighbour(self) -> Generator[simpy.Event, Any, None]:
+        """A GIL just handed to a waiter while neighbours run: with probability
+        ``gil_neighbour_share`` its thread was woken on one of their cores
+        (drawn uniformly) and waits for that run's end, holding the GIL."""
+        place = self.place
+        assert place is not None
+        if place.random() < self.neighbour_share:
+            yield self.neighbours[int(place.integers(len(self.neighbours)))]
+
     def _drop_at(self, gil: Pool, acquired: float) -> float:
         """When CPython asks the holder that took ``gil`` at ``acquired`` to
         drop it: the earliest end of a waiter's timed wait that began at or
@@ -359,6 +392,8 @@ class Cpu:
                 del self.since[ev]
                 if self.handoff:
                     yield env.timeout(self.handoff)
+                if self.neighbours and self.neighbour_share:
+                    yield from self._beside_neighbour()
                 if cores is not None:
                     core = cores.take()
                     if core < 0:

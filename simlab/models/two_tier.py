@@ -59,7 +59,7 @@ class TwoTier(Model):
         self._threads = a.workers
         # Processes 0..P-1 are the back's, P..P+F-1 the front loops (no GIL:
         # nginx is C). Connections are dealt to front loops, not to the back.
-        self.cpu = Cpu(self.env, p, a.processes + a.fronts, self.streams.gil)
+        self.cpu = Cpu(self.env, p, a.processes + a.fronts, self.streams.gil, self.streams.place)
         self.process_of = Dealer(a.fronts, self.salt)
         self.fronts = [Pool(self.env, 1, first_id=k) for k in range(a.fronts)]
         self.back = Pool(self.env, a.processes * a.workers)

@@ -106,7 +106,10 @@ def grid(quick: bool) -> list[Run]:
     - ``copies``: simlab's pre-forking servers under the same light load at 1
       and 2 processes (a pre-forked copy's own growth, ``copy_kib``);
     - ``peer_request``: gunicorn's workers light (the full grid only), for the
-      CPU a request their own code costs beyond the model's (``parse_us``).
+      CPU a request their own code costs beyond the model's (``parse_us``);
+    - ``beside``: threads saturating their GIL in an open loop, its load
+      generator busy beside them (the full grid only): how often a GIL
+      hand-off waits for that neighbour's core (``gil_neighbour_share``).
     """
     length = 4.0 if quick else 6.0
     return [
@@ -121,6 +124,7 @@ def grid(quick: bool) -> list[Run]:
         *_copies_runs(COPIES_SERVERS[quick]),
         *_peer_request_runs(quick),
         *_copies_runs(() if quick else LATER_COPIES),
+        *_beside_runs(quick, length),
     ]
 
 
@@ -308,6 +312,36 @@ def _copies_runs(servers: tuple[str, ...]) -> list[Run]:
                 arch = replace(ARCH, processes=processes)
                 runs.append(Run(target, w, arch, "copies", duration=3.0, warmup=1.0))
     return runs
+
+
+def _beside_runs(quick: bool, length: float) -> list[Run]:
+    """Threads at their GIL's capacity in an open loop over it (``BESIDE``),
+    each twice: the load generator, sending on its timers, spends about
+    0.45 ms of a core a request beside them (0.09 in a closed loop), and
+    the server serves less than in a closed loop at the same CPU a
+    request. By hand on 5 December thread-pool N=16 W=16 (2 ms of CPU, a
+    2 ms call) served 403 to 405/s at 0.93 cores in an open loop at 500
+    and 600/s, and 425/s at 0.99 cores in a closed loop, 2.3 ms of CPU a
+    request in all. What the GIL's time a request (1/served) is beyond the
+    model's, with the lab's neighbours simulated as they ran, is fitted as
+    ``gil_neighbour_share`` (``simlab.calibrate.fit_neighbour_share``)."""
+    if quick:
+        return []
+    runs = []
+    for target, n, rate, cpu, io, workers in BESIDE:
+        w = Workload(connections=n, rate=rate, cpu=Fixed(cpu), io=Fixed(io), calls=1)
+        run = Run(target, w, Architecture(workers=workers), "beside", duration=length)
+        runs += [run] * BESIDE_REPEATS
+    return runs
+
+
+# The ``beside`` runs: server, connections, offered rate (about 1.15 and 1.25
+# times what its GIL serves), CPU and call (s), workers.
+BESIDE = (
+    ("thread-per-connection", 12, 700.0, 0.0012, 0.003, 8),
+    ("thread-pool", 24, 420.0, 0.0025, 0.001, 24),
+)
+BESIDE_REPEATS = 2
 
 
 def _peer_request_runs(quick: bool) -> list[Run]:
