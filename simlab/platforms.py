@@ -81,6 +81,11 @@ def cpython() -> Platform:
     - gil_poll_us and gil_handoff_us (the GIL's waiters' wake-ups and its idle
       hand-off) 0: off until calibration identifies them from the saturated
       thread runs (``fit_thread_costs``).
+    - gil_neighbour_share (how often a GIL hand-off waits for a core the lab's
+      load generator or backend holds) 0: off until calibration identifies
+      it from open-loop runs beside the load generator
+      (``fit_neighbour_share``); it acts only where validation puts the
+      lab's neighbours on the cores.
     """
     return Platform(name="cpython")
 
