@@ -187,7 +187,8 @@ def _contention_y(busy: float | None, served: float | None, run: Run) -> float |
     """What a thread run says about contention, in microseconds a request,
     the same on both sides: a saturated run's bottleneck time (1/served: the
     GIL's, nearly every thread waiting for it, as if its one core were all
-    that is busy), and a convoy run's (an open loop at about the GIL's
+    that is busy; a ``beside`` run's too, an open loop over the GIL's
+    capacity), and a convoy run's (an open loop at about the GIL's
     capacity: where the server falls behind, 1/served is its GIL's time a
     request; where it keeps up, the offered rate's, on both sides alike);
     any other's CPU beyond the requested burn."""
@@ -229,11 +230,15 @@ class GridFit:
 
 
 def _grid_predictions(
-    runs: list[tuple[Run, dict[str, Any]]], platform: Platform, grids: dict[str, tuple[float, ...]]
+    runs: list[tuple[Run, dict[str, Any]]],
+    platform: Platform,
+    grids: dict[str, tuple[float, ...]],
+    own: list[dict[str, float]] | None = None,
 ) -> np.ndarray:
     """Each run's simulated cost per request (``_contention_y``) at every
     point of ``grids`` (axes in their order, the runs last), simulated as it
-    ran (``Run.platform``: its switch interval)."""
+    ran (``Run.platform``: its switch interval; ``own``: each run's own
+    values of other parameters, such as its neighbours' measured CPU)."""
     from simlab.simulation import simulate  # noqa: PLC0415 - heavy, and only here
 
     shape = tuple(len(g) for g in grids.values())
@@ -241,8 +246,9 @@ def _grid_predictions(
     for point in np.ndindex(*shape):
         p = platform.with_(**{k: g[i] for (k, g), i in zip(grids.items(), point, strict=True)})
         for r, (run, _) in enumerate(runs):
+            on = p.with_(**own[r]) if own is not None else p
             s = simulate(
-                run.target, run.workload, run.platform(p), run.arch,
+                run.target, run.workload, run.platform(on), run.arch,
                 duration=run.duration, warmup=run.warmup, replications=2, seed=r + 1,
             ).summary  # fmt: skip
             cost = _contention_y(s.cpu_busy_cores, s.throughput_rps or 1.0, run)
@@ -442,28 +448,46 @@ def fit_neighbour_share(results: list[tuple[Run, dict[str, Any]]], platform: Pla
     """How often a GIL handed to a waiter while a neighbour runs waits for the
     neighbour's core (``gil_neighbour_share``), from the ``beside`` runs:
     threads at their GIL's capacity in an open loop over it, the load
-    generator busy beside them. Each run is simulated as it ran on a grid of
-    shares, ``platform`` (the GIL's other costs fitted, the lab's
-    neighbours on the cores) holding the rest, and its GIL time a request
-    (1/served, ``_contention_y``) set against the measured; least squares,
-    and a bootstrap over each configuration's runs. Nested after the other
-    GIL costs, which the closed loops fit, whose load generator is seldom on
-    a core: a share they would have absorbed is not found here."""
+    generator busy beside them. Each run is simulated on a grid of shares,
+    ``platform`` (the GIL's other costs fitted, the lab's neighbours on the
+    cores) holding the rest but its neighbours' CPU, which is the run's own
+    as measured (the load generator's a request, the backend's a call), and
+    its GIL time a request (1/served, ``_contention_y``) is set against the
+    measured; least squares, and a bootstrap over each configuration's runs.
+    Nested after the other GIL costs (``fit_thread_costs``), fitted without
+    it."""
     runs = [(run, s) for run, s in results if run.role == "beside"]
-    served = [s.get("throughput_rps") for _, s in runs]
-    if len(runs) < 2 or not platform.gil or any(not x for x in served):
-        why = "no GIL" if not platform.gil else "too few runs beside the load generator"
+    served = [s.get("throughput_rps") or 0.0 for _, s in runs]
+    lab = any(getattr(platform, k) > 0 for k in LAB_KEYS)
+    why = (
+        "no GIL" if not platform.gil
+        else "no lab neighbours simulated (no cores, or the lab's CPU at 0)"
+        if platform.cores is None or not lab
+        else "too few runs beside the load generator" if len(runs) < 2
+        else "a run beside the load generator served nothing" if min(served) <= 0
+        else ""
+    )  # fmt: skip
+    if why:
         return GridFit(platform.gil_neighbour_share, None, False, why)
     y = np.array([_contention_y(1.0, x, run) for (run, _), x in zip(runs, served, strict=True)])
+    own = [_own_neighbours(s, platform) for _, s in runs]
     strata = _strata([run.label() for run, _ in runs])
     grid: dict[str, tuple[float, ...]] = {"gil_neighbour_share": NEIGHBOUR_GRID}
-    fits = _grid_fit(_grid_predictions(runs, platform, grid), y, strata, grid)
+    fits = _grid_fit(_grid_predictions(runs, platform, grid, own), y, strata, grid)
     return fits["gil_neighbour_share"]
+
+
+def _own_neighbours(s: dict[str, Any], platform: Platform) -> dict[str, float]:
+    """A run's own load generator's CPU a request and backend's a call, as it
+    measured them, where it did (else ``platform``'s, the lab's medians)."""
+    kept = s.get("kept", {})
+    own = {"client_cpu_us": kept.get("client_us"), "backend_cpu_us": kept.get("backend_us")}
+    return {k: float(v) if v is not None else getattr(platform, k) for k, v in own.items()}
 
 
 NEIGHBOUR_METHOD = (
     "simulated GIL time a request (1/served) matched to threads at their GIL's capacity in "
-    "an open loop over it, the lab's neighbours simulated as they ran, on a grid of shares, "
+    "an open loop over it, the lab's neighbours at each run's measured CPU, on a grid of shares, "
     "the GIL's other costs held at their fitted values; 95% bootstrap interval over each "
     "configuration's runs"
 )

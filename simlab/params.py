@@ -596,12 +596,13 @@ class Platform:
                            read from CPython's source, not fitted
                            (``simlab.calibrate.GIL_HANDOFF``)
         gil_neighbour_share the share of GIL hand-offs, while a process beside the
-                           server (the lab's load generator or backend: the
-                           ``LAB_KEYS``) runs on a core, whose waiter the kernel
+                           server (the lab's load generator, backend or probe:
+                           the ``LAB_KEYS``) runs on a core, whose waiter the kernel
                            wakes on that core: it waits for that process's run
                            to end, the GIL idle meanwhile, where the model's
                            cores would have let it run on the one the GIL's
-                           last holder left. Nothing without neighbours (a
+                           last holder left; it then runs on the neighbour's
+                           core. Nothing without neighbours (a
                            server with its machine to itself). 0 in every
                            preset; calibration fits it from open-loop runs of
                            threads saturating their GIL beside the load

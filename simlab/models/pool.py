@@ -147,9 +147,9 @@ class Cpu:
     wakes a thread where it chooses, often the core it last ran on, and a
     woken thread does not always preempt what runs there at once): it waits
     for that neighbour's run to end, the GIL idle meanwhile, though the core
-    the GIL's last holder left may be free. A server at its GIL's capacity
-    beside an open-loop load generator loses that time from every hand-off
-    (``simlab.calibrate.fit_neighbour_share``).
+    the GIL's last holder left may be free, and then runs on that core. A
+    server at its GIL's capacity beside an open-loop load generator loses
+    that time from such hand-offs (``simlab.calibrate.fit_neighbour_share``).
     """
 
     __slots__ = (
@@ -168,6 +168,7 @@ class Cpu:
         "neighbour_share",
         "neighbours",
         "place",
+        "placed",
         "poll",
         "since",
         "wake",
@@ -211,6 +212,9 @@ class Cpu:
             raise ValueError("a GIL waiter placed beside neighbours needs a random stream")
         self.place = place
         self.neighbours: list[simpy.Event] = []
+        # The waiters woken on each neighbour's core, by its run: the first
+        # takes that core when the run ends (``background``).
+        self.placed: dict[simpy.Event, list[simpy.Event]] = {}
         # When each thread waiting for a GIL began its wait (the forced
         # switch's timer), while there is a switch interval.
         self.since: dict[simpy.Event, float] = {}
@@ -247,7 +251,16 @@ class Cpu:
         self.neighbours.append(run)
         yield run
         self.neighbours.remove(run)
-        cores.give(core)
+        placed = self.placed.pop(run, None)
+        if placed:
+            # The thread woken on this core runs on it as the neighbour stops:
+            # the core goes to it, not to the core's queue. Another woken on
+            # the same core (another process's GIL) queues for a core.
+            placed[0].succeed(core)
+            for later in placed[1:]:
+                later.succeed(-1)
+        else:
+            cores.give(core)
 
     # The DES's hot path: every CPU phase of every request passes here, so it
     # stays one function (no helper calls per event), branches and all.
@@ -279,6 +292,7 @@ class Cpu:
             self.active[process] += 1
         if lock is not None and lock.take() < 0:
             yield lock.wait()
+        core = -1
         if gil is not None and gil.take() < 0:
             if self.interval:
                 ev = gil.wait()
@@ -290,10 +304,9 @@ class Cpu:
             if self.handoff:
                 yield self.env.timeout(self.handoff)
             if self.neighbours and self.neighbour_share:
-                yield from self._beside_neighbour()
+                core = yield from self._beside_neighbour()
         cores = self.cores
-        core = -1
-        if cores is not None:
+        if cores is not None and core < 0:
             core = cores.take()
             if core < 0:
                 core = yield cores.wait()
@@ -341,14 +354,20 @@ class Cpu:
             self.active[process] -= 1
         return duration, started
 
-    def _beside_neighbour(self) -> Generator[simpy.Event, Any, None]:
+    def _beside_neighbour(self) -> Generator[simpy.Event, Any, int]:
         """A GIL just handed to a waiter while neighbours run: with probability
         ``gil_neighbour_share`` its thread was woken on one of their cores
-        (drawn uniformly) and waits for that run's end, holding the GIL."""
+        (drawn uniformly), waits for that run's end holding the GIL, and runs
+        on that core; returns the core (-1: none yet, take one as usual)."""
         place = self.place
         assert place is not None
-        if place.random() < self.neighbour_share:
-            yield self.neighbours[int(place.integers(len(self.neighbours)))]
+        if place.random() >= self.neighbour_share:
+            return -1
+        run = self.neighbours[int(place.integers(len(self.neighbours)))]
+        woken = self.env.event()
+        self.placed.setdefault(run, []).append(woken)
+        core: int = yield woken
+        return core
 
     def _drop_at(self, gil: Pool, acquired: float) -> float:
         """When CPython asks the holder that took ``gil`` at ``acquired`` to
@@ -392,9 +411,10 @@ class Cpu:
                 del self.since[ev]
                 if self.handoff:
                     yield env.timeout(self.handoff)
+                core = -1
                 if self.neighbours and self.neighbour_share:
-                    yield from self._beside_neighbour()
-                if cores is not None:
+                    core = yield from self._beside_neighbour()
+                if cores is not None and core < 0:
                     core = cores.take()
                     if core < 0:
                         core = yield cores.wait()

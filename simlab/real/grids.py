@@ -316,7 +316,8 @@ def _copies_runs(servers: tuple[str, ...]) -> list[Run]:
 
 def _beside_runs(quick: bool, length: float) -> list[Run]:
     """Threads at their GIL's capacity in an open loop over it (``BESIDE``),
-    each twice: the load generator, sending on its timers, spends about
+    each ``BESIDE_REPEATS`` times (a bootstrap within a configuration needs
+    more than two runs to draw from): the load generator, sending on its timers, spends about
     0.45 ms of a core a request beside them (0.09 in a closed loop), and
     the server serves less than in a closed loop at the same CPU a
     request. By hand on 5 December thread-pool N=16 W=16 (2 ms of CPU, a
@@ -341,7 +342,7 @@ BESIDE = (
     ("thread-per-connection", 12, 700.0, 0.0012, 0.003, 8),
     ("thread-pool", 24, 420.0, 0.0025, 0.001, 24),
 )
-BESIDE_REPEATS = 2
+BESIDE_REPEATS = 4
 
 
 def _peer_request_runs(quick: bool) -> list[Run]:
