@@ -369,8 +369,6 @@ class Mechanism:
 COMMITTED_PROFILE = REPO / "data" / "profiles" / "cpython.json"
 # Those parameters (``Mechanism.on``), checked identified there by a test of their own.
 SINCE_PINNED = ("copy_kib", "copy_call_kib")
-# The GIL's hand-off beside a neighbour, likewise.
-SINCE_PINNED_GIL = ("gil_neighbour_share",)
 
 
 @cache
@@ -401,7 +399,7 @@ def test_the_parameters_since_the_pinned_profile_are_identified() -> None:
     # A mechanism switched on by a later fit is shown only if that fit found it.
     profile = _latest()
     params = profile["parameters"]
-    for key in (*SINCE_PINNED, *SINCE_PINNED_GIL):
+    for key in SINCE_PINNED:
         assert params[key]["identified"] and params[key]["ci95"][0] > 0, key
     for peer, key in PEER_SINCE_PINNED:
         record = profile["peers"][peer]["costs"][key]
@@ -602,21 +600,6 @@ MECHANISMS = [
         {},
         (("accept", "gunicorn-sync", "N=4 60/s", "latency_p50"),),
         on_peers=_peer_since_pinned(*PEER_SINCE_PINNED[0]),
-    ),
-    Mechanism(
-        # A GIL hand-off while the lab's load generator or backend runs on a
-        # core: the waiter woken on that core waits for the neighbour's run,
-        # the GIL idle meanwhile (gil_neighbour_share). Fitted on 5 December
-        # from open-loop runs of threads at their GIL's capacity beside the
-        # load generator, which the pinned profile predates: on, the
-        # committed profile's share; off, none (as pinned).
-        "a GIL hand-off waits for a neighbour's core",
-        {},
-        (
-            ("threads", "thread-per-connection", "N=300 420/s", "latency_p50"),
-            ("threads", "thread-per-connection", "N=300 420/s", "latency_p99"),
-        ),
-        on=_since_pinned(*SINCE_PINNED_GIL),
     ),
     Mechanism(
         "gthread's first read on a worker thread",
