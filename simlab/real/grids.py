@@ -42,7 +42,10 @@ class Run:
     target: str
     workload: Workload
     arch: Architecture
-    role: str  # "cpu" (costs and latency), "memory", or "structure" (idle peers)
+    # What the run is for (``grid``'s docstring lists each): "cpu", "batch",
+    # "threads", "saturate", "convoy", "fork", "spawn", "memory", "structure",
+    # "copies", "peer_request", "beside".
+    role: str
     duration: float = 6.0
     warmup: float = 1.5
     # The server's switch interval (ms; None: Python's default, as the
