@@ -228,6 +228,18 @@ class GridFit:
     identified: bool
     why: str
 
+    def parameter(self, key: str, preset: Platform, method: str) -> dict[str, Any]:
+        """The profile's record of it: fitted with its interval and ``method``,
+        or the preset's value, labelled an assumption, with its estimate."""
+        if self.identified:
+            return {"value": self.value, "ci95": self.ci95, "identified": True, "method": method}
+        return {
+            "value": getattr(preset, key),
+            "identified": False,
+            "assumption": f"not identified: {self.why}; the preset's value",
+            "estimate": self.value,
+        }
+
 
 def _grid_predictions(
     runs: list[tuple[Run, dict[str, Any]]],
@@ -1404,21 +1416,10 @@ def _profile(
         "held); 95% bootstrap interval over the runs",
     }
     for key, fit in thread_costs.items():
-        params[key] = (
-            {"value": fit.value, "ci95": fit.ci95, "identified": True, "method": methods[key]}
-            if fit.identified
-            else {"value": getattr(preset, key), "identified": False,
-                  "assumption": f"not identified: {fit.why}; the preset's value",
-                  "estimate": fit.value}
-        )  # fmt: skip
+        params[key] = fit.parameter(key, preset, methods[key])
+    # With the GIL's other costs in place (nested: ``fit_neighbour_share``).
     share = fit_neighbour_share(results, fitted().with_(**neighbours))
-    params["gil_neighbour_share"] = (
-        {"value": share.value, "ci95": share.ci95, "identified": True, "method": NEIGHBOUR_METHOD}
-        if share.identified
-        else {"value": preset.gil_neighbour_share, "identified": False,
-              "assumption": f"not identified: {share.why}; the preset's value",
-              "estimate": share.value}
-    )  # fmt: skip
+    params["gil_neighbour_share"] = share.parameter("gil_neighbour_share", preset, NEIGHBOUR_METHOD)
     batching = fit_batching(results, fitted())
     if batching is not None:
         for key in batching.names:

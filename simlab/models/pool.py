@@ -247,6 +247,11 @@ class Cpu:
         core = cores.take()
         if core < 0:
             core = yield cores.wait()
+        if not self.neighbour_share:
+            # No hand-off waits for a neighbour: nothing to keep of its run.
+            yield self.env.timeout(duration)
+            cores.give(core)
+            return
         run = self.env.timeout(duration)
         self.neighbours.append(run)
         yield run

@@ -320,14 +320,14 @@ def _copies_runs(servers: tuple[str, ...]) -> list[Run]:
 def _beside_runs(quick: bool, length: float) -> list[Run]:
     """Threads at their GIL's capacity in an open loop over it (``BESIDE``),
     each ``BESIDE_REPEATS`` times (a bootstrap within a configuration needs
-    more than two runs to draw from): the load generator, sending on its timers, spends about
-    0.45 ms of a core a request beside them (0.09 in a closed loop), and
-    the server serves less than in a closed loop at the same CPU a
-    request. By hand on 5 December thread-pool N=16 W=16 (2 ms of CPU, a
+    more than two runs to draw from): the load generator, sending on its
+    timers, spends about 0.45 ms of a core a request beside them (0.09 in a
+    closed loop), and the server serves less than in a closed loop at the
+    same CPU a request. By hand on 5 December thread-pool N=16 W=16 (2 ms of CPU, a
     2 ms call) served 403 to 405/s at 0.93 cores in an open loop at 500
     and 600/s, and 425/s at 0.99 cores in a closed loop, 2.3 ms of CPU a
     request in all. What the GIL's time a request (1/served) is beyond the
-    model's, with the lab's neighbours simulated as they ran, is fitted as
+    model's, with each run's neighbours at their measured CPU, is fitted as
     ``gil_neighbour_share`` (``simlab.calibrate.fit_neighbour_share``)."""
     if quick:
         return []
