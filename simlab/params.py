@@ -597,16 +597,20 @@ class Platform:
                            (``simlab.calibrate.GIL_HANDOFF``)
         gil_neighbour_share the share of GIL hand-offs, while a process beside the
                            server (the lab's load generator, backend or probe:
-                           the ``LAB_KEYS``) runs on a core, whose waiter the kernel
-                           wakes on that core: it waits for that process's run
-                           to end, the GIL idle meanwhile, where the model's
+                           the ``LAB_KEYS``) holds a core, whose waiter the
+                           kernel wakes on that core: it waits until that
+                           process blocks (each is one thread, its runs one
+                           after another on the core it holds: its busy
+                           period), the GIL idle meanwhile, where the model's
                            cores would have let it run on the one the GIL's
                            last holder left; it then runs on the neighbour's
-                           core. Nothing without neighbours (a
-                           server with its machine to itself). 0 in every
-                           preset; calibration fits it from open-loop runs of
-                           threads saturating their GIL beside the load
-                           generator (``simlab.calibrate.fit_neighbour_share``)
+                           core. Nothing without neighbours (a server with its
+                           machine to itself). 0 in every preset but
+                           cpython's (1, an assumption,
+                           ``simlab.platforms.cpython``); calibration fits it
+                           from open-loop runs of threads saturating their GIL
+                           beside the load generator
+                           (``simlab.calibrate.fit_neighbour_share``)
         gil_interval_us    CPython's switch interval (``sys.getswitchinterval()``,
                            5 ms): a thread that wants the GIL waits this long
                            from its own request (again, if the GIL changed hands

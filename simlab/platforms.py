@@ -81,13 +81,21 @@ def cpython() -> Platform:
     - gil_poll_us and gil_handoff_us (the GIL's waiters' wake-ups and its idle
       hand-off) 0: off until calibration identifies them from the saturated
       thread runs (``fit_thread_costs``).
-    - gil_neighbour_share (how often a GIL hand-off waits for a core the lab's
-      load generator or backend holds) 0: off until calibration identifies
-      it from open-loop runs beside the load generator
-      (``fit_neighbour_share``); it acts only where validation puts the
-      lab's neighbours on the cores.
+    - gil_neighbour_share (how often a GIL hand-off made while the lab's
+      load generator, backend or probe holds a core waits until it blocks)
+      1, an assumption: every such hand-off waits. Linux wakes a thread where
+      it ran last when no core is idle (and with the GIL's holder still on
+      its core and a neighbour on the other, none is), and a neighbour that
+      does not block keeps its core: the load generator spins through the
+      last millisecond before each send (uvloop's timers are whole
+      milliseconds), about 0.5 ms of CPU a request with no server at all.
+      Calibration fits it from open-loop runs beside the load generator
+      (``fit_neighbour_share``); they ask for all of it (their interval
+      reaches 1, the top of a share), so it is not identified and this
+      value stands. It acts only where validation puts the lab's neighbours
+      on the cores: a server with its machine to itself is not slowed.
     """
-    return Platform(name="cpython")
+    return Platform(name="cpython", gil_neighbour_share=1.0)
 
 
 # Where the measured numbers come from, relative to the repository root.

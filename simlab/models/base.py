@@ -50,7 +50,7 @@ from simlab import theory
 from simlab.distributions import Distribution
 from simlab.errors import UserError
 from simlab.footprint import Units
-from simlab.models.pool import Cpu, Pool
+from simlab.models.pool import BACKEND, CLIENT, PROBE, Cpu, Pool
 from simlab.overload.policy import fast_blocker, in_play
 from simlab.params import Architecture, Platform, Workload
 from simlab.streams import Deal, Dealer, RacingDealer, Streams
@@ -730,7 +730,7 @@ class Model:
             # 30 ms sample beside 200 busy children ran 15 times in 10 s).
             while left > 0:
                 step = min(left, PROBE_SLICE)
-                yield from self.cpu.background(step)
+                yield from self.cpu.background(step, PROBE)
                 left -= step
             yield self.env.timeout(PROBE_INTERVAL)
 
@@ -779,7 +779,7 @@ class Model:
             self._draw()
         self.n = i + 1
         if self._lab_client:
-            self.env.process(self.cpu.background(self._lab_client))
+            self.env.process(self.cpu.background(self._lab_client, CLIENT))
         self.arrival[i] = self.env.now
         self.connection[i] = conn
         self.outcome[i] = PENDING
@@ -1028,7 +1028,7 @@ class Model:
     def backend_busy(self) -> None:
         """The backend serves this request's calls: its CPU takes a core meanwhile."""
         if self._lab_backend:
-            self.env.process(self.cpu.background(self._lab_backend))
+            self.env.process(self.cpu.background(self._lab_backend, BACKEND))
 
     def open_interval(self, kind: str) -> int:
         """Record the start of a connection, thread or fork; returns its handle."""

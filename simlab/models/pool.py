@@ -29,6 +29,11 @@ __all__ = ["Cpu", "Gil", "Pool"]
 # step was cut to that timer, and adding its length to the clock may round.
 DROP_SLACK = 1e-12
 
+# The processes beside the server in the lab, each one thread on the cores
+# (``Cpu.background``): the load generator, the backend, the probe.
+CLIENT, BACKEND, PROBE = range(3)
+NEIGHBOURS = 3
+
 
 class Pool:
     """``capacity`` servers numbered ``first_id`` upward, granted in FIFO order."""
@@ -146,8 +151,10 @@ class Cpu:
     neighbour's core with probability ``gil_neighbour_share`` (the kernel
     wakes a thread where it chooses, often the core it last ran on, and a
     woken thread does not always preempt what runs there at once): it waits
-    for that neighbour's run to end, the GIL idle meanwhile, though the core
-    the GIL's last holder left may be free, and then runs on that core. A
+    until that neighbour blocks (each neighbour is one thread, whose runs
+    come one after another on the core it holds until it has none left: its
+    busy period), the GIL idle meanwhile, though the core the GIL's last
+    holder left may be free, and then runs on that core. A
     server at its GIL's capacity beside an open-loop load generator loses
     that time from such hand-offs (``simlab.calibrate.fit_neighbour_share``).
     """
@@ -164,6 +171,8 @@ class Cpu:
         "gils",
         "handoff",
         "interval",
+        "lane_core",
+        "lanes",
         "loop_wake",
         "neighbour_share",
         "neighbours",
@@ -211,10 +220,14 @@ class Cpu:
         if self.neighbour_share > 0 and place is None:
             raise ValueError("a GIL waiter placed beside neighbours needs a random stream")
         self.place = place
-        self.neighbours: list[simpy.Event] = []
-        # The waiters woken on each neighbour's core, by its run: the first
-        # takes that core when the run ends (``background``).
-        self.placed: dict[simpy.Event, list[simpy.Event]] = {}
+        # Each neighbour's runs, one at a time, and the core it holds (-1:
+        # none); the neighbours holding a core now.
+        self.lanes = [Pool(env, 1) for _ in range(NEIGHBOURS)]
+        self.lane_core = [-1] * NEIGHBOURS
+        self.neighbours: list[int] = []
+        # The waiters woken on each neighbour's core: the first takes that
+        # core when the neighbour blocks (``background``).
+        self.placed: dict[int, list[simpy.Event]] = {}
         # When each thread waiting for a GIL began its wait (the forced
         # switch's timer), while there is a switch interval.
         self.since: dict[simpy.Event, float] = {}
@@ -239,26 +252,44 @@ class Cpu:
     def gil(self, process: int) -> Pool | None:
         return self.gils[process] if self.gils is not None else None
 
-    def background(self, duration: float) -> Generator[simpy.Event, Any, None]:
-        """A neighbour's CPU on one of the machine's cores (not the server's)."""
+    def background(self, duration: float, who: int) -> Generator[simpy.Event, Any, None]:
+        """A run of neighbour ``who`` (``CLIENT``, ``BACKEND``, ``PROBE``): its
+        CPU on one of the machine's cores (not the server's)."""
         cores = self.cores
         if cores is None or duration <= 0:
             return
-        core = cores.take()
-        if core < 0:
-            core = yield cores.wait()
         if not self.neighbour_share:
-            # No hand-off waits for a neighbour: nothing to keep of its run.
+            # No hand-off waits for a neighbour: its runs are only cores taken.
+            core = cores.take()
+            if core < 0:
+                core = yield cores.wait()
             yield self.env.timeout(duration)
             cores.give(core)
             return
-        run = self.env.timeout(duration)
-        self.neighbours.append(run)
-        yield run
-        self.neighbours.remove(run)
-        placed = self.placed.pop(run, None)
+        # Each neighbour is one thread: its runs come one after another, and
+        # it keeps its core from one to the next until it has nothing left
+        # to run (its busy period), as a thread that never blocks keeps its
+        # core under the kernel's run-to-parity scheduling.
+        lane = self.lanes[who]
+        if lane.take() < 0:
+            yield lane.wait()
+        core = self.lane_core[who]
+        if core < 0:
+            core = cores.take()
+            if core < 0:
+                core = yield cores.wait()
+            self.lane_core[who] = core
+            self.neighbours.append(who)
+        yield self.env.timeout(duration)
+        if lane.waiters:
+            lane.give(0)
+            return
+        lane.give(0)
+        self.lane_core[who] = -1
+        self.neighbours.remove(who)
+        placed = self.placed.pop(who, None)
         if placed:
-            # The thread woken on this core runs on it as the neighbour stops:
+            # The thread woken on this core runs on it as the neighbour blocks:
             # the core goes to it, not to the core's queue. Another woken on
             # the same core (another process's GIL) queues for a core.
             placed[0].succeed(core)
@@ -362,15 +393,16 @@ class Cpu:
     def _beside_neighbour(self) -> Generator[simpy.Event, Any, int]:
         """A GIL just handed to a waiter while neighbours run: with probability
         ``gil_neighbour_share`` its thread was woken on one of their cores
-        (drawn uniformly), waits for that run's end holding the GIL, and runs
-        on that core; returns the core (-1: none yet, take one as usual)."""
+        (drawn uniformly), waits holding the GIL until that neighbour blocks
+        (the end of its busy period), and runs on that core; returns the core
+        (-1: none yet, take one as usual)."""
         place = self.place
         assert place is not None
         if place.random() >= self.neighbour_share:
             return -1
-        run = self.neighbours[int(place.integers(len(self.neighbours)))]
+        who = self.neighbours[int(place.integers(len(self.neighbours)))]
         woken = self.env.event()
-        self.placed.setdefault(run, []).append(woken)
+        self.placed.setdefault(who, []).append(woken)
         core: int = yield woken
         return core
 

@@ -1,7 +1,7 @@
 """A GIL hand-off beside the lab's neighbours (``Platform.gil_neighbour_share``):
-a waiter woken on a core a neighbour holds waits for that neighbour's run,
-the GIL idle meanwhile, then runs on that core; without neighbours the share
-changes nothing."""
+a waiter woken on a core a neighbour holds waits until that neighbour (one
+thread, its runs one after another) blocks, the GIL idle meanwhile, then runs
+on that core; without neighbours the share changes nothing."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ import simpy
 
 import simlab
 from simlab import calibrate as cal
-from simlab.models.pool import Cpu
+from simlab.models.pool import BACKEND, CLIENT, PROBE, Cpu
 from simlab.params import Architecture, Platform, Workload
 from simlab.real.grids import BESIDE, BESIDE_REPEATS, grid
 
@@ -62,11 +62,16 @@ def test_a_hand_off_that_waits_for_a_neighbours_core_lowers_the_gils_capacity() 
     assert cpu[1] / cpu[0] - 1 < loss / 2
 
 
-def _trace(share: float) -> dict[str, tuple[float, float]]:
+def _trace(
+    share: float, later: dict[str, tuple[float, float]] | None = None
+) -> dict[str, tuple[float, float]]:
     """Two cores, one GIL, share ``share``: phase A holds the GIL and a core
     0-2 ms, phase B asks for the GIL at 0.5 ms (1 ms of CPU); neighbour n0
     runs 1-4 ms, n1 takes a core at 2.5 ms for 3 ms, n2 asks for one at 3 ms
-    for 1 ms. (start, end) of each, in ms."""
+    for 1 ms (three neighbours: the load generator, the backend, the probe);
+    ``later``: more runs of n0's neighbour, (when asked, CPU) by name, in s.
+    (start, end) of each, in ms."""
+    later = later or {}
     env = simpy.Environment()
     platform = Platform(name="trace", cores=2, gil=True, gil_neighbour_share=share)
     cpu = Cpu(env, platform, 1, None, np.random.default_rng(0))
@@ -77,17 +82,21 @@ def _trace(share: float) -> dict[str, tuple[float, float]]:
         _, started = yield from cpu.run(cpu.gil(0), demand, 0, 0)
         out[name] = (round(started * 1e3, 6), round(env.now * 1e3, 6))
 
-    def neighbour(name: str, at: float, demand: float) -> Generator[simpy.Event, Any, None]:
+    def neighbour(
+        name: str, who: int, at: float, demand: float
+    ) -> Generator[simpy.Event, Any, None]:
         yield env.timeout(at)
         begun = env.now
-        yield from cpu.background(demand)
+        yield from cpu.background(demand, who)
         out[name] = (round(begun * 1e3, 6), round(env.now * 1e3, 6))
 
     env.process(phase("A", 0.0, 0.002))
     env.process(phase("B", 0.0005, 0.001))
-    env.process(neighbour("n0", 0.001, 0.003))
-    env.process(neighbour("n1", 0.0025, 0.003))
-    env.process(neighbour("n2", 0.003, 0.001))
+    env.process(neighbour("n0", CLIENT, 0.001, 0.003))
+    env.process(neighbour("n1", BACKEND, 0.0025, 0.003))
+    env.process(neighbour("n2", PROBE, 0.003, 0.001))
+    for name, (at, demand) in later.items():
+        env.process(neighbour(name, CLIENT, at, demand))
     env.run()
     return out
 
@@ -102,6 +111,20 @@ def test_a_waiter_woken_on_a_neighbours_core_runs_there_when_it_stops() -> None:
     share = _trace(1.0)
     assert share["B"] == (4.0, 5.0)
     assert share["n2"] == (3.0, 6.0)
+
+
+def test_a_waiter_on_a_neighbours_core_waits_until_the_neighbour_blocks() -> None:
+    # The load generator (n0) has another run asked at 3.5 ms, while its first
+    # runs: one thread, it runs it next, 4-5 ms, on the core it holds. B, woken
+    # on that core, waits until the load generator has nothing left to run
+    # (5 ms), then runs 5-6 ms; the probe (n2) gets the core the backend (n1)
+    # leaves at 5.5 ms. At share 0 the second run changes nothing for B.
+    later = {"n3": (0.0035, 0.001)}
+    assert _trace(0.0, later)["B"] == (2.0, 3.0)
+    share = _trace(1.0, later)
+    assert share["n3"] == (3.5, 5.0)
+    assert share["B"] == (5.0, 6.0)
+    assert share["n2"] == (3.0, 6.5)
 
 
 def test_the_share_must_be_a_share() -> None:
@@ -143,4 +166,6 @@ def test_fit_neighbour_share_finds_a_planted_share() -> None:
     assert not bare.identified and "no lab neighbours" in bare.why
     served_none = [(run, {"throughput_rps": 0.0}) for run, _ in planted]
     assert "served nothing" in cal.fit_neighbour_share(served_none, platform).why
-    assert math.isclose(bare.value, 0.0)
+    # Not identified: the platform's own value stands (the preset's, 1).
+    assert math.isclose(bare.value, simlab.load_platform("cpython").gil_neighbour_share)
+    assert math.isclose(bare.value, 1.0)
