@@ -132,6 +132,7 @@ from __future__ import annotations
 
 import math
 import re
+from itertools import pairwise
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -799,6 +800,56 @@ def _unaccepted(miss: dict[str, Any]) -> dict[str, str] | None:
     }
 
 
+def _accepted_sooner(miss: dict[str, Any], rows: list[dict[str, Any]]) -> dict[str, str] | None:
+    """A threads-peak miss over the prediction, beyond noise and saturated, of
+    persistent connections each with a thread (or child) of its own, every
+    run over every predicted run and under the connections: both acceptors
+    behind the connections, the server's less. Where the same case's served
+    rate was measured in the same runs, whether the runs that made more
+    threads served less (their order) is said, as the data show it."""
+    if miss["metric"] != "threads_peak" or miss.get("within_noise") is not False:
+        return None
+    if float(miss["rho"]) < SATURATED or _knob(miss["config"], "k") is not None:
+        return None
+    if not _thread_each(miss):
+        return None
+    measured = _run_values(miss, "measured_runs")
+    predicted = _run_values(miss, "predicted_runs")
+    n = _knob(miss["config"], "N")
+    if not measured or not predicted or n is None:
+        return None
+    if not min(measured) > max(predicted) or not max(measured) < n:
+        return None
+    runs = ", ".join(_n(v) for v in measured)
+    text = (
+        f"connections accepted sooner than the model's: a thread (or child) a connection "
+        f"for its life, so the threads count the connections accepted; the server's peaked "
+        f"at {runs} of {n:,} connections, every run over the model's "
+        f"{', '.join(_n(v) for v in predicted)}: both acceptors behind the connections, "
+        f"the model's further"
+    )
+    served = _row(rows, miss["model"], miss["config"], "throughput_rps")
+    rates = _run_values(served, "measured_runs") if served is not None else []
+    if len(rates) == len(measured) >= 3:
+        by_threads = [r for _, r in sorted(zip(measured, rates, strict=True))]
+        pairs = "; ".join(
+            f"{_n(t)} threads: {_rate(r)}" for t, r in sorted(zip(measured, rates, strict=True))
+        )
+        if all(a > b for a, b in pairwise(by_threads)):
+            text += f"; the runs that made more threads served less ({pairs})"
+        elif all(a < b for a, b in pairwise(by_threads)):
+            text += f"; the runs that made more threads served more ({pairs})"
+        else:
+            text += f"; the runs' served rates do not follow their threads ({pairs})"
+    text += (
+        "; *hypothesis*: the server's acceptor takes the GIL from its handlers more often "
+        "than the model's, which waits for it behind them; test: "
+        f"{_measure(miss['model'], miss['config'])} with the threads' count and the served "
+        "rate sampled each second through the run, against the model's"
+    )
+    return {"kind": "hypothesis", "text": text}
+
+
 def _held_longer(miss: dict[str, Any], rows: list[dict[str, Any]]) -> dict[str, str] | None:
     """A threads-peak miss over the prediction, beyond noise, in a case of
     short connections each with a thread (or child) of its own, whose
@@ -1033,6 +1084,7 @@ def explain(
     elif metric == "threads_peak":
         why = (
             _unaccepted(miss)
+            or _accepted_sooner(miss, rows)
             or _children(miss, assumptions)
             or _held_longer(miss, rows)
             or _whole_threads(miss)

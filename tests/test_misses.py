@@ -616,6 +616,40 @@ def test_connections_not_yet_accepted_when_every_run_peaks_under_the_model() -> 
         assert "not yet accepted" not in explain(other, [other])["text"], other
 
 
+def test_connections_accepted_sooner_when_every_run_peaks_over_the_model() -> None:
+    """A thread a connection, persistent connections, beyond saturation: a
+    server whose threads peaked over the model's every run, and under its
+    connections, accepted them sooner than the model (the 5 December runs of
+    N=2000 800/s P=2); the served rates' order against the threads is read
+    from the runs. Flips: a run under the model, every connection accepted,
+    short connections, a pool, below saturation, within noise; the order."""
+    kw = {"config": "N=2000 800/s W=32 P=2", "rho": 1.13}
+    miss = {**_r("threads_peak", 1315.0, 1506.0, goal=0.05, **kw),
+            "predicted_runs": [1281.0, 1327.0, 1337.0],
+            "measured_runs": [1618.0, 1461.0, 1439.0]}  # fmt: skip
+    served = {**_r("throughput_rps", 475.0, 234.0, goal=0.05, **kw),
+              "measured_runs": [143.2, 262.0, 296.1]}  # fmt: skip
+    why = explain(miss, [miss, served])
+    assert why["kind"] == "hypothesis" and "accepted sooner" in why["text"], why
+    assert "1,618, 1,461, 1,439 of 2,000 connections" in why["text"], why
+    assert "the runs that made more threads served less" in why["text"], why
+    more = {**served, "measured_runs": [296.1, 262.0, 143.2]}
+    assert "the runs that made more threads served more" in explain(miss, [miss, more])["text"]
+    mixed = {**served, "measured_runs": [262.0, 143.2, 296.1]}
+    assert "do not follow their threads" in explain(miss, [miss, mixed])["text"]
+    assert "served" not in explain(miss, [miss])["text"].split("model's further")[1].split(
+        "*hypothesis*")[0]  # fmt: skip
+    for other in (
+        {**miss, "measured_runs": [1618.0, 1461.0, 1300.0]},  # a run under the model's
+        {**miss, "measured_runs": [2000.0, 1461.0, 1439.0]},  # every connection accepted
+        {**miss, "config": "N=2000 800/s W=32 P=2 k=1"},  # short connections come and go
+        {**miss, "model": "thread-pool"},  # a pool's threads do not count connections
+        {**miss, "rho": 0.5},
+        {**miss, "within_noise": True},
+    ):
+        assert "accepted sooner" not in explain(other, [other, served])["text"], other
+
+
 def test_owners_held_longer_when_the_requests_took_longer() -> None:
     """Short connections, a child each: more children at peak than the model's,
     with the case's requests slower than the model's at both quantiles (the 5

@@ -5,8 +5,10 @@ on that core; without neighbours the share changes nothing."""
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Generator
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -14,10 +16,13 @@ import pytest
 import simpy
 
 import simlab
+import simlab.platforms
 from simlab import calibrate as cal
 from simlab.models.pool import BACKEND, CLIENT, PROBE, Cpu
 from simlab.params import Architecture, Platform, Workload
 from simlab.real.grids import BESIDE, BESIDE_REPEATS, grid
+
+REPO = Path(__file__).resolve().parents[2]
 
 # Sixteen threads, each its connection's, over their GIL's capacity (2 ms of
 # CPU and a 2 ms call a request on one process: about 440/s) in an open loop.
@@ -169,3 +174,15 @@ def test_fit_neighbour_share_finds_a_planted_share() -> None:
     # Not identified: the platform's own value stands (the preset's, 1).
     assert math.isclose(bare.value, simlab.load_platform("cpython").gil_neighbour_share)
     assert math.isclose(bare.value, 1.0)
+
+
+def test_the_committed_profile_holds_the_share_as_an_assumption() -> None:
+    # The beside runs ask for all of it: their interval reaches 1, the top of
+    # a share, so it is not identified; the preset's 1 stands, labelled, with
+    # no interval shown.
+    profile = json.loads((REPO / "data" / "profiles" / "cpython.json").read_text())
+    entry = profile["parameters"]["gil_neighbour_share"]
+    assert not entry["identified"] and "ci95" not in entry
+    assert entry["value"] == simlab.platforms.cpython().gil_neighbour_share == 1.0
+    assert "not identified" in entry["assumption"]
+    assert simlab.load_platform("cpython").gil_neighbour_share == 1.0
