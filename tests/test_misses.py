@@ -637,8 +637,8 @@ def test_connections_accepted_sooner_when_every_run_peaks_over_the_model() -> No
     assert "the runs that made more threads served more" in explain(miss, [miss, more])["text"]
     mixed = {**served, "measured_runs": [262.0, 143.2, 296.1]}
     assert "do not follow their threads" in explain(miss, [miss, mixed])["text"]
-    assert "served" not in explain(miss, [miss])["text"].split("model's further")[1].split(
-        "*hypothesis*")[0]  # fmt: skip
+    alone = explain(miss, [miss])["text"]  # no served rate measured: no order said
+    assert "served less" not in alone and "served more" not in alone and "follow" not in alone
     for other in (
         {**miss, "measured_runs": [1618.0, 1461.0, 1300.0]},  # a run under the model's
         {**miss, "measured_runs": [2000.0, 1461.0, 1439.0]},  # every connection accepted
