@@ -211,11 +211,15 @@ class MeasuredStability(Plain):
 class SendDelay(Plain):
     """How late the load generator sent (ms): its own lag, a check on the load,
     and a client's wait for its connection's previous request to be answered.
-    ``queued_behind`` counts the measured requests that waited so."""
+    ``queued_behind`` counts the measured requests that waited so. ``pacing``:
+    how its sends and answers were timed (``simlab.real.pacing``: "loop", on
+    the event loop's whole-millisecond clock; "timer", on the monotonic clock
+    with a timer of its own)."""
 
     p50: float
     p99: float
     queued_behind: int | None = None
+    pacing: str = "loop"
 
 
 @dataclass(frozen=True)

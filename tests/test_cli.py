@@ -219,6 +219,7 @@ def test_human_tables(capsys):
         (["measure", "async", "--connections", "60000", "--sources", "1"], "connections"),
         (["measure", "async", "--duration", "-1"], "--duration"),
         (["measure", "memory", "--sizes", "5"], "--sizes"),
+        (["measure", "async", "--pacing", "spin"], "--pacing"),
         (["serve", "nosuch"], "unknown model 'nosuch'"),
         (["validate", "--platform", "missing-profile.json"], "--platform"),
         (["simulate", "async", "--platform", CORRUPT], "cannot read"),

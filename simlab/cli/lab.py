@@ -17,6 +17,7 @@ from simlab.params import Architecture
 from simlab.paths import measurements_dir, shown
 from simlab.platforms import load_platform
 from simlab.provenance import atomic_write_json, git_revision, machine, utc_stamp
+from simlab.real.pacing import PACINGS
 from simlab.registry import MODEL_NAMES
 from simlab.results import MeasuredSummary
 from simlab.scenario import architecture, build
@@ -146,6 +147,14 @@ def _add_measure(sub: argparse._SubParsersAction[options.Parser], targets: tuple
         type=options.positive_int,
         default=4,
         help="source addresses 127.0.0.1..k to spread connections over (default 4)",
+    )
+    lab.add_argument(
+        "--pacing",
+        type=options.choice("PACING", PACINGS),
+        default="loop",
+        help="how the load generator times its sends and answers: loop (uvloop's "
+        "whole-millisecond clock, spinning before each send: every committed run) or timer "
+        "(the monotonic clock and a timerfd: on time, no spin; Linux) (default loop)",
     )
     lab.add_argument(
         "--sizes",
@@ -448,6 +457,7 @@ def measure_command(args: argparse.Namespace) -> int:
         uvloop=args.uvloop,
         parser="httptools" if args.httptools else "h11",
         switch_interval_ms=args.switch_interval_ms,
+        pacing=args.pacing,
         save=not args.no_save,
         out_dir=args.out or measurements_dir(),
     )

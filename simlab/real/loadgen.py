@@ -61,6 +61,7 @@ from hdrh.histogram import HdrHistogram
 
 from simlab.provenance import atomic_write
 from simlab.real.limits import raise_fd_limit
+from simlab.real.pacing import PACINGS, Timer, clock
 from simlab.real.retrying import Attempt, ClientDynamics, Orphan, scheduled_gaps
 
 __all__ = ["LoadSpec", "check_loopback", "open_arrivals", "run"]
@@ -128,6 +129,9 @@ class LoadSpec:
     # each, "intended_s,latency_s,connection,status", times from the run's
     # start, warm-up included, for a look at transients.
     requests_out: str | None = None
+    # How sends are timed (``PACINGS``): "loop" on the event loop's clock,
+    # "timer" on the monotonic clock with a timer of its own.
+    pacing: str = "loop"
     # Report each connection's first local address (``connections.local``):
     # where copies race for the connections (gthread), the server side's
     # peers say which copy took which connection.
@@ -139,6 +143,8 @@ class LoadSpec:
             value = getattr(self, name)
             if not (math.isfinite(value) and 0 <= value <= MAX_TRANSFER_S):
                 raise ValueError(f"{name}(={value}) must be in [0, {MAX_TRANSFER_S:g}] s")
+        if self.pacing not in PACINGS:
+            raise ValueError(f"pacing(={self.pacing!r}) must be one of {', '.join(PACINGS)}")
         if self.client_dist not in ("fixed", "exp"):
             raise ValueError(f"client_dist(={self.client_dist!r}) must be 'fixed' or 'exp'")
         if (self.rate is None) == (self.think_s is None):
@@ -352,7 +358,7 @@ class Conn(asyncio.Protocol):
             return
         self.current = self.queue.popleft()
         self.busy = True
-        self.sent_at = self.gen.loop.time()
+        self.sent_at = self.gen.now()
         request = self.gen.next_request()
         if self.gen.spec.send_s <= 0:
             self.transport.write(request)
@@ -430,6 +436,10 @@ class Generator:
         self.connect_failures = 0
         self.ov = ClientDynamics(self) if ClientDynamics.wanted(spec) else None
         self.answers: list[tuple[float, float, int, int]] | None = [] if spec.requests_out else None
+        # The clock sends and answers are timed by, and the open loop's timer
+        # where the pacing has one (``simlab.real.pacing``).
+        self.now = clock(spec.pacing, loop)
+        self.timer = Timer(loop) if spec.pacing == "timer" and spec.rate is not None else None
 
     def transfer(self, kind: str) -> float:
         """One slow client's send or read time (seconds)."""
@@ -509,7 +519,7 @@ class Generator:
         return self.window[0] <= intended < self.window[1]
 
     def done(self, conn: Conn, status: int, service_us: int) -> None:
-        now = self.loop.time()
+        now = self.now()
         conn.busy = False
         self.outstanding -= 1
         attempt = conn.current
@@ -593,11 +603,16 @@ class Generator:
                 return
             if self._measured(t):
                 self.stats.scheduled += 1
-            # Never send early: latency is counted from t. Timers may fire a
-            # little early (uvloop's are whole milliseconds), so sleep again
-            # until t has passed; sleep(0) only yields for the last sliver.
-            while (delay := t - self.loop.time()) > 0:
-                await asyncio.sleep(delay if delay > 0.001 else 0)
+            if self.timer is not None:
+                await self.timer.until(t)
+            else:
+                # Never send early: latency is counted from t. Timers may fire
+                # a little early (uvloop's are whole milliseconds), so sleep
+                # again until t has passed; sleep(0) only yields for the last
+                # sliver, spinning until the loop's clock ticks
+                # (``simlab.real.pacing``).
+                while (delay := t - self.now()) > 0:
+                    await asyncio.sleep(delay if delay > 0.001 else 0)
             self.dispatch(self.conns[k], t)
 
     async def closed_loop(self) -> None:
@@ -610,7 +625,7 @@ class Generator:
         async def client(conn: Conn) -> None:
             while not self.stopping:
                 await asyncio.sleep(float(self.rng.exponential(think)) if think > 0 else 0)
-                t = self.loop.time()
+                t = self.now()
                 if t >= end or self.stats.sent >= spec.max_requests:
                     return
                 if self._measured(t):
@@ -625,7 +640,7 @@ class Generator:
 
     async def sampler(self) -> None:
         while not self.stopping:
-            now = self.loop.time()
+            now = self.now()
             if self.window[0] <= now < self.window[1]:
                 self.in_flight_samples.append(self.outstanding)
             if self.ov is not None:
@@ -635,7 +650,7 @@ class Generator:
     async def sweeper(self) -> None:
         """Abort requests that have waited longer than ``timeout``."""
         while True:
-            now = self.loop.time()
+            now = self.now()
             for conn in self.conns:
                 if conn.busy and now - conn.sent_at > self.spec.timeout:
                     conn._fail("timeouts")
@@ -654,7 +669,7 @@ async def _run(spec: LoadSpec) -> dict[str, Any]:  # noqa: PLR0912 - the run, in
         # (as the models assume), not ahead of time: an idle connection opened
         # early would hold a thread of a thread-pool or iterative server for ever.
         opened, connect_s = 0, 0.0
-    gen.t0 = loop.time() + 0.05
+    gen.t0 = gen.now() + 0.05
     gen.window = (gen.t0 + spec.warmup, gen.t0 + spec.warmup + spec.duration)
     wall_window = (
         time.time() + 0.05 + spec.warmup,
@@ -663,12 +678,13 @@ async def _run(spec: LoadSpec) -> dict[str, Any]:  # noqa: PLR0912 - the run, in
     # The load generator's own CPU over the window: it shares the machine's
     # cores with the server, and the simulation of a lab run charges it there.
     cpu_marks: list[float] = []
+    # On the loop's timers, whatever clock the window is in (``gen.now``).
     for at in gen.window:
-        loop.call_at(at, lambda: cpu_marks.append(time.process_time()))
+        loop.call_later(at - gen.now(), lambda: cpu_marks.append(time.process_time()))
     if spec.requests_per_connection is not None:
         # When the window ends, whatever mode is sending (a closed loop's
         # clients may still be thinking, or queued behind held threads).
-        loop.call_at(gen.window[1], gen.close_idle)
+        loop.call_later(gen.window[1] - gen.now(), gen.close_idle)
     sampler = loop.create_task(gen.sampler())
     sweeper = loop.create_task(gen.sweeper())
     if spec.rate is not None:
@@ -678,10 +694,10 @@ async def _run(spec: LoadSpec) -> dict[str, Any]:  # noqa: PLR0912 - the run, in
     # Stop sending; give what is in flight up to ``timeout`` to come back.
     # With K requests a connection, idle clients close at the window's end
     # (``close_idle``, on a timer set above), or now if sending stopped later.
-    if spec.requests_per_connection is not None and loop.time() >= gen.window[1]:
+    if spec.requests_per_connection is not None and gen.now() >= gen.window[1]:
         gen.close_idle()
-    deadline = loop.time() + spec.timeout
-    while gen.outstanding > 0 and loop.time() < deadline and not gen.stopping:
+    deadline = gen.now() + spec.timeout
+    while gen.outstanding > 0 and gen.now() < deadline and not gen.stopping:
         await asyncio.sleep(0.01)
     gen.stopping = True
     for conn in gen.conns:
@@ -698,13 +714,15 @@ async def _run(spec: LoadSpec) -> dict[str, Any]:  # noqa: PLR0912 - the run, in
         gen.ov.close()
     sampler.cancel()
     sweeper.cancel()
+    if gen.timer is not None:
+        gen.timer.close()
     await asyncio.sleep(0)
     report = _report(spec, gen, opened, connect_s, wall_window)
     if gen.answers is not None and spec.requests_out:
         _write_answers(Path(spec.requests_out), gen.answers)
     report["cpu_s_window"] = cpu_marks[1] - cpu_marks[0] if len(cpu_marks) == 2 else None
     if gen.ov is not None:
-        report["overload"] = gen.ov.report(time.time() + (gen.t0 - loop.time()))
+        report["overload"] = gen.ov.report(time.time() + (gen.t0 - gen.now()))
     return report
 
 

@@ -81,6 +81,7 @@ from simlab.real.kernel import KernelAccount
 from simlab.real.limits import check_fits, raise_fd_limit
 from simlab.real.lock import exclusive
 from simlab.real.options import SERVER_MODELS, SWITCH_INTERVAL_S
+from simlab.real.pacing import PACINGS
 from simlab.real.probe import (
     AcceptSplit,
     Probe,
@@ -125,6 +126,8 @@ class MeasureOptions:
     # The server's switch interval (ms; None: Python's default): simlab's
     # own servers only (``ServerOptions.switch_interval``).
     switch_interval_ms: float | None = None
+    # How the load generator times its sends and answers (``loadgen.LoadSpec.pacing``).
+    pacing: str = "loop"
     save: bool = True
     out_dir: Path | None = None  # default: $SIMLAB_DATA/measurements
     timeline: bool = False
@@ -138,6 +141,8 @@ class MeasureOptions:
     def __post_init__(self) -> None:
         if self.target not in TARGETS:
             raise UserError(f"unknown target {self.target!r} (choose from: {', '.join(TARGETS)})")
+        if self.pacing not in PACINGS:
+            raise UserError(f"pacing: {self.pacing!r} is not one of {', '.join(PACINGS)}")
         if self.workload.trace is not None:
             raise UserError(
                 "trace: replayed traces are for simulation; measure takes --rate or --think-ms"
@@ -431,6 +436,7 @@ def _load_spec(opts: MeasureOptions) -> loadgen.LoadSpec:
         client_dist=_client_dist(w),
         requests_out=None if opts.requests_out is None else str(opts.requests_out),
         report_local=_racing(opts),
+        pacing=opts.pacing,
     )
 
 
@@ -821,6 +827,7 @@ def _summary(
             p50=loadgen.percentile(lag, 50) / 1e3,
             p99=loadgen.percentile(lag, 99) / 1e3,
             queued_behind=r.get("queued_behind"),
+            pacing=opts.pacing,
         )
     return MeasuredSummary(
         model=opts.target,

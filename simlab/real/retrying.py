@@ -200,7 +200,9 @@ class ClientDynamics:
                 self.measured["retries"] += 1
         timeout = self.spec.attempt_timeout
         if timeout is not None:
-            attempt.timer = self.gen.loop.call_at(t + timeout, self._expire, conn, attempt)
+            # On the loop's timer, whatever clock t is in (``Generator.now``).
+            delay = t + timeout - self.gen.now()
+            attempt.timer = self.gen.loop.call_later(delay, self._expire, conn, attempt)
 
     def _settle(self, attempt: Attempt) -> bool:
         """Mark the attempt resolved; False if it already was."""
@@ -216,7 +218,7 @@ class ClientDynamics:
         if not self._settle(attempt):
             return
         gen = self.gen
-        now = gen.loop.time()
+        now = gen.now()
         gen.outstanding -= 1
         self._count("timeouts", now)
         if gen._measured(attempt.intended):
@@ -271,7 +273,7 @@ class ClientDynamics:
         """A reset, a refused connection, or the end-of-run sweep."""
         if not self._settle(attempt):
             return
-        now = self.gen.loop.time()
+        now = self.gen.now()
         self._count("dropped", now)
         if self.gen._measured(attempt.intended):
             self.dropped_by[kind] = self.dropped_by.get(kind, 0) + 1
@@ -280,7 +282,7 @@ class ClientDynamics:
 
     def late(self, status: int) -> None:
         """A late answer on an orphan: the server did the work for nobody."""
-        now = self.gen.loop.time()
+        now = self.gen.now()
         if status == 200:
             self._count("throughput", now)
             if self.gen.window[0] <= now < self.gen.window[1]:
@@ -313,7 +315,7 @@ class ClientDynamics:
 
     def _resend(self, conn: Conn, attempt: Attempt) -> None:
         gen = self.gen
-        now = gen.loop.time()
+        now = gen.now()
         if gen.stopping or now >= gen.window[1] or gen.stats.sent >= self.spec.max_requests:
             return
         gen.dispatch(conn, now, Attempt(now, attempt.n + 1, attempt.origin))

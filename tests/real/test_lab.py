@@ -161,6 +161,22 @@ def test_measure_matches_the_contract_and_littles_law(tmp_path, target: str) -> 
     _no_leftovers(before)
 
 
+def test_measure_with_the_timer_pacing_keeps_the_contract(tmp_path) -> None:
+    # The load generator on the monotonic clock and a timerfd
+    # (``simlab.real.pacing``): the same run's contract, and its pacing said.
+    before = {p.pid for p in psutil.Process().children(recursive=True)}
+    w = Workload(connections=50, rate=100.0, cpu=Fixed(0.001), io=Fixed(0.02))
+    opts = MeasureOptions("reactor-pool", w, Architecture(workers=8), duration=3.0, warmup=1.0,
+                          out_dir=tmp_path, pacing="timer")  # fmt: skip
+    s = measure(opts).to_dict()
+    assert s["stable"], s["stability"]
+    assert s["throughput_rps"] == pytest.approx(s["offered_rps"], rel=0.1)
+    assert s["latency_ms"]["p50"] >= 21.0  # never under the work: sends are not early
+    assert s["little"]["rel_error"] < 0.15
+    assert s["send_delay_ms"]["pacing"] == "timer"
+    _no_leftovers(before)
+
+
 def test_measure_refuses_what_cannot_fit() -> None:
     w = Workload(connections=60_000, rate=10.0)
     with pytest.raises(ValueError, match="connections"):
