@@ -46,11 +46,12 @@ async def _paced(rate: float, seconds: float, pacing: str) -> tuple[int, float]:
     gen.t0 = gen.now()
     gen.window = (gen.t0, gen.t0 + seconds)
     cpu = time.process_time()
-    await gen.open_loop()
-    spent = time.process_time() - cpu
-    if gen.timer is not None:
-        gen.timer.close()
-    return sent[0], spent
+    try:
+        await gen.open_loop()
+    finally:
+        if gen.timer is not None:
+            gen.timer.close()
+    return sent[0], time.process_time() - cpu
 
 
 async def _plain(rate: float, seconds: float) -> tuple[int, float]:

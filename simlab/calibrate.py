@@ -130,8 +130,11 @@ MEMORY_UNITS = ("process", "thread", "connection", "fork", "backend_conn", "touc
 # switch per runnable thread): a grid, so that a bootstrap costs no new runs.
 CONTENTION_GRID = (0.0, 0.01, 0.02, 0.05, 0.1, 0.2, 0.35, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 5.0)
 # The GIL's waiters' wake-ups (us of the holder's time each), tried with it:
-# about 1.5 us was seen on 2 December (300 threads at 5 against 50 ms).
-POLL_GRID = (0.0, 0.25, 0.5, 1.0, 1.5, 2.0, 2.5, 3.0, 4.0, 6.0, 10.0)
+# about 1.5 us was seen on 2 December (300 threads at 5 against 50 ms); with
+# the hand-off beside the lab's neighbours on (5 December, night), the
+# contrast asked for 6 us, its interval [4, 10] at the top of a grid that
+# ended at 10, so it reaches further.
+POLL_GRID = (0.0, 0.25, 0.5, 1.0, 1.5, 2.0, 2.5, 3.0, 4.0, 6.0, 8.0, 10.0, 15.0, 25.0)
 # The GIL's hand-off (us the GIL idles each time a waiter takes it), at 2 to
 # 4 hand-offs a request under contention.
 HANDOFF_GRID = (0.0, 5.0, 10.0, 15.0, 20.0, 25.0, 30.0, 35.0, 40.0, 50.0, 60.0, 80.0, 120.0)
@@ -466,8 +469,11 @@ def fit_neighbour_share(results: list[tuple[Run, dict[str, Any]]], platform: Pla
     as measured (the load generator's a request, the backend's a call), and
     its GIL time a request (1/served, ``_contention_y``) is set against the
     measured; least squares, and a bootstrap over each configuration's runs.
-    Nested after the other GIL costs (``fit_thread_costs``), fitted without
-    it."""
+    Nested after the other GIL costs (``fit_thread_costs``), which are fitted
+    at ``platform``'s share (the preset's where it is not identified: 1 in
+    cpython's), so a share the runs do not identify is the one those costs
+    assume. The grid's 0 also turns the neighbours' runs back into runs
+    that queue for cores each on its own (``Cpu.background``)."""
     runs = [(run, s) for run, s in results if run.role == "beside"]
     served = [s.get("throughput_rps") or 0.0 for _, s in runs]
     lab = any(getattr(platform, k) > 0 for k in LAB_KEYS)

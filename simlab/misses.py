@@ -842,8 +842,8 @@ def _accepted_sooner(miss: dict[str, Any], rows: list[dict[str, Any]]) -> dict[s
         else:
             text += f"; the runs' served rates do not follow their threads ({pairs})"
     text += (
-        "; so the server's acceptor may take the GIL from its handlers more often than the "
-        "model's, which waits for it behind them; test: "
+        "; so the server's acceptor may take its turns (the GIL, the cores) from its handlers "
+        "more often than the model's, which waits for them behind the handlers; test: "
         f"{_measure(miss['model'], miss['config'])} with the threads' count and the served "
         "rate sampled each second through the run, against the model's"
     )

@@ -599,9 +599,10 @@ class Platform:
                            server (the lab's load generator, backend or probe:
                            the ``LAB_KEYS``) holds a core, whose waiter the
                            kernel wakes on that core: it waits until that
-                           process blocks (each is one thread, its runs one
-                           after another on the core it holds: its busy
-                           period), the GIL idle meanwhile, where the model's
+                           process blocks (above 0 each is one thread, its
+                           runs one after another on the core it holds: its
+                           busy period; at 0 its runs queue for cores each on
+                           its own), the GIL idle meanwhile, where the model's
                            cores would have let it run on the one the GIL's
                            last holder left; it then runs on the neighbour's
                            core. Nothing without neighbours (a server with its

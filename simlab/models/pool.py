@@ -151,10 +151,13 @@ class Cpu:
     neighbour's core with probability ``gil_neighbour_share`` (the kernel
     wakes a thread where it chooses, often the core it last ran on, and a
     woken thread does not always preempt what runs there at once): it waits
-    until that neighbour blocks (each neighbour is one thread, whose runs
-    come one after another on the core it holds until it has none left: its
-    busy period), the GIL idle meanwhile, though the core the GIL's last
-    holder left may be free, and then runs on that core. A
+    until that neighbour blocks, the GIL idle meanwhile, though the core the
+    GIL's last holder left may be free, and then runs on that core. With a
+    share above 0 each neighbour is one thread, whose runs come one after
+    another on the core it holds until it has none left (its busy period; a
+    neighbour busier than a core would never block, which the lab's are
+    not); at 0 its runs queue for cores each on its own, as they did before
+    the share. A
     server at its GIL's capacity beside an open-loop load generator loses
     that time from such hand-offs (``simlab.calibrate.fit_neighbour_share``).
     """

@@ -61,7 +61,7 @@ from hdrh.histogram import HdrHistogram
 
 from simlab.provenance import atomic_write
 from simlab.real.limits import raise_fd_limit
-from simlab.real.pacing import PACINGS, Timer, clock
+from simlab.real.pacing import PACINGS, At, Timer, clock
 from simlab.real.retrying import Attempt, ClientDynamics, Orphan, scheduled_gaps
 
 __all__ = ["LoadSpec", "check_loopback", "open_arrivals", "run"]
@@ -657,9 +657,20 @@ class Generator:
             await asyncio.sleep(min(0.5, self.spec.timeout / 4))
 
 
-async def _run(spec: LoadSpec) -> dict[str, Any]:  # noqa: PLR0912 - the run, in order
+async def _run(spec: LoadSpec) -> dict[str, Any]:
     loop = asyncio.get_running_loop()
     gen = Generator(spec, loop)
+    try:
+        return await _drive(gen, spec, loop)
+    finally:
+        # The open loop's timerfd, however the run ended.
+        if gen.timer is not None:
+            gen.timer.close()
+
+
+async def _drive(  # noqa: PLR0912 - the run, in order
+    gen: Generator, spec: LoadSpec, loop: asyncio.AbstractEventLoop
+) -> dict[str, Any]:
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, lambda: setattr(gen, "stopping", True))
     if spec.requests_per_connection is None:
@@ -678,13 +689,13 @@ async def _run(spec: LoadSpec) -> dict[str, Any]:  # noqa: PLR0912 - the run, in
     # The load generator's own CPU over the window: it shares the machine's
     # cores with the server, and the simulation of a lab run charges it there.
     cpu_marks: list[float] = []
-    # On the loop's timers, whatever clock the window is in (``gen.now``).
+    # On the generator's clock, whichever the pacing's (``pacing.At``).
     for at in gen.window:
-        loop.call_later(at - gen.now(), lambda: cpu_marks.append(time.process_time()))
+        At(loop, gen.now, at, lambda: cpu_marks.append(time.process_time()))
     if spec.requests_per_connection is not None:
         # When the window ends, whatever mode is sending (a closed loop's
         # clients may still be thinking, or queued behind held threads).
-        loop.call_later(gen.window[1] - gen.now(), gen.close_idle)
+        At(loop, gen.now, gen.window[1], gen.close_idle)
     sampler = loop.create_task(gen.sampler())
     sweeper = loop.create_task(gen.sweeper())
     if spec.rate is not None:
@@ -714,8 +725,6 @@ async def _run(spec: LoadSpec) -> dict[str, Any]:  # noqa: PLR0912 - the run, in
         gen.ov.close()
     sampler.cancel()
     sweeper.cancel()
-    if gen.timer is not None:
-        gen.timer.close()
     await asyncio.sleep(0)
     report = _report(spec, gen, opened, connect_s, wall_window)
     if gen.answers is not None and spec.requests_out:

@@ -43,6 +43,7 @@ import json
 import math
 import os
 import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -143,6 +144,8 @@ class MeasureOptions:
             raise UserError(f"unknown target {self.target!r} (choose from: {', '.join(TARGETS)})")
         if self.pacing not in PACINGS:
             raise UserError(f"pacing: {self.pacing!r} is not one of {', '.join(PACINGS)}")
+        if self.pacing == "timer" and not sys.platform.startswith("linux"):
+            raise UserError("pacing: timer needs Linux's timerfd; use --pacing loop")
         if self.workload.trace is not None:
             raise UserError(
                 "trace: replayed traces are for simulation; measure takes --rate or --think-ms"

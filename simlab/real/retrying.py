@@ -41,6 +41,8 @@ from typing import TYPE_CHECKING, Any, cast
 import httptools
 import numpy as np
 
+from simlab.real.pacing import At
+
 if TYPE_CHECKING:
     from simlab.real.loadgen import Conn, Generator
 
@@ -62,7 +64,7 @@ class Attempt:
         self.intended = intended
         self.n = n
         self.origin = origin
-        self.timer: asyncio.TimerHandle | None = None
+        self.timer: At | None = None
         self.done = False
 
 
@@ -200,9 +202,9 @@ class ClientDynamics:
                 self.measured["retries"] += 1
         timeout = self.spec.attempt_timeout
         if timeout is not None:
-            # On the loop's timer, whatever clock t is in (``Generator.now``).
-            delay = t + timeout - self.gen.now()
-            attempt.timer = self.gen.loop.call_later(delay, self._expire, conn, attempt)
+            # On the generator's clock, whichever the pacing's (``pacing.At``).
+            gen = self.gen
+            attempt.timer = At(gen.loop, gen.now, t + timeout, self._expire, conn, attempt)
 
     def _settle(self, attempt: Attempt) -> bool:
         """Mark the attempt resolved; False if it already was."""

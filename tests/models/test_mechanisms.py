@@ -356,8 +356,9 @@ class Mechanism:
     own_costs: bool = True  # False: off means the peers lose their own fitted costs
     metrics: tuple[str, ...] = field(default=("latency_p50", "latency_p99"))
     # The platform parameters that switch it on where the pinned profile
-    # predates it (it holds them at their presets' 0): fitted later, from the
-    # committed profile (``_since_pinned``).
+    # predates it (it holds them off: at their presets' 0, or at ``PREDATED``'s
+    # where the preset is on now): fitted later, from the committed profile
+    # (``_since_pinned``), or an assumption of the preset.
     on: dict[str, float] = field(default_factory=dict)
     # A peer's own costs that switch it on, likewise: (peer, cost, value).
     on_peers: tuple[tuple[str, str, float], ...] = ()
