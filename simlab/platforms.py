@@ -89,11 +89,13 @@ def cpython() -> Platform:
       does not block keeps its core: the load generator spins through the
       last millisecond before each send (uvloop's timers are whole
       milliseconds), about 0.5 ms of CPU a request with no server at all.
-      Calibration fits it from open-loop runs beside the load generator
-      (``fit_neighbour_share``); they ask for all of it (their interval
-      reaches 1, the top of a share), so it is not identified and this
-      value stands. It acts only where validation puts the lab's neighbours
-      on the cores: a server with its machine to itself is not slowed.
+      Calibration fits the GIL's other costs at this value, then the share
+      from open-loop runs beside the load generator
+      (``fit_neighbour_share``); where those runs bound it, the profile's
+      fitted share replaces this one (with the waiters' wake-ups at 2 us
+      they asked for all of it, at the top of a share). It acts only where
+      validation puts the lab's neighbours on the cores: a server with its
+      machine to itself is not slowed.
     """
     return Platform(name="cpython", gil_neighbour_share=1.0)
 

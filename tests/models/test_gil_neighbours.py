@@ -20,6 +20,7 @@ import simlab.platforms
 from simlab import calibrate as cal
 from simlab.models.pool import BACKEND, CLIENT, PROBE, Cpu
 from simlab.params import Architecture, Platform, Workload
+from simlab.platforms import platform_from_profile
 from simlab.real.grids import BESIDE, BESIDE_REPEATS, grid
 
 REPO = Path(__file__).resolve().parents[2]
@@ -176,13 +177,19 @@ def test_fit_neighbour_share_finds_a_planted_share() -> None:
     assert math.isclose(bare.value, 1.0)
 
 
-def test_the_committed_profile_holds_the_share_as_an_assumption() -> None:
-    # The beside runs ask for all of it: their interval reaches 1, the top of
-    # a share, so it is not identified; the preset's 1 stands, labelled, with
-    # no interval shown.
+def test_the_committed_profile_fits_the_share_or_labels_it() -> None:
+    # Fitted from the beside runs with the GIL's other costs in place: an
+    # interval inside (0, 1], or, where the runs do not bound it, the
+    # preset's 1 labelled as an assumption, with no interval shown.
     profile = json.loads((REPO / "data" / "profiles" / "cpython.json").read_text())
     entry = profile["parameters"]["gil_neighbour_share"]
-    assert not entry["identified"] and "ci95" not in entry
-    assert entry["value"] == simlab.platforms.cpython().gil_neighbour_share == 1.0
-    assert "not identified" in entry["assumption"]
-    assert simlab.load_platform("cpython").gil_neighbour_share == 1.0
+    # The committed profile as simlab reads it (the tests' own $SIMLAB_DATA
+    # holds a frozen one).
+    used = platform_from_profile(profile, source="cpython.json").gil_neighbour_share
+    if entry["identified"]:
+        low, high = entry["ci95"]
+        assert 0 < low <= entry["value"] <= high <= 1
+        assert used == entry["value"]
+    else:
+        assert "ci95" not in entry and "not identified" in entry["assumption"]
+        assert used == simlab.platforms.cpython().gil_neighbour_share == 1.0
