@@ -761,11 +761,10 @@ def _children(
     return {"kind": "hypothesis", "text": text}
 
 
-def _unaccepted(miss: dict[str, Any]) -> dict[str, str] | None:
-    """A threads-peak miss under the prediction, beyond noise and saturated,
-    of persistent connections each with a thread (or child) of its own, no
-    run over any predicted run: connections the server had not accepted
-    (its threads count those it had)."""
+def _owner_peaks(miss: dict[str, Any]) -> tuple[list[float], list[float]] | None:
+    """The measured and predicted runs' peaks of a threads-peak miss beyond
+    noise and saturated, of persistent connections each with a thread (or
+    child) of its own, where both sides have runs; None otherwise."""
     if miss["metric"] != "threads_peak" or miss.get("within_noise") is not False:
         return None
     if float(miss["rho"]) < SATURATED or _knob(miss["config"], "k") is not None:
@@ -774,8 +773,18 @@ def _unaccepted(miss: dict[str, Any]) -> dict[str, str] | None:
         return None
     measured = _run_values(miss, "measured_runs")
     predicted = _run_values(miss, "predicted_runs")
-    if not measured or not predicted or not max(measured) <= min(predicted):
+    return (measured, predicted) if measured and predicted else None
+
+
+def _unaccepted(miss: dict[str, Any]) -> dict[str, str] | None:
+    """A threads-peak miss under the prediction, beyond noise and saturated,
+    of persistent connections each with a thread (or child) of its own, no
+    run over any predicted run: connections the server had not accepted
+    (its threads count those it had)."""
+    peaks = _owner_peaks(miss)
+    if peaks is None or not max(peaks[0]) <= min(peaks[1]):
         return None
+    measured, predicted = peaks
     n = _knob(miss["config"], "N") or round(min(predicted))
     short = [min(predicted) - v for v in measured if v < min(predicted)]
     if not short:
@@ -807,17 +816,11 @@ def _accepted_sooner(miss: dict[str, Any], rows: list[dict[str, Any]]) -> dict[s
     behind the connections, the server's less. Where the same case's served
     rate was measured in the same runs, whether the runs that made more
     threads served less (their order) is said, as the data show it."""
-    if miss["metric"] != "threads_peak" or miss.get("within_noise") is not False:
-        return None
-    if float(miss["rho"]) < SATURATED or _knob(miss["config"], "k") is not None:
-        return None
-    if not _thread_each(miss):
-        return None
-    measured = _run_values(miss, "measured_runs")
-    predicted = _run_values(miss, "predicted_runs")
+    peaks = _owner_peaks(miss)
     n = _knob(miss["config"], "N")
-    if not measured or not predicted or n is None:
+    if peaks is None or n is None:
         return None
+    measured, predicted = peaks
     if not min(measured) > max(predicted) or not max(measured) < n:
         return None
     runs = ", ".join(_n(v) for v in measured)

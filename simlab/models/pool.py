@@ -32,7 +32,7 @@ DROP_SLACK = 1e-12
 # The processes beside the server in the lab, each one thread on the cores
 # (``Cpu.background``): the load generator, the backend, the probe.
 CLIENT, BACKEND, PROBE = range(3)
-NEIGHBOURS = 3
+NEIGHBOURS = len((CLIENT, BACKEND, PROBE))
 
 
 class Pool:
@@ -284,10 +284,10 @@ class Cpu:
             self.lane_core[who] = core
             self.neighbours.append(who)
         yield self.env.timeout(duration)
-        if lane.waiters:
-            lane.give(0)
-            return
+        more = bool(lane.waiters)  # its next run keeps the core
         lane.give(0)
+        if more:
+            return
         self.lane_core[who] = -1
         self.neighbours.remove(who)
         placed = self.placed.pop(who, None)

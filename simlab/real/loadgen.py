@@ -49,7 +49,7 @@ import socket
 import sys
 import time
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, cast
@@ -441,6 +441,10 @@ class Generator:
         self.now = clock(spec.pacing, loop)
         self.timer = Timer(loop) if spec.pacing == "timer" and spec.rate is not None else None
 
+    def at(self, when: float, fn: Callable[..., object], *args: object) -> At:
+        """``fn(*args)`` once this generator's clock reads ``when`` (``pacing.At``)."""
+        return At(self.loop, self.now, when, fn, *args)
+
     def transfer(self, kind: str) -> float:
         """One slow client's send or read time (seconds)."""
         mean = self.spec.send_s if kind == "send" else self.spec.recv_s
@@ -691,11 +695,11 @@ async def _drive(  # noqa: PLR0912 - the run, in order
     cpu_marks: list[float] = []
     # On the generator's clock, whichever the pacing's (``pacing.At``).
     for at in gen.window:
-        At(loop, gen.now, at, lambda: cpu_marks.append(time.process_time()))
+        gen.at(at, lambda: cpu_marks.append(time.process_time()))
     if spec.requests_per_connection is not None:
         # When the window ends, whatever mode is sending (a closed loop's
         # clients may still be thinking, or queued behind held threads).
-        At(loop, gen.now, gen.window[1], gen.close_idle)
+        gen.at(gen.window[1], gen.close_idle)
     sampler = loop.create_task(gen.sampler())
     sweeper = loop.create_task(gen.sweeper())
     if spec.rate is not None:

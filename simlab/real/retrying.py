@@ -41,10 +41,9 @@ from typing import TYPE_CHECKING, Any, cast
 import httptools
 import numpy as np
 
-from simlab.real.pacing import At
-
 if TYPE_CHECKING:
     from simlab.real.loadgen import Conn, Generator
+    from simlab.real.pacing import At
 
 __all__ = ["Attempt", "ClientDynamics", "Orphan", "scheduled_gaps"]
 
@@ -202,9 +201,8 @@ class ClientDynamics:
                 self.measured["retries"] += 1
         timeout = self.spec.attempt_timeout
         if timeout is not None:
-            # On the generator's clock, whichever the pacing's (``pacing.At``).
-            gen = self.gen
-            attempt.timer = At(gen.loop, gen.now, t + timeout, self._expire, conn, attempt)
+            # On the generator's clock, whichever the pacing's.
+            attempt.timer = self.gen.at(t + timeout, self._expire, conn, attempt)
 
     def _settle(self, attempt: Attempt) -> bool:
         """Mark the attempt resolved; False if it already was."""
