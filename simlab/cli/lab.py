@@ -17,7 +17,7 @@ from simlab.params import Architecture
 from simlab.paths import measurements_dir, shown
 from simlab.platforms import load_platform
 from simlab.provenance import atomic_write_json, git_revision, machine, utc_stamp
-from simlab.real.pacing import PACINGS
+from simlab.real.pacing import DEFAULT_PACING, PACINGS
 from simlab.registry import MODEL_NAMES
 from simlab.results import MeasuredSummary
 from simlab.scenario import architecture, build
@@ -151,10 +151,10 @@ def _add_measure(sub: argparse._SubParsersAction[options.Parser], targets: tuple
     lab.add_argument(
         "--pacing",
         type=options.choice("PACING", PACINGS),
-        default="loop",
-        help="how the load generator times its sends and answers: loop (uvloop's "
-        "whole-millisecond clock, spinning before each send: every committed run) or timer "
-        "(the monotonic clock and a timerfd: on time, no spin; Linux) (default loop)",
+        default=DEFAULT_PACING,
+        help="how the load generator times its sends and answers: timer (the monotonic "
+        "clock and a timerfd: on time, no spin; Linux) or loop (uvloop's whole-millisecond "
+        f"clock, spinning before each send: runs before December 2026) (default {DEFAULT_PACING})",
     )
     lab.add_argument(
         "--sizes",

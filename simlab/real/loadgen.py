@@ -61,7 +61,7 @@ from hdrh.histogram import HdrHistogram
 
 from simlab.provenance import atomic_write
 from simlab.real.limits import raise_fd_limit
-from simlab.real.pacing import PACINGS, At, Timer, clock
+from simlab.real.pacing import DEFAULT_PACING, PACINGS, At, Timer, clock
 from simlab.real.retrying import Attempt, ClientDynamics, Orphan, scheduled_gaps
 
 __all__ = ["LoadSpec", "check_loopback", "open_arrivals", "run"]
@@ -131,7 +131,7 @@ class LoadSpec:
     requests_out: str | None = None
     # How sends are timed (``PACINGS``): "loop" on the event loop's clock,
     # "timer" on the monotonic clock with a timer of its own.
-    pacing: str = "loop"
+    pacing: str = DEFAULT_PACING
     # Report each connection's first local address (``connections.local``):
     # where copies race for the connections (gthread), the server side's
     # peers say which copy took which connection.

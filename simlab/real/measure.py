@@ -82,7 +82,7 @@ from simlab.real.kernel import KernelAccount
 from simlab.real.limits import check_fits, raise_fd_limit
 from simlab.real.lock import exclusive
 from simlab.real.options import SERVER_MODELS, SWITCH_INTERVAL_S
-from simlab.real.pacing import PACINGS
+from simlab.real.pacing import DEFAULT_PACING, PACINGS
 from simlab.real.probe import (
     AcceptSplit,
     Probe,
@@ -128,7 +128,7 @@ class MeasureOptions:
     # own servers only (``ServerOptions.switch_interval``).
     switch_interval_ms: float | None = None
     # How the load generator times its sends and answers (``loadgen.LoadSpec.pacing``).
-    pacing: str = "loop"
+    pacing: str = DEFAULT_PACING
     save: bool = True
     out_dir: Path | None = None  # default: $SIMLAB_DATA/measurements
     timeline: bool = False
