@@ -193,3 +193,46 @@ def test_the_committed_profile_fits_the_share_or_labels_it() -> None:
     else:
         assert "ci95" not in entry and "not identified" in entry["assumption"]
         assert used == simlab.platforms.cpython().gil_neighbour_share == 1.0
+
+
+def test_the_gil_costs_and_the_share_are_fitted_in_turn_until_the_share_stays(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Planted fits that trade off as the real ones did on 5 December: the
+    # wake-ups a fit finds rise with the share held, and the share found
+    # falls with the wake-ups held. The rounds stop where the share comes
+    # back to where it was fitted from, whatever share they start at.
+    seen: list[float] = []
+
+    def costs(results: object, platform: Platform) -> dict[str, cal.GridFit]:
+        seen.append(platform.gil_neighbour_share)
+        poll = 2.0 + 4.0 * platform.gil_neighbour_share
+        return {"gil_poll_us": cal.GridFit(poll, [poll - 1, poll + 1], True, "")}
+
+    def share(results: object, platform: Platform) -> cal.GridFit:
+        value = 0.8 if platform.gil_poll_us >= 5.0 else 0.7
+        return cal.GridFit(value, [value - 0.1, value + 0.1], True, "")
+
+    monkeypatch.setattr(cal, "fit_thread_costs", costs)
+    monkeypatch.setattr(cal, "fit_neighbour_share", share)
+    preset = simlab.platforms.cpython()
+    for start in (0.0, 1.0):
+        seen.clear()
+        fits, found, rounds = cal.fit_gil_rounds(
+            [], preset.with_(gil_neighbour_share=start), preset
+        )
+        # 0 -> poll 2 -> share 0.7 -> poll 4.8 -> 0.7 stays; 1 -> poll 6 ->
+        # 0.8 -> poll 5.2 -> 0.8 stays.
+        expected = 0.7 if start == 0.0 else 0.8
+        assert found.value == expected and rounds == 2
+        assert seen == [start, expected]
+        assert fits["gil_poll_us"].value == pytest.approx(2.0 + 4.0 * expected)
+
+    # A share that swings between two values is said to have moved still.
+    def swinging(results: object, platform: Platform) -> cal.GridFit:
+        value = 0.2 if platform.gil_poll_us >= 4.0 else 0.9
+        return cal.GridFit(value, [0.1, 1.0], True, "")
+
+    monkeypatch.setattr(cal, "fit_neighbour_share", swinging)
+    *_, rounds = cal.fit_gil_rounds([], preset, preset)
+    assert rounds == cal.GIL_ROUNDS + 1
