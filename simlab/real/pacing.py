@@ -3,11 +3,12 @@
 uvloop's clock (``loop.time()``) moves in whole milliseconds, and so do its
 timers. Paced by it (``"loop"``, as every run before 6 December 2026 was
 measured, and the default off Linux), an open loop sleeps to the last
-millisecond before each intended send and then yields (``asyncio.sleep(0)``) until the loop's clock reaches
-it: the send goes at the first millisecond tick at or after its time, and
-the yielding spins the load generator's core meanwhile, about 0.5 ms of CPU
-a request (``benchmarks/loadgen_pacing.py``), taken from the server it
-measures. Answers are timed by the same clock.
+millisecond before each intended send and then yields
+(``asyncio.sleep(0)``) until the loop's clock reaches it: the send goes at
+the first millisecond tick at or after its time, and the yielding spins
+the load generator's core meanwhile, about 0.5 ms of CPU a request
+(``benchmarks/loadgen_pacing.py``), taken from the server it measures.
+Answers are timed by the same clock.
 
 ``"timer"`` times everything by ``time.monotonic()`` (the kernel's
 ``CLOCK_MONOTONIC``, to the nanosecond) and wakes the loop for each send by
