@@ -654,6 +654,7 @@ def fit_peer_loops(
     return out
 
 
+# (``parse_us`` names the cost the record is carried on: ``_peer_request_record``.)
 PEER_REQUEST_METHOD = (
     "the peer's light runs' CPU a served request (busy cores over served rate) less "
     "the model's on the same runs (simulated as they ran, the shared costs held), over "
@@ -664,94 +665,124 @@ PEER_REQUEST_METHOD = (
 
 def fit_peer_requests(
     results: list[tuple[Run, dict[str, Any]]], platform: Platform
-) -> dict[str, dict[str, Any]]:
+) -> dict[str, tuple[str, dict[str, Any]]]:
     """What a request costs each peer's own code beyond the model it
     resembles (``PEER_REQUESTS``: gunicorn's parser, WSGI environ and worker
-    loop), from its light runs (role ``peer_request``), as its ``parse_us``.
+    loop), from its light runs (role ``peer_request``): for each peer, the
+    cost it is carried on (``PEER_REQUEST_KEYS``) and its record.
 
     Each run is simulated as it ran (the peer's model and design, ``platform``
     with the shared costs and what the peer's design sets, as validation
-    does: ``with_own_costs``), and again with ``PARSE_PROBE_US`` more
-    ``parse_us``: the difference between the measured and the simulated CPU
-    a served request, over what a µs of ``parse_us`` adds to the simulated
-    one, is the peer's own, and its mean over the runs is added to the
-    shared ``parse_us``. A model that pays ``parse_us`` on few of its
-    requests (a reactor's loop parses at its ``loop_event_us``) cannot carry
-    the peer's cost there: not identified, with that reason. Identified
-    where the mean's t interval excludes zero; otherwise the shared value,
-    labelled an assumption. A peer with fewer than three runs is left out.
-    The runs' excess is taken as a cost a request: a cost a second (a
-    master's heartbeats) would fall with the rate instead."""
-    from simlab.simulation import simulate  # noqa: PLC0415 - heavy, and only here
-    from simlab.validate import cpu_ms  # noqa: PLC0415 - validate imports the simulation
-
-    shared = platform.parse_us
-    out: dict[str, dict[str, Any]] = {}
+    does: ``with_own_costs``), and again with ``PARSE_PROBE_US`` more of a
+    cost: the difference between the measured and the simulated CPU a
+    served request, over what a µs of the cost adds to the simulated one,
+    is the peer's own, and its mean over the runs is added to the shared
+    value. The cost is the first of ``PEER_REQUEST_KEYS`` that the model
+    pays on most requests (``MIN_PARSE_SHARE``): ``parse_us`` where a
+    thread parses each request, ``dispatch_us`` where a reactor's loop
+    parses at its own ``loop_event_us`` and pays ``parse_us`` only on a
+    connection's first read, but hands every request to a worker; none,
+    not identified, with that reason. Identified where the mean's t interval
+    excludes zero; otherwise the shared value, labelled an assumption. A
+    peer with fewer than three runs is left out. The runs' excess is taken
+    as a cost a request: a cost a second (a master's heartbeats) would fall
+    with the rate instead."""
+    out: dict[str, tuple[str, dict[str, Any]]] = {}
     for peer in PEER_REQUESTS:
-        deltas, slopes = [], []
-        for k, (run, s) in enumerate(results):
-            if run.target != peer or run.role != "peer_request":
-                continue
-            # A run that kept no number has none to read (``cpu_ms`` None).
-            measured = cpu_ms(*(float(s.get(key) or math.nan) for key in CPU_KEYS))
-            p = with_own_costs(peer, run.platform(platform), {})
-            predicted = []
-            for more in (0.0, PARSE_PROBE_US):
-                sim = simulate(
-                    RESEMBLES[peer], run.workload, p.with_(parse_us=shared + more),
-                    as_designed(peer, run.arch), duration=run.duration, warmup=run.warmup,
-                    replications=2, seed=k + 1,
-                ).summary  # fmt: skip
-                predicted.append(cpu_ms(sim.cpu_busy_cores, sim.throughput_rps))
-            base, probed = predicted
-            if measured is None or base is None or probed is None:
-                continue
-            # cpu_ms is in ms: the slope is per µs of parse_us, the excess in µs.
-            slope = (probed - base) * 1e3 / PARSE_PROBE_US
-            slopes.append(slope)
-            if slope > 0:
-                deltas.append((measured - base) * 1e3 / slope)
-        if len(slopes) < 3:
-            continue
-        share = float(np.median(slopes))
-        if share < MIN_PARSE_SHARE:
-            out[peer] = {
+        runs = [(k, run, s) for k, (run, s) in enumerate(results)
+                if run.target == peer and run.role == "peer_request"]  # fmt: skip
+        paid: list[str] = []
+        for key in PEER_REQUEST_KEYS:
+            slopes, deltas = _peer_request_slopes(runs, peer, key, platform)
+            if len(slopes) < 3:
+                break
+            share = float(np.median(slopes))
+            if share >= MIN_PARSE_SHARE:
+                out[peer] = (key, _peer_request_record(peer, key, deltas, platform))
+                break
+            paid.append(f"{key} on {share:.0%}")
+        else:
+            shared = platform.parse_us
+            out[peer] = ("parse_us", {
                 "value": shared,
                 "identified": False,
                 "assumption": f"not identified: {peer}'s model ({RESEMBLES[peer]}) pays "
-                f"parse_us on {share:.0%} of its requests, so its own request cost cannot "
+                f"{' and '.join(paid)} of its requests, so its own request cost cannot "
                 "be carried there; the shared value (simlab's servers')",
                 "method": PEER_REQUEST_METHOD,
-                "parse_share": slopes,
-            }
-            continue
-        # A t interval on the mean: with a few runs a bootstrap of their median
-        # excludes zero whenever their noise happens to fall on one side.
-        delta, ci = float(np.mean(deltas)), ci95(deltas)
-        if ci is not None and (ci[0] > 0 or ci[1] < 0):
-            out[peer] = {
-                "value": max(0.0, shared + delta),
-                "ci95": [max(0.0, shared + ci[0]), max(0.0, shared + ci[1])],
-                "identified": True,
-                "method": PEER_REQUEST_METHOD,
-                "over_model_us": deltas,
-            }
-        else:
-            span = "none" if ci is None else f"[{ci[0]:.0f}, {ci[1]:.0f}]"
-            out[peer] = {
-                "value": shared,
-                "identified": False,
-                "assumption": f"not identified by {peer}'s light runs (its CPU a request "
-                f"over the model's, {delta:.0f} us, interval {span}, does not exclude zero); "
-                "the shared value (simlab's servers')",
-                "estimate": shared + delta,
-                "method": PEER_REQUEST_METHOD,
-                "over_model_us": deltas,
-            }
+            })  # fmt: skip
     return out
 
 
-# The parse_us added to see what it costs a model's request, and the least
+def _peer_request_slopes(
+    runs: list[tuple[int, Run, dict[str, Any]]], peer: str, key: str, platform: Platform
+) -> tuple[list[float], list[float]]:
+    """``fit_peer_requests``'s per-run numbers for ``key``: what a µs of it
+    adds to the model's CPU a served request (its share of requests paying
+    it), and the measured less the simulated CPU a request in µs of it
+    (where the slope is positive)."""
+    from simlab.simulation import simulate  # noqa: PLC0415 - heavy, and only here
+    from simlab.validate import cpu_ms  # noqa: PLC0415 - validate imports the simulation
+
+    shared = float(getattr(platform, key))
+    slopes, deltas = [], []
+    for k, run, s in runs:
+        # A run that kept no number has none to read (``cpu_ms`` None).
+        measured = cpu_ms(*(float(s.get(name) or math.nan) for name in CPU_KEYS))
+        p = with_own_costs(peer, run.platform(platform), {})
+        predicted = []
+        for more in (0.0, PARSE_PROBE_US):
+            sim = simulate(
+                RESEMBLES[peer], run.workload, p.with_(**{key: shared + more}),
+                as_designed(peer, run.arch), duration=run.duration, warmup=run.warmup,
+                replications=2, seed=k + 1,
+            ).summary  # fmt: skip
+            predicted.append(cpu_ms(sim.cpu_busy_cores, sim.throughput_rps))
+        base, probed = predicted
+        if measured is None or base is None or probed is None:
+            continue
+        # cpu_ms is in ms: the slope is per µs of the cost, the excess in µs.
+        slope = (probed - base) * 1e3 / PARSE_PROBE_US
+        slopes.append(slope)
+        if slope > 0:
+            deltas.append((measured - base) * 1e3 / slope)
+    return slopes, deltas
+
+
+def _peer_request_record(
+    peer: str, key: str, deltas: list[float], platform: Platform
+) -> dict[str, Any]:
+    """The profile's record of a peer's own cost carried on ``key``."""
+    shared = float(getattr(platform, key))
+    method = PEER_REQUEST_METHOD.replace("parse_us", key)
+    # A t interval on the mean: with a few runs a bootstrap of their median
+    # excludes zero whenever their noise happens to fall on one side.
+    delta, ci = float(np.mean(deltas)), ci95(deltas)
+    if ci is not None and (ci[0] > 0 or ci[1] < 0):
+        return {
+            "value": max(0.0, shared + delta),
+            "ci95": [max(0.0, shared + ci[0]), max(0.0, shared + ci[1])],
+            "identified": True,
+            "method": method,
+            "over_model_us": deltas,
+        }
+    span = "none" if ci is None else f"[{ci[0]:.0f}, {ci[1]:.0f}]"
+    return {
+        "value": shared,
+        "identified": False,
+        "assumption": f"not identified by {peer}'s light runs (its CPU a request "
+        f"over the model's, {delta:.0f} us, interval {span}, does not exclude zero); "
+        f"the shared value (simlab's servers')",
+        "estimate": shared + delta,
+        "method": method,
+        "over_model_us": deltas,
+    }
+
+
+# The costs a peer's own request path may be carried on, in order: the first
+# its model pays on most requests (``fit_peer_requests``).
+PEER_REQUEST_KEYS = ("parse_us", "dispatch_us")
+# The cost added to see what it costs a model's request, and the least
 # share of requests on which a model must pay it for a peer's cost to go there.
 PARSE_PROBE_US = 200.0
 MIN_PARSE_SHARE = 0.5
@@ -1473,8 +1504,8 @@ def _profile(
     for peer, entry in fit_peer_loops(results, fitted()).items():
         peer_fits[peer] = entry.pop("fit")
         peers[peer] = {**peers.get(peer, {}), "costs": entry}
-    for peer, record in fit_peer_requests(results, fitted().with_(**neighbours)).items():
-        peers.setdefault(peer, {}).setdefault("costs", {})["parse_us"] = record
+    for peer, (key, record) in fit_peer_requests(results, fitted().with_(**neighbours)).items():
+        peers.setdefault(peer, {}).setdefault("costs", {})[key] = record
     # The client path last: it is what the model, every other cost in place
     # and the lab's neighbours on the cores, leaves of the light runs' latency.
     path = fit_path(results, fitted().with_(**neighbours))

@@ -7,6 +7,7 @@ from collections import Counter
 from dataclasses import replace
 from pathlib import Path
 from types import SimpleNamespace
+from typing import Any
 
 import numpy as np
 import pytest
@@ -17,7 +18,7 @@ from simlab.distributions import Exponential, Fixed
 from simlab.errors import UserError
 from simlab.fitting import fit_robust
 from simlab.journal import journal_dir
-from simlab.params import Architecture, Workload
+from simlab.params import Architecture, Platform, Workload
 from simlab.real.grids import SLOW_SWITCH_MS, UNFITTED, Run, grid
 from simlab.real.measure import MeasureOptions
 from simlab.real.options import SERVER_MODELS
@@ -817,12 +818,28 @@ def test_a_peers_own_request_cost_is_recovered_where_its_model_parses_each_reque
     planted = _peer_request_results(platform, 500.0, 40.0)
     fitted = cal.fit_peer_requests(planted, platform)
     assert set(fitted) == {"gunicorn-sync", "gunicorn-gthread"}
-    for peer, record in fitted.items():
-        assert record["identified"], peer
+    for peer, (key, record) in fitted.items():
+        assert key == "parse_us" and record["identified"], peer
         lo, hi = record["ci95"]
         assert lo <= record["value"] <= hi
         assert abs(record["value"] - (platform.parse_us + 500.0)) <= 60.0, (peer, record)
-    profile = {"peers": {peer: {"costs": {"parse_us": r}} for peer, r in fitted.items()}}
+    _assert_planted_cost_reached(planted, platform, fitted)
+    shared = cal.fit_peer_requests(_peer_request_results(platform, 0.0, 40.0), platform)
+    assert set(shared) == {"gunicorn-sync", "gunicorn-gthread"}
+    for peer, (key, record) in shared.items():
+        assert key == "parse_us", peer
+        assert not record["identified"] and record["value"] == platform.parse_us, peer
+        assert "ci95" not in record and "not identified" in record["assumption"]
+
+
+def _assert_planted_cost_reached(
+    planted: list[tuple[Any, dict[str, float]]],
+    platform: Platform,
+    fitted: dict[str, tuple[str, dict[str, Any]]],
+) -> None:
+    """Simulated with the fitted costs, as validation does, each run costs
+    what was planted, within the planted noise and then some."""
+    profile = {"peers": {peer: {"costs": {key: r}} for peer, (key, r) in fitted.items()}}
     for k, (run, s) in enumerate(planted):
         p = with_own_costs(run.target, run.platform(platform), profile)
         sim = simulate(
@@ -832,23 +849,37 @@ def test_a_peers_own_request_cost_is_recovered_where_its_model_parses_each_reque
         want = s["cpu_busy_cores"] / s["throughput_rps"]
         got = sim.cpu_busy_cores / sim.throughput_rps
         assert abs(got - want) * 1e6 <= 60.0, (run.label(), got, want)
-    shared = cal.fit_peer_requests(_peer_request_results(platform, 0.0, 40.0), platform)
-    assert set(shared) == {"gunicorn-sync", "gunicorn-gthread"}
-    for peer, record in shared.items():
-        assert not record["identified"] and record["value"] == platform.parse_us, peer
-        assert "ci95" not in record and "not identified" in record["assumption"]
 
 
-def test_a_peers_own_request_cost_is_not_put_where_its_model_does_not_pay_it() -> None:
+def test_a_reactors_peer_carries_its_own_request_cost_on_its_dispatch() -> None:
     # A reactor whose loop parses at its own loop_event_us (as the committed
     # profile's does) pays parse_us only on a first read: gthread's cost
-    # cannot go there, and the fit says so; the sync worker's still can.
+    # goes on the hand-off to a worker, which its model pays on every
+    # request, and is recovered there; the sync worker's stays on parse_us.
+    platform = load_platform("cpython").with_(loop_event_us=60.0)
+    planted = _peer_request_results(platform, 500.0, 40.0)
+    fitted = cal.fit_peer_requests(planted, platform)
+    key, gthread = fitted["gunicorn-gthread"]
+    assert key == "dispatch_us" and gthread["identified"]
+    assert abs(gthread["value"] - (platform.dispatch_us + 500.0)) <= 60.0, gthread
+    assert "dispatch_us" in gthread["method"]
+    key, sync = fitted["gunicorn-sync"]
+    assert key == "parse_us" and sync["identified"]
+    _assert_planted_cost_reached(planted, platform, fitted)
+
+
+def test_a_peers_own_request_cost_is_not_put_where_its_model_does_not_pay_it(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # With only parse_us to carry it, a reactor that parses on its loop
+    # cannot take gthread's cost: the fit says so, and keeps the shared value.
+    monkeypatch.setattr(cal, "PEER_REQUEST_KEYS", ("parse_us",))
     platform = load_platform("cpython").with_(loop_event_us=60.0)
     fitted = cal.fit_peer_requests(_peer_request_results(platform, 500.0, 40.0), platform)
-    gthread = fitted["gunicorn-gthread"]
+    key, gthread = fitted["gunicorn-gthread"]
     assert not gthread["identified"] and "pays parse_us on" in gthread["assumption"]
-    assert gthread["value"] == platform.parse_us
-    assert fitted["gunicorn-sync"]["identified"]
+    assert (key, gthread["value"]) == ("parse_us", platform.parse_us)
+    assert fitted["gunicorn-sync"][1]["identified"]
 
 
 def test_a_peers_own_parse_cost_reaches_its_platform() -> None:
@@ -856,3 +887,6 @@ def test_a_peers_own_parse_cost_reaches_its_platform() -> None:
     profile = {"peers": {"gunicorn-sync": {"costs": {"parse_us": {"value": 900.0}}}}}
     assert with_own_costs("gunicorn-sync", base, profile).parse_us == 900.0
     assert with_own_costs("gunicorn-gthread", base, profile).parse_us == base.parse_us
+    profile = {"peers": {"gunicorn-gthread": {"costs": {"dispatch_us": {"value": 400.0}}}}}
+    assert with_own_costs("gunicorn-gthread", base, profile).dispatch_us == 400.0
+    assert with_own_costs("gunicorn-sync", base, profile).dispatch_us == base.dispatch_us

@@ -223,7 +223,7 @@ def as_designed(name: str, arch: Architecture) -> Architecture:
 # event loop's per-request and per-wake-up costs are its protocol code's; and
 # a request's parse and dispatch, where the peer's own Python does them
 # (``simlab.calibrate.fit_peer_requests``: gunicorn's workers).
-OWN_COSTS = ("loop_event_us", "loop_wake_us", "parse_us")
+OWN_COSTS = ("loop_event_us", "loop_wake_us", "parse_us", "dispatch_us")
 
 
 def with_own_costs(name: str, platform: Platform, profile: Mapping[str, Any]) -> Platform:
