@@ -1484,7 +1484,8 @@ def _profile(
         "held); 95% bootstrap interval over the runs",
     }
     settled = (
-        f"; fitted in turn with gil_neighbour_share until it stayed put ({rounds} rounds)"
+        f"; fitted in turn with gil_neighbour_share until it stayed put "
+        f"({rounds} round{'s' if rounds > 1 else ''})"
         if rounds <= GIL_ROUNDS
         else f"; fitted in turn with gil_neighbour_share, still moving after {GIL_ROUNDS} rounds"
     )
