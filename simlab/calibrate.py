@@ -231,6 +231,10 @@ class GridFit:
     identified: bool
     why: str
 
+    def used(self, key: str, preset: Platform) -> float:
+        """The value a profile uses: the fitted one, or the preset's."""
+        return self.value if self.identified else float(getattr(preset, key))
+
     def parameter(self, key: str, preset: Platform, method: str) -> dict[str, Any]:
         """The profile's record of it: fitted with its interval and ``method``,
         or the preset's value, labelled an assumption, with its estimate."""
@@ -516,10 +520,9 @@ def fit_gil_rounds(
     for rounds in range(1, GIL_ROUNDS + 1):
         on = platform.with_(gil_neighbour_share=at)
         costs = fit_thread_costs(results, on)
-        held = on.with_(**{k: f.value if f.identified else getattr(preset, k)
-                           for k, f in costs.items()})  # fmt: skip
+        held = on.with_(**{k: f.used(k, preset) for k, f in costs.items()})
         share = fit_neighbour_share(results, held)
-        fitted = share.value if share.identified else preset.gil_neighbour_share
+        fitted = share.used("gil_neighbour_share", preset)
         if math.isclose(fitted, at):
             return costs, share, rounds
         at = fitted
@@ -654,13 +657,14 @@ def fit_peer_loops(
     return out
 
 
-# (``parse_us`` names the cost the record is carried on: ``_peer_request_record``.)
-PEER_REQUEST_METHOD = (
-    "the peer's light runs' CPU a served request (busy cores over served rate) less "
-    "the model's on the same runs (simulated as they ran, the shared costs held), over "
-    "what a us of parse_us adds to the model's (simulated), mean over the runs with its "
-    "95% t interval, added to the shared parse_us"
-)
+def _peer_request_method(key: str) -> str:
+    """How ``fit_peer_requests`` fits a peer's own cost carried on ``key``."""
+    return (
+        "the peer's light runs' CPU a served request (busy cores over served rate) less "
+        "the model's on the same runs (simulated as they ran, the shared costs held), over "
+        f"what a us of {key} adds to the model's (simulated), mean over the runs with its "
+        f"95% t interval, added to the shared {key}"
+    )
 
 
 def fit_peer_requests(
@@ -709,7 +713,7 @@ def fit_peer_requests(
                 "assumption": f"not identified: {peer}'s model ({RESEMBLES[peer]}) pays "
                 f"{' and '.join(paid)} of its requests, so its own request cost cannot "
                 "be carried there; the shared value (simlab's servers')",
-                "method": PEER_REQUEST_METHOD,
+                "method": _peer_request_method("parse_us"),
             })  # fmt: skip
     return out
 
@@ -754,7 +758,7 @@ def _peer_request_record(
 ) -> dict[str, Any]:
     """The profile's record of a peer's own cost carried on ``key``."""
     shared = float(getattr(platform, key))
-    method = PEER_REQUEST_METHOD.replace("parse_us", key)
+    method = _peer_request_method(key)
     # A t interval on the mean: with a few runs a bootstrap of their median
     # excludes zero whenever their noise happens to fall on one side.
     delta, ci = float(np.mean(deltas)), ci95(deltas)

@@ -86,14 +86,14 @@ def cpython() -> Platform:
       1, an assumption: every such hand-off waits. Linux wakes a thread where
       it ran last when no core is idle (and with the GIL's holder still on
       its core and a neighbour on the other, none is), and a neighbour that
-      does not block keeps its core: the load generator spins through the
-      last millisecond before each send (uvloop's timers are whole
-      milliseconds), about 0.5 ms of CPU a request with no server at all.
-      Calibration fits the GIL's other costs at this value, then the share
-      from open-loop runs beside the load generator
-      (``fit_neighbour_share``); where those runs bound it, the profile's
-      fitted share replaces this one (with the waiters' wake-ups at 2 us
-      they asked for all of it, at the top of a share). It acts only where
+      does not block keeps its core (paced by uvloop's whole-millisecond
+      clock, the load generator spun through the last millisecond before
+      each send, about 0.5 ms of CPU a request).
+      Calibration fits the GIL's other costs and the share from open-loop
+      runs beside the load generator in turn (``fit_gil_rounds``), from this
+      value; where those runs bound it, the profile's fitted share replaces
+      this one (beside the timer's load generator they do not: their
+      interval reaches the top of a share). It acts only where
       validation puts the lab's neighbours on the cores: a server with its
       machine to itself is not slowed.
     """
