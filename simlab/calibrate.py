@@ -531,10 +531,14 @@ def fit_gil_rounds(
 
 def _own_neighbours(s: dict[str, Any], platform: Platform) -> dict[str, float]:
     """A run's own load generator's CPU a request and backend's a call, as it
-    measured them, where it did (else ``platform``'s, the lab's medians)."""
+    measured them, where it did (else ``platform``'s, the lab's fits). A
+    load generator's own measure holds its second's share already."""
     kept = s.get("kept", {})
     own = {"client_cpu_us": kept.get("client_us"), "backend_cpu_us": kept.get("backend_us")}
-    return {k: float(v) if v is not None else getattr(platform, k) for k, v in own.items()}
+    out = {k: float(v) if v is not None else getattr(platform, k) for k, v in own.items()}
+    if own["client_cpu_us"] is not None:
+        out["client_cpu_us_per_s"] = 0.0
+    return out
 
 
 NEIGHBOUR_METHOD = (
@@ -1922,6 +1926,33 @@ def fit_copies(results: list[tuple[Run, dict[str, Any]]], platform: Platform) ->
     return fit_robust(np.array(rows), np.array(ys), ("copy_kib", "copy_call_kib"))
 
 
+CLIENT_MEDIAN = "median over the open runs of the load generator's CPU a request (95% bootstrap)"
+CLIENT_LINE = (
+    "soft-L1 least squares of the open runs' load generator CPU a second against their "
+    "offered rate: a second's part (the intercept) and a request's (the slope), 95% bootstrap"
+)
+
+
+def client_line(runs: list[tuple[Run, dict[str, Any]]]) -> Fit | None:
+    """The open loop's CPU a second (µs) as a second's part plus a request's
+    times its offered rate, fitted over ``runs`` (those that measured it);
+    None with fewer than two rates among them. Paced by the timer its CPU a
+    request fell with the rate: a part of it is the second's (its timers,
+    its loop's turns), which a median a request overstates for a busy run."""
+    rates, per_s = [], []
+    for run, s in runs:
+        us = s["kept"].get("client_us")
+        rate = run.workload.rate
+        if us is None or not rate or not math.isfinite(us):
+            continue
+        rates.append(float(rate))
+        per_s.append(float(us) * float(rate))
+    if len(set(rates)) < 2 or len(rates) < 4:
+        return None
+    x = np.column_stack([np.ones(len(rates)), rates])
+    return fit_robust(x, np.array(per_s), ("client_cpu_us_per_s", "client_cpu_us"))
+
+
 def _lab(
     results: list[tuple[Run, dict[str, Any]]], probe: dict[str, Any] | None = None
 ) -> dict[str, Any]:
@@ -1929,10 +1960,14 @@ def _lab(
     ran beside the server in the open-loop runs, and the load generator's in
     the closed-loop runs (a closed loop sends as it reads, a third of the
     open loop's CPU a request on 2 December): medians with intervals; and
-    the probe's CPU per sample, from its benchmark (``measure_probe_cost``)."""
-    client, ci_c = median_with_ci(
-        [s["kept"]["client_us"] for run, s in results if run.role == "cpu"]
-    )
+    the probe's CPU per sample, from its benchmark (``measure_probe_cost``).
+
+    The open loop's is a line where its runs identify one
+    (``client_line``): a second's CPU and a request's; else their median
+    a request, the second's part labelled not identified."""
+    open_runs = [(run, s) for run, s in results if run.role == "cpu"]
+    client, ci_c = median_with_ci([s["kept"]["client_us"] for _, s in open_runs])
+    line = client_line(open_runs)
     closed, ci_k = median_with_ci(
         [
             s["kept"]["client_us"]
@@ -1943,8 +1978,19 @@ def _lab(
     backend, ci_b = median_with_ci(
         [s["kept"]["backend_us"] for run, s in results if run.role == "cpu"]
     )
+    per_request: dict[str, Any] = {"value": client, "ci95": ci_c, "method": CLIENT_MEDIAN}
+    per_second: dict[str, Any] = {
+        "value": 0.0,
+        "identified": False,
+        "assumption": "not identified: the open runs' CPU a second against their rate "
+        "does not bound a second's part away from zero (or too few rates); none charged",
+    }
+    if line is not None and line.is_identified("client_cpu_us_per_s"):
+        per_second = line.parameter("client_cpu_us_per_s", preset=0.0, method=CLIENT_LINE)
+        per_request = line.parameter("client_cpu_us", preset=client, method=CLIENT_LINE)
     lab: dict[str, Any] = {
-        "client_cpu_us": {"value": client, "ci95": ci_c},
+        "client_cpu_us": per_request,
+        "client_cpu_us_per_s": per_second,
         # None where no closed loop measured it: the model then charges the open loop's.
         "client_closed_cpu_us": {"value": closed if math.isfinite(closed) else None, "ci95": ci_k},
         "backend_cpu_us": {"value": backend, "ci95": ci_b},

@@ -348,6 +348,7 @@ MAX_LOOP_PASSES = 64
 # only validation adds: a server with its machine to itself has them at 0.
 LAB_KEYS = (
     "client_cpu_us",
+    "client_cpu_us_per_s",
     "client_closed_cpu_us",
     "backend_cpu_us",
     "probe_us",
@@ -652,7 +653,9 @@ class Platform:
 
     The lab's neighbours (microseconds of CPU on the machine's cores, outside
     the server): ``client_cpu_us`` per request sent by a load generator on
-    the same machine in an open loop, ``client_closed_cpu_us`` in a closed
+    the same machine in an open loop, and ``client_cpu_us_per_s`` a second
+    of it whatever its rate (its timers and loop, charged to its requests
+    as ``client_cpu_us_per_s / rate`` each), ``client_closed_cpu_us`` in a closed
     one (0: as in an open loop), ``backend_cpu_us`` per backend call served by a backend
     on it; ``probe_us`` per sample of the server's process tree by the lab's
     probe (``simlab.real.probe``, a sample every 0.1 s after the last ends),
@@ -709,6 +712,10 @@ class Platform:
     loop_passes: float = 0.0
     process_kernel_kib: float = 0.0
     client_cpu_us: float = 0.0
+    # Paced by the timer, an open loop's CPU a request falls with its rate
+    # (about 1.2 ms at 30/s, 0.08 ms at 800/s on 6 December): part of it is
+    # a second's, not a request's.
+    client_cpu_us_per_s: float = 0.0
     # A closed loop sends each request as it reads the last answer, in the
     # same wake-up: measured at a third of an open loop's CPU a request,
     # whose sends each wait for their own timer.
@@ -860,6 +867,7 @@ MECHANISMS = (
     "child_kernel_kib",
     "fork_kernel_per_mib",
     "client_closed_cpu_us",
+    "client_cpu_us_per_s",
     "gil_poll_us",
     "gil_handoff_us",
     "gil_wake_us",

@@ -890,3 +890,59 @@ def test_a_peers_own_parse_cost_reaches_its_platform() -> None:
     profile = {"peers": {"gunicorn-gthread": {"costs": {"dispatch_us": {"value": 400.0}}}}}
     assert with_own_costs("gunicorn-gthread", base, profile).dispatch_us == 400.0
     assert with_own_costs("gunicorn-sync", base, profile).dispatch_us == base.dispatch_us
+
+
+def _open_runs(per_s_us: float, per_request_us: float, noise: float) -> list:
+    """The full grid's open CPU runs, whose load generator "measured" a
+    second's ``per_s_us`` plus ``per_request_us`` a request, off by up to
+    +-``noise`` (relative)."""
+    rng = np.random.default_rng(5)
+    out = []
+    for run in grid(quick=False):
+        rate = run.workload.rate
+        if run.role != "cpu" or not rate:
+            continue
+        us = (per_request_us + per_s_us / rate) * (1 + rng.uniform(-noise, noise))
+        out.append((run, {"kept": {"client_us": us, "backend_us": 100.0}}))
+    return out
+
+
+def test_the_load_generators_second_is_set_apart_from_its_request() -> None:
+    """Paced by the timer, the load generator's CPU a request falls with its
+    rate: the lab's fit takes it as a second's part plus a request's. Planted
+    at 20,000 us a second and 80 us a request, both come back inside their
+    intervals; the old median a request would have charged a busy run's
+    requests far more than 80 us. With no second's part planted, that part
+    is not identified and the median a request is kept."""
+    lab = cal._lab(_open_runs(20_000.0, 80.0, noise=0.05))
+    per_s, per_request = lab["client_cpu_us_per_s"], lab["client_cpu_us"]
+    assert per_s["identified"] and per_request["identified"]
+    assert per_s["ci95"][0] <= 20_000.0 <= per_s["ci95"][1]
+    assert per_request["ci95"][0] <= 80.0 <= per_request["ci95"][1]
+    runs = _open_runs(20_000.0, 80.0, noise=0.05)
+    median, _ = cal.median_with_ci([s["kept"]["client_us"] for _, s in runs])
+    assert per_request["value"] < 0.6 * median
+    flat = cal._lab(_open_runs(0.0, 180.0, noise=0.05))
+    assert not flat["client_cpu_us_per_s"]["identified"]
+    assert flat["client_cpu_us_per_s"]["value"] == 0.0
+    assert flat["client_cpu_us"]["value"] == pytest.approx(180.0, rel=0.05)
+
+
+def test_an_open_loops_second_is_charged_to_its_requests_at_its_rate() -> None:
+    """The model charges the load generator's second to the requests sent in
+    it (``client_cpu_us_per_s / rate`` each), in an open loop only; a run's
+    own measured CPU a request already holds it (``_own_neighbours``)."""
+    from simlab.models.base import _neighbours  # noqa: PLC0415
+
+    platform = load_platform("cpython").with_(
+        cores=2, client_cpu_us=80.0, client_cpu_us_per_s=20_000.0, client_closed_cpu_us=70.0
+    )
+    slow = Workload(connections=10, rate=50.0, cpu=Fixed(0.001))
+    busy = Workload(connections=10, rate=500.0, cpu=Fixed(0.001))
+    closed = Workload(connections=10, think=Exponential(0.1), cpu=Fixed(0.001))
+    assert _neighbours(slow, platform)[0] == pytest.approx(480e-6)
+    assert _neighbours(busy, platform)[0] == pytest.approx(120e-6)
+    assert _neighbours(closed, platform)[0] == pytest.approx(70e-6)
+    own = cal._own_neighbours({"kept": {"client_us": 300.0}}, platform)
+    assert own == {"client_cpu_us": 300.0, "backend_cpu_us": platform.backend_cpu_us,
+                   "client_cpu_us_per_s": 0.0}  # fmt: skip

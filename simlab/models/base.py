@@ -1097,7 +1097,8 @@ def _neighbours(
 ) -> tuple[float, float, tuple[float, float] | None]:
     """The lab's neighbours on the same cores, when the platform says there
     are any and cores are scarce: the load generator's CPU per request (in
-    an open or a closed loop), the
+    an open loop with its second's share at the offered rate, or in a
+    closed loop), the
     backend's per request (all its calls), and the probe's per sample of the
     server's process tree (fixed, and per process in the tree), in seconds."""
     if platform.cores is None:
@@ -1105,6 +1106,10 @@ def _neighbours(
     probing = platform.probe_us > 0 or platform.probe_process_us > 0
     probe = (platform.probe_us * US, platform.probe_process_us * US) if probing else None
     client = platform.client_cpu_us
+    if workload.rate is not None and workload.rate > 0:
+        # An open loop's own second (its timers, its loop), shared by the
+        # requests it sends in that second.
+        client += platform.client_cpu_us_per_s / workload.rate
     if workload.rate is None and workload.trace is None and platform.client_closed_cpu_us > 0:
         client = platform.client_closed_cpu_us  # a closed loop's sends ride on its reads
     return client * US, workload.calls * platform.backend_cpu_us * US, probe
