@@ -144,15 +144,17 @@ HANDOFF_GRID = (0.0, 5.0, 10.0, 15.0, 20.0, 25.0, 30.0, 35.0, 40.0, 50.0, 60.0, 
 CONTENTION_ROLES = ("threads", "saturate", "convoy")
 
 
-def cpu_row(target: str, calls: int, busy: float = 0.0, k: int | None = None) -> dict[str, float]:
+def cpu_row(
+    target: str, calls: int, busy: float = 0.0, k: int | None = None, *, gil: bool = True
+) -> dict[str, float]:
     """How much of each cost one request of ``target`` pays (the design matrix):
-    its model's ``request_cost`` at ``busy`` cores of load, and, with ``k``
-    requests per connection, 1/k of its accept cost (a thread spawned or a
-    process forked per connection)."""
+    its model's ``request_cost`` at ``busy`` cores of load (on a platform with
+    or without a ``gil``), and, with ``k`` requests per connection, 1/k of
+    its accept cost (a thread spawned or a process forked per connection)."""
     # A peer pays the costs of the model it resembles.
     model = RESEMBLES.get(target, target)
     cost = get_model(model).request_cost(Workload(connections=1, rate=1.0, calls=calls))
-    row = cost.terms(busy)
+    row = cost.terms(busy, gil=gil)
     for name in ACCEPT_COSTS:
         row[name] = cost.accept.get(name, 0.0) / k if k else 0.0
     return row
@@ -842,17 +844,19 @@ def _light(run: Run, s: dict[str, Any], platform: Platform | None = None) -> boo
 Costs = Fit | dict[str, float]
 
 
-def _overhead_us(cpu: Costs, run: Run, s: dict[str, Any]) -> float:
-    row = cpu_row(run.target, run.workload.calls, float(s["cpu_busy_cores"] or 0.0))
+def _overhead_us(cpu: Costs, run: Run, s: dict[str, Any], gil: bool) -> float:
+    row = cpu_row(run.target, run.workload.calls, float(s["cpu_busy_cores"] or 0.0), gil=gil)
     value = cpu.value if isinstance(cpu, Fit) else cpu.__getitem__
     return sum(row[k] * value(k) for k in CPU_COSTS)
 
 
 def fit_wall(
-    results: list[tuple[Run, dict[str, Any]]], cpu: Costs
+    results: list[tuple[Run, dict[str, Any]]], cpu: Costs, *, gil: bool = True
 ) -> tuple[Fit, float, list[float]]:
     """call_latency_us from the server's own service times (a fit over calls);
-    rtt_us from what is left of latency, a median with its interval."""
+    rtt_us from what is left of latency, a median with its interval. The CPU
+    overheads taken off are priced on a platform with or without a ``gil``
+    (``RequestCost.terms``)."""
     rows, ys, rtts = [], [], []
     for run, s in results:
         if not _light(run, s):
@@ -865,7 +869,7 @@ def fit_wall(
         # At these loads queueing is small but not nil; the p50 of the queueing
         # delay is the better estimate of the fixed part.
         gap_us = min(gap_us, (s["queue_delay_ms"]["p50"] or gap_us / 1e3) * 1e3)
-        rtts.append(gap_us - _overhead_us(cpu, run, s))
+        rtts.append(gap_us - _overhead_us(cpu, run, s, gil))
     service = fit_robust(np.array(rows), np.array(ys), ("burn_overshoot_us", "call_latency_us"))
     rtt, rtt_ci = median_with_ci(rtts)
     return service, max(0.0, rtt), rtt_ci or []
@@ -930,7 +934,9 @@ def _lognormal_cv(p50: float, p99: float) -> float | None:
     return math.sqrt(math.expm1(sigma**2))
 
 
-def fit_spread(results: list[tuple[Run, dict[str, Any]]], cpu: Costs) -> dict[str, float]:
+def fit_spread(
+    results: list[tuple[Run, dict[str, Any]]], cpu: Costs, *, gil: bool = True
+) -> dict[str, float]:
     """The cvs of the per-call latency (from the service times of one-call
     runs) and of the client path (from latency minus service of no-call runs),
     each the median over the runs of a lognormal fitted to p50 and p99.
@@ -948,7 +954,7 @@ def fit_spread(results: list[tuple[Run, dict[str, Any]]], cpu: Costs) -> dict[st
             if cv is not None:
                 call_cvs.append(cv)
         elif w.calls == 0 and s["queue_delay_ms"]["p50"] is not None:
-            overhead_ms = _overhead_us(cpu, run, s) / 1e3
+            overhead_ms = _overhead_us(cpu, run, s, gil) / 1e3
             cv = _lognormal_cv(
                 s["queue_delay_ms"]["p50"] - overhead_ms, s["queue_delay_ms"]["p99"] - overhead_ms
             )

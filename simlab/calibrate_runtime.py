@@ -150,11 +150,11 @@ def runtime_profile(name: str, results: Results, *, profile: str | None = None) 
     for key, why in INSEPARABLE.items():
         params[key] = _assumed(base, key, why)
     costs = {k: _value(params, base, k) for k in (*CPU_COSTS, *ACCEPT_COSTS)}
-    service, rtt, rtt_ci = fit_wall(results, costs)
+    service, rtt, rtt_ci = fit_wall(results, costs, gil=base.gil)
     params["call_latency_us"] = service.parameter(
         "call_latency_us", preset=base.call_latency_us, method=ROBUST
     )
-    spread = fit_spread(results, costs)
+    spread = fit_spread(results, costs, gil=base.gil)
     params["call_latency_cv"] = _spread(spread["call_latency_cv"])
     fits: dict[str, Any] = {
         "cpu": {"rows": cpu.rows, "residuals_us": cpu.residuals},
@@ -315,7 +315,8 @@ def _fit_cpu(runtime: Runtime, results: Results, base: Platform) -> tuple[Fit, t
         y = _back_cpu(run, s)
         if run.role not in CPU_ROLES or y is None:
             continue
-        rows.append(cpu_row(run.target, run.workload.calls, float(s["cpu_busy_cores"] or 0.0)))
+        busy = float(s["cpu_busy_cores"] or 0.0)
+        rows.append(cpu_row(run.target, run.workload.calls, busy, gil=base.gil))
         ys.append(y)
     if not rows:
         raise UserError(f"calibrate: no usable CPU run of {runtime.name}")
@@ -377,7 +378,8 @@ def _front(
         per_request.append(front_us - HOP_MESSAGES * base.hop_us)
         if _light(run, s) and s["queue_delay_ms"]["p50"] is not None:
             gap_us = s["queue_delay_ms"]["p50"] * 1e3
-            back = sum(cpu_row(run.target, run.workload.calls)[k] * costs[k] for k in CPU_COSTS)
+            row = cpu_row(run.target, run.workload.calls, gil=base.gil)
+            back = sum(row[k] * costs[k] for k in CPU_COSTS)
             paths.append(gap_us - front_us - back - HOP_MESSAGES * base.hop_latency_us)
     value, ci = median_with_ci(per_request)
     params["front_us"] = _median_parameter(

@@ -147,7 +147,10 @@ class RequestCost:
     - ``switches``: thread wake-ups on that thread, each ``context_switch_us``;
     - ``phases``: CPU phases a request runs (each may find its process
       asleep and pay ``wake_us``); ``always_wakes`` when every phase does
-      (a forked child sleeps between requests);
+      (a forked child sleeps between requests). ``call_phases`` of them
+      read the calls' answers, which a thread runs as phases of their own
+      only under a GIL (``on_thread``'s split): without one, its CPU and
+      its backend wait are one stretch, and it wakes once;
     - ``accept``: paid by the accepting thread once per connection (spawning
       a thread or forking a process for it);
     - ``on_loop``: the ``thread`` part runs on an event loop (async's loop is
@@ -162,6 +165,7 @@ class RequestCost:
     accept: Mapping[str, float] = field(default_factory=dict)
     always_wakes: bool = False
     on_loop: bool = False
+    call_phases: int = 0
 
     @staticmethod
     def _seconds(terms: Mapping[str, float], platform: Platform, *, loop: bool) -> float:
@@ -189,18 +193,20 @@ class RequestCost:
     def accept_s(self, platform: Platform) -> float:
         return sum(float(getattr(platform, k)) * n for k, n in self.accept.items()) * US
 
-    def terms(self, busy: float) -> dict[str, float]:
+    def terms(self, busy: float, *, gil: bool = True) -> dict[str, float]:
         """Counts of each CPU cost per request, at ``busy`` cores of load: the row of
         calibration's design matrix. A phase finds its process idle, and pays
         ``wake_us``, with probability about 1 - busy (Poisson arrivals see time
-        averages), capped so that a saturated run still separates the cost."""
+        averages), capped so that a saturated run still separates the cost.
+        Without a ``gil`` the calls' phases are not phases of their own."""
         row = dict.fromkeys(("parse_us", "task_us", "dispatch_us", "call_us"), 0.0)
         for part in (self.loop, self.thread):
             for k, n in part.items():
                 row[k] += n
         row["context_switch_us"] = float(self.switches)
         idle = 1.0 - min(max(busy, 0.0), MAX_BUSY_SEEN)
-        row["wake_us"] = self.phases * (1.0 if self.always_wakes else idle)
+        phases = self.phases if gil else self.phases - self.call_phases
+        row["wake_us"] = phases * (1.0 if self.always_wakes else idle)
         return row
 
 

@@ -72,6 +72,7 @@ class ConnectionBound(Model):
             thread={"parse_us": 1, "call_us": calls},
             switches=1 + calls,
             phases=1 + calls,
+            call_phases=calls,
             accept=cls.accept_terms(),
             always_wakes=cls.own_process,
         )

@@ -110,6 +110,7 @@ class ReactorPool(Model):
             thread={"call_us": calls},
             switches=1 + calls,
             phases=2 + calls,
+            call_phases=calls,
         )
 
     @classmethod

@@ -77,6 +77,7 @@ class TwoTier(Model):
             thread={"parse_us": 1, "call_us": calls},
             switches=1 + calls,
             phases=1 + calls,
+            call_phases=calls,
         )
 
     @classmethod
