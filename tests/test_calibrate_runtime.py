@@ -227,8 +227,13 @@ def test_node_closed_loops_set_the_loop_event_cost_apart() -> None:
     loop costs planted at 250 us an event and 600 us a wake-up come back
     identified, within their intervals, from runs off by up to 5%."""
     for name, runtime in RUNTIMES.items():
-        clients = sorted(r.workload.connections for r in runtime_grid(name) if r.role == "batch")
-        assert clients == ([1, 4, 16, 64] if runtime.loop or runtime.saturates else []), name
+        for peer in runtime.peers:
+            clients = sorted(
+                r.workload.connections
+                for r in runtime_grid(name)
+                if r.role == "batch" and r.target == peer
+            )
+            assert clients == ([1, 4, 16, 64] if runtime.loop or runtime.saturates else []), peer
     runs = _node_runs(250.0, 600.0, noise=0.05)
     fitted = load_platform("node")
     params: dict = {}
