@@ -663,135 +663,165 @@ def fit_peer_loops(
     return out
 
 
-def _peer_request_method(key: str) -> str:
-    """How ``fit_peer_requests`` fits a peer's own cost carried on ``key``."""
+def _peer_request_method(keys: tuple[str, ...]) -> str:
+    """How ``fit_peer_requests`` fits a peer's own cost carried on ``keys``."""
+    on = " and ".join(keys)
+    each = "each of them" if len(keys) > 1 else on
     return (
         "the peer's light runs' CPU a served request (busy cores over served rate) less "
         "the model's on the same runs (simulated as they ran, the shared costs held), over "
-        f"what a us of {key} adds to the model's (simulated), mean over the runs with its "
-        f"95% t interval, added to the shared {key}"
+        f"what a us of {on} adds to the model's (simulated), mean over the runs with its "
+        f"95% t interval, added to the shared value of {each}"
     )
 
 
 def fit_peer_requests(
     results: list[tuple[Run, dict[str, Any]]], platform: Platform
-) -> dict[str, tuple[str, dict[str, Any]]]:
+) -> dict[str, dict[str, dict[str, Any]]]:
     """What a request costs each peer's own code beyond the model it
     resembles (``PEER_REQUESTS``: gunicorn's parser, WSGI environ and worker
-    loop), from its light runs (role ``peer_request``): for each peer, the
-    cost it is carried on (``PEER_REQUEST_KEYS``) and its record.
+    loop), from its light runs (role ``peer_request``): for each peer, a
+    record for each cost it is carried on (``PEER_REQUEST_SETS``).
 
     Each run is simulated as it ran (the peer's model and design, ``platform``
     with the shared costs and what the peer's design sets, as validation
-    does: ``with_own_costs``), and again with ``PARSE_PROBE_US`` more of a
-    cost: the difference between the measured and the simulated CPU a
-    served request, over what a µs of the cost adds to the simulated one,
-    is the peer's own, and its mean over the runs is added to the shared
-    value. The cost is the first of ``PEER_REQUEST_KEYS`` that the model
-    pays on most requests (``MIN_PARSE_SHARE``): ``parse_us`` where a
-    thread parses each request, ``dispatch_us`` where a reactor's loop
-    parses at its own ``loop_event_us`` and pays ``parse_us`` only on a
-    connection's first read, but hands every request to a worker; none,
-    not identified, with that reason. Identified where the mean's t interval
-    excludes zero; otherwise the shared value, labelled an assumption. A
-    peer with fewer than three runs is left out. The runs' excess is taken
-    as a cost a request: a cost a second (a master's heartbeats) would fall
-    with the rate instead."""
-    out: dict[str, tuple[str, dict[str, Any]]] = {}
+    does: ``with_own_costs``), and again with ``PARSE_PROBE_US`` more of
+    each cost of a set: the difference between the measured and the
+    simulated CPU a served request, over what a µs of the set adds to the
+    simulated one (its share of requests paying it), is the peer's own,
+    and its mean over the runs is added to the shared value of each cost
+    of the set. The set is the one whose share is nearest one a request on
+    every run (the largest distance from one the least): a peer's own code
+    runs once a request, whichever path the model takes it by.
+    ``parse_us`` where a thread parses each request; a reactor whose loop
+    parses at its own ``loop_event_us`` pays ``parse_us`` only on a
+    connection's first read (on a worker) and ``dispatch_us`` on the others,
+    so the two together: either alone left the share to the rate (on 6
+    December ``dispatch_us`` alone 0.70 a request at 30/s with 60
+    connections, 0.97 at 120/s), and one value could not cost every run
+    what it measured. A set whose share is under ``MIN_PARSE_SHARE`` on the
+    median run cannot carry it: not identified, with that reason.
+    Identified where the mean's t interval excludes zero; otherwise the
+    shared values, labelled an assumption. A peer with fewer than three
+    runs is left out. The runs' excess is taken as a cost a request: a cost
+    a second (a master's heartbeats) would fall with the rate instead."""
+    out: dict[str, dict[str, dict[str, Any]]] = {}
     for peer in PEER_REQUESTS:
         runs = [(k, run, s) for k, (run, s) in enumerate(results)
                 if run.target == peer and run.role == "peer_request"]  # fmt: skip
-        paid: list[str] = []
-        for key in PEER_REQUEST_KEYS:
-            slopes, deltas = _peer_request_slopes(runs, peer, key, platform)
-            if len(slopes) < 3:
-                break
-            share = float(np.median(slopes))
-            if share >= MIN_PARSE_SHARE:
-                out[peer] = (key, _peer_request_record(peer, key, deltas, platform))
-                break
-            paid.append(f"{key} on {share:.0%}")
-        else:
-            shared = platform.parse_us
-            out[peer] = ("parse_us", {
-                "value": shared,
+        found = _peer_request_slopes(runs, peer, platform)
+        if found is None:
+            continue
+        keys, slopes, deltas = found
+        share = float(np.median(slopes))
+        if share >= MIN_PARSE_SHARE:
+            out[peer] = _peer_request_records(peer, keys, deltas, platform)
+            continue
+        out[peer] = {
+            key: {
+                "value": float(getattr(platform, key)),
                 "identified": False,
                 "assumption": f"not identified: {peer}'s model ({RESEMBLES[peer]}) pays "
-                f"{' and '.join(paid)} of its requests, so its own request cost cannot "
-                "be carried there; the shared value (simlab's servers')",
-                "method": _peer_request_method("parse_us"),
-            })  # fmt: skip
+                f"{' and '.join(keys)} on {share:.0%} of its requests at most, so its own "
+                "request cost cannot be carried there; the shared value (simlab's servers')",
+                "method": _peer_request_method(keys),
+            }
+            for key in keys
+        }
     return out
 
 
 def _peer_request_slopes(
-    runs: list[tuple[int, Run, dict[str, Any]]], peer: str, key: str, platform: Platform
-) -> tuple[list[float], list[float]]:
-    """``fit_peer_requests``'s per-run numbers for ``key``: what a µs of it
-    adds to the model's CPU a served request (its share of requests paying
-    it), and the measured less the simulated CPU a request in µs of it
-    (where the slope is positive)."""
+    runs: list[tuple[int, Run, dict[str, Any]]], peer: str, platform: Platform
+) -> tuple[tuple[str, ...], list[float], list[float]] | None:
+    """``fit_peer_requests``'s per-run numbers for the set of costs it carries
+    a peer's cost on: the set, what a µs of each of its costs adds to the
+    model's CPU a served request (its share of requests paying it), and the
+    measured less the simulated CPU a request in µs of them (where the
+    share is positive). None with fewer than three runs that kept numbers."""
     from simlab.simulation import simulate  # noqa: PLC0415 - heavy, and only here
     from simlab.validate import cpu_ms  # noqa: PLC0415 - validate imports the simulation
 
-    shared = float(getattr(platform, key))
-    slopes, deltas = [], []
+    def cpu(run: Run, p: Platform, seed: int) -> float | None:
+        sim = simulate(
+            RESEMBLES[peer], run.workload, p, as_designed(peer, run.arch),
+            duration=run.duration, warmup=run.warmup, replications=2, seed=seed,
+        ).summary  # fmt: skip
+        return cpu_ms(sim.cpu_busy_cores, sim.throughput_rps)
+
+    rows = []  # per run: measured, base, and the probed CPU for each set
     for k, run, s in runs:
         # A run that kept no number has none to read (``cpu_ms`` None).
         measured = cpu_ms(*(float(s.get(name) or math.nan) for name in CPU_KEYS))
         p = with_own_costs(peer, run.platform(platform), {})
-        predicted = []
-        for more in (0.0, PARSE_PROBE_US):
-            sim = simulate(
-                RESEMBLES[peer], run.workload, p.with_(**{key: shared + more}),
-                as_designed(peer, run.arch), duration=run.duration, warmup=run.warmup,
-                replications=2, seed=k + 1,
-            ).summary  # fmt: skip
-            predicted.append(cpu_ms(sim.cpu_busy_cores, sim.throughput_rps))
-        base, probed = predicted
-        if measured is None or base is None or probed is None:
+        base = cpu(run, p, k + 1)
+        probed = []
+        for keys in PEER_REQUEST_SETS:
+            more = {key: float(getattr(p, key)) + PARSE_PROBE_US for key in keys}
+            probed.append(cpu(run, p.with_(**more), k + 1))
+        if measured is None or base is None or None in probed:
             continue
-        # cpu_ms is in ms: the slope is per µs of the cost, the excess in µs.
-        slope = (probed - base) * 1e3 / PARSE_PROBE_US
-        slopes.append(slope)
-        if slope > 0:
-            deltas.append((measured - base) * 1e3 / slope)
-    return slopes, deltas
+        # cpu_ms is in ms: the share is per µs of the costs, the excess in µs.
+        shares = [(x - base) * 1e3 / PARSE_PROBE_US for x in probed if x is not None]
+        rows.append((measured, base, shares))
+    if len(rows) < 3:
+        return None
+    # The set whose share stays nearest one a request on every run.
+    best = min(
+        range(len(PEER_REQUEST_SETS)),
+        key=lambda j: max(abs(shares[j] - 1.0) for _, _, shares in rows),
+    )
+    slopes = [shares[best] for _, _, shares in rows]
+    deltas = [
+        (measured - base) * 1e3 / shares[best]
+        for measured, base, shares in rows
+        if shares[best] > 0
+    ]
+    return PEER_REQUEST_SETS[best], slopes, deltas
 
 
-def _peer_request_record(
-    peer: str, key: str, deltas: list[float], platform: Platform
-) -> dict[str, Any]:
-    """The profile's record of a peer's own cost carried on ``key``."""
-    shared = float(getattr(platform, key))
-    method = _peer_request_method(key)
+def _peer_request_records(
+    peer: str, keys: tuple[str, ...], deltas: list[float], platform: Platform
+) -> dict[str, dict[str, Any]]:
+    """The profile's records of a peer's own cost carried on ``keys``: the
+    same µs added to each one's shared value."""
+    method = _peer_request_method(keys)
     # A t interval on the mean: with a few runs a bootstrap of their median
     # excludes zero whenever their noise happens to fall on one side.
     delta, ci = float(np.mean(deltas)), ci95(deltas)
-    if ci is not None and (ci[0] > 0 or ci[1] < 0):
-        return {
-            "value": max(0.0, shared + delta),
-            "ci95": [max(0.0, shared + ci[0]), max(0.0, shared + ci[1])],
-            "identified": True,
+    out: dict[str, dict[str, Any]] = {}
+    for key in keys:
+        shared = float(getattr(platform, key))
+        if ci is not None and (ci[0] > 0 or ci[1] < 0):
+            out[key] = {
+                "value": max(0.0, shared + delta),
+                "ci95": [max(0.0, shared + ci[0]), max(0.0, shared + ci[1])],
+                "identified": True,
+                "method": method,
+                "over_model_us": deltas,
+            }
+            continue
+        span = "none" if ci is None else f"[{ci[0]:.0f}, {ci[1]:.0f}]"
+        out[key] = {
+            "value": shared,
+            "identified": False,
+            "assumption": f"not identified by {peer}'s light runs (its CPU a request "
+            f"over the model's, {delta:.0f} us, interval {span}, does not exclude zero); "
+            f"the shared value (simlab's servers')",
+            "estimate": shared + delta,
             "method": method,
             "over_model_us": deltas,
         }
-    span = "none" if ci is None else f"[{ci[0]:.0f}, {ci[1]:.0f}]"
-    return {
-        "value": shared,
-        "identified": False,
-        "assumption": f"not identified by {peer}'s light runs (its CPU a request "
-        f"over the model's, {delta:.0f} us, interval {span}, does not exclude zero); "
-        f"the shared value (simlab's servers')",
-        "estimate": shared + delta,
-        "method": method,
-        "over_model_us": deltas,
-    }
+    return out
 
 
-# The costs a peer's own request path may be carried on, in order: the first
-# its model pays on most requests (``fit_peer_requests``).
-PEER_REQUEST_KEYS = ("parse_us", "dispatch_us")
+# The sets of costs a peer's own request path may be carried on: the one
+# whose share stays nearest one a request (``fit_peer_requests``).
+PEER_REQUEST_SETS: tuple[tuple[str, ...], ...] = (
+    ("parse_us",),
+    ("dispatch_us",),
+    ("parse_us", "dispatch_us"),
+)
 # The cost added to see what it costs a model's request, and the least
 # share of requests on which a model must pay it for a peer's cost to go there.
 PARSE_PROBE_US = 200.0
@@ -1519,8 +1549,8 @@ def _profile(
     for peer, entry in fit_peer_loops(results, fitted()).items():
         peer_fits[peer] = entry.pop("fit")
         peers[peer] = {**peers.get(peer, {}), "costs": entry}
-    for peer, (key, record) in fit_peer_requests(results, fitted().with_(**neighbours)).items():
-        peers.setdefault(peer, {}).setdefault("costs", {})[key] = record
+    for peer, records in fit_peer_requests(results, fitted().with_(**neighbours)).items():
+        peers.setdefault(peer, {}).setdefault("costs", {}).update(records)
     # The client path last: it is what the model, every other cost in place
     # and the lab's neighbours on the cores, leaves of the light runs' latency.
     path = fit_path(results, fitted().with_(**neighbours))
