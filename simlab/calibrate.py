@@ -722,7 +722,7 @@ def fit_peer_requests(
                 "value": float(getattr(platform, key)),
                 "identified": False,
                 "assumption": f"not identified: {peer}'s model ({RESEMBLES[peer]}) pays "
-                f"{' and '.join(keys)} on {share:.0%} of its requests at most, so its own "
+                f"{' and '.join(keys)} on {share:.0%} of its requests (the median run), so its own "
                 "request cost cannot be carried there; the shared value (simlab's servers')",
                 "method": _peer_request_method(keys),
             }
