@@ -1972,7 +1972,7 @@ CLIENT_LINE = (
 def client_line(runs: list[tuple[Run, dict[str, Any]]]) -> Fit | None:
     """The open loop's CPU a second (µs) as a second's part plus a request's
     times its offered rate, fitted over ``runs`` (those that measured it);
-    None with fewer than two rates among them. Paced by the timer its CPU a
+    None with fewer than four such runs or two rates among them. Paced by the timer its CPU a
     request fell with the rate: a part of it is the second's (its timers,
     its loop's turns), which a median a request overstates for a busy run."""
     rates, per_s = [], []
@@ -2011,9 +2011,7 @@ def _lab(
             if run.workload.rate is None and s["kept"].get("client_us") is not None
         ]
     )
-    backend, ci_b = median_with_ci(
-        [s["kept"]["backend_us"] for run, s in results if run.role == "cpu"]
-    )
+    backend, ci_b = median_with_ci([s["kept"]["backend_us"] for _, s in open_runs])
     per_request: dict[str, Any] = {"value": client, "ci95": ci_c, "method": CLIENT_MEDIAN}
     per_second: dict[str, Any] = {
         "value": 0.0,
