@@ -38,13 +38,20 @@ import numpy as np
 from simlab.calibrate import (
     ACCEPT_COSTS,
     BATCHING_METHOD,
+    CONTENTION_GRID,
     CPU_COSTS,
     CPU_ROLES,
+    GridFit,
+    _contention_y,
     _from_record,
+    _grid_predictions,
     _lab,
     _light,
+    _on_grid,
+    _own_neighbours,
     _per_request_cpu,
     _run_record,
+    _strata,
     cpu_row,
     fit_batching,
     fit_spread,
@@ -59,11 +66,11 @@ from simlab.models import get_model
 from simlab.params import Platform
 from simlab.platforms import PRESETS, SOURCES, profile_path
 from simlab.provenance import atomic_write_json, git_revision, json_safe, machine, utc_stamp
-from simlab.real.grids import LOOP_SERVERS, RUNTIMES, Run, Runtime, runtime_grid
+from simlab.real.grids import CORES, LOOP_SERVERS, RUNTIMES, Run, Runtime, runtime_grid
 from simlab.real.peers import RESEMBLES
 from simlab.real.speed import session_speed
 
-__all__ = ["calibrate_runtime", "memory_fit", "runtime_profile"]
+__all__ = ["calibrate_runtime", "fit_contention", "memory_fit", "runtime_profile"]
 
 Results = list[tuple[Run, dict[str, Any]]]
 ROBUST = "soft-L1 least squares over the runs, 95% bootstrap interval"
@@ -168,12 +175,19 @@ def runtime_profile(name: str, results: Results, *, profile: str | None = None) 
             "median over light runs of latency - service - CPU overheads (95% bootstrap interval)",
         )  # fmt: skip
         params["rtt_cv"] = _spread(spread["rtt_cv"])
-    params["switch_contention"] = _assumed(
-        base, "switch_contention", "no run of this runtime's grid varies the runnable threads"
-    )
     fitted = _platform(base, params)
     fits.update(_batching(results, fitted, params))
     fitted = _platform(base, params)
+    contention = fit_contention(results, fitted)
+    if contention is None:
+        params["switch_contention"] = _assumed(
+            base, "switch_contention", "no run of this runtime's grid varies the runnable threads"
+        )
+    else:
+        params["switch_contention"] = contention.parameter(
+            "switch_contention", preset=base, method=CONTENTION_METHOD
+        )
+        fitted = _platform(base, params)
     memory = _memory(runtime, results, fitted, params)
     params["cores"] = os.cpu_count() or 1
     params["gil"] = False
@@ -220,6 +234,92 @@ def _batching(results: Results, platform: Platform, params: dict[str, Any]) -> d
     for key in fit.names:
         params[key] = fit.parameter(key, preset=getattr(platform, key), method=BATCHING_METHOD)
     return {"batching": {"rows": fit.rows, "residuals_us": fit.residuals}}
+
+
+# The closed loops the contention is fitted to.
+CONTENTION_RUNTIME_ROLES = ("batch", "threads")
+CONTENTION_METHOD = (
+    "simulated CPU a request beyond the burn matched to closed loops with no think time, "
+    "each peer's at more clients than cores (4 to 1,024: as many threads runnable on a thread "
+    "per connection) with a level of its own, so that only the growth with the clients "
+    "counts; on a grid, each run's own load generator's CPU beside it, the other costs held "
+    "at their fitted values and context_switch_us at its value (the runs show their "
+    "product); 95% bootstrap interval over each peer's few and many clients' runs"
+)
+
+
+def fit_contention(results: Results, platform: Platform) -> GridFit | None:
+    """What a thread switch costs more for each runnable thread queued
+    (``Platform.switch_contention``), from closed loops with no think time
+    (``runtime_grid``): each peer's loops of more clients than cores and no
+    backend call, few (role "batch": 4 to 64) and many (role "threads": 256
+    and 1,024), each peer as the model it resembles. Each run is simulated on
+    ``CONTENTION_GRID`` at ``platform`` (every other cost fitted already),
+    its own load generator's CPU beside it, and its CPU a request beyond the
+    burn set against the measured one, least squares, each peer's runs with
+    a level of their own (``_growth_fit``): only the growth from few clients
+    to many tells a contention. On a thread per connection every client's
+    thread is runnable, on a pool at most the pool's. A level the CPU fit
+    leaves off (the same at 4 clients as at 1,024) is not a contention, and
+    a fit to levels would take it for one. Identified only where the
+    bootstrap's interval reaches neither end of the grid; None when no run
+    has many clients. A loop of fewer clients than cores leaves a core idle
+    between requests (wake-ups): not a level of the others'."""
+    runs = [
+        (replace(run, target=RESEMBLES.get(run.target, run.target)), s)
+        for run, s in results
+        if run.role in CONTENTION_RUNTIME_ROLES
+        and run.workload.connections > CORES
+        and run.workload.calls == 0
+    ]
+    if not any(run.role == "threads" for run, _ in runs):
+        return None
+    measured = [_contention_y(s.get("cpu_busy_cores"), s.get("throughput_rps"), run)
+                for run, s in runs]  # fmt: skip
+    if any(m is None for m in measured):
+        return GridFit(platform.switch_contention, None, False, "a closed loop served nothing")
+    own = [_own_neighbours(s, platform) for _, s in runs]
+    grid: dict[str, tuple[float, ...]] = {"switch_contention": CONTENTION_GRID}
+    peers = [run.target for run, _ in runs]
+    return _growth_fit(
+        _grid_predictions(runs, platform, grid, own),
+        np.asarray(measured, dtype=float),
+        np.array([sorted(set(peers)).index(p) for p in peers]),
+        _strata([(run.target, run.role) for run, _ in runs]),
+        CONTENTION_GRID,
+    )
+
+
+def _growth_fit(
+    predicted: np.ndarray,
+    y: np.ndarray,
+    peers: np.ndarray,
+    strata: list[np.ndarray],
+    grid: tuple[float, ...],
+) -> GridFit:
+    """The point of ``grid`` whose predictions (grid by runs) best match
+    ``y``, each peer's runs (``peers``: an index a run) free to sit at a
+    level of their own (its mean residual taken off at each point), least
+    squares; its 95% interval from 400 bootstrap draws of the runs within
+    their ``strata`` (``simlab.calibrate._on_grid``)."""
+
+    def best(pick: np.ndarray) -> int:
+        residuals = y[pick] - predicted[:, pick]
+        sse = np.zeros(len(grid))
+        for peer in np.unique(peers[pick]):
+            r = residuals[:, peers[pick] == peer]
+            sse += ((r - r.mean(axis=1, keepdims=True)) ** 2).sum(axis=1)
+        return int(np.argmin(sse))
+
+    rng = np.random.default_rng(0)
+    draws = np.array(
+        [best(np.concatenate([rng.choice(g, len(g)) for g in strata])) for _ in range(400)]
+    )
+    return _on_grid(
+        grid, best(np.arange(len(y))), draws,
+        "the closed loops' CPU a request does not grow with the clients beyond what the "
+        "model's other costs make it", "the closed loops do not bound it",
+    )  # fmt: skip
 
 
 def _structure_note(runtime: Runtime) -> str:
@@ -488,7 +588,9 @@ def _memory(
         rows = [
             (_units(run, s), s["kept"][key] * 1024)
             for run, s in results
-            if run.target == runtime.reference and run.role != "batch" and s["kept"].get(key)
+            if run.target == runtime.reference
+            and run.role not in ("batch", "threads")
+            and s["kept"].get(key)
         ]
         fit = memory_fit(rows, base, free, kind)
         if fit is None:

@@ -1,15 +1,19 @@
 """A runtime's calibration (``simlab calibrate --runtime``), fitted on recorded real runs.
 
-``tests/data/runtime-runs.json`` holds the runs the committed jvm and php
-profiles were fitted from (what calibration keeps of each), and a node
-calibration's of 5 December 2026 (its grid's closed loops included): fitting
-them again needs no real run, and must label every parameter honestly.
+``tests/data/runtime-runs.json`` holds what calibration keeps of real runs:
+a jvm and a php calibration's of 1 December 2026 (the jvm grid's open runs:
+before its closed loops), and a node calibration's of 5 December (its
+closed loops included): fitting them again needs no real run, and must label
+every parameter honestly. The closed loops of many clients, whose fit
+simulates every run on a grid, are tested on loops simulated here
+(``_closed_loops``).
 """
 
 from __future__ import annotations
 
 import functools
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -20,7 +24,9 @@ from simlab.calibrate import _from_record
 from simlab.calibrate_runtime import memory_fit, runtime_profile
 from simlab.footprint import Units
 from simlab.platforms import PRESETS, platform_from_profile
-from simlab.real.grids import RUNTIMES, runtime_cases, runtime_grid
+from simlab.real.grids import CORES, RUNTIMES, runtime_cases, runtime_grid
+from simlab.real.peers import RESEMBLES
+from simlab.simulation import simulate
 
 RUNS = Path(__file__).parent / "data" / "runtime-runs.json"
 
@@ -231,9 +237,17 @@ def test_node_closed_loops_set_the_loop_event_cost_apart() -> None:
             clients = sorted(
                 r.workload.connections
                 for r in runtime_grid(name)
-                if r.role == "batch" and r.target == peer
+                if r.role == "batch" and r.target == peer and r.workload.calls == 0
             )
             assert clients == ([1, 4, 16, 64] if runtime.loop or runtime.saturates else []), peer
+            # And where a closed loop keeps the process awake, one of 64
+            # clients with four backend calls a request: a call's own cost.
+            calls = [
+                (r.workload.connections, r.workload.calls)
+                for r in runtime_grid(name)
+                if r.role == "batch" and r.target == peer and r.workload.calls
+            ]
+            assert calls == ([(64, 4)] if runtime.saturates else []), peer
     runs = _node_runs(250.0, 600.0, noise=0.05)
     fitted = load_platform("node")
     params: dict = {}
@@ -266,3 +280,57 @@ def test_node_closed_loops_set_a_request_apart_from_a_wake_up() -> None:
     assert {"parse_us", "wake_us"} & set(dropped) or not all(
         alone.is_identified(k) for k in ("parse_us", "wake_us")
     )
+
+
+def _closed_loops(platform, seed: int) -> list:
+    """The JVM grid's closed loops of more clients than cores, each peer
+    "measured" by simulating the model it resembles on ``platform`` (1.2 s
+    instead of 5.5: the fit's cost, not its sense), its numbers as a real
+    run's summary has them."""
+    out = []
+    for r, run in enumerate(runtime_grid("jvm")):
+        if run.role not in ("batch", "threads") or run.workload.connections <= CORES:
+            continue
+        short = replace(run, duration=1.0, warmup=0.2)
+        s = simulate(
+            RESEMBLES[run.target], run.workload, platform, run.arch,
+            duration=short.duration, warmup=short.warmup, replications=2, seed=seed + r,
+        ).summary  # fmt: skip
+        out.append(
+            (short, {"cpu_busy_cores": s.cpu_busy_cores, "throughput_rps": s.throughput_rps})
+        )
+    return out
+
+
+@pytest.mark.parametrize("truth", [0.2, 0.0])
+def test_the_closed_loops_of_many_clients_find_a_planted_contention(truth: float) -> None:
+    """The JVM's and Go's grids hold closed loops of 256 and 1,024 clients
+    beside their loops of 4 to 64 (``CONTENTION_CLIENTS``): a switch's
+    contention planted at 0.2 comes back identified, its interval around it,
+    and one planted at 0 is not identified (the interval reaches 0), from the
+    growth of the CPU a request from few clients to many, whatever the
+    fitting platform's own contention. A level the same at every client
+    count is not taken for a contention."""
+    for name in ("jvm", "go"):
+        threads = [r.workload.connections for r in runtime_grid(name) if r.role == "threads"]
+        assert threads == [256, 1024] * len(RUNTIMES[name].peers), name
+    base = load_platform("jvm")
+    runs = _closed_loops(base.with_(switch_contention=truth), seed=500)
+    fit = calibrate_runtime.fit_contention(runs, base.with_(switch_contention=1.0))
+    assert fit is not None
+    assert fit.ci95 is not None and fit.ci95[0] <= truth <= fit.ci95[1], fit
+    assert fit.identified == (truth > 0), fit
+    # No run of many clients, no fit.
+    few = [(run, s) for run, s in runs if run.role != "threads"]
+    assert calibrate_runtime.fit_contention(few, base) is None
+    # Every run of one peer dearer by the same 150 us: the same fit.
+    if truth == 0:
+        return
+    dearer = [
+        (run, {**s, "cpu_busy_cores": s["cpu_busy_cores"] * (1 + 150e-6 * s["throughput_rps"]
+                                                           / s["cpu_busy_cores"])})
+        if run.target == "java-threads" else (run, s)
+        for run, s in runs
+    ]  # fmt: skip
+    again = calibrate_runtime.fit_contention(dearer, base)
+    assert again is not None and again.value == fit.value

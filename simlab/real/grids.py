@@ -249,6 +249,11 @@ PAIR_REPEATS = {True: 1, False: 3}
 
 # A closed loop's clients: a loop that wakes finds 1 to 64 requests ready.
 LOOP_CLIENTS = {True: (1, 4, 16), False: (1, 4, 16, 64)}
+# Closed loops beyond the loops' (``runtime_grid``, ``Runtime.saturates``):
+# a switch's cost as the runnable threads grow (``Platform.switch_contention``).
+CONTENTION_CLIENTS = (256, 1024)
+# A closed loop's clients and backend calls a request, for a call's own cost.
+CALL_LOOP = (64, 4)
 
 
 def _peer_loop_runs(quick: bool, length: float) -> list[Run]:
@@ -642,7 +647,9 @@ def runtime_grid(name: str) -> list[Run]:
     where a peer is one loop (``Runtime.loop``), closed loops of 1 to 64
     clients with no think time (a loop that wakes finds them all ready), and
     likewise where a closed loop keeps the process awake
-    (``Runtime.saturates``)."""
+    (``Runtime.saturates``), where also closed loops of 256 and 1,024
+    clients (role "threads": the switch contention) and one of 64 clients
+    with four backend calls a request (a call's own cost)."""
     runtime = RUNTIMES[name]
     d, wu = RUNTIME_SECONDS, RUNTIME_WARMUP
     runs = []
@@ -667,6 +674,24 @@ def runtime_grid(name: str) -> list[Run]:
             for clients in LOOP_CLIENTS[False]:
                 w = Workload(connections=clients, think=RESEND_AT_ONCE, cpu=Fixed(0.001), calls=0)
                 runs.append(Run(peer, w, arch, "batch", d, wu))
+        if runtime.saturates:
+            # The same closed loop with many more clients: as many threads
+            # (goroutines) runnable at once on a thread per connection, at
+            # most the pool's on Tomcat's, the same connections on both.
+            for clients in CONTENTION_CLIENTS:
+                w = Workload(connections=clients, think=RESEND_AT_ONCE, cpu=Fixed(0.001), calls=0)
+                runs.append(Run(peer, w, arch, "threads", d, wu))
+            # And the loop of 64 with four backend calls of 1 ms a request:
+            # the cores still full, so that against the loop without calls
+            # only the calls' own cost differs (``call_us``), not a wake-up.
+            # From the light runs alone (one run each at 0, 1 and 4 calls,
+            # about 15% of a core) Go's came out 205 us on one morning and
+            # not identified on the next.
+            w = Workload(
+                connections=CALL_LOOP[0], think=RESEND_AT_ONCE, cpu=Fixed(0.001),
+                io=Fixed(0.001), calls=CALL_LOOP[1],
+            )  # fmt: skip
+            runs.append(Run(peer, w, arch, "batch", d, wu))
     return runs
 
 
@@ -710,6 +735,11 @@ def runtime_cases(name: str) -> list[Case]:
             # Appended (a case's seeds follow its place): the cores beyond 1
             # on many connections, their calls in parallel.
             Case("go", _w(2000, 520, 4, 10, 2, fanout="parallel"), a(), d, wu),
+            # Appended 6 December: with its burn no longer locked to a thread
+            # Go's request costs less, and the model put the case at 560/s
+            # at 0.85 of the cores; two more beyond 1 (1.1 and 1.0).
+            Case("go", _w(1000, 720, 3, 5), a(), d, wu),
+            Case("go", _w(800, 500, 4, 10, 2), a(), d, wu),
         ],
         "node": [
             Case("node", _w(400, 150, 1, 20, 2), a(), d, wu),
