@@ -178,7 +178,7 @@ def runtime_profile(name: str, results: Results, *, profile: str | None = None) 
     fitted = _platform(base, params)
     fits.update(_batching(results, fitted, params))
     fitted = _platform(base, params)
-    contention = fit_contention(results, fitted)
+    contention = fit_contention(results, fitted, os_threads=runtime.os_threads)
     if contention is None:
         params["switch_contention"] = _assumed(
             base, "switch_contention", "no run of this runtime's grid varies the runnable threads"
@@ -241,14 +241,17 @@ CONTENTION_RUNTIME_ROLES = ("batch", "threads")
 CONTENTION_METHOD = (
     "simulated CPU a request beyond the burn matched to closed loops with no think time, "
     "each peer's at more clients than cores (4 to 1,024: as many threads runnable on a thread "
-    "per connection) with a level of its own, so that only the growth with the clients "
-    "counts; on a grid, each run's own load generator's CPU beside it, the other costs held "
-    "at their fitted values and context_switch_us at its value (the runs show their "
-    "product); 95% bootstrap interval over each peer's few and many clients' runs"
+    "per connection; OS threads simulated as their server held them) with a level of its "
+    "own, so that only the growth with the clients counts; on a grid, each run's own load "
+    "generator's CPU beside it, the other costs held at their fitted values and "
+    "context_switch_us at its value (the runs show their product); 95% bootstrap interval "
+    "over each peer's few and many clients' runs"
 )
 
 
-def fit_contention(results: Results, platform: Platform) -> GridFit | None:
+def fit_contention(
+    results: Results, platform: Platform, *, os_threads: bool = True
+) -> GridFit | None:
     """What a thread switch costs more for each runnable thread queued
     (``Platform.switch_contention``), from closed loops with no think time
     (``runtime_grid``): each peer's loops of more clients than cores and no
@@ -264,9 +267,17 @@ def fit_contention(results: Results, platform: Platform) -> GridFit | None:
     a fit to levels would take it for one. Identified only where the
     bootstrap's interval reaches neither end of the grid; None when no run
     has many clients. A loop of fewer clients than cores leaves a core idle
-    between requests (wake-ups): not a level of the others'."""
+    between requests (wake-ups): not a level of the others'. Where the
+    runtime's threads are the OS's (``os_threads``), a thread per
+    connection's loop is simulated as its server held it (``_held``)."""
+    own = _own_threads(results) if os_threads else {}
     runs = [
-        (replace(run, target=RESEMBLES.get(run.target, run.target)), s)
+        (
+            replace(
+                _held(run, s, own.get(run.target)), target=RESEMBLES.get(run.target, run.target)
+            ),
+            s,
+        )
         for run, s in results
         if run.role in CONTENTION_RUNTIME_ROLES
         and run.workload.connections > CORES
@@ -278,16 +289,52 @@ def fit_contention(results: Results, platform: Platform) -> GridFit | None:
                 for run, s in runs]  # fmt: skip
     if any(m is None for m in measured):
         return GridFit(platform.switch_contention, None, False, "a closed loop served nothing")
-    own = [_own_neighbours(s, platform) for _, s in runs]
+    neighbours = [_own_neighbours(s, platform) for _, s in runs]
     grid: dict[str, tuple[float, ...]] = {"switch_contention": CONTENTION_GRID}
     peers = [run.target for run, _ in runs]
     return _growth_fit(
-        _grid_predictions(runs, platform, grid, own),
+        _grid_predictions(runs, platform, grid, neighbours),
         np.asarray(measured, dtype=float),
         np.array([sorted(set(peers)).index(p) for p in peers]),
         _strata([(run.target, run.role) for run, _ in runs]),
         CONTENTION_GRID,
     )
+
+
+def _own_threads(results: Results) -> dict[str, float]:
+    """Each thread-per-connection peer's threads beyond its clients in its
+    closed loops of few (role "batch", no call): the runtime's own (a JVM's
+    JIT compilers, collectors, its acceptor), the median over the loops."""
+    extra: dict[str, list[float]] = {}
+    for run, s in results:
+        mean = (s.get("threads") or {}).get("mean")
+        if (
+            run.role == "batch"
+            and run.workload.calls == 0
+            and mean is not None
+            and RESEMBLES.get(run.target) == "thread-per-connection"
+        ):
+            extra.setdefault(run.target, []).append(float(mean) - run.workload.connections)
+    return {peer: float(np.median(v)) for peer, v in extra.items()}
+
+
+def _held(run: Run, s: dict[str, Any], own: float | None) -> Run:
+    """A thread per connection's closed loop as its server held it: the
+    clients whose thread it had started (its mean threads less ``own``, the
+    runtime's own), where that is fewer than the loop's clients and more
+    than the cores. Its acceptor is one thread among hundreds runnable: on
+    6 December java-threads' loop of 1,024 clients held 386 threads on
+    average (465 at most), its loop of 256 held 229, the rest of their
+    clients waiting in the listen queue and costing the server nothing
+    (``simlab.calibrate.as_held`` does the same for cpython's saturated
+    runs). Other runs are as they were."""
+    mean = (s.get("threads") or {}).get("mean")
+    if own is None or mean is None or not math.isfinite(float(mean)):
+        return run
+    n = round(float(mean) - own)
+    if not CORES < n < run.workload.connections:
+        return run
+    return replace(run, workload=run.workload.with_(connections=n))
 
 
 def _growth_fit(

@@ -334,3 +334,30 @@ def test_the_closed_loops_of_many_clients_find_a_planted_contention(truth: float
     ]  # fmt: skip
     again = calibrate_runtime.fit_contention(dearer, base)
     assert again is not None and again.value == fit.value
+
+
+def test_a_thread_per_connection_loop_is_simulated_as_its_server_held_it() -> None:
+    """java-threads' loop of 1,024 clients held 386 threads on average, 20
+    of them the JVM's own (its loops of 4 to 64 clients held 20 more than
+    their clients): it is simulated as a loop of 366. A pool's loop, a run
+    that held all its clients, and a runtime whose threads are not the OS's
+    (Go's goroutines) are simulated as they ran."""
+    loops = {
+        (r.target, r.workload.connections): r
+        for r in runtime_grid("jvm")
+        if r.role in ("batch", "threads") and r.workload.calls == 0
+    }
+    held = {
+        ("java-threads", 4): 23.8, ("java-threads", 16): 36.0, ("java-threads", 64): 84.0,
+        ("java-threads", 1024): 386.0, ("tomcat-nio", 64): 40.0, ("tomcat-nio", 1024): 40.0,
+    }  # fmt: skip
+    results = [(loops[k], {"threads": {"mean": mean}}) for k, mean in held.items()]
+    own = calibrate_runtime._own_threads(results)
+    assert own == {"java-threads": pytest.approx(20.0)}
+    by = {(run.target, run.workload.connections): (run, s) for run, s in results}
+    run, s = by["java-threads", 1024]
+    assert calibrate_runtime._held(run, s, own["java-threads"]).workload.connections == 366
+    run, s = by["java-threads", 64]
+    assert calibrate_runtime._held(run, s, own["java-threads"]) is run
+    run, s = by["tomcat-nio", 1024]
+    assert calibrate_runtime._held(run, s, own.get("tomcat-nio")) is run
