@@ -312,10 +312,16 @@ def _own_threads(results: Results) -> dict[str, float]:
             run.role == "batch"
             and run.workload.calls == 0
             and mean is not None
-            and RESEMBLES.get(run.target) == "thread-per-connection"
+            and _holds_connection(run.target)
         ):
             extra.setdefault(run.target, []).append(float(mean) - run.workload.connections)
     return {peer: float(np.median(v)) for peer, v in extra.items()}
+
+
+def _holds_connection(peer: str) -> bool:
+    """Whether ``peer``'s model gives each connection its own thread."""
+    model = RESEMBLES.get(peer)
+    return model is not None and get_model(model).holds_connection
 
 
 def _held(run: Run, s: dict[str, Any], own: float | None) -> Run:
