@@ -288,13 +288,26 @@ def _grid_fit(
     y: np.ndarray,
     strata: list[np.ndarray],
     grids: dict[str, tuple[float, ...]],
+    *,
+    levels: np.ndarray | None = None,
+    at_zero: str = "the thread runs do not show this cost",
+    at_top: str = "the thread runs do not bound it",
 ) -> dict[str, GridFit]:
     """The point of ``grids`` whose predictions best match ``y`` (least
     squares over the runs), and each axis's 95% interval from 400 bootstrap
-    draws of the runs within their ``strata``."""
+    draws of the runs within their ``strata``. ``levels`` (a group index a
+    run): each group's runs free to sit at a level of their own, its mean
+    residual taken off at each point, so that only how the runs differ
+    within a group is matched. ``at_zero``, ``at_top``: why an interval at
+    an end of the grid is not identified (``_on_grid``)."""
 
     def best(pick: np.ndarray) -> tuple[int, ...]:
-        sse = ((predicted[..., pick] - y[pick]) ** 2).sum(axis=-1)
+        residuals = predicted[..., pick] - y[pick]
+        if levels is not None:
+            for group in np.unique(levels[pick]):
+                mine = levels[pick] == group
+                residuals[..., mine] -= residuals[..., mine].mean(axis=-1, keepdims=True)
+        sse = (residuals**2).sum(axis=-1)
         return tuple(int(i) for i in np.unravel_index(int(np.argmin(sse)), sse.shape))
 
     chosen = best(np.arange(len(y)))
@@ -303,10 +316,9 @@ def _grid_fit(
         [best(np.concatenate([rng.choice(g, len(g)) for g in strata])) for _ in range(400)]
     )
     return {
-        name: _on_grid(grid, chosen[axis], draws[:, axis], "the thread runs do not show this cost",
-                       "the thread runs do not bound it")
+        name: _on_grid(grid, chosen[axis], draws[:, axis], at_zero, at_top)
         for axis, (name, grid) in enumerate(grids.items())
-    }  # fmt: skip
+    }
 
 
 def _on_grid(

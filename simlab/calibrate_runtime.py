@@ -44,10 +44,10 @@ from simlab.calibrate import (
     GridFit,
     _contention_y,
     _from_record,
+    _grid_fit,
     _grid_predictions,
     _lab,
     _light,
-    _on_grid,
     _own_neighbours,
     _per_request_cpu,
     _run_record,
@@ -260,9 +260,9 @@ def fit_contention(
     ``CONTENTION_GRID`` at ``platform`` (every other cost fitted already),
     its own load generator's CPU beside it, and its CPU a request beyond the
     burn set against the measured one, least squares, each peer's runs with
-    a level of their own (``_growth_fit``): only the growth from few clients
-    to many tells a contention. On a thread per connection every client's
-    thread is runnable, on a pool at most the pool's. A level the CPU fit
+    a level of their own (``simlab.calibrate._grid_fit``'s ``levels``): only
+    the growth from few clients to many tells a contention. On a thread per
+    connection every client's thread is runnable, on a pool at most the pool's. A level the CPU fit
     leaves off (the same at 4 clients as at 1,024) is not a contention, and
     a fit to levels would take it for one. Identified only where the
     bootstrap's interval reaches neither end of the grid; None when no run
@@ -292,13 +292,16 @@ def fit_contention(
     neighbours = [_own_neighbours(s, platform) for _, s in runs]
     grid: dict[str, tuple[float, ...]] = {"switch_contention": CONTENTION_GRID}
     peers = [run.target for run, _ in runs]
-    return _growth_fit(
+    return _grid_fit(
         _grid_predictions(runs, platform, grid, neighbours),
         np.asarray(measured, dtype=float),
-        np.array([sorted(set(peers)).index(p) for p in peers]),
         _strata([(run.target, run.role) for run, _ in runs]),
-        CONTENTION_GRID,
-    )
+        grid,
+        levels=np.array([sorted(set(peers)).index(p) for p in peers]),
+        at_zero="the closed loops' CPU a request does not grow with the clients beyond what "
+        "the model's other costs make it",
+        at_top="the closed loops do not bound it",
+    )["switch_contention"]
 
 
 def _own_threads(results: Results) -> dict[str, float]:
@@ -341,38 +344,6 @@ def _held(run: Run, s: dict[str, Any], own: float | None) -> Run:
     if not CORES < n < run.workload.connections:
         return run
     return replace(run, workload=run.workload.with_(connections=n))
-
-
-def _growth_fit(
-    predicted: np.ndarray,
-    y: np.ndarray,
-    peers: np.ndarray,
-    strata: list[np.ndarray],
-    grid: tuple[float, ...],
-) -> GridFit:
-    """The point of ``grid`` whose predictions (grid by runs) best match
-    ``y``, each peer's runs (``peers``: an index a run) free to sit at a
-    level of their own (its mean residual taken off at each point), least
-    squares; its 95% interval from 400 bootstrap draws of the runs within
-    their ``strata`` (``simlab.calibrate._on_grid``)."""
-
-    def best(pick: np.ndarray) -> int:
-        residuals = y[pick] - predicted[:, pick]
-        sse = np.zeros(len(grid))
-        for peer in np.unique(peers[pick]):
-            r = residuals[:, peers[pick] == peer]
-            sse += ((r - r.mean(axis=1, keepdims=True)) ** 2).sum(axis=1)
-        return int(np.argmin(sse))
-
-    rng = np.random.default_rng(0)
-    draws = np.array(
-        [best(np.concatenate([rng.choice(g, len(g)) for g in strata])) for _ in range(400)]
-    )
-    return _on_grid(
-        grid, best(np.arange(len(y))), draws,
-        "the closed loops' CPU a request does not grow with the clients beyond what the "
-        "model's other costs make it", "the closed loops do not bound it",
-    )  # fmt: skip
 
 
 def _structure_note(runtime: Runtime) -> str:

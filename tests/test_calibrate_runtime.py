@@ -327,8 +327,7 @@ def test_the_closed_loops_of_many_clients_find_a_planted_contention(truth: float
     if truth == 0:
         return
     dearer = [
-        (run, {**s, "cpu_busy_cores": s["cpu_busy_cores"] * (1 + 150e-6 * s["throughput_rps"]
-                                                           / s["cpu_busy_cores"])})
+        (run, {**s, "cpu_busy_cores": s["cpu_busy_cores"] + 150e-6 * s["throughput_rps"]})
         if run.target == "java-threads" else (run, s)
         for run, s in runs
     ]  # fmt: skip
