@@ -114,6 +114,11 @@ def reason_not_fast(
         reason += f" (fast: {fast})"
     if reason is not None:
         return reason
+    if platform.cores is not None and platform.crowding > 0:
+        return (
+            "a phase slowed by the threads queued for the cores (crowding) is not in the "
+            "fast engine (fast needs crowding 0)"
+        )
     if platform.cores is not None and any(getattr(platform, k) > 0 for k in LAB_KEYS):
         return (
             "a load generator, backend or probe sharing the cores ("

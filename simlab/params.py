@@ -470,6 +470,20 @@ class Platform:
                            (the runs identify their product); a calibration whose
                            interval for it includes zero keeps the preset's value
                            as an assumption
+        crowding           how much slower a CPU phase runs for each thread
+                           queued for the cores (the kernel's run queue, not
+                           the GIL's) when it starts: its demand runs
+                           (1 + crowding * queued) times as long. Unlike
+                           switch_contention it grows with the phase's CPU,
+                           not its wake-ups: java-threads' requests on 1,000
+                           threads cost 0.08 ms more than on 100 with a 1 ms
+                           burn and 0.3-0.4 ms more with a 4 ms burn (6
+                           December), in the request threads' own CPU, not
+                           the JVM's (its collector and compilers took 1-2%
+                           of a core). Calibration fits it where a runtime's
+                           grid has closed loops of many clients at two
+                           burns (``calibrate_runtime.fit_contention``);
+                           elsewhere it is 0, an assumption
         gil_poll_us        what each timed wake-up of a thread waiting for the
                            GIL costs the thread that holds it. A waiter sleeps
                            on a condition wait of one switch interval
@@ -691,6 +705,7 @@ class Platform:
     context_switch_us: float = 0.95
     wake_us: float = 0.0
     switch_contention: float = 0.05
+    crowding: float = 0.0
     spawn_us: float = 33.0
     fork_us: float = 860.0
     fork_child_us: float = 0.0
@@ -850,6 +865,7 @@ class Platform:
 # batching, a forked child's first call, the GIL's hand-off); left out of
 # ``describe`` while they are at their defaults (the mechanism off).
 MECHANISMS = (
+    "crowding",
     "loop_event_us",
     "loop_wake_us",
     "loop_passes",

@@ -74,6 +74,9 @@ def cpython() -> Platform:
     - switch_contention 0.05: a placeholder until calibration fits it; it makes
       a switch with 1,000 runnable threads cost about 50x a bare one, inside the
       indirect-cost range of Li, Ding and Shen (ExpCS 2007).
+    - crowding 0 (a phase slowed by the threads queued for the cores beside
+      it): off; only the runtimes' calibration prices it, from open loops
+      beyond the cores at two burns (``calibrate_runtime.fit_contention``).
     - loop_event_us, loop_wake_us (an event loop's batching) and fork_call_kib
       (a child's copy-on-write from its first backend call) 0: mechanisms
       only calibration can price on a machine (``simlab.calibrate``

@@ -494,6 +494,9 @@ def test_reasons_for_not_fast():
     convoy = cpy.with_(gil_fifo_share=0.0)
     for model in simlab.MODELS:
         assert reason_not_fast(model, w, convoy, Architecture()) is None, model
+    crowded = cpy.with_(crowding=1e-4)
+    crowding_reason = reason_not_fast("thread-per-connection", w, crowded, Architecture())
+    assert "crowding" in (crowding_reason or "")
     neighbours = cpy.with_(client_cpu_us=20.0)
     assert "client_cpu_us" in (reason_not_fast("reactor-pool", w, neighbours, Architecture()) or "")
     keep_alive = Workload(connections=100, rate=10.0, requests_per_connection=3)

@@ -168,6 +168,7 @@ class Cpu:
         "busy_start",
         "contention",
         "cores",
+        "crowding",
         "cs",
         "env",
         "gil_wake",
@@ -208,6 +209,7 @@ class Cpu:
             ]
         self.cs = platform.context_switch_us * 1e-6
         self.contention = platform.switch_contention
+        self.crowding = platform.crowding
         self.wake = platform.wake_us * 1e-6
         self.loop_wake = platform.loop_wake_us * 1e-6
         self.interval = platform.gil_interval_us * 1e-6 if platform.gil else 0.0
@@ -350,6 +352,10 @@ class Cpu:
             if core < 0:
                 core = yield cores.wait()
         duration = demand
+        if self.crowding and cores is not None and cores.waiters:
+            # The threads queued behind it share the cores with it in the
+            # kernel's slices: its CPU runs slower (``Platform.crowding``).
+            duration *= 1.0 + self.crowding * len(cores.waiters)
         if switches:
             runnable = (len(gil.waiters) if gil is not None else 0) + (
                 len(cores.waiters) if cores is not None else 0

@@ -139,6 +139,20 @@ def test_the_fast_engine_covers_the_mechanisms() -> None:
     assert uses_events("thread-pool", w, gil, Architecture())
 
 
+def test_a_phase_runs_slower_for_each_thread_queued_for_the_cores() -> None:
+    # One core, three threads ready at once: the first finds nobody queued
+    # for the core when it starts, the second one (the third), the third
+    # none; only the second's phase runs (1 + crowding) times as long. The
+    # GIL's waiters are not the kernel's: with a GIL nobody is slowed.
+    p = BARE.with_(gil=False, cores=1, crowding=0.25)
+    cpu = _cpu_times("thread-per-connection", _burst(3), p)
+    assert sorted(cpu) == pytest.approx([0.001, 0.001, 0.001 * 1.25])
+    off = _cpu_times("thread-per-connection", _burst(3), p.with_(crowding=0.0))
+    assert off == pytest.approx([0.001] * 3)
+    gil = _cpu_times("thread-per-connection", _burst(3), p.with_(gil=True, cores=None))
+    assert gil == pytest.approx([0.001] * 3)
+
+
 def test_a_platform_describes_a_mechanism_only_when_it_is_on() -> None:
     off = Platform().describe()
     for key in ("loop_event_us", "loop_wake_us", "fork_call_kib", "gil_fifo_share"):
