@@ -179,15 +179,13 @@ def runtime_profile(name: str, results: Results, *, profile: str | None = None) 
     fits.update(_batching(results, fitted, params))
     fitted = _platform(base, params)
     contention = fit_contention(results, fitted, os_threads=runtime.os_threads)
-    if contention is None:
-        params["switch_contention"] = _assumed(
-            base, "switch_contention", "no run of this runtime's grid varies the runnable threads"
-        )
-    else:
-        params["switch_contention"] = contention.parameter(
-            "switch_contention", preset=base, method=CONTENTION_METHOD
-        )
-        fitted = _platform(base, params)
+    for key in ("switch_contention", "crowding"):
+        if contention is None:
+            why = "no run of this runtime's grid varies the runnable threads"
+            params[key] = _assumed(base, key, why)
+        else:
+            params[key] = contention[key].parameter(key, preset=base, method=CONTENTION_METHOD)
+    fitted = _platform(base, params)
     memory = _memory(runtime, results, fitted, params)
     params["cores"] = os.cpu_count() or 1
     params["gil"] = False
@@ -238,11 +236,20 @@ def _batching(results: Results, platform: Platform, params: dict[str, Any]) -> d
 
 # The closed loops the contention is fitted to.
 CONTENTION_RUNTIME_ROLES = ("batch", "threads")
+# The two costs' grids for a runtime, tried together (every point a DES of
+# each loop): the switch's contention to 0.5 (the JVM's and Go's fitted at
+# 0.02 to 0.05 alone, 6 December), and how much slower a phase runs for each
+# thread queued beside it. 1e-4 makes a phase 10% slower beside 1,000.
+RUNTIME_CONTENTION_GRID = tuple(c for c in CONTENTION_GRID if c <= 0.5)
+CROWDING_GRID = (0.0, 2.5e-5, 5e-5, 1e-4, 1.5e-4, 2e-4, 3e-4, 5e-4)
 CONTENTION_METHOD = (
     "simulated CPU a request beyond the burn matched to closed loops with no think time, "
     "each peer's at more clients than cores (4 to 1,024: as many threads runnable on a thread "
-    "per connection; OS threads simulated as their server held them) with a level of its "
-    "own, so that only the growth with the clients counts; on a grid, each run's own load "
+    "per connection; OS threads simulated as their server held them) at a 1 ms burn, and "
+    "open loops beyond the cores on 100 and 1,000 connections at a 4 ms burn (twice each), "
+    "with a level a peer and a burn, so that only the growth with the clients counts; "
+    "switch_contention and crowding on one grid (a switch's cost does not grow with the "
+    "burn, a slowed phase's does), each run's own load "
     "generator's CPU beside it, the other costs held at their fitted values and "
     "context_switch_us at its value (the runs show their product); 95% bootstrap interval "
     "over each peer's few and many clients' runs"
@@ -250,26 +257,35 @@ CONTENTION_METHOD = (
 
 
 def fit_contention(
-    results: Results, platform: Platform, *, os_threads: bool = True
-) -> GridFit | None:
+    results: Results,
+    platform: Platform,
+    *,
+    os_threads: bool = True,
+    grids: dict[str, tuple[float, ...]] | None = None,
+) -> dict[str, GridFit] | None:
     """What a thread switch costs more for each runnable thread queued
-    (``Platform.switch_contention``), from closed loops with no think time
+    (``Platform.switch_contention``) and how much slower a phase runs for
+    each (``Platform.crowding``), from closed loops with no think time
     (``runtime_grid``): each peer's loops of more clients than cores and no
-    backend call, few (role "batch": 4 to 64) and many (role "threads": 256
-    and 1,024), each peer as the model it resembles. Each run is simulated on
-    ``CONTENTION_GRID`` at ``platform`` (every other cost fitted already),
-    its own load generator's CPU beside it, and its CPU a request beyond the
-    burn set against the measured one, least squares, each peer's runs with
-    a level of their own (``simlab.calibrate._grid_fit``'s ``levels``): only
-    the growth from few clients to many tells a contention. On a thread per
-    connection every client's thread is runnable, on a pool at most the pool's. A level the CPU fit
-    leaves off (the same at 4 clients as at 1,024) is not a contention, and
-    a fit to levels would take it for one. Identified only where the
-    bootstrap's interval reaches neither end of the grid; None when no run
-    has many clients. A loop of fewer clients than cores leaves a core idle
-    between requests (wake-ups): not a level of the others'. Where the
-    runtime's threads are the OS's (``os_threads``), a thread per
-    connection's loop is simulated as its server held it (``_held``)."""
+    backend call, few (role "batch": 4 to 64 clients, 1 ms burns) and many
+    (role "threads": 256 and 1,024 at 1 ms, 64 and 1,024 at 4 ms), each peer
+    as the model it resembles. Each run is simulated on ``grids`` (default
+    ``RUNTIME_CONTENTION_GRID`` by ``CROWDING_GRID``) at ``platform`` (every other
+    cost fitted already), its own load generator's CPU beside it, and its
+    CPU a request beyond the burn set against the measured one, least
+    squares, each peer's runs at each burn with a level of their own
+    (``simlab.calibrate._grid_fit``'s ``levels``): only the growth from few
+    clients to many tells a cost, and how that growth scales with the burn
+    tells the two apart (a switch's does not, a slowed phase's does). On a
+    thread per connection every client's thread is runnable, on a pool at
+    most the pool's. A level the CPU fit leaves off (the same at 4 clients
+    as at 1,024) is not a contention, and a fit to levels would take it for
+    one. Each is identified only where the bootstrap's interval reaches
+    neither end of its grid; None when no run has many clients. A loop of
+    fewer clients than cores leaves a core idle between requests
+    (wake-ups): not a level of the others'. Where the runtime's threads are
+    the OS's (``os_threads``), a thread per connection's loop is simulated
+    as its server held it (``_held``)."""
     own = _own_threads(results) if os_threads else {}
     runs = [
         (
@@ -285,23 +301,34 @@ def fit_contention(
     ]
     if not any(run.role == "threads" for run, _ in runs):
         return None
+    grid = grids if grids is not None else {
+        "switch_contention": RUNTIME_CONTENTION_GRID, "crowding": CROWDING_GRID
+    }  # fmt: skip
     measured = [_contention_y(s.get("cpu_busy_cores"), s.get("throughput_rps"), run)
                 for run, s in runs]  # fmt: skip
     if any(m is None for m in measured):
-        return GridFit(platform.switch_contention, None, False, "a closed loop served nothing")
+        why = "a closed loop served nothing"
+        return {k: GridFit(getattr(platform, k), None, False, why) for k in grid}
     neighbours = [_own_neighbours(s, platform) for _, s in runs]
-    grid: dict[str, tuple[float, ...]] = {"switch_contention": CONTENTION_GRID}
-    peers = [run.target for run, _ in runs]
+    # A level a peer and a burn: a cost a request that differs between the
+    # burns at few clients (java-threads' 4 ms loops cost more beyond their
+    # burn than its 1 ms ones at 64 clients) is not a growth with clients.
+    groups = [(run.target, _burn(run)) for run, _ in runs]
     return _grid_fit(
         _grid_predictions(runs, platform, grid, neighbours),
         np.asarray(measured, dtype=float),
         _strata([(run.target, run.role) for run, _ in runs]),
         grid,
-        levels=np.array([sorted(set(peers)).index(p) for p in peers]),
+        levels=np.array([sorted(set(groups)).index(g) for g in groups]),
         at_zero="the closed loops' CPU a request does not grow with the clients beyond what "
         "the model's other costs make it",
         at_top="the closed loops do not bound it",
-    )["switch_contention"]
+    )
+
+
+def _burn(run: Run) -> float:
+    """A run's mean CPU a request, the burn its peer spins."""
+    return float(run.workload.cpu.mean)
 
 
 def _own_threads(results: Results) -> dict[str, float]:

@@ -252,6 +252,17 @@ LOOP_CLIENTS = {True: (1, 4, 16), False: (1, 4, 16, 64)}
 # Closed loops beyond the loops' (``runtime_grid``, ``Runtime.saturates``):
 # a switch's cost as the runnable threads grow (``Platform.switch_contention``).
 CONTENTION_CLIENTS = (256, 1024)
+# Open loops beyond the cores at a longer burn (``CROWDING_BURN`` s), on 100
+# and 1,000 connections opened before they send (a closed loop's clients
+# connect as they send, and java-threads' acceptor, one thread among
+# hundreds runnable, let 388 of 1,024 in): a cost that grows with the burn
+# as the runnable threads grow is a phase slowed by the threads queued
+# beside it (``Platform.crowding``), one that does not is a switch's
+# (``switch_contention``). Twice each, so that the bootstrap sees their noise.
+CROWDING_CLIENTS = (100, 1000)
+CROWDING_BURN = 0.004
+CROWDING_RATE = 560.0
+CROWDING_REPEATS = 2
 # A closed loop's clients and backend calls a request, for a call's own cost.
 CALL_LOOP = (64, 4)
 
@@ -681,6 +692,14 @@ def runtime_grid(name: str) -> list[Run]:
             for clients in CONTENTION_CLIENTS:
                 w = Workload(connections=clients, think=RESEND_AT_ONCE, cpu=Fixed(0.001), calls=0)
                 runs.append(Run(peer, w, arch, "threads", d, wu))
+            # Appended 6 December: java-threads' requests on 1,000 threads
+            # cost 0.08 ms more than on 100 with a 1 ms burn, 0.3-0.4 ms
+            # more with 4 ms, in the request threads' own CPU.
+            for clients in CROWDING_CLIENTS:
+                w = Workload(
+                    connections=clients, rate=CROWDING_RATE, cpu=Fixed(CROWDING_BURN), calls=0
+                )
+                runs.extend(Run(peer, w, arch, "threads", d, wu) for _ in range(CROWDING_REPEATS))
             # And the loop of 64 with four backend calls of 1 ms a request:
             # the cores still full, so that against the loop without calls
             # only the calls' own cost differs (``call_us``), not a wake-up.
