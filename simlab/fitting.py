@@ -101,6 +101,15 @@ def _solve(
     return solved
 
 
+def off_the_bound(value: float, ci95: tuple[float, float], floor: float = ZERO) -> bool:
+    """Whether a parameter held at or above zero is identified: its estimate
+    and its interval's low end above ``floor``, and the low end above
+    ``BOUND_SHARE`` of the estimate (an interval reaching down to a hair
+    above the bound reaches the bound)."""
+    lo = ci95[0]
+    return lo > max(floor, BOUND_SHARE * value) and value > floor
+
+
 def fit_robust(
     x: np.ndarray,
     y: np.ndarray,
@@ -154,7 +163,7 @@ def fit_robust(
     # reaches down to it, or under BOUND_SHARE of its own estimate, spans zero.
     floor = max(AT_BOUND * float(np.abs(theta).max()), ZERO)
     identified = tuple(
-        bool(lo[k] > max(floor, BOUND_SHARE * theta[k]) and theta[k] > floor)
+        off_the_bound(float(theta[k]), (float(lo[k]), float(hi[k])), floor)
         if nonnegative
         else bool(lo[k] > 0 or hi[k] < 0)
         for k in range(p)

@@ -16,7 +16,7 @@ from simlab import calibrate as cal
 from simlab import load_platform, simulate
 from simlab.distributions import Exponential, Fixed
 from simlab.errors import UserError
-from simlab.fitting import fit_robust
+from simlab.fitting import fit_robust, off_the_bound
 from simlab.journal import journal_dir
 from simlab.params import Architecture, Platform, Workload
 from simlab.real.grids import SLOW_SWITCH_MS, UNFITTED, Run, grid
@@ -980,3 +980,17 @@ def test_the_design_matrix_counts_the_wake_ups_the_model_charges(gil: bool) -> N
     charged = (cpu_us(1000.0)[0] - base) / 1000.0
     row = cal.cpu_row("thread-per-connection", 1, busy, gil=gil)
     assert charged == pytest.approx(row["wake_us"], rel=0.2)
+
+
+def test_an_interval_reaching_a_hair_above_the_bound_is_not_identified() -> None:
+    """Go's call_us came out 19.4 us with an interval of [0.002, 97] (6
+    December): the bootstrap's 2.5th percentile a draw the solver had left
+    2 ns above its bound of 0. That reaches the bound: not identified. An
+    interval well clear of it is (wake_us 278 [196, 464]); and so is a
+    small cost whose whole interval is small but clear (0.05 [0.02, 0.09])."""
+    assert not off_the_bound(19.4, (0.0022, 96.8))
+    assert off_the_bound(278.0, (196.0, 464.0))
+    assert off_the_bound(0.05, (0.02, 0.09))
+    assert not off_the_bound(5.0, (0.0, 9.0))
+    # An estimate at the bound is not identified whatever its interval says.
+    assert not off_the_bound(0.0, (0.0, 0.0))
