@@ -265,10 +265,11 @@ def fit_contention(
 ) -> dict[str, GridFit] | None:
     """What a thread switch costs more for each runnable thread queued
     (``Platform.switch_contention``) and how much slower a phase runs for
-    each (``Platform.crowding``), from closed loops with no think time
-    (``runtime_grid``): each peer's loops of more clients than cores and no
-    backend call, few (role "batch": 4 to 64 clients, 1 ms burns) and many
-    (role "threads": 256 and 1,024 at 1 ms, 64 and 1,024 at 4 ms), each peer
+    each (``Platform.crowding``), from the runs of ``runtime_grid`` with
+    more clients than cores and no backend call: each peer's closed loops
+    with no think time, few (role "batch": 4 to 64 clients) and many (role
+    "threads": 256 and 1,024) at a 1 ms burn, and its open loops beyond the
+    cores on 100 and 1,000 connections at 4 ms (role "threads"), each peer
     as the model it resembles. Each run is simulated on ``grids`` (default
     ``RUNTIME_CONTENTION_GRID`` by ``CROWDING_GRID``) at ``platform`` (every other
     cost fitted already), its own load generator's CPU beside it, and its
@@ -313,7 +314,7 @@ def fit_contention(
     # A level a peer and a burn: a cost a request that differs between the
     # burns at few clients (java-threads' 4 ms loops cost more beyond their
     # burn than its 1 ms ones at 64 clients) is not a growth with clients.
-    groups = [(run.target, _burn(run)) for run, _ in runs]
+    groups = [(run.target, run.workload.cpu.mean) for run, _ in runs]
     return _grid_fit(
         _grid_predictions(runs, platform, grid, neighbours),
         np.asarray(measured, dtype=float),
@@ -324,11 +325,6 @@ def fit_contention(
         "the model's other costs make it",
         at_top="the closed loops do not bound it",
     )
-
-
-def _burn(run: Run) -> float:
-    """A run's mean CPU a request, the burn its peer spins."""
-    return float(run.workload.cpu.mean)
 
 
 def _own_threads(results: Results) -> dict[str, float]:

@@ -481,8 +481,8 @@ class Platform:
                            December), in the request threads' own CPU, not
                            the JVM's (its collector and compilers took 1-2%
                            of a core). Calibration fits it where a runtime's
-                           grid has closed loops of many clients at two
-                           burns (``calibrate_runtime.fit_contention``);
+                           grid has loops of many clients at two burns
+                           (``calibrate_runtime.fit_contention``);
                            elsewhere it is 0, an assumption
         gil_poll_us        what each timed wake-up of a thread waiting for the
                            GIL costs the thread that holds it. A waiter sleeps

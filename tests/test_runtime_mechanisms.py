@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Callable
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -163,27 +164,45 @@ def test_the_fit_counts_the_goroutines_that_served_in_the_run() -> None:
     assert not RUNTIMES["node"].served_growth and not RUNTIMES["php"].served_growth
 
 
-def _node_throughput_errors(batching: bool) -> list[float]:
-    profile = json.loads(NODE.read_text())
-    platform = validate.lab_platform(platform_from_profile(profile, source=str(NODE)), profile)
-    if not batching:
-        # Every request pays what a request that finds the loop asleep pays,
-        # however many are ready: its own cost and a whole wake-up.
-        lone = platform.loop_parse_us + platform.wake_us + platform.loop_wake_us
-        platform = platform.with_(parse_us=lone, wake_us=0.0, loop_event_us=0.0, loop_wake_us=0.0)
-    saved = json.loads(NODE_SAVED.read_text())
+def _served_errors(
+    runtime: str,
+    profile_path: Path,
+    saved_path: Path,
+    change: Callable[[Platform], Platform] = lambda p: p,
+) -> dict[tuple[str, str], float]:
+    """Each saturated held-out case of ``runtime``: its served-rate error,
+    one replication as ``simlab validate`` seeds it, on the committed profile
+    (through ``change``) against the committed runs, by peer and config."""
+    profile = json.loads(profile_path.read_text())
+    platform = change(
+        validate.lab_platform(platform_from_profile(profile, source=str(profile_path)), profile)
+    )
+    saved = json.loads(saved_path.read_text())
     measured = {
-        r["config"]: float(r["measured"])
+        (r["model"], r["config"]): float(r["measured"])
         for r in saved["rows"]
         if r["metric"] == "throughput_rps" and r["evidence"]
     }
-    errs = []
-    for k, case in enumerate(runtime_cases("node")):
-        if case.config() not in measured:
+    errs = {}
+    for k, case in enumerate(runtime_cases(runtime)):
+        real = measured.get((case.target, case.config()))
+        if real is None:
             continue  # below saturation: served = sent on both sides
-        s = _case_summary("async", case, platform, k)
-        errs.append(abs(s.throughput_rps - measured[case.config()]) / measured[case.config()])
+        s = _case_summary(RESEMBLES[case.target], case, platform, k)
+        errs[case.target, case.config()] = abs(s.throughput_rps - real) / real
     return errs
+
+
+def _lone(platform: Platform) -> Platform:
+    """Every request pays what a request that finds the loop asleep pays,
+    however many are ready: its own cost and a whole wake-up."""
+    lone = platform.loop_parse_us + platform.wake_us + platform.loop_wake_us
+    return platform.with_(parse_us=lone, wake_us=0.0, loop_event_us=0.0, loop_wake_us=0.0)
+
+
+def _node_throughput_errors(batching: bool) -> list[float]:
+    errs = _served_errors("node", NODE, NODE_SAVED, (lambda p: p) if batching else _lone)
+    return list(errs.values())
 
 
 def test_node_at_saturation_meets_the_throughput_goal_with_batching_and_not_without() -> None:
@@ -203,30 +222,6 @@ def test_node_at_saturation_meets_the_throughput_goal_with_batching_and_not_with
     assert np.median(with_it) < np.median(without)
 
 
-def _jvm_throughput_errors(crowding: bool) -> dict[str, float]:
-    """Each saturated JVM held-out case's served-rate error, one replication
-    as ``simlab validate`` seeds it, on the committed profile with its
-    crowding or without (0)."""
-    profile = json.loads(JVM.read_text())
-    platform = validate.lab_platform(platform_from_profile(profile, source=str(JVM)), profile)
-    if not crowding:
-        platform = platform.with_(crowding=0.0)
-    saved = json.loads(JVM_SAVED.read_text())
-    measured = {
-        (r["model"], r["config"]): float(r["measured"])
-        for r in saved["rows"]
-        if r["metric"] == "throughput_rps" and r["evidence"]
-    }
-    errs = {}
-    for k, case in enumerate(runtime_cases("jvm")):
-        real = measured.get((case.target, case.config()))
-        if real is None:
-            continue  # below saturation: served = sent on both sides
-        s = _case_summary(RESEMBLES[case.target], case, platform, k)
-        errs[case.target, case.config()] = abs(s.throughput_rps - real) / real
-    return errs
-
-
 def test_java_threads_beyond_the_cores_meets_the_throughput_goal_with_crowding() -> None:
     """java-threads on 1,000 threads beyond the cores (4 ms a request): its
     requests cost more CPU the more threads are queued beside them
@@ -237,7 +232,8 @@ def test_java_threads_beyond_the_cores_meets_the_throughput_goal_with_crowding()
     Tomcat cases, whose pool holds at most 12 threads, barely move."""
     params = json.loads(JVM.read_text())["parameters"]
     assert params["crowding"]["identified"] and params["crowding"]["ci95"][0] > 0
-    with_it, without = _jvm_throughput_errors(True), _jvm_throughput_errors(False)
+    with_it = _served_errors("jvm", JVM, JVM_SAVED)
+    without = _served_errors("jvm", JVM, JVM_SAVED, lambda p: p.with_(crowding=0.0))
     threads = [key for key in with_it if key[0] == "java-threads"]
     assert len(threads) == 1 and len(with_it) == 3
     assert with_it[threads[0]] <= THROUGHPUT_GOAL
