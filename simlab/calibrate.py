@@ -195,9 +195,10 @@ def _contention_y(busy: float | None, served: float | None, run: Run) -> float |
     that is busy; a ``beside`` run's too, an open loop over the GIL's
     capacity), and a convoy run's (an open loop at about the GIL's
     capacity: where the server falls behind, 1/served is its GIL's time a
-    request; where it keeps up, the offered rate's, on both sides alike);
+    request; where it keeps up, the offered rate's, on both sides alike; a
+    ``siblings`` run's, two copies' served rate, on both sides alike);
     any other's CPU beyond the requested burn."""
-    if run.role in ("saturate", "convoy", "beside"):
+    if run.role in ("saturate", "convoy", "beside", "siblings"):
         busy = 1.0
     return _per_request_cpu({"cpu_busy_cores": busy, "throughput_rps": served}, run)
 
@@ -492,25 +493,65 @@ def fit_neighbour_share(results: list[tuple[Run, dict[str, Any]]], platform: Pla
     cpython's), so a share the runs do not identify is the one those costs
     assume. The grid's 0 also turns the neighbours' runs back into runs
     that queue for cores each on its own (``Cpu.background``)."""
-    runs = [(run, s) for run, s in results if run.role == "beside"]
-    served = [s.get("throughput_rps") or 0.0 for _, s in runs]
     lab = any(getattr(platform, k) > 0 for k in LAB_KEYS)
+    no_lab = "no lab neighbours simulated (no cores, or the lab's CPU at 0)"
+    return _fit_share(
+        results, platform, "beside", key="gil_neighbour_share",
+        why=no_lab if platform.cores is None or not lab else "",
+        runs_are="beside the load generator", shares=NEIGHBOUR_GRID,
+    )  # fmt: skip
+
+
+def fit_sibling_share(results: list[tuple[Run, dict[str, Any]]], platform: Platform) -> GridFit:
+    """How often a GIL handed to a waiter while another copy of the server
+    runs on a core waits for that core (``gil_sibling_share``), from the
+    ``siblings`` runs: two copies of a threaded server saturated in an open
+    loop. As ``fit_neighbour_share``, with each run's neighbours at their
+    measured CPU, after every other GIL cost and the neighbour share
+    (fitted on one process, where the share does nothing)."""
+    why = "no cores" if platform.cores is None else ""
+    return _fit_share(
+        results, platform, "siblings", key="gil_sibling_share", why=why,
+        runs_are="of two copies", shares=SIBLING_GRID,
+    )  # fmt: skip
+
+
+# Finer where two copies' runs put it (0.25 by hand on 6 December).
+SIBLING_GRID = (0.0, 0.05, 0.1, 0.15, 0.2, 0.25, 0.3, 0.35, 0.4, 0.5, 0.75, 1.0)
+
+
+def _fit_share(
+    results: list[tuple[Run, dict[str, Any]]],
+    platform: Platform,
+    role: str,
+    *,
+    key: str,
+    why: str,
+    runs_are: str,
+    shares: tuple[float, ...],
+) -> GridFit:
+    """A share of GIL hand-offs (``key``) on the grid ``shares`` from the runs
+    of ``role``: each simulated at every share, its neighbours at their own
+    measured CPU, its GIL time a request (1/served) set against the
+    measured; least squares, and a bootstrap over each configuration's
+    runs. ``why``: a reason it cannot be fitted already known, else ""."""
+    runs = [(run, s) for run, s in results if run.role == role]
+    served = [s.get("throughput_rps") or 0.0 for _, s in runs]
     why = (
         "no GIL" if not platform.gil
-        else "no lab neighbours simulated (no cores, or the lab's CPU at 0)"
-        if platform.cores is None or not lab
-        else "too few runs beside the load generator" if len(runs) < 2
-        else "a run beside the load generator served nothing" if min(served) <= 0
+        else why if why
+        else f"too few runs {runs_are}" if len(runs) < 2
+        else f"a run {runs_are} served nothing" if min(served) <= 0
         else ""
     )  # fmt: skip
     if why:
-        return GridFit(platform.gil_neighbour_share, None, False, why)
+        return GridFit(getattr(platform, key), None, False, why)
     y = np.array([_contention_y(1.0, x, run) for (run, _), x in zip(runs, served, strict=True)])
     own = [_own_neighbours(s, platform) for _, s in runs]
     strata = _strata([run.label() for run, _ in runs])
-    grid: dict[str, tuple[float, ...]] = {"gil_neighbour_share": NEIGHBOUR_GRID}
+    grid: dict[str, tuple[float, ...]] = {key: shares}
     fits = _grid_fit(_grid_predictions(runs, platform, grid, own), y, strata, grid)
-    return fits["gil_neighbour_share"]
+    return fits[key]
 
 
 # Turns of the GIL's costs and the neighbour share, each fitted at the
@@ -560,6 +601,12 @@ NEIGHBOUR_METHOD = (
     "an open loop over it, the lab's neighbours at each run's measured CPU, on a grid of shares, "
     "the GIL's other costs held at their fitted values; 95% bootstrap interval over each "
     "configuration's runs"
+)
+SIBLING_METHOD = (
+    "simulated served rate of two copies of a threaded server saturated in an open loop at a "
+    f"{SLOW_SWITCH_MS:g} ms switch interval, matched to the measured on a grid of shares, the "
+    "lab's neighbours at each run's measured CPU, the GIL's other costs held at their fitted "
+    "values; 95% bootstrap interval over each configuration's runs"
 )
 # Where the GIL's hand-off order comes from: CPython's source, not these runs.
 GIL_HANDOFF = (
@@ -1550,6 +1597,10 @@ def _profile(
     params["gil_neighbour_share"] = share.parameter(
         "gil_neighbour_share", preset, NEIGHBOUR_METHOD + settled
     )
+    # Two copies' race for the cores last of the GIL's costs: every run the
+    # others are fitted on has one process, where it does nothing.
+    siblings = fit_sibling_share(results, fitted().with_(**neighbours))
+    params["gil_sibling_share"] = siblings.parameter("gil_sibling_share", preset, SIBLING_METHOD)
     batching = fit_batching(results, fitted())
     if batching is not None:
         for key in batching.names:

@@ -119,6 +119,16 @@ def reason_not_fast(
             "a phase slowed by the threads queued for the cores (crowding) is not in the "
             "fast engine (fast needs crowding 0)"
         )
+    if (
+        platform.cores is not None
+        and platform.gil
+        and platform.gil_sibling_share > 0
+        and arch.processes > 1
+    ):
+        return (
+            "a GIL hand-off woken on a core another process of the server holds "
+            "(gil_sibling_share) is not in the fast engine (fast needs it 0, or one process)"
+        )
     if platform.cores is not None and any(getattr(platform, k) > 0 for k in LAB_KEYS):
         return (
             "a load generator, backend or probe sharing the cores ("

@@ -627,6 +627,20 @@ class Platform:
                            from open-loop runs of threads saturating their GIL
                            beside the load generator
                            (``simlab.calibrate.fit_neighbour_share``)
+        gil_sibling_share  the share of GIL hand-offs, while another process of
+                           the server (a pre-forked copy) runs its own GIL's
+                           holder on a core, whose waiter the kernel wakes on
+                           that core: it waits there, holding its GIL, until
+                           that holder gives the core up (its phase ends or its
+                           GIL is taken from it), though the core its own GIL's
+                           last holder left may be free meanwhile. Why two
+                           copies of a threaded server, each with hundreds of
+                           threads on 2 cores, kept only 1.6-1.7 cores busy
+                           and served 35-40% less than with each copy pinned
+                           to a core of its own (6 December). Nothing with one
+                           process, or without cores. 0 in every preset;
+                           calibration fits it from saturated two-copy thread
+                           runs (``simlab.calibrate.fit_sibling_share``)
         gil_interval_us    CPython's switch interval (``sys.getswitchinterval()``,
                            5 ms): a thread that wants the GIL waits this long
                            from its own request (again, if the GIL changed hands
@@ -722,6 +736,7 @@ class Platform:
     gil_wake_us: float = 0.0
     gil_fifo_share: float = 1.0
     gil_neighbour_share: float = 0.0
+    gil_sibling_share: float = 0.0
     loop_event_us: float = 0.0
     loop_wake_us: float = 0.0
     loop_passes: float = 0.0
@@ -778,6 +793,10 @@ class Platform:
         _require(
             self.gil_neighbour_share <= 1,
             f"gil_neighbour_share(={self.gil_neighbour_share!r}) must be between 0 and 1",
+        )
+        _require(
+            self.gil_sibling_share <= 1,
+            f"gil_sibling_share(={self.gil_sibling_share!r}) must be between 0 and 1",
         )
         _require(
             self.fork_kib >= self.thread_kib and self.fork_kernel >= self.thread_kernel_kib,
@@ -878,6 +897,7 @@ MECHANISMS = (
     "close_wait_us",
     "gil_fifo_share",
     "gil_neighbour_share",
+    "gil_sibling_share",
     "thread_served_kib",
     "backend_pool",
     "child_kernel_kib",

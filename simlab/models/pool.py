@@ -167,6 +167,8 @@ class Cpu:
         "busy_dur",
         "busy_start",
         "contention",
+        "core_placed",
+        "core_process",
         "cores",
         "crowding",
         "cs",
@@ -183,6 +185,7 @@ class Cpu:
         "place",
         "placed",
         "poll",
+        "sibling_share",
         "since",
         "wake",
     )
@@ -233,6 +236,19 @@ class Cpu:
         # The waiters woken on each neighbour's core: the first takes that
         # core when the neighbour blocks (``background``).
         self.placed: dict[int, list[simpy.Event]] = {}
+        # A GIL waiter woken on a core another process of the server runs on
+        # (``gil_sibling_share``): which process's GIL holder runs on each
+        # core (-1: none, or a phase without a GIL), and the waiters placed
+        # on each core, the first taking it when that phase gives it up.
+        self.sibling_share = (
+            platform.gil_sibling_share
+            if platform.gil and processes > 1 and self.cores is not None
+            else 0.0
+        )
+        if self.sibling_share > 0 and place is None:
+            raise ValueError("a GIL waiter placed beside another process needs a random stream")
+        self.core_process = [-1] * (platform.cores or 0)
+        self.core_placed: dict[int, list[simpy.Event]] = {}
         # When each thread waiting for a GIL began its wait (the forced
         # switch's timer), while there is a switch interval.
         self.since: dict[simpy.Event, float] = {}
@@ -346,11 +362,15 @@ class Cpu:
                 yield self.env.timeout(self.handoff)
             if self.neighbours and self.neighbour_share:
                 core = yield from self._beside_neighbour()
+            if core < 0 and self.sibling_share and process is not None:
+                core = yield from self._beside_sibling(process)
         cores = self.cores
         if cores is not None and core < 0:
             core = cores.take()
             if core < 0:
                 core = yield cores.wait()
+        if self.sibling_share:
+            self.core_process[core] = process if gil is not None and process is not None else -1
         duration = demand
         if self.crowding and cores is not None and cores.waiters:
             # The threads queued behind it share the cores with it in the
@@ -383,14 +403,17 @@ class Cpu:
                     self.busy_start.append(started)
                     self.busy_dur.append(duration * share)
         if self.interval and gil is not None and duration > self.interval:
-            core = yield from self._sliced(gil, duration, core)
+            core = yield from self._sliced(gil, duration, core, process)
         else:
             self.busy_start.append(started)
             self.busy_dur.append(duration)
             if duration > 0:
                 yield env.timeout(duration)
         if cores is not None:
-            cores.give(core)
+            if self.sibling_share:
+                self._give_core(core)
+            else:
+                cores.give(core)
         if gil is not None:
             gil.give(0)
         if lock is not None:
@@ -415,6 +438,40 @@ class Cpu:
         core: int = yield woken
         return core
 
+    def _beside_sibling(self, process: int) -> Generator[simpy.Event, Any, int]:
+        """A GIL just handed to a waiter of ``process`` while another process
+        of the server runs its GIL's holder on a core: with probability
+        ``gil_sibling_share`` the kernel woke the waiter on that core (drawn
+        uniformly among such cores), where it waits, holding its GIL, until
+        that holder gives the core up, and runs there; returns the core (-1:
+        none yet, take one as usual)."""
+        held = [k for k, p in enumerate(self.core_process) if p >= 0 and p != process]
+        if not held:
+            return -1
+        place = self.place
+        assert place is not None
+        if place.random() >= self.sibling_share:
+            return -1
+        k = held[int(place.integers(len(held)))] if len(held) > 1 else held[0]
+        woken = self.env.event()
+        self.core_placed.setdefault(k, []).append(woken)
+        core: int = yield woken
+        return core
+
+    def _give_core(self, core: int) -> None:
+        """Give up ``core``: to the first waiter the kernel woke on it
+        (``gil_sibling_share``), if any (the others queue for a core), else
+        to the cores' queue."""
+        self.core_process[core] = -1
+        placed = self.core_placed.pop(core, None)
+        if placed:
+            placed[0].succeed(core)
+            for later in placed[1:]:
+                later.succeed(-1)
+            return
+        assert self.cores is not None
+        self.cores.give(core)
+
     def _drop_at(self, gil: Pool, acquired: float) -> float:
         """When CPython asks the holder that took ``gil`` at ``acquired`` to
         drop it: the earliest end of a waiter's timed wait that began at or
@@ -429,7 +486,9 @@ class Cpu:
             drop = min(drop, began + interval)
         return drop
 
-    def _sliced(self, gil: Pool, duration: float, core: int) -> Generator[simpy.Event, Any, int]:
+    def _sliced(
+        self, gil: Pool, duration: float, core: int, process: int | None = None
+    ) -> Generator[simpy.Event, Any, int]:
         """Run ``duration`` of CPU holding ``gil``, giving the GIL (and the
         core) up whenever a waiter's timed wait asks for it (``_drop_at``) and
         queueing again; returns the core held at the end. The holder looks at
@@ -449,7 +508,7 @@ class Cpu:
                 return core
             if gil.waiters and self._drop_at(gil, acquired) - env.now <= DROP_SLACK:
                 if cores is not None:
-                    cores.give(core)
+                    self._give_core(core)
                 gil.give(0)
                 ev = gil.wait()
                 self.since[ev] = env.now
@@ -460,8 +519,12 @@ class Cpu:
                 core = -1
                 if self.neighbours and self.neighbour_share:
                     core = yield from self._beside_neighbour()
+                if core < 0 and self.sibling_share and process is not None:
+                    core = yield from self._beside_sibling(process)
                 if cores is not None and core < 0:
                     core = cores.take()
                     if core < 0:
                         core = yield cores.wait()
+                if self.sibling_share and process is not None:
+                    self.core_process[core] = process
                 acquired = env.now

@@ -44,7 +44,7 @@ class Run:
     arch: Architecture
     # What the run is for (``grid``'s docstring lists each): "cpu", "batch",
     # "threads", "saturate", "convoy", "fork", "spawn", "memory", "structure",
-    # "copies", "peer_request", "beside".
+    # "copies", "peer_request", "beside", "siblings".
     role: str
     duration: float = 6.0
     warmup: float = 1.5
@@ -112,7 +112,10 @@ def grid(quick: bool) -> list[Run]:
       CPU a request their own code costs beyond the model's (``parse_us``);
     - ``beside``: threads saturating their GIL in an open loop, its load
       generator busy beside them (the full grid only): how often a GIL
-      hand-off waits for that neighbour's core (``gil_neighbour_share``).
+      hand-off waits for that neighbour's core (``gil_neighbour_share``);
+    - ``siblings``: two pre-forked copies of a threaded server saturated in
+      an open loop (the full grid only): how often a GIL hand-off in one
+      waits for the core the other holds (``gil_sibling_share``).
     """
     length = 4.0 if quick else 6.0
     return [
@@ -129,6 +132,7 @@ def grid(quick: bool) -> list[Run]:
         *_copies_runs(() if quick else LATER_COPIES),
         *_beside_runs(quick, length),
         *_peer_request_runs(quick, LATER_PEER_REQUESTS),
+        *_sibling_runs(quick, length),
     ]
 
 
@@ -363,6 +367,41 @@ BESIDE = (
     ("thread-pool", 24, 420.0, 0.0025, 0.001, 24),
 )
 BESIDE_REPEATS = 4
+
+
+def _sibling_runs(quick: bool, length: float) -> list[Run]:
+    """Two copies of a threaded server, each with its own GIL, saturated by an
+    open loop on 2 cores (``SIBLINGS``), ``SIBLING_REPEATS`` times each,
+    interleaved. By hand on 6 December thread-per-connection N=2000 at
+    800/s (2.5 ms of CPU, a 10 ms call, 2 copies) served 516 and 544/s at a
+    50 ms switch interval with 1.58 to 1.6 cores of the server busy, and
+    727/s on 2 with each copy pinned to a core of its own (``taskset``): a
+    hand-off woken on the core the other copy holds waits there while the
+    core its GIL's last holder left idles. What their served rate says
+    beyond the model's is fitted as ``gil_sibling_share``
+    (``simlab.calibrate.fit_sibling_share``). At ten times Python's switch
+    interval, so that the GIL's waiters' timed wake-ups, whose cost grows
+    with the hundreds waiting (``gil_poll_us``, fitted on one process),
+    leave the copies' race for the cores to show: at 5 ms the same load
+    cost 4.3 ms of CPU a request against 2.9 at 50 ms."""
+    if quick:
+        return []
+    runs = []
+    for target, n, rate, cpu, io, workers in SIBLINGS:
+        w = Workload(connections=n, rate=rate, cpu=Fixed(cpu), io=Fixed(io), calls=1)
+        arch = Architecture(workers=workers, processes=2)
+        run = Run(target, w, arch, "siblings", duration=length, switch_interval_ms=SLOW_SWITCH_MS)
+        runs.append(run)
+    return [run for _ in range(SIBLING_REPEATS) for run in runs]
+
+
+# The ``siblings`` runs: server, connections, offered rate (about 1.3 times
+# what two copies' cores serve), CPU and call (s), workers; two copies each.
+SIBLINGS = (
+    ("thread-per-connection", 400, 900.0, 0.002, 0.005, 32),
+    ("thread-pool", 32, 900.0, 0.002, 0.001, 16),
+)
+SIBLING_REPEATS = 3
 
 
 def _peer_request_runs(quick: bool, peers: dict[str, PeerLight]) -> list[Run]:
