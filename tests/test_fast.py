@@ -497,6 +497,10 @@ def test_reasons_for_not_fast():
     crowded = cpy.with_(crowding=1e-4)
     crowding_reason = reason_not_fast("thread-per-connection", w, crowded, Architecture())
     assert "crowding" in (crowding_reason or "")
+    copies = cpy.with_(gil_sibling_share=0.25)
+    two = Architecture(processes=2)
+    assert "gil_sibling_share" in (reason_not_fast("thread-pool", w, copies, two) or "")
+    assert reason_not_fast("thread-pool", w, copies, Architecture(processes=1)) is None
     neighbours = cpy.with_(client_cpu_us=20.0)
     assert "client_cpu_us" in (reason_not_fast("reactor-pool", w, neighbours, Architecture()) or "")
     keep_alive = Workload(connections=100, rate=10.0, requests_per_connection=3)
