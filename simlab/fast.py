@@ -100,7 +100,9 @@ def reason_not_fast(
     recorded where a core is free, on the holder's phase where none is, as
     the compiled loop sees its free cores as the DES does; the GIL's
     hand-off (``gil_handoff_us``), a wait after each wait for it, as
-    ``Cpu.run`` and ``Cpu._sliced`` wait; and ``async``'s
+    ``Cpu.run`` and ``Cpu._sliced`` wait; a hand-off woken on the core
+    another copy's holder runs on (``gil_sibling_share``), whose uniforms
+    both read from the ``place`` stream at the same hand-offs; and ``async``'s
     loops run in passes (``loop_passes``), each loop's driver an entity of
     the compiled loop, as ``simlab.models.async_.Passes`` is a SimPy process;
     and persistent connections' threads or children made as the run starts
@@ -118,16 +120,6 @@ def reason_not_fast(
         return (
             "a phase slowed by the threads queued for the cores (crowding) is not in the "
             "fast engine (fast needs crowding 0)"
-        )
-    if (
-        platform.cores is not None
-        and platform.gil
-        and platform.gil_sibling_share > 0
-        and arch.processes > 1
-    ):
-        return (
-            "a GIL hand-off woken on a core another process of the server holds "
-            "(gil_sibling_share) is not in the fast engine (fast needs it 0, or one process)"
         )
     if platform.cores is not None and any(getattr(platform, k) > 0 for k in LAB_KEYS):
         return (
@@ -158,6 +150,9 @@ class _Inputs:
         self.salt = streams.salt
         assert streams.gil is not None
         self.gil = streams.gil  # the GIL's hand-offs (``HandOffs``), drawn on demand
+        # Where a GIL's waiter is woken (``Cpu._beside_sibling``), drawn on demand.
+        assert streams.place is not None
+        self.place = streams.place
         self.is_trace = w.kind != "open"
         if w.kind == "open":
             assert w.rate is not None
@@ -326,6 +321,10 @@ def _run_events(  # noqa: PLR0917 - the run's parts, as _run_kernel takes them
     # request to start with, more (continuing the same stream) if it runs out.
     fifo = p.gil_fifo_share if p.gil else 1.0
     draws = hand_off_draws(inp.gil, n + 1) if fifo < 1 else np.empty(0)
+    # A hand-off woken on another copy's core reads up to two uniforms of the
+    # ``place`` stream, as ``Cpu._beside_sibling`` reads them one by one.
+    sibling = p.gil_sibling_share if p.gil and p.cores is not None else 0.0
+    pdraws = inp.place.random(2 * n + 2) if sibling > 0 else np.empty(0)
     while True:
         (sent, arrival, admit, start, end, service, cpu, worker, process, outcome, let_go, ended,
          busy_start, busy_end, conn_open, conn_close, overloaded, truncated, full,
@@ -381,12 +380,16 @@ def _run_events(  # noqa: PLR0917 - the run's parts, as _run_kernel takes them
             acc_procs,
             made,
             child_start,
+            sibling,
+            pdraws,
         )  # fmt: skip
         if not full:
             break
         room *= 4
         if fifo < 1:
             draws = np.concatenate((draws, hand_off_draws(inp.gil, 3 * len(draws))))
+        if sibling > 0:
+            pdraws = np.concatenate((pdraws, inp.place.random(3 * len(pdraws))))
     columns = {
         "arrival": arrival,
         "admit": admit,

@@ -85,6 +85,9 @@ R_START, R_GIL, R_CORE, R_GOTCORE, R_RUN, R_END = 50, 51, 52, 53, 54, 55
 S_STEP, S_AFTER, S_REGIL, S_RECORE = 60, 61, 62, 63
 # After a wait for the GIL: its hand-off (``Cpu.run``'s ``handoff``).
 R_HANDOFF, S_HANDOFF = 56, 64
+# And where the kernel woke it: on a core another copy's GIL holder runs on
+# (``Cpu._beside_sibling``), and that core handed over (or -1: none).
+R_PLACE, R_PLACED, S_PLACE, S_PLACED = 57, 58, 65, 66
 # A loop's driver (``Passes._run``), and the kinds of its items:
 DRV_WOKE, DRV_PASS, DRV_ITEM, DRV_RAN, DRV_THEN = 80, 81, 82, 83, 84
 K_READ, K_STEP, K_HOP, K_DONE = 0, 1, 2, 3
@@ -289,6 +292,50 @@ def _hand_over(  # noqa: PLR0917 - a compiled helper takes its arrays positional
     return w, gu
 
 
+@njit(cache=True, inline="always")
+def _placed_on(  # noqa: PLR0917 - a compiled helper takes its arrays positionally
+    core_proc: Any, cores: int, p: int, pdraws: Any, pu: int, sibling: float
+) -> tuple[int, int]:  # pragma: no cover - compiled
+    """``Cpu._beside_sibling``'s choice for a waiter of process ``p`` just
+    handed its GIL: the core another copy's holder runs on that it was woken
+    on (-1: none), and the next ``pu``. A uniform only where such a core
+    exists, a second only where two or more do, as the DES reads them."""
+    held = 0
+    for c in range(cores):
+        if core_proc[c] >= 0 and core_proc[c] != p:
+            held += 1
+    if held == 0:
+        return -1, pu
+    u = pdraws[pu]
+    pu += 1
+    if u >= sibling:
+        return -1, pu
+    pick = 0
+    if held > 1:
+        pick = min(int(pdraws[pu] * held), held - 1)
+        pu += 1
+    for c in range(cores):
+        if core_proc[c] >= 0 and core_proc[c] != p:
+            if pick == 0:
+                return c, pu
+            pick -= 1
+    return -1, pu
+
+
+@njit(cache=True, inline="always")
+def _to_placed(  # noqa: PLR0917 - a compiled helper takes its arrays positionally
+    ei: Any, qs: Any, q: int, ht: Any, hq: Any, hsize: int, eid: int, now: float, core: int
+) -> tuple[int, int]:  # pragma: no cover - compiled
+    """A core given up with waiters woken on it (line ``q``): to the first,
+    and -1 to each other, which then queues for a core (``Cpu._give_core``)."""
+    w = _next(ei, qs, q)
+    hsize, eid = _at(ht, hq, hsize, eid, now, w, core)
+    while qs[q, 2] > 0:
+        w = _next(ei, qs, q)
+        hsize, eid = _at(ht, hq, hsize, eid, now, w, -1)
+    return hsize, eid
+
+
 # One compiled loop, on purpose: the state machines share the event queue, the
 # pools and the tables, which numba keeps in registers and local arrays.
 @njit(cache=True)
@@ -348,6 +395,8 @@ def run_events(  # noqa: PLR0912, PLR0915, PLR0917 - one compiled loop
     acc_procs: Any,
     made: Any,
     child_start: float,
+    sibling: float,
+    pdraws: Any,
 ) -> tuple[Any, ...]:  # pragma: no cover - compiled; checked against the DES in tests
     n_in = times.shape[0]
     # The columns, the connections' intervals, the per-connection tables and
@@ -407,7 +456,16 @@ def run_events(  # noqa: PLR0912, PLR0915, PLR0917 - one compiled loop
     # Two-tier's front loops are processes after the back's, and its back is
     # one pool of every back thread (the shared listen queue).
     nproc = processes + fronts
-    nq = 1 + 3 * nproc
+    # A GIL hand-off woken on another copy's core (``sibling`` > 0): which
+    # process's GIL holder runs on each core (-1: none, or a phase without a
+    # GIL), and a line of the waiters woken on each core, pools after the
+    # others (``Cpu.core_process``, ``Cpu.core_placed``).
+    sib = sibling > 0.0 and gil and cores > 0 and nproc > 1
+    pl0 = 1 + 3 * nproc
+    nq = pl0 + (cores if sib else 0)
+    core_proc = np.full(max(cores, 1), -1, np.int64)
+    n_pdraws = pdraws.shape[0]
+    pu = 0
     fbase = np.zeros(nq, np.int64)
     ftop = np.zeros(nq, np.int64)
     # Each pool's line of waiters: its first, its last and how many (one array
@@ -741,7 +799,7 @@ def run_events(  # noqa: PLR0912, PLR0915, PLR0917 - one compiled loop
                         ei[ent, I_PC] = D_FORKED
                         continue
         while True:
-            if nb + 2 > bcap or (random_gil and gu >= n_draws):
+            if nb + 2 > bcap or (random_gil and gu >= n_draws) or (sib and pu + 2 > n_pdraws):
                 full = True
                 break
             i = ei[ent, I_REQ]
@@ -771,14 +829,37 @@ def run_events(  # noqa: PLR0912, PLR0915, PLR0917 - one compiled loop
                     else:
                         ef[ent, F_WSINCE] = now
                         _wait(ei, qs, q, ent)
-                        ei[ent, I_PC] = R_HANDOFF if handoff > 0 else R_CORE
+                        ei[ent, I_PC] = R_HANDOFF if handoff > 0 else R_PLACE if sib else R_CORE
                         break
                 pc = R_CORE
             elif pc == R_HANDOFF:
                 # Taken after a wait: the waiter's wake-up holds it idle.
                 hsize, eid = _at(ht, hq, hsize, eid, now + handoff, ent, 0)
-                ei[ent, I_PC] = R_CORE
+                ei[ent, I_PC] = R_PLACE if sib else R_CORE
                 break
+            elif pc in (R_PLACE, S_PLACE):
+                # Taken after a wait: woken on a core another copy's holder
+                # runs on, with probability ``sibling`` (``Cpu._beside_sibling``).
+                pc = R_CORE if pc == R_PLACE else S_REGIL
+                p = ei[ent, I_RPROC]
+                if p >= 0:
+                    c, pu = _placed_on(core_proc, cores, p, pdraws, pu, sibling)
+                    if c >= 0:
+                        _wait(ei, qs, pl0 + c, ent)
+                        ei[ent, I_PC] = R_PLACED if pc == R_CORE else S_PLACED
+                        break
+            elif pc in (R_PLACED, S_PLACED):
+                if val < 0:
+                    # Another was woken there first: queue for a core as usual.
+                    pc = R_CORE if pc == R_PLACED else S_REGIL
+                else:
+                    ei[ent, I_RCORE] = val
+                    if pc == R_PLACED:
+                        pc = R_RUN
+                    else:
+                        core_proc[val] = ei[ent, I_RPROC]
+                        ef[ent, F_ACQ] = now
+                        pc = S_STEP
             elif pc == R_CORE:
                 if has_cores:
                     if ftop[0] > 0:
@@ -793,6 +874,9 @@ def run_events(  # noqa: PLR0912, PLR0915, PLR0917 - one compiled loop
                 ei[ent, I_RCORE] = val
                 pc = R_RUN
             elif pc == R_RUN:
+                if sib:
+                    rp = ei[ent, I_RPROC]
+                    core_proc[ei[ent, I_RCORE]] = rp if ei[ent, I_RGIL] >= 0 and rp >= 0 else -1
                 duration = ef[ent, F_RDEMAND]
                 sw = ei[ent, I_RSW]
                 qg = ei[ent, I_RGIL]
@@ -858,7 +942,13 @@ def run_events(  # noqa: PLR0912, PLR0915, PLR0917 - one compiled loop
                     # Hand the GIL (and the core) over, and queue behind.
                     if has_cores:
                         core = ei[ent, I_RCORE]
-                        if qs[0, 2] > 0:
+                        if sib:
+                            core_proc[core] = -1
+                        if sib and qs[pl0 + core, 2] > 0:
+                            hsize, eid = _to_placed(
+                                ei, qs, pl0 + core, ht, hq, hsize, eid, now, core
+                            )
+                        elif qs[0, 2] > 0:
                             w = _next(ei, qs, 0)
                             hsize, eid = _at(ht, hq, hsize, eid, now, w, core)
                         else:
@@ -868,12 +958,12 @@ def run_events(  # noqa: PLR0912, PLR0915, PLR0917 - one compiled loop
                     hsize, eid = _at(ht, hq, hsize, eid, now, w, 0)
                     ef[ent, F_WSINCE] = now
                     _wait(ei, qs, qg, ent)
-                    ei[ent, I_PC] = S_HANDOFF if handoff > 0 else S_REGIL
+                    ei[ent, I_PC] = S_HANDOFF if handoff > 0 else S_PLACE if sib else S_REGIL
                     break
                 pc = S_STEP
             elif pc == S_HANDOFF:
                 hsize, eid = _at(ht, hq, hsize, eid, now + handoff, ent, 0)
-                ei[ent, I_PC] = S_REGIL
+                ei[ent, I_PC] = S_PLACE if sib else S_REGIL
                 break
             elif pc == S_REGIL:
                 if has_cores:
@@ -884,17 +974,25 @@ def run_events(  # noqa: PLR0912, PLR0915, PLR0917 - one compiled loop
                         _wait(ei, qs, 0, ent)
                         ei[ent, I_PC] = S_RECORE
                         break
+                    if sib and ei[ent, I_RPROC] >= 0:
+                        core_proc[ei[ent, I_RCORE]] = ei[ent, I_RPROC]
                 ef[ent, F_ACQ] = now
                 pc = S_STEP
             elif pc == S_RECORE:
                 ei[ent, I_RCORE] = val
+                if sib and ei[ent, I_RPROC] >= 0:
+                    core_proc[val] = ei[ent, I_RPROC]
                 ef[ent, F_ACQ] = now
                 pc = S_STEP
             elif pc == R_END:
                 # Give back the core, the GIL and the lock, in that order.
                 if has_cores:
                     core = ei[ent, I_RCORE]
-                    if qs[0, 2] > 0:
+                    if sib:
+                        core_proc[core] = -1
+                    if sib and qs[pl0 + core, 2] > 0:
+                        hsize, eid = _to_placed(ei, qs, pl0 + core, ht, hq, hsize, eid, now, core)
+                    elif qs[0, 2] > 0:
                         w = _next(ei, qs, 0)
                         hsize, eid = _at(ht, hq, hsize, eid, now, w, core)
                     else:

@@ -61,7 +61,7 @@ RUN_EVENTS_ARGS = (
     "float64", "float64", "int64", "boolean", "boolean", "float64", "float64", "int64",
     "int64", "int64", I1, I1, "boolean", "int64", "float64", "float64", "float64",
     "float64", "float64", "float64", F1, "int64", "float64", "float64", I1, I1, I1, F1,
-    "float64",
+    "float64", "float64", F1,
 )  # fmt: skip
 RUN_EVENTS_RETURNS = (
     "int64", F1, F1, F1, F1, F1, F1, I1, I1, "int8[::1]", F1, I1, F1, F1, F1, F1,

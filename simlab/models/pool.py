@@ -452,7 +452,9 @@ class Cpu:
         assert place is not None
         if place.random() >= self.sibling_share:
             return -1
-        k = held[int(place.integers(len(held)))] if len(held) > 1 else held[0]
+        # A uniform scaled, not ``integers``: the compiled loop reads the same
+        # uniforms drawn ahead (``simlab.fast_events``), and this arithmetic.
+        k = held[min(int(place.random() * len(held)), len(held) - 1)] if len(held) > 1 else held[0]
         woken = self.env.event()
         self.core_placed.setdefault(k, []).append(woken)
         core: int = yield woken

@@ -9,19 +9,13 @@ GIL's hand-off out of order widens waits without moving their mean.
 
 from __future__ import annotations
 
-import math
-from collections.abc import Generator
-from typing import Any
-
 import numpy as np
 import pytest
-import simpy
 
 from simlab import validate
 from simlab.distributions import Exponential, Fixed
 from simlab.errors import UserError
 from simlab.fast import reason_not_fast, uses_events
-from simlab.models.pool import Cpu
 from simlab.params import Architecture, Platform, Trace, Workload
 from simlab.simulation import simulate
 
@@ -157,40 +151,6 @@ def test_a_phase_runs_slower_for_each_thread_queued_for_the_cores() -> None:
     assert off == pytest.approx([0.001] * 3)
     gil = _cpu_times("thread-per-connection", _burst(3), p.with_(gil=True, cores=None))
     assert gil == pytest.approx([0.001] * 3)
-
-
-def _starts(platform: Platform, phases: list[tuple[int, float]]) -> list[float]:
-    """When each phase (process, ms of CPU), all asked for at time 0 in this
-    order, started running on ``platform``'s cores, two processes."""
-    env = simpy.Environment()
-    cpu = Cpu(env, platform, 2, None, np.random.default_rng(0))
-    started: list[float] = []
-
-    def phase(process: int, ms: float, k: int) -> Generator[simpy.Event, Any, None]:
-        _, at = yield from cpu.run(cpu.gil(process), ms * 1e-3, 0, process)
-        started[k] = at
-
-    for k, (process, ms) in enumerate(phases):
-        started.append(math.nan)
-        env.process(phase(process, ms, k))
-    env.run()
-    return [round(t * 1e3, 9) for t in started]
-
-
-def test_a_gil_hand_off_waits_for_the_core_another_copy_holds() -> None:
-    # Copy 0 runs 1 ms and hands its GIL to its second thread; copy 1 holds
-    # the other core for 3 ms. Woken on copy 1's core (share 1), that thread
-    # waits there until 3 ms though copy 0's core is free from 1 ms.
-    p = BARE.with_(cores=2, gil_sibling_share=1.0)
-    phases = [(0, 1.0), (1, 3.0), (0, 1.0)]
-    assert _starts(p, phases) == [0.0, 0.0, 3.0]
-    assert _starts(p.with_(gil_sibling_share=0.0), phases) == [0.0, 0.0, 1.0]
-    # One copy: no other copy's core to be woken on.
-    assert _starts(p, [(0, 1.0), (0, 1.0)]) == [0.0, 1.0]
-    # A GIL taken without a wait is not a hand-off: nothing to be woken.
-    assert _starts(p, [(0, 1.0), (1, 3.0)]) == [0.0, 0.0]
-    with pytest.raises(ValueError, match="gil_sibling_share"):
-        Platform(gil_sibling_share=1.5)
 
 
 def test_a_platform_describes_a_mechanism_only_when_it_is_on() -> None:
