@@ -813,7 +813,8 @@ def _accepted_sooner(miss: dict[str, Any], rows: list[dict[str, Any]]) -> dict[s
     """A threads-peak miss over the prediction, beyond noise and saturated, of
     persistent connections each with a thread (or child) of its own, every
     run over every predicted run and under the connections: both acceptors
-    behind the connections, the server's less. Where the same case's served
+    behind the connections, the server's less; or every run at the
+    connections: the server's acceptors kept up, the model's did not. Where the same case's served
     rate was measured in the same runs, whether the runs that made more
     threads served less (their order) is said, as the data show it."""
     peaks = _owner_peaks(miss)
@@ -821,15 +822,24 @@ def _accepted_sooner(miss: dict[str, Any], rows: list[dict[str, Any]]) -> dict[s
     if peaks is None or n is None:
         return None
     measured, predicted = peaks
-    if not min(measured) > max(predicted) or not max(measured) < n:
+    # Every run's acceptors kept up with the connections (a thread for each),
+    # or none did: a case of some of each is no such reading.
+    every = min(measured) >= n
+    if not min(measured) > max(predicted) or not (every or max(measured) < n):
         return None
     runs = ", ".join(_n(v) for v in measured)
+    model = ", ".join(_n(v) for v in predicted)
     text = (
-        f"connections accepted sooner than the model's: a thread (or child) a connection "
-        f"for its life, so the threads count the connections accepted; the server's peaked "
-        f"at {runs} of {n:,} connections, every run over the model's "
-        f"{', '.join(_n(v) for v in predicted)}: both acceptors behind the connections, "
-        f"the model's further"
+        "connections accepted sooner than the model's: a thread (or child) a connection "
+        "for its life, so the threads count the connections accepted; the server's peaked "
+        + (
+            f"at {runs}, a thread for each of its {n:,} connections in every run, where "
+            f"the model's peaked at {model}: the server's acceptors kept up with the "
+            f"connections, the model's fell behind"
+            if every
+            else f"at {runs} of {n:,} connections, every run over the model's {model}: both "
+            f"acceptors behind the connections, the model's further"
+        )
     )
     served = _row(rows, miss["model"], miss["config"], "throughput_rps")
     rates = _run_values(served, "measured_runs") if served is not None else []

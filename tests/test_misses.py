@@ -637,6 +637,12 @@ def test_connections_accepted_sooner_when_every_run_peaks_over_the_model() -> No
     assert "the runs that made more threads served more" in explain(miss, [miss, more])["text"]
     mixed = {**served, "measured_runs": [262.0, 143.2, 296.1]}
     assert "do not follow their threads" in explain(miss, [miss, mixed])["text"]
+    # Every run made a thread for every connection (the 6 December runs): the
+    # server's acceptors kept up where the model's fell behind.
+    kept_up = {**miss, "measured_runs": [2003.0, 2003.0, 2003.0], "measured": 2003.0}
+    text = explain(kept_up, [kept_up, served])["text"]
+    assert "accepted sooner" in text and "a thread for each of its 2,000 connections" in text
+    assert "kept up" in text and "1,281, 1,327, 1,337" in text
     alone = explain(miss, [miss])["text"]  # no served rate measured: no order said
     assert "served less" not in alone and "served more" not in alone and "follow" not in alone
     for other in (
