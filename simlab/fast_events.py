@@ -837,29 +837,6 @@ def run_events(  # noqa: PLR0912, PLR0915, PLR0917 - one compiled loop
                 hsize, eid = _at(ht, hq, hsize, eid, now + handoff, ent, 0)
                 ei[ent, I_PC] = R_PLACE if sib else R_CORE
                 break
-            elif pc in (R_PLACE, S_PLACE):
-                # Taken after a wait: woken on a core another copy's holder
-                # runs on, with probability ``sibling`` (``Cpu._beside_sibling``).
-                pc = R_CORE if pc == R_PLACE else S_REGIL
-                p = ei[ent, I_RPROC]
-                if p >= 0:
-                    c, pu = _placed_on(core_proc, cores, p, pdraws, pu, sibling)
-                    if c >= 0:
-                        _wait(ei, qs, pl0 + c, ent)
-                        ei[ent, I_PC] = R_PLACED if pc == R_CORE else S_PLACED
-                        break
-            elif pc in (R_PLACED, S_PLACED):
-                if val < 0:
-                    # Another was woken there first: queue for a core as usual.
-                    pc = R_CORE if pc == R_PLACED else S_REGIL
-                else:
-                    ei[ent, I_RCORE] = val
-                    if pc == R_PLACED:
-                        pc = R_RUN
-                    else:
-                        core_proc[val] = ei[ent, I_RPROC]
-                        ef[ent, F_ACQ] = now
-                        pc = S_STEP
             elif pc == R_CORE:
                 if has_cores:
                     if ftop[0] > 0:
@@ -1490,6 +1467,33 @@ def run_events(  # noqa: PLR0912, PLR0915, PLR0917 - one compiled loop
                 outcome[i] = 0
                 in_system -= 1
                 pc = LOOP_NEXT
+            # Last in the chain: taken only with copies woken on each other's
+            # cores (``sibling``). Before the states above, they cost every
+            # hotter state two comparisons: the default platform's loop took
+            # about 7% longer (8 interleaved pairs of benchmarks/bench_summary.py).
+            elif pc in (R_PLACE, S_PLACE):
+                # Taken after a wait: woken on a core another copy's holder
+                # runs on, with probability ``sibling`` (``Cpu._beside_sibling``).
+                pc = R_CORE if pc == R_PLACE else S_REGIL
+                p = ei[ent, I_RPROC]
+                if p >= 0:
+                    c, pu = _placed_on(core_proc, cores, p, pdraws, pu, sibling)
+                    if c >= 0:
+                        _wait(ei, qs, pl0 + c, ent)
+                        ei[ent, I_PC] = R_PLACED if pc == R_CORE else S_PLACED
+                        break
+            elif pc in (R_PLACED, S_PLACED):
+                if val < 0:
+                    # Another was woken there first: queue for a core as usual.
+                    pc = R_CORE if pc == R_PLACED else S_REGIL
+                else:
+                    ei[ent, I_RCORE] = val
+                    if pc == R_PLACED:
+                        pc = R_RUN
+                    else:
+                        core_proc[val] = ei[ent, I_RPROC]
+                        ef[ent, F_ACQ] = now
+                        pc = S_STEP
             else:
                 raise AssertionError("unknown program counter")
         if full:
