@@ -322,8 +322,10 @@ def _run_events(  # noqa: PLR0917 - the run's parts, as _run_kernel takes them
     fifo = p.gil_fifo_share if p.gil else 1.0
     draws = hand_off_draws(inp.gil, n + 1) if fifo < 1 else np.empty(0)
     # A hand-off woken on another copy's core reads up to two uniforms of the
-    # ``place`` stream, as ``Cpu._beside_sibling`` reads them one by one.
-    sibling = p.gil_sibling_share if p.gil and p.cores is not None else 0.0
+    # ``place`` stream, as ``Cpu._beside_sibling`` reads them one by one; with
+    # one process there is no other copy, and nothing to draw.
+    copies = p.gil and p.cores is not None and arch.processes + fronts > 1
+    sibling = p.gil_sibling_share if copies else 0.0
     pdraws = inp.place.random(2 * n + 2) if sibling > 0 else np.empty(0)
     while True:
         (sent, arrival, admit, start, end, service, cpu, worker, process, outcome, let_go, ended,

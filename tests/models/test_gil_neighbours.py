@@ -177,22 +177,25 @@ def test_fit_neighbour_share_finds_a_planted_share() -> None:
     assert math.isclose(bare.value, 1.0)
 
 
-def test_the_committed_profile_fits_the_share_or_labels_it() -> None:
-    # Fitted from the beside runs with the GIL's other costs in place: an
-    # interval inside (0, 1], or, where the runs do not bound it, the
-    # preset's 1 labelled as an assumption, with no interval shown.
+@pytest.mark.parametrize(("key", "preset"), [("gil_neighbour_share", 1.0),
+                                             ("gil_sibling_share", 0.0)])  # fmt: skip
+def test_the_committed_profile_fits_the_share_or_labels_it(key: str, preset: float) -> None:
+    # Fitted from its runs (beside the load generator; two copies) with the
+    # GIL's other costs in place: an interval inside (0, 1], or, where the
+    # runs do not bound it, the preset's value labelled as an assumption,
+    # with no interval shown.
     profile = json.loads((REPO / "data" / "profiles" / "cpython.json").read_text())
-    entry = profile["parameters"]["gil_neighbour_share"]
+    entry = profile["parameters"][key]
     # The committed profile as simlab reads it (the tests' own $SIMLAB_DATA
     # holds a frozen one).
-    used = platform_from_profile(profile, source="cpython.json").gil_neighbour_share
+    used = getattr(platform_from_profile(profile, source="cpython.json"), key)
     if entry["identified"]:
         low, high = entry["ci95"]
         assert 0 < low <= entry["value"] <= high <= 1
         assert used == entry["value"]
     else:
         assert "ci95" not in entry and "not identified" in entry["assumption"]
-        assert used == simlab.platforms.cpython().gil_neighbour_share == 1.0
+        assert used == getattr(simlab.platforms.cpython(), key) == preset
 
 
 def test_the_gil_costs_and_the_share_are_fitted_in_turn_until_the_share_stays(

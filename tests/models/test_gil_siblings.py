@@ -5,10 +5,8 @@ core, and waits there, its GIL idle, until that holder gives the core up."""
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Generator
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -19,10 +17,8 @@ import simlab
 from simlab import calibrate as cal
 from simlab.models.pool import Cpu
 from simlab.params import Platform
-from simlab.platforms import platform_from_profile
 from simlab.real.grids import SIBLING_REPEATS, SIBLINGS, grid
 
-REPO = Path(__file__).resolve().parents[2]
 # No overhead but the ones a test sets.
 BARE = Platform(
     name="bare", cores=2, gil=True, context_switch_us=0.0, switch_contention=0.0,
@@ -113,16 +109,3 @@ def test_fit_sibling_share_finds_a_planted_share() -> None:
     served_none = [(run, {"throughput_rps": 0.0}) for run, _ in planted]
     assert "served nothing" in cal.fit_sibling_share(served_none, platform).why
     assert "too few" in cal.fit_sibling_share(planted[:1], platform).why
-
-
-def test_the_committed_profile_fits_the_sibling_share_or_labels_it() -> None:
-    profile = json.loads((REPO / "data" / "profiles" / "cpython.json").read_text())
-    entry = profile["parameters"]["gil_sibling_share"]
-    used = platform_from_profile(profile, source="cpython.json").gil_sibling_share
-    if entry["identified"]:
-        low, high = entry["ci95"]
-        assert 0 < low <= entry["value"] <= high <= 1
-        assert used == entry["value"]
-    else:
-        assert "ci95" not in entry and "not identified" in entry["assumption"]
-        assert used == 0.0
